@@ -48,7 +48,7 @@ from benchlib import (
     workdir,
 )
 
-from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import CONSOLE_ENTRY, StokerProcess, kill_leftovers, live, task_pids
 
 NS = (1, 10, 100, 500)
 SETTLE_SECS = 1.0  # after the last RUNNING line, before a window opens or memory is read
@@ -97,7 +97,8 @@ class Supervised:
             config.write_text(config_text(n))
         self.config = config
         self.started_at = time.monotonic()
-        self.proc = StokerProcess(["run", str(self.config), "--sandbox", str(self.sandbox)], self.dir)
+        self.proc = StokerProcess(["run", str(self.config), "--sandbox", str(self.sandbox)], self.dir,
+                                  entry=CONSOLE_ENTRY)
         self.up_secs: float | None = None
 
     @property

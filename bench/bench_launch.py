@@ -59,7 +59,7 @@ from pathlib import Path
 import benchlib
 from benchlib import REPO, Row, med_max, ms, progress, summary, workdir
 
-from tests.support.stoker_proc import kill_leftovers, task_pids
+from tests.support.stoker_proc import CONSOLE_ENTRY, kill_leftovers, task_pids
 
 NS = (1, 10, 100, 500)
 TARGETS = {1: 0.040, 100: 0.150}  # launch → N RUNNING, medians (issue 14)
@@ -111,7 +111,7 @@ def stoker_argv() -> list[str]:
     """What the `stoker` console script runs (`python -m executor` would load runpy, 7 ms
     more), the same at every commit, so a run of this script at an older commit measures that
     commit's product."""
-    return [sys.executable, "-c", "import sys; from executor.cli.start import run; sys.exit(run())"]
+    return [sys.executable, *CONSOLE_ENTRY]
 
 
 def child_env() -> dict[str, str]:

@@ -46,9 +46,9 @@ from config.loader import load_job
 from tests.support import agent_sim
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
-from tests.support.stoker_proc import kill_leftovers, task_pids
+from tests.support.stoker_proc import CONSOLE_ENTRY, kill_leftovers, task_pids
 
-STOKER = [sys.executable, "-m", "executor", "executor"]
+STOKER = [sys.executable, *CONSOLE_ENTRY, "executor"]  # as the agent runs the `stoker` script
 ECHO = [sys.executable, str(REPO / "tests/support/echo_executor.py")]
 GRACE_SECS = 0.5
 SETTLE_SECS = 0.3  # after RUNNING, before the memory reading: the task is running

@@ -63,10 +63,17 @@ def stop_signals_default() -> Iterator[None]:
             signal.signal(signum, signal.SIG_IGN)
 
 
+# What the installed `stoker` console script runs (`python -m executor` also loads runpy and
+# importlib.util, which a supervisor then keeps: the bench measures what operators run).
+CONSOLE_ENTRY = ("-c", "import sys; from executor.cli.start import run; sys.exit(run())")
+
+
 class StokerProcess:
     def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None,
-                 pass_fds: tuple[int, ...] = (), launcher: tuple[str, ...] = ()) -> None:
-        """`launcher`: a command prefix that execs the rest (a seccomp filter's, tests/support/seccomp.py)."""
+                 pass_fds: tuple[int, ...] = (), launcher: tuple[str, ...] = (),
+                 entry: tuple[str, ...] = ("-m", "executor")) -> None:
+        """`launcher`: a command prefix that execs the rest (a seccomp filter's, tests/support/seccomp.py);
+        `entry`: what Python runs (`CONSOLE_ENTRY`: what the installed `stoker` script runs)."""
         self.workdir = Path(workdir)
         self.stdout_path = self.workdir / "stoker.stdout"
         self.stderr_path = self.workdir / "stoker.stderr"
@@ -75,7 +82,7 @@ class StokerProcess:
         full_env.update(env or {})
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err, stop_signals_default():
             self.proc = subprocess.Popen(
-                [*launcher, sys.executable, "-m", "executor", *args],
+                [*launcher, sys.executable, *entry, *args],
                 cwd=self.workdir, env=full_env, stdout=out, stderr=err,
                 stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=pass_fds,
             )
