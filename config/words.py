@@ -2,8 +2,8 @@
 safe to print. PURE.
 
 Owns the two helpers every reason sentence uses: `plural(3, "attempt")` → "3 attempts"
-and `number(5.0)` → "5"; `did_you_mean`, the tail of every "unknown name" message; and
-`columns` and `pad`, a table cell's width as a terminal shows it; and
+and `number(5.0)` → "5"; `did_you_mean`, the tail of every "unknown name" message;
+`shell_word` and `shell_path`, a word of a command a message suggests; `columns` and `pad`, a table cell's width as a terminal shows it; and
 `printable`, which every printer (`stoker run`'s console,
 `stoker status`, `stoker inspect`, the text log, `stoker: error:` lines, the observer's
 pages) passes text through so that control characters from a health endpoint's body, a
@@ -118,6 +118,13 @@ def shell_word(text: str) -> str:
     if text.endswith("\n"):
         return "$'" + re.sub(_SHELL_ESCAPED, _shell_escape, text) + "'"
     return "\"$(printf '" + re.sub(_PRINTF_ESCAPED, _printf_escape, text) + "')\""
+
+
+def shell_path(path: str) -> str:
+    """`shell_word` of a path, with `./` before a relative one that starts with `-` (`-dir`):
+    the same file, which no command's argparse reads as an option (`stoker kill -dir` was
+    refused: `unrecognized arguments`), wherever the word stands among the options."""
+    return shell_word("./" + path if path.startswith("-") else path)
 
 
 def _printf_escape(match: re.Match[str]) -> str:

@@ -13,6 +13,7 @@ from config.words import (
     printable,
     printable_lines,
     quoted,
+    shell_path,
     shell_word,
     texts,
 )
@@ -114,6 +115,14 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
 ])
 def test_shell_word_is_one_word_a_posix_shell_reads_back_as_the_text_on_one_line(text, word):
     assert shell_word(text) == word
+
+
+@pytest.mark.parametrize("path, word", [
+    ("-dir", "./-dir"), ("-a b", "'./-a b'"), ("-\t", "\"$(printf './-\\t')\""),  # read as no option
+    ("/tmp/-dir", "/tmp/-dir"), ("a-", "a-"), ("", "''"),
+])
+def test_shell_path_is_a_word_no_command_takes_for_an_option(path, word):
+    assert shell_path(path) == word
 
 
 @pytest.mark.parametrize("text, half", [
