@@ -39,7 +39,7 @@ _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # (the loader's every text: compiled now)
 _SHELL_PLAIN = r"[A-Za-z0-9@%+=:,./_-]+"  # shlex.quote's safe characters, ASCII only
 _SHELL_ESCAPED = "[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]"
-_PRINTF_ESCAPED = "^-|[\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]"  # and a leading `-`
+_PRINTF_ESCAPED = "^-|[!\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]"  # and a leading `-`
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -128,12 +128,14 @@ def shell_path(path: str) -> str:
 
 
 def _printf_escape(match: re.Match[str]) -> str:
-    """A character of printf's format as it writes it (a leading `-`: not taken for an option)."""
+    """A character of printf's format as it writes it (a leading `-`: not taken for an option;
+    `!` as `\\041`: the word stands in double quotes, where a shell's history expansion that
+    does not see the single quotes inside `$(...)` would read `!b` as an event)."""
     char = match.group()
     if char in "\\%":
         return char * 2
-    if char in "'-":
-        return "'\\''" if char == "'" else "\\055"
+    if char in "'-!":
+        return {"'": "'\\''", "-": "\\055", "!": "\\041"}[char]
     if char in _NAMED:
         return _NAMED[char]
     errors = "surrogateescape" if 0xDC80 <= ord(char) <= 0xDCFF else "surrogatepass"  # a byte; a lone half
