@@ -44,7 +44,7 @@ from config.templates import (
     refs_in,
 )
 from config.warnfilters import filtered, ignored, shown_not_raised
-from config.words import lone_surrogate, quoted, shell_word, texts
+from config.words import lone_surrogate, quoted, shell_path, shell_word, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
@@ -221,9 +221,17 @@ def load_job(path: str | Path, jobkey: str | None = None,
     except ConfigError as exc:
         if _swapped(path, jobkey):
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "
-                              f"did you mean {shell_word(str(jobkey))} {shell_word(str(path))}?") from None
+                              f"did you mean {_in_order(str(jobkey), str(path))}?") from None
         raise
     return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), quoted(str(path)))
+
+
+def _in_order(config: str, jobkey: str) -> str:
+    """The two words a command reads back as CONFIG then JOBKEY: a config path that starts with
+    `-` as `./-x.aurora`, and `--` first for a job key that does (argparse read either as an
+    option: `unrecognized arguments`)."""
+    words = f"{shell_path(config)} {shell_word(jobkey)}"
+    return "-- " + words if jobkey.startswith("-") else words
 
 
 def _swapped(path: str | Path, jobkey: str | None) -> bool:

@@ -2,8 +2,8 @@
 safe to print. PURE.
 
 Owns the two helpers every reason sentence uses: `plural(3, "attempt")` → "3 attempts"
-and `number(5.0)` → "5"; `did_you_mean`, the tail of every "unknown name" message; and
-`columns` and `pad`, a table cell's width as a terminal shows it; and
+and `number(5.0)` → "5"; `did_you_mean`, the tail of every "unknown name" message;
+`shell_word` and `shell_path`, a word of a command a message suggests; `columns` and `pad`, a table cell's width as a terminal shows it; and
 `printable`, which every printer (`stoker run`'s console,
 `stoker status`, `stoker inspect`, the text log, `stoker: error:` lines, the observer's
 pages) passes text through so that control characters from a health endpoint's body, a
@@ -39,7 +39,7 @@ _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # (the loader's every text: compiled now)
 _SHELL_PLAIN = r"[A-Za-z0-9@%+=:,./_-]+"  # shlex.quote's safe characters, ASCII only
 _SHELL_ESCAPED = "[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]"
-_PRINTF_ESCAPED = "^-|[\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]"  # and a leading `-`
+_PRINTF_ESCAPED = "^-|[!\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]"  # and a leading `-`
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -120,13 +120,22 @@ def shell_word(text: str) -> str:
     return "\"$(printf '" + re.sub(_PRINTF_ESCAPED, _printf_escape, text) + "')\""
 
 
+def shell_path(path: str) -> str:
+    """`shell_word` of a path, with `./` before a relative one that starts with `-` (`-dir`):
+    the same file, which no command's argparse reads as an option (`stoker kill -dir` was
+    refused: `unrecognized arguments`), wherever the word stands among the options."""
+    return shell_word("./" + path if path.startswith("-") else path)
+
+
 def _printf_escape(match: re.Match[str]) -> str:
-    """A character of printf's format as it writes it (a leading `-`: not taken for an option)."""
+    """A character of printf's format as it writes it (a leading `-`: not taken for an option;
+    `!` as `\\041`: the word stands in double quotes, where a shell's history expansion that
+    does not see the single quotes inside `$(...)` would read `!b` as an event)."""
     char = match.group()
     if char in "\\%":
         return char * 2
-    if char in "'-":
-        return "'\\''" if char == "'" else "\\055"
+    if char in "'-!":
+        return {"'": "'\\''", "-": "\\055", "!": "\\041"}[char]
     if char in _NAMED:
         return _NAMED[char]
     errors = "surrogateescape" if 0xDC80 <= ord(char) <= 0xDCFF else "surrogatepass"  # a byte; a lone half

@@ -22,7 +22,7 @@ import os
 
 import attrs
 
-from config.words import quoted, shell_word
+from config.words import quoted, shell_path
 from executor.host.clock import iso_time
 from executor.host.identity import ProcessIdentity, boot_secs, is_alive, read_proc
 from executor.host.identity import boot_id as this_boot
@@ -195,4 +195,4 @@ def _busy_message(sandbox: str, other: Holder | None) -> str:
     # named as errors quote what they were given; the command as bash reads it back (not repr:
     # `"it's $HOME"` expanded there)
     return (f"sandbox {quoted(sandbox)} is held by {who}: one supervisor per sandbox; stop it first "
-            f"(`stoker kill {shell_word(sandbox)}`) or use another sandbox")
+            f"(`stoker kill {shell_path(sandbox)}`) or use another sandbox")

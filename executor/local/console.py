@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.words import columns, pad, printable, shell_word
+from config.words import columns, pad, printable, shell_path, shell_word
 from executor.events import (
     HealthTransition,
     KillStep,
@@ -219,7 +219,7 @@ class ConsoleReporter:
         from executor.local.attempts import next_number  # only a run that failed needs it
 
         # as bash reads it back, on one line (shlex.quote left a newline or an escape raw)
-        tail = f"stoker tail {shell_word(str(self._sandbox))} {shell_word(process)}"
+        tail = f"stoker tail {shell_path(str(self._sandbox))} {shell_word(process)}"
         kept = next_number(self._sandbox)  # once the task restarts, its logs are that attempt's
         later = f"; once the task has restarted, add --attempt {kept}" if kept is not None else ""
         if not lines:

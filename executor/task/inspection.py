@@ -67,9 +67,19 @@ class Inspection:
     registered_wall: float | None = None  # when its registry entry was written (None: read without one)
     after_latest: bool = True  # an `attempt` None: the entry's id is newer than the checkpoint's latest
     run_uid: int | None = None  # the uid its header says its processes ran as, when trusted (`trusted_run_uid`)
+    judged_as: TaskUser | None = None  # the task's user its leftovers were judged against (`with_leftovers`)
 
 
 Viewed = tuple[TaskView | None, str]
+
+
+@attrs.frozen
+class TaskUser:
+    """The uid a task's processes are taken to run as, and whence: its checkpoint's header
+    (`trusted_run_uid`) or, when that names none that is trusted, the sandbox's owner."""
+
+    uid: int | None  # None: neither known (the sandbox cannot be seen)
+    source: str | None  # "checkpoint_header" or "sandbox_owner" (None: neither known)
 
 
 def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
@@ -282,14 +292,23 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
         if inspection.truth.lost and marker:
             carried = carrying(found.values(), marker)
             held = held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned)
-            uid = inspection.run_uid if inspection.run_uid is not None else _owner(inspection.sandbox)
-            listed, foreign = by_user(carried, uid, marker, held)
+            user = task_user(inspection)
+            listed, foreign = by_user(carried, user.uid, marker, held)
             seen = {p.pid for p in carried}
             listed += [Leftover(pid, "", None, command_of(pid)) for pid in held if pid not in seen]
             inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)),
-                                      foreign=tuple(foreign), leftovers_looked=True)
+                                      foreign=tuple(foreign), leftovers_looked=True, judged_as=user)
         out.append(inspection)
     return out
+
+
+def task_user(inspection: Inspection) -> TaskUser:
+    """The task's user (`leftoverprocs.py`): the uid its header names when trusted, else the
+    sandbox's owner."""
+    if inspection.run_uid is not None:
+        return TaskUser(inspection.run_uid, "checkpoint_header")
+    owner = _owner(inspection.sandbox)
+    return TaskUser(owner, "sandbox_owner" if owner is not None else None)
 
 
 def _owner(sandbox: Path) -> int | None:
@@ -386,8 +405,9 @@ def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
 def status_json(inspection: Inspection) -> dict[str, Any]:
     """The replayed view, plus what is true now: `state` (LOST when the supervisor is
     gone without a terminal record; RESTARTING between two attempts), `supervisor_alive`,
-    `lost_since` and its source, the leftover processes, a RESTARTING task's `restart`, and
-    the attempt shown, with its start (`shown_attempt`)."""
+    `lost_since` and its source, the leftover processes, a RESTARTING task's `restart`, the
+    attempt shown, with its start (`shown_attempt`), and the task's user the leftovers are
+    judged against and whence (`task_user`)."""
     doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
     truth = inspection.truth
     if inspection.view is None:  # `unrecorded`: what the sandbox's lock and entry say
@@ -395,7 +415,9 @@ def status_json(inspection: Inspection) -> dict[str, Any]:
                    problem=inspection.problem)
     number, started = shown_attempt(inspection) if inspection.view is not None else (None, None)
     if inspection.view is not None:  # the attempt shown, as the text's `attempt=` and `started:`
-        doc.update(attempt=number, started=started, started_iso=iso_time(started))
+        user = inspection.judged_as or task_user(inspection)  # (each attempt's `run_uid`: as recorded)
+        doc.update(attempt=number, started=started, started_iso=iso_time(started),
+                   task_uid=user.uid, task_uid_source=user.source)
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
                leftovers=[attrs.asdict(p) for p in inspection.leftovers],

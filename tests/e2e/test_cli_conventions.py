@@ -22,7 +22,7 @@ from config.argdecl import variables
 from config.executorsettings import ExecutorSettings
 from executor.cli.main import _parser
 from tests.support.pty_proc import PtyProcess
-from tests.support.shellwords import fake_sh, in_aurora
+from tests.support.shellwords import fake_sh, in_aurora, python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 EXAMPLES = REPO / "examples"
@@ -92,6 +92,24 @@ def test_arguments_in_aurora_order_get_a_hint():
     assert message == ("'devcluster/www-data/prod/hello': cannot read the config file: No such file or "
                        "directory; the config file comes first, then the job key: did you mean "
                        f"{example} devcluster/www-data/prod/hello?")
+
+
+@pytest.mark.parametrize("config, cluster", [("-x.aurora", "c"), ("x.aurora", "-c")])
+def test_the_aurora_order_hint_for_a_word_that_starts_with_a_dash_runs_pasted_into_a_shell(tmp_path, config, cluster):
+    """`stoker inspect -- c/r/e/web -x.aurora` said `did you mean -x.aurora c/r/e/web?`:
+    pasted after `stoker inspect`, argparse read `-x.aurora` as an option (`unrecognized
+    arguments`), as it read a job key `-c/r/e/web`."""
+    (tmp_path / config).write_text(f"jobs = [Job(cluster='{cluster}', role='r', environment='e', name='web', "
+                                   f"task=Task(processes=[Process(name='web', cmdline='x')], {RESOURCES}))]\n")
+    key = f"{cluster}/r/e/web"
+    message = one_error(stoker("inspect", "--", key, config, cwd=tmp_path))
+    words = message.split(": did you mean ", 1)[1].removesuffix("?")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
+    for shell in ("dash", "bash"):
+        line = f"{python_sh('-m', 'executor')} inspect {words}"
+        pasted = subprocess.run([shell, "-c", line], cwd=tmp_path, env=dict(env, PYTHONPATH=str(REPO)),
+                                capture_output=True, text=True, timeout=60)
+        assert pasted.returncode == 0 and pasted.stdout.startswith(f"job {key}\n"), (shell, line, pasted.stderr)
 
 
 def test_a_port_name_the_job_does_not_use_is_an_error(tmp_path):

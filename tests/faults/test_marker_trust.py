@@ -224,6 +224,10 @@ def test_a_header_s_run_uid_counts_only_when_no_one_but_root_or_that_user_could_
             trusted = writer == "root"
             assert [p["pid"] for p in doc["leftovers"]] == ([other.pid] if trusted else []), doc
             assert [p["pid"] for p in doc["foreign_processes"]] == ([] if trusted else [other.pid]), doc
+            # the uid they were judged against, and whence (was: only each attempt's `run_uid`, as recorded)
+            assert (doc["task_uid"], doc["task_uid_source"]) == (
+                (bob.pw_uid, "checkpoint_header") if trusted else (alice.pw_uid, "sandbox_owner")), doc
+            assert [a["run_uid"] for a in doc["attempts"]] == [bob.pw_uid]  # as recorded, trusted or not
         finally:
             other.kill()
             other.wait()

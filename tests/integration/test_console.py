@@ -10,6 +10,7 @@ import os
 import select
 import subprocess
 import time
+from pathlib import Path
 
 from config.logline import log_event
 from config.words import columns
@@ -17,6 +18,8 @@ from executor.cli.logsetup import JsonFormatter, QuietHandler
 from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
 from executor.local.console import ConsoleReporter, Output
 from executor.logs import Spool
+from tests.support.shellwords import python_sh
+from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
 F_GETPIPE_SZ = 1032  # fcntl.F_GETPIPE_SZ from Python 3.10 on Linux; spelt out for mypy's stubs
@@ -120,6 +123,23 @@ def test_the_tail_command_of_a_sandbox_with_a_newline_and_an_escape_in_its_name_
     for shell in ("dash", "bash"):  # any POSIX shell: dash has no `$'...'`, which was the form
         shown = subprocess.run([shell, "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
         assert shown.stdout == os.fsencode(str(sandbox)), shell
+
+
+def test_the_tail_command_of_a_relative_sandbox_that_starts_with_a_dash_runs_pasted_into_a_shell(tmp_path, monkeypatch):
+    """`stoker tail -sb web --run 0 -n +1`: argparse read `-sb` as an option (`unrecognized
+    arguments`); `./-sb` is the same sandbox."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-sb" / ".logs" / "web" / "0").mkdir(parents=True)
+    (tmp_path / "-sb" / ".logs" / "web" / "0" / "stderr").write_text("")
+    (tmp_path / "-sb" / ".logs" / "web" / "0" / "stdout").write_text("its output\n")
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=Path("-sb"), live=False).on_transition(failed(run=0))
+    command = buf.getvalue().splitlines()[1].split("its stdout: stoker ", 1)[1].split(";", 1)[0]
+    for shell in ("dash", "bash"):
+        line = f"{python_sh('-m', 'executor')} {command}"
+        pasted = subprocess.run([shell, "-c", line], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                                capture_output=True, text=True, timeout=60)
+        assert (pasted.returncode, pasted.stdout) == (0, "its output\n"), (shell, line, pasted.stderr)
 
 
 def test_the_live_view_is_cleared_on_close_and_not_drawn_again():

@@ -31,6 +31,7 @@ from executor.host.sandbox import open_stoker_dir
 from executor.host.session import OPERATOR_KILL, HostSession
 from executor.procs.saferead import UnsafeEntry
 from tests.support.control_socket import ask_all
+from tests.support.pty_proc import typed_into_interactive_bash
 from tests.support.stoker_proc import REPO
 from tests.support.users import needs_root
 from tests.support.waiting import wait_for
@@ -385,7 +386,8 @@ def test_past_the_connection_limit_a_client_is_refused_and_one_closed_makes_room
             sock.close()
 
 
-@pytest.mark.parametrize("name", ["it's $HOME `id` a\\b", "line\nbreak \udcff\x1b"], ids=["shell-specials", "controls"])
+@pytest.mark.parametrize("name", ["it's $HOME `id` a\\b", "line\nbreak \udcff\x1b", "a!b \x01!!"],
+                         ids=["shell-specials", "controls", "bang-and-control"])
 def test_the_kill_command_a_busy_sandbox_suggests_names_that_sandbox_in_a_shell(tmp_path, name):
     """`(stoker kill WORD)`: WORD, pasted into bash, is the sandbox's own path. Was: its
     repr, `"…/it's $HOME `id` a\\\\b"`, in which bash expands `$HOME` and runs `id`, and a
@@ -402,3 +404,5 @@ def test_the_kill_command_a_busy_sandbox_suggests_names_that_sandbox_in_a_shell(
     for shell in ("dash", "bash"):  # any POSIX shell: dash has no `$'...'`, which was the form
         shown = subprocess.run([shell, "-c", f"printf %s {word}"], capture_output=True, timeout=20, check=True)
         assert shown.stdout == os.fsencode(str(sandbox)), shell
+    # typed at an interactive bash, whose history expansion reads `!` in double quotes
+    assert typed_into_interactive_bash(word, tmp_path) == os.fsencode(str(sandbox))

@@ -111,3 +111,20 @@ class PtyProcess:
                 pass
             self.wait(10)
         self.hang_up()
+
+
+def typed_into_interactive_bash(line: str, workdir: Path) -> bytes:
+    """What `printf %s LINE` writes when typed at an interactive bash on a terminal (history
+    expansion on, as at an operator's prompt: `!b` in double quotes is an event there, and
+    the line fails with `event not found`), where `bash -c` expands no history."""
+    out = workdir / "typed-printf.out"
+    bash = PtyProcess([], workdir, env={"HISTFILE": os.devnull, "PS1": "$ "}, argv=[
+        sys.executable, "-c", "import os; os.execvp('bash', ['bash', '--norc', '--noprofile', '-i'])"])
+    try:
+        # `exit` on a line of its own: a line whose expansion failed is not run at all
+        bash.type(f"set -o histexpand; printf %s {line} > {out.name}\nexit\n".encode())
+        assert bash.wait(20) == 0, bash.read_to_end(1)
+        return out.read_bytes() if out.exists() else b"(nothing written: " + bash.read_to_end(1) + b")"
+    finally:
+        bash.close()
+        out.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from config.words import (
     printable,
     printable_lines,
     quoted,
+    shell_path,
     shell_word,
     texts,
 )
@@ -102,6 +103,8 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
     ("/tmp/sb", "/tmp/sb"), ("", "''"), ("a b", "'a b'"), ("it's", "'it'\"'\"'s'"),
     ("$HOME", "'$HOME'"), ("a\nb", "\"$(printf 'a\\nb')\""), ("x\udcff'\\%", "\"$(printf 'x\\377'\\''\\\\%%')\""),
     ("\x1b[31m\x9b", "\"$(printf '\\033[31m\\302\\233')\""), ("-\t", "\"$(printf '\\055\\t')\""),
+    ("a!b\x01!!", "\"$(printf 'a\\041b\\001\\041\\041')\""),  # in double quotes: no `!` history expansion reads
+    ("a!b", "'a!b'"), ("a!b\n", "$'a!b\\n'"),  # single-quoted: it reads none there
     ("a\n", "$'a\\n'"),  # a line break last, which `$(...)` drops: bash's form
     ("x\udcff'\\\n", "$'x\\xff\\'\\\\\\n'"), ("\x1b[31m\x9b\n", "$'\\x1b[31m\\u009b\\n'"),
     # the first and last C1 controls (characters: bash writes them in UTF-8), DEL and the last C0
@@ -114,6 +117,14 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
 ])
 def test_shell_word_is_one_word_a_posix_shell_reads_back_as_the_text_on_one_line(text, word):
     assert shell_word(text) == word
+
+
+@pytest.mark.parametrize("path, word", [
+    ("-dir", "./-dir"), ("-a b", "'./-a b'"), ("-\t", "\"$(printf './-\\t')\""),  # read as no option
+    ("/tmp/-dir", "/tmp/-dir"), ("a-", "a-"), ("", "''"),
+])
+def test_shell_path_is_a_word_no_command_takes_for_an_option(path, word):
+    assert shell_path(path) == word
 
 
 @pytest.mark.parametrize("text, half", [
