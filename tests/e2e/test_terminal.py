@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
+from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.shellwords import c_locale_starts, python_sh
 from tests.support.stoker_proc import (
@@ -27,14 +27,6 @@ from tests.support.stoker_proc import (
     task_pids,
 )
 from tests.support.waiting import wait_for
-
-RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
-
-
-def write_config(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "job.aurora"
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def batch(tmp_path: Path, cmdline: str = "echo done") -> Path:
