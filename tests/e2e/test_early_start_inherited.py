@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from executor.local import planfiles
-from tests.support.earlyjob import stdout_of, write
+from tests.support.earlyjob import early_run, stdout_of, write
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -23,11 +23,7 @@ LAUNCHER = ("/bin/sh", "-c", 'sleep 1000 & echo $! > inherited; exec "$@"', "sh"
 
 
 def run(tmp_path, config, name: str) -> tuple[StokerProcess, object]:
-    sandbox = tmp_path / name
-    work = tmp_path / f"work-{name}"
-    work.mkdir()
-    return StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work, launcher=LAUNCHER,
-                         env={"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG"}), sandbox
+    return early_run(tmp_path, config, name, launcher=LAUNCHER)
 
 
 def inherited(tmp_path, name: str) -> list[int]:
