@@ -111,6 +111,14 @@ class StokerProcess:
         assert self.wait() == code, self.stderr()[-3000:]
         return time.monotonic() - started
 
+    def sigterm_and_close(self) -> None:
+        """A SIGTERM, its exit awaited, closed (whatever is left SIGKILLed)."""
+        try:
+            self.signal(signal.SIGTERM)
+            self.wait()
+        finally:
+            self.close()
+
     def close(self) -> None:
         if MEASURED and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
