@@ -275,7 +275,7 @@ def test_a_second_ctrl_c_kills_at_once(stoker, tmp_path):
     run.wait_output("task             STARTING → RUNNING")
     run.signal(signal.SIGINT)
     run.wait_output("answered HTTP 200; waiting up to 5 s for the processes to exit")
-    took = run.stop_secs(signal.SIGINT, 130)
+    took = run.stop(signal.SIGINT, 130)
     # At once: the output below says what was skipped; the time only guards against waiting
     # out the 5 s lifecycle wait it interrupted (a loaded machine adds a second or more).
     assert took < 5.0, f"the second Ctrl-C took {took:.2f} s"
@@ -293,7 +293,7 @@ def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker,
             "--lifecycle-code 501")
     run = stoker(str(service(tmp_path, main, extra=HEALTH)))
     run.wait_output("task             STARTING → RUNNING")
-    took = run.stop_secs(signal.SIGINT, 130)
+    took = run.stop(signal.SIGINT, 130)
     assert took < 10.0, f"the stop took {took:.2f} s (Aurora would wait 10 s)"  # a guard; see the output
     out = run.stdout()
     assert "/quitquitquit answered HTTP 501; not waiting: HTTP 501 says the service does not implement it" in out
@@ -305,7 +305,7 @@ def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker,
 def test_kill_grace_bounds_the_whole_stop_lifecycle_waits_included(stoker, tmp_path):
     run = stoker(str(service(tmp_path, server(200), extra=HEALTH)), "--kill-grace", "1")
     run.wait_output("task             STARTING → RUNNING")
-    took = run.stop_secs(signal.SIGINT, 130)
+    took = run.stop(signal.SIGINT, 130)
     # Well under the 5 s lifecycle wait it cut (a guard: the output below says it was cut).
     assert took < 5.0, f"the stop took {took:.2f} s with --kill-grace 1"
     out = run.stdout()

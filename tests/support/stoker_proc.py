@@ -104,11 +104,11 @@ class StokerProcess:
     def wait(self, timeout_secs: float = 20) -> int:
         return self.proc.wait(timeout_secs)
 
-    def stop_secs(self, sig: int, code: int) -> float:
+    def stop(self, sig: int, code: int) -> float:
         """Sends `sig` and waits for an exit with status `code`: how long the exit took."""
         started = time.monotonic()
         self.signal(sig)
-        assert self.wait() == code, self.stderr()[-3000:]
+        assert self.wait() == code, self.stderr()
         return time.monotonic() - started
 
     def sigterm_and_close(self) -> None:
