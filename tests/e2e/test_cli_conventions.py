@@ -21,14 +21,12 @@ import pytest
 from config.argdecl import variables
 from config.executorsettings import ExecutorSettings
 from executor.cli.main import _parser
+from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.shellwords import fake_sh, in_aurora, python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 EXAMPLES = REPO / "examples"
-RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
-
-
 def stoker(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
            python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items()
@@ -46,12 +44,6 @@ def one_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("stoker: error: "), result.stderr
     return lines[0].removeprefix("stoker: error: ")
-
-
-def write_config(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "job.aurora"
-    path.write_text(textwrap.dedent(body).lstrip("\n"))
-    return path
 
 
 # ---- errors name the real cause ----

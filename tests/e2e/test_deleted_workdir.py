@@ -37,6 +37,16 @@ def from_deleted(tmp_path: Path, args: list[str], name: str, env: dict[str, str]
     return StokerProcess(args, work, env=env, launcher=(*FROM_DELETED, str(gone)))
 
 
+def refused(proc: StokerProcess, *sandboxes: Path) -> None:
+    """`proc` must exit 2 (its output says why not); closed, and what the tasks of
+    `sandboxes` left killed, whatever happened."""
+    try:
+        assert proc.wait(60) == 2, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(set().union(*(task_pids(sandbox) for sandbox in sandboxes)))
+
+
 @pytest.mark.parametrize("args, named", [
     (["run", "job.aurora"], "'job.aurora': "),
     (["run", "../job.aurora"], "'../job.aurora': "),  # the kernel finds `..`: Stoker's paths are absolute
@@ -56,10 +66,7 @@ def test_a_relative_path_from_a_deleted_working_directory_is_one_error_line(tmp_
     config = tmp_path / "job.aurora"
     config.write_text(JOB)
     proc = from_deleted(tmp_path, [arg.format(config=config) for arg in args], "cmd")
-    try:
-        assert proc.wait(60) == 2, proc.stderr()
-    finally:
-        proc.close()
+    refused(proc)
     lines = proc.stderr().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"stoker: error: {named}{GONE}"), proc.stderr()
     # nothing left running: the child that planned `run CONFIG` ahead is gone with it
@@ -82,11 +89,7 @@ def test_a_relative_path_from_the_environment_is_refused_naming_its_variable(tmp
     (tmp_path / "job.aurora").write_text(JOB)
     (tmp_path / "sb").mkdir()
     proc = from_deleted(tmp_path, [arg.format(tmp=tmp_path) for arg in args], "cmd", env={variable: "registry"})
-    try:
-        assert proc.wait(60) == 2, proc.stdout() + proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(tmp_path / "sb"))
+    refused(proc, tmp_path / "sb")
     lines = proc.stderr().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"stoker: error: {variable}='registry': {GONE}"), proc.stderr()
 
@@ -106,11 +109,7 @@ def test_a_refused_relative_registry_root_starts_no_process_first(tmp_path):
     assert started.exists()
     started.unlink()
     proc = from_deleted(tmp_path, [*args, str(tmp_path / "again")], "cmd", env={"STOKER_ROOT": "registry"})
-    try:
-        assert proc.wait(60) == 2, proc.stdout() + proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(tmp_path / "first") | task_pids(tmp_path / "again"))
+    refused(proc, tmp_path / "first", tmp_path / "again")
     assert proc.stderr().startswith(f"stoker: error: STOKER_ROOT='registry': {GONE}"), proc.stderr()
     assert not started.exists() and not (tmp_path / "again").exists()
 
@@ -124,10 +123,7 @@ def test_a_working_directory_deleted_and_made_again_is_named_to_cd_to(tmp_path):
     again.mkdir()
     proc = StokerProcess(["status"], tmp_path, env={"STOKER_ROOT": str(tmp_path / "registry")},
                          launcher=("sh", "-c", 'cd "$0" && rmdir "$0" && mkdir "$0" && exec "$@"', str(again)))
-    try:
-        assert proc.wait(60) == 2, proc.stderr()
-    finally:
-        proc.close()
+    refused(proc)
     assert proc.stderr() == (f"stoker: error: sandbox '.': {GONE} cannot be resolved (the {str(again)!r} made since is "
                              "another directory: cd to it again, or give an absolute path)\n")
 
@@ -184,10 +180,7 @@ def test_a_working_directory_that_exists_but_has_no_name_is_not_called_deleted(t
     proc = StokerProcess(["run", "job.aurora"], tmp_path, env={"STOKER_ROOT": str(tmp_path / "registry"),
                                                                 "HOME": str(tmp_path)},
                          launcher=(*IN_DETACHED, str(mountpoint)))
-    try:
-        assert proc.wait(60) == 2, proc.stderr()
-    finally:
-        proc.close()
+    refused(proc)
     assert proc.stdout() == "here\n"  # it exists: the shell wrote and read a file there
     lines = proc.stderr().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
@@ -208,10 +201,7 @@ def test_the_deleted_root_of_a_bind_mount_is_not_named_to_cd_to(tmp_path):
     proc = StokerProcess(["status"], tmp_path, env={"STOKER_ROOT": str(tmp_path / "registry")},
                          launcher=("unshare", "-m", "--propagation", "private", "sh", "-c", script, str(source),
                                    str(point)))
-    try:
-        assert proc.wait(60) == 2, proc.stderr()
-    finally:
-        proc.close()
+    refused(proc)
     assert proc.stderr() == (f"stoker: error: sandbox '.': {GONE} cannot be resolved (cd to a directory that "
                              "exists, or give an absolute path)\n")
 

@@ -201,9 +201,7 @@ def test_an_early_run_the_supervisor_would_not_start_is_killed_and_the_right_one
     config = write(tmp_path, "Process(name='say', cmdline='echo right; exec sleep 1000')")
     proc, _ = stoker(config)  # planned and kept; stopped once running
     proc.wait_output("WAITING → RUNNING", timeout_secs=30)
-    proc.signal(signal.SIGTERM)
-    proc.wait()
-    proc.close()
+    proc.sigterm_and_close()
 
     def wrong(record: dict) -> None:
         record["wave"] = [("say", "echo wrong > wrong; exec sleep 1000"),
@@ -225,9 +223,7 @@ def test_an_early_run_the_supervisor_would_not_start_is_killed_and_the_right_one
         wait_for(lambda: not live(strays), 10, message=f"the runs given up {strays} killed")
         assert task_pids(sandbox) - set(strays) == task_pids(sandbox)  # never in the checkpoint
     finally:
-        proc.signal(signal.SIGTERM)
-        proc.wait()
-        proc.close()
+        proc.sigterm_and_close()
 
 
 @pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup/unified") and not os.path.exists("/sys/fs/cgroup/cgroup.controllers"),
@@ -250,9 +246,7 @@ def test_early_runs_and_what_they_started_join_the_task_cgroup(stoker, tmp_path)
                 wait_for(lambda p=pid, n=name: f"/{n}\n" in Path(f"/proc/{p}/cgroup").read_text(), 10,
                          message=f"process {pid} in {match[1]}")
         finally:
-            proc.signal(signal.SIGTERM)
-            proc.wait()
-            proc.close()
+            proc.sigterm_and_close()
     assert adopted(proc) == ["tree"]
 
 
@@ -266,9 +260,7 @@ def test_a_service_run_again_at_once_keeps_its_port_starts_early_and_turns_healt
         try:
             proc.wait_output("task             STARTING → RUNNING  healthy", timeout_secs=30)
         finally:
-            proc.signal(signal.SIGTERM)
-            proc.wait()
-            proc.close()
+            proc.sigterm_and_close()
         outputs.append((proc.stdout(), proc.stderr()))
     ports = [re.findall(r"stoker run: ports health=(\d+)", out) for out, _ in outputs]
     assert len(ports[0]) == 1 and ports[0] == ports[1]
@@ -315,9 +307,7 @@ def test_an_early_start_given_up_takes_its_daemons_with_it(stoker, tmp_path):
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
         wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 1, 10, message="the daemon")
     finally:
-        proc.signal(signal.SIGTERM)
-        proc.wait()
-        proc.close()
+        proc.sigterm_and_close()
     [plan] = [stoker.cache / n for n in os.listdir(stoker.cache) if n.endswith(planfiles.PLAN_SUFFIX)]
     plan.write_bytes(b"damaged")
     proc, sandbox = stoker(config)
@@ -329,9 +319,7 @@ def test_an_early_start_given_up_takes_its_daemons_with_it(stoker, tmp_path):
         assert "early start given up: its plan is not the one kept" in proc.stderr()
         assert adopted(proc) == []
     finally:
-        proc.signal(signal.SIGTERM)
-        proc.wait()
-        proc.close()
+        proc.sigterm_and_close()
         every = [int(p) for p in pids.read_text().split()]
         try:
             wait_for(lambda: not live(every), 10, message=f"the daemons {every} killed")

@@ -13,25 +13,15 @@ from pathlib import Path
 import pytest
 
 from executor.local import planfiles
-from tests.support.earlyjob import stdout_of, write
+from tests.support.earlyjob import early_run, run_to_success, stdout_of, write
 from tests.support.importhook import patched_at_load
-from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
 # Writes a file once it runs: a run started by mistake leaves it behind.
 TOUCH = "Process(name='first', cmdline='touch {path}; echo {{{{thermos.task_id}}}}')"
-
-
-def run(tmp_path, config, name: str = "sandbox", env: dict[str, str] | None = None) -> tuple[StokerProcess, object]:
-    """`stoker run CONFIG --sandbox NEW` with a plan cache of the test's."""
-    sandbox = tmp_path / name
-    work = tmp_path / f"work-{name}"
-    work.mkdir()
-    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work,
-                         env={"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG", **(env or {})})
-    return proc, sandbox
 
 
 def adopted(proc: StokerProcess) -> list[str]:
@@ -43,12 +33,7 @@ def test_a_first_run_starts_the_plan_made_aheads_first_runs_and_adopts_them(tmp_
                    "Process(name='after', cmdline='echo after')")
     config.write_text(config.read_text().replace("finalization_wait=2)", "finalization_wait=2, "
                                                  "constraints=[Constraint(order=['first', 'after'])])"))
-    proc, sandbox = run(tmp_path, config)
-    try:
-        assert proc.wait() == 0, proc.stdout() + proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
+    proc, sandbox = run_to_success(tmp_path, config)
     assert sorted(adopted(proc)) == ["first", "second"]  # `after` waits for `first`: the supervisor's
     task = stdout_of(sandbox, "first").strip()
     header = next(r for r in checkpoint_records(sandbox) if r.get("kind") == "header")
@@ -67,7 +52,7 @@ def test_a_first_run_starts_the_plan_made_aheads_first_runs_and_adopts_them(tmp_
 def test_a_config_that_fails_to_load_after_its_first_process_never_started_it(tmp_path, later, problem):
     marker = tmp_path / "ran"
     config = write(tmp_path, TOUCH.format(path=marker), later)
-    proc, sandbox = run(tmp_path, config)
+    proc, sandbox = early_run(tmp_path, config)
     try:
         code = proc.wait()
     finally:
@@ -79,8 +64,8 @@ def test_a_config_that_fails_to_load_after_its_first_process_never_started_it(tm
 
 def test_a_run_that_fails_on_its_settings_never_started_the_plan_made_ahead(tmp_path):
     marker = tmp_path / "ran"
-    proc, sandbox = run(tmp_path, write(tmp_path, TOUCH.format(path=marker)),
-                        env={"STOKER_LOG_LEVEL": "bogus", "PYTHONPROFILEIMPORTTIME": "1"})
+    proc, sandbox = early_run(tmp_path, write(tmp_path, TOUCH.format(path=marker)),
+                              env={"STOKER_LOG_LEVEL": "bogus", "PYTHONPROFILEIMPORTTIME": "1"})
     try:
         assert proc.wait() == 2
     finally:
@@ -95,7 +80,7 @@ def test_a_run_that_fails_on_its_settings_never_started_the_plan_made_ahead(tmp_
 def test_a_supervisor_killed_before_it_adopts_a_first_runs_early_runs_leaves_nothing(tmp_path):
     config = write(tmp_path, "Process(name='killer', cmdline='setsid sleep 1000 & echo $$ $! > pids; "
                              "kill -9 $PPID; exec sleep 1000')")
-    proc, sandbox = run(tmp_path, config)
+    proc, sandbox = early_run(tmp_path, config)
     pids: list[int] = []
     try:
         assert proc.wait() == -signal.SIGKILL
@@ -127,13 +112,7 @@ def gated_run(tmp_path: Path, hook_text: str) -> tuple[StokerProcess, Path]:
     os.mkfifo(gate)
     config = write(tmp_path, TOUCH.format(path="ran"))
     config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
-    proc, sandbox = run(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate)})
-    try:
-        assert proc.wait() == 0, proc.stdout() + proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
-    return proc, sandbox
+    return run_to_success(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate)})
 
 
 def test_a_supervisors_module_that_fails_to_load_while_the_child_plans_starts_no_run_early(tmp_path):
@@ -186,13 +165,8 @@ def test_the_first_run_starts_as_soon_as_the_answer_is_seen_between_two_modules(
     os.mkfifo(gate)
     config = write(tmp_path, TOUCH.format(path="ran"))
     config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
-    proc, sandbox = run(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate),
-                                               "SEEN": str(seen), "SANDBOX": str(tmp_path / "sandbox")})
-    try:
-        assert proc.wait() == 0, proc.stdout() + proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
+    proc, sandbox = run_to_success(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate),
+                                                    "SEEN": str(seen), "SANDBOX": str(tmp_path / "sandbox")})
     assert seen.read_text() == "(True, False) True"  # answered, not started; started at the next module
     assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
 
@@ -213,12 +187,7 @@ def test_a_child_that_fails_after_it_sent_the_plan_leaves_the_started_runs_to_th
     config = write(tmp_path, TOUCH.format(path="ran"))
     config.write_text("import os\nimport config.purity\n\ndef judged(*args):\n"
                       f"    {AFTER_THE_PLAN[after]}\n\nconfig.purity.closed_problem = judged\n" + config.read_text())
-    proc, sandbox = run(tmp_path, config)
-    try:
-        assert proc.wait() == 0, proc.stdout() + proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
+    proc, sandbox = run_to_success(tmp_path, config)
     assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
     assert "plan_cache_not_kept" in proc.stderr() and "not judged" in proc.stderr(), proc.stderr()
     assert not list((tmp_path / "plans").glob("*" + planfiles.PLAN_SUFFIX))

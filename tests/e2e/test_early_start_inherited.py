@@ -6,13 +6,11 @@ ends, as any child of its process: `executor/procs/reaper.py`). A first run that
 more descriptors than select() takes still starts early."""
 from __future__ import annotations
 
-import signal
-
 import psutil
 import pytest
 
 from executor.local import planfiles
-from tests.support.earlyjob import stdout_of, write
+from tests.support.earlyjob import early_run, stdout_of, write
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
@@ -23,11 +21,7 @@ LAUNCHER = ("/bin/sh", "-c", 'sleep 1000 & echo $! > inherited; exec "$@"', "sh"
 
 
 def run(tmp_path, config, name: str) -> tuple[StokerProcess, object]:
-    sandbox = tmp_path / name
-    work = tmp_path / f"work-{name}"
-    work.mkdir()
-    return StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work, launcher=LAUNCHER,
-                         env={"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG"}), sandbox
+    return early_run(tmp_path, config, name, launcher=LAUNCHER)
 
 
 def inherited(tmp_path, name: str) -> list[int]:
@@ -44,9 +38,7 @@ def test_an_early_start_given_up_leaves_the_children_stoker_run_inherited(tmp_pa
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
     finally:
-        proc.signal(signal.SIGTERM)
-        proc.wait()
-        proc.close()
+        proc.sigterm_and_close()
         kill_leftovers([*task_pids(sandbox), *inherited(tmp_path, "planned")])  # the first run's inherited sleep too
     [plan] = [p for p in (tmp_path / "plans").iterdir() if p.name.endswith(planfiles.PLAN_SUFFIX)]
     plan.write_bytes(b"damaged")
@@ -58,9 +50,7 @@ def test_an_early_start_given_up_leaves_the_children_stoker_run_inherited(tmp_pa
         assert live(pids) == set(pids), "the inherited sleep was killed"
         assert psutil.Process(pids[0]).ppid() == proc.pid  # stoker run's child all along
     finally:
-        proc.signal(signal.SIGTERM)
-        proc.wait()
-        proc.close()
+        proc.sigterm_and_close()
         kill_leftovers([*task_pids(sandbox), *inherited(tmp_path, "again")])
 
 
@@ -85,9 +75,7 @@ def test_an_adopted_early_start_leaves_the_inherited_children_out_of_the_task(tm
             if "/stoker-" in cgroups_of(task):  # the task's cgroup (not as a user without one)
                 assert "/stoker-" not in cgroups_of(sleep), cgroups_of(sleep)
         finally:
-            proc.signal(signal.SIGTERM)
-            proc.wait()
-            proc.close()
+            proc.sigterm_and_close()
             kill_leftovers(task_pids(sandbox))
             pids = inherited(tmp_path, f"run{attempt}")
             alive = live(pids)  # after the task's stop

@@ -28,6 +28,15 @@ from tests.support.waiting import wait_for
 def agent(tmp_path):
     yield from agent_for(tmp_path)
 
+# The main process: fake_task.py serving /health on the `health` port.
+SERVES_HEALTH = f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}}"
+
+
+def checked(main: str, check: str) -> str:
+    """A service running `main`, health-checked by HealthCheckConfig(`check`), with no
+    lifecycle endpoints."""
+    return service(main, f"health_check_config=HealthCheckConfig({check}),", "lifecycle=DisableLifecycle,")
+
 
 def test_hello_world_starts_runs_and_is_killed_with_nothing_left(agent, tmp_path):
     launch(agent, document(tmp_path, HELLO))
@@ -46,10 +55,8 @@ def test_hello_world_starts_runs_and_is_killed_with_nothing_left(agent, tmp_path
 
 
 def test_http_checked_service_passing_after_grace_reports_healthy(agent, tmp_path):
-    data = document(tmp_path, service(
-        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --health-ok-after 2",
-        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
-        "lifecycle=DisableLifecycle,"))
+    data = document(tmp_path, checked(f"{SERVES_HEALTH} --health-ok-after 2",
+                                      "initial_interval_secs=1.0, interval_secs=0.05"))
     launch(agent, data)
     running = agent.wait_for_state("task-1", "TASK_RUNNING", 10)
     assert running.healthy is True
@@ -64,11 +71,9 @@ def test_never_healthy_fails_after_n_attempts_with_the_reason(agent, tmp_path):
     # every attempt meets its HTTP 500 however slowly the host starts processes (a service
     # the task starts could still be starting at the 7th: "connection refused").
     with ScriptedHTTPServer([Reply(500, b"failing")]) as server:
-        data = document(tmp_path, service(
+        data = document(tmp_path, checked(
             "echo health served on {{thermos.ports[health]}}; exec sleep 600",
-            "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.2,"
-            " max_consecutive_failures=1),",
-            "lifecycle=DisableLifecycle,"))
+            "initial_interval_secs=1.0, interval_secs=0.2, max_consecutive_failures=1"))
         agent.launch_executor(EXECUTOR, cwd=agent.sandbox)
         agent.wait_subscribed(timeout_secs=10)
         agent.launch(make_task_info("task-1", data, ports=[server.port]))
@@ -83,10 +88,8 @@ def test_never_healthy_fails_after_n_attempts_with_the_reason(agent, tmp_path):
 
 
 def test_healthy_then_failing_service_fails(agent, tmp_path):
-    data = document(tmp_path, service(
-        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 8",
-        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.1),",
-        "lifecycle=DisableLifecycle,"))
+    data = document(tmp_path, checked(f"{SERVES_HEALTH} --health-fail-after 8",
+                                      "initial_interval_secs=1.0, interval_secs=0.1"))
     launch(agent, data)
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)
     failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
@@ -96,10 +99,8 @@ def test_healthy_then_failing_service_fails(agent, tmp_path):
 
 def test_snooze_file_keeps_a_failing_task_running(agent, tmp_path):
     (agent.sandbox / ".healthchecksnooze").touch()
-    data = document(tmp_path, service(
-        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --health-fail-after 0",
-        "health_check_config=HealthCheckConfig(initial_interval_secs=0.0, interval_secs=0.05),",
-        "lifecycle=DisableLifecycle,"))
+    data = document(tmp_path, checked(f"{SERVES_HEALTH} --health-fail-after 0",
+                                      "initial_interval_secs=0.0, interval_secs=0.05"))
     launch(agent, data)
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)
     wait_for(lambda: sum(r.get("outcome") == "snoozed" for r in checkpoint_records(agent.sandbox)) >= 8)
@@ -137,8 +138,7 @@ def _get(url):
 def test_lifecycle_endpoints_are_called_in_order_before_sigterm(agent, tmp_path):
     log = tmp_path / "lifecycle.log"
     data = document(tmp_path, service(
-        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} --ignore-sigterm"
-        f" --lifecycle-log {sh(log)}",
+        f"{SERVES_HEALTH} --ignore-sigterm --lifecycle-log {sh(log)}",
         "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
         "lifecycle=LifecycleConfig(http=HttpLifecycleConfig(graceful_shutdown_wait_secs=0.2,"
         " shutdown_wait_secs=0.2)),"))
@@ -203,10 +203,7 @@ def test_shutdown_kills_the_task_and_exits(agent, tmp_path):
 
 
 def test_agent_restarts_five_times_with_acks_held_and_loses_nothing(agent, tmp_path):
-    data = document(tmp_path, service(
-        f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}}",
-        "health_check_config=HealthCheckConfig(initial_interval_secs=1.0, interval_secs=0.05),",
-        "lifecycle=DisableLifecycle,"))
+    data = document(tmp_path, checked(SERVES_HEALTH, "initial_interval_secs=1.0, interval_secs=0.05"))
     agent.ack_mode = "hold"
     launch(agent, data, backoff_max="200ms", recovery_timeout="10secs")
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)

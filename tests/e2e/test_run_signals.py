@@ -13,33 +13,25 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import stoker_proc
+from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.shellwords import fake_sh, python_sh
 from tests.support.stoker_proc import (
     REPO,
-    StokerProcess,
     checkpoint_records,
     kill_leftovers,
     live,
     signal_a_worker_thread,
+    stoker_runs,
     task_pids,
 )
 from tests.support.waiting import wait_for
-
-RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
-
-
-def write_config(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "job.aurora"
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def service(tmp_path: Path, main: str, *, final: str = "echo finalized > final.txt", extra: str = "",
@@ -98,18 +90,8 @@ HEALTH = (", health_check_config=HealthCheckConfig(initial_interval_secs=2, inte
 
 @pytest.fixture
 def stoker(tmp_path):
-    started: list[StokerProcess] = []
-
-    def start(*args: str) -> StokerProcess:
-        proc = StokerProcess(["run", *args, "--sandbox", str(tmp_path / "sandbox")], tmp_path)
-        proc.sandbox = tmp_path / "sandbox"
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.close()
-    kill_leftovers(task_pids(tmp_path / "sandbox"))
+    with stoker_runs(tmp_path) as start:
+        yield start
 
 
 def test_a_closed_stdout_never_kills_the_task(tmp_path):
@@ -293,10 +275,7 @@ def test_a_second_ctrl_c_kills_at_once(stoker, tmp_path):
     run.wait_output("task             STARTING → RUNNING")
     run.signal(signal.SIGINT)
     run.wait_output("answered HTTP 200; waiting up to 5 s for the processes to exit")
-    second = time.monotonic()
-    run.signal(signal.SIGINT)
-    assert run.wait() == 130
-    took = time.monotonic() - second
+    took = run.stop(signal.SIGINT, 130)
     # At once: the output below says what was skipped; the time only guards against waiting
     # out the 5 s lifecycle wait it interrupted (a loaded machine adds a second or more).
     assert took < 5.0, f"the second Ctrl-C took {took:.2f} s"
@@ -314,10 +293,7 @@ def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker,
             "--lifecycle-code 501")
     run = stoker(str(service(tmp_path, main, extra=HEALTH)))
     run.wait_output("task             STARTING → RUNNING")
-    started = time.monotonic()
-    run.signal(signal.SIGINT)
-    assert run.wait() == 130
-    took = time.monotonic() - started
+    took = run.stop(signal.SIGINT, 130)
     assert took < 10.0, f"the stop took {took:.2f} s (Aurora would wait 10 s)"  # a guard; see the output
     out = run.stdout()
     assert "/quitquitquit answered HTTP 501; not waiting: HTTP 501 says the service does not implement it" in out
@@ -329,10 +305,7 @@ def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker,
 def test_kill_grace_bounds_the_whole_stop_lifecycle_waits_included(stoker, tmp_path):
     run = stoker(str(service(tmp_path, server(200), extra=HEALTH)), "--kill-grace", "1")
     run.wait_output("task             STARTING → RUNNING")
-    started = time.monotonic()
-    run.signal(signal.SIGINT)
-    assert run.wait() == 130
-    took = time.monotonic() - started
+    took = run.stop(signal.SIGINT, 130)
     # Well under the 5 s lifecycle wait it cut (a guard: the output below says it was cut).
     assert took < 5.0, f"the stop took {took:.2f} s with --kill-grace 1"
     out = run.stdout()

@@ -12,6 +12,7 @@ supervisor whose task does not announce (the supervisor's own import log says so
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -33,7 +34,13 @@ from executor.task.serverset import TIMED_OUT_REASON
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.ports import free_ports
 from tests.support.shellwords import python_sh
-from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, task_pids
+from tests.support.stoker_proc import (
+    REPO,
+    StokerProcess,
+    checkpoint_records,
+    stoker_runs,
+    task_pids,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
@@ -162,20 +169,16 @@ def assert_left_before_sigterm(reader: Reader, sandbox: Path, asked_at: float) -
 
 @pytest.fixture
 def runs(tmp_path):
-    started: list[StokerProcess] = []
+    """Each run in a work directory of its own (run0, run1...)."""
+    works = (tmp_path / f"run{n}" for n in itertools.count())
+    with stoker_runs(tmp_path) as start:
 
-    def start(job: Path, *args: str, env: dict[str, str] | None = None) -> StokerProcess:
-        work = tmp_path / f"run{len(started)}"
-        work.mkdir()
-        proc = StokerProcess(["run", str(job), "--sandbox", str(work / "sandbox"), *args], work, env=env)
-        proc.sandbox = work / "sandbox"
-        started.append(proc)
-        return proc
+        def in_own_dir(job: Path, *args: str, env: dict[str, str] | None = None) -> StokerProcess:
+            work = next(works)
+            work.mkdir()
+            return start(str(job), *args, work=work, env=env)
 
-    yield start
-    for proc in started:
-        proc.close()
-        kill_leftovers(task_pids(proc.sandbox))
+        yield in_own_dir
 
 
 def stoker(*args: str) -> str:

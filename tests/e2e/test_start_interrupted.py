@@ -77,8 +77,7 @@ def test_a_stop_as_stoker_run_loads_ends_it_as_later_and_the_next_run_works(tmp_
         again.wait_output("main", timeout_secs=30)
         again.wait_output("RUNNING", timeout_secs=30)
         pids = task_pids(sandbox)
-        again.signal(signal.SIGINT)
-        assert again.wait() == 130, again.stderr()
+        again.stop(signal.SIGINT, 130)
         assert "Traceback" not in again.stderr()
         assert not live(pids)
     finally:
@@ -166,8 +165,7 @@ def test_a_stop_after_a_rerun_took_the_sandbox_lets_it_go_as_a_ctrl_c_does(tmp_p
     first = StokerProcess(args, tmp_path)
     try:
         first.wait_output("RUNNING", timeout_secs=30)
-        first.signal(signal.SIGTERM)
-        assert first.wait() == 143, first.stderr()
+        first.stop(signal.SIGTERM, 143)
     finally:
         first.close()
         kill_leftovers(task_pids(sandbox))
@@ -248,8 +246,7 @@ def test_a_stray_signal_as_stoker_run_loads_is_ignored_as_once_it_runs(tmp_path)
                          tmp_path, env=env)
     try:
         proc.wait_output("RUNNING", timeout_secs=30)
-        proc.signal(signal.SIGINT)
-        assert proc.wait() == 130, proc.stderr()
+        proc.stop(signal.SIGINT, 130)
     finally:
         proc.close()
         kill_leftovers(task_pids(tmp_path / "sb"))

@@ -8,13 +8,20 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
+from tests.support.configs import write_config
 from tests.support.shellwords import c_locale_starts, fake_sh, in_aurora
-from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import (
+    REPO,
+    StokerProcess,
+    checkpoint_records,
+    kill_leftovers,
+    live,
+    stoker_runs,
+    task_pids,
+)
 from tests.support.waiting import wait_for
 
 EXAMPLES = REPO / "examples"
@@ -22,25 +29,8 @@ EXAMPLES = REPO / "examples"
 
 @pytest.fixture
 def stoker(tmp_path):
-    started: list[tuple[StokerProcess, Path]] = []
-
-    def start(*args: str, sandbox: Path | None = None) -> StokerProcess:
-        sandbox = sandbox or tmp_path / "sandbox"
-        proc = StokerProcess(["run", *args, "--sandbox", str(sandbox)], tmp_path)
-        proc.sandbox = sandbox
-        started.append((proc, sandbox))
-        return proc
-
-    yield start
-    for proc, sandbox in started:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
-
-
-def write_config(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "job.aurora"
-    path.write_text(textwrap.dedent(body))
-    return path
+    with stoker_runs(tmp_path) as start:
+        yield start
 
 
 def test_seed_example_runs_and_ctrl_c_kills_the_task(stoker):

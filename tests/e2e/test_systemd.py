@@ -27,11 +27,10 @@ import pytest
 from executor.cli.main import _parser
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support import cgroups
+from tests.support.configs import RESOURCES
 from tests.support.shellwords import sh
-from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, stoker_runs, task_pids
 from tests.support.waiting import wait_for
-
-RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
 
 
 def write_job(tmp_path: Path, cmdline: str, extra: str = "") -> Path:
@@ -107,18 +106,8 @@ def notify(tmp_path):
 
 @pytest.fixture
 def stoker(tmp_path):
-    started: list[StokerProcess] = []
-
-    def start(config: Path, env: dict[str, str], *flags: str) -> StokerProcess:
-        proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox"), *flags], tmp_path,
-                             env={"STOKER_EARLY_START": "off", **env})
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.close()
-    kill_leftovers(task_pids(tmp_path / "sandbox"))
+    with stoker_runs(tmp_path) as start:
+        yield lambda config, env, *flags: start(str(config), *flags, env={"STOKER_EARLY_START": "off", **env})
 
 
 def test_stoker_run_tells_systemd_ready_status_watchdog_and_stopping(tmp_path, notify, stoker):

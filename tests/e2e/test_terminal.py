@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
+from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.shellwords import c_locale_starts, python_sh
 from tests.support.stoker_proc import (
@@ -27,14 +27,6 @@ from tests.support.stoker_proc import (
     task_pids,
 )
 from tests.support.waiting import wait_for
-
-RESOURCES = "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)"
-
-
-def write_config(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "job.aurora"
-    path.write_text(textwrap.dedent(body))
-    return path
 
 
 def batch(tmp_path: Path, cmdline: str = "echo done") -> Path:
@@ -243,34 +235,31 @@ def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
     new to write, used to follow the idle log for ever (the pipeline never ended), and when
     it wrote it failed with an error. It now ends quietly once its reader is gone."""
     sandbox = sandbox_with_log(tmp_path, b"one\ntwo\nthree\n")
-    shell = subprocess.Popen(
-        ["/bin/bash", "-c", f"set -o pipefail; {python_sh('-m', 'executor', 'tail', '-f', sandbox, 'web')} 2>err | head -2"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        out, _ = shell.communicate(timeout=5)
-    finally:
-        if shell.poll() is None:
-            os.killpg(shell.pid, signal.SIGKILL)
-            shell.wait(10)
-    assert (shell.returncode, out) == (0, b"one\ntwo\n")
+    tail = python_sh("-m", "executor", "tail", "-f", sandbox, "web")
+    result = in_session(["/bin/bash", "-c", f"set -o pipefail; {tail} 2>err | head -2"], tmp_path, timeout_secs=5)
+    assert (result.returncode, result.stdout) == (0, b"one\ntwo\n")
     assert (tmp_path / "err").read_text() == ""
 
 
-def shell(tmp_path: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`command` in /bin/sh (`stoker` is this checkout's CLI), in a session of its own."""
-    stoker = python_sh("-m", "executor")
-    proc = subprocess.Popen(["/bin/sh", "-c", command.replace("stoker", stoker)], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+def in_session(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None,
+               timeout_secs: float = 20) -> subprocess.CompletedProcess:
+    """`argv` run to its end in a session of its own (SIGKILLed whole if it outlives
+    `timeout_secs`), its output captured."""
+    proc = subprocess.Popen(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=timeout_secs)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def shell(tmp_path: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`command` in /bin/sh (`stoker` is this checkout's CLI), in a session of its own."""
+    return in_session(["/bin/sh", "-c", command.replace("stoker", python_sh("-m", "executor"))], tmp_path, env)
 
 
 def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):

@@ -1,12 +1,15 @@
 """The integration tests' fixtures: a supervisor Harness on a fresh sandbox, closed at
 teardown, and the Tracker that kills whatever its processes left (a module that needs
 another harness, tests/integration/test_containment.py, defines its own); `sim`, an agent
-simulator on tmp_path for the Mesos driver tests."""
+simulator on tmp_path for the Mesos driver tests; `server`, a scripted HTTP server on
+127.0.0.1 that answers 200 `ok` for the health checker tests (test_observe_server.py's
+`server` is its own)."""
 from __future__ import annotations
 
 import pytest
 
 from tests.support.agent_sim import AgentSimulator
+from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.supervision import Harness, Tracker
 
 
@@ -32,3 +35,10 @@ def sim(tmp_path):
     yield simulator
     simulator.close()
     print("---- executor log ----\n" + simulator.executor_log())
+
+
+@pytest.fixture
+def server():
+    srv = ScriptedHTTPServer([Reply(200, b"ok")])
+    yield srv
+    srv.close()

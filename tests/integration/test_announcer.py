@@ -128,6 +128,16 @@ def members(client: KazooClient, path: str) -> list[str]:
     return sorted(client.get_children(path)) if client.exists(path) else []
 
 
+def joined(zk, reader: KazooClient, announcers) -> tuple[ServerSetAnnouncer, Recorder, str, list[str]]:
+    """An announcer under a fresh root, joined: it, its recorder, its members' path and the
+    members once there are any."""
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, recorder = announcers(announcement(zk.ensemble, root))
+    announcer.join()
+    return announcer, recorder, path, wait_for(lambda: members(reader, path), timeout_secs=10)
+
+
 def test_the_member_appears_at_the_jobs_path_with_aurora_json(zk, reader, announcers):
     root = unique_root()
     announcer, recorder = announcers(announcement(zk.ensemble, root))
@@ -190,11 +200,7 @@ def test_a_custom_path_is_used_when_allowed(zk, reader, announcers):
 
 
 def test_leave_removes_the_member_and_join_brings_a_new_one(zk, reader, announcers):
-    root = unique_root()
-    path = f"{root}/www-data/prod/hello"
-    announcer, recorder = announcers(announcement(zk.ensemble, root))
-    announcer.join()
-    first = wait_for(lambda: members(reader, path), timeout_secs=10)
+    announcer, recorder, path, first = joined(zk, reader, announcers)
     assert announcer.leave(timeout_secs=5) is True  # done, within its bound
     assert members(reader, path) == []
     assert announcer.view().state is MemberState.LEFT and announcer.view().member is None
@@ -206,22 +212,14 @@ def test_leave_removes_the_member_and_join_brings_a_new_one(zk, reader, announce
 
 
 def test_close_ends_the_session_and_the_member(zk, reader, announcers):
-    root = unique_root()
-    path = f"{root}/www-data/prod/hello"
-    announcer, _ = announcers(announcement(zk.ensemble, root))
-    announcer.join()
-    wait_for(lambda: members(reader, path), timeout_secs=10)
+    announcer, _, path, _ = joined(zk, reader, announcers)
     announcer.close(timeout_secs=5)
     assert members(reader, path) == []
     assert announcer.view().state is MemberState.CLOSED
 
 
 def test_a_member_deleted_by_someone_else_is_created_again(zk, reader, announcers):
-    root = unique_root()
-    path = f"{root}/www-data/prod/hello"
-    announcer, _ = announcers(announcement(zk.ensemble, root))
-    announcer.join()
-    [first] = wait_for(lambda: members(reader, path), timeout_secs=10)
+    announcer, _, path, [first] = joined(zk, reader, announcers)
     reader.delete(f"{path}/{first}")
     again = wait_for(lambda: [m for m in members(reader, path) if m != first], timeout_secs=10)
     assert len(again) == 1
@@ -229,11 +227,7 @@ def test_a_member_deleted_by_someone_else_is_created_again(zk, reader, announcer
 
 
 def test_a_session_expiry_while_joined_ends_with_a_new_member(zk, reader, announcers):
-    root = unique_root()
-    path = f"{root}/www-data/prod/hello"
-    announcer, recorder = announcers(announcement(zk.ensemble, root))
-    announcer.join()
-    [first] = wait_for(lambda: members(reader, path), timeout_secs=10)
+    announcer, recorder, path, [first] = joined(zk, reader, announcers)
     # Expire the announcer's session the classic way: a second client attaches to it with
     # its id and password, then closes it. (Reaching into the adapter is the test's privilege.)
     session_id, password = announcer._zk.client_id

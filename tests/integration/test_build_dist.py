@@ -3,7 +3,6 @@ into the scratch directory the wheel is built in (the build itself: tests/e2e/te
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -14,15 +13,12 @@ import zipfile
 
 import pytest
 
-from tests.support.stoker_proc import REPO
+from tests.support.tools import load_tool
 
 
 @pytest.fixture
 def build_dist():
-    spec = importlib.util.spec_from_file_location("build_dist_under_test", REPO / "tools/build_dist.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("build_dist.py", "build_dist_under_test")
 
 
 def test_staging_copies_the_build_inputs_only_and_a_live_runs_socket_or_a_pipe_is_no_error(

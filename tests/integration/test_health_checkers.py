@@ -36,13 +36,6 @@ GUARD_SECS = 10.0
 
 
 @pytest.fixture
-def server():
-    srv = ScriptedHTTPServer([Reply(200, b"ok")])
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
 def closed_port() -> int:
     """A port that was bound on 127.0.0.1 and then closed: nothing listens there."""
     sock = socket.socket()

@@ -10,7 +10,7 @@ import pytest
 from healthcheck.http_check import HttpChecker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt, AttemptOutcome
-from tests.support.http_server import Hang, Reply, ScriptedHTTPServer
+from tests.support.http_server import Hang, Reply
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -46,13 +46,6 @@ class Recorder:
     def outcomes(self) -> list[AttemptOutcome]:
         with self.lock:
             return [a.outcome for a, _, _ in self.results]
-
-
-@pytest.fixture
-def server():
-    srv = ScriptedHTTPServer([Reply(200, b"ok")])
-    yield srv
-    srv.close()
 
 
 @pytest.fixture

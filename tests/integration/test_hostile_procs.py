@@ -4,10 +4,12 @@ supervisor may not signal is tests/faults/test_audit_hostile_procs.py's).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -37,6 +39,21 @@ def stopped(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_STOPPED
     except psutil.NoSuchProcess:
         return False
+
+
+@contextlib.contextmanager
+def watched(tmp_path: Path, tracker) -> Iterator[tuple[Harness, int]]:
+    """A supervisor and its watchdog's pid; at the end the supervisor is closed and the
+    watchdog must exit."""
+    harness = Harness(tmp_path / "sandbox", tracker)
+    wd = harness.sup.watchdog_pid
+    try:
+        assert wd is not None
+        tracker.add(wd)
+        yield harness, wd
+    finally:
+        harness.sup.close()
+    wait_for(lambda: not alive(wd), 10, message="the watchdog to exit at close")
 
 
 def test_a_stopped_run_and_its_stopped_daemon_act_on_sigterm_at_once(harness, tmp_path):
@@ -85,11 +102,7 @@ def test_a_watchdog_a_task_process_stopped_is_continued_at_once_and_leaves_at_cl
     """Before, a watchdog stopped by a task process of Stoker's own user (`kill -STOP`) stayed
     stopped until the close continued it: the supervisor's death meanwhile would have left
     the task running. Now the reaper hears it stop (`WSTOPPED`) and it is continued then."""
-    harness = Harness(tmp_path / "sandbox", tracker)
-    try:
-        wd = harness.sup.watchdog_pid
-        assert wd is not None
-        tracker.add(wd)
+    with watched(tmp_path, tracker) as (harness, wd):
         with caplog.at_level(logging.WARNING, logger="executor.procs.watchdog"):
             harness.spawn("p", f"kill -STOP {wd}; exec sleep 30")
             wait_for(lambda: any("watchdog_continued task=" in r.getMessage() and f"pid={wd} " in r.getMessage()
@@ -97,9 +110,6 @@ def test_a_watchdog_a_task_process_stopped_is_continued_at_once_and_leaves_at_cl
         assert "SIGSTOP" in caplog.text
         wait_for(lambda: psutil.Process(wd).status() != psutil.STATUS_STOPPED, 10, message="it to run again")
         assert harness.sup.watchdog_pid == wd  # the same one, not a new one
-    finally:
-        harness.sup.close()
-    wait_for(lambda: not alive(wd), 10, message="the watchdog to exit at close")
 
 
 STOPPER = ("import os, signal, sys, time\n"
@@ -113,11 +123,7 @@ def test_a_watchdog_stopped_again_and_again_is_continued_each_time_in_few_lines(
     """Before, each stop was one WARNING line: a task's process that stopped the watchdog in
     a loop wrote the supervisor's log full (a line per stop, without end). Now the first
     stop is named, then the 10th, 100th...: a line for each tenfold, with how many so far."""
-    harness = Harness(tmp_path / "sandbox", tracker)
-    try:
-        wd = harness.sup.watchdog_pid
-        assert wd is not None
-        tracker.add(wd)
+    with watched(tmp_path, tracker) as (harness, wd):
         with caplog.at_level(logging.DEBUG, logger="executor.procs.watchdog"):
             harness.spawn("p", f"exec {python_sh('-c', STOPPER)} {wd}")
             wait_for(lambda: (harness.sandbox / "done").exists(), 10, message="the 100 stops")
@@ -126,9 +132,6 @@ def test_a_watchdog_stopped_again_and_again_is_continued_each_time_in_few_lines(
         assert 1 <= len(lines) <= 3 and all(r.levelno == logging.WARNING for r in lines), \
             [r.getMessage() for r in lines][:5]
         assert "times=1 " in lines[0].getMessage()
-    finally:
-        harness.sup.close()
-    wait_for(lambda: not alive(wd), 10, message="the watchdog to exit at close")
 
 
 TRACER = ("import ctypes, sys, time; libc = ctypes.CDLL(None); "

@@ -23,14 +23,15 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @contextlib.contextmanager
-def _sleeping(envs: list[Mapping[bytes, bytes]], argv: list[str] | None = None) -> Iterator[list[int]]:
-    """One `sleep 600` a given environment (its only variables), its pid each; killed and
-    reaped after, whatever the test did."""
+def _sleeping(envs: list[Mapping[bytes, bytes]], argv: list | None = None,
+              executable: str | None = None) -> Iterator[list[int]]:
+    """One `sleep 600` (or `argv`, run as `executable`) a given environment (its only
+    variables), its pid each; killed and reaped after, whatever the test did."""
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for env in envs:
-            procs.append(subprocess.Popen(argv or ["sleep", "600"], env={b"PATH": os.environb[b"PATH"], **env},
-                                          stdin=subprocess.DEVNULL))
+            procs.append(subprocess.Popen(argv or ["sleep", "600"], executable=executable,
+                                          env={b"PATH": os.environb[b"PATH"], **env}, stdin=subprocess.DEVNULL))
         yield [_execed(p.pid) for p in procs]
     finally:
         for p in procs:
@@ -76,24 +77,15 @@ def test_a_command_line_is_shown_whole_up_to_its_limit_and_cut_with_dots_past_it
 
 
 def test_a_command_line_that_is_not_utf8_is_read_with_its_bad_bytes_replaced():
-    proc = subprocess.Popen([b"sl\xffeep", "600"], executable="sleep", stdin=subprocess.DEVNULL)
-    try:
-        assert command_of(_execed(proc.pid)) == "sl\ufffdeep 600"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with _sleeping([{}], [b"sl\xffeep", "600"], executable="sleep") as (pid,):
+        assert command_of(pid) == "sl\ufffdeep 600"
 
 
 def test_a_command_line_loses_its_final_nuls_and_nothing_else():
     """Each argument ends in a NUL: those at the end go (an empty last argument's too), the
     others are spaces, and nothing else at the end of the last argument is cut."""
-    proc = subprocess.Popen(["python3", "-c", "import time; time.sleep(600)", "X", ""], executable=sys.executable,
-                            stdin=subprocess.DEVNULL)
-    try:
-        assert command_of(_execed(proc.pid)) == "python3 -c import time; time.sleep(600) X"
-    finally:
-        proc.kill()
-        proc.wait(10)
+    with _sleeping([{}], ["python3", "-c", "import time; time.sleep(600)", "X", ""], executable=sys.executable) as (pid,):
+        assert command_of(pid) == "python3 -c import time; time.sleep(600) X"
 
 
 def test_a_process_gone_has_no_command_line():

@@ -4,7 +4,6 @@ or more) is checked by hand (docs/testing.md "The developer's set-up")."""
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.stoker_proc import REPO
+from tests.support.tools import load_tool
 from tests.support.users import unsplit
 from tests.support.waiting import wait_for
 
@@ -22,10 +22,7 @@ from tests.support.waiting import wait_for
 @pytest.fixture
 def tool():
     # named as its path names it (tools.make_venv), as `make mutation` maps its functions
-    spec = importlib.util.spec_from_file_location("tools.make_venv", REPO / "tools/make_venv.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("make_venv.py", "tools.make_venv")
 
 
 def fake_python(path: Path, answer: str) -> str:

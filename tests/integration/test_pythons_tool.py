@@ -2,19 +2,14 @@
 asking each one its version (here, shell scripts answering as an interpreter would)."""
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.support.stoker_proc import REPO
+from tests.support.tools import load_tool
 
 
 @pytest.fixture
 def tool():
-    spec = importlib.util.spec_from_file_location("test_pythons_under_test", REPO / "tools/test_pythons.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("test_pythons.py", "test_pythons_under_test")
 
 
 def test_one_interpreter_per_version_from_3_11_the_newest_patch_but_the_venv_s_own(tool, tmp_path):

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO, cast
 
@@ -39,6 +40,22 @@ def _read_more(fd: int, seen: bytearray) -> bytes:
     with contextlib.suppress(BlockingIOError):
         seen += os.read(fd, 65536)
     return bytes(seen)
+
+
+@contextlib.contextmanager
+def _console_and_run_dir(tmp_path: Path) -> Iterator[tuple[int, Callable[[], bytes], int]]:
+    """A console (a pipe) and the run's log directory: yields the console's writing end,
+    what has reached the console so far (a call), and the directory's fd; all closed after."""
+    console_r, console_w = os.pipe()
+    os.set_blocking(console_r, False)
+    seen = bytearray()
+    run_dir = _open_dir(tmp_path / "run")
+    try:
+        yield console_w, lambda: _read_more(console_r, seen), run_dir
+    finally:
+        os.close(console_r)
+        os.close(console_w)
+        os.close(run_dir)
 
 
 def test_a_console_that_does_not_read_holds_up_neither_the_pump_nor_the_files(
@@ -81,31 +98,25 @@ def test_console_copies_are_whole_lines_whoever_else_writes_there(tmp_path: Path
     console as the pump read them, so another process's line (or `stoker run`'s own) landed
     in the middle of one (`helXX` / `lo`). A line's start now waits for its end; a last
     line without a newline is copied when its stream ends."""
-    console_r, console_w = os.pipe()
-    os.set_blocking(console_r, False)
-    seen = bytearray()
-    run_dir = _open_dir(tmp_path / "run")
-    pump = LogPump("web.0")
-    (a_r, a_w), (b_r, b_w) = make_pipe(), make_pipe()
-    try:
-        for name, read_fd in (("a", a_r), ("b", b_r)):
-            pump.add(read_fd, LogFile(run_dir, name, tmp_path / "run" / name), console_w,
-                     f"task=web.0 process={name} run=0 stream=stdout")
-        for fd, data, name, whole in ((a_w, b"hel", "a", b"hel"), (b_w, b"XX\n", "b", b"XX\n"),
-                                      (a_w, b"lo\nwor", "a", b"hello\nwor")):
-            os.write(fd, data)
-            wait_for(lambda: (tmp_path / "run" / name).read_bytes() == whole, 5)  # noqa: B023
-        os.close(a_w)
-        a_w = -1
-        wait_for(lambda: _read_more(console_r, seen) == b"XX\nhello\nwor", 5)
-    finally:
-        for fd in (a_w, b_w):
-            if fd >= 0:
-                os.close(fd)
-        pump.stop(drain_secs=1.0)
-        os.close(console_r)
-        os.close(console_w)
-        os.close(run_dir)
+    with _console_and_run_dir(tmp_path) as (console_w, console, run_dir):
+        pump = LogPump("web.0")
+        (a_r, a_w), (b_r, b_w) = make_pipe(), make_pipe()
+        try:
+            for name, read_fd in (("a", a_r), ("b", b_r)):
+                pump.add(read_fd, LogFile(run_dir, name, tmp_path / "run" / name), console_w,
+                         f"task=web.0 process={name} run=0 stream=stdout")
+            for fd, data, name, whole in ((a_w, b"hel", "a", b"hel"), (b_w, b"XX\n", "b", b"XX\n"),
+                                          (a_w, b"lo\nwor", "a", b"hello\nwor")):
+                os.write(fd, data)
+                wait_for(lambda: (tmp_path / "run" / name).read_bytes() == whole, 5)  # noqa: B023
+            os.close(a_w)
+            a_w = -1
+            wait_for(lambda: console() == b"XX\nhello\nwor", 5)
+        finally:
+            for fd in (a_w, b_w):
+                if fd >= 0:
+                    os.close(fd)
+            pump.stop(drain_secs=1.0)
     # the files have each stream's bytes as written, the held line's start included
     assert [(tmp_path / "run" / n).read_bytes() for n in "ab"] == [b"hello\nwor", b"XX\n"]
 
@@ -128,31 +139,25 @@ def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
     """`stoker run` keeps a live view on the terminal's last line, without a newline: the
     pump wrote after it, so the first copied line was glued to the view, and left with it
     in the scroll-back (`[live.0 RUNNING] a:RUNNING[0]out-1`)."""
-    console_r, console_w = os.pipe()
-    os.set_blocking(console_r, False)
-    seen = bytearray()
-    run_dir = _open_dir(tmp_path / "run")
-    pump = LogPump("live.0")
-    read_fd, write_fd = make_pipe()
-    keep_screen_line(_Marks(console_w))
-    try:
-        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), console_w,
-                 "task=live.0 process=a run=0 stream=stdout")
-        os.write(write_fd, b"out-1\n\xff\n")
-        wait_for(lambda: _read_more(console_r, seen) == b"[hide]out-1\n\xff\n[show]", 5)
-        os.write(write_fd, b"no end")
-        os.close(write_fd)
-        write_fd = -1
-        wait_for(lambda: _read_more(console_r, seen).endswith(b"[show][hide]no end\n[show]"), 5,
-                 message="a last line without end is ended on the terminal (not in the file)")
-    finally:
-        keep_screen_line(None)
-        if write_fd >= 0:
+    with _console_and_run_dir(tmp_path) as (console_w, console, run_dir):
+        pump = LogPump("live.0")
+        read_fd, write_fd = make_pipe()
+        keep_screen_line(_Marks(console_w))
+        try:
+            pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), console_w,
+                     "task=live.0 process=a run=0 stream=stdout")
+            os.write(write_fd, b"out-1\n\xff\n")
+            wait_for(lambda: console() == b"[hide]out-1\n\xff\n[show]", 5)
+            os.write(write_fd, b"no end")
             os.close(write_fd)
-        pump.stop(drain_secs=1.0)
-        os.close(console_r)
-        os.close(console_w)
-        os.close(run_dir)
+            write_fd = -1
+            wait_for(lambda: console().endswith(b"[show][hide]no end\n[show]"), 5,
+                     message="a last line without end is ended on the terminal (not in the file)")
+        finally:
+            keep_screen_line(None)
+            if write_fd >= 0:
+                os.close(write_fd)
+            pump.stop(drain_secs=1.0)
     assert (tmp_path / "run/stdout").read_bytes() == b"out-1\n\xff\nno end"  # not ended in the file
 
 
@@ -162,31 +167,25 @@ def test_close_copies_what_the_pipes_hold_without_waiting_for_a_writer_that_outl
     is held by something Stoker could not kill (here: the test). The pump waited up to
     `drain_secs` (0.5 s at every close) for an EOF that never came; now it copies what the
     pipe holds, both the rotating file's and the console copy's, and closes at once."""
-    console_r, console_w = os.pipe()
-    os.set_blocking(console_r, False)
-    seen = bytearray()
-    run_dir = _open_dir(tmp_path / "run")
-    pump = LogPump("web.0")
-    read_fd, write_fd = make_pipe()
-    stopped = threading.Thread(target=pump.stop, kwargs={"drain_secs": 20.0})
-    try:
-        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout", max_bytes=MiB, backups=1),
-                 console_w, "task=web.0 process=web run=0 stream=stdout")
-        os.write(write_fd, b"first\n")
-        wait_for(lambda: (tmp_path / "run/stdout").read_bytes() == b"first\n", 5)
-        os.write(write_fd, b"last words\nno end")  # still in the pipe as the close begins
-        stopped.start()
-        stopped.join(10)  # a guard against a hang: the old pump waited the whole 20 s
-        assert not stopped.is_alive(), "the close waited for a writer that outlived the kill"
-        assert (tmp_path / "run/stdout").read_bytes() == b"first\nlast words\nno end"
-        assert _read_more(console_r, seen) == b"first\nlast words\nno end"
-    finally:
-        os.close(write_fd)
-        if stopped.ident is not None:
-            stopped.join(20)
-        os.close(console_r)
-        os.close(console_w)
-        os.close(run_dir)
+    with _console_and_run_dir(tmp_path) as (console_w, console, run_dir):
+        pump = LogPump("web.0")
+        read_fd, write_fd = make_pipe()
+        stopped = threading.Thread(target=pump.stop, kwargs={"drain_secs": 20.0})
+        try:
+            pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout", max_bytes=MiB, backups=1),
+                     console_w, "task=web.0 process=web run=0 stream=stdout")
+            os.write(write_fd, b"first\n")
+            wait_for(lambda: (tmp_path / "run/stdout").read_bytes() == b"first\n", 5)
+            os.write(write_fd, b"last words\nno end")  # still in the pipe as the close begins
+            stopped.start()
+            stopped.join(10)  # a guard against a hang: the old pump waited the whole 20 s
+            assert not stopped.is_alive(), "the close waited for a writer that outlived the kill"
+            assert (tmp_path / "run/stdout").read_bytes() == b"first\nlast words\nno end"
+            assert console() == b"first\nlast words\nno end"
+        finally:
+            os.close(write_fd)
+            if stopped.ident is not None:
+                stopped.join(20)
 
 
 EURO = "€".encode()  # e2 82 ac

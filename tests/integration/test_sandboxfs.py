@@ -82,14 +82,19 @@ def test_a_fifo_with_a_reader_is_refused_too(directory):
         os.close(reader)
 
 
+def _write_log(dir_fd: int, data: bytes) -> None:
+    """Opens `log` as the log pump does, checks the fd is blocking and close-on-exec, writes `data`."""
+    log = sandboxfs.open_regular("log", LOG_FLAGS, dir_fd=dir_fd)
+    try:
+        assert os.get_blocking(log) and not os.get_inheritable(log)
+        os.write(log, data)
+    finally:
+        os.close(log)
+
+
 def test_open_regular_gives_a_blocking_cloexec_fd_of_a_new_or_existing_file(directory):
     root, fd = directory
-    new = sandboxfs.open_regular("log", LOG_FLAGS, dir_fd=fd)
-    try:
-        assert os.get_blocking(new) and not os.get_inheritable(new)
-        os.write(new, b"a")
-    finally:
-        os.close(new)
+    _write_log(fd, b"a")
     assert (root / "log").read_bytes() == b"a"
     with pytest.raises(IsADirectoryError):  # a directory keeps its own errno
         (root / "dir").mkdir()
@@ -104,12 +109,7 @@ def test_open_regular_appends_to_an_existing_file_and_keeps_a_callers_o_excl(dir
     open; a caller's own O_EXCL still fails on an existing file."""
     root, fd = directory
     (root / "log").write_bytes(b"old\n")
-    again = sandboxfs.open_regular("log", LOG_FLAGS, dir_fd=fd)
-    try:
-        assert os.get_blocking(again) and not os.get_inheritable(again)
-        os.write(again, b"new\n")
-    finally:
-        os.close(again)
+    _write_log(fd, b"new\n")
     assert (root / "log").read_bytes() == b"old\nnew\n"
     with pytest.raises(FileExistsError):
         sandboxfs.open_regular("log", os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=fd)

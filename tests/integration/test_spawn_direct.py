@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -134,11 +135,21 @@ def test_a_run_and_a_command_as_stokers_own_user_start_with_its_umask(tmp_path: 
     assert forked == [(pid, popen)]
 
 
+def child_says(program: str, *args: str) -> Any:
+    """What `program` printed as JSON, run in a Python child with `args` and this checkout
+    last on its command line; the child must exit 0."""
+    done = subprocess.run([sys.executable, "-c", program, *args, str(REPO)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
 # A supervisor in a pids cgroup that holds more than its pids.max (no fork, no thread): what
 # its spawn says, and what Popen's error for the same fork names, each as a JSON line.
 FULL_CHILD = r"""
 import json, os, sys
 from pathlib import Path
+from typing import Any
 sys.path.insert(0, sys.argv[3])
 cg, sandbox = Path(sys.argv[1]), Path(sys.argv[2])
 (cg / "cgroup.procs").write_text(str(os.getpid()))
@@ -171,10 +182,7 @@ def test_a_fork_that_the_pids_limit_refuses_fails_the_run_as_popens_did(tmp_path
     `/bin/bash` as if the file were at fault."""
     (tmp_path / "sb").mkdir()
     with pids_cgroup() as cg:
-        done = subprocess.run([sys.executable, "-c", FULL_CHILD, str(cg), str(tmp_path / "sb"), str(REPO)],
-                              capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, (done.stdout, done.stderr)
-    out = json.loads(done.stdout)
+        out = child_says(FULL_CHILD, str(cg), str(tmp_path / "sb"))
     assert out["popen"] == [errno.EAGAIN, None], out  # no file named
     assert out["spawn"] == "cannot start /bin/bash for process 'p' run 0: Resource temporarily unavailable (EAGAIN)"
 
@@ -205,10 +213,7 @@ print(json.dumps(answers), flush=True)
 def test_a_thread_out_of_descriptors_at_its_first_spawn_spawns_once_they_are_back(tmp_path: Path) -> None:
     """The descriptor a thread keeps of its directory could not be opened (EMFILE): that run
     is Popen's (which fails as well, or not); before, the thread was Popen's for good."""
-    done = subprocess.run([sys.executable, "-c", SPENT_CHILD, str(tmp_path), str(REPO)],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, (done.stdout, done.stderr)
-    assert json.loads(done.stdout) == [None, 0]
+    assert child_says(SPENT_CHILD, str(tmp_path)) == [None, 0]
 
 
 # A supervisor that inherited a descriptor open for exec past its soft descriptor limit (a
@@ -217,6 +222,7 @@ def test_a_thread_out_of_descriptors_at_its_first_spawn_spawns_once_they_are_bac
 HIGH_CHILD = r"""
 import json, os, queue, resource, sys
 from pathlib import Path
+from typing import Any
 sys.path.insert(0, sys.argv[2])
 from config.spec import ProcessSpec
 from executor.procs.supervisor import SpawnError, Supervisor
@@ -243,10 +249,7 @@ def test_a_descriptor_inherited_past_the_descriptor_limit_neither_fails_a_run_no
     run of a supervisor that had inherited one failed, where Popen's close_fds closed it."""
     if resource.getrlimit(resource.RLIMIT_NOFILE)[1] <= 3000:
         pytest.skip("the hard descriptor limit here leaves no descriptor 3000 to inherit")
-    done = subprocess.run([sys.executable, "-c", HIGH_CHILD, str(tmp_path), str(REPO)],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, (done.stdout, done.stderr)
-    assert json.loads(done.stdout) == [0, ["0", "1", "2", "3"]]  # 3: ls's listing
+    assert child_says(HIGH_CHILD, str(tmp_path)) == [0, ["0", "1", "2", "3"]]  # 3: ls's listing
 
 
 # A Python whose posix_spawn cannot start a session (built for a libc without
@@ -257,6 +260,7 @@ def test_a_descriptor_inherited_past_the_descriptor_limit_neither_fails_a_run_no
 NO_SETSID_CHILD = r"""
 import json, os, queue, sys
 from pathlib import Path
+from typing import Any
 sys.path.insert(0, sys.argv[2])
 from tests.support.nosetsid import posix_spawn_without_setsid
 tried = posix_spawn_without_setsid()
@@ -285,9 +289,7 @@ print(json.dumps(out), flush=True)
 
 def test_where_posix_spawn_cannot_start_a_session_every_run_is_popens(tmp_path: Path) -> None:
     """Was: the run's NotImplementedError failed the task, an internal error (exit 70)."""
-    done = subprocess.run([sys.executable, "-c", NO_SETSID_CHILD, str(tmp_path), str(REPO)],
-                          capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, (done.stdout, done.stderr)
+    said = child_says(NO_SETSID_CHILD, str(tmp_path))
     # each run in a session of its own (Popen's), posix_spawn tried once for the runs and
     # once for the watchdog, which runs too, in a session of its own (Popen's)
-    assert json.loads(done.stdout) == [[0, True], [0, True], [[True, True], True]]
+    assert said == [[0, True], [0, True], [[True, True], True]]

@@ -1,11 +1,13 @@
-"""The early start's tests' job (tests/e2e/test_early_start.py, test_early_start_signals.py):
-a config of the given processes, what a run printed, and a hook that holds `stoker run` for a kill."""
+"""The early start's tests' job (tests/e2e/test_early_start*.py): a config of the given
+processes, `stoker run` of it with the test's plan cache, what a run printed, and a hook that
+holds `stoker run` for a kill."""
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
 from tests.support.importhook import patched_at_load
+from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
 
 JOB = """
     jobs = [Job(cluster='local', role='me', environment='test', name='early',
@@ -18,6 +20,29 @@ def write(tmp_path: Path, *processes: str) -> Path:
     config = tmp_path / "job.aurora"
     config.write_text(textwrap.dedent(JOB.format(processes=", ".join(processes))))
     return config
+
+
+def early_run(tmp_path: Path, config: Path, name: str = "sandbox", env: dict[str, str] | None = None,
+              launcher: tuple[str, ...] = ()) -> tuple[StokerProcess, Path]:
+    """`stoker run CONFIG --sandbox TMP/NAME` in TMP/work-NAME, with a plan cache of the
+    test's (TMP/plans) and DEBUG logs: the run and its sandbox."""
+    sandbox = tmp_path / name
+    work = tmp_path / f"work-{name}"
+    work.mkdir()
+    env = {"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG", **(env or {})}
+    return StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work, env=env, launcher=launcher), sandbox
+
+
+def run_to_success(tmp_path: Path, config: Path, env: dict[str, str] | None = None) -> tuple[StokerProcess, Path]:
+    """`early_run` waited for: it must exit 0 (its output says why not); closed, and what its
+    task left killed."""
+    proc, sandbox = early_run(tmp_path, config, env=env)
+    try:
+        assert proc.wait() == 0, proc.stdout() + proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    return proc, sandbox
 
 
 def stdout_of(sandbox: Path, process: str, run: int = 0) -> str:

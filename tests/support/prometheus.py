@@ -27,7 +27,7 @@ from typing import Any
 
 from tests.support.owned_server import OwnedServer, dies_with_us
 from tests.support.ports import free_ports
-from tests.support.zookeeper import in_ci
+from tests.support.zookeeper import require
 
 PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
@@ -48,13 +48,7 @@ def prometheus_missing() -> str | None:
 
 def require_prometheus() -> None:
     """Skip the calling test when Prometheus is not installed here; in CI, fail it."""
-    import pytest
-
-    reason = prometheus_missing()
-    if reason is not None:
-        if in_ci():
-            pytest.fail(f"CI must run the Prometheus tests: {reason}")
-        pytest.skip(reason)
+    require("Prometheus", prometheus_missing())
 
 
 def promtool_check_metrics(text: str) -> subprocess.CompletedProcess[str]:

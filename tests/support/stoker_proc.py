@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -80,6 +80,7 @@ class StokerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
         full_env["PYTHONPATH"] = str(REPO)
         full_env.update(env or {})
+        self.sandbox: Path | None = None  # where stoker_runs' runs keep their task
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err, stop_signals_default():
             self.proc = subprocess.Popen(
                 [*launcher, sys.executable, *entry, *args],
@@ -109,6 +110,21 @@ class StokerProcess:
 
     def wait(self, timeout_secs: float = 20) -> int:
         return self.proc.wait(timeout_secs)
+
+    def stop(self, sig: int, code: int) -> float:
+        """Sends `sig` and waits for an exit with status `code`: how long the exit took."""
+        started = time.monotonic()
+        self.signal(sig)
+        assert self.wait() == code, self.stderr()
+        return time.monotonic() - started
+
+    def sigterm_and_close(self) -> None:
+        """A SIGTERM, its exit awaited, closed (whatever is left SIGKILLed)."""
+        try:
+            self.signal(signal.SIGTERM)
+            self.wait()
+        finally:
+            self.close()
 
     def close(self) -> None:
         if MEASURED and self.proc.poll() is None:
@@ -174,3 +190,27 @@ def kill_leftovers(pids) -> None:
     deadline = time.monotonic() + 10  # a bound: SIGKILLed processes a loaded host is slow to end
     while live(pids) and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def stoker_runs(tmp_path: Path) -> Iterator[Callable[..., StokerProcess]]:
+    """A fixture's maker of `stoker run ARGS --sandbox SANDBOX` runs, as many as the test
+    starts: `start(*args, work=tmp_path, sandbox=work/"sandbox", env=None)`, the run's
+    `.sandbox` set. After the test each run is closed and its task's processes killed."""
+    started: list[StokerProcess] = []
+
+    def start(*args: str, work: Path | None = None, sandbox: Path | None = None,
+              env: dict[str, str] | None = None) -> StokerProcess:
+        work = work or tmp_path
+        sandbox = sandbox or work / "sandbox"
+        proc = StokerProcess(["run", *args, "--sandbox", str(sandbox)], work, env=env)
+        proc.sandbox = sandbox
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.close()
+            kill_leftovers(task_pids(proc.sandbox))

@@ -126,12 +126,16 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def require_zookeeper() -> None:
-    """Skip the calling test when no ZooKeeper server can be started here; in CI, fail it."""
+def require(what: str, reason: str | None) -> None:
+    """Skip the calling test when `reason` says why `what` cannot run here; in CI, fail it."""
     import pytest
 
-    reason = zookeeper_missing()
     if reason is not None:
         if in_ci():
-            pytest.fail(f"CI must run the ZooKeeper tests: {reason}")
+            pytest.fail(f"CI must run the {what} tests: {reason}")
         pytest.skip(reason)
+
+
+def require_zookeeper() -> None:
+    """Skip the calling test when no ZooKeeper server can be started here; in CI, fail it."""
+    require("ZooKeeper", zookeeper_missing())

@@ -158,31 +158,31 @@ def test_a_bound_on_the_whole_stop(hold, within, steps, expected):
     assert play(KillSequence(hold, within), steps) == expected
 
 
+# What the endpoints' configured wait (5 s) becomes: waited in full, cut to `secs`, or none
+# because the service says it does not implement the endpoint.
+WAITS_IN_FULL = EndpointWait(5.0, "waiting up to 5 s for the processes to exit (graceful_shutdown_wait_secs=5)")
+
+
+def cut_to(secs: float) -> EndpointWait:
+    return EndpointWait(secs, f"waiting up to {secs:g} s for the processes to exit "
+                              "(graceful_shutdown_wait_secs=5, cut to fit the stop's bound)")
+
+
+def not_implemented(status: int) -> EndpointWait:
+    return EndpointWait(0.0, f"not waiting: HTTP {status} says the service does not implement it")
+
+
 # Each row: the answer (None: unreachable), the configured wait, what is left, the result.
 WAITS = {
-    "an answer waits the configured time": (
-        200, 5.0, 10.0, EndpointWait(5.0, "waiting up to 5 s for the processes to exit "
-                                          "(graceful_shutdown_wait_secs=5)")),
-    "any other answer waits too (a 500 may still act on it)": (
-        500, 5.0, 10.0, EndpointWait(5.0, "waiting up to 5 s for the processes to exit "
-                                          "(graceful_shutdown_wait_secs=5)")),
-    "501 Not Implemented: no wait": (
-        501, 5.0, 10.0, EndpointWait(0.0, "not waiting: HTTP 501 says the service does not "
-                                          "implement it")),
-    "404 Not Found: no wait": (
-        404, 5.0, 10.0, EndpointWait(0.0, "not waiting: HTTP 404 says the service does not "
-                                          "implement it")),
-    "405 Method Not Allowed: no wait": (
-        405, 5.0, 10.0, EndpointWait(0.0, "not waiting: HTTP 405 says the service does not "
-                                          "implement it")),
+    "an answer waits the configured time": (200, 5.0, 10.0, WAITS_IN_FULL),
+    "any other answer waits too (a 500 may still act on it)": (500, 5.0, 10.0, WAITS_IN_FULL),
+    "501 Not Implemented: no wait": (501, 5.0, 10.0, not_implemented(501)),
+    "404 Not Found: no wait": (404, 5.0, 10.0, not_implemented(404)),
+    "405 Method Not Allowed: no wait": (405, 5.0, 10.0, not_implemented(405)),
     "no answer: no wait": (
         None, 5.0, 10.0, EndpointWait(0.0, "not waiting: the endpoint could not be reached")),
-    "the wait is cut to what is left of the endpoints' time": (
-        202, 5.0, 1.5, EndpointWait(1.5, "waiting up to 1.5 s for the processes to exit "
-                                         "(graceful_shutdown_wait_secs=5, cut to fit the stop's bound)")),
-    "nothing left: no wait": (
-        200, 5.0, -0.2, EndpointWait(0.0, "waiting up to 0 s for the processes to exit "
-                                          "(graceful_shutdown_wait_secs=5, cut to fit the stop's bound)")),
+    "the wait is cut to what is left of the endpoints' time": (202, 5.0, 1.5, cut_to(1.5)),
+    "nothing left: no wait": (200, 5.0, -0.2, cut_to(0.0)),
 }
 
 
