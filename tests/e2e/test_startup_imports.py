@@ -181,8 +181,11 @@ NOT_IN_RUN = NEVER | {
 # 113 and 99: a walk of the task's subtree reads the orphans' list again after it
 # (`executor.procs.orphanwalk`): a process that exited mid-walk left its children there,
 # unwalked (a hopper a run that exited 0 left was killed; containment.py at the ceiling).
-RUN_STOKER_MODULES = 113
-RUN_AGAIN_STOKER_MODULES = 99
+# 114 and 100: the time this process must be gone by (`executor.procs.exitby`): the close's
+# steps and its wait for the watchdog end by it under `stoker executor` after SHUTDOWN (the
+# agent's shutdown grace); `stoker run` has none, but its close is the same code.
+RUN_STOKER_MODULES = 114
+RUN_AGAIN_STOKER_MODULES = 100
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
 # it did depends on what ran before (a source newer than its file), not on the job.
