@@ -243,5 +243,5 @@ def forget_listings(own: tuple[str, ...] = ("executor", "config", "healthcheck")
     interleaved pairs, lower in 8 of 8 each)."""
     kept = {path for name, module in list(sys.modules.items()) if name.partition(".")[0] in own
             for path in getattr(module, "__path__", ())}
-    for path in [path for path in sys.path_importer_cache if path not in kept]:
-        del sys.path_importer_cache[path]
+    for path in [path for path in list(sys.path_importer_cache) if path not in kept]:  # list(): one step
+        sys.path_importer_cache.pop(path, None)  # (another thread's import may add one, or take it out, meanwhile)
