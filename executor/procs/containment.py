@@ -176,7 +176,7 @@ class Containment:
                 found.add((pid, info.start))
         return frozenset(found)
 
-    def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset()) -> Members:
+    def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset(), siblings: bool = True) -> Members:
         """The task's live processes (Stoker's subtree less foreign children and `skip`),
         parents first; the registered pids; and the unregistered children that are zombies.
         Children are listed before the registry is read, so every child this process forked
@@ -184,11 +184,15 @@ class Containment:
         reaper's lock). With `skip_registered`, only orphans are wanted, and the kernel gives
         every orphan to a subreaper's main thread: only its list is read (a tenth of the cost
         of every thread's); it is read again after a walk that had a root to walk (`orphanwalk.py`;
-        with none, an orphan that comes after this read is the next look's)."""
+        with none, an orphan that comes after this read is the next look's). With `siblings`,
+        the lists of the threads that forked too (each run's: 1.3 us a run): a run's
+        `clone(CLONE_PARENT)` child is its parent thread's, never an orphan (one that left with
+        `setsid` and `env -i` outlived its failed run; it was found at the task's stop only)."""
         if not self._walk:
             with self._reaper.lock:
                 return proctree.scan(), self._reaper.registered(), set()
-        kids = proctree.children(self._me, leader_only=skip_registered)
+        kids = proctree.children(self._me, leader_only=skip_registered,
+                                 also=self._reaper.fork_threads() if siblings else ())
         registered = self._registered()
         roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
         procs, roots, registered = orphanwalk.walk(self._me, roots, self._registered, self._is_foreign, skip,
@@ -275,12 +279,14 @@ class Containment:
         SIGTERMed) and something of it left, returns None and kills nothing: it drains.
         Otherwise `run_ended`. A SIGTERMed run with nothing left (a stop's usual case) is
         decided by one walk of the orphans, which is also the first pass of the unclaimed
-        kill: its group is empty, so nothing dies and re-parents between the walk and that pass."""
+        kill: its group is empty, so nothing dies and re-parents between the walk and that pass.
+        That walk reads no run's siblings (`_members`): N runs' stop would read N lists of up to N
+        pids; the task's signal reached them (`signal`, every thread's list), its close kills them."""
         if not drain or not self._walk:
             if drain and self.has_leftovers(child):
                 return None
             return self.run_ended(child, succeeded)
-        members = self._members(skip_registered=True, skip=frozenset({child.pid}))
+        members = self._members(skip_registered=True, skip=frozenset({child.pid}), siblings=False)
         if proctree.select(members[0], Scope(markers=(child.marker_entry,),
                                              live_groups=frozenset({child.pid}))):
             return None
