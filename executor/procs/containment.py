@@ -176,7 +176,7 @@ class Containment:
                 found.add((pid, info.start))
         return frozenset(found)
 
-    def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset()) -> Members:
+    def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset(), siblings: bool = False) -> Members:
         """The task's live processes (Stoker's subtree less foreign children and `skip`),
         parents first; the registered pids; and the unregistered children that are zombies.
         Children are listed before the registry is read, so every child this process forked
@@ -184,11 +184,13 @@ class Containment:
         reaper's lock). With `skip_registered`, only orphans are wanted, and the kernel gives
         every orphan to a subreaper's main thread: only its list is read (a tenth of the cost
         of every thread's); it is read again after a walk that had a root to walk (`orphanwalk.py`;
-        with none, an orphan that comes after this read is the next look's)."""
+        with none, an orphan that comes after this read is the next look's). `siblings`: the
+        forking threads' lists too, where a run's `clone(CLONE_PARENT)` child is, never an orphan."""
         if not self._walk:
             with self._reaper.lock:
                 return proctree.scan(), self._reaper.registered(), set()
-        kids = proctree.children(self._me, leader_only=skip_registered)
+        kids = proctree.children(self._me, leader_only=skip_registered,
+                                 also=self._reaper.fork_threads() if siblings else ())
         registered = self._registered()
         roots = [k for k in kids if k not in skip and not (skip_registered and k in registered)]
         procs, roots, registered = orphanwalk.walk(self._me, roots, self._registered, self._is_foreign, skip,
@@ -311,11 +313,14 @@ class Containment:
     def kill_leftovers(self, top_pid: int, marker_entry: bytes) -> int:
         """A command's top, or a run's the task signalled, exited (its zombie unreaped): SIGKILL
         its group, then every unclaimed process until none is left; returns how many were
-        killed. Call on the reaper thread (so no child of this process is reaped meanwhile)."""
+        killed. Call on the reaper thread (so no child of this process is reaped meanwhile).
+        With its `clone(CLONE_PARENT)` siblings (`_members`); other exits do not read the fork
+        threads' lists (N runs: N pids at each exit): an exit 0's sibling lives as a kept daemon
+        does, until the task's stop, whose signal reads every thread's list."""
         proctree.signal_group(top_pid, signal.SIGKILL)
         if not self._walk:
             return len(proctree.kill_leftovers(top_pid, marker_entry))
-        return self._kill_unclaimed(top_pid)
+        return self._kill_unclaimed(top_pid, siblings=True)
 
     def end_drain(self, child: Child) -> int:
         """A draining run the task SIGKILLed, no longer claimed: kill what is left of it as
@@ -325,7 +330,7 @@ class Containment:
             return len(proctree.kill_until_gone(Scope(markers=(child.marker_entry,))))
         return self._kill_unclaimed(child.pid)
 
-    def _kill_unclaimed(self, top_pid: int, first: Members | None = None) -> int:
+    def _kill_unclaimed(self, top_pid: int, first: Members | None = None, siblings: bool = False) -> int:
         """Passes until one finds no new unclaimed process and no new zombie child. Between
         passes, the processes just killed are waited for (pidfd), so that their children
         have been re-parented to this process before the next pass lists its children; and
@@ -338,7 +343,7 @@ class Containment:
         killed = 0
         while True:
             procs, registered, dead = (first if first is not None else
-                                       self._members(skip_registered=True, skip=frozenset(dead_seen)))
+                                       self._members(skip_registered=True, skip=frozenset(dead_seen), siblings=siblings))
             first = None
             fresh = [p for p in self._unclaimed(procs, registered) if (p, procs[p].start) not in seen]
             if not fresh and dead <= dead_seen:

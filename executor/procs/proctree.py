@@ -138,11 +138,13 @@ def hidden_child(pid: int) -> ProcInfo | None:
     return ProcInfo(pid=pid, ppid=os.getpid(), pgrp=pgrp, environ=b"", hidden=True)
 
 
-def children(pid: int, leader_only: bool = False) -> list[int]:
+def children(pid: int, leader_only: bool = False, also: Iterable[int] = ()) -> list[int]:
     """The children of `pid` (every thread's: /proc/PID/task/TID/children; or only its main
-    thread's, where the kernel puts the orphans a subreaper adopts); [] when gone."""
+    thread's, where the kernel puts the orphans a subreaper adopts, and those of the threads
+    `also` names); [] when gone."""
     if leader_only:
-        return [int(x) for x in _read(f"/proc/{pid}/task/{pid}/children", 65536).split()]
+        return [int(x) for tid in (pid, *(t for t in also if t != pid))
+                for x in _read(f"/proc/{pid}/task/{tid}/children", 65536).split()]
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:

@@ -199,6 +199,7 @@ class Reaper:
         self._forker: _ForkThread | None = None  # made at the first fork asked on the main thread
         self.shield: Shield | None = None  # the supervisor's lowered oom_score_adj (`oomkill.py`, the shield in `oomcount.py`)
         self._forking = 0  # forking() depth: the shield is lifted by the outermost
+        self._fork_tids: frozenset[int] = frozenset()  # the threads that forked (`fork_threads`)
 
     @classmethod
     def acquire(cls, adopt: Mapping[int, ChildWatcher] | None = None) -> Reaper:
@@ -257,6 +258,7 @@ class Reaper:
         """Hold the registry while forking and registering; wakes an idle reaper. With a
         `shield`, the child is forked at the adj the process started with (`oomkill.py`, the shield in `oomcount.py`)."""
         with self._cond:
+            self._note_fork_thread()
             shield = self.shield if self._forking == 0 else None
             if shield is not None:
                 shield.lift()
@@ -269,6 +271,18 @@ class Reaper:
                     shield.restore()
                 self._generation += 1
                 self._cond.notify_all()
+
+    def _note_fork_thread(self) -> None:
+        """Add the calling thread to `fork_threads` (pruned of the threads gone, then)."""
+        tid = threading.get_native_id()
+        if tid not in self._fork_tids:
+            self._fork_tids = frozenset(t for t in self._fork_tids if os.path.exists(f"/proc/self/task/{t}")) | {tid}
+
+    def fork_threads(self) -> frozenset[int]:
+        """The threads (native ids) of this process that forked a child. A child's
+        `clone(CLONE_PARENT)` makes a process whose parent is that thread: it is on that
+        thread's children list, not on the main thread's with the orphans (`Containment`)."""
+        return self._fork_tids
 
     def on_fork_thread(self, fn: Callable[[], T]) -> T:
         """`fn()` (forks, each inside `forking()`), off the main thread: called there, on the

@@ -350,6 +350,7 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     attempt, truth = inspection.attempt, inspection.truth
     started = shown_attempt(inspection)[1] or entry.registered_wall
     running, total = _procs(inspection)
+    user = (inspection.judged_as or task_user(inspection)) if inspection.view is not None else None
     return {
         "task_id": entry.task_id, "job_key": entry.job_key, "label": entry.label,
         "state": truth.state, "recorded_state": attempt.state if attempt else None,
@@ -361,6 +362,7 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "leftovers": [{"pid": p.pid, "process": p.process, "run": p.run, "command": p.command}
                       for p in inspection.leftovers],
         "foreign_processes": [attrs.asdict(p) for p in inspection.foreign],
+        "task_uid": user.uid if user else None, "task_uid_source": user.source if user else None,
         "problem": inspection.problem, "announcement": _announcement(attempt),
         "restart": restart_json(inspection),
     }

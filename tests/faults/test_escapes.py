@@ -30,11 +30,11 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
-from tests.support import cgroups, proc_scan
+from tests.support import cgroups, cloneparent, proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.background import Background
 from tests.support.fault_sizes import size
-from tests.support.shellwords import fake_sh
+from tests.support.shellwords import fake_sh, python_sh
 from tests.support.stoker_proc import StokerProcess, checkpoint_records
 from tests.support.waiting import wait_for
 
@@ -237,6 +237,55 @@ def test_kill9_of_stoker_run_on_a_busy_host_leaves_no_escaped_daemon(tmp_path, t
         figures.add(f"kill -9 of stoker run with {BACKGROUND} other processes: all gone after",
                     f"{(time.monotonic() - killed_at) * 1000:.0f} ms")
         wait_for(lambda: not task.groups.left(), 10, message="the watchdog removed the cgroup")
+    finally:
+        run.close()
+
+
+# ---- a run's sibling: clone(CLONE_PARENT), then setsid + env -i ----
+
+
+def _zombie_of(pid: int, parent: int) -> bool:
+    """Whether `pid` is a zombie `parent` has not reaped."""
+    stat = proc_scan.read_bytes(f"/proc/{pid}/stat")
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return len(fields) > 1 and fields[0] == b"Z" and int(fields[1]) == parent
+
+
+def _sibling(pid_file: str, code: str) -> str:
+    return "exec " + python_sh(Path(cloneparent.__file__), pid_file, code)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_sibling_a_failed_run_cloned_dies_with_it(tmp_path, task, mode):
+    """A process a run made with clone(CLONE_PARENT) is a child of the Stoker thread that
+    forked the run, not an orphan on the main thread's list: found at the run's exit too (a
+    failed run restarts clean), with a cgroup and without."""
+    processes = {"sibling": (_sibling("siblings.pids", "1"), "max_failures=0, min_duration=0.5",
+                             "siblings.pids"),
+                 "stay": (fake_sh(), "", "")}
+    run = _stoker_run(tmp_path, task, processes, None, mode)
+    try:
+        task.learn(run.pid)
+        _dead_but_the_latest(task, "siblings.pids", 3)  # two runs failed, each with a sibling
+        dead = task.pids_in("siblings.pids", 3)[:-1]
+        wait_for(lambda: not any(_zombie_of(pid, run.pid) for pid in dead), 10,
+                 message="the killed siblings reaped by Stoker (their parent)")
+        run.signal(signal.SIGTERM)
+        run.wait(30)
+        wait_for(lambda: not task.alive(), GONE_WITHIN_SECS, message="every task process gone")
+    finally:
+        run.close()
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_sibling_a_live_run_cloned_dies_with_the_task(tmp_path, task, mode):
+    run = _stoker_run(tmp_path, task, {"stay": (_sibling("stayed.pids", "stay"), "", "")}, None, mode)
+    try:
+        task.learn(run.pid)
+        assert proc_scan.live(task.pids_in("stayed.pids")), "a live run's sibling lives"
+        run.signal(signal.SIGTERM)
+        run.wait(30)
+        wait_for(lambda: not task.alive(), GONE_WITHIN_SECS, message="every task process gone")
     finally:
         run.close()
 

@@ -120,15 +120,8 @@ def test_a_list_another_user_wrote_is_listed_but_never_killed_by(tmp_path, daemo
     assert held.poll() is None
 
 
-def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, capsys, daemons):
-    """A task that owns its sandbox may rename `.stoker` and plant its own; the registry pins
-    the real one, and `stoker ps` and `status TASK_ID` read nothing else: a planted
-    `held.json` named any process of the host as the LOST task's leftover."""
-    held, stranger = daemons
-    sandbox, root = tmp_path / "sb", tmp_path / "root"
-    sandbox.mkdir()
-    lost_sandbox(sandbox)
-    write_list(sandbox, MARKER, {held.pid: start_of(held.pid)})
+def register_lost(sandbox: Path, root: Path) -> None:
+    """`lost_sandbox`'s task in the host registry at `root`, its `.stoker` pinned."""
     me = own_identity()
     real = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -139,6 +132,36 @@ def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, ca
         sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
         supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=1000.0, task_id="web-0-1",
         marker=MARKER, stoker_dir=pin))
+
+
+def test_ps_json_says_whose_a_lost_task_s_leftovers_are_as_status_json_does(tmp_path, capsys, daemons):
+    """Was: `stoker ps --json` listed a LOST task's leftovers without the uid they were judged
+    against (`task_uid`, `task_uid_source`), which `stoker status --json` gives."""
+    held, _ = daemons
+    sandbox, root = tmp_path / "sb", tmp_path / "root"
+    sandbox.mkdir()
+    lost_sandbox(sandbox)  # its header names no run_uid: the sandbox's owner is the task's user
+    write_list(sandbox, MARKER, {held.pid: start_of(held.pid)})
+    register_lost(sandbox, root)
+    assert main(["ps", "--root", str(root), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert [p["pid"] for p in row["leftovers"]] == [held.pid], row
+    assert (row.get("task_uid"), row.get("task_uid_source")) == (os.getuid(), "sandbox_owner"), row
+    assert main(["status", str(sandbox), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["task_uid"], doc["task_uid_source"]) == (row["task_uid"], row["task_uid_source"])
+
+
+def test_a_held_list_in_a_stoker_dir_the_task_planted_names_nothing(tmp_path, capsys, daemons):
+    """A task that owns its sandbox may rename `.stoker` and plant its own; the registry pins
+    the real one, and `stoker ps` and `status TASK_ID` read nothing else: a planted
+    `held.json` named any process of the host as the LOST task's leftover."""
+    held, stranger = daemons
+    sandbox, root = tmp_path / "sb", tmp_path / "root"
+    sandbox.mkdir()
+    lost_sandbox(sandbox)
+    write_list(sandbox, MARKER, {held.pid: start_of(held.pid)})
+    register_lost(sandbox, root)
 
     def leftovers() -> list[int]:
         assert main(["ps", "--root", str(root), "--json"]) == 0
