@@ -12,6 +12,7 @@ from executor.procs.oomcount import (
     count,
     early_count,
     find_counter,
+    has_events,
     named,
     open_counter,
     parse_oom_kills,
@@ -29,8 +30,8 @@ V2_MOUNTS = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
 def test_v1_memory_hierarchy_is_preferred_and_names_the_cgroup():
     counter = find_counter("5:memory:/mesos/abc\n3:freezer:/x\n0::/other\n", V1_MOUNTS)
     assert counter is not None
-    assert (counter.directory, counter.path, counter.v2) == (
-        "/sys/fs/cgroup/memory/mesos/abc", "/mesos/abc", False)
+    assert (counter.directory, counter.path, counter.v2, counter.top) == (
+        "/sys/fs/cgroup/memory/mesos/abc", "/mesos/abc", False, "/sys/fs/cgroup/memory")
 
 
 def test_v2_takes_the_nearest_cgroup_with_memory_events():
@@ -38,8 +39,8 @@ def test_v2_takes_the_nearest_cgroup_with_memory_events():
     counter = find_counter("0::/system.slice/stoker.service/stoker-1234\n", V2_MOUNTS,
                            has_events=lambda d: d in has)
     assert counter is not None
-    assert (counter.directory, counter.path, counter.v2) == (
-        "/sys/fs/cgroup/system.slice/stoker.service", "/system.slice/stoker.service", True)
+    assert (counter.directory, counter.path, counter.v2, counter.top) == (
+        "/sys/fs/cgroup/system.slice/stoker.service", "/system.slice/stoker.service", True, "/sys/fs/cgroup")
 
 
 def test_no_counter_in_the_v2_root_or_without_a_memory_mount():
@@ -118,8 +119,9 @@ def test_this_process_s_counter_is_held_and_reads_as_the_cgroup_file_does():
     counter = open_counter()
     if counter is None:
         pytest.skip("this process has no memory cgroup count here")
-    assert counter.fd >= 0
-    assert counter.count() == count(counter.directory, counter.v2)
+    now = counter.count()
+    assert counter.fd >= 0 and isinstance(counter.seen, int)  # the count as it opened
+    assert now is not None and counter.seen <= now == count(counter.directory, counter.v2)
 
 
 def test_the_early_start_reads_the_count_of_the_same_cgroup():
@@ -219,3 +221,39 @@ def test_lines_of_neither_file_s_shape_and_a_deleted_cgroup_are_passed_over():
     counter = find_counter(cgroups, mounts)
     assert counter is not None and counter.directory == "/sys/fs/cgroup/memory/mesos/abc"
     assert find_counter("5:memory:/mesos/abc (deleted)\n", V1_MOUNTS) is None
+    assert find_counter("0::/real\n4::/odd\n", V2_MOUNTS, has_events=lambda d: True).directory == (  # type: ignore[union-attr]
+        "/sys/fs/cgroup/real")  # only hierarchy 0 with no controller is v2's
+    short = "35 25 0:30 / - cgroup cgroup rw,memory\n"  # 4 fields before the separator: not a mount's
+    assert find_counter("5:memory:/a\n", short + V1_MOUNTS).directory == "/sys/fs/cgroup/memory/a"  # type: ignore[union-attr]
+    five = "35 25 0:30 / /mem - cgroup cgroup rw,memory\n"  # 5: as many as it reads
+    assert find_counter("5:memory:/a\n", five).directory == "/mem/a"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("proc_cgroup, mounts, directory", [
+    ("5:memory:/a:b\n", V1_MOUNTS, "/sys/fs/cgroup/memory/a:b"),  # a colon in a cgroup's name
+    ("5:hugetlb,memory:/a\n", V1_MOUNTS, "/sys/fs/cgroup/memory/a"),  # memory mounted with another
+    ("5:memory:/a/jobX\n", V1_MOUNTS, "/sys/fs/cgroup/memory/a/jobX"),
+    ("5:memory:/\n", "35 25 0:30 / / rw - cgroup cgroup rw,memory\n", "/"),  # mounted at /
+    # no v1 memory cgroup of this process's, or one its mount does not show: v2's
+    ("0::/a/b\n", V1_MOUNTS, "/sys/fs/cgroup/unified/a/b"),
+    ("5:memory:/other\n0::/a/b\n", "35 25 0:30 /kubepods /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+     + V2_MOUNTS, "/sys/fs/cgroup/a/b"),
+])
+def test_the_cgroup_whose_count_it_is(proc_cgroup, mounts, directory):
+    counter = find_counter(proc_cgroup, mounts, has_events=lambda d: True)
+    assert counter is not None and counter.directory == directory
+
+
+@pytest.mark.parametrize("mount_point", ["/", "/cgX", "/cg\\040"])
+def test_a_v2_mount_s_root_has_no_count_wherever_it_is_mounted(mount_point):
+    """The walk up stops at the mount point, whatever it ends with (an `X`, a space), and
+    at / for one mounted there."""
+    mounts = f"30 25 0:26 / {mount_point} rw - cgroup2 cgroup2 rw\n"
+    assert find_counter("0::/\n", mounts, has_events=lambda d: True) is None
+    assert find_counter("0::/a\n", mounts, has_events=lambda d: d in ("/", "/cgX", "/cg ")) is None
+
+
+def test_a_v2_cgroup_has_a_count_when_it_has_the_file(tmp_path):
+    assert not has_events(str(tmp_path))
+    (tmp_path / "memory.events").write_text("oom 0\noom_kill 0\n")
+    assert has_events(str(tmp_path))
