@@ -42,6 +42,7 @@ class Module:
     # a file, or one test of it (FILE::NAME) where the file's others run the module in a child process
     functions: tuple[str, ...] = ()  # only these mutants (mutmut's names, globs): a module's new functions
     children: bool = False  # its tests run it in child processes (CHILDREN_CONFTEST)
+    subreaper: bool = False  # its tests make this process a child subreaper (SUBREAPER_CONFTEST)
 
 
 def _all_but(test_file: str, *left_out: str) -> tuple[str, ...]:
@@ -262,13 +263,14 @@ MODULES = (
            ("tests/integration/test_orphanwalk_unsettled.py",
             *(f"tests/integration/test_containment.py::{name}" for name in (
                 "test_a_walk_finds_the_children_of_a_process_that_exits_as_it_is_read",
-                "test_a_walk_with_no_root_reads_the_orphans_list_no_second_time")))),
+                "test_a_walk_with_no_root_reads_the_orphans_list_no_second_time"))), subreaper=True),
     # (not its test of a counter alive as Python ends: mutmut's trampoline in the child's
     # `__del__` then reads a config gone already, "Exception ignored" on its stderr)
     Module("oomcount", "the OOM kill count", ("executor/procs/oomcount.py",),
            (*_all_but("tests/unit/test_oomkill.py",
                       "test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word"),
-            "tests/integration/test_oom_count_held.py", "tests/integration/test_oom_explained_late.py")),
+            "tests/integration/test_oom_count_held.py", "tests/integration/test_oom_explained_late.py",
+            "tests/integration/test_oom_shield.py")),
 )
 
 
@@ -324,13 +326,15 @@ def prepare(module: Module) -> Path:
             shutil.copy2(source, target)
     lines = ["[mutmut]", "source_paths =", *(f"    {p}" for p in (*PACKAGES, *tops)),
              "only_mutate =", *(f"    {s}" for s in module.sources),
-             "also_copy =", "    pytest.ini", "    examples", *(f"    {b}" for b in beside), *(["    conftest.py"] if module.children else []),
+             "also_copy =", "    pytest.ini", "    examples", *(f"    {b}" for b in beside), *(["    conftest.py"] if module.children or module.subreaper else []),
              "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in module.tests),
              # Hypothesis on a fixed seed, so a run's score does not depend on luck.
              "pytest_add_cli_args =", "    --hypothesis-seed=0", ""]
     (work / "setup.cfg").write_text("\n".join(lines))
-    if module.children:
-        (work / "conftest.py").write_text(f"SOURCES = {module.sources!r}\n" + CHILDREN_CONFTEST)
+    if module.children or module.subreaper:
+        (work / "conftest.py").write_text("\n\n".join(
+            [f"SOURCES = {module.sources!r}\n" + CHILDREN_CONFTEST] * module.children
+            + [SUBREAPER_CONFTEST] * module.subreaper))
     return work
 
 
@@ -368,6 +372,29 @@ def _children_run_the_mutants():
         yield
     finally:
         os.environ["MUTANT_UNDER_TEST"] = "stats"
+"""
+
+
+# For a module whose tests start a Supervisor (its reaper makes the process a child
+# subreaper): mutmut forks each mutant's run from its own process, where the stats pass ran
+# those tests. The flag is not inherited by a fork, but the reaper's record that it is set
+# is, so a mutant's run was no subreaper (its orphans not its own: the walk's tests failed
+# whatever the mutant), and mutmut's process was one: a run's orphan came to it, and its
+# wait for a run took that pid (`KeyError` in `wait_for_result`). So the flag is set for
+# each test and cleared after it, in whichever process the test runs.
+SUBREAPER_CONFTEST = """import ctypes
+
+import pytest
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture(autouse=True)
+def _a_subreaper_during_each_test_only():
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    yield
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 """
 
 
