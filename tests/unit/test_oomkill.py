@@ -88,6 +88,17 @@ def test_only_a_sigkill_nobody_in_the_task_sent_during_which_the_count_grew_is_n
     assert named(kill, None, 2, sent=False) == kill
 
 
+def test_no_sigkill_nor_counter_looks_at_the_count(tmp_path, caplog):
+    """Not a SIGKILL, or no counter: the status as it was, with no look (no OOM kill claimed
+    nor any line), even while the count has grown."""
+    (tmp_path / "memory.oom_control").write_text("oom_kill 3\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path.parent), seen=1)
+    term = ExitStatus(signal=15)
+    assert named(term, counter, 1, sent=False) is term and not counter.claimed
+    assert named(ExitStatus(signal=9), None, 1, sent=False) == ExitStatus(signal=9)
+    assert not caplog.records
+
+
 def test_a_held_counter_reads_its_file_anew_at_each_look(tmp_path):
     """`hold`: the file kept open, each look one pread from its start, not a stale copy."""
     events = tmp_path / "memory.oom_control"
@@ -238,6 +249,14 @@ def test_lines_of_neither_file_s_shape_and_a_deleted_cgroup_are_passed_over():
     ("0::/a/b\n", V1_MOUNTS, "/sys/fs/cgroup/unified/a/b"),
     ("5:memory:/other\n0::/a/b\n", "35 25 0:30 /kubepods /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
      + V2_MOUNTS, "/sys/fs/cgroup/a/b"),
+    ("5:memory:/a\n0::/b\n", V2_MOUNTS + V1_MOUNTS, "/sys/fs/cgroup/memory/a"),  # v1's first, wherever listed
+    ("0::/a\n", "30 25 0:26 / /cg rw - cgroup2 none\n", "/cg/a"),  # any source, no super options
+    ("5:memory:/Xa\n", V1_MOUNTS, "/sys/fs/cgroup/memory/Xa"),
+    # a mount that shows a cgroup below the root: the cgroup itself, one below it
+    ("5:memory:/kubepods/pod1\n", "35 25 0:30 /kubepods/pod1 /m rw - cgroup cgroup rw,memory\n", "/m"),
+    ("5:memory:/podX/c\n", "35 25 0:30 /podX /m rw - cgroup cgroup rw,memory\n", "/m/c"),
+    ("5:memory:/pod /c\n", "35 25 0:30 /pod\\040 /m rw - cgroup cgroup rw,memory\n", "/m/c"),
+    ("5:memory:/c\n", "35 25 0:30 / /m\\12\\X12 rw - cgroup cgroup rw,memory\n", "/m\\12\\X12/c"),  # not escapes
 ])
 def test_the_cgroup_whose_count_it_is(proc_cgroup, mounts, directory):
     counter = find_counter(proc_cgroup, mounts, has_events=lambda d: True)
