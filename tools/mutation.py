@@ -270,7 +270,7 @@ MODULES = (
            (*_all_but("tests/unit/test_oomkill.py",
                       "test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word"),
             "tests/integration/test_oom_count_held.py", "tests/integration/test_oom_explained_late.py",
-            "tests/integration/test_oom_shield.py")),
+            "tests/integration/test_oom_shield.py"), subreaper=True),
 )
 
 
