@@ -251,6 +251,8 @@ def test_lines_of_neither_file_s_shape_and_a_deleted_cgroup_are_passed_over():
      + V2_MOUNTS, "/sys/fs/cgroup/a/b"),
     ("5:memory:/a\n0::/b\n", V2_MOUNTS + V1_MOUNTS, "/sys/fs/cgroup/memory/a"),  # v1's first, wherever listed
     ("0::/a\n", "30 25 0:26 / /cg rw - cgroup2 none\n", "/cg/a"),  # any source, no super options
+    ("5:memory:/a\n", "36 25 0:31 / /f rw - cgroup cgroup rw,freezer\n"  # another controller's: not
+     "35 25 0:30 / /m rw - cgroup none rw,memory\n", "/m/a"),
     ("5:memory:/Xa\n", V1_MOUNTS, "/sys/fs/cgroup/memory/Xa"),
     # a mount that shows a cgroup below the root: the cgroup itself, one below it
     ("5:memory:/kubepods/pod1\n", "35 25 0:30 /kubepods/pod1 /m rw - cgroup cgroup rw,memory\n", "/m"),
