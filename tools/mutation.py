@@ -149,7 +149,7 @@ MODULES = (
            ("tests/integration/test_leftover_procs.py", "tests/integration/test_observe_metrics_leftovers.py")),
     Module("oomkill", "the OOM killer's claim", ("executor/procs/oomkill.py",),
            ("tests/unit/test_oomkill.py", "tests/integration/test_oom_explained_late.py",
-            "tests/integration/test_oom_shield.py")),
+            "tests/integration/test_oom_shield.py"), subreaper=True),
     # The seventh round (docs/testing.md §4): modules whose tests run them in child processes too
     Module("ended", "how a stoker run attempt ended", ("executor/local/ended.py",),
            tuple(f"tests/integration/test_local_run.py::{name}" for name in (

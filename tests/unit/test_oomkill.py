@@ -1,6 +1,8 @@
 """Where the OOM kill count of this process's memory cgroup is, and the words of a kill."""
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from executor.procs.oomcount import (
     named,
     open_counter,
     parse_oom_kills,
+    read,
 )
 from executor.procs.oomkill import UNLIMITED, format_bytes, limit
 from tests.support.stoker_proc import REPO
@@ -111,6 +114,23 @@ def test_a_held_counter_reads_its_file_anew_at_each_look(tmp_path):
     missing = OomCounter(str(tmp_path / "gone"), "/g", v2=True, top=str(tmp_path))
     missing.hold()
     assert missing.fd == -1 and missing.count() is None  # as an unheld look says
+
+
+def test_a_held_v2_counter_holds_memory_events_from_its_start_and_closes_it_once_gone(tmp_path):
+    """Its file held close-on-exec, read whole from offset 0 (the `oom_kill` line first
+    here), a byte that is no UTF-8 read as a replacement, by a held look, an unheld one and
+    `read`; the file closed once the counter is gone."""
+    (tmp_path / "memory.events").write_bytes(b"oom_kill 4\nx \xff\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=True, top=str(tmp_path.parent))
+    counter.hold()
+    fd = counter.fd
+    assert fd >= 0 and not os.get_inheritable(fd)
+    assert counter.count() == count(str(tmp_path), v2=True) == 4
+    assert read(str(tmp_path), "memory.events") == "oom_kill 4\nx \ufffd\n"
+    del counter
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word(tmp_path):
