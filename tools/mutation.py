@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,14 @@ class Module:
     # a file, or one test of it (FILE::NAME) where the file's others run the module in a child process
     functions: tuple[str, ...] = ()  # only these mutants (mutmut's names, globs): a module's new functions
     children: bool = False  # its tests run it in child processes (CHILDREN_CONFTEST)
+    subreaper: bool = False  # its tests make this process a child subreaper (SUBREAPER_CONFTEST)
+
+
+def _all_but(test_file: str, *left_out: str) -> tuple[str, ...]:
+    """Each test of `test_file` (FILE::NAME) but those `left_out` (ones whose child runs the
+    module under mutmut's trampoline, where it cannot work)."""
+    names = re.findall(r"^def (test_\w+)", (ROOT / test_file).read_text(), re.MULTILINE)
+    return tuple(f"{test_file}::{name}" for name in names if name not in left_out)
 
 
 # A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
@@ -140,7 +149,7 @@ MODULES = (
            ("tests/integration/test_leftover_procs.py", "tests/integration/test_observe_metrics_leftovers.py")),
     Module("oomkill", "the OOM killer's claim", ("executor/procs/oomkill.py",),
            ("tests/unit/test_oomkill.py", "tests/integration/test_oom_explained_late.py",
-            "tests/integration/test_oom_shield.py")),
+            "tests/integration/test_oom_shield.py"), subreaper=True),
     # The seventh round (docs/testing.md §4): modules whose tests run them in child processes too
     Module("ended", "how a stoker run attempt ended", ("executor/local/ended.py",),
            tuple(f"tests/integration/test_local_run.py::{name}" for name in (
@@ -247,6 +256,21 @@ MODULES = (
                "test_a_venv_without_a_python_at_all_is_made_again", "test_a_python_3_11_makes_the_venv",
                "test_its_help_names_it_as_make_runs_it",
                "test_make_silent_reads_the_one_letter_flags_of_makeflags_first_word"))),
+    # The tenth round: the executor's exit time, the walk that re-reads the orphans' list, the
+    # OOM kill count (the held file)
+    Module("exitby", "the executor's exit time", ("executor/procs/exitby.py",), ("tests/unit/test_exitby.py",)),
+    Module("orphanwalk", "a walk that misses no orphan", ("executor/procs/orphanwalk.py",),
+           ("tests/integration/test_orphanwalk_unsettled.py",
+            *(f"tests/integration/test_containment.py::{name}" for name in (
+                "test_a_walk_finds_the_children_of_a_process_that_exits_as_it_is_read",
+                "test_a_walk_with_no_root_reads_the_orphans_list_no_second_time"))), subreaper=True),
+    # (not its test of a counter alive as Python ends: mutmut's trampoline in the child's
+    # `__del__` then reads a config gone already, "Exception ignored" on its stderr)
+    Module("oomcount", "the OOM kill count", ("executor/procs/oomcount.py",),
+           (*_all_but("tests/unit/test_oomkill.py",
+                      "test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word"),
+            "tests/integration/test_oom_count_held.py", "tests/integration/test_oom_explained_late.py",
+            "tests/integration/test_oom_shield.py"), subreaper=True),
 )
 
 
@@ -302,13 +326,15 @@ def prepare(module: Module) -> Path:
             shutil.copy2(source, target)
     lines = ["[mutmut]", "source_paths =", *(f"    {p}" for p in (*PACKAGES, *tops)),
              "only_mutate =", *(f"    {s}" for s in module.sources),
-             "also_copy =", "    pytest.ini", "    examples", *(f"    {b}" for b in beside), *(["    conftest.py"] if module.children else []),
+             "also_copy =", "    pytest.ini", "    examples", *(f"    {b}" for b in beside), *(["    conftest.py"] if module.children or module.subreaper else []),
              "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in module.tests),
              # Hypothesis on a fixed seed, so a run's score does not depend on luck.
              "pytest_add_cli_args =", "    --hypothesis-seed=0", ""]
     (work / "setup.cfg").write_text("\n".join(lines))
-    if module.children:
-        (work / "conftest.py").write_text(f"SOURCES = {module.sources!r}\n" + CHILDREN_CONFTEST)
+    if module.children or module.subreaper:
+        (work / "conftest.py").write_text("\n\n".join(
+            [f"SOURCES = {module.sources!r}\n" + CHILDREN_CONFTEST] * module.children
+            + [SUBREAPER_CONFTEST] * module.subreaper))
     return work
 
 
@@ -346,6 +372,29 @@ def _children_run_the_mutants():
         yield
     finally:
         os.environ["MUTANT_UNDER_TEST"] = "stats"
+"""
+
+
+# For a module whose tests start a Supervisor (its reaper makes the process a child
+# subreaper): mutmut forks each mutant's run from its own process, where the stats pass ran
+# those tests. The flag is not inherited by a fork, but the reaper's record that it is set
+# is, so a mutant's run was no subreaper (its orphans not its own: the walk's tests failed
+# whatever the mutant), and mutmut's process was one: a run's orphan came to it, and its
+# wait for a run took that pid (`KeyError` in `wait_for_result`). So the flag is set for
+# each test and cleared after it, in whichever process the test runs.
+SUBREAPER_CONFTEST = """import ctypes
+
+import pytest
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@pytest.fixture(autouse=True)
+def _a_subreaper_during_each_test_only():
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    yield
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 """
 
 

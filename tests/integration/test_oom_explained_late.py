@@ -32,6 +32,8 @@ def test_a_sigkilled_run_whose_explanation_cannot_be_loaded_still_ends(harness, 
     assert ended.process == "greedy" and ended.status.signal == 9
     assert ended.status.describe() == "killed by SIGKILL"
     assert "oom_kill_unexplained" in caplog.text and "ModuleNotFoundError" in caplog.text
+    assert 'reason="the run\'s end reads without the OOM killer\'s part"' in caplog.text, caplog.text
+    assert any(r.name == "executor.procs.oomcount" for r in caplog.records if "oom_kill_unexplained" in r.getMessage())
 
 
 def test_a_sigkilled_run_during_which_the_count_grew_is_named_the_oom_killer_s(harness, tmp_path):

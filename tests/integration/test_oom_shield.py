@@ -55,3 +55,36 @@ def test_the_supervisor_lowers_its_adj_only_when_it_may(harness):
         assert shield is not None and own_adj() == oomcount.PROTECTED_ADJ <= shield.started
     else:
         assert shield is None and own_adj() > oomcount.PROTECTED_ADJ
+
+
+
+def test_a_shield_made_afresh_lowers_the_adj_once_when_it_may_and_lifts_it_to_where_it_began(monkeypatch):
+    """`shield()` as a process's first supervisor calls it (its once-per-process flags set
+    afresh), from an adj of 100: with the privilege, PROTECTED_ADJ, and `lift` puts 100 back
+    for a fork, `restore` PROTECTED_ADJ again; without, no Shield and the adj as it was. A
+    second call is the first's answer; from PROTECTED_ADJ or below there is no Shield."""
+    before = own_adj()
+    fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
+    made: list[oomcount.Shield] = []
+    try:
+        for adj in (100, *((oomcount.PROTECTED_ADJ, -1000) if MAY_LOWER else ())):
+            os.pwrite(fd, str(adj).encode(), 0)
+            monkeypatch.setattr(oomcount, "_shield_tried", False)
+            monkeypatch.setattr(oomcount, "_shield", None)
+            shield = oomcount.shield()
+            assert oomcount.shield() is shield and oomcount._shield_tried is True, adj
+            if not MAY_LOWER or adj != 100:
+                assert shield is None and own_adj() == adj, (adj, shield)
+                continue
+            assert shield is not None
+            made.append(shield)
+            assert (shield.started, shield.own, own_adj()) == (100, oomcount.PROTECTED_ADJ, oomcount.PROTECTED_ADJ)
+            shield.lift()
+            assert own_adj() == 100
+            shield.restore()
+            assert own_adj() == oomcount.PROTECTED_ADJ
+    finally:
+        os.pwrite(fd, str(before).encode(), 0)
+        os.close(fd)
+        for shield in made:
+            os.close(shield.fd)

@@ -41,6 +41,19 @@ def test_a_wait_ends_once_what_it_waits_for_is_done_and_said():
     assert result == [True]
 
 
+def test_a_wait_nobody_wakes_ends_at_its_own_bound_after_one_more_look():
+    """No exit time, no `wake`: the wait ends as its `secs` run out, even a bound under a
+    second, and says what `done` says at that last look."""
+    exit_by = ExitBy()
+    looks = iter([False, True])  # done at its second look: the one after the bound
+    thread, result = _waiting(exit_by, looks.__next__, 0.3)
+    thread.join(10)
+    assert result == [True]
+    thread, result = _waiting(exit_by, lambda: False, 0.3)
+    thread.join(10)
+    assert result == [False]
+
+
 def test_the_soonest_exit_time_holds():
     exit_by = ExitBy()
     soon = time.monotonic() + 100.0

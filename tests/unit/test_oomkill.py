@@ -1,6 +1,8 @@
 """Where the OOM kill count of this process's memory cgroup is, and the words of a kill."""
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
 import sys
 
@@ -12,9 +14,11 @@ from executor.procs.oomcount import (
     count,
     early_count,
     find_counter,
+    has_events,
     named,
     open_counter,
     parse_oom_kills,
+    read,
 )
 from executor.procs.oomkill import UNLIMITED, format_bytes, limit
 from tests.support.stoker_proc import REPO
@@ -29,8 +33,8 @@ V2_MOUNTS = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
 def test_v1_memory_hierarchy_is_preferred_and_names_the_cgroup():
     counter = find_counter("5:memory:/mesos/abc\n3:freezer:/x\n0::/other\n", V1_MOUNTS)
     assert counter is not None
-    assert (counter.directory, counter.path, counter.v2) == (
-        "/sys/fs/cgroup/memory/mesos/abc", "/mesos/abc", False)
+    assert (counter.directory, counter.path, counter.v2, counter.top) == (
+        "/sys/fs/cgroup/memory/mesos/abc", "/mesos/abc", False, "/sys/fs/cgroup/memory")
 
 
 def test_v2_takes_the_nearest_cgroup_with_memory_events():
@@ -38,8 +42,8 @@ def test_v2_takes_the_nearest_cgroup_with_memory_events():
     counter = find_counter("0::/system.slice/stoker.service/stoker-1234\n", V2_MOUNTS,
                            has_events=lambda d: d in has)
     assert counter is not None
-    assert (counter.directory, counter.path, counter.v2) == (
-        "/sys/fs/cgroup/system.slice/stoker.service", "/system.slice/stoker.service", True)
+    assert (counter.directory, counter.path, counter.v2, counter.top) == (
+        "/sys/fs/cgroup/system.slice/stoker.service", "/system.slice/stoker.service", True, "/sys/fs/cgroup")
 
 
 def test_no_counter_in_the_v2_root_or_without_a_memory_mount():
@@ -87,6 +91,17 @@ def test_only_a_sigkill_nobody_in_the_task_sent_during_which_the_count_grew_is_n
     assert named(kill, None, 2, sent=False) == kill
 
 
+def test_no_sigkill_nor_counter_looks_at_the_count(tmp_path, caplog):
+    """Not a SIGKILL, or no counter: the status as it was, with no look (no OOM kill claimed
+    nor any line), even while the count has grown."""
+    (tmp_path / "memory.oom_control").write_text("oom_kill 3\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=False, top=str(tmp_path.parent), seen=1)
+    term = ExitStatus(signal=15)
+    assert named(term, counter, 1, sent=False) is term and not counter.claimed
+    assert named(ExitStatus(signal=9), None, 1, sent=False) == ExitStatus(signal=9)
+    assert not caplog.records
+
+
 def test_a_held_counter_reads_its_file_anew_at_each_look(tmp_path):
     """`hold`: the file kept open, each look one pread from its start, not a stale copy."""
     events = tmp_path / "memory.oom_control"
@@ -99,6 +114,23 @@ def test_a_held_counter_reads_its_file_anew_at_each_look(tmp_path):
     missing = OomCounter(str(tmp_path / "gone"), "/g", v2=True, top=str(tmp_path))
     missing.hold()
     assert missing.fd == -1 and missing.count() is None  # as an unheld look says
+
+
+def test_a_held_v2_counter_holds_memory_events_from_its_start_and_closes_it_once_gone(tmp_path):
+    """Its file held close-on-exec, read whole from offset 0 (the `oom_kill` line first
+    here), a byte that is no UTF-8 read as a replacement, by a held look, an unheld one and
+    `read`; the file closed once the counter is gone."""
+    (tmp_path / "memory.events").write_bytes(b"oom_kill 4\nx \xff\n")
+    counter = OomCounter(str(tmp_path), "/t", v2=True, top=str(tmp_path.parent))
+    counter.hold()
+    fd = counter.fd
+    assert fd >= 0 and not os.get_inheritable(fd)
+    assert counter.count() == count(str(tmp_path), v2=True) == 4
+    assert read(str(tmp_path), "memory.events") == "oom_kill 4\nx \ufffd\n"
+    del counter
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
 
 
 def test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word(tmp_path):
@@ -118,8 +150,9 @@ def test_this_process_s_counter_is_held_and_reads_as_the_cgroup_file_does():
     counter = open_counter()
     if counter is None:
         pytest.skip("this process has no memory cgroup count here")
-    assert counter.fd >= 0
-    assert counter.count() == count(counter.directory, counter.v2)
+    now = counter.count()
+    assert counter.fd >= 0 and isinstance(counter.seen, int)  # the count as it opened
+    assert now is not None and counter.seen <= now == count(counter.directory, counter.v2)
 
 
 def test_the_early_start_reads_the_count_of_the_same_cgroup():
@@ -219,3 +252,49 @@ def test_lines_of_neither_file_s_shape_and_a_deleted_cgroup_are_passed_over():
     counter = find_counter(cgroups, mounts)
     assert counter is not None and counter.directory == "/sys/fs/cgroup/memory/mesos/abc"
     assert find_counter("5:memory:/mesos/abc (deleted)\n", V1_MOUNTS) is None
+    assert find_counter("0::/real\n4::/odd\n", V2_MOUNTS, has_events=lambda d: True).directory == (  # type: ignore[union-attr]
+        "/sys/fs/cgroup/real")  # only hierarchy 0 with no controller is v2's
+    short = "35 25 0:30 / - cgroup cgroup rw,memory\n"  # 4 fields before the separator: not a mount's
+    assert find_counter("5:memory:/a\n", short + V1_MOUNTS).directory == "/sys/fs/cgroup/memory/a"  # type: ignore[union-attr]
+    five = "35 25 0:30 / /mem - cgroup cgroup rw,memory\n"  # 5: as many as it reads
+    assert find_counter("5:memory:/a\n", five).directory == "/mem/a"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("proc_cgroup, mounts, directory", [
+    ("5:memory:/a:b\n", V1_MOUNTS, "/sys/fs/cgroup/memory/a:b"),  # a colon in a cgroup's name
+    ("5:hugetlb,memory:/a\n", V1_MOUNTS, "/sys/fs/cgroup/memory/a"),  # memory mounted with another
+    ("5:memory:/a/jobX\n", V1_MOUNTS, "/sys/fs/cgroup/memory/a/jobX"),
+    ("5:memory:/\n", "35 25 0:30 / / rw - cgroup cgroup rw,memory\n", "/"),  # mounted at /
+    # no v1 memory cgroup of this process's, or one its mount does not show: v2's
+    ("0::/a/b\n", V1_MOUNTS, "/sys/fs/cgroup/unified/a/b"),
+    ("5:memory:/other\n0::/a/b\n", "35 25 0:30 /kubepods /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+     + V2_MOUNTS, "/sys/fs/cgroup/a/b"),
+    ("5:memory:/a\n0::/b\n", V2_MOUNTS + V1_MOUNTS, "/sys/fs/cgroup/memory/a"),  # v1's first, wherever listed
+    ("0::/a\n", "30 25 0:26 / /cg rw - cgroup2 none\n", "/cg/a"),  # any source, no super options
+    ("5:memory:/a\n", "36 25 0:31 / /f rw - cgroup cgroup rw,freezer\n"  # another controller's: not
+     "35 25 0:30 / /m rw - cgroup none rw,memory\n", "/m/a"),
+    ("5:memory:/Xa\n", V1_MOUNTS, "/sys/fs/cgroup/memory/Xa"),
+    # a mount that shows a cgroup below the root: the cgroup itself, one below it
+    ("5:memory:/kubepods/pod1\n", "35 25 0:30 /kubepods/pod1 /m rw - cgroup cgroup rw,memory\n", "/m"),
+    ("5:memory:/podX/c\n", "35 25 0:30 /podX /m rw - cgroup cgroup rw,memory\n", "/m/c"),
+    ("5:memory:/pod /c\n", "35 25 0:30 /pod\\040 /m rw - cgroup cgroup rw,memory\n", "/m/c"),
+    ("5:memory:/c\n", "35 25 0:30 / /m\\12\\X12 rw - cgroup cgroup rw,memory\n", "/m\\12\\X12/c"),  # not escapes
+])
+def test_the_cgroup_whose_count_it_is(proc_cgroup, mounts, directory):
+    counter = find_counter(proc_cgroup, mounts, has_events=lambda d: True)
+    assert counter is not None and counter.directory == directory
+
+
+@pytest.mark.parametrize("mount_point", ["/", "/cgX", "/cg\\040"])
+def test_a_v2_mount_s_root_has_no_count_wherever_it_is_mounted(mount_point):
+    """The walk up stops at the mount point, whatever it ends with (an `X`, a space), and
+    at / for one mounted there."""
+    mounts = f"30 25 0:26 / {mount_point} rw - cgroup2 cgroup2 rw\n"
+    assert find_counter("0::/\n", mounts, has_events=lambda d: True) is None
+    assert find_counter("0::/a\n", mounts, has_events=lambda d: d in ("/", "/cgX", "/cg ")) is None
+
+
+def test_a_v2_cgroup_has_a_count_when_it_has_the_file(tmp_path):
+    assert not has_events(str(tmp_path))
+    (tmp_path / "memory.events").write_text("oom 0\noom_kill 0\n")
+    assert has_events(str(tmp_path))
