@@ -298,3 +298,13 @@ def test_a_v2_cgroup_has_a_count_when_it_has_the_file(tmp_path):
     assert not has_events(str(tmp_path))
     (tmp_path / "memory.events").write_text("oom 0\noom_kill 0\n")
     assert has_events(str(tmp_path))
+
+
+def test_a_file_past_64_kib_is_read_whole(tmp_path):
+    """A mountinfo on a host with some 500 mounts is past 64 KiB: the memory mount's line
+    after the cut was not read, and no count was found."""
+    text = "".join(f"{i} 1 0:{i} / /mnt/m{i} rw - tmpfs tmpfs rw\n" for i in range(3000))
+    text += "9999 1 0:99 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+    (tmp_path / "mountinfo").write_text(text)
+    assert len(text) > 65536
+    assert read(str(tmp_path), "mountinfo") == text
