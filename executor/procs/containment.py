@@ -165,6 +165,11 @@ class Containment:
         """Whether `close` left the cgroup to the watchdog at its deadline (it then takes longer)."""
         return self._cg.cut_at_close
 
+    @property
+    def busy_at_close(self) -> bool:
+        """Whether `close` left the cgroup to the watchdog with a member that would not die."""
+        return self._cg.busy_at_close
+
     # ---- who is ours ----
 
     def _children_now(self) -> frozenset[tuple[int, int]]:

@@ -458,7 +458,8 @@ class Supervisor:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close)
+            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close,
+                                     busy=self._containment.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
             self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, self._exit_by()))
         self._state = SupervisorState.CLOSED

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
+import subprocess
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,26 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
 
 HOLD_SECS = 20.0  # past the grace and the close: the server's end in `finally` lets it go
+LEFT = re.compile(r"(WARNING|ERROR) +\S+ cgroup_remove_failed task=\S+ cgroup=(\S+)")
+
+
+def _let_go(server: subprocess.Popen, said: Callable[[], str]) -> None:
+    """End the FUSE server (the held process's request ends, and it exits), then wait for the
+    watchdog to remove the task's cgroup its close left it (named in what the run `said`)."""
+    server.kill()
+    server.wait()
+    if found := LEFT.search(said()):
+        wait_for(lambda: not os.path.exists(found.group(2)), 30, message="the task's cgroup removed by the watchdog")
+
+
+def _said_of_the_cgroup_left(text: str) -> None:
+    """Where the close left the task's cgroup (a member in D state) to the watchdog: a WARNING
+    that says so, no `watchdog_stuck`, and `watchdog_left` saying why (finding 4)."""
+    found = LEFT.search(text)
+    if found is None:
+        return  # no task cgroup here: the marker and the watchdog's walk only
+    assert found.group(1) == "WARNING" and "the watchdog (pid" in text, text[-3000:]
+    assert "watchdog_stuck" not in text and "watchdog_left " in text, text[-3000:]
 
 
 @contextlib.contextmanager
@@ -52,8 +74,7 @@ def _running_held(tmp_path: Path, cmdline: str, grace: str) -> Iterator[AgentSim
             wait_for(ready.exists, 15, message="the task's request to the mount, read and held")
             yield agent
         finally:
-            server.kill()
-            server.wait()
+            _let_go(server, agent.executor_log)
 
 
 @needs_root
@@ -71,6 +92,7 @@ def test_a_shutdown_whose_sigkill_leaves_a_process_in_d_state_reports_task_kille
         assert final.state == "TASK_KILLED", (agent.states("task-1"), final.message)
         assert "SIGKILLed and not yet gone" in final.message and "state D" in final.message, final.message
         assert "stat" in final.message, final.message
+        _said_of_the_cgroup_left(log)
 
 
 @needs_root
@@ -95,8 +117,8 @@ def test_a_stoker_run_stopped_while_a_process_is_held_in_d_state_ends_saying_wha
         out = proc.stdout()
         assert status == 143, (status, out, proc.stderr())
         assert "KILLED" in out and "SIGKILLed and not yet gone" in out and "state D" in out, out
+        _said_of_the_cgroup_left(proc.stderr())
     finally:
         proc.close()
         if server is not None:
-            server.kill()
-            server.wait()
+            _let_go(server, proc.stderr)
