@@ -19,6 +19,7 @@ from executor.procs import cgroups, proctree
 from executor.procs.cgroups import NoCgroup, TaskCgroup
 from executor.procs.reaper import Reaper
 from executor.procs.sandboxfs import describe_os_error
+from executor.procs.watchdogsh import CGROUP_SECS
 
 logger = logging.getLogger("executor.procs.containment")  # its lines read as the containment's
 
@@ -40,6 +41,7 @@ class TaskCgroupLife:
         self._foreign: frozenset[tuple[int, int]] = frozenset()  # children left out of `_running`'s move
         self._announce: Callable[[str, str], None] = lambda directory, how: None  # the watchdog's (`make`)
         self.cut_at_close = False  # `close` left the cgroup to the watchdog at its deadline
+        self.busy_at_close = False  # ... or with a member that would not die (D state), the watchdog's
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -177,11 +179,24 @@ class TaskCgroupLife:
             self.cut_at_close = True
             self._say_cut(cg.directory, problem, watchdog)
         elif problem is not None:
-            log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label,
-                      cgroup=cg.directory, error=problem)
+            self.busy_at_close = watchdog is not None
+            self._say_left(cg.directory, problem, watchdog)
         else:  # gone: a cgroup made at its path later is not the task's
             self._announce("", "")
         return True
+
+    def _say_left(self, directory: str, problem: str, watchdog: int | None) -> None:
+        """What becomes of a cgroup its close could not remove (EBUSY: a member SIGKILLed in D
+        state, its FUSE or NFS request held): the watchdog's, which kills it and removes the
+        cgroup once it can, within its own bound; or, when none runs, left behind."""
+        if watchdog is not None:
+            log_event(logger, logging.WARNING, "cgroup_remove_failed", task=self._label, cgroup=directory,
+                      error=problem, consequence=f"the watchdog (pid {watchdog}), let go, kills what is left and "
+                                                 f"removes it once it can, within its own {CGROUP_SECS} s")
+            return
+        log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label, cgroup=directory, error=problem,
+                  consequence=f"no watchdog runs to finish it: {directory} and the processes still in it are "
+                              "left behind")
 
     def _say_cut(self, directory: str, problem: str, watchdog: int | None) -> None:
         """What becomes of a cgroup its close's deadline cut: the watchdog's to finish, or,

@@ -42,6 +42,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from config.words import number
 from executor.logs import log_event
 from executor.procs import orphanwalk, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
@@ -163,6 +164,11 @@ class Containment:
     def cut_at_close(self) -> bool:
         """Whether `close` left the cgroup to the watchdog at its deadline (it then takes longer)."""
         return self._cg.cut_at_close
+
+    @property
+    def busy_at_close(self) -> bool:
+        """Whether `close` left the cgroup to the watchdog with a member that would not die."""
+        return self._cg.busy_at_close
 
     # ---- who is ours ----
 
@@ -405,10 +411,11 @@ class Containment:
                     from executor.procs.unsignalled import report
                     report(self._label, rest)
                 return
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline:  # one in D state (a FUSE request held), say
+                from executor.procs.unsignalled import not_gone
                 log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
-                          reason=f"{left} processes were still alive {within_secs} s "
-                                 f"after the first SIGKILL")
+                          reason=f"{number(within_secs)} s after the first SIGKILL, "
+                                 f"{not_gone(sorted(self.pids(self._live_children())))}")
                 return
             time.sleep(0.005)  # SIGKILLed processes need a moment to become zombies
 

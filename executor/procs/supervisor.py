@@ -389,6 +389,14 @@ class Supervisor:
         """What the watchdog holds by pid: pid → start time (`handover.py`)."""
         return self._containment.held() if self._containment is not None else {}
 
+    def left_running(self) -> str:
+        """What of the task still lives, in words ("" when nothing): at its end, what the
+        task SIGKILLed that cannot die yet (D state: a FUSE or NFS request held)."""
+        if self._containment is None or not (left := self.task_pids()):
+            return ""
+        from executor.procs.unsignalled import not_gone
+        return not_gone(sorted(left))
+
     def task_pids(self) -> set[int]:
         """Live (non-zombie) processes of the task."""
         return self._containment.pids(self._live_children()) if self._containment is not None else set()
@@ -439,7 +447,7 @@ class Supervisor:
             self._early.give_up_rest("the supervisor could not start")  # the runs it was handed
             return
         assert self._containment is not None
-        self._containment.kill_all(CLOSE_KILL_SECS)
+        self._containment.kill_all(within(CLOSE_KILL_SECS, self._exit_by()))  # none dies in D state
         dog = self._watchdog.running() if self._watchdog is not None else None
         let_go = self._contained().close(dog, within(math.inf, self._exit_by()))  # out of the cgroup, killed, removed
         if self._watchdog is not None and let_go:
@@ -450,7 +458,8 @@ class Supervisor:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close)
+            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close,
+                                     busy=self._containment.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
             self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, self._exit_by()))
         self._state = SupervisorState.CLOSED

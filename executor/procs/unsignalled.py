@@ -12,10 +12,13 @@ stop does not wait for it.
 A run whose top process a debugger traces (`gdb -p`, `strace -p`) ends when SIGKILLed,
 but the kernel tells its tracer first, and its parent, the supervisor, only once the tracer
 has taken that news: a debugger holding it at its prompt keeps the run from ending, and the
-stop gives it up 1 s after its SIGKILL (`did not exit 1 s after SIGKILL`). `say_traced`
+stop gives it up 0.25 s after its SIGKILL (`did not exit 0.25 s after SIGKILL`). `say_traced`
 names the tracer as the SIGKILL goes out, so that line has its reason.
 
-Loaded only at a close that left something, a run's SIGKILL, or a daemon's refusal. Never raises.
+A process SIGKILLed that cannot die yet (in D state) is named at the task's end (`not_gone`).
+
+Loaded only at a close that left something, a run's SIGKILL, a task's end that left one, or
+a daemon's refusal. Never raises.
 """
 from __future__ import annotations
 
@@ -73,6 +76,17 @@ def refused(pids: Iterable[int]) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def not_gone(pids: list[int]) -> str:
+    """'2 processes SIGKILLed and not yet gone (...): pid 12 (stat /mnt, state D), ...':
+    what of a task still lives at its end, given up on after its SIGKILL."""
+    count = f"{len(pids)} process{'es' if len(pids) > 1 else ''}"
+    named = [f"pid {pid} ({_command(pid)}, state {_status_field(pid, b'State:')})" for pid in pids[:SHOWN]]
+    more = f" and {len(pids) - SHOWN} more" if len(pids) > SHOWN else ""
+    return (f"{count} SIGKILLed and not yet gone (a SIGKILLed process runs no code of its own again; "
+            f"one in D state ends once the kernel lets it go; the close and the watchdog SIGKILL it "
+            f"again): " + ", ".join(named) + more)
 
 
 def describe(pids: list[int]) -> str:

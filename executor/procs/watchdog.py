@@ -337,10 +337,13 @@ class WatchdogKeeper:
                         with contextlib.suppress(OSError):
                             os.kill(self._watchdog.pid, signal.SIGCONT)
 
-    def wait_gone(self, within_secs: float, cut: bool = False) -> None:
+    def wait_gone(self, within_secs: float, cut: bool = False, busy: bool = False) -> None:
         """Wait for a watchdog let go to exit; one that does not is logged. `cut`: the close
         left the task's cgroup to it at its deadline, which it kills and removes first, as
         long as its own bound for that (`CGROUP_SECS`, 10 s): waited for that much longer.
+        `busy`: the close left it the cgroup with a member that would not die (D state):
+        not waited for longer (no wait makes it die sooner), and one not gone then is still
+        at work within that bound, not stuck: it goes on alone (a WARNING line).
         The wait ends sooner at this process's exit time (`exitby.ExitBy`: `stoker executor`
         after SHUTDOWN, the agent's shutdown grace, set before the wait or during it): the
         watchdog, which outlives this process, goes on alone (one WARNING line)."""
@@ -350,15 +353,21 @@ class WatchdogKeeper:
         whole, began = within_secs + (CGROUP_SECS if cut else 0), time.monotonic()
         if self._exit_by.wait(self._gone.is_set, whole):
             return
-        if (exit_by := self._exit_by()) is not None and exit_by < began + whole:
+        if busy or ((exit_by := self._exit_by()) is not None and exit_by < began + whole):
             finish = f": it kills what is left of the task's cgroup {self._announced[0]} and removes it"
             log_event(logger, logging.WARNING, "watchdog_left", task=self._label, pid=dog.pid,
-                      reason=f"this process must exit within the grace it was given (the watchdog was "
-                             f"waited for {time.monotonic() - began:.1f} s of it)",
-                      consequence="it goes on alone, outliving this process" + (finish if cut else ""))
+                      reason=self._why_left(busy, time.monotonic() - began),
+                      consequence="it goes on alone, outliving this process" + (finish if cut or busy else ""))
             return
         log_event(logger, logging.ERROR, "watchdog_stuck", task=self._label,
                   pid=dog.pid, reason=f"it did not exit within {whole} s of close")
+
+    @staticmethod
+    def _why_left(busy: bool, waited: float) -> str:
+        if busy:
+            return (f"the task's cgroup holds a member that would not die (in D state), which no wait "
+                    f"makes die sooner; the watchdog removes it once it can, within its own {CGROUP_SECS} s")
+        return f"this process must exit within the grace it was given (the watchdog was waited for {waited:.1f} s of it)"
 
     def _stopped(self, pid: int, signum: int) -> None:
         """On the reaper's thread, as the watchdog stops (a task's process of Stoker's own

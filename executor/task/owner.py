@@ -193,7 +193,7 @@ class TaskOwner:
             decision = self._decide()
         if decision.phase.terminal:
             self._checks.wait_stopped()  # nothing of the task may run once its end is reported
-            self._apply_outcome(self._status.task_ended(decision.phase, decision.reason))
+            self._apply_outcome(self._status.task_ended(decision.phase, decision.reason, self._procs.left_running()))
             return True
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at(),
                                          self._killing.deadline_at(), self._checks.tick())

@@ -16,8 +16,11 @@ from executor.events import ProcessState
 from executor.task.process_rules import ProcessTrack
 
 _DONE = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
-# SIGKILL cannot be ignored, so the owner will report the exit; this only guards against hanging.
-GIVE_UP_AFTER_SIGKILL_SECS = 1.0
+# A run the task SIGKILLed ends, for the report, once its exit is in or this long after the
+# SIGKILL: a process in D state (a FUSE or NFS request held) cannot die until the kernel lets it
+# go, but runs no user code again (docs/design.md §5). Short, so that under Mesos the task's end
+# reaches the agent within its shutdown grace (the SIGKILL comes 1 s before the grace's end).
+GIVE_UP_AFTER_SIGKILL_SECS = 0.25
 
 
 @attrs.define

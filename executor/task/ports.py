@@ -81,6 +81,11 @@ if TYPE_CHECKING:
             SIGKILLed and waited for up to `within_secs`. True when none is left."""
             ...
 
+        def left_running(self) -> str:
+            """What of the task still lives, in words ("" when nothing): at its end, the
+            processes of a run given up on after its SIGKILL (held in D state)."""
+            ...
+
         def held(self) -> Mapping[int, int]:
             """What the watchdog holds by pid: pid → start time (`executor/procs/handover.py`)."""
             ...

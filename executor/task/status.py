@@ -114,10 +114,13 @@ class TaskStatusMachine:
             return NO_CHANGE
         return self._begin_kill(TaskState.FAILED, reason, None)
 
-    def task_ended(self, phase: TaskPhase, reason: str) -> Outcome:
-        """The planner reached a terminal phase: every process of the task is gone."""
+    def task_ended(self, phase: TaskPhase, reason: str, left: str = "") -> Outcome:
+        """The planner reached a terminal phase: every process of the task is gone, or
+        SIGKILLed and given up on (`left`: what still lives, in words, added to the reason)."""
         if self._state.terminal:
             return NO_CHANGE
+        if left:
+            return self._moved_with(phase, reason, left)
         if self._kill is not None:
             return self._move(*self._kill)
         if phase is TaskPhase.SUCCESS:
@@ -125,6 +128,12 @@ class TaskStatusMachine:
         if phase is TaskPhase.KILLED:
             return self._move(TaskState.KILLED, reason or "task killed", None)
         return self._move(TaskState.FAILED, reason or "task failed", None)
+
+    def _moved_with(self, phase: TaskPhase, reason: str, left: str) -> Outcome:
+        outcome = self.task_ended(phase, reason)
+        update, transition = outcome.updates[0], outcome.transitions[0]
+        return attrs.evolve(outcome, updates=(attrs.evolve(update, message=f"{update.message}; {left}"),),
+                            transitions=(attrs.evolve(transition, reason=f"{transition.reason}; {left}"),))
 
     def _begin_kill(self, cause: TaskState, reason: str, healthy: bool | None) -> Outcome:
         self._kill = (cause, reason, healthy)

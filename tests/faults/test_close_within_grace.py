@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from tests.support import cgroups as cgroup_support
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.agents import sandboxed_agent
 from tests.support.executor_e2e import EXECUTOR, document, service
+from tests.support.fuse_held import UNSHARED, in_namespace_of, needs_fuse_namespaces, serve_held_in
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO
 from tests.support.users import needs_root
@@ -55,17 +53,6 @@ def _freezer_root() -> str:
     return cgroup_support.FREEZER[:len(cgroup_support.FREEZER) - len(inside)]
 
 
-def _in_namespace_of(pid: int, code: str, *args: str) -> subprocess.Popen:
-    """`python -c code args` in the mount namespace of `pid`."""
-    return subprocess.Popen(["nsenter", f"--mount=/proc/{pid}/ns/mnt", "--", sys.executable, "-c", code, *args],
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-needs_fuse_namespaces = pytest.mark.skipif(
-    shutil.which("unshare") is None or shutil.which("nsenter") is None or not os.path.exists("/dev/fuse"),
-    reason="needs unshare, nsenter, FUSE")
-
-
 @contextlib.contextmanager
 def _held_below(tmp_path: Path, shutdown_grace: str) -> Iterator[tuple[AgentSimulator, str]]:
     """The agent and the executor (its cgroup kill cut at once), task-1 RUNNING, and its v1
@@ -81,23 +68,19 @@ def _held_below(tmp_path: Path, shutdown_grace: str) -> Iterator[tuple[AgentSimu
            'mkdir "$cg/below" && echo "$cg" > cg.path.new && mv cg.path.new cg.path; exec sleep 600')
     with sandboxed_agent(tmp_path) as agent:
         try:
-            proc = agent.launch_executor(["unshare", "--mount", "--propagation", "private", *EXECUTOR],
+            proc = agent.launch_executor([*UNSHARED, *EXECUTOR],
                                          env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}",
                                                         "STOKER_CGROUPS": cgroup_support.FREEZER},
                                          cwd=agent.sandbox, shutdown_grace=shutdown_grace)
             agent.wait_subscribed(timeout_secs=10)
-            started.append(_in_namespace_of(proc.pid, "import sys; from tests.support.fuse_server import serve_held; "
-                                            "serve_held(sys.argv[1], float(sys.argv[2]), sys.argv[3])",
-                                            str(point), str(HOLD_SECS), str(ready)))
-            wait_for(lambda: f" {point} " in Path(f"/proc/{proc.pid}/mountinfo").read_text(), 10,
-                     message="the FUSE mount, in the executor's namespace")
+            started.append(serve_held_in(proc.pid, point, HOLD_SECS, ready))
             agent.launch(make_task_info("task-1", document(tmp_path, service(run))))
             agent.wait_for_state("task-1", "TASK_RUNNING", 15)
             cg_path = agent.sandbox / "cg.path"
             wait_for(cg_path.exists, 10, message="the task's cgroup, and one below it")
             directory = cg_path.read_text().strip()
             groups.add(directory)
-            started.append(_in_namespace_of(proc.pid, "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid())); "
+            started.append(in_namespace_of(proc.pid, "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid())); "
                                             "os.stat(sys.argv[2])", f"{directory}/below/cgroup.procs", str(point)))
             wait_for(ready.exists, 10, message="the held member's request read and held")
             yield agent, directory

@@ -84,6 +84,11 @@ class FakeProcs:
     def held(self) -> dict[int, int]:
         return {}
 
+    left = ""  # what of the task lives at its end, as a test sets it (`left_running`)
+
+    def left_running(self) -> str:
+        return self.left
+
     def run_command(self, command: str, timeout_secs: float) -> CommandResult:
         raise AssertionError("the owner never runs commands itself")
 

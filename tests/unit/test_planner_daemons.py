@@ -49,10 +49,10 @@ def test_daemons_still_alive_at_the_deadline_are_sigkilled_then_given_up_on():
     h.clock.advance_to(1002.0)
     d = h.decide()
     assert d.signal_daemons == KILL and d.phase is TaskPhase.CLEANING
-    assert d.next_deadline_at == 1003.0
-    h.clock.advance_to(1002.5)  # SIGKILL cannot be ignored: they get 1 s to be reported gone
+    assert d.next_deadline_at == 1002.25
+    h.clock.advance_to(1002.249)  # SIGKILLed: they get 0.25 s to be reported gone
     assert h.decide().phase is TaskPhase.CLEANING
-    h.clock.advance_to(1003.0)  # reported alive still: the owner's close kills what is left
+    h.clock.advance_to(1002.25)  # reported alive still: the owner's close kills what is left
     assert h.decide().phase is TaskPhase.KILLED
 
 

@@ -48,17 +48,19 @@ def test_finalization_deadline_sigkills_the_finals_and_ends_the_task():
     assert d.phase is TaskPhase.SUCCESS and h.state("f") is ProcessState.KILLED
 
 
-def test_run_that_ignores_sigkill_is_given_up_one_second_later():
+def test_run_that_ignores_sigkill_is_given_up_a_quarter_second_later():
     h = Harness(task(proc("main"), proc("f", final=True), finalization_wait_secs=2.0))
     h.decide()
     h.exit("main")
     h.clock.advance(2.0)
     d = h.decide()
-    assert signals(d) == [("f", KILL)] and d.next_deadline_at == 1003.0
-    h.clock.advance_to(1003.0)
+    assert signals(d) == [("f", KILL)] and d.next_deadline_at == 1002.25
+    h.clock.advance_to(1002.249)
+    assert h.decide().transitions == ()
+    h.clock.advance_to(1002.25)
     d = h.decide()
     assert d.phase is TaskPhase.SUCCESS and h.state("f") is ProcessState.KILLED
-    assert h.planner.process("f").last_reason == "run 0 did not exit 1 s after SIGKILL; given up on"
+    assert h.planner.process("f").last_reason == "run 0 did not exit 0.25 s after SIGKILL; given up on"
     h.planner.exited("f", 0, ExitStatus(signal=KILL), h.clock.now)  # late report: ignored
     assert h.decide().transitions == ()
 

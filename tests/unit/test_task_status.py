@@ -129,6 +129,18 @@ def test_a_kill_request_ends_killed_with_its_reason_and_says_nothing_of_health()
     assert end.updates == (Update(TaskState.KILLED, "killed by the agent (KILL)", None),)
 
 
+def test_a_task_ended_with_processes_sigkilled_and_not_yet_gone_names_them_in_its_update_and_transition():
+    m = TaskStatusMachine(health_checked=False)
+    m.processes_started()
+    m.kill_requested("executor shutting down (SHUTDOWN)")
+    left = "1 process SIGKILLed and not yet gone: pid 12 (stat /mnt, state D)"
+    end = m.task_ended(TaskPhase.KILLED, "executor shutting down (SHUTDOWN)", left)
+    said = f"executor shutting down (SHUTDOWN); {left}"
+    assert end.updates == (Update(TaskState.KILLED, said, None),)
+    assert [t.reason for t in end.transitions] == [said]
+    assert m.task_ended(TaskPhase.KILLED, "again", left) == Outcome()
+
+
 # Each row: the planner's terminal phase and reason -> the terminal update's state and message.
 ENDINGS = {
     "success": (TaskPhase.SUCCESS, "all 2 regular processes finished successfully",
