@@ -36,7 +36,7 @@ from tests.support.stoker_proc import REPO
 from tests.support.users import needs_root
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(90)]  # serial: the agent's grace
 
 HOLD_SECS = 8.0  # past the 5 s grace, within the watchdog's 10 s bound once it is let go
 CUT_AT_ONCE = patched_at_load("executor.procs.cgrouplife", """

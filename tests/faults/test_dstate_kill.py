@@ -31,7 +31,7 @@ from tests.support.stoker_proc import REPO, StokerProcess
 from tests.support.users import needs_root
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.faults, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(90)]  # serial: the agent's grace
 
 HOLD_SECS = 20.0  # past the grace and the close: the server's end in `finally` lets it go
 LEFT = re.compile(r"(WARNING|ERROR) +\S+ cgroup_remove_failed task=\S+ cgroup=(\S+)")
