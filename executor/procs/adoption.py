@@ -1,5 +1,5 @@
 """The runs an early start forked (`earlyfork.py`), from the supervisor's start until each is
-adopted or given up.
+adopted or given up; and its watchdog, until the supervisor's own is up.
 
 A supervisor given early runs makes each a `RunChild` at its start (claimed, watched by the
 reaper, its exit held back: `adopted` is False). When the planner asks for a run, `claim`
@@ -20,12 +20,17 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.logs import log_event
-from executor.procs import runenv
+from executor.procs import earlyfork, runenv
 from executor.procs.earlyfork import EarlyRun
+from executor.procs.reaper import Watcher
 from executor.procs.spawn import RunChild
+
+if TYPE_CHECKING:
+    from executor.procs.reaper import ChildWatcher
 
 logger = logging.getLogger("executor.procs.supervisor")  # its lines read as the supervisor's
 
@@ -33,9 +38,12 @@ logger = logging.getLogger("executor.procs.supervisor")  # its lines read as the
 class EarlyRuns:
     def __init__(self, runs: Sequence[EarlyRun], task_marker: str, *,
                  runs_by_key: dict[tuple[str, int], RunChild], lock: threading.Lock,
-                 post_exit: Callable[[RunChild, int], None], label: str) -> None:
+                 post_exit: Callable[[RunChild, int], None], label: str,
+                 watchdog: tuple[int, int] | None = None) -> None:
         """`runs_by_key`, `lock`, `post_exit`, `label`: the supervisor's runs (under its lock),
-        how it posts a run's exit, and its task's name for the log."""
+        how it posts a run's exit, and its task's name for the log. `watchdog`: the early
+        start's (pid, write end of its pipe), retired once the supervisor's own is up."""
+        self._watchdog = watchdog
         self._marker = task_marker
         self._runs = runs_by_key
         self._lock = lock
@@ -55,6 +63,22 @@ class EarlyRuns:
     def children(self) -> list[RunChild]:
         """Every early run not adopted or given up yet."""
         return [child for child, _ in self._waiting.values()]
+
+    def watchers(self, watch: Callable[[RunChild], ChildWatcher]) -> dict[int, ChildWatcher]:
+        """At the supervisor's start: the reaper's watchers of the early runs (`watch`; each
+        one the supervisor's run from now) and of the early watchdog (reaped as it retires)."""
+        found: dict[int, ChildWatcher] = {child.pid: watch(child) for child in self.children()}
+        if self._watchdog is not None:
+            found[self._watchdog[0]] = Watcher()
+        with self._lock:
+            self._runs.update({(child.process, child.run): child for child in self.children()})
+        return found
+
+    def retire_watchdog(self) -> None:
+        """The supervisor's watchdog is up: the early start's steps down."""
+        if self._watchdog is not None:
+            with contextlib.suppress(OSError):
+                earlyfork.retire(self._watchdog[1])
 
     def claim(self, process: ProcessSpec, run: int, task_env: Mapping[str, str],
               same_user: bool) -> tuple[RunChild | None, str | None]:

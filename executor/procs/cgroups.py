@@ -408,18 +408,6 @@ def _cgroup_of(pid: int, kind: CgroupKind) -> str | None:
         return None
 
 
-def subtree(directory: str) -> list[str]:
-    """`directory` and the cgroups below it, each before those below it; one gone or not
-    ours to read meanwhile is left out. A loop, not os.walk: Python 3.11's recurses once per
-    level, and a run may nest 1,000 cgroups (RecursionError, the task left frozen)."""
-    found, i = [directory], 0
-    while i < len(found):
-        with contextlib.suppress(OSError), os.scandir(found[i]) as entries:
-            found.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
-        i += 1
-    return found
-
-
 def wait_emptied(directory: str, deadline: float) -> bool:
     """Until no process is left in the cgroup, or the deadline: woken by the kernel as
     cgroup.events changes (v2: `populated 0`; poll() sees POLLPRI), not by a timer. A SIGKILLed

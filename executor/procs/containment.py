@@ -95,7 +95,7 @@ class Containment:
         if early:
             self._foreign = inherited
         elif self._walk:
-            self._foreign = self._children_now()
+            self._foreign = orphanwalk.children_now(self._me, self._registered())
         self._cg.make(name, announce)
 
     def enter(self, running: Sequence[int] = ()) -> None:
@@ -171,16 +171,6 @@ class Containment:
         return self._cg.busy_at_close
 
     # ---- who is ours ----
-
-    def _children_now(self) -> frozenset[tuple[int, int]]:
-        with self._reaper.lock:
-            registered = self._reaper.registered()
-        found = set()
-        for pid in proctree.children(self._me):
-            info = proctree.read_proc(pid) if pid not in registered else None
-            if info is not None:
-                found.add((pid, info.start))
-        return frozenset(found)
 
     def _members(self, skip_registered: bool, skip: frozenset[int] = frozenset(), siblings: bool = False) -> Members:
         """The task's live processes (Stoker's subtree less foreign children and `skip`),
@@ -438,9 +428,7 @@ class Containment:
         gone: a daemonizer's middle child, say) by a walk for its run's marker, once."""
         if not self._walk or not self._daemons:
             return False
-        alive = self._daemons.alive() or bool(self._daemons.waited_for(self._kept_now()[0]))  # found: kept by pid
-        if not alive:
-            self._daemons.forget()  # none left to hand the marker on
+        alive = self._daemons.found_alive(lambda: self._kept_now()[0])
         self._handover.changed()
         return alive
 
@@ -450,14 +438,7 @@ class Containment:
         if not self._walk or not self._daemons:
             return 0
         kept, procs = self._kept_now()
-        refused: list[int] = []
-        sent = proctree.send_checked(self._daemons.waited_for(kept), sig, self._still_unclaimed(procs, kept=True), refused=refused)
-        if refused:  # no grace would end them: named now, and the stop waits for them no more
-            from executor.procs.unsignalled import report_daemons
-
-            self._daemons.refuse(refused)
-            report_daemons(self._label, sig, refused)
-        return len(sent)
+        return self._daemons.signal(kept, sig, self._still_unclaimed(procs, kept=True), self._label)
 
     def _kept_now(self) -> tuple[list[int], dict[int, ProcInfo]]:
         """One walk: the kept processes found (parents first), and every process walked."""

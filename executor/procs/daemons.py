@@ -19,7 +19,7 @@ kept. Thread-safe: runs end on the reaper thread, the owner asks `alive` on its 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from executor.procs import proctree
 from executor.procs.proctree import ProcInfo
@@ -121,6 +121,28 @@ class KeptDaemons:
         with self._lock:
             self._pids = {pid: start for pid, start in self._pids.items() if proctree.alive_as(pid, start)}
             return bool(self._pids)
+
+    def found_alive(self, found: Callable[[], list[int]]) -> bool:
+        """Whether a kept process still lives: by its pid, or else (its known processes gone:
+        a daemonizer's middle child, say) among those `found` (a walk for its run's marker,
+        once: found ones are kept by pid). None left: forgotten (none to hand the marker on)."""
+        alive = self.alive() or bool(self.waited_for(found()))
+        if not alive:
+            self.forget()
+        return alive
+
+    def signal(self, kept: list[int], sig: int, check: proctree.Check, label: str) -> int:
+        """`sig` to those of `kept` (as a walk found them) not refused yet, each as `check`
+        still finds it; returns how many were signalled. One that refuses is `refuse`d: no
+        grace would end it, so it is named now (`unsignalled.py`) and waited for no more."""
+        refused: list[int] = []
+        sent = proctree.send_checked(self.waited_for(kept), sig, check, refused=refused)
+        if refused:
+            from executor.procs.unsignalled import report_daemons
+
+            self.refuse(refused)
+            report_daemons(label, sig, refused)
+        return len(sent)
 
     def pids(self) -> list[int]:
         with self._lock:

@@ -19,6 +19,9 @@ the 1st, 10th, 100th... time in this process, as a hopper may go on for as long 
 With no root at all (a run's usual exit: it left nothing), the walk read no process, so none
 could exit during it: the caller's list, read just before, is that read already, and it is
 not read again (a kill -9's restart read the list twice before its fork).
+
+`children_now`: the one read of this process's list a supervisor makes as it starts, the
+children it had before (not the task's: its walks leave them out).
 """
 from __future__ import annotations
 
@@ -70,3 +73,14 @@ def _said_unsettled(label: str, roots: int) -> None:
                   reason=f"each of its {ROUNDS} re-reads of the orphans' list found new processes (a fork-hopper "
                          f"forking faster than the walk reads; {roots} roots walked)",
                   consequence="a process forked after the last read is left to the next walk")
+
+
+def children_now(me: int, registered: frozenset[int]) -> frozenset[tuple[int, int]]:
+    """The children `me` has now that are not `registered`, by pid and start time (those
+    a supervisor had before it started: not the task's, `Containment.prepare`)."""
+    found = set()
+    for pid in proctree.children(me):
+        info = proctree.read_proc(pid) if pid not in registered else None
+        if info is not None:
+            found.add((pid, info.start))
+    return frozenset(found)

@@ -30,7 +30,7 @@ import errno
 import os
 import stat
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -425,3 +425,17 @@ def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
         extra_groups=list(who.groups) if who else None,
         umask=run_as.umask if run_as is not None else -1,
     )
+
+
+def fork_each(prepared: Sequence[PreparedRun | SpawnError | int],
+              fork: Callable[[PreparedRun], int]) -> list[int | SpawnError]:
+    """Each of `prepared`, in order, forked by `fork` (which raises only SpawnError): one
+    result each, its pid or SpawnError; an error, or an early start's run adopted (its pid),
+    is its own result."""
+    results: list[int | SpawnError] = []
+    for item in prepared:
+        try:
+            results.append(item if isinstance(item, (SpawnError, int)) else fork(item))
+        except SpawnError as exc:
+            results.append(exc)
+    return results

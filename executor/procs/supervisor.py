@@ -28,7 +28,6 @@ INFO), and ERROR for adapter failures; every line names the task.
 """
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import math
@@ -53,14 +52,13 @@ from executor.procs.earlyfork import EarlyRun
 from executor.procs.exitby import ExitBy, within
 from executor.procs.handover import next_look_in
 from executor.procs.identity import RunAs
-from executor.procs.reaper import Reaper, Watcher
+from executor.procs.reaper import Reaper
 from executor.procs.runlogs import RunLogs
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
-from executor.procs.watchdog import WatchdogKeeper
+from executor.procs.watchdog import WATCHDOG_EXIT_SECS, WatchdogKeeper
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
-    from executor.procs.reaper import ChildWatcher
     from healthcheck.shell import CommandResult
 
 __all__ = ["SpawnError", "Supervisor"]
@@ -68,7 +66,6 @@ __all__ = ["SpawnError", "Supervisor"]
 logger = logging.getLogger(__name__)
 
 CLOSE_KILL_SECS = 1.0
-WATCHDOG_EXIT_SECS = 1.0
 
 
 class SupervisorState(enum.Enum):
@@ -115,8 +112,8 @@ class Supervisor:
         self._logs, self._devnull = RunLogs(self._sandbox, self._label), -1
         self._state = SupervisorState.NEW
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
-                                post_exit=self._post_exit, label=self._label)  # not adopted yet
-        self._early_watchdog = early_watchdog
+                                post_exit=self._post_exit, label=self._label,
+                                watchdog=early_watchdog)  # not adopted yet
         self._inherited = inherited  # (pid, start) of the children an early start found: not the task's
         self._spawned_at: float | None = None  # the latest fork of a run (monotonic)
 
@@ -155,12 +152,7 @@ class Supervisor:
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         earlyfork.shut_inherited()  # no run gets them (posix_spawn's, as Popen's close_fds)
         self._oom = oomcount.open_counter()  # before any run can be OOM-killed
-        early: dict[int, ChildWatcher] = {child.pid: self._watch(child) for child in self._early.children()}
-        if self._early_watchdog is not None:
-            early[self._early_watchdog[0]] = Watcher()  # reaped when it retires
-        with self._lock:
-            self._runs.update({(child.process, child.run): child for child in self._early.children()})
-        self._reaper = Reaper.acquire(early)
+        self._reaper = Reaper.acquire(self._early.watchers(self._watch))  # the early start's runs are ours
         self._reaper.shield = oomcount.shield()  # the OOM killer takes a run before this process
         self._containment = Containment(reaper=self._reaper, task_marker=self._marker, label=self._label,
                                         cgroup_setting=self._cgroups, live_children=self._live_children)
@@ -178,9 +170,7 @@ class Supervisor:
         self._drains_made.set()
         self._reaper.on_orphans(self._orphan_reaped)
         self._containment.hand_over_to(self._watchdog.hold)
-        if self._early_watchdog is not None:  # ours is up: the early start's steps down
-            with contextlib.suppress(OSError):
-                earlyfork.retire(self._early_watchdog[1])
+        self._early.retire_watchdog()  # ours is up
         # under way until `_contained`: the first fork waits for it; early runs follow it in
         self._containment.enter([child.pid for child in self._early.children()])
 
@@ -233,14 +223,7 @@ class Supervisor:
                 prepared.append(exc)
         bash_env = spawn.profile_now(self._profile)  # one stat for the runs started together
         def forks() -> list[int | SpawnError]:  # off the main thread (`Reaper.on_fork_thread`)
-            results: list[int | SpawnError] = []
-            for item in prepared:
-                try:  # an error, or an early start's run adopted, is its own result
-                    results.append(item if isinstance(item, (SpawnError, int)) else self._fork(item, bash_env))
-                except SpawnError as exc:
-                    results.append(exc)
-            return results
-
+            return spawn.fork_each(prepared, lambda item: self._fork(item, bash_env))
         return self._reaper.on_fork_thread(forks) if self._reaper is not None else forks()
 
     def _adopt(self, process: ProcessSpec, run: int) -> int | None:
@@ -458,8 +441,7 @@ class Supervisor:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(WATCHDOG_EXIT_SECS, cut=self._containment.cut_at_close,
-                                     busy=self._containment.busy_at_close)
+            self._watchdog.wait_gone(cut=self._containment.cut_at_close, busy=self._containment.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
             self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, self._exit_by()))
         self._state = SupervisorState.CLOSED

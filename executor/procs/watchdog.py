@@ -82,6 +82,7 @@ from executor.procs.watchdogsh import CGROUP_SECS, WATCHDOG_COMMAND, WATCHDOG_EN
 
 logger = logging.getLogger(__name__)
 
+WATCHDOG_EXIT_SECS = 1.0  # a close waits this long for the watchdog it let go (`wait_gone`)
 
 
 @attrs.define
@@ -337,7 +338,8 @@ class WatchdogKeeper:
                         with contextlib.suppress(OSError):
                             os.kill(self._watchdog.pid, signal.SIGCONT)
 
-    def wait_gone(self, within_secs: float, cut: bool = False, busy: bool = False) -> None:
+    def wait_gone(self, within_secs: float = WATCHDOG_EXIT_SECS, cut: bool = False,
+                  busy: bool = False) -> None:
         """Wait for a watchdog let go to exit; one that does not is logged. `cut`: the close
         left the task's cgroup to it at its deadline, which it kills and removes first, as
         long as its own bound for that (`CGROUP_SECS`, 10 s): waited for that much longer.

@@ -106,8 +106,7 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
     fdlimit.fit((p.logger for p in job.task.processes), job.label)  # before a descriptor is taken
     procs, running_early = _supervisor(job, sandbox, env, events.put, run_as=run_as, check_as=check_as,
                                        cgroups=cgroups, early=early, wrap=wrap, exit_by=exit_by)
-    usage = UsageWriter(sandbox, procs.marker, job.label, job.task,
-                        disk_check_secs if job.task.disk_bytes is not None else None)
+    usage = _usage(job, sandbox, procs.marker, disk_check_secs)
     host = _SessionPort(sandbox)
     ports = OwnerPorts(
         procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job, usage, host), reporter=reporter,
@@ -189,6 +188,12 @@ def _announcer(announcement: Announcement | None, label: str,
     from executor.task.announcer import ServerSetAnnouncer
 
     return ServerSetAnnouncer(announcement, task=label, post=post)
+
+
+def _usage(job: JobSpec, sandbox: Path, marker: str, disk_check_secs: float | None) -> UsageWriter:
+    """The task's usage file (`usagefile.py`), its disk samples' interval when the task reserves disk."""
+    return UsageWriter(sandbox, marker, job.label, job.task,
+                       disk_check_secs if job.task.disk_bytes is not None else None)
 
 
 def _disk_watch(job: JobSpec, sandbox: Path, interval_secs: float | None, under_agent: bool,

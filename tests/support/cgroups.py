@@ -71,6 +71,19 @@ def members(directory: str) -> list[int]:
         return []
 
 
+def subtree(directory: str) -> list[str]:
+    """`directory` and the cgroups below it, each before those below it, by path (the test
+    run's guard, `sessioncgroup.py`; the product walks by descriptors: `cgroupwalk.py`); one
+    gone or not ours to read meanwhile is left out. A loop, not os.walk: Python 3.11's
+    recurses once per level, and a run may nest 1,000 cgroups (RecursionError)."""
+    found, i = [directory], 0
+    while i < len(found):
+        with contextlib.suppress(OSError), os.scandir(found[i]) as entries:
+            found.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+        i += 1
+    return found
+
+
 def _write(path: Path, text: str) -> None:
     try:
         path.write_text(text)

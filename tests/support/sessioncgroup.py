@@ -43,7 +43,7 @@ import attrs
 
 from executor.procs import cgrouplost, cgroups, cgroupwalk, proctree
 from executor.procs.cgroup_paths import CgroupKind, own_places
-from tests.support.cgroups import members
+from tests.support.cgroups import members, subtree
 
 PREFIX = "testrun-"
 # for the run's processes to exit once it is over (an upper bound; a test of the guard sets less)
@@ -238,11 +238,11 @@ def _reclaim(d: Path) -> tuple[int, str | None]:
 
 def _subtree(directory: Path) -> list[Path]:
     """The cgroups below `directory`, each before those below it."""
-    return [Path(d) for d in cgroups.subtree(str(directory))[1:]]
+    return [Path(d) for d in subtree(str(directory))[1:]]
 
 
 def _members(directory: Path) -> list[int]:
-    return [pid for d in cgroups.subtree(str(directory)) for pid in members(d)]
+    return [pid for d in subtree(str(directory)) for pid in members(d)]
 
 
 def _describe(pid: int) -> str:
