@@ -19,21 +19,27 @@ from __future__ import annotations
 import os
 import stat
 
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 TEMP_SUFFIX = ".tmp"  # a temporary's name: `.NAME.RANDOM.tmp`, in NAME's directory
 
 
-def replace_file(name: str, data: bytes, *, dir_fd: int | None = None) -> None:
-    """`data` as the file `name` (0600; relative to `dir_fd` when given). The temporary is
-    created with O_EXCL under a random name and removed when its write (a full disk) or the
-    rename fails. Raises OSError."""
+def replace_file(name: str, data: bytes | Iterable[bytes], *, dir_fd: int | None = None) -> None:
+    """`data` (bytes, or chunks of them written in turn) as the file `name` (0600; relative
+    to `dir_fd` when given). The temporary is created with O_EXCL under a random name (a
+    regular file this call made: nothing planted there is opened) and removed when its write
+    (a full disk) or the rename fails. Raises OSError."""
     head, tail = os.path.split(name)
     temp = os.path.join(head, f".{tail}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for chunk in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

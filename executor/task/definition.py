@@ -30,12 +30,11 @@ print, as the supervisor runs it), and `read_definition` gives it back to `stoke
 """
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +42,10 @@ import attrs
 
 from config.spec import JobSpec
 from config.words import quoted
+from executor.host.replacefile import replace_file
 from executor.host.sandbox import TASK_FILE, open_stoker_dir, temporaries
 from executor.logs import log_event
-from executor.procs import saferead, sandboxfs
+from executor.procs import saferead
 
 logger = logging.getLogger(__name__)
 
@@ -89,11 +89,11 @@ def write_definition(sandbox: Path, job: JobSpec, stoker_dir: int | None = None)
     `.stoker`, left open) when given; False (and one WARNING) when it cannot be."""
     try:
         if stoker_dir is not None:
-            _replace(stoker_dir, definition_chunks(job))
+            replace_file(TASK_FILE, definition_chunks(job), dir_fd=stoker_dir)
             return True
         fd = open_stoker_dir(sandbox, create=True)
         try:
-            _replace(fd, definition_chunks(job))
+            replace_file(TASK_FILE, definition_chunks(job), dir_fd=fd)
         finally:
             os.close(fd)
     except (OSError, ValueError) as exc:
@@ -103,25 +103,6 @@ def write_definition(sandbox: Path, job: JobSpec, stoker_dir: int | None = None)
                          "the task runs, `stoker observe` will not show its definition")
         return False
     return True
-
-
-def _replace(dir_fd: int, chunks: Iterable[bytes]) -> None:
-    temp = f".{TASK_FILE}.{os.urandom(4).hex()}.tmp"
-    fd = sandboxfs.open_regular(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, dir_fd=dir_fd,
-                                mode=0o600)
-    try:
-        try:
-            for data in chunks:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.rename(temp, TASK_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:  # not left for the observer to take for a write under way
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dir_fd)
-        raise
 
 
 @attrs.frozen(slots=True)
