@@ -194,9 +194,7 @@ def test_unmarked_daemons_die_with_runs_checks_and_the_task_under_stoker_run(tmp
         for name in ("kept.pids", "marked.pids", "tree.pids"):
             task.pids_in(name)
         assert proc_scan.live(task.pids_in("launched.pids")), "the launcher's daemon outlives it"
-        run.signal(signal.SIGTERM)
-        run.wait(30)
-        wait_for(lambda: not task.alive(), GONE_WITHIN_SECS, message="every task process gone")
+        _stopped_all_gone(run, task)
         figures.add(f"stoker run ({mode}): unmarked daemons started by runs and checks, all "
                     f"killed", len(task.pids))
         assert not task.groups.left(), "stoker run left its cgroup behind"
@@ -270,9 +268,7 @@ def test_a_sibling_a_failed_run_cloned_dies_with_it(tmp_path, task, mode):
         dead = task.pids_in("siblings.pids", 3)[:-1]
         wait_for(lambda: not any(_zombie_of(pid, run.pid) for pid in dead), 10,
                  message="the killed siblings reaped by Stoker (their parent)")
-        run.signal(signal.SIGTERM)
-        run.wait(30)
-        wait_for(lambda: not task.alive(), GONE_WITHIN_SECS, message="every task process gone")
+        _stopped_all_gone(run, task)
     finally:
         run.close()
 
@@ -283,11 +279,16 @@ def test_a_sibling_a_live_run_cloned_dies_with_the_task(tmp_path, task, mode):
     try:
         task.learn(run.pid)
         assert proc_scan.live(task.pids_in("stayed.pids")), "a live run's sibling lives"
-        run.signal(signal.SIGTERM)
-        run.wait(30)
-        wait_for(lambda: not task.alive(), GONE_WITHIN_SECS, message="every task process gone")
+        _stopped_all_gone(run, task)
     finally:
         run.close()
+
+
+def _stopped_all_gone(run, task) -> None:
+    """`stoker run` stopped by SIGTERM, and every process the task ever had gone after it."""
+    run.signal(signal.SIGTERM)
+    run.wait(30)
+    wait_for(lambda: not task.alive(), GONE_WITHIN_SECS, message="every task process gone")
 
 
 # ---- fault 9: fork-hoppers ----
