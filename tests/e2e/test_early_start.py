@@ -17,6 +17,7 @@ import pytest
 from executor.cli.main import main
 from executor.local import planfiles
 from tests.support.earlyjob import HOLD_FOR_KILL, stdout_of, write
+from tests.support.importhook import patched_at_load
 from tests.support.shellwords import in_aurora, python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
@@ -295,6 +296,31 @@ def test_a_daemon_that_left_everything_while_stoker_loaded_is_still_the_tasks(st
     assert adopted(proc) == ["spawner"]
 
 
+def hold_give_up_until_lines(path: Path, count: int) -> str:
+    """A sitecustomize holding the early start's give-up (`RunStart.give_up_early`) until
+    `path` has `count` lines, 10 s at most: what the early run starts is there when it is
+    given up, however slowly its shell runs (under load it could be given up before)."""
+    return patched_at_load("executor.local.runstart", f"""
+        def _patch(module):
+            real = module.RunStart.give_up_early
+
+            def give_up_early(self, why):
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not _lines():
+                    time.sleep(0.005)
+                return real(self, why)
+
+            module.RunStart.give_up_early = give_up_early
+
+        def _lines():
+            try:
+                with open({str(path)!r}) as lines:
+                    return len(lines.read().split()) >= {count}
+            except FileNotFoundError:
+                return False
+        """)
+
+
 def test_an_early_start_given_up_takes_its_daemons_with_it(stoker, tmp_path):
     # The kept plan is damaged after its launch record was read: the run gives its early
     # start up before the supervisor exists, and plans afresh. What the early run started,
@@ -310,7 +336,10 @@ def test_an_early_start_given_up_takes_its_daemons_with_it(stoker, tmp_path):
         proc.sigterm_and_close()
     [plan] = [stoker.cache / n for n in os.listdir(stoker.cache) if n.endswith(planfiles.PLAN_SUFFIX)]
     plan.write_bytes(b"damaged")
-    proc, sandbox = stoker(config)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(hold_give_up_until_lines(pids, 2))
+    proc, sandbox = stoker(config, env={"PYTHONPATH": f"{hook}:{REPO}"})
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
         wait_for(lambda: len(pids.read_text().split()) == 3, 10, message="the early daemon and the new one")
