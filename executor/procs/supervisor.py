@@ -66,6 +66,7 @@ __all__ = ["SpawnError", "Supervisor"]
 logger = logging.getLogger(__name__)
 
 CLOSE_KILL_SECS = 1.0
+LOG_DRAIN_SECS = 0.5  # the longest a close waits for the log pipes (a file system that hangs)
 
 
 class SupervisorState(enum.Enum):
@@ -354,7 +355,7 @@ class Supervisor:
         if sig == signal.SIGKILL:  # a debugger may hold its end (`unsignalled.py`)
             from executor.procs.unsignalled import say_traced
             say_traced(self._label, ((c.process, c.run, c.pid) for c in children))
-        return self._containment.signal(children, entries, sig, whole_task=False)
+        return len(self._containment.signal(children, entries, sig, whole_task=False))
 
     def signal_all(self, sig: int) -> int:
         """Signal every process of the task (unclaimed ones included); returns how many."""
@@ -430,12 +431,12 @@ class Supervisor:
             self._early.give_up_rest("the supervisor could not start")  # the runs it was handed
             return
         assert self._containment is not None
-        self._containment.kill_all(within(CLOSE_KILL_SECS, self._exit_by()))  # none dies in D state
+        self._containment.kill_all(CLOSE_KILL_SECS, self._exit_by)  # bound by the exit time, even one set meanwhile
         dog = self._watchdog.running() if self._watchdog is not None else None
         let_go = self._contained().close(dog, within(math.inf, self._exit_by()))  # out of the cgroup, killed, removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
-        self._logs.stop_pump(drain_secs=0.5)
+        self._logs.stop_pump(LOG_DRAIN_SECS, self._exit_by)
         assert self._reaper is not None
         if self._drains is not None:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
