@@ -74,6 +74,7 @@ class TaskCgroup:
     home: Place  # where the Stoker process was, and returns to
     how: str  # "kill" (cgroup.kill), "freeze" (cgroup.freeze), "freezer" (v1 freezer.state)
     entered: bool = False
+    left_frozen: str | None = None  # why the v1 kill's last thaw failed (EMFILE): FROZEN still
 
     @property
     def directory(self) -> str:
@@ -150,10 +151,12 @@ class TaskCgroup:
         kill's walk cut there, or no process left: the tree's removal unfinished), else both
         the kill's failure and what it left."""
         still = self._still_in()
+        frozen = f"; it is left FROZEN, its thaw failed: {self.left_frozen}" if self.left_frozen else ""
         if cut or (problem is None and still.startswith("0 ")):
-            return CutShort(f"its {'kill' if cut else 'removal'} stopped at its {timeout_secs} s deadline ({still})")
+            return CutShort(f"its {'kill' if cut else 'removal'} stopped at its {timeout_secs} s deadline "
+                            f"({still}){frozen}")
         left = f"cannot remove {self.directory}: {describe_os_error(error)} ({still} after {timeout_secs} s)"
-        return f"{problem}; {left}" if problem else left
+        return (f"{problem}; {left}" if problem else left) + frozen
 
     def _still_in(self) -> str:
         """How many processes are in it, in words (or why they could not be counted)."""
@@ -183,11 +186,21 @@ class TaskCgroup:
             self._kill_members(deadline)
         except BaseException:  # cut (its deadline, EMFILE): what it froze thawed, or what it SIGKILLed lives on
             with contextlib.suppress(OSError):  # (no descriptor: the next pass, or the watchdog)
-                _write(d, "freezer.state", "THAWED")
+                self._thaw(lambda: _write(d, "freezer.state", "THAWED"))
             raise
         from executor.procs import cgroupwalk  # (as in `members`)
 
-        cgroupwalk.thaw(d, deadline)
+        self._thaw(lambda: cgroupwalk.thaw(d, deadline))
+
+    def _thaw(self, thaw: Callable[[], None]) -> None:
+        """`thaw` the v1 freezer tree, noting whether it is left FROZEN (`left_frozen`: its
+        members die only once thawed, the watchdog's then) and why."""
+        try:
+            thaw()
+        except OSError as e:
+            self.left_frozen = describe_os_error(e)
+            raise
+        self.left_frozen = None
 
     def _kill_members(self, deadline: float) -> None:
         """SIGKILL each member, of this cgroup or one below it (both freezers freeze the
