@@ -42,6 +42,7 @@ class TaskCgroupLife:
         self._announce: Callable[[str, str], None] = lambda directory, how: None  # the watchdog's (`make`)
         self.cut_at_close = False  # `close` left the cgroup to the watchdog at its deadline
         self.busy_at_close = False  # ... or with a member that would not die (D state), the watchdog's
+        self.stuck_at_close = False  # ... with only those `kill_all` named (not waited for)
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -155,12 +156,15 @@ class TaskCgroupLife:
         stat = proctree.read_stat(pid)
         return stat is None or (pid, stat[2]) in self._foreign or (pid, 0) in self._foreign
 
-    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None,
+              stuck: frozenset[int] = frozenset()) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited. `watchdog`: the pid of
         the one running, to be let go (None: none runs), which finishes a kill its deadline
         cut; `within_secs`: that deadline, when sooner than `CGROUP_KILL_SECS` (what is left
-        of the time this process was given to exit)."""
+        of the time this process was given to exit); `stuck`: processes SIGKILLed that would
+        not die, named already (`Containment.kill_all`): with a watchdog to hand them to, not
+        waited for once they alone hold the cgroup."""
         cg = self.cgroup
         if cg is None:
             return True
@@ -171,7 +175,9 @@ class TaskCgroupLife:
                       cgroup=cg.directory, error=describe_os_error(e),
                       consequence="the watchdog kills and removes it when this process exits")
             return False
-        problem = cg.kill_and_remove(min(CGROUP_KILL_SECS, math.inf if within_secs is None else within_secs))
+        problem = cg.kill_and_remove(min(CGROUP_KILL_SECS, math.inf if within_secs is None else within_secs),
+                                     stuck if watchdog is not None else frozenset())
+        self.stuck_at_close = cg.stuck_left
         cgroups.release(cg)
         self._cgroup = None
         self.no_cgroup = "closed"

@@ -154,12 +154,14 @@ class Containment:
     def held(self) -> dict[int, int]:
         return self._handover.handed()
 
-    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None,
+              stuck: frozenset[int] = frozenset()) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited. `watchdog`: the pid of
         the one running (None: none runs), which finishes what the close's deadline cut;
-        `within_secs`: a shorter deadline than the close's own (`TaskCgroupLife.close`)."""
-        return self._cg.close(watchdog, within_secs)
+        `within_secs`: a shorter deadline than the close's own; `stuck`: what `kill_all`
+        left, not waited for once alone in the cgroup (`TaskCgroupLife.close`)."""
+        return self._cg.close(watchdog, within_secs, stuck)
 
     @property
     def cut_at_close(self) -> bool:
@@ -170,6 +172,11 @@ class Containment:
     def busy_at_close(self) -> bool:
         """Whether `close` left the cgroup to the watchdog with a member that would not die."""
         return self._cg.busy_at_close
+
+    @property
+    def stuck_at_close(self) -> bool:
+        """... and with only those `kill_all` named: the close waits no more for them."""
+        return self._cg.stuck_at_close
 
     # ---- who is ours ----
 
@@ -391,11 +398,11 @@ class Containment:
         """`sig` to every process of the task, unclaimed ones included; returns how many."""
         return len(self.signal(self._live_children(), (self._entry,), sig, whole_task=True))
 
-    def kill_all(self, within_secs: float, exit_by: ExitBy) -> None:
+    def kill_all(self, within_secs: float, exit_by: ExitBy) -> frozenset[int]:
         """At close: SIGKILL every process of the task, wait for those to exit (by pidfd, no
         polling: their children are re-parented by then) and again until a walk finds none,
         for at most `within_secs` or until `exit_by`'s time, set before or during the kill
-        (`ExitBy.wake_fd` ends the wait). What is still alive then is logged."""
+        (`ExitBy.wake_fd` ends the wait). What is still alive then is logged and returned."""
         began = time.monotonic()
         wake = exit_by.wake_fd()
         while True:
@@ -404,14 +411,14 @@ class Containment:
                 if rest := self.pids(self._live_children()):
                     from executor.procs.unsignalled import report
                     report(self._label, rest)
-                return
+                return frozenset()
             while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs), wake):
                 if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
                     from executor.procs.unsignalled import not_gone
+                    left = sorted(self.pids(self._live_children()))
                     log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
-                              reason=f"{number(time.monotonic() - began)} s after the first SIGKILL, "
-                                     f"{not_gone(sorted(self.pids(self._live_children())))}")
-                    return
+                              reason=f"{number(time.monotonic() - began)} s after the first SIGKILL, {not_gone(left)}")
+                    return frozenset(left)
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""

@@ -431,9 +431,9 @@ class Supervisor:
             self._early.give_up_rest("the supervisor could not start")  # the runs it was handed
             return
         assert self._containment is not None
-        self._containment.kill_all(CLOSE_KILL_SECS, self._exit_by)  # bound by the exit time, even one set meanwhile
+        stuck = self._containment.kill_all(CLOSE_KILL_SECS, self._exit_by)  # bound by the exit time, even one set meanwhile
         dog = self._watchdog.running() if self._watchdog is not None else None
-        let_go = self._contained().close(dog, within(math.inf, self._exit_by()))  # out of the cgroup, killed, removed
+        let_go = self._contained().close(dog, within(math.inf, self._exit_by()), stuck)  # out of the cgroup, killed, removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
         self._logs.stop_pump(LOG_DRAIN_SECS, self._exit_by)
@@ -441,10 +441,11 @@ class Supervisor:
         if self._drains is not None:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
+        waits = 0.0 if self._containment.stuck_at_close else WATCHDOG_EXIT_SECS  # no wait makes those die
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(cut=self._containment.cut_at_close, busy=self._containment.busy_at_close)
+            self._watchdog.wait_gone(waits, cut=self._containment.cut_at_close, busy=self._containment.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
-            self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, self._exit_by()))
+            self._reaper.join_unused(within(waits, self._exit_by()))
         self._state = SupervisorState.CLOSED
         self._logs.close()
         os.close(self._devnull)

@@ -14,8 +14,10 @@ The test's freezer cgroup is named `stoker-test-*`, below the test run's own, an
 """
 from __future__ import annotations
 
+import logging
 import os
 import queue
+import subprocess
 import threading
 import time
 import uuid
@@ -119,7 +121,8 @@ def test_a_shutdown_that_comes_while_the_close_kills_ends_the_kill(supervised, f
     try:
         sup.close()
     finally:
-        _thaw(frozen_cgroup)
+        _thaw(frozen_cgroup)  # it dies, and is reaped (its leftover kill done) before the next test
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the thawed run reaped")
     assert time.monotonic() - began < 30.0, "the close's kill outlived the exit time set during it"
     assert "close_incomplete" in caplog.text and f"pid {pid}" in caplog.text, caplog.text
 
@@ -150,3 +153,36 @@ def test_a_shutdown_that_comes_while_the_logs_drain_ends_the_drain(tmp_path):
             stopped.join(70)
         os.close(console_w)
         os.close(run_dir)
+
+
+def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck_already(frozen_cgroup, caplog):
+    """Was: a task cgroup whose only member was SIGKILLed and would not die (D state), named
+    at the task's end and by the close's kill, was waited for to the cgroup kill's 2 s
+    deadline, then the watchdog 1 s and the reaper's thread 1 s more (`stoker run`: 5 s from
+    KILLED to its exit, 1 s now: the close's kill). Now the removal stops waiting once those
+    are all that holds it, and says so; with another member there, it waits as before."""
+    if (why := cgroup_support.unavailable("auto")) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgrouplife, cgroups
+
+    life = cgrouplife.TaskCgroupLife(reaper=None, label="stuck.0", setting="auto")  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    cg = life.cgroup
+    assert cg is not None, life.no_cgroup
+    stuck = subprocess.Popen(["sleep", "600"])
+    try:
+        assert cg.take_in(stuck.pid)
+        _freeze(frozen_cgroup, stuck.pid)  # SIGKILLed, it stays (state D) until thawed
+        stuck.kill()
+        with caplog.at_level(logging.INFO):
+            assert life.close(watchdog=4242, stuck=frozenset({stuck.pid}))
+        assert life.stuck_at_close and os.path.isdir(cg.directory)
+    finally:
+        _thaw(frozen_cgroup)
+        stuck.kill()
+        stuck.wait()
+        cgroup_support.remove(cg.directory)
+        cgroups.release(cg)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and said[0].startswith("cgroup_remove_failed "), said
+    assert "(1 processes still in it, SIGKILLed and not yet gone, named already: not waited for)" in said[0], said
