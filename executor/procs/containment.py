@@ -164,19 +164,11 @@ class Containment:
         return self._cg.close(watchdog, within_secs, stuck)
 
     @property
-    def cut_at_close(self) -> bool:
-        """Whether `close` left the cgroup to the watchdog at its deadline (it then takes longer)."""
-        return self._cg.cut_at_close
-
-    @property
-    def busy_at_close(self) -> bool:
-        """Whether `close` left the cgroup to the watchdog with a member that would not die."""
-        return self._cg.busy_at_close
-
-    @property
-    def stuck_at_close(self) -> bool:
-        """... and with only those `kill_all` named: the close waits no more for them."""
-        return self._cg.stuck_at_close
+    def closed(self) -> TaskCgroupLife:
+        """How `close` left the cgroup: `cut_at_close` (to the watchdog at its deadline: it then
+        takes longer), `busy_at_close` (... with a member that would not die), `stuck_at_close`
+        (... with only those `kill_all` named: the close waits no more for them)."""
+        return self._cg
 
     # ---- who is ours ----
 

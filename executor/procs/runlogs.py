@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from executor.procs.logstage import LogStage
     from executor.procs.runprune import RunPrune
 
+LOG_DRAIN_SECS = 0.5  # the longest a close waits for the log pipes (a file system that hangs)
+
 
 class RunLogs:
     def __init__(self, sandbox: Path, label: str) -> None:
@@ -98,7 +100,7 @@ class RunLogs:
             if self._stage is not None:
                 self._stage.stage_wanted()
 
-    def stop_pump(self, drain_secs: float, exit_by: ExitBy | None = None) -> None:
+    def stop_pump(self, exit_by: ExitBy, drain_secs: float = LOG_DRAIN_SECS) -> None:
         """`LogPump.stop`: the pipes drained and closed within `drain_secs` and `exit_by`'s time."""
         with self._lock:
             pump = self._pump

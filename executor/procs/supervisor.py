@@ -64,9 +64,7 @@ if TYPE_CHECKING:
 __all__ = ["SpawnError", "Supervisor"]
 
 logger = logging.getLogger(__name__)
-
 CLOSE_KILL_SECS = 1.0
-LOG_DRAIN_SECS = 0.5  # the longest a close waits for the log pipes (a file system that hangs)
 
 
 class SupervisorState(enum.Enum):
@@ -436,14 +434,14 @@ class Supervisor:
         let_go = self._contained().close(dog, within(math.inf, self._exit_by()), stuck)  # out of the cgroup, killed, removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
-        self._logs.stop_pump(LOG_DRAIN_SECS, self._exit_by)
+        self._logs.stop_pump(self._exit_by)
         assert self._reaper is not None
         if self._drains is not None:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
-        waits = 0.0 if self._containment.stuck_at_close else WATCHDOG_EXIT_SECS  # no wait makes those die
+        waits = 0.0 if (closed := self._containment.closed).stuck_at_close else WATCHDOG_EXIT_SECS  # none dies sooner
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(waits, cut=self._containment.cut_at_close, busy=self._containment.busy_at_close)
+            self._watchdog.wait_gone(waits, cut=closed.cut_at_close, busy=closed.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
             self._reaper.join_unused(within(waits, self._exit_by()))
         self._state = SupervisorState.CLOSED
