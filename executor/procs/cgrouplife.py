@@ -42,6 +42,7 @@ class TaskCgroupLife:
         self._announce: Callable[[str, str], None] = lambda directory, how: None  # the watchdog's (`make`)
         self.cut_at_close = False  # `close` left the cgroup to the watchdog at its deadline
         self.busy_at_close = False  # ... or with a member that would not die (D state), the watchdog's
+        self.stuck_at_close = False  # ... with only those `kill_all` named (not waited for)
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -155,12 +156,15 @@ class TaskCgroupLife:
         stat = proctree.read_stat(pid)
         return stat is None or (pid, stat[2]) in self._foreign or (pid, 0) in self._foreign
 
-    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None,
+              stuck: frozenset[int] = frozenset()) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited. `watchdog`: the pid of
         the one running, to be let go (None: none runs), which finishes a kill its deadline
         cut; `within_secs`: that deadline, when sooner than `CGROUP_KILL_SECS` (what is left
-        of the time this process was given to exit)."""
+        of the time this process was given to exit); `stuck`: processes SIGKILLed that would
+        not die, named already (`Containment.kill_all`): with a watchdog to hand them to, not
+        waited for once they alone hold the cgroup."""
         cg = self.cgroup
         if cg is None:
             return True
@@ -171,41 +175,54 @@ class TaskCgroupLife:
                       cgroup=cg.directory, error=describe_os_error(e),
                       consequence="the watchdog kills and removes it when this process exits")
             return False
-        problem = cg.kill_and_remove(min(CGROUP_KILL_SECS, math.inf if within_secs is None else within_secs))
+        problem = cg.kill_and_remove(min(CGROUP_KILL_SECS, math.inf if within_secs is None else within_secs),
+                                     stuck if watchdog is not None else frozenset())
+        self.stuck_at_close = cg.stuck_left
         cgroups.release(cg)
         self._cgroup = None
         self.no_cgroup = "closed"
         if isinstance(problem, cgroups.CutShort):  # a slow host or a deep tree: not a failure
             self.cut_at_close = True
-            self._say_cut(cg.directory, problem, watchdog)
+            self._say_cut(cg.directory, problem, watchdog, cg.left_frozen is not None)
         elif problem is not None:
             self.busy_at_close = watchdog is not None
-            self._say_left(cg.directory, problem, watchdog)
+            self._say_left(cg.directory, problem, watchdog, cg.left_frozen is not None)
         else:  # gone: a cgroup made at its path later is not the task's
             self._announce("", "")
         return True
 
-    def _say_left(self, directory: str, problem: str, watchdog: int | None) -> None:
+    def _say_left(self, directory: str, problem: str, watchdog: int | None, frozen: bool) -> None:
         """What becomes of a cgroup its close could not remove (EBUSY: a member SIGKILLed in D
         state, its FUSE or NFS request held): the watchdog's, which kills it and removes the
-        cgroup once it can, within its own bound; or, when none runs, left behind."""
+        cgroup once it can, within its own bound; or, when none runs, left behind. An ERROR
+        when it is left FROZEN (`_frozen`)."""
         if watchdog is not None:
-            log_event(logger, logging.WARNING, "cgroup_remove_failed", task=self._label, cgroup=directory,
-                      error=problem, consequence=f"the watchdog (pid {watchdog}), let go, kills what is left and "
-                                                 f"removes it once it can, within its own {CGROUP_SECS} s")
+            log_event(logger, logging.ERROR if frozen else logging.WARNING, "cgroup_remove_failed",
+                      task=self._label, cgroup=directory, error=problem,
+                      consequence=f"the watchdog (pid {watchdog}), let go, {_frozen(frozen)}kills what is left "
+                                  f"and removes it once it can, within its own {CGROUP_SECS} s")
             return
         log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label, cgroup=directory, error=problem,
                   consequence=f"no watchdog runs to finish it: {directory} and the processes still in it are "
-                              "left behind")
+                              f"left behind{' FROZEN, none thaws them' if frozen else ''}")
 
-    def _say_cut(self, directory: str, problem: str, watchdog: int | None) -> None:
+    def _say_cut(self, directory: str, problem: str, watchdog: int | None, frozen: bool) -> None:
         """What becomes of a cgroup its close's deadline cut: the watchdog's to finish, or,
-        when none runs (it could not start, or exited), left behind (an ERROR then)."""
+        when none runs (it could not start, or exited), left behind (an ERROR then, and when
+        it is left FROZEN)."""
         if watchdog is not None:
-            log_event(logger, logging.WARNING, "cgroup_close_cut", task=self._label, cgroup=directory,
-                      reason=problem, consequence=f"the watchdog (pid {watchdog}), let go, kills what is "
-                                                  "left and removes it")
+            log_event(logger, logging.ERROR if frozen else logging.WARNING, "cgroup_close_cut", task=self._label,
+                      cgroup=directory, reason=problem,
+                      consequence=f"the watchdog (pid {watchdog}), let go, {_frozen(frozen)}kills what is left "
+                                  "and removes it")
             return
         log_event(logger, logging.ERROR, "cgroup_close_cut", task=self._label, cgroup=directory, reason=problem,
                   consequence=f"no watchdog runs to finish it (it could not start, or it exited): {directory}, "
-                              "the cgroups below it and the processes still in them are left behind")
+                              "the cgroups below it and the processes still in them are left behind"
+                              f"{' FROZEN, none thaws them' if frozen else ''}")
+
+
+def _frozen(frozen: bool) -> str:
+    """The watchdog's first step for a v1 freezer tree the close left FROZEN (its thaw failed:
+    out of descriptors): its members, SIGKILLed, die only once it is thawed."""
+    return "thaws it (its SIGKILLed processes die only then), " if frozen else ""

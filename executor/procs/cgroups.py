@@ -74,6 +74,8 @@ class TaskCgroup:
     home: Place  # where the Stoker process was, and returns to
     how: str  # "kill" (cgroup.kill), "freeze" (cgroup.freeze), "freezer" (v1 freezer.state)
     entered: bool = False
+    left_frozen: str | None = None  # why the v1 kill's last thaw failed (EMFILE): FROZEN still
+    stuck_left: bool = False  # `kill_and_remove` stopped waiting: only its `stuck` were in it
 
     @property
     def directory(self) -> str:
@@ -117,9 +119,11 @@ class TaskCgroup:
             return None
         return path == self.place.path or path.startswith(self.place.path.rstrip("/") + "/")
 
-    def kill_and_remove(self, timeout_secs: float) -> str | None:
+    def kill_and_remove(self, timeout_secs: float, stuck: frozenset[int] = frozenset()) -> str | None:
         """SIGKILL every member (this process must have left), then remove the cgroup;
-        None when it is gone, else what went wrong, in words (`CutShort`: the deadline)."""
+        None when it is gone, else what went wrong, in words (`CutShort`: the deadline).
+        `stuck`: processes SIGKILLed that would not die (D state), named and left to the
+        watchdog already: once they are all that holds the cgroup, no longer waited for."""
         if self.entered:
             return f"the supervising process is still in {self.directory}; not killing it"
         deadline = time.monotonic() + timeout_secs
@@ -136,9 +140,12 @@ class TaskCgroup:
             except FileNotFoundError:
                 return None
             except OSError as e:
-                if time.monotonic() >= deadline:
+                from executor.procs import cgroupwalk  # loaded only as a removal fails (or a walk kills)
+
+                self.stuck_left = bool(stuck) and e.errno == errno.EBUSY and cgroupwalk.only(self.directory, stuck)
+                if self.stuck_left or time.monotonic() >= deadline:
                     return self._at_deadline(problem, cut, e, timeout_secs)
-                if e.errno == errno.EBUSY and _remove_below(self.directory, deadline):
+                if e.errno == errno.EBUSY and cgroupwalk.remove_below(self.directory, deadline):
                     continue  # the cgroups a member made below it were what held it
             # SIGKILLed members take a moment to leave; after a kill that failed (a walk cut
             # short: out of descriptors), the pass again RETRY_SECS later, if none left meanwhile
@@ -146,23 +153,20 @@ class TaskCgroup:
             wait_emptied(self.directory, deadline) if problem is None else _retry_after(self.directory, retry)
 
     def _at_deadline(self, problem: str | None, cut: bool, error: OSError, timeout_secs: float) -> str:
-        """What is left at the deadline: `CutShort` when the deadline alone stopped it (the
-        kill's walk cut there, or no process left: the tree's removal unfinished), else both
-        the kill's failure and what it left."""
-        still = self._still_in()
-        if cut or (problem is None and still.startswith("0 ")):
-            return CutShort(f"its {'kill' if cut else 'removal'} stopped at its {timeout_secs} s deadline ({still})")
-        left = f"cannot remove {self.directory}: {describe_os_error(error)} ({still} after {timeout_secs} s)"
-        return f"{problem}; {left}" if problem else left
-
-    def _still_in(self) -> str:
-        """How many processes are in it, in words (or why they could not be counted)."""
+        """What is left at the deadline (or before it: `stuck_left`): `CutShort` when the deadline
+        alone stopped it (the kill's walk cut there, or no process left: the tree's removal
+        unfinished), else the kill's failure and what it left."""
         from executor.procs import cgroupwalk  # (as in `members`)
 
-        try:
-            return f"{len(cgroupwalk.pids(self.place.directory, whole=True))} processes still in it"
-        except OSError as e:
-            return f"its processes not counted: {describe_os_error(e)}"
+        still = cgroupwalk.still_in(self.directory)
+        frozen = f"; it is left FROZEN, its thaw failed: {self.left_frozen}" if self.left_frozen else ""
+        if cut or (problem is None and still.startswith("0 ")):
+            return CutShort(f"its {'kill' if cut else 'removal'} stopped at its {timeout_secs} s deadline "
+                            f"({still}){frozen}")
+        when = ", SIGKILLed and not yet gone, named already: not waited for" if self.stuck_left else \
+            f" after {timeout_secs} s"
+        left = f"cannot remove {self.directory}: {describe_os_error(error)} ({still}{when})"
+        return (f"{problem}; {left}" if problem else left) + frozen
 
     def _kill_once(self, deadline: float) -> None:
         d = self.directory
@@ -183,11 +187,20 @@ class TaskCgroup:
             self._kill_members(deadline)
         except BaseException:  # cut (its deadline, EMFILE): what it froze thawed, or what it SIGKILLed lives on
             with contextlib.suppress(OSError):  # (no descriptor: the next pass, or the watchdog)
-                _write(d, "freezer.state", "THAWED")
+                self._thaw(lambda: _write(d, "freezer.state", "THAWED"))
             raise
         from executor.procs import cgroupwalk  # (as in `members`)
 
-        cgroupwalk.thaw(d, deadline)
+        self._thaw(lambda: cgroupwalk.thaw(d, deadline))
+
+    def _thaw(self, thaw: Callable[[], None]) -> None:
+        """`thaw` the v1 freezer tree, noting why when it is left FROZEN (`left_frozen`)."""
+        try:
+            thaw()
+        except OSError as e:
+            self.left_frozen = describe_os_error(e)
+            raise
+        self.left_frozen = None
 
     def _kill_members(self, deadline: float) -> None:
         """SIGKILL each member, of this cgroup or one below it (both freezers freeze the
@@ -219,13 +232,6 @@ def _retry_after(directory: str, until: float) -> None:
     """Until `until`, or none left meanwhile where the kernel says so (v2: not v1's freezer)."""
     if not wait_emptied(directory, until):
         time.sleep(max(0.0, until - time.monotonic()))
-
-
-def _remove_below(directory: str, deadline: float) -> bool:
-    """`cgroupwalk.remove_below`, loaded only when a cgroup below the task's held it."""
-    from executor.procs import cgroupwalk
-
-    return cgroupwalk.remove_below(directory, deadline)
 
 
 def task_name(marker: str) -> str:

@@ -192,6 +192,25 @@ def pids(directory: str, whole: bool = False) -> list[int]:
     return found
 
 
+def still_in(directory: str) -> str:
+    """How many processes are in cgroup `directory` and below, in words (or why they could
+    not be counted)."""
+    try:
+        return f"{len(pids(directory, whole=True))} processes still in it"
+    except OSError as e:
+        return f"its processes not counted: {describe_os_error(e)}"
+
+
+def only(directory: str, stuck: frozenset[int]) -> bool:
+    """Whether the processes in cgroup `directory` and below it are some of `stuck` (and
+    some there are): what the close may stop waiting for (`TaskCgroup.kill_and_remove`)."""
+    try:
+        members = pids(directory, whole=True)
+    except OSError:
+        return False
+    return bool(members) and stuck.issuperset(members)
+
+
 def thaw(directory: str, deadline: float | None = None) -> None:
     """Thaw v1 freezer cgroup `directory` and each below it, top down: each that froze itself
     (`freezer.self_freezing` 1: as `directory` did, or a member's own, which stays frozen as

@@ -29,9 +29,13 @@ import collections
 import logging
 import os
 import threading
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from executor.logs import above_screen_line, log_event, screen_line_kept, spool, terminal_writer
+from executor.procs.exitby import ExitBy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,8 @@ class ConsoleCopy:
         self._failed: set[str] = set()  # streams whose console write failed (said once)
         self._raw: dict[int, RawConsole] = {}  # console fd → the spool's stream for it
         self._closing = False
+        self._over = False  # the thread is done (`close` waits for it)
+        self._told: Callable[[], None] = lambda: None  # called once it is
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -121,15 +127,17 @@ class ConsoleCopy:
         if inline:  # no thread to be had: written here, blocking, until one can start
             self._write(fd, data, label)
 
-    def close(self, drain_secs: float) -> None:
-        """Let the thread write what is queued for up to `drain_secs`, then end it (a thread
-        still stuck in a write to a console that does not read is left to the exit)."""
+    def close(self, drain_secs: float, exit_by: ExitBy | None = None) -> None:
+        """Let the thread write what is queued for up to `drain_secs` or until `exit_by`'s
+        time (set before or during the wait), then end it (a thread still stuck in a write to
+        a console that does not read is left to the exit)."""
+        exit_by = exit_by if exit_by is not None else ExitBy()
         with self._cond:
-            self._closing = True
+            self._closing, self._told = True, exit_by.wake
             self._cond.notify_all()
             thread = self._thread
         if thread is not None:
-            thread.join(drain_secs)
+            exit_by.wait(lambda: self._over, drain_secs)
         with self._cond:
             dropped, self._dropped = self._dropped, {}
         for label, count in dropped.items():
@@ -165,10 +173,12 @@ class ConsoleCopy:
                 while not self._items and not self._closing:
                     self._cond.wait()
                 if not self._items:
-                    return
+                    self._over, told = True, self._told
+                    break
                 fd, data, label = self._items.popleft()
                 self._queued -= len(data)
             self._write(fd, data, label)
+        told()
 
     def _write(self, fd: int, data: bytes, label: str) -> None:
         try:

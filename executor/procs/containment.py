@@ -48,6 +48,7 @@ from executor.procs import orphanwalk, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
 from executor.procs.cgroups import TaskCgroup
 from executor.procs.daemons import KeptDaemons
+from executor.procs.exitby import ExitBy
 from executor.procs.handover import Handover, Sink
 from executor.procs.proctree import ProcInfo, Scope
 from executor.procs.reaper import Reaper
@@ -153,22 +154,21 @@ class Containment:
     def held(self) -> dict[int, int]:
         return self._handover.handed()
 
-    def close(self, watchdog: int | None = None, within_secs: float | None = None) -> bool:
+    def close(self, watchdog: int | None = None, within_secs: float | None = None,
+              stuck: frozenset[int] = frozenset()) -> bool:
         """Leave, kill and remove the cgroup. False when this process could not leave it:
         the watchdog must then do it once this process has exited. `watchdog`: the pid of
         the one running (None: none runs), which finishes what the close's deadline cut;
-        `within_secs`: a shorter deadline than the close's own (`TaskCgroupLife.close`)."""
-        return self._cg.close(watchdog, within_secs)
+        `within_secs`: a shorter deadline than the close's own; `stuck`: what `kill_all`
+        left, not waited for once alone in the cgroup (`TaskCgroupLife.close`)."""
+        return self._cg.close(watchdog, within_secs, stuck)
 
     @property
-    def cut_at_close(self) -> bool:
-        """Whether `close` left the cgroup to the watchdog at its deadline (it then takes longer)."""
-        return self._cg.cut_at_close
-
-    @property
-    def busy_at_close(self) -> bool:
-        """Whether `close` left the cgroup to the watchdog with a member that would not die."""
-        return self._cg.busy_at_close
+    def closed(self) -> TaskCgroupLife:
+        """How `close` left the cgroup: `cut_at_close` (to the watchdog at its deadline: it then
+        takes longer), `busy_at_close` (... with a member that would not die), `stuck_at_close`
+        (... with only those `kill_all` named: the close waits no more for them)."""
+        return self._cg
 
     # ---- who is ours ----
 
@@ -357,11 +357,11 @@ class Containment:
                 return killed
 
     def signal(self, children: Sequence[Child], markers: tuple[bytes, ...], sig: int,
-               *, whole_task: bool) -> int:
+               *, whole_task: bool) -> list[int]:
         """`sig` to each process of the trees of `children` (group, descendants, `markers`),
-        and with `whole_task` to every unclaimed process too, each exactly once; returns how
-        many. Processes outside the live groups go first: once a group's leader dies, the
-        reaper kills that run's leftovers, and a count taken after that would miss them."""
+        and with `whole_task` to every unclaimed process too, each exactly once; returns the
+        pids signalled. Processes outside the live groups go first: once a group's leader
+        dies, the reaper kills that run's leftovers, and a count taken after that would miss them."""
         procs, registered, _ = self._members(skip_registered=False)
         live, scope = self._scope(children, registered, markers)
         pids = proctree.select(procs, scope)
@@ -377,7 +377,7 @@ class Containment:
             for pgid in live:
                 if self._reaper.is_registered(pgid):
                     proctree.signal_group(pgid, sig)
-        return len(by_group) + len(sent)
+        return by_group + sent
 
     def _scope(self, children: Sequence[Child], registered: frozenset[int],
                markers: tuple[bytes, ...]) -> tuple[frozenset[int], Scope]:
@@ -388,26 +388,29 @@ class Containment:
 
     def signal_task(self, sig: int) -> int:
         """`sig` to every process of the task, unclaimed ones included; returns how many."""
-        return self.signal(self._live_children(), (self._entry,), sig, whole_task=True)
+        return len(self.signal(self._live_children(), (self._entry,), sig, whole_task=True))
 
-    def kill_all(self, within_secs: float) -> None:
-        """At close: SIGKILL every process of the task until none is left, for at most
-        `within_secs` (what is still alive then is logged)."""
-        deadline = time.monotonic() + within_secs
+    def kill_all(self, within_secs: float, exit_by: ExitBy) -> frozenset[int]:
+        """At close: SIGKILL every process of the task, wait for those to exit (by pidfd, no
+        polling: their children are re-parented by then) and again until a walk finds none,
+        for at most `within_secs` or until `exit_by`'s time, set before or during the kill
+        (`ExitBy.wake_fd` ends the wait). What is still alive then is logged and returned."""
+        began = time.monotonic()
+        wake = exit_by.wake_fd()
         while True:
-            left = self.signal_task(signal.SIGKILL)
-            if left == 0:  # what is left refused the signal: a setuid program's
+            sent = self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True)
+            if not sent:  # what is left refused the signal: a setuid program's
                 if rest := self.pids(self._live_children()):
                     from executor.procs.unsignalled import report
                     report(self._label, rest)
-                return
-            if time.monotonic() >= deadline:  # one in D state (a FUSE request held), say
-                from executor.procs.unsignalled import not_gone
-                log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
-                          reason=f"{number(within_secs)} s after the first SIGKILL, "
-                                 f"{not_gone(sorted(self.pids(self._live_children())))}")
-                return
-            time.sleep(0.005)  # SIGKILLed processes need a moment to become zombies
+                return frozenset()
+            while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs), wake):
+                if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
+                    from executor.procs.unsignalled import not_gone
+                    left = sorted(self.pids(self._live_children()))
+                    log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
+                              reason=f"{number(time.monotonic() - began)} s after the first SIGKILL, {not_gone(left)}")
+                    return frozenset(left)
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""

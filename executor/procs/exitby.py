@@ -4,10 +4,13 @@ agent destroys the container once its shutdown grace is over), never under `stok
 Set by the front end from its own thread, at any time: before a task's close, or while
 the close waits (a task a KILL ended, its cgroup left to the watchdog, then SHUTDOWN). So
 the close asks at each step (`within`), and a wait through `wait` ends at it once set,
-whenever that was: no wait of the close outlasts it. Times are `time.monotonic()`.
+whenever that was: no wait of the close outlasts it. A wait on file descriptors (the
+close's kill, `proctree.wait_exited`) is woken by `wake_fd` instead. Times are
+`time.monotonic()`.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,14 @@ def within(secs: float, exit_by: float | None) -> float:
     return secs if exit_by is None else max(0.0, min(secs, exit_by - time.monotonic()))
 
 
+def _empty(eventfd: int) -> None:
+    """Set `eventfd`'s count back to 0 (not readable), from whatever it was, 0 included."""
+    try:
+        os.eventfd_read(eventfd)
+    except BlockingIOError:
+        return  # 0 already: nothing set since the last read
+
+
 class ExitBy:
     """The time this process must be gone by: None (no bound) until `set`; the soonest of
     those set (a second SHUTDOWN, or a signal after one, moves it no later)."""
@@ -25,16 +36,35 @@ class ExitBy:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._at: float | None = None
+        self._fd = -1  # `wake_fd`'s, made at its first call
 
     def __call__(self) -> float | None:
         with self._cond:
             return self._at
+
+    def wake_fd(self) -> int:
+        """An eventfd that turns readable as an exit time is set (now, if one is), for a wait
+        on file descriptors that this must end; `bound` makes it quiet again. One reader (the
+        close); made at the first call and kept for this object's life (one per process)."""
+        with self._cond:
+            if self._fd < 0:
+                self._fd = os.eventfd(int(self._at is not None), os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            return self._fd
+
+    def bound(self, end_at: float) -> float:
+        """`end_at`, or the exit time when that is sooner; `wake_fd` is quiet until the next `set`."""
+        with self._cond:
+            if self._fd >= 0:
+                _empty(self._fd)
+            return end_at if self._at is None else min(end_at, self._at)
 
     def set(self, at: float) -> None:
         """This process must be gone by `at`; every `wait` ends by then."""
         with self._cond:
             self._at = at if self._at is None else min(self._at, at)
             self._cond.notify_all()
+            if self._fd >= 0:
+                os.eventfd_write(self._fd, 1)
 
     def wake(self) -> None:
         """What a `wait` waits for may be done: it looks again (whoever makes it so calls this)."""

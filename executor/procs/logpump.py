@@ -41,7 +41,12 @@ from pathlib import Path
 from executor.logs import log_event, terminal_writer
 from executor.procs import sandboxfs
 from executor.procs.consolecopy import ConsoleCopy, stream_fields, write_all
+from executor.procs.exitby import ExitBy
 from executor.procs.sandboxfs import LOG_FLAGS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +225,10 @@ def make_pipe() -> tuple[int, int]:
     return r, w
 
 
+def _nobody() -> None:
+    """No one waits for the pump's thread yet."""
+
+
 class LogPump:
     def __init__(self, task_label: str) -> None:
         self._label = task_label
@@ -227,6 +236,8 @@ class LogPump:
         self._pending: list[_Stream] = []
         self._stopping = False
         self._closed = False
+        self._over = False  # the thread is done (`stop` waits for it)
+        self._told: Callable[[], None] = _nobody  # called once it is
         self._console = ConsoleCopy(task_label)  # its thread starts at the first copy
         self._wake_r, self._wake_w = os.pipe()
         try:
@@ -266,17 +277,19 @@ class LogPump:
         except BlockingIOError:
             pass  # already has wake-ups pending
 
-    def stop(self, drain_secs: float = 0.5) -> None:
+    def stop(self, drain_secs: float = 0.5, exit_by: ExitBy | None = None) -> None:
         """The task's processes are gone: copy what each pipe still holds and close them all,
         without waiting for more to come (a pipe still open once they are gone is held by
         something Stoker could not kill, which it waited 0.5 s for at every close).
         `drain_secs` bounds only copies that cannot be written (a file system that hangs, a
-        console that does not read)."""
+        console that does not read), and so does `exit_by`'s time (`stoker executor` after
+        SHUTDOWN), set before or during the wait."""
+        exit_by = exit_by if exit_by is not None else ExitBy()
         with self._lock:
-            self._stopping = True
+            self._stopping, self._told = True, exit_by.wake
             self._wake()
-        self._thread.join(drain_secs)
-        self._console.close(drain_secs=drain_secs)
+        exit_by.wait(lambda: self._over, drain_secs)
+        self._console.close(drain_secs, exit_by)
 
     def _loop(self) -> None:
         terminal_writer()
@@ -298,6 +311,9 @@ class LogPump:
                       error=f"{type(e).__name__}: {e}", exc_info=True)
         finally:
             self._shutdown()
+            with self._lock:
+                self._over, told = True, self._told
+            told()
 
     def _take_pending(self) -> None:
         try:

@@ -374,15 +374,18 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int], refused: li
             os.close(pidfd)
 
 
-def wait_exited(pids: Iterable[int], deadline_at: float) -> bool:
+def wait_exited(pids: Iterable[int], deadline_at: float, wake_fd: int = -1) -> bool:
     """Block until each of `pids` has exited (a zombie counts: its children have been
     re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
-    passed first. A pid that is gone already is not waited for. Without pidfds (a kernel
-    before 5.3, a container whose seccomp profile denies pidfd_open) /proc is looked at
-    every millisecond instead: returning at once would let a killed process's children
-    re-parent after the caller's last look (a fork-hopper outliving its leftover kill)."""
+    passed first, or `wake_fd` (-1: none) turned readable (the caller's deadline may have
+    moved: `exitby.ExitBy.wake_fd`). A pid that is gone already is not waited for. Without
+    pidfds (a kernel before 5.3, a container whose seccomp profile denies pidfd_open) /proc
+    is looked at every millisecond instead: returning at once would let a killed process's
+    children re-parent after the caller's last look (a fork-hopper outliving its leftover
+    kill). `poll`, not `select`: a task of 1,000 processes has pidfds past 1024."""
     fds: list[int] = []
     polled: list[int] = []
+    poller = _select.poll()
     try:
         for pid in pids:
             try:
@@ -391,6 +394,10 @@ def wait_exited(pids: Iterable[int], deadline_at: float) -> bool:
                 continue
             except OSError:
                 polled.append(pid)
+            else:
+                poller.register(fds[-1], _select.POLLIN)
+        if wake_fd >= 0:
+            poller.register(wake_fd, _select.POLLIN)
         while True:
             polled = [pid for pid in polled if read_stat(pid) is not None]
             if not fds and not polled:
@@ -398,8 +405,10 @@ def wait_exited(pids: Iterable[int], deadline_at: float) -> bool:
             left = deadline_at - time.monotonic()
             if left <= 0:
                 return False
-            ready, _, _ = _select.select(fds, [], [], min(left, _POLL_SECS) if polled else left)
-            for fd in ready:
+            for fd, _ in poller.poll(1000 * (min(left, _POLL_SECS) if polled else left)):
+                if fd == wake_fd:
+                    return False
+                poller.unregister(fd)
                 fds.remove(fd)
                 os.close(fd)
     finally:

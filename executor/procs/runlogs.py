@@ -23,9 +23,12 @@ from executor.procs import spawn
 from executor.procs.spawn import RunStdio, SpawnError
 
 if TYPE_CHECKING:
+    from executor.procs.exitby import ExitBy
     from executor.procs.logpump import LogPump
     from executor.procs.logstage import LogStage
     from executor.procs.runprune import RunPrune
+
+LOG_DRAIN_SECS = 0.5  # the longest a close waits for the log pipes (a file system that hangs)
 
 
 class RunLogs:
@@ -97,11 +100,12 @@ class RunLogs:
             if self._stage is not None:
                 self._stage.stage_wanted()
 
-    def stop_pump(self, drain_secs: float) -> None:
+    def stop_pump(self, exit_by: ExitBy, drain_secs: float = LOG_DRAIN_SECS) -> None:
+        """`LogPump.stop`: the pipes drained and closed within `drain_secs` and `exit_by`'s time."""
         with self._lock:
             pump = self._pump
         if pump is not None:
-            pump.stop(drain_secs=drain_secs)
+            pump.stop(drain_secs, exit_by)
 
     def close(self) -> None:
         """Remove what is still staged and close `.logs`. Idempotent."""

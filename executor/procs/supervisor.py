@@ -64,7 +64,6 @@ if TYPE_CHECKING:
 __all__ = ["SpawnError", "Supervisor"]
 
 logger = logging.getLogger(__name__)
-
 CLOSE_KILL_SECS = 1.0
 
 
@@ -354,7 +353,7 @@ class Supervisor:
         if sig == signal.SIGKILL:  # a debugger may hold its end (`unsignalled.py`)
             from executor.procs.unsignalled import say_traced
             say_traced(self._label, ((c.process, c.run, c.pid) for c in children))
-        return self._containment.signal(children, entries, sig, whole_task=False)
+        return len(self._containment.signal(children, entries, sig, whole_task=False))
 
     def signal_all(self, sig: int) -> int:
         """Signal every process of the task (unclaimed ones included); returns how many."""
@@ -430,20 +429,21 @@ class Supervisor:
             self._early.give_up_rest("the supervisor could not start")  # the runs it was handed
             return
         assert self._containment is not None
-        self._containment.kill_all(within(CLOSE_KILL_SECS, self._exit_by()))  # none dies in D state
+        stuck = self._containment.kill_all(CLOSE_KILL_SECS, self._exit_by)  # bound by the exit time, even one set meanwhile
         dog = self._watchdog.running() if self._watchdog is not None else None
-        let_go = self._contained().close(dog, within(math.inf, self._exit_by()))  # out of the cgroup, killed, removed
+        let_go = self._contained().close(dog, within(math.inf, self._exit_by()), stuck)  # out of the cgroup, killed, removed
         if self._watchdog is not None and let_go:
             self._watchdog.let_go()
-        self._logs.stop_pump(drain_secs=0.5)
+        self._logs.stop_pump(self._exit_by)
         assert self._reaper is not None
         if self._drains is not None:
             self._reaper.on_orphans(self._orphan_reaped, remove=True)
         self._reaper.release()
+        waits = 0.0 if (closed := self._containment.closed).stuck_at_close else WATCHDOG_EXIT_SECS  # none dies sooner
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(cut=self._containment.cut_at_close, busy=self._containment.busy_at_close)
+            self._watchdog.wait_gone(waits, cut=closed.cut_at_close, busy=closed.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
-            self._reaper.join_unused(within(WATCHDOG_EXIT_SECS, self._exit_by()))
+            self._reaper.join_unused(within(waits, self._exit_by()))
         self._state = SupervisorState.CLOSED
         self._logs.close()
         os.close(self._devnull)

@@ -48,11 +48,14 @@ def _let_go(server: subprocess.Popen, said: Callable[[], str]) -> None:
 
 def _said_of_the_cgroup_left(text: str) -> None:
     """Where the close left the task's cgroup (a member in D state) to the watchdog: a WARNING
-    that says so, no `watchdog_stuck`, and `watchdog_left` saying why (finding 4)."""
+    that says so and that it did not wait for that member, no `watchdog_stuck`, and
+    `watchdog_left` saying why (finding 4)."""
     found = LEFT.search(text)
     if found is None:
         return  # no task cgroup here: the marker and the watchdog's walk only
     assert found.group(1) == "WARNING" and "the watchdog (pid" in text, text[-3000:]
+    # the close's wait ends once the member the task's end named is all that holds it (was: its 2 s)
+    assert "SIGKILLed and not yet gone, named already: not waited for)" in text, text[-3000:]
     assert "watchdog_stuck" not in text and "watchdog_left " in text, text[-3000:]
 
 

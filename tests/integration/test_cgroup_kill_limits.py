@@ -9,6 +9,7 @@ later), and what is said at the deadline names it. And a close whose kill its de
 (a deep tree, a slow host) hands the tree to the watchdog and says so, then waits for it."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -209,3 +210,44 @@ def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
 
 def _emfile() -> int:
     raise OSError(errno.EMFILE, "Too many open files")
+
+
+@pytest.mark.parametrize("watchdog", [4242, None], ids=["watchdog", "none"])
+def test_a_v1_freezer_thaw_out_of_descriptors_says_the_cgroup_is_left_frozen_and_who_thaws_it(
+        watchdog, monkeypatch, caplog):
+    """Was: the kill's last thaw failed (EMFILE), the tree stayed FROZEN, its SIGKILLed
+    members alive, and the line said only 'cannot thaw ...' beside the EBUSY, a WARNING when
+    a watchdog ran. Now an ERROR says the cgroup is left FROZEN and who thaws it: the
+    watchdog (its pid), or, when none runs, nobody."""
+    if (why := cgroup_support.unavailable(FREEZER)) is not None:
+        pytest.skip(f"no v1 freezer task cgroup here: {why}")
+    from executor.procs import cgroupwalk
+
+    monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.3)
+    life = cgrouplife.TaskCgroupLife(reaper=None, label="frozen.0", setting=FREEZER)  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    cg = life.cgroup
+    assert cg is not None, life.no_cgroup
+    run = subprocess.Popen(["sleep", "600"])
+    real_open = cgroupwalk.os.open
+    try:
+        assert cg.take_in(run.pid)
+        monkeypatch.setattr(cgroupwalk.os, "open", lambda path, flags, *a, dir_fd=None, **k: (
+            _emfile() if path == "freezer.state" and flags & os.O_WRONLY else real_open(path, flags, *a, dir_fd=dir_fd, **k)))
+        with caplog.at_level(logging.INFO):
+            assert life.close(watchdog=watchdog)
+        monkeypatch.undo()
+        assert cgroups.read(cg.directory, "freezer.state").strip() == "FROZEN"
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):
+            cgroups._write(cg.directory, "freezer.state", "THAWED")
+        cgroup_support.remove(cg.directory)
+        cgroups.release(cg)
+        run.kill()
+        run.wait()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [level for level, _ in said] == ["ERROR"], said
+    assert "it is left FROZEN, its thaw failed: cannot thaw a cgroup of" in said[0][1], said
+    who = (f"the watchdog (pid {watchdog}), let go, thaws it" if watchdog else "left behind FROZEN, none thaws them")
+    assert who in said[0][1], said

@@ -81,3 +81,22 @@ def test_a_second_shutdown_gives_the_executor_no_more_time():
     executor.shutdown(driver)  # SIGTERM, treated as SHUTDOWN
     assert (executor.shutdown_at, executor.exit_by()) == (first, exit_by)
     assert _ack_budget(executor, settings) <= 5.0 - ACK_MARGIN_SECS - 0.05
+
+
+def test_the_wake_fd_turns_readable_as_an_exit_time_is_set_and_quiet_once_the_bound_is_read():
+    """The close's kill waits on pidfds and on `wake_fd`: a SHUTDOWN during that wait wakes
+    it (readable), and the kill, reading its new bound, makes it quiet again."""
+    import select
+
+    exit_by = ExitBy()
+    fd = exit_by.wake_fd()
+    assert exit_by.wake_fd() == fd  # one, kept
+    assert select.select([fd], [], [], 0)[0] == []  # no exit time: quiet
+    at = time.monotonic() + 100.0
+    exit_by.set(at)
+    assert select.select([fd], [], [], 0)[0] == [fd]
+    assert exit_by.bound(at + 50.0) == at and exit_by.bound(at - 1.0) == at - 1.0
+    assert select.select([fd], [], [], 0)[0] == []
+    late = ExitBy()
+    late.set(at)  # before the fd was made: readable from the start
+    assert select.select([late.wake_fd()], [], [], 0)[0] == [late.wake_fd()]

@@ -1,0 +1,188 @@
+"""The close's last kill (`Containment.kill_all`) and its log drain, against a process slow
+to die and a SHUTDOWN that comes while the close waits.
+
+- `kill_all` SIGKILLed the task and walked it again every 5 ms until a walk found none: a
+  process that takes a while to die after its SIGKILL (here: one in a frozen v1 freezer
+  cgroup, which dies only once thawed) cost a walk and a SIGKILL of the whole task each
+  5 ms (60 for 0.3 s). Now it waits for the processes it SIGKILLed by pidfd, and walks once
+  more when they are gone: two walks.
+- Its 1 s, and the log drain's 0.5 s, were bounded by the exit time (`exitby.ExitBy`) only as
+  they began: a SHUTDOWN that came during them did not cut them. Now each ends at it.
+
+The test's freezer cgroup is named `stoker-test-*`, below the test run's own, and removed
+(its members killed) at teardown, also when the test fails.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from config.spec import ProcessSpec
+from executor.procs import supervisor as supervisor_module
+from executor.procs.containment import Containment
+from executor.procs.exitby import ExitBy
+from executor.procs.logpump import LogFile, LogPump, make_pipe
+from executor.procs.supervisor import Supervisor
+from tests.support import cgroups as cgroup_support
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def frozen_cgroup() -> Iterator[Path]:
+    """A v1 freezer cgroup of the test's (skipped where there is none); removed after."""
+    if (why := cgroup_support.unavailable(cgroup_support.FREEZER)) is not None:
+        pytest.skip(f"no v1 freezer here: {why}")
+    directory = Path(cgroup_support.FREEZER) / f"stoker-test-{uuid.uuid4().hex[:8]}"
+    directory.mkdir()
+    try:
+        yield directory
+    finally:
+        cgroup_support.remove(str(directory))
+
+
+def _freeze(directory: Path, pid: int) -> None:
+    (directory / "cgroup.procs").write_text(str(pid))
+    (directory / "freezer.state").write_text("FROZEN")
+    wait_for(lambda: (directory / "freezer.state").read_text().strip() == "FROZEN", 10,
+             message="the test's cgroup frozen")
+
+
+def _thaw(directory: Path) -> None:
+    (directory / "freezer.state").write_text("THAWED")
+
+
+@pytest.fixture
+def supervised(tmp_path: Path) -> Iterator[tuple[Supervisor, ExitBy]]:
+    """A supervisor with no task cgroup (its kill is the walk's alone) and its exit time."""
+    exit_by = ExitBy()
+    sup = Supervisor(sandbox=tmp_path / "sandbox", task_label="closekill.0", env={"PATH": os.environ["PATH"]},
+                     post=queue.SimpleQueue().put, cgroups="off", exit_by=exit_by)
+    (tmp_path / "sandbox").mkdir()
+    sup.start()
+    try:
+        yield sup, exit_by
+    finally:
+        sup.close()
+
+
+def _counting_signals(monkeypatch: pytest.MonkeyPatch, after_first) -> list[int]:  # type: ignore[no-untyped-def]
+    """Count the containment's walks-and-signals (`Containment.signal`); `after_first()` once
+    the first has gone out."""
+    calls: list[int] = []
+    real = Containment.signal
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent = real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            after_first()
+        return sent
+    monkeypatch.setattr(Containment, "signal", counted)
+    return calls
+
+
+def test_the_close_waits_for_a_process_slow_to_die_by_pidfd_not_by_walking_it_again(
+        supervised, frozen_cgroup, monkeypatch):
+    sup, _ = supervised
+    pid = sup.spawn(ProcessSpec("slow", "exec sleep 600"), 0)
+    _freeze(frozen_cgroup, pid)
+    thaw = threading.Timer(0.3, _thaw, (frozen_cgroup,))  # it dies 0.3 s after its SIGKILL
+    calls = _counting_signals(monkeypatch, thaw.start)
+    try:
+        sup.close()
+    finally:
+        thaw.cancel()
+        _thaw(frozen_cgroup)
+    assert not os.path.exists(f"/proc/{pid}/stat") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert len(calls) <= 3, f"{len(calls)} walks at the close"  # was ~60: one each 5 ms
+
+
+def test_a_shutdown_that_comes_while_the_close_kills_ends_the_kill(supervised, frozen_cgroup, monkeypatch, caplog):
+    """A process that does not die (frozen until the test's end), a close whose kill would
+    wait 60 s, and an exit time set after its first SIGKILL: the kill ends at it (was: read as
+    the kill began, none then: the whole 60 s)."""
+    sup, exit_by = supervised
+    monkeypatch.setattr(supervisor_module, "CLOSE_KILL_SECS", 60.0)
+    pid = sup.spawn(ProcessSpec("stuck", "exec sleep 600"), 0)
+    _freeze(frozen_cgroup, pid)
+    _counting_signals(monkeypatch, lambda: exit_by.set(time.monotonic()))
+    began = time.monotonic()
+    try:
+        sup.close()
+    finally:
+        _thaw(frozen_cgroup)  # it dies, and is reaped (its leftover kill done) before the next test
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the thawed run reaped")
+    assert time.monotonic() - began < 30.0, "the close's kill outlived the exit time set during it"
+    assert "close_incomplete" in caplog.text and f"pid {pid}" in caplog.text, caplog.text
+
+
+def test_a_shutdown_that_comes_while_the_logs_drain_ends_the_drain(tmp_path):
+    """A console that does not read (full), the pump stopped with 60 s to drain it, and an
+    exit time set meanwhile: the drain ends at it (was: the whole 60 s)."""
+    console_r, console_w = os.pipe()  # nobody reads it: full at 64 KiB
+    run_dir = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    read_fd, write_fd = make_pipe()
+    pump, exit_by, ended = LogPump("drain.0"), ExitBy(), threading.Event()
+    stopped = threading.Thread(target=lambda: (pump.stop(60.0, exit_by), ended.set()))
+    try:
+        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "stdout"), console_w,
+                 "task=drain.0 process=a run=0 stream=stdout")
+        line = b"x" * 1023 + b"\n"
+        for _ in range(128):  # past what the console's pipe holds: its copy blocks
+            os.write(write_fd, line)
+        wait_for(lambda: (tmp_path / "stdout").stat().st_size == 128 * len(line), 10,
+                 message="every line in the file (the console's copy blocked)")
+        stopped.start()
+        exit_by.set(time.monotonic())
+        assert ended.wait(30), "the drain outlived the exit time set during it"
+    finally:
+        os.close(write_fd)
+        os.close(console_r)  # the console copy's write fails: its thread ends
+        if stopped.ident is not None:
+            stopped.join(70)
+        os.close(console_w)
+        os.close(run_dir)
+
+
+def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck_already(frozen_cgroup, caplog):
+    """Was: a task cgroup whose only member was SIGKILLed and would not die (D state), named
+    at the task's end and by the close's kill, was waited for to the cgroup kill's 2 s
+    deadline, then the watchdog 1 s and the reaper's thread 1 s more (`stoker run`: 5 s from
+    KILLED to its exit, 1 s now: the close's kill). Now the removal stops waiting once those
+    are all that holds it, and says so; with another member there, it waits as before."""
+    if (why := cgroup_support.unavailable("auto")) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgrouplife, cgroups
+
+    life = cgrouplife.TaskCgroupLife(reaper=None, label="stuck.0", setting="auto")  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    cg = life.cgroup
+    assert cg is not None, life.no_cgroup
+    stuck = subprocess.Popen(["sleep", "600"])
+    try:
+        assert cg.take_in(stuck.pid)
+        _freeze(frozen_cgroup, stuck.pid)  # SIGKILLed, it stays (state D) until thawed
+        stuck.kill()
+        with caplog.at_level(logging.INFO):
+            assert life.close(watchdog=4242, stuck=frozenset({stuck.pid}))
+        assert life.stuck_at_close and os.path.isdir(cg.directory)
+    finally:
+        _thaw(frozen_cgroup)
+        stuck.kill()
+        stuck.wait()
+        cgroup_support.remove(cg.directory)
+        cgroups.release(cg)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and said[0].startswith("cgroup_remove_failed "), said
+    assert "(1 processes still in it, SIGKILLed and not yet gone, named already: not waited for)" in said[0], said
