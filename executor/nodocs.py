@@ -70,6 +70,7 @@ literals), so `install()` has every module imported after it compiled without th
 Process-wide, imperative by nature: `stoker`'s entry point (`executor/cli/start.py`) calls
 `install()` first of all.
 """
+from __future__ import annotations
 
 import marshal
 import os
@@ -112,7 +113,7 @@ _own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `ins
 class NoDocLoader(SourceFileLoader):
     """A source file's module, its code from NAME.TAG.opt-nodoc2.pyc (see the docstring)."""
 
-    def get_code(self, fullname: str) -> "CodeType | None":
+    def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)
         if _imported_by_config():  # the user's code: as Python loads it
             return super().get_code(fullname)
@@ -141,7 +142,7 @@ class NoDocLoader(SourceFileLoader):
         self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
         return code
 
-    def set_data(self, path: str, data: "Any", *, _mode: int = 0o666) -> None:  # Any: typeshed's Buffer
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:  # Any: typeshed's Buffer
         """As Python's, each missing directory made 0755 less the umask (Python's are 0777
         less it: under a umask of 0, `nodoc/` open to every user, who could plant a module's
         file there, its header the source's mtime and size, for root's next start). As
@@ -251,7 +252,7 @@ def kept_path(source_path: str) -> str:
     return os.path.join(_nodoc, source_dir.lstrip(os.sep), os.path.basename(beside))
 
 
-def cache_dir(environ: "Mapping[str, str]" = os.environ) -> str | None:
+def cache_dir(environ: Mapping[str, str] = os.environ) -> str | None:
     """The code cache directory: STOKER_CODE_CACHE, an absolute directory only this user
     (and root) may change, or the package's `__pycache__`; None when it says `off` (or is
     not an absolute path, or is not such a directory: `_only_ours`)."""
@@ -294,13 +295,13 @@ def _only_ours(directory: str) -> bool:
         return _only_ours(directory)
 
 
-def _header(stats: "Mapping[str, float]") -> bytes:
+def _header(stats: Mapping[str, float]) -> bytes:
     """A timestamp `.pyc` header for a source of these stats (what py_compile writes)."""
     return (MAGIC_NUMBER + (0).to_bytes(4, "little") + (int(stats["mtime"]) & 0xFFFFFFFF).to_bytes(4, "little")
             + (int(stats.get("size", 0)) & 0xFFFFFFFF).to_bytes(4, "little"))
 
 
-def _unmarshal(data: bytes) -> "CodeType | None":
+def _unmarshal(data: bytes) -> CodeType | None:
     """The code a file of ours holds after its header; None: damaged (compiled again)."""
     try:
         code = marshal.loads(memoryview(data)[16:])
@@ -331,14 +332,14 @@ def _may_write(path: str) -> bool:
     return os.access(directory, os.W_OK)
 
 
-def lines_only(code: "CodeType") -> "CodeType":
+def lines_only(code: CodeType) -> CodeType:
     """`code`, and every code object it holds, with a location table of line numbers only
     (see the docstring): each instruction keeps its line, its columns go."""
     consts = tuple(lines_only(c) if type(c) is type(code) else c for c in code.co_consts)
     return code.replace(co_linetable=line_table(code), co_consts=consts)
 
 
-def line_table(code: "CodeType") -> bytes:
+def line_table(code: CodeType) -> bytes:
     """`code`'s line numbers as a location table (CPython's Objects/locations.md, 3.11 to
     3.13): for each run of instructions on one line (`co_lines()`, adjacent runs of the same
     line joined), entries of up to 8 code units, "no column" (13: the line's difference from
@@ -370,7 +371,7 @@ def line_table(code: "CodeType") -> bytes:
     return bytes(table)
 
 
-def install(environ: "Mapping[str, str]" = os.environ) -> bool:
+def install(environ: Mapping[str, str] = os.environ) -> bool:
     """Every source module imported from now on loads through `NoDocLoader` (only the
     first call installs); False when STOKER_CODE_CACHE turns it off."""
     global _installed, _elsewhere, _nodoc, _own

@@ -39,6 +39,7 @@ early start up before it counts (`EarlyStart.abandon`): its runs are killed befo
 supervisor starts any, and the run goes on as without it. Nothing here raises or prints;
 a problem before the first fork only means there is no early start.
 """
+from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
 import fcntl
@@ -51,7 +52,7 @@ from executor.host.early import STOPS, EarlyStart, defer_stop_signals, undefer_s
 from executor.local import planfiles
 from executor.procs import earlyfork, oomcount, runenv, sandboxfs
 
-TYPE_CHECKING = False  # not `typing`'s: the early start's modules load no typing, collections, `__future__`
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import ModuleType
@@ -63,7 +64,7 @@ BATCH = 64  # runs whose log files are open at once (two descriptors each)
 _LOCK_PATH = (".stoker", "supervisor.lock")  # `executor/host/sandbox.py`'s names
 
 _started: EarlyStart | None = None
-_first_run: "ModuleType | None" = None  # `executor.cli.launchfirst`, once `begin` noted a job for it
+_first_run: ModuleType | None = None  # `executor.cli.launchfirst`, once `begin` noted a job for it
 
 
 def take() -> EarlyStart | None:
@@ -73,13 +74,13 @@ def take() -> EarlyStart | None:
     return started
 
 
-def first_run() -> "ModuleType | None":
+def first_run() -> ModuleType | None:
     """The first run's early start (`executor/cli/launchfirst.py`) when `begin` noted a job
     for it to plan ahead; None otherwise (a re-run started early never loads it)."""
     return _first_run
 
 
-def begin(args: list[str], environ: "Mapping[str, str]") -> None:
+def begin(args: list[str], environ: Mapping[str, str]) -> None:
     """Start the kept plan's first runs for `stoker ARGS` when the launch record allows it;
     with no kept plan, note the job for the first run's early start to plan ahead."""
     global _started, _first_run
@@ -101,7 +102,7 @@ def begin(args: list[str], environ: "Mapping[str, str]") -> None:
             _first_run = None
 
 
-def eligible(args: list[str], environ: "Mapping[str, str]") -> tuple[str, str | None] | None:
+def eligible(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
     """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]` with no sandbox from the
     environment; None otherwise."""
     if any(environ.get(name) for name in SANDBOX_VARIABLES) or _root_unresolvable(environ):
@@ -109,7 +110,7 @@ def eligible(args: list[str], environ: "Mapping[str, str]") -> tuple[str, str | 
     return _run_config(args)
 
 
-def _root_unresolvable(environ: "Mapping[str, str]") -> bool:
+def _root_unresolvable(environ: Mapping[str, str]) -> bool:
     """A relative STOKER_ROOT from a working directory with no name (deleted): the run
     refuses it (exit 2, `executor/cli/main.py` `_resolvable`), so nothing may start first."""
     root = environ.get("STOKER_ROOT", "")
@@ -147,7 +148,7 @@ def _writable(fd: int) -> bool:
         return False
 
 
-def _begin(args: list[str], environ: "Mapping[str, str]") -> EarlyStart | None:
+def _begin(args: list[str], environ: Mapping[str, str]) -> EarlyStart | None:
     wanted = eligible(args, environ)
     directory = planfiles.cache_dir(environ)
     if wanted is None or directory is None:
@@ -163,7 +164,7 @@ def _begin(args: list[str], environ: "Mapping[str, str]") -> EarlyStart | None:
     return _take_off(record, entry, wanted[1], lease, environ)
 
 
-def _take_off(record: dict, entry: str, requested: str | None, lease: int, environ: "Mapping[str, str]", *,
+def _take_off(record: dict, entry: str, requested: str | None, lease: int, environ: Mapping[str, str], *,
               ahead: bool = False) -> EarlyStart | None:
     """With the plan's lease held: its ports free, this process a subreaper, the sandbox
     made, then the runs (`_start`); None, the lease given back, at the first that fails, or
@@ -198,7 +199,7 @@ def _threading_started() -> bool:
     return threading is not None and threading.active_count() > 1
 
 
-def to_plan_ahead(args: list[str], environ: "Mapping[str, str]") -> tuple[str, str | None] | None:
+def to_plan_ahead(args: list[str], environ: Mapping[str, str]) -> tuple[str, str | None] | None:
     """(CONFIG, DIR or None) for `run CONFIG [--sandbox DIR]` when no plan is kept for it
     (the first run's early start plans it ahead); None otherwise."""
     wanted = _run_config(args)
@@ -211,7 +212,7 @@ def to_plan_ahead(args: list[str], environ: "Mapping[str, str]") -> tuple[str, s
     return wanted
 
 
-def _kept(entry: str, config: str, environ: "Mapping[str, str]") -> bool:
+def _kept(entry: str, config: str, environ: Mapping[str, str]) -> bool:
     """Whether the plan cache holds a plan for `run CONFIG` made from the files as they are
     (its key, but for the code's stamp, as `plancache.plan_key` makes it)."""
     data = planfiles.read_private(entry + planfiles.PLAN_SUFFIX)
@@ -224,7 +225,7 @@ def _kept(entry: str, config: str, environ: "Mapping[str, str]") -> bool:
         return False
 
 
-def _record(entry: str, config: str, environ: "Mapping[str, str]") -> dict | None:
+def _record(entry: str, config: str, environ: Mapping[str, str]) -> dict | None:
     """The launch record, when everything it assumed still holds."""
     data = planfiles.read_private(entry + planfiles.START_SUFFIX)
     if data is None or not os.path.exists(entry + planfiles.PLAN_SUFFIX):
@@ -244,7 +245,7 @@ def _entry(directory: str, config: str) -> str:
     return planfiles.entry_path(directory, config, None, 0, "")
 
 
-def _key(config: str, environ: "Mapping[str, str]", stamp: object) -> tuple:
+def _key(config: str, environ: Mapping[str, str], stamp: object) -> tuple:
     """The plan's key (`plancache.plan_key`) for `run CONFIG` here and now, with `stamp` as
     the code's stamp."""
     return (planfiles.PLAN_FORMAT, sys.version, stamp, config, None, (), 0, (), os.uname().nodename,
@@ -268,7 +269,7 @@ def _make_sandbox(requested: str | None, name: str) -> str:
     return os.path.realpath(path)
 
 
-def _start(record: dict, entry: str, sandbox: str, lease: int, environ: "Mapping[str, str]",
+def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[str, str],
            mask: set[int], ahead: bool) -> EarlyStart | None:
     marker = os.urandom(16).hex()
     early = EarlyStart(entry=entry, sandbox=sandbox, lease_fd=lease, marker=marker, planned_ahead=ahead,
@@ -307,7 +308,7 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: "Mapping
     return early
 
 
-def _take_sandbox(early: EarlyStart, sandbox: str, keep: "Callable[[int], int]") -> int:
+def _take_sandbox(early: EarlyStart, sandbox: str, keep: Callable[[int], int]) -> int:
     """The new sandbox's directory, opened (`keep` holds its descriptors until the runs are
     started), with its `.stoker` made and its lock taken and held by `early`."""
     top = keep(os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
@@ -320,7 +321,7 @@ def _take_sandbox(early: EarlyStart, sandbox: str, keep: "Callable[[int], int]")
     return top
 
 
-def _task_env(record: dict, environ: "Mapping[str, str]", sandbox: str, marker: str) -> dict[str, str]:
+def _task_env(record: dict, environ: Mapping[str, str], sandbox: str, marker: str) -> dict[str, str]:
     """The runs' environment, as the supervisor gives it: this one less the secrets the
     record names, in the sandbox, with the task's marker."""
     base = dict(environ)

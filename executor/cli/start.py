@@ -65,6 +65,7 @@ For `stoker executor` it also loads `http.client` first, without `ssl`
 (`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
 every executor), while the process has no second thread.
 """
+from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
 import _weakref  # the interpreter's own, loaded at its start (`weakref` is not yet)
@@ -128,7 +129,7 @@ def exit_status(interrupt: KeyboardInterrupt) -> int:
     return interrupt.status if isinstance(interrupt, Stopped) else 130
 
 
-def run() -> "NoReturn":
+def run() -> NoReturn:
     """Load the command (`_load`) and run it. A Ctrl-C at any moment of either, from this
     function's first line on, ends the process as one once running does: exit 130, no
     traceback (the command's own handling takes it once it is running; this one before, and
@@ -141,7 +142,7 @@ def run() -> "NoReturn":
         leave_interrupted(interrupt)
 
 
-def leave_interrupted(interrupt: KeyboardInterrupt) -> "NoReturn":
+def leave_interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     """End the process as `interrupt` ends it (`exit_status`), what `stoker run` spooled
     written first, as `executor.cli.main.run`'s normal end does (was: a Ctrl-C as it ended,
     its code cache saved, could lose its last lines). Nothing is spooled before
@@ -186,7 +187,7 @@ def _one_heap(command: str) -> None:
         earlyfork.one_heap()
 
 
-def _load() -> "Callable[[], NoReturn]":
+def _load() -> Callable[[], NoReturn]:
     """Everything the module docstring says, in its order; the command's `run`."""
     executor.forget_relative_pythonpath()  # done as `executor` loaded, but in stoker.pyz (its argv[0])
     _signals_as_a_supervisor()
@@ -232,7 +233,7 @@ def _signals_as_a_supervisor() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
 
 
-def exec_locale(environ: "MutableMapping[str, str]", at_exec: bytes | None) -> None:
+def exec_locale(environ: MutableMapping[str, str], at_exec: bytes | None) -> None:
     """LC_CTYPE in `environ` as it was in `at_exec` (the environment block at exec, NUL
     separated) when Python's coercion changed it to one of COERCED; None: not known."""
     now = environ.get("LC_CTYPE")
@@ -247,7 +248,7 @@ def exec_locale(environ: "MutableMapping[str, str]", at_exec: bytes | None) -> N
     del environ["LC_CTYPE"]
 
 
-def take_systemd(environ: "MutableMapping[str, str]") -> None:
+def take_systemd(environ: MutableMapping[str, str]) -> None:
     """Move SYSTEMD_VARIABLES from `environ` to `from_systemd` (see the module docstring)."""
     for name in SYSTEMD_VARIABLES:
         value = environ.pop(name, None)
@@ -281,7 +282,7 @@ def _standard_streams() -> None:
             getattr(sys, name).reconfigure(errors="backslashreplace")
 
 
-def _fails_to_write(stream: "TextIO") -> bool:
+def _fails_to_write(stream: TextIO) -> bool:
     """Whether `stream` raises on a character its encoding lacks: `strict`, and Python's
     `surrogateescape` of a C locale's stdout in an encoding that is not UTF-8 (`LC_ALL=C`
     with `PYTHONUTF8=0`: ASCII, where `stoker ps` raised on a job named `café`)."""

@@ -23,6 +23,7 @@ abandoned before its runs are handed over puts the handlers back and raises the 
 came meanwhile (`undefer_stop_signals`); the strays, its runs' and ignored once loaded, are
 dropped.
 """
+from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
 import os

@@ -14,18 +14,19 @@ only: the early start's modules may load it before anything else of Stoker's.
 - `make_dirs`: a path none of whose levels it makes others may write, whatever the umask;
   `writable_by_others`: a directory open to them (a sandbox must not be, sticky or not).
 """
+from __future__ import annotations
 
 import os
 import stat
 
-TYPE_CHECKING = False  # not `typing`'s: the early start's modules load no typing, collections, `__future__`
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 TEMP_SUFFIX = ".tmp"  # a temporary's name: `.NAME.RANDOM.tmp`, in NAME's directory
 
 
-def replace_file(name: str, data: "bytes | Iterable[bytes]", *, dir_fd: int | None = None) -> None:
+def replace_file(name: str, data: bytes | Iterable[bytes], *, dir_fd: int | None = None) -> None:
     """`data` (bytes, or chunks of them written in turn) as the file `name` (0600; relative
     to `dir_fd` when given). The temporary is created with O_EXCL under a random name (a
     regular file this call made: nothing planted there is opened) and removed when its write

@@ -26,6 +26,7 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
   free (on 127.0.0.1 and ::1); `allocate_ports`: free ports for a new plan (the planning child's, which may be
   forked before anything else is loaded).
 """
+from __future__ import annotations
 
 import fcntl
 import os
@@ -36,7 +37,7 @@ import time
 
 from executor.host.replacefile import replace_file, trusted_path, untrusted_level, user_name
 
-TYPE_CHECKING = False  # not `typing`'s: the early start's modules load no typing, collections, `__future__`
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     import socket
     from collections.abc import Mapping
@@ -50,7 +51,7 @@ START_SUFFIX = ".start"
 Stamp = tuple[tuple[str, int, int], ...]
 
 
-def cache_dir(environ: "Mapping[str, str]", euid: int | None = None) -> str | None:
+def cache_dir(environ: Mapping[str, str], euid: int | None = None) -> str | None:
     """Where plans are kept, or None (cache off, no absolute place for it, or a place
     another user could redirect: `trusted_path`). The default's home is $HOME or the
     password database's, whichever is a directory this user owns: `sudo` that keeps the
@@ -68,7 +69,7 @@ def cache_dir(environ: "Mapping[str, str]", euid: int | None = None) -> str | No
     return directory if directory is not None and trusted_path(directory, euid) else None
 
 
-def unkept_reason(environ: "Mapping[str, str]", euid: int | None = None) -> str | None:
+def unkept_reason(environ: Mapping[str, str], euid: int | None = None) -> str | None:
     """Why `cache_dir` gives no place for plans, for the one line `stoker run` says (a run
     that keeps none plans each time, slower, with no other sign); None when it gives one, or
     STOKER_PLAN_CACHE=off turned the cache off."""
@@ -89,7 +90,7 @@ def unkept_reason(environ: "Mapping[str, str]", euid: int | None = None) -> str 
     return f"another user could redirect {directory}: {untrusted_level(directory, euid)}"
 
 
-def own_home(environ: "Mapping[str, str]", euid: int) -> str | None:
+def own_home(environ: Mapping[str, str], euid: int) -> str | None:
     """$HOME, else the password database's home of `euid`: the first that is an absolute
     path to a directory `euid` owns; None when neither is."""
     try:
@@ -298,7 +299,7 @@ def role_not_taken(role: str, euid: int) -> str | None:
             "(as Aurora's executor, and `stoker executor`, would run them)")
 
 
-def login_name(environ: "Mapping[str, str]") -> str:
+def login_name(environ: Mapping[str, str]) -> str:
     """The user's login name as `getpass.getuser()` finds it (LOGNAME, USER, LNAME or
     USERNAME, else the password database's name for the real uid), without loading getpass
     and termios; `uid N` where getpass would raise."""
@@ -331,7 +332,7 @@ def ports_free(numbers: list[int]) -> bool:
             sock.close()
 
 
-def ports_taken(ports: "Mapping[str, int]") -> list[str]:
+def ports_taken(ports: Mapping[str, int]) -> list[str]:
     """`NAME=NUMBER` of each of `ports` another socket holds on 127.0.0.1 or ::1 now (bound
     or listening; probed as `ports_free` does): before a restart, the ports the run's
     attempts keep that another program took meanwhile."""
@@ -351,7 +352,7 @@ def ports_taken(ports: "Mapping[str, int]") -> list[str]:
     return taken
 
 
-def ports_taken_warning(ports: "Mapping[str, int]") -> str | None:
+def ports_taken_warning(ports: Mapping[str, int]) -> str | None:
     """Before a restart: a line naming each of the run's ports another program took since
     (the next attempt's server would fail to bind it; docs/contract.md §7)."""
     if not (taken := ports_taken(ports)):
@@ -360,7 +361,7 @@ def ports_taken_warning(ports: "Mapping[str, int]") -> str | None:
             "program; every attempt of this run keeps its ports (a new `stoker run` chooses free ones)")
 
 
-def allocate_ports(names: list[str], fixed: "Mapping[str, int]") -> dict[str, int]:
+def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
     """Free loopback ports for every name not given with --port (`_chosen`), and every port
     given with --port, among `names` or not (a name of the portmap's, which it overrides)."""
     ports = {name: fixed[name] for name in names if name in fixed}
@@ -404,7 +405,7 @@ def _chosen(names: list[str]) -> dict[str, int]:
 PICK_TRIES = 64
 
 
-def _loopback_sockets(number: int, held: "list[socket.socket]", *, ipv4: bool = True, reuse: bool = True) -> None:
+def _loopback_sockets(number: int, held: list[socket.socket], *, ipv4: bool = True, reuse: bool = True) -> None:
     """Bind `number` on 127.0.0.1 (unless not `ipv4`) and on ::1 (IPv6 only; with
     SO_REUSEADDR where `reuse`, as servers bind: a port chosen before), the sockets
     added to `held` (the caller closes them); raises OSError (EADDRINUSE: another socket

@@ -57,6 +57,7 @@ descriptor Stoker opens is close-on-exec (PEP 446), so none becomes inheritable 
 
 Raises OSError; no logging.
 """
+from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums (1.3 ms) for nothing here
 import _thread
@@ -65,7 +66,7 @@ import os
 from executor.procs.runenv import exec_text
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
-TYPE_CHECKING = False  # not `typing`'s: the early start's modules load no typing, collections, `__future__`
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -143,7 +144,7 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, name="stoker-parent-watch", daemon=True).start()
 
 
-def _libc(name: str) -> "tuple[Callable[..., int], Callable[[], int]]":
+def _libc(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
     """The C library's function `name` (prctl, unshare: int arguments, an int result) and
     errno. Through `_ctypes`, the C module under `ctypes`: `ctypes` itself costs `stoker run`
     4 ms before its first fork; the few lines of it needed here are these (and `ctypes` where
@@ -166,7 +167,7 @@ def _libc(name: str) -> "tuple[Callable[..., int], Callable[[], int]]":
         raise OSError(f"{name}: {exc}") from None
 
 
-def _libc_by_ctypes(name: str) -> "tuple[Callable[..., int], Callable[[], int]]":
+def _libc_by_ctypes(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
     """`_libc` through `ctypes`; an OSError too where this Python has no `ctypes` (built
     without libffi): then there is no C call, as where the C library lacks the function."""
     try:
@@ -219,7 +220,7 @@ def shut_inherited() -> None:
             continue  # the listing's own descriptor, closed by now
 
 
-def spawn_run(cmdline: str, env: "Mapping[str, str]", *, stdin: int, stdout: int | None, stderr: int | None,
+def spawn_run(cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None, stderr: int | None,
               defaults: tuple[int, ...] = POPEN_DEFAULTS + STOP_SIGNALS) -> int:
     """`/bin/bash -c CMDLINE` in a session of its own, in the calling thread's working
     directory (the caller's `chdir` into the sandbox, once for the runs started together),
@@ -232,7 +233,7 @@ def spawn_run(cmdline: str, env: "Mapping[str, str]", *, stdin: int, stdout: int
                           setsid=True, setsigdef=defaults)
 
 
-def spawn_in(cwd: str, cmdline: str, env: "Mapping[str, str]", *, stdin: int, stdout: int | None,
+def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdout: int | None,
              stderr: int | None, umask: int = -1) -> int | None:
     """`spawn_run` in `cwd` for the supervisor (its runs as this process), which must start
     with `umask` (-1: any, the process's): its pid, or None when it must be Popen's (this

@@ -13,12 +13,13 @@ The supervisor's `OomCounter` is read as it starts and as each run is forked (`m
 
 Never raises: an unreadable file is no count; an adj that cannot be written is no shield.
 """
+from __future__ import annotations
 
 import _thread  # loaded with the interpreter: `threading` is not, in the early start
 import os
 import posixpath
 
-TYPE_CHECKING = False  # not `typing`'s: the early start loads no typing, collections, `__future__`
+TYPE_CHECKING = False  # not `typing`'s: the early start loads neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -67,7 +68,7 @@ class OomCounter:
             return count(self.directory, self.v2)  # by its path, as unheld: one made again there is read
         return parse_oom_kills(data.decode(errors="replace"))
 
-    def __del__(self, _close: "Callable[[int], None]" = os.close) -> None:
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
         """No thread can look any more: the file is closed (a supervisor's, as it goes), by
         the `os.close` bound here: a counter alive as Python ends may outlive `os`'s contents."""
         if self.fd >= 0:
@@ -83,8 +84,8 @@ class OomCounter:
         return NOT_COUNTED if now is None else now
 
 
-def named(status: "ExitStatus", counter: OomCounter | None, since: int | None,
-          sent: bool) -> "ExitStatus":
+def named(status: ExitStatus, counter: OomCounter | None, since: int | None,
+          sent: bool) -> ExitStatus:
     """`status`, naming the kernel's OOM killer as its sender when it is a SIGKILL nobody in
     the task `sent` and the kill count grew since the run was forked (`since`; None: since
     the supervisor started). Only such a SIGKILL loads `oomkill.py`, on the reaper thread: a
@@ -124,7 +125,7 @@ def open_counter() -> OomCounter | None:
 
 
 def find_counter(proc_cgroup: str, mountinfo: str,
-                 has_events: "Callable[[str], bool] | None" = None) -> OomCounter | None:
+                 has_events: Callable[[str], bool] | None = None) -> OomCounter | None:
     """Where this process's memory cgroup is (`locate`): v1's `memory` hierarchy when there
     is one, else v2's cgroup, or under v2 the nearest ancestor with `memory.events` (the
     memory controller is enabled from the root down; the root has no count).
@@ -167,7 +168,7 @@ def _events_path(directory: str, v2: bool) -> str:
 
 
 def locate(proc_cgroup: str, mountinfo: str,
-           look: "Callable[[str], bool]") -> tuple[str, str, bool, str] | None:
+           look: Callable[[str], bool]) -> tuple[str, str, bool, str] | None:
     """(directory, path as /proc/PID/cgroup names it, v2, mount point) of the cgroup whose
     count is this process's: v1's `memory` hierarchy when there is one, else v2's cgroup or
     its nearest ancestor with `memory.events` (`look(dir)` says whether it has the file)."""

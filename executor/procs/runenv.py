@@ -18,11 +18,12 @@ that adopts them checks it is the env it would have given them.
   internal error: UnicodeEncodeError". What it can hold goes as Python would pass it, so a
   name Stoker was given (a sandbox, a `--bind` value) goes back as the bytes it came as.
 """
+from __future__ import annotations
 
 import os
 import sys
 
-TYPE_CHECKING = False  # not `typing`'s: the early start's modules load no typing, collections, `__future__`
+TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -47,7 +48,7 @@ def run_marker(task_marker: str, process: str, run: int) -> str:
     return f"{task_marker}/{process}/{run}"
 
 
-def run_env(base: "Mapping[str, str]", task_marker: str, process: str, run: int,
+def run_env(base: Mapping[str, str], task_marker: str, process: str, run: int,
             bash_env: str | None = None) -> dict[str, str]:
     """The run's env: `base`, its run marker, and `BASH_ENV` = `bash_env` when given
     (`profile_now`'s answer, asked once for the runs started together)."""
@@ -76,7 +77,7 @@ def with_profile(env: dict[str, str], sandbox: str | os.PathLike[str]) -> dict[s
     return env
 
 
-def task_env(env: "Mapping[str, str]", sandbox: str | os.PathLike[str], task_marker: str) -> dict[str, str]:
+def task_env(env: Mapping[str, str], sandbox: str | os.PathLike[str], task_marker: str) -> dict[str, str]:
     """The env every run and health command starts from (entries with NUL bytes dropped)."""
     base = {k: v for k, v in env.items() if "\0" not in k and "\0" not in v and "=" not in k}
     base.setdefault("HOME", str(sandbox))

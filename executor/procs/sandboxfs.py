@@ -31,6 +31,7 @@ directory for good (device and inode); `check_pinned(fd, pinned, what)` raises
 `UnsafePath` when the directory opened is not the one pinned, for a reader that knows from
 elsewhere (the host registry, which the task cannot write) which one it should be.
 """
+from __future__ import annotations
 
 import errno
 import os

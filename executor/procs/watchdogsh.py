@@ -22,6 +22,7 @@ environment and in `eval`'s copy: 3.9 KB instead of 7.0, the watchdog's USS unde
 N=100 132 → 124 KiB, PSS 212 → 201 (medians of 8 interleaved pairs, lower in 8 of 8). bash
 reads both into the same program (tests/integration/test_watchdog_shells.py).
 """
+from __future__ import annotations
 
 CGROUP_SECS = 10  # the script's bound for the task's cgroup to empty and go (its `until`)
 
