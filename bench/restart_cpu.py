@@ -11,14 +11,16 @@ reaper's wake. A thread's CPU time does not grow while it waits for a core, so i
 versions of the code apart where the wall clock cannot: with four other sessions on two
 cores, the same code's restart median read 1.4 to 6.5 ms within an hour.
 
-    .venv/bin/python bench/restart_cpu.py [--count N] [--rounds R] [TREE [TREE_B]]
+    .venv/bin/python bench/restart_cpu.py [--count N] [--rounds R] [--others K] [TREE [TREE_B]]
 
 One TREE (default: this one): R rounds of N restarts. Two: interleaved A/B, A B then B A,
 each round in a fresh interpreter that imports the product and `bench_supervisor` from its
 TREE (a `git archive` of main, say, beside this worktree); run `python -m executor.codecache`
 in both first. Prints each round's medians (us), then each figure's median over the rounds
-and in how many rounds B read lower. Every process is stopped and every sandbox removed by
-`bench_supervisor.OwnedTask` and a temporary directory.
+and in how many rounds B read lower. `--others K`: with K idle processes of
+`bench_supervisor.Background` on the host meanwhile (its foreign child, the one holding
+them, is an orphan root: each exit's walk has one to walk). Every process is stopped and
+every sandbox removed by `bench_supervisor.OwnedTask`, `Background` and a temporary directory.
 """
 from __future__ import annotations
 
@@ -83,8 +85,9 @@ def _segments(marks: list[tuple[str, int, float]], killed_at: float) -> dict[str
             "forked": (first["spawn_many<"][1] - killed_at) * 1e6}
 
 
-def one_round(tree: Path, count: int) -> dict[str, float]:
-    """`count` measured restarts with the product and bench of `tree`; each figure's median."""
+def one_round(tree: Path, count: int, others: int) -> dict[str, float]:
+    """`count` measured restarts with the product and bench of `tree`, `others` idle processes
+    beside them; each figure's median."""
     sys.path[:0] = [str(tree), str(tree / "bench")]
     import bench_supervisor as bench
 
@@ -97,8 +100,16 @@ def one_round(tree: Path, count: int) -> dict[str, float]:
     on = [False]
     _install(marks, on)
     rows: list[dict[str, float]] = []
+    background = bench.Background(others) if others else None
     with tempfile.TemporaryDirectory(prefix="stoker-restart-cpu-") as sandbox:
-        task = bench.OwnedTask(1, Path(sandbox) / "task")
+        try:
+            if background is not None:
+                background.wait_ready()
+            task = bench.OwnedTask(1, Path(sandbox) / "task")
+        except BaseException:
+            if background is not None:
+                background.close()
+            raise
         try:
             for k in range(count + WARM):
                 task.recorder.wait(lambda k=k: ("p0", k) in task.recorder.reported, f"run {k} RUNNING")
@@ -114,17 +125,19 @@ def one_round(tree: Path, count: int) -> dict[str, float]:
                     rows.append(_segments(marks, killed_at))
         finally:
             task.stop()
+            if background is not None:
+                background.close()
     return {f: statistics.median(row[f] for row in rows) for f in FIGURES} | {"load": os.getloadavg()[0]}
 
 
-def rounds(trees: list[Path], count: int, how_many: int) -> list[tuple[str, dict[str, float]]]:
+def rounds(trees: list[Path], count: int, how_many: int, others: int) -> list[tuple[str, dict[str, float]]]:
     """Each round in a fresh interpreter, the trees' order reversed every other round."""
     results = []
     for r in range(how_many):
         order = list(zip("AB", trees))
         for side, tree in order if r % 2 == 0 else order[::-1]:
-            out = subprocess.run([sys.executable, str(HERE), "--one", str(tree), "--count", str(count)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run([sys.executable, str(HERE), "--one", str(tree), "--count", str(count),
+                                  "--others", str(others)], check=True, capture_output=True, text=True).stdout
             results.append((side, json.loads(out)))
             print(side, " ".join(f"{k}={v:.1f}" for k, v in results[-1][1].items()), flush=True)
     return results
@@ -145,13 +158,14 @@ def main() -> int:
     parser.add_argument("trees", nargs="*", type=Path, default=[HERE.parents[1]])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--others", type=int, default=0)
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(one_round(args.one.resolve(), args.count)))
+        print(json.dumps(one_round(args.one.resolve(), args.count, args.others)))
         return 0
     trees = [t.resolve() for t in args.trees]
-    results = rounds(trees if len(trees) == 2 else trees[:1], args.count, args.rounds)
+    results = rounds(trees if len(trees) == 2 else trees[:1], args.count, args.rounds, args.others)
     if len(trees) == 2:
         verdict(results)
     return 0
