@@ -2,11 +2,12 @@
 
 Owns, for one task: `SANDBOX/.logs`, kept open between spawns (`spawn.LogRoot`); each run's
 log directory and its stdout/stderr (`spawn.open_stdio`), or the ones made ahead of time for
-a process that restarted (`executor/procs/logstage.py`, loaded at a task's first restart and
-staged when the owner is idle); the log pump (`executor/procs/logpump.py`, started before
-the fork of the first run whose logger needs copying, so that a thread that cannot start
-fails that run's spawn); and closing them all. Its lock keeps `close()` from
-closing `.logs` under a spawn, and nothing is opened once it is closed.
+a process that restarted (`executor/procs/logstage.py`, loaded, as `runprune.py`, when the
+owner is first idle after a task's first restart, and staged then); the log pump
+(`executor/procs/logpump.py`, started before the fork of the first run whose logger needs
+copying, so that a thread that cannot start fails that run's spawn); and closing them all.
+Its lock keeps `close()` from closing `.logs` under a spawn, and nothing is opened once it is
+closed.
 
 No policy and no logging: the supervisor (`executor/procs/supervisor.py`) says when, and a
 file system error reaches it as the `SpawnError` of the run that needed it.
@@ -39,6 +40,7 @@ class RunLogs:
         self._stage: LogStage | None = None  # the next runs' log directories, from the first restart
         self._prune: RunPrune | None = None  # the runs' directories past the bound, from the first restart
         self._pump: LogPump | None = None
+        self._restarted: list[tuple[ProcessSpec, int]] = []  # forked runs >= 1, noted when idle
         self._closed = False
 
     def open(self, process: ProcessSpec, run: int, devnull_fd: int) -> RunStdio | None:
@@ -70,31 +72,41 @@ class RunLogs:
                              f"{reason}") from None
 
     def forked(self, process: ProcessSpec, run: int, stdio: RunStdio) -> None:
-        """The run is forked: close our copies of its ends, pump what is piped, and, for a
-        process that restarted, want its next run's directory staged."""
+        """The run is forked: close our copies of its ends and pump what is piped. A process
+        that restarted is noted for the next `idle` (its runs' bound, its next run's staging):
+        that bookkeeping, 30 us of a kill -9's restart, is not on the way to its report."""
         for fd in stdio.close_after_fork:
             os.close(fd)
         if stdio.pumped:
             pump = self._log_pump()
             for read_fd, file, console, stream_label in stdio.pumped:
                 pump.add(read_fd, file, console, stream_label)
-        if run >= 1:  # it restarted: its runs' directories may pass the bound
-            from executor.procs.runprune import RunPrune  # loaded at a task's first restart
+        if run >= 1:
             with self._lock:
-                self._prune = self._prune or RunPrune(self._root)
-                self._prune.started(process.name, run)
-        if run >= 1 and spawn.stageable(process.logger):  # it restarted: stage its next run when idle
-            from executor.procs import logstage  # loaded at a task's first restart
-            with self._lock:
-                self._stage = self._stage or logstage.LogStage(self._root)
+                self._restarted.append((process, run))
+
+    def _note_restarted(self) -> None:
+        """Each process that restarted since the last look: its runs' directories may pass the
+        bound, and it may restart again: its next run's directory is wanted. Hold the lock."""
+        for process, run in self._restarted:
+            if self._prune is None:
+                from executor.procs.runprune import RunPrune  # loaded when idle after a task's first restart
+                self._prune = RunPrune(self._root)
+            self._prune.started(process.name, run)
+            if spawn.stageable(process.logger):
+                if self._stage is None:
+                    from executor.procs import logstage  # loaded when idle after a task's first restart
+                    self._stage = logstage.LogStage(self._root)
                 self._stage.want(process.name, run + 1)
+        self._restarted.clear()
 
     def idle(self) -> None:
-        """Make the log directories wanted for the runs that may come next, and remove the
-        runs' past the bound (`executor/procs/runprune.py`)."""
+        """Note the processes that restarted, make the log directories wanted for the runs
+        that may come next, and remove the runs' past the bound (`executor/procs/runprune.py`)."""
         with self._lock:
             if self._closed:
                 return
+            self._note_restarted()
             if self._prune is not None:
                 self._prune.prune_due()
             if self._stage is not None:

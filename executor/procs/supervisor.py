@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from config.spec import ProcessSpec
 from config.words import quoted
@@ -178,9 +178,9 @@ class Supervisor:
         return RunWatcher(self._drains_of, child)
 
     def _drained(self) -> Drains:
-        self._drains_made.wait(10)  # made right after the reaper, which may reap an early run first
-        assert self._drains is not None
-        return self._drains
+        if not self._drains_made.is_set():  # set once `prepare` walked: the reaper may reap an early run
+            self._drains_made.wait(10)  # first (is_set takes no lock: each exit asks twice)
+        return cast(Drains, self._drains)
 
     def _contained(self) -> Containment:
         """The containment, this process in the task's cgroup (if any) by now; logged once."""

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from config.spec import LoggerSpec, LogMode
+from tests.support.stoker_proc import REPO
 from tests.support.supervision import Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -110,3 +113,42 @@ def test_an_idle_moment_stages_at_most_two_runs_and_the_next_one_the_rest(harnes
     assert len(staged) == 2
     harness.sup.idle()
     assert all(".next-2" in names(harness.sandbox / ".logs" / n) for n in ("a", "b", "c"))
+
+
+# A restart's fork does none of the log bookkeeping (the runs' bound, the next run's
+# staging): the owner's next idle moment does, before it stages. Seen as what the first
+# restart's spawn loads, in a fresh interpreter (a pytest worker loaded both long ago).
+FIRST_RESTART_LOADS = """
+import os, queue, sys, tempfile
+from pathlib import Path
+from config.spec import ProcessSpec
+from executor.procs.supervisor import Supervisor
+events = queue.SimpleQueue()
+with tempfile.TemporaryDirectory() as sandbox:
+    sup = Supervisor(sandbox=Path(sandbox), task_label="t.0", env={"PATH": os.environ["PATH"]},
+                     post=events.put)
+    try:
+        spec = ProcessSpec("p", "exit 3")
+        sup.spawn(spec, 0)
+        events.get(timeout=10)
+        sup.idle()
+        before = set(sys.modules)
+        sup.spawn(spec, 1)
+        loaded_by_spawn = sorted(m for m in sys.modules if m not in before)
+        events.get(timeout=10)
+        sup.idle()
+        loaded_when_idle = sorted(m for m in sys.modules if m not in before)
+        staged = sorted(os.listdir(Path(sandbox) / ".logs" / "p"))
+    finally:
+        sup.close()
+assert loaded_by_spawn == [], loaded_by_spawn
+assert loaded_when_idle == ["executor.procs.logstage", "executor.procs.runprune"], loaded_when_idle
+assert staged == [".next-2", "0", "1"], staged
+print("ok")
+"""
+
+
+def test_a_restarts_fork_leaves_the_log_bookkeeping_to_the_next_idle_moment():
+    done = subprocess.run([sys.executable, "-c", FIRST_RESTART_LOADS], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

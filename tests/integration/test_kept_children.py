@@ -1,0 +1,83 @@
+"""This process's orphans' list (its main thread's children list) read through one descriptor
+kept open (`proctree._main_children`): each run's exit reads it before its leftover kill.
+
+- Every read is the list as it is now (a seq_file rendered anew at offset 0): a child started
+  or reaped between two reads is in the next one, or gone from it.
+- The reads go through one descriptor, the same each time (before: an open, two reads and a
+  close by path each time, and no such descriptor).
+- A child forked after its parent kept its own reads its own list, not its parent's through
+  the descriptor it inherited.
+
+Each check runs in a fresh interpreter: the kept descriptor is per process, and a pytest
+worker's earlier tests leave children of their own on its list.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support.stoker_proc import REPO
+
+FRESH_AND_KEPT = """
+import os, subprocess
+from executor.procs import proctree
+me = os.getpid()
+path = f"/proc/{me}/task/{me}/children"
+def kept():
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == path:
+                fds.append(int(name))
+        except OSError:
+            continue
+    return fds
+first = subprocess.Popen(["sleep", "30"])
+seen1 = proctree.children(me, leader_only=True)
+fds1 = kept()
+second = subprocess.Popen(["sleep", "30"])
+seen2 = proctree.children(me, leader_only=True)
+first.kill(); first.wait()
+seen3 = proctree.children(me, leader_only=True)
+fds3 = kept()
+second.kill(); second.wait()
+assert first.pid in seen1 and second.pid not in seen1, seen1
+assert first.pid in seen2 and second.pid in seen2, seen2
+assert first.pid not in seen3 and second.pid in seen3, seen3
+assert len(fds1) == 1 and fds1 == fds3, (fds1, fds3)
+print("ok")
+"""
+
+FORKED_CHILD = """
+import os, subprocess
+from executor.procs import proctree
+mine = subprocess.Popen(["sleep", "30"])
+assert mine.pid in proctree.children(os.getpid(), leader_only=True)  # the parent's list, kept
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        grandchild = subprocess.Popen(["sleep", "30"])
+        seen = proctree.children(os.getpid(), leader_only=True)
+        grandchild.kill(); grandchild.wait()
+        code = 0 if grandchild.pid in seen and mine.pid not in seen else 3
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+mine.kill(); mine.wait()
+assert os.waitstatus_to_exitcode(status) == 0, status
+print("ok")
+"""
+
+
+def _run(script: str) -> None:
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_each_read_is_the_list_now_through_one_kept_descriptor():
+    _run(FRESH_AND_KEPT)
+
+
+def test_a_forked_child_reads_its_own_list_not_its_parents():
+    _run(FORKED_CHILD)
