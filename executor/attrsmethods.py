@@ -20,7 +20,7 @@ and `copy`) are served so too (`state_methods`: `__stoker_state__`), but with
 `cache_hash=True` (attrs' own). A supervisor's 96 classes had 464 such closures, each a
 function, its cells and, but the pickling ones, a name of its own: 108 KiB of `stoker run`'s
 USS at N=100 (docs/benchmarks.md, mem10). The shared functions name no class (their
-`__qualname__` is their own): a traceback shows this file's line either way. They answer
+`__qualname__` and `__module__` are their own): a traceback shows this file's line either way. They answer
 exactly what attrs' own would:
 
 - `__repr__`: `Name(a=1, b='x')` with the class's `__qualname__` after its last `>.` (its

@@ -330,7 +330,7 @@ GLOBALS = textwrap.dedent("""
                   for _, _, column, _ in code.co_positions())
     print(json.dumps({"installed": installed, "module_names": "json" in Listener.__init__.__globals__,
                       "columns": columns, "saved": codecache.save(),
-                      "doc": [Listener.__init__.__doc__, Listener.__init__.__qualname__, Listener.__eq__.__module__],
+                      "doc": [Listener.__init__.__doc__, Listener.__init__.__qualname__, Listener.__init__.__module__],
                       "made": [repr(made), made == Listener(81), made.names is not Listener(1).names],
                       "refused": refused}))
 """)
