@@ -9,7 +9,19 @@ installed (`executor/codecache.py`), each class's script makes them instead with
 (`__repr__ = _attrs_repr(_attrs_shown)`, run once, not kept): a closure over the class's
 fields (a tuple, made as attrs makes the class) whose code, one for all the classes, calls
 `attrs_repr` / `attrs_eq` / `attrs_hash` here; about 0.25 KiB a method (the function and
-its cell). They answer exactly what attrs' own would:
+its cell). Where the code cache also names attrs' methods (`codecache._named`), even that
+closure is not kept: the class gets the one function of every class (`shared_repr`,
+`shared_eq`, `shared_hash`) and the closure's fields as a class attribute of its own
+(`__stoker_shown__`, `__stoker_compared__`, `__stoker_hashed__`), which the function reads
+from the instance's class, as it reads the method: both are set together, in the same
+class, so a subclass that inherits one inherits the other. A slotted class's
+`__getstate__` and `__setstate__` (attrs' two closures over its field names, for `pickle`
+and `copy`) are served so too (`state_methods`: `__stoker_state__`), but with
+`cache_hash=True` (attrs' own). A supervisor's 96 classes had 464 such closures, each a
+function, its cells and, but the pickling ones, a name of its own: 108 KiB of `stoker run`'s
+USS at N=100 (docs/benchmarks.md, mem10). The shared functions name no class (their
+`__qualname__` and `__module__` are their own): a traceback shows this file's line either way. They answer
+exactly what attrs' own would:
 
 - `__repr__`: `Name(a=1, b='x')` with the class's `__qualname__` after its last `>.` (its
   name where a function made it), each field attrs shows (`repr=False` ones left out) by
@@ -91,6 +103,67 @@ def _known(step: object, parameters: tuple[str, ...], line: str) -> bool:
     return any(const == line or isinstance(const, tuple) and line in const for const in code.co_consts)
 
 
+# the fields of a class whose method is a shared one, as a class attribute (see the docstring)
+SHOWN, COMPARED, HASHED, STATE = "__stoker_shown__", "__stoker_compared__", "__stoker_hashed__", "__stoker_state__"
+
+
+def shared(method: object) -> tuple[str, object, Callable[..., Any]] | None:
+    """For a closure `repr_of`, `eq_of` or `hash_of` made: the class attribute that holds
+    its fields, those fields, and the shared function that reads them; None for anything else."""
+    code = getattr(method, "__code__", None)
+    found = _SERVED.get(code) if code is not None else None
+    if found is None:
+        return None
+    name, function = found
+    return name, method.__closure__[0].cell_contents, function  # type: ignore[attr-defined]
+
+
+def state_methods(original: Callable[[Any], tuple[Any, Any]]) -> Callable[[Any], tuple[Any, Any]]:
+    """attrs' `_ClassBuilder._make_getstate_setstate` (`original`), whose two closures over
+    the class's field names become the shared `shared_getstate` and `shared_setstate`, the
+    names `__stoker_state__` in the class being built; attrs' own with `cache_hash=True`."""
+    def make_getstate_setstate(self: Any) -> tuple[Any, Any]:
+        if self._cache_hash:
+            return original(self)
+        self._cls_dict[STATE] = tuple(name for name in self._attr_names if name != "__weakref__")
+        return shared_getstate, shared_setstate
+
+    return make_getstate_setstate
+
+
+def shared_repr(self: Any) -> str:
+    """Every served class's `__repr__`: `attrs_repr` of the shown fields of its class."""
+    return attrs_repr(self, type(self).__stoker_shown__)
+
+
+def shared_eq(self: Any, other: Any) -> Any:
+    """Every served class's `__eq__`: `attrs_eq` of the compared fields of its class."""
+    return attrs_eq(self, other, type(self).__stoker_compared__)
+
+
+def shared_hash(self: Any) -> int:
+    """Every served class's `__hash__`: `attrs_hash` of the number and hashed fields of its class."""
+    return attrs_hash(self, type(self).__stoker_hashed__)
+
+
+def shared_getstate(self: Any) -> dict[str, Any]:
+    """attrs' `__getstate__` of a slotted class: each field's value by its name."""
+    return {name: getattr(self, name) for name in type(self).__stoker_state__}
+
+
+def shared_setstate(self: Any, state: Any) -> None:
+    """attrs' `__setstate__` of a slotted class (a frozen one too): the fields `state` holds,
+    a dict by name or, as attrs before 22.2 pickled them, a tuple in order."""
+    names = type(self).__stoker_state__
+    if isinstance(state, tuple):
+        for name, value in zip(names, state):
+            object.__setattr__(self, name, value)
+    else:
+        for name in names:
+            if name in state:
+                object.__setattr__(self, name, state[name])
+
+
 def repr_of(shown: tuple[Shown, ...]) -> Callable[[Any], str]:
     """A class's `__repr__`: `attrs_repr` of its shown fields."""
     def __repr__(self: Any) -> str:
@@ -113,6 +186,16 @@ def hash_of(hashed: tuple[int, tuple[Compared, ...]]) -> Callable[[Any], int]:
         return attrs_hash(self, hashed)
 
     return __hash__
+
+
+def _closure_code(make: Callable[..., Any]) -> object:
+    """The code of the closure `make` returns."""
+    return next(const for const in make.__code__.co_consts if hasattr(const, "co_code"))
+
+
+_SERVED: dict[object, tuple[str, Callable[..., Any]]] = {
+    _closure_code(repr_of): (SHOWN, shared_repr), _closure_code(eq_of): (COMPARED, shared_eq),
+    _closure_code(hash_of): (HASHED, shared_hash)}
 
 
 def attrs_repr(self: Any, shown: tuple[Shown, ...]) -> str:

@@ -208,6 +208,9 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     naming = getattr(builder, "_add_method_dunders_unsafe", None)
     if naming is not None and naming.__code__.co_names == _NAMING_READS:
         builder._add_method_dunders_unsafe = _named  # type: ignore[union-attr]
+    pickling = getattr(builder, "_make_getstate_setstate", None)
+    if pickling is not None and pickling.__code__.co_names == _PICKLING_READS:
+        builder._make_getstate_setstate = attrsmethods.state_methods(pickling)  # type: ignore[union-attr]
     attrsmethods.install(_make)  # one `__repr__`, `__eq__` and `__hash__` code for every class
     _cache = cache
     return True
@@ -226,10 +229,19 @@ def also(profile: str, environ: Mapping[str, str] = os.environ) -> None:
 
 # what attrs' `_ClassBuilder._add_method_dunders_unsafe` reads (attrs 22.2 to 26.1)
 _NAMING_READS = ("_cls", "__module__", "__qualname__", "__name__", "__doc__")
+# what attrs' `_ClassBuilder._make_getstate_setstate` reads (attrs 22.2 to 26.1)
+_PICKLING_READS = ("tuple", "_attr_names", "_cache_hash")
 
 
 def _named(self: Any, method: Callable[..., Any]) -> Callable[..., Any]:
-    """attrs' `_ClassBuilder._add_method_dunders_unsafe` without the docstring it writes."""
+    """attrs' `_ClassBuilder._add_method_dunders_unsafe` without the docstring it writes; a
+    served `__repr__`, `__eq__` or `__hash__` is the function every class shares, its fields
+    a class attribute (`attrsmethods.shared`)."""
+    served = attrsmethods.shared(method)
+    if served is not None:
+        name, fields, function = served
+        self._cls_dict[name] = fields
+        return function
     method.__module__ = self._cls.__module__
     method.__qualname__ = f"{self._cls.__qualname__}.{method.__name__}"
     return method

@@ -19,7 +19,13 @@ literals), so `install()` has every module imported after it compiled without th
   a line, as `-X no_debug_ranges` would give, adjacent runs joined): each instruction's
   line is the same, so are tracebacks, `f_lineno`, line events and `dis`, without the
   marks. `stoker run` at N=100 holds 0.14 MiB less (USS, medians of 10 interleaved runs).
-- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc2.pyc`, with the
+- Stoker's own modules (OWN) lose their functions' annotations too (`def f(x: int) -> str`:
+  strings under `from __future__ import annotations`, which each function held in a tuple
+  for its whole life; only `typing.get_type_hints()` and `inspect` read them, and nothing
+  of Stoker's asks them): 1,100-odd tuples, `stoker run` at N=100 holds 124 KiB less (USS,
+  docs/benchmarks.md, mem10). A class's field annotations stay: attrs reads them as it
+  makes the class. Other modules' functions keep theirs: a library may read them.
+- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc3.pyc`, with the
   source's mtime and size in its header and the source's mode; a file that does not match
   its source is not used. A module of Stoker's installation (its own packages, and the
   virtual environment it runs in) has it beside its `.pyc`, in the same `__pycache__`
@@ -98,7 +104,9 @@ if TYPE_CHECKING:
     from types import CodeType, FrameType
     from typing import Any
 
-TAG = "nodoc2"  # the files' optimization tag: NAME.cpython-311.opt-nodoc2.pyc (2: lines only)
+TAG = "nodoc3"  # the files' optimization tag: NAME.cpython-311.opt-nodoc3.pyc (2: lines only; 3: OWN's
+# functions without annotations)
+OWN = ("executor", "config", "healthcheck")  # Stoker's packages: their functions' annotations go too
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
 CONFIG_NAMESPACE = "__stoker_config__"  # the `__name__` config/loader.py runs a config's code under
@@ -108,10 +116,11 @@ _elsewhere = CACHE_DIR  # where the files of modules not of Stoker's installatio
 _nodoc = os.path.join(CACHE_DIR, "nodoc")  # under it, in their source's directory
 _closed: dict[str, bool] = {}  # `_closed_dir`'s answers, each level asked once a process
 _own: tuple[str, ...] = ()  # the directories of Stoker's installation (see `install()`)
+_OWN_DIRS = tuple(os.path.join(_TOP, package) + os.sep for package in OWN)
 
 
 class NoDocLoader(SourceFileLoader):
-    """A source file's module, its code from NAME.TAG.opt-nodoc2.pyc (see the docstring)."""
+    """A source file's module, its code from NAME.TAG.opt-nodoc3.pyc (see the docstring)."""
 
     def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)
@@ -137,7 +146,8 @@ class NoDocLoader(SourceFileLoader):
             from executor.nodoccode import compile_without_docstrings
         except ImportError:  # itself, compiled as it loads (its names not defined yet): as Python loads it
             return super().get_code(fullname)
-        code = compile_without_docstrings(self.get_data(source_path), source_path)
+        code = compile_without_docstrings(self.get_data(source_path), source_path,
+                                          annotations=not source_path.startswith(_OWN_DIRS))
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
         self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
         return code

@@ -78,6 +78,10 @@ PROBE = textwrap.dedent("""
     class Sub(Plain):
         "Plain's fields, another class."
 
+    @attrs.frozen(repr=False, eq=False)
+    class Wider(Plain):  # Plain's __repr__ and __eq__ (its fields only), a __getstate__ of its own
+        c: int = 0
+
     def made():
         @attrs.frozen
         class Local:
@@ -129,7 +133,17 @@ PROBE = textwrap.dedent("""
                  hash(Keyed("A")) == hash(Keyed("a")), hash(Keyed("A", 1)) == hash(Keyed("A", 2)),
                  hash(Keyed("A")), hash(Cached(3)), hash(Nothing()), Mixed.__hash__ is None],
     }
-    shared = [getattr(Plain, m).__code__ is getattr(Keyed, m).__code__ for m in ("__repr__", "__eq__", "__hash__")]
+    import copy, pickle
+    again = lambda value: pickle.loads(pickle.dumps(value))
+    old = object.__new__(Plain)
+    old.__setstate__((4, "t"))  # as attrs before 22.2 pickled a slotted class: a tuple in order
+    answers["state"] = [repr(again(Plain(1))), repr(again(mixed(1, 2))), repr(copy.copy(Keyed("A", 3))),
+                        repr(again(Sub(2, "y"))), repr(again(Wider(1, c=5))), again(Wider(1, c=5)).c,
+                        hash(again(Cached(3))), repr(again(Cached(3))), repr(old), Plain(1).__getstate__()]
+    answers["wider"] = [repr(Wider(1, c=5)), Wider(1, c=5) == Wider(1, c=6), Wider(1) == Plain(1)]
+    methods = ("__repr__", "__eq__", "__hash__", "__getstate__", "__setstate__")
+    shared = [getattr(Plain, m).__code__ is getattr(Keyed, m).__code__ for m in methods]
+    shared += [getattr(Plain, m) is getattr(Keyed, m) for m in methods]  # one function: no closure a class
     print(json.dumps({"installed": installed, "answers": answers,
                       "shared": shared}))
 """)
@@ -143,8 +157,11 @@ def test_served_repr_and_eq_answer_what_attrs_own_do(tmp_path):
     plain, served = probe(tmp_path, "plain"), probe(tmp_path, "cache")
     again = probe(tmp_path, "cache")  # served from the file this time
     assert not plain["installed"] and served["installed"]
-    assert not any(plain["shared"]) and served["shared"] == again["shared"] == [SHARED] * 3
+    assert plain["shared"] == [False] * 3 + [True] * 2 + [False] * 5  # attrs' pickling closures: one code
+    assert served["shared"] == again["shared"] == [SHARED] * 10
     assert served["answers"] == again["answers"] == plain["answers"]
+    assert plain["answers"]["wider"] == ["Wider(a=1, b='x')", True, False]  # the fields of the class that made them
+    assert plain["answers"]["state"][4:6] == ["Wider(a=1, b='x')", 5] and plain["answers"]["state"][8] == "Plain(a=4, b='t')"
     reprs = plain["answers"]["repr"]
     assert reprs[1] == "Mixed(shown=1, custom=<7>, late=NOTHING, keyed='A', ignored=0)"
     assert reprs[4] == "Holder(inner=[...])" and reprs[6] == "Local(x=5)" and reprs[8:] == ["AttributeError", "Deep(y=6)"]

@@ -47,7 +47,7 @@ PROBE = textwrap.dedent("""
             object.__setattr__(self, attr.fields(cls)[0].name, value(self))
         return self
 
-    rows, shared = {}, 0
+    rows, shared, own_state, shared_state = {}, 0, 0, 0
     for name, cls in sorted(classes.items()):
         one, two = made(cls), made(cls)
         row = {"repr": answer(lambda: repr(one)), "eq": answer(lambda: one == two),
@@ -64,8 +64,11 @@ PROBE = textwrap.dedent("""
             row["ne " + a.name] = answer(lambda: one != changed)
             row["hash " + a.name] = answer(lambda: hash(one) == hash(changed))
         rows[name] = row
-        shared += getattr(cls.__repr__, "__code__", None) is attrsmethods.repr_of(()).__code__
-    print(json.dumps({"installed": installed, "rows": rows, "shared": shared}))
+        shared += cls.__repr__ is attrsmethods.shared_repr and (cls.__hash__ in (None, object.__hash__)
+                                                                or cls.__hash__ is attrsmethods.shared_hash)
+        own_state += getattr(cls.__getstate__, "__qualname__", "").endswith("slots_getstate")
+        shared_state += cls.__getstate__ is attrsmethods.shared_getstate and cls.__setstate__ is attrsmethods.shared_setstate
+    print(json.dumps({"installed": installed, "rows": rows, "shared": shared, "state": [own_state, shared_state]}))
 """)
 
 
@@ -77,6 +80,8 @@ def test_every_stoker_class_answers_as_with_attrs_own_methods(tmp_path):
     plain, served = probe(tmp_path, "plain"), probe(tmp_path, "cache")
     assert not plain["installed"] and served["installed"]
     assert plain["shared"] == 0 and served["shared"] == len(served["rows"]) > 150
+    # a slotted class's pickling methods: attrs' two closures each, or the two every class shares
+    assert plain["state"][1] == served["state"][0] == 0 and plain["state"][0] == served["state"][1] > 150
     assert served["rows"].keys() == plain["rows"].keys()
     differ = {name: {key: (row[key], served["rows"][name].get(key)) for key in row
                      if row[key] != served["rows"][name].get(key)}

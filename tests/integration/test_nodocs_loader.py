@@ -35,6 +35,10 @@ MODULE = textwrap.dedent('''\
 
     def fails():
         raise RuntimeError("the line a traceback names")
+
+
+    def typed(x: int, *rest: str, flag: bool = False) -> str:
+        return str(x)
 ''')
 
 PROBE = textwrap.dedent("""
@@ -78,7 +82,7 @@ def probe(where: Path, **env: str) -> dict:
 
 
 def kept(where: Path) -> list[Path]:
-    return sorted((where / "pyc").rglob("mod.*.opt-nodoc2.pyc"))
+    return sorted((where / "pyc").rglob("mod.*.opt-nodoc3.pyc"))
 
 
 FAILS_LINE = MODULE.splitlines().index('    raise RuntimeError("the line a traceback names")') + 1
@@ -154,12 +158,12 @@ def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_sa
     assert warm.returncode == 0, warm.stderr
     # a package by its directory's name (3.13's pathlib is one: its `__init__`)
     names = {p.parent.name if p.name.startswith("__init__.") else p.name.split(".")[0]
-             for p in (tmp_path / "pyc").rglob("*.opt-nodoc2.pyc")}
+             for p in (tmp_path / "pyc").rglob("*.opt-nodoc3.pyc")}
     # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
     assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
     # attrs' two modules loaded through a loader of Stoker's around the path finder's
     # (`compileserved`'s, `deferred`'s): attrs' largest kept its docstrings at every start
-    made = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc2.pyc") if p.parent.name == "attr"}
+    made = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc3.pyc") if p.parent.name == "attr"}
     assert {"_make", "_compat"} <= made
     # and those of Stoker's packages and pystachio that a command loads only when it needs them
     # (a first run's config: config.loader, config.bind, pystachio's parser; an Aurora task's)
@@ -192,15 +196,15 @@ def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout.strip().splitlines()[-1])["docs"] == [None, None]
-    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc2.pyc")) == []
+    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc3.pyc")) == []
     mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
-    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc2.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc2.pyc"]
+    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc3.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc3.pyc"]
     warm = subprocess.run([sys.executable, "-c", "from executor import codecachewarm, nodocs; nodocs.install(); import difflib; "
                            "codecachewarm.write_loaded()"], cwd=package, env=environ, capture_output=True, text=True,
                           timeout=60)  # as the installer's step: the standard library has its .pyc
     assert warm.returncode == 0, warm.stderr
     stdlib = os.path.dirname(os.__file__)
-    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc2.pyc"))
+    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc3.pyc"))
 
 
 HELPER = '''\
@@ -233,8 +237,39 @@ def test_a_module_a_config_imports_keeps_its_docstrings(tmp_path):
                                 timeout=60)
         assert (result.returncode, result.stderr) == (0, "")
         assert "| echo hello from a docstring" in result.stdout
-    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc2.pyc"))  # Stoker's own modules: without
-    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc2.pyc"))
+    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc3.pyc"))  # Stoker's own modules: without
+    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc3.pyc"))
+
+
+ANNOTATIONS = textwrap.dedent("""
+    import json
+    from executor import nodocs
+    nodocs.install()
+    from executor.events import ProcessExited
+    from executor.procs import runenv
+    from probepkg import mod
+    print(json.dumps({"own": runenv.run_marker.__annotations__, "marker": runenv.run_marker("t", "p", 2),
+                      "fields": ProcessExited.__annotations__,
+                      "other": {name: kind.__name__ for name, kind in mod.typed.__annotations__.items()}}))
+""")
+
+
+def test_stokers_own_functions_lose_their_annotations_and_its_classes_fields_keep_theirs(package):
+    """Stoker's modules compiled without their functions' annotations (strings held for
+    nothing), but a class's fields keep theirs (attrs makes the class from them); a module
+    that is not Stoker's keeps its functions' (a library may read them)."""
+    environ = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
+    for name in ("PYTHONDONTWRITEBYTECODE", "STOKER_CODE_CACHE"):
+        environ.pop(name, None)
+    for _ in range(2):  # compiled, then read from the file the first wrote
+        result = subprocess.run([sys.executable, "-c", ANNOTATIONS], cwd=package, env=environ,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["own"] == {} and answer["marker"] == "t/p/2"
+        assert answer["fields"]["pid"] == "int" and answer["fields"]["process"] == "str"
+        assert answer["other"] == {"x": "int", "rest": "str", "flag": "bool", "return": "str"}
+    assert list((package / "pyc").rglob("runenv.*.opt-nodoc3.pyc"))
 
 
 def test_the_configs_namespace_name_is_the_one_the_loader_knows():
@@ -309,7 +344,7 @@ def test_the_directories_of_its_code_cache_are_never_open_to_others_whatever_the
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
-    assert list(mirrored.glob("mod.*.opt-nodoc2.pyc"))  # written, under the umask of 0
+    assert list(mirrored.glob("mod.*.opt-nodoc3.pyc"))  # written, under the umask of 0
     made = mirrored.relative_to(cache)
     levels = [cache / level for level in (made, *made.parents[:-1])]  # each level made, to `nodoc`
     open_levels = {str(level): oct(level.stat().st_mode & 0o777) for level in levels if level.stat().st_mode & 0o022}
