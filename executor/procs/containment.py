@@ -75,6 +75,7 @@ class Containment:
         self._cg = TaskCgroupLife(reaper=reaper, label=label, setting=cgroup_setting)
         self._daemons = KeptDaemons()
         self._handover = Handover(self._daemons)
+        self._retired = False  # `retire`d: its leftover kills kill nothing more
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -156,18 +157,19 @@ class Containment:
 
     def close(self, watchdog: int | None = None, within_secs: float | None = None,
               stuck: frozenset[int] = frozenset()) -> bool:
-        """Leave, kill and remove the cgroup. False when this process could not leave it:
-        the watchdog must then do it once this process has exited. `watchdog`: the pid of
-        the one running (None: none runs), which finishes what the close's deadline cut;
-        `within_secs`: a shorter deadline than the close's own; `stuck`: what `kill_all`
-        left, not waited for once alone in the cgroup (`TaskCgroupLife.close`)."""
+        """Leave, kill and remove the cgroup; False when this process could not leave it (the
+        watchdog must then). `TaskCgroupLife.close` says what each argument is: `stuck` is
+        what `kill_all` left."""
         return self._cg.close(watchdog, within_secs, stuck)
+
+    def retire(self) -> None:
+        """The supervisor closed: a run of it that dies later (D state) kills no unclaimed process:
+        this process's unregistered children are not the task's then (one forked since)."""
+        self._retired = True
 
     @property
     def closed(self) -> TaskCgroupLife:
-        """How `close` left the cgroup: `cut_at_close` (to the watchdog at its deadline: it then
-        takes longer), `busy_at_close` (... with a member that would not die), `stuck_at_close`
-        (... with only those `kill_all` named: the close waits no more for them)."""
+        """How `close` left the cgroup: `cut_at_close`, `busy_at_close`, `stuck_at_close`."""
         return self._cg
 
     # ---- who is ours ----
@@ -254,8 +256,8 @@ class Containment:
         (`kept` True), not kept (False) or either (None)."""
         walked = frozenset(members)
 
-        def check(info: ProcInfo, ours: set[int]) -> bool:
-            if info.ppid != self._me and info.ppid not in walked and info.ppid not in ours:
+        def check(info: ProcInfo, ours: set[int]) -> bool:  # (`retire`d: asked after a fork since)
+            if self._retired or (info.ppid != self._me and info.ppid not in walked and info.ppid not in ours):
                 return False
             if self._is_foreign(info):
                 return False

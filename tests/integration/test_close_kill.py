@@ -186,3 +186,38 @@ def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1 and said[0].startswith("cgroup_remove_failed "), said
     assert "(1 processes still in it, SIGKILLed and not yet gone, named already: not waited for)" in said[0], said
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a process that is neither stopped nor dead (a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("T", "t", "Z", "X")
+
+
+def test_a_run_that_dies_after_its_close_kills_no_child_started_since(supervised, frozen_cgroup, monkeypatch):
+    """A run SIGKILLed at the close that would not die (frozen), the close over without it;
+    then this process starts a child of its own, and the run dies. Was: the closed
+    supervisor's watcher of the run did its leftover kill on the reaper's thread, and the
+    new child, unregistered, was an unclaimed process of the task: SIGSTOPped and SIGKILLed
+    (a later test's `subprocess.Popen` hung). A closed supervisor kills nothing more."""
+    sup, _ = supervised
+    monkeypatch.setattr(supervisor_module, "CLOSE_KILL_SECS", 0.2)
+    pid = sup.spawn(ProcessSpec("stuck", "exec sleep 600"), 0)
+    _freeze(frozen_cgroup, pid)
+    stranger: subprocess.Popen[bytes] | None = None
+    try:
+        sup.close()
+        assert os.path.exists(f"/proc/{pid}"), "the frozen run died at the close"
+        stranger = subprocess.Popen(["sleep", "600"])  # not the task's: the test's own
+        _thaw(frozen_cgroup)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the thawed run reaped")
+        assert _alive(stranger.pid), "the closed supervisor's leftover kill took a child it did not start"
+    finally:
+        _thaw(frozen_cgroup)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the thawed run reaped")
+        if stranger is not None:
+            stranger.kill()
+            stranger.wait()
