@@ -42,7 +42,6 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from config.words import number
 from executor.logs import log_event
 from executor.procs import orphanwalk, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
@@ -396,23 +395,20 @@ class Containment:
         """At close: SIGKILL every process of the task, wait for those to exit (by pidfd, no
         polling: their children are re-parented by then) and again until a walk finds none,
         for at most `within_secs` or until `exit_by`'s time, set before or during the kill
-        (`ExitBy.wake_fd` ends the wait). What is still alive then is logged and returned."""
+        (`ExitBy.waking` ends the wait). What is still alive then is logged and returned."""
         began = time.monotonic()
-        wake = exit_by.wake_fd()
-        while True:
-            sent = self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True)
-            if not sent:  # what is left refused the signal: a setuid program's
-                if rest := self.pids(self._live_children()):
-                    from executor.procs.unsignalled import report
-                    report(self._label, rest)
-                return frozenset()
-            while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs), wake):
-                if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
-                    from executor.procs.unsignalled import not_gone
-                    left = sorted(self.pids(self._live_children()))
-                    log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
-                              reason=f"{number(time.monotonic() - began)} s after the first SIGKILL, {not_gone(left)}")
-                    return frozenset(left)
+        with exit_by.waking() as wake:
+            while True:
+                sent = self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True)
+                if not sent:  # what is left refused the signal: a setuid program's
+                    if rest := self.pids(self._live_children()):
+                        from executor.procs.unsignalled import report
+                        report(self._label, rest)
+                    return frozenset()
+                while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs, wake), wake):
+                    if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
+                        from executor.procs.unsignalled import close_incomplete
+                        return close_incomplete(self._label, self.pids(self._live_children()), began)
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""

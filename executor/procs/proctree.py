@@ -378,7 +378,7 @@ def wait_exited(pids: Iterable[int], deadline_at: float, wake_fd: int = -1) -> b
     """Block until each of `pids` has exited (a zombie counts: its children have been
     re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
     passed first, or `wake_fd` (-1: none) turned readable (the caller's deadline may have
-    moved: `exitby.ExitBy.wake_fd`). A pid that is gone already is not waited for. Without
+    moved: `exitby.ExitBy.waking`). A pid that is gone already is not waited for. Without
     pidfds (a kernel before 5.3, a container whose seccomp profile denies pidfd_open) /proc
     is looked at every millisecond instead: returning at once would let a killed process's
     children re-parent after the caller's last look (a fork-hopper outliving its leftover

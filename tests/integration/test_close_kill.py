@@ -14,9 +14,11 @@ The test's freezer cgroup is named `stoker-test-*`, below the test run's own, an
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import signal
 import subprocess
 import threading
 import time
@@ -33,6 +35,7 @@ from executor.procs.exitby import ExitBy
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups as cgroup_support
+from tests.support import limits
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -221,3 +224,38 @@ def test_a_run_that_dies_after_its_close_kills_no_child_started_since(supervised
         if stranger is not None:
             stranger.kill()
             stranger.wait()
+
+
+def _eventfds() -> int:
+    """How many eventfds this process has open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    return count
+
+
+def test_a_close_leaves_no_descriptor_of_its_kill_open(supervised):
+    """Was: the close's kill made its ExitBy's eventfd and kept it: one more open descriptor
+    for each supervisor closed that had an ExitBy of its own (`stoker run`: each attempt)."""
+    sup, _ = supervised
+    sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    before = _eventfds()
+    sup.close()
+    assert _eventfds() == before
+
+
+def test_a_close_out_of_descriptors_still_kills_the_task(supervised):
+    """Every descriptor taken as the close begins: its kill waits without an eventfd, to its
+    own bound, and the task dies (was: EMFILE making the eventfd raised out of the close,
+    and the task's processes were left running)."""
+    sup, _ = supervised
+    pid = sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    try:
+        with limits.no_descriptor_left():
+            sup.close()
+        assert not _alive(pid), "the close left the run running"
+    finally:
+        if _alive(pid):  # the close failed: the run, still registered, still holds its pid
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the run reaped")
