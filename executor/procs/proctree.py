@@ -92,12 +92,14 @@ def _read(path: str, limit: int, strict: bool = False) -> bytes:
 
 
 def read_stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, pgrp, start time) of a live process; None when gone, a zombie or unreadable."""
+    """(ppid, pgrp, start time) of a live process; None when gone, a zombie or unreadable.
+    One whose first thread exited (`pthread_exit` in `main`) while others run is alive,
+    its state Z: it has more than one thread (a zombie 1; taken for one, the kill missed it)."""
     data = _read(f"/proc/{pid}/stat", 4096)
     # The command name is in parentheses and may itself contain ") "; split after the last.
     close = data.rfind(b")")
     fields = data[close + 2 :].split()
-    if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
+    if close < 0 or len(fields) < 20 or fields[0] in (b"X", b"x") or (fields[0] == b"Z" and fields[17] == b"1"):
         return None
     return int(fields[1]), int(fields[2]), int(fields[19])
 

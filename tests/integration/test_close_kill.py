@@ -20,6 +20,7 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -259,3 +260,34 @@ def test_a_close_out_of_descriptors_still_kills_the_task(supervised):
         if _alive(pid):  # the close failed: the run, still registered, still holds its pid
             os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the run reaped")
+
+
+def test_the_close_kills_a_process_whose_first_thread_exited_while_others_run(supervised, tmp_path):
+    """A task's process whose main thread called `pthread_exit` while another thread runs:
+    its /proc state reads Z, as a zombie's. Was: every walk took it for a zombie (gone), so
+    the close's kill never signalled it and, with no cgroup, it outlived the task."""
+    sup, _ = supervised
+    program = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
+               "ctypes.CDLL(None).pthread_exit(None)")
+    pidfile = tmp_path / "pid"
+    sup.spawn(ProcessSpec("headless", f"setsid {sys.executable} -c '{program}' & echo $! > {pidfile}; wait"), 0)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 10, message="its pid written")
+    pid = int(pidfile.read_text())
+    wait_for(lambda: _threads(pid) == 1 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+             10, message="its first thread gone, the other running")
+    try:
+        sup.close()
+        assert _threads(pid) == 0, "the close left it running"
+    finally:
+        if _threads(pid):  # the leader, a zombie, holds its pid: no other process has it
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: _threads(pid) == 0, 10, message="it died")
+
+
+def _threads(pid: int) -> int:
+    """How many threads of `pid` run (0: gone, or a zombie)."""
+    try:
+        return sum(1 for tid in os.listdir(f"/proc/{pid}/task")
+                   if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")
+    except FileNotFoundError:
+        return 0
