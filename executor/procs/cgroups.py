@@ -170,8 +170,9 @@ class TaskCgroup:
 
     def _kill_once(self, deadline: float) -> None:
         d = self.directory
-        if self.how == "kill":
-            _write(d, "cgroup.kill", "1")
+        if self.how == "kill":  # it signals a process whose first thread exited while others run
+            _write(d, "cgroup.kill", "1")  # (`pthread_exit` in `main`) through that thread alone:
+            self._kill_members(deadline)  # it lived on; SIGKILLed by its pid, the whole process dies
             return
         if self.how == "freeze":
             _write(d, "cgroup.freeze", "1")

@@ -291,3 +291,38 @@ def _threads(pid: int) -> int:
                    if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")
     except FileNotFoundError:
         return 0
+
+
+def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_others_run():
+    """`cgroup.kill` signals each process through its first thread: one whose first thread
+    exited (`pthread_exit` in `main`) while another runs lived on, and the close's removal
+    waited its 2 s for it, EBUSY, then left it. Now each member is SIGKILLed by its pid
+    too (the whole process), and the cgroup is removed at once."""
+    if (why := cgroup_support.unavailable("auto")) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgrouplife, cgroups
+
+    life = cgrouplife.TaskCgroupLife(reaper=None, label="headless.0", setting="auto")  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    cg = life.cgroup
+    assert cg is not None, life.no_cgroup
+    program = ("import ctypes, sys, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
+               "sys.stdin.buffer.read(1); ctypes.CDLL(None).pthread_exit(None)")
+    headless = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE)
+    try:
+        assert cg.take_in(headless.pid)
+        assert headless.stdin is not None
+        headless.stdin.write(b"x")  # in the cgroup: now its first thread exits
+        headless.stdin.close()
+        wait_for(lambda: Path(f"/proc/{headless.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+                 and _threads(headless.pid) == 1, 10, message="its first thread gone, the other running")
+        if cg.how != "kill":
+            pytest.skip(f"the task cgroup here is killed by {cg.how}, not cgroup.kill")
+        assert life.close() and not os.path.isdir(cg.directory)
+        assert headless.wait(10) == -signal.SIGKILL
+    finally:
+        headless.kill()
+        headless.wait()
+        if os.path.isdir(cg.directory):
+            cgroup_support.remove(cg.directory)
+        cgroups.release(cg)
