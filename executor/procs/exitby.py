@@ -46,8 +46,8 @@ class ExitBy:
         """For a wait on file descriptors that this must end (`with exit_by.waking() as fd`):
         an eventfd of its own, readable once an exit time is set (now, if one is) until
         `bound` is read with it, closed as the `with` ends: each waiter wakes, and none is
-        left open (a `stoker run` made one a restart). -1 when none can be had (out of
-        descriptors): the wait then ends at its own bound alone, which is then the caller's."""
+        left open (was: one an ExitBy, kept: each `stoker run` attempt's). -1 when none can
+        be had (out of descriptors): the wait then ends at the bound read as it began."""
         with self._cond:
             try:
                 fd = os.eventfd(int(self._at is not None), os.EFD_CLOEXEC | os.EFD_NONBLOCK)
