@@ -8,6 +8,10 @@ to die and a SHUTDOWN that comes while the close waits.
   more when they are gone: two walks.
 - Its 1 s, and the log drain's 0.5 s, were bounded by the exit time (`exitby.ExitBy`) only as
   they began: a SHUTDOWN that came during them did not cut them. Now each ends at it.
+- After the close: a run that dies later kills no child this process forked since; the
+  kill's eventfd is closed (and, out of descriptors, the close kills without one).
+- A process whose first thread exited while others run (state Z) is killed, by the walk and
+  after `cgroup.kill`.
 
 The test's freezer cgroup is named `stoker-test-*`, below the test run's own, and removed
 (its members killed) at teardown, also when the test fails.
