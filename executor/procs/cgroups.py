@@ -170,8 +170,10 @@ class TaskCgroup:
 
     def _kill_once(self, deadline: float) -> None:
         d = self.directory
-        if self.how == "kill":
-            _write(d, "cgroup.kill", "1")
+        if self.how == "kill":  # it signals a process whose first thread exited while others run
+            _write(d, "cgroup.kill", "1")  # (`pthread_exit` in `main`) through that thread alone:
+            if "populated 1" in read(d, "cgroup.events"):  # it lived on; by its pid, the whole
+                self._kill_members(deadline)  # process dies (usually none is left: no walk loaded)
             return
         if self.how == "freeze":
             _write(d, "cgroup.freeze", "1")

@@ -42,7 +42,6 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from config.words import number
 from executor.logs import log_event
 from executor.procs import orphanwalk, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
@@ -75,6 +74,7 @@ class Containment:
         self._cg = TaskCgroupLife(reaper=reaper, label=label, setting=cgroup_setting)
         self._daemons = KeptDaemons()
         self._handover = Handover(self._daemons)
+        self._retired = False  # `retire`d: its leftover kills kill nothing more
 
     @property
     def cgroup(self) -> TaskCgroup | None:
@@ -156,18 +156,19 @@ class Containment:
 
     def close(self, watchdog: int | None = None, within_secs: float | None = None,
               stuck: frozenset[int] = frozenset()) -> bool:
-        """Leave, kill and remove the cgroup. False when this process could not leave it:
-        the watchdog must then do it once this process has exited. `watchdog`: the pid of
-        the one running (None: none runs), which finishes what the close's deadline cut;
-        `within_secs`: a shorter deadline than the close's own; `stuck`: what `kill_all`
-        left, not waited for once alone in the cgroup (`TaskCgroupLife.close`)."""
+        """Leave, kill and remove the cgroup; False when this process could not leave it (the
+        watchdog must then). `TaskCgroupLife.close` says what each argument is: `stuck` is
+        what `kill_all` left."""
         return self._cg.close(watchdog, within_secs, stuck)
+
+    def retire(self) -> None:
+        """The supervisor closed: a run of it that dies later (D state) kills no unclaimed process:
+        this process's unregistered children are not the task's then (one forked since)."""
+        self._retired = True
 
     @property
     def closed(self) -> TaskCgroupLife:
-        """How `close` left the cgroup: `cut_at_close` (to the watchdog at its deadline: it then
-        takes longer), `busy_at_close` (... with a member that would not die), `stuck_at_close`
-        (... with only those `kill_all` named: the close waits no more for them)."""
+        """How `close` left the cgroup: `cut_at_close`, `busy_at_close`, `stuck_at_close`."""
         return self._cg
 
     # ---- who is ours ----
@@ -254,8 +255,8 @@ class Containment:
         (`kept` True), not kept (False) or either (None)."""
         walked = frozenset(members)
 
-        def check(info: ProcInfo, ours: set[int]) -> bool:
-            if info.ppid != self._me and info.ppid not in walked and info.ppid not in ours:
+        def check(info: ProcInfo, ours: set[int]) -> bool:  # (`retire`d: asked after a fork since)
+            if self._retired or (info.ppid != self._me and info.ppid not in walked and info.ppid not in ours):
                 return False
             if self._is_foreign(info):
                 return False
@@ -394,23 +395,20 @@ class Containment:
         """At close: SIGKILL every process of the task, wait for those to exit (by pidfd, no
         polling: their children are re-parented by then) and again until a walk finds none,
         for at most `within_secs` or until `exit_by`'s time, set before or during the kill
-        (`ExitBy.wake_fd` ends the wait). What is still alive then is logged and returned."""
+        (`ExitBy.waking` ends the wait). What is still alive then is logged and returned."""
         began = time.monotonic()
-        wake = exit_by.wake_fd()
-        while True:
-            sent = self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True)
-            if not sent:  # what is left refused the signal: a setuid program's
-                if rest := self.pids(self._live_children()):
-                    from executor.procs.unsignalled import report
-                    report(self._label, rest)
-                return frozenset()
-            while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs), wake):
-                if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
-                    from executor.procs.unsignalled import not_gone
-                    left = sorted(self.pids(self._live_children()))
-                    log_event(logger, logging.ERROR, "close_incomplete", task=self._label,
-                              reason=f"{number(time.monotonic() - began)} s after the first SIGKILL, {not_gone(left)}")
-                    return frozenset(left)
+        with exit_by.waking() as wake:
+            while True:
+                sent = self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True)
+                if not sent:  # what is left refused the signal: a setuid program's
+                    if rest := self.pids(self._live_children()):
+                        from executor.procs.unsignalled import report
+                        report(self._label, rest)
+                    return frozenset()
+                while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs, wake), wake):
+                    if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
+                        from executor.procs.unsignalled import close_incomplete
+                        return close_incomplete(self._label, self.pids(self._live_children()), began)
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""

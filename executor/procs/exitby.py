@@ -5,7 +5,7 @@ Set by the front end from its own thread, at any time: before a task's close, or
 the close waits (a task a KILL ended, its cgroup left to the watchdog, then SHUTDOWN). So
 the close asks at each step (`within`), and a wait through `wait` ends at it once set,
 whenever that was: no wait of the close outlasts it. A wait on file descriptors (the
-close's kill, `proctree.wait_exited`) is woken by `wake_fd` instead. Times are
+close's kill, `proctree.wait_exited`) is woken by `waking`'s eventfd instead. Times are
 `time.monotonic()`.
 """
 from __future__ import annotations
@@ -36,26 +36,38 @@ class ExitBy:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._at: float | None = None
-        self._fd = -1  # `wake_fd`'s, made at its first call
+        self._wake_fds: set[int] = set()  # those of the waits under way (`waking`)
 
     def __call__(self) -> float | None:
         with self._cond:
             return self._at
 
-    def wake_fd(self) -> int:
-        """An eventfd that turns readable as an exit time is set (now, if one is), for a wait
-        on file descriptors that this must end; `bound` makes it quiet again. One reader (the
-        close); made at the first call and kept for this object's life (one per process)."""
+    def waking(self) -> Waking:
+        """For a wait on file descriptors that this must end (`with exit_by.waking() as fd`):
+        an eventfd of its own, readable once an exit time is set (now, if one is) until
+        `bound` is read with it, closed as the `with` ends: each waiter wakes, and none is
+        left open (was: one an ExitBy, kept: each `stoker run` attempt's). -1 when none can
+        be had (out of descriptors): the wait then ends at the bound read as it began."""
         with self._cond:
-            if self._fd < 0:
-                self._fd = os.eventfd(int(self._at is not None), os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            return self._fd
+            try:
+                fd = os.eventfd(int(self._at is not None), os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+            except OSError:
+                return Waking(self, -1)
+            self._wake_fds.add(fd)
+        return Waking(self, fd)
 
-    def bound(self, end_at: float) -> float:
-        """`end_at`, or the exit time when that is sooner; `wake_fd` is quiet until the next `set`."""
+    def _drop(self, wake_fd: int) -> None:
+        """`wake_fd`'s wait is over: no longer written, and closed."""
         with self._cond:
-            if self._fd >= 0:
-                _empty(self._fd)
+            self._wake_fds.discard(wake_fd)
+        os.close(wake_fd)
+
+    def bound(self, end_at: float, wake_fd: int = -1) -> float:
+        """`end_at`, or the exit time when that is sooner; `wake_fd` (`waking`'s; -1: none) is
+        quiet until the next `set`."""
+        with self._cond:
+            if wake_fd >= 0:
+                _empty(wake_fd)
             return end_at if self._at is None else min(end_at, self._at)
 
     def set(self, at: float) -> None:
@@ -63,8 +75,8 @@ class ExitBy:
         with self._cond:
             self._at = at if self._at is None else min(self._at, at)
             self._cond.notify_all()
-            if self._fd >= 0:
-                os.eventfd_write(self._fd, 1)
+            for fd in self._wake_fds:
+                os.eventfd_write(fd, 1)
 
     def wake(self) -> None:
         """What a `wait` waits for may be done: it looks again (whoever makes it so calls this)."""
@@ -83,3 +95,19 @@ class ExitBy:
                     return False
                 self._cond.wait(left)
         return True
+
+
+class Waking:
+    """`ExitBy.waking`'s eventfd (`fd`, -1: none), its for the length of a `with`."""
+
+    __slots__ = ("exit_by", "fd")
+
+    def __init__(self, exit_by: ExitBy, fd: int) -> None:
+        self.exit_by, self.fd = exit_by, fd
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            self.exit_by._drop(self.fd)

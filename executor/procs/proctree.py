@@ -93,12 +93,14 @@ def _read(path: str, limit: int, strict: bool = False) -> bytes:
 
 
 def read_stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, pgrp, start time) of a live process; None when gone, a zombie or unreadable."""
+    """(ppid, pgrp, start time) of a live process; None when gone, a zombie or unreadable.
+    One whose first thread exited (`pthread_exit` in `main`) while others run is alive,
+    its state Z: it has more than one thread (a zombie 1; taken for one, the kill missed it)."""
     data = _read(f"/proc/{pid}/stat", 4096)
     # The command name is in parentheses and may itself contain ") "; split after the last.
     close = data.rfind(b")")
     fields = data[close + 2 :].split()
-    if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
+    if close < 0 or len(fields) < 20 or fields[0] in (b"X", b"x") or (fields[0] == b"Z" and fields[17] == b"1"):
         return None
     return int(fields[1]), int(fields[2]), int(fields[19])
 
@@ -417,7 +419,7 @@ def wait_exited(pids: Iterable[int], deadline_at: float, wake_fd: int = -1) -> b
     """Block until each of `pids` has exited (a zombie counts: its children have been
     re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
     passed first, or `wake_fd` (-1: none) turned readable (the caller's deadline may have
-    moved: `exitby.ExitBy.wake_fd`). A pid that is gone already is not waited for. Without
+    moved: `exitby.ExitBy.waking`). A pid that is gone already is not waited for. Without
     pidfds (a kernel before 5.3, a container whose seccomp profile denies pidfd_open) /proc
     is looked at every millisecond instead: returning at once would let a killed process's
     children re-parent after the caller's last look (a fork-hopper outliving its leftover

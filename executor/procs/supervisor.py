@@ -444,6 +444,7 @@ class Supervisor:
             self._watchdog.wait_gone(waits, cut=closed.cut_at_close, busy=closed.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
             self._reaper.join_unused(within(waits, self._exit_by()))
+        self._containment.retire()  # a run that dies later kills nothing (what this process forks next)
         self._state = SupervisorState.CLOSED
         self._logs.close()
         os.close(self._devnull)

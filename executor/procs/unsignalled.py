@@ -15,7 +15,8 @@ has taken that news: a debugger holding it at its prompt keeps the run from endi
 stop gives it up 0.25 s after its SIGKILL (`did not exit 0.25 s after SIGKILL`). `say_traced`
 names the tracer as the SIGKILL goes out, so that line has its reason.
 
-A process SIGKILLed that cannot die yet (in D state) is named at the task's end (`not_gone`).
+A process SIGKILLed that cannot die yet (in D state) is named at the task's end (`not_gone`), and
+at the close (`close_incomplete`).
 
 Loaded only at a close that left something, a run's SIGKILL, a task's end that left one, or
 a daemon's refusal. Never raises.
@@ -25,8 +26,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable
 
+from config.words import number
 from executor.logs import log_event
 
 logger = logging.getLogger("executor.procs.containment")
@@ -76,6 +79,15 @@ def refused(pids: Iterable[int]) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def close_incomplete(label: str, left: Iterable[int], began: float) -> frozenset[int]:
+    """One ERROR line naming `left`, what the close's kill (begun at `began`, monotonic) left
+    alive at its end (one in D state: a FUSE request held); returns them."""
+    pids = sorted(left)
+    log_event(logger, logging.ERROR, "close_incomplete", task=label,
+              reason=f"{number(time.monotonic() - began)} s after the first SIGKILL, {not_gone(pids)}")
+    return frozenset(pids)
 
 
 def not_gone(pids: list[int]) -> str:

@@ -130,10 +130,13 @@ rmcg() {  # the cgroup $1, and those a member made below it, bottom up: each onc
   [ ! -d "$1" ]
 }
 now() { read -r _up _ < /proc/uptime; _now=${_up%.*}${_up#*.}; }  # hundredths of a second
-now; until=$((_now + CGROUP_HUNDREDTHS)) left=0  # the cgroup's members may take seconds to go (below)
+now; until=$((_now + CGROUP_HUNDREDTHS)) left=0 again=  # the cgroup's members may take seconds to go (below)
 while [ -n "$cg" ] && [ -d "$cg" ]; do
   case $how in
-    kill) echo 1 > "$cg/cgroup.kill" ;;
+    kill) echo 1 > "$cg/cgroup.kill"  # each process through its first thread: one whose first
+          # thread exited while others run (`pthread_exit` in `main`) lives on. From the second
+          # pass on (what the first killed is gone by then), each member is SIGKILLed by its pid
+          [ -z "$again" ] || { procs "$cg"; kill -KILL $_pids; }; again=1 ;;
     freeze) echo 1 > "$cg/cgroup.freeze"; procs "$cg"; kill -KILL $_pids 2>/dev/null
             echo 0 > "$cg/cgroup.freeze" ;;
     freezer) echo FROZEN > "$cg/freezer.state"; n=0

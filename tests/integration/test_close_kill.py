@@ -8,16 +8,23 @@ to die and a SHUTDOWN that comes while the close waits.
   more when they are gone: two walks.
 - Its 1 s, and the log drain's 0.5 s, were bounded by the exit time (`exitby.ExitBy`) only as
   they began: a SHUTDOWN that came during them did not cut them. Now each ends at it.
+- After the close: a run that dies later kills no child this process forked since; the
+  kill's eventfd is closed (and, out of descriptors, the close kills without one).
+- A process whose first thread exited while others run (state Z) is killed, by the walk and
+  after `cgroup.kill`.
 
 The test's freezer cgroup is named `stoker-test-*`, below the test run's own, and removed
 (its members killed) at teardown, also when the test fails.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -33,6 +40,7 @@ from executor.procs.exitby import ExitBy
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups as cgroup_support
+from tests.support import limits
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -186,3 +194,139 @@ def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1 and said[0].startswith("cgroup_remove_failed "), said
     assert "(1 processes still in it, SIGKILLed and not yet gone, named already: not waited for)" in said[0], said
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a process that is neither stopped nor dead (a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("T", "t", "Z", "X")
+
+
+def test_a_run_that_dies_after_its_close_kills_no_child_started_since(supervised, frozen_cgroup, monkeypatch):
+    """A run SIGKILLed at the close that would not die (frozen), the close over without it;
+    then this process starts a child of its own, and the run dies. Was: the closed
+    supervisor's watcher of the run did its leftover kill on the reaper's thread, and the
+    new child, unregistered, was an unclaimed process of the task: SIGSTOPped and SIGKILLed
+    (a later test's `subprocess.Popen` hung). A closed supervisor kills nothing more."""
+    sup, _ = supervised
+    monkeypatch.setattr(supervisor_module, "CLOSE_KILL_SECS", 0.2)
+    pid = sup.spawn(ProcessSpec("stuck", "exec sleep 600"), 0)
+    _freeze(frozen_cgroup, pid)
+    stranger: subprocess.Popen[bytes] | None = None
+    try:
+        sup.close()
+        assert os.path.exists(f"/proc/{pid}"), "the frozen run died at the close"
+        stranger = subprocess.Popen(["sleep", "600"])  # not the task's: the test's own
+        _thaw(frozen_cgroup)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the thawed run reaped")
+        assert _alive(stranger.pid), "the closed supervisor's leftover kill took a child it did not start"
+    finally:
+        _thaw(frozen_cgroup)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the thawed run reaped")
+        if stranger is not None:
+            stranger.kill()
+            stranger.wait()
+
+
+def _eventfds() -> int:
+    """How many eventfds this process has open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    return count
+
+
+def test_a_close_leaves_no_descriptor_of_its_kill_open(supervised):
+    """Was: the close's kill made its ExitBy's eventfd and kept it: one more open descriptor
+    for each supervisor closed that had an ExitBy of its own (`stoker run`: each attempt)."""
+    sup, _ = supervised
+    sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    before = _eventfds()
+    sup.close()
+    assert _eventfds() == before
+
+
+def test_a_close_out_of_descriptors_still_kills_the_task(supervised):
+    """Every descriptor taken as the close begins: its kill waits without an eventfd, to its
+    own bound, and the task dies (was: EMFILE making the eventfd raised out of the close,
+    and the task's processes were left running)."""
+    sup, _ = supervised
+    pid = sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    try:
+        with limits.no_descriptor_left():
+            sup.close()
+        assert not _alive(pid), "the close left the run running"
+    finally:
+        if _alive(pid):  # the close failed: the run, still registered, still holds its pid
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the run reaped")
+
+
+def test_the_close_kills_a_process_whose_first_thread_exited_while_others_run(supervised, tmp_path):
+    """A task's process whose main thread called `pthread_exit` while another thread runs:
+    its /proc state reads Z, as a zombie's. Was: every walk took it for a zombie (gone), so
+    the close's kill never signalled it and, with no cgroup, it outlived the task."""
+    sup, _ = supervised
+    program = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
+               "ctypes.CDLL(None).pthread_exit(None)")
+    pidfile = tmp_path / "pid"
+    sup.spawn(ProcessSpec("headless", f"setsid {sys.executable} -c '{program}' & echo $! > {pidfile}; wait"), 0)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 10, message="its pid written")
+    pid = int(pidfile.read_text())
+    wait_for(lambda: _threads(pid) == 1 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+             10, message="its first thread gone, the other running")
+    try:
+        sup.close()
+        assert _threads(pid) == 0, "the close left it running"
+    finally:
+        if _threads(pid):  # the leader, a zombie, holds its pid: no other process has it
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: _threads(pid) == 0, 10, message="it died")
+
+
+def _threads(pid: int) -> int:
+    """How many threads of `pid` run (0: gone, or a zombie)."""
+    try:
+        return sum(1 for tid in os.listdir(f"/proc/{pid}/task")
+                   if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")
+    except FileNotFoundError:
+        return 0
+
+
+def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_others_run():
+    """`cgroup.kill` signals each process through its first thread: one whose first thread
+    exited (`pthread_exit` in `main`) while another runs lived on, and the close's removal
+    waited its 2 s for it, EBUSY, then left it. Now each member is SIGKILLed by its pid
+    too (the whole process), and the cgroup is removed at once."""
+    if (why := cgroup_support.unavailable("auto")) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    from executor.procs import cgrouplife, cgroups
+
+    life = cgrouplife.TaskCgroupLife(reaper=None, label="headless.0", setting="auto")  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    cg = life.cgroup
+    assert cg is not None, life.no_cgroup
+    program = ("import ctypes, sys, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
+               "sys.stdin.buffer.read(1); ctypes.CDLL(None).pthread_exit(None)")
+    headless = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE)
+    try:
+        assert cg.take_in(headless.pid)
+        assert headless.stdin is not None
+        headless.stdin.write(b"x")  # in the cgroup: now its first thread exits
+        headless.stdin.close()
+        wait_for(lambda: Path(f"/proc/{headless.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+                 and _threads(headless.pid) == 1, 10, message="its first thread gone, the other running")
+        if cg.how != "kill":
+            pytest.skip(f"the task cgroup here is killed by {cg.how}, not cgroup.kill")
+        assert life.close() and not os.path.isdir(cg.directory)
+        assert headless.wait(10) == -signal.SIGKILL
+    finally:
+        headless.kill()
+        headless.wait()
+        if os.path.isdir(cg.directory):
+            cgroup_support.remove(cg.directory)
+        cgroups.release(cg)

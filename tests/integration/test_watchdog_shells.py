@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from executor.procs import cgroups, watchdogsh
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
 from tests.support import cgroups as cgroup_support
 from tests.support.cgroups import FREEZER
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -154,3 +156,39 @@ def test_the_shipped_script_is_the_written_one_without_its_comments_and_indentat
     assert "  # " in written and "\n  " in written  # what the shipped form leaves out
     assert [line for line in WATCHDOG_SCRIPT.splitlines() if line[:1] in ("", " ", "\t", "#") or " #" in line] == []
     assert program(WATCHDOG_SCRIPT) == program(written)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_watchdog_kills_a_process_whose_first_thread_exited_while_others_run(shell):
+    """`cgroup.kill` signals each process through its first thread: one whose first thread
+    exited (`pthread_exit` in `main`) while another runs lived on, its environment (the
+    marker) unreadable too; the watchdog waited out its 10 s, exited 1, and the process and
+    the cgroup were left. Now, from its second pass, it SIGKILLs each member by its pid."""
+    if shutil.which(SHELLS[shell][0]) is None:
+        pytest.skip(f"no {shell} here")
+    if (why := cgroup_support.unavailable("auto")) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", "auto")
+    if not isinstance(made, cgroups.TaskCgroup) or made.how != "kill":
+        if isinstance(made, cgroups.TaskCgroup):
+            cgroup_support.remove(made.directory)
+            cgroups.release(made)
+        pytest.skip(f"no task cgroup killed by cgroup.kill here: {made}")
+    program = ("import ctypes, sys, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
+               "sys.stdin.buffer.read(1); ctypes.CDLL(None).pthread_exit(None)")
+    headless = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE)
+    try:
+        assert made.take_in(headless.pid)
+        assert headless.stdin is not None
+        headless.stdin.write(b"x")  # in the cgroup: now its first thread exits
+        headless.stdin.close()
+        wait_for(lambda: Path(f"/proc/{headless.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 10,
+                 message="its first thread gone")
+        status = watchdog_under(SHELLS[shell], uuid.uuid4().hex, made.directory, made.how)
+        assert (headless.wait(10), status, os.path.exists(made.directory)) == (-signal.SIGKILL, 0, False)
+    finally:
+        headless.kill()
+        headless.wait()
+        if os.path.isdir(made.directory):
+            cgroup_support.remove(made.directory)
+        cgroups.release(made)

@@ -4,6 +4,7 @@ close of a task a KILL ended waits for the watchdog), and as soon as what it wai
 done and said (`wake`)."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -83,20 +84,50 @@ def test_a_second_shutdown_gives_the_executor_no_more_time():
     assert _ack_budget(executor, settings) <= 5.0 - ACK_MARGIN_SECS - 0.05
 
 
-def test_the_wake_fd_turns_readable_as_an_exit_time_is_set_and_quiet_once_the_bound_is_read():
-    """The close's kill waits on pidfds and on `wake_fd`: a SHUTDOWN during that wait wakes
-    it (readable), and the kill, reading its new bound, makes it quiet again."""
+def test_a_waking_fd_turns_readable_as_an_exit_time_is_set_and_quiet_once_the_bound_is_read():
+    """The close's kill waits on pidfds and on `waking`'s eventfd: a SHUTDOWN during that wait
+    wakes it (readable), and the kill, reading its new bound, makes it quiet again."""
     import select
 
     exit_by = ExitBy()
-    fd = exit_by.wake_fd()
-    assert exit_by.wake_fd() == fd  # one, kept
-    assert select.select([fd], [], [], 0)[0] == []  # no exit time: quiet
-    at = time.monotonic() + 100.0
-    exit_by.set(at)
-    assert select.select([fd], [], [], 0)[0] == [fd]
-    assert exit_by.bound(at + 50.0) == at and exit_by.bound(at - 1.0) == at - 1.0
-    assert select.select([fd], [], [], 0)[0] == []
+    with exit_by.waking() as fd:
+        assert select.select([fd], [], [], 0)[0] == []  # no exit time: quiet
+        at = time.monotonic() + 100.0
+        exit_by.set(at)
+        assert select.select([fd], [], [], 0)[0] == [fd]
+        assert exit_by.bound(at + 50.0, fd) == at and exit_by.bound(at - 1.0, fd) == at - 1.0
+        assert select.select([fd], [], [], 0)[0] == []
     late = ExitBy()
     late.set(at)  # before the fd was made: readable from the start
-    assert select.select([late.wake_fd()], [], [], 0)[0] == [late.wake_fd()]
+    with late.waking() as fd:
+        assert select.select([fd], [], [], 0)[0] == [fd]
+
+
+def test_each_waiter_has_its_own_fd_woken_by_one_set_and_closed_as_its_wait_ends():
+    """Two waits at once (the close's kill, a second waiter): one `set` wakes both, one's
+    bound read leaves the other's readable; and no fd outlives its wait (was: one eventfd
+    per ExitBy, kept open, read by whoever read the bound first: `stoker run`, an ExitBy per
+    attempt, kept one more fd open at each restart)."""
+    import select
+
+    before = _eventfds()
+    exit_by = ExitBy()
+    with exit_by.waking() as first, exit_by.waking() as second:
+        assert first >= 0 and second >= 0 and first != second
+        exit_by.set(time.monotonic() + 100.0)
+        exit_by.bound(time.monotonic() + 200.0, first)
+        assert select.select([first, second], [], [], 0)[0] == [second]
+    exit_by.set(time.monotonic() + 10.0)  # no fd is written now
+    assert _eventfds() == before
+
+
+def _eventfds() -> list[int]:
+    """This process's open eventfds."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]":
+                found.append(int(fd))
+        except OSError:
+            continue  # the listing's own descriptor, closed since
+    return sorted(found)
