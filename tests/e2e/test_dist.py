@@ -1,8 +1,10 @@
 """The release artifact end to end: `make dist DIST=<tmp>` builds the wheel and
 `stoker.pyz`, which is then run from a clean directory by a plain Python (the system
 `python3`, never the venv's) with a clean environment: no PYTHONPATH, no venv on PATH, HOME
-and SHIV_ROOT inside the test's temp directory. Everything it creates (build output, the
-unpacked bundle, task processes) lives under one temp directory removed at the end.
+and SHIV_ROOT inside the test's temp directory. The build is the run's one
+(`distapp.built_dist`: in pytest's temp directory, shared with test_dist_interrupted.py and
+test_dist_unpack.py); everything else it creates (the unpacked bundle, task processes) lives
+under one temp directory removed at the end.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from tests.support.aurora_tasks import encode as thrift_encode
 from tests.support.distapp import (
     CLEAN_PATH,
     UNKNOWN_UID,
+    built_dist,
     built_version,
     executor_runs,
     found_pythons,
@@ -52,20 +55,14 @@ def work() -> Path:
 
 
 @pytest.fixture(scope="module")
-def dist(work: Path) -> Path:
-    make = shutil.which("make")
-    if make is None:
-        pytest.skip("make is not installed")
-    out = work / "dist"
-    done = subprocess.run([make, "-s", "dist", f"DIST={out}"], cwd=REPO, capture_output=True, text=True,
-                          timeout=110, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, f"make dist failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-    return out
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return built_dist(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def app(work: Path, dist: Path) -> dict:
-    """A clean directory holding only stoker.pyz and the seed example, and a clean environment."""
+    """A clean directory holding only stoker.pyz and the seed example, a clean environment, and
+    where the build is (`dist`)."""
     clean = work / "clean"
     clean.mkdir()
     shutil.copy2(dist / "stoker.pyz", clean / "stoker.pyz")
@@ -76,7 +73,7 @@ def app(work: Path, dist: Path) -> dict:
     (bin_dir / "python3").symlink_to(python)
     env = {"PATH": f"{bin_dir}:{CLEAN_PATH}", "HOME": str(work / "home"), "SHIV_ROOT": str(work / "shiv"),
            "LANG": "C.UTF-8", "STOKER_ROOT": str(work / "registry")}  # never the machine's registry
-    return {"dir": clean, "python": python, "env": env, "work": work}
+    return {"dir": clean, "python": python, "env": env, "work": work, "dist": dist}
 
 
 def test_dist_builds_the_wheel_and_an_executable_pure_python_zipapp(dist):
@@ -373,7 +370,7 @@ def test_an_agent_runs_a_task_with_the_zipapp_fetched_into_the_sandbox(app, tmp_
         log = agent.executor_log()
     assert "Traceback" not in log, log[-3000:]
     assert (sandbox / ".logs/a/0/stdout").read_text() == f"done\n{sandbox}\n"
-    version = built_version(app["work"] / "dist")  # the build it runs, in its first line
+    version = built_version(app["dist"])  # the build it runs, in its first line
     assert len(re.findall(rf"executor_start .* version={re.escape(version)}\n", log)) == 1, log[:2000]
     shown = run_app(app, ["./stoker.pyz", "--version"])
     assert (shown.returncode, shown.stdout) == (0, f"stoker {version}\n")

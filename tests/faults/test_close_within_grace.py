@@ -13,15 +13,17 @@ was destroyed mid-wait).
 
 The tree: the task's v1 freezer cgroup with one below it (so that the kill's walk, its
 deadline 0 s to stand for a slow host, is cut), where a process waits in D state on a FUSE
-request its server holds (`tests/support/fuse_server.py`) for 8 s: the watchdog needs that
-long to remove the cgroup. The executor runs in a mount namespace of its own (`unshare`), the
-server and the held process in it too (`nsenter`), so that the mount dies with them.
+request its server holds (`tests/support/fuse_server.py`) until the test lets it go (the
+server ended: the held process exits), once the executor has exited: the watchdog removes the
+cgroup then. The executor runs in a mount namespace of its own (`unshare`), the server and
+the held process in it too (`nsenter`), so that the mount dies with them.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,7 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(90)]  # serial: the agent's grace
 
-HOLD_SECS = 8.0  # past the 5 s grace, within the watchdog's 10 s bound once it is let go
+HOLD_SECS = 60.0  # past the grace and every wait of the test: it lets the server go itself (was 8 s, waited out)
 CUT_AT_ONCE = patched_at_load("executor.procs.cgrouplife", """
     def _patch(module):
         module.CGROUP_KILL_SECS = 0.0  # a host too slow for a step of the kill's walk
@@ -54,9 +56,10 @@ def _freezer_root() -> str:
 
 
 @contextlib.contextmanager
-def _held_below(tmp_path: Path, shutdown_grace: str) -> Iterator[tuple[AgentSimulator, str]]:
-    """The agent and the executor (its cgroup kill cut at once), task-1 RUNNING, and its v1
-    freezer cgroup, with one below it where a process waits in D state for `HOLD_SECS`."""
+def _held_below(tmp_path: Path, shutdown_grace: str) -> Iterator[tuple[AgentSimulator, str, Callable[[], None]]]:
+    """The agent and the executor (its cgroup kill cut at once), task-1 RUNNING, its v1
+    freezer cgroup, with one below it where a process waits in D state, and what lets it go
+    (the FUSE server ended: the held request fails, the process exits; done again at the end)."""
     if (why := cgroup_support.unavailable(cgroup_support.FREEZER)) is not None:
         pytest.skip(f"no v1 freezer task cgroup here: {why}")
     hook, point, ready = tmp_path / "hook", tmp_path / "mnt", tmp_path / "ready"
@@ -83,18 +86,23 @@ def _held_below(tmp_path: Path, shutdown_grace: str) -> Iterator[tuple[AgentSimu
             started.append(in_namespace_of(proc.pid, "import os, sys; open(sys.argv[1], 'w').write(str(os.getpid())); "
                                             "os.stat(sys.argv[2])", f"{directory}/below/cgroup.procs", str(point)))
             wait_for(ready.exists, 10, message="the held member's request read and held")
-            yield agent, directory
+            yield agent, directory, lambda: _end(started[:1])
         finally:
-            for child in reversed(started):  # the server first: the held member exits then
-                child.kill()
-                child.wait()
-            groups.cleanup()
+            _end(started)  # the server first: the held member exits then (was: the member
+            groups.cleanup()  # first, its wait the rest of the hold)
+
+
+def _end(children: list[subprocess.Popen]) -> None:
+    """Each child killed and waited for, in order (the FUSE server before the process it holds)."""
+    for child in children:
+        child.kill()
+        child.wait()
 
 
 @needs_root
 @needs_fuse_namespaces
 def test_a_close_its_cgroup_deadline_cut_ends_within_the_agents_shutdown_grace(tmp_path):
-    with _held_below(tmp_path, "5secs") as (agent, directory):
+    with _held_below(tmp_path, "5secs") as (agent, directory, let_go):
         agent.shutdown()
         status = agent.wait_exit(15)
         log = agent.executor_log()
@@ -103,14 +111,15 @@ def test_a_close_its_cgroup_deadline_cut_ends_within_the_agents_shutdown_grace(t
         assert "cgroup_close_cut " in log and "watchdog_left " in log, log[-3000:]
         assert "watchdog_stuck" not in log, log[-3000:]
         assert os.path.isdir(directory), "held: the watchdog's to remove once its member exits"
-        wait_for(lambda: not os.path.exists(directory), HOLD_SECS + 15,
+        let_go()  # within the watchdog's own bound (`watchdogsh.CGROUP_SECS`, 10 s)
+        wait_for(lambda: not os.path.exists(directory), 15,
                  message="the task's cgroup removed by the watchdog, the executor gone")
 
 
 @needs_root
 @needs_fuse_namespaces
 def test_a_shutdown_during_the_close_of_a_killed_task_bounds_its_wait_for_the_watchdog(tmp_path):
-    with _held_below(tmp_path, "3secs") as (agent, _):
+    with _held_below(tmp_path, "3secs") as (agent, _, _let_go):
         agent.kill("task-1")
         agent.wait_for_state("task-1", "TASK_KILLED", 15)
         wait_for(lambda: "cgroup_close_cut " in agent.executor_log(), 15,

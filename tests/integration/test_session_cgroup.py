@@ -47,15 +47,18 @@ def _in(home: Path | None, command: list[str]) -> list[str]:
     return command if home is None else ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(home), *command]
 
 
-def _pytest(tmp_path: Path, text: str, own: Path, *options: str, exit_secs: str = "5",
+def _pytest(tmp_path: Path, text: str, own: Path, *options: str, exit_secs: str = "0.5",
             meanwhile: Callable[[subprocess.Popen], None] = lambda run: None, home: Path | None = None) -> tuple[int, str]:
     """Run pytest on `text` (`meanwhile` given the run as it starts; in the cgroup `home`,
-    below `own`, if given); its exit status and output, once its cgroup is gone."""
+    below `own`, if given); its exit status and output, once its cgroup is gone. What the
+    run leaves gets `exit_secs` to exit on its own (what these tests leave never does: the
+    whole wait is spent; was 5 s), what it SIGKILLed 10 s to leave (a bound, not a wait)."""
     (tmp_path / "test_it.py").write_text(text.replace("MOUNT", _v2_mount()))
     with subprocess.Popen(_in(home, [sys.executable, "-m", "pytest", "-q", *options, "-p", "tests.conftest", "-p",
                                      "no:cacheprovider", "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "base"),
                                      str(tmp_path / "test_it.py")]),
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": exit_secs},
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_TEST_RUN_EXIT_SECS": exit_secs,
+                                             "STOKER_TEST_RUN_KILLED_SECS": "10"},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
         meanwhile(run)
         said, _ = run.communicate(timeout=90)
@@ -130,7 +133,7 @@ def test_leaks(tmp_path):
 
 def test_a_process_left_frozen_in_the_v1_freezer_is_killed_and_both_cgroups_removed(tmp_path, own_cgroup):
     """Was: the run's cgroup2 one was killed through and waited for (its whole
-    STOKER_TEST_RUN_EXIT_SECS) before the freezer's were thawed: a frozen process dies only
+    STOKER_TEST_RUN_KILLED_SECS) before the freezer's were thawed: a frozen process dies only
     once thawed, so it was still in it, and the run's `testrun-PID` stayed for good."""
     if not os.path.isdir(FREEZER):
         pytest.skip("no v1 freezer hierarchy here")

@@ -46,8 +46,11 @@ from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support.cgroups import members, subtree
 
 PREFIX = "testrun-"
-# for the run's processes to exit once it is over (an upper bound; a test of the guard sets less)
+# for the run's processes to exit on their own once it is over (an upper bound; a test of the
+# guard sets less: what its run leaves never exits, and the whole wait is spent)
 EXIT_SECS = float(os.environ.get("STOKER_TEST_RUN_EXIT_SECS", "30"))
+# for the processes SIGKILLed then to leave their cgroups (a bound: it ends as they are gone)
+KILLED_SECS = float(os.environ.get("STOKER_TEST_RUN_KILLED_SECS", "30"))
 
 
 @attrs.frozen
@@ -150,7 +153,7 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
     if processes:
         with contextlib.suppress(OSError):
             (cgroup.directory / "cgroup.kill").write_text("1")
-        _wait_emptied(cgroup.directory, EXIT_SECS)
+        _wait_emptied(cgroup.directory, KILLED_SECS)
     below = _subtree(cgroup.directory)
     left = [d.name for d in below if d.parent == cgroup.directory]
     for d in reversed([cgroup.directory, *below]):
@@ -163,7 +166,7 @@ def _kill_and_remove(cgroup: SessionCgroup) -> Leftovers:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         left += [str(d) for d in _subtree(inner) if d.parent == inner]
-        cgrouplost.remove_emptied(str(inner), EXIT_SECS)  # those below first; (once the killed left)
+        cgrouplost.remove_emptied(str(inner), KILLED_SECS)  # those below first; (once the killed left)
     return Leftovers(left, processes)
 
 
@@ -233,7 +236,7 @@ def _reclaim(d: Path) -> tuple[int, str | None]:
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-    return len(pids), cgrouplost.remove_emptied(str(d), EXIT_SECS)
+    return len(pids), cgrouplost.remove_emptied(str(d), KILLED_SECS)
 
 
 def _subtree(directory: Path) -> list[Path]:
