@@ -161,8 +161,8 @@ def _main_children(pid: int) -> bytes:
     and which each run's exit reads before its leftover kill, is one pread of the file kept
     open (`_kept_list`): a seq_file is rendered anew at offset 0, and the main thread lives as
     long as the process, so its tid names no other thread; 1.5 us hot where an open, two reads
-    and a close took 6. A list too long for one read (thousands of children), or any other
-    process's, is read by its path."""
+    and a close took 6. A list that one read may not hold whole (half a page or more: some 300
+    orphans, `_WHOLE_BELOW`), or any other process's, is read by its path to its end."""
     path = f"/proc/{pid}/task/{pid}/children"
     fd = _kept_list(pid) if pid == os.getpid() else -1
     if fd >= 0:
@@ -170,12 +170,16 @@ def _main_children(pid: int) -> bytes:
             data = os.pread(fd, _LIST_CHUNK, 0)
         except OSError:
             data = None
-        if data is not None and len(data) < _LIST_CHUNK:
+        if data is not None and len(data) < _WHOLE_BELOW:
             return data
     return _read(path, _LIST_CHUNK)
 
 
 _LIST_CHUNK = 65536
+# A seq_file read ends short of its size only at the end or at its full buffer (a page: 4096
+# bytes or more, less the one pid that did not fit), whatever size was asked: 4,090 bytes may
+# be the first ~680 orphans of a thousand. Shorter than half a page, a read is the whole list.
+_WHOLE_BELOW = 2048
 _kept = [-1, -1]  # (pid, fd): this process's main-thread children list, open; pid -1: not yet
 _kept_lock = _thread.allocate_lock()
 

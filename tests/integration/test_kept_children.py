@@ -7,6 +7,8 @@ kept open (`proctree._main_children`): each run's exit reads it before its lefto
   close by path each time, and no such descriptor).
 - A child forked after its parent kept its own reads its own list, not its parent's through
   the descriptor it inherited.
+- A read that may have stopped at the seq_file's full page (a list of hundreds of orphans)
+  is not taken for the whole list: the list is read to its end by its path.
 
 Each check runs in a fresh interpreter: the kept descriptor is per process, and a pytest
 worker's earlier tests leave children of their own on its list.
@@ -69,6 +71,29 @@ assert os.waitstatus_to_exitcode(status) == 0, status
 print("ok")
 """
 
+# A list longer than a page needs some 700 children, more than a test may start (pids.max
+# 200): the kept slot is given another seq_file longer than a page, this process's maps,
+# whose one pread stops at the page as a long children list's does (checked first). Taken
+# for the whole list (the bug), its first page is parsed as pids and raises ValueError.
+LONGER_THAN_A_PAGE = """
+import os, subprocess
+from executor.procs import proctree
+me = os.getpid()
+maps = os.open(f"/proc/{me}/maps", os.O_RDONLY | os.O_CLOEXEC)
+whole = open(f"/proc/{me}/maps", "rb").read()
+first = os.pread(maps, 65536, 0)
+assert 2048 < len(first) < len(whole) and whole.startswith(first), (len(first), len(whole))
+proctree._kept[:] = [me, maps]
+kids = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+try:
+    seen = proctree.children(me, leader_only=True)
+finally:
+    for kid in kids:
+        kid.kill(); kid.wait()
+assert all(kid.pid in seen for kid in kids), seen
+print("ok")
+"""
+
 
 def _run(script: str) -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -81,3 +106,7 @@ def test_each_read_is_the_list_now_through_one_kept_descriptor():
 
 def test_a_forked_child_reads_its_own_list_not_its_parents():
     _run(FORKED_CHILD)
+
+
+def test_a_read_that_may_have_stopped_at_a_page_is_not_taken_for_the_whole_list():
+    _run(LONGER_THAN_A_PAGE)
