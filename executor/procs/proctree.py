@@ -163,21 +163,36 @@ def _main_children(pid: int) -> bytes:
     and which each run's exit reads before its leftover kill, is one pread of the file kept
     open (`_kept_list`): a seq_file is rendered anew at offset 0, and the main thread lives as
     long as the process, so its tid names no other thread; 1.5 us hot where an open, two reads
-    and a close took 6. A list too long for one read (thousands of children), or any other
-    process's, is read by its path."""
-    path = f"/proc/{pid}/task/{pid}/children"
+    and a close took 6. A list that one read may not hold whole (`_WHOLE_BELOW`) is read on
+    to its end (`_pread_whole`); any other process's, or one the descriptor fails, by path."""
     fd = _kept_list(pid) if pid == os.getpid() else -1
-    if fd >= 0:
-        try:
-            data = os.pread(fd, _LIST_CHUNK, 0)
-        except OSError:
-            data = None
-        if data is not None and len(data) < _LIST_CHUNK:
+    data = _pread_whole(fd) if fd >= 0 else None
+    return data if data is not None else _read(f"/proc/{pid}/task/{pid}/children", _LIST_CHUNK)
+
+
+def _pread_whole(fd: int) -> bytes | None:
+    """The whole of the seq_file open at `fd`, from offset 0 (None when a read fails): one
+    pread for a short list, more until one reads nothing when the first may have stopped at
+    the file's full buffer; by the kept descriptor, so even where no other can be opened."""
+    try:
+        data = os.pread(fd, _LIST_CHUNK, 0)
+        if len(data) < _WHOLE_BELOW:
             return data
-    return _read(path, _LIST_CHUNK)
+        chunks = [data]
+        offset = len(data)
+        while chunk := os.pread(fd, _LIST_CHUNK, offset):  # the kernel goes on from that offset
+            chunks.append(chunk)
+            offset += len(chunk)
+    except OSError:
+        return None
+    return b"".join(chunks)
 
 
 _LIST_CHUNK = 65536
+# A seq_file read ends short of its size only at the end or at its full buffer (a page: 4096
+# bytes or more, less the one pid that did not fit), whatever size was asked: 4,090 bytes may
+# be the first ~680 orphans of a thousand. Shorter than half a page, a read is the whole list.
+_WHOLE_BELOW = 2048
 _kept = [-1, -1]  # (pid, fd): this process's main-thread children list, open; pid -1: not yet
 _kept_lock = _thread.allocate_lock()
 
