@@ -45,7 +45,9 @@ handler for: a `docker stop` (SIGTERM) sent while Stoker loads, before its signa
 up, would be lost, the task would start and run on until the SIGKILL 10 s later, leaving it
 LOST. So there the stop signals are recorded from the first line on
 (`executor/host/early.py`, `defer_stop_signals`) and acted on once the relay is up, as an
-early start's are. Only the interpreter's own start (some 20 ms) comes before.
+early start's are. Only the interpreter's own start (some 20 ms) comes before. A /proc that
+is not this namespace's (`unshare --pid --fork` without `--mount-proc`) is refused first
+(`_own_proc`): the task's processes are found there.
 
 Then, before anything else of Stoker's is loaded, it has every module loaded from then on
 compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a supervisor
@@ -192,6 +194,7 @@ def _load() -> Callable[[], NoReturn]:
     executor.forget_relative_pythonpath()  # done as `executor` loaded, but in stoker.pyz (its argv[0])
     _signals_as_a_supervisor()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
+    _own_proc(command)
     if command == "run" and os.getpid() == 1:  # a container's main process: see the docstring
         from executor.host.early import defer_stop_signals
 
@@ -225,6 +228,29 @@ def _load() -> Callable[[], NoReturn]:
     from executor.cli.main import run as main
 
     return main
+
+
+def _own_proc(command: str) -> None:
+    """`stoker run` and `stoker executor` find their task's processes in /proc: a /proc of
+    another PID namespace (`unshare --pid --fork` without `--mount-proc`) shows other processes
+    under the numbers this one's have, and their children as its orphans, which it would take
+    for the task's leftovers and signal by those numbers. Refused before anything starts
+    (exit 2), saying what to do; one `readlink` otherwise."""
+    if command not in ("run", "executor"):
+        return
+    try:
+        link = os.readlink("/proc/self")
+    except OSError as error:
+        problem = f"/proc cannot be read here ({error.strerror})"
+    else:
+        if link == str(os.getpid()):
+            return
+        problem = (f"/proc is another PID namespace's (its /proc/self is {link}, this process is "
+                   f"{os.getpid()})")
+    sys.stderr.write(f"stoker {command}: {problem}: Stoker finds its task's processes there; mount "
+                     "this namespace's own (`unshare --pid --fork --mount-proc`, as a container "
+                     "runtime does)\n")
+    executor.leave(2)
 
 
 def _signals_as_a_supervisor() -> None:

@@ -198,3 +198,30 @@ def test_a_lock_table_read_before_it_started_still_sees_it_running(tmp_path: Pat
         assert (inspection.truth.state, inspection.truth.alive) == ("RUNNING", True), inspection
         os.kill(stoker.pid, signal.SIGTERM)
         assert stoker.proc.wait(5) == 143, stoker.text()
+
+
+@pytest.mark.parametrize("command", ["run", "executor"])
+def test_a_proc_of_another_namespace_is_refused_before_anything_starts(tmp_path: Path, command: str) -> None:
+    """`unshare --pid --fork` without `--mount-proc`: Stoker is the namespace's pid 1, its
+    /proc the host's, whose pid 1's children it would take for its orphans and signal by
+    numbers that are its own namespace's. Refused at once (exit 2), nothing started, saying
+    what to do. (`--kill-child`: should it start, the namespace dies with `unshare` at the
+    timeout.)"""
+    started = tmp_path / "started"
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(f"""
+        jobs = [Job(cluster='local', role='me', environment='test', name='ns',
+                    task=Task(processes=[Process(name='p', cmdline='touch {started}; sleep 1000')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
+    env["PYTHONPATH"] = str(REPO)
+    args = ["run", str(config), "--sandbox", str(tmp_path / "sandbox")] if command == "run" else ["executor"]
+    result = subprocess.run(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "executor", *args],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"stoker {command}: /proc is another PID namespace's (its /proc/self is "), result.stderr
+    assert "this process is 1): Stoker finds its task's processes there; mount this namespace's own " \
+           "(`unshare --pid --fork --mount-proc`" in result.stderr
+    assert not started.exists() and not (tmp_path / "sandbox").exists()
