@@ -106,6 +106,7 @@ if TYPE_CHECKING:
 
 TAG = "nodoc3"  # the files' optimization tag: NAME.cpython-311.opt-nodoc3.pyc (2: lines only; 3: OWN's
 # functions without annotations)
+EARLIER_TAGS = ("nodoc", "nodoc2")  # an earlier Stoker's files, which the warm step removes (`codecachewarm`)
 OWN = ("executor", "config", "healthcheck")  # Stoker's packages: their functions' annotations go too
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
