@@ -22,8 +22,8 @@ literals), so `install()` has every module imported after it compiled without th
 - Stoker's own modules (OWN) lose their functions' annotations too (`def f(x: int) -> str`:
   strings under `from __future__ import annotations`, which each function held in a tuple
   for its whole life; only `typing.get_type_hints()` and `inspect` read them, and nothing
-  of Stoker's asks them): 1,100-odd tuples, `stoker run` at N=100 holds 124 KiB less (USS,
-  docs/benchmarks.md, mem10). A class's field annotations stay: attrs reads them as it
+  of Stoker's asks them: tests/unit/test_served_assumptions.py): 1,100-odd tuples, `stoker
+  run` at N=100 holds 124 KiB less (USS, docs/benchmarks.md, mem10). A class's field annotations stay: attrs reads them as it
   makes the class. Other modules' functions keep theirs: a library may read them.
 - The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc3.pyc`, with the
   source's mtime and size in its header and the source's mode; a file that does not match
