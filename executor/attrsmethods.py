@@ -14,7 +14,10 @@ closure is not kept: the class gets the one function of every class (`shared_rep
 `shared_eq`, `shared_hash`) and the closure's fields as a class attribute of its own
 (`__stoker_shown__`, `__stoker_compared__`, `__stoker_hashed__`), which the function reads
 from the instance's class, as it reads the method: both are set together, in the same
-class, so a subclass that inherits one inherits the other. A slotted class's
+class, so a subclass that inherits one inherits the other. (A base's method called on an
+instance of a subclass that has its own, `super().__repr__()` or `Base.__eq__(self, other)`,
+reads the subclass's fields where attrs' closure read the base's: no code of Stoker's calls
+them so, tests/unit/test_served_assumptions.py.) A slotted class's
 `__getstate__` and `__setstate__` (attrs' two closures over its field names, for `pickle`
 and `copy`) are served so too (`state_methods`: `__stoker_state__`), but with
 `cache_hash=True` (attrs' own). A supervisor's 96 classes had 464 such closures, each a

@@ -1,7 +1,9 @@
 """`python -m executor.codecache [PROFILE...]`: each profile's code cache file written ahead
 of time, as `compileall` does for `.pyc` files (for an installation its users cannot write
 to, run it as the installer), with the modules' code without docstrings
-(`executor/nodocs.py`). The cache itself, and its file's rules: `executor/codecache.py`.
+(`executor/nodocs.py`). The cache itself, and its file's rules: `executor/codecache.py`. Each
+module's files of an earlier Stoker's tags (`nodocs.EARLIER_TAGS`) go where they are this
+installation's alone (`_remove_earlier`): an upgrade left them for good.
 
 A `nodoc/` tree with a level or file another user could have written (made before its levels
 were 0755, under a umask of 0: Python's 0777; `nodocs._kept_data` reads nothing there, so
@@ -10,6 +12,7 @@ again (`rebuild_open_tree`): never read, never chmod-ed into trust (what was pla
 was open would stay)."""
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import stat
@@ -121,11 +124,33 @@ def _write(name: str, source_path: str) -> int:
     (`executor/compileserved.py`: 0.2 MiB of every supervisor)."""
     try:
         nodocs.NoDocLoader(name, source_path).get_code(name)
+        _remove_earlier(source_path)
         if not nodocs.kept_path(source_path).startswith(nodocs._nodoc + os.sep):  # not the interpreter's own
             nodocs.SourceFileLoader(name, source_path).get_code(name)  # its `.pyc`: read, or compiled and written
     except (ImportError, OSError, SyntaxError, ValueError):
         return 0
     return 1
+
+
+def _remove_earlier(source_path: str) -> None:
+    """The files an earlier Stoker wrote for the module at `source_path` under its own tags
+    (`nodocs.EARLIER_TAGS`) removed, where they are this installation's alone: beside the
+    `.pyc` of a module of Stoker's installation, or under the package's own code cache
+    directory. No start reads them, and pip's upgrade removes only what it installed: each
+    tag left them for good (a checkout's `opt-nodoc2` files, 4.5 MB). Not the interpreter's
+    modules' under a PYTHONPYCACHEPREFIX or a STOKER_CODE_CACHE that an older Stoker,
+    installed elsewhere, may share and still read."""
+    kept = nodocs.kept_path(source_path)
+    directory = os.path.dirname(kept)
+    if kept.startswith(nodocs._nodoc + os.sep):
+        if nodocs._elsewhere != nodocs.CACHE_DIR or not nodocs._closed_dir(directory):
+            return
+    elif not any(os.path.abspath(source_path).startswith(own + os.sep) for own in nodocs._own):
+        return
+    for tag in nodocs.EARLIER_TAGS:
+        earlier = os.path.join(directory, os.path.basename(nodocs.cache_from_source(source_path, optimization=tag)))
+        with contextlib.suppress(OSError):  # none, or not this user's to remove (neither its code): nothing reads it
+            os.unlink(earlier)
 
 
 def rebuild_open_tree(directory: str | None) -> str:

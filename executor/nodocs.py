@@ -22,8 +22,8 @@ literals), so `install()` has every module imported after it compiled without th
 - Stoker's own modules (OWN) lose their functions' annotations too (`def f(x: int) -> str`:
   strings under `from __future__ import annotations`, which each function held in a tuple
   for its whole life; only `typing.get_type_hints()` and `inspect` read them, and nothing
-  of Stoker's asks them): 1,100-odd tuples, `stoker run` at N=100 holds 124 KiB less (USS,
-  docs/benchmarks.md, mem10). A class's field annotations stay: attrs reads them as it
+  of Stoker's asks them: tests/unit/test_served_assumptions.py): 1,100-odd tuples, `stoker
+  run` at N=100 holds 124 KiB less (USS, docs/benchmarks.md, mem10). A class's field annotations stay: attrs reads them as it
   makes the class. Other modules' functions keep theirs: a library may read them.
 - The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc3.pyc`, with the
   source's mtime and size in its header and the source's mode; a file that does not match
@@ -38,7 +38,8 @@ literals), so `install()` has every module imported after it compiled without th
   without docstrings and its file written only where Python would compile it too (no
   `.pyc` it can use: a timestamp one of the source, or a hash-based one) and would write
   a `.pyc` (not under PYTHONDONTWRITEBYTECODE, not in a directory this user cannot write,
-  or under one), or where a file of ours no longer matches its source (an edited dev tree,
+  or under one), or where a file of ours no longer matches its source or has an earlier
+  tag (EARLIER_TAGS) (an edited dev tree,
   an installation upgraded without the warm step: Python's `.pyc` of the new source would
   otherwise serve it, with its docstrings, at every start until the warm step ran again:
   compiled once, for the modules that changed); otherwise the module loads as ever, from
@@ -106,6 +107,7 @@ if TYPE_CHECKING:
 
 TAG = "nodoc3"  # the files' optimization tag: NAME.cpython-311.opt-nodoc3.pyc (2: lines only; 3: OWN's
 # functions without annotations)
+EARLIER_TAGS = ("nodoc", "nodoc2")  # an earlier Stoker's files, which the warm step removes (`codecachewarm`)
 OWN = ("executor", "config", "healthcheck")  # Stoker's packages: their functions' annotations go too
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
@@ -139,8 +141,9 @@ class NoDocLoader(SourceFileLoader):
         if code is not None:
             return code
         # Python's usable `.pyc` serves a module without a file of ours (not warmed); a stale one of
-        # ours (its source edited, or upgraded without the warm step) is compiled again, once
-        if not _may_write(kept) or (not _compile_always and not data and _usable_pyc(source_path, header)):
+        # ours (its source edited, or upgraded without the warm step, an earlier tag's too) is compiled again, once
+        if not _may_write(kept) or (not _compile_always and not data and _usable_pyc(source_path, header)
+                                    and not _earlier_left(source_path, kept)):
             return super().get_code(fullname)
         try:  # only to compile (`executor/nodoccode.py`): a start that compiles nothing never loads it
             from executor.nodoccode import compile_without_docstrings
@@ -318,6 +321,14 @@ def _unmarshal(data: bytes) -> CodeType | None:
     except (EOFError, ValueError, TypeError):
         return None
     return code if type(code) is type(_unmarshal.__code__) else None
+
+
+def _earlier_left(source_path: str, kept: str) -> bool:
+    """Whether an earlier Stoker's file of the module (EARLIER_TAGS) is where `kept` would be:
+    ours gone stale, in an installation upgraded without the warm step."""
+    directory = os.path.dirname(kept)
+    return any(os.path.exists(os.path.join(directory, os.path.basename(cache_from_source(source_path, optimization=tag))))
+               for tag in EARLIER_TAGS)
 
 
 def _usable_pyc(source_path: str, header: bytes) -> bool:

@@ -299,6 +299,21 @@ def test_a_module_with_a_usable_pyc_loads_from_it_until_the_installer_writes_its
     assert len(kept(package)) == 1 and probe(package)["docs"] == [None, None]
 
 
+def test_a_module_whose_file_has_an_earlier_tag_is_compiled_again_as_a_stale_one(package):
+    """An installation warmed by an earlier Stoker (its files `opt-nodoc2`), upgraded without
+    the warm step: Python's `.pyc` of the new source would serve the module, docstrings and
+    all, at every start (was: the tag's change hid the file gone stale). Compiled once."""
+    assert probe(package)["docs"] == [None, None]
+    [path] = kept(package)
+    path.rename(path.with_name(path.name.replace(".opt-nodoc3.", ".opt-nodoc2.")))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
+    compiled = subprocess.run([sys.executable, "-m", "compileall", "-q", "probepkg"], cwd=package, env=env,
+                              capture_output=True, text=True, timeout=60)  # Python's usable `.pyc`, as pip writes it
+    assert compiled.returncode == 0, compiled.stderr
+    assert probe(package)["docs"] == [None, None]
+    assert len(kept(package)) == 1
+
+
 def test_a_module_loaded_before_the_loader_gets_its_pyc_from_the_installer_whatever_the_environment(package):
     """The entry point loads its first modules (`executor`, `executor.nodocs`, ...) before
     the loader is in place, from Python's `.pyc` alone: the warm step writes it, even under

@@ -1,0 +1,70 @@
+"""`executor.codecachewarm`: the files an earlier Stoker wrote under its own tags
+(`nodocs.EARLIER_TAGS`: `opt-nodoc`, `opt-nodoc2`) are removed by the warm step where they are
+this installation's alone, and left where another installation may still read them.
+
+Each tag change left every module's file of the tag before beside the new one, for good: no
+start reads them, and pip's upgrade removes only the files it installed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from executor import codecachewarm, nodocs
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+TAGS = nodocs.EARLIER_TAGS
+
+
+def earlier_files(directory: Path, module: str) -> list[Path]:
+    """Files of each earlier tag for `module` (a file name without `.py`) in `directory`, made."""
+    directory.mkdir(parents=True, exist_ok=True)
+    made = [directory / f"{module}.{sys.implementation.cache_tag}.opt-{tag}.pyc" for tag in TAGS]
+    for path in made:
+        path.write_bytes(b"an earlier Stoker's code")
+    return made
+
+
+def test_the_warm_step_removes_the_earlier_tags_files_of_its_own_modules_only(tmp_path):
+    """Under a PYTHONPYCACHEPREFIX: Stoker's module's earlier files go; the interpreter's
+    module's (its `json`, which the step writes too) stay, a prefix another Stoker may share."""
+    prefix = tmp_path / "pyc"
+    own = earlier_files(prefix / str(REPO / "executor").lstrip(os.sep), "codecache")
+    json_dir = Path(json.__file__).parent
+    interpreter_s = earlier_files(prefix / str(json_dir).lstrip(os.sep), "decoder")
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache"), "PYTHONPYCACHEPREFIX": str(prefix)}
+    warm = subprocess.run([sys.executable, "-m", "executor.codecache", "cli"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert warm.returncode == 0, warm.stderr
+    assert list(own[0].parent.glob("codecache.*.opt-nodoc3.pyc"))  # the step wrote this module's
+    assert list(interpreter_s[0].parent.glob("decoder.*.opt-nodoc3.pyc"))  # and json.decoder's
+    assert [path.exists() for path in own + interpreter_s] == [False] * len(TAGS) + [True] * len(TAGS)
+
+
+@pytest.mark.parametrize("cache", ["package's own", "STOKER_CODE_CACHE"])
+def test_the_earlier_files_under_nodoc_go_only_from_the_package_s_own_cache(tmp_path, monkeypatch, cache):
+    """An interpreter's module's files (under `nodoc/`): the package's own code cache directory
+    is this installation's; a STOKER_CODE_CACHE directory may serve an older Stoker too."""
+    source = tmp_path / "lib" / "mod.py"
+    source.parent.mkdir()
+    source.write_text("x = 1\n")
+    own_cache, elsewhere = tmp_path / "package" / "__pycache__", tmp_path / "elsewhere"
+    used = own_cache if cache == "package's own" else elsewhere
+    monkeypatch.setattr(nodocs, "CACHE_DIR", str(own_cache))
+    monkeypatch.setattr(nodocs, "_elsewhere", str(used))
+    monkeypatch.setattr(nodocs, "_nodoc", str(used / "nodoc"))
+    monkeypatch.setattr(nodocs, "_own", ())
+    monkeypatch.setattr(nodocs, "_closed", {})
+    monkeypatch.setattr(sys, "pycache_prefix", None)
+    kept = Path(nodocs.kept_path(str(source)))
+    assert kept.is_relative_to(used / "nodoc")
+    made = earlier_files(kept.parent, "mod")
+    codecachewarm._remove_earlier(str(source))
+    assert [path.exists() for path in made] == [cache != "package's own"] * len(TAGS)
