@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 
 from executor.logs import log_event
-from executor.procs import orphanwalk, proctree
+from executor.procs import orphanwalk, pidsignal, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
 from executor.procs.cgroups import TaskCgroup
 from executor.procs.daemons import KeptDaemons
@@ -351,7 +351,7 @@ class Containment:
             stopped = proctree.send_checked(fresh, signal.SIGSTOP, check)
             sent = proctree.send_checked(stopped, signal.SIGKILL, check)
             killed += len(sent)
-            if not proctree.wait_exited(sent, deadline) or time.monotonic() >= deadline:
+            if not pidsignal.wait_exited(sent, deadline) or time.monotonic() >= deadline:
                 log_event(logger, logging.ERROR, "leftovers_survive", task=self._label,
                           reason=f"unclaimed processes were still appearing or alive after "
                                  f"{LEFTOVER_SECS} s", consequence="they are killed with the task")
@@ -405,7 +405,7 @@ class Containment:
                         from executor.procs.unsignalled import report
                         report(self._label, rest)
                     return frozenset()
-                while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs, wake), wake):
+                while not pidsignal.wait_exited(sent, end_at := exit_by.bound(began + within_secs, wake), wake):
                     if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
                         from executor.procs.unsignalled import close_incomplete
                         return close_incomplete(self._label, self.pids(self._live_children()), began)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.procs import proctree
+from executor.procs import pidsignal
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.watchdog import WatchdogKeeper
 from tests.support import proc_scan
@@ -42,7 +42,7 @@ def sleepers(count: int) -> Iterator[tuple[Reaper, list[int]]]:
 
 
 def start_of(pid: int) -> int:
-    stat = proctree.read_stat(pid)
+    stat = pidsignal.read_stat(pid)
     assert stat is not None, f"{pid} is gone"
     return stat[2]
 
