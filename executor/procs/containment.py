@@ -402,8 +402,8 @@ class Containment:
             while True:
                 self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True,
                             skip=exits, starts=(starts := dict[int, int]()))
-                exits.add(starts)  # not a pid that is another process's by now
-                if not exits:  # what is left refused the signal: a setuid program's
+                exits.add(starts)  # not one exited (its children re-parented), or its pid reused
+                if not starts and not exits:  # what is left refused the signal: a setuid program's
                     if rest := self.pids(self._live_children()):
                         from executor.procs.unsignalled import report
                         report(self._label, rest)

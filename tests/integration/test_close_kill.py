@@ -403,6 +403,26 @@ def test_the_close_does_not_wait_for_a_pid_reused_before_its_pidfd_was_opened(su
     assert "close_incomplete" not in caplog.text, caplog.text
 
 
+def test_the_close_walks_again_after_a_kill_whose_processes_exited_before_their_pidfds_opened(
+        supervised, monkeypatch):
+    """Every process a pass SIGKILLed has exited (a zombie) by the time its pidfd is opened,
+    so none is waited for: its children, forked before its SIGKILL, are re-parented by then,
+    and the next walk must find them. Was: such a pass ended the kill, no walk after it. Here
+    each pidfd is opened too late, as it may be under load."""
+    sup, _ = supervised
+    sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    calls = _counting_signals(monkeypatch, lambda: None)
+    real_add = pidsignal.Exits.add
+
+    def too_late(self, started):  # type: ignore[no-untyped-def]
+        for pid in started:
+            wait_for(lambda pid=pid: not _alive(pid), 10, message=f"pid {pid} exited")
+        real_add(self, started)
+    monkeypatch.setattr(pidsignal.Exits, "add", too_late)
+    sup.close()
+    assert len(calls) == 2, f"{len(calls)} walks at the close"
+
+
 def test_a_pid_whose_start_is_not_the_walk_s_is_not_waited_for():
     """`Exits` with a live process added under another start time: not waited for (gone at
     once); under its own, waited for until it exits."""
