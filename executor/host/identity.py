@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import attrs
 
+from executor.procs.pidsignal import live_fields
+
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
@@ -59,10 +61,8 @@ def boot_id() -> str:
 def _stat(pid: int) -> tuple[int, int] | None:
     """(parent pid, field 22: start in clock ticks after boot, as this process's time
     namespace counts it) of /proc/PID/stat; None when the process is gone or a zombie."""
-    data = read_proc(f"/proc/{pid}/stat")
-    close = data.rfind(b")")  # the command name may itself hold ") "
-    fields = data[close + 2:].split()
-    if close < 0 or len(fields) < 20 or fields[0] in (b"Z", b"X", b"x"):
+    fields = live_fields(read_proc(f"/proc/{pid}/stat"))  # a headless thread group lives
+    if fields is None:
         return None
     try:
         return int(fields[1]), int(fields[19])

@@ -33,6 +33,7 @@ import attrs
 
 from executor.host.identity import boot_wall, read_proc
 from executor.observe.model import CpuSample, Usage, cpu_percent
+from executor.procs.pidsignal import live_fields
 from executor.procs.watchdogsh import WATCHDOG_NAME
 
 MAX_TREE = 10000
@@ -64,10 +65,8 @@ class _Stat:
 
 def _stat(pid: int) -> _Stat | None:
     """What one read of /proc/PID/stat tells of a live process; None if gone or a zombie."""
-    data = read_proc(f"/proc/{pid}/stat", 4096)
-    close = data.rfind(b")")
-    fields = data[close + 2:].split()
-    if close < 0 or len(fields) < 22 or fields[0] in (b"Z", b"X", b"x"):
+    fields = live_fields(read_proc(f"/proc/{pid}/stat", 4096))  # a headless thread group lives
+    if fields is None or len(fields) < 22:
         return None
     try:
         cpu = (int(fields[11]) + int(fields[12])) / _TICKS

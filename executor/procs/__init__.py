@@ -13,8 +13,8 @@ The supervisor (`supervisor.py`) uses the others: `spawn.py` (env, logs, fork),
 `runlogs.py` (`.logs` kept open, each run's log files, the pump), `logstage.py` (a next
 run's logs, made at `idle()`), `sandboxfs.py` (opening files a task could have replaced),
 `reaper.py`, `logpump.py` (its console copies: `consolecopy.py`), `containment.py` (which processes are the task's), `draining.py`
-(a SIGTERMed run whose top exited first), `proctree.py` (/proc walks and scans; one signal
-through a pidfd, or by kill(), in `pidsignal.py`), `cgroups.py`, `watchdog.py`, `commands.py`, `unsignalled.py` (the processes it
+(a SIGTERMed run whose top exited first), `proctree.py` (/proc walks and scans; whether a process lives,
+one signal through a pidfd, or by kill(), and the waits for exits, in `pidsignal.py`), `cgroups.py`, `watchdog.py`, `commands.py`, `unsignalled.py` (the processes it
 may not signal, named at close).
 
 May import: events, logs, config/, healthcheck/ (CommandResult). Never: task, host, mesos,

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from executor.logs import log_event
-from executor.procs import cgroups, proctree
+from executor.procs import cgroups, pidsignal, proctree
 from executor.procs.cgroups import NoCgroup, TaskCgroup
 from executor.procs.reaper import Reaper
 from executor.procs.sandboxfs import describe_os_error
@@ -153,7 +153,7 @@ class TaskCgroupLife:
         """Whether child `pid` is one of the `foreign` ones (its pid and start)."""
         if not any(pid == known for known, _ in self._foreign):
             return False
-        stat = proctree.read_stat(pid)
+        stat = pidsignal.read_stat(pid)
         return stat is None or (pid, stat[2]) in self._foreign or (pid, 0) in self._foreign
 
     def close(self, watchdog: int | None = None, within_secs: float | None = None,

@@ -40,10 +40,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 
 from executor.logs import log_event
-from executor.procs import orphanwalk, proctree
+from executor.procs import orphanwalk, pidsignal, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
 from executor.procs.cgroups import TaskCgroup
 from executor.procs.daemons import KeptDaemons
@@ -246,9 +246,6 @@ class Containment:
             self._handover.changed()
         return out, daemons
 
-    def _unclaimed(self, procs: dict[int, ProcInfo], registered: frozenset[int]) -> list[int]:
-        return self._unclaimed_and_kept(procs, registered)[0]
-
     def _still_unclaimed(self, members: Iterable[int], *, kept: bool | None = False) -> proctree.Check:
         """The re-check after each pidfd is open: still in our subtree (a child of this
         process, of a member just walked, or of one just signalled), not claimed, and kept
@@ -297,7 +294,7 @@ class Containment:
             return 0  # its daemons are found by the task's marker, and die with the task
         members = self._members(skip_registered=True, skip=frozenset({child.pid}))
         procs, registered, _ = members
-        left = [procs[p] for p in self._unclaimed(procs, registered)
+        left = [procs[p] for p in self._unclaimed_and_kept(procs, registered)[0]
                 if KeptDaemons.left_by(procs[p], child.marker_entry, child.pid)]
         if left:
             self._daemons.keep(left, child.marker_entry)
@@ -342,7 +339,7 @@ class Containment:
             procs, registered, dead = (first if first is not None else
                                        self._members(skip_registered=True, skip=frozenset(dead_seen), siblings=siblings))
             first = None
-            fresh = [p for p in self._unclaimed(procs, registered) if (p, procs[p].start) not in seen]
+            fresh = [p for p in self._unclaimed_and_kept(procs, registered)[0] if (p, procs[p].start) not in seen]
             if not fresh and dead <= dead_seen:
                 return killed
             seen.update((p, procs[p].start) for p in fresh)
@@ -351,34 +348,38 @@ class Containment:
             stopped = proctree.send_checked(fresh, signal.SIGSTOP, check)
             sent = proctree.send_checked(stopped, signal.SIGKILL, check)
             killed += len(sent)
-            if not proctree.wait_exited(sent, deadline) or time.monotonic() >= deadline:
+            if not pidsignal.wait_exited(sent, deadline) or time.monotonic() >= deadline:
                 log_event(logger, logging.ERROR, "leftovers_survive", task=self._label,
                           reason=f"unclaimed processes were still appearing or alive after "
                                  f"{LEFTOVER_SECS} s", consequence="they are killed with the task")
                 return killed
 
-    def signal(self, children: Sequence[Child], markers: tuple[bytes, ...], sig: int,
-               *, whole_task: bool) -> list[int]:
-        """`sig` to each process of the trees of `children` (group, descendants, `markers`),
-        and with `whole_task` to every unclaimed process too, each exactly once; returns the
-        pids signalled. Processes outside the live groups go first: once a group's leader
-        dies, the reaper kills that run's leftovers, and a count taken after that would miss them."""
+    def signal(self, children: Sequence[Child], markers: tuple[bytes, ...], sig: int, *, whole_task: bool,
+               skip: Container[int] = (), starts: dict[int, int] | None = None) -> list[int]:
+        """`sig` to each process of the trees of `children` (group, descendants, `markers`), and
+        with `whole_task` to every unclaimed one too, each once, but those in `skip` (SIGKILLed
+        already); returns the pids signalled (their start times, as walked, into `starts`). Those
+        outside the live groups go first: once a group's leader dies, the reaper kills that run's
+        leftovers, and a count taken after that would miss them."""
         procs, registered, _ = self._members(skip_registered=False)
         live, scope = self._scope(children, registered, markers)
         pids = proctree.select(procs, scope)
-        by_group = [p for p in pids if procs[p].pgrp in live]
-        others = [p for p in pids if procs[p].pgrp not in live]
-        sent = proctree.send(others, sig, scope, proven=by_group)
+        by_group, done = [p for p in pids if procs[p].pgrp in live], [p for p in pids if p in skip]
+        sent = proctree.send([p for p in pids if procs[p].pgrp not in live and p not in done], sig, scope,
+                             proven=by_group + done)  # `done`: proven at their SIGKILL, alive as themselves
         if whole_task:  # and the task's daemons
             chosen = set(pids)
             unclaimed, kept = self._unclaimed_and_kept(procs, registered)
-            extra = [p for p in unclaimed + kept if p not in chosen]
+            extra = [p for p in unclaimed + kept if p not in chosen and p not in skip]
             sent += proctree.send_checked(extra, sig, self._still_unclaimed(procs, kept=None))
         with self._reaper.lock:  # the leader is unreaped while registered: no pid reuse
             for pgid in live:
                 if self._reaper.is_registered(pgid):
                     proctree.signal_group(pgid, sig)
-        return by_group + sent
+        sent = [p for p in by_group if p not in done] + sent
+        if starts is not None:
+            starts.update((p, procs[p].start) for p in sent)
+        return sent
 
     def _scope(self, children: Sequence[Child], registered: frozenset[int],
                markers: tuple[bytes, ...]) -> tuple[frozenset[int], Scope]:
@@ -392,23 +393,25 @@ class Containment:
         return len(self.signal(self._live_children(), (self._entry,), sig, whole_task=True))
 
     def kill_all(self, within_secs: float, exit_by: ExitBy) -> frozenset[int]:
-        """At close: SIGKILL every process of the task, wait for those to exit (by pidfd, no
-        polling: their children are re-parented by then) and again until a walk finds none,
-        for at most `within_secs` or until `exit_by`'s time, set before or during the kill
-        (`ExitBy.waking` ends the wait). What is still alive then is logged and returned."""
+        """At close: SIGKILL every process of the task and, each time one exits (pidfd: its children
+        re-parented by then), what a walk finds new (forked before its SIGKILL), until none is left,
+        for at most `within_secs` or `exit_by`'s time, set before or during it (`ExitBy.waking`).
+        What was SIGKILLed and is not gone then (in D state) is logged and returned."""
         began = time.monotonic()
-        with exit_by.waking() as wake:
+        with exit_by.waking() as wake, pidsignal.Exits() as exits:
             while True:
-                sent = self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True)
-                if not sent:  # what is left refused the signal: a setuid program's
+                self.signal(self._live_children(), (self._entry,), signal.SIGKILL, whole_task=True,
+                            skip=exits, starts=(starts := dict[int, int]()))
+                exits.add(starts)  # not one exited (its children re-parented), or its pid reused
+                if not starts and not exits:  # what is left refused the signal: a setuid program's
                     if rest := self.pids(self._live_children()):
                         from executor.procs.unsignalled import report
                         report(self._label, rest)
                     return frozenset()
-                while not proctree.wait_exited(sent, end_at := exit_by.bound(began + within_secs, wake), wake):
-                    if time.monotonic() >= end_at:  # one in D state (a FUSE request held), say
+                while not exits.wait(end_at := exit_by.bound(began + within_secs, wake), wake):
+                    if time.monotonic() >= end_at:
                         from executor.procs.unsignalled import close_incomplete
-                        return close_incomplete(self._label, self.pids(self._live_children()), began)
+                        return close_incomplete(self._label, exits.left(), began)
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""

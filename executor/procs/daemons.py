@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from executor.procs import proctree
+from executor.procs import pidsignal, proctree
 from executor.procs.proctree import ProcInfo
 
 
@@ -119,7 +119,7 @@ class KeptDaemons:
         """Whether a kept process still lives by its pid (the gone ones are forgotten; the
         refused ones do not count)."""
         with self._lock:
-            self._pids = {pid: start for pid, start in self._pids.items() if proctree.alive_as(pid, start)}
+            self._pids = {pid: start for pid, start in self._pids.items() if pidsignal.alive_as(pid, start)}
             return bool(self._pids)
 
     def found_alive(self, found: Callable[[], list[int]]) -> bool:

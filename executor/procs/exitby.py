@@ -5,7 +5,7 @@ Set by the front end from its own thread, at any time: before a task's close, or
 the close waits (a task a KILL ended, its cgroup left to the watchdog, then SHUTDOWN). So
 the close asks at each step (`within`), and a wait through `wait` ends at it once set,
 whenever that was: no wait of the close outlasts it. A wait on file descriptors (the
-close's kill, `proctree.wait_exited`) is woken by `waking`'s eventfd instead. Times are
+close's kill, `pidsignal.Exits`) is woken by `waking`'s eventfd instead. Times are
 `time.monotonic()`.
 """
 from __future__ import annotations

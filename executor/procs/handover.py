@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 
-from executor.procs import proctree
+from executor.procs import pidsignal
 from executor.procs.daemons import KeptDaemons
 
 Sink = Callable[[Mapping[int, int]], None]
@@ -76,7 +76,7 @@ class Handover:
         """An orphan was reaped: forget those no longer alive as themselves."""
         with self._lock:
             self._orphans = {pid: start for pid, start in self._orphans.items()
-                             if proctree.alive_as(pid, start)}
+                             if pidsignal.alive_as(pid, start)}
             self._hand()
 
     def changed(self) -> None:

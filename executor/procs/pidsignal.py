@@ -1,4 +1,14 @@
-"""One signal to one process: through its pidfd, or by kill() where none can carry it.
+"""One process by its pid: whether it lives, one signal to it, waiting for its exit.
+
+Owns the one judgement of a live process (`live_fields`), which every reader of
+/proc/PID/stat uses (the walks of `proctree.py`, the host's identities, the observer's
+usage): gone, dead (X), unreadable or a zombie is not alive. A zombie is state Z with one
+thread; a process whose first thread exited (`pthread_exit` in `main`) while others run reads
+Z too, with more than one thread, and is alive (taken for a zombie, the close's kill never
+signalled it, and the observer and the host's checks called it gone). Also `read_stat` and
+`alive_as` on it, and the waits for exits by pidfd: `wait_exited` (every one of some pids)
+and `Exits` (the close's kill: any one of those SIGKILLed, each pidfd checked against the
+start time the walk read, so a pid reused before its pidfd was opened is not waited for).
 
 Owns `pidfd_signal` (the signal through a pidfd, by kill() where a seccomp profile denies
 pidfd_send_signal: `send_denied`, from the process's one probe of the pidfd calls,
@@ -8,9 +18,11 @@ reused pid undone),
 `wakes` (which signals a stopped process needs SIGCONT after) and `signal_group` (killpg,
 then SIGCONT). Which pids are ours to signal is `proctree.py`'s (`send`, `send_checked`),
 which uses these; the cgroup's kill fallback (`cgroups.py`) too. Out of `proctree.py`,
-which was past its size limit; loaded with it (not on demand: a pidfd_open that failed
-with EMFILE, every descriptor taken, is when kill() is needed, and an import then could
-not open its file). No logging.
+which was past its size limit (the judgement and the waits too); loaded with it (not on
+demand: a pidfd_open that failed with EMFILE, every descriptor taken, is when kill() is
+needed, and an import then could not open its file), and by the host's identities (one
+module: `stoker run`'s budget). Never raises for a process that vanished or a file that
+cannot be read. No logging.
 """
 from __future__ import annotations
 
@@ -19,7 +31,8 @@ import errno
 import os
 import select as _select
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
 
 def pidfd_signal(pidfd: int, pid: int, sig: int) -> None:
@@ -137,3 +150,157 @@ def signal_group(pgid: int, sig: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+POLL_SECS = 0.001  # how often a wait looks at /proc where there are no pidfds
+
+
+def read_small(path: str, limit: int, strict: bool = False) -> bytes:
+    """A whole small /proc file (os-level: no Python file objects), b"" when unreadable
+    (with `strict`, a file that cannot be opened raises the OSError)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        if strict:
+            raise
+        return b""
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, limit)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def live_fields(data: bytes) -> list[bytes] | None:
+    """The fields of a /proc/PID/stat (`data`) after the command name, the state first
+    (`fields[17]`: threads, `fields[19]`: start time), when its process is alive; None when
+    it is unreadable, cut short, dead (X) or a zombie (Z with one thread: a process whose
+    first thread exited while others run reads Z too, with more, and lives)."""
+    close = data.rfind(b")")  # the command name may itself hold ") ": split after the last
+    fields = data[close + 2:].split()
+    if close < 0 or len(fields) < 20 or fields[0] in (b"X", b"x"):
+        return None
+    if fields[0] == b"Z" and not (fields[17].isdigit() and int(fields[17]) > 1):
+        return None
+    return fields
+
+
+def read_stat(pid: int) -> tuple[int, int, int] | None:
+    """(ppid, pgrp, start time) of a live process (`live_fields`); None when gone, a zombie
+    or unreadable."""
+    fields = live_fields(read_small(f"/proc/{pid}/stat", 4096))
+    if fields is None or not (fields[1].isdigit() and fields[2].isdigit() and fields[19].isdigit()):
+        return None
+    return int(fields[1]), int(fields[2]), int(fields[19])
+
+
+def alive_as(pid: int, start: int) -> bool:
+    """Whether `pid` is still the process that started at `start` (not a zombie): a pid
+    the kernel handed to another process since has another start time."""
+    stat = read_stat(pid)
+    return stat is not None and stat[2] == start
+
+
+def wait_exited(pids: Iterable[int], deadline_at: float, wake_fd: int = -1) -> bool:
+    """Block until each of `pids` has exited (a zombie counts: its children have been
+    re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
+    passed first, or `wake_fd` (-1: none) turned readable. A pid that is gone already is not
+    waited for. Without pidfds (a kernel before 5.3, a container whose seccomp profile
+    denies pidfd_open) /proc is looked at every millisecond instead: returning at once would
+    let a killed process's children re-parent after the caller's last look (a fork-hopper
+    outliving its leftover kill). `poll`, not `select`: a task of 1,000 processes has pidfds
+    past 1024."""
+    with Exits() as exits:
+        exits.add(dict.fromkeys(pids, 0))
+        while exits:
+            if not exits.wait(deadline_at, wake_fd):
+                return False
+        return True
+
+
+class Exits:
+    """Processes waited for by pidfd until they exit (`wait`: until any one does), each added
+    with the start time the walk that found it read: a pid reaped and handed to another
+    process before its pidfd was opened is not waited for (was: the close's kill waited its
+    whole bound for the stranger, then named it as not gone). True while any is left."""
+
+    def __init__(self) -> None:
+        self._poller = _select.poll()
+        self._fds: dict[int, int] = {}  # pidfd: pid
+        self._pids: set[int] = set()  # those pids
+        self._polled: dict[int, int] = {}  # pid: start (0: unknown), where no pidfd can be had
+
+    def __enter__(self) -> Exits:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+        self._pids.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self._fds or self._polled)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._pids or pid in self._polled
+
+    def left(self) -> set[int]:
+        """The pids added that have not been seen to exit."""
+        return self._pids | set(self._polled)
+
+    def add(self, started: dict[int, int]) -> None:
+        """Wait for each pid of `started` too, if it is still the process that started at its
+        start time once its pidfd is open: the pidfd then names that process (0: not known,
+        one /proc hides; the pidfd alone)."""
+        for pid, start in started.items():
+            try:
+                fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue
+            except OSError:
+                self._polled[pid] = start
+                continue
+            if start and not alive_as(pid, start):
+                os.close(fd)  # exited (a zombie), or its pid is another process's now
+                continue
+            self._fds[fd] = pid
+            self._pids.add(pid)
+            self._poller.register(fd, _select.POLLIN)
+
+    def wait(self, deadline_at: float, wake_fd: int = -1) -> bool:
+        """Block until at least one of the processes exited (True; at once when none is
+        left), `deadline_at` (monotonic) passed, or `wake_fd` (-1: none) turned readable
+        (False). Those that exited are no longer waited for."""
+        if wake_fd >= 0:
+            self._poller.register(wake_fd, _select.POLLIN)
+        try:
+            while True:
+                before = len(self._polled)
+                self._polled = {pid: start for pid, start in self._polled.items()
+                                if (alive_as(pid, start) if start else read_stat(pid) is not None)}
+                if not self or len(self._polled) < before:
+                    return True
+                left = deadline_at - time.monotonic()
+                if left <= 0:
+                    return False
+                ready = self._poller.poll(1000 * (min(left, POLL_SECS) if self._polled else left))
+                for fd, _ in ready:
+                    if fd != wake_fd:
+                        self._poller.unregister(fd)
+                        self._pids.discard(self._fds.pop(fd))
+                        os.close(fd)
+                if any(fd == wake_fd for fd, _ in ready):
+                    return False
+                if ready:
+                    return True
+        finally:
+            if wake_fd >= 0:
+                self._poller.unregister(wake_fd)

@@ -5,7 +5,7 @@ Owns: reading `/proc/PID/stat`, `/proc/PID/environ` and the children lists
 `scan_markers` visit every process on the host), the rule that decides which live
 processes belong to a run or a task (`select`), and delivering signals so that a pid reused
 between the look and the signal never receives it (`send`, `send_checked` with the caller's
-rule, `wait_exited` by pidfd). Under `select`, a process is ours when, at that time, it
+rule). Under `select`, a process is ours when, at that time, it
 
 - is in the process group of a run whose top process we have not reaped yet (the unreaped
   leader keeps the group id from being reused),
@@ -21,8 +21,9 @@ afterwards, so the pidfd provably names the process we judged (where a seccomp p
 an old kernel denies pidfds, by kill() once the start time or pidfd says it is still there:
 `kill_checked`); a signal a stopped process could not act on (SIGTERM) is followed by
 SIGCONT (`wakes`). Delivering the one signal is `executor/procs/pidsignal.py`'s. Which processes are looked at (the task's subtree, or the host), and the
-rule for unclaimed ones, are `executor/procs/containment.py`'s. Zombies count as gone and
-are never selected. Nothing here raises for a process that vanished or a /proc file that cannot
+rule for unclaimed ones, are `executor/procs/containment.py`'s. Whether a process lives
+(zombies count as gone and are never selected), and waiting for exits by pidfd, are
+`executor/procs/pidsignal.py`'s. Nothing here raises for a process that vanished or a /proc file that cannot
 be read (such processes are skipped), and this module never signals a pid it cannot prove
 is ours. No logging here: callers log what they did.
 
@@ -33,18 +34,23 @@ from __future__ import annotations
 
 import _thread
 import os
-import select as _select
 import signal
-import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 
-from executor.procs.pidsignal import kill_checked, pidfd_signal, signal_group, wakes
+from executor.procs.pidsignal import (
+    alive_as,
+    kill_checked,
+    pidfd_signal,
+    read_small,
+    read_stat,
+    signal_group,
+    wakes,
+)
 
 _ENVIRON_CHUNK = 65536
-_POLL_SECS = 0.001  # how often `wait_exited` looks at /proc where there are no pidfds
 
 
 @attrs.frozen(slots=True)
@@ -69,56 +75,13 @@ class Scope:
     inside: Callable[[int], bool] | None = None
 
 
-def _read(path: str, limit: int, strict: bool = False) -> bytes:
-    """A whole small /proc file (os-level: no Python file objects), b"" when unreadable
-    (with `strict`, a file that cannot be opened raises the OSError)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        if strict:
-            raise
-        return b""
-    try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, limit)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
-
-
-def read_stat(pid: int) -> tuple[int, int, int] | None:
-    """(ppid, pgrp, start time) of a live process; None when gone, a zombie or unreadable.
-    One whose first thread exited (`pthread_exit` in `main`) while others run is alive,
-    its state Z: it has more than one thread (a zombie 1; taken for one, the kill missed it)."""
-    data = _read(f"/proc/{pid}/stat", 4096)
-    # The command name is in parentheses and may itself contain ") "; split after the last.
-    close = data.rfind(b")")
-    fields = data[close + 2 :].split()
-    if close < 0 or len(fields) < 20 or fields[0] in (b"X", b"x") or (fields[0] == b"Z" and fields[17] == b"1"):
-        return None
-    return int(fields[1]), int(fields[2]), int(fields[19])
-
-
-def alive_as(pid: int, start: int) -> bool:
-    """Whether `pid` is still the process that started at `start` (not a zombie): a pid
-    the kernel handed to another process since has another start time."""
-    stat = read_stat(pid)
-    return stat is not None and stat[2] == start
-
-
 def read_proc(pid: int) -> ProcInfo | None:
     """One process's facts, or None when it is gone or a zombie."""
     stat = read_stat(pid)
     if stat is None:
         return None
     try:
-        environ, hidden = _read(f"/proc/{pid}/environ", _ENVIRON_CHUNK, strict=True), False
+        environ, hidden = read_small(f"/proc/{pid}/environ", _ENVIRON_CHUNK, strict=True), False
     except PermissionError:
         environ, hidden = b"", True
     except OSError:
@@ -147,14 +110,14 @@ def children(pid: int, leader_only: bool = False, also: Iterable[int] = ()) -> l
     `also` names); [] when gone."""
     if leader_only:
         return [int(x) for x in _main_children(pid).split()] + [
-            int(x) for tid in also if tid != pid for x in _read(f"/proc/{pid}/task/{tid}/children", 65536).split()]
+            int(x) for tid in also if tid != pid for x in read_small(f"/proc/{pid}/task/{tid}/children", 65536).split()]
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
     kids: list[int] = []
     for tid in tids:
-        kids.extend(int(x) for x in _read(f"/proc/{pid}/task/{tid}/children", 65536).split())
+        kids.extend(int(x) for x in read_small(f"/proc/{pid}/task/{tid}/children", 65536).split())
     return kids
 
 
@@ -167,7 +130,7 @@ def _main_children(pid: int) -> bytes:
     to its end (`_pread_whole`); any other process's, or one the descriptor fails, by path."""
     fd = _kept_list(pid) if pid == os.getpid() else -1
     data = _pread_whole(fd) if fd >= 0 else None
-    return data if data is not None else _read(f"/proc/{pid}/task/{pid}/children", _LIST_CHUNK)
+    return data if data is not None else read_small(f"/proc/{pid}/task/{pid}/children", _LIST_CHUNK)
 
 
 def _pread_whole(fd: int) -> bytes | None:
@@ -251,7 +214,7 @@ _pids = pids
 def real_uid(pid: int) -> int | None:
     """The real uid of `pid` (/proc/PID/status: a setuid program keeps its caller's), or
     None when gone or unreadable."""
-    for line in _read(f"/proc/{pid}/status", 4096).splitlines():
+    for line in read_small(f"/proc/{pid}/status", 4096).splitlines():
         if line.startswith(b"Uid:"):
             fields = line.split()
             return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
@@ -279,7 +242,7 @@ def scan_markers(markers: tuple[bytes, ...]) -> dict[int, ProcInfo]:
     carries = marker_matcher(markers)
     procs: dict[int, ProcInfo] = {}
     for pid in _pids():
-        environ = _read(f"/proc/{pid}/environ", _ENVIRON_CHUNK)
+        environ = read_small(f"/proc/{pid}/environ", _ENVIRON_CHUNK)
         if environ and carries(environ):
             stat = read_stat(pid)
             if stat is not None:
@@ -428,48 +391,6 @@ def _send_one(pid: int, sig: int, still_ours: Check, ours: set[int], refused: li
     finally:
         if pidfd >= 0:
             os.close(pidfd)
-
-
-def wait_exited(pids: Iterable[int], deadline_at: float, wake_fd: int = -1) -> bool:
-    """Block until each of `pids` has exited (a zombie counts: its children have been
-    re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
-    passed first, or `wake_fd` (-1: none) turned readable (the caller's deadline may have
-    moved: `exitby.ExitBy.waking`). A pid that is gone already is not waited for. Without
-    pidfds (a kernel before 5.3, a container whose seccomp profile denies pidfd_open) /proc
-    is looked at every millisecond instead: returning at once would let a killed process's
-    children re-parent after the caller's last look (a fork-hopper outliving its leftover
-    kill). `poll`, not `select`: a task of 1,000 processes has pidfds past 1024."""
-    fds: list[int] = []
-    polled: list[int] = []
-    poller = _select.poll()
-    try:
-        for pid in pids:
-            try:
-                fds.append(os.pidfd_open(pid))
-            except ProcessLookupError:
-                continue
-            except OSError:
-                polled.append(pid)
-            else:
-                poller.register(fds[-1], _select.POLLIN)
-        if wake_fd >= 0:
-            poller.register(wake_fd, _select.POLLIN)
-        while True:
-            polled = [pid for pid in polled if read_stat(pid) is not None]
-            if not fds and not polled:
-                return True
-            left = deadline_at - time.monotonic()
-            if left <= 0:
-                return False
-            for fd, _ in poller.poll(1000 * (min(left, _POLL_SECS) if polled else left)):
-                if fd == wake_fd:
-                    return False
-                poller.unregister(fd)
-                fds.remove(fd)
-                os.close(fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def kill_until_gone(scope: Scope, max_passes: int = 8) -> set[int]:

@@ -49,13 +49,14 @@ if [ -n "$cg" ] && [ -z "$how" ]; then  # named before it was made, then no word
 fi
 entry="STOKER_TASK_MARKER=$1" held=
 [ -n "$5" ] && while read -r _line; do held="$held $_line"; done < /proc/self/fd/$5
-alive() {  # the held processes still alive as themselves: pid and start time, not zombies
-  live=     # (and that it may signal: not a setuid program's that took another user's id)
+alive() {  # the held processes still alive as themselves: pid and start time, not zombies (Z with
+  live=     # one thread: Z with more is a process whose first thread exited, alive), and that
+  # it may signal (not a setuid program's that took another user's id)
   for h in $held; do
     kill -0 ${h%:*} 2>/dev/null || continue
     { read -r st < /proc/${h%:*}/stat; } 2>/dev/null || continue
     set -- ${st##*) }
-    [ "$1" != Z ] && [ "${20}" = "${h#*:}" ] && live="$live ${h%:*}"
+    { [ "$1" != Z ] || [ "${18}" -gt 1 ] 2>/dev/null; } && [ "${20}" = "${h#*:}" ] && live="$live ${h%:*}"
   done
 }
 emptied() {  # true once no process is left in the cgroup: v2 says `populated 0` in

@@ -37,7 +37,7 @@ from executor.host import identity
 from executor.host.replacefile import replace_file
 from executor.host.sandbox import HELD_FILE, open_stoker_dir
 from executor.logs import log_event
-from executor.procs import proctree, saferead
+from executor.procs import pidsignal, proctree, saferead
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def alive_held(pairs: list[tuple[int, int]]) -> dict[int, int]:
     may come from another time namespace), pid → their start as read here."""
     alive = {}
     for pid, start in pairs:
-        stat_ = proctree.read_stat(pid)
+        stat_ = pidsignal.read_stat(pid)
         if stat_ is not None and identity.same_start(stat_[2], start):
             alive[pid] = stat_[2]
     return alive

@@ -27,7 +27,7 @@ import pytest
 from executor.cli.main import main
 from executor.host import identity
 from executor.host.sandbox import open_stoker_dir
-from executor.procs import proctree
+from executor.procs import pidsignal
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.heldfile import write_held
 from executor.task.leftovers import end_lost_attempts
@@ -187,7 +187,7 @@ def test_another_user_s_marked_process_its_root_watchdog_held_is_a_leftover_kill
             _plant(sandbox, marker, 0)
             stoker_dir = open_stoker_dir(sandbox)
             try:
-                write_held(stoker_dir, marker, {daemon.pid: proctree.read_stat(daemon.pid)[2]})  # type: ignore[index]
+                write_held(stoker_dir, marker, {daemon.pid: pidsignal.read_stat(daemon.pid)[2]})  # type: ignore[index]
             finally:
                 os.close(stoker_dir)
             assert main(["status", str(sandbox), "--json"]) == 0

@@ -12,6 +12,9 @@ to die and a SHUTDOWN that comes while the close waits.
   kill's eventfd is closed (and, out of descriptors, the close kills without one).
 - A process whose first thread exited while others run (state Z) is killed, by the walk and
   after `cgroup.kill`.
+- Each exit of a process SIGKILLed brings a walk (one forked before its SIGKILL is killed
+  though another cannot die), and only what was SIGKILLed is named; a pid reused before its
+  pidfd was opened is not waited for (its start is checked).
 
 The test's freezer cgroup is named `stoker-test-*`, below the test run's own, and removed
 (its members killed) at teardown, also when the test fails.
@@ -34,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from config.spec import ProcessSpec
+from executor.procs import pidsignal, proctree
 from executor.procs import supervisor as supervisor_module
 from executor.procs.containment import Containment
 from executor.procs.exitby import ExitBy
@@ -330,3 +334,108 @@ def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_other
         if os.path.isdir(cg.directory):
             cgroup_support.remove(cg.directory)
         cgroups.release(cg)
+
+
+def _pid_in(path: Path) -> int:
+    wait_for(lambda: path.exists() and path.read_text().strip() != "", 10, message=f"{path.name} written")
+    return int(path.read_text())
+
+
+def test_the_close_kills_a_process_forked_before_its_sigkill_while_another_cannot_die(
+        supervised, frozen_cgroup, monkeypatch, caplog, tmp_path):
+    """A run's top cannot die (frozen: as in D state), and a process below it forks a child
+    (in a session of its own) after the walk, before its SIGKILL. Was: the kill walked again
+    only once every SIGKILLed pid had exited, so the child lived the whole bound (with no
+    cgroup, past the close) and was named "SIGKILLed and not yet gone" though it never was.
+    Now the forker's exit brings a walk: the child is SIGKILLed, and only the top is named."""
+    sup, _ = supervised
+    monkeypatch.setattr(supervisor_module, "CLOSE_KILL_SECS", 0.5)
+    (tmp_path / "forker.sh").write_text(f"trap 'setsid sleep 600 & echo $! > {tmp_path}/late' USR1\n"
+                                        "while :; do sleep 0.05; done\n")
+    top = sup.spawn(ProcessSpec("top", f"bash {tmp_path}/forker.sh & echo $! > {tmp_path}/forker; wait"), 0)
+    forker = _pid_in(tmp_path / "forker")
+    _freeze(frozen_cgroup, top)
+    real_send = proctree.send
+
+    def fork_first(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not (tmp_path / "late").exists():  # the first walk is done, no SIGKILL sent yet
+            os.kill(forker, signal.SIGUSR1)
+            _pid_in(tmp_path / "late")
+        return real_send(*args, **kwargs)
+    monkeypatch.setattr(proctree, "send", fork_first)
+    late = 0
+    try:
+        with caplog.at_level(logging.INFO):
+            sup.close()
+        late = _pid_in(tmp_path / "late")
+        assert not _alive(late), "the child forked before the SIGKILL outlived the close"
+        said = [r.getMessage() for r in caplog.records if "close_incomplete" in r.getMessage()]
+        assert len(said) == 1 and f"pid {top} " in said[0] and "1 process SIGKILLed" in said[0], said
+    finally:
+        _thaw(frozen_cgroup)
+        if late and _alive(late):
+            os.kill(late, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(late, 0) if late else None
+        wait_for(lambda: not os.path.exists(f"/proc/{top}"), 10, message="the run reaped")
+
+
+def test_the_close_does_not_wait_for_a_pid_reused_before_its_pidfd_was_opened(supervised, monkeypatch, caplog):
+    """A process the walk read (pid, start) that was reaped, its pid handed to another
+    process, before the kill opened its pidfd: here, the walk's start of a task's process
+    made another's (this process's parent's pid, a start one tick off its own). Was: that
+    stranger was waited for the whole bound, then named as the task's, not gone. Now the
+    start is checked once the pidfd is open."""
+    sup, _ = supervised
+    monkeypatch.setattr(supervisor_module, "CLOSE_KILL_SECS", 5.0)
+    sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    stranger = os.getppid()
+    real = Containment.signal
+
+    def reused(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sent = real(self, *args, **kwargs)
+        if (starts := kwargs.get("starts")) is not None and sent:
+            starts[stranger] = pidsignal.read_stat(stranger)[2] + 1  # type: ignore[index]
+        return sent
+    monkeypatch.setattr(Containment, "signal", reused)
+    with caplog.at_level(logging.INFO):
+        sup.close()
+    assert "close_incomplete" not in caplog.text, caplog.text
+
+
+def test_the_close_walks_again_after_a_kill_whose_processes_exited_before_their_pidfds_opened(
+        supervised, monkeypatch):
+    """Every process a pass SIGKILLed has exited (a zombie) by the time its pidfd is opened,
+    so none is waited for: its children, forked before its SIGKILL, are re-parented by then,
+    and the next walk must find them. Was: such a pass ended the kill, no walk after it. Here
+    each pidfd is opened too late, as it may be under load."""
+    sup, _ = supervised
+    sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    calls = _counting_signals(monkeypatch, lambda: None)
+    real_add = pidsignal.Exits.add
+
+    def too_late(self, started):  # type: ignore[no-untyped-def]
+        for pid in started:
+            wait_for(lambda pid=pid: not _alive(pid), 10, message=f"pid {pid} exited")
+        real_add(self, started)
+    monkeypatch.setattr(pidsignal.Exits, "add", too_late)
+    sup.close()
+    assert len(calls) == 2, f"{len(calls)} walks at the close"
+
+
+def test_a_pid_whose_start_is_not_the_walk_s_is_not_waited_for():
+    """`Exits` with a live process added under another start time: not waited for (gone at
+    once); under its own, waited for until it exits."""
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        start = pidsignal.read_stat(proc.pid)[2]  # type: ignore[index]
+        with pidsignal.Exits() as exits:
+            exits.add({proc.pid: start + 1})
+            assert not exits and exits.wait(time.monotonic() + 30)
+            exits.add({proc.pid: start})
+            assert exits and not exits.wait(time.monotonic() + 0.05)
+            proc.kill()
+            assert exits.wait(time.monotonic() + 30) and not exits
+    finally:
+        proc.kill()
+        proc.wait()

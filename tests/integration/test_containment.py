@@ -23,7 +23,7 @@ import pytest
 
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
-from executor.procs import orphanwalk, proctree
+from executor.procs import orphanwalk, pidsignal, proctree
 from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups, proc_scan
@@ -274,7 +274,7 @@ def test_a_walk_finds_the_children_of_a_process_that_exits_as_it_is_read(tmp_pat
         def exits_as_read(info: proctree.ProcInfo) -> bool:
             if info.pid == top.pid:
                 top.kill()
-                wait_for(lambda: (proctree.read_stat(child) or (0,))[0] == os.getpid(), 5,
+                wait_for(lambda: (pidsignal.read_stat(child) or (0,))[0] == os.getpid(), 5,
                          message="the child re-parented here")
             return False
         procs, roots, _ = orphanwalk.walk(os.getpid(), [top.pid], frozenset, exits_as_read)

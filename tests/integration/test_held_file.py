@@ -24,7 +24,7 @@ from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
 from executor.host.sandbox import open_stoker_dir
-from executor.procs import proctree, sandboxfs
+from executor.procs import pidsignal, proctree, sandboxfs
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.heldfile import read_held, write_held
 from executor.task.leftovers import end_lost_attempts
@@ -78,7 +78,7 @@ def write_list(sandbox: Path, marker: str, held: dict[int, int]) -> None:
 
 
 def start_of(pid: int) -> int:
-    stat = proctree.read_stat(pid)
+    stat = pidsignal.read_stat(pid)
     assert stat is not None
     return stat[2]
 

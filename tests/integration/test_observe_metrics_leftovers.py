@@ -27,7 +27,7 @@ from executor.host.registry import Registry
 from executor.host.sandbox import open_stoker_dir
 from executor.observe.reader import Reader
 from executor.observe.server import Limits
-from executor.procs import proctree
+from executor.procs import pidsignal, proctree
 from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import CheckpointWriter
@@ -169,7 +169,7 @@ def test_a_held_list_the_task_wrote_counts_its_users_processes_never_another_use
     its task another user: only root could write it) counts both."""
     settings, sandbox = _registry(tmp_path), tmp_path / "lost-old-0"
     with _two_users(sandbox) as (own, stranger), _serve(settings) as port:
-        named = {pid: proctree.read_stat(pid)[2] for pid in (own, stranger)}  # type: ignore[index]
+        named = {pid: pidsignal.read_stat(pid)[2] for pid in (own, stranger)}  # type: ignore[index]
         _hold(sandbox, {**named, os.getpid(): 1, **{4_190_000 + n: 7 for n in range(60_000)}})
         m = _metrics(port)
         assert m.value(METRIC, task_id="lost-old-0") == 1  # the task's user's sleep alone

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from executor.procs import orphanwalk, proctree
+from executor.procs import orphanwalk, pidsignal, proctree
 from executor.procs.supervisor import Supervisor
 from tests.support.stoker_proc import kill_leftovers
 from tests.support.waiting import readline_within, wait_for
@@ -33,7 +33,7 @@ def test_a_walk_whose_every_re_read_finds_new_orphans_says_so(tmp_path, monkeypa
         with sh:
             pid = int(readline_within(sh, 5))
             pids.add(pid)
-        wait_for(lambda: (proctree.read_stat(pid) or (0,))[0] == os.getpid(), 5, message="re-parented here")
+        wait_for(lambda: (pidsignal.read_stat(pid) or (0,))[0] == os.getpid(), 5, message="re-parented here")
         return pid
 
     def leaves_another(info: proctree.ProcInfo) -> bool:

@@ -59,10 +59,10 @@ HOLDER = """
 import os, sys
 from pathlib import Path
 from executor.host.sandbox import open_stoker_dir
-from executor.procs import proctree
+from executor.procs import pidsignal
 from executor.task.heldfile import write_held
 me = os.getpid()
-write_held(open_stoker_dir(Path(sys.argv[1]), create=True), "t1me", {me: proctree.read_stat(me)[2]})  # as a supervisor hands it
+write_held(open_stoker_dir(Path(sys.argv[1]), create=True), "t1me", {me: pidsignal.read_stat(me)[2]})  # as a supervisor hands it
 print("written", flush=True)
 sys.stdin.read()
 """
@@ -98,13 +98,13 @@ for _ in range(8):
     if os.fork() == 0:  # in the namespace: what a supervisor there records of itself
         ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: gone with the test's child
         from executor.host.identity import own_identity
-        from executor.procs import proctree
+        from executor.procs import pidsignal
         from executor.host.sandbox import open_stoker_dir
         from executor.task.heldfile import write_held
         me = own_identity()
         (Path(sys.argv[1]) / str(me.pid)).mkdir()
         stoker_dir = open_stoker_dir(Path(sys.argv[1]) / str(me.pid), create=True)
-        write_held(stoker_dir, "t1me", {me.pid: proctree.read_stat(me.pid)[2]})
+        write_held(stoker_dir, "t1me", {me.pid: pidsignal.read_stat(me.pid)[2]})
         os.write(w, json.dumps([me.pid, me.start_ticks, me.boot_id]).encode())
         while True:
             signal.pause()

@@ -10,15 +10,16 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-from executor.procs import proctree
+from executor.procs import pidsignal
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.watchdog import WatchdogKeeper
-from tests.support import proc_scan
+from tests.support import headless, proc_scan
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -42,7 +43,7 @@ def sleepers(count: int) -> Iterator[tuple[Reaper, list[int]]]:
 
 
 def start_of(pid: int) -> int:
-    stat = proctree.read_stat(pid)
+    stat = pidsignal.read_stat(pid)
     assert stat is not None, f"{pid} is gone"
     return stat[2]
 
@@ -122,3 +123,26 @@ def test_letting_go_waits_for_a_list_being_handed_over(monkeypatch, caplog):
         closer.join(5)
         assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
         wait_for(lambda: not proc_scan.is_live(held), 10, message="the held sleeper killed")
+
+
+def test_the_watchdog_kills_a_held_process_whose_first_thread_exited_while_others_run():
+    """A held process (an orphan, a daemon) whose first thread exited while another runs: its
+    /proc/PID/stat reads Z, as a zombie's, with two threads, and its environment (the marker)
+    is empty. Was: the watchdog took it for a zombie, and with no cgroup it outlived the task."""
+    keep = [True]
+    reaper = Reaper.acquire()
+    pids: list[int] = []
+    try:
+        with reaper.forking():
+            pid = subprocess.Popen([sys.executable, "-c", headless.PROGRAM], stdin=subprocess.DEVNULL).pid
+            reaper.register(pid, Watcher())
+        pids.append(pid)
+        wait_for(lambda: headless.state(pid) == "Z" and headless.running_threads(pid) == 1, 10,
+                 message="its first thread gone, the other running")
+        keeper = keeper_for(reaper, keep)
+        keeper.hold({pid: start_of(pid)})
+        let_go(keeper, keep)
+        wait_for(lambda: not proc_scan.is_live(pid), 10, message="the held headless process killed")
+    finally:
+        proc_scan.kill_carrying(b"STOKER_TESTS_NOTHING=1", pids)
+        reaper.release()

@@ -3,7 +3,8 @@
 Owns reading `/proc/PID/environ` and `/proc/PID/stat` from a test: which live processes
 carry an exact environment entry (a task's `STOKER_TASK_MARKER=...`, or a marker a test put
 into a command's environment), the task marker of a known pid, pid files, and a cleanup
-that SIGKILLs every process carrying an entry until none is left. Zombies count as gone.
+that SIGKILLs every process carrying an entry until none is left. Zombies count as gone
+(`executor/procs/pidsignal.py`: one whose first thread exited while others run lives).
 It only ever signals processes that carry the exact entry it was given (or pids a test
 names), so it never touches anything outside the test.
 """
@@ -14,6 +15,8 @@ import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from executor.procs import pidsignal
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 
@@ -29,13 +32,7 @@ def read_bytes(path: str) -> bytes:
 
 def is_live(pid: int) -> bool:
     """True when `pid` exists and is not a zombie."""
-    data = read_bytes(f"/proc/{pid}/stat")
-    close = data.rfind(b")")
-    if close < 0:
-        return False
-    fields = data[close + 2:].split()
-    return bool(fields) and fields[0] not in (b"Z", b"X", b"x")
-
+    return pidsignal.live_fields(read_bytes(f"/proc/{pid}/stat")) is not None
 
 def live(pids: Iterable[int]) -> set[int]:
     return {pid for pid in pids if is_live(pid)}

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import attrs
 
-from executor.procs import cgrouplost, cgroups, cgroupwalk, proctree
+from executor.procs import cgrouplost, cgroups, cgroupwalk, pidsignal
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support.cgroups import members, subtree
 
@@ -102,7 +102,7 @@ def begin() -> SessionCgroup | str:
 def name_of(pid: int) -> str | None:
     """The name of the cgroup the run whose first process is `pid` makes (None: gone):
     its pid, start time and the namespaces both were read in (`namespaces`)."""
-    stat = proctree.read_stat(pid)
+    stat = pidsignal.read_stat(pid)
     return None if stat is None else f"{PREFIX}{pid}-{stat[2]}-{namespaces()}"
 
 
@@ -205,7 +205,7 @@ def _over(d: Path) -> str | None:
             return None
     except OSError:
         return None
-    stat = proctree.read_stat(int(pid))  # None: gone, or a zombie (its run is over)
+    stat = pidsignal.read_stat(int(pid))  # None: gone, or a zombie (its run is over)
     if spaces == "":
         return "gone" if stat is None else None
     if spaces != namespaces():

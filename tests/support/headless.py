@@ -1,0 +1,47 @@
+"""A process whose first thread exited (`pthread_exit` in `main`) while another runs: its
+/proc/PID/stat reads state Z, as a zombie's, with more than one thread. It lives until
+killed; each reader of /proc must count it alive (`executor/procs/pidsignal.live_fields`).
+"""
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support.waiting import wait_for
+
+PROGRAM = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
+           "ctypes.CDLL(None).pthread_exit(None)")
+
+
+def state(pid: int) -> str:
+    """The state letter in /proc/PID/stat ('' when gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return ""
+
+
+def running_threads(pid: int) -> int:
+    """How many threads of `pid` run (0: gone, or a zombie)."""
+    try:
+        return sum(1 for tid in Path(f"/proc/{pid}/task").iterdir()
+                   if (tid / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")
+    except FileNotFoundError:
+        return 0
+
+
+@contextlib.contextmanager
+def headless() -> Iterator[subprocess.Popen[bytes]]:
+    """A child of this process, headless (state Z, one thread running) once yielded;
+    SIGKILLed and reaped after, also when the test fails."""
+    proc = subprocess.Popen([sys.executable, "-c", PROGRAM])
+    try:
+        wait_for(lambda: state(proc.pid) == "Z" and running_threads(proc.pid) == 1, 10,
+                 message="its first thread gone, the other running")
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
