@@ -30,6 +30,7 @@ EVENT_HEAD = struct.Struct("=IIQ")  # what, cpu, timestamp_ns
 FORK = struct.Struct("=IIII")  # parent pid, parent tgid, child pid, child tgid
 EXEC = struct.Struct("=II")  # pid, tgid
 EXIT = struct.Struct("=IIII")  # pid, tgid, exit code (wait status), exit signal
+SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 8 << 20  # the whole host's events arrive; a busy host must not overflow it
 
 
@@ -86,7 +87,7 @@ def listen() -> socket.socket:
     """A socket subscribed to the host's process events (OSError when not allowed)."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_CONNECTOR)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)  # past rmem_max
         sock.bind((0, CN_IDX_PROC))
         op = struct.pack("=I", PROC_CN_MCAST_LISTEN)
         cn = CN_MSG.pack(CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(op), 0) + op
@@ -116,6 +117,8 @@ class Follower:
     def __init__(self, tgid: int) -> None:
         self.tgid = tgid
         self.events: list[ProcEvent] = []
+        self.overflows = 0  # times the kernel dropped events (a full receive buffer)
+        self.error: OSError | None = None
         self._children: set[int] = set()
         self._cond = threading.Condition()
         self._sock = listen()
@@ -134,7 +137,14 @@ class Follower:
             ready, _, _ = select.select([self._sock, self._stop_read], [], [])
             if self._stop_read in ready:
                 return
-            kept = [e for e in parse(self._sock.recv(65536)) if self._mine(e)]
+            try:
+                datagram = self._sock.recv(65536)
+            except OSError as err:  # ENOBUFS: the buffer overflowed, those events are lost
+                with self._cond:
+                    self.overflows += 1
+                    self.error = err
+                continue
+            kept = [e for e in parse(datagram) if self._mine(e)]
             if kept:
                 with self._cond:
                     self.events += kept
