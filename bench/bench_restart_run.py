@@ -125,6 +125,8 @@ def restart_run(root: Path, count: int, got: Restarts) -> None:
 
 def _kill_loop(sandbox: Path, events: proc_connector.Follower, lines: RunningLines,
                count: int, got: Restarts) -> None:
+    """`count` times: SIGKILL the run's process, then note its exit, the next run's fork and
+    exec (the kernel's stamps) and its RUNNING line, into `got`."""
     lines.wait(1)
     time.sleep(FIRST_RUN_SECS)
     (pid,) = task_pids(sandbox)  # the checkpoint's sync follows the report: read it late
@@ -145,6 +147,7 @@ def _kill_loop(sandbox: Path, events: proc_connector.Follower, lines: RunningLin
 
 
 def _stop(proc: subprocess.Popen, sandbox: Path) -> None:
+    """SIGTERM `stoker run` (its session SIGKILLed if it overstays); its task's pids checked dead."""
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(STOP_SECS)

@@ -166,7 +166,8 @@ class Follower:
                          and (pid is None or e.tgid == pid)), None)
         with self._cond:
             if not self._cond.wait_for(lambda: found() is not None, timeout):
-                raise TimeoutError(f"no {kind} event{f' of {pid}' if pid else ''} within {timeout} s")
+                raise TimeoutError(f"no {kind} event{f' of {pid}' if pid else ''} within {timeout} s "
+                                   f"(the receive buffer overflowed {self.overflows} times)")
             event = found()
         assert event is not None
         return event
