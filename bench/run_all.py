@@ -35,6 +35,8 @@ BENCH = Path(__file__).resolve().parent
 BENCHES = {  # run in this order: the long idle windows last
     "launch": ("bench_launch.py", "stoker run's launch → N RUNNING, the entry points' imports (issue 14)"),
     "supervisor": ("bench_supervisor.py", "restart latency and start of 100 processes (issue 3)"),
+    "restartrun": ("bench_restart_run.py", "stoker run's restart after kill -9, timed by the kernel's "
+                                           "fork/exec events (issue 14)"),
     "health": ("bench_health.py", "health failure detection (issue 4)"),
     "mesos": ("bench_mesos.py", "Mesos executor latencies and memory (issue 5)"),
     "ops": ("bench_ops.py", "tail -n of 200 MB, the checkpoint and status of a 100k-attempt task, "
