@@ -9,7 +9,11 @@ patch), leaves out the venv's own version (`make test` covers it) and anything o
 tests and the start-up smoke below). One line per version at the end; the exit status is 1
 when any run failed, 0 when all passed or no other Python was found (it says so).
 
-    .venv/bin/python tools/test_pythons.py [--python PATH]... [PYTEST ARGS...]
+    .venv/bin/python tools/test_pythons.py [--python PATH]... [--tiers] [PYTEST ARGS...]
+
+--tiers runs every tier there as `make test` does (`make test-pythons PYTEST_ARGS=--tiers`):
+the unit and integration tiers on two pytest-xdist workers, then the later tiers each module
+on one worker, then the tests marked `serial` alone; PYTEST ARGS are added to each run.
 
 Not part of `make test` (CI): a venv per version costs about 30 s of pip, and the unit
 tests about 25 s on each; CI runs the release zipapp on each of these Pythons instead
@@ -31,6 +35,21 @@ OLDEST = (3, 11)
 # The start-up smoke: `stoker run` of a job and `stoker executor` under the agent
 # simulator, with the import budget of each (module sets, the same on every version).
 DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py"]
+# --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 2): the unit
+# and integration tiers on two workers, the later ones each module on one worker but the tests
+# marked `serial`, then those alone
+LATER_TIERS = ["--ignore=tests/unit", "--ignore=tests/integration"]
+TIER_RUNS = [["-n", "2", "tests/unit", "tests/integration"],
+             ["-n", "2", "--dist", "loadfile", "-m", "not serial", *LATER_TIERS],
+             ["-m", "serial", *LATER_TIERS]]
+
+
+def pytest_runs(python: str, tiers: bool, pytest_args: list[str]) -> list[list[str]]:
+    """The pytest commands to run with the venv's `python`: the tiers' three (`pytest_args`
+    added to each), or one of `pytest_args` (default: the unit tests and the start-up smoke)."""
+    if tiers:
+        return [[python, "-m", "pytest", "-q", *run, *pytest_args] for run in TIER_RUNS]
+    return [[python, "-m", "pytest", "-q", *(pytest_args or DEFAULT_PATHS)]]
 
 
 def version_of(python: str) -> tuple[int, int, int] | None:
@@ -84,6 +103,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="tools/test_pythons.py", description=__doc__.splitlines()[0])
     parser.add_argument("--python", action="append", default=[], metavar="PATH",
                         help="test with this interpreter (instead of looking for them)")
+    parser.add_argument("--tiers", action="store_true",
+                        help="every tier, as `make test` runs them (two workers, the serial tests last)")
     args, pytest_args = parser.parse_known_args(argv)
     pythons = others(args.python or candidates(), (sys.version_info[0], sys.version_info[1]))
     if not pythons:
@@ -100,9 +121,11 @@ def main(argv: list[str]) -> int:
         except subprocess.CalledProcessError as exc:
             results.append((name, f"the venv could not be made: {exc}", 1))
             continue
-        done = subprocess.run([str(venv / "bin/python"), "-m", "pytest", "-q", *(pytest_args or DEFAULT_PATHS)],
-                              cwd=ROOT)
-        results.append((name, f"exit {done.returncode} in {time.monotonic() - started:.0f} s", done.returncode))
+        codes = [subprocess.run(run, cwd=ROOT).returncode
+                 for run in pytest_runs(str(venv / "bin/python"), args.tiers, pytest_args)]
+        code = next((c for c in codes if c), 0)  # each run goes on after a failed one, as `make test`'s
+        exits = "/".join(map(str, codes))
+        results.append((name, f"exit {exits} in {time.monotonic() - started:.0f} s", code))
     for name, what, _ in results:
         print(f"test-pythons: {name}: {what}")
     return 1 if any(code for _, _, code in results) else 0

@@ -2,6 +2,8 @@
 asking each one its version (here, shell scripts answering as an interpreter would)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.tools import load_tool
@@ -23,3 +25,22 @@ def test_one_interpreter_per_version_from_3_11_the_newest_patch_but_the_venv_s_o
                fake("e", "3 11 7"), fake("f", "not a version"), str(tmp_path / "missing"), fake("g", "3 14 0")]
     assert tool.others(pythons, (3, 11)) == {(3, 12): pythons[1], (3, 13): pythons[2], (3, 14): pythons[7]}
     assert tool.others(pythons[3:5], (3, 11)) == {}
+
+
+def test_tiers_are_run_as_make_test_runs_them_and_the_default_is_the_unit_tests_and_the_smoke(tool):
+    """--tiers: the three runs of the Makefile's `test` (so a version's results compare with
+    that run's), the arguments given added to each; without it, one run."""
+    later = ["--ignore=tests/unit", "--ignore=tests/integration"]
+    assert tool.pytest_runs("py", True, ["-x"]) == [
+        ["py", "-m", "pytest", "-q", "-n", "2", "tests/unit", "tests/integration", "-x"],
+        ["py", "-m", "pytest", "-q", "-n", "2", "--dist", "loadfile", "-m", "not serial", *later, "-x"],
+        ["py", "-m", "pytest", "-q", "-m", "serial", *later, "-x"]]
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "TEST_WORKERS ?= 2\nLATER_TIERS  := --ignore=tests/unit --ignore=tests/integration\n" in makefile
+    for run in ("-n $(TEST_WORKERS) tests/unit tests/integration;",
+                "-n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) ||",
+                "-m serial $(LATER_TIERS) ||"):
+        assert f"$(BIN)/python -m pytest -q {run}" in makefile
+    assert tool.pytest_runs("py", False, []) == [
+        ["py", "-m", "pytest", "-q", "tests/unit", "tests/e2e/test_startup_imports.py"]]
+    assert tool.pytest_runs("py", False, ["tests"]) == [["py", "-m", "pytest", "-q", "tests"]]
