@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import resource
 import subprocess
@@ -115,9 +116,14 @@ def pids_cgroup() -> Iterator[Path]:
 def no_descriptor_left() -> Iterator[None]:
     """This process with every descriptor its (lowered) limit allows taken: the next open,
     socket or pidfd_open fails with EMFILE; the descriptors closed and the limit given back
-    afterwards, even when the test fails."""
+    afterwards, even when the test fails. The collector is run first and held off meanwhile:
+    a finalizer of garbage an earlier test left (a file, a pipe) closing its descriptor would
+    free one for the call under test (seen once on 3.12: the pidfd opened, no EMFILE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     held: list[int] = []
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
         with contextlib.suppress(OSError):  # until every descriptor the limit allows is taken
@@ -128,3 +134,5 @@ def no_descriptor_left() -> Iterator[None]:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if collecting:
+            gc.enable()
