@@ -45,6 +45,7 @@ from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups as cgroup_support
 from tests.support import limits
+from tests.support.headless import running_threads
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -204,7 +205,7 @@ def _alive(pid: int) -> bool:
     """Whether `pid` is a process that is neither stopped nor dead (a zombie)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or as it read
         return False
     return state not in ("T", "t", "Z", "X")
 
@@ -281,24 +282,17 @@ def test_the_close_kills_a_process_whose_first_thread_exited_while_others_run(su
     sup.spawn(ProcessSpec("headless", f"setsid {sys.executable} -c '{program}' & echo $! > {pidfile}; wait"), 0)
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 10, message="its pid written")
     pid = int(pidfile.read_text())
-    wait_for(lambda: _threads(pid) == 1 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
+    wait_for(lambda: running_threads(pid) == 1 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
              10, message="its first thread gone, the other running")
     try:
         sup.close()
-        assert _threads(pid) == 0, "the close left it running"
+        assert running_threads(pid) == 0, "the close left it running"
     finally:
-        if _threads(pid):  # the leader, a zombie, holds its pid: no other process has it
+        if running_threads(pid):  # the leader, a zombie, holds its pid: no other process has it
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: _threads(pid) == 0, 10, message="it died")
+        wait_for(lambda: running_threads(pid) == 0, 10, message="it died")
 
 
-def _threads(pid: int) -> int:
-    """How many threads of `pid` run (0: gone, or a zombie)."""
-    try:
-        return sum(1 for tid in os.listdir(f"/proc/{pid}/task")
-                   if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")
-    except FileNotFoundError:
-        return 0
 
 
 def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_others_run():
@@ -323,7 +317,7 @@ def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_other
         headless.stdin.write(b"x")  # in the cgroup: now its first thread exits
         headless.stdin.close()
         wait_for(lambda: Path(f"/proc/{headless.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-                 and _threads(headless.pid) == 1, 10, message="its first thread gone, the other running")
+                 and running_threads(headless.pid) == 1, 10, message="its first thread gone, the other running")
         if cg.how != "kill":
             pytest.skip(f"the task cgroup here is killed by {cg.how}, not cgroup.kill")
         assert life.close() and not os.path.isdir(cg.directory)

@@ -29,7 +29,7 @@ def running_threads(pid: int) -> int:
     try:
         return sum(1 for tid in Path(f"/proc/{pid}/task").iterdir()
                    if (tid / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the look, or as it read
         return 0
 
 
