@@ -410,6 +410,8 @@ class Containment:
                     return frozenset()
                 while not exits.wait(end_at := exit_by.bound(began + within_secs, wake), wake):
                     if time.monotonic() >= end_at:
+                        if not exits:  # all gone by the bound's end: none to name
+                            return frozenset()
                         from executor.procs.unsignalled import close_incomplete
                         return close_incomplete(self._label, exits.left(), began)
 

@@ -289,18 +289,22 @@ class Exits:
                 if not self or len(self._polled) < before:
                     return True
                 left = deadline_at - time.monotonic()
-                if left <= 0:
+                if left <= 0:  # the exits that came meanwhile are taken: `left()` names what lives
+                    self._take(self._poller.poll(0), wake_fd)
                     return False
                 ready = self._poller.poll(1000 * (min(left, POLL_SECS) if self._polled else left))
-                for fd, _ in ready:
-                    if fd != wake_fd:
-                        self._poller.unregister(fd)
-                        self._pids.discard(self._fds.pop(fd))
-                        os.close(fd)
-                if any(fd == wake_fd for fd, _ in ready):
-                    return False
-                if ready:
-                    return True
+                woken = any(fd == wake_fd for fd, _ in ready)
+                if self._take(ready, wake_fd) or woken:
+                    return not woken
         finally:
             if wake_fd >= 0:
                 self._poller.unregister(wake_fd)
+
+    def _take(self, ready: list[tuple[int, int]], wake_fd: int) -> bool:
+        """Stop waiting for the processes whose pidfds are in `ready` (exited); whether any."""
+        exited = [fd for fd, _ in ready if fd != wake_fd]
+        for fd in exited:
+            self._poller.unregister(fd)
+            self._pids.discard(self._fds.pop(fd))
+            os.close(fd)
+        return bool(exited)
