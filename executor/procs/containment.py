@@ -393,10 +393,9 @@ class Containment:
         return len(self.signal(self._live_children(), (self._entry,), sig, whole_task=True))
 
     def kill_all(self, within_secs: float, exit_by: ExitBy) -> frozenset[int]:
-        """At close: SIGKILL every process of the task and, each time one exits (pidfd: its children
-        re-parented by then), what a walk finds new (forked before its SIGKILL), until none is left,
-        for at most `within_secs` or `exit_by`'s time, set before or during it (`ExitBy.waking`).
-        What was SIGKILLed and is not gone then (in D state) is logged and returned."""
+        """At close: SIGKILL the task and, at each exit (pidfd), what a walk finds new, until none
+        is left, for `within_secs` or to `exit_by`'s time, set before or during it (`waking`); what
+        was SIGKILLed and is not gone then (in D state) is logged and returned."""
         began = time.monotonic()
         with exit_by.waking() as wake, pidsignal.Exits() as exits:
             while True:
