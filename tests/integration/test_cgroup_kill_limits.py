@@ -153,10 +153,7 @@ def test_a_close_its_deadline_cuts_with_no_watchdog_running_says_what_is_left_be
     if (why := cgroup_support.unavailable(FREEZER)) is not None:  # its kill walks: cut at any depth
         pytest.skip(f"no v1 freezer task cgroup here: {why}")
     monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.0)
-    life = cgrouplife.TaskCgroupLife(reaper=None, label="cut.0", setting=FREEZER)  # type: ignore[arg-type]
-    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
-    cg = life.cgroup
-    assert cg is not None, life.no_cgroup
+    life, cg = cgroup_support.task_cgroup_life("cut.0", FREEZER)
     run = subprocess.Popen(["sleep", "600"])
     try:
         cgroup_support.nest(cg.directory, 2, run.pid)  # below the task's: the cut stops before it
@@ -224,10 +221,7 @@ def test_a_v1_freezer_thaw_out_of_descriptors_says_the_cgroup_is_left_frozen_and
     from executor.procs import cgroupwalk
 
     monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.3)
-    life = cgrouplife.TaskCgroupLife(reaper=None, label="frozen.0", setting=FREEZER)  # type: ignore[arg-type]
-    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
-    cg = life.cgroup
-    assert cg is not None, life.no_cgroup
+    life, cg = cgroup_support.task_cgroup_life("frozen.0", FREEZER)
     run = subprocess.Popen(["sleep", "600"])
     real_open = cgroupwalk.os.open
     try:

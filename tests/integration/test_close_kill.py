@@ -176,12 +176,9 @@ def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck
     are all that holds it, and says so; with another member there, it waits as before."""
     if (why := cgroup_support.unavailable("auto")) is not None:
         pytest.skip(f"no task cgroup here: {why}")
-    from executor.procs import cgrouplife, cgroups
+    from executor.procs import cgroups
 
-    life = cgrouplife.TaskCgroupLife(reaper=None, label="stuck.0", setting="auto")  # type: ignore[arg-type]
-    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
-    cg = life.cgroup
-    assert cg is not None, life.no_cgroup
+    life, cg = cgroup_support.task_cgroup_life("stuck.0", "auto")
     stuck = subprocess.Popen(["sleep", "600"])
     try:
         assert cg.take_in(stuck.pid)
@@ -302,12 +299,9 @@ def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_other
     too (the whole process), and the cgroup is removed at once."""
     if (why := cgroup_support.unavailable("auto")) is not None:
         pytest.skip(f"no task cgroup here: {why}")
-    from executor.procs import cgrouplife, cgroups
+    from executor.procs import cgroups
 
-    life = cgrouplife.TaskCgroupLife(reaper=None, label="headless.0", setting="auto")  # type: ignore[arg-type]
-    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
-    cg = life.cgroup
-    assert cg is not None, life.no_cgroup
+    life, cg = cgroup_support.task_cgroup_life("headless.0", "auto")
     program = ("import ctypes, sys, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
                "sys.stdin.buffer.read(1); ctypes.CDLL(None).pthread_exit(None)")
     headless = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE)

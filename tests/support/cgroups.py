@@ -1,7 +1,7 @@
 """The task cgroups a test made: finding them, and removing them whatever happened.
 
 Owns: whether this host lets Stoker make a task cgroup (`unavailable()` says why not, or
-None), the `stoker-*` cgroups a process is in (`stoker_cgroups_of(pid)`, read while it lives),
+None), one made as the supervisor makes it (`task_cgroup_life`), the `stoker-*` cgroups a process is in (`stoker_cgroups_of(pid)`, read while it lives),
 and `remove(directory)`, which SIGKILLs every member (through `cgroup.kill`, or the v1
 freezer) and removes the directory, never raising. Tests register every cgroup they learn of
 with a `CgroupTracker` and remove them at teardown, so a failing test leaves none behind. It
@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from executor.procs import cgroups, cgroupwalk
+from executor.procs import cgrouplife, cgroups, cgroupwalk
 from executor.procs.cgroup_paths import CgroupKind, own_places
 
 
@@ -51,6 +51,15 @@ def unavailable(setting: str = "auto") -> str | None:
         return made.reason
     cgroups.discard(made)
     return None
+
+
+def task_cgroup_life(label: str, setting: str) -> tuple[cgrouplife.TaskCgroupLife, cgroups.TaskCgroup]:
+    """A task cgroup's life as the supervisor keeps it (no reaper, nothing announced) and its
+    cgroup, made (an AssertionError saying why not); the test's to close, remove and release."""
+    life = cgrouplife.TaskCgroupLife(reaper=None, label=label, setting=setting)  # type: ignore[arg-type]
+    life.make(f"stoker-test-{os.urandom(4).hex()}", lambda directory, how: None)
+    assert life.cgroup is not None, life.no_cgroup
+    return life, life.cgroup
 
 
 def stoker_cgroups_of(pid: int) -> list[str]:
