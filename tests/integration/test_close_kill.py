@@ -45,7 +45,7 @@ from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups as cgroup_support
 from tests.support import limits
-from tests.support.headless import running_threads
+from tests.support.headless import headless, running_threads
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -302,23 +302,13 @@ def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_other
     from executor.procs import cgroups
 
     life, cg = cgroup_support.task_cgroup_life("headless.0", "auto")
-    program = ("import ctypes, sys, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
-               "sys.stdin.buffer.read(1); ctypes.CDLL(None).pthread_exit(None)")
-    headless = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE)
     try:
-        assert cg.take_in(headless.pid)
-        assert headless.stdin is not None
-        headless.stdin.write(b"x")  # in the cgroup: now its first thread exits
-        headless.stdin.close()
-        wait_for(lambda: Path(f"/proc/{headless.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-                 and running_threads(headless.pid) == 1, 10, message="its first thread gone, the other running")
-        if cg.how != "kill":
-            pytest.skip(f"the task cgroup here is killed by {cg.how}, not cgroup.kill")
-        assert life.close() and not os.path.isdir(cg.directory)
-        assert headless.wait(10) == -signal.SIGKILL
+        with headless(cg.take_in) as proc:  # in the cgroup, then its first thread exits
+            if cg.how != "kill":
+                pytest.skip(f"the task cgroup here is killed by {cg.how}, not cgroup.kill")
+            assert life.close() and not os.path.isdir(cg.directory)
+            assert proc.wait(10) == -signal.SIGKILL
     finally:
-        headless.kill()
-        headless.wait()
         if os.path.isdir(cg.directory):
             cgroup_support.remove(cg.directory)
         cgroups.release(cg)

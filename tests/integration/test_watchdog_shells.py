@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from executor.procs import cgroups, watchdogsh
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME, WATCHDOG_SCRIPT
 from tests.support import cgroups as cgroup_support
 from tests.support.cgroups import FREEZER
-from tests.support.waiting import wait_for
+from tests.support.headless import headless
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -174,21 +173,11 @@ def test_the_watchdog_kills_a_process_whose_first_thread_exited_while_others_run
             cgroup_support.remove(made.directory)
             cgroups.release(made)
         pytest.skip(f"no task cgroup killed by cgroup.kill here: {made}")
-    program = ("import ctypes, sys, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
-               "sys.stdin.buffer.read(1); ctypes.CDLL(None).pthread_exit(None)")
-    headless = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE)
     try:
-        assert made.take_in(headless.pid)
-        assert headless.stdin is not None
-        headless.stdin.write(b"x")  # in the cgroup: now its first thread exits
-        headless.stdin.close()
-        wait_for(lambda: Path(f"/proc/{headless.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 10,
-                 message="its first thread gone")
-        status = watchdog_under(SHELLS[shell], uuid.uuid4().hex, made.directory, made.how)
-        assert (headless.wait(10), status, os.path.exists(made.directory)) == (-signal.SIGKILL, 0, False)
+        with headless(made.take_in) as proc:  # in the cgroup, then its first thread exits
+            status = watchdog_under(SHELLS[shell], uuid.uuid4().hex, made.directory, made.how)
+            assert (proc.wait(10), status, os.path.exists(made.directory)) == (-signal.SIGKILL, 0, False)
     finally:
-        headless.kill()
-        headless.wait()
         if os.path.isdir(made.directory):
             cgroup_support.remove(made.directory)
         cgroups.release(made)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tests.support.waiting import wait_for
 
-PROGRAM = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
-           "ctypes.CDLL(None).pthread_exit(None)")
+# Its first thread exits once a byte comes on its stdin: the test may first move it (a cgroup).
+PROGRAM = ("import ctypes, sys, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
+           "sys.stdin.buffer.read(1); ctypes.CDLL(None).pthread_exit(None)")
 
 
 def state(pid: int) -> str:
@@ -34,11 +35,16 @@ def running_threads(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def headless() -> Iterator[subprocess.Popen[bytes]]:
-    """A child of this process, headless (state Z, one thread running) once yielded;
+def headless(first: Callable[[int], bool] = lambda pid: True) -> Iterator[subprocess.Popen[bytes]]:
+    """A child of this process, headless (state Z, one thread running) once yielded, after
+    `first(pid)` (e.g. a cgroup's `take_in`) held while its first thread still ran;
     SIGKILLed and reaped after, also when the test fails."""
-    proc = subprocess.Popen([sys.executable, "-c", PROGRAM])
+    proc = subprocess.Popen([sys.executable, "-c", PROGRAM], stdin=subprocess.PIPE)
     try:
+        assert first(proc.pid), f"{first} refused {proc.pid}"
+        assert proc.stdin is not None
+        proc.stdin.write(b"x")
+        proc.stdin.close()
         wait_for(lambda: state(proc.pid) == "Z" and running_threads(proc.pid) == 1, 10,
                  message="its first thread gone, the other running")
         yield proc
