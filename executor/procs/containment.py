@@ -348,7 +348,7 @@ class Containment:
             stopped = proctree.send_checked(fresh, signal.SIGSTOP, check)
             sent = proctree.send_checked(stopped, signal.SIGKILL, check)
             killed += len(sent)
-            if not pidsignal.wait_exited(sent, deadline) or time.monotonic() >= deadline:
+            if not pidsignal.wait_exited({p: procs[p].start for p in sent}, deadline) or time.monotonic() >= deadline:
                 log_event(logger, logging.ERROR, "leftovers_survive", task=self._label,
                           reason=f"unclaimed processes were still appearing or alive after "
                                  f"{LEFTOVER_SECS} s", consequence="they are killed with the task")

@@ -32,7 +32,7 @@ import os
 import select as _select
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 
 def pidfd_signal(pidfd: int, pid: int, sig: int) -> None:
@@ -208,17 +208,19 @@ def alive_as(pid: int, start: int) -> bool:
     return stat is not None and stat[2] == start
 
 
-def wait_exited(pids: Iterable[int], deadline_at: float, wake_fd: int = -1) -> bool:
-    """Block until each of `pids` has exited (a zombie counts: its children have been
+def wait_exited(started: dict[int, int], deadline_at: float, wake_fd: int = -1) -> bool:
+    """Block until each pid of `started` has exited (a zombie counts: its children have been
     re-parented by then), by polling their pidfds; False when `deadline_at` (monotonic)
-    passed first, or `wake_fd` (-1: none) turned readable. A pid that is gone already is not
-    waited for. Without pidfds (a kernel before 5.3, a container whose seccomp profile
+    passed first, or `wake_fd` (-1: none) turned readable. A pid that is gone already, or
+    that is another process than the one that started at its start time (0: not known), is
+    not waited for (`Exits.add`: a killed grandchild reaped by its own parent, its pid handed
+    on, would otherwise be waited for to the deadline). Without pidfds (a kernel before 5.3, a container whose seccomp profile
     denies pidfd_open) /proc is looked at every millisecond instead: returning at once would
     let a killed process's children re-parent after the caller's last look (a fork-hopper
     outliving its leftover kill). `poll`, not `select`: a task of 1,000 processes has pidfds
     past 1024."""
     with Exits() as exits:
-        exits.add(dict.fromkeys(pids, 0))
+        exits.add(started)
         while exits:
             if not exits.wait(deadline_at, wake_fd):
                 return False

@@ -28,7 +28,7 @@ def test_it_waits_for_a_process_to_exit_without_pidfds(no_pidfd: None) -> None:
     proc = subprocess.Popen(["sleep", "0.2"])
     try:
         started = time.monotonic()
-        assert pidsignal.wait_exited([proc.pid], started + 30)
+        assert pidsignal.wait_exited({proc.pid: 0}, started + 30)
         assert pidsignal.read_stat(proc.pid) is None, "returned while the process still ran"
         assert time.monotonic() - started < 20  # at its exit, not at the deadline (a generous bound)
     finally:
@@ -39,7 +39,7 @@ def test_it_waits_for_a_process_to_exit_without_pidfds(no_pidfd: None) -> None:
 def test_its_deadline_still_holds_without_pidfds(no_pidfd: None) -> None:
     proc = subprocess.Popen(["sleep", "30"])
     try:
-        assert not pidsignal.wait_exited([proc.pid], time.monotonic() + 0.05)
+        assert not pidsignal.wait_exited({proc.pid: 0}, time.monotonic() + 0.05)
         assert pidsignal.read_stat(proc.pid) is not None
     finally:
         proc.kill()

@@ -16,6 +16,7 @@ import select
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -198,3 +199,17 @@ def test_by_pid_where_no_pidfd_may_carry_it_a_live_process_gets_the_signal_and_o
             assert proc.wait(10) == -signal.SIGTERM
         finally:
             os.close(pidfd)
+
+
+def test_a_pid_that_is_another_process_now_is_not_waited_for():
+    """The leftover kill waits for what it SIGKILLed by pid and the start time its walk read: a
+    grandchild reaped by its own parent, its pid handed to another process meanwhile, is not
+    waited for to the deadline (a restart held LEFTOVER_SECS and an ERROR logged)."""
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        start = pidsignal.read_stat(proc.pid)[2]
+        assert pidsignal.wait_exited({proc.pid: start + 1}, time.monotonic() + 30)
+        assert not pidsignal.wait_exited({proc.pid: start}, time.monotonic() + 0.05)
+    finally:
+        proc.kill()
+        proc.wait()
