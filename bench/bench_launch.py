@@ -54,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import benchlib
@@ -179,6 +180,25 @@ class Ran:
         os.close(self._fd)
 
 
+def stop_run(proc: subprocess.Popen, sandbox: Path, join_reader: Callable[[], object],
+             what: str = "stoker run") -> None:
+    """Stops a `stoker run` a bench started with its stdout a pipe: SIGTERM, its session
+    SIGKILLed if it overstays STOP_SECS (`what` names it in that progress line); then the
+    reader of that pipe joined (`join_reader`: it has seen the pipe's end) and the pipe
+    closed; and every pid of its task (`sandbox`'s checkpoint) checked dead."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(STOP_SECS)
+    except subprocess.TimeoutExpired:
+        progress(f"{what} did not exit within {STOP_SECS} s of SIGTERM; killing it")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    join_reader()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    kill_leftovers(task_pids(sandbox))
+
+
 def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None) -> tuple[float, float]:
     """One `stoker run` of n processes, alone: exec → all n ran their first command, and exec
     → the nth RUNNING line; always stopped. A new config file (a first run: planned) unless
@@ -201,17 +221,7 @@ def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None)
                 lines.wait(f"stoker run: {n} processes RUNNING") - start)
     finally:
         ran.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_SECS)
-        except subprocess.TimeoutExpired:
-            progress(f"N={n}: stoker run did not exit within {STOP_SECS} s of SIGTERM; killing it")
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        lines.join()
-        assert proc.stdout is not None
-        proc.stdout.close()
-        kill_leftovers(task_pids(sandbox))
+        stop_run(proc, sandbox, lines.join, f"N={n}: stoker run")
 
 
 def spawner(n: int, fifo: Path, binary: Path | None = None, logs: Path | None = None) -> tuple[float, float]:

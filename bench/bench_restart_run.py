@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 
 import benchlib
+from bench_launch import stop_run
 from bench_supervisor import BACKGROUND_PROCESSES, Background
 from benchlib import Row, med_p95, ms, progress, summary, workdir
 
 from tests.support import proc_connector
-from tests.support.stoker_proc import CONSOLE_ENTRY, kill_leftovers, task_pids
+from tests.support.stoker_proc import CONSOLE_ENTRY, task_pids
 
 RESTART_TARGET_SECS = 0.0025  # as bench_supervisor's, quiet host
 BUSY_RESTART_TARGET_SECS = 0.003  # with BACKGROUND_PROCESSES others
@@ -44,7 +45,6 @@ SETTLE_SECS = 0.02
 # `stoker run` takes 99 kills at most.
 KILLS_PER_RUN = 99
 WAIT_SECS = 10.0
-STOP_SECS = 60.0
 RUNNING = "WAITING → RUNNING".encode()
 CONFIG = """jobs = [Job(cluster='local', role='bench', environment='test', name='restart',
   task=Task(processes=[Process(name='p0', cmdline='sleep 100000', min_duration=0, max_failures=0)],
@@ -119,8 +119,7 @@ def restart_run(root: Path, count: int, got: Restarts) -> None:
         raise
     finally:
         events.close()
-        _stop(proc, sandbox)
-        lines.join()
+        stop_run(proc, sandbox, lines.join)
 
 
 def _kill_loop(sandbox: Path, events: proc_connector.Follower, lines: RunningLines,
@@ -144,20 +143,6 @@ def _kill_loop(sandbox: Path, events: proc_connector.Follower, lines: RunningLin
         pid = fork.tgid
         events.forget_before(start)
         time.sleep(SETTLE_SECS)
-
-
-def _stop(proc: subprocess.Popen, sandbox: Path) -> None:
-    """SIGTERM `stoker run` (its session SIGKILLed if it overstays); its task's pids checked dead."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(STOP_SECS)
-    except subprocess.TimeoutExpired:
-        progress(f"stoker run did not exit within {STOP_SECS} s of SIGTERM; killing it")
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    assert proc.stdout is not None
-    proc.stdout.close()
-    kill_leftovers(task_pids(sandbox))
 
 
 def fork_to_exec_floor(count: int) -> list[float]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -24,9 +23,7 @@ import time
 from pathlib import Path
 
 import benchlib
-from bench_launch import RUNNING, Lines, Ran, config_text
-
-from tests.support.stoker_proc import kill_leftovers, task_pids
+from bench_launch import RUNNING, Lines, Ran, config_text, stop_run
 
 HERE = Path(__file__).resolve().parent
 ENTRY = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import firstrun_tracer; "
@@ -52,12 +49,7 @@ def launch(root: Path, i: int, repo: Path) -> tuple[Marks, float, float]:
         ran_at, line_at = ran.wait("the first run") - start, lines.wait("its RUNNING line") - start
     finally:
         ran.close()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        lines.join()
-        assert proc.stdout is not None
-        proc.stdout.close()
-        kill_leftovers(task_pids(work / "sandbox"))
+        stop_run(proc, work / "sandbox", lines.join)
     parsed = []
     for line in marks.read_text().splitlines():
         pid, wall, cpu, what = line.split(" ", 3)

@@ -18,13 +18,13 @@ Prints each side's medians, the paired differences (B − A: the median of the p
 differences, and in how many pairs B was lower), and the 1-minute load before and after
 every pair. CPU is the figure to read on a busy host: the wall clock follows the load.
 
-Every `stoker run` is stopped with SIGTERM and its task's pids checked dead in a `finally`.
+Every `stoker run` is stopped with SIGTERM (its session SIGKILLed if it overstays,
+`bench_launch.stop_run`) and its task's pids checked dead in a `finally`.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 import benchlib
-from bench_launch import RUNNING, Lines, Ran, config_text
+from bench_launch import RUNNING, Lines, Ran, config_text, stop_run
 
-from tests.support.stoker_proc import CONSOLE_ENTRY, kill_leftovers, task_pids
+from tests.support.stoker_proc import CONSOLE_ENTRY
 
 STAMPS = "STOKER_AB_STAMPS"
 HOOKED = f"""
@@ -83,12 +83,7 @@ class Side:
             return ran.wait(f"{self.name}: the process running") - start
         finally:
             ran.close()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-            lines.join()
-            assert proc.stdout is not None
-            proc.stdout.close()
-            kill_leftovers(task_pids(work / "sandbox"))
+            stop_run(proc, work / "sandbox", lines.join)
 
     def spawn_cpu(self) -> tuple[float, float]:
         """(CPU to the first run's spawn, exec → that spawn), in seconds, of a hooked launch."""

@@ -25,6 +25,7 @@ from tests.support.shellwords import fake_sh, python_sh
 from tests.support.stoker_proc import (
     REPO,
     checkpoint_records,
+    end_run,
     kill_leftovers,
     live,
     signal_a_worker_thread,
@@ -124,11 +125,8 @@ def test_a_closed_stdout_never_kills_the_task(tmp_path):
         assert tasks[-1]["to"] == "KILLED"
         assert not live(pids | set(task_pids(sandbox)))
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        end_run(proc, sandbox)
         err.close()
-        kill_leftovers(task_pids(sandbox))
 
 
 def test_a_shell_pipe_into_head_leaves_the_task_running(tmp_path):

@@ -29,7 +29,15 @@ from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support import cgroups
 from tests.support.configs import RESOURCES
 from tests.support.shellwords import sh
-from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, stoker_runs, task_pids
+from tests.support.stoker_proc import (
+    REPO,
+    StokerProcess,
+    end_run,
+    kill_leftovers,
+    live,
+    stoker_runs,
+    task_pids,
+)
 from tests.support.waiting import wait_for
 
 
@@ -272,10 +280,7 @@ def test_systemds_default_stop_sigterms_every_process_and_the_final_process_stil
         out = (tmp_path / "out").read_text()
         assert "task             KILLING → KILLED  stopped by SIGTERM" in out, out
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-        kill_leftovers(task_pids(tmp_path / "sandbox"))
+        end_run(proc, tmp_path / "sandbox")
 
 EXAMPLES = REPO / "examples" / "systemd"
 UNITS = {"stoker-run@.service": {"Type": "notify", "KillMode": "mixed", "SuccessExitStatus": "143",

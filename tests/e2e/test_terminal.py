@@ -21,6 +21,7 @@ from tests.support.stoker_proc import (
     REPO,
     StokerProcess,
     checkpoint_records,
+    end_run,
     kill_leftovers,
     live,
     stop_signals_default,
@@ -151,11 +152,8 @@ def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_pa
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 130
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        end_run(proc, sandbox)
         err.close()
-        kill_leftovers(task_pids(sandbox))
     health = [r for r in checkpoint_records(sandbox) if r["kind"] == "health"]
     assert [r["reason"] for r in health if r["outcome"] != "passed"] == []
     assert [r["to"] for r in checkpoint_records(sandbox) if r["kind"] == "task"] == \

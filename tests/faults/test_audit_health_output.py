@@ -108,14 +108,8 @@ def test_a_flooding_health_command_costs_no_disk_outside_the_sandbox_and_no_memo
 
 def _commands_of_children(pid: int) -> str:
     """The command lines of `pid`'s children (the health command's bash, its sleep)."""
-    names = []
-    for child in Path(f"/proc/{pid}/task").glob("*/children"):
-        for cpid in child.read_text().split():
-            try:
-                names.append(Path(f"/proc/{cpid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-            except OSError:
-                continue
-    return " ".join(names)
+    return " ".join(proc_scan.read_bytes(f"/proc/{child}/cmdline").replace(b"\0", b" ").decode()
+                    for child in proc_scan.children(pid))
 
 
 COMMAND_TIMEOUT_SECS = 10.0

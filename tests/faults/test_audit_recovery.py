@@ -35,9 +35,7 @@ CONFIG = f"""
 
 
 def _watchdog_of(pid: int) -> int:
-    kids = [int(k) for t in os.listdir(f"/proc/{pid}/task")
-            for k in open(f"/proc/{pid}/task/{t}/children").read().split()]
-    dogs = [k for k in kids if b"stoker-watchdog" in proc_scan.read_bytes(f"/proc/{k}/cmdline")]
+    dogs = [k for k in proc_scan.children(pid) if b"stoker-watchdog" in proc_scan.read_bytes(f"/proc/{k}/cmdline")]
     assert len(dogs) == 1, f"stoker run {pid} has {len(dogs)} watchdogs"
     return dogs[0]
 

@@ -226,21 +226,6 @@ def _nobody_can_import_stoker() -> bool:
     return probe.returncode == 0
 
 
-def _children(pid: int) -> list[int]:
-    """Every child of `pid`, whichever of its threads forked it."""
-    found: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tids:
-        try:
-            found += [int(p) for p in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
@@ -273,7 +258,7 @@ def test_no_process_a_task_can_read_shows_the_token(tmp_path, figures, user):
         health = wait_for(lambda: _read_json(sandbox / "health_hunt.json"), 10)
         marker = proc_scan.task_marker_of(web["pid"])
         executor = proc.pid  # setpriv execs the executor: the same pid
-        started = _children(executor)
+        started = proc_scan.children(executor)
         # (a health command may exit meanwhile: read_bytes gives b"" for a vanished process)
         watchdogs = [p for p in started if b"stoker-watchdog" in proc_scan.read_bytes(f"/proc/{p}/cmdline")]
         # From the test's side too (root reads everything): the executor, each of its threads,

@@ -75,6 +75,21 @@ print(json.dumps({"problem": problem, "cuts": cuts, "status": run.wait(10), "lef
 """
 
 
+def _said(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    """(level, message) of each line logged at WARNING or above."""
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _drop(cg: cgroups.TaskCgroup, *runs: subprocess.Popen) -> None:
+    """A test's task cgroup removed (thawed first, whatever happened) and released, and its
+    `runs` killed and reaped."""
+    cgroup_support.remove(cg.directory)
+    cgroups.release(cg)
+    for run in runs:
+        run.kill()
+        run.wait()
+
+
 def killed(way: str, setting: str = "auto", how: str = "freeze") -> dict:
     if setting == "auto":
         v2_root()
@@ -135,7 +150,7 @@ def test_a_close_its_deadline_cuts_hands_the_tree_to_the_watchdog_and_says_so(ki
         dog = sup.watchdog_pid
         with caplog.at_level(logging.INFO):
             sup.close()
-        said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+        said = _said(caplog)
         assert not os.path.exists(directory), said  # the watchdog's, before the close returned
     finally:
         sup.close()
@@ -160,11 +175,8 @@ def test_a_close_its_deadline_cuts_with_no_watchdog_running_says_what_is_left_be
         with caplog.at_level(logging.INFO):
             assert life.close(watchdog=None)
     finally:
-        cgroup_support.remove(cg.directory)
-        cgroups.release(cg)
-        run.kill()
-        run.wait()
-    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+        _drop(cg, run)
+    said = _said(caplog)
     assert [level for level, _ in said] == ["ERROR"], said
     assert said[0][1].startswith("cgroup_close_cut ") and "the watchdog, let go" not in said[0][1], said
     assert f"no watchdog runs to finish it (it could not start, or it exited): {cg.directory}, the cgroups " \
@@ -198,11 +210,7 @@ def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
         assert top.wait(10) == -9  # thawed: its SIGKILL delivered
     finally:
         monkeypatch.undo()
-        cgroup_support.remove(made.directory)  # thawed first, whatever happened
-        cgroups.release(made)
-        for run in (top, deep):
-            run.kill()
-            run.wait()
+        _drop(made, top, deep)
 
 
 def _emfile() -> int:
@@ -236,11 +244,8 @@ def test_a_v1_freezer_thaw_out_of_descriptors_says_the_cgroup_is_left_frozen_and
         monkeypatch.undo()
         with contextlib.suppress(OSError):
             cgroups._write(cg.directory, "freezer.state", "THAWED")
-        cgroup_support.remove(cg.directory)
-        cgroups.release(cg)
-        run.kill()
-        run.wait()
-    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+        _drop(cg, run)
+    said = _said(caplog)
     assert [level for level, _ in said] == ["ERROR"], said
     assert "it is left FROZEN, its thaw failed: cannot thaw a cgroup of" in said[0][1], said
     who = (f"the watchdog (pid {watchdog}), let go, thaws it" if watchdog else "left behind FROZEN, none thaws them")

@@ -2,7 +2,7 @@
 
 Owns reading `/proc/PID/environ` and `/proc/PID/stat` from a test: which live processes
 carry an exact environment entry (a task's `STOKER_TASK_MARKER=...`, or a marker a test put
-into a command's environment), the task marker of a known pid, pid files, and a cleanup
+into a command's environment), the task marker of a known pid, a process's children, pid files, and a cleanup
 that SIGKILLs every process carrying an entry until none is left. Zombies count as gone
 (`executor/procs/pidsignal.py`: one whose first thread exited while others run lives).
 It only ever signals processes that carry the exact entry it was given (or pids a test
@@ -59,6 +59,17 @@ def is_killed(pid: int) -> bool:
         if name in (b"SigPnd", b"ShdPnd") and int(value.strip() or b"0", 16) & _SIGKILL_BIT:
             return True
     return not is_live(pid)
+
+
+def children(pid: int) -> list[int]:
+    """Every child of `pid`, whichever of its threads forked it, from the kernel's lists
+    (`/proc/PID/task/TID/children`); [] when it is gone. A test's own reading, not the
+    product's (`executor/procs/proctree.py`), so that it checks what the product finds."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    return [int(c) for tid in tids for c in read_bytes(f"/proc/{pid}/task/{tid}/children").split()]
 
 
 def environ(pid: int) -> list[bytes]:

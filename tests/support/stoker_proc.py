@@ -192,6 +192,16 @@ def kill_leftovers(pids) -> None:
         time.sleep(0.01)
 
 
+def end_run(proc: subprocess.Popen, sandbox: Path) -> None:
+    """A test's own `Popen` of `stoker run` (in a session of its own) ended, whatever the test
+    did: its session SIGKILLed when it still runs, and every process of its task (the pids in
+    `sandbox`'s checkpoint) killed."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    kill_leftovers(task_pids(sandbox))
+
+
 @contextlib.contextmanager
 def stoker_runs(tmp_path: Path) -> Iterator[Callable[..., StokerProcess]]:
     """A fixture's maker of `stoker run ARGS --sandbox SANDBOX` runs, as many as the test
