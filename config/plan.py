@@ -116,10 +116,10 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     portmap = job_portmap(plain)
     referenced = port_names(job)
     names = requested_ports(referenced, portmap)
-    _check_fixed_ports(fixed_ports, sorted(set(names) | set(referenced) | set(portmap)), job_key(job))
-    resolved = resolve_portmap(portmap, _allocated(allocate, names, fixed_ports, named, job_key(job)))
-    name = job_key(job).rsplit("/", 1)[-1]
-    stand_in = task_id(name, instance)
+    key = job_key(job)  # once: each is the job's scopes made and four fields expanded in them
+    _check_fixed_ports(fixed_ports, sorted(set(names) | set(referenced) | set(portmap)), key)
+    resolved = resolve_portmap(portmap, _allocated(allocate, names, fixed_ports, named, key))
+    stand_in = task_id(key.rsplit("/", 1)[-1], instance)
     try:
         spec = bind(job, instance=instance, ports=resolved.ports, task_id=stand_in, hostname=hostname, user=user)
     except ConfigError as exc:  # `{{thermos.nope}}`, a bound value of the wrong type: name the file
@@ -127,8 +127,8 @@ def plan_job(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], .
     return JobPlan(spec=spec, stand_in=stand_in,
                    allocated=tuple(sorted(n for n in names if n not in fixed_ports)),
                    port_warnings=tuple(resolved.warnings()),
-                   notes=scheduler_notes(plain, job_key(job), instance),
-                   warnings=instance_warnings(plain, job_key(job), instance) + container_warnings(plain))
+                   notes=scheduler_notes(plain, key, instance),
+                   warnings=instance_warnings(plain, key, instance) + container_warnings(plain))
 
 
 def scheduler_notes(job: Mapping[str, Any], key: str, instance: int) -> tuple[str, ...]:
