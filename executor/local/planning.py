@@ -38,7 +38,7 @@ from typing import NoReturn
 
 from config import warnfilters
 from config.errors import ConfigError, ConfigTimeout
-from config.plan import JobPlan, open_problem, plan_job
+from config.plan import JobPlan, load_frozen, open_problem, plan_job
 from executor.host.early import die_with
 from executor.local import planform
 from executor.local.planahead import EARLY, Inputs, PlanAhead
@@ -187,6 +187,7 @@ def _child(plan: Plan, write_end: int, sent_first: list[bool] | None = None) -> 
     try:
         try:
             with _bounded(PLAN_TIMEOUT_SECS):
+                load_frozen()  # a child ends once it answers: what this freezes is not kept long
                 result, sources, problem = _here(plan)
             answer: tuple = ("plan", None if sent_first else planform.encode(result), sources, problem)
         except ConfigError as exc:

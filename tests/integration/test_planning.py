@@ -72,6 +72,21 @@ def test_what_ran_in_the_child_is_the_childs():
     assert child[2] != parent[1] and parent[2] == "None"
 
 
+def test_the_child_runs_the_config_with_the_collector_on_and_the_schema_frozen(tmp_path):
+    """The config modules are loaded with the collector off and frozen (no young collection
+    walks them); the config's own code runs with the collector on, its garbage collected."""
+    config = tmp_path / "probe.aurora"
+    config.write_text("import gc, config.schema\n"
+                      "print('collector', gc.isenabled(), any(o is config.schema.Job for o in gc.get_objects()))\n"
+                      + EXAMPLE.read_text())
+    done = python("""
+        plan, sources, problem = plan_apart(real)
+        print(plan.name, "pystachio" in sys.modules)
+    """, str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "collector True False\nhello False\n"
+
+
 def test_a_config_error_comes_back_as_the_same_error(tmp_path):
     bad = tmp_path / "bad.aurora"
     bad.write_text("jobs = [Job(name='x')]\n")
