@@ -14,6 +14,7 @@ file system error reaches it as the `SpawnError` of the run that needed it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.procs import spawn
-from executor.procs.spawn import RunStdio, SpawnError
+from executor.procs.spawn import LogDir, RunStdio, SpawnError
 
 if TYPE_CHECKING:
     from executor.procs.exitby import ExitBy
@@ -41,6 +42,7 @@ class RunLogs:
         self._prune: RunPrune | None = None  # the runs' directories past the bound, from the first restart
         self._pump: LogPump | None = None
         self._restarted: list[tuple[ProcessSpec, int]] = []  # forked runs >= 1, noted when idle
+        self._ahead: dict[tuple[str, int], tuple[LogDir, RunStdio]] = {}  # made before the first step
         self._closed = False
 
     def open(self, process: ProcessSpec, run: int, devnull_fd: int) -> RunStdio | None:
@@ -50,6 +52,7 @@ class RunLogs:
             if self._closed:  # closed meanwhile: open nothing more
                 return None
             staged = self._stage.take(process.name, run) if self._stage is not None else None
+            staged = staged or self._ahead.pop((process.name, run), None)
             directory = staged[0] if staged else self._root.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
@@ -59,6 +62,49 @@ class RunLogs:
         if stdio.pumped:
             self._pump_for(stdio, label)
         return stdio
+
+    def ready_ahead(self, runs: list[tuple[ProcessSpec, int]], devnull_fd: int) -> None:
+        """Make the log directories and files of `runs` now, each for its `open` to take: the
+        runs the first step will start, while the owner waits for the task's containment. Only
+        a plain logger's (two files: no pipe, no pump thread before the fork). One that cannot
+        be made is left to `open`, which says why; one not taken by the next `idle` is removed
+        (a kill came before the first step)."""
+        for process, run in runs:
+            if not spawn.stageable(process.logger):
+                continue
+            with self._lock:
+                if self._closed:
+                    return
+                if (process.name, run) in self._ahead:
+                    continue
+                try:
+                    directory = self._root.run_dir(process.name, run)
+                except SpawnError:
+                    continue
+            try:
+                stdio = spawn.open_stdio(directory, process.logger, devnull_fd, self._label)
+            except SpawnError:
+                directory.close()
+                continue
+            with self._lock:
+                self._ahead[(process.name, run)] = (directory, stdio)
+
+    def _give_up_ahead(self) -> None:
+        """Remove the runs' directories made ahead that no spawn took: their files, then the
+        directory, each by the descriptor of the level above (never through a symlink). Hold the lock."""
+        for (name, run), (directory, stdio) in self._ahead.items():
+            stdio.discard()
+            for stream in ("stdout", "stderr"):
+                with contextlib.suppress(OSError):  # gone: the task may remove what is in its sandbox
+                    os.unlink(stream, dir_fd=directory.fd)
+            directory.close()
+            with contextlib.suppress(SpawnError, OSError):  # gone, replaced or not empty: left as it is
+                parent = self._root.process_dir(name)
+                try:
+                    os.rmdir(str(run), dir_fd=parent)
+                finally:
+                    os.close(parent)
+        self._ahead.clear()
 
     def _pump_for(self, stdio: RunStdio, label: str) -> None:
         """The log pump, started before the fork of the first run it copies: a thread that
@@ -106,6 +152,8 @@ class RunLogs:
         with self._lock:
             if self._closed:
                 return
+            if self._ahead:
+                self._give_up_ahead()
             self._note_restarted()
             if self._prune is not None:
                 self._prune.prune_due()
@@ -123,6 +171,7 @@ class RunLogs:
         """Remove what is still staged and close `.logs`. Idempotent."""
         with self._lock:
             self._closed = True
+            self._give_up_ahead()
             if self._stage is not None:
                 self._stage.close()
             self._root.close()
