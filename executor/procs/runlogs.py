@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
-from executor.procs import spawn
+from executor.procs import sandboxfs, spawn
 from executor.procs.spawn import LogDir, RunStdio, SpawnError
 
 if TYPE_CHECKING:
@@ -90,20 +90,20 @@ class RunLogs:
                 self._ahead[(process.name, run)] = (directory, stdio)
 
     def _give_up_ahead(self) -> None:
-        """Remove the runs' directories made ahead that no spawn took: their files, then the
-        directory, each by the descriptor of the level above (never through a symlink). Hold the lock."""
-        for (name, run), (directory, stdio) in self._ahead.items():
+        """Remove what was made ahead for runs no spawn took: their files, their directories,
+        their processes' and `.logs` when nothing else is in them (a kill before the first
+        step leaves the sandbox as a task that started nothing). Hold the lock."""
+        if not self._ahead:
+            return
+        for directory, stdio in self._ahead.values():
             stdio.discard()
             for stream in ("stdout", "stderr"):
                 with contextlib.suppress(OSError):  # gone: the task may remove what is in its sandbox
                     os.unlink(stream, dir_fd=directory.fd)
             directory.close()
-            with contextlib.suppress(SpawnError, OSError):  # gone, replaced or not empty: left as it is
-                parent = self._root.process_dir(name)
-                try:
-                    os.rmdir(str(run), dir_fd=parent)
-                finally:
-                    os.close(parent)
+        self._root.close()  # opened again, or made again, by the next spawn
+        with contextlib.suppress(OSError):  # gone, replaced or not empty: left as it is
+            _remove_empty(self._root.path, list(self._ahead))
         self._ahead.clear()
 
     def _pump_for(self, stdio: RunStdio, label: str) -> None:
@@ -152,8 +152,7 @@ class RunLogs:
         with self._lock:
             if self._closed:
                 return
-            if self._ahead:
-                self._give_up_ahead()
+            self._give_up_ahead()
             self._note_restarted()
             if self._prune is not None:
                 self._prune.prune_due()
@@ -183,3 +182,26 @@ class RunLogs:
             if self._pump is None:
                 self._pump = LogPump(self._label)
             return self._pump
+
+
+def _remove_empty(logs: Path, runs: list[tuple[str, int]]) -> None:
+    """Remove each (process, run)'s directory under `logs`, then its process's, then `logs`,
+    each only if empty, by the descriptor of the level above (never through a symlink)."""
+    sandbox = sandboxfs.open_dir(logs.parent, follow=True)  # the operator's path, not the task's
+    try:
+        top = sandboxfs.open_dir(logs.name, dir_fd=sandbox)
+        try:
+            for name, run in runs:
+                with contextlib.suppress(OSError):  # an earlier run's, or the task's: kept
+                    process = sandboxfs.open_dir(name, dir_fd=top)
+                    try:
+                        os.rmdir(str(run), dir_fd=process)
+                    finally:
+                        os.close(process)
+                    os.rmdir(name, dir_fd=top)
+        finally:
+            os.close(top)
+        os.rmdir(logs.name, dir_fd=sandbox)
+    finally:
+        os.close(sandbox)
+

@@ -165,8 +165,9 @@ class TaskOwner:
         written once the move is over: it says how the processes are contained."""
         job = self.job
         self._procs.start()
-        first = self._planner.startable(self._clock())  # their log files made as the header waits
-        self._procs.ready_ahead([(job.task.process(name), run) for name, run in first])
+        if self._queue.empty():  # (a kill queued already: the first step starts nothing)
+            first = self._planner.startable(self._clock())  # their log files made as the header waits
+            self._procs.ready_ahead([(job.task.process(name), run) for name, run in first])
         if self._host is not None:
             self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
                                     marker=self._procs.marker, post=self.post)

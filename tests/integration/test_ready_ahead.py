@@ -54,7 +54,7 @@ def test_a_run_readied_and_not_started_is_removed(tmp_path, tracker, ends_by):
             assert not (h.sandbox / ".logs" / "left" / "0").exists()
     finally:
         h.sup.close()
-    assert not (h.sandbox / ".logs" / "left" / "0").exists()
+    assert not (h.sandbox / ".logs" / "left").exists()
     assert h.log("started").exists()  # the run's own stay
     assert fds_on(h.sandbox / ".logs" / "left") == 0
 
@@ -67,3 +67,15 @@ def test_only_a_plain_logger_is_readied(tmp_path, tracker):
         assert not (h.sandbox / ".logs" / "rotated").exists()
     finally:
         h.sup.close()
+
+
+def test_runs_readied_and_none_started_leave_no_logs_directory(tmp_path, tracker):
+    """As a kill before the first step: the sandbox is left as a task that started nothing."""
+    h = Harness(tmp_path / "sandbox", tracker)
+    try:
+        h.sup.ready_ahead([(_spec("a"), 0), (_spec("b"), 0)])
+        assert (h.sandbox / ".logs" / "b" / "0").is_dir()
+    finally:
+        h.sup.close()
+    assert not (h.sandbox / ".logs").exists()
+

@@ -35,3 +35,12 @@ def test_a_kill_before_the_first_step_still_readies_and_starts_nothing():
     rig.step()
     assert rig.procs.readied == [("a", 0)]
     assert not any("spawn" in line for line in rig.effects.lines)
+
+
+def test_a_kill_queued_before_the_start_readies_nothing():
+    rig = OwnerRig()
+    owner = rig.own(job(_proc("a")))
+    owner.post(KillRequested("stop"))
+    owner.start()
+    rig.step()
+    assert rig.procs.readied == []
