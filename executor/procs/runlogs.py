@@ -3,7 +3,10 @@
 Owns, for one task: `SANDBOX/.logs`, kept open between spawns (`spawn.LogRoot`); each run's
 log directory and its stdout/stderr (`spawn.open_stdio`), or the ones made ahead of time for
 a process that restarted (`executor/procs/logstage.py`, loaded, as `runprune.py`, when the
-owner is first idle after a task's first restart, and staged then); the log pump
+owner is first idle after a task's first restart, and staged then), or for the runs of the
+task's first step while the owner waits for the task's cgroup (`ready_ahead`: under their own
+names, since none was recorded yet; what no spawn took is removed at the next idle moment,
+with `.logs` itself when nothing else is in it); the log pump
 (`executor/procs/logpump.py`, started before the fork of the first run whose logger needs
 copying, so that a thread that cannot start fails that run's spawn); and closing them all.
 Its lock keeps `close()` from closing `.logs` under a spawn, and nothing is opened once it is
