@@ -5,7 +5,7 @@ log directory and its stdout/stderr (`spawn.open_stdio`), or the ones made ahead
 a process that restarted (`executor/procs/logstage.py`, loaded, as `runprune.py`, when the
 owner is first idle after a task's first restart, and staged then), or for the runs of the
 task's first step while the owner waits for the task's cgroup (`ready_ahead`: under their own
-names, since none was recorded yet; what no spawn took is removed at the next idle moment,
+names, no rename to pay; what no spawn took is removed at the next idle moment,
 with `.logs` itself when nothing else is in it); the log pump
 (`executor/procs/logpump.py`, started before the fork of the first run whose logger needs
 copying, so that a thread that cannot start fails that run's spawn); and closing them all.
