@@ -3,7 +3,10 @@
 Owns, for one task: `SANDBOX/.logs`, kept open between spawns (`spawn.LogRoot`); each run's
 log directory and its stdout/stderr (`spawn.open_stdio`), or the ones made ahead of time for
 a process that restarted (`executor/procs/logstage.py`, loaded, as `runprune.py`, when the
-owner is first idle after a task's first restart, and staged then); the log pump
+owner is first idle after a task's first restart, and staged then), or for the runs of the
+task's first step while the owner waits for the task's cgroup (`ready_ahead`: under their own
+names, no rename to pay; what no spawn took is removed at the next idle moment,
+with `.logs` itself when nothing else is in it); the log pump
 (`executor/procs/logpump.py`, started before the fork of the first run whose logger needs
 copying, so that a thread that cannot start fails that run's spawn); and closing them all.
 Its lock keeps `close()` from closing `.logs` under a spawn, and nothing is opened once it is
@@ -14,14 +17,15 @@ file system error reaches it as the `SpawnError` of the run that needed it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
-from executor.procs import spawn
-from executor.procs.spawn import RunStdio, SpawnError
+from executor.procs import sandboxfs, spawn
+from executor.procs.spawn import LogDir, RunStdio, SpawnError
 
 if TYPE_CHECKING:
     from executor.procs.exitby import ExitBy
@@ -41,6 +45,7 @@ class RunLogs:
         self._prune: RunPrune | None = None  # the runs' directories past the bound, from the first restart
         self._pump: LogPump | None = None
         self._restarted: list[tuple[ProcessSpec, int]] = []  # forked runs >= 1, noted when idle
+        self._ahead: dict[tuple[str, int], tuple[LogDir, RunStdio]] = {}  # made before the first step
         self._closed = False
 
     def open(self, process: ProcessSpec, run: int, devnull_fd: int) -> RunStdio | None:
@@ -50,6 +55,7 @@ class RunLogs:
             if self._closed:  # closed meanwhile: open nothing more
                 return None
             staged = self._stage.take(process.name, run) if self._stage is not None else None
+            staged = staged or self._ahead.pop((process.name, run), None)
             directory = staged[0] if staged else self._root.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
@@ -59,6 +65,49 @@ class RunLogs:
         if stdio.pumped:
             self._pump_for(stdio, label)
         return stdio
+
+    def ready_ahead(self, runs: list[tuple[ProcessSpec, int]], devnull_fd: int) -> None:
+        """Make the log directories and files of `runs` now, each for its `open` to take: the
+        runs the first step will start, while the owner waits for the task's containment. Only
+        a plain logger's (two files: no pipe, no pump thread before the fork). One that cannot
+        be made is left to `open`, which says why; one not taken by the next `idle` is removed
+        (a kill came before the first step)."""
+        for process, run in runs:
+            if not spawn.stageable(process.logger):
+                continue
+            with self._lock:
+                if self._closed:
+                    return
+                if (process.name, run) in self._ahead:
+                    continue
+                try:
+                    directory = self._root.run_dir(process.name, run)
+                except SpawnError:
+                    continue
+            try:
+                stdio = spawn.open_stdio(directory, process.logger, devnull_fd, self._label)
+            except SpawnError:
+                directory.close()
+                continue
+            with self._lock:
+                self._ahead[(process.name, run)] = (directory, stdio)
+
+    def _give_up_ahead(self) -> None:
+        """Remove what was made ahead for runs no spawn took: their files, their directories,
+        their processes' and `.logs` when nothing else is in them (a kill before the first
+        step leaves the sandbox as a task that started nothing). Hold the lock."""
+        if not self._ahead:
+            return
+        for directory, stdio in self._ahead.values():
+            stdio.discard()
+            for stream in ("stdout", "stderr"):
+                with contextlib.suppress(OSError):  # gone: the task may remove what is in its sandbox
+                    os.unlink(stream, dir_fd=directory.fd)
+            directory.close()
+        self._root.close()  # opened again, or made again, by the next spawn
+        with contextlib.suppress(OSError):  # gone, replaced or not empty: left as it is
+            _remove_empty(self._root.path, list(self._ahead))
+        self._ahead.clear()
 
     def _pump_for(self, stdio: RunStdio, label: str) -> None:
         """The log pump, started before the fork of the first run it copies: a thread that
@@ -106,6 +155,7 @@ class RunLogs:
         with self._lock:
             if self._closed:
                 return
+            self._give_up_ahead()
             self._note_restarted()
             if self._prune is not None:
                 self._prune.prune_due()
@@ -123,6 +173,7 @@ class RunLogs:
         """Remove what is still staged and close `.logs`. Idempotent."""
         with self._lock:
             self._closed = True
+            self._give_up_ahead()
             if self._stage is not None:
                 self._stage.close()
             self._root.close()
@@ -134,3 +185,26 @@ class RunLogs:
             if self._pump is None:
                 self._pump = LogPump(self._label)
             return self._pump
+
+
+def _remove_empty(logs: Path, runs: list[tuple[str, int]]) -> None:
+    """Remove each (process, run)'s directory under `logs`, then its process's, then `logs`,
+    each only if empty, by the descriptor of the level above (never through a symlink)."""
+    sandbox = sandboxfs.open_dir(logs.parent, follow=True)  # the operator's path, not the task's
+    try:
+        top = sandboxfs.open_dir(logs.name, dir_fd=sandbox)
+        try:
+            for name, run in runs:
+                with contextlib.suppress(OSError):  # an earlier run's, or the task's: kept
+                    process = sandboxfs.open_dir(name, dir_fd=top)
+                    try:
+                        os.rmdir(str(run), dir_fd=process)
+                    finally:
+                        os.close(process)
+                    os.rmdir(name, dir_fd=top)
+        finally:
+            os.close(top)
+        os.rmdir(logs.name, dir_fd=sandbox)
+    finally:
+        os.close(sandbox)
+

@@ -160,10 +160,14 @@ class TaskOwner:
     def start(self) -> None:
         """Start the process adapter, list the task on the host, open the checkpoint,
         report STARTING. The adapter starts first: its move into the task's cgroup goes on
-        meanwhile. The header is written once it is over: it says how the processes are
-        contained."""
+        meanwhile, and so does the making of the log files of the runs the first step will
+        start (`ready_ahead`: about 10 ms of a start of 100 that were a wait). The header is
+        written once the move is over: it says how the processes are contained."""
         job = self.job
         self._procs.start()
+        if self._queue.empty():  # (a kill queued already: the first step starts nothing)
+            first = self._planner.startable(self._clock())  # their log files made as the header waits
+            self._procs.ready_ahead([(job.task.process(name), run) for name, run in first])
         if self._host is not None:
             self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
                                     marker=self._procs.marker, post=self.post)

@@ -220,6 +220,16 @@ class Planner:
 
     # ---- the decision ----
 
+    def startable(self, now: float) -> list[tuple[str, int]]:
+        """The runs (process, run) `decide(now)` would start while the task is active, in its
+        order, without deciding anything: the owner has their log files made while it waits
+        for the task's containment, before its first step."""
+        plan = self._regular
+        if self._phase is not TaskPhase.ACTIVE or plan.settled() or 0 < self._task.max_failures <= plan.count(
+                ProcessState.FAILED):
+            return []
+        return [(p.name, p.run + 1) for p in self._runnable(plan, now)]
+
     def decide(self, now: float) -> Decision:
         starts: list[StartRun] = []
         signals: list[SignalRun] = []
@@ -322,19 +332,22 @@ class Planner:
     # ---- plans ----
 
     def _start_runnable(self, plan: Plan, now: float, starts: list[StartRun]) -> None:
-        limit = self._task.max_concurrency
-        running = plan.running()
-        # Task order, deterministic under max_concurrency; but a process an operator restarted
-        # first: the slot its stopped run held is its next run's, not a waiting process's.
-        for p in sorted(plan.ready(), key=lambda q: not q.start_now):
-            if limit > 0 and running >= limit:
-                return
-            gate = p.gate_at
-            if gate is not None and now < gate:
-                continue
+        for p in self._runnable(plan, now):
             self._note(p, ProcessState.RUNNING, p.begin_run())
             starts.append(StartRun(p.name, p.run))
-            running += 1
+
+    def _runnable(self, plan: Plan, now: float) -> list[ProcessTrack]:
+        """The processes of `plan` whose next run starts now. Task order, deterministic under
+        max_concurrency; but a process an operator restarted first: the slot its stopped run
+        held is its next run's, not a waiting process's."""
+        limit, running = self._task.max_concurrency, plan.running()
+        picked: list[ProcessTrack] = []
+        for p in sorted(plan.ready(), key=lambda q: not q.start_now):
+            if limit > 0 and running + len(picked) >= limit:
+                break
+            if p.gate_at is None or now >= p.gate_at:
+                picked.append(p)
+        return picked
 
     # ---- runs ----
 

@@ -60,6 +60,12 @@ if TYPE_CHECKING:
             """The task's cgroup directory while there is one (known once started)."""
             ...
 
+        def ready_ahead(self, runs: list[tuple[ProcessSpec, int]]) -> None:
+            """The runs the first step will start: make what each needs before its fork (its
+            log files) now, while the port's start settles; never raises (a run not readied
+            is made ready by its spawn, which says what failed)."""
+            ...
+
         def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> Sequence[int | SpawnError]:
             """Fork each (process, run) now: its pid, or the SpawnError that says why not."""
             ...

@@ -47,9 +47,15 @@ class FakeProcs:
         # each stop_commands: its within_secs, and what the owner had done by then
         self.commands_stopped: list[tuple[float, list[str]]] = []
         self.daemons_alive = False  # daemons the runs left, as a test sets them
+        self.readied: list[tuple[str, int]] = []  # the runs the owner had readied ahead
+        self.readied_after: list[str] = []  # what the owner had done when it readied them
 
     def start(self) -> None:
         self.started = True
+
+    def ready_ahead(self, runs: list[tuple[ProcessSpec, int]]) -> None:
+        self.readied += [(spec.name, run) for spec, run in runs]
+        self.readied_after = list(self._effects.lines)
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
         results: list[int | SpawnError] = []

@@ -422,3 +422,29 @@ def _track(name: str, state: ProcessState, **kw) -> ProcessTrack:
 ], ids=["no processes", "only ephemeral ones", "one killed, none failed"])
 def test_what_settled_regular_processes_mean_for_the_task(procs, expected):
     assert regular_outcome(procs, 1, settled=True) == expected
+
+
+# ---- startable: what the first decide will start, asked before it (the owner's ready_ahead) ----
+
+
+@pytest.mark.parametrize("spec", [
+    task(proc("a"), proc("b"), proc("c")),
+    task(proc("a"), proc("b"), proc("c"), constraints=[("a", "c")]),
+    task(proc("a"), proc("b"), proc("c"), proc("d"), max_concurrency=2),
+    task(proc("a"), proc("fin", final=True)),
+    task(proc("fin", final=True)),
+], ids=["all", "ordered", "max_concurrency", "with_a_final", "only_finals"])
+def test_startable_names_the_runs_decide_then_starts_and_changes_nothing(spec):
+    h = Harness(spec)
+    ahead = h.planner.startable(h.clock.now)
+    assert h.planner.startable(h.clock.now) == ahead  # asking changed nothing
+    d = h.decide()
+    assert ahead == [(s.process, s.run) for s in d.start if s.process != "fin"]
+
+
+def test_startable_is_empty_once_the_task_is_not_active():
+    h = Harness(task(proc("a")))
+    h.decide()
+    h.planner.kill(h.clock.now, "stop", grace_secs=1.0)
+    h.decide()
+    assert h.planner.startable(h.clock.now) == []
