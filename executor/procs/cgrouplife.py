@@ -31,7 +31,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from executor.logs import log_event
 from executor.procs import cgroups, pidsignal, proctree
@@ -135,14 +135,14 @@ class TaskCgroupLife:
             self._enter_error = e
 
     def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
-        """Move `roots` and their descendants into `cg` (`take_in`); but those in
-        it already, after a move taken over (`take_early`). One that cannot be moved stays the
+        """Move `roots` and their descendants into `cg` (`take_in`); but those moved
+        in already, after a move taken over (`take_early`). One that cannot be moved stays the
         task's by its subtree and marker, and is logged."""
         def failed(pid: int, e: OSError) -> None:
             log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
                       cgroup=cg.directory, error=describe_os_error(e),
                       consequence="it is contained by its subtree and marker only")
-        take_in(cg, roots, skip_inside=self._early is not None, failed=failed)
+        take_in(cg, roots, skip=self._early.moved if self._early is not None else frozenset(), failed=failed)
 
     def settle(self) -> None:
         """Wait until the move `enter` started is over (at once when there is none)."""
@@ -263,6 +263,7 @@ class EarlyCgroup:
         self.cgroup = cgroup
         self.runs = runs  # the early start's, moved in after this process
         self.error: OSError | None = None
+        self.moved: set[int] = set()  # the runs and their descendants moved in after this process
         self.thread = threading.Thread(target=self._enter, daemon=True, name="stoker-cgroup-enter early")
 
     def _enter(self) -> None:
@@ -271,35 +272,40 @@ class EarlyCgroup:
         except OSError as e:
             self.error = e
             return
-        take_in(self.cgroup, self.runs)
+        self.moved = take_in(self.cgroup, self.runs)
 
 
-def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip_inside: bool = False,
-            failed: Callable[[int, OSError], None] = lambda pid, error: None) -> None:
+def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = frozenset(),
+            failed: Callable[[int, OSError], None] = lambda pid, error: None) -> set[int]:
     """Move `roots` and their descendants into `cg`, parents first, in passes until one
     finds nothing new (a child forked by a parent not yet moved is found by the next pass;
-    one forked after is born inside). `skip_inside`: one in `cg` already is not moved again
-    (each write to `cgroup.procs` may wait for a grace period). One that cannot be moved is
-    told to `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the
-    supervisor's thread is left as holes under its state, 0.3 MiB for 100)."""
+    one forked after is born inside); those moved. `skip`: moved in already (`begin`'s):
+    not written again (a write waits for a grace period when the kernel's last one is over;
+    so does a read of /proc/PID/cgroup while another process's write waits for one, the
+    supervisor's watchdog's as it moves itself out). One that cannot be moved is told to
+    `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's
+    thread is left as holes under its state, 0.3 MiB for 100)."""
+    seen: set[int] = set()
     moved: set[int] = set()
     for _ in range(TAKE_IN_PASSES):
         found, queue = [], list(roots)
         while queue:
             pid = queue.pop()
-            if pid not in moved:
+            if pid not in seen:
                 found.append(pid)
             queue.extend(proctree.children(pid))
         if not found:
-            return
+            break
         for pid in found:
-            moved.add(pid)
-            if skip_inside and cg.holds(pid):
+            seen.add(pid)
+            if pid in skip:
                 continue
             try:
-                cg.take_in(pid)
+                if cg.take_in(pid):
+                    moved.add(pid)
             except OSError as e:
                 failed(pid, e)
+    return moved
 
 
 _made: EarlyCgroup | None = None  # made by `begin`, until the supervisor takes it or it is discarded
