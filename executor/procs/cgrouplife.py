@@ -43,8 +43,6 @@ from executor.procs.watchdogsh import CGROUP_SECS
 logger = logging.getLogger("executor.procs.containment")  # its lines read as the containment's
 
 CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
-
-
 TAKE_IN_PASSES = 20  # moving an early start's runs in: passes until one finds nothing new
 
 
