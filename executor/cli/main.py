@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_par
     import argparse
 
     from config.executorsettings import ExecutorSettings
+    from executor.host.early import EarlyStart
     from executor.local.unitstate import UnitState
 
 EXIT_USAGE = 2
@@ -236,6 +237,8 @@ def _cmd_run(args: Any) -> int:
         registry, unit = RegistrySettings.from_args(args, os.environ), _unit_state(settings.ready_fd)
         if early is None and first is not None and ahead is not None:  # the plan made ahead's first runs, now
             early = first.start_first(ahead)
+        if early is not None:  # the task's cgroup now: its move's wait passes while the rest loads
+            _cgroup_early(early, settings.cgroups)
         # after a first run's early start: off its path (`launchfirst.start_first`)
         from executor.local.run import LocalRun
 
@@ -256,6 +259,15 @@ def _cmd_run(args: Any) -> int:
             early.abandon()
         if ahead is not None:
             ahead.cancel()
+
+
+def _cgroup_early(early: EarlyStart, setting: str) -> None:
+    """Make the task's cgroup and begin this process's move into it (`procs/cgrouplife.py`,
+    `begin`), undone should the early start be given up."""
+    from executor.procs import cgrouplife
+
+    cgrouplife.begin(early.marker, setting, early.watchdog_fd(), tuple(run.pid for run in early.runs))
+    early.before_abandon = cgrouplife.discard
 
 
 def _unit_state(ready_fd: int | None) -> UnitState | None:

@@ -31,6 +31,10 @@ import os
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.earlyfork import die_with as die_with  # for executor.local's planning child
 
+TYPE_CHECKING = False  # not `typing`'s: the early start loads this module
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 STOPS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGTSTP)  # `stoker run`'s
 # `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums
 STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
@@ -95,7 +99,7 @@ def undefer_stop_signals() -> None:
 
 class EarlyStart:
     __slots__ = ("entry", "sandbox", "made_sandbox", "task_id", "marker", "runs", "planned_ahead",
-                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd", "inherited")
+                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd", "inherited", "before_abandon")
 
     def __init__(self, *, entry: str, sandbox: str, lease_fd: int, task_id: str, marker: str,
                  planned_ahead: bool = False) -> None:
@@ -115,6 +119,12 @@ class EarlyStart:
         # (`Containment.prepare`); one that ends stays a zombie, its pid not reused, as
         # nothing here reaps before `abandon`
         self.inherited = _inherited_now()
+        self.before_abandon: Callable[[], None] | None = None  # the task's cgroup made early goes first
+
+    def watchdog_fd(self) -> int:
+        """The write end of the early watchdog's pipe (-1 once taken): `cgrouplife.begin`
+        names the task's cgroup on it."""
+        return self._watchdog_fd
 
     def hold_lock(self, fd: int) -> None:
         self._lock_fd = fd
@@ -149,7 +159,12 @@ class EarlyStart:
         process that ran the early start, which forks nothing else before its supervisor:
         every child it has then but those it had before (inherited through `exec`, left
         alone) is the early start's, a daemon that re-parented to it (the subreaper)
-        included, whatever it did to its marker and session."""
+        included, whatever it did to its marker and session. First this process leaves the
+        task's cgroup made as `stoker run` loaded (`before_abandon`), which the watchdog
+        kills as its pipe closes."""
+        if self.before_abandon is not None:
+            self.before_abandon()
+            self.before_abandon = None
         for run in self.runs:
             try:
                 os.killpg(run.pid, _signal.SIGKILL)

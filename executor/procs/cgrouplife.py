@@ -5,14 +5,33 @@ The move of this process into the cgroup is the kernel's: it waits for an RCU gr
 (milliseconds, all of it idle), so it runs on a thread while the task's start goes on; every
 use of the cgroup waits for it (`settle`), so that every child is still born inside. A
 cgroup that cannot be made or entered is a reason in words, and the task runs without one.
+
+After an early start the cgroup is made, and the move begun, as soon as `stoker run` has
+read its settings (`begin`, from `executor.cli.main`), before the supervisor's own modules
+load; the supervisor takes it over (`TaskCgroupLife.take_early`). The first write to
+`cgroup.procs` waits for an RCU grace period (13-15 ms on the 2-core VM, all of it idle):
+begun by the supervisor's start, it was on the path to the first RUNNING line (the
+checkpoint's header names the containment in force, so it waited for the move); begun
+there, it passes while those modules load (some 40 ms). The early start's runs, and what
+they started meanwhile, are moved in on the same thread right after this process: a later
+write waited for a grace period of its own once the kernel's last one was over (moved by
+the supervisor's `settle` as it wrote the header: 10-15 ms more), writes back to back wait
+for none. `settle` then moves in only what is not in yet. The supervisor's watchdog, forked
+from inside the cgroup, moves itself out first, as a restarted one does. The early start's
+watchdog is told the cgroup as the supervisor's is (`cgroup HOW DIR`, HOW empty until it is
+made): should this process die before the supervisor's watchdog is up, it kills the cgroup,
+the runs in it, and removes it. Its pipe ends otherwise only as it retires (a line, no
+kill) or as the early start is given up (`EarlyStart.abandon`): this process leaves the
+cgroup first then (`discard`), so that the kill never takes it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from executor.logs import log_event
 from executor.procs import cgroups, pidsignal, proctree
@@ -38,6 +57,7 @@ class TaskCgroupLife:
         self._entering: threading.Thread | None = None  # the move into the cgroup, under way
         self._running: tuple[int, ...] = ()  # an early start's runs, moved in once it is over
         self._enter_error: OSError | None = None
+        self._early: EarlyCgroup | None = None  # made, and entered, before the supervisor loaded
         self._foreign: frozenset[tuple[int, int]] = frozenset()  # children left out of `_running`'s move
         self._announce: Callable[[str, str], None] = lambda directory, how: None  # the watchdog's (`make`)
         self.cut_at_close = False  # `close` left the cgroup to the watchdog at its deadline
@@ -64,10 +84,23 @@ class TaskCgroupLife:
             return "", "", ""
         return cg.directory, cg.how, cg.home.directory if cg.entered else ""
 
+    def take_early(self, name: str) -> None:
+        """Take over the cgroup `name` and the move into it that `stoker run` began after an
+        early start (`begin`), if it did: `make` then makes none, `enter` starts no
+        move, and the watchdog, forked from inside it, is told to move itself out first."""
+        early = take(name)
+        if early is not None:
+            self._early, self._cgroup, self._entering = early, early.cgroup, early.thread
+
     def make(self, name: str, announce: Callable[[str, str], None]) -> None:
         """Make the cgroup, named to the watchdog by `announce` (`cgroups.create`), which is
-        also told when it is gone (discarded, or removed at close)."""
+        also told when it is gone (discarded, or removed at close). One taken over
+        (`take_early`) is only named to it, with how to kill it."""
         self._announce = announce
+        if self._early is not None:
+            if self.cgroup is not None:
+                announce(self.cgroup.directory, self.cgroup.how)
+            return
         made = cgroups.create(name, self._setting, announce)
         if isinstance(made, NoCgroup):
             self.no_cgroup = made.reason
@@ -84,6 +117,8 @@ class TaskCgroupLife:
             return
         self._running = tuple(running)
         self._foreign = foreign
+        if self._early is not None:  # under way, or over, since before the supervisor loaded
+            return
         self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
                                           name=f"stoker-cgroup-enter {self._label}")
         try:
@@ -98,41 +133,27 @@ class TaskCgroupLife:
             self._enter_error = e
 
     def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
-        """Move `roots` and their descendants into `cg`, parents first, in passes until one
-        finds nothing new (a child forked by a parent not yet moved is found by the next
-        pass; one forked after is born inside). One that cannot be moved stays the task's
-        by its subtree and marker, and is logged. Only pids are read (no `ProcInfo`): what a
-        walk allocates here is left as holes under the supervisor's state (0.3 MiB for 100)."""
-        moved: set[int] = set()
-        for _ in range(TAKE_IN_PASSES):
-            found, queue = [], list(roots)
-            while queue:
-                pid = queue.pop()
-                if pid not in moved:
-                    found.append(pid)
-                queue.extend(proctree.children(pid))
-            if not found:
-                return
-            for pid in found:
-                moved.add(pid)
-                try:
-                    if not cg.take_in(pid):
-                        continue  # gone meanwhile
-                except OSError as e:
-                    log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
-                              cgroup=cg.directory, error=describe_os_error(e),
-                              consequence="it is contained by its subtree and marker only")
+        """Move `roots` and their descendants into `cg` (`take_in`); but those moved
+        in already, after a move taken over (`take_early`). One that cannot be moved stays the
+        task's by its subtree and marker, and is logged."""
+        def failed(pid: int, e: OSError) -> None:
+            log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
+                      cgroup=cg.directory, error=describe_os_error(e),
+                      consequence="it is contained by its subtree and marker only")
+        take_in(cg, roots, skip=self._early.moved if self._early is not None else frozenset(), failed=failed)
 
     def settle(self) -> None:
         """Wait until the move `enter` started is over (at once when there is none)."""
         discarded = False
         with self._settle_lock:
             entering, self._entering = self._entering, None
-            if entering is None:
+            if entering is None and not self._running:
                 return
-            if entering.ident is not None:  # not done here, on the caller's thread
+            if entering is not None and entering.ident is not None:  # not done here, on the caller's thread
                 entering.join()
-            cg, error = self._cgroup, self._enter_error
+            cg, error = self._cgroup, self._enter_error if self._early is None else self._early.error
+            if entering is None:  # a move taken over (`take_early`), settled before its runs came
+                error = None
             if error is not None and cg is not None:
                 self.no_cgroup = f"cannot move the supervisor into {cg.directory}: {describe_os_error(error)}"
                 cgroups.discard(cg)
@@ -226,3 +247,117 @@ def _frozen(frozen: bool) -> str:
     """The watchdog's first step for a v1 freezer tree the close left FROZEN (its thaw failed:
     out of descriptors): its members, SIGKILLed, die only once it is thawed."""
     return "thaws it (its SIGKILLed processes die only then), " if frozen else ""
+
+
+# ---- the cgroup made as `stoker run` loads, after an early start (see the module docstring) ----
+
+
+class EarlyCgroup:
+    """A cgroup made for the task whose marker is `marker`, and this process's move into it,
+    under way on a thread (`error`: why it failed, once `thread` is over)."""
+
+    def __init__(self, marker: str, cgroup: TaskCgroup, runs: tuple[int, ...]) -> None:
+        self.name = cgroups.task_name(marker)
+        self.cgroup = cgroup
+        self.runs = runs  # the early start's, moved in after this process
+        self.error: OSError | None = None
+        self.moved: set[int] = set()  # the runs and their descendants moved in after this process
+        self.thread = threading.Thread(target=self._enter, daemon=True, name="stoker-cgroup-enter early")
+
+    def _enter(self) -> None:
+        try:
+            self.cgroup.enter()
+        except OSError as e:
+            self.error = e
+            return
+        self.moved = take_in(self.cgroup, self.runs)
+
+
+def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = frozenset(),
+            failed: Callable[[int, OSError], None] = lambda pid, error: None) -> set[int]:
+    """Move `roots` and their descendants into `cg`, parents first, in passes until one
+    finds nothing new (a child forked by a parent not yet moved is found by the next pass;
+    one forked after is born inside); those moved. `skip`: moved in already (`begin`'s):
+    not written again (a write waits for a grace period when the kernel's last one is over;
+    so does a read of /proc/PID/cgroup while another process's write waits for one, the
+    supervisor's watchdog's as it moves itself out). One that cannot be moved is told to
+    `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's
+    thread is left as holes under its state, 0.3 MiB for 100)."""
+    seen: set[int] = set()
+    moved: set[int] = set()
+    for _ in range(TAKE_IN_PASSES):
+        found, queue = [], list(roots)
+        while queue:
+            pid = queue.pop()
+            if pid not in seen:
+                found.append(pid)
+            queue.extend(proctree.children(pid))
+        if not found:
+            break
+        for pid in found:
+            seen.add(pid)
+            if pid in skip:
+                continue
+            try:
+                if cg.take_in(pid):
+                    moved.add(pid)
+            except OSError as e:
+                failed(pid, e)
+    return moved
+
+
+_made: EarlyCgroup | None = None  # made by `begin`, until the supervisor takes it or it is discarded
+
+
+def begin(marker: str, setting: str, watchdog_fd: int, runs: tuple[int, ...]) -> None:
+    """Make the cgroup of the task whose marker is `marker` where `setting` says, naming its
+    directory to the early start's watchdog (its pipe `watchdog_fd`) before it is made, and
+    start moving this process in, then the early start's `runs`. A cgroup that cannot be made is left to the supervisor,
+    which tries as ever and says why there is none."""
+    global _made
+    if setting == cgroups.SETTING_OFF or _made is not None:
+        return
+    made = cgroups.create(cgroups.task_name(marker), setting, lambda directory, how: _tell(watchdog_fd, directory, how))
+    if isinstance(made, NoCgroup):
+        return
+    _made = EarlyCgroup(marker, made, runs)
+    try:
+        _made.thread.start()
+    except RuntimeError:  # no thread to be had: no move now, the cgroup goes
+        discard()
+
+
+def _tell(watchdog_fd: int, directory: str, how: str) -> None:
+    """The early watchdog's line, as the supervisor's keeper writes it (`watchdog.py`)."""
+    if watchdog_fd >= 0 and "\n" not in directory:
+        with contextlib.suppress(OSError):
+            os.write(watchdog_fd, f"cgroup {how} {directory}\n".encode())
+
+
+def take(name: str) -> EarlyCgroup | None:
+    """The cgroup `begin` made, when it is the one named `name` (the supervisor's task's);
+    one made for another task is discarded. None when there is none."""
+    global _made
+    made, _made = _made, None
+    if made is not None and made.name != name:
+        _made = made
+        discard()
+        return None
+    return made
+
+
+def discard() -> None:
+    """The early start is given up: wait for the move, take this process back out of the
+    cgroup `begin` made, and remove it if empty (with runs in it, the early watchdog kills
+    them and removes it once its pipe is closed)."""
+    global _made
+    made, _made = _made, None
+    if made is None:
+        return
+    if made.thread.ident is not None:
+        made.thread.join()
+    cg = made.cgroup
+    if cg.entered:
+        with contextlib.suppress(OSError):
+            cg.leave()
+    cgroups.discard(cg)

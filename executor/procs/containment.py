@@ -45,7 +45,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from executor.logs import log_event
 from executor.procs import orphanwalk, pidsignal, proctree
 from executor.procs.cgrouplife import TaskCgroupLife
-from executor.procs.cgroups import TaskCgroup
+from executor.procs.cgroups import TaskCgroup, task_name
 from executor.procs.daemons import KeptDaemons
 from executor.procs.exitby import ExitBy
 from executor.procs.handover import Handover, Sink
@@ -72,6 +72,7 @@ class Containment:
         self._walk = False
         self._foreign: frozenset[tuple[int, int]] = frozenset()
         self._cg = TaskCgroupLife(reaper=reaper, label=label, setting=cgroup_setting)
+        self._cg.take_early(task_name(task_marker))  # made and entered as `stoker run` loaded, if it was
         self._daemons = KeptDaemons()
         self._handover = Handover(self._daemons)
         self._retired = False  # `retire`d: its leftover kills kill nothing more
