@@ -298,8 +298,10 @@ class LocalRun:
         plan = self._start.plan(host)
         ports = plan.ports
         if "health" in ports:  # an HTTP check or lifecycle: http.client now, without ssl,
+            from executor.procs import cgrouplife  # (loaded: the supervisor's)
             from healthcheck import plainhttp  # while this process has one thread
 
+            cgrouplife.wait_moved()  # an early start's move into the task's cgroup: over
             plainhttp.load()
         early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)

@@ -334,6 +334,16 @@ def _tell(watchdog_fd: int, directory: str, how: str) -> None:
             os.write(watchdog_fd, f"cgroup {how} {directory}\n".encode())
 
 
+def wait_moved() -> None:
+    """Wait until `begin`'s move (its thread) is over, if it is under way: before
+    `healthcheck/plainhttp.py` loads `http.client` without `ssl`, which it does only while
+    this process has one thread (a move waiting for the kernel's grace period under load
+    was still running as the plan came: `ssl` and OpenSSL loaded, 2.6 MiB)."""
+    made = _made
+    if made is not None and made.thread.ident is not None:
+        made.thread.join()
+
+
 def take(name: str) -> EarlyCgroup | None:
     """The cgroup `begin` made, when it is the one named `name` (the supervisor's task's);
     one made for another task is discarded. None when there is none."""
