@@ -9,7 +9,8 @@ descriptor left, EMFILE, the client waits in the backlog and it is tried again
 `on_request` (the `HostSession`, which posts it to the task owner's queue). It never
 signals a process or changes task state. A replier writes without blocking
 (`MSG_DONTWAIT`): a client that does not read loses its answers, the owner never waits; the
-last answer (`done`) shuts the connection. Only this user (or root) may connect: the
+last answer (`done`) shuts the connection. A client that shut its writing side after its
+request (socat, `nc -N`) still reads: it is answered, not taken for gone. Only this user (or root) may connect: the
 directory is 0700, the socket 0600, and each peer's uid is checked (`SO_PEERCRED`).
 
 The socket is bound and connected through `/proc/self/fd/N/control.sock`, where N is the
@@ -90,6 +91,13 @@ class _Connection:
         self.asked = False
         self._lock = threading.Lock()
         self._shut = False
+        self.ended_writing = False  # the client shut its side after its request: it still reads
+
+    @property
+    def answering(self) -> bool:
+        """Whether answers to its request are still to come."""
+        with self._lock:
+            return self.asked and not self._shut
 
     def reply(self, answer: ControlReply) -> None:
         with self._lock:
@@ -280,6 +288,12 @@ class ControlServer:
         except OSError:
             data = b""
         if not data:
+            if conn.answering and not conn.ended_writing:
+                # A client that shut its writing side (socat, `nc -N`) reads on: keep it until
+                # its last answer (our shutdown) or its close, either of which is EPOLLHUP.
+                conn.ended_writing = True
+                sel.quiet(conn.sock.fileno())
+                return
             self._drop(sel, conn)
             return
         if conn.asked:
@@ -317,6 +331,10 @@ class _Poller:
     def register(self, fd: int, data: object) -> None:
         self._epoll.register(fd, select.EPOLLIN)
         self._data[fd] = data
+
+    def quiet(self, fd: int) -> None:
+        """Watch `fd` for its hang-up alone (both ends shut: EPOLLHUP), not for reading."""
+        self._epoll.modify(fd, 0)
 
     def unregister(self, fd: int) -> None:
         """Watch `fd` no more (one it does not watch: nothing; one closed meanwhile: the kernel's)."""

@@ -1,7 +1,7 @@
 """What the control socket refuses (executor/host/control.py), and to whom: the peer's
 credentials (`peer`: struct ucred's pid, uid and gid are three C ints, `pid_t` signed,
 `uid_t` and `gid_t` unsigned, in the machine's byte order), a client past MAX_CONNECTIONS
-(refused, and not acted on), and what the client is told."""
+(refused, and not acted on), and what the client is told, a client that half-closes included."""
 from __future__ import annotations
 
 import contextlib
@@ -107,6 +107,36 @@ def test_a_client_refused_before_it_sent_its_request_is_told_why() -> None:
                  message="the refusal and the shutdown")
         replies = list(ask(clients[-1], KillControl(grace_secs=None)))
     assert [reply.message for reply in replies] == [f"too many control connections (at most {MAX_CONNECTIONS})"]
+
+
+def test_a_client_that_half_closes_after_its_request_hears_every_answer() -> None:
+    """A client that shuts its writing side once its request is sent (`socat`, `nc -N`, a
+    script's `echo ... |`) and reads on: its EOF was taken for its going away, the connection
+    closed, and the request acted on with every answer dropped (a kill whose operator heard
+    nothing). Once the last answer is out, or the client closes, the connection is closed."""
+    later: list[Replier] = []
+
+    def on_request(request: ControlRequest, reply: Replier) -> None:
+        reply(ControlReply(ok=True, done=False, message="under way"))
+        later.append(reply)
+
+    with open_sandbox() as sandbox, _serving(sandbox, on_request) as server, \
+            socket.socket(socket.AF_UNIX) as client, socket.socket(socket.AF_UNIX) as gone:
+        client.connect(str(sandbox / CONTROL_SOCKET))
+        client.sendall(encode_request(KillControl(grace_secs=None)))
+        client.shutdown(socket.SHUT_WR)
+        wait_for(lambda: later, 10, message="the request in its handler")
+        client.settimeout(10)
+        stream = client.makefile("rb")
+        assert stream.readline() == b'{"ok": true, "done": false, "message": "under way"}\n'
+        later[0](ControlReply(ok=True, done=True, message="ended"))
+        assert stream.readline() == b'{"ok": true, "done": true, "message": "ended"}\n'
+        assert stream.readline() == b""
+        wait_for(lambda: not server._conns, 10, message="the answered connection closed")
+        gone.connect(str(sandbox / CONTROL_SOCKET))  # sends its request and goes away at once
+        gone.sendall(encode_request(RestartControl("web")))
+        gone.close()
+        wait_for(lambda: len(later) == 2 and not server._conns, 10, message="the closed client's connection closed")
 
 
 @contextlib.contextmanager
