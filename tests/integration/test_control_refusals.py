@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from executor.events import ControlReply, Replier
+from executor.host import control
 from executor.host.control import MAX_CONNECTIONS, ControlServer, ask, connect
 from executor.host.controlwire import ControlRequest, KillControl, RestartControl, encode_request
 from executor.host.sandbox import CONTROL_SOCKET
@@ -137,6 +138,40 @@ def test_a_client_that_half_closes_after_its_request_hears_every_answer() -> Non
         gone.sendall(encode_request(RestartControl("web")))
         gone.close()
         wait_for(lambda: len(later) == 2 and not server._conns, 10, message="the closed client's connection closed")
+
+
+def test_clients_that_never_send_a_request_leave_room_for_one_that_does(monkeypatch) -> None:
+    """MAX_CONNECTIONS clients that connect and send nothing (a stuck script, a liveness probe
+    that never closes) held every connection for good: each `stoker kill` after them was
+    refused ("too many control connections") for as long as they stayed. A client that sent
+    no request within REQUEST_WAIT_SECS is told so and dropped; one that did waits on."""
+    monkeypatch.setattr(control, "REQUEST_WAIT_SECS", 0.3)
+    waiting: list[Replier] = []
+
+    def on_request(request: ControlRequest, reply: Replier) -> None:
+        reply(ControlReply(ok=True, done=False, message="under way"))
+        waiting.append(reply)
+
+    with open_sandbox() as sandbox, _serving(sandbox, on_request), contextlib.ExitStack() as held:
+        asking = held.enter_context(socket.socket(socket.AF_UNIX))
+        asking.connect(str(sandbox / CONTROL_SOCKET))
+        asking.sendall(encode_request(KillControl(grace_secs=None)))
+        silent = [held.enter_context(socket.socket(socket.AF_UNIX)) for _ in range(MAX_CONNECTIONS - 1)]  # every slot
+        for client in silent:
+            client.connect(str(sandbox / CONTROL_SOCKET))
+            client.settimeout(10)
+        for client in silent:
+            assert client.makefile("rb").readline() == (
+                b'{"ok": false, "done": true, "message": "no request within 0.3 s"}\n')
+        late = held.enter_context(socket.socket(socket.AF_UNIX))
+        late.connect(str(sandbox / CONTROL_SOCKET))
+        late.settimeout(10)
+        late.sendall(encode_request(RestartControl("web")))
+        assert late.makefile("rb").readline() == b'{"ok": true, "done": false, "message": "under way"}\n'
+        waiting[0](ControlReply(ok=True, done=True, message="ended"))  # the first, asked in time: still there
+        asking.settimeout(10)
+        assert asking.makefile("rb").read() == (b'{"ok": true, "done": false, "message": "under way"}\n'
+                                                b'{"ok": true, "done": true, "message": "ended"}\n')
 
 
 @contextlib.contextmanager
