@@ -186,6 +186,8 @@ def _describe_http_error(exc: BaseException) -> str:
         return "connection reset by peer"
     if has(TimeoutError, socket.timeout):
         return "timed out"
+    if has(HeadCut):
+        return str(next(c for c in causes if isinstance(c, HeadCut)))
     if has(http.client.IncompleteRead):
         return "connection closed before the whole body was sent"
     inner = causes[0]
@@ -229,6 +231,7 @@ class HttpChecker:
     def _exchange(self, deadline: _Deadline) -> Attempt:
         # Each socket step waits at most what is left of the attempt (`_Deadline`).
         conn = http.client.HTTPConnection("localhost", self.port, timeout=self.timeout_secs)
+        conn.response_class = _WholeHeadResponse
         try:
             conn.sock = deadline.connect(self.port)  # 127.0.0.1, then ::1: no name resolved
             conn.putrequest("GET", request_path(self.endpoint), skip_accept_encoding=True)
@@ -269,6 +272,44 @@ class HttpChecker:
         if self.expected_response_code and status != self.expected_response_code:
             return Attempt.failed(f"{answered}, expected {self.expected_response_code}")
         return Attempt.passed(answered)
+
+
+class HeadCut(http.client.HTTPException):
+    """The connection ended inside the answer's headers, before the blank line that ends them."""
+
+
+class _LastLine:
+    """The answer's stream as `http.client` reads its status line and headers, keeping the
+    last line read (b"": the end of the stream)."""
+
+    def __init__(self, fp: Any) -> None:
+        self._fp = fp
+        self.last = b"\n"
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.last = self._fp.readline(limit)
+        return self.last
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
+class _WholeHeadResponse(http.client.HTTPResponse):
+    """An answer whose headers end with their blank line. `http.client` takes the end of the
+    stream for it, so an answer cut off inside its headers (its server died writing them)
+    was judged whole, with an empty body: a pass when any body is expected. Raises HeadCut."""
+
+    def begin(self) -> None:
+        raw = self.fp
+        watched = _LastLine(raw)
+        self.fp = watched  # type: ignore[assignment]
+        try:
+            super().begin()
+        finally:
+            if self.fp is watched:  # else http.client closed it (a bad status line): None
+                self.fp = raw
+        if watched.last == b"":
+            raise HeadCut("connection closed before the whole answer was sent (inside its headers)")
 
 
 def _read_capped(response: http.client.HTTPResponse) -> tuple[bytes, bool]:

@@ -100,8 +100,10 @@ def _pinned(target: Target, args: argparse.Namespace, inspection: Inspection) ->
     registry entry pins. Its usage record was `unverified` once its supervisor had ended (no
     live one holds the lock); a `.stoker` that went is said as renamed or removed. Only an
     entry whose attempt is the checkpoint's latest is taken: an earlier supervisor's would
-    show its own attempt instead of the latest; for a sandbox with no checkpoint, only the
-    entry of the supervisor its lock names (it may say why that one stopped)."""
+    show its own attempt instead of the latest; for a sandbox with no checkpoint, or none of
+    the entry's attempts in it (a re-run whose header a full disk holds back: the run before
+    was shown, ended, while the new one ran), only the entry of the supervisor its lock
+    names (it may say why that one stopped)."""
     from executor.task.inspection import inspect_sandbox
 
     if inspection.unrecorded:
@@ -115,6 +117,8 @@ def _pinned(target: Target, args: argparse.Namespace, inspection: Inspection) ->
     pinned = inspect_sandbox(target.sandbox, entry)
     if inspection.view is None or (pinned.view is not None and pinned.attempt is pinned.view.current):
         return Target(target.sandbox, entry), pinned
+    if pinned.view is None and pinned.unrecorded and _lock_names(target, entry):
+        return Target(target.sandbox, entry), pinned  # the sandbox's newest supervisor, no record of it yet
     return target, inspection
 
 

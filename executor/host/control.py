@@ -4,12 +4,15 @@ running supervisor, and nothing else does.
 `ControlServer`: one thread, blocked in `select` until a client connects or writes (no
 wakeups otherwise; but when an accept, or the selector as the thread starts, finds no
 descriptor left, EMFILE, the client waits in the backlog and it is tried again
-`ACCEPT_PAUSE_SECS` later, one WARNING line saying so). It only reads one request line per connection, parses it
+`ACCEPT_PAUSE_SECS` later, one WARNING line saying so; and a client that sent no request
+`REQUEST_WAIT_SECS` after it was accepted is told so and dropped, so that clients that
+connect and say nothing cannot hold every connection). It only reads one request line per connection, parses it
 (`executor/host/controlwire.py`) and hands it, with a `Replier` for that connection, to
 `on_request` (the `HostSession`, which posts it to the task owner's queue). It never
 signals a process or changes task state. A replier writes without blocking
 (`MSG_DONTWAIT`): a client that does not read loses its answers, the owner never waits; the
-last answer (`done`) shuts the connection. Only this user (or root) may connect: the
+last answer (`done`) shuts the connection. A client that shut its writing side after its
+request (socat, `nc -N`) still reads: it is answered, not taken for gone. Only this user (or root) may connect: the
 directory is 0700, the socket 0600, and each peer's uid is checked (`SO_PEERCRED`).
 
 The socket is bound and connected through `/proc/self/fd/N/control.sock`, where N is the
@@ -65,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 32
 ACCEPT_PAUSE_SECS = 0.5  # after an accept that found no descriptor left, the next try
+REQUEST_WAIT_SECS = 10.0  # a client that sent no request by then is told so and dropped
 _NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _UCRED_SIZE = 12  # struct ucred: pid, uid, gid, three C ints (`struct` and its C module, for one read, not loaded)
 
@@ -90,6 +94,14 @@ class _Connection:
         self.asked = False
         self._lock = threading.Lock()
         self._shut = False
+        self.ended_writing = False  # the client shut its side after its request: it still reads
+        self.silent_until = time.monotonic() + REQUEST_WAIT_SECS  # its request is due by then
+
+    @property
+    def answering(self) -> bool:
+        """Whether answers to its request are still to come."""
+        with self._lock:
+            return self.asked and not self._shut
 
     def reply(self, answer: ControlReply) -> None:
         with self._lock:
@@ -201,17 +213,18 @@ class ControlServer:
             sel.register(self._listener.fileno(), "accept")
             sel.register(self._wake_r, "wake")
             while True:
-                paused = self._paused_until
-                for data in sel.select(None if paused is None else max(0.0, paused - time.monotonic())):
+                for data in sel.select(self._wait_secs()):
                     if data == "wake":
                         return
                     if data == "accept":
                         self._accept(sel)
                     else:
                         self._read(sel, data)
-                if paused is not None and time.monotonic() >= paused:
+                now = time.monotonic()
+                if self._paused_until is not None and now >= self._paused_until:
                     self._paused_until = None
                     sel.register(self._listener.fileno(), "accept")
+                self._refuse_silent(now)
         except Exception as exc:  # the task goes on without its control socket
             log_event(logger, logging.ERROR, "control_failed", task=self._label,
                       error=f"{type(exc).__name__}: {exc}")
@@ -220,6 +233,21 @@ class ControlServer:
                 self._drop(sel, conn)
             sel.close()
             self._listener.close()
+
+    def _wait_secs(self) -> float | None:
+        """How long the loop may wait: until it accepts again (no descriptor was left) or a
+        client's request is due, whichever comes first; None: until a descriptor is ready."""
+        due = [conn.silent_until for conn in self._conns.values() if not conn.asked]
+        if self._paused_until is not None:
+            due.append(self._paused_until)
+        return max(0.0, min(due) - time.monotonic()) if due else None
+
+    def _refuse_silent(self, now: float) -> None:
+        """Refuse each client that sent no request by its time: MAX_CONNECTIONS that connect
+        and say nothing would else keep out every `stoker kill` for as long as they stay."""
+        for conn in self._conns.values():
+            if not conn.asked and now >= conn.silent_until:
+                conn.refuse(f"no request within {REQUEST_WAIT_SECS:g} s")
 
     def _selector(self) -> _Poller | None:
         """The loop's selector (epoll: a descriptor of its own). With no descriptor left
@@ -280,6 +308,12 @@ class ControlServer:
         except OSError:
             data = b""
         if not data:
+            if conn.answering and not conn.ended_writing:
+                # A client that shut its writing side (socat, `nc -N`) reads on: keep it until
+                # its last answer (our shutdown) or its close, either of which is EPOLLHUP.
+                conn.ended_writing = True
+                sel.quiet(conn.sock.fileno())
+                return
             self._drop(sel, conn)
             return
         if conn.asked:
@@ -317,6 +351,10 @@ class _Poller:
     def register(self, fd: int, data: object) -> None:
         self._epoll.register(fd, select.EPOLLIN)
         self._data[fd] = data
+
+    def quiet(self, fd: int) -> None:
+        """Watch `fd` for its hang-up alone (both ends shut: EPOLLHUP), not for reading."""
+        self._epoll.modify(fd, 0)
 
     def unregister(self, fd: int) -> None:
         """Watch `fd` no more (one it does not watch: nothing; one closed meanwhile: the kernel's)."""

@@ -70,7 +70,7 @@ class Inspection:
     judged_as: TaskUser | None = None  # the task's user its leftovers were judged against (`with_leftovers`)
 
 
-Viewed = tuple[TaskView | None, str]
+Viewed = tuple[TaskView | None, str | None]  # (None, None): no whole record
 
 
 @attrs.frozen
@@ -120,8 +120,9 @@ def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: Vi
     seen = Seen(st.st_size, resume) if cache is not None and st.st_size < limit else None
     fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True,
                         tee=seen.tee if seen is not None else None))
-    viewed: Viewed = (fold.view(), "") if fold.records else \
-        (None, f"the checkpoint in {sandbox}/.stoker holds no record")
+    # No whole record (made but empty on a full disk, or cut inside its header by a crash):
+    # said as no checkpoint is, by the lock file and the registry (`unrecorded`).
+    viewed: Viewed = (fold.view(), "") if fold.records else (None, None)
     if cache is not None:
         cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, seen) if seen is not None else None, read_at)
     return viewed
@@ -171,7 +172,7 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
     if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry)):
         return _said(sandbox, moved)
     if problem is None:
-        return _said(sandbox, unrecorded(sandbox, pinned, entry))
+        return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None))
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None and view is not None and attempt is None:
         return _said(sandbox, none_of_its(sandbox, pinned, entry))

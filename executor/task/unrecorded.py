@@ -2,10 +2,11 @@
 `executor/task/inspection.py`: what its lock file, its registry entry and /proc/locks say
 instead.
 
-- No checkpoint: a supervisor took the sandbox and died, let go or is starting before its
-  first record (`unrecorded`): its pid from its registry entry, else the lock file, else the
-  lock's holder in /proc/locks (an early start writes none); without any of them and without
-  a lock file, no task sandbox.
+- No checkpoint, or one with no whole record (made, then a full disk or a crash cut its
+  header): a supervisor took the sandbox and died, let go or is starting before its first
+  record (`unrecorded`): its pid from its registry entry, else the lock file, else the lock's
+  holder in /proc/locks (an early start writes none); without any of them and without a lock
+  file, no task sandbox.
 - A checkpoint that keeps none of its attempts (`none_of_its`): a `stoker run` in another's
   sandbox before its first header, or pushed out by later runs'.
 - A `.stoker` that is not the one its registry entry pins (`pin_lost`): renamed or removed
@@ -75,16 +76,18 @@ def pin_lost(sandbox: Path, entry: RegistryEntry) -> Unrecorded | None:
                               f"renamed or removed since the task started; {goes_on}")
 
 
-def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> Unrecorded:
-    """A sandbox without a checkpoint: a supervisor's that recorded nothing when its lock
-    file is there (or its entry or the lock names it), else no task sandbox."""
+def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bool = False) -> Unrecorded:
+    """A sandbox without a checkpoint (`made`: one with no whole record): a supervisor's that
+    recorded nothing when its lock file is there (or its entry or the lock names it), else no
+    task sandbox."""
     pid, alive = _supervisor(sandbox, pinned, entry)
     truth = _truth(alive, entry)
+    where = f"the checkpoint in {sandbox}/.stoker holds no record" if made else f"no checkpoint in {sandbox}/.stoker"
     if pid is None and entry is None and not _has_lock(sandbox, pinned):
         return Unrecorded(truth=truth, pinned=pinned, unrecorded=False,
-                          problem=f"no checkpoint in {sandbox}/.stoker (is this a task sandbox?)")
+                          problem=where if made else f"{where} (is this a task sandbox?)")
     return Unrecorded(truth=truth, supervisor_pid=pid, pinned=pinned,
-                      problem=_unrecorded_problem(sandbox, pid, truth, entry.ended_reason if entry else ""))
+                      problem=_unrecorded_problem(where, pid, truth, entry.ended_reason if entry else ""))
 
 
 def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Unrecorded:
@@ -131,8 +134,8 @@ def _has_lock(sandbox: Path, pinned: str) -> bool:
         os.close(fd)
 
 
-def _unrecorded_problem(sandbox: Path, pid: int | None, truth: Truth, reason: str = "") -> str:
-    where = f"no checkpoint in {sandbox}/.stoker"
+def _unrecorded_problem(where: str, pid: int | None, truth: Truth, reason: str = "") -> str:
+    """Why nothing is recorded, after `where` (what the checkpoint is: none, or empty)."""
     if truth.alive:
         return f"{where} yet: its supervisor (pid {pid}) is starting and has recorded nothing so far"
     if pid is None:

@@ -1,7 +1,7 @@
 """What the control socket refuses (executor/host/control.py), and to whom: the peer's
 credentials (`peer`: struct ucred's pid, uid and gid are three C ints, `pid_t` signed,
 `uid_t` and `gid_t` unsigned, in the machine's byte order), a client past MAX_CONNECTIONS
-(refused, and not acted on), and what the client is told."""
+(refused, and not acted on), and what the client is told, a client that half-closes included."""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from executor.events import ControlReply, Replier
+from executor.host import control
 from executor.host.control import MAX_CONNECTIONS, ControlServer, ask, connect
 from executor.host.controlwire import ControlRequest, KillControl, RestartControl, encode_request
 from executor.host.sandbox import CONTROL_SOCKET
@@ -107,6 +108,70 @@ def test_a_client_refused_before_it_sent_its_request_is_told_why() -> None:
                  message="the refusal and the shutdown")
         replies = list(ask(clients[-1], KillControl(grace_secs=None)))
     assert [reply.message for reply in replies] == [f"too many control connections (at most {MAX_CONNECTIONS})"]
+
+
+def test_a_client_that_half_closes_after_its_request_hears_every_answer() -> None:
+    """A client that shuts its writing side once its request is sent (`socat`, `nc -N`, a
+    script's `echo ... |`) and reads on: its EOF was taken for its going away, the connection
+    closed, and the request acted on with every answer dropped (a kill whose operator heard
+    nothing). Once the last answer is out, or the client closes, the connection is closed."""
+    later: list[Replier] = []
+
+    def on_request(request: ControlRequest, reply: Replier) -> None:
+        reply(ControlReply(ok=True, done=False, message="under way"))
+        later.append(reply)
+
+    with open_sandbox() as sandbox, _serving(sandbox, on_request) as server, \
+            socket.socket(socket.AF_UNIX) as client, socket.socket(socket.AF_UNIX) as gone:
+        client.connect(str(sandbox / CONTROL_SOCKET))
+        client.sendall(encode_request(KillControl(grace_secs=None)))
+        client.shutdown(socket.SHUT_WR)
+        wait_for(lambda: later, 10, message="the request in its handler")
+        client.settimeout(10)
+        stream = client.makefile("rb")
+        assert stream.readline() == b'{"ok": true, "done": false, "message": "under way"}\n'
+        later[0](ControlReply(ok=True, done=True, message="ended"))
+        assert stream.readline() == b'{"ok": true, "done": true, "message": "ended"}\n'
+        assert stream.readline() == b""
+        wait_for(lambda: not server._conns, 10, message="the answered connection closed")
+        gone.connect(str(sandbox / CONTROL_SOCKET))  # sends its request and goes away at once
+        gone.sendall(encode_request(RestartControl("web")))
+        gone.close()
+        wait_for(lambda: len(later) == 2 and not server._conns, 10, message="the closed client's connection closed")
+
+
+def test_clients_that_never_send_a_request_leave_room_for_one_that_does(monkeypatch) -> None:
+    """MAX_CONNECTIONS clients that connect and send nothing (a stuck script, a liveness probe
+    that never closes) held every connection for good: each `stoker kill` after them was
+    refused ("too many control connections") for as long as they stayed. A client that sent
+    no request within REQUEST_WAIT_SECS is told so and dropped; one that did waits on."""
+    monkeypatch.setattr(control, "REQUEST_WAIT_SECS", 0.3)
+    waiting: list[Replier] = []
+
+    def on_request(request: ControlRequest, reply: Replier) -> None:
+        reply(ControlReply(ok=True, done=False, message="under way"))
+        waiting.append(reply)
+
+    with open_sandbox() as sandbox, _serving(sandbox, on_request), contextlib.ExitStack() as held:
+        asking = held.enter_context(socket.socket(socket.AF_UNIX))
+        asking.connect(str(sandbox / CONTROL_SOCKET))
+        asking.sendall(encode_request(KillControl(grace_secs=None)))
+        silent = [held.enter_context(socket.socket(socket.AF_UNIX)) for _ in range(MAX_CONNECTIONS - 1)]  # every slot
+        for client in silent:
+            client.connect(str(sandbox / CONTROL_SOCKET))
+            client.settimeout(10)
+        for client in silent:
+            assert client.makefile("rb").readline() == (
+                b'{"ok": false, "done": true, "message": "no request within 0.3 s"}\n')
+        late = held.enter_context(socket.socket(socket.AF_UNIX))
+        late.connect(str(sandbox / CONTROL_SOCKET))
+        late.settimeout(10)
+        late.sendall(encode_request(RestartControl("web")))
+        assert late.makefile("rb").readline() == b'{"ok": true, "done": false, "message": "under way"}\n'
+        waiting[0](ControlReply(ok=True, done=True, message="ended"))  # the first, asked in time: still there
+        asking.settimeout(10)
+        assert asking.makefile("rb").read() == (b'{"ok": true, "done": false, "message": "under way"}\n'
+                                                b'{"ok": true, "done": true, "message": "ended"}\n')
 
 
 @contextlib.contextmanager

@@ -218,6 +218,20 @@ def test_http_garbage_answer_is_a_protocol_error(raw_server):
     )
 
 
+def test_http_answer_cut_short_inside_its_headers_fails(raw_server):
+    """http.client takes the end of the stream for the blank line that ends the headers: an
+    answer cut off inside them (a server that died while writing them) was a whole one, with
+    an empty body, and passed a check that expects any body (expected_response "")."""
+    status = b"HTTP/1.1 200 OK\r\n"
+    cut = status + b"Content-Type: text/pl"
+    port = raw_server(cut, cut + b"ain\r\n", status, status + b"\r\n")
+    said = (f"HTTP GET http://localhost:{port}/health: connection closed before the whole "
+            "answer was sent (inside its headers)")
+    for expected in ("", "ok", ""):
+        assert HttpChecker(port, expected_response=expected).check().reason == said
+    assert HttpChecker(port, expected_response="").check().outcome is AttemptOutcome.PASSED  # whole
+
+
 # Found by the fuzz harness (tests/fuzz/fuzz_http_answer.py): http.client hands a chunk size
 # below 0 on as a length to read, and its ValueError (OverflowError below any index) was
 # reported as Stoker's own "internal health check error" (logged at ERROR, with a traceback).

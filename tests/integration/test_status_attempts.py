@@ -183,3 +183,34 @@ def test_an_entry_whose_attempts_later_runs_pushed_out_is_not_the_lock_holders(t
         os.close(fd)
     assert (found.supervisor_pid, found.truth.alive, found.truth.state) == (gone, False, "LOST"), found
     assert "keeps no attempt of its supervisor" in found.problem, found.problem
+
+
+def test_a_sandbox_s_path_shows_its_running_supervisor_that_recorded_nothing_not_the_run_before(
+        tmp_path, capsys, monkeypatch):
+    """A `stoker run` again in a sandbox whose last run was killed, on a full disk: the new
+    supervisor runs the task, its header held in memory until the disk has room. `status
+    SANDBOX` showed the run before (`state=KILLED`, its supervisor gone) and never named the
+    one running, which its lock and registry entry name (`status TASK_ID` and `ps` did)."""
+    from executor.host.lock import SandboxLock
+    from executor.host.sandbox import open_stoker_dir
+    from executor.procs.sandboxfs import dir_id
+
+    me, sandbox = own_identity(), tmp_path / "sb"
+    write(sandbox, [header(me.pid, me.start_ticks + 100), *RUNNING,  # another process of this pid: gone
+                    {"kind": "task", "from": "RUNNING", "to": "KILLED", "reason": "killed", "wall": 1003.0}])
+    fd = open_stoker_dir(sandbox)
+    held = SandboxLock.acquire(fd, str(sandbox), me, "run", time.time())
+    try:
+        Registry(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0)).write(
+            RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+                          supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
+                          task_id="web-0-2", stoker_dir=dir_id(fd)))
+        monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+        code, out, _ = status(capsys, sandbox)
+    finally:
+        held.release()
+        os.close(fd)
+    assert code == 0 and out.startswith(f"sandbox {sandbox}  state=NEW\n"), out
+    assert f"keeps no attempt of its supervisor (pid {me.pid}), only other runs' of the sandbox: it has " \
+           "recorded none yet" in out, out
+    assert f"supervisor_pid: {me.pid} (running)" in out, out

@@ -229,6 +229,40 @@ def test_a_sandbox_whose_supervisor_recorded_nothing_says_who_took_it_and_whethe
     assert "web-0-1: LOST (supervisor gone since" in out
 
 
+@pytest.mark.parametrize("kept", [b"", b'{"kind":"header","task":"web.0","job_'], ids=["empty", "torn header"])
+def test_a_checkpoint_with_no_whole_record_is_told_as_its_supervisor_s(tmp_path, capsys, kept):
+    """A supervisor on a full disk goes on (its records are held until they fit), its
+    checkpoint made but empty, or cut inside its header by a crash. `status` said "error:
+    the checkpoint ... holds no record" (exit 1) of a running task, and of one whose
+    supervisor then died, where without the file it says who took the sandbox and whether it
+    runs (exit 0), as here."""
+    import fcntl
+
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "checkpoint.jsonl").write_bytes(kept)
+    lock = sandbox / ".stoker" / "supervisor.lock"
+    lock.write_text(json.dumps({"pid": me.pid, "start": me.start_ticks, "boot": me.boot_id,
+                                "front_end": "run", "since": time.time()}))
+    fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # its supervisor (this process) runs
+        code, out, _ = status(capsys, sandbox)
+        assert code == 0 and out.startswith(f"sandbox {sandbox}  state=NEW\n"), out
+        assert (f"the checkpoint in {sandbox}/.stoker holds no record yet: its supervisor "
+                f"(pid {me.pid}) is starting") in out, out
+    finally:
+        os.close(fd)
+    lock.write_text(json.dumps({"pid": me.pid, "start": me.start_ticks + 100, "boot": me.boot_id,
+                                "front_end": "run", "since": 1000.0}))  # another process of that pid: gone
+    code, out, _ = status(capsys, sandbox, "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"], doc["supervisor_alive"]) == (0, "LOST", me.pid, False)
+    assert doc["problem"] == (f"the checkpoint in {sandbox}/.stoker holds no record: its supervisor "
+                              f"(pid {me.pid}) died before it recorded anything")
+
+
 def test_a_running_runs_uptime_is_the_kernels_whatever_the_wall_clock_did_since(tmp_path, capsys):
     """Its start was recorded three days "ago" by the wall clock, as after the clock was
     stepped forward (a VM resumed after days): `up 3d00h` for a run of a second. The
