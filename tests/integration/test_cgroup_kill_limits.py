@@ -154,16 +154,18 @@ def test_a_close_its_deadline_cuts_with_no_watchdog_running_says_what_is_left_be
         pytest.skip(f"no v1 freezer task cgroup here: {why}")
     monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.0)
     life, cg = cgroup_support.task_cgroup_life("cut.0", FREEZER)
-    run = subprocess.Popen(["sleep", "600"])
-    try:
+    run: subprocess.Popen[bytes] | None = None
+    try:  # the cgroup is released whatever happens (a Popen that fails too): a later test may make one
+        run = subprocess.Popen(["sleep", "600"])
         cgroup_support.nest(cg.directory, 2, run.pid)  # below the task's: the cut stops before it
         with caplog.at_level(logging.INFO):
             assert life.close(watchdog=None)
     finally:
         cgroup_support.remove(cg.directory)
         cgroups.release(cg)
-        run.kill()
-        run.wait()
+        if run is not None:
+            run.kill()
+            run.wait()
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert [level for level, _ in said] == ["ERROR"], said
     assert said[0][1].startswith("cgroup_close_cut ") and "the watchdog, let go" not in said[0][1], said
@@ -182,9 +184,11 @@ def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
 
     made = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", FREEZER)
     assert not isinstance(made, cgroups.NoCgroup), made
-    top, deep = subprocess.Popen(["sleep", "600"]), subprocess.Popen(["sleep", "600"])
+    runs: list[subprocess.Popen[bytes]] = []
     real_open = cgroupwalk.os.open
-    try:
+    try:  # the cgroup is released whatever happens (a Popen that fails too): a later test may make one
+        runs += [subprocess.Popen(["sleep", "600"]) for _ in range(2)]
+        top, deep = runs
         assert made.take_in(top.pid)
         cgroup_support.nest(made.directory, 2, deep.pid)  # below the task's: the cut stops before it
         if way == "descriptors":  # no cgroup below the top can be opened
@@ -200,7 +204,7 @@ def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
         monkeypatch.undo()
         cgroup_support.remove(made.directory)  # thawed first, whatever happened
         cgroups.release(made)
-        for run in (top, deep):
+        for run in runs:
             run.kill()
             run.wait()
 
@@ -222,9 +226,10 @@ def test_a_v1_freezer_thaw_out_of_descriptors_says_the_cgroup_is_left_frozen_and
 
     monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.3)
     life, cg = cgroup_support.task_cgroup_life("frozen.0", FREEZER)
-    run = subprocess.Popen(["sleep", "600"])
+    run: subprocess.Popen[bytes] | None = None
     real_open = cgroupwalk.os.open
-    try:
+    try:  # the cgroup is released whatever happens (a Popen that fails too): a later test may make one
+        run = subprocess.Popen(["sleep", "600"])
         assert cg.take_in(run.pid)
         monkeypatch.setattr(cgroupwalk.os, "open", lambda path, flags, *a, dir_fd=None, **k: (
             _emfile() if path == "freezer.state" and flags & os.O_WRONLY else real_open(path, flags, *a, dir_fd=dir_fd, **k)))
@@ -238,8 +243,9 @@ def test_a_v1_freezer_thaw_out_of_descriptors_says_the_cgroup_is_left_frozen_and
             cgroups._write(cg.directory, "freezer.state", "THAWED")
         cgroup_support.remove(cg.directory)
         cgroups.release(cg)
-        run.kill()
-        run.wait()
+        if run is not None:
+            run.kill()
+            run.wait()
     said = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert [level for level, _ in said] == ["ERROR"], said
     assert "it is left FROZEN, its thaw failed: cannot thaw a cgroup of" in said[0][1], said
