@@ -45,7 +45,11 @@ pytestmark = [pytest.mark.faults, pytest.mark.serial, pytest.mark.timeout(120)]
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 BACKGROUND = size(1000, 1000)
 MODES = {"cgroup": "auto", "fallback": "off"}
-GONE_WITHIN_SECS = 1.0
+# A bound on each wait for a kill's effect (an event: the pids gone, a hopper quiet), not a
+# speed target (how fast is test_kill9's figure): at 1.0 s (1.5 for a hopper after kill -9:
+# the watchdog's shell woken, cgroup.kill written, the checker scheduled) it failed once at
+# load 15 on 2 cores.
+GONE_WITHIN_SECS = 15.0
 # A daemon that leaves its group and its marker; the shell waits until it has (it runs
 # `sleep` with an empty environ: during an exec the environ reads empty too), so that it has
 # escaped before the run or check that started it ends.

@@ -80,12 +80,14 @@ def _said(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
     return [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def _drop(cg: cgroups.TaskCgroup, *runs: subprocess.Popen) -> None:
+def _drop(cg: cgroups.TaskCgroup, *runs: subprocess.Popen | None) -> None:
     """A test's task cgroup removed (thawed first, whatever happened) and released, and its
-    `runs` killed and reaped."""
+    `runs` killed and reaped (None: one whose Popen failed)."""
     cgroup_support.remove(cg.directory)
     cgroups.release(cg)
     for run in runs:
+        if run is None:
+            continue
         run.kill()
         run.wait()
 
@@ -169,8 +171,9 @@ def test_a_close_its_deadline_cuts_with_no_watchdog_running_says_what_is_left_be
         pytest.skip(f"no v1 freezer task cgroup here: {why}")
     monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.0)
     life, cg = cgroup_support.task_cgroup_life("cut.0", FREEZER)
-    run = subprocess.Popen(["sleep", "600"])
-    try:
+    run: subprocess.Popen[bytes] | None = None
+    try:  # the cgroup is released whatever happens (a Popen that fails too): a later test may make one
+        run = subprocess.Popen(["sleep", "600"])
         cgroup_support.nest(cg.directory, 2, run.pid)  # below the task's: the cut stops before it
         with caplog.at_level(logging.INFO):
             assert life.close(watchdog=None)
@@ -194,9 +197,11 @@ def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
 
     made = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", FREEZER)
     assert not isinstance(made, cgroups.NoCgroup), made
-    top, deep = subprocess.Popen(["sleep", "600"]), subprocess.Popen(["sleep", "600"])
+    runs: list[subprocess.Popen[bytes]] = []
     real_open = cgroupwalk.os.open
-    try:
+    try:  # the cgroup is released whatever happens (a Popen that fails too): a later test may make one
+        runs += [subprocess.Popen(["sleep", "600"]) for _ in range(2)]
+        top, deep = runs
         assert made.take_in(top.pid)
         cgroup_support.nest(made.directory, 2, deep.pid)  # below the task's: the cut stops before it
         if way == "descriptors":  # no cgroup below the top can be opened
@@ -210,7 +215,7 @@ def test_a_v1_freezer_kill_pass_cut_short_thaws_what_it_froze(way, monkeypatch):
         assert top.wait(10) == -9  # thawed: its SIGKILL delivered
     finally:
         monkeypatch.undo()
-        _drop(made, top, deep)
+        _drop(made, *runs)
 
 
 def _emfile() -> int:
@@ -230,9 +235,10 @@ def test_a_v1_freezer_thaw_out_of_descriptors_says_the_cgroup_is_left_frozen_and
 
     monkeypatch.setattr(cgrouplife, "CGROUP_KILL_SECS", 0.3)
     life, cg = cgroup_support.task_cgroup_life("frozen.0", FREEZER)
-    run = subprocess.Popen(["sleep", "600"])
+    run: subprocess.Popen[bytes] | None = None
     real_open = cgroupwalk.os.open
-    try:
+    try:  # the cgroup is released whatever happens (a Popen that fails too): a later test may make one
+        run = subprocess.Popen(["sleep", "600"])
         assert cg.take_in(run.pid)
         monkeypatch.setattr(cgroupwalk.os, "open", lambda path, flags, *a, dir_fd=None, **k: (
             _emfile() if path == "freezer.state" and flags & os.O_WRONLY else real_open(path, flags, *a, dir_fd=dir_fd, **k)))

@@ -46,7 +46,7 @@ from executor.procs.supervisor import Supervisor
 from tests.support import cgroups as cgroup_support
 from tests.support import limits
 from tests.support.headless import headless, running_threads
-from tests.support.waiting import wait_for
+from tests.support.waiting import log_pump_threads_ended, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -159,11 +159,14 @@ def test_a_shutdown_that_comes_while_the_logs_drain_ends_the_drain(tmp_path):
         stopped.start()
         exit_by.set(time.monotonic())
         assert ended.wait(30), "the drain outlived the exit time set during it"
+        assert "stoker-logpump-console-drain.0" in {t.name for t in threading.enumerate()}, \
+            "the console copy's thread, stuck in its write, is the one the cleanup waits for"
     finally:
         os.close(write_fd)
-        os.close(console_r)  # the console copy's write fails: its thread ends
+        os.close(console_r)  # the console copy's writes fail (EPIPE): its thread ends
         if stopped.ident is not None:
             stopped.join(70)
+        log_pump_threads_ended("drain.0", 30)  # before console_w's number is free again
         os.close(console_w)
         os.close(run_dir)
 
@@ -179,8 +182,9 @@ def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck
     from executor.procs import cgroups
 
     life, cg = cgroup_support.task_cgroup_life("stuck.0", "auto")
-    stuck = subprocess.Popen(["sleep", "600"])
-    try:
+    stuck: subprocess.Popen[bytes] | None = None
+    try:  # the cgroup is released whatever happens: a test after it may make one
+        stuck = subprocess.Popen(["sleep", "600"])
         assert cg.take_in(stuck.pid)
         _freeze(frozen_cgroup, stuck.pid)  # SIGKILLed, it stays (state D) until thawed
         stuck.kill()
@@ -189,8 +193,9 @@ def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck
         assert life.stuck_at_close and os.path.isdir(cg.directory)
     finally:
         _thaw(frozen_cgroup)
-        stuck.kill()
-        stuck.wait()
+        if stuck is not None:
+            stuck.kill()
+            stuck.wait()
         cgroup_support.remove(cg.directory)
         cgroups.release(cg)
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]

@@ -23,7 +23,7 @@ import pytest
 from executor.logs import keep_screen_line, spool
 from executor.procs.consolecopy import RawConsole
 from executor.procs.logpump import LogFile, LogPump, make_pipe
-from tests.support.waiting import wait_for
+from tests.support.waiting import log_pump_threads_ended, wait_for
 
 MiB = 1024 * 1024
 
@@ -43,9 +43,10 @@ def _read_more(fd: int, seen: bytearray) -> bytes:
 
 
 @contextlib.contextmanager
-def _console_and_run_dir(tmp_path: Path) -> Iterator[tuple[int, Callable[[], bytes], int]]:
+def _console_and_run_dir(tmp_path: Path, task_label: str) -> Iterator[tuple[int, Callable[[], bytes], int]]:
     """A console (a pipe) and the run's log directory: yields the console's writing end,
-    what has reached the console so far (a call), and the directory's fd; all closed after."""
+    what has reached the console so far (a call), and the directory's fd; all closed after,
+    once the threads of `task_label`'s pump are gone (none writes to a number reused)."""
     console_r, console_w = os.pipe()
     os.set_blocking(console_r, False)
     seen = bytearray()
@@ -53,6 +54,7 @@ def _console_and_run_dir(tmp_path: Path) -> Iterator[tuple[int, Callable[[], byt
     try:
         yield console_w, lambda: _read_more(console_r, seen), run_dir
     finally:
+        log_pump_threads_ended(task_label, 30)
         os.close(console_r)
         os.close(console_w)
         os.close(run_dir)
@@ -87,6 +89,7 @@ def test_a_console_that_does_not_read_holds_up_neither_the_pump_nor_the_files(
         os.close(both_w)
         os.close(rotate_w)
         pump.stop(drain_secs=1.0)
+        log_pump_threads_ended("web.0", 30)  # its console copy may still write (each fails, EPIPE)
         os.close(console_w)
         os.close(both_dir)
         os.close(rotate_dir)
@@ -98,7 +101,7 @@ def test_console_copies_are_whole_lines_whoever_else_writes_there(tmp_path: Path
     console as the pump read them, so another process's line (or `stoker run`'s own) landed
     in the middle of one (`helXX` / `lo`). A line's start now waits for its end; a last
     line without a newline is copied when its stream ends."""
-    with _console_and_run_dir(tmp_path) as (console_w, console, run_dir):
+    with _console_and_run_dir(tmp_path, "web.0") as (console_w, console, run_dir):
         pump = LogPump("web.0")
         (a_r, a_w), (b_r, b_w) = make_pipe(), make_pipe()
         try:
@@ -139,7 +142,7 @@ def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
     """`stoker run` keeps a live view on the terminal's last line, without a newline: the
     pump wrote after it, so the first copied line was glued to the view, and left with it
     in the scroll-back (`[live.0 RUNNING] a:RUNNING[0]out-1`)."""
-    with _console_and_run_dir(tmp_path) as (console_w, console, run_dir):
+    with _console_and_run_dir(tmp_path, "live.0") as (console_w, console, run_dir):
         pump = LogPump("live.0")
         read_fd, write_fd = make_pipe()
         keep_screen_line(_Marks(console_w))
@@ -167,7 +170,7 @@ def test_close_copies_what_the_pipes_hold_without_waiting_for_a_writer_that_outl
     is held by something Stoker could not kill (here: the test). The pump waited up to
     `drain_secs` (0.5 s at every close) for an EOF that never came; now it copies what the
     pipe holds, both the rotating file's and the console copy's, and closes at once."""
-    with _console_and_run_dir(tmp_path) as (console_w, console, run_dir):
+    with _console_and_run_dir(tmp_path, "web.0") as (console_w, console, run_dir):
         pump = LogPump("web.0")
         read_fd, write_fd = make_pipe()
         stopped = threading.Thread(target=pump.stop, kwargs={"drain_secs": 20.0})

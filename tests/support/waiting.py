@@ -83,3 +83,20 @@ def readline_within(proc: subprocess.Popen, timeout_secs: float) -> str:
     reader.join(timeout_secs)
     assert box and box[0], f"{proc.args!r} printed nothing within {timeout_secs} s"
     return box[0]
+
+
+def log_pump_threads_ended(task_label: str, timeout_secs: float) -> None:
+    """Wait for the threads of the log pump of `task_label` (its own, `stoker-logpump-LABEL`,
+    and its console copy's, `stoker-logpump-console-LABEL`) to end; AssertionError when one
+    outlives `timeout_secs`. A test that gave the pump descriptors of its own (a console
+    pipe, a run directory) closes them only after this: a thread still writing queued copies
+    after that close writes to whatever gets the number next (under load, a later test's
+    `subprocess.Popen` read such copies from its exec error pipe as an exec error and waited
+    for its child, a `sleep 600`, to exit)."""
+    names = (f"stoker-logpump-{task_label}", f"stoker-logpump-console-{task_label}")
+    threads = [t for t in threading.enumerate() if t.name in names]
+    deadline = time.monotonic() + timeout_secs
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threads if t.is_alive()]
+    assert not left, f"the log pump's threads {left} still ran after {timeout_secs} s"
