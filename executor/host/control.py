@@ -308,13 +308,7 @@ class ControlServer:
         except OSError:
             data = b""
         if not data:
-            if conn.answering and not conn.ended_writing:
-                # A client that shut its writing side (socat, `nc -N`) reads on: keep it until
-                # its last answer (our shutdown) or its close, either of which is EPOLLHUP.
-                conn.ended_writing = True
-                sel.quiet(conn.sock.fileno())
-                return
-            self._drop(sel, conn)
+            self._ended(sel, conn)
             return
         if conn.asked:
             return  # one request per connection; the rest is ignored
@@ -324,6 +318,9 @@ class ControlServer:
             if len(conn.buffer) > MAX_LINE:
                 conn.refuse(f"a request is at most {MAX_LINE} bytes")
             return
+        self._asked(conn, line)
+
+    def _asked(self, conn: _Connection, line: bytes) -> None:
         conn.asked = True
         try:
             request = parse_request(line)
@@ -331,6 +328,19 @@ class ControlServer:
             conn.refuse(str(exc))
             return
         self._on_request(request, conn.reply)
+
+    def _ended(self, sel: _Poller, conn: _Connection) -> None:
+        """The client's end of stream, which ends a request sent with no newline (a JSON object
+        cut short does not parse: refused, saying so). A client that shut its writing side
+        (socat, `nc -N`) reads on: kept until its last answer (our shutdown) or its close,
+        either of which is EPOLLHUP."""
+        if not conn.asked and conn.buffer:
+            self._asked(conn, conn.buffer)
+        if conn.answering and not conn.ended_writing:
+            conn.ended_writing = True
+            sel.quiet(conn.sock.fileno())
+            return
+        self._drop(sel, conn)
 
     def _drop(self, sel: _Poller, conn: _Connection) -> None:
         fd = conn.sock.fileno()

@@ -140,6 +140,32 @@ def test_a_client_that_half_closes_after_its_request_hears_every_answer() -> Non
         wait_for(lambda: len(later) == 2 and not server._conns, 10, message="the closed client's connection closed")
 
 
+def test_a_request_the_end_of_its_stream_ends_is_answered() -> None:
+    """A client that sends its request with no newline and shuts its writing side (`printf
+    '%s' "$json" | socat - UNIX-CONNECT:...`): its request was dropped unread and the
+    connection closed, the client told nothing. The end of the stream ends it; one cut short
+    (its JSON does not parse) is refused saying so, and not acted on."""
+    acted: list[ControlRequest] = []
+
+    def on_request(request: ControlRequest, reply: Replier) -> None:
+        acted.append(request)
+        reply(ControlReply(ok=True, done=True, message="restarted"))
+
+    with open_sandbox() as sandbox, _serving(sandbox, on_request) as server:
+        for sent, heard in ((encode_request(RestartControl("web")).rstrip(b"\n"),
+                             b'{"ok": true, "done": true, "message": "restarted"}\n'),
+                            (b'{"op": "restart", "process": "we', b'{"ok": false, "done": true, "message": ')):
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(sandbox / CONTROL_SOCKET))
+                client.sendall(sent)
+                client.shutdown(socket.SHUT_WR)
+                client.settimeout(10)
+                answer = client.makefile("rb").read()
+                assert answer.startswith(heard) and answer.endswith(b"\n") and answer.count(b"\n") == 1, answer
+        assert acted == [RestartControl("web")]
+        wait_for(lambda: not server._conns, 10, message="both connections closed")
+
+
 def test_clients_that_never_send_a_request_leave_room_for_one_that_does(monkeypatch) -> None:
     """MAX_CONNECTIONS clients that connect and send nothing (a stuck script, a liveness probe
     that never closes) held every connection for good: each `stoker kill` after them was
