@@ -224,7 +224,7 @@ class ControlServer:
                 if self._paused_until is not None and now >= self._paused_until:
                     self._paused_until = None
                     sel.register(self._listener.fileno(), "accept")
-                self._refuse_silent(now)
+                self._refuse_silent(sel, now)
         except Exception as exc:  # the task goes on without its control socket
             log_event(logger, logging.ERROR, "control_failed", task=self._label,
                       error=f"{type(exc).__name__}: {exc}")
@@ -242,12 +242,15 @@ class ControlServer:
             due.append(self._paused_until)
         return max(0.0, min(due) - time.monotonic()) if due else None
 
-    def _refuse_silent(self, now: float) -> None:
-        """Refuse each client that sent no request by its time: MAX_CONNECTIONS that connect
-        and say nothing would else keep out every `stoker kill` for as long as they stay."""
-        for conn in self._conns.values():
+    def _refuse_silent(self, sel: _Poller, now: float) -> None:
+        """Refuse each client that sent no request by its time (MAX_CONNECTIONS that say nothing
+        would else keep out every `stoker kill`), what it sent read first: a wait a stop (SIGSTOP,
+        a debugger) outlasted ends in EINTR, `poll` returns nothing, and a request waits unread."""
+        for conn in list(self._conns.values()):
             if not conn.asked and now >= conn.silent_until:
-                conn.refuse(f"no request within {REQUEST_WAIT_SECS:g} s")
+                self._read(sel, conn)
+                if not conn.asked and conn.sock.fileno() >= 0:  # (a client gone meanwhile: closed)
+                    conn.refuse(f"no request within {REQUEST_WAIT_SECS:g} s")
 
     def _selector(self) -> _Poller | None:
         """The loop's selector (epoll: a descriptor of its own). With no descriptor left
