@@ -224,7 +224,7 @@ class ControlServer:
                 if self._paused_until is not None and now >= self._paused_until:
                     self._paused_until = None
                     sel.register(self._listener.fileno(), "accept")
-                self._refuse_silent(now)
+                self._refuse_silent(sel, now)
         except Exception as exc:  # the task goes on without its control socket
             log_event(logger, logging.ERROR, "control_failed", task=self._label,
                       error=f"{type(exc).__name__}: {exc}")
@@ -242,12 +242,15 @@ class ControlServer:
             due.append(self._paused_until)
         return max(0.0, min(due) - time.monotonic()) if due else None
 
-    def _refuse_silent(self, now: float) -> None:
-        """Refuse each client that sent no request by its time: MAX_CONNECTIONS that connect
-        and say nothing would else keep out every `stoker kill` for as long as they stay."""
-        for conn in self._conns.values():
+    def _refuse_silent(self, sel: _Poller, now: float) -> None:
+        """Refuse each client that sent no request by its time (MAX_CONNECTIONS that say nothing
+        would else keep out every `stoker kill`), what it sent read first: a wait a stop (SIGSTOP,
+        a debugger) outlasted ends in EINTR, `poll` returns nothing, and a request waits unread."""
+        for conn in list(self._conns.values()):
             if not conn.asked and now >= conn.silent_until:
-                conn.refuse(f"no request within {REQUEST_WAIT_SECS:g} s")
+                self._read(sel, conn)
+                if not conn.asked and conn.sock.fileno() >= 0:  # (a client gone meanwhile: closed)
+                    conn.refuse(f"no request within {REQUEST_WAIT_SECS:g} s")
 
     def _selector(self) -> _Poller | None:
         """The loop's selector (epoll: a descriptor of its own). With no descriptor left
@@ -308,13 +311,7 @@ class ControlServer:
         except OSError:
             data = b""
         if not data:
-            if conn.answering and not conn.ended_writing:
-                # A client that shut its writing side (socat, `nc -N`) reads on: keep it until
-                # its last answer (our shutdown) or its close, either of which is EPOLLHUP.
-                conn.ended_writing = True
-                sel.quiet(conn.sock.fileno())
-                return
-            self._drop(sel, conn)
+            self._ended(sel, conn)
             return
         if conn.asked:
             return  # one request per connection; the rest is ignored
@@ -324,6 +321,9 @@ class ControlServer:
             if len(conn.buffer) > MAX_LINE:
                 conn.refuse(f"a request is at most {MAX_LINE} bytes")
             return
+        self._asked(conn, line)
+
+    def _asked(self, conn: _Connection, line: bytes) -> None:
         conn.asked = True
         try:
             request = parse_request(line)
@@ -331,6 +331,19 @@ class ControlServer:
             conn.refuse(str(exc))
             return
         self._on_request(request, conn.reply)
+
+    def _ended(self, sel: _Poller, conn: _Connection) -> None:
+        """The client's end of stream, which ends a request sent with no newline (a JSON object
+        cut short does not parse: refused, saying so). A client that shut its writing side
+        (socat, `nc -N`) reads on: kept until its last answer (our shutdown) or its close,
+        either of which is EPOLLHUP."""
+        if not conn.asked and conn.buffer:
+            self._asked(conn, conn.buffer)
+        if conn.answering and not conn.ended_writing:
+            conn.ended_writing = True
+            sel.quiet(conn.sock.fileno())
+            return
+        self._drop(sel, conn)
 
     def _drop(self, sel: _Poller, conn: _Connection) -> None:
         fd = conn.sock.fileno()

@@ -7,8 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +22,7 @@ from executor.host import control
 from executor.host.control import MAX_CONNECTIONS, ControlServer, ask, connect
 from executor.host.controlwire import ControlRequest, KillControl, RestartControl, encode_request
 from executor.host.sandbox import CONTROL_SOCKET
+from tests.support.stoker_proc import REPO
 from tests.support.users import as_user, needs_root, open_sandbox
 from tests.support.waiting import wait_for
 
@@ -140,6 +145,32 @@ def test_a_client_that_half_closes_after_its_request_hears_every_answer() -> Non
         wait_for(lambda: len(later) == 2 and not server._conns, 10, message="the closed client's connection closed")
 
 
+def test_a_request_the_end_of_its_stream_ends_is_answered() -> None:
+    """A client that sends its request with no newline and shuts its writing side (`printf
+    '%s' "$json" | socat - UNIX-CONNECT:...`): its request was dropped unread and the
+    connection closed, the client told nothing. The end of the stream ends it; one cut short
+    (its JSON does not parse) is refused saying so, and not acted on."""
+    acted: list[ControlRequest] = []
+
+    def on_request(request: ControlRequest, reply: Replier) -> None:
+        acted.append(request)
+        reply(ControlReply(ok=True, done=True, message="restarted"))
+
+    with open_sandbox() as sandbox, _serving(sandbox, on_request) as server:
+        for sent, heard in ((encode_request(RestartControl("web")).rstrip(b"\n"),
+                             b'{"ok": true, "done": true, "message": "restarted"}\n'),
+                            (b'{"op": "restart", "process": "we', b'{"ok": false, "done": true, "message": ')):
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(sandbox / CONTROL_SOCKET))
+                client.sendall(sent)
+                client.shutdown(socket.SHUT_WR)
+                client.settimeout(10)
+                answer = client.makefile("rb").read()
+                assert answer.startswith(heard) and answer.endswith(b"\n") and answer.count(b"\n") == 1, answer
+        assert acted == [RestartControl("web")]
+        wait_for(lambda: not server._conns, 10, message="both connections closed")
+
+
 def test_clients_that_never_send_a_request_leave_room_for_one_that_does(monkeypatch) -> None:
     """MAX_CONNECTIONS clients that connect and send nothing (a stuck script, a liveness probe
     that never closes) held every connection for good: each `stoker kill` after them was
@@ -172,6 +203,70 @@ def test_clients_that_never_send_a_request_leave_room_for_one_that_does(monkeypa
         asking.settimeout(10)
         assert asking.makefile("rb").read() == (b'{"ok": true, "done": false, "message": "under way"}\n'
                                                 b'{"ok": true, "done": true, "message": "ended"}\n')
+
+
+# A control server in its own process (argv: its directory, REQUEST_WAIT_SECS), to be stopped.
+_STOPPABLE = """
+import os, sys
+from executor.events import ControlReply
+from executor.host import control
+control.REQUEST_WAIT_SECS = float(sys.argv[2])
+server = control.ControlServer(os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY),
+                               lambda request, reply: reply(ControlReply(ok=True, done=True, message="heard")))
+server.start()
+print("serving", flush=True)
+sys.stdin.read()
+server.close()
+"""
+
+
+def test_a_request_sent_while_the_supervisor_was_stopped_is_not_taken_for_silence() -> None:
+    """A client accepted just before its supervisor was stopped (SIGSTOP, a debugger) sends
+    its request at once. Continued after the client's deadline, the loop's wait ends in
+    EINTR, epoll's `poll` returns nothing, and the request waiting unread was refused as
+    silence ("no request within ..."): it is read first, and answered."""
+    with open_sandbox() as sandbox:
+        serving = subprocess.Popen([sys.executable, "-c", _STOPPABLE, str(sandbox), "0.3"], cwd=REPO,
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        try:
+            assert serving.stdout is not None and serving.stdout.readline() == b"serving\n"
+            before = _sockets(serving.pid)
+            with socket.socket(socket.AF_UNIX) as client:
+                client.connect(str(sandbox / CONTROL_SOCKET))
+                client.settimeout(10)
+                wait_for(lambda: _sockets(serving.pid) > before, 10, message="the connection accepted")
+                os.kill(serving.pid, signal.SIGSTOP)
+                try:
+                    wait_for(lambda: _state(serving.pid) == "T", 10, message="the server stopped")
+                    client.sendall(encode_request(RestartControl("web")))
+                    time.sleep(0.9)  # stopped well past the client's deadline (0.3 s after its accept)
+                finally:
+                    os.kill(serving.pid, signal.SIGCONT)
+                assert client.makefile("rb").readline() == b'{"ok": true, "done": true, "message": "heard"}\n'
+        finally:
+            if serving.stdin is not None:
+                serving.stdin.close()
+            try:
+                serving.wait(10)
+            except subprocess.TimeoutExpired:
+                serving.kill()
+                serving.wait()
+
+
+def _sockets(pid: int) -> int:
+    """How many sockets the process `pid` has open (the server's accepted ones among them)."""
+    fds = f"/proc/{pid}/fd"
+    count = 0
+    for fd in os.listdir(fds):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"{fds}/{fd}").startswith("socket:")
+    return count
+
+
+def _state(pid: int) -> str:
+    """The process's state letter in /proc/PID/stat (`T`: stopped)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0]
 
 
 @contextlib.contextmanager
