@@ -79,3 +79,22 @@ def test_runs_readied_and_none_started_leave_no_logs_directory(tmp_path, tracker
         h.sup.close()
     assert not (h.sandbox / ".logs").exists()
 
+
+
+def test_an_earlier_attempts_logs_under_the_same_run_number_are_kept(tmp_path, tracker):
+    """A sandbox whose `.logs` was not archived (it could not be: `logs_not_archived`) holds
+    run 0's logs of an earlier attempt: readied and then given up (a stop before the first
+    step), they are not removed, as a spawn would have appended to them."""
+    h = Harness(tmp_path / "sandbox", tracker)
+    earlier = h.sandbox / ".logs" / "a" / "0"
+    earlier.mkdir(parents=True)
+    (earlier / "stdout").write_text("earlier attempt\n")
+    (earlier / "stderr").write_text("earlier error\n")
+    try:
+        h.sup.ready_ahead([(_spec("a"), 0), (_spec("b"), 0)])
+        assert h.log("b").exists()
+    finally:
+        h.sup.close()
+    assert (earlier / "stdout").read_text() == "earlier attempt\n"
+    assert (earlier / "stderr").read_text() == "earlier error\n"
+    assert not (h.sandbox / ".logs" / "b").exists()
