@@ -93,6 +93,15 @@ class RunLogs:
             with self._lock:
                 self._ahead[(process.name, run)] = (directory, stdio)
 
+    def check_ahead(self) -> None:
+        """Give up the runs made ahead when `.logs` is no longer the one they were made in
+        (removed or replaced since: `LogRoot.current`): their spawns make their own, as they
+        did before `ready_ahead`, and their output is not lost in a removed directory. Before
+        each batch of spawns: one lstat while any is left, none once they are taken."""
+        with self._lock:
+            if self._ahead and not self._root.current():
+                self._give_up_ahead()
+
     def _give_up_ahead(self) -> None:
         """Remove what was made ahead for runs no spawn took: their files, their directories,
         their processes' and `.logs` when nothing else is in them (a kill before the first

@@ -219,6 +219,7 @@ class Supervisor:
         return results
 
     def _spawn_batch(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
+        self._logs.check_ahead()  # what was made ahead is still where a reader finds it
         prepared: list[PreparedRun | SpawnError | int] = []
         for process, run in runs:
             try:
