@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
-from executor.procs import sandboxfs, spawn
+from executor.procs import fdlimit, sandboxfs, spawn
 from executor.procs.spawn import LogDir, RunStdio, SpawnError
 
 if TYPE_CHECKING:
@@ -66,14 +66,15 @@ class RunLogs:
             self._pump_for(stdio, label)
         return stdio
 
-    def ready_ahead(self, runs: list[tuple[ProcessSpec, int]]) -> None:
+    def ready_ahead(self, runs: list[tuple[ProcessSpec, int]], fd_ceiling: int) -> None:
         """Make the log directories and files of `runs` now, each for its `open` to take: the
         runs the first step will start, while the owner waits for the task's containment. Only
         a plain logger's (two files: no pipe, no pump thread before the fork), and only where
         neither file is there yet: one not taken by the next `idle` is removed (a kill came
         before the first step), which must never be an earlier attempt's log (a `.logs` that
         could not be archived), which `open` appends to. One that cannot be made is left to
-        `open`, which says why."""
+        `open`, which says why. None once the next would take a descriptor numbered
+        `fd_ceiling` or more (`fdlimit.ready_ceiling`): the rest are made by their spawns."""
         for process, run in runs:
             if not spawn.stageable(process.logger):
                 continue
@@ -92,6 +93,8 @@ class RunLogs:
                 continue
             with self._lock:
                 self._ahead[(process.name, run)] = (directory, stdio)
+            if max(directory.fd, *stdio.close_after_fork) + fdlimit.PLAIN_START >= fd_ceiling:
+                return
 
     def check_ahead(self) -> None:
         """Give up the runs made ahead when `.logs` is no longer the one they were made in
