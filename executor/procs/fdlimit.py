@@ -59,6 +59,20 @@ def needed(loggers: Iterable[LoggerSpec]) -> int:
     return OWN + live + sum(batch)
 
 
+def ready_ceiling() -> int:
+    """The highest descriptor number the runs made ready before the first step may hold
+    (`Supervisor.ready_ahead`): the soft limit less `OWN`, which the supervisor opens after
+    them (its checkpoint, its registry entry, its control socket). Descriptors are taken
+    lowest first, so one numbered N means that N are open below it. Under a hard limit
+    below `needed`, 128 runs made ready took the descriptors the checkpoint needed: the task
+    failed before its first run instead of some runs failing. 0 when the limit is unknown."""
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 0
+    return soft - OWN if soft != resource.RLIM_INFINITY else 1 << 31
+
+
 def fit(loggers: Iterable[LoggerSpec], label: str) -> int:
     """Raise the soft limit to `needed(loggers)` when it is lower; returns the soft limit in
     force afterwards. Never raises: a limit that cannot be changed is a WARNING line."""

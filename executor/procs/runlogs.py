@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
-from executor.procs import sandboxfs, spawn
+from executor.procs import fdlimit, sandboxfs, spawn
 from executor.procs.spawn import LogDir, RunStdio, SpawnError
 
 if TYPE_CHECKING:
@@ -66,12 +66,15 @@ class RunLogs:
             self._pump_for(stdio, label)
         return stdio
 
-    def ready_ahead(self, runs: list[tuple[ProcessSpec, int]], devnull_fd: int) -> None:
+    def ready_ahead(self, runs: list[tuple[ProcessSpec, int]], fd_ceiling: int) -> None:
         """Make the log directories and files of `runs` now, each for its `open` to take: the
         runs the first step will start, while the owner waits for the task's containment. Only
-        a plain logger's (two files: no pipe, no pump thread before the fork). One that cannot
-        be made is left to `open`, which says why; one not taken by the next `idle` is removed
-        (a kill came before the first step)."""
+        a plain logger's (two files: no pipe, no pump thread before the fork), and only where
+        neither file is there yet: one not taken by the next `idle` is removed (a kill came
+        before the first step), which must never be an earlier attempt's log (a `.logs` that
+        could not be archived), which `open` appends to. One that cannot be made is left to
+        `open`, which says why. None once the next would take a descriptor numbered
+        `fd_ceiling` or more (`fdlimit.ready_ceiling`): the rest are made by their spawns."""
         for process, run in runs:
             if not spawn.stageable(process.logger):
                 continue
@@ -84,13 +87,23 @@ class RunLogs:
                     directory = self._root.run_dir(process.name, run)
                 except SpawnError:
                     continue
-            try:
-                stdio = spawn.open_stdio(directory, process.logger, devnull_fd, self._label)
-            except SpawnError:
+            stdio = _new_plain_stdio(directory)
+            if stdio is None:
                 directory.close()
                 continue
             with self._lock:
                 self._ahead[(process.name, run)] = (directory, stdio)
+            if max(directory.fd, *stdio.close_after_fork) + fdlimit.PLAIN_START >= fd_ceiling:
+                return
+
+    def check_ahead(self) -> None:
+        """Give up the runs made ahead when `.logs` is no longer the one they were made in
+        (removed or replaced since: `LogRoot.current`): their spawns make their own, as they
+        did before `ready_ahead`, and their output is not lost in a removed directory. Before
+        each batch of spawns: one lstat while any is left, none once they are taken."""
+        with self._lock:
+            if self._ahead and not self._root.current():
+                self._give_up_ahead()
 
     def _give_up_ahead(self) -> None:
         """Remove what was made ahead for runs no spawn took: their files, their directories,
@@ -208,3 +221,24 @@ def _remove_empty(logs: Path, runs: list[tuple[str, int]]) -> None:
     finally:
         os.close(sandbox)
 
+
+def _new_plain_stdio(directory: LogDir) -> RunStdio | None:
+    """A plain logger's stdout and stderr in `directory`, both made by this call (O_EXCL: never
+    a file, or a symlink, already there); None, and nothing of this call left, when either
+    cannot be made."""
+    stdio = RunStdio(stdout=None, stderr=None)
+    made: list[str] = []
+    try:
+        for stream in ("stdout", "stderr"):
+            fd = os.open(stream, sandboxfs.LOG_FLAGS | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC,
+                         0o644, dir_fd=directory.fd)
+            made.append(stream)
+            stdio.close_after_fork.append(fd)
+        stdio.stdout, stdio.stderr = stdio.close_after_fork
+        return stdio
+    except OSError:
+        stdio.discard()
+        for stream in made:
+            with contextlib.suppress(OSError):  # gone already
+                os.unlink(stream, dir_fd=directory.fd)
+        return None

@@ -193,6 +193,10 @@ class LogRoot:
             raise SpawnError(f"cannot create the log directory {e.path}: "
                              f"{describe_os_error(e.error)}") from None
 
+    def current(self) -> bool:
+        """Whether the open `.logs` is still what `SANDBOX/.logs` names (one lstat); when not, closed."""
+        return self._still_there()
+
     def close(self) -> None:
         if self._fd >= 0:
             sandboxfs.close(self._fd)

@@ -202,10 +202,11 @@ class Supervisor:
         return result
 
     def ready_ahead(self, runs: list[tuple[ProcessSpec, int]]) -> None:
-        """The log files of the first `fdlimit.SPAWN_BATCH` of `runs`, made while the move into the task's cgroup
-        goes on (`RunLogs.ready_ahead`); none for an early start's runs (adopted with theirs). Never raises."""
+        """The log files of the first `fdlimit.SPAWN_BATCH` of `runs` (fewer when the descriptor limit would keep
+        less than `fdlimit.OWN` free), made while the move into the task's cgroup goes on (`RunLogs.ready_ahead`);
+        none for an early start's runs (adopted with theirs). Never raises."""
         if not self._early and self._state is SupervisorState.STARTED:
-            self._logs.ready_ahead(runs[:fdlimit.SPAWN_BATCH], self._devnull)
+            self._logs.ready_ahead(runs[:fdlimit.SPAWN_BATCH], fdlimit.ready_ceiling())
 
     def spawn_many(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
         """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files first, then
@@ -219,6 +220,7 @@ class Supervisor:
         return results
 
     def _spawn_batch(self, runs: list[tuple[ProcessSpec, int]]) -> list[int | SpawnError]:
+        self._logs.check_ahead()  # what was made ahead is still where a reader finds it
         prepared: list[PreparedRun | SpawnError | int] = []
         for process, run in runs:
             try:

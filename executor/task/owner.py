@@ -165,9 +165,8 @@ class TaskOwner:
         written once the move is over: it says how the processes are contained."""
         job = self.job
         self._procs.start()
-        if self._queue.empty():  # (a kill queued already: the first step starts nothing)
-            first = self._planner.startable(self._clock())  # their log files made as the header waits
-            self._procs.ready_ahead([(job.task.process(name), run) for name, run in first])
+        if self._queue.empty() and not self._adopt_first:  # (a kill queued: the first step starts nothing)
+            self._ready_first_step()  # their log files made as the header waits
         if self._host is not None:
             self._host.task_started(task_id=job.task_id, job_key=job.key, label=job.label,
                                     marker=self._procs.marker, post=self.post)
@@ -175,6 +174,16 @@ class TaskOwner:
         self._journal.open(sink, header_record(job, self.sandbox, self._procs,
                                                   self._checks.checker))
         self._apply_outcome(self._status.started())
+
+    def _ready_first_step(self) -> None:
+        """Have the port make ready the runs the first step will start (`ready_ahead`), their
+        specs found through one table: a scan of the task's processes for each name cost a
+        start of 1,000 processes 7 ms. Not for an early start's runs: they are adopted,
+        already running, and the port makes nothing for them."""
+        first = self._planner.startable(self._clock())
+        if first:
+            specs = {p.name: p for p in self.job.task.processes}
+            self._procs.ready_ahead([(specs[name], run) for name, run in first])
 
     def step(self) -> bool:
         """Handle every event already queued, then let the planner act until it has nothing

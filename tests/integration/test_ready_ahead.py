@@ -4,6 +4,7 @@ the next idle moment or at close, and nothing of it stays open. Real shells."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -79,3 +80,43 @@ def test_runs_readied_and_none_started_leave_no_logs_directory(tmp_path, tracker
         h.sup.close()
     assert not (h.sandbox / ".logs").exists()
 
+
+
+def test_an_earlier_attempts_logs_under_the_same_run_number_are_kept(tmp_path, tracker):
+    """A sandbox whose `.logs` was not archived (it could not be: `logs_not_archived`) holds
+    run 0's logs of an earlier attempt: readied and then given up (a stop before the first
+    step), they are not removed, as a spawn would have appended to them."""
+    h = Harness(tmp_path / "sandbox", tracker)
+    earlier = h.sandbox / ".logs" / "a" / "0"
+    earlier.mkdir(parents=True)
+    (earlier / "stdout").write_text("earlier attempt\n")
+    (earlier / "stderr").write_text("earlier error\n")
+    try:
+        h.sup.ready_ahead([(_spec("a"), 0), (_spec("b"), 0)])
+        assert h.log("b").exists()
+    finally:
+        h.sup.close()
+    assert (earlier / "stdout").read_text() == "earlier attempt\n"
+    assert (earlier / "stderr").read_text() == "earlier error\n"
+    assert not (h.sandbox / ".logs" / "b").exists()
+
+
+@pytest.mark.parametrize("meanwhile", ["removed", "moved"])
+def test_a_run_readied_in_a_logs_removed_or_moved_since_writes_to_the_new_one(tmp_path, tracker, meanwhile):
+    """`.logs` removed, or moved away (as `stoker run` archives it), between the readying and
+    the spawn: the run's output goes to `SANDBOX/.logs`, not into the files made before."""
+    h = Harness(tmp_path / "sandbox", tracker)
+    a = _spec("a", "echo out-a")
+    try:
+        h.sup.ready_ahead([(a, 0), (_spec("b"), 0)])
+        if meanwhile == "removed":
+            shutil.rmtree(h.sandbox / ".logs")
+        else:
+            (h.sandbox / ".logs").rename(h.sandbox / ".logs.attempt-0")
+        tracker.add(h.sup.spawn(a, 0))
+        h.next_exit()
+        wait_for(lambda: h.log("a").exists() and h.log("a").read_text() == "out-a\n", 5, message="a's stdout")
+        assert not (h.sandbox / ".logs" / "b").exists()
+    finally:
+        h.sup.close()
+    assert fds_on(h.sandbox / ".logs.attempt-0" / "b" / "0") == 0

@@ -44,3 +44,12 @@ def test_a_kill_queued_before_the_start_readies_nothing():
     owner.start()
     rig.step()
     assert rig.procs.readied == []
+
+
+def test_an_early_starts_runs_are_not_readied():
+    """They run already (the first step adopts them): there is nothing to make for them."""
+    rig = OwnerRig()
+    owner = rig.own(job(_proc("a"), _proc("b")), running_early=True)
+    owner.start()
+    rig.step()
+    assert rig.procs.readied == []
