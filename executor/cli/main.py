@@ -268,6 +268,7 @@ def _cgroup_early(early: EarlyStart, setting: str) -> None:
 
     cgrouplife.begin(early.marker, setting, early.watchdog_fd(), tuple(run.pid for run in early.runs))
     early.before_abandon = cgrouplife.discard
+    early.until_moved = cgrouplife.wait_moved
 
 
 def _unit_state(ready_fd: int | None) -> UnitState | None:

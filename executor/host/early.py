@@ -99,7 +99,8 @@ def undefer_stop_signals() -> None:
 
 class EarlyStart:
     __slots__ = ("entry", "sandbox", "made_sandbox", "task_id", "marker", "runs", "planned_ahead",
-                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd", "inherited", "before_abandon")
+                 "_lock_fd", "_lease_fd", "watchdog_pid", "_watchdog_fd", "inherited", "before_abandon",
+                 "until_moved")
 
     def __init__(self, *, entry: str, sandbox: str, lease_fd: int, task_id: str, marker: str,
                  planned_ahead: bool = False) -> None:
@@ -120,6 +121,7 @@ class EarlyStart:
         # nothing here reaps before `abandon`
         self.inherited = _inherited_now()
         self.before_abandon: Callable[[], None] | None = None  # the task's cgroup made early goes first
+        self.until_moved: Callable[[], None] | None = None  # waits for that cgroup's move, on a thread
 
     def watchdog_fd(self) -> int:
         """The write end of the early watchdog's pipe (-1 once taken): `cgrouplife.begin`
@@ -151,6 +153,14 @@ class EarlyStart:
         """The early watchdog's pid and pipe: its new owner retires it."""
         fd, self._watchdog_fd = self._watchdog_fd, -1
         return self.watchdog_pid, fd
+
+    def one_thread(self) -> None:
+        """Wait until this process runs no thread of the early start's (the move into the
+        task's cgroup made as `stoker run` loaded: `until_moved`), for what may happen only
+        while it has one (`healthcheck/plainhttp.py`: a move that waited for the kernel's
+        grace period under load was still running as the plan came, and `ssl` loaded)."""
+        if self.until_moved is not None:
+            self.until_moved()
 
     def abandon(self) -> None:
         """Kill the runs and whatever they started, reap them and the watchdog, give back

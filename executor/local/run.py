@@ -297,13 +297,13 @@ class LocalRun:
         host = _socket.gethostname()  # `socket`'s own (its module: see executor/host/control.py)
         plan = self._start.plan(host)
         ports = plan.ports
+        early = self._start.early_sandbox(plan.name)
         if "health" in ports:  # an HTTP check or lifecycle: http.client now, without ssl,
-            from executor.procs import cgrouplife  # (loaded: the supervisor's)
             from healthcheck import plainhttp  # while this process has one thread
 
-            cgrouplife.wait_moved()  # an early start's move into the task's cgroup: over
+            if early is not None:
+                early.one_thread()
             plainhttp.load()
-        early = self._start.early_sandbox(plan.name)
         sandbox = Path(early.sandbox) if early is not None else make_sandbox(s.sandbox, plan.name)
         session = hold_sandbox(sandbox, self._registry, early.take_lock() if early is not None else None,
                         self._operator_kill)

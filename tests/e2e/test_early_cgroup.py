@@ -81,9 +81,9 @@ SETTLED = """
 """
 
 
-def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str) -> tuple:
+def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict[str, str] | None = None) -> tuple:
     """`stoker run CONFIG` once (its plan kept), then again (an early start) with
-    `sitecustomize` on its PYTHONPATH: the second run, started, and its sandbox."""
+    `sitecustomize` on its PYTHONPATH (and `env`): the second run, started, and its sandbox."""
     proc, sandbox = early_run(tmp_path, config, "planned")
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
@@ -93,7 +93,7 @@ def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str) -> tuple:
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(sitecustomize)
-    return early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}"})
+    return early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}", **(env or {})})
 
 
 def containment(stderr: str) -> str:
@@ -172,6 +172,37 @@ def test_an_early_start_given_up_leaves_its_cgroup_which_goes_and_the_task_gets_
         assert task_cgroups(after["self"]) == [], after  # left at the give-up
         assert task and task != early, proc.stderr()
         wait_for(lambda: not os.path.exists(early), 10, message=f"the early start's cgroup {early} removed")
+    finally:
+        proc.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
+
+
+def test_an_http_check_after_an_early_start_loads_http_client_without_ssl_while_the_move_still_runs(tmp_path):
+    # The move into the task's cgroup (on a thread) is held 0.5 s, so it still runs as the
+    # plan says the job has a `health` port: `http.client` must still come without `ssl`
+    # and OpenSSL (healthcheck/plainhttp.py does it only while the process has one thread;
+    # the run waits for the move first). Was: `ssl` loaded, OpenSSL mapped, 2.6 MiB.
+    held = tmp_path / "held"
+    config = write(tmp_path, "Process(name='early', cmdline='exec sleep 1016 {{thermos.ports[health]}}')")
+    hooked = patched_at_load("executor.procs.cgrouplife", f"""
+    def _patch(module):
+        real = module.EarlyCgroup._enter
+
+        def _enter(self):
+            open({str(held)!r}, "w").close()
+            time.sleep(0.5)
+            real(self)
+
+        module.EarlyCgroup._enter = _enter
+    """)
+    # INFO: a DEBUG line before the plan starts the log spool's thread (executor/logs.py),
+    # and with it `ssl` comes anyway, as the spool's docstring says
+    proc, sandbox = kept_then_hooked(tmp_path, config, hooked, env={"STOKER_LOG_LEVEL": "INFO"})
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=60)
+        assert held.exists(), "the move was not held: no early cgroup"
+        mapped = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "libssl" not in mapped and "_ssl" not in mapped, [m for m in mapped.splitlines() if "ssl" in m]
     finally:
         proc.sigterm_and_close()
         kill_leftovers(task_pids(sandbox))
