@@ -6,11 +6,15 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.support.statuscli import status
-from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
 
 FAILING = """
     jobs = [Job(cluster='local', role='me', environment='test', name='fails',
@@ -72,3 +76,77 @@ def test_status_json_of_a_starting_supervisor_names_the_sandbox_owner_as_the_tas
     doc = json.loads(out)
     assert (code, doc["state"], doc["supervisor_pid"]) == (0, "NEW", os.getpid()), doc
     assert (doc["task_uid"], doc["task_uid_source"]) == (os.stat(tmp_path).st_uid, "sandbox_owner")
+
+
+@pytest.fixture
+def stranger():
+    """A live process that is no supervisor of anything."""
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _plant(sandbox: Path, pid: int) -> None:
+    """The lock file as a task that owns its sandbox may write it: naming a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    (sandbox / ".stoker").mkdir(parents=True, exist_ok=True)
+    (sandbox / ".stoker" / "supervisor.lock").write_text(json.dumps(
+        {"pid": pid, "start": int(fields[19]), "boot": boot, "front_end": "run", "since": 1000.0}))
+
+
+def test_a_lock_file_naming_a_live_process_that_does_not_hold_it_names_no_supervisor(
+        tmp_path, capsys, stranger):
+    """A lock file naming a live process, nothing holding the lock: status said "its
+    supervisor (pid X) is starting" (NEW) of any process the task named. A supervisor holds
+    the lock all its life: this one is none; nothing holds the lock, so none is starting."""
+    sandbox = tmp_path / "sb"
+    _plant(sandbox, stranger)
+    code, out, _ = status(capsys, sandbox, "--json", "--root", tmp_path / "root")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"], doc["supervisor_alive"]) == (0, "LOST", None, False), doc
+    assert str(stranger) not in doc["problem"]
+    assert "a process that does not hold the lock" in doc["problem"]
+
+
+def test_a_lock_file_naming_another_process_than_its_holder_names_the_holder(tmp_path, capsys, stranger):
+    """The lock held (a supervisor starting), its file naming another live process: the
+    holder is the supervisor, not the process the file names."""
+    sandbox = tmp_path / "sb"
+    _plant(sandbox, stranger)
+    fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        code, out, _ = status(capsys, sandbox, "--json", "--root", tmp_path / "root")
+    finally:
+        os.close(fd)
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"]) == (0, "NEW", os.getpid()), doc
+    assert str(stranger) not in doc["problem"]
+
+
+def test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no_one(
+        tmp_path, stranger):
+    """A real `stoker run`'s sandbox, after it ended, its lock file rewritten to name a live
+    process of another: `stoker kill` and `stoker restart` of the sandbox (no registry entry
+    names it) took that process for the supervisor ("the supervisor ... does not answer",
+    "the control socket ... not to the sandbox's supervisor (pid X)"). Now: no live
+    supervisor holds the sandbox; exit 1; the process lives on."""
+    proc, sandbox = _stoker_run(tmp_path, FAILING)
+    try:
+        assert proc.wait() == 1, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    _plant(sandbox, stranger)
+    env = {**os.environ, "STOKER_ROOT": str(tmp_path / "elsewhere")}
+    for args in (["kill", str(sandbox), "--grace", "1"], ["restart", str(sandbox), "bad"]):
+        done = subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True,
+                              env=dict(env, PYTHONPATH=str(REPO)), timeout=30, cwd=tmp_path)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert "no live supervisor holds" in done.stderr and f"pid {stranger}" not in done.stderr, done.stderr
+        assert "is starting" not in done.stderr
+    assert live({stranger}) == {stranger}
