@@ -150,3 +150,60 @@ def test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no
         assert "no live supervisor holds" in done.stderr and f"pid {stranger}" not in done.stderr, done.stderr
         assert "is starting" not in done.stderr
     assert live({stranger}) == {stranger}
+
+
+@pytest.fixture
+def failed(tmp_path, monkeypatch):
+    """A real `stoker run` whose task FAILED, ended: its sandbox and its checkpoint's bytes."""
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    proc, sandbox = _stoker_run(tmp_path, FAILING)
+    try:
+        assert proc.wait() == 1, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
+    return sandbox, checkpoint, checkpoint.read_bytes()
+
+
+def _last_line_at(data: bytes) -> int:
+    return data.rstrip(b"\n").rfind(b"\n") + 1
+
+
+@pytest.mark.parametrize("damage", ["cut", "nul", "kind"])
+def test_a_checkpoint_damaged_at_its_task_end_shows_the_end_its_supervisor_s_phase_recorded(
+        failed, capsys, damage):
+    """The task record of the end (RUNNING -> FAILED) is the checkpoint's last; its `phase`
+    record before it says FAILED. Cut (a crash), a byte made NUL, or a byte of its kind
+    changed (a kind not known: ignored), it was shown LOST, as a task that might run on.
+    It is FAILED, its reason saying the last record is damaged."""
+    sandbox, checkpoint, data = failed
+    end = _last_line_at(data)
+    assert json.loads(data[end:])["to"] == "FAILED" and json.loads(data[end:])["kind"] == "task"
+    changed = {"cut": data[:end + 30],
+               "nul": data[:end + 20] + b"\0" + data[end + 21:],
+               "kind": data[:end] + data[end:].replace(b'"kind":"task"', b'"kind":"tYsk"', 1)}[damage]
+    checkpoint.write_bytes(changed)
+    code, out, err = status(capsys, sandbox, "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["ended"], doc["supervisor_alive"]) == (0, "FAILED", True, False), doc
+    (attempt,) = doc["attempts"]
+    assert attempt["state"] == "FAILED" and "its last record damaged or unknown" in attempt["reason"]
+    assert "exit status 3" in attempt["reason"]  # the phase's words
+    code, out, _ = status(capsys, sandbox)
+    assert out.startswith("task fails.0  key=local/me/test/fails  state=FAILED  attempt=1\n"), out
+    assert "LOST" not in out
+
+
+def test_a_damaged_record_before_an_intact_task_end_changes_nothing(failed, capsys):
+    """Only an end not read after the terminal phase is taken from it: a record damaged
+    earlier (a process record) leaves the task's own end and reason as recorded."""
+    sandbox, checkpoint, data = failed
+    lines = data.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if b'"kind":"process"' in line)
+    lines[at] = lines[at][:15] + b"\0" + lines[at][16:]
+    checkpoint.write_bytes(b"".join(lines))
+    code, out, err = status(capsys, sandbox, "--json")
+    (attempt,) = json.loads(out)["attempts"]
+    assert (code, attempt["state"]) == (0, "FAILED") and "damaged" not in attempt["reason"], attempt
+    assert "skipped" in err
