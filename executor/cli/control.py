@@ -165,8 +165,10 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
     it), only the `.stoker` it pins and the supervisor it names are trusted: a task that owns
     its sandbox may have planted a `.stoker` of its own, with a lock naming its own process
     and a socket it answers on. The entry is looked up again when the lock's holder is not
-    the one it names: a new supervisor of the sandbox may have registered meanwhile."""
-    from executor.host import identity
+    the one it names: a new supervisor of the sandbox may have registered meanwhile. Without
+    an entry, the process the lock file names is the supervisor only while it holds the lock
+    (`lock.holds`): the task may have written the file, naming a stranger's process."""
+    from executor.host import identity, lock
     from executor.host.control import ControlUnavailable, ask, connect
     from executor.task.inspection import inspect_sandbox
 
@@ -183,6 +185,9 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
         if entry is not None and not _names(entry, holder):
             raise ControlUnavailable(f"the lock in {quoted(where + '/.stoker')} names pid {holder.pid}, not the "
                                      f"supervisor the host registry names (pid {entry.supervisor_pid})")
+        if not lock.holds(holder, stoker_dir):  # a live process the task named in the file
+            raise ControlUnavailable(f"no live supervisor holds {quoted(where)}: the process its lock file "
+                                     f"names does not hold the lock")
         sock = connect(stoker_dir, where, holder.pid)
     finally:
         os.close(stoker_dir)
@@ -239,7 +244,7 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     socket made before the lock was taken is a SIGKILLed supervisor's, left behind (a re-run
     in its sandbox makes its own). One that took the lock longer ago than STARTING_SECS has
     no socket to wait for (it could not make it: `control_unavailable` in its log)."""
-    from executor.host import identity, lock
+    from executor.host import lock
     from executor.host.sandbox import CONTROL_SOCKET
 
     deadline = time.monotonic() + STARTING_SECS
@@ -247,7 +252,7 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     while True:
         holder = lock.holder(stoker_dir)
         holder = lock.as_seen_here(holder, stoker_dir) if holder is not None else None
-        if holder is not None and identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
+        if holder is not None and lock.holds(holder, stoker_dir):
             with contextlib.suppress(OSError):
                 made = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mtime
                 if made >= holder.since_wall - SOCKET_SLACK_SECS:  # not a SIGKILLed one's, left

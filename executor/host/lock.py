@@ -159,6 +159,13 @@ def locked_by(stoker_dir: int, locks: LockTable | None = None, taken_by: float |
     return (locks or LockTable()).holder(st, taken_by)
 
 
+def holds(holder: Holder, stoker_dir: int) -> bool:
+    """Whether `holder` (as `as_seen_here` names it) runs as itself and holds the lock's
+    `flock` (/proc/locks): a supervisor does all its life, while the file's words are anyone's
+    who may write it (a task that owns its sandbox), who could name any live process."""
+    return is_alive(holder.pid, holder.start_ticks, holder.boot_id) and locked_by(stoker_dir) == holder.pid
+
+
 def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
     """`holder` under the pid this PID namespace knows it by (`seen_here`), or as it is."""
     if is_alive(holder.pid, holder.start_ticks, holder.boot_id):

@@ -410,17 +410,17 @@ def status_json(inspection: Inspection) -> dict[str, Any]:
     gone without a terminal record; RESTARTING between two attempts), `supervisor_alive`,
     `lost_since` and its source, the leftover processes, a RESTARTING task's `restart`, the
     attempt shown, with its start (`shown_attempt`), and the task's user the leftovers are
-    judged against and whence (`task_user`)."""
+    judged against and whence (`task_user`), a sandbox without a record's too: its owner."""
     doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
     truth = inspection.truth
+    user = inspection.judged_as or task_user(inspection)  # (each attempt's `run_uid`: as recorded)
+    doc.update(task_uid=user.uid, task_uid_source=user.source)  # no header: the sandbox's owner
     if inspection.view is None:  # `unrecorded`: what the sandbox's lock and entry say
         doc.update(sandbox=str(inspection.sandbox), supervisor_pid=inspection.supervisor_pid,
                    problem=inspection.problem)
-    number, started = shown_attempt(inspection) if inspection.view is not None else (None, None)
-    if inspection.view is not None:  # the attempt shown, as the text's `attempt=` and `started:`
-        user = inspection.judged_as or task_user(inspection)  # (each attempt's `run_uid`: as recorded)
-        doc.update(attempt=number, started=started, started_iso=iso_time(started),
-                   task_uid=user.uid, task_uid_source=user.source)
+    else:  # the attempt shown, as the text's `attempt=` and `started:`
+        number, started = shown_attempt(inspection)
+        doc.update(attempt=number, started=started, started_iso=iso_time(started))
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
                leftovers=[attrs.asdict(p) for p in inspection.leftovers],

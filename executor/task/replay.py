@@ -7,7 +7,10 @@ last `announce` record of the attempt) from the checkpoint's records
 no threads: the caller reads the file and passes `now` to whatever formats the view.
 Unknown kinds are ignored; a damaged record (a torn line, a wrong type, a number out of
 range) is skipped and named in the view's `warnings` (the first `WARNINGS_KEPT`, then how
-many more), so a damaged checkpoint still shows what it can and says what it skipped.
+many more), so a damaged checkpoint still shows what it can and says what it skipped; one
+damaged (or of a kind not known) after the supervisor's terminal phase, with no task end
+read after it, is taken for that end (the task ended as the phase says, "its last record
+damaged or unknown"), not for a task that runs on.
 Views hold state names as text: they are for showing.
 
 How a process record maps to runs: a record with `to` = RUNNING starts run `run` (its
@@ -75,6 +78,9 @@ TRANSITIONS_KEPT = 100
 PROCESSES_KEPT = 1000
 WARNINGS_KEPT = 20
 _FINAL = (ProcessState.SUCCESS, ProcessState.FAILED, ProcessState.KILLED)
+# The task state a terminal supervisor phase ends the task in (`executor/task/status.py` `task_ended`)
+_ENDED_AS = {"SUCCESS": "FINISHED", "FAILED": "FAILED", "KILLED": "KILLED"}
+TORN_END = "its last record damaged or unknown: ended as its supervisor's terminal phase before it says"
 
 # ---- the fold ----
 
@@ -206,6 +212,7 @@ class _Attempt:
     announcement: AnnouncementView | None = None
     restart: RestartView | None = None
     ports: dict[str, int] | None = None
+    torn_end: bool = False  # a damaged record after its terminal phase (`ended_state`)
 
     def process(self, name: str) -> _Process | None:
         """The process named `name`; None once PROCESSES_KEPT others are known."""
@@ -254,8 +261,23 @@ class _Attempt:
             wall=rec.wall or 0.0, outcome=rec.outcome.value, reason=rec.reason,
             latency_secs=rec.latency_secs))
 
+    def ended_past_phase(self) -> bool:
+        """Whether its supervisor's phase ended (SUCCESS, FAILED, KILLED) and no task end is
+        read after it: a record damaged now is, at best, that end (`damaged_record`)."""
+        return bool(self.phases) and self.phases[-1].to_state in _ENDED_AS and self.state not in _ENDED_AS.values()
+
+    def ended_state(self) -> tuple[str | None, str]:
+        """Its state and reason; a task end torn or damaged after its terminal phase (the
+        task ended: the planner said how) is that phase's end, said so, never a task that
+        still runs (LOST once its supervisor is gone)."""
+        if self.torn_end and self.ended_past_phase():
+            phase = self.phases[-1]
+            return _ENDED_AS[phase.to_state], f"{phase.reason} ({TORN_END})"
+        return self.state, self.reason
+
     def view(self, number: int) -> AttemptView:
         a, f, s = self.health_counts
+        state, reason = self.ended_state()
         health = HealthView(checker=self.checker, state=self.health_state, attempts=a,
                             consecutive_failures=f, consecutive_successes=s,
                             last_attempts=tuple(self.health_attempts))
@@ -263,7 +285,7 @@ class _Attempt:
                            supervisor_pid=self.supervisor_pid,
                            supervisor_start=self.supervisor_start,
                            supervisor_boot=self.supervisor_boot, marker=self.marker,
-                           containment=self.containment, state=self.state, reason=self.reason, history=tuple(self.history),
+                           containment=self.containment, state=state, reason=reason, history=tuple(self.history),
                            phases=tuple(self.phases),
                            processes=tuple(p.view() for p in self.processes.values()),
                            health=health, announcement=self.announcement, restart=self.restart,
@@ -329,8 +351,16 @@ class _Task:
                         earlier_attempts=self.earlier_attempts, last_wall=self.last_wall,
                         warnings=tuple(self.warnings) + self._more_warnings())
 
+    def unread_record(self) -> None:
+        """A record skipped, damaged or of a kind not known (a byte changed in `"kind"`): after
+        the attempt's terminal phase, with no task end read yet, its task end at best
+        (`_Attempt.ended_state`)."""
+        if self.attempts and self.current().ended_past_phase():
+            self.current().torn_end = True
+
     def damaged_record(self, number: int, rec: DamagedRecord) -> None:
         self.damaged += 1
+        self.unread_record()
         if len(self.warnings) < WARNINGS_KEPT:
             what = "a record" if rec.kind == "?" else f"a {rec.kind} record"
             self.warnings.append(f"checkpoint record {number}, {what}: {rec.reason}; skipped")
@@ -358,6 +388,8 @@ class Fold:
                 self._task.damaged_record(self.fed, rec)
             elif rec is not None:
                 self._task.apply(rec)
+            else:  # a kind not known: a newer writer's, or a damaged one's
+                self._task.unread_record()
         return self
 
     def view(self) -> TaskView:

@@ -4,9 +4,10 @@ instead.
 
 - No checkpoint, or one with no whole record (made, then a full disk or a crash cut its
   header): a supervisor took the sandbox and died, let go or is starting before its first
-  record (`unrecorded`): its pid from its registry entry, else the lock file, else the lock's
-  holder in /proc/locks (an early start writes none); without any of them and without a lock
-  file, no task sandbox.
+  record (`unrecorded`): its pid from its registry entry, else the lock file (a live process
+  only while it holds the lock: the task may have written the file), else the lock's holder
+  in /proc/locks (an early start writes none); without any of them and without a lock file,
+  no task sandbox.
 - A checkpoint that keeps none of its attempts (`none_of_its`): a `stoker run` in another's
   sandbox before its first header, or pushed out by later runs'.
 - A `.stoker` that is not the one its registry entry pins (`pin_lost`): renamed or removed
@@ -110,10 +111,15 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
     finally:
         if fd >= 0:
             os.close(fd)
+    pid: int | None
     if entry is not None:
         pid, alive = entry.supervisor_pid, _entry_alive(entry)
+    elif who is not None and identity.is_alive(who.pid, who.start_ticks, who.boot_id):
+        # Live, it is the supervisor only while it holds the lock: the task may write the file
+        # (it may own its sandbox) and name any process; a supervisor holds it all its life.
+        pid, alive = (who.pid, True) if holding == who.pid else (None, False)
     elif who is not None:
-        pid, alive = who.pid, identity.is_alive(who.pid, who.start_ticks, who.boot_id)
+        pid, alive = who.pid, False
     else:
         pid, alive = None, False
     if not alive and holding is not None:  # the lock is held: its holder runs
@@ -140,7 +146,8 @@ def _unrecorded_problem(where: str, pid: int | None, truth: Truth, reason: str =
         return f"{where} yet: its supervisor (pid {pid}) is starting and has recorded nothing so far"
     if pid is None:
         return (f"{where}: its supervisor died before it recorded anything, in its early start "
-                f"(its lock file names no pid, and nothing holds the lock)")
+                f"(its lock file names no pid, or a process that does not hold the lock, and nothing "
+                f"holds it)")
     if truth.ended:  # with the error it stopped on, if it said one (`cannot go on: ...`)
         return (f"{where}: its supervisor (pid {pid}) stopped before it recorded anything: {reason}" if reason
                 else f"{where}: its supervisor (pid {pid}) let go of the sandbox before it recorded anything")

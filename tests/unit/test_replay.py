@@ -403,3 +403,29 @@ def test_a_newer_stokers_state_in_a_from_does_not_hide_the_tasks_end():
     assert (view.state, view.reason) == ("FINISHED", "every process finished successfully")
     assert view.history[-1].from_state == ""
     assert view.processes[1].state == "SUCCESS"
+
+
+def _ended_by_phase(*after):
+    """A task whose supervisor recorded its terminal phase (FAILED), then `after`."""
+    return parse_lines([json.dumps(r) for r in (
+        header(), task("", "STARTING", "task launched", 100.0), task("STARTING", "RUNNING", "started", 100.2),
+        {"kind": "phase", "wall": 101.0, "from": "CLEANING", "to": "FAILED", "reason": "web failed"},
+    )] + list(after), keep_unreadable=True)
+
+
+@pytest.mark.parametrize("end", ['{"kind":"task","from":"RUNNING","to":"FAI', '{"kind":"tYsk","from":"RUNNING",'
+                                 '"to":"FAILED","reason":"web failed","wall":101.1}',
+                                 '{"kind":"task","from":"RUNNING","to":"FA\\u0000LED","reason":"","wall":101.1}'])
+def test_a_task_end_torn_or_damaged_after_its_terminal_phase_is_that_phase_s_end(end):
+    (attempt,) = replay(_ended_by_phase(end)).attempts
+    assert attempt.state == "FAILED" and attempt.reason == (
+        "web failed (its last record damaged or unknown: ended as its supervisor's terminal phase before it says)")
+
+
+def test_a_terminal_phase_with_nothing_after_it_or_a_whole_task_end_is_as_recorded():
+    """Nothing unread after the phase (a supervisor killed between the two records): the task
+    state as recorded (RUNNING, LOST once its supervisor is gone); a whole end: its own."""
+    assert replay(_ended_by_phase()).current.state == "RUNNING"
+    whole = json.dumps(task("RUNNING", "KILLED", "killed", 101.1))
+    assert (replay(_ended_by_phase("{torn", whole)).current.state, replay(_ended_by_phase(whole, "{torn")).current.reason) == (
+        "KILLED", "killed")

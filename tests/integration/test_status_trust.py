@@ -1,0 +1,209 @@
+"""What `stoker status` tells of a sandbox whose checkpoint says little or was damaged, and
+what it trusts there: real `stoker run`s, their real checkpoints cut or damaged, lock files
+written as a task that owns its sandbox could write them."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.statuscli import status
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live, task_pids
+
+FAILING = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='fails',
+                task=Task(processes=[Process(name='bad', cmdline='exit 3', max_failures=1)],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1))]
+"""
+SERVICE = """
+    jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                    task=Task(processes=[Process(name='web', cmdline='exec sleep 300')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1))]
+"""
+
+
+def _stoker_run(tmp_path: Path, job: str) -> tuple[StokerProcess, Path]:
+    """`stoker run` of `job` in TMP/sb, its registry in TMP/root (not the host's)."""
+    config, sandbox, work = tmp_path / "job.aurora", tmp_path / "sb", tmp_path / "work"
+    config.write_text(textwrap.dedent(job))
+    work.mkdir()
+    return StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work,
+                         env={"STOKER_ROOT": str(tmp_path / "root")}), sandbox
+
+
+def test_status_json_of_a_sandbox_without_a_record_names_the_user_its_leftovers_are_judged_against(
+        tmp_path, capsys, monkeypatch):
+    """A real `stoker run` SIGKILLed, its checkpoint cut inside its header (no whole record):
+    `--json` printed the short form (`supervisor_pid`, `problem`, leftovers) without
+    `task_uid` / `task_uid_source`, which the contract names for every view: it is the
+    sandbox's owner (no header names the task's user), as for an older Stoker's checkpoint."""
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    proc, sandbox = _stoker_run(tmp_path, SERVICE)
+    try:
+        proc.wait_output("task             STARTING → RUNNING", timeout_secs=30)
+        pids = task_pids(sandbox)
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        kill_leftovers(pids)
+        checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
+        checkpoint.write_bytes(checkpoint.read_bytes()[:60])  # its header cut
+        code, out, _ = status(capsys, sandbox, "--json")
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"]) == (0, "LOST", proc.pid), doc
+    assert "holds no record" in doc["problem"]
+    assert (doc["task_uid"], doc["task_uid_source"]) == (os.stat(sandbox).st_uid, "sandbox_owner"), doc
+
+
+def test_status_json_of_a_starting_supervisor_names_the_sandbox_owner_as_the_task_s_user(tmp_path, capsys):
+    """No checkpoint, the lock held (a supervisor starting: NEW): the short form carries
+    `task_uid` too."""
+    (tmp_path / ".stoker").mkdir()
+    fd = os.open(tmp_path / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        code, out, _ = status(capsys, tmp_path, "--json", "--root", tmp_path / "root")
+    finally:
+        os.close(fd)
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"]) == (0, "NEW", os.getpid()), doc
+    assert (doc["task_uid"], doc["task_uid_source"]) == (os.stat(tmp_path).st_uid, "sandbox_owner")
+
+
+@pytest.fixture
+def stranger():
+    """A live process that is no supervisor of anything."""
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _plant(sandbox: Path, pid: int) -> None:
+    """The lock file as a task that owns its sandbox may write it: naming a live process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    (sandbox / ".stoker").mkdir(parents=True, exist_ok=True)
+    (sandbox / ".stoker" / "supervisor.lock").write_text(json.dumps(
+        {"pid": pid, "start": int(fields[19]), "boot": boot, "front_end": "run", "since": 1000.0}))
+
+
+def test_a_lock_file_naming_a_live_process_that_does_not_hold_it_names_no_supervisor(
+        tmp_path, capsys, stranger):
+    """A lock file naming a live process, nothing holding the lock: status said "its
+    supervisor (pid X) is starting" (NEW) of any process the task named. A supervisor holds
+    the lock all its life: this one is none; nothing holds the lock, so none is starting."""
+    sandbox = tmp_path / "sb"
+    _plant(sandbox, stranger)
+    code, out, _ = status(capsys, sandbox, "--json", "--root", tmp_path / "root")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"], doc["supervisor_alive"]) == (0, "LOST", None, False), doc
+    assert str(stranger) not in doc["problem"]
+    assert "a process that does not hold the lock" in doc["problem"]
+
+
+def test_a_lock_file_naming_another_process_than_its_holder_names_the_holder(tmp_path, capsys, stranger):
+    """The lock held (a supervisor starting), its file naming another live process: the
+    holder is the supervisor, not the process the file names."""
+    sandbox = tmp_path / "sb"
+    _plant(sandbox, stranger)
+    fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        code, out, _ = status(capsys, sandbox, "--json", "--root", tmp_path / "root")
+    finally:
+        os.close(fd)
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"]) == (0, "NEW", os.getpid()), doc
+    assert str(stranger) not in doc["problem"]
+
+
+def test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no_one(
+        tmp_path, stranger):
+    """A real `stoker run`'s sandbox, after it ended, its lock file rewritten to name a live
+    process of another: `stoker kill` and `stoker restart` of the sandbox (no registry entry
+    names it) took that process for the supervisor ("the supervisor ... does not answer",
+    "the control socket ... not to the sandbox's supervisor (pid X)"). Now: no live
+    supervisor holds the sandbox; exit 1; the process lives on."""
+    proc, sandbox = _stoker_run(tmp_path, FAILING)
+    try:
+        assert proc.wait() == 1, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    _plant(sandbox, stranger)
+    env = {**os.environ, "STOKER_ROOT": str(tmp_path / "elsewhere")}
+    for args in (["kill", str(sandbox), "--grace", "1"], ["restart", str(sandbox), "bad"]):
+        done = subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True,
+                              env=dict(env, PYTHONPATH=str(REPO)), timeout=30, cwd=tmp_path)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert "no live supervisor holds" in done.stderr and f"pid {stranger}" not in done.stderr, done.stderr
+        assert "is starting" not in done.stderr
+    assert live({stranger}) == {stranger}
+
+
+@pytest.fixture
+def failed(tmp_path, monkeypatch):
+    """A real `stoker run` whose task FAILED, ended: its sandbox and its checkpoint's bytes."""
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    proc, sandbox = _stoker_run(tmp_path, FAILING)
+    try:
+        assert proc.wait() == 1, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
+    return sandbox, checkpoint, checkpoint.read_bytes()
+
+
+def _last_line_at(data: bytes) -> int:
+    return data.rstrip(b"\n").rfind(b"\n") + 1
+
+
+@pytest.mark.parametrize("damage", ["cut", "nul", "kind"])
+def test_a_checkpoint_damaged_at_its_task_end_shows_the_end_its_supervisor_s_phase_recorded(
+        failed, capsys, damage):
+    """The task record of the end (RUNNING -> FAILED) is the checkpoint's last; its `phase`
+    record before it says FAILED. Cut (a crash), a byte made NUL, or a byte of its kind
+    changed (a kind not known: ignored), it was shown LOST, as a task that might run on.
+    It is FAILED, its reason saying the last record is damaged."""
+    sandbox, checkpoint, data = failed
+    end = _last_line_at(data)
+    assert json.loads(data[end:])["to"] == "FAILED" and json.loads(data[end:])["kind"] == "task"
+    changed = {"cut": data[:end + 30],
+               "nul": data[:end + 20] + b"\0" + data[end + 21:],
+               "kind": data[:end] + data[end:].replace(b'"kind":"task"', b'"kind":"tYsk"', 1)}[damage]
+    checkpoint.write_bytes(changed)
+    code, out, err = status(capsys, sandbox, "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["ended"], doc["supervisor_alive"]) == (0, "FAILED", True, False), doc
+    (attempt,) = doc["attempts"]
+    assert attempt["state"] == "FAILED" and "its last record damaged or unknown" in attempt["reason"]
+    assert "exit status 3" in attempt["reason"]  # the phase's words
+    code, out, _ = status(capsys, sandbox)
+    assert out.startswith("task fails.0  key=local/me/test/fails  state=FAILED  attempt=1\n"), out
+    assert "LOST" not in out
+
+
+def test_a_damaged_record_before_an_intact_task_end_changes_nothing(failed, capsys):
+    """Only an end not read after the terminal phase is taken from it: a record damaged
+    earlier (a process record) leaves the task's own end and reason as recorded."""
+    sandbox, checkpoint, data = failed
+    lines = data.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if b'"kind":"process"' in line)
+    lines[at] = lines[at][:15] + b"\0" + lines[at][16:]
+    checkpoint.write_bytes(b"".join(lines))
+    code, out, err = status(capsys, sandbox, "--json")
+    (attempt,) = json.loads(out)["attempts"]
+    assert (code, attempt["state"]) == (0, "FAILED") and "damaged" not in attempt["reason"], attempt
+    assert "skipped" in err
