@@ -123,6 +123,7 @@ class LockTable:
     def __init__(self) -> None:
         self._holders: dict[bytes, int] | None = None
         self._read_boot = 0.0  # when it was read, on the boot clock (`identity.boot_secs`)
+        self._mounts: dict[bytes, int] | None = None  # mount id -> its device (`mount_dev`)
 
     def holder(self, st: os.stat_result, taken_by: float | None = None) -> int | None:
         """The pid holding the `flock` of the file `st` names (None: nobody, or no /proc/locks).
@@ -132,8 +133,31 @@ class LockTable:
         read again. Nothing to read again for an ended task's lock, taken long before."""
         if self._holders is None or taken_by is None or taken_by >= self._read_boot - TAKEN_SLACK_SECS:
             self._read()
+        return self.held(st.st_dev, st.st_ino)
+
+    def held(self, dev: int, ino: int) -> int | None:
+        """The pid holding the `flock` of inode `ino` on the file system /proc/locks numbers
+        `dev` (its superblock's device), as the table was last read (`holder` reads it)."""
         assert self._holders is not None
-        return self._holders.get(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode())
+        return self._holders.get(f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}".encode())
+
+    def mount_dev(self, mount_id: bytes | None) -> int | None:
+        """The device number /proc/locks gives the files of mount `mount_id` (its superblock's,
+        /proc/self/mountinfo's `MAJOR:MINOR`), read once a table: a file's own `st_dev` is
+        another on btrfs (each subvolume's) and on an overlay of several file systems (its
+        layer's). None: not known."""
+        if self._mounts is None:
+            self._mounts = {}
+            try:
+                with open("/proc/self/mountinfo", "rb") as f:
+                    lines = f.read().splitlines()  # "ID PARENT MAJOR:MINOR ROOT POINT ..."
+            except OSError:
+                lines = []
+            for fields in (line.split(maxsplit=3) for line in lines):
+                major, _, minor = fields[2].partition(b":") if len(fields) > 2 else (b"", b"", b"")
+                if major.isdigit() and minor.isdigit():
+                    self._mounts[fields[0]] = os.makedev(int(major), int(minor))
+        return self._mounts.get(mount_id) if mount_id is not None else None
 
     def _read(self) -> None:
         self._read_boot, self._holders = boot_secs(), {}
@@ -156,7 +180,26 @@ def locked_by(stoker_dir: int, locks: LockTable | None = None, taken_by: float |
         st = os.stat(LOCK_FILE, dir_fd=stoker_dir, follow_symlinks=False)
     except OSError:
         return None
-    return (locks or LockTable()).holder(st, taken_by)
+    locks = locks or LockTable()
+    pid = locks.holder(st, taken_by)
+    if pid is None:  # on btrfs, or an overlay of several file systems, it lists the file under another
+        dev = locks.mount_dev(_mount_id(stoker_dir))
+        if dev is not None and dev != st.st_dev:
+            pid = locks.held(dev, st.st_ino)
+    return pid
+
+
+def _mount_id(stoker_dir: int) -> bytes | None:
+    """The id of the mount the lock file is on (/proc/self/fdinfo's `mnt_id`); None: not known."""
+    try:
+        fd = os.open(LOCK_FILE, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stoker_dir)
+    except OSError:
+        return None
+    try:
+        info = read_proc(f"/proc/self/fdinfo/{fd}")
+    finally:
+        os.close(fd)
+    return next((line.split()[1] for line in info.splitlines() if line.startswith(b"mnt_id:")), None)
 
 
 def holds(holder: Holder, stoker_dir: int) -> bool:

@@ -207,3 +207,53 @@ def test_a_damaged_record_before_an_intact_task_end_changes_nothing(failed, caps
     (attempt,) = json.loads(out)["attempts"]
     assert (code, attempt["state"]) == (0, "FAILED") and "damaged" not in attempt["reason"], attempt
     assert "skipped" in err
+
+
+@pytest.fixture
+def overlay(tmp_path):
+    """A directory on an overlay whose lower layer is another file system (a tmpfs): a file
+    there has its layer's `st_dev`, while /proc/locks lists its locks under the overlay's
+    device (as btrfs does a subvolume's). Needs root; unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    lower, upper, work, top = (tmp_path / n for n in ("lower", "upper", "ovwork", "top"))
+    for d in (lower, upper, work, top):
+        d.mkdir()
+    mounted = []
+    try:
+        for args in (["-t", "tmpfs", "lower", str(lower)],
+                     ["-t", "overlay", "top", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", str(top)]):
+            done = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=30)
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount: {done.stderr.strip()}")
+            mounted.insert(0, args[-1])
+        yield top
+    finally:
+        for point in mounted:
+            subprocess.run(["umount", "-l", point], timeout=30, check=False)
+
+
+def test_kill_of_a_supervisor_whose_lock_file_s_st_dev_is_not_the_one_proc_locks_names(tmp_path, overlay):
+    """A real `stoker run` in a sandbox on such an overlay: /proc/locks names the lock's file
+    by the overlay's device, its `stat` by the layer's. `lock.holds` found nobody holding the
+    lock, so `stoker kill` refused the live supervisor ("does not hold the lock"), as on every
+    btrfs subvolume. The lock's holder is found by the mount's device too: killed, exit 0."""
+    config, work = tmp_path / "job.aurora", tmp_path / "work"
+    config.write_text(textwrap.dedent(SERVICE))
+    work.mkdir()
+    sandbox = overlay / "sb"
+    env = {"STOKER_ROOT": str(tmp_path / "root")}
+    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work, env=env)
+    try:
+        proc.wait_output("task             STARTING → RUNNING", timeout_secs=30)
+        st = os.stat(sandbox / ".stoker" / "supervisor.lock")
+        assert f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} " not in \
+            Path("/proc/locks").read_text()  # the case this is about
+        done = subprocess.run([sys.executable, "-m", "executor", "kill", str(sandbox), "--grace", "1"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={**os.environ, **env, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert proc.wait() == 0 and "killed by the operator (stoker kill)" in proc.stdout(), proc.stdout()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
