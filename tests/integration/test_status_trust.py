@@ -195,6 +195,42 @@ def test_a_checkpoint_damaged_at_its_task_end_shows_the_end_its_supervisor_s_pha
     assert "LOST" not in out
 
 
+SICK = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='sick',
+                task=Task(processes=[Process(name='web', cmdline='exec sleep 300')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1),
+                health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig(
+                    shell=ShellHealthChecker(shell_command='exit 1')), interval_secs=0.2,
+                    initial_interval_secs=0.2, timeout_secs=5),
+                lifecycle=DisableLifecycle)]
+"""
+
+
+def test_a_task_end_cut_after_a_kill_a_failure_began_is_not_taken_for_the_phase_s_kill(
+        tmp_path, capsys, monkeypatch):
+    """A real `stoker run` whose health check fails: task STARTING -> KILLING, the phase
+    CLEANING -> KILLED, then the task's end KILLING -> FAILED (the kill's cause, not the
+    phase). That end cut: status showed KILLED ("ended as its supervisor's terminal phase"),
+    a failure shown as an operator's kill. The cause is in no record: the end is not made up
+    (LOST, its supervisor gone without a terminal record)."""
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    proc, sandbox = _stoker_run(tmp_path, SICK)
+    try:
+        assert proc.wait() == 1, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
+    data = checkpoint.read_bytes()
+    end = _last_line_at(data)
+    assert json.loads(data[end:])["from"] == "KILLING" and json.loads(data[end:])["to"] == "FAILED"
+    checkpoint.write_bytes(data[:end + 30])
+    code, out, _ = status(capsys, sandbox, "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_alive"]) == (0, "LOST", False), doc
+    assert "KILLED" not in doc["attempts"][0]["state"]
+
+
 def test_a_damaged_record_before_an_intact_task_end_changes_nothing(failed, capsys):
     """Only an end not read after the terminal phase is taken from it: a record damaged
     earlier (a process record) leaves the task's own end and reason as recorded."""
