@@ -122,6 +122,7 @@ class LockTable:
 
     def __init__(self) -> None:
         self._holders: dict[bytes, int] | None = None
+        self._inodes: set[bytes] = set()  # the inode numbers of the locks held, whatever their device
         self._read_boot = 0.0  # when it was read, on the boot clock (`identity.boot_secs`)
         self._mounts: dict[bytes, int] | None = None  # mount id -> its device (`mount_dev`)
 
@@ -138,8 +139,15 @@ class LockTable:
     def held(self, dev: int, ino: int) -> int | None:
         """The pid holding the `flock` of inode `ino` on the file system /proc/locks numbers
         `dev` (its superblock's device), as the table was last read (`holder` reads it)."""
+        if str(ino).encode() not in self._inodes:  # nobody's, on any device
+            return None
         assert self._holders is not None
         return self._holders.get(f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}".encode())
+
+    def any_held(self, ino: int) -> bool:
+        """Whether a `flock` of an inode numbered `ino` is held on any file system, as the
+        table was last read."""
+        return str(ino).encode() in self._inodes
 
     def mount_dev(self, mount_id: bytes | None) -> int | None:
         """The device number /proc/locks gives the files of mount `mount_id` (its superblock's,
@@ -160,7 +168,7 @@ class LockTable:
         return self._mounts.get(mount_id) if mount_id is not None else None
 
     def _read(self) -> None:
-        self._read_boot, self._holders = boot_secs(), {}
+        self._read_boot, self._holders, self._inodes = boot_secs(), {}, set()
         try:
             with open("/proc/locks", "rb") as f:
                 data = f.read()
@@ -170,6 +178,7 @@ class LockTable:
             fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
             if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[4].isdigit():
                 self._holders.setdefault(fields[5], int(fields[4]))
+                self._inodes.add(fields[5].rpartition(b":")[2])
 
 
 def locked_by(stoker_dir: int, locks: LockTable | None = None, taken_by: float | None = None) -> int | None:
@@ -182,7 +191,7 @@ def locked_by(stoker_dir: int, locks: LockTable | None = None, taken_by: float |
         return None
     locks = locks or LockTable()
     pid = locks.holder(st, taken_by)
-    if pid is None:  # on btrfs, or an overlay of several file systems, it lists the file under another
+    if pid is None and locks.any_held(st.st_ino):  # under another device: btrfs, an overlay of several file systems
         dev = locks.mount_dev(_mount_id(stoker_dir))
         if dev is not None and dev != st.st_dev:
             pid = locks.held(dev, st.st_ino)
