@@ -121,8 +121,10 @@ class LockTable:
     may have been taken since (`taken_by`). Not thread-safe."""
 
     def __init__(self) -> None:
-        self._holders: dict[bytes, int] | None = None
+        self._holders: dict[bytes, tuple[int, ...]] | None = None  # more than one: btrfs (below)
+        self._inodes: set[bytes] = set()  # the inode numbers of the locks held, whatever their device
         self._read_boot = 0.0  # when it was read, on the boot clock (`identity.boot_secs`)
+        self._mounts: dict[bytes, int] | None = None  # mount id -> its device (`mount_dev`)
 
     def holder(self, st: os.stat_result, taken_by: float | None = None) -> int | None:
         """The pid holding the `flock` of the file `st` names (None: nobody, or no /proc/locks).
@@ -130,13 +132,49 @@ class LockTable:
         takes it before it writes its attempt's header, whose start it is; None: not known); a
         table read before then may not have it (a supervisor that started since: said LOST) and is
         read again. Nothing to read again for an ended task's lock, taken long before."""
+        pids = self.holders(st, taken_by)
+        return pids[0] if pids else None
+
+    def holders(self, st: os.stat_result, taken_by: float | None = None) -> tuple[int, ...]:
+        """`holder`'s, every pid /proc/locks names for the file's device and inode: on btrfs,
+        files of two subvolumes may have both (each numbers its own inodes, from 256)."""
         if self._holders is None or taken_by is None or taken_by >= self._read_boot - TAKEN_SLACK_SECS:
             self._read()
+        return self.held(st.st_dev, st.st_ino)
+
+    def held(self, dev: int, ino: int) -> tuple[int, ...]:
+        """The pids holding a `flock` of inode `ino` on the file system /proc/locks numbers
+        `dev` (its superblock's device), as the table was last read (`holder` reads it)."""
+        if str(ino).encode() not in self._inodes:  # nobody's, on any device
+            return ()
         assert self._holders is not None
-        return self._holders.get(f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode())
+        return self._holders.get(f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}".encode(), ())
+
+    def any_held(self, ino: int) -> bool:
+        """Whether a `flock` of an inode numbered `ino` is held on any file system, as the
+        table was last read."""
+        return str(ino).encode() in self._inodes
+
+    def mount_dev(self, mount_id: bytes | None) -> int | None:
+        """The device number /proc/locks gives the files of mount `mount_id` (its superblock's,
+        /proc/self/mountinfo's `MAJOR:MINOR`), read once a table: a file's own `st_dev` is
+        another on btrfs (each subvolume's) and on an overlay of several file systems (its
+        layer's). None: not known."""
+        if self._mounts is None:
+            self._mounts = {}
+            try:
+                with open("/proc/self/mountinfo", "rb") as f:
+                    lines = f.read().splitlines()  # "ID PARENT MAJOR:MINOR ROOT POINT ..."
+            except OSError:
+                lines = []
+            for fields in (line.split(maxsplit=3) for line in lines):
+                major, _, minor = fields[2].partition(b":") if len(fields) > 2 else (b"", b"", b"")
+                if major.isdigit() and minor.isdigit():
+                    self._mounts[fields[0]] = os.makedev(int(major), int(minor))
+        return self._mounts.get(mount_id) if mount_id is not None else None
 
     def _read(self) -> None:
-        self._read_boot, self._holders = boot_secs(), {}
+        self._read_boot, self._holders, self._inodes = boot_secs(), {}, set()
         try:
             with open("/proc/locks", "rb") as f:
                 data = f.read()
@@ -145,25 +183,51 @@ class LockTable:
         for line in data.splitlines():
             fields = line.split()  # b"1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"; waiters: "1: -> ..."
             if len(fields) >= 6 and fields[1] == b"FLOCK" and fields[4].isdigit():
-                self._holders.setdefault(fields[5], int(fields[4]))
+                self._holders[fields[5]] = (*self._holders.get(fields[5], ()), int(fields[4]))
+                self._inodes.add(fields[5].rpartition(b":")[2])
 
 
 def locked_by(stoker_dir: int, locks: LockTable | None = None, taken_by: float | None = None) -> int | None:
     """The pid /proc/locks (`locks`: as read once for many sandboxes, `LockTable.holder`'s `taken_by`)
     names as holding the lock file's `flock` (None: nobody holds it, there is no such file, or
     /proc/locks cannot be read)."""
+    pids = lock_holders(stoker_dir, locks, taken_by)
+    return pids[0] if pids else None
+
+
+def lock_holders(stoker_dir: int, locks: LockTable | None = None, taken_by: float | None = None) -> tuple[int, ...]:
+    """`locked_by`'s, every pid /proc/locks names for the lock file (`LockTable.holders`)."""
     try:
         st = os.stat(LOCK_FILE, dir_fd=stoker_dir, follow_symlinks=False)
     except OSError:
+        return ()
+    locks = locks or LockTable()
+    pids = locks.holders(st, taken_by)
+    if not pids and locks.any_held(st.st_ino):  # under another device: btrfs, an overlay of several file systems
+        dev = locks.mount_dev(_mount_id(stoker_dir))
+        if dev is not None and dev != st.st_dev:
+            pids = locks.held(dev, st.st_ino)
+    return pids
+
+
+def _mount_id(stoker_dir: int) -> bytes | None:
+    """The id of the mount the lock file is on (/proc/self/fdinfo's `mnt_id`); None: not known."""
+    try:
+        fd = os.open(LOCK_FILE, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stoker_dir)
+    except OSError:
         return None
-    return (locks or LockTable()).holder(st, taken_by)
+    try:
+        info = read_proc(f"/proc/self/fdinfo/{fd}")
+    finally:
+        os.close(fd)
+    return next((line.split()[1] for line in info.splitlines() if line.startswith(b"mnt_id:")), None)
 
 
 def holds(holder: Holder, stoker_dir: int) -> bool:
     """Whether `holder` (as `as_seen_here` names it) runs as itself and holds the lock's
     `flock` (/proc/locks): a supervisor does all its life, while the file's words are anyone's
     who may write it (a task that owns its sandbox), who could name any live process."""
-    return is_alive(holder.pid, holder.start_ticks, holder.boot_id) and locked_by(stoker_dir) == holder.pid
+    return is_alive(holder.pid, holder.start_ticks, holder.boot_id) and holder.pid in lock_holders(stoker_dir)
 
 
 def as_seen_here(holder: Holder, stoker_dir: int) -> Holder:
@@ -185,12 +249,12 @@ def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str,
     locks = locks or LockTable()
     if boot_id and boot_id != this_boot():  # read once a process
         return None
-    local = locked_by(stoker_dir, locks, taken_by)
-    if local is None or local == pid or start_ticks is None or not is_alive(local, start_ticks, boot_id):
-        return None
-    for line in read_proc(f"/proc/{local}/status", 1 << 16).splitlines():
-        if line.startswith(b"NSpid:") and line.split()[-1] == str(pid).encode():
-            return local
+    for local in lock_holders(stoker_dir, locks, taken_by):  # (more than one: btrfs, `LockTable.holders`)
+        if local == pid or start_ticks is None or not is_alive(local, start_ticks, boot_id):
+            continue
+        for line in read_proc(f"/proc/{local}/status", 1 << 16).splitlines():
+            if line.startswith(b"NSpid:") and line.split()[-1] == str(pid).encode():
+                return local
     return None
 
 

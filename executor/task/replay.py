@@ -263,8 +263,12 @@ class _Attempt:
 
     def ended_past_phase(self) -> bool:
         """Whether its supervisor's phase ended (SUCCESS, FAILED, KILLED) and no task end is
-        read after it: a record damaged now is, at best, that end (`damaged_record`)."""
-        return bool(self.phases) and self.phases[-1].to_state in _ENDED_AS and self.state not in _ENDED_AS.values()
+        read after it: a record damaged now is, at best, that end (`damaged_record`). Not
+        while the task was KILLING: its end is then the kill's cause (a failed health check,
+        the disk limit: FAILED, though the phase says KILLED; an operator's kill: KILLED),
+        which no record names (`executor/task/status.py` `task_ended`)."""
+        return (bool(self.phases) and self.phases[-1].to_state in _ENDED_AS
+                and self.state not in (*_ENDED_AS.values(), "KILLING"))
 
     def ended_state(self) -> tuple[str | None, str]:
         """Its state and reason; a task end torn or damaged after its terminal phase (the

@@ -107,17 +107,18 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
         fd = -1
     try:
         who = lock.holder(fd) if fd >= 0 and entry is None else None
-        holding = lock.locked_by(fd) if fd >= 0 else None
+        holders = lock.lock_holders(fd) if fd >= 0 else ()
     finally:
         if fd >= 0:
             os.close(fd)
+    holding = holders[0] if holders else None
     pid: int | None
     if entry is not None:
         pid, alive = entry.supervisor_pid, _entry_alive(entry)
     elif who is not None and identity.is_alive(who.pid, who.start_ticks, who.boot_id):
         # Live, it is the supervisor only while it holds the lock: the task may write the file
         # (it may own its sandbox) and name any process; a supervisor holds it all its life.
-        pid, alive = (who.pid, True) if holding == who.pid else (None, False)
+        pid, alive = (who.pid, True) if who.pid in holders else (None, False)
     elif who is not None:
         pid, alive = who.pid, False
     else:

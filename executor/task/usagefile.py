@@ -177,7 +177,7 @@ def _unheld(dir_fd: int, supervisor: identity.ProcessIdentity | None) -> str:
     from executor.host import lock
 
     if supervisor is not None and identity.is_alive(supervisor.pid, supervisor.start_ticks, supervisor.boot_id):
-        if lock.locked_by(dir_fd) == supervisor.pid or \
+        if supervisor.pid in lock.lock_holders(dir_fd) or \
                 lock.seen_here(dir_fd, supervisor.pid, supervisor.start_ticks, supervisor.boot_id) is not None:
             return ""
     return ("no registry entry pins this .stoker and no live supervisor holds its lock, so the task's "

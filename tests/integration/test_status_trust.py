@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -195,6 +196,42 @@ def test_a_checkpoint_damaged_at_its_task_end_shows_the_end_its_supervisor_s_pha
     assert "LOST" not in out
 
 
+SICK = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='sick',
+                task=Task(processes=[Process(name='web', cmdline='exec sleep 300')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB), finalization_wait=1),
+                health_check_config=HealthCheckConfig(health_checker=HealthCheckerConfig(
+                    shell=ShellHealthChecker(shell_command='exit 1')), interval_secs=0.2,
+                    initial_interval_secs=0.2, timeout_secs=5),
+                lifecycle=DisableLifecycle)]
+"""
+
+
+def test_a_task_end_cut_after_a_kill_a_failure_began_is_not_taken_for_the_phase_s_kill(
+        tmp_path, capsys, monkeypatch):
+    """A real `stoker run` whose health check fails: task STARTING -> KILLING, the phase
+    CLEANING -> KILLED, then the task's end KILLING -> FAILED (the kill's cause, not the
+    phase). That end cut: status showed KILLED ("ended as its supervisor's terminal phase"),
+    a failure shown as an operator's kill. The cause is in no record: the end is not made up
+    (LOST, its supervisor gone without a terminal record)."""
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    proc, sandbox = _stoker_run(tmp_path, SICK)
+    try:
+        assert proc.wait() == 1, proc.stderr()
+    finally:
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
+    checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
+    data = checkpoint.read_bytes()
+    end = _last_line_at(data)
+    assert json.loads(data[end:])["from"] == "KILLING" and json.loads(data[end:])["to"] == "FAILED"
+    checkpoint.write_bytes(data[:end + 30])
+    code, out, _ = status(capsys, sandbox, "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_alive"]) == (0, "LOST", False), doc
+    assert "KILLED" not in doc["attempts"][0]["state"]
+
+
 def test_a_damaged_record_before_an_intact_task_end_changes_nothing(failed, capsys):
     """Only an end not read after the terminal phase is taken from it: a record damaged
     earlier (a process record) leaves the task's own end and reason as recorded."""
@@ -207,3 +244,93 @@ def test_a_damaged_record_before_an_intact_task_end_changes_nothing(failed, caps
     (attempt,) = json.loads(out)["attempts"]
     assert (code, attempt["state"]) == (0, "FAILED") and "damaged" not in attempt["reason"], attempt
     assert "skipped" in err
+
+
+def _mount(tmp_path: Path, fs: str) -> list[list[str]]:
+    """The mounts (`mount`'s arguments) that make TMP/top such a directory (`elsewhere`)."""
+    if fs == "overlay":  # its lower layer another file system (a tmpfs): a file has its layer's st_dev
+        lower, upper, work = (tmp_path / n for n in ("lower", "upper", "ovwork"))
+        return [["-t", "tmpfs", "lower", str(lower)],
+                ["-t", "overlay", "top", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
+                 str(tmp_path / "top")]]
+    image = tmp_path / "btrfs.img"  # each subvolume a device of its own
+    os.truncate(os.open(image, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600), 200 << 20)
+    done = subprocess.run(["mkfs.btrfs", "-q", str(image)], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        pytest.skip(f"mkfs.btrfs: {done.stderr.strip()}")
+    return [["-o", "loop", str(image), str(tmp_path / "top")]]
+
+
+@pytest.fixture(params=["overlay", "btrfs"])
+def elsewhere(request, tmp_path):
+    """TMP/top, a directory where a file's `st_dev` is not the device /proc/locks lists its
+    locks under: an overlay on layers of two file systems, or btrfs (two subvolumes, `a`
+    and `b`, which number their inodes alike). Needs root; unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    if request.param == "btrfs" and shutil.which("mkfs.btrfs") is None:
+        pytest.skip("no mkfs.btrfs")
+    for name in ("lower", "upper", "ovwork", "top"):
+        (tmp_path / name).mkdir()
+    mounted = []
+    try:
+        for args in _mount(tmp_path, request.param):
+            done = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                pytest.skip(f"cannot mount: {done.stderr.strip()}")
+            mounted.insert(0, args[-1])
+        if request.param == "btrfs":
+            for sub in ("a", "b"):
+                subprocess.run(["btrfs", "-q", "subvolume", "create", str(tmp_path / "top" / sub)],
+                               check=True, capture_output=True, timeout=60)
+        yield tmp_path / "top"
+    finally:
+        for point in mounted:
+            subprocess.run(["umount", "-l", point], timeout=60, check=False)
+
+
+def _decoy(directory: Path, ino: int) -> int | None:
+    """An fd of a file of `directory` numbered `ino` (made until one is, at most 50), its
+    `flock` held: a lock /proc/locks lists under the same device and inode as another
+    subvolume's file. None: no such number came."""
+    for n in range(50):
+        fd = os.open(directory / f"decoy{n}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if os.fstat(fd).st_ino == ino:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd
+        os.close(fd)
+    return None
+
+
+def test_kill_of_a_supervisor_whose_lock_file_s_st_dev_is_not_the_one_proc_locks_names(tmp_path, elsewhere):
+    """A real `stoker run` in a sandbox there: /proc/locks names the lock's file by the
+    mount's device, its `stat` by the layer's or subvolume's. `lock.holds` found nobody
+    holding the lock, so `stoker kill` refused the live supervisor ("does not hold the
+    lock"). The holder is found by the mount's device too (on btrfs, among the holders of
+    the same number in another subvolume, this process's lock): killed, exit 0."""
+    config, work = tmp_path / "job.aurora", tmp_path / "work"
+    config.write_text(textwrap.dedent(SERVICE))
+    work.mkdir()
+    btrfs = (elsewhere / "b").is_dir()
+    sandbox = elsewhere / "b" / "sb" if btrfs else elsewhere / "sb"
+    env = {"STOKER_ROOT": str(tmp_path / "root")}
+    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work, env=env)
+    decoy = None
+    try:
+        proc.wait_output("task             STARTING → RUNNING", timeout_secs=30)
+        st = os.stat(sandbox / ".stoker" / "supervisor.lock")
+        assert f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} " not in \
+            Path("/proc/locks").read_text()  # the case this is about
+        if btrfs:
+            decoy = _decoy(elsewhere / "a", st.st_ino)
+            assert decoy is not None
+        done = subprocess.run([sys.executable, "-m", "executor", "kill", str(sandbox), "--grace", "1"],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={**os.environ, **env, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert proc.wait() == 0 and "killed by the operator (stoker kill)" in proc.stdout(), proc.stdout()
+    finally:
+        if decoy is not None:
+            os.close(decoy)
+        proc.close()
+        kill_leftovers(task_pids(sandbox))
