@@ -1,7 +1,7 @@
 """`stoker kill SANDBOX|TASK_ID [--grace SECS]` and `stoker restart SANDBOX|TASK_ID PROCESS`.
 
 Both talk to the task's running supervisor through its control socket
-(`executor/host/control.py`), never to the task's processes: the supervisor does what a
+(`executor/host/controlclient.py`), never to the task's processes: the supervisor does what a
 Mesos KILL does (lifecycle endpoints, SIGTERM, SIGKILL of every tree after the grace, the
 final processes) or restarts one process (its run stopped, the next started at once,
 counted as neither a failure nor a loss). The supervisor is the live holder of the
@@ -143,7 +143,7 @@ def _target(args: argparse.Namespace) -> Target:
 def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -> ControlReply | None:
     """Send the request, print each answer; the last one (None: no supervisor reached)."""
     from executor.events import ControlReply
-    from executor.host.control import ControlUnavailable
+    from executor.host.controlclient import ControlUnavailable
 
     last = None
     target = _target(args)
@@ -169,7 +169,7 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
     an entry, the process the lock file names is the supervisor only while it holds the lock
     (`lock.holds`): the task may have written the file, naming a stranger's process."""
     from executor.host import identity, lock
-    from executor.host.control import ControlUnavailable, ask, connect
+    from executor.host.controlclient import ControlUnavailable, ask, connect
     from executor.task.inspection import inspect_sandbox
 
     entry = lookup()
@@ -203,7 +203,7 @@ def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:
     not reached through another user's symlink to a directory not theirs
     (`executor/host/operatorpath.py`): root's kill of a path in alice's home would else
     reach whatever she pointed it at."""
-    from executor.host.control import ControlUnavailable
+    from executor.host.controlclient import ControlUnavailable
     from executor.host.operatorpath import ForeignLink, open_sandbox
     from executor.host.sandbox import open_stoker_dir
     from executor.procs import saferead

@@ -20,18 +20,16 @@ The socket is bound and connected through `/proc/self/fd/N/control.sock`, where 
 however deep the sandbox is (a Unix socket path has at most 107 bytes). A stale socket of
 a dead supervisor is replaced (the sandbox lock says it is dead).
 
-`connect` is the client side: it opens the entry without following a symlink (O_PATH),
-checks that it is a socket, connects to that inode (`/proc/self/fd/N`: a symlink renamed
-over the name meanwhile leads nowhere else), and checks with `SO_PEERCRED` that the peer is
-the supervisor the caller expects.
+The client side, `connect` and `ask`, is `executor/host/controlclient.py`, which only the
+commands that ask (`stoker kill`, `stoker restart`) load.
 
 The server's sockets are `_socket`'s, the C module under `socket`, whose own module (its
 `socket` class, with `makefile` and `accept`, and its enums of every address family, kind and
-flag, 0.1 MiB of every supervisor) only the client's `connect` and `ask` load. Its loop
-waits in an `epoll` of its own (`_Poller`), not a `selectors.DefaultSelector`, which is the
-same `epoll` with its keys and mappings: `selectors` (with its classes, 0.07 MiB of a
-supervisor) is loaded by none of a supervisor's modules (`subprocess` imports it for
-`communicate()` alone: `executor/deferred.py`).
+flag, 0.1 MiB of every supervisor) only the client loads. Its loop waits in an `epoll` of its
+own (`_Poller`), not a `selectors.DefaultSelector`, which is the same `epoll` with its keys
+and mappings: `selectors` (with its classes, 0.07 MiB of a supervisor) is loaded by none of a
+supervisor's modules (`subprocess` imports it for `communicate()` alone:
+`executor/deferred.py`).
 """
 from __future__ import annotations
 
@@ -45,8 +43,8 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from executor.events import ControlReply, Replier
 from executor.host.controlwire import (
@@ -54,15 +52,10 @@ from executor.host.controlwire import (
     ControlError,
     ControlRequest,
     encode_reply,
-    encode_request,
-    parse_reply,
     parse_request,
 )
 from executor.host.sandbox import CONTROL_SOCKET
 from executor.logs import log_event
-
-if TYPE_CHECKING:
-    import socket
 
 logger = logging.getLogger(__name__)
 
@@ -390,10 +383,6 @@ class _Poller:
         self._data.clear()
 
 
-class ControlUnavailable(Exception):
-    """The supervisor cannot be reached through its control socket; the message says why."""
-
-
 def _accepted(listener: _socket.socket) -> _socket.socket:
     """The next connection, as `socket.socket.accept` takes it (accept4 with SOCK_CLOEXEC)."""
     fd, _ = listener._accept()  # type: ignore[attr-defined]  # (typeshed lists it not)
@@ -402,60 +391,3 @@ def _accepted(listener: _socket.socket) -> _socket.socket:
     except BaseException:
         os.close(fd)
         raise
-
-
-def connect(stoker_dir: int, where: str, expected_pid: int | None) -> socket.socket:
-    """A connection to the control socket in the `.stoker` directory `stoker_dir` of the
-    sandbox `where`, whose peer is `expected_pid` (when given). Raises ControlUnavailable."""
-    try:
-        node = os.open(CONTROL_SOCKET, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stoker_dir)
-    except FileNotFoundError:
-        raise ControlUnavailable(f"{where} has no control socket (is its supervisor running?)") from None
-    except OSError as exc:
-        raise ControlUnavailable(f"{where}/.stoker/{CONTROL_SOCKET}: {exc.strerror or exc}") from None
-    try:
-        return _connect_node(node, where, expected_pid)
-    finally:
-        os.close(node)
-
-
-def _connect_node(node: int, where: str, expected_pid: int | None) -> socket.socket:
-    """Connect to the socket file `node` is (an O_PATH descriptor): through
-    /proc/self/fd/NODE, the inode itself, never a name that a symlink swapped in since the
-    check could lead to another user's socket (root's `stoker kill` of a user's sandbox was
-    so led to another task's supervisor)."""
-    if not stat.S_ISSOCK(os.fstat(node).st_mode):
-        raise ControlUnavailable(f"{where}/.stoker/{CONTROL_SOCKET} is not a socket")
-    import socket  # the client's (see the docstring)
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
-        sock.settimeout(5.0)
-        sock.connect(f"/proc/self/fd/{node}")
-        sock.settimeout(None)
-        pid, _uid = peer(sock)
-    except OSError as exc:
-        sock.close()
-        gone = exc.errno in (errno.ECONNREFUSED, errno.ENOENT)
-        raise ControlUnavailable(f"the supervisor of {where} does not answer"
-                                 f"{' (it is gone)' if gone else ''}: {exc.strerror or exc}") from None
-    if expected_pid is not None and pid != expected_pid:
-        sock.close()
-        raise ControlUnavailable(f"the control socket in {where} belongs to pid {pid}, not to "
-                                 f"the sandbox's supervisor (pid {expected_pid})")
-    return sock
-
-
-def ask(sock: socket.socket, request: ControlRequest) -> Iterator[ControlReply]:
-    """Send `request`; yield the replies until the last one (or the end of the stream). A
-    server that refused the connection before the request was sent has shut it (the send
-    fails: EPIPE): its refusal, which says why, is read all the same."""
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # what is left to read says why
-        sock.sendall(encode_request(request))
-    with sock.makefile("rb") as stream:
-        for line in stream:
-            reply = parse_reply(line)
-            if reply is not None:
-                yield reply
-                if reply.done:
-                    return

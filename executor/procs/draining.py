@@ -13,20 +13,54 @@ SIGKILLed, or, when its top exited 0 on its own, becomes the task's daemons
 (`containment.run_ended`).
 
 Called on the reaper thread, for each run's exit (`top_exited`) and reap (`reaped`), and as
-the task signals its runs (`signalled`); `runs` and `lock` are the supervisor's.
+the task signals its runs (`signalled`); `runs` and `lock` are the supervisor's. The end of
+that path, the run's exit posted to the owner as `ProcessExited`, is `ExitPost`'s.
 """
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 
+from executor.events import ExitStatus, ProcessExited
 from executor.logs import log_event
+from executor.procs import oomcount
 from executor.procs.containment import Containment
 from executor.procs.spawn import RunChild
 
 logger = logging.getLogger(__name__)
+supervisor_logger = logging.getLogger("executor.procs.supervisor")  # a run's exit reads as the supervisor's
+
+
+class ExitPost:
+    """A run's exit as the owner hears it, on the reaper thread (`Drains`, and `EarlyRuns` for
+    an early run's exit that came before its adoption): its wait status as an `ExitStatus`, a
+    SIGKILL nobody in the task sent named the OOM killer's when the memory cgroup's count grew
+    (`oomcount.named`, with `oom`: the supervisor's counter, set as it starts), one DEBUG line,
+    and `ProcessExited` posted; nothing posted once the supervisor is `closed`."""
+
+    def __init__(self, post: Callable[[object], None], label: str, closed: Callable[[], bool]) -> None:
+        self._post = post
+        self._label = label
+        self._closed = closed
+        self.oom: oomcount.OomCounter | None = None  # the memory cgroup's OOM kills (the supervisor's)
+
+    def __call__(self, child: RunChild, status: int) -> None:
+        exit_status = ExitStatus.from_wait_status(status)
+        exit_status = oomcount.named(exit_status, self.oom, child.oom_kills, child.signalled)
+        if supervisor_logger.isEnabledFor(logging.DEBUG):  # describe() only for a line that is written
+            log_event(supervisor_logger, logging.DEBUG, "process_exited", task=self._label,
+                      process=child.process, run=child.run, pid=child.pid, status=exit_status.describe())
+        if self._closed():
+            return
+        try:  # last: the owner wakes as this thread goes back to waitid, not into the GIL
+            self._post(ProcessExited(process=child.process, run=child.run,
+                                     pid=child.pid, status=exit_status, at=time.monotonic()))
+        except Exception as e:
+            log_event(supervisor_logger, logging.ERROR, "post_failed", task=self._label,
+                      process=child.process, run=child.run, pid=child.pid, error=f"{type(e).__name__}: {e}")
 
 
 class Drains:

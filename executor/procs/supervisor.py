@@ -3,7 +3,8 @@
 Owns, for one task: the runs it forked (top pid, process group, markers), the watchdog (its
 `WatchdogKeeper`), the runs' logs (its `RunLogs`), and shell commands run for health checks.
 It is a thin shell: it decides nothing about restarts or states (the planner and the owner
-do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper.
+do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper
+(`draining.ExitPost`).
 
 How it keeps the task contained is docs/design.md §5: every run is `/bin/bash -c CMDLINE`
 (a filesystem-image task's through its containerizer, `wrap`) in a session of its own,
@@ -41,13 +42,13 @@ from typing import TYPE_CHECKING, cast
 
 from config.spec import ProcessSpec
 from config.words import quoted
-from executor.events import DaemonsExited, ExitStatus, ProcessExited, WatchdogRestarted
+from executor.events import DaemonsExited, WatchdogRestarted
 from executor.logs import log_event
 from executor.procs import earlyfork, fdlimit, oomcount, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO, task_name
 from executor.procs.containment import Containment
-from executor.procs.draining import Drains, RunWatcher
+from executor.procs.draining import Drains, ExitPost, RunWatcher
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.exitby import ExitBy, within
 from executor.procs.handover import next_look_in
@@ -99,7 +100,8 @@ class Supervisor:
         self._post, self._lock = post, threading.Lock()  # the lock guards _runs, _commands and _state
         self._runs: dict[tuple[str, int], RunChild] = {}
         self._reaper: Reaper | None = None
-        self._oom: oomcount.OomCounter | None = None  # the memory cgroup's OOM kills, read at start
+        # a run's exit, posted to the owner (`draining.ExitPost`: it holds the OOM count too)
+        self._post_exit = ExitPost(post, task_label, lambda: self._state is SupervisorState.CLOSED)
         self._commands: CommandRunner | None = None
         self._commands_stopped = False  # the health checks are over: no command starts
         self._containment: Containment | None = None
@@ -150,7 +152,7 @@ class Supervisor:
             self._state = SupervisorState.STARTED
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         earlyfork.shut_inherited()  # no run gets them (posix_spawn's, as Popen's close_fds)
-        self._oom = oomcount.open_counter()  # before any run can be OOM-killed
+        self._post_exit.oom = oomcount.open_counter()  # before any run can be OOM-killed
         self._reaper = Reaper.acquire(self._early.watchers(self._watch))  # the early start's runs are ours
         self._reaper.shield = oomcount.shield()  # the OOM killer takes a run before this process
         self._containment = Containment(reaper=self._reaper, task_marker=self._marker, label=self._label,
@@ -289,7 +291,8 @@ class Supervisor:
         marker = spawn.run_marker(self._marker, process.name, run)
         assert self._reaper is not None
         self._contained()  # born inside the task's cgroup
-        oom_kills = self._oom.mark() if self._oom is not None else None  # so far, in its cgroup
+        oom = self._post_exit.oom
+        oom_kills = oom.mark() if oom is not None else None  # so far, in its cgroup
         try:
             with self._reaper.forking():
                 pid, popen = spawn.fork_run(
@@ -313,21 +316,6 @@ class Supervisor:
         return child.pid
 
     # ---- exits (reaper thread) ----
-
-    def _post_exit(self, child: RunChild, status: int) -> None:
-        exit_status = ExitStatus.from_wait_status(status)
-        exit_status = oomcount.named(exit_status, self._oom, child.oom_kills, child.signalled)
-        if logger.isEnabledFor(logging.DEBUG):  # describe() only for a line that is written
-            log_event(logger, logging.DEBUG, "process_exited", task=self._label,
-                      process=child.process, run=child.run, pid=child.pid, status=exit_status.describe())
-        if self._state is SupervisorState.CLOSED:
-            return
-        try:  # last: the owner wakes as this thread goes back to waitid, not into the GIL
-            self._post(ProcessExited(process=child.process, run=child.run,
-                                     pid=child.pid, status=exit_status, at=time.monotonic()))
-        except Exception as e:
-            log_event(logger, logging.ERROR, "post_failed", task=self._label,
-                      process=child.process, run=child.run, pid=child.pid, error=f"{type(e).__name__}: {e}")
 
     def _orphan_reaped(self) -> None:
         """Draining runs may be over; a daemon a run left may be gone: the owner looks again;

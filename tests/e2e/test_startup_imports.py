@@ -62,8 +62,9 @@ NOT_IN_RUN = NEVER | {
     # Queue classes, with `heapq`) is for classes no supervisor makes
     "queue", "heapq",
     # the control socket's server, systemd's notifications and the host's name by `_socket`:
-    # `socket`'s module (its class and its enums, with `array`) is the client's (`stoker kill`)
-    "socket", "array",
+    # `socket`'s module (its class and its enums, with `array`) is the client's (`stoker kill`),
+    # and so is the client's own module
+    "socket", "array", "executor.host.controlclient",
     # the control socket's loop waits in an epoll of its own, and subprocess's `communicate()`
     # (its one reader of `selectors`) is never called: `selectors` is deferred
     "selectors",
@@ -194,7 +195,7 @@ NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.
                            "executor.procs.commands", "config.zookeeper", "executor.task.serverset",
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
                            "config.explain", "argparse", "gettext", "executor.cli.parser",
-                           "executor.procs.oomkill",
+                           "executor.procs.oomkill", "executor.host.controlclient",
                            # http.client is loaded without its HTTPS half: Stoker speaks no TLS
                            # (`-X importtime` names `ssl` for the refused attempt, not `_ssl`)
                            "_ssl"}

@@ -151,7 +151,8 @@ CONTROL_PRELUDE = r"""
 import json, logging, os, resource, socket, sys, time
 sys.path.insert(0, sys.argv[2])
 from executor.events import ControlReply
-from executor.host.control import ControlServer, ask
+from executor.host.control import ControlServer
+from executor.host.controlclient import ask
 from executor.host.controlwire import KillControl
 
 """ + KEEP_LOG_LINES + r"""

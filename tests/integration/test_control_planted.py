@@ -2,7 +2,7 @@
 ~alice/sandbox` goes through directories alice may change while it looks, and must reach
 no supervisor but the one of the sandbox it names: not through her symlink to another
 user's sandbox (executor/host/operatorpath.py), nor through a socket name she swaps for a
-symlink after the check (executor/host/control.py, `connect`).
+symlink after the check (executor/host/controlclient.py, `connect`).
 
 The swap has to land between the client's check and its connect. Rather than race for
 that window, the client runs traced (ptrace, as a debugger does): it stops as it enters
@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.timeout(30),
 # and prints the path of the socket it reached (or the error).
 CLIENT = """
 import ctypes, os, signal, sys
-from executor.host.control import ControlUnavailable, connect
+from executor.host.controlclient import ControlUnavailable, connect
 from executor.host.sandbox import open_stoker_dir
 fd = open_stoker_dir(sys.argv[1])
 if ctypes.CDLL(None, use_errno=True).ptrace(0, 0, 0, 0) != 0:  # PTRACE_TRACEME

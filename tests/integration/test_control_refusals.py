@@ -19,7 +19,8 @@ from pathlib import Path
 
 from executor.events import ControlReply, Replier
 from executor.host import control
-from executor.host.control import MAX_CONNECTIONS, ControlServer, ask, connect
+from executor.host.control import MAX_CONNECTIONS, ControlServer
+from executor.host.controlclient import ask, connect
 from executor.host.controlwire import ControlRequest, KillControl, RestartControl, encode_request
 from executor.host.sandbox import CONTROL_SOCKET
 from tests.support.stoker_proc import REPO

@@ -21,7 +21,8 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested, RestartRequested
-from executor.host.control import MAX_CONNECTIONS, ControlUnavailable, connect
+from executor.host.control import MAX_CONNECTIONS
+from executor.host.controlclient import ControlUnavailable, connect
 from executor.host.controlwire import MAX_LINE, KillControl, RestartControl
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity

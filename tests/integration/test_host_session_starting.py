@@ -13,7 +13,7 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.events import ControlReply, KillRequested
-from executor.host.control import ControlUnavailable
+from executor.host.controlclient import ControlUnavailable
 from executor.host.controlwire import KillControl
 from executor.host.entry import FrontEnd
 from executor.host.identity import own_identity

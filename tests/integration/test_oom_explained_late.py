@@ -24,7 +24,7 @@ def counter_on(directory) -> oomcount.OomCounter:  # type: ignore[no-untyped-def
 def test_a_sigkilled_run_whose_explanation_cannot_be_loaded_still_ends(harness, tmp_path, monkeypatch, caplog):
     events = tmp_path / "memcg"
     events.mkdir()
-    harness.sup._oom = counter_on(events)
+    harness.sup._post_exit.oom = counter_on(events)
     monkeypatch.delattr(executor.procs, "oomkill", raising=False)
     monkeypatch.setitem(sys.modules, "executor.procs.oomkill", None)  # import fails
     harness.spawn("greedy", f"printf 'oom 1\\noom_kill 1\\n' > {events}/memory.events; kill -9 $$")
@@ -39,7 +39,7 @@ def test_a_sigkilled_run_whose_explanation_cannot_be_loaded_still_ends(harness, 
 def test_a_sigkilled_run_during_which_the_count_grew_is_named_the_oom_killer_s(harness, tmp_path):
     events = tmp_path / "memcg"
     events.mkdir()
-    harness.sup._oom = counter_on(events)
+    harness.sup._post_exit.oom = counter_on(events)
     harness.spawn("greedy", f"printf 'oom 1\\noom_kill 1\\n' > {events}/memory.events; kill -9 $$")
     assert harness.next_exit().status.describe().startswith("killed by the kernel's OOM killer (memory cgroup /t")
 

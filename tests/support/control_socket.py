@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from executor.events import ControlReply
-from executor.host.control import ask, connect
+from executor.host.controlclient import ask, connect
 from executor.host.controlwire import ControlRequest
 from executor.host.sandbox import open_stoker_dir
 
