@@ -1,0 +1,126 @@
+"""An early start's runs taken into the task's cgroup (executor/procs/cgrouplife.py,
+`take_in`), against runs that leave the walk's reach: a fork-hopper's generations (each
+forks the next and exits, so each next one re-parents to `stoker run`, the subreaper, out
+of the early run's subtree) and SIGKILL of `stoker run` at each step of the move.
+
+The hopper runs in a pids cgroup of its own with pids.max 200 (tests/support/limits.py),
+and every process, cgroup and hopper a test starts is gone at its end, failed or not."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import proc_scan
+from tests.support.earlyjob import early_run, write
+from tests.support.importhook import patched_at_load
+from tests.support.limits import pids_cgroup
+from tests.support.shellwords import fake_sh, in_aurora
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
+
+# The task's cgroup is made (`begin`) once the hopper hops (its generations out of the
+# early run's subtree, outside), and the supervisor's walk (its `settle`) holds its first
+# move of a generation (an orphan of `stoker run`'s) until that one has hopped: the move
+# meets a process gone or exiting, and the next one is this process's child, outside.
+HOLD_A_HOP = """
+    import threading
+
+    def _patch(module):
+        begin, real, held = module.begin, module.cgroups.TaskCgroup.take_in, []
+
+        def begin_once_it_hops(*args):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not os.path.exists(HOP):
+                time.sleep(0.001)
+            begin(*args)
+
+        def take_in(self, pid):
+            if not held and not threading.current_thread().name.startswith("stoker-cgroup-enter") \\
+                    and _generation(pid):
+                held.append(pid)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _stat(pid)[:1] not in ([], ["Z"], ["X"]):
+                    time.sleep(0.001)
+                with open(HELD, "w") as out:
+                    out.write(str(pid))
+            return real(self, pid)
+
+        module.begin = begin_once_it_hops
+        module.cgroups.TaskCgroup.take_in = take_in
+
+    def _stat(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()
+        except OSError:
+            return []
+
+    def _generation(pid):  # an orphan of this process's: a generation (the early run is moved)
+        return _stat(pid)[1:2] == [str(os.getpid())]
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (neither gone nor a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _stoker_lines(pid: int) -> list[str]:
+    """The `stoker-*` cgroups /proc/PID/cgroup names (lines), [] when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if "/stoker-" in line and "/stoker-limits-" not in line]
+
+
+def test_a_fork_hoppers_generation_that_hops_as_it_is_moved_leaves_the_next_one_to_the_next_pass(tmp_path):
+    # Its next generation is this process's child, out of the early run's subtree: a walk
+    # from the runs and the orphans listed once found nothing new and left it (and every
+    # generation after it) outside the task's cgroup, whose kill it then outlives.
+    hop, stop, held = tmp_path / "hop.pid", tmp_path / "hop.stop", tmp_path / "held"
+    # the run: a shell whose background child starts the hopper (so that the run itself,
+    # also a child of `stoker run`, is no generation of it)
+    line = fake_sh("--fork-hop", 60, "--hop-pid-file", hop, "--hop-stop-file", stop) + " & exec sleep 1018"
+    config = write(tmp_path, f"Process(name='hop', cmdline='{in_aurora(line)}')")
+    with pids_cgroup() as pids:
+        (pids / "pids.max").write_text("200")
+        enter = ("/bin/sh", "-c", f'echo $$ > {pids}/cgroup.procs && exec "$@"', "sh")
+        proc, sandbox = early_run(tmp_path, config, "planned", launcher=enter)
+        try:
+            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        finally:
+            proc.sigterm_and_close()
+            kill_leftovers(task_pids(sandbox))
+            proc_scan.stop_hopper(hop, stop)
+        stop.unlink()
+        hook = tmp_path / "hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(patched_at_load("executor.procs.cgrouplife",
+                                                               HOLD_A_HOP.replace("HELD", repr(str(held))).replace("HOP", repr(str(hop)))))
+        proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}"}, launcher=enter)
+        try:
+            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+            assert "process_adopted" in proc.stderr(), proc.stderr()
+            task = _stoker_lines(proc.pid)
+            assert task, proc.stderr()
+            wait_for(held.exists, 10, message="the walk's move of a generation that hopped")
+            seen: list[tuple[int, list[str]]] = []
+            deadline = time.monotonic() + 10
+            while len(seen) < 10 and time.monotonic() < deadline:  # generations alive as read
+                pid = int(hop.read_text() or 0)
+                found = _stoker_lines(pid)
+                if _alive(pid) and (pid, found) not in seen:
+                    seen.append((pid, found))
+            assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
+        finally:
+            proc.sigterm_and_close()
+            kill_leftovers(task_pids(sandbox))
+            proc_scan.stop_hopper(hop, stop)
