@@ -291,24 +291,28 @@ def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = froze
     another process's write waits for one, the supervisor's watchdog's as it moves itself
     out). One that cannot be moved is told to
     `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's
-    thread is left as holes under its state, 0.3 MiB for 100)."""
+    thread is left as holes under its state, 0.3 MiB for 100). Each is moved only while it
+    is still the child of the process it was listed under (this one for `roots` and
+    `adopted`; `TaskCgroup.take_in`): one reaped since may have had its pid handed on (was:
+    that process moved in, and killed with the task)."""
     seen: set[int] = set()
     moved: set[int] = set()
     for _ in range(TAKE_IN_PASSES):
-        found, queue = [], [*roots, *adopted()]
+        found: list[tuple[int, int]] = []  # (pid, the parent it was listed under)
+        queue: list[tuple[int, int]] = [(pid, os.getpid()) for pid in (*roots, *adopted())]
         while queue:
-            pid = queue.pop()
+            pid, parent = queue.pop()
             if pid not in seen:
-                found.append(pid)
-            queue.extend(proctree.children(pid))
+                found.append((pid, parent))
+            queue.extend((child, pid) for child in proctree.children(pid))
         if not found:
             break
-        for pid in found:
+        for pid, parent in found:
             seen.add(pid)
             if pid in skip:
                 continue
             try:
-                if cg.take_in(pid):
+                if cg.take_in(pid, parent):
                     moved.add(pid)
             except OSError as e:
                 failed(pid, e)

@@ -4,9 +4,13 @@ forks the next and exits, so each next one re-parents to `stoker run`, the subre
 of the early run's subtree) and SIGKILL of `stoker run` at each step of the move.
 
 The hopper runs in a pids cgroup of its own with pids.max 200 (tests/support/limits.py),
-and every process, cgroup and hopper a test starts is gone at its end, failed or not."""
+and every process, cgroup and hopper a test starts is gone at its end, failed or not. A pid
+the walk listed, reaped and handed to another process before its move, is left alone."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -38,7 +42,7 @@ HOLD_A_HOP = """
                 time.sleep(0.001)
             begin(*args)
 
-        def take_in(self, pid):
+        def take_in(self, pid, *args):
             if not held and not threading.current_thread().name.startswith("stoker-cgroup-enter") \\
                     and _generation(pid):
                 held.append(pid)
@@ -47,7 +51,7 @@ HOLD_A_HOP = """
                     time.sleep(0.001)
                 with open(HELD, "w") as out:
                     out.write(str(pid))
-            return real(self, pid)
+            return real(self, pid, *args)
 
         module.begin = begin_once_it_hops
         module.cgroups.TaskCgroup.take_in = take_in
@@ -124,3 +128,87 @@ def test_a_fork_hoppers_generation_that_hops_as_it_is_moved_leaves_the_next_one_
             proc.sigterm_and_close()
             kill_leftovers(task_pids(sandbox))
             proc_scan.stop_hopper(hop, stop)
+
+
+# The walk (the early start's, or the supervisor's) holds its move of the early run's child
+# `sleep 1019` until the test says go: meanwhile the test kills that child (the run's shell reaps it) and
+# hands its pid to a process of its own (/proc/sys/kernel/ns_last_pid).
+HOLD_A_CHILD = """
+    def _patch(module):
+        real, held = module.cgroups.TaskCgroup.take_in, []
+
+        def take_in(self, pid, *args, **kwargs):
+            if not held and _cmdline(pid) == b"sleep\\x001019\\x00":
+                held.append(pid)
+                with open(LISTED + ".tmp", "w") as out:
+                    out.write(str(pid))
+                os.rename(LISTED + ".tmp", LISTED)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not os.path.exists(GO):
+                    time.sleep(0.001)
+            return real(self, pid, *args, **kwargs)
+
+        module.cgroups.TaskCgroup.take_in = take_in
+
+    def _cmdline(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+"""
+
+
+def _with_pid(pid: int) -> subprocess.Popen[bytes] | None:
+    """A `sleep` of this test's whose pid is `pid` (free: its process was reaped), by
+    /proc/sys/kernel/ns_last_pid; None when other processes kept taking it first."""
+    for _ in range(200):
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        stranger = subprocess.Popen(["sleep", "1021"])
+        if stranger.pid == pid:
+            return stranger
+        stranger.kill()
+        stranger.wait()
+    return None
+
+
+def test_a_pid_the_walk_listed_then_handed_to_another_process_is_not_moved_into_the_task_cgroup(tmp_path):
+    # The walk lists a run's child, which exits and is reaped before its move; the kernel
+    # hands its pid on, here to a process of the test's. Moved into the task's cgroup by
+    # that pid, it was killed with the task.
+    if os.geteuid() != 0:
+        pytest.skip("handing a pid on (ns_last_pid) takes root")
+    listed, go = tmp_path / "listed", tmp_path / "go"
+    config = write(tmp_path, "Process(name='early', cmdline='sleep 1019 & wait $!; exec sleep 1020')")
+    proc, sandbox = early_run(tmp_path, config, "planned")
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+    finally:
+        proc.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(patched_at_load(
+        "executor.procs.cgrouplife", HOLD_A_CHILD.replace("LISTED", repr(str(listed))).replace("GO", repr(str(go)))))
+    proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}"})
+    stranger = None
+    try:
+        wait_for(listed.exists, 30, message="the walk's move of the run's child")
+        child = int(listed.read_text())
+        os.kill(child, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{child}").exists(), 10, message=f"{child} reaped by the run's shell")
+        stranger = _with_pid(child)
+        if stranger is None:
+            pytest.skip(f"pid {child} kept going to other processes")
+        go.touch()
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        task = _stoker_lines(proc.pid)
+        assert task, proc.stderr()
+        assert _stoker_lines(stranger.pid) == [], proc.stderr()
+    finally:
+        go.touch()
+        if stranger is not None:
+            stranger.kill()
+            stranger.wait()
+        proc.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
