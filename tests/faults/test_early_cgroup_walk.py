@@ -1,7 +1,7 @@
 """An early start's runs taken into the task's cgroup (executor/procs/cgrouplife.py,
 `take_in`), against runs that leave the walk's reach: a fork-hopper's generations (each
 forks the next and exits, so each next one re-parents to `stoker run`, the subreaper, out
-of the early run's subtree) and SIGKILL of `stoker run` at each step of the move.
+of the early run's subtree), and a run's child that exits as the walk lists it.
 
 The hopper runs in a pids cgroup of its own with pids.max 200 (tests/support/limits.py),
 and every process, cgroup and hopper a test starts is gone at its end, failed or not. A pid
