@@ -43,7 +43,8 @@ from executor.procs.watchdogsh import CGROUP_SECS
 logger = logging.getLogger("executor.procs.containment")  # its lines read as the containment's
 
 CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
-TAKE_IN_PASSES = 20  # moving an early start's runs in: passes until one finds nothing new
+TAKE_IN_PASSES = 100  # moving an early start's runs in: passes until one finds nothing new outside
+# (a fork-hopper's generations, each a new pid, outside until one is moved as it lives)
 
 
 class TaskCgroupLife:
@@ -281,8 +282,8 @@ def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = froze
             failed: Callable[[int, OSError], None] = lambda pid, error: None,
             adopted: Callable[[], list[int]] = list) -> set[int]:
     """Move `roots` and their descendants into `cg`, parents first, in passes until one
-    finds nothing new (a child forked by a parent not yet moved is found by the next pass;
-    one forked after is born inside); those moved. `adopted`: more roots, listed again at
+    finds nothing new outside it (a child forked by a parent not yet moved is found by the
+    next pass; one forked after is born inside); those moved. `adopted`: more roots, listed again at
     each pass (the runs' orphans, re-parented to this process: a fork-hopper's generation
     that exited between its listing and its move left its child here, outside, which only
     a pass that lists it again can move; once one is moved, those it forks are inside).
@@ -305,18 +306,26 @@ def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = froze
             if pid not in seen:
                 found.append((pid, parent))
             queue.extend((child, pid) for child in proctree.children(pid))
-        if not found:
+        seen.update(pid for pid, _ in found)
+        members = _members(cg) if found else frozenset()
+        outside = [(pid, parent) for pid, parent in found if pid not in skip and pid not in members]
+        if not outside:  # nothing new, or all of it born inside
             break
-        for pid, parent in found:
-            seen.add(pid)
-            if pid in skip:
-                continue
+        for pid, parent in outside:
             try:
                 if cg.take_in(pid, parent):
                     moved.add(pid)
             except OSError as e:
                 failed(pid, e)
     return moved
+
+
+def _members(cg: TaskCgroup) -> frozenset[int]:
+    """The processes `cg` itself lists (none when it cannot be read: each is then moved)."""
+    try:
+        return frozenset(cgroups.read_pids(cg.directory))
+    except OSError:
+        return frozenset()
 
 
 _made: EarlyCgroup | None = None  # made by `begin`, until the supervisor takes it or it is discarded

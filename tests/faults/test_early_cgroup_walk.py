@@ -104,7 +104,8 @@ def test_a_fork_hoppers_generation_that_hops_as_it_is_moved_leaves_the_next_one_
             proc.sigterm_and_close()
             kill_leftovers(task_pids(sandbox))
             proc_scan.stop_hopper(hop, stop)
-        stop.unlink()
+        stop.unlink(missing_ok=True)
+        hop.unlink(missing_ok=True)  # `begin` waits for the next hopper's first generation
         hook = tmp_path / "hook"
         hook.mkdir()
         (hook / "sitecustomize.py").write_text(patched_at_load("executor.procs.cgrouplife",
