@@ -293,14 +293,15 @@ def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = froze
     out). One that cannot be moved is told to
     `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's
     thread is left as holes under its state, 0.3 MiB for 100). Each is moved only while it
-    is still the child of the process it was listed under (this one for `roots` and
-    `adopted`; `TaskCgroup.take_in`): one reaped since may have had its pid handed on (was:
-    that process moved in, and killed with the task)."""
+    is the child of the process it was listed under (`roots` and `adopted`: this one's, as
+    each pass begins; the others as each is moved, `TaskCgroup.take_in`): one reaped since
+    may have had its pid handed on (was: that process moved in, and killed with the task)."""
     seen: set[int] = set()
     moved: set[int] = set()
     for _ in range(TAKE_IN_PASSES):
-        found: list[tuple[int, int]] = []  # (pid, the parent it was listed under)
-        queue: list[tuple[int, int]] = [(pid, os.getpid()) for pid in (*roots, *adopted())]
+        found: list[tuple[int, int | None]] = []  # (pid, the parent it was listed under)
+        mine = set(proctree.children(os.getpid()))  # one read for all the roots (100 runs)
+        queue: list[tuple[int, int | None]] = [(pid, None) for pid in (*roots, *adopted()) if pid in mine]
         while queue:
             pid, parent = queue.pop()
             if pid not in seen:
