@@ -43,7 +43,8 @@ from executor.procs.watchdogsh import CGROUP_SECS
 logger = logging.getLogger("executor.procs.containment")  # its lines read as the containment's
 
 CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
-TAKE_IN_PASSES = 20  # moving an early start's runs in: passes until one finds nothing new
+TAKE_IN_PASSES = 100  # moving an early start's runs in: passes until one finds nothing new outside
+# (a fork-hopper's generations, each a new pid, outside until one is moved as it lives)
 
 
 class TaskCgroupLife:
@@ -133,14 +134,23 @@ class TaskCgroupLife:
             self._enter_error = e
 
     def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
-        """Move `roots` and their descendants into `cg` (`take_in`); but those moved
-        in already, after a move taken over (`take_early`). One that cannot be moved stays the
-        task's by its subtree and marker, and is logged."""
+        """Move `roots`, the daemons they left that re-parented here, and their descendants
+        into `cg` (`take_in`); but those moved in already, after a move taken over
+        (`take_early`). One that cannot be moved stays the task's by its subtree and marker,
+        and is logged."""
         def failed(pid: int, e: OSError) -> None:
             log_event(logger, logging.ERROR, "cgroup_move_failed", task=self._label, pid=pid,
                       cgroup=cg.directory, error=describe_os_error(e),
                       consequence="it is contained by its subtree and marker only")
-        take_in(cg, roots, skip=self._early.moved if self._early is not None else frozenset(), failed=failed)
+        take_in(cg, roots, skip=self._early.moved if self._early is not None else frozenset(), failed=failed,
+                adopted=self._orphans)
+
+    def _orphans(self) -> list[int]:
+        """This process's children that are neither registered (runs, the watchdog) nor
+        `foreign`: what the task's runs left that re-parented here (the subreaper)."""
+        with self._reaper.lock:
+            registered = self._reaper.registered()
+        return [pid for pid in proctree.children(os.getpid()) if pid not in registered and not self._is_foreign(pid)]
 
     def settle(self) -> None:
         """Wait until the move `enter` started is over (at once when there is none)."""
@@ -159,13 +169,8 @@ class TaskCgroupLife:
                 cgroups.discard(cg)
                 self._cgroup, discarded = None, True
             elif cg is not None and self._running:
-                # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind;
-                # with the runs, the daemons they left that re-parented here meanwhile
-                with self._reaper.lock:
-                    registered = self._reaper.registered()
-                orphans = [pid for pid in proctree.children(os.getpid()) if pid not in registered
-                           and not self._is_foreign(pid)]
-                self._take_in(cg, self._running + tuple(orphans))
+                # here, not on the mover's thread: a walk there left 0.3 MiB (100 runs) behind
+                self._take_in(cg, self._running)
             self._running = ()
         if discarded:  # told out of the lock: a watchdog starting holds the keeper's as it settles
             self._announce("", "")
@@ -274,36 +279,54 @@ class EarlyCgroup:
 
 
 def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = frozenset(),
-            failed: Callable[[int, OSError], None] = lambda pid, error: None) -> set[int]:
+            failed: Callable[[int, OSError], None] = lambda pid, error: None,
+            adopted: Callable[[], list[int]] = list) -> set[int]:
     """Move `roots` and their descendants into `cg`, parents first, in passes until one
-    finds nothing new (a child forked by a parent not yet moved is found by the next pass;
-    one forked after is born inside); those moved. `skip`: moved in already (`begin`'s):
-    not written again (a write waits for a grace period when the kernel's last one is over;
-    so does a read of /proc/PID/cgroup while another process's write waits for one, the
-    supervisor's watchdog's as it moves itself out). One that cannot be moved is told to
+    finds nothing new outside it (a child forked by a parent not yet moved is found by the
+    next pass; one forked after is born inside); those moved. `adopted`: more roots, listed again at
+    each pass (the runs' orphans, re-parented to this process: a fork-hopper's generation
+    that exited between its listing and its move left its child here, outside, which only
+    a pass that lists it again can move; once one is moved, those it forks are inside).
+    `skip`: moved in already (`begin`'s): not written again (a write waits for a grace
+    period when the kernel's last one is over; so does a read of /proc/PID/cgroup while
+    another process's write waits for one, the supervisor's watchdog's as it moves itself
+    out). One that cannot be moved is told to
     `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's
-    thread is left as holes under its state, 0.3 MiB for 100)."""
+    thread is left as holes under its state, 0.3 MiB for 100). Each is moved only while it
+    is the child of the process it was listed under (`roots` and `adopted`: this one's, as
+    each pass begins; the others as each is moved, `TaskCgroup.take_in`): one reaped since
+    may have had its pid handed on (was: that process moved in, and killed with the task)."""
     seen: set[int] = set()
     moved: set[int] = set()
     for _ in range(TAKE_IN_PASSES):
-        found, queue = [], list(roots)
+        found: list[tuple[int, int | None]] = []  # (pid, the parent it was listed under)
+        mine = set(proctree.children(os.getpid()))  # one read for all the roots (100 runs)
+        queue: list[tuple[int, int | None]] = [(pid, None) for pid in (*roots, *adopted()) if pid in mine]
         while queue:
-            pid = queue.pop()
+            pid, parent = queue.pop()
             if pid not in seen:
-                found.append(pid)
-            queue.extend(proctree.children(pid))
-        if not found:
+                found.append((pid, parent))
+            queue.extend((child, pid) for child in proctree.children(pid))
+        seen.update(pid for pid, _ in found)
+        members = _members(cg) if found else frozenset()
+        outside = [(pid, parent) for pid, parent in found if pid not in skip and pid not in members]
+        if not outside:  # nothing new, or all of it born inside
             break
-        for pid in found:
-            seen.add(pid)
-            if pid in skip:
-                continue
+        for pid, parent in outside:
             try:
-                if cg.take_in(pid):
+                if cg.take_in(pid, parent):
                     moved.add(pid)
             except OSError as e:
                 failed(pid, e)
     return moved
+
+
+def _members(cg: TaskCgroup) -> frozenset[int]:
+    """The processes `cg` itself lists (none when it cannot be read: each is then moved)."""
+    try:
+        return frozenset(cgroups.read_pids(cg.directory))
+    except OSError:
+        return frozenset()
 
 
 _made: EarlyCgroup | None = None  # made by `begin`, until the supervisor takes it or it is discarded

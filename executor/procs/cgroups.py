@@ -91,9 +91,13 @@ class TaskCgroup:
         _write(self.place.directory, "cgroup.procs", str(os.getpid()))
         self.entered = True
 
-    def take_in(self, pid: int) -> bool:
+    def take_in(self, pid: int, parent: int | None = None) -> bool:
         """Move a process that runs already in (one forked before this process entered: an
-        early start's run); False when it is gone."""
+        early start's run); False when it is gone. `parent`: the process it was listed as a
+        child of; not moved once it is no longer that one's child: its pid, reaped since, may
+        have been handed to another process, which the task's kill would then kill."""
+        if parent is not None and _parent_of(pid) != parent:
+            return False
         try:
             _write(self.place.directory, "cgroup.procs", str(pid))
         except ProcessLookupError:
@@ -369,6 +373,16 @@ def discard(cgroup: TaskCgroup) -> None:
     """Remove a cgroup that was made but never held a process (enter failed)."""
     _rmdir_quietly(cgroup.directory)
     release(cgroup)
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent of live process `pid` (None: gone, a zombie, or unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        return int(fields[1]) if fields[0] != b"Z" else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _rmdir_quietly(directory: str) -> None:

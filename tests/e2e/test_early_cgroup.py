@@ -14,6 +14,7 @@ import pytest
 
 from executor.local import planfiles
 from executor.procs.cgroup_paths import own_places
+from tests.support import cgroups
 from tests.support.earlyjob import early_run, write
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
@@ -81,10 +82,10 @@ SETTLED = """
 """
 
 
-def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict[str, str] | None = None) -> tuple:
+def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict[str, str]) -> tuple:
     """`stoker run CONFIG` once (its plan kept), then again (an early start) with
-    `sitecustomize` on its PYTHONPATH (and `env`): the second run, started, and its sandbox."""
-    proc, sandbox = early_run(tmp_path, config, "planned")
+    `sitecustomize` on its PYTHONPATH: the second run, started, and its sandbox."""
+    proc, sandbox = early_run(tmp_path, config, "planned", env=env)
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
     finally:
@@ -93,12 +94,12 @@ def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(sitecustomize)
-    return early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}", **(env or {})})
+    return early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}", **env})
 
 
 def containment(stderr: str) -> str:
     """The cgroup the supervisor's `containment` line names ("" when none)."""
-    match = re.search(r'mechanism=(\S+) how="(?:cgroup2|cgroup1|freezer) cgroup (\S+) ', stderr)
+    match = re.search(r'mechanism=(\S+) how="(?:cgroup2|cgroup1-freezer) cgroup (\S+) ', stderr)
     if match is None:
         if "mechanism=fallback" in stderr:
             pytest.skip(f"stoker run has no cgroup here: {stderr[-500:]}")
@@ -106,7 +107,17 @@ def containment(stderr: str) -> str:
     return match[2]
 
 
-def test_a_rerun_is_in_its_task_cgroup_with_its_early_run_before_the_supervisor_loads(tmp_path):
+@pytest.fixture(params=["v2", "freezer"])
+def cgroup_env(request) -> dict[str, str]:
+    """STOKER_CGROUPS for a cgroup2 task cgroup (`auto`) or a v1 freezer one (skipped, with
+    the reason, where the host cannot make it)."""
+    setting = {"v2": "auto", "freezer": cgroups.FREEZER}[request.param]
+    if (why := cgroups.unavailable(setting)) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    return {"STOKER_CGROUPS": setting}
+
+
+def test_a_rerun_is_in_its_task_cgroup_with_its_early_run_before_the_supervisor_loads(tmp_path, cgroup_env):
     # The import of the supervisor's modules (`executor.local.run`) is held until `stoker
     # run` and its early run are in a task cgroup: made and entered before that import,
     # they are there at once; made by the supervisor (as before), never.
@@ -116,7 +127,7 @@ def test_a_rerun_is_in_its_task_cgroup_with_its_early_run_before_the_supervisor_
     def _patch(module):
         _where({str(where)!r}, _settled)
     """)
-    proc, sandbox = kept_then_hooked(tmp_path, config, hooked)
+    proc, sandbox = kept_then_hooked(tmp_path, config, hooked, cgroup_env)
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=60)
         task = containment(proc.stderr())
@@ -133,7 +144,7 @@ def test_a_rerun_is_in_its_task_cgroup_with_its_early_run_before_the_supervisor_
     wait_for(lambda: not os.path.exists(task), 10, message=f"{task} removed")
 
 
-def test_an_early_start_given_up_leaves_its_cgroup_which_goes_and_the_task_gets_its_own(tmp_path):
+def test_an_early_start_given_up_leaves_its_cgroup_which_goes_and_the_task_gets_its_own(tmp_path, cgroup_env):
     # The kept plan is damaged after its launch record was read: the run gives its early
     # start up (`RunStart.give_up_early`, held until `stoker run` is in the early start's
     # cgroup) and plans afresh. It leaves that cgroup, which goes with the early run in it;
@@ -151,7 +162,7 @@ def test_an_early_start_given_up_leaves_its_cgroup_which_goes_and_the_task_gets_
 
         module.RunStart.give_up_early = give_up_early
     """)
-    proc, sandbox = early_run(tmp_path, config, "planned")
+    proc, sandbox = early_run(tmp_path, config, "planned", env=cgroup_env)
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
     finally:
@@ -162,7 +173,7 @@ def test_an_early_start_given_up_leaves_its_cgroup_which_goes_and_the_task_gets_
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(hooked)
-    proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}"})
+    proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}", **cgroup_env})
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=60)
         assert "early start given up: its plan is not the one kept" in proc.stderr()

@@ -1,0 +1,215 @@
+"""An early start's runs taken into the task's cgroup (executor/procs/cgrouplife.py,
+`take_in`), against runs that leave the walk's reach: a fork-hopper's generations (each
+forks the next and exits, so each next one re-parents to `stoker run`, the subreaper, out
+of the early run's subtree), and a run's child that exits as the walk lists it.
+
+The hopper runs in a pids cgroup of its own with pids.max 200 (tests/support/limits.py),
+and every process, cgroup and hopper a test starts is gone at its end, failed or not. A pid
+the walk listed, reaped and handed to another process before its move, is left alone."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import proc_scan
+from tests.support.earlyjob import early_run, write
+from tests.support.importhook import patched_at_load
+from tests.support.limits import pids_cgroup
+from tests.support.shellwords import fake_sh, in_aurora
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
+
+# The task's cgroup is made (`begin`) once the hopper hops (its generations out of the
+# early run's subtree, outside), and the supervisor's walk (its `settle`) holds its first
+# move of a generation (an orphan of `stoker run`'s) until that one has hopped: the move
+# meets a process gone or exiting, and the next one is this process's child, outside.
+HOLD_A_HOP = """
+    import threading
+
+    def _patch(module):
+        begin, real, held = module.begin, module.cgroups.TaskCgroup.take_in, []
+
+        def begin_once_it_hops(*args):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not os.path.exists(HOP):
+                time.sleep(0.001)
+            begin(*args)
+
+        def take_in(self, pid, *args):
+            if not held and not threading.current_thread().name.startswith("stoker-cgroup-enter") \\
+                    and _generation(pid):
+                held.append(pid)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and _stat(pid)[:1] not in ([], ["Z"], ["X"]):
+                    time.sleep(0.001)
+                with open(HELD, "w") as out:
+                    out.write(str(pid))
+            return real(self, pid, *args)
+
+        module.begin = begin_once_it_hops
+        module.cgroups.TaskCgroup.take_in = take_in
+
+    def _stat(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rpartition(")")[2].split()
+        except OSError:
+            return []
+
+    def _generation(pid):  # an orphan of this process's: a generation (the early run is moved)
+        return _stat(pid)[1:2] == [str(os.getpid())]
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (neither gone nor a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _stoker_lines(pid: int) -> list[str]:
+    """The `stoker-*` cgroups /proc/PID/cgroup names (lines), [] when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if "/stoker-" in line and "/stoker-limits-" not in line]
+
+
+def test_a_fork_hoppers_generation_that_hops_as_it_is_moved_leaves_the_next_one_to_the_next_pass(tmp_path):
+    # Its next generation is this process's child, out of the early run's subtree: a walk
+    # from the runs and the orphans listed once found nothing new and left it (and every
+    # generation after it) outside the task's cgroup, whose kill it then outlives.
+    hop, stop, held = tmp_path / "hop.pid", tmp_path / "hop.stop", tmp_path / "held"
+    # the run: a shell whose background child starts the hopper (so that the run itself,
+    # also a child of `stoker run`, is no generation of it)
+    line = fake_sh("--fork-hop", 60, "--hop-pid-file", hop, "--hop-stop-file", stop) + " & exec sleep 1018"
+    config = write(tmp_path, f"Process(name='hop', cmdline='{in_aurora(line)}')")
+    with pids_cgroup() as pids:
+        (pids / "pids.max").write_text("200")
+        enter = ("/bin/sh", "-c", f'echo $$ > {pids}/cgroup.procs && exec "$@"', "sh")
+        proc, sandbox = early_run(tmp_path, config, "planned", launcher=enter)
+        try:
+            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        finally:
+            proc.sigterm_and_close()
+            kill_leftovers(task_pids(sandbox))
+            proc_scan.stop_hopper(hop, stop)
+        stop.unlink(missing_ok=True)
+        hop.unlink(missing_ok=True)  # `begin` waits for the next hopper's first generation
+        hook = tmp_path / "hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(patched_at_load("executor.procs.cgrouplife",
+                                                               HOLD_A_HOP.replace("HELD", repr(str(held))).replace("HOP", repr(str(hop)))))
+        proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}"}, launcher=enter)
+        try:
+            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+            assert "process_adopted" in proc.stderr(), proc.stderr()
+            task = _stoker_lines(proc.pid)
+            assert task, proc.stderr()
+            wait_for(held.exists, 10, message="the walk's move of a generation that hopped")
+            seen: list[tuple[int, list[str]]] = []
+            deadline = time.monotonic() + 10
+            while len(seen) < 10 and time.monotonic() < deadline:  # generations alive as read
+                pid = int(hop.read_text() or 0)
+                found = _stoker_lines(pid)
+                if _alive(pid) and (pid, found) not in seen:
+                    seen.append((pid, found))
+            assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
+        finally:
+            proc.sigterm_and_close()
+            kill_leftovers(task_pids(sandbox))
+            proc_scan.stop_hopper(hop, stop)
+
+
+# The walk (the early start's, or the supervisor's) holds its move of the early run's child
+# `sleep 1019` until the test says go: meanwhile the test kills that child (the run's shell reaps it) and
+# hands its pid to a process of its own (/proc/sys/kernel/ns_last_pid).
+HOLD_A_CHILD = """
+    def _patch(module):
+        real, held = module.cgroups.TaskCgroup.take_in, []
+
+        def take_in(self, pid, *args, **kwargs):
+            if not held and _cmdline(pid) == b"sleep\\x001019\\x00":
+                held.append(pid)
+                with open(LISTED + ".tmp", "w") as out:
+                    out.write(str(pid))
+                os.rename(LISTED + ".tmp", LISTED)
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not os.path.exists(GO):
+                    time.sleep(0.001)
+            return real(self, pid, *args, **kwargs)
+
+        module.cgroups.TaskCgroup.take_in = take_in
+
+    def _cmdline(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+"""
+
+
+def _with_pid(pid: int) -> subprocess.Popen[bytes] | None:
+    """A `sleep` of this test's whose pid is `pid` (free: its process was reaped), by
+    /proc/sys/kernel/ns_last_pid; None when other processes kept taking it first."""
+    for _ in range(200):
+        Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
+        stranger = subprocess.Popen(["sleep", "1021"])
+        if stranger.pid == pid:
+            return stranger
+        stranger.kill()
+        stranger.wait()
+    return None
+
+
+def test_a_pid_the_walk_listed_then_handed_to_another_process_is_not_moved_into_the_task_cgroup(tmp_path):
+    # The walk lists a run's child, which exits and is reaped before its move; the kernel
+    # hands its pid on, here to a process of the test's. Moved into the task's cgroup by
+    # that pid, it was killed with the task.
+    if os.geteuid() != 0:
+        pytest.skip("handing a pid on (ns_last_pid) takes root")
+    listed, go = tmp_path / "listed", tmp_path / "go"
+    config = write(tmp_path, "Process(name='early', cmdline='sleep 1019 & wait $!; exec sleep 1020')")
+    proc, sandbox = early_run(tmp_path, config, "planned")
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+    finally:
+        proc.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(patched_at_load(
+        "executor.procs.cgrouplife", HOLD_A_CHILD.replace("LISTED", repr(str(listed))).replace("GO", repr(str(go)))))
+    proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}"})
+    stranger = None
+    try:
+        wait_for(listed.exists, 30, message="the walk's move of the run's child")
+        child = int(listed.read_text())
+        os.kill(child, signal.SIGKILL)
+        wait_for(lambda: not Path(f"/proc/{child}").exists(), 10, message=f"{child} reaped by the run's shell")
+        stranger = _with_pid(child)
+        if stranger is None:
+            pytest.skip(f"pid {child} kept going to other processes")
+        go.touch()
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        task = _stoker_lines(proc.pid)
+        assert task, proc.stderr()
+        assert _stoker_lines(stranger.pid) == [], proc.stderr()
+    finally:
+        go.touch()
+        if stranger is not None:
+            stranger.kill()
+            stranger.wait()
+        proc.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
