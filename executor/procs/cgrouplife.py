@@ -44,6 +44,12 @@ logger = logging.getLogger("executor.procs.containment")  # its lines read as th
 
 CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
 TAKE_IN_PASSES = 100  # moving an early start's runs in: passes until one finds nothing new outside
+# `begin` moves an early start's runs in with this process only when they are this few: each
+# `cgroup.procs` write holds the kernel's cgroup_threadgroup_rwsem, which every fork, exec and
+# exit on the host waits for, so 100 runs moved as their shells start slowed them (exec -> 100
+# running +12 ms, the 100th RUNNING line +25 ms, 16 interleaved pairs on tmpfs); more are moved
+# by the supervisor as it adopts them, as before `begin` was (their shells started by then)
+EARLY_RUNS_MOVED = 10
 # (a fork-hopper's generations, each a new pid, outside until one is moved as it lives)
 
 
@@ -335,15 +341,16 @@ _made: EarlyCgroup | None = None  # made by `begin`, until the supervisor takes 
 def begin(marker: str, setting: str, watchdog_fd: int, runs: tuple[int, ...]) -> None:
     """Make the cgroup of the task whose marker is `marker` where `setting` says, naming its
     directory to the early start's watchdog (its pipe `watchdog_fd`) before it is made, and
-    start moving this process in, then the early start's `runs`. A cgroup that cannot be made is left to the supervisor,
-    which tries as ever and says why there is none."""
+    start moving this process in, then the early start's `runs` when there are at most
+    `EARLY_RUNS_MOVED` (more: the supervisor's `settle` moves them). A cgroup that cannot
+    be made is left to the supervisor, which tries as ever and says why there is none."""
     global _made
     if setting == cgroups.SETTING_OFF or _made is not None:
         return
     made = cgroups.create(cgroups.task_name(marker), setting, lambda directory, how: _tell(watchdog_fd, directory, how))
     if isinstance(made, NoCgroup):
         return
-    _made = EarlyCgroup(marker, made, runs)
+    _made = EarlyCgroup(marker, made, runs if len(runs) <= EARLY_RUNS_MOVED else ())
     try:
         _made.thread.start()
     except RuntimeError:  # no thread to be had: no move now, the cgroup goes

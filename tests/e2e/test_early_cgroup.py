@@ -217,3 +217,36 @@ def test_an_http_check_after_an_early_start_loads_http_client_without_ssl_while_
     finally:
         proc.sigterm_and_close()
         kill_leftovers(task_pids(sandbox))
+
+
+def test_more_early_runs_than_begin_moves_are_left_to_the_supervisor_which_moves_them(tmp_path, cgroup_env):
+    # `begin` moves `stoker run` itself in, but not runs past EARLY_RUNS_MOVED (moved as their
+    # shells start, they slowed them: every cgroup.procs write holds what each fork, exec and
+    # exit on the host waits for): the supervisor's settle moves them, every one.
+    from executor.procs.cgrouplife import EARLY_RUNS_MOVED
+
+    where = tmp_path / "where.jsonl"
+    count = EARLY_RUNS_MOVED + 1
+    config = write(tmp_path, *(f"Process(name='p{i}', cmdline='exec sleep 1017')" for i in range(count)))
+    hooked = patched_at_load("executor.local.run", WHERE + """
+    def _self_in():
+        return any("/stoker-" in line for line in _cgroup(os.getpid()).splitlines())
+    """ + f"""
+    def _patch(module):
+        _where({str(where)!r}, _self_in)
+    """)
+    proc, sandbox = kept_then_hooked(tmp_path, config, hooked, cgroup_env)
+    try:
+        wait_for(lambda: proc.stdout().count("WAITING → RUNNING") >= count, 60, message=f"{count} runs RUNNING")
+        task = containment(proc.stderr())
+        [seen] = [json.loads(line) for line in where.read_text().splitlines()]
+        assert task_cgroups(seen["self"]) == [task], seen
+        runs = [cg for argv, cg in seen["children"] if "STOKER_WATCHDOG_SCRIPT" not in argv]
+        assert len(runs) == count and all(task_cgroups(cg) == [] for cg in runs), seen  # not moved by begin
+        pids = task_pids(sandbox)
+        assert len(pids) >= count, pids
+        for pid in pids:  # moved by the supervisor as it adopted them
+            assert task_cgroups(Path(f"/proc/{pid}/cgroup").read_text()) == [task], pid
+    finally:
+        proc.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
