@@ -15,7 +15,7 @@ import pytest
 from executor.local import planfiles
 from executor.procs.cgroup_paths import own_places
 from tests.support import cgroups
-from tests.support.earlyjob import early_run, write
+from tests.support.earlyjob import early_run, kept_then_hooked, write
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
@@ -80,21 +80,6 @@ SETTLED = """
                 return False
         return bool(mine) and runs > 0
 """
-
-
-def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict[str, str]) -> tuple:
-    """`stoker run CONFIG` once (its plan kept), then again (an early start) with
-    `sitecustomize` on its PYTHONPATH: the second run, started, and its sandbox."""
-    proc, sandbox = early_run(tmp_path, config, "planned", env=env)
-    try:
-        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
-    finally:
-        proc.sigterm_and_close()
-        kill_leftovers(task_pids(sandbox))
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(sitecustomize)
-    return early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}", **env})
 
 
 def containment(stderr: str) -> str:

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import cgroups
-from tests.support.earlyjob import early_run, write
+from tests.support.earlyjob import kept_then_hooked, write
 from tests.support.importhook import patched_at_load
-from tests.support.stoker_proc import REPO, kill_leftovers, live, task_pids
+from tests.support.stoker_proc import kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
@@ -104,18 +104,10 @@ def test_stoker_run_killed_at_each_step_of_its_early_cgroup_leaves_no_process_an
         pytest.skip(f"no task cgroup here: {why}")
     env = {"STOKER_CGROUPS": setting}
     config = write(tmp_path, "Process(name='early', cmdline='exec sleep 1017')")
-    proc, sandbox = early_run(tmp_path, config, "planned", env=env)
-    try:
-        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
-    finally:
-        proc.sigterm_and_close()
-        kill_leftovers(task_pids(sandbox))
     module, patch = STEPS[step]
     died = tmp_path / "died.json"
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(patched_at_load(module, DIE + patch.replace("PATH", repr(str(died)))))
-    proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}", **env})
+    proc, sandbox = kept_then_hooked(tmp_path, config, patched_at_load(module, DIE + patch.replace("PATH", repr(str(died)))),
+                                     env)
     seen: dict = {"children": [], "cgroup": ""}
     try:
         assert proc.wait(30) == -9, proc.stderr()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import proc_scan
-from tests.support.earlyjob import early_run, write
+from tests.support.earlyjob import early_run, kept_then_hooked, write
 from tests.support.importhook import patched_at_load
 from tests.support.limits import pids_cgroup
 from tests.support.shellwords import fake_sh, in_aurora
@@ -181,17 +181,8 @@ def test_a_pid_the_walk_listed_then_handed_to_another_process_is_not_moved_into_
         pytest.skip("handing a pid on (ns_last_pid) takes root")
     listed, go = tmp_path / "listed", tmp_path / "go"
     config = write(tmp_path, "Process(name='early', cmdline='sleep 1019 & wait $!; exec sleep 1020')")
-    proc, sandbox = early_run(tmp_path, config, "planned")
-    try:
-        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
-    finally:
-        proc.sigterm_and_close()
-        kill_leftovers(task_pids(sandbox))
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(patched_at_load(
-        "executor.procs.cgrouplife", HOLD_A_CHILD.replace("LISTED", repr(str(listed))).replace("GO", repr(str(go)))))
-    proc, sandbox = early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}"})
+    proc, sandbox = kept_then_hooked(tmp_path, config, patched_at_load(
+        "executor.procs.cgrouplife", HOLD_A_CHILD.replace("LISTED", repr(str(listed))).replace("GO", repr(str(go)))), {})
     stranger = None
     try:
         wait_for(listed.exists, 30, message="the walk's move of the run's child")

@@ -153,16 +153,22 @@ def test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no
     assert live({stranger}) == {stranger}
 
 
-@pytest.fixture
-def failed(tmp_path, monkeypatch):
-    """A real `stoker run` whose task FAILED, ended: its sandbox and its checkpoint's bytes."""
+def _failed_run(tmp_path, monkeypatch, job: str):
+    """A real `stoker run` of `job`, its task FAILED (exit 1), ended: its sandbox."""
     monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
-    proc, sandbox = _stoker_run(tmp_path, FAILING)
+    proc, sandbox = _stoker_run(tmp_path, job)
     try:
         assert proc.wait() == 1, proc.stderr()
     finally:
         proc.close()
         kill_leftovers(task_pids(sandbox))
+    return sandbox
+
+
+@pytest.fixture
+def failed(tmp_path, monkeypatch):
+    """A real `stoker run` whose task FAILED, ended: its sandbox and its checkpoint's bytes."""
+    sandbox = _failed_run(tmp_path, monkeypatch, FAILING)
     checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
     return sandbox, checkpoint, checkpoint.read_bytes()
 
@@ -214,13 +220,7 @@ def test_a_task_end_cut_after_a_kill_a_failure_began_is_not_taken_for_the_phase_
     phase). That end cut: status showed KILLED ("ended as its supervisor's terminal phase"),
     a failure shown as an operator's kill. The cause is in no record: the end is not made up
     (LOST, its supervisor gone without a terminal record)."""
-    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
-    proc, sandbox = _stoker_run(tmp_path, SICK)
-    try:
-        assert proc.wait() == 1, proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
+    sandbox = _failed_run(tmp_path, monkeypatch, SICK)
     checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
     data = checkpoint.read_bytes()
     end = _last_line_at(data)

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from tests.support.importhook import patched_at_load
-from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 JOB = """
     jobs = [Job(cluster='local', role='me', environment='test', name='early',
@@ -74,3 +74,18 @@ HOLD_FOR_KILL = patched_at_load("executor.local.run", """
         except FileNotFoundError:
             return False
     """)
+
+
+def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict[str, str]) -> tuple:
+    """`stoker run CONFIG` once (its plan kept), then again (an early start) with
+    `sitecustomize` on its PYTHONPATH: the second run, started, and its sandbox."""
+    proc, sandbox = early_run(tmp_path, config, "planned", env=env)
+    try:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+    finally:
+        proc.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(sitecustomize)
+    return early_run(tmp_path, config, "again", env={"PYTHONPATH": f"{hook}:{REPO}", **env})
