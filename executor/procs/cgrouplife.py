@@ -287,21 +287,20 @@ class EarlyCgroup:
 def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = frozenset(),
             failed: Callable[[int, OSError], None] = lambda pid, error: None,
             adopted: Callable[[], list[int]] = list) -> set[int]:
-    """Move `roots` and their descendants into `cg`, parents first, in passes until one
-    finds nothing new outside it (a child forked by a parent not yet moved is found by the
-    next pass; one forked after is born inside); those moved. `adopted`: more roots, listed again at
-    each pass (the runs' orphans, re-parented to this process: a fork-hopper's generation
-    that exited between its listing and its move left its child here, outside, which only
-    a pass that lists it again can move; once one is moved, those it forks are inside).
-    `skip`: moved in already (`begin`'s): not written again (a write waits for a grace
-    period when the kernel's last one is over; so does a read of /proc/PID/cgroup while
-    another process's write waits for one, the supervisor's watchdog's as it moves itself
-    out). One that cannot be moved is told to
-    `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's
-    thread is left as holes under its state, 0.3 MiB for 100). Each is moved only while it
-    is the child of the process it was listed under (`roots` and `adopted`: this one's, as
-    each pass begins; the others as each is moved, `TaskCgroup.take_in`): one reaped since
-    may have had its pid handed on (was: that process moved in, and killed with the task)."""
+    """Move `roots` and their descendants into `cg`, parents first, in passes until one finds
+    nothing new outside it (a child forked by a parent not yet moved is found by the next pass;
+    one forked after is born inside); those moved. `adopted`: more roots, listed again at each
+    pass (the runs' orphans, re-parented to this process: a fork-hopper's generation that exited
+    between its listing and its move left its child here, outside, which only a pass that lists
+    it again can move; once one is moved, those it forks are inside). `skip`: moved in already
+    (`begin`'s): not written again (a write waits for a grace period when the kernel's last one
+    is over; so does a read of /proc/PID/cgroup while another process's write waits for one, the
+    supervisor's watchdog's as it moves itself out). One that cannot be moved is told to
+    `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's thread
+    is left as holes under its state, 0.3 MiB for 100). Each is moved only while it is the child
+    of the process it was listed under (`roots` and `adopted`: this one's, as each pass begins;
+    the others as each is moved, `TaskCgroup.take_in`): one reaped since may have had its pid
+    handed on (was: that process moved in, and killed with the task)."""
     seen: set[int] = set()
     moved: set[int] = set()
     for _ in range(TAKE_IN_PASSES):

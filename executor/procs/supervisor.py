@@ -90,8 +90,7 @@ class Supervisor:
         `exit_by`: when this process must be gone (None: never bound), set before its close
         or during it: each of the close's waits ends by it (`exitby.py`)."""
         self._sandbox, self._exit_by = Path(sandbox), exit_by if exit_by is not None else ExitBy()
-        self._wrap = wrap
-        self._run_as = run_as  # None: as this process
+        self._wrap, self._run_as = wrap, run_as  # run_as None: as this process
         self._check_as = check_as  # the health commands' user, when another (--nosetuid-health-checks)
         self._cgroups, self._label = cgroups, task_label
         self._marker = marker or os.urandom(16).hex()
