@@ -266,7 +266,8 @@ def _cgroup_early(early: EarlyStart, setting: str) -> None:
     `begin`), undone should the early start be given up."""
     from executor.procs import cgrouplife
 
-    cgrouplife.begin(early.marker, setting, early.watchdog_fd(), tuple(run.pid for run in early.runs))
+    others = frozenset([early.watchdog_pid, *(pid for pid, _ in early.inherited)])
+    cgrouplife.begin(early.marker, setting, early.watchdog_fd(), tuple(run.pid for run in early.runs), others)
     early.before_abandon = cgrouplife.discard
     early.until_moved = cgrouplife.wait_moved
 

@@ -267,10 +267,11 @@ class EarlyCgroup:
     """A cgroup made for the task whose marker is `marker`, and this process's move into it,
     under way on a thread (`error`: why it failed, once `thread` is over)."""
 
-    def __init__(self, marker: str, cgroup: TaskCgroup, runs: tuple[int, ...]) -> None:
+    def __init__(self, marker: str, cgroup: TaskCgroup, runs: tuple[int, ...], others: frozenset[int]) -> None:
         self.name = cgroups.task_name(marker)
         self.cgroup = cgroup
         self.runs = runs  # the early start's, moved in after this process
+        self.others = others  # this process's children that are not the task's (its watchdog, inherited)
         self.error: OSError | None = None
         self.moved: set[int] = set()  # the runs and their descendants moved in after this process
         self.thread = threading.Thread(target=self._enter, daemon=True, name="stoker-cgroup-enter early")
@@ -281,7 +282,14 @@ class EarlyCgroup:
         except OSError as e:
             self.error = e
             return
-        self.moved = take_in(self.cgroup, self.runs)
+        if self.runs:
+            self.moved = take_in(self.cgroup, self.runs, adopted=self._orphans)
+
+    def _orphans(self) -> list[int]:
+        """This process's children but the runs and `others`: what the runs left that
+        re-parented here (a fork-hopper's generations, out of the runs' subtrees: left out,
+        a kill -9 before the supervisor's walk left them outside the cgroup, alive)."""
+        return [pid for pid in proctree.children(os.getpid()) if pid not in self.runs and pid not in self.others]
 
 
 def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = frozenset(),
@@ -305,8 +313,8 @@ def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = froze
     moved: set[int] = set()
     for _ in range(TAKE_IN_PASSES):
         found: list[tuple[int, int | None]] = []  # (pid, the parent it was listed under)
-        mine = set(proctree.children(os.getpid()))  # one read for all the roots (100 runs)
-        queue: list[tuple[int, int | None]] = [(pid, None) for pid in (*roots, *adopted()) if pid in mine]
+        mine = set(proctree.children(os.getpid()))  # the roots' one read (100 runs); `adopted` reads its own
+        queue: list[tuple[int, int | None]] = [(pid, None) for pid in (*(p for p in roots if p in mine), *adopted())]
         while queue:
             pid, parent = queue.pop()
             if pid not in seen:
@@ -337,19 +345,21 @@ def _members(cg: TaskCgroup) -> frozenset[int]:
 _made: EarlyCgroup | None = None  # made by `begin`, until the supervisor takes it or it is discarded
 
 
-def begin(marker: str, setting: str, watchdog_fd: int, runs: tuple[int, ...]) -> None:
+def begin(marker: str, setting: str, watchdog_fd: int, runs: tuple[int, ...],
+          others: frozenset[int] = frozenset()) -> None:
     """Make the cgroup of the task whose marker is `marker` where `setting` says, naming its
     directory to the early start's watchdog (its pipe `watchdog_fd`) before it is made, and
-    start moving this process in, then the early start's `runs` when there are at most
-    `EARLY_RUNS_MOVED` (more: the supervisor's `settle` moves them). A cgroup that cannot
-    be made is left to the supervisor, which tries as ever and says why there is none."""
+    start moving this process in, then the early start's `runs` and the orphans they left
+    (this process's other children but `others`) when there are at most `EARLY_RUNS_MOVED`
+    (more: the supervisor's `settle` moves them). A cgroup that cannot be made is left to the
+    supervisor, which tries as ever and says why there is none."""
     global _made
     if setting == cgroups.SETTING_OFF or _made is not None:
         return
     made = cgroups.create(cgroups.task_name(marker), setting, lambda directory, how: _tell(watchdog_fd, directory, how))
     if isinstance(made, NoCgroup):
         return
-    _made = EarlyCgroup(marker, made, runs if len(runs) <= EARLY_RUNS_MOVED else ())
+    _made = EarlyCgroup(marker, made, runs if len(runs) <= EARLY_RUNS_MOVED else (), others)
     try:
         _made.thread.start()
     except RuntimeError:  # no thread to be had: no move now, the cgroup goes

@@ -28,6 +28,9 @@ Process trees
   --hop-pid-file F          each hopper generation writes its pid to F (atomically); the
                             caller goes on once the first did (it left the caller's group)
   --hop-stop-file F         the hopper stops (its current generation exits) once F exists
+  --hop-every SECS          each generation lives SECS after writing its pid before it forks
+                            the next (default 0: at once): a walk's move of one it listed
+                            then meets it alive, so that what is tested is what it lists
 
 Output
   --stdout-bytes N          write N bytes to stdout as fast as it can (1 MiB writes), then go on
@@ -100,6 +103,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--fork-hop", type=float, default=None)
     p.add_argument("--hop-pid-file")
     p.add_argument("--hop-stop-file")
+    p.add_argument("--hop-every", type=float, default=0.0)
     p.add_argument("--stdout-bytes", type=int, default=0)
     p.add_argument("--print-env", action="append", default=[])
     p.add_argument("--stderr-text")
@@ -157,7 +161,7 @@ def _daemonize(ignore_sigterm: bool, pid_file: str | None, undumpable: bool = Fa
         os.rename(pid_file + ".daemon", pid_file)  # the middle reaped: only now is F there
 
 
-def _fork_hop(secs: float, pid_file: str | None, stop_file: str | None) -> None:
+def _fork_hop(secs: float, pid_file: str | None, stop_file: str | None, every: float = 0.0) -> None:
     """Start the hopper and return (the caller goes on with its other flags): with a
     `pid_file`, once its first generation wrote it, in a session of its own; until then the
     hopper is in the caller's process group, which a run that exits takes with it (a loaded
@@ -182,6 +186,8 @@ def _fork_hop(secs: float, pid_file: str | None, stop_file: str | None) -> None:
             os._exit(0)
         if pid_file:
             _write_atomic(pid_file, f"{os.getpid()}\n")
+        if every > 0:
+            time.sleep(every)
 
 
 def _write_stdout(n: int) -> None:
@@ -328,7 +334,7 @@ def main(argv: list[str]) -> int:
     if args.daemonize_child:
         _daemonize(args.daemon_ignore_sigterm, args.daemon_pid_file, args.daemon_undumpable)
     if args.fork_hop is not None:
-        _fork_hop(args.fork_hop, args.hop_pid_file, args.hop_stop_file)
+        _fork_hop(args.fork_hop, args.hop_pid_file, args.hop_stop_file, args.hop_every)
     if args.stdout_bytes:
         _write_stdout(args.stdout_bytes)
     if args.accept_tcp is not None:
