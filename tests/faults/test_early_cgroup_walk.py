@@ -8,10 +8,12 @@ and every process, cgroup and hopper a test starts is gone at its end, failed or
 the walk listed, reaped and handed to another process before its move, is left alone."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from tests.support.earlyjob import early_run, kept_then_hooked, write
 from tests.support.importhook import patched_at_load
 from tests.support.limits import pids_cgroup
 from tests.support.shellwords import fake_sh, in_aurora
-from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
@@ -102,6 +104,30 @@ def _planned(tmp_path: Path, config: Path, enter: tuple[str, ...], hop: Path, st
     hop.unlink(missing_ok=True)  # `begin` waits for the next hopper's first generation
 
 
+@contextlib.contextmanager
+def _hopper_rerun(tmp_path: Path, config: Path, hop: Path, stop: Path, patch: str, *,
+                  killed: bool = False) -> Iterator[StokerProcess]:
+    """In a pids cgroup of pids.max 200: `config` run once (its plan kept), then again (an
+    early start) with `patch` (`patched_at_load` of cgrouplife's) as its sitecustomize; the
+    second run, stopped afterwards (`killed`: closed only, SIGKILLed by the test or held past
+    a SIGTERM: the early start's), its leftovers killed and its hopper stopped."""
+    with pids_cgroup() as pids:
+        (pids / "pids.max").write_text("200")
+        enter = ("/bin/sh", "-c", f'echo $$ > {pids}/cgroup.procs && exec "$@"', "sh")
+        _planned(tmp_path, config, enter, hop, stop)
+        env = _hooked(tmp_path, patched_at_load("executor.procs.cgrouplife", patch))
+        proc, sandbox = early_run(tmp_path, config, "again", env=env, launcher=enter)
+        try:
+            yield proc
+        finally:
+            if killed:
+                proc.close()
+            else:
+                proc.sigterm_and_close()
+            kill_leftovers(task_pids(sandbox))
+            proc_scan.stop_hopper(hop, stop)
+
+
 def _hooked(tmp_path: Path, source: str) -> dict[str, str]:
     """The environment of a `stoker run` with `source` (`patched_at_load`) as its sitecustomize."""
     hook = tmp_path / "hook"
@@ -146,25 +172,15 @@ def test_a_fork_hoppers_generation_that_hops_as_it_is_moved_leaves_the_next_one_
     # generation after it) outside the task's cgroup, whose kill it then outlives.
     hop, stop, held = tmp_path / "hop.pid", tmp_path / "hop.stop", tmp_path / "held"
     config = write(tmp_path, f"Process(name='hop', cmdline='{in_aurora(_hopper_line(hop, stop, 1018))}')")
-    with pids_cgroup() as pids:
-        (pids / "pids.max").write_text("200")
-        enter = ("/bin/sh", "-c", f'echo $$ > {pids}/cgroup.procs && exec "$@"', "sh")
-        _planned(tmp_path, config, enter, hop, stop)
-        env = _hooked(tmp_path, patched_at_load("executor.procs.cgrouplife", HOLD_A_HOP.replace(
-            "HELD", repr(str(held))).replace("HOP", repr(str(hop)))))
-        proc, sandbox = early_run(tmp_path, config, "again", env=env, launcher=enter)
-        try:
-            proc.wait_output("WAITING → RUNNING", timeout_secs=30)
-            assert "process_adopted" in proc.stderr(), proc.stderr()
-            task = _stoker_lines(proc.pid)
-            assert task, proc.stderr()
-            wait_for(held.exists, 10, message="the walk's move of a generation that hopped")
-            seen = _generations(hop)
-            assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
-        finally:
-            proc.sigterm_and_close()
-            kill_leftovers(task_pids(sandbox))
-            proc_scan.stop_hopper(hop, stop)
+    patch = HOLD_A_HOP.replace("HELD", repr(str(held))).replace("HOP", repr(str(hop)))
+    with _hopper_rerun(tmp_path, config, hop, stop, patch) as proc:
+        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        assert "process_adopted" in proc.stderr(), proc.stderr()
+        task = _stoker_lines(proc.pid)
+        assert task, proc.stderr()
+        wait_for(held.exists, 10, message="the walk's move of a generation that hopped")
+        seen = _generations(hop)
+        assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
 
 
 # `begin` waits until the hopper hops (its generations orphans of `stoker run`'s, out of the
@@ -194,26 +210,16 @@ def test_a_fork_hopper_that_hopped_before_the_early_move_dies_with_a_kill_9_befo
     # fault test's kill -9, a hopper's `--fork-hop` started ahead of a loaded `stoker run`).
     hop, stop, moved = tmp_path / "hop.pid", tmp_path / "hop.stop", tmp_path / "moved"
     config = write(tmp_path, f"Process(name='hop', cmdline='{in_aurora(_hopper_line(hop, stop, 1022))}')")
-    with pids_cgroup() as pids:
-        (pids / "pids.max").write_text("200")
-        enter = ("/bin/sh", "-c", f'echo $$ > {pids}/cgroup.procs && exec "$@"', "sh")
-        _planned(tmp_path, config, enter, hop, stop)
-        env = _hooked(tmp_path, patched_at_load("executor.procs.cgrouplife", HOLD_AFTER_THE_MOVE.replace(
-            "MOVED", repr(str(moved))).replace("HOP", repr(str(hop)))))
-        proc, sandbox = early_run(tmp_path, config, "again", env=env, launcher=enter)
-        try:
-            wait_for(moved.exists, 30, message="the early move over, the hopper hopping")
-            task = _stoker_lines(proc.pid)
-            assert task, proc.stderr()
-            seen = _generations(hop)
-            assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
-            os.kill(proc.pid, signal.SIGKILL)
-            assert proc_scan.hopper_quiet(hop, 0.05, within_secs=15), (
-                f"the fork-hopper outlived the kill -9: {proc_scan.describe(proc_scan.read_pid_files([hop]))}")
-        finally:
-            proc.close()  # SIGKILLed (held, it defers a SIGTERM: the early start's)
-            kill_leftovers(task_pids(sandbox))
-            proc_scan.stop_hopper(hop, stop)
+    patch = HOLD_AFTER_THE_MOVE.replace("MOVED", repr(str(moved))).replace("HOP", repr(str(hop)))
+    with _hopper_rerun(tmp_path, config, hop, stop, patch, killed=True) as proc:
+        wait_for(moved.exists, 30, message="the early move over, the hopper hopping")
+        task = _stoker_lines(proc.pid)
+        assert task, proc.stderr()
+        seen = _generations(hop)
+        assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc_scan.hopper_quiet(hop, 0.05, within_secs=15), (
+            f"the fork-hopper outlived the kill -9: {proc_scan.describe(proc_scan.read_pid_files([hop]))}")
 
 
 # The early start's walk lists the orphans (its `adopted`) only once each generation it
@@ -248,23 +254,13 @@ def test_a_generation_born_between_a_pass_reading_the_children_and_listing_the_o
     # outside the task's cgroup.
     hop, stop = tmp_path / "hop.pid", tmp_path / "hop.stop"
     config = write(tmp_path, f"Process(name='hop', cmdline='{in_aurora(_hopper_line(hop, stop, 1023))}')")
-    with pids_cgroup() as pids:
-        (pids / "pids.max").write_text("200")
-        enter = ("/bin/sh", "-c", f'echo $$ > {pids}/cgroup.procs && exec "$@"', "sh")
-        _planned(tmp_path, config, enter, hop, stop)
-        held = HOLD_AFTER_THE_MOVE.replace("MOVED", repr(str(tmp_path / "moved"))).replace("HOP", repr(str(hop)))
-        env = _hooked(tmp_path, patched_at_load("executor.procs.cgrouplife", _both(held, HOLD_THE_ORPHANS)))
-        proc, sandbox = early_run(tmp_path, config, "again", env=env, launcher=enter)
-        try:
-            wait_for((tmp_path / "moved").exists, 30, message="the early move over, the hopper hopping")
-            task = _stoker_lines(proc.pid)
-            assert task, proc.stderr()
-            seen = _generations(hop)
-            assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
-        finally:
-            proc.close()  # SIGKILLed (held, it defers a SIGTERM: the early start's)
-            kill_leftovers(task_pids(sandbox))
-            proc_scan.stop_hopper(hop, stop)
+    held = HOLD_AFTER_THE_MOVE.replace("MOVED", repr(str(tmp_path / "moved"))).replace("HOP", repr(str(hop)))
+    with _hopper_rerun(tmp_path, config, hop, stop, _both(held, HOLD_THE_ORPHANS), killed=True) as proc:
+        wait_for((tmp_path / "moved").exists, 30, message="the early move over, the hopper hopping")
+        task = _stoker_lines(proc.pid)
+        assert task, proc.stderr()
+        seen = _generations(hop)
+        assert len(seen) == 10 and all(found == task for _, found in seen), (task, seen)
 
 
 # The walk (the early start's, or the supervisor's) holds its move of the early run's child
