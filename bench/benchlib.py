@@ -427,3 +427,13 @@ def main(name: str, run: Callable[[bool], tuple[list[Row], list[str]]]) -> int:
         for n in notes:
             print(n)
     return 0
+
+
+def paired(name: str, a: list[float], b: list[float], digits: int = 1) -> str:
+    """Two checkouts' interleaved figures (seconds, A then B per pair) as one line: each
+    side's median in ms, the median of the per-pair differences (B − A) and in how many
+    pairs B was lower."""
+    diffs = [y - x for x, y in zip(a, b)]
+    return (f"{name}: A {statistics.median(a) * 1e3:.{digits}f} ms, B {statistics.median(b) * 1e3:.{digits}f} ms; "
+            f"B − A {statistics.median(diffs) * 1e3:+.{digits}f} ms (median of pairs), B lower in "
+            f"{sum(d < 0 for d in diffs)} of {len(diffs)}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -72,13 +71,6 @@ class Side:
             kill_leftovers(task_pids(work / "sandbox"))
 
 
-def paired(name: str, a: list[float], b: list[float]) -> str:
-    diffs = [y - x for x, y in zip(a, b)]
-    return (f"{name}: A {statistics.median(a) * 1e3:.1f} ms, B {statistics.median(b) * 1e3:.1f} ms; B − A "
-            f"{statistics.median(diffs) * 1e3:+.1f} ms (median of pairs), B lower in "
-            f"{sum(d < 0 for d in diffs)} of {len(diffs)}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/runline_ab.py")
     parser.add_argument("--pairs", type=int, default=8)
@@ -110,7 +102,7 @@ def main() -> int:
             loads.append(os.getloadavg()[0])
     print(f"A = {repos[0]}, B = {repos[1]}; {args.pairs} pairs; 1-minute load {min(loads):.1f}-{max(loads):.1f}")
     for name, (a, b) in figures.items():
-        print(paired(name, a, b))
+        print(benchlib.paired(name, a, b))
     return 0
 
 
