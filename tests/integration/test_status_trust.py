@@ -38,6 +38,18 @@ def _stoker_run(tmp_path: Path, job: str) -> tuple[StokerProcess, Path]:
                          env={"STOKER_ROOT": str(tmp_path / "root")}), sandbox
 
 
+def _status_json_locked(capsys, sandbox: Path, root: Path) -> tuple[int, str]:
+    """`stoker status SANDBOX --json` while this process holds the sandbox's supervisor lock
+    (made if missing), as a starting supervisor holds it: its exit code and output."""
+    fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        code, out, _ = status(capsys, sandbox, "--json", "--root", root)
+    finally:
+        os.close(fd)
+    return code, out
+
+
 def test_status_json_of_a_sandbox_without_a_record_names_the_user_its_leftovers_are_judged_against(
         tmp_path, capsys, monkeypatch):
     """A real `stoker run` SIGKILLed, its checkpoint cut inside its header (no whole record):
@@ -68,12 +80,7 @@ def test_status_json_of_a_starting_supervisor_names_the_sandbox_owner_as_the_tas
     """No checkpoint, the lock held (a supervisor starting: NEW): the short form carries
     `task_uid` too."""
     (tmp_path / ".stoker").mkdir()
-    fd = os.open(tmp_path / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        code, out, _ = status(capsys, tmp_path, "--json", "--root", tmp_path / "root")
-    finally:
-        os.close(fd)
+    code, out = _status_json_locked(capsys, tmp_path, tmp_path / "root")
     doc = json.loads(out)
     assert (code, doc["state"], doc["supervisor_pid"]) == (0, "NEW", os.getpid()), doc
     assert (doc["task_uid"], doc["task_uid_source"]) == (os.stat(tmp_path).st_uid, "sandbox_owner")
@@ -118,12 +125,7 @@ def test_a_lock_file_naming_another_process_than_its_holder_names_the_holder(tmp
     holder is the supervisor, not the process the file names."""
     sandbox = tmp_path / "sb"
     _plant(sandbox, stranger)
-    fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        code, out, _ = status(capsys, sandbox, "--json", "--root", tmp_path / "root")
-    finally:
-        os.close(fd)
+    code, out = _status_json_locked(capsys, sandbox, tmp_path / "root")
     doc = json.loads(out)
     assert (code, doc["state"], doc["supervisor_pid"]) == (0, "NEW", os.getpid()), doc
     assert str(stranger) not in doc["problem"]
