@@ -15,7 +15,7 @@ import pytest
 from executor.local import planfiles
 from executor.procs.cgroup_paths import own_places
 from tests.support import cgroups
-from tests.support.earlyjob import early_run, kept_then_hooked, write
+from tests.support.earlyjob import early_run, kept_then_hooked, planned, write
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
@@ -147,12 +147,7 @@ def test_an_early_start_given_up_leaves_its_cgroup_which_goes_and_the_task_gets_
 
         module.RunStart.give_up_early = give_up_early
     """)
-    proc, sandbox = early_run(tmp_path, config, "planned", env=cgroup_env)
-    try:
-        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
-    finally:
-        proc.sigterm_and_close()
-        kill_leftovers(task_pids(sandbox))
+    planned(tmp_path, config, cgroup_env)
     [plan] = [tmp_path / "plans" / n for n in os.listdir(tmp_path / "plans") if n.endswith(planfiles.PLAN_SUFFIX)]
     plan.write_bytes(b"damaged")
     hook = tmp_path / "hook"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import proc_scan
-from tests.support.earlyjob import early_run, kept_then_hooked, write
+from tests.support.earlyjob import early_run, kept_then_hooked, planned, write
 from tests.support.importhook import patched_at_load
 from tests.support.limits import pids_cgroup
 from tests.support.shellwords import fake_sh, in_aurora
@@ -93,12 +93,9 @@ def _stoker_lines(pid: int) -> list[str]:
 def _planned(tmp_path: Path, config: Path, enter: tuple[str, ...], hop: Path, stop: Path) -> None:
     """A first `stoker run` of `config` (its plan kept for the early start of the next),
     stopped once running, its hopper stopped and its files gone."""
-    proc, sandbox = early_run(tmp_path, config, "planned", launcher=enter)
     try:
-        proc.wait_output("WAITING → RUNNING", timeout_secs=30)
+        planned(tmp_path, config, launcher=enter)
     finally:
-        proc.sigterm_and_close()
-        kill_leftovers(task_pids(sandbox))
         proc_scan.stop_hopper(hop, stop)
     stop.unlink(missing_ok=True)
     hop.unlink(missing_ok=True)  # `begin` waits for the next hopper's first generation

@@ -76,15 +76,24 @@ HOLD_FOR_KILL = patched_at_load("executor.local.run", """
     """)
 
 
-def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict[str, str]) -> tuple:
-    """`stoker run CONFIG` once (its plan kept), then again (an early start) with
-    `sitecustomize` on its PYTHONPATH: the second run, started, and its sandbox."""
-    proc, sandbox = early_run(tmp_path, config, "planned", env=env)
+def planned(tmp_path: Path, config: Path, env: dict[str, str] | None = None,
+            launcher: tuple[str, ...] = ()) -> Path:
+    """`stoker run CONFIG` in TMP/planned (`early_run`) until its first RUNNING line, then
+    stopped and what it left killed: its plan is kept for the early start of the next. Its
+    sandbox."""
+    proc, sandbox = early_run(tmp_path, config, "planned", env=env, launcher=launcher)
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
     finally:
         proc.sigterm_and_close()
         kill_leftovers(task_pids(sandbox))
+    return sandbox
+
+
+def kept_then_hooked(tmp_path: Path, config: Path, sitecustomize: str, env: dict[str, str]) -> tuple:
+    """`stoker run CONFIG` once (its plan kept), then again (an early start) with
+    `sitecustomize` on its PYTHONPATH: the second run, started, and its sandbox."""
+    planned(tmp_path, config, env)
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(sitecustomize)
