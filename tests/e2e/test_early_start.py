@@ -48,11 +48,7 @@ def stoker(tmp_path):
 
     def finish(config: Path, code: int = 0, env: dict[str, str] | None = None) -> tuple[StokerProcess, Path]:
         proc, sandbox = start(config, env)
-        try:
-            assert proc.wait() == code, proc.stdout() + proc.stderr()
-        finally:
-            proc.close()
-        return proc, sandbox
+        return proc.exited(code), sandbox
 
     start.finish = finish  # type: ignore[attr-defined]
     start.cache = cache  # type: ignore[attr-defined]
