@@ -13,22 +13,22 @@ the Nth `WAITING → RUNNING` line read from `stoker run`'s stdout. Prints each 
 medians, the paired differences (B − A: the median of the per-pair differences, and in how
 many pairs B was lower), and the 1-minute load before and after the pairs.
 
-Every `stoker run` is stopped with SIGTERM and its task's pids checked dead in a `finally`.
+Every `stoker run` is stopped with SIGTERM (`bench_launch.stop_run`) and its task's pids checked
+dead in a `finally`.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import benchlib
-from bench_launch import RUNNING, Lines, Ran, config_text
+from bench_launch import RUNNING, Lines, Ran, config_text, stop_run
 
-from tests.support.stoker_proc import CONSOLE_ENTRY, kill_leftovers, task_pids
+from tests.support.stoker_proc import CONSOLE_ENTRY
 
 
 class Side:
@@ -63,12 +63,7 @@ class Side:
                     lines.wait(f"{self.name}: {n} RUNNING lines") - start)
         finally:
             ran.close()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-            lines.join()
-            assert proc.stdout is not None
-            proc.stdout.close()
-            kill_leftovers(task_pids(work / "sandbox"))
+            stop_run(proc, work / "sandbox", lines.join, f"{self.name}: stoker run")
 
 
 def main() -> int:
