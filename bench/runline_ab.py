@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import benchlib
-from bench_launch import RUNNING, Lines, Ran, config_text, stop_run
-
-from tests.support.stoker_proc import CONSOLE_ENTRY
+from bench_launch import config_text, timed_run
 
 
 class Side:
@@ -52,18 +48,7 @@ class Side:
         self.launches += 1
         work = self.root / f"{self.name}-{self.launches}"
         work.mkdir()
-        ran = Ran(self.fifos[n], n)
-        start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, *CONSOLE_ENTRY, "run", str(self.configs[n]), "--sandbox",
-                                 str(work / "sandbox")], cwd=work, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
-        lines = Lines(proc, RUNNING, n)
-        try:
-            return (ran.wait(f"{self.name}: {n} processes running") - start,
-                    lines.wait(f"{self.name}: {n} RUNNING lines") - start)
-        finally:
-            ran.close()
-            stop_run(proc, work / "sandbox", lines.join, f"{self.name}: stoker run")
+        return timed_run(self.configs[n], work, self.fifos[n], n, self.env, self.name)
 
 
 def main() -> int:
