@@ -56,6 +56,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import benchlib
 from benchlib import REPO, Row, med_max, ms, progress, summary, workdir
@@ -199,6 +200,26 @@ def stop_run(proc: subprocess.Popen, sandbox: Path, join_reader: Callable[[], ob
     kill_leftovers(task_pids(sandbox))
 
 
+def timed_run(config: Path, work: Path, fifo: Path, n: int, env: dict[str, str], what: str,
+              stderr: IO[bytes] | int = subprocess.DEVNULL) -> tuple[float, float]:
+    """One `stoker run` of `config` (n processes, each writing a line to `fifo` once running)
+    in `work`, its sandbox `work/sandbox`: exec → all n ran their first command, and exec →
+    the nth RUNNING line, in seconds; always stopped (`stop_run`). `what` names it in the
+    message of a wait that times out and of a stop that overstays."""
+    ran = Ran(fifo, n)
+    start = time.monotonic()
+    proc = subprocess.Popen([*stoker_argv(), "run", str(config), "--sandbox", str(work / "sandbox")],
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=stderr,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    lines = Lines(proc, RUNNING, n)
+    try:
+        return (ran.wait(f"{what}: {n} processes running") - start,
+                lines.wait(f"{what}: {n} processes RUNNING") - start)
+    finally:
+        ran.close()
+        stop_run(proc, work / "sandbox", lines.join, what)
+
+
 def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None) -> tuple[float, float]:
     """One `stoker run` of n processes, alone: exec → all n ran their first command, and exec
     → the nth RUNNING line; always stopped. A new config file (a first run: planned) unless
@@ -208,20 +229,8 @@ def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None)
     if config is None:
         config = workdir_ / "launch.aurora"
         config.write_text(config_text(n, fifo))
-    sandbox = workdir_ / "sandbox"
-    ran = Ran(fifo, n)
     with open(workdir_ / "stderr", "wb") as err:
-        start = time.monotonic()
-        proc = subprocess.Popen([*stoker_argv(), "run", str(config), "--sandbox", str(sandbox)],
-                                cwd=workdir_, env=child_env(), stdout=subprocess.PIPE, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    lines = Lines(proc, RUNNING, n)
-    try:
-        return (ran.wait(f"stoker run: {n} processes running") - start,
-                lines.wait(f"stoker run: {n} processes RUNNING") - start)
-    finally:
-        ran.close()
-        stop_run(proc, sandbox, lines.join, f"N={n}: stoker run")
+        return timed_run(config, workdir_, fifo, n, child_env(), f"N={n}: stoker run", err)
 
 
 def spawner(n: int, fifo: Path, binary: Path | None = None, logs: Path | None = None) -> tuple[float, float]:

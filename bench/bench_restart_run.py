@@ -31,10 +31,11 @@ from pathlib import Path
 
 import benchlib
 from bench_launch import stop_run
-from bench_supervisor import BACKGROUND_PROCESSES, Background
+from bench_supervisor import BACKGROUND_PROCESSES
 from benchlib import Row, med_p95, ms, progress, summary, workdir
 
 from tests.support import proc_connector
+from tests.support.background import Background
 from tests.support.stoker_proc import CONSOLE_ENTRY, task_pids
 
 RESTART_TARGET_SECS = 0.0025  # as bench_supervisor's, quiet host

@@ -42,6 +42,7 @@ from supervisor_breakdown import (
 from config.spec import JobSpec, ProcessSpec, TaskSpec
 from executor.events import ProcessState, ProcessTransition
 from executor.task.wiring import owner_for
+from tests.support.background import Background
 
 CMD = "sleep 1000"
 # Every restart here is a run SIGKILLed from outside the task: a loss, which the owner logs
@@ -247,38 +248,6 @@ def start_n(sandbox: Path, n: int) -> tuple[float, float, float, tuple[float, fl
     finally:
         stop = task.stop()
     return last_fork - task.created_at, last_report - task.created_at, stop, (task.created_at, last_report)
-
-
-class Background:
-    """`count` idle `sleep`s, children of one bash in its own session.
-
-    This process is a child subreaper once an owner ran, so orphans would re-parent to it
-    and be reaped by the next owner's reaper in the middle of a measurement: bash itself
-    kills and reaps its sleeps on SIGTERM, and only then exits.
-    """
-
-    SCRIPT = ("trap 'kill -KILL $(jobs -p) 2>/dev/null; wait; exit 0' TERM; "
-              "for i in $(seq {count}); do sleep 1000 & done; echo ready; wait")
-
-    def __init__(self, count: int) -> None:
-        self.proc = subprocess.Popen(["/bin/bash", "-c", self.SCRIPT.format(count=count)],
-                                     stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
-
-    def wait_ready(self) -> None:
-        assert self.proc.stdout is not None
-        if self.proc.stdout.readline().strip() != b"ready":
-            raise RuntimeError("the background processes did not start")
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 # ---- the probed pass ----

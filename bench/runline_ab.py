@@ -13,22 +13,18 @@ the Nth `WAITING → RUNNING` line read from `stoker run`'s stdout. Prints each 
 medians, the paired differences (B − A: the median of the per-pair differences, and in how
 many pairs B was lower), and the 1-minute load before and after the pairs.
 
-Every `stoker run` is stopped with SIGTERM and its task's pids checked dead in a `finally`.
+Every `stoker run` is stopped with SIGTERM (`bench_launch.stop_run`) and its task's pids checked
+dead in a `finally`.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import benchlib
-from bench_launch import RUNNING, Lines, Ran, config_text
-
-from tests.support.stoker_proc import CONSOLE_ENTRY, kill_leftovers, task_pids
+from bench_launch import config_text, timed_run
 
 
 class Side:
@@ -52,23 +48,7 @@ class Side:
         self.launches += 1
         work = self.root / f"{self.name}-{self.launches}"
         work.mkdir()
-        ran = Ran(self.fifos[n], n)
-        start = time.monotonic()
-        proc = subprocess.Popen([sys.executable, *CONSOLE_ENTRY, "run", str(self.configs[n]), "--sandbox",
-                                 str(work / "sandbox")], cwd=work, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True)
-        lines = Lines(proc, RUNNING, n)
-        try:
-            return (ran.wait(f"{self.name}: {n} processes running") - start,
-                    lines.wait(f"{self.name}: {n} RUNNING lines") - start)
-        finally:
-            ran.close()
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-            lines.join()
-            assert proc.stdout is not None
-            proc.stdout.close()
-            kill_leftovers(task_pids(work / "sandbox"))
+        return timed_run(self.configs[n], work, self.fifos[n], n, self.env, self.name)
 
 
 def main() -> int:

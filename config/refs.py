@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from config.words import quoted
+from config.words import quoted, strings
 
 # One string of a job, expanded, may be at most this long (1 MiB).
 MAX_EXPANDED_CHARS = 1 << 20
@@ -143,17 +143,6 @@ class _Graph:
         return cycles, [path for path in self.texts if size[path] > limit]
 
 
-def _holds_template(tree: Any) -> bool:
-    """Some string of the tree holds `{{` (only such a string can be part of a cycle or grow)."""
-    if isinstance(tree, str):
-        return "{{" in tree
-    if isinstance(tree, dict):
-        return any(_holds_template(v) for v in tree.values())
-    if isinstance(tree, list):
-        return any(_holds_template(v) for v in tree)
-    return False
-
-
 def dotted(path: TreePath) -> str:
     """('task', 'processes', 0, 'name') -> 'job.task.processes[0].name'."""
     return "job" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
@@ -170,7 +159,9 @@ def _named(graph: _Graph, path: TreePath) -> str:
 def reference_problems(tree: Any, limit: int = MAX_EXPANDED_CHARS) -> list[str]:
     """One sentence per string of `tree` that refers to itself, or else per string that
     would expand past `limit` characters."""
-    if not _holds_template(tree):  # nothing to follow: the graph would find nothing (a bound job)
+    # Only a string holding `{{` can be part of a cycle or grow: without one (a bound job),
+    # the graph would find nothing.
+    if not any("{{" in text for text in strings(tree)):
         return []
     graph = _Graph(tree)
     cycles, oversized = graph.walk(limit)

@@ -33,6 +33,7 @@ from config.errors import ConfigError, join_problems, show
 from config.refs import MAX_EXPANDED_CHARS, reference_problems
 from config.schema import Job
 from config.typed_tree import from_tree
+from config.words import strings
 
 # `<<a.b[c].d>>`: dotted names with optional [index] parts and no whitespace. A heredoc
 # (`cat <<EOF`, `<<-EOF`) has no closing `>>`, and `a << b >> c` has spaces, so both stay.
@@ -332,24 +333,12 @@ def raw(obj: Any) -> Any:
 def holds_templates(tree: Any) -> bool:
     """Some string of a plain tree holds `{{` or `<<`: without one, a job is its own
     flattening (nothing to expand, nothing to rewrite)."""
-    if isinstance(tree, str):
-        return "{{" in tree or "<<" in tree
-    if isinstance(tree, dict):
-        return any(holds_templates(v) for v in tree.values())
-    if isinstance(tree, list):
-        return any(holds_templates(v) for v in tree)
-    return False
+    return any("{{" in text or "<<" in text for text in strings(tree))
 
 
 def count_refs(tree: Any) -> int:
     """How many `{{` a plain tree's strings hold."""
-    if isinstance(tree, str):
-        return tree.count("{{")
-    if isinstance(tree, dict):
-        return sum(count_refs(v) for v in tree.values())
-    if isinstance(tree, list):
-        return sum(count_refs(v) for v in tree)
-    return 0
+    return sum(text.count("{{") for text in strings(tree))
 
 
 def cycle_problems(job: Any) -> list[str]:

@@ -13,9 +13,9 @@ Python holds as the surrogate `'\\udcff'`) show as `\\xff`, as `stoker tail` sho
 never as a raw byte a terminal may obey (0x9b is a CSI), nor as a character no UTF-8
 encoder can write (the observer's page failed with a 500). `lone_surrogate` finds half of a
 UTF-16 surrogate pair in a config's text (JSON's `"\\ud910"`), which no encoder can write and
-the loader refuses, and `texts` walks a tree for every text and its path. No I/O, no clock, no logging;
-config is the bottom layer, so that the health policy and the executor's planner can
-both use it.
+the loader refuses, and `texts` walks a tree for every text and its path (`strings`, for
+the texts alone). No I/O, no clock, no logging; config is the bottom layer, so that the
+health policy and the executor's planner can both use it.
 """
 from __future__ import annotations
 
@@ -172,6 +172,20 @@ def texts(tree: Any, path: str) -> Iterable[tuple[str, str]]:
     elif isinstance(tree, list):
         for i, v in enumerate(tree):
             yield from texts(v, f"{path}[{i}]")
+
+
+def strings(tree: Any) -> Iterable[str]:
+    """Every text in a tree of plain values, in order, without its path (`texts` builds
+    each path too): what the template checks search and count."""
+    pending = [tree]  # a stack, not recursion: each text comes out at once, not up every level
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            pending.extend(reversed(value.values()))
+        elif isinstance(value, list):
+            pending.extend(reversed(value))
 
 
 def printable_lines(text: str) -> str:

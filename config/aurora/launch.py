@@ -32,7 +32,7 @@ from config.portmap import PortmapError, job_portmap, resolve_portmap
 from config.schema import AURORA_EXECUTOR_NAME, Job, LifecycleConfig, MesosTaskInstance
 from config.templates import refs_in
 from config.typed_tree import from_tree
-from config.words import quoted
+from config.words import quoted, strings
 
 DATA_FIELD = "task.executorConfig.data"
 # The legacy payload names no cluster; its job key shows this instead.
@@ -144,7 +144,7 @@ def _legacy_job(task: AuroraTask, doc: dict[str, Any]) -> Any:
         instance = from_tree(MesosTaskInstance, doc, "instance").get()
     except ConfigError as exc:
         raise _fail(task, f"{DATA_FIELD}: {exc}") from None
-    clusters = sorted({ref for text in _strings(doc) for ref in refs_in(text) if ref.split(".")[0] == "cluster"})
+    clusters = sorted({ref for text in strings(doc) for ref in refs_in(text) if ref.split(".")[0] == "cluster"})
     if clusters:
         shown = " ".join("{{" + ref + "}}" for ref in clusters)
         raise _fail(task, f"Unexpected unbound refs: {shown}. "
@@ -152,16 +152,6 @@ def _legacy_job(task: AuroraTask, doc: dict[str, Any]) -> Any:
     tree = {key: value for key, value in doc.items() if key != "instance"}
     tree.update(name=task.job.name, cluster=LEGACY_CLUSTER)
     return from_tree(Job, tree, "job").bind(instance=instance["instance"])
-
-
-def _strings(tree: Any) -> list[str]:
-    if isinstance(tree, str):
-        return [tree]
-    if isinstance(tree, dict):
-        return [text for value in tree.values() for text in _strings(value)]
-    if isinstance(tree, list):
-        return [text for value in tree for text in _strings(value)]
-    return []
 
 
 def bind_aurora(launch: AuroraLaunch, fallback_hostname: str = "localhost") -> BoundJob:

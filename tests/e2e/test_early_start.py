@@ -16,7 +16,7 @@ import pytest
 
 from executor.cli.main import main
 from executor.local import planfiles
-from tests.support.earlyjob import HOLD_FOR_KILL, stdout_of, write
+from tests.support.earlyjob import HOLD_FOR_KILL, early_run, stdout_of, write
 from tests.support.importhook import patched_at_load
 from tests.support.shellwords import in_aurora, python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
@@ -32,27 +32,19 @@ THREADS = "Process(name='first', cmdline='grep Threads: /proc/$PPID/status; echo
 
 @pytest.fixture
 def stoker(tmp_path):
-    """`stoker run CONFIG --sandbox NEW`, with a plan cache of the test's; every process of
-    every run is gone after the test."""
-    cache = tmp_path / "plans"
+    """`stoker run CONFIG --sandbox NEW` (`early_run`: the test's plan cache, DEBUG logs);
+    every process of every run is gone after the test."""
+    cache = tmp_path / "plans"  # the plan cache early_run gives its runs
     sandboxes: list[Path] = []
 
     def start(config: Path, env: dict[str, str] | None = None) -> tuple[StokerProcess, Path]:
-        sandbox = tmp_path / f"sandbox{len(sandboxes)}"
+        proc, sandbox = early_run(tmp_path, config, f"sandbox{len(sandboxes)}", env)
         sandboxes.append(sandbox)
-        work = tmp_path / f"work{len(sandboxes)}"
-        work.mkdir()
-        proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], work,
-                             env={"STOKER_PLAN_CACHE": str(cache), "STOKER_LOG_LEVEL": "DEBUG", **(env or {})})
         return proc, sandbox
 
     def finish(config: Path, code: int = 0, env: dict[str, str] | None = None) -> tuple[StokerProcess, Path]:
         proc, sandbox = start(config, env)
-        try:
-            assert proc.wait() == code, proc.stdout() + proc.stderr()
-        finally:
-            proc.close()
-        return proc, sandbox
+        return proc.exited(code), sandbox
 
     start.finish = finish  # type: ignore[attr-defined]
     start.cache = cache  # type: ignore[attr-defined]

@@ -66,10 +66,7 @@ def test_a_run_that_fails_on_its_settings_never_started_the_plan_made_ahead(tmp_
     marker = tmp_path / "ran"
     proc, sandbox = early_run(tmp_path, write(tmp_path, TOUCH.format(path=marker)),
                               env={"STOKER_LOG_LEVEL": "bogus", "PYTHONPROFILEIMPORTTIME": "1"})
-    try:
-        assert proc.wait() == 2
-    finally:
-        proc.close()
+    proc.exited(2)
     assert "STOKER_LOG_LEVEL" in proc.stderr() and not marker.exists() and not sandbox.exists()
     # its settings are read before the supervisor loads (a first run's early start comes
     # between, `launchfirst.start_first`): a usage error ends it without loading the supervisor

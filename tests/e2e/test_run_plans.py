@@ -33,11 +33,7 @@ def run(tmp_path):
         done.append(sandbox)
         proc = StokerProcess(["run", str(config), *args, "--sandbox", str(sandbox)], tmp_path,
                              env={"STOKER_PLAN_CACHE": str(cache), **(env or {})})
-        try:
-            assert proc.wait() == code, proc.stdout() + proc.stderr()
-        finally:
-            proc.close()
-        return proc, sandbox
+        return proc.exited(code), sandbox
 
     start.cache = cache  # type: ignore[attr-defined]
     yield start

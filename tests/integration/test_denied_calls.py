@@ -76,10 +76,7 @@ def hello(tmp_path: Path) -> Path:
 def test_where_prctl_is_denied_the_config_is_planned_and_the_task_runs(tmp_path):
     run = StokerProcess(["run", str(hello(tmp_path)), "--sandbox", str(tmp_path / "sandbox")], tmp_path,
                         launcher=tuple(seccomp.launcher(["prctl=EPERM"])))
-    try:
-        assert run.wait() == 0, run.stderr()
-    finally:
-        run.close()
+    run.exited(0)
     assert (tmp_path / "sandbox/.logs/hello/0/stdout").read_text() == "hello\n"
     assert run.stderr().count("subreaper_failed") == 1, run.stderr()
     assert "Traceback" not in run.stdout() + run.stderr()
@@ -235,10 +232,7 @@ def test_where_unshare_is_denied_the_runs_are_forked_by_popen_in_their_sandbox(t
         launcher = (*glibcsignals.launcher(), *(seccomp.launcher(rules) if rules else ()))
         run = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, launcher=launcher,
                             env={"STOKER_EARLY_START": "off"})
-        try:
-            assert run.wait() == 0, run.stderr()
-        finally:
-            run.close()
+        run.exited(0)
         ignored, cwd = (sandbox / ".logs/show/0/stdout").read_text().splitlines()
         assert cwd == str(sandbox)
         seen[bool(rules)] = int(ignored.split()[1], 16) & (1 << 31 | 1 << 32)

@@ -132,18 +132,13 @@ def test_a_lock_file_naming_another_process_than_its_holder_names_the_holder(tmp
 
 
 def test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no_one(
-        tmp_path, stranger):
+        tmp_path, monkeypatch, stranger):
     """A real `stoker run`'s sandbox, after it ended, its lock file rewritten to name a live
     process of another: `stoker kill` and `stoker restart` of the sandbox (no registry entry
     names it) took that process for the supervisor ("the supervisor ... does not answer",
     "the control socket ... not to the sandbox's supervisor (pid X)"). Now: no live
     supervisor holds the sandbox; exit 1; the process lives on."""
-    proc, sandbox = _stoker_run(tmp_path, FAILING)
-    try:
-        assert proc.wait() == 1, proc.stderr()
-    finally:
-        proc.close()
-        kill_leftovers(task_pids(sandbox))
+    sandbox = _failed_run(tmp_path, monkeypatch, FAILING)
     _plant(sandbox, stranger)
     env = {**os.environ, "STOKER_ROOT": str(tmp_path / "elsewhere")}
     for args in (["kill", str(sandbox), "--grace", "1"], ["restart", str(sandbox), "bad"]):
@@ -160,9 +155,8 @@ def _failed_run(tmp_path, monkeypatch, job: str):
     monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
     proc, sandbox = _stoker_run(tmp_path, job)
     try:
-        assert proc.wait() == 1, proc.stderr()
+        proc.exited(1)
     finally:
-        proc.close()
         kill_leftovers(task_pids(sandbox))
     return sandbox
 

@@ -3,7 +3,12 @@
 `Background(count)` starts `count` idle `sleep`s, children of one bash in its own session
 (never a child of a Stoker process, so no Stoker ever counts them as its own), and `close()`
 has bash kill and reap them, then kills bash's whole session if it did not exit. Use it as
-a context manager; `wait_ready()` returns once every sleep has started.
+a context manager; `wait_ready()` returns once every sleep has started. The benches
+(bench/bench_supervisor.py, bench_restart_run.py) use it for their busy host too.
+
+bash kills and reaps its sleeps itself, and only then exits: a test or bench process that
+is a child subreaper (once an owner ran in it) would otherwise adopt the orphaned sleeps,
+and the next owner's reaper would reap them in the middle of a measurement.
 """
 from __future__ import annotations
 

@@ -38,9 +38,8 @@ def run_to_success(tmp_path: Path, config: Path, env: dict[str, str] | None = No
     task left killed."""
     proc, sandbox = early_run(tmp_path, config, env=env)
     try:
-        assert proc.wait() == 0, proc.stdout() + proc.stderr()
+        proc.exited(0)
     finally:
-        proc.close()
         kill_leftovers(task_pids(sandbox))
     return proc, sandbox
 

@@ -111,6 +111,15 @@ class StokerProcess:
     def wait(self, timeout_secs: float = 20) -> int:
         return self.proc.wait(timeout_secs)
 
+    def exited(self, code: int = 0) -> StokerProcess:
+        """Waits for its exit, which must have status `code` (else the failure shows what it
+        printed), and closes it either way."""
+        try:
+            assert self.wait() == code, self.stdout() + self.stderr()
+        finally:
+            self.close()
+        return self
+
     def stop(self, sig: int, code: int) -> float:
         """Sends `sig` and waits for an exit with status `code`: how long the exit took."""
         started = time.monotonic()

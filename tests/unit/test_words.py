@@ -15,6 +15,7 @@ from config.words import (
     quoted,
     shell_path,
     shell_word,
+    strings,
     texts,
 )
 from executor.cli.views import table
@@ -143,3 +144,11 @@ def test_texts_walks_a_tree_for_every_text_with_its_path():
                                         ("job.task.processes[1]", "x")]
     assert list(texts("top", "t")) == [("t", "top")]
     assert list(texts(7, "t")) == []
+
+
+def test_strings_are_the_texts_of_a_tree_in_the_same_order_without_their_paths():
+    tree = {"name": "a", "task": {"processes": [{"cmdline": "echo"}, "x", 3, None, ["y", {"z": "w"}]], "on": True},
+            "n": 1.5, "empty": {}, "none": [], "last": "b"}
+    assert list(strings(tree)) == [text for _, text in texts(tree, "job")] == ["a", "echo", "x", "y", "w", "b"]
+    assert list(strings("top")) == ["top"]
+    assert list(strings(7)) == []
