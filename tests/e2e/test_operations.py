@@ -228,6 +228,23 @@ def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(o
     assert refused.stderr == "stoker restart: task 'p' has no process 'nope' (its processes: p)\n"
 
 
+def test_a_restart_name_s_format_characters_are_written_out_in_the_supervisor_s_log(ops, tmp_path):
+    """An operator's `stoker restart` NAME reaches the supervisor's `restart_requested` line
+    and the refusal `stoker restart` prints:
+    a right-to-left override in it was logged as it is (the rest of the line shown reversed),
+    and a line break in it began what read as a line of its own."""
+    run = ops.run(service(tmp_path, f"exec {fake_sh()}"))
+    running(run)
+    refused = ops.stoker("restart", run.sandbox, "we\u202eb\nrestart_requested task=x accepted=True")
+    assert refused.returncode == 1 and refused.stderr == (
+        "stoker restart: task 'p' has no process 'we\\u202eb\\nrestart_requested task=x accepted=True' "
+        "(its processes: p)\n")
+    wait_for(lambda: "restart_requested" in run.stderr(), 10, message="the supervisor's restart_requested line")
+    (line,) = [line for line in run.stderr().splitlines() if "restart_requested" in line]
+    assert "\u202e" not in run.stderr()
+    assert ' process="we\\u202eb\\nrestart_requested task=x accepted=True" accepted=False ' in line
+
+
 def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     job = service(tmp_path, f"exec {fake_sh()}")
     run = ops.run(job)
