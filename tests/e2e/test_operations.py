@@ -245,6 +245,34 @@ def test_a_restart_name_s_format_characters_are_written_out_in_the_supervisor_s_
     assert ' process="we\\u202eb\\nrestart_requested task=x accepted=True" accepted=False ' in line
 
 
+def test_a_task_whose_supervisor_died_while_killing_shows_the_kill_s_end(ops, tmp_path):
+    """`stoker kill`, then the supervisor killed -9 while its process ignores the SIGTERM:
+    was LOST (the kill's cause in no record); the KILLING record says the kill ends it
+    KILLED, as Aurora shows a kill's end."""
+    run = ops.run(service(tmp_path, f"exec {fake_sh('--ignore-sigterm')}"))
+    running(run)
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ops.env)
+    kill = subprocess.Popen([sys.executable, "-m", "executor", "kill", str(run.sandbox), "--grace", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        wait_for(lambda: any(r.get("to") == "KILLING" for r in checkpoint_records(run.sandbox)), 30,
+                 message="the KILLING record")
+        os.kill(run.pid, signal.SIGKILL)  # the supervisor alone: its watchdog ends the task's processes
+        run.wait()
+        kill.wait(30)
+    finally:
+        if kill.poll() is None:
+            os.killpg(kill.pid, signal.SIGKILL)
+            kill.wait(10)
+    (killing,) = [r for r in checkpoint_records(run.sandbox) if r.get("to") == "KILLING"]
+    assert killing["ends_as"] == "KILLED"
+    doc = json.loads(ops.stoker("status", run.sandbox, "--json").stdout)
+    assert (doc["state"], doc["ended"], doc["supervisor_alive"]) == ("KILLED", True, False)
+    text = ops.stoker("status", run.sandbox).stdout
+    assert "state=KILLED (its supervisor died while killing; recorded KILLING)  attempt=1" in text
+    assert "leftover processes" in text  # looked for, as for a LOST task
+
+
 def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     job = service(tmp_path, f"exec {fake_sh()}")
     run = ops.run(job)
