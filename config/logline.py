@@ -11,17 +11,26 @@ Never pass a secret (the agent's auth token) to it: nothing here can scrub it.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
-_QUOTE_NEEDED = set(' "=\t\n')
+_QUOTE_NEEDED = set(' "=')
 
 
 def _render(value: Any) -> str:
+    """A field's value as its line shows it: as it is when it is one plain word; else in double
+    quotes, with `"` and `\\` escaped as JSON escapes them, and every control character, line
+    separator and format character as `config.words.loggable` writes it (`\\n`, `\\x1b`,
+    `\\u202e`), so that a name an operator or a config gave keeps its line one line, read
+    in its order. A plain ASCII value is written as it always was (JSON's quoting)."""
     text = str(value)
+    if not (text.isascii() and text.isprintable()):
+        from config.words import loggable  # past ASCII, or a control: seldom
+
+        if loggable(text) != text:
+            return '"' + loggable(text.replace("\\", "\\\\").replace('"', '\\"')) + '"'
     if text == "" or any(c in _QUOTE_NEEDED for c in text):
-        return json.dumps(text, ensure_ascii=False)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
 
 

@@ -40,6 +40,16 @@ _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # (the loader's ev
 _SHELL_PLAIN = r"[A-Za-z0-9@%+=:,./_-]+"  # shlex.quote's safe characters, ASCII only
 _SHELL_ESCAPED = "[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]"
 _PRINTF_ESCAPED = "^-|[!\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]"  # and a leading `-`
+# What a log line escapes besides `_CONTROL`: the line and paragraph separators (U+2028, U+2029: a line
+# end to `str.splitlines` and other readers) and every format character (Unicode 14's Cf:
+# the bidi embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks
+# U+200E/U+200F and U+061C, the zero-width U+200B-U+200D and U+2060, the soft hyphen, the
+# BOM, the tags): a terminal reorders the text around one, or shows nothing for it, so that
+# a line quoting a name that holds one reads as another line.
+_FORMAT = ("\u2028\u2029\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+           "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+           "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+_LOGGED = _CONTROL[:-1] + _FORMAT + "]"
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -92,6 +102,18 @@ def printable(text: str) -> str:
     so it shows as one line and never drives the terminal; a byte that was not UTF-8 (its
     surrogate escape) as `\\xff`."""
     return re.sub(_CONTROL, _escape, text)
+
+
+def loggable(text: str) -> str:
+    """`printable`, and each line separator and format character written out too (`\\u202e`,
+    `\\U000e0001`): the one way Stoker's log lines (`config.logline`, the text log of
+    `executor.cli.logsetup`, `stoker: error:` lines) write what they quote (an operator's
+    process name, a control request, a path, a config's names), so that a right-to-left
+    override in `stoker restart`'s NAME cannot turn the rest of its line around. Not for a
+    process's output (the observer's log page, `stoker tail`): its text may be right-to-left."""
+    if text.isascii() and text.isprintable():  # the common case: nothing to escape
+        return text
+    return re.sub(_LOGGED, _escape, text)
 
 
 def quoted(value: object) -> str:
@@ -198,6 +220,8 @@ def _escape(match: re.Match[str]) -> str:
     code = ord(char)
     if 0xDC80 <= code <= 0xDCFF:  # surrogateescape's: the byte it stands for
         return f"\\x{code - 0xDC00:02x}"
-    if code >= 0xD800:  # any other lone surrogate
+    if code > 0xFFFF:  # a format character past the BMP (a tag)
+        return f"\\U{code:08x}"
+    if code > 0xFF:  # any other lone surrogate; a format character, a line separator
         return f"\\u{code:04x}"
     return _NAMED.get(char) or f"\\x{code:02x}"

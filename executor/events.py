@@ -280,11 +280,14 @@ class PhaseTransition:
 
 @attrs.frozen(slots=True)
 class TaskTransition:
-    """The task's state changed (what the world sees, plus NEW and KILLING)."""
+    """The task's state changed (what the world sees, plus NEW and KILLING). `ends_as`: to
+    KILLING, how the kill ends the task (FAILED or KILLED: its cause), which the checkpoint
+    keeps so that a reader knows it when the supervisor dies before the end."""
 
     from_: TaskStage
     to: TaskStage
     reason: str
+    ends_as: TaskState | None = None
 
 
 @attrs.frozen(slots=True)

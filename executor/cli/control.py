@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.settings import parse_secs
-from config.words import printable, quoted
+from config.words import loggable, quoted
 from executor.cli.targets import Target, error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     try:
         for last in _replies(target.sandbox, lambda: registered(target, args), request, command):
             stream = sys.stdout if last.ok else sys.stderr
-            print(f"stoker {command}: {printable(last.message)}", file=stream, flush=True)
+            print(f"stoker {command}: {loggable(last.message)}", file=stream, flush=True)
     except ControlUnavailable as exc:
         error(str(exc))
         return None

@@ -1,7 +1,7 @@
 """Log rendering for every `stoker` command, configured once by the CLI: `TextFormatter`
-(one line per event, local time, level, logger, `event key=value ...`, control characters
-escaped) or `JsonFormatter` (one JSON object per line, `--log-format json`). No other
-package configures logging. When stderr is systemd's journal (`executor.logs.to_journal`:
+(one line per event, local time, level, logger, `event key=value ...`, control and format
+characters escaped: `config.words.loggable`) or `JsonFormatter` (one JSON object per line,
+`--log-format json`: the values as they are). No other package configures logging. When stderr is systemd's journal (`executor.logs.to_journal`:
 a unit's), each line begins with its level as a syslog priority (`<3>` ERROR, `<4>`
 WARNING, `<6>` INFO), which the journal keeps as the entry's priority (`journalctl -p
 warning`), and a text line has no time of its own: the journal stamps it.
@@ -41,7 +41,7 @@ from typing import Any
 
 import executor
 from config.logline import event_line
-from config.words import printable, printable_lines
+from config.words import loggable
 from executor.logs import (
     Spool,
     above_screen_line,
@@ -88,9 +88,10 @@ class TextFormatter(_Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
         line = (f"{'' if self._journal else f'{stamp}.{int(record.msecs):03d} '}{record.levelname:<7} "
-                f"{record.name}: {printable(record.getMessage())}")
+                f"{record.name}: {loggable(record.getMessage())}")
         if record.exc_info:  # its lines escaped too: an exception's message may quote a task's output
-            line += "\n" + printable_lines(self.formatException(record.exc_info))
+            trace = self.formatException(record.exc_info)
+            line += "\n" + "\n".join(loggable(part) for part in trace.split("\n"))
         return journal_lines(line, record.levelno) if self._journal else line
 
 
@@ -244,7 +245,7 @@ def say(kind: str, message: str) -> None:
                   reason=message)
     else:
         priority = ("<3>" if kind == "error" else "<4>") if to_journal(sys.stderr) else ""
-        print(f"{priority}stoker: {kind}: {printable(message)}", file=sys.stderr)
+        print(f"{priority}stoker: {kind}: {loggable(message)}", file=sys.stderr)
 
 
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,

@@ -101,7 +101,9 @@ class ProcessLogs:
             os.close(root)
 
     def runs(self) -> list[int]:
-        """The run numbers that have a log directory, in order ([] when none)."""
+        """The run numbers that have a log directory, in order ([] when none); not a run
+        readied ahead that never started (`saferead.readied`: its supervisor was killed -9
+        before its first step)."""
         try:
             fd = self._process_dir()
         except FileNotFoundError:
@@ -109,7 +111,8 @@ class ProcessLogs:
         try:
             with os.scandir(fd) as scan:
                 numbers = [(saferead.run_number(e.name), e) for e in scan]
-                return sorted(n for n, e in numbers if n is not None and e.is_dir(follow_symlinks=False))
+                return sorted(n for n, e in numbers if n is not None and e.is_dir(follow_symlinks=False)
+                              and not saferead.readied(n, fd))
         finally:
             os.close(fd)
 

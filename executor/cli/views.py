@@ -24,6 +24,7 @@ from executor.host.truth import RESTARTING, Truth, describe_restart, describe_st
 from executor.task.inspection import Inspection, Leftover
 from executor.task.leftoverprocs import Foreign
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
+from executor.task.taskview import DIED_KILLING
 from executor.task.usagefigures import Figures, figure_rows
 
 format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h
@@ -108,6 +109,8 @@ def _state_text(attempt: AttemptView, truth: Truth | None, now_wall: float) -> s
     if truth is not None and truth.state == RESTARTING and attempt.restart is not None:
         due = attempt.restart.due_wall
         return f"{RESTARTING} ({describe_restart(attempt.number, attempt.state, due, now_wall)})"
+    if truth is not None and truth.died_killing:
+        return f"{truth.state} ({DIED_KILLING}; recorded {recorded})"
     if truth is None or not truth.lost:
         return recorded
     return f"{truth.describe_since(when(truth.since_wall, now_wall))}; recorded {recorded}"
@@ -141,7 +144,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
     not in the checkpoint yet (shown as `_pending_lines` say, with no process or health);
     `foreign`: other users' processes carrying a LOST task's marker, shown apart."""
     cur = view.current
-    lost = truth is not None and truth.lost
+    lost = truth is not None and truth.unsupervised
     if pending is not None:
         lines = [*_pending_lines(view, pending, now_wall, truth, stopped), "", "no processes recorded for this "
                  "attempt yet (its id is registered; its first record is not in the checkpoint)"]
@@ -219,7 +222,7 @@ def _header_lines(view: TaskView, now_wall: float, truth: Truth | None,
     """The task's lines above its processes: state, reason, restart, supervisor, ports,
     announcement, ids, containment and earlier attempts."""
     cur = view.current
-    lost = truth is not None and truth.lost
+    lost = truth is not None and truth.unsupervised
     ports = " ".join(f"{k}={v}" for k, v in sorted(view.ports.items())) or "none"
     if cur.ports is None:  # records before any header: the attempt's ports are not known
         ports = "not recorded for this attempt"

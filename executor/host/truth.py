@@ -3,8 +3,9 @@
 Owns `judge`: what a task's state is, given what its checkpoint recorded and whether its
 supervisor still runs. A live supervisor's task is what it recorded, or RESTARTING when
 that is an end after which it scheduled the next attempt (`stoker run` in its back-off); a
-gone supervisor's task is ended when it recorded a terminal state (FINISHED, FAILED, KILLED), and LOST
-otherwise, "since" the last thing it wrote: the checkpoint's last record, else the
+gone supervisor's task is ended when it recorded a terminal state (FINISHED, FAILED, KILLED), or
+when it died while KILLING and its record says how the kill ends the task (FAILED or KILLED, as
+Aurora shows a kill's end: `died_killing`), and LOST otherwise, "since" the last thing it wrote: the checkpoint's last record, else the
 checkpoint's modification time, else its registry entry (the rule says which). Split from
 `executor/host/entry.py` so that a supervisor, which only writes its entry, never creates
 these classes; the inspection commands (`stoker status`, `ps`, `observe`) load it.
@@ -39,10 +40,17 @@ class Truth:
     ended: bool  # its supervisor is gone and it ended (or never had a task)
     since_wall: float | None = None  # LOST: the last sign of life
     since: SinceSource | None = None
+    died_killing: bool = False  # ended as its kill would have: its supervisor died during it
 
     @property
     def lost(self) -> bool:
         return self.state == LOST
+
+    @property
+    def unsupervised(self) -> bool:
+        """Its supervisor is gone before it saw every process of the task end: LOST, or died
+        while killing; a process of the task may live on (its leftovers are looked for)."""
+        return self.lost or self.died_killing
 
     def describe_since(self, when: str) -> str:
         """'LOST (supervisor gone since WHEN, its checkpoint's last record)'."""
@@ -52,12 +60,14 @@ class Truth:
 
 def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
           checkpoint_mtime: float | None, registry_wall: float | None,
-          let_go: bool = False, restart_scheduled: bool = False) -> Truth:
+          let_go: bool = False, restart_scheduled: bool = False,
+          killing_ends_as: str | None = None) -> Truth:
     """The truth about a task whose checkpoint's current attempt recorded `recorded` (None:
     no task state yet) and whose supervisor is `alive` or not. `let_go`: the supervisor
     marked its registry entry ended before it went (it closed cleanly); `restart_scheduled`:
     the attempt's checkpoint has a `restart` record (the next attempt is due; a supervisor
-    that went before it started leaves the recorded end, as one that stopped does)."""
+    that went before it started leaves the recorded end, as one that stopped does);
+    `killing_ends_as`: recorded KILLING, how the kill ends the task (None: not recorded)."""
     if alive:
         if recorded in TERMINAL_STATES and restart_scheduled:
             return Truth(RESTARTING, alive=True, ended=False)
@@ -66,6 +76,8 @@ def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
         return Truth(recorded, alive=False, ended=True)
     if recorded is None and let_go:
         return Truth(NO_TASK, alive=False, ended=True)  # it never started a task
+    if recorded == "KILLING" and killing_ends_as in TERMINAL_STATES:
+        return Truth(killing_ends_as, alive=False, ended=True, died_killing=True)
     for wall, source in ((last_record_wall, SinceSource.LAST_RECORD),
                          (checkpoint_mtime, SinceSource.CHECKPOINT_MTIME),
                          (registry_wall, SinceSource.REGISTRY)):

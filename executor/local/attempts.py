@@ -19,6 +19,7 @@ the next attempt's logs.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 KEEP_ATTEMPTS = 20  # as many as `stoker status` shows (executor/task/replay.ATTEMPTS_KEPT)
 _ARCHIVE = re.compile(r"\.logs\.attempt-(0|[1-9][0-9]{0,17})")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a symlink
 
 
 def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
@@ -45,6 +47,8 @@ def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
         _not_archived(logs, exc)
         return
     try:
+        if not _drop_readied(top):
+            return  # its attempt started nothing: nothing to keep
         numbers, taken = _scan(top)
         os.rename(".logs", f".logs.attempt-{taken + 1}", src_dir_fd=top, dst_dir_fd=top)
         numbers.append(taken + 1)
@@ -54,6 +58,63 @@ def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
         _not_archived(logs, exc)
     finally:
         os.close(top)
+
+
+def _drop_readied(top: int) -> bool:
+    """Remove from `.logs` the runs readied ahead that never started (`_readied`: a
+    supervisor killed -9 before its first step left them), then each of their processes'
+    directories and `.logs` itself that this left empty: an attempt that started nothing keeps
+    no `.logs.attempt-N`, whose empty runs `stoker tail --attempt N` would show as runs. False
+    once `.logs` is gone. Raises OSError."""
+    logs = os.open(".logs", _DIR_FLAGS, dir_fd=top)
+    dropped = False
+    try:
+        for process in os.listdir(logs):
+            with contextlib.suppress(OSError):  # not a directory, or not empty: the task's, kept
+                pdir = os.open(process, _DIR_FLAGS, dir_fd=logs)
+                try:
+                    if not _drop_readied_runs(pdir):
+                        continue
+                finally:
+                    os.close(pdir)
+                dropped = True
+                os.rmdir(process, dir_fd=logs)
+    finally:
+        os.close(logs)
+    if not dropped:
+        return True
+    with contextlib.suppress(OSError):  # not empty: kept
+        os.rmdir(".logs", dir_fd=top)
+        return False
+    return True
+
+
+def _drop_readied_runs(pdir: int) -> bool:
+    """Remove each run's directory in `pdir` (a process's) that holds a run readied ahead that
+    never started, with its two empty files; whether there was one."""
+    dropped = False
+    for name in os.listdir(pdir):
+        if name.isascii() and name.isdigit() and _readied(name, pdir):
+            run = os.open(name, _DIR_FLAGS, dir_fd=pdir)
+            try:
+                for stream in ("stdout", "stderr"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(stream, dir_fd=run)
+            finally:
+                os.close(run)
+            os.rmdir(name, dir_fd=pdir)
+            dropped = True
+    return dropped
+
+
+def _readied(run: str, pdir: int) -> bool:
+    """`executor.procs.sandboxfs.readied` (which this layer may not import): whether run
+    `run`'s stdout carries the mark of a run readied ahead and never started, the sticky bit."""
+    try:
+        mode = os.stat(f"{run}/stdout", dir_fd=pdir, follow_symlinks=False).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and bool(mode & stat.S_ISVTX)
 
 
 def next_number(sandbox: Path) -> int | None:

@@ -6,8 +6,9 @@ the last lines of its stderr and the `stoker tail` command for the rest; each st
 stop and what it waits for; and, on a terminal, a one-line live view of the task under the
 log, cleared when the task ends; the log handler writes its records above that view
 (`executor.logs.above_screen_line`), never on its line. Every text goes through
-`config.words.printable`, so a health endpoint's body or a process's output never drives
-the operator's terminal.
+`config.words.loggable`, as the log's lines do (a process's output, `printable`: it may be
+right-to-left text), so a health endpoint's body or a process's output never drives the
+operator's terminal, nor a format character turns a line around.
 
 `Output` is stdout that never raises: when the reader goes away (`| head`, a quit pager, a
 hung-up terminal) it says so once on the log and drops what follows, and the task goes on.
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.words import columns, pad, printable, shell_path, shell_word
+from config.words import columns, loggable, pad, printable, shell_path, shell_word
 from executor.events import (
     HealthTransition,
     KillStep,
@@ -104,13 +105,13 @@ class ConsoleReporter:
     def __init__(self, out: Output, label: str, *, sandbox: Path | None = None,
                  names: Sequence[str] = (), live: bool | None = None) -> None:
         self._out = out
-        self._label = printable(label)
+        self._label = loggable(label)
         self._sandbox = sandbox
         self._live = out.isatty() if live is None else live
         self._stamp_width = 0 if out.journal else len("00:00:00.000") + 2
         self._label_width = max(LABEL_WIDTH, columns(self._label))
         # "name[100]": run numbers stay under the run cap's 3 digits
-        self._subject_width = max([SUBJECT_WIDTH] + [columns(printable(n)) + 5 for n in names])
+        self._subject_width = max([SUBJECT_WIDTH] + [columns(loggable(n)) + 5 for n in names])
         self._task_state = "NEW"
         self._processes: dict[str, str] = {}  # the live view's only: piped output keeps none
         self._health = ""
@@ -135,10 +136,10 @@ class ConsoleReporter:
         stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}  "
         with screen_lock:
             self._write(f"{stamp if self._stamp_width else ''}{pad(self._label, self._label_width)} "
-                        f"{pad(printable(subject), self._subject_width)} {printable(text)}\n")
+                        f"{pad(loggable(subject), self._subject_width)} {loggable(text)}\n")
             if self.stop_hint:
                 hint, self.stop_hint = self.stop_hint, ""
-                self._write(f"{self.indent}{printable(hint)}\n")
+                self._write(f"{self.indent}{loggable(hint)}\n")
             self._redraw()
 
     def hide(self) -> None:
@@ -162,7 +163,7 @@ class ConsoleReporter:
     def _redraw(self) -> None:
         if self._live and not self._closed:
             procs = " ".join(f"{name}:{state}" for name, state in self._processes.items())
-            view = f"[{self._label} {self._task_state}] {printable(procs)}"
+            view = f"[{self._label} {self._task_state}] {loggable(procs)}"
             if self._health:
                 view += f" | health {self._health}"
             import shutil  # on a terminal only: piped output never draws the view

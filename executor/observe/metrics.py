@@ -138,7 +138,7 @@ class Window:
     def keeps_lost(inspection: Inspection) -> bool:
         """Whether a LOST task `keeps` leaves out is in the answer all the same, once its
         leftovers were looked for (`with_leftovers`): while any of its processes lives."""
-        return inspection.truth.lost and bool(inspection.leftovers)
+        return inspection.truth.unsupervised and bool(inspection.leftovers)
 
 
 @attrs.frozen(slots=True)
@@ -263,7 +263,7 @@ def _resources(out: _Out, labels: Set, d: TaskDetail) -> None:
 
 def _process(out: _Out, task: Set, d: TaskDetail, p: ProcessView) -> None:
     labels = out.plus(task, ("process", p.name))
-    lost = d.inspection.truth.lost and p.state == "RUNNING"
+    lost = d.inspection.truth.unsupervised and p.state == "RUNNING"
     out.enum("stoker_process_state", labels, "state", "LOST" if lost else p.state, PROCESS_STATES)
     out.add("stoker_process_runs_total", labels, p.earlier_runs + len(p.runs))
     out.add("stoker_process_failed_runs", labels, sum(r.state == "FAILED" for r in p.runs))

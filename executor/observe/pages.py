@@ -151,7 +151,7 @@ def _log_links(d: TaskDetail, process: str, run: RunView | None) -> str:
 
 
 def _process_rows(d: TaskDetail, attempt: AttemptView, now_wall: float) -> list[list[str]]:
-    lost = d.inspection.truth.lost
+    lost = d.inspection.truth.unsupervised
     rows = []
     for p in attempt.processes:
         run = p.current
@@ -184,7 +184,7 @@ def _earlier_runs(d: TaskDetail, attempt: AttemptView) -> str:
 
 
 def _leftovers(d: TaskDetail) -> str:
-    if not d.inspection.truth.lost:
+    if not d.inspection.truth.unsupervised:
         return ""
     left, foreign = d.inspection.leftovers, d.inspection.foreign
     others = "" if not foreign else (

@@ -411,7 +411,7 @@ def _names(dir_fd: int) -> list[tuple[str, bool]]:
 
 def _runs(pdir: int) -> tuple[int, ...]:
     numbers = (saferead.run_number(n) for n, is_dir in _names(pdir) if is_dir)
-    return tuple(sorted(n for n in numbers if n is not None))
+    return tuple(sorted(n for n in numbers if n is not None and not saferead.readied(n, pdir)))
 
 
 def _parts(rdir: int) -> tuple[str, ...]:

@@ -78,7 +78,7 @@ def details(reader: Reader, viewer: int | None, window: metrics.Window,
             continue
         if window.keeps(inspection, e.registered_wall, e.ended_wall):
             inspected.append((e, inspection))
-        elif inspection.truth.lost and marker_of(inspection, e):
+        elif inspection.truth.unsupervised and marker_of(inspection, e):
             past.append((e, inspection))
     inspected += past
     found: list[Inspection | None]

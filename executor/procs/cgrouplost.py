@@ -166,4 +166,4 @@ def remove_emptied(directory: str, timeout_secs: float) -> str | None:
             if e.errno != errno.EBUSY or time.monotonic() >= deadline:
                 held = len(cgroupwalk.pids(directory))
                 return f"cannot remove {directory}: {describe_os_error(e)} ({held} processes in it)"
-        cgroups.wait_emptied(directory, deadline)
+        cgroupwalk.wait_emptied(directory, deadline)

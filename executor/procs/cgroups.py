@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -151,10 +150,13 @@ class TaskCgroup:
                     return self._at_deadline(problem, cut, e, timeout_secs)
                 if e.errno == errno.EBUSY and cgroupwalk.remove_below(self.directory, deadline):
                     continue  # the cgroups a member made below it were what held it
-            # SIGKILLed members take a moment to leave; after a kill that failed (a walk cut
-            # short: out of descriptors), the pass again RETRY_SECS later, if none left meanwhile
-            retry = min(deadline, time.monotonic() + RETRY_SECS)
-            wait_emptied(self.directory, deadline) if problem is None else _retry_after(self.directory, retry)
+                # SIGKILLed members take a moment to leave; after a kill that failed (a walk cut
+                # short: out of descriptors), the pass again RETRY_SECS later, if none left meanwhile
+                retry = min(deadline, time.monotonic() + RETRY_SECS)
+                if problem is None:
+                    cgroupwalk.wait_emptied(self.directory, deadline)
+                else:
+                    _retry_after(self.directory, retry)
 
     def _at_deadline(self, problem: str | None, cut: bool, error: OSError, timeout_secs: float) -> str:
         """What is left at the deadline (or before it: `stuck_left`): `CutShort` when the deadline
@@ -236,7 +238,9 @@ def _cut(error: OSError) -> bool:
 
 def _retry_after(directory: str, until: float) -> None:
     """Until `until`, or none left meanwhile where the kernel says so (v2: not v1's freezer)."""
-    if not wait_emptied(directory, until):
+    from executor.procs import cgroupwalk  # (loaded: a removal failed)
+
+    if not cgroupwalk.wait_emptied(directory, until):
         time.sleep(max(0.0, until - time.monotonic()))
 
 
@@ -428,33 +432,6 @@ def _cgroup_of(pid: int, kind: CgroupKind) -> str | None:
         return parse_proc_cgroup(read(f"/proc/{pid}", "cgroup")).get(kind)
     except OSError:
         return None
-
-
-def wait_emptied(directory: str, deadline: float) -> bool:
-    """Until no process is left in the cgroup, or the deadline: woken by the kernel as
-    cgroup.events changes (v2: `populated 0`; poll() sees POLLPRI), not by a timer. A SIGKILLed
-    member leaves only once it has exited: 0.5 s to free 8 GB, and a request a FUSE server
-    holds unanswered keeps it in D state until answered. v1 (no cgroup.events): one look
-    POLL_SECS later. True when it saw none left (or the cgroup gone)."""
-    try:
-        fd = os.open(os.path.join(directory, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        time.sleep(POLL_SECS)
-        return False
-    try:
-        watch = select.poll()
-        watch.register(fd, select.POLLPRI)
-        if b"populated 0" in os.pread(fd, 4096, 0):  # empty, not removed all the same: a look later
-            time.sleep(POLL_SECS)
-        while b"populated 0" not in os.pread(fd, 4096, 0):
-            if (left := deadline - time.monotonic()) <= 0:
-                return False
-            watch.poll(left * 1000)
-    except OSError:  # removed meanwhile: nothing is left to wait for
-        return True
-    finally:
-        os.close(fd)
-    return True
 
 
 def _wait_until(done: Callable[[], bool], deadline: float) -> None:

@@ -19,6 +19,7 @@ descriptor or memory (EMFILE, ENFILE, ENOMEM) is not: the walk stops with `WalkC
 says so (was: that subtree was skipped in silence, its members never killed that pass), and
 so does a walk given a `deadline` once it has passed (checked at each step, not only
 between walks: a kill's one pass over 1,000 levels took 2.28 s of its 2 s on a loaded host).
+`wait_emptied` is the wait, after a removal that failed, for the last member to leave.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import contextlib
 import errno
 import os
 import re
+import select
 import signal
 import time
 from collections.abc import Callable
@@ -269,3 +271,31 @@ def kill_listed(fd: int, batch: int = 64) -> None:
                     os.kill(pid, signal.SIGKILL)
             if pidfd >= 0:
                 os.close(pidfd)
+
+
+def wait_emptied(directory: str, deadline: float) -> bool:
+    """Until no process is left in the cgroup, or the deadline: woken by the kernel as
+    cgroup.events changes (v2: `populated 0`; poll() sees POLLPRI), not by a timer. A SIGKILLed
+    member leaves only once it has exited: 0.5 s to free 8 GB, and a request a FUSE server
+    holds unanswered keeps it in D state until answered. v1 (no cgroup.events): one look
+    POLL_SECS later. True when it saw none left (or the cgroup gone). Here, not in
+    `cgroups.py`: only a removal that failed waits (this module is loaded by then)."""
+    try:
+        fd = os.open(os.path.join(directory, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        time.sleep(cgroups.POLL_SECS)
+        return False
+    try:
+        watch = select.poll()
+        watch.register(fd, select.POLLPRI)
+        if b"populated 0" in os.pread(fd, 4096, 0):  # empty, not removed all the same: a look later
+            time.sleep(cgroups.POLL_SECS)
+        while b"populated 0" not in os.pread(fd, 4096, 0):
+            if (left := deadline - time.monotonic()) <= 0:
+                return False
+            watch.poll(left * 1000)
+    except OSError:  # removed meanwhile: nothing is left to wait for
+        return True
+    finally:
+        os.close(fd)
+    return True

@@ -363,7 +363,7 @@ class Containment:
         outside the live groups go first: once a group's leader dies, the reaper kills that run's
         leftovers, and a count taken after that would miss them."""
         procs, registered, _ = self._members(skip_registered=False)
-        live, scope = self._scope(children, registered, markers)
+        live, scope = proctree.run_scope(children, registered, markers, self._walk)
         pids = proctree.select(procs, scope)
         by_group, done = [p for p in pids if procs[p].pgrp in live], [p for p in pids if p in skip]
         sent = proctree.send([p for p in pids if procs[p].pgrp not in live and p not in done], sig, scope,
@@ -381,13 +381,6 @@ class Containment:
         if starts is not None:
             starts.update((p, procs[p].start) for p in sent)
         return sent
-
-    def _scope(self, children: Sequence[Child], registered: frozenset[int],
-               markers: tuple[bytes, ...]) -> tuple[frozenset[int], Scope]:
-        """The live runs' groups, and the scope of their trees (a draining run's group too)."""
-        live = frozenset(c.pid for c in children if c.pid in registered)
-        draining = frozenset(c.pid for c in children if c.draining and self._walk)
-        return live, Scope(markers=markers, live_groups=live | draining, live_tops=live)
 
     def signal_task(self, sig: int) -> int:
         """`sig` to every process of the task, unclaimed ones included; returns how many."""
@@ -418,7 +411,7 @@ class Containment:
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""
         procs, registered, _ = self._members(skip_registered=False)
-        scope = self._scope(children, registered, (self._entry,))[1]
+        scope = proctree.run_scope(children, registered, (self._entry,), self._walk)[1]
         unclaimed, kept = self._unclaimed_and_kept(procs, registered)
         return set(proctree.select(procs, scope)) | set(unclaimed) | set(kept)
 

@@ -36,7 +36,7 @@ import _thread
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
@@ -49,6 +49,10 @@ from executor.procs.pidsignal import (
     signal_group,
     wakes,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from executor.procs.spawn import Child
 
 _ENVIRON_CHUNK = 65536
 
@@ -73,6 +77,16 @@ class Scope:
     uid: int | None = None  # a marker claims only processes of this real uid (None: any)
     # ... or, of another uid, those `inside` says are where only the task put them (its cgroup)
     inside: Callable[[int], bool] | None = None
+
+
+def run_scope(children: Sequence[Child], registered: frozenset[int], markers: tuple[bytes, ...],
+              draining: bool) -> tuple[frozenset[int], Scope]:
+    """The live runs' groups (those of `children` still registered: their leaders unreaped),
+    and the scope of their trees: `markers`, those groups, and with `draining` (a walk, not
+    a host-wide scan) the draining runs' groups too."""
+    live = frozenset(c.pid for c in children if c.pid in registered)
+    drained = frozenset(c.pid for c in children if c.draining) if draining else frozenset()
+    return live, Scope(markers=markers, live_groups=live | drained, live_tops=live)
 
 
 def read_proc(pid: int) -> ProcInfo | None:

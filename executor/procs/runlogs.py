@@ -5,12 +5,14 @@ log directory and its stdout/stderr (`spawn.open_stdio`), or the ones made ahead
 a process that restarted (`executor/procs/logstage.py`, loaded, as `runprune.py`, when the
 owner is first idle after a task's first restart, and staged then), or for the runs of the
 task's first step while the owner waits for the task's cgroup (`ready_ahead`: under their own
-names, no rename to pay; what no spawn took is removed at the next idle moment,
-with `.logs` itself when nothing else is in it); the log pump
+names, no rename to pay, each stdout marked `sandboxfs.READIED` until its spawn takes it, so
+that what a supervisor killed -9 meanwhile leaves is no run to a reader; what no spawn took
+is removed at the next idle moment, with `.logs` itself when nothing else is in it); the log pump
 (`executor/procs/logpump.py`, started before the fork of the first run whose logger needs
 copying, so that a thread that cannot start fails that run's spawn); and closing them all.
 Its lock keeps `close()` from closing `.logs` under a spawn, and nothing is opened once it is
-closed.
+closed; nor kept: a run readied as `close()` ran on another thread is removed by its
+`ready_ahead` (the owner calls both on its thread today; the lock makes either order safe).
 
 No policy and no logging: the supervisor (`executor/procs/supervisor.py`) says when, and a
 file system error reaches it as the `SpawnError` of the run that needed it.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,16 +52,20 @@ class RunLogs:
         self._closed = False
 
     def open(self, process: ProcessSpec, run: int, devnull_fd: int) -> RunStdio | None:
-        """The stdout and stderr of run `run`, in its new log directory (staged, or made
-        now); None once closed. Raises SpawnError."""
+        """The stdout and stderr of run `run`, in its new log directory (staged, readied ahead,
+        or made now); None once closed. Raises SpawnError."""
         with self._lock:
             if self._closed:  # closed meanwhile: open nothing more
                 return None
             staged = self._stage.take(process.name, run) if self._stage is not None else None
-            staged = staged or self._ahead.pop((process.name, run), None)
+            readied = None if staged else self._ahead.pop((process.name, run), None)
+            staged = staged or readied
             directory = staged[0] if staged else self._root.run_dir(process.name, run)
         label = f"task={self._label} process={process.name} run={run}"
         try:
+            if readied is not None and not _started(readied[1]):  # its files given up: made now
+                _unmake(directory, readied[1])
+                staged = None
             stdio = staged[1] if staged else spawn.open_stdio(directory, process.logger, devnull_fd, label)
         finally:
             directory.close()
@@ -92,6 +99,9 @@ class RunLogs:
                 directory.close()
                 continue
             with self._lock:
+                if self._closed:  # closed meanwhile, off this thread: nothing of it stays
+                    self._give_up([(directory, stdio)], [(process.name, run)])
+                    return
                 self._ahead[(process.name, run)] = (directory, stdio)
             if max(directory.fd, *stdio.close_after_fork) + fdlimit.PLAIN_START >= fd_ceiling:
                 return
@@ -109,18 +119,19 @@ class RunLogs:
         """Remove what was made ahead for runs no spawn took: their files, their directories,
         their processes' and `.logs` when nothing else is in them (a kill before the first
         step leaves the sandbox as a task that started nothing). Hold the lock."""
-        if not self._ahead:
-            return
-        for directory, stdio in self._ahead.values():
-            stdio.discard()
-            for stream in ("stdout", "stderr"):
-                with contextlib.suppress(OSError):  # gone: the task may remove what is in its sandbox
-                    os.unlink(stream, dir_fd=directory.fd)
+        if self._ahead:
+            self._give_up(list(self._ahead.values()), list(self._ahead))
+            self._ahead.clear()
+
+    def _give_up(self, made: list[tuple[LogDir, RunStdio]], runs: list[tuple[str, int]]) -> None:
+        """Remove `made`, the files of `runs`, and then their directories that are empty. Hold
+        the lock."""
+        for directory, stdio in made:
+            _unmake(directory, stdio)
             directory.close()
         self._root.close()  # opened again, or made again, by the next spawn
         with contextlib.suppress(OSError):  # gone, replaced or not empty: left as it is
-            _remove_empty(self._root.path, list(self._ahead))
-        self._ahead.clear()
+            _remove_empty(self._root.path, runs)
 
     def _pump_for(self, stdio: RunStdio, label: str) -> None:
         """The log pump, started before the fork of the first run it copies: a thread that
@@ -222,16 +233,37 @@ def _remove_empty(logs: Path, runs: list[tuple[str, int]]) -> None:
         os.close(sandbox)
 
 
+def _unmake(directory: LogDir, stdio: RunStdio) -> None:
+    """Close and remove the stdout and stderr `_new_plain_stdio` made in `directory`."""
+    stdio.discard()
+    for stream in ("stdout", "stderr"):
+        with contextlib.suppress(OSError):  # gone: the task may remove what is in its sandbox
+            os.unlink(stream, dir_fd=directory.fd)
+
+
+def _started(stdio: RunStdio) -> bool:
+    """Clear the mark of a run readied ahead (`sandboxfs.READIED`) from its stdout, before
+    its fork: from here on readers count it as a run. False when it cannot be cleared."""
+    assert stdio.stdout is not None
+    try:
+        mode = os.fstat(stdio.stdout).st_mode
+        os.fchmod(stdio.stdout, stat.S_IMODE(mode) & ~sandboxfs.READIED)
+    except OSError:
+        return False
+    return True
+
+
 def _new_plain_stdio(directory: LogDir) -> RunStdio | None:
     """A plain logger's stdout and stderr in `directory`, both made by this call (O_EXCL: never
-    a file, or a symlink, already there); None, and nothing of this call left, when either
-    cannot be made."""
+    a file, or a symlink, already there), the stdout marked as readied (`sandboxfs.READIED`)
+    until its spawn takes it; None, and nothing of this call left, when either cannot be made."""
     stdio = RunStdio(stdout=None, stderr=None)
     made: list[str] = []
     try:
         for stream in ("stdout", "stderr"):
+            mode = 0o644 | (sandboxfs.READIED if stream == "stdout" else 0)
             fd = os.open(stream, sandboxfs.LOG_FLAGS | os.O_EXCL | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC,
-                         0o644, dir_fd=directory.fd)
+                         mode, dir_fd=directory.fd)
             made.append(stream)
             stdio.close_after_fork.append(fd)
         stdio.stdout, stdio.stderr = stdio.close_after_fork

@@ -33,6 +33,7 @@ from executor.procs import sandboxfs
 BLOCK_BYTES = 65536
 UnsafeEntry = sandboxfs.UnsafePath
 kind_of = sandboxfs.kind_of
+readied = sandboxfs.readied  # a run readied ahead that never started: no run to list
 describe = sandboxfs.describe_os_error
 
 

@@ -38,6 +38,11 @@ import os
 import stat
 
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # a run's log file; open_regular adds the safety flags
+# The mark of a run readied ahead and not started (`executor/procs/runlogs.py`): its stdout is
+# made with the sticky bit, which Linux ignores on a file, and its spawn clears it before the
+# fork. A supervisor killed -9 before its first step leaves such runs behind: `readied` tells
+# readers (`stoker tail`, the observer) and the next `stoker run` in the sandbox that they are none.
+READIED = stat.S_ISVTX  # (`executor/local/attempts.py` reads it too: `_readied`)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SAFE_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 # What an open of a wrong kind of entry fails with: a symlink (ELOOP with O_NOFOLLOW,
@@ -169,6 +174,16 @@ def open_regular(name: Name, flags: int, *, dir_fd: int | None = None, mode: int
         os.close(fd)
         raise
     return fd
+
+
+def readied(run: int, process_fd: int) -> bool:
+    """Whether the directory of run `run` of the process whose `.logs/PROCESS` is `process_fd`
+    holds a run readied ahead that never started (`READIED`)."""
+    try:
+        mode = os.stat(f"{run}/stdout", dir_fd=process_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) and bool(mode & READIED)
 
 
 def close(fd: int) -> None:

@@ -187,7 +187,8 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
                   checkpoint_mtime=(st.st_mtime if st else checkpoint_mtime(sandbox, pinned)) if latest else None,
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
                   let_go=entry is not None and entry.ended_wall is not None,
-                  restart_scheduled=latest and attempt is not None and attempt.restart is not None)
+                  restart_scheduled=latest and attempt is not None and attempt.restart is not None,
+                  killing_ends_as=attempt.killing_ends_as if latest and attempt is not None else None)
     if cache is not None and st is not None and latest and not alive:  # its last writer is gone
         cache.settle((str(sandbox), pinned), stamp_of(st))
     if view is not None and attempt is not None and not latest and entry is not None:
@@ -280,17 +281,18 @@ def marker_of(inspection: Inspection, entry: RegistryEntry | None = None) -> str
 
 
 def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) -> list[Inspection]:
-    """The LOST ones get their leftover processes (one /proc scan for all of them)."""
+    """The LOST ones, and those whose supervisor died while killing, get their leftover
+    processes (one /proc scan for all of them)."""
     # A supervisor's marker is hex; one a task wrote in its checkpoint ("\ud800") names nothing
     markers = [m if m.isascii() and m.isprintable() else "" for m in markers]
-    wanted = {m for i, m in zip(inspections, markers) if i.truth.lost and m}
+    wanted = {m for i, m in zip(inspections, markers) if i.truth.unsupervised and m}
     if not wanted:
         return list(inspections)
     entries = tuple(f"{TASK_MARKER}={m}".encode() for m in sorted(wanted))
     found = proctree.scan_markers(entries)
     out = []
     for inspection, marker in zip(inspections, markers):
-        if inspection.truth.lost and marker:
+        if inspection.truth.unsupervised and marker:
             carried = carrying(found.values(), marker)
             held = held_leftovers(inspection.sandbox, marker, pinned=inspection.pinned)
             user = task_user(inspection)
@@ -330,7 +332,7 @@ def _procs(inspection: Inspection) -> tuple[int, int]:
     if attempt is None:
         return 0, 0
     total = attempt.processes_total
-    if inspection.truth.lost:
+    if inspection.truth.unsupervised:
         return len({p.process for p in inspection.leftovers if p.process}), total
     return sum(p.state == "RUNNING" for p in attempt.processes), total
 

@@ -116,7 +116,8 @@ class Journal:
                 self._pending.append(PhaseRecord(from_=t.from_, to=t.to, reason=t.reason, wall=wall))
                 log_event(logger, logging.INFO, "task_phase", task=self._label, **fields, reason=t.reason)
             case TaskTransition():
-                self._pending.append(TaskRecord(from_=t.from_, to=t.to, reason=t.reason, wall=wall))
+                self._pending.append(TaskRecord(from_=t.from_, to=t.to, reason=t.reason, wall=wall,
+                                                ends_as=t.ends_as))
                 log_event(logger, logging.INFO, "task_state", task=self._label, **fields, reason=t.reason)
             case _:
                 assert_never(t)

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from config.words import quoted
-from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
+from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage, TaskState
 from executor.task import recordfields as f
 from executor.task.membership import Connection, MemberState
 
@@ -141,15 +141,31 @@ class TaskRecord:
     to: TaskStage
     reason: str = ""
     wall: float | None = None
+    # to KILLING: how the kill ends the task, FAILED or KILLED (its cause); None: not
+    # recorded (a checkpoint of a Stoker from before it), or not a kill's beginning
+    ends_as: TaskState | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return f.record_json("task", {"from": f.value(self.from_), "to": self.to.value,
-                              "reason": self.reason}, self.wall)
+        fields = {"from": f.value(self.from_), "to": self.to.value, "reason": self.reason}
+        if self.ends_as is not None:
+            fields["ends_as"] = self.ends_as.value
+        return f.record_json("task", fields, self.wall)
 
     @classmethod
     def _read(cls, doc: Mapping[str, Any]) -> TaskRecord:
         return cls(from_=f.from_state(TaskStage, doc), to=f.state(TaskStage, doc, "to"),
-                   reason=f.text(doc, "reason", ""), wall=f.number(doc, "wall", None))
+                   reason=f.text(doc, "reason", ""), wall=f.number(doc, "wall", None),
+                   ends_as=_ends_as(doc))
+
+
+def _ends_as(doc: Mapping[str, Any]) -> TaskState | None:
+    """A kill's end, FAILED or KILLED; None when absent or anything else (the record is read
+    all the same: its state is what a reader needs most)."""
+    try:
+        found = TaskState(f.text(doc, "ends_as", None))
+    except (ValueError, f.Damaged):
+        return None
+    return found if found in (TaskState.FAILED, TaskState.KILLED) else None
 
 
 @attrs.frozen(slots=True, kw_only=True)

@@ -202,6 +202,7 @@ class _Attempt:
     checker: str = "none"
     state: str | None = None
     reason: str = ""
+    killing_ends_as: str | None = None  # KILLING: the end its record says the kill brings
     history: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     phases: deque[TransitionView] = attrs.Factory(lambda: deque(maxlen=TRANSITIONS_KEPT))
     processes: dict[str, _Process] = attrs.Factory(dict)
@@ -227,6 +228,7 @@ class _Attempt:
             case TaskRecord():
                 self.history.append(_transition(rec))
                 self.state, self.reason = rec.to.value, rec.reason
+                self.killing_ends_as = rec.ends_as.value if rec.ends_as is not None else None
             case PhaseRecord():
                 self.phases.append(_transition(rec))
             case ProcessRecord():
@@ -295,6 +297,7 @@ class _Attempt:
                            health=health, announcement=self.announcement, restart=self.restart,
                            ports=None if self.ports is None else dict(self.ports),
                            started_boot=self.started_boot, run_uid=self.run_uid,
+                           killing_ends_as=self.killing_ends_as if state == "KILLING" else None,
                            processes_not_shown=max(0, self.declared - len(self.processes)))
 
 

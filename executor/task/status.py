@@ -137,7 +137,7 @@ class TaskStatusMachine:
 
     def _begin_kill(self, cause: TaskState, reason: str, healthy: bool | None) -> Outcome:
         self._kill = (cause, reason, healthy)
-        transition = TaskTransition(TaskStage.of(self._state), TaskStage.KILLING, reason)
+        transition = TaskTransition(TaskStage.of(self._state), TaskStage.KILLING, reason, ends_as=cause)
         return Outcome(transitions=(transition,), kill_reason=reason)
 
     def _move(self, to: TaskState, reason: str, healthy: bool | None) -> Outcome:

@@ -14,6 +14,9 @@ from __future__ import annotations
 import attrs
 
 ENDED_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
+# The words after a kill's end when the supervisor died before it: its record said how the
+# kill ends the task (a failed health check, the disk limit: FAILED; an operator: KILLED).
+DIED_KILLING = "its supervisor died while killing"
 
 
 @attrs.frozen(slots=True)
@@ -128,6 +131,9 @@ class AttemptView:
     run_uid: int | None = None  # the uid its processes ran as (None: not recorded)
     # The task's processes past PROCESSES_KEPT (its header names them all): not in `processes`.
     processes_not_shown: int = 0
+    # KILLING: how the kill ends the task, FAILED or KILLED, as its record says (None: not
+    # recorded, a checkpoint of a Stoker from before it): its end if its supervisor dies first
+    killing_ends_as: str | None = None
 
     @property
     def processes_total(self) -> int:
@@ -155,6 +161,8 @@ class AttemptView:
         RUNNING, whatever its last record says."""
         if self.state in ENDED_STATES:
             return self.state
+        if self.killing_ends_as is not None:
+            return f"{self.killing_ends_as} ({DIED_KILLING})"
         return f"LOST (recorded {self.state or 'nothing'})"
 
 

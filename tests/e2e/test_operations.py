@@ -228,6 +228,51 @@ def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(o
     assert refused.stderr == "stoker restart: task 'p' has no process 'nope' (its processes: p)\n"
 
 
+def test_a_restart_name_s_format_characters_are_written_out_in_the_supervisor_s_log(ops, tmp_path):
+    """An operator's `stoker restart` NAME reaches the supervisor's `restart_requested` line
+    and the refusal `stoker restart` prints:
+    a right-to-left override in it was logged as it is (the rest of the line shown reversed),
+    and a line break in it began what read as a line of its own."""
+    run = ops.run(service(tmp_path, f"exec {fake_sh()}"))
+    running(run)
+    refused = ops.stoker("restart", run.sandbox, "we\u202eb\nrestart_requested task=x accepted=True")
+    assert refused.returncode == 1 and refused.stderr == (
+        "stoker restart: task 'p' has no process 'we\\u202eb\\nrestart_requested task=x accepted=True' "
+        "(its processes: p)\n")
+    wait_for(lambda: "restart_requested" in run.stderr(), 10, message="the supervisor's restart_requested line")
+    (line,) = [line for line in run.stderr().splitlines() if "restart_requested" in line]
+    assert "\u202e" not in run.stderr()
+    assert ' process="we\\u202eb\\nrestart_requested task=x accepted=True" accepted=False ' in line
+
+
+def test_a_task_whose_supervisor_died_while_killing_shows_the_kill_s_end(ops, tmp_path):
+    """`stoker kill`, then the supervisor killed -9 while its process ignores the SIGTERM:
+    was LOST (the kill's cause in no record); the KILLING record says the kill ends it
+    KILLED, as Aurora shows a kill's end."""
+    run = ops.run(service(tmp_path, f"exec {fake_sh('--ignore-sigterm')}"))
+    running(run)
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ops.env)
+    kill = subprocess.Popen([sys.executable, "-m", "executor", "kill", str(run.sandbox), "--grace", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        wait_for(lambda: any(r.get("to") == "KILLING" for r in checkpoint_records(run.sandbox)), 30,
+                 message="the KILLING record")
+        os.kill(run.pid, signal.SIGKILL)  # the supervisor alone: its watchdog ends the task's processes
+        run.wait()
+        kill.wait(30)
+    finally:
+        if kill.poll() is None:
+            os.killpg(kill.pid, signal.SIGKILL)
+            kill.wait(10)
+    (killing,) = [r for r in checkpoint_records(run.sandbox) if r.get("to") == "KILLING"]
+    assert killing["ends_as"] == "KILLED"
+    doc = json.loads(ops.stoker("status", run.sandbox, "--json").stdout)
+    assert (doc["state"], doc["ended"], doc["supervisor_alive"]) == ("KILLED", True, False)
+    text = ops.stoker("status", run.sandbox).stdout
+    assert "state=KILLED (its supervisor died while killing; recorded KILLING)  attempt=1" in text
+    assert "leftover processes" in text  # looked for, as for a LOST task
+
+
 def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     job = service(tmp_path, f"exec {fake_sh()}")
     run = ops.run(job)

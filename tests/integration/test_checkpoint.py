@@ -369,6 +369,23 @@ def test_an_earlier_attempt_that_recorded_no_end_is_shown_lost_not_running(tmp_p
         "LOST (recorded RUNNING)", "FAILED", "LOST (recorded nothing)"]
 
 
+def test_an_earlier_attempt_whose_supervisor_died_while_killing_shows_the_kill_s_end(tmp_path):
+    """Its KILLING record says how the kill ends the task; one written before it did: LOST."""
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([
+        dict(HEADER, wall=1000.0),
+        {"kind": "task", "from": "STARTING", "to": "KILLING", "reason": "disk limit", "wall": 1001.0,
+         "ends_as": "FAILED"},
+        dict(HEADER, supervisor_pid=4001, wall=1100.0),
+        {"kind": "task", "from": "STARTING", "to": "KILLING", "reason": "killed", "wall": 1101.0},
+        dict(HEADER, supervisor_pid=4002, wall=1200.0),
+    ])
+    writer.close()
+    view = replay(read_records(tmp_path))
+    assert [a.ended_state for a in view.attempts][:2] == [
+        "FAILED (its supervisor died while killing)", "LOST (recorded KILLING)"]
+
+
 def test_an_earlier_attempt_asked_for_by_its_task_id_shows_its_own_ports(tmp_path):
     """`stoker status OLD_TASK_ID`: the attempt its registry entry names, with the ports
     its header recorded, not those of the re-run that followed it in the sandbox."""

@@ -64,6 +64,16 @@ def test_every_text_is_escaped_and_columns_fit_the_longest_name():
     assert "\x1b" not in buf.getvalue()
 
 
+def test_a_state_change_s_format_characters_are_written_out_as_the_log_writes_them():
+    """`stoker run` prints its state changes here instead of its log: a right-to-left override
+    in a reason (a health endpoint's body, an operator's name) turned the rest of the line."""
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", names=["a"], live=False)
+    console.on_transition(TaskTransition(TaskStage.RUNNING, TaskStage.KILLING, "body we\u202eb\u2028x"))
+    (line,) = buf.getvalue().splitlines()
+    assert line.endswith(" RUNNING → KILLING  body we\\u202eb\\u2028x")
+
+
 def test_a_wide_task_label_takes_its_columns_and_the_text_under_it_lines_up():
     """A job named 作业 is 4 columns wide in 2 characters: padding by characters put every
     subject 2 columns right of a plain label's, and the lines under a line (a stop hint) 2

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import threading
 
 import pytest
 
 from config.spec import LoggerSpec, LogMode, ProcessSpec
+from executor.procs import runlogs
 from tests.support.supervision import Harness, fds_on
 from tests.support.waiting import wait_for
 
@@ -120,3 +123,36 @@ def test_a_run_readied_in_a_logs_removed_or_moved_since_writes_to_the_new_one(tm
     finally:
         h.sup.close()
     assert fds_on(h.sandbox / ".logs.attempt-0" / "b" / "0") == 0
+
+
+def test_a_close_on_another_thread_while_a_run_is_readied_leaves_nothing(tmp_path, monkeypatch):
+    """`close()` between the making of a run's directory and of its files (on another
+    thread, as the lock allows): the files were kept, open, in a `.logs` nothing removes."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    logs = runlogs.RunLogs(sandbox, "test.0")
+    make = runlogs._new_plain_stdio
+
+    def closed_meanwhile(directory):  # type: ignore[no-untyped-def]
+        closing = threading.Thread(target=logs.close)
+        closing.start()
+        closing.join(5)
+        return make(directory)
+
+    monkeypatch.setattr(runlogs, "_new_plain_stdio", closed_meanwhile)
+    logs.ready_ahead([(_spec("a"), 0)], 1 << 20)
+    assert not (sandbox / ".logs").exists()
+    assert fds_on(sandbox / ".logs" / "a" / "0" / "stdout") == 0
+
+
+def test_a_readied_run_s_stdout_is_marked_until_its_spawn_takes_it(tmp_path, tracker):
+    h = Harness(tmp_path / "sandbox", tracker)
+    try:
+        h.sup.ready_ahead([(_spec("a"), 0)])
+        readied = os.stat(h.log("a")).st_mode
+        assert readied & stat.S_ISVTX  # readers list no run 0 yet
+        tracker.add(h.sup.spawn(_spec("a"), 0))
+        assert os.stat(h.log("a")).st_mode == readied & ~stat.S_ISVTX
+        h.next_exit()
+    finally:
+        h.sup.close()

@@ -214,8 +214,8 @@ def test_a_task_end_cut_after_a_kill_a_failure_began_is_not_taken_for_the_phase_
     """A real `stoker run` whose health check fails: task STARTING -> KILLING, the phase
     CLEANING -> KILLED, then the task's end KILLING -> FAILED (the kill's cause, not the
     phase). That end cut: status showed KILLED ("ended as its supervisor's terminal phase"),
-    a failure shown as an operator's kill. The cause is in no record: the end is not made up
-    (LOST, its supervisor gone without a terminal record)."""
+    a failure shown as an operator's kill. The KILLING record names the cause: FAILED, as
+    for a supervisor that died while killing (it was LOST while no record named it)."""
     sandbox = _failed_run(tmp_path, monkeypatch, SICK)
     checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
     data = checkpoint.read_bytes()
@@ -224,8 +224,10 @@ def test_a_task_end_cut_after_a_kill_a_failure_began_is_not_taken_for_the_phase_
     checkpoint.write_bytes(data[:end + 30])
     code, out, _ = status(capsys, sandbox, "--json")
     doc = json.loads(out)
-    assert (code, doc["state"], doc["supervisor_alive"]) == (0, "LOST", False), doc
-    assert "KILLED" not in doc["attempts"][0]["state"]
+    assert (code, doc["state"], doc["supervisor_alive"], doc["ended"]) == (0, "FAILED", False, True), doc
+    assert doc["attempts"][0]["killing_ends_as"] == "FAILED"
+    code, out, _ = status(capsys, sandbox)
+    assert "state=FAILED (its supervisor died while killing; recorded KILLING)" in out.splitlines()[0]
 
 
 def test_a_damaged_record_before_an_intact_task_end_changes_nothing(failed, capsys):

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import attrs
 
-from executor.procs import cgrouplost, cgroups, cgroupwalk, pidsignal
+from executor.procs import cgrouplost, cgroupwalk, pidsignal
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from tests.support.cgroups import members, subtree
 
@@ -258,4 +258,4 @@ def _describe(pid: int) -> str:
 
 def _wait_emptied(directory: Path, within_secs: float) -> None:
     """Until `populated 0` (woken by the kernel as cgroup.events changes), or the time."""
-    cgroups.wait_emptied(str(directory), time.monotonic() + within_secs)
+    cgroupwalk.wait_emptied(str(directory), time.monotonic() + within_secs)

@@ -160,6 +160,19 @@ def test_the_truth_about_a_task(recorded, alive, walls, let_go, truth):
     assert judge(recorded, alive, let_go=let_go, **walls) == truth
 
 
+@pytest.mark.parametrize("ends_as", ["FAILED", "KILLED"])
+def test_a_task_whose_supervisor_died_while_killing_ends_as_the_kill_would_have(ends_as):
+    truth = judge("KILLING", False, killing_ends_as=ends_as, **WALLS)
+    assert truth == Truth(ends_as, alive=False, ended=True, died_killing=True)
+    assert truth.unsupervised and not truth.lost  # its leftovers are looked for all the same
+
+
+def test_a_killing_task_whose_record_says_no_end_is_lost():
+    """A checkpoint of a Stoker from before the KILLING record said how the kill ends."""
+    assert judge("KILLING", False, killing_ends_as=None, **WALLS).lost
+    assert judge("KILLING", True, killing_ends_as="KILLED", **WALLS).state == "KILLING"  # still killing
+
+
 def test_a_lost_task_says_since_when_and_from_what():
     truth = judge("RUNNING", False, last_record_wall=50.0, checkpoint_mtime=None, registry_wall=None)
     assert truth.lost

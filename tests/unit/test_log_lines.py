@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from config.logline import log_event
+from config.logline import event_line, log_event
 from executor.cli import logsetup
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,3 +156,30 @@ def test_json_escapes_what_a_reader_would_split_a_line_at_or_a_terminal_obey():
     text = logsetup.JsonFormatter().format(record)
     assert len(text.splitlines()) == 1 and not any(c in text for c in "\x85\u2028\u2029\x9b\x7f")
     assert json.loads(text)["reason"] == "a\x85b\u2028c\u2029d\x9b31me\x7f"
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("web", "web"),  # plain ASCII: as it always was
+    ("a b", '"a b"'),
+    ('said "no" \\ back', '"said \\"no\\" \\\\ back"'),
+    ("", '""'),
+    ("é→作业", "é→作业"),
+    ("é b", '"é b"'),
+    ("we\u202eb", '"we\\u202eb"'),  # a right-to-left override: quoted, written out
+    ("a\\u202e", "a\\u202e"),  # the same letters typed: plain, so the two differ on the line
+    ("p\nforged=1 \u2066x", '"p\\nforged=1 \\u2066x"'),
+    ("esc\x1b[2J\x9b", '"esc\\x1b[2J\\x9b"'),  # one way: as the text formatter writes a message's
+])
+def test_a_field_s_text_escapes_controls_and_format_characters_one_way(value, shown):
+    assert event_line("restart_requested", {"process": value}) == f"restart_requested process={shown}"
+
+
+def test_a_text_line_escapes_a_format_character_in_a_message_and_a_traceback():
+    try:
+        raise ValueError("name we\u202eb")
+    except ValueError:
+        record = logging.LogRecord("executor.test", logging.ERROR, __file__, 1, "said \u2067x", None,
+                                   sys.exc_info())
+    text = logsetup.TextFormatter().format(record)
+    assert "\u202e" not in text and "\u2067" not in text
+    assert "executor.test: said \\u2067x\n" in text and text.endswith("ValueError: name we\\u202eb")

@@ -7,7 +7,7 @@ import math
 import attrs
 import pytest
 
-from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
+from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage, TaskState
 from executor.task.records import (
     DamagedRecord,
     HeaderRecord,
@@ -45,6 +45,8 @@ RECORDS = [
     ProcessRecord(process="web", run=3, from_=ProcessState.RUNNING, to=ProcessState.WAITING,
                   reason="killed by SIGTERM after the operator's restart", pid=4300, signal=15,
                   outcome=RunOutcome.RESTARTED, wall=104.0),
+    TaskRecord(from_=TaskStage.RUNNING, to=TaskStage.KILLING, reason="health check failed: HTTP 503",
+               wall=105.0, ends_as=TaskState.FAILED),
 ]
 
 
@@ -237,6 +239,18 @@ def test_absent_and_empty_optional_fields_take_their_defaults():
     assert parse({"kind": "process", "process": "web", "to": "KILLED", "run": None,
                   "outcome": ""}) == ProcessRecord(process="web", run=None, from_=None,
                                                    to=ProcessState.KILLED)
+
+
+def test_a_killing_record_says_how_the_kill_ends_the_task_and_an_older_one_still_reads():
+    """`ends_as`: the kill's cause (a supervisor that dies before the end leaves it as the
+    task's end). A checkpoint written before it has none; one not FAILED or KILLED (damage,
+    a newer Stoker's) is dropped, never the record."""
+    assert RECORDS[-1].to_json() == {"kind": "task", "from": "RUNNING", "to": "KILLING", "wall": 105.0,
+                                     "reason": "health check failed: HTTP 503", "ends_as": "FAILED"}
+    older = {"kind": "task", "from": "RUNNING", "to": "KILLING", "reason": "killed", "wall": 1.0}
+    assert parse(older) == TaskRecord(from_=TaskStage.RUNNING, to=TaskStage.KILLING, reason="killed", wall=1.0)
+    for odd in ("FINISHED", "EXPLODED", 7, ""):
+        assert parse({**older, "ends_as": odd}) == parse(older)
 
 
 def test_a_from_naming_no_known_state_reads_as_not_known():

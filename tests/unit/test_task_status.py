@@ -111,7 +111,8 @@ def test_a_health_failure_while_starting_kills_the_task_and_it_ends_failed_and_u
     m = TaskStatusMachine(health_checked=True)
     out = m.health(FAILED_V)
     reason = "health check failed: 1 consecutive health checks failed: HTTP 503"
-    assert out == Outcome(transitions=(TaskTransition(TaskStage.STARTING, KILLING, reason),),
+    assert out == Outcome(transitions=(TaskTransition(TaskStage.STARTING, KILLING, reason,
+                                                      ends_as=TaskState.FAILED),),
                           kill_reason=reason)
     assert m.state is TaskState.STARTING and m.killing
     end = m.task_ended(TaskPhase.KILLED, "killed")
@@ -123,7 +124,8 @@ def test_a_kill_request_ends_killed_with_its_reason_and_says_nothing_of_health()
     m = TaskStatusMachine(health_checked=True)
     m.health(RUNNING_V)
     out = m.kill_requested("killed by the agent (KILL)")
-    assert out == Outcome(transitions=(TaskTransition(RUNNING_STAGE, KILLING, "killed by the agent (KILL)"),),
+    assert out == Outcome(transitions=(TaskTransition(RUNNING_STAGE, KILLING, "killed by the agent (KILL)",
+                                                      ends_as=TaskState.KILLED),),
                           kill_reason="killed by the agent (KILL)")
     end = m.task_ended(TaskPhase.KILLED, "killed by the agent (KILL)")
     assert end.updates == (Update(TaskState.KILLED, "killed by the agent (KILL)", None),)

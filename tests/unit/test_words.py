@@ -6,6 +6,7 @@ import pytest
 from config.words import (
     columns,
     did_you_mean,
+    loggable,
     lone_surrogate,
     number,
     pad,
@@ -36,6 +37,34 @@ from executor.cli.views import table
 ])
 def test_printable_writes_control_characters_out(text, shown):
     assert printable(text) == shown
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("plain-name_0.1", "plain-name_0.1"),
+    ("é, 作业 and → stay", "é, 作业 and → stay"),
+    ("we\u202eb", "we\\u202eb"),  # a right-to-left override: `bew` on a terminal
+    ("\u2066a\u2069 \u200e\u200f \u061c", "\\u2066a\\u2069 \\u200e\\u200f \\u061c"),
+    ("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff"),
+    ("a\u2028b\u2029c\x85d", "a\\u2028b\\u2029c\\x85d"),  # line ends to str.splitlines
+    ("tag\U000e0041", "tag\\U000e0041"),
+    ("\x1b[2J\n/sb-\udcff", "\\x1b[2J\\n/sb-\\xff"),  # as printable writes them
+])
+def test_loggable_writes_format_characters_and_line_separators_out_too(text, shown):
+    assert loggable(text) == shown
+
+
+def test_loggable_escapes_every_format_character_unicode_names():
+    """The class is written out (building it from unicodedata at each start would cost a
+    start its time): it must hold every Cf character of this Python's Unicode, and no other."""
+    import sys
+    import unicodedata
+
+    format_chars = "".join(chr(c) for c in range(sys.maxunicode + 1)
+                           if unicodedata.category(chr(c)) == "Cf")
+    assert all(loggable(c) != c for c in format_chars)
+    others = "".join(chr(c) for c in range(0xA0, 0x30000)
+                     if unicodedata.category(chr(c)) not in ("Cf", "Cs", "Zl", "Zp", "Cc"))
+    assert loggable(others) == others
 
 
 def test_columns_counts_what_a_terminal_shows():
