@@ -199,10 +199,12 @@ def stop_run(proc: subprocess.Popen, sandbox: Path, join_reader: Callable[[], ob
     kill_leftovers(task_pids(sandbox))
 
 
-def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None) -> tuple[float, float]:
+def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None,
+           env: dict[str, str] | None = None) -> tuple[float, float]:
     """One `stoker run` of n processes, alone: exec → all n ran their first command, and exec
     → the nth RUNNING line; always stopped. A new config file (a first run: planned) unless
-    `config` names one run before (its plan kept)."""
+    `config` names one (run before: its plan kept). `env`: its environment (`child_env()`'s
+    by default: this checkout)."""
     workdir_ = root / f"{tag}-{n}"
     workdir_.mkdir()
     if config is None:
@@ -213,7 +215,7 @@ def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None)
     with open(workdir_ / "stderr", "wb") as err:
         start = time.monotonic()
         proc = subprocess.Popen([*stoker_argv(), "run", str(config), "--sandbox", str(sandbox)],
-                                cwd=workdir_, env=child_env(), stdout=subprocess.PIPE, stderr=err,
+                                cwd=workdir_, env=env or child_env(), stdout=subprocess.PIPE, stderr=err,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     lines = Lines(proc, RUNNING, n)
     try:
