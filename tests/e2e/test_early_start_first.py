@@ -171,6 +171,58 @@ def test_the_first_run_starts_as_soon_as_the_answer_is_seen_between_two_modules(
     assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
 
 
+# The child answers while the code of one of the supervisor's modules runs
+# (`executor.task.checks`, within `executor.task.owner`'s import): that code opens the gate
+# the config waits on, then waits, importing nothing, until the first run has started (its
+# log file made) and notes whether it did. The child's WAKE signal starts it there
+# (`launchfirst._AnswerWatch.woken`); the watch alone would look only at the next module.
+ANSWERS_WITHIN_A_MODULE = '''\
+import importlib.util, sys
+
+WAIT = """
+import os as _os, time as _time
+with open(_os.environ["PLAN_GATE"], "w") as _gate:
+    _gate.write("go")
+_log, _deadline = _os.path.join(_os.environ["SANDBOX"], ".logs", "first", "0", "stdout"), _time.monotonic() + 20
+while not _os.path.exists(_log) and _time.monotonic() < _deadline:
+    _time.sleep(0.005)
+with open(_os.environ["SEEN"], "w") as _seen:
+    _seen.write(str(_os.path.exists(_log)))
+"""
+
+class _Finder:
+    def find_spec(self, name, path, target=None):
+        if name != "executor.task.checks":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loaded = spec.loader.exec_module
+
+        def exec_module(module):  # WAIT runs as the module's own code, before the rest of it
+            exec(compile(WAIT, spec.origin, "exec"), module.__dict__)
+            loaded(module)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, _Finder())
+'''
+
+
+def test_the_first_run_starts_within_a_module_as_the_child_wakes_the_wait(tmp_path):
+    # not at the next module of Stoker's to load (a module of attrs classes: 1-3 ms)
+    hook, gate, seen = tmp_path / "hook", tmp_path / "gate", tmp_path / "seen"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(ANSWERS_WITHIN_A_MODULE)
+    os.mkfifo(gate)
+    config = write(tmp_path, TOUCH.format(path="ran"))
+    config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
+    proc, sandbox = run_to_success(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate),
+                                                    "SEEN": str(seen), "SANDBOX": str(tmp_path / "sandbox")})
+    assert seen.read_text() == "True"  # started while the module's own code ran
+    assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
+
+
 # The config's own code running after its plan was made (a thread it started, a finalizer):
 # here, deterministically, in place of the judgement whether its files are closed, which the
 # child makes after it sent the plan the early start starts the runs from.
