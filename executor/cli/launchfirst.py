@@ -22,7 +22,9 @@ comes early is not held up by them (the child is the slower of the two: an inter
 on the busy 2-core VM, 40 launches each, exec → 1 ran 347 → 329 ms, faster in 29 of 40
 pairs). Nor by the import in progress as it comes: one of those modules loads up to 40 of
 its own, and the runs start at the first of those about to load once the answer is there
-(`_AnswerWatch`). The answer holds the plan, which gives what a launch record would
+(`_AnswerWatch`); or sooner, within a module's own code, when the child's signal that it sent
+the plan (`planahead.WAKE`) comes while that code runs with no import under way in it
+(`_AnswerWatch.woken`: a module of attrs classes runs 1-3 ms without one). The answer holds the plan, which gives what a launch record would
 (`plancache.launch_fields`, the first wave by `plancache.first_wave`), and steps 3 and 4 of
 `executor/cli/launch.py` follow as for a kept plan, under the plan cache's lease on the config's entry. Only a plan
 starts anything: a config that fails to load (the child's answer is its error) starts no
@@ -188,17 +190,31 @@ def _load_while_planning(ahead: PlanAhead, watch: _AnswerWatch | None = None) ->
 
 def _in_own_module(frame: object) -> bool:
     """Whether `frame` (a signal's: where it interrupted this process) runs the code of one of
-    Stoker's modules as it loads, or what that code called, with no import under way there:
-    going out from it, the first frame that is the import system's or a module's code is
-    that module's."""
+    Stoker's modules as it loads, or what that code called, or the import system loading one
+    of them: going out from it, the first frame that is a module's code or the import
+    system's is that of one of Stoker's modules, or finds or loads one (the moment the watch
+    starts the runs at); not one that loads another module (`socket`), half loaded then."""
     while frame is not None:
         code = frame.f_code  # type: ignore[attr-defined]
-        if code.co_filename.startswith("<frozen importlib"):  # an import: the module it loads is half loaded
-            return False
         if code.co_name == "<module>":
             return str(frame.f_globals.get("__name__", "")).startswith(OWN_PACKAGES)  # type: ignore[attr-defined]
+        if code.co_filename.startswith("<frozen importlib"):
+            return str(_loading(frame.f_locals)).startswith(OWN_PACKAGES)  # type: ignore[attr-defined]
         frame = frame.f_back  # type: ignore[attr-defined]
     return False
+
+
+def _loading(local: dict[str, object]) -> object:
+    """The module a frame of the import system finds or loads, by its arguments (a name, a
+    spec, a module or a loader's name); None when they do not say."""
+    for key in ("name", "fullname"):
+        if isinstance(local.get(key), str):
+            return local[key]
+    if "spec" in local:
+        return getattr(local["spec"], "name", None)
+    if "module" in local:
+        return getattr(local["module"], "__name__", None)
+    return getattr(local.get("self"), "name", None)
 
 
 def take_ahead() -> PlanAhead | None:
