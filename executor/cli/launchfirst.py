@@ -22,9 +22,7 @@ comes early is not held up by them (the child is the slower of the two: an inter
 on the busy 2-core VM, 40 launches each, exec → 1 ran 347 → 329 ms, faster in 29 of 40
 pairs). Nor by the import in progress as it comes: one of those modules loads up to 40 of
 its own, and the runs start at the first of those about to load once the answer is there
-(`_AnswerWatch`); or sooner, within a module's own code, when the child's signal that it sent
-the plan (`planahead.WAKE`) comes while that code runs with no import under way in it
-(`_AnswerWatch.woken`: a module of attrs classes runs 1-3 ms without one). The answer holds the plan, which gives what a launch record would
+(`_AnswerWatch`). The answer holds the plan, which gives what a launch record would
 (`plancache.launch_fields`, the first wave by `plancache.first_wave`), and steps 3 and 4 of
 `executor/cli/launch.py` follow as for a kept plan, under the plan cache's lease on the config's entry. Only a plan
 starts anything: a config that fails to load (the child's answer is its error) starts no
@@ -49,7 +47,7 @@ from executor.cli.launch import (
 )
 from executor.host.early import EarlyStart, stop_pending
 from executor.local import planfiles
-from executor.local.planahead import WAKE, Inputs, PlanAhead, inputs_of
+from executor.local.planahead import Inputs, PlanAhead, inputs_of
 from executor.procs import earlyfork
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
@@ -132,18 +130,6 @@ class _AnswerWatch:
         if not self.fired and name.startswith(OWN_PACKAGES) and self._ahead.answered():
             self.start()
 
-    def woken(self, _signum: int, frame: object) -> None:
-        """The child's WAKE, handled while the supervisor's modules load: the runs start here,
-        within a module, not at the next of Stoker's (a module of attrs classes takes 1-3 ms,
-        and the answer waited for half of that on the quiet 2-core VM), when this process is
-        running the code of one of Stoker's modules (or what that code called: attrs making a
-        class) with no import under way in it: what the start imports, a standard module
-        (`socket`), is then none half loaded. Otherwise at the next module, as before. The
-        start makes no class, takes no lock and writes no stream that its interrupted code
-        might be in the middle of."""
-        if not self.fired and _in_own_module(frame) and self._ahead.answered():
-            self.start()
-
     def start(self) -> EarlyStart | None:
         """The plan's first runs, from the plan the child sent first (waited for when it has
         not come; its whole answer, read later by `planning.plan_apart`, comes after)."""
@@ -165,56 +151,20 @@ def _load_while_planning(ahead: PlanAhead, watch: _AnswerWatch | None = None) ->
     the modules of each import past START_USES. False when one fails (a broken install): no
     run starts early, which the supervisor might never load to adopt (started, they were
     killed again as `stoker run` fails); its user imports it again, and says so."""
-    woken: list[object] = []  # WAKE's disposition before its handler (`_AnswerWatch.woken`), once put in
-    try:
-        for index, name in enumerate(LOAD_WHILE_PLANNING):
-            if ahead.answered():
-                return True
-            watching = watch is not None and index >= START_USES
-            if watching:
-                if not woken:
-                    woken.append(_signal.signal(WAKE, watch.woken))  # type: ignore[union-attr]
-                sys.meta_path.insert(0, watch)  # type: ignore[arg-type]  # a finder by its one method
-            try:
-                __import__(name)
-            except Exception:
-                return False
-            finally:
-                if watch in sys.meta_path:  # (put there, and not taken out by a module meanwhile)
-                    sys.meta_path.remove(watch)
-        return True
-    finally:
-        if woken:  # (None: one C code put in; SIG_DFL then, as Python has no other way to say it)
-            _signal.signal(WAKE, _signal.SIG_DFL if woken[0] is None else woken[0])
-
-
-def _in_own_module(frame: object) -> bool:
-    """Whether `frame` (a signal's: where it interrupted this process) runs the code of one of
-    Stoker's modules as it loads, or what that code called, or the import system loading one
-    of them: going out from it, the first frame that is a module's code or the import
-    system's is that of one of Stoker's modules, or finds or loads one (the moment the watch
-    starts the runs at); not one that loads another module (`socket`), half loaded then."""
-    while frame is not None:
-        code = frame.f_code  # type: ignore[attr-defined]
-        if code.co_name == "<module>":
-            return str(frame.f_globals.get("__name__", "")).startswith(OWN_PACKAGES)  # type: ignore[attr-defined]
-        if code.co_filename.startswith("<frozen importlib"):
-            return str(_loading(frame.f_locals)).startswith(OWN_PACKAGES)  # type: ignore[attr-defined]
-        frame = frame.f_back  # type: ignore[attr-defined]
-    return False
-
-
-def _loading(local: dict[str, object]) -> object:
-    """The module a frame of the import system finds or loads, by its arguments (a name, a
-    spec, a module or a loader's name); None when they do not say."""
-    for key in ("name", "fullname"):
-        if isinstance(local.get(key), str):
-            return local[key]
-    if "spec" in local:
-        return getattr(local["spec"], "name", None)
-    if "module" in local:
-        return getattr(local["module"], "__name__", None)
-    return getattr(local.get("self"), "name", None)
+    for index, name in enumerate(LOAD_WHILE_PLANNING):
+        if ahead.answered():
+            return True
+        watching = watch is not None and index >= START_USES
+        if watching:
+            sys.meta_path.insert(0, watch)  # type: ignore[arg-type]  # a finder by its one method
+        try:
+            __import__(name)
+        except Exception:
+            return False
+        finally:
+            if watch in sys.meta_path:  # (put there, and not taken out by a module meanwhile)
+                sys.meta_path.remove(watch)
+    return True
 
 
 def take_ahead() -> PlanAhead | None:
@@ -314,7 +264,7 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             codecache.also("plan")  # the config language's classes, which the parent never loads
             from executor.local.planning import plan_ahead
 
-            plan_ahead(inputs, write_end, parent)
+            plan_ahead(inputs, write_end)
         finally:
             os._exit(1)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)

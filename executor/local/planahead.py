@@ -60,17 +60,13 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums for nothing here
 import os
 
-__all__ = ["EARLY", "INPUT_NAMES", "WAKE", "PlanAhead", "inputs_of"]
+__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "inputs_of"]
 
 Inputs = tuple[str, "str | None", tuple[tuple[str, str], ...], int, tuple[tuple[str, int], ...], str, str]
 INPUT_NAMES = ("config", "jobkey", "bindings", "instance", "ports", "host", "user")  # Inputs' parts
 # What begins the child's plan sent alone before its answer (`planning.plan_ahead`), then its
 # size in 4 bytes: a NUL, which no `marshal` data (the answer) begins with
 EARLY = b"\0"
-# The signal the child sends its parent once that plan is sent (`planning.plan_ahead`): one
-# ignored by default, and by every part of Stoker but the wait for the plan that handles it
-# (`launchfirst.start_first`), so that one that comes before or after that wait does nothing
-WAKE = _signal.SIGURG
 
 
 def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], instance: int,

@@ -43,7 +43,7 @@ from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, load_frozen, open_problem, plan_job
 from executor.host.early import die_with
 from executor.local import planform
-from executor.local.planahead import EARLY, WAKE, Inputs, PlanAhead
+from executor.local.planahead import EARLY, Inputs, PlanAhead
 from executor.local.planfiles import allocate_ports
 
 __all__ = ["job_planner", "plan_ahead", "plan_apart"]
@@ -89,14 +89,12 @@ def _judged(sources: dict[str, str]) -> str | None:
         return f"its files were not judged: {type(exc).__name__}: {exc}"
 
 
-def plan_ahead(inputs: Inputs, write_end: int, parent: int = 0) -> NoReturn:
+def plan_ahead(inputs: Inputs, write_end: int) -> NoReturn:
     """The child the entry point forked (`executor/cli/launch.py`): plans for `inputs` and
     sends the answer through `write_end`, as `plan_apart`'s child does, with the plan alone
     first (`planahead.EARLY`), for the first run's early start: it starts the runs from it
     while this child still judges the config closed or not (`open_problem`), sends the
-    whole answer and ends (1-5 ms, and more on a busy host, that the runs waited for).
-    Once the plan is sent it wakes `parent` (`planahead.WAKE`), still this child's parent:
-    that process starts the runs at once rather than after the module it is loading."""
+    whole answer and ends (1-5 ms, and more on a busy host, that the runs waited for)."""
     def planned_first(plan: JobPlan) -> None:
         # the config's code has run: no timeout raised into the rest (a write of the plan cut
         # short, or a "timeout" answer contradicting the plan the runs started from)
@@ -109,8 +107,6 @@ def plan_ahead(inputs: Inputs, write_end: int, parent: int = 0) -> NoReturn:
         while data:
             data = data[os.write(write_end, data):]
         sent.append(True)
-        if parent and os.getppid() == parent:  # (re-parented: not the process that forked it)
-            os.kill(parent, WAKE)
 
     sent: list[bool] = []  # the plan went first: the answer leaves it out (the parent has it)
     _child(job_planner(inputs, planned_first), write_end, sent)

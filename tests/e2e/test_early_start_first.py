@@ -127,13 +127,9 @@ def test_a_supervisors_module_that_fails_to_load_while_the_child_plans_starts_no
 # as `executor.task.checks` loads (within `executor.task.owner`'s import, one of them), the
 # gate the config waits on is opened and the child is waited for (its answer is in the pipe
 # once it has ended); then the next module of Stoker's about to load is looked up, and
-# whether the first run had started before and after it is noted. The child's WAKE is
-# ignored meanwhile: the watch alone (the signal starts the runs sooner, the test after).
+# whether the first run had started before and after it is noted.
 ANSWERS_MID_IMPORT = patched_at_load("executor.task.checks", """
-    import _signal
-
     def _patch(module):
-        _signal.signal(_signal.SIGURG, _signal.SIG_IGN)  # (`start_first` puts its own default back)
         with open(os.environ["PLAN_GATE"], "w") as gate:
             gate.write("go")
         deadline = time.monotonic() + 60
@@ -172,58 +168,6 @@ def test_the_first_run_starts_as_soon_as_the_answer_is_seen_between_two_modules(
     proc, sandbox = run_to_success(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate),
                                                     "SEEN": str(seen), "SANDBOX": str(tmp_path / "sandbox")})
     assert seen.read_text() == "(True, False) True"  # answered, not started; started at the next module
-    assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
-
-
-# The child answers while the code of one of the supervisor's modules runs
-# (`executor.task.checks`, within `executor.task.owner`'s import): that code opens the gate
-# the config waits on, then waits, importing nothing, until the first run has started (its
-# log file made) and notes whether it did. The child's WAKE signal starts it there
-# (`launchfirst._AnswerWatch.woken`); the watch alone would look only at the next module.
-ANSWERS_WITHIN_A_MODULE = '''\
-import importlib.util, sys
-
-WAIT = """
-import os as _os, time as _time
-with open(_os.environ["PLAN_GATE"], "w") as _gate:
-    _gate.write("go")
-_log, _deadline = _os.path.join(_os.environ["SANDBOX"], ".logs", "first", "0", "stdout"), _time.monotonic() + 20
-while not _os.path.exists(_log) and _time.monotonic() < _deadline:
-    _time.sleep(0.005)
-with open(_os.environ["SEEN"], "w") as _seen:
-    _seen.write(str(_os.path.exists(_log)))
-"""
-
-class _Finder:
-    def find_spec(self, name, path, target=None):
-        if name != "executor.task.checks":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        loaded = spec.loader.exec_module
-
-        def exec_module(module):  # WAIT runs as the module's own code, before the rest of it
-            exec(compile(WAIT, spec.origin, "exec"), module.__dict__)
-            loaded(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-sys.meta_path.insert(0, _Finder())
-'''
-
-
-def test_the_first_run_starts_within_a_module_as_the_child_wakes_the_wait(tmp_path):
-    # not at the next module of Stoker's to load (a module of attrs classes: 1-3 ms)
-    hook, gate, seen = tmp_path / "hook", tmp_path / "gate", tmp_path / "seen"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(ANSWERS_WITHIN_A_MODULE)
-    os.mkfifo(gate)
-    config = write(tmp_path, TOUCH.format(path="ran"))
-    config.write_text(f"open({str(gate)!r}).read()\n" + config.read_text())
-    proc, sandbox = run_to_success(tmp_path, config, env={"PYTHONPATH": f"{hook}:{REPO}", "PLAN_GATE": str(gate),
-                                                    "SEEN": str(seen), "SANDBOX": str(tmp_path / "sandbox")})
-    assert seen.read_text() == "True"  # started while the module's own code ran
     assert adopted(proc) == ["first"] and (sandbox / "ran").exists()
 
 
