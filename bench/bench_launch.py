@@ -220,17 +220,19 @@ def timed_run(config: Path, work: Path, fifo: Path, n: int, env: dict[str, str],
         stop_run(proc, work / "sandbox", lines.join, what)
 
 
-def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None) -> tuple[float, float]:
+def launch(root: Path, n: int, tag: str, fifo: Path, config: Path | None = None,
+           env: dict[str, str] | None = None) -> tuple[float, float]:
     """One `stoker run` of n processes, alone: exec → all n ran their first command, and exec
     → the nth RUNNING line; always stopped. A new config file (a first run: planned) unless
-    `config` names one run before (its plan kept)."""
+    `config` names one (run before: its plan kept). `env`: its environment (`child_env()`'s
+    by default: this checkout)."""
     workdir_ = root / f"{tag}-{n}"
     workdir_.mkdir()
     if config is None:
         config = workdir_ / "launch.aurora"
         config.write_text(config_text(n, fifo))
     with open(workdir_ / "stderr", "wb") as err:
-        return timed_run(config, workdir_, fifo, n, child_env(), f"N={n}: stoker run", err)
+        return timed_run(config, workdir_, fifo, n, env or child_env(), f"N={n}: stoker run", err)
 
 
 def spawner(n: int, fifo: Path, binary: Path | None = None, logs: Path | None = None) -> tuple[float, float]:

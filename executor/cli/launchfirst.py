@@ -32,6 +32,7 @@ Nothing here raises or prints but a Ctrl-C while `start_first` waits for the pla
 """
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums
 import marshal
 import os
 import sys
@@ -236,23 +237,21 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
     """The child that plans for `inputs` and answers through a pipe, forked now."""
     for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
         stream.flush()  # must not hold what this process wrote before the fork
-    import signal  # loaded with executor.local.planning by now; the early start itself goes without it (enum)
-
     parent = os.getpid()
     read_end, write_end = os.pipe()
     # Ctrl-C (or another stop, `start.WHILE_LOADING`) waits until the child is inside the
     # `try` that ends it: raised before, the child would go on as this process and run its exit
-    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    stops = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)
+    mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, stops)
     try:
         pid = os.fork()
     except OSError:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
         _close_all([read_end, write_end])
         return None
     if pid == 0:  # the child: plans, answers and ends; never returns
         try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
             os.close(read_end)
             import gc  # here: the early start loads nothing it does not use
 
@@ -268,6 +267,6 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             plan_ahead(inputs, write_end)
         finally:
             os._exit(1)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     os.close(write_end)
     return PlanAhead(pid, read_end, inputs)
