@@ -71,7 +71,8 @@ def test_an_adopted_early_start_leaves_the_inherited_children_out_of_the_task(tm
             proc.wait_output("WAITING → RUNNING", timeout_secs=30)
             wait_for(lambda p=proc: "process_adopted" in p.stderr(), timeout_secs=30)  # the early start's run
             [sleep] = inherited(tmp_path, f"run{attempt}")
-            [task] = task_pids(sandbox)
+            # the console's line is logged as the change is made, the checkpoint written at the step's end
+            [task] = wait_for(lambda s=sandbox: task_pids(s), timeout_secs=30)
             if "/stoker-" in cgroups_of(task):  # the task's cgroup (not as a user without one)
                 assert "/stoker-" not in cgroups_of(sleep), cgroups_of(sleep)
         finally:
