@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -212,7 +213,40 @@ def test_stoker_started_with_no_thread_to_be_had_ends_with_one_line(tmp_path: Pa
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("stoker: error:")]
     assert len(errors) == 1 and "cannot go on: " in errors[0], done.stderr[-2000:]
+    assert "pids.max" in errors[0] and "ulimit -v" not in errors[0], errors[0]
     assert done.returncode == 2, done.stderr[-2000:]
+
+
+# A thread refused for the address space (ulimit -v: RLIMIT_AS, what `stoker run` may be
+# started under on a shared machine): pthread says EAGAIN, as in a full pids cgroup, and
+# Python's RuntimeError is the same; before, the line blamed pids.max or ulimit -u. The
+# limit is set a MiB above what the child maps, below the 8 MiB stack a thread asks for.
+ADDRESS_SPACE_CHILD = r"""
+import resource, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
+with open("/proc/self/status") as status:
+    mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
+try:
+    threading.Thread(target=lambda: None).start()
+except RuntimeError as exc:
+    print(no_room(exc))
+else:
+    print("a thread started")
+"""
+
+
+def test_a_thread_refused_for_the_address_space_limit_names_that_limit() -> None:
+    stack = 8 * 1024 * 1024
+    done = subprocess.run([sys.executable, "-c", ADDRESS_SPACE_CHILD, str(REPO)],
+                          capture_output=True, text=True, timeout=30,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK,
+                                                                (stack, stack)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = done.stdout.strip()
+    assert said.startswith("no thread could be started: the address-space limit (ulimit -v: "), said
+    assert "leaves no room for a thread's 8192 KiB stack" in said and "pids.max" not in said, said
 
 
 # A supervisor whose start found no thread for its reaper: before, its close() failed on an
