@@ -27,6 +27,7 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
+from executor.logs import no_room
 from tests.support.agent_sim import make_task_info
 from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.limits import pids_cgroup
@@ -234,6 +235,12 @@ except RuntimeError as exc:
     print(no_room(exc))
 else:
     print("a thread started")
+try:
+    bytearray(64 * 1024 * 1024)
+except MemoryError as exc:
+    print(no_room(exc))
+else:
+    print("64 MiB had")
 """
 
 
@@ -244,9 +251,22 @@ def test_a_thread_refused_for_the_address_space_limit_names_that_limit() -> None
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK,
                                                                 (stack, stack)))
     assert done.returncode == 0, done.stderr[-3000:]
-    said = done.stdout.strip()
-    assert said.startswith("no thread could be started: the address-space limit (ulimit -v: "), said
-    assert "leaves no room for a thread's 8192 KiB stack" in said and "pids.max" not in said, said
+    thread, memory = done.stdout.splitlines()
+    assert thread.startswith("no thread could be started: the address-space limit (ulimit -v: "), thread
+    assert "leaves no room for a thread's 8192 KiB stack" in thread and "pids.max" not in thread, thread
+    assert memory.startswith("no memory could be had (MemoryError): the address-space limit "
+                             "(ulimit -v: "), memory
+
+
+# A MemoryError is not Stoker's bug but the host's: the owner and `stoker: error: cannot go
+# on: ...` say it in one line, as they do a thread or descriptor that could not be had (was:
+# 'executor internal error: MemoryError: ' with its traceback, exit 70, and tracebacks of
+# each later step that failed for it).
+def test_a_memory_error_without_a_limit_says_the_host_refused_it() -> None:
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+        pytest.skip("this test runs under an address-space limit (ulimit -v)")
+    assert no_room(MemoryError()) == ("no memory could be had (MemoryError): the host refused "
+                                      "an allocation (no memory left, or vm.overcommit_memory=2)")
 
 
 # A supervisor whose start found no thread for its reaper: before, its close() failed on an
