@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,6 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
-from executor.logs import no_room
 from tests.support.agent_sim import make_task_info
 from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.limits import pids_cgroup
@@ -216,57 +214,6 @@ def test_stoker_started_with_no_thread_to_be_had_ends_with_one_line(tmp_path: Pa
     assert len(errors) == 1 and "cannot go on: " in errors[0], done.stderr[-2000:]
     assert "pids.max" in errors[0] and "ulimit -v" not in errors[0], errors[0]
     assert done.returncode == 2, done.stderr[-2000:]
-
-
-# A thread refused for the address space (ulimit -v: RLIMIT_AS, what `stoker run` may be
-# started under on a shared machine): pthread says EAGAIN, as in a full pids cgroup, and
-# Python's RuntimeError is the same; before, the line blamed pids.max or ulimit -u. The
-# limit is set a MiB above what the child maps, below the 8 MiB stack a thread asks for.
-ADDRESS_SPACE_CHILD = r"""
-import resource, sys, threading
-sys.path.insert(0, sys.argv[1])
-from executor.logs import no_room
-with open("/proc/self/status") as status:
-    mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
-try:
-    threading.Thread(target=lambda: None).start()
-except RuntimeError as exc:
-    print(no_room(exc))
-else:
-    print("a thread started")
-try:
-    bytearray(64 * 1024 * 1024)
-except MemoryError as exc:
-    print(no_room(exc))
-else:
-    print("64 MiB had")
-"""
-
-
-def test_a_thread_refused_for_the_address_space_limit_names_that_limit() -> None:
-    stack = 8 * 1024 * 1024
-    done = subprocess.run([sys.executable, "-c", ADDRESS_SPACE_CHILD, str(REPO)],
-                          capture_output=True, text=True, timeout=30,
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK,
-                                                                (stack, stack)))
-    assert done.returncode == 0, done.stderr[-3000:]
-    thread, memory = done.stdout.splitlines()
-    assert thread.startswith("no thread could be started: the address-space limit (ulimit -v: "), thread
-    assert "leaves no room for a thread's 8192 KiB stack" in thread and "pids.max" not in thread, thread
-    assert memory.startswith("no memory could be had (MemoryError): the address-space limit "
-                             "(ulimit -v: "), memory
-
-
-# A MemoryError is not Stoker's bug but the host's: the owner and `stoker: error: cannot go
-# on: ...` say it in one line, as they do a thread or descriptor that could not be had (was:
-# 'executor internal error: MemoryError: ' with its traceback, exit 70, and tracebacks of
-# each later step that failed for it).
-def test_a_memory_error_without_a_limit_says_the_host_refused_it() -> None:
-    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
-        pytest.skip("this test runs under an address-space limit (ulimit -v)")
-    assert no_room(MemoryError()) == ("no memory could be had (MemoryError): the host refused "
-                                      "an allocation (no memory left, or vm.overcommit_memory=2)")
 
 
 # A supervisor whose start found no thread for its reaper: before, its close() failed on an

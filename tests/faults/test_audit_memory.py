@@ -1,0 +1,115 @@
+"""Stoker when memory cannot be had: an address-space limit (ulimit -v, RLIMIT_AS), under
+which a thread's stack or an allocation is refused (a memory cgroup's limit instead brings
+the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
+
+- A thread refused for its stack said 'the process limit is reached (a pids cgroup's
+  pids.max, or ulimit -u)': pthread's EAGAIN is the same for both. It now names the
+  address-space limit, with what is mapped.
+- A MemoryError in the owner was 'executor internal error: MemoryError: ' with a traceback
+  (exit 70) and one more per later step that failed for it; it is now the host's, one line,
+  like a thread or descriptor that could not be had.
+- A MemoryError in the reaper's thread ended that thread: no child's exit was heard again,
+  and the task's runs never ended for their supervisor. It now waits again a moment later
+  (the child is still there: its exit is taken with WNOWAIT).
+"""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from executor.logs import no_room
+from tests.support.stoker_proc import REPO
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+# The limit is set a MiB above what the child maps, below the 8 MiB stack a thread asks for.
+ADDRESS_SPACE_CHILD = r"""
+import resource, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
+with open("/proc/self/status") as status:
+    mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
+try:
+    threading.Thread(target=lambda: None).start()
+except RuntimeError as exc:
+    print(no_room(exc))
+else:
+    print("a thread started")
+try:
+    bytearray(64 * 1024 * 1024)
+except MemoryError as exc:
+    print(no_room(exc))
+else:
+    print("64 MiB had")
+"""
+
+
+def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit() -> None:
+    stack = 8 * 1024 * 1024
+    done = subprocess.run([sys.executable, "-c", ADDRESS_SPACE_CHILD, str(REPO)],
+                          capture_output=True, text=True, timeout=30,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK,
+                                                                (stack, stack)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    thread, memory = done.stdout.splitlines()
+    assert thread.startswith("no thread could be started: the address-space limit (ulimit -v: "), thread
+    assert "leaves no room for a thread's 8192 KiB stack" in thread and "pids.max" not in thread, thread
+    assert memory.startswith("no memory could be had (MemoryError): the address-space limit "
+                             "(ulimit -v: "), memory
+
+
+def test_a_memory_error_without_a_limit_says_the_host_refused_it() -> None:
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+        pytest.skip("this test runs under an address-space limit (ulimit -v)")
+    assert no_room(MemoryError()) == ("no memory could be had (MemoryError): the host refused "
+                                      "an allocation (no memory left, or vm.overcommit_memory=2)")
+
+
+# A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
+# (what CPython raises when the allocation after the system call fails): once, for the run's
+# exit. The run's exit must still be posted.
+REAPER_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from config.spec import ProcessSpec
+from executor.procs.supervisor import Supervisor
+real_waitid, armed, refused = os.waitid, [], []
+def waitid(*args):
+    info = real_waitid(*args)
+    if armed and not refused:
+        refused.append(info.si_pid)
+        raise MemoryError
+    return info
+os.waitid = waitid
+events = []
+sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
+                 cgroups="off")
+sup.start()
+try:
+    armed.append(True)
+    pid = sup.spawn(ProcessSpec("p", "exit 3"), 0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
+        time.sleep(0.01)
+    exited = [str(e.status) for e in events if type(e).__name__ == "ProcessExited"]
+    print(json.dumps({"refused_for_the_run": refused == [pid], "exited": exited}), flush=True)
+finally:
+    sup.close()
+"""
+
+
+def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path) -> None:
+    (tmp_path / "sb").mkdir()
+    done = subprocess.run([sys.executable, "-c", REAPER_CHILD, str(tmp_path / "sb"), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["refused_for_the_run"], out
+    assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
+    assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
