@@ -11,6 +11,9 @@ the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
 - A MemoryError in the reaper's thread ended that thread: no child's exit was heard again,
   and the task's runs never ended for their supervisor. It now waits again a moment later
   (the child is still there: its exit is taken with WNOWAIT).
+- So did one in the signal relay's read: every later SIGTERM and SIGINT was ignored (only
+  kill -9 stopped `stoker run`). It reads again a moment later (the buffer is asked for
+  before the read: no signal is lost).
 """
 from __future__ import annotations
 
@@ -113,3 +116,35 @@ def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(t
     assert out["refused_for_the_run"], out
     assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
     assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
+
+
+# The signal relay's thread, whose read of the wakeup pipe cannot have its buffer once (a
+# MemoryError before the read: no byte taken): before, the thread ended, and every later
+# SIGTERM or SIGINT reached only the handler that leaves the relay to act.
+RELAY_CHILD = r"""
+import os, signal, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor.host.signals import SignalRelay
+heard = threading.Event()
+relay = SignalRelay([signal.SIGUSR1], lambda signum: heard.set())
+real_read, refused = os.read, []
+def read(fd, n):
+    if fd == relay._read and not refused:
+        refused.append(fd)
+        raise MemoryError
+    return real_read(fd, n)
+os.read = read
+os.write(relay._write, b"\x7f")  # no relayed signal's number: wakes the thread into the refusal
+while not refused:
+    threading.Event().wait(0.01)
+os.kill(os.getpid(), signal.SIGUSR1)
+print("heard" if heard.wait(20) else "not heard", flush=True)
+relay.close()
+"""
+
+
+def test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay() -> None:
+    done = subprocess.run([sys.executable, "-c", RELAY_CHILD, str(REPO)], capture_output=True,
+                          text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "heard\n", (done.stdout, done.stderr[-2000:])
