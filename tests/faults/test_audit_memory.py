@@ -14,6 +14,9 @@ the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
 - So did one in the signal relay's read: every later SIGTERM and SIGINT was ignored (only
   kill -9 stopped `stoker run`). It reads again a moment later (the buffer is asked for
   before the read: no signal is lost).
+- So did one in the health loop outside its check (the snooze file's look, the failed
+  attempt's words): a task waiting for its first passed check stayed STARTING for good. That
+  attempt fails, as one whose check raised, and the loop goes on.
 """
 from __future__ import annotations
 
@@ -148,3 +151,48 @@ def test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay() -> N
                           text=True, timeout=40)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "heard\n", (done.stdout, done.stderr[-2000:])
+
+
+# The health loop, whose look for the snooze file cannot be made once (a MemoryError, and
+# none left to word the failed attempt): before, the thread ended, and a task waiting for
+# its first passed check stayed STARTING for good. The attempt fails (as one whose check
+# raised), and the next one runs.
+HEALTH_CHILD = r"""
+import sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from healthcheck.loop import HealthLoop
+from healthcheck.policy import Attempt
+
+class Passing:
+    def check(self):
+        return Attempt.passed()
+    def describe(self):
+        return "passing"
+
+results, two = [], threading.Event()
+def on_result(attempt, latency):
+    results.append(attempt.reason or "passed")
+    if len(results) == 2:
+        two.set()
+loop = HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
+real_snoozed, refused = loop._is_snoozed, []
+def snoozed():
+    if not refused:
+        refused.append(True)
+        raise MemoryError
+    return real_snoozed()
+loop._is_snoozed = snoozed
+loop.start()
+print(results[:2] if two.wait(20) else f"stopped after {results}", flush=True)
+loop.stop()
+"""
+
+
+def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on(
+        tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", HEALTH_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == ("['internal health check error: MemoryError (no memory could "
+                                   "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
