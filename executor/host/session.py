@@ -261,7 +261,7 @@ class HostSession:
                 assert_never(request)
 
 
-def sandbox_unusable(sandbox: Path, exc: OSError) -> str:
+def sandbox_unusable(sandbox: Path | str, exc: OSError) -> str:
     """What a sandbox whose `.stoker` directory or lock file could not be made, opened or
     written says, in one line naming them (a full disk, a read-only file system); an
     UnsafePath says its own words. `stoker executor` said '[Errno 28] No space left on
