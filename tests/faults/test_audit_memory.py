@@ -17,10 +17,14 @@ the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
 - So did one in the health loop outside its check (the snooze file's look, the failed
   attempt's words): a task waiting for its first passed check stayed STARTING for good. That
   attempt fails, as one whose check raised, and the loop goes on.
+- So did one in the supervisor's move into the task's cgroup, the move taken for done: the
+  runs were born outside a cgroup the containment line named. It is a failed move now (the
+  task contained without a cgroup, the reason said).
 """
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -196,3 +200,47 @@ def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == ("['internal health check error: MemoryError (no memory could "
                                    "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
+
+
+# The supervisor's move into the task's cgroup, cut by a MemoryError: before, the thread
+# that moves it ended with the move taken for done, and the task's runs were forked outside
+# a cgroup the containment line still named ('cgroup2 cgroup ... (cgroup.kill)'); it is now
+# a failed move, said as one, and the task runs contained without a cgroup.
+ENTER_CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from config.spec import ProcessSpec
+from executor.procs import cgroups
+from executor.procs.supervisor import Supervisor
+called = []
+def enter(self):
+    called.append(self.place.directory)
+    raise MemoryError
+cgroups.TaskCgroup.enter = enter
+sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=lambda e: None)
+sup.start()
+try:
+    pid = sup.spawn(ProcessSpec("p", "sleep 30"), 0)
+    with open(f"/proc/{pid}/cgroup") as f:
+        inside = [line.strip() for line in f if "stoker-" in line]
+    print(json.dumps({"called": called, "containment": sup.containment, "cgroup": sup.cgroup,
+                      "run_inside": inside}), flush=True)
+finally:
+    sup.close()
+"""
+
+
+def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_path) -> None:
+    (tmp_path / "sb").mkdir()
+    done = subprocess.run([sys.executable, "-c", ENTER_CHILD, str(tmp_path / "sb"), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    if not out["called"]:
+        pytest.skip(f"no task cgroup could be made here: {out['containment']}")
+    assert out["cgroup"] is None and out["run_inside"] == [], out
+    assert out["containment"].startswith("process groups, task markers and the subreaper (no "
+                                         f"cgroup: cannot move the supervisor into {out['called'][0]}: "
+                                         "Cannot allocate memory (ENOMEM)"), out
+    assert not os.path.exists(out["called"][0]), "the cgroup made for the task was left"
