@@ -88,7 +88,10 @@ def no_room(exc: BaseException) -> str | None:
         return address_space_full() or ("no thread could be started: the process limit is "
                                         "reached (a pids cgroup's pids.max, or ulimit -u)")
     if isinstance(exc, MemoryError):
-        limit, mapped = address_space()
+        try:
+            limit, mapped = address_space()
+        except MemoryError:  # not even to look: the words made at import
+            return _NO_MEMORY
         if limit is None:
             return ("no memory could be had (MemoryError): the host refused an allocation (no "
                     "memory left, or vm.overcommit_memory=2)")
@@ -101,6 +104,8 @@ def no_room(exc: BaseException) -> str | None:
                 "pids.max, or ulimit -u)")
     return None
 
+
+_NO_MEMORY = "no memory could be had (MemoryError)"
 
 # What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
 # ARCH_STACK_DEFAULT_SIZE is 2 MiB or more; the smallest is taken, not to blame a limit that
