@@ -77,22 +77,80 @@ def to_journal(stream: object) -> bool:
 
 
 def no_room(exc: BaseException) -> str | None:
-    """What a thread, process or descriptor that could not be had at all says, as one line
-    (the Mesos pids isolator's limit covers the executor too); None for anything else."""
+    """What a thread, process, descriptor or memory that could not be had at all says, as one
+    line (the Mesos pids isolator's limit covers the executor too); None for anything else."""
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
         if clone3_denied():
             return ("no thread could be started: this host's seccomp profile denies the clone3 "
                     "system call (EPERM), which the C library starts threads with (glibc 2.34 and "
                     "later); a profile that answers ENOSYS for it lets glibc use clone (Docker "
                     "20.10.10 and later do)")
-        return ("no thread could be started: the process limit is reached (a pids cgroup's "
-                "pids.max, or ulimit -u)")
+        return address_space_full() or ("no thread could be started: the process limit is "
+                                        "reached (a pids cgroup's pids.max, or ulimit -u)")
+    if isinstance(exc, MemoryError):
+        try:
+            limit, mapped = address_space()
+        except MemoryError:  # not even to look: the words made at import
+            return _NO_MEMORY
+        if limit is None:
+            return ("no memory could be had (MemoryError): the host refused an allocation (no "
+                    "memory left, or vm.overcommit_memory=2)")
+        return (f"no memory could be had (MemoryError): the address-space limit (ulimit -v: "
+                f"{limit // 1024} KiB) is reached ({_kib(mapped)} mapped)")
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
         return f"no file descriptor is left: {exc.strerror} (ulimit -n)"
     if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
         return (f"{exc.strerror}: the process limit may be reached (a pids cgroup's "
                 "pids.max, or ulimit -u)")
     return None
+
+
+_NO_MEMORY = "no memory could be had (MemoryError)"
+
+# What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
+# ARCH_STACK_DEFAULT_SIZE is 2 MiB or more; the smallest is taken, not to blame a limit that
+# had room).
+_UNLIMITED_STACK_BYTES = 2 * 1024 * 1024
+
+
+def address_space() -> tuple[int | None, int | None]:
+    """This process's address-space limit (ulimit -v, RLIMIT_AS; None: not set) and what it
+    maps (/proc/self/status's VmSize; None: not read), in bytes."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    try:
+        with open("/proc/self/status", "rb") as status:
+            sizes = [line.split()[1] for line in status if line.startswith(b"VmSize:")]
+        mapped: int | None = int(sizes[0]) * 1024
+    except (OSError, IndexError, ValueError):  # no /proc (or no memory to read it with)
+        mapped = None
+    return (None if limit == resource.RLIM_INFINITY else limit), mapped
+
+
+def _kib(size: int | None) -> str:
+    return "an unknown size" if size is None else f"{size // 1024} KiB"
+
+
+def address_space_full() -> str | None:
+    """Why no thread could be started when the address-space limit (ulimit -v, RLIMIT_AS) is
+    the cause: what this process maps leaves less than a thread's stack below it. pthread
+    says EAGAIN for a stack it cannot map as for a full pids cgroup, so Python's error is the
+    same; without this, `stoker run` under `ulimit -v` blamed pids.max. None when the limit
+    is not set or leaves room."""
+    import resource
+
+    limit, mapped = address_space()
+    if limit is None:
+        return None
+    stack = threading.stack_size() or resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if stack == resource.RLIM_INFINITY:
+        stack = _UNLIMITED_STACK_BYTES
+    if mapped is not None and mapped + stack <= limit:
+        return None
+    return (f"no thread could be started: the address-space limit (ulimit -v: {limit // 1024} "
+            f"KiB) leaves no room for a thread's {stack // 1024} KiB stack ({_kib(mapped)} "
+            "mapped already)")
 
 
 _SYS_CLONE3 = 435  # the same number on every architecture that has it (Linux 5.3)

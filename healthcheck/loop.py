@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# An attempt that could not be made for want of memory, made before any is short: it fails,
+# as an attempt whose check raised does.
+_NO_MEMORY = Attempt.failed("internal health check error: MemoryError (no memory could be had)")
+
 
 class HealthLoop:
     """One daemon thread: attempt, deliver, wait `interval_secs`, repeat until stopped."""
@@ -103,7 +107,11 @@ class HealthLoop:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            attempt, latency_secs = self._attempt()
+            try:
+                attempt, latency_secs = self._attempt()
+            except MemoryError:  # even the failed attempt's words could not be had (ulimit -v)
+                attempt, latency_secs = _NO_MEMORY, 0.0  # (was: the thread ended, and a task
+                # STARTING until its first passed check stayed STARTING for good)
             with self._delivering:
                 if self._stopping.is_set():
                     return

@@ -148,7 +148,7 @@ def _handled(command: Callable[[], int]) -> int:
             raise
         _error(executor.working_directory_unnamed(defaults=True))  # a default, or a variable's path (was: a traceback)
         return EXIT_USAGE
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, MemoryError) as exc:  # no thread, descriptor or memory
         why = no_room(exc)
         if why is None:
             raise

@@ -138,12 +138,15 @@ def run_held_executor(settings: ExecutorSettings, registry: RegistrySettings,
     another live supervisor holds it."""
     from executor.host.entry import FrontEnd
     from executor.host.lock import SandboxBusy
-    from executor.host.session import HostSession
+    from executor.host.session import HostSession, sandbox_unusable
 
     try:
         session = HostSession.open(settings.sandbox, registry, FrontEnd.EXECUTOR)
-    except (SandboxBusy, OSError) as exc:
+    except SandboxBusy as exc:
         error(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:  # a full disk, a read-only one: the file named
+        error(sandbox_unusable(settings.sandbox, exc))
         return EXIT_USAGE
     try:
         return executor_main(settings, environ)

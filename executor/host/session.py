@@ -33,6 +33,7 @@ from typing import assert_never
 import attrs
 
 from config.registry import RegistrySettings
+from config.words import quoted
 from executor.events import ControlReply, KillRequested, Replier, RestartRequested
 from executor.host.control import ControlServer
 from executor.host.controlwire import ControlRequest, KillControl, RestartControl
@@ -258,3 +259,15 @@ class HostSession:
                     "no task is running under this supervisor (between attempts)")))
             case _:
                 assert_never(request)
+
+
+def sandbox_unusable(sandbox: Path | str, exc: OSError) -> str:
+    """What a sandbox whose `.stoker` directory or lock file could not be made, opened or
+    written says, in one line naming them (a full disk, a read-only file system); an
+    UnsafePath says its own words. `stoker executor` said '[Errno 28] No space left on
+    device' alone, naming nothing, where `stoker run` said this."""
+    where = f"cannot use sandbox {quoted(str(sandbox))}"
+    if exc.errno is None:
+        return f"{where}: {exc}"
+    return (f"{where}: its .stoker directory or its lock file (.stoker/{LOCK_FILE}): "
+            f"{sandboxfs.describe_os_error(exc)}")

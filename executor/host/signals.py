@@ -34,6 +34,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
@@ -42,6 +43,8 @@ from executor.logs import log_event
 
 logger = logging.getLogger(__name__)
 
+# How long the relay waits before it reads again after a MemoryError (ulimit -v).
+MEMORY_RETRY_SECS = 0.1
 _STOP = b"\0"  # no signal has number 0: close() writes it to end the thread
 
 # Signals Stoker gives no meaning, whose default action would end a supervisor on the spot,
@@ -146,7 +149,11 @@ class SignalRelay:
 
     def _relay(self) -> None:
         while True:
-            data = os.read(self._read, 64)
+            try:
+                data = os.read(self._read, 64)
+            except MemoryError:  # its buffer, asked before the read: no signal was taken
+                time.sleep(MEMORY_RETRY_SECS)  # (was: the thread ended, and every later
+                continue  # SIGTERM and SIGINT was ignored: stoker run stopped only by kill -9)
             if not data:
                 return
             for signum in data:

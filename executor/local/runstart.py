@@ -27,7 +27,7 @@ from executor.host.early import EarlyStart, undefer_stop_signals
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
 from executor.host.replacefile import make_dirs, writable_by_others
-from executor.host.session import HostSession, KillHook
+from executor.host.session import HostSession, KillHook, sandbox_unusable
 from executor.local import plancache, planfiles
 from executor.local.planahead import INPUT_NAMES, Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
@@ -227,8 +227,7 @@ def hold_sandbox(sandbox: Path, registry: RegistrySettings | None, held_lock: in
     except SandboxBusy as exc:
         raise SandboxError(str(exc)) from None
     except OSError as exc:
-        raise SandboxError(f"cannot use sandbox {quoted(str(sandbox))}: its .stoker directory or lock: "
-                           f"{exc.strerror or exc}") from None
+        raise SandboxError(sandbox_unusable(sandbox, exc)) from None
 
 
 def forget_listings(own: tuple[str, ...] = ("executor", "config", "healthcheck")) -> None:

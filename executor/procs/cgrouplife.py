@@ -27,6 +27,7 @@ cgroup first then (`discard`), so that the kill never takes it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -42,6 +43,9 @@ from executor.procs.watchdogsh import CGROUP_SECS
 
 logger = logging.getLogger("executor.procs.containment")  # its lines read as the containment's
 
+# A move into the cgroup that a MemoryError cut (ulimit -v), made before memory is short: said
+# as a failed move ("Cannot allocate memory (ENOMEM)"), the task contained without the cgroup.
+NO_MEMORY = OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
 CGROUP_KILL_SECS = 2.0  # for the cgroup's kill and removal at close
 TAKE_IN_PASSES = 100  # moving an early start's runs in: passes until one finds nothing new outside
 # `begin` moves an early start's runs in with this process only when they are this few: each
@@ -138,6 +142,8 @@ class TaskCgroupLife:
             cg.enter()
         except OSError as e:
             self._enter_error = e
+        except MemoryError:  # as a failed move (was: taken for done, the runs born outside)
+            self._enter_error = NO_MEMORY
 
     def _take_in(self, cg: TaskCgroup, roots: tuple[int, ...]) -> None:
         """Move `roots`, the daemons they left that re-parented here, and their descendants
@@ -281,6 +287,9 @@ class EarlyCgroup:
             self.cgroup.enter()
         except OSError as e:
             self.error = e
+            return
+        except MemoryError:  # as a failed move (was: the thread ended, the move taken for done)
+            self.error = NO_MEMORY
             return
         if self.runs:
             self.moved = take_in(self.cgroup, self.runs, adopted=self._orphans)

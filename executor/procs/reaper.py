@@ -39,6 +39,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from _queue import SimpleQueue  # `queue`'s own (its module and `heapq`: Queue classes)
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
@@ -62,6 +63,9 @@ if TYPE_CHECKING:
             """The child was reaped with this wait status."""
 
 logger = logging.getLogger(__name__)
+
+# How long the reaper waits before it waits for children again after a MemoryError.
+MEMORY_RETRY_SECS = 0.1
 
 T = TypeVar("T")
 
@@ -328,6 +332,7 @@ class Reaper:
         return self._users == 0 and not self._watchers
 
     def _loop(self) -> None:
+        short = False  # memory was short at the last pass
         while True:
             with self._cond:
                 if self._should_exit():
@@ -338,18 +343,36 @@ class Reaper:
                     return
                 generation = self._generation
             try:
-                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WSTOPPED | os.WNOWAIT)
-            except ChildProcessError:
-                with self._cond:
-                    while self._generation == generation and not self._should_exit():
-                        self._cond.wait()
-                continue
-            if info is None:
-                continue
-            if info.si_code in (os.CLD_STOPPED, os.CLD_TRAPPED):
-                self._stopped(info.si_pid, info.si_status)
-                continue
-            self._dispatch(info.si_pid, info.si_status if info.si_code == os.CLD_EXITED else None)
+                self._wait_once(generation)
+            except MemoryError:  # WNOWAIT: the child is still there to be waited for again
+                with contextlib.suppress(MemoryError):  # the line too may find none
+                    if not short:
+                        log_event(logger, logging.ERROR, "reaper_short_of_memory",
+                                  reason="a child's exit could not be taken (MemoryError); "
+                                         f"tried again every {MEMORY_RETRY_SECS} s until it can")
+                short = True
+                time.sleep(MEMORY_RETRY_SECS)
+            else:
+                short = False
+
+    def _wait_once(self, generation: int) -> None:
+        """Wait for one child to exit or stop and hand it on; while there is none, wait for
+        the next fork (`generation` moves). A MemoryError (ulimit -v) leaves the thread to its
+        caller's retry: before, it ended the thread, and no exit was heard again (a task's
+        runs never ended, its supervisor waiting for them for good)."""
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WSTOPPED | os.WNOWAIT)
+        except ChildProcessError:
+            with self._cond:
+                while self._generation == generation and not self._should_exit():
+                    self._cond.wait()
+            return
+        if info is None:
+            return
+        if info.si_code in (os.CLD_STOPPED, os.CLD_TRAPPED):
+            self._stopped(info.si_pid, info.si_status)
+            return
+        self._dispatch(info.si_pid, info.si_status if info.si_code == os.CLD_EXITED else None)
 
     def _stopped(self, pid: int, signum: int) -> None:
         """A child stopped (`kill -STOP`): the report taken (else `waitid` would give it again

@@ -278,7 +278,8 @@ class CheckpointWriter:
         """The records are safe in the file already; try again once it has doubled."""
         self._compact_at = 2 * max(size, self._compact_min)
         log_event(logger, logging.ERROR, "checkpoint_compaction_failed", task=self._label,
-                  error=f"{type(exc).__name__}: {exc}", next_try_bytes=self._compact_at)
+                  file=str(self.path.with_name(COMPACT_FILE)),
+                  error=sandboxfs.describe_os_error(exc), next_try_bytes=self._compact_at)
 
     def replace_beside(self, name: str, data: bytes) -> None:
         """Make `data` the file `name` beside the checkpoint, replaced whole (not synced),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -189,3 +190,32 @@ def test_every_out_of_range_record_at_once(tmp_path, figures):
     assert len(json.loads(status.stdout)["warnings"]) == len(BAD)
     figures.add("damaged records skipped by stoker status", f"{len(warnings)} of {len(BAD)}, "
                 f"e.g. {warnings[0]}")
+
+
+# ---- a compaction on a full disk: its line names the file it could not write ----
+
+
+def test_a_compaction_on_a_full_disk_names_the_file_it_could_not_write(tiny_fs, caplog):
+    """The checkpoint's last page has room for the records that pass the compaction's mark,
+    the disk none for the compacted file: before, the ERROR line said 'OSError: [Errno 28]
+    No space left on device' alone, naming no file."""
+    sandbox = tiny_fs / "sandbox"
+    writer = CheckpointWriter(sandbox, compact_min_bytes=6000)
+    writer.append(HEADER.to_json())
+    run = 0
+    while checkpoint_path(sandbox).stat().st_size < 4400:  # into the file's second page
+        writer.append(_running(run, 1000 + run))
+        run += 1
+    filler = limits.fill(tiny_fs)
+    try:
+        with caplog.at_level(logging.ERROR):
+            while checkpoint_path(sandbox).stat().st_size < 6000:  # its page has room for these
+                writer.append(_running(run, 1000 + run))
+                run += 1
+    finally:
+        filler.unlink()
+        writer.close()
+    failed = [r.getMessage() for r in caplog.records if "checkpoint_compaction_failed" in r.getMessage()]
+    assert len(failed) == 1, caplog.text
+    assert f"file={sandbox / '.stoker' / 'checkpoint.jsonl.compact'}" in failed[0], failed
+    assert 'error="No space left on device (ENOSPC)"' in failed[0], failed

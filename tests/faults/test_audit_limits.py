@@ -311,3 +311,32 @@ def test_stoker_run_s_console_goes_on_once_a_full_disk_has_room_again(tmp_path: 
     assert not out.gone
     assert lines[-1] == "once the disk has room again", lines[-3:]
     assert lines[-2].startswith("[stoker: up to ") and "the disk was full" in lines[-2], lines[-3:]
+
+
+# A sandbox on a full disk (its `.stoker` made, its lock file's pid and start not written):
+# `stoker executor` said 'stoker: error: [Errno 28] No space left on device', naming
+# nothing; both supervisors now name the sandbox and the lock file, and exit 2.
+@pytest.mark.parametrize("command", ["run", "executor"])
+def test_a_sandbox_on_a_full_disk_is_refused_naming_its_lock_file(tmp_path: Path,
+                                                                  command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
+    env.update(PYTHONPATH=str(REPO), STOKER_ROOT=str(tmp_path / "registry"),
+               STOKER_PLAN_CACHE="off")
+    with tmpfs(tmp_path / "fs") as fs:
+        sandbox = fs / "sandbox"
+        sandbox.mkdir()
+        fill(fs)
+        if command == "executor":
+            env.update(MESOS_AGENT_ENDPOINT="127.0.0.1:1", MESOS_FRAMEWORK_ID="f",
+                       MESOS_EXECUTOR_ID="e", MESOS_SANDBOX=str(sandbox))
+            args = ["executor"]
+        else:
+            args = ["run", str(REPO / "examples" / "hello_world.aurora"), "--sandbox", str(sandbox)]
+        done = subprocess.run([sys.executable, "-m", "executor", *args], cwd=sandbox, env=env,
+                              capture_output=True, text=True, timeout=30)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("stoker: error:")]
+    assert errors == [f"stoker: error: cannot use sandbox '{sandbox}': its .stoker directory or "
+                      "its lock file (.stoker/supervisor.lock): No space left on device (ENOSPC)"
+                      ], done.stderr[-2000:]
+    assert done.returncode == 2, done.stderr[-2000:]

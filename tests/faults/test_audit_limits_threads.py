@@ -212,6 +212,7 @@ def test_stoker_started_with_no_thread_to_be_had_ends_with_one_line(tmp_path: Pa
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("stoker: error:")]
     assert len(errors) == 1 and "cannot go on: " in errors[0], done.stderr[-2000:]
+    assert "pids.max" in errors[0] and "ulimit -v" not in errors[0], errors[0]
     assert done.returncode == 2, done.stderr[-2000:]
 
 

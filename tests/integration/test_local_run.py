@@ -222,6 +222,48 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
                                                                     "exit": 70, "reason": said})
 
 
+def test_a_memory_error_in_the_owner_stops_the_processes_and_is_the_host_s_not_a_bug(
+        tmp_path, monkeypatch, caplog):
+    """A MemoryError in an attempt's owner (here as the module a supervisor loads at a
+    process's first restart is read: under `ulimit -v`, any allocation): it was an internal
+    error, 'executor internal error: MemoryError: ', a traceback and exit 70. It is the
+    host's: the processes are stopped, the checkpoint ends FAILED saying so, no traceback,
+    and the error goes on to the entry point's one line (`stoker: error: cannot go on: ...`,
+    exit 2)."""
+    import json
+    import logging
+    import sys
+    import types
+
+    from executor.host.registry import Registry
+    from tests.support.proc_scan import live, task_pids_by_marker
+
+    class NoMemory(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise MemoryError
+
+    monkeypatch.setitem(sys.modules, "executor.procs.runprune", NoMemory("executor.procs.runprune"))
+    run, out, sandbox = _stoker_run(tmp_path, (
+        "keep = Process(name='keep', cmdline='exec sleep 60')\n"
+        "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
+        "jobs = [Job(cluster='c', role='r', environment='test', name='short',\n"
+        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n"),
+        kill_grace_secs=1.0)
+    with caplog.at_level(logging.ERROR), pytest.raises(MemoryError):
+        run.run()
+    records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
+    marker = records[0]["marker"]
+    keep = [r["pid"] for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
+    assert keep and not live(keep) and not task_pids_by_marker(marker), records
+    task = [r for r in records if r["kind"] == "task"]
+    assert task[-1]["to"] == "FAILED", task
+    assert task[-1]["reason"].startswith("the task could not go on: no memory could be had (MemoryError): "), task
+    failed = [r for r in caplog.records if "owner_failed" in r.getMessage()]
+    assert failed and all(r.exc_info is None for r in failed), failed  # one line, no traceback
+    (listed,) = Registry(RegistrySettings(registry_root=str(tmp_path / "registry"))).entries()
+    assert listed.entry.ended_wall is not None  # an end, not a LOST task, in `stoker ps`
+
+
 def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_swallowed(tmp_path):
     """Once an early start forked its runs, the stop signals are recorded until `stoker run`
     relays them; the relay then put back, as it closed, the recorder it had found: a Ctrl-C

@@ -1,0 +1,246 @@
+"""Stoker when memory cannot be had: an address-space limit (ulimit -v, RLIMIT_AS), under
+which a thread's stack or an allocation is refused (a memory cgroup's limit instead brings
+the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
+
+- A thread refused for its stack said 'the process limit is reached (a pids cgroup's
+  pids.max, or ulimit -u)': pthread's EAGAIN is the same for both. It now names the
+  address-space limit, with what is mapped.
+- A MemoryError in the owner was 'executor internal error: MemoryError: ' with a traceback
+  (exit 70) and one more per later step that failed for it; it is now the host's, one line,
+  like a thread or descriptor that could not be had.
+- A MemoryError in the reaper's thread ended that thread: no child's exit was heard again,
+  and the task's runs never ended for their supervisor. It now waits again a moment later
+  (the child is still there: its exit is taken with WNOWAIT).
+- So did one in the signal relay's read: every later SIGTERM and SIGINT was ignored (only
+  kill -9 stopped `stoker run`). It reads again a moment later (the buffer is asked for
+  before the read: no signal is lost).
+- So did one in the health loop outside its check (the snooze file's look, the failed
+  attempt's words): a task waiting for its first passed check stayed STARTING for good. That
+  attempt fails, as one whose check raised, and the loop goes on.
+- So did one in the supervisor's move into the task's cgroup, the move taken for done: the
+  runs were born outside a cgroup the containment line named. It is a failed move now (the
+  task contained without a cgroup, the reason said).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from executor.logs import no_room
+from tests.support.stoker_proc import REPO
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
+
+# The limit is set a MiB above what the child maps, below the 8 MiB stack a thread asks for.
+ADDRESS_SPACE_CHILD = r"""
+import resource, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
+with open("/proc/self/status") as status:
+    mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
+try:
+    threading.Thread(target=lambda: None).start()
+except RuntimeError as exc:
+    print(no_room(exc))
+else:
+    print("a thread started")
+try:
+    bytearray(64 * 1024 * 1024)
+except MemoryError as exc:
+    print(no_room(exc))
+else:
+    print("64 MiB had")
+"""
+
+
+def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit() -> None:
+    stack = 8 * 1024 * 1024
+    done = subprocess.run([sys.executable, "-c", ADDRESS_SPACE_CHILD, str(REPO)],
+                          capture_output=True, text=True, timeout=30,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK,
+                                                                (stack, stack)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    thread, memory = done.stdout.splitlines()
+    assert thread.startswith("no thread could be started: the address-space limit (ulimit -v: "), thread
+    assert "leaves no room for a thread's 8192 KiB stack" in thread and "pids.max" not in thread, thread
+    assert memory.startswith("no memory could be had (MemoryError): the address-space limit "
+                             "(ulimit -v: "), memory
+
+
+def test_a_memory_error_without_a_limit_says_the_host_refused_it() -> None:
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+        pytest.skip("this test runs under an address-space limit (ulimit -v)")
+    assert no_room(MemoryError()) == ("no memory could be had (MemoryError): the host refused "
+                                      "an allocation (no memory left, or vm.overcommit_memory=2)")
+
+
+# A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
+# (what CPython raises when the allocation after the system call fails): once, for the run's
+# exit. The run's exit must still be posted.
+REAPER_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from config.spec import ProcessSpec
+from executor.procs.supervisor import Supervisor
+real_waitid, armed, refused = os.waitid, [], []
+def waitid(*args):
+    info = real_waitid(*args)
+    if armed and not refused:
+        refused.append(info.si_pid)
+        raise MemoryError
+    return info
+os.waitid = waitid
+events = []
+sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
+                 cgroups="off")
+sup.start()
+try:
+    armed.append(True)
+    pid = sup.spawn(ProcessSpec("p", "exit 3"), 0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
+        time.sleep(0.01)
+    exited = [str(e.status) for e in events if type(e).__name__ == "ProcessExited"]
+    print(json.dumps({"refused_for_the_run": refused == [pid], "exited": exited}), flush=True)
+finally:
+    sup.close()
+"""
+
+
+def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path) -> None:
+    (tmp_path / "sb").mkdir()
+    done = subprocess.run([sys.executable, "-c", REAPER_CHILD, str(tmp_path / "sb"), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["refused_for_the_run"], out
+    assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
+    assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
+
+
+# The signal relay's thread, whose read of the wakeup pipe cannot have its buffer once (a
+# MemoryError before the read: no byte taken): before, the thread ended, and every later
+# SIGTERM or SIGINT reached only the handler that leaves the relay to act.
+RELAY_CHILD = r"""
+import os, signal, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor.host.signals import SignalRelay
+heard = threading.Event()
+relay = SignalRelay([signal.SIGUSR1], lambda signum: heard.set())
+real_read, refused = os.read, []
+def read(fd, n):
+    if fd == relay._read and not refused:
+        refused.append(fd)
+        raise MemoryError
+    return real_read(fd, n)
+os.read = read
+os.write(relay._write, b"\x7f")  # no relayed signal's number: wakes the thread into the refusal
+while not refused:
+    threading.Event().wait(0.01)
+os.kill(os.getpid(), signal.SIGUSR1)
+print("heard" if heard.wait(20) else "not heard", flush=True)
+relay.close()
+"""
+
+
+def test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay() -> None:
+    done = subprocess.run([sys.executable, "-c", RELAY_CHILD, str(REPO)], capture_output=True,
+                          text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "heard\n", (done.stdout, done.stderr[-2000:])
+
+
+# The health loop, whose look for the snooze file cannot be made once (a MemoryError, and
+# none left to word the failed attempt): before, the thread ended, and a task waiting for
+# its first passed check stayed STARTING for good. The attempt fails (as one whose check
+# raised), and the next one runs.
+HEALTH_CHILD = r"""
+import sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from healthcheck.loop import HealthLoop
+from healthcheck.policy import Attempt
+
+class Passing:
+    def check(self):
+        return Attempt.passed()
+    def describe(self):
+        return "passing"
+
+results, two = [], threading.Event()
+def on_result(attempt, latency):
+    results.append(attempt.reason or "passed")
+    if len(results) == 2:
+        two.set()
+loop = HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
+real_snoozed, refused = loop._is_snoozed, []
+def snoozed():
+    if not refused:
+        refused.append(True)
+        raise MemoryError
+    return real_snoozed()
+loop._is_snoozed = snoozed
+loop.start()
+print(results[:2] if two.wait(20) else f"stopped after {results}", flush=True)
+loop.stop()
+"""
+
+
+def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on(
+        tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", HEALTH_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == ("['internal health check error: MemoryError (no memory could "
+                                   "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
+
+
+# The supervisor's move into the task's cgroup, cut by a MemoryError: before, the thread
+# that moves it ended with the move taken for done, and the task's runs were forked outside
+# a cgroup the containment line still named ('cgroup2 cgroup ... (cgroup.kill)'); it is now
+# a failed move, said as one, and the task runs contained without a cgroup.
+ENTER_CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from config.spec import ProcessSpec
+from executor.procs import cgroups
+from executor.procs.supervisor import Supervisor
+called = []
+def enter(self):
+    called.append(self.place.directory)
+    raise MemoryError
+cgroups.TaskCgroup.enter = enter
+sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=lambda e: None)
+sup.start()
+try:
+    pid = sup.spawn(ProcessSpec("p", "sleep 30"), 0)
+    with open(f"/proc/{pid}/cgroup") as f:
+        inside = [line.strip() for line in f if "stoker-" in line]
+    print(json.dumps({"called": called, "containment": sup.containment, "cgroup": sup.cgroup,
+                      "run_inside": inside}), flush=True)
+finally:
+    sup.close()
+"""
+
+
+def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_path) -> None:
+    (tmp_path / "sb").mkdir()
+    done = subprocess.run([sys.executable, "-c", ENTER_CHILD, str(tmp_path / "sb"), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    if not out["called"]:
+        pytest.skip(f"no task cgroup could be made here: {out['containment']}")
+    assert out["cgroup"] is None and out["run_inside"] == [], out
+    assert out["containment"].startswith("process groups, task markers and the subreaper (no "
+                                         f"cgroup: cannot move the supervisor into {out['called'][0]}: "
+                                         "Cannot allocate memory (ENOMEM)"), out
+    assert not os.path.exists(out["called"][0]), "the cgroup made for the task was left"
