@@ -7,7 +7,7 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
 
 - `cache_dir`: `$STOKER_PLAN_CACHE` (absolute; `off` turns the cache off), else
   `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans` (`own_home`), and only on a
-  path no other user can redirect (`trusted_path`); `unkept_reason`: why there is none.
+  path no other user can redirect (`trusted_path`; `plancache.unkept_reason`: why there is none).
 - `entry_path`: one entry per config path, job key and instance (FNV-1a of the three: zlib's
   crc32 would load libz for one number); its files share the name and differ in suffix:
   `.bin` the plan, `.lock` the lease, `.start` the launch record.
@@ -67,27 +67,6 @@ def cache_dir(environ: Mapping[str, str], euid: int | None = None) -> str | None
             base = os.path.join(home, ".cache") if home else ""
         directory = os.path.join(base, "stoker", "plans") if base else None
     return directory if directory is not None and trusted_path(directory, euid) else None
-
-
-def unkept_reason(environ: Mapping[str, str], euid: int | None = None) -> str | None:
-    """Why `cache_dir` gives no place for plans, for the one line `stoker run` says (a run
-    that keeps none plans each time, slower, with no other sign); None when it gives one, or
-    STOKER_PLAN_CACHE=off turned the cache off."""
-    euid = os.geteuid() if euid is None else euid
-    value = environ.get("STOKER_PLAN_CACHE", "")
-    if cache_dir(environ, euid) is not None or value == "off":
-        return None
-    if value and not os.path.isabs(value):
-        return f"STOKER_PLAN_CACHE ({value}) is not an absolute path (nor off)"
-    base = value or environ.get("XDG_CACHE_HOME", "")
-    if not value and not os.path.isabs(base):
-        home = own_home(environ, euid)
-        if home is None:
-            return (f"HOME ({environ.get('HOME') or 'not set'}) is not a directory this user owns, "
-                    f"nor is the password database's home of uid {euid}")
-        base = os.path.join(home, ".cache")
-    directory = value or os.path.join(base, "stoker", "plans")
-    return f"another user could redirect {directory}: {untrusted_level(directory, euid)}"
 
 
 def own_home(environ: Mapping[str, str], euid: int) -> str | None:
