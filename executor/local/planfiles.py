@@ -300,6 +300,7 @@ def ports_free(numbers: list[int]) -> bool:
     if not numbers:
         return True
     held: list[socket.socket] = []
+    soft = _widened(2 * len(numbers))
     try:
         for number in numbers:
             _loopback_sockets(number, held)
@@ -309,6 +310,7 @@ def ports_free(numbers: list[int]) -> bool:
     finally:
         for sock in held:
             sock.close()
+        _narrowed(soft)
 
 
 def ports_taken(ports: Mapping[str, int]) -> list[str]:
@@ -360,6 +362,7 @@ def _chosen(names: list[str]) -> dict[str, int]:
 
     ports: dict[str, int] = {}
     held: list[socket.socket] = []
+    soft = _widened(2 * len(names))
     try:
         for name in names:
             for _ in range(PICK_TRIES):
@@ -378,10 +381,39 @@ def _chosen(names: list[str]) -> dict[str, int]:
     finally:
         for sock in held:
             sock.close()
+        _narrowed(soft)
     return ports
 
 
 PICK_TRIES = 64
+FEW_SOCKETS = 64  # held at once without a look at the descriptor limit (nor `resource` loaded)
+
+
+def _widened(count: int) -> int | None:
+    """The soft RLIMIT_NOFILE raised by `count` (within the hard limit) for the sockets a port
+    check holds together; the limit it was, for `_narrowed`, or None when left as it was. A job
+    of 500 ports had none chosen under the usual soft limit of 1,024 (EMFILE)."""
+    if count <= FEW_SOCKETS:
+        return None
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = soft + count if hard == resource.RLIM_INFINITY else min(soft + count, hard)
+    if soft == resource.RLIM_INFINITY or new <= soft:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError):
+        return None  # not raised: the check may fail with EMFILE, as before
+    return soft
+
+
+def _narrowed(soft: int | None) -> None:
+    """Puts back the soft limit `_widened` raised: an early start's runs get the run's own."""
+    if soft is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
 def _loopback_sockets(number: int, held: list[socket.socket], *, ipv4: bool = True, reuse: bool = True) -> None:
