@@ -185,9 +185,9 @@ class TaskOwner:
             self._procs.ready_ahead([(self._specs[name], run) for name, run in first])
 
     def step(self) -> bool:
-        """Handle every event already queued, then let the planner act until it has nothing
-        more to do now (a KILL queued before the first step starts nothing). True once the
-        task has ended: the terminal update is out."""
+        """Handle the events already queued (up to a kill request: `_drain`), then let the
+        planner act until it has nothing more to do now (a KILL queued before the first step
+        starts nothing). True once the task has ended: the terminal update is out."""
         if self._adopt_first:  # the early runs are the task's before any event is
             self._adopt_first = False
             self._decide()
@@ -255,12 +255,18 @@ class TaskOwner:
             return TimerFired(at=self._clock())
 
     def _drain(self) -> None:
+        """Handle the queued events, up to a kill request: the step's `_decide` records the
+        stop it began (the planner's lines) before anything the kill brings is handled (the
+        endpoints' refusal, at once: its "SIGTERM now" was printed before the stop's "SIGTERM
+        in 5 s"). The events after it are the next step's."""
         while True:
             try:
                 event = self._queue.get_nowait()
             except Empty:
                 return
             self._handle(event)
+            if isinstance(event, KillRequested):
+                return
 
     def _decide(self) -> Decision:
         """Ask the planner until it has nothing more to start or signal right now."""

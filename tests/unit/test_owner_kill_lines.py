@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from config.spec import JobSpec
-from executor.events import KillStep, TimerFired
+from executor.events import KillStep, PhaseTransition, TimerFired
 from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import OwnerPorts
@@ -99,3 +99,29 @@ def test_the_grace_after_the_endpoints_is_what_is_left_of_the_stop_s_bound():
     rig.step()
     assert [t.reason for t in rig.reporter.transitions if isinstance(t, KillStep)][-1] == (
         "the endpoints answered: SIGTERM now, SIGKILL in 2 s unless every process has exited")
+
+
+class RefusedRig(Rig):
+    """The endpoints refused at once: their end is on the owner's queue as the kill starts
+    them (a lifecycle port nothing listens on answers before the owner's next look)."""
+
+    def _lifecycle(self, within: float | None, progress: Callable[[str], None],
+                   done: Callable[[str], None]) -> FakeLifecycle:
+        started = super()._lifecycle(within, progress, done)
+        done("lifecycle endpoints done")
+        return started
+
+
+def test_the_stop_is_said_before_what_the_endpoints_ended_it_with():
+    """The supervisor's ACTIVE → CLEANING line, which gives the endpoints their time ("SIGTERM
+    in 5 s"), was printed after the endpoints' refusal and its "SIGTERM now": both came in
+    the owner's one look at its queue, and the planner's lines only after it, so the last
+    line said the SIGTERM was 5 s away once it had been sent."""
+    rig = RefusedRig(job(lifecycle=LIFECYCLE))
+    rig.kill("stopped by SIGTERM")
+    rig.step()
+    said = [(type(t).__name__, t.reason) for t in rig.reporter.transitions
+            if isinstance(t, KillStep | PhaseTransition)]
+    assert said == [
+        ("PhaseTransition", "stopped by SIGTERM; stopping 1 running process: SIGTERM in 5 s, SIGKILL 4 s later"),
+        ("KillStep", "lifecycle endpoints done: SIGTERM now, SIGKILL in 4 s unless every process has exited")]
