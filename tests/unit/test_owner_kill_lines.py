@@ -125,3 +125,15 @@ def test_the_stop_is_said_before_what_the_endpoints_ended_it_with():
     assert said == [
         ("PhaseTransition", "stopped by SIGTERM; stopping 1 running process: SIGTERM in 5 s, SIGKILL 4 s later"),
         ("KillStep", "lifecycle endpoints done: SIGTERM now, SIGKILL in 4 s unless every process has exited")]
+
+
+def test_the_stop_is_said_first_too_when_the_kill_is_the_event_the_owner_waited_for():
+    """As `TaskOwner.run` takes it: the request it waited for, handled before the step that
+    drains the rest (the endpoints' end among them)."""
+    rig = RefusedRig(job(lifecycle=LIFECYCLE))
+    rig.owner.request_kill("stopped by SIGTERM", 4.0)
+    rig.owner._handle(rig.owner._wait())  # `run`'s loop, between two steps
+    rig.step()
+    rig.step()
+    said = [type(t).__name__ for t in rig.reporter.transitions if isinstance(t, KillStep | PhaseTransition)]
+    assert said == ["PhaseTransition", "KillStep"]
