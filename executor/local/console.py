@@ -214,9 +214,10 @@ class ConsoleReporter:
         """The last lines the failed run wrote to stderr, and the command for all of it."""
         if self._sandbox is None:
             return
-        lines = _tail_lines(self._sandbox, process, run)
-        if lines is None:
+        found = _tail_lines(self._sandbox, process, run)
+        if found is None:
             return  # no stderr log (destination console or none, or it never started)
+        lines, cut = found
         from executor.local.attempts import next_number  # only a run that failed needs it
 
         # as bash reads it back, on one line (shlex.quote left a newline or an escape raw)
@@ -227,8 +228,10 @@ class ConsoleReporter:
             self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run} -n +1"
                         f"{later})\n")
             return
-        for text in lines:
-            self._write(f"{self.indent}| {printable(text)[:TAIL_LINE_CHARS]}\n")
+        for i, text in enumerate(lines):
+            shown = printable(text)  # a line's start; the end of one whose start was not read
+            shown = "…" + shown[1 - TAIL_LINE_CHARS:] if cut and i == 0 else shown[:TAIL_LINE_CHARS]
+            self._write(f"{self.indent}| {shown}\n")
         self._write(f"{self.indent}(the last {len(lines)} lines of its stderr; all of it: "
                     f"{tail} --stderr --run {run} -n +1{later})\n")
         self._redraw()
@@ -250,15 +253,19 @@ def _fit(text: str, columns: int) -> str:
     return text
 
 
-def _tail_lines(sandbox: Path, process: str, run: int) -> list[str] | None:
+def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool] | None:
     """The last TAIL_LINES non-blank lines of the run's stderr log (read from its last
-    TAIL_BYTES, never through a symlink or from a FIFO the run put there); None when it
-    cannot be read."""
+    TAIL_BYTES, never through a symlink or from a FIFO the run put there), and whether the
+    first is the end of a line whose start was not read; None when it cannot be read. The
+    line the read cut is left out, unless it is all there is: one last line longer than
+    TAIL_BYTES was dropped, and the run's 20 KB stderr said to be empty."""
     found = log_end(sandbox, process, run, "stderr", TAIL_BYTES)
     if found is None:
         return None
     data, size = found
     lines = data.decode("utf-8", errors="replace").splitlines()
-    if size > TAIL_BYTES and lines:
-        lines = lines[1:]  # the first one was cut by the seek
-    return [line for line in lines if line.strip()][-TAIL_LINES:]
+    cut = size > TAIL_BYTES and bool(lines)
+    if cut and any(line.strip() for line in lines[1:]):
+        lines, cut = lines[1:], False
+    shown = [line for line in lines if line.strip()][-TAIL_LINES:]
+    return shown, cut and bool(shown)

@@ -46,19 +46,40 @@ from typing import Any
 from config.plan import JobPlan
 from config.settings import RunSettings
 from config.spec import LogDestination, LogMode
-from executor.host.replacefile import make_dirs, trusted_path
+from executor.host.replacefile import make_dirs, trusted_path, untrusted_level
 from executor.local import planfiles
 from executor.local.planfiles import cache_dir
 from executor.local.planform import decode, encode
 from executor.logs import log_event
 
 __all__ = ["KEEP", "Lease", "cache_dir", "decode", "encode", "entry_stem", "first_wave", "keep_launch", "lease",
-           "lookup", "plan_key", "store"]
+           "lookup", "plan_key", "store", "unkept_reason"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT = planfiles.PLAN_FORMAT
 KEEP = 64  # plan files kept in one directory; the least recently written go first
+
+
+def unkept_reason(environ: Mapping[str, str], euid: int | None = None) -> str | None:
+    """Why `cache_dir` gives no place for plans, for the one line `stoker run` says (a run
+    that keeps none plans each time, slower, with no other sign); None when it gives one, or
+    STOKER_PLAN_CACHE=off turned the cache off."""
+    euid = os.geteuid() if euid is None else euid
+    value = environ.get("STOKER_PLAN_CACHE", "")
+    if cache_dir(environ, euid) is not None or value == "off":
+        return None
+    if value and not os.path.isabs(value):
+        return f"STOKER_PLAN_CACHE ({value}) is not an absolute path (nor off)"
+    base = value or environ.get("XDG_CACHE_HOME", "")
+    if not value and not os.path.isabs(base):
+        home = planfiles.own_home(environ, euid)
+        if home is None:
+            return (f"HOME ({environ.get('HOME') or 'not set'}) is not a directory this user owns, "
+                    f"nor is the password database's home of uid {euid}")
+        base = os.path.join(home, ".cache")
+    directory = value or os.path.join(base, "stoker", "plans")
+    return f"another user could redirect {directory}: {untrusted_level(directory, euid)}"
 
 
 def plan_key(settings: RunSettings, hostname: str, user: str) -> tuple[Any, ...]:

@@ -7,7 +7,7 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
 
 - `cache_dir`: `$STOKER_PLAN_CACHE` (absolute; `off` turns the cache off), else
   `$XDG_CACHE_HOME/stoker/plans`, else `~/.cache/stoker/plans` (`own_home`), and only on a
-  path no other user can redirect (`trusted_path`); `unkept_reason`: why there is none.
+  path no other user can redirect (`trusted_path`; `plancache.unkept_reason`: why there is none).
 - `entry_path`: one entry per config path, job key and instance (FNV-1a of the three: zlib's
   crc32 would load libz for one number); its files share the name and differ in suffix:
   `.bin` the plan, `.lock` the lease, `.start` the launch record.
@@ -67,27 +67,6 @@ def cache_dir(environ: Mapping[str, str], euid: int | None = None) -> str | None
             base = os.path.join(home, ".cache") if home else ""
         directory = os.path.join(base, "stoker", "plans") if base else None
     return directory if directory is not None and trusted_path(directory, euid) else None
-
-
-def unkept_reason(environ: Mapping[str, str], euid: int | None = None) -> str | None:
-    """Why `cache_dir` gives no place for plans, for the one line `stoker run` says (a run
-    that keeps none plans each time, slower, with no other sign); None when it gives one, or
-    STOKER_PLAN_CACHE=off turned the cache off."""
-    euid = os.geteuid() if euid is None else euid
-    value = environ.get("STOKER_PLAN_CACHE", "")
-    if cache_dir(environ, euid) is not None or value == "off":
-        return None
-    if value and not os.path.isabs(value):
-        return f"STOKER_PLAN_CACHE ({value}) is not an absolute path (nor off)"
-    base = value or environ.get("XDG_CACHE_HOME", "")
-    if not value and not os.path.isabs(base):
-        home = own_home(environ, euid)
-        if home is None:
-            return (f"HOME ({environ.get('HOME') or 'not set'}) is not a directory this user owns, "
-                    f"nor is the password database's home of uid {euid}")
-        base = os.path.join(home, ".cache")
-    directory = value or os.path.join(base, "stoker", "plans")
-    return f"another user could redirect {directory}: {untrusted_level(directory, euid)}"
 
 
 def own_home(environ: Mapping[str, str], euid: int) -> str | None:
@@ -321,6 +300,7 @@ def ports_free(numbers: list[int]) -> bool:
     if not numbers:
         return True
     held: list[socket.socket] = []
+    soft = _widened(2 * len(numbers))
     try:
         for number in numbers:
             _loopback_sockets(number, held)
@@ -330,6 +310,7 @@ def ports_free(numbers: list[int]) -> bool:
     finally:
         for sock in held:
             sock.close()
+        _narrowed(soft)
 
 
 def ports_taken(ports: Mapping[str, int]) -> list[str]:
@@ -381,6 +362,7 @@ def _chosen(names: list[str]) -> dict[str, int]:
 
     ports: dict[str, int] = {}
     held: list[socket.socket] = []
+    soft = _widened(2 * len(names))
     try:
         for name in names:
             for _ in range(PICK_TRIES):
@@ -399,10 +381,39 @@ def _chosen(names: list[str]) -> dict[str, int]:
     finally:
         for sock in held:
             sock.close()
+        _narrowed(soft)
     return ports
 
 
 PICK_TRIES = 64
+FEW_SOCKETS = 64  # held at once without a look at the descriptor limit (nor `resource` loaded)
+
+
+def _widened(count: int) -> int | None:
+    """The soft RLIMIT_NOFILE raised by `count` (within the hard limit) for the sockets a port
+    check holds together; the limit it was, for `_narrowed`, or None when left as it was. A job
+    of 500 ports had none chosen under the usual soft limit of 1,024 (EMFILE)."""
+    if count <= FEW_SOCKETS:
+        return None
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = soft + count if hard == resource.RLIM_INFINITY else min(soft + count, hard)
+    if soft == resource.RLIM_INFINITY or new <= soft:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (OSError, ValueError):
+        return None  # not raised: the check may fail with EMFILE, as before
+    return soft
+
+
+def _narrowed(soft: int | None) -> None:
+    """Puts back the soft limit `_widened` raised: an early start's runs get the run's own."""
+    if soft is not None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
 def _loopback_sockets(number: int, held: list[socket.socket], *, ipv4: bool = True, reuse: bool = True) -> None:

@@ -122,7 +122,7 @@ class RunStart:
                            host, user)
         ahead = self._ahead_for(inputs)
         directory = plancache.cache_dir(self._environ)
-        if directory is None and (why := planfiles.unkept_reason(self._environ)):
+        if directory is None and (why := plancache.unkept_reason(self._environ)):
             log_event(logger, logging.WARNING, "plan_not_kept", reason=why,
                       consequence="each run plans the job again (STOKER_PLAN_CACHE names a place)")
         key = plancache.plan_key(s, host, user)

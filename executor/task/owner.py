@@ -113,6 +113,7 @@ class TaskOwner:
         self._adopt_first = running_early
         self._exited = False  # a run ended since the planner last decided
         self._late: list[HealthChecked | DiskSampled] = []  # checks' results after it: judged after the decision
+        self._kill_handled = False  # a kill request since the planner last decided (`_drain`)
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
@@ -185,9 +186,9 @@ class TaskOwner:
             self._procs.ready_ahead([(self._specs[name], run) for name, run in first])
 
     def step(self) -> bool:
-        """Handle every event already queued, then let the planner act until it has nothing
-        more to do now (a KILL queued before the first step starts nothing). True once the
-        task has ended: the terminal update is out."""
+        """Handle the events already queued (up to a kill request: `_drain`), then let the
+        planner act until it has nothing more to do now (a KILL queued before the first step
+        starts nothing). True once the task has ended: the terminal update is out."""
         if self._adopt_first:  # the early runs are the task's before any event is
             self._adopt_first = False
             self._decide()
@@ -255,12 +256,18 @@ class TaskOwner:
             return TimerFired(at=self._clock())
 
     def _drain(self) -> None:
-        while True:
+        """Handle the queued events, up to a kill request (this one's, or the one the loop
+        waited for): the step's `_decide` records the stop it began (the planner's lines)
+        before anything the kill brings is handled (the endpoints' refusal, at once: its
+        "SIGTERM now" was printed before the stop's "SIGTERM in 5 s"). The events after it
+        are the next step's."""
+        while not self._kill_handled:
             try:
                 event = self._queue.get_nowait()
             except Empty:
-                return
+                break
             self._handle(event)
+        self._kill_handled = False
 
     def _decide(self) -> Decision:
         """Ask the planner until it has nothing more to start or signal right now."""
@@ -327,6 +334,7 @@ class TaskOwner:
                 else:
                     self._on_check(event)
             case KillRequested():
+                self._kill_handled = True
                 was_killing = self._status.killing
                 self._apply_outcome(self._status.kill_requested(event.reason), event)
                 if was_killing:  # already killing: a later request can only hasten the kill

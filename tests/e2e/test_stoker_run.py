@@ -413,3 +413,30 @@ def test_bind_values_a_profile_and_a_portmap_alias_as_under_aurora(tmp_path):
     finally:
         run.close()
         kill_leftovers(task_pids(sandbox))
+
+
+def test_a_job_of_hundreds_of_ports_runs_under_a_low_soft_descriptor_limit(tmp_path):
+    """`stoker run` of a job naming 200 ports under `ulimit -Sn 128` (a job of 500 under the
+    usual 1,024) was refused before its task started: 'no free loopback port could be
+    chosen for p0, p1, ...: Too many open files' (each port's two sockets are held until
+    every one is chosen). The task's processes get the soft limit the run was given."""
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1024:
+        pytest.skip("a hard descriptor limit below 1,024 here")
+    refs = " ".join(f"{{{{thermos.ports[p{i}]}}}}" for i in range(200))
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='local', role='me', environment='test', name='many',
+                    task=Task(processes=[Process(name='a', cmdline='ulimit -Sn; echo {refs} | wc -w')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    run = StokerProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path,
+                        env={"STOKER_PLAN_CACHE": str(tmp_path / "plans")},
+                        launcher=("sh", "-c", 'ulimit -Sn 128 && exec "$@"', "sh"))
+    try:
+        assert run.wait() == 0, run.stdout() + run.stderr()
+    finally:
+        run.close()
+        kill_leftovers(task_pids(sandbox))
+    assert (sandbox / ".logs/a/0/stdout").read_text() == "128\n200\n"

@@ -16,7 +16,7 @@ from config.logline import log_event
 from config.words import columns
 from executor.cli.logsetup import JsonFormatter, QuietHandler
 from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
-from executor.local.console import ConsoleReporter, Output
+from executor.local.console import TAIL_LINE_CHARS, ConsoleReporter, Output
 from executor.logs import Spool
 from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO
@@ -281,3 +281,19 @@ def test_a_failed_runs_stderr_rotated_a_moment_before_is_read_from_its_backup(tm
     lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
     assert lines[-3:-1] == ["| Traceback:", "|   boom"]
     assert lines[0] == "| noise 1997" and len(lines) == 6
+
+
+def test_a_failed_runs_stderr_whose_last_line_is_longer_than_what_is_read_is_not_said_empty(tmp_path):
+    """A last line longer than the 8 KiB read from the end (an exception that quotes a big
+    payload, a dump on one line): the line the seek cut was dropped, nothing was left, and
+    the console said "its stderr is empty; its stdout: ..." of a run whose stderr held 20 KB.
+    Its end is shown, marked as cut."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_text("Traceback:\nValueError: " + "x" * 20000 + " the end\n")
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    assert lines == ["| …" + "x" * (TAIL_LINE_CHARS - len("… the end")) + " the end",
+                     f"(the last 1 lines of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 0 "
+                     "-n +1; once the task has restarted, add --attempt 0)"]

@@ -139,3 +139,28 @@ def test_a_process_denied_ipv6_sockets_has_its_ports_on_127_0_0_1_alone(denied):
     done = subprocess.run([*seccomp.launcher([f"socket:10={denied}"]), sys.executable, "-c", script],
                           capture_output=True, text=True, timeout=20, cwd=REPO, env=measured({"PYTHONPATH": str(REPO)}))
     assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr
+
+
+MANY = """
+import resource, sys
+from executor.local.planfiles import allocate_ports, ports_free
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+count = int(sys.argv[1])
+kept = ports_free(list(range(40000, 40000 + count)))
+ports = allocate_ports([f"p{i}" for i in range(count)], {})
+print(kept, len(set(ports.values())), ports_free(sorted(ports.values())), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+def test_hundreds_of_ports_are_chosen_and_checked_past_the_soft_descriptor_limit():
+    """The picker holds a port's two sockets until every port is chosen, and a kept plan's
+    check holds them until the last is checked: 100 ports under a soft limit of 64 (a job of
+    500 under the usual 1,024) failed with EMFILE, 'no free loopback port could be chosen
+    for ...: Too many open files', and a kept plan's ports were said to be taken. The soft
+    limit is raised for them within the hard one, then put back."""
+    import resource
+
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 1024:
+        pytest.skip("a hard descriptor limit below 1,024 here")
+    (line,) = _picked("echo '40000 40999' > /proc/sys/net/ipv4/ip_local_port_range && ", "100", MANY)
+    assert line == "True 100 True 64", line

@@ -305,8 +305,8 @@ def test_root_keeps_no_plan_where_another_user_could_redirect_it(tmp_path, job):
 
 
 def test_why_no_plan_is_kept(tmp_path):
-    """The reason `stoker run`'s one plan_not_kept line gives (`planfiles.unkept_reason`)."""
-    from executor.local.planfiles import unkept_reason
+    """The reason `stoker run`'s one plan_not_kept line gives (`plancache.unkept_reason`)."""
+    from executor.local.plancache import unkept_reason
 
     assert unkept_reason({"HOME": str(tmp_path)}) is None  # kept there
     assert unkept_reason({"STOKER_PLAN_CACHE": "off"}) is None  # turned off: nothing to say

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from config.spec import JobSpec
-from executor.events import KillStep, TimerFired
+from executor.events import KillStep, PhaseTransition, TimerFired
 from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import OwnerPorts
@@ -99,3 +99,41 @@ def test_the_grace_after_the_endpoints_is_what_is_left_of_the_stop_s_bound():
     rig.step()
     assert [t.reason for t in rig.reporter.transitions if isinstance(t, KillStep)][-1] == (
         "the endpoints answered: SIGTERM now, SIGKILL in 2 s unless every process has exited")
+
+
+class RefusedRig(Rig):
+    """The endpoints refused at once: their end is on the owner's queue as the kill starts
+    them (a lifecycle port nothing listens on answers before the owner's next look)."""
+
+    def _lifecycle(self, within: float | None, progress: Callable[[str], None],
+                   done: Callable[[str], None]) -> FakeLifecycle:
+        started = super()._lifecycle(within, progress, done)
+        done("lifecycle endpoints done")
+        return started
+
+
+def test_the_stop_is_said_before_what_the_endpoints_ended_it_with():
+    """The supervisor's ACTIVE → CLEANING line, which gives the endpoints their time ("SIGTERM
+    in 5 s"), was printed after the endpoints' refusal and its "SIGTERM now": both came in
+    the owner's one look at its queue, and the planner's lines only after it, so the last
+    line said the SIGTERM was 5 s away once it had been sent."""
+    rig = RefusedRig(job(lifecycle=LIFECYCLE))
+    rig.kill("stopped by SIGTERM")
+    rig.step()
+    said = [(type(t).__name__, t.reason) for t in rig.reporter.transitions
+            if isinstance(t, KillStep | PhaseTransition)]
+    assert said == [
+        ("PhaseTransition", "stopped by SIGTERM; stopping 1 running process: SIGTERM in 5 s, SIGKILL 4 s later"),
+        ("KillStep", "lifecycle endpoints done: SIGTERM now, SIGKILL in 4 s unless every process has exited")]
+
+
+def test_the_stop_is_said_first_too_when_the_kill_is_the_event_the_owner_waited_for():
+    """As `TaskOwner.run` takes it: the request it waited for, handled before the step that
+    drains the rest (the endpoints' end among them)."""
+    rig = RefusedRig(job(lifecycle=LIFECYCLE))
+    rig.owner.request_kill("stopped by SIGTERM", 4.0)
+    rig.owner._handle(rig.owner._wait())  # `run`'s loop, between two steps
+    rig.step()
+    rig.step()
+    said = [type(t).__name__ for t in rig.reporter.transitions if isinstance(t, KillStep | PhaseTransition)]
+    assert said == ["PhaseTransition", "KillStep"]
