@@ -55,7 +55,7 @@ def _static(value: str | int) -> str | int:
     if isinstance(value, int):
         return value
     text = value.strip()
-    return int(text) if text.isdigit() else value
+    return int(text) if text.isascii() and text.isdigit() else value
 
 
 def _follow(table: Mapping[str, str | int], name: str) -> str | int:

@@ -41,7 +41,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ns|us|ms|secs|mins|hrs|days|weeks)$")
 _UNIT_SECS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "secs": 1.0, "mins": 60.0, "hrs": 3600.0,
               "days": 86400.0, "weeks": 604800.0}
-_PORT = re.compile(r"^([A-Za-z0-9_][\w.\-]*)=(\d+)$")
+_PORT = re.compile(r"^([A-Za-z0-9_][\w.\-]*)=([0-9]+)\Z")  # ASCII digits: int() reads '٥٠٠٠' as 5000
 
 # ---- parsers: each raises ValueError whose message starts with the offending value ----
 

@@ -77,7 +77,7 @@ def register(sub: Any, command: Any) -> None:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a port number (0 ... 65535)")
     return int(text)
 

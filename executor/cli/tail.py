@@ -80,7 +80,7 @@ def _lines(text: str) -> str:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{quoted(text)} is not a non-negative whole number")
     return int(text)
 

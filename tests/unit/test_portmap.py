@@ -20,6 +20,7 @@ from config.templates import flatten
     ({"alias": "http"}, {"health": 31000, "http": 31001, "tcp": 31002},
      {"alias": 31001, "health": 31000, "http": 31001, "tcp": 31002}),
     ({"health": "http"}, {"http": 31001}, {"health": 31001, "http": 31001}),
+    ({"http": "\u0665\u0660\u0660\u0660"}, {}, {}),  # Arabic-Indic digits: a name, as Aurora's Python 2 str reads them
     ({"aurora": "http"}, {}, {}),  # an alias to a port the task does not have is left out
     ({}, {}, {}),
 ])

@@ -19,6 +19,8 @@ from config.settings import (
     pop_secrets,
 )
 from config.sourced import flag_conflicts
+from executor.cli.observe import _port as observe_port
+from executor.cli.tail import _count as tail_count
 
 AGENT_ENV = {
     "MESOS_AGENT_ENDPOINT": "127.0.0.1:5051",
@@ -65,7 +67,8 @@ def test_parse_duration_rejects_negative_numbers():
 def test_parse_ports():
     assert parse_port("http=8080") == ("http", 8080)
     assert parse_ports(["http=1", "health=65535"]) == {"http": 1, "health": 65535}
-    for bad in ("http", "http=", "=80", "http=0", "http=65536", "http=x", "a b=1", "http=8080=1"):
+    for bad in ("http", "http=", "=80", "http=0", "http=65536", "http=x", "a b=1", "http=8080=1",
+                "http=\u0665\u0660\u0660\u0660", "http=80\n"):  # Arabic-Indic 5000; a line end
         with pytest.raises(ValueError, match="is not NAME=NUMBER"):
             parse_port(bad)
     with pytest.raises(ValueError, match="'http' is given more than once"):
@@ -368,3 +371,11 @@ def test_registry_settings_a_flag_wins_over_its_variable_and_errors_name_the_fla
     assert RegistrySettings.from_env(env, registry_root="/flag").registry_root == "/flag"
     with pytest.raises(SettingsError, match="--registry-retention='soon' is not a duration"):
         RegistrySettings.from_env({}, registry_retention_secs="soon")
+
+
+@pytest.mark.parametrize("parse", [observe_port, tail_count], ids=["observe --port", "tail -n"])
+def test_a_number_on_the_command_line_is_ascii_digits(parse):
+    # Was: int() read '٥٠٠٠' (Arabic-Indic digits, str.isdigit() true) as 5000.
+    assert parse("5000") == 5000
+    with pytest.raises(argparse.ArgumentTypeError, match="is not"):
+        parse("\u0665\u0660\u0660\u0660")
