@@ -232,7 +232,8 @@ class ConsoleReporter:
             shown = printable(text)  # a line's start; the end of one whose start was not read
             shown = "…" + shown[1 - TAIL_LINE_CHARS:] if cut and i == 0 else shown[:TAIL_LINE_CHARS]
             self._write(f"{self.indent}| {shown}\n")
-        self._write(f"{self.indent}(the last {len(lines)} lines of its stderr; all of it: "
+        last = f"the last {len(lines)} lines" if len(lines) > 1 else "the last line"
+        self._write(f"{self.indent}({last} of its stderr; all of it: "
                     f"{tail} --stderr --run {run} -n +1{later})\n")
         self._redraw()
 

@@ -295,5 +295,5 @@ def test_a_failed_runs_stderr_whose_last_line_is_longer_than_what_is_read_is_not
     ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
     lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
     assert lines == ["| …" + "x" * (TAIL_LINE_CHARS - len("… the end")) + " the end",
-                     f"(the last 1 lines of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 0 "
+                     f"(the last line of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 0 "
                      "-n +1; once the task has restarted, add --attempt 0)"]
