@@ -273,6 +273,46 @@ def test_a_task_whose_supervisor_died_while_killing_shows_the_kill_s_end(ops, tm
     assert "leftover processes" in text  # looked for, as for a LOST task
 
 
+def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftovers_live(ops, tmp_path):
+    """`stoker kill` under way (the process ignores SIGTERM), then the supervisor killed -9
+    with its watchdog held, so that the process lives on: the task ends as its kill would
+    (KILLED), but `stoker ps` hid it (an ended task: `--all` only) and named no leftover
+    process (only a LOST row's), where a LOST task was listed with them. Listed while any
+    lives, as the observer's /metrics keeps it."""
+    run = ops.run(service(tmp_path, f"exec {fake_sh('--ignore-sigterm')}"))
+    running(run)
+    marker = next(r["marker"] for r in checkpoint_records(run.sandbox) if r["kind"] == "header")
+    worker = wait_for(lambda: proc_scan.task_pids_by_marker(marker))
+    (watchdog,) = [c for c in psutil.Process(run.pid).children() if "stoker-watchdog" in c.cmdline()]
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ops.env)
+    kill = subprocess.Popen([sys.executable, "-m", "executor", "kill", str(run.sandbox), "--grace", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        wait_for(lambda: any(r.get("to") == "KILLING" for r in checkpoint_records(run.sandbox)), 30,
+                 message="the KILLING record")
+        run.signal(signal.SIGSTOP)  # as in the LOST test: its watchdog stopped while it is
+        wait_for(lambda: stopped_whole(run.pid), 5, message="the supervisor stopped, every thread")
+        watchdog.suspend()
+        run.signal(signal.SIGKILL)
+        run.wait(10)
+        kill.wait(30)
+        (row,) = ops.ps()
+        assert (row["state"], row["ended"], row["died_killing"]) == ("KILLED", True, True)
+        assert [p["pid"] for p in row["leftovers"]] == sorted(worker)
+        lines = ops.stoker("ps").stdout.splitlines()
+        assert " KILLED " in lines[1]
+        assert lines[2] == f"{row['task_id']}: KILLED (its supervisor died while killing)"
+        assert lines[3].startswith(f"  leftover processes: {min(worker)} (p run 0)")
+    finally:
+        if kill.poll() is None:
+            os.killpg(kill.pid, signal.SIGKILL)
+            kill.wait(10)
+        watchdog.resume()  # it finds its pipe closed and kills what is left
+        proc_scan.kill_carrying(f"STOKER_TASK_MARKER={marker}")
+    wait_for(lambda: not proc_scan.task_pids_by_marker(marker), 10)
+    assert ops.ps() == []  # none left: an ended task, as any other
+
+
 def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     job = service(tmp_path, f"exec {fake_sh()}")
     run = ops.run(job)
