@@ -313,6 +313,23 @@ def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftover
     assert ops.ps() == []  # none left: an ended task, as any other
 
 
+@pytest.mark.parametrize("shell", ["/bin/sh", "bash"])
+def test_the_kill_a_held_sandbox_s_refusal_suggests_names_a_sandbox_with_a_format_character(ops, tmp_path, shell):
+    """The refusal's `stoker kill WORD` passes through the log's escaping (`stoker: error:`
+    lines write a format character out, `\\u202e`): its shell word held the right-to-left
+    override as it is, so the line read `stoker kill '.../sb\\u202ex'`, a sandbox that is not
+    there. The word now writes it as printf's bytes, which a shell reads back."""
+    job = service(tmp_path, f"exec {fake_sh()}")
+    sandbox = tmp_path / "sb\u202ex"
+    run = ops.run(job, "--sandbox", str(sandbox))
+    running(run)
+    second = ops.stoker("run", job, "--sandbox", sandbox)
+    assert second.returncode == 2 and "\u202e" not in second.stderr
+    word = second.stderr.split("(`stoker kill ", 1)[1].split("`)", 1)[0]
+    read = subprocess.run([shell, "-c", f"printf %s {word}"], capture_output=True, timeout=10)
+    assert read.stdout == os.fsencode(sandbox)
+
+
 def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     job = service(tmp_path, f"exec {fake_sh()}")
     run = ops.run(job)
