@@ -46,7 +46,7 @@ from config.errors import ConfigError
 from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
-from config.words import printable, quoted, shell_path
+from config.words import loggable, quoted, shell_path
 from executor.events import TaskState
 from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.identity import boot_secs
@@ -319,7 +319,7 @@ class LocalRun:
         early start made the sandbox), warn about ports."""
         s, ports = self._settings, plan.ports
         self._out.note = f"`stoker status {shell_path(str(sandbox))}` shows it; Ctrl-C or SIGTERM stops it"
-        self._out.write(f"stoker run: sandbox {printable(str(sandbox))}\n")  # one line, whatever its name
+        self._out.write(f"stoker run: sandbox {loggable(str(sandbox))}\n")  # one line, read in its order, whatever its name
         if relaunch and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 

@@ -214,6 +214,28 @@ def test_a_cmdline_the_locale_cannot_encode_reaches_bash_as_utf8(tmp_path):
         kill_leftovers(task_pids(sandbox))
 
 
+def test_the_sandbox_line_writes_out_a_format_character_and_a_line_separator(tmp_path):
+    """`stoker run: sandbox PATH`, "one line, whatever its name", wrote the path's right-to-left
+    override and line separator as they are (`printable`): a terminal showed the rest of the
+    line reversed, and a reader that splits at U+2028 (`str.splitlines`) read two lines. It
+    writes them out as the log and the state lines do (`loggable`)."""
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='true')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    sandbox = tmp_path / "sb\u202ex\u2028y"
+    env = dict(os.environ, PYTHONPATH=str(REPO), STOKER_ROOT=str(tmp_path / "registry"))
+    try:
+        done = subprocess.run([sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"stoker run: sandbox {tmp_path}/sb\\u202ex\\u2028y\n")
+        assert "\u202e" not in done.stdout and "\u2028" not in done.stdout
+    finally:
+        kill_leftovers(task_pids(sandbox))
+
+
 def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoker, tmp_path):
     cfg = write_config(tmp_path, """
         jobs = [Job(cluster='local', role='me', environment='test', name='flaky', max_task_failures=3,
