@@ -405,7 +405,7 @@ class LocalRun:
         for warning in spec.warnings:
             self._warn(warning)
         if announcement is not None:
-            self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
+            self._out.write(f"stoker run: announcing at {loggable(announcement.path)} in ZooKeeper "
                             f"{announcement.ensemble} once RUNNING\n")
         elif self._settings.announce is not None:
             self._warn("--announce: the job has no `announce = Announcer(...)`; nothing is announced")

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from tests.support.configs import write_config
+from tests.support.ports import free_ports
 from tests.support.shellwords import c_locale_starts, fake_sh, in_aurora
 from tests.support.stoker_proc import (
     REPO,
@@ -234,6 +235,23 @@ def test_the_sandbox_line_writes_out_a_format_character_and_a_line_separator(tmp
         assert "\u202e" not in done.stdout and "\u2028" not in done.stdout
     finally:
         kill_leftovers(task_pids(sandbox))
+
+
+def test_the_announcing_line_writes_out_a_format_character_of_the_job_s_zk_path(stoker, tmp_path):
+    """A ZooKeeper node name may hold a format character (ZooKeeper refuses controls, not a
+    right-to-left override): `stoker run: announcing at PATH` wrote the job's zk_path as it
+    is, not even `printable`, so the rest of the line read reversed. Nothing listens on the
+    ensemble's port: the line comes before any connection."""
+    (port,) = free_ports(1)
+    cfg = write_config(tmp_path, f"""
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    announce=Announcer(primary_port='http', zk_path='/aurora/x\\u202eyz'),
+                    task=Task(processes=[Process(name='p', cmdline='echo {{{{thermos.ports[http]}}}}; sleep 60')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg), "--announce", f"127.0.0.1:{port}")
+    run.wait_output("stoker run: announcing at /aurora/x\\u202eyz in ZooKeeper ", timeout_secs=30)
+    assert "\u202e" not in run.stdout()
 
 
 def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoker, tmp_path):
