@@ -335,7 +335,7 @@ class LocalRun:
         for warning in (*plan.port_warnings, *plan.warnings):  # the container's among them
             self._warn(warning)
         for note in plan.notes:
-            self._out.write(f"stoker run: {note}\n")
+            self._out.write(f"stoker run: {loggable(note)}\n")
         if as_root := planfiles.role_not_taken(plan.spec.role, os.geteuid()):
             self._warn(as_root)
         env = dict(self._environ)
@@ -347,7 +347,7 @@ class LocalRun:
         """A `stoker run: warning: ...` line (to systemd's journal as a warning: `<4>`), and its
         `run_warning` event (a text log leaves it to the line)."""
         log_event(logger, logging.WARNING, "run_warning", reason=text)
-        self._out.write(f"{'<4>' if self._out.journal else ''}stoker run: warning: {text}\n")
+        self._out.write(f"{'<4>' if self._out.journal else ''}stoker run: warning: {loggable(text)}\n")
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");

@@ -121,7 +121,9 @@ def test_an_instance_the_job_does_not_have_is_a_run_warning_too(stoker, tmp_path
     ("Docker(image='python:3.11')", "Docker image python:3.11"),
     ("Mesos(image=DockerImage(name='library/debian', tag='bookworm'))", "Mesos, Docker image library/debian:bookworm"),
     ("Mesos(image=AppcImage(name='ex\\x1bample', image_id='sha512-ab'))", "Mesos, appc image ex\\x1bample (id sha512-ab)"),
-], ids=["docker", "mesos-docker-image", "mesos-appc-image"])
+    # a right-to-left override: was written as it is (the rest of the line read reversed)
+    ("Docker(image='py\\u202ethon:3')", "Docker image py\\u202ethon:3"),
+], ids=["docker", "mesos-docker-image", "mesos-appc-image", "docker-format-character"])
 def test_a_jobs_container_is_said_to_be_unused_once_per_run(stoker, tmp_path, container, said):
     # `stoker run` runs the processes on this host whatever the container: one line says so,
     # before the task starts, and not again as the service restarts
