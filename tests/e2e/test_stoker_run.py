@@ -245,10 +245,10 @@ def test_the_announcing_line_writes_out_a_format_character_of_the_job_s_zk_path(
     is, not even `printable`, so the rest of the line read reversed. Nothing listens on the
     ensemble's port: the line comes before any connection."""
     (port,) = free_ports(1)
-    cfg = write_config(tmp_path, f"""
+    cfg = write_config(tmp_path, """
         jobs = [Job(cluster='local', role='me', environment='test', name='once',
                     announce=Announcer(primary_port='http', zk_path='/aurora/x\\u202eyz'),
-                    task=Task(processes=[Process(name='p', cmdline='echo {{{{thermos.ports[http]}}}}; sleep 60')],
+                    task=Task(processes=[Process(name='p', cmdline='echo {{thermos.ports[http]}}; sleep 60')],
                               resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
     run = stoker(str(cfg), "--announce", f"127.0.0.1:{port}")
