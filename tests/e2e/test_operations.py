@@ -303,6 +303,11 @@ def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftover
         assert " KILLED " in lines[1]
         assert lines[2] == f"{row['task_id']}: KILLED (its supervisor died while killing)"
         assert lines[3].startswith(f"  leftover processes: {min(worker)} (p run 0)")
+        # and `stoker status` measures nothing, as for LOST: was "the task ended (KILLING): no
+        # process of it runs", above the very processes it listed as running
+        doc = json.loads(ops.stoker("status", run.sandbox, "--json").stdout)
+        assert doc["resources"]["cpu_note"] == ("the task is KILLED (its supervisor died while killing): its "
+                                                "supervisor is gone, so its processes are not measured")
     finally:
         if kill.poll() is None:
             os.killpg(kill.pid, signal.SIGKILL)
