@@ -264,7 +264,7 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
         if time.monotonic() >= deadline:
             return holder
         if not said:
-            print(f"stoker {command}: the supervisor of {where} is starting; waiting for it",
+            print(f"stoker {command}: the supervisor of {loggable(where)} is starting; waiting for it",
                   file=sys.stderr, flush=True)
             said = True
         time.sleep(STARTING_POLL_SECS)
