@@ -286,7 +286,8 @@ def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftover
     (watchdog,) = [c for c in psutil.Process(run.pid).children() if "stoker-watchdog" in c.cmdline()]
     env = dict(os.environ, PYTHONPATH=str(REPO), **ops.env)
     kill = subprocess.Popen([sys.executable, "-m", "executor", "kill", str(run.sandbox), "--grace", "60"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                            text=True)
     try:
         wait_for(lambda: any(r.get("to") == "KILLING" for r in checkpoint_records(run.sandbox)), 30,
                  message="the KILLING record")
@@ -296,6 +297,11 @@ def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftover
         run.signal(signal.SIGKILL)
         run.wait(10)
         kill.wait(30)
+        # the supervisor went away before the task ended: exit 1 (docs/contract.md), as for
+        # LOST; was 0, "the task is KILLED", its process running on
+        assert kill.returncode == 1
+        assert kill.stdout is not None and kill.stdout.read().splitlines()[-1] == (
+            "stoker kill: the supervisor went away; the task is KILLED (its supervisor died while killing)")
         (row,) = ops.ps()
         assert (row["state"], row["ended"], row["died_killing"]) == ("KILLED", True, True)
         assert [p["pid"] for p in row["leftovers"]] == sorted(worker)
@@ -312,6 +318,8 @@ def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftover
         if kill.poll() is None:
             os.killpg(kill.pid, signal.SIGKILL)
             kill.wait(10)
+        if kill.stdout is not None:
+            kill.stdout.close()
         watchdog.resume()  # it finds its pipe closed and kills what is left
         proc_scan.kill_carrying(f"STOKER_TASK_MARKER={marker}")
     wait_for(lambda: not proc_scan.task_pids_by_marker(marker), 10)
