@@ -26,7 +26,7 @@ import attrs
 
 from config.errors import ConfigError, in_file
 from config.spec import JobSpec
-from config.words import did_you_mean, printable, quoted
+from config.words import did_you_mean, loggable, quoted
 
 __all__ = ["Allocate", "JobPlan", "container_of", "container_warnings", "load_frozen", "open_problem", "plan_job",
            "replace_text", "task_id"]
@@ -163,19 +163,19 @@ def container_of(job: Mapping[str, Any]) -> str | None:
     Aurora's Docker containerizer (`Docker(...)`, or `Container(docker=Docker(...))`),
     `Mesos, Docker image NAME:TAG` or `Mesos, appc image NAME (id ID)` for a Mesos
     filesystem image; None for none, or a Mesos container without an image (the agent's own
-    filesystem, as here). Names are escaped (`printable`): one line, whatever they hold."""
+    filesystem, as here). Names are escaped (`loggable`): one line, whatever they hold."""
     container = job.get("container")
     if not isinstance(container, Mapping):
         return None
     docker = container.get("docker", container)  # Container(docker=Docker(...)), the older form
     if isinstance(docker, Mapping) and isinstance(docker.get("image"), str):
-        return f"Docker image {printable(docker['image'])}"
+        return f"Docker image {loggable(docker['image'])}"
     image = container.get("image")
     if not isinstance(image, Mapping):
         return None
     if "tag" in image:
-        return f"Mesos, Docker image {printable(str(image.get('name')) + ':' + str(image['tag']))}"
-    return f"Mesos, appc image {printable(str(image.get('name')))} (id {printable(str(image.get('image_id')))})"
+        return f"Mesos, Docker image {loggable(str(image.get('name')) + ':' + str(image['tag']))}"
+    return f"Mesos, appc image {loggable(str(image.get('name')))} (id {loggable(str(image.get('image_id')))})"
 
 
 def container_warnings(job: Mapping[str, Any]) -> tuple[str, ...]:
@@ -202,11 +202,11 @@ def container_warnings(job: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _listed(items: object, shape: Callable[[Mapping[str, Any]], str]) -> str:
-    """`items` (plain structs) each in `shape`, comma-separated and escaped (`printable`: one
+    """`items` (plain structs) each in `shape`, comma-separated and escaped (`loggable`: one
     line, whatever they hold); empty for none."""
     if not isinstance(items, (list, tuple)):
         return ""
-    return ", ".join(printable(shape(item)) for item in items if isinstance(item, Mapping))
+    return ", ".join(loggable(shape(item)) for item in items if isinstance(item, Mapping))
 
 
 def open_problem(sources: Mapping[str, str]) -> str | None:

@@ -38,8 +38,6 @@ _REPR_SURROGATE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
 # Surrogates that surrogateescape does not stand a byte for: no UTF-8 encoder can write them.
 _LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # (the loader's every text: compiled now)
 _SHELL_PLAIN = r"[A-Za-z0-9@%+=:,./_-]+"  # shlex.quote's safe characters, ASCII only
-_SHELL_ESCAPED = "[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff]"
-_PRINTF_ESCAPED = "^-|[!\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff]"  # and a leading `-`
 # What a log line escapes besides `_CONTROL`: the line and paragraph separators (U+2028, U+2029: a line
 # end to `str.splitlines` and other readers) and every format character (Unicode 14's Cf:
 # the bidi embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks
@@ -50,6 +48,9 @@ _FORMAT = ("\u2028\u2029\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1
            "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
            "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
 _LOGGED = _CONTROL[:-1] + _FORMAT + "]"
+# A shell word's escapes: `_LOGGED`'s too, so that a log line quoting a command leaves it as it is
+_SHELL_ESCAPED = "[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff" + _FORMAT + "]"
+_PRINTF_ESCAPED = "^-|[!\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff" + _FORMAT + "]"  # and a leading `-`
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
@@ -133,7 +134,7 @@ def shell_word(text: str) -> str:
     in a line break, which `$(...)` drops: as `$'...'` (bash, zsh, ksh, busybox sh; not dash).
     Not `quoted`: a shell reads repr's `"it's $HOME"` with `$HOME` expanded, and its `'\\n'`
     as two characters."""
-    if not re.search(_CONTROL, text):
+    if not re.search(_LOGGED, text):
         if text and re.fullmatch(_SHELL_PLAIN, text):
             return text
         return "'" + text.replace("'", "'\"'\"'") + "'"
@@ -169,7 +170,7 @@ def _shell_escape(match: re.Match[str]) -> str:
     if char in ("\\", "'"):
         return "\\" + char
     code = ord(char)
-    if 0x80 <= code <= 0x9F:  # a C1 control, a character: bash writes it in the locale's encoding
+    if 0x80 <= code <= 0xFF:  # a C1 control, the soft hyphen: characters, bash writes them in the locale's encoding
         return f"\\u{code:04x}"
     return _escape(match)  # a C0 control, DEL, a byte surrogateescape stands for, a lone surrogate
 
@@ -222,6 +223,6 @@ def _escape(match: re.Match[str]) -> str:
         return f"\\x{code - 0xDC00:02x}"
     if code > 0xFFFF:  # a format character past the BMP (a tag)
         return f"\\U{code:08x}"
-    if code > 0xFF:  # any other lone surrogate; a format character, a line separator
-        return f"\\u{code:04x}"
+    if code > 0xFF or code == 0xAD:  # any other lone surrogate; a format character, a line
+        return f"\\u{code:04x}"  # separator (the soft hyphen too: `\\xad` is byte 0xad's)
     return _NAMED.get(char) or f"\\x{code:02x}"

@@ -83,6 +83,7 @@ def _grace(text: str) -> float:
 
 def run_kill(args: argparse.Namespace) -> int:
     from executor.host.controlwire import KillControl
+    from executor.task.taskview import DIED_KILLING
 
     last = _converse(args, KillControl(args.grace), "kill")
     if last is None:
@@ -91,8 +92,12 @@ def run_kill(args: argparse.Namespace) -> int:
         return 0
     if not last.done:  # the supervisor went away before the end: say what is left
         inspection = _after_the_supervisor(_target(args).sandbox)
-        print(f"stoker kill: the supervisor went away; the task is {inspection.truth.state}")
-        return 0 if inspection.truth.ended else 1
+        truth = inspection.truth
+        print(f"stoker kill: the supervisor went away; the task is {truth.state}"
+              f"{f' ({DIED_KILLING})' if truth.died_killing else ''}")
+        # one that died while killing ended as the kill would have, not by it: what the kill
+        # did not end may live on (`stoker status` lists it), so not the kill's exit 0
+        return 0 if truth.ended and not truth.died_killing else 1
     return 1
 
 
@@ -264,7 +269,7 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
         if time.monotonic() >= deadline:
             return holder
         if not said:
-            print(f"stoker {command}: the supervisor of {where} is starting; waiting for it",
+            print(f"stoker {command}: the supervisor of {loggable(where)} is starting; waiting for it",
                   file=sys.stderr, flush=True)
             said = True
         time.sleep(STARTING_POLL_SECS)

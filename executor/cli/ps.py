@@ -5,7 +5,8 @@ let go), inspects each entry's sandbox (`executor/task/inspection.py`: the check
 whether its supervisor still runs, LOST and its leftovers; `row` makes each task's object)
 and prints one row per task: task id, job key, state, supervisor pid, sandbox, started
 (date, time and age), processes running / total, health. Columns are as wide as their longest value. Without `--all`, only
-the tasks that have not ended (a LOST task has not: it is listed). A task that announces
+the tasks that have not ended (a LOST task has not: it is listed), and one whose supervisor
+died while killing it while a process of it lives (ended, its leftovers to end). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
 last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted,
@@ -22,11 +23,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.registry import RegistrySettings
 from executor.cli.targets import error, registry_arguments
 from executor.host.clock import when
+
+if TYPE_CHECKING:
+    from executor.task.inspection import Inspection
 
 COLUMNS = ["TASK_ID", "JOB_KEY", "STATE", "PID", "SANDBOX", "STARTED", "PROCS", "HEALTH"]
 
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
               f"runs, and its task is not listed", file=sys.stderr)
     entries = [item.entry for item in listed]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
-    shown = [(e, i) for e, i in zip(entries, found) if args.all or not i.truth.ended]
+    shown = [(e, i) for e, i in zip(entries, found) if args.all or _listed(i)]
     rows = [row(e, i) for e, i in shown]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -76,6 +80,13 @@ def run(args: argparse.Namespace) -> int:
     starting = {n for n, (_, i) in enumerate(shown) if i.unrecorded and i.truth.alive}
     sys.stdout.write(format_rows(rows, time.time(), starting))
     return 0
+
+
+def _listed(inspection: Inspection) -> bool:
+    """Whether `stoker ps` lists the task without `--all`: it has not ended, or its
+    supervisor died while killing it (ended as the kill would have) and a process of it
+    lives on, for the operator to see and end, as a LOST task's."""
+    return not inspection.truth.ended or (inspection.truth.died_killing and bool(inspection.leftovers))
 
 
 def _announcement_note(r: dict[str, Any], now_wall: float) -> str:
@@ -116,14 +127,25 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
         if r.get("problem") and n not in starting:
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['problem']}")
     for r in rows:
-        if r["state"] != "LOST":
-            continue
-        since = when(r["lost_since"], now_wall) if r["lost_since"] else "an unknown time"
-        lines.append(f"{r['task_id'] or r['sandbox']}: LOST (supervisor gone since {since}, "
-                     f"{r['lost_since_source'] or 'no record'})")
-        left = ", ".join(f"{p['pid']} ({p['process'] or '?'} run {p['run']})" for p in r["leftovers"])
-        lines.append(f"  leftover processes: {left or 'none'}")
-        if r["foreign_processes"]:
-            others = ", ".join(f"{p['pid']} ({p['user']})" for p in r["foreign_processes"])
-            lines.append(f"  other users' processes carrying its marker (not its leftovers): {others}")
+        lines += _unsupervised_lines(r, now_wall)
     return printable_lines("\n".join(lines)) + "\n"
+
+
+def _unsupervised_lines(r: dict[str, Any], now_wall: float) -> list[str]:
+    """A LOST task's since, or the end of one whose supervisor died while killing it, and
+    then its leftover processes; nothing for another task."""
+    from executor.task.taskview import DIED_KILLING
+
+    if r.get("died_killing"):
+        head = f"{r['state']} ({DIED_KILLING})"
+    elif r["state"] == "LOST":
+        since = when(r["lost_since"], now_wall) if r["lost_since"] else "an unknown time"
+        head = f"LOST (supervisor gone since {since}, {r['lost_since_source'] or 'no record'})"
+    else:
+        return []
+    left = ", ".join(f"{p['pid']} ({p['process'] or '?'} run {p['run']})" for p in r["leftovers"])
+    lines = [f"{r['task_id'] or r['sandbox']}: {head}", f"  leftover processes: {left or 'none'}"]
+    if r["foreign_processes"]:
+        others = ", ".join(f"{p['pid']} ({p['user']})" for p in r["foreign_processes"])
+        lines.append(f"  other users' processes carrying its marker (not its leftovers): {others}")
+    return lines

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 
-from config.words import printable
+from config.words import loggable
 from executor.logs import log_event
 
 TYPE_CHECKING = False
@@ -44,8 +44,9 @@ FEED_SECS = (0.01, 3600.0)
 def one_line(text: str) -> str:
     """`text` fit for a STATUS= value: one line, at most STATUS_CHARS characters, its control
     characters escaped (`\\x00`): systemd ignores a whole message holding a NUL byte, and a
-    health check's output in a task's reason may hold one."""
-    flat = printable(" ".join(text.split()))
+    health check's output in a task's reason may hold one; its format characters too
+    (`loggable`, as `stoker run`'s state line of the same change)."""
+    flat = loggable(" ".join(text.split()))
     return flat if len(flat) <= STATUS_CHARS else flat[:STATUS_CHARS - 1] + "…"
 
 

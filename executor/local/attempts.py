@@ -109,12 +109,15 @@ def _drop_readied_runs(pdir: int) -> bool:
 
 def _readied(run: str, pdir: int) -> bool:
     """`executor.procs.sandboxfs.readied` (which this layer may not import): whether run
-    `run`'s stdout carries the mark of a run readied ahead and never started, the sticky bit."""
+    `run` holds a run readied ahead and never started, an empty stdout with the sticky bit
+    beside an empty stderr without it. Never a run that wrote, nor one whose task set the bit
+    on its own logs (`chmod -R 1777 .`): its logs are kept, not removed as none."""
     try:
-        mode = os.stat(f"{run}/stdout", dir_fd=pdir, follow_symlinks=False).st_mode
+        out, err = (os.stat(f"{run}/{s}", dir_fd=pdir, follow_symlinks=False) for s in ("stdout", "stderr"))
     except OSError:
         return False
-    return stat.S_ISREG(mode) and bool(mode & stat.S_ISVTX)
+    empty = all(stat.S_ISREG(s.st_mode) and s.st_size == 0 for s in (out, err))
+    return empty and bool(out.st_mode & stat.S_ISVTX) and not err.st_mode & stat.S_ISVTX
 
 
 def next_number(sandbox: Path) -> int | None:

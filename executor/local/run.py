@@ -46,7 +46,7 @@ from config.errors import ConfigError
 from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
-from config.words import printable, quoted, shell_path
+from config.words import loggable, quoted, shell_path
 from executor.events import TaskState
 from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.identity import boot_secs
@@ -319,7 +319,7 @@ class LocalRun:
         early start made the sandbox), warn about ports."""
         s, ports = self._settings, plan.ports
         self._out.note = f"`stoker status {shell_path(str(sandbox))}` shows it; Ctrl-C or SIGTERM stops it"
-        self._out.write(f"stoker run: sandbox {printable(str(sandbox))}\n")  # one line, whatever its name
+        self._out.write(f"stoker run: sandbox {loggable(str(sandbox))}\n")  # one line, read in its order, whatever its name
         if relaunch and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
             from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
 
@@ -335,7 +335,7 @@ class LocalRun:
         for warning in (*plan.port_warnings, *plan.warnings):  # the container's among them
             self._warn(warning)
         for note in plan.notes:
-            self._out.write(f"stoker run: {note}\n")
+            self._out.write(f"stoker run: {loggable(note)}\n")
         if as_root := planfiles.role_not_taken(plan.spec.role, os.geteuid()):
             self._warn(as_root)
         env = dict(self._environ)
@@ -347,7 +347,7 @@ class LocalRun:
         """A `stoker run: warning: ...` line (to systemd's journal as a warning: `<4>`), and its
         `run_warning` event (a text log leaves it to the line)."""
         log_event(logger, logging.WARNING, "run_warning", reason=text)
-        self._out.write(f"{'<4>' if self._out.journal else ''}stoker run: warning: {text}\n")
+        self._out.write(f"{'<4>' if self._out.journal else ''}stoker run: warning: {loggable(text)}\n")
 
     def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
         """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
@@ -405,7 +405,7 @@ class LocalRun:
         for warning in spec.warnings:
             self._warn(warning)
         if announcement is not None:
-            self._out.write(f"stoker run: announcing at {announcement.path} in ZooKeeper "
+            self._out.write(f"stoker run: announcing at {loggable(announcement.path)} in ZooKeeper "
                             f"{announcement.ensemble} once RUNNING\n")
         elif self._settings.announce is not None:
             self._warn("--announce: the job has no `announce = Announcer(...)`; nothing is announced")

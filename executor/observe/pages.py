@@ -20,7 +20,7 @@ from executor.host.truth import describe_restart, describe_stopped
 from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
 from executor.task.inspection import shown_attempt
-from executor.task.taskview import AttemptView, ProcessView, RunView, TransitionView
+from executor.task.taskview import DIED_KILLING, AttemptView, ProcessView, RunView, TransitionView
 from executor.task.usagefigures import figure_rows
 
 
@@ -272,6 +272,8 @@ def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
         shown += esc(f" (supervisor gone since {when(truth.since_wall, now_wall)}, "
                      f"{truth.since.value if truth.since else 'no record'}); recorded "
                      f"{r['recorded_state'] or 'nothing'}")
+    elif truth.died_killing:  # as `stoker status` says it
+        shown += esc(f" ({DIED_KILLING}; recorded {r['recorded_state']})")
     if (restart := r.get("restart")) is not None:
         shown += esc(f" ({describe_restart(restart['attempt'] - 1, restart['after_state'], restart['due'], now_wall)})")
     alive = describe_stopped(r["supervisor_pid"]) if d.supervisor_stopped else "running" if truth.alive else "gone"

@@ -19,6 +19,7 @@ from executor.host import identity
 from executor.observe.model import Usage
 from executor.observe.usage import RunRef, UsageSampler
 from executor.task.inspection import Inspection
+from executor.task.taskview import DIED_KILLING
 from executor.task.usagefigures import Figures, Live, figures
 from executor.task.usagefile import read_usage
 
@@ -61,6 +62,9 @@ def live(inspection: Inspection, usage: Mapping[str, Usage], held: Sequence[Usag
     truth, attempt = inspection.truth, inspection.attempt
     if attempt is None:
         return Live(None, None, note="the task recorded no attempt")
+    if truth.died_killing:  # ended as its kill would have, and what the kill did not end lives on
+        return Live(None, None, note=f"the task is {truth.state} ({DIED_KILLING}): its supervisor is gone, "
+                                     f"so its processes are not measured")
     if attempt.state in ENDED or truth.ended:
         return Live(None, None, note=f"the task ended ({attempt.state or truth.state}): no process of it runs")
     if truth.state == "RESTARTING":

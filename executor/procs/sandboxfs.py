@@ -178,12 +178,15 @@ def open_regular(name: Name, flags: int, *, dir_fd: int | None = None, mode: int
 
 def readied(run: int, process_fd: int) -> bool:
     """Whether the directory of run `run` of the process whose `.logs/PROCESS` is `process_fd`
-    holds a run readied ahead that never started (`READIED`)."""
+    holds a run readied ahead that never started: an empty stdout marked `READIED` beside an
+    empty, unmarked stderr, as `runlogs` made them. Not a run whose task set the bit on its
+    own logs (`chmod -R 1777 .`: both marked) or that wrote (its files not empty)."""
     try:
-        mode = os.stat(f"{run}/stdout", dir_fd=process_fd, follow_symlinks=False).st_mode
+        out, err = (os.stat(f"{run}/{s}", dir_fd=process_fd, follow_symlinks=False) for s in ("stdout", "stderr"))
     except OSError:
         return False
-    return stat.S_ISREG(mode) and bool(mode & READIED)
+    empty = all(stat.S_ISREG(s.st_mode) and s.st_size == 0 for s in (out, err))
+    return empty and bool(out.st_mode & READIED) and not err.st_mode & READIED
 
 
 def close(fd: int) -> None:

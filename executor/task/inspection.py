@@ -357,7 +357,7 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     return {
         "task_id": entry.task_id, "job_key": entry.job_key, "label": entry.label,
         "state": truth.state, "recorded_state": attempt.state if attempt else None,
-        "supervisor_alive": truth.alive, "ended": truth.ended,
+        "supervisor_alive": truth.alive, "ended": truth.ended, "died_killing": truth.died_killing,
         "supervisor_pid": entry.supervisor_pid, "front_end": entry.front_end.value,
         "sandbox": entry.sandbox, "started": started, "started_iso": iso_time(started),
         "processes_running": running, "processes_total": total, "health": health_summary(inspection),

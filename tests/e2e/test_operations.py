@@ -273,6 +273,76 @@ def test_a_task_whose_supervisor_died_while_killing_shows_the_kill_s_end(ops, tm
     assert "leftover processes" in text  # looked for, as for a LOST task
 
 
+def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftovers_live(ops, tmp_path):
+    """`stoker kill` under way (the process ignores SIGTERM), then the supervisor killed -9
+    with its watchdog held, so that the process lives on: the task ends as its kill would
+    (KILLED), but `stoker ps` hid it (an ended task: `--all` only) and named no leftover
+    process (only a LOST row's), where a LOST task was listed with them. Listed while any
+    lives, as the observer's /metrics keeps it."""
+    run = ops.run(service(tmp_path, f"exec {fake_sh('--ignore-sigterm')}"))
+    running(run)
+    marker = next(r["marker"] for r in checkpoint_records(run.sandbox) if r["kind"] == "header")
+    worker = wait_for(lambda: proc_scan.task_pids_by_marker(marker))
+    (watchdog,) = [c for c in psutil.Process(run.pid).children() if "stoker-watchdog" in c.cmdline()]
+    env = dict(os.environ, PYTHONPATH=str(REPO), **ops.env)
+    kill = subprocess.Popen([sys.executable, "-m", "executor", "kill", str(run.sandbox), "--grace", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+                            text=True)
+    try:
+        wait_for(lambda: any(r.get("to") == "KILLING" for r in checkpoint_records(run.sandbox)), 30,
+                 message="the KILLING record")
+        run.signal(signal.SIGSTOP)  # as in the LOST test: its watchdog stopped while it is
+        wait_for(lambda: stopped_whole(run.pid), 5, message="the supervisor stopped, every thread")
+        watchdog.suspend()
+        run.signal(signal.SIGKILL)
+        run.wait(10)
+        kill.wait(30)
+        # the supervisor went away before the task ended: exit 1 (docs/contract.md), as for
+        # LOST; was 0, "the task is KILLED", its process running on
+        assert kill.returncode == 1
+        assert kill.stdout is not None and kill.stdout.read().splitlines()[-1] == (
+            "stoker kill: the supervisor went away; the task is KILLED (its supervisor died while killing)")
+        (row,) = ops.ps()
+        assert (row["state"], row["ended"], row["died_killing"]) == ("KILLED", True, True)
+        assert [p["pid"] for p in row["leftovers"]] == sorted(worker)
+        lines = ops.stoker("ps").stdout.splitlines()
+        assert " KILLED " in lines[1]
+        assert lines[2] == f"{row['task_id']}: KILLED (its supervisor died while killing)"
+        assert lines[3].startswith(f"  leftover processes: {min(worker)} (p run 0)")
+        # and `stoker status` measures nothing, as for LOST: was "the task ended (KILLING): no
+        # process of it runs", above the very processes it listed as running
+        doc = json.loads(ops.stoker("status", run.sandbox, "--json").stdout)
+        assert doc["resources"]["cpu_note"] == ("the task is KILLED (its supervisor died while killing): its "
+                                                "supervisor is gone, so its processes are not measured")
+    finally:
+        if kill.poll() is None:
+            os.killpg(kill.pid, signal.SIGKILL)
+            kill.wait(10)
+        if kill.stdout is not None:
+            kill.stdout.close()
+        watchdog.resume()  # it finds its pipe closed and kills what is left
+        proc_scan.kill_carrying(f"STOKER_TASK_MARKER={marker}")
+    wait_for(lambda: not proc_scan.task_pids_by_marker(marker), 10)
+    assert ops.ps() == []  # none left: an ended task, as any other
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "bash"])
+def test_the_kill_a_held_sandbox_s_refusal_suggests_names_a_sandbox_with_a_format_character(ops, tmp_path, shell):
+    """The refusal's `stoker kill WORD` passes through the log's escaping (`stoker: error:`
+    lines write a format character out, `\\u202e`): its shell word held the right-to-left
+    override as it is, so the line read `stoker kill '.../sb\\u202ex'`, a sandbox that is not
+    there. The word now writes it as printf's bytes, which a shell reads back."""
+    job = service(tmp_path, f"exec {fake_sh()}")
+    sandbox = tmp_path / "sb\u202ex"
+    run = ops.run(job, "--sandbox", str(sandbox))
+    running(run)
+    second = ops.stoker("run", job, "--sandbox", sandbox)
+    assert second.returncode == 2 and "\u202e" not in second.stderr
+    word = second.stderr.split("(`stoker kill ", 1)[1].split("`)", 1)[0]
+    read = subprocess.run([shell, "-c", f"printf %s {word}"], capture_output=True, timeout=10)
+    assert read.stdout == os.fsencode(sandbox)
+
+
 def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
     job = service(tmp_path, f"exec {fake_sh()}")
     run = ops.run(job)

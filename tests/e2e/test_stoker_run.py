@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from tests.support.configs import write_config
+from tests.support.ports import free_ports
 from tests.support.shellwords import c_locale_starts, fake_sh, in_aurora
 from tests.support.stoker_proc import (
     REPO,
@@ -120,7 +121,9 @@ def test_an_instance_the_job_does_not_have_is_a_run_warning_too(stoker, tmp_path
     ("Docker(image='python:3.11')", "Docker image python:3.11"),
     ("Mesos(image=DockerImage(name='library/debian', tag='bookworm'))", "Mesos, Docker image library/debian:bookworm"),
     ("Mesos(image=AppcImage(name='ex\\x1bample', image_id='sha512-ab'))", "Mesos, appc image ex\\x1bample (id sha512-ab)"),
-], ids=["docker", "mesos-docker-image", "mesos-appc-image"])
+    # a right-to-left override: was written as it is (the rest of the line read reversed)
+    ("Docker(image='py\\u202ethon:3')", "Docker image py\\u202ethon:3"),
+], ids=["docker", "mesos-docker-image", "mesos-appc-image", "docker-format-character"])
 def test_a_jobs_container_is_said_to_be_unused_once_per_run(stoker, tmp_path, container, said):
     # `stoker run` runs the processes on this host whatever the container: one line says so,
     # before the task starts, and not again as the service restarts
@@ -212,6 +215,45 @@ def test_a_cmdline_the_locale_cannot_encode_reaches_bash_as_utf8(tmp_path):
         assert (tmp_path / "early").read_bytes() == "café".encode()
     finally:
         kill_leftovers(task_pids(sandbox))
+
+
+def test_the_sandbox_line_writes_out_a_format_character_and_a_line_separator(tmp_path):
+    """`stoker run: sandbox PATH`, "one line, whatever its name", wrote the path's right-to-left
+    override and line separator as they are (`printable`): a terminal showed the rest of the
+    line reversed, and a reader that splits at U+2028 (`str.splitlines`) read two lines. It
+    writes them out as the log and the state lines do (`loggable`)."""
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='true')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    sandbox = tmp_path / "sb\u202ex\u2028y"
+    env = dict(os.environ, PYTHONPATH=str(REPO), STOKER_ROOT=str(tmp_path / "registry"))
+    try:
+        done = subprocess.run([sys.executable, "-m", "executor", "run", str(cfg), "--sandbox", str(sandbox)],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"stoker run: sandbox {tmp_path}/sb\\u202ex\\u2028y\n")
+        assert "\u202e" not in done.stdout and "\u2028" not in done.stdout
+    finally:
+        kill_leftovers(task_pids(sandbox))
+
+
+def test_the_announcing_line_writes_out_a_format_character_of_the_job_s_zk_path(stoker, tmp_path):
+    """A ZooKeeper node name may hold a format character (ZooKeeper refuses controls, not a
+    right-to-left override): `stoker run: announcing at PATH` wrote the job's zk_path as it
+    is, not even `printable`, so the rest of the line read reversed. Nothing listens on the
+    ensemble's port: the line comes before any connection."""
+    (port,) = free_ports(1)
+    cfg = write_config(tmp_path, """
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    announce=Announcer(primary_port='http', zk_path='/aurora/x\\u202eyz'),
+                    task=Task(processes=[Process(name='p', cmdline='echo {{thermos.ports[http]}}; sleep 60')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """)
+    run = stoker(str(cfg), "--announce", f"127.0.0.1:{port}")
+    run.wait_output("stoker run: announcing at /aurora/x\\u202eyz in ZooKeeper ", timeout_secs=30)
+    assert "\u202e" not in run.stdout()
 
 
 def test_failing_batch_job_is_retried_up_to_max_task_failures_then_exits_1(stoker, tmp_path):

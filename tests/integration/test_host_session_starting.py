@@ -24,17 +24,20 @@ from executor.host.session import HostSession
 pytestmark = pytest.mark.timeout(30)
 
 
-def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("name, shown", [("sandbox", "sandbox"), ("sb\x1b[2J\u202ex", "sb\\x1b[2J\\u202ex")])
+def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch, capsys, name, shown):
     """`stoker kill SANDBOX` while `stoker run` loads after its early start (the sandbox
     locked, no pid in the lock, no socket yet): it said "no live supervisor holds SANDBOX"
     and exited 1, and the task ran on. Now it waits for the supervisor and is answered.
-    The client's wait is held until the session is up, so the order is the one asked for."""
+    The client's wait is held until the session is up, so the order is the one asked for.
+    Its line writes a sandbox's control and format characters out (was: as they are, an
+    escape sequence reaching the terminal)."""
     import fcntl
     import types
 
     from executor.cli import control as control_cli
 
-    sandbox = tmp_path / "sandbox"
+    sandbox = tmp_path / name
     (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
     fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the early start takes it
@@ -72,7 +75,7 @@ def test_a_kill_while_the_supervisor_starts_waits_for_it(tmp_path, monkeypatch, 
         go.set()
         session.close()
     assert got == [ControlReply(ok=True, done=True, message="task t.0 KILLED")]
-    assert capsys.readouterr().err == f"stoker kill: the supervisor of {sandbox} is starting; waiting for it\n"
+    assert capsys.readouterr().err == f"stoker kill: the supervisor of {tmp_path}/{shown} is starting; waiting for it\n"
 
 
 def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(tmp_path):

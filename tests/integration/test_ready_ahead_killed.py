@@ -81,3 +81,28 @@ def test_the_next_run_in_the_sandbox_removes_runs_readied_and_never_started(tmp_
     assert (sandbox / ".logs/a/0/stdout").read_text() == "ran\n"
     assert not os.stat(sandbox / ".logs/a/0/stdout").st_mode & 0o1000  # its mark cleared as it started
     assert _stoker(tmp_path, "tail", str(sandbox), "a").stdout == "ran\n"
+
+
+@pytest.mark.parametrize("output", ["echo precious; echo also >&2", ":"])
+def test_a_run_whose_task_set_the_sticky_bit_on_its_logs_is_a_run(tmp_path, output):
+    """A task may chmod what is in its sandbox (`chmod -R 1777 .`, a shared scratch area made
+    world-writable): its run's stdout then carries the sticky bit, the readied mark. Was: its
+    run hidden from `stoker tail`, and removed with its output by the next `stoker run` in the
+    sandbox (attempt 0's logs gone). A readied run's files are empty, its stderr unmarked."""
+    sandbox = tmp_path / "sb"
+    job = tmp_path / "once.aurora"
+    job.write_text(textwrap.dedent(f"""
+        jobs = [Job(cluster='local', role='me', environment='test', name='once',
+                    task=Task(processes=[Process(name='a', cmdline='{output}; chmod -R 1777 .logs')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    done = _stoker(tmp_path, "run", str(job), "--sandbox", str(sandbox))
+    assert done.returncode == 0, done.stderr
+    assert os.stat(sandbox / ".logs/a/0/stdout").st_mode & 0o1000  # the task's chmod, as it ran
+    wrote = "precious\n" if output != ":" else ""
+    tail = _stoker(tmp_path, "tail", str(sandbox), "a")
+    assert (tail.returncode, tail.stdout) == (0, wrote), tail.stderr
+    again = _stoker(tmp_path, "run", str(job), "--sandbox", str(sandbox))
+    assert again.returncode == 0, again.stderr
+    assert (sandbox / ".logs.attempt-0/a/0/stdout").read_text() == wrote
+    assert (sandbox / ".logs.attempt-0/a/0/stderr").read_text() == ("also\n" if wrote else "")

@@ -114,6 +114,22 @@ def test_a_lost_task_shows_lost_and_its_leftovers():
     assert "Leftover processes" in text and "4242" in text and "sleep 1000" in text
 
 
+def test_a_task_whose_supervisor_died_while_killing_says_so_beside_the_kill_s_end():
+    """As `stoker status` says it (was: a bare KILLED, its leftovers listed under a task
+    shown ended as any other)."""
+    recs = [*records(), {"kind": "task", "wall": 103.0, "from": "RUNNING", "to": "KILLING",
+                         "reason": "killed by the operator (stoker kill)", "ends_as": "KILLED"}]
+    view = replay(recs)
+    truth = judge(view.state, False, last_record_wall=103.0, checkpoint_mtime=None, registry_wall=None,
+                  killing_ends_as=view.current.killing_ends_as)
+    insp = Inspection(sandbox=Path("/sb"), view=view, attempt=view.current, truth=truth,
+                      leftovers=(Leftover(4242, "web", 0, "sleep 1000"),))
+    d = attrs.evolve(detail(), row=row(entry(), insp), inspection=insp)
+    text = task_page(d, NOW)
+    assert "s-KILLED" in text and " (its supervisor died while killing; recorded KILLING)" in text
+    assert "Leftover processes" in text and "4242" in text
+
+
 def test_an_earlier_attempt_that_recorded_no_end_is_coloured_as_lost():
     again = [dict(records()[0], wall=200.0, supervisor_pid=4100), *records()[1:3]]
     text = task_page(detail(recs=records() + again), NOW)

@@ -48,6 +48,8 @@ def test_printable_writes_control_characters_out(text, shown):
     ("a\u2028b\u2029c\x85d", "a\\u2028b\\u2029c\\x85d"),  # line ends to str.splitlines
     ("tag\U000e0041", "tag\\U000e0041"),
     ("\x1b[2J\n/sb-\udcff", "\\x1b[2J\\n/sb-\\xff"),  # as printable writes them
+    # the soft hyphen, a character: was `\\xad`, as the byte 0xad of a name not UTF-8 is shown
+    ("soft\xadhyphen \udcad", "soft\\u00adhyphen \\xad"),
 ])
 def test_loggable_writes_format_characters_and_line_separators_out_too(text, shown):
     assert loggable(text) == shown
@@ -144,9 +146,13 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
     # printf's: the first and last bytes surrogateescape holds, as those bytes; lone halves as surrogatepass writes them
     ("\udc80\udcff", "\"$(printf '\\200\\377')\""),
     ("\ud800\udc7f\udd00", "\"$(printf '\\355\\240\\200\\355\\261\\277\\355\\264\\200')\""),
+    # format characters and line separators, as the log writes out (`loggable`): their bytes
+    ("sb\u202ex", "\"$(printf 'sb\\342\\200\\256x')\""), ("a\u2028\U000e0001", "\"$(printf 'a\\342\\200\\250\\363\\240\\200\\201')\""),
+    ("sb\u202e\xad\n", "$'sb\\u202e\\u00ad\\n'"),  # bash's `\\xad` is a byte, not the character ("\U000e0001\n", "$'\\U000e0001\\n'"),
 ])
 def test_shell_word_is_one_word_a_posix_shell_reads_back_as_the_text_on_one_line(text, word):
     assert shell_word(text) == word
+    assert loggable(word) == word  # a log line that quotes the command leaves it as it is
 
 
 @pytest.mark.parametrize("path, word", [
