@@ -46,6 +46,7 @@ SUBJECT_WIDTH = 16
 TAIL_LINES = 5  # a failed run's stderr lines shown under it
 TAIL_BYTES = 8192  # read from the end of that stderr, at most
 TAIL_LINE_CHARS = 200
+_CONTINUATION = bytes(range(0x80, 0xC0))  # a UTF-8 character's bytes after its first
 
 
 class Output:
@@ -263,6 +264,8 @@ def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool]
     if found is None:
         return None
     data, size = found
+    if size > TAIL_BYTES:  # the read may begin inside a character: its last bytes alone showed as '�'
+        data = data[3 - len(data[:3].lstrip(_CONTINUATION)):]
     lines = data.decode("utf-8", errors="replace").splitlines()
     cut = size > TAIL_BYTES and bool(lines)
     if cut and any(line.strip() for line in lines[1:]):
