@@ -310,3 +310,17 @@ def test_a_cut_line_shows_no_replacement_for_the_character_the_read_began_inside
     buf = io.StringIO()
     ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
     assert buf.getvalue().splitlines()[1].strip() == "| …" + "é" * 55
+
+
+def test_a_stderr_whose_last_8_kib_are_blank_is_not_said_empty(tmp_path):
+    """The error, then more than the 8 KiB read from the end of blank lines (a progress
+    bar's clearings, each '\\r' and spaces): the console said "its stderr is empty" of a
+    stderr of 9 KB whose first line was the error."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_text("Error: boom\n" + ("\r" + " " * 79) * 110 + "\n")
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    assert buf.getvalue().splitlines()[1].strip() == (
+        f"(the last 8,192 bytes of its stderr are blank; all of it: stoker tail {tmp_path} web --stderr --run 0 "
+        "-n +1; once the task has restarted, add --attempt 0)")
