@@ -9,11 +9,19 @@ from collections.abc import Callable
 import pytest
 
 from config.spec import CheckKind, JobSpec
-from executor.events import ExitStatus, HealthChecked, KillStep, PhaseTransition, ProcessExited, ProcessTransition, TimerFired
-from healthcheck.policy import Attempt
+from executor.events import (
+    ExitStatus,
+    HealthChecked,
+    KillStep,
+    PhaseTransition,
+    ProcessExited,
+    ProcessTransition,
+    TimerFired,
+)
 from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import OwnerPorts
+from healthcheck.policy import Attempt
 from tests.support.fake_ports import FakeChecker, FakeHealthLoop, FakeLifecycle
 from tests.support.owner_rig import LIFECYCLE, OwnerRig, job
 
