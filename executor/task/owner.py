@@ -333,11 +333,10 @@ class TaskOwner:
         self._dispatch(event)
 
     def _dispatch(self, event: OwnerEvent) -> None:
-        """One event. Once a kill began, what only the kill brings (the endpoints' answers: a
-        port nothing listened on refused at once, and its "SIGTERM now" was printed before the
-        stop's "SIGTERM in 5 s") and a later request wait until the planner decided on it; the
-        rest keeps its order (a run's exit queued behind the request was SIGTERMed and said
-        ended "after the task's SIGTERM", which came after it)."""
+        """One event. Once a kill began, the endpoints' answers (a refusal at once printed its
+        "SIGTERM now" before the stop's "SIGTERM in 5 s") and later requests wait until the
+        planner decided on it; the rest keeps its order (a run's exit queued behind the request
+        was SIGTERMed and said ended "after the task's SIGTERM", which came after it)."""
         if self._kill_begun and isinstance(event, KillRequested | LifecycleProgress | LifecycleDone):
             self._after_kill.append(event)
             return
