@@ -46,6 +46,7 @@ SUBJECT_WIDTH = 16
 TAIL_LINES = 5  # a failed run's stderr lines shown under it
 TAIL_BYTES = 8192  # read from the end of that stderr, at most
 TAIL_LINE_CHARS = 200
+_CONTINUATION = bytes(range(0x80, 0xC0))  # a UTF-8 character's bytes after its first
 
 
 class Output:
@@ -217,13 +218,17 @@ class ConsoleReporter:
         found = _tail_lines(self._sandbox, process, run)
         if found is None:
             return  # no stderr log (destination console or none, or it never started)
-        lines, cut = found
+        lines, cut, size = found
         from executor.local.attempts import next_number  # only a run that failed needs it
 
         # as bash reads it back, on one line (shlex.quote left a newline or an escape raw)
         tail = f"stoker tail {shell_path(str(self._sandbox))} {shell_word(process)}"
         kept = next_number(self._sandbox)  # once the task restarts, its logs are that attempt's
         later = f"; once the task has restarted, add --attempt {kept}" if kept is not None else ""
+        if not lines and size > TAIL_BYTES:  # what is before may say why
+            self._write(f"{self.indent}(the last {TAIL_BYTES:,} bytes of its stderr are blank; all of it: "
+                        f"{tail} --stderr --run {run} -n +1{later})\n")
+            return
         if not lines:
             self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run} -n +1"
                         f"{later})\n")
@@ -254,19 +259,21 @@ def _fit(text: str, columns: int) -> str:
     return text
 
 
-def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool] | None:
+def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool, int] | None:
     """The last TAIL_LINES non-blank lines of the run's stderr log (read from its last
-    TAIL_BYTES, never through a symlink or from a FIFO the run put there), and whether the
-    first is the end of a line whose start was not read; None when it cannot be read. The
-    line the read cut is left out, unless it is all there is: one last line longer than
-    TAIL_BYTES was dropped, and the run's 20 KB stderr said to be empty."""
+    TAIL_BYTES, never through a symlink or from a FIFO the run put there), whether the
+    first is the end of a line whose start was not read, and the log's size; None when it
+    cannot be read. The line the read cut is left out, unless it is all there is: one last
+    line longer than TAIL_BYTES was dropped, and the run's 20 KB stderr said to be empty."""
     found = log_end(sandbox, process, run, "stderr", TAIL_BYTES)
     if found is None:
         return None
     data, size = found
+    if size > TAIL_BYTES:  # the read may begin inside a character: its last bytes alone showed as '�'
+        data = data[3 - len(data[:3].lstrip(_CONTINUATION)):]
     lines = data.decode("utf-8", errors="replace").splitlines()
     cut = size > TAIL_BYTES and bool(lines)
     if cut and any(line.strip() for line in lines[1:]):
         lines, cut = lines[1:], False
     shown = [line for line in lines if line.strip()][-TAIL_LINES:]
-    return shown, cut and bool(shown)
+    return shown, cut and bool(shown), size

@@ -113,7 +113,8 @@ class TaskOwner:
         self._adopt_first = running_early
         self._exited = False  # a run ended since the planner last decided
         self._late: list[HealthChecked | DiskSampled] = []  # checks' results after it: judged after the decision
-        self._kill_handled = False  # a kill request since the planner last decided (`_drain`)
+        self._kill_begun = False  # a kill began (or hastened) since the planner last decided
+        self._after_kill: list[KillRequested | LifecycleProgress | LifecycleDone] = []  # `_dispatch`
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
@@ -186,9 +187,10 @@ class TaskOwner:
             self._procs.ready_ahead([(self._specs[name], run) for name, run in first])
 
     def step(self) -> bool:
-        """Handle the events already queued (up to a kill request: `_drain`), then let the
-        planner act until it has nothing more to do now (a KILL queued before the first step
-        starts nothing). True once the task has ended: the terminal update is out."""
+        """Handle every event already queued, then let the planner act until it has nothing
+        more to do now (a KILL queued before the first step starts nothing); what came after a
+        kill began is handled after the planner decided on it (`_dispatch`). True once the task
+        has ended: the terminal update is out."""
         if self._adopt_first:  # the early runs are the task's before any event is
             self._adopt_first = False
             self._decide()
@@ -197,13 +199,7 @@ class TaskOwner:
             self._apply_outcome(self._status.failed(timed_out))
         if late := self._killing.overdue(self._clock()):
             self._kill(late.reason, late)
-        decision = self._decide()
-        self._exited = False
-        if self._late:  # each decides nothing if the task stopped meanwhile
-            results, self._late = self._late, []
-            for result in results:
-                self._on_check(result)
-            decision = self._decide()
+        decision = self._after_decision(self._decide())
         if decision.phase.terminal:
             self._checks.wait_stopped()  # nothing of the task may run once its end is reported
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason, self._procs.left_running()))
@@ -232,6 +228,8 @@ class TaskOwner:
         if self._host is not None:
             self._host.task_ended()
         self._operators.task_ended(self.final_update)
+        for held in self._after_kill:  # a step that failed before it handled them
+            self._operators.too_late(held, self.final_update)
         while not self._queue.empty():  # requests that came as the task ended hear its end
             self._operators.too_late(self._queue.get_nowait(), self.final_update)
 
@@ -256,18 +254,29 @@ class TaskOwner:
             return TimerFired(at=self._clock())
 
     def _drain(self) -> None:
-        """Handle the queued events, up to a kill request (this one's, or the one the loop
-        waited for): the step's `_decide` records the stop it began (the planner's lines)
-        before anything the kill brings is handled (the endpoints' refusal, at once: its
-        "SIGTERM now" was printed before the stop's "SIGTERM in 5 s"). The events after it
-        are the next step's."""
-        while not self._kill_handled:
+        while True:
             try:
                 event = self._queue.get_nowait()
             except Empty:
-                break
+                return
             self._handle(event)
-        self._kill_handled = False
+
+    def _after_decision(self, decision: Decision) -> Decision:
+        """The events held for after the planner's decision (the checks' results that came
+        after an exit; what came after a kill began), each batch followed by a decision."""
+        self._exited = False
+        if self._late:  # each decides nothing if the task stopped meanwhile
+            results, self._late = self._late, []
+            for result in results:
+                self._on_check(result)
+            decision = self._decide()
+        while self._after_kill and not decision.phase.terminal:  # else `close` answers them
+            # a kill among them holds what follows it until the next decision
+            held, self._after_kill = self._after_kill, []
+            for event in held:
+                self._dispatch(event)
+            decision = self._decide()
+        return decision
 
     def _decide(self) -> Decision:
         """Ask the planner until it has nothing more to start or signal right now."""
@@ -293,6 +302,7 @@ class TaskOwner:
             if not decision.start and not decision.signal and decision.signal_daemons is None:
                 if decision.phase is TaskPhase.FINALIZING or decision.phase.terminal:
                     self._killing.regular_processes_gone()
+                self._kill_begun = False  # the planner's lines for it are out
                 return decision
 
     def _signal(self, commands: tuple[SignalRun, ...]) -> None:
@@ -323,6 +333,13 @@ class TaskOwner:
         self._dispatch(event)
 
     def _dispatch(self, event: OwnerEvent) -> None:
+        """One event. Once a kill began, the endpoints' answers (a refusal at once printed its
+        "SIGTERM now" before the stop's "SIGTERM in 5 s") and later requests wait until the
+        planner decided on it; the rest keeps its order (a run's exit queued behind the request
+        was SIGTERMed and said ended "after the task's SIGTERM", which came after it)."""
+        if self._kill_begun and isinstance(event, KillRequested | LifecycleProgress | LifecycleDone):
+            self._after_kill.append(event)
+            return
         match event:
             case ProcessExited():
                 self._runs.exited(event.process, event.run, event.status)
@@ -334,7 +351,6 @@ class TaskOwner:
                 else:
                     self._on_check(event)
             case KillRequested():
-                self._kill_handled = True
                 was_killing = self._status.killing
                 self._apply_outcome(self._status.kill_requested(event.reason), event)
                 if was_killing:  # already killing: a later request can only hasten the kill
@@ -376,6 +392,7 @@ class TaskOwner:
     # ---- kills ----
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
+        self._kill_begun = True  # its decision comes before what it brings (`_dispatch`)
         self._announcing.stopping(reason)  # first: clients stop routing to the task
         self._checks.stop_async()
         self._killing.start(reason, request or KillRequested(reason), self._processes_started)

@@ -297,3 +297,30 @@ def test_a_failed_runs_stderr_whose_last_line_is_longer_than_what_is_read_is_not
     assert lines == ["| …" + "x" * (TAIL_LINE_CHARS - len("… the end")) + " the end",
                      f"(the last line of its stderr; all of it: stoker tail {tmp_path} web --stderr --run 0 "
                      "-n +1; once the task has restarted, add --attempt 0)"]
+
+
+def test_a_cut_line_shows_no_replacement_for_the_character_the_read_began_inside(tmp_path):
+    """The read from the end began inside a two-byte character of the last line, its tail
+    followed by a progress bar's clearings (blank lines): the shown end began with '�', a
+    character the run never wrote."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    clearings = ("\r" + " " * 79) * 101 + "\n"  # 8,081 bytes: the line's last 111 are read
+    (run / "stderr").write_text("ValueError: " + "é" * 5000 + clearings, encoding="utf-8")
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    assert buf.getvalue().splitlines()[1].strip() == "| …" + "é" * 55
+
+
+def test_a_stderr_whose_last_8_kib_are_blank_is_not_said_empty(tmp_path):
+    """The error, then more than the 8 KiB read from the end of blank lines (a progress
+    bar's clearings, each '\\r' and spaces): the console said "its stderr is empty" of a
+    stderr of 9 KB whose first line was the error."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_text("Error: boom\n" + ("\r" + " " * 79) * 110 + "\n")
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    assert buf.getvalue().splitlines()[1].strip() == (
+        f"(the last 8,192 bytes of its stderr are blank; all of it: stoker tail {tmp_path} web --stderr --run 0 "
+        "-n +1; once the task has restarted, add --attempt 0)")

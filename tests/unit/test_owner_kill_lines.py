@@ -8,12 +8,21 @@ from collections.abc import Callable
 
 import pytest
 
-from config.spec import JobSpec
-from executor.events import KillStep, PhaseTransition, TimerFired
+from config.spec import CheckKind, JobSpec
+from executor.events import (
+    ExitStatus,
+    HealthChecked,
+    KillStep,
+    PhaseTransition,
+    ProcessExited,
+    ProcessTransition,
+    TimerFired,
+)
 from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import OwnerPorts
-from tests.support.fake_ports import FakeLifecycle
+from healthcheck.policy import Attempt
+from tests.support.fake_ports import FakeChecker, FakeHealthLoop, FakeLifecycle
 from tests.support.owner_rig import LIFECYCLE, OwnerRig, job
 
 pytestmark = pytest.mark.timeout(10)
@@ -26,9 +35,12 @@ class Rig(OwnerRig):
         super().__init__()
         self.progress: Callable[[str], None] | None = None
         self.done_with: Callable[[str], None] | None = None
+        checked = spec.health.kind is not CheckKind.NONE
         self.owner = TaskOwner(spec, OwnerPorts(
-            procs=self.procs, open_checkpoint=lambda: self.checkpoint, reporter=self.reporter, checker=None,
-            start_health=lambda checker, on_result: None, start_lifecycle=self._lifecycle, announcer=None),
+            procs=self.procs, open_checkpoint=lambda: self.checkpoint, reporter=self.reporter,
+            checker=FakeChecker() if checked else None,
+            start_health=lambda checker, on_result: FakeHealthLoop(self.effects) if checked else None,
+            start_lifecycle=self._lifecycle, announcer=None),
             sandbox="/sandbox", clock=self.clock, wall_clock=lambda: 0.0, stop=StopBounds(**stop))
         self.owner.start()
         self.step()
@@ -137,3 +149,31 @@ def test_the_stop_is_said_first_too_when_the_kill_is_the_event_the_owner_waited_
     rig.step()
     said = [type(t).__name__ for t in rig.reporter.transitions if isinstance(t, KillStep | PhaseTransition)]
     assert said == ["PhaseTransition", "KillStep"]
+
+
+def test_the_stop_a_failed_health_check_began_is_said_before_what_the_endpoints_ended_it_with():
+    """The kill a failed check starts (not a kill request): its ACTIVE → CLEANING line ("SIGTERM
+    in 5 s") was still printed after the refused endpoints' "SIGTERM now", both in one look at
+    the queue."""
+    rig = RefusedRig(job(lifecycle=LIFECYCLE, health=True))
+    rig.post(HealthChecked(Attempt.failed("HTTP 503"), 0.0, rig.clock.now))
+    said = [type(t).__name__ for t in rig.reporter.transitions if isinstance(t, KillStep | PhaseTransition)]
+    assert said == ["PhaseTransition", "KillStep"]
+
+
+@pytest.mark.parametrize("waited", [False, True])
+def test_a_run_that_ended_before_the_kill_s_signals_is_neither_signalled_nor_said_ended_by_them(waited):
+    """A run whose exit was queued behind the kill request (it ended on its own, or by the
+    SIGTERM systemd sent the whole unit, before the owner sent any): the step decided on the
+    kill before it took the exit, sent the run SIGTERM and recorded 'exit status 3 after the
+    task's SIGTERM'."""
+    rig = Rig(job())
+    rig.owner.request_kill("stopped by SIGTERM", 4.0)
+    rig.owner.post(ProcessExited("a", 0, 101, ExitStatus(exit_code=3), rig.clock.now))
+    if waited:
+        rig.owner._handle(rig.owner._wait())  # `run`'s loop, between two steps
+    rig.step()
+    rig.step()
+    ended = [t.reason for t in rig.reporter.transitions if isinstance(t, ProcessTransition) and t.outcome is not None]
+    assert ended == ["exit status 3 while the task was being killed"]
+    assert not [line for line in rig.effects.lines if "SIGTERM" in line]
