@@ -219,7 +219,7 @@ def shell_check_problems(shell_command: Any) -> list[str]:
     return [f"health_checker.shell.shell_command = {show(shell_command)} {what}"]
 
 
-def submission_problems(job: dict) -> list[str]:
+def submission_problems(job: dict[str, Any]) -> list[str]:
     """What Aurora's client refuses beyond every job's rules: it sends ram and disk in whole MiB
     (bytes // MB) and refuses 0. Only for a config file (`stoker run`, `stoker inspect`); an
     executor's task is not checked for it, as Thermos' is not (the client or framework chose)."""
