@@ -34,6 +34,7 @@ from config.spec import (
     health_problems,
     http_check_problems,
     shell_check_problems,
+    submission_problems,
 )
 from config.templates import (
     PORT_REF,
@@ -223,7 +224,8 @@ def load_job(path: str | Path, jobkey: str | None = None,
             raise ConfigError(f"{exc}; the config file comes first, then the job key: "
                               f"did you mean {_in_order(str(jobkey), str(path))}?") from None
         raise
-    return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), quoted(str(path)))
+    return prepare_job(select_job(bind_values(jobs, bindings), jobkey, path), quoted(str(path)),
+                       submitted=True)
 
 
 def _in_order(config: str, jobkey: str) -> str:
@@ -260,9 +262,10 @@ def validate_job(job: Any, source: str) -> None:
     prepare_job(job, source)
 
 
-def prepare_job(job: Any, source: str, *, angle_refs: bool = True) -> Any:
+def prepare_job(job: Any, source: str, *, angle_refs: bool = True, submitted: bool = False) -> Any:
     """`validate_job`, returning the job flattened and with `<<ref>>` rewritten (unless not
-    `angle_refs`: Aurora's own payload, see `flatten`)."""
+    `angle_refs`: Aurora's own payload, see `flatten`); `submitted`: a job from a config file,
+    checked as Aurora's client checks it too (`submission_problems`)."""
     cycles = cycle_problems(job)  # before anything interpolates: a cycle would never end
     if cycles:
         raise ConfigError(join_problems(f"{source}: job", cycles), cycles)
@@ -270,7 +273,8 @@ def prepare_job(job: Any, source: str, *, angle_refs: bool = True) -> Any:
         flat = flatten(job, angle_refs=angle_refs, cycles_checked=True)
     except ConfigError as exc:
         raise ConfigError(join_problems(f"{source}: job {job_key(job)}", list(exc.problems)), exc.problems) from None
-    problems = check_job(_plain(flat.get()))
+    plain = _plain(flat.get())
+    problems = check_job(plain) + (submission_problems(plain) if submitted else [])
     if problems:
         raise ConfigError(join_problems(f"{source}: job {job_key(flat)}", problems), problems)
     return flat

@@ -219,6 +219,17 @@ def shell_check_problems(shell_command: Any) -> list[str]:
     return [f"health_checker.shell.shell_command = {show(shell_command)} {what}"]
 
 
+def submission_problems(job: dict[str, Any]) -> list[str]:
+    """What Aurora's client refuses beyond every job's rules: it sends ram and disk in whole MiB
+    (bytes // MB) and refuses 0. Only for a config file (`stoker run`, `stoker inspect`); an
+    executor's task is not checked for it, as Thermos' is not (the client or framework chose)."""
+    resources = (job.get("task") or {}).get("resources") or {}
+    return [f"job.task.resources.{field} = {value} is less than 1 MiB ({MIB} bytes): Aurora's "
+            "client sends ram and disk in whole MiB and refuses a task with 0"
+            for field in ("ram", "disk")
+            if isinstance(value := resources.get(field), (int, float)) and 0 < value < MIB]
+
+
 def cmdline_problem(cmdline: Any) -> str | None:
     """What makes a process's cmdline unable to run, as the end of a `FIELD = VALUE ...`
     sentence: a NUL (no command can hold it, so every run would fail at spawn); None when

@@ -321,3 +321,4 @@ def test_a_role_that_is_no_user_fails_the_task_naming_it(agent, tmp_path):
     assert "the job's role 'stkr-nobody-here' is the user the task runs as" in failed.message
     assert "there is no user 'stkr-nobody-here'" in failed.message
     assert failed.reason == "REASON_TASK_INVALID"
+    assert agent.states(TID) == ["TASK_FAILED"]  # no TASK_STARTING first (Aurora's: docs/aurora.md §11)

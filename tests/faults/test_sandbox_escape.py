@@ -73,7 +73,7 @@ def test_hostile_process_name_is_rejected_when_a_config_file_is_loaded(tmp_path,
     path.write_text(
         f"jobs = [Job(cluster='c', role='r', environment='e', name='j',\n"
         f"            task=Task(name='t', processes=[Process(name={name!r}, cmdline='true')],\n"
-        f"                      resources=Resources(cpu=0.1, ram=1024, disk=1024)))]\n")
+        f"                      resources=Resources(cpu=0.1, ram=1024 * 1024, disk=1024 * 1024)))]\n")
     with pytest.raises(ConfigError) as caught:
         load_job(path)
     assert "processes[0].name" in str(caught.value), str(caught.value)

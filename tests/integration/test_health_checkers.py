@@ -83,6 +83,14 @@ def test_http_body_is_stripped_and_compared_case_insensitively(server):
     assert HttpChecker(server.port, expected_response="HEALTHY").check().ok
 
 
+def test_http_body_is_compared_as_utf_8_text_not_as_bytes(server):
+    """Unicode spaces are stripped and non-ASCII letters lower-cased, where Aurora's checker
+    (Python 2) compared bytes, stripping ASCII whitespace and lower-casing ASCII letters only
+    (docs/aurora.md §11)."""
+    server.script = [Reply(200, "\u00a0\u00d6K\u2003\n".encode())]
+    assert HttpChecker(server.port, expected_response="\u00f6k").check().ok
+
+
 def test_http_wrong_body_fails_quoting_the_body(server):
     server.script = [Reply(200, b"nope")]
     attempt = HttpChecker(server.port).check()

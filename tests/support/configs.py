@@ -51,7 +51,7 @@ def process(name: str = "web", cmdline: str = "echo hi", **fields: Any) -> Any:
 
 
 def task(*processes: Any, **fields: Any) -> Any:
-    fields.setdefault("resources", Resources(cpu=0.1, ram=1024, disk=1024))
+    fields.setdefault("resources", Resources(cpu=0.1, ram=1024 * 1024, disk=1024 * 1024))
     return Task(processes=list(processes) or [process()], **fields)
 
 

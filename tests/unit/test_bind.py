@@ -56,8 +56,8 @@ def test_bind_maps_process_and_task_fields():
             spec.ProcessSpec(name="c", cmdline="z", logger_unset=True),  # executor's defaults apply
         ),
         constraints=(("c", "a"),), max_failures=2, max_concurrency=4, finalization_wait_secs=0.5,
-        disk_bytes=1024,  # Resources.disk: the disk-limit check's limit
-        cpu=0.1, ram_bytes=1024)  # shown against the task's use (stoker status, the observer)
+        disk_bytes=1024 * 1024,  # Resources.disk: the disk-limit check's limit
+        cpu=0.1, ram_bytes=1024 * 1024)  # shown against the task's use (stoker status, the observer)
     assert isinstance(s.task.processes[1].min_duration_secs, float)
     assert isinstance(s.task.cpu, float)
 

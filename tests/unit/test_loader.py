@@ -37,7 +37,7 @@ def test_load_expands_job_names_and_binds_but_keeps_thermos_and_mesos_refs(tmp_p
     path = write_config(tmp_path, """
         profile = Struct  # the schema's pystachio names are in scope
         web = Process(name='web', cmdline='serve {{role}} {{thermos.ports[http]}} {{mesos.instance}} {{greeting}}')
-        jobs = [Job(task=Task(processes=[web], resources=Resources(cpu=1, ram=1, disk=1)), cluster='c',
+        jobs = [Job(task=Task(processes=[web], resources=Resources(cpu=1, ram=1*MB, disk=1*MB)), cluster='c',
                     role='www', environment='e').bind(greeting='hi')]
     """)
     cmdline = plain(load_job(path))["task"]["processes"][0]["cmdline"]

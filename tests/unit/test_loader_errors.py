@@ -2,8 +2,11 @@
 missing files, bad jobs lists), each one line naming the file and line."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from config.document import decode
 from config.loader import load_job
 from tests.support.configs import error_of, job_text, write_config
 
@@ -93,11 +96,33 @@ def test_a_function_from_an_included_file_fails_at_its_own_line(tmp_path):
     (", resources=Resources(cpu=-1, ram=1*MB, disk=1*MB)", "job.task.resources.cpu = -1.0 must be more than 0"),
     (", resources=Resources(cpu=1, ram=0, disk=1*MB)", "job.task.resources.ram = 0 must be more than 0"),
     (", resources=Resources(cpu=1, ram=1*MB, disk=-5)", "job.task.resources.disk = -5 must be more than 0"),
+    (", resources=Resources(cpu=1, ram=1*MB - 1, disk=1*MB)",
+     "job.task.resources.ram = 1048575 is less than 1 MiB (1048576 bytes): Aurora's client sends ram "
+     "and disk in whole MiB and refuses a task with 0"),
+    (", resources=Resources(cpu=1, ram=1*MB, disk=512*KB)",
+     "job.task.resources.disk = 524288 is less than 1 MiB (1048576 bytes): Aurora's client sends ram "
+     "and disk in whole MiB and refuses a task with 0"),
 ])
 def test_a_task_needs_positive_resources_as_in_aurora(tmp_path, resources, message):
     path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='web', cmdline='x')]"
                                   f"{resources}), cluster='c', role='r', environment='e')]\n")
     assert error_of(path) == f"'{path}': job c/r/e/web: {message}"
+
+
+def test_a_task_of_exactly_1_mib_of_ram_and_disk_is_accepted_as_in_aurora(tmp_path):
+    """Aurora's client divides by MB and refuses 0 MiB: 1 MiB is its least ram and disk."""
+    path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='web', cmdline='x')], "
+                                  "resources=Resources(cpu=0.01, ram=1*MB, disk=1*MB)), cluster='c', "
+                                  "role='r', environment='e')]\n")
+    assert load_job(path).task().resources().ram().get() == 1024 * 1024
+
+
+def test_an_executor_s_task_under_1_mib_is_not_refused_for_it_as_thermos_does_not():
+    """The whole-MiB rule is the client's: a task document a framework sends keeps its bytes."""
+    doc = {"job": {"task": {"processes": [{"name": "w", "cmdline": "x"}],
+                            "resources": {"cpu": 0.1, "ram": 1024, "disk": 1024}},
+                   "cluster": "c", "role": "r", "environment": "e"}}
+    assert decode(json.dumps(doc)).job.task().resources().disk().get() == 1024
 
 
 def test_arguments_in_aurora_order_get_a_hint(tmp_path):

@@ -114,7 +114,7 @@ def test_a_non_default_lifecycle_port_is_allocated():
 def test_ports_of_a_loaded_example(tmp_path):
     path = write_config(tmp_path, """
         jobs = [Service(task=Task(processes=[Process(name='web', cmdline='serve <<thermos.ports[http]>>')],
-                                  resources=Resources(cpu=1, ram=1, disk=1)),
+                                  resources=Resources(cpu=1, ram=1*MB, disk=1*MB)),
                         cluster='c', role='r', environment='e')]
     """)
     assert port_names(load_job(path)) == ["http"]
