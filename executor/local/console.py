@@ -183,9 +183,10 @@ class ConsoleReporter:
                 self._task_state = t.to.value
                 self.line("task", f"{t.from_.value} → {t.to.value}  {t.reason}")
             case ProcessTransition():
+                run = "" if t.run is None else f"[{t.run}]"  # None: no run began (a final skipped)
                 if self._live:
-                    self._processes[t.process] = f"{t.to.value}[{t.run}]"
-                self.line(f"{t.process}[{t.run}]", f"{t.from_.value} → {t.to.value}  {t.reason}")
+                    self._processes[t.process] = f"{t.to.value}{run}"
+                self.line(f"{t.process}{run}", f"{t.from_.value} → {t.to.value}  {t.reason}")
                 if t.outcome is RunOutcome.FAILED and t.run is not None:
                     self._failure_context(t.process, t.run)
             case PhaseTransition():

@@ -74,6 +74,17 @@ def test_a_state_change_s_format_characters_are_written_out_as_the_log_writes_th
     assert line.endswith(" RUNNING → KILLING  body we\\u202eb\\u2028x")
 
 
+def test_a_process_that_never_ran_is_named_without_a_run_number():
+    """A final process the kill skipped ends with no run: it was printed as `fin[None]`."""
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", names=["fin"], live=False)
+    console.on_transition(ProcessTransition("fin", None, ProcessState.WAITING, ProcessState.KILLED,
+                                            "final processes skipped: a second stop"))
+    (line,) = buf.getvalue().splitlines()
+    assert "fin " in line and "[None]" not in line, line
+    assert line.endswith(" WAITING → KILLED  final processes skipped: a second stop")
+
+
 def test_a_wide_task_label_takes_its_columns_and_the_text_under_it_lines_up():
     """A job named 作业 is 4 columns wide in 2 characters: padding by characters put every
     subject 2 columns right of a plain label's, and the lines under a line (a stop hint) 2
