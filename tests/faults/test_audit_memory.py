@@ -125,6 +125,56 @@ def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(t
     assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
 
 
+
+# The same, cut one step later: the reap's `waitpid` reaps the run in the kernel, then its
+# answer cannot be made (CPython builds it after the system call). Before, the run's
+# watcher was already out of the registry and the zombie gone: the retry found nothing to
+# wait for, and the run's exit was never posted. Its status is the one `waitid` saw.
+REAP_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from config.spec import ProcessSpec
+from executor.procs.supervisor import Supervisor
+real_waitpid, armed, refused = os.waitpid, [], []
+def waitpid(pid, options):
+    got = real_waitpid(pid, options)
+    if armed and not refused and got[0] == pid:
+        refused.append(pid)
+        raise MemoryError
+    return got
+os.waitpid = waitpid
+events = []
+sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
+                 cgroups="off")
+sup.start()
+try:
+    armed.append(True)
+    pid = sup.spawn(ProcessSpec("p", sys.argv[3]), 0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
+        time.sleep(0.01)
+    exited = [(e.status.exit_code, e.status.signal) for e in events
+              if type(e).__name__ == "ProcessExited"]
+    print(json.dumps({"refused_for_the_run": refused == [pid], "exited": exited}), flush=True)
+finally:
+    sup.close()
+"""
+
+
+@pytest.mark.parametrize(("command", "exited"), [("exit 3", [3, None]),
+                                                  ("kill -KILL $$", [None, 9])])
+def test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit(
+        tmp_path, command, exited) -> None:
+    (tmp_path / "sb").mkdir()
+    done = subprocess.run([sys.executable, "-c", REAP_CHILD, str(tmp_path / "sb"), str(REPO),
+                           command], capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["refused_for_the_run"], out
+    assert out["exited"] == [exited], (out, done.stderr[-2000:])
+    assert "reap_lost" not in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
+
 # The signal relay's thread, whose read of the wakeup pipe cannot have its buffer once (a
 # MemoryError before the read: no byte taken): before, the thread ended, and every later
 # SIGTERM or SIGINT reached only the handler that leaves the relay to act.
