@@ -80,17 +80,14 @@ def no_room(exc: BaseException) -> str | None:
     """What a thread, process, descriptor or memory that could not be had at all says, as one
     line (the Mesos pids isolator's limit covers the executor too); None for anything else."""
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
-        if clone3_denied():
-            return ("no thread could be started: this host's seccomp profile denies the clone3 "
-                    "system call (EPERM), which the C library starts threads with (glibc 2.34 and "
-                    "later); a profile that answers ENOSYS for it lets glibc use clone (Docker "
-                    "20.10.10 and later do)")
-        return address_space_full() or ("no thread could be started: the process limit is "
-                                        "reached (a pids cgroup's pids.max, or ulimit -u)")
+        try:
+            return no_thread()
+        except (ImportError, MemoryError):  # not even to look: the words made at import
+            return _NO_THREAD_NO_MEMORY
     if isinstance(exc, MemoryError):
         try:
             limit, mapped = address_space()
-        except MemoryError:  # not even to look: the words made at import
+        except (ImportError, MemoryError):  # not even to look: the words made at import
             return _NO_MEMORY
         if limit is None:
             return ("no memory could be had (MemoryError): the host refused an allocation (no "
@@ -106,6 +103,23 @@ def no_room(exc: BaseException) -> str | None:
 
 
 _NO_MEMORY = "no memory could be had (MemoryError)"
+_NO_THREAD_NO_MEMORY = "no thread could be started: no memory could be had (MemoryError)"
+
+
+def no_thread() -> str:
+    """Why no thread could be started. The address-space limit is looked at first: under
+    it, the look for a seccomp profile's clone3 (ctypes, a shared object to map) is refused
+    too (was: an ImportError, 'failed to map segment from shared object', in place of the
+    line); ImportError or MemoryError when even that look finds no memory."""
+    full = address_space_full()
+    if full is not None:
+        return full
+    if clone3_denied():
+        return ("no thread could be started: this host's seccomp profile denies the clone3 "
+                "system call (EPERM), which the C library starts threads with (glibc 2.34 and "
+                "later); a profile that answers ENOSYS for it lets glibc use clone (Docker "
+                "20.10.10 and later do)")
+    return "no thread could be started: the process limit is reached (a pids cgroup's pids.max, or ulimit -u)"
 
 # What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
 # ARCH_STACK_DEFAULT_SIZE is 2 MiB or more; the smallest is taken, not to blame a limit that
