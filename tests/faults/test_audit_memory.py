@@ -32,7 +32,10 @@ import sys
 import pytest
 
 from executor.logs import no_room
-from tests.support.stoker_proc import REPO
+from tests.support.agent_sim import make_task_info
+from tests.support.executor_e2e import EXECUTOR, agent_for, document
+from tests.support.ports import free_ports
+from tests.support.stoker_proc import REPO, live, task_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -294,3 +297,53 @@ def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_
                                          f"cgroup: cannot move the supervisor into {out['called'][0]}: "
                                          "Cannot allocate memory (ENOMEM)"), out
     assert not os.path.exists(out["called"][0]), "the cgroup made for the task was left"
+
+
+# `stoker executor` under the agent simulator, a MemoryError in its owner (as the module a
+# supervisor loads at a process's first restart is read: under `ulimit -v`, any allocation).
+# The owner stopped the processes and sent TASK_FAILED with the host's reason; then the
+# executor took it for a bug of its own: exit 1 and `executor_internal_error error="MemoryError:
+# "`. It ends as `stoker run` does: one `stoker: error: cannot go on: ...` line, exit 2.
+NO_MEMORY_AT_A_RESTART = """
+import sys, types
+class NoMemory(types.ModuleType):
+    def __getattr__(self, name):
+        raise MemoryError
+sys.modules["executor.procs.runprune"] = NoMemory("executor.procs.runprune")
+"""
+
+RESTARTING_JOB = """
+    keep = Process(name='keep', cmdline='exec sleep 60')
+    flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)
+    jobs = [Service(cluster='local', role='me', environment='test', name='short',
+                    task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                              finalization_wait=1))]
+"""
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """The agent simulator: closed, and every process the task left killed, afterwards."""
+    yield from agent_for(tmp_path)
+
+
+def test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line(
+        agent, tmp_path) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NO_MEMORY_AT_A_RESTART)
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox,
+                          env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    agent.wait_subscribed(timeout_secs=15)
+    agent.launch(make_task_info("task-1", document(tmp_path, RESTARTING_JOB), ports=free_ports(2)))
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 30)
+    status = agent.wait_exit(30)
+    log = agent.executor_log()
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"], log[-3000:]
+    assert failed.message.startswith("the task could not go on: no memory could be had "
+                                     "(MemoryError): "), failed
+    pids = task_pids(agent.sandbox)
+    assert pids and not live(pids), pids
+    errors = [line for line in log.splitlines() if line.startswith("stoker: error:")]
+    assert errors == [f"stoker: error: cannot go on: {failed.message.split(': ', 1)[1]}"], log[-3000:]
+    assert "executor_internal_error" not in log and status == 2, (status, log[-3000:])
