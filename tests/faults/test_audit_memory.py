@@ -187,13 +187,13 @@ sys.path.insert(0, sys.argv[1])
 from executor.host.signals import SignalRelay
 heard = threading.Event()
 relay = SignalRelay([signal.SIGUSR1], lambda signum: heard.set())
-real_read, refused = os.read, []
-def read(fd, n):
+real_readv, refused = os.readv, []
+def readv(fd, buffers):
     if fd == relay._read and not refused:
         refused.append(fd)
         raise MemoryError
-    return real_read(fd, n)
-os.read = read
+    return real_readv(fd, buffers)
+os.readv = readv
 os.write(relay._write, b"\x7f")  # no relayed signal's number: wakes the thread into the refusal
 while not refused:
     threading.Event().wait(0.01)
@@ -209,6 +209,46 @@ def test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay() -> N
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "heard\n", (done.stdout, done.stderr[-2000:])
 
+
+
+# The relay's reaction to a signal cannot be made (a MemoryError), nor its error line: that
+# MemoryError, out of the read's `try`, ended the thread, and every later signal was ignored.
+RELAY_REACTION_CHILD = r"""
+import os, signal, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor.host import signals
+heard, refused = [], []
+def on_signal(signum):
+    if not refused:
+        refused.append(signum)
+        raise MemoryError  # the reaction could not be made
+    heard.append(signum)
+real_log = signals.log_event
+def log_event(*args, **kwargs):
+    if len(refused) == 1:
+        refused.append("its line")
+        raise MemoryError  # nor the line saying so
+    return real_log(*args, **kwargs)
+signals.log_event = log_event
+relay = signals.SignalRelay([signal.SIGUSR1], on_signal)
+os.kill(os.getpid(), signal.SIGUSR1)
+while len(refused) < 2:
+    threading.Event().wait(0.01)
+os.kill(os.getpid(), signal.SIGUSR1)
+for _ in range(2000):
+    if heard:
+        break
+    threading.Event().wait(0.01)
+print("heard" if heard else "not heard", relay._thread.is_alive(), flush=True)
+relay.close()
+"""
+
+
+def test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay() -> None:
+    done = subprocess.run([sys.executable, "-c", RELAY_REACTION_CHILD, str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "heard True\n", (done.stdout, done.stderr[-2000:])
 
 # The health loop, whose look for the snooze file cannot be made once (a MemoryError, and
 # none left to word the failed attempt): before, the thread ended, and a task waiting for
