@@ -295,6 +295,53 @@ def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_
                                    "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
 
 
+
+# The same loop, whose result cannot be handed on (a MemoryError in the callback), nor its
+# error line: before, that MemoryError ended the thread; that result is dropped, and the
+# next attempt's is delivered.
+HEALTH_DELIVERY_CHILD = r"""
+import sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from healthcheck import loop as loopmod
+from healthcheck.policy import Attempt
+
+class Passing:
+    def check(self):
+        return Attempt.passed()
+    def describe(self):
+        return "passing"
+
+results, two, refused = [], threading.Event(), []
+def on_result(attempt, latency):
+    if not refused:
+        refused.append("the result")
+        raise MemoryError
+    results.append(attempt.reason or "passed")
+    if len(results) == 2:
+        two.set()
+real_log = loopmod.log_event
+def log_event(*args, **kwargs):
+    if len(refused) == 1:
+        refused.append("its line")
+        raise MemoryError
+    return real_log(*args, **kwargs)
+loopmod.log_event = log_event
+loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
+loop.start()
+print(results[:2] if two.wait(20) else f"stopped after {results}", refused, flush=True)
+loop.stop()
+"""
+
+
+def test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it(
+        tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", HEALTH_DELIVERY_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "['passed', 'passed'] ['the result', 'its line']", (
+        done.stdout, done.stderr[-2000:])
+
 # The supervisor's move into the task's cgroup, cut by a MemoryError: before, the thread
 # that moves it ended with the move taken for done, and the task's runs were forked outside
 # a cgroup the containment line still named ('cgroup2 cgroup ... (cgroup.kill)'); it is now
