@@ -7,16 +7,20 @@ the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
   address-space limit, with what is mapped.
 - A MemoryError in the owner was 'executor internal error: MemoryError: ' with a traceback
   (exit 70) and one more per later step that failed for it; it is now the host's, one line,
-  like a thread or descriptor that could not be had.
+  like a thread or descriptor that could not be had, where a limit of the host's was in
+  force (ulimit -v, -d, strict overcommit); without one, a bug's, with its traceback. Under
+  `stoker executor` too (was: exit 1, an internal error's line, after the TASK_FAILED).
 - A MemoryError in the reaper's thread ended that thread: no child's exit was heard again,
   and the task's runs never ended for their supervisor. It now waits again a moment later
-  (the child is still there: its exit is taken with WNOWAIT).
+  (the child is still there: its exit is taken with WNOWAIT); one the kernel reaped as the
+  MemoryError came is handed on with the status its wait saw.
 - So did one in the signal relay's read: every later SIGTERM and SIGINT was ignored (only
-  kill -9 stopped `stoker run`). It reads again a moment later (the buffer is asked for
-  before the read: no signal is lost).
+  kill -9 stopped `stoker run`), or in its reaction's error line. It goes on a moment later
+  where it was (a buffer made once: no signal is lost, none run twice).
 - So did one in the health loop outside its check (the snooze file's look, the failed
   attempt's words): a task waiting for its first passed check stayed STARTING for good. That
-  attempt fails, as one whose check raised, and the loop goes on.
+  attempt fails, as one whose check raised, and the loop goes on; so it does after one as
+  it hands a result on.
 - So did one in the supervisor's move into the task's cgroup, the move taken for done: the
   runs were born outside a cgroup the containment line named. It is a failed move now (the
   task contained without a cgroup, the reason said).
@@ -31,9 +35,9 @@ import sys
 
 import pytest
 
-from executor.logs import no_room
 from tests.support.agent_sim import make_task_info
 from tests.support.executor_e2e import EXECUTOR, agent_for, document
+from tests.support.limits import DATA_LIMIT_SET
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, live, task_pids
 
@@ -43,7 +47,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 ADDRESS_SPACE_CHILD = r"""
 import resource, sys, threading
 sys.path.insert(0, sys.argv[1])
-from executor.logs import no_room
 with open("/proc/self/status") as status:
     mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
@@ -76,11 +79,38 @@ def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit
                              "(ulimit -v: "), memory
 
 
-def test_a_memory_error_without_a_limit_says_the_host_refused_it() -> None:
-    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
-        pytest.skip("this test runs under an address-space limit (ulimit -v)")
-    assert no_room(MemoryError()) == ("no memory could be had (MemoryError): the host refused "
-                                      "an allocation (no memory left, or vm.overcommit_memory=2)")
+# A MemoryError is the host's under a limit of its own (ulimit -v, -d) or strict overcommit;
+# without any, the kernel refuses only a request larger than all its memory: a bug's, whose
+# traceback is kept (was: `bytearray(2**50)` in Stoker's own code, one line blaming the host,
+# exit 2, no traceback).
+BUG_CHILD = r"""
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+try:
+    bytearray(2 ** 50)
+except MemoryError as exc:
+    print(no_room(exc))
+resource.setrlimit(resource.RLIMIT_DATA, (1 << 40, resource.RLIM_INFINITY))
+try:
+    bytearray(2 ** 50)
+except MemoryError as exc:
+    print(no_room(exc))
+"""
+
+
+def test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host_s() -> None:
+    with open("/proc/sys/vm/overcommit_memory") as setting:
+        if setting.read().strip() == "2":
+            pytest.skip("this host's overcommit is strict (vm.overcommit_memory=2)")
+    if any(resource.getrlimit(limit)[0] != resource.RLIM_INFINITY
+           for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA)):
+        pytest.skip("this test runs under an address-space or data-size limit (ulimit -v, -d)")
+    done = subprocess.run([sys.executable, "-c", BUG_CHILD, str(REPO)], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "None", "no memory could be had (MemoryError): the data-size limit (ulimit -d: "
+                "1073741824 KiB) is reached"], done.stdout
 
 
 # A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
@@ -390,8 +420,9 @@ def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_
 # supervisor loads at a process's first restart is read: under `ulimit -v`, any allocation).
 # The owner stopped the processes and sent TASK_FAILED with the host's reason; then the
 # executor took it for a bug of its own: exit 1 and `executor_internal_error error="MemoryError:
-# "`. It ends as `stoker run` does: one `stoker: error: cannot go on: ...` line, exit 2.
-NO_MEMORY_AT_A_RESTART = """
+# "`. It ends as `stoker run` does: one `stoker: error: cannot go on: ...` line, exit 2 (the
+# MemoryError blamed on a data-size limit set for it: DATA_LIMIT_SET).
+NO_MEMORY_AT_A_RESTART = DATA_LIMIT_SET + """
 import sys, types
 class NoMemory(types.ModuleType):
     def __getattr__(self, name):
