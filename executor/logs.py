@@ -80,23 +80,15 @@ def no_room(exc: BaseException) -> str | None:
     """What a thread, process, descriptor or memory that could not be had at all says, as one
     line (the Mesos pids isolator's limit covers the executor too); None for anything else."""
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
-        if clone3_denied():
-            return ("no thread could be started: this host's seccomp profile denies the clone3 "
-                    "system call (EPERM), which the C library starts threads with (glibc 2.34 and "
-                    "later); a profile that answers ENOSYS for it lets glibc use clone (Docker "
-                    "20.10.10 and later do)")
-        return address_space_full() or ("no thread could be started: the process limit is "
-                                        "reached (a pids cgroup's pids.max, or ulimit -u)")
+        try:
+            return no_thread()
+        except (ImportError, MemoryError):  # not even to look: the words made at import
+            return _NO_THREAD_NO_MEMORY
     if isinstance(exc, MemoryError):
         try:
-            limit, mapped = address_space()
-        except MemoryError:  # not even to look: the words made at import
+            return memory_refused()
+        except (ImportError, MemoryError):  # not even to look: the words made at import
             return _NO_MEMORY
-        if limit is None:
-            return ("no memory could be had (MemoryError): the host refused an allocation (no "
-                    "memory left, or vm.overcommit_memory=2)")
-        return (f"no memory could be had (MemoryError): the address-space limit (ulimit -v: "
-                f"{limit // 1024} KiB) is reached ({_kib(mapped)} mapped)")
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
         return f"no file descriptor is left: {exc.strerror} (ulimit -n)"
     if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
@@ -106,6 +98,51 @@ def no_room(exc: BaseException) -> str | None:
 
 
 _NO_MEMORY = "no memory could be had (MemoryError)"
+_NO_THREAD_NO_MEMORY = "no thread could be started: no memory could be had (MemoryError)"
+
+
+def no_thread() -> str:
+    """Why no thread could be started. The address-space limit is looked at first: under
+    it, the look for a seccomp profile's clone3 (ctypes, a shared object to map) is refused
+    too (was: an ImportError, 'failed to map segment from shared object', in place of the
+    line); ImportError or MemoryError when even that look finds no memory."""
+    full = address_space_full()
+    if full is not None:
+        return full
+    if clone3_denied():
+        return ("no thread could be started: this host's seccomp profile denies the clone3 "
+                "system call (EPERM), which the C library starts threads with (glibc 2.34 and "
+                "later); a profile that answers ENOSYS for it lets glibc use clone (Docker "
+                "20.10.10 and later do)")
+    return "no thread could be started: the process limit is reached (a pids cgroup's pids.max, or ulimit -u)"
+
+
+def memory_refused() -> str | None:
+    """Why an allocation was refused (a MemoryError) when the host is to blame: the
+    address-space limit (ulimit -v), the data-size limit (ulimit -d), or strict overcommit
+    (vm.overcommit_memory=2). None under none of them: the kernel then refuses only a
+    request larger than all its memory and swap (a host short of memory calls the OOM
+    killer instead), so the request was a bug's, Stoker's own, with its traceback (was: one
+    line blaming the host, exit 2, for `bytearray(2**50)`)."""
+    import resource
+
+    limit, mapped = address_space()
+    if limit is not None:
+        return (f"no memory could be had (MemoryError): the address-space limit (ulimit -v: "
+                f"{limit // 1024} KiB) is reached ({_kib(mapped)} mapped)")
+    data = resource.getrlimit(resource.RLIMIT_DATA)[0]
+    if data != resource.RLIM_INFINITY:
+        return (f"no memory could be had (MemoryError): the data-size limit (ulimit -d: "
+                f"{data // 1024} KiB) is reached")
+    try:
+        with open("/proc/sys/vm/overcommit_memory", "rb") as setting:
+            strict = setting.read().strip() == b"2"
+    except OSError:  # no /proc: the host may be the one to blame
+        strict = True
+    if strict:
+        return ("no memory could be had (MemoryError): the host refused an allocation (no "
+                "memory left under vm.overcommit_memory=2)")
+    return None
 
 # What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
 # ARCH_STACK_DEFAULT_SIZE is 2 MiB or more; the smallest is taken, not to blame a limit that

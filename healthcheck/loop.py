@@ -148,8 +148,12 @@ class HealthLoop:
         return snoozed
 
     def _deliver(self, attempt: Attempt, latency_secs: float) -> None:
+        """Hand the result on; what the callback raised is logged, and the loop goes on."""
         try:
             self._on_result(attempt, latency_secs)
         except Exception as exc:
-            log_event(logger, logging.ERROR, "health_result_callback_failed", task=self._task,
-                      error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            try:
+                log_event(logger, logging.ERROR, "health_result_callback_failed", task=self._task,
+                          error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            except MemoryError:  # the line too found none (ulimit -v; was: the thread ended,
+                return  # and a task STARTING until its first passed check stayed STARTING)

@@ -148,26 +148,43 @@ class SignalRelay:
         os.close(self._write)
 
     def _relay(self) -> None:
+        """Read the signals' numbers and hand each on, in order. Short of memory (a
+        MemoryError, ulimit -v), it waits a moment and goes on where it was: the numbers are
+        read into a buffer made once (`readv` makes nothing once it has taken them, where
+        `read` made their bytes after), and one is counted handed on once its reaction ran
+        (was: a MemoryError anywhere but in the read, its error line's included, ended the
+        thread, and every later SIGTERM and SIGINT was ignored: stoker run stopped only by
+        kill -9)."""
+        buffer = bytearray(64)
+        into = [buffer]
+        got = handed = 0  # numbers in `buffer`, and of them handed on
         while True:
             try:
-                data = os.read(self._read, 64)
-            except MemoryError:  # its buffer, asked before the read: no signal was taken
-                time.sleep(MEMORY_RETRY_SECS)  # (was: the thread ended, and every later
-                continue  # SIGTERM and SIGINT was ignored: stoker run stopped only by kill -9)
-            if not data:
-                return
-            for signum in data:
+                if handed == got:
+                    got = os.readv(self._read, into)
+                    handed = 0
+                    if not got:
+                        return
+                signum = buffer[handed]
                 if signum == _STOP[0]:
                     return
                 if signum in self._signums:  # the wakeup fd also carries others' signals
                     self._call(signum)
+                handed += 1
+            except MemoryError:
+                time.sleep(MEMORY_RETRY_SECS)
 
     def _call(self, signum: int) -> None:
+        """`on_signal(signum)`; what it raised is logged, and the relay goes on (a MemoryError
+        out of here: the reaction did not run)."""
         try:
             self._on_signal(signum)
         except Exception:  # a failing reaction must not end the relay for the next signal
-            log_event(logger, logging.ERROR, "signal_reaction_failed",
-                      signal=signal_name(signum), exc_info=True)
+            try:
+                log_event(logger, logging.ERROR, "signal_reaction_failed",
+                          signal=signal_name(signum), exc_info=True)
+            except MemoryError:  # the line too found none: the reaction ran, and failed
+                return
 
 
 @contextlib.contextmanager

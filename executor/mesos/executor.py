@@ -27,7 +27,7 @@ from config.executorsettings import ExecutorSettings
 from config.words import quoted
 from executor.events import TaskState
 from executor.host.session import OPERATOR_KILL
-from executor.logs import log_event
+from executor.logs import log_event, no_room
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
 from executor.mesos.recordio import MAX_RECORD_BYTES
@@ -90,6 +90,9 @@ class StokerExecutor:
         self.shutdown_at: float | None = None  # the first SHUTDOWN's (or stop signal's)
         self._exit = ExitBy()  # the task's close ends its waits by it, set then (`exit_by`)
         self.internal_error = False  # the task thread failed (a bug)
+        # ... or the host had no thread, memory or descriptor for it (`no_room`): raised again
+        # once the executor is done, for the entry point's one line (exit 2)
+        self.cannot_go_on: Exception | None = None
 
     # ---- driver callbacks ----
 
@@ -406,15 +409,31 @@ class StokerExecutor:
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
-            self.internal_error = True  # (the owner's own error: it logged the traceback)
-            log_event(logger, logging.ERROR, "executor_internal_error", task_id=tid,
-                      error=f"{type(exc).__name__}: {exc}", exc_info=owner is None)
-            if reporter is None:
-                driver.send_status_update(tid, TaskState.FAILED,
-                                          f"executor internal error: {type(exc).__name__}: {exc}")
+            self._task_failed(driver, tid, exc, owner is not None, reporter is not None)
         finally:
             if image is not None:
                 self._release(image, tid)
             with self._lock:
                 self._launching = False
             self._on_done()
+
+    def _task_failed(self, driver: ExecutorDriver, tid: str, exc: Exception, owned: bool,
+                     reported: bool) -> None:
+        """The task thread's error, `owned`: the owner's (it logged it and stopped the
+        processes), `reported`: its TASK_FAILED sent. One the host's (no thread, memory or
+        descriptor: `no_room`) is kept for the entry point's `stoker: error: cannot go on`
+        line, exit 2 (was: exit 1 and `executor_internal_error error="MemoryError: "`, a bug's,
+        for a task the owner had ended with its one line); anything else is a bug's, exit 1."""
+        why = no_room(exc)
+        if why is not None:
+            self.cannot_go_on = exc
+            reason = f"the task could not go on: {why}"
+            if not owned:
+                log_event(logger, logging.ERROR, "task_cannot_go_on", task_id=tid, reason=reason)
+        else:
+            self.internal_error = True
+            reason = f"executor internal error: {type(exc).__name__}: {exc}"
+            log_event(logger, logging.ERROR, "executor_internal_error", task_id=tid,
+                      error=f"{type(exc).__name__}: {exc}", exc_info=not owned)
+        if not reported:
+            driver.send_status_update(tid, TaskState.FAILED, reason)

@@ -28,7 +28,9 @@ Exit status (`main`'s return value; the agent logs it):
 
 (2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
 MESOS_AGENT_ENDPOINT that is not host:port or a token no HTTP header can carry, before
-anything starts.)
+anything starts; and no thread, memory or descriptor to be had where the task cannot go on
+without one: the task ended TASK_FAILED `the task could not go on: ...`, then the executor
+ends as a run does, the error raised to the CLI's one `stoker: error: cannot go on:` line.)
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ EXECUTOR_STRAYS = (*STRAY_SIGNALS, signal.SIGHUP, signal.SIGQUIT)
 
 EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
+CLI_CANNOT_GO_ON = 2  # the CLI's: `stoker: error: cannot go on: ...`, raised to it
 EXIT_NEVER_SUBSCRIBED = 3
 EXIT_AGENT_LOST = 4
 EXIT_UNACKNOWLEDGED = 5
@@ -155,11 +158,13 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
     end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
                  shutdown_received=driver.shutdown_received, signalled=signalled,
                  internal_error=executor.internal_error, acknowledged=acked)
-    status = exit_status(end)
+    status = CLI_CANNOT_GO_ON if executor.cannot_go_on is not None else exit_status(end)
     log_event(logger, logging.INFO if status == EXIT_OK else logging.ERROR, "executor_exit",
               status=status, acknowledged=acked, unacknowledged=driver.unacknowledged_count,
               driver=end.ending.name if end.ending else "running")
     driver.stop()
+    if executor.cannot_go_on is not None:  # the entry point's one line, exit 2 (`_handled`)
+        raise executor.cannot_go_on
     return status
 
 

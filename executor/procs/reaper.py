@@ -204,6 +204,9 @@ class Reaper:
         self.shield: Shield | None = None  # the supervisor's lowered oom_score_adj (`oomkill.py`, the shield in `oomcount.py`)
         self._forking = 0  # forking() depth: the shield is lifted by the outermost
         self._fork_tids: frozenset[int] = frozenset()  # the threads that forked (`fork_threads`)
+        # The child whose exit is being taken: (pid, its watcher, its wait status), kept across
+        # a MemoryError until its status is handed on (`_resume`).
+        self._taking: tuple[int, ChildWatcher | None, int] | None = None
 
     @classmethod
     def acquire(cls, adopt: Mapping[int, ChildWatcher] | None = None) -> Reaper:
@@ -343,7 +346,10 @@ class Reaper:
                     return
                 generation = self._generation
             try:
-                self._wait_once(generation)
+                if (taking := self._taking) is not None:  # a MemoryError cut the last one short
+                    self._resume(taking)
+                else:
+                    self._wait_once(generation)
             except MemoryError:  # WNOWAIT: the child is still there to be waited for again
                 with contextlib.suppress(MemoryError):  # the line too may find none
                     if not short:
@@ -372,7 +378,11 @@ class Reaper:
         if info.si_code in (os.CLD_STOPPED, os.CLD_TRAPPED):
             self._stopped(info.si_pid, info.si_status)
             return
-        self._dispatch(info.si_pid, info.si_status if info.si_code == os.CLD_EXITED else None)
+        if info.si_code == os.CLD_EXITED:
+            self._dispatch(info.si_pid, info.si_status, info.si_status << 8)
+        else:  # the wait status a signal's end gives (with WCOREFLAG for a core dumped)
+            dumped = 0x80 if info.si_code == os.CLD_DUMPED else 0
+            self._dispatch(info.si_pid, None, info.si_status | dumped)
 
     def _stopped(self, pid: int, signum: int) -> None:
         """A child stopped (`kill -STOP`): the report taken (else `waitid` would give it again
@@ -387,22 +397,51 @@ class Reaper:
         if hook is not None:
             self._call(hook, pid, signum)
 
-    def _dispatch(self, pid: int, exit_code: int | None) -> None:
+    def _dispatch(self, pid: int, exit_code: int | None, status: int) -> None:
+        """Tell `pid`'s watcher it exited, reap it and hand its wait `status` on; `_taking`
+        holds what a MemoryError must not lose (the watcher, once out of the registry)."""
         with self._cond:
-            watcher = self._watchers.pop(pid, None)
+            watcher = self._watchers.get(pid)
+            taking = self._taking = (pid, watcher, status)  # a MemoryError here: nothing taken yet
+            self._watchers.pop(pid, None)
         if watcher is not None:
             self._call(watcher.before_reap, pid, exit_code)
+        self._reap(taking)
+
+    def _resume(self, taking: tuple[int, ChildWatcher | None, int]) -> None:
+        """Finish taking the exit a MemoryError cut: its zombie reaped if it is still
+        there, then its status handed on. The reap's own answer can fail after the kernel
+        reaped (CPython makes it then): the zombie gone, the status is the one `waitid`
+        saw before (was: the watcher never told, the run's exit lost for good)."""
         try:
-            got, status = os.waitpid(pid, os.WNOHANG)
+            zombie = os.waitid(os.P_PID, taking[0], os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            got, status = 0, 0
+            zombie = None
+        if zombie is not None:
+            self._reap(taking)
+        else:
+            self._hand_on(taking)
+
+    def _reap(self, taking: tuple[int, ChildWatcher | None, int]) -> None:
+        pid, watcher, _ = taking
+        try:
+            got, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            got = 0
         if got == 0:
             # Someone else reaped it first (Popen does after a failed exec); its status is
             # theirs. Nothing to hand on.
+            self._taking = None
             if watcher is not None:
                 log_event(logger, logging.ERROR, "reap_lost", pid=pid,
                           reason="another waiter reaped this child first")
             return
+        self._hand_on(taking)
+
+    def _hand_on(self, taking: tuple[int, ChildWatcher | None, int]) -> None:
+        """The reaped child's status to its watcher (an orphan's: to the orphan hooks)."""
+        pid, watcher, status = taking
+        self._taking = None
         if watcher is not None:
             self._call(watcher.reaped, pid, status)
         else:

@@ -7,16 +7,20 @@ the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
   address-space limit, with what is mapped.
 - A MemoryError in the owner was 'executor internal error: MemoryError: ' with a traceback
   (exit 70) and one more per later step that failed for it; it is now the host's, one line,
-  like a thread or descriptor that could not be had.
+  like a thread or descriptor that could not be had, where a limit of the host's was in
+  force (ulimit -v, -d, strict overcommit); without one, a bug's, with its traceback. Under
+  `stoker executor` too (was: exit 1, an internal error's line, after the TASK_FAILED).
 - A MemoryError in the reaper's thread ended that thread: no child's exit was heard again,
   and the task's runs never ended for their supervisor. It now waits again a moment later
-  (the child is still there: its exit is taken with WNOWAIT).
+  (the child is still there: its exit is taken with WNOWAIT); one the kernel reaped as the
+  MemoryError came is handed on with the status its wait saw.
 - So did one in the signal relay's read: every later SIGTERM and SIGINT was ignored (only
-  kill -9 stopped `stoker run`). It reads again a moment later (the buffer is asked for
-  before the read: no signal is lost).
+  kill -9 stopped `stoker run`), or in its reaction's error line. It goes on a moment later
+  where it was (a buffer made once: no signal is lost, none run twice).
 - So did one in the health loop outside its check (the snooze file's look, the failed
   attempt's words): a task waiting for its first passed check stayed STARTING for good. That
-  attempt fails, as one whose check raised, and the loop goes on.
+  attempt fails, as one whose check raised, and the loop goes on; so it does after one as
+  it hands a result on.
 - So did one in the supervisor's move into the task's cgroup, the move taken for done: the
   runs were born outside a cgroup the containment line named. It is a failed move now (the
   task contained without a cgroup, the reason said).
@@ -31,8 +35,11 @@ import sys
 
 import pytest
 
-from executor.logs import no_room
-from tests.support.stoker_proc import REPO
+from tests.support.agent_sim import make_task_info
+from tests.support.executor_e2e import EXECUTOR, agent_for, document
+from tests.support.limits import DATA_LIMIT_SET
+from tests.support.ports import free_ports
+from tests.support.stoker_proc import REPO, live, task_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -40,7 +47,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 ADDRESS_SPACE_CHILD = r"""
 import resource, sys, threading
 sys.path.insert(0, sys.argv[1])
-from executor.logs import no_room
 with open("/proc/self/status") as status:
     mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
@@ -73,11 +79,38 @@ def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit
                              "(ulimit -v: "), memory
 
 
-def test_a_memory_error_without_a_limit_says_the_host_refused_it() -> None:
-    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
-        pytest.skip("this test runs under an address-space limit (ulimit -v)")
-    assert no_room(MemoryError()) == ("no memory could be had (MemoryError): the host refused "
-                                      "an allocation (no memory left, or vm.overcommit_memory=2)")
+# A MemoryError is the host's under a limit of its own (ulimit -v, -d) or strict overcommit;
+# without any, the kernel refuses only a request larger than all its memory: a bug's, whose
+# traceback is kept (was: `bytearray(2**50)` in Stoker's own code, one line blaming the host,
+# exit 2, no traceback).
+BUG_CHILD = r"""
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+try:
+    bytearray(2 ** 50)
+except MemoryError as exc:
+    print(no_room(exc))
+resource.setrlimit(resource.RLIMIT_DATA, (1 << 40, resource.RLIM_INFINITY))
+try:
+    bytearray(2 ** 50)
+except MemoryError as exc:
+    print(no_room(exc))
+"""
+
+
+def test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host_s() -> None:
+    with open("/proc/sys/vm/overcommit_memory") as setting:
+        if setting.read().strip() == "2":
+            pytest.skip("this host's overcommit is strict (vm.overcommit_memory=2)")
+    if any(resource.getrlimit(limit)[0] != resource.RLIM_INFINITY
+           for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA)):
+        pytest.skip("this test runs under an address-space or data-size limit (ulimit -v, -d)")
+    done = subprocess.run([sys.executable, "-c", BUG_CHILD, str(REPO)], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        "None", "no memory could be had (MemoryError): the data-size limit (ulimit -d: "
+                "1073741824 KiB) is reached"], done.stdout
 
 
 # A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
@@ -125,6 +158,56 @@ def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(t
     assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
 
 
+
+# The same, cut one step later: the reap's `waitpid` reaps the run in the kernel, then its
+# answer cannot be made (CPython builds it after the system call). Before, the run's
+# watcher was already out of the registry and the zombie gone: the retry found nothing to
+# wait for, and the run's exit was never posted. Its status is the one `waitid` saw.
+REAP_CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from config.spec import ProcessSpec
+from executor.procs.supervisor import Supervisor
+real_waitpid, armed, refused = os.waitpid, [], []
+def waitpid(pid, options):
+    got = real_waitpid(pid, options)
+    if armed and not refused and got[0] == pid:
+        refused.append(pid)
+        raise MemoryError
+    return got
+os.waitpid = waitpid
+events = []
+sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
+                 cgroups="off")
+sup.start()
+try:
+    armed.append(True)
+    pid = sup.spawn(ProcessSpec("p", sys.argv[3]), 0)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
+        time.sleep(0.01)
+    exited = [(e.status.exit_code, e.status.signal) for e in events
+              if type(e).__name__ == "ProcessExited"]
+    print(json.dumps({"refused_for_the_run": refused == [pid], "exited": exited}), flush=True)
+finally:
+    sup.close()
+"""
+
+
+@pytest.mark.parametrize(("command", "exited"), [("exit 3", [3, None]),
+                                                  ("kill -KILL $$", [None, 9])])
+def test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit(
+        tmp_path, command, exited) -> None:
+    (tmp_path / "sb").mkdir()
+    done = subprocess.run([sys.executable, "-c", REAP_CHILD, str(tmp_path / "sb"), str(REPO),
+                           command], capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["refused_for_the_run"], out
+    assert out["exited"] == [exited], (out, done.stderr[-2000:])
+    assert "reap_lost" not in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
+
 # The signal relay's thread, whose read of the wakeup pipe cannot have its buffer once (a
 # MemoryError before the read: no byte taken): before, the thread ended, and every later
 # SIGTERM or SIGINT reached only the handler that leaves the relay to act.
@@ -134,13 +217,13 @@ sys.path.insert(0, sys.argv[1])
 from executor.host.signals import SignalRelay
 heard = threading.Event()
 relay = SignalRelay([signal.SIGUSR1], lambda signum: heard.set())
-real_read, refused = os.read, []
-def read(fd, n):
+real_readv, refused = os.readv, []
+def readv(fd, buffers):
     if fd == relay._read and not refused:
         refused.append(fd)
         raise MemoryError
-    return real_read(fd, n)
-os.read = read
+    return real_readv(fd, buffers)
+os.readv = readv
 os.write(relay._write, b"\x7f")  # no relayed signal's number: wakes the thread into the refusal
 while not refused:
     threading.Event().wait(0.01)
@@ -156,6 +239,46 @@ def test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay() -> N
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "heard\n", (done.stdout, done.stderr[-2000:])
 
+
+
+# The relay's reaction to a signal cannot be made (a MemoryError), nor its error line: that
+# MemoryError, out of the read's `try`, ended the thread, and every later signal was ignored.
+RELAY_REACTION_CHILD = r"""
+import os, signal, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor.host import signals
+heard, refused = [], []
+def on_signal(signum):
+    if not refused:
+        refused.append(signum)
+        raise MemoryError  # the reaction could not be made
+    heard.append(signum)
+real_log = signals.log_event
+def log_event(*args, **kwargs):
+    if len(refused) == 1:
+        refused.append("its line")
+        raise MemoryError  # nor the line saying so
+    return real_log(*args, **kwargs)
+signals.log_event = log_event
+relay = signals.SignalRelay([signal.SIGUSR1], on_signal)
+os.kill(os.getpid(), signal.SIGUSR1)
+while len(refused) < 2:
+    threading.Event().wait(0.01)
+os.kill(os.getpid(), signal.SIGUSR1)
+for _ in range(2000):
+    if heard:
+        break
+    threading.Event().wait(0.01)
+print("heard" if heard else "not heard", relay._thread.is_alive(), flush=True)
+relay.close()
+"""
+
+
+def test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay() -> None:
+    done = subprocess.run([sys.executable, "-c", RELAY_REACTION_CHILD, str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout == "heard True\n", (done.stdout, done.stderr[-2000:])
 
 # The health loop, whose look for the snooze file cannot be made once (a MemoryError, and
 # none left to word the failed attempt): before, the thread ended, and a task waiting for
@@ -202,6 +325,53 @@ def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_
                                    "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
 
 
+
+# The same loop, whose result cannot be handed on (a MemoryError in the callback), nor its
+# error line: before, that MemoryError ended the thread; that result is dropped, and the
+# next attempt's is delivered.
+HEALTH_DELIVERY_CHILD = r"""
+import sys, threading
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from healthcheck import loop as loopmod
+from healthcheck.policy import Attempt
+
+class Passing:
+    def check(self):
+        return Attempt.passed()
+    def describe(self):
+        return "passing"
+
+results, two, refused = [], threading.Event(), []
+def on_result(attempt, latency):
+    if not refused:
+        refused.append("the result")
+        raise MemoryError
+    results.append(attempt.reason or "passed")
+    if len(results) == 2:
+        two.set()
+real_log = loopmod.log_event
+def log_event(*args, **kwargs):
+    if len(refused) == 1:
+        refused.append("its line")
+        raise MemoryError
+    return real_log(*args, **kwargs)
+loopmod.log_event = log_event
+loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
+loop.start()
+print(results[:2] if two.wait(20) else f"stopped after {results}", refused, flush=True)
+loop.stop()
+"""
+
+
+def test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it(
+        tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-c", HEALTH_DELIVERY_CHILD, str(tmp_path), str(REPO)],
+                          capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "['passed', 'passed'] ['the result', 'its line']", (
+        done.stdout, done.stderr[-2000:])
+
 # The supervisor's move into the task's cgroup, cut by a MemoryError: before, the thread
 # that moves it ended with the move taken for done, and the task's runs were forked outside
 # a cgroup the containment line still named ('cgroup2 cgroup ... (cgroup.kill)'); it is now
@@ -244,3 +414,54 @@ def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_
                                          f"cgroup: cannot move the supervisor into {out['called'][0]}: "
                                          "Cannot allocate memory (ENOMEM)"), out
     assert not os.path.exists(out["called"][0]), "the cgroup made for the task was left"
+
+
+# `stoker executor` under the agent simulator, a MemoryError in its owner (as the module a
+# supervisor loads at a process's first restart is read: under `ulimit -v`, any allocation).
+# The owner stopped the processes and sent TASK_FAILED with the host's reason; then the
+# executor took it for a bug of its own: exit 1 and `executor_internal_error error="MemoryError:
+# "`. It ends as `stoker run` does: one `stoker: error: cannot go on: ...` line, exit 2 (the
+# MemoryError blamed on a data-size limit set for it: DATA_LIMIT_SET).
+NO_MEMORY_AT_A_RESTART = DATA_LIMIT_SET + """
+import sys, types
+class NoMemory(types.ModuleType):
+    def __getattr__(self, name):
+        raise MemoryError
+sys.modules["executor.procs.runprune"] = NoMemory("executor.procs.runprune")
+"""
+
+RESTARTING_JOB = """
+    keep = Process(name='keep', cmdline='exec sleep 60')
+    flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)
+    jobs = [Service(cluster='local', role='me', environment='test', name='short',
+                    task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                              finalization_wait=1))]
+"""
+
+
+@pytest.fixture
+def agent(tmp_path):
+    """The agent simulator: closed, and every process the task left killed, afterwards."""
+    yield from agent_for(tmp_path)
+
+
+def test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line(
+        agent, tmp_path) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(NO_MEMORY_AT_A_RESTART)
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox,
+                          env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    agent.wait_subscribed(timeout_secs=15)
+    agent.launch(make_task_info("task-1", document(tmp_path, RESTARTING_JOB), ports=free_ports(2)))
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 30)
+    status = agent.wait_exit(30)
+    log = agent.executor_log()
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"], log[-3000:]
+    assert failed.message.startswith("the task could not go on: no memory could be had "
+                                     "(MemoryError): "), failed
+    pids = task_pids(agent.sandbox)
+    assert pids and not live(pids), pids
+    errors = [line for line in log.splitlines() if line.startswith("stoker: error:")]
+    assert errors == [f"stoker: error: cannot go on: {failed.message.split(': ', 1)[1]}"], log[-3000:]
+    assert "executor_internal_error" not in log and status == 2, (status, log[-3000:])

@@ -7,6 +7,8 @@ is full and returns it (`fill_inodes`: until no file can be made). Removing the 
 the space back. `pids_cgroup()`, a pids cgroup of the test's own whose `pids.max` it sets,
 every member killed and the cgroup removed afterwards. `no_descriptor_left()`: this
 process's descriptor limit lowered and filled with /dev/null, given back afterwards.
+`DATA_LIMIT_SET`: a data-size limit far above use, for a MemoryError a test raises to be the
+host's (`executor.logs.memory_refused`), and `data_limit_set()`, this process under it.
 """
 from __future__ import annotations
 
@@ -136,3 +138,24 @@ def no_descriptor_left() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         if collecting:
             gc.enable()
+
+
+# Put in a child's sitecustomize (or run by it): a data-size limit (ulimit -d) of 1 TiB, far
+# above anything it maps, that a MemoryError the test raises there is blamed on; without a
+# limit (nor strict overcommit) a MemoryError is taken for a bug's (`memory_refused`).
+DATA_LIMIT_SET = """
+import resource as _resource
+_hard = _resource.getrlimit(_resource.RLIMIT_DATA)[1]
+_resource.setrlimit(_resource.RLIMIT_DATA, (min(1 << 40, _hard) if _hard != _resource.RLIM_INFINITY else 1 << 40, _hard))
+"""
+
+
+@contextlib.contextmanager
+def data_limit_set() -> Iterator[None]:
+    """This process under DATA_LIMIT_SET's limit; the one it had given back afterwards."""
+    limits = resource.getrlimit(resource.RLIMIT_DATA)
+    exec(DATA_LIMIT_SET, {})
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, limits)
