@@ -47,6 +47,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 ADDRESS_SPACE_CHILD = r"""
 import resource, sys, threading
 sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
 with open("/proc/self/status") as status:
     mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
@@ -86,6 +87,7 @@ def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit
 BUG_CHILD = r"""
 import resource, sys
 sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
 try:
     bytearray(2 ** 50)
 except MemoryError as exc:
