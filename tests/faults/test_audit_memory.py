@@ -286,11 +286,13 @@ def test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_rel
 # none left to word the failed attempt): before, the thread ended, and a task waiting for
 # its first passed check stayed STARTING for good. The attempt fails (as one whose check
 # raised), and the next one runs.
-HEALTH_CHILD = r"""
+# The health loop tests' child: a check that always passes, the loop's module, a sandbox
+# (argv[1]) and this checkout (argv[2]).
+HEALTH_LOOP_PREAMBLE = r"""
 import sys, threading
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from healthcheck.loop import HealthLoop
+from healthcheck import loop as loopmod
 from healthcheck.policy import Attempt
 
 class Passing:
@@ -298,13 +300,14 @@ class Passing:
         return Attempt.passed()
     def describe(self):
         return "passing"
-
+"""
+HEALTH_CHILD = HEALTH_LOOP_PREAMBLE + r"""
 results, two = [], threading.Event()
 def on_result(attempt, latency):
     results.append(attempt.reason or "passed")
     if len(results) == 2:
         two.set()
-loop = HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
+loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
 real_snoozed, refused = loop._is_snoozed, []
 def snoozed():
     if not refused:
@@ -327,23 +330,10 @@ def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_
                                    "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
 
 
-
 # The same loop, whose result cannot be handed on (a MemoryError in the callback), nor its
 # error line: before, that MemoryError ended the thread; that result is dropped, and the
 # next attempt's is delivered.
-HEALTH_DELIVERY_CHILD = r"""
-import sys, threading
-from pathlib import Path
-sys.path.insert(0, sys.argv[2])
-from healthcheck import loop as loopmod
-from healthcheck.policy import Attempt
-
-class Passing:
-    def check(self):
-        return Attempt.passed()
-    def describe(self):
-        return "passing"
-
+HEALTH_DELIVERY_CHILD = HEALTH_LOOP_PREAMBLE + r"""
 results, two, refused = [], threading.Event(), []
 def on_result(attempt, latency):
     if not refused:
