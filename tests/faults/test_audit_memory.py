@@ -43,6 +43,13 @@ from tests.support.stoker_proc import REPO, live, task_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
+
+def child(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by this Python with `args`, ended with exit 0 (else its stderr's end)."""
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
 # The limit is set a MiB above what the child maps, below the 8 MiB stack a thread asks for.
 ADDRESS_SPACE_CHILD = r"""
 import resource, sys, threading
@@ -151,9 +158,7 @@ finally:
 
 def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path) -> None:
     (tmp_path / "sb").mkdir()
-    done = subprocess.run([sys.executable, "-c", REAPER_CHILD, str(tmp_path / "sb"), str(REPO)],
-                          capture_output=True, text=True, timeout=40)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO))
     out = json.loads(done.stdout)
     assert out["refused_for_the_run"], out
     assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
@@ -277,9 +282,7 @@ relay.close()
 
 
 def test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay() -> None:
-    done = subprocess.run([sys.executable, "-c", RELAY_REACTION_CHILD, str(REPO)],
-                          capture_output=True, text=True, timeout=40)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = child(RELAY_REACTION_CHILD, str(REPO))
     assert done.stdout == "heard True\n", (done.stdout, done.stderr[-2000:])
 
 # The health loop, whose look for the snooze file cannot be made once (a MemoryError, and
@@ -323,9 +326,7 @@ loop.stop()
 
 def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on(
         tmp_path) -> None:
-    done = subprocess.run([sys.executable, "-c", HEALTH_CHILD, str(tmp_path), str(REPO)],
-                          capture_output=True, text=True, timeout=40)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = child(HEALTH_CHILD, str(tmp_path), str(REPO))
     assert done.stdout.strip() == ("['internal health check error: MemoryError (no memory could "
                                    "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
 
@@ -358,9 +359,7 @@ loop.stop()
 
 def test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it(
         tmp_path) -> None:
-    done = subprocess.run([sys.executable, "-c", HEALTH_DELIVERY_CHILD, str(tmp_path), str(REPO)],
-                          capture_output=True, text=True, timeout=40)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = child(HEALTH_DELIVERY_CHILD, str(tmp_path), str(REPO))
     assert done.stdout.strip() == "['passed', 'passed'] ['the result', 'its line']", (
         done.stdout, done.stderr[-2000:])
 
@@ -395,9 +394,7 @@ finally:
 
 def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_path) -> None:
     (tmp_path / "sb").mkdir()
-    done = subprocess.run([sys.executable, "-c", ENTER_CHILD, str(tmp_path / "sb"), str(REPO)],
-                          capture_output=True, text=True, timeout=40)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = child(ENTER_CHILD, str(tmp_path / "sb"), str(REPO))
     out = json.loads(done.stdout)
     if not out["called"]:
         pytest.skip(f"no task cgroup could be made here: {out['containment']}")
