@@ -337,6 +337,27 @@ class Probe:
         return len(spans), sum(e - s for s, e in spans)
 
 
+# ---- A/B scripts: two checkouts, interleaved ----
+
+
+def ab_parser(prog: str, pairs: int) -> argparse.ArgumentParser:
+    """An A/B script's arguments: --pairs (`pairs` by default), --against (checkout A) and
+    --repo (checkout B, this one by default); the script adds its own."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--pairs", type=int, default=pairs)
+    parser.add_argument("--against", type=Path, required=True, help="checkout A (main, say)")
+    parser.add_argument("--repo", type=Path, default=REPO, help="checkout B (this one by default)")
+    return parser
+
+
+def ab_repos(args: argparse.Namespace) -> list[Path]:
+    """Checkouts A and B of `ab_parser`'s arguments, resolved, each one's bytecode written."""
+    repos = [args.against.resolve(), args.repo.resolve()]
+    for repo in repos:
+        compile_bytecode(repo)
+    return repos
+
+
 # ---- workspace and cleanup ----
 
 

@@ -16,7 +16,6 @@ the file system out.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -39,15 +38,10 @@ def new_config(root: Path, n: int, tag: str, fifo: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="bench/newcfg_ab.py")
-    parser.add_argument("--pairs", type=int, default=12)
+    parser = benchlib.ab_parser("bench/newcfg_ab.py", pairs=12)
     parser.add_argument("--n", type=int, default=1, help="the config's processes")
-    parser.add_argument("--against", type=Path, required=True, help="checkout A (main, say)")
-    parser.add_argument("--repo", type=Path, default=benchlib.REPO, help="checkout B (this one by default)")
     args = parser.parse_args()
-    repos = [args.against.resolve(), args.repo.resolve()]
-    for repo in repos:
-        benchlib.compile_bytecode(repo)
+    repos = benchlib.ab_repos(args)
     figures: dict[str, list[list[float]]] = {f"exec → {args.n} running": [[], []],
                                              f"exec → RUNNING line {args.n}": [[], []]}
     loads = [os.getloadavg()[0]]

@@ -23,7 +23,6 @@ Every `stoker run` is stopped with SIGTERM (its session SIGKILLed if it overstay
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -95,14 +94,9 @@ class Side:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="bench/rerun_ab.py")
-    parser.add_argument("--pairs", type=int, default=12)
-    parser.add_argument("--against", type=Path, required=True, help="checkout A (main, say)")
-    parser.add_argument("--repo", type=Path, default=benchlib.REPO, help="checkout B (this one by default)")
+    parser = benchlib.ab_parser("bench/rerun_ab.py", pairs=12)
     args = parser.parse_args()
-    repos = [args.against.resolve(), args.repo.resolve()]
-    for repo in repos:
-        benchlib.compile_bytecode(repo)
+    repos = benchlib.ab_repos(args)
     plain = CONSOLE_ENTRY[1]
     figures: dict[str, list[list[float]]] = {"wall exec → ran": [[], []], "CPU → first run's spawn": [[], []],
                                              "hooked wall exec → first run's spawn": [[], []]}

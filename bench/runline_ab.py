@@ -18,7 +18,6 @@ dead in a `finally`.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -52,16 +51,11 @@ class Side:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="bench/runline_ab.py")
-    parser.add_argument("--pairs", type=int, default=8)
+    parser = benchlib.ab_parser("bench/runline_ab.py", pairs=8)
     parser.add_argument("--n", default="1,100", help="the sizes, comma-separated")
-    parser.add_argument("--against", type=Path, required=True, help="checkout A (main, say)")
-    parser.add_argument("--repo", type=Path, default=benchlib.REPO, help="checkout B (this one by default)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.n.split(",")]
-    repos = [args.against.resolve(), args.repo.resolve()]
-    for repo in repos:
-        benchlib.compile_bytecode(repo)
+    repos = benchlib.ab_repos(args)
     figures: dict[str, list[list[float]]] = {}
     for n in sizes:
         figures[f"N={n} exec → {n} running"] = [[], []]
