@@ -271,10 +271,10 @@ class TaskOwner:
                 self._on_check(result)
             decision = self._decide()
         while self._after_kill and not decision.phase.terminal:  # else `close` answers them
-            # a kill among them holds what follows it until the next decision
-            held, self._after_kill = self._after_kill, []
-            for event in held:
-                self._dispatch(event)
+            # one at a time, each left held until taken: a kill among them holds what follows
+            # it until the next decision, and a step that fails leaves the rest to `close`
+            while self._after_kill and not self._kill_begun:
+                self._dispatch(self._after_kill.pop(0))
             decision = self._decide()
         return decision
 

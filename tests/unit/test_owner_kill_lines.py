@@ -10,14 +10,17 @@ import pytest
 
 from config.spec import CheckKind, JobSpec
 from executor.events import (
+    ControlReply,
     ExitStatus,
     HealthChecked,
+    KillRequested,
     KillStep,
     PhaseTransition,
     ProcessExited,
     ProcessTransition,
     TimerFired,
 )
+from executor.host.session import OPERATOR_KILL
 from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import OwnerPorts
@@ -177,3 +180,30 @@ def test_a_run_that_ended_before_the_kill_s_signals_is_neither_signalled_nor_sai
     ended = [t.reason for t in rig.reporter.transitions if isinstance(t, ProcessTransition) and t.outcome is not None]
     assert ended == ["exit status 3 while the task was being killed"]
     assert not [line for line in rig.effects.lines if "SIGTERM" in line]
+
+
+def test_a_kill_request_held_behind_a_failing_one_still_hears_the_task_s_end():
+    """A step that failed while it handled the events held for after the kill's decision (a
+    bug, here the reporter raising on the endpoints' "SIGTERM now"): the operator's `stoker
+    kill` held behind that event was dropped with it, neither handled nor answered at the
+    close, and the operator waited for an answer that never came."""
+    rig = Rig(job(lifecycle=LIFECYCLE))
+    rig.kill("killed by the agent (KILL)")
+    answers: list[ControlReply] = []
+    rig.owner.request_kill("stopped by SIGTERM", 4.0)  # a later request: it hastens the kill
+    assert rig.done_with is not None
+    rig.done_with("lifecycle endpoints done")  # held behind it
+    rig.owner.post(KillRequested(OPERATOR_KILL, 1.0, rig.clock.now, reply=answers.append))  # held too
+
+    def on_transition(t: object) -> None:
+        if isinstance(t, KillStep):
+            raise RuntimeError("the reporter failed")
+
+    rig.reporter.on_transition = on_transition  # type: ignore[method-assign]
+    try:  # as `TaskOwner.run` does
+        rig.owner.step()
+    except RuntimeError as exc:
+        rig.owner._internal_error(exc)
+    finally:
+        rig.owner.close()
+    assert [(a.done, a.state) for a in answers] == [(True, "FAILED")]
