@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from config.spec import CheckKind, JobSpec
+from config.spec import CheckKind, JobSpec, ProcessSpec
 from executor.events import (
     ControlReply,
     ExitStatus,
@@ -207,3 +207,25 @@ def test_a_kill_request_held_behind_a_failing_one_still_hears_the_task_s_end():
     finally:
         rig.owner.close()
     assert [(a.done, a.state) for a in answers] == [(True, "FAILED")]
+
+
+@pytest.mark.parametrize("one_look", [True, False])
+def test_a_failed_check_queued_before_a_kill_still_decides_the_end_when_a_run_exit_came_first(one_look):
+    """A run ended (it restarts), its failed health check came next, then an operator's kill:
+    the first cause wins, so the task ends FAILED by the check, as it does when each event
+    has a step of its own. In one look at the queue the check waited for the planner's
+    decision on the exit and the kill did not: the kill went first and the task ended KILLED."""
+    rig = Rig(job(ProcessSpec(name="a", cmdline="serve", max_failures=0, min_duration_secs=0.0), health=True))
+    events = [ProcessExited("a", 0, 101, ExitStatus(exit_code=1), rig.clock.now),
+              HealthChecked(Attempt.failed("HTTP 503"), 0.0, rig.clock.now),
+              KillRequested(OPERATOR_KILL, 1.0, rig.clock.now)]
+    for event in events:
+        rig.owner.post(event)
+        if not one_look:
+            rig.step()
+    rig.step()
+    if not rig.done:  # the new run, SIGTERMed
+        rig.post(ProcessExited("a", 1, 102, ExitStatus(signal=15), rig.clock.now))
+    assert rig.done
+    assert [(u.state.value, u.message) for u in rig.reporter.updates if u.state.terminal] == [
+        ("FAILED", "health check failed: 1 consecutive health check failed (max_consecutive_failures=0): HTTP 503")]
