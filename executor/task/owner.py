@@ -337,7 +337,7 @@ class TaskOwner:
         if self._kill_begun and isinstance(event, KillRequested | LifecycleProgress | LifecycleDone):
             self._after_kill.append(event)
             return
-        if self._late and isinstance(event, KillRequested):  # the first cause wins: the check's
+        if self._exited and self._late and isinstance(event, KillRequested):  # the first cause wins
             self._late.append(event)
             return
         match event:

@@ -229,3 +229,19 @@ def test_a_failed_check_queued_before_a_kill_still_decides_the_end_when_a_run_ex
     assert rig.done
     assert [(u.state.value, u.message) for u in rig.reporter.updates if u.state.terminal] == [
         ("FAILED", "health check failed: 1 consecutive health check failed (max_consecutive_failures=0): HTTP 503")]
+
+
+def test_a_kill_between_two_checks_results_held_for_the_planner_keeps_its_place():
+    """A run's exit, a passed check, a kill, a failed check, in one look: the kill came before
+    the failure, so the task ends KILLED. The kill held behind the first result was held again
+    behind the second as the owner took them, and the failure came first: FAILED."""
+    rig = Rig(job(ProcessSpec(name="a", cmdline="serve", max_failures=0, min_duration_secs=0.0), health=True))
+    for event in (ProcessExited("a", 0, 101, ExitStatus(exit_code=1), rig.clock.now),
+                  HealthChecked(Attempt.passed(), 0.0, rig.clock.now),
+                  KillRequested(OPERATOR_KILL, 1.0, rig.clock.now),
+                  HealthChecked(Attempt.failed("HTTP 503"), 0.0, rig.clock.now)):
+        rig.owner.post(event)
+    rig.step()
+    rig.post(ProcessExited("a", 1, 102, ExitStatus(signal=15), rig.clock.now))
+    assert [(u.state.value, u.message) for u in rig.reporter.updates if u.state.terminal] == [
+        ("KILLED", OPERATOR_KILL)]
