@@ -141,8 +141,16 @@ def test_an_agent_s_kill_and_shutdown_as_the_task_is_prepared_both_reach_its_own
     from executor.mesos import executor as mesos_executor
 
     done = threading.Event()
-    # a grace longer than the test: the SHUTDOWN's SIGKILL timer does not fire during it
+    # a grace longer than the test: the SHUTDOWN's SIGKILL timer does not fire during it (cancelled after)
     executor, sandbox, launch = _executor_for_a_sleep(tmp_path, done.set, MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD="10mins")
+    timers: list[threading.Timer] = []
+    real_timer = threading.Timer
+
+    def timer(*args, **kwargs) -> threading.Timer:
+        timers.append(real_timer(*args, **kwargs))
+        return timers[-1]
+
+    monkeypatch.setattr(mesos_executor.threading, "Timer", timer)
     real_owner_for = mesos_executor.owner_for
     driver = _Driver()
     requests = {"KILL": lambda: executor.killTask(driver, "task-1"), "SHUTDOWN": lambda: executor.shutdown(driver)}
@@ -153,7 +161,12 @@ def test_an_agent_s_kill_and_shutdown_as_the_task_is_prepared_both_reach_its_own
         return real_owner_for(*args, **kwargs)
 
     monkeypatch.setattr(mesos_executor, "owner_for", owner_for)
-    executor.launchTask(driver, launch)
-    assert done.wait(10), "the task did not end"
+    try:
+        executor.launchTask(driver, launch)
+        assert done.wait(10), "the task did not end"
+    finally:
+        for started in timers:
+            started.cancel()
+    assert len(timers) == 1  # the SHUTDOWN's
     reasons = {"KILL": "killed by the agent (KILL)", "SHUTDOWN": "executor shutting down (SHUTDOWN)"}
     assert driver.updates[-1] == ("task-1", TaskState.KILLED, reasons[first]), driver.updates
