@@ -63,7 +63,8 @@ GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with 
 
 @attrs.frozen(slots=True)
 class PendingKill:
-    """A KILL or SHUTDOWN that came before the owner existed; applied once it does."""
+    """A KILL, SHUTDOWN or `stoker kill` that came before the owner existed; applied once it
+    does, each in its turn (the first decides how the task ends, later ones only hasten it)."""
 
     reason: str
     grace_secs: float | None
@@ -82,7 +83,7 @@ class StokerExecutor:
         self._lock = threading.Lock()  # guards the few fields shared with the driver thread
         self._task_id: str | None = None
         self._owner: TaskOwner | None = None
-        self._pending_kill: PendingKill | None = None
+        self._pending_kills: list[PendingKill] = []  # in the order they came
         self._launching = False  # a LAUNCH's task thread runs: its owner is made or soon will be
         self._timed_out = False  # --launch-timeout ran out before any LAUNCH: none is taken now
         self._agent_hostname = settings.hostname or "localhost"
@@ -237,8 +238,8 @@ class StokerExecutor:
             owner = self._owner
             if not self._launching or (owner is not None and owner.final_update is not None):
                 return None  # none yet, or the task has ended
-            if owner is None:  # an agent's KILL or SHUTDOWN waiting already stays the one
-                self._pending_kill = self._pending_kill or PendingKill(OPERATOR_KILL, grace_secs, True)
+            if owner is None:  # after an agent's KILL or SHUTDOWN waiting already, if one is
+                self._pending_kills.append(PendingKill(OPERATOR_KILL, grace_secs, True))
         if owner is not None:
             owner.request_kill(OPERATOR_KILL, grace_secs)
         return "the task was starting; it stops"
@@ -247,7 +248,7 @@ class StokerExecutor:
         with self._lock:
             owner = self._owner
             if owner is None:
-                self._pending_kill = kill
+                self._pending_kills.append(kill)
                 return
         owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle,
                            immediate=kill.immediate)
@@ -372,7 +373,7 @@ class StokerExecutor:
 
     def _owner_for(self, prepared: TaskLaunch, spec: JobSpec, user: RunAs, reporter: MesosReporter,
                    announcement: Announcement | None, image: ImageTask | None) -> TaskOwner:
-        """The task's owner, made the one KILLs go to (a KILL that came meanwhile applied)."""
+        """The task's owner, made the one KILLs go to (the kills that came meanwhile applied, in turn)."""
         s = self._settings
         owner = owner_for(spec, Path(s.sandbox), self._task_env(user), reporter,
                           kill_grace_secs=prepared.kill_grace_secs, run_as=user,
@@ -380,12 +381,11 @@ class StokerExecutor:
                           stop_timeout_secs=s.stop_timeout_secs, cgroups=s.cgroups, announcement=announcement,
                           disk_check_secs=self._disk_check_secs(), under_agent=True,
                           wrap=image.wrap if image is not None else None, exit_by=self._exit)
-        with self._lock:
+        with self._lock:  # posted under it: a kill that comes next goes after them
             self._owner = owner
-            pending = self._pending_kill
-        if pending is not None:
-            owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
-                               immediate=pending.immediate)
+            for pending in self._pending_kills:
+                owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
+                                   immediate=pending.immediate)
         return owner
 
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:

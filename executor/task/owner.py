@@ -12,7 +12,7 @@ machine, and the kill sequence, carried out by its `Killing`, `killing.py`) what
 through its `Journal`, `journal.py`), and hands transitions and task-level updates to its
 reporter. No other code changes task state, so there are no locks. Health checks run only
 while the planner is ACTIVE: once the regular processes have ended, the outcome is theirs
-(a check's result queued behind a process's exit is judged after the planner's decision).
+(a check's result queued behind a process's exit, and a kill behind it, wait for the planner).
 
 It is given its collaborators (`OwnerPorts`): `executor/task/wiring.owner_for` plugs in the
 real ones, and tests drive `start()` / `step()` / `close()` with fakes and a fake clock.
@@ -112,7 +112,7 @@ class TaskOwner:
         self._processes_started = False
         self._adopt_first = running_early
         self._exited = False  # a run ended since the planner last decided
-        self._late: list[HealthChecked | DiskSampled] = []  # checks' results after it: judged after the decision
+        self._late: list[HealthChecked | DiskSampled | KillRequested] = []  # after it: checks, then kills
         self._kill_begun = False  # a kill began (or hastened) since the planner last decided
         self._after_kill: list[KillRequested | LifecycleProgress | LifecycleDone] = []  # `_dispatch`
         self._running_since: float | None = None
@@ -228,7 +228,7 @@ class TaskOwner:
         if self._host is not None:
             self._host.task_ended()
         self._operators.task_ended(self.final_update)
-        for held in self._after_kill:  # a step that failed before it handled them
+        for held in self._late + self._after_kill:  # a step that failed before it handled them
             self._operators.too_late(held, self.final_update)
         while not self._queue.empty():  # requests that came as the task ended hear its end
             self._operators.too_late(self._queue.get_nowait(), self.final_update)
@@ -245,9 +245,7 @@ class TaskOwner:
         self._journal.transition(failed)
 
     def _wait(self) -> object:
-        timeout = None
-        if self.next_deadline_at is not None:
-            timeout = max(0.0, self.next_deadline_at - self._clock())
+        timeout = None if self.next_deadline_at is None else max(0.0, self.next_deadline_at - self._clock())
         try:
             return self._queue.get(timeout=timeout)
         except Empty:
@@ -262,19 +260,18 @@ class TaskOwner:
             self._handle(event)
 
     def _after_decision(self, decision: Decision) -> Decision:
-        """The events held for after the planner's decision (the checks' results that came
-        after an exit; what came after a kill began), each batch followed by a decision."""
+        """The events held for after the planner's decision (checks' results after an exit, kills
+        after those; what came after a kill began), each batch followed by a decision."""
         self._exited = False
-        if self._late:  # each decides nothing if the task stopped meanwhile
-            results, self._late = self._late, []
-            for result in results:
-                self._on_check(result)
+        if self._late:  # a check decides nothing if the task stopped meanwhile; a kill still does
+            while self._late:
+                self._dispatch(self._late.pop(0))
             decision = self._decide()
         while self._after_kill and not decision.phase.terminal:  # else `close` answers them
-            # a kill among them holds what follows it until the next decision
-            held, self._after_kill = self._after_kill, []
-            for event in held:
-                self._dispatch(event)
+            # one at a time, each left held until taken: a kill among them holds what follows
+            # it until the next decision, and a step that fails leaves the rest to `close`
+            while self._after_kill and not self._kill_begun:
+                self._dispatch(self._after_kill.pop(0))
             decision = self._decide()
         return decision
 
@@ -335,10 +332,13 @@ class TaskOwner:
     def _dispatch(self, event: OwnerEvent) -> None:
         """One event. Once a kill began, the endpoints' answers (a refusal at once printed its
         "SIGTERM now" before the stop's "SIGTERM in 5 s") and later requests wait until the
-        planner decided on it; the rest keeps its order (a run's exit queued behind the request
-        was SIGTERMed and said ended "after the task's SIGTERM", which came after it)."""
+        planner decided on it, as a request behind a check's result held for it (`_late`) does; the
+        rest keeps its order (a run's exit behind the request was SIGTERMed, said ended by it)."""
         if self._kill_begun and isinstance(event, KillRequested | LifecycleProgress | LifecycleDone):
             self._after_kill.append(event)
+            return
+        if self._exited and self._late and isinstance(event, KillRequested):  # the first cause wins
+            self._late.append(event)
             return
         match event:
             case ProcessExited():

@@ -1,6 +1,6 @@
 """An operator's request under `stoker executor` (no agent: a driver double takes the
-updates): a kill as the executor launches its task stops it, an internal error logs one
-traceback."""
+updates): a kill as the executor launches its task stops it, as an agent's KILL and SHUTDOWN
+then do; an internal error logs one traceback."""
 from __future__ import annotations
 
 import threading
@@ -27,9 +27,9 @@ class _Driver:
         self.updates.append((tid, state, message))
 
 
-def _executor_for_a_sleep(tmp_path: Path, on_done):
+def _executor_for_a_sleep(tmp_path: Path, on_done, **env: str):
     """A `stoker executor`'s front end in a sandbox of its own (no agent: `_Driver` takes
-    its updates), and a LAUNCH of a task that sleeps."""
+    its updates; `env`: more of its settings), and a LAUNCH of a task that sleeps."""
     from config.document import encode
     from config.executorsettings import ExecutorSettings
     from config.loader import load_job
@@ -45,7 +45,7 @@ def _executor_for_a_sleep(tmp_path: Path, on_done):
         "                      resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
     settings = ExecutorSettings.from_env({
         "MESOS_AGENT_ENDPOINT": "127.0.0.1:9", "MESOS_FRAMEWORK_ID": "f", "MESOS_EXECUTOR_ID": "e",
-        "MESOS_SANDBOX": str(sandbox)})
+        "MESOS_SANDBOX": str(sandbox), **env})
     executor = mesos_executor.StokerExecutor(settings, {"PATH": "/usr/bin:/bin"}, on_done=on_done)
     return executor, sandbox, make_task_info("task-1", encode(load_job(config)))
 
@@ -129,3 +129,44 @@ def test_an_internal_error_under_the_executor_logs_one_traceback(tmp_path, monke
     tracebacks = [r.getMessage() for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1, tracebacks
     assert any("executor_internal_error" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("first", ["KILL", "SHUTDOWN"])
+def test_an_agent_s_kill_and_shutdown_as_the_task_is_prepared_both_reach_its_owner(tmp_path, monkeypatch, first):
+    """A KILL and a SHUTDOWN that both came as a LAUNCH's task was prepared (its owner not made
+    yet): the second replaced the first, so the owner heard only the later one (a KILL after a
+    SHUTDOWN took back its short grace and its skipped endpoints, a SHUTDOWN after a KILL
+    named itself as the cause). Both reach the owner now, in order: the first cause wins."""
+    from executor.events import TaskState
+    from executor.mesos import executor as mesos_executor
+
+    done = threading.Event()
+    # a grace longer than the test: the SHUTDOWN's SIGKILL timer does not fire during it (cancelled after)
+    executor, sandbox, launch = _executor_for_a_sleep(tmp_path, done.set, MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD="10mins")
+    timers: list[threading.Timer] = []
+    real_timer = threading.Timer
+
+    def timer(*args, **kwargs) -> threading.Timer:
+        timers.append(real_timer(*args, **kwargs))
+        return timers[-1]
+
+    monkeypatch.setattr(mesos_executor.threading, "Timer", timer)
+    real_owner_for = mesos_executor.owner_for
+    driver = _Driver()
+    requests = {"KILL": lambda: executor.killTask(driver, "task-1"), "SHUTDOWN": lambda: executor.shutdown(driver)}
+
+    def owner_for(*args, **kwargs):  # the task is prepared; its owner does not exist yet
+        requests[first]()
+        requests["SHUTDOWN" if first == "KILL" else "KILL"]()
+        return real_owner_for(*args, **kwargs)
+
+    monkeypatch.setattr(mesos_executor, "owner_for", owner_for)
+    try:
+        executor.launchTask(driver, launch)
+        assert done.wait(10), "the task did not end"
+    finally:
+        for started in timers:
+            started.cancel()
+    assert len(timers) == 1  # the SHUTDOWN's
+    reasons = {"KILL": "killed by the agent (KILL)", "SHUTDOWN": "executor shutting down (SHUTDOWN)"}
+    assert driver.updates[-1] == ("task-1", TaskState.KILLED, reasons[first]), driver.updates

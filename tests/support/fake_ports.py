@@ -12,8 +12,16 @@ import signal
 
 from config.spec import ProcessSpec
 from config.words import number
-from executor.events import HealthTransition, KillStep, PhaseTransition, ProcessTransition, TaskTransition
+from executor.events import (
+    DiskSampled,
+    HealthTransition,
+    KillStep,
+    PhaseTransition,
+    ProcessTransition,
+    TaskTransition,
+)
 from executor.procs.spawn import SpawnError
+from executor.task.disklimit import DiskLimit
 from healthcheck.checkers import CommandResult
 from healthcheck.policy import Attempt
 from tests.support.fake_clock import FakeClock
@@ -185,3 +193,29 @@ class FakeLifecycle:
         if not self.over:
             self._effects.note("lifecycle cancel")
         self.over = True
+
+
+class FakeDisk:
+    """The DiskChecks port over the real pure check (`limit_bytes`, a sample a minute): a
+    sample "starts" as an effect; its result is an event the test posts."""
+
+    def __init__(self, clock: FakeClock, effects: Effects, limit_bytes: int) -> None:
+        self._clock, self._effects = clock, effects
+        self.limit = DiskLimit(limit_bytes, 60.0)
+
+    def start(self) -> None:
+        self.limit.start(self._clock.now)
+        self.tick()
+
+    def tick(self) -> None:
+        if self.limit.take(self._clock.now):
+            self._effects.note("disk sample")
+
+    def sampled(self, sample: DiskSampled) -> str | None:
+        return self.limit.sampled(sample, self._clock.now)
+
+    def deadline_at(self) -> float | None:
+        return self.limit.deadline_at()
+
+    def stop(self) -> None:
+        self.limit.stop()

@@ -19,11 +19,10 @@ from executor.events import (
     TaskTransition,
     TimerFired,
 )
-from executor.task.disklimit import DiskLimit, exceeded_reason
+from executor.task.disklimit import exceeded_reason
 from executor.task.killing import StopBounds
 from healthcheck.policy import Attempt
-from tests.support.fake_clock import FakeClock
-from tests.support.fake_ports import Effects
+from tests.support.fake_ports import FakeDisk
 from tests.support.owner_rig import OwnerRig, job
 
 pytestmark = pytest.mark.timeout(10)
@@ -31,35 +30,10 @@ pytestmark = pytest.mark.timeout(10)
 LIMIT = 1000
 
 
-class FakeDisk:
-    """The DiskChecks port over the real pure check: a sample "starts" as an effect."""
-
-    def __init__(self, clock: FakeClock, effects: Effects) -> None:
-        self._clock, self._effects = clock, effects
-        self.limit = DiskLimit(LIMIT, 60.0)
-
-    def start(self) -> None:
-        self.limit.start(self._clock.now)
-        self.tick()
-
-    def tick(self) -> None:
-        if self.limit.take(self._clock.now):
-            self._effects.note("disk sample")
-
-    def sampled(self, sample: DiskSampled) -> str | None:
-        return self.limit.sampled(sample, self._clock.now)
-
-    def deadline_at(self) -> float | None:
-        return self.limit.deadline_at()
-
-    def stop(self) -> None:
-        self.limit.stop()
-
-
 class Harness(OwnerRig):
     def __init__(self, health: bool = False, disk: bool = True, stop_timeout: float | None = None) -> None:
         super().__init__()
-        self.disk = FakeDisk(self.clock, self.effects)
+        self.disk = FakeDisk(self.clock, self.effects, LIMIT)
         spec = job(ProcessSpec(name="a", cmdline="serve"), health=health, finalization_wait_secs=5.0,
                    disk_bytes=LIMIT)
         self.own(spec, disk=self.disk if disk else None, stop=StopBounds(timeout_secs=stop_timeout))

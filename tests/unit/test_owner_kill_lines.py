@@ -8,16 +8,19 @@ from collections.abc import Callable
 
 import pytest
 
-from config.spec import CheckKind, JobSpec
+from config.spec import CheckKind, JobSpec, ProcessSpec
 from executor.events import (
+    ControlReply,
     ExitStatus,
     HealthChecked,
+    KillRequested,
     KillStep,
     PhaseTransition,
     ProcessExited,
     ProcessTransition,
     TimerFired,
 )
+from executor.host.session import OPERATOR_KILL
 from executor.task.killing import StopBounds
 from executor.task.owner import TaskOwner
 from executor.task.ports import OwnerPorts
@@ -177,3 +180,68 @@ def test_a_run_that_ended_before_the_kill_s_signals_is_neither_signalled_nor_sai
     ended = [t.reason for t in rig.reporter.transitions if isinstance(t, ProcessTransition) and t.outcome is not None]
     assert ended == ["exit status 3 while the task was being killed"]
     assert not [line for line in rig.effects.lines if "SIGTERM" in line]
+
+
+def test_a_kill_request_held_behind_a_failing_one_still_hears_the_task_s_end():
+    """A step that failed while it handled the events held for after the kill's decision (a
+    bug, here the reporter raising on the endpoints' "SIGTERM now"): the operator's `stoker
+    kill` held behind that event was dropped with it, neither handled nor answered at the
+    close, and the operator waited for an answer that never came."""
+    rig = Rig(job(lifecycle=LIFECYCLE))
+    rig.kill("killed by the agent (KILL)")
+    answers: list[ControlReply] = []
+    rig.owner.request_kill("stopped by SIGTERM", 4.0)  # a later request: it hastens the kill
+    assert rig.done_with is not None
+    rig.done_with("lifecycle endpoints done")  # held behind it
+    rig.owner.post(KillRequested(OPERATOR_KILL, 1.0, rig.clock.now, reply=answers.append))  # held too
+
+    def on_transition(t: object) -> None:
+        if isinstance(t, KillStep):
+            raise RuntimeError("the reporter failed")
+
+    rig.reporter.on_transition = on_transition  # type: ignore[method-assign]
+    try:  # as `TaskOwner.run` does
+        rig.owner.step()
+    except RuntimeError as exc:
+        rig.owner._internal_error(exc)
+    finally:
+        rig.owner.close()
+    assert [(a.done, a.state) for a in answers] == [(True, "FAILED")]
+
+
+@pytest.mark.parametrize("one_look", [True, False])
+def test_a_failed_check_queued_before_a_kill_still_decides_the_end_when_a_run_exit_came_first(one_look):
+    """A run ended (it restarts), its failed health check came next, then an operator's kill:
+    the first cause wins, so the task ends FAILED by the check, as it does when each event
+    has a step of its own. In one look at the queue the check waited for the planner's
+    decision on the exit and the kill did not: the kill went first and the task ended KILLED."""
+    rig = Rig(job(ProcessSpec(name="a", cmdline="serve", max_failures=0, min_duration_secs=0.0), health=True))
+    events = [ProcessExited("a", 0, 101, ExitStatus(exit_code=1), rig.clock.now),
+              HealthChecked(Attempt.failed("HTTP 503"), 0.0, rig.clock.now),
+              KillRequested(OPERATOR_KILL, 1.0, rig.clock.now)]
+    for event in events:
+        rig.owner.post(event)
+        if not one_look:
+            rig.step()
+    rig.step()
+    if not rig.done:  # the new run, SIGTERMed
+        rig.post(ProcessExited("a", 1, 102, ExitStatus(signal=15), rig.clock.now))
+    assert rig.done
+    assert [(u.state.value, u.message) for u in rig.reporter.updates if u.state.terminal] == [
+        ("FAILED", "health check failed: 1 consecutive health check failed (max_consecutive_failures=0): HTTP 503")]
+
+
+def test_a_kill_between_two_checks_results_held_for_the_planner_keeps_its_place():
+    """A run's exit, a passed check, a kill, a failed check, in one look: the kill came before
+    the failure, so the task ends KILLED. The kill held behind the first result was held again
+    behind the second as the owner took them, and the failure came first: FAILED."""
+    rig = Rig(job(ProcessSpec(name="a", cmdline="serve", max_failures=0, min_duration_secs=0.0), health=True))
+    for event in (ProcessExited("a", 0, 101, ExitStatus(exit_code=1), rig.clock.now),
+                  HealthChecked(Attempt.passed(), 0.0, rig.clock.now),
+                  KillRequested(OPERATOR_KILL, 1.0, rig.clock.now),
+                  HealthChecked(Attempt.failed("HTTP 503"), 0.0, rig.clock.now)):
+        rig.owner.post(event)
+    rig.step()
+    rig.post(ProcessExited("a", 1, 102, ExitStatus(signal=15), rig.clock.now))
+    assert [(u.state.value, u.message) for u in rig.reporter.updates if u.state.terminal] == [
+        ("KILLED", OPERATOR_KILL)]
