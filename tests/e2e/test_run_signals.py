@@ -281,7 +281,7 @@ def test_a_second_ctrl_c_kills_at_once(stoker, tmp_path):
     assert "press Ctrl-C again (or send another SIGTERM) to kill every process at once" in out
     assert ("stop             now: second stop signal (SIGINT): SIGKILL to every process now; the waits "
             "left and the final processes are skipped") in out
-    assert "fin[None]        WAITING → KILLED  not started: final processes skipped" in out
+    assert "fin              WAITING → KILLED  not started: final processes skipped" in out
     assert not (run.sandbox / "final.txt").exists()
     assert not live(task_pids(run.sandbox))
 
