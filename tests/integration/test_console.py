@@ -12,12 +12,25 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from config.logline import log_event
 from config.words import columns
 from executor.cli.logsetup import JsonFormatter, QuietHandler
-from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
+from executor.events import (
+    HealthTransition,
+    KillStep,
+    PhaseTransition,
+    ProcessState,
+    ProcessTransition,
+    RunOutcome,
+    TaskPhase,
+    TaskStage,
+    TaskTransition,
+)
 from executor.local.console import TAIL_LINE_CHARS, ConsoleReporter, Output
 from executor.logs import Spool
+from healthcheck.policy import AttemptOutcome, HealthState
 from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -335,3 +348,70 @@ def test_a_stderr_whose_last_8_kib_are_blank_is_not_said_empty(tmp_path):
     assert buf.getvalue().splitlines()[1].strip() == (
         f"(the last 8,192 bytes of its stderr are blank; all of it: stoker tail {tmp_path} web --stderr --run 0 "
         "-n +1; once the task has restarted, add --attempt 0)")
+
+
+def _footer(sandbox: Path, last: str) -> str:
+    return (f"({last} of its stderr; all of it: stoker tail {sandbox} web --stderr --run 0 -n +1; "
+            "once the task has restarted, add --attempt 0)")
+
+
+def test_a_stderr_of_exactly_the_read_s_size_is_read_whole(tmp_path):
+    """8,192 bytes are all of it: no line was cut, nor a character begun before the read (a
+    byte that is no UTF-8 at its start is the run's own, shown as '�')."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    head, tail = b"\x80first\n", b"second\n"
+    (run / "stderr").write_bytes(head + b" " * (8192 - len(head) - len(tail) - 1) + b"\n" + tail)
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    assert lines == ["| \ufffdfirst", "| second", _footer(tmp_path, "the last 2 lines")]
+
+
+def test_a_blank_stderr_of_exactly_the_read_s_size_is_said_empty(tmp_path):
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_bytes((b" " * 127 + b"\n") * 64)  # 8,192 bytes, all of them read
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    assert buf.getvalue().splitlines()[1].strip() == (
+        f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0 -n +1; "
+        "once the task has restarted, add --attempt 0)")
+
+
+@pytest.mark.parametrize("after, shown", [
+    ("last\n", ["| last"]),  # the line after the cut one: the cut one left out
+    ("a\nb\n", ["| a", "| b"]),
+])
+def test_the_line_the_read_cut_is_left_out_when_a_whole_line_follows_it(tmp_path, after, shown):
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_text("x" * 9000 + "\n" + after)
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    last = "the last line" if len(shown) == 1 else f"the last {len(shown)} lines"
+    assert lines == [*shown, _footer(tmp_path, last)]
+
+
+def test_the_live_view_shows_each_process_s_state_and_run_the_task_s_and_the_health_attempt(monkeypatch, tmp_path):
+    """Each line names a run as `web[2]`; a run that did not fail shows no stderr, though it
+    wrote some; the live view under the lines holds the task's state (NEW before its first
+    change), each process's with its run, and the last health attempt."""
+    monkeypatch.setenv("COLUMNS", "200")
+    (tmp_path / ".logs" / "web" / "2").mkdir(parents=True)
+    (tmp_path / ".logs" / "web" / "2" / "stderr").write_text("a warning\n")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, names=["web", "db"], live=True)
+    console.on_transition(ProcessTransition("web", 2, ProcessState.RUNNING, ProcessState.SUCCESS, "exit status 0",
+                                            RunOutcome.SUCCESS))
+    console.on_transition(ProcessTransition("db", 0, ProcessState.WAITING, ProcessState.RUNNING, "started"))
+    console.on_transition(PhaseTransition(TaskPhase.ACTIVE, TaskPhase.CLEANING, "every process ended"))
+    console.on_transition(HealthTransition(HealthState.STARTING, HealthState.RUNNING, 3, AttemptOutcome.PASSED, "ok"))
+    written = buf.getvalue()
+    assert written.rsplit("\n", 1)[-1].endswith(  # the health attempt: the view cleared and drawn again
+        "\x1b[0m\r\x1b[2K\x1b[7m[t.0 NEW] web:SUCCESS[2] db:RUNNING[0] | health RUNNING #3 passed\x1b[0m")
+    lines = [line.rsplit("\x1b[2K", 1)[-1] for line in written.split("\n")[:-1]]  # each after its clearing
+    assert [line[len("00:00:00.000  "):].split()[:2] for line in lines] == [
+        ["t.0", "web[2]"], ["t.0", "db[0]"], ["t.0", "supervisor"]]
+    assert lines[2].endswith("supervisor       ACTIVE → CLEANING  every process ended")
