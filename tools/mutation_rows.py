@@ -258,6 +258,8 @@ MODULES = (
     Module("noroom", "what could not be had, in one line", ("executor/logs.py",),
            ("tests/faults/test_audit_memory.py::test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit",
             "tests/faults/test_audit_memory.py::test_a_memory_error_without_a_limit_says_the_host_refused_it",
+            "tests/faults/test_audit_memory.py::test_no_room_says_which_limit_a_thread_or_descriptor_met_and_nothing_of_another_error",
+            "tests/faults/test_audit_memory.py::test_the_address_space_is_this_process_s_limit_and_its_vmsize_in_bytes",
             "tests/integration/test_denied_calls.py::test_where_clone3_is_refused_the_error_names_it"),
            functions=tuple(f"executor.logs.x_{f}__mutmut_*" for f in (
                "no_room", "address_space", "_kib", "address_space_full")), children=True),
@@ -270,4 +272,9 @@ MODULES = (
            ("tests/integration/test_loopback_ports.py::test_hundreds_of_ports_are_chosen_and_checked_past_the_soft_descriptor_limit",),
            functions=("executor.local.planfiles.x__widened__mutmut_*", "executor.local.planfiles.x__narrowed__mutmut_*"),
            children=True),
+    # (the kill's hold: what came after a kill began waits for the planner's decision on it)
+    Module("killhold", "the owner's hold after a kill", ("executor/task/owner.py",),
+           tuple(sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py"))),
+           functions=tuple(f"executor.task.owner.xǁTaskOwnerǁ{f}__mutmut_*" for f in (
+               "step", "close", "_after_decision", "_decide", "_dispatch", "_kill"))),
 )
