@@ -264,7 +264,8 @@ MODULES = (
            functions=tuple(f"executor.logs.x_{f}__mutmut_*" for f in (
                "no_room", "address_space", "_kib", "address_space_full")), children=True),
     Module("readied", "a run readied ahead and never started", ("executor/procs/sandboxfs.py", "executor/local/attempts.py"),
-           ("tests/integration/test_ready_ahead_killed.py", "tests/integration/test_attempt_logs.py"),
+           ("tests/integration/test_readied_runs.py", "tests/integration/test_ready_ahead_killed.py",
+            "tests/integration/test_attempt_logs.py"),
            functions=("executor.procs.sandboxfs.x_readied__mutmut_*", "executor.local.attempts.x_archive_logs__mutmut_*",
                       "executor.local.attempts.x__drop_readied*__mutmut_*", "executor.local.attempts.x__readied__mutmut_*"),
            children=True),
