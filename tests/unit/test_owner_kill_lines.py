@@ -10,8 +10,10 @@ import pytest
 
 from config.spec import CheckKind, JobSpec
 from executor.events import (
+    ControlReply,
     ExitStatus,
     HealthChecked,
+    KillRequested,
     KillStep,
     PhaseTransition,
     ProcessExited,
@@ -177,3 +179,30 @@ def test_a_run_that_ended_before_the_kill_s_signals_is_neither_signalled_nor_sai
     ended = [t.reason for t in rig.reporter.transitions if isinstance(t, ProcessTransition) and t.outcome is not None]
     assert ended == ["exit status 3 while the task was being killed"]
     assert not [line for line in rig.effects.lines if "SIGTERM" in line]
+
+
+class QueuedFirstRig(Rig):
+    """The owner rig whose first step waits for the test: what it queues meets that step."""
+
+    started = False
+
+    def step(self) -> None:
+        if self.started:
+            super().step()
+
+
+def test_a_request_held_behind_a_kill_that_ends_the_task_at_once_hears_the_end():
+    """A kill before the first step ends the task with nothing started: the decision is
+    terminal, so the request held behind the kill is not handled, and the close answers it
+    with the task's end, as a request that came as the task ended."""
+    rig = QueuedFirstRig(job())
+    replies: list[object] = []
+    rig.owner.post(KillRequested("stopped by SIGTERM", 4.0))
+    rig.owner.post(KillRequested("stoker kill", 4.0, reply=replies.append))
+    rig.started = True
+    rig.step()
+    assert rig.done and rig.owner.final_update is not None
+    final = rig.owner.final_update
+    assert replies == [ControlReply(ok=True, done=True, state=final.state.value,
+                                    message=f"task {rig.owner.job.label} {final.state.value}: {final.message}")]
+    assert final.state.value == "KILLED"
