@@ -119,7 +119,7 @@ def test_the_address_space_is_this_process_s_limit_and_its_vmsize_in_bytes() -> 
         kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
     # whole pages of 4 KiB, and near what the status says a moment later
     assert isinstance(mapped, int) and mapped % 4096 == 0 and abs(mapped - kib * 1024) < 64 * 1024 * 1024
-    assert (_kib(None), _kib(5 * 1024 + 1023)) == ("an unknown size", "5 KiB")
+    assert (_kib(None), _kib(1024 * 1024 + 1023)) == ("an unknown size", "1024 KiB")  # whole KiB, rounded down
 
 # A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
 # (what CPython raises when the allocation after the system call fails): once, for the run's
