@@ -9,6 +9,7 @@ import logging
 import os
 import select
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from executor.events import (
     TaskTransition,
 )
 from executor.local.console import TAIL_LINE_CHARS, ConsoleReporter, Output
-from executor.logs import Spool
+from executor.logs import Spool, screen_line_kept
 from healthcheck.policy import AttemptOutcome, HealthState
 from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO
@@ -415,3 +416,117 @@ def test_the_live_view_shows_each_process_s_state_and_run_the_task_s_and_the_hea
     assert [line[len("00:00:00.000  "):].split()[:2] for line in lines] == [
         ["t.0", "web[2]"], ["t.0", "db[0]"], ["t.0", "supervisor"]]
     assert lines[2].endswith("supervisor       ACTIVE → CLEANING  every process ended")
+
+
+def test_output_through_a_spool_writes_each_text_and_a_failed_write_makes_it_gone_once(caplog):
+    read, write = os.pipe()
+    stream = os.fdopen(write, "w")
+    spool = Spool()
+    out = Output(stream, spool)
+    out.write("a line\n")
+    assert spool.drain(5) and os.read(read, 100) == b"a line\n"
+    os.close(read)  # the reader went away
+    with caplog.at_level(logging.WARNING):
+        out.write("another\n")
+        assert spool.drain(5)
+        out.write("and one more\n")
+        assert spool.drain(5)
+    assert out.gone
+    (warning,) = [r.getMessage() for r in caplog.records]
+    # no note given: nothing in parentheses
+    assert warning.endswith('stdout is gone: state changes are no longer printed; the task goes on"'), warning
+    stream.close()
+
+
+def test_output_is_a_terminal_only_on_a_tty_whose_term_is_not_dumb(monkeypatch):
+    """And a console left to find out (`live=None`) draws its live view on one."""
+    main, tty = os.openpty()
+    try:
+        with os.fdopen(tty, "w", closefd=False) as stream:
+            said = {}
+            for term in ("xterm", "dumb", None):
+                if term is None:
+                    monkeypatch.delenv("TERM", raising=False)
+                else:
+                    monkeypatch.setenv("TERM", term)
+                said[term] = Output(stream).isatty()
+            monkeypatch.setenv("TERM", "xterm")
+            console = ConsoleReporter(Output(stream), "t.0")
+            kept = screen_line_kept()
+            console.line("task", "started")
+            console.close()
+            drawn, deadline = b"", time.monotonic() + 10
+            while not drawn.endswith(b"\x1b[0m\r\x1b[2K") and time.monotonic() < deadline:
+                if select.select([main], [], [], 0.5)[0]:  # the terminal passes writes on as it can
+                    drawn += os.read(main, 65536)
+    finally:
+        os.close(main)
+        os.close(tty)
+    assert said == {"xterm": True, "dumb": False, None: False}
+    assert kept and not screen_line_kept() and b"\x1b[7m[t.0 NEW]" in drawn, drawn
+    assert not Output(io.StringIO()).isatty() and not Output(None).isatty()  # type: ignore[arg-type]
+    closed = io.StringIO()
+    closed.close()
+    assert not Output(closed).isatty()  # ValueError: a closed stream
+
+
+def test_a_line_to_the_journal_has_no_stamp_and_the_lines_under_it_line_up():
+    """systemd's journal stamps each line itself."""
+    buf = io.StringIO()
+    out = Output(buf)
+    out.journal = True
+    console = ConsoleReporter(out, "t.0", live=False)
+    console.stop_hint = "hint"
+    console.line("task", "RUNNING → KILLING  why")
+    line, hint = buf.getvalue().splitlines()
+    assert line == "t.0          task             RUNNING → KILLING  why"
+    assert hint == " " * line.index("RUNNING") + "hint" == console.indent + "hint"
+
+
+def test_a_line_is_stamped_with_the_local_time_it_was_written_to_the_millisecond():
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", live=False)
+    before = time.time()
+    console.line("task", "x")
+    after = time.time()
+    stamps = {time.strftime("%H:%M:%S", time.localtime(ms / 1000)) + f".{ms % 1000:03d}"
+              for ms in range(int(before * 1000), int(after * 1000) + 1)}
+    assert buf.getvalue()[:len("00:00:00.000")] in stamps, (buf.getvalue(), sorted(stamps))
+
+
+def test_the_live_view_hidden_is_cleared_and_shown_again_and_never_before_it_was_drawn():
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", live=True)
+    console.hide()
+    console.show()
+    assert buf.getvalue() == ""  # nothing drawn yet: nothing to clear, nor to draw again
+    console.line("task", "x")
+    drawn = buf.getvalue()
+    console.hide()
+    assert buf.getvalue() == drawn + "\r\x1b[2K"
+    console.show()
+    assert buf.getvalue() == drawn + "\r\x1b[2K\x1b[7m[t.0 NEW] \x1b[0m"
+    console.close()
+    assert buf.getvalue().endswith("\x1b[0m\r\x1b[2K") and not screen_line_kept()
+
+
+def test_the_live_view_fits_120_columns_where_the_terminal_s_width_is_not_known(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    if sys.__stdout__ is not None and os.isatty(sys.__stdout__.fileno()):  # else pytest's capture: a file
+        pytest.skip("this test's stdout is a terminal (pytest -s): its width is known")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t" * 200, live=True)
+    console.line("task", "x")
+    console.close()
+    view = buf.getvalue().split("\x1b[7m")[1].split("\x1b[0m")[0]
+    assert view == "[" + "t" * 118
+
+
+def test_the_live_view_counts_no_column_for_a_combining_character(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "20")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "e\u0301" * 12 + ".0", live=True)  # 12 decomposed é: 12 columns
+    console.line("task", "x")
+    console.close()
+    view = buf.getvalue().split("\x1b[7m")[1].split("\x1b[0m")[0]
+    assert view == "[" + "e\u0301" * 12 + ".0 NEW"  # 19 columns in 31 characters
