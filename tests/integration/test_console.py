@@ -530,3 +530,19 @@ def test_the_live_view_counts_no_column_for_a_combining_character(monkeypatch):
     console.close()
     view = buf.getvalue().split("\x1b[7m")[1].split("\x1b[0m")[0]
     assert view == "[" + "e\u0301" * 12 + ".0 NEW"  # 19 columns in 31 characters
+
+
+@pytest.mark.parametrize("stderr", ["", "\n" * 9000], ids=["empty", "blank past the read"])
+def test_the_live_view_is_drawn_again_under_a_failed_run_s_words_on_an_empty_or_blank_stderr(tmp_path, stderr):
+    """The words for an empty or blank stderr cleared the view and did not draw it again: the
+    terminal showed no live view until the next line."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_text(stderr)
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=True)
+    console.on_transition(failed(run=0))
+    words, view = buf.getvalue().rsplit("\n", 1)
+    assert words.endswith("once the task has restarted, add --attempt 0)")
+    assert view == "\x1b[7m[t.0 NEW] web:WAITING[0]\x1b[0m"
+    console.close()
