@@ -428,11 +428,13 @@ def test_output_through_a_spool_writes_each_text_and_a_failed_write_makes_it_gon
     os.close(read)  # the reader went away
     with caplog.at_level(logging.WARNING):
         out.write("another\n")
+        out.write("and one more\n")  # spooled before the first failed: it fails too
         assert spool.drain(5)
-        out.write("and one more\n")
+        out.write("and the last\n")
         assert spool.drain(5)
     assert out.gone
-    (warning,) = [r.getMessage() for r in caplog.records]
+    (warning,) = [r.getMessage() for r in caplog.records]  # once
+    assert warning.startswith('stdout_gone error="BrokenPipeError: [Errno 32] Broken pipe"'), warning
     # no note given: nothing in parentheses
     assert warning.endswith('stdout is gone: state changes are no longer printed; the task goes on"'), warning
     stream.close()
@@ -497,6 +499,7 @@ def test_a_line_is_stamped_with_the_local_time_it_was_written_to_the_millisecond
 def test_the_live_view_hidden_is_cleared_and_shown_again_and_never_before_it_was_drawn():
     buf = io.StringIO()
     console = ConsoleReporter(Output(buf), "t.0", live=True)
+    console.show()
     console.hide()
     console.show()
     assert buf.getvalue() == ""  # nothing drawn yet: nothing to clear, nor to draw again
@@ -505,6 +508,7 @@ def test_the_live_view_hidden_is_cleared_and_shown_again_and_never_before_it_was
     console.hide()
     assert buf.getvalue() == drawn + "\r\x1b[2K"
     console.show()
+    console.show()  # once drawn again, no more
     assert buf.getvalue() == drawn + "\r\x1b[2K\x1b[7m[t.0 NEW] \x1b[0m"
     console.close()
     assert buf.getvalue().endswith("\x1b[0m\r\x1b[2K") and not screen_line_kept()
@@ -546,3 +550,17 @@ def test_the_live_view_is_drawn_again_under_a_failed_run_s_words_on_an_empty_or_
     assert words.endswith("once the task has restarted, add --attempt 0)")
     assert view == "\x1b[7m[t.0 NEW] web:WAITING[0]\x1b[0m"
     console.close()
+
+
+def test_output_through_a_spool_never_blocks_on_a_reader_that_does_not_read():
+    """`stoker run | less` left at its first page: the task's lines wait in the spool."""
+    read, write = os.pipe()
+    os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
+    stream = os.fdopen(write, "w")
+    spool = Spool()
+    out = Output(stream, spool)
+    out.write("a line\n")
+    assert not out.gone  # here, not blocked in the write
+    os.close(read)
+    assert spool.drain(5) and out.gone
+    stream.close()
