@@ -206,3 +206,16 @@ def test_a_request_held_behind_a_kill_that_ends_the_task_at_once_hears_the_end()
     assert replies == [ControlReply(ok=True, done=True, state=final.state.value,
                                     message=f"task {rig.owner.job.label} {final.state.value}: {final.message}")]
     assert final.state.value == "KILLED"
+
+
+def test_the_daemons_the_runs_left_are_signalled_with_the_stop_in_one_line(caplog):
+    """Daemons outside the runs' process groups: SIGTERM with the regular processes, the
+    line naming the task, the signal, how many were signalled and the stop's reason."""
+    rig = Rig(job())
+    rig.procs.daemons_alive = True
+    with caplog.at_level(logging.INFO):
+        rig.kill("stopped by SIGTERM", lifecycle=False)
+    assert [r.getMessage() for r in caplog.records if getattr(r, "stoker_event", "") == "daemons_signalled"] == [
+        'daemons_signalled task=t.0 signal=SIGTERM processes=1 reason="stopped by SIGTERM; stopping 1 running '
+        'process: SIGTERM now, SIGKILL 4 s later"']
+    assert rig.effects.lines[-2:] == ["0 SIGTERM a[0]", "0 SIGTERM daemons"]
