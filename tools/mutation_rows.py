@@ -249,4 +249,36 @@ MODULES = (
                       "test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word"),
             "tests/integration/test_oom_count_held.py", "tests/integration/test_oom_explained_late.py",
             "tests/integration/test_oom_shield.py"), subreaper=True),
+    # The eleventh round: what the day's third session changed (docs/testing.md §4)
+    Module("parseport", "--port's NAME=NUMBER", ("config/settings.py",), ("tests/unit/test_settings.py",),
+           functions=("config.settings.x_parse_port__mutmut_*", "config.settings.x_parse_ports__mutmut_*")),
+    Module("portmap", "a task's portmap", ("config/portmap.py",),
+           ("tests/unit/test_portmap.py", "tests/unit/test_templates.py", "tests/unit/test_bound_job.py")),
+    Module("console", "stoker run's console", ("executor/local/console.py",),
+           ("tests/integration/test_console.py", "tests/integration/test_journal_stream.py")),
+    Module("noroom", "what could not be had, in one line", ("executor/logs.py",),
+           ("tests/faults/test_audit_memory.py::test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit",
+            "tests/faults/test_audit_memory.py::test_a_memory_error_without_a_limit_says_the_host_refused_it",
+            "tests/faults/test_audit_memory.py::test_no_room_says_which_limit_a_thread_or_descriptor_met_and_nothing_of_another_error",
+            "tests/faults/test_audit_memory.py::test_the_address_space_is_this_process_s_limit_and_its_vmsize_in_bytes",
+            "tests/integration/test_denied_calls.py::test_where_clone3_is_refused_the_error_names_it"),
+           functions=tuple(f"executor.logs.x_{f}__mutmut_*" for f in (
+               "no_room", "address_space", "_kib", "address_space_full")), children=True),
+    Module("readied", "a run readied ahead and never started", ("executor/procs/sandboxfs.py", "executor/local/attempts.py"),
+           ("tests/integration/test_readied_runs.py", "tests/integration/test_ready_ahead_killed.py",
+            "tests/integration/test_attempt_logs.py"),
+           functions=("executor.procs.sandboxfs.x_readied__mutmut_*", "executor.local.attempts.x_archive_logs__mutmut_*",
+                      "executor.local.attempts.x__drop_readied*__mutmut_*", "executor.local.attempts.x__readied__mutmut_*"),
+           children=True),
+    Module("portlimit", "the port picker's descriptor limit", ("executor/local/planfiles.py",),
+           # (not the test of hundreds of ports: its child's environment is cleared, without the mutant's name)
+           ("tests/integration/test_loopback_ports.py::"
+            "test_the_soft_descriptor_limit_is_raised_by_the_sockets_held_within_the_hard_one_then_put_back",),
+           functions=("executor.local.planfiles.x__widened__mutmut_*", "executor.local.planfiles.x__narrowed__mutmut_*"),
+           children=True),
+    # (the kill's hold: what came after a kill began waits for the planner's decision on it)
+    Module("killhold", "the owner's hold after a kill", ("executor/task/owner.py",),
+           tuple(sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py"))),
+           functions=tuple(f"executor.task.owner.xǁTaskOwnerǁ{f}__mutmut_*" for f in (
+               "step", "close", "_after_decision", "_decide", "_dispatch", "_kill"))),
 )

@@ -227,21 +227,18 @@ class ConsoleReporter:
         kept = next_number(self._sandbox)  # once the task restarts, its logs are that attempt's
         later = f"; once the task has restarted, add --attempt {kept}" if kept is not None else ""
         if not lines and size > TAIL_BYTES:  # what is before may say why
-            self._write(f"{self.indent}(the last {TAIL_BYTES:,} bytes of its stderr are blank; all of it: "
-                        f"{tail} --stderr --run {run} -n +1{later})\n")
-            return
-        if not lines:
-            self._write(f"{self.indent}(its stderr is empty; its stdout: {tail} --run {run} -n +1"
-                        f"{later})\n")
-            return
-        for i, text in enumerate(lines):
-            shown = printable(text)  # a line's start; the end of one whose start was not read
-            shown = "…" + shown[1 - TAIL_LINE_CHARS:] if cut and i == 0 else shown[:TAIL_LINE_CHARS]
-            self._write(f"{self.indent}| {shown}\n")
-        last = f"the last {len(lines)} lines" if len(lines) > 1 else "the last line"
-        self._write(f"{self.indent}({last} of its stderr; all of it: "
-                    f"{tail} --stderr --run {run} -n +1{later})\n")
-        self._redraw()
+            said = f"the last {TAIL_BYTES:,} bytes of its stderr are blank; all of it: {tail} --stderr --run {run}"
+        elif not lines:
+            said = f"its stderr is empty; its stdout: {tail} --run {run}"
+        else:
+            for i, text in enumerate(lines):
+                shown = printable(text)  # a line's start; the end of one whose start was not read
+                shown = "…" + shown[1 - TAIL_LINE_CHARS:] if cut and i == 0 else shown[:TAIL_LINE_CHARS]
+                self._write(f"{self.indent}| {shown}\n")
+            last = f"the last {len(lines)} lines" if len(lines) > 1 else "the last line"
+            said = f"{last} of its stderr; all of it: {tail} --stderr --run {run}"
+        self._write(f"{self.indent}({said} -n +1{later})\n")
+        self._redraw()  # every path: the words cleared the live view (it was not drawn again)
 
 
 def _fit(text: str, columns: int) -> str:

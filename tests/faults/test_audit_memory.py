@@ -27,14 +27,17 @@ the OOM killer: the supervisor's kill -9, whose leftovers the watchdog ends).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 
 import pytest
 
+from executor.logs import _kib, address_space, clone3_denied, no_room
 from tests.support.agent_sim import make_task_info
 from tests.support.executor_e2e import EXECUTOR, agent_for, document
 from tests.support.limits import DATA_LIMIT_SET
@@ -50,41 +53,51 @@ def child(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
-# The limit is set a MiB above what the child maps, below the 8 MiB stack a thread asks for.
+# The limit is set a MiB above what the child maps, below the thread's stack (8 MiB, or glibc's
+# 2 MiB when the stack limit is unlimited); then a GiB above it, where a thread has room.
 ADDRESS_SPACE_CHILD = r"""
-import resource, sys, threading
+import json, resource, sys, threading
 sys.path.insert(0, sys.argv[1])
-from executor.logs import no_room
+from executor.logs import address_space_full, no_room
 with open("/proc/self/status") as status:
     mapped = next(int(line.split()[1]) for line in status if line.startswith("VmSize:")) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (mapped + 1024 * 1024, resource.RLIM_INFINITY))
+limit = mapped + 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+said = {"limit": limit, "mapped": mapped}
 try:
     threading.Thread(target=lambda: None).start()
 except RuntimeError as exc:
-    print(no_room(exc))
-else:
-    print("a thread started")
+    said["thread"] = no_room(exc)
 try:
     bytearray(64 * 1024 * 1024)
 except MemoryError as exc:
-    print(no_room(exc))
-else:
-    print("64 MiB had")
+    said["memory"] = no_room(exc)
+resource.setrlimit(resource.RLIMIT_AS, (limit + 1024 ** 3, resource.RLIM_INFINITY))
+said["room"] = address_space_full()
+print(json.dumps(said))
 """
 
 
-def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit() -> None:
-    stack = 8 * 1024 * 1024
+@pytest.mark.parametrize("soft_stack, stack_kib", [(8 * 1024 * 1024, 8192), (resource.RLIM_INFINITY, 2048)])
+def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit(soft_stack, stack_kib) -> None:
+    """The thread's stack is the soft stack limit's (not the hard one's), glibc's 2 MiB when
+    that is unlimited; the limit and what is mapped in KiB; under a limit with room, no word."""
+    hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+    if hard != resource.RLIM_INFINITY:
+        pytest.skip("a hard stack limit here: the soft one cannot be set apart from it, nor unlimited")
     done = subprocess.run([sys.executable, "-c", ADDRESS_SPACE_CHILD, str(REPO)],
                           capture_output=True, text=True, timeout=30,
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK,
-                                                                (stack, stack)))
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_STACK, (soft_stack, hard)))
     assert done.returncode == 0, done.stderr[-3000:]
-    thread, memory = done.stdout.splitlines()
-    assert thread.startswith("no thread could be started: the address-space limit (ulimit -v: "), thread
-    assert "leaves no room for a thread's 8192 KiB stack" in thread and "pids.max" not in thread, thread
-    assert memory.startswith("no memory could be had (MemoryError): the address-space limit "
-                             "(ulimit -v: "), memory
+    said = json.loads(done.stdout)
+    limit_kib, mapped_kib = said["limit"] // 1024, said["mapped"] // 1024
+    thread = re.fullmatch(r"no thread could be started: the address-space limit \(ulimit -v: (\d+) KiB\) leaves "
+                          rf"no room for a thread's {stack_kib} KiB stack \((\d+) KiB mapped already\)", said["thread"])
+    assert thread and int(thread[1]) == limit_kib and mapped_kib <= int(thread[2]) <= limit_kib, said
+    memory = re.fullmatch(r"no memory could be had \(MemoryError\): the address-space limit \(ulimit -v: (\d+) "
+                          r"KiB\) is reached \((\d+) KiB mapped\)", said["memory"])
+    assert memory and int(memory[1]) == limit_kib and mapped_kib <= int(memory[2]) <= limit_kib, said
+    assert said["room"] is None, said
 
 
 # A MemoryError is the host's under a limit of its own (ulimit -v, -d) or strict overcommit;
@@ -121,6 +134,34 @@ def test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host
         "None", "no memory could be had (MemoryError): the data-size limit (ulimit -d: "
                 "1073741824 KiB) is reached"], done.stdout
 
+
+@pytest.mark.parametrize("exc, said", [
+    (RuntimeError("can't start new thread"),  # no address-space limit here, clone3 not denied
+     "no thread could be started: the process limit is reached (a pids cgroup's pids.max, or ulimit -u)"),
+    (OSError(errno.EMFILE, "Too many open files"), "no file descriptor is left: Too many open files (ulimit -n)"),
+    (OSError(errno.ENFILE, "Too many open files in system"),
+     "no file descriptor is left: Too many open files in system (ulimit -n)"),
+    (OSError(errno.EAGAIN, "Resource temporarily unavailable"),
+     "Resource temporarily unavailable: the process limit may be reached (a pids cgroup's pids.max, or ulimit -u)"),
+    (RuntimeError("another error"), None), (OSError(errno.ENOENT, "No such file"), None), (ValueError("x"), None),
+])
+def test_no_room_says_which_limit_a_thread_or_descriptor_met_and_nothing_of_another_error(exc, said) -> None:
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+        pytest.skip("this test runs under an address-space limit (ulimit -v)")
+    if said and said.startswith("no thread") and clone3_denied():
+        pytest.skip("clone3 is denied here")
+    assert no_room(exc) == said
+
+
+def test_the_address_space_is_this_process_s_limit_and_its_vmsize_in_bytes() -> None:
+    limit, mapped = address_space()
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    assert limit == (None if soft == resource.RLIM_INFINITY else soft)
+    with open("/proc/self/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    # whole pages of 4 KiB, and near what the status says a moment later
+    assert isinstance(mapped, int) and mapped % 4096 == 0 and abs(mapped - kib * 1024) < 64 * 1024 * 1024
+    assert (_kib(None), _kib(1024 * 1024 + 1023)) == ("an unknown size", "1024 KiB")  # whole KiB, rounded down
 
 # A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
 # (what CPython raises when the allocation after the system call fails): once, for the run's

@@ -9,15 +9,29 @@ import logging
 import os
 import select
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from config.logline import log_event
 from config.words import columns
 from executor.cli.logsetup import JsonFormatter, QuietHandler
-from executor.events import KillStep, ProcessState, ProcessTransition, RunOutcome, TaskStage, TaskTransition
+from executor.events import (
+    HealthTransition,
+    KillStep,
+    PhaseTransition,
+    ProcessState,
+    ProcessTransition,
+    RunOutcome,
+    TaskPhase,
+    TaskStage,
+    TaskTransition,
+)
 from executor.local.console import TAIL_LINE_CHARS, ConsoleReporter, Output
-from executor.logs import Spool
+from executor.logs import Spool, screen_line_kept
+from healthcheck.policy import AttemptOutcome, HealthState
 from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -335,3 +349,224 @@ def test_a_stderr_whose_last_8_kib_are_blank_is_not_said_empty(tmp_path):
     assert buf.getvalue().splitlines()[1].strip() == (
         f"(the last 8,192 bytes of its stderr are blank; all of it: stoker tail {tmp_path} web --stderr --run 0 "
         "-n +1; once the task has restarted, add --attempt 0)")
+
+
+def _footer(sandbox: Path, last: str) -> str:
+    return (f"({last} of its stderr; all of it: stoker tail {sandbox} web --stderr --run 0 -n +1; "
+            "once the task has restarted, add --attempt 0)")
+
+
+def test_a_stderr_of_exactly_the_read_s_size_is_read_whole(tmp_path):
+    """8,192 bytes are all of it: no line was cut, nor a character begun before the read (a
+    byte that is no UTF-8 at its start is the run's own, shown as '�')."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    head, tail = b"\x80first\n", b"second\n"
+    (run / "stderr").write_bytes(head + b" " * (8192 - len(head) - len(tail) - 1) + b"\n" + tail)
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    assert lines == ["| \ufffdfirst", "| second", _footer(tmp_path, "the last 2 lines")]
+
+
+def test_a_blank_stderr_of_exactly_the_read_s_size_is_said_empty(tmp_path):
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_bytes((b" " * 127 + b"\n") * 64)  # 8,192 bytes, all of them read
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    assert buf.getvalue().splitlines()[1].strip() == (
+        f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0 -n +1; "
+        "once the task has restarted, add --attempt 0)")
+
+
+@pytest.mark.parametrize("after, shown", [
+    ("last\n", ["| last"]),  # the line after the cut one: the cut one left out
+    ("a\nb\n", ["| a", "| b"]),
+])
+def test_the_line_the_read_cut_is_left_out_when_a_whole_line_follows_it(tmp_path, after, shown):
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_text("x" * 9000 + "\n" + after)
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    last = "the last line" if len(shown) == 1 else f"the last {len(shown)} lines"
+    assert lines == [*shown, _footer(tmp_path, last)]
+
+
+def test_the_live_view_shows_each_process_s_state_and_run_the_task_s_and_the_health_attempt(monkeypatch, tmp_path):
+    """Each line names a run as `web[2]`; a run that did not fail shows no stderr, though it
+    wrote some; the live view under the lines holds the task's state (NEW before its first
+    change), each process's with its run, and the last health attempt."""
+    monkeypatch.setenv("COLUMNS", "200")
+    (tmp_path / ".logs" / "web" / "2").mkdir(parents=True)
+    (tmp_path / ".logs" / "web" / "2" / "stderr").write_text("a warning\n")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, names=["web", "db"], live=True)
+    console.on_transition(ProcessTransition("web", 2, ProcessState.RUNNING, ProcessState.SUCCESS, "exit status 0",
+                                            RunOutcome.SUCCESS))
+    console.on_transition(ProcessTransition("db", 0, ProcessState.WAITING, ProcessState.RUNNING, "started"))
+    console.on_transition(PhaseTransition(TaskPhase.ACTIVE, TaskPhase.CLEANING, "every process ended"))
+    console.on_transition(HealthTransition(HealthState.STARTING, HealthState.RUNNING, 3, AttemptOutcome.PASSED, "ok"))
+    written = buf.getvalue()
+    assert written.rsplit("\n", 1)[-1].endswith(  # the health attempt: the view cleared and drawn again
+        "\x1b[0m\r\x1b[2K\x1b[7m[t.0 NEW] web:SUCCESS[2] db:RUNNING[0] | health RUNNING #3 passed\x1b[0m")
+    lines = [line.rsplit("\x1b[2K", 1)[-1] for line in written.split("\n")[:-1]]  # each after its clearing
+    assert [line[len("00:00:00.000  "):].split()[:2] for line in lines] == [
+        ["t.0", "web[2]"], ["t.0", "db[0]"], ["t.0", "supervisor"]]
+    assert lines[2].endswith("supervisor       ACTIVE → CLEANING  every process ended")
+
+
+def test_output_through_a_spool_writes_each_text_and_a_failed_write_makes_it_gone_once(caplog):
+    read, write = os.pipe()
+    stream = os.fdopen(write, "w")
+    spool = Spool()
+    out = Output(stream, spool)
+    out.write("a line\n")
+    assert spool.drain(5) and os.read(read, 100) == b"a line\n"
+    os.close(read)  # the reader went away
+    with caplog.at_level(logging.WARNING):
+        out.write("another\n")
+        out.write("and one more\n")  # spooled before the first failed: it fails too
+        assert spool.drain(5)
+        out.write("and the last\n")
+        assert spool.drain(5)
+    assert out.gone
+    (warning,) = [r.getMessage() for r in caplog.records]  # once
+    assert warning.startswith('stdout_gone error="BrokenPipeError: [Errno 32] Broken pipe"'), warning
+    # no note given: nothing in parentheses
+    assert warning.endswith('stdout is gone: state changes are no longer printed; the task goes on"'), warning
+    stream.close()
+
+
+def test_output_is_a_terminal_only_on_a_tty_whose_term_is_not_dumb(monkeypatch):
+    """And a console left to find out (`live=None`) draws its live view on one."""
+    main, tty = os.openpty()
+    try:
+        with os.fdopen(tty, "w", closefd=False) as stream:
+            said = {}
+            for term in ("xterm", "dumb", None):
+                if term is None:
+                    monkeypatch.delenv("TERM", raising=False)
+                else:
+                    monkeypatch.setenv("TERM", term)
+                said[term] = Output(stream).isatty()
+            monkeypatch.setenv("TERM", "xterm")
+            console = ConsoleReporter(Output(stream), "t.0")
+            kept = screen_line_kept()
+            console.line("task", "started")
+            console.close()
+            drawn, deadline = b"", time.monotonic() + 10
+            while not drawn.endswith(b"\x1b[0m\r\x1b[2K") and time.monotonic() < deadline:
+                if select.select([main], [], [], 0.5)[0]:  # the terminal passes writes on as it can
+                    drawn += os.read(main, 65536)
+    finally:
+        os.close(main)
+        os.close(tty)
+    assert said == {"xterm": True, "dumb": False, None: False}
+    assert kept and not screen_line_kept() and b"\x1b[7m[t.0 NEW]" in drawn, drawn
+    assert not Output(io.StringIO()).isatty() and not Output(None).isatty()  # type: ignore[arg-type]
+    closed = io.StringIO()
+    closed.close()
+    assert not Output(closed).isatty()  # ValueError: a closed stream
+
+
+def test_a_line_to_the_journal_has_no_stamp_and_the_lines_under_it_line_up():
+    """systemd's journal stamps each line itself."""
+    buf = io.StringIO()
+    out = Output(buf)
+    out.journal = True
+    console = ConsoleReporter(out, "t.0", live=False)
+    console.stop_hint = "hint"
+    console.line("task", "RUNNING → KILLING  why")
+    line, hint = buf.getvalue().splitlines()
+    assert line == "t.0          task             RUNNING → KILLING  why"
+    assert hint == " " * line.index("RUNNING") + "hint" == console.indent + "hint"
+
+
+def test_a_line_is_stamped_with_the_local_time_it_was_written_to_the_millisecond():
+    """Lines written for over a second: an even second and an odd one are among them."""
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", live=False)
+    ends = time.time() + 1.1
+    while time.time() < ends:
+        at = buf.tell()
+        before = time.time()
+        console.line("task", "x")
+        after = time.time()
+        stamps = {time.strftime("%H:%M:%S", time.localtime(ms / 1000)) + f".{ms % 1000:03d}  "
+                  for ms in range(int(before * 1000), int(after * 1000) + 1)}
+        line = buf.getvalue()[at:]
+        assert line[:len("00:00:00.000  ")] in stamps, (line, sorted(stamps))
+        time.sleep(0.05)
+
+
+def test_the_live_view_hidden_is_cleared_and_shown_again_and_never_before_it_was_drawn():
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", live=True)
+    console.show()
+    console.hide()
+    console.show()
+    assert buf.getvalue() == ""  # nothing drawn yet: nothing to clear, nor to draw again
+    console.line("task", "x")
+    drawn = buf.getvalue()
+    console.hide()
+    assert buf.getvalue() == drawn + "\r\x1b[2K"
+    console.show()
+    console.show()  # once drawn again, no more
+    assert buf.getvalue() == drawn + "\r\x1b[2K\x1b[7m[t.0 NEW] \x1b[0m"
+    console.close()
+    assert buf.getvalue().endswith("\x1b[0m\r\x1b[2K") and not screen_line_kept()
+
+
+def test_the_live_view_fits_120_columns_where_the_terminal_s_width_is_not_known(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    if sys.__stdout__ is not None and os.isatty(sys.__stdout__.fileno()):  # else pytest's capture: a file
+        pytest.skip("this test's stdout is a terminal (pytest -s): its width is known")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t" * 200, live=True)
+    console.line("task", "x")
+    console.close()
+    view = buf.getvalue().split("\x1b[7m")[1].split("\x1b[0m")[0]
+    assert view == "[" + "t" * 118
+
+
+def test_the_live_view_counts_no_column_for_a_combining_character(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "20")
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "e\u0301" * 12 + ".0", live=True)  # 12 decomposed é: 12 columns
+    console.line("task", "x")
+    console.close()
+    view = buf.getvalue().split("\x1b[7m")[1].split("\x1b[0m")[0]
+    assert view == "[" + "e\u0301" * 12 + ".0 NEW"  # 19 columns in 31 characters
+
+
+@pytest.mark.parametrize("stderr", ["", "\n" * 9000], ids=["empty", "blank past the read"])
+def test_the_live_view_is_drawn_again_under_a_failed_run_s_words_on_an_empty_or_blank_stderr(tmp_path, stderr):
+    """The words for an empty or blank stderr cleared the view and did not draw it again: the
+    terminal showed no live view until the next line."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_text(stderr)
+    buf = io.StringIO()
+    console = ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=True)
+    console.on_transition(failed(run=0))
+    words, view = buf.getvalue().rsplit("\n", 1)
+    assert words.endswith("once the task has restarted, add --attempt 0)")
+    assert view == "\x1b[7m[t.0 NEW] web:WAITING[0]\x1b[0m"
+    console.close()
+
+
+def test_output_through_a_spool_never_blocks_on_a_reader_that_does_not_read():
+    """`stoker run | less` left at its first page: the task's lines wait in the spool."""
+    read, write = os.pipe()
+    os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
+    stream = os.fdopen(write, "w")
+    spool = Spool()
+    out = Output(stream, spool)
+    out.write("a line\n")
+    assert not out.gone  # here, not blocked in the write
+    os.close(read)
+    assert spool.drain(5) and out.gone
+    stream.close()

@@ -164,3 +164,44 @@ def test_hundreds_of_ports_are_chosen_and_checked_past_the_soft_descriptor_limit
         pytest.skip("a hard descriptor limit below 1,024 here")
     (line,) = _picked("echo '40000 40999' > /proc/sys/net/ipv4/ip_local_port_range && ", "100", MANY)
     assert line == "True 100 True 64", line
+
+
+WIDENED = """
+import json, resource
+from executor.local.planfiles import _narrowed, _widened
+NOFILE = resource.RLIMIT_NOFILE
+hard = resource.getrlimit(NOFILE)[1]
+seen = []
+def step(count, soft, cap):
+    resource.setrlimit(NOFILE, (soft, cap))
+    was = _widened(count)
+    raised = resource.getrlimit(NOFILE)
+    _narrowed(was)
+    seen.append([was, list(raised), list(resource.getrlimit(NOFILE))])
+step(64, 100, hard)  # few sockets: the limit not looked at
+step(65, 100, hard)  # raised by the count, then put back
+step(65, 100, 150)  # within the hard limit
+step(65, 150, 150)  # at the hard limit already: left as it is
+print(json.dumps(seen))
+"""
+
+
+def test_the_soft_descriptor_limit_is_raised_by_the_sockets_held_within_the_hard_one_then_put_back():
+    """In a child: the hard limit, once lowered, cannot be raised again but by root."""
+    import json
+    import os
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard < 1024:
+        pytest.skip("a hard descriptor limit below 1,024 here")
+    done = subprocess.run([sys.executable, "-c", WIDENED], capture_output=True, text=True, timeout=20, cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, (
+                              str(REPO), os.environ.get("PYTHONPATH"))))))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        [None, [100, hard], [100, hard]],
+        [100, [165, hard], [100, hard]],
+        [100, [150, 150], [100, 150]],
+        [None, [150, 150], [150, 150]],
+    ]

@@ -245,3 +245,43 @@ def test_a_kill_between_two_checks_results_held_for_the_planner_keeps_its_place(
     rig.post(ProcessExited("a", 1, 102, ExitStatus(signal=15), rig.clock.now))
     assert [(u.state.value, u.message) for u in rig.reporter.updates if u.state.terminal] == [
         ("KILLED", OPERATOR_KILL)]
+
+
+class QueuedFirstRig(Rig):
+    """The owner rig whose first step waits for the test: what it queues meets that step."""
+
+    started = False
+
+    def step(self) -> None:
+        if self.started:
+            super().step()
+
+
+def test_a_request_held_behind_a_kill_that_ends_the_task_at_once_hears_the_end():
+    """A kill before the first step ends the task with nothing started: the decision is
+    terminal, so the request held behind the kill is not handled, and the close answers it
+    with the task's end, as a request that came as the task ended."""
+    rig = QueuedFirstRig(job())
+    replies: list[object] = []
+    rig.owner.post(KillRequested("stopped by SIGTERM", 4.0))
+    rig.owner.post(KillRequested("stoker kill", 4.0, reply=replies.append))
+    rig.started = True
+    rig.step()
+    assert rig.done and rig.owner.final_update is not None
+    final = rig.owner.final_update
+    assert replies == [ControlReply(ok=True, done=True, state=final.state.value,
+                                    message=f"task {rig.owner.job.label} {final.state.value}: {final.message}")]
+    assert final.state.value == "KILLED"
+
+
+def test_the_daemons_the_runs_left_are_signalled_with_the_stop_in_one_line(caplog):
+    """Daemons outside the runs' process groups: SIGTERM with the regular processes, the
+    line naming the task, the signal, how many were signalled and the stop's reason."""
+    rig = Rig(job())
+    rig.procs.daemons_alive = True
+    with caplog.at_level(logging.INFO):
+        rig.kill("stopped by SIGTERM", lifecycle=False)
+    assert [r.getMessage() for r in caplog.records if getattr(r, "stoker_event", "") == "daemons_signalled"] == [
+        'daemons_signalled task=t.0 signal=SIGTERM processes=1 reason="stopped by SIGTERM; stopping 1 running '
+        'process: SIGTERM now, SIGKILL 4 s later"']
+    assert rig.effects.lines[-2:] == ["0 SIGTERM a[0]", "0 SIGTERM daemons"]

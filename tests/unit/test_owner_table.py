@@ -22,7 +22,7 @@ from executor.events import (
 )
 from executor.task.replay import replay
 from healthcheck.policy import Attempt
-from tests.support.owner_rig import HEALTH, KILL, LIFECYCLE, TERM, job
+from tests.support.owner_rig import HEALTH, KILL, LIFECYCLE, TERM, OwnerRig, job
 from tests.support.owner_steps import (
     START,
     Daemons,
@@ -377,3 +377,20 @@ def test_a_kill_after_a_failed_task_s_end_was_reported_changes_nothing():
     assert [u.state for u in h.reporter.updates] == [TaskState.STARTING, TaskState.RUNNING, TaskState.FAILED]
     assert h.owner.final_update.message == "process 'a' failed: exit status 3 after 1 of max_failures=1 runs"
     assert not [line for line in h.effects.lines if "SIGTERM" in line or "SIGKILL" in line]
+
+
+@pytest.mark.parametrize("beat_in, idle_in, due_in", [
+    (0.5, None, 0.5),  # the heartbeat's first
+    (10.0, None, 1.0),  # the kill's SIGKILL first
+    (10.0, 5.0, 1.0),  # the process port's ask later than the SIGKILL
+])
+def test_the_owner_wakes_by_the_first_of_its_own_deadline_the_heartbeat_s_and_the_process_port_s(
+        beat_in, idle_in, due_in):
+    rig = OwnerRig()
+    rig.own(job(), heartbeat=lambda: rig.clock.now + beat_in)
+    rig.procs.idle = lambda: idle_in  # type: ignore[method-assign]
+    rig.owner.start()
+    rig.step()
+    rig.owner.request_kill("stopped", 1.0, use_lifecycle=False)  # SIGTERM now, SIGKILL 1 s later
+    rig.step()
+    assert rig.owner.next_deadline_at == pytest.approx(rig.clock.now + due_in)

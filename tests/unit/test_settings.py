@@ -75,6 +75,25 @@ def test_parse_ports():
         parse_ports(["http=1", "http=2"])
 
 
+@pytest.mark.parametrize("ports, problem", [
+    ({"http": True}, "'http': True is not a port name and number"),  # a bool is no number
+    ({"http": "80"}, "'http': '80' is not a port name and number"),  # nor a number's text
+    ({1: 80}, "1: 80 is not a port name and number"),  # a name is text
+    ({"http": 0}, "'http=0' is not NAME=NUMBER with a port number in 1..65535"),
+])
+def test_a_ready_map_of_ports_is_checked_as_the_command_line_s_are(ports, problem):
+    assert parse_ports({"http": 8080, "health": 65535}) == {"http": 8080, "health": 65535}
+    with pytest.raises(ValueError) as refused:
+        parse_ports(ports)
+    assert str(refused.value) == problem
+
+
+def test_a_port_that_is_no_text_is_refused_with_its_value():
+    with pytest.raises(ValueError) as refused:
+        parse_port(8080)  # type: ignore[arg-type]
+    assert str(refused.value) == "8080 is not NAME=NUMBER with a port number in 1..65535"
+
+
 # ---- ExecutorSettings ----
 
 

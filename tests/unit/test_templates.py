@@ -215,5 +215,14 @@ def test_bind_names_what_cannot_be_expanded(problem):
     assert info.value.problems == (problem,)
 
 
+def test_port_names_of_a_job_past_the_expansion_s_limits_is_a_config_error_naming_the_field():
+    # `.bind()`'s values double each pass: the expansion stops, with no tree to read names in
+    problem = ("job.task.processes[0].cmdline = '{{x}}' needs more than 5600 template steps to expand "
+               "(its references repeat each other too often)")
+    with pytest.raises(ConfigError) as info:
+        port_names(job(process("a", "{{x}}")).bind(x="{{x}}{{x}}"))
+    assert str(info.value) == f"invalid job: {problem}"
+    assert info.value.problems == (problem,)
+
 def test_the_loader_checks_port_references_with_the_templates_pattern():
     assert loader.PORT_REF is templates.PORT_REF

@@ -48,6 +48,7 @@ def test_printable_writes_control_characters_out(text, shown):
     ("a\u2028b\u2029c\x85d", "a\\u2028b\\u2029c\\x85d"),  # line ends to str.splitlines
     ("tag\U000e0041", "tag\\U000e0041"),
     ("\x1b[2J\n/sb-\udcff", "\\x1b[2J\\n/sb-\\xff"),  # as printable writes them
+    ("all ascii\x1b[2J\x7f", "all ascii\\x1b[2J\\x7f"),  # ASCII but not printable: no short cut
     # the soft hyphen, a character: was `\\xad`, as the byte 0xad of a name not UTF-8 is shown
     ("soft\xadhyphen \udcad", "soft\\u00adhyphen \\xad"),
 ])
