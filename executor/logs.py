@@ -31,6 +31,13 @@ names the one it connected in `$JOURNAL_STREAM` (`DEVICE:INODE`, sd-daemon(3)); 
 the journal's when its descriptor is that file. The journal stamps every line itself, and
 reads a `<N>` (syslog priority) prefix as the line's level.
 
+`start_thread`: how every thread Stoker starts is started (tests/unit/test_thread_starts.py
+holds every module to it; the health loop is handed it). Under an address-space limit (ulimit
+-v) the kernel may map a thread's stack and refuse the thread's first mappings (its frames' data
+stack, an obmalloc arena): it dies before it runs any Python, and `Thread.start()` waits for it
+for good, in a lock no signal ends (only kill -9 stopped `stoker run`). Without a limit, one
+getrlimit.
+
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
 from __future__ import annotations
@@ -80,8 +87,8 @@ def no_room(exc: BaseException) -> str | None:
     """What a thread, process, descriptor or memory that could not be had at all says, as one
     line (the Mesos pids isolator's limit covers the executor too); None for anything else."""
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
-        try:
-            return no_thread()
+        try:  # refused by `start_thread`: the figures it saw
+            return _no_room_for_thread(exc.limit, exc.mapped) if isinstance(exc, NoRoomForThread) else no_thread()
         except (ImportError, MemoryError):  # not even to look: the words made at import
             return _NO_THREAD_NO_MEMORY
     if isinstance(exc, MemoryError):
@@ -144,10 +151,59 @@ def memory_refused() -> str | None:
                 "memory left under vm.overcommit_memory=2)")
     return None
 
+
+# What a new thread maps past its stack before it runs any Python: an obmalloc arena (1 MiB),
+# its frames' data stack (16 KiB in CPython 3.11), the stack's guard page, the C heap's growth
+# for its state (128 KiB); twice that, for what other threads map meanwhile (a look, not a
+# reservation).
+FIRST_ALLOCATIONS_BYTES = 2 * 1024 * 1024
+
 # What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
 # ARCH_STACK_DEFAULT_SIZE is 2 MiB or more; the smallest is taken, not to blame a limit that
 # had room).
 _UNLIMITED_STACK_BYTES = 2 * 1024 * 1024
+
+
+class NoRoomForThread(RuntimeError):
+    """A start `start_thread` refused, with the limit and what was mapped (None: not read) as it
+    looked: `no_room` gives those figures, not a later look's, which may have room again."""
+
+    def __init__(self, limit: int, mapped: int | None) -> None:
+        super().__init__("can't start new thread")
+        self.limit = limit
+        self.mapped = mapped
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """`thread.start()`, or `NoRoomForThread` (a RuntimeError, which every caller handles as
+    pthread's refusal) when what is mapped, the thread's stack and `FIRST_ALLOCATIONS_BYTES`
+    do not fit below the address-space limit: never a start that waits for good."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit != resource.RLIM_INFINITY:
+        mapped = None
+        try:
+            mapped = address_space()[1]
+            fits = mapped is None or mapped + room_for_thread() <= limit
+        except MemoryError:  # not even to look: a thread would have less still
+            fits = False
+        if not fits:
+            raise NoRoomForThread(limit, mapped)
+    thread.start()
+
+
+def thread_stack_bytes() -> int:
+    """The stack the C library maps for a new thread (`threading.stack_size()`, else ulimit -s)."""
+    import resource
+
+    stack = threading.stack_size() or resource.getrlimit(resource.RLIMIT_STACK)[0]
+    return _UNLIMITED_STACK_BYTES if stack == resource.RLIM_INFINITY else stack
+
+
+def room_for_thread() -> int:
+    """The address space a new thread needs below the limit before it runs any Python."""
+    return thread_stack_bytes() + FIRST_ALLOCATIONS_BYTES
 
 
 def address_space() -> tuple[int | None, int | None]:
@@ -171,22 +227,22 @@ def _kib(size: int | None) -> str:
 
 def address_space_full() -> str | None:
     """Why no thread could be started when the address-space limit (ulimit -v, RLIMIT_AS) is
-    the cause: what this process maps leaves less than a thread's stack below it. pthread
-    says EAGAIN for a stack it cannot map as for a full pids cgroup, so Python's error is the
-    same; without this, `stoker run` under `ulimit -v` blamed pids.max. None when the limit
-    is not set or leaves room."""
-    import resource
-
+    the cause: what this process maps leaves less than a thread's stack and its first
+    allocations below it (`room_for_thread`, as `start_thread` asks). pthread says EAGAIN for
+    a stack it cannot map as for a full pids cgroup, so Python's error is the same; without
+    this, `stoker run` under `ulimit -v` blamed pids.max. None when the limit leaves room."""
     limit, mapped = address_space()
     if limit is None:
         return None
-    stack = threading.stack_size() or resource.getrlimit(resource.RLIMIT_STACK)[0]
-    if stack == resource.RLIM_INFINITY:
-        stack = _UNLIMITED_STACK_BYTES
-    if mapped is not None and mapped + stack <= limit:
+    if mapped is not None and mapped + room_for_thread() <= limit:
         return None
+    return _no_room_for_thread(limit, mapped)
+
+
+def _no_room_for_thread(limit: int, mapped: int | None) -> str:
     return (f"no thread could be started: the address-space limit (ulimit -v: {limit // 1024} "
-            f"KiB) leaves no room for a thread's {stack // 1024} KiB stack ({_kib(mapped)} "
+            f"KiB) leaves no room for a thread's {thread_stack_bytes() // 1024} KiB stack and "
+            f"{FIRST_ALLOCATIONS_BYTES // 1024} KiB for its first allocations ({_kib(mapped)} "
             "mapped already)")
 
 
@@ -301,7 +357,7 @@ class Spool:
             if self._thread is None:
                 thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
                 try:
-                    thread.start()
+                    start_thread(thread)
                 except RuntimeError:  # no thread to be had (a full pids cgroup): written here,
                     _write_now(stream, text, on_error)  # blocking, until one can start
                     return

@@ -45,8 +45,11 @@ class HealthLoop:
         on_result: Callable[[Attempt, float], None],
         clock: Callable[[], float] = time.monotonic,
         *,
+        start_thread: Callable[[threading.Thread], None],
         task: str = "",
     ) -> None:
+        """`start_thread`: how its thread is started (`executor.logs.start_thread`, which
+        refuses a start the address-space limit has no room for rather than hang)."""
         problems = health_problems(interval_secs=interval_secs)
         if problems:
             raise ValueError("invalid health loop: " + "; ".join(problems))
@@ -56,6 +59,7 @@ class HealthLoop:
         self._on_result = on_result
         self._clock = clock
         self._task = task
+        self._start_thread = start_thread
         self._stopping = threading.Event()
         # Held while a result is delivered; stop() takes it, so no result is delivered after
         # stop() returns. Re-entrant so that on_result may itself call stop().
@@ -70,7 +74,7 @@ class HealthLoop:
         self._thread = threading.Thread(
             target=self._run, name=f"health-loop {self._task}".strip(), daemon=True
         )
-        self._thread.start()
+        self._start_thread(self._thread)
 
     def stop_async(self) -> None:
         """Ask the loop to stop without waiting: no attempt starts after this call, and the

@@ -55,7 +55,7 @@ from executor.host.controlwire import (
     parse_request,
 )
 from executor.host.sandbox import CONTROL_SOCKET
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class ControlServer:
         self._listener, self._inode = listener, (st.st_dev, st.st_ino)
         self._thread = threading.Thread(target=self._serve, name=f"control {self._label}".strip(),
                                         daemon=True)
-        self._thread.start()
+        start_thread(self._thread)
 
     def close(self) -> None:
         """Stop serving; open connections see the end of the stream. Idempotent."""

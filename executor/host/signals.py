@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class SignalRelay:
         self._previous: dict[int, Any] = {s: signal.signal(s, _noted) for s in sorted(self._signums)}
         self._thread: threading.Thread | None = threading.Thread(
             target=self._relay, name="stoker-signals", daemon=True)
-        self._thread.start()
+        start_thread(self._thread)
 
     def put_back(self, handlers: Mapping[int, Any]) -> None:
         """At close, put back `handlers` instead of the ones found at install (for the

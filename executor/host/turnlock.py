@@ -1,7 +1,8 @@
 """An `flock` waited for only up to a bound: for a file two processes write in turns (the
 attrs code cache's, `executor/codecache.py`), where a process that never lets go (stopped by
 SIGSTOP or a debugger as it held it, or on a hung network file system) must not keep another
-from ending. Standard library only: a start loads it as it ends, only when it writes."""
+from ending. Standard library only (`executor.logs` for the rare wait): a start loads it as it
+ends, only when it writes."""
 from __future__ import annotations
 
 import contextlib
@@ -29,6 +30,8 @@ def _waited(fd: int, bound_secs: float) -> bool:
     no polling) that the caller waits for up to the bound."""
     import threading
 
+    from executor.logs import start_thread  # only when another process holds the lock
+
     turn, gate = threading.Event(), threading.Lock()
     late: list[bool] = []  # set once the caller gave up
 
@@ -40,7 +43,7 @@ def _waited(fd: int, bound_secs: float) -> bool:
                 os.close(fd)
             turn.set()
 
-    threading.Thread(target=wait, name="turnlock", daemon=True).start()
+    start_thread(threading.Thread(target=wait, name="turnlock", daemon=True))
     if turn.wait(bound_secs):
         return True
     with gate:

@@ -40,7 +40,7 @@ import attrs
 
 from config.executorsettings import ExecutorSettings
 from executor.events import TaskState
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 from executor.mesos.callbacks import ExecutorCallbacks, callback_for
 from executor.mesos.errors import RemoteProtocolError
 from executor.mesos.reconnect import Ending, GiveUp, ReconnectPolicy, Retry, SessionEnd
@@ -120,7 +120,7 @@ class ExecutorDriver:
                              ("mesos-dispatch", self._run_dispatch)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             self._threads.append(thread)
-            thread.start()
+            start_thread(thread)
 
     def stop(self) -> None:
         """Ends every thread soon; callable from any thread, callbacks included."""

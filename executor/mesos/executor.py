@@ -27,7 +27,7 @@ from config.executorsettings import ExecutorSettings
 from config.words import quoted
 from executor.events import TaskState
 from executor.host.session import OPERATOR_KILL
-from executor.logs import log_event, no_room
+from executor.logs import log_event, no_room, start_thread
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.launch import LaunchError, TaskLaunch, prepare_launch
 from executor.mesos.recordio import MAX_RECORD_BYTES
@@ -127,7 +127,7 @@ class StokerExecutor:
                                   name=f"task-{tid}", daemon=True)
         try:
             self._launching = True
-            thread.start()
+            start_thread(thread)
         except RuntimeError as exc:  # a full pids cgroup, no memory: the task cannot run here
             self._launching = False
             message = f"executor error: the task's thread could not start ({exc}); nothing started"
@@ -190,7 +190,7 @@ class StokerExecutor:
             "executor shutting down (SHUTDOWN): its grace is over", 0.0, use_lifecycle=False,
             immediate=True)])
         deadline.daemon = True
-        deadline.start()
+        start_thread(deadline)
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)

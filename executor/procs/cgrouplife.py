@@ -34,7 +34,7 @@ import os
 import threading
 from collections.abc import Callable, Container, Sequence
 
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 from executor.procs import cgroups, pidsignal, proctree
 from executor.procs.cgroups import NoCgroup, TaskCgroup
 from executor.procs.reaper import Reaper
@@ -133,7 +133,7 @@ class TaskCgroupLife:
         self._entering = threading.Thread(target=self._enter, args=(cg,), daemon=True,
                                           name=f"stoker-cgroup-enter {self._label}")
         try:
-            self._entering.start()
+            start_thread(self._entering)
         except RuntimeError:  # no thread to be had (a full pids cgroup): the move, here
             self._enter(cg)
 
@@ -370,7 +370,7 @@ def begin(marker: str, setting: str, watchdog_fd: int, runs: tuple[int, ...],
         return
     _made = EarlyCgroup(marker, made, runs if len(runs) <= EARLY_RUNS_MOVED else (), others)
     try:
-        _made.thread.start()
+        start_thread(_made.thread)
     except RuntimeError:  # no thread to be had: no move now, the cgroup goes
         discard()
 

@@ -31,7 +31,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from executor.logs import above_screen_line, log_event, screen_line_kept, spool, terminal_writer
+from executor.logs import above_screen_line, log_event, screen_line_kept, spool, start_thread, terminal_writer
 from executor.procs.exitby import ExitBy
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class ConsoleCopy:
         thread = threading.Thread(target=self._loop, daemon=True,
                                   name=f"stoker-logpump-console-{self._label}")
         try:
-            thread.start()
+            start_thread(thread)
         except RuntimeError:
             return False
         self._thread = thread

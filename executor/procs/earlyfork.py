@@ -136,12 +136,14 @@ def _watch_parent(parent: int) -> None:
     import threading
     import time
 
+    from executor.logs import start_thread  # (and `logging`: only where prctl is denied)
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.1)
         os._exit(1)
 
-    threading.Thread(target=watch, name="stoker-parent-watch", daemon=True).start()
+    start_thread(threading.Thread(target=watch, name="stoker-parent-watch", daemon=True))
 
 
 def _libc(name: str) -> tuple[Callable[..., int], Callable[[], int]]:

@@ -38,7 +38,7 @@ import selectors
 import threading
 from pathlib import Path
 
-from executor.logs import log_event, terminal_writer
+from executor.logs import log_event, start_thread, terminal_writer
 from executor.procs import sandboxfs
 from executor.procs.consolecopy import ConsoleCopy, stream_fields, write_all
 from executor.procs.exitby import ExitBy
@@ -248,7 +248,7 @@ class LogPump:
                 self._sel.register(self._wake_r, selectors.EVENT_READ, None)
                 self._thread = threading.Thread(target=self._loop, daemon=True,
                                                 name=f"stoker-logpump-{task_label}")
-                self._thread.start()  # RuntimeError when no thread can start
+                start_thread(self._thread)  # RuntimeError when no thread can start
             except BaseException:
                 self._sel.close()
                 raise

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 from executor.procs import earlyfork, pidsignal
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class _ForkThread:
         self._lock = threading.Lock()
         self._stopped = False
         self.thread = threading.Thread(target=self._loop, name="stoker-fork", daemon=True)
-        self.thread.start()  # raises RuntimeError when no thread can be had
+        start_thread(self.thread)  # raises RuntimeError when no thread can be had
 
     def call(self, fn: Callable[[], T]) -> T:
         """`fn()` run there with this thread's signal mask (here once it is stopped); what it
@@ -228,7 +228,7 @@ class Reaper:
             self._watchers.update(adopt)
             if self._thread is None:
                 thread = threading.Thread(target=self._loop, name="stoker-reaper", daemon=True)
-                thread.start()  # raises when no thread can be had: no user added, none kept
+                start_thread(thread)  # raises when no thread can be had: no user added, none kept
                 self._thread = thread
             self._users += 1
             self._cond.notify_all()

@@ -44,7 +44,7 @@ from kazoo.security import ACL, make_acl, make_digest_acl_credential
 
 from config.words import quoted
 from config.zookeeper import ZkAccess, ZkAuth
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 from executor.task.membership import (
     RETRY_INITIAL_SECS,
     Action,
@@ -190,7 +190,7 @@ class ServerSetAnnouncer:
             auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger)
         self._zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
         self._worker = threading.Thread(target=self._run, name=f"announcer-{self._task}", daemon=True)
-        self._worker.start()
+        start_thread(self._worker)
         self._zk.start_async()
 
     def _run(self) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from executor.events import DiskSampled
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 from executor.task.disklimit import DiskCheck, DiskLimit
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class DiskWatch:
             return
         thread = threading.Thread(target=self._sample, name=f"disk-sample {self._label}", daemon=True)
         try:
-            thread.start()
+            start_thread(thread)
         except RuntimeError as exc:  # no thread to be had (a full pids cgroup): the next one may
             self.sampled(DiskSampled(None, error=f"the sampling thread could not start ({exc})"))
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 
 from config.spec import LifecycleSpec
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 from executor.task.kill import endpoint_wait
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class LifecycleShutdown:
         memory) the endpoints are not called and `done` says so at once: the kill goes on
         to its signals."""
         try:
-            self._thread.start()
+            start_thread(self._thread)
         except RuntimeError as exc:
             why = f"lifecycle endpoints not called: their thread could not start ({exc})"
             log_event(logger, logging.ERROR, "lifecycle_failed", task=self._task, reason=why)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from config.spec import CheckKind, JobSpec
 from executor.host.sandbox import remove_stale_temps
 from executor.host.session import HostSession
-from executor.logs import log_event
+from executor.logs import log_event, start_thread
 from executor.procs import fdlimit
 from executor.procs.exitby import ExitBy as ExitBy  # (`stoker executor`'s)
 from executor.procs.identity import (
@@ -141,7 +141,7 @@ def _health_starter(job: JobSpec, sandbox: Path) -> HealthStarter:
         from healthcheck.loop import HealthLoop
 
         loop = HealthLoop(checker, job.health.interval_secs, sandbox / SNOOZE_FILE, on_result,
-                          task=job.label)
+                          start_thread=start_thread, task=job.label)
         loop.start()
         return loop
 

@@ -336,6 +336,7 @@ HEALTH_LOOP_PREAMBLE = r"""
 import sys, threading
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
+from executor.logs import start_thread
 from healthcheck import loop as loopmod
 from healthcheck.policy import Attempt
 
@@ -351,7 +352,8 @@ def on_result(attempt, latency):
     results.append(attempt.reason or "passed")
     if len(results) == 2:
         two.set()
-loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
+loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result,
+                          start_thread=start_thread)
 real_snoozed, refused = loop._is_snoozed, []
 def snoozed():
     if not refused:
@@ -391,7 +393,8 @@ def log_event(*args, **kwargs):
         raise MemoryError
     return real_log(*args, **kwargs)
 loopmod.log_event = log_event
-loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result)
+loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result,
+                          start_thread=start_thread)
 loop.start()
 print(results[:2] if two.wait(20) else f"stopped after {results}", refused, flush=True)
 loop.stop()

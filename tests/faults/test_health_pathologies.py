@@ -25,6 +25,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from executor.logs import start_thread
 from executor.procs.supervisor import Supervisor
 from healthcheck.checkers import ShellChecker
 from healthcheck.http_check import HttpChecker
@@ -100,7 +101,7 @@ def run_until_verdict(checker, tmp_path: Path) -> tuple[Observed, HealthPolicy]:
             failed.set()
 
     loop = HealthLoop(Timed(checker, observed), INTERVAL_SECS, tmp_path / ".healthchecksnooze",
-                      on_result, task="faults.0")
+                      on_result, task="faults.0", start_thread=start_thread)
     budget = policy.n * (TIMEOUT_SECS + INTERVAL_SECS + HANG_GUARD_SECS)
     loop.start()
     try:

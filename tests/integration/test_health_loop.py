@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from executor.logs import start_thread
 from healthcheck.http_check import HttpChecker
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import Attempt, AttemptOutcome
@@ -58,7 +59,8 @@ def loops():
 
 def make_loop(loops, recorder, tmp_path, interval_secs=0.05, **kwargs) -> HealthLoop:
     loop = HealthLoop(
-        recorder, interval_secs, tmp_path / ".healthchecksnooze", recorder.on_result, **kwargs
+        recorder, interval_secs, tmp_path / ".healthchecksnooze", recorder.on_result,
+        start_thread=start_thread, **kwargs
     )
     loops.append(loop)
     return loop
@@ -166,7 +168,8 @@ def test_callback_errors_are_logged_and_the_loop_keeps_going(server, loops, tmp_
         raise ValueError(f"bad callback {len(calls)}")
 
     loop = HealthLoop(
-        HttpChecker(server.port), 0.02, tmp_path / ".healthchecksnooze", on_result, task="web.0"
+        HttpChecker(server.port), 0.02, tmp_path / ".healthchecksnooze", on_result, task="web.0",
+        start_thread=start_thread,
     )
     loops.append(loop)
     with caplog.at_level(logging.ERROR, logger="healthcheck.loop"):
@@ -189,7 +192,8 @@ def test_a_raising_checker_becomes_a_failed_attempt(loops, tmp_path):
             return "broken"
 
     results = []
-    loop = HealthLoop(Broken(), 0.02, tmp_path / "snooze", lambda a, lat: results.append(a))
+    loop = HealthLoop(Broken(), 0.02, tmp_path / "snooze", lambda a, lat: results.append(a),
+                      start_thread=start_thread)
     loops.append(loop)
     loop.start()
     wait_for(lambda: len(results) >= 2)
@@ -210,7 +214,7 @@ def test_latency_uses_the_injected_clock(loops, tmp_path):
     latencies = []
     loop = HealthLoop(
         Ok(), 0.02, tmp_path / "snooze", lambda a, lat: latencies.append(lat),
-        clock=lambda: float(next(ticks)),
+        clock=lambda: float(next(ticks)), start_thread=start_thread,
     )
     loops.append(loop)
     loop.start()
@@ -221,4 +225,4 @@ def test_latency_uses_the_injected_clock(loops, tmp_path):
 
 def test_zero_interval_is_rejected(tmp_path):
     with pytest.raises(ValueError):
-        HealthLoop(HttpChecker(1), 0, tmp_path / "s", lambda a, lat: None)
+        HealthLoop(HttpChecker(1), 0, tmp_path / "s", lambda a, lat: None, start_thread=start_thread)

@@ -10,6 +10,7 @@ import pytest
 from config.errors import ConfigError
 from config.loader import validate_job
 from config.spec import health_problems
+from executor.logs import start_thread
 from healthcheck.loop import HealthLoop
 from healthcheck.policy import HealthPolicy, grace_attempts
 from tests.support.configs import job
@@ -67,7 +68,7 @@ def test_grace_attempts_and_the_loop_refuse_a_zero_interval_with_the_same_senten
     assert str(grace.value) == f"invalid health check: {sentence}"
     with pytest.raises(ValueError) as loop:
         HealthLoop(checker=None, interval_secs=0.0, snooze_path=tmp_path / "s",  # type: ignore[arg-type]
-                   on_result=lambda attempt, latency: None)
+                   on_result=lambda attempt, latency: None, start_thread=start_thread)
     assert str(loop.value) == f"invalid health loop: {sentence}"
 
 
