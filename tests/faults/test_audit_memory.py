@@ -37,7 +37,7 @@ import sys
 
 import pytest
 
-from executor.logs import _kib, address_space, clone3_denied, no_room
+from executor.logs import FIRST_ALLOCATIONS_BYTES, _kib, address_space, clone3_denied, no_room
 from tests.support.agent_sim import make_task_info
 from tests.support.executor_e2e import EXECUTOR, agent_for, document
 from tests.support.limits import DATA_LIMIT_SET
@@ -92,7 +92,8 @@ def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit
     said = json.loads(done.stdout)
     limit_kib, mapped_kib = said["limit"] // 1024, said["mapped"] // 1024
     thread = re.fullmatch(r"no thread could be started: the address-space limit \(ulimit -v: (\d+) KiB\) leaves "
-                          rf"no room for a thread's {stack_kib} KiB stack \((\d+) KiB mapped already\)", said["thread"])
+                          rf"no room for a thread's {stack_kib} KiB stack and {FIRST_ALLOCATIONS_BYTES // 1024} KiB for its "
+                          r"first allocations \((\d+) KiB mapped already\)", said["thread"])
     assert thread and int(thread[1]) == limit_kib and mapped_kib <= int(thread[2]) <= limit_kib, said
     memory = re.fullmatch(r"no memory could be had \(MemoryError\): the address-space limit \(ulimit -v: (\d+) "
                           r"KiB\) is reached \((\d+) KiB mapped\)", said["memory"])
