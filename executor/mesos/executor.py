@@ -189,8 +189,9 @@ class StokerExecutor:
         """The grace bounds SIGTERM to SIGKILL, not the final processes (finalization_wait):
         what still runs when it is over is SIGKILLed, so that TASK_KILLED reaches the agent
         before it destroys the container (docs/mesos.md §16). With no thread for that timer
-        (a full pids cgroup, no room below ulimit -v), one line: the close's waits still end
-        by the exit time SHUTDOWN set (`exit_by`), the final processes' wait with them."""
+        (a full pids cgroup, no room below ulimit -v), one WARNING line, not a callback's
+        failure: the processes still get SIGKILL at the grace's end (the kill's own), but
+        final processes may outlast it."""
         deadline = threading.Timer(grace, self._kill, [PendingKill(
             "executor shutting down (SHUTDOWN): its grace is over", 0.0, use_lifecycle=False,
             immediate=True)])
@@ -199,8 +200,7 @@ class StokerExecutor:
             start_thread(deadline)
         except RuntimeError as exc:
             log_event(logger, logging.WARNING, "shutdown_deadline_unarmed", task_id=self._task_id,
-                      reason=f"no SIGKILL at the grace's end: {no_room(exc) or exc}; the close "
-                      "ends by the agent's grace all the same")
+                      reason=f"final processes are not SIGKILLed at the grace's end: {no_room(exc) or exc}")
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)
