@@ -14,9 +14,9 @@ import resource
 import pytest
 
 from executor.logs import room_for_thread
+from tests.support.agent_sim import make_task_info
 from tests.support.agents import sandboxed_agent
 from tests.support.executor_e2e import EXECUTOR, HELLO, document
-from tests.support.agent_sim import make_task_info
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import live, task_pids
 
