@@ -46,3 +46,18 @@ def test_shutdown_with_no_room_for_a_thread_still_kills_the_task_and_exits(tmp_p
         assert not live(pids)
         log = agent.executor_log()
     assert "shutdown_deadline_unarmed" in log, log[-3000:]
+
+
+def test_a_launch_with_no_room_for_the_tasks_thread_fails_the_task_and_exits(tmp_path):
+    """The task's thread refused: TASK_FAILED in one line, and the executor ends."""
+    with sandboxed_agent(tmp_path) as agent:
+        proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace="3secs")
+        agent.wait_subscribed(timeout_secs=10)
+        hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)[1]
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (mapped_bytes(proc.pid) + room_for_thread() // 2, hard))
+        agent.launch(make_task_info("task-1", document(tmp_path, HELLO), ports=free_ports(2)))
+        failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+        status = agent.wait_exit(10)
+    assert failed.message == ("executor error: the task's thread could not start (can't start new thread); "
+                              "nothing started"), failed.message
+    assert status == 0  # the terminal update delivered
