@@ -61,3 +61,19 @@ def test_a_launch_with_no_room_for_the_tasks_thread_fails_the_task_and_exits(tmp
     assert failed.message == ("executor error: the task's thread could not start (can't start new thread); "
                               "nothing started"), failed.message
     assert status == 0  # the terminal update delivered
+
+
+def test_a_kill_with_no_room_for_a_thread_still_kills_the_task(tmp_path):
+    """The agent's KILL (no lifecycle endpoints) with no room for a thread: TASK_KILLED, exit 0."""
+    with sandboxed_agent(tmp_path) as agent:
+        proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace="3secs")
+        agent.wait_subscribed(timeout_secs=10)
+        agent.launch(make_task_info("task-1", document(tmp_path, HELLO), ports=free_ports(2)))
+        agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+        pids = task_pids(agent.sandbox)
+        hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)[1]
+        resource.prlimit(proc.pid, resource.RLIMIT_AS, (mapped_bytes(proc.pid) + room_for_thread() // 2, hard))
+        agent.kill("task-1", grace_secs=1.0)
+        agent.wait_for_state("task-1", "TASK_KILLED", 10)
+        assert agent.wait_exit(10) == 0
+        assert not live(pids)
