@@ -15,7 +15,8 @@ def take(fd: int, bound_secs: float) -> bool:
     `bound_secs`: at once when no one else does, else when the holder lets go. No locks here
     (ENOLCK, some network file systems) counts as held: the write goes on as before. When it
     gives up (False), `fd` is no longer the caller's: the thread that waits for the lock
-    closes it once the kernel gives it the lock, letting go at once (or the process ends)."""
+    closes it once the kernel gives it the lock, letting go at once (or the process ends);
+    with no thread to wait with, it is closed here and the turn given up at once."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:  # another's turn
@@ -43,7 +44,11 @@ def _waited(fd: int, bound_secs: float) -> bool:
                 os.close(fd)
             turn.set()
 
-    start_thread(threading.Thread(target=wait, name="turnlock", daemon=True))
+    try:
+        start_thread(threading.Thread(target=wait, name="turnlock", daemon=True))
+    except RuntimeError:  # no thread to wait with (a full pids cgroup, no room below ulimit -v):
+        os.close(fd)  # not this one's turn, as past the bound (a next start compiles again)
+        return False
     if turn.wait(bound_secs):
         return True
     with gate:

@@ -183,14 +183,24 @@ class StokerExecutor:
             self._on_done()
             return
         self._kill(PendingKill("executor shutting down (SHUTDOWN)", grace, use_lifecycle=False))
-        # The grace bounds SIGTERM to SIGKILL, not the final processes (finalization_wait):
-        # what still runs when it is over is SIGKILLed, so that TASK_KILLED reaches the agent
-        # before it destroys the container (docs/mesos.md §16).
+        self._arm_grace_end(grace)
+
+    def _arm_grace_end(self, grace: float) -> None:
+        """The grace bounds SIGTERM to SIGKILL, not the final processes (finalization_wait):
+        what still runs when it is over is SIGKILLed, so that TASK_KILLED reaches the agent
+        before it destroys the container (docs/mesos.md §16). With no thread for that timer
+        (a full pids cgroup, no room below ulimit -v), one WARNING line, not a callback's
+        failure: the processes still get SIGKILL at the grace's end (the kill's own), but
+        final processes may outlast it."""
         deadline = threading.Timer(grace, self._kill, [PendingKill(
             "executor shutting down (SHUTDOWN): its grace is over", 0.0, use_lifecycle=False,
             immediate=True)])
         deadline.daemon = True
-        start_thread(deadline)
+        try:
+            start_thread(deadline)
+        except RuntimeError as exc:
+            log_event(logger, logging.WARNING, "shutdown_deadline_unarmed", task_id=self._task_id,
+                      reason=f"final processes are not SIGKILLed at the grace's end: {no_room(exc) or exc}")
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)

@@ -38,6 +38,7 @@ from kazoo.exceptions import (
     OperationTimeoutError,
     SessionExpiredError,
 )
+from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, make_acl, make_digest_acl_credential
@@ -97,6 +98,17 @@ class _ConnectionChanged:
 class _MemberEvent:
     member: str
     deleted: bool
+
+
+class CheckedStartHandler(SequentialThreadingHandler):
+    """kazoo's threading handler, its threads (the connection's, two workers') started
+    through `start_thread`: kazoo's own `Thread.start()` could wait for good under an
+    address-space limit with no room for them (executor/logs.py)."""
+
+    def spawn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
+        thread = threading.Thread(target=func, args=args, kwargs=kwargs, daemon=True)
+        start_thread(thread)
+        return thread
 
 
 class ServerSetAnnouncer:
@@ -187,7 +199,8 @@ class ServerSetAnnouncer:
             hosts=self._a.ensemble, timeout=self._session_timeout_secs,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
                                         max_delay=self._reconnect_max_secs),
-            auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger)
+            auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger,
+            handler=CheckedStartHandler())
         self._zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
         self._worker = threading.Thread(target=self._run, name=f"announcer-{self._task}", daemon=True)
         start_thread(self._worker)

@@ -11,7 +11,7 @@ first allocations), as the C library refuses a stack: one line naming the limit,
 The window was about 16 KiB wide, and where it lies moves with what the process maps (~100
 KiB with what is imported), so the test finds it: a lowest limit under which the job runs
 (by bisection, to a page), then every page from `SCAN_BELOW_KIB` below it to `SCAN_ABOVE_KIB`
-above it, where runs are sure. Each limit must end within `BOUND_SECS` (a run takes about a second) with exit 0, or
+above it, where runs are sure. Each limit must end within `BOUND_SECS` (a run takes a fraction of a second) with exit 0, or
 exit 2 and one `stoker: error:` line naming the limit, no traceback.
 """
 from __future__ import annotations
@@ -30,12 +30,12 @@ from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
 JOB = """
-a = Process(name='a', cmdline='sleep 0.2')
-b = Process(name='b', cmdline='sleep 0.2')
+a = Process(name='a', cmdline='true')
+b = Process(name='b', cmdline='true')
 jobs = [Job(cluster='local', role='me', environment='test', name='job',
             task=Task(processes=[a, b], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
 """
-BOUND_SECS = 30  # a run of this job takes about a second; a hang, for good
+BOUND_SECS = 30  # a run of this job takes ~0.1 s (its processes: `true`); a hang, for good
 PAGE_KIB = 4
 SCAN_BELOW_KIB = 512  # the hang was 76-88 KiB below the lowest limit that ran
 SCAN_ABOVE_KIB = 256  # near the lowest, a limit may run or not: what is mapped varies by some pages

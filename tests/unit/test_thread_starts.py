@@ -103,3 +103,21 @@ def test_a_planted_start_that_bypasses_it_is_caught(tmp_path):
     found = every_bypass(tmp_path)
     assert [line.split(":")[0] for line in found] == [
         "executor/host/bound.py", "executor/procs/chained.py", "healthcheck/timer.py", "config/own.py"], found
+
+
+def kazoo_clients_without_a_handler(root: Path) -> list[str]:
+    """The `KazooClient(...)` calls in executor/ given no `handler=`: kazoo's default handler
+    starts its threads (its connection's, two workers') with a bare `Thread.start()`."""
+    problems = []
+    for path in sorted((root / "executor").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and _last_name(node.func) == "KazooClient"
+                    and not any(keyword.arg == "handler" for keyword in node.keywords)):
+                problems.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node.func)}(...) without handler=")
+    return problems
+
+
+def test_kazoos_threads_start_through_start_thread_too():
+    """Was: the announcer's kazoo client started three threads past the check (a hang of
+    `stoker executor`'s owner under ulimit -v, as the reaper's was)."""
+    assert kazoo_clients_without_a_handler(ROOT) == []

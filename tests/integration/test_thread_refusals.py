@@ -1,0 +1,67 @@
+"""Threads refused by `executor.logs.start_thread` under an address-space limit (ulimit -v)
+with no room for one (a full pids cgroup refuses them in the C library, the same RuntimeError),
+where a start was once made past it or its refusal not handled. Fresh processes: the limit is
+set in each, leaving room for allocations (half a thread's stack and first allocations) but not
+for a thread.
+
+- `executor.host.turnlock.take`: its wait is a thread's blocking `flock`; the code cache's save,
+  at a command's end, must give up its turn (a next start compiles again), not end the command
+  with a traceback.
+- the announcer's kazoo client: its threads go through the check, not kazoo's own start.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support.stoker_proc import REPO
+
+NO_ROOM_FOR_A_THREAD = """
+import fcntl, os, resource, sys
+from executor.host import turnlock
+from executor.logs import address_space, room_for_thread
+path = sys.argv[1]
+holder = os.open(path, os.O_RDWR)
+fcntl.flock(holder, fcntl.LOCK_EX)  # another open file: as another process holding it
+fd = os.open(path, os.O_RDWR)
+_, mapped = address_space()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + room_for_thread() // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
+turn = turnlock.take(fd, 30.0)
+try:
+    os.fstat(fd)
+    kept = True
+except OSError:
+    kept = False
+print(turn, kept)
+"""
+
+
+def test_no_thread_to_wait_with_gives_up_the_turn_at_once_and_the_descriptor(tmp_path):
+    """Was: the refusal (NoRoomForThread) went up through `codecache.save()`, a traceback at
+    the command's end, and the descriptor was left open."""
+    lock = tmp_path / "attrs-run.lock"
+    lock.write_bytes(b"")
+    done = subprocess.run([sys.executable, "-c", NO_ROOM_FOR_A_THREAD, str(lock)], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["False", "False"], ""), done.stderr
+
+
+KAZOO_HANDLER = """
+import resource
+from executor.logs import NoRoomForThread, address_space, room_for_thread
+from executor.task.announcer import CheckedStartHandler
+handler = CheckedStartHandler()
+_, mapped = address_space()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + room_for_thread() // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
+try:
+    handler.start()  # its two workers (the connection's thread: `spawn` too)
+except NoRoomForThread as exc:
+    print("refused by the check:", exc)
+"""
+
+
+def test_the_announcers_kazoo_threads_are_refused_by_the_check():
+    done = subprocess.run([sys.executable, "-c", KAZOO_HANDLER], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "refused by the check: can't start new thread\n", "")
