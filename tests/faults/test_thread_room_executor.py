@@ -29,17 +29,33 @@ def mapped_bytes(pid: int) -> int:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
 
 
+def no_room_for_a_thread(pid: int) -> None:
+    """Process `pid`'s address-space limit: room for allocations, none for a thread."""
+    hard = resource.prlimit(pid, resource.RLIMIT_AS)[1]
+    resource.prlimit(pid, resource.RLIMIT_AS, (mapped_bytes(pid) + room_for_thread() // 2, hard))
+
+
+def subscribed(agent, tmp_path):
+    """A `stoker executor` launched by `agent` and subscribed: its process."""
+    proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace="3secs")
+    agent.wait_subscribed(timeout_secs=10)
+    return proc
+
+
+def running(agent, tmp_path):
+    """`subscribed`, its task-1 RUNNING: the executor's process and the task's pids."""
+    proc = subscribed(agent, tmp_path)
+    agent.launch(make_task_info("task-1", document(tmp_path, HELLO), ports=free_ports(2)))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    return proc, task_pids(agent.sandbox)
+
+
 def test_shutdown_with_no_room_for_a_thread_still_kills_the_task_and_exits(tmp_path):
     """Was: the SHUTDOWN's timer (SIGKILL for what still runs when the grace is over) refused,
     the callback failed with a traceback (`mesos_callback_failed`)."""
     with sandboxed_agent(tmp_path) as agent:
-        proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace="3secs")
-        agent.wait_subscribed(timeout_secs=10)
-        agent.launch(make_task_info("task-1", document(tmp_path, HELLO), ports=free_ports(2)))
-        agent.wait_for_state("task-1", "TASK_RUNNING", 10)
-        pids = task_pids(agent.sandbox)
-        hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)[1]
-        resource.prlimit(proc.pid, resource.RLIMIT_AS, (mapped_bytes(proc.pid) + room_for_thread() // 2, hard))
+        proc, pids = running(agent, tmp_path)
+        no_room_for_a_thread(proc.pid)
         agent.shutdown()
         agent.wait_for_state("task-1", "TASK_KILLED", 10)
         assert agent.wait_exit(10) == 0
@@ -51,10 +67,7 @@ def test_shutdown_with_no_room_for_a_thread_still_kills_the_task_and_exits(tmp_p
 def test_a_launch_with_no_room_for_the_tasks_thread_fails_the_task_and_exits(tmp_path):
     """The task's thread refused: TASK_FAILED in one line, and the executor ends."""
     with sandboxed_agent(tmp_path) as agent:
-        proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace="3secs")
-        agent.wait_subscribed(timeout_secs=10)
-        hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)[1]
-        resource.prlimit(proc.pid, resource.RLIMIT_AS, (mapped_bytes(proc.pid) + room_for_thread() // 2, hard))
+        no_room_for_a_thread(subscribed(agent, tmp_path).pid)
         agent.launch(make_task_info("task-1", document(tmp_path, HELLO), ports=free_ports(2)))
         failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
         status = agent.wait_exit(10)
@@ -66,13 +79,8 @@ def test_a_launch_with_no_room_for_the_tasks_thread_fails_the_task_and_exits(tmp
 def test_a_kill_with_no_room_for_a_thread_still_kills_the_task(tmp_path):
     """The agent's KILL (no lifecycle endpoints) with no room for a thread: TASK_KILLED, exit 0."""
     with sandboxed_agent(tmp_path) as agent:
-        proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace="3secs")
-        agent.wait_subscribed(timeout_secs=10)
-        agent.launch(make_task_info("task-1", document(tmp_path, HELLO), ports=free_ports(2)))
-        agent.wait_for_state("task-1", "TASK_RUNNING", 10)
-        pids = task_pids(agent.sandbox)
-        hard = resource.prlimit(proc.pid, resource.RLIMIT_AS)[1]
-        resource.prlimit(proc.pid, resource.RLIMIT_AS, (mapped_bytes(proc.pid) + room_for_thread() // 2, hard))
+        proc, pids = running(agent, tmp_path)
+        no_room_for_a_thread(proc.pid)
         agent.kill("task-1", grace_secs=1.0)
         agent.wait_for_state("task-1", "TASK_KILLED", 10)
         assert agent.wait_exit(10) == 0
