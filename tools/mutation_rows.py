@@ -268,7 +268,7 @@ MODULES = (
            ("tests/integration/test_readied_runs.py", "tests/integration/test_ready_ahead_killed.py",
             "tests/integration/test_attempt_logs.py"),
            functions=("executor.procs.sandboxfs.x_readied__mutmut_*", "executor.local.attempts.x_archive_logs__mutmut_*",
-                      "executor.local.attempts.x__drop_readied*__mutmut_*", "executor.local.attempts.x__readied__mutmut_*"),
+                      "executor.local.attempts.x__drop_readied*__mutmut_*"),
            children=True),
     Module("portlimit", "the port picker's descriptor limit", ("executor/local/planfiles.py",),
            # (not the test of hundreds of ports: its child's environment is cleared, without the mutant's name)

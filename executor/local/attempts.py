@@ -61,7 +61,7 @@ def archive_logs(sandbox: Path, keep: int = KEEP_ATTEMPTS) -> None:
 
 
 def _drop_readied(top: int) -> bool:
-    """Remove from `.logs` the runs readied ahead that never started (`_readied`: a
+    """Remove from `.logs` the runs readied ahead that never started (`sandboxfs.readied`: a
     supervisor killed -9 before its first step left them), then each of their processes'
     directories and `.logs` itself that this left empty: an attempt that started nothing keeps
     no `.logs.attempt-N`, whose empty runs `stoker tail --attempt N` would show as runs. False
@@ -92,9 +92,11 @@ def _drop_readied(top: int) -> bool:
 def _drop_readied_runs(pdir: int) -> bool:
     """Remove each run's directory in `pdir` (a process's) that holds a run readied ahead that
     never started, with its two empty files; whether there was one."""
+    from executor.task.wiring import readied  # loaded by `stoker run` before it archives
+
     dropped = False
     for name in os.listdir(pdir):
-        if name.isascii() and name.isdigit() and _readied(name, pdir):
+        if name.isascii() and name.isdigit() and readied(int(name), pdir):
             run = os.open(name, _DIR_FLAGS, dir_fd=pdir)
             try:
                 for stream in ("stdout", "stderr"):
@@ -105,19 +107,6 @@ def _drop_readied_runs(pdir: int) -> bool:
             os.rmdir(name, dir_fd=pdir)
             dropped = True
     return dropped
-
-
-def _readied(run: str, pdir: int) -> bool:
-    """`executor.procs.sandboxfs.readied` (which this layer may not import): whether run
-    `run` holds a run readied ahead and never started, an empty stdout with the sticky bit
-    beside an empty stderr without it. Never a run that wrote, nor one whose task set the bit
-    on its own logs (`chmod -R 1777 .`): its logs are kept, not removed as none."""
-    try:
-        out, err = (os.stat(f"{run}/{s}", dir_fd=pdir, follow_symlinks=False) for s in ("stdout", "stderr"))
-    except OSError:
-        return False
-    empty = all(stat.S_ISREG(s.st_mode) and s.st_size == 0 for s in (out, err))
-    return empty and bool(out.st_mode & stat.S_ISVTX) and not err.st_mode & stat.S_ISVTX
 
 
 def next_number(sandbox: Path) -> int | None:

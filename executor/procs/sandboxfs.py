@@ -42,7 +42,7 @@ LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # a run's log file; open_reg
 # made with the sticky bit, which Linux ignores on a file, and its spawn clears it before the
 # fork. A supervisor killed -9 before its first step leaves such runs behind: `readied` tells
 # readers (`stoker tail`, the observer) and the next `stoker run` in the sandbox that they are none.
-READIED = stat.S_ISVTX  # (`executor/local/attempts.py` reads it too: `_readied`)
+READIED = stat.S_ISVTX
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SAFE_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 # What an open of a wrong kind of entry fails with: a symlink (ELOOP with O_NOFOLLOW,

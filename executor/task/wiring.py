@@ -43,6 +43,7 @@ from executor.procs.identity import (
 )
 from executor.procs.reaper import Reaper
 from executor.procs.reaper import reaping_as_init as reaping_as_init
+from executor.procs.sandboxfs import readied as readied  # (`executor/local/attempts.py`'s archive)
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
 from executor.task.definition import write_definition

@@ -1,5 +1,5 @@
-"""A run readied ahead and never started (`executor.procs.sandboxfs.readied`, and its twin
-`executor.local.attempts._readied` below the layer that may import it): an empty stdout
+"""A run readied ahead and never started (`executor.procs.sandboxfs.readied`, which the next
+attempt's archive asks through `executor.task.wiring`): an empty stdout
 marked with the sticky bit beside an empty, unmarked stderr. And what the next attempt's
 archive of `.logs` removes for them, and keeps. Real files in a real directory."""
 from __future__ import annotations
@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from executor.local import attempts
 from executor.local.attempts import archive_logs
 from executor.procs.sandboxfs import readied
 
@@ -51,13 +50,12 @@ CASES: list[tuple[str, Callable[[Path], object], bool]] = [
 
 
 @pytest.mark.parametrize("name, made, is_readied", CASES, ids=[c[0] for c in CASES])
-@pytest.mark.parametrize("reader", ["sandboxfs", "attempts"])
 def test_a_run_is_readied_only_when_its_stdout_alone_is_marked_and_both_are_empty_files(
-        tmp_path, reader, name, made, is_readied):
+        tmp_path, name, made, is_readied):
     made(tmp_path)
     fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        said = readied(0, fd) if reader == "sandboxfs" else attempts._readied("0", fd)
+        said = readied(0, fd)
     finally:
         os.close(fd)
     assert said is is_readied
