@@ -49,8 +49,8 @@ _FORMAT = ("\u2028\u2029\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1
            "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
 _LOGGED = _CONTROL[:-1] + _FORMAT + "]"
 # A shell word's escapes: `_LOGGED`'s too, so that a log line quoting a command leaves it as it is
-_SHELL_ESCAPED = "[\\\\'\x00-\x1f\x7f-\x9f\ud800-\udfff" + _FORMAT + "]"
-_PRINTF_ESCAPED = "^-|[!\\\\'%\x00-\x1f\x7f-\x9f\ud800-\udfff" + _FORMAT + "]"  # and a leading `-`
+_SHELL_ESCAPED = "[\\\\'" + _LOGGED[1:]
+_PRINTF_ESCAPED = "^-|[!\\\\'%" + _LOGGED[1:]  # and a leading `-`
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
