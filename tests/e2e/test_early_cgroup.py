@@ -38,8 +38,11 @@ WHERE = """
     def _children():
         found = []
         for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as kids:
-                found += [int(x) for x in kids.read().split()]
+            try:
+                with open(f"/proc/self/task/{tid}/children") as kids:
+                    found += [int(x) for x in kids.read().split()]
+            except FileNotFoundError:  # the thread ended since the listing
+                continue
         return found
 
     def _where(path, settled):

@@ -29,8 +29,11 @@ DIE = """
     def _die(path):
         kids = []
         for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as f:
-                kids += [int(x) for x in f.read().split()]
+            try:
+                with open(f"/proc/self/task/{tid}/children") as f:
+                    kids += [int(x) for x in f.read().split()]
+            except FileNotFoundError:  # the thread ended since the listing
+                continue
         with open("/proc/self/cgroup") as f:
             cg = f.read()
         with open(path, "w") as out:
