@@ -44,7 +44,12 @@ def arenas(mode: str) -> int:
     done = subprocess.run([sys.executable, "-c", CHILD, str(REPO), mode], capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 0, done.stderr
-    return sum(1 for line in done.stderr.splitlines() if re.fullmatch(r"Arena \d+:", line))
+    return arenas_in(done.stderr)
+
+
+def arenas_in(stats: str) -> int:
+    """The arenas `malloc_stats` counted in its output `stats`."""
+    return sum(1 for line in stats.splitlines() if re.fullmatch(r"Arena \d+:", line))
 
 
 def test_threads_allocate_from_one_heap():
