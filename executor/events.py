@@ -169,6 +169,9 @@ class KillRequested:
     at: float = 0.0
     use_lifecycle: bool = True  # False: straight to SIGTERM (e.g. SHUTDOWN with a short grace)
     immediate: bool = False  # True: SIGKILL now, skip every wait and the final processes
+    # SIGKILL whatever still runs, the final processes too, at this time (`time.monotonic()`;
+    # None: no such bound): a SHUTDOWN's grace end, kept by the owner as its other deadlines
+    kill_all_at: float | None = None
     reply: Replier | None = attrs.field(default=None, eq=False)  # an operator waits for the end
 
 

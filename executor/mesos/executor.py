@@ -69,7 +69,7 @@ class PendingKill:
     reason: str
     grace_secs: float | None
     use_lifecycle: bool
-    immediate: bool = False  # SIGKILL now, the final processes too
+    kill_all_at: float | None = None  # SIGKILL what still runs then, final processes too
 
 
 class StokerExecutor:
@@ -174,33 +174,24 @@ class StokerExecutor:
         log_event(logger, logging.INFO, "framework_message", bytes=len(data))
 
     def shutdown(self, driver: ExecutorDriver) -> None:
-        grace = max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
-        if self.shutdown_at is None:  # a second (a signal after SHUTDOWN): the agent counts from the first
-            self.shutdown_at = time.monotonic()
-            self._exit.set(self.shutdown_at + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS)
+        """SHUTDOWN (or a stop signal): kill the task, skipping the lifecycle endpoints, with
+        the agent's grace less `SHUTDOWN_MARGIN_SECS`; at that grace's end whatever still runs
+        is SIGKILLed, final processes included (`kill_all_at`, a deadline the task's owner
+        keeps), so that TASK_KILLED reaches the agent before it destroys the container
+        (docs/mesos.md §16). A second (a signal after SHUTDOWN) counts from the first, as
+        the agent does: it gives no more time."""
+        now = time.monotonic()
+        if self.shutdown_at is None:
+            self.shutdown_at = now
+            self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS)
+        kill_all_at = self.shutdown_at + max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
+        grace = max(0.0, kill_all_at - now)
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:
             self._on_done()
             return
-        self._kill(PendingKill("executor shutting down (SHUTDOWN)", grace, use_lifecycle=False))
-        self._arm_grace_end(grace)
-
-    def _arm_grace_end(self, grace: float) -> None:
-        """The grace bounds SIGTERM to SIGKILL, not the final processes (finalization_wait):
-        what still runs when it is over is SIGKILLed, so that TASK_KILLED reaches the agent
-        before it destroys the container (docs/mesos.md §16). With no thread for that timer
-        (a full pids cgroup, no room below ulimit -v), one WARNING line, not a callback's
-        failure: the processes still get SIGKILL at the grace's end (the kill's own), but
-        final processes may outlast it."""
-        deadline = threading.Timer(grace, self._kill, [PendingKill(
-            "executor shutting down (SHUTDOWN): its grace is over", 0.0, use_lifecycle=False,
-            immediate=True)])
-        deadline.daemon = True
-        try:
-            start_thread(deadline)
-        except RuntimeError as exc:
-            log_event(logger, logging.WARNING, "shutdown_deadline_unarmed", task_id=self._task_id,
-                      reason=f"final processes are not SIGKILLed at the grace's end: {no_room(exc) or exc}")
+        self._kill(PendingKill("executor shutting down (SHUTDOWN)", grace, use_lifecycle=False,
+                               kill_all_at=kill_all_at))
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)
@@ -261,7 +252,7 @@ class StokerExecutor:
                 self._pending_kills.append(kill)
                 return
         owner.request_kill(kill.reason, kill.grace_secs, use_lifecycle=kill.use_lifecycle,
-                           immediate=kill.immediate)
+                           kill_all_at=kill.kill_all_at)
 
     def _prepare(self, task_info: dict[str, Any], tid: str) -> TaskLaunch:
         return prepare_launch(task_info, task_id=tid, hostname=self._agent_hostname,
@@ -395,7 +386,7 @@ class StokerExecutor:
             self._owner = owner
             for pending in self._pending_kills:
                 owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
-                                   immediate=pending.immediate)
+                                   kill_all_at=pending.kill_all_at)
         return owner
 
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:

@@ -4,9 +4,12 @@ Owns, for one task: the `KillSequence` (which stage the kill is in) and the runn
 lifecycle endpoints, if any; turning each kill command into what it asks — the planner's
 SIGTERM → SIGKILL staging, the endpoints started (`executor/task/lifecycle.py`, through the
 owner's `LifecycleStarter` port) or cancelled; the grace a kill gets when its request names
-none; and one `kill_stage` log line and one `KillStep` for the reporter per stage the kill
-reaches. What comes first in every kill — leaving the ServerSet, stopping the health checks
-— stays with the owner, which calls `start` after it.
+none; one `kill_stage` log line and one `KillStep` for the reporter per stage the kill
+reaches; and the bounds that SIGKILL whatever still runs of a stop, final processes
+included (the stop timeout, a SHUTDOWN's grace end: `overdue`), deadlines the owner keeps
+on its clock with its others (no timer thread: one may not be had, and the task has one
+scheduler). What comes first in every kill — leaving the ServerSet, stopping the health
+checks — stays with the owner, which calls `start` after it.
 
 It decides nothing itself (the sequence and the planner do) and holds no task state but the
 kill's: it is the owner's, called only from the owner's thread; the endpoints' progress and
@@ -55,6 +58,14 @@ class StopBounds:
     timeout_secs: float | None = None
 
 
+@attrs.frozen(slots=True)
+class _Cut:
+    """When whatever still runs of a stopping task is SIGKILLed, and the reason it gives."""
+
+    at: float
+    reason: str
+
+
 class Killing:
     def __init__(self, job: JobSpec, *, planner: Planner, reporter: Reporter,
                  start_lifecycle: LifecycleStarter, post: Callable[[object], None],
@@ -69,7 +80,8 @@ class Killing:
         self._sequence = KillSequence(_lifecycle_hold_secs(job), bounds.within_secs)
         self._lifecycle: Lifecycle | None = None
         self._stop_timeout = bounds.timeout_secs
-        self._overdue_at: float | None = None  # when the stop timeout runs out, once a kill began
+        self._cut: _Cut | None = None  # the earliest bound armed that SIGKILLs what still runs
+        self._cut_made = False  # that SIGKILL was made: nothing is left for a later bound to cut
 
     def grace(self, grace_secs: float | None) -> float:
         """The grace between SIGTERM and SIGKILL: the request's, else the front-end's
@@ -83,8 +95,11 @@ class Killing:
     def start(self, reason: str, ask: KillRequested, processes_started: bool) -> None:
         """A kill request: start the kill, or hasten the one under way."""
         before = self._sequence.state
-        if before is KillState.IDLE and self._stop_timeout is not None and self._overdue_at is None:
-            self._overdue_at = self._clock() + self._stop_timeout
+        if before is KillState.IDLE and self._stop_timeout is not None:
+            self._arm(self._clock() + self._stop_timeout,
+                      f"the stop is not over {number(self._stop_timeout)} s after it began (--stop-timeout-in-secs)")
+        if ask.kill_all_at is not None:
+            self._arm(ask.kill_all_at, f"{ask.reason}: its grace is over")
         commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle,
                                           self._clock(), processes_started=processes_started,
                                           immediate=ask.immediate)
@@ -92,16 +107,23 @@ class Killing:
 
     def deadline_at(self) -> float | None:
         """When `overdue` will have a kill to make (None: never, as things are)."""
-        return self._overdue_at
+        return None if self._cut is None else self._cut.at
 
     def overdue(self, now: float) -> KillRequested | None:
-        """The immediate kill the stop timeout asks for, once, when it has run out."""
-        if self._overdue_at is None or now < self._overdue_at:
+        """The immediate kill (SIGKILL to what still runs, the final processes too) that the
+        earliest bound armed asks for, once, when it has run out: the stop timeout's, or a
+        request's `kill_all_at` (a SHUTDOWN's grace end)."""
+        cut = self._cut
+        if cut is None or now < cut.at:
             return None
-        self._overdue_at = None
-        assert self._stop_timeout is not None
-        return KillRequested(f"the stop is not over {number(self._stop_timeout)} s after it began "
-                             "(--stop-timeout-in-secs)", at=now, immediate=True)
+        self._cut, self._cut_made = None, True
+        return KillRequested(cut.reason, at=now, immediate=True)
+
+    def _arm(self, at: float, reason: str) -> None:
+        """A bound on the stop: at `at`, whatever still runs is SIGKILLed (`overdue`); the
+        earliest one armed wins, and none once that SIGKILL was made."""
+        if not self._cut_made and (self._cut is None or at < self._cut.at):
+            self._cut = _Cut(at, reason)
 
     def lifecycle_progress(self, detail: str) -> None:
         if self._sequence.state is KillState.LIFECYCLE:

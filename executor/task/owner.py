@@ -127,11 +127,12 @@ class TaskOwner:
         self._queue.put(event)
 
     def request_kill(self, reason: str, grace_secs: float | None = None, use_lifecycle: bool = True,
-                     immediate: bool = False) -> None:
+                     immediate: bool = False, kill_all_at: float | None = None) -> None:
         """Kill the task (safe from any thread: it only posts). `immediate`: SIGKILL
-        now, skipping every wait left and the final processes."""
+        now, skipping every wait left and the final processes; `kill_all_at`: SIGKILL
+        whatever still runs then, the final processes too (the owner's clock's time)."""
         self.post(KillRequested(reason=reason, grace_secs=grace_secs, at=self._clock(),
-                                use_lifecycle=use_lifecycle, immediate=immediate))
+                                use_lifecycle=use_lifecycle, immediate=immediate, kill_all_at=kill_all_at))
 
     # ---- the loop (call from one thread) ----
 
@@ -197,8 +198,8 @@ class TaskOwner:
         self._drain()
         if timed_out := self._announcing.overdue(self._clock()):
             self._apply_outcome(self._status.failed(timed_out))
-        if late := self._killing.overdue(self._clock()):
-            self._kill(late.reason, late)
+        if late := self._killing.overdue(self._clock()):  # a bound on the stop ran out
+            self._dispatch(late)  # as a posted kill: after the decision on one this step began
         decision = self._after_decision(self._decide())
         if decision.phase.terminal:
             self._checks.wait_stopped()  # nothing of the task may run once its end is reported

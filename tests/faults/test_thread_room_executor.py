@@ -5,11 +5,14 @@ The limit is put on the running executor (prlimit) once its task runs: room for 
 refused by `executor.logs.start_thread` (a full pids cgroup refuses them in the C library,
 the same RuntimeError). The agent's SHUTDOWN must still end the task (TASK_KILLED) and the
 executor (exit 0), with no traceback in its log: a start that no longer has room is said in
-one line where a feature degrades, never a callback's failure.
+one line where a feature degrades, never a callback's failure. A SHUTDOWN's grace end needs
+no thread: it is a deadline of the task's owner, so the final processes are cut at it with
+room for a thread or without.
 """
 from __future__ import annotations
 
 import resource
+import time
 
 import pytest
 
@@ -18,7 +21,7 @@ from tests.support.agent_sim import make_task_info
 from tests.support.agents import sandboxed_agent
 from tests.support.executor_e2e import EXECUTOR, HELLO, document
 from tests.support.ports import free_ports
-from tests.support.stoker_proc import live, task_pids
+from tests.support.stoker_proc import checkpoint_records, live, task_pids
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -50,18 +53,49 @@ def running(agent, tmp_path):
     return proc, task_pids(agent.sandbox)
 
 
-def test_shutdown_with_no_room_for_a_thread_still_kills_the_task_and_exits(tmp_path):
-    """Was: the SHUTDOWN's timer (SIGKILL for what still runs when the grace is over) refused,
-    the callback failed with a traceback (`mesos_callback_failed`)."""
+GRACE_SECS = 4.0  # the agent's shutdown grace: the task's kill ends 1 s before it
+A_FINAL_PROCESS_IGNORING_SIGTERM = """
+    main = Process(name='main', cmdline='exec sleep 1000')
+    fin = Process(name='fin', cmdline='trap "" TERM; exec sleep 60', final=True)
+    jobs = [Service(cluster='local', role='me', environment='test', name='final',
+                    task=Task(processes=[main, fin], finalization_wait=30,
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),
+                    lifecycle=DisableLifecycle)]
+"""
+
+
+@pytest.mark.parametrize("room", [True, False], ids=["room for threads", "no room for a thread"])
+def test_shutdown_sigkills_a_final_process_at_the_grace_end_and_the_kill_is_acknowledged(tmp_path, figures, room):
+    """Was: the grace's end was a timer thread of the executor's; with no room for it (one
+    WARNING, `shutdown_deadline_unarmed`) the final process ran its finalization_wait, the
+    agent destroyed the container with it running, and TASK_KILLED was never sent. Now the
+    task's owner keeps that deadline: the final process, SIGTERM ignored, is SIGKILLed at
+    the grace's end (1 s before the agent's), and TASK_KILLED is acknowledged before the exit."""
     with sandboxed_agent(tmp_path) as agent:
-        proc, pids = running(agent, tmp_path)
-        no_room_for_a_thread(proc.pid)
+        proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace=f"{GRACE_SECS:g}secs")
+        agent.wait_subscribed(timeout_secs=10)
+        agent.launch(make_task_info("task-1", document(tmp_path, A_FINAL_PROCESS_IGNORING_SIGTERM)))
+        agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+        if not room:
+            no_room_for_a_thread(proc.pid)
+        left_at_the_end: list[set[int]] = []
+        agent.on_terminal = lambda update: left_at_the_end.append(live(task_pids(agent.sandbox)))
+        shut_at = time.monotonic()
         agent.shutdown()
-        agent.wait_for_state("task-1", "TASK_KILLED", 10)
-        assert agent.wait_exit(10) == 0
-        assert not live(pids)
+        killed = agent.wait_for_state("task-1", "TASK_KILLED", GRACE_SECS + 2)
+        assert agent.wait_exit(5) == 0
         log = agent.executor_log()
-    assert "shutdown_deadline_unarmed" in log, log[-3000:]
+    took = killed.at - shut_at
+    figures.add(f"SHUTDOWN to TASK_KILLED, grace {GRACE_SECS:g} s, a final process ignoring SIGTERM", f"{took:.2f} s")
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert not agent.destroyed_after_grace, log[-3000:]
+    assert took >= GRACE_SECS - 1.0 - 0.1  # the final process died of its SIGKILL, at the kill's end
+    assert left_at_the_end == [set()]  # nothing of the task ran as TASK_KILLED was sent
+    fin = [r for r in checkpoint_records(agent.sandbox) if r.get("kind") == "process" and r.get("process") == "fin"]
+    assert [r["to"] for r in fin][-1:] == ["KILLED"], fin
+    exit_line = next(line for line in log.splitlines() if "executor_exit" in line)
+    assert "acknowledged=True" in exit_line, exit_line
+    assert "shutdown_deadline_unarmed" not in log
 
 
 def test_a_launch_with_no_room_for_the_tasks_thread_fails_the_task_and_exits(tmp_path):

@@ -141,16 +141,8 @@ def test_an_agent_s_kill_and_shutdown_as_the_task_is_prepared_both_reach_its_own
     from executor.mesos import executor as mesos_executor
 
     done = threading.Event()
-    # a grace longer than the test: the SHUTDOWN's SIGKILL timer does not fire during it (cancelled after)
+    # a grace longer than the test: the SHUTDOWN's grace end (SIGKILL to all) does not come during it
     executor, sandbox, launch = _executor_for_a_sleep(tmp_path, done.set, MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD="10mins")
-    timers: list[threading.Timer] = []
-    real_timer = threading.Timer
-
-    def timer(*args, **kwargs) -> threading.Timer:
-        timers.append(real_timer(*args, **kwargs))
-        return timers[-1]
-
-    monkeypatch.setattr(mesos_executor.threading, "Timer", timer)
     real_owner_for = mesos_executor.owner_for
     driver = _Driver()
     requests = {"KILL": lambda: executor.killTask(driver, "task-1"), "SHUTDOWN": lambda: executor.shutdown(driver)}
@@ -161,12 +153,12 @@ def test_an_agent_s_kill_and_shutdown_as_the_task_is_prepared_both_reach_its_own
         return real_owner_for(*args, **kwargs)
 
     monkeypatch.setattr(mesos_executor, "owner_for", owner_for)
-    try:
-        executor.launchTask(driver, launch)
-        assert done.wait(10), "the task did not end"
-    finally:
-        for started in timers:
-            started.cancel()
-    assert len(timers) == 1  # the SHUTDOWN's
+    executor.launchTask(driver, launch)
+    assert done.wait(10), "the task did not end"
     reasons = {"KILL": "killed by the agent (KILL)", "SHUTDOWN": "executor shutting down (SHUTDOWN)"}
     assert driver.updates[-1] == ("task-1", TaskState.KILLED, reasons[first]), driver.updates
+    # each handed to the owner in its turn, the SHUTDOWN with its grace's end (600 s less 1 s)
+    assert executor.shutdown_at is not None
+    ends = {"KILL": None, "SHUTDOWN": executor.shutdown_at + 599.0}
+    order = [first, "SHUTDOWN" if first == "KILL" else "KILL"]
+    assert [(k.reason, k.kill_all_at) for k in executor._pending_kills] == [(reasons[r], ends[r]) for r in order]

@@ -41,9 +41,12 @@ class Kill:
     grace: float | None = 5.0
     lifecycle: bool = True
     now: bool = False  # immediate: a second Ctrl-C
+    kill_all_in: float | None = None  # a SHUTDOWN's grace end, this long from now: SIGKILL then
 
     def __call__(self, h: Harness) -> None:
-        h.owner.request_kill(self.reason, self.grace, use_lifecycle=self.lifecycle, immediate=self.now)
+        kill_all_at = None if self.kill_all_in is None else h.clock.now + self.kill_all_in
+        h.owner.request_kill(self.reason, self.grace, use_lifecycle=self.lifecycle, immediate=self.now,
+                             kill_all_at=kill_all_at)
         h.step()
 
 

@@ -137,7 +137,7 @@ EVENTS: dict[str, Callable[[Rig], object]] = {
     "kill again": lambda rig: rig.kill(KillRequested(OPERATOR_KILL, 1.0, rig.clock.now, reply=rig.reply("again"))),
     "SIGTERM": lambda rig: rig.kill(KillRequested("stopped by SIGTERM", None, rig.clock.now)),
     "SHUTDOWN": lambda rig: rig.kill(KillRequested("executor shutting down (SHUTDOWN)", 1.0, rig.clock.now,
-                                                   use_lifecycle=False)),
+                                                   use_lifecycle=False, kill_all_at=rig.clock.now + 1.0)),
     "second Ctrl-C": _now,
     "exit": lambda rig: rig.exit("a", rig.latest_run(), ExitStatus(exit_code=3)),
     "health": lambda rig: rig.owner.post(HealthChecked(Attempt.failed("HTTP 503"), 0.0, rig.clock.now)),

@@ -141,6 +141,33 @@ CASES = {
         ["0 update STARTING", "0 spawn a[0]", "0 update RUNNING", "0 spawn f[0]", "0 update KILLED",
          "0 procs close"],
         (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a SHUTDOWN's grace end SIGKILLs the final processes it started": (
+        # Was a timer thread of the executor's: none when no thread could start (ulimit -v, a
+        # full pids cgroup), and the final processes outlived the agent's grace.
+        job(ProcessSpec(name="a", cmdline="serve"), FINAL),
+        {}, [Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=2.0), Exit(sig=TERM),
+             Deadline(), Exit("f", sig=KILL)],
+        START + ["1 SIGTERM a[0]", "1 spawn f[0]", "3 SIGKILL f[0]", "3 update KILLED", "3 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a SHUTDOWN while the final processes of a task that ended run: SIGKILL at its grace's end": (
+        job(ProcessSpec(name="a", cmdline="x", min_duration_secs=0.0), FINAL),
+        {}, [Exit(code=0), Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=2.0),
+             Deadline(), Exit("f", sig=KILL)],
+        START + ["0 spawn f[0]", "3 SIGKILL f[0]", "3 update KILLED", "3 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a SHUTDOWN taken after its grace's end (it came before the owner): SIGKILL in the same step": (
+        # the stop is decided (and said) first, then the bound's SIGKILL: no final process starts
+        job(ProcessSpec(name="a", cmdline="serve"), FINAL),
+        {}, [Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=-0.5), Exit(sig=KILL)],
+        START + ["1 SIGTERM a[0]", "1 SIGKILL a[0]", "1 update KILLED", "1 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a second SHUTDOWN's later grace end cannot put off the first's": (
+        job(ProcessSpec(name="a", cmdline="serve"), FINAL),
+        {}, [Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=2.0), Exit(sig=TERM),
+             Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=2.0), Deadline(),
+             Exit("f", sig=KILL)],
+        START + ["1 SIGTERM a[0]", "1 spawn f[0]", "3 SIGKILL f[0]", "3 update KILLED", "3 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
     "a KILL while a failed health check stops the task changes nothing: the check's FAILED": (
         # Aurora's status manager stops polling at the check's verdict: a later kill is not seen.
         job(health=True), {}, [Health(True), Wait(1), Health(False), Kill(grace=1.0), Exit(sig=TERM)],
