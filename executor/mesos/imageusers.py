@@ -65,7 +65,10 @@ def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
         if found is None:
             raise UserDbError(f"Error when getting user id for name {name} in task image: its /etc/passwd has "
                               f"uid {uid} under another name and no user {name}")
-        groups = {e[2]: e[0] for e in _entries(etc, "group") if len(e) >= 3}
+        groups: dict[str, str] = {}
+        for e in _entries(etc, "group"):
+            if len(e) >= 3:
+                groups.setdefault(e[2], e[0])  # the first: the name glibc's getgrgid gives
         shown = f"uid={found[2]}({name}) gid={found[3]}" + (f"({groups[found[3]]})" if found[3] in groups else "")
         expected = f"uid={uid}({name}) gid={gid}({group}) groups="
         if not f"{shown} groups=".startswith(expected):
@@ -78,7 +81,8 @@ def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
 
 
 def _entries(etc: int, name: str) -> list[list[str]]:
-    """The image's `/etc/NAME` as lists of fields (none when it has no such file)."""
+    """The image's `/etc/NAME` as lists of fields (none when it has no such file), its
+    lines read as glibc's `files` database reads them (`_lines`)."""
     try:
         _regular(os.stat(name, dir_fd=etc, follow_symlinks=False), name)
         fd = os.open(name, READ, dir_fd=etc)
@@ -91,8 +95,22 @@ def _entries(etc: int, name: str) -> list[list[str]]:
         data = file.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise UserDbError(f"the image's /etc/{name} is larger than {MAX_BYTES >> 20} MiB")
-    lines = data.decode("utf-8", errors="surrogateescape").splitlines()
-    return [line.split(":") for line in lines if line and not line.startswith("#")]
+    return [line.decode("utf-8", errors="surrogateescape").split(":") for line in _lines(data)]
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """The entries of a passwd or group file as glibc reads them for `getpwnam`, `getgrgid`
+    and `id` (`__nss_readline`): lines end at a newline only, each one's text at its first
+    NUL; leading blanks (C's isspace) are skipped; empty lines and `#` comments are none.
+    Read otherwise (Python's `splitlines` also ends a line at a CR or a \\x1c-\\x1e; a name
+    after blanks is not the name), an image could show this check its user with the host's
+    ids while the image's `id` and programs see another entry first, with uid 0."""
+    lines = []
+    for raw in data.split(b"\n"):
+        line = raw.partition(b"\0")[0].lstrip(b" \t\n\v\f\r")
+        if line and not line.startswith(b"#"):
+            lines.append(line)
+    return lines
 
 
 def _append(etc: int, name: str, line: str, *, create: bool) -> None:
