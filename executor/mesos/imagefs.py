@@ -154,7 +154,11 @@ class ImageSandbox:
 
     def prepare(self, user: str | None) -> None:
         """Steps 0-3 above; `user`: the one to create (None: none). Raises ImageError."""
-        if not self.taskfs.is_dir() or self.taskfs.is_symlink():
+        link = _link_target(self.taskfs)
+        if link is not None:
+            raise ImageError(f"the task's filesystem image is not at {self.taskfs}: a symlink is there, to {link} "
+                             "(the agent mounts the image there; a symlink in the sandbox is never followed)")
+        if not self.taskfs.is_dir():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
         if not _runs_in(self.taskfs, BASH):
@@ -354,6 +358,14 @@ def _runs_in(root: Path, path: str) -> bool:
         todo[:0] = [p for p in link.split("/") if p not in ("", ".")]
         done = root if link.startswith("/") else done
     return stat.S_ISREG(st.st_mode) and st.st_mode & 0o111 != 0
+
+
+def _link_target(path: Path) -> str | None:
+    """What PATH, a symlink, names; None when it is no symlink (or is gone)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _open_dir(name: str, dir_fd: int) -> int:
