@@ -59,6 +59,18 @@ def test_a_user_id_the_image_gives_another_name_is_refused_naming_both(etc):
         ensure_user(fd, "me", 1000, 1000, "me")
 
 
+def test_an_id_the_image_spells_with_a_zero_before_it_is_taken_all_the_same(etc):
+    path, fd = etc
+    (path / "passwd").write_text("other:x:01000:50::/home/other:/bin/sh\n")
+    (path / "group").write_text("staff:x:001000:\n")
+    with pytest.raises(UserDbError, match=r"^Error when getting group id for name me in task image: its "
+                                          r"/etc/group has gid 1000 under another name and no group me$"):
+        ensure_group(fd, "me", 1000)
+    with pytest.raises(UserDbError, match=r"^Error when getting user id for name me in task image: its "
+                                          r"/etc/passwd has uid 1000 under another name and no user me$"):
+        ensure_user(fd, "me", 1000, 1000, "me")
+
+
 def test_a_user_the_image_has_in_another_group_is_refused_with_what_id_would_say(etc):
     path, fd = etc
     (path / "passwd").write_text("me:x:1000:50::/home/me:/bin/sh\n")
@@ -116,6 +128,10 @@ USER_FILES = {
     "nul": ("me:x:1000:1000\0garbage\n", "", True),
     # the first group with the gid names it: `id me` says gid=1000(evil)
     "group-named-twice": ("me:x:1000:1000::/:/bin/bash\n", "evil:x:1000:\n", False),
+    # likewise the first user with the uid: `id me` says uid=1000(alias)
+    "uid-named-twice": ("alias:x:1000:1000::/:/bin/sh\nme:x:1000:1000::/:/bin/bash\n", "", False),
+    # an id is a number: `id me` says uid=1000(me) gid=1000(me)
+    "zero-padded-ids": ("me:x:01000:+1000::/:/bin/bash\n", "", True),
 }
 
 
@@ -123,7 +139,8 @@ USER_FILES = {
 def test_an_existing_user_is_checked_as_the_image_s_own_glibc_reads_its_files(rootfs, tmp_path, passwd, group,
                                                                                 starts_as_asked):
     # (was: lines split by Python's splitlines, names taken with their blanks and the last group
-    # of a gid: an image's `me` with uid 0 for its programs passed as me(1000))
+    # of a gid: an image's `me` with uid 0 for its programs passed as me(1000); then ids compared
+    # as strings, and the uid shown under the name asked, not its first entry's)
     taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
     (taskfs / "etc/passwd").write_text(f"root:x:0:0::/root:/bin/bash\n{passwd}")
     (taskfs / "etc/group").write_text(f"root:x:0:\n{group}me:x:1000:\n")
