@@ -41,8 +41,10 @@ import errno
 import grp
 import os
 import pwd
+import select
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,7 +56,8 @@ MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
 MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 COPIED = ("resolv.conf", "hosts", "hostname")  # from the host's /etc (Mesos' network/cni isolator's files)
-TOOL_SECS = 60.0
+TOOL_SECS = 60.0  # the containerizer's answer to `launch` with no flag comes within this
+ANSWER_BYTES = 64 << 10  # and is no longer than this (Mesos' is one line)
 BASH = "/bin/bash"  # what every process and shell check runs inside the image
 
 
@@ -66,24 +69,77 @@ def launch_info_supported(path: str) -> bool:
     """Whether the containerizer takes `--launch_info` (Mesos >= 1.2): Thermos' question,
     `PATH launch` with no flag, whose error then names it. Raises ImageError.
 
-    The one child the executor waits for itself (`subprocess.run`), which the reaper's rule
-    forbids once a supervisor holds it (`executor/procs/reaper.py`: its thread would reap the
-    child as an orphan of the task). It is asked before: an executor runs one task
+    The one child the executor waits for itself (`subprocess.Popen.wait`), which the reaper's
+    rule forbids once a supervisor holds it (`executor/procs/reaper.py`: its thread would reap
+    the child as an orphan of the task). It is asked before: an executor runs one task
     (`launchTask` refuses a second), and `_run_task` prepares the image before it makes the
     task's owner, whose supervisor takes the reaper; refused should that order ever change.
-    Only stderr is read: the exit status, which a reaper left over from a supervisor gone
-    (its thread ends at its next wake) could take, is never used."""
+    Only stderr is read (`_answer`): the exit status, which a reaper left over from a
+    supervisor gone (its thread ends at its next wake) could take, is never used."""
     from executor.task.wiring import reaper_in_use  # the executor's, loaded already
 
     if reaper_in_use():
         raise ImageError(f"cannot ask {path} which flags it takes: a task's supervisor already runs in this "
                          "executor, whose reaper would take the answer as its task's orphan")
     try:
-        done = subprocess.run([path, "launch"], stdin=subprocess.DEVNULL, capture_output=True, timeout=TOOL_SECS,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        child = subprocess.Popen([path, "launch"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+    except OSError as exc:
         raise ImageError(f"cannot ask {path} which flags it takes ({path} launch): {exc}") from None
-    return b"launch_info" in done.stderr
+    try:
+        return b"launch_info" in _answer(child, path)
+    finally:
+        if child.returncode is None:
+            child.kill()
+        child.wait()
+        child.stderr.close()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
+
+
+def _answer(child: subprocess.Popen[bytes], path: str) -> bytes:
+    """What CHILD (`PATH launch`) writes on stderr until it exits, its stderr reaches EOF
+    or TOOL_SECS pass; at most ANSWER_BYTES of it (ImageError past them, or past the time).
+    The wait ends at the child's own exit (its pidfd), what is in the pipe then read
+    without blocking: a daemon it left behind holding stderr neither keeps the executor
+    waiting nor, writing on, fills its memory (as `subprocess.run` would)."""
+    asking = f"cannot ask {path} which flags it takes ({path} launch)"
+    pipe = child.stderr.fileno()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
+    os.set_blocking(pipe, False)
+    poller = select.poll()
+    poller.register(pipe, select.POLLIN)
+    pidfd = _pidfd(child.pid)
+    if pidfd >= 0:
+        poller.register(pidfd, select.POLLIN)
+    answer, deadline = bytearray(), time.monotonic() + TOOL_SECS
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            exited = bool(dict(poller.poll(max(0.0, left) * 1000)).get(pidfd))
+            while len(answer) <= ANSWER_BYTES:  # what the pipe holds now
+                try:
+                    data = os.read(pipe, ANSWER_BYTES + 1 - len(answer))
+                except BlockingIOError:
+                    break
+                if not data:
+                    return bytes(answer)  # every writer is gone
+                answer += data
+            if len(answer) > ANSWER_BYTES:
+                raise ImageError(f"{asking}: it wrote more than {ANSWER_BYTES >> 10} KiB on stderr")
+            if exited:
+                return bytes(answer)
+            if left <= 0:
+                raise ImageError(f"{asking}: no answer within {TOOL_SECS:g} seconds")
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _pidfd(pid: int) -> int:
+    """A pidfd of PID, readable once it exits; -1 where pidfds are denied (a kernel before
+    5.3, a seccomp profile): the wait then ends at stderr's EOF or TOOL_SECS only."""
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return -1
 
 
 class ImageSandbox:
@@ -98,7 +154,11 @@ class ImageSandbox:
 
     def prepare(self, user: str | None) -> None:
         """Steps 0-3 above; `user`: the one to create (None: none). Raises ImageError."""
-        if not self.taskfs.is_dir() or self.taskfs.is_symlink():
+        link = _link_target(self.taskfs)
+        if link is not None:
+            raise ImageError(f"the task's filesystem image is not at {self.taskfs}: a symlink is there, to {link} "
+                             "(the agent mounts the image there; a symlink in the sandbox is never followed)")
+        if not self.taskfs.is_dir():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
         if not _runs_in(self.taskfs, BASH):
@@ -298,6 +358,14 @@ def _runs_in(root: Path, path: str) -> bool:
         todo[:0] = [p for p in link.split("/") if p not in ("", ".")]
         done = root if link.startswith("/") else done
     return stat.S_ISREG(st.st_mode) and st.st_mode & 0o111 != 0
+
+
+def _link_target(path: Path) -> str | None:
+    """What PATH, a symlink, names; None when it is no symlink (or is gone)."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
 
 
 def _open_dir(name: str, dir_fd: int) -> int:

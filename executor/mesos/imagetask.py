@@ -99,7 +99,9 @@ def start_image_task(settings: ImageSettings, *, sandbox: Path, mesos_directory:
         raise ImageLaunchError(f"{CANNOT} the sandbox {sandbox} is {os.path.realpath(sandbox)}, but read with its "
                                f"'..' resolved by name it is {host_sandbox}: a symbolic link before a '..' in it; "
                                "give the sandbox (MESOS_SANDBOX, MESOS_DIRECTORY) without '..'")
-    taskfs = Path(os.path.realpath(os.path.join(mesos_directory or host_sandbox, TASKFS)))
+    # the directory's real path (the containerizer wants the rootfs as one), `taskfs` itself
+    # not followed: a symlink there (a fetched archive's) is refused by `prepare`
+    taskfs = Path(os.path.realpath(mesos_directory or host_sandbox)) / TASKFS
     image = ImageSandbox(taskfs, Path(host_sandbox), settings.mount_point, volumes)
     try:
         wrap = ContainerizerLaunch(path=settings.containerizer, rootfs=str(taskfs),

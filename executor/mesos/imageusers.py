@@ -42,12 +42,12 @@ def ensure_group(etc: int, name: str, gid: int) -> str:
     """GROUP in the image's `/etc/group` with GID, added unless its name or id is taken;
     a taken one must be NAME with GID (Thermos' check). What was done, in words."""
     entries = _entries(etc, "group")
-    if any(e[0] == name or e[2:3] == [str(gid)] for e in entries):
+    if any(e[0] == name or _id_in(e, 2) == gid for e in entries):
         found = next((e for e in entries if e[0] == name), None)
         if found is None:
             raise UserDbError(f"Error when getting group id for name {name} in task image: its /etc/group has "
                               f"gid {gid} under another name and no group {name}")
-        if len(found) < 3 or found[2] != str(gid):
+        if _id_in(found, 2) != gid:
             raise UserDbError(f"Group id result {':'.join(found)} from image does not match name {name} and id {gid}")
         return f"group {name}({gid}) already exists in the task's filesystem"
     _append(etc, "group", f"{name}:x:{gid}:\n", create=True)
@@ -60,13 +60,12 @@ def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
     id is taken; a taken one must be USER with UID and GID GROUP, the prefix Thermos asks
     of `id USER` in the image. What was done, in words."""
     entries = _entries(etc, "passwd")
-    if any(e[0] == name or e[2:3] == [str(uid)] for e in entries):
+    if any(e[0] == name or _id_in(e, 2) == uid for e in entries):
         found = next((e for e in entries if e[0] == name and len(e) >= 4), None)
         if found is None:
             raise UserDbError(f"Error when getting user id for name {name} in task image: its /etc/passwd has "
                               f"uid {uid} under another name and no user {name}")
-        groups = {e[2]: e[0] for e in _entries(etc, "group") if len(e) >= 3}
-        shown = f"uid={found[2]}({name}) gid={found[3]}" + (f"({groups[found[3]]})" if found[3] in groups else "")
+        shown = _id_says(found, entries, _entries(etc, "group"))
         expected = f"uid={uid}({name}) gid={gid}({group}) groups="
         if not f"{shown} groups=".startswith(expected):
             raise UserDbError(f"User group result {shown} from task image does not start with expected prefix "
@@ -77,8 +76,33 @@ def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
     return f"created the user {name}({uid}) in the task's filesystem's /etc/passwd"
 
 
+def _id_says(user: list[str], users: list[list[str]], groups: list[list[str]]) -> str:
+    """How the image's `id NAME` begins for USER, NAME's entry: `uid=N(NAME) gid=N(GROUP)`,
+    each id as glibc reads it and named by the first entry with that id (`id` asks
+    getpwuid and getgrgid: an earlier entry with the same uid shows under its own name).
+    An id glibc might read otherwise (`_id_in` gives None) is shown as written, which
+    no expected prefix matches."""
+    uid, gid = _id_in(user, 2), _id_in(user, 3)
+    if uid is None or gid is None:
+        return f"uid={user[2]}({user[0]}) gid={user[3]}"
+    owner = next((e[0] for e in users if _id_in(e, 2) == uid), user[0])
+    named = next((e[0] for e in groups if _id_in(e, 2) == gid), None)
+    return f"uid={uid}({owner}) gid={gid}" + (f"({named})" if named is not None else "")
+
+
+def _id_in(entry: list[str], index: int) -> int | None:
+    """Field INDEX of ENTRY, a uid or gid, as glibc's parser reads it (strtoul in base 10:
+    blanks and a `+` before the digits allowed, nothing after them); None for none, or for
+    one it reads otherwise (a sign `-`, which wraps)."""
+    if len(entry) <= index:
+        return None
+    digits = entry[index].lstrip(" \t\n\v\f\r").removeprefix("+")
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
 def _entries(etc: int, name: str) -> list[list[str]]:
-    """The image's `/etc/NAME` as lists of fields (none when it has no such file)."""
+    """The image's `/etc/NAME` as lists of fields (none when it has no such file), its
+    lines read as glibc's `files` database reads them (`_lines`)."""
     try:
         _regular(os.stat(name, dir_fd=etc, follow_symlinks=False), name)
         fd = os.open(name, READ, dir_fd=etc)
@@ -91,8 +115,22 @@ def _entries(etc: int, name: str) -> list[list[str]]:
         data = file.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise UserDbError(f"the image's /etc/{name} is larger than {MAX_BYTES >> 20} MiB")
-    lines = data.decode("utf-8", errors="surrogateescape").splitlines()
-    return [line.split(":") for line in lines if line and not line.startswith("#")]
+    return [line.decode("utf-8", errors="surrogateescape").split(":") for line in _lines(data)]
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """The entries of a passwd or group file as glibc reads them for `getpwnam`, `getgrgid`
+    and `id` (`__nss_readline`): lines end at a newline only, each one's text at its first
+    NUL; leading blanks (C's isspace) are skipped; empty lines and `#` comments are none.
+    Read otherwise (Python's `splitlines` also ends a line at a CR or a \\x1c-\\x1e; a name
+    after blanks is not the name), an image could show this check its user with the host's
+    ids while the image's `id` and programs see another entry first, with uid 0."""
+    lines = []
+    for raw in data.split(b"\n"):
+        line = raw.partition(b"\0")[0].lstrip(b" \t\n\v\f\r")
+        if line and not line.startswith(b"#"):
+            lines.append(line)
+    return lines
 
 
 def _append(etc: int, name: str, line: str, *, create: bool) -> None:

@@ -121,9 +121,8 @@ def test_subprocess_loads_without_selectors_and_its_communicate_loads_them(tmp_p
 
 
 def test_a_capture_with_a_timeout_that_expires_and_check_output_go_through_the_stand_in(tmp_path):
-    # the executor's `launch_info_supported` (executor/mesos/imagefs.py): `run(capture_output=True,
-    # timeout=...)`, whose expiry (5 s: the child has written long before) kills the child and
-    # communicates again, and `check_output`
+    # `run(capture_output=True, timeout=...)`, whose expiry (5 s: the child has written long
+    # before) kills the child and communicates again, and `check_output`
     seen = probe(tmp_path, """
         deferred.defer()
         import subprocess

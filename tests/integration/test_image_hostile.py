@@ -279,3 +279,29 @@ def test_a_launch_that_fails_half_way_leaves_nothing_mounted(rootfs, tmp_path):
     assert result == {"error": f"Failed to initialize sandbox: cannot make the mount point {tmp_path}/taskfs/x\ud800 "
                                "for /x\ud800: 'utf-8' codec can't encode character '\\ud800' in position 1: "
                                "surrogates not allowed", "mounted": []}
+
+
+def test_a_taskfs_that_is_a_symlink_in_the_sandbox_is_refused_and_what_it_names_is_untouched(rootfs, tmp_path):
+    # A fetched archive can leave a `taskfs` symlink in the sandbox, the task owner's directory.
+    # (was: the path's realpath taken as the image: the task's user was written into the
+    # /etc/passwd it named, the host's /etc files copied there, the sandbox mounted into it)
+    decoy = copy_rootfs(rootfs, tmp_path / "decoy")
+    before = {name: (decoy / "etc" / name).read_bytes() for name in sorted(os.listdir(decoy / "etc"))}
+    result = in_private_mounts(tmp_path, r"""
+        from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+        from executor.task.wiring import RunAs
+        from tests.support.rootfs import containerizer_script
+        sandbox.mkdir()
+        (sandbox / "taskfs").symlink_to(decoy)
+        settings = ImageSettings(str(containerizer_script(tmp / "mc")), "/mnt/mesos/sandbox", create_user=True)
+        try:
+            start_image_task(settings, sandbox=sandbox, mesos_directory=None, run_as=RunAs(name="nobody",
+                             uid=65534, gid=65534), volumes=[])
+        except ImageLaunchError as exc:
+            result = {"error": str(exc), "mounted": mounted()}
+    """)
+    assert result == {"error": f"Failed to initialize sandbox: the task's filesystem image is not at {tmp_path}/"
+                               f"sandbox/taskfs: a symlink is there, to {tmp_path}/decoy (the agent mounts the image "
+                               "there; a symlink in the sandbox is never followed)", "mounted": []}
+    assert {name: (decoy / "etc" / name).read_bytes() for name in sorted(os.listdir(decoy / "etc"))} == before
+    assert sorted(os.listdir(decoy / "mnt")) == []

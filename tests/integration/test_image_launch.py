@@ -8,11 +8,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from executor.mesos import imagefs
 from executor.mesos.containerizer import ContainerizerLaunch
 from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
 from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
@@ -58,6 +60,46 @@ def test_the_containerizer_is_never_asked_while_a_supervisor_holds_the_reaper(tm
         reaper.join_unused(10)
     assert not asked.exists()  # nothing was run
     assert launch_info_supported(str(tracing)) is True and asked.exists()  # once no supervisor holds it
+
+
+def asking(path: Path, body: str) -> Path:
+    """An executable script at PATH: `#!/bin/sh` and BODY, a containerizer asked `launch`."""
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_containerizer_that_leaves_a_daemon_holding_stderr_is_answered_at_its_exit(tmp_path, monkeypatch):
+    # (was: the executor read stderr to its EOF, which the daemon held off, and failed the task
+    # after TOOL_SECS with the answer long given)
+    monkeypatch.setattr(imagefs, "TOOL_SECS", 30.0)
+    daemon = tmp_path / "daemon.pid"
+    path = asking(tmp_path / "mc", f"echo 'Flag --launch_info is not specified' >&2\nsleep 120 &\necho $! > {daemon}\n"
+                                   "exit 1")
+    try:
+        assert launch_info_supported(str(path)) is True
+    finally:
+        os.kill(int(daemon.read_text()), signal.SIGKILL)  # the script's child: ours to end
+
+
+def test_a_containerizer_that_writes_without_end_is_refused_at_the_limit(tmp_path):
+    # (was: all of it read into memory, 1.3 GB within 3 s from `yes >&2`, the answer then looked for)
+    path = asking(tmp_path / "mc", f"head -c {imagefs.ANSWER_BYTES + 1} /dev/zero >&2\necho launch_info >&2")
+    with pytest.raises(ImageError) as caught:
+        launch_info_supported(str(path))
+    assert str(caught.value) == (f"cannot ask {path} which flags it takes ({path} launch): it wrote more than "
+                                 f"{imagefs.ANSWER_BYTES >> 10} KiB on stderr")
+
+
+def test_a_containerizer_that_never_answers_is_given_up_and_ended(tmp_path, monkeypatch):
+    monkeypatch.setattr(imagefs, "TOOL_SECS", 2.0)
+    pid = tmp_path / "pid"
+    path = asking(tmp_path / "mc", f"echo $$ > {pid}\nexec sleep 120")
+    with pytest.raises(ImageError) as caught:
+        launch_info_supported(str(path))
+    assert str(caught.value) == f"cannot ask {path} which flags it takes ({path} launch): no answer within 2 seconds"
+    if pid.exists():  # (the shell got as far as writing it: nearly always)
+        assert not Path(f"/proc/{pid.read_text().strip()}").exists()  # killed and reaped
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["launch_info", "legacy"])

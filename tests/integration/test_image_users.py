@@ -1,17 +1,25 @@
 """The task's user and group written into an image's /etc (executor/mesos/imageusers.py), on
 real files: Thermos' checks of a user or group the image already has under another name or
-id, an image with no /etc/group or gshadow, a last line without its newline, and a symlink
+id (their entries read as the image's own glibc reads them: its `id` is the oracle), an image
+with no /etc/group or gshadow, a last line without its newline, and a symlink
 where a database should be (never followed: the file it names, outside the image, stays as
 it was). The whole launch of an image task is tests/integration/test_image_hostile.py's."""
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from executor.mesos.imageusers import UserDbError, ensure_group, ensure_user
+from tests.support.rootfs import copy_rootfs, session_rootfs
+
+
+@pytest.fixture(scope="module")
+def rootfs(tmp_path_factory):
+    return session_rootfs(tmp_path_factory)
 
 
 @pytest.fixture
@@ -46,6 +54,18 @@ def test_a_group_id_the_image_gives_another_name_is_refused_naming_both(etc):
 def test_a_user_id_the_image_gives_another_name_is_refused_naming_both(etc):
     path, fd = etc
     (path / "passwd").write_text("other:x:1000:1000::/home/other:/bin/sh\n")
+    with pytest.raises(UserDbError, match=r"^Error when getting user id for name me in task image: its "
+                                          r"/etc/passwd has uid 1000 under another name and no user me$"):
+        ensure_user(fd, "me", 1000, 1000, "me")
+
+
+def test_an_id_the_image_spells_with_a_zero_before_it_is_taken_all_the_same(etc):
+    path, fd = etc
+    (path / "passwd").write_text("other:x:01000:50::/home/other:/bin/sh\n")
+    (path / "group").write_text("staff:x:001000:\n")
+    with pytest.raises(UserDbError, match=r"^Error when getting group id for name me in task image: its "
+                                          r"/etc/group has gid 1000 under another name and no group me$"):
+        ensure_group(fd, "me", 1000)
     with pytest.raises(UserDbError, match=r"^Error when getting user id for name me in task image: its "
                                           r"/etc/passwd has uid 1000 under another name and no user me$"):
         ensure_user(fd, "me", 1000, 1000, "me")
@@ -94,3 +114,44 @@ def test_a_symlinked_user_database_is_refused_and_what_it_names_is_untouched(etc
     with pytest.raises(UserDbError, match=rf"^the image's /etc/{name} is a symlink \(never followed inside an image\)$"):
         ensure_user(fd, "me", 1000, 1000, "me")
     assert host.read_text() == "root:x:0:0::/root:/bin/sh\n"
+
+
+# The image's passwd and group files, each one's entries read by the image's own glibc (`id`,
+# getpwnam) as the check must read them; and whether `id me` there starts as Thermos asks
+USER_FILES = {
+    # a CR (or \x1c-\x1e) ends no line for glibc: the first `me` is the next line's, root
+    "carriage-return": ("x:x:1:1:\rme:x:1000:1000::/:/bin/bash\nme:x:0:0::/root:/bin/bash\n", "", False),
+    "record-separator": ("x:x:1:1:\x1eme:x:1000:1000::/:/bin/bash\nme:x:0:0::/root:/bin/bash\n", "", False),
+    # blanks before a name are skipped: `me` is root, before the entry the check would see
+    "leading-blanks": ("\t me:x:0:0::/root:/bin/bash\nme:x:1000:1000::/:/bin/bash\n", "", False),
+    # a NUL ends the line's text: the gid is 1000
+    "nul": ("me:x:1000:1000\0garbage\n", "", True),
+    # the first group with the gid names it: `id me` says gid=1000(evil)
+    "group-named-twice": ("me:x:1000:1000::/:/bin/bash\n", "evil:x:1000:\n", False),
+    # likewise the first user with the uid: `id me` says uid=1000(alias)
+    "uid-named-twice": ("alias:x:1000:1000::/:/bin/sh\nme:x:1000:1000::/:/bin/bash\n", "", False),
+    # an id is a number: `id me` says uid=1000(me) gid=1000(me)
+    "zero-padded-ids": ("me:x:01000:+1000::/:/bin/bash\n", "", True),
+}
+
+
+@pytest.mark.parametrize("passwd, group, starts_as_asked", USER_FILES.values(), ids=USER_FILES.keys())
+def test_an_existing_user_is_checked_as_the_image_s_own_glibc_reads_its_files(rootfs, tmp_path, passwd, group,
+                                                                                starts_as_asked):
+    # (was: lines split by Python's splitlines, names taken with their blanks and the last group
+    # of a gid: an image's `me` with uid 0 for its programs passed as me(1000); then ids compared
+    # as strings, and the uid shown under the name asked, not its first entry's)
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    (taskfs / "etc/passwd").write_text(f"root:x:0:0::/root:/bin/bash\n{passwd}")
+    (taskfs / "etc/group").write_text(f"root:x:0:\n{group}me:x:1000:\n")
+    ran = subprocess.run(["chroot", str(taskfs), "id", "me"], capture_output=True, text=True, timeout=30, check=False)
+    assert ran.stdout.startswith("uid=1000(me) gid=1000(me) groups=") is starts_as_asked, ran  # what Thermos asks
+    fd = os.open(taskfs / "etc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        ensure_group(fd, "me", 1000)
+        said = ensure_user(fd, "me", 1000, 1000, "me")
+    except UserDbError as exc:
+        said = str(exc)
+    finally:
+        os.close(fd)
+    assert (said == "user me (1000) already exists in the task's filesystem") is starts_as_asked, said
