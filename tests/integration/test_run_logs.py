@@ -21,6 +21,7 @@ from typing import TextIO, cast
 import pytest
 
 from executor.logs import keep_screen_line, spool
+from executor.procs import rotation
 from executor.procs.consolecopy import RawConsole
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from tests.support.waiting import log_pump_threads_ended, wait_for
@@ -243,6 +244,11 @@ def test_a_backup_the_task_replaced_with_a_directory_does_not_stop_the_rotation(
         with caplog.at_level(logging.WARNING, logger="executor.procs.logpump"):
             for letter in b"efg":
                 log.write(bytes([letter]) * 10)
+        first = rotation.open_first(run_dir, "stdout")  # where `tail -f` and the observer start
+        try:
+            oldest = os.read(first, 100)
+        finally:
+            os.close(first)
     finally:
         log.close()
         os.close(run_dir)
@@ -250,5 +256,7 @@ def test_a_backup_the_task_replaced_with_a_directory_does_not_stop_the_rotation(
     assert (run / planted / "keep").read_bytes() == b"the task's"
     kept = sorted(p.name for p in run.iterdir() if p.is_file())
     assert all(len((run / name).read_bytes()) == 10 for name in kept) and len(kept) <= backups + 1
+    newer = [f"stdout.{k}" for k in range(int(planted.split(".")[1]) - 1, 0, -1)] + ["stdout"]
+    assert oldest == (run / newer[0]).read_bytes()  # the oldest below the directory: no error
     blocked = [r.getMessage() for r in caplog.records if "log_backup_blocked" in r.getMessage()]
     assert len(blocked) == 1 and f"backup={planted}" in blocked[0], caplog.text
