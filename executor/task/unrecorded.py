@@ -115,12 +115,19 @@ def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bo
                       _unrecorded_problem(where, pid, truth, reason))
 
 
-def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Unrecorded:
-    """A checkpoint that keeps no attempt of the entry's supervisor, said as `unrecorded`."""
+def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry, headless: str = "") -> Unrecorded:
+    """A checkpoint that keeps no attempt of the entry's supervisor, said as `unrecorded`;
+    `headless`: the damaged record its first records follow without a header (which may
+    have been the supervisor's: a garbled header), said, not taken for other runs'."""
     pid, alive = entry.supervisor_pid, _entry_alive(entry)  # not the lock's holder: another run's
+    where = f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor (pid {pid})"
+    if headless:
+        return Unrecorded(truth=_truth(alive, entry), supervisor_pid=pid, pinned=pinned,
+                          problem=f"{where}: {'it runs' if alive else 'it is gone'}; its records follow no "
+                                  f"readable header (its own header garbled?): {headless}")
+    now = "it has recorded none yet" if alive else "it is gone"
     return Unrecorded(truth=_truth(alive, entry), supervisor_pid=pid, pinned=pinned,
-                      problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
-                      f"(pid {pid}), only other runs' of the sandbox: {'it has recorded none yet' if alive else 'it is gone'}")
+                      problem=f"{where}, only other runs' of the sandbox: {now}")
 
 
 def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:

@@ -267,7 +267,8 @@ def test_a_checkpoint_with_no_whole_record_is_told_as_its_supervisor_s(tmp_path,
                               f"(pid {me.pid}) died before it recorded anything")
 
 
-def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothing_recorded(tmp_path, capsys):
+def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothing_recorded(
+        tmp_path, capsys, monkeypatch):
     """Bytes replaced in the middle of each of its lines (the header's and the next), not a
     write cut at the end: `status` said its supervisor "died before it recorded anything"."""
     me = own_identity()
@@ -275,7 +276,8 @@ def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothi
     write(sandbox, [header(me.pid, me.start_ticks + 100), RUNNING[0]])
     path = sandbox / ".stoker" / "checkpoint.jsonl"
     lines = path.read_bytes().split(b"\n")
-    path.write_bytes(b"\n".join(line[:20] + b"\x00" * 8 + line[28:] if line else line for line in lines))
+    garbled = [line[:20] + b"\x00" * 8 + line[28:] if line else line for line in lines]
+    path.write_bytes(b"\n".join(garbled))
     (sandbox / ".stoker" / "supervisor.lock").write_text(json.dumps(
         {"pid": me.pid, "start": me.start_ticks + 100, "boot": me.boot_id, "front_end": "run", "since": 1000.0}))
     code, out, _ = status(capsys, sandbox, "--json")
@@ -291,6 +293,19 @@ def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothi
     assert code == 0 and out.startswith("task web.0  key=c/r/e/web  state=LOST"), out
     assert err.startswith(f"stoker: warning: checkpoint record 2, a record: a torn line at offset "
                           f"{len(lines[0]) + 1} (a write cut short"), err
+    # its header garbled, the next record whole, read by its task id: was "keeps no attempt of
+    # its supervisor, only other runs' of the sandbox", of a sandbox no other run had
+    path.write_bytes(b"\n".join([garbled[0], lines[1], b""]))
+    root = tmp_path / "root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    monkeypatch.setenv("STOKER_ROOT", str(root))
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and (f"keeps no attempt of its supervisor (pid {me.pid}): it is gone; its records "
+                          "follow no readable header (its own header garbled?): checkpoint record 1, a "
+                          "record: a torn line at offset 0") in out, out
 
 
 def test_a_running_runs_uptime_is_the_kernels_whatever_the_wall_clock_did_since(tmp_path, capsys):
