@@ -220,14 +220,21 @@ def shell_check_problems(shell_command: Any) -> list[str]:
 
 
 def submission_problems(job: dict[str, Any]) -> list[str]:
-    """What Aurora's client refuses beyond every job's rules: it sends ram and disk in whole MiB
-    (bytes // MB) and refuses 0. Only for a config file (`stoker run`, `stoker inspect`); an
-    executor's task is not checked for it, as Thermos' is not (the client or framework chose)."""
+    """What Aurora refuses of a config file beyond every job's rules: its client sends ram and
+    disk in whole MiB (bytes // MB) and refuses 0; a negative gpu, which its client sends, its
+    scheduler refuses by default (as every GPU request: `-allow_gpu_resource` is off), and a
+    count of devices below 0 means nothing. Only for a config file (`stoker run`, `stoker
+    inspect`); an executor's task is not checked for it, as Thermos' is not (the client or
+    framework chose, and nothing in the executor reads gpu)."""
     resources = (job.get("task") or {}).get("resources") or {}
-    return [f"job.task.resources.{field} = {value} is less than 1 MiB ({MIB} bytes): Aurora's "
-            "client sends ram and disk in whole MiB and refuses a task with 0"
-            for field in ("ram", "disk")
-            if isinstance(value := resources.get(field), (int, float)) and 0 < value < MIB]
+    problems = [f"job.task.resources.{field} = {value} is less than 1 MiB ({MIB} bytes): Aurora's "
+                "client sends ram and disk in whole MiB and refuses a task with 0"
+                for field in ("ram", "disk")
+                if isinstance(value := resources.get(field), (int, float)) and 0 < value < MIB]
+    gpu = resources.get("gpu")
+    if isinstance(gpu, int) and not isinstance(gpu, bool) and gpu < 0:
+        problems.append(f"job.task.resources.gpu = {gpu} must be at least 0 (a count of GPUs)")
+    return problems
 
 
 def cmdline_problem(cmdline: Any) -> str | None:

@@ -11,7 +11,8 @@ process's output or a crafted checkpoint never reach the operator's terminal as 
 sequences, and a name's bytes that are not UTF-8 (a sandbox `b'/tmp/sb-\\xff'`, which
 Python holds as the surrogate `'\\udcff'`) show as `\\xff`, as `stoker tail` shows them:
 never as a raw byte a terminal may obey (0x9b is a CSI), nor as a character no UTF-8
-encoder can write (the observer's page failed with a 500). `lone_surrogate` finds half of a
+encoder can write (the observer's page failed with a 500); a C1 control character (U+009B,
+UTF-8 `\\xc2\\x9b`) as `\\u009b`, so that it and the byte 0x9b never read alike. `lone_surrogate` finds half of a
 UTF-16 surrogate pair in a config's text (JSON's `"\\ud910"`), which no encoder can write and
 the loader refuses, and `texts` walks a tree for every text and its path (`strings`, for
 the texts alone). No I/O, no clock, no logging; config is the bottom layer, so that the
@@ -48,6 +49,7 @@ _FORMAT = ("\u2028\u2029\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u1
            "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
            "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
 _LOGGED = _CONTROL[:-1] + _FORMAT + "]"
+FORMAT_CHARACTERS = _FORMAT  # a character class's body: for `--log-format json`'s escapes too
 # A shell word's escapes: `_LOGGED`'s too, so that a log line quoting a command leaves it as it is
 _SHELL_ESCAPED = "[\\\\'" + _LOGGED[1:]
 _PRINTF_ESCAPED = "^-|[!\\\\'%" + _LOGGED[1:]  # and a leading `-`
@@ -223,6 +225,6 @@ def _escape(match: re.Match[str]) -> str:
         return f"\\x{code - 0xDC00:02x}"
     if code > 0xFFFF:  # a format character past the BMP (a tag)
         return f"\\U{code:08x}"
-    if code > 0xFF or code == 0xAD:  # any other lone surrogate; a format character, a line
-        return f"\\u{code:04x}"  # separator (the soft hyphen too: `\\xad` is byte 0xad's)
+    if code >= 0x80:  # any other lone surrogate; a format character, a line separator; a C1
+        return f"\\u{code:04x}"  # control and the soft hyphen too: `\\x85` is byte 0x85's
     return _NAMED.get(char) or f"\\x{code:02x}"

@@ -152,15 +152,13 @@ def memory_refused() -> str | None:
     return None
 
 
-# What a new thread maps past its stack before it runs any Python: an obmalloc arena (1 MiB),
-# its frames' data stack (16 KiB in CPython 3.11), the stack's guard page, the C heap's growth
-# for its state (128 KiB); twice that, for what other threads map meanwhile (a look, not a
-# reservation).
+# What a new thread maps past its stack before it runs any Python: an obmalloc arena (1 MiB), its
+# frames' data stack (16 KiB in CPython 3.11), the stack's guard page, the C heap's growth for
+# its state (128 KiB); twice that, for what other threads map meanwhile (a look, not a reservation).
 FIRST_ALLOCATIONS_BYTES = 2 * 1024 * 1024
-
+_start_lock = threading.RLock()  # re-entrant: a signal handler may start a thread in a start
 # What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
-# ARCH_STACK_DEFAULT_SIZE is 2 MiB or more; the smallest is taken, not to blame a limit that
-# had room).
+# ARCH_STACK_DEFAULT_SIZE is 2 MiB or more: the smallest, not to blame a limit that had room).
 _UNLIMITED_STACK_BYTES = 2 * 1024 * 1024
 
 
@@ -177,11 +175,15 @@ class NoRoomForThread(RuntimeError):
 def start_thread(thread: threading.Thread) -> None:
     """`thread.start()`, or `NoRoomForThread` (a RuntimeError, which every caller handles as
     pthread's refusal) when what is mapped, the thread's stack and `FIRST_ALLOCATIONS_BYTES`
-    do not fit below the address-space limit: never a start that waits for good."""
+    do not fit below the address-space limit: never a start that waits for good. Check and
+    start are one step (`_start_lock`): two checks at once both saw room for one thread."""
     import resource
 
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
-    if limit != resource.RLIM_INFINITY:
+    if limit == resource.RLIM_INFINITY:  # no lock: nothing to run out of
+        thread.start()
+        return
+    with _start_lock:
         mapped = None
         try:
             mapped = address_space()[1]
@@ -190,7 +192,7 @@ def start_thread(thread: threading.Thread) -> None:
             fits = False
         if not fits:
             raise NoRoomForThread(limit, mapped)
-    thread.start()
+        thread.start()
 
 
 def thread_stack_bytes() -> int:

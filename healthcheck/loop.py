@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # An attempt that could not be made for want of memory, made before any is short: it fails,
-# as an attempt whose check raised does.
+# as an attempt whose check raised does; while the snooze file is there, it is a snoozed one.
 _NO_MEMORY = Attempt.failed("internal health check error: MemoryError (no memory could be had)")
+_SNOOZED = Attempt.snoozed()
 
 
 class HealthLoop:
@@ -113,9 +114,9 @@ class HealthLoop:
         while not self._stopping.is_set():
             try:
                 attempt, latency_secs = self._attempt()
-            except MemoryError:  # even the failed attempt's words could not be had (ulimit -v)
-                attempt, latency_secs = _NO_MEMORY, 0.0  # (was: the thread ended, and a task
-                # STARTING until its first passed check stayed STARTING for good)
+            except MemoryError:  # even the attempt's words could not be had (ulimit -v)
+                attempt, latency_secs = self._cut_short(), 0.0  # (was: the thread ended, and a
+                # task STARTING until its first passed check stayed STARTING for good)
             with self._delivering:
                 if self._stopping.is_set():
                     return
@@ -137,6 +138,18 @@ class HealthLoop:
             attempt = Attempt.failed(f"internal health check error: {type(exc).__name__}: {exc}")
         latency_secs = max(0.0, self._clock() - started_at)
         return attempt, latency_secs  # logged once, by the task's journal (`health_check`)
+
+    def _cut_short(self) -> Attempt:
+        """The attempt a MemoryError cut short: snoozed while the snooze file is there (looked
+        for again; the last look's answer when even that finds no memory), as any attempt then
+        is, for the check is not run (was: a failure, counted); else failed."""
+        try:
+            snoozed = stat.S_ISREG(os.lstat(self._snooze_path).st_mode)
+        except OSError:
+            snoozed = False
+        except MemoryError:
+            snoozed = self._snoozed
+        return _SNOOZED if snoozed else _NO_MEMORY
 
     def _is_snoozed(self) -> bool:
         try:

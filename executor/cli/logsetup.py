@@ -41,7 +41,7 @@ from typing import Any
 
 import executor
 from config.logline import event_line
-from config.words import loggable
+from config.words import FORMAT_CHARACTERS, loggable
 from executor.logs import (
     Spool,
     above_screen_line,
@@ -105,15 +105,22 @@ _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERRO
 
 
 # What json.dumps leaves raw but a line reader would split at (NEL, U+2028, U+2029: so does
-# str.splitlines) or a terminal obey (DEL, C1 controls), and lone surrogates, which no
-# encoder writes as UTF-8: only ever inside a string, escaped. Compiled at the first JSON line
-# (`re`'s cache keeps it): a class past U+00FF takes `re` about 1 ms, which every `stoker run`
-# and `stoker executor` paid as it loaded, before its first run, for a format seldom chosen.
-_RAW = "[\x7f-\x9f\u2028\u2029\ud800-\udfff]"
+# str.splitlines) or a terminal obey (DEL, C1 controls), lone surrogates, which no encoder
+# writes as UTF-8, and the format characters the text lines write out (`loggable`: a bidi
+# override, U+202E, reorders a raw JSON line on a terminal as a text one): only ever inside a
+# string, escaped. Compiled at the first JSON line (`re`'s cache keeps it): a class past
+# U+00FF takes `re` about 1 ms, which every `stoker run` and `stoker executor` paid as it
+# loaded, before its first run, for a format seldom chosen.
+_RAW = "[\x7f-\x9f\ud800-\udfff" + FORMAT_CHARACTERS + "]"
 
 
 def _escaped(match: re.Match[str]) -> str:
-    return f"\\u{ord(match.group()):04x}"
+    """JSON's escape of the character: past U+FFFF (a tag), its UTF-16 surrogate pair."""
+    code = ord(match.group())
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 class JsonFormatter(_Formatter):

@@ -54,6 +54,13 @@ LOGS_DIR = ".logs"
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
+def _written_out(match: re.Match[str]) -> str:
+    """A control character as `printable` writes it: a C1 one as `\\u0085`, apart from the
+    byte 0x85 that is not UTF-8 (`\\x85`, the decoder's backslashreplace)."""
+    code = ord(match.group())
+    return "\\r" if code == 0x0D else f"\\u{code:04x}" if code >= 0x80 else f"\\x{code:02x}"
+
+
 def register(sub: Any, command: Any) -> None:
     tail = command(sub, "tail", "print the end of a process's log; -f follows it into its next runs",
                    "examples:\n  stoker tail sandbox-hello-20261128-101500-3f2a1c hello\n"
@@ -235,7 +242,7 @@ class TerminalText:
 
     def _put(self, text: str) -> None:
         if text:
-            safe = _CONTROL.sub(lambda m: "\\r" if m.group() == "\r" else f"\\x{ord(m.group()):02x}", text)
+            safe = _CONTROL.sub(_written_out, text)
             self._out.write(safe.encode(self._encoding, errors="backslashreplace"))
 
     def flush(self) -> None:

@@ -93,7 +93,9 @@ FOLLOW_SCRIPT = """\
   function later(ms) { window.setTimeout(tick, ms); }
   function printable(text) {  // as the page's first bytes: html.esc_text
     return text.replace(/[\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]/g, function (c) {
-      return c === "\\r" ? "\\\\r" : "\\\\x" + ("0" + c.charCodeAt(0).toString(16)).slice(-2);
+      var code = c.charCodeAt(0);  // a C1 control as \\u0085: \\x85 is the byte 0x85's
+      return c === "\\r" ? "\\\\r" : code >= 0x80 ? "\\\\u00" + code.toString(16)
+        : "\\\\x" + ("0" + code.toString(16)).slice(-2);
     });
   }
   function append(text) {

@@ -35,6 +35,7 @@ import fcntl
 import logging
 import os
 import selectors
+import stat
 import threading
 from pathlib import Path
 
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 READ_BYTES = 256 * 1024
 PIPE_BYTES = 1024 * 1024
 MIN_LIMIT_ROTATE_BYTES = 4096  # below, a file size limit is not rotated at: a file per few bytes
+# A rename that fails for what is at its source or target (a directory, full or not): not the disk's.
+_NOT_RENAMED = (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST)
 
 
 class LogFile:
@@ -74,6 +77,7 @@ class LogFile:
         self.backups = max(1, backups)
         self.dir_fd = -1
         self._held = b""  # a rotating file: the start of a character the next write ends
+        self._blocked_said = False  # `log_backup_blocked` was logged
         # Raises OSError (UnsafePath for a FIFO, symlink...): the caller's SpawnError.
         self.fd = sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=dir_fd)
         try:
@@ -139,13 +143,34 @@ class LogFile:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-            at = {"src_dir_fd": self.dir_fd, "dst_dir_fd": self.dir_fd}
             for i in range(self.backups - 1, 0, -1):
-                with contextlib.suppress(FileNotFoundError):  # a backup not made yet
-                    os.replace(f"{base}.{i}", f"{base}.{i + 1}", **at)
-            os.replace(base, f"{base}.1", **at)
+                self._shift(f"{base}.{i}", f"{base}.{i + 1}")
+            self._shift(base, f"{base}.1")
         self.fd = sandboxfs.open_regular(base, LOG_FLAGS, dir_fd=self.dir_fd)
         self.size = os.fstat(self.fd).st_size  # 0, unless a failed rename left it in place
+
+    def _shift(self, name: str, to: str) -> None:
+        """Rename `name` to `to`. Where the task put what no file renames over or out of (a
+        directory, which a rename fails on for good: each rotation stopped there, all of
+        the run's later output dropped), `name` is dropped when it is a log file (as the
+        oldest backup is: its place is taken) and left when it is the task's own, said once
+        (`log_backup_blocked`), and the rotation goes on. Raises OSError (an I/O error)."""
+        try:
+            os.replace(name, to, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        except FileNotFoundError:  # a backup not made yet
+            return
+        except OSError as exc:
+            if exc.errno not in _NOT_RENAMED:
+                raise
+            if stat.S_ISREG(os.stat(name, dir_fd=self.dir_fd, follow_symlinks=False).st_mode):
+                os.unlink(name, dir_fd=self.dir_fd)
+            if not self._blocked_said:
+                self._blocked_said = True
+                log_event(logger, logging.WARNING, "log_backup_blocked", file=self.path, backup=to,
+                          error=f"{type(exc).__name__}: {exc.strerror}",
+                          reason=f"the task put what a log file cannot be renamed over or out of at "
+                                 f"{name} or {to}: it is left, a log file that cannot take its place "
+                                 "dropped, and rotation goes on")
 
     def close(self) -> None:
         """Write what is held (a character its process never ended) and close."""

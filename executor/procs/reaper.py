@@ -85,23 +85,6 @@ class Watcher:
         self.on_reaped(pid, status)
 
 
-@contextlib.contextmanager
-def reaping_as_init() -> Iterator[None]:
-    """The reaper's thread kept running meanwhile, in the init of a PID namespace
-    (`stoker run` as a container's main process): every orphan of the namespace re-parents
-    to it, what `docker exec` started included, and between two tasks (`stoker run`'s
-    restart delay) no supervisor holds the reaper, so they would stay zombies until the next
-    task. Elsewhere only the task's own orphans come, and none is left between two tasks."""
-    if os.getpid() != 1:
-        yield
-        return
-    reaper = Reaper.acquire()
-    try:
-        yield
-    finally:
-        reaper.release()
-
-
 def become_subreaper() -> bool:
     """Make this process a child subreaper; logs ERROR and returns False when it cannot."""
     try:

@@ -11,6 +11,7 @@ Every file is opened as `saferead` opens a sandbox's files, in the run directory
 from __future__ import annotations
 
 import os
+import stat
 
 from executor.procs import saferead
 
@@ -84,13 +85,27 @@ def open_backup(rdir: int, stream: str, held: Ident) -> int | None:
 
 def open_first(rdir: int, stream: str) -> int:
     """The oldest file of a run's log, open: its oldest backup (a run followed only now may
-    have been rotated already), else `stream`. Raises OSError (FileNotFoundError: none)."""
+    have been rotated already) with none missing or not a plain file between it and `stream`
+    (as `stoker tail -n` reads them: a directory the task put among the backups ends them;
+    was: an error, for a backup that is no log), else `stream`. Raises OSError
+    (FileNotFoundError: none)."""
     k = 1
-    while ident_at(f"{stream}.{k}", rdir) is not None and k <= MAX_BACKUPS:
+    while k <= MAX_BACKUPS and _plain_file(f"{stream}.{k}", rdir):
         k += 1
     for name in [f"{stream}.{n}" for n in range(k - 1, 0, -1)] + [stream]:
         try:
             return saferead.open_file(name, rdir)
         except FileNotFoundError:
             continue  # rotated on under the look: the next newer one
+        except saferead.UnsafeEntry:
+            if name == stream:
+                raise
+            continue  # replaced under the look by what is no log: the next newer one
     raise FileNotFoundError(f"no {stream} log")
+
+
+def _plain_file(name: str, rdir: int) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=rdir, follow_symlinks=False).st_mode)
+    except FileNotFoundError:
+        return False

@@ -392,7 +392,7 @@ def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_REA
     Raises CheckpointError."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee), keep_unreadable)
+        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee), keep_unreadable, offset)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
@@ -422,8 +422,10 @@ def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
         return []
 
 
-def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> Iterator[Any]:
+def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0) -> Iterator[Any]:
+    """`offset`: where the first line starts (each next one a newline past the one before)."""
     for line in lines:
+        at, offset = offset, offset + len(line) + 1
         if not line.strip():
             continue
         try:
@@ -434,7 +436,7 @@ def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> Itera
             yield doc
         elif keep_unreadable:
             text = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
-            yield UnreadableLine(text[:60] + ("..." if len(text) > 60 else ""))
+            yield UnreadableLine(text[:60] + ("..." if len(text) > 60 else ""), at, len(line))
 
 
 def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> list[Any]:

@@ -43,7 +43,7 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Foreign, Leftover, by_user, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.unrecorded import Unrecorded, none_of_its, pin_lost, unrecorded
+from executor.task.unrecorded import Unrecorded, garbled, none_of_its, pin_lost, unrecorded
 from executor.task.viewcache import Seen, ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
@@ -70,7 +70,7 @@ class Inspection:
     judged_as: TaskUser | None = None  # the task's user its leftovers were judged against (`with_leftovers`)
 
 
-Viewed = tuple[TaskView | None, str | None]  # (None, None): no whole record
+Viewed = tuple[TaskView | None, str | None, str]  # (None, None, ""): no whole record (words: garbled ones)
 
 
 @attrs.frozen
@@ -83,8 +83,9 @@ class TaskUser:
 
 
 def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
-          opened: contextlib.ExitStack) -> tuple[TaskView | None, str | None, Any, int]:
-    """The replayed view, or None and why ((None, None): no checkpoint), the checkpoint's `fstat`
+          opened: contextlib.ExitStack) -> tuple[TaskView | None, str | None, str, Any, int]:
+    """The replayed view, or None and why ((None, None): no checkpoint, or no whole record,
+    then what garbled lines it holds: `unrecorded.garbled`), the checkpoint's `fstat`
     (None: not opened) and `.stoker`'s fd (-1: not opened; else open until `opened` closes). With
     `cache`, a checkpoint unchanged since it was last replayed is not read again, and one that
     grew since is read from where that replay ended (`viewcache.py`)."""
@@ -93,16 +94,16 @@ def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
         stoker, fd = open_checkpoint_in(sandbox, pinned)
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
-            return None, f"the sandbox {sandbox} no longer exists", None, -1
-        return None, None, None, -1
+            return None, f"the sandbox {sandbox} no longer exists", "", None, -1
+        return None, None, "", None, -1
     except OSError as exc:
-        return None, _unreadable(sandbox, exc), None, -1
+        return None, _unreadable(sandbox, exc), "", None, -1
     opened.callback(os.close, stoker)
     try:
         st = os.fstat(fd)
         return *_replayed(fd, st, sandbox, pinned, cache, read_at), st, stoker
     except OSError as exc:
-        return None, _unreadable(sandbox, exc), None, stoker
+        return None, _unreadable(sandbox, exc), "", None, stoker
     finally:
         os.close(fd)
 
@@ -121,8 +122,9 @@ def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: Vi
     fold.feed(records_at(fd, sandbox, offset, limit - offset, keep_unreadable=True,
                         tee=seen.tee if seen is not None else None))
     # No whole record (made but empty on a full disk, or cut inside its header by a crash):
-    # said as no checkpoint is, by the lock file and the registry (`unrecorded`).
-    viewed: Viewed = (fold.view(), "") if fold.records else (None, None)
+    # said as no checkpoint is, by the lock file and the registry (`unrecorded`), with the lines
+    # a crash's cut does not explain (`garbled`: its supervisor did record them).
+    viewed: Viewed = (fold.view(), "", "") if fold.records else (None, None, garbled(fold, st.st_size))
     if cache is not None:
         cache.put(where, stamp, viewed, resumable(fd, fold, stamp, limit, seen) if seen is not None else None, read_at)
     return viewed
@@ -160,22 +162,24 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None, cache: Vi
     as read once for every task of a reading."""
     pinned = entry.stoker_dir if entry is not None else ""
     with contextlib.ExitStack() as opened:  # `.stoker`, opened once: for the checkpoint, then its lock
-        view, problem, st, stoker = _view(sandbox, pinned, cache, opened)  # through the `.stoker` pinned
-        return _judged(sandbox, entry, cache, locks, view, problem, st, stoker)
+        view, problem, damaged, st, stoker = _view(sandbox, pinned, cache, opened)  # through the `.stoker` pinned
+        return _judged(sandbox, entry, cache, locks, view, problem, st, stoker, damaged)
 
 
 def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed] | None,
             locks: lock.LockTable | None, view: TaskView | None, problem: str | None, st: Any,
-            stoker: int) -> Inspection:
-    """`inspect_sandbox`'s task from what `_view` read (`stoker`: the `.stoker` it opened, or -1)."""
+            stoker: int, damaged: str = "") -> Inspection:
+    """`inspect_sandbox`'s task from what `_view` read (`stoker`: the `.stoker` it opened, or -1;
+    `damaged`: the garbled lines of a checkpoint with no whole record)."""
     pinned = entry.stoker_dir if entry is not None else ""
     if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry)):
         return _said(sandbox, moved)
     if problem is None:
-        return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None))
+        return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None, garbled=damaged))
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None and view is not None and attempt is None:
-        return _said(sandbox, none_of_its(sandbox, pinned, entry))
+        headless = view.warnings[0] if view.warnings and view.attempts[0].supervisor_pid is None else ""
+        return _said(sandbox, none_of_its(sandbox, pinned, entry, headless))
     alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.

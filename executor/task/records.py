@@ -68,9 +68,12 @@ if TYPE_CHECKING:  # reading a checkpoint loads them; writing one for a task wit
 @attrs.frozen(slots=True)
 class UnreadableLine:
     """A checkpoint line that is not a JSON object (torn by a crash or a full disk, or
-    garbled), as the reader found it; `excerpt` is its start."""
+    garbled), as the reader found it; `excerpt` is its start; `offset` where it starts in the
+    file (as the lines read count it) and `size` its bytes, without its newline (-1: not known)."""
 
     excerpt: str
+    offset: int = -1
+    size: int = -1
 
 
 @attrs.frozen(slots=True)
@@ -348,7 +351,8 @@ def parse_checked(doc: object) -> Record | DamagedRecord | None:
     """The record a JSON object holds, or what is damaged in it (an `UnreadableLine` is
     damaged too); None for an unknown kind, which newer writers may add."""
     if isinstance(doc, UnreadableLine):
-        return DamagedRecord("?", f"a torn line (a write cut short by a crash or a full "
+        at = f" at offset {doc.offset}" if doc.offset >= 0 else ""
+        return DamagedRecord("?", f"a torn line{at} (a write cut short by a crash or a full "
                                   f"disk) or not JSON: {quoted(doc.excerpt)}")
     if not isinstance(doc, Mapping):
         return DamagedRecord("?", f"a JSON {type(doc).__name__}, not an object")

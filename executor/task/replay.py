@@ -50,6 +50,7 @@ from executor.task.records import (
     RestartRecord,
     SummaryRecord,
     TaskRecord,
+    UnreadableLine,
     parse_checked,
 )
 from executor.task.taskview import (
@@ -385,11 +386,14 @@ class Fold:
         self._task = _Task()
         self.fed = 0  # items fed, records and unreadable lines (a damaged record's number)
         self.records = 0  # JSON objects among them
+        self.first_unreadable: UnreadableLine | None = None  # the first line that was none
 
     def feed(self, records: Iterable[object]) -> Fold:
         for doc in records:
             self.fed += 1
             self.records += isinstance(doc, dict)
+            if self.first_unreadable is None and isinstance(doc, UnreadableLine):
+                self.first_unreadable = doc
             rec = parse_checked(doc)
             if isinstance(rec, DamagedRecord):
                 self._task.damaged_record(self.fed, rec)

@@ -4,7 +4,9 @@ instead.
 
 - No checkpoint, or one with no whole record (made, then a full disk or a crash cut its
   header): a supervisor took the sandbox and died, let go or is starting before its first
-  record (`unrecorded`): its pid from its registry entry, else the lock file (a live process
+  record (`unrecorded`); or one whose lines were garbled since it wrote them (`garbled`: not
+  only its last line, cut at the file's end), said as such, never as a supervisor that
+  recorded nothing. Its pid from its registry entry, else the lock file (a live process
   only while it holds the lock: the task may have written the file), else the lock's holder
   in /proc/locks (an early start writes none); without any of them and without a lock file,
   no task sandbox.
@@ -19,14 +21,19 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
+from config.words import quoted
 from executor.host import identity, lock
 from executor.host.entry import RegistryEntry
 from executor.host.sandbox import LOCK_FILE, open_stoker_dir
 from executor.host.truth import Truth, judge
 from executor.procs import saferead, sandboxfs
+
+if TYPE_CHECKING:
+    from executor.task.replay import Fold
 
 
 @attrs.frozen(slots=True)
@@ -77,26 +84,50 @@ def pin_lost(sandbox: Path, entry: RegistryEntry) -> Unrecorded | None:
                               f"renamed or removed since the task started; {goes_on}")
 
 
-def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bool = False) -> Unrecorded:
-    """A sandbox without a checkpoint (`made`: one with no whole record): a supervisor's that
-    recorded nothing when its lock file is there (or its entry or the lock names it), else no
-    task sandbox."""
+def garbled(fold: Fold, size: int) -> str:
+    """What the lines of a checkpoint of `size` bytes that gave `fold` no whole record are, when
+    a crash's cut does not explain them: more than one line, or one a newline ends (the writer
+    ends each record's line in the same write); "" for none (an empty file, or one line torn at
+    the file's end: a header a crash or a full disk cut short)."""
+    first = fold.first_unreadable
+    if first is None or fold.fed == 1 and first.offset + first.size >= size:
+        return ""
+    which = f"{fold.fed} lines, none a record: the first" if fold.fed > 1 else "its one line"
+    return f"{which}, at offset {first.offset}, is garbled, not JSON: {quoted(first.excerpt)}"
+
+
+def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bool = False,
+               garbled: str = "") -> Unrecorded:
+    """A sandbox without a checkpoint (`made`: one with no whole record; `garbled`: what it
+    holds instead, `garbled()`): a supervisor's that recorded nothing (or nothing readable)
+    when its lock file is there (or its entry or the lock names it), else no task sandbox."""
     pid, alive = _supervisor(sandbox, pinned, entry)
     truth = _truth(alive, entry)
     where = f"the checkpoint in {sandbox}/.stoker holds no record" if made else f"no checkpoint in {sandbox}/.stoker"
+    if garbled:
+        where = f"the checkpoint in {sandbox}/.stoker holds no readable record ({garbled})"
     if pid is None and entry is None and not _has_lock(sandbox, pinned):
         return Unrecorded(truth=truth, pinned=pinned, unrecorded=False,
                           problem=where if made else f"{where} (is this a task sandbox?)")
+    reason = entry.ended_reason if entry else ""
     return Unrecorded(truth=truth, supervisor_pid=pid, pinned=pinned,
-                      problem=_unrecorded_problem(where, pid, truth, entry.ended_reason if entry else ""))
+                      problem=_garbled_problem(where, pid, truth, reason) if garbled else
+                      _unrecorded_problem(where, pid, truth, reason))
 
 
-def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry) -> Unrecorded:
-    """A checkpoint that keeps no attempt of the entry's supervisor, said as `unrecorded`."""
+def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry, headless: str = "") -> Unrecorded:
+    """A checkpoint that keeps no attempt of the entry's supervisor, said as `unrecorded`;
+    `headless`: the damaged record its first records follow without a header (which may
+    have been the supervisor's: a garbled header), said, not taken for other runs'."""
     pid, alive = entry.supervisor_pid, _entry_alive(entry)  # not the lock's holder: another run's
+    where = f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor (pid {pid})"
+    if headless:
+        return Unrecorded(truth=_truth(alive, entry), supervisor_pid=pid, pinned=pinned,
+                          problem=f"{where}: {'it runs' if alive else 'it is gone'}; its records follow no "
+                                  f"readable header (its own header garbled?): {headless}")
+    now = "it has recorded none yet" if alive else "it is gone"
     return Unrecorded(truth=_truth(alive, entry), supervisor_pid=pid, pinned=pinned,
-                      problem=f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor "
-                      f"(pid {pid}), only other runs' of the sandbox: {'it has recorded none yet' if alive else 'it is gone'}")
+                      problem=f"{where}, only other runs' of the sandbox: {now}")
 
 
 def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tuple[int | None, bool]:
@@ -139,6 +170,19 @@ def _has_lock(sandbox: Path, pinned: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _garbled_problem(where: str, pid: int | None, truth: Truth, reason: str) -> str:
+    """Where its supervisor is, after `where` (a checkpoint whose records were garbled: they
+    were written, so not "before it recorded anything")."""
+    who = "its supervisor" if pid is None else f"its supervisor (pid {pid})"
+    if truth.alive:
+        now = "runs"
+    elif truth.ended:
+        now = f"stopped: {reason}" if reason else "let go of the sandbox"
+    else:
+        now = "is gone"
+    return f"{where}: {who} {now}; what it recorded cannot be read"
 
 
 def _unrecorded_problem(where: str, pid: int | None, truth: Truth, reason: str = "") -> str:

@@ -14,16 +14,17 @@ for a task that announces itself, the ServerSet announcer (`executor/task/announ
 imported only then, since it loads the ZooKeeper client.
 `stoker run` (`executor/local/`) and `stoker executor` (`executor/mesos/`) both call it; the
 front-ends also get from here who a task's processes may run as (`executor/procs/identity.py`),
-and the reaper kept running between two tasks in a PID namespace's init (`reaping_as_init`,
-`executor/procs/reaper.py`: a container's orphans are reaped then too), and whether a
+and the reaper (`executor/procs/reaper.py`) kept running between two tasks in a PID
+namespace's init (`reaping_as_init`: a container's orphans are reaped then too), and whether a
 task's supervisor holds it (`reaper_in_use`: no front-end waits for a child of its own then).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from _queue import SimpleQueue  # `queue`'s own (its module and `heapq`: Queue classes)
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,6 @@ from executor.procs.identity import (
     user_named,
 )
 from executor.procs.reaper import Reaper
-from executor.procs.reaper import reaping_as_init as reaping_as_init
 from executor.procs.sandboxfs import readied as readied  # (`executor/local/attempts.py`'s archive)
 from executor.procs.supervisor import Supervisor
 from executor.task.checkpoint import CheckpointWriter, NoCheckpoint, open_writer
@@ -290,3 +290,20 @@ def reaper_in_use() -> bool:
     """Whether a task's supervisor holds this process's reaper (`Reaper.in_use`): its thread
     would reap a child the caller waits for itself as the task's orphan."""
     return Reaper.in_use()
+
+
+@contextlib.contextmanager
+def reaping_as_init() -> Iterator[None]:
+    """The reaper's thread kept running meanwhile, in the init of a PID namespace
+    (`stoker run` as a container's main process): every orphan of the namespace re-parents
+    to it, what `docker exec` started included, and between two tasks (`stoker run`'s
+    restart delay) no supervisor holds the reaper, so they would stay zombies until the next
+    task. Elsewhere only the task's own orphans come, and none is left between two tasks."""
+    if os.getpid() != 1:
+        yield
+        return
+    reaper = Reaper.acquire()
+    try:
+        yield
+    finally:
+        reaper.release()

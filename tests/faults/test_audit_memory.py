@@ -375,6 +375,41 @@ def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_
                                    "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
 
 
+# The same loop while `.healthchecksnooze` is there: its look for the file cannot be made once,
+# or the line saying the checks are snoozed (argv[3]). Before, that attempt failed as above,
+# though the check was not run: a snoozed attempt counts as a pass (docs/aurora.md §1).
+HEALTH_SNOOZED_CHILD = HEALTH_LOOP_PREAMBLE + r"""
+(Path(sys.argv[1]) / ".healthchecksnooze").write_bytes(b"")
+results, two, refused = [], threading.Event(), []
+def on_result(attempt, latency):
+    results.append(attempt.outcome.value)
+    if len(results) == 2:
+        two.set()
+loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result,
+                          start_thread=start_thread)
+def refusing(real):
+    def once(*args, **kwargs):
+        if not refused:
+            refused.append(True)
+            raise MemoryError
+        return real(*args, **kwargs)
+    return once
+if sys.argv[3] == "look":
+    loop._is_snoozed = refusing(loop._is_snoozed)
+else:
+    loopmod.log_event = refusing(loopmod.log_event)
+loop.start()
+print(results[:2] if two.wait(20) else f"stopped after {results}", refused, flush=True)
+loop.stop()
+"""
+
+
+@pytest.mark.parametrize("refused", ["look", "line"])
+def test_a_memory_error_in_a_snoozed_attempt_is_a_snoozed_attempt_not_a_failure(tmp_path, refused) -> None:
+    done = child(HEALTH_SNOOZED_CHILD, str(tmp_path), str(REPO), refused)
+    assert done.stdout.strip() == "['snoozed', 'snoozed'] [True]", (done.stdout, done.stderr[-2000:])
+
+
 # The same loop, whose result cannot be handed on (a MemoryError in the callback), nor its
 # error line: before, that MemoryError ended the thread; that result is dropped, and the
 # next attempt's is delivered.

@@ -21,6 +21,7 @@ from typing import TextIO, cast
 import pytest
 
 from executor.logs import keep_screen_line, spool
+from executor.procs import rotation
 from executor.procs.consolecopy import RawConsole
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from tests.support.waiting import log_pump_threads_ended, wait_for
@@ -218,3 +219,44 @@ def test_a_rotation_never_cuts_a_utf8_character(tmp_path: Path, writes: list[byt
     names = [f"stdout.{n}" for n in range(len(files) - 1, 0, -1)] + ["stdout"]
     assert [(tmp_path / "run" / name).read_bytes() for name in names] == files
     assert not (tmp_path / "run" / f"stdout.{len(files)}").exists()
+
+
+# Where the task put a directory (with a file in it) among a rotating log's backups: at the
+# last one kept, which the next oldest is renamed over; at `.1` of a log keeping one backup.
+BLOCKED_BACKUPS = {"the last backup kept": (3, "stdout.3"), "the only backup": (1, "stdout.1")}
+
+
+@pytest.mark.parametrize("backups, planted", BLOCKED_BACKUPS.values(), ids=BLOCKED_BACKUPS)
+def test_a_backup_the_task_replaced_with_a_directory_does_not_stop_the_rotation(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, backups: int, planted: str) -> None:
+    """Was: each rotation failed at that rename (a file is not renamed over a directory, nor
+    a directory over a file), for good: every later write raised (one ERROR), and the run's
+    output was dropped to its end. The rotation goes on (one WARNING); the directory stays."""
+    run = tmp_path / "run"
+    run_dir = _open_dir(run)
+    log = LogFile(run_dir, "stdout", run / "stdout", max_bytes=10, backups=backups)
+    try:
+        for letter in b"abcd":
+            log.write(bytes([letter]) * 10)
+        (run / planted).unlink()
+        (run / planted).mkdir()
+        (run / planted / "keep").write_bytes(b"the task's")
+        with caplog.at_level(logging.WARNING, logger="executor.procs.logpump"):
+            for letter in b"efg":
+                log.write(bytes([letter]) * 10)
+        first = rotation.open_first(run_dir, "stdout")  # where `tail -f` and the observer start
+        try:
+            oldest = os.read(first, 100)
+        finally:
+            os.close(first)
+    finally:
+        log.close()
+        os.close(run_dir)
+    assert (run / "stdout").read_bytes() == b"g" * 10
+    assert (run / planted / "keep").read_bytes() == b"the task's"
+    kept = sorted(p.name for p in run.iterdir() if p.is_file())
+    assert all(len((run / name).read_bytes()) == 10 for name in kept) and len(kept) <= backups + 1
+    newer = [f"stdout.{k}" for k in range(int(planted.split(".")[1]) - 1, 0, -1)] + ["stdout"]
+    assert oldest == (run / newer[0]).read_bytes()  # the oldest below the directory: no error
+    blocked = [r.getMessage() for r in caplog.records if "log_backup_blocked" in r.getMessage()]
+    assert len(blocked) == 1 and f"backup={planted}" in blocked[0], caplog.text

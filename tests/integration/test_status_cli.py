@@ -30,6 +30,10 @@ def test_nothing_to_show_is_one_error_line_and_exit_1(tmp_path, capsys):
     (tmp_path / ".stoker").mkdir()
     (tmp_path / ".stoker" / "checkpoint.jsonl").write_text("not json\n")
     assert status(capsys, tmp_path)[2] == (
+        f"stoker: error: the checkpoint in {tmp_path}/.stoker holds no readable record (its one "
+        "line, at offset 0, is garbled, not JSON: 'not json')\n")
+    (tmp_path / ".stoker" / "checkpoint.jsonl").write_text('{"kind":"header","ta')  # torn at the end
+    assert status(capsys, tmp_path)[2] == (
         f"stoker: error: the checkpoint in {tmp_path}/.stoker holds no record\n")
 
 
@@ -261,6 +265,47 @@ def test_a_checkpoint_with_no_whole_record_is_told_as_its_supervisor_s(tmp_path,
     assert (code, doc["state"], doc["supervisor_pid"], doc["supervisor_alive"]) == (0, "LOST", me.pid, False)
     assert doc["problem"] == (f"the checkpoint in {sandbox}/.stoker holds no record: its supervisor "
                               f"(pid {me.pid}) died before it recorded anything")
+
+
+def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothing_recorded(
+        tmp_path, capsys, monkeypatch):
+    """Bytes replaced in the middle of each of its lines (the header's and the next), not a
+    write cut at the end: `status` said its supervisor "died before it recorded anything"."""
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    write(sandbox, [header(me.pid, me.start_ticks + 100), RUNNING[0]])
+    path = sandbox / ".stoker" / "checkpoint.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    garbled = [line[:20] + b"\x00" * 8 + line[28:] if line else line for line in lines]
+    path.write_bytes(b"\n".join(garbled))
+    (sandbox / ".stoker" / "supervisor.lock").write_text(json.dumps(
+        {"pid": me.pid, "start": me.start_ticks + 100, "boot": me.boot_id, "front_end": "run", "since": 1000.0}))
+    code, out, _ = status(capsys, sandbox, "--json")
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["supervisor_pid"]) == (0, "LOST", me.pid)
+    excerpt = '{"kind":"header","ta' + "\\x00" * 8 + '.0","job_key":"c/r/e/web","task_...'
+    assert doc["problem"] == (
+        f"the checkpoint in {sandbox}/.stoker holds no readable record (2 lines, none a record: "
+        f"the first, at offset 0, is garbled, not JSON: '{excerpt}'): its supervisor (pid {me.pid}) "
+        "is gone; what it recorded cannot be read")
+    path.write_bytes(b"\n".join([lines[0], *path.read_bytes().split(b"\n")[1:]]))  # its header whole
+    code, out, err = status(capsys, sandbox)
+    assert code == 0 and out.startswith("task web.0  key=c/r/e/web  state=LOST"), out
+    assert err.startswith(f"stoker: warning: checkpoint record 2, a record: a torn line at offset "
+                          f"{len(lines[0]) + 1} (a write cut short"), err
+    # its header garbled, the next record whole, read by its task id: was "keeps no attempt of
+    # its supervisor, only other runs' of the sandbox", of a sandbox no other run had
+    path.write_bytes(b"\n".join([garbled[0], lines[1], b""]))
+    root = tmp_path / "root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    monkeypatch.setenv("STOKER_ROOT", str(root))
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and (f"keeps no attempt of its supervisor (pid {me.pid}): it is gone; its records "
+                          "follow no readable header (its own header garbled?): checkpoint record 1, a "
+                          "record: a torn line at offset 0") in out, out
 
 
 def test_a_running_runs_uptime_is_the_kernels_whatever_the_wall_clock_did_since(tmp_path, capsys):

@@ -65,3 +65,52 @@ def test_the_announcers_kazoo_threads_are_refused_by_the_check():
     done = subprocess.run([sys.executable, "-c", KAZOO_HANDLER], cwd=REPO, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, "refused by the check: can't start new thread\n", "")
+
+
+TWO_STARTS_ROOM_FOR_ONE = """
+import resource, threading
+from executor.logs import address_space, room_for_thread, start_thread
+barrier = threading.Barrier(2)
+go, end = threading.Event(), threading.Event()
+outcomes = []
+
+class Started(threading.Thread):
+    def start(self):
+        # Called by start_thread after its check: wait for the other racer to have checked too
+        # (it cannot while this one holds the start to itself: the wait then gives up).
+        try:
+            barrier.wait(timeout=3.0)
+        except threading.BrokenBarrierError:
+            pass
+        super().start()
+
+def race():
+    go.wait()
+    try:
+        start_thread(Started(target=end.wait, daemon=True))
+        outcomes.append("started")
+    except RuntimeError as exc:
+        outcomes.append(type(exc).__name__)
+
+racers = [threading.Thread(target=race) for _ in range(2)]
+for racer in racers:
+    racer.start()
+_, mapped = address_space()
+room = room_for_thread()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + room + room // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
+go.set()
+for racer in racers:
+    racer.join()
+end.set()
+print(*sorted(outcomes))
+"""
+
+
+def test_two_starts_at_once_with_room_for_one_are_one_start_and_one_refusal():
+    """Was: both racers passed the check before either thread started (the 2 MiB margin is
+    less than a thread's stack), and the second start was left to the C library: a stack
+    refused (a bare RuntimeError, no figures), or one mapped and its first allocations not
+    (a start that waits for good). The check and the start are now one step per process."""
+    done = subprocess.run([sys.executable, "-c", TWO_STARTS_ROOM_FOR_ONE], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "NoRoomForThread started\n", "")

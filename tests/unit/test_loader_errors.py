@@ -102,6 +102,8 @@ def test_a_function_from_an_included_file_fails_at_its_own_line(tmp_path):
     (", resources=Resources(cpu=1, ram=1*MB, disk=512*KB)",
      "job.task.resources.disk = 524288 is less than 1 MiB (1048576 bytes): Aurora's client sends ram "
      "and disk in whole MiB and refuses a task with 0"),
+    (", resources=Resources(cpu=1, ram=1*MB, disk=1*MB, gpu=-1)",
+     "job.task.resources.gpu = -1 must be at least 0 (a count of GPUs)"),
 ])
 def test_a_task_needs_positive_resources_as_in_aurora(tmp_path, resources, message):
     path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='web', cmdline='x')]"
@@ -123,6 +125,14 @@ def test_an_executor_s_task_under_1_mib_is_not_refused_for_it_as_thermos_does_no
                             "resources": {"cpu": 0.1, "ram": 1024, "disk": 1024}},
                    "cluster": "c", "role": "r", "environment": "e"}}
     assert decode(json.dumps(doc)).job.task().resources().disk().get() == 1024
+
+
+def test_an_executor_s_task_with_a_negative_gpu_is_not_refused_as_thermos_does_not():
+    """A scheduler that allows GPUs sends Aurora's client's -1 on; Thermos never reads it."""
+    doc = {"job": {"task": {"processes": [{"name": "w", "cmdline": "x"}],
+                            "resources": {"cpu": 0.1, "ram": 1024, "disk": 1024, "gpu": -1}},
+                   "cluster": "c", "role": "r", "environment": "e"}}
+    assert decode(json.dumps(doc)).job.task().resources().gpu().get() == -1
 
 
 def test_arguments_in_aurora_order_get_a_hint(tmp_path):

@@ -158,6 +158,21 @@ def test_json_escapes_what_a_reader_would_split_a_line_at_or_a_terminal_obey():
     assert json.loads(text)["reason"] == "a\x85b\u2028c\u2029d\x9b31me\x7f"
 
 
+@pytest.mark.parametrize("ascii_only", [False, True])
+def test_json_escapes_the_format_characters_a_text_line_writes_out(ascii_only):
+    """Was: a right-to-left override (U+202E) and the other bidi and format characters stayed
+    raw in a JSON line, which a terminal or an editor shown it raw reorders (the text line
+    writes them out, `loggable`); a tag past U+FFFF is JSON's surrogate pair."""
+    said = "we\u202eb \u2066x\u2069 zero\u200bwidth\ufeff soft\xad tag\U000e0041 é作"
+    record = logging.makeLogRecord({"name": "executor.test", "levelno": logging.INFO,
+                                    "levelname": "INFO", "msg": "x", "stoker_event": "restart_requested",
+                                    "stoker_fields": {"process": said}})
+    text = logsetup.JsonFormatter(ascii_only).format(record)
+    assert '"process": "we\\u202eb \\u2066x\\u2069 zero\\u200bwidth\\ufeff soft\\u00ad tag\\udb40\\udc41 ' in text
+    assert ("\\u00e9\\u4f5c" if ascii_only else "é作") in text
+    assert json.loads(text)["process"] == said
+
+
 @pytest.mark.parametrize("value, shown", [
     ("web", "web"),  # plain ASCII: as it always was
     ("a b", '"a b"'),
@@ -168,7 +183,7 @@ def test_json_escapes_what_a_reader_would_split_a_line_at_or_a_terminal_obey():
     ("we\u202eb", '"we\\u202eb"'),  # a right-to-left override: quoted, written out
     ("a\\u202e", "a\\u202e"),  # the same letters typed: plain, so the two differ on the line
     ("p\nforged=1 \u2066x", '"p\\nforged=1 \\u2066x"'),
-    ("esc\x1b[2J\x9b", '"esc\\x1b[2J\\x9b"'),  # one way: as the text formatter writes a message's
+    ("esc\x1b[2J\x9b", '"esc\\x1b[2J\\u009b"'),  # one way: as the text formatter writes a message's
 ])
 def test_a_field_s_text_escapes_controls_and_format_characters_one_way(value, shown):
     assert event_line("restart_requested", {"process": value}) == f"restart_requested process={shown}"

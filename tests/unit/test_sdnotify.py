@@ -157,7 +157,7 @@ def test_a_status_holds_no_control_character(abstract_socket):
     """A health check's output in a task's reason (`health command exited with status 1:
     bad\\x00x`): systemd ignores a whole message holding a NUL byte (and, sent with READY=1,
     would never have heard READY)."""
-    assert one_line("exited: bad\0x\x1b[31m\x9b") == "exited: bad\\x00x\\x1b[31m\\x9b"
+    assert one_line("exited: bad\0x\x1b[31m\x9b") == "exited: bad\\x00x\\x1b[31m\\u009b"
     # nor a format character, as stoker run's state line of the same change writes it out:
     # a right-to-left override in the reason turned the rest of `systemctl status`'s line around
     assert one_line("FAILED: health: b\u202ead \U000e0001") == "FAILED: health: b\\u202ead \\U000e0001"

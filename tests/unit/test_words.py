@@ -27,7 +27,7 @@ from executor.cli.views import table
     ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
     ("title\x1b]0;pwned\x07", "title\\x1b]0;pwned\\x07"),
     ("one\ntwo\r\tthree", "one\\ntwo\\r\\tthree"),
-    ("\x9b31m C1 CSI and DEL\x7f", "\\x9b31m C1 CSI and DEL\\x7f"),
+    ("\x9b31m C1 CSI and DEL\x7f", "\\u009b31m C1 CSI and DEL\\x7f"),  # the character: not the byte's
     ("\x00", "\\x00"),
     ("/tmp/sb-\udcff", "/tmp/sb-\\xff"),  # b'/tmp/sb-\xff' as Python decodes a name
     ("\udc9b31m", "\\x9b31m"),  # a raw 0x9b byte would be a CSI to an 8-bit terminal
@@ -45,7 +45,9 @@ def test_printable_writes_control_characters_out(text, shown):
     ("we\u202eb", "we\\u202eb"),  # a right-to-left override: `bew` on a terminal
     ("\u2066a\u2069 \u200e\u200f \u061c", "\\u2066a\\u2069 \\u200e\\u200f \\u061c"),
     ("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff"),
-    ("a\u2028b\u2029c\x85d", "a\\u2028b\\u2029c\\x85d"),  # line ends to str.splitlines
+    ("a\u2028b\u2029c\x85d", "a\\u2028b\\u2029c\\u0085d"),  # line ends to str.splitlines
+    # a C1 control, a character: was `\\x85`, as the byte 0x85 of a name not UTF-8 is shown
+    ("nel\x85 \udc85", "nel\\u0085 \\x85"),
     ("tag\U000e0041", "tag\\U000e0041"),
     ("\x1b[2J\n/sb-\udcff", "\\x1b[2J\\n/sb-\\xff"),  # as printable writes them
     ("all ascii\x1b[2J\x7f", "all ascii\\x1b[2J\\x7f"),  # ASCII but not printable: no short cut
