@@ -22,6 +22,7 @@ from tests.support.agents import sandboxed_agent
 from tests.support.executor_e2e import EXECUTOR, HELLO, document
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import checkpoint_records, live, task_pids
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
@@ -39,9 +40,13 @@ def no_room_for_a_thread(pid: int) -> None:
 
 
 def subscribed(agent, tmp_path):
-    """A `stoker executor` launched by `agent` and subscribed: its process."""
+    """A `stoker executor` launched by `agent`, subscribed, and with its driver's threads
+    started: its process. (The SUBSCRIBE comes from the first of the three, as the other two
+    start: a limit set at it refused the last one once in CI. Its `registered` line is the
+    last one's, the dispatcher's.)"""
     proc = agent.launch_executor(EXECUTOR, cwd=agent.sandbox, shutdown_grace="3secs")
     agent.wait_subscribed(timeout_secs=10)
+    wait_for(lambda: " registered " in agent.executor_log(), 10, message="the executor's registered line")
     return proc
 
 
