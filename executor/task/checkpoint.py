@@ -392,7 +392,9 @@ def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_REA
     Raises CheckpointError."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee), keep_unreadable, offset)
+        skipped: list[int] = []  # lines over 1 MiB, passed over: counted in the offsets after them
+        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee, skipped=skipped), keep_unreadable,
+                          offset, skipped)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
@@ -422,9 +424,14 @@ def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
         return []
 
 
-def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0) -> Iterator[Any]:
-    """`offset`: where the first line starts (each next one a newline past the one before)."""
+def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0,
+           skipped: list[int] | None = None) -> Iterator[Any]:
+    """`offset`: where the first line starts (each next one a newline past the one before, and
+    past the lines `skipped` says the reader passed over since: `saferead.iter_lines`)."""
     for line in lines:
+        if skipped:
+            offset += sum(skipped)
+            skipped.clear()
         at, offset = offset, offset + len(line) + 1
         if not line.strip():
             continue
