@@ -47,7 +47,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -392,9 +392,8 @@ def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_REA
     Raises CheckpointError."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        skipped: list[int] = []  # lines over 1 MiB, passed over: counted in the offsets after them
-        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee, skipped=skipped), keep_unreadable,
-                          offset, skipped)
+        passed: list[int] = []  # lines over 1 MiB the reader skipped: in the offsets after them
+        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee, skipped=passed), keep_unreadable, offset, passed)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
@@ -425,14 +424,11 @@ def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
 
 
 def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0,
-           skipped: list[int] | None = None) -> Iterator[Any]:
+           skipped: Sequence[int] = ()) -> Iterator[Any]:
     """`offset`: where the first line starts (each next one a newline past the one before, and
-    past the lines `skipped` says the reader passed over since: `saferead.iter_lines`)."""
+    past the lines the reader passed over before it, `skipped`: `saferead.iter_lines`)."""
     for line in lines:
-        if skipped:
-            offset += sum(skipped)
-            skipped.clear()
-        at, offset = offset, offset + len(line) + 1
+        at, offset = offset + sum(skipped), offset + len(line) + 1
         if not line.strip():
             continue
         try:
