@@ -97,18 +97,15 @@ def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
 
 def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *, skip_holes: bool = False,
                tee: Callable[[bytes], object] | None = None, skipped: list[int] | None = None) -> Iterator[bytes]:
-    """The file's lines (without their newline), reading at most `max_bytes` from its offset;
-    a line longer than `max_line` is skipped, and so is a line the cap cut. Linear in the
-    bytes read, whatever the lines' lengths. `skip_holes`: a hole (what `truncate -s +1T`
-    adds: zeros on no disk) is stepped over, not read, and the line it is in skipped, so a
-    sparse file costs what it holds, not its length. `tee`: given each block as it is read (the
-    bytes the lines are cut from, in order: `executor/task/viewcache.py` hashes them).
-    `skipped`: each skipped line's bytes, its newline's included, appended before the next line
-    is yielded (a reader that counts offsets from the lengths of the lines it is given)."""
+    """The file's lines (without their newline), reading at most `max_bytes` from its offset,
+    in time linear in the bytes read; a line longer than `max_line` is skipped (`skipped`: its
+    bytes, newline included, appended before the next line comes, for a reader that counts
+    offsets), and so is a line the cap cut. `skip_holes`: a hole (`truncate -s +1T`: zeros on no
+    disk) is stepped over, not read, and the line it is in skipped: a sparse file costs what it
+    holds. `tee`: given each block as it is read (`executor/task/viewcache.py` hashes them)."""
     read = line_at = 0  # line_at: where the current line starts, in the bytes read
     parts: list[bytes] = []  # the current line's pieces
-    size = 0
-    skipping = False
+    size, skipping = 0, False
     while read < max_bytes:
         hole = _hole_ahead(fd) if skip_holes else 0
         if hole:
