@@ -67,6 +67,7 @@ class HealthLoop:
         self._delivering = threading.RLock()
         self._thread: threading.Thread | None = None
         self._snoozed = False
+        self._looked: bool | None = None  # this attempt's look for the snooze file (None: not made)
 
     def start(self) -> None:
         """Start the thread; the first attempt runs at once."""
@@ -126,6 +127,7 @@ class HealthLoop:
                 return
 
     def _attempt(self) -> tuple[Attempt, float]:
+        self._looked = None
         if self._is_snoozed():
             return Attempt.snoozed(), 0.0
         started_at = self._clock()
@@ -140,22 +142,25 @@ class HealthLoop:
         return attempt, latency_secs  # logged once, by the task's journal (`health_check`)
 
     def _cut_short(self) -> Attempt:
-        """The attempt a MemoryError cut short: snoozed while the snooze file is there (looked
-        for again; the last look's answer when even that finds no memory), as any attempt then
-        is, for the check is not run (was: a failure, counted); else failed."""
-        try:
-            snoozed = stat.S_ISREG(os.lstat(self._snooze_path).st_mode)
-        except OSError:
-            snoozed = False
-        except MemoryError:
-            snoozed = self._snoozed
-        return _SNOOZED if snoozed else _NO_MEMORY
+        """The attempt a MemoryError cut short: snoozed when its own look, made before its check,
+        found the snooze file (looked for again when that look itself found no memory), as any
+        attempt then is (was: a failure, counted); else failed. A check that was run stays its
+        attempt's even when the file came meanwhile, and a look that cannot be made is no pass:
+        not the last attempt's answer, which kept a removed file's snooze while memory was short."""
+        looked = self._looked
+        if looked is None:
+            try:
+                looked = stat.S_ISREG(os.lstat(self._snooze_path).st_mode)
+            except (OSError, MemoryError):
+                looked = False
+        return _SNOOZED if looked else _NO_MEMORY
 
     def _is_snoozed(self) -> bool:
         try:
             snoozed = stat.S_ISREG(os.lstat(self._snooze_path).st_mode)
         except OSError:
             snoozed = False
+        self._looked = snoozed
         if snoozed != self._snoozed:
             self._snoozed = snoozed
             log_event(logger, logging.INFO, "health_snooze", task=self._task,

@@ -45,25 +45,34 @@ def backup_number(rdir: int, stream: str, held: Ident) -> int | None:
     return None
 
 
-def successor_name(stream: str, k: int | None) -> str:
-    """The file written after `stream.K` (`stream` itself after `.1`, or when the held file
-    is no backup: dropped, or moved by another tool)."""
-    return stream if k is None or k == 1 else f"{stream}.{k - 1}"
-
-
 def open_successor(rdir: int, stream: str, held: Ident) -> int | None:
     """The file written after the one `held`, open; None while a rotation is under way.
     Raises OSError."""
     for _ in range(ROTATION_TRIES):  # each try that fails saw another rotation
         k = backup_number(rdir, stream, held)
         try:
-            fd = saferead.open_file(successor_name(stream, k), rdir)
+            fd = _open_newer(rdir, stream, k)
         except FileNotFoundError:
             continue
         if k is None or ident_at(f"{stream}.{k}", rdir) == held:
             return fd  # no rotation came between the look and the open
         os.close(fd)
     return None
+
+
+def _open_newer(rdir: int, stream: str, k: int | None) -> int:
+    """The file written after `stream.K`, open: `stream.K-1` (`stream` itself after `.1`, or
+    when the held file is no backup: dropped, or moved by another tool); a backup that is no plain
+    file there (a directory the task put among the backups, which the rotation goes on past:
+    `executor/procs/logpump.py`) passed over for the next newer one, as `open_first` passes
+    it (was: an UnsafePath error that ended `tail -f`). Raises OSError."""
+    newer = [f"{stream}.{n}" for n in range(k - 1, 0, -1)] if k is not None else []
+    for name in newer:
+        try:
+            return saferead.open_file(name, rdir)
+        except saferead.UnsafeEntry:
+            continue
+    return saferead.open_file(stream, rdir)
 
 
 def open_backup(rdir: int, stream: str, held: Ident) -> int | None:

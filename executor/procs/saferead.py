@@ -95,18 +95,17 @@ def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
     return fd
 
 
-def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *,
-               skip_holes: bool = False, tee: Callable[[bytes], object] | None = None) -> Iterator[bytes]:
-    """The file's lines (without their newline), reading at most `max_bytes` from its offset;
-    a line longer than `max_line` is skipped, and so is a line the cap cut. Linear in the
-    bytes read, whatever the lines' lengths. `skip_holes`: a hole (what `truncate -s +1T`
-    adds: zeros on no disk) is stepped over, not read, and the line it is in skipped, so a
-    sparse file costs what it holds, not its length. `tee`: given each block as it is read (the
-    bytes the lines are cut from, in order: `executor/task/viewcache.py` hashes them)."""
-    read = 0
+def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *, skip_holes: bool = False,
+               tee: Callable[[bytes], object] | None = None, skipped: list[int] | None = None) -> Iterator[bytes]:
+    """The file's lines (without their newline), reading at most `max_bytes` from its offset,
+    in time linear in the bytes read; a line longer than `max_line` is skipped (`skipped`: its
+    bytes, newline included, appended before the next line comes, for a reader that counts
+    offsets), and so is a line the cap cut. `skip_holes`: a hole (`truncate -s +1T`: zeros on no
+    disk) is stepped over, not read, and the line it is in skipped: a sparse file costs what it
+    holds. `tee`: given each block as it is read (`executor/task/viewcache.py` hashes them)."""
+    read = line_at = 0  # line_at: where the current line starts, in the bytes read
     parts: list[bytes] = []  # the current line's pieces
-    size = 0
-    skipping = False
+    size, skipping = 0, False
     while read < max_bytes:
         hole = _hole_ahead(fd) if skip_holes else 0
         if hole:
@@ -121,13 +120,16 @@ def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *,
         read += len(block)
         if tee is not None:
             tee(block)
-        start = 0
+        start, base = 0, read - len(block)
         while (newline := block.find(b"\n", start)) >= 0:
             if not skipping and size + newline - start <= max_line:
                 parts.append(block[start:newline])
                 yield b"".join(parts)
+            elif skipped is not None:
+                skipped.append(base + newline + 1 - line_at)
             parts, size, skipping = [], 0, False
             start = newline + 1
+            line_at = base + start
         if not skipping and start < len(block):
             size += len(block) - start
             parts.append(block[start:])

@@ -47,7 +47,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -392,7 +392,8 @@ def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_REA
     Raises CheckpointError."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee), keep_unreadable, offset)
+        passed: list[int] = []  # lines over 1 MiB the reader skipped: in the offsets after them
+        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee, skipped=passed), keep_unreadable, offset, passed)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
@@ -422,10 +423,12 @@ def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
         return []
 
 
-def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0) -> Iterator[Any]:
-    """`offset`: where the first line starts (each next one a newline past the one before)."""
+def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0,
+           skipped: Sequence[int] = ()) -> Iterator[Any]:
+    """`offset`: where the first line starts (each next one a newline past the one before, and
+    past the lines the reader passed over before it, `skipped`: `saferead.iter_lines`)."""
     for line in lines:
-        at, offset = offset, offset + len(line) + 1
+        at, offset = offset + sum(skipped), offset + len(line) + 1
         if not line.strip():
             continue
         try:

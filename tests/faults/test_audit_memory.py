@@ -410,6 +410,56 @@ def test_a_memory_error_in_a_snoozed_attempt_is_a_snoozed_attempt_not_a_failure(
     assert done.stdout.strip() == "['snoozed', 'snoozed'] [True]", (done.stdout, done.stderr[-2000:])
 
 
+# Whether an attempt a MemoryError cut short is snoozed is this attempt's look, made before its
+# check (docs/aurora.md §1): "stale", the file removed after a snoozed attempt and the next
+# attempt's look (and a look again) finding no memory; "mid-check", the file put there while a
+# check that was run failed, its failure's words finding no memory.
+HEALTH_LOOK_CHILD = HEALTH_LOOP_PREAMBLE + r"""
+snooze = Path(sys.argv[1]) / ".healthchecksnooze"
+results, two, armed = [], threading.Event(), []
+class Refusing:
+    def __fspath__(self):
+        if armed:
+            raise MemoryError
+        return str(snooze)
+class SnoozedMeanwhile:
+    def check(self):
+        snooze.write_bytes(b"")
+        raise MemoryError
+    def describe(self):
+        return "snoozed meanwhile"
+def on_result(attempt, latency):
+    results.append(attempt.outcome.value)
+    armed[:] = [True] if sys.argv[3] == "stale" and len(results) == 1 else []
+    if len(results) == 1 and sys.argv[3] == "stale":
+        snooze.unlink()
+    if len(results) == 2:
+        two.set()
+if sys.argv[3] == "stale":
+    snooze.write_bytes(b"")
+    loop = loopmod.HealthLoop(Passing(), 0.05, snooze, on_result, start_thread=start_thread)
+    loop._snooze_path = Refusing()
+else:
+    def refused(*args, **kwargs):
+        raise MemoryError
+    loopmod.log_event = refused
+    loop = loopmod.HealthLoop(SnoozedMeanwhile(), 0.05, snooze, on_result, start_thread=start_thread)
+loop.start()
+print(results[:2] if two.wait(20) else f"stopped after {results}", flush=True)
+loop.stop()
+"""
+
+
+@pytest.mark.parametrize("case, outcomes", [("stale", "['snoozed', 'failed']"), ("mid-check", "['failed', 'snoozed']")])
+def test_a_memory_error_is_a_snoozed_attempt_only_when_its_own_look_found_the_snooze_file(
+        tmp_path, case, outcomes) -> None:
+    """Was: the file looked for again after the MemoryError, and the last attempt's look kept
+    when that too found no memory: a check that was run and failed passed as snoozed, and once
+    snoozed, attempts whose look finds no memory passed for good after the file was removed."""
+    done = child(HEALTH_LOOK_CHILD, str(tmp_path), str(REPO), case)
+    assert done.stdout.strip() == outcomes, (done.stdout, done.stderr[-2000:])
+
+
 # The same loop, whose result cannot be handed on (a MemoryError in the callback), nor its
 # error line: before, that MemoryError ended the thread; that result is dropped, and the
 # next attempt's is delivered.

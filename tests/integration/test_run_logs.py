@@ -260,3 +260,31 @@ def test_a_backup_the_task_replaced_with_a_directory_does_not_stop_the_rotation(
     assert oldest == (run / newer[0]).read_bytes()  # the oldest below the directory: no error
     blocked = [r.getMessage() for r in caplog.records if "log_backup_blocked" in r.getMessage()]
     assert len(blocked) == 1 and f"backup={planted}" in blocked[0], caplog.text
+
+
+def test_a_follower_goes_on_past_a_backup_the_task_replaced_with_a_directory(tmp_path: Path) -> None:
+    """A follower (`stoker tail -f`, the observer's follow) holds the oldest backup when the task
+    puts a directory at the next newer one's name; a rotation moves both up. Was: the file
+    written after the one held was that directory, an UnsafePath error that ended `tail -f`
+    ("stopped following") though the rotation goes on past it: now the next plain file."""
+    run = tmp_path / "run"
+    run_dir = _open_dir(run)
+    log = LogFile(run_dir, "stdout", run / "stdout", max_bytes=10, backups=3)
+    try:
+        for letter in b"abc":
+            log.write(bytes([letter]) * 10)
+        held = os.stat(run / "stdout.2")  # a's file, where `open_first` starts
+        (run / "stdout.1").unlink()
+        (run / "stdout.1").mkdir()
+        (run / "stdout.1" / "keep").write_bytes(b"the task's")
+        log.write(b"d" * 10)  # a to .3, the directory to .2, c to .1
+        assert (run / "stdout.2").is_dir() and (run / "stdout.3").read_bytes() == b"a" * 10
+        successor = rotation.open_successor(run_dir, "stdout", (held.st_dev, held.st_ino))
+        assert successor is not None
+        try:
+            assert os.read(successor, 100) == b"c" * 10
+        finally:
+            os.close(successor)
+    finally:
+        log.close()
+        os.close(run_dir)

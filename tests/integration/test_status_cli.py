@@ -308,6 +308,24 @@ def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothi
                           "record: a torn line at offset 0") in out, out
 
 
+def test_a_damaged_record_s_offset_is_its_byte_offset_past_multibyte_text_and_a_skipped_long_line(
+        tmp_path, capsys):
+    """Was: a line over 1 MiB (skipped by the reader, unseen) was not counted, so every later
+    damaged line's offset was short by its length: the one after it was said at the end of
+    the header, 1 MiB before where it is."""
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    write(sandbox, [header(me.pid, me.start_ticks + 100), RUNNING[0]])
+    path = sandbox / ".stoker" / "checkpoint.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    long_line = b'{"kind":"note","x":"' + "é".encode() * (600 * 1024) + b'"}'  # 1.2 MB: skipped
+    data = b"\n".join([lines[0], "né garbled".encode(), long_line, "日本 garbled".encode(), lines[1], b""])
+    path.write_bytes(data)
+    code, _, err = status(capsys, sandbox)
+    said = [int(at) for at in re.findall(r"a torn line at offset (\d+)", err)]
+    assert code == 0 and said == [data.index("né".encode()), data.index("日本".encode())], err
+
+
 def test_a_running_runs_uptime_is_the_kernels_whatever_the_wall_clock_did_since(tmp_path, capsys):
     """Its start was recorded three days "ago" by the wall clock, as after the clock was
     stepped forward (a VM resumed after days): `up 3d00h` for a run of a second. The
