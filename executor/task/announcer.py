@@ -8,7 +8,9 @@ The owner calls `join()` (the task became RUNNING), `leave()` (the first step of
 failure, before any signal), `close()` (the task is over), `view()` (what `stoker status`
 shows) and `overdue(now)` (the first announcement missed its bound: fail the task with
 `serverset.TIMED_OUT_REASON`). `join` returns at once; `leave` and `close` wait a bounded
-time. Every state change is one `announcer_*` log line and one `AnnouncementChanged` handed
+time, which ends at the process's exit time too (`exit_by`: `stoker executor`'s after
+SHUTDOWN, set before or during the wait; ZooKeeper stalled must not keep the executor past
+the agent's shutdown grace, when the agent destroys it). Every state change is one `announcer_*` log line and one `AnnouncementChanged` handed
 to `post` (the owner's queue).
 
 Threads: one worker thread per announcer makes every ZooKeeper call and feeds the pure
@@ -46,6 +48,7 @@ from kazoo.security import ACL, make_acl, make_digest_acl_credential
 from config.words import quoted
 from config.zookeeper import ZkAccess, ZkAuth
 from executor.logs import log_event, start_thread
+from executor.procs.exitby import ExitBy
 from executor.task.membership import (
     RETRY_INITIAL_SECS,
     Action,
@@ -121,7 +124,7 @@ class ServerSetAnnouncer:
                  operation_timeout_secs: float = OPERATION_TIMEOUT_SECS,
                  retry_initial_secs: float = RETRY_INITIAL_SECS,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, exit_by: ExitBy | None = None) -> None:
         self._a = announcement
         self._data = announcement.data
         self._task = task
@@ -139,6 +142,9 @@ class ServerSetAnnouncer:
         self._closed = False
         self._first_join_deadline_at: float | None = None
         self._worker: threading.Thread | None = None
+        # Shared: when the owner's waits end at the latest, and the worker's end (woken by it)
+        self._exit_by = exit_by if exit_by is not None else ExitBy()
+        self._worker_over = threading.Event()
         # Shared: the queue, and the view the worker publishes under the condition.
         self._inbox: queue.Queue[object] = queue.Queue()
         self._cond = threading.Condition()
@@ -158,23 +164,25 @@ class ServerSetAnnouncer:
         self._start()
 
     def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
-        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` passed
-        first (the worker keeps trying, and the member expires with the session anyway)."""
+        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` or the
+        process's exit time passed first (the worker keeps trying, and the member expires with
+        the session anyway)."""
         self._joining = False
         if self._worker is None:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return done.wait(timeout_secs)
+        return self._exit_by.wait(done.is_set, timeout_secs)
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
-        """Leave and end the ZooKeeper session; waits at most `timeout_secs`. Final."""
+        """Leave and end the ZooKeeper session; waits at most `timeout_secs`, and not past
+        the process's exit time. Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._inbox.put(_Close())
-        worker.join(timeout_secs)
+        self._exit_by.wait(self._worker_over.is_set, timeout_secs)
 
     def view(self) -> AnnouncerView:
         with self._cond:
@@ -214,6 +222,9 @@ class ServerSetAnnouncer:
                       exc_info=True)
             if self._zk is not None:
                 self._zk.stop()
+        finally:
+            self._worker_over.set()
+            self._exit_by.wake()  # a close waiting for it
 
     def _loop(self) -> None:
         while True:
@@ -234,9 +245,12 @@ class ServerSetAnnouncer:
                 self._release_leave_waiters()
 
     def _release_leave_waiters(self) -> None:
+        if not self._leave_waiters:
+            return
         for done in self._leave_waiters:
             done.set()
         self._leave_waiters.clear()
+        self._exit_by.wake()  # the leave waiting for it
 
     def _apply(self, message: object) -> list[Change]:
         m = self._machine
