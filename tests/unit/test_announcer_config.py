@@ -72,12 +72,23 @@ def test_a_bad_auth_file_names_the_file_and_the_field(doc, message):
 
 
 @pytest.mark.parametrize("text", ["zk1:2181", "zk1:2181,zk2:2182,zk3", "127.0.0.1:2181/chroot/path",
-                                  "[::1]:2181", " zk1:2181 "])
+                                  "[::1]:2181", " zk1:2181 ", "[::ffff:10.0.0.1]:2181,[fe80::1]"])
 def test_ensembles(text):
     assert parse_ensemble(text) == text.strip()
 
 
-@pytest.mark.parametrize("text", ["", "zk1:0", "zk1:65536", "zk1:abc", "zk 1:2181", "zk1:2181,", "zk1:2181/a/../b"])
+@pytest.mark.parametrize("text,ensemble", [("zk1:2181 , zk2:2182", "zk1:2181,zk2:2182"),
+                                           (" zk1 ,zk2:1/chroot", "zk1,zk2:1/chroot")])
+def test_an_ensembles_blanks_around_a_host_are_taken_out(text, ensemble):
+    """kazoo refuses `zk1:2181 ,...` (port '2181 '): it did so as the task joined, an internal error."""
+    from kazoo.hosts import collect_hosts
+
+    assert parse_ensemble(text) == ensemble
+    collect_hosts(ensemble)  # kazoo takes it
+
+
+@pytest.mark.parametrize("text", ["", "zk1:0", "zk1:65536", "zk1:abc", "zk 1:2181", "zk1:2181,", "zk1:2181/a/../b",
+                                  "[1.2.3.4]:2181", "[::1::2]:2181", "[:]"])
 def test_bad_ensembles(text):
     with pytest.raises(ValueError, match="ZooKeeper"):
         parse_ensemble(text)
