@@ -113,6 +113,17 @@ class CheckedStartHandler(SequentialThreadingHandler):
         start_thread(thread)
         return thread
 
+    def start(self) -> None:
+        """kazoo's start of its two workers; when the second is refused, the first is
+        stopped before the refusal goes on (it was left waiting on its queue for good)."""
+        try:
+            super().start()
+        except BaseException:
+            with self._state_change:
+                self._running = bool(self._workers)  # what `stop` stops
+            self.stop()
+            raise
+
 
 class ServerSetAnnouncer:
     """See the module docstring."""
@@ -201,18 +212,34 @@ class ServerSetAnnouncer:
     # ---- the worker ----
 
     def _start(self) -> None:
+        """Start the session, then the worker. A thread refused (no room for one) leaves
+        nothing started behind and goes on to the owner, which fails the task (was: a close
+        that waited its whole bound for a worker never started, a kazoo thread left waiting
+        for good, an ERROR line from stopping a connection never started)."""
         if self._worker is not None:
             return
-        self._zk = KazooClient(
+        zk = KazooClient(
             hosts=self._a.ensemble, timeout=self._session_timeout_secs,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
                                         max_delay=self._reconnect_max_secs),
             auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger,
             handler=CheckedStartHandler())
-        self._zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
-        self._worker = threading.Thread(target=self._run, name=f"announcer-{self._task}", daemon=True)
-        start_thread(self._worker)
-        self._zk.start_async()
+        zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
+        try:
+            zk.start_async()
+        except BaseException:
+            zk.handler.stop()  # its workers, if both started (a refused one's are stopped)
+            zk.close()  # its socket pair, if made: its connection thread never ran
+            raise
+        worker = threading.Thread(target=self._run, name=f"announcer-{self._task}", daemon=True)
+        self._zk = zk  # before the worker runs: it makes every call through it
+        try:
+            start_thread(worker)
+        except BaseException:
+            self._zk = None
+            self._end_session(zk)
+            raise
+        self._worker = worker
 
     def _run(self) -> None:
         try:
@@ -337,15 +364,19 @@ class ServerSetAnnouncer:
             self._publish(self._delete())
         changes = self._machine.close()
         zk, self._zk = self._zk, None
+        if zk is not None:
+            self._end_session(zk)
+        self._publish(changes)
+        self._release_leave_waiters()
+
+    def _end_session(self, zk: KazooClient) -> None:
+        """End the ZooKeeper session (its ephemeral member goes with it) and free the client."""
         try:
-            if zk is not None:
-                zk.stop()
-                zk.close()
+            zk.stop()
+            zk.close()
         except Exception as exc:
             log_event(logger, logging.ERROR, "announcer_close_failed", task=self._task,
                       error=f"{type(exc).__name__}: {exc}")
-        self._publish(changes)
-        self._release_leave_waiters()
 
     def _why(self, exc: BaseException) -> str:
         if isinstance(exc, NoAuthError):
