@@ -319,14 +319,18 @@ class ServerSetAnnouncer:
         return changes
 
     def _delete(self) -> list[Change]:
-        assert self._zk is not None and self._machine.member is not None
+        assert self._zk is not None
+        member = self._machine.member
         try:
-            self._zk.delete_async(f"{self._a.path}/{self._machine.member}").get(timeout=self._op_timeout_secs)
+            if member is None:  # a create whose answer was lost may have made one
+                member = self._orphan()
+            if member is not None:
+                self._zk.delete_async(f"{self._a.path}/{member}").get(timeout=self._op_timeout_secs)
         except NoNodeError:
             pass  # already gone: what we wanted
         except Exception as exc:
             return self._machine.failed(Action.DELETE, self._why(exc), self._clock())
-        return self._machine.deleted()
+        return self._machine.deleted(member)
 
     def _orphan(self) -> str | None:
         """A member this session created in a call whose answer was lost, if there is one."""
@@ -359,7 +363,8 @@ class ServerSetAnnouncer:
             self._inbox.put(_MemberEvent(member, deleted=True))
 
     def _shutdown(self) -> None:
-        if self._machine.member is not None and self._machine.connection is Connection.CONNECTED:
+        m = self._machine
+        if (m.member is not None or m.check_orphans) and m.connection is Connection.CONNECTED:
             self._publish(self._machine.leave())
             self._publish(self._delete())
         changes = self._machine.close()
