@@ -10,8 +10,8 @@ shows) and `overdue(now)` (the first announcement missed its bound: fail the tas
 `serverset.TIMED_OUT_REASON`). `join` returns at once; `leave` and `close` wait a bounded
 time, which ends at the process's exit time too (`exit_by`: `stoker executor`'s after
 SHUTDOWN, set before or during the wait; ZooKeeper stalled must not keep the executor past
-the agent's shutdown grace, when the agent destroys it). Every state change is one `announcer_*` log line and one `AnnouncementChanged` handed
-to `post` (the owner's queue).
+the agent's shutdown grace, when the agent destroys it). Every state change is one
+`announcer_*` log line and one `AnnouncementChanged` handed to `post` (the owner's queue).
 
 Threads: one worker thread per announcer makes every ZooKeeper call and feeds the pure
 `Membership` machine (executor/task/membership.py), which decides what to do next. The
@@ -153,9 +153,10 @@ class ServerSetAnnouncer:
         self._closed = False
         self._first_join_deadline_at: float | None = None
         self._worker: threading.Thread | None = None
-        # Shared: when the owner's waits end at the latest, and the worker's end (woken by it)
+        # Shared: when the owner's waits end at the latest, and the close's end (woken by it):
+        # the worker's, or nothing of the task's left in ZooKeeper, the session ending
         self._exit_by = exit_by if exit_by is not None else ExitBy()
-        self._worker_over = threading.Event()
+        self._closed_enough = threading.Event()
         # Shared: the queue, and the view the worker publishes under the condition.
         self._inbox: queue.Queue[object] = queue.Queue()
         self._cond = threading.Condition()
@@ -186,14 +187,15 @@ class ServerSetAnnouncer:
         return self._exit_by.wait(done.is_set, timeout_secs)
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
-        """Leave and end the ZooKeeper session; waits at most `timeout_secs`, and not past
-        the process's exit time. Final."""
+        """Leave and end the ZooKeeper session, waiting at most `timeout_secs` and not past
+        the process's exit time; not for the session's end when no member can be left (it
+        ends on the worker's thread: a ZooKeeper that does not answer kept this to its bound). Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._inbox.put(_Close())
-        self._exit_by.wait(self._worker_over.is_set, timeout_secs)
+        self._exit_by.wait(self._closed_enough.is_set, timeout_secs)
 
     def view(self) -> AnnouncerView:
         with self._cond:
@@ -250,7 +252,7 @@ class ServerSetAnnouncer:
             if self._zk is not None:
                 self._zk.stop()
         finally:
-            self._worker_over.set()
+            self._closed_enough.set()
             self._exit_by.wake()  # a close waiting for it
 
     def _loop(self) -> None:
@@ -367,11 +369,16 @@ class ServerSetAnnouncer:
         if (m.member is not None or m.check_orphans) and m.connection is Connection.CONNECTED:
             self._publish(self._machine.leave())
             self._publish(self._delete())
-        changes = self._machine.close()
-        zk, self._zk = self._zk, None
+        owned = m.member is not None or m.check_orphans  # (not connected: the session's end takes it)
+        changes, zk, self._zk = self._machine.close(), self._zk, None
+        if not owned:
+            self._publish(changes)
+            self._closed_enough.set()
+            self._exit_by.wake()
         if zk is not None:
             self._end_session(zk)
-        self._publish(changes)
+        if owned:
+            self._publish(changes)
         self._release_leave_waiters()
 
     def _end_session(self, zk: KazooClient) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -327,3 +328,19 @@ def test_close_while_zookeeper_is_unreachable_is_quick_and_leaves_no_thread():
     wait_for(lambda: not any(t.name == "announcer-hello.3" for t in threading.enumerate()))
     announcer.join()  # after close: nothing happens
     assert announcer.view().state is MemberState.CLOSED and announcer.leave() is True
+
+
+def test_close_against_a_server_that_never_answers_does_not_wait_for_the_sessions_end(announcers):
+    """A socket that accepts and never answers (a hung ZooKeeper): no member can exist, so
+    the close is done at once, CLOSED recorded; kazoo's stop, which waits for its connection
+    attempt to time out, goes on on the worker's thread. Was: the close waited its bound."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        announcer, recorder = announcers(announcement(f"127.0.0.1:{silent.getsockname()[1]}", "/aurora"),
+                                         session_timeout_secs=20.0)  # kazoo's connect timeout: 20 s
+        announcer.join()
+        wait_for(lambda: any(t.name == "announcer-hello.3" for t in threading.enumerate()))
+        time.sleep(0.5)  # kazoo is connecting by now
+        started = time.monotonic()
+        announcer.close(timeout_secs=30)
+        assert time.monotonic() - started < 5.0  # not kazoo's connect timeout nor the bound (a guard)
+        assert announcer.view().state is MemberState.CLOSED and recorder.states()[-1] == "member:CLOSED"
