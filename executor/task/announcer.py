@@ -153,8 +153,8 @@ class ServerSetAnnouncer:
         self._closed = False
         self._first_join_deadline_at: float | None = None
         self._worker: threading.Thread | None = None
-        # Shared: when the owner's waits end at the latest, and the close's end (woken by it):
-        # the worker's, or nothing of the task's left in ZooKeeper, the session ending
+        # Shared: the exit time, by which the owner's waits end (the worker wakes them through
+        # it), and the close's end (the worker's, or no member left: the session ends after)
         self._exit_by = exit_by if exit_by is not None else ExitBy()
         self._closed_enough = threading.Event()
         # Shared: the queue, and the view the worker publishes under the condition.
@@ -188,8 +188,8 @@ class ServerSetAnnouncer:
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
         """Leave and end the ZooKeeper session, waiting at most `timeout_secs` and not past
-        the process's exit time; not for the session's end when no member can be left (it
-        ends on the worker's thread: a ZooKeeper that does not answer kept this to its bound). Final."""
+        the process's exit time; with no member left, not for the session's end, which goes
+        on on the worker's thread (a ZooKeeper that never answers held it to its bound). Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:

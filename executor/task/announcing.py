@@ -17,10 +17,9 @@ member then goes with the announcer's session); a bound on the whole stop (`stok
 --kill-grace`) starts after it. Once this process has an exit time (`stoker executor` after
 SHUTDOWN), the leave and the close take at most a share of what is left of it each, so
 that the processes keep most of the grace between SIGTERM and SIGKILL, and the close of the
-task's processes most of the rest.
-Everything else returns at once: the adapter (`executor/task/announcer.py`, behind the
-owner's `Announcer` port) does its ZooKeeper work on its own thread and posts
-`AnnouncementChanged` to the owner's queue.
+task's processes most of the rest. Everything else returns at once: the adapter
+(`executor/task/announcer.py`, behind the owner's `Announcer` port) does its ZooKeeper work
+on its own thread and posts `AnnouncementChanged` to the owner's queue.
 
 Called only from the owner's thread. For a task that does not announce there is no
 announcer and every call does nothing; nothing here imports the ZooKeeper client.
