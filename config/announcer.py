@@ -45,18 +45,36 @@ class AnnouncerSpec:
 
 
 def parse_ensemble(text: str) -> str:
-    """`HOST:PORT[,HOST:PORT...][/chroot]`, as ZooKeeper clients take it (port default 2181)."""
+    """`HOST:PORT[,HOST:PORT...][/chroot]`, as ZooKeeper clients take it (port default 2181),
+    with the blanks around each HOST:PORT taken out: kazoo refuses `zk1:2181 ,zk2` (as it
+    does a bracketed address that is not IPv6), and did so only when the task joined, an
+    internal error failing it."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"{quoted(text)} is not a ZooKeeper ensemble (HOST:PORT[,HOST:PORT...])")
     hosts, slash, chroot = text.strip().partition("/")
-    for item in hosts.split(","):
-        match = _HOST_PORT.match(item.strip())
-        if not match or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536):
-            raise ValueError(f"{quoted(text)} is not a ZooKeeper ensemble: {quoted(item.strip())} is not "
+    items = [item.strip() for item in hosts.split(",")]
+    for item in items:
+        if not _host_port_ok(item):
+            raise ValueError(f"{quoted(text)} is not a ZooKeeper ensemble: {quoted(item)} is not "
                              "HOST or HOST:PORT with a port in 1..65535")
     if slash:
         parse_serverset_path("/" + chroot)
-    return text.strip()
+    return ",".join(items) + slash + chroot
+
+
+def _host_port_ok(item: str) -> bool:
+    """HOST[:PORT] as kazoo reads it: a port in 1..65535, a bracketed host an IPv6 address."""
+    match = _HOST_PORT.match(item)
+    if not match or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536):
+        return False
+    if match.group(1).startswith("["):
+        import ipaddress  # only for a bracketed address
+
+        try:
+            ipaddress.IPv6Address(match.group(1)[1:-1])
+        except ValueError:
+            return False
+    return True
 
 
 def node_name_ok(name: str) -> bool:

@@ -58,7 +58,20 @@ def parse_zk_auth_file(path: str | ZkAuth) -> ZkAuth:
             text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{quoted(path)} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_zk_auth(text, path)
+    auth = parse_zk_auth(text, path)
+    if any(c.scheme == "sasl" for c in auth.auth) and not _sasl_installed():
+        raise ValueError(f"{quoted(path)}: a sasl login needs the pure-sasl package, which this "
+                         "installation lacks (pip install pure-sasl), or a digest one instead")
+    return auth
+
+
+def _sasl_installed() -> bool:
+    """Whether ZooKeeper's client can log in with SASL here (it needs pure-sasl: without
+    it, its connection thread died at the first connection, a traceback, and the task failed
+    only at its first announcement's bound)."""
+    import importlib.util
+
+    return importlib.util.find_spec("puresasl") is not None
 
 
 def parse_path(text: str) -> str:

@@ -71,6 +71,8 @@ class AnnouncerSettings:
 def parse_zk_auth(text: str, source: str) -> ZkAuth:
     """The auth file (Aurora's `ZkAuth`): `{"auth": [{"scheme", "credential"}...], "acl":
     [{"scheme", "credential", "permissions": {"read": true, ...}}...]}`, both lists optional.
+    A `digest` or `sasl` credential to log in with is USER:PASSWORD, and there is one `sasl`
+    login at most (ZooKeeper's client refuses either when the session starts).
 
     Strict, as Aurora's loader is: unknown keys, missing required fields and wrong types are
     errors naming `source` and the field (`acl[1].permissions.read`).
@@ -82,6 +84,9 @@ def parse_zk_auth(text: str, source: str) -> ZkAuth:
     _check_object(doc, source, "the file", {"auth", "acl"}, required=())
     auth = tuple(_credential(entry, source, f"auth[{i}]")
                  for i, entry in enumerate(_list(doc, "auth", source)))
+    sasl = [i for i, c in enumerate(auth) if c.scheme == "sasl"]
+    if len(sasl) > 1:  # kazoo's rule: one SASL login per session
+        raise ValueError(f"{source}: auth[{sasl[1]}].scheme: a second sasl entry (one SASL login per session)")
     acl = tuple(_access(entry, source, f"acl[{i}]")
                 for i, entry in enumerate(_list(doc, "acl", source)))
     return ZkAuth(source=source, auth=auth, acl=acl)
@@ -126,6 +131,9 @@ def _scheme_and_credential(entry: Any, source: str, where: str, known: set[str])
 
 def _credential(entry: Any, source: str, where: str) -> ZkCredential:
     scheme, credential = _scheme_and_credential(entry, source, where, {"scheme", "credential"})
+    if scheme == "sasl" and len(credential.split(":")) != 2:  # kazoo logs in as USER with PASSWORD
+        raise ValueError(f"{source}: {where}.credential: a sasl credential must be "
+                         "USER:PASSWORD (exactly one ':')")
     return ZkCredential(scheme=scheme, credential=credential)
 
 

@@ -8,8 +8,10 @@ The owner calls `join()` (the task became RUNNING), `leave()` (the first step of
 failure, before any signal), `close()` (the task is over), `view()` (what `stoker status`
 shows) and `overdue(now)` (the first announcement missed its bound: fail the task with
 `serverset.TIMED_OUT_REASON`). `join` returns at once; `leave` and `close` wait a bounded
-time. Every state change is one `announcer_*` log line and one `AnnouncementChanged` handed
-to `post` (the owner's queue).
+time, which ends at the process's exit time too (`exit_by`: `stoker executor`'s after
+SHUTDOWN, set before or during the wait; ZooKeeper stalled must not keep the executor past
+the agent's shutdown grace, when the agent destroys it). Every state change is one
+`announcer_*` log line and one `AnnouncementChanged` handed to `post` (the owner's queue).
 
 Threads: one worker thread per announcer makes every ZooKeeper call and feeds the pure
 `Membership` machine (executor/task/membership.py), which decides what to do next. The
@@ -46,6 +48,7 @@ from kazoo.security import ACL, make_acl, make_digest_acl_credential
 from config.words import quoted
 from config.zookeeper import ZkAccess, ZkAuth
 from executor.logs import log_event, start_thread
+from executor.procs.exitby import ExitBy
 from executor.task.membership import (
     RETRY_INITIAL_SECS,
     Action,
@@ -110,6 +113,17 @@ class CheckedStartHandler(SequentialThreadingHandler):
         start_thread(thread)
         return thread
 
+    def start(self) -> None:
+        """kazoo's start of its two workers; when the second is refused, the first is
+        stopped before the refusal goes on (it was left waiting on its queue for good)."""
+        try:
+            super().start()
+        except BaseException:
+            with self._state_change:
+                self._running = bool(self._workers)  # what `stop` stops
+            self.stop()
+            raise
+
 
 class ServerSetAnnouncer:
     """See the module docstring."""
@@ -121,7 +135,7 @@ class ServerSetAnnouncer:
                  operation_timeout_secs: float = OPERATION_TIMEOUT_SECS,
                  retry_initial_secs: float = RETRY_INITIAL_SECS,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, exit_by: ExitBy | None = None) -> None:
         self._a = announcement
         self._data = announcement.data
         self._task = task
@@ -139,6 +153,10 @@ class ServerSetAnnouncer:
         self._closed = False
         self._first_join_deadline_at: float | None = None
         self._worker: threading.Thread | None = None
+        # Shared: the exit time, by which the owner's waits end (the worker wakes them through
+        # it), and the close's end (the worker's, or no member left: the session ends after)
+        self._exit_by = exit_by if exit_by is not None else ExitBy()
+        self._closed_enough = threading.Event()
         # Shared: the queue, and the view the worker publishes under the condition.
         self._inbox: queue.Queue[object] = queue.Queue()
         self._cond = threading.Condition()
@@ -158,23 +176,26 @@ class ServerSetAnnouncer:
         self._start()
 
     def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
-        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` passed
-        first (the worker keeps trying, and the member expires with the session anyway)."""
+        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` or the
+        process's exit time passed first (the worker keeps trying, and the member expires with
+        the session anyway)."""
         self._joining = False
         if self._worker is None:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return done.wait(timeout_secs)
+        return self._exit_by.wait(done.is_set, timeout_secs)
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
-        """Leave and end the ZooKeeper session; waits at most `timeout_secs`. Final."""
+        """Leave and end the ZooKeeper session, waiting at most `timeout_secs` and not past
+        the process's exit time; with no member left, not for the session's end, which goes
+        on on the worker's thread (a ZooKeeper that never answers held it to its bound). Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._inbox.put(_Close())
-        worker.join(timeout_secs)
+        self._exit_by.wait(self._closed_enough.is_set, timeout_secs)
 
     def view(self) -> AnnouncerView:
         with self._cond:
@@ -193,18 +214,34 @@ class ServerSetAnnouncer:
     # ---- the worker ----
 
     def _start(self) -> None:
+        """Start the session, then the worker. A thread refused (no room for one) leaves
+        nothing started behind and goes on to the owner, which fails the task (was: a close
+        that waited its whole bound for a worker never started, a kazoo thread left waiting
+        for good, an ERROR line from stopping a connection never started)."""
         if self._worker is not None:
             return
-        self._zk = KazooClient(
+        zk = KazooClient(
             hosts=self._a.ensemble, timeout=self._session_timeout_secs,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
                                         max_delay=self._reconnect_max_secs),
             auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger,
             handler=CheckedStartHandler())
-        self._zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
-        self._worker = threading.Thread(target=self._run, name=f"announcer-{self._task}", daemon=True)
-        start_thread(self._worker)
-        self._zk.start_async()
+        zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
+        try:
+            zk.start_async()
+        except BaseException:
+            zk.handler.stop()  # its workers, if both started (a refused one's are stopped)
+            zk.close()  # its socket pair, if made: its connection thread never ran
+            raise
+        worker = threading.Thread(target=self._run, name=f"announcer-{self._task}", daemon=True)
+        self._zk = zk  # before the worker runs: it makes every call through it
+        try:
+            start_thread(worker)
+        except BaseException:
+            self._zk = None
+            self._end_session(zk)
+            raise
+        self._worker = worker
 
     def _run(self) -> None:
         try:
@@ -214,6 +251,9 @@ class ServerSetAnnouncer:
                       exc_info=True)
             if self._zk is not None:
                 self._zk.stop()
+        finally:
+            self._closed_enough.set()
+            self._exit_by.wake()  # a close waiting for it
 
     def _loop(self) -> None:
         while True:
@@ -234,9 +274,12 @@ class ServerSetAnnouncer:
                 self._release_leave_waiters()
 
     def _release_leave_waiters(self) -> None:
+        if not self._leave_waiters:
+            return
         for done in self._leave_waiters:
             done.set()
         self._leave_waiters.clear()
+        self._exit_by.wake()  # the leave waiting for it
 
     def _apply(self, message: object) -> list[Change]:
         m = self._machine
@@ -278,14 +321,18 @@ class ServerSetAnnouncer:
         return changes
 
     def _delete(self) -> list[Change]:
-        assert self._zk is not None and self._machine.member is not None
+        assert self._zk is not None
+        member = self._machine.member
         try:
-            self._zk.delete_async(f"{self._a.path}/{self._machine.member}").get(timeout=self._op_timeout_secs)
+            if member is None:  # a create whose answer was lost may have made one
+                member = self._orphan()
+            if member is not None:
+                self._zk.delete_async(f"{self._a.path}/{member}").get(timeout=self._op_timeout_secs)
         except NoNodeError:
             pass  # already gone: what we wanted
         except Exception as exc:
             return self._machine.failed(Action.DELETE, self._why(exc), self._clock())
-        return self._machine.deleted()
+        return self._machine.deleted(member)
 
     def _orphan(self) -> str | None:
         """A member this session created in a call whose answer was lost, if there is one."""
@@ -318,20 +365,30 @@ class ServerSetAnnouncer:
             self._inbox.put(_MemberEvent(member, deleted=True))
 
     def _shutdown(self) -> None:
-        if self._machine.member is not None and self._machine.connection is Connection.CONNECTED:
+        m = self._machine
+        if (m.member is not None or m.check_orphans) and m.connection is Connection.CONNECTED:
             self._publish(self._machine.leave())
             self._publish(self._delete())
-        changes = self._machine.close()
-        zk, self._zk = self._zk, None
+        owned = m.member is not None or m.check_orphans  # (not connected: the session's end takes it)
+        changes, zk, self._zk = self._machine.close(), self._zk, None
+        if not owned:
+            self._publish(changes)
+            self._closed_enough.set()
+            self._exit_by.wake()
+        if zk is not None:
+            self._end_session(zk)
+        if owned:
+            self._publish(changes)
+        self._release_leave_waiters()
+
+    def _end_session(self, zk: KazooClient) -> None:
+        """End the ZooKeeper session (its ephemeral member goes with it) and free the client."""
         try:
-            if zk is not None:
-                zk.stop()
-                zk.close()
+            zk.stop()
+            zk.close()
         except Exception as exc:
             log_event(logger, logging.ERROR, "announcer_close_failed", task=self._task,
                       error=f"{type(exc).__name__}: {exc}")
-        self._publish(changes)
-        self._release_leave_waiters()
 
     def _why(self, exc: BaseException) -> str:
         if isinstance(exc, NoAuthError):

@@ -12,11 +12,14 @@ saying when the first announcement missed its bound, which fails the task with A
 message (`serverset.TIMED_OUT_REASON`).
 
 Leaving blocks the owner's thread until the member is deleted (one ZooKeeper round trip,
-a few milliseconds) or `leave_within_secs` passed (ZooKeeper unreachable: the member then
-goes with the announcer's session); a bound on the whole stop (`stoker run --kill-grace`)
-starts after it. Everything else returns at once: the adapter
-(`executor/task/announcer.py`, behind the owner's `Announcer` port) does its ZooKeeper work on
-its own thread and posts `AnnouncementChanged` to the owner's queue.
+a few milliseconds) or `leave_within_secs` passed (ZooKeeper unreachable or stalled: the
+member then goes with the announcer's session); a bound on the whole stop (`stoker run
+--kill-grace`) starts after it. Once this process has an exit time (`stoker executor` after
+SHUTDOWN), the leave and the close take at most a share of what is left of it each, so
+that the processes keep most of the grace between SIGTERM and SIGKILL, and the close of the
+task's processes most of the rest. Everything else returns at once: the adapter
+(`executor/task/announcer.py`, behind the owner's `Announcer` port) does its ZooKeeper work
+on its own thread and posts `AnnouncementChanged` to the owner's queue.
 
 Called only from the owner's thread. For a task that does not announce there is no
 announcer and every call does nothing; nothing here imports the ZooKeeper client.
@@ -24,15 +27,19 @@ announcer and every call does nothing; nothing here imports the ZooKeeper client
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from executor.events import TaskPhase
 from executor.logs import log_event
 from executor.task.journal import Journal
+from executor.task.killing import StopBounds
 from executor.task.membership import AnnouncementChanged, AnnouncerView
 from executor.task.records import AnnounceRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from executor.task.ports import Announcer
 
 __all__ = ["AnnouncementChanged", "Announcing", "earliest", "leave_within_secs",
@@ -41,7 +48,8 @@ __all__ = ["AnnouncementChanged", "Announcing", "earliest", "leave_within_secs",
 logger = logging.getLogger(__name__)
 
 LEAVE_WITHIN_SECS = 2.0  # how long a stop waits for the member's deletion at most
-LEAVE_SHARE = 0.25  # of a bound on the whole stop (`stoker run --kill-grace`), at most
+CLOSE_WITHIN_SECS = 3.0  # how long the task's close waits for the session's end at most
+LEAVE_SHARE = 0.25  # of a bound on the whole stop (`stoker run --kill-grace`, the exit time), at most
 
 
 def next_record(last: AnnounceRecord | None, view: AnnouncerView) -> AnnounceRecord | None:
@@ -55,12 +63,12 @@ def next_record(last: AnnounceRecord | None, view: AnnouncerView) -> AnnounceRec
     return None if record == last else record
 
 
-def leave_within_secs(stop_within_secs: float | None) -> float:
+def leave_within_secs(stop_within_secs: float | None, exit_in_secs: float | None = None) -> float:
     """How long a stop waits for the member's deletion: LEAVE_WITHIN_SECS, and at most
-    LEAVE_SHARE of a bound on the whole stop."""
-    if stop_within_secs is None:
-        return LEAVE_WITHIN_SECS
-    return max(0.0, min(LEAVE_WITHIN_SECS, LEAVE_SHARE * stop_within_secs))
+    LEAVE_SHARE of a bound on the whole stop and of the time left before this process must
+    exit (each None: no such bound)."""
+    bounds = [LEAVE_SHARE * b for b in (stop_within_secs, exit_in_secs) if b is not None]
+    return max(0.0, min([LEAVE_WITHIN_SECS, *bounds]))
 
 
 def earliest(*deadlines: float | None) -> float | None:
@@ -72,11 +80,13 @@ class Announcing:
     """See the module docstring. `announcer` None: the task does not announce."""
 
     def __init__(self, announcer: Announcer | None, journal: Journal, label: str,
-                 stop_within_secs: float | None = None) -> None:
+                 stop: StopBounds = StopBounds(), *, clock: Callable[[], float] = time.monotonic) -> None:
         self._announcer = announcer
         self._journal = journal
         self._label = label
-        self._leave_within_secs = leave_within_secs(stop_within_secs)
+        self._stop_within_secs = stop.within_secs
+        self._exit_at = stop.exit_at  # when this process must be gone (None, or it says None: no bound)
+        self._clock = clock
         self._stopping = False  # the task is stopping: never join again
         self._timed_out = False  # the first announcement missed its bound (said once)
         self._last: AnnounceRecord | None = None
@@ -94,12 +104,13 @@ class Announcing:
         if self._announcer is None or self._stopping:
             return
         self._stopping = True
-        gone = self._announcer.leave(self._leave_within_secs)
+        within = leave_within_secs(self._stop_within_secs, self._exit_in_secs())
+        gone = self._announcer.leave(within)
         view = self._announcer.view()
         if not gone:
             log_event(logger, logging.WARNING, "announcer_leave_timeout", task=self._label,
                       path=view.path, member=view.member, reason=(
-                          f"{why}: the member was not deleted within {self._leave_within_secs:g} s "
+                          f"{why}: the member was not deleted within {within:.3g} s "
                           f"({view.reason}); stopping anyway, it goes with the ZooKeeper session"))
         self._record(view)
 
@@ -141,8 +152,15 @@ class Announcing:
         if self._announcer is None:
             return
         self._stopping = True
-        self._announcer.close()
+        exit_in_secs = self._exit_in_secs()
+        self._announcer.close(CLOSE_WITHIN_SECS if exit_in_secs is None
+                              else max(0.0, min(CLOSE_WITHIN_SECS, LEAVE_SHARE * exit_in_secs)))
         self._record(self._announcer.view())
+
+    def _exit_in_secs(self) -> float | None:
+        """How long until this process must be gone (None: no bound)."""
+        exit_at = self._exit_at() if self._exit_at is not None else None
+        return None if exit_at is None else exit_at - self._clock()
 
     def _record(self, view: AnnouncerView) -> None:
         record = next_record(self._last, view)

@@ -51,11 +51,14 @@ class StopBounds:
     lifecycle endpoints' waits included (`stoker run --kill-grace`); `timeout_secs`: the outer
     bound, final processes included (`stoker executor --stop-timeout-in-secs`, Thermos'
     stop_timeout_in_secs): that long after the first request, whatever still runs is
-    SIGKILLed."""
+    SIGKILLed; `exit_at`: when this process must be gone (`time.monotonic()`, None: no
+    bound; `stoker executor`'s `ExitBy`, set at SHUTDOWN): a stop's leave of the ServerSet
+    takes a share of what is left of it (`announcing.leave_within_secs`)."""
 
     grace_secs: float | None = None
     within_secs: float | None = None
     timeout_secs: float | None = None
+    exit_at: Callable[[], float | None] | None = None
 
 
 @attrs.frozen(slots=True)

@@ -18,7 +18,9 @@ The connection (kazoo's CONNECTED / SUSPENDED / LOST) is tracked beside the stat
 is created or deleted unless CONNECTED. SUSPENDED keeps the member (the session may resume);
 LOST means the session, and with it the ephemeral member, is gone. A create whose outcome is
 unknown (the connection dropped mid-call) sets `check_orphans`: before creating again the
-adapter adopts a member its own session already made, so an instance never appears twice.
+adapter adopts a member its own session already made, so an instance never appears twice;
+asked to leave meanwhile, it looks for that member and deletes it (LEAVING until it has
+looked), so a leave never says done while the lost create's member is listed.
 
 The first announcement has a bound: `first_join_overdue` says it passed with no member ever
 created, which fails the task in Aurora ("Creating Announcer Serverset timed out.").
@@ -143,8 +145,9 @@ class Membership:
             self._clear_retry()  # a step that failed for want of a connection is due now
             return changes
         if connection is Connection.LOST:
+            owned = self.member is not None or self.check_orphans
             self.check_orphans = False  # a new session owns nothing
-            if self.member is not None:
+            if owned:
                 self.member = None
                 return changes + self._settle("the ZooKeeper session expired and its member went with it")
         return changes
@@ -156,10 +159,13 @@ class Membership:
         self._clear_retry()
         return self._settle(f"created {member}")
 
-    def deleted(self) -> list[Change]:
-        gone, self.member = self.member, None
+    def deleted(self, orphan: str | None = None) -> list[Change]:
+        """The member is deleted; with none known, the lost create's `orphan` (None: that
+        create made none)."""
+        gone = self.member or orphan
+        self.member, self.check_orphans = None, False
         self._clear_retry()
-        return self._settle(f"deleted {gone}")
+        return self._settle(f"deleted {gone}" if gone else "the create whose answer was lost made no member")
 
     def vanished(self, member: str) -> list[Change]:
         """The member node was deleted, not by us (an operator, or a session we lost)."""
@@ -186,7 +192,7 @@ class Membership:
             return None
         if self.want and self.member is None:
             return Action.CREATE
-        if not self.want and self.member is not None:
+        if not self.want and (self.member is not None or self.check_orphans):
             return Action.DELETE
         return None
 
@@ -211,7 +217,7 @@ class Membership:
             return []
         if self.want:
             new = MemberState.JOINED if self.member is not None else MemberState.JOINING
-        elif self.member is not None:
+        elif self.member is not None or self.check_orphans:  # the lost create's member, if any
             new = MemberState.LEAVING
         else:  # after a join: a member comes from a create, and only a join asks for one
             new = MemberState.LEFT

@@ -113,8 +113,9 @@ def owner_for(job: JobSpec, sandbox: Path, env: Mapping[str, str], reporter: Rep
         procs=procs, open_checkpoint=lambda: _open_checkpoint(sandbox, job, usage, host), reporter=reporter,
         checker=_checker(job, procs), start_health=_health_starter(job, sandbox),
         start_lifecycle=_lifecycle_starter(job), host=host,
-        announcer=_announcer(announcement, job.label, events.put), events=events)
-    return TaskOwner(job, ports, sandbox=sandbox, stop=StopBounds(kill_grace_secs, stop_within_secs, stop_timeout_secs),
+        announcer=_announcer(announcement, job.label, events.put, exit_by), events=events)
+    return TaskOwner(job, ports, sandbox=sandbox,
+                     stop=StopBounds(kill_grace_secs, stop_within_secs, stop_timeout_secs, exit_at=exit_by),
                      run_cap=run_cap, running_early=running_early, heartbeat=heartbeat,
                      disk=_disk_watch(job, sandbox, disk_check_secs, under_agent, events.put, usage.sampled))
 
@@ -180,15 +181,15 @@ def load_announcer() -> None:
                             "of Stoker lacks (pip install 'kazoo>=2.9'; stoker.pyz carries it)") from None
 
 
-def _announcer(announcement: Announcement | None, label: str,
-               post: Callable[[object], None]) -> Announcer | None:
-    """The task's ServerSet announcer; kazoo is imported here, and only for a task that
-    announces."""
+def _announcer(announcement: Announcement | None, label: str, post: Callable[[object], None],
+               exit_by: ExitBy | None) -> Announcer | None:
+    """The task's ServerSet announcer, its leave's and close's waits ending by `exit_by`;
+    kazoo is imported here, and only for a task that announces."""
     if announcement is None:
         return None
     from executor.task.announcer import ServerSetAnnouncer
 
-    return ServerSetAnnouncer(announcement, task=label, post=post)
+    return ServerSetAnnouncer(announcement, task=label, post=post, exit_by=exit_by)
 
 
 def _usage(job: JobSpec, sandbox: Path, marker: str, disk_check_secs: float | None) -> UsageWriter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
 import threading
 import time
 import uuid
@@ -327,3 +328,40 @@ def test_close_while_zookeeper_is_unreachable_is_quick_and_leaves_no_thread():
     wait_for(lambda: not any(t.name == "announcer-hello.3" for t in threading.enumerate()))
     announcer.join()  # after close: nothing happens
     assert announcer.view().state is MemberState.CLOSED and announcer.leave() is True
+
+
+def test_close_against_a_server_that_never_answers_does_not_wait_for_the_sessions_end(announcers):
+    """A socket that accepts and never answers (a hung ZooKeeper): no member can exist, so
+    the close is done at once, CLOSED recorded; kazoo's stop, which waits for its connection
+    attempt to time out, goes on on the worker's thread. Was: the close waited its bound."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        announcer, recorder = announcers(announcement(f"127.0.0.1:{silent.getsockname()[1]}", "/aurora"),
+                                         session_timeout_secs=20.0)  # kazoo's connect timeout: 20 s
+        announcer.join()
+        wait_for(lambda: any(t.name == "announcer-hello.3" for t in threading.enumerate()))
+        time.sleep(0.5)  # kazoo is connecting by now
+        started = time.monotonic()
+        announcer.close(timeout_secs=30)
+        assert time.monotonic() - started < 5.0  # not kazoo's connect timeout nor the bound (a guard)
+        assert announcer.view().state is MemberState.CLOSED and recorder.states()[-1] == "member:CLOSED"
+
+
+def test_a_zookeeper_stalled_past_the_session_timeout_ends_with_one_member_the_announcers(private_zk, announcers):
+    """The server stopped (SIGSTOP) longer than the session's 2 s: the announcer sees the
+    connection drop and keeps the member meanwhile (the session may resume). Once the server
+    runs again it expires the session and its member, and the announcer joins anew, or
+    (its reconnection served before the expiry) the session goes on: either way one member
+    in the end, the announcer's."""
+    private_zk.start()
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, _ = announcers(announcement(private_zk.ensemble, root))
+    announcer.join()
+    first = wait_for(lambda: announcer.view().member, timeout_secs=10)
+    with private_zk.stalled():
+        wait_for(lambda: announcer.view().connection is Connection.SUSPENDED, timeout_secs=10)
+        time.sleep(4.0)  # twice the session's timeout
+        assert (announcer.view().state, announcer.view().member) == (MemberState.JOINED, first)
+    with zk_client(private_zk.ensemble) as client:
+        wait_for(lambda: (v := announcer.view()).state is MemberState.JOINED and v.connection is Connection.CONNECTED
+                 and members(client, path) == [v.member], timeout_secs=20)

@@ -53,14 +53,23 @@ class LosingRelay:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.cut = threading.Event()
+        self.reopen = threading.Event()  # set: the connections after the cut are relayed (`hold`)
         self._socks: list[socket.socket] = [self._listener]
         self._lost_xid: int | None = None
+        self.reopen.set()
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self) -> None:
+        """The connections after the cut wait until `reopen` is set (the session is resumed
+        only then)."""
+        self.reopen.clear()
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):
             while True:
                 client, _ = self._listener.accept()
+                if self.cut.is_set():
+                    self.reopen.wait()  # the connections after the cut wait for it
                 server = socket.create_connection(self._target)
                 self._socks += [client, server]
                 losing = not self.cut.is_set()
@@ -98,6 +107,7 @@ class LosingRelay:
             sock.close()
 
     def close(self) -> None:
+        self.reopen.set()
         self._close(*self._socks)
 
 
@@ -118,5 +128,31 @@ def test_a_member_made_by_a_create_whose_reply_was_lost_is_adopted_not_made_twic
         assert "connection:LOST" not in recorder.states()  # the same session, resumed
         _data, stat = reader.get(f"{path}/{made}")
         assert stat.ephemeralOwner == announcer._zk.client_id[0]
+    finally:
+        relay.close()
+
+
+def test_a_leave_after_a_lost_create_deletes_the_member_it_made(zk, reader, announcers):  # noqa: F811
+    """Was: the leave said done at once (LEFT, no member known) while the member the lost
+    create made was listed until the session's end, the task's close."""
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    reader.ensure_path(path)
+    relay = LosingRelay(("127.0.0.1", zk.port))
+    relay.hold()
+    try:
+        # the longest session the test server grants: it outlives the hold on a loaded machine
+        announcer, recorder = announcers(announcement(f"127.0.0.1:{relay.port}", root), session_timeout_secs=4.0)
+        announcer.join()
+        assert relay.cut.wait(15), "no member create went through the relay"
+        [made] = wait_for(lambda: members(reader, path), timeout_secs=10)
+        wait_for(lambda: "could not create" in announcer.view().reason, timeout_secs=10)
+        assert announcer.leave(timeout_secs=0.5) is False  # the member is still there
+        assert announcer.view().state is MemberState.LEAVING and members(reader, path) == [made]
+        relay.reopen.set()
+        wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=20)
+        assert members(reader, path) == []
+        if "connection:LOST" not in recorder.states():  # (else the session expired meanwhile: it took it)
+            assert announcer.view().reason == f"deleted {made}"  # by the leave, the session kept
     finally:
         relay.close()

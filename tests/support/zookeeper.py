@@ -10,11 +10,14 @@ finally. `.ci/run` installs the package when it is missing; `make test` then run
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.owned_server import OwnedServer, dies_with_us
@@ -92,6 +95,18 @@ class ZooKeeperServer(OwnedServer):
             time.sleep(0.02)
         self.start_secs.append(time.monotonic() - started)
         return self.start_secs[-1]
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[None]:
+        """The server stopped (SIGSTOP) for the `with`: connections stay open, nothing is
+        answered, sessions are not expired meanwhile (its clock runs on: once it runs again
+        (SIGCONT, even on failure), it expires those whose timeout passed)."""
+        assert self._proc is not None and self.running, "the server is not running"
+        os.kill(self._proc.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self._proc.pid, signal.SIGCONT)
 
     def _command(self) -> list[str]:
         java = [shutil.which("java") or "java", "-Xms16m", "-Xmx64m", "-Xss512k",

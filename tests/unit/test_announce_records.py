@@ -88,6 +88,9 @@ def test_the_leave_waits_two_seconds_at_most_and_a_quarter_of_a_bound_on_the_sto
     assert leave_within_secs(20.0) == 2.0
     assert leave_within_secs(2.0) == 0.5
     assert leave_within_secs(0.0) == 0.0
+    assert leave_within_secs(None, 2.5) == 0.625  # a quarter of the time left before the exit
+    assert leave_within_secs(20.0, 4.0) == 1.0 and leave_within_secs(4.0, 20.0) == 1.0
+    assert leave_within_secs(None, -1.0) == 0.0  # the exit time passed
 
 
 def test_earliest_of_the_deadlines_that_are_set():

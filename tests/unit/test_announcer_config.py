@@ -71,13 +71,62 @@ def test_a_bad_auth_file_names_the_file_and_the_field(doc, message):
     assert "s3cret" not in str(info.value)
 
 
+SASL_S3CRET = {"scheme": "sasl", "credential": "user:s3cret"}
+
+
+@pytest.mark.parametrize("auth,message", [
+    ([{"scheme": "sasl", "credential": "no-colon-s3cret"}],
+     "a.json: auth[0].credential: a sasl credential must be USER:PASSWORD (exactly one ':')"),
+    ([SASL_S3CRET, {"scheme": "digest", "credential": "u:p"}, SASL_S3CRET],
+     "a.json: auth[2].scheme: a second sasl entry (one SASL login per session)"),
+])
+@pytest.mark.filterwarnings("ignore:Passing SASL configuration:DeprecationWarning")
+def test_an_auth_file_zookeepers_client_would_refuse_is_refused_at_start_up(auth, message):
+    """kazoo refuses these logins (ValueError, ConfigurationError) as the session is made,
+    which was as the task joined: an internal error failing it, a traceback in the log."""
+    from kazoo.client import KazooClient
+
+    with pytest.raises(ValueError) as info:
+        parse_zk_auth(json.dumps({"auth": auth}), "a.json")
+    assert str(info.value) == message and "s3cret" not in str(info.value)
+    with pytest.raises(Exception):  # noqa: B017 (kazoo's own refusal, whichever class it is)
+        KazooClient(hosts="127.0.0.1:1", auth_data=[(a["scheme"], a["credential"]) for a in auth])
+
+
+def test_a_sasl_login_without_pure_sasl_is_refused_at_start_up(tmp_path):
+    """kazoo's connection thread died at the first connection without it (a traceback; the
+    task failed only at its first announcement's bound)."""
+    import importlib.util
+
+    if importlib.util.find_spec("puresasl") is not None:
+        pytest.skip("pure-sasl is installed here: a sasl login is taken")
+    auth_file = tmp_path / "auth.json"
+    auth_file.write_text(json.dumps({"auth": [SASL_S3CRET]}))
+    with pytest.raises(SettingsError) as info:
+        executor_settings(["--announcer-zookeeper-auth-config", str(auth_file)])
+    assert info.value.problems == (
+        f"--announcer-zookeeper-auth-config='{auth_file}': a sasl login needs the pure-sasl package, which "
+        "this installation lacks (pip install pure-sasl), or a digest one instead",)
+
+
 @pytest.mark.parametrize("text", ["zk1:2181", "zk1:2181,zk2:2182,zk3", "127.0.0.1:2181/chroot/path",
-                                  "[::1]:2181", " zk1:2181 "])
+                                  "[::1]:2181", " zk1:2181 ", "[::ffff:10.0.0.1]:2181,[fe80::1]"])
 def test_ensembles(text):
     assert parse_ensemble(text) == text.strip()
 
 
-@pytest.mark.parametrize("text", ["", "zk1:0", "zk1:65536", "zk1:abc", "zk 1:2181", "zk1:2181,", "zk1:2181/a/../b"])
+@pytest.mark.parametrize("text,ensemble", [("zk1:2181 , zk2:2182", "zk1:2181,zk2:2182"),
+                                           (" zk1 ,zk2:1/chroot", "zk1,zk2:1/chroot")])
+def test_an_ensembles_blanks_around_a_host_are_taken_out(text, ensemble):
+    """kazoo refuses `zk1:2181 ,...` (port '2181 '): it did so as the task joined, an internal error."""
+    from kazoo.hosts import collect_hosts
+
+    assert parse_ensemble(text) == ensemble
+    collect_hosts(ensemble)  # kazoo takes it
+
+
+@pytest.mark.parametrize("text", ["", "zk1:0", "zk1:65536", "zk1:abc", "zk 1:2181", "zk1:2181,", "zk1:2181/a/../b",
+                                  "[1.2.3.4]:2181", "[::1::2]:2181", "[:]"])
 def test_bad_ensembles(text):
     with pytest.raises(ValueError, match="ZooKeeper"):
         parse_ensemble(text)

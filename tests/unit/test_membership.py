@@ -270,6 +270,23 @@ def test_an_ambiguous_create_checks_for_an_orphan_until_the_session_is_gone():
     assert m.check_orphans is False
 
 
+def test_a_leave_after_a_lost_create_deletes_its_member_before_it_is_done():
+    """Was: LEFT at once, member or not, and the lost create's member listed until the
+    session's end (the task's close)."""
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("conn SUSPENDED", ["connection:SUSPENDED"], None),
+             ("leave", ["member:LEAVING"], None), ("conn CONNECTED", ["connection:CONNECTED"], DELETE)])
+    assert [(c.new, c.reason) for c in m.deleted("member_0000000004")] == [("LEFT", "deleted member_0000000004")]
+    assert (m.check_orphans, m.next_action(5.0)) == (False, None)
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("leave", ["member:LEAVING"], DELETE)])
+    assert [c.reason for c in m.deleted(None)] == ["the create whose answer was lost made no member"]
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("leave", ["member:LEAVING"], DELETE),
+             ("conn LOST", ["connection:LOST", "member:LEFT"], None)])  # the session took it
+    assert m.check_orphans is False
+
+
 @pytest.mark.parametrize("action, ambiguous, check_orphans", [
     (CREATE, True, True),  # the member may exist: look for it before creating another
     (CREATE, False, False),  # refused: there is no member

@@ -74,7 +74,7 @@ class FakeAnnouncer:
         return True
 
     def close(self, timeout_secs: float = 3.0) -> None:
-        self._effects.note("announce close")
+        self._effects.note("announce close" if timeout_secs == 3.0 else f"announce close (within {timeout_secs:g} s)")
         self.state, self.member, self.since = MemberState.CLOSED, None, self._clock.now
 
     def view(self) -> AnnouncerView:
@@ -100,7 +100,9 @@ class Harness(OwnerRig):
                  **announcer_kw) -> None:
         super().__init__()
         self.announcer = FakeAnnouncer(self.effects, self.clock, **announcer_kw) if announce else None
-        self.own(spec, announcer=self.announcer, stop=StopBounds(5.0, stop_within_secs), wall_clock=self.clock)
+        self.exit_at: float | None = None  # `stoker executor`'s exit time, set at SHUTDOWN
+        self.own(spec, announcer=self.announcer, stop=StopBounds(5.0, stop_within_secs, exit_at=lambda: self.exit_at),
+                 wall_clock=self.clock)
         self.owner.start()
         self.done = self.owner.step()
 
@@ -229,6 +231,20 @@ def test_a_bound_on_the_stop_bounds_the_leave_too():
     h.joined()
     h.kill()
     assert h.effects.lines[-2:] == ["0 announce leave (within 0.5 s)", "0 SIGTERM a[0]"]
+
+
+def test_an_exit_time_bounds_the_leave_and_the_close_to_a_share_of_what_is_left():
+    """`stoker executor` after SHUTDOWN: ZooKeeper stalled must not eat the processes'
+    grace, nor keep the close past the agent's shutdown grace (the agent destroys it then)."""
+    h = Harness(job(), leaves=False)
+    h.joined()
+    h.exit_at = h.clock.now + 2.5
+    h.kill()
+    assert h.effects.lines[-2:] == ["0 announce leave (within 0.625 s)", "0 SIGTERM a[0]"]
+    h.wait(0.5)
+    h.exit(sig=TERM)
+    h.owner.close()
+    assert "0.5 announce close (within 0.5 s)" in h.effects.lines
 
 
 def test_each_change_is_one_record_and_the_view_shows_the_last():

@@ -1,0 +1,37 @@
+"""Service discovery under ZooKeeper's failures, end to end: `stoker executor` under the
+agent simulator and `stoker run --announce`, against a real ZooKeeper server
+(tests/support/zookeeper.py) that is stalled (SIGSTOP), gone, or a socket that never
+answers. What must hold: the kill's and the close's waits stay within the agent's shutdown
+grace, and the task's state is never held by ZooKeeper.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_service_discovery import launch, readers, root, write_job  # noqa: F401
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
+
+
+def test_executor_a_shutdown_while_zookeeper_is_stalled_ends_within_the_agents_grace(
+        private_zk, readers, agent, tmp_path):  # noqa: F811
+    """SHUTDOWN with a 3 s grace while ZooKeeper answers nothing: the leave takes a quarter
+    of the time left (it took 2 s, the processes' whole SIGTERM grace), the close what is
+    left at most (it took 3 s more: the agent destroyed the executor)."""
+    private_zk.start()
+    top = root()
+    path = f"{top}/www-data/prod/hello"
+    launch(agent, write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60"),
+           private_zk.ensemble, top)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 20)
+    reader = readers(private_zk.ensemble)
+    wait_for(lambda: reader.members(path), 10, message="the member")
+    reader.close()
+    with private_zk.stalled():
+        agent.shutdown()  # the simulator destroys the executor 3 s later, as an agent would
+        assert agent.wait_exit(20) == 0
+    log = agent.executor_log()
+    assert not agent.destroyed_after_grace, log[-3000:]
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert "announcer_leave_timeout" in log and "its grace is over" not in log, log[-3000:]
