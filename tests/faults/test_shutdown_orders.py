@@ -154,10 +154,12 @@ HELD_LAUNCH = patched_at_load("executor.mesos.executor", """
 """)
 
 
-def test_a_shutdown_handed_to_the_owner_past_its_grace_end_starts_no_final_process(tmp_path):
+@pytest.mark.parametrize("kill_first", [False, True], ids=["SHUTDOWN", "KILL then SHUTDOWN"])
+def test_a_shutdown_handed_to_the_owner_past_its_grace_end_starts_no_final_process(tmp_path, kill_first):
     """Was: the SHUTDOWN that waited for the owner (a launch slower than the grace less 1 s)
     stopped the task as any kill, which started its final process, and the bound's SIGKILL,
-    in the same step, cut it at its first line (`fin` RUNNING, then KILLED). The agent's
+    in the same step, cut it at its first line (`fin` RUNNING, then KILLED); and so did a KILL
+    that waited before it, the SHUTDOWN's bound given to the owner only after it. The agent's
     destroy is not enforced here: what is looked at is what ran, not how soon."""
     hook = tmp_path / "hook"
     hook.mkdir()
@@ -168,6 +170,9 @@ def test_a_shutdown_handed_to_the_owner_past_its_grace_end_starts_no_final_proce
         agent.wait_subscribed(timeout_secs=10)
         agent.launch(make_task_info("task-1", document(tmp_path, _job(IGNORES_TERM)), ports=free_ports(2)))
         wait_for(lambda: "launch task_id=task-1" in agent.executor_log(), 10, message="the launch held")
+        if kill_first:
+            agent.kill("task-1", grace_secs=30)
+            wait_for(lambda: " kill task_id=task-1" in agent.executor_log(), 10, message="the KILL taken")
         agent.shutdown(enforce_grace=False)
         wait_for(lambda: " shutdown task_id=task-1" in agent.executor_log(), 10, message="the SHUTDOWN taken")
         time.sleep(2.0 + 0.2)  # past its kill_all_at (2 s after it was taken, before this wait's end)
