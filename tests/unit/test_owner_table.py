@@ -177,6 +177,11 @@ CASES = {
         job(ProcessSpec(name="a", cmdline="serve"), FINAL), {}, [shutdown_over_before_start],
         ["0 update STARTING", "0 update KILLED", "0 procs close"],
         (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a kill taken past its kill_all_at starts no lifecycle endpoints: they would be cancelled at once": (
+        job(ProcessSpec(name="a", cmdline="serve"), FINAL, lifecycle=LIFECYCLE),
+        {}, [Wait(1), Kill(grace=2.0, kill_all_in=-0.5), Exit(sig=KILL)],
+        START + ["1 SIGTERM a[0]", "1 SIGKILL a[0]", "1 update KILLED", "1 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
     "a second SHUTDOWN's later grace end cannot put off the first's": (
         job(ProcessSpec(name="a", cmdline="serve"), FINAL),
         {}, [Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=2.0), Exit(sig=TERM),
