@@ -95,17 +95,18 @@ class Killing:
     def start(self, reason: str, ask: KillRequested, processes_started: bool) -> None:
         """A kill request: start the kill, or hasten the one under way. One taken once its
         `kill_all_at` has come (a SHUTDOWN that waited for the owner past its grace's end)
-        starts no final process: the bound's SIGKILL, after the decision on this request,
-        would cut them at their first line."""
+        starts no final process and no lifecycle endpoint: the bound's SIGKILL, after the
+        decision on this request, would cut them at once."""
         before, now = self._sequence.state, self._clock()
         if before is KillState.IDLE and self._stop_timeout is not None:
             self._arm(now + self._stop_timeout,
                       f"the stop is not over {number(self._stop_timeout)} s after it began (--stop-timeout-in-secs)")
         if ask.kill_all_at is not None:
             self._arm(ask.kill_all_at, f"{ask.reason}: its grace is over")
-        commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle, now,
+        over = ask.kill_all_at is not None and ask.kill_all_at <= now  # no endpoints either, then
+        commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle and not over, now,
                                           processes_started=processes_started, immediate=ask.immediate)
-        if ask.kill_all_at is not None and ask.kill_all_at <= now:
+        if over:
             commands = tuple(attrs.evolve(c, skip_finals=True) if isinstance(c, KillProcesses) else c
                              for c in commands)
         self._run(commands, reason, before, ask.immediate)
