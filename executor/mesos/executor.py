@@ -384,9 +384,12 @@ class StokerExecutor:
                           wrap=image.wrap if image is not None else None, exit_by=self._exit)
         with self._lock:  # posted under it: a kill that comes next goes after them
             self._owner = owner
+            # a SHUTDOWN's grace end bounds each of them, those before it too: a KILL taken past
+            # that end must not start the final processes the bound's SIGKILL would cut at once
+            bound = min((p.kill_all_at for p in self._pending_kills if p.kill_all_at is not None), default=None)
             for pending in self._pending_kills:
                 owner.request_kill(pending.reason, pending.grace_secs, use_lifecycle=pending.use_lifecycle,
-                                   kill_all_at=pending.kill_all_at)
+                                   kill_all_at=bound)
         return owner
 
     def _run_task(self, driver: ExecutorDriver, task_info: dict[str, Any], tid: str) -> None:

@@ -96,17 +96,23 @@ class Killing:
         return self._job.task.finalization_wait_secs
 
     def start(self, reason: str, ask: KillRequested, processes_started: bool) -> None:
-        """A kill request: start the kill, or hasten the one under way."""
-        before = self._sequence.state
+        """A kill request: start the kill, or hasten the one under way. One taken once its
+        `kill_all_at` has come (a SHUTDOWN that waited for the owner past its grace's end)
+        starts no final process and no lifecycle endpoint: the bound's SIGKILL, after the
+        decision on this request, would cut them at once."""
+        before, now = self._sequence.state, self._clock()
         if before is KillState.IDLE and self._stop_timeout is not None:
-            self._arm(self._clock() + self._stop_timeout,
+            self._arm(now + self._stop_timeout,
                       f"the stop is not over {number(self._stop_timeout)} s after it began (--stop-timeout-in-secs)")
         if ask.kill_all_at is not None:
             self._arm(ask.kill_all_at, f"{ask.reason}: its grace is over")
-        commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle,
-                                          self._clock(), processes_started=processes_started,
-                                          immediate=ask.immediate)
-        self._run(commands, reason, before)
+        over = ask.kill_all_at is not None and ask.kill_all_at <= now  # no endpoints either, then
+        commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle and not over, now,
+                                          processes_started=processes_started, immediate=ask.immediate)
+        if over:
+            commands = tuple(attrs.evolve(c, skip_finals=True) if isinstance(c, KillProcesses) else c
+                             for c in commands)
+        self._run(commands, reason, before, ask.immediate)
 
     def deadline_at(self) -> float | None:
         """When `overdue` will have a kill to make (None: never, as things are)."""
@@ -134,7 +140,7 @@ class Killing:
 
     def lifecycle_done(self, summary: str) -> None:
         before = self._sequence.state
-        self._run(self._sequence.lifecycle_done(self._clock()), summary, before)
+        self._run(self._sequence.lifecycle_done(self._clock()), summary, before, immediate=False)
 
     def regular_processes_gone(self) -> None:
         if self._lifecycle is not None:
@@ -144,7 +150,7 @@ class Killing:
         if self._lifecycle is not None:
             self._lifecycle.cancel()
 
-    def _run(self, commands: tuple[KillCommand, ...], why: str, before: KillState) -> None:
+    def _run(self, commands: tuple[KillCommand, ...], why: str, before: KillState, immediate: bool) -> None:
         now = self._clock()
         for command in commands:
             match command:
@@ -152,7 +158,7 @@ class Killing:
                     self._planner.kill(now, command.reason, command.grace_secs,
                                        term_delay_secs=command.term_delay_secs,
                                        skip_finals=command.skip_finals)
-                    if command.skip_finals:
+                    if immediate:
                         self._step("now", f"{command.reason}: SIGKILL to every process now; "
                                           "the waits left and the final processes are skipped")
                     elif before is KillState.LIFECYCLE and self._sequence.state is KillState.SIGNALS:

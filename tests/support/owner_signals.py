@@ -25,6 +25,7 @@ class SignalChecks:
     immediate: bool
     stopping_since: float | None
     kill_began: float | None
+    kill_all: list[float]  # each kill's `kill_all_at`: SIGKILL to every run, final ones too, then
 
     def _check_signals(self) -> None:
         """Once the task stops, every regular run is SIGTERMed once the endpoints had their
@@ -62,7 +63,8 @@ class SignalChecks:
 
     def _check_bounds(self, run: Run) -> None:
         """`stoker run --kill-grace`: SIGKILL to the regular runs at most that long after the
-        kill began; `--stop-timeout-in-secs`: to every run, final ones included."""
+        kill began; `--stop-timeout-in-secs`, and a kill's `kill_all_at` (a SHUTDOWN's grace
+        end): to every run, final ones included."""
         _, within, timeout = self.shape.stop
         if self.kill_began is None:
             return
@@ -70,6 +72,8 @@ class SignalChecks:
             self._by(run.killed_at, self.kill_began + within, f"{run} not SIGKILLed {within} s after the kill began")
         if timeout is not None:
             self._by(run.killed_at, self.kill_began + timeout, f"{run} not SIGKILLed by the stop timeout ({timeout} s)")
+        for at in self.kill_all:
+            self._by(run.killed_at, max(at, run.spawned_at), f"{run} not SIGKILLed at a kill's kill_all_at")
 
     def _by(self, at: float | None, due: float, broke: str) -> None:
         """Once `due` has come, the signal went out (`at`) by then: time passes through the
@@ -94,6 +98,7 @@ class SignalChecks:
             self._by(run.killed_at, run.restarted_at + self._default_grace(), f"{run} not SIGKILLed its restart's grace after it")
         began = self.kill_began
         bounds = [] if began is None else [began + b for b in (within, timeout) if b is not None]
+        bounds += self.kill_all
         if run.killed_at is None:
             return
         assert soonest and run.killed_at >= min(soonest + bounds), f"{run} SIGKILLed before any stop allowed it"

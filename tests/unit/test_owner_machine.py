@@ -90,6 +90,7 @@ class OwnerMachine(SignalChecks, RuleBasedStateMachine):
         self.stopping_since: float | None = None
         self.immediate = False  # an immediate kill came
         self.kill_began: float | None = None  # the first kill (a request, a failed health check)
+        self.kill_all: list[float] = []  # each kill's `kill_all_at` (a SHUTDOWN's grace end)
         for rig in (self.rig, self.twin):
             rig.owner.start()
         if early_kill:  # before the first step (a KILL during launch): no regular process starts
@@ -212,8 +213,9 @@ class OwnerMachine(SignalChecks, RuleBasedStateMachine):
 
     @precondition(lambda self: self.shape.kills or self.rig.done)
     @rule(grace=st.sampled_from([None, 0.5, 3.0]), endpoints=st.booleans(),
-          immediate=st.sampled_from([False, False, False, True]))
-    def a_kill_comes(self, grace, endpoints, immediate, step=True) -> None:
+          immediate=st.sampled_from([False, False, False, True]),
+          kill_all_in=st.sampled_from([None, None, 0.0, 1.0, 2.5]))
+    def a_kill_comes(self, grace, endpoints, immediate, kill_all_in=None, step=True) -> None:
         if self.rig.done:
             self.after_the_end()
             return
@@ -225,7 +227,11 @@ class OwnerMachine(SignalChecks, RuleBasedStateMachine):
         self.immediate |= immediate
         if self.kill_began is None:
             self.kill_began = now
-        event = KillRequested("killed by the agent (KILL)", grace, now, use_lifecycle=endpoints, immediate=immediate)
+        kill_all_at = None if kill_all_in is None else now + kill_all_in  # a SHUTDOWN's grace end
+        if kill_all_at is not None:
+            self.kill_all.append(kill_all_at)
+        event = KillRequested("killed by the agent (KILL)", grace, now, use_lifecycle=endpoints, immediate=immediate,
+                              kill_all_at=kill_all_at)
         if step:
             self._post(event)
         else:
@@ -370,7 +376,8 @@ class OwnerMachine(SignalChecks, RuleBasedStateMachine):
         if final.state is TaskState.KILLED:
             assert self.kills, "KILLED without a kill"
         if "f" in self.shape.finals and self.kill_began is not None and not self.immediate \
-                and self.shape.stop[2] is None:  # a kill (or failed check) gives them their own budget
+                and self.shape.stop[2] is None and not self.kill_all:
+            # a kill (or failed check) gives them their own budget, unless a bound on the stop cuts it
             assert ("f", 0) in self.world.runs, "a kill ended the task without its final processes"
         failed = [v.name for v in self.rig.owner._planner.processes()
                   if v.state.value == "FAILED" and not self.job.task.process(v.name).final]

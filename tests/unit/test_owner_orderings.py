@@ -1,9 +1,9 @@
 """Every order of three of the events a task's owner takes, in every way of cutting them into
 steps (each step one look at the queue, or, as `TaskOwner.run` does, the event it waited for
 and then the rest): kill requests of each kind (an operator's `stoker kill`, a second one, a
-stop signal, a SHUTDOWN, a second Ctrl-C), a run's exit, a failed health check, a disk sample
-over the limit, the lifecycle endpoints' answer and their end, an operator's restart, and the
-stop timeout. Whatever the order: every request is answered once, last with the task's end;
+stop signal, a SHUTDOWN, one handed over past its grace's end, a second Ctrl-C), a run's
+exit, a failed health check, a disk sample over the limit, the lifecycle endpoints' answer
+and their end, an operator's restart, and the stop timeout. Whatever the order: every request is answered once, last with the task's end;
 nothing is reported after the end; each update comes after its checkpoint record; no event
 is still held once a step is over; a run whose exit was posted is not signalled after it;
 no wake-up at a deadline finds nothing to do; the stop is said before any of its stages; and
@@ -138,6 +138,8 @@ EVENTS: dict[str, Callable[[Rig], object]] = {
     "SIGTERM": lambda rig: rig.kill(KillRequested("stopped by SIGTERM", None, rig.clock.now)),
     "SHUTDOWN": lambda rig: rig.kill(KillRequested("executor shutting down (SHUTDOWN)", 1.0, rig.clock.now,
                                                    use_lifecycle=False, kill_all_at=rig.clock.now + 1.0)),
+    "SHUTDOWN past its end": lambda rig: rig.kill(KillRequested(  # it waited for the owner past its grace
+        "executor shutting down (SHUTDOWN)", 2.0, rig.clock.now, use_lifecycle=False, kill_all_at=rig.clock.now - 0.5)),
     "second Ctrl-C": _now,
     "exit": lambda rig: rig.exit("a", rig.latest_run(), ExitStatus(exit_code=3)),
     "health": lambda rig: rig.owner.post(HealthChecked(Attempt.failed("HTTP 503"), 0.0, rig.clock.now)),

@@ -42,6 +42,11 @@ def kill_before_start(h: Harness) -> None:
     h.owner.request_kill("killed during launch", 0.5)
 
 
+def shutdown_over_before_start(h: Harness) -> None:
+    """A SHUTDOWN handed to the owner as it is made, its grace's end past (a slow launch)."""
+    h.owner.request_kill("executor shutting down (SHUTDOWN)", 0.0, use_lifecycle=False, kill_all_at=h.clock.now - 1.0)
+
+
 HEALTH_START = ["0 update STARTING", "0 spawn a[0]", "0 health start"]
 FAILS = ProcessSpec(name="a", cmdline="x", max_failures=1, min_duration_secs=0.0)  # fails for good
 SERVES = ProcessSpec(name="b", cmdline="serve", min_duration_secs=0.0)
@@ -161,6 +166,22 @@ CASES = {
         {}, [Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=-0.5), Exit(sig=KILL)],
         START + ["1 SIGTERM a[0]", "1 SIGKILL a[0]", "1 update KILLED", "1 procs close"],
         (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a SHUTDOWN taken after its grace's end while a run waits to restart: no final process starts": (
+        # Was: the final process was forked, then SIGKILLed in the same step (the bound's kill
+        # came after the stop's decision, which started it): a cleanup cut at its first line.
+        job(ProcessSpec(name="a", cmdline="x", max_failures=0, min_duration_secs=5.0), FINAL),
+        {}, [Exit(code=1), Wait(1), Kill("executor shutting down (SHUTDOWN)", 0.0, False, kill_all_in=0.0)],
+        START + ["1 update KILLED", "1 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a SHUTDOWN that came before the owner, its grace over when it is taken: nothing starts": (
+        job(ProcessSpec(name="a", cmdline="serve"), FINAL), {}, [shutdown_over_before_start],
+        ["0 update STARTING", "0 update KILLED", "0 procs close"],
+        (TaskState.KILLED, "executor shutting down (SHUTDOWN)")),
+    "a kill taken past its kill_all_at starts no lifecycle endpoints: they would be cancelled at once": (
+        job(ProcessSpec(name="a", cmdline="serve"), FINAL, lifecycle=LIFECYCLE),
+        {}, [Wait(1), Kill(grace=2.0, kill_all_in=-0.5), Exit(sig=KILL)],
+        START + ["1 SIGTERM a[0]", "1 SIGKILL a[0]", "1 update KILLED", "1 procs close"],
+        (TaskState.KILLED, "killed by the agent (KILL)")),
     "a second SHUTDOWN's later grace end cannot put off the first's": (
         job(ProcessSpec(name="a", cmdline="serve"), FINAL),
         {}, [Wait(1), Kill("executor shutting down (SHUTDOWN)", 2.0, False, kill_all_in=2.0), Exit(sig=TERM),
@@ -205,7 +226,7 @@ CASES = {
 @pytest.mark.parametrize("spec, kwargs, steps, effects, final", CASES.values(), ids=CASES.keys())
 def test_owner_story(spec, kwargs, steps, effects, final):
     h = Harness(spec, **kwargs)
-    if steps and steps[0] is kill_before_start:
+    if steps and steps[0] in (kill_before_start, shutdown_over_before_start):
         steps[0](h)
         steps = steps[1:]
     h.owner.start()
