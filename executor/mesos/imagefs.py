@@ -242,24 +242,56 @@ class ImageSandbox:
         mount namespace, which the containerizer copies for every process: a setuid-root
         program, or a device node open to all, that the image's author put in it would
         otherwise give the task's processes root on the agent (Thermos leaves them working)."""
+        parent, root = self._open_taskfs()
         try:
-            kept = os.statvfs(self.taskfs).f_flag
+            kept = os.fstatvfs(root).f_flag
+            kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
+            itself = os.fsencode(f"/proc/self/fd/{root}")
+            if _libc().mount(itself, itself, None, MS_BIND | MS_REC, None) != 0:
+                os.close(parent)
+                raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
+                                 f"{os.strerror(ctypes.get_errno())}")
+            self.mounted.append(str(self.taskfs))
+            self._points.append((parent, self.taskfs.name))
+            self._remount(parent, os.fstat(root), MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept)
+        finally:
+            os.close(root)
+        self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
+
+    def _remount(self, parent: int, bound: os.stat_result, flags: int) -> None:
+        """The mount just made on taskfs given FLAGS, through a descriptor of its root opened
+        in PARENT without following a symlink and checked to be the directory bound (the
+        name could have been swapped since: a remount by name would change another mount)."""
+        why = None
+        try:
+            top = _open_dir(self.taskfs.name, parent)
+        except OSError as exc:
+            why = _why(exc)
+        else:
+            try:
+                there = os.fstat(top)
+                if (there.st_dev, there.st_ino) != (bound.st_dev, bound.st_ino):
+                    why = "it is no longer the directory bind-mounted (taskfs was replaced meanwhile)"
+                elif _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
+                    why = os.strerror(ctypes.get_errno())
+            finally:
+                os.close(top)
+        if why is not None:
+            raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: {why}")
+
+    def _open_taskfs(self) -> tuple[int, int]:
+        """Descriptors of taskfs's directory (O_PATH) and of taskfs, opened in it without
+        following a symlink: the sandbox is the task owner's, whose `taskfs` may have become
+        one since `prepare` looked (mount(2) follows a symlink it is given by name)."""
+        try:
             parent = os.open(self.taskfs.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as exc:
             raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
-        kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
-        here = os.fsencode(f"/proc/self/fd/{parent}/{self.taskfs.name}")
-        libc = _libc()
-        if libc.mount(here, here, None, MS_BIND | MS_REC, None) != 0:
+        try:
+            return parent, _open_dir(self.taskfs.name, parent)
+        except OSError as exc:
             os.close(parent)
-            raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
-                             f"{os.strerror(ctypes.get_errno())}")
-        self.mounted.append(str(self.taskfs))
-        self._points.append((parent, self.taskfs.name))
-        if libc.mount(None, here, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept, None) != 0:
-            raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
-                             f"{os.strerror(ctypes.get_errno())}")
-        self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
+            raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
 
     # ---- 3. the copies ----
 

@@ -305,3 +305,32 @@ def test_a_taskfs_that_is_a_symlink_in_the_sandbox_is_refused_and_what_it_names_
                                "there; a symlink in the sandbox is never followed)", "mounted": []}
     assert {name: (decoy / "etc" / name).read_bytes() for name in sorted(os.listdir(decoy / "etc"))} == before
     assert sorted(os.listdir(decoy / "mnt")) == []
+
+
+def test_a_taskfs_swapped_for_a_symlink_after_the_check_is_never_mounted_through(rootfs, tmp_path):
+    # The sandbox is the task owner's: `taskfs` can be renamed and a symlink put in its place
+    # between the check and the mounts (here, deterministically, as the check of /bin/bash
+    # returns). (was: `_seal` bind-mounted `taskfs` onto itself by its name, through the
+    # symlink: what it named was mounted over, nosuid and nodev, and the mount was left behind,
+    # its detach refusing the symlink)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    (tmp_path / "decoy").mkdir()
+    result = in_private_mounts(tmp_path, r"""
+        from executor.mesos import imagefs
+        checked = imagefs._runs_in
+        def swapped(root, path):
+            ran = checked(root, path)
+            os.rename(taskfs, tmp / "moved")
+            taskfs.symlink_to(decoy)
+            return ran
+        imagefs._runs_in = swapped
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc), "mounted": mounted()}
+        result["left"] = image.release()
+    """)
+    assert result == {"error": f"cannot look at the task filesystem {tmp_path}/taskfs: a symlink is on the way (a "
+                               "path inside the image is never followed through one)", "mounted": [], "left": []}
