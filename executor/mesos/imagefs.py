@@ -156,8 +156,9 @@ class ImageSandbox:
         """Steps 0-3 above; `user`: the one to create (None: none). Raises ImageError."""
         link = _link_target(self.taskfs)
         if link is not None:
-            raise ImageError(f"the task's filesystem image is not at {self.taskfs}: a symlink is there, to {link} "
-                             "(the agent mounts the image there; a symlink in the sandbox is never followed)")
+            raise ImageError(f"the task's filesystem image is not at {self.taskfs}: a symlink is there, to "
+                             f"{quoted(link)} (the agent mounts the image there; a symlink in the sandbox is never "
+                             "followed)")
         if not self.taskfs.is_dir():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
@@ -393,7 +394,8 @@ def _runs_in(root: Path, path: str) -> bool:
 
 
 def _link_target(path: Path) -> str | None:
-    """What PATH, a symlink, names; None when it is no symlink (or is gone)."""
+    """What PATH, a symlink, names (the task owner's bytes: a message quotes them); None
+    when it is no symlink (or is gone)."""
     try:
         return os.readlink(path)
     except OSError:

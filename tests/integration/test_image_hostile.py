@@ -301,7 +301,7 @@ def test_a_taskfs_that_is_a_symlink_in_the_sandbox_is_refused_and_what_it_names_
             result = {"error": str(exc), "mounted": mounted()}
     """)
     assert result == {"error": f"Failed to initialize sandbox: the task's filesystem image is not at {tmp_path}/"
-                               f"sandbox/taskfs: a symlink is there, to {tmp_path}/decoy (the agent mounts the image "
+                               f"sandbox/taskfs: a symlink is there, to '{tmp_path}/decoy' (the agent mounts the image "
                                "there; a symlink in the sandbox is never followed)", "mounted": []}
     assert {name: (decoy / "etc" / name).read_bytes() for name in sorted(os.listdir(decoy / "etc"))} == before
     assert sorted(os.listdir(decoy / "mnt")) == []
@@ -334,3 +334,16 @@ def test_a_taskfs_swapped_for_a_symlink_after_the_check_is_never_mounted_through
     """)
     assert result == {"error": f"cannot look at the task filesystem {tmp_path}/taskfs: a symlink is on the way (a "
                                "path inside the image is never followed through one)", "mounted": [], "left": []}
+
+
+def test_a_taskfs_symlink_s_target_is_quoted_in_the_refusal(tmp_path):
+    # What the link names is the task owner's bytes: shown as repr shows them, so the message
+    # stays one line, and no surrogate escape (`\udcff`, which Mesos' JSON parser refuses as
+    # a lone surrogate) reaches the TASK_FAILED update. (was: put in as it was)
+    (tmp_path / "sandbox").mkdir()
+    os.symlink(b"/etc\n\xff", os.fsencode(tmp_path / "sandbox/taskfs"))
+    with pytest.raises(ImageError) as caught:
+        ImageSandbox(tmp_path / "sandbox/taskfs", tmp_path / "sandbox", "/mnt/mesos/sandbox", []).prepare(None)
+    assert str(caught.value) == (f"the task's filesystem image is not at {tmp_path}/sandbox/taskfs: a symlink is "
+                                 "there, to '/etc\\n\\xff' (the agent mounts the image there; a symlink in the "
+                                 "sandbox is never followed)")
