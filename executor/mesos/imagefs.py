@@ -52,6 +52,10 @@ from config.words import quoted
 from executor.mesos import imageusers
 from executor.mesos.containerizer import TASKFS
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from executor.procs.exitby import ExitBy
+
 MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
 MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
@@ -65,9 +69,10 @@ class ImageError(Exception):
     """The image's sandbox could not be prepared; the message says what failed."""
 
 
-def launch_info_supported(path: str) -> bool:
+def launch_info_supported(path: str, exit_by: ExitBy | None = None) -> bool:
     """Whether the containerizer takes `--launch_info` (Mesos >= 1.2): Thermos' question,
-    `PATH launch` with no flag, whose error then names it. Raises ImageError.
+    `PATH launch` with no flag, whose error then names it. Raises ImageError, at once
+    when EXIT_BY (the executor's exit time) is set: a SHUTDOWN needs no answer.
 
     The one child the executor waits for itself (`subprocess.Popen.wait`), which the reaper's
     rule forbids once a supervisor holds it (`executor/procs/reaper.py`: its thread would reap
@@ -87,7 +92,7 @@ def launch_info_supported(path: str) -> bool:
     except OSError as exc:
         raise ImageError(f"cannot ask {path} which flags it takes ({path} launch): {exc}") from None
     try:
-        return b"launch_info" in _answer(child, path)
+        return b"launch_info" in _answer(child, path, exit_by)
     finally:
         if child.returncode is None:
             child.kill()
@@ -95,42 +100,54 @@ def launch_info_supported(path: str) -> bool:
         child.stderr.close()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
 
 
-def _answer(child: subprocess.Popen[bytes], path: str) -> bytes:
+def _answer(child: subprocess.Popen[bytes], path: str, exit_by: ExitBy | None) -> bytes:
     """What CHILD (`PATH launch`) writes on stderr until it exits, its stderr reaches EOF
-    or TOOL_SECS pass; at most ANSWER_BYTES of it (ImageError past them, or past the time).
-    The wait ends at the child's own exit (its pidfd), what is in the pipe then read
-    without blocking: a daemon it left behind holding stderr neither keeps the executor
-    waiting nor, writing on, fills its memory (as `subprocess.run` would)."""
+    or TOOL_SECS pass; at most ANSWER_BYTES of it (ImageError past them, or past the time,
+    or once EXIT_BY is set: its eventfd wakes the wait). The wait ends at the child's own
+    exit (its pidfd), what is in the pipe then read without blocking: a daemon it left
+    behind holding stderr neither keeps the executor waiting nor, writing on, fills its
+    memory (as `subprocess.run` would)."""
     asking = f"cannot ask {path} which flags it takes ({path} launch)"
     pipe = child.stderr.fileno()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
     os.set_blocking(pipe, False)
     poller = select.poll()
-    poller.register(pipe, select.POLLIN)
-    pidfd = _pidfd(child.pid)
-    if pidfd >= 0:
-        poller.register(pidfd, select.POLLIN)
     answer, deadline = bytearray(), time.monotonic() + TOOL_SECS
+    pidfd = _pidfd(child.pid)
     try:
-        while True:
-            left = deadline - time.monotonic()
-            exited = bool(dict(poller.poll(max(0.0, left) * 1000)).get(pidfd))
-            while len(answer) <= ANSWER_BYTES:  # what the pipe holds now
-                try:
-                    data = os.read(pipe, ANSWER_BYTES + 1 - len(answer))
-                except BlockingIOError:
-                    break
-                if not data:
+        with exit_by.waking() if exit_by is not None else contextlib.nullcontext(-1) as waking:
+            for fd in (pipe, pidfd, waking):
+                if fd >= 0:
+                    poller.register(fd, select.POLLIN)
+            while True:
+                left = deadline - time.monotonic()
+                exited = bool(dict(poller.poll(max(0.0, left) * 1000)).get(pidfd))
+                if not _read_into(answer, pipe):
                     return bytes(answer)  # every writer is gone
-                answer += data
-            if len(answer) > ANSWER_BYTES:
-                raise ImageError(f"{asking}: it wrote more than {ANSWER_BYTES >> 10} KiB on stderr")
-            if exited:
-                return bytes(answer)
-            if left <= 0:
-                raise ImageError(f"{asking}: no answer within {TOOL_SECS:g} seconds")
+                if len(answer) > ANSWER_BYTES:
+                    raise ImageError(f"{asking}: it wrote more than {ANSWER_BYTES >> 10} KiB on stderr")
+                if exited:
+                    return bytes(answer)
+                if exit_by is not None and exit_by() is not None:
+                    raise ImageError(f"{asking}: the executor is shutting down (SHUTDOWN)")
+                if left <= 0:
+                    raise ImageError(f"{asking}: no answer within {TOOL_SECS:g} seconds")
     finally:
         if pidfd >= 0:
             os.close(pidfd)
+
+
+def _read_into(answer: bytearray, pipe: int) -> bool:
+    """What PIPE (non-blocking) holds now added to ANSWER, up to one byte past ANSWER_BYTES;
+    False at its EOF (every writer gone)."""
+    while len(answer) <= ANSWER_BYTES:
+        try:
+            data = os.read(pipe, ANSWER_BYTES + 1 - len(answer))
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        answer += data
+    return True
 
 
 def _pidfd(pid: int) -> int:

@@ -10,7 +10,7 @@ before the task's owner exists, as Thermos' executor does between its sandbox an
 2. the executor must be root (the image is prepared with root's tools and the
    containerizer enters it as root before switching to the user);
 3. the containerizer is asked once which command line it takes (`imagefs.launch_info_supported`;
-   Thermos asks before every process);
+   Thermos asks before every process), the ask ended by a SHUTDOWN;
 4. the sandbox is prepared (`imagefs.ImageSandbox`: the user in the image unless
    `--no-create-user`, the volumes and the sandbox mounted in it, the host's name files
    copied).
@@ -33,6 +33,10 @@ from executor.mesos.containerizer import TASKFS, ContainerizerLaunch
 from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
 from executor.mesos.launch import LaunchError
 from executor.task.wiring import RunAs, current_user
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from executor.procs.exitby import ExitBy
 
 CANNOT = "Cannot launch task using a filesystem image:"
 
@@ -86,9 +90,10 @@ def executor_volumes(task_info: Mapping[str, Any]) -> list[str]:
 
 
 def start_image_task(settings: ImageSettings, *, sandbox: Path, mesos_directory: str | None, run_as: RunAs,
-                     volumes: list[str]) -> ImageTask:
+                     volumes: list[str], exit_by: ExitBy | None = None) -> ImageTask:
     """Steps 1-4 above. `mesos_directory`: $MESOS_DIRECTORY (None: the sandbox), where the
-    agent mounted the image at `taskfs`. Raises ImageLaunchError."""
+    agent mounted the image at `taskfs`; `exit_by`: the executor's exit time, whose setting
+    (SHUTDOWN) ends the containerizer's ask. Raises ImageLaunchError."""
     check_containerizer(settings.containerizer)
     if os.geteuid() != 0:
         raise ImageLaunchError(f"{CANNOT} the executor runs as {current_user().name}, not root: preparing the image (the "
@@ -106,7 +111,7 @@ def start_image_task(settings: ImageSettings, *, sandbox: Path, mesos_directory:
     try:
         wrap = ContainerizerLaunch(path=settings.containerizer, rootfs=str(taskfs),
                                    working_directory=settings.mount_point, sandbox=host_sandbox,
-                                   launch_info=launch_info_supported(settings.containerizer))
+                                   launch_info=launch_info_supported(settings.containerizer, exit_by))
         image.prepare(run_as.name if settings.create_user and run_as.uid != 0 else None)
     except ImageError as exc:
         image.release()

@@ -10,6 +10,8 @@ import os
 import pwd
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from executor.mesos import imagefs
 from executor.mesos.containerizer import ContainerizerLaunch
 from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
 from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Reaper
 from executor.task.wiring import RunAs
 from tests.support.rootfs import (
@@ -27,6 +30,7 @@ from tests.support.rootfs import (
     session_rootfs,
 )
 from tests.support.users import as_nobody, open_sandbox
+from tests.support.waiting import wait_for
 
 NOBODY = RunAs(name="nobody", uid=65534, gid=65534)
 
@@ -100,6 +104,27 @@ def test_a_containerizer_that_never_answers_is_given_up_and_ended(tmp_path, monk
     assert str(caught.value) == f"cannot ask {path} which flags it takes ({path} launch): no answer within 2 seconds"
     if pid.exists():  # (the shell got as far as writing it: nearly always)
         assert not Path(f"/proc/{pid.read_text().strip()}").exists()  # killed and reaped
+
+
+def test_a_shutdown_ends_the_ask_and_the_containerizer(tmp_path, monkeypatch):
+    # SHUTDOWN (the executor's exit time set) while the containerizer has not answered: the
+    # agent destroys the container once its grace is over. (was: the ask went on to TOOL_SECS,
+    # then the image was prepared and the task started, all past the grace)
+    monkeypatch.setattr(imagefs, "TOOL_SECS", 30.0)
+    pid = tmp_path / "pid"
+    path = asking(tmp_path / "mc", f"echo $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 120")
+    exit_by = ExitBy()
+    shutdown = threading.Thread(target=lambda: (wait_for(pid.exists, timeout_secs=20),
+                                                exit_by.set(time.monotonic() + 3.0)))
+    shutdown.start()
+    try:
+        with pytest.raises(ImageError) as caught:
+            launch_info_supported(str(path), exit_by)
+    finally:
+        shutdown.join()
+    assert str(caught.value) == (f"cannot ask {path} which flags it takes ({path} launch): the executor is "
+                                 "shutting down (SHUTDOWN)")
+    assert not Path(f"/proc/{pid.read_text().strip()}").exists()  # killed and reaped
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["launch_info", "legacy"])
