@@ -186,9 +186,8 @@ class ImageSandbox:
             self._create_user(user)
         self._seal()
         for volume in self._volumes:
-            source = volume if os.path.isabs(volume) else str(self._sandbox / volume)
-            self._mount(source, volume)
-        self._mount(str(self._sandbox), self._mount_point)
+            self._mount(*self._source(volume), volume)
+        self._mount(str(self._sandbox), os.open(self._sandbox, os.O_PATH | os.O_CLOEXEC), self._mount_point)
         for name in COPIED:
             self._copy(Path("/etc") / name)
 
@@ -231,26 +230,45 @@ class ImageSandbox:
 
     # ---- 2. the mounts ----
 
-    def _mount(self, source: str, inside: str) -> None:
-        """`mount --rbind SOURCE TASKFS/INSIDE`, the mount point made first (an empty file
-        for a file), no symlink followed on the way, and mounted on through its descriptor
-        (`/proc/self/fd/N`), so that the path is not walked again."""
+    def _source(self, volume: str) -> tuple[str, int]:
+        """VOLUME's path and an O_PATH descriptor of it: an absolute one is where the agent
+        mounted it in the executor's container; a relative one is the sandbox's entry, the
+        task owner's (a fetched archive's symlink there could name any host directory), so
+        it is opened without following a symlink."""
+        if os.path.isabs(volume):
+            source, below = volume, None
+        else:
+            source, below = str(self._sandbox / volume), self._sandbox
+        try:
+            return source, os.open(source, os.O_PATH | os.O_CLOEXEC) if below is None else _open_below(below, volume)
+        except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
+            raise ImageError(f"cannot open the volume {source} to mount it into the task filesystem: "
+                             f"{_why(exc)}") from None
+
+    def _mount(self, source: str, held: int, inside: str) -> None:
+        """`mount --rbind SOURCE TASKFS/INSIDE`, SOURCE mounted from HELD (its descriptor,
+        closed here), the mount point made first (an empty file for a file), no symlink
+        followed on the way, and mounted on through its descriptor (`/proc/self/fd/N`), so
+        that no path is walked again."""
         target = self.taskfs / inside.lstrip("/")
         try:
-            parent, name = _mount_point(self.taskfs, inside, os.path.isfile(source))
-        except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
-            raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
-        try:
-            point = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
             try:
-                if _libc().mount(os.fsencode(source), os.fsencode(f"/proc/self/fd/{point}"), None, MS_BIND | MS_REC,
-                                 None) != 0:
-                    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-            finally:
-                os.close(point)
-        except OSError as exc:
-            os.close(parent)
-            raise ImageError(f"Failed to mount {source} into task filesystem at {target}: {_why(exc)}") from None
+                parent, name = _mount_point(self.taskfs, inside, not stat.S_ISDIR(os.fstat(held).st_mode))
+            except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
+                raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
+            try:
+                point = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                try:
+                    if _libc().mount(os.fsencode(f"/proc/self/fd/{held}"), os.fsencode(f"/proc/self/fd/{point}"),
+                                     None, MS_BIND | MS_REC, None) != 0:
+                        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+                finally:
+                    os.close(point)
+            except OSError as exc:
+                os.close(parent)
+                raise ImageError(f"Failed to mount {source} into task filesystem at {target}: {_why(exc)}") from None
+        finally:
+            os.close(held)
         self.mounted.append(str(target))
         self._points.append((parent, name))
         self.notes.append(f"mounted {source} into task filesystem at {target}")
@@ -381,6 +399,26 @@ def _mount_point(root: Path, inside: str, is_file: bool) -> tuple[int, str]:
         if not (stat.S_ISREG(mode) if is_file else stat.S_ISDIR(mode)):
             raise OSError(errno.EINVAL, f"{name} is there, but not a {'regular file' if is_file else 'directory'}")
         return os.dup(fd), name
+
+
+def _open_below(root: Path, inside: str) -> int:
+    """An O_PATH descriptor of ROOT/INSIDE, no symlink followed on the way nor at its end
+    (ELOOP), nothing made."""
+    parts = [p for p in inside.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            inner = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), part)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _runs_in(root: Path, path: str) -> bool:

@@ -276,8 +276,8 @@ def test_a_launch_that_fails_half_way_leaves_nothing_mounted(rootfs, tmp_path):
         except ImageLaunchError as exc:
             result = {"error": str(exc), "mounted": mounted()}
     """)
-    assert result == {"error": f"Failed to initialize sandbox: cannot make the mount point {tmp_path}/taskfs/x\ud800 "
-                               "for /x\ud800: 'utf-8' codec can't encode character '\\ud800' in position 1: "
+    assert result == {"error": "Failed to initialize sandbox: cannot open the volume /x\ud800 to mount it into the "
+                               "task filesystem: 'utf-8' codec can't encode character '\\ud800' in position 2: "
                                "surrogates not allowed", "mounted": []}
 
 
@@ -347,3 +347,29 @@ def test_a_taskfs_symlink_s_target_is_quoted_in_the_refusal(tmp_path):
     assert str(caught.value) == (f"the task's filesystem image is not at {tmp_path}/sandbox/taskfs: a symlink is "
                                  "there, to '/etc\\n\\xff' (the agent mounts the image there; a symlink in the "
                                  "sandbox is never followed)")
+
+
+def test_a_volume_in_the_sandbox_that_is_a_symlink_is_never_mounted_through(rootfs, tmp_path):
+    # A volume with a relative container path is the sandbox's entry of that name, which a
+    # fetched archive can make a symlink to a host directory: its programs, setuid ones
+    # included, would be mounted into the image past the nosuid seal, where the image's own
+    # loader and /etc serve them. (was: `mount --rbind` of the path, through the symlink)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    (tmp_path / "decoy").mkdir()
+    (tmp_path / "decoy/secret").write_text("the host's\n")
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        (sandbox / "vol").symlink_to(decoy)
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", ["vol"])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc), "inside": None}
+        else:
+            result = {"inside": os.listdir(taskfs / "vol")}
+        result["left"] = image.release()
+        result["mounted"] = mounted()
+    """)
+    assert result == {"error": f"cannot open the volume {tmp_path}/sandbox/vol to mount it into the task filesystem: "
+                               "a symlink is on the way (a path inside the image is never followed through one)",
+                      "inside": None, "left": [], "mounted": []}
