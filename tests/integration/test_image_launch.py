@@ -98,11 +98,11 @@ def test_a_containerizer_that_writes_without_end_is_refused_at_the_limit(tmp_pat
 def test_a_containerizer_that_never_answers_is_given_up_and_ended(tmp_path, monkeypatch):
     monkeypatch.setattr(imagefs, "TOOL_SECS", 2.0)
     pid = tmp_path / "pid"
-    path = asking(tmp_path / "mc", f"echo $$ > {pid}\nexec sleep 120")
+    path = asking(tmp_path / "mc", f"echo $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 120")
     with pytest.raises(ImageError) as caught:
         launch_info_supported(str(path))
     assert str(caught.value) == f"cannot ask {path} which flags it takes ({path} launch): no answer within 2 seconds"
-    if pid.exists():  # (the shell got as far as writing it: nearly always)
+    if pid.exists():  # (the shell got as far as writing it: nearly always; whole, by the rename)
         assert not Path(f"/proc/{pid.read_text().strip()}").exists()  # killed and reaped
 
 
