@@ -130,6 +130,8 @@ def _answer(child: subprocess.Popen[bytes], path: str, exit_by: ExitBy | None) -
                 if exit_by is not None and exit_by() is not None:
                     raise ImageError(f"{asking}: the executor is shutting down (SHUTDOWN)")
                 if left <= 0:
+                    if child.poll() is not None:  # (no pidfd) it is gone, a daemon of its holding stderr
+                        return bytes(answer)
                     raise ImageError(f"{asking}: no answer within {TOOL_SECS:g} seconds")
     finally:
         if pidfd >= 0:
@@ -152,7 +154,8 @@ def _read_into(answer: bytearray, pipe: int) -> bool:
 
 def _pidfd(pid: int) -> int:
     """A pidfd of PID, readable once it exits; -1 where pidfds are denied (a kernel before
-    5.3, a seccomp profile): the wait then ends at stderr's EOF or TOOL_SECS only."""
+    5.3, a seccomp profile): the wait then ends at stderr's EOF or TOOL_SECS only, when
+    the answer is what was written if the containerizer is gone by then."""
     try:
         return os.pidfd_open(pid)
     except OSError:

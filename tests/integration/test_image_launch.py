@@ -86,6 +86,22 @@ def test_a_containerizer_that_leaves_a_daemon_holding_stderr_is_answered_at_its_
         os.kill(int(daemon.read_text()), signal.SIGKILL)  # the script's child: ours to end
 
 
+def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_time_limit(tmp_path, monkeypatch):
+    # A kernel before 5.3 or a seccomp profile denies pidfd_open: the wait for stderr's EOF,
+    # which the daemon holds off, ends at TOOL_SECS, and the containerizer, gone by then, has
+    # answered. (was: "no answer within 2 seconds", the task failed with the answer given)
+    monkeypatch.setattr(imagefs, "TOOL_SECS", 2.0)
+    monkeypatch.setattr(imagefs, "_pidfd", lambda pid: -1)
+    daemon = tmp_path / "daemon.pid"
+    path = asking(tmp_path / "mc", f"echo 'Flag --launch_info is not specified' >&2\nsleep 120 &\n"
+                                   f"echo $! > {daemon}.new && mv {daemon}.new {daemon}\nexit 1")
+    try:
+        assert launch_info_supported(str(path)) is True
+    finally:
+        for alive in [int(daemon.read_text())] if daemon.exists() else []:
+            os.kill(alive, signal.SIGKILL)  # the script's child: ours to end
+
+
 def test_a_containerizer_that_writes_without_end_is_refused_at_the_limit(tmp_path):
     # (was: all of it read into memory, 1.3 GB within 3 s from `yes >&2`, the answer then looked for)
     path = asking(tmp_path / "mc", f"head -c {imagefs.ANSWER_BYTES + 1} /dev/zero >&2\necho launch_info >&2")
