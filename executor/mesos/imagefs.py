@@ -28,10 +28,8 @@ point's directory, held since the mount (the task may have replaced a parent by 
 meanwhile). Thermos leaves the mounts to the end of the container's mount namespace; an
 executor that shares the host's would leave the sandbox mounted inside itself.
 
-`launch_info_supported(path)` asks the containerizer which command line it takes, as
-Thermos does (`mesos-containerizer launch` with no flag names `launch_info` in its error
-when it knows it). Only as root; every failure is `ImageError` whose message says what
-failed. Loaded only for a filesystem-image task.
+Only as root; every failure is `ImageError` whose message says what failed. Loaded only
+for a filesystem-image task.
 """
 from __future__ import annotations
 
@@ -41,10 +39,7 @@ import errno
 import grp
 import os
 import pwd
-import select
 import stat
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,114 +47,15 @@ from config.words import quoted
 from executor.mesos import imageusers
 from executor.mesos.containerizer import TASKFS
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from executor.procs.exitby import ExitBy
-
 MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
 MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 COPIED = ("resolv.conf", "hosts", "hostname")  # from the host's /etc (Mesos' network/cni isolator's files)
-TOOL_SECS = 60.0  # the containerizer's answer to `launch` with no flag comes within this
-ANSWER_BYTES = 64 << 10  # and is no longer than this (Mesos' is one line)
 BASH = "/bin/bash"  # what every process and shell check runs inside the image
 
 
 class ImageError(Exception):
     """The image's sandbox could not be prepared; the message says what failed."""
-
-
-def launch_info_supported(path: str, exit_by: ExitBy | None = None) -> bool:
-    """Whether the containerizer takes `--launch_info` (Mesos >= 1.2): Thermos' question,
-    `PATH launch` with no flag, whose error then names it. Raises ImageError, at once
-    when EXIT_BY (the executor's exit time) is set: a SHUTDOWN needs no answer.
-
-    The one child the executor waits for itself (`subprocess.Popen.wait`), which the reaper's
-    rule forbids once a supervisor holds it (`executor/procs/reaper.py`: its thread would reap
-    the child as an orphan of the task). It is asked before: an executor runs one task
-    (`launchTask` refuses a second), and `_run_task` prepares the image before it makes the
-    task's owner, whose supervisor takes the reaper; refused should that order ever change.
-    Only stderr is read (`_answer`): the exit status, which a reaper left over from a
-    supervisor gone (its thread ends at its next wake) could take, is never used."""
-    from executor.task.wiring import reaper_in_use  # the executor's, loaded already
-
-    if reaper_in_use():
-        raise ImageError(f"cannot ask {path} which flags it takes: a task's supervisor already runs in this "
-                         "executor, whose reaper would take the answer as its task's orphan")
-    try:
-        child = subprocess.Popen([path, "launch"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise ImageError(f"cannot ask {path} which flags it takes ({path} launch): {exc}") from None
-    try:
-        return b"launch_info" in _answer(child, path, exit_by)
-    finally:
-        if child.returncode is None:
-            child.kill()
-        child.wait()
-        child.stderr.close()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
-
-
-def _answer(child: subprocess.Popen[bytes], path: str, exit_by: ExitBy | None) -> bytes:
-    """What CHILD (`PATH launch`) writes on stderr until it exits, its stderr reaches EOF
-    or TOOL_SECS pass; at most ANSWER_BYTES of it (ImageError past them, or past the time,
-    or once EXIT_BY is set: its eventfd wakes the wait). The wait ends at the child's own
-    exit (its pidfd), what is in the pipe then read without blocking: a daemon it left
-    behind holding stderr neither keeps the executor waiting nor, writing on, fills its
-    memory (as `subprocess.run` would)."""
-    asking = f"cannot ask {path} which flags it takes ({path} launch)"
-    pipe = child.stderr.fileno()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
-    os.set_blocking(pipe, False)
-    poller = select.poll()
-    answer, deadline = bytearray(), time.monotonic() + TOOL_SECS
-    pidfd = _pidfd(child.pid)
-    try:
-        with exit_by.waking() if exit_by is not None else contextlib.nullcontext(-1) as waking:
-            for fd in (pipe, pidfd, waking):
-                if fd >= 0:
-                    poller.register(fd, select.POLLIN)
-            while True:
-                left = deadline - time.monotonic()
-                exited = bool(dict(poller.poll(max(0.0, left) * 1000)).get(pidfd))
-                if not _read_into(answer, pipe):
-                    return bytes(answer)  # every writer is gone
-                if len(answer) > ANSWER_BYTES:
-                    raise ImageError(f"{asking}: it wrote more than {ANSWER_BYTES >> 10} KiB on stderr")
-                if exited:
-                    return bytes(answer)
-                if exit_by is not None and exit_by() is not None:
-                    raise ImageError(f"{asking}: the executor is shutting down (SHUTDOWN)")
-                if left <= 0:
-                    if child.poll() is not None:  # (no pidfd) it is gone, a daemon of its holding stderr
-                        return bytes(answer)
-                    raise ImageError(f"{asking}: no answer within {TOOL_SECS:g} seconds")
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-
-
-def _read_into(answer: bytearray, pipe: int) -> bool:
-    """What PIPE (non-blocking) holds now added to ANSWER, up to one byte past ANSWER_BYTES;
-    False at its EOF (every writer gone)."""
-    while len(answer) <= ANSWER_BYTES:
-        try:
-            data = os.read(pipe, ANSWER_BYTES + 1 - len(answer))
-        except BlockingIOError:
-            return True
-        if not data:
-            return False
-        answer += data
-    return True
-
-
-def _pidfd(pid: int) -> int:
-    """A pidfd of PID, readable once it exits; -1 where pidfds are denied (a kernel before
-    5.3, a seccomp profile): the wait then ends at stderr's EOF or TOOL_SECS only, when
-    the answer is what was written if the containerizer is gone by then."""
-    try:
-        return os.pidfd_open(pid)
-    except OSError:
-        return -1
 
 
 class ImageSandbox:

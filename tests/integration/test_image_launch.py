@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from executor.mesos import imagefs
+from executor.mesos import imagetask
 from executor.mesos.containerizer import ContainerizerLaunch
-from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
-from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+from executor.mesos.imagefs import ImageError, ImageSandbox
+from executor.mesos.imagetask import ImageLaunchError, ImageSettings, launch_info_supported, start_image_task
 from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Reaper
 from executor.task.wiring import RunAs
@@ -76,7 +76,7 @@ def asking(path: Path, body: str) -> Path:
 def test_a_containerizer_that_leaves_a_daemon_holding_stderr_is_answered_at_its_exit(tmp_path, monkeypatch):
     # (was: the executor read stderr to its EOF, which the daemon held off, and failed the task
     # after TOOL_SECS with the answer long given)
-    monkeypatch.setattr(imagefs, "TOOL_SECS", 30.0)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 30.0)
     daemon = tmp_path / "daemon.pid"
     path = asking(tmp_path / "mc", f"echo 'Flag --launch_info is not specified' >&2\nsleep 120 &\necho $! > {daemon}\n"
                                    "exit 1")
@@ -90,8 +90,8 @@ def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_ti
     # A kernel before 5.3 or a seccomp profile denies pidfd_open: the wait for stderr's EOF,
     # which the daemon holds off, ends at TOOL_SECS, and the containerizer, gone by then, has
     # answered. (was: "no answer within 2 seconds", the task failed with the answer given)
-    monkeypatch.setattr(imagefs, "TOOL_SECS", 2.0)
-    monkeypatch.setattr(imagefs, "_pidfd", lambda pid: -1)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 2.0)
+    monkeypatch.setattr(imagetask, "_pidfd", lambda pid: -1)
     daemon = tmp_path / "daemon.pid"
     path = asking(tmp_path / "mc", f"echo 'Flag --launch_info is not specified' >&2\nsleep 120 &\n"
                                    f"echo $! > {daemon}.new && mv {daemon}.new {daemon}\nexit 1")
@@ -104,15 +104,15 @@ def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_ti
 
 def test_a_containerizer_that_writes_without_end_is_refused_at_the_limit(tmp_path):
     # (was: all of it read into memory, 1.3 GB within 3 s from `yes >&2`, the answer then looked for)
-    path = asking(tmp_path / "mc", f"head -c {imagefs.ANSWER_BYTES + 1} /dev/zero >&2\necho launch_info >&2")
+    path = asking(tmp_path / "mc", f"head -c {imagetask.ANSWER_BYTES + 1} /dev/zero >&2\necho launch_info >&2")
     with pytest.raises(ImageError) as caught:
         launch_info_supported(str(path))
     assert str(caught.value) == (f"cannot ask {path} which flags it takes ({path} launch): it wrote more than "
-                                 f"{imagefs.ANSWER_BYTES >> 10} KiB on stderr")
+                                 f"{imagetask.ANSWER_BYTES >> 10} KiB on stderr")
 
 
 def test_a_containerizer_that_never_answers_is_given_up_and_ended(tmp_path, monkeypatch):
-    monkeypatch.setattr(imagefs, "TOOL_SECS", 2.0)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 2.0)
     pid = tmp_path / "pid"
     path = asking(tmp_path / "mc", f"echo $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 120")
     with pytest.raises(ImageError) as caught:
@@ -126,7 +126,7 @@ def test_a_shutdown_ends_the_ask_and_the_containerizer(tmp_path, monkeypatch):
     # SHUTDOWN (the executor's exit time set) while the containerizer has not answered: the
     # agent destroys the container once its grace is over. (was: the ask went on to TOOL_SECS,
     # then the image was prepared and the task started, all past the grace)
-    monkeypatch.setattr(imagefs, "TOOL_SECS", 30.0)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 30.0)
     pid = tmp_path / "pid"
     path = asking(tmp_path / "mc", f"echo $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 120")
     exit_by = ExitBy()
