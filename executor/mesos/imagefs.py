@@ -86,7 +86,7 @@ class ImageSandbox:
         self._seal()
         for volume in self._volumes:
             self._mount(*self._source(volume), volume)
-        self._mount(str(self._sandbox), os.open(self._sandbox, os.O_PATH | os.O_CLOEXEC), self._mount_point)
+        self._mount(*self._source(str(self._sandbox)), self._mount_point)
         for name in COPIED:
             self._copy(Path("/etc") / name)
 
@@ -130,10 +130,10 @@ class ImageSandbox:
     # ---- 2. the mounts ----
 
     def _source(self, volume: str) -> tuple[str, int]:
-        """VOLUME's path and an O_PATH descriptor of it: an absolute one is where the agent
-        mounted it in the executor's container; a relative one is the sandbox's entry, the
-        task owner's (a fetched archive's symlink there could name any host directory), so
-        it is opened without following a symlink."""
+        """VOLUME's path and an O_PATH descriptor of it: an absolute one (or the sandbox) is
+        where the agent mounted it in the executor's container; a relative one is the
+        sandbox's entry, the task owner's (a fetched archive's symlink there could name any
+        host directory), so it is opened without following a symlink."""
         if os.path.isabs(volume):
             source, below = volume, None
         else:
@@ -141,8 +141,7 @@ class ImageSandbox:
         try:
             return source, os.open(source, os.O_PATH | os.O_CLOEXEC) if below is None else _open_below(below, volume)
         except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
-            raise ImageError(f"cannot open the volume {source} to mount it into the task filesystem: "
-                             f"{_why(exc)}") from None
+            raise ImageError(f"cannot open {source} to mount it into the task filesystem: {_why(exc)}") from None
 
     def _mount(self, source: str, held: int, inside: str) -> None:
         """`mount --rbind SOURCE TASKFS/INSIDE`, SOURCE mounted from HELD (its descriptor,

@@ -276,8 +276,8 @@ def test_a_launch_that_fails_half_way_leaves_nothing_mounted(rootfs, tmp_path):
         except ImageLaunchError as exc:
             result = {"error": str(exc), "mounted": mounted()}
     """)
-    assert result == {"error": "Failed to initialize sandbox: cannot open the volume /x\ud800 to mount it into the "
-                               "task filesystem: 'utf-8' codec can't encode character '\\ud800' in position 2: "
+    assert result == {"error": "Failed to initialize sandbox: cannot open /x\ud800 to mount it into the task "
+                               "filesystem: 'utf-8' codec can't encode character '\\ud800' in position 2: "
                                "surrogates not allowed", "mounted": []}
 
 
@@ -371,6 +371,6 @@ def test_a_volume_in_the_sandbox_that_is_a_symlink_is_never_mounted_through(root
         result["left"] = image.release()
         result["mounted"] = mounted()
     """)
-    assert result == {"error": f"cannot open the volume {tmp_path}/sandbox/vol to mount it into the task filesystem: "
+    assert result == {"error": f"cannot open {tmp_path}/sandbox/vol to mount it into the task filesystem: "
                                "a symlink is on the way (a path inside the image is never followed through one)",
                       "inside": None, "left": [], "mounted": []}
