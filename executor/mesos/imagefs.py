@@ -151,7 +151,7 @@ class ImageSandbox:
         target = self.taskfs / inside.lstrip("/")
         try:
             try:
-                parent, name = _mount_point(self.taskfs, inside, not stat.S_ISDIR(os.fstat(held).st_mode))
+                parent, name = _mount_point(self.taskfs, inside, stat.S_ISREG(os.fstat(held).st_mode))
             except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
                 raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
             try:
