@@ -374,3 +374,20 @@ def test_a_volume_in_the_sandbox_that_is_a_symlink_is_never_mounted_through(root
     assert result == {"error": f"cannot open {tmp_path}/sandbox/vol to mount it into the task filesystem: "
                                "a symlink is on the way (a path inside the image is never followed through one)",
                       "inside": None, "left": [], "mounted": []}
+
+
+def test_volumes_in_the_sandbox_a_directory_and_a_file_are_mounted_at_their_paths(rootfs, tmp_path):
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        (sandbox / "data/sub").mkdir(parents=True)
+        (sandbox / "data/sub/seen").write_text("dir\n")
+        (sandbox / "app.conf").write_text("file\n")
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", ["data/sub", "./app.conf"])
+        image.prepare(None)
+        result = {"dir": (taskfs / "data/sub/seen").read_text(), "file": (taskfs / "app.conf").read_text(),
+                  "mounted": image.mounted[1:]}
+        result["left"] = image.release()
+    """)
+    assert result == {"dir": "dir\n", "file": "file\n", "left": [],
+                      "mounted": [f"{tmp_path}/taskfs/data/sub", f"{tmp_path}/taskfs/app.conf",
+                                  f"{tmp_path}/taskfs/mnt/mesos/sandbox"]}
