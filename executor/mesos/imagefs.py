@@ -198,7 +198,7 @@ class ImageSandbox:
         name could have been swapped since: a remount by name would change another mount)."""
         why = None
         try:
-            top = _open_dir(self.taskfs.name, parent)
+            top = _open_dir(self.taskfs.name, parent, os.O_PATH)
         except OSError as exc:
             why = _why(exc)
         else:
@@ -222,7 +222,7 @@ class ImageSandbox:
         except OSError as exc:
             raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
         try:
-            return parent, _open_dir(self.taskfs.name, parent)
+            return parent, _open_dir(self.taskfs.name, parent, os.O_PATH)
         except OSError as exc:
             os.close(parent)
             raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
@@ -355,10 +355,11 @@ def _link_target(path: Path) -> str | None:
         return None
 
 
-def _open_dir(name: str, dir_fd: int) -> int:
-    """NAME in DIR_FD, a directory and no symlink (ELOOP for one: O_NOFOLLOW says ENOTDIR)."""
+def _open_dir(name: str, dir_fd: int, mode: int = os.O_RDONLY) -> int:
+    """NAME in DIR_FD, a directory and no symlink (ELOOP for one: O_NOFOLLOW says ENOTDIR),
+    opened MODE (O_PATH: to name it, needing no read permission)."""
     try:
-        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        return os.open(name, mode | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except NotADirectoryError:
         if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name) from None
