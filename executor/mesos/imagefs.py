@@ -25,7 +25,8 @@ overwritten, outside the image), no FIFO or device in it is opened (a FIFO would
 executor for ever), a mount point is mounted on through its descriptor, and `release()`
 detaches what was mounted once the task is over through the descriptor of each mount
 point's directory, held since the mount (the task may have replaced a parent by a symlink
-meanwhile). Thermos leaves the mounts to the end of the container's mount namespace; an
+meanwhile), or, for the image's own, of its root. Neither `taskfs` nor a volume's source
+in the sandbox (the task owner's) is followed through a symlink either. Thermos leaves the mounts to the end of the container's mount namespace; an
 executor that shares the host's would leave the sandbox mounted inside itself.
 
 Only as root; every failure is `ImageError` whose message says what failed. Loaded only
@@ -65,7 +66,7 @@ class ImageSandbox:
         self._mount_point = mount_point
         self._volumes = [v for v in volumes if v != TASKFS]
         self.mounted: list[str] = []  # what prepare() mounted, in order
-        self._points: list[tuple[int, str]] = []  # each one's directory (a held fd) and name in it
+        self._points: list[tuple[int, str]] = []  # each one's directory (a held fd) and name in it; or its root and ""
         self.notes: list[str] = []  # what was done, one line each, for the log
 
     def prepare(self, user: str | None) -> None:
@@ -94,14 +95,19 @@ class ImageSandbox:
         """Detaches what prepare() mounted (the last first); the problems, in words. Each
         mount point is named through the descriptor of its directory held since the mount
         (`/proc/self/fd/N/NAME`, its last name not followed): by the end the task may have
-        swapped a parent of it for a symlink, and a path would then detach a host mount."""
+        swapped a parent of it for a symlink, and a path would then detach a host mount. The
+        image's own mount (the seal), whose directory is the sandbox's, the task owner's, is
+        named through the descriptor of its root (`/proc/self/fd/N`, that very mount): from
+        another mount namespace `taskfs` can be renamed, the mount moving with it."""
         libc = _libc()
         problems = []
         while self.mounted:
             shown = self.mounted.pop()
             parent, name = self._points.pop()
+            where, flags = (f"/proc/self/fd/{parent}/{name}", MNT_DETACH | UMOUNT_NOFOLLOW) if name else (
+                f"/proc/self/fd/{parent}", MNT_DETACH)
             try:
-                if libc.umount2(os.fsencode(f"/proc/self/fd/{parent}/{name}"), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
+                if libc.umount2(os.fsencode(where), flags) != 0:
                     problems.append(f"umount {shown}: {os.strerror(ctypes.get_errno())}")
             finally:
                 os.close(parent)
@@ -187,31 +193,32 @@ class ImageSandbox:
                                  f"{os.strerror(ctypes.get_errno())}")
             self.mounted.append(str(self.taskfs))
             self._points.append((parent, self.taskfs.name))
-            self._remount(parent, os.fstat(root), MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept)
+            top = self._bound_root(parent, os.fstat(root))
         finally:
             os.close(root)
+        self._points[-1] = (top, "")  # released through its root: the directory may be renamed
+        os.close(parent)
+        flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
+        if _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
+            raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
+                             f"{os.strerror(ctypes.get_errno())}")
         self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
 
-    def _remount(self, parent: int, bound: os.stat_result, flags: int) -> None:
-        """The mount just made on taskfs given FLAGS, through a descriptor of its root opened
-        in PARENT without following a symlink and checked to be the directory bound (the
-        name could have been swapped since: a remount by name would change another mount)."""
-        why = None
+    def _bound_root(self, parent: int, bound: os.stat_result) -> int:
+        """An O_PATH descriptor of the root of the mount just made on taskfs, opened in PARENT
+        without following a symlink and checked to be the directory BOUND (the name could
+        have been swapped since: a remount by name would change another mount)."""
         try:
             top = _open_dir(self.taskfs.name, parent, os.O_PATH)
         except OSError as exc:
             why = _why(exc)
         else:
-            try:
-                there = os.fstat(top)
-                if (there.st_dev, there.st_ino) != (bound.st_dev, bound.st_ino):
-                    why = "it is no longer the directory bind-mounted (taskfs was replaced meanwhile)"
-                elif _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
-                    why = os.strerror(ctypes.get_errno())
-            finally:
-                os.close(top)
-        if why is not None:
-            raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: {why}")
+            there = os.fstat(top)
+            if (there.st_dev, there.st_ino) == (bound.st_dev, bound.st_ino):
+                return top
+            os.close(top)
+            why = "it is no longer the directory bind-mounted (taskfs was replaced meanwhile)"
+        raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: {why}")
 
     def _open_taskfs(self) -> tuple[int, int]:
         """Descriptors of taskfs's directory (O_PATH) and of taskfs, opened in it without

@@ -391,3 +391,21 @@ def test_volumes_in_the_sandbox_a_directory_and_a_file_are_mounted_at_their_path
     assert result == {"dir": "dir\n", "file": "file\n", "left": [],
                       "mounted": [f"{tmp_path}/taskfs/data/sub", f"{tmp_path}/taskfs/app.conf",
                                   f"{tmp_path}/taskfs/mnt/mesos/sandbox"]}
+
+
+def test_release_detaches_the_sealed_image_even_where_taskfs_was_renamed_from_another_namespace(rootfs, tmp_path):
+    # The sandbox is the task owner's: from a mount namespace where `taskfs` is no mount point
+    # (the host's, another container's), its processes can rename it and put a symlink in its
+    # place; the executor's mount of the image moves with the directory. (was: detached by
+    # its name, which the symlink then held, so it was refused and the image stayed mounted)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    (tmp_path / "decoy").mkdir()
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        subprocess.run(["nsenter", f"--mount=/proc/{os.getppid()}/ns/mnt", "--", "sh", "-c",
+                        f"mv {taskfs} {tmp}/moved && ln -s {decoy} {taskfs}"], check=True, timeout=20)
+        result = {"problems": image.release(), "mounted": mounted()}
+    """)
+    assert result == {"problems": [], "mounted": []}
