@@ -37,11 +37,7 @@ import attrs
 from executor.mesos.containerizer import TASKFS, ContainerizerLaunch
 from executor.mesos.imagefs import ImageError, ImageSandbox
 from executor.mesos.launch import LaunchError
-from executor.task.wiring import RunAs, current_user
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from executor.procs.exitby import ExitBy
+from executor.task.wiring import ExitBy, RunAs, current_user
 
 CANNOT = "Cannot launch task using a filesystem image:"
 TOOL_SECS = 60.0  # the containerizer's answer to `launch` with no flag comes within this
