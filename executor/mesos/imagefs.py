@@ -270,7 +270,12 @@ def _walk(root: Path, inside: str) -> Iterator[int]:
     parts = [p for p in inside.strip("/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except NotADirectoryError:  # (O_NOFOLLOW's word for a symlink: taskfs swapped since prepare looked)
+        if os.path.islink(root):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(root)) from None
+        raise
     try:
         for part in parts:
             with contextlib.suppress(FileExistsError):

@@ -308,15 +308,22 @@ def test_a_taskfs_that_is_a_symlink_in_the_sandbox_is_refused_and_what_it_names_
     assert sorted(str(path.relative_to(decoy)) for path in decoy.rglob("*")) == tree  # no mount point made
 
 
-def test_a_taskfs_swapped_for_a_symlink_after_the_check_is_never_mounted_through(rootfs, tmp_path):
+SWAPPED = {
+    None: "cannot look at the task filesystem {taskfs}",  # the seal is the first to open it
+    "nobody": "Failed to create user in sandbox for task image: {taskfs}/etc",  # the user's files are
+}
+
+
+@pytest.mark.parametrize("user, failed", SWAPPED.items(), ids=["no-user", "user"])
+def test_a_taskfs_swapped_for_a_symlink_after_the_check_is_never_followed(rootfs, tmp_path, user, failed):
     # The sandbox is the task owner's: `taskfs` can be renamed and a symlink put in its place
     # between the check and the mounts (here, deterministically, as the check of /bin/bash
     # returns). (was: `_seal` bind-mounted `taskfs` onto itself by its name, through the
     # symlink: what it named was mounted over, nosuid and nodev, and the mount was left behind,
-    # its detach refusing the symlink)
+    # its detach refusing the symlink; the user's files refused it as "Not a directory")
     copy_rootfs(rootfs, tmp_path / "taskfs")
     (tmp_path / "decoy").mkdir()
-    result = in_private_mounts(tmp_path, r"""
+    result = in_private_mounts(tmp_path, rf"""
         from executor.mesos import imagefs
         checked = imagefs._runs_in
         def swapped(root, path):
@@ -328,13 +335,14 @@ def test_a_taskfs_swapped_for_a_symlink_after_the_check_is_never_mounted_through
         sandbox.mkdir()
         image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
         try:
-            image.prepare(None)
+            image.prepare({user!r})
         except ImageError as exc:
-            result = {"error": str(exc), "mounted": mounted()}
+            result = {{"error": str(exc), "mounted": mounted(), "decoy": os.listdir(decoy)}}
         result["left"] = image.release()
     """)
-    assert result == {"error": f"cannot look at the task filesystem {tmp_path}/taskfs: a symlink is on the way (a "
-                               "path inside the image is never followed through one)", "mounted": [], "left": []}
+    assert result == {"error": failed.format(taskfs=tmp_path / "taskfs") + ": a symlink is on the way (a path "
+                               "inside the image is never followed through one)", "mounted": [], "decoy": [],
+                      "left": []}
 
 
 def test_a_taskfs_symlink_s_target_is_quoted_in_the_refusal(tmp_path):
