@@ -9,7 +9,7 @@ task's root filesystem (`$MESOS_DIRECTORY/taskfs`, where the agent mounted the i
 working directory (the sandbox's mount point inside it, `--sandbox-mount-point`) and the
 user the command runs as (by name: the containerizer looks it up and switches to it after
 entering the root filesystem). Two forms, chosen once per task by asking the binary
-(`executor/mesos/imagefs.py`, `launch_info_supported`): Mesos ≥ 1.2's one JSON
+(`executor/mesos/imagetask.py`, `launch_info_supported`): Mesos ≥ 1.2's one JSON
 `--launch_info={"command", "working_directory", "user", "rootfs"}`, and the older separate
 `--working_directory`, `--rootfs`, `--user`, `--command=JSON` flags; the JSON byte for byte as
 Thermos' (its Python 2 dicts' key order, `to_json`).

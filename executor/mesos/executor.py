@@ -339,7 +339,7 @@ class StokerExecutor:
         s = self._settings
         image = start_image_task(ImageSettings(s.mesos_containerizer_path, s.sandbox_mount_point, not s.no_create_user),
                                  sandbox=Path(s.sandbox), mesos_directory=self._env.get("MESOS_DIRECTORY"),
-                                 run_as=user, volumes=executor_volumes(task_info))
+                                 run_as=user, volumes=executor_volumes(task_info), exit_by=self._exit)
         for note in image.sandbox.notes:
             log_event(logger, logging.INFO, "image_sandbox", task=launch.spec.label, reason=note)
         log_event(logger, logging.INFO, "image_task", task=launch.spec.label, rootfs=image.wrap.rootfs,

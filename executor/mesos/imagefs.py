@@ -25,13 +25,12 @@ overwritten, outside the image), no FIFO or device in it is opened (a FIFO would
 executor for ever), a mount point is mounted on through its descriptor, and `release()`
 detaches what was mounted once the task is over through the descriptor of each mount
 point's directory, held since the mount (the task may have replaced a parent by a symlink
-meanwhile). Thermos leaves the mounts to the end of the container's mount namespace; an
+meanwhile), or, for the image's own, of its root. Neither `taskfs` nor a volume's source
+in the sandbox (the task owner's) is followed through a symlink either. Thermos leaves the mounts to the end of the container's mount namespace; an
 executor that shares the host's would leave the sandbox mounted inside itself.
 
-`launch_info_supported(path)` asks the containerizer which command line it takes, as
-Thermos does (`mesos-containerizer launch` with no flag names `launch_info` in its error
-when it knows it). Only as root; every failure is `ImageError` whose message says what
-failed. Loaded only for a filesystem-image task.
+Only as root; every failure is `ImageError` whose message says what failed. Loaded only
+for a filesystem-image task.
 """
 from __future__ import annotations
 
@@ -41,10 +40,7 @@ import errno
 import grp
 import os
 import pwd
-import select
 import stat
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,90 +52,11 @@ MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
 MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 COPIED = ("resolv.conf", "hosts", "hostname")  # from the host's /etc (Mesos' network/cni isolator's files)
-TOOL_SECS = 60.0  # the containerizer's answer to `launch` with no flag comes within this
-ANSWER_BYTES = 64 << 10  # and is no longer than this (Mesos' is one line)
 BASH = "/bin/bash"  # what every process and shell check runs inside the image
 
 
 class ImageError(Exception):
     """The image's sandbox could not be prepared; the message says what failed."""
-
-
-def launch_info_supported(path: str) -> bool:
-    """Whether the containerizer takes `--launch_info` (Mesos >= 1.2): Thermos' question,
-    `PATH launch` with no flag, whose error then names it. Raises ImageError.
-
-    The one child the executor waits for itself (`subprocess.Popen.wait`), which the reaper's
-    rule forbids once a supervisor holds it (`executor/procs/reaper.py`: its thread would reap
-    the child as an orphan of the task). It is asked before: an executor runs one task
-    (`launchTask` refuses a second), and `_run_task` prepares the image before it makes the
-    task's owner, whose supervisor takes the reaper; refused should that order ever change.
-    Only stderr is read (`_answer`): the exit status, which a reaper left over from a
-    supervisor gone (its thread ends at its next wake) could take, is never used."""
-    from executor.task.wiring import reaper_in_use  # the executor's, loaded already
-
-    if reaper_in_use():
-        raise ImageError(f"cannot ask {path} which flags it takes: a task's supervisor already runs in this "
-                         "executor, whose reaper would take the answer as its task's orphan")
-    try:
-        child = subprocess.Popen([path, "launch"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise ImageError(f"cannot ask {path} which flags it takes ({path} launch): {exc}") from None
-    try:
-        return b"launch_info" in _answer(child, path)
-    finally:
-        if child.returncode is None:
-            child.kill()
-        child.wait()
-        child.stderr.close()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
-
-
-def _answer(child: subprocess.Popen[bytes], path: str) -> bytes:
-    """What CHILD (`PATH launch`) writes on stderr until it exits, its stderr reaches EOF
-    or TOOL_SECS pass; at most ANSWER_BYTES of it (ImageError past them, or past the time).
-    The wait ends at the child's own exit (its pidfd), what is in the pipe then read
-    without blocking: a daemon it left behind holding stderr neither keeps the executor
-    waiting nor, writing on, fills its memory (as `subprocess.run` would)."""
-    asking = f"cannot ask {path} which flags it takes ({path} launch)"
-    pipe = child.stderr.fileno()  # type: ignore[union-attr]  # a pipe: stderr=PIPE
-    os.set_blocking(pipe, False)
-    poller = select.poll()
-    poller.register(pipe, select.POLLIN)
-    pidfd = _pidfd(child.pid)
-    if pidfd >= 0:
-        poller.register(pidfd, select.POLLIN)
-    answer, deadline = bytearray(), time.monotonic() + TOOL_SECS
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            exited = bool(dict(poller.poll(max(0.0, left) * 1000)).get(pidfd))
-            while len(answer) <= ANSWER_BYTES:  # what the pipe holds now
-                try:
-                    data = os.read(pipe, ANSWER_BYTES + 1 - len(answer))
-                except BlockingIOError:
-                    break
-                if not data:
-                    return bytes(answer)  # every writer is gone
-                answer += data
-            if len(answer) > ANSWER_BYTES:
-                raise ImageError(f"{asking}: it wrote more than {ANSWER_BYTES >> 10} KiB on stderr")
-            if exited:
-                return bytes(answer)
-            if left <= 0:
-                raise ImageError(f"{asking}: no answer within {TOOL_SECS:g} seconds")
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-
-
-def _pidfd(pid: int) -> int:
-    """A pidfd of PID, readable once it exits; -1 where pidfds are denied (a kernel before
-    5.3, a seccomp profile): the wait then ends at stderr's EOF or TOOL_SECS only."""
-    try:
-        return os.pidfd_open(pid)
-    except OSError:
-        return -1
 
 
 class ImageSandbox:
@@ -149,15 +66,16 @@ class ImageSandbox:
         self._mount_point = mount_point
         self._volumes = [v for v in volumes if v != TASKFS]
         self.mounted: list[str] = []  # what prepare() mounted, in order
-        self._points: list[tuple[int, str]] = []  # each one's directory (a held fd) and name in it
+        self._points: list[tuple[int, str]] = []  # each one's directory (a held fd) and name in it; or its root and ""
         self.notes: list[str] = []  # what was done, one line each, for the log
 
     def prepare(self, user: str | None) -> None:
         """Steps 0-3 above; `user`: the one to create (None: none). Raises ImageError."""
         link = _link_target(self.taskfs)
         if link is not None:
-            raise ImageError(f"the task's filesystem image is not at {self.taskfs}: a symlink is there, to {link} "
-                             "(the agent mounts the image there; a symlink in the sandbox is never followed)")
+            raise ImageError(f"the task's filesystem image is not at {self.taskfs}: a symlink is there, to "
+                             f"{quoted(link)} (the agent mounts the image there; a symlink in the sandbox is never "
+                             "followed)")
         if not self.taskfs.is_dir():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
@@ -168,9 +86,8 @@ class ImageSandbox:
             self._create_user(user)
         self._seal()
         for volume in self._volumes:
-            source = volume if os.path.isabs(volume) else str(self._sandbox / volume)
-            self._mount(source, volume)
-        self._mount(str(self._sandbox), self._mount_point)
+            self._mount(*self._source(volume), volume)
+        self._mount(*self._source(str(self._sandbox)), self._mount_point)
         for name in COPIED:
             self._copy(Path("/etc") / name)
 
@@ -178,14 +95,19 @@ class ImageSandbox:
         """Detaches what prepare() mounted (the last first); the problems, in words. Each
         mount point is named through the descriptor of its directory held since the mount
         (`/proc/self/fd/N/NAME`, its last name not followed): by the end the task may have
-        swapped a parent of it for a symlink, and a path would then detach a host mount."""
+        swapped a parent of it for a symlink, and a path would then detach a host mount. The
+        image's own mount (the seal), whose directory is the sandbox's, the task owner's, is
+        named through the descriptor of its root (`/proc/self/fd/N`, that very mount): from
+        another mount namespace `taskfs` can be renamed, the mount moving with it."""
         libc = _libc()
         problems = []
         while self.mounted:
             shown = self.mounted.pop()
             parent, name = self._points.pop()
+            where, flags = (f"/proc/self/fd/{parent}/{name}", MNT_DETACH | UMOUNT_NOFOLLOW) if name else (
+                f"/proc/self/fd/{parent}", MNT_DETACH)
             try:
-                if libc.umount2(os.fsencode(f"/proc/self/fd/{parent}/{name}"), MNT_DETACH | UMOUNT_NOFOLLOW) != 0:
+                if libc.umount2(os.fsencode(where), flags) != 0:
                     problems.append(f"umount {shown}: {os.strerror(ctypes.get_errno())}")
             finally:
                 os.close(parent)
@@ -213,26 +135,44 @@ class ImageSandbox:
 
     # ---- 2. the mounts ----
 
-    def _mount(self, source: str, inside: str) -> None:
-        """`mount --rbind SOURCE TASKFS/INSIDE`, the mount point made first (an empty file
-        for a file), no symlink followed on the way, and mounted on through its descriptor
-        (`/proc/self/fd/N`), so that the path is not walked again."""
+    def _source(self, volume: str) -> tuple[str, int]:
+        """VOLUME's path and an O_PATH descriptor of it: an absolute one (or the sandbox) is
+        where the agent mounted it in the executor's container; a relative one is the
+        sandbox's entry, the task owner's (a fetched archive's symlink there could name any
+        host directory), so it is opened without following a symlink."""
+        if os.path.isabs(volume):
+            source, below = volume, None
+        else:
+            source, below = str(self._sandbox / volume), self._sandbox
+        try:
+            return source, os.open(source, os.O_PATH | os.O_CLOEXEC) if below is None else _open_below(below, volume)
+        except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
+            raise ImageError(f"cannot open {source} to mount it into the task filesystem: {_why(exc)}") from None
+
+    def _mount(self, source: str, held: int, inside: str) -> None:
+        """`mount --rbind SOURCE TASKFS/INSIDE`, SOURCE mounted from HELD (its descriptor,
+        closed here), the mount point made first (an empty file for a file), no symlink
+        followed on the way, and mounted on through its descriptor (`/proc/self/fd/N`), so
+        that no path is walked again."""
         target = self.taskfs / inside.lstrip("/")
         try:
-            parent, name = _mount_point(self.taskfs, inside, os.path.isfile(source))
-        except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
-            raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
-        try:
-            point = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
             try:
-                if _libc().mount(os.fsencode(source), os.fsencode(f"/proc/self/fd/{point}"), None, MS_BIND | MS_REC,
-                                 None) != 0:
-                    raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-            finally:
-                os.close(point)
-        except OSError as exc:
-            os.close(parent)
-            raise ImageError(f"Failed to mount {source} into task filesystem at {target}: {_why(exc)}") from None
+                parent, name = _mount_point(self.taskfs, inside, stat.S_ISREG(os.fstat(held).st_mode))
+            except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
+                raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
+            try:
+                point = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+                try:
+                    if _libc().mount(os.fsencode(f"/proc/self/fd/{held}"), os.fsencode(f"/proc/self/fd/{point}"),
+                                     None, MS_BIND | MS_REC, None) != 0:
+                        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+                finally:
+                    os.close(point)
+            except OSError as exc:
+                os.close(parent)
+                raise ImageError(f"Failed to mount {source} into task filesystem at {target}: {_why(exc)}") from None
+        finally:
+            os.close(held)
         self.mounted.append(str(target))
         self._points.append((parent, name))
         self.notes.append(f"mounted {source} into task filesystem at {target}")
@@ -242,24 +182,57 @@ class ImageSandbox:
         mount namespace, which the containerizer copies for every process: a setuid-root
         program, or a device node open to all, that the image's author put in it would
         otherwise give the task's processes root on the agent (Thermos leaves them working)."""
+        parent, root = self._open_taskfs()
         try:
-            kept = os.statvfs(self.taskfs).f_flag
-            parent = os.open(self.taskfs.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
-        kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
-        here = os.fsencode(f"/proc/self/fd/{parent}/{self.taskfs.name}")
-        libc = _libc()
-        if libc.mount(here, here, None, MS_BIND | MS_REC, None) != 0:
-            os.close(parent)
-            raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
-                             f"{os.strerror(ctypes.get_errno())}")
-        self.mounted.append(str(self.taskfs))
-        self._points.append((parent, self.taskfs.name))
-        if libc.mount(None, here, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept, None) != 0:
+            kept = os.fstatvfs(root).f_flag
+            kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
+            itself = os.fsencode(f"/proc/self/fd/{root}")
+            if _libc().mount(itself, itself, None, MS_BIND | MS_REC, None) != 0:
+                os.close(parent)
+                raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
+                                 f"{os.strerror(ctypes.get_errno())}")
+            self.mounted.append(str(self.taskfs))
+            self._points.append((parent, self.taskfs.name))
+            top = self._bound_root(parent, os.fstat(root))
+        finally:
+            os.close(root)
+        self._points[-1] = (top, "")  # released through its root: the directory may be renamed
+        os.close(parent)
+        flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
+        if _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
             raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
                              f"{os.strerror(ctypes.get_errno())}")
         self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
+
+    def _bound_root(self, parent: int, bound: os.stat_result) -> int:
+        """An O_PATH descriptor of the root of the mount just made on taskfs, opened in PARENT
+        without following a symlink and checked to be the directory BOUND (the name could
+        have been swapped since: a remount by name would change another mount)."""
+        try:
+            top = _open_dir(self.taskfs.name, parent, os.O_PATH)
+        except OSError as exc:
+            why = _why(exc)
+        else:
+            there = os.fstat(top)
+            if (there.st_dev, there.st_ino) == (bound.st_dev, bound.st_ino):
+                return top
+            os.close(top)
+            why = "it is no longer the directory bind-mounted (taskfs was replaced meanwhile)"
+        raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: {why}")
+
+    def _open_taskfs(self) -> tuple[int, int]:
+        """Descriptors of taskfs's directory (O_PATH) and of taskfs, opened in it without
+        following a symlink: the sandbox is the task owner's, whose `taskfs` may have become
+        one since `prepare` looked (mount(2) follows a symlink it is given by name)."""
+        try:
+            parent = os.open(self.taskfs.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
+        try:
+            return parent, _open_dir(self.taskfs.name, parent, os.O_PATH)
+        except OSError as exc:
+            os.close(parent)
+            raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
 
     # ---- 3. the copies ----
 
@@ -297,7 +270,12 @@ def _walk(root: Path, inside: str) -> Iterator[int]:
     parts = [p for p in inside.strip("/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except NotADirectoryError:  # (O_NOFOLLOW's word for a symlink: taskfs swapped since prepare looked)
+        if os.path.islink(root):
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(root)) from None
+        raise
     try:
         for part in parts:
             with contextlib.suppress(FileExistsError):
@@ -333,6 +311,26 @@ def _mount_point(root: Path, inside: str, is_file: bool) -> tuple[int, str]:
         return os.dup(fd), name
 
 
+def _open_below(root: Path, inside: str) -> int:
+    """An O_PATH descriptor of ROOT/INSIDE, no symlink followed on the way nor at its end
+    (ELOOP), nothing made."""
+    parts = [p for p in inside.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            inner = os.open(part, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), part)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _runs_in(root: Path, path: str) -> bool:
     """Whether PATH, resolved as inside ROOT (its symlinks, absolute ones included, taken
     as the containerizer's chroot takes them, never out of ROOT), is an executable file.
@@ -361,17 +359,19 @@ def _runs_in(root: Path, path: str) -> bool:
 
 
 def _link_target(path: Path) -> str | None:
-    """What PATH, a symlink, names; None when it is no symlink (or is gone)."""
+    """What PATH, a symlink, names (the task owner's bytes: a message quotes them); None
+    when it is no symlink (or is gone)."""
     try:
         return os.readlink(path)
     except OSError:
         return None
 
 
-def _open_dir(name: str, dir_fd: int) -> int:
-    """NAME in DIR_FD, a directory and no symlink (ELOOP for one: O_NOFOLLOW says ENOTDIR)."""
+def _open_dir(name: str, dir_fd: int, mode: int = os.O_RDONLY) -> int:
+    """NAME in DIR_FD, a directory and no symlink (ELOOP for one: O_NOFOLLOW says ENOTDIR),
+    opened MODE (O_PATH: to name it, needing no read permission)."""
     try:
-        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        return os.open(name, mode | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except NotADirectoryError:
         if stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode):
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), name) from None

@@ -29,7 +29,11 @@ import os
 import stat
 import time
 
+from config.words import printable
+
 MAX_BYTES = 4 << 20  # an image's passwd or group file larger than this is refused
+ID_FIELDS = {"passwd": (2, 3), "group": (2,)}  # the fields of an entry that are ids
+BLANKS = " \t\n\v\f\r"  # C's isspace: skipped before a line's text and before an id
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 APPEND = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # read: a newline at the end?
 
@@ -48,7 +52,8 @@ def ensure_group(etc: int, name: str, gid: int) -> str:
             raise UserDbError(f"Error when getting group id for name {name} in task image: its /etc/group has "
                               f"gid {gid} under another name and no group {name}")
         if _id_in(found, 2) != gid:
-            raise UserDbError(f"Group id result {':'.join(found)} from image does not match name {name} and id {gid}")
+            raise UserDbError(f"Group id result {printable(':'.join(found))} from image does not match name {name} "
+                              f"and id {gid}")
         return f"group {name}({gid}) already exists in the task's filesystem"
     _append(etc, "group", f"{name}:x:{gid}:\n", create=True)
     _append(etc, "gshadow", f"{name}:!::\n", create=False)
@@ -61,7 +66,7 @@ def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
     of `id USER` in the image. What was done, in words."""
     entries = _entries(etc, "passwd")
     if any(e[0] == name or _id_in(e, 2) == uid for e in entries):
-        found = next((e for e in entries if e[0] == name and len(e) >= 4), None)
+        found = next((e for e in entries if e[0] == name), None)
         if found is None:
             raise UserDbError(f"Error when getting user id for name {name} in task image: its /etc/passwd has "
                               f"uid {uid} under another name and no user {name}")
@@ -80,29 +85,44 @@ def _id_says(user: list[str], users: list[list[str]], groups: list[list[str]]) -
     """How the image's `id NAME` begins for USER, NAME's entry: `uid=N(NAME) gid=N(GROUP)`,
     each id as glibc reads it and named by the first entry with that id (`id` asks
     getpwuid and getgrgid: an earlier entry with the same uid shows under its own name).
-    An id glibc might read otherwise (`_id_in` gives None) is shown as written, which
-    no expected prefix matches."""
+    An id whose value glibc's builds disagree on (`_id_in` gives None) is shown as written
+    (`printable`), which no expected prefix matches."""
     uid, gid = _id_in(user, 2), _id_in(user, 3)
     if uid is None or gid is None:
-        return f"uid={user[2]}({user[0]}) gid={user[3]}"
+        return printable(f"uid={user[2]}({user[0]}) gid={user[3]}")
     owner = next((e[0] for e in users if _id_in(e, 2) == uid), user[0])
     named = next((e[0] for e in groups if _id_in(e, 2) == gid), None)
     return f"uid={uid}({owner}) gid={gid}" + (f"({named})" if named is not None else "")
 
 
 def _id_in(entry: list[str], index: int) -> int | None:
-    """Field INDEX of ENTRY, a uid or gid, as glibc's parser reads it (strtoul in base 10:
-    blanks and a `+` before the digits allowed, nothing after them); None for none, or for
-    one it reads otherwise (a sign `-`, which wraps)."""
-    if len(entry) <= index:
+    """Field INDEX of ENTRY, a uid or gid spelled as glibc's parser takes it (`_spelled`),
+    as it reads it; None for a value its builds read differently: `-N` (N > 0) and one
+    past 32 bits, which upstream makes 4294967295 and Debian's refuses with the line (no
+    task's id either way; a user entry with one is refused, never taken for another)."""
+    text = entry[index].lstrip(BLANKS)
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    if len(digits) > 10 or text.startswith("-") and digits != "0":  # (int() refuses past 4300 digits)
         return None
-    digits = entry[index].lstrip(" \t\n\v\f\r").removeprefix("+")
-    return int(digits) if digits.isascii() and digits.isdigit() else None
+    value = int(digits)
+    return value if value <= 0xFFFFFFFF else None
+
+
+def _spelled(field: str) -> bool:
+    """Whether FIELD is an id as glibc's parser takes one (strtoul in base 10: blanks and
+    a sign before the digits allowed, nothing after them); a line with an id spelled
+    otherwise (none, `0x3e8`, `1000 `) is no entry for it."""
+    digits = field.lstrip(BLANKS)
+    digits = digits[1:] if digits[:1] in ("+", "-") else digits
+    return digits.isascii() and digits.isdigit()
 
 
 def _entries(etc: int, name: str) -> list[list[str]]:
-    """The image's `/etc/NAME` as lists of fields (none when it has no such file), its
-    lines read as glibc's `files` database reads them (`_lines`)."""
+    """The image's entries in `/etc/NAME`, passwd or group, as lists of fields (none when
+    it has no such file), as glibc's `files` database takes them for `getpwnam`,
+    `getpwuid`, `getgrnam` and `getgrgid` (what `id`, `getent` and `useradd -R` ask): its
+    lines as `_lines` reads them, but for those whose ids are missing or not `_spelled`
+    (the parser refuses them) and NIS `+`/`-` lines (every look-up skips them)."""
     try:
         _regular(os.stat(name, dir_fd=etc, follow_symlinks=False), name)
         fd = os.open(name, READ, dir_fd=etc)
@@ -115,7 +135,9 @@ def _entries(etc: int, name: str) -> list[list[str]]:
         data = file.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
         raise UserDbError(f"the image's /etc/{name} is larger than {MAX_BYTES >> 20} MiB")
-    return [line.decode("utf-8", errors="surrogateescape").split(":") for line in _lines(data)]
+    entries = [line.decode("utf-8", errors="surrogateescape").split(":") for line in _lines(data)]
+    return [e for e in entries if not e[0].startswith(("+", "-"))
+            and all(len(e) > i and _spelled(e[i]) for i in ID_FIELDS[name])]
 
 
 def _lines(data: bytes) -> list[bytes]:
@@ -127,7 +149,7 @@ def _lines(data: bytes) -> list[bytes]:
     ids while the image's `id` and programs see another entry first, with uid 0."""
     lines = []
     for raw in data.split(b"\n"):
-        line = raw.partition(b"\0")[0].lstrip(b" \t\n\v\f\r")
+        line = raw.partition(b"\0")[0].lstrip(BLANKS.encode())
         if line and not line.startswith(b"#"):
             lines.append(line)
     return lines

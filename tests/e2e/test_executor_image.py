@@ -164,3 +164,28 @@ def test_an_image_task_whose_executor_crashes_leaves_no_process_nor_host_mount(i
         finally:
             kill_carrying(f"STOKER_TASK_MARKER={marker}")
     assert Path("/proc/self/mountinfo").read_text() == host_mounts  # only the executor's namespace had them
+
+
+def test_a_shutdown_while_the_containerizer_is_asked_fails_the_task_at_once(image_template, agent, tmp_path):
+    # (was: the ask went on until the containerizer ended, up to 60 s, far past the agent's
+    # grace; then the image was prepared and the task started, only to be killed)
+    copy_rootfs(image_template, agent.sandbox / "taskfs")
+    pid = tmp_path / "containerizer.pid"
+    path = tmp_path / "mesos-containerizer"
+    path.write_text(f"#!/bin/sh\necho $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 20\n")
+    path.chmod(0o755)
+    body = IMAGE_JOB % dict(role=ME, volume=tmp_path, rootfs_id=ROOTFS_ID)
+    launch_image_task(agent, aurora_data(tmp_path, body, role=ME, name="img", container_kind="docker-image"),
+                      ["--mesos-containerizer-path", str(path), "--no-create-user"])
+    try:
+        wait_for(pid.exists, timeout_secs=15)
+        agent.shutdown(enforce_grace=False)
+        failed = agent.wait_for_state(TID, "TASK_FAILED", 40)
+        assert failed.message == (f"Failed to initialize sandbox: cannot ask {path} which flags it takes ({path} "
+                                  "launch): the executor is shutting down (SHUTDOWN)")
+        assert agent.wait_exit(15) == 0
+        assert not live([int(pid.read_text())])  # the containerizer was ended and reaped
+    finally:
+        for alive in live([int(pid.read_text())] if pid.exists() else []):
+            os.kill(alive, signal.SIGKILL)  # the executor's child: the test's to end
+    assert not (agent.sandbox / ".logs").exists()  # no process started

@@ -276,8 +276,8 @@ def test_a_launch_that_fails_half_way_leaves_nothing_mounted(rootfs, tmp_path):
         except ImageLaunchError as exc:
             result = {"error": str(exc), "mounted": mounted()}
     """)
-    assert result == {"error": f"Failed to initialize sandbox: cannot make the mount point {tmp_path}/taskfs/x\ud800 "
-                               "for /x\ud800: 'utf-8' codec can't encode character '\\ud800' in position 1: "
+    assert result == {"error": "Failed to initialize sandbox: cannot open /x\ud800 to mount it into the task "
+                               "filesystem: 'utf-8' codec can't encode character '\\ud800' in position 2: "
                                "surrogates not allowed", "mounted": []}
 
 
@@ -287,6 +287,7 @@ def test_a_taskfs_that_is_a_symlink_in_the_sandbox_is_refused_and_what_it_names_
     # /etc/passwd it named, the host's /etc files copied there, the sandbox mounted into it)
     decoy = copy_rootfs(rootfs, tmp_path / "decoy")
     before = {name: (decoy / "etc" / name).read_bytes() for name in sorted(os.listdir(decoy / "etc"))}
+    tree = sorted(str(path.relative_to(decoy)) for path in decoy.rglob("*"))  # (the template's: others use it)
     result = in_private_mounts(tmp_path, r"""
         from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
         from executor.task.wiring import RunAs
@@ -301,7 +302,118 @@ def test_a_taskfs_that_is_a_symlink_in_the_sandbox_is_refused_and_what_it_names_
             result = {"error": str(exc), "mounted": mounted()}
     """)
     assert result == {"error": f"Failed to initialize sandbox: the task's filesystem image is not at {tmp_path}/"
-                               f"sandbox/taskfs: a symlink is there, to {tmp_path}/decoy (the agent mounts the image "
+                               f"sandbox/taskfs: a symlink is there, to '{tmp_path}/decoy' (the agent mounts the image "
                                "there; a symlink in the sandbox is never followed)", "mounted": []}
     assert {name: (decoy / "etc" / name).read_bytes() for name in sorted(os.listdir(decoy / "etc"))} == before
-    assert sorted(os.listdir(decoy / "mnt")) == []
+    assert sorted(str(path.relative_to(decoy)) for path in decoy.rglob("*")) == tree  # no mount point made
+
+
+SWAPPED = {
+    None: "cannot look at the task filesystem {taskfs}",  # the seal is the first to open it
+    "nobody": "Failed to create user in sandbox for task image: {taskfs}/etc",  # the user's files are
+}
+
+
+@pytest.mark.parametrize("user, failed", SWAPPED.items(), ids=["no-user", "user"])
+def test_a_taskfs_swapped_for_a_symlink_after_the_check_is_never_followed(rootfs, tmp_path, user, failed):
+    # The sandbox is the task owner's: `taskfs` can be renamed and a symlink put in its place
+    # between the check and the mounts (here, deterministically, as the check of /bin/bash
+    # returns). (was: `_seal` bind-mounted `taskfs` onto itself by its name, through the
+    # symlink: what it named was mounted over, nosuid and nodev, and the mount was left behind,
+    # its detach refusing the symlink; the user's files refused it as "Not a directory")
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    (tmp_path / "decoy").mkdir()
+    result = in_private_mounts(tmp_path, rf"""
+        from executor.mesos import imagefs
+        checked = imagefs._runs_in
+        def swapped(root, path):
+            ran = checked(root, path)
+            os.rename(taskfs, tmp / "moved")
+            taskfs.symlink_to(decoy)
+            return ran
+        imagefs._runs_in = swapped
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare({user!r})
+        except ImageError as exc:
+            result = {{"error": str(exc), "mounted": mounted(), "decoy": os.listdir(decoy)}}
+        result["left"] = image.release()
+    """)
+    assert result == {"error": failed.format(taskfs=tmp_path / "taskfs") + ": a symlink is on the way (a path "
+                               "inside the image is never followed through one)", "mounted": [], "decoy": [],
+                      "left": []}
+
+
+def test_a_taskfs_symlink_s_target_is_quoted_in_the_refusal(tmp_path):
+    # What the link names is the task owner's bytes: shown as repr shows them, so the message
+    # stays one line, and no surrogate escape (`\udcff`, which Mesos' JSON parser refuses as
+    # a lone surrogate) reaches the TASK_FAILED update. (was: put in as it was)
+    (tmp_path / "sandbox").mkdir()
+    os.symlink(b"/etc\n\xff", os.fsencode(tmp_path / "sandbox/taskfs"))
+    with pytest.raises(ImageError) as caught:
+        ImageSandbox(tmp_path / "sandbox/taskfs", tmp_path / "sandbox", "/mnt/mesos/sandbox", []).prepare(None)
+    assert str(caught.value) == (f"the task's filesystem image is not at {tmp_path}/sandbox/taskfs: a symlink is "
+                                 "there, to '/etc\\n\\xff' (the agent mounts the image there; a symlink in the "
+                                 "sandbox is never followed)")
+
+
+def test_a_volume_in_the_sandbox_that_is_a_symlink_is_never_mounted_through(rootfs, tmp_path):
+    # A volume with a relative container path is the sandbox's entry of that name, which a
+    # fetched archive can make a symlink to a host directory: its programs, setuid ones
+    # included, would be mounted into the image past the nosuid seal, where the image's own
+    # loader and /etc serve them. (was: `mount --rbind` of the path, through the symlink)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    (tmp_path / "decoy").mkdir()
+    (tmp_path / "decoy/secret").write_text("the host's\n")
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        (sandbox / "vol").symlink_to(decoy)
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", ["vol"])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc), "inside": None}
+        else:
+            result = {"inside": os.listdir(taskfs / "vol")}
+        result["left"] = image.release()
+        result["mounted"] = mounted()
+    """)
+    assert result == {"error": f"cannot open {tmp_path}/sandbox/vol to mount it into the task filesystem: "
+                               "a symlink is on the way (a path inside the image is never followed through one)",
+                      "inside": None, "left": [], "mounted": []}
+
+
+def test_volumes_in_the_sandbox_a_directory_and_a_file_are_mounted_at_their_paths(rootfs, tmp_path):
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        (sandbox / "data/sub").mkdir(parents=True)
+        (sandbox / "data/sub/seen").write_text("dir\n")
+        (sandbox / "app.conf").write_text("file\n")
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", ["data/sub", "./app.conf"])
+        image.prepare(None)
+        result = {"dir": (taskfs / "data/sub/seen").read_text(), "file": (taskfs / "app.conf").read_text(),
+                  "mounted": image.mounted[1:]}
+        result["left"] = image.release()
+    """)
+    assert result == {"dir": "dir\n", "file": "file\n", "left": [],
+                      "mounted": [f"{tmp_path}/taskfs/data/sub", f"{tmp_path}/taskfs/app.conf",
+                                  f"{tmp_path}/taskfs/mnt/mesos/sandbox"]}
+
+
+def test_release_detaches_the_sealed_image_even_where_taskfs_was_renamed_from_another_namespace(rootfs, tmp_path):
+    # The sandbox is the task owner's: from a mount namespace where `taskfs` is no mount point
+    # (the host's, another container's), its processes can rename it and put a symlink in its
+    # place; the executor's mount of the image moves with the directory. (was: detached by
+    # its name, which the symlink then held, so it was refused and the image stayed mounted)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    (tmp_path / "decoy").mkdir()
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        subprocess.run(["nsenter", f"--mount=/proc/{os.getppid()}/ns/mnt", "--", "sh", "-c",
+                        f"mv {taskfs} {tmp}/moved && ln -s {decoy} {taskfs}"], check=True, timeout=20)
+        result = {"problems": image.release(), "mounted": mounted()}
+    """)
+    assert result == {"problems": [], "mounted": []}

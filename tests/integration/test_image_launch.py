@@ -10,14 +10,17 @@ import os
 import pwd
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from executor.mesos import imagefs
+from executor.mesos import imagetask
 from executor.mesos.containerizer import ContainerizerLaunch
-from executor.mesos.imagefs import ImageError, ImageSandbox, launch_info_supported
-from executor.mesos.imagetask import ImageLaunchError, ImageSettings, start_image_task
+from executor.mesos.imagefs import ImageError, ImageSandbox
+from executor.mesos.imagetask import ImageLaunchError, ImageSettings, launch_info_supported, start_image_task
+from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Reaper
 from executor.task.wiring import RunAs
 from tests.support.rootfs import (
@@ -27,6 +30,7 @@ from tests.support.rootfs import (
     session_rootfs,
 )
 from tests.support.users import as_nobody, open_sandbox
+from tests.support.waiting import wait_for
 
 NOBODY = RunAs(name="nobody", uid=65534, gid=65534)
 
@@ -72,7 +76,7 @@ def asking(path: Path, body: str) -> Path:
 def test_a_containerizer_that_leaves_a_daemon_holding_stderr_is_answered_at_its_exit(tmp_path, monkeypatch):
     # (was: the executor read stderr to its EOF, which the daemon held off, and failed the task
     # after TOOL_SECS with the answer long given)
-    monkeypatch.setattr(imagefs, "TOOL_SECS", 30.0)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 30.0)
     daemon = tmp_path / "daemon.pid"
     path = asking(tmp_path / "mc", f"echo 'Flag --launch_info is not specified' >&2\nsleep 120 &\necho $! > {daemon}\n"
                                    "exit 1")
@@ -82,24 +86,61 @@ def test_a_containerizer_that_leaves_a_daemon_holding_stderr_is_answered_at_its_
         os.kill(int(daemon.read_text()), signal.SIGKILL)  # the script's child: ours to end
 
 
+def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_time_limit(tmp_path, monkeypatch):
+    # A kernel before 5.3 or a seccomp profile denies pidfd_open: the wait for stderr's EOF,
+    # which the daemon holds off, ends at TOOL_SECS, and the containerizer, gone by then, has
+    # answered. (was: "no answer within 5 seconds", the task failed with the answer given)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 5.0)  # (the script exits long before, even on a loaded machine)
+    monkeypatch.setattr(imagetask, "_pidfd", lambda pid: -1)
+    daemon = tmp_path / "daemon.pid"
+    path = asking(tmp_path / "mc", f"echo 'Flag --launch_info is not specified' >&2\nsleep 120 &\n"
+                                   f"echo $! > {daemon}.new && mv {daemon}.new {daemon}\nexit 1")
+    try:
+        assert launch_info_supported(str(path)) is True
+    finally:
+        for alive in [int(daemon.read_text())] if daemon.exists() else []:
+            os.kill(alive, signal.SIGKILL)  # the script's child: ours to end
+
+
 def test_a_containerizer_that_writes_without_end_is_refused_at_the_limit(tmp_path):
     # (was: all of it read into memory, 1.3 GB within 3 s from `yes >&2`, the answer then looked for)
-    path = asking(tmp_path / "mc", f"head -c {imagefs.ANSWER_BYTES + 1} /dev/zero >&2\necho launch_info >&2")
+    path = asking(tmp_path / "mc", f"head -c {imagetask.ANSWER_BYTES + 1} /dev/zero >&2\necho launch_info >&2")
     with pytest.raises(ImageError) as caught:
         launch_info_supported(str(path))
     assert str(caught.value) == (f"cannot ask {path} which flags it takes ({path} launch): it wrote more than "
-                                 f"{imagefs.ANSWER_BYTES >> 10} KiB on stderr")
+                                 f"{imagetask.ANSWER_BYTES >> 10} KiB on stderr")
 
 
 def test_a_containerizer_that_never_answers_is_given_up_and_ended(tmp_path, monkeypatch):
-    monkeypatch.setattr(imagefs, "TOOL_SECS", 2.0)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 2.0)
     pid = tmp_path / "pid"
-    path = asking(tmp_path / "mc", f"echo $$ > {pid}\nexec sleep 120")
+    path = asking(tmp_path / "mc", f"echo $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 120")
     with pytest.raises(ImageError) as caught:
         launch_info_supported(str(path))
     assert str(caught.value) == f"cannot ask {path} which flags it takes ({path} launch): no answer within 2 seconds"
-    if pid.exists():  # (the shell got as far as writing it: nearly always)
+    if pid.exists():  # (the shell got as far as writing it: nearly always; whole, by the rename)
         assert not Path(f"/proc/{pid.read_text().strip()}").exists()  # killed and reaped
+
+
+def test_a_shutdown_ends_the_ask_and_the_containerizer(tmp_path, monkeypatch):
+    # SHUTDOWN (the executor's exit time set) while the containerizer has not answered: the
+    # agent destroys the container once its grace is over. (was: the ask went on to TOOL_SECS,
+    # then the image was prepared and the task started, all past the grace)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 30.0)
+    pid = tmp_path / "pid"
+    path = asking(tmp_path / "mc", f"echo $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 120")
+    exit_by = ExitBy()
+    shutdown = threading.Thread(target=lambda: (wait_for(pid.exists, timeout_secs=20),
+                                                exit_by.set(time.monotonic() + 3.0)))
+    shutdown.start()
+    try:
+        with pytest.raises(ImageError) as caught:
+            launch_info_supported(str(path), exit_by)
+    finally:
+        shutdown.join()
+    assert str(caught.value) == (f"cannot ask {path} which flags it takes ({path} launch): the executor is "
+                                 "shutting down (SHUTDOWN)")
+    assert not Path(f"/proc/{pid.read_text().strip()}").exists()  # killed and reaped
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["launch_info", "legacy"])

@@ -43,6 +43,17 @@ def test_a_group_name_the_image_has_with_another_id_is_refused_in_thermos_words(
     assert (path / "group").read_text() == "root:x:0:\nstaff:x:50:\n"
 
 
+def test_a_refusal_shows_the_image_s_bytes_escaped(etc):
+    # (was: a byte not UTF-8 went into the TASK_FAILED message as a lone surrogate escape,
+    # which Mesos' JSON parser refuses; a tab as itself)
+    path, fd = etc
+    (path / "group").write_bytes(b"staff:x:50:a\xff\tb\n")
+    with pytest.raises(UserDbError) as refused:
+        ensure_group(fd, "staff", 1000)
+    assert str(refused.value) == ("Group id result staff:x:50:a\\xff\\tb from image does not match name staff "
+                                  "and id 1000")
+
+
 def test_a_group_id_the_image_gives_another_name_is_refused_naming_both(etc):
     path, fd = etc
     (path / "group").write_text("wheel:x:1000:\n")
@@ -69,6 +80,20 @@ def test_an_id_the_image_spells_with_a_zero_before_it_is_taken_all_the_same(etc)
     with pytest.raises(UserDbError, match=r"^Error when getting user id for name me in task image: its "
                                           r"/etc/passwd has uid 1000 under another name and no user me$"):
         ensure_user(fd, "me", 1000, 1000, "me")
+
+
+@pytest.mark.parametrize("uid", ["-1", "4294967296", "1" * 5000])
+def test_a_user_id_glibc_builds_read_differently_is_refused_never_a_crash(etc, uid):
+    # upstream glibc reads these as 4294967295, Debian's refuses the line (and takes the next
+    # `me`): the check refuses the user, as one of them would. (was: 5000 digits raised
+    # ValueError, int()'s limit, and the executor failed the task as its own internal error)
+    path, fd = etc
+    (path / "passwd").write_text(f"me:x:{uid}:1000::/:/bin/sh\nme:x:1000:1000::/:/bin/sh\n")
+    (path / "group").write_text("me:x:1000:\n")
+    with pytest.raises(UserDbError) as refused:
+        ensure_user(fd, "me", 1000, 1000, "me")
+    assert str(refused.value) == (f"User group result uid={uid}(me) gid=1000 from task image does not start with "
+                                  "expected prefix uid=1000(me) gid=1000(me) groups=")
 
 
 def test_a_user_the_image_has_in_another_group_is_refused_with_what_id_would_say(etc):
@@ -132,6 +157,20 @@ USER_FILES = {
     "uid-named-twice": ("alias:x:1000:1000::/:/bin/sh\nme:x:1000:1000::/:/bin/bash\n", "", False),
     # an id is a number: `id me` says uid=1000(me) gid=1000(me)
     "zero-padded-ids": ("me:x:01000:+1000::/:/bin/bash\n", "", True),
+    # a line whose id is no number (none, a letter, a blank after it) is no entry: the next `me` is
+    "unreadable-uid-first": ("me:x:abc:0::/:/bin/bash\nme:x:1000:1000::/:/bin/bash\n", "", True),
+    "empty-uid-first": ("me:x::0::/:/bin/bash\nme:x:1000:1000::/:/bin/bash\n", "", True),
+    "blank-after-gid-first": ("me:x:1000:0 ::/:/bin/bash\nme:x:1000:1000::/:/bin/bash\n", "", True),
+    "no-gid-first": ("me:x:1000\nme:x:1000:1000::/:/bin/bash\n", "", True),
+    "unreadable-group-first": ("me:x:1000:1000::/:/bin/bash\n", "me:x:0x3e8:\n", True),
+    # nor does one with an unreadable gid name the uid
+    "alias-with-unreadable-gid": ("alias:x:1000:zz::/:/bin/sh\nme:x:1000:1000::/:/bin/bash\n", "", True),
+    # nor does a NIS `+`/`-` line name an id (getpwuid, getgrgid skip them)
+    "nis-user-alias": ("+:x:1000:1000::/:/bin/sh\n-x:x:1000:1000::/:/bin/sh\nme:x:1000:1000::/:/bin/bash\n", "",
+                       True),
+    "nis-group-alias": ("me:x:1000:1000::/:/bin/bash\n", "+:x:1000:\n-x:x:1000:\n", True),
+    # `-0` is 0: me is root
+    "minus-zero": ("me:x:-0:1000::/:/bin/bash\n", "", False),
 }
 
 
@@ -155,3 +194,29 @@ def test_an_existing_user_is_checked_as_the_image_s_own_glibc_reads_its_files(ro
     finally:
         os.close(fd)
     assert (said == "user me (1000) already exists in the task's filesystem") is starts_as_asked, said
+
+
+# Lines the image's glibc takes for no entry (an id no number, a NIS `+`/`-` line) take no
+# name or id: the task's user and group are added, and the image's `id` then shows them
+NO_ENTRIES = {
+    "unreadable-ids": ("other:x:1000:zz::/:/bin/sh\nme:x:zz:1000::/:/bin/sh\n", "staff:x:1000 :\nme:x:\n"),
+    "nis-lines": ("+:x:1000:1000::/:/bin/sh\n-me:x:1000:1000::/:/bin/sh\n", "+:x:1000:\n-me:x:1000:\n"),
+}
+
+
+@pytest.mark.parametrize("passwd, group", NO_ENTRIES.values(), ids=NO_ENTRIES.keys())
+def test_lines_the_image_s_glibc_skips_take_no_name_or_id(rootfs, tmp_path, passwd, group):
+    # (was: refused, "its /etc/passwd has uid 1000 under another name", where useradd -R, which
+    # reads the image's files through its glibc, adds the user)
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    (taskfs / "etc/passwd").write_text(f"root:x:0:0::/root:/bin/bash\n{passwd}")
+    (taskfs / "etc/group").write_text(f"root:x:0:\n{group}")
+    fd = os.open(taskfs / "etc", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        said = [ensure_group(fd, "me", 1000), ensure_user(fd, "me", 1000, 1000, "me")]
+    finally:
+        os.close(fd)
+    assert said == ["created the group me(1000) in the task's filesystem's /etc/group",
+                    "created the user me(1000) in the task's filesystem's /etc/passwd"]
+    ran = subprocess.run(["chroot", str(taskfs), "id", "me"], capture_output=True, text=True, timeout=30, check=False)
+    assert ran.stdout.startswith("uid=1000(me) gid=1000(me) groups="), ran
