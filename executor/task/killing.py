@@ -24,17 +24,10 @@ from config.spec import JobSpec
 from config.words import number
 from executor.events import KillRequested, KillStep, LifecycleDone, LifecycleProgress
 from executor.logs import log_event
-from executor.task.kill import (
-    CancelLifecycle,
-    KillCommand,
-    KillProcesses,
-    KillSequence,
-    KillState,
-    StartLifecycle,
-)
 from executor.task.planner import Planner
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `kill.py`'s machine loads with a task's first kill, not before its first report
+    from executor.task.kill import KillCommand, KillSequence, KillState
     from executor.task.ports import Lifecycle, LifecycleStarter, Reporter
 
 logger = logging.getLogger(__name__)
@@ -66,7 +59,8 @@ class Killing:
         self._post = post
         self._clock = clock
         self._default_grace = bounds.grace_secs
-        self._sequence = KillSequence(_lifecycle_hold_secs(job), bounds.within_secs)
+        self._within_secs = bounds.within_secs
+        self._sequence: KillSequence | None = None  # made with the first kill request (`_kill_sequence`)
         self._lifecycle: Lifecycle | None = None
         self._stop_timeout = bounds.timeout_secs
         self._overdue_at: float | None = None  # when the stop timeout runs out, once a kill began
@@ -82,10 +76,13 @@ class Killing:
 
     def start(self, reason: str, ask: KillRequested, processes_started: bool) -> None:
         """A kill request: start the kill, or hasten the one under way."""
-        before = self._sequence.state
+        from executor.task.kill import KillState  # (its module is the sequence's, made just below)
+
+        sequence = self._kill_sequence()
+        before = sequence.state
         if before is KillState.IDLE and self._stop_timeout is not None and self._overdue_at is None:
             self._overdue_at = self._clock() + self._stop_timeout
-        commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle,
+        commands = sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle,
                                           self._clock(), processes_started=processes_started,
                                           immediate=ask.immediate)
         self._run(commands, reason, before)
@@ -103,13 +100,25 @@ class Killing:
         return KillRequested(f"the stop is not over {number(self._stop_timeout)} s after it began "
                              "(--stop-timeout-in-secs)", at=now, immediate=True)
 
+    def _kill_sequence(self) -> KillSequence:
+        """The kill's machine, made (and `kill.py` loaded) with the task's first kill request:
+        a task that is never killed, and every task until its first report, does without it."""
+        if self._sequence is None:
+            from executor.task.kill import KillSequence
+
+            self._sequence = KillSequence(_lifecycle_hold_secs(self._job), self._within_secs)
+        return self._sequence
+
     def lifecycle_progress(self, detail: str) -> None:
-        if self._sequence.state is KillState.LIFECYCLE:
+        from executor.task.kill import KillState  # the endpoints run only within a kill: loaded
+
+        if self._kill_sequence().state is KillState.LIFECYCLE:
             self._step("lifecycle", detail)
 
     def lifecycle_done(self, summary: str) -> None:
-        before = self._sequence.state
-        self._run(self._sequence.lifecycle_done(self._clock()), summary, before)
+        sequence = self._kill_sequence()
+        before = sequence.state
+        self._run(sequence.lifecycle_done(self._clock()), summary, before)
 
     def regular_processes_gone(self) -> None:
         if self._lifecycle is not None:
@@ -120,6 +129,8 @@ class Killing:
             self._lifecycle.cancel()
 
     def _run(self, commands: tuple[KillCommand, ...], why: str, before: KillState) -> None:
+        from executor.task.kill import CancelLifecycle, KillProcesses, KillState, StartLifecycle
+
         now = self._clock()
         for command in commands:
             match command:
@@ -130,7 +141,7 @@ class Killing:
                     if command.skip_finals:
                         self._step("now", f"{command.reason}: SIGKILL to every process now; "
                                           "the waits left and the final processes are skipped")
-                    elif before is KillState.LIFECYCLE and self._sequence.state is KillState.SIGNALS:
+                    elif before is KillState.LIFECYCLE and self._kill_sequence().state is KillState.SIGNALS:
                         self._step("signals", f"{why}: SIGTERM now, SIGKILL in "
                                               f"{number(command.grace_secs)} s unless every "
                                               "process has exited")

@@ -270,8 +270,9 @@ def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path)
 
 # Loaded after a re-run's first RUNNING line, if at all (importcut): the job's `announce`
 # class and `--announce`'s parser (`config.announcer`: a plan that holds one decodes it, the
-# flag parses with it), a killed run's words (`healthcheck.base.signal_name`, as one ends).
-AFTER_FIRST_REPORT = {"config.announcer", "healthcheck", "healthcheck.base"}
+# flag parses with it), a killed run's words (`healthcheck.base.signal_name`, as one ends),
+# the kill's machine (`executor.task.kill`, with the task's first kill request).
+AFTER_FIRST_REPORT = {"config.announcer", "healthcheck", "healthcheck.base", "executor.task.kill"}
 # What the plan cache spares a second run of an unchanged config (executor/local/plancache.py).
 PLANNING = {"pystachio", "config.loader", "config.bind", "config.schema", "config.templates",
             "config.portmap", "config.purity"}
