@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from config.announcer import parse_ensemble
 from config.sourced import Sourced, setting
 from config.words import quoted
 
@@ -196,6 +195,14 @@ def parse_cgroups(text: str) -> str:
     raise ValueError(f"{quoted(text)} is not auto, off or an absolute cgroup directory")
 
 
+def _parse_ensemble(text: str) -> str:
+    """`--announce`'s ensemble (`config.announcer.parse_ensemble`), that module loaded only when
+    the flag is given: a supervisor's first report does not wait for it."""
+    from config.announcer import parse_ensemble
+
+    return parse_ensemble(text)
+
+
 # Thermos' --runner-logger-* executor flags: `stoker executor` takes them as Thermos' executor
 # does, `stoker run` as a cluster's logging reproduced on one machine (config.spec.LoggerDefaults).
 LOGGER_DESTINATIONS = ("file", "console", "both", "none")
@@ -310,7 +317,7 @@ class RunSettings(Sourced):
                                         "RUNNING (s6's readiness notification: the service's notification-fd)")
     cgroups: str = setting(env=("STOKER_CGROUPS",), flag="--cgroups", parse=parse_cgroups,
                            default="auto", metavar="auto|off|DIR", help=CGROUP_HELP)
-    announce: str | None = setting(flag="--announce", parse=parse_ensemble, default=None, metavar="ENSEMBLE",
+    announce: str | None = setting(flag="--announce", parse=_parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
     disk_limit: bool = setting(env=("STOKER_DISK_LIMIT",), flag="--disk-limit", parse=parse_on_off, default=False,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from config.announcer import AnnouncerSpec
 from config.errors import show
+
+if TYPE_CHECKING:  # the job's `announce`: its class loads with the plan that holds one (`planform`, `bind`)
+    from config.announcer import AnnouncerSpec
 
 
 class LogDestination(enum.Enum):

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from healthcheck.base import signal_name
-
 if TYPE_CHECKING:  # annotations only: a task without a health check never loads the policy
     from healthcheck.policy import Attempt, AttemptOutcome, HealthState
 
@@ -122,6 +120,8 @@ class ExitStatus:
         if self.killer is not None:
             return f"killed by {self.killer}"
         if self.signal is not None:
+            from healthcheck.base import signal_name  # a killed run's words: after the first report
+
             return f"killed by {signal_name(self.signal)}"
         return f"exit status {self.exit_code}"
 

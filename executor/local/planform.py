@@ -16,7 +16,6 @@ from typing import Any
 
 import attrs
 
-from config.announcer import AnnouncerSpec
 from config.plan import JobPlan
 from config.spec import (
     CheckKind,
@@ -34,8 +33,18 @@ from config.words import quoted
 __all__ = ["decode", "encode"]
 
 _CLASSES: dict[str, type] = {c.__name__: c for c in (
-    JobPlan, JobSpec, TaskSpec, ProcessSpec, LoggerSpec, HealthSpec, LifecycleSpec, AnnouncerSpec,
+    JobPlan, JobSpec, TaskSpec, ProcessSpec, LoggerSpec, HealthSpec, LifecycleSpec,
     CheckKind, LogDestination, LogMode)}
+_ANNOUNCER = "AnnouncerSpec"  # `config.announcer`'s: loaded for a plan that announces, not before every first report
+
+
+def _plan_class(name: str) -> Any:
+    """The plan's class of this name (KeyError: none), `config.announcer`'s loaded at its first use."""
+    if name == _ANNOUNCER and name not in _CLASSES:
+        from config.announcer import AnnouncerSpec
+
+        _CLASSES[name] = AnnouncerSpec
+    return _CLASSES[name]
 
 
 def encode(value: Any) -> Any:
@@ -51,7 +60,7 @@ def encode(value: Any) -> Any:
     if isinstance(value, Mapping):
         return ("d", [(encode(k), encode(v)) for k, v in value.items()])
     name = type(value).__name__
-    cls: Any = _CLASSES.get(name)
+    cls: Any = _plan_class(name) if name in _CLASSES or name == _ANNOUNCER else None
     if cls is not type(value):
         raise ValueError(f"a plan cannot hold a {name}")
     return ("a", name, {f.alias: encode(getattr(value, f.name)) for f in attrs.fields(cls) if f.init})
@@ -68,7 +77,7 @@ def decode(value: Any) -> Any:
         return [decode(v) for v in value[1]]
     if tag == "d":
         return {decode(k): decode(v) for k, v in value[1]}
-    cls = _CLASSES[value[1]]
+    cls = _plan_class(value[1])
     if tag == "e" and issubclass(cls, enum.Enum):
         return cls(value[2])
     if tag == "a" and attrs.has(cls):

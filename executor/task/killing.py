@@ -27,17 +27,10 @@ from config.spec import JobSpec
 from config.words import number
 from executor.events import KillRequested, KillStep, LifecycleDone, LifecycleProgress
 from executor.logs import log_event
-from executor.task.kill import (
-    CancelLifecycle,
-    KillCommand,
-    KillProcesses,
-    KillSequence,
-    KillState,
-    StartLifecycle,
-)
 from executor.task.planner import Planner
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `kill.py`'s machine loads with a task's first kill, not before its first report
+    from executor.task.kill import KillCommand, KillSequence, KillState
     from executor.task.ports import Lifecycle, LifecycleStarter, Reporter
 
 logger = logging.getLogger(__name__)
@@ -80,7 +73,8 @@ class Killing:
         self._post = post
         self._clock = clock
         self._default_grace = bounds.grace_secs
-        self._sequence = KillSequence(_lifecycle_hold_secs(job), bounds.within_secs)
+        self._within_secs = bounds.within_secs
+        self._sequence: KillSequence | None = None  # made with the first kill request (`_kill_sequence`)
         self._lifecycle: Lifecycle | None = None
         self._stop_timeout = bounds.timeout_secs
         self._cut: _Cut | None = None  # the earliest bound armed that SIGKILLs what still runs
@@ -100,15 +94,18 @@ class Killing:
         `kill_all_at` has come (a SHUTDOWN that waited for the owner past its grace's end)
         starts no final process and no lifecycle endpoint: the bound's SIGKILL, after the
         decision on this request, would cut them at once."""
-        before, now = self._sequence.state, self._clock()
+        from executor.task.kill import KillProcesses, KillState  # (the sequence's module, made just below)
+
+        sequence = self._kill_sequence()
+        before, now = sequence.state, self._clock()
         if before is KillState.IDLE and self._stop_timeout is not None:
             self._arm(now + self._stop_timeout,
                       f"the stop is not over {number(self._stop_timeout)} s after it began (--stop-timeout-in-secs)")
         if ask.kill_all_at is not None:
             self._arm(ask.kill_all_at, f"{ask.reason}: its grace is over")
         over = ask.kill_all_at is not None and ask.kill_all_at <= now  # no endpoints either, then
-        commands = self._sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle and not over, now,
-                                          processes_started=processes_started, immediate=ask.immediate)
+        commands = sequence.request(reason, self.grace(ask.grace_secs), ask.use_lifecycle and not over, now,
+                                    processes_started=processes_started, immediate=ask.immediate)
         if over:
             commands = tuple(attrs.evolve(c, skip_finals=True) if isinstance(c, KillProcesses) else c
                              for c in commands)
@@ -134,13 +131,25 @@ class Killing:
         if not self._cut_made and (self._cut is None or at < self._cut.at):
             self._cut = _Cut(at, reason)
 
+    def _kill_sequence(self) -> KillSequence:
+        """The kill's machine, made (and `kill.py` loaded) with the task's first kill request:
+        a task that is never killed, and every task until its first report, does without it."""
+        if self._sequence is None:
+            from executor.task.kill import KillSequence
+
+            self._sequence = KillSequence(_lifecycle_hold_secs(self._job), self._within_secs)
+        return self._sequence
+
     def lifecycle_progress(self, detail: str) -> None:
-        if self._sequence.state is KillState.LIFECYCLE:
+        from executor.task.kill import KillState  # the endpoints run only within a kill: loaded
+
+        if self._kill_sequence().state is KillState.LIFECYCLE:
             self._step("lifecycle", detail)
 
     def lifecycle_done(self, summary: str) -> None:
-        before = self._sequence.state
-        self._run(self._sequence.lifecycle_done(self._clock()), summary, before, immediate=False)
+        sequence = self._kill_sequence()
+        before = sequence.state
+        self._run(sequence.lifecycle_done(self._clock()), summary, before, immediate=False)
 
     def regular_processes_gone(self) -> None:
         if self._lifecycle is not None:
@@ -151,6 +160,8 @@ class Killing:
             self._lifecycle.cancel()
 
     def _run(self, commands: tuple[KillCommand, ...], why: str, before: KillState, immediate: bool) -> None:
+        from executor.task.kill import CancelLifecycle, KillProcesses, KillState, StartLifecycle
+
         now = self._clock()
         for command in commands:
             match command:
@@ -161,7 +172,7 @@ class Killing:
                     if immediate:
                         self._step("now", f"{command.reason}: SIGKILL to every process now; "
                                           "the waits left and the final processes are skipped")
-                    elif before is KillState.LIFECYCLE and self._sequence.state is KillState.SIGNALS:
+                    elif before is KillState.LIFECYCLE and self._kill_sequence().state is KillState.SIGNALS:
                         self._step("signals", f"{why}: SIGTERM now, SIGKILL in "
                                               f"{number(command.grace_secs)} s unless every "
                                               "process has exited")

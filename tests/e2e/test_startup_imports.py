@@ -186,7 +186,9 @@ NOT_IN_RUN = NEVER | {
 # steps and its wait for the watchdog end by it under `stoker executor` after SHUTDOWN (the
 # agent's shutdown grace); `stoker run` has none, but its close is the same code.
 RUN_STOKER_MODULES = 114
-RUN_AGAIN_STOKER_MODULES = 100
+# 99 (a re-run): the job's `announce` class out of the spec's and the plan form's imports,
+# `--announce`'s parser loaded with the flag (`config.announcer`, importcut).
+RUN_AGAIN_STOKER_MODULES = 99
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
 # it did depends on what ran before (a source newer than its file), not on the job.
@@ -224,7 +226,8 @@ def imported(stderr: str) -> set[str]:
 
 def run_job(tmp_path: Path, text: str, flags: tuple[str, ...] = (), env: dict[str, str] | None = None) -> int:
     """`stoker run` of the one-process job `text`, from exec until its process is RUNNING,
-    then stopped; its stderr is left in tmp_path/stderr. Returns the supervisor's pid."""
+    then stopped; its stderr is left in tmp_path/stderr (and as it was once the RUNNING line
+    was read, in tmp_path/stderr.running). Returns the supervisor's pid."""
     config = tmp_path / "job.aurora"
     config.write_text(text)
     sandbox = tmp_path / "sandbox"
@@ -239,6 +242,7 @@ def run_job(tmp_path: Path, text: str, flags: tuple[str, ...] = (), env: dict[st
         wait_for(lambda: "sleeper[0]" in out.read_text() and "RUNNING" in out.read_text()
                  or proc.poll() is not None, 60, message="the process RUNNING")
         assert proc.poll() is None, err.read_text()[-3000:]
+        (tmp_path / "stderr.running").write_text(err.read_text())  # what was loaded by the first report
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     finally:
@@ -264,6 +268,11 @@ def test_stoker_run_without_health_check_loads_only_what_the_job_needs(tmp_path)
     assert len(own) <= RUN_STOKER_MODULES, own
 
 
+# Loaded after a re-run's first RUNNING line, if at all (importcut): the job's `announce`
+# class and `--announce`'s parser (`config.announcer`: a plan that holds one decodes it, the
+# flag parses with it), a killed run's words (`healthcheck.base.signal_name`, as one ends),
+# the kill's machine (`executor.task.kill`, with the task's first kill request).
+AFTER_FIRST_REPORT = {"config.announcer", "healthcheck", "healthcheck.base", "executor.task.kill"}
 # What the plan cache spares a second run of an unchanged config (executor/local/plancache.py).
 PLANNING = {"pystachio", "config.loader", "config.bind", "config.schema", "config.templates",
             "config.portmap", "config.purity"}
@@ -282,6 +291,9 @@ def test_a_second_stoker_run_of_the_same_config_loads_no_pystachio(tmp_path):
     assert "platform" not in again  # attrs asks it python_implementation(), served (executor/deferred.py)
     assert sorted(again & set(ATTRS_UNREAD)) == []  # attrs' validators and converters: imported, never read
     assert "executor.local.plancache" in again and "executor.procs.supervisor" in again
+    at_report = imported((tmp_path / "stderr.running").read_text())
+    assert "executor.task.owner" in at_report  # (read once the supervisor had reported)
+    assert sorted(at_report & AFTER_FIRST_REPORT) == []
     own = [m for m in again - SAVE_ONLY if m.split(".")[0] in ("executor", "config", "healthcheck")]
     assert len(own) <= RUN_AGAIN_STOKER_MODULES, sorted(own)
 

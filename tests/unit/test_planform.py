@@ -6,6 +6,9 @@ does not build (a damaged or planted entry is then a miss)."""
 from __future__ import annotations
 
 import marshal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,8 @@ import pytest
 from config.spec import CheckKind, LogMode
 from executor.local.planform import decode, encode
 from tests.unit.test_plan import EXAMPLES, plan
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def through_marshal(value: Any) -> Any:
@@ -62,3 +67,29 @@ def test_an_entry_naming_a_class_its_kind_does_not_build_is_refused(entry, tag):
     with pytest.raises(ValueError) as info:
         decode(("t", [1, entry]))
     assert str(info.value) == f"unknown entry '{tag}'"
+
+
+ANNOUNCING = """
+jobs = [Service(cluster='c', role='r', environment='e', name='web', announce=Announcer(primary_port='http'),
+                task=Task(processes=[Process(name='p', cmdline='serve {{thermos.ports[http]}}')],
+                          resources=Resources(cpu=1, ram=1*MB, disk=1*MB)))]
+"""
+DECODE_FRESH = """
+import marshal, sys
+from executor.local.planform import decode
+assert "config.announcer" not in sys.modules, "loaded with the plan form"
+spec = decode(marshal.loads(sys.stdin.buffer.read())).spec
+print(type(spec.announce).__module__, spec.announce.primary_port)
+"""
+
+
+def test_an_announcing_plan_comes_back_equal_its_announcer_s_class_loaded_as_it_is_decoded(tmp_path):
+    config = tmp_path / "web.aurora"
+    config.write_text(ANNOUNCING)
+    planned = plan(config)
+    assert planned.spec.announce is not None
+    assert through_marshal(planned) == planned
+    fresh = subprocess.run([sys.executable, "-c", DECODE_FRESH], input=marshal.dumps(encode(planned)),
+                           capture_output=True, cwd=REPO, timeout=60)
+    assert fresh.returncode == 0, fresh.stderr.decode()[-2000:]
+    assert fresh.stdout.decode().split() == ["config.announcer", "http"]
