@@ -219,12 +219,7 @@ def test_a_sandbox_whose_supervisor_recorded_nothing_says_who_took_it_and_whethe
     doc = json.loads(out)
     assert (code, doc["state"], doc["supervisor_pid"], doc["supervisor_alive"]) == (0, "LOST", me.pid, False)
     assert doc["problem"].endswith(f"its supervisor (pid {me.pid}) died before it recorded anything")
-    root = tmp_path / "root"
-    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
-        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
-                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
-                      registered_wall=time.time(), task_id="web-0-1"))
-    monkeypatch.setenv("STOKER_ROOT", str(root))
+    registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me)
     code, out, _ = status(capsys, "web-0-1")
     assert code == 0 and f"supervisor_pid: {me.pid} (gone)" in out
     assert main(["ps"]) == 0
@@ -296,17 +291,22 @@ def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothi
     # its header garbled, the next record whole, read by its task id: was "keeps no attempt of
     # its supervisor, only other runs' of the sandbox", of a sandbox no other run had
     path.write_bytes(b"\n".join([garbled[0], lines[1], b""]))
+    registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me)
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and (f"keeps no attempt of its supervisor (pid {me.pid}): it is gone; its records "
+                          "follow no readable header (its own header garbled?): checkpoint record 1, a "
+                          "record: a torn line at offset 0") in out, out
+
+
+def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
+    """`sandbox` registered as task web-0-1 of `stoker run` whose supervisor is `me` (its start
+    100 ticks later: gone), in a registry of the test's own (STOKER_ROOT)."""
     root = tmp_path / "root"
     Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
         RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
                       supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
                       registered_wall=time.time(), task_id="web-0-1"))
     monkeypatch.setenv("STOKER_ROOT", str(root))
-    code, out, _ = status(capsys, "web-0-1")
-    assert code == 0 and (f"keeps no attempt of its supervisor (pid {me.pid}): it is gone; its records "
-                          "follow no readable header (its own header garbled?): checkpoint record 1, a "
-                          "record: a torn line at offset 0") in out, out
-
 
 def test_a_damaged_record_s_offset_is_its_byte_offset_past_multibyte_text_and_a_skipped_long_line(
         tmp_path, capsys):
