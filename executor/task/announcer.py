@@ -19,7 +19,11 @@ owner's calls and kazoo's threads (connection listener, node watch) only put mes
 worker's queue; nothing here touches task state. The worker waits on that queue, with a
 timeout only while a failed create or delete waits for its back-off. kazoo reconnects by
 itself, forever, with back-off up to `reconnect_max_secs`; a new session after an expiry
-gets a new member.
+gets a new member. Not after ZooKeeper refused the session's credentials (AuthFailed):
+kazoo then stops for good, and the view says so (`Membership.credentials_refused`); a task
+never announced fails at its first announcement's bound, as in Aurora (its connection
+never came up), and one announced before runs on unannounced, as in Aurora (its joins
+fail, logged, for good).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import SequentialThreadingHandler
-from kazoo.protocol.states import EventType, WatchedEvent
+from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, make_acl, make_digest_acl_credential
 
@@ -95,6 +99,7 @@ class _Close:
 @attrs.frozen(slots=True)
 class _ConnectionChanged:
     connection: Connection
+    refused: bool = False  # LOST because ZooKeeper refused the credentials (AuthFailed)
 
 
 @attrs.frozen(slots=True)
@@ -226,7 +231,8 @@ class ServerSetAnnouncer:
                                         max_delay=self._reconnect_max_secs),
             auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger,
             handler=CheckedStartHandler())
-        zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
+        zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(
+            Connection(state), refused=zk.client_state == KeeperState.AUTH_FAILED)))
         try:
             zk.start_async()
         except BaseException:
@@ -289,6 +295,8 @@ class ServerSetAnnouncer:
             case _Leave(done=done):
                 self._leave_waiters.append(done)
                 return m.leave()
+            case _ConnectionChanged(refused=True):
+                return m.credentials_refused(self._why(AuthFailedError()))
             case _ConnectionChanged(connection=connection):
                 changes = m.connection_changed(connection)
                 if connection is Connection.CONNECTED and m.member is not None:
@@ -391,11 +399,11 @@ class ServerSetAnnouncer:
                       error=f"{type(exc).__name__}: {exc}")
 
     def _why(self, exc: BaseException) -> str:
+        source = self._a.auth.source if self._a.auth else "none: no --announcer-zookeeper-auth-config"
         if isinstance(exc, NoAuthError):
-            source = self._a.auth.source if self._a.auth else "none: no --announcer-zookeeper-auth-config"
             return f"ZooKeeper refused it: not authorized (NoAuth) under {self._a.path}; credentials from {source}"
         if isinstance(exc, AuthFailedError):
-            return "ZooKeeper rejected the session's credentials (AuthFailed)"
+            return f"ZooKeeper refused the session's credentials (AuthFailed); credentials from {source}"
         if isinstance(exc, (ConnectionLoss, SessionExpiredError)):
             return f"connection to ZooKeeper lost ({type(exc).__name__})"
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

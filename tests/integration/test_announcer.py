@@ -365,3 +365,22 @@ def test_a_zookeeper_stalled_past_the_session_timeout_ends_with_one_member_the_a
     with zk_client(private_zk.ensemble) as client:
         wait_for(lambda: (v := announcer.view()).state is MemberState.JOINED and v.connection is Connection.CONNECTED
                  and members(client, path) == [v.member], timeout_secs=20)
+
+
+def test_credentials_zookeeper_refuses_say_so_and_that_nothing_is_retried(zk, announcers, tmp_path):
+    """An auth entry whose scheme the server has no provider for: ZooKeeper refuses the
+    session (AuthFailed), and kazoo stops for good. Was: "reconnecting" and "retrying",
+    forever, in the log and `stoker status`."""
+    auth_path = tmp_path / "announcer-auth.json"
+    auth_path.write_text(json.dumps({"auth": [{"scheme": "nosuch", "credential": "stoker:s3cret"}]}))
+    auth = parse_zk_auth(auth_path.read_text(), str(auth_path))
+    announcer, recorder = announcers(announcement(zk.ensemble, unique_root(), auth=auth))
+    announcer.join()
+    view = wait_for(lambda: announcer.view() if "AuthFailed" in announcer.view().reason else None,
+                    timeout_secs=10)
+    assert (view.state, view.connection, view.member) == (MemberState.JOINING, Connection.LOST, None)
+    assert "does not reconnect" in view.reason and "retrying" not in view.reason
+    assert str(auth_path) in view.reason and "s3cret" not in view.reason  # the file, never the secret
+    last_connection = [c for e in recorder.events for c in e.changes if c.subject == "connection"][-1]
+    assert last_connection.new == "LOST" and "reconnecting" not in last_connection.reason
+    assert announcer.leave(timeout_secs=5) is True and announcer.view().state is MemberState.LEFT
