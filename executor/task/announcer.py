@@ -53,6 +53,7 @@ from config.words import quoted
 from config.zookeeper import ZkAccess, ZkAuth
 from executor.logs import log_event, start_thread
 from executor.procs.exitby import ExitBy
+from executor.task.announcing import LEAVE_SHARE
 from executor.task.membership import (
     RETRY_INITIAL_SECS,
     Action,
@@ -77,6 +78,7 @@ RECONNECT_MAX_SECS = 10.0
 OPERATION_TIMEOUT_SECS = 10.0
 LEAVE_TIMEOUT_SECS = 2.0
 CLOSE_TIMEOUT_SECS = 3.0
+EXIT_SHARE = LEAVE_SHARE  # of what is left until the exit time, set during a wait, a wait takes
 _SETTLED = (MemberState.IDLE, MemberState.LEFT, MemberState.CLOSED)
 
 
@@ -181,26 +183,27 @@ class ServerSetAnnouncer:
         self._start()
 
     def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
-        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` or the
-        process's exit time passed first (the worker keeps trying, and the member expires with
-        the session anyway)."""
+        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` passed
+        first, or `EXIT_SHARE` of what was left until the process's exit time when the wait
+        began or it was set (the worker keeps trying, and the member expires with the session
+        anyway)."""
         self._joining = False
         if self._worker is None:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return self._exit_by.wait(done.is_set, timeout_secs)
+        return self._exit_by.wait(done.is_set, timeout_secs, share=EXIT_SHARE)
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
-        """Leave and end the ZooKeeper session, waiting at most `timeout_secs` and not past
-        the process's exit time; with no member left, not for the session's end, which goes
+        """Leave and end the ZooKeeper session, waiting at most `timeout_secs` and
+        `EXIT_SHARE` of what is left until the process's exit time; with no member left, not for the session's end, which goes
         on on the worker's thread (a ZooKeeper that never answers held it to its bound). Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._inbox.put(_Close())
-        self._exit_by.wait(self._closed_enough.is_set, timeout_secs)
+        self._exit_by.wait(self._closed_enough.is_set, timeout_secs, share=EXIT_SHARE)
 
     def view(self) -> AnnouncerView:
         with self._cond:

@@ -22,6 +22,7 @@ from kazoo.exceptions import NoAuthError
 from config.announcer import AnnouncerSpec
 from config.spec import HealthSpec, JobSpec, TaskSpec
 from config.zookeeper import AnnouncerSettings, parse_zk_auth
+from executor.procs.exitby import ExitBy
 from executor.task.announcer import AnnouncementChanged, ServerSetAnnouncer
 from executor.task.membership import Connection, MemberState
 from executor.task.serverset import TIMED_OUT_REASON, Announcement, plan_announcement
@@ -384,3 +385,25 @@ def test_credentials_zookeeper_refuses_say_so_and_that_nothing_is_retried(zk, an
     last_connection = [c for e in recorder.events for c in e.changes if c.subject == "connection"][-1]
     assert last_connection.new == "LOST" and "reconnecting" not in last_connection.reason
     assert announcer.leave(timeout_secs=5) is True and announcer.view().state is MemberState.LEFT
+
+
+def test_a_leave_begun_before_the_exit_time_takes_a_quarter_of_what_is_left_once_it_is_set(
+        private_zk, announcers):
+    """A KILL's leave waiting on a stalled ZooKeeper, then SHUTDOWN sets the exit time: the
+    leave ends a quarter of what is left later, as one begun after it does. Was: it ran on to
+    the exit time, holding the owner past the SIGKILL at the end of the processes' grace."""
+    private_zk.start()
+    exit_by = ExitBy()
+    announcer, _ = announcers(announcement(private_zk.ensemble, unique_root()), exit_by=exit_by)
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    with private_zk.stalled():
+        setter = threading.Timer(0.3, lambda: exit_by.set(time.monotonic() + 6.0))
+        setter.start()
+        try:
+            began = time.monotonic()
+            assert announcer.leave(timeout_secs=30) is False
+            assert time.monotonic() - began < 4.5  # about 0.3 + 1.5 s (was: 6.3 s, the exit time)
+        finally:
+            setter.cancel()
+            setter.join()
