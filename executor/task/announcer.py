@@ -19,11 +19,8 @@ owner's calls and kazoo's threads (connection listener, node watch) only put mes
 worker's queue; nothing here touches task state. The worker waits on that queue, with a
 timeout only while a failed create or delete waits for its back-off. kazoo reconnects by
 itself, forever, with back-off up to `reconnect_max_secs`; a new session after an expiry
-gets a new member. Not after ZooKeeper refused the session's credentials (AuthFailed):
-kazoo then stops for good, and the view says so (`Membership.credentials_refused`); a task
-never announced fails at its first announcement's bound, as in Aurora (its connection
-never came up), and one announced before runs on unannounced, as in Aurora (its joins
-fail, logged, for good).
+gets a new member. Not after ZooKeeper refused the credentials (AuthFailed): kazoo stops
+for good, and the view says so (`Membership.credentials_refused`).
 """
 from __future__ import annotations
 
@@ -78,7 +75,6 @@ RECONNECT_MAX_SECS = 10.0
 OPERATION_TIMEOUT_SECS = 10.0
 LEAVE_TIMEOUT_SECS = 2.0
 CLOSE_TIMEOUT_SECS = 3.0
-EXIT_SHARE = LEAVE_SHARE  # of what is left until the exit time, set during a wait, a wait takes
 _SETTLED = (MemberState.IDLE, MemberState.LEFT, MemberState.CLOSED)
 
 
@@ -183,27 +179,26 @@ class ServerSetAnnouncer:
         self._start()
 
     def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
-        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` passed
-        first, or `EXIT_SHARE` of what was left until the process's exit time when the wait
-        began or it was set (the worker keeps trying, and the member expires with the session
-        anyway)."""
+        """Leave the ServerSet; True once the member is gone, False after `timeout_secs`, or
+        `LEAVE_SHARE` of what was left until the exit time as it began or was set (the worker
+        keeps trying; the member expires with the session anyway)."""
         self._joining = False
         if self._worker is None:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return self._exit_by.wait(done.is_set, timeout_secs, share=EXIT_SHARE)
+        return self._exit_by.wait(done.is_set, timeout_secs, share=LEAVE_SHARE)
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
-        """Leave and end the ZooKeeper session, waiting at most `timeout_secs` and
-        `EXIT_SHARE` of what is left until the process's exit time; with no member left, not for the session's end, which goes
-        on on the worker's thread (a ZooKeeper that never answers held it to its bound). Final."""
+        """Leave and end the ZooKeeper session, waiting as `leave` does; with no member left,
+        not for the session's end, which goes on on the worker's thread (a ZooKeeper that
+        never answers held it to its bound). Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._inbox.put(_Close())
-        self._exit_by.wait(self._closed_enough.is_set, timeout_secs, share=EXIT_SHARE)
+        self._exit_by.wait(self._closed_enough.is_set, timeout_secs, share=LEAVE_SHARE)
 
     def view(self) -> AnnouncerView:
         with self._cond:
@@ -232,8 +227,8 @@ class ServerSetAnnouncer:
             hosts=self._a.ensemble, timeout=self._session_timeout_secs,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
                                         max_delay=self._reconnect_max_secs),
-            auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger,
-            handler=CheckedStartHandler())
+            auth_data=[(c.scheme, c.credential) for c in self._a.auth.auth] if self._a.auth else None,
+            default_acl=_acl(self._a.auth), logger=_kazoo_logger, handler=CheckedStartHandler())
         zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(
             Connection(state), refused=zk.client_state == KeeperState.AUTH_FAILED)))
         try:
@@ -355,7 +350,10 @@ class ServerSetAnnouncer:
             return None
         for child in sorted(children):
             if child.startswith(MEMBER_PREFIX):
-                data, stat = self._zk.get(f"{self._a.path}/{child}")
+                try:
+                    data, stat = self._zk.get(f"{self._a.path}/{child}")
+                except NoNodeError:  # gone since the listing (was: a leave's "already gone")
+                    continue
                 if stat.ephemeralOwner == session_id and data == self._data:
                     return str(child)
         return None
@@ -430,12 +428,6 @@ class ServerSetAnnouncer:
                       task=self._task, path=view.path, member=view.member,
                       **_transition(change.old, change.new), reason=change.reason)
         self._post(AnnouncementChanged(task=self._task, view=view, changes=tuple(changes)))
-
-
-def _auth_data(auth: ZkAuth | None) -> list[tuple[str, str]] | None:
-    if auth is None or not auth.auth:
-        return None
-    return [(c.scheme, c.credential) for c in auth.auth]
 
 
 def _acl(auth: ZkAuth | None) -> list[ACL] | None:
