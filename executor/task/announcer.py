@@ -139,21 +139,15 @@ class ServerSetAnnouncer:
                  retry_initial_secs: float = RETRY_INITIAL_SECS,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, exit_by: ExitBy | None = None) -> None:
-        self._a = announcement
-        self._data = announcement.data
-        self._task = task
-        self._post = post
-        self._session_timeout_secs = session_timeout_secs
-        self._reconnect_max_secs = reconnect_max_secs
-        self._op_timeout_secs = operation_timeout_secs
-        self._clock, self._wall = clock, wall
+        self._a, self._data, self._task, self._post = announcement, announcement.data, task, post
+        self._session_timeout_secs, self._reconnect_max_secs = session_timeout_secs, reconnect_max_secs
+        self._op_timeout_secs, self._clock, self._wall = operation_timeout_secs, clock, wall
         # The worker's alone: the machine, the client, the pending leave() calls.
         self._machine = Membership(retry_initial_secs=retry_initial_secs)
         self._zk: KazooClient | None = None
         self._leave_waiters: list[threading.Event] = []
         # The owner's alone: whether it wants the member, and the first announcement's bound.
-        self._joining = False
-        self._closed = False
+        self._joining, self._closed = False, False
         self._first_join_deadline_at: float | None = None
         self._worker: threading.Thread | None = None
         # Shared: the exit time, by which the owner's waits end (the worker wakes them through
@@ -318,6 +312,8 @@ class ServerSetAnnouncer:
                 path = self._zk.create_async(self._a.member_prefix, self._data, ephemeral=True,
                                              sequence=True, makepath=True).get(timeout=self._op_timeout_secs)
                 orphan = path.rsplit("/", 1)[1]
+        except AuthFailedError as exc:  # the session's end, for good (not a retry's reason)
+            return self._machine.credentials_refused(self._why(exc))
         except Exception as exc:  # every outcome becomes a fact for the machine
             ambiguous = isinstance(exc, (ConnectionLoss, OperationTimeoutError,
                                          self._zk.handler.timeout_exception))
@@ -336,6 +332,8 @@ class ServerSetAnnouncer:
                 self._zk.delete_async(f"{self._a.path}/{member}").get(timeout=self._op_timeout_secs)
         except NoNodeError:
             pass  # already gone: what we wanted
+        except AuthFailedError as exc:
+            return self._machine.credentials_refused(self._why(exc))
         except Exception as exc:
             return self._machine.failed(Action.DELETE, self._why(exc), self._clock())
         return self._machine.deleted(member)

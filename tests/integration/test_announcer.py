@@ -384,6 +384,8 @@ def test_credentials_zookeeper_refuses_say_so_and_that_nothing_is_retried(zk, an
     assert str(auth_path) in view.reason and "s3cret" not in view.reason  # the file, never the secret
     last_connection = [c for e in recorder.events for c in e.changes if c.subject == "connection"][-1]
     assert last_connection.new == "LOST" and "reconnecting" not in last_connection.reason
+    # the create that met the refusal (made as the session came up) said no "retrying" either
+    assert not [c.reason for e in recorder.events for c in e.changes if "retrying" in c.reason]
     assert announcer.leave(timeout_secs=5) is True and announcer.view().state is MemberState.LEFT
 
 
