@@ -83,14 +83,21 @@ class ExitBy:
         with self._cond:
             self._cond.notify_all()
 
-    def wait(self, done: Callable[[], bool], secs: float) -> bool:
+    def wait(self, done: Callable[[], bool], secs: float, share: float = 1.0) -> bool:
         """Until `done()` (True), `secs` or this process's exit time, set before or during the
         wait, whichever comes first (False). `done` is made true by another thread, which
-        then calls `wake`."""
+        then calls `wake`. `share` < 1: the wait takes at most that share of what is left
+        until the exit time, counted when it learns of it, at its start or as it is set
+        (was: a wait begun before SHUTDOWN, a task's leave of its ServerSet after a KILL,
+        ran on to the exit time, past the SIGKILL at the end of the processes' grace)."""
         end = time.monotonic() + secs
+        seen: float | None = None  # the exit time `end` was cut for
         with self._cond:
             while not done():
-                left = within(end - time.monotonic(), self._at)
+                now = time.monotonic()
+                if self._at is not None and self._at != seen and share < 1.0:
+                    seen, end = self._at, min(end, now + share * max(0.0, self._at - now))
+                left = within(end - now, self._at)
                 if left <= 0:
                     return False
                 self._cond.wait(left)

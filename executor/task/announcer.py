@@ -19,7 +19,8 @@ owner's calls and kazoo's threads (connection listener, node watch) only put mes
 worker's queue; nothing here touches task state. The worker waits on that queue, with a
 timeout only while a failed create or delete waits for its back-off. kazoo reconnects by
 itself, forever, with back-off up to `reconnect_max_secs`; a new session after an expiry
-gets a new member.
+gets a new member. Not after ZooKeeper refused the credentials (AuthFailed): kazoo stops
+for good, and the view says so (`Membership.credentials_refused`).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import SequentialThreadingHandler
-from kazoo.protocol.states import EventType, WatchedEvent
+from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 from kazoo.retry import KazooRetry
 from kazoo.security import ACL, make_acl, make_digest_acl_credential
 
@@ -49,6 +50,7 @@ from config.words import quoted
 from config.zookeeper import ZkAccess, ZkAuth
 from executor.logs import log_event, start_thread
 from executor.procs.exitby import ExitBy
+from executor.task.announcing import LEAVE_SHARE
 from executor.task.membership import (
     RETRY_INITIAL_SECS,
     Action,
@@ -95,6 +97,7 @@ class _Close:
 @attrs.frozen(slots=True)
 class _ConnectionChanged:
     connection: Connection
+    refused: bool = False  # LOST because ZooKeeper refused the credentials (AuthFailed)
 
 
 @attrs.frozen(slots=True)
@@ -136,21 +139,15 @@ class ServerSetAnnouncer:
                  retry_initial_secs: float = RETRY_INITIAL_SECS,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, exit_by: ExitBy | None = None) -> None:
-        self._a = announcement
-        self._data = announcement.data
-        self._task = task
-        self._post = post
-        self._session_timeout_secs = session_timeout_secs
-        self._reconnect_max_secs = reconnect_max_secs
-        self._op_timeout_secs = operation_timeout_secs
-        self._clock, self._wall = clock, wall
+        self._a, self._data, self._task, self._post = announcement, announcement.data, task, post
+        self._session_timeout_secs, self._reconnect_max_secs = session_timeout_secs, reconnect_max_secs
+        self._op_timeout_secs, self._clock, self._wall = operation_timeout_secs, clock, wall
         # The worker's alone: the machine, the client, the pending leave() calls.
         self._machine = Membership(retry_initial_secs=retry_initial_secs)
         self._zk: KazooClient | None = None
         self._leave_waiters: list[threading.Event] = []
         # The owner's alone: whether it wants the member, and the first announcement's bound.
-        self._joining = False
-        self._closed = False
+        self._joining, self._closed = False, False
         self._first_join_deadline_at: float | None = None
         self._worker: threading.Thread | None = None
         # Shared: the exit time, by which the owner's waits end (the worker wakes them through
@@ -176,26 +173,26 @@ class ServerSetAnnouncer:
         self._start()
 
     def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
-        """Leave the ServerSet; True once the member is gone, False if `timeout_secs` or the
-        process's exit time passed first (the worker keeps trying, and the member expires with
-        the session anyway)."""
+        """Leave the ServerSet; True once the member is gone, False after `timeout_secs`, or
+        `LEAVE_SHARE` of what was left until the exit time as it began or was set (the worker
+        keeps trying; the member expires with the session anyway)."""
         self._joining = False
         if self._worker is None:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return self._exit_by.wait(done.is_set, timeout_secs)
+        return self._exit_by.wait(done.is_set, timeout_secs, share=LEAVE_SHARE)
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
-        """Leave and end the ZooKeeper session, waiting at most `timeout_secs` and not past
-        the process's exit time; with no member left, not for the session's end, which goes
-        on on the worker's thread (a ZooKeeper that never answers held it to its bound). Final."""
+        """Leave and end the ZooKeeper session, waiting as `leave` does; with no member left,
+        not for the session's end, which goes on on the worker's thread (a ZooKeeper that
+        never answers held it to its bound). Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._inbox.put(_Close())
-        self._exit_by.wait(self._closed_enough.is_set, timeout_secs)
+        self._exit_by.wait(self._closed_enough.is_set, timeout_secs, share=LEAVE_SHARE)
 
     def view(self) -> AnnouncerView:
         with self._cond:
@@ -224,9 +221,10 @@ class ServerSetAnnouncer:
             hosts=self._a.ensemble, timeout=self._session_timeout_secs,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
                                         max_delay=self._reconnect_max_secs),
-            auth_data=_auth_data(self._a.auth), default_acl=_acl(self._a.auth), logger=_kazoo_logger,
-            handler=CheckedStartHandler())
-        zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(Connection(state))))
+            auth_data=[(c.scheme, c.credential) for c in self._a.auth.auth] if self._a.auth else None,
+            default_acl=_acl(self._a.auth), logger=_kazoo_logger, handler=CheckedStartHandler())
+        zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(
+            Connection(state), refused=zk.client_state == KeeperState.AUTH_FAILED)))
         try:
             zk.start_async()
         except BaseException:
@@ -289,6 +287,8 @@ class ServerSetAnnouncer:
             case _Leave(done=done):
                 self._leave_waiters.append(done)
                 return m.leave()
+            case _ConnectionChanged(refused=True):
+                return m.credentials_refused(self._why(AuthFailedError()))
             case _ConnectionChanged(connection=connection):
                 changes = m.connection_changed(connection)
                 if connection is Connection.CONNECTED and m.member is not None:
@@ -312,6 +312,8 @@ class ServerSetAnnouncer:
                 path = self._zk.create_async(self._a.member_prefix, self._data, ephemeral=True,
                                              sequence=True, makepath=True).get(timeout=self._op_timeout_secs)
                 orphan = path.rsplit("/", 1)[1]
+        except AuthFailedError as exc:  # the session's end, for good (not a retry's reason)
+            return self._machine.credentials_refused(self._why(exc))
         except Exception as exc:  # every outcome becomes a fact for the machine
             ambiguous = isinstance(exc, (ConnectionLoss, OperationTimeoutError,
                                          self._zk.handler.timeout_exception))
@@ -330,6 +332,8 @@ class ServerSetAnnouncer:
                 self._zk.delete_async(f"{self._a.path}/{member}").get(timeout=self._op_timeout_secs)
         except NoNodeError:
             pass  # already gone: what we wanted
+        except AuthFailedError as exc:
+            return self._machine.credentials_refused(self._why(exc))
         except Exception as exc:
             return self._machine.failed(Action.DELETE, self._why(exc), self._clock())
         return self._machine.deleted(member)
@@ -344,7 +348,10 @@ class ServerSetAnnouncer:
             return None
         for child in sorted(children):
             if child.startswith(MEMBER_PREFIX):
-                data, stat = self._zk.get(f"{self._a.path}/{child}")
+                try:
+                    data, stat = self._zk.get(f"{self._a.path}/{child}")
+                except NoNodeError:  # gone since the listing (was: a leave's "already gone")
+                    continue
                 if stat.ephemeralOwner == session_id and data == self._data:
                     return str(child)
         return None
@@ -391,11 +398,11 @@ class ServerSetAnnouncer:
                       error=f"{type(exc).__name__}: {exc}")
 
     def _why(self, exc: BaseException) -> str:
+        source = self._a.auth.source if self._a.auth else "none: no --announcer-zookeeper-auth-config"
         if isinstance(exc, NoAuthError):
-            source = self._a.auth.source if self._a.auth else "none: no --announcer-zookeeper-auth-config"
             return f"ZooKeeper refused it: not authorized (NoAuth) under {self._a.path}; credentials from {source}"
         if isinstance(exc, AuthFailedError):
-            return "ZooKeeper rejected the session's credentials (AuthFailed)"
+            return f"ZooKeeper refused the session's credentials (AuthFailed); credentials from {source}"
         if isinstance(exc, (ConnectionLoss, SessionExpiredError)):
             return f"connection to ZooKeeper lost ({type(exc).__name__})"
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -419,12 +426,6 @@ class ServerSetAnnouncer:
                       task=self._task, path=view.path, member=view.member,
                       **_transition(change.old, change.new), reason=change.reason)
         self._post(AnnouncementChanged(task=self._task, view=view, changes=tuple(changes)))
-
-
-def _auth_data(auth: ZkAuth | None) -> list[tuple[str, str]] | None:
-    if auth is None or not auth.auth:
-        return None
-    return [(c.scheme, c.credential) for c in auth.auth]
 
 
 def _acl(auth: ZkAuth | None) -> list[ACL] | None:

@@ -21,6 +21,9 @@ unknown (the connection dropped mid-call) sets `check_orphans`: before creating 
 adapter adopts a member its own session already made, so an instance never appears twice;
 asked to leave meanwhile, it looks for that member and deletes it (LEAVING until it has
 looked), so a leave never says done while the lost create's member is listed.
+ZooKeeper refusing the session's credentials (`refused`) is LOST for good: ZooKeeper's
+client does not reconnect after that, so nothing is tried again, and each line says so
+(was: "reconnecting" and "retrying" while nothing was).
 
 The first announcement has a bound: `first_join_overdue` says it passed with no member ever
 created, which fails the task in Aurora ("Creating Announcer Serverset timed out.").
@@ -109,6 +112,7 @@ class Membership:
         self.want = False
         self.closed = False
         self.check_orphans = False
+        self.refused: str | None = None  # why ZooKeeper refused the credentials: no session again
         self.failures = 0  # consecutive failed creates/deletes
         self.retry_at: float | None = None
         self.first_joined_at: float | None = None
@@ -136,7 +140,7 @@ class Membership:
         return self._set(MemberState.CLOSED, "closed: the ZooKeeper session is ended")
 
     def connection_changed(self, connection: Connection) -> list[Change]:
-        if connection is self.connection or self.closed:
+        if connection is self.connection or self.closed or self.refused:
             return []
         changes = [Change("connection", self.connection.value, connection.value,
                           _CONNECTION_REASONS[connection])]
@@ -151,6 +155,17 @@ class Membership:
                 self.member = None
                 return changes + self._settle("the ZooKeeper session expired and its member went with it")
         return changes
+
+    def credentials_refused(self, why: str) -> list[Change]:
+        """ZooKeeper refused the session's credentials (AuthFailed): the session is LOST, its
+        member with it, and ZooKeeper's client does not reconnect: nothing is tried again."""
+        if self.closed or self.refused:
+            return []
+        self.refused = f"{why}; ZooKeeper's client does not reconnect after that"
+        changes = [Change("connection", self.connection.value, Connection.LOST.value, self.refused)]
+        self.connection, self.member, self.check_orphans = Connection.LOST, None, False
+        self._clear_retry()
+        return changes + self._settle("no ZooKeeper session")
 
     def created(self, member: str, now: float) -> list[Change]:
         self.member, self.check_orphans = member, False
@@ -221,7 +236,9 @@ class Membership:
             new = MemberState.LEAVING
         else:  # after a join: a member comes from a create, and only a join asks for one
             new = MemberState.LEFT
-        if new is MemberState.JOINING and self.connection is not Connection.CONNECTED:
+        if self.refused and new is not MemberState.LEFT:
+            why += f": {self.refused}"
+        elif new is MemberState.JOINING and self.connection is not Connection.CONNECTED:
             why += "; waiting for ZooKeeper"
         elif new is MemberState.LEAVING and self.connection is not Connection.CONNECTED:
             why += "; deleting it once ZooKeeper is reachable (it expires with the session anyway)"

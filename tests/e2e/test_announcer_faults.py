@@ -35,3 +35,29 @@ def test_executor_a_shutdown_while_zookeeper_is_stalled_ends_within_the_agents_g
     assert not agent.destroyed_after_grace, log[-3000:]
     assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
     assert "announcer_leave_timeout" in log and "its grace is over" not in log, log[-3000:]
+
+
+def test_executor_a_kill_then_a_shutdown_while_zookeeper_is_stalled_keep_the_grace_end(
+        private_zk, readers, agent, tmp_path):  # noqa: F811
+    """KILL, its leave waiting on a stalled ZooKeeper, then SHUTDOWN with a 2.5 s grace: the
+    leave ends a quarter of what is left later (0.5 s), and the processes' SIGTERM comes
+    well before the grace end (1.5 s). Was: the leave, begun with no exit time, ran on to
+    it (2 s), past the grace end: every process SIGKILLed ("its grace is over")."""
+    private_zk.start()
+    top = root()
+    path = f"{top}/www-data/prod/hello"
+    launch(agent, write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60"),
+           private_zk.ensemble, top, shutdown_grace="2500ms")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 20)
+    reader = readers(private_zk.ensemble)
+    wait_for(lambda: reader.members(path), 10, message="the member")
+    reader.close()
+    with private_zk.stalled():
+        agent.kill("task-1", grace_secs=10.0)
+        wait_for(lambda: "to=LEAVING" in agent.executor_log(), 10, message="the KILL's leave")
+        agent.shutdown()
+        assert agent.wait_exit(20) == 0
+    log = agent.executor_log()
+    assert not agent.destroyed_after_grace, log[-3000:]
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert "its grace is over" not in log, log[-3000:]

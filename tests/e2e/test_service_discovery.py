@@ -302,10 +302,10 @@ def test_run_a_task_that_does_not_announce_never_loads_kazoo(zk, runs, tmp_path)
 
 
 def launch(sim: AgentSimulator, job: Path, ensemble: str, serverset_root: str,
-           env: dict[str, str] | None = None) -> None:
+           env: dict[str, str] | None = None, shutdown_grace: str = "3secs") -> None:
     flags = ["--announcer-ensemble", ensemble, "--announcer-serverset-path", serverset_root,
              "--announcer-hostname", HOST]
-    sim.launch_executor(EXECUTOR + flags, cwd=sim.sandbox, env_overrides=env)
+    sim.launch_executor(EXECUTOR + flags, cwd=sim.sandbox, env_overrides=env, shutdown_grace=shutdown_grace)
     sim.wait_subscribed(timeout_secs=10)
     sim.launch(make_task_info("task-1", encode(load_job(job), instance=3), ports=free_ports(2)))
 

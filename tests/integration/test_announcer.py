@@ -22,6 +22,7 @@ from kazoo.exceptions import NoAuthError
 from config.announcer import AnnouncerSpec
 from config.spec import HealthSpec, JobSpec, TaskSpec
 from config.zookeeper import AnnouncerSettings, parse_zk_auth
+from executor.procs.exitby import ExitBy
 from executor.task.announcer import AnnouncementChanged, ServerSetAnnouncer
 from executor.task.membership import Connection, MemberState
 from executor.task.serverset import TIMED_OUT_REASON, Announcement, plan_announcement
@@ -365,3 +366,46 @@ def test_a_zookeeper_stalled_past_the_session_timeout_ends_with_one_member_the_a
     with zk_client(private_zk.ensemble) as client:
         wait_for(lambda: (v := announcer.view()).state is MemberState.JOINED and v.connection is Connection.CONNECTED
                  and members(client, path) == [v.member], timeout_secs=20)
+
+
+def test_credentials_zookeeper_refuses_say_so_and_that_nothing_is_retried(zk, announcers, tmp_path):
+    """An auth entry whose scheme the server has no provider for: ZooKeeper refuses the
+    session (AuthFailed), and kazoo stops for good. Was: "reconnecting" and "retrying",
+    forever, in the log and `stoker status`."""
+    auth_path = tmp_path / "announcer-auth.json"
+    auth_path.write_text(json.dumps({"auth": [{"scheme": "nosuch", "credential": "stoker:s3cret"}]}))
+    auth = parse_zk_auth(auth_path.read_text(), str(auth_path))
+    announcer, recorder = announcers(announcement(zk.ensemble, unique_root(), auth=auth))
+    announcer.join()
+    view = wait_for(lambda: announcer.view() if "AuthFailed" in announcer.view().reason else None,
+                    timeout_secs=10)
+    assert (view.state, view.connection, view.member) == (MemberState.JOINING, Connection.LOST, None)
+    assert "does not reconnect" in view.reason and "retrying" not in view.reason
+    assert str(auth_path) in view.reason and "s3cret" not in view.reason  # the file, never the secret
+    last_connection = [c for e in recorder.events for c in e.changes if c.subject == "connection"][-1]
+    assert last_connection.new == "LOST" and "reconnecting" not in last_connection.reason
+    # the create that met the refusal (made as the session came up) said no "retrying" either
+    assert not [c.reason for e in recorder.events for c in e.changes if "retrying" in c.reason]
+    assert announcer.leave(timeout_secs=5) is True and announcer.view().state is MemberState.LEFT
+
+
+def test_a_leave_begun_before_the_exit_time_takes_a_quarter_of_what_is_left_once_it_is_set(
+        private_zk, announcers):
+    """A KILL's leave waiting on a stalled ZooKeeper, then SHUTDOWN sets the exit time: the
+    leave ends a quarter of what is left later, as one begun after it does. Was: it ran on to
+    the exit time, holding the owner past the SIGKILL at the end of the processes' grace."""
+    private_zk.start()
+    exit_by = ExitBy()
+    announcer, _ = announcers(announcement(private_zk.ensemble, unique_root()), exit_by=exit_by)
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    with private_zk.stalled():
+        setter = threading.Timer(0.3, lambda: exit_by.set(time.monotonic() + 6.0))
+        setter.start()
+        try:
+            began = time.monotonic()
+            assert announcer.leave(timeout_secs=30) is False
+            assert time.monotonic() - began < 4.5  # about 0.3 + 1.5 s (was: 6.3 s, the exit time)
+        finally:
+            setter.cancel()
+            setter.join()

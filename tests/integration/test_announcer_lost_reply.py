@@ -156,3 +156,37 @@ def test_a_leave_after_a_lost_create_deletes_the_member_it_made(zk, reader, anno
             assert announcer.view().reason == f"deleted {made}"  # by the leave, the session kept
     finally:
         relay.close()
+
+
+def test_a_leave_after_a_lost_create_finds_its_member_when_another_goes_as_it_looks(zk, reader, announcers):  # noqa: F811
+    """Another instance's member, listed before ours, is deleted between the leave's listing
+    and its read of it. Was: that NoNodeError ended the look as "already gone", LEFT saying
+    the lost create made no member, and ours stayed listed until the session's end."""
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    reader.ensure_path(path)
+    other = reader.create(f"{path}/member_", b"{}", ephemeral=True, sequence=True)  # listed first
+    relay = LosingRelay(("127.0.0.1", zk.port))
+    relay.hold()
+    try:
+        announcer, recorder = announcers(announcement(f"127.0.0.1:{relay.port}", root), session_timeout_secs=4.0)
+        announcer.join()
+        assert relay.cut.wait(15), "no member create went through the relay"
+        [made] = [m for m in wait_for(lambda: members(reader, path)[1:], timeout_secs=10)]
+        assert announcer._zk is not None
+        listing = announcer._zk.get_children
+
+        def listing_then_the_other_goes(*args, **kwargs):
+            children = listing(*args, **kwargs)
+            reader.delete(other)  # as the other instance's task stops
+            return children
+
+        announcer._zk.get_children = listing_then_the_other_goes  # type: ignore[method-assign]
+        assert announcer.leave(timeout_secs=0.5) is False
+        relay.reopen.set()
+        wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=20)
+        assert members(reader, path) == []
+        if "connection:LOST" not in recorder.states():  # (else the session expired meanwhile: it took it)
+            assert announcer.view().reason == f"deleted {made}"
+    finally:
+        relay.close()

@@ -131,3 +131,21 @@ def _eventfds() -> list[int]:
         except OSError:
             continue  # the listing's own descriptor, closed since
     return sorted(found)
+
+
+def test_a_wait_with_a_share_takes_that_share_of_the_time_left_when_the_exit_time_is_set():
+    """A task's leave of its ServerSet begun after a KILL (no exit time yet) while ZooKeeper
+    is stalled, then SHUTDOWN: the leave takes a quarter of what is left, as one begun after
+    the SHUTDOWN does. Was: it ran on to the exit time, past the processes' grace end."""
+    exit_by = ExitBy()
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(exit_by.wait(lambda: False, 60.0, share=0.25)),
+                              daemon=True)
+    thread.start()
+    set_at = time.monotonic()
+    exit_by.set(set_at + 6.0)
+    thread.join(30)
+    assert result == [False]
+    assert time.monotonic() - set_at < 4.5  # about 1.5 s: a quarter of the 6 s left (was: 6 s)
+    assert exit_by.wait(lambda: False, 60.0, share=0.25) is False  # set before it began: the same
+    assert time.monotonic() < set_at + 5.5  # about 1.1 s more: a quarter of the 4.5 s or less left

@@ -315,6 +315,23 @@ def test_a_session_lost_while_joined_owns_nothing():
     assert (m.member, m.check_orphans, m.state) == (None, False, MemberState.JOINING)
 
 
+def test_credentials_refused_is_lost_for_good_and_says_so():
+    """ZooKeeper refused the credentials (AuthFailed): kazoo never reconnects after that.
+    Was: "reconnecting" and "retrying" in the status and the log, for good."""
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("created member_0000000001", ["member:JOINED"], None)])
+    changes = m.credentials_refused("ZooKeeper refused the session's credentials (AuthFailed)")
+    assert [(c.subject, c.new) for c in changes] == [("connection", "LOST"), ("member", "JOINING")]
+    for change in changes:
+        assert "AuthFailed" in change.reason and "does not reconnect" in change.reason
+        assert "retrying" not in change.reason and "reconnecting" not in change.reason
+    assert (m.member, m.connection, m.next_action(9.0), m.next_deadline_at) == (None, LOST, None, None)
+    assert m.connection_changed(LOST) == [] and m.connection_changed(CONNECTED) == []  # (none come)
+    assert m.credentials_refused("again") == []
+    assert [(c.new, c.reason) for c in m.leave()] == [("LEFT", "asked to leave")]
+    assert m.next_action(9.0) is None
+
+
 def test_a_closed_machine_wants_nothing():
     m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
              ("created member_0000000001", ["member:JOINED"], None)])
