@@ -417,3 +417,32 @@ def test_release_detaches_the_sealed_image_even_where_taskfs_was_renamed_from_an
         result = {"problems": image.release(), "mounted": mounted()}
     """)
     assert result == {"problems": [], "mounted": []}
+
+
+def test_a_taskfs_swapped_for_a_directory_after_the_seal_gets_no_mount_nor_file_and_is_refused(rootfs, tmp_path):
+    # From a mount namespace where `taskfs` is no mount point, the task owner's processes can
+    # rename it once it is sealed and make a directory of their own in its place. (was: the
+    # volumes and the sandbox were mounted, and the host's /etc files written, into that
+    # directory, found again by name, and the image prepared, though the containerizer,
+    # given the path, would enter the owner's unsealed directory with its /etc/passwd)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        sealed = ImageSandbox._seal
+        def swapped(self):
+            sealed(self)
+            subprocess.run(["nsenter", f"--mount=/proc/{os.getppid()}/ns/mnt", "--", "sh", "-c",
+                            f"mv {taskfs} {tmp}/moved && mkdir -p {taskfs}/etc {taskfs}/mnt"], check=True, timeout=20)
+        ImageSandbox._seal = swapped
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc)}
+        result["owner's"] = sorted(str(p.relative_to(taskfs)) for p in taskfs.rglob("*"))
+        result["left"] = image.release()
+        result["mounted"] = mounted()
+    """)
+    assert result == {"error": f"the task filesystem {tmp_path}/taskfs was replaced while it was prepared (the "
+                               "containerizer, given its path, would enter another directory)",
+                      "owner's": ["etc", "mnt"], "left": [], "mounted": []}
