@@ -26,7 +26,9 @@ executor for ever), a mount point is mounted on through its descriptor, and `rel
 detaches what was mounted once the task is over through the descriptor of each mount
 point's directory, held since the mount (the task may have replaced a parent by a symlink
 meanwhile), or, for the image's own, of its root. Neither `taskfs` nor a volume's source
-in the sandbox (the task owner's) is followed through a symlink either. Thermos leaves the mounts to the end of the container's mount namespace; an
+in the sandbox (the task owner's) is followed through a symlink either; once sealed, the
+image is reached through its root's descriptor only, and a `taskfs` that is no longer it
+at the end is refused (the containerizer is given the path). Thermos leaves the mounts to the end of the container's mount namespace; an
 executor that shares the host's would leave the sandbox mounted inside itself.
 
 Only as root; every failure is `ImageError` whose message says what failed. Loaded only
@@ -67,6 +69,7 @@ class ImageSandbox:
         self._volumes = [v for v in volumes if v != TASKFS]
         self.mounted: list[str] = []  # what prepare() mounted, in order
         self._points: list[tuple[int, str]] = []  # each one's directory (a held fd) and name in it; or its root and ""
+        self._root = -1  # the sealed image's root (O_PATH, one of `_points`): what is mounted and written in
         self.notes: list[str] = []  # what was done, one line each, for the log
 
     def prepare(self, user: str | None) -> None:
@@ -90,6 +93,7 @@ class ImageSandbox:
         self._mount(*self._source(str(self._sandbox)), self._mount_point)
         for name in COPIED:
             self._copy(Path("/etc") / name)
+        self._check_in_place()
 
     def release(self) -> list[str]:
         """Detaches what prepare() mounted (the last first); the problems, in words. Each
@@ -111,6 +115,7 @@ class ImageSandbox:
                     problems.append(f"umount {shown}: {os.strerror(ctypes.get_errno())}")
             finally:
                 os.close(parent)
+        self._root = -1
         return problems
 
     # ---- 1. the user ----
@@ -157,7 +162,7 @@ class ImageSandbox:
         target = self.taskfs / inside.lstrip("/")
         try:
             try:
-                parent, name = _mount_point(self.taskfs, inside, stat.S_ISREG(os.fstat(held).st_mode))
+                parent, name = _mount_point(self._root, inside, stat.S_ISREG(os.fstat(held).st_mode))
             except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
                 raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
             try:
@@ -197,6 +202,7 @@ class ImageSandbox:
         finally:
             os.close(root)
         self._points[-1] = (top, "")  # released through its root: the directory may be renamed
+        self._root = top
         os.close(parent)
         flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
         if _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
@@ -234,6 +240,20 @@ class ImageSandbox:
             os.close(parent)
             raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
 
+    def _check_in_place(self) -> None:
+        """Refuses a `taskfs` that is no longer the sealed image (renamed from another mount
+        namespace, a directory of the owner's put in its place): everything was mounted and
+        written through the image's root, but the containerizer is given the path."""
+        parent, there = self._open_taskfs()
+        try:
+            moved = not os.path.samestat(os.fstat(there), os.fstat(self._root))
+        finally:
+            os.close(there)
+            os.close(parent)
+        if moved:
+            raise ImageError(f"the task filesystem {self.taskfs} was replaced while it was prepared (the "
+                             "containerizer, given its path, would enter another directory)")
+
     # ---- 3. the copies ----
 
     def _copy(self, source: Path) -> None:
@@ -245,7 +265,7 @@ class ImageSandbox:
             raise ImageError(f"cannot read {source} to copy it into the task filesystem: {_why(exc)}") from None
         target = self.taskfs / "etc" / source.name
         try:
-            with _walk(self.taskfs, "etc") as etc:
+            with _walk(self._root, "etc") as etc:
                 fd = _create(source.name, mode, etc)
                 with os.fdopen(fd, "wb") as out:
                     out.write(data)
@@ -264,16 +284,18 @@ def _libc() -> ctypes.CDLL:
 
 
 @contextlib.contextmanager
-def _walk(root: Path, inside: str) -> Iterator[int]:
+def _walk(root: Path | int, inside: str) -> Iterator[int]:
     """An fd of the directory ROOT/INSIDE, each level made if missing and opened without
-    following a symlink; OSError (ELOOP: a symlink)."""
+    following a symlink; OSError (ELOOP: a symlink). ROOT: a path, or a directory's fd (the
+    sealed image's root: never found again by name, which the task owner may have moved)."""
     parts = [p for p in inside.strip("/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
     try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root) if isinstance(root, int) else (
+            os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
     except NotADirectoryError:  # (O_NOFOLLOW's word for a symlink: taskfs swapped since prepare looked)
-        if os.path.islink(root):
+        if not isinstance(root, int) and os.path.islink(root):
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(root)) from None
         raise
     try:
@@ -288,7 +310,7 @@ def _walk(root: Path, inside: str) -> Iterator[int]:
         os.close(fd)
 
 
-def _mount_point(root: Path, inside: str, is_file: bool) -> tuple[int, str]:
+def _mount_point(root: int, inside: str, is_file: bool) -> tuple[int, str]:
     """(an fd of the directory holding ROOT/INSIDE, INSIDE's last name): the mount point
     made if missing, a directory (for a file, an empty regular file), none of it a symlink.
     An existing FIFO or device is never opened (opening one could block for ever)."""
