@@ -209,16 +209,21 @@ def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_
     }
 
 
-def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privilege(rootfs, tmp_path):
+@pytest.mark.parametrize("by_path", [False, True], ids=["open_tree", "mount-by-path"])
+def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privilege(rootfs, tmp_path, by_path):
+    # (by_path: as on a kernel before 5.2, where there is no open_tree: the seal by mount(2))
     taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
     suid = taskfs / "usr/bin/suid-id"
     suid.write_bytes((taskfs / "usr/bin/id").read_bytes())
     suid.chmod(0o4755)  # the image's author's setuid-root id
     os.mknod(taskfs / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a device open to all
     result = in_private_mounts(tmp_path, """
+        from executor.mesos import mounttree
         from executor.mesos.containerizer import ContainerizerLaunch
         from executor.task.wiring import RunAs
         from tests.support.rootfs import containerizer_script
+        if BY_PATH:
+            mounttree.clone_onto = lambda fd: -1
         sandbox.mkdir()
         image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
         image.prepare(None)
@@ -229,7 +234,7 @@ def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privileg
         result = {"out": ran.stdout, "err": ran.stderr.splitlines()[-1], "mounts": mounted()}
         result["problems"] = image.release()
         result["after"] = mounted()
-    """)
+    """.replace("BY_PATH", str(by_path)))
     assert result["out"] == "65534\n", result  # 0 when the image's setuid bit is honoured
     assert result["err"].endswith("/null: Permission denied"), result  # the device is no device
     assert result["mounts"] == [str(taskfs), str(taskfs / "mnt/mesos/sandbox")]  # the image's nosuid,nodev bind
@@ -450,3 +455,33 @@ def test_a_taskfs_swapped_for_a_directory_after_the_seal_gets_no_mount_nor_file_
     assert result == {"error": f"the task filesystem {tmp_path}/taskfs was replaced while it was prepared (the "
                                "containerizer, given its path, would enter another directory)",
                       "owner's": ["etc", "mnt"], "left": [], "mounted": []}
+
+
+def test_a_taskfs_swapped_as_the_seal_is_made_is_refused_and_nothing_is_left_mounted(rootfs, tmp_path):
+    # The task owner renames `taskfs` between its opening and the bind onto itself: the mount
+    # goes where the descriptor leads, the renamed image. (was: refused, but the mount was
+    # then found again by name, which led to the owner's directory: it stayed on the image,
+    # in the executor's mount namespace, its release refused as "Invalid argument")
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        opened = ImageSandbox._open_taskfs
+        def swapped(self):  # the first time: as the seal opens it
+            got = opened(self)
+            if not (tmp / "moved").exists():
+                os.rename(taskfs, tmp / "moved")
+                (taskfs / "etc").mkdir(parents=True)
+            return got
+        ImageSandbox._open_taskfs = swapped
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc)}
+        result["left"] = image.release()
+        result["mounted"] = mounted()
+        result["owner's"] = sorted(str(p.relative_to(taskfs)) for p in taskfs.rglob("*"))
+    """)
+    assert result == {"error": f"the task filesystem {tmp_path}/taskfs was replaced while it was prepared (the "
+                               "containerizer, given its path, would enter another directory)",
+                      "left": [], "mounted": [], "owner's": ["etc"]}
