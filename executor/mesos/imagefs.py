@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from config.words import quoted
-from executor.mesos import imageusers
+from executor.mesos import imageusers, mounttree
 from executor.mesos.containerizer import TASKFS
 
 MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
@@ -186,29 +186,45 @@ class ImageSandbox:
         """The image bind-mounted onto itself nosuid and nodev (its other flags kept) in this
         mount namespace, which the containerizer copies for every process: a setuid-root
         program, or a device node open to all, that the image's author put in it would
-        otherwise give the task's processes root on the agent (Thermos leaves them working)."""
+        otherwise give the task's processes root on the agent (Thermos leaves them working).
+        The copy is attached and held through descriptors (`mounttree`): the sandbox is the
+        task owner's, whose `taskfs` may be renamed meanwhile."""
         parent, root = self._open_taskfs()
         try:
             kept = os.fstatvfs(root).f_flag
             kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
-            itself = os.fsencode(f"/proc/self/fd/{root}")
-            if _libc().mount(itself, itself, None, MS_BIND | MS_REC, None) != 0:
-                os.close(parent)
-                raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
-                                 f"{os.strerror(ctypes.get_errno())}")
-            self.mounted.append(str(self.taskfs))
-            self._points.append((parent, self.taskfs.name))
-            top = self._bound_root(parent, os.fstat(root))
+            top = mounttree.clone_onto(root)
+            if top >= 0:
+                self.mounted.append(str(self.taskfs))
+                self._points.append((top, ""))  # released through its root: the directory may be renamed
+            else:
+                top = self._bind_by_path(parent, root)
+        except OSError as exc:
+            raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: {_why(exc)}") from None
         finally:
             os.close(root)
-        self._points[-1] = (top, "")  # released through its root: the directory may be renamed
+            os.close(parent)
         self._root = top
-        os.close(parent)
         flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
         if _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
             raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
                              f"{os.strerror(ctypes.get_errno())}")
         self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
+
+    def _bind_by_path(self, parent: int, root: int) -> int:
+        """`_seal`'s mount by mount(2), where the kernel has no open_tree (before 5.2): the
+        new mount's root is found again by its name in PARENT, checked to be ROOT's
+        directory; if `taskfs` was renamed in between, the mount stays on the renamed
+        image, unreachable (ImageError says so)."""
+        itself = os.fsencode(f"/proc/self/fd/{root}")
+        if _libc().mount(itself, itself, None, MS_BIND | MS_REC, None) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        self.mounted.append(str(self.taskfs))
+        self._points.append((os.dup(parent), self.taskfs.name))
+        top = self._bound_root(parent, os.fstat(root))
+        os.close(self._points[-1][0])
+        self._points[-1] = (top, "")  # released through its root: the directory may be renamed
+        return top
 
     def _bound_root(self, parent: int, bound: os.stat_result) -> int:
         """An O_PATH descriptor of the root of the mount just made on taskfs, opened in PARENT
