@@ -485,3 +485,30 @@ def test_a_taskfs_swapped_as_the_seal_is_made_is_refused_and_nothing_is_left_mou
     assert result == {"error": f"the task filesystem {tmp_path}/taskfs was replaced while it was prepared (the "
                                "containerizer, given its path, would enter another directory)",
                       "left": [], "mounted": [], "owner's": ["etc"]}
+
+
+def test_an_executor_without_proc_fails_the_task_saying_so_before_anything_is_mounted(rootfs, tmp_path):
+    # The image's mounts are named through /proc/self/fd (the seal's remount, every detach):
+    # in a mount namespace whose /proc is not procfs, none of that can work. (was: the seal
+    # attached by open_tree, its remount refused "No such file or directory", and its
+    # detach too: the image stayed mounted in the executor's namespace)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        import ctypes
+        sandbox.mkdir()
+        table = open("/proc/self/mountinfo")  # read once /proc is covered
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.mount(b"none", b"/proc", b"tmpfs", 0, None) == 0, ctypes.get_errno()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare("nobody")
+        except ImageError as exc:
+            result = {"error": str(exc)}
+        result["left"] = image.release()
+        result["mounted"] = [line.split()[4] for line in table if str(tmp) in line]
+    """)
+    assert result == {"error": f"cannot prepare the task filesystem {tmp_path}/taskfs: /proc/self/fd does not show "
+                               "this process's descriptors (procfs is not mounted at /proc in the executor's mount "
+                               "namespace), and the image's mounts are made and detached through them",
+                      "left": [], "mounted": []}
+    assert "nobody" not in (tmp_path / "taskfs/etc/passwd").read_text()  # nothing changed in the image
