@@ -82,6 +82,10 @@ class ImageSandbox:
         if not self.taskfs.is_dir():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
+        if not mounttree.proc_fds_shown(self.taskfs.parent):
+            raise ImageError(f"cannot prepare the task filesystem {self.taskfs}: /proc/self/fd does not show this "
+                             "process's descriptors (procfs is not mounted at /proc in the executor's mount "
+                             "namespace), and the image's mounts are made and detached through them")
         if not _runs_in(self.taskfs, BASH):
             raise ImageError(f"the task's image has no {BASH} that can run (every process and shell health check "
                              f"runs inside it as {BASH} -c CMDLINE, as under Thermos)")

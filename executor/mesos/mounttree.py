@@ -8,7 +8,8 @@ the new mount can be named only by a path (a `/proc/self/fd/N` of the directory 
 the mount below it), which the task owner, who owns the sandbox, may have moved meanwhile.
 
 -1 where the kernel has no such call (ENOSYS) or a seccomp profile denies it (EPERM):
-the caller then uses mount(2). The numbers are the generic table's, every architecture's
+the caller then uses mount(2). `proc_fds_shown(dir)`: whether `/proc/self/fd` works here,
+which every remount and detach needs. The numbers are the generic table's, every architecture's
 since Linux 5.1 but alpha's. Loaded only for a filesystem-image task; no logging.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from pathlib import Path
 
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
 OPEN_TREE_CLONE, AT_EMPTY_PATH, AT_RECURSIVE = 1, 0x1000, 0x8000
@@ -43,3 +45,19 @@ def clone_onto(fd: int) -> int:
         os.close(tree)  # a detached copy: gone with its last descriptor
         raise OSError(err, os.strerror(err))
     return tree
+
+
+def proc_fds_shown(directory: Path) -> bool:
+    """Whether `/proc/self/fd/N` leads to what descriptor N holds (DIRECTORY's, opened for
+    the look): what `imagefs` names each mount by to remount and detach it (umount2(2) and
+    a remount take a path only). False where procfs is not mounted at /proc."""
+    try:
+        fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return True  # (said by the next step, which opens it too)
+    try:
+        return os.path.samestat(os.stat(f"/proc/self/fd/{fd}"), os.fstat(fd))
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
