@@ -7,10 +7,14 @@ mount's root: nothing is looked up by name, before the mount or after it. With m
 the new mount can be named only by a path (a `/proc/self/fd/N` of the directory leads to
 the mount below it), which the task owner, who owns the sandbox, may have moved meanwhile.
 
--1 where the kernel has no such call (ENOSYS) or a seccomp profile denies it (EPERM):
-the caller then uses mount(2). `proc_fds_shown(dir)`: whether `/proc/self/fd` works here,
-which every remount and detach needs. The numbers are the generic table's, every architecture's
-since Linux 5.1 but alpha's. Loaded only for a filesystem-image task; no logging.
+It gives -1 where the kernel has no such call (ENOSYS) or a seccomp profile denies it
+(EPERM): the caller then uses mount(2). The numbers are the generic table's, every
+architecture's since Linux 5.1 but alpha's.
+
+`proc_fds_shown(dir)` says whether `/proc/self/fd` leads to this process's descriptors
+here, which every remount and detach needs (umount2(2) takes a path only).
+
+Loaded only for a filesystem-image task; no logging.
 """
 from __future__ import annotations
 
