@@ -28,8 +28,9 @@ point's directory, held since the mount (the task may have replaced a parent by 
 meanwhile), or, for the image's own, of its root. Neither `taskfs` nor a volume's source
 in the sandbox (the task owner's) is followed through a symlink either; once sealed, the
 image is reached through its root's descriptor only, and a `taskfs` that is no longer it
-at the end is refused (the containerizer is given the path). Thermos leaves the mounts to the end of the container's mount namespace; an
-executor that shares the host's would leave the sandbox mounted inside itself.
+at the end is refused (the containerizer is given the path). Thermos leaves the mounts to
+the end of the container's mount namespace; an executor that shares the host's would leave
+the sandbox mounted inside itself.
 
 Only as root; every failure is `ImageError` whose message says what failed. Loaded only
 for a filesystem-image task.
