@@ -26,8 +26,11 @@ executor for ever), a mount point is mounted on through its descriptor, and `rel
 detaches what was mounted once the task is over through the descriptor of each mount
 point's directory, held since the mount (the task may have replaced a parent by a symlink
 meanwhile), or, for the image's own, of its root. Neither `taskfs` nor a volume's source
-in the sandbox (the task owner's) is followed through a symlink either. Thermos leaves the mounts to the end of the container's mount namespace; an
-executor that shares the host's would leave the sandbox mounted inside itself.
+in the sandbox (the task owner's) is followed through a symlink either; once sealed, the
+image is reached through its root's descriptor only, and a `taskfs` that is no longer it
+at the end is refused (the containerizer is given the path). Thermos leaves the mounts to
+the end of the container's mount namespace; an executor that shares the host's would leave
+the sandbox mounted inside itself.
 
 Only as root; every failure is `ImageError` whose message says what failed. Loaded only
 for a filesystem-image task.
@@ -45,7 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from config.words import quoted
-from executor.mesos import imageusers
+from executor.mesos import imageusers, mounttree
 from executor.mesos.containerizer import TASKFS
 
 MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
@@ -67,6 +70,7 @@ class ImageSandbox:
         self._volumes = [v for v in volumes if v != TASKFS]
         self.mounted: list[str] = []  # what prepare() mounted, in order
         self._points: list[tuple[int, str]] = []  # each one's directory (a held fd) and name in it; or its root and ""
+        self._root = -1  # the sealed image's root (O_PATH, one of `_points`): what is mounted and written in
         self.notes: list[str] = []  # what was done, one line each, for the log
 
     def prepare(self, user: str | None) -> None:
@@ -79,6 +83,10 @@ class ImageSandbox:
         if not self.taskfs.is_dir():
             raise ImageError(f"the task's filesystem image is not at {self.taskfs}: the agent mounts it there (a "
                              f"volume with the image at container path {TASKFS!r}, as Aurora's scheduler asks)")
+        if not mounttree.proc_fds_shown(self.taskfs.parent):
+            raise ImageError(f"cannot prepare the task filesystem {self.taskfs}: /proc/self/fd does not show this "
+                             "process's descriptors (procfs is not mounted at /proc in the executor's mount "
+                             "namespace), and the image's mounts are made and detached through them")
         if not _runs_in(self.taskfs, BASH):
             raise ImageError(f"the task's image has no {BASH} that can run (every process and shell health check "
                              f"runs inside it as {BASH} -c CMDLINE, as under Thermos)")
@@ -90,6 +98,7 @@ class ImageSandbox:
         self._mount(*self._source(str(self._sandbox)), self._mount_point)
         for name in COPIED:
             self._copy(Path("/etc") / name)
+        self._check_in_place()
 
     def release(self) -> list[str]:
         """Detaches what prepare() mounted (the last first); the problems, in words. Each
@@ -111,6 +120,7 @@ class ImageSandbox:
                     problems.append(f"umount {shown}: {os.strerror(ctypes.get_errno())}")
             finally:
                 os.close(parent)
+        self._root = -1
         return problems
 
     # ---- 1. the user ----
@@ -157,7 +167,7 @@ class ImageSandbox:
         target = self.taskfs / inside.lstrip("/")
         try:
             try:
-                parent, name = _mount_point(self.taskfs, inside, stat.S_ISREG(os.fstat(held).st_mode))
+                parent, name = _mount_point(self._root, inside, stat.S_ISREG(os.fstat(held).st_mode))
             except (OSError, ValueError) as exc:  # ValueError: a name no file can have (a lone surrogate)
                 raise ImageError(f"cannot make the mount point {target} for {source}: {_why(exc)}") from None
             try:
@@ -181,28 +191,45 @@ class ImageSandbox:
         """The image bind-mounted onto itself nosuid and nodev (its other flags kept) in this
         mount namespace, which the containerizer copies for every process: a setuid-root
         program, or a device node open to all, that the image's author put in it would
-        otherwise give the task's processes root on the agent (Thermos leaves them working)."""
+        otherwise give the task's processes root on the agent (Thermos leaves them working).
+        The copy is attached and held through descriptors (`mounttree`): the sandbox is the
+        task owner's, whose `taskfs` may be renamed meanwhile."""
         parent, root = self._open_taskfs()
         try:
             kept = os.fstatvfs(root).f_flag
             kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
-            itself = os.fsencode(f"/proc/self/fd/{root}")
-            if _libc().mount(itself, itself, None, MS_BIND | MS_REC, None) != 0:
-                os.close(parent)
-                raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: "
-                                 f"{os.strerror(ctypes.get_errno())}")
-            self.mounted.append(str(self.taskfs))
-            self._points.append((parent, self.taskfs.name))
-            top = self._bound_root(parent, os.fstat(root))
+            top = mounttree.clone_onto(root)
+            if top >= 0:
+                self.mounted.append(str(self.taskfs))
+                self._points.append((top, ""))  # released through its root: the directory may be renamed
+            else:
+                top = self._bind_by_path(parent, root)
+        except OSError as exc:
+            raise ImageError(f"Failed to bind-mount the task filesystem {self.taskfs} onto itself: {_why(exc)}") from None
         finally:
             os.close(root)
-        self._points[-1] = (top, "")  # released through its root: the directory may be renamed
-        os.close(parent)
+            os.close(parent)
+        self._root = top
         flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
         if _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
             raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
                              f"{os.strerror(ctypes.get_errno())}")
         self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
+
+    def _bind_by_path(self, parent: int, root: int) -> int:
+        """`_seal`'s mount by mount(2), where the kernel has no open_tree (before 5.2): the
+        new mount's root is found again by its name in PARENT, checked to be ROOT's
+        directory; if `taskfs` was renamed in between, the mount stays on the renamed
+        image, unreachable (ImageError says so)."""
+        itself = os.fsencode(f"/proc/self/fd/{root}")
+        if _libc().mount(itself, itself, None, MS_BIND | MS_REC, None) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        self.mounted.append(str(self.taskfs))
+        self._points.append((os.dup(parent), self.taskfs.name))
+        top = self._bound_root(parent, os.fstat(root))
+        os.close(self._points[-1][0])
+        self._points[-1] = (top, "")  # released through its root: the directory may be renamed
+        return top
 
     def _bound_root(self, parent: int, bound: os.stat_result) -> int:
         """An O_PATH descriptor of the root of the mount just made on taskfs, opened in PARENT
@@ -234,6 +261,20 @@ class ImageSandbox:
             os.close(parent)
             raise ImageError(f"cannot look at the task filesystem {self.taskfs}: {_why(exc)}") from None
 
+    def _check_in_place(self) -> None:
+        """Refuses a `taskfs` that is no longer the sealed image (renamed from another mount
+        namespace, a directory of the owner's put in its place): everything was mounted and
+        written through the image's root, but the containerizer is given the path."""
+        parent, there = self._open_taskfs()
+        try:
+            moved = not os.path.samestat(os.fstat(there), os.fstat(self._root))
+        finally:
+            os.close(there)
+            os.close(parent)
+        if moved:
+            raise ImageError(f"the task filesystem {self.taskfs} was replaced while it was prepared (the "
+                             "containerizer, given its path, would enter another directory)")
+
     # ---- 3. the copies ----
 
     def _copy(self, source: Path) -> None:
@@ -245,7 +286,7 @@ class ImageSandbox:
             raise ImageError(f"cannot read {source} to copy it into the task filesystem: {_why(exc)}") from None
         target = self.taskfs / "etc" / source.name
         try:
-            with _walk(self.taskfs, "etc") as etc:
+            with _walk(self._root, "etc") as etc:
                 fd = _create(source.name, mode, etc)
                 with os.fdopen(fd, "wb") as out:
                     out.write(data)
@@ -264,16 +305,18 @@ def _libc() -> ctypes.CDLL:
 
 
 @contextlib.contextmanager
-def _walk(root: Path, inside: str) -> Iterator[int]:
+def _walk(root: Path | int, inside: str) -> Iterator[int]:
     """An fd of the directory ROOT/INSIDE, each level made if missing and opened without
-    following a symlink; OSError (ELOOP: a symlink)."""
+    following a symlink; OSError (ELOOP: a symlink). ROOT: a path, or a directory's fd (the
+    sealed image's root: never found again by name, which the task owner may have moved)."""
     parts = [p for p in inside.strip("/").split("/") if p not in ("", ".")]
     if ".." in parts:
         raise OSError(errno.EINVAL, f"{quoted(inside)} has a '..' in it")
     try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root) if isinstance(root, int) else (
+            os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
     except NotADirectoryError:  # (O_NOFOLLOW's word for a symlink: taskfs swapped since prepare looked)
-        if os.path.islink(root):
+        if not isinstance(root, int) and os.path.islink(root):
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(root)) from None
         raise
     try:
@@ -288,7 +331,7 @@ def _walk(root: Path, inside: str) -> Iterator[int]:
         os.close(fd)
 
 
-def _mount_point(root: Path, inside: str, is_file: bool) -> tuple[int, str]:
+def _mount_point(root: int, inside: str, is_file: bool) -> tuple[int, str]:
     """(an fd of the directory holding ROOT/INSIDE, INSIDE's last name): the mount point
     made if missing, a directory (for a file, an empty regular file), none of it a symlink.
     An existing FIFO or device is never opened (opening one could block for ever)."""

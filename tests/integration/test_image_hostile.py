@@ -129,7 +129,11 @@ def test_fifos_and_oversized_files_in_the_image_s_etc_never_block_the_executor(r
     def unblock() -> None:
         os.close(os.open(hosts, os.O_RDONLY | os.O_NONBLOCK))
 
-    assert within(5, lambda: image._copy(source), unblock) is None
+    image._root = os.open(taskfs, os.O_PATH | os.O_CLOEXEC)  # what the seal holds: the files go in through it
+    try:
+        assert within(5, lambda: image._copy(source), unblock) is None
+    finally:
+        os.close(image._root)
     assert hosts.read_text() == "127.0.0.1 localhost\n"  # the FIFO replaced by the copy
     (taskfs / "etc/passwd").unlink()
     os.mkfifo(taskfs / "etc/passwd")
@@ -205,16 +209,21 @@ def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_
     }
 
 
-def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privilege(rootfs, tmp_path):
+@pytest.mark.parametrize("by_path", [False, True], ids=["open_tree", "mount-by-path"])
+def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privilege(rootfs, tmp_path, by_path):
+    # (by_path: as on a kernel before 5.2, where there is no open_tree: the seal by mount(2))
     taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
     suid = taskfs / "usr/bin/suid-id"
     suid.write_bytes((taskfs / "usr/bin/id").read_bytes())
     suid.chmod(0o4755)  # the image's author's setuid-root id
     os.mknod(taskfs / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a device open to all
     result = in_private_mounts(tmp_path, """
+        from executor.mesos import mounttree
         from executor.mesos.containerizer import ContainerizerLaunch
         from executor.task.wiring import RunAs
         from tests.support.rootfs import containerizer_script
+        if BY_PATH:
+            mounttree.clone_onto = lambda fd: -1
         sandbox.mkdir()
         image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
         image.prepare(None)
@@ -225,7 +234,7 @@ def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privileg
         result = {"out": ran.stdout, "err": ran.stderr.splitlines()[-1], "mounts": mounted()}
         result["problems"] = image.release()
         result["after"] = mounted()
-    """)
+    """.replace("BY_PATH", str(by_path)))
     assert result["out"] == "65534\n", result  # 0 when the image's setuid bit is honoured
     assert result["err"].endswith("/null: Permission denied"), result  # the device is no device
     assert result["mounts"] == [str(taskfs), str(taskfs / "mnt/mesos/sandbox")]  # the image's nosuid,nodev bind
@@ -417,3 +426,89 @@ def test_release_detaches_the_sealed_image_even_where_taskfs_was_renamed_from_an
         result = {"problems": image.release(), "mounted": mounted()}
     """)
     assert result == {"problems": [], "mounted": []}
+
+
+def test_a_taskfs_swapped_for_a_directory_after_the_seal_gets_no_mount_nor_file_and_is_refused(rootfs, tmp_path):
+    # From a mount namespace where `taskfs` is no mount point, the task owner's processes can
+    # rename it once it is sealed and make a directory of their own in its place. (was: the
+    # volumes and the sandbox were mounted, and the host's /etc files written, into that
+    # directory, found again by name, and the image prepared, though the containerizer,
+    # given the path, would enter the owner's unsealed directory with its /etc/passwd)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        sealed = ImageSandbox._seal
+        def swapped(self):
+            sealed(self)
+            subprocess.run(["nsenter", f"--mount=/proc/{os.getppid()}/ns/mnt", "--", "sh", "-c",
+                            f"mv {taskfs} {tmp}/moved && mkdir -p {taskfs}/etc {taskfs}/mnt"], check=True, timeout=20)
+        ImageSandbox._seal = swapped
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc)}
+        result["owner's"] = sorted(str(p.relative_to(taskfs)) for p in taskfs.rglob("*"))
+        result["left"] = image.release()
+        result["mounted"] = mounted()
+    """)
+    assert result == {"error": f"the task filesystem {tmp_path}/taskfs was replaced while it was prepared (the "
+                               "containerizer, given its path, would enter another directory)",
+                      "owner's": ["etc", "mnt"], "left": [], "mounted": []}
+
+
+def test_a_taskfs_swapped_as_the_seal_is_made_is_refused_and_nothing_is_left_mounted(rootfs, tmp_path):
+    # The task owner renames `taskfs` between its opening and the bind onto itself: the mount
+    # goes where the descriptor leads, the renamed image. (was: refused, but the mount was
+    # then found again by name, which led to the owner's directory: it stayed on the image,
+    # in the executor's mount namespace, its release refused as "Invalid argument")
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        sandbox.mkdir()
+        opened = ImageSandbox._open_taskfs
+        def swapped(self):  # the first time: as the seal opens it
+            got = opened(self)
+            if not (tmp / "moved").exists():
+                os.rename(taskfs, tmp / "moved")
+                (taskfs / "etc").mkdir(parents=True)
+            return got
+        ImageSandbox._open_taskfs = swapped
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result = {"error": str(exc)}
+        result["left"] = image.release()
+        result["mounted"] = mounted()
+        result["owner's"] = sorted(str(p.relative_to(taskfs)) for p in taskfs.rglob("*"))
+    """)
+    assert result == {"error": f"the task filesystem {tmp_path}/taskfs was replaced while it was prepared (the "
+                               "containerizer, given its path, would enter another directory)",
+                      "left": [], "mounted": [], "owner's": ["etc"]}
+
+
+def test_an_executor_without_proc_fails_the_task_saying_so_before_anything_is_mounted(rootfs, tmp_path):
+    # The image's mounts are named through /proc/self/fd (the seal's remount, every detach):
+    # in a mount namespace whose /proc is not procfs, none of that can work. (was: the seal
+    # attached by open_tree, its remount refused "No such file or directory", and its
+    # detach too: the image stayed mounted in the executor's namespace)
+    copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, r"""
+        import ctypes
+        sandbox.mkdir()
+        table = open("/proc/self/mountinfo")  # read once /proc is covered
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.mount(b"none", b"/proc", b"tmpfs", 0, None) == 0, ctypes.get_errno()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare("nobody")
+        except ImageError as exc:
+            result = {"error": str(exc)}
+        result["left"] = image.release()
+        result["mounted"] = [line.split()[4] for line in table if str(tmp) in line]
+    """)
+    assert result == {"error": f"cannot prepare the task filesystem {tmp_path}/taskfs: /proc/self/fd does not show "
+                               "this process's descriptors (procfs is not mounted at /proc in the executor's mount "
+                               "namespace), and the image's mounts are made and detached through them",
+                      "left": [], "mounted": []}
+    assert "nobody" not in (tmp_path / "taskfs/etc/passwd").read_text()  # nothing changed in the image

@@ -179,7 +179,12 @@ def test_a_symlinked_etc_file_is_replaced_never_written_through(tmp_path):
     (taskfs / "etc/hosts").symlink_to(victim)
     source = tmp_path / "hosts"
     source.write_text("127.0.0.1 localhost\n")
-    ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])._copy(source)
+    image = ImageSandbox(taskfs, tmp_path, "/mnt/mesos/sandbox", [])
+    image._root = os.open(taskfs, os.O_PATH | os.O_CLOEXEC)  # what the seal holds: the files go in through it
+    try:
+        image._copy(source)
+    finally:
+        os.close(image._root)
     assert victim.read_text() == "untouched\n"
     assert not os.path.islink(taskfs / "etc/hosts")
     assert Path(taskfs / "etc/hosts").read_text() == "127.0.0.1 localhost\n"
