@@ -32,6 +32,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 
@@ -134,6 +135,39 @@ def test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host
     assert done.stdout.splitlines() == [
         "None", "no memory could be had (MemoryError): the data-size limit (ulimit -d: "
                 "1073741824 KiB) is reached"], done.stdout
+
+
+# Strict overcommit, or no /proc/sys to read it from, as the child reads it: the setting's file
+# replaced in a private mount namespace (`unshare --mount`, as root), never the host's own.
+STRICT_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
+try:
+    bytearray(2 ** 50)
+except MemoryError as exc:
+    print(no_room(exc))
+"""
+
+
+@pytest.mark.parametrize("setting", ["2\n", None])
+def test_a_memory_error_under_strict_overcommit_or_with_no_setting_to_read_is_the_host_s(tmp_path, setting) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (a private mount namespace)")
+    if any(resource.getrlimit(limit)[0] != resource.RLIM_INFINITY
+           for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA)):
+        pytest.skip("this test runs under an address-space or data-size limit (ulimit -v, -d)")
+    if setting is None:  # an empty directory over /proc/sys/vm: the setting cannot be read
+        (tmp_path / "vm").mkdir()
+        mount = f"mount --bind {tmp_path / 'vm'} /proc/sys/vm"
+    else:
+        (tmp_path / "overcommit_memory").write_text(setting)
+        mount = f"mount --bind {tmp_path / 'overcommit_memory'} /proc/sys/vm/overcommit_memory"
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f'{mount} && exec "$0" -c "$1" "$2"', sys.executable, STRICT_CHILD, str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "no memory could be had (MemoryError): the host refused an "
+                                                 "allocation (no memory left under vm.overcommit_memory=2)\n"), done
 
 
 @pytest.mark.parametrize("exc, said", [
