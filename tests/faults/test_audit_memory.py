@@ -484,6 +484,36 @@ def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_
     assert not os.path.exists(out["called"][0]), "the cgroup made for the task was left"
 
 
+# The same cut in the early start's move (`cgrouplife.begin`, on its own thread, before the
+# supervisor loads): a failed move, the cgroup made for it removed when it is given up.
+EARLY_ENTER_CHILD = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from executor.procs import cgrouplife, cgroups
+def enter(self):
+    raise MemoryError
+cgroups.TaskCgroup.enter = enter
+cgrouplife.begin(os.urandom(16).hex(), cgroups.SETTING_AUTO, -1, ())
+made = cgrouplife._made
+out = {"made": None if made is None else made.cgroup.directory}
+if made is not None:
+    cgrouplife.wait_moved()
+    out.update(error=None if made.error is None else [made.error.errno, made.error.strerror],
+               alive=made.thread.is_alive(), moved=sorted(made.moved))
+    cgrouplife.discard()
+    out["left"] = os.path.exists(made.cgroup.directory)
+print(json.dumps(out))
+"""
+
+
+def test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes() -> None:
+    out = json.loads(child(EARLY_ENTER_CHILD, str(REPO)).stdout)
+    if out["made"] is None:
+        pytest.skip("no task cgroup could be made here")
+    assert out == {"made": out["made"], "error": [errno.ENOMEM, os.strerror(errno.ENOMEM)], "alive": False,
+                   "moved": [], "left": False}, out
+
+
 # `stoker executor` under the agent simulator, a MemoryError in its owner (as the module a
 # supervisor loads at a process's first restart is read: under `ulimit -v`, any allocation).
 # The owner stopped the processes and sent TASK_FAILED with the host's reason; then the

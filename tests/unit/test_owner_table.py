@@ -305,6 +305,19 @@ def test_a_spawn_failure_is_a_failed_run_and_the_reason_reaches_the_update():
     assert "could not start: cannot start /bin/bash" in h.owner.final_update.message
 
 
+def test_what_of_the_task_still_lives_at_its_end_is_said_in_the_terminal_update_and_its_record():
+    """`left_running`: what the task SIGKILLed that cannot die yet (a D state), added to the
+    end's reason, in the update the agent reads and in the checkpointed transition."""
+    h = Harness(job())
+    h.procs._fail = ("a",)
+    h.procs.left = "1 process SIGKILLed has not died (pid 4242, D state)"
+    h.owner.start()
+    h.step()
+    assert h.done and h.owner.final_update.state is TaskState.FAILED
+    assert h.owner.final_update.message.endswith("; 1 process SIGKILLed has not died (pid 4242, D state)")
+    assert h.reporter.transitions[-1].reason.endswith("; 1 process SIGKILLed has not died (pid 4242, D state)")
+
+
 def test_an_unknown_event_is_logged_and_ignored(caplog):
     h = Harness(job())
     h.owner.start()
