@@ -247,8 +247,8 @@ def test_every_record_the_owner_writes_replays_to_its_story():
     assert (view.state, view.reason) == ("KILLED", "killed by the agent (KILL)")
     assert view.phase.to_state == "KILLED"
     (a,) = view.processes
-    assert [(r.run, r.state, r.pid) for r in a.runs] == [
-        (0, "LOST", 101), (1, "FAILED", 102), (2, "KILLED", 103)]
+    assert [(r.run, r.state, r.pid, r.exit_code, r.signal) for r in a.runs] == [
+        (0, "LOST", 101, None, KILL), (1, "FAILED", 102, 2, None), (2, "KILLED", 103, None, TERM)]
     # the header, at most one write per step, and one before each of the 3 status updates
     # (STARTING, RUNNING, KILLED): the checkpoint holds a change before the agent hears of it
     assert h.checkpoint.writes <= 1 + 5 + 3
