@@ -318,6 +318,25 @@ def test_what_of_the_task_still_lives_at_its_end_is_said_in_the_terminal_update_
     assert h.reporter.transitions[-1].reason.endswith("; 1 process SIGKILLed has not died (pid 4242, D state)")
 
 
+def test_an_internal_error_s_end_is_checkpointed_at_close_with_the_runs_it_killed():
+    """`stoker status` shows the task FAILED with the error and its running run KILLED by
+    it, not LOST with the run RUNNING."""
+    h = Harness(job())
+    h.owner.start()
+    h.step()
+    try:  # as `TaskOwner.run` does
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        h.owner._internal_error(exc)
+    finally:
+        h.owner.close()
+    view = replay(h.checkpoint.records)
+    assert (view.state, view.reason) == ("FAILED", "executor internal error: RuntimeError: boom")
+    (a,) = view.processes
+    assert [(r.run, r.state, r.pid, r.reason) for r in a.runs] == [
+        (0, "KILLED", 101, "killed: executor internal error: RuntimeError: boom")]
+
+
 def test_an_unknown_event_is_logged_and_ignored(caplog):
     h = Harness(job())
     h.owner.start()
