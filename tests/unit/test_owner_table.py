@@ -14,6 +14,7 @@ from config.spec import ProcessSpec
 from executor.events import (
     ExitStatus,
     HealthChecked,
+    KillRequested,
     KillStep,
     LifecycleProgress,
     ProcessExited,
@@ -335,6 +336,23 @@ def test_an_internal_error_s_end_is_checkpointed_at_close_with_the_runs_it_kille
     (a,) = view.processes
     assert [(r.run, r.state, r.pid, r.reason) for r in a.runs] == [
         (0, "KILLED", 101, "killed: executor internal error: RuntimeError: boom")]
+
+
+def test_after_the_early_runs_first_step_a_kill_queued_as_a_restart_came_due_starts_no_run():
+    """The early runs are adopted by a decision before the first step's events; every later
+    step handles its events first: a kill queued as the back-off ran out ends the task with
+    no new run started and SIGTERMed."""
+    h = Harness(job(ProcessSpec(name="a", cmdline="serve", max_failures=0, min_duration_secs=5.0)),
+                running_early=True)
+    h.owner.start()
+    h.step()
+    Exit(code=1)(h)  # shorter than min_duration: its restart is due in 5 s
+    assert h.owner.next_deadline_at == h.clock.now + 5.0
+    h.clock.advance_to(h.owner.next_deadline_at)
+    h.owner.post(KillRequested("killed by the agent (KILL)", 5.0, h.clock.now))
+    h.step()
+    assert h.done and h.effects.lines == ["0 update STARTING", "0 spawn a[0]", "0 update RUNNING",
+                                          "5 update KILLED", "5 procs close"]
 
 
 def test_an_unknown_event_is_logged_and_ignored(caplog):
