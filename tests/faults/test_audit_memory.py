@@ -210,7 +210,7 @@ from executor.procs.supervisor import Supervisor
 real_waitid, armed, refused = os.waitid, [], []
 def waitid(*args):
     info = real_waitid(*args)
-    if armed and not refused:
+    if armed and len(refused) < int(sys.argv[3]):
         refused.append(info.si_pid)
         raise MemoryError
     return info
@@ -226,19 +226,22 @@ try:
     while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
         time.sleep(0.01)
     exited = [str(e.status) for e in events if type(e).__name__ == "ProcessExited"]
-    print(json.dumps({"refused_for_the_run": refused == [pid], "exited": exited}), flush=True)
+    print(json.dumps({"refused_for_the_run": refused == [pid] * int(sys.argv[3]), "exited": exited}), flush=True)
 finally:
     sup.close()
 """
 
 
-def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path) -> None:
+@pytest.mark.parametrize("refusals", [1, 3])
+def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path, refusals) -> None:
+    """One line while memory is short, however many waits it refused in a row."""
     (tmp_path / "sb").mkdir()
-    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO))
+    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO), str(refusals))
     out = json.loads(done.stdout)
     assert out["refused_for_the_run"], out
     assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
-    assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr == ('reaper_short_of_memory reason="a child\'s exit could not be taken (MemoryError); '
+                           'tried again every 0.1 s until it can"\n'), done.stderr[-2000:]
 
 
 
