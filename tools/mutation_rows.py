@@ -324,7 +324,8 @@ MODULES = (
            children=True),
     Module("memhealth", "the health loop after a MemoryError", ("healthcheck/loop.py",),
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on",
-            f"{AUDIT_MEMORY}test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it"),
+            f"{AUDIT_MEMORY}test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it",
+            "tests/integration/test_health_loop.py"),  # (the functions' older rules: spacing, stop, callback errors)
            functions=tuple(f"healthcheck.loop.xǁHealthLoopǁ{f}__mutmut_*" for f in ("_run", "_deliver")),
            children=True),
     Module("memmove", "the cgroup move cut by a MemoryError", ("executor/procs/cgrouplife.py",),
