@@ -319,7 +319,10 @@ MODULES = (
            children=True),
     Module("memrelay", "the signal relay after a MemoryError", ("executor/host/signals.py",),
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay",
-            f"{AUDIT_MEMORY}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay"),
+            f"{AUDIT_MEMORY}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay",
+            # the functions' older rules: each signal once, in order; a failing reaction's line
+            *_all_but("tests/integration/test_signal_relay.py",
+                      "test_the_executor_keeps_its_strays_ignored_once_its_relay_closes")),
            functions=tuple(f"executor.host.signals.xǁSignalRelayǁ{f}__mutmut_*" for f in ("_relay", "_call")),
            children=True),
     Module("memhealth", "the health loop after a MemoryError", ("healthcheck/loop.py",),
