@@ -355,6 +355,21 @@ def test_after_the_early_runs_first_step_a_kill_queued_as_a_restart_came_due_sta
                                           "5 update KILLED", "5 procs close"]
 
 
+def test_a_held_list_that_cannot_be_written_is_said_with_the_sandbox_s_path(caplog):
+    """The owner keeps the watchdog's held list beside the checkpoint at each step; a write
+    refused names the file by the task's sandbox."""
+    h = Harness(job())
+    h.procs.watchdog_pid = 4242
+
+    def refused(name: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    h.checkpoint.replace_beside = refused  # type: ignore[method-assign]
+    h.owner.start()
+    h.step()
+    assert "cannot write /sandbox/.stoker/held.json: " in caplog.text
+
+
 def test_an_unknown_event_is_logged_and_ignored(caplog):
     h = Harness(job())
     h.owner.start()
