@@ -333,7 +333,8 @@ MODULES = (
            children=True),
     Module("memmove", "the cgroup move cut by a MemoryError", ("executor/procs/cgrouplife.py",),
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move",
-            f"{AUDIT_MEMORY}test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes"),
+            f"{AUDIT_MEMORY}test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes",
+            "tests/e2e/test_early_cgroup.py"),  # (the functions' older rules: a move refused, the early runs taken in)
            functions=("executor.procs.cgrouplife.xǁ*ǁ_enter__mutmut_*",), children=True),
     Module("memline", "the host-shortage line of a command", ("executor/cli/main.py",),
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line",
