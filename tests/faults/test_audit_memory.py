@@ -206,43 +206,59 @@ import json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from config.spec import ProcessSpec
+from executor.procs import reaper
 from executor.procs.supervisor import Supervisor
+refusals, runs, line_refused = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "line refused"
 real_waitid, armed, refused = os.waitid, [], []
 def waitid(*args):
     info = real_waitid(*args)
-    if armed and len(refused) < int(sys.argv[3]):
+    if armed and info is not None and refused.count(info.si_pid) < refusals:
         refused.append(info.si_pid)
         raise MemoryError
     return info
 os.waitid = waitid
-events = []
+real_log = reaper.log_event
+def log_event(*args, **kwargs):
+    if line_refused:
+        raise MemoryError  # nor the line saying so
+    return real_log(*args, **kwargs)
+reaper.log_event = log_event
+events, pids = [], []
 sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
                  cgroups="off")
 sup.start()
 try:
     armed.append(True)
-    pid = sup.spawn(ProcessSpec("p", "exit 3"), 0)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
-        time.sleep(0.01)
+    for run in range(runs):  # one after the other: a shortage each, with a pass between
+        pids.append(sup.spawn(ProcessSpec("p", "exit 3"), run))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum(type(e).__name__ == "ProcessExited" for e in events) <= run:
+            time.sleep(0.01)
     exited = [str(e.status) for e in events if type(e).__name__ == "ProcessExited"]
-    print(json.dumps({"refused_for_the_run": refused == [pid] * int(sys.argv[3]), "exited": exited}), flush=True)
+    print(json.dumps({"refused_for_the_runs": refused == [p for p in pids for _ in range(refusals)],
+                      "exited": exited}), flush=True)
 finally:
+    armed.clear()  # (the watchdog's exit at the close is not refused)
     sup.close()
 """
 
+SHORT_OF_MEMORY = ('reaper_short_of_memory reason="a child\'s exit could not be taken (MemoryError); '
+                   'tried again every 0.1 s until it can"\n')
 
-@pytest.mark.parametrize("refusals", [1, 3])
-def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path, refusals) -> None:
-    """One line while memory is short, however many waits it refused in a row."""
+
+@pytest.mark.parametrize(("refusals", "runs", "line", "said"), [
+    (1, 1, "", SHORT_OF_MEMORY), (3, 1, "", SHORT_OF_MEMORY),  # once however many in a row
+    (1, 2, "", SHORT_OF_MEMORY * 2),  # once a shortage: a pass between ends one
+    (1, 1, "line refused", ""),  # the line too found none: the exit is taken all the same
+])
+def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(
+        tmp_path, refusals, runs, line, said) -> None:
     (tmp_path / "sb").mkdir()
-    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO), str(refusals))
+    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO), str(refusals), str(runs), line)
     out = json.loads(done.stdout)
-    assert out["refused_for_the_run"], out
-    assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
-    assert done.stderr == ('reaper_short_of_memory reason="a child\'s exit could not be taken (MemoryError); '
-                           'tried again every 0.1 s until it can"\n'), done.stderr[-2000:]
-
+    assert out["refused_for_the_runs"], out
+    assert len(out["exited"]) == runs and all("3" in e for e in out["exited"]), out
+    assert done.stderr == said, done.stderr[-2000:]
 
 
 # The same, cut one step later: the reap's `waitpid` reaps the run in the kernel, then its
