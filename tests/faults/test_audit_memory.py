@@ -273,8 +273,11 @@ from config.spec import ProcessSpec
 from executor.procs.supervisor import Supervisor
 real_waitpid, armed, refused = os.waitpid, [], []
 def waitpid(pid, options):
+    if sys.argv[4] == "before" and armed and not refused:  # the zombie still there
+        refused.append(pid)
+        raise MemoryError
     got = real_waitpid(pid, options)
-    if armed and not refused and got[0] == pid:
+    if sys.argv[4] == "after" and armed and not refused and got[0] == pid:
         refused.append(pid)
         raise MemoryError
     return got
@@ -297,13 +300,14 @@ finally:
 """
 
 
+@pytest.mark.parametrize("when", ["after", "before"])  # before: the zombie is reaped at the retry
 @pytest.mark.parametrize(("command", "exited"), [("exit 3", [3, None]),
                                                   ("kill -KILL $$", [None, 9])])
 def test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit(
-        tmp_path, command, exited) -> None:
+        tmp_path, command, exited, when) -> None:
     (tmp_path / "sb").mkdir()
     done = subprocess.run([sys.executable, "-c", REAP_CHILD, str(tmp_path / "sb"), str(REPO),
-                           command], capture_output=True, text=True, timeout=40)
+                           command, when], capture_output=True, text=True, timeout=40)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
     assert out["refused_for_the_run"], out
