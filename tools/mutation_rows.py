@@ -338,6 +338,6 @@ MODULES = (
            functions=("executor.procs.cgrouplife.xǁ*ǁ_enter__mutmut_*",), children=True),
     Module("memline", "the host-shortage line of a command", ("executor/cli/main.py",),
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line",
-            "tests/e2e/test_deleted_workdir.py"),  # (the function's older words: a working directory gone)
+            "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_closed_stdout.py"),  # (its older paths)
            functions=("executor.cli.main.x__handled__mutmut_*",), children=True),
 )
