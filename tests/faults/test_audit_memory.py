@@ -515,7 +515,7 @@ import json, os, sys
 sys.path.insert(0, sys.argv[1])
 from executor.procs import cgrouplife, cgroups
 def enter(self):
-    raise MemoryError
+    raise MemoryError if sys.argv[2] == "MemoryError" else PermissionError(13, "Permission denied")
 cgroups.TaskCgroup.enter = enter
 cgrouplife.begin(os.urandom(16).hex(), cgroups.SETTING_AUTO, -1, ())
 made = cgrouplife._made
@@ -530,12 +530,13 @@ print(json.dumps(out))
 """
 
 
-def test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes() -> None:
-    out = json.loads(child(EARLY_ENTER_CHILD, str(REPO)).stdout)
+@pytest.mark.parametrize(("refusal", "error"), [("MemoryError", [errno.ENOMEM, os.strerror(errno.ENOMEM)]),
+                                                 ("EACCES", [errno.EACCES, "Permission denied"])])  # (as ever)
+def test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes(refusal, error) -> None:
+    out = json.loads(child(EARLY_ENTER_CHILD, str(REPO), refusal).stdout)
     if out["made"] is None:
         pytest.skip("no task cgroup could be made here")
-    assert out == {"made": out["made"], "error": [errno.ENOMEM, os.strerror(errno.ENOMEM)], "alive": False,
-                   "moved": [], "left": False}, out
+    assert out == {"made": out["made"], "error": error, "alive": False, "moved": [], "left": False}, out
 
 
 # `stoker executor` under the agent simulator, a MemoryError in its owner (as the module a
