@@ -30,6 +30,9 @@ def _all_but(test_file: str, *left_out: str) -> tuple[str, ...]:
     return tuple(f"{test_file}::{name}" for name in names if name not in left_out)
 
 
+AUDIT_MEMORY = "tests/faults/test_audit_memory.py::"  # (the twelfth round's MemoryError rows)
+
+
 # A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
 # child process count for nothing here, unless the module says `children=True`: mutmut maps a
 # test to the functions it calls in its own process only. With it, every test of the module
@@ -258,7 +261,7 @@ MODULES = (
            ("tests/integration/test_console.py", "tests/integration/test_journal_stream.py")),
     Module("noroom", "what could not be had, in one line", ("executor/logs.py",),
            ("tests/faults/test_audit_memory.py::test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit",
-            "tests/faults/test_audit_memory.py::test_a_memory_error_without_a_limit_says_the_host_refused_it",
+            "tests/faults/test_audit_memory.py::test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host_s",
             "tests/faults/test_audit_memory.py::test_no_room_says_which_limit_a_thread_or_descriptor_met_and_nothing_of_another_error",
             "tests/faults/test_audit_memory.py::test_the_address_space_is_this_process_s_limit_and_its_vmsize_in_bytes",
             "tests/integration/test_denied_calls.py::test_where_clone3_is_refused_the_error_names_it"),
@@ -278,7 +281,63 @@ MODULES = (
            children=True),
     # (the kill's hold: what came after a kill began waits for the planner's decision on it)
     Module("killhold", "the owner's hold after a kill", ("executor/task/owner.py",),
-           tuple(sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py"))),
+           (*sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py")),
+            # the owner over a real checkpoint: the held list and the watchdog's pid it keeps beside it
+            *(f"tests/integration/test_held_file.py::{name}" for name in (
+                "test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_its_path",
+                "test_the_owner_writes_its_watchdogs_pid_for_the_figures_with_nothing_held"))),
            functions=tuple(f"executor.task.owner.xǁTaskOwnerǁ{f}__mutmut_*" for f in (
                "step", "close", "_after_decision", "_decide", "_dispatch", "_kill"))),
+    # The twelfth round: what the day's third session changed that no round saw (docs/testing.md §4)
+    Module("minimums", "ram and disk of 1 MiB at least", ("config/spec.py",), ("tests/unit/test_loader_errors.py",),
+           functions=("config.spec.x_submission_problems__mutmut_*",)),
+    Module("endsas", "the KILLING record's end", ("executor/task/records.py", "executor/task/taskview.py",
+                                                  "executor/host/truth.py"),
+           ("tests/unit/test_records.py", "tests/unit/test_replay.py", "tests/unit/test_host_entry.py",
+            "tests/unit/test_task_status.py", "tests/unit/test_observe_pages.py", "tests/unit/test_restart_view.py"),
+           functions=("executor.task.records.x__ends_as__mutmut_*", "executor.task.records.xǁTaskRecordǁ*__mutmut_*",
+                      "executor.task.taskview.xǁAttemptViewǁended_state__mutmut_*", "executor.host.truth.x_judge__mutmut_*")),
+    Module("turnlock", "a turn's lock waited for within a bound", ("executor/host/turnlock.py",),
+           ("tests/integration/test_turnlock.py",
+            "tests/integration/test_thread_refusals.py::test_no_thread_to_wait_with_gives_up_the_turn_at_once_and_the_descriptor"),
+           children=True),
+    Module("threadstart", "a thread started only with room for it", ("executor/logs.py",),
+           ("tests/faults/test_audit_memory.py::test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit",
+            "tests/faults/test_audit_memory.py::test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host_s",
+            "tests/faults/test_audit_memory.py::test_no_room_says_which_limit_a_thread_or_descriptor_met_and_nothing_of_another_error",
+            "tests/faults/test_audit_memory.py::test_a_memory_error_under_strict_overcommit_or_with_no_setting_to_read_is_the_host_s",
+            "tests/integration/test_denied_calls.py::test_where_clone3_is_refused_the_error_names_it",
+            "tests/integration/test_thread_refusals.py"),
+           functions=tuple(f"executor.logs.x_{f}__mutmut_*" for f in (
+               "start_thread", "thread_stack_bytes", "room_for_thread", "_no_room_for_thread", "no_thread",
+               "memory_refused")), children=True),
+    # A MemoryError that ends no thread (ulimit -v): one row a module, each against its own tests
+    Module("memreaper", "the reaper's retry after a MemoryError", ("executor/procs/reaper.py",),
+           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits",
+            f"{AUDIT_MEMORY}test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit"),
+           functions=tuple(f"executor.procs.reaper.xǁReaperǁ{f}__mutmut_*" for f in ("_loop", "_resume", "_dispatch")),
+           children=True),
+    Module("memrelay", "the signal relay after a MemoryError", ("executor/host/signals.py",),
+           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay",
+            f"{AUDIT_MEMORY}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay",
+            # the functions' older rules: each signal once, in order; a failing reaction's line
+            *_all_but("tests/integration/test_signal_relay.py",
+                      "test_the_executor_keeps_its_strays_ignored_once_its_relay_closes")),
+           functions=tuple(f"executor.host.signals.xǁSignalRelayǁ{f}__mutmut_*" for f in ("_relay", "_call")),
+           children=True),
+    Module("memhealth", "the health loop after a MemoryError", ("healthcheck/loop.py",),
+           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on",
+            f"{AUDIT_MEMORY}test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it",
+            "tests/integration/test_health_loop.py"),  # (the functions' older rules: spacing, stop, callback errors)
+           functions=tuple(f"healthcheck.loop.xǁHealthLoopǁ{f}__mutmut_*" for f in ("_run", "_deliver")),
+           children=True),
+    Module("memmove", "the cgroup move cut by a MemoryError", ("executor/procs/cgrouplife.py",),
+           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move",
+            f"{AUDIT_MEMORY}test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes",
+            "tests/e2e/test_early_cgroup.py"),  # (the functions' older rules: a move refused, the early runs taken in)
+           functions=("executor.procs.cgrouplife.xǁ*ǁ_enter__mutmut_*",), children=True),
+    Module("memline", "the host-shortage line of a command", ("executor/cli/main.py",),
+           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line",
+            "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_closed_stdout.py"),  # (its older paths)
+           functions=("executor.cli.main.x__handled__mutmut_*",), children=True),
 )

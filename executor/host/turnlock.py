@@ -33,14 +33,13 @@ def _waited(fd: int, bound_secs: float) -> bool:
 
     from executor.logs import start_thread  # only when another process holds the lock
 
-    turn, gate = threading.Event(), threading.Lock()
-    late: list[bool] = []  # set once the caller gave up
+    turn, given_up, gate = threading.Event(), threading.Event(), threading.Lock()
 
     def wait() -> None:
         with contextlib.suppress(OSError):  # (ENOLCK: as no locks at all)
             fcntl.flock(fd, fcntl.LOCK_EX)
         with gate:
-            if late:  # given up meanwhile: not held for nothing
+            if given_up.is_set():  # given up meanwhile: not held for nothing
                 os.close(fd)
             turn.set()
 
@@ -54,5 +53,5 @@ def _waited(fd: int, bound_secs: float) -> bool:
     with gate:
         if turn.is_set():  # as the bound ran out
             return True
-        late.append(True)
+        given_up.set()
         return False

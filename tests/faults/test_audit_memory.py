@@ -32,6 +32,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 
@@ -136,6 +137,39 @@ def test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host
                 "1073741824 KiB) is reached"], done.stdout
 
 
+# Strict overcommit, or no /proc/sys to read it from, as the child reads it: the setting's file
+# replaced in a private mount namespace (`unshare --mount`, as root), never the host's own.
+STRICT_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
+try:
+    bytearray(2 ** 50)
+except MemoryError as exc:
+    print(no_room(exc))
+"""
+
+
+@pytest.mark.parametrize("setting", ["2\n", None])
+def test_a_memory_error_under_strict_overcommit_or_with_no_setting_to_read_is_the_host_s(tmp_path, setting) -> None:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare (a private mount namespace)")
+    if any(resource.getrlimit(limit)[0] != resource.RLIM_INFINITY
+           for limit in (resource.RLIMIT_AS, resource.RLIMIT_DATA)):
+        pytest.skip("this test runs under an address-space or data-size limit (ulimit -v, -d)")
+    if setting is None:  # an empty directory over /proc/sys/vm: the setting cannot be read
+        (tmp_path / "vm").mkdir()
+        mount = f"mount --bind {tmp_path / 'vm'} /proc/sys/vm"
+    else:
+        (tmp_path / "overcommit_memory").write_text(setting)
+        mount = f"mount --bind {tmp_path / 'overcommit_memory'} /proc/sys/vm/overcommit_memory"
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f'{mount} && exec "$0" -c "$1" "$2"', sys.executable, STRICT_CHILD, str(REPO)],
+                          capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "no memory could be had (MemoryError): the host refused an "
+                                                 "allocation (no memory left under vm.overcommit_memory=2)\n"), done
+
+
 @pytest.mark.parametrize("exc, said", [
     (RuntimeError("can't start new thread"),  # no address-space limit here, clone3 not denied
      "no thread could be started: the process limit is reached (a pids cgroup's pids.max, or ulimit -u)"),
@@ -172,40 +206,59 @@ import json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from config.spec import ProcessSpec
+from executor.procs import reaper
 from executor.procs.supervisor import Supervisor
+refusals, runs, line_refused = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "line refused"
 real_waitid, armed, refused = os.waitid, [], []
 def waitid(*args):
     info = real_waitid(*args)
-    if armed and not refused:
+    if armed and info is not None and refused.count(info.si_pid) < refusals:
         refused.append(info.si_pid)
         raise MemoryError
     return info
 os.waitid = waitid
-events = []
+real_log = reaper.log_event
+def log_event(*args, **kwargs):
+    if line_refused:
+        raise MemoryError  # nor the line saying so
+    return real_log(*args, **kwargs)
+reaper.log_event = log_event
+events, pids = [], []
 sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
                  cgroups="off")
 sup.start()
 try:
     armed.append(True)
-    pid = sup.spawn(ProcessSpec("p", "exit 3"), 0)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
-        time.sleep(0.01)
+    for run in range(runs):  # one after the other: a shortage each, with a pass between
+        pids.append(sup.spawn(ProcessSpec("p", "exit 3"), run))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum(type(e).__name__ == "ProcessExited" for e in events) <= run:
+            time.sleep(0.01)
     exited = [str(e.status) for e in events if type(e).__name__ == "ProcessExited"]
-    print(json.dumps({"refused_for_the_run": refused == [pid], "exited": exited}), flush=True)
+    print(json.dumps({"refused_for_the_runs": refused == [p for p in pids for _ in range(refusals)],
+                      "exited": exited}), flush=True)
 finally:
+    armed.clear()  # (the watchdog's exit at the close is not refused)
     sup.close()
 """
 
+SHORT_OF_MEMORY = ('reaper_short_of_memory reason="a child\'s exit could not be taken (MemoryError); '
+                   'tried again every 0.1 s until it can"\n')
 
-def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path) -> None:
+
+@pytest.mark.parametrize(("refusals", "runs", "line", "said"), [
+    (1, 1, "", SHORT_OF_MEMORY), (3, 1, "", SHORT_OF_MEMORY),  # once however many in a row
+    (1, 2, "", SHORT_OF_MEMORY * 2),  # once a shortage: a pass between ends one
+    (1, 1, "line refused", ""),  # the line too found none: the exit is taken all the same
+])
+def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(
+        tmp_path, refusals, runs, line, said) -> None:
     (tmp_path / "sb").mkdir()
-    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO))
+    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO), str(refusals), str(runs), line)
     out = json.loads(done.stdout)
-    assert out["refused_for_the_run"], out
-    assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
-    assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
-
+    assert out["refused_for_the_runs"], out
+    assert len(out["exited"]) == runs and all("3" in e for e in out["exited"]), out
+    assert done.stderr == said, done.stderr[-2000:]
 
 
 # The same, cut one step later: the reap's `waitpid` reaps the run in the kernel, then its
@@ -220,8 +273,11 @@ from config.spec import ProcessSpec
 from executor.procs.supervisor import Supervisor
 real_waitpid, armed, refused = os.waitpid, [], []
 def waitpid(pid, options):
+    if sys.argv[4] == "before" and armed and not refused:  # the zombie still there
+        refused.append(pid)
+        raise MemoryError
     got = real_waitpid(pid, options)
-    if armed and not refused and got[0] == pid:
+    if sys.argv[4] == "after" and armed and not refused and got[0] == pid:
         refused.append(pid)
         raise MemoryError
     return got
@@ -244,13 +300,14 @@ finally:
 """
 
 
+@pytest.mark.parametrize("when", ["after", "before"])  # before: the zombie is reaped at the retry
 @pytest.mark.parametrize(("command", "exited"), [("exit 3", [3, None]),
                                                   ("kill -KILL $$", [None, 9])])
 def test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit(
-        tmp_path, command, exited) -> None:
+        tmp_path, command, exited, when) -> None:
     (tmp_path / "sb").mkdir()
     done = subprocess.run([sys.executable, "-c", REAP_CHILD, str(tmp_path / "sb"), str(REPO),
-                           command], capture_output=True, text=True, timeout=40)
+                           command, when], capture_output=True, text=True, timeout=40)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
     assert out["refused_for_the_run"], out
@@ -348,9 +405,10 @@ class Passing:
         return "passing"
 """
 HEALTH_CHILD = HEALTH_LOOP_PREAMBLE + r"""
-results, two = [], threading.Event()
+results, latencies, two = [], [], threading.Event()
 def on_result(attempt, latency):
     results.append(attempt.reason or "passed")
+    latencies.append(latency)
     if len(results) == 2:
         two.set()
 loop = loopmod.HealthLoop(Passing(), 0.05, Path(sys.argv[1]) / ".healthchecksnooze", on_result,
@@ -363,7 +421,7 @@ def snoozed():
     return real_snoozed()
 loop._is_snoozed = snoozed
 loop.start()
-print(results[:2] if two.wait(20) else f"stopped after {results}", flush=True)
+print(results[:2] if two.wait(20) else f"stopped after {results}", latencies[0], flush=True)
 loop.stop()
 """
 
@@ -372,7 +430,7 @@ def test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_
         tmp_path) -> None:
     done = child(HEALTH_CHILD, str(tmp_path), str(REPO))
     assert done.stdout.strip() == ("['internal health check error: MemoryError (no memory could "
-                                   "be had)', 'passed']"), (done.stdout, done.stderr[-2000:])
+                                   "be had)', 'passed'] 0.0"), (done.stdout, done.stderr[-2000:])  # (no time measured)
 
 
 # The same loop while `.healthchecksnooze` is there: its look for the file cannot be made once,
@@ -533,6 +591,37 @@ def test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move(tmp_
                                          f"cgroup: cannot move the supervisor into {out['called'][0]}: "
                                          "Cannot allocate memory (ENOMEM)"), out
     assert not os.path.exists(out["called"][0]), "the cgroup made for the task was left"
+
+
+# The same cut in the early start's move (`cgrouplife.begin`, on its own thread, before the
+# supervisor loads): a failed move, the cgroup made for it removed when it is given up.
+EARLY_ENTER_CHILD = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from executor.procs import cgrouplife, cgroups
+def enter(self):
+    raise MemoryError if sys.argv[2] == "MemoryError" else PermissionError(13, "Permission denied")
+cgroups.TaskCgroup.enter = enter
+cgrouplife.begin(os.urandom(16).hex(), cgroups.SETTING_AUTO, -1, ())
+made = cgrouplife._made
+out = {"made": None if made is None else made.cgroup.directory}
+if made is not None:
+    cgrouplife.wait_moved()
+    out.update(error=None if made.error is None else [made.error.errno, made.error.strerror],
+               alive=made.thread.is_alive(), moved=sorted(made.moved))
+    cgrouplife.discard()
+    out["left"] = os.path.exists(made.cgroup.directory)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize(("refusal", "error"), [("MemoryError", [errno.ENOMEM, os.strerror(errno.ENOMEM)]),
+                                                 ("EACCES", [errno.EACCES, "Permission denied"])])  # (as ever)
+def test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes(refusal, error) -> None:
+    out = json.loads(child(EARLY_ENTER_CHILD, str(REPO), refusal).stdout)
+    if out["made"] is None:
+        pytest.skip("no task cgroup could be made here")
+    assert out == {"made": out["made"], "error": error, "alive": False, "moved": [], "left": False}, out
 
 
 # `stoker executor` under the agent simulator, a MemoryError in its owner (as the module a

@@ -178,9 +178,11 @@ def test_callback_errors_are_logged_and_the_loop_keeps_going(server, loops, tmp_
         loop.stop()
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert errors
+    assert errors[0].getMessage().startswith("health_result_callback_failed ")
     assert "ValueError" in errors[0].getMessage()
     assert "bad callback 1" in errors[0].getMessage()
     assert "task=web.0" in errors[0].getMessage()
+    assert errors[0].exc_info is not None and errors[0].exc_info[0] is ValueError  # with its traceback
 
 
 def test_a_raising_checker_becomes_a_failed_attempt(loops, tmp_path):

@@ -7,6 +7,7 @@ and SIGUSR2 stand in for the stop signals; every test puts back what it found.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
@@ -63,6 +64,20 @@ def test_each_signal_is_relayed_once_in_order(restored):
         relay.close()
 
 
+@pytest.mark.timeout(30)
+def test_numbers_read_at_once_are_each_handed_on_once_in_order(restored):
+    """Signals that came faster than the relay read them: their numbers, in the wakeup pipe
+    as the handler writes them, come in one read."""
+    got: queue.SimpleQueue[int] = queue.SimpleQueue()
+    relay = SignalRelay([USR1, USR2], got.put)
+    try:
+        os.write(relay._write, bytes([USR1, USR2, USR1]))
+        assert [got.get(timeout=5) for _ in range(3)] == [USR1, USR2, USR1]
+    finally:
+        relay.close()
+    assert got.empty()
+
+
 def test_another_handled_signal_is_not_relayed_and_its_handler_still_runs(restored):
     got: queue.SimpleQueue[int] = queue.SimpleQueue()
     handled = threading.Event()
@@ -96,6 +111,7 @@ def test_a_failing_reaction_is_logged_and_the_next_signal_still_relayed(restored
             assert got.get(timeout=5) == USR1
         assert calls == [USR1, USR1]
         assert "signal_reaction_failed signal=SIGUSR1" in caplog.text
+        assert "RuntimeError: the owner is gone" in caplog.text  # with its traceback
     finally:
         relay.close()
 

@@ -11,6 +11,7 @@ for a thread.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -114,3 +115,53 @@ def test_two_starts_at_once_with_room_for_one_are_one_start_and_one_refusal():
     done = subprocess.run([sys.executable, "-c", TWO_STARTS_ROOM_FOR_ONE], cwd=REPO, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, "NoRoomForThread started\n", "")
+
+
+START_THREAD = """
+import json, resource, sys, threading
+import executor.logs
+from executor.logs import NoRoomForThread, address_space, room_for_thread, start_thread
+hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+said = {}
+
+def start(name):
+    thread = threading.Thread(target=lambda: None, name=name)
+    try:
+        start_thread(thread)
+    except NoRoomForThread as exc:
+        said[name] = {"limit": exc.limit, "mapped": exc.mapped}
+        return
+    thread.join()
+    said[name] = "started"
+
+_, mapped = address_space()
+room = mapped + room_for_thread() + 256 * 1024 * 1024  # far more than the thread needs
+resource.setrlimit(resource.RLIMIT_AS, (room, hard))
+said["room_limit"] = room
+start("room")
+none = mapped + room_for_thread() // 2
+resource.setrlimit(resource.RLIMIT_AS, (none, hard))
+start("none")
+said["none_limit"], said["none_mapped"] = none, address_space()[1]
+resource.setrlimit(resource.RLIMIT_AS, (room, hard))
+
+def short_of_memory():
+    raise MemoryError
+
+executor.logs.address_space = short_of_memory  # (the look itself refused: as under the limit)
+start("look refused")
+print(json.dumps(said))
+"""
+
+
+def test_start_thread_starts_a_thread_the_limit_has_room_for_and_refuses_one_it_has_not_with_its_figures():
+    """Refused: `NoRoomForThread` with the limit and what was mapped as it looked (a MiB of
+    the look after it), or no figure when even the look found no memory."""
+    done = subprocess.run([sys.executable, "-c", START_THREAD], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    said = json.loads(done.stdout)
+    assert said["room"] == "started", said
+    assert said["none"]["limit"] == said["none_limit"], said
+    assert abs(said["none"]["mapped"] - said["none_mapped"]) < 1024 * 1024, said
+    assert said["look refused"] == {"limit": said["room_limit"], "mapped": None}, said

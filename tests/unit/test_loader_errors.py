@@ -99,6 +99,9 @@ def test_a_function_from_an_included_file_fails_at_its_own_line(tmp_path):
     (", resources=Resources(cpu=1, ram=1*MB - 1, disk=1*MB)",
      "job.task.resources.ram = 1048575 is less than 1 MiB (1048576 bytes): Aurora's client sends ram "
      "and disk in whole MiB and refuses a task with 0"),
+    (", resources=Resources(cpu=1, ram=1, disk=1*MB)",  # one byte: more than 0, still under a MiB
+     "job.task.resources.ram = 1 is less than 1 MiB (1048576 bytes): Aurora's client sends ram "
+     "and disk in whole MiB and refuses a task with 0"),
     (", resources=Resources(cpu=1, ram=1*MB, disk=512*KB)",
      "job.task.resources.disk = 524288 is less than 1 MiB (1048576 bytes): Aurora's client sends ram "
      "and disk in whole MiB and refuses a task with 0"),

@@ -224,6 +224,7 @@ def test_a_leave_that_times_out_is_logged_and_the_stop_goes_on(caplog):
     h.kill()
     assert h.effects.lines[-2:] == ["0 announce leave (within 2 s)", "0 SIGTERM a[0]"]
     assert "announcer_leave_timeout" in caplog.text and "goes with the ZooKeeper session" in caplog.text
+    assert "killed by the agent (KILL): the member was not deleted within 2 s" in caplog.text  # why it left
 
 
 def test_a_bound_on_the_stop_bounds_the_leave_too():

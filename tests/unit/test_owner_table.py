@@ -14,6 +14,7 @@ from config.spec import ProcessSpec
 from executor.events import (
     ExitStatus,
     HealthChecked,
+    KillRequested,
     KillStep,
     LifecycleProgress,
     ProcessExited,
@@ -295,8 +296,8 @@ def test_every_record_the_owner_writes_replays_to_its_story():
     assert (view.state, view.reason) == ("KILLED", "killed by the agent (KILL)")
     assert view.phase.to_state == "KILLED"
     (a,) = view.processes
-    assert [(r.run, r.state, r.pid) for r in a.runs] == [
-        (0, "LOST", 101), (1, "FAILED", 102), (2, "KILLED", 103)]
+    assert [(r.run, r.state, r.pid, r.exit_code, r.signal) for r in a.runs] == [
+        (0, "LOST", 101, None, KILL), (1, "FAILED", 102, 2, None), (2, "KILLED", 103, None, TERM)]
     # the header, at most one write per step, and one before each of the 3 status updates
     # (STARTING, RUNNING, KILLED): the checkpoint holds a change before the agent hears of it
     assert h.checkpoint.writes <= 1 + 5 + 3
@@ -351,6 +352,70 @@ def test_a_spawn_failure_is_a_failed_run_and_the_reason_reaches_the_update():
     assert h.done and h.effects.lines[:2] == ["0 update STARTING", "0 spawn a[0] failed"]
     assert h.owner.final_update.state is TaskState.FAILED
     assert "could not start: cannot start /bin/bash" in h.owner.final_update.message
+
+
+def test_what_of_the_task_still_lives_at_its_end_is_said_in_the_terminal_update_and_its_record():
+    """`left_running`: what the task SIGKILLed that cannot die yet (a D state), added to the
+    end's reason, in the update the agent reads and in the checkpointed transition."""
+    h = Harness(job())
+    h.procs._fail = ("a",)
+    h.procs.left = "1 process SIGKILLed has not died (pid 4242, D state)"
+    h.owner.start()
+    h.step()
+    assert h.done and h.owner.final_update.state is TaskState.FAILED
+    assert h.owner.final_update.message.endswith("; 1 process SIGKILLed has not died (pid 4242, D state)")
+    assert h.reporter.transitions[-1].reason.endswith("; 1 process SIGKILLed has not died (pid 4242, D state)")
+
+
+def test_an_internal_error_s_end_is_checkpointed_at_close_with_the_runs_it_killed():
+    """`stoker status` shows the task FAILED with the error and its running run KILLED by
+    it, not LOST with the run RUNNING."""
+    h = Harness(job())
+    h.owner.start()
+    h.step()
+    try:  # as `TaskOwner.run` does
+        raise RuntimeError("boom")
+    except RuntimeError as exc:
+        h.owner._internal_error(exc)
+    finally:
+        h.owner.close()
+    view = replay(h.checkpoint.records)
+    assert (view.state, view.reason) == ("FAILED", "executor internal error: RuntimeError: boom")
+    (a,) = view.processes
+    assert [(r.run, r.state, r.pid, r.reason) for r in a.runs] == [
+        (0, "KILLED", 101, "killed: executor internal error: RuntimeError: boom")]
+
+
+def test_after_the_early_runs_first_step_a_kill_queued_as_a_restart_came_due_starts_no_run():
+    """The early runs are adopted by a decision before the first step's events; every later
+    step handles its events first: a kill queued as the back-off ran out ends the task with
+    no new run started and SIGTERMed."""
+    h = Harness(job(ProcessSpec(name="a", cmdline="serve", max_failures=0, min_duration_secs=5.0)),
+                running_early=True)
+    h.owner.start()
+    h.step()
+    Exit(code=1)(h)  # shorter than min_duration: its restart is due in 5 s
+    assert h.owner.next_deadline_at == h.clock.now + 5.0
+    h.clock.advance_to(h.owner.next_deadline_at)
+    h.owner.post(KillRequested("killed by the agent (KILL)", 5.0, h.clock.now))
+    h.step()
+    assert h.done and h.effects.lines == ["0 update STARTING", "0 spawn a[0]", "0 update RUNNING",
+                                          "5 update KILLED", "5 procs close"]
+
+
+def test_a_held_list_that_cannot_be_written_is_said_with_the_sandbox_s_path(caplog):
+    """The owner keeps the watchdog's held list beside the checkpoint at each step; a write
+    refused names the file by the task's sandbox."""
+    h = Harness(job())
+    h.procs.watchdog_pid = 4242
+
+    def refused(name: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    h.checkpoint.replace_beside = refused  # type: ignore[method-assign]
+    h.owner.start()
+    h.step()
+    assert "cannot write /sandbox/.stoker/held.json: " in caplog.text
 
 
 def test_an_unknown_event_is_logged_and_ignored(caplog):
