@@ -21,8 +21,9 @@ from config.words import quoted
 
 DEFAULT_SERVERSET_PATH = "/aurora"
 
-# HOST[:PORT], HOST a name, an IPv4 address or a bracketed IPv6 address (kazoo's hosts syntax).
-_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
+# HOST[:PORT], HOST a name, an IPv4 address or a bracketed IPv6 address, a zone id included
+# (`[fe80::1%eth0]`): kazoo's hosts syntax, whose bracketed host `ipaddress` then checks.
+_HOST_PORT = re.compile(r"^(\[[^\]]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
 
 
 @attrs.frozen(slots=True)
@@ -63,7 +64,8 @@ def parse_ensemble(text: str) -> str:
 
 
 def _host_port_ok(item: str) -> bool:
-    """HOST[:PORT] as kazoo reads it: a port in 1..65535, a bracketed host an IPv6 address."""
+    """HOST[:PORT] as kazoo reads it: a port in 1..65535, a bracketed host an IPv6 address,
+    with a zone id or not (`ipaddress`, which kazoo's `urlsplit` asks too)."""
     match = _HOST_PORT.match(item)
     if not match or (match.group(2) is not None and not 0 < int(match.group(2)) < 65536):
         return False

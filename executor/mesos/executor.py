@@ -179,12 +179,18 @@ class StokerExecutor:
         is SIGKILLed, final processes included (`kill_all_at`, a deadline the task's owner
         keeps), so that TASK_KILLED reaches the agent before it destroys the container
         (docs/mesos.md §16). A second (a signal after SHUTDOWN) counts from the first, as
-        the agent does: it gives no more time."""
-        now = time.monotonic()
-        if self.shutdown_at is None:
-            self.shutdown_at = now
+        the agent does: it gives no more time. One step under the lock: a SHUTDOWN (the
+        driver's thread) and a signal (the main thread) at once both saw none yet, and the
+        later write won (the grace counted from the second)."""
+        with self._lock:
+            now = time.monotonic()
+            first = self.shutdown_at is None
+            if first:
+                self.shutdown_at = now
+            shutdown_at = self.shutdown_at if self.shutdown_at is not None else now
+        if first:
             self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS)
-        kill_all_at = self.shutdown_at + max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
+        kill_all_at = shutdown_at + max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
         grace = max(0.0, kill_all_at - now)
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:

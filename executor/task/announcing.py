@@ -15,8 +15,9 @@ Leaving blocks the owner's thread until the member is deleted (one ZooKeeper rou
 a few milliseconds) or `leave_within_secs` passed (ZooKeeper unreachable or stalled: the
 member then goes with the announcer's session); a bound on the whole stop (`stoker run
 --kill-grace`) starts after it. Once this process has an exit time (`stoker executor` after
-SHUTDOWN), the leave and the close take at most a share of what is left of it each, so
-that the processes keep most of the grace between SIGTERM and SIGKILL, and the close of the
+SHUTDOWN), the leave and the close take at most a share of what is left of it each (the
+leave of what is left of the SHUTDOWN's grace, which ends sooner), so that the processes
+keep most of the grace between SIGTERM and SIGKILL, and the close of the
 task's processes most of the rest. Everything else returns at once: the adapter
 (`executor/task/announcer.py`, behind the owner's `Announcer` port) does its ZooKeeper work
 on its own thread and posts `AnnouncementChanged` to the owner's queue.
@@ -98,13 +99,18 @@ class Announcing:
         if self._announcer is not None and not self._stopping:
             self._announcer.join()
 
-    def stopping(self, why: str) -> None:
+    def stopping(self, why: str, grace_end_at: float | None = None) -> None:
         """The task begins to stop: leave the ServerSet now, before anything else of the
-        stop happens. Only the first call does something."""
+        stop happens. Only the first call does something. `grace_end_at`: the kill's
+        `kill_all_at` (a SHUTDOWN's grace end, when whatever runs is SIGKILLed), which bounds
+        the leave as the exit time does, by a share of what is left: it comes before the
+        exit time, and a share of the exit time's alone ran past it under ~1.17 s of the
+        agent's grace (the processes SIGKILLed with no SIGTERM)."""
         if self._announcer is None or self._stopping:
             return
         self._stopping = True
-        within = leave_within_secs(self._stop_within_secs, self._exit_in_secs())
+        grace_in_secs = None if grace_end_at is None else grace_end_at - self._clock()
+        within = leave_within_secs(self._stop_within_secs, earliest(self._exit_in_secs(), grace_in_secs))
         gone = self._announcer.leave(within)
         view = self._announcer.view()
         if not gone:

@@ -178,8 +178,7 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
         return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None, garbled=damaged))
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None and view is not None and attempt is None:
-        headless = view.warnings[0] if view.warnings and view.attempts[0].supervisor_pid is None else ""
-        return _said(sandbox, none_of_its(sandbox, pinned, entry, headless))
+        return _said(sandbox, none_of_its(sandbox, pinned, entry, view.headless_after))
     alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.

@@ -43,8 +43,9 @@ class StopBounds:
     `finalization_wait`); `within_secs`: SIGKILL at most this long after the stop began, the
     lifecycle endpoints' waits included (`stoker run --kill-grace`); `timeout_secs`: the outer
     bound, final processes included (`stoker executor --stop-timeout-in-secs`, Thermos'
-    stop_timeout_in_secs): that long after the first request, whatever still runs is
-    SIGKILLed; `exit_at`: when this process must be gone (`time.monotonic()`, None: no
+    stop_timeout_in_secs): that long after the first request's leave of the ServerSet (as
+    Thermos bounds its runner's stop once its checkers, the announcer among them, stopped),
+    whatever still runs is SIGKILLed; `exit_at`: when this process must be gone (`time.monotonic()`, None: no
     bound; `stoker executor`'s `ExitBy`, set at SHUTDOWN): a stop's leave of the ServerSet
     takes a share of what is left of it (`announcing.leave_within_secs`)."""
 

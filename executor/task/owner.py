@@ -393,7 +393,8 @@ class TaskOwner:
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
         self._kill_begun = True  # its decision comes before what it brings (`_dispatch`)
-        self._announcing.stopping(reason)  # first: clients stop routing to the task
+        # first: clients stop routing to the task (within the grace, if the kill has an end)
+        self._announcing.stopping(reason, request.kill_all_at if request is not None else None)
         self._checks.stop_async()
         self._killing.start(reason, request or KillRequested(reason), self._processes_started)
 

@@ -38,6 +38,7 @@ from typing import assert_never
 
 import attrs
 
+from config.words import quoted
 from executor.events import ProcessState
 from executor.task.records import (
     AnnounceRecord,
@@ -314,10 +315,13 @@ class _Task:
     last_wall: float | None = None
     warnings: list[str] = attrs.Factory(list)
     damaged: int = 0
+    unread_first: str = ""  # the first record skipped before any other was read (see `view`)
+    headless: _Attempt | None = None  # the attempt of records read before any header
 
     def current(self) -> _Attempt:
         if not self.attempts:
-            self.attempts.append(_Attempt())  # records before any header
+            self.headless = _Attempt()
+            self.attempts.append(self.headless)  # records before any header
         return self.attempts[-1]
 
     def header(self, rec: HeaderRecord) -> None:
@@ -357,21 +361,26 @@ class _Task:
                         sandbox=self.sandbox, ports=dict(self.ports),
                         attempts=tuple(a.view(first + i) for i, a in enumerate(attempts)),
                         earlier_attempts=self.earlier_attempts, last_wall=self.last_wall,
-                        warnings=tuple(self.warnings) + self._more_warnings())
+                        warnings=tuple(self.warnings) + self._more_warnings(),
+                        headless_after=self.unread_first if self.headless is attempts[0] else "")
 
-    def unread_record(self) -> None:
-        """A record skipped, damaged or of a kind not known (a byte changed in `"kind"`): after
-        the attempt's terminal phase, with no task end read yet, its task end at best
-        (`_Attempt.ended_state`)."""
+    def unread_record(self, said: str) -> None:
+        """A record skipped (`said`: which and why), damaged or of a kind not known (a byte
+        changed in `"kind"`): after the attempt's terminal phase, with no task end read yet,
+        its task end at best (`_Attempt.ended_state`); before any record was read, what the
+        records after it follow instead of a header (the header's line, garbled)."""
+        if not self.attempts and not self.unread_first:
+            self.unread_first = said
         if self.attempts and self.current().ended_past_phase():
             self.current().torn_end = True
 
     def damaged_record(self, number: int, rec: DamagedRecord) -> None:
         self.damaged += 1
-        self.unread_record()
+        what = "a record" if rec.kind == "?" else f"a {rec.kind} record"
+        said = f"checkpoint record {number}, {what}: {rec.reason}; skipped"
+        self.unread_record(said)
         if len(self.warnings) < WARNINGS_KEPT:
-            what = "a record" if rec.kind == "?" else f"a {rec.kind} record"
-            self.warnings.append(f"checkpoint record {number}, {what}: {rec.reason}; skipped")
+            self.warnings.append(said)
 
     def _more_warnings(self) -> tuple[str, ...]:
         more = self.damaged - len(self.warnings)
@@ -400,7 +409,8 @@ class Fold:
             elif rec is not None:
                 self._task.apply(rec)
             else:  # a kind not known: a newer writer's, or a damaged one's
-                self._task.unread_record()
+                kind = quoted(doc.get("kind")) if isinstance(doc, dict) else "?"
+                self._task.unread_record(f"checkpoint record {self.fed}, of a kind not known ({kind}); skipped")
         return self
 
     def view(self) -> TaskView:

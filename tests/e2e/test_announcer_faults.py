@@ -61,3 +61,28 @@ def test_executor_a_kill_then_a_shutdown_while_zookeeper_is_stalled_keep_the_gra
     assert not agent.destroyed_after_grace, log[-3000:]
     assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
     assert "its grace is over" not in log, log[-3000:]
+
+
+def test_executor_a_shutdown_with_a_short_grace_leaves_before_the_grace_end(
+        private_zk, readers, agent, tmp_path):  # noqa: F811
+    """SHUTDOWN with a 1.1 s grace while ZooKeeper answers nothing: the processes' grace ends
+    0.1 s after it (1 s before the agent's), and the leave takes a quarter of that at most
+    (0.025 s), so the SIGTERM comes before the grace end. Was: a quarter of what was left
+    of the exit time (0.6 s), 0.15 s, past it (under ~1.17 s of grace it always was)."""
+    import re
+
+    private_zk.start()
+    top = root()
+    path = f"{top}/www-data/prod/hello"
+    launch(agent, write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60"),
+           private_zk.ensemble, top, shutdown_grace="1100ms")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 20)
+    reader = readers(private_zk.ensemble)
+    wait_for(lambda: reader.members(path), 10, message="the member")
+    reader.close()
+    with private_zk.stalled():
+        agent.shutdown()
+        assert agent.wait_exit(20) == 0
+    log = agent.executor_log()
+    [within] = re.findall(r"the member was not deleted within ([0-9.e+-]+) s", log) or [None]
+    assert within is not None and float(within) <= 0.25 * (1.1 - 1.0) + 1e-4, log[-3000:]

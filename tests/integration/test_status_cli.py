@@ -298,6 +298,33 @@ def test_a_garbled_checkpoint_of_no_whole_record_is_said_as_garbled_not_as_nothi
                           "record: a torn line at offset 0") in out, out
 
 
+
+@pytest.mark.parametrize("first,blamed", [
+    ({"supervisor_pid": None}, None),  # read, without its supervisor's pid: not garbled
+    ({"kind": "heaxer"}, "checkpoint record 1, of a kind not known ('heaxer'); skipped"),
+])
+def test_a_garbled_line_further_down_is_not_blamed_on_the_header(tmp_path, capsys, monkeypatch, first, blamed):
+    """The "its own header garbled?" hint named the first damaged record whenever the first
+    attempt had no supervisor pid: a header read without one (a garbled line further down
+    blamed on it), and a header whose "kind" was garbled (skipped without a warning: the
+    record it blamed, again, the one further down). It names the record before the first
+    ones read, or says nothing."""
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    write(sandbox, [{**header(me.pid, me.start_ticks + 100), **first}, *RUNNING])
+    path = sandbox / ".stoker" / "checkpoint.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = lines[2][:20] + b"\x00" * 8 + lines[2][28:]  # record 3, further down
+    path.write_bytes(b"\n".join(lines))
+    registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me)
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and f"keeps no attempt of its supervisor (pid {me.pid})" in out, out
+    assert "checkpoint record 3" not in out, out
+    if blamed is None:
+        assert "header garbled" not in out and "only other runs' of the sandbox" in out, out
+    else:
+        assert f"follow no readable header (its own header garbled?): {blamed}" in out, out
+
 def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
     """`sandbox` registered as task web-0-1 of `stoker run` whose supervisor is `me` (its start
     100 ticks later: gone), in a registry of the test's own (STOKER_ROOT)."""

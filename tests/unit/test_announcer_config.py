@@ -125,6 +125,26 @@ def test_an_ensembles_blanks_around_a_host_are_taken_out(text, ensemble):
     collect_hosts(ensemble)  # kazoo takes it
 
 
+@pytest.mark.parametrize("text", ["[fe80::1%eth0]:2181", "[fe80::1%eth0]", "[fe80::1%25eth0]:2181,zk2",
+                                  "[fe80::1%1]:2181/chroot", "[fe80::1%a:b[c]:1"])
+def test_an_ipv6_address_with_a_zone_id_is_an_ensembles_host_as_kazoo_takes_it(text):
+    """kazoo takes a link-local address with its zone id (`%eth0`); the ensemble was refused."""
+    from kazoo.hosts import collect_hosts
+
+    assert parse_ensemble(text) == text
+    collect_hosts(text)
+
+
+@pytest.mark.parametrize("text", ["[fe80::1%]:2181", "[1.2.3.4%eth0]:2181", "[%eth0]:2181"])
+def test_a_zone_id_kazoo_refuses_is_refused(text):
+    from kazoo.hosts import collect_hosts
+
+    with pytest.raises(ValueError, match="ZooKeeper"):
+        parse_ensemble(text)
+    with pytest.raises(ValueError):
+        collect_hosts(text)
+
+
 @pytest.mark.parametrize("text", ["", "zk1:0", "zk1:65536", "zk1:abc", "zk 1:2181", "zk1:2181,", "zk1:2181/a/../b",
                                   "[1.2.3.4]:2181", "[::1::2]:2181", "[:]"])
 def test_bad_ensembles(text):

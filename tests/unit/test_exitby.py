@@ -149,3 +149,50 @@ def test_a_wait_with_a_share_takes_that_share_of_the_time_left_when_the_exit_tim
     assert time.monotonic() - set_at < 4.5  # about 1.5 s: a quarter of the 6 s left (was: 6 s)
     assert exit_by.wait(lambda: False, 60.0, share=0.25) is False  # set before it began: the same
     assert time.monotonic() < set_at + 5.5  # about 1.1 s more: a quarter of the 4.5 s or less left
+
+
+
+class _RacedExecutor(StokerExecutor):
+    """The executor, its `shutdown_at` read by two threads at once: a read outside the lock
+    waits (up to 2 s) until the other thread has read it too, the worst interleaving
+    there is, every time; the values written are kept."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.both_read, self.written = threading.Barrier(2), []
+        super().__init__(*args, **kwargs)
+
+    @property
+    def shutdown_at(self) -> float | None:
+        seen = self._shutdown_at
+        if not self._lock.locked():
+            try:
+                self.both_read.wait(2.0)
+            except threading.BrokenBarrierError:
+                return seen  # the other thread is not reading it: nothing to interleave with
+        return seen
+
+    @shutdown_at.setter
+    def shutdown_at(self, at: float | None) -> None:
+        self._shutdown_at = at
+        if at is not None:
+            self.written.append(at)
+
+
+def test_a_shutdown_and_a_stop_signal_at_once_take_the_first_ones_time():
+    """SHUTDOWN (the driver's thread) and a stop signal (the main thread) at the same moment:
+    one of them is the first, and the grace counts from its time, the exit time's too (was:
+    both saw no SHUTDOWN yet and the later write won, the grace counted from the second)."""
+    settings = ExecutorSettings.from_env({"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f",
+                                          "MESOS_EXECUTOR_ID": "e", "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "5secs"})
+    for _ in range(50):
+        executor = _RacedExecutor(settings, {}, on_done=lambda: None)
+        executor.written.clear()  # __init__'s None
+        driver = ExecutorDriver(executor, settings)
+        calls = [threading.Thread(target=executor.shutdown, args=(driver,)) for _ in "ab"]
+        for call in calls:
+            call.start()
+        for call in calls:
+            call.join(10)
+        assert len(executor.written) == 1, "both calls took themselves for the first"
+        assert executor._shutdown_at == executor.written[0]
+        assert executor.exit_by() == executor.written[0] + 5.0 - EXIT_MARGIN_SECS
