@@ -164,68 +164,21 @@ def test_the_address_space_is_this_process_s_limit_and_its_vmsize_in_bytes() -> 
     assert isinstance(mapped, int) and mapped % 4096 == 0 and abs(mapped - kib * 1024) < 64 * 1024 * 1024
     assert (_kib(None), _kib(1024 * 1024 + 1023)) == ("an unknown size", "1024 KiB")  # whole KiB, rounded down
 
-# A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
-# (what CPython raises when the allocation after the system call fails): once, for the run's
-# exit. The run's exit must still be posted.
-REAPER_CHILD = r"""
+
+def supervised_run(patch: str) -> str:
+    """The reaper tests' child: `patch` (Python that replaces one call of `os` and arms it
+    when `armed` is not empty, appending the run's pid to `refused` as it raises) run first,
+    then a supervisor without cgroups in the sandbox argv[1] (this checkout: argv[2]) spawns
+    one run of the shell command argv[3] with the patch armed, and prints whether the patch
+    refused for that run and the (exit code, signal) of each exit posted."""
+    return r"""
 import json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from config.spec import ProcessSpec
 from executor.procs.supervisor import Supervisor
-real_waitid, armed, refused = os.waitid, [], []
-def waitid(*args):
-    info = real_waitid(*args)
-    if armed and not refused:
-        refused.append(info.si_pid)
-        raise MemoryError
-    return info
-os.waitid = waitid
-events = []
-sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
-                 cgroups="off")
-sup.start()
-try:
-    armed.append(True)
-    pid = sup.spawn(ProcessSpec("p", "exit 3"), 0)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any(type(e).__name__ == "ProcessExited" for e in events):
-        time.sleep(0.01)
-    exited = [str(e.status) for e in events if type(e).__name__ == "ProcessExited"]
-    print(json.dumps({"refused_for_the_run": refused == [pid], "exited": exited}), flush=True)
-finally:
-    sup.close()
-"""
-
-
-def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path) -> None:
-    (tmp_path / "sb").mkdir()
-    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO))
-    out = json.loads(done.stdout)
-    assert out["refused_for_the_run"], out
-    assert len(out["exited"]) == 1 and "3" in out["exited"][0], out
-    assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
-
-
-
-# The same, cut one step later: the reap's `waitpid` reaps the run in the kernel, then its
-# answer cannot be made (CPython builds it after the system call). Before, the run's
-# watcher was already out of the registry and the zombie gone: the retry found nothing to
-# wait for, and the run's exit was never posted. Its status is the one `waitid` saw.
-REAP_CHILD = r"""
-import json, os, sys, time
-from pathlib import Path
-sys.path.insert(0, sys.argv[2])
-from config.spec import ProcessSpec
-from executor.procs.supervisor import Supervisor
-real_waitpid, armed, refused = os.waitpid, [], []
-def waitpid(pid, options):
-    got = real_waitpid(pid, options)
-    if armed and not refused and got[0] == pid:
-        refused.append(pid)
-        raise MemoryError
-    return got
-os.waitpid = waitpid
+armed, refused = [], []
+""" + patch + r"""
 events = []
 sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="memory.0", env={}, post=events.append,
                  cgroups="off")
@@ -244,14 +197,53 @@ finally:
 """
 
 
+# A real Supervisor and run; the reaper's waitid answers, then its result cannot be made
+# (what CPython raises when the allocation after the system call fails): once, for the run's
+# exit. The run's exit must still be posted.
+REAPER_CHILD = supervised_run(r"""
+real_waitid = os.waitid
+def waitid(*args):
+    info = real_waitid(*args)
+    if armed and not refused:
+        refused.append(info.si_pid)
+        raise MemoryError
+    return info
+os.waitid = waitid
+""")
+
+
+def test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits(tmp_path) -> None:
+    (tmp_path / "sb").mkdir()
+    done = child(REAPER_CHILD, str(tmp_path / "sb"), str(REPO), "exit 3")
+    out = json.loads(done.stdout)
+    assert out["refused_for_the_run"], out
+    assert out["exited"] == [[3, None]], out
+    assert "reaper_short_of_memory" in done.stderr and "thread_crashed" not in done.stderr, done.stderr[-2000:]
+
+
+
+# The same, cut one step later: the reap's `waitpid` reaps the run in the kernel, then its
+# answer cannot be made (CPython builds it after the system call). Before, the run's
+# watcher was already out of the registry and the zombie gone: the retry found nothing to
+# wait for, and the run's exit was never posted. Its status is the one `waitid` saw.
+REAP_CHILD = supervised_run(r"""
+real_waitpid = os.waitpid
+def waitpid(pid, options):
+    got = real_waitpid(pid, options)
+    if armed and not refused and got[0] == pid:
+        refused.append(pid)
+        raise MemoryError
+    return got
+os.waitpid = waitpid
+""")
+
+
 @pytest.mark.parametrize(("command", "exited"), [("exit 3", [3, None]),
                                                   ("kill -KILL $$", [None, 9])])
 def test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit(
         tmp_path, command, exited) -> None:
     (tmp_path / "sb").mkdir()
-    done = subprocess.run([sys.executable, "-c", REAP_CHILD, str(tmp_path / "sb"), str(REPO),
-                           command], capture_output=True, text=True, timeout=40)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = child(REAP_CHILD, str(tmp_path / "sb"), str(REPO), command)
     out = json.loads(done.stdout)
     assert out["refused_for_the_run"], out
     assert out["exited"] == [exited], (out, done.stderr[-2000:])
