@@ -318,6 +318,14 @@ def ab_repos(args: argparse.Namespace) -> list[Path]:
     return repos
 
 
+def ab_env(root: Path, name: str, repo: Path) -> dict[str, str]:
+    """The environment side `name` of an A/B script runs `stoker` in: checkout `repo` on
+    PYTHONPATH, and a registry and plan cache of its own under `root`, so that neither side
+    finds the other's plans or supervisors."""
+    return dict(os.environ, PYTHONPATH=str(repo), STOKER_ROOT=str(root / f"{name}-root"),
+                STOKER_PLAN_CACHE=str(root / f"{name}-plans"))
+
+
 # ---- workspace and cleanup ----
 
 
