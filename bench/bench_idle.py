@@ -19,6 +19,9 @@ Two phases, so that each figure is fair:
 
 Every `stoker run` is stopped with SIGTERM (then SIGKILL of its session after a bounded
 wait), and every task pid in its checkpoint is checked dead and killed if not.
+
+Also owns the memory notes bench_mesos.py shares: `footprint_note` (what each import adds to
+a fresh sleeping interpreter) and `mapping_note` (a process's PSS by mapping).
 """
 from __future__ import annotations
 
@@ -28,9 +31,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import benchlib
+import psutil
 from benchlib import (
     MB,
     MIB,
@@ -38,8 +43,6 @@ from benchlib import (
     Row,
     SleepingPython,
     cpu_secs_of,
-    footprint_note,
-    mapping_note,
     memory_of,
     ms,
     progress,
@@ -70,6 +73,46 @@ IMPORTS = ("from executor import nodocs; nodocs.install(); from executor import 
 STEADY = ("import attrs, logging, json, socket, selectors, subprocess, queue, signal, struct, heapq, "
           "threading, copy, enum, re, pathlib")
 _RUNNING = re.compile(r"\bp\d+\[0\]\s+WAITING → RUNNING")
+
+
+def import_footprints(statements: Sequence[str]) -> list[tuple[str, Memory]]:
+    """Memory of a fresh sleeping Python after each statement, one process at a time."""
+    out = []
+    for statement in statements:
+        with SleepingPython(statement) as py:
+            out.append((statement, memory_of(py.pid)))
+    return out
+
+
+def footprint_note(what: str, statements: Sequence[str]) -> str:
+    """'Import footprint ...: `pass` PSS 5.4 MiB; `import attrs` +1.2 MiB; ...'"""
+    results = import_footprints(["pass", *statements])
+    base = results[0][1]
+    parts = [f"bare `python -c pass` RSS {base.rss / MB:.1f} MB / PSS {base.pss / MIB:.1f} MiB"]
+    for statement, mem in results[1:]:
+        parts.append(f"`{statement}` RSS {mem.rss / MB:.1f} MB / PSS {mem.pss / MIB:.1f} MiB "
+                     f"(+{(mem.pss - base.pss) / MIB:.1f} MiB PSS)")
+    return f"Import footprint ({what}; each in a fresh interpreter, alone): " + "; ".join(parts) + "."
+
+
+def mapping_note(pid: int, what: str) -> str:
+    """Where a process's PSS lives: anonymous memory and heap (Python objects, code objects
+    of imported modules) versus the interpreter library and other shared objects."""
+    groups: dict[str, int] = {}
+    for m in psutil.Process(pid).memory_maps(grouped=True):
+        path = m.path
+        if path in ("[anon]", "[heap]", "") or path.startswith("[anon"):
+            key = "anonymous + heap (Python objects, imported modules' code)"
+        elif "libpython" in path:
+            key = "libpython"
+        elif path.endswith(".so") or ".so." in path:
+            key = "other shared libraries and extension modules"
+        else:
+            key = "other mappings"
+        groups[key] = groups.get(key, 0) + m.pss
+    total = sum(groups.values())
+    parts = [f"{k} {v / MIB:.1f} MiB" for k, v in sorted(groups.items(), key=lambda kv: -kv[1])]
+    return f"PSS of {what} by mapping ({total / MIB:.1f} MiB in all): " + "; ".join(parts) + "."
 
 
 def config_text(n: int) -> str:

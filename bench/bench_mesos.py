@@ -25,14 +25,13 @@ from pathlib import Path
 
 import attrs
 import benchlib
+from bench_idle import footprint_note, mapping_note
 from benchlib import (
     MB,
     MIB,
     REPO,
     Memory,
     Row,
-    footprint_note,
-    mapping_note,
     med_max,
     memory_of,
     ms,

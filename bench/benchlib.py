@@ -212,46 +212,6 @@ class SleepingPython:
         self.close()
 
 
-def import_footprints(statements: Sequence[str]) -> list[tuple[str, Memory]]:
-    """Memory of a fresh sleeping Python after each statement, one process at a time."""
-    out = []
-    for statement in statements:
-        with SleepingPython(statement) as py:
-            out.append((statement, memory_of(py.pid)))
-    return out
-
-
-def footprint_note(what: str, statements: Sequence[str]) -> str:
-    """'Import footprint ...: `pass` PSS 5.4 MiB; `import attrs` +1.2 MiB; ...'"""
-    results = import_footprints(["pass", *statements])
-    base = results[0][1]
-    parts = [f"bare `python -c pass` RSS {base.rss / MB:.1f} MB / PSS {base.pss / MIB:.1f} MiB"]
-    for statement, mem in results[1:]:
-        parts.append(f"`{statement}` RSS {mem.rss / MB:.1f} MB / PSS {mem.pss / MIB:.1f} MiB "
-                     f"(+{(mem.pss - base.pss) / MIB:.1f} MiB PSS)")
-    return f"Import footprint ({what}; each in a fresh interpreter, alone): " + "; ".join(parts) + "."
-
-
-def mapping_note(pid: int, what: str) -> str:
-    """Where a process's PSS lives: anonymous memory and heap (Python objects, code objects
-    of imported modules) versus the interpreter library and other shared objects."""
-    groups: dict[str, int] = {}
-    for m in psutil.Process(pid).memory_maps(grouped=True):
-        path = m.path
-        if path in ("[anon]", "[heap]", "") or path.startswith("[anon"):
-            key = "anonymous + heap (Python objects, imported modules' code)"
-        elif "libpython" in path:
-            key = "libpython"
-        elif path.endswith(".so") or ".so." in path:
-            key = "other shared libraries and extension modules"
-        else:
-            key = "other mappings"
-        groups[key] = groups.get(key, 0) + m.pss
-    total = sum(groups.values())
-    parts = [f"{k} {v / MIB:.1f} MiB" for k, v in sorted(groups.items(), key=lambda kv: -kv[1])]
-    return f"PSS of {what} by mapping ({total / MIB:.1f} MiB in all): " + "; ".join(parts) + "."
-
-
 # ---- the machine ----
 
 
@@ -356,6 +316,14 @@ def ab_repos(args: argparse.Namespace) -> list[Path]:
     for repo in repos:
         compile_bytecode(repo)
     return repos
+
+
+def ab_env(root: Path, name: str, repo: Path) -> dict[str, str]:
+    """The environment side `name` of an A/B script runs `stoker` in: checkout `repo` on
+    PYTHONPATH, and a registry and plan cache of its own under `root`, so that neither side
+    finds the other's plans or supervisors."""
+    return dict(os.environ, PYTHONPATH=str(repo), STOKER_ROOT=str(root / f"{name}-root"),
+                STOKER_PLAN_CACHE=str(root / f"{name}-plans"))
 
 
 # ---- workspace and cleanup ----

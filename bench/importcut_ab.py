@@ -83,8 +83,7 @@ class Side:
 
     def __init__(self, root: Path, name: str, repo: Path) -> None:
         self.root, self.name = root, name
-        self.env = dict(os.environ, PYTHONPATH=str(repo), STOKER_ROOT=str(root / f"{name}-root"),
-                        STOKER_PLAN_CACHE=str(root / f"{name}-plans"))
+        self.env = benchlib.ab_env(root, name, repo)
         self.fifo = root / f"{name}.fifo"
         os.mkfifo(self.fifo, 0o600)
         self.kept = root / f"{name}-kept.aurora"

@@ -24,12 +24,6 @@ import benchlib
 from bench_launch import config_text, launch
 
 
-def side_env(root: Path, name: str, repo: Path) -> dict[str, str]:
-    """What `bench_launch.launch` runs one side with: its checkout, registry and plan cache."""
-    return dict(os.environ, PYTHONPATH=str(repo), STOKER_ROOT=str(root / f"{name}-root"),
-                STOKER_PLAN_CACHE=str(root / f"{name}-plans"))
-
-
 def new_config(root: Path, n: int, tag: str, fifo: Path) -> Path:
     """A config file no launch has seen: a new path, and a text of its own (`tag` in it)."""
     path = root / f"{tag}.aurora"
@@ -48,7 +42,7 @@ def main() -> int:
     with benchlib.workdir("newcfg-ab") as root:
         fifo = root / "ran.fifo"
         os.mkfifo(fifo, 0o600)
-        envs = [side_env(root, "A", repos[0]), side_env(root, "B", repos[1])]
+        envs = [benchlib.ab_env(root, "A", repos[0]), benchlib.ab_env(root, "B", repos[1])]
         for j, env in enumerate(envs):  # unmeasured: each side's code cache and files read once
             launch(root, args.n, f"warm{j}", fifo, new_config(root, args.n, f"warm{j}", fifo), env)
         for i in range(args.pairs):

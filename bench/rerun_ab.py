@@ -61,8 +61,7 @@ class Side:
         os.mkfifo(self.fifo, 0o600)
         self.config = root / f"{name}.aurora"
         self.config.write_text(config_text(1, self.fifo))
-        self.env = dict(os.environ, PYTHONPATH=str(repo), STOKER_ROOT=str(root / f"{name}-root"),
-                        STOKER_PLAN_CACHE=str(root / f"{name}-plans"))
+        self.env = benchlib.ab_env(root, name, repo)
         self.launches = 0
 
     def launch(self, entry: str, stamps: Path | None = None) -> float:

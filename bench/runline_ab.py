@@ -31,8 +31,7 @@ class Side:
 
     def __init__(self, root: Path, name: str, repo: Path, sizes: list[int]) -> None:
         self.root, self.name = root, name
-        self.env = dict(os.environ, PYTHONPATH=str(repo), STOKER_ROOT=str(root / f"{name}-root"),
-                        STOKER_PLAN_CACHE=str(root / f"{name}-plans"))
+        self.env = benchlib.ab_env(root, name, repo)
         self.fifos: dict[int, Path] = {}
         self.configs: dict[int, Path] = {}
         for n in sizes:

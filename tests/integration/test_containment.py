@@ -26,7 +26,7 @@ from executor.events import ProcessExited
 from executor.procs import orphanwalk, pidsignal, proctree
 from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
-from tests.support import cgroups, proc_scan
+from tests.support import cgroups, proc_scan, supervision
 from tests.support.shellwords import fake_sh
 from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import readline_within, wait_for
@@ -48,30 +48,15 @@ def setting_for(mode: str) -> str:
     return setting
 
 
-class Harness:
-    """A Supervisor in this process, its exits on a queue, every pid and cgroup tracked."""
+class Harness(supervision.Harness):
+    """The tests' supervisor harness under a cgroup setting: every pid in `pids`, the task's
+    cgroup in `groups`."""
 
     def __init__(self, sandbox: Path, setting: str, groups: cgroups.CgroupTracker,
                  pids: set[int]) -> None:
-        sandbox.mkdir(parents=True, exist_ok=True)
-        self.sandbox = sandbox
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.pids = pids
-        self.sup = Supervisor(sandbox=sandbox, task_label="contain.0",
-                              env={"PATH": os.environ["PATH"]}, post=self.events.put,
-                              cgroups=setting)
-        self.sup.start()
+        super().__init__(sandbox, pids, task_label="contain.0", cgroups=setting)
         groups.add(self.sup.cgroup)
-
-    def spawn(self, name: str, cmdline: str, run: int = 0) -> int:
-        pid = self.sup.spawn(ProcessSpec(name, cmdline), run)
-        self.pids.add(pid)
-        return pid
-
-    def next_exit(self, timeout_secs: float = 5) -> ProcessExited:
-        event = self.events.get(timeout=timeout_secs)
-        assert isinstance(event, ProcessExited)
-        return event
 
     def pids_in(self, name: str, count: int = 1, unmarked: bool = True) -> list[int]:
         """The pids a task wrote to `name`, once there are `count`; with `unmarked`, the

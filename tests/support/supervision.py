@@ -13,6 +13,7 @@ import psutil
 
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
+from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.supervisor import Supervisor
 from tests.support.shellwords import fake_sh
 from tests.support.waiting import wait_for
@@ -67,14 +68,19 @@ class Tracker:
 
 
 class Harness:
-    def __init__(self, sandbox: Path, tracker: Tracker, create: bool = True) -> None:
+    """A Supervisor in this process, started, its exits on a queue, every pid it spawns
+    added to `tracker` (a Tracker, or a test's own set). `task_label` and `cgroups` as the
+    Supervisor takes them."""
+
+    def __init__(self, sandbox: Path, tracker: Tracker | set[int], create: bool = True, *,
+                 task_label: str = "test.0", cgroups: str = SETTING_AUTO) -> None:
         if create:
             sandbox.mkdir(parents=True, exist_ok=True)
         self.sandbox = sandbox
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.tracker = tracker
-        self.sup = Supervisor(sandbox=sandbox, task_label="test.0",
-                              env={"PATH": os.environ["PATH"]}, post=self.events.put)
+        self.sup = Supervisor(sandbox=sandbox, task_label=task_label,
+                              env={"PATH": os.environ["PATH"]}, post=self.events.put, cgroups=cgroups)
         self.sup.start()
 
     def spawn(self, name: str, cmdline: str, run: int = 0, **kw) -> int:  # type: ignore[no-untyped-def]
