@@ -14,20 +14,26 @@ from tests.support.waiting import wait_for
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
 
+def running_and_announced(private_zk, readers, agent, tmp_path, **launch_args) -> None:  # noqa: F811
+    """ZooKeeper started, `stoker executor` launched by `agent` with a task of one `sleep`
+    that announces, the task RUNNING and its member listed."""
+    private_zk.start()
+    top = root()
+    path = f"{top}/www-data/prod/hello"
+    launch(agent, write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60"),
+           private_zk.ensemble, top, **launch_args)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 20)
+    reader = readers(private_zk.ensemble)
+    wait_for(lambda: reader.members(path), 10, message="the member")
+    reader.close()
+
+
 def test_executor_a_shutdown_while_zookeeper_is_stalled_ends_within_the_agents_grace(
         private_zk, readers, agent, tmp_path):  # noqa: F811
     """SHUTDOWN with a 3 s grace while ZooKeeper answers nothing: the leave takes a quarter
     of the time left (it took 2 s, the processes' whole SIGTERM grace), the close what is
     left at most (it took 3 s more: the agent destroyed the executor)."""
-    private_zk.start()
-    top = root()
-    path = f"{top}/www-data/prod/hello"
-    launch(agent, write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60"),
-           private_zk.ensemble, top)
-    agent.wait_for_state("task-1", "TASK_RUNNING", 20)
-    reader = readers(private_zk.ensemble)
-    wait_for(lambda: reader.members(path), 10, message="the member")
-    reader.close()
+    running_and_announced(private_zk, readers, agent, tmp_path)
     with private_zk.stalled():
         agent.shutdown()  # the simulator destroys the executor 3 s later, as an agent would
         assert agent.wait_exit(20) == 0
@@ -43,15 +49,7 @@ def test_executor_a_kill_then_a_shutdown_while_zookeeper_is_stalled_keep_the_gra
     leave ends a quarter of what is left later (0.5 s), and the processes' SIGTERM comes
     well before the grace end (1.5 s). Was: the leave, begun with no exit time, ran on to
     it (2 s), past the grace end: every process SIGKILLed ("its grace is over")."""
-    private_zk.start()
-    top = root()
-    path = f"{top}/www-data/prod/hello"
-    launch(agent, write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60"),
-           private_zk.ensemble, top, shutdown_grace="2500ms")
-    agent.wait_for_state("task-1", "TASK_RUNNING", 20)
-    reader = readers(private_zk.ensemble)
-    wait_for(lambda: reader.members(path), 10, message="the member")
-    reader.close()
+    running_and_announced(private_zk, readers, agent, tmp_path, shutdown_grace="2500ms")
     with private_zk.stalled():
         agent.kill("task-1", grace_secs=10.0)
         wait_for(lambda: "to=LEAVING" in agent.executor_log(), 10, message="the KILL's leave")
@@ -71,15 +69,7 @@ def test_executor_a_shutdown_with_a_short_grace_leaves_before_the_grace_end(
     of the exit time (0.6 s), 0.15 s, past it (under ~1.17 s of grace it always was)."""
     import re
 
-    private_zk.start()
-    top = root()
-    path = f"{top}/www-data/prod/hello"
-    launch(agent, write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60"),
-           private_zk.ensemble, top, shutdown_grace="1100ms")
-    agent.wait_for_state("task-1", "TASK_RUNNING", 20)
-    reader = readers(private_zk.ensemble)
-    wait_for(lambda: reader.members(path), 10, message="the member")
-    reader.close()
+    running_and_announced(private_zk, readers, agent, tmp_path, shutdown_grace="1100ms")
     with private_zk.stalled():
         agent.shutdown()
         assert agent.wait_exit(20) == 0
