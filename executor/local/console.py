@@ -269,7 +269,12 @@ def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool,
     data, size = found
     if size > TAIL_BYTES:  # the read may begin inside a character: its last bytes alone showed as '�'
         data = data[3 - len(data[:3].lstrip(_CONTINUATION)):]
-    lines = data.decode("utf-8", errors="replace").splitlines()
+    # a byte that is not UTF-8 kept as its surrogate escape, which `printable` writes `\xff`,
+    # apart from a C1 control (`\u0085`); a line ends at a newline or a carriage return (a
+    # progress bar's), not at the other ends `str.splitlines` knows (NEL, a form feed), which
+    # the log and `stoker tail` show inside a line
+    text = data.decode("utf-8", errors="surrogateescape")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     cut = size > TAIL_BYTES and bool(lines)
     if cut and any(line.strip() for line in lines[1:]):
         lines, cut = lines[1:], False

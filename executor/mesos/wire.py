@@ -256,7 +256,7 @@ def _parse_launch_group(obj: dict[str, Any], what: str) -> LaunchGroup:
 def _parse_kill(obj: dict[str, Any], what: str) -> Kill:
     """A KILL whose task id is readable kills: a grace that is not (NaN, a negative or an
     absurd number, text Mesos would not parse, a wrong type) is reported in `bad_grace`, and
-    the task's own grace applies, as for a KILL without a kill_policy (docs/mesos.md §5)."""
+    the task's own grace applies, as for a KILL without a kill_policy (docs/mesos.md §9, KILL)."""
     tid = _field(obj, "kill.task_id.value", str, what)
     policy = obj["kill"].get("kill_policy")
     if policy is None or (isinstance(policy, dict) and policy.get("grace_period") is None):

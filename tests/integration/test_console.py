@@ -358,7 +358,7 @@ def _footer(sandbox: Path, last: str) -> str:
 
 def test_a_stderr_of_exactly_the_read_s_size_is_read_whole(tmp_path):
     """8,192 bytes are all of it: no line was cut, nor a character begun before the read (a
-    byte that is no UTF-8 at its start is the run's own, shown as '�')."""
+    byte that is no UTF-8 at its start is the run's own, shown as `\\x80`)."""
     run = tmp_path / ".logs" / "web" / "0"
     run.mkdir(parents=True)
     head, tail = b"\x80first\n", b"second\n"
@@ -366,7 +366,7 @@ def test_a_stderr_of_exactly_the_read_s_size_is_read_whole(tmp_path):
     buf = io.StringIO()
     ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
     lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
-    assert lines == ["| \ufffdfirst", "| second", _footer(tmp_path, "the last 2 lines")]
+    assert lines == ["| \\x80first", "| second", _footer(tmp_path, "the last 2 lines")]
 
 
 def test_a_blank_stderr_of_exactly_the_read_s_size_is_said_empty(tmp_path):
@@ -378,6 +378,21 @@ def test_a_blank_stderr_of_exactly_the_read_s_size_is_said_empty(tmp_path):
     assert buf.getvalue().splitlines()[1].strip() == (
         f"(its stderr is empty; its stdout: stoker tail {tmp_path} web --run 0 -n +1; "
         "once the task has restarted, add --attempt 0)")
+
+
+def test_a_failed_runs_stderr_writes_a_c1_control_and_a_byte_that_is_not_utf_8_apart(tmp_path):
+    """As everything Stoker prints (docs/contract.md §1): a C1 control character `\\u0085`, a
+    byte that is not UTF-8 `\\x85`. The lines under a failed run showed the byte as '�' and
+    broke the line at the character (a NEL and a form feed were line ends there, not in the
+    log nor in `stoker tail`), so the two could not be told apart."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_bytes(b"first\r\nbar 10%\rbar 99%\r\nnel \xc2\x85 byte \x85 ff \x0c end\n")
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    assert lines == ["| first", "| bar 10%", "| bar 99%", "| nel \\u0085 byte \\x85 ff \\x0c end",
+                     _footer(tmp_path, "the last 4 lines")]
 
 
 @pytest.mark.parametrize("after, shown", [

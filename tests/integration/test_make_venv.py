@@ -1,6 +1,6 @@
 """tools/make_venv.py (every `make` target's venv): which venvs it makes again and why, and one
 make of a checkout at a time. Its whole run (a venv made, pip, the editable install: a minute
-or more) is checked by hand (docs/testing.md "The developer's set-up")."""
+or more) is checked by hand (docs/testing.md §15, "The developer's set-up")."""
 from __future__ import annotations
 
 import fcntl
