@@ -127,6 +127,15 @@ START_MODULES = {
     "cli": ("executor.cli.main",),
     "plan": ("config.loader", "config.bind"),
 }
+# And what they load after their first report (importcut), for the warm step too: a class the
+# file lacks is compiled where it is first made, and its file written again at the command's
+# exit; an installation its users cannot write to compiles it at every one. The kill's machine
+# (`executor.task.kill`, with a task's first kill request: every task is stopped) and a plan's
+# `announce` (`config.announcer`, decoded with a kept plan that holds one).
+LATER_MODULES = {
+    "run": ("executor.task.kill", "config.announcer"),
+    "executor": ("executor.task.kill",),
+}
 PROFILES = tuple(START_MODULES)
 # Packages every module of which `codecachewarm.warm()` also writes without docstrings (`executor/nodocs.py`:
 # a start compiles none that has a `.pyc`), for the modules loaded after the start.
