@@ -127,6 +127,15 @@ START_MODULES = {
     "cli": ("executor.cli.main",),
     "plan": ("config.loader", "config.bind"),
 }
+# And what they load after their first report (importcut), for the warm step too: a class the
+# file lacks is compiled where it is first made, and its file written again at the command's
+# exit; an installation its users cannot write to compiles it at every one. The kill's machine
+# (`executor.task.kill`, with a task's first kill request: every task is stopped) and a plan's
+# `announce` (`config.announcer`, decoded with a kept plan that holds one).
+LATER_MODULES = {
+    "run": ("executor.task.kill", "config.announcer"),
+    "executor": ("executor.task.kill",),
+}
 PROFILES = tuple(START_MODULES)
 # Packages every module of which `codecachewarm.warm()` also writes without docstrings (`executor/nodocs.py`:
 # a start compiles none that has a `.pyc`), for the modules loaded after the start.
@@ -357,23 +366,30 @@ def _ignored(path: Path, reason: str) -> dict[str, tuple[tuple[str, Any], ...]]:
 
 def save() -> bool:
     """Writes the profile's file again when this process compiled something the file does
-    not have (merged into what the file holds now); True when it wrote."""
+    not have (merged into what the file holds now); True when it wrote. Not when no memory
+    could be had for it (a MemoryError: the file, read and written whole, under an
+    address-space limit at the command's exit, after its task ended): what this process
+    compiled is compiled again by a next one, as when it may not write (was: a traceback,
+    `executor: crashed`, exit 1, after a task that ended KILLED)."""
     cache = _cache
     if cache is None or not cache.fresh or sys.dont_write_bytecode:
         return False
-    from executor.codecachewrite import merged, served_first, write, writing  # at the end only
+    try:
+        from executor.codecachewrite import merged, served_first, write, writing  # at the end only
 
-    with writing(cache.path) as turn:
-        if not turn:  # what this process compiled is compiled again by a next one
-            return False
-        entries = _read(cache.path)
-        # nothing new: another process wrote it already, or a class was made twice alike
-        wrote = merged(served_first(entries, cache.served), cache.fresh)
-        if wrote and len(entries) > MAX_ENTRIES:
-            entries = {}
-            merged(entries, cache.fresh)
-        if wrote and not write(cache.path, entries):
-            return False
+        with writing(cache.path) as turn:
+            if not turn:  # what this process compiled is compiled again by a next one
+                return False
+            entries = _read(cache.path)
+            # nothing new: another process wrote it already, or a class was made twice alike
+            wrote = merged(served_first(entries, cache.served), cache.fresh)
+            if wrote and len(entries) > MAX_ENTRIES:
+                entries = {}
+                merged(entries, cache.fresh)
+            if wrote and not write(cache.path, entries):
+                return False
+    except MemoryError:  # `write` removed its temporary file; `writing` let the lock go
+        return False
     cache.compiled += len(cache.fresh)
     cache.fresh.clear()
     return wrote

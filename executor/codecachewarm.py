@@ -24,10 +24,11 @@ from executor import codecache, codecachewrite, compileserved, deferred, nodocs
 
 
 def warm(profile: str) -> bool:
-    """Compiles what `profile`'s command imports at start and writes its file, whatever
-    PYTHONDONTWRITEBYTECODE says (it was asked for), and each of those modules' code
-    without docstrings (`executor/nodocs.py`), and Python's `.pyc` of those of Stoker's
-    installation (`_write`); True when it wrote the file. The file then
+    """Compiles what `profile`'s command imports at start (and after its first report:
+    `codecache.LATER_MODULES`) and writes its file, whatever PYTHONDONTWRITEBYTECODE says
+    (it was asked for), and each of those modules' code without docstrings
+    (`executor/nodocs.py`), and Python's `.pyc` of those of Stoker's installation
+    (`_write`); True when it wrote the file. The file then
     holds only what this start used: each name's other sources (an older Stoker's shapes),
     which a command would hold unused for its whole life, are gone (`_used`). The modules the
     entry point defers are deferred first (`executor/deferred.py`), as a command has them.
@@ -37,7 +38,7 @@ def warm(profile: str) -> bool:
         return False
     sys.dont_write_bytecode = False
     nodocs.install()
-    for module in codecache.START_MODULES[profile]:
+    for module in codecache.START_MODULES[profile] + codecache.LATER_MODULES.get(profile, ()):
         importlib.import_module(module)
     write_loaded()  # those this process loaded before the loader was in place
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
