@@ -106,8 +106,8 @@ def _remount_each(top: int, libc: ctypes.CDLL) -> str:
     /proc/self/mountinfo, reached from TOP by its path below TOP's mount point (no symlink
     followed) and remounted through that descriptor; then the table read again: a mount of
     the tree that is not nosuid,nodev is an error naming it, unless it is hidden (another
-    mount on its own mount point, or on one of a mount it is below: none of the task's
-    processes can reach it)."""
+    mount is on its own mount point, or on the mount point of a mount it is below: none of
+    the task's processes can reach it)."""
     _remount(libc, top)
     tree = _tree(mount_id(top))
     for mount in tree[1:]:
@@ -130,7 +130,8 @@ def _remount_each(top: int, libc: ctypes.CDLL) -> str:
             continue
         if not {"nosuid", "nodev"} <= mount.options:
             raise OSError(errno.EPERM, f"the mount at {mount.point} is still {','.join(sorted(mount.options))}: "
-                                       "mount_setattr(2) is missing, and it could not be remounted by its path")
+                                       "mount_setattr(2) is missing or denied here, and it could not be remounted "
+                                       "by its path")
     return f"mount(2), each of {len(tree)} mounts"
 
 

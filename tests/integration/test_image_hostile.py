@@ -345,8 +345,8 @@ def test_where_seccomp_denies_mount_setattr_each_submount_is_remounted_or_the_ta
                               "too (mount(2), each of 4 mounts)"]
     assert result["error"] == (f"Failed to make the task filesystem {taskfs} and every mount in it nosuid,nodev (the "
                                f"task is not run with a setuid program working): the mount at {taskfs}/opt/vol "
-                               "is still relatime,rw: mount_setattr(2) is missing, and it could not be remounted by "
-                               "its path")
+                               "is still relatime,rw: mount_setattr(2) is missing or denied here, and it could not be "
+                               "remounted by its path")
     assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]
 
 
