@@ -52,8 +52,6 @@ from executor.mesos import imageusers, mounttree
 from executor.mesos.containerizer import TASKFS
 
 MS_BIND, MS_REC, MNT_DETACH, UMOUNT_NOFOLLOW = 0x1000, 0x4000, 2, 8
-MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x2, 0x4, 0x20, 0x200000
-KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 COPIED = ("resolv.conf", "hosts", "hostname")  # from the host's /etc (Mesos' network/cni isolator's files)
 BASH = "/bin/bash"  # what every process and shell check runs inside the image
 
@@ -188,16 +186,15 @@ class ImageSandbox:
         self.notes.append(f"mounted {source} into task filesystem at {target}")
 
     def _seal(self) -> None:
-        """The image bind-mounted onto itself nosuid and nodev (its other flags kept) in this
-        mount namespace, which the containerizer copies for every process: a setuid-root
+        """The image bind-mounted onto itself nosuid and nodev (its other flags kept), every
+        mount inside it (the agent's volumes, a tmpfs, a layer) with it (`mounttree.seal`),
+        in this mount namespace, which the containerizer copies for every process: a setuid-root
         program, or a device node open to all, that the image's author put in it would
         otherwise give the task's processes root on the agent (Thermos leaves them working).
         The copy is attached and held through descriptors (`mounttree`): the sandbox is the
         task owner's, whose `taskfs` may be renamed meanwhile."""
         parent, root = self._open_taskfs()
         try:
-            kept = os.fstatvfs(root).f_flag
-            kept = kept & KEPT_FLAGS | (MS_RELATIME if kept & os.ST_RELATIME else 0)
             top = mounttree.clone_onto(root)
             if top >= 0:
                 self.mounted.append(str(self.taskfs))
@@ -210,11 +207,13 @@ class ImageSandbox:
             os.close(root)
             os.close(parent)
         self._root = top
-        flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept
-        if _libc().mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, flags, None) != 0:
-            raise ImageError(f"Failed to make the task filesystem {self.taskfs} nosuid,nodev: "
-                             f"{os.strerror(ctypes.get_errno())}")
-        self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev")
+        try:
+            way = mounttree.seal(top)
+        except OSError as exc:
+            raise ImageError(f"Failed to make the task filesystem {self.taskfs} and every mount in it nosuid,nodev "
+                             f"(the task is not run with a setuid program working): {_why(exc)}") from None
+        self.notes.append(f"bind-mounted the task filesystem {self.taskfs} onto itself nosuid,nodev, its "
+                          f"submounts too ({way})")
 
     def _bind_by_path(self, parent: int, root: int) -> int:
         """`_seal`'s mount by mount(2), where the kernel has no open_tree (before 5.2): the

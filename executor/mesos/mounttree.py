@@ -11,6 +11,11 @@ It gives -1 where the kernel has no such call (ENOSYS) or a seccomp profile deni
 (EPERM): the caller then uses mount(2). The numbers are the generic table's, every
 architecture's since Linux 5.1 but alpha's.
 
+`seal(fd)` makes the mount whose root FD holds, and every mount below it (the image's
+own submounts, which the recursive copy copied), nosuid and nodev: by mount_setattr(2)
+with AT_RECURSIVE (Linux >= 5.12), else each one by mount(2), reached from FD by its path
+in /proc/self/mountinfo (`MountTable`).
+
 `proc_fds_shown(dir)` says whether `/proc/self/fd` leads to this process's descriptors
 here, which every remount and detach needs (umount2(2) takes a path only).
 
@@ -21,12 +26,16 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 from pathlib import Path
 
-SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
+SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
 OPEN_TREE_CLONE, AT_EMPTY_PATH, AT_RECURSIVE = 1, 0x1000, 0x8000
 MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
 UNSUPPORTED = (errno.ENOSYS, errno.EPERM)  # no such call, or a seccomp profile's refusal of it
+MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x2, 0x4
+MS_BIND, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x1000, 0x2, 0x4, 0x20, 0x200000
+KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 
 
 def clone_onto(fd: int) -> int:
@@ -65,3 +74,125 @@ def proc_fds_shown(directory: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+class MountAttr(ctypes.Structure):
+    """`struct mount_attr` as mount_setattr(2) takes it (MOUNT_ATTR_SIZE_VER0, 32 bytes)."""
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def seal(top: int) -> str:
+    """The mount whose root TOP holds, and every mount below it, made nosuid and nodev (their
+    other flags kept): a setuid program or a device of any of them would work for the task
+    otherwise. At once by mount_setattr(2) with AT_RECURSIVE (Linux >= 5.12); where that is
+    UNSUPPORTED, each mount of the tree remounted by itself (`_remount_each`). The way, in
+    words. Raises OSError, whose message names the mount left with its setuid bits working."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    attr = MountAttr(attr_set=MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+    done = libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(top), b"",
+                        ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr), ctypes.sizeof(attr))
+    if done == 0:
+        return "mount_setattr, recursively"
+    err = ctypes.get_errno()
+    if err not in UNSUPPORTED:
+        raise OSError(err, os.strerror(err))
+    return _remount_each(top, libc)
+
+
+def _remount_each(top: int, libc: ctypes.CDLL) -> str:
+    """`seal` without mount_setattr: TOP's mount, then each mount below it in
+    /proc/self/mountinfo, reached from TOP by its path below TOP's mount point (no symlink
+    followed) and remounted through that descriptor; then the table read again: a mount of
+    the tree that is not nosuid,nodev is an error naming it, unless it is hidden (another
+    mount is on its own mount point, or on the mount point of a mount it is below: none of
+    the task's processes can reach it)."""
+    _remount(libc, top)
+    tree = _tree(mount_id(top))
+    for mount in tree[1:]:
+        try:
+            fd = _open_below(top, mount.point, tree[0].point)
+        except OSError:
+            continue  # (not reached by its path: under another mount; said below unless wholly hidden)
+        try:
+            if mount_id(fd) in {m.id for m in tree}:  # (never another mount than the tree's)
+                _remount(libc, fd)
+        except OSError:
+            continue  # (said below)
+        finally:
+            os.close(fd)
+    tree = _tree(tree[0].id)
+    hidden: set[int] = set()
+    for mount in tree:  # (each mount's parent before it)
+        if mount.parent in hidden or any(m.parent == mount.id and m.point == mount.point for m in tree):
+            hidden.add(mount.id)
+            continue
+        if not {"nosuid", "nodev"} <= mount.options:
+            raise OSError(errno.EPERM, f"the mount at {mount.point} is still {','.join(sorted(mount.options))}: "
+                                       "mount_setattr(2) is missing or denied here, and it could not be remounted "
+                                       "by its path")
+    return f"mount(2), each of {len(tree)} mounts"
+
+
+def _remount(libc: ctypes.CDLL, fd: int) -> None:
+    """The mount whose root FD holds remounted nosuid,nodev, its other flags kept."""
+    kept = os.fstatvfs(fd).f_flag
+    flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept & KEPT_FLAGS | (
+        MS_RELATIME if kept & os.ST_RELATIME else 0)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    if libc.mount(None, os.fsencode(f"/proc/self/fd/{fd}"), None, flags, None) != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def mount_id(fd: int) -> int:
+    """The id (/proc/self/mountinfo's first field) of the mount FD's file is on."""
+    with open(f"/proc/self/fdinfo/{fd}", encoding="ascii") as info:
+        for line in info:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(errno.ENOENT, f"no mnt_id in /proc/self/fdinfo/{fd}")
+
+
+class Mount:
+    """One line of /proc/self/mountinfo: the mount's id, its parent's, its mount point (a
+    path in this process's root) and its per-mount options (`nosuid`, `nodev`, ...)."""
+
+    def __init__(self, line: str) -> None:
+        fields = line.split()
+        self.id, self.parent = int(fields[0]), int(fields[1])
+        self.point = _unescaped(fields[4])
+        self.options = set(fields[5].split(","))
+
+
+def _tree(top: int) -> list[Mount]:
+    """The mount TOP (first) and every mount below it, as /proc/self/mountinfo has them now."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        mounts = [Mount(line) for line in table]
+    tree = [m for m in mounts if m.id == top]
+    if not tree:
+        raise OSError(errno.ENOENT, f"mount {top} is not in /proc/self/mountinfo")
+    for mount in tree:  # grows as it goes: each mount's children after it
+        tree.extend(m for m in mounts if m.parent == mount.id and m.id != mount.id)
+    return tree
+
+
+def _unescaped(field: str) -> str:
+    """A mountinfo path: a space, tab, newline and backslash are written as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda code: chr(int(code[1], 8)), field)
+
+
+def _open_below(top: int, point: str, top_point: str) -> int:
+    """An O_PATH descriptor of POINT (a path in this process's root below TOP_POINT, where
+    the mount TOP holds the root of is), opened from TOP one name at a time, no symlink
+    followed: the image's names are the job submitter's."""
+    fd = os.dup(top)
+    try:
+        for name in os.path.relpath(point, top_point).split("/"):
+            inner = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from executor.mesos.imagefs import ImageError, ImageSandbox
+from tests.support import seccomp
 from tests.support.rootfs import copy_rootfs, session_rootfs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -239,6 +240,117 @@ def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privileg
     assert result["err"].endswith("/null: Permission denied"), result  # the device is no device
     assert result["mounts"] == [str(taskfs), str(taskfs / "mnt/mesos/sandbox")]  # the image's nosuid,nodev bind
     assert result["problems"] == [] and result["after"] == []
+
+
+# The mounts inside the image when the executor starts (the agent's volumes, a layer, a
+# tmpfs): a tmpfs with a setuid-root id and a device open to all, a tmpfs inside it with
+# another setuid id, and the host's /bin bound in
+INSIDE = ("opt/vol", "opt/vol/deeper", "opt/hostbin")
+SUBMOUNTS = textwrap.dedent("""
+    import ctypes, shutil, stat
+    libc = ctypes.CDLL(None, use_errno=True)
+    def mount(source, at, kind, flags):
+        at.mkdir(parents=True, exist_ok=True)
+        assert libc.mount(source, str(at).encode(), kind, flags, None) == 0, (at, ctypes.get_errno())
+    def setuid_id(directory):
+        shutil.copy(taskfs / "usr/bin/id", directory / "suid-id")
+        (directory / "suid-id").chmod(0o4755)
+    mount(b"none", taskfs / "opt/vol", b"tmpfs", 0)
+    setuid_id(taskfs / "opt/vol")
+    os.mknod(taskfs / "opt/vol/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    mount(b"none", taskfs / "opt/vol/deeper", b"tmpfs", 0)
+    setuid_id(taskfs / "opt/vol/deeper")
+    mount(b"/bin", taskfs / "opt/hostbin", None, 0x1000)  # MS_BIND
+    def sealed():  # each submount's nosuid and nodev, as statvfs sees them
+        return {p: [bool(os.statvfs(taskfs / p).f_flag & f) for f in (os.ST_NOSUID, os.ST_NODEV)] for p in PATHS}
+""").replace("PATHS", repr(INSIDE))
+
+# How the seal is made: open_tree, or mount(2) (a kernel before 5.2); mount_setattr, or
+# where it is missing (a kernel before 5.12: its number made -1, which the kernel answers
+# ENOSYS) each submount remounted
+SEALS = {"open_tree": (False, False), "mount-by-path": (True, False),
+         "open_tree-no-mount_setattr": (False, True), "mount-by-path-no-mount_setattr": (True, True)}
+
+
+@pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
+def test_setuid_programs_and_devices_in_the_image_s_submounts_give_the_task_no_privilege(rootfs, tmp_path, by_path,
+                                                                                       no_setattr):
+    # (was: the seal's remount made the image's own mount nosuid,nodev, not the mounts the
+    # recursive bind copied with it: the submount's setuid id ran as root)
+    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+    if not no_setattr and release < (5, 12):
+        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, SUBMOUNTS + textwrap.dedent("""
+        from executor.mesos import mounttree
+        from executor.mesos.containerizer import ContainerizerLaunch
+        from executor.task.wiring import RunAs
+        from tests.support.rootfs import containerizer_script
+        if BY_PATH:
+            mounttree.clone_onto = lambda fd: -1
+        if NO_SETATTR:
+            mounttree.SYS_MOUNT_SETATTR = -1
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        wrap = ContainerizerLaunch(path=str(containerizer_script(tmp / "mc")), rootfs=str(taskfs),
+                                   working_directory="/mnt/mesos/sandbox", sandbox=str(sandbox))
+        nobody = RunAs(name="nobody", uid=65534, gid=65534)
+        ran = subprocess.run(wrap.argv("/opt/vol/suid-id -u; /opt/vol/deeper/suid-id -u; echo x > /opt/vol/null",
+                                       nobody), capture_output=True, text=True)
+        result = {"out": ran.stdout, "err": ran.stderr.splitlines()[-1], "sealed": sealed(),
+                  "note": [n for n in image.notes if "onto itself" in n]}
+        result["problems"] = image.release()
+        result["after"] = mounted()
+    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)))
+    assert result["out"] == "65534\n65534\n", result  # 0 where a submount's setuid bit is honoured
+    assert result["err"].endswith("/opt/vol/null: Permission denied"), result  # the device is no device
+    assert result["sealed"] == {p: [True, True] for p in INSIDE}, result
+    way = "mount(2), each of 4 mounts" if no_setattr else "mount_setattr, recursively"
+    assert result["note"] == [f"bind-mounted the task filesystem {taskfs} onto itself nosuid,nodev, its submounts "
+                              f"too ({way})"]
+    assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]  # the test's own
+
+
+def test_where_seccomp_denies_mount_setattr_each_submount_is_remounted_or_the_task_refused(rootfs, tmp_path):
+    # A submount hidden by a mount on its own mount point is out of the task's reach; one
+    # that cannot be reached by its path (a mount on a directory above it, not on its own
+    # mount point) cannot be remounted by mount(2): the task is refused, naming it, rather
+    # than run with it unsaid.
+    seccomp.require()
+    taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
+    result = in_private_mounts(tmp_path, SUBMOUNTS + textwrap.dedent("""
+        import errno
+        from tests.support import seccomp
+        seccomp.install([("mount_setattr", None, errno.EPERM)])  # as a container runtime's profile may
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        result = {"sealed": sealed(), "note": [n for n in image.notes if "onto itself" in n]}
+        result["problems"] = image.release()
+        mount(b"none", taskfs / "opt/vol", b"tmpfs", 0)  # on opt/vol: it and opt/vol/deeper hidden, not refused
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        result["problems"] += image.release()
+        libc.umount2(str(taskfs / "opt/vol").encode(), 0)
+        mount(b"none", taskfs / "opt", b"tmpfs", 0)  # on opt: opt/vol's name leads elsewhere, its mount still there
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        try:
+            image.prepare(None)
+        except ImageError as exc:
+            result["error"] = str(exc)
+        result["problems"] += image.release()
+        libc.umount2(str(taskfs / "opt").encode(), 0)
+        result["after"] = mounted()
+    """))
+    assert result["sealed"] == {p: [True, True] for p in INSIDE}, result
+    assert result["note"] == [f"bind-mounted the task filesystem {taskfs} onto itself nosuid,nodev, its submounts "
+                              "too (mount(2), each of 4 mounts)"]
+    assert result["error"] == (f"Failed to make the task filesystem {taskfs} and every mount in it nosuid,nodev (the "
+                               f"task is not run with a setuid program working): the mount at {taskfs}/opt/vol "
+                               "is still relatime,rw: mount_setattr(2) is missing or denied here, and it could not be "
+                               "remounted by its path")
+    assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]
 
 
 # What the image's /usr/bin/bash is instead: a symlink taken as the containerizer's chroot takes

@@ -36,10 +36,11 @@ ARCHES = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 SYSCALLS = {
     "x86_64": {"socket": 41, "clone": 56, "vfork": 58, "kill": 62, "prctl": 157, "waitid": 247, "unshare": 272,
                "inotify_init1": 294, "setns": 308, "memfd_create": 319, "pidfd_send_signal": 424, "pidfd_open": 434,
-               "clone3": 435, "close_range": 436, "openat2": 437, "pidfd_getfd": 438},
+               "clone3": 435, "close_range": 436, "openat2": 437, "pidfd_getfd": 438,
+               "mount_setattr": 442},
     "aarch64": {"socket": 198, "clone": 220, "kill": 129, "prctl": 167, "waitid": 95, "unshare": 97,
                 "inotify_init1": 26, "setns": 268, "memfd_create": 279, "pidfd_send_signal": 424, "pidfd_open": 434, "clone3": 435,
-                "close_range": 436, "openat2": 437, "pidfd_getfd": 438},
+                "close_range": 436, "openat2": 437, "pidfd_getfd": 438, "mount_setattr": 442},
 }
 
 PR_SET_CHILD_SUBREAPER = 36
