@@ -26,11 +26,6 @@ process that ignores) SIGTTOU the kernel lets the write through instead, as with
 `tostop`. Only that thread blocks it: a signal mask is inherited by the children its thread
 forks, and the task's processes must get SIGTTOU as usual.
 
-`to_journal`: under systemd a unit's stdout and stderr are streams to the journal, which
-names the one it connected in `$JOURNAL_STREAM` (`DEVICE:INODE`, sd-daemon(3)); a stream is
-the journal's when its descriptor is that file. The journal stamps every line itself, and
-reads a `<N>` (syslog priority) prefix as the line's level.
-
 `start_thread`: how every thread Stoker starts is started (tests/unit/test_thread_starts.py
 holds every module to it; the health loop is handed it). Under an address-space limit (ulimit
 -v) the kernel may map a thread's stack and refuse the thread's first mappings (its frames' data
@@ -69,18 +64,6 @@ if TYPE_CHECKING:  # for the type checker only: no class every process holds
 # log (a lost stdout) while it holds it.
 screen_lock = threading.RLock()
 _screen_line: ScreenLine | None = None
-
-
-def to_journal(stream: object) -> bool:
-    """Whether `stream` (a file object) writes to the journal stream systemd connected."""
-    named = os.environ.get("JOURNAL_STREAM")
-    if not named:
-        return False
-    try:
-        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):  # no descriptor (a test's StringIO), or closed
-        return False
-    return named == f"{st.st_dev}:{st.st_ino}"
 
 
 def no_room(exc: BaseException) -> str | None:
