@@ -7,11 +7,18 @@ each field as keys of their own (`executor/cli/logsetup.py`). It lives in config
 bottom layer, so that the health checker (which imports config/ only) logs the same way
 as the executor.
 
+`to_journal`: under systemd a unit's stdout and stderr are streams to the journal, which
+names the one it connected in `$JOURNAL_STREAM` (`DEVICE:INODE`, sd-daemon(3)); a stream is
+the journal's when its descriptor is that file. The journal stamps every line itself, and
+reads a `<N>` (syslog priority) prefix as the line's level: the log handler and `stoker run`'s
+console write their lines for it then.
+
 Never pass a secret (the agent's auth token) to it: nothing here can scrub it.
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 _QUOTE_NEEDED = set(' "=')
@@ -49,3 +56,15 @@ def log_event(logger: logging.Logger, level: int, event: str, *,
 def event_line(event: str, fields: dict[str, Any]) -> str:
     """The text of one event's line: `event k=v k2="v 2"` (None fields left out)."""
     return " ".join([event] + [f"{k}={_render(v)}" for k, v in fields.items() if v is not None])
+
+
+def to_journal(stream: object) -> bool:
+    """Whether `stream` (a file object) writes to the journal stream systemd connected."""
+    named = os.environ.get("JOURNAL_STREAM")
+    if not named:
+        return False
+    try:
+        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):  # no descriptor (a test's StringIO), or closed
+        return False
+    return named == f"{st.st_dev}:{st.st_ino}"

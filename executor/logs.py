@@ -26,17 +26,13 @@ process that ignores) SIGTTOU the kernel lets the write through instead, as with
 `tostop`. Only that thread blocks it: a signal mask is inherited by the children its thread
 forks, and the task's processes must get SIGTTOU as usual.
 
-`to_journal`: under systemd a unit's stdout and stderr are streams to the journal, which
-names the one it connected in `$JOURNAL_STREAM` (`DEVICE:INODE`, sd-daemon(3)); a stream is
-the journal's when its descriptor is that file. The journal stamps every line itself, and
-reads a `<N>` (syslog priority) prefix as the line's level.
-
 `start_thread`: how every thread Stoker starts is started (tests/unit/test_thread_starts.py
 holds every module to it; the health loop is handed it). Under an address-space limit (ulimit
 -v) the kernel may map a thread's stack and refuse the thread's first mappings (its frames' data
 stack, an obmalloc arena): it dies before it runs any Python, and `Thread.start()` waits for it
-for good, in a lock no signal ends (only kill -9 stopped `stoker run`). Without a limit, one
-getrlimit.
+for good, in a lock no signal ends (only kill -9 stopped `stoker run`). Each start reserves its
+room under a lock and starts outside it: one that still hangs holds up no other. Without a
+limit, one getrlimit.
 
 Never pass a secret (the agent's auth token) to a logger: nothing here can scrub it.
 """
@@ -71,24 +67,14 @@ screen_lock = threading.RLock()
 _screen_line: ScreenLine | None = None
 
 
-def to_journal(stream: object) -> bool:
-    """Whether `stream` (a file object) writes to the journal stream systemd connected."""
-    named = os.environ.get("JOURNAL_STREAM")
-    if not named:
-        return False
-    try:
-        st = os.fstat(stream.fileno())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):  # no descriptor (a test's StringIO), or closed
-        return False
-    return named == f"{st.st_dev}:{st.st_ino}"
-
-
 def no_room(exc: BaseException) -> str | None:
     """What a thread, process, descriptor or memory that could not be had at all says, as one
     line (the Mesos pids isolator's limit covers the executor too); None for anything else."""
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
         try:  # refused by `start_thread`: the figures it saw
-            return _no_room_for_thread(exc.limit, exc.mapped) if isinstance(exc, NoRoomForThread) else no_thread()
+            if isinstance(exc, NoRoomForThread):
+                return _no_room_for_thread(exc.limit, exc.mapped, exc.reserved)
+            return no_thread()
         except (ImportError, MemoryError):  # not even to look: the words made at import
             return _NO_THREAD_NO_MEMORY
     if isinstance(exc, MemoryError):
@@ -154,45 +140,57 @@ def memory_refused() -> str | None:
 
 # What a new thread maps past its stack before it runs any Python: an obmalloc arena (1 MiB), its
 # frames' data stack (16 KiB in CPython 3.11), the stack's guard page, the C heap's growth for
-# its state (128 KiB); twice that, for what other threads map meanwhile (a look, not a reservation).
+# its state (128 KiB); twice that, for what other threads map meanwhile (starts reserve theirs).
 FIRST_ALLOCATIONS_BYTES = 2 * 1024 * 1024
-_start_lock = threading.RLock()  # re-entrant: a signal handler may start a thread in a start
+_start_lock = threading.RLock()  # a look and reservation; re-entrant: a signal handler may start a thread
+_reserved: list[int] = []  # the room each start under way reserved (`start_thread`)
 # What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
 # ARCH_STACK_DEFAULT_SIZE is 2 MiB or more: the smallest, not to blame a limit that had room).
 _UNLIMITED_STACK_BYTES = 2 * 1024 * 1024
 
 
 class NoRoomForThread(RuntimeError):
-    """A start `start_thread` refused, with the limit and what was mapped (None: not read) as it
-    looked: `no_room` gives those figures, not a later look's, which may have room again."""
+    """A start `start_thread` refused, with the figures it saw (mapped None: not read), which
+    `no_room` gives, not a later look's."""
 
-    def __init__(self, limit: int, mapped: int | None) -> None:
+    def __init__(self, limit: int, mapped: int | None, reserved: int = 0) -> None:
         super().__init__("can't start new thread")
         self.limit = limit
         self.mapped = mapped
+        self.reserved = reserved
 
 
 def start_thread(thread: threading.Thread) -> None:
     """`thread.start()`, or `NoRoomForThread` (a RuntimeError, which every caller handles as
-    pthread's refusal) when what is mapped, the thread's stack and `FIRST_ALLOCATIONS_BYTES`
-    do not fit below the address-space limit: never a start that waits for good. Check and
-    start are one step (`_start_lock`): two checks at once both saw room for one thread."""
+    pthread's refusal) when what is mapped, the room other starts under way reserved, the
+    thread's stack and `FIRST_ALLOCATIONS_BYTES` do not fit below the address-space limit:
+    never a start that waits for good. The look and the reservation are one step (two looks
+    at once both saw room for one thread); the start is outside it, so a start that still
+    hangs keeps its own reservation and holds up no other start (was: the lock, every start)."""
     import resource
 
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit == resource.RLIM_INFINITY:  # no lock: nothing to run out of
         thread.start()
         return
-    with _start_lock:
-        mapped = None
-        try:
-            mapped = address_space()[1]
-            fits = mapped is None or mapped + room_for_thread() <= limit
-        except MemoryError:  # not even to look: a thread would have less still
-            fits = False
-        if not fits:
-            raise NoRoomForThread(limit, mapped)
+    room = _reserve_room(limit)
+    try:
         thread.start()
+    finally:  # started (its stack and first allocations now in what is mapped), or refused
+        _reserved.remove(room)  # one list operation, atomic: no lock
+
+
+def _reserve_room(limit: int) -> int:
+    """Reserve a thread's room below `limit`: the bytes reserved, or `NoRoomForThread`."""
+    with _start_lock:
+        mapped, reserved = None, sum(_reserved)
+        with contextlib.suppress(MemoryError):  # not even to look: a thread would have less still
+            mapped = address_space()[1]
+            room = room_for_thread()
+            if mapped is None or mapped + reserved + room <= limit:
+                _reserved.append(room)  # (growing the list may be refused too)
+                return room
+        raise NoRoomForThread(limit, mapped, reserved)
 
 
 def thread_stack_bytes() -> int:
@@ -241,11 +239,12 @@ def address_space_full() -> str | None:
     return _no_room_for_thread(limit, mapped)
 
 
-def _no_room_for_thread(limit: int, mapped: int | None) -> str:
+def _no_room_for_thread(limit: int, mapped: int | None, reserved: int = 0) -> str:
+    held = f", {reserved // 1024} KiB held by other starts under way" if reserved else ""
     return (f"no thread could be started: the address-space limit (ulimit -v: {limit // 1024} "
             f"KiB) leaves no room for a thread's {thread_stack_bytes() // 1024} KiB stack and "
             f"{FIRST_ALLOCATIONS_BYTES // 1024} KiB for its first allocations ({_kib(mapped)} "
-            "mapped already)")
+            f"mapped already{held})")
 
 
 _SYS_CLONE3 = 435  # the same number on every architecture that has it (Linux 5.3)

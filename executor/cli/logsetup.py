@@ -1,7 +1,7 @@
 """Log rendering for every `stoker` command, configured once by the CLI: `TextFormatter`
 (one line per event, local time, level, logger, `event key=value ...`, control and format
 characters escaped: `config.words.loggable`) or `JsonFormatter` (one JSON object per line,
-`--log-format json`: the values as they are). No other package configures logging. When stderr is systemd's journal (`executor.logs.to_journal`:
+`--log-format json`: the values as they are). No other package configures logging. When stderr is systemd's journal (`config.logline.to_journal`:
 a unit's), each line begins with its level as a syslog priority (`<3>` ERROR, `<4>`
 WARNING, `<6>` INFO), which the journal keeps as the entry's priority (`journalctl -p
 warning`), and a text line has no time of its own: the journal stamps it.
@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any
 
 import executor
-from config.logline import event_line
+from config.logline import event_line, to_journal
 from config.words import FORMAT_CHARACTERS, loggable
 from executor.logs import (
     Spool,
@@ -50,7 +50,6 @@ from executor.logs import (
     lost_for_now,
     spool,
     to_devnull,
-    to_journal,
 )
 
 logger = logging.getLogger("executor")

@@ -78,7 +78,7 @@ outcomes = []
 class Started(threading.Thread):
     def start(self):
         # Called by start_thread after its check: wait for the other racer to have checked too
-        # (it cannot while this one holds the start to itself: the wait then gives up).
+        # (refused meanwhile: its check counts this one's reservation; the wait then gives up).
         try:
             barrier.wait(timeout=3.0)
         except threading.BrokenBarrierError:
@@ -111,10 +111,103 @@ def test_two_starts_at_once_with_room_for_one_are_one_start_and_one_refusal():
     """Was: both racers passed the check before either thread started (the 2 MiB margin is
     less than a thread's stack), and the second start was left to the C library: a stack
     refused (a bare RuntimeError, no figures), or one mapped and its first allocations not
-    (a start that waits for good). The check and the start are now one step per process."""
+    (a start that waits for good). A start's check and its reservation of room are now one
+    step per process, and a check counts the room the starts under way reserved."""
     done = subprocess.run([sys.executable, "-c", TWO_STARTS_ROOM_FOR_ONE], cwd=REPO, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, "NoRoomForThread started\n", "")
+
+
+# A start that hangs (in `Thread.start()`, past start_thread's check: as one whose thread died
+# before it ran any Python) until the test releases it, or for `HUNG_SECS` at most.
+HUNG_START = """
+import resource, sys, threading
+from executor.logs import NoRoomForThread, address_space, no_room, room_for_thread, start_thread
+go, in_start, released = threading.Event(), threading.Event(), threading.Event()
+said = []
+
+class Hung(threading.Thread):
+    def start(self):
+        in_start.set()
+        said.append("released" if released.wait(timeout=float(sys.argv[2])) else "not released")
+        super().start()
+
+def hang():
+    go.wait()
+    start_thread(Hung(target=lambda: None, daemon=True))
+
+hanger = threading.Thread(target=hang)
+hanger.start()
+_, mapped = address_space()
+room = room_for_thread()
+threads = int(sys.argv[1])  # the room below the limit: for that many threads and a half
+resource.setrlimit(resource.RLIMIT_AS, (mapped + threads * room + room // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
+go.set()
+in_start.wait()
+try:  # the other start's thread releases the hung start: on time only if it did not wait for it
+    start_thread(threading.Thread(target=released.set, daemon=True))
+    said.append("other started")
+except NoRoomForThread as exc:
+    said.append(f"other refused: {exc.reserved == room}: {no_room(exc)}")
+    released.set()
+hanger.join()
+print(*said, sep="\\n")
+"""
+HUNG_SECS = 20.0
+
+
+def test_a_start_that_hangs_holds_up_no_other_start():
+    """Was: the check and the start were one step under a lock, so a start that still hung
+    (its thread dead of a MemoryError with no margin left) held every later start of the
+    process (the health loop's, the announcer's, the control socket's) until it ended: here
+    the other start waited out the hung one's `HUNG_SECS`. Now each reserves its room and
+    starts outside the lock: with room for both, the other starts at once."""
+    done = subprocess.run([sys.executable, "-c", HUNG_START, "2", str(HUNG_SECS)], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert (done.returncode, sorted(done.stdout.splitlines()), done.stderr) == (
+        0, ["other started", "released"], ""), done.stdout
+
+
+def test_a_start_under_way_keeps_its_room_from_another_which_says_so():
+    """With room for one thread, a start under way (hung) holds it: another is refused at
+    once, with the room the hung one reserved in its figures and its line."""
+    done = subprocess.run([sys.executable, "-c", HUNG_START, "1", str(HUNG_SECS)], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    said = done.stdout.splitlines()
+    assert (done.returncode, done.stderr, len(said)) == (0, "", 2), done.stdout + done.stderr
+    assert said[0].startswith("other refused: True: no thread could be started: the address-space limit"), said
+    assert said[0].endswith("KiB held by other starts under way)"), said
+    assert said[1] == "released", said
+
+
+REFUSED_THEN_STARTED = """
+import resource, threading
+from executor.logs import address_space, room_for_thread, start_thread
+
+class Refused(threading.Thread):
+    def start(self):
+        raise RuntimeError("can't start new thread")  # as the C library refuses one
+
+_, mapped = address_space()
+room = room_for_thread()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + room + room // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
+said = []
+for thread in (Refused(target=lambda: None), threading.Thread(target=lambda: None)):
+    try:
+        start_thread(thread)
+        thread.join()
+        said.append("started")
+    except RuntimeError as exc:
+        said.append(type(exc).__name__)
+print(*said)
+"""
+
+
+def test_a_start_the_c_library_refused_gives_its_room_back():
+    """A start that raised keeps no reservation: with room for one thread, the next starts."""
+    done = subprocess.run([sys.executable, "-c", REFUSED_THEN_STARTED], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "RuntimeError started\n", "")
 
 
 START_THREAD = """
