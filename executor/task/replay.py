@@ -417,8 +417,9 @@ class Fold:
                 if not isinstance(rec, HeaderRecord):
                     self._task.headerless()
                 self._task.apply(rec)
-            else:  # a kind not known: a newer writer's, or a damaged one's
-                kind = quoted(doc.get("kind")) if isinstance(doc, dict) else "?"
+            else:  # a kind not known: a newer writer's, or a damaged one's (an excerpt, as of a damaged line)
+                kind = str(doc.get("kind")) if isinstance(doc, dict) else "?"
+                kind = quoted(kind[:60] + "...") if len(kind) > 60 else quoted(kind)
                 self._task.unread_record(f"checkpoint record {self.fed}, of a kind not known ({kind}); skipped")
         return self
 
