@@ -22,8 +22,11 @@ from config.words import quoted
 DEFAULT_SERVERSET_PATH = "/aurora"
 
 # HOST[:PORT], HOST a name, an IPv4 address or a bracketed IPv6 address, a zone id included
-# (`[fe80::1%eth0]`): kazoo's hosts syntax, whose bracketed host `ipaddress` then checks.
-_HOST_PORT = re.compile(r"^(\[[^\]]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
+# (`[fe80::1%eth0]`): kazoo's hosts syntax, whose bracketed host `ipaddress` then checks. A
+# zone id is of RFC 6874's unreserved characters, as interface names are: kazoo's `urlsplit`
+# ends the host at a `?`, `#` or `@`, drops a tab and strips a blank (another host dialled,
+# or the ensemble refused only at the join), and refuses what NFKC turns into one of those.
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~-]+)?\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?$")
 
 
 @attrs.frozen(slots=True)

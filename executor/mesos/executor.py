@@ -188,9 +188,9 @@ class StokerExecutor:
             if first:
                 self.shutdown_at = now
             shutdown_at = self.shutdown_at if self.shutdown_at is not None else now
-        if first:
-            self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS)
         kill_all_at = shutdown_at + max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
+        if first:
+            self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS, kill_at=kill_all_at)
         grace = max(0.0, kill_all_at - now)
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:

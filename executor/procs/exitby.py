@@ -36,6 +36,7 @@ class ExitBy:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._at: float | None = None
+        self.kill_at: float | None = None  # when what still runs is SIGKILLed (`set`), before `_at`
         self._wake_fds: set[int] = set()  # those of the waits under way (`waking`)
 
     def __call__(self) -> float | None:
@@ -70,10 +71,13 @@ class ExitBy:
                 _empty(wake_fd)
             return end_at if self._at is None else min(end_at, self._at)
 
-    def set(self, at: float) -> None:
-        """This process must be gone by `at`; every `wait` ends by then."""
+    def set(self, at: float, kill_at: float | None = None) -> None:
+        """This process must be gone by `at`; every `wait` ends by then. `kill_at`: when
+        whatever still runs is SIGKILLed (a SHUTDOWN's grace end), what a leave's share is of."""
         with self._cond:
             self._at = at if self._at is None else min(self._at, at)
+            if kill_at is not None:
+                self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)
             self._cond.notify_all()
             for fd in self._wake_fds:
                 os.eventfd_write(fd, 1)
@@ -83,20 +87,23 @@ class ExitBy:
         with self._cond:
             self._cond.notify_all()
 
-    def wait(self, done: Callable[[], bool], secs: float, share: float = 1.0) -> bool:
+    def wait(self, done: Callable[[], bool], secs: float, share: float = 1.0, *, to_kill: bool = False) -> bool:
         """Until `done()` (True), `secs` or this process's exit time, set before or during the
         wait, whichever comes first (False). `done` is made true by another thread, which
         then calls `wake`. `share` < 1: the wait takes at most that share of what is left
         until the exit time, counted when it learns of it, at its start or as it is set
         (was: a wait begun before SHUTDOWN, a task's leave of its ServerSet after a KILL,
-        ran on to the exit time, past the SIGKILL at the end of the processes' grace)."""
+        ran on to the exit time, past the SIGKILL at the end of the processes' grace);
+        `to_kill`: of what is left until `kill_at`, once set (a leave, which the processes'
+        SIGTERM waits for: a share of the exit time's ran past it under ~1.17 s of grace)."""
         end = time.monotonic() + secs
-        seen: float | None = None  # the exit time `end` was cut for
+        seen: float | None = None  # the time `end` was cut for
         with self._cond:
             while not done():
                 now = time.monotonic()
-                if self._at is not None and self._at != seen and share < 1.0:
-                    seen, end = self._at, min(end, now + share * max(0.0, self._at - now))
+                cut_for = self.kill_at if to_kill and self.kill_at is not None else self._at
+                if cut_for is not None and cut_for != seen and share < 1.0:
+                    seen, end = cut_for, min(end, now + share * max(0.0, cut_for - now))
                 left = within(end - now, self._at)
                 if left <= 0:
                     return False

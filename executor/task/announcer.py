@@ -174,14 +174,15 @@ class ServerSetAnnouncer:
 
     def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
         """Leave the ServerSet; True once the member is gone, False after `timeout_secs`, or
-        `LEAVE_SHARE` of what was left until the exit time as it began or was set (the worker
-        keeps trying; the member expires with the session anyway)."""
+        `LEAVE_SHARE` of what was left until the SIGKILL of a SHUTDOWN's grace end (else the
+        exit time) as it began or was set (the worker keeps trying; the member expires with
+        the session anyway)."""
         self._joining = False
         if self._worker is None:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return self._exit_by.wait(done.is_set, timeout_secs, share=LEAVE_SHARE)
+        return self._exit_by.wait(done.is_set, timeout_secs, share=LEAVE_SHARE, to_kill=True)
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
         """Leave and end the ZooKeeper session, waiting as `leave` does; with no member left,

@@ -315,7 +315,7 @@ class _Task:
     last_wall: float | None = None
     warnings: list[str] = attrs.Factory(list)
     damaged: int = 0
-    unread_first: str = ""  # the first record skipped before any other was read (see `view`)
+    unread_first: str = ""  # the first record skipped before any read, else "no header came first"
     headless: _Attempt | None = None  # the attempt of records read before any header
 
     def current(self) -> _Attempt:
@@ -374,6 +374,13 @@ class _Task:
         if self.attempts and self.current().ended_past_phase():
             self.current().torn_end = True
 
+    def headerless(self) -> None:
+        """A record read, no header, comes before any other read: with nothing skipped before
+        it (the header's line lost, not garbled), the hint says so (not which record: a
+        compaction puts its summary first, and the view must not change)."""
+        if not self.attempts and not self.unread_first:
+            self.unread_first = "no header came before its first record"
+
     def damaged_record(self, number: int, rec: DamagedRecord) -> None:
         self.damaged += 1
         what = "a record" if rec.kind == "?" else f"a {rec.kind} record"
@@ -407,9 +414,12 @@ class Fold:
             if isinstance(rec, DamagedRecord):
                 self._task.damaged_record(self.fed, rec)
             elif rec is not None:
+                if not isinstance(rec, HeaderRecord):
+                    self._task.headerless()
                 self._task.apply(rec)
-            else:  # a kind not known: a newer writer's, or a damaged one's
-                kind = quoted(doc.get("kind")) if isinstance(doc, dict) else "?"
+            else:  # a kind not known: a newer writer's, or a damaged one's (an excerpt, as of a damaged line)
+                kind = str(doc.get("kind")) if isinstance(doc, dict) else "?"
+                kind = quoted(kind[:60] + "...") if len(kind) > 60 else quoted(kind)
                 self._task.unread_record(f"checkpoint record {self.fed}, of a kind not known ({kind}); skipped")
         return self
 

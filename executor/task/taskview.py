@@ -178,8 +178,9 @@ class TaskView:
     last_wall: float | None = None  # the wall time of the last record (None: it had none)
     warnings: tuple[str, ...] = ()  # one sentence per damaged record skipped
     # The first attempt's records follow no header, and this record, damaged or of a kind not
-    # known, came before them all (its header's line, garbled?); "" when not so: a header
-    # that lacks its supervisor's pid is read, and a damaged line further down is not it.
+    # known, came before them all (its header's line, garbled?), or none did (said so); ""
+    # when not so: a header that lacks its supervisor's pid is read, and a damaged line
+    # further down is not it.
     headless_after: str = ""
 
     @property

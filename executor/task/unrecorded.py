@@ -118,7 +118,8 @@ def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bo
 def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry, headless: str = "") -> Unrecorded:
     """A checkpoint that keeps no attempt of the entry's supervisor, said as `unrecorded`;
     `headless`: the damaged record its first records follow without a header (which may
-    have been the supervisor's: a garbled header), said, not taken for other runs'."""
+    have been the supervisor's: a garbled header), or that none came first (its line lost),
+    said, not taken for other runs'."""
     pid, alive = entry.supervisor_pid, _entry_alive(entry)  # not the lock's holder: another run's
     where = f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor (pid {pid})"
     if headless:

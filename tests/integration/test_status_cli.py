@@ -325,6 +325,27 @@ def test_a_garbled_line_further_down_is_not_blamed_on_the_header(tmp_path, capsy
     else:
         assert f"follow no readable header (its own header garbled?): {blamed}" in out, out
 
+def test_a_checkpoint_that_begins_with_no_header_is_said_so_not_as_other_runs(tmp_path, capsys, monkeypatch):
+    """Its header's line gone (no damaged line in its place), whole records after it: was
+    "keeps no attempt of its supervisor, only other runs' of the sandbox", where no other run
+    left a record; the hint says no header came first, in `stoker status`, its JSON and
+    `stoker ps` alike."""
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    write(sandbox, [header(me.pid, me.start_ticks + 100), *RUNNING])
+    path = sandbox / ".stoker" / "checkpoint.jsonl"
+    path.write_bytes(b"\n".join(path.read_bytes().split(b"\n")[1:]))
+    registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me)
+    said = "follow no readable header (its own header garbled?): no header came before its first record"
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and said in out and "only other runs'" not in out, out
+    code, out, _ = status(capsys, "web-0-1", "--json")
+    assert code == 0 and said in json.loads(out)["problem"], out
+    code = main(["ps"])
+    out, _ = capsys.readouterr()
+    assert code == 0 and said in out, out
+
+
 def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
     """`sandbox` registered as task web-0-1 of `stoker run` whose supervisor is `me` (its start
     100 ticks later: gone), in a registry of the test's own (STOKER_ROOT)."""

@@ -126,13 +126,52 @@ def test_an_ensembles_blanks_around_a_host_are_taken_out(text, ensemble):
 
 
 @pytest.mark.parametrize("text", ["[fe80::1%eth0]:2181", "[fe80::1%eth0]", "[fe80::1%25eth0]:2181,zk2",
-                                  "[fe80::1%1]:2181/chroot", "[fe80::1%a:b[c]:1"])
+                                  "[fe80::1%1]:2181/chroot", "[fe80::1%br-1.v_2~x]:1"])
 def test_an_ipv6_address_with_a_zone_id_is_an_ensembles_host_as_kazoo_takes_it(text):
-    """kazoo takes a link-local address with its zone id (`%eth0`); the ensemble was refused."""
+    """kazoo takes a link-local address with its zone id (`%eth0`); the ensemble was refused.
+    kazoo reads the very host written, zone id included."""
     from kazoo.hosts import collect_hosts
 
     assert parse_ensemble(text) == text
-    collect_hosts(text)
+    hosts, _ = collect_hosts(text)
+    assert hosts[0][0] == text.split("]")[0][1:]
+
+
+@pytest.mark.parametrize("zone", ["a?b", "a#b", "a\u2100c", "\uff1a", "\ufe56"])
+def test_a_zone_id_kazoo_refuses_at_the_join_is_refused_with_the_flag(zone):
+    """A zone id with a character `urlsplit` takes for the end of the host (`?`, `#`), or
+    one whose NFKC form has such a character (U+2100, a fullwidth colon): `ipaddress` took
+    it, and kazoo refused the ensemble only when the task joined (the task failed)."""
+    from kazoo.hosts import collect_hosts
+
+    text = f"[fe80::1%{zone}]:2181"
+    with pytest.raises(ValueError):
+        collect_hosts(text)
+    with pytest.raises(ValueError, match="ZooKeeper"):
+        parse_ensemble(text)
+
+
+@pytest.mark.parametrize("zone", ["a@b", "eth\t0", "eth\n0", " "])
+def test_a_zone_id_kazoo_reads_as_another_host_is_refused(zone):
+    """A zone id kazoo reads as another host: `@` a user's end (`[fe80::1%a@b]` the host
+    `b]`), a tab or newline dropped (another interface), a blank stripped (`fe80::1%`).
+    Each was taken, and kazoo dialled another host."""
+    from kazoo.hosts import collect_hosts
+
+    text = f"[fe80::1%{zone}]:2181"
+    hosts, _ = collect_hosts(text)
+    assert hosts[0][0] != f"fe80::1%{zone}"
+    with pytest.raises(ValueError, match="ZooKeeper"):
+        parse_ensemble(text)
+
+
+@pytest.mark.parametrize("text", ["[fe80::1%e th0]:2181", "[fe80::1%a:b[c]:1", "[fe80::1%\u00e9th0]:2181"])
+def test_a_zone_id_no_interface_is_named_is_refused(text):
+    """A zone id of anything but letters, digits and `-._~` (RFC 6874's unreserved
+    characters, which interface names are made of; Linux refuses a blank or a colon in
+    one), which kazoo may take or not, is refused rather than told apart from the others."""
+    with pytest.raises(ValueError, match="ZooKeeper"):
+        parse_ensemble(text)
 
 
 @pytest.mark.parametrize("text", ["[fe80::1%]:2181", "[1.2.3.4%eth0]:2181", "[%eth0]:2181"])

@@ -10,7 +10,7 @@ import time
 
 from config.executorsettings import ExecutorSettings
 from executor.mesos.driver import ExecutorDriver
-from executor.mesos.executor import EXIT_MARGIN_SECS, StokerExecutor
+from executor.mesos.executor import EXIT_MARGIN_SECS, SHUTDOWN_MARGIN_SECS, StokerExecutor
 from executor.mesos.process import ACK_MARGIN_SECS, _ack_budget
 from executor.procs.exitby import ExitBy, within
 from tests.support.waiting import wait_for
@@ -196,3 +196,32 @@ def test_a_shutdown_and_a_stop_signal_at_once_take_the_first_ones_time():
         assert len(executor.written) == 1, "both calls took themselves for the first"
         assert executor._shutdown_at == executor.written[0]
         assert executor.exit_by() == executor.written[0] + 5.0 - EXIT_MARGIN_SECS
+
+
+def test_a_leaves_wait_takes_its_share_of_the_time_left_until_the_sigkill_set_while_it_waits():
+    """A leave of the ServerSet under way (a KILL's, ZooKeeper stalled) when SHUTDOWN comes:
+    its share is of what is left until the processes' SIGKILL (`kill_at`), which comes
+    before the exit time. Was: of the exit time's, past the SIGKILL under ~1.17 s of the
+    agent's grace (the SIGTERM, after the leave, came after the SIGKILL's time)."""
+    exit_by = ExitBy()
+    result: list[bool] = []
+    thread = threading.Thread(
+        target=lambda: result.append(exit_by.wait(lambda: False, 60.0, share=0.25, to_kill=True)), daemon=True)
+    thread.start()
+    set_at = time.monotonic()
+    exit_by.set(set_at + 12.0, kill_at=set_at + 2.0)
+    thread.join(30)
+    assert result == [False]
+    assert time.monotonic() - set_at < 2.0  # about 0.5 s: a quarter of the 2 s (was: 3 s, of the 12 s)
+    assert exit_by.wait(lambda: False, 0.0, share=0.25) is False  # not a leave's: the exit time's share
+
+
+def test_a_shutdown_hands_the_exit_time_its_sigkill_time():
+    """The SIGKILL time a leave's share is of is the SHUTDOWN's `kill_all_at`: its grace less
+    SHUTDOWN_MARGIN_SECS, counted from the first SHUTDOWN."""
+    settings = ExecutorSettings.from_env({"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f",
+                                          "MESOS_EXECUTOR_ID": "e", "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": "1100ms"})
+    executor = StokerExecutor(settings, {}, on_done=lambda: None)
+    executor.shutdown(ExecutorDriver(executor, settings))
+    assert executor.shutdown_at is not None
+    assert executor._exit.kill_at == executor.shutdown_at + 1.1 - SHUTDOWN_MARGIN_SECS

@@ -429,3 +429,13 @@ def test_a_terminal_phase_with_nothing_after_it_or_a_whole_task_end_is_as_record
     whole = json.dumps(task("RUNNING", "KILLED", "killed", 101.1))
     assert (replay(_ended_by_phase("{torn", whole)).current.state, replay(_ended_by_phase(whole, "{torn")).current.reason) == (
         "KILLED", "killed")
+
+
+def test_a_first_record_of_a_long_kind_not_known_is_named_by_an_excerpt_of_it():
+    """The hint on a checkpoint whose records follow no header quotes the "kind" of the record
+    before them: a garbled one 1 MiB long (the reader's line cap) was quoted whole, in
+    `stoker status`, `stoker ps` and the observer's answer, as a damaged line's never is."""
+    view = replay([{"kind": "x" * 100_000}, {"kind": "task", "from": "NEW", "to": "STARTING",
+                                             "reason": "launched", "wall": 1000.0}])
+    assert view.headless_after.startswith("checkpoint record 1, of a kind not known ('xxx"), view.headless_after
+    assert len(view.headless_after) < 200 and "...'" in view.headless_after
