@@ -154,6 +154,7 @@ class ServerSetAnnouncer:
         # it), and the close's end (the worker's, or no member left: the session ends after)
         self._exit_by = exit_by if exit_by is not None else ExitBy()
         self._closed_enough = threading.Event()
+        self._auth_failed = threading.Event()  # kazoo's listener saw AuthFailed (`_refused`)
         # Shared: the queue, and the view the worker publishes under the condition.
         self._inbox: queue.Queue[object] = queue.Queue()
         self._cond = threading.Condition()
@@ -224,8 +225,13 @@ class ServerSetAnnouncer:
                                         max_delay=self._reconnect_max_secs),
             auth_data=[(c.scheme, c.credential) for c in self._a.auth.auth] if self._a.auth else None,
             default_acl=_acl(self._a.auth), logger=_kazoo_logger, handler=CheckedStartHandler())
-        zk.add_listener(lambda state: self._inbox.put(_ConnectionChanged(
-            Connection(state), refused=zk.client_state == KeeperState.AUTH_FAILED)))
+        def changed(state: str) -> None:  # on kazoo's connection thread
+            refused = zk.client_state == KeeperState.AUTH_FAILED
+            if refused:  # before kazoo closes the connection (what a request then meets)
+                self._auth_failed.set()
+            self._inbox.put(_ConnectionChanged(Connection(state), refused=refused))
+
+        zk.add_listener(changed)
         try:
             zk.start_async()
         except BaseException:
@@ -313,9 +319,9 @@ class ServerSetAnnouncer:
                 path = self._zk.create_async(self._a.member_prefix, self._data, ephemeral=True,
                                              sequence=True, makepath=True).get(timeout=self._op_timeout_secs)
                 orphan = path.rsplit("/", 1)[1]
-        except AuthFailedError as exc:  # the session's end, for good (not a retry's reason)
-            return self._machine.credentials_refused(self._why(exc))
         except Exception as exc:  # every outcome becomes a fact for the machine
+            if self._refused(exc):  # the session's end, for good (not a retry's reason)
+                return self._machine.credentials_refused(self._why(AuthFailedError()))
             ambiguous = isinstance(exc, (ConnectionLoss, OperationTimeoutError,
                                          self._zk.handler.timeout_exception))
             return self._machine.failed(Action.CREATE, self._why(exc), self._clock(), ambiguous=ambiguous)
@@ -333,11 +339,16 @@ class ServerSetAnnouncer:
                 self._zk.delete_async(f"{self._a.path}/{member}").get(timeout=self._op_timeout_secs)
         except NoNodeError:
             pass  # already gone: what we wanted
-        except AuthFailedError as exc:
-            return self._machine.credentials_refused(self._why(exc))
         except Exception as exc:
+            if self._refused(exc):
+                return self._machine.credentials_refused(self._why(AuthFailedError()))
             return self._machine.failed(Action.DELETE, self._why(exc), self._clock())
         return self._machine.deleted(member)
+
+    def _refused(self, exc: Exception) -> bool:
+        """ZooKeeper refused the session's credentials: `exc` says so, or it is what a request
+        meets once kazoo closed the connection after the refusal (ConnectionClosedError)."""
+        return isinstance(exc, AuthFailedError) or self._auth_failed.is_set()
 
     def _orphan(self) -> str | None:
         """A member this session created in a call whose answer was lost, if there is one."""
