@@ -353,6 +353,45 @@ def test_where_seccomp_denies_mount_setattr_each_submount_is_remounted_or_the_ta
     assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]
 
 
+@pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
+def test_a_mount_propagated_into_the_image_after_the_seal_is_no_way_past_it(tmp_path, by_path, no_setattr):
+    # (was: the seal's copy stayed a peer (or slave) of the agent's taskfs mount: a mount the
+    # agent made there after the seal, a volume resized in, arrived in the task's image with
+    # its setuid bits and devices working; and the volumes bound in after the seal showed in
+    # the agent's own taskfs)
+    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+    if not no_setattr and release < (5, 12):
+        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
+    result = in_private_mounts(tmp_path, textwrap.dedent("""
+        import ctypes
+        from executor.mesos import mounttree
+        libc = ctypes.CDLL(None, use_errno=True)
+        def mount(source, at, kind, flags):
+            at.mkdir(parents=True, exist_ok=True)
+            assert libc.mount(source, str(at).encode(), kind, flags, None) == 0, (at, ctypes.get_errno())
+        if BY_PATH:
+            mounttree.clone_onto = lambda fd: -1
+        if NO_SETATTR:
+            mounttree.SYS_MOUNT_SETATTR = -1
+        agent = tmp / "agent"  # the agent's view of taskfs: a peer of the executor's
+        mount(b"none", taskfs, b"tmpfs", 0)
+        mount(None, taskfs, None, 1 << 20)  # MS_SHARED
+        mount(str(taskfs).encode(), agent, None, 0x1000)  # MS_BIND
+        with_bash()
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        mount(b"none", agent / "opt/late", b"tmpfs", 0)  # after the seal, before the task starts
+        flags = os.statvfs(taskfs / "opt/late").f_flag
+        result["late"] = [bool(flags & os.ST_NOSUID), bool(flags & os.ST_NODEV)]
+        result["agent sees"] = sorted({os.path.relpath(p, agent) for p in mounted() if p.startswith(str(agent) + "/")})
+        result["problems"] = image.release()
+    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)))
+    assert result["late"] == [True, True], result  # nosuid,nodev, or not there at all
+    assert result["agent sees"] == ["opt/late"], result  # not the sandbox the executor bound into the image
+    assert result["problems"] == [], result
+
+
 # What the image's /usr/bin/bash is instead: a symlink taken as the containerizer's chroot takes
 # it, never out of the image (an absolute one; one whose '..'s go past the image's root, to an
 # executable beside the image; a loop, given up at the kernel's 40 hops)
