@@ -12,9 +12,9 @@ It gives -1 where the kernel has no such call (ENOSYS) or a seccomp profile deni
 architecture's since Linux 5.1 but alpha's.
 
 `seal(fd)` makes the mount whose root FD holds, and every mount below it (the image's
-own submounts, which the recursive copy copied), nosuid and nodev: by mount_setattr(2)
+own submounts, which the recursive copy copied), nosuid, nodev and private: by mount_setattr(2)
 with AT_RECURSIVE (Linux >= 5.12), else each one by mount(2), reached from FD by its path
-in /proc/self/mountinfo (`MountTable`).
+in /proc/self/mountinfo (`_tree`).
 
 `proc_fds_shown(dir)` says whether `/proc/self/fd` leads to this process's descriptors
 here, which every remount and detach needs (umount2(2) takes a path only).
@@ -35,6 +35,7 @@ MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
 UNSUPPORTED = (errno.ENOSYS, errno.EPERM)  # no such call, or a seccomp profile's refusal of it
 MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x2, 0x4
 MS_BIND, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x1000, 0x2, 0x4, 0x20, 0x200000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
 
 
@@ -84,13 +85,18 @@ class MountAttr(ctypes.Structure):
 
 def seal(top: int) -> str:
     """The mount whose root TOP holds, and every mount below it, made nosuid and nodev (their
-    other flags kept): a setuid program or a device of any of them would work for the task
-    otherwise. At once by mount_setattr(2) with AT_RECURSIVE (Linux >= 5.12); where that is
-    UNSUPPORTED, each mount of the tree remounted by itself (`_remount_each`). The way, in
-    words. Raises OSError, whose message names the mount left with its setuid bits working."""
+    other flags kept) and private: a setuid program or a device of any of them would work for
+    the task otherwise, and so would one in a mount propagated in later (the copy is a peer,
+    or a slave, of the agent's `taskfs` mount where that is shared: what the agent mounts
+    there after the seal would arrive with its own flags; and what the executor binds into
+    the image would show in the agent's). At once by mount_setattr(2) with AT_RECURSIVE
+    (Linux >= 5.12); where that is UNSUPPORTED, the tree made private, then each of its
+    mounts remounted by itself (`_remount_each`). The way, in words. Raises OSError, whose
+    message names the mount left with its setuid bits working."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
-    attr = MountAttr(attr_set=MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    attr = MountAttr(attr_set=MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, propagation=MS_PRIVATE)
     done = libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(top), b"",
                         ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr), ctypes.sizeof(attr))
     if done == 0:
@@ -107,7 +113,10 @@ def _remount_each(top: int, libc: ctypes.CDLL) -> str:
     followed) and remounted through that descriptor; then the table read again: a mount of
     the tree that is not nosuid,nodev is an error naming it, unless it is hidden (another
     mount is on its own mount point, or on the mount point of a mount it is below: none of
-    the task's processes can reach it)."""
+    the task's processes can reach it). The tree is made private first: no mount propagated
+    into it after the table is read arrives unsealed."""
+    if libc.mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), f"cannot make it private: {os.strerror(ctypes.get_errno())}")
     _remount(libc, top)
     tree = _tree(mount_id(top))
     for mount in tree[1:]:
@@ -140,7 +149,6 @@ def _remount(libc: ctypes.CDLL, fd: int) -> None:
     kept = os.fstatvfs(fd).f_flag
     flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept & KEPT_FLAGS | (
         MS_RELATIME if kept & os.ST_RELATIME else 0)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
     if libc.mount(None, os.fsencode(f"/proc/self/fd/{fd}"), None, flags, None) != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
