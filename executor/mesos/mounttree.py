@@ -108,40 +108,57 @@ def seal(top: int) -> str:
 
 
 def _remount_each(top: int, libc: ctypes.CDLL) -> str:
-    """`seal` without mount_setattr: TOP's mount, then each mount below it in
-    /proc/self/mountinfo, reached from TOP by its path below TOP's mount point (no symlink
-    followed) and remounted through that descriptor; then the table read again: a mount of
-    the tree that is not nosuid,nodev is an error naming it, unless it is hidden (another
-    mount is on its own mount point, or on the mount point of a mount it is below: none of
-    the task's processes can reach it). The tree is made private first: no mount propagated
-    into it after the table is read arrives unsealed."""
+    """`seal` without mount_setattr: TOP's tree made private (no mount propagated into it
+    after the table is read arrives unsealed), TOP's mount remounted, then each mount below
+    it in /proc/self/mountinfo, reached from TOP by its path below TOP's mount point (no
+    symlink followed) and remounted through that descriptor; then the table read again: a
+    mount of the tree a task's process can reach that is not nosuid,nodev (`first_unsealed`)
+    is an error naming it, and why it was left."""
     if libc.mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, MS_REC | MS_PRIVATE, None) != 0:
         raise OSError(ctypes.get_errno(), f"cannot make it private: {os.strerror(ctypes.get_errno())}")
     _remount(libc, top)
     tree = _tree(mount_id(top))
+    left: dict[str, str] = {}  # a mount point's path: why its mount was not remounted
     for mount in tree[1:]:
         try:
             fd = _open_below(top, mount.point, tree[0].point)
-        except OSError:
-            continue  # (not reached by its path: under another mount; said below unless wholly hidden)
+        except OSError as exc:
+            left[mount.point] = f"it could not be reached by its path ({exc.strerror})"
+            continue
         try:
             if mount_id(fd) in {m.id for m in tree}:  # (never another mount than the tree's)
                 _remount(libc, fd)
-        except OSError:
-            continue  # (said below)
+            else:
+                left[mount.point] = "its path leads to a mount outside the image's"
+        except OSError as exc:
+            left[mount.point] = f"its remount by its path failed ({exc.strerror})"
         finally:
             os.close(fd)
     tree = _tree(tree[0].id)
-    hidden: set[int] = set()
-    for mount in tree:  # (each mount's parent before it)
-        if mount.parent in hidden or any(m.parent == mount.id and m.point == mount.point for m in tree):
-            hidden.add(mount.id)
-            continue
-        if not {"nosuid", "nodev"} <= mount.options:
-            raise OSError(errno.EPERM, f"the mount at {mount.point} is still {','.join(sorted(mount.options))}: "
-                                       "mount_setattr(2) is missing or denied here, and it could not be remounted "
-                                       "by its path")
+    unsealed = first_unsealed(tree)
+    if unsealed is not None:
+        why = left.get(unsealed.point, "it could not be remounted by its path")
+        raise OSError(errno.EPERM, f"the mount at {unsealed.point} is still {','.join(sorted(unsealed.options))}: "
+                                   f"mount_setattr(2) is missing or denied here, and {why}")
     return f"mount(2), each of {len(tree)} mounts"
+
+
+def first_unsealed(tree: list[Mount]) -> Mount | None:
+    """The first mount of TREE (its top first, each mount's parent before it) that a process
+    entering the top's mount point can reach and that is not nosuid,nodev; None if none. Out
+    of reach: a mount with another stacked on it (a child on its own mount point), and every
+    mount below it but that stacked one, which is what is reached there."""
+    by_id = {m.id: m for m in tree}
+    reached = {tree[0].id}
+    covered = {m.parent for m in tree if m.parent in by_id and m.point == by_id[m.parent].point}
+    for mount in tree[1:]:
+        parent = by_id.get(mount.parent)
+        if parent is not None and parent.id in reached and (mount.point == parent.point or parent.id not in covered):
+            reached.add(mount.id)
+    for mount in tree:
+        if mount.id in reached and mount.id not in covered and not {"nosuid", "nodev"} <= mount.options:
+            return mount
+    return None
 
 
 def _remount(libc: ctypes.CDLL, fd: int) -> None:

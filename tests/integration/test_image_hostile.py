@@ -349,7 +349,7 @@ def test_where_seccomp_denies_mount_setattr_each_submount_is_remounted_or_the_ta
     assert result["error"] == (f"Failed to make the task filesystem {taskfs} and every mount in it nosuid,nodev (the "
                                f"task is not run with a setuid program working): the mount at {taskfs}/opt/vol "
                                "is still relatime,rw: mount_setattr(2) is missing or denied here, and it could not be "
-                               "remounted by its path")
+                               "reached by its path (No such file or directory)")
     assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]
 
 
