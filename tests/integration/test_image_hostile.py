@@ -353,6 +353,48 @@ def test_where_seccomp_denies_mount_setattr_each_submount_is_remounted_or_the_ta
     assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]
 
 
+# A submount's own flags, which the seal must keep: read-only stays read-only; a kernel
+# before 5.10 has no nosymfollow
+FLAGGED = {"ro": "ro", "noexec": "noexec", "noatime": "noatime", "strictatime": "strictatime",
+           "nodiratime": "nodiratime"} | ({"nosymfollow": "nosymfollow"} if tuple(
+               int(n) for n in os.uname().release.split("-")[0].split(".")[:2]) >= (5, 10) else {})
+
+
+@pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
+def test_the_seal_keeps_each_submount_s_other_flags(tmp_path, by_path, no_setattr):
+    # (was: remounted one by one, a nosymfollow submount lost its nosymfollow)
+    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+    if not no_setattr and release < (5, 12):
+        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
+    result = in_private_mounts(tmp_path, textwrap.dedent("""
+        from executor.mesos import mounttree
+        if BY_PATH:
+            mounttree.clone_onto = lambda fd: -1
+        if NO_SETATTR:
+            mounttree.SYS_MOUNT_SETATTR = -1
+        def options():
+            return {l.split()[4].rpartition("/")[2]: set(l.split()[5].split(",")) - {"nosuid", "nodev"}
+                    for l in open("/proc/self/mountinfo") if str(taskfs) + "/" in l}
+        with_bash()
+        for name, flags in FLAGGED.items():
+            (taskfs / name).mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", flags, "none", str(taskfs / name)], check=True)
+        before = options()
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        after = options()
+        sealed = {l.split()[4].rpartition("/")[2] for l in open("/proc/self/mountinfo")
+                  if str(taskfs) + "/" in l and {"nosuid", "nodev"} <= set(l.split()[5].split(","))}
+        result = {"lost": {n: sorted(before[n] - after[n]) for n in FLAGGED if before[n] - after[n]},
+                  "sealed": sorted(sealed & set(FLAGGED))}
+        result["problems"] = image.release()
+    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)).replace("FLAGGED", repr(FLAGGED)))
+    assert result["lost"] == {}, result
+    assert result["sealed"] == sorted(FLAGGED), result
+    assert result["problems"] == [], result
+
+
 @pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
 def test_a_mount_propagated_into_the_image_after_the_seal_is_no_way_past_it(tmp_path, by_path, no_setattr):
     # (was: the seal's copy stayed a peer (or slave) of the agent's taskfs mount: a mount the
