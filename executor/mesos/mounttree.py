@@ -37,6 +37,7 @@ MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x2, 0x4
 MS_BIND, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x1000, 0x2, 0x4, 0x20, 0x200000
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
+ST_NOSYMFOLLOW, MS_NOSYMFOLLOW = 0x2000, 0x100  # (Linux >= 5.10; not the same bits; Python names neither)
 
 
 def clone_onto(fd: int) -> int:
@@ -162,10 +163,11 @@ def first_unsealed(tree: list[Mount]) -> Mount | None:
 
 
 def _remount(libc: ctypes.CDLL, fd: int) -> None:
-    """The mount whose root FD holds remounted nosuid,nodev, its other flags kept."""
+    """The mount whose root FD holds remounted nosuid,nodev, its other flags kept (a bind
+    remount sets them all: one not given is cleared, but for the atime ones)."""
     kept = os.fstatvfs(fd).f_flag
     flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept & KEPT_FLAGS | (
-        MS_RELATIME if kept & os.ST_RELATIME else 0)
+        MS_RELATIME if kept & os.ST_RELATIME else 0) | (MS_NOSYMFOLLOW if kept & ST_NOSYMFOLLOW else 0)
     if libc.mount(None, os.fsencode(f"/proc/self/fd/{fd}"), None, flags, None) != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 
