@@ -12,9 +12,11 @@ It gives -1 where the kernel has no such call (ENOSYS) or a seccomp profile deni
 architecture's since Linux 5.1 but alpha's.
 
 `seal(fd)` makes the mount whose root FD holds, and every mount below it (the image's
-own submounts, which the recursive copy copied), nosuid, nodev and private: by mount_setattr(2)
-with AT_RECURSIVE (Linux >= 5.12), else each one by mount(2), reached from FD by its path
-in /proc/self/mountinfo (`_tree`).
+own submounts, which the recursive copy copied), nosuid, nodev and private (so that no
+mount propagated into it later comes unsealed): by mount_setattr(2) with AT_RECURSIVE
+(Linux >= 5.12), else each one by mount(2), reached from FD by its path in
+/proc/self/mountinfo (`_tree`), the table then checked again (`first_unsealed`: a mount
+a task's process can reach that is still not sealed fails the seal).
 
 `proc_fds_shown(dir)` says whether `/proc/self/fd` leads to this process's descriptors
 here, which every remount and detach needs (umount2(2) takes a path only).
