@@ -121,26 +121,26 @@ def _remount_each(top: int, libc: ctypes.CDLL) -> str:
         raise OSError(ctypes.get_errno(), f"cannot make it private: {os.strerror(ctypes.get_errno())}")
     _remount(libc, top)
     tree = _tree(mount_id(top))
-    left: dict[str, str] = {}  # a mount point's path: why its mount was not remounted
+    left: dict[int, str] = {}  # a mount id: why it was not remounted
     for mount in tree[1:]:
         try:
             fd = _open_below(top, mount.point, tree[0].point)
         except OSError as exc:
-            left[mount.point] = f"it could not be reached by its path ({exc.strerror})"
+            left[mount.id] = f"it could not be reached by its path ({exc.strerror})"
             continue
         try:
             if mount_id(fd) in {m.id for m in tree}:  # (never another mount than the tree's)
                 _remount(libc, fd)
             else:
-                left[mount.point] = "its path leads to a mount outside the image's"
+                left[mount.id] = "its path leads to a mount outside the image's"
         except OSError as exc:
-            left[mount.point] = f"its remount by its path failed ({exc.strerror})"
+            left[mount.id] = f"its remount by its path failed ({exc.strerror})"
         finally:
             os.close(fd)
     tree = _tree(tree[0].id)
     unsealed = first_unsealed(tree)
     if unsealed is not None:
-        why = left.get(unsealed.point, "it could not be remounted by its path")
+        why = left.get(unsealed.id, "it could not be remounted by its path")
         raise OSError(errno.EPERM, f"the mount at {unsealed.point} is still {','.join(sorted(unsealed.options))}: "
                                    f"mount_setattr(2) is missing or denied here, and {why}")
     return f"mount(2), each of {len(tree)} mounts"
