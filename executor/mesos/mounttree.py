@@ -12,9 +12,11 @@ It gives -1 where the kernel has no such call (ENOSYS) or a seccomp profile deni
 architecture's since Linux 5.1 but alpha's.
 
 `seal(fd)` makes the mount whose root FD holds, and every mount below it (the image's
-own submounts, which the recursive copy copied), nosuid and nodev: by mount_setattr(2)
-with AT_RECURSIVE (Linux >= 5.12), else each one by mount(2), reached from FD by its path
-in /proc/self/mountinfo (`MountTable`).
+own submounts, which the recursive copy copied), nosuid, nodev and private (so that no
+mount propagated into it later comes unsealed): by mount_setattr(2) with AT_RECURSIVE
+(Linux >= 5.12), else each one by mount(2), reached from FD by its path in
+/proc/self/mountinfo (`_tree`), the table then checked again (`first_unsealed`: a mount
+a task's process can reach that is still not sealed fails the seal).
 
 `proc_fds_shown(dir)` says whether `/proc/self/fd` leads to this process's descriptors
 here, which every remount and detach needs (umount2(2) takes a path only).
@@ -35,7 +37,9 @@ MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH = 0x4, 0x40
 UNSUPPORTED = (errno.ENOSYS, errno.EPERM)  # no such call, or a seccomp profile's refusal of it
 MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x2, 0x4
 MS_BIND, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_RELATIME = 0x1000, 0x2, 0x4, 0x20, 0x200000
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
 KEPT_FLAGS = os.ST_RDONLY | os.ST_NOEXEC | os.ST_NOATIME | os.ST_NODIRATIME  # the same bits as MS_*
+ST_NOSYMFOLLOW, MS_NOSYMFOLLOW = 0x2000, 0x100  # (Linux >= 5.10; not the same bits; Python names neither)
 
 
 def clone_onto(fd: int) -> int:
@@ -84,13 +88,18 @@ class MountAttr(ctypes.Structure):
 
 def seal(top: int) -> str:
     """The mount whose root TOP holds, and every mount below it, made nosuid and nodev (their
-    other flags kept): a setuid program or a device of any of them would work for the task
-    otherwise. At once by mount_setattr(2) with AT_RECURSIVE (Linux >= 5.12); where that is
-    UNSUPPORTED, each mount of the tree remounted by itself (`_remount_each`). The way, in
-    words. Raises OSError, whose message names the mount left with its setuid bits working."""
+    other flags kept) and private: a setuid program or a device of any of them would work for
+    the task otherwise, and so would one in a mount propagated in later (the copy is a peer,
+    or a slave, of the agent's `taskfs` mount where that is shared: what the agent mounts
+    there after the seal would arrive with its own flags; and what the executor binds into
+    the image would show in the agent's). At once by mount_setattr(2) with AT_RECURSIVE
+    (Linux >= 5.12); where that is UNSUPPORTED, the tree made private, then each of its
+    mounts remounted by itself (`_remount_each`). The way, in words. Raises OSError, whose
+    message names the mount left with its setuid bits working."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
-    attr = MountAttr(attr_set=MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    attr = MountAttr(attr_set=MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, propagation=MS_PRIVATE)
     done = libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(top), b"",
                         ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr), ctypes.sizeof(attr))
     if done == 0:
@@ -102,45 +111,65 @@ def seal(top: int) -> str:
 
 
 def _remount_each(top: int, libc: ctypes.CDLL) -> str:
-    """`seal` without mount_setattr: TOP's mount, then each mount below it in
-    /proc/self/mountinfo, reached from TOP by its path below TOP's mount point (no symlink
-    followed) and remounted through that descriptor; then the table read again: a mount of
-    the tree that is not nosuid,nodev is an error naming it, unless it is hidden (another
-    mount is on its own mount point, or on the mount point of a mount it is below: none of
-    the task's processes can reach it)."""
+    """`seal` without mount_setattr: TOP's tree made private (no mount propagated into it
+    after the table is read arrives unsealed), TOP's mount remounted, then each mount below
+    it in /proc/self/mountinfo, reached from TOP by its path below TOP's mount point (no
+    symlink followed) and remounted through that descriptor; then the table read again: a
+    mount of the tree a task's process can reach that is not nosuid,nodev (`first_unsealed`)
+    is an error naming it, and why it was left."""
+    if libc.mount(None, os.fsencode(f"/proc/self/fd/{top}"), None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), f"cannot make it private: {os.strerror(ctypes.get_errno())}")
     _remount(libc, top)
     tree = _tree(mount_id(top))
+    left: dict[int, str] = {}  # a mount id: why it was not remounted
     for mount in tree[1:]:
         try:
             fd = _open_below(top, mount.point, tree[0].point)
-        except OSError:
-            continue  # (not reached by its path: under another mount; said below unless wholly hidden)
+        except OSError as exc:
+            left[mount.id] = f"it could not be reached by its path ({exc.strerror})"
+            continue
         try:
             if mount_id(fd) in {m.id for m in tree}:  # (never another mount than the tree's)
                 _remount(libc, fd)
-        except OSError:
-            continue  # (said below)
+            else:
+                left[mount.id] = "its path leads to a mount outside the image's"
+        except OSError as exc:
+            left[mount.id] = f"its remount by its path failed ({exc.strerror})"
         finally:
             os.close(fd)
     tree = _tree(tree[0].id)
-    hidden: set[int] = set()
-    for mount in tree:  # (each mount's parent before it)
-        if mount.parent in hidden or any(m.parent == mount.id and m.point == mount.point for m in tree):
-            hidden.add(mount.id)
-            continue
-        if not {"nosuid", "nodev"} <= mount.options:
-            raise OSError(errno.EPERM, f"the mount at {mount.point} is still {','.join(sorted(mount.options))}: "
-                                       "mount_setattr(2) is missing or denied here, and it could not be remounted "
-                                       "by its path")
+    unsealed = first_unsealed(tree)
+    if unsealed is not None:
+        why = left.get(unsealed.id, "it could not be remounted by its path")
+        raise OSError(errno.EPERM, f"the mount at {unsealed.point} is still {','.join(sorted(unsealed.options))}: "
+                                   f"mount_setattr(2) is missing or denied here, and {why}")
     return f"mount(2), each of {len(tree)} mounts"
 
 
+def first_unsealed(tree: list[Mount]) -> Mount | None:
+    """The first mount of TREE (its top first, each mount's parent before it) that a process
+    entering the top's mount point can reach and that is not nosuid,nodev; None if none. Out
+    of reach: a mount with another stacked on it (a child on its own mount point), and every
+    mount below it but that stacked one, which is what is reached there."""
+    by_id = {m.id: m for m in tree}
+    reached = {tree[0].id}
+    covered = {m.parent for m in tree if m.parent in by_id and m.point == by_id[m.parent].point}
+    for mount in tree[1:]:
+        parent = by_id.get(mount.parent)
+        if parent is not None and parent.id in reached and (mount.point == parent.point or parent.id not in covered):
+            reached.add(mount.id)
+    for mount in tree:
+        if mount.id in reached and mount.id not in covered and not {"nosuid", "nodev"} <= mount.options:
+            return mount
+    return None
+
+
 def _remount(libc: ctypes.CDLL, fd: int) -> None:
-    """The mount whose root FD holds remounted nosuid,nodev, its other flags kept."""
+    """The mount whose root FD holds remounted nosuid,nodev, its other flags kept (a bind
+    remount sets them all: one not given is cleared, but for the atime ones)."""
     kept = os.fstatvfs(fd).f_flag
     flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | kept & KEPT_FLAGS | (
-        MS_RELATIME if kept & os.ST_RELATIME else 0)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+        MS_RELATIME if kept & os.ST_RELATIME else 0) | (MS_NOSYMFOLLOW if kept & ST_NOSYMFOLLOW else 0)
     if libc.mount(None, os.fsencode(f"/proc/self/fd/{fd}"), None, flags, None) != 0:
         raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
 

@@ -349,8 +349,89 @@ def test_where_seccomp_denies_mount_setattr_each_submount_is_remounted_or_the_ta
     assert result["error"] == (f"Failed to make the task filesystem {taskfs} and every mount in it nosuid,nodev (the "
                                f"task is not run with a setuid program working): the mount at {taskfs}/opt/vol "
                                "is still relatime,rw: mount_setattr(2) is missing or denied here, and it could not be "
-                               "remounted by its path")
+                               "reached by its path (No such file or directory)")
     assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]
+
+
+# A submount's own flags, which the seal must keep: read-only stays read-only; a kernel
+# before 5.10 has no nosymfollow
+FLAGGED = {"ro": "ro", "noexec": "noexec", "noatime": "noatime", "strictatime": "strictatime",
+           "nodiratime": "nodiratime"} | ({"nosymfollow": "nosymfollow"} if tuple(
+               int(n) for n in os.uname().release.split("-")[0].split(".")[:2]) >= (5, 10) else {})
+
+
+@pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
+def test_the_seal_keeps_each_submount_s_other_flags(tmp_path, by_path, no_setattr):
+    # (was: remounted one by one, a nosymfollow submount lost its nosymfollow)
+    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+    if not no_setattr and release < (5, 12):
+        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
+    result = in_private_mounts(tmp_path, textwrap.dedent("""
+        from executor.mesos import mounttree
+        if BY_PATH:
+            mounttree.clone_onto = lambda fd: -1
+        if NO_SETATTR:
+            mounttree.SYS_MOUNT_SETATTR = -1
+        def options():
+            return {l.split()[4].rpartition("/")[2]: set(l.split()[5].split(",")) - {"nosuid", "nodev"}
+                    for l in open("/proc/self/mountinfo") if str(taskfs) + "/" in l}
+        with_bash()
+        for name, flags in FLAGGED.items():
+            (taskfs / name).mkdir()
+            subprocess.run(["mount", "-t", "tmpfs", "-o", flags, "none", str(taskfs / name)], check=True)
+        before = options()
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        after = options()
+        sealed = {l.split()[4].rpartition("/")[2] for l in open("/proc/self/mountinfo")
+                  if str(taskfs) + "/" in l and {"nosuid", "nodev"} <= set(l.split()[5].split(","))}
+        result = {"lost": {n: sorted(before[n] - after[n]) for n in FLAGGED if before[n] - after[n]},
+                  "sealed": sorted(sealed & set(FLAGGED))}
+        result["problems"] = image.release()
+    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)).replace("FLAGGED", repr(FLAGGED)))
+    assert result["lost"] == {}, result
+    assert result["sealed"] == sorted(FLAGGED), result
+    assert result["problems"] == [], result
+
+
+@pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
+def test_a_mount_propagated_into_the_image_after_the_seal_is_no_way_past_it(tmp_path, by_path, no_setattr):
+    # (was: the seal's copy stayed a peer (or slave) of the agent's taskfs mount: a mount the
+    # agent made there after the seal, a volume resized in, arrived in the task's image with
+    # its setuid bits and devices working; and the volumes bound in after the seal showed in
+    # the agent's own taskfs)
+    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+    if not no_setattr and release < (5, 12):
+        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
+    result = in_private_mounts(tmp_path, textwrap.dedent("""
+        import ctypes
+        from executor.mesos import mounttree
+        libc = ctypes.CDLL(None, use_errno=True)
+        def mount(source, at, kind, flags):
+            at.mkdir(parents=True, exist_ok=True)
+            assert libc.mount(source, str(at).encode(), kind, flags, None) == 0, (at, ctypes.get_errno())
+        if BY_PATH:
+            mounttree.clone_onto = lambda fd: -1
+        if NO_SETATTR:
+            mounttree.SYS_MOUNT_SETATTR = -1
+        agent = tmp / "agent"  # the agent's view of taskfs: a peer of the executor's
+        mount(b"none", taskfs, b"tmpfs", 0)
+        mount(None, taskfs, None, 1 << 20)  # MS_SHARED
+        mount(str(taskfs).encode(), agent, None, 0x1000)  # MS_BIND
+        with_bash()
+        sandbox.mkdir()
+        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+        image.prepare(None)
+        mount(b"none", agent / "opt/late", b"tmpfs", 0)  # after the seal, before the task starts
+        flags = os.statvfs(taskfs / "opt/late").f_flag
+        result["late"] = [bool(flags & os.ST_NOSUID), bool(flags & os.ST_NODEV)]
+        result["agent sees"] = sorted({os.path.relpath(p, agent) for p in mounted() if p.startswith(str(agent) + "/")})
+        result["problems"] = image.release()
+    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)))
+    assert result["late"] == [True, True], result  # nosuid,nodev, or not there at all
+    assert result["agent sees"] == ["opt/late"], result  # not the sandbox the executor bound into the image
+    assert result["problems"] == [], result
 
 
 # What the image's /usr/bin/bash is instead: a symlink taken as the containerizer's chroot takes
