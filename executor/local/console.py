@@ -256,6 +256,14 @@ def _fit(text: str, columns: int) -> str:
     return text
 
 
+def _shows_something(line: str) -> bool:
+    """Whether `line` is not blank: more than spaces, tabs and other white space that shows as
+    such, not a control character `str.strip` takes for a space (a NEL, a form feed, a file
+    separator), which `printable` and `stoker tail` write out (`\\u0085`, `\\x0c`)."""
+    spaced = line.replace("\t", " ")
+    return bool(spaced.strip()) or printable(spaced) != spaced
+
+
 def _line_shown(text: str, start_cut: bool) -> str:
     """`printable(text)` in at most TAIL_LINE_CHARS characters, `…` where it was cut: its end
     (`start_cut`: its start was not read, the mark always there), else its start. Cut between
@@ -292,7 +300,7 @@ def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool,
     text = data.decode("utf-8", errors="surrogateescape")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     cut = size > TAIL_BYTES and bool(lines)
-    if cut and any(line.strip() for line in lines[1:]):
+    if cut and any(map(_shows_something, lines[1:])):
         lines, cut = lines[1:], False
-    shown = [line for line in lines if line.strip()][-TAIL_LINES:]
+    shown = [line for line in lines if _shows_something(line)][-TAIL_LINES:]
     return shown, cut and bool(shown), size
