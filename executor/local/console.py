@@ -232,10 +232,8 @@ class ConsoleReporter:
         elif not lines:
             said = f"its stderr is empty; its stdout: {tail} --run {run}"
         else:
-            for i, text in enumerate(lines):
-                shown = printable(text)  # a line's start; the end of one whose start was not read
-                shown = "…" + shown[1 - TAIL_LINE_CHARS:] if cut and i == 0 else shown[:TAIL_LINE_CHARS]
-                self._write(f"{self.indent}| {shown}\n")
+            for i, text in enumerate(lines):  # the end of the first when its start was not read
+                self._write(f"{self.indent}| {_line_shown(text, cut and i == 0)}\n")
             last = f"the last {len(lines)} lines" if len(lines) > 1 else "the last line"
             said = f"{last} of its stderr; all of it: {tail} --stderr --run {run}"
         self._write(f"{self.indent}({said} -n +1{later})\n")
@@ -258,6 +256,31 @@ def _fit(text: str, columns: int) -> str:
     return text
 
 
+def _shows_something(line: str) -> bool:
+    """Whether `line` is not blank: more than spaces, tabs and other white space that shows as
+    such, not a control character `str.strip` takes for a space (a NEL, a form feed, a file
+    separator), which `printable` and `stoker tail` write out (`\\u0085`, `\\x0c`)."""
+    spaced = line.replace("\t", " ")
+    return bool(spaced.strip()) or printable(spaced) != spaced
+
+
+def _line_shown(text: str, start_cut: bool) -> str:
+    """`printable(text)` in at most TAIL_LINE_CHARS characters, `…` where it was cut: its end
+    (`start_cut`: its start was not read, the mark always there), else its start. Cut between
+    escapes, never inside one: a `\\xf` or `1b[` left over reads as text the run never wrote."""
+    if not start_cut and len(shown := printable(text)) <= TAIL_LINE_CHARS:
+        return shown
+    kept: list[str] = []
+    room = TAIL_LINE_CHARS - 1  # the mark's
+    for char in reversed(text) if start_cut else text:
+        escaped = printable(char)
+        if len(escaped) > room:
+            break
+        kept.append(escaped)
+        room -= len(escaped)
+    return "…" + "".join(reversed(kept)) if start_cut else "".join(kept) + "…"
+
+
 def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool, int] | None:
     """The last TAIL_LINES non-blank lines of the run's stderr log (read from its last
     TAIL_BYTES, never through a symlink or from a FIFO the run put there), whether the
@@ -277,7 +300,7 @@ def _tail_lines(sandbox: Path, process: str, run: int) -> tuple[list[str], bool,
     text = data.decode("utf-8", errors="surrogateescape")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     cut = size > TAIL_BYTES and bool(lines)
-    if cut and any(line.strip() for line in lines[1:]):
+    if cut and any(map(_shows_something, lines[1:])):
         lines, cut = lines[1:], False
-    shown = [line for line in lines if line.strip()][-TAIL_LINES:]
+    shown = [line for line in lines if _shows_something(line)][-TAIL_LINES:]
     return shown, cut and bool(shown), size

@@ -585,3 +585,35 @@ def test_output_through_a_spool_never_blocks_on_a_reader_that_does_not_read():
     os.close(read)
     assert spool.drain(5) and out.gone
     stream.close()
+
+
+@pytest.mark.parametrize("stderr, shown", [
+    # a line of bytes that are not UTF-8, one character off the escapes' width: it ended `\xf`
+    (b"a" + b"\xff" * 100 + b"\n", "| a" + "\\xff" * 49 + "…"),
+    # the end of a line the read cut, escapes (ESC, 4 characters each) up to its start: it began `…1b[`
+    (b"\x1b[" * 5000 + b"en\n", "| …[" + "\\x1b[" * 39 + "en"),
+])
+def test_a_long_stderr_line_is_cut_between_escapes_and_marked_where_it_was_cut(tmp_path, stderr, shown):
+    """A line longer than TAIL_LINE_CHARS, shown escaped: cut at 200 characters of its escapes,
+    it ended inside one (`\\xf`, read as text the run never wrote) with no mark that it went
+    on, or began inside one (`…1b[`). Whole escapes only, and `…` where it was cut."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_bytes(stderr)
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    line = buf.getvalue().splitlines()[1].strip()
+    assert line == shown and len(line) <= len("| ") + TAIL_LINE_CHARS
+
+
+def test_a_stderr_line_of_control_characters_python_calls_whitespace_is_shown_not_called_blank(tmp_path):
+    """A NEL, a form feed, a file separator: `str.strip` takes them for spaces, so a line of
+    only them was left out as blank (a stderr of only them said empty), though it shows as
+    `\\u0085`, `\\x0c`, `\\x1c` here and in `stoker tail`. A line of spaces and tabs is blank."""
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_bytes("\u0085\n \t \n\x0c\x1c\n".encode())
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
+    assert lines == ["| \\u0085", "| \\x0c\\x1c", _footer(tmp_path, "the last 2 lines")]

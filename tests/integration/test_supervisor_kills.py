@@ -14,7 +14,7 @@ import pytest
 from config.spec import LoggerSpec, LogMode, ProcessSpec
 from executor.procs.supervisor import SpawnError
 from tests.support import proc_scan
-from tests.support.supervision import HANG_GUARD_SECS, Harness, alive, all_gone, fake, read_pids
+from tests.support.supervision import HANG_GUARD_SECS, Harness, Tracker, alive, all_gone, fake, read_pids
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -185,6 +185,31 @@ def test_close_leaves_nothing(tmp_path, tracker):
     h.sup.close()  # idempotent
     with pytest.raises(SpawnError, match="closed"):
         h.sup.spawn(ProcessSpec("late", "true"), 0)
+
+
+def test_a_supervisor_a_failed_test_left_open_is_closed_by_its_tracker(tmp_path):
+    """A test that failed before its `h.sup.close()` (test_close_leaves_nothing when a pid
+    file was late): the tracker killed the pids it was given, but its run's daemonized child,
+    the watchdog and the supervisor's threads lived on for the rest of the session, and this
+    process stayed in the task's cgroup, so every later supervisor in it ran without one
+    ("already keeps another task"). The tracker closes every supervisor made with it."""
+    tracker, leftover = Tracker(), Tracker()
+    try:
+        h = Harness(tmp_path / "sandbox", tracker)
+        daemon = tmp_path / "daemon"
+        h.spawn("d", fake("--daemonize-child", "--daemon-ignore-sigterm", "--daemon-pid-file", daemon))
+        (child,) = read_pids(daemon)
+        leftover.add(child)  # not the tracker's: a pid file read after the failure
+        watchdog, cgroup = h.sup.watchdog_pid, h.sup.cgroup
+    finally:
+        tracker.cleanup()  # the test "failed" here, its supervisor open
+    try:
+        assert not alive(child) and not alive(watchdog)
+        assert cgroup is None or not os.path.exists(cgroup)
+        assert "stoker-reaper" not in {t.name for t in threading.enumerate()}
+    finally:
+        h.sup.close()
+        leftover.cleanup()
 
 
 def test_the_watchdog_is_markerless_ignores_polite_signals_and_is_restarted(harness):

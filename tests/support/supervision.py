@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import weakref
 from pathlib import Path
 
 import psutil
@@ -46,10 +47,15 @@ def read_pids(path: Path, timeout_secs: float = 5) -> list[int]:
 
 
 class Tracker:
-    """Pids seen by a test, killed at teardown by pid when still alive and still theirs."""
+    """Pids seen by a test, killed at teardown by pid when still alive and still theirs, and
+    the supervisors made with it (`Harness`), closed first: a test that failed before its own
+    close left its runs' descendants, the watchdog and the supervisor's threads running, and
+    this process in the task's cgroup (every later supervisor in it had none). Held weakly:
+    one open is held by its threads; one closed and dropped may be collected (a test checks)."""
 
     def __init__(self) -> None:
         self._known: dict[int, float] = {}
+        self.supervisors: list[weakref.ref[Supervisor]] = []
 
     def add(self, *pids: int) -> None:
         for pid in pids:
@@ -57,6 +63,18 @@ class Tracker:
                 self._known[pid] = psutil.Process(pid).create_time()
 
     def cleanup(self) -> None:
+        errors: list[Exception] = []
+        for held in self.supervisors:  # close is idempotent: those the test closed too
+            try:
+                if (sup := held()) is not None:
+                    sup.close()
+            except Exception as exc:  # the pids are killed all the same, then it is raised
+                errors.append(exc)
+        self._kill_known()
+        if errors:
+            raise errors[0]
+
+    def _kill_known(self) -> None:
         for pid, created in self._known.items():
             with contextlib.suppress(psutil.NoSuchProcess):  # already gone
                 proc = psutil.Process(pid)
@@ -81,6 +99,8 @@ class Harness:
         self.tracker = tracker
         self.sup = Supervisor(sandbox=sandbox, task_label=task_label,
                               env={"PATH": os.environ["PATH"]}, post=self.events.put, cgroups=cgroups)
+        if isinstance(tracker, Tracker):
+            tracker.supervisors.append(weakref.ref(self.sup))
         self.sup.start()
 
     def spawn(self, name: str, cmdline: str, run: int = 0, **kw) -> int:  # type: ignore[no-untyped-def]
