@@ -270,6 +270,21 @@ SUBMOUNTS = textwrap.dedent("""
 # ENOSYS) each submount remounted
 SEALS = {"open_tree": (False, False), "mount-by-path": (True, False),
          "open_tree-no-mount_setattr": (False, True), "mount-by-path-no-mount_setattr": (True, True)}
+KERNEL = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+
+
+def seal_way(by_path: bool, no_setattr: bool) -> str:
+    """The lines that make a child's seal take the way asked (`SEALS`), before its script;
+    the test skipped where the kernel has no mount_setattr(2) for the way that uses it."""
+    if not no_setattr and KERNEL < (5, 12):
+        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
+    return textwrap.dedent(f"""
+        from executor.mesos import mounttree
+        if {by_path}:
+            mounttree.clone_onto = lambda fd: -1
+        if {no_setattr}:
+            mounttree.SYS_MOUNT_SETATTR = -1
+    """)
 
 
 @pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
@@ -277,19 +292,12 @@ def test_setuid_programs_and_devices_in_the_image_s_submounts_give_the_task_no_p
                                                                                        no_setattr):
     # (was: the seal's remount made the image's own mount nosuid,nodev, not the mounts the
     # recursive bind copied with it: the submount's setuid id ran as root)
-    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
-    if not no_setattr and release < (5, 12):
-        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
+    way = seal_way(by_path, no_setattr)
     taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
-    result = in_private_mounts(tmp_path, SUBMOUNTS + textwrap.dedent("""
-        from executor.mesos import mounttree
+    result = in_private_mounts(tmp_path, SUBMOUNTS + way + textwrap.dedent("""
         from executor.mesos.containerizer import ContainerizerLaunch
         from executor.task.wiring import RunAs
         from tests.support.rootfs import containerizer_script
-        if BY_PATH:
-            mounttree.clone_onto = lambda fd: -1
-        if NO_SETATTR:
-            mounttree.SYS_MOUNT_SETATTR = -1
         sandbox.mkdir()
         image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
         image.prepare(None)
@@ -302,13 +310,13 @@ def test_setuid_programs_and_devices_in_the_image_s_submounts_give_the_task_no_p
                   "note": [n for n in image.notes if "onto itself" in n]}
         result["problems"] = image.release()
         result["after"] = mounted()
-    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)))
+    """))
     assert result["out"] == "65534\n65534\n", result  # 0 where a submount's setuid bit is honoured
     assert result["err"].endswith("/opt/vol/null: Permission denied"), result  # the device is no device
     assert result["sealed"] == {p: [True, True] for p in INSIDE}, result
-    way = "mount(2), each of 4 mounts" if no_setattr else "mount_setattr, recursively"
+    how = "mount(2), each of 4 mounts" if no_setattr else "mount_setattr, recursively"
     assert result["note"] == [f"bind-mounted the task filesystem {taskfs} onto itself nosuid,nodev, its submounts "
-                              f"too ({way})"]
+                              f"too ({how})"]
     assert result["problems"] == [] and result["after"] == [str(taskfs / p) for p in INSIDE]  # the test's own
 
 
@@ -356,22 +364,14 @@ def test_where_seccomp_denies_mount_setattr_each_submount_is_remounted_or_the_ta
 # A submount's own flags, which the seal must keep: read-only stays read-only; a kernel
 # before 5.10 has no nosymfollow
 FLAGGED = {"ro": "ro", "noexec": "noexec", "noatime": "noatime", "strictatime": "strictatime",
-           "nodiratime": "nodiratime"} | ({"nosymfollow": "nosymfollow"} if tuple(
-               int(n) for n in os.uname().release.split("-")[0].split(".")[:2]) >= (5, 10) else {})
+           "nodiratime": "nodiratime"} | ({"nosymfollow": "nosymfollow"} if KERNEL >= (5, 10) else {})
 
 
 @pytest.mark.parametrize("by_path, no_setattr", SEALS.values(), ids=SEALS.keys())
 def test_the_seal_keeps_each_submount_s_other_flags(tmp_path, by_path, no_setattr):
     # (was: remounted one by one, a nosymfollow submount lost its nosymfollow)
-    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
-    if not no_setattr and release < (5, 12):
-        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
-    result = in_private_mounts(tmp_path, textwrap.dedent("""
-        from executor.mesos import mounttree
-        if BY_PATH:
-            mounttree.clone_onto = lambda fd: -1
-        if NO_SETATTR:
-            mounttree.SYS_MOUNT_SETATTR = -1
+    way = seal_way(by_path, no_setattr)
+    result = in_private_mounts(tmp_path, way + textwrap.dedent("""
         def options():
             return {l.split()[4].rpartition("/")[2]: set(l.split()[5].split(",")) - {"nosuid", "nodev"}
                     for l in open("/proc/self/mountinfo") if str(taskfs) + "/" in l}
@@ -389,7 +389,7 @@ def test_the_seal_keeps_each_submount_s_other_flags(tmp_path, by_path, no_setatt
         result = {"lost": {n: sorted(before[n] - after[n]) for n in FLAGGED if before[n] - after[n]},
                   "sealed": sorted(sealed & set(FLAGGED))}
         result["problems"] = image.release()
-    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)).replace("FLAGGED", repr(FLAGGED)))
+    """).replace("FLAGGED", repr(FLAGGED)))
     assert result["lost"] == {}, result
     assert result["sealed"] == sorted(FLAGGED), result
     assert result["problems"] == [], result
@@ -401,20 +401,13 @@ def test_a_mount_propagated_into_the_image_after_the_seal_is_no_way_past_it(tmp_
     # agent made there after the seal, a volume resized in, arrived in the task's image with
     # its setuid bits and devices working; and the volumes bound in after the seal showed in
     # the agent's own taskfs)
-    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
-    if not no_setattr and release < (5, 12):
-        pytest.skip(f"mount_setattr(2) came with Linux 5.12; this kernel is {os.uname().release}")
-    result = in_private_mounts(tmp_path, textwrap.dedent("""
+    way = seal_way(by_path, no_setattr)
+    result = in_private_mounts(tmp_path, way + textwrap.dedent("""
         import ctypes
-        from executor.mesos import mounttree
         libc = ctypes.CDLL(None, use_errno=True)
         def mount(source, at, kind, flags):
             at.mkdir(parents=True, exist_ok=True)
             assert libc.mount(source, str(at).encode(), kind, flags, None) == 0, (at, ctypes.get_errno())
-        if BY_PATH:
-            mounttree.clone_onto = lambda fd: -1
-        if NO_SETATTR:
-            mounttree.SYS_MOUNT_SETATTR = -1
         agent = tmp / "agent"  # the agent's view of taskfs: a peer of the executor's
         mount(b"none", taskfs, b"tmpfs", 0)
         mount(None, taskfs, None, 1 << 20)  # MS_SHARED
@@ -428,7 +421,7 @@ def test_a_mount_propagated_into_the_image_after_the_seal_is_no_way_past_it(tmp_
         result["late"] = [bool(flags & os.ST_NOSUID), bool(flags & os.ST_NODEV)]
         result["agent sees"] = sorted({os.path.relpath(p, agent) for p in mounted() if p.startswith(str(agent) + "/")})
         result["problems"] = image.release()
-    """).replace("BY_PATH", str(by_path)).replace("NO_SETATTR", str(no_setattr)))
+    """))
     assert result["late"] == [True, True], result  # nosuid,nodev, or not there at all
     assert result["agent sees"] == ["opt/late"], result  # not the sandbox the executor bound into the image
     assert result["problems"] == [], result
