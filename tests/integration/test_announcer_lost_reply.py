@@ -132,12 +132,11 @@ def test_a_member_made_by_a_create_whose_reply_was_lost_is_adopted_not_made_twic
         relay.close()
 
 
-def test_a_leave_after_a_lost_create_deletes_the_member_it_made(zk, reader, announcers):  # noqa: F811
-    """Was: the leave said done at once (LEFT, no member known) while the member the lost
-    create made was listed until the session's end, the task's close."""
-    root = unique_root()
-    path = f"{root}/www-data/prod/hello"
-    reader.ensure_path(path)
+@contextlib.contextmanager
+def a_lost_create(zk, announcers, root: str):  # noqa: F811
+    """An announcer joined through a relay that holds the connection its member's create went
+    out on (the reply lost until `relay.reopen` is set): (relay, announcer, recorder); the
+    relay closed after."""
     relay = LosingRelay(("127.0.0.1", zk.port))
     relay.hold()
     try:
@@ -145,17 +144,32 @@ def test_a_leave_after_a_lost_create_deletes_the_member_it_made(zk, reader, anno
         announcer, recorder = announcers(announcement(f"127.0.0.1:{relay.port}", root), session_timeout_secs=4.0)
         announcer.join()
         assert relay.cut.wait(15), "no member create went through the relay"
+        yield relay, announcer, recorder
+    finally:
+        relay.close()
+
+
+def left_once_reopened(relay, announcer, recorder, reader, path: str, made: str) -> None:  # noqa: F811
+    """The relay reopened: the leave under way ends LEFT, the member `made` deleted by it."""
+    relay.reopen.set()
+    wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=20)
+    assert members(reader, path) == []
+    if "connection:LOST" not in recorder.states():  # (else the session expired meanwhile: it took it)
+        assert announcer.view().reason == f"deleted {made}"  # by the leave, the session kept
+
+
+def test_a_leave_after_a_lost_create_deletes_the_member_it_made(zk, reader, announcers):  # noqa: F811
+    """Was: the leave said done at once (LEFT, no member known) while the member the lost
+    create made was listed until the session's end, the task's close."""
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    reader.ensure_path(path)
+    with a_lost_create(zk, announcers, root) as (relay, announcer, recorder):
         [made] = wait_for(lambda: members(reader, path), timeout_secs=10)
         wait_for(lambda: "could not create" in announcer.view().reason, timeout_secs=10)
         assert announcer.leave(timeout_secs=0.5) is False  # the member is still there
         assert announcer.view().state is MemberState.LEAVING and members(reader, path) == [made]
-        relay.reopen.set()
-        wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=20)
-        assert members(reader, path) == []
-        if "connection:LOST" not in recorder.states():  # (else the session expired meanwhile: it took it)
-            assert announcer.view().reason == f"deleted {made}"  # by the leave, the session kept
-    finally:
-        relay.close()
+        left_once_reopened(relay, announcer, recorder, reader, path, made)
 
 
 def test_a_leave_after_a_lost_create_finds_its_member_when_another_goes_as_it_looks(zk, reader, announcers):  # noqa: F811
@@ -166,12 +180,7 @@ def test_a_leave_after_a_lost_create_finds_its_member_when_another_goes_as_it_lo
     path = f"{root}/www-data/prod/hello"
     reader.ensure_path(path)
     other = reader.create(f"{path}/member_", b"{}", ephemeral=True, sequence=True)  # listed first
-    relay = LosingRelay(("127.0.0.1", zk.port))
-    relay.hold()
-    try:
-        announcer, recorder = announcers(announcement(f"127.0.0.1:{relay.port}", root), session_timeout_secs=4.0)
-        announcer.join()
-        assert relay.cut.wait(15), "no member create went through the relay"
+    with a_lost_create(zk, announcers, root) as (relay, announcer, recorder):
         [made] = [m for m in wait_for(lambda: members(reader, path)[1:], timeout_secs=10)]
         assert announcer._zk is not None
         listing = announcer._zk.get_children
@@ -183,10 +192,4 @@ def test_a_leave_after_a_lost_create_finds_its_member_when_another_goes_as_it_lo
 
         announcer._zk.get_children = listing_then_the_other_goes  # type: ignore[method-assign]
         assert announcer.leave(timeout_secs=0.5) is False
-        relay.reopen.set()
-        wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=20)
-        assert members(reader, path) == []
-        if "connection:LOST" not in recorder.states():  # (else the session expired meanwhile: it took it)
-            assert announcer.view().reason == f"deleted {made}"
-    finally:
-        relay.close()
+        left_once_reopened(relay, announcer, recorder, reader, path, made)
