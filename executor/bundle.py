@@ -136,6 +136,16 @@ def install() -> bool:
     return True
 
 
+def forget() -> None:
+    """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
+    done (`runstart.forget_listings`): a later import finds its module as Python does."""
+    global _data
+    if BundleFinder in sys.meta_path:
+        sys.meta_path.remove(BundleFinder)
+    _modules.clear()
+    _data = memoryview(b"")
+
+
 def _shadowed(directories: dict[str, tuple[int, tuple[str, ...]]], changed: set[str],
               modules: dict[str, tuple[str, bool, bytes, int, int]]) -> set[str]:
     """The directories of the top-level modules this `sys.path` would not find where the

@@ -62,12 +62,13 @@ def warm(profile: str) -> bool:
 
 
 def _started() -> list[str]:
-    """The modules `stoker run`'s supervisor loads after its early start and by its first
-    report, as a fresh interpreter lists them: its entry point's steps (`executor.cli.start`)
-    and what it imports (`START_MODULES`, but its planning child's `executor.local.planning`),
-    not the modules it defers and does not load (`executor.deferred`)."""
-    statement = ("import sys; from executor import nodocs; nodocs.install(); import executor.cli.launch; "
-                 "before = set(sys.modules); from executor import codecache, deferred; deferred.defer(); "
+    """The modules `stoker run`'s supervisor loads by its first report, as a fresh
+    interpreter lists them: its entry point's steps (`executor.cli.start`) and what it imports
+    (`START_MODULES`, but its planning child's `executor.local.planning`), not the modules it
+    defers and does not load (`executor.deferred`). (The early start's few, loaded before
+    the bundle's finder is in, are in it too: read, never used.)"""
+    statement = ("import sys; from executor import nodocs; nodocs.install(); before = set(sys.modules); "
+                 "from executor import codecache, deferred; deferred.defer(); "
                  "codecache.install('run'); import executor.cli.main, executor.local.run; "
                  "print(*(set(sys.modules) - before - deferred._pending))")
     return subprocess.run([sys.executable, "-P", "-c", statement], check=True, capture_output=True, text=True,

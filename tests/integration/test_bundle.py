@@ -104,3 +104,10 @@ def test_a_bundle_another_user_may_write_is_not_read(where: Path) -> None:
     run(where, WRITE, "src")
     os.chmod(where / "cache" / "nodoc" / "run.bundle", 0o666)
     assert read(where, "src")["installed"] is False
+
+
+def test_after_the_start_a_module_is_found_as_python_finds_it(where: Path) -> None:
+    run(where, WRITE, "src")
+    forgotten = READ.replace("installed = bundle.install()", "installed = bundle.install()\nbundle.forget()")
+    answer = json.loads(run(where, forgotten, "src").splitlines()[-1])
+    assert (answer["installed"], answer["loader"], answer["answer"]) == (True, "NoDocLoader", 42)
