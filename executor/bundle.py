@@ -1,13 +1,15 @@
 """`stoker run`'s start modules found and read from one file (issue 14, bundle).
 
-A re-run's supervisor loads about 150 source modules before its first report, each found by
+A re-run's supervisor loads about 140 source modules before its first report, each found by
 the path finder (some 375 lookups in `sys.path`'s directories and its packages') and read
-from a file of its own (`executor/nodocs.py`'s docstring-free code): about 4 ms of CPU of
-its 55 on a quiet machine (docs/benchmarks.md, bundle). The warm step
+from a file of its own (`executor/nodocs.py`'s docstring-free code). The warm step
 (`codecachewarm.write_bundle`) writes their code in one file, `nodoc/run.bundle` under the
-code cache directory, and `install()` (called by `nodocs.install()`) puts a finder that
-serves them from it just before the path finder: one read, and the code of each module
-unmarshalled only as it is imported.
+code cache directory, and `install()`, called by the entry point right after the early
+start (`executor/cli/start.py`: the run is spawned before the file is read), puts a finder
+that serves them from it just before the path finder: one read, and the code of each module
+unmarshalled only as it is imported. `stoker run`'s imports take about 4.7 ms less CPU (of
+60-odd at load 3: docs/benchmarks.md, bundle). `forget()` takes the finder off, and lets the
+file's bytes go, as the start ends (`runstart.forget_listings`).
 
 What runs is what Python would run:
 - Freshness, as a `.pyc`'s: each module's code keeps its `.pyc` header (the source's mtime
