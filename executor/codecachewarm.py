@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import marshal
 import os
 import stat
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from executor import codecache, codecachewrite, compileserved, deferred, nodocs
+from executor import bundle, codecache, codecachewrite, compileserved, deferred, nodocs
 
 
 def warm(profile: str) -> bool:
@@ -42,6 +44,8 @@ def warm(profile: str) -> bool:
         importlib.import_module(module)
     write_loaded()  # those this process loaded before the loader was in place
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
+    if profile == "run":
+        write_bundle(_started())
     cache = codecache._cache
     assert cache is not None  # (installed above)
     with codecachewrite.writing(cache.path) as turn:  # a start's `save()` meanwhile
@@ -55,6 +59,59 @@ def warm(profile: str) -> bool:
         cache.compiled += len(cache.fresh)
         cache.fresh.clear()
         return used != entries and codecachewrite.write(cache.path, used)
+
+
+def _started() -> list[str]:
+    """The modules `stoker run`'s supervisor loads by its first report, as a fresh
+    interpreter lists them: its entry point's steps (`executor.cli.start`) and what it imports
+    (`START_MODULES`, but its planning child's `executor.local.planning`), not the modules it
+    defers and does not load (`executor.deferred`). (The early start's few, loaded before
+    the bundle's finder is in, are in it too: read, never used.)"""
+    statement = ("import sys; from executor import nodocs; nodocs.install(); before = set(sys.modules); "
+                 "from executor import codecache, deferred; deferred.defer(); "
+                 "codecache.install('run'); import executor.cli.main, executor.local.run; "
+                 "print(*(set(sys.modules) - before - deferred._pending))")
+    return subprocess.run([sys.executable, "-P", "-c", statement], check=True, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL).stdout.split()
+
+
+def write_bundle(names: list[str]) -> int:
+    """`executor/bundle.py`'s file: the docstring-free code of the modules `names` that have
+    a file of it matching their source (this process wrote them), and the directories that
+    decide where each is found, with their mtimes; how many modules it holds."""
+    modules, codes, at = {}, [], 0
+    for name in sorted(names):
+        spec = getattr(sys.modules.get(name), "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if spec is None or not isinstance(origin, str) or not origin.endswith(".py"):
+            continue
+        try:
+            with open(nodocs.kept_path(origin), "rb") as file:
+                data = file.read()
+            stats = os.stat(origin)
+        except OSError:
+            continue
+        if data[:16] == nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}):
+            modules[name] = (origin, spec.submodule_search_locations is not None, data[:16], at, len(data) - 16)
+            codes.append(data[16:])
+            at += len(data) - 16
+    index = marshal.dumps((_directories(modules), modules))
+    path = os.path.join(nodocs._nodoc, bundle.NAME)
+    nodocs.NoDocLoader(bundle.NAME, path).set_data(path, len(index).to_bytes(4, "little") + index + b"".join(codes))
+    return len(modules)
+
+
+def _directories(modules: dict[str, tuple[str, bool, bytes, int, int]]) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """Each directory that decides where a module of `modules` is found (`sys.path`'s, and
+    each one's own), with its mtime and which of their top-level names it holds."""
+    tops = {name for name in modules if "." not in name}
+    places = {os.path.abspath(entry or os.getcwd()) for entry in sys.path}
+    places |= {os.path.dirname(origin) for origin, *_ in modules.values()}
+    directories = {}
+    for directory in places:
+        with contextlib.suppress(OSError):
+            directories[directory] = (os.stat(directory).st_mtime_ns, tuple(bundle.names_in(directory, tops)))
+    return directories
 
 
 def _used(entries: dict[str, tuple[tuple[str, Any], ...]],
@@ -225,7 +282,6 @@ def open_level(root: str) -> str:
 
 def main(argv: list[str]) -> int:
     """`python -m executor.codecache [PROFILE...]`: each profile's file, in a process each."""
-    import subprocess
 
     unknown = [p for p in argv if p not in codecache.PROFILES]
     if unknown:

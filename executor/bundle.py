@@ -1,0 +1,167 @@
+"""`stoker run`'s start modules found and read from one file (issue 14, bundle).
+
+A re-run's supervisor loads about 140 source modules before its first report, each found by
+the path finder (some 375 lookups in `sys.path`'s directories and its packages') and read
+from a file of its own (`executor/nodocs.py`'s docstring-free code). The warm step
+(`codecachewarm.write_bundle`) writes their code in one file, `nodoc/run.bundle` under the
+code cache directory, and `install()`, called by the entry point right after the early
+start (`executor/cli/start.py`: the run is spawned before the file is read), puts a finder
+that serves them from it just before the path finder: one read, and the code of each module
+unmarshalled only as it is imported. `stoker run`'s imports take about 4.7 ms less CPU (of
+60-odd at load 3: docs/benchmarks.md, bundle). `forget()` takes the finder off, and lets the
+file's bytes go, as the start ends (`runstart.forget_listings`).
+
+What runs is what Python would run:
+- Freshness, as a `.pyc`'s: each module's code keeps its `.pyc` header (the source's mtime
+  and size when it was compiled), and the source is `stat`ed as it is imported; a source
+  changed since is not served (the path finder loads it: `nodocs` compiles it again).
+- Finding, as the path finder would: the file records each directory it found a module in
+  (`sys.path`'s entries, each package's) with its mtime, and which top-level names of the
+  bundle each entry of `sys.path` holds. `install()` `stat`s each (about 20): one whose
+  mtime changed (a file added, removed or renamed in it: what `FileFinder`'s own listing
+  cache trusts) serves none of its modules; an entry of this `sys.path` that the file does
+  not know, or changed, is listed, and a top-level module held by an entry before its own
+  is not served (it would be shadowed). A top-level name is served only while `sys.path`
+  is the one `install()` saw, a submodule only under its package's own directory (an
+  `__path__` changed by a package is looked at as ever).
+- Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
+  written it (`nodocs._kept_data`), and not for a config's own imports.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from _frozen_importlib import ModuleSpec
+from _frozen_importlib_external import PathFinder, SourceFileLoader
+
+from executor import nodocs
+
+TYPE_CHECKING = False  # not `typing`'s (see executor/nodocs.py)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import CodeType, ModuleType
+
+NAME = "run.bundle"  # under the code cache's `nodoc/`
+# name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
+_modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
+_data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
+_path: list[str] = []  # `sys.path` as `install()` saw it
+_cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
+
+
+class BundleLoader(SourceFileLoader):
+    """A source module whose code is the bundle's (its source read only for a traceback's lines)."""
+
+    def __init__(self, fullname: str, path: str, code: CodeType) -> None:
+        super().__init__(fullname, path)
+        self.code = code
+
+    def get_code(self, fullname: str) -> CodeType | None:
+        return self.code
+
+
+class BundleFinder:
+    """Serves a module of the bundle whose source still has the size and mtime it was compiled from."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> ModuleSpec | None:
+        entry = _modules.get(fullname)
+        if entry is None:
+            return None
+        origin, package, header, start, length = entry
+        directory = os.path.dirname(origin)
+        home = os.path.dirname(directory) if package else directory
+        if path is None:
+            if sys.path != _path or _cwd and os.getcwd() != _cwd:
+                return None
+        elif list(path) != [home]:
+            return None
+        if nodocs._imported_by_config():
+            return None
+        try:
+            stats = os.stat(origin)
+        except OSError:
+            return None
+        if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
+            return None
+        try:
+            code = marshal.loads(_data[start:start + length])
+        except (EOFError, ValueError, TypeError):  # a damaged file: as the path finder finds it
+            return None
+        if type(code) is not type(install.__code__):
+            return None
+        spec = ModuleSpec(fullname, BundleLoader(fullname, origin, code), origin=origin, is_package=package)
+        spec.has_location = True
+        if package:
+            spec.submodule_search_locations = [directory]
+        return spec
+
+
+def names_in(directory: str, names: set[str]) -> set[str]:
+    """Which of the top-level `names` a module in `directory` could be found under (a file
+    or directory of that name, whatever its suffix)."""
+    try:
+        return {entry.partition(".")[0] for entry in os.listdir(directory)} & names
+    except OSError:
+        return set()
+
+
+def install() -> bool:
+    """The finder, before the path finder, serving the bundle's modules that are still where
+    the path finder would find them (see the docstring); False without a bundle to trust."""
+    global _cwd, _data
+    if BundleFinder in sys.meta_path:
+        return True
+    data = nodocs._kept_data(os.path.join(nodocs._nodoc, NAME)) if nodocs.installed() else None
+    size = int.from_bytes(data[:4], "little") if data else 0
+    try:
+        directories, modules = marshal.loads(memoryview(data)[4:4 + size]) if data and size else ({}, {})
+    except (EOFError, ValueError, TypeError):  # damaged: every module as the path finder finds it
+        return False
+    if not data or not modules:
+        return False
+    _data = memoryview(data)[4 + size:]
+    changed = set()
+    for directory, (mtime, _) in directories.items():
+        try:
+            if os.stat(directory).st_mtime_ns != mtime:
+                changed.add(directory)
+        except OSError:
+            changed.add(directory)
+    changed |= _shadowed(directories, changed, modules)
+    _modules.update((name, entry) for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed)
+    _path[:] = sys.path
+    _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
+    sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
+                         BundleFinder)
+    return True
+
+
+def forget() -> None:
+    """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
+    done (`runstart.forget_listings`): a later import finds its module as Python does."""
+    global _data
+    if BundleFinder in sys.meta_path:
+        sys.meta_path.remove(BundleFinder)
+    _modules.clear()
+    _data = memoryview(b"")
+
+
+def _shadowed(directories: dict[str, tuple[int, tuple[str, ...]]], changed: set[str],
+              modules: dict[str, tuple[str, bool, bytes, int, int]]) -> set[str]:
+    """The directories of the top-level modules this `sys.path` would not find where the
+    bundle has them: another of that name in an entry before, or none on the path at all."""
+    tops = {name for name in modules if "." not in name}
+    seen: set[str] = set()
+    shadowed = set()
+    for entry in sys.path:
+        directory = os.path.abspath(entry or os.getcwd())
+        known = directories.get(directory)
+        held = names_in(directory, tops) if known is None or directory in changed else set(known[1]) & tops
+        for name in held - seen:
+            origin, package = modules[name][:2]
+            if os.path.dirname(os.path.dirname(origin) if package else origin) != directory:
+                shadowed.add(os.path.dirname(origin))
+        seen |= held
+    return shadowed | {os.path.dirname(modules[name][0]) for name in tops - seen}

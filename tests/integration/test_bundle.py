@@ -1,0 +1,113 @@
+"""`executor.bundle`: modules served from one file, in real interpreters, only while the
+path finder would find the same source unchanged.
+
+Each case writes a bundle of a small package of the test's own (`codecachewarm.write_bundle`,
+in a fresh process with the docstring-free loader installed, as the warm step does), then
+imports it in another fresh process with the bundle's finder installed, and prints where
+the module's code came from and what it answers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+WRITE = textwrap.dedent("""
+    import sys
+    from executor import codecachewarm, nodocs
+    sys.dont_write_bytecode = False
+    nodocs.install()
+    nodocs._compile_always = True
+    import probepkg.mod
+    print(codecachewarm.write_bundle(["probepkg", "probepkg.mod"]))
+""")
+
+READ = textwrap.dedent("""
+    import json
+    from executor import bundle, nodocs
+    nodocs.install()
+    installed = bundle.install()
+    from probepkg import mod
+    print(json.dumps({"installed": installed, "loader": type(mod.__spec__.loader).__name__,
+                      "answer": mod.answer(), "doc": mod.__doc__}))
+""")
+
+
+def module(answer: int) -> str:
+    return f'"""The module\'s docstring."""\n\n\ndef answer():\n    return {answer}\n'
+
+
+@pytest.fixture
+def where(tmp_path: Path) -> Path:
+    for place, answer in (("src", 42), ("other", 7)):
+        (tmp_path / place / "probepkg").mkdir(parents=True)
+        (tmp_path / place / "probepkg" / "__init__.py").write_text("")
+        (tmp_path / place / "probepkg" / "mod.py").write_text(module(answer))
+    (tmp_path / "cache").mkdir(mode=0o755)
+    os.chmod(tmp_path / "cache", 0o755)
+    return tmp_path
+
+
+def run(where: Path, script: str, *path: str) -> str:
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(where / "cache"),
+               "PYTHONPATH": os.pathsep.join([str(REPO), *(str(where / p) for p in path)])}
+    environ.pop("PYTHONPYCACHEPREFIX", None)
+    result = subprocess.run([sys.executable, "-P", "-c", script], cwd=where, env=environ, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def read(where: Path, *path: str) -> dict:
+    return json.loads(run(where, READ, *path).splitlines()[-1])
+
+
+def test_a_module_is_served_from_the_bundle_without_its_docstring(where: Path) -> None:
+    assert run(where, WRITE, "src").split() == ["2"]
+    assert read(where, "src") == {"installed": True, "loader": "BundleLoader", "answer": 42, "doc": None}
+
+
+def test_a_source_changed_after_the_bundle_runs_as_edited(where: Path) -> None:
+    run(where, WRITE, "src")
+    source = where / "src" / "probepkg" / "mod.py"
+    source.write_text(module(43))  # the same size: only its mtime tells
+    stat = source.stat()
+    os.utime(source, (stat.st_atime, stat.st_mtime + 10))
+    answer = read(where, "src")
+    assert (answer["answer"], answer["loader"]) == (43, "NoDocLoader")
+
+
+def test_a_module_of_that_name_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
+    run(where, WRITE, "src")
+    answer = read(where, "other", "src")
+    assert (answer["answer"], answer["loader"]) == (7, "NoDocLoader")
+
+
+def test_a_module_added_beside_the_package_takes_it_off_the_bundle(where: Path) -> None:
+    run(where, WRITE, "src")
+    (where / "src" / "probepkg" / "mod").mkdir()  # a package `probepkg.mod`: the path finder's first choice
+    (where / "src" / "probepkg" / "mod" / "__init__.py").write_text("def answer():\n    return 5\n")
+    answer = read(where, "src")
+    assert (answer["answer"], answer["loader"]) == (5, "NoDocLoader")
+
+
+def test_a_bundle_another_user_may_write_is_not_read(where: Path) -> None:
+    run(where, WRITE, "src")
+    os.chmod(where / "cache" / "nodoc" / "run.bundle", 0o666)
+    assert read(where, "src")["installed"] is False
+
+
+def test_after_the_start_a_module_is_found_as_python_finds_it(where: Path) -> None:
+    run(where, WRITE, "src")
+    forgotten = READ.replace("installed = bundle.install()", "installed = bundle.install()\nbundle.forget()")
+    answer = json.loads(run(where, forgotten, "src").splitlines()[-1])
+    assert (answer["installed"], answer["loader"], answer["answer"]) == (True, "NoDocLoader", 42)
