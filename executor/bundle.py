@@ -55,10 +55,14 @@ class BundleLoader(SourceFileLoader):
 
     def __init__(self, fullname: str, path: str, code: CodeType) -> None:
         super().__init__(fullname, path)
-        self.code = code
+        self.code: CodeType | None = code
 
     def get_code(self, fullname: str) -> CodeType | None:
-        return self.code
+        """The bundle's code, once: a loader holding it for good (every module's spec keeps
+        its loader) kept each module's top-level code alive, 0.7 MiB of a supervisor's USS
+        at N=100; asked again (runpy, inspect), the code as Python's own loader gives it."""
+        code, self.code = self.code, None
+        return code if code is not None else super().get_code(fullname)
 
 
 class BundleFinder:

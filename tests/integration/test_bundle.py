@@ -37,8 +37,11 @@ READ = textwrap.dedent("""
     nodocs.install()
     installed = bundle.install()
     from probepkg import mod
-    print(json.dumps({"installed": installed, "loader": type(mod.__spec__.loader).__name__,
-                      "answer": mod.answer(), "doc": mod.__doc__}))
+    loader = mod.__spec__.loader
+    kept = getattr(loader, "code", None) is not None  # the module's top-level code, after it ran
+    print(json.dumps({"installed": installed, "loader": type(loader).__name__,
+                      "answer": mod.answer(), "doc": mod.__doc__, "kept": kept,
+                      "again": loader.get_code("probepkg.mod") is not None}))
 """)
 
 
@@ -73,7 +76,10 @@ def read(where: Path, *path: str) -> dict:
 
 def test_a_module_is_served_from_the_bundle_without_its_docstring(where: Path) -> None:
     assert run(where, WRITE, "src").split() == ["2"]
-    assert read(where, "src") == {"installed": True, "loader": "BundleLoader", "answer": 42, "doc": None}
+    # (kept: the loader, which the module's spec keeps for good, held its code: 0.7 MiB of a
+    # supervisor's USS at N=100 for its 140 modules; asked again, it is Python's own)
+    assert read(where, "src") == {"installed": True, "loader": "BundleLoader", "answer": 42, "doc": None,
+                                  "kept": False, "again": True}
 
 
 def test_a_source_changed_after_the_bundle_runs_as_edited(where: Path) -> None:
