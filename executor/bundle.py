@@ -33,7 +33,7 @@ import marshal
 import os
 import sys
 from _frozen_importlib import ModuleSpec
-from _frozen_importlib_external import PathFinder, SourceFileLoader
+from _frozen_importlib_external import PathFinder
 
 from executor import nodocs
 
@@ -48,17 +48,23 @@ _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
+# what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
+_DAMAGED = (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError)
 
 
-class BundleLoader(SourceFileLoader):
+class BundleLoader(nodocs.NoDocLoader):
     """A source module whose code is the bundle's (its source read only for a traceback's lines)."""
 
     def __init__(self, fullname: str, path: str, code: CodeType) -> None:
         super().__init__(fullname, path)
-        self.code = code
+        self.code: CodeType | None = code
 
     def get_code(self, fullname: str) -> CodeType | None:
-        return self.code
+        """The bundle's code once, for the module's import; then the source's as it is now, as
+        the path finder's loader gives it (kept, the module-level code of each, 0.5 MB in all,
+        stayed in memory, and was given again for a source edited since)."""
+        code, self.code = self.code, None
+        return code if code is not None else super().get_code(fullname)
 
 
 class BundleFinder:
@@ -69,28 +75,14 @@ class BundleFinder:
         entry = _modules.get(fullname)
         if entry is None:
             return None
-        origin, package, header, start, length = entry
+        try:
+            code = _served(entry, path)
+        except _DAMAGED:  # a damaged file (its index read, of other shapes): as the path finder finds it
+            return None
+        if code is None:
+            return None
+        origin, package = entry[:2]
         directory = os.path.dirname(origin)
-        home = os.path.dirname(directory) if package else directory
-        if path is None:
-            if sys.path != _path or _cwd and os.getcwd() != _cwd:
-                return None
-        elif list(path) != [home]:
-            return None
-        if nodocs._imported_by_config():
-            return None
-        try:
-            stats = os.stat(origin)
-        except OSError:
-            return None
-        if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
-            return None
-        try:
-            code = marshal.loads(_data[start:start + length])
-        except (EOFError, ValueError, TypeError):  # a damaged file: as the path finder finds it
-            return None
-        if type(code) is not type(install.__code__):
-            return None
         spec = ModuleSpec(fullname, BundleLoader(fullname, origin, code), origin=origin, is_package=package)
         spec.has_location = True
         if package:
@@ -98,11 +90,37 @@ class BundleFinder:
         return spec
 
 
+def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None) -> CodeType | None:
+    """The code of the module `entry` is, if the path finder would find it there, unchanged
+    (see the module's docstring); None if not."""
+    origin, package, header, start, length = entry
+    directory = os.path.dirname(origin)
+    home = os.path.dirname(directory) if package else directory
+    if path is None:
+        if sys.path != _path or _cwd and os.getcwd() != _cwd:
+            return None
+    elif list(path) != [home]:
+        return None
+    if nodocs._imported_by_config():
+        return None
+    try:
+        stats = os.stat(origin)
+    except OSError:
+        return None
+    if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
+        return None
+    code = marshal.loads(_data[start:start + length])
+    return code if type(code) is type(_served.__code__) else None
+
+
 def names_in(directory: str, names: set[str]) -> set[str]:
     """Which of the top-level `names` a module in `directory` could be found under (a file
-    or directory of that name, whatever its suffix)."""
+    or directory of that name, whatever its suffix); all of them when `directory` is a file
+    (a zip archive, which `zipimport` imports from: not listed here)."""
     try:
         return {entry.partition(".")[0] for entry in os.listdir(directory)} & names
+    except NotADirectoryError:
+        return set(names)
     except OSError:
         return set()
 
@@ -117,25 +135,28 @@ def install() -> bool:
     size = int.from_bytes(data[:4], "little") if data else 0
     try:
         directories, modules = marshal.loads(memoryview(data)[4:4 + size]) if data and size else ({}, {})
-    except (EOFError, ValueError, TypeError):  # damaged: every module as the path finder finds it
+        changed = {directory for directory, (mtime, _) in directories.items() if _stat_ns(directory) != mtime}
+        changed |= _shadowed(directories, changed, modules)
+        served = {name: entry for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
+    except _DAMAGED:  # damaged: every module as the path finder finds it
         return False
     if not data or not modules:
         return False
     _data = memoryview(data)[4 + size:]
-    changed = set()
-    for directory, (mtime, _) in directories.items():
-        try:
-            if os.stat(directory).st_mtime_ns != mtime:
-                changed.add(directory)
-        except OSError:
-            changed.add(directory)
-    changed |= _shadowed(directories, changed, modules)
-    _modules.update((name, entry) for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed)
+    _modules.update(served)
     _path[:] = sys.path
     _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
     sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
                          BundleFinder)
     return True
+
+
+def _stat_ns(directory: str) -> int | None:
+    """The mtime of `directory` (ns); None when it is gone."""
+    try:
+        return os.stat(directory).st_mtime_ns
+    except OSError:
+        return None
 
 
 def forget() -> None:

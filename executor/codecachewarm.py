@@ -19,6 +19,7 @@ import os
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -110,8 +111,20 @@ def _directories(modules: dict[str, tuple[str, bool, bytes, int, int]]) -> dict[
     directories = {}
     for directory in places:
         with contextlib.suppress(OSError):
-            directories[directory] = (os.stat(directory).st_mtime_ns, tuple(bundle.names_in(directory, tops)))
+            directories[directory] = (os.stat(directory).st_mtime_ns, tuple(_held(directory, tops)))
     return directories
+
+
+def _held(place: str, tops: set[str]) -> set[str]:
+    """Which of `tops` a `sys.path` entry holds: a directory's (`bundle.names_in`), or a zip
+    archive's, by the names in it (a file that is not one holds none: `zipimport` refuses it)."""
+    if not os.path.isfile(place):
+        return bundle.names_in(place, tops)
+    try:
+        with zipfile.ZipFile(place) as archive:
+            return {name.partition("/")[0].partition(".")[0] for name in archive.namelist()} & tops
+    except (OSError, zipfile.BadZipFile):
+        return set()
 
 
 def _used(entries: dict[str, tuple[tuple[str, Any], ...]],

@@ -9,10 +9,12 @@ the module's code came from and what it answers.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,47 @@ def test_after_the_start_a_module_is_found_as_python_finds_it(where: Path) -> No
     forgotten = READ.replace("installed = bundle.install()", "installed = bundle.install()\nbundle.forget()")
     answer = json.loads(run(where, forgotten, "src").splitlines()[-1])
     assert (answer["installed"], answer["loader"], answer["answer"]) == (True, "NoDocLoader", 42)
+
+
+def test_a_bundled_module_s_loader_compiles_its_source_as_it_is_now(where: Path) -> None:
+    # the loader keeps no code of the bundle once the module ran (it held the module-level code of each
+    # module, 0.5 MB in a supervisor, and gave it again for a source edited since)
+    run(where, WRITE, "src")
+    again = READ.replace('print(json.dumps', textwrap.dedent('''
+        import pathlib
+        pathlib.Path(mod.__file__).write_text("def answer():\\n    return 1043\\n")
+        namespace = {}
+        exec(mod.__loader__.get_code(mod.__name__), namespace)
+        print(namespace["answer"]())
+        print(json.dumps'''))
+    assert run(where, again, "src").splitlines()[0] == "1043"
+
+
+def test_a_damaged_bundle_is_not_used(where: Path) -> None:
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.bundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    index = marshal.loads(data[4:4 + size])
+    for damaged in ((index[0], {name: entry[:3] for name, entry in index[1].items()}),  # its entries cut short
+                    ([], index[1]), (index[0], {name: (1,) * 5 for name in index[1]})):
+        rewritten = marshal.dumps(damaged)
+        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+        os.chmod(bundled, 0o644)
+        assert read(where, "src")["answer"] == 42
+
+
+def test_a_zip_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
+    run(where, WRITE, "src")
+    with zipfile.ZipFile(where / "other.zip", "w") as archive:
+        archive.writestr("probepkg/__init__.py", "")
+        archive.writestr("probepkg/mod.py", module(7))
+    answer = read(where, "other.zip", "src")
+    assert (answer["answer"], answer["loader"]) == (7, "zipimporter")
+
+
+def test_a_zip_on_the_path_as_the_bundle_was_written_keeps_the_modules_it_does_not_hold(where: Path) -> None:
+    with zipfile.ZipFile(where / "other.zip", "w") as archive:
+        archive.writestr("unrelated.py", module(7))
+    run(where, WRITE, "other.zip", "src")
+    assert read(where, "other.zip", "src")["loader"] == "BundleLoader"
