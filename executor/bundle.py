@@ -163,8 +163,9 @@ def forget() -> None:
     """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
     done (`runstart.forget_listings`): a later import finds its module as Python does."""
     global _data
-    if BundleFinder in sys.meta_path:
-        sys.meta_path.remove(BundleFinder)
+    if BundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
+        sys.meta_path = [finder for finder in sys.meta_path if finder is not BundleFinder]  # (one removed from
+        # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
     _data = memoryview(b"")
 

@@ -157,3 +157,25 @@ def test_a_zip_on_the_path_as_the_bundle_was_written_keeps_the_modules_it_does_n
         archive.writestr("unrelated.py", module(7))
     run(where, WRITE, "other.zip", "src")
     assert read(where, "other.zip", "src")["loader"] == "BundleLoader"
+
+
+def test_an_import_under_way_as_the_finder_goes_finds_its_module(where: Path) -> None:
+    # another thread's import, in `sys.meta_path`'s loop past the bundle's finder as the start's end takes it off
+    run(where, WRITE, "src")
+    (where / "src" / "solo.py").write_text("ANSWER = 6\n")
+    script = textwrap.dedent("""
+        import sys
+        from executor import bundle, nodocs
+        nodocs.install()
+        assert bundle.install()
+
+        class ForgetOnce:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                bundle.forget()
+
+        sys.meta_path.insert(sys.meta_path.index(bundle.BundleFinder) + 1, ForgetOnce)
+        import solo
+        print(solo.ANSWER, bundle.BundleFinder in sys.meta_path)
+    """)
+    assert run(where, script, "src").split() == ["6", "False"]
