@@ -1,7 +1,7 @@
-"""`executor.bundle`: modules served from one file, in real interpreters, only while the
+"""`executor.codebundle`: modules served from one file, in real interpreters, only while the
 path finder would find the same source unchanged.
 
-Each case writes a bundle of a small package of the test's own (`codecachewarm.write_bundle`,
+Each case writes a bundle of a small package of the test's own (`codecachewarm.write_codebundle`,
 in a fresh process with the docstring-free loader installed, as the warm step does), then
 imports it in another fresh process with the bundle's finder installed, and prints where
 the module's code came from and what it answers.
@@ -30,14 +30,14 @@ WRITE = textwrap.dedent("""
     nodocs.install()
     nodocs._compile_always = True
     import probepkg.mod
-    print(codecachewarm.write_bundle(["probepkg", "probepkg.mod"]))
+    print(codecachewarm.write_codebundle(["probepkg", "probepkg.mod"]))
 """)
 
 READ = textwrap.dedent("""
     import json
-    from executor import bundle, nodocs
+    from executor import codebundle, nodocs
     nodocs.install()
-    installed = bundle.install()
+    installed = codebundle.install()
     from probepkg import mod
     print(json.dumps({"installed": installed, "loader": type(mod.__spec__.loader).__name__,
                       "answer": mod.answer(), "doc": mod.__doc__}))
@@ -75,7 +75,7 @@ def read(where: Path, *path: str) -> dict:
 
 def test_a_module_is_served_from_the_bundle_without_its_docstring(where: Path) -> None:
     assert run(where, WRITE, "src").split() == ["2"]
-    assert read(where, "src") == {"installed": True, "loader": "BundleLoader", "answer": 42, "doc": None}
+    assert read(where, "src") == {"installed": True, "loader": "CodeBundleLoader", "answer": 42, "doc": None}
 
 
 def test_a_source_changed_after_the_bundle_runs_as_edited(where: Path) -> None:
@@ -104,13 +104,13 @@ def test_a_module_added_beside_the_package_takes_it_off_the_bundle(where: Path) 
 
 def test_a_bundle_another_user_may_write_is_not_read(where: Path) -> None:
     run(where, WRITE, "src")
-    os.chmod(where / "cache" / "nodoc" / "run.bundle", 0o666)
+    os.chmod(where / "cache" / "nodoc" / "run.codebundle", 0o666)
     assert read(where, "src")["installed"] is False
 
 
 def test_after_the_start_a_module_is_found_as_python_finds_it(where: Path) -> None:
     run(where, WRITE, "src")
-    forgotten = READ.replace("installed = bundle.install()", "installed = bundle.install()\nbundle.forget()")
+    forgotten = READ.replace("installed = codebundle.install()", "installed = codebundle.install()\ncodebundle.forget()")
     answer = json.loads(run(where, forgotten, "src").splitlines()[-1])
     assert (answer["installed"], answer["loader"], answer["answer"]) == (True, "NoDocLoader", 42)
 
@@ -131,7 +131,7 @@ def test_a_bundled_module_s_loader_compiles_its_source_as_it_is_now(where: Path)
 
 def test_a_damaged_bundle_is_not_used(where: Path) -> None:
     run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / "run.bundle"
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
     data = bundled.read_bytes()
     size = int.from_bytes(data[:4], "little")
     index = marshal.loads(data[4:4 + size])
@@ -156,7 +156,7 @@ def test_a_zip_on_the_path_as_the_bundle_was_written_keeps_the_modules_it_does_n
     with zipfile.ZipFile(where / "other.zip", "w") as archive:
         archive.writestr("unrelated.py", module(7))
     run(where, WRITE, "other.zip", "src")
-    assert read(where, "other.zip", "src")["loader"] == "BundleLoader"
+    assert read(where, "other.zip", "src")["loader"] == "CodeBundleLoader"
 
 
 def test_an_import_under_way_as_the_finder_goes_finds_its_module(where: Path) -> None:
@@ -165,17 +165,17 @@ def test_an_import_under_way_as_the_finder_goes_finds_its_module(where: Path) ->
     (where / "src" / "solo.py").write_text("ANSWER = 6\n")
     script = textwrap.dedent("""
         import sys
-        from executor import bundle, nodocs
+        from executor import codebundle, nodocs
         nodocs.install()
-        assert bundle.install()
+        assert codebundle.install()
 
         class ForgetOnce:
             @staticmethod
             def find_spec(name, path=None, target=None):
-                bundle.forget()
+                codebundle.forget()
 
-        sys.meta_path.insert(sys.meta_path.index(bundle.BundleFinder) + 1, ForgetOnce)
+        sys.meta_path.insert(sys.meta_path.index(codebundle.CodeBundleFinder) + 1, ForgetOnce)
         import solo
-        print(solo.ANSWER, bundle.BundleFinder in sys.meta_path)
+        print(solo.ANSWER, codebundle.CodeBundleFinder in sys.meta_path)
     """)
     assert run(where, script, "src").split() == ["6", "False"]

@@ -3,7 +3,7 @@
 A re-run's supervisor loads about 140 source modules before its first report, each found by
 the path finder (some 375 lookups in `sys.path`'s directories and its packages') and read
 from a file of its own (`executor/nodocs.py`'s docstring-free code). The warm step
-(`codecachewarm.write_bundle`) writes their code in one file, `nodoc/run.bundle` under the
+(`codecachewarm.write_codebundle`) writes their code in one file, `nodoc/run.codebundle` under the
 code cache directory, and `install()`, called by the entry point right after the early
 start (`executor/cli/start.py`: the run is spawned before the file is read), puts a finder
 that serves them from it just before the path finder: one read, and the code of each module
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import CodeType, ModuleType
 
-NAME = "run.bundle"  # under the code cache's `nodoc/`
+NAME = "run.codebundle"  # under the code cache's `nodoc/`
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
 _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
@@ -52,7 +52,7 @@ _cwd = ""  # the working directory then, when an entry of it is relative ('': `p
 _DAMAGED = (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError)
 
 
-class BundleLoader(nodocs.NoDocLoader):
+class CodeBundleLoader(nodocs.NoDocLoader):
     """A source module whose code is the bundle's (its source read only for a traceback's lines)."""
 
     def __init__(self, fullname: str, path: str, code: CodeType) -> None:
@@ -67,7 +67,7 @@ class BundleLoader(nodocs.NoDocLoader):
         return code if code is not None else super().get_code(fullname)
 
 
-class BundleFinder:
+class CodeBundleFinder:
     """Serves a module of the bundle whose source still has the size and mtime it was compiled from."""
 
     @staticmethod
@@ -83,7 +83,7 @@ class BundleFinder:
             return None
         origin, package = entry[:2]
         directory = os.path.dirname(origin)
-        spec = ModuleSpec(fullname, BundleLoader(fullname, origin, code), origin=origin, is_package=package)
+        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, code), origin=origin, is_package=package)
         spec.has_location = True
         if package:
             spec.submodule_search_locations = [directory]
@@ -129,7 +129,7 @@ def install() -> bool:
     """The finder, before the path finder, serving the bundle's modules that are still where
     the path finder would find them (see the docstring); False without a bundle to trust."""
     global _cwd, _data
-    if BundleFinder in sys.meta_path:
+    if CodeBundleFinder in sys.meta_path:
         return True
     data = nodocs._kept_data(os.path.join(nodocs._nodoc, NAME)) if nodocs.installed() else None
     size = int.from_bytes(data[:4], "little") if data else 0
@@ -147,7 +147,7 @@ def install() -> bool:
     _path[:] = sys.path
     _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
     sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
-                         BundleFinder)
+                         CodeBundleFinder)
     return True
 
 
@@ -163,8 +163,8 @@ def forget() -> None:
     """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
     done (`runstart.forget_listings`): a later import finds its module as Python does."""
     global _data
-    if BundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
-        sys.meta_path = [finder for finder in sys.meta_path if finder is not BundleFinder]  # (one removed from
+    if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
+        sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
         # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
     _data = memoryview(b"")
