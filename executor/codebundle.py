@@ -21,11 +21,15 @@ What runs is what Python would run:
   mtime changed (a file added, removed or renamed in it: what `FileFinder`'s own listing
   cache trusts) serves none of its modules; an entry of this `sys.path` that the file does
   not know, or changed, is listed, and a top-level module held by an entry before its own
-  is not served (it would be shadowed). A top-level name is served only while `sys.path`
+  is not served (it would be shadowed; a zip archive the file does not know, or changed, is
+  taken to hold every name). A top-level name is served only while `sys.path`
   is the one `install()` saw, a submodule only under its package's own directory (an
   `__path__` changed by a package is looked at as ever).
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
-  written it (`nodocs._kept_data`), and not for a config's own imports.
+  written it (`nodocs._kept_data`), and not for a config's own imports. A file damaged
+  (cut short, or of other shapes) serves nothing it cannot read, and never raises.
+- Memory: a module's loader gives the bundle's code once, for its import (then the source's,
+  as the path finder's loader would), so none of it is kept once the module ran.
 """
 from __future__ import annotations
 
