@@ -37,10 +37,10 @@ from pathlib import Path
 import benchlib
 from bench_launch import ENTRY_POINTS, RUNNING, WAIT_SECS, Ran, config_text, stoker_argv, stop_run
 
-# as `bench_launch.ENTRY_POINTS`, with `stoker run`'s bundle (`executor/bundle.py`) where the checkout has it
+# as `bench_launch.ENTRY_POINTS`, with `stoker run`'s code bundle (`executor/codebundle.py`) where the checkout has it
 IMPORTS = ("import time\nstart = time.process_time()\nfrom executor import nodocs\nnodocs.install()\n"
-           "import os\nif os.path.exists(os.path.join(os.path.dirname(nodocs.__file__), 'bundle.py')):\n"
-           "    from executor import bundle\n    bundle.install()\n" + ENTRY_POINTS["stoker run"] +
+           "import os\nif os.path.exists(os.path.join(os.path.dirname(nodocs.__file__), 'codebundle.py')):\n"
+           "    from executor import codebundle\n    codebundle.install()\n" + ENTRY_POINTS["stoker run"] +
            "\nprint(time.process_time() - start, flush=True)\nimport os\nos._exit(0)")
 
 

@@ -19,10 +19,11 @@ import os
 import stat
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from executor import bundle, codecache, codecachewrite, compileserved, deferred, nodocs
+from executor import codebundle, codecache, codecachewrite, compileserved, deferred, nodocs
 
 
 def warm(profile: str) -> bool:
@@ -45,7 +46,7 @@ def warm(profile: str) -> bool:
     write_loaded()  # those this process loaded before the loader was in place
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
     if profile == "run":
-        write_bundle(_started())
+        write_codebundle(_started())
     cache = codecache._cache
     assert cache is not None  # (installed above)
     with codecachewrite.writing(cache.path) as turn:  # a start's `save()` meanwhile
@@ -75,8 +76,8 @@ def _started() -> list[str]:
                           stdin=subprocess.DEVNULL).stdout.split()
 
 
-def write_bundle(names: list[str]) -> int:
-    """`executor/bundle.py`'s file: the docstring-free code of the modules `names` that have
+def write_codebundle(names: list[str]) -> int:
+    """`executor/codebundle.py`'s file: the docstring-free code of the modules `names` that have
     a file of it matching their source (this process wrote them), and the directories that
     decide where each is found, with their mtimes; how many modules it holds."""
     modules, codes, at = {}, [], 0
@@ -96,8 +97,8 @@ def write_bundle(names: list[str]) -> int:
             codes.append(data[16:])
             at += len(data) - 16
     index = marshal.dumps((_directories(modules), modules))
-    path = os.path.join(nodocs._nodoc, bundle.NAME)
-    nodocs.NoDocLoader(bundle.NAME, path).set_data(path, len(index).to_bytes(4, "little") + index + b"".join(codes))
+    path = os.path.join(nodocs._nodoc, codebundle.NAME)
+    nodocs.NoDocLoader(codebundle.NAME, path).set_data(path, len(index).to_bytes(4, "little") + index + b"".join(codes))
     return len(modules)
 
 
@@ -110,8 +111,20 @@ def _directories(modules: dict[str, tuple[str, bool, bytes, int, int]]) -> dict[
     directories = {}
     for directory in places:
         with contextlib.suppress(OSError):
-            directories[directory] = (os.stat(directory).st_mtime_ns, tuple(bundle.names_in(directory, tops)))
+            directories[directory] = (os.stat(directory).st_mtime_ns, tuple(_held(directory, tops)))
     return directories
+
+
+def _held(place: str, tops: set[str]) -> set[str]:
+    """Which of `tops` a `sys.path` entry holds: a directory's (`codebundle.names_in`), or a zip
+    archive's, by the names in it (a file that is not one holds none: `zipimport` refuses it)."""
+    if not os.path.isfile(place):
+        return codebundle.names_in(place, tops)
+    try:
+        with zipfile.ZipFile(place) as archive:
+            return {name.partition("/")[0].partition(".")[0] for name in archive.namelist()} & tops
+    except (OSError, zipfile.BadZipFile):
+        return set()
 
 
 def _used(entries: dict[str, tuple[tuple[str, Any], ...]],

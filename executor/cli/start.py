@@ -210,9 +210,9 @@ def _load() -> Callable[[], NoReturn]:
         from executor.cli import launch
 
         launch.begin(sys.argv[1:], os.environ)
-        from executor import bundle
+        from executor import codebundle
 
-        bundle.install()  # the modules from here to its first report from one file (after the early start)
+        codebundle.install()  # the modules from here to its first report from one file (after the early start)
     from executor import deferred
 
     if nodocs.installed():  # STOKER_CODE_CACHE=off: every module as Python loads it

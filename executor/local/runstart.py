@@ -243,13 +243,13 @@ def forget_listings(own: tuple[str, ...] = ("executor", "config", "healthcheck")
     thread may import meanwhile (the keys are copied in one step). Those kept are told by
     their place, at or below a package of `own`'s directory (0.015 ms; was: every module's
     `__path__` asked, an AttributeError each, 0.22 ms, 0.5-1 ms cold, at each attempt's
-    start before its first process). `executor.bundle`'s finder and file go too. Asked as the start ends and before
+    start before its first process). `executor.codebundle`'s finder and file go too. Asked as the start ends and before
     the runs' own objects are made, which take the memory given back (`stoker run` at
     N=100: USS 10,152 → 10,086 KiB for a new config, 10,106 → 10,050 run again; medians of 8
     interleaved pairs, lower in 8 of 8 each)."""
-    bundle = sys.modules.get("executor.bundle")  # not imported here: loaded only where the entry point installed it
-    if bundle is not None:
-        bundle.forget()  # its file's bytes too
+    codebundle = sys.modules.get("executor.codebundle")  # not imported here: loaded only where the entry point installed it
+    if codebundle is not None:
+        codebundle.forget()  # its file's bytes too
     tops = tuple(path + os.sep for name in own if (package := sys.modules.get(name)) is not None
                  for path in getattr(package, "__path__", ()))  # each at or below one of them is kept
     for path, finder in list(sys.path_importer_cache.items()):  # list(): one step (another thread may import)

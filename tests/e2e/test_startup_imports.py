@@ -186,10 +186,10 @@ NOT_IN_RUN = NEVER | {
 # steps and its wait for the watchdog end by it under `stoker executor` after SHUTDOWN (the
 # agent's shutdown grace); `stoker run` has none, but its close is the same code.
 # 115 and 100: the finder that serves the modules after the early start from one file
-# (`executor.bundle`: about 4.7 ms less CPU of `stoker run`'s imports, docs/benchmarks.md, bundle).
+# (`executor.codebundle`: about 4.7 ms less CPU of `stoker run`'s imports, docs/benchmarks.md, bundle).
 RUN_STOKER_MODULES = 115
 # 99 (a re-run): the job's `announce` class out of the spec's and the plan form's imports,
-# `--announce`'s parser loaded with the flag (`config.announcer`, importcut); 100: `executor.bundle`.
+# `--announce`'s parser loaded with the flag (`config.announcer`, importcut); 100: `executor.codebundle`.
 RUN_AGAIN_STOKER_MODULES = 100
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether

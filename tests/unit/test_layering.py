@@ -104,7 +104,7 @@ ALLOWED: dict[str, set[str]] = {
                          "healthcheck"} | SHARED,
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
                      "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
-                     "executor.bundle", "executor.deferred", "config", "healthcheck"} | SHARED,
+                     "executor.codebundle", "executor.deferred", "config", "healthcheck"} | SHARED,
     "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host",  # replacefile
                            "executor.codecachewarm", "executor.compileserved",  # `python -m executor.codecache`
                            "executor.codecachewrite"},  # save()
@@ -113,10 +113,10 @@ ALLOWED: dict[str, set[str]] = {
     "executor.codecachewarm": {"executor.codecache", "executor.codecachewrite", "executor.nodocs",
                                "executor.deferred", "executor.host",  # replacefile: a directory others may write
                                "executor.compileserved",  # its loader, around the one that loads attrs' _make
-                               "executor.bundle"},  # the run's bundle: its file's name, `names_in`
+                               "executor.codebundle"},  # the run's bundle: its file's name, `names_in`
     "executor.attrsmethods": set(),
     "executor.nodocs": {"executor.host", "executor.nodoccode"},  # replacefile: a directory others may change
-    "executor.bundle": {"executor.nodocs"},  # the files' header, trust and cache directory
+    "executor.codebundle": {"executor.nodocs"},  # the files' header, trust and cache directory
     "executor.nodoccode": {"executor.nodocs"},  # lines_only
     "executor.deferred": set(),
     "executor.__main__": {"executor.cli"},

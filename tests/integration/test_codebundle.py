@@ -1,7 +1,7 @@
-"""`executor.bundle`: modules served from one file, in real interpreters, only while the
+"""`executor.codebundle`: modules served from one file, in real interpreters, only while the
 path finder would find the same source unchanged.
 
-Each case writes a bundle of a small package of the test's own (`codecachewarm.write_bundle`,
+Each case writes a bundle of a small package of the test's own (`codecachewarm.write_codebundle`,
 in a fresh process with the docstring-free loader installed, as the warm step does), then
 imports it in another fresh process with the bundle's finder installed, and prints where
 the module's code came from and what it answers.
@@ -9,10 +9,12 @@ the module's code came from and what it answers.
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,14 +30,14 @@ WRITE = textwrap.dedent("""
     nodocs.install()
     nodocs._compile_always = True
     import probepkg.mod
-    print(codecachewarm.write_bundle(["probepkg", "probepkg.mod"]))
+    print(codecachewarm.write_codebundle(["probepkg", "probepkg.mod"]))
 """)
 
 READ = textwrap.dedent("""
     import json
-    from executor import bundle, nodocs
+    from executor import codebundle, nodocs
     nodocs.install()
-    installed = bundle.install()
+    installed = codebundle.install()
     from probepkg import mod
     loader = mod.__spec__.loader
     kept = getattr(loader, "code", None) is not None  # the module's top-level code, after it ran
@@ -78,7 +80,7 @@ def test_a_module_is_served_from_the_bundle_without_its_docstring(where: Path) -
     assert run(where, WRITE, "src").split() == ["2"]
     # (kept: the loader, which the module's spec keeps for good, held its code: 0.7 MiB of a
     # supervisor's USS at N=100 for its 140 modules; asked again, it is Python's own)
-    assert read(where, "src") == {"installed": True, "loader": "BundleLoader", "answer": 42, "doc": None,
+    assert read(where, "src") == {"installed": True, "loader": "CodeBundleLoader", "answer": 42, "doc": None,
                                   "kept": False, "again": True}
 
 
@@ -108,12 +110,78 @@ def test_a_module_added_beside_the_package_takes_it_off_the_bundle(where: Path) 
 
 def test_a_bundle_another_user_may_write_is_not_read(where: Path) -> None:
     run(where, WRITE, "src")
-    os.chmod(where / "cache" / "nodoc" / "run.bundle", 0o666)
+    os.chmod(where / "cache" / "nodoc" / "run.codebundle", 0o666)
     assert read(where, "src")["installed"] is False
 
 
 def test_after_the_start_a_module_is_found_as_python_finds_it(where: Path) -> None:
     run(where, WRITE, "src")
-    forgotten = READ.replace("installed = bundle.install()", "installed = bundle.install()\nbundle.forget()")
+    forgotten = READ.replace("installed = codebundle.install()", "installed = codebundle.install()\ncodebundle.forget()")
     answer = json.loads(run(where, forgotten, "src").splitlines()[-1])
     assert (answer["installed"], answer["loader"], answer["answer"]) == (True, "NoDocLoader", 42)
+
+
+def test_a_bundled_module_s_loader_compiles_its_source_as_it_is_now(where: Path) -> None:
+    # the loader keeps no code of the bundle once the module ran (it held the module-level code of each
+    # module, 0.5 MB in a supervisor, and gave it again for a source edited since)
+    run(where, WRITE, "src")
+    again = READ.replace('print(json.dumps', textwrap.dedent('''
+        import pathlib
+        pathlib.Path(mod.__file__).write_text("def answer():\\n    return 1043\\n")
+        namespace = {}
+        exec(mod.__loader__.get_code(mod.__name__), namespace)
+        print(namespace["answer"]())
+        print(json.dumps'''))
+    assert run(where, again, "src").splitlines()[0] == "1043"
+
+
+def test_a_damaged_bundle_is_not_used(where: Path) -> None:
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    index = marshal.loads(data[4:4 + size])
+    for damaged in ((index[0], {name: entry[:3] for name, entry in index[1].items()}),  # its entries cut short
+                    ([], index[1]), (index[0], {name: (1,) * 5 for name in index[1]})):
+        rewritten = marshal.dumps(damaged)
+        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+        os.chmod(bundled, 0o644)
+        assert read(where, "src")["answer"] == 42
+
+
+def test_a_zip_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
+    run(where, WRITE, "src")
+    with zipfile.ZipFile(where / "other.zip", "w") as archive:
+        archive.writestr("probepkg/__init__.py", "")
+        archive.writestr("probepkg/mod.py", module(7))
+    answer = read(where, "other.zip", "src")
+    assert (answer["answer"], answer["loader"]) == (7, "zipimporter")
+
+
+def test_a_zip_on_the_path_as_the_bundle_was_written_keeps_the_modules_it_does_not_hold(where: Path) -> None:
+    with zipfile.ZipFile(where / "other.zip", "w") as archive:
+        archive.writestr("unrelated.py", module(7))
+    run(where, WRITE, "other.zip", "src")
+    assert read(where, "other.zip", "src")["loader"] == "CodeBundleLoader"
+
+
+def test_an_import_under_way_as_the_finder_goes_finds_its_module(where: Path) -> None:
+    # another thread's import, in `sys.meta_path`'s loop past the bundle's finder as the start's end takes it off
+    run(where, WRITE, "src")
+    (where / "src" / "solo.py").write_text("ANSWER = 6\n")
+    script = textwrap.dedent("""
+        import sys
+        from executor import codebundle, nodocs
+        nodocs.install()
+        assert codebundle.install()
+
+        class ForgetOnce:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                codebundle.forget()
+
+        sys.meta_path.insert(sys.meta_path.index(codebundle.CodeBundleFinder) + 1, ForgetOnce)
+        import solo
+        print(solo.ANSWER, codebundle.CodeBundleFinder in sys.meta_path)
+    """)
+    assert run(where, script, "src").split() == ["6", "False"]

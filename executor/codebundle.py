@@ -3,7 +3,7 @@
 A re-run's supervisor loads about 140 source modules before its first report, each found by
 the path finder (some 375 lookups in `sys.path`'s directories and its packages') and read
 from a file of its own (`executor/nodocs.py`'s docstring-free code). The warm step
-(`codecachewarm.write_bundle`) writes their code in one file, `nodoc/run.bundle` under the
+(`codecachewarm.write_codebundle`) writes their code in one file, `nodoc/run.codebundle` under the
 code cache directory, and `install()`, called by the entry point right after the early
 start (`executor/cli/start.py`: the run is spawned before the file is read), puts a finder
 that serves them from it just before the path finder: one read, and the code of each module
@@ -21,11 +21,15 @@ What runs is what Python would run:
   mtime changed (a file added, removed or renamed in it: what `FileFinder`'s own listing
   cache trusts) serves none of its modules; an entry of this `sys.path` that the file does
   not know, or changed, is listed, and a top-level module held by an entry before its own
-  is not served (it would be shadowed). A top-level name is served only while `sys.path`
+  is not served (it would be shadowed; a zip archive the file does not know, or changed, is
+  taken to hold every name). A top-level name is served only while `sys.path`
   is the one `install()` saw, a submodule only under its package's own directory (an
   `__path__` changed by a package is looked at as ever).
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
-  written it (`nodocs._kept_data`), and not for a config's own imports.
+  written it (`nodocs._kept_data`), and not for a config's own imports. A file damaged
+  (cut short, or of other shapes) serves nothing it cannot read, and never raises.
+- Memory: a module's loader gives the bundle's code once, for its import (then the source's,
+  as the path finder's loader would), so none of it is kept once the module ran.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import marshal
 import os
 import sys
 from _frozen_importlib import ModuleSpec
-from _frozen_importlib_external import PathFinder, SourceFileLoader
+from _frozen_importlib_external import PathFinder
 
 from executor import nodocs
 
@@ -42,15 +46,17 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import CodeType, ModuleType
 
-NAME = "run.bundle"  # under the code cache's `nodoc/`
+NAME = "run.codebundle"  # under the code cache's `nodoc/`
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
 _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
+# what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
+_DAMAGED = (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError)
 
 
-class BundleLoader(SourceFileLoader):
+class CodeBundleLoader(nodocs.NoDocLoader):
     """A source module whose code is the bundle's (its source read only for a traceback's lines)."""
 
     def __init__(self, fullname: str, path: str, code: CodeType) -> None:
@@ -58,14 +64,14 @@ class BundleLoader(SourceFileLoader):
         self.code: CodeType | None = code
 
     def get_code(self, fullname: str) -> CodeType | None:
-        """The bundle's code, once: a loader holding it for good (every module's spec keeps
-        its loader) kept each module's top-level code alive, 0.7 MiB of a supervisor's USS
-        at N=100; asked again (runpy, inspect), the code as Python's own loader gives it."""
+        """The bundle's code once, for the module's import; then the source's as it is now, as
+        the path finder's loader gives it (kept, the module-level code of each, 0.5 MB in all,
+        stayed in memory, and was given again for a source edited since)."""
         code, self.code = self.code, None
         return code if code is not None else super().get_code(fullname)
 
 
-class BundleFinder:
+class CodeBundleFinder:
     """Serves a module of the bundle whose source still has the size and mtime it was compiled from."""
 
     @staticmethod
@@ -73,40 +79,52 @@ class BundleFinder:
         entry = _modules.get(fullname)
         if entry is None:
             return None
-        origin, package, header, start, length = entry
+        try:
+            code = _served(entry, path)
+        except _DAMAGED:  # a damaged file (its index read, of other shapes): as the path finder finds it
+            return None
+        if code is None:
+            return None
+        origin, package = entry[:2]
         directory = os.path.dirname(origin)
-        home = os.path.dirname(directory) if package else directory
-        if path is None:
-            if sys.path != _path or _cwd and os.getcwd() != _cwd:
-                return None
-        elif list(path) != [home]:
-            return None
-        if nodocs._imported_by_config():
-            return None
-        try:
-            stats = os.stat(origin)
-        except OSError:
-            return None
-        if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
-            return None
-        try:
-            code = marshal.loads(_data[start:start + length])
-        except (EOFError, ValueError, TypeError):  # a damaged file: as the path finder finds it
-            return None
-        if type(code) is not type(install.__code__):
-            return None
-        spec = ModuleSpec(fullname, BundleLoader(fullname, origin, code), origin=origin, is_package=package)
+        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, code), origin=origin, is_package=package)
         spec.has_location = True
         if package:
             spec.submodule_search_locations = [directory]
         return spec
 
 
+def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None) -> CodeType | None:
+    """The code of the module `entry` is, if the path finder would find it there, unchanged
+    (see the module's docstring); None if not."""
+    origin, package, header, start, length = entry
+    directory = os.path.dirname(origin)
+    home = os.path.dirname(directory) if package else directory
+    if path is None:
+        if sys.path != _path or _cwd and os.getcwd() != _cwd:
+            return None
+    elif list(path) != [home]:
+        return None
+    if nodocs._imported_by_config():
+        return None
+    try:
+        stats = os.stat(origin)
+    except OSError:
+        return None
+    if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
+        return None
+    code = marshal.loads(_data[start:start + length])
+    return code if type(code) is type(_served.__code__) else None
+
+
 def names_in(directory: str, names: set[str]) -> set[str]:
     """Which of the top-level `names` a module in `directory` could be found under (a file
-    or directory of that name, whatever its suffix)."""
+    or directory of that name, whatever its suffix); all of them when `directory` is a file
+    (a zip archive, which `zipimport` imports from: not listed here)."""
     try:
         return {entry.partition(".")[0] for entry in os.listdir(directory)} & names
+    except NotADirectoryError:
+        return set(names)
     except OSError:
         return set()
 
@@ -115,39 +133,43 @@ def install() -> bool:
     """The finder, before the path finder, serving the bundle's modules that are still where
     the path finder would find them (see the docstring); False without a bundle to trust."""
     global _cwd, _data
-    if BundleFinder in sys.meta_path:
+    if CodeBundleFinder in sys.meta_path:
         return True
     data = nodocs._kept_data(os.path.join(nodocs._nodoc, NAME)) if nodocs.installed() else None
     size = int.from_bytes(data[:4], "little") if data else 0
     try:
         directories, modules = marshal.loads(memoryview(data)[4:4 + size]) if data and size else ({}, {})
-    except (EOFError, ValueError, TypeError):  # damaged: every module as the path finder finds it
+        changed = {directory for directory, (mtime, _) in directories.items() if _stat_ns(directory) != mtime}
+        changed |= _shadowed(directories, changed, modules)
+        served = {name: entry for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
+    except _DAMAGED:  # damaged: every module as the path finder finds it
         return False
     if not data or not modules:
         return False
     _data = memoryview(data)[4 + size:]
-    changed = set()
-    for directory, (mtime, _) in directories.items():
-        try:
-            if os.stat(directory).st_mtime_ns != mtime:
-                changed.add(directory)
-        except OSError:
-            changed.add(directory)
-    changed |= _shadowed(directories, changed, modules)
-    _modules.update((name, entry) for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed)
+    _modules.update(served)
     _path[:] = sys.path
     _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
     sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
-                         BundleFinder)
+                         CodeBundleFinder)
     return True
+
+
+def _stat_ns(directory: str) -> int | None:
+    """The mtime of `directory` (ns); None when it is gone."""
+    try:
+        return os.stat(directory).st_mtime_ns
+    except OSError:
+        return None
 
 
 def forget() -> None:
     """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
     done (`runstart.forget_listings`): a later import finds its module as Python does."""
     global _data
-    if BundleFinder in sys.meta_path:
-        sys.meta_path.remove(BundleFinder)
+    if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
+        sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
+        # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
     _data = memoryview(b"")
 
