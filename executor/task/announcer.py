@@ -41,13 +41,10 @@ from kazoo.exceptions import (
     OperationTimeoutError,
     SessionExpiredError,
 )
-from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 from kazoo.retry import KazooRetry
-from kazoo.security import ACL, make_acl, make_digest_acl_credential
 
 from config.words import quoted
-from config.zookeeper import ZkAccess, ZkAuth
 from executor.logs import log_event, start_thread
 from executor.procs.exitby import ExitBy
 from executor.task.announcing import LEAVE_SHARE
@@ -63,6 +60,7 @@ from executor.task.membership import (
     first_join_overdue,
 )
 from executor.task.serverset import MEMBER_PREFIX, Announcement
+from executor.task.zkclient import CheckedStartHandler, node_acl
 
 logger = logging.getLogger(__name__)
 # kazoo logs a WARNING for every reconnect attempt while ZooKeeper is down; the announcer's own
@@ -104,28 +102,6 @@ class _ConnectionChanged:
 class _MemberEvent:
     member: str
     deleted: bool
-
-
-class CheckedStartHandler(SequentialThreadingHandler):
-    """kazoo's threading handler, its threads (the connection's, two workers') started
-    through `start_thread`: kazoo's own `Thread.start()` could wait for good under an
-    address-space limit with no room for them (executor/logs.py)."""
-
-    def spawn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
-        thread = threading.Thread(target=func, args=args, kwargs=kwargs, daemon=True)
-        start_thread(thread)
-        return thread
-
-    def start(self) -> None:
-        """kazoo's start of its two workers; when the second is refused, the first is
-        stopped before the refusal goes on (it was left waiting on its queue for good)."""
-        try:
-            super().start()
-        except BaseException:
-            with self._state_change:
-                self._running = bool(self._workers)  # what `stop` stops
-            self.stop()
-            raise
 
 
 class ServerSetAnnouncer:
@@ -224,7 +200,7 @@ class ServerSetAnnouncer:
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2,
                                         max_delay=self._reconnect_max_secs),
             auth_data=[(c.scheme, c.credential) for c in self._a.auth.auth] if self._a.auth else None,
-            default_acl=_acl(self._a.auth), logger=_kazoo_logger, handler=CheckedStartHandler())
+            default_acl=node_acl(self._a.auth), logger=_kazoo_logger, handler=CheckedStartHandler())
         def changed(state: str) -> None:  # on kazoo's connection thread
             refused = zk.client_state == KeeperState.AUTH_FAILED
             if refused:  # before kazoo closes the connection (what a request then meets)
@@ -438,23 +414,6 @@ class ServerSetAnnouncer:
                       task=self._task, path=view.path, member=view.member,
                       **_transition(change.old, change.new), reason=change.reason)
         self._post(AnnouncementChanged(task=self._task, view=view, changes=tuple(changes)))
-
-
-def _acl(auth: ZkAuth | None) -> list[ACL] | None:
-    """The ACL of every node the announcer creates (None: kazoo's default, open to all)."""
-    if auth is None or not auth.acl:
-        return None
-    return [_one_acl(a) for a in auth.acl]
-
-
-def _one_acl(access: ZkAccess) -> ACL:
-    credential = access.credential
-    if access.scheme == "digest":  # the ACL names the user and a hash of the password
-        user, password = credential.split(":")
-        credential = make_digest_acl_credential(user, password)
-    p = access.permissions
-    return make_acl(access.scheme, credential, read=p.read, write=p.write, create=p.create,
-                    delete=p.delete, admin=p.admin)
 
 
 def _transition(old: str, new: str) -> dict[str, Any]:

@@ -51,7 +51,7 @@ def test_no_thread_to_wait_with_gives_up_the_turn_at_once_and_the_descriptor(tmp
 KAZOO_HANDLER = """
 import resource
 from executor.logs import NoRoomForThread, address_space, room_for_thread
-from executor.task.announcer import CheckedStartHandler
+from executor.task.zkclient import CheckedStartHandler
 handler = CheckedStartHandler()
 _, mapped = address_space()
 resource.setrlimit(resource.RLIMIT_AS, (mapped + room_for_thread() // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
