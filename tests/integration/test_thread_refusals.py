@@ -69,7 +69,7 @@ def test_the_announcers_kazoo_threads_are_refused_by_the_check():
 
 
 TWO_STARTS_ROOM_FOR_ONE = """
-import resource, threading
+import contextlib, resource, threading
 from executor.logs import address_space, room_for_thread, start_thread
 barrier = threading.Barrier(2)
 go, end = threading.Event(), threading.Event()
@@ -79,10 +79,8 @@ class Started(threading.Thread):
     def start(self):
         # Called by start_thread after its check: wait for the other racer to have checked too
         # (refused meanwhile: its check counts this one's reservation; the wait then gives up).
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=3.0)
-        except threading.BrokenBarrierError:
-            pass
         super().start()
 
 def race():
