@@ -280,14 +280,15 @@ MODULES = (
            functions=("executor.local.planfiles.x__widened__mutmut_*", "executor.local.planfiles.x__narrowed__mutmut_*"),
            children=True),
     # (the kill's hold: what came after a kill began waits for the planner's decision on it)
-    Module("killhold", "the owner's hold after a kill", ("executor/task/owner.py",),
+    Module("killhold", "the owner's hold after a kill", ("executor/task/owner.py", "executor/task/killing.py"),
            (*sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py")),
             # the owner over a real checkpoint: the held list and the watchdog's pid it keeps beside it
             *(f"tests/integration/test_held_file.py::{name}" for name in (
                 "test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_its_path",
                 "test_the_owner_writes_its_watchdogs_pid_for_the_figures_with_nothing_held"))),
-           functions=tuple(f"executor.task.owner.xǁTaskOwnerǁ{f}__mutmut_*" for f in (
-               "step", "close", "_after_decision", "_decide", "_dispatch", "_kill"))),
+           functions=(*(f"executor.task.owner.xǁTaskOwnerǁ{f}__mutmut_*" for f in (
+               "step", "close", "_decide", "_dispatch", "_kill")),
+               "executor.task.killing.xǁHeldǁ*__mutmut_*")),
     # The twelfth round: what the day's third session changed that no round saw (docs/testing.md §4)
     Module("minimums", "ram and disk of 1 MiB at least", ("config/spec.py",), ("tests/unit/test_loader_errors.py",),
            functions=("config.spec.x_submission_problems__mutmut_*",)),
