@@ -19,6 +19,23 @@ from tests.support.rootfs import copy_rootfs
 rootfs, no_mount_left = imagemounts.rootfs, imagemounts.no_mount_left  # the shared fixtures, this module's too
 
 
+# A child's lines that seal the image (`image`) and define `as_nobody(command)`: the command
+# run in it as nobody through the containerizer (tests/support/rootfs.py's stand-in)
+AS_NOBODY = textwrap.dedent("""
+    from executor.mesos.containerizer import ContainerizerLaunch
+    from executor.task.wiring import RunAs
+    from tests.support.rootfs import containerizer_script
+    sandbox.mkdir()
+    image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
+    image.prepare(None)
+    def as_nobody(command):
+        wrap = ContainerizerLaunch(path=str(containerizer_script(tmp / "mc")), rootfs=str(taskfs),
+                                   working_directory="/mnt/mesos/sandbox", sandbox=str(sandbox))
+        nobody = RunAs(name="nobody", uid=65534, gid=65534)
+        return subprocess.run(wrap.argv(command, nobody), capture_output=True, text=True)
+""")
+
+
 @pytest.mark.parametrize("by_path", [False, True], ids=["open_tree", "mount-by-path"])
 def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privilege(rootfs, tmp_path, by_path):
     # (by_path: as on a kernel before 5.2, where there is no open_tree: the seal by mount(2))
@@ -27,24 +44,17 @@ def test_a_setuid_root_program_or_device_in_the_image_gives_the_task_no_privileg
     suid.write_bytes((taskfs / "usr/bin/id").read_bytes())
     suid.chmod(0o4755)  # the image's author's setuid-root id
     os.mknod(taskfs / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a device open to all
-    result = in_private_mounts(tmp_path, """
+    way = textwrap.dedent(f"""
         from executor.mesos import mounttree
-        from executor.mesos.containerizer import ContainerizerLaunch
-        from executor.task.wiring import RunAs
-        from tests.support.rootfs import containerizer_script
-        if BY_PATH:
+        if {by_path}:
             mounttree.clone_onto = lambda fd: -1
-        sandbox.mkdir()
-        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
-        image.prepare(None)
-        wrap = ContainerizerLaunch(path=str(containerizer_script(tmp / "mc")), rootfs=str(taskfs),
-                                   working_directory="/mnt/mesos/sandbox", sandbox=str(sandbox))
-        nobody = RunAs(name="nobody", uid=65534, gid=65534)
-        ran = subprocess.run(wrap.argv("suid-id -u; echo x > /null", nobody), capture_output=True, text=True)
+    """)
+    result = in_private_mounts(tmp_path, way + AS_NOBODY + textwrap.dedent("""
+        ran = as_nobody("suid-id -u; echo x > /null")
         result = {"out": ran.stdout, "err": ran.stderr.splitlines()[-1], "mounts": mounted()}
         result["problems"] = image.release()
         result["after"] = mounted()
-    """.replace("BY_PATH", str(by_path)))
+    """))
     assert result["out"] == "65534\n", result  # 0 when the image's setuid bit is honoured
     assert result["err"].endswith("/null: Permission denied"), result  # the device is no device
     assert result["mounts"] == [str(taskfs), str(taskfs / "mnt/mesos/sandbox")]  # the image's nosuid,nodev bind
@@ -103,18 +113,8 @@ def test_setuid_programs_and_devices_in_the_image_s_submounts_give_the_task_no_p
     # recursive bind copied with it: the submount's setuid id ran as root)
     way = seal_way(by_path, no_setattr)
     taskfs = copy_rootfs(rootfs, tmp_path / "taskfs")
-    result = in_private_mounts(tmp_path, SUBMOUNTS + way + textwrap.dedent("""
-        from executor.mesos.containerizer import ContainerizerLaunch
-        from executor.task.wiring import RunAs
-        from tests.support.rootfs import containerizer_script
-        sandbox.mkdir()
-        image = ImageSandbox(taskfs, sandbox, "/mnt/mesos/sandbox", [])
-        image.prepare(None)
-        wrap = ContainerizerLaunch(path=str(containerizer_script(tmp / "mc")), rootfs=str(taskfs),
-                                   working_directory="/mnt/mesos/sandbox", sandbox=str(sandbox))
-        nobody = RunAs(name="nobody", uid=65534, gid=65534)
-        ran = subprocess.run(wrap.argv("/opt/vol/suid-id -u; /opt/vol/deeper/suid-id -u; echo x > /opt/vol/null",
-                                       nobody), capture_output=True, text=True)
+    result = in_private_mounts(tmp_path, SUBMOUNTS + way + AS_NOBODY + textwrap.dedent("""
+        ran = as_nobody("/opt/vol/suid-id -u; /opt/vol/deeper/suid-id -u; echo x > /opt/vol/null")
         result = {"out": ran.stdout, "err": ran.stderr.splitlines()[-1], "sealed": sealed(),
                   "note": [n for n in image.notes if "onto itself" in n]}
         result["problems"] = image.release()
