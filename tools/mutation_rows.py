@@ -31,6 +31,8 @@ def _all_but(test_file: str, *left_out: str) -> tuple[str, ...]:
 
 
 AUDIT_MEMORY = "tests/faults/test_audit_memory.py::"  # (the twelfth round's MemoryError rows)
+AUDIT_MEMORY_SUPERVISOR = "tests/faults/test_audit_memory_supervisor.py::"  # (its reaper, relay and move)
+AUDIT_MEMORY_HEALTH = "tests/faults/test_audit_memory_health.py::"
 
 
 # A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
@@ -314,27 +316,27 @@ MODULES = (
                "memory_refused")), children=True),
     # A MemoryError that ends no thread (ulimit -v): one row a module, each against its own tests
     Module("memreaper", "the reaper's retry after a MemoryError", ("executor/procs/reaper.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits",
-            f"{AUDIT_MEMORY}test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit"),
+           (f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits",
+            f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit"),
            functions=tuple(f"executor.procs.reaper.xǁReaperǁ{f}__mutmut_*" for f in ("_loop", "_resume", "_dispatch")),
            children=True),
     Module("memrelay", "the signal relay after a MemoryError", ("executor/host/signals.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay",
-            f"{AUDIT_MEMORY}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay",
+           (f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay",
+            f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay",
             # the functions' older rules: each signal once, in order; a failing reaction's line
             *_all_but("tests/integration/test_signal_relay.py",
                       "test_the_executor_keeps_its_strays_ignored_once_its_relay_closes")),
            functions=tuple(f"executor.host.signals.xǁSignalRelayǁ{f}__mutmut_*" for f in ("_relay", "_call")),
            children=True),
     Module("memhealth", "the health loop after a MemoryError", ("healthcheck/loop.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on",
-            f"{AUDIT_MEMORY}test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it",
+           (f"{AUDIT_MEMORY_HEALTH}test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on",
+            f"{AUDIT_MEMORY_HEALTH}test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it",
             "tests/integration/test_health_loop.py"),  # (the functions' older rules: spacing, stop, callback errors)
            functions=tuple(f"healthcheck.loop.xǁHealthLoopǁ{f}__mutmut_*" for f in ("_run", "_deliver")),
            children=True),
     Module("memmove", "the cgroup move cut by a MemoryError", ("executor/procs/cgrouplife.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move",
-            f"{AUDIT_MEMORY}test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes",
+           (f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move",
+            f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes",
             "tests/e2e/test_early_cgroup.py"),  # (the functions' older rules: a move refused, the early runs taken in)
            functions=("executor.procs.cgrouplife.xǁ*ǁ_enter__mutmut_*",), children=True),
     Module("memline", "the host-shortage line of a command", ("executor/cli/main.py",),
