@@ -179,7 +179,6 @@ def test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay() -> N
     assert done.stdout == "heard\n", (done.stdout, done.stderr[-2000:])
 
 
-
 # The relay's reaction to a signal cannot be made (a MemoryError), nor its error line: that
 # MemoryError, out of the read's `try`, ended the thread, and every later signal was ignored.
 RELAY_REACTION_CHILD = r"""

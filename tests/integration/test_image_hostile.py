@@ -175,7 +175,6 @@ def test_mount_points_that_are_fifos_or_the_image_s_root_are_refused_before_any_
     }
 
 
-
 # What the image's /usr/bin/bash is instead: a symlink taken as the containerizer's chroot takes
 # it, never out of the image (an absolute one; one whose '..'s go past the image's root, to an
 # executable beside the image; a loop, given up at the kernel's 40 hops)
@@ -225,7 +224,6 @@ def test_a_launch_that_fails_half_way_leaves_nothing_mounted(rootfs, tmp_path):
                                "surrogates not allowed", "mounted": []}
 
 
-
 def test_a_volume_in_the_sandbox_that_is_a_symlink_is_never_mounted_through(rootfs, tmp_path):
     # A volume with a relative container path is the sandbox's entry of that name, which a
     # fetched archive can make a symlink to a host directory: its programs, setuid ones
@@ -267,7 +265,6 @@ def test_volumes_in_the_sandbox_a_directory_and_a_file_are_mounted_at_their_path
     assert result == {"dir": "dir\n", "file": "file\n", "left": [],
                       "mounted": [f"{tmp_path}/taskfs/data/sub", f"{tmp_path}/taskfs/app.conf",
                                   f"{tmp_path}/taskfs/mnt/mesos/sandbox"]}
-
 
 
 def test_an_executor_without_proc_fails_the_task_saying_so_before_anything_is_mounted(rootfs, tmp_path):

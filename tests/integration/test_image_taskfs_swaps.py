@@ -96,7 +96,6 @@ def test_a_taskfs_symlink_s_target_is_quoted_in_the_refusal(tmp_path):
                                  "sandbox is never followed)")
 
 
-
 def test_release_detaches_the_sealed_image_even_where_taskfs_was_renamed_from_another_namespace(rootfs, tmp_path):
     # The sandbox is the task owner's: from a mount namespace where `taskfs` is no mount point
     # (the host's, another container's), its processes can rename it and put a symlink in its
