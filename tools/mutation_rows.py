@@ -108,7 +108,8 @@ MODULES = (
            ("tests/integration/test_image_hostile.py",)),
     Module("killing", "the owner's kill", ("executor/task/killing.py",),
            ("tests/unit/test_owner_table.py", "tests/unit/test_owner_disk.py", "tests/unit/test_owner_announcing.py",
-            "tests/unit/test_owner_kill_lines.py", "tests/unit/test_owner_orderings.py")),  # (its `Held`)
+            "tests/unit/test_owner_kill_lines.py", "tests/unit/test_owner_orderings.py",  # (its `Held`)
+            "tests/unit/test_owner_checkpoint.py")),
     Module("executorsettings", "stoker executor's settings", ("config/executorsettings.py",),
            ("tests/unit/test_settings.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_disk_settings.py",
             "tests/unit/test_announcer_config.py")),
