@@ -31,6 +31,8 @@ def _all_but(test_file: str, *left_out: str) -> tuple[str, ...]:
 
 
 AUDIT_MEMORY = "tests/faults/test_audit_memory.py::"  # (the twelfth round's MemoryError rows)
+AUDIT_MEMORY_SUPERVISOR = "tests/faults/test_audit_memory_supervisor.py::"  # (its reaper, relay and move)
+AUDIT_MEMORY_HEALTH = "tests/faults/test_audit_memory_health.py::"
 
 
 # A file a module's tests read beyond COPIED goes into COPIED. Tests that run the module in a
@@ -106,7 +108,8 @@ MODULES = (
            ("tests/integration/test_image_hostile.py",)),
     Module("killing", "the owner's kill", ("executor/task/killing.py",),
            ("tests/unit/test_owner_table.py", "tests/unit/test_owner_disk.py", "tests/unit/test_owner_announcing.py",
-            "tests/unit/test_owner_kill_lines.py")),
+            "tests/unit/test_owner_kill_lines.py", "tests/unit/test_owner_orderings.py",  # (its `Held`)
+            "tests/unit/test_owner_checkpoint.py")),
     Module("executorsettings", "stoker executor's settings", ("config/executorsettings.py",),
            ("tests/unit/test_settings.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_disk_settings.py",
             "tests/unit/test_announcer_config.py")),
@@ -258,7 +261,8 @@ MODULES = (
     Module("portmap", "a task's portmap", ("config/portmap.py",),
            ("tests/unit/test_portmap.py", "tests/unit/test_templates.py", "tests/unit/test_bound_job.py")),
     Module("console", "stoker run's console", ("executor/local/console.py",),
-           ("tests/integration/test_console.py", "tests/integration/test_journal_stream.py")),
+           ("tests/integration/test_console.py", "tests/integration/test_console_stderr.py",
+            "tests/integration/test_journal_stream.py")),
     Module("noroom", "what could not be had, in one line", ("executor/logs.py",),
            ("tests/faults/test_audit_memory.py::test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit",
             "tests/faults/test_audit_memory.py::test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host_s",
@@ -280,14 +284,15 @@ MODULES = (
            functions=("executor.local.planfiles.x__widened__mutmut_*", "executor.local.planfiles.x__narrowed__mutmut_*"),
            children=True),
     # (the kill's hold: what came after a kill began waits for the planner's decision on it)
-    Module("killhold", "the owner's hold after a kill", ("executor/task/owner.py",),
+    Module("killhold", "the owner's hold after a kill", ("executor/task/owner.py", "executor/task/killing.py"),
            (*sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py")),
             # the owner over a real checkpoint: the held list and the watchdog's pid it keeps beside it
             *(f"tests/integration/test_held_file.py::{name}" for name in (
                 "test_the_owner_writes_the_list_into_the_stoker_dir_it_opened_not_the_one_at_its_path",
                 "test_the_owner_writes_its_watchdogs_pid_for_the_figures_with_nothing_held"))),
-           functions=tuple(f"executor.task.owner.xǁTaskOwnerǁ{f}__mutmut_*" for f in (
-               "step", "close", "_after_decision", "_decide", "_dispatch", "_kill"))),
+           functions=(*(f"executor.task.owner.xǁTaskOwnerǁ{f}__mutmut_*" for f in (
+               "step", "close", "_decide", "_dispatch", "_kill")),
+               "executor.task.killing.xǁHeldǁ*__mutmut_*")),
     # The twelfth round: what the day's third session changed that no round saw (docs/testing.md §4)
     Module("minimums", "ram and disk of 1 MiB at least", ("config/spec.py",), ("tests/unit/test_loader_errors.py",),
            functions=("config.spec.x_submission_problems__mutmut_*",)),
@@ -313,27 +318,27 @@ MODULES = (
                "memory_refused")), children=True),
     # A MemoryError that ends no thread (ulimit -v): one row a module, each against its own tests
     Module("memreaper", "the reaper's retry after a MemoryError", ("executor/procs/reaper.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits",
-            f"{AUDIT_MEMORY}test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit"),
+           (f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_reaper_s_wait_does_not_end_the_hearing_of_exits",
+            f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_after_the_kernel_reaped_a_run_still_posts_its_exit"),
            functions=tuple(f"executor.procs.reaper.xǁReaperǁ{f}__mutmut_*" for f in ("_loop", "_resume", "_dispatch")),
            children=True),
     Module("memrelay", "the signal relay after a MemoryError", ("executor/host/signals.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay",
-            f"{AUDIT_MEMORY}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay",
+           (f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay",
+            f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay",
             # the functions' older rules: each signal once, in order; a failing reaction's line
             *_all_but("tests/integration/test_signal_relay.py",
                       "test_the_executor_keeps_its_strays_ignored_once_its_relay_closes")),
            functions=tuple(f"executor.host.signals.xǁSignalRelayǁ{f}__mutmut_*" for f in ("_relay", "_call")),
            children=True),
     Module("memhealth", "the health loop after a MemoryError", ("healthcheck/loop.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on",
-            f"{AUDIT_MEMORY}test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it",
+           (f"{AUDIT_MEMORY_HEALTH}test_a_memory_error_in_the_health_loop_fails_that_attempt_and_the_loop_goes_on",
+            f"{AUDIT_MEMORY_HEALTH}test_a_memory_error_as_the_health_loop_hands_a_result_on_and_logs_it_does_not_end_it",
             "tests/integration/test_health_loop.py"),  # (the functions' older rules: spacing, stop, callback errors)
            functions=tuple(f"healthcheck.loop.xǁHealthLoopǁ{f}__mutmut_*" for f in ("_run", "_deliver")),
            children=True),
     Module("memmove", "the cgroup move cut by a MemoryError", ("executor/procs/cgrouplife.py",),
-           (f"{AUDIT_MEMORY}test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move",
-            f"{AUDIT_MEMORY}test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes",
+           (f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_move_into_the_task_s_cgroup_is_a_failed_move",
+            f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_early_start_s_move_is_a_failed_move_and_its_cgroup_goes",
             "tests/e2e/test_early_cgroup.py"),  # (the functions' older rules: a move refused, the early runs taken in)
            functions=("executor.procs.cgrouplife.xǁ*ǁ_enter__mutmut_*",), children=True),
     Module("memline", "the host-shortage line of a command", ("executor/cli/main.py",),

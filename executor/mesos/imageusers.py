@@ -45,12 +45,7 @@ class UserDbError(Exception):
 def ensure_group(etc: int, name: str, gid: int) -> str:
     """GROUP in the image's `/etc/group` with GID, added unless its name or id is taken;
     a taken one must be NAME with GID (Thermos' check). What was done, in words."""
-    entries = _entries(etc, "group")
-    if any(e[0] == name or _id_in(e, 2) == gid for e in entries):
-        found = next((e for e in entries if e[0] == name), None)
-        if found is None:
-            raise UserDbError(f"Error when getting group id for name {name} in task image: its /etc/group has "
-                              f"gid {gid} under another name and no group {name}")
+    if (found := _taken(_entries(etc, "group"), "group", name, gid)) is not None:
         if _id_in(found, 2) != gid:
             raise UserDbError(f"Group id result {printable(':'.join(found))} from image does not match name {name} "
                               f"and id {gid}")
@@ -65,11 +60,7 @@ def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
     id is taken; a taken one must be USER with UID and GID GROUP, the prefix Thermos asks
     of `id USER` in the image. What was done, in words."""
     entries = _entries(etc, "passwd")
-    if any(e[0] == name or _id_in(e, 2) == uid for e in entries):
-        found = next((e for e in entries if e[0] == name), None)
-        if found is None:
-            raise UserDbError(f"Error when getting user id for name {name} in task image: its /etc/passwd has "
-                              f"uid {uid} under another name and no user {name}")
+    if (found := _taken(entries, "user", name, uid)) is not None:
         shown = _id_says(found, entries, _entries(etc, "group"))
         expected = f"uid={uid}({name}) gid={gid}({group}) groups="
         if not f"{shown} groups=".startswith(expected):
@@ -79,6 +70,20 @@ def ensure_user(etc: int, name: str, uid: int, gid: int, group: str) -> str:
     _append(etc, "passwd", f"{name}:x:{uid}:{gid}::/home/{name}:/bin/bash\n", create=True)
     _append(etc, "shadow", f"{name}:!:{int(time.time() // 86400)}::::::\n", create=False)
     return f"created the user {name}({uid}) in the task's filesystem's /etc/passwd"
+
+
+def _taken(entries: list[list[str]], kind: str, name: str, number: int) -> list[str] | None:
+    """NAME's entry among ENTRIES, the image's users or groups (KIND: "user" or "group"), when
+    NAME or the id NUMBER is taken (None: neither is). The id taken under another name, with
+    no entry NAME, is refused in Thermos' words."""
+    if not any(e[0] == name or _id_in(e, 2) == number for e in entries):
+        return None
+    found = next((e for e in entries if e[0] == name), None)
+    if found is None:
+        file, id_name = ("passwd", "uid") if kind == "user" else ("group", "gid")
+        raise UserDbError(f"Error when getting {kind} id for name {name} in task image: its /etc/{file} has "
+                          f"{id_name} {number} under another name and no {kind} {name}")
+    return found
 
 
 def _id_says(user: list[str], users: list[list[str]], groups: list[list[str]]) -> str:

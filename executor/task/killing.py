@@ -13,7 +13,9 @@ checks — stays with the owner, which calls `start` after it.
 
 It decides nothing itself (the sequence and the planner do) and holds no task state but the
 kill's: it is the owner's, called only from the owner's thread; the endpoints' progress and
-end come back as `LifecycleProgress` and `LifecycleDone` on the owner's queue.
+end come back as `LifecycleProgress` and `LifecycleDone` on the owner's queue. So is `Held`:
+the events the owner handles only after the planner decided on a kill (what came after it
+began) or on a run's exit (a check's result, a kill behind it).
 """
 from __future__ import annotations
 
@@ -25,9 +27,16 @@ import attrs
 
 from config.spec import JobSpec
 from config.words import number
-from executor.events import KillRequested, KillStep, LifecycleDone, LifecycleProgress
+from executor.events import (
+    DiskSampled,
+    HealthChecked,
+    KillRequested,
+    KillStep,
+    LifecycleDone,
+    LifecycleProgress,
+)
 from executor.logs import log_event
-from executor.task.planner import Planner
+from executor.task.planner import Decision, Planner
 
 if TYPE_CHECKING:  # `kill.py`'s machine loads with a task's first kill, not before its first report
     from executor.task.kill import KillCommand, KillSequence, KillState
@@ -194,6 +203,58 @@ class Killing:
     def _step(self, stage: str, reason: str) -> None:
         log_event(logger, logging.INFO, "kill_stage", task=self._job.label, stage=stage, reason=reason)
         self._reporter.on_transition(KillStep(stage, reason))
+
+
+Late = HealthChecked | DiskSampled | KillRequested
+AfterKill = KillRequested | LifecycleProgress | LifecycleDone
+
+
+class Held:
+    """The events the owner handles only after the planner's next decision, kept in their order
+    (the owner's, on its thread). After a run's exit, a check's result waits for it (the task's
+    last process may have ended: the planner says first), and so does a kill behind such a
+    result (the first cause wins). Once a kill began, the lifecycle endpoints' answers (a
+    refusal at once printed its "SIGTERM now" before the stop's "SIGTERM in 5 s") and later
+    requests wait until the planner decided on it; the rest keeps its order (a run's exit
+    behind the request was SIGTERMed, said ended by it)."""
+
+    def __init__(self) -> None:
+        self.exited = False  # a run ended since the planner last decided
+        self.kill_begun = False  # a kill began (or hastened) since the planner last decided
+        self.late: list[Late] = []  # after the decision: checks, then kills
+        self.after_kill: list[AfterKill] = []
+
+    def hold(self, event: object) -> bool:
+        """Keep `event` for after the planner's next decision (True), or not (False: handle it now)."""
+        if self.kill_begun and isinstance(event, AfterKill):
+            self.after_kill.append(event)
+            return True
+        if self.exited and (isinstance(event, HealthChecked | DiskSampled)
+                            or (self.late and isinstance(event, KillRequested))):
+            self.late.append(event)
+            return True
+        return False
+
+    def after_decision(self, decision: Decision, dispatch: Callable[[Late | AfterKill], None],
+                       decide: Callable[[], Decision]) -> Decision:
+        """Dispatch the events held for after `decision` (checks' results after an exit, kills
+        after those; what came after a kill began), each batch followed by a decision."""
+        self.exited = False
+        if self.late:  # a check decides nothing if the task stopped meanwhile; a kill still does
+            while self.late:
+                dispatch(self.late.pop(0))
+            decision = decide()
+        while self.after_kill and not decision.phase.terminal:  # else the owner's close answers them
+            # one at a time, each left held until taken: a kill among them holds what follows
+            # it until the next decision, and a step that fails leaves the rest to the close
+            while self.after_kill and not self.kill_begun:
+                dispatch(self.after_kill.pop(0))
+            decision = decide()
+        return decision
+
+    def left(self) -> list[Late | AfterKill]:
+        """What is still held (a step that failed before it handled them), in order."""
+        return [*self.late, *self.after_kill]
 
 
 def _lifecycle_hold_secs(job: JobSpec) -> float | None:

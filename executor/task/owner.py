@@ -54,7 +54,7 @@ from executor.logs import log_event, no_room
 from executor.task.announcing import AnnouncementChanged, Announcing, earliest
 from executor.task.checks import Checks
 from executor.task.journal import Journal, header_record
-from executor.task.killing import Killing, StopBounds
+from executor.task.killing import Held, Killing, StopBounds
 from executor.task.operator import OperatorRequests
 from executor.task.planner import Decision, Planner
 from executor.task.ports import OwnerPorts, SpawnError
@@ -69,9 +69,6 @@ logger = logging.getLogger(__name__)
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
               | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited | DiskSampled
               | WatchdogRestarted)
-_OWNER_EVENTS = (ProcessExited, HealthChecked, KillRequested, RestartRequested, LifecycleProgress,
-                 LifecycleDone, AnnouncementChanged, TimerFired, DaemonsExited, DiskSampled,
-                 WatchdogRestarted)
 
 
 class TaskOwner:
@@ -111,10 +108,7 @@ class TaskOwner:
         self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._processes_started = False
         self._adopt_first = running_early
-        self._exited = False  # a run ended since the planner last decided
-        self._late: list[HealthChecked | DiskSampled | KillRequested] = []  # after it: checks, then kills
-        self._kill_begun = False  # a kill began (or hastened) since the planner last decided
-        self._after_kill: list[KillRequested | LifecycleProgress | LifecycleDone] = []  # `_dispatch`
+        self._held = Held()  # what waits for the planner's next decision (`_dispatch`)
         self._running_since: float | None = None
         self.next_deadline_at: float | None = None  # when step() wants to run again unasked
         self.final_update: Update | None = None
@@ -199,7 +193,7 @@ class TaskOwner:
             self._apply_outcome(self._status.failed(timed_out))
         if late := self._killing.overdue(self._clock()):  # a bound on the stop ran out
             self._dispatch(late)  # as a posted kill: after the decision on one this step began
-        decision = self._after_decision(self._decide())
+        decision = self._held.after_decision(self._decide(), self._dispatch, self._decide)
         if decision.phase.terminal:
             self._checks.wait_stopped()  # nothing of the task may run once its end is reported
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason, self._procs.left_running()))
@@ -228,7 +222,7 @@ class TaskOwner:
         if self._host is not None:
             self._host.task_ended()
         self._operators.task_ended(self.final_update)
-        for held in self._late + self._after_kill:  # a step that failed before it handled them
+        for held in self._held.left():  # a step that failed before it handled them
             self._operators.too_late(held, self.final_update)
         while not self._queue.empty():  # requests that came as the task ended hear its end
             self._operators.too_late(self._queue.get_nowait(), self.final_update)
@@ -259,22 +253,6 @@ class TaskOwner:
                 return
             self._handle(event)
 
-    def _after_decision(self, decision: Decision) -> Decision:
-        """The events held for after the planner's decision (checks' results after an exit, kills
-        after those; what came after a kill began), each batch followed by a decision."""
-        self._exited = False
-        if self._late:  # a check decides nothing if the task stopped meanwhile; a kill still does
-            while self._late:
-                self._dispatch(self._late.pop(0))
-            decision = self._decide()
-        while self._after_kill and not decision.phase.terminal:  # else `close` answers them
-            # one at a time, each left held until taken: a kill among them holds what follows
-            # it until the next decision, and a step that fails leaves the rest to `close`
-            while self._after_kill and not self._kill_begun:
-                self._dispatch(self._after_kill.pop(0))
-            decision = self._decide()
-        return decision
-
     def _decide(self) -> Decision:
         """Ask the planner until it has nothing more to start or signal right now."""
         while True:
@@ -299,7 +277,7 @@ class TaskOwner:
             if not decision.start and not decision.signal and decision.signal_daemons is None:
                 if decision.phase is TaskPhase.FINALIZING or decision.phase.terminal:
                     self._killing.regular_processes_gone()
-                self._kill_begun = False  # the planner's lines for it are out
+                self._held.kill_begun = False  # the planner's lines for it are out
                 return decision
 
     def _signal(self, commands: tuple[SignalRun, ...]) -> None:
@@ -323,33 +301,23 @@ class TaskOwner:
                 self._operators.run_started(command.process, command.run, result)
 
     def _handle(self, event: object) -> None:
-        if not isinstance(event, _OWNER_EVENTS):
+        if not isinstance(event, OwnerEvent):
             log_event(logger, logging.ERROR, "owner_event_ignored", task=self.job.label,
                       event_type=type(event).__name__, reason="not an event the owner knows")
             return
         self._dispatch(event)
 
     def _dispatch(self, event: OwnerEvent) -> None:
-        """One event. Once a kill began, the endpoints' answers (a refusal at once printed its
-        "SIGTERM now" before the stop's "SIGTERM in 5 s") and later requests wait until the
-        planner decided on it, as a request behind a check's result held for it (`_late`) does; the
-        rest keeps its order (a run's exit behind the request was SIGTERMed, said ended by it)."""
-        if self._kill_begun and isinstance(event, KillRequested | LifecycleProgress | LifecycleDone):
-            self._after_kill.append(event)
-            return
-        if self._exited and self._late and isinstance(event, KillRequested):  # the first cause wins
-            self._late.append(event)
+        """One event, unless it waits for the planner's next decision (`killing.Held`)."""
+        if self._held.hold(event):
             return
         match event:
             case ProcessExited():
                 self._runs.exited(event.process, event.run, event.status)
                 self._planner.exited(event.process, event.run, event.status, event.at)
-                self._exited = True
-            case HealthChecked() | DiskSampled():
-                if self._exited:  # the task's last process may have ended: the planner says first
-                    self._late.append(event)
-                else:
-                    self._on_check(event)
+                self._held.exited = True
+            case HealthChecked() | DiskSampled():  # (after an exit, held: the planner says first)
+                self._on_check(event)
             case KillRequested():
                 was_killing = self._status.killing
                 self._apply_outcome(self._status.kill_requested(event.reason), event)
@@ -392,7 +360,7 @@ class TaskOwner:
     # ---- kills ----
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
-        self._kill_begun = True  # its decision comes before what it brings (`_dispatch`)
+        self._held.kill_begun = True  # its decision comes before what it brings (`_dispatch`)
         # first: clients stop routing to the task (within the grace, if the kill has an end)
         self._announcing.stopping(reason, request.kill_all_at if request is not None else None)
         self._checks.stop_async()

@@ -9,6 +9,8 @@ every member killed and the cgroup removed afterwards. `no_descriptor_left()`: t
 process's descriptor limit lowered and filled with /dev/null, given back afterwards.
 `DATA_LIMIT_SET`: a data-size limit far above use, for a MemoryError a test raises to be the
 host's (`executor.logs.memory_refused`), and `data_limit_set()`, this process under it.
+`python_child(script, *args)`: a script run by this Python, so that what it patches or
+refuses stays in that child.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import gc
 import os
 import resource
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,3 +162,10 @@ def data_limit_set() -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, limits)
+
+
+def python_child(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by this Python with `args`, ended with exit 0 (else its stderr's end)."""
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=40)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

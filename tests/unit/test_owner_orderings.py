@@ -156,7 +156,7 @@ def _step(rig: Rig, waited: bool) -> None:
         rig.owner._handle(rig.owner._wait())  # `run`'s loop, between two steps
     rig.step()
     if not rig.done:
-        assert not rig.owner._after_kill and not rig.owner._late, "an event still held after its step"
+        assert not rig.owner._held.left(), "an event still held after its step"
 
 
 def _to_the_end(rig: Rig) -> None:
