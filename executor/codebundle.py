@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from types import CodeType, ModuleType
 
 NAME = "run.codebundle"  # under the code cache's `nodoc/`
+EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads: the warm step removes them
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
 _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
