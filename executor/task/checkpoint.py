@@ -142,7 +142,7 @@ class CheckpointWriter:
         self._lock = threading.Lock()
         self._dir = _open_dir(sandbox, create=True) if stoker_dir is None else _dup(sandbox, stoker_dir)
         try:
-            unlink_if_there(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
+            sandboxfs.unlink_if_there(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
             self._fd = open_append(self._dir, CHECKPOINT_FILE)
         except OSError as e:
             sandboxfs.close(self._dir)
@@ -206,7 +206,7 @@ class CheckpointWriter:
         try:
             if self._maybe_torn:
                 data = self._fresh_line() + data
-            write_all(self._fd, data)
+            sandboxfs.write_all(self._fd, data)
             os.fsync(self._fd)
         except OSError:
             self._undo(before)
@@ -339,19 +339,6 @@ def _with_wall(record: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 def json_line(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), default=str) + "\n"
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def unlink_if_there(dir_fd: int, name: str) -> None:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
 
 
 def stream_records(fd: int, size: int, longest: int = 0) -> Iterator[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from executor.host.sandbox import CHECKPOINT_FILE
 from executor.logs import log_event
+from executor.procs.sandboxfs import unlink_if_there, write_all
 from executor.task import records as rec
 from executor.task.checkpoint import (
     COMPACT_FILE,
@@ -25,8 +26,6 @@ from executor.task.checkpoint import (
     open_append,
     stream_records,
     sync_error,
-    unlink_if_there,
-    write_all,
 )
 from executor.task.compaction import Compactor
 
