@@ -27,7 +27,9 @@ What runs is what Python would run:
   `__path__` changed by a package is looked at as ever).
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
   written it (`nodocs._kept_data`), and not for a config's own imports. A file damaged
-  (cut short, or of other shapes) serves nothing it cannot read, and never raises.
+  (cut short, or of other shapes) serves nothing it cannot read, and never raises: one DEBUG
+  line names it, at `forget()` (`install()` runs before the log is set up, where a line
+  would go nowhere, and this module imports no `logging`).
 - Memory: a module's loader gives the bundle's code once, for its import (then the source's,
   as the path finder's loader would), so none of it is kept once the module ran.
 """
@@ -47,9 +49,11 @@ if TYPE_CHECKING:
     from types import CodeType, ModuleType
 
 NAME = "run.codebundle"  # under the code cache's `nodoc/`
+EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads: the warm step removes them
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
 _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
+_damaged = ""  # the file `install()` found damaged: given by `forget()`, whose caller says it once the log is set up
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
 # what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
@@ -132,10 +136,11 @@ def names_in(directory: str, names: set[str]) -> set[str]:
 def install() -> bool:
     """The finder, before the path finder, serving the bundle's modules that are still where
     the path finder would find them (see the docstring); False without a bundle to trust."""
-    global _cwd, _data
+    global _cwd, _data, _damaged
     if CodeBundleFinder in sys.meta_path:
         return True
-    data = nodocs._kept_data(os.path.join(nodocs._nodoc, NAME)) if nodocs.installed() else None
+    path = os.path.join(nodocs._nodoc, NAME)
+    data = nodocs._kept_data(path) if nodocs.installed() else None
     size = int.from_bytes(data[:4], "little") if data else 0
     try:
         directories, modules = marshal.loads(memoryview(data)[4:4 + size]) if data and size else ({}, {})
@@ -143,6 +148,7 @@ def install() -> bool:
         changed |= _shadowed(directories, changed, modules)
         served = {name: entry for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
     except _DAMAGED:  # damaged: every module as the path finder finds it
+        _damaged = path
         return False
     if not data or not modules:
         return False
@@ -163,15 +169,19 @@ def _stat_ns(directory: str) -> int | None:
         return None
 
 
-def forget() -> None:
+def forget() -> str:
     """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
-    done (`runstart.forget_listings`): a later import finds its module as Python does."""
-    global _data
+    done (`runstart.forget_listings`): a later import finds its module as Python does. Gives
+    the file `install()` found damaged, once (its caller, whose log is set up by then, says
+    so: `install()` runs before it), else ""."""
+    global _data, _damaged
+    damaged, _damaged = _damaged, ""
     if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
         sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
         # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
     _data = memoryview(b"")
+    return damaged
 
 
 def _shadowed(directories: dict[str, tuple[int, tuple[str, ...]]], changed: set[str],

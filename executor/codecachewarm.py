@@ -99,7 +99,20 @@ def write_codebundle(names: list[str]) -> int:
     index = marshal.dumps((_directories(modules), modules))
     path = os.path.join(nodocs._nodoc, codebundle.NAME)
     nodocs.NoDocLoader(codebundle.NAME, path).set_data(path, len(index).to_bytes(4, "little") + index + b"".join(codes))
+    _remove_earlier_bundles()
     return len(modules)
+
+
+def _remove_earlier_bundles() -> None:
+    """The bundle's files of its earlier names (`codebundle.EARLIER_NAMES`: `run.bundle`, the
+    steps' of 09:24-09:36 on 2 December) removed from `nodoc/` where it is this installation's
+    alone, as `_remove_earlier` decides: no start reads them (1.7 MB). Each unlinked: a
+    symlink goes, never what it names; no other name, no other directory."""
+    if nodocs._elsewhere != nodocs.CACHE_DIR or not nodocs._closed_dir(nodocs._nodoc):
+        return
+    for name in codebundle.EARLIER_NAMES:
+        with contextlib.suppress(OSError):  # none (every install but those), or not this user's to remove
+            os.unlink(os.path.join(nodocs._nodoc, name))
 
 
 def _directories(modules: dict[str, tuple[str, bool, bytes, int, int]]) -> dict[str, tuple[int, tuple[str, ...]]]:

@@ -264,16 +264,24 @@ def _shows_something(line: str) -> bool:
     return bool(spaced.strip()) or printable(spaced) != spaced
 
 
+def _as_tail_shows(text: str) -> str:
+    """`printable(text)` with its tabs kept, as `stoker tail` shows a log on a terminal
+    (docs/contract.md §1): a tab drives nothing, and a Java stack trace's `at ...` lines and a
+    Go panic's frames are indented with one (was: written out, `\\tat ...`, unlike the
+    command the lines point at for the rest)."""
+    return "\t".join(printable(part) for part in text.split("\t")) if "\t" in text else printable(text)
+
+
 def _line_shown(text: str, start_cut: bool) -> str:
-    """`printable(text)` in at most TAIL_LINE_CHARS characters, `…` where it was cut: its end
-    (`start_cut`: its start was not read, the mark always there), else its start. Cut between
+    """`_as_tail_shows(text)` in at most TAIL_LINE_CHARS characters, `…` where it was cut: its
+    end (`start_cut`: its start was not read, the mark always there), else its start. Cut between
     escapes, never inside one: a `\\xf` or `1b[` left over reads as text the run never wrote."""
-    if not start_cut and len(shown := printable(text)) <= TAIL_LINE_CHARS:
+    if not start_cut and len(shown := _as_tail_shows(text)) <= TAIL_LINE_CHARS:
         return shown
     kept: list[str] = []
     room = TAIL_LINE_CHARS - 1  # the mark's
     for char in reversed(text) if start_cut else text:
-        escaped = printable(char)
+        escaped = _as_tail_shows(char)
         if len(escaped) > room:
             break
         kept.append(escaped)

@@ -248,8 +248,10 @@ def forget_listings(own: tuple[str, ...] = ("executor", "config", "healthcheck")
     N=100: USS 10,152 → 10,086 KiB for a new config, 10,106 → 10,050 run again; medians of 8
     interleaved pairs, lower in 8 of 8 each)."""
     codebundle = sys.modules.get("executor.codebundle")  # not imported here: loaded only where the entry point installed it
-    if codebundle is not None:
-        codebundle.forget()  # its file's bytes too
+    if codebundle is not None and (damaged := codebundle.forget()):  # its file's bytes too
+        log_event(logger, logging.DEBUG, "code_bundle_damaged", file=damaged,
+                  consequence="its modules were loaded each from its own file; "
+                              "`python -m executor.codecache run` writes it again")
     tops = tuple(path + os.sep for name in own if (package := sys.modules.get(name)) is not None
                  for path in getattr(package, "__path__", ()))  # each at or below one of them is kept
     for path, finder in list(sys.path_importer_cache.items()):  # list(): one step (another thread may import)

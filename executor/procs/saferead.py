@@ -95,7 +95,10 @@ def walk(dir_fd: int, parts: Sequence[str], *, file: bool) -> int:
     return fd
 
 
-def iter_lines(fd: int, max_bytes: int, max_line: int = 1 << 20, *, skip_holes: bool = False,
+MAX_LINE_BYTES = 1 << 20  # a line a reader reads at most (`iter_lines`): a checkpoint record
+
+
+def iter_lines(fd: int, max_bytes: int, max_line: int = MAX_LINE_BYTES, *, skip_holes: bool = False,
                tee: Callable[[bytes], object] | None = None, skipped: list[int] | None = None) -> Iterator[bytes]:
     """The file's lines (without their newline), reading at most `max_bytes` from its offset,
     in time linear in the bytes read; a line longer than `max_line` is skipped (`skipped`: its

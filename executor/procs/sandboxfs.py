@@ -195,3 +195,18 @@ def close(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` written to `fd`, however many writes it takes."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def unlink_if_there(dir_fd: int, name: str) -> None:
+    """`name` in `dir_fd` unlinked; none there is no error."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass

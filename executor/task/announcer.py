@@ -271,7 +271,7 @@ class ServerSetAnnouncer:
                 self._leave_waiters.append(done)
                 return m.leave()
             case _ConnectionChanged(refused=True):
-                return m.credentials_refused(self._why(AuthFailedError()))
+                return m.credentials_refused(self._why(AuthFailedError()), self._session_timeout_secs)
             case _ConnectionChanged(connection=connection):
                 changes = m.connection_changed(connection)
                 if connection is Connection.CONNECTED and m.member is not None:
@@ -297,7 +297,7 @@ class ServerSetAnnouncer:
                 orphan = path.rsplit("/", 1)[1]
         except Exception as exc:  # every outcome becomes a fact for the machine
             if self._refused(exc):  # the session's end, for good (not a retry's reason)
-                return self._machine.credentials_refused(self._why(AuthFailedError()))
+                return self._machine.credentials_refused(self._why(AuthFailedError()), self._session_timeout_secs)
             ambiguous = isinstance(exc, (ConnectionLoss, OperationTimeoutError,
                                          self._zk.handler.timeout_exception))
             return self._machine.failed(Action.CREATE, self._why(exc), self._clock(), ambiguous=ambiguous)
@@ -317,7 +317,7 @@ class ServerSetAnnouncer:
             pass  # already gone: what we wanted
         except Exception as exc:
             if self._refused(exc):
-                return self._machine.credentials_refused(self._why(AuthFailedError()))
+                return self._machine.credentials_refused(self._why(AuthFailedError()), self._session_timeout_secs)
             return self._machine.failed(Action.DELETE, self._why(exc), self._clock())
         return self._machine.deleted(member)
 

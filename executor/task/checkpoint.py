@@ -142,7 +142,7 @@ class CheckpointWriter:
         self._lock = threading.Lock()
         self._dir = _open_dir(sandbox, create=True) if stoker_dir is None else _dup(sandbox, stoker_dir)
         try:
-            unlink_if_there(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
+            sandboxfs.unlink_if_there(self._dir, COMPACT_FILE)  # a compaction that a crash interrupted
             self._fd = open_append(self._dir, CHECKPOINT_FILE)
         except OSError as e:
             sandboxfs.close(self._dir)
@@ -152,6 +152,7 @@ class CheckpointWriter:
         self._compact_at = compact_min_bytes
         self._compaction: FileCompaction | None = None  # made at the first compaction
         self._maybe_torn = True  # a crash may have cut the last write short
+        self._longest = 0  # the longest line it wrote (newline included): its compaction reads them
         self._sandbox, self._moved = sandbox, False  # said once: `.stoker` renamed or removed under it
 
     def _loaded(self) -> FileCompaction:
@@ -161,7 +162,7 @@ class CheckpointWriter:
         if self._compaction is None:
             from executor.task.checkpointcompact import FileCompaction
 
-            self._compaction = FileCompaction(self._fd)
+            self._compaction = FileCompaction(self._fd, self._longest)
         return self._compaction
 
     def _fresh_line(self) -> bytes:
@@ -186,7 +187,9 @@ class CheckpointWriter:
                 self._name_again()  # raises before a record is encoded or written (held)
             now = time.time()
             docs = [_with_wall(record, now) for record in records]
-            data = "".join(json_line(doc) for doc in docs).encode()
+            lines = [json_line(doc).encode() for doc in docs]
+            self._longest = max(self._longest, *map(len, lines))
+            data = b"".join(lines)
             if not data:
                 return
             self._write_synced(data)
@@ -203,7 +206,7 @@ class CheckpointWriter:
         try:
             if self._maybe_torn:
                 data = self._fresh_line() + data
-            write_all(self._fd, data)
+            sandboxfs.write_all(self._fd, data)
             os.fsync(self._fd)
         except OSError:
             self._undo(before)
@@ -338,27 +341,15 @@ def json_line(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), default=str) + "\n"
 
 
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def unlink_if_there(dir_fd: int, name: str) -> None:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-
-
-def stream_records(fd: int, size: int) -> Iterator[dict[str, Any]]:
+def stream_records(fd: int, size: int, longest: int = 0) -> Iterator[dict[str, Any]]:
     """The records in the first `size` bytes of the open file, read as the readers read it
-    (`saferead.iter_lines`: linear in the bytes read, a line past its cap skipped) and its
-    holes stepped over: a task may have appended a line without end (joining it block by
-    block was quadratic, all of it in memory) or a sparse terabyte. The writer's own appends
-    are O_APPEND: the offset this moves is not where they go."""
+    (`saferead.iter_lines`: linear in the bytes read, a line past its cap skipped, but one of
+    up to `longest` bytes, the writer's own) and its holes stepped over: a task may have
+    appended a line without end (joining it block by block was quadratic, all of it in
+    memory) or a sparse terabyte. The writer's own appends are O_APPEND: the offset this
+    moves is not where they go."""
     os.lseek(fd, 0, os.SEEK_SET)
-    yield from _parse(saferead.iter_lines(fd, size, skip_holes=True))
+    yield from _parse(saferead.iter_lines(fd, size, max(saferead.MAX_LINE_BYTES, longest), skip_holes=True))
 
 
 def open_checkpoint(sandbox: Path, pinned: str = "") -> int:
@@ -426,8 +417,13 @@ def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
 def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0,
            skipped: Sequence[int] = ()) -> Iterator[Any]:
     """`offset`: where the first line starts (each next one a newline past the one before, and
-    past the lines the reader passed over before it, `skipped`: `saferead.iter_lines`)."""
+    past the lines the reader passed over before it, `skipped`: `saferead.iter_lines`, each
+    handed on too with `keep_unreadable`, as an `UnreadableLine` too long to read)."""
+    passed = 0  # of `skipped`, those handed on
     for line in lines:
+        if keep_unreadable and passed < len(skipped):
+            yield from _too_long(skipped, passed, offset)
+            passed = len(skipped)
         at, offset = offset + sum(skipped), offset + len(line) + 1
         if not line.strip():
             continue
@@ -440,6 +436,15 @@ def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: 
         elif keep_unreadable:
             text = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
             yield UnreadableLine(text[:60] + ("..." if len(text) > 60 else ""), at, len(line))
+    if keep_unreadable and passed < len(skipped):  # the file's last lines
+        yield from _too_long(skipped, passed, offset)
+
+
+def _too_long(skipped: Sequence[int], first: int, offset: int) -> Iterator[UnreadableLine]:
+    """The lines of `skipped` from its `first` (their bytes, newline included), which the reader
+    passed over after the lines that end at `offset`, each as an `UnreadableLine` too long."""
+    for index in range(first, len(skipped)):
+        yield UnreadableLine("", offset + sum(skipped[:index]), skipped[index] - 1, too_long=True)
 
 
 def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> list[Any]:

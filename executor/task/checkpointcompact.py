@@ -18,6 +18,7 @@ from typing import Any
 
 from executor.host.sandbox import CHECKPOINT_FILE
 from executor.logs import log_event
+from executor.procs.sandboxfs import unlink_if_there, write_all
 from executor.task import records as rec
 from executor.task.checkpoint import (
     COMPACT_FILE,
@@ -25,8 +26,6 @@ from executor.task.checkpoint import (
     open_append,
     stream_records,
     sync_error,
-    unlink_if_there,
-    write_all,
 )
 from executor.task.compaction import Compactor
 
@@ -36,11 +35,13 @@ logger = logging.getLogger(__name__)
 class FileCompaction:
     """The compactor of one writer's checkpoint, fed every record the file holds."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, longest: int = 0) -> None:
         """Fed every record in the checkpoint open as `fd` (the writer's: O_APPEND, so the
-        offset this read moves is not where its writes go)."""
+        offset this read moves is not where its writes go), a line of up to `longest` bytes
+        (the writer's longest) read too: a header past the readers' cap (thousands of
+        processes) was dropped, and `stoker status` said no header came first, not why."""
         self._compactor = Compactor()
-        self.feed(stream_records(fd, os.fstat(fd).st_size))
+        self.feed(stream_records(fd, os.fstat(fd).st_size, longest))
 
     def feed(self, docs: Iterable[Mapping[str, Any]]) -> None:
         """The records written since (those the format does not know are not kept)."""

@@ -156,16 +156,23 @@ class Membership:
                 return changes + self._settle("the ZooKeeper session expired and its member went with it")
         return changes
 
-    def credentials_refused(self, why: str) -> list[Change]:
-        """ZooKeeper refused the session's credentials (AuthFailed): the session is LOST, its
-        member with it, and ZooKeeper's client does not reconnect: nothing is tried again."""
+    def credentials_refused(self, why: str, session_timeout_secs: float | None = None) -> list[Change]:
+        """ZooKeeper refused the session's credentials (AuthFailed): the session is LOST, and
+        ZooKeeper's client does not reconnect: nothing is tried again. A member it had (the
+        refusal came as the session was resumed) stays until ZooKeeper expires the session,
+        `session_timeout_secs` later (it closes the connection, not the session), and says so
+        (was: "no ZooKeeper session" alone, while readers still listed it)."""
         if self.closed or self.refused:
             return []
         self.refused = f"{why}; ZooKeeper's client does not reconnect after that"
         changes = [Change("connection", self.connection.value, Connection.LOST.value, self.refused)]
+        said = "no ZooKeeper session"
+        if self.member is not None:
+            within = f" ({session_timeout_secs:g} s)" if session_timeout_secs is not None else ""
+            said += f"; its member {self.member} stays in ZooKeeper until the session's timeout{within} ends it"
         self.connection, self.member, self.check_orphans = Connection.LOST, None, False
         self._clear_retry()
-        return changes + self._settle("no ZooKeeper session")
+        return changes + self._settle(said)
 
     def created(self, member: str, now: float) -> list[Change]:
         self.member, self.check_orphans = member, False

@@ -69,11 +69,17 @@ if TYPE_CHECKING:  # reading a checkpoint loads them; writing one for a task wit
 class UnreadableLine:
     """A checkpoint line that is not a JSON object (torn by a crash or a full disk, or
     garbled), as the reader found it; `excerpt` is its start; `offset` where it starts in the
-    file (as the lines read count it) and `size` its bytes, without its newline (-1: not known)."""
+    file (as the lines read count it) and `size` its bytes, without its newline (-1: not known);
+    `too_long`: a line past the readers' cap (`saferead.iter_lines`), passed over unread (no
+    excerpt): a header naming thousands of processes."""
 
     excerpt: str
     offset: int = -1
     size: int = -1
+    too_long: bool = False
+
+
+TOO_LONG = "longer than the 1 MiB a reader reads of a line: not read"  # (saferead.iter_lines' cap)
 
 
 @attrs.frozen(slots=True)
@@ -352,6 +358,8 @@ def parse_checked(doc: object) -> Record | DamagedRecord | None:
     damaged too); None for an unknown kind, which newer writers may add."""
     if isinstance(doc, UnreadableLine):
         at = f" at offset {doc.offset}" if doc.offset >= 0 else ""
+        if doc.too_long:
+            return DamagedRecord("?", f"a line of {doc.size:,} bytes{at}, {TOO_LONG}")
         return DamagedRecord("?", f"a torn line{at} (a write cut short by a crash or a full "
                                   f"disk) or not JSON: {quoted(doc.excerpt)}")
     if not isinstance(doc, Mapping):

@@ -31,6 +31,7 @@ from executor.host.entry import RegistryEntry
 from executor.host.sandbox import LOCK_FILE, open_stoker_dir
 from executor.host.truth import Truth, judge
 from executor.procs import saferead, sandboxfs
+from executor.task.records import TOO_LONG
 
 if TYPE_CHECKING:
     from executor.task.replay import Fold
@@ -93,6 +94,8 @@ def garbled(fold: Fold, size: int) -> str:
     if first is None or fold.fed == 1 and first.offset + first.size >= size:
         return ""
     which = f"{fold.fed} lines, none a record: the first" if fold.fed > 1 else "its one line"
+    if first.too_long:
+        return f"{which}, at offset {first.offset}, is {first.size:,} bytes long, {TOO_LONG}"
     return f"{which}, at offset {first.offset}, is garbled, not JSON: {quoted(first.excerpt)}"
 
 

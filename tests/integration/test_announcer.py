@@ -414,3 +414,27 @@ def test_a_leave_begun_before_the_exit_time_takes_a_quarter_of_what_is_left_once
         finally:
             setter.cancel()
             setter.join()
+
+
+def test_credentials_refused_as_the_session_is_resumed_say_its_member_stays_until_it_expires(
+        zk, reader, announcers):
+    """A joined announcer's connection drops; kazoo resumes the session and sends its
+    credentials again, which ZooKeeper refuses (a scheme it has no provider for, added here as
+    an operator's changed server would refuse the old one): ZooKeeper closes the connection,
+    not the session, so the member stays listed until the session times out (4 s here, the
+    server's most: a slow reconnect is not an expiry; 10 s in `stoker run`). Was: the view
+    said "no ZooKeeper session" alone meanwhile."""
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    announcer, _ = announcers(announcement(zk.ensemble, root), session_timeout_secs=4.0)
+    announcer.join()
+    before = wait_for(lambda: members(reader, path), timeout_secs=10)
+    client = announcer._zk
+    client.auth_data.add(("nosuch", "stoker:s3cret"))  # sent again as the session is resumed
+    client._connection._socket.shutdown(socket.SHUT_RDWR)  # the connection drops, the session does not
+    view = wait_for(lambda: announcer.view() if "AuthFailed" in announcer.view().reason else None,
+                    timeout_secs=10)
+    assert members(reader, path) == before  # still listed as the view is read
+    assert (view.connection, view.member) == (Connection.LOST, None)
+    assert f"its member {before[0]} stays in ZooKeeper until the session's timeout (4 s) ends it" in view.reason
+    wait_for(lambda: not members(reader, path), timeout_secs=10)  # then it goes

@@ -185,3 +185,30 @@ def test_an_import_under_way_as_the_finder_goes_finds_its_module(where: Path) ->
         print(solo.ANSWER, codebundle.CodeBundleFinder in sys.meta_path)
     """)
     assert run(where, script, "src").split() == ["6", "False"]
+
+
+RUN_JOB = """
+a = Process(name='a', cmdline='true')
+jobs = [Job(cluster='local', role='me', environment='test', name='job',
+            task=Task(processes=[a], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path) -> None:
+    """`stoker run --log-level DEBUG` with a bundle whose index cannot be read: it runs as
+    ever, and one DEBUG line names the file (was: nothing said it was not used)."""
+    cache = tmp_path / "cache"
+    (cache / "nodoc").mkdir(parents=True)
+    for level in (cache, cache / "nodoc"):
+        os.chmod(level, 0o755)
+    bundled = cache / "nodoc" / "run.codebundle"
+    bundled.write_bytes((64).to_bytes(4, "little") + b"not an index")  # cut short
+    os.chmod(bundled, 0o644)
+    (tmp_path / "job.aurora").write_text(RUN_JOB)
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", "--sandbox", str(tmp_path / "sb"),
+                           "--root", str(tmp_path / "root"), "--log-level", "DEBUG"], cwd=tmp_path, env=environ,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(said) == 1 and str(bundled) in said[0], said

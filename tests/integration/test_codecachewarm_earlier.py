@@ -68,3 +68,33 @@ def test_the_earlier_files_under_nodoc_go_only_from_the_package_s_own_cache(tmp_
     made = earlier_files(kept.parent, "mod")
     codecachewarm._remove_earlier(str(source))
     assert [path.exists() for path in made] == [cache != "package's own"] * len(TAGS)
+
+
+@pytest.mark.parametrize("cache", ["package's own", "STOKER_CODE_CACHE"])
+def test_the_bundle_s_file_of_its_first_name_goes_as_the_step_writes_it(tmp_path, monkeypatch, cache):
+    """`nodoc/run.bundle`, the code bundle's first name (the steps of 09:24-09:36 on 2 December
+    wrote it), nothing reads: it goes as the step writes `run.codebundle`, from the package's
+    own cache only (as the tags' files), and a symlink of that name is unlinked, its target
+    kept; no other file of `nodoc/` is touched."""
+    own_cache, elsewhere = tmp_path / "package" / "__pycache__", tmp_path / "elsewhere"
+    used = own_cache if cache == "package's own" else elsewhere
+    (used / "nodoc").mkdir(parents=True)
+    for level in (used, used / "nodoc"):
+        os.chmod(level, 0o755)
+    monkeypatch.setattr(nodocs, "CACHE_DIR", str(own_cache))
+    monkeypatch.setattr(nodocs, "_elsewhere", str(used))
+    monkeypatch.setattr(nodocs, "_nodoc", str(used / "nodoc"))
+    monkeypatch.setattr(nodocs, "_closed", {})
+    first = used / "nodoc" / "run.bundle"
+    first.write_bytes(b"the bundle under its first name")
+    other = used / "nodoc" / "run.bundle.kept"
+    other.write_bytes(b"not one of the step's names")
+    assert codecachewarm.write_codebundle([]) == 0
+    assert (used / "nodoc" / "run.codebundle").exists()
+    assert (first.exists(), other.exists()) == (cache != "package's own", True)
+    if cache == "package's own":
+        target = tmp_path / "target"
+        target.write_bytes(b"another file")
+        first.symlink_to(target)
+        codecachewarm.write_codebundle([])
+        assert (first.is_symlink(), target.exists()) == (False, True)

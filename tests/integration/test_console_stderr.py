@@ -250,3 +250,26 @@ def test_a_stderr_line_of_control_characters_python_calls_whitespace_is_shown_no
     ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
     lines = [line.strip() for line in buf.getvalue().splitlines()[1:]]
     assert lines == ["| \\u0085", "| \\x0c\\x1c", _footer(tmp_path, "the last 2 lines")]
+
+
+def test_a_failed_run_s_stderr_lines_show_as_stoker_tail_shows_them_on_a_terminal(tmp_path):
+    """Tabs kept, other control characters written out, as `stoker tail` writes a log on a
+    terminal (docs/contract.md §1: a process's output shown; the line points at that command
+    for the rest): was `\\tat com.example.Main.main(...)`, a Java stack trace's (and a Go
+    panic's) indent written out, where `stoker tail` shows the indent."""
+    from executor.cli.tail import TerminalText
+
+    stderr = b"Exception in thread \"main\" java.lang.IllegalStateException\n\tat com.example.Main.main(Main.java:5)\n" \
+             b"col\tcol\x1b[31m\xff\x07\n"
+    run = tmp_path / ".logs" / "web" / "0"
+    run.mkdir(parents=True)
+    (run / "stderr").write_bytes(stderr)
+    buf = io.StringIO()
+    ConsoleReporter(Output(buf), "t.0", sandbox=tmp_path, live=False).on_transition(failed(run=0))
+    shown = [line.split("| ", 1)[1] for line in buf.getvalue().splitlines()[1:4]]
+    terminal = io.BytesIO()
+    tail = TerminalText(terminal, "utf-8")
+    tail.write(stderr)
+    tail.finish()
+    assert shown == terminal.getvalue().decode().splitlines()
+    assert shown[1] == "\tat com.example.Main.main(Main.java:5)"

@@ -472,3 +472,33 @@ def test_a_stopped_supervisor_and_a_stopped_run_are_said_to_be_stopped(tmp_path,
     assert web.split()[:5] == ["web", "RUNNING", "(stopped)", "2", str(child)], web
     # the same for a script (before, --json had neither)
     assert (doc["supervisor_stopped"], doc["stopped_processes"]) == (True, ["web"]), doc
+
+
+def test_a_header_over_the_line_cap_is_named_as_too_long_not_left_unsaid(tmp_path, capsys, monkeypatch):
+    """A header line over 1 MiB (thousands of process names) is skipped by the reader, which
+    reads no line longer: `status` showed `task ?  key=?`, no task id and no ports, and said
+    nothing of why (no warning: the line was passed over unseen); a `stoker run` of 10,000
+    processes did not even keep it: its writer's first compaction read the file as a reader
+    does, and dropped it ("no header came before its first record"). The compaction keeps the
+    writer's own lines; the reader names the line, its size and the cap, as a warning and
+    where the records after it follow no readable header; with nothing after it, as what the
+    checkpoint holds instead of a record."""
+    me = own_identity()
+    sandbox = tmp_path / "sb"
+    many = [f"process-{number:05d}-{'n' * 100}" for number in range(10_000)]
+    write(sandbox, [{**header(me.pid, me.start_ticks + 100), "processes": many}, *RUNNING])
+    size = len((sandbox / ".stoker" / "checkpoint.jsonl").read_bytes().split(b"\n")[0])
+    assert size > 1 << 20  # (was: 84 bytes: the writer's compaction, reading as a reader, dropped it)
+    said = (f"checkpoint record 1, a record: a line of {size:,} bytes at offset 0, longer than the "
+            f"1 MiB a reader reads of a line: not read; skipped")
+    code, out, err = status(capsys, sandbox)
+    assert code == 0 and out.startswith("task ?  key=?"), out
+    assert f"stoker: warning: {said}" in err, err
+    registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me)
+    code, out, _ = status(capsys, "web-0-1")
+    assert code == 0 and f"follow no readable header (its own header garbled?): {said}" in out, out
+    path = sandbox / ".stoker" / "checkpoint.jsonl"
+    path.write_bytes(path.read_bytes().split(b"\n")[0] + b"\n")  # the header alone
+    code, out, err = status(capsys, sandbox)
+    assert code == 1 and (f"holds no readable record (its one line, at offset 0, is {size:,} bytes long, "
+                          f"longer than the 1 MiB a reader reads of a line: not read)") in err, err
