@@ -31,7 +31,7 @@ from executor.logs import log_event
 logger = logging.getLogger(__name__)
 
 KEEP_ATTEMPTS = 20  # as many as `stoker status` shows (executor/task/replay.ATTEMPTS_KEPT)
-_ARCHIVE = r"\.logs\.attempt-(0|[1-9][0-9]{0,17})"  # compiled at its first use (`re`'s cache): a new sandbox never
+_ARCHIVE = r"\.logs\.attempt-(0|[1-9][0-9]{0,17})"  # compiled at its first use (`re`'s cache): a new sandbox has none
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a symlink
 
 
