@@ -31,7 +31,7 @@ from executor.logs import log_event
 logger = logging.getLogger(__name__)
 
 KEEP_ATTEMPTS = 20  # as many as `stoker status` shows (executor/task/replay.ATTEMPTS_KEPT)
-_ARCHIVE = re.compile(r"\.logs\.attempt-(0|[1-9][0-9]{0,17})")
+_ARCHIVE = r"\.logs\.attempt-(0|[1-9][0-9]{0,17})"  # compiled at its first use (`re`'s cache): a new sandbox has none
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a symlink
 
 
@@ -141,7 +141,7 @@ def _scan(top: int) -> tuple[list[int], int]:
     found, highest = [], -1
     with os.scandir(top) as entries:
         for entry in entries:
-            match = _ARCHIVE.fullmatch(entry.name)
+            match = re.fullmatch(_ARCHIVE, entry.name)
             if match:
                 highest = max(highest, int(match.group(1)))
                 if entry.is_dir(follow_symlinks=False):

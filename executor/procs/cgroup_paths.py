@@ -57,12 +57,15 @@ class Place:
                      posixpath.join(self.path, name))
 
 
-_ESCAPE = re.compile(r"\\([0-7]{3})")
+_ESCAPE = r"\\([0-7]{3})"  # compiled at its first use (`re`'s cache): most mount tables have none
 
 
 def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes (`\\040`)."""
-    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+    """mountinfo writes space, tab, newline and backslash as octal escapes (`\\040`); a field
+    without a backslash is as written (a start reads some 40 fields, seldom one escaped)."""
+    if "\\" not in field:
+        return field
+    return re.sub(_ESCAPE, lambda m: chr(int(m.group(1), 8)), field)
 
 
 def parse_mountinfo(text: str) -> list[Mount]:

@@ -1,6 +1,9 @@
 """config.words: numbers in words, "did you mean", and text made safe for a terminal."""
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
 
 from config.words import (
@@ -156,6 +159,26 @@ def test_a_message_quoting_what_it_was_given_shows_a_bad_byte_as_everywhere_else
 def test_shell_word_is_one_word_a_posix_shell_reads_back_as_the_text_on_one_line(text, word):
     assert shell_word(text) == word
     assert loggable(word) == word  # a log line that quotes the command leaves it as it is
+
+
+PRINTABLE_ASCII = "".join(map(chr, range(0x20, 0x7F)))
+
+
+@pytest.mark.parametrize("text", [*PRINTABLE_ASCII, PRINTABLE_ASCII, "/srv/sandboxes/web-1", "/tmp/a b",
+                                  "it's", "$HOME `id` !x", ""])
+def test_shell_word_of_printable_ascii_is_shlex_quote_without_a_search_for_escapes(monkeypatch, text):
+    """Printable ASCII holds no character a log line escapes: its word is `shlex.quote`'s,
+    found without `re` compiling the escapes' class (a run's first report makes one)."""
+    searched: list[str] = []
+    search = re.search
+
+    def recording(pattern, string, flags=0):
+        searched.append(pattern)
+        return search(pattern, string, flags)
+
+    monkeypatch.setattr(re, "search", recording)
+    assert shell_word(text) == shlex.quote(text)
+    assert searched == []
 
 
 @pytest.mark.parametrize("path, word", [
