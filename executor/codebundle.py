@@ -190,6 +190,7 @@ def forget() -> None:
     _data = memoryview(b"")
     _bundle += 1  # a loader found before and run after (a deferred module's) compiles its source
 
+
 def _shadowed(directories: dict[str, tuple[int, tuple[str, ...]]], changed: set[str],
               modules: dict[str, tuple[str, bool, bytes, int, int]]) -> set[str]:
     """The directories of the top-level modules this `sys.path` would not find where the
