@@ -28,10 +28,12 @@ What runs is what Python would run:
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
   written it (`nodocs._kept_data`), and not for a config's own imports. A file damaged
   (cut short, or of other shapes) serves nothing it cannot read, and never raises: one DEBUG
-  line names it, at `forget()` (`install()` runs before the log is set up, where a line
-  would go nowhere, and this module imports no `logging`).
-- Memory: a module's loader gives the bundle's code once, for its import (then the source's,
-  as the path finder's loader would), so none of it is kept once the module ran.
+  line names it, said by `forget()`'s caller (`install()` runs before the log is set up,
+  where a line would go nowhere, and this module imports no `logging`).
+- Memory: a module's loader unmarshals the bundle's code only as it is imported, and gives
+  it once (then the source's, as the path finder's loader would), so none of it is kept
+  once the module ran, nor by a spec found and not run (a module `executor.deferred` made
+  lazy holds its spec for the process's life).
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads
 _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
 _damaged = ""  # the file `install()` found damaged: given by `forget()`, whose caller says it once the log is set up
+_bundle = 0  # which reading of the file `_data` is (one more as `install()` reads it and as `forget()` lets it go)
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
 # what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
@@ -63,15 +66,20 @@ _DAMAGED = (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeErro
 class CodeBundleLoader(nodocs.NoDocLoader):
     """A source module whose code is the bundle's (its source read only for a traceback's lines)."""
 
-    def __init__(self, fullname: str, path: str, code: CodeType) -> None:
+    def __init__(self, fullname: str, path: str, where: tuple[int, int]) -> None:
         super().__init__(fullname, path)
-        self.code: CodeType | None = code
+        self.where: tuple[int, int] | None = where  # its code's start and length in the file's
+        self.bundle = _bundle  # the file read then (`forget()` lets it go)
 
     def get_code(self, fullname: str) -> CodeType | None:
-        """The bundle's code once, for the module's import; then the source's as it is now, as
-        the path finder's loader gives it (kept, the module-level code of each, 0.5 MB in all,
-        stayed in memory, and was given again for a source edited since)."""
-        code, self.code = self.code, None
+        """The bundle's code once, unmarshalled only now, for the module's import; then, or once
+        the file is let go, the source's as it is now, as the path finder's loader gives it. A
+        spec found and never run (`executor.deferred`'s modules, made lazy, keep theirs) holds
+        no code (unmarshalled as it was found, `ipaddress`' and `fnmatch`'s stayed: 0.16 MB);
+        kept once given, the module-level code of each (0.5 MB) stayed in memory, and was
+        given again for a source edited since."""
+        where, self.where = self.where, None
+        code = _code(where) if where is not None and self.bundle == _bundle else None
         return code if code is not None else super().get_code(fullname)
 
 
@@ -84,41 +92,48 @@ class CodeBundleFinder:
         if entry is None:
             return None
         try:
-            code = _served(entry, path)
+            if not _served(entry, path):
+                return None
         except _DAMAGED:  # a damaged file (its index read, of other shapes): as the path finder finds it
             return None
-        if code is None:
-            return None
-        origin, package = entry[:2]
+        origin, package, _, start, length = entry
         directory = os.path.dirname(origin)
-        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, code), origin=origin, is_package=package)
+        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, (start, length)), origin=origin,
+                          is_package=package)
         spec.has_location = True
         if package:
             spec.submodule_search_locations = [directory]
         return spec
 
 
-def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None) -> CodeType | None:
-    """The code of the module `entry` is, if the path finder would find it there, unchanged
-    (see the module's docstring); None if not."""
+def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None) -> bool:
+    """Whether the path finder would find the module `entry` is there, unchanged (see the
+    module's docstring)."""
     origin, package, header, start, length = entry
     directory = os.path.dirname(origin)
     home = os.path.dirname(directory) if package else directory
     if path is None:
         if sys.path != _path or _cwd and os.getcwd() != _cwd:
-            return None
+            return False
     elif list(path) != [home]:
-        return None
+        return False
     if nodocs._imported_by_config():
-        return None
+        return False
     try:
         stats = os.stat(origin)
     except OSError:
+        return False
+    return nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) == header
+
+
+def _code(where: tuple[int, int]) -> CodeType | None:
+    """The code at `where` (its start and length) in the file's; None: damaged."""
+    start, length = where
+    try:
+        code = marshal.loads(_data[start:start + length])
+    except _DAMAGED:
         return None
-    if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
-        return None
-    code = marshal.loads(_data[start:start + length])
-    return code if type(code) is type(_served.__code__) else None
+    return code if type(code) is type(_code.__code__) else None
 
 
 def names_in(directory: str, names: set[str]) -> set[str]:
@@ -136,7 +151,7 @@ def names_in(directory: str, names: set[str]) -> set[str]:
 def install() -> bool:
     """The finder, before the path finder, serving the bundle's modules that are still where
     the path finder would find them (see the docstring); False without a bundle to trust."""
-    global _cwd, _data, _damaged
+    global _bundle, _cwd, _data, _damaged
     if CodeBundleFinder in sys.meta_path:
         return True
     path = os.path.join(nodocs._nodoc, NAME)
@@ -153,6 +168,7 @@ def install() -> bool:
     if not data or not modules:
         return False
     _data = memoryview(data)[4 + size:]
+    _bundle += 1
     _modules.update(served)
     _path[:] = sys.path
     _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
@@ -174,13 +190,14 @@ def forget() -> str:
     done (`runstart.forget_listings`): a later import finds its module as Python does. Gives
     the file `install()` found damaged, once (its caller, whose log is set up by then, says
     so: `install()` runs before it), else ""."""
-    global _data, _damaged
+    global _bundle, _data, _damaged
     damaged, _damaged = _damaged, ""
     if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
         sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
         # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
     _data = memoryview(b"")
+    _bundle += 1  # a loader found before and run after (a deferred module's) compiles its source
     return damaged
 
 

@@ -212,3 +212,47 @@ def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path) -> None:
     said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(said) == 1 and str(bundled) in said[0], said
+
+
+FOUND_NOT_RUN = textwrap.dedent("""
+    import types
+    from executor import codebundle, nodocs
+    nodocs.install()
+    assert codebundle.install()
+    spec = codebundle.CodeBundleFinder.find_spec("probepkg")
+    held = [name for name, value in vars(spec.loader).items() if isinstance(value, types.CodeType)]
+    print(type(spec.loader).__name__, held)
+""")
+
+
+def test_a_module_found_and_not_run_holds_no_code(where: Path) -> None:
+    # a module `executor.deferred` makes lazy keeps its spec, and so its loader, for the process's life
+    # (found as the start began, `ipaddress`' and `fnmatch`'s code stayed: 0.16 MB of a supervisor)
+    run(where, WRITE, "src")
+    assert run(where, FOUND_NOT_RUN, "src").split() == ["CodeBundleLoader", "[]"]
+
+
+def test_a_module_found_before_the_bundle_goes_and_run_after_runs_its_source(where: Path) -> None:
+    # the source edited in between (its size too: the bundle's code would still pass its header's check)
+    run(where, WRITE, "src")
+    script = FOUND_NOT_RUN.replace("print(type", textwrap.dedent("""
+        import pathlib
+        mod = codebundle.CodeBundleFinder.find_spec("probepkg.mod", spec.submodule_search_locations)
+        codebundle.forget()
+        pathlib.Path(mod.origin).write_text("def answer():\\n    return 1043\\n")
+        namespace = {}
+        exec(mod.loader.get_code("probepkg.mod"), namespace)
+        print(namespace["answer"]())
+        print(type"""))
+    assert run(where, script, "src").splitlines()[0] == "1043"
+
+
+def test_the_bundle_lists_no_module_the_entry_point_defers() -> None:
+    # the warm step's list deferred them after `codecache`, which imports `pathlib` and with it `fnmatch`,
+    # `urllib.parse` and `ipaddress`: bundled, and the last two never imported by a supervisor
+    script = ("from executor import codecachewarm, deferred\n"
+              "print(len(codecachewarm._started()), *sorted(set(codecachewarm._started()) & set(deferred.LAZY)))")
+    listed = subprocess.run([sys.executable, "-P", "-c", script], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=True)
+    count, *deferred = listed.stdout.split()
+    assert int(count) > 100 and deferred == []
