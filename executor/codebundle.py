@@ -10,6 +10,10 @@ that serves them from it just before the path finder: one read, and the code of 
 unmarshalled only as it is imported. `stoker run`'s imports take about 4.7 ms less CPU (of
 60-odd at load 3: docs/benchmarks.md, bundle). `forget()` takes the finder off, and lets the
 file's bytes go, as the start ends (`runstart.forget_listings`).
+A first run's planning child (`executor/cli/launchfirst.py`) has the finder from its fork,
+and adds a second file, `nodoc/plan.codebundle` (`install(PLAN)`): the config language's
+modules, which only it loads (pystachio, the schema, the loader: 22 modules, 0.2 MB), so that
+the supervisor never reads them (docs/benchmarks.md, plancut).
 
 What runs is what Python would run:
 - Freshness, as a `.pyc`'s: each module's code keeps its `.pyc` header (the source's mtime
@@ -47,9 +51,11 @@ if TYPE_CHECKING:
     from types import CodeType, ModuleType
 
 NAME = "run.codebundle"  # under the code cache's `nodoc/`
-# name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
-_modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
-_data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
+PLAN = "plan.codebundle"  # the planning child's own modules, beside it
+# name -> (source path, a package?, its .pyc header, where its marshalled code starts in its
+# file's code, its length, that code: what follows the file's index (its length in 4 bytes, then it))
+_modules: dict[str, tuple[str, bool, bytes, int, int, memoryview]] = {}
+_read: set[str] = set()  # the files `install()` read (their names)
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
 # what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
@@ -94,10 +100,10 @@ class CodeBundleFinder:
         return spec
 
 
-def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None) -> CodeType | None:
+def _served(entry: tuple[str, bool, bytes, int, int, memoryview], path: Sequence[str] | None) -> CodeType | None:
     """The code of the module `entry` is, if the path finder would find it there, unchanged
     (see the module's docstring); None if not."""
-    origin, package, header, start, length = entry
+    origin, package, header, start, length, data = entry
     directory = os.path.dirname(origin)
     home = os.path.dirname(directory) if package else directory
     if path is None:
@@ -113,7 +119,7 @@ def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None
         return None
     if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
         return None
-    code = marshal.loads(_data[start:start + length])
+    code = marshal.loads(data[start:start + length])
     return code if type(code) is type(_served.__code__) else None
 
 
@@ -129,30 +135,42 @@ def names_in(directory: str, names: set[str]) -> set[str]:
         return set()
 
 
-def install() -> bool:
-    """The finder, before the path finder, serving the bundle's modules that are still where
+def install(name: str = NAME) -> bool:
+    """The finder, before the path finder, serving the modules of the bundle `name` (NAME, or
+    PLAN in the planning child, added to the one it has from its fork) that are still where
     the path finder would find them (see the docstring); False without a bundle to trust."""
-    global _cwd, _data
-    if CodeBundleFinder in sys.meta_path:
-        return True
-    data = nodocs._kept_data(os.path.join(nodocs._nodoc, NAME)) if nodocs.installed() else None
+    global _cwd
+    if name in _read:
+        return CodeBundleFinder in sys.meta_path
+    _read.add(name)
+    served = _trusted(name)
+    if not served:
+        return False
+    for module, entry in served.items():  # a name both files hold keeps the first's
+        _modules.setdefault(module, entry)
+    if CodeBundleFinder not in sys.meta_path:
+        _path[:] = sys.path
+        _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
+        sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
+                             CodeBundleFinder)
+    return True
+
+
+def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, memoryview]]:
+    """The modules of the bundle file `name` that this `sys.path` finds where it has them,
+    each with the file's code; none when there is no file to trust, or it is damaged."""
+    data = nodocs._kept_data(os.path.join(nodocs._nodoc, name)) if nodocs.installed() else None
     size = int.from_bytes(data[:4], "little") if data else 0
+    if not data or not size:
+        return {}
+    code = memoryview(data)[4 + size:]
     try:
-        directories, modules = marshal.loads(memoryview(data)[4:4 + size]) if data and size else ({}, {})
+        directories, modules = marshal.loads(memoryview(data)[4:4 + size])
         changed = {directory for directory, (mtime, _) in directories.items() if _stat_ns(directory) != mtime}
         changed |= _shadowed(directories, changed, modules)
-        served = {name: entry for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
+        return {module: (*entry, code) for module, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
     except _DAMAGED:  # damaged: every module as the path finder finds it
-        return False
-    if not data or not modules:
-        return False
-    _data = memoryview(data)[4 + size:]
-    _modules.update(served)
-    _path[:] = sys.path
-    _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
-    sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
-                         CodeBundleFinder)
-    return True
+        return {}
 
 
 def _stat_ns(directory: str) -> int | None:
@@ -166,12 +184,11 @@ def _stat_ns(directory: str) -> int | None:
 def forget() -> None:
     """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
     done (`runstart.forget_listings`): a later import finds its module as Python does."""
-    global _data
     if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
         sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
         # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
-    _data = memoryview(b"")
+    _read.clear()
 
 
 def _shadowed(directories: dict[str, tuple[int, tuple[str, ...]]], changed: set[str],

@@ -125,7 +125,7 @@ START_MODULES = {
     "executor": ("executor.cli.main", "executor.mesos.process", "executor.mesos.transport"),
     "observe": ("executor.cli.main", "executor.observe.server", "executor.observe.reader"),
     "cli": ("executor.cli.main",),
-    "plan": ("config.loader", "config.bind"),
+    "plan": ("config.loader", "config.bind", "config.purity"),
 }
 # And what they load after their first report (importcut), for the warm step too: a class the
 # file lacks is compiled where it is first made, and its file written again at the command's

@@ -185,3 +185,28 @@ def test_an_import_under_way_as_the_finder_goes_finds_its_module(where: Path) ->
         print(solo.ANSWER, codebundle.CodeBundleFinder in sys.meta_path)
     """)
     assert run(where, script, "src").split() == ["6", "False"]
+
+
+def test_a_second_bundle_adds_its_modules_to_the_first_s(where: Path) -> None:
+    # a first run's planning child: the supervisor's bundle from its fork, its own added (`codebundle.PLAN`)
+    run(where, WRITE.replace('write_codebundle(["probepkg", "probepkg.mod"])', 'write_codebundle(["probepkg"])'), "src")
+    run(where, WRITE.replace('write_codebundle(["probepkg", "probepkg.mod"])',
+                             'write_codebundle(["probepkg.mod"], "plan.codebundle")'), "src")
+    both = READ.replace("installed = codebundle.install()",
+                        "installed = (codebundle.install(), codebundle.install(codebundle.PLAN))")
+    answer = json.loads(run(where, both, "src").splitlines()[-1])
+    assert (answer["installed"], answer["loader"], answer["answer"]) == ([True, True], "CodeBundleLoader", 42)
+    assert read(where, "src")["loader"] == "NoDocLoader"  # the supervisor's alone does not hold it
+
+
+def test_the_planning_child_s_bundle_holds_the_config_language_and_not_what_it_has_from_its_fork(where: Path) -> None:
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(where / "cache"), "PYTHONPATH": str(REPO)}
+    environ.pop("PYTHONPYCACHEPREFIX", None)
+    subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "plan"], cwd=where, env=environ, check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    data = (where / "cache" / "nodoc" / "plan.codebundle").read_bytes()
+    names = set(marshal.loads(data[4:4 + int.from_bytes(data[:4], "little")])[1])
+    assert {"pystachio", "pystachio.typing", "config.schema.aurora", "config.loader", "config.bind",
+            "config.purity"} <= names
+    assert sorted(names & {"attr", "json", "typing", "config.plan", "executor.local.planning"}) == []
+    assert not (where / "cache" / "nodoc" / "run.codebundle").exists()  # the supervisor's is the `run` step's
