@@ -129,14 +129,19 @@ def main() -> int:
     if len(repos) == 1:
         print("    wall     CPU  (ms, medians)")
     else:
-        print("  A wall   A CPU  B wall   B CPU  B-A wall, paired  (ms, medians; A = --against, B = --repo)")
+        print("  A wall   A CPU  B wall   B CPU  B-A wall  B-A CPU  B lower (CPU)  (ms, medians; paired: B-A and in how "
+              "many pairs B's CPU was lower; A = --against, B = --repo)")
     for name, columns in rows.items():
         cells = []
         for values in columns:
             cells += [statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)]
+        lower = ""
         if len(columns) == 2:
             cells.append(statistics.median(b[0] - a[0] for a, b in zip(*columns)))
-        print(" ".join(f"{cell:7.1f}" for cell in cells) + f"  {name}")
+            cpu = [b[1] - a[1] for a, b in zip(*columns) if not math.isnan(b[1] - a[1])]
+            cells.append(statistics.median(cpu) if cpu else float("nan"))
+            lower = f"  {sum(d < 0 for d in cpu):3d} of {len(cpu):3d}" if cpu else " " * 12
+        print(" ".join(f"{cell:7.1f}" for cell in cells) + f"{lower}  {name}")
     return 0
 
 

@@ -6,13 +6,14 @@ from a file of its own (`executor/nodocs.py`'s docstring-free code). The warm st
 (`codecachewarm.write_codebundle`) writes their code in one file, `nodoc/run.codebundle` under the
 code cache directory, and `install()`, called by the entry point right after the early
 start (`executor/cli/start.py`: the run is spawned before the file is read), puts a finder
-that serves them from it just before the path finder: one read, and the code of each module
-unmarshalled only as it is imported. `stoker run`'s imports take about 4.7 ms less CPU (of
-60-odd at load 3: docs/benchmarks.md, bundle). `forget()` takes the finder off, and lets the
-file's bytes go, as the start ends (`runstart.forget_listings`).
+that serves them from it just before the path finder: one file opened, its index read, and
+the code of each module read (`os.pread`) and unmarshalled only as it is imported (the whole
+file read at once, 1.8 MB, took 1.2-1.4 ms of CPU: `_OpenBundle`). `stoker run`'s imports
+take about 4.7 ms less CPU (of 60-odd at load 3: docs/benchmarks.md, bundle). `forget()`
+takes the finder off, and closes the file, as the start ends (`runstart.forget_listings`).
 A first run's planning child (`executor/cli/launchfirst.py`) has the finder from its fork,
 and adds a second file, `nodoc/plan.codebundle` (`install(PLAN)`): the config language's
-modules, which only it loads (pystachio, the schema, the loader: 22 modules, 0.2 MB), so that
+modules, which only it loads (pystachio, the schema, the loader: 23 modules, 0.2 MB), so that
 the supervisor never reads them (docs/benchmarks.md, plancut).
 
 What runs is what Python would run:
@@ -30,7 +31,7 @@ What runs is what Python would run:
   is the one `install()` saw, a submodule only under its package's own directory (an
   `__path__` changed by a package is looked at as ever).
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
-  written it (`nodocs._kept_data`), and not for a config's own imports. A file damaged
+  written it (`nodocs.kept_fd`), and not for a config's own imports. A file damaged
   (cut short, or of other shapes) serves nothing it cannot read, and never raises.
 - Memory: a module's loader gives the bundle's code once, for its import (then the source's,
   as the path finder's loader would), so none of it is kept once the module ran.
@@ -53,13 +54,38 @@ if TYPE_CHECKING:
 NAME = "run.codebundle"  # under the code cache's `nodoc/`
 PLAN = "plan.codebundle"  # the planning child's own modules, beside it
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in its
-# file's code, its length, that code: what follows the file's index (its length in 4 bytes, then it))
-_modules: dict[str, tuple[str, bool, bytes, int, int, memoryview]] = {}
+# file's code (what follows the file's index: its length in 4 bytes, then it), its length, the file)
+_modules: dict[str, tuple[str, bool, bytes, int, int, _OpenBundle]] = {}
 _read: set[str] = set()  # the files `install()` read (their names)
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
 # what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
 _DAMAGED = (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError)
+
+
+class _OpenBundle:
+    """A bundle file, open, each module's code read from it as the module is imported, not
+    the whole file into memory at once (1.8 MB read into a new buffer took 1.2-1.4 ms of CPU,
+    on a first run's path before its planning child's fork); closed once nothing holds it
+    (`forget`, and any import under way then). A file replaced since (the warm step renames
+    a new one into place) is read as it was opened; one cut short gives short reads, damage."""
+
+    __slots__ = ("base", "fd")
+    _close = staticmethod(os.close)  # (at the interpreter's exit too, when the module's `os` may be gone)
+
+    def __init__(self, fd: int, base: int) -> None:
+        self.fd = fd
+        self.base = base  # where the modules' code starts
+
+    def __del__(self) -> None:
+        try:
+            self._close(self.fd)
+        except OSError:  # (never expected: the fd is this object's alone)
+            return
+
+    def read(self, start: int, length: int) -> bytes:
+        """`length` bytes of the modules' code from `start`; fewer at the file's end."""
+        return os.pread(self.fd, length, self.base + start)
 
 
 class CodeBundleLoader(nodocs.NoDocLoader):
@@ -100,10 +126,10 @@ class CodeBundleFinder:
         return spec
 
 
-def _served(entry: tuple[str, bool, bytes, int, int, memoryview], path: Sequence[str] | None) -> CodeType | None:
+def _served(entry: tuple[str, bool, bytes, int, int, _OpenBundle], path: Sequence[str] | None) -> CodeType | None:
     """The code of the module `entry` is, if the path finder would find it there, unchanged
     (see the module's docstring); None if not."""
-    origin, package, header, start, length, data = entry
+    origin, package, header, start, length, bundle = entry
     directory = os.path.dirname(origin)
     home = os.path.dirname(directory) if package else directory
     if path is None:
@@ -119,7 +145,11 @@ def _served(entry: tuple[str, bool, bytes, int, int, memoryview], path: Sequence
         return None
     if nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) != header:
         return None
-    code = marshal.loads(data[start:start + length])
+    try:
+        data = bundle.read(start, length)
+    except OSError:
+        return None
+    code = marshal.loads(data) if len(data) == length else None
     return code if type(code) is type(_served.__code__) else None
 
 
@@ -156,20 +186,26 @@ def install(name: str = NAME) -> bool:
     return True
 
 
-def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, memoryview]]:
+def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBundle]]:
     """The modules of the bundle file `name` that this `sys.path` finds where it has them,
-    each with the file's code; none when there is no file to trust, or it is damaged."""
-    data = nodocs._kept_data(os.path.join(nodocs._nodoc, name)) if nodocs.installed() else None
-    size = int.from_bytes(data[:4], "little") if data else 0
-    if not data or not size:
+    each with the file, open; none when there is no file to trust, or it is damaged."""
+    kept = nodocs.kept_fd(os.path.join(nodocs._nodoc, name)) if nodocs.installed() else None
+    if kept is None or kept[0] < 0:
         return {}
-    code = memoryview(data)[4 + size:]
+    fd = kept[0]
     try:
-        directories, modules = marshal.loads(memoryview(data)[4:4 + size])
+        size = int.from_bytes(os.pread(fd, 4, 0), "little")
+        bundle = _OpenBundle(fd, 4 + size)  # closes the fd when let go
+    except OSError:
+        os.close(fd)
+        return {}
+    try:
+        index = os.pread(fd, size, 4) if size else b""
+        directories, modules = marshal.loads(index)
         changed = {directory for directory, (mtime, _) in directories.items() if _stat_ns(directory) != mtime}
         changed |= _shadowed(directories, changed, modules)
-        return {module: (*entry, code) for module, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
-    except _DAMAGED:  # damaged: every module as the path finder finds it
+        return {module: (*entry, bundle) for module, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
+    except (*_DAMAGED, OSError):  # damaged, or unreadable: every module as the path finder finds it
         return {}
 
 
@@ -182,8 +218,8 @@ def _stat_ns(directory: str) -> int | None:
 
 
 def forget() -> None:
-    """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
-    done (`runstart.forget_listings`): a later import finds its module as Python does."""
+    """The finder taken off and the files closed, as the start's imports are done
+    (`runstart.forget_listings`): a later import finds its module as Python does."""
     if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
         sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
         # it, the finder after the one it asks would be skipped: the path finder, and its module not found)

@@ -210,3 +210,25 @@ def test_the_planning_child_s_bundle_holds_the_config_language_and_not_what_it_h
             "config.purity"} <= names
     assert sorted(names & {"attr", "json", "typing", "config.plan", "executor.local.planning"}) == []
     assert not (where / "cache" / "nodoc" / "run.codebundle").exists()  # the supervisor's is the `run` step's
+
+
+def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_closed_as_the_start_ends(
+        where: Path) -> None:
+    # the file stays open while the start imports (each module read as it is imported, `os.pread`)
+    run(where, WRITE, "src")
+    script = textwrap.dedent("""
+        import os
+        from executor import codebundle, nodocs
+        nodocs.install()
+        before = set(os.listdir("/proc/self/fd"))
+        assert codebundle.install()
+        opened = len(set(os.listdir("/proc/self/fd")) - before)
+        bundled = os.path.join(nodocs._nodoc, codebundle.NAME)
+        with open(bundled, "rb") as file:
+            size = int.from_bytes(file.read(4), "little")
+        os.truncate(bundled, 4 + size)  # in place: the index kept, the modules' code gone
+        from probepkg import mod
+        codebundle.forget()
+        print(opened, type(mod.__spec__.loader).__name__, mod.answer(), len(set(os.listdir("/proc/self/fd")) - before))
+    """)
+    assert run(where, script, "src").split() == ["1", "NoDocLoader", "42", "0"]
