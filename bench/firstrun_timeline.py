@@ -129,8 +129,8 @@ def main() -> int:
     if len(repos) == 1:
         print("    wall     CPU  (ms, medians)")
     else:
-        print("  A wall   A CPU  B wall   B CPU  B-A wall  B-A CPU  B lower (CPU)  (ms, medians; paired: B-A and in how "
-              "many pairs B's CPU was lower; A = --against, B = --repo)")
+        print("  A wall   A CPU  B wall   B CPU  B-A wall  B-A CPU  B lower: wall, CPU  (ms, medians; paired: B-A and "
+              "in how many pairs B was lower; A = --against, B = --repo)")
     for name, columns in rows.items():
         cells = []
         for values in columns:
@@ -138,9 +138,11 @@ def main() -> int:
         lower = ""
         if len(columns) == 2:
             cells.append(statistics.median(b[0] - a[0] for a, b in zip(*columns)))
+            wall = [b[0] - a[0] for a, b in zip(*columns) if not math.isnan(b[0] - a[0])]
             cpu = [b[1] - a[1] for a, b in zip(*columns) if not math.isnan(b[1] - a[1])]
             cells.append(statistics.median(cpu) if cpu else float("nan"))
-            lower = f"  {sum(d < 0 for d in cpu):3d} of {len(cpu):3d}" if cpu else " " * 12
+            lower = "".join(f"  {sum(d < 0 for d in pairs):3d}/{len(pairs):3d}" if pairs else " " * 9
+                            for pairs in (wall, cpu))
         print(" ".join(f"{cell:7.1f}" for cell in cells) + f"{lower}  {name}")
     return 0
 
