@@ -44,7 +44,7 @@ from config.templates import (
     load_time_unbound,
     refs_in,
 )
-from config.warnfilters import compiled, filtered, ignored, shown_not_raised
+from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import lone_surrogate, quoted, shell_path, shell_word, texts
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
@@ -84,7 +84,7 @@ class _Run:
         # served the same file; `default` printed it on a fresh plan only (`warnfilters`: where
         # no other thread would meet them)
         with filtered(ignored):
-            code = compiled(text.removeprefix(BOM), str(path))  # `compile()`'s, without `ast`'s classes
+            code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
         self.stack.append(path)
         try:
             exec(code, self.namespace)
