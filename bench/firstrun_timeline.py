@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import py_compile
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,9 @@ def main() -> int:
     repos = [args.repo] if args.against is None else [args.against, args.repo]
     for repo in repos:  # (was: this checkout's alone, and another one's launches compiled every source)
         benchlib.compile_bytecode(repo.resolve())
+    # the tracer's own `.pyc`: imported from its source, its `compile()` made `ast`'s 119 classes
+    # (0.8-1.1 ms) in the parent, and the child had them from the fork (plancut)
+    py_compile.compile(str(HERE / "firstrun_tracer.py"), doraise=True)
     rows: dict[str, list[list[tuple[float, float]]]] = {}
     with benchlib.private_registry(), benchlib.workdir("firstrun") as root:
         for repo in repos:  # unmeasured: the code cache and docstring-free files warmed
@@ -129,14 +133,21 @@ def main() -> int:
     if len(repos) == 1:
         print("    wall     CPU  (ms, medians)")
     else:
-        print("  A wall   A CPU  B wall   B CPU  B-A wall, paired  (ms, medians; A = --against, B = --repo)")
+        print("  A wall   A CPU  B wall   B CPU  B-A wall  B-A CPU  B lower: wall, CPU  (ms, medians; paired: B-A and "
+              "in how many pairs B was lower; A = --against, B = --repo)")
     for name, columns in rows.items():
         cells = []
         for values in columns:
             cells += [statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)]
+        lower = ""
         if len(columns) == 2:
             cells.append(statistics.median(b[0] - a[0] for a, b in zip(*columns)))
-        print(" ".join(f"{cell:7.1f}" for cell in cells) + f"  {name}")
+            wall = [b[0] - a[0] for a, b in zip(*columns) if not math.isnan(b[0] - a[0])]
+            cpu = [b[1] - a[1] for a, b in zip(*columns) if not math.isnan(b[1] - a[1])]
+            cells.append(statistics.median(cpu) if cpu else float("nan"))
+            lower = "".join(f"  {sum(d < 0 for d in pairs):3d}/{len(pairs):3d}" if pairs else " " * 9
+                            for pairs in (wall, cpu))
+        print(" ".join(f"{cell:7.1f}" for cell in cells) + f"{lower}  {name}")
     return 0
 
 

@@ -6,10 +6,15 @@ from a file of its own (`executor/nodocs.py`'s docstring-free code). The warm st
 (`codecachewarm.write_codebundle`) writes their code in one file, `nodoc/run.codebundle` under the
 code cache directory, and `install()`, called by the entry point right after the early
 start (`executor/cli/start.py`: the run is spawned before the file is read), puts a finder
-that serves them from it just before the path finder: one read, and the code of each module
-unmarshalled only as it is imported. `stoker run`'s imports take about 4.7 ms less CPU (of
-60-odd at load 3: docs/benchmarks.md, bundle). `forget()` takes the finder off, and lets the
-file's bytes go, as the start ends (`runstart.forget_listings`).
+that serves them from it just before the path finder: one file opened, its index read, and
+the code of each module read (`os.pread`) and unmarshalled only as it is imported (the whole
+file read at once, 1.8 MB, took 1.2-1.4 ms of CPU: `_OpenBundle`). `stoker run`'s imports
+take about 4.7 ms less CPU (of 60-odd at load 3: docs/benchmarks.md, bundle). `forget()`
+takes the finder off, and closes the file, as the start ends (`runstart.forget_listings`).
+A first run's planning child (`executor/cli/launchfirst.py`) has the finder from its fork,
+and adds a second file, `nodoc/plan.codebundle` (`install(PLAN)`): the config language's
+modules, which only it loads (pystachio, the schema, the loader: 23 modules, 0.2 MB), so that
+the supervisor never reads them (docs/benchmarks.md, plancut).
 
 What runs is what Python would run:
 - Freshness, as a `.pyc`'s: each module's code keeps its `.pyc` header (the source's mtime
@@ -26,14 +31,15 @@ What runs is what Python would run:
   is the one `install()` saw, a submodule only under its package's own directory (an
   `__path__` changed by a package is looked at as ever).
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
-  written it (`nodocs._kept_data`), and not for a config's own imports. A file damaged
+  written it (`nodocs.kept_fd`), and not for a config's own imports. A file damaged
   (cut short, or of other shapes) serves nothing it cannot read, and never raises: one DEBUG
   line names it, said by `forget()`'s caller (`install()` runs before the log is set up,
   where a line would go nowhere, and this module imports no `logging`).
-- Memory: a module's loader unmarshals the bundle's code only as it is imported, and gives
-  it once (then the source's, as the path finder's loader would), so none of it is kept
-  once the module ran, nor by a spec found and not run (a module `executor.deferred` made
-  lazy holds its spec for the process's life).
+- Memory: a module's loader reads and unmarshals the bundle's code only as it is imported,
+  and gives it once (then the source's, as the path finder's loader would), so none of it is
+  kept once the module ran, nor by a spec found and not run (a module `executor.deferred` made
+  lazy holds its spec for the process's life); a loader holds its file weakly, so that
+  `forget()` closes it.
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ import os
 import sys
 from _frozen_importlib import ModuleSpec
 from _frozen_importlib_external import PathFinder
+from _weakref import ref
 
 from executor import nodocs
 
@@ -51,35 +58,65 @@ if TYPE_CHECKING:
     from types import CodeType, ModuleType
 
 NAME = "run.codebundle"  # under the code cache's `nodoc/`
+PLAN = "plan.codebundle"  # the planning child's own modules, beside it
 EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads: the warm step removes them
-# name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
-_modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
-_data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
-_damaged = ""  # the file `install()` found damaged: given by `forget()`, whose caller says it once the log is set up
-_bundle = 0  # which reading of the file `_data` is (one more as `install()` reads it and as `forget()` lets it go)
+# name -> (source path, a package?, its .pyc header, where its marshalled code starts in its
+# file's code (what follows the file's index: its length in 4 bytes, then it), its length, the file)
+_modules: dict[str, tuple[str, bool, bytes, int, int, _OpenBundle]] = {}
+_read: set[str] = set()  # the files `install()` read (their names)
+_damaged = ""  # a file `install()` found damaged: given by `forget()`, whose caller says it once the log is set up
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
 # what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
 _DAMAGED = (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError)
 
 
+class _OpenBundle:
+    """A bundle file, open, each module's code read from it as the module is imported, not
+    the whole file into memory at once (1.8 MB read into a new buffer took 1.2-1.4 ms of CPU,
+    on a first run's path before its planning child's fork); closed once nothing holds it
+    (`forget`, and any import under way then). A file replaced since (the warm step renames
+    a new one into place) is read as it was opened; one cut short gives short reads, damage."""
+
+    __slots__ = ("__weakref__", "base", "end", "fd")
+    _close = staticmethod(os.close)  # (at the interpreter's exit too, when the module's `os` may be gone)
+
+    def __init__(self, fd: int, base: int, end: int) -> None:
+        self.fd = fd
+        self.base = base  # where the modules' code starts
+        self.end = end  # where the file ended as it was opened
+
+    def __del__(self) -> None:
+        try:
+            self._close(self.fd)
+        except OSError:  # (never expected: the fd is this object's alone)
+            return
+
+    def read(self, start: int, length: int) -> bytes:
+        """`length` bytes of the modules' code from `start`; fewer at the file's end (none for
+        a place past the end the file had when opened: a damaged index's, never allocated)."""
+        at = self.base + start
+        return os.pread(self.fd, length, at) if self.base <= at and at + length <= self.end else b""
+
+
 class CodeBundleLoader(nodocs.NoDocLoader):
     """A source module whose code is the bundle's (its source read only for a traceback's lines)."""
 
-    def __init__(self, fullname: str, path: str, where: tuple[int, int]) -> None:
+    def __init__(self, fullname: str, path: str, where: tuple[int, int], bundle: _OpenBundle) -> None:
         super().__init__(fullname, path)
         self.where: tuple[int, int] | None = where  # its code's start and length in the file's
-        self.bundle = _bundle  # the file read then (`forget()` lets it go)
+        self.bundle = ref(bundle)  # weakly: `forget()` closes the file
 
     def get_code(self, fullname: str) -> CodeType | None:
-        """The bundle's code once, unmarshalled only now, for the module's import; then, or once
-        the file is let go, the source's as it is now, as the path finder's loader gives it. A
-        spec found and never run (`executor.deferred`'s modules, made lazy, keep theirs) holds
-        no code (unmarshalled as it was found, `ipaddress`' and `fnmatch`'s stayed: 0.16 MB);
-        kept once given, the module-level code of each (0.5 MB) stayed in memory, and was
-        given again for a source edited since."""
+        """The bundle's code once, read and unmarshalled only now, for the module's import;
+        then, or once the file is closed, the source's as it is now, as the path finder's
+        loader gives it. A spec found and never run (`executor.deferred`'s modules, made lazy,
+        keep theirs) holds no code (unmarshalled as it was found, `ipaddress`' and `fnmatch`'s
+        stayed: 0.16 MB); kept once given, the module-level code of each (0.5 MB) stayed in
+        memory, and was given again for a source edited since."""
         where, self.where = self.where, None
-        code = _code(where) if where is not None and self.bundle == _bundle else None
+        bundle = self.bundle()
+        code = _code(bundle, *where) if where is not None and bundle is not None else None
         return code if code is not None else super().get_code(fullname)
 
 
@@ -92,13 +129,13 @@ class CodeBundleFinder:
         if entry is None:
             return None
         try:
+            origin, package, _, start, length, bundle = entry
             if not _served(entry, path):
                 return None
         except _DAMAGED:  # a damaged file (its index read, of other shapes): as the path finder finds it
             return None
-        origin, package, _, start, length = entry
         directory = os.path.dirname(origin)
-        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, (start, length)), origin=origin,
+        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, (start, length), bundle), origin=origin,
                           is_package=package)
         spec.has_location = True
         if package:
@@ -106,10 +143,10 @@ class CodeBundleFinder:
         return spec
 
 
-def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None) -> bool:
+def _served(entry: tuple[str, bool, bytes, int, int, _OpenBundle], path: Sequence[str] | None) -> bool:
     """Whether the path finder would find the module `entry` is there, unchanged (see the
     module's docstring)."""
-    origin, package, header, start, length = entry
+    origin, package, header = entry[:3]
     directory = os.path.dirname(origin)
     home = os.path.dirname(directory) if package else directory
     if path is None:
@@ -126,12 +163,12 @@ def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None
     return nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) == header
 
 
-def _code(where: tuple[int, int]) -> CodeType | None:
-    """The code at `where` (its start and length) in the file's; None: damaged."""
-    start, length = where
+def _code(bundle: _OpenBundle, start: int, length: int) -> CodeType | None:
+    """The code at `start` (`length` bytes) in `bundle`'s; None: damaged, or unreadable."""
     try:
-        code = marshal.loads(_data[start:start + length])
-    except _DAMAGED:
+        data = bundle.read(start, length)
+        code = marshal.loads(data) if len(data) == length else None
+    except (*_DAMAGED, OSError):
         return None
     return code if type(code) is type(_code.__code__) else None
 
@@ -148,33 +185,51 @@ def names_in(directory: str, names: set[str]) -> set[str]:
         return set()
 
 
-def install() -> bool:
-    """The finder, before the path finder, serving the bundle's modules that are still where
+def install(name: str = NAME) -> bool:
+    """The finder, before the path finder, serving the modules of the bundle `name` (NAME, or
+    PLAN in the planning child, added to the one it has from its fork) that are still where
     the path finder would find them (see the docstring); False without a bundle to trust."""
-    global _bundle, _cwd, _data, _damaged
-    if CodeBundleFinder in sys.meta_path:
-        return True
-    path = os.path.join(nodocs._nodoc, NAME)
-    data = nodocs._kept_data(path) if nodocs.installed() else None
-    size = int.from_bytes(data[:4], "little") if data else 0
+    global _cwd
+    if name in _read:
+        return CodeBundleFinder in sys.meta_path
+    _read.add(name)
+    served = _trusted(name)
+    if not served:
+        return False
+    for module, entry in served.items():  # a name both files hold keeps the first's
+        _modules.setdefault(module, entry)
+    if CodeBundleFinder not in sys.meta_path:
+        _path[:] = sys.path
+        _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
+        sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
+                             CodeBundleFinder)
+    return True
+
+
+def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBundle]]:
+    """The modules of the bundle file `name` that this `sys.path` finds where it has them,
+    each with the file, open; none when there is no file to trust, or it is damaged."""
+    kept = nodocs.kept_fd(os.path.join(nodocs._nodoc, name)) if nodocs.installed() else None
+    if kept is None or kept[0] < 0:
+        return {}
+    fd = kept[0]
     try:
-        directories, modules = marshal.loads(memoryview(data)[4:4 + size]) if data and size else ({}, {})
+        size = int.from_bytes(os.pread(fd, 4, 0), "little")
+        end = os.fstat(fd).st_size
+    except OSError:
+        os.close(fd)
+        return {}
+    bundle = _OpenBundle(fd, 4 + size, end)  # closes the fd when let go
+    try:
+        index = os.pread(fd, size, 4) if size else b""
+        directories, modules = marshal.loads(index)
         changed = {directory for directory, (mtime, _) in directories.items() if _stat_ns(directory) != mtime}
         changed |= _shadowed(directories, changed, modules)
-        served = {name: entry for name, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
-    except _DAMAGED:  # damaged: every module as the path finder finds it
-        _damaged = path
-        return False
-    if not data or not modules:
-        return False
-    _data = memoryview(data)[4 + size:]
-    _bundle += 1
-    _modules.update(served)
-    _path[:] = sys.path
-    _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
-    sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
-                         CodeBundleFinder)
-    return True
+        return {module: (*entry, bundle) for module, entry in modules.items() if os.path.dirname(entry[0]) not in changed}
+    except (*_DAMAGED, OSError):  # damaged, or unreadable: every module as the path finder finds it
+        global _damaged
+        _damaged = os.path.join(nodocs._nodoc, name)
+        return {}
 
 
 def _stat_ns(directory: str) -> int | None:
@@ -186,18 +241,18 @@ def _stat_ns(directory: str) -> int | None:
 
 
 def forget() -> str:
-    """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
-    done (`runstart.forget_listings`): a later import finds its module as Python does. Gives
-    the file `install()` found damaged, once (its caller, whose log is set up by then, says
-    so: `install()` runs before it), else ""."""
-    global _bundle, _data, _damaged
+    """The finder taken off and the files closed, as the start's imports are done
+    (`runstart.forget_listings`): a later import finds its module as Python does (a loader
+    found before, a deferred module's, then compiles its source). Gives the file `install()`
+    found damaged, once (its caller, whose log is set up by then, says so: `install()` runs
+    before it), else ""."""
+    global _damaged
     damaged, _damaged = _damaged, ""
     if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
         sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
         # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
-    _data = memoryview(b"")
-    _bundle += 1  # a loader found before and run after (a deferred module's) compiles its source
+    _read.clear()
     return damaged
 
 

@@ -117,7 +117,8 @@ HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked bef
 # What each profile's command imports before it starts its work: `codecachewarm.warm()` compiles these
 # (`run`'s planning: a new config's, in the child that plans it ahead). `plan`: what that
 # child loads as it plans (the config language's classes), a file the child adds to `run`'s
-# (`also`, `executor/cli/launchfirst.py`), so that the supervisor never holds them: without it
+# (`also`, `executor/cli/launchfirst.py`; its warm step writes those modules' bundle too,
+# `codecachewarm._planned`), so that the supervisor never holds them: without it
 # each first run's child compiled their methods again (it never saves), 1.7-12 ms on the
 # path to its first process. (The child forked late, `STOKER_EARLY_START=off`, compiles them.)
 START_MODULES = {
@@ -125,7 +126,7 @@ START_MODULES = {
     "executor": ("executor.cli.main", "executor.mesos.process", "executor.mesos.transport"),
     "observe": ("executor.cli.main", "executor.observe.server", "executor.observe.reader"),
     "cli": ("executor.cli.main",),
-    "plan": ("config.loader", "config.bind"),
+    "plan": ("config.loader", "config.bind", "config.purity"),
 }
 # And what they load after their first report (importcut), for the warm step too: a class the
 # file lacks is compiled where it is first made, and its file written again at the command's

@@ -47,6 +47,8 @@ def warm(profile: str) -> bool:
     write_packages(codecache.NODOC_PACKAGES)  # and those a command loads when it needs them
     if profile == "run":
         write_codebundle(_started())
+    elif profile == "plan":
+        write_codebundle(_planned(), codebundle.PLAN)
     cache = codecache._cache
     assert cache is not None  # (installed above)
     with codecachewrite.writing(cache.path) as turn:  # a start's `save()` meanwhile
@@ -79,10 +81,24 @@ def _started() -> list[str]:
                           stdin=subprocess.DEVNULL).stdout.split()
 
 
-def write_codebundle(names: list[str]) -> int:
-    """`executor/codebundle.py`'s file: the docstring-free code of the modules `names` that have
-    a file of it matching their source (this process wrote them), and the directories that
-    decide where each is found, with their mtimes; how many modules it holds."""
+def _planned() -> list[str]:
+    """The modules a first run's planning child loads itself, as a fresh interpreter lists
+    them: those its plan loads (`START_MODULES["plan"]`) that `stoker run` has not loaded
+    before it forks the child (`json`, `executor.local.planning` and what it imports:
+    `launchfirst.fork_ahead`)."""
+    statement = ("import sys; from executor import nodocs; nodocs.install(); "
+                 "from executor import codecache, deferred; deferred.defer(); "
+                 "codecache.install('run'); import json, executor.local.planning; before = set(sys.modules); "
+                 f"import {', '.join(codecache.START_MODULES['plan'])}; "
+                 "print(*(set(sys.modules) - before - deferred._pending))")
+    return subprocess.run([sys.executable, "-P", "-c", statement], check=True, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL).stdout.split()
+
+
+def write_codebundle(names: list[str], bundle: str = codebundle.NAME) -> int:
+    """`executor/codebundle.py`'s file `bundle`: the docstring-free code of the modules `names`
+    that have a file of it matching their source (this process wrote them), and the
+    directories that decide where each is found, with their mtimes; how many modules it holds."""
     modules, codes, at = {}, [], 0
     for name in sorted(names):
         spec = getattr(sys.modules.get(name), "__spec__", None)
@@ -100,8 +116,8 @@ def write_codebundle(names: list[str]) -> int:
             codes.append(data[16:])
             at += len(data) - 16
     index = marshal.dumps((_directories(modules), modules))
-    path = os.path.join(nodocs._nodoc, codebundle.NAME)
-    nodocs.NoDocLoader(codebundle.NAME, path).set_data(path, len(index).to_bytes(4, "little") + index + b"".join(codes))
+    path = os.path.join(nodocs._nodoc, bundle)
+    nodocs.NoDocLoader(bundle, path).set_data(path, len(index).to_bytes(4, "little") + index + b"".join(codes))
     _remove_earlier_bundles()
     return len(modules)
 

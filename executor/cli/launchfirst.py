@@ -262,6 +262,9 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
 
             codecache.install("run")  # nothing more when the entry point installed it before the fork
             codecache.also("plan")  # the config language's classes, which the parent never loads
+            from executor import codebundle
+
+            codebundle.install(codebundle.PLAN)  # and its modules, from a file of their own
             from executor.local.planning import plan_ahead
 
             plan_ahead(inputs, write_end)

@@ -256,3 +256,51 @@ def test_the_bundle_lists_no_module_the_entry_point_defers() -> None:
                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=True)
     count, *deferred = listed.stdout.split()
     assert int(count) > 100 and deferred == []
+
+
+def test_a_second_bundle_adds_its_modules_to_the_first_s(where: Path) -> None:
+    # a first run's planning child: the supervisor's bundle from its fork, its own added (`codebundle.PLAN`)
+    run(where, WRITE.replace('write_codebundle(["probepkg", "probepkg.mod"])', 'write_codebundle(["probepkg"])'), "src")
+    run(where, WRITE.replace('write_codebundle(["probepkg", "probepkg.mod"])',
+                             'write_codebundle(["probepkg.mod"], "plan.codebundle")'), "src")
+    both = READ.replace("installed = codebundle.install()",
+                        "installed = (codebundle.install(), codebundle.install(codebundle.PLAN))")
+    answer = json.loads(run(where, both, "src").splitlines()[-1])
+    assert (answer["installed"], answer["loader"], answer["answer"]) == ([True, True], "CodeBundleLoader", 42)
+    assert read(where, "src")["loader"] == "NoDocLoader"  # the supervisor's alone does not hold it
+
+
+def test_the_planning_child_s_bundle_holds_the_config_language_and_not_what_it_has_from_its_fork(where: Path) -> None:
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(where / "cache"), "PYTHONPATH": str(REPO)}
+    environ.pop("PYTHONPYCACHEPREFIX", None)
+    subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "plan"], cwd=where, env=environ, check=True,
+                   stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    data = (where / "cache" / "nodoc" / "plan.codebundle").read_bytes()
+    names = set(marshal.loads(data[4:4 + int.from_bytes(data[:4], "little")])[1])
+    assert {"pystachio", "pystachio.typing", "config.schema.aurora", "config.loader", "config.bind",
+            "config.purity"} <= names
+    assert sorted(names & {"attr", "json", "typing", "config.plan", "executor.local.planning"}) == []
+    assert not (where / "cache" / "nodoc" / "run.codebundle").exists()  # the supervisor's is the `run` step's
+
+
+def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_closed_as_the_start_ends(
+        where: Path) -> None:
+    # the file stays open while the start imports (each module read as it is imported, `os.pread`)
+    run(where, WRITE, "src")
+    script = textwrap.dedent("""
+        import os
+        from executor import codebundle, nodocs
+        nodocs.install()
+        before = set(os.listdir("/proc/self/fd"))
+        assert codebundle.install()
+        opened = len(set(os.listdir("/proc/self/fd")) - before)
+        bundled = os.path.join(nodocs._nodoc, codebundle.NAME)
+        with open(bundled, "rb") as file:
+            size = int.from_bytes(file.read(4), "little")
+        os.truncate(bundled, 4 + size)  # in place: the index kept, the modules' code gone
+        from probepkg import mod
+        codebundle.forget()
+        print(opened, type(mod.__spec__.loader).__name__, mod.answer(), len(set(os.listdir("/proc/self/fd")) - before))
+    """)
+    # (found in the bundle, its code read only as it is imported: cut short, its source's)
+    assert run(where, script, "src").split() == ["1", "CodeBundleLoader", "42", "0"]
