@@ -188,10 +188,10 @@ class CheckpointWriter:
             now = time.time()
             docs = [_with_wall(record, now) for record in records]
             lines = [json_line(doc).encode() for doc in docs]
+            if not lines:
+                return
             self._longest = max(self._longest, *map(len, lines))
             data = b"".join(lines)
-            if not data:
-                return
             self._write_synced(data)
             if self._compaction is not None:
                 self._compaction.feed(docs)

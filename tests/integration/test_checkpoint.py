@@ -410,3 +410,13 @@ def test_an_earlier_attempt_asked_for_by_its_task_id_shows_its_own_ports(tmp_pat
     latest = inspect_sandbox(tmp_path)
     assert latest.view is not None and latest.view.ports == {"http": 32000}
     assert [a.ports for a in latest.view.attempts] == [{"health": 31000, "http": 31001}, {"http": 32000}]
+
+
+def test_an_empty_batch_writes_nothing(tmp_path):
+    """`append_many([])` is a batch of nothing (was: a TypeError, `max(0)`, the longest line
+    of none)."""
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([])
+    writer.append_many(STORY)
+    writer.close()
+    assert read_records(tmp_path)[0]["kind"] == "header"
