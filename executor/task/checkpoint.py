@@ -66,6 +66,11 @@ CHECKPOINT_DIR = STOKER_DIR
 COMPACT_FILE = CHECKPOINT_FILE + ".compact"
 COMPACT_MIN_BYTES = 64 * 1024
 MAX_READ_BYTES = 256 * 1024 * 1024  # a reader's cap: a planted huge file costs no more
+# The longest line (newline included) a writer of this process, or its compaction, wrote: each
+# compaction reads lines up to it, past the readers' 1 MiB (no more memory than writing it took).
+# `stoker run`'s attempts and the restart record between two have writers of their own (was:
+# each its own longest: the record between two compacted away their header of 10,000 processes).
+_longest_written = 0
 
 
 def checkpoint_path(sandbox: Path) -> Path:
@@ -152,7 +157,6 @@ class CheckpointWriter:
         self._compact_at = compact_min_bytes
         self._compaction: FileCompaction | None = None  # made at the first compaction
         self._maybe_torn = True  # a crash may have cut the last write short
-        self._longest = 0  # the longest line it wrote (newline included): its compaction reads them
         self._sandbox, self._moved = sandbox, False  # said once: `.stoker` renamed or removed under it
 
     def _loaded(self) -> FileCompaction:
@@ -162,7 +166,7 @@ class CheckpointWriter:
         if self._compaction is None:
             from executor.task.checkpointcompact import FileCompaction
 
-            self._compaction = FileCompaction(self._fd, self._longest)
+            self._compaction = FileCompaction(self._fd, _longest_written)
         return self._compaction
 
     def _fresh_line(self) -> bytes:
@@ -190,7 +194,7 @@ class CheckpointWriter:
             lines = [json_line(doc).encode() for doc in docs]
             if not lines:
                 return
-            self._longest = max(self._longest, *map(len, lines))
+            wrote_line(max(map(len, lines)))
             data = b"".join(lines)
             self._write_synced(data)
             if self._compaction is not None:
@@ -304,6 +308,12 @@ class CheckpointWriter:
                 self._fd = -1
 
 
+def wrote_line(longest: int) -> None:
+    """A writer of this process (or its compaction) encoded a line of `longest` bytes."""
+    global _longest_written
+    _longest_written = max(_longest_written, longest)
+
+
 class NoCheckpoint:
     """The sink of a task whose checkpoint could not be opened: records are dropped, and so
     are the files kept beside it (no one reads them without the checkpoint's header)."""
@@ -339,17 +349,6 @@ def _with_wall(record: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 def json_line(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), default=str) + "\n"
-
-
-def stream_records(fd: int, size: int, longest: int = 0) -> Iterator[dict[str, Any]]:
-    """The records in the first `size` bytes of the open file, read as the readers read it
-    (`saferead.iter_lines`: linear in the bytes read, a line past its cap skipped, but one of
-    up to `longest` bytes, the writer's own) and its holes stepped over: a task may have
-    appended a line without end (joining it block by block was quadratic, all of it in
-    memory) or a sparse terabyte. The writer's own appends are O_APPEND: the offset this
-    moves is not where they go."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    yield from _parse(saferead.iter_lines(fd, size, max(saferead.MAX_LINE_BYTES, longest), skip_holes=True))
 
 
 def open_checkpoint(sandbox: Path, pinned: str = "") -> int:
