@@ -28,8 +28,9 @@ What runs is what Python would run:
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
   written it (`nodocs._kept_data`), and not for a config's own imports. A file damaged
   (cut short, or of other shapes) serves nothing it cannot read, and never raises: one DEBUG
-  line names it, at `forget()` (`install()` runs before the log is set up, where a line
-  would go nowhere, and this module imports no `logging`).
+  line names it (its index, or a module's entry or code, found damaged), at `forget()`
+  (`install()` runs before the log is set up, where a line would go nowhere, and this module
+  imports no `logging`).
 - Memory: a module's loader gives the bundle's code once, for its import (then the source's,
   as the path finder's loader would), so none of it is kept once the module ran.
 """
@@ -53,7 +54,9 @@ EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
 _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
-_damaged = ""  # the file `install()` found damaged: given by `forget()`, whose caller says it once the log is set up
+_damaged = ""  # the file found damaged (by `install()`, or as a module was looked for): given by `forget()`,
+# whose caller says it once the log is set up
+_file = ""  # the file `install()` read, whose modules the finder serves
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
 # what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
@@ -83,9 +86,11 @@ class CodeBundleFinder:
         entry = _modules.get(fullname)
         if entry is None:
             return None
+        global _damaged
         try:
             code = _served(entry, path)
-        except _DAMAGED:  # a damaged file (its index read, of other shapes): as the path finder finds it
+        except _DAMAGED:  # a damaged file (its index read, of other shapes; its code cut short): as the
+            _damaged = _file  # path finder finds it, and said (was: only an index that could not be read)
             return None
         if code is None:
             return None
@@ -136,7 +141,7 @@ def names_in(directory: str, names: set[str]) -> set[str]:
 def install() -> bool:
     """The finder, before the path finder, serving the bundle's modules that are still where
     the path finder would find them (see the docstring); False without a bundle to trust."""
-    global _cwd, _data, _damaged
+    global _cwd, _data, _damaged, _file
     if CodeBundleFinder in sys.meta_path:
         return True
     path = os.path.join(nodocs._nodoc, NAME)
@@ -152,7 +157,7 @@ def install() -> bool:
         return False
     if not data or not modules:
         return False
-    _data = memoryview(data)[4 + size:]
+    _data, _file = memoryview(data)[4 + size:], path
     _modules.update(served)
     _path[:] = sys.path
     _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
