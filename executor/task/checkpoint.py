@@ -376,29 +376,31 @@ def open_checkpoint_in(sandbox: Path, pinned: str = "") -> tuple[int, int]:
 
 
 def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_READ_BYTES,
-               keep_unreadable: bool = False, tee: Callable[[bytes], object] | None = None) -> Iterator[Any]:
+               keep_unreadable: bool = False, tee: Callable[[bytes], object] | None = None,
+               max_line: int = saferead.MAX_LINE_BYTES) -> Iterator[Any]:
     """The records of the open checkpoint `fd` from `offset` (a line's start), in at most
     `max_bytes`, as `iter_records` reads them (`tee`: given the bytes read, `saferead.iter_lines`).
     Raises CheckpointError."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        passed: list[int] = []  # lines over 1 MiB the reader skipped: in the offsets after them
-        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee, skipped=passed), keep_unreadable, offset, passed)
+        passed: list[int] = []  # lines past `max_line` the reader skipped: in the offsets after them
+        lines = saferead.iter_lines(fd, max_bytes, max_line, tee=tee, skipped=passed)
+        yield from _parse(lines, keep_unreadable, offset, passed)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
 
 
-def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
-                 keep_unreadable: bool = False, pinned: str = "") -> Generator[Any, None, None]:
-    """Every readable record in order, streamed, from at most `max_bytes` of the file; bad
-    lines skipped or, with `keep_unreadable`, handed on as `UnreadableLine`s. Raises
-    FileNotFoundError when there is no checkpoint, CheckpointError when `.stoker` or the
-    checkpoint is not what it should be (a symlink, a FIFO, a device, a `.stoker` that is not
-    the one `pinned` names: a registry entry's `stoker_dir`) or unreadable."""
+def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES, keep_unreadable: bool = False,
+                 pinned: str = "", max_line: int = saferead.MAX_LINE_BYTES) -> Generator[Any, None, None]:
+    """Every readable record in order, streamed, from at most `max_bytes` of the file (a line
+    of at most `max_line`); bad lines skipped or, with `keep_unreadable`, handed on as
+    `UnreadableLine`s. Raises FileNotFoundError when there is no checkpoint, CheckpointError
+    when `.stoker` or the checkpoint is not what it should be (a symlink, a FIFO, a device, a
+    `.stoker` that is not the one `pinned` names: a registry entry's `stoker_dir`) or unreadable."""
     fd = open_checkpoint(sandbox, pinned)
     try:
-        yield from records_at(fd, sandbox, 0, max_bytes, keep_unreadable)
+        yield from records_at(fd, sandbox, 0, max_bytes, keep_unreadable, max_line=max_line)
     finally:
         os.close(fd)
 
