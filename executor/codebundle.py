@@ -33,7 +33,7 @@ What runs is what Python would run:
 - Trust, as `nodocs`' files under `nodoc/`: read only when no other user could have
   written it (`nodocs.kept_fd`), and not for a config's own imports. A file damaged
   (cut short, or of other shapes) serves nothing it cannot read, and never raises: one DEBUG
-  line names it, said by `forget()`'s caller (`install()` runs before the log is set up,
+  line names it (its index, or a module's entry or code, found damaged), said by `forget()`'s caller (`install()` runs before the log is set up,
   where a line would go nowhere, and this module imports no `logging`).
 - Memory: a module's loader reads and unmarshals the bundle's code only as it is imported,
   and gives it once (then the source's, as the path finder's loader would), so none of it is
@@ -64,7 +64,8 @@ EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads
 # file's code (what follows the file's index: its length in 4 bytes, then it), its length, the file)
 _modules: dict[str, tuple[str, bool, bytes, int, int, _OpenBundle]] = {}
 _read: set[str] = set()  # the files `install()` read (their names)
-_damaged = ""  # a file `install()` found damaged: given by `forget()`, whose caller says it once the log is set up
+_damaged = ""  # a file found damaged (by `install()`, or as a module was looked for or read): given by
+# `forget()`, whose caller says it once the log is set up
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
 # what reading a damaged file (its index, or a module's entry, of other shapes or values) raises
@@ -78,10 +79,11 @@ class _OpenBundle:
     (`forget`, and any import under way then). A file replaced since (the warm step renames
     a new one into place) is read as it was opened; one cut short gives short reads, damage."""
 
-    __slots__ = ("__weakref__", "base", "end", "fd")
+    __slots__ = ("__weakref__", "base", "end", "fd", "path")
     _close = staticmethod(os.close)  # (at the interpreter's exit too, when the module's `os` may be gone)
 
-    def __init__(self, fd: int, base: int, end: int) -> None:
+    def __init__(self, path: str, fd: int, base: int, end: int) -> None:
+        self.path = path  # (named when found damaged)
         self.fd = fd
         self.base = base  # where the modules' code starts
         self.end = end  # where the file ended as it was opened
@@ -114,9 +116,12 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         keep theirs) holds no code (unmarshalled as it was found, `ipaddress`' and `fnmatch`'s
         stayed: 0.16 MB); kept once given, the module-level code of each (0.5 MB) stayed in
         memory, and was given again for a source edited since."""
+        global _damaged
         where, self.where = self.where, None
         bundle = self.bundle()
         code = _code(bundle, *where) if where is not None and bundle is not None else None
+        if code is None and where is not None and bundle is not None:
+            _damaged = bundle.path  # its code cut short, or of another shape: said too
         return code if code is not None else super().get_code(fullname)
 
 
@@ -128,11 +133,14 @@ class CodeBundleFinder:
         entry = _modules.get(fullname)
         if entry is None:
             return None
+        global _damaged
+        global _damaged
         try:
             origin, package, _, start, length, bundle = entry
             if not _served(entry, path):
                 return None
-        except _DAMAGED:  # a damaged file (its index read, of other shapes): as the path finder finds it
+        except _DAMAGED:  # a damaged file (its index read, of other shapes): as the path finder finds it,
+            _damaged = entry[-1].path  # and said (was: only an index that could not be read; its file is last)
             return None
         directory = os.path.dirname(origin)
         spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, (start, length), bundle), origin=origin,
@@ -219,7 +227,7 @@ def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBund
     except OSError:
         os.close(fd)
         return {}
-    bundle = _OpenBundle(fd, 4 + size, end)  # closes the fd when let go
+    bundle = _OpenBundle(os.path.join(nodocs._nodoc, name), fd, 4 + size, end)  # closes the fd when let go
     try:
         index = os.pread(fd, size, 4) if size else b""
         directories, modules = marshal.loads(index)

@@ -143,10 +143,11 @@ def memory_refused() -> str | None:
 # its state (128 KiB); twice that, for what other threads map meanwhile (starts reserve theirs).
 FIRST_ALLOCATIONS_BYTES = 2 * 1024 * 1024
 _start_lock = threading.RLock()  # a look and reservation; re-entrant: a signal handler may start a thread
-# Each start under way's ceiling (`start_thread`): what was mapped, or the ceiling of the starts
-# before it, whichever was more, and its thread's room. What its thread maps fills it rather
-# than adds to it (was: the room of each, added to what was mapped, its stack counted twice).
-_ceilings: list[int] = []
+# Each start under way (`start_thread`): its thread and the room it reserved, counted until the
+# thread runs (`ident` set: its stack and first allocations are in what is mapped), not until
+# the start returns (its stack counted twice), nor to a ceiling of what was mapped (what the
+# process mapped meanwhile for anything else filled it as if the thread had).
+_under_way: list[tuple[threading.Thread, int]] = []
 # What glibc gives a thread's stack when RLIMIT_STACK is unlimited (x86_64's and arm64's
 # ARCH_STACK_DEFAULT_SIZE is 2 MiB or more: the smallest, not to blame a limit that had room).
 _UNLIMITED_STACK_BYTES = 2 * 1024 * 1024
@@ -165,8 +166,8 @@ class NoRoomForThread(RuntimeError):
 
 def start_thread(thread: threading.Thread) -> None:
     """`thread.start()`, or `NoRoomForThread` (a RuntimeError, which every caller handles as
-    pthread's refusal) when what is mapped (or more, what the starts under way may map: their
-    ceilings), the thread's stack and `FIRST_ALLOCATIONS_BYTES` do not fit below the limit:
+    pthread's refusal) when what is mapped, the room of the starts under way whose thread has
+    not run yet, the thread's stack and `FIRST_ALLOCATIONS_BYTES` do not fit below the limit:
     never a start that waits for good. The look and the reservation are one step (two looks
     at once both saw room for one thread); the start is outside it, so a start that still
     hangs keeps its own reservation and holds up no other start (was: the lock, every start)."""
@@ -176,25 +177,29 @@ def start_thread(thread: threading.Thread) -> None:
     if limit == resource.RLIM_INFINITY:  # no lock: nothing to run out of
         thread.start()
         return
-    ceiling = _reserve_room(limit)
+    reservation = _reserve_room(limit, thread)
     try:
         thread.start()
     finally:  # started (its stack and first allocations now in what is mapped), or refused
-        _ceilings.remove(ceiling)  # one list operation, atomic: no lock
+        _under_way.remove(reservation)  # one list operation, atomic: no lock
 
 
-def _reserve_room(limit: int) -> int:
-    """Reserve a thread's room below `limit`: the ceiling of what is mapped it reserved, or
-    `NoRoomForThread` (with the room the starts under way hold past what is mapped)."""
+def _reserve_room(limit: int, thread: threading.Thread) -> tuple[threading.Thread, int]:
+    """Reserve `thread`'s room below `limit` (the entry added to `_under_way`), or
+    `NoRoomForThread` (with the room the other starts hold: their threads not run yet)."""
     with _start_lock:
-        mapped, promised = None, max(_ceilings, default=0)
+        mapped, reserved = None, 0
         with contextlib.suppress(MemoryError):  # not even to look: a thread would have less still
+            others = tuple(_under_way)  # a copy: a start that returns removes its entry meanwhile;
+            # looked at before what is mapped: a thread made between is counted twice, not missed
+            reserved = sum(room for started, room in others if started.ident is None)
             mapped = address_space()[1]
-            ceiling = max(mapped or 0, promised) + room_for_thread()
-            if mapped is None or ceiling <= limit:
-                _ceilings.append(ceiling)  # (growing the list may be refused too)
-                return ceiling
-        raise NoRoomForThread(limit, mapped, max(promised - (mapped or 0), 0))
+            room = room_for_thread()
+            if mapped is None or mapped + reserved + room <= limit:
+                reservation = (thread, room)
+                _under_way.append(reservation)  # (growing the list may be refused too)
+                return reservation
+        raise NoRoomForThread(limit, mapped, reserved)
 
 
 def thread_stack_bytes() -> int:

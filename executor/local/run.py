@@ -321,9 +321,10 @@ class LocalRun:
         self._out.note = f"`stoker status {shell_path(str(sandbox))}` shows it; Ctrl-C or SIGTERM stops it"
         self._out.write(f"stoker run: sandbox {loggable(str(sandbox))}\n")  # one line, read in its order, whatever its name
         if relaunch and (sandbox / ".stoker" / "checkpoint.jsonl").exists():  # a re-run
-            from executor.task.leftovers import end_lost_attempts  # (a first run does not load it)
+            from executor.task import leftovers  # (a first run does not load it)
 
-            for lost in end_lost_attempts(sandbox, session.pinned):  # what a SIGKILLed supervisor left
+            longest = leftovers.header_bytes((p.name for p in plan.spec.task.processes), ports)  # this job's header
+            for lost in leftovers.end_lost_attempts(sandbox, session.pinned, longest):  # what a SIGKILLed one left
                 self._warn(lost.describe())
         shown = ", ".join(f"{k}={v}" for k, v in sorted(ports.items()))
         log_event(logger, logging.INFO, "run_prepared", task=plan.spec.label, sandbox=sandbox,

@@ -103,9 +103,10 @@ def iter_lines(fd: int, max_bytes: int, max_line: int = MAX_LINE_BYTES, *, skip_
     """The file's lines (without their newline), reading at most `max_bytes` from its offset,
     in time linear in the bytes read; a line longer than `max_line` is skipped (`skipped`: its
     bytes, newline included, appended before the next line comes, for a reader that counts
-    offsets), and so is a line the cap cut. `skip_holes`: a hole (`truncate -s +1T`: zeros on no
-    disk) is stepped over, not read, and the line it is in skipped: a sparse file costs what it
-    holds. `tee`: given each block as it is read (`executor/task/viewcache.py` hashes them)."""
+    offsets; the file's last, cut short, as if it had one), and so is a line the cap cut.
+    `skip_holes`: a hole (`truncate -s +1T`: zeros on no disk) is stepped over, not read, and
+    the line it is in skipped: a sparse file costs what it holds. `tee`: given each block as it
+    is read (`executor/task/viewcache.py` hashes them)."""
     read = line_at = 0  # line_at: where the current line starts, in the bytes read
     parts: list[bytes] = []  # the current line's pieces
     size, skipping = 0, False
@@ -119,6 +120,8 @@ def iter_lines(fd: int, max_bytes: int, max_line: int = MAX_LINE_BYTES, *, skip_
         if not block:
             if parts and not skipping:
                 yield b"".join(parts)  # the last line, without its newline
+            elif skipping and skipped is not None:  # the last line, past `max_line` and cut short: counted
+                skipped.append(read - line_at + 1)  # as if its newline were there (was: passed over unsaid)
             return
         read += len(block)
         if tee is not None:

@@ -66,6 +66,11 @@ CHECKPOINT_DIR = STOKER_DIR
 COMPACT_FILE = CHECKPOINT_FILE + ".compact"
 COMPACT_MIN_BYTES = 64 * 1024
 MAX_READ_BYTES = 256 * 1024 * 1024  # a reader's cap: a planted huge file costs no more
+# The longest line (newline included) a writer of this process, or its compaction, wrote: each
+# compaction reads lines up to it, past the readers' 1 MiB (no more memory than writing it took).
+# `stoker run`'s attempts and the restart record between two have writers of their own (was:
+# each its own longest: the record between two compacted away their header of 10,000 processes).
+_longest_written = 0
 
 
 def checkpoint_path(sandbox: Path) -> Path:
@@ -152,7 +157,6 @@ class CheckpointWriter:
         self._compact_at = compact_min_bytes
         self._compaction: FileCompaction | None = None  # made at the first compaction
         self._maybe_torn = True  # a crash may have cut the last write short
-        self._longest = 0  # the longest line it wrote (newline included): its compaction reads them
         self._sandbox, self._moved = sandbox, False  # said once: `.stoker` renamed or removed under it
 
     def _loaded(self) -> FileCompaction:
@@ -162,7 +166,7 @@ class CheckpointWriter:
         if self._compaction is None:
             from executor.task.checkpointcompact import FileCompaction
 
-            self._compaction = FileCompaction(self._fd, self._longest)
+            self._compaction = FileCompaction(self._fd, _longest_written)
         return self._compaction
 
     def _fresh_line(self) -> bytes:
@@ -188,10 +192,10 @@ class CheckpointWriter:
             now = time.time()
             docs = [_with_wall(record, now) for record in records]
             lines = [json_line(doc).encode() for doc in docs]
-            self._longest = max(self._longest, *map(len, lines))
-            data = b"".join(lines)
-            if not data:
+            if not lines:
                 return
+            wrote_line(max(map(len, lines)))
+            data = b"".join(lines)
             self._write_synced(data)
             if self._compaction is not None:
                 self._compaction.feed(docs)
@@ -304,6 +308,12 @@ class CheckpointWriter:
                 self._fd = -1
 
 
+def wrote_line(longest: int) -> None:
+    """A writer of this process (or its compaction) encoded a line of `longest` bytes."""
+    global _longest_written
+    _longest_written = max(_longest_written, longest)
+
+
 class NoCheckpoint:
     """The sink of a task whose checkpoint could not be opened: records are dropped, and so
     are the files kept beside it (no one reads them without the checkpoint's header)."""
@@ -341,17 +351,6 @@ def json_line(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), default=str) + "\n"
 
 
-def stream_records(fd: int, size: int, longest: int = 0) -> Iterator[dict[str, Any]]:
-    """The records in the first `size` bytes of the open file, read as the readers read it
-    (`saferead.iter_lines`: linear in the bytes read, a line past its cap skipped, but one of
-    up to `longest` bytes, the writer's own) and its holes stepped over: a task may have
-    appended a line without end (joining it block by block was quadratic, all of it in
-    memory) or a sparse terabyte. The writer's own appends are O_APPEND: the offset this
-    moves is not where they go."""
-    os.lseek(fd, 0, os.SEEK_SET)
-    yield from _parse(saferead.iter_lines(fd, size, max(saferead.MAX_LINE_BYTES, longest), skip_holes=True))
-
-
 def open_checkpoint(sandbox: Path, pinned: str = "") -> int:
     """The checkpoint, open for reading (the caller closes it), never through a symlink or
     a FIFO, in the `.stoker` `pinned` names when given. Raises FileNotFoundError when there is
@@ -377,29 +376,31 @@ def open_checkpoint_in(sandbox: Path, pinned: str = "") -> tuple[int, int]:
 
 
 def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_READ_BYTES,
-               keep_unreadable: bool = False, tee: Callable[[bytes], object] | None = None) -> Iterator[Any]:
+               keep_unreadable: bool = False, tee: Callable[[bytes], object] | None = None,
+               max_line: int = saferead.MAX_LINE_BYTES) -> Iterator[Any]:
     """The records of the open checkpoint `fd` from `offset` (a line's start), in at most
     `max_bytes`, as `iter_records` reads them (`tee`: given the bytes read, `saferead.iter_lines`).
     Raises CheckpointError."""
     try:
         os.lseek(fd, offset, os.SEEK_SET)
-        passed: list[int] = []  # lines over 1 MiB the reader skipped: in the offsets after them
-        yield from _parse(saferead.iter_lines(fd, max_bytes, tee=tee, skipped=passed), keep_unreadable, offset, passed)
+        passed: list[int] = []  # lines past `max_line` the reader skipped: in the offsets after them
+        lines = saferead.iter_lines(fd, max_bytes, max_line, tee=tee, skipped=passed)
+        yield from _parse(lines, keep_unreadable, offset, passed)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
 
 
-def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES,
-                 keep_unreadable: bool = False, pinned: str = "") -> Generator[Any, None, None]:
-    """Every readable record in order, streamed, from at most `max_bytes` of the file; bad
-    lines skipped or, with `keep_unreadable`, handed on as `UnreadableLine`s. Raises
-    FileNotFoundError when there is no checkpoint, CheckpointError when `.stoker` or the
-    checkpoint is not what it should be (a symlink, a FIFO, a device, a `.stoker` that is not
-    the one `pinned` names: a registry entry's `stoker_dir`) or unreadable."""
+def iter_records(sandbox: Path, max_bytes: int = MAX_READ_BYTES, keep_unreadable: bool = False,
+                 pinned: str = "", max_line: int = saferead.MAX_LINE_BYTES) -> Generator[Any, None, None]:
+    """Every readable record in order, streamed, from at most `max_bytes` of the file (a line
+    of at most `max_line`); bad lines skipped or, with `keep_unreadable`, handed on as
+    `UnreadableLine`s. Raises FileNotFoundError when there is no checkpoint, CheckpointError
+    when `.stoker` or the checkpoint is not what it should be (a symlink, a FIFO, a device, a
+    `.stoker` that is not the one `pinned` names: a registry entry's `stoker_dir`) or unreadable."""
     fd = open_checkpoint(sandbox, pinned)
     try:
-        yield from records_at(fd, sandbox, 0, max_bytes, keep_unreadable)
+        yield from records_at(fd, sandbox, 0, max_bytes, keep_unreadable, max_line=max_line)
     finally:
         os.close(fd)
 

@@ -3,7 +3,7 @@ its threshold (`executor/task/checkpoint.py` says when, and what a crash at each
 
 `FileCompaction` holds a `compaction.Compactor` (the pure part: which records to keep, the
 rest rolled into summary records), fed once with every record of the file (read as the
-readers read it: `checkpoint.stream_records`), then with each batch the writer writes.
+readers read it: `stream_records`), then with each batch the writer writes.
 `replace` writes the kept records to `checkpoint.jsonl.compact` beside the checkpoint, fsyncs
 it, renames it over the checkpoint and fsyncs the directory. Loaded with the compactor, at
 the first compaction (or the first batch after a failed sync of the directory, which makes
@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from executor.host.sandbox import CHECKPOINT_FILE
 from executor.logs import log_event
+from executor.procs import saferead
 from executor.procs.sandboxfs import unlink_if_there, write_all
 from executor.task import records as rec
 from executor.task.checkpoint import (
     COMPACT_FILE,
+    _parse,
     json_line,
     open_append,
-    stream_records,
     sync_error,
+    wrote_line,
 )
 from executor.task.compaction import Compactor
 
@@ -38,7 +40,7 @@ class FileCompaction:
     def __init__(self, fd: int, longest: int = 0) -> None:
         """Fed every record in the checkpoint open as `fd` (the writer's: O_APPEND, so the
         offset this read moves is not where its writes go), a line of up to `longest` bytes
-        (the writer's longest) read too: a header past the readers' cap (thousands of
+        (the longest this process wrote) read too: a header past the readers' cap (thousands of
         processes) was dropped, and `stoker status` said no header came first, not why."""
         self._compactor = Compactor()
         self.feed(stream_records(fd, os.fstat(fd).st_size, longest))
@@ -58,7 +60,9 @@ class FileCompaction:
         fd = open_append(dir_fd, COMPACT_FILE, truncate=True)
         try:
             kept = self._compactor.kept()
-            write_all(fd, "".join(json_line(r.to_json()) for r in kept).encode())
+            lines = [json_line(r.to_json()).encode() for r in kept]
+            wrote_line(max(map(len, lines), default=0))
+            write_all(fd, b"".join(lines))
             os.fsync(fd)
             os.rename(COMPACT_FILE, CHECKPOINT_FILE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError:
@@ -69,3 +73,14 @@ class FileCompaction:
         log_event(logger, logging.DEBUG, "checkpoint_compacted", task=label,
                   bytes_before=before, bytes_after=os.fstat(fd).st_size, records=len(kept))
         return fd, failed
+
+
+def stream_records(fd: int, size: int, longest: int = 0) -> Iterator[dict[str, Any]]:
+    """The records in the first `size` bytes of the open file, read as the readers read it
+    (`saferead.iter_lines`: linear in the bytes read, a line past its cap skipped, but one of
+    up to `longest` bytes, the longest this process wrote) and its holes stepped over: a task
+    may have appended a line without end (joining it block by block was quadratic, all of it
+    in memory) or a sparse terabyte. The writer's own appends are O_APPEND: the offset this
+    moves is not where they go."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    yield from _parse(saferead.iter_lines(fd, size, max(saferead.MAX_LINE_BYTES, longest), skip_holes=True))

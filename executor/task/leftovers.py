@@ -29,9 +29,10 @@ nothing to end.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from executor.host import identity
 from executor.host.entry import TERMINAL_STATES
 from executor.host.replacefile import user_name
 from executor.procs import proctree
+from executor.procs.saferead import MAX_LINE_BYTES
 from executor.procs.spawn import TASK_MARKER
 from executor.task import records as rec
 from executor.task.checkpoint import iter_records
@@ -144,18 +146,28 @@ def _remove_lost(directory: str, others: list[int]) -> str:
     return said or f"removed its cgroup {directory}"
 
 
-def end_lost_attempts(sandbox: Path, pinned: str = "") -> list[LostAttempt]:
+def end_lost_attempts(sandbox: Path, pinned: str = "", header_bytes: int = 0) -> list[LostAttempt]:
     """Kill what the sandbox's unfinished attempts left running (call holding its lock);
     the attempts that had any left, each with the pids killed. `pinned`: the `.stoker`
     directory the lock was taken in (`HostSession.pinned`): a checkpoint or a held list in
-    another (one a leftover put in its place) names nothing."""
+    another (one a leftover put in its place) names nothing. `header_bytes`: a line of up to
+    that is read too, past the readers' 1 MiB (`header_bytes()`, of the re-run's own job)."""
     try:
-        attempts = _attempts(iter_records(sandbox, pinned=pinned))
+        attempts = _attempts(iter_records(sandbox, pinned=pinned, max_line=max(header_bytes, MAX_LINE_BYTES)))
     except OSError:  # no checkpoint, or one that cannot be read
         return []
     ended = (_end(sandbox, pinned, number, header) for number, header, state in attempts
              if _unfinished(header, state))
     return [lost for lost in ended if lost is not None]
+
+
+def header_bytes(processes: Iterable[str], ports: Mapping[str, int]) -> int:
+    """The most a header of a task of `processes` and `ports` takes: what they take in JSON,
+    and the readers' 1 MiB for the rest (paths and names: a few KiB). A re-run reads its lost
+    attempts' headers up to it, so one of the same job is read past the readers' cap (was: one
+    of 10,000 processes was skipped, the attempt unseen, and what its SIGKILLed supervisor left
+    ran on beside the re-run's), at no more memory than the job's own plan holds."""
+    return MAX_LINE_BYTES + len(json.dumps(list(processes))) + len(json.dumps(dict(ports)))
 
 
 def _end(sandbox: Path, pinned: str, number: int, header: rec.HeaderRecord) -> LostAttempt | None:

@@ -159,17 +159,19 @@ class Membership:
     def credentials_refused(self, why: str, session_timeout_secs: float | None = None) -> list[Change]:
         """ZooKeeper refused the session's credentials (AuthFailed): the session is LOST, and
         ZooKeeper's client does not reconnect: nothing is tried again. A member it had (the
-        refusal came as the session was resumed) stays until ZooKeeper expires the session,
-        `session_timeout_secs` later (it closes the connection, not the session), and says so
-        (was: "no ZooKeeper session" alone, while readers still listed it)."""
+        refusal came as the session was resumed), or one a create whose answer was lost may have
+        made, stays until ZooKeeper expires the session, `session_timeout_secs` later (it closes
+        the connection, not the session), and says so (was: "no ZooKeeper session" alone, while
+        readers still listed it)."""
         if self.closed or self.refused:
             return []
         self.refused = f"{why}; ZooKeeper's client does not reconnect after that"
         changes = [Change("connection", self.connection.value, Connection.LOST.value, self.refused)]
         said = "no ZooKeeper session"
-        if self.member is not None:
+        if self.member is not None or self.check_orphans:  # (the lost create's: made in this session, if at all)
+            member = f"its member {self.member}" if self.member else "a member the create whose answer was lost may have made"
             within = f" ({session_timeout_secs:g} s)" if session_timeout_secs is not None else ""
-            said += f"; its member {self.member} stays in ZooKeeper until the session's timeout{within} ends it"
+            said += f"; {member} stays in ZooKeeper until the session's timeout{within} ends it"
         self.connection, self.member, self.check_orphans = Connection.LOST, None, False
         self._clear_retry()
         return changes + self._settle(said)

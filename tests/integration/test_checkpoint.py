@@ -14,6 +14,7 @@ from executor.cli.views import format_duration, format_status
 from executor.host.clock import iso_time
 from executor.task import checkpoint, checkpointcompact
 from executor.task.checkpoint import CheckpointError, CheckpointWriter, checkpoint_path, read_records
+from executor.task.checkpointbetween import append_between
 from executor.task.replay import replay
 from tests.support.limits import KEEP_LOG_LINES
 from tests.support.stoker_proc import REPO
@@ -410,3 +411,45 @@ def test_an_earlier_attempt_asked_for_by_its_task_id_shows_its_own_ports(tmp_pat
     latest = inspect_sandbox(tmp_path)
     assert latest.view is not None and latest.view.ports == {"http": 32000}
     assert [a.ports for a in latest.view.attempts] == [{"health": 31000, "http": 31001}, {"http": 32000}]
+
+
+def test_a_header_over_the_line_cap_outlives_the_record_written_between_two_attempts(tmp_path):
+    """`stoker run` writes the restart record between two attempts with a writer of its own
+    (`checkpointbetween.append_between`); past 64 KiB it compacts the file. Its compaction read
+    lines up to the longest it had written itself, one restart record, so the attempt's header
+    over the readers' 1 MiB (10,000 processes), written by the attempt's writer in the same
+    process, was dropped: `stoker status` said `task ?` with no warning, the attempt's
+    processes WAITING. A line this process wrote is read back by any of its writers (its
+    length costs no more memory than writing it did)."""
+    many = [f"process-{number:05d}-{'n' * 100}" for number in range(10_000)]
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([{**HEADER, "processes": many}, *STORY[1:]])
+    writer.close()
+    append_between(tmp_path, {"kind": "restart", "delay_secs": 1.0, "reason": "failed"}, "hello.0")
+    first = checkpoint_path(tmp_path).read_bytes().split(b"\n")[0]
+    assert len(first) > 1 << 20  # (was: 119,323 bytes in all, the summary first)
+    assert json.loads(first)["processes"] == many
+
+
+def test_a_line_longer_than_any_this_process_wrote_is_still_dropped_by_a_compaction(tmp_path):
+    """The cap grows only with what the process itself wrote: a line a task planted past it
+    (2 MiB more than the longest written) is not read into memory, and not kept."""
+    writer = CheckpointWriter(tmp_path, compact_min_bytes=8192)
+    writer.append_many(STORY)
+    longest = checkpoint._longest_written
+    with open(checkpoint_path(tmp_path), "ab") as planted:
+        planted.write(b'{"kind":"header","task":"' + b"x" * (longest + (2 << 20)) + b'"}\n')
+    writer.append_many([health(n) for n in range(1, 11)])
+    writer.close()
+    assert checkpoint_path(tmp_path).stat().st_size < 8192
+    assert replay(read_records(tmp_path)).health.attempts == 10
+
+
+def test_an_empty_batch_writes_nothing(tmp_path):
+    """`append_many([])` is a batch of nothing (was: a TypeError, `max(0)`, the longest line
+    of none)."""
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many([])
+    writer.append_many(STORY)
+    writer.close()
+    assert read_records(tmp_path)[0]["kind"] == "header"

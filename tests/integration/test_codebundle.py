@@ -149,6 +149,32 @@ def test_a_damaged_bundle_is_not_used(where: Path) -> None:
         assert read(where, "src")["answer"] == 42
 
 
+FORGOTTEN = textwrap.dedent("""
+    from executor import codebundle, nodocs
+    nodocs.install()
+    codebundle.install()
+    from probepkg import mod
+    print(mod.answer(), repr(codebundle.forget()), repr(codebundle.forget()))
+""")
+
+
+def test_a_bundle_damaged_past_its_index_is_named_too(where: Path) -> None:
+    """A file cut short in its code (its index whole), or an entry of another shape, is found
+    damaged only as a module is looked for (`find_spec`), which served it from its source and
+    said nothing: `forget()` gave "" (no DEBUG line), as for a sound file. Given once, too."""
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    index = marshal.loads(data[4:4 + size])
+    entries = {name: entry[:3] for name, entry in index[1].items()}  # its entries cut short
+    rewritten = marshal.dumps((index[0], entries))
+    for damaged in (data[:4 + size + 1], len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:]):
+        bundled.write_bytes(damaged)
+        os.chmod(bundled, 0o644)
+        assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
 def test_a_zip_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
     run(where, WRITE, "src")
     with zipfile.ZipFile(where / "other.zip", "w") as archive:

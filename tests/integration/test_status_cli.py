@@ -502,3 +502,20 @@ def test_a_header_over_the_line_cap_is_named_as_too_long_not_left_unsaid(tmp_pat
     code, out, err = status(capsys, sandbox)
     assert code == 1 and (f"holds no readable record (its one line, at offset 0, is {size:,} bytes long, "
                           f"longer than the 1 MiB a reader reads of a line: not read)") in err, err
+
+
+def test_a_last_line_over_the_line_cap_cut_short_is_named_as_a_shorter_one_is(tmp_path, capsys):
+    """A last line without its newline (a write cut short) is named as a torn line; one past
+    the readers' 1 MiB was passed over unsaid (the reader counted a line it skipped only at its
+    newline). It is named as any line past the cap, with its size and offset."""
+    me = own_identity()
+    write(tmp_path, [header(me.pid, me.start_ticks + 100), *RUNNING])
+    path = tmp_path / ".stoker" / "checkpoint.jsonl"
+    offset = path.stat().st_size
+    cut = b'{"kind":"task","reason":"' + b"y" * (1 << 20)
+    with open(path, "ab") as checkpoint:
+        checkpoint.write(cut)
+    code, out, err = status(capsys, tmp_path)
+    assert code == 0 and out.startswith("task web.0  key=c/r/e/web"), out
+    assert (f"stoker: warning: checkpoint record 5, a record: a line of {len(cut):,} bytes at offset {offset}, "
+            "longer than the 1 MiB a reader reads of a line: not read; skipped") in err, err

@@ -161,6 +161,56 @@ def test_a_start_whose_thread_is_made_is_not_counted_twice():
     assert (done.returncode, done.stdout, done.stderr) == (0, "second started\n", "")
 
 
+# One start has reserved its room but its thread is not made yet (nothing of it mapped) when
+# the process maps as much again for something else, and another start looks: with room below
+# the limit for two threads and that, not for three.
+GROWN_MEANWHILE = """
+import mmap, resource, threading
+from executor.logs import address_space, room_for_thread, start_thread
+go, checked, release, end = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+
+class Held(threading.Thread):
+    def start(self):
+        checked.set()  # its room reserved
+        release.wait(timeout=30.0)  # and its thread not made yet
+        super().start()
+
+def first():
+    go.wait()
+    start_thread(Held(target=end.wait, daemon=True))
+
+starter = threading.Thread(target=first)
+starter.start()
+_, mapped = address_space()
+room = room_for_thread()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + 2 * room + room // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
+go.set()
+checked.wait(timeout=30.0)
+other = mmap.mmap(-1, room)  # mapped meanwhile, not by the held start's thread
+try:
+    start_thread(threading.Thread(target=end.wait, daemon=True))
+    print("second started")
+except RuntimeError as exc:
+    print("second refused:", type(exc).__name__)
+other.close()  # room for the held start's thread again, whatever the second did
+release.set()
+starter.join()
+end.set()
+"""
+
+
+def test_what_the_process_maps_meanwhile_does_not_fill_a_start_s_room():
+    """Was (the fix before this one): a start under way was counted to a ceiling, what was
+    mapped when it looked and its room; what the process mapped meanwhile filled that ceiling
+    as if the start's thread had mapped it, so a second start passed with room for itself and
+    the mapping, not for the held start's thread (whose stack or first allocations were then
+    refused: a start that waits for good). The room of a start whose thread has not run yet
+    counts in full; a thread that runs (`ident` set) is in what is mapped."""
+    done = subprocess.run([sys.executable, "-c", GROWN_MEANWHILE], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "second refused: NoRoomForThread\n", "")
+
+
 # A start that hangs (in `Thread.start()`, past start_thread's check: as one whose thread died
 # before it ran any Python) until the test releases it, or for `HUNG_SECS` at most.
 HUNG_START = """

@@ -332,6 +332,19 @@ def test_credentials_refused_is_lost_for_good_and_says_so():
     assert m.next_action(9.0) is None
 
 
+def test_credentials_refused_after_a_lost_create_say_its_member_may_stay_until_it_expires():
+    """A create whose answer was lost may have made a member in the session; credentials
+    refused as that session is resumed leave it listed until the session's timeout, as a
+    member known (was: "no ZooKeeper session" alone, the member the lost create may have made
+    unsaid)."""
+    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
+             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("conn SUSPENDED", ["connection:SUSPENDED"], None)])
+    changes = m.credentials_refused("ZooKeeper refused the session's credentials (AuthFailed)", 10.0)
+    assert changes[-1].reason.startswith("no ZooKeeper session; a member the create whose answer was lost may "
+                                         "have made stays in ZooKeeper until the session's timeout (10 s) ends it: ")
+    assert (m.member, m.check_orphans) == (None, False)
+
+
 def test_a_closed_machine_wants_nothing():
     m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
              ("created member_0000000001", ["member:JOINED"], None)])
