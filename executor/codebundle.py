@@ -37,6 +37,7 @@ What runs is what Python would run:
 """
 from __future__ import annotations
 
+import _imp
 import marshal
 import os
 import sys
@@ -80,7 +81,11 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         given again for a source edited since."""
         where, self.where = self.where, None
         code = _code(where) if where is not None and self.bundle == _bundle else None
-        return code if code is not None else super().get_code(fullname)
+        if code is None:
+            return super().get_code(fullname)
+        # compiled where a tree copied with its files was (`nodocs`' file's): named as here (see `NoDocLoader`)
+        _imp._fix_co_filename(code, self.path)  # type: ignore[attr-defined]
+        return code
 
 
 class CodeBundleFinder:
