@@ -56,7 +56,7 @@ EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in the file, its length)
 _modules: dict[str, tuple[str, bool, bytes, int, int]] = {}
 _data = memoryview(b"")  # the modules' code, after the file's index (its length in 4 bytes, then it)
-_damaged = ""  # the file `install()` found damaged: given by `forget()`, whose caller says it once the log is set up
+_damaged = ""  # the file found damaged (its index, a module's code): given by `forget()`, whose caller says it
 _bundle = 0  # which reading of the file `_data` is (one more as `install()` reads it and as `forget()` lets it go)
 _path: list[str] = []  # `sys.path` as `install()` saw it
 _cwd = ""  # the working directory then, when an entry of it is relative ('': `python -c`'s)
@@ -80,7 +80,7 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         kept once given, the module-level code of each (0.5 MB) stayed in memory, and was
         given again for a source edited since."""
         where, self.where = self.where, None
-        code = _code(where) if where is not None and self.bundle == _bundle else None
+        code = _code(where, self.bundle) if where is not None else None
         if code is None:
             return super().get_code(fullname)
         # compiled where a tree copied with its files was (`nodocs`' file's): named as here (see `NoDocLoader`)
@@ -131,14 +131,24 @@ def _served(entry: tuple[str, bool, bytes, int, int], path: Sequence[str] | None
     return nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) == header
 
 
-def _code(where: tuple[int, int]) -> CodeType | None:
-    """The code at `where` (its start and length) in the file's; None: damaged."""
+def _code(where: tuple[int, int], bundle: int) -> CodeType | None:
+    """The code at `where` (its start and length) in the file's reading `bundle`; None: let go
+    since, or damaged (the file named, as its index is: `forget()`). `_data` is taken before
+    the reading's number is asked, and `forget()` counts before it lets the bytes go: another
+    thread's `forget()` meanwhile is never read as a damaged file."""
+    global _damaged
+    data = _data
+    if bundle != _bundle:
+        return None
     start, length = where
     try:
-        code = marshal.loads(_data[start:start + length])
+        code = marshal.loads(data[start:start + length])
     except _DAMAGED:
+        code = None
+    if type(code) is not type(_code.__code__):
+        _damaged = os.path.join(nodocs._nodoc, NAME)
         return None
-    return code if type(code) is type(_code.__code__) else None
+    return code
 
 
 def names_in(directory: str, names: set[str]) -> set[str]:
@@ -193,16 +203,16 @@ def _stat_ns(directory: str) -> int | None:
 def forget() -> str:
     """The finder taken off and the file's bytes (1.7 MB) let go, as the start's imports are
     done (`runstart.forget_listings`): a later import finds its module as Python does. Gives
-    the file `install()` found damaged, once (its caller, whose log is set up by then, says
-    so: `install()` runs before it), else ""."""
+    the file found damaged (its index by `install()`, a module's code as it was imported),
+    once (its caller, whose log is set up by then, says so: `install()` runs before it), else ""."""
     global _bundle, _data, _damaged
-    damaged, _damaged = _damaged, ""
     if CodeBundleFinder in sys.meta_path:  # a new list: an import under way (another thread's) goes on through the old
         sys.meta_path = [finder for finder in sys.meta_path if finder is not CodeBundleFinder]  # (one removed from
         # it, the finder after the one it asks would be skipped: the path finder, and its module not found)
     _modules.clear()
-    _data = memoryview(b"")
-    _bundle += 1  # a loader found before and run after (a deferred module's) compiles its source
+    _bundle += 1  # a loader found before and run after (a deferred module's) compiles its source; counted
+    _data = memoryview(b"")  # first: a `get_code` under way reads the bytes it took, or none (`_code`)
+    damaged, _damaged = _damaged, ""
     return damaged
 
 
