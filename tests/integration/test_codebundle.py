@@ -242,6 +242,39 @@ def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -
     assert len(said) == 1 and str(bundled) in said[0], said
 
 
+FORGOTTEN_MEANWHILE = textwrap.dedent("""
+    import sys
+    from executor import codebundle, nodocs
+    nodocs.install()
+    said = []
+    for at in range(1, 16):  # the start's end (another thread's) at each line of a module's code being read
+        assert codebundle.install()
+        spec = codebundle.CodeBundleFinder.find_spec("probepkg")
+        lines = [0]
+
+        def line(frame, event, arg):
+            lines[0] += event == "line"
+            if event == "line" and lines[0] == at:
+                said.append(codebundle.forget())
+            return line
+
+        sys.settrace(lambda frame, event, arg: line if frame.f_code is codebundle._code.__code__ else None)
+        try:
+            code = spec.loader.get_code("probepkg")
+        finally:
+            sys.settrace(None)
+        said.append(codebundle.forget())
+        assert code is not None
+    print(sorted(set(said)))
+""")
+
+
+def test_a_bundle_let_go_as_a_module_is_read_is_never_named_damaged(where: Path) -> None:
+    # the bytes read after `forget()` let them go were the empty ones: a DEBUG line said the file was damaged
+    run(where, WRITE, "src")
+    assert run(where, FORGOTTEN_MEANWHILE, "src").split() == ["['']"]
+
+
 FOUND_NOT_RUN = textwrap.dedent("""
     import types
     from executor import codebundle, nodocs
