@@ -67,10 +67,10 @@ _DAMAGED = (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeErro
 class CodeBundleLoader(nodocs.NoDocLoader):
     """A source module whose code is the bundle's (its source read only for a traceback's lines)."""
 
-    def __init__(self, fullname: str, path: str, where: tuple[int, int]) -> None:
+    def __init__(self, fullname: str, path: str, where: tuple[int, int], bundle: int) -> None:
         super().__init__(fullname, path)
         self.where: tuple[int, int] | None = where  # its code's start and length in the file's
-        self.bundle = _bundle  # the file read then (`forget()` lets it go)
+        self.bundle = bundle  # the reading of the file it was found in (`forget()` lets it go)
 
     def get_code(self, fullname: str) -> CodeType | None:
         """The bundle's code once, unmarshalled only now, for the module's import; then, or once
@@ -93,6 +93,7 @@ class CodeBundleFinder:
 
     @staticmethod
     def find_spec(fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None) -> ModuleSpec | None:
+        bundle = _bundle  # asked first: a `forget()` meanwhile (another thread's) counts the reading it let go
         entry = _modules.get(fullname)
         if entry is None:
             return None
@@ -103,7 +104,7 @@ class CodeBundleFinder:
             return None
         origin, package, _, start, length = entry
         directory = os.path.dirname(origin)
-        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, (start, length)), origin=origin,
+        spec = ModuleSpec(fullname, CodeBundleLoader(fullname, origin, (start, length), bundle), origin=origin,
                           is_package=package)
         spec.has_location = True
         if package:
