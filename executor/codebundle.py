@@ -43,6 +43,7 @@ What runs is what Python would run:
 """
 from __future__ import annotations
 
+import _imp
 import marshal
 import os
 import sys
@@ -120,9 +121,13 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         where, self.where = self.where, None
         bundle = self.bundle()
         code = _code(bundle, *where) if where is not None and bundle is not None else None
-        if code is None and where is not None and bundle is not None:
-            _damaged = bundle.path  # its code cut short, or of another shape: said too
-        return code if code is not None else super().get_code(fullname)
+        if code is None:
+            if where is not None and bundle is not None:
+                _damaged = bundle.path  # its code cut short, or of another shape: said too
+            return super().get_code(fullname)
+        # compiled where a tree copied with its files was (`nodocs`' file's): named as here (see `NoDocLoader`)
+        _imp._fix_co_filename(code, self.path)  # type: ignore[attr-defined]
+        return code
 
 
 class CodeBundleFinder:
@@ -133,7 +138,6 @@ class CodeBundleFinder:
         entry = _modules.get(fullname)
         if entry is None:
             return None
-        global _damaged
         global _damaged
         try:
             origin, package, _, start, length, bundle = entry
@@ -178,7 +182,7 @@ def _code(bundle: _OpenBundle, start: int, length: int) -> CodeType | None:
         code = marshal.loads(data) if len(data) == length else None
     except (*_DAMAGED, OSError):
         return None
-    return code if type(code) is type(_code.__code__) else None
+    return code
 
 
 def names_in(directory: str, names: set[str]) -> set[str]:

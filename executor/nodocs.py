@@ -27,7 +27,8 @@ literals), so `install()` has every module imported after it compiled without th
   makes the class. Other modules' functions keep theirs: a library may read them.
 - The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc3.pyc`, with the
   source's mtime and size in its header and the source's mode; a file that does not match
-  its source is not used. A module of Stoker's installation (its own packages, and the
+  its source is not used. Its code names the source where it is now, as a `.pyc`'s does (a
+  tree copied with its files' mtimes, `cp -a`, still matches: a traceback read the first's). A module of Stoker's installation (its own packages, and the
   virtual environment it runs in) has it beside its `.pyc`, in the same `__pycache__`
   (or under `sys.pycache_prefix`, for every module). Any other (the standard library's,
   a system package's) has it under the code cache directory (STOKER_CODE_CACHE, default
@@ -79,6 +80,7 @@ Process-wide, imperative by nature: `stoker`'s entry point (`executor/cli/start.
 """
 from __future__ import annotations
 
+import _imp
 import marshal
 import os
 import stat
@@ -138,7 +140,9 @@ class NoDocLoader(SourceFileLoader):
         if data is None:  # a file, or a level, another user could have written: as Python loads it
             return super().get_code(fullname)
         code = _unmarshal(data) if data[:16] == header else None
-        if code is not None:
+        if code is not None:  # named as the source is now, as Python's `.pyc` loader does (a tree copied with its
+            # files, `cp -a`: compiled in the first; typeshed does not list `_fix_co_filename`)
+            _imp._fix_co_filename(code, source_path)  # type: ignore[attr-defined]
             return code
         # Python's usable `.pyc` serves a module without a file of ours (not warmed); a stale one of
         # ours (its source edited, or upgraded without the warm step, an earlier tag's too) is compiled again, once

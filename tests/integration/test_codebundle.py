@@ -220,24 +220,87 @@ jobs = [Job(cluster='local', role='me', environment='test', name='job',
 """
 
 
-def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path) -> None:
-    """`stoker run --log-level DEBUG` with a bundle whose index cannot be read: it runs as
-    ever, and one DEBUG line names the file (was: nothing said it was not used)."""
+SUPERVISOR = textwrap.dedent("""
+    import sys
+    from executor import codecachewarm, nodocs
+    sys.dont_write_bytecode = False
+    nodocs.install()
+    nodocs._compile_always = True
+    import executor.cli.main, executor.local.run
+    print(codecachewarm.write_codebundle(list(sys.modules)))
+""")
+
+
+def index_cut_short(bundled: Path, environ: dict[str, str]) -> None:
+    bundled.write_bytes((64).to_bytes(4, "little") + b"not an index")
+
+
+def code_cut_short(bundled: Path, environ: dict[str, str]) -> None:
+    """The supervisor's modules bundled, the file cut short halfway through their code (its
+    index whole): read as each is imported, past the index."""
+    subprocess.run([sys.executable, "-P", "-c", SUPERVISOR], env=environ, stdin=subprocess.DEVNULL,
+                   capture_output=True, check=True, timeout=60)
+    data = bundled.read_bytes()
+    start = 4 + int.from_bytes(data[:4], "little")
+    bundled.write_bytes(data[:start + (len(data) - start) // 2])
+
+
+@pytest.mark.parametrize("damage", [index_cut_short, code_cut_short], ids=["index", "code"])
+def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -> None:
+    """`stoker run --log-level DEBUG` with a bundle it cannot read (its index; a module's code,
+    read only as the module is imported): it runs as ever, and one DEBUG line names the file
+    (was: nothing said it was not used; a module's code, nothing either)."""
     cache = tmp_path / "cache"
     (cache / "nodoc").mkdir(parents=True)
     for level in (cache, cache / "nodoc"):
         os.chmod(level, 0o755)
     bundled = cache / "nodoc" / "run.codebundle"
-    bundled.write_bytes((64).to_bytes(4, "little") + b"not an index")  # cut short
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
+               "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    damage(bundled, environ)
     os.chmod(bundled, 0o644)
     (tmp_path / "job.aurora").write_text(RUN_JOB)
-    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", "--sandbox", str(tmp_path / "sb"),
                            "--root", str(tmp_path / "root"), "--log-level", "DEBUG"], cwd=tmp_path, env=environ,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(said) == 1 and str(bundled) in said[0], said
+
+
+FORGOTTEN_MEANWHILE = textwrap.dedent("""
+    import sys
+    from executor import codebundle, nodocs
+    nodocs.install()
+    steps = {codebundle.CodeBundleFinder.find_spec.__code__, codebundle._served.__code__, codebundle._code.__code__}
+    said = []
+    for at in range(1, 60):  # the start's end (another thread's) at each line of finding a module and reading its code
+        assert codebundle.install()
+        lines = [0]
+
+        def line(frame, event, arg):
+            lines[0] += event == "line"
+            if event == "line" and lines[0] == at:
+                said.append(codebundle.forget())
+            return line
+
+        sys.settrace(lambda frame, event, arg: line if frame.f_code in steps else None)
+        try:
+            spec = codebundle.CodeBundleFinder.find_spec("probepkg")
+            code = spec.loader.get_code("probepkg") if spec is not None else None
+        finally:
+            sys.settrace(None)
+        said.append(codebundle.forget())
+        assert spec is None or code is not None
+    print(sorted(set(said)), lines[0] < at)
+""")
+
+
+def test_a_bundle_let_go_as_a_module_is_found_or_read_is_never_named_damaged(where: Path) -> None:
+    # a loader made as `forget()` went took the bundle's next reading for its own, and read its bytes,
+    # the empty ones: the file was named damaged
+    run(where, WRITE, "src")
+    assert run(where, FORGOTTEN_MEANWHILE, "src").split() == ["['']", "True"]
 
 
 FOUND_NOT_RUN = textwrap.dedent("""
