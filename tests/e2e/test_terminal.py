@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.shellwords import c_locale_starts, python_sh
@@ -278,6 +280,28 @@ def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
     assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
     assert (tmp_path / "run" / "done").exists()
 
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_an_output_that_cannot_be_written_is_one_error_line_and_status_1(tmp_path, unbuffered):
+    """`stoker ps > /dev/full` (a full disk, a quota): the interpreter's last flush failed
+    silently, so the command exited 0 with its output lost (`stoker status --json >
+    state.json` on a full disk: an empty file, and success); with PYTHONUNBUFFERED set, and
+    for any output past a buffer, it was a traceback (`stoker tail`'s: exit 120). Now one
+    `stoker: error:` line says so, status 1, whichever command wrote it (`inspect CONFIG`'s
+    in the child that runs the config too)."""
+    sandbox, ran = sandbox_with_log(tmp_path, b"logged\n"), tmp_path / "ran"
+    cfg, registry = batch(tmp_path), {"STOKER_ROOT": str(tmp_path / "registry")}
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {ran} > /dev/null", env=registry)
+    kill_leftovers(task_pids(ran))
+    assert result.returncode == 0, result.stderr.decode()
+    commands = [f"stoker tail {sandbox} web", f"stoker inspect {cfg}", "stoker ps --all",
+                f"stoker status {ran}", f"stoker status {ran} --json"]
+    for command in commands:
+        result = shell(tmp_path, f"{command} > /dev/full",
+                       env={"PYTHONUNBUFFERED": unbuffered, **registry})
+        assert (result.returncode, result.stderr.decode()) == (
+            1, "stoker: error: cannot write to stdout: No space left on device\n"), command
 
 
 def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
