@@ -204,6 +204,37 @@ def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(t
     assert b"RUNNING \xe2\x86\x92 FINISHED" in output
 
 
+# The shell of a terminal: it runs `stoker run ...` in the foreground (its own process group,
+# the terminal's foreground one) and says how it ended and whether the terminal's modes
+# are as they were before it.
+FOREGROUND_JOB = """
+import subprocess, sys, termios
+before = termios.tcgetattr(0)
+status = subprocess.call([sys.executable, "-m", "executor", *sys.argv[1:]])
+print("stoker exited", status, "modes as before:", termios.tcgetattr(0) == before, flush=True)
+"""
+
+
+def test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends(tmp_path):
+    """A process whose logger is the console writes to the operator's terminal, and may
+    change its modes (`stty raw -echo`, a program killed before it restored them): once
+    `stoker run` ended, the shell echoed nothing and its lines never went back to the margin
+    (`reset` needed). Now the run puts back the modes it found, with one warning line."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='stty raw -echo <&1 && echo modes-changed',
+                       logger=Logger(destination='console'))
+        jobs = [Job(cluster='local', role='me', environment='test', name='raw',
+                    task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", FOREGROUND_JOB, "run", str(cfg),
+                                          "--sandbox", str(sandbox)])
+    output = output_of(term, sandbox)
+    assert b"modes-changed" in output, output
+    assert b"stoker exited 0 modes as before: True" in output, output
+    assert output.count(b"stoker: warning: a process of the task changed the terminal's modes") == 1
+
+
 HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
            b"\x1b[2J\x1b[31mred\x1b]52;c;aGVsbG8=\x07\n"   # clear screen, colour, a clipboard write
            b"bad \xff\xfe \xc2\x9b[1m end\r\n")             # invalid UTF-8, a C1 CSI, a CR
