@@ -28,7 +28,7 @@ from config.sourced import flag_conflicts
 from config.words import quoted
 from executor import codecache
 from executor.cli import UsageError, logsetup
-from executor.cli.start import exit_status, put_back_terminal_modes
+from executor.cli.start import exit_status
 from executor.logs import drain_spool, log_event, no_room, to_devnull
 
 if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
@@ -98,9 +98,6 @@ def run() -> NoReturn:
         print(code, file=sys.stderr)
         status = 1
     codecache.save()  # what this command compiled of attrs' methods, for the next one
-    if put_back_terminal_modes():  # (`stoker run`'s only) before its last lines are written
-        logsetup.say("warning", "a process of the task changed the terminal's modes (stty raw, -echo, ...) "
-                     "and left them so: they are put back as stoker run found them")
     try:
         drained = drain_spool()
     except KeyboardInterrupt as exc:  # Ctrl-C as its last lines wait for a terminal: no longer

@@ -84,7 +84,6 @@ if TYPE_CHECKING:
 COERCED = ("C.UTF-8", "C.utf8", "UTF-8")  # what CPython's locale coercion may set LC_CTYPE to
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")  # the service manager's, for us only
 from_systemd: dict[str, str] = {}  # those this process was started with (`take_systemd`)
-_terminal_modes: list = []  # `stoker run`'s terminal as it started: its fd, its termios attributes
 
 
 # What a stop signal does while a command loads, before its own handling is up: what it
@@ -150,7 +149,9 @@ def leave_interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     written first, as `executor.cli.main.run`'s normal end does (was: a Ctrl-C as it ended,
     its code cache saved, could lose its last lines). Nothing is spooled before
     `executor.logs` is loaded, and it is not loaded for this."""
-    put_back_terminal_modes()
+    modes = sys.modules.get("executor.host.terminalmodes")
+    if modes is not None:  # `stoker run`'s terminal, as it found it (`LocalRun` says so, when it gets there)
+        modes.put_back()
     logs = sys.modules.get("executor.logs")
     if logs is not None:
         logs.drain_spool()
@@ -204,8 +205,10 @@ def _load() -> Callable[[], NoReturn]:
     exec_locale(os.environ, _exec_environ())
     take_systemd(os.environ)
     _standard_streams()
-    if command == "run":  # before any process of the task starts, the early start's included
-        keep_terminal_modes()
+    if command == "run" and _on_a_terminal():  # before any process of the task starts, the early start's too
+        from executor.host import terminalmodes
+
+        terminalmodes.keep()
     from executor import nodocs
 
     nodocs.install()  # every module from here on without its docstrings
@@ -237,51 +240,10 @@ def _load() -> Callable[[], NoReturn]:
     return main
 
 
-def keep_terminal_modes() -> None:
-    """For a `stoker run` in the foreground of a terminal: the terminal's modes (`stty`) as
-    they are before the task's first process starts, which `put_back_terminal_modes` puts
-    back as the run ends. Nothing for a run without a terminal, or in the background."""
-    fd = _foreground_terminal()
-    if fd is None:
-        return
-    import termios  # (only here: a run on no terminal never loads it)
-
-    try:
-        _terminal_modes[:] = [fd, termios.tcgetattr(fd)]
-    except termios.error:  # (no OSError) gone meanwhile: nothing to keep
-        return
-
-
-def put_back_terminal_modes() -> bool:
-    """Whether the terminal `keep_terminal_modes` found had other modes now and they were
-    put back: a task's process that writes to the terminal (a `console` logger's) and ran
-    `stty raw -echo` on it, or a program that sets them and was killed, left the operator's
-    shell with no echo and lines that never return to the margin. Not once `stoker run` is
-    no longer the terminal's foreground job (its modes are then that job's)."""
-    if not _terminal_modes or _foreground_terminal() != _terminal_modes[0]:
-        return False
-    import termios
-
-    fd, kept = _terminal_modes
-    try:
-        if termios.tcgetattr(fd) == kept:
-            return False
-        termios.tcsetattr(fd, termios.TCSANOW, kept)
-    except termios.error:  # the terminal is gone (hung up): nothing to put back
-        return False
-    return True
-
-
-def _foreground_terminal() -> int | None:
-    """The first of descriptors 0, 1 and 2 that is this process's controlling terminal with
-    its process group in the foreground; None when none is."""
-    for fd in (0, 1, 2):
-        try:
-            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
-                return fd
-        except OSError:  # a terminal, but not this process's controlling one
-            continue
-    return None
+def _on_a_terminal() -> bool:
+    """Whether descriptor 0, 1 or 2 is a terminal (`executor/host/terminalmodes.py` is loaded
+    only then)."""
+    return any(os.isatty(fd) for fd in (0, 1, 2))
 
 
 def _own_proc(command: str) -> None:

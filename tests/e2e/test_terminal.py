@@ -232,7 +232,7 @@ def test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends(tmp_path):
     output = output_of(term, sandbox)
     assert b"modes-changed" in output, output
     assert b"stoker exited 0 modes as before: True" in output, output
-    assert output.count(b"stoker: warning: a process of the task changed the terminal's modes") == 1
+    assert output.count(b"stoker run: warning: a process of the task changed the terminal's modes") == 1
 
 
 HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
