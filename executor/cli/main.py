@@ -9,7 +9,6 @@ help text and every command an example.
 """
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import logging
@@ -29,7 +28,7 @@ from config.words import quoted
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.cli.start import exit_status
-from executor.logs import drain_spool, log_event, no_room, to_devnull
+from executor.logs import NO_ROOM, drain_spool, log_event, no_room, to_devnull
 
 if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
     import argparse
@@ -124,11 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     return _handled(command)
 
 
-# What only a write fails with: the output's, as the commands but `run` and `executor` write
-# no file (a read of a log that fails, EIO, is not taken for it)
-_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
 def _output_written(command: Callable[[], int]) -> int:
     """`command()`'s status once its output is flushed; one error line and status 1 when
     stdout cannot take it (`stoker status --json > state.json` on a full disk, `> /dev/full`):
@@ -139,8 +133,8 @@ def _output_written(command: Callable[[], int]) -> int:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRNOS or exc.filename is not None:
-            raise
+        if exc.errno not in NO_ROOM or exc.filename is not None:  # only a write fails so: the output's,
+            raise  # as the commands but `run` and `executor` write no file (a log's read's EIO is not taken for it)
         return _unwritable(exc)
     try:
         sys.stdout.flush()

@@ -204,6 +204,27 @@ def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(t
     assert b"RUNNING \xe2\x86\x92 FINISHED" in output
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["run", "{config}", "--kill-grace", "soon"], b"stoker: error: --kill-grace='soon' is not a duration"),
+    (["run", "--bogus", "{config}"], b"stoker: error: unrecognized arguments: --bogus"),
+])
+def test_a_background_run_under_stty_tostop_that_fails_to_start_says_why_and_exits(tmp_path, args, said):
+    """`stty tostop` and `stoker run JOB &` with a setting or a flag that is wrong: its one
+    `stoker: error:` line (argparse's usage lines for a flag) was written by the main thread,
+    before any writer thread blocked SIGTTOU, so the kernel stopped the job on it (`Stopped
+    (tty output)`), its error unseen until `fg`. Now the line comes through and it exits 2."""
+    cfg = batch(tmp_path)
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", BACKGROUND_JOB,
+                                          *(a.format(config=cfg) for a in args)])
+    try:
+        assert term.wait(20) == 0
+        output = term.read_to_end(5)
+    finally:
+        term.close()
+    assert b"stoker exited 2" in output, output
+    assert said in output
+
+
 # The shell of a terminal: it runs `stoker run ...` in the foreground (its own process group,
 # the terminal's foreground one) and says how it ended and whether the terminal's modes
 # are as they were before it.
