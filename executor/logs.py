@@ -306,6 +306,19 @@ def terminal_writer() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
 
 
+@contextlib.contextmanager
+def terminal_write() -> Iterator[None]:
+    """What the calling thread writes meanwhile goes through from a background job under
+    `stty tostop` too (SIGTTOU blocked until it is done, then the thread's mask as it was,
+    so that nothing it forks later inherits it): `stoker run &`'s `stoker: error:` line as
+    it starts stopped the job (`Stopped (tty output)`), its error unseen until `fg`."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
 OnError = Callable[[BaseException], None]
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later write may fit

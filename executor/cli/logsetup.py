@@ -49,6 +49,7 @@ from executor.logs import (
     log_event,
     lost_for_now,
     spool,
+    terminal_write,
     to_devnull,
 )
 
@@ -251,7 +252,8 @@ def say(kind: str, message: str) -> None:
                   reason=message)
     else:
         priority = ("<3>" if kind == "error" else "<4>") if to_journal(sys.stderr) else ""
-        print(f"{priority}stoker: {kind}: {loggable(message)}", file=sys.stderr)
+        with terminal_write():  # a background job's too, under `stty tostop`
+            print(f"{priority}stoker: {kind}: {loggable(message)}", file=sys.stderr, flush=True)
 
 
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,

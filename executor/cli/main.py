@@ -28,7 +28,7 @@ from config.words import quoted
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.cli.start import exit_status
-from executor.logs import drain_spool, log_event, no_room, to_devnull
+from executor.logs import NO_ROOM, drain_spool, log_event, no_room, to_devnull
 
 if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
     import argparse
@@ -113,12 +113,42 @@ def run() -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(sys.argv[1:] if argv is None else argv)
+    command: Callable[[], int] = functools.partial(_dispatch, args)
+    if args.command not in SUPERVISORS:  # theirs survives a stdout that fails (docs/contract.md §1)
+        command = functools.partial(_output_written, command)
     if args.command == "inspect" and not args.task_info and args.config is not None:
         from executor.cli.apart import run_apart
 
-        command = functools.partial(_handled, functools.partial(_dispatch, args))
-        return _handled(functools.partial(run_apart, command, quoted(args.config)))
-    return _handled(functools.partial(_dispatch, args))
+        return _handled(functools.partial(run_apart, functools.partial(_handled, command), quoted(args.config)))
+    return _handled(command)
+
+
+def _output_written(command: Callable[[], int]) -> int:
+    """`command()`'s status once its output is flushed; one error line and status 1 when
+    stdout cannot take it (`stoker status --json > state.json` on a full disk, `> /dev/full`):
+    a traceback when a write failed, and an exit 0 with the output lost when the
+    interpreter's last flush did, silently. A reader gone is BrokenPipeError's (`_handled`)."""
+    try:
+        status = command()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.errno not in NO_ROOM or exc.filename is not None:  # only a write fails so: the output's,
+            raise  # as the commands but `run` and `executor` write no file (a log's read's EIO is not taken for it)
+        return _unwritable(exc)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # whatever it is, it is the output's (an I/O error too)
+        return _unwritable(exc)
+    return status
+
+
+def _unwritable(exc: OSError) -> int:
+    to_devnull(sys.stdout)  # what is left of the output: the interpreter's last flush is quiet
+    _error(f"cannot write to stdout: {exc.strerror or exc}")
+    return 1
 
 
 def _arguments(words: list[str]) -> Any:

@@ -7,12 +7,15 @@ as its task, never holds argparse and `gettext`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from typing import Any
 
 import executor
 from config.argdecl import add_arguments, variables
 from executor.cli.main import supervisor_settings
+from executor.logs import terminal_write
 
 __all__ = ["build"]
 
@@ -48,9 +51,22 @@ def _command(sub, name: str, summary: str, example: str, details: str = "") -> a
                           epilog=example, formatter_class=_Help)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' too: argparse makes them of its class), whose usage
+    errors and help come through from a background job under `stty tostop`, as every
+    `stoker: error:` line does (`executor.logs.terminal_write`): `stoker run --bogus JOB &`
+    stopped the job on its usage line (`Stopped (tty output)`)."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        with terminal_write():
+            super()._print_message(message, file)
+            with contextlib.suppress(OSError, ValueError, AttributeError):  # (argparse's own leniency)
+                (file or sys.stderr).flush()
+
+
 def build(only: str | None = None) -> argparse.ArgumentParser:
     """The `stoker` parser; `only` (`run` or `executor`): with that command alone."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stoker",
         description="Run Aurora/Thermos job specs under Mesos or on this machine, with health checks.",
         epilog="Example: stoker run examples/hello_world.aurora   (Ctrl-C stops it)\n"

@@ -149,6 +149,9 @@ def leave_interrupted(interrupt: KeyboardInterrupt) -> NoReturn:
     written first, as `executor.cli.main.run`'s normal end does (was: a Ctrl-C as it ended,
     its code cache saved, could lose its last lines). Nothing is spooled before
     `executor.logs` is loaded, and it is not loaded for this."""
+    modes = sys.modules.get("executor.host.terminalmodes")
+    if modes is not None:  # `stoker run`'s terminal, as it found it (`LocalRun` says so, when it gets there)
+        modes.put_back()
     logs = sys.modules.get("executor.logs")
     if logs is not None:
         logs.drain_spool()
@@ -202,6 +205,10 @@ def _load() -> Callable[[], NoReturn]:
     exec_locale(os.environ, _exec_environ())
     take_systemd(os.environ)
     _standard_streams()
+    if command == "run" and _on_a_terminal():  # before any process of the task starts, the early start's too
+        from executor.host import terminalmodes
+
+        terminalmodes.keep()
     from executor import nodocs
 
     nodocs.install()  # every module from here on without its docstrings
@@ -231,6 +238,12 @@ def _load() -> Callable[[], NoReturn]:
     from executor.cli.main import run as main
 
     return main
+
+
+def _on_a_terminal() -> bool:
+    """Whether descriptor 0, 1 or 2 is a terminal (`executor/host/terminalmodes.py` is loaded
+    only then)."""
+    return any(os.isatty(fd) for fd in (0, 1, 2))
 
 
 def _own_proc(command: str) -> None:

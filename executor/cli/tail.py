@@ -19,10 +19,10 @@ the ones `stoker run` kept as `.logs.attempt-N` when it restarted the task (noth
 them: that attempt is over).
 
 The log is the task's, and so are the bytes in it. To a pipe or a file they are copied
-byte for byte. To a terminal they are shown as text (`TerminalText`): escape sequences, a
-clipboard write (OSC 52), other control characters but the newline and the tab, and bytes
-that are not UTF-8 are written out (`\x1b[2J`, `\xff`), so a task cannot drive the
-operator's terminal.
+byte for byte. To a terminal they are shown as text (`TerminalText`,
+`executor/procs/terminaltext.py`): escape sequences, a clipboard write (OSC 52), other
+control characters but the newline and the tab, and bytes that are not UTF-8 are written
+out (`\x1b[2J`, `\xff`), so a task cannot drive the operator's terminal.
 
 The sandbox is the task's: every level below it (`.logs`, the process, the run, the file)
 is opened without following a symlink or blocking (`executor/procs/saferead.py`), so a
@@ -32,9 +32,7 @@ is opened without following a symlink or blocking (`executor/procs/saferead.py`)
 from __future__ import annotations
 
 import argparse
-import codecs
 import os
-import re
 import select
 import sys
 import time
@@ -47,18 +45,10 @@ from executor.cli import tailparts
 from executor.cli.targets import error, registry_arguments, resolve
 from executor.procs import rotation, saferead
 from executor.procs.runprune import KEEP_RUNS
+from executor.procs.terminaltext import TerminalText
 
 FOLLOW_IDLE_SECS = 0.2
 LOGS_DIR = ".logs"
-# What a terminal would act on: C0 controls but the newline and the tab, DEL, C1 controls.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _written_out(match: re.Match[str]) -> str:
-    """A control character as `printable` writes it: a C1 one as `\\u0085`, apart from the
-    byte 0x85 that is not UTF-8 (`\\x85`, the decoder's backslashreplace)."""
-    code = ord(match.group())
-    return "\\r" if code == 0x0D else f"\\u{code:04x}" if code >= 0x80 else f"\\x{code:02x}"
 
 
 def register(sub: Any, command: Any) -> None:
@@ -219,37 +209,6 @@ def _finish(out: BinaryIO) -> None:
     if isinstance(out, TerminalText):
         out.finish()
     out.flush()
-
-
-class TerminalText:
-    """A log's bytes written to a terminal as text that cannot drive it: decoded as UTF-8
-    (a character cut between two writes waits for its end; a byte that is none is written
-    `\\xff`), every control character but the newline and the tab written out (`\\x1b`),
-    and encoded for the terminal (`encoding`; what it lacks is written `\\u2192`)."""
-
-    def __init__(self, out: BinaryIO, encoding: str) -> None:
-        self._out = out
-        self._encoding = encoding
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
-
-    def write(self, data: bytes) -> int:
-        self._put(self._decoder.decode(data))
-        return len(data)
-
-    def finish(self) -> None:
-        """What is left of a character cut at the end of the log."""
-        self._put(self._decoder.decode(b"", final=True))
-
-    def _put(self, text: str) -> None:
-        if text:
-            safe = _CONTROL.sub(_written_out, text)
-            self._out.write(safe.encode(self._encoding, errors="backslashreplace"))
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def fileno(self) -> int:
-        return self._out.fileno()
 
 
 def _reader_gone(out: BinaryIO, secs: float) -> bool:

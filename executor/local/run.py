@@ -203,8 +203,18 @@ class LocalRun:
                 return self._run(prepared)
             finally:
                 prepared.session.close()
+                self._terminal_put_back()
         finally:
             self._let_go(relay)
+
+    def _terminal_put_back(self) -> None:
+        """The terminal's modes as the entry point found them (`executor/host/terminalmodes.py`,
+        loaded only for a run on a terminal), with a warning line when a process of the task
+        had changed them."""
+        modes = sys.modules.get("executor.host.terminalmodes")
+        if modes is not None and modes.put_back():
+            self._warn("a process of the task changed the terminal's modes (stty raw, -echo, ...) and "
+                       "left them so: they are put back as stoker run found them")
 
     def _let_go(self, relay: SignalRelay | None) -> None:
         """With the relay up (a stop has nothing left to stop) the early start and plan lease,

@@ -21,18 +21,24 @@ cgroup), the copy is written by the caller, as before. Under `stoker run`'s live
 terminal) the lines go through `stoker run`'s spool instead, above the view
 (`executor.logs.above_screen_line`), as a log record does: never glued after the view on
 its line and left beside it in the scroll-back (and a line without end is ended there, or
-the view's next redraw would erase it). Never raises into callers.
+the view's next redraw would erase it). On a terminal, the copies are shown as text that
+cannot drive it, as `stoker tail` shows a log there (`executor/procs/terminaltext.py`): an
+escape sequence a process writes (a screen clear, a title set, an OSC 52 clipboard write)
+or a byte that is not UTF-8 is written out (`\\x1b[2J`, `\\xff`), never acted on; to a
+pipe or a file they are the process's bytes. Never raises into callers.
 """
 from __future__ import annotations
 
 import collections
 import logging
 import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from executor.logs import above_screen_line, log_event, screen_line_kept, spool, start_thread, terminal_writer
 from executor.procs.exitby import ExitBy
+from executor.procs.terminaltext import TextForTerminal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,6 +77,20 @@ class RawConsole:
         return self._fd
 
 
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _terminal_encoding(fd: int) -> str:
+    """The encoding `stoker run`'s own lines use on terminal `fd` (its stdout's or stderr's,
+    the locale's), so that the copies show what the terminal can (UTF-8 if unknown)."""
+    stream = sys.stdout if fd == 1 else sys.stderr if fd == 2 else None
+    return getattr(stream, "encoding", None) or "utf-8"
+
+
 def stream_fields(label: str) -> dict[str, Any]:
     """A stream's label ("task=web.0 process=web run=0 stream=stdout") as a log line's fields."""
     return dict(part.split("=", 1) for part in label.split() if "=" in part)
@@ -80,12 +100,15 @@ class ConsoleCopy:
     def __init__(self, task_label: str, limit: int = LIMIT) -> None:
         self._label = task_label
         self._limit = limit
-        self._items: collections.deque[tuple[int, bytes, str]] = collections.deque()
+        self._items: collections.deque[tuple[int, bytes, str, bool]] = collections.deque()
         self._queued = 0
         self._partial: dict[str, bytes] = {}  # stream label → its last line, until its newline
         self._dropped: dict[str, int] = {}  # stream label → bytes not copied since
         self._failed: set[str] = set()  # streams whose console write failed (said once)
         self._raw: dict[int, RawConsole] = {}  # console fd → the spool's stream for it
+        self._terminal: dict[int, bool] = {}  # console fd → whether it is a terminal
+        self._shown: dict[str, TextForTerminal] = {}  # stream label → its text, to a terminal
+        self._copied: set[str] = set()  # the streams with a copy queued, until they end
         self._closing = False
         self._over = False  # the thread is done (`close` waits for it)
         self._told: Callable[[], None] = lambda: None  # called once it is
@@ -109,23 +132,29 @@ class ConsoleCopy:
         """The stream `label` ended: its last line, without a newline, is copied as it is."""
         with self._cond:
             held = self._partial.pop(label, b"")
-        if held:
-            self._queue(fd, held, label)
+            copied = label in self._copied
+            self._copied.discard(label)
+        if held or (copied and self._on_terminal(fd)):  # the text for a terminal ends too
+            self._queue(fd, held, label, ended=True)
 
-    def _queue(self, fd: int, data: bytes, label: str) -> None:
+    def _queue(self, fd: int, data: bytes, label: str, ended: bool = False) -> None:
         with self._cond:
+            if not ended:
+                self._copied.add(label)
             if self._thread is None and not self._start():
                 inline = True
             elif self._queued + len(data) > self._limit:
                 self._dropped[label] = self._dropped.get(label, 0) + len(data)
+                if ended:  # nor is what its text held for a terminal
+                    self._shown.pop(label, None)
                 return
             else:
                 inline = False
-                self._items.append((fd, data, label))
+                self._items.append((fd, data, label, ended))
                 self._queued += len(data)
                 self._cond.notify()
         if inline:  # no thread to be had: written here, blocking, until one can start
-            self._write(fd, data, label)
+            self._write(fd, data, label, ended)
 
     def close(self, drain_secs: float, exit_by: ExitBy | None = None) -> None:
         """Let the thread write what is queued for up to `drain_secs` or until `exit_by`'s
@@ -149,6 +178,27 @@ class ConsoleCopy:
             self._failed.add(label)
             log_event(logger, logging.ERROR, "log_write_failed", **stream_fields(label), console=fd,
                       error=f"{type(e).__name__}: {e}", reason="dropping what cannot be copied there")
+
+    def _as_shown(self, fd: int, data: bytes, label: str, ended: bool) -> bytes:
+        """`data` as it may reach console `fd`: on a terminal, `TextForTerminal`'s text of
+        it (the stream's, which holds a character cut between two copies until `ended`).
+        Called by one writer at a time, in the order the copies were queued."""
+        if not self._on_terminal(fd):
+            return data
+        shown = self._shown.pop(label, None) if ended else self._shown.get(label)
+        if shown is None:
+            if ended and not data:  # nothing was copied of it
+                return data
+            shown = TextForTerminal(_terminal_encoding(fd))
+            if not ended:
+                self._shown[label] = shown
+        return shown.convert(data, final=ended)
+
+    def _on_terminal(self, fd: int) -> bool:
+        terminal = self._terminal.get(fd)
+        if terminal is None:
+            terminal = self._terminal[fd] = _is_terminal(fd)
+        return terminal
 
     def _raw_console(self, fd: int) -> TextIO:
         """`fd` as a stream of the spool (one per fd: the spool counts drops per stream)."""
@@ -175,12 +225,15 @@ class ConsoleCopy:
                 if not self._items:
                     self._over, told = True, self._told
                     break
-                fd, data, label = self._items.popleft()
+                fd, data, label, ended = self._items.popleft()
                 self._queued -= len(data)
-            self._write(fd, data, label)
+            self._write(fd, data, label, ended)
         told()
 
-    def _write(self, fd: int, data: bytes, label: str) -> None:
+    def _write(self, fd: int, data: bytes, label: str, ended: bool) -> None:
+        data = self._as_shown(fd, data, label, ended)
+        if not data:
+            return
         try:
             if screen_line_kept():  # `stoker run`'s live view: above it, in the spool's order
                 text = data.decode("latin-1")  # the view is drawn on a line of its own:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.shellwords import c_locale_starts, python_sh
@@ -202,6 +204,58 @@ def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(t
     assert b"RUNNING \xe2\x86\x92 FINISHED" in output
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["run", "{config}", "--kill-grace", "soon"], b"stoker: error: --kill-grace='soon' is not a duration"),
+    (["run", "--bogus", "{config}"], b"stoker: error: unrecognized arguments: --bogus"),
+])
+def test_a_background_run_under_stty_tostop_that_fails_to_start_says_why_and_exits(tmp_path, args, said):
+    """`stty tostop` and `stoker run JOB &` with a setting or a flag that is wrong: its one
+    `stoker: error:` line (argparse's usage lines for a flag) was written by the main thread,
+    before any writer thread blocked SIGTTOU, so the kernel stopped the job on it (`Stopped
+    (tty output)`), its error unseen until `fg`. Now the line comes through and it exits 2."""
+    cfg = batch(tmp_path)
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", BACKGROUND_JOB,
+                                          *(a.format(config=cfg) for a in args)])
+    try:
+        assert term.wait(20) == 0
+        output = term.read_to_end(5)
+    finally:
+        term.close()
+    assert b"stoker exited 2" in output, output
+    assert said in output
+
+
+# The shell of a terminal: it runs `stoker run ...` in the foreground (its own process group,
+# the terminal's foreground one) and says how it ended and whether the terminal's modes
+# are as they were before it.
+FOREGROUND_JOB = """
+import subprocess, sys, termios
+before = termios.tcgetattr(0)
+status = subprocess.call([sys.executable, "-m", "executor", *sys.argv[1:]])
+print("stoker exited", status, "modes as before:", termios.tcgetattr(0) == before, flush=True)
+"""
+
+
+def test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends(tmp_path):
+    """A process whose logger is the console writes to the operator's terminal, and may
+    change its modes (`stty raw -echo`, a program killed before it restored them): once
+    `stoker run` ended, the shell echoed nothing and its lines never went back to the margin
+    (`reset` needed). Now the run puts back the modes it found, with one warning line."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='stty raw -echo <&1 && echo modes-changed',
+                       logger=Logger(destination='console'))
+        jobs = [Job(cluster='local', role='me', environment='test', name='raw',
+                    task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", FOREGROUND_JOB, "run", str(cfg),
+                                          "--sandbox", str(sandbox)])
+    output = output_of(term, sandbox)
+    assert b"modes-changed" in output, output
+    assert b"stoker exited 0 modes as before: True" in output, output
+    assert output.count(b"stoker run: warning: a process of the task changed the terminal's modes") == 1
+
+
 HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
            b"\x1b[2J\x1b[31mred\x1b]52;c;aGVsbG8=\x07\n"   # clear screen, colour, a clipboard write
            b"bad \xff\xfe \xc2\x9b[1m end\r\n")             # invalid UTF-8, a C1 CSI, a CR
@@ -278,6 +332,28 @@ def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
     assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
     assert (tmp_path / "run" / "done").exists()
 
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_an_output_that_cannot_be_written_is_one_error_line_and_status_1(tmp_path, unbuffered):
+    """`stoker ps > /dev/full` (a full disk, a quota): the interpreter's last flush failed
+    silently, so the command exited 0 with its output lost (`stoker status --json >
+    state.json` on a full disk: an empty file, and success); with PYTHONUNBUFFERED set, and
+    for any output past a buffer, it was a traceback (`stoker tail`'s: exit 120). Now one
+    `stoker: error:` line says so, status 1, whichever command wrote it (`inspect CONFIG`'s
+    in the child that runs the config too)."""
+    sandbox, ran = sandbox_with_log(tmp_path, b"logged\n"), tmp_path / "ran"
+    cfg, registry = batch(tmp_path), {"STOKER_ROOT": str(tmp_path / "registry")}
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {ran} > /dev/null", env=registry)
+    kill_leftovers(task_pids(ran))
+    assert result.returncode == 0, result.stderr.decode()
+    commands = [f"stoker tail {sandbox} web", f"stoker inspect {cfg}", "stoker ps --all",
+                f"stoker status {ran}", f"stoker status {ran} --json"]
+    for command in commands:
+        result = shell(tmp_path, f"{command} > /dev/full",
+                       env={"PYTHONUNBUFFERED": unbuffered, **registry})
+        assert (result.returncode, result.stderr.decode()) == (
+            1, "stoker: error: cannot write to stdout: No space left on device\n"), command
 
 
 def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):

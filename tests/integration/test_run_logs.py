@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import threading
+import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO, cast
@@ -22,7 +23,7 @@ import pytest
 
 from executor.logs import keep_screen_line, spool
 from executor.procs import rotation
-from executor.procs.consolecopy import RawConsole
+from executor.procs.consolecopy import HOLD_BYTES, RawConsole
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from tests.support.waiting import log_pump_threads_ended, wait_for
 
@@ -163,6 +164,43 @@ def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
                 os.close(write_fd)
             pump.stop(drain_secs=1.0)
     assert (tmp_path / "run/stdout").read_bytes() == b"out-1\n\xff\nno end"  # not ended in the file
+
+
+def test_console_copies_to_a_terminal_are_text_that_cannot_drive_it(tmp_path: Path) -> None:
+    """A `destination='both'` process's output reached `stoker run`'s terminal byte for
+    byte: a screen clear, a title set, an OSC 52 clipboard write and bytes that are not
+    UTF-8 were acted on by the operator's terminal (where `stoker tail` writes them out).
+    On a terminal the copies are now that text; a character a long line's copy cut in two
+    is shown whole, and one its stream's end cut is written out."""
+    main, term = os.openpty()
+    tty.setraw(term)  # no newline made \r\n: the bytes as the copy wrote them
+    os.set_blocking(main, False)
+    seen = bytearray()
+    run_dir = _open_dir(tmp_path / "run")
+    pump = LogPump("tty.0")
+    read_fd, write_fd = make_pipe()
+    try:
+        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), term,
+                 "task=tty.0 process=a run=0 stream=stdout")
+        hostile = b"A\x1b]52;c;aGVsbG8=\x07B\x1b[2J\x1b]0;title\x07\xff\x9b\r\n"
+        long_cut = b"x" * HOLD_BYTES + b"\xc3"  # past HOLD_BYTES: copied as it comes
+        for data in (hostile, long_cut, b"\xa9\n\x1b[31m\xe6\x97"):
+            os.write(write_fd, data)
+        os.close(write_fd)
+        write_fd = -1
+        shown = (b"A\\x1b]52;c;aGVsbG8=\\x07B\\x1b[2J\\x1b]0;title\\x07\\xff\\x9b\\r\n"
+                 + b"x" * HOLD_BYTES + "\u00e9\n".encode() + b"\\x1b[31m\\xe6\\x97")
+        wait_for(lambda: _read_more(main, seen) == shown, 10,
+                 message="the terminal shows the task's output as text")
+    finally:
+        if write_fd >= 0:
+            os.close(write_fd)
+        pump.stop(drain_secs=1.0)
+        os.close(main)  # a copy still stuck in its write fails (EIO)
+        log_pump_threads_ended("tty.0", 30)
+        os.close(term)
+        os.close(run_dir)
+    assert (tmp_path / "run/stdout").read_bytes() == hostile + long_cut + b"\xa9\n\x1b[31m\xe6\x97"
 
 
 def test_close_copies_what_the_pipes_hold_without_waiting_for_a_writer_that_outlived_the_kill(
