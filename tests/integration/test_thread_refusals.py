@@ -38,13 +38,18 @@ print(turn, kept)
 """
 
 
+def child(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by a fresh Python with the repository on its path (its own limits, threads)."""
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+
+
 def test_no_thread_to_wait_with_gives_up_the_turn_at_once_and_the_descriptor(tmp_path):
     """Was: the refusal (NoRoomForThread) went up through `codecache.save()`, a traceback at
     the command's end, and the descriptor was left open."""
     lock = tmp_path / "attrs-run.lock"
     lock.write_bytes(b"")
-    done = subprocess.run([sys.executable, "-c", NO_ROOM_FOR_A_THREAD, str(lock)], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(NO_ROOM_FOR_A_THREAD, str(lock))
     assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["False", "False"], ""), done.stderr
 
 
@@ -63,8 +68,7 @@ except NoRoomForThread as exc:
 
 
 def test_the_announcers_kazoo_threads_are_refused_by_the_check():
-    done = subprocess.run([sys.executable, "-c", KAZOO_HANDLER], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(KAZOO_HANDLER)
     assert (done.returncode, done.stdout, done.stderr) == (0, "refused by the check: can't start new thread\n", "")
 
 
@@ -111,8 +115,7 @@ def test_two_starts_at_once_with_room_for_one_are_one_start_and_one_refusal():
     refused (a bare RuntimeError, no figures), or one mapped and its first allocations not
     (a start that waits for good). A start's check and its reservation of room are now one
     step per process, and a check counts the room the starts under way reserved."""
-    done = subprocess.run([sys.executable, "-c", TWO_STARTS_ROOM_FOR_ONE], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(TWO_STARTS_ROOM_FOR_ONE)
     assert (done.returncode, done.stdout, done.stderr) == (0, "NoRoomForThread started\n", "")
 
 
@@ -156,8 +159,7 @@ def test_a_start_whose_thread_is_made_is_not_counted_twice():
     thread's stack, mapped by then, too: with room for two threads, a second start made while
     the first's thread was already mapped was refused (its stack counted twice). Each start now
     reserves up to a ceiling of what is mapped, which what it maps fills rather than adds to."""
-    done = subprocess.run([sys.executable, "-c", STARTED_NOT_RETURNED], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(STARTED_NOT_RETURNED)
     assert (done.returncode, done.stdout, done.stderr) == (0, "second started\n", "")
 
 
@@ -206,8 +208,7 @@ def test_what_the_process_maps_meanwhile_does_not_fill_a_start_s_room():
     the mapping, not for the held start's thread (whose stack or first allocations were then
     refused: a start that waits for good). The room of a start whose thread has not run yet
     counts in full; a thread that runs (`ident` set) is in what is mapped."""
-    done = subprocess.run([sys.executable, "-c", GROWN_MEANWHILE], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(GROWN_MEANWHILE)
     assert (done.returncode, done.stdout, done.stderr) == (0, "second refused: NoRoomForThread\n", "")
 
 
@@ -255,8 +256,7 @@ def test_a_start_that_hangs_holds_up_no_other_start():
     process (the health loop's, the announcer's, the control socket's) until it ended: here
     the other start waited out the hung one's `HUNG_SECS`. Now each reserves its room and
     starts outside the lock: with room for both, the other starts at once."""
-    done = subprocess.run([sys.executable, "-c", HUNG_START, "2", str(HUNG_SECS)], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(HUNG_START, "2", str(HUNG_SECS))
     assert (done.returncode, sorted(done.stdout.splitlines()), done.stderr) == (
         0, ["other started", "released"], ""), done.stdout
 
@@ -264,8 +264,7 @@ def test_a_start_that_hangs_holds_up_no_other_start():
 def test_a_start_under_way_keeps_its_room_from_another_which_says_so():
     """With room for one thread, a start under way (hung) holds it: another is refused at
     once, with the room the hung one reserved in its figures and its line."""
-    done = subprocess.run([sys.executable, "-c", HUNG_START, "1", str(HUNG_SECS)], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(HUNG_START, "1", str(HUNG_SECS))
     said = done.stdout.splitlines()
     assert (done.returncode, done.stderr, len(said)) == (0, "", 2), done.stdout + done.stderr
     assert said[0].startswith("other refused: True: no thread could be started: the address-space limit"), said
@@ -298,8 +297,7 @@ print(*said)
 
 def test_a_start_the_c_library_refused_gives_its_room_back():
     """A start that raised keeps no reservation: with room for one thread, the next starts."""
-    done = subprocess.run([sys.executable, "-c", REFUSED_THEN_STARTED], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(REFUSED_THEN_STARTED)
     assert (done.returncode, done.stdout, done.stderr) == (0, "RuntimeError started\n", "")
 
 
@@ -343,8 +341,7 @@ print(json.dumps(said))
 def test_start_thread_starts_a_thread_the_limit_has_room_for_and_refuses_one_it_has_not_with_its_figures():
     """Refused: `NoRoomForThread` with the limit and what was mapped as it looked (a MiB of
     the look after it), or no figure when even the look found no memory."""
-    done = subprocess.run([sys.executable, "-c", START_THREAD], cwd=REPO, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    done = child(START_THREAD)
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     said = json.loads(done.stdout)
     assert said["room"] == "started", said
