@@ -224,10 +224,9 @@ def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBund
     kept = nodocs.kept_fd(os.path.join(nodocs._nodoc, name)) if nodocs.installed() else None
     if kept is None or kept[0] < 0:
         return {}
-    fd = kept[0]
+    fd, end = kept
     try:
         size = int.from_bytes(os.pread(fd, 4, 0), "little")
-        end = os.fstat(fd).st_size
     except OSError:
         os.close(fd)
         return {}
