@@ -192,10 +192,15 @@ class Membership:
         return self._settle(f"deleted {gone}" if gone else "the create whose answer was lost made no member")
 
     def vanished(self, member: str) -> list[Change]:
-        """The member node was deleted, not by us (an operator, or a session we lost)."""
+        """The member node was deleted, not by a delete that answered: an operator, a session
+        we lost, or, leaving, our own delete that failed (ConnectionLoss after ZooKeeper applied
+        it: its watch said DELETED first; was: "deleted by someone else" for our own)."""
         if member != self.member:
             return []
+        maybe_ours = not self.want and self.failures > 0  # a leave's delete failed (leave() cleared the count)
         self.member = None
+        if maybe_ours:
+            return self._settle(f"{member} was deleted: by the delete whose answer was lost, or by someone else")
         return self._settle(f"{member} was deleted by someone else")
 
     def failed(self, action: Action, reason: str, now: float, *, ambiguous: bool = False) -> list[Change]:

@@ -100,13 +100,26 @@ class ZooKeeperServer(OwnedServer):
     def stalled(self) -> Iterator[None]:
         """The server stopped (SIGSTOP) for the `with`: connections stay open, nothing is
         answered, sessions are not expired meanwhile (its clock runs on: once it runs again
-        (SIGCONT, even on failure), it expires those whose timeout passed)."""
+        (SIGCONT, even on failure), it expires those whose timeout passed). Entered once every
+        thread of the server has stopped: kill() returns before they do, and a request sent
+        in between was answered (once in CI, under load: a stalled leave's delete, so the
+        leave said the member was gone)."""
         assert self._proc is not None and self.running, "the server is not running"
         os.kill(self._proc.pid, signal.SIGSTOP)
         try:
+            self._wait_stopped()
             yield
         finally:
             os.kill(self._proc.pid, signal.SIGCONT)
+
+    def _wait_stopped(self) -> None:
+        """Wait until the kernel tells this process, the server's parent, that the server
+        stopped: it does so once the last of its threads stopped. WNOWAIT takes nothing:
+        an exit is still the Popen's to collect."""
+        assert self._proc is not None
+        info = os.waitid(os.P_PID, self._proc.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+        if info is None or info.si_code != os.CLD_STOPPED:
+            raise RuntimeError(f"ZooKeeper ended instead of stopping; its output: {self._tail()}")
 
     def _command(self) -> list[str]:
         java = [shutil.which("java") or "java", "-Xms16m", "-Xmx64m", "-Xss512k",

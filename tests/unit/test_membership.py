@@ -189,6 +189,27 @@ REASONS = {
         ("vanished member_0000000001", [("member", "JOINED", "JOINING", "member_0000000001 was deleted by "
                                                                         "someone else; waiting for ZooKeeper")]),
     ],
+    "a leave's delete whose answer was lost, then the member's watch says it was deleted": [
+        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
+        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
+        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        ("leave", [("member", "JOINED", "LEAVING", "asked to leave")]),
+        ("delete_failed ConnectionLoss", [("member", "LEAVING", "LEAVING",
+                                           "could not delete the member: ConnectionLoss; retrying")]),
+        ("vanished member_0000000001", [("member", "LEAVING", "LEFT", "member_0000000001 was deleted: by "
+                                         "the delete whose answer was lost, or by someone else")]),
+    ],
+    "a member deleted by someone else while leaving, before any delete": [
+        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
+        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
+        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        ("conn SUSPENDED", [("connection", "CONNECTED", "SUSPENDED",
+                             "connection to ZooKeeper dropped; reconnecting (the session may resume)")]),
+        ("leave", [("member", "JOINED", "LEAVING", "asked to leave; deleting it once ZooKeeper is reachable "
+                                                   "(it expires with the session anyway)")]),
+        ("vanished member_0000000001", [("member", "LEAVING", "LEFT",
+                                         "member_0000000001 was deleted by someone else")]),
+    ],
     "a member deleted by someone else, connected": [
         ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
         ("join", [("member", "IDLE", "JOINING", "asked to join")]),
