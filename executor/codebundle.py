@@ -119,7 +119,7 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         global _damaged
         where, self.where = self.where, None
         bundle = self.bundle()
-        code = _code(bundle, *where) if where is not None and bundle is not None else None
+        code = _code(bundle, *where, self.path) if where is not None and bundle is not None else None
         if code is None and where is not None and bundle is not None:
             _damaged = bundle.path  # its code cut short, or of another shape: said too
         return code if code is not None else super().get_code(fullname)
@@ -133,7 +133,6 @@ class CodeBundleFinder:
         entry = _modules.get(fullname)
         if entry is None:
             return None
-        global _damaged
         global _damaged
         try:
             origin, package, _, start, length, bundle = entry
@@ -158,7 +157,7 @@ def _served(entry: tuple[str, bool, bytes, int, int, _OpenBundle], path: Sequenc
     directory = os.path.dirname(origin)
     home = os.path.dirname(directory) if package else directory
     if path is None:
-        if sys.path != _path or _cwd and os.getcwd() != _cwd:
+        if sys.path != _path or _cwd and _working_directory() != _cwd:
             return False
     elif list(path) != [home]:
         return False
@@ -171,14 +170,17 @@ def _served(entry: tuple[str, bool, bytes, int, int, _OpenBundle], path: Sequenc
     return nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) == header
 
 
-def _code(bundle: _OpenBundle, start: int, length: int) -> CodeType | None:
-    """The code at `start` (`length` bytes) in `bundle`'s; None: damaged, or unreadable."""
+def _code(bundle: _OpenBundle, start: int, length: int, origin: str) -> CodeType | None:
+    """The code at `start` (`length` bytes) in `bundle`'s, compiled from `origin`; None:
+    damaged, or unreadable. (A damaged index's place where another module's code starts gave
+    that code, whose header check is its source's own: marshal reads one object and leaves
+    the bytes after it; the warm step compiles each from its origin.)"""
     try:
         data = bundle.read(start, length)
         code = marshal.loads(data) if len(data) == length else None
     except (*_DAMAGED, OSError):
         return None
-    return code if type(code) is type(_code.__code__) else None
+    return code if type(code) is type(_code.__code__) and code.co_filename == origin else None
 
 
 def names_in(directory: str, names: set[str]) -> set[str]:
@@ -200,6 +202,9 @@ def install(name: str = NAME) -> bool:
     global _cwd
     if name in _read:
         return CodeBundleFinder in sys.meta_path
+    relative = not all(os.path.isabs(entry) for entry in sys.path)
+    if relative and not _working_directory():  # where a relative entry is, unknown: none served
+        return False
     _read.add(name)
     served = _trusted(name)
     if not served:
@@ -208,7 +213,7 @@ def install(name: str = NAME) -> bool:
         _modules.setdefault(module, entry)
     if CodeBundleFinder not in sys.meta_path:
         _path[:] = sys.path
-        _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
+        _cwd = _working_directory() if relative else ""
         sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
                              CodeBundleFinder)
     return True
@@ -238,6 +243,15 @@ def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBund
         global _damaged
         _damaged = os.path.join(nodocs._nodoc, name)
         return {}
+
+
+def _working_directory() -> str:
+    """The working directory; "" once it was removed (Python's path finder then passes over
+    a relative entry of `sys.path`: raised out of `find_spec`, the import failed)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
 
 
 def _stat_ns(directory: str) -> int | None:

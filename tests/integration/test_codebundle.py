@@ -330,3 +330,56 @@ def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_c
     """)
     # (found in the bundle, its code read only as it is imported: cut short, its source's)
     assert run(where, script, "src").split() == ["1", "CodeBundleLoader", "42", "0"]
+
+
+def test_a_working_directory_removed_after_the_start_began_finds_modules_as_python_does(where: Path) -> None:
+    # a relative entry of `sys.path` (a PYTHONPATH's), the directory it was relative to removed: Python's path finder
+    # passes over the entry; the bundle's finder raised FileNotFoundError (os.getcwd()) out of the import
+    run(where, WRITE, "src")
+    script = textwrap.dedent("""
+        import os, sys, tempfile
+        sys.path.insert(1, "relative")
+        from executor import codebundle, nodocs
+        nodocs.install()
+        installed = codebundle.install()
+        gone = tempfile.mkdtemp(dir=PLACE)
+        os.chdir(gone)
+        os.rmdir(gone)
+        from probepkg import mod
+        print(installed, mod.answer())
+    """)
+    assert run(where, script.replace("PLACE", repr(str(where))), "src").split() == ["True", "42"]
+
+
+def test_an_entry_whose_place_holds_another_module_s_code_runs_its_own_source(where: Path) -> None:
+    # a damaged index: `probepkg.mod`'s entry where `probepkg`'s code starts (marshal reads one object and leaves the
+    # rest): that code ran as `probepkg.mod` (no `answer`); its header still the source's, only the code tells
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    package, mod = modules["probepkg"], modules["probepkg.mod"]
+    modules["probepkg.mod"] = (*mod[:3], package[3], max(mod[4], package[4]))
+    rewritten = marshal.dumps((directories, modules))
+    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+    os.chmod(bundled, 0o644)
+    assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+def test_a_start_in_a_removed_working_directory_serves_nothing_and_names_no_file_damaged(where: Path) -> None:
+    # a relative entry cannot be placed: nothing served (was: the file named damaged, its DEBUG line said so)
+    run(where, WRITE, "src")
+    script = textwrap.dedent("""
+        import os, sys, tempfile
+        sys.path.insert(1, "relative")
+        gone = tempfile.mkdtemp(dir=PLACE)
+        os.chdir(gone)
+        os.rmdir(gone)
+        from executor import codebundle, nodocs
+        nodocs.install()
+        installed = codebundle.install()
+        from probepkg import mod
+        print(installed, mod.answer(), repr(codebundle.forget()))
+    """)
+    assert run(where, script.replace("PLACE", repr(str(where))), "src").split() == ["False", "42", "''"]
