@@ -234,6 +234,8 @@ def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBund
         return {}
     bundle = _OpenBundle(os.path.join(nodocs._nodoc, name), fd, 4 + size, end)  # closes the fd when let go
     try:
+        if 4 + size > end:  # (pread allocates the length asked first: 4 GiB for a damaged one, a
+            raise EOFError  # MemoryError under `ulimit -v` that ended the start)
         index = os.pread(fd, size, 4) if size else b""
         directories, modules = marshal.loads(index)
         changed = {directory for directory, (mtime, _) in directories.items() if _stat_ns(directory) != mtime}

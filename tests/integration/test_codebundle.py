@@ -383,3 +383,21 @@ def test_a_start_in_a_removed_working_directory_serves_nothing_and_names_no_file
         print(installed, mod.answer(), repr(codebundle.forget()))
     """)
     assert run(where, script.replace("PLACE", repr(str(where))), "src").split() == ["False", "42", "''"]
+
+
+def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(where: Path) -> None:
+    # its first 4 bytes damaged: `os.pread` allocated the length asked (4 GiB) before reading; under an address
+    # space limit (ulimit -v) the start died of the MemoryError raised out of `install()`
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled.write_bytes((0xFFFFFFF0).to_bytes(4, "little") + bundled.read_bytes()[4:])
+    os.chmod(bundled, 0o644)
+    limited = FORGOTTEN.replace("codebundle.install()\n", textwrap.dedent("""
+        import resource
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[0])
+        room = pages * resource.getpagesize() + (1 << 30)
+        resource.setrlimit(resource.RLIMIT_AS, (room, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        print(codebundle.install())
+    """))
+    assert run(where, limited, "src").split() == ["False", "42", repr(str(bundled)), "''"]
