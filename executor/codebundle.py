@@ -96,9 +96,11 @@ class _OpenBundle:
 
     def read(self, start: int, length: int) -> bytes:
         """`length` bytes of the modules' code from `start`; fewer at the file's end (none for
-        a place past the end the file had when opened: a damaged index's, never allocated)."""
+        a place past the end the file had when opened, or a negative length: a damaged
+        index's, never allocated, nor given to `os.pread`, which raised OverflowError for one
+        past a C ssize_t)."""
         at = self.base + start
-        return os.pread(self.fd, length, at) if self.base <= at and at + length <= self.end else b""
+        return os.pread(self.fd, length, at) if self.base <= at and 0 <= length and at + length <= self.end else b""
 
 
 class CodeBundleLoader(nodocs.NoDocLoader):

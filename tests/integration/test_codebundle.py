@@ -401,3 +401,18 @@ def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(whe
         print(codebundle.install())
     """))
     assert run(where, limited, "src").split() == ["False", "42", repr(str(bundled)), "''"]
+
+
+def test_an_entry_of_a_negative_length_is_damage_and_raises_nothing(where: Path) -> None:
+    # past what os.pread takes (a C ssize_t): OverflowError, out of `get_code`, failed the import
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    for length in (-1, -(1 << 70)):
+        modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], length)
+        rewritten = marshal.dumps((directories, modules))
+        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+        os.chmod(bundled, 0o644)
+        assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
