@@ -61,8 +61,11 @@ def _patch(module):
 """
 
 
-def job(processes: int) -> str:
-    return (f"processes = [Process(name='p%d' % i, cmdline='true') for i in range({processes})]\n"
+LIST_FDS = "ls -l /proc/self/fd"
+
+
+def job(processes: int, cmdline: str = "true") -> str:
+    return (f"processes = [Process(name='p%d' % i, cmdline={cmdline!r}) for i in range({processes})]\n"
             "jobs = [Job(cluster='local', role='me', environment='test', name='job',\n"
             "            task=Task(processes=processes, resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
 
@@ -91,17 +94,22 @@ def environment(place: Path) -> dict[str, str]:
 
 
 def stoker_run(place: Path, *args: str) -> list[str]:
-    """`stoker run job.aurora ARGS`'s notes (each a line)."""
+    """`stoker run job.aurora ARGS`'s notes (each a line), once no run of it got a bundle's
+    descriptor (a first run's start while both files are open: the supervisor's, its planning
+    child's)."""
     (place / "notes").unlink(missing_ok=True)
     done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", *args], cwd=place,
                           env=environment(place), stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+    for listed in (place / args[1] / ".logs").glob("p*/0/stdout"):  # (LIST_FDS's, or none)
+        text = listed.read_text()
+        assert ".codebundle" not in text and (not text or " 0 -> /dev/null" in text), text
     return (place / "notes").read_text().splitlines()
 
 
 def test_a_first_run_s_planning_child_reads_the_plan_bundle_and_a_re_run_s_supervisor_never_does(place: Path) -> None:
-    (place / "job.aurora").write_text(job(2))
+    (place / "job.aurora").write_text(job(2, LIST_FDS))
     first = stoker_run(place, "--sandbox", str(place / "sb1"))
     assert sorted(set(first) - {"left 0 0 0"}) == ["child plan.codebundle", "supervisor run.codebundle"]
     again = stoker_run(place, "--sandbox", str(place / "sb2"))
@@ -111,7 +119,7 @@ def test_a_first_run_s_planning_child_reads_the_plan_bundle_and_a_re_run_s_super
 def test_a_first_run_planned_by_the_supervisor_s_own_child_reads_the_plan_bundle_there(place: Path) -> None:
     # a run the first run's early start does not plan ahead (another flag than --sandbox): its planning child is
     # `executor.local.planning`'s, which loaded the config language module by module (23 files) from beside the bundle
-    (place / "job.aurora").write_text(job(2))
+    (place / "job.aurora").write_text(job(2, LIST_FDS))
     notes = stoker_run(place, "--sandbox", str(place / "sb"), "--root", str(place / "root"))
     assert sorted(set(notes) - {"left 0 0 0"}) == ["child plan.codebundle", "supervisor run.codebundle"]
 
@@ -121,3 +129,4 @@ def test_nothing_of_either_bundle_is_kept_once_a_start_of_a_hundred_processes_is
     for sandbox in ("sb1", "sb2"):  # a new config's start (the planning child's), then a re-run's
         notes = stoker_run(place, "--sandbox", str(place / sandbox))
         assert [line for line in notes if line.startswith("left")] == ["left 0 0 0"], notes
+
