@@ -11,7 +11,8 @@ the code of each module read (`os.pread`) and unmarshalled only as it is importe
 file read at once, 1.8 MB, took 1.2-1.4 ms of CPU: `_OpenBundle`). `stoker run`'s imports
 take about 4.7 ms less CPU (of 60-odd at load 3: docs/benchmarks.md, bundle). `forget()`
 takes the finder off, and closes the file, as the start ends (`runstart.forget_listings`).
-A first run's planning child (`executor/cli/launchfirst.py`) has the finder from its fork,
+A first run's planning child (`executor/cli/launchfirst.py`'s, or for a run not planned
+ahead the supervisor's own, `executor/local/planning.py`'s) has the finder from its fork,
 and adds a second file, `nodoc/plan.codebundle` (`install(PLAN)`): the config language's
 modules, which only it loads (pystachio, the schema, the loader: 23 modules, 0.2 MB), so that
 the supervisor never reads them (docs/benchmarks.md, plancut).
