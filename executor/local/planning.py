@@ -169,8 +169,9 @@ def _plan_bundle() -> None:
     started) loaded them each from its own file, 23 found and opened. Not imported here:
     `stoker executor` has none."""
     codebundle = sys.modules.get("executor.codebundle")
-    if codebundle is not None:
-        codebundle.install(codebundle.PLAN)
+    with contextlib.suppress(Exception):  # (it raises nothing it foresees: a MemoryError costs the file, not
+        if codebundle is not None:  # the plan, whose child would end without an answer, said as the config's doing)
+            codebundle.install(codebundle.PLAN)
 
 
 def _collect(pid: int, read_end: int, mask: set[int]) -> tuple[bytes, int]:
