@@ -90,8 +90,9 @@ class _OpenBundle:
         self.end = end  # where the file ended as it was opened
 
     def __del__(self) -> None:
-        try:
-            self._close(self.fd)
+        fd, self.fd = self.fd, -1  # first: its weak references give it until this returns, and os.close
+        try:  # lets the GIL go (another thread's loader read the number freed, another file's by then)
+            self._close(fd)
         except OSError:  # (never expected: the fd is this object's alone)
             return
 
@@ -122,6 +123,8 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         global _damaged
         where, self.where = self.where, None
         bundle = self.bundle()
+        if bundle is not None and bundle.fd < 0:  # being closed (`_OpenBundle.__del__`): as gone
+            bundle = None
         code = _code(bundle, *where, self.path) if where is not None and bundle is not None else None
         if code is None and where is not None and bundle is not None:
             _damaged = bundle.path  # its code cut short, or of another shape: said too

@@ -416,3 +416,41 @@ def test_an_entry_of_a_negative_length_is_damage_and_raises_nothing(where: Path)
         bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
         os.chmod(bundled, 0o644)
         assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+RECYCLED = textwrap.dedent("""
+    import marshal, os
+    from executor import codebundle, nodocs
+    nodocs.install()
+    assert codebundle.install()
+    import probepkg
+    spec = codebundle.CodeBundleFinder.find_spec("probepkg.mod", probepkg.__path__)
+    with open(os.path.join(nodocs._nodoc, codebundle.NAME), "rb") as file:
+        data = file.read()
+    start, length = spec.loader.where
+    other = marshal.dumps(compile("answer = list", spec.origin, "exec"))  # (shorter than the module's)
+    assert len(other) <= length
+    at = 4 + int.from_bytes(data[:4], "little") + start
+    with open("decoy", "wb") as file:  # another file, where the bundle had that module's code: another's
+        file.write(data[:at] + other.ljust(length, b"\\0"))
+    seen = []
+
+    def close_and_go_on(fd):
+        os.close(fd)  # (os.close lets the GIL go: another thread runs, opens a file, imports)
+        reused = os.open("decoy", os.O_RDONLY)
+        namespace = {}
+        exec(spec.loader.get_code("probepkg.mod"), namespace)
+        seen.extend([reused == fd, namespace["answer"]()])
+        os.close(reused)
+
+    codebundle._OpenBundle._close = staticmethod(close_and_go_on)
+    codebundle.forget()
+    print(*seen)
+""")
+
+
+def test_a_loader_never_reads_the_descriptor_its_closing_file_let_go(where: Path) -> None:
+    # the file's weak reference still gives it while its __del__ runs, and os.close lets the GIL go: a thread
+    # that imported then read the number its close freed, whatever another thread had opened under it
+    run(where, WRITE, "src")
+    assert run(where, RECYCLED, "src").split() == ["True", "42"]
