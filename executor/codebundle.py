@@ -11,7 +11,8 @@ the code of each module read (`os.pread`) and unmarshalled only as it is importe
 file read at once, 1.8 MB, took 1.2-1.4 ms of CPU: `_OpenBundle`). `stoker run`'s imports
 take about 4.7 ms less CPU (of 60-odd at load 3: docs/benchmarks.md, bundle). `forget()`
 takes the finder off, and closes the file, as the start ends (`runstart.forget_listings`).
-A first run's planning child (`executor/cli/launchfirst.py`) has the finder from its fork,
+A first run's planning child (`executor/cli/launchfirst.py`'s, or for a run not planned
+ahead the supervisor's own, `executor/local/planning.py`'s) has the finder from its fork,
 and adds a second file, `nodoc/plan.codebundle` (`install(PLAN)`): the config language's
 modules, which only it loads (pystachio, the schema, the loader: 23 modules, 0.2 MB), so that
 the supervisor never reads them (docs/benchmarks.md, plancut).
@@ -43,7 +44,6 @@ What runs is what Python would run:
 """
 from __future__ import annotations
 
-import _imp
 import marshal
 import os
 import sys
@@ -90,16 +90,19 @@ class _OpenBundle:
         self.end = end  # where the file ended as it was opened
 
     def __del__(self) -> None:
-        try:
-            self._close(self.fd)
+        fd, self.fd = self.fd, -1  # first: its weak references give it until this returns, and os.close
+        try:  # lets the GIL go (another thread's loader read the number freed, another file's by then)
+            self._close(fd)
         except OSError:  # (never expected: the fd is this object's alone)
             return
 
     def read(self, start: int, length: int) -> bytes:
         """`length` bytes of the modules' code from `start`; fewer at the file's end (none for
-        a place past the end the file had when opened: a damaged index's, never allocated)."""
+        a place past the end the file had when opened, or a negative length: a damaged
+        index's, never allocated, nor given to `os.pread`, which raised OverflowError for one
+        past a C ssize_t)."""
         at = self.base + start
-        return os.pread(self.fd, length, at) if self.base <= at and at + length <= self.end else b""
+        return os.pread(self.fd, length, at) if self.base <= at and 0 <= length and at + length <= self.end else b""
 
 
 class CodeBundleLoader(nodocs.NoDocLoader):
@@ -120,14 +123,14 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         global _damaged
         where, self.where = self.where, None
         bundle = self.bundle()
-        code = _code(bundle, *where) if where is not None and bundle is not None else None
+        if bundle is not None and bundle.fd < 0:  # being closed (`_OpenBundle.__del__`): as gone
+            bundle = None
+        code = _code(bundle, *where, self.path) if where is not None and bundle is not None else None
         if code is None:
             if where is not None and bundle is not None:
                 _damaged = bundle.path  # its code cut short, or of another shape: said too
             return super().get_code(fullname)
-        # compiled where a tree copied with its files was (`nodocs`' file's): named as here (see `NoDocLoader`)
-        _imp._fix_co_filename(code, self.path)  # type: ignore[attr-defined]
-        return code
+        return code  # (named as here: `_code` gives only code compiled from this path)
 
 
 class CodeBundleFinder:
@@ -162,7 +165,7 @@ def _served(entry: tuple[str, bool, bytes, int, int, _OpenBundle], path: Sequenc
     directory = os.path.dirname(origin)
     home = os.path.dirname(directory) if package else directory
     if path is None:
-        if sys.path != _path or _cwd and os.getcwd() != _cwd:
+        if sys.path != _path or _cwd and _working_directory() != _cwd:
             return False
     elif list(path) != [home]:
         return False
@@ -175,14 +178,17 @@ def _served(entry: tuple[str, bool, bytes, int, int, _OpenBundle], path: Sequenc
     return nodocs._header({"mtime": stats.st_mtime, "size": stats.st_size}) == header
 
 
-def _code(bundle: _OpenBundle, start: int, length: int) -> CodeType | None:
-    """The code at `start` (`length` bytes) in `bundle`'s; None: damaged, or unreadable."""
+def _code(bundle: _OpenBundle, start: int, length: int, origin: str) -> CodeType | None:
+    """The code at `start` (`length` bytes) in `bundle`'s, compiled from `origin`; None:
+    damaged, or unreadable. (A damaged index's place where another module's code starts gave
+    that code, whose header check is its source's own: marshal reads one object and leaves
+    the bytes after it; the warm step compiles each from its origin.)"""
     try:
         data = bundle.read(start, length)
         code = marshal.loads(data) if len(data) == length else None
     except (*_DAMAGED, OSError):
         return None
-    return code
+    return code if type(code) is type(_code.__code__) and code.co_filename == origin else None
 
 
 def names_in(directory: str, names: set[str]) -> set[str]:
@@ -204,6 +210,9 @@ def install(name: str = NAME) -> bool:
     global _cwd
     if name in _read:
         return CodeBundleFinder in sys.meta_path
+    relative = not all(os.path.isabs(entry) for entry in sys.path)
+    if relative and not _working_directory():  # where a relative entry is, unknown: none served
+        return False
     _read.add(name)
     served = _trusted(name)
     if not served:
@@ -212,7 +221,7 @@ def install(name: str = NAME) -> bool:
         _modules.setdefault(module, entry)
     if CodeBundleFinder not in sys.meta_path:
         _path[:] = sys.path
-        _cwd = os.getcwd() if not all(os.path.isabs(entry) for entry in sys.path) else ""
+        _cwd = _working_directory() if relative else ""
         sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
                              CodeBundleFinder)
     return True
@@ -232,6 +241,8 @@ def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBund
         return {}
     bundle = _OpenBundle(os.path.join(nodocs._nodoc, name), fd, 4 + size, end)  # closes the fd when let go
     try:
+        if 4 + size > end:  # (pread allocates the length asked first: 4 GiB for a damaged one, a
+            raise EOFError  # MemoryError under `ulimit -v` that ended the start)
         index = os.pread(fd, size, 4) if size else b""
         directories, modules = marshal.loads(index)
         changed = {directory for directory, (mtime, _) in directories.items() if _stat_ns(directory) != mtime}
@@ -241,6 +252,15 @@ def _trusted(name: str) -> dict[str, tuple[str, bool, bytes, int, int, _OpenBund
         global _damaged
         _damaged = os.path.join(nodocs._nodoc, name)
         return {}
+
+
+def _working_directory() -> str:
+    """The working directory; "" once it was removed (Python's path finder then passes over
+    a relative entry of `sys.path`: raised out of `find_spec`, the import failed)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
 
 
 def _stat_ns(directory: str) -> int | None:

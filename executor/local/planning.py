@@ -152,12 +152,26 @@ def _fork(plan: Plan) -> tuple[int, int, set[int]] | None:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(read_end)
             die_with(parent)  # a `stoker run` killed (SIGKILL) leaves no config running
+            _plan_bundle()
             _child(plan, write_end)
         finally:
             os._exit(1)
     gc.unfreeze()
     os.close(write_end)
     return pid, read_end, mask
+
+
+def _plan_bundle() -> None:
+    """The config language's modules (pystachio, the schema, the loader) served from their
+    own bundle file (`executor.codebundle.PLAN`) in a child of `stoker run`'s, whose entry
+    point installed the supervisor's, as a first run's planning child adds them
+    (`launchfirst`): a run it did not plan ahead (another flag than `--sandbox`, a thread
+    started) loaded them each from its own file, 23 found and opened. Not imported here:
+    `stoker executor` has none."""
+    codebundle = sys.modules.get("executor.codebundle")
+    with contextlib.suppress(Exception):  # (it raises nothing it foresees: a MemoryError costs the file, not
+        if codebundle is not None:  # the plan, whose child would end without an answer, said as the config's doing)
+            codebundle.install(codebundle.PLAN)
 
 
 def _collect(pid: int, read_end: int, mask: set[int]) -> tuple[bytes, int]:

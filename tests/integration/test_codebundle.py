@@ -393,3 +393,127 @@ def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_c
     """)
     # (found in the bundle, its code read only as it is imported: cut short, its source's)
     assert run(where, script, "src").split() == ["1", "CodeBundleLoader", "42", "0"]
+
+
+def test_a_working_directory_removed_after_the_start_began_finds_modules_as_python_does(where: Path) -> None:
+    # a relative entry of `sys.path` (a PYTHONPATH's), the directory it was relative to removed: Python's path finder
+    # passes over the entry; the bundle's finder raised FileNotFoundError (os.getcwd()) out of the import
+    run(where, WRITE, "src")
+    script = textwrap.dedent("""
+        import os, sys, tempfile
+        sys.path.insert(1, "relative")
+        from executor import codebundle, nodocs
+        nodocs.install()
+        installed = codebundle.install()
+        gone = tempfile.mkdtemp(dir=PLACE)
+        os.chdir(gone)
+        os.rmdir(gone)
+        from probepkg import mod
+        print(installed, mod.answer())
+    """)
+    assert run(where, script.replace("PLACE", repr(str(where))), "src").split() == ["True", "42"]
+
+
+def test_an_entry_whose_place_holds_another_module_s_code_runs_its_own_source(where: Path) -> None:
+    # a damaged index: `probepkg.mod`'s entry where `probepkg`'s code starts (marshal reads one object and leaves the
+    # rest): that code ran as `probepkg.mod` (no `answer`); its header still the source's, only the code tells
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    package, mod = modules["probepkg"], modules["probepkg.mod"]
+    modules["probepkg.mod"] = (*mod[:3], package[3], max(mod[4], package[4]))
+    rewritten = marshal.dumps((directories, modules))
+    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+    os.chmod(bundled, 0o644)
+    assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+def test_a_start_in_a_removed_working_directory_serves_nothing_and_names_no_file_damaged(where: Path) -> None:
+    # a relative entry cannot be placed: nothing served (was: the file named damaged, its DEBUG line said so)
+    run(where, WRITE, "src")
+    script = textwrap.dedent("""
+        import os, sys, tempfile
+        sys.path.insert(1, "relative")
+        gone = tempfile.mkdtemp(dir=PLACE)
+        os.chdir(gone)
+        os.rmdir(gone)
+        from executor import codebundle, nodocs
+        nodocs.install()
+        installed = codebundle.install()
+        from probepkg import mod
+        print(installed, mod.answer(), repr(codebundle.forget()))
+    """)
+    assert run(where, script.replace("PLACE", repr(str(where))), "src").split() == ["False", "42", "''"]
+
+
+def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(where: Path) -> None:
+    # its first 4 bytes damaged: `os.pread` allocated the length asked (4 GiB) before reading; under an address
+    # space limit (ulimit -v) the start died of the MemoryError raised out of `install()`
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled.write_bytes((0xFFFFFFF0).to_bytes(4, "little") + bundled.read_bytes()[4:])
+    os.chmod(bundled, 0o644)
+    limited = FORGOTTEN.replace("codebundle.install()\n", textwrap.dedent("""
+        import resource
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[0])
+        room = pages * resource.getpagesize() + (1 << 30)
+        resource.setrlimit(resource.RLIMIT_AS, (room, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        print(codebundle.install())
+    """))
+    assert run(where, limited, "src").split() == ["False", "42", repr(str(bundled)), "''"]
+
+
+def test_an_entry_of_a_negative_length_is_damage_and_raises_nothing(where: Path) -> None:
+    # past what os.pread takes (a C ssize_t): OverflowError, out of `get_code`, failed the import
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    for length in (-1, -(1 << 70)):
+        modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], length)
+        rewritten = marshal.dumps((directories, modules))
+        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+        os.chmod(bundled, 0o644)
+        assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+RECYCLED = textwrap.dedent("""
+    import marshal, os
+    from executor import codebundle, nodocs
+    nodocs.install()
+    assert codebundle.install()
+    import probepkg
+    spec = codebundle.CodeBundleFinder.find_spec("probepkg.mod", probepkg.__path__)
+    with open(os.path.join(nodocs._nodoc, codebundle.NAME), "rb") as file:
+        data = file.read()
+    start, length = spec.loader.where
+    other = marshal.dumps(compile("answer = list", spec.origin, "exec"))  # (shorter than the module's)
+    assert len(other) <= length
+    at = 4 + int.from_bytes(data[:4], "little") + start
+    with open("decoy", "wb") as file:  # another file, where the bundle had that module's code: another's
+        file.write(data[:at] + other.ljust(length, b"\\0"))
+    seen = []
+
+    def close_and_go_on(fd):
+        os.close(fd)  # (os.close lets the GIL go: another thread runs, opens a file, imports)
+        reused = os.open("decoy", os.O_RDONLY)
+        namespace = {}
+        exec(spec.loader.get_code("probepkg.mod"), namespace)
+        seen.extend([reused == fd, namespace["answer"]()])
+        os.close(reused)
+
+    codebundle._OpenBundle._close = staticmethod(close_and_go_on)
+    codebundle.forget()
+    print(*seen)
+""")
+
+
+def test_a_loader_never_reads_the_descriptor_its_closing_file_let_go(where: Path) -> None:
+    # the file's weak reference still gives it while its __del__ runs, and os.close lets the GIL go: a thread
+    # that imported then read the number its close freed, whatever another thread had opened under it
+    run(where, WRITE, "src")
+    assert run(where, RECYCLED, "src").split() == ["True", "42"]
