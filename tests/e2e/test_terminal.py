@@ -356,6 +356,27 @@ def test_an_output_that_cannot_be_written_is_one_error_line_and_status_1(tmp_pat
             1, "stoker: error: cannot write to stdout: No space left on device\n"), command
 
 
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_help_and_version_that_cannot_be_written_are_one_error_line_and_status_1(tmp_path, unbuffered):
+    """`stoker --help > /dev/full`, `--version`, a command's --help: argparse swallowed the
+    failed write (and its flush), so they exited 0 with the text lost; they now say so as
+    every command's output does (one `stoker: error:` line, status 1). A reader that closed
+    the pipe once it had what it wanted is no error."""
+    for command in ("stoker --help", "stoker --version", "stoker run --help", "stoker ps --help"):
+        result = shell(tmp_path, f"{command} > /dev/full", env={"PYTHONUNBUFFERED": unbuffered})
+        assert (result.returncode, result.stderr.decode()) == (
+            1, "stoker: error: cannot write to stdout: No space left on device\n"), command
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the help is written: EPIPE at its first write
+    try:
+        closed = subprocess.run([sys.executable, "-m", "executor", "--help"], cwd=tmp_path, stdout=writer,
+                                stderr=subprocess.PIPE, timeout=20,
+                                env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": unbuffered})
+    finally:
+        os.close(writer)
+    assert (closed.returncode, closed.stderr) == (0, b"")
+
+
 def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
     """A supervisor stopped by SIGSTOP (`kill -STOP`, a debugger) answers nothing until it
     is continued: `stoker kill` used to wait in silence. It now says why, and goes on
