@@ -377,6 +377,24 @@ def test_help_and_version_that_cannot_be_written_are_one_error_line_and_status_1
     assert (closed.returncode, closed.stderr) == (0, b"")
 
 
+def test_a_run_into_a_full_disk_says_once_that_its_lines_are_lost(tmp_path):
+    """`stoker run > /dev/full`: a full disk is taken for a passing state (the console says
+    how many lines were lost once a write works again), but /dev/full never takes one, so
+    nothing ever said that the console's lines were lost (exit 0, stderr empty). Now one
+    WARNING says so the first time, however many lines are lost; and with stderr full too
+    the run neither blocks nor fails."""
+    cfg = batch(tmp_path, "echo out; sleep 0.2; echo done")
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} > /dev/full")
+    kill_leftovers(task_pids(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr.decode()
+    said = [line for line in result.stderr.decode().splitlines() if "stdout_lost" in line]
+    assert len(said) == 1 and "stdout could not be written (the disk was full)" in said[0], result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'again'} > /dev/full 2>&1")
+    kill_leftovers(task_pids(tmp_path / "again"))
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
 def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
     """A supervisor stopped by SIGSTOP (`kill -STOP`, a debugger) answers nothing until it
     is continued: `stoker kill` used to wait in silence. It now says why, and goes on
