@@ -172,6 +172,16 @@ class ConsoleReporter:
                 self._hidden = False
                 self._redraw()
 
+    def resized(self) -> None:
+        """The terminal's size changed (SIGWINCH, on the signal relay's thread): the live
+        view is drawn again to its new width at once (was: at the task's next change, so an
+        idle task's view stayed wrapped, or cut, after the window shrank). A terminal that
+        rewraps its lines keeps the head of the wider view it wrapped, once, above."""
+        with screen_lock:
+            if self._drawn:
+                self._write("")
+                self._redraw()
+
     def _write(self, text: str) -> None:
         self._drawn = False
         self._out.write(("\r\x1b[2K" if self._live and not self._closed else "") + text)

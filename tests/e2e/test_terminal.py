@@ -79,6 +79,30 @@ def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(
 
 
 
+def test_the_live_view_is_drawn_again_to_the_terminal_s_new_width(tmp_path):
+    """A window made narrower (SIGWINCH): the live view was drawn to the new width only at
+    the task's next change, so an idle task's view stayed as wide as before, wrapped. Now
+    it is drawn again at once, cut to the new width."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path, env={"COLUMNS": ""})
+    try:
+        term.resize(24, 200)
+        term.read_until(b"[svc.0 RUNNING] main:RUNNING[0]\x1b[0m")
+        view = term.output.rsplit(b"\x1b[7m", 1)[1].split(b"\x1b[0m")[0]
+        term.resize(24, len(view))  # one column fewer than it takes (the view keeps the last free)
+        term.read_until(b"\x1b[7m" + view[:-1] + b"\x1b[0m", 10)
+        term.signal(signal.SIGTERM)
+        assert term.wait(20) == 143
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+
+
 def test_a_terminal_that_stopped_reading_never_stops_the_supervision(tmp_path):
     """Ctrl-S (XOFF; or a frozen SSH session, a pager that waits) stops the terminal's
     output: the supervisor's next write used to block its task owner, so nothing was
