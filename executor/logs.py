@@ -321,6 +321,7 @@ def terminal_write() -> Iterator[None]:
 
 SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
 OnError = Callable[[BaseException], None]
+OnLost = Callable[[str], None]  # why lines began to be lost (`lost_for_now`)
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later write may fit
 
 
@@ -357,11 +358,13 @@ class Spool:
     """Writes text to its streams in the order put, on one daemon thread; `put` never
     blocks. A write that fails calls the `on_error` given with it, on that thread; but where
     a later write may work (`lost_for_now`: a full disk, a file's I/O error) the line is
-    lost and counted, and the next line put is preceded by a note saying how many and why."""
+    lost and counted, and the next line put is preceded by a note saying how many and why;
+    the `on_lost` given with the line that began such a loss is told why, on that thread."""
 
     def __init__(self, limit: int = SPOOL_LIMIT) -> None:
         self._limit = limit
-        self._items: collections.deque[tuple[TextIO, str, OnError, int]] = collections.deque()  # int: a note's lost
+        # each: stream, text, on_error, a note's lost lines, on_lost
+        self._items: collections.deque[tuple[TextIO, str, OnError, int, OnLost | None]] = collections.deque()
         self._queued = 0
         self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
         self._lost: dict[int, tuple[int, str]] = {}  # id(stream) → lines lost, why (`lost_for_now`)
@@ -371,11 +374,14 @@ class Spool:
         # with one thread loads http.client without ssl (healthcheck/plainhttp.py)
 
     def put(self, stream: TextIO, text: str, on_error: OnError,
-            note: Callable[[str], str] = lambda said: f"[stoker: {said}]\n", whole: bool = False) -> None:
+            note: Callable[[str], str] = lambda said: f"[stoker: {said}]\n", whole: bool = False,
+            on_lost: OnLost | None = None) -> None:
         """`note`: the line that says what was dropped (a log handler's: a record of its own
         format, so that a JSON log stays JSON). `whole`: the stream's lines are never torn (a
         JSON log's: a failed write leaves its rest in the stream's buffer, written first), so
-        the note on lost lines needs no line end of its own before it (an empty line)."""
+        the note on lost lines needs no line end of its own before it (an empty line).
+        `on_lost(why)`: told when this text begins a loss of lines (`lost_for_now`), whose
+        note only lands once a write works again: on `> /dev/full`, never."""
         with self._cond:
             if self._thread is None:
                 thread = threading.Thread(target=self._write, name="stoker-spool", daemon=True)
@@ -391,11 +397,11 @@ class Spool:
             dropped = self._dropped.pop(id(stream), 0)
             if dropped:
                 said = note(f"{dropped} lines not shown: their reader was not reading")
-                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error, 0))
+                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error, 0, None))
             if lost := self._lost.pop(id(stream), None):  # on a line of its own: one may be torn
                 said = note(f"up to {lost[0]} lines lost: {lost[1]}")
-                self._items.append((stream, said if whole else "\n" + said, on_error, lost[0]))
-            self._items.append((stream, text, on_error, 0))
+                self._items.append((stream, said if whole else "\n" + said, on_error, lost[0], None))
+            self._items.append((stream, text, on_error, 0, on_lost))
             self._queued += len(text)
             self._cond.notify()
 
@@ -416,12 +422,12 @@ class Spool:
                 self._cond.notify_all()
                 while not self._items:
                     self._cond.wait()
-                stream, text, on_error, lost = self._items.popleft()
+                stream, text, on_error, lost, on_lost = self._items.popleft()
                 self._queued -= len(text)
                 self._busy = True
-            self._write_one(stream, text, on_error, lost)
+            self._write_one(stream, text, on_error, lost, on_lost)
 
-    def _write_one(self, stream: TextIO, text: str, on_error: OnError, lost: int) -> None:
+    def _write_one(self, stream: TextIO, text: str, on_error: OnError, lost: int, on_lost: OnLost | None) -> None:
         """Write `text`; `lost`: it is the note on that many lost lines, written only once
         the stream takes what a failed write left in its buffer (else, held there, it lands
         later beside the next note: one note per recovery), and counted again if not."""
@@ -435,6 +441,8 @@ class Spool:
                 with self._cond:
                     count, why = self._lost.get(id(stream), (0, why))  # why it began
                     self._lost[id(stream)] = (count + (lost or max(1, text.count("\n"))), why)
+                if not count and on_lost is not None:
+                    on_lost(why)
             else:  # a closed pipe, a hung-up terminal: the writer says
                 on_error(exc)
 

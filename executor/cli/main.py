@@ -135,17 +135,19 @@ def _output_written(command: Callable[[], int]) -> int:
     except OSError as exc:
         if exc.errno not in NO_ROOM or exc.filename is not None:  # only a write fails so: the output's,
             raise  # as the commands but `run` and `executor` write no file (a log's read's EIO is not taken for it)
-        return _unwritable(exc)
+        return stdout_unwritable(exc)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
         raise
     except OSError as exc:  # whatever it is, it is the output's (an I/O error too)
-        return _unwritable(exc)
+        return stdout_unwritable(exc)
     return status
 
 
-def _unwritable(exc: OSError) -> int:
+def stdout_unwritable(exc: OSError) -> int:
+    """Status 1 and one error line for an output stdout could not take (`exc`, a write's or
+    a flush's), whose unwritten rest is then dropped quietly."""
     to_devnull(sys.stdout)  # what is left of the output: the interpreter's last flush is quiet
     _error(f"cannot write to stdout: {exc.strerror or exc}")
     return 1

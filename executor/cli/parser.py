@@ -14,8 +14,8 @@ from typing import Any
 
 import executor
 from config.argdecl import add_arguments, variables
-from executor.cli.main import supervisor_settings
-from executor.logs import terminal_write
+from executor.cli.main import stdout_unwritable, supervisor_settings
+from executor.logs import terminal_write, to_devnull
 
 __all__ = ["build"]
 
@@ -55,13 +55,26 @@ class _Parser(argparse.ArgumentParser):
     """argparse's parser (its subcommands' too: argparse makes them of its class), whose usage
     errors and help come through from a background job under `stty tostop`, as every
     `stoker: error:` line does (`executor.logs.terminal_write`): `stoker run --bogus JOB &`
-    stopped the job on its usage line (`Stopped (tty output)`)."""
+    stopped the job on its usage line (`Stopped (tty output)`). Help and --version go to
+    stdout, and a stdout that cannot take them (`stoker --help > /dev/full`) is one error line
+    and status 1, as every command's output (docs/contract.md §9; argparse swallowed the
+    error: status 0, the text lost)."""
 
     def _print_message(self, message: str, file: Any = None) -> None:
-        with terminal_write():
-            super()._print_message(message, file)
-            with contextlib.suppress(OSError, ValueError, AttributeError):  # (argparse's own leniency)
-                (file or sys.stderr).flush()
+        if file is None or file is not sys.stdout or not message:
+            with terminal_write():
+                super()._print_message(message, file)
+                with contextlib.suppress(OSError, ValueError, AttributeError):  # (argparse's own leniency)
+                    (file or sys.stderr).flush()
+            return
+        try:
+            with terminal_write():
+                file.write(message)
+                file.flush()
+        except BrokenPipeError:  # `stoker --help | head -1`: the reader has what it wanted
+            to_devnull(file)
+        except OSError as exc:
+            self.exit(stdout_unwritable(exc))
 
 
 def build(only: str | None = None) -> argparse.ArgumentParser:

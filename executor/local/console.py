@@ -11,7 +11,9 @@ right-to-left text), so a health endpoint's body or a process's output never dri
 operator's terminal, nor a format character turns a line around.
 
 `Output` is stdout that never raises: when the reader goes away (`| head`, a quit pager, a
-hung-up terminal) it says so once on the log and drops what follows, and the task goes on.
+hung-up terminal) it says so once on the log and drops what follows, and the task goes on;
+when lines are lost where a later write may work (a full disk, `> /dev/full`) it says so on
+the log the first time, and the console says how many once a write works again.
 Given a spool (`executor.logs.Spool`: `stoker run`'s), it never blocks either: a terminal
 that stops reading (Ctrl-S) holds up the spool's thread, not the task's owner.
 Never decides anything and never touches task state: it is the owner's reporter.
@@ -62,12 +64,13 @@ class Output:
         self.gone = False
         self.note = ""  # what to do instead, for the warning (e.g. the `stoker status` command)
         self.journal = to_journal(stream)  # systemd's journal, which stamps each line itself
+        self._lost_said = False
 
     def write(self, text: str) -> None:
         if self.gone:
             return
         if self._spool is not None:
-            self._spool.put(self._stream, text, self._failed)
+            self._spool.put(self._stream, text, self._failed, on_lost=self._lost)
             return
         try:
             self._stream.write(text)
@@ -85,6 +88,17 @@ class Output:
         """A spooled write failed (on the spool's thread)."""
         if not self.gone and isinstance(exc, (OSError, ValueError, AttributeError)):
             self._lose(exc)
+
+    def _lost(self, why: str) -> None:
+        """A spooled write's lines were lost where a later write may work (on the spool's
+        thread): said once, on the log (was: nothing until a write worked again, so never on
+        `> /dev/full`). The log's own lines go through the spool too: never blocks."""
+        if self._lost_said or self.gone:
+            return
+        self._lost_said = True
+        log_event(logger, logging.WARNING, "stdout_lost",
+                  reason=f"stdout could not be written ({why}): state changes are lost until a write works, "
+                  "which then says how many; the task goes on" + (f" ({self.note})" if self.note else ""))
 
     def _lose(self, exc: BaseException) -> None:
         self.gone = True
@@ -156,6 +170,16 @@ class ConsoleReporter:
         with screen_lock:
             if self._hidden:
                 self._hidden = False
+                self._redraw()
+
+    def resized(self) -> None:
+        """The terminal's size changed (SIGWINCH, on the signal relay's thread): the live
+        view is drawn again to its new width at once (was: at the task's next change, so an
+        idle task's view stayed wrapped, or cut, after the window shrank). A terminal that
+        rewraps its lines keeps the head of the wider view it wrapped, once, above."""
+        with screen_lock:
+            if self._drawn:
+                self._write("")
                 self._redraw()
 
     def _write(self, text: str) -> None:

@@ -136,7 +136,12 @@ class LocalRun:
 
     def _on_signal(self, signum: int) -> None:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
-        declined. Runs on the signal relay's thread: only posts, sets flags and logs."""
+        declined; SIGWINCH redraws the live view. Runs on the signal relay's thread: only
+        posts, sets flags, logs and writes to the console (through its spool)."""
+        if signum == signal.SIGWINCH:
+            if (console := self._console) is not None:
+                console.resized()
+            return
         if signum in STRAY_SIGNALS:
             self._strays.ignored(signum)
             return
@@ -169,13 +174,16 @@ class LocalRun:
     def _relay_signals(self) -> SignalRelay | None:
         """SIGINT (dropped when ignored at start), SIGTERM, SIGHUP and SIGQUIT (unless ignored
         at start: nohup's, a script's background job's), SIGTSTP (Ctrl-Z) and the stray
-        signals (`STRAY_SIGNALS`, ignored) call `_on_signal` on the relay's thread, whichever thread
-        they land on (`executor.host.signals`); only a run on the main thread takes them over. The runs an
-        early start forks before they are handled get the first three at their defaults too
-        (`earlyfork.STOP_SIGNALS`), as the runs forked once they are."""
+        signals (`STRAY_SIGNALS`, ignored), and on a terminal SIGWINCH, call `_on_signal` on
+        the relay's thread, whichever thread they land on (`executor.host.signals`); only a
+        run on the main thread takes them over. The runs an early start forks before they are
+        handled get the first three at their defaults too (`earlyfork.STOP_SIGNALS`), as the
+        runs forked once they are."""
         if threading.current_thread() is not threading.main_thread():
             return None
         signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP, *strays()]
+        if self._out.isatty():  # the live view's terminal: its new width (`_on_signal`)
+            signums.append(signal.SIGWINCH)
         for other in (signal.SIGHUP, signal.SIGQUIT):  # Ctrl-\ stops it too
             if signal.getsignal(other) is not signal.SIG_IGN:
                 signums.append(other)

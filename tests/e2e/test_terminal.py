@@ -79,6 +79,30 @@ def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(
 
 
 
+def test_the_live_view_is_drawn_again_to_the_terminal_s_new_width(tmp_path):
+    """A window made narrower (SIGWINCH): the live view was drawn to the new width only at
+    the task's next change, so an idle task's view stayed as wide as before, wrapped. Now
+    it is drawn again at once, cut to the new width."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess(["run", str(cfg), "--sandbox", str(sandbox)], tmp_path, env={"COLUMNS": ""})
+    try:
+        term.resize(24, 200)
+        term.read_until(b"[svc.0 RUNNING] main:RUNNING[0]\x1b[0m")
+        view = term.output.rsplit(b"\x1b[7m", 1)[1].split(b"\x1b[0m")[0]
+        term.resize(24, len(view))  # one column fewer than it takes (the view keeps the last free)
+        term.read_until(b"\x1b[7m" + view[:-1] + b"\x1b[0m", 10)
+        term.signal(signal.SIGTERM)
+        assert term.wait(20) == 143
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+
+
 def test_a_terminal_that_stopped_reading_never_stops_the_supervision(tmp_path):
     """Ctrl-S (XOFF; or a frozen SSH session, a pager that waits) stops the terminal's
     output: the supervisor's next write used to block its task owner, so nothing was
@@ -354,6 +378,45 @@ def test_an_output_that_cannot_be_written_is_one_error_line_and_status_1(tmp_pat
                        env={"PYTHONUNBUFFERED": unbuffered, **registry})
         assert (result.returncode, result.stderr.decode()) == (
             1, "stoker: error: cannot write to stdout: No space left on device\n"), command
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_help_and_version_that_cannot_be_written_are_one_error_line_and_status_1(tmp_path, unbuffered):
+    """`stoker --help > /dev/full`, `--version`, a command's --help: argparse swallowed the
+    failed write (and its flush), so they exited 0 with the text lost; they now say so as
+    every command's output does (one `stoker: error:` line, status 1). A reader that closed
+    the pipe once it had what it wanted is no error."""
+    for command in ("stoker --help", "stoker --version", "stoker run --help", "stoker ps --help"):
+        result = shell(tmp_path, f"{command} > /dev/full", env={"PYTHONUNBUFFERED": unbuffered})
+        assert (result.returncode, result.stderr.decode()) == (
+            1, "stoker: error: cannot write to stdout: No space left on device\n"), command
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the help is written: EPIPE at its first write
+    try:
+        closed = subprocess.run([sys.executable, "-m", "executor", "--help"], cwd=tmp_path, stdout=writer,
+                                stderr=subprocess.PIPE, timeout=20,
+                                env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": unbuffered})
+    finally:
+        os.close(writer)
+    assert (closed.returncode, closed.stderr) == (0, b"")
+
+
+def test_a_run_into_a_full_disk_says_once_that_its_lines_are_lost(tmp_path):
+    """`stoker run > /dev/full`: a full disk is taken for a passing state (the console says
+    how many lines were lost once a write works again), but /dev/full never takes one, so
+    nothing ever said that the console's lines were lost (exit 0, stderr empty). Now one
+    WARNING says so the first time, however many lines are lost; and with stderr full too
+    the run neither blocks nor fails."""
+    cfg = batch(tmp_path, "echo out; sleep 0.2; echo done")
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} > /dev/full")
+    kill_leftovers(task_pids(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr.decode()
+    said = [line for line in result.stderr.decode().splitlines() if "stdout_lost" in line]
+    assert len(said) == 1 and "stdout could not be written (the disk was full)" in said[0], result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'again'} > /dev/full 2>&1")
+    kill_leftovers(task_pids(tmp_path / "again"))
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
 
 
 def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):

@@ -29,7 +29,7 @@ from executor.events import (
     TaskTransition,
 )
 from executor.local.console import ConsoleReporter, Output
-from executor.logs import Spool, screen_line_kept
+from executor.logs import Spool, screen_line_kept, to_devnull
 from healthcheck.policy import AttemptOutcome, HealthState
 from tests.support.waiting import wait_for
 
@@ -262,6 +262,22 @@ def test_output_through_a_spool_writes_each_text_and_a_failed_write_makes_it_gon
     # no note given: nothing in parentheses
     assert warning.endswith('stdout is gone: state changes are no longer printed; the task goes on"'), warning
     stream.close()
+
+
+def test_output_through_a_spool_on_a_full_disk_says_once_that_lines_are_lost(caplog):
+    """/dev/full: each write fails with ENOSPC, which a later write may not (the spool counts
+    the lines for its note); the first loss is one WARNING, the Output is not gone."""
+    with open("/dev/full", "w") as stream:
+        spool = Spool()
+        out = Output(stream, spool)
+        with caplog.at_level(logging.WARNING):
+            for n in range(5):
+                out.write(f"line {n}\n")
+                assert spool.drain(5)
+        assert not out.gone
+        (warning,) = [r.getMessage() for r in caplog.records]
+        assert warning.startswith('stdout_lost reason="stdout could not be written (the disk was full)'), warning
+        to_devnull(stream)  # what the buffer holds: closed quietly
 
 
 def test_output_is_a_terminal_only_on_a_tty_whose_term_is_not_dumb(monkeypatch):

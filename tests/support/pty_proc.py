@@ -10,10 +10,13 @@ process group and reaps it.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import signal
+import struct
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -82,6 +85,12 @@ class PtyProcess:
 
     def signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
+
+    def resize(self, rows: int, columns: int) -> None:
+        """The terminal's window made `rows` x `columns`: the kernel sends SIGWINCH to its
+        foreground process group, as a terminal emulator's resize does."""
+        assert self._fd is not None
+        fcntl.ioctl(self._fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
     def hang_up(self) -> None:
         """Close the terminal (the master side): the kernel sends SIGHUP to the child."""
