@@ -21,11 +21,11 @@ cgroup), the copy is written by the caller, as before. Under `stoker run`'s live
 terminal) the lines go through `stoker run`'s spool instead, above the view
 (`executor.logs.above_screen_line`), as a log record does: never glued after the view on
 its line and left beside it in the scroll-back (and a line without end is ended there, or
-the view's next redraw would erase it); a copy that spool has no room for (a terminal that reads
-less than the task writes) is counted as missed before it is made into text: converted and
-then dropped there, it kept this thread busy with the GIL, and the pump and the task waited.
-On a terminal, the copies are shown as text that
-cannot drive it, as `stoker tail` shows a log there (`executor/procs/terminaltext.py`): an
+the view's next redraw would erase it); a copy that spool has no room for (a terminal
+that reads less than the task writes) is counted as missed before it is made into text:
+converted and then dropped there, it kept this thread busy with the GIL, and the pump and
+the task waited. On a terminal, the copies are shown as text that cannot drive it, as
+`stoker tail` shows a log there (`executor/procs/terminaltext.py`): an
 escape sequence a process writes (a screen clear, a title set, an OSC 52 clipboard write)
 or a byte that is not UTF-8 is written out (`\\x1b[2J`, `\\xff`), never acted on; to a
 pipe or a file they are the process's bytes. Never raises into callers.

@@ -47,10 +47,10 @@ class TextForTerminal:
     ASCII is passed on as it is; a byte that is not UTF-8 is decoded by the decoder's own
     fast path (`surrogateescape`), not an error handler called per byte; what is written
     out is looked up, not formatted per match; and the bytes are taken `SLICE_BYTES` at a
-    time, each followed by a yield of the GIL. Converted whole, a
-    256 KiB read of binary output held the GIL 30 ms at a time, and a task writing 200 MB
-    of it to a `both` logger on a terminal took 5 times as long as with raw copies
-    (bench/console_copy_ab.py, docs/benchmarks.md)."""
+    time, each followed by a yield of the GIL. Converted whole, a 256 KiB read of binary
+    output held the GIL 30 ms at a time, and a task writing 200 MB of it to a `both` logger
+    on a terminal took 4-5 times as long as with raw copies (bench/console_copy_ab.py,
+    docs/benchmarks.md)."""
 
     def __init__(self, encoding: str) -> None:
         self._encoding = encoding
