@@ -405,6 +405,12 @@ class Spool:
             self._queued += len(text)
             self._cond.notify()
 
+    def has_room(self, chars: int) -> bool:
+        """Whether `chars` more characters would be queued now, not dropped (a console copy
+        is not made into text for nothing: `executor/procs/consolecopy.py`)."""
+        with self._cond:
+            return self._queued + chars <= self._limit
+
     def drain(self, idle_secs: float) -> bool:
         """Wait until everything put is written; False when a write made no progress for
         `idle_secs` (its reader still does not read)."""

@@ -21,8 +21,11 @@ cgroup), the copy is written by the caller, as before. Under `stoker run`'s live
 terminal) the lines go through `stoker run`'s spool instead, above the view
 (`executor.logs.above_screen_line`), as a log record does: never glued after the view on
 its line and left beside it in the scroll-back (and a line without end is ended there, or
-the view's next redraw would erase it). On a terminal, the copies are shown as text that
-cannot drive it, as `stoker tail` shows a log there (`executor/procs/terminaltext.py`): an
+the view's next redraw would erase it); a copy that spool has no room for (a terminal
+that reads less than the task writes) is counted as missed before it is made into text:
+converted and then dropped there, it kept this thread busy with the GIL, and the pump and
+the task waited. On a terminal, the copies are shown as text that cannot drive it, as
+`stoker tail` shows a log there (`executor/procs/terminaltext.py`): an
 escape sequence a process writes (a screen clear, a title set, an OSC 52 clipboard write)
 or a byte that is not UTF-8 is written out (`\\x1b[2J`, `\\xff`), never acted on; to a
 pipe or a file they are the process's bytes. Never raises into callers.
@@ -194,6 +197,13 @@ class ConsoleCopy:
                 self._shown[label] = shown
         return shown.convert(data, final=ended)
 
+    def _missed(self, label: str, count: int) -> None:
+        """`count` bytes of stream `label` the console missed, counted as a full queue's are;
+        its text for a terminal starts again after the gap (a character cut there is lost)."""
+        with self._cond:
+            self._dropped[label] = self._dropped.get(label, 0) + count
+        self._shown.pop(label, None)
+
     def _on_terminal(self, fd: int) -> bool:
         terminal = self._terminal.get(fd)
         if terminal is None:
@@ -231,11 +241,15 @@ class ConsoleCopy:
         told()
 
     def _write(self, fd: int, data: bytes, label: str, ended: bool) -> None:
+        live = screen_line_kept()  # `stoker run`'s live view: the copies go through its spool
+        if live and not ended and not spool().has_room(len(data)):  # which would drop it: the
+            self._missed(label, len(data))  # console missed it, not made into text for nothing
+            return
         data = self._as_shown(fd, data, label, ended)
         if not data:
             return
         try:
-            if screen_line_kept():  # `stoker run`'s live view: above it, in the spool's order
+            if live:  # above the view, in the spool's order
                 text = data.decode("latin-1")  # the view is drawn on a line of its own:
                 text += "" if text.endswith("\n") else "\n"  # a line without end gets one
                 with above_screen_line():

@@ -21,10 +21,11 @@ from typing import TextIO, cast
 
 import pytest
 
-from executor.logs import keep_screen_line, spool
+from executor.logs import Spool, keep_screen_line, spool
 from executor.procs import rotation
 from executor.procs.consolecopy import HOLD_BYTES, RawConsole
 from executor.procs.logpump import LogFile, LogPump, make_pipe
+from executor.procs.terminaltext import TextForTerminal
 from tests.support.waiting import log_pump_threads_ended, wait_for
 
 MiB = 1024 * 1024
@@ -201,6 +202,52 @@ def test_console_copies_to_a_terminal_are_text_that_cannot_drive_it(tmp_path: Pa
         os.close(term)
         os.close(run_dir)
     assert (tmp_path / "run/stdout").read_bytes() == hostile + long_cut + b"\xa9\n\x1b[31m\xe6\x97"
+
+
+def test_copies_a_live_view_s_spool_has_no_room_for_are_not_made_into_text(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `stoker run`'s live view the copies go through its spool, which drops what is
+    past its limit while the terminal does not read; each copy was made into text for the
+    terminal first all the same, so a task writing 200 MB to a `both` logger kept the
+    copier converting with the GIL held, and the pump and the task waited for it
+    (bench/console_copy_ab.py: 2-5 times as long). Now a copy the spool has no room for is
+    counted as the console's miss, not converted."""
+    converted = [0]
+    convert = TextForTerminal.convert
+
+    def counted(text: TextForTerminal, data: bytes, final: bool = False) -> bytes:
+        converted[0] += len(data)
+        return convert(text, data, final)
+
+    monkeypatch.setattr(TextForTerminal, "convert", counted)
+    monkeypatch.setattr("executor.logs._spool", Spool())  # its drops counted by stream are this test's
+    main, term = os.openpty()  # a terminal nobody reads (Ctrl-S): the spool fills
+    tty.setraw(term)
+    os.set_blocking(main, False)
+    run_dir = _open_dir(tmp_path / "run")
+    pump = LogPump("full.0")
+    read_fd, write_fd = make_pipe()
+    keep_screen_line(_Marks(term))
+    piece, written = b"GET /index.html 200\n" * 13000, 0
+    try:
+        pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), term,
+                 "task=full.0 process=a run=0 stream=stdout")
+        while written < 4 * MiB:  # paced by the file, so that the copier keeps up as it can
+            written += os.write(write_fd, piece)
+            wait_for(lambda size=written: (tmp_path / "run/stdout").stat().st_size == size, 10)
+        os.close(write_fd)
+        write_fd = -1
+    finally:
+        keep_screen_line(None)
+        if write_fd >= 0:
+            os.close(write_fd)
+        pump.stop(drain_secs=1.0)
+        os.close(main)  # what the spool holds for the terminal fails (EIO), and it goes on
+        assert spool().drain(10)
+        log_pump_threads_ended("full.0", 30)
+        os.close(term)
+        os.close(run_dir)
+    assert converted[0] < 2.5 * MiB, converted  # the spool's 1 MiB and the terminal's buffer, at most
 
 
 def test_close_copies_what_the_pipes_hold_without_waiting_for_a_writer_that_outlived_the_kill(
