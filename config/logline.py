@@ -13,12 +13,32 @@ the journal's when its descriptor is that file. The journal stamps every line it
 reads a `<N>` (syslog priority) prefix as the line's level: the log handler and `stoker run`'s
 console write their lines for it then.
 
+The other facts of the streams every layer writes its lines to: `lost_for_now`, whether a
+write that failed lost its text for now (a full disk, a file's I/O error: a later write may
+work) or for good (the reader is gone); `to_devnull`, a stream whose reader is gone pointed
+at /dev/null, so that the interpreter's last flush is quiet.
+
+`terminal_writer`: a thread that writes to the terminal (`executor.logs`' spool's; the log
+pump's console copier) blocks SIGTTOU first; `terminal_write`, a line written once (a
+`stoker: error:` line, argparse's usage), only while it is written. `stoker run JOB &` is a
+background job, and with `stty tostop` the kernel answers its first write to the terminal
+with SIGTTOU to Stoker's whole process group, whose default action stops it: supervision
+would freeze (no restarts, no health checks, no stop) until the operator typed `fg`. For a
+thread that blocks (or a process that ignores) SIGTTOU the kernel lets the write through
+instead, as without `tostop`. Only that thread blocks it: a signal mask is inherited by the
+children its thread forks, and the task's processes must get SIGTTOU as usual.
+
 Never pass a secret (the agent's auth token) to it: nothing here can scrub it.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import signal
+import stat
+from collections.abc import Iterator
 from typing import Any
 
 _QUOTE_NEEDED = set(' "=')
@@ -68,3 +88,54 @@ def to_journal(stream: object) -> bool:
     except (AttributeError, ValueError, OSError):  # no descriptor (a test's StringIO), or closed
         return False
     return named == f"{st.st_dev}:{st.st_ino}"
+
+
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later write may fit
+
+
+def lost_for_now(stream: object, exc: BaseException) -> str | None:
+    """Why a write that failed lost its text when a later write may work, else None (the
+    reader is gone: a closed pipe, a hung-up terminal, which says EIO too, a closed
+    stream). A later write may work on a full disk (`NO_ROOM`), and after any error of a
+    regular file: a disk's or a network file system's bad moment passes (EIO, EROFS), and
+    the first write after it may still report it."""
+    if not isinstance(exc, OSError) or exc.errno is None:
+        return None
+    if exc.errno in NO_ROOM:
+        return "the disk was full"
+    try:
+        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, OSError):
+        return None
+    return f"the file could not be written ({errno.errorcode.get(exc.errno, exc.errno)})" if regular else None
+
+
+def to_devnull(stream: object) -> None:
+    """Point the descriptor of `stream`, whose reader is gone, at /dev/null: the interpreter's
+    last flush of what it still buffers is then quiet. Nothing for one that is not a file (a
+    test's StringIO) or is closed."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())  # type: ignore[attr-defined]
+        finally:
+            os.close(devnull)
+
+
+def terminal_writer() -> None:
+    """The calling thread writes to the terminal: its writes go through even from a background
+    job under `stty tostop` (SIGTTOU blocked in this thread alone; it forks nothing)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+
+
+@contextlib.contextmanager
+def terminal_write() -> Iterator[None]:
+    """What the calling thread writes meanwhile goes through from a background job under
+    `stty tostop` too (SIGTTOU blocked until it is done, then the thread's mask as it was,
+    so that nothing it forks later inherits it): `stoker run &`'s `stoker: error:` line as
+    it starts stopped the job (`Stopped (tty output)`), its error unseen until `fg`."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)

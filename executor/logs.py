@@ -15,16 +15,10 @@ the view's line and no two writers interleave on the terminal.
 written by a thread of its own, so a terminal that stops reading (Ctrl-S, a frozen SSH
 session, a pager waiting at a full screen) holds up that thread alone, never the task's
 owner; past `SPOOL_LIMIT` characters queued, lines are dropped and counted, and a note
-says how many once the reader is back. `drain_spool` gives it a bounded time at exit.
-
-`terminal_writer`: a thread that writes to the terminal (the spool's; the log pump's console
-copier) blocks SIGTTOU first. `stoker run JOB &` is a background job, and with
-`stty tostop` the kernel answers its first write to the terminal with SIGTTOU to Stoker's
-whole process group, whose default action stops it: supervision would freeze (no restarts,
-no health checks, no stop) until the operator typed `fg`. For a thread that blocks (or a
-process that ignores) SIGTTOU the kernel lets the write through instead, as without
-`tostop`. Only that thread blocks it: a signal mask is inherited by the children its thread
-forks, and the task's processes must get SIGTTOU as usual.
+says how many once the reader is back. `drain_spool` gives it a bounded time at exit. Its
+thread blocks SIGTTOU (`config.logline.terminal_writer`: a background job under `stty
+tostop` is not stopped by its writes); a write that failed loses its line for now or for
+good as `config.logline.lost_for_now` says.
 
 `start_thread`: how every thread Stoker starts is started (tests/unit/test_thread_starts.py
 holds every module to it; the health loop is handed it). Under an address-space limit (ulimit
@@ -41,14 +35,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import os
-import signal
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
 from config.logline import log_event as log_event  # every layer's, re-exported
+from config.logline import lost_for_now, terminal_writer
 
 if TYPE_CHECKING:  # for the type checker only: no class every process holds
     from typing import Protocol
@@ -300,60 +292,9 @@ def above_screen_line() -> Iterator[None]:
                 line.show()
 
 
-def terminal_writer() -> None:
-    """The calling thread writes to the terminal: its writes go through even from a background
-    job under `stty tostop` (SIGTTOU blocked in this thread alone; it forks nothing)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
-
-
-@contextlib.contextmanager
-def terminal_write() -> Iterator[None]:
-    """What the calling thread writes meanwhile goes through from a background job under
-    `stty tostop` too (SIGTTOU blocked until it is done, then the thread's mask as it was,
-    so that nothing it forks later inherits it): `stoker run &`'s `stoker: error:` line as
-    it starts stopped the job (`Stopped (tty output)`), its error unseen until `fg`."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
 SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
 OnError = Callable[[BaseException], None]
 OnLost = Callable[[str], None]  # why lines began to be lost (`lost_for_now`)
-NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later write may fit
-
-
-def lost_for_now(stream: object, exc: BaseException) -> str | None:
-    """Why a write that failed lost its text when a later write may work, else None (the
-    reader is gone: a closed pipe, a hung-up terminal, which says EIO too, a closed
-    stream). A later write may work on a full disk (`NO_ROOM`), and after any error of a
-    regular file: a disk's or a network file system's bad moment passes (EIO, EROFS), and
-    the first write after it may still report it."""
-    if not isinstance(exc, OSError) or exc.errno is None:
-        return None
-    if exc.errno in NO_ROOM:
-        return "the disk was full"
-    try:
-        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
-        return None
-    return f"the file could not be written ({errno.errorcode.get(exc.errno, exc.errno)})" if regular else None
-
-
-def to_devnull(stream: object) -> None:
-    """Point the descriptor of `stream`, whose reader is gone, at /dev/null: the interpreter's
-    last flush of what it still buffers is then quiet. Nothing for one that is not a file (a
-    test's StringIO) or is closed."""
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, stream.fileno())  # type: ignore[attr-defined]
-        finally:
-            os.close(devnull)
-
-
 class Spool:
     """Writes text to its streams in the order put, on one daemon thread; `put` never
     blocks. A write that fails calls the `on_error` given with it, on that thread; but where

@@ -40,18 +40,9 @@ from types import TracebackType
 from typing import Any
 
 import executor
-from config.logline import event_line, to_journal
+from config.logline import event_line, lost_for_now, terminal_write, to_devnull, to_journal
 from config.words import FORMAT_CHARACTERS, loggable
-from executor.logs import (
-    Spool,
-    above_screen_line,
-    drain_spool,
-    log_event,
-    lost_for_now,
-    spool,
-    terminal_write,
-    to_devnull,
-)
+from executor.logs import Spool, above_screen_line, drain_spool, log_event, spool
 
 logger = logging.getLogger("executor")
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import executor
 from config.errors import ConfigError, in_file
+from config.logline import NO_ROOM, to_devnull
 from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
 from config.settings import SECRET_VARIABLES, RunSettings
@@ -28,7 +29,7 @@ from config.words import quoted
 from executor import codecache
 from executor.cli import UsageError, logsetup
 from executor.cli.start import exit_status
-from executor.logs import NO_ROOM, drain_spool, log_event, no_room, to_devnull
+from executor.logs import drain_spool, log_event, no_room
 
 if TYPE_CHECKING:  # argparse loads only when a command is parsed with it (`_parser`)
     import argparse

@@ -14,8 +14,8 @@ from typing import Any
 
 import executor
 from config.argdecl import add_arguments, variables
+from config.logline import terminal_write, to_devnull
 from executor.cli.main import stdout_unwritable, supervisor_settings
-from executor.logs import terminal_write, to_devnull
 
 __all__ = ["build"]
 
@@ -54,7 +54,7 @@ def _command(sub, name: str, summary: str, example: str, details: str = "") -> a
 class _Parser(argparse.ArgumentParser):
     """argparse's parser (its subcommands' too: argparse makes them of its class), whose usage
     errors and help come through from a background job under `stty tostop`, as every
-    `stoker: error:` line does (`executor.logs.terminal_write`): `stoker run --bogus JOB &`
+    `stoker: error:` line does (`config.logline.terminal_write`): `stoker run --bogus JOB &`
     stopped the job on its usage line (`Stopped (tty output)`). Help and --version go to
     stdout, and a stdout that cannot take them (`stoker --help > /dev/full`) is one error line
     and status 1, as every command's output (docs/contract.md §9; argparse swallowed the

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.logline import to_journal
+from config.logline import to_devnull, to_journal
 from config.words import columns, loggable, pad, printable, shell_path, shell_word
 from executor.events import (
     HealthTransition,
@@ -39,7 +39,7 @@ from executor.events import (
     Transition,
 )
 from executor.host.sandbox import log_end
-from executor.logs import Spool, keep_screen_line, log_event, screen_lock, to_devnull
+from executor.logs import Spool, keep_screen_line, log_event, screen_lock
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)

@@ -40,13 +40,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, assert_never
 
-import attrs
-
-from config.errors import ConfigError
 from config.plan import JobPlan, task_id
 from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
-from config.words import loggable, quoted, shell_path
+from config.words import loggable, shell_path
 from executor.events import TaskState
 from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.identity import boot_secs
@@ -58,13 +55,20 @@ from executor.local.console import ConsoleReporter, Output
 from executor.local.ended import EXIT_INTERNAL_ERROR as EXIT_INTERNAL_ERROR  # tests read it here
 from executor.local.ended import Ended, crashed, said
 from executor.local.planahead import PlanAhead
-from executor.local.runstart import RunStart, forget_listings, hold_sandbox, make_sandbox
+from executor.local.runstart import (
+    Prepared,
+    RunStart,
+    announcement_for,
+    forget_listings,
+    hold_sandbox,
+    make_sandbox,
+)
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import log_event, no_room, spool
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
 from executor.task.status import Update
-from executor.task.wiring import load_announcer, owner_for, reaping_as_init
+from executor.task.wiring import owner_for, reaping_as_init
 
 if TYPE_CHECKING:
     from config.spec import JobSpec
@@ -368,22 +372,6 @@ class LocalRun:
         log_event(logger, logging.WARNING, "run_warning", reason=text)
         self._out.write(f"{'<4>' if self._out.journal else ''}stoker run: warning: {loggable(text)}\n")
 
-    def _announcement(self, spec: JobSpec, host: str) -> Announcement | None:
-        """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
-        the ServerSet's modules are loaded only for a job that announces there."""
-        s = self._settings
-        if spec.announce is None or s.announce is None:
-            return None
-        from executor.task.serverset import AnnounceError, plan_announcement
-
-        try:
-            announcement = plan_announcement(spec, spec.announce, s.announcer, host)
-            if announcement is not None:
-                load_announcer()
-        except AnnounceError as exc:
-            raise ConfigError(f"{quoted(s.config)}: job {spec.key}: {exc}") from None
-        return announcement
-
     def _attempt(self, prepared: Prepared, number: int) -> Ended | None:
         """Run attempt `number` (from 0) of the task to its end; None if stopped before."""
         s = self._settings
@@ -392,7 +380,7 @@ class LocalRun:
             return None
         spec = prepared.plan.spec_for(early.task_id if early is not None else task_id(prepared.plan.name, s.instance))
         spec = spec.with_logger_defaults(s.logger_defaults)  # --runner-logger-*: never with an early start
-        announcement = self._announcement(spec, prepared.host)
+        announcement = announcement_for(spec, s, prepared.host)
         if early is None:
             archive_logs(prepared.sandbox, s.keep_attempts)  # (an early start's runs write in `.logs` already)
         if number == 0:
@@ -442,13 +430,3 @@ class LocalRun:
         self._owner = None
         return Ended(update=final, uptime_secs=owner.uptime_secs, console=console, error=error)
 
-
-@attrs.frozen(slots=True, kw_only=True)
-class Prepared:
-    """What every attempt of one `stoker run` shares."""
-
-    plan: JobPlan  # each attempt's spec is the plan's with a task id of its own
-    host: str
-    sandbox: Path
-    env: dict[str, str]
-    session: HostSession

@@ -7,8 +7,9 @@ when it planned for these settings; `planahead.py`) and kept for the next run. T
 start (`executor/cli/launch.py`) is taken as far as it matches this run — its plan's lease,
 its sandbox — and given up (its runs killed, one WARNING line) at the first thing that does
 not; the first attempt's supervisor adopts its runs. Without an early start the sandbox is
-made here (`make_sandbox`), refused when another user could plant files in it. Owned by
-`LocalRun`'s thread.
+made here (`make_sandbox`), refused when another user could plant files in it. What every
+attempt then shares is a `Prepared`; where the job announces itself, `announcement_for`.
+Owned by `LocalRun`'s thread.
 """
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import attrs
+
+from config.errors import ConfigError
 from config.plan import JobPlan
 from config.registry import RegistrySettings
 from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
@@ -32,6 +37,11 @@ from executor.local import plancache, planfiles
 from executor.local.planahead import INPUT_NAMES, Inputs, PlanAhead, inputs_of
 from executor.local.planfiles import login_name, ports_free
 from executor.logs import log_event
+from executor.task.wiring import load_announcer
+
+if TYPE_CHECKING:
+    from config.spec import JobSpec
+    from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +238,33 @@ def hold_sandbox(sandbox: Path, registry: RegistrySettings | None, held_lock: in
         raise SandboxError(str(exc)) from None
     except OSError as exc:
         raise SandboxError(sandbox_unusable(sandbox, exc)) from None
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Prepared:
+    """What every attempt of one `stoker run` shares."""
+
+    plan: JobPlan  # each attempt's spec is the plan's with a task id of its own
+    host: str
+    sandbox: Path
+    env: dict[str, str]
+    session: HostSession
+
+
+def announcement_for(spec: JobSpec, settings: RunSettings, host: str) -> Announcement | None:
+    """--announce: in ZooKeeper once RUNNING, as this host (README "Service discovery");
+    the ServerSet's modules are loaded only for a job that announces there."""
+    if spec.announce is None or settings.announce is None:
+        return None
+    from executor.task.serverset import AnnounceError, plan_announcement
+
+    try:
+        announcement = plan_announcement(spec, spec.announce, settings.announcer, host)
+        if announcement is not None:
+            load_announcer()
+    except AnnounceError as exc:
+        raise ConfigError(f"{quoted(settings.config)}: job {spec.key}: {exc}") from None
+    return announcement
 
 
 def forget_listings(own: tuple[str, ...] = ("executor", "config", "healthcheck")) -> None:

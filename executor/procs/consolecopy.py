@@ -15,7 +15,7 @@ in the pipes would be cut off the files.
 `put` never blocks: past `LIMIT` bytes queued, a copy is dropped and counted, and once
 the console takes writes again one WARNING line (`console_copy_dropped`) says how many bytes
 of which stream it missed; the log file has them all. The thread blocks SIGTTOU
-(`executor.logs.terminal_writer`: a background `stoker run` under `stty tostop` is not
+(`config.logline.terminal_writer`: a background `stoker run` under `stty tostop` is not
 stopped by its writes) and starts at the first copy; when no thread can start (a full pids
 cgroup), the copy is written by the caller, as before. Under `stoker run`'s live view (on a
 terminal) the lines go through `stoker run`'s spool instead, above the view
@@ -39,7 +39,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from executor.logs import above_screen_line, log_event, screen_line_kept, spool, start_thread, terminal_writer
+from config.logline import terminal_writer
+from executor.logs import above_screen_line, log_event, screen_line_kept, spool, start_thread
 from executor.procs.exitby import ExitBy
 from executor.procs.terminaltext import TextForTerminal
 

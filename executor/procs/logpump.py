@@ -39,7 +39,8 @@ import stat
 import threading
 from pathlib import Path
 
-from executor.logs import log_event, start_thread, terminal_writer
+from config.logline import terminal_writer
+from executor.logs import log_event, start_thread
 from executor.procs import sandboxfs
 from executor.procs.consolecopy import ConsoleCopy, stream_fields, write_all
 from executor.procs.exitby import ExitBy

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from config.logline import log_event
+from config.logline import log_event, to_devnull
 from config.words import columns
 from executor.cli.logsetup import JsonFormatter, QuietHandler
 from executor.events import (
@@ -29,7 +29,7 @@ from executor.events import (
     TaskTransition,
 )
 from executor.local.console import ConsoleReporter, Output
-from executor.logs import Spool, screen_line_kept, to_devnull
+from executor.logs import Spool, screen_line_kept
 from healthcheck.policy import AttemptOutcome, HealthState
 from tests.support.waiting import wait_for
 
