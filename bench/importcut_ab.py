@@ -39,14 +39,11 @@ from bench_launch import ENTRY_POINTS, RUNNING, WAIT_SECS, Ran, config_text, sto
 
 # as `bench_launch.ENTRY_POINTS`, with `stoker run`'s code bundle (`executor/codebundle.py`) where the checkout has it,
 # and the modules it defers deferred as the entry point does (`executor/cli/start.py`: after the bundle, before
-# `codecache`, whose `pathlib` imports three of them; undeferred, a bundle without them read slower here only),
-# and the cyclic collector off where the checkout's entry point takes it off (`earlyfork.pause_collector`)
+# `codecache`, whose `pathlib` imports three of them; undeferred, a bundle without them read slower here only)
 IMPORTS = ("import time\nstart = time.process_time()\nfrom executor import nodocs\nnodocs.install()\n"
            "import os\nif os.path.exists(os.path.join(os.path.dirname(nodocs.__file__), 'codebundle.py')):\n"
            "    from executor import codebundle\n    codebundle.install()\n"
-           "from executor import deferred\ndeferred.defer()\n"
-           "from executor.procs import earlyfork\nif hasattr(earlyfork, 'pause_collector'):\n"
-           "    earlyfork.pause_collector()\n" + ENTRY_POINTS["stoker run"] +
+           "from executor import deferred\ndeferred.defer()\n" + ENTRY_POINTS["stoker run"] +
            "\nprint(time.process_time() - start, flush=True)\nimport os\nos._exit(0)")
 
 

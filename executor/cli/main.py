@@ -120,19 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         from executor.cli.apart import run_apart
 
         return _handled(functools.partial(run_apart, functools.partial(_handled, command), quoted(args.config)))
-    try:
-        return _handled(command)
-    finally:  # a supervisor's start that ended before its first step did (an error, a stop):
-        _collector_as_python_has_it()  # the collector on again, as the entry point found it
-
-
-def _collector_as_python_has_it() -> None:
-    """The cyclic collector on again where `stoker run`'s or `stoker executor`'s start
-    took it off and did not put it back (`earlyfork.collector_back`); nothing for another
-    command (`earlyfork` is not loaded for it here)."""
-    earlyfork = sys.modules.get("executor.procs.earlyfork")
-    if earlyfork is not None:
-        earlyfork.collector_back(collect=False)
+    return _handled(command)
 
 
 def _output_written(command: Callable[[], int]) -> int:

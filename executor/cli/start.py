@@ -54,10 +54,7 @@ compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a s
 that holds them all its life), from `.pyc` files of their own. For `stoker run` and `stoker
 executor` it then asks the C library for one heap for all the supervisor's threads, before
 the first of them starts (`earlyfork.one_heap`: each had an arena of its own, 20 KiB in all
-for `stoker run`'s five, 0.29 MiB of USS for the executor's, its driver's among them), and
-takes Python's cyclic collector off until the first step's end (`earlyfork.pause_collector`:
-its passes in the imports alone, 22 of them, were 2.2 ms of CPU before the first report;
-one full pass then, `Supervisor.idle`, and what is left frozen).
+for `stoker run`'s five, 0.29 MiB of USS for the executor's, its driver's among them).
 Before attrs and `pathlib` load (the code cache imports them), `inspect`, `locale`, `tokenize`,
 `token`, `ipaddress` and `platform` are made to load at their first use (`executor/deferred.py`):
 attrs, `subprocess`, `linecache` and `urllib.parse` (`pathlib`'s) import them and a supervisor
@@ -186,16 +183,13 @@ def _noted_stop(status: int) -> Stopped:
     return stop
 
 
-def _supervisor_start(command: str) -> None:
+def _one_heap(command: str) -> None:
     """A supervisor's threads share one C heap (`earlyfork.one_heap`): asked before the
-    supervisor's (and the driver's) first thread. Its start runs with the cyclic collector
-    off (`earlyfork.pause_collector`), on again at the end of its first step, or as the
-    command ends (`executor.cli.main.main`)."""
+    supervisor's (and the driver's) first thread."""
     if command in ("run", "executor"):
         from executor.procs import earlyfork  # (the early start's, the spawns': loaded anyway)
 
         earlyfork.one_heap()
-        earlyfork.pause_collector()
 
 
 def _load() -> Callable[[], NoReturn]:
@@ -218,7 +212,7 @@ def _load() -> Callable[[], NoReturn]:
     from executor import nodocs
 
     nodocs.install()  # every module from here on without its docstrings
-    _supervisor_start(command)
+    _one_heap(command)
     if command == "run":
         from executor.cli import launch
 

@@ -45,7 +45,6 @@ from executor.host.early import die_with
 from executor.local import planform
 from executor.local.planahead import EARLY, Inputs, PlanAhead
 from executor.local.planfiles import allocate_ports
-from executor.procs.earlyfork import collector_back
 
 __all__ = ["job_planner", "plan_ahead", "plan_apart"]
 
@@ -178,10 +177,6 @@ def _collect(pid: int, read_end: int, mask: set[int]) -> tuple[bytes, int]:
 
 
 def _here(plan: Plan) -> Planned:
-    """`plan` run in this process, the collector on for the config's code (it may rely on its
-    cycles being collected: files they hold), the supervisor's start or not
-    (`earlyfork.collector_back`)."""
-    collector_back(collect=False)
     sources: dict[str, str] = {}
     result, problem = plan(sources)
     return result, sources, problem

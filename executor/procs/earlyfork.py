@@ -5,8 +5,7 @@ each run for the supervisor that adopts it; the supervisor's own runs as this pr
 Popen's names it (`unnamed`: no file); `die_with`, for the child that plans a first run
 meanwhile (and `stoker inspect`'s); `one_heap`, one C heap for all of `stoker run`'s and
 `stoker executor`'s threads; and `trim_heap`, the C library's free heap pages given back
-once the supervisor's start ends; `pause_collector` and `collector_back`, Python's cyclic
-collector off from the entry point to the end of the first step, and on again.
+once the supervisor's start ends.
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
@@ -206,40 +205,6 @@ def trim_heap() -> None:
     except OSError:
         return
     trim(0)
-
-
-_paused: list[bool] = []  # [True] while the start holds the collector off (`pause_collector`)
-
-
-def pause_collector() -> None:
-    """Python's cyclic collector off for the supervisor's start (the entry point's imports,
-    the plan, the first step): attrs' class making set off 22 passes in `stoker run`'s
-    imports alone (2.2 ms of CPU, 2,607 objects found unreachable), before its first
-    report. `collector_back` puts it back. Nothing when the collector was off already."""
-    import gc  # (the interpreter's own: no file read)
-
-    if gc.isenabled():
-        gc.disable()
-        _paused.append(True)
-
-
-def collector_back(*, collect: bool) -> None:
-    """The collector on again if `pause_collector` took it off, once. With `collect`, as
-    the start ends (the first step's runs reported: `Supervisor.idle`), one full pass first,
-    to free the start's garbage cycles (about 0.6 MiB), then what is left frozen
-    (`gc.freeze`: the supervisor's modules, classes and settings, kept for its life, walked
-    by no later pass). Without, where the start ends another way (an error, a stop, a task
-    ended in its first step) or a config's code is to run (`planning._here`: it may rely on
-    its cycles being collected), or in a child forked during the start."""
-    if not _paused:
-        return
-    _paused.clear()
-    import gc
-
-    if collect:
-        gc.collect()
-        gc.freeze()
-    gc.enable()
 
 
 def shut_inherited() -> None:

@@ -253,7 +253,6 @@ class Supervisor:
         since; returns when to look again (`handover.next_look_in`; None: not before a step)."""
         if self._early.give_up_rest("the task did not start it first"):
             earlyfork.trim_heap()
-        earlyfork.collector_back(collect=True)  # the start is over: its first step's runs are out
         if self._state is not SupervisorState.STARTED:
             return None
         self._logs.idle()
