@@ -1,0 +1,81 @@
+"""`stoker executor`'s start, two checkouts interleaved (issue 14, gcstart): under the agent
+simulator on 127.0.0.1, as `bench_mesos.py` runs it, its CPU time when the agent read its
+TASK_RUNNING, the LAUNCH → TASK_RUNNING wall time, and its USS once the task runs.
+
+    .venv/bin/python bench/executor_ab.py [--pairs 8] --against DIR [--repo DIR]
+
+Each checkout (`--against`, A; `--repo`, B, this one by default) is compiled and its code
+cache warmed first (`benchlib.ab_repos`). Each pair runs a fresh executor of A and of B (B
+first in every other pair), each launched with one task of one `sleep` and no health check;
+the executor's CPU (every thread's, `benchlib.cpu_secs_of`) is read as soon as the
+simulator has its TASK_RUNNING, and its USS `bench_mesos.SETTLE_SECS` later. Prints each
+side's medians, the paired differences (B − A: the median of the per-pair differences, and
+in how many pairs B was lower), and the 1-minute load before and after.
+
+Every simulator is closed (it SIGKILLs the executor's process group) and every task pid of
+the checkpoint is checked dead in a `finally`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import benchlib
+from bench_mesos import EXITS_ON_SIGTERM, SETTLE_SECS, STOKER, WAIT_SECS, document, quiet_connection_resets
+from idle_ab import median
+
+from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.stoker_proc import kill_leftovers, task_pids
+
+
+def one(root: Path, tag: str, repo: Path, data: bytes) -> dict[str, float]:
+    """One executor of checkout `repo`, its task started: the figures of the docstring."""
+    sandbox = root / tag
+    sandbox.mkdir()
+    sim = AgentSimulator(sandbox=sandbox)
+    try:
+        proc = sim.launch_executor(STOKER, cwd=sandbox, env_overrides={"PYTHONPATH": str(repo)})
+        sim.wait_subscribed(WAIT_SECS)
+        launch_at = time.monotonic()
+        sim.launch(make_task_info("task-1", data))
+        running = sim.wait_for_state("task-1", "TASK_RUNNING", WAIT_SECS).at - launch_at
+        cpu = benchlib.cpu_secs_of(proc.pid)
+        time.sleep(SETTLE_SECS)
+        uss = benchlib.memory_of(proc.pid).uss
+        return {"LAUNCH → TASK_RUNNING ms": running * 1000, "CPU at TASK_RUNNING ms": cpu * 1000,
+                "USS KiB": uss / 1024}
+    finally:
+        pids = task_pids(sandbox)
+        sim.close()
+        kill_leftovers(pids)
+
+
+def main() -> int:
+    parser = benchlib.ab_parser("bench/executor_ab.py", pairs=8)
+    args = parser.parse_args()
+    repos = benchlib.ab_repos(args)
+    quiet_connection_resets()
+    figures: dict[str, list[list[float]]] = {}
+    loads = [os.getloadavg()[0]]
+    with benchlib.workdir("executor-ab") as root:
+        data = document(root, EXITS_ON_SIGTERM)
+        for j in (0, 1):  # each side once unmeasured
+            one(root, f"warm-{j}", repos[j], data)
+        for i in range(args.pairs):
+            for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+                for name, value in one(root, f"{i}-{j}", repos[j], data).items():
+                    figures.setdefault(name, [[], []])[j].append(value)
+    loads.append(os.getloadavg()[0])
+    print(f"A = {repos[0]}, B = {repos[1]}; {args.pairs} pairs; 1-minute load {min(loads):.1f}-{max(loads):.1f}")
+    for name, (a, b) in figures.items():
+        differences = [y - x for x, y in zip(a, b)]
+        lower = sum(1 for d in differences if d < 0)
+        print(f"{name}: A {median(a):.1f}, B {median(b):.1f}; B − A {median(differences):+.1f} "
+              f"(median of pairs), B lower in {lower} of {len(differences)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
