@@ -361,6 +361,7 @@ class TaskOwner:
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
         self._held.kill_begun = True  # its decision comes before what it brings (`_dispatch`)
+        self._procs.stop_begun()  # a full address space has room for the stop all the same
         # first: clients stop routing to the task (within the grace, if the kill has an end)
         self._announcing.stopping(reason, request.kill_all_at if request is not None else None)
         self._checks.stop_async()

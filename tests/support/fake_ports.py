@@ -52,6 +52,7 @@ class FakeProcs:
         self.run_uid = 1000  # the user its processes run as
         self.cgroup: str | None = None  # no cgroup of its own
         self.idles = 0  # how often the owner said it had nothing to do
+        self.stops_begun = 0  # how often the owner said the task's stop began
         # each stop_commands: its within_secs, and what the owner had done by then
         self.commands_stopped: list[tuple[float, list[str]]] = []
         self.daemons_alive = False  # daemons the runs left, as a test sets them
@@ -109,6 +110,9 @@ class FakeProcs:
     def stop_commands(self, within_secs: float) -> bool:
         self.commands_stopped.append((within_secs, list(self._effects.lines)))
         return True
+
+    def stop_begun(self) -> None:
+        self.stops_begun += 1
 
     def close(self) -> None:
         self.closed = True
