@@ -361,7 +361,6 @@ class TaskOwner:
 
     def _kill(self, reason: str, request: KillRequested | None = None) -> None:
         self._held.kill_begun = True  # its decision comes before what it brings (`_dispatch`)
-        self._procs.stop_begun()  # a full address space has room for the stop all the same
         # first: clients stop routing to the task (within the grace, if the kill has an end)
         self._announcing.stopping(reason, request.kill_all_at if request is not None else None)
         self._checks.stop_async()
@@ -370,6 +369,8 @@ class TaskOwner:
     # ---- outcomes, transitions, checkpoint ----
 
     def _apply_outcome(self, outcome: Outcome, request: KillRequested | None = None) -> None:
+        if outcome.kill_reason is not None:  # before its lines: a full address space has room for them
+            self._procs.stop_begun()
         for transition in outcome.transitions:
             self._record(transition)
         if outcome.updates:
