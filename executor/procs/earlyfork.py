@@ -4,8 +4,9 @@ each run for the supervisor that adopts it; the supervisor's own runs as this pr
 (`spawn_in`, the same `spawn_run`), and the error of a spawn whose fork was refused as
 Popen's names it (`unnamed`: no file); `die_with`, for the child that plans a first run
 meanwhile (and `stoker inspect`'s); `one_heap`, one C heap for all of `stoker run`'s and
-`stoker executor`'s threads; and `trim_heap`, the C library's free heap pages given back
-once the supervisor's start ends.
+`stoker executor`'s threads; `trim_heap`, the C library's free heap pages given back
+once the supervisor's start ends; and the room kept from then for the task's stop
+(`keep_stop_room`, `let_go_stop_room`).
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
@@ -74,6 +75,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_PDEATHSIG = 1
 _CLONE_FS = 0x200
 _M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+STOP_ROOM_BYTES = 4 << 20  # a C heap block (64 KiB reads), an obmalloc arena (1 MiB), the lines: the stop's room
 POPEN_DEFAULTS = (_signal.SIGPIPE, _signal.SIGXFSZ)  # what Popen's restore_signals resets
 # What `stoker run` handles (`executor/local/run.py`, `_relay_signals`; SIGHUP only when it
 # is not ignored, so an ignored one stays ignored for every run alike).
@@ -205,6 +207,32 @@ def trim_heap() -> None:
     except OSError:
         return
     trim(0)
+
+
+_stop_room: bytes | None = None  # `keep_stop_room`'s block, until the stop lets it go
+
+
+def keep_stop_room() -> None:
+    """Keep STOP_ROOM_BYTES of the address space for the task's stop, as the start ends
+    (after `trim_heap`): a stop whose process reached its address-space limit (`ulimit -v`,
+    nothing more mapped) meanwhile needs fresh pages all the same (a cgroup file's read, a
+    process list, its lines), and ended FAILED with a MemoryError where the trim had left
+    no free heap. A zeroed block that large is mapped and never touched (calloc's fresh
+    pages): it costs address space (VmSize), no resident memory. None kept where there is
+    no room for it: the stop has what is left, as before."""
+    global _stop_room
+    if _stop_room is not None:
+        return
+    try:
+        _stop_room = bytes(STOP_ROOM_BYTES)
+    except MemoryError:
+        return  # none kept
+
+
+def let_go_stop_room() -> None:
+    """Give the room `keep_stop_room` kept back to the address space: the task's stop begins."""
+    global _stop_room
+    _stop_room = None
 
 
 def shut_inherited() -> None:

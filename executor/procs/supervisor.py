@@ -253,6 +253,7 @@ class Supervisor:
         since; returns when to look again (`handover.next_look_in`; None: not before a step)."""
         if self._early.give_up_rest("the task did not start it first"):
             earlyfork.trim_heap()
+            earlyfork.keep_stop_room()
         if self._state is not SupervisorState.STARTED:
             return None
         self._logs.idle()
@@ -412,8 +413,14 @@ class Supervisor:
 
     # ---- close ----
 
+    def stop_begun(self) -> None:
+        """The task's stop begins: the room kept for it in the address space is let go
+        (`earlyfork.keep_stop_room`)."""
+        earlyfork.let_go_stop_room()
+
     def close(self) -> None:
         """SIGKILL what is left of the task, stop the watchdog and threads. Idempotent."""
+        earlyfork.let_go_stop_room()  # a task that ended with no stop: its close has the room
         with self._lock:
             state = self._state
             if state in (SupervisorState.CLOSING, SupervisorState.CLOSED):

@@ -369,6 +369,8 @@ class TaskOwner:
     # ---- outcomes, transitions, checkpoint ----
 
     def _apply_outcome(self, outcome: Outcome, request: KillRequested | None = None) -> None:
+        if outcome.kill_reason is not None:  # before its lines: a full address space has room for them
+            self._procs.stop_begun()
         for transition in outcome.transitions:
             self._record(transition)
         if outcome.updates:

@@ -107,6 +107,11 @@ if TYPE_CHECKING:
             Returns in how many seconds to call it again at the latest (None: at the next step)."""
             ...
 
+        def stop_begun(self) -> None:
+            """The task's stop begins (its kill, before its first signal): what the port
+            kept for it (room in the address space) is its now."""
+            ...
+
         def close(self) -> None:
             """Kill whatever of the task still runs and release everything."""
             ...

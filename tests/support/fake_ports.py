@@ -9,6 +9,7 @@ lifecycle endpoints are events the test posts itself.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 from config.spec import ProcessSpec
 from config.words import number
@@ -52,6 +53,8 @@ class FakeProcs:
         self.run_uid = 1000  # the user its processes run as
         self.cgroup: str | None = None  # no cgroup of its own
         self.idles = 0  # how often the owner said it had nothing to do
+        self.stops_begun: list[int] = []  # each time the owner said the stop began: the transitions reported by then
+        self.transitions_reported: Callable[[], int] = lambda: 0  # (the rig points it at its reporter)
         # each stop_commands: its within_secs, and what the owner had done by then
         self.commands_stopped: list[tuple[float, list[str]]] = []
         self.daemons_alive = False  # daemons the runs left, as a test sets them
@@ -109,6 +112,9 @@ class FakeProcs:
     def stop_commands(self, within_secs: float) -> bool:
         self.commands_stopped.append((within_secs, list(self._effects.lines)))
         return True
+
+    def stop_begun(self) -> None:
+        self.stops_begun.append(self.transitions_reported())
 
     def close(self) -> None:
         self.closed = True

@@ -55,6 +55,7 @@ class OwnerRig:
         self.procs = FakeProcs(self.effects)
         self.checkpoint = FakeCheckpoint()
         self.reporter = RecordingReporter(self.effects)
+        self.procs.transitions_reported = lambda: len(self.reporter.transitions)
         self.done = False
 
     def own(self, spec: JobSpec, *, announcer: Announcer | None = None,

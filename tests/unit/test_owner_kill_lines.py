@@ -285,3 +285,18 @@ def test_the_daemons_the_runs_left_are_signalled_with_the_stop_in_one_line(caplo
         'daemons_signalled task=t.0 signal=SIGTERM processes=1 reason="stopped by SIGTERM; stopping 1 running '
         'process: SIGTERM now, SIGKILL 4 s later"']
     assert rig.effects.lines[-2:] == ["0 SIGTERM a[0]", "0 SIGTERM daemons"]
+
+
+def test_the_ports_room_for_the_stop_is_its_own_before_the_kills_first_line():
+    """`stop_begun` before the kill's first transition is reported: where the address space
+    is full, the room the port kept is what the kill's lines are made in."""
+    rig = OwnerRig()
+    owner = rig.own(job(ProcessSpec(name="a", cmdline="serve", min_duration_secs=0.0)))
+    owner.start()
+    rig.step()
+    assert rig.procs.stops_begun == []  # a start lets nothing go
+    reported = len(rig.reporter.transitions)
+    owner.post(KillRequested("stop"))
+    rig.step()
+    assert len(rig.reporter.transitions) > reported  # (the kill's lines)
+    assert rig.procs.stops_begun[:1] == [reported]
