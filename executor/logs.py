@@ -156,6 +156,12 @@ class NoRoomForThread(RuntimeError):
         self.reserved = reserved
 
 
+# Lets go of address space kept for later (`earlyfork.keep_stop_room`: the task's stop's),
+# for a thread start the limit refuses without it (None: none kept): a disk sample's or a
+# health check's thread works now; a stop with less room may still end KILLED.
+room_kept: Callable[[], None] | None = None
+
+
 def start_thread(thread: threading.Thread) -> None:
     """`thread.start()`, or `NoRoomForThread` (a RuntimeError, which every caller handles as
     pthread's refusal) when what is mapped, the room of the starts under way whose thread has
@@ -169,7 +175,13 @@ def start_thread(thread: threading.Thread) -> None:
     if limit == resource.RLIM_INFINITY:  # no lock: nothing to run out of
         thread.start()
         return
-    reservation = _reserve_room(limit, thread)
+    try:
+        reservation = _reserve_room(limit, thread)
+    except NoRoomForThread:
+        if (give := room_kept) is None:
+            raise
+        give()  # the room kept for the task's stop: this thread's work is now, a stop may not come
+        reservation = _reserve_room(limit, thread)
     try:
         thread.start()
     finally:  # started (its stack and first allocations now in what is mapped), or refused

@@ -105,10 +105,16 @@ def _noted(_signum: int, _frame: FrameType | None) -> None:
 class SignalRelay:
     """Calls `on_signal(signum)` on its own thread for each of `signums` received."""
 
-    def __init__(self, signums: Iterable[int], on_signal: Callable[[int], None]) -> None:
+    def __init__(self, signums: Iterable[int], on_signal: Callable[[int], None],
+                 latest_only: Iterable[int] = ()) -> None:
+        """`latest_only`: those of `signums` whose reaction needs only the latest of the
+        ones read at once (SIGWINCH: the terminal's size now). A storm of them was one
+        reaction each, slower than they came: the wakeup pipe filled, and a stop signal sent
+        then was dropped."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("SignalRelay must be installed from the main thread")
         self._signums = frozenset(int(s) for s in signums)
+        self._latest_only = frozenset(int(s) for s in latest_only)
         self._on_signal = on_signal
         self._read, self._write = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(self._write, False)  # set_wakeup_fd requires it; a full pipe drops
@@ -155,7 +161,7 @@ class SignalRelay:
         (was: a MemoryError anywhere but in the read, its error line's included, ended the
         thread, and every later SIGTERM and SIGINT was ignored: stoker run stopped only by
         kill -9)."""
-        buffer = bytearray(64)
+        buffer = bytearray(4096)  # a storm's worth at once (the pipe holds 64 KiB)
         into = [buffer]
         got = handed = 0  # numbers in `buffer`, and of them handed on
         while True:
@@ -168,7 +174,8 @@ class SignalRelay:
                 signum = buffer[handed]
                 if signum == _STOP[0]:
                     return
-                if signum in self._signums:  # the wakeup fd also carries others' signals
+                if signum in self._signums and not (  # the wakeup fd also carries others' signals
+                        signum in self._latest_only and buffer.find(signum, handed + 1, got) >= 0):
                     self._call(signum)
                 handed += 1
             except MemoryError:

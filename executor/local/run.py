@@ -195,7 +195,7 @@ class LocalRun:
         # script's) stays ignored by Stoker, as nohup's SIGHUP; it is still relayed, and dropped
         # (`_on_signal`), so that the runs get it at its default as ever (a handler is reset by exec).
         self._sigint_ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        relay = SignalRelay(signums, self._on_signal)
+        relay = SignalRelay(signums, self._on_signal, latest_only=[signal.SIGWINCH])  # a storm: one redraw a read
         came, replaced = relayed_stop_signals()  # while the early runs ran
         relay.put_back(replaced)
         for signum in came:

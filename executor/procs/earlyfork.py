@@ -227,11 +227,26 @@ def keep_stop_room() -> None:
         _stop_room = bytes(STOP_ROOM_BYTES)
     except MemoryError:
         return  # none kept
+    from executor import logs
+
+    logs.room_kept = _room_to_thread  # a thread start the limit refuses without it has it first
+
+
+def _room_to_thread() -> None:
+    """The stop's room, let go for a thread that has none without it (`logs.start_thread`);
+    a block the heap held (a later attempt's, or glibc's mmap threshold raised) goes back to
+    the kernel too."""
+    let_go_stop_room()
+    trim_heap()
 
 
 def let_go_stop_room() -> None:
     """Give the room `keep_stop_room` kept back to the address space: the task's stop begins."""
     global _stop_room
+    if _stop_room is not None:
+        from executor import logs
+
+        logs.room_kept = None
     _stop_room = None
 
 

@@ -114,6 +114,7 @@ class Supervisor:
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
                                 post_exit=self._post_exit, label=self._label,
                                 watchdog=early_watchdog)  # not adopted yet
+        self._stopping = False  # `stop_begun`: no room is kept for the stop from then
         self._inherited = inherited  # (pid, start) of the children an early start found: not the task's
         self._spawned_at: float | None = None  # the latest fork of a run (monotonic)
 
@@ -253,7 +254,8 @@ class Supervisor:
         since; returns when to look again (`handover.next_look_in`; None: not before a step)."""
         if self._early.give_up_rest("the task did not start it first"):
             earlyfork.trim_heap()
-            earlyfork.keep_stop_room()
+            if not self._stopping:  # a stop begun before the start's end: the room would be taken from it
+                earlyfork.keep_stop_room()
         if self._state is not SupervisorState.STARTED:
             return None
         self._logs.idle()
@@ -415,7 +417,9 @@ class Supervisor:
 
     def stop_begun(self) -> None:
         """The task's stop begins: the room kept for it in the address space is let go
-        (`earlyfork.keep_stop_room`)."""
+        (`earlyfork.keep_stop_room`), and none is kept from then: one begun before the start's
+        end has all there is."""
+        self._stopping = True
         earlyfork.let_go_stop_room()
 
     def close(self) -> None:

@@ -194,3 +194,30 @@ def test_the_executor_keeps_its_strays_ignored_once_its_relay_closes(tmp_path, m
         for signum, handler in inherited.items():
             signal.signal(signum, handler)
     assert after == {signum: signal.SIG_IGN for signum in (*strays, *STOPS)}
+
+
+@pytest.mark.timeout(30)
+def test_a_storm_of_a_latest_only_signal_is_one_reaction_per_read_and_a_stop_amid_it_is_relayed(restored):
+    """SIGWINCH (USR2 here) redraws the live view: only the terminal's size now matters. A
+    storm of them (a window dragged, a loop of `kill -WINCH`) was one redraw each, slower
+    than the signals came: the wakeup pipe filled, and a SIGTERM sent then was dropped
+    (`stoker run` went on until kill -9). Those read at once are one reaction, the last."""
+    calls: list[int] = []
+    holding, release = threading.Event(), threading.Event()
+
+    def react(signum: int) -> None:
+        calls.append(signum)
+        if len(calls) == 1:  # the relay busy in a reaction while the storm comes
+            holding.set()
+            release.wait(10)
+
+    relay = SignalRelay([USR1, USR2], react, latest_only=[USR2])
+    try:
+        os.write(relay._write, bytes([USR2]))
+        assert holding.wait(5)
+        os.write(relay._write, bytes([USR2]) * 3000 + bytes([USR1]) + bytes([USR2]) * 1000)
+        release.set()
+    finally:
+        relay.close()  # reads on to its stop
+    # the first; then, the 4,001 read at once: the stop, and the storm's last USR2
+    assert calls == [USR2, USR1, USR2], (len(calls), calls[:5])

@@ -1,0 +1,78 @@
+"""The room a supervisor keeps in the address space for its task's stop (`earlyfork.keep_stop_room`,
+kept as its start ends at its first idle, let go as the stop begins: `Supervisor.stop_begun`)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from executor.procs import earlyfork
+from executor.procs.supervisor import Supervisor
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(30)
+MARKER = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def supervisor(tmp_path):
+    earlyfork.let_go_stop_room()
+    sup = Supervisor(sandbox=tmp_path, task_label="test.0", env={"PATH": os.environ["PATH"]},
+                     post=lambda event: None, marker=MARKER)
+    try:
+        yield sup
+    finally:
+        sup.close()
+        earlyfork.let_go_stop_room()
+
+
+def test_the_room_is_kept_as_the_start_ends_and_let_go_as_the_stop_begins(supervisor):
+    supervisor.idle()  # the start's end
+    assert earlyfork._stop_room is not None
+    supervisor.stop_begun()
+    assert earlyfork._stop_room is None
+    supervisor.idle()  # a step of the stop
+    assert earlyfork._stop_room is None
+
+
+def test_a_stop_begun_before_the_start_ended_keeps_no_room(supervisor):
+    """A stop queued before the owner's first step (a SIGTERM as `stoker run` started) begins
+    before the start's end: the room kept then would take 4 MiB from the stop itself, under
+    the limit of a full address space, until the close (it was kept: the stop had less room
+    than with none kept at all)."""
+    supervisor.stop_begun()
+    supervisor.idle()  # the start's end, the stop under way
+    assert earlyfork._stop_room is None
+
+
+# A child keeps the stop's room, then its address space is limited to what it maps without
+# that room, plus one thread's room and 1 MiB: a thread fits only where the room is handed over.
+HAND_OVER = r"""
+import resource, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor import logs
+from executor.procs import earlyfork
+
+earlyfork.keep_stop_room()
+assert earlyfork._stop_room is not None
+mapped = logs.address_space()[1]
+limit = mapped - earlyfork.STOP_ROOM_BYTES + logs.room_for_thread() + (1 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+ran = threading.Event()
+thread = threading.Thread(target=ran.set)
+logs.start_thread(thread)
+thread.join(5)
+print("started" if ran.is_set() else "not run", "room kept" if earlyfork._stop_room is not None else "room given")
+"""
+
+
+def test_a_thread_the_limit_has_room_for_only_without_the_stops_room_is_given_it():
+    """A disk sample's or a health check's thread after the start's end, under a `ulimit -v`
+    that had room for it before the room was kept: it starts, with the room (was: refused,
+    the smallest limit under which `--disk-limit on` sampled at all 4 MiB higher: 91,570 ->
+    95,663 KiB; below it every sample failed, 'the sampling thread could not start')."""
+    done = subprocess.run([sys.executable, "-c", HAND_OVER, str(REPO)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["started", "room", "given"]
