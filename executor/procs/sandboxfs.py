@@ -208,5 +208,5 @@ def unlink_if_there(dir_fd: int, name: str) -> None:
     """`name` in `dir_fd` unlinked; none there is no error."""
     try:
         os.unlink(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
+    except FileNotFoundError:  # (not contextlib.suppress: this module loads early, without `collections`)
+        return
