@@ -123,14 +123,13 @@ class CodeBundleLoader(nodocs.NoDocLoader):
         global _damaged
         where, self.where = self.where, None
         bundle = self.bundle()
-        if bundle is not None and bundle.fd < 0:  # being closed (`_OpenBundle.__del__`): as gone
-            bundle = None
-        code = _code(bundle, *where, self.path) if where is not None and bundle is not None else None
+        if where is None or bundle is None or bundle.fd < 0:  # given once; the file closed, or being closed
+            return super().get_code(fullname)  # (`_OpenBundle.__del__`: as gone)
+        code = _code(bundle, *where, self.path)  # (named as here: only code compiled from this path)
         if code is None:
-            if where is not None and bundle is not None:
-                _damaged = bundle.path  # its code cut short, or of another shape: said too
+            _damaged = bundle.path  # its code cut short, or of another shape: said too
             return super().get_code(fullname)
-        return code  # (named as here: `_code` gives only code compiled from this path)
+        return code
 
 
 class CodeBundleFinder:
