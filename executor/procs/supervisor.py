@@ -6,18 +6,8 @@ It is a thin shell: it decides nothing about restarts or states (the planner and
 do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper
 (`draining.ExitPost`).
 
-How it keeps the task contained is docs/design.md §5: every run is `/bin/bash -c CMDLINE`
-(a filesystem-image task's through its containerizer, `wrap`) in a session of its own,
-carrying the task's and the run's markers, as the `run_as` user; this process is a child
-subreaper, in the task's cgroup when the host allows one (`cgroups.py`). One process-wide
-reaper thread (`reaper.py`) reaps EVERY child: no other code here may wait for children
-(shell health commands go through `run_command`, `commands.py`); runs are forked off the
-main thread, where the orphans are listed. What a run's exit leaves is killed
-(`containment.py`), drained within its grace when the task SIGTERMed it (`draining.py`), or
-kept as the task's daemons when it exited 0 on its own (`daemons.py`; their exit is posted
-as `DaemonsExited`). Signals reach a run by one walk of this subtree, by pidfd
-(`proctree.py`). A `/bin/sh` watchdog (`watchdog.py`) kills the task when this process
-dies, even by SIGKILL.
+How it keeps the task contained (docs/design.md §5), and which module does each part of it:
+the package's docstring (`executor/procs/__init__.py`).
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
