@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from config.words import quoted
@@ -38,7 +38,7 @@ from executor.procs import earlyfork, fdlimit, oomcount, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO, task_name
 from executor.procs.containment import Containment
-from executor.procs.draining import Drains, ExitPost, RunWatcher
+from executor.procs.draining import Drains, DrainsWhenMade, ExitPost, RunWatcher
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.exitby import ExitBy, within
 from executor.procs.handover import next_look_in
@@ -95,8 +95,7 @@ class Supervisor:
         self._commands_stopped = False  # the health checks are over: no command starts
         self._containment: Containment | None = None
         self._drains: Drains | None = None
-        self._drains_made = threading.Event()  # set by start(): a watcher called before waits for it
-        self._drains_of = self._drained  # one bound method every run's watcher shares (64 bytes a run)
+        self._drains_of = DrainsWhenMade()  # one every run's watcher shares; made by start()
         self._containment_logged = False
         self._watchdog: WatchdogKeeper | None = None
         self._logs, self._devnull = RunLogs(self._sandbox, self._label), -1
@@ -148,6 +147,7 @@ class Supervisor:
         self._containment = Containment(reaper=self._reaper, task_marker=self._marker, label=self._label,
                                         cgroup_setting=self._cgroups, live_children=self._live_children)
         self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
+        self._drains_of.hold(self._drains)
         self._watchdog = WatchdogKeeper(reaper=self._reaper, marker=self._marker, label=self._label,
                                         cgroup=self._containment.watchdog_cgroup,
                                         keep=lambda: self._state is SupervisorState.STARTED,
@@ -158,7 +158,7 @@ class Supervisor:
                                   announce=self._watchdog.announce)  # (else a kill meanwhile left it)
         # an early run's exit waits for `prepare` (its walks): judged before, a daemonizer's daemon
         # was not kept (no walk yet), then killed as unclaimed at the task's next exit
-        self._drains_made.set()
+        self._drains_of.ready()
         self._reaper.on_orphans(self._orphan_reaped)
         self._containment.hand_over_to(self._watchdog.hold)
         self._early.retire_watchdog()  # ours is up
@@ -168,11 +168,6 @@ class Supervisor:
     def _watch(self, child: RunChild) -> RunWatcher:
         """A run's exit and reap (reaper thread) go to the drains (`draining.py`)."""
         return RunWatcher(self._drains_of, child)
-
-    def _drained(self) -> Drains:
-        if not self._drains_made.is_set():  # set once `prepare` walked: the reaper may reap an early run
-            self._drains_made.wait(10)  # first (is_set takes no lock: each exit asks twice)
-        return cast(Drains, self._drains)
 
     def _contained(self) -> Containment:
         """The containment, this process in the task's cgroup (if any) by now; logged once."""
@@ -336,7 +331,7 @@ class Supervisor:
         task-wide SIGTERM to 100 runs costs one, not 100); returns how many were signalled."""
         if self._containment is None or not runs:
             return 0
-        children = self._drained().signalled(runs, sig)  # a SIGTERMed run keeps its grace
+        children = self._drains_of().signalled(runs, sig)  # a SIGTERMed run keeps its grace
         entries = tuple(f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, p, r)}".encode() for p, r in runs)
         if sig == signal.SIGKILL:  # a debugger may hold its end (`unsignalled.py`)
             from executor.procs.unsignalled import say_traced
