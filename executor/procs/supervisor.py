@@ -238,9 +238,7 @@ class Supervisor:
         once may again), start the watchdog again if it could not start, and hand it the orphans adopted
         since; returns when to look again (`handover.next_look_in`; None: not before a step)."""
         if self._early.give_up_rest("the task did not start it first"):
-            earlyfork.trim_heap()
-            if not self._stopping:  # a stop begun before the start's end: the room would be taken from it
-                earlyfork.keep_stop_room()
+            earlyfork.start_ended(stopping=self._stopping)
         if self._state is not SupervisorState.STARTED:
             return None
         self._logs.idle()
