@@ -73,9 +73,7 @@ class Supervisor:
                  wrap: spawn.Wrap | None = None, inherited: frozenset[tuple[int, int]] = frozenset(),
                  exit_by: ExitBy | None = None) -> None:
         """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
-        this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
-        for it when its command and environment are the ones that spawn would use, and
-        killed otherwise; the watchdog is retired once this supervisor's own is up. `wrap`:
+        this supervisor existed (`earlyfork.py`), adopted or given up (`adoption.py`). `wrap`:
         what every run and command goes through (a filesystem-image task's containerizer).
         `exit_by`: when this process must be gone (None: never bound), set before its close
         or during it: each of the close's waits ends by it (`exitby.py`)."""
@@ -199,8 +197,7 @@ class Supervisor:
         """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files first, then
         its forks back to back, so the file system work does not compete for the CPU with the runs starting (made
         beside the forks by a second thread, a start of 100 was slower: docs/design.md §5). A batch bounds the
-        descriptors held at once (a run's directory and files until its fork): a start of 600 made them all first
-        and failed from the 340th under `ulimit -n 1024`. One result per run, in order: its pid or SpawnError."""
+        descriptors held at once (`fdlimit.py`). One result per run, in order: its pid or SpawnError."""
         results: list[int | SpawnError] = []
         for at in range(0, len(runs), fdlimit.SPAWN_BATCH):
             results += self._spawn_batch(runs[at:at + fdlimit.SPAWN_BATCH])
