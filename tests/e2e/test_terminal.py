@@ -190,6 +190,19 @@ def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_pa
 
 # The shell of a terminal with `stty tostop`: it starts `stoker run ...` as a background job
 # (a process group of its own, not the terminal's foreground one) and says how it ended.
+def one_process_in_a_terminal(tmp_path: Path, job_script: str, name: str, destination: str, cmdline: str) -> bytes:
+    """`stoker run` of job `name`, of one process (`cmdline`, its logger's `destination`), run
+    by `job_script` (`BACKGROUND_JOB`, `FOREGROUND_JOB`) in a pseudo-terminal: what it showed."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline={cmdline!r}, logger=Logger(destination={destination!r}))
+        jobs = [Job(cluster='local', role='me', environment='test', name={name!r},
+                    task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", job_script, "run", str(cfg), "--sandbox", str(sandbox)])
+    return output_of(term, sandbox)
+
+
 BACKGROUND_JOB = """
 import os, signal, sys, termios
 attrs = termios.tcgetattr(0)
@@ -212,16 +225,8 @@ def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(t
     `fg`); the copy of a `destination='both'` process's output did the same. Now the threads
     that write there block SIGTTOU and the kernel lets their writes through: every line
     arrives and the run ends on its own, and the task's processes get SIGTTOU as usual."""
-    cfg = write_config(tmp_path, f"""
-        main = Process(name='main', cmdline='echo from-the-task; grep SigBlk /proc/self/status',
-                       logger=Logger(destination='both'))
-        jobs = [Job(cluster='local', role='me', environment='test', name='bg',
-                    task=Task(processes=[main], {RESOURCES}))]
-    """)
-    sandbox = tmp_path / "sandbox"
-    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", BACKGROUND_JOB, "run", str(cfg),
-                                          "--sandbox", str(sandbox)])
-    output = output_of(term, sandbox)
+    output = one_process_in_a_terminal(tmp_path, BACKGROUND_JOB, "bg", "both",
+                                       "echo from-the-task; grep SigBlk /proc/self/status")
     assert b"stoker exited 0" in output, output
     assert b"from-the-task" in output
     assert b"SigBlk:\t0000000000000000" in output  # the task's processes block nothing of Stoker's
@@ -265,16 +270,8 @@ def test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends(tmp_path):
     change its modes (`stty raw -echo`, a program killed before it restored them): once
     `stoker run` ended, the shell echoed nothing and its lines never went back to the margin
     (`reset` needed). Now the run puts back the modes it found, with one warning line."""
-    cfg = write_config(tmp_path, f"""
-        main = Process(name='main', cmdline='stty raw -echo <&1 && echo modes-changed',
-                       logger=Logger(destination='console'))
-        jobs = [Job(cluster='local', role='me', environment='test', name='raw',
-                    task=Task(processes=[main], {RESOURCES}))]
-    """)
-    sandbox = tmp_path / "sandbox"
-    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", FOREGROUND_JOB, "run", str(cfg),
-                                          "--sandbox", str(sandbox)])
-    output = output_of(term, sandbox)
+    output = one_process_in_a_terminal(tmp_path, FOREGROUND_JOB, "raw", "console",
+                                       "stty raw -echo <&1 && echo modes-changed")
     assert b"modes-changed" in output, output
     assert b"stoker exited 0 modes as before: True" in output, output
     assert output.count(b"stoker run: warning: a process of the task changed the terminal's modes") == 1
