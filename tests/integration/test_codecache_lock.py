@@ -11,14 +11,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_codecache import (
-    PROBE,
-    entries_of,
-    generated,
-    probe,
-    run_file,
-    write_entries,
-)
+from tests.integration.test_codecache import PROBE, entries_of, generated, probe, run_file, write_entries
 from tests.integration.test_codecache_files import SPEC, code
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
