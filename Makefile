@@ -65,7 +65,7 @@ test-pythons: $(STAMP)
 # part of `make test`: CI tests what pip resolves today, the newest (docs/testing.md §9).
 # OLDEST_TESTS=tests runs every tier there instead.
 OLDEST_VENV  := .venv-oldest
-OLDEST_TESTS ?= tests/unit tests/integration/test_codecache.py tests/integration/test_codecache_files.py
+OLDEST_TESTS ?= tests/unit tests/integration/test_codecache.py tests/integration/test_codecache_files.py tests/integration/test_codecache_lock.py
 $(OLDEST_VENV)/.installed: setup.py tools/deps-oldest.txt
 	@command -v cc >/dev/null || echo "test-deps-oldest: no C compiler (cc): pip builds psutil 5.9.0 here (no wheel for CPython 3.11), which needs one and Python's headers (gcc, python3-dev; docs/testing.md §9)" >&2
 	rm -rf $(OLDEST_VENV)

@@ -39,7 +39,7 @@ and `save()` writes the file again when something had to be compiled.
   has the step this module knows, `_linecache_and_compile`): a traceback through a
   generated `__init__` names its file and line, without the line's text, as for any code
   without a source file. STOKER_CODE_CACHE=off puts attrs' own behaviour back.
-- The code keeps each instruction's line and not its columns (`nodocs.lines_only`, as
+- The code keeps each instruction's line and not its columns (`nodoccode.lines_only`, as
   Stoker's modules are loaded): with no source line to show, a traceback had no use for
   them. 413 generated methods of a supervisor: 60 → 16 KiB of location tables. The files
   of an earlier FORMAT (1: columns kept; 2: one source a name, no header) are compiled again.
@@ -174,8 +174,10 @@ class _Cache:
                 self.served.append((key, hash(cached)))  # not the source (see the docstring)
                 self.hits += 1
                 return code
+        from executor.nodoccode import lines_only  # only to compile: a start served whole never loads it
+
         compiled = compile(script, filename, mode) if flags is None else compile(script, filename, mode, flags, True)
-        code = nodocs.lines_only(compiled)
+        code = lines_only(compiled)
         self.fresh.append((key, source, code))
         return code
 

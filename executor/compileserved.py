@@ -13,7 +13,7 @@ finder on `sys.meta_path`) and of `typing` is `ServedCompile`, the builtin for a
 a source string's in mode `exec` or `eval` without flags, and for those the code cache's
 code of that source (compiled when the file lacks it, then written with the rest). Each
 code is the one the builtin gives its caller (its `__future__` features: `dont_inherit`,
-with the caller's own), but for its columns, as the cache's other code (`nodocs.lines_only`:
+with the caller's own), but for its columns, as the cache's other code (`nodoccode.lines_only`:
 a source string has no line for a traceback to show). Both names are gone from the two
 namespaces once attrs is loaded, as its modules have them.
 """

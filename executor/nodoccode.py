@@ -5,8 +5,6 @@ compiles this one, as it loads, as Python would).
 """
 from __future__ import annotations
 
-from executor.nodocs import lines_only
-
 TYPE_CHECKING = False  # not `typing`'s (see executor/nodocs.py)
 if TYPE_CHECKING:
     import _ast
@@ -74,3 +72,42 @@ def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
                 stack.extend(item for item in value if isinstance(item, _ast.AST))
             elif isinstance(value, _ast.AST):
                 stack.append(value)
+
+
+def lines_only(code: CodeType) -> CodeType:
+    """`code`, and every code object it holds, with a location table of line numbers only
+    (`executor/nodocs.py`'s docstring): each instruction keeps its line, its columns go."""
+    consts = tuple(lines_only(c) if type(c) is type(code) else c for c in code.co_consts)
+    return code.replace(co_linetable=line_table(code), co_consts=consts)
+
+
+def line_table(code: CodeType) -> bytes:
+    """`code`'s line numbers as a location table (CPython's Objects/locations.md, 3.11 to
+    3.13): for each run of instructions on one line (`co_lines()`, adjacent runs of the same
+    line joined), entries of up to 8 code units, "no column" (13: the line's difference from
+    the previous entry's, a signed varint) or "no location" (15: no line)."""
+    runs: list[list] = []
+    for start, end, line in code.co_lines():
+        if runs and runs[-1][2] == line and runs[-1][1] == start:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end, line])
+    table = bytearray()
+    previous = code.co_firstlineno
+    for start, end, line in runs:
+        units = (end - start) // 2
+        while units > 0:
+            length = min(units, 8)
+            units -= length
+            if line is None:
+                table.append(0x80 | 15 << 3 | (length - 1))
+                continue
+            table.append(0x80 | 13 << 3 | (length - 1))
+            delta = line - previous
+            value = -delta << 1 | 1 if delta < 0 else delta << 1  # signed: its sign in bit 0
+            while value >= 64:  # 6 bits a byte, least significant first, bit 6: more follow
+                table.append(0x40 | value & 63)
+                value >>= 6
+            table.append(value)
+            previous = line
+    return bytes(table)

@@ -13,7 +13,7 @@ literals), so `install()` has every module imported after it compiled without th
   them (the code is compiled from the source's own syntax tree), so tracebacks name the
   lines they ever did. This is `python -OO` without its other half (asserts removed) and
   without depending on how the interpreter was started (`sys.flags.optimize`).
-- Columns go too (`lines_only`): Python 3.11 keeps, for each instruction, the line and
+- Columns go too (`nodoccode.lines_only`): Python 3.11 keeps, for each instruction, the line and
   columns of the source it came from (PEP 657), which only a traceback's `^^^` marks under
   a line use. The code keeps a table of lines alone (one entry for up to 8 instructions of
   a line, as `-X no_debug_ranges` would give, adjacent runs joined): each instruction's
@@ -371,45 +371,6 @@ def _may_write(path: str) -> bool:
     while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
         directory = os.path.dirname(directory)  # the directories missing are made in it
     return os.access(directory, os.W_OK)
-
-
-def lines_only(code: CodeType) -> CodeType:
-    """`code`, and every code object it holds, with a location table of line numbers only
-    (see the docstring): each instruction keeps its line, its columns go."""
-    consts = tuple(lines_only(c) if type(c) is type(code) else c for c in code.co_consts)
-    return code.replace(co_linetable=line_table(code), co_consts=consts)
-
-
-def line_table(code: CodeType) -> bytes:
-    """`code`'s line numbers as a location table (CPython's Objects/locations.md, 3.11 to
-    3.13): for each run of instructions on one line (`co_lines()`, adjacent runs of the same
-    line joined), entries of up to 8 code units, "no column" (13: the line's difference from
-    the previous entry's, a signed varint) or "no location" (15: no line)."""
-    runs: list[list] = []
-    for start, end, line in code.co_lines():
-        if runs and runs[-1][2] == line and runs[-1][1] == start:
-            runs[-1][1] = end
-        else:
-            runs.append([start, end, line])
-    table = bytearray()
-    previous = code.co_firstlineno
-    for start, end, line in runs:
-        units = (end - start) // 2
-        while units > 0:
-            length = min(units, 8)
-            units -= length
-            if line is None:
-                table.append(0x80 | 15 << 3 | (length - 1))
-                continue
-            table.append(0x80 | 13 << 3 | (length - 1))
-            delta = line - previous
-            value = -delta << 1 | 1 if delta < 0 else delta << 1  # signed: its sign in bit 0
-            while value >= 64:  # 6 bits a byte, least significant first, bit 6: more follow
-                table.append(0x40 | value & 63)
-                value >>= 6
-            table.append(value)
-            previous = line
-    return bytes(table)
 
 
 def install(environ: Mapping[str, str] = os.environ) -> bool:

@@ -227,17 +227,25 @@ def _load() -> Callable[[], NoReturn]:
     from executor import codecache  # (after: it imports pathlib, and with it `ipaddress`)
 
     codecache.install(command if command in codecache.PROFILES else "cli")
+    _before_main(command)
+    from executor.cli.main import run as main
+
+    return main
+
+
+def _before_main(command: str) -> None:
+    """The last of `_load` before `executor.cli.main` is imported: `stoker executor`'s plain
+    HTTP client loaded, and `stoker run`'s first run's planning child forked ahead."""
     if command == "executor":
         from healthcheck import plainhttp
 
         plainhttp.load()
     if command == "run":
+        from executor.cli import launch
+
         first = launch.first_run()
         if first is not None:  # a first run's planning child, with attrs and the rest it shares loaded,
             first.fork_ahead()  # not `executor.cli.main`'s own modules (its settings, logging's set-up)
-    from executor.cli.main import run as main
-
-    return main
 
 
 def _on_a_terminal() -> bool:

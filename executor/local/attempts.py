@@ -16,6 +16,9 @@ a symlink at any level (`shutil.rmtree` with `dir_fd`: a symlink below is unlink
 followed); a planted `.logs.attempt-5 -> /` is left alone. A follower of a removed attempt's
 log (`stoker tail -f`, the observer's follow mode) holds its descriptors and reads on into
 the next attempt's logs.
+
+Every attempt of a run keeps the run's ports: before a restart, `ports_taken_warning` names
+those another program took meanwhile (`ports_taken`, probed as `planfiles.ports_free` does).
 """
 from __future__ import annotations
 
@@ -26,7 +29,13 @@ import re
 import stat
 from pathlib import Path
 
+from executor.local.planfiles import loopback_sockets
 from executor.logs import log_event
+
+TYPE_CHECKING = False  # as in planfiles.py
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -163,3 +172,32 @@ def _remove(top: int, number: int) -> None:
         return
     log_event(logger, logging.INFO, "attempt_logs_removed", name=name,
               reason="only the first attempt's logs and the last --keep-attempts ones are kept")
+
+
+def ports_taken(ports: Mapping[str, int]) -> list[str]:
+    """`NAME=NUMBER` of each of `ports` another socket holds on 127.0.0.1 or ::1 now (bound
+    or listening; probed as `planfiles.ports_free` does): before a restart, the ports the run's
+    attempts keep that another program took meanwhile."""
+    import errno
+
+    taken = []
+    for name, number in sorted(ports.items()):
+        held: list[socket.socket] = []
+        try:
+            loopback_sockets(number, held)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                taken.append(f"{name}={number}")
+        finally:
+            for sock in held:
+                sock.close()
+    return taken
+
+
+def ports_taken_warning(ports: Mapping[str, int]) -> str | None:
+    """Before a restart: a line naming each of the run's ports another program took since
+    (the next attempt's server would fail to bind it; docs/contract.md §7)."""
+    if not (taken := ports_taken(ports)):
+        return None
+    return (f"{'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} in use by another "
+            "program; every attempt of this run keeps its ports (a new `stoker run` chooses free ones)")

@@ -293,7 +293,7 @@ def login_name(environ: Mapping[str, str]) -> str:
 
 def ports_free(numbers: list[int]) -> bool:
     """Whether a server could listen on every one of `numbers` on 127.0.0.1 and ::1 now
-    (`_loopback_sockets`; all held until the last is checked): a kept plan's ports, before a
+    (`loopback_sockets`; all held until the last is checked): a kept plan's ports, before a
     new run reuses them. Bound with SO_REUSEADDR, as servers bind (Python's http.server
     among them): connections of the last run still in TIME_WAIT leave the port free, a
     socket bound or listening there does not."""
@@ -303,7 +303,7 @@ def ports_free(numbers: list[int]) -> bool:
     soft = _widened(2 * len(numbers))
     try:
         for number in numbers:
-            _loopback_sockets(number, held)
+            loopback_sockets(number, held)
         return True
     except OSError:
         return False
@@ -311,35 +311,6 @@ def ports_free(numbers: list[int]) -> bool:
         for sock in held:
             sock.close()
         _narrowed(soft)
-
-
-def ports_taken(ports: Mapping[str, int]) -> list[str]:
-    """`NAME=NUMBER` of each of `ports` another socket holds on 127.0.0.1 or ::1 now (bound
-    or listening; probed as `ports_free` does): before a restart, the ports the run's
-    attempts keep that another program took meanwhile."""
-    import errno
-
-    taken = []
-    for name, number in sorted(ports.items()):
-        held: list[socket.socket] = []
-        try:
-            _loopback_sockets(number, held)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                taken.append(f"{name}={number}")
-        finally:
-            for sock in held:
-                sock.close()
-    return taken
-
-
-def ports_taken_warning(ports: Mapping[str, int]) -> str | None:
-    """Before a restart: a line naming each of the run's ports another program took since
-    (the next attempt's server would fail to bind it; docs/contract.md §7)."""
-    if not (taken := ports_taken(ports)):
-        return None
-    return (f"{'port' if len(taken) == 1 else 'ports'} {', '.join(taken)} in use by another "
-            "program; every attempt of this run keeps its ports (a new `stoker run` chooses free ones)")
 
 
 def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
@@ -354,7 +325,7 @@ def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]
 
 
 def _chosen(names: list[str]) -> dict[str, int]:
-    """Free loopback ports for `names`: free on 127.0.0.1 and on ::1 (`_loopback_sockets`),
+    """Free loopback ports for `names`: free on 127.0.0.1 and on ::1 (`loopback_sockets`),
     all held open until every one is chosen, so no two names get the same number. A number
     another socket holds on ::1 stays held on 127.0.0.1 while the next is asked for, so the
     kernel does not offer it again."""
@@ -371,7 +342,7 @@ def _chosen(names: list[str]) -> dict[str, int]:
                 sock.bind(("127.0.0.1", 0))
                 number = sock.getsockname()[1]
                 try:
-                    _loopback_sockets(number, held, ipv4=False, reuse=False)
+                    loopback_sockets(number, held, ipv4=False, reuse=False)
                 except OSError:
                     continue  # held on ::1 by another program: another number
                 ports[name] = number
@@ -416,7 +387,7 @@ def _narrowed(soft: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
-def _loopback_sockets(number: int, held: list[socket.socket], *, ipv4: bool = True, reuse: bool = True) -> None:
+def loopback_sockets(number: int, held: list[socket.socket], *, ipv4: bool = True, reuse: bool = True) -> None:
     """Bind `number` on 127.0.0.1 (unless not `ipv4`) and on ::1 (IPv6 only; with
     SO_REUSEADDR where `reuse`, as servers bind: a port chosen before), the sockets
     added to `held` (the caller closes them); raises OSError (EADDRINUSE: another socket

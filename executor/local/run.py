@@ -50,7 +50,7 @@ from executor.host.identity import boot_secs
 from executor.host.session import OPERATOR_KILL, HostSession
 from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays, strays
 from executor.local import planfiles
-from executor.local.attempts import archive_logs
+from executor.local.attempts import archive_logs, ports_taken, ports_taken_warning
 from executor.local.console import ConsoleReporter, Output
 from executor.local.ended import EXIT_INTERNAL_ERROR as EXIT_INTERNAL_ERROR  # tests read it here
 from executor.local.ended import Ended, crashed, said
@@ -280,7 +280,7 @@ class LocalRun:
                     with reaping_as_init():  # a container's orphans are reaped meanwhile
                         if self._wait(decision, ended):
                             return self._stopped_between(ended)
-                    if taken := planfiles.ports_taken_warning(prepared.plan.ports):
+                    if taken := ports_taken_warning(prepared.plan.ports):
                         said(ended, "ports_taken", taken, line=f"warning: {taken}", level=logging.WARNING)
                 case _:
                     assert_never(decision)
@@ -353,7 +353,7 @@ class LocalRun:
                   ports=shown or None)  # a text log leaves it to the lines below
         if ports:
             self._out.write(f"stoker run: ports {shown}\n")
-        for taken in planfiles.ports_taken({n: p for n, p in ports.items() if n in s.ports}):
+        for taken in ports_taken({n: p for n, p in ports.items() if n in s.ports}):
             self._warn(f"--port {taken} is in use by another program")
         for warning in (*plan.port_warnings, *plan.warnings):  # the container's among them
             self._warn(warning)

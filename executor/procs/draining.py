@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 from executor.events import ExitStatus, ProcessExited
 from executor.logs import log_event
@@ -125,6 +126,30 @@ class Drains:
                 self._containment.end_drain(child)
             if child.adopted and status is not None:
                 self._post_exit(child, status)
+
+
+class DrainsWhenMade:
+    """A task's drains, for its runs' watchers (`RunWatcher`), made by the supervisor's start()
+    (`hold`) and given once its containment's `prepare` walked (`ready`): the reaper may reap
+    an early run first, and its watcher then waits for them (10 s at most)."""
+
+    __slots__ = ("_drains", "_made")
+
+    def __init__(self) -> None:
+        self._drains: Drains | None = None
+        self._made = threading.Event()
+
+    def hold(self, drains: Drains) -> None:
+        self._drains = drains
+
+    def ready(self) -> None:
+        """The containment's `prepare` walked: the watchers take the drains from now."""
+        self._made.set()
+
+    def __call__(self) -> Drains:
+        if not self._made.is_set():  # (is_set takes no lock: each exit asks twice)
+            self._made.wait(10)
+        return cast(Drains, self._drains)
 
 
 class RunWatcher:

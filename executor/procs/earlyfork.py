@@ -212,6 +212,15 @@ def trim_heap() -> None:
 _stop_room: bytes | None = None  # `keep_stop_room`'s block, until the stop lets it go
 
 
+def start_ended(*, stopping: bool) -> None:
+    """The start's end (the early start's runs the first step did not take given up): the
+    heap trimmed (`trim_heap`), and room kept for the stop (`keep_stop_room`) unless it has
+    begun (`stopping`: the room would be taken from it)."""
+    trim_heap()
+    if not stopping:
+        keep_stop_room()
+
+
 def keep_stop_room() -> None:
     """Keep STOP_ROOM_BYTES of the address space for the task's stop, as the start ends
     (after `trim_heap`): a stop whose process reached its address-space limit (`ulimit -v`,

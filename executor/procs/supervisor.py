@@ -6,18 +6,8 @@ It is a thin shell: it decides nothing about restarts or states (the planner and
 do), it only does what it is told and posts one event per run, `ProcessExited`, from the reaper
 (`draining.ExitPost`).
 
-How it keeps the task contained is docs/design.md §5: every run is `/bin/bash -c CMDLINE`
-(a filesystem-image task's through its containerizer, `wrap`) in a session of its own,
-carrying the task's and the run's markers, as the `run_as` user; this process is a child
-subreaper, in the task's cgroup when the host allows one (`cgroups.py`). One process-wide
-reaper thread (`reaper.py`) reaps EVERY child: no other code here may wait for children
-(shell health commands go through `run_command`, `commands.py`); runs are forked off the
-main thread, where the orphans are listed. What a run's exit leaves is killed
-(`containment.py`), drained within its grace when the task SIGTERMed it (`draining.py`), or
-kept as the task's daemons when it exited 0 on its own (`daemons.py`; their exit is posted
-as `DaemonsExited`). Signals reach a run by one walk of this subtree, by pidfd
-(`proctree.py`). A `/bin/sh` watchdog (`watchdog.py`) kills the task when this process
-dies, even by SIGKILL.
+How it keeps the task contained (docs/design.md §5), and which module does each part of it:
+the package's docstring (`executor/procs/__init__.py`).
 
 Its own life (`SupervisorState`): NEW → STARTED (start(), or the first spawn or command) →
 CLOSING (close() is killing what is left) → CLOSED; close() before start() goes from NEW
@@ -38,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from config.words import quoted
@@ -48,7 +38,7 @@ from executor.procs import earlyfork, fdlimit, oomcount, spawn
 from executor.procs.adoption import EarlyRuns
 from executor.procs.cgroups import SETTING_AUTO, task_name
 from executor.procs.containment import Containment
-from executor.procs.draining import Drains, ExitPost, RunWatcher
+from executor.procs.draining import Drains, DrainsWhenMade, ExitPost, RunWatcher
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.exitby import ExitBy, within
 from executor.procs.handover import next_look_in
@@ -83,9 +73,7 @@ class Supervisor:
                  wrap: spawn.Wrap | None = None, inherited: frozenset[tuple[int, int]] = frozenset(),
                  exit_by: ExitBy | None = None) -> None:
         """`early_runs`, `early_watchdog`: what an early start forked with `marker` before
-        this supervisor existed (`earlyfork.py`): each run is adopted by the spawn that asks
-        for it when its command and environment are the ones that spawn would use, and
-        killed otherwise; the watchdog is retired once this supervisor's own is up. `wrap`:
+        this supervisor existed (`earlyfork.py`), adopted or given up (`adoption.py`). `wrap`:
         what every run and command goes through (a filesystem-image task's containerizer).
         `exit_by`: when this process must be gone (None: never bound), set before its close
         or during it: each of the close's waits ends by it (`exitby.py`)."""
@@ -105,8 +93,7 @@ class Supervisor:
         self._commands_stopped = False  # the health checks are over: no command starts
         self._containment: Containment | None = None
         self._drains: Drains | None = None
-        self._drains_made = threading.Event()  # set by start(): a watcher called before waits for it
-        self._drains_of = self._drained  # one bound method every run's watcher shares (64 bytes a run)
+        self._drains_of = DrainsWhenMade()  # one every run's watcher shares; made by start()
         self._containment_logged = False
         self._watchdog: WatchdogKeeper | None = None
         self._logs, self._devnull = RunLogs(self._sandbox, self._label), -1
@@ -158,6 +145,7 @@ class Supervisor:
         self._containment = Containment(reaper=self._reaper, task_marker=self._marker, label=self._label,
                                         cgroup_setting=self._cgroups, live_children=self._live_children)
         self._drains = Drains(self._containment, self._runs, self._lock, self._post_exit, self._label)
+        self._drains_of.hold(self._drains)
         self._watchdog = WatchdogKeeper(reaper=self._reaper, marker=self._marker, label=self._label,
                                         cgroup=self._containment.watchdog_cgroup,
                                         keep=lambda: self._state is SupervisorState.STARTED,
@@ -168,7 +156,7 @@ class Supervisor:
                                   announce=self._watchdog.announce)  # (else a kill meanwhile left it)
         # an early run's exit waits for `prepare` (its walks): judged before, a daemonizer's daemon
         # was not kept (no walk yet), then killed as unclaimed at the task's next exit
-        self._drains_made.set()
+        self._drains_of.ready()
         self._reaper.on_orphans(self._orphan_reaped)
         self._containment.hand_over_to(self._watchdog.hold)
         self._early.retire_watchdog()  # ours is up
@@ -178,11 +166,6 @@ class Supervisor:
     def _watch(self, child: RunChild) -> RunWatcher:
         """A run's exit and reap (reaper thread) go to the drains (`draining.py`)."""
         return RunWatcher(self._drains_of, child)
-
-    def _drained(self) -> Drains:
-        if not self._drains_made.is_set():  # set once `prepare` walked: the reaper may reap an early run
-            self._drains_made.wait(10)  # first (is_set takes no lock: each exit asks twice)
-        return cast(Drains, self._drains)
 
     def _contained(self) -> Containment:
         """The containment, this process in the task's cgroup (if any) by now; logged once."""
@@ -214,8 +197,7 @@ class Supervisor:
         """Fork several runs, `fdlimit.SPAWN_BATCH` at a time: each batch's log directories and files first, then
         its forks back to back, so the file system work does not compete for the CPU with the runs starting (made
         beside the forks by a second thread, a start of 100 was slower: docs/design.md §5). A batch bounds the
-        descriptors held at once (a run's directory and files until its fork): a start of 600 made them all first
-        and failed from the 340th under `ulimit -n 1024`. One result per run, in order: its pid or SpawnError."""
+        descriptors held at once (`fdlimit.py`). One result per run, in order: its pid or SpawnError."""
         results: list[int | SpawnError] = []
         for at in range(0, len(runs), fdlimit.SPAWN_BATCH):
             results += self._spawn_batch(runs[at:at + fdlimit.SPAWN_BATCH])
@@ -253,9 +235,7 @@ class Supervisor:
         once may again), start the watchdog again if it could not start, and hand it the orphans adopted
         since; returns when to look again (`handover.next_look_in`; None: not before a step)."""
         if self._early.give_up_rest("the task did not start it first"):
-            earlyfork.trim_heap()
-            if not self._stopping:  # a stop begun before the start's end: the room would be taken from it
-                earlyfork.keep_stop_room()
+            earlyfork.start_ended(stopping=self._stopping)
         if self._state is not SupervisorState.STARTED:
             return None
         self._logs.idle()
@@ -346,7 +326,7 @@ class Supervisor:
         task-wide SIGTERM to 100 runs costs one, not 100); returns how many were signalled."""
         if self._containment is None or not runs:
             return 0
-        children = self._drained().signalled(runs, sig)  # a SIGTERMed run keeps its grace
+        children = self._drains_of().signalled(runs, sig)  # a SIGTERMed run keeps its grace
         entries = tuple(f"{spawn.RUN_MARKER}={spawn.run_marker(self._marker, p, r)}".encode() for p, r in runs)
         if sig == signal.SIGKILL:  # a debugger may hold its end (`unsignalled.py`)
             from executor.procs.unsignalled import say_traced

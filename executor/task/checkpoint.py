@@ -47,7 +47,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,7 @@ from executor.host.replacefile import replace_file
 from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR, moved_to
 from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
-from executor.task.records import UnreadableLine
+from executor.task.records import iter_parsed
 
 if TYPE_CHECKING:
     from executor.task.checkpointcompact import FileCompaction
@@ -385,7 +385,7 @@ def records_at(fd: int, sandbox: Path, offset: int = 0, max_bytes: int = MAX_REA
         os.lseek(fd, offset, os.SEEK_SET)
         passed: list[int] = []  # lines past `max_line` the reader skipped: in the offsets after them
         lines = saferead.iter_lines(fd, max_bytes, max_line, tee=tee, skipped=passed)
-        yield from _parse(lines, keep_unreadable, offset, passed)
+        yield from iter_parsed(lines, keep_unreadable, offset, passed)
     except OSError as e:
         raise CheckpointError(f"cannot read the checkpoint {checkpoint_path(sandbox)}: "
                               f"{sandboxfs.describe_os_error(e)}") from None
@@ -415,42 +415,5 @@ def read_records(sandbox: Path, keep_unreadable: bool = False) -> list[Any]:
         return []
 
 
-def _parse(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0,
-           skipped: Sequence[int] = ()) -> Iterator[Any]:
-    """`offset`: where the first line starts (each next one a newline past the one before, and
-    past the lines the reader passed over before it, `skipped`: `saferead.iter_lines`, each
-    handed on too with `keep_unreadable`, as an `UnreadableLine` too long to read)."""
-    passed = 0  # of `skipped`, those handed on
-    for line in lines:
-        if keep_unreadable and passed < len(skipped):
-            yield from _too_long(skipped, passed, offset)
-            passed = len(skipped)
-        at, offset = offset + sum(skipped), offset + len(line) + 1
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-        except (ValueError, RecursionError):  # nested deeper than the parser recurses: planted
-            doc = None  # torn (a crash or a full disk mid-write) or garbled
-        if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
-            yield doc
-        elif keep_unreadable:
-            text = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
-            yield UnreadableLine(text[:60] + ("..." if len(text) > 60 else ""), at, len(line))
-    if keep_unreadable and passed < len(skipped):  # the file's last lines
-        yield from _too_long(skipped, passed, offset)
-
-
-def _too_long(skipped: Sequence[int], first: int, offset: int) -> Iterator[UnreadableLine]:
-    """The lines of `skipped` from its `first` (their bytes, newline included), which the reader
-    passed over after the lines that end at `offset`, each as an `UnreadableLine` too long."""
-    for index in range(first, len(skipped)):
-        yield UnreadableLine("", offset + sum(skipped[:index]), skipped[index] - 1, too_long=True)
-
-
-def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> list[Any]:
-    return list(_parse(lines, keep_unreadable))
-
-
 __all__ = ["CheckpointError", "CheckpointWriter", "NoCheckpoint", "checkpoint_path", "iter_records",
-           "open_checkpoint", "open_checkpoint_in", "open_writer", "parse_lines", "read_records", "records_at"]
+           "open_checkpoint", "open_checkpoint_in", "open_writer", "read_records", "records_at"]

@@ -23,7 +23,6 @@ from executor.procs.sandboxfs import unlink_if_there, write_all
 from executor.task import records as rec
 from executor.task.checkpoint import (
     COMPACT_FILE,
-    _parse,
     json_line,
     open_append,
     sync_error,
@@ -83,4 +82,4 @@ def stream_records(fd: int, size: int, longest: int = 0) -> Iterator[dict[str, A
     in memory) or a sparse terabyte. The writer's own appends are O_APPEND: the offset this
     moves is not where they go."""
     os.lseek(fd, 0, os.SEEK_SET)
-    yield from _parse(saferead.iter_lines(fd, size, max(saferead.MAX_LINE_BYTES, longest), skip_holes=True))
+    yield from rec.iter_parsed(saferead.iter_lines(fd, size, max(saferead.MAX_LINE_BYTES, longest), skip_holes=True))

@@ -2,7 +2,8 @@
 
 The one owner of the record format: the task owner writes these classes, `replay` folds the
 same classes, and `executor/task/checkpoint.py` only moves their JSON objects to and from
-the file. No I/O, no clock, no logging. Every record is one JSON object with "kind" and
+the file; the lines it reads become JSON objects here (`iter_parsed`: a torn or garbled line
+skipped, or handed on as an `UnreadableLine`). No I/O, no clock, no logging. Every record is one JSON object with "kind" and
 "wall" (time.time() when it was written; absent in hand-made records):
 
   header   task, job_key, task_id, sandbox, ports, supervisor_pid, supervisor_start,
@@ -52,7 +53,8 @@ exit codes 0 ... 255, signals 1 ... 64, runs 0 ... 2^31 - 1, ports 1 ... 65535, 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -374,3 +376,44 @@ def parse_checked(doc: object) -> Record | DamagedRecord | None:
         return cls._read(doc)
     except f.Damaged as exc:
         return DamagedRecord(kind, str(exc))
+
+
+def iter_parsed(lines: Iterable[bytes | str], keep_unreadable: bool = False, offset: int = 0,
+                skipped: Sequence[int] = ()) -> Iterator[Any]:
+    """The checkpoint's lines as the readers hand them on (`checkpoint.records_at`): each JSON
+    object with a "kind", in order; a torn or garbled line skipped, or with `keep_unreadable`
+    handed on as an `UnreadableLine`. `offset`: where the first line starts (each next one a
+    newline past the one before, and past the lines the reader passed over before it,
+    `skipped`: `saferead.iter_lines`, each handed on too with `keep_unreadable`, as an
+    `UnreadableLine` too long to read)."""
+    passed = 0  # of `skipped`, those handed on
+    for line in lines:
+        if keep_unreadable and passed < len(skipped):
+            yield from _too_long(skipped, passed, offset)
+            passed = len(skipped)
+        at, offset = offset + sum(skipped), offset + len(line) + 1
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except (ValueError, RecursionError):  # nested deeper than the parser recurses: planted
+            doc = None  # torn (a crash or a full disk mid-write) or garbled
+        if isinstance(doc, dict) and isinstance(doc.get("kind"), str):
+            yield doc
+        elif keep_unreadable:
+            text = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
+            yield UnreadableLine(text[:60] + ("..." if len(text) > 60 else ""), at, len(line))
+    if keep_unreadable and passed < len(skipped):  # the file's last lines
+        yield from _too_long(skipped, passed, offset)
+
+
+def _too_long(skipped: Sequence[int], first: int, offset: int) -> Iterator[UnreadableLine]:
+    """The lines of `skipped` from its `first` (their bytes, newline included), which the reader
+    passed over after the lines that end at `offset`, each as an `UnreadableLine` too long."""
+    for index in range(first, len(skipped)):
+        yield UnreadableLine("", offset + sum(skipped[:index]), skipped[index] - 1, too_long=True)
+
+
+def parse_lines(lines: Iterable[bytes | str], keep_unreadable: bool = False) -> list[Any]:
+    """`iter_parsed`'s records of `lines`, as a list."""
+    return list(iter_parsed(lines, keep_unreadable))

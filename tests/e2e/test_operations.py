@@ -1,12 +1,12 @@
 """Operating Stoker on a host, end to end with the real CLI and real processes: every task
 listed by `stoker ps`, a killed supervisor shown LOST at once, `stoker kill` and
-`stoker restart` through the running supervisor, one supervisor per sandbox, and
-`stoker tail -f` into the next run. Each test has a registry of its own (STOKER_ROOT)."""
+`stoker restart` through the running supervisor, and `stoker tail -f` into the next run
+(one supervisor per sandbox: test_held_sandbox.py). Each test has a registry of its own
+(STOKER_ROOT)."""
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -23,7 +23,6 @@ from tests.support.stoker_proc import REPO, StokerProcess, checkpoint_records, k
 from tests.support.waiting import stopped_whole, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-
 
 
 @pytest.fixture
@@ -326,41 +325,6 @@ def test_a_task_whose_supervisor_died_while_killing_is_listed_while_its_leftover
     assert ops.ps() == []  # none left: an ended task, as any other
 
 
-@pytest.mark.parametrize("shell", ["/bin/sh", "bash"])
-def test_the_kill_a_held_sandbox_s_refusal_suggests_names_a_sandbox_with_a_format_character(ops, tmp_path, shell):
-    """The refusal's `stoker kill WORD` passes through the log's escaping (`stoker: error:`
-    lines write a format character out, `\\u202e`): its shell word held the right-to-left
-    override as it is, so the line read `stoker kill '.../sb\\u202ex'`, a sandbox that is not
-    there. The word now writes it as printf's bytes, which a shell reads back."""
-    job = service(tmp_path, f"exec {fake_sh()}")
-    sandbox = tmp_path / "sb\u202ex"
-    run = ops.run(job, "--sandbox", str(sandbox))
-    running(run)
-    second = ops.stoker("run", job, "--sandbox", sandbox)
-    assert second.returncode == 2 and "\u202e" not in second.stderr
-    word = second.stderr.split("(`stoker kill ", 1)[1].split("`)", 1)[0]
-    read = subprocess.run([shell, "-c", f"printf %s {word}"], capture_output=True, timeout=10)
-    assert read.stdout == os.fsencode(sandbox)
-
-
-def test_a_second_supervisor_on_a_held_sandbox_is_refused(ops, tmp_path):
-    job = service(tmp_path, f"exec {fake_sh()}")
-    run = ops.run(job)
-    running(run)
-    second = ops.stoker("run", job, "--sandbox", run.sandbox)
-    assert second.returncode == 2
-    assert second.stderr == (f"stoker: error: sandbox '{run.sandbox}' is held by a live stoker run "
-                             f"(pid {run.pid}, since {second.stderr.split('since ')[1].split(')')[0]}): "
-                             f"one supervisor per sandbox; stop it first (`stoker kill {shlex.quote(str(run.sandbox))}`) "
-                             f"or use another sandbox\n")
-    agent_env = {"MESOS_SANDBOX": str(run.sandbox), "MESOS_AGENT_ENDPOINT": "127.0.0.1:9",
-                 "MESOS_FRAMEWORK_ID": "fw", "MESOS_EXECUTOR_ID": "ex"}
-    executor = ops.stoker("executor", env=agent_env)
-    assert executor.returncode == 2 and "is held by a live stoker run" in executor.stderr
-    assert [r["supervisor_pid"] for r in ops.ps()] == [run.pid]
-    assert "Traceback" not in second.stderr + executor.stderr
-
-
 def test_a_rerun_in_an_ended_sandbox_is_a_new_attempt_with_the_old_logs_kept(ops, tmp_path):
     job = config(tmp_path, """
         jobs = [Job(cluster='local', role='me', environment='test', name='once',
@@ -398,65 +362,3 @@ def test_tail_f_follows_the_process_into_its_next_run(ops, tmp_path):
         os.killpg(tail.pid, signal.SIGKILL)
         tail.wait(10)
 
-
-PLANTED_SUPERVISOR = """
-import json, os, socket, sys
-os.chdir(sys.argv[1])  # a sandbox's path may be longer than a socket address
-server = socket.socket(socket.AF_UNIX)
-server.bind("control.sock")
-server.listen()
-fields = open(f"/proc/{os.getpid()}/stat").read().rpartition(")")[2].split()
-boot = open("/proc/sys/kernel/random/boot_id").read().strip()
-with open("supervisor.lock", "w") as lock:
-    json.dump({"pid": os.getpid(), "start": int(fields[19]), "boot": boot, "front_end": "run", "since": 1.0}, lock)
-print("ready", flush=True)
-while True:
-    conn, _ = server.accept()
-    conn.recv(4096)
-    conn.sendall(b'{"ok": true, "done": true, "message": "task KILLED (planted)"}\\n')
-    conn.close()
-"""
-
-
-def test_a_stoker_dir_the_task_planted_is_not_trusted(ops, tmp_path):
-    # A task that owns its sandbox (Mesos, run as its role) may rename .stoker and plant its
-    # own: a lock naming a process of its own, a socket that answers "KILLED". The registry
-    # (which the task cannot write) pins the real one; kill, status and ps trust no other.
-    run = ops.run(service(tmp_path, f"exec {fake_sh()}"))
-    running(run)
-    (row,) = ops.ps()
-    real, planted = run.sandbox / ".stoker", run.sandbox / ".stoker-planted"
-    planted.mkdir()
-    (planted / "checkpoint.jsonl").write_bytes((real / "checkpoint.jsonl").read_bytes())
-    fake = subprocess.Popen([sys.executable, "-c", PLANTED_SUPERVISOR, str(planted)], stdout=subprocess.PIPE,
-                            text=True)
-    try:
-        assert fake.stdout.readline() == "ready\n"
-        real.rename(run.sandbox / ".stoker-real")
-        planted.rename(real)
-        for target in (row["task_id"], run.sandbox):
-            done = ops.stoker("kill", target)
-            assert done.returncode == 1, (done.stdout, done.stderr)
-            assert "is not the directory its supervisor made" in done.stderr
-            assert "planted" not in done.stdout + done.stderr
-        status = ops.stoker("status", row["task_id"])
-        assert "is not the directory its supervisor made" in status.stdout + status.stderr
-        # An entry from before .stoker was pinned: the lock's holder must still be the
-        # supervisor the registry names.
-        (entry_file,) = Path(ops.env["STOKER_ROOT"]).glob(f"{run.pid}-*.json")
-        doc = json.loads(entry_file.read_text())
-        entry_file.write_text(json.dumps(dict(doc, stoker_dir="")))
-        done = ops.stoker("kill", row["task_id"])
-        assert done.returncode == 1 and f"names pid {fake.pid}, not the supervisor the host registry names " \
-                                        f"(pid {run.pid})" in done.stderr, done.stderr
-        entry_file.write_text(json.dumps(doc))
-    finally:
-        fake.kill()
-        fake.wait()
-        if (run.sandbox / ".stoker-real").exists():
-            real.rename(planted)
-            (run.sandbox / ".stoker-real").rename(real)
-    assert live({run.pid})  # nothing above reached the real supervisor
-    done = ops.stoker("kill", row["task_id"], "--grace", "2")  # the real one answers again
-    assert done.returncode == 0, done.stderr
-    assert run.wait(30) == 0

@@ -2,7 +2,8 @@
 
 A real pseudo-terminal (tests/support/pty_proc.py) and real processes. The signals a stop
 takes (SIGINT, SIGTERM, SIGHUP, a second one) and a closed stdout are in
-tests/e2e/test_run_signals.py.
+tests/e2e/test_run_signals.py; an output that cannot be written (closed, full, a C locale) in
+tests/e2e/test_unwritable_output.py.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
-from tests.support.shellwords import c_locale_starts, python_sh
+from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import (
     REPO,
     StokerProcess,
@@ -76,7 +77,6 @@ def test_json_log_records_never_share_a_line_with_the_live_view_in_any_encoding(
     assert any(line.endswith("task             RUNNING \\u2192 FINISHED  the only regular process finished successfully")
                for line in lines), output
     assert "stdout is gone" not in output.decode()
-
 
 
 def test_the_live_view_is_drawn_again_to_the_terminal_s_new_width(tmp_path):
@@ -190,6 +190,19 @@ def test_ctrl_z_does_not_stop_the_supervisor_and_no_health_check_misfires(tmp_pa
 
 # The shell of a terminal with `stty tostop`: it starts `stoker run ...` as a background job
 # (a process group of its own, not the terminal's foreground one) and says how it ended.
+def one_process_in_a_terminal(tmp_path: Path, job_script: str, name: str, destination: str, cmdline: str) -> bytes:
+    """`stoker run` of job `name`, of one process (`cmdline`, its logger's `destination`), run
+    by `job_script` (`BACKGROUND_JOB`, `FOREGROUND_JOB`) in a pseudo-terminal: what it showed."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline={cmdline!r}, logger=Logger(destination={destination!r}))
+        jobs = [Job(cluster='local', role='me', environment='test', name={name!r},
+                    task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", job_script, "run", str(cfg), "--sandbox", str(sandbox)])
+    return output_of(term, sandbox)
+
+
 BACKGROUND_JOB = """
 import os, signal, sys, termios
 attrs = termios.tcgetattr(0)
@@ -212,16 +225,8 @@ def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(t
     `fg`); the copy of a `destination='both'` process's output did the same. Now the threads
     that write there block SIGTTOU and the kernel lets their writes through: every line
     arrives and the run ends on its own, and the task's processes get SIGTTOU as usual."""
-    cfg = write_config(tmp_path, f"""
-        main = Process(name='main', cmdline='echo from-the-task; grep SigBlk /proc/self/status',
-                       logger=Logger(destination='both'))
-        jobs = [Job(cluster='local', role='me', environment='test', name='bg',
-                    task=Task(processes=[main], {RESOURCES}))]
-    """)
-    sandbox = tmp_path / "sandbox"
-    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", BACKGROUND_JOB, "run", str(cfg),
-                                          "--sandbox", str(sandbox)])
-    output = output_of(term, sandbox)
+    output = one_process_in_a_terminal(tmp_path, BACKGROUND_JOB, "bg", "both",
+                                       "echo from-the-task; grep SigBlk /proc/self/status")
     assert b"stoker exited 0" in output, output
     assert b"from-the-task" in output
     assert b"SigBlk:\t0000000000000000" in output  # the task's processes block nothing of Stoker's
@@ -265,16 +270,8 @@ def test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends(tmp_path):
     change its modes (`stty raw -echo`, a program killed before it restored them): once
     `stoker run` ended, the shell echoed nothing and its lines never went back to the margin
     (`reset` needed). Now the run puts back the modes it found, with one warning line."""
-    cfg = write_config(tmp_path, f"""
-        main = Process(name='main', cmdline='stty raw -echo <&1 && echo modes-changed',
-                       logger=Logger(destination='console'))
-        jobs = [Job(cluster='local', role='me', environment='test', name='raw',
-                    task=Task(processes=[main], {RESOURCES}))]
-    """)
-    sandbox = tmp_path / "sandbox"
-    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", FOREGROUND_JOB, "run", str(cfg),
-                                          "--sandbox", str(sandbox)])
-    output = output_of(term, sandbox)
+    output = one_process_in_a_terminal(tmp_path, FOREGROUND_JOB, "raw", "console",
+                                       "stty raw -echo <&1 && echo modes-changed")
     assert b"modes-changed" in output, output
     assert b"stoker exited 0 modes as before: True" in output, output
     assert output.count(b"stoker run: warning: a process of the task changed the terminal's modes") == 1
@@ -306,17 +303,6 @@ def test_tail_to_a_terminal_escapes_what_would_drive_it(tmp_path):
                      "bad \\xff\\xfe \\u009b[1m end\\r\r\n")  # the C1 character: not a byte's \\x9b
 
 
-def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
-    """`stoker tail -f SB web | head -2`: head exits after its lines; tail -f, with nothing
-    new to write, used to follow the idle log for ever (the pipeline never ended), and when
-    it wrote it failed with an error. It now ends quietly once its reader is gone."""
-    sandbox = sandbox_with_log(tmp_path, b"one\ntwo\nthree\n")
-    tail = python_sh("-m", "executor", "tail", "-f", sandbox, "web")
-    result = in_session(["/bin/bash", "-c", f"set -o pipefail; {tail} 2>err | head -2"], tmp_path, timeout_secs=5)
-    assert (result.returncode, result.stdout) == (0, b"one\ntwo\n")
-    assert (tmp_path / "err").read_text() == ""
-
-
 def in_session(argv: list[str], tmp_path: Path, env: dict[str, str] | None = None,
                timeout_secs: float = 20) -> subprocess.CompletedProcess:
     """`argv` run to its end in a session of its own (SIGKILLed whole if it outlives
@@ -333,90 +319,15 @@ def in_session(argv: list[str], tmp_path: Path, env: dict[str, str] | None = Non
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
-def shell(tmp_path: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`command` in /bin/sh (`stoker` is this checkout's CLI), in a session of its own."""
-    return in_session(["/bin/sh", "-c", command.replace("stoker", python_sh("-m", "executor"))], tmp_path, env)
-
-
-def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
-    """`>&-` / `2>&-`: no traceback, no message moved to the other stream, and a process
-    that writes to the console does not fail for it (its stdout used to be a closed
-    descriptor: `echo` failed with EBADF, and the task with it)."""
-    cfg = batch(tmp_path, "echo to the console && echo done > done")
-    cfg.write_text(cfg.read_text().replace("cmdline=", "logger=Logger(destination='console'), cmdline="))
-    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} >&-")
-    kill_leftovers(task_pids(tmp_path / "run"))
-    assert result.returncode == 0, result.stderr.decode()
-    assert b"Bad file descriptor" not in result.stderr and b"Traceback" not in result.stderr
-    sandbox = sandbox_with_log(tmp_path, b"logged\n")
-    for command in (f"stoker status {tmp_path / 'run'} >&-", f"stoker tail {sandbox} web >&-"):
-        result = shell(tmp_path, command)
-        assert (result.returncode, result.stderr) == (0, b""), (command, result.stderr.decode())
-    result = shell(tmp_path, f"stoker tail {sandbox} nope 2>&-")
-    assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
-    assert (tmp_path / "run" / "done").exists()
-
-
-
-@pytest.mark.parametrize("unbuffered", ["", "1"])
-def test_an_output_that_cannot_be_written_is_one_error_line_and_status_1(tmp_path, unbuffered):
-    """`stoker ps > /dev/full` (a full disk, a quota): the interpreter's last flush failed
-    silently, so the command exited 0 with its output lost (`stoker status --json >
-    state.json` on a full disk: an empty file, and success); with PYTHONUNBUFFERED set, and
-    for any output past a buffer, it was a traceback (`stoker tail`'s: exit 120). Now one
-    `stoker: error:` line says so, status 1, whichever command wrote it (`inspect CONFIG`'s
-    in the child that runs the config too)."""
-    sandbox, ran = sandbox_with_log(tmp_path, b"logged\n"), tmp_path / "ran"
-    cfg, registry = batch(tmp_path), {"STOKER_ROOT": str(tmp_path / "registry")}
-    result = shell(tmp_path, f"stoker run {cfg} --sandbox {ran} > /dev/null", env=registry)
-    kill_leftovers(task_pids(ran))
-    assert result.returncode == 0, result.stderr.decode()
-    commands = [f"stoker tail {sandbox} web", f"stoker inspect {cfg}", "stoker ps --all",
-                f"stoker status {ran}", f"stoker status {ran} --json"]
-    for command in commands:
-        result = shell(tmp_path, f"{command} > /dev/full",
-                       env={"PYTHONUNBUFFERED": unbuffered, **registry})
-        assert (result.returncode, result.stderr.decode()) == (
-            1, "stoker: error: cannot write to stdout: No space left on device\n"), command
-
-
-@pytest.mark.parametrize("unbuffered", ["", "1"])
-def test_help_and_version_that_cannot_be_written_are_one_error_line_and_status_1(tmp_path, unbuffered):
-    """`stoker --help > /dev/full`, `--version`, a command's --help: argparse swallowed the
-    failed write (and its flush), so they exited 0 with the text lost; they now say so as
-    every command's output does (one `stoker: error:` line, status 1). A reader that closed
-    the pipe once it had what it wanted is no error."""
-    for command in ("stoker --help", "stoker --version", "stoker run --help", "stoker ps --help"):
-        result = shell(tmp_path, f"{command} > /dev/full", env={"PYTHONUNBUFFERED": unbuffered})
-        assert (result.returncode, result.stderr.decode()) == (
-            1, "stoker: error: cannot write to stdout: No space left on device\n"), command
-    reader, writer = os.pipe()
-    os.close(reader)  # gone before the help is written: EPIPE at its first write
-    try:
-        closed = subprocess.run([sys.executable, "-m", "executor", "--help"], cwd=tmp_path, stdout=writer,
-                                stderr=subprocess.PIPE, timeout=20,
-                                env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": unbuffered})
-    finally:
-        os.close(writer)
-    assert (closed.returncode, closed.stderr) == (0, b"")
-
-
-def test_a_run_into_a_full_disk_says_once_that_its_lines_are_lost(tmp_path):
-    """`stoker run > /dev/full`: a full disk is taken for a passing state (the console says
-    how many lines were lost once a write works again), but /dev/full never takes one, so
-    nothing ever said that the console's lines were lost (exit 0, stderr empty). Now one
-    WARNING says so the first time, however many lines are lost; and with stderr full too
-    the run neither blocks nor fails."""
-    cfg = batch(tmp_path, "echo out; sleep 0.2; echo done")
-    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'run'} > /dev/full")
-    kill_leftovers(task_pids(tmp_path / "run"))
-    assert result.returncode == 0, result.stderr.decode()
-    said = [line for line in result.stderr.decode().splitlines() if "stdout_lost" in line]
-    assert len(said) == 1 and "stdout could not be written (the disk was full)" in said[0], result.stderr.decode()
-    assert "Traceback" not in result.stderr.decode()
-    result = shell(tmp_path, f"stoker run {cfg} --sandbox {tmp_path / 'again'} > /dev/full 2>&1")
-    kill_leftovers(task_pids(tmp_path / "again"))
-    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+def test_tail_f_into_head_ends_when_head_does_even_on_an_idle_log(tmp_path):
+    """`stoker tail -f SB web | head -2`: head exits after its lines; tail -f, with nothing
+    new to write, used to follow the idle log for ever (the pipeline never ended), and when
+    it wrote it failed with an error. It now ends quietly once its reader is gone."""
+    sandbox = sandbox_with_log(tmp_path, b"one\ntwo\nthree\n")
+    tail = python_sh("-m", "executor", "tail", "-f", sandbox, "web")
+    result = in_session(["/bin/bash", "-c", f"set -o pipefail; {tail} 2>err | head -2"], tmp_path, timeout_secs=5)
+    assert (result.returncode, result.stdout) == (0, b"one\ntwo\n")
+    assert (tmp_path / "err").read_text() == ""
 
 
 def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
@@ -456,24 +367,3 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_stopped(tmp_path):
         f"stoker kill: the supervisor (pid {run.pid}) is stopped (SIGSTOP, or a debugger): it "
         f"answers once continued (kill -CONT {run.pid})\n")
 
-
-@c_locale_starts
-def test_a_c_locale_without_utf8_mode_writes_out_what_ascii_cannot_show(tmp_path):
-    """`LC_ALL=C PYTHONUTF8=0`: Python's stdout is ASCII with surrogateescape, which raises
-    on `ô` as strict does; `stoker inspect` (as `ps`, `status` and `kill`) of a job whose
-    text is French and Chinese ended in a UnicodeEncodeError traceback, and `stoker run`'s
-    console took it for a closed stdout and printed nothing more. Now it is written out,
-    and a closed stdout (the /dev/null stream Stoker opens in its place) takes it too. (A
-    job key is ASCII, as Aurora's: the command line carries the text.)"""
-    cfg = write_config(tmp_path, f"""
-        jobs = [Job(cluster='local', role='me', environment='test', name='job',
-                    task=Task(processes=[Process(name='p', cmdline='echo rôle 作业')], {RESOURCES}))]
-    """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "PYTHON"))}
-    env.update({"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONPATH": str(REPO)})
-    done = subprocess.run([sys.executable, "-m", "executor", "inspect", str(cfg)],
-                          capture_output=True, timeout=30, env=env)
-    assert done.returncode == 0, done.stderr.decode()
-    assert b"| echo r\\xf4le \\u4f5c\\u4e1a\n" in done.stdout, done.stdout
-    closed = shell(tmp_path, f"stoker inspect {cfg} >&-", env={"LC_ALL": "C", "PYTHONUTF8": "0"})
-    assert (closed.returncode, closed.stderr) == (0, b""), closed.stderr.decode()  # /dev/null's stream too

@@ -20,8 +20,8 @@ def load() -> None:
     global parse_lines, records, replay, compact, format_status
     from executor.cli.views import format_status
     from executor.task import records
-    from executor.task.checkpoint import parse_lines
     from executor.task.compaction import compact
+    from executor.task.records import parse_lines
     from executor.task.replay import replay
 
 

@@ -2,7 +2,6 @@
 share a generated file name. Fresh processes, as in test_codecache.py (its `probe`)."""
 from __future__ import annotations
 
-import fcntl
 import json
 import marshal
 import os
@@ -19,7 +18,6 @@ import pytest
 from executor import codecache, codecachewrite
 from tests.integration.test_codecache import (
     ONE_SCRIPT,
-    PROBE,
     entries_of,
     generated,
     probe,
@@ -28,7 +26,6 @@ from tests.integration.test_codecache import (
 )
 from tests.support.stoker_proc import REPO
 from tests.support.users import as_nobody, open_sandbox
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 SPEC = generated("config.spec.ProcessSpec")
@@ -390,68 +387,3 @@ def test_a_served_class_s_source_is_not_held_once_served(tmp_path):
     # was: every served class's source held for the process's life (0.17 MiB of a supervisor)
     assert second["counts"][0] and second["held"] == second["counts"][1]  # only the one compiled again
 
-
-def waits_for_a_lock(pid: int) -> bool:
-    """Whether process `pid` is blocked in an `flock` (a `->` line of /proc/locks)."""
-    with open("/proc/locks") as locks:
-        return any(fields[1:3] == ["->", "FLOCK"] and fields[5] == str(pid)
-                   for fields in (line.split() for line in locks) if len(fields) > 5)
-
-
-def test_two_writers_at_once_keep_both_ones_classes(tmp_path):
-    """Writer A (this test) has read the file (none yet) and holds its lock while a start, B,
-    compiles and saves; A then writes what it read with its own class, and lets go. Was: B
-    did not wait, A renamed last, and B's classes were gone until a next start."""
-    theirs = generated("elsewhere.Theirs")
-    lock = os.open(tmp_path / f"attrs-run.{sys.implementation.cache_tag}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONHASHSEED": "1"}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    b = None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        b = subprocess.Popen([sys.executable, "-c", PROBE, "cache"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             text=True)
-        wait_for(lambda: b.poll() is not None or waits_for_a_lock(b.pid), timeout_secs=60)
-        write_entries(tmp_path / f"attrs-run.{sys.implementation.cache_tag}.bin", {theirs: (("x = 1", code()),)})
-        os.close(lock)
-        lock = -1
-        saved = json.loads(b.communicate(timeout=60)[0].strip().splitlines()[-1])
-    finally:
-        if lock >= 0:
-            os.close(lock)
-        if b is not None and b.poll() is None:
-            b.kill()
-            b.wait()
-    assert b.returncode == 0 and saved["saved"]
-    entries = entries_of(run_file(tmp_path))
-    assert theirs in entries and SPEC in entries
-    assert probe(tmp_path, 2)["counts"] == [saved["counts"][1], 0]  # all of B's served
-
-
-def test_a_lock_held_for_good_delays_a_save_only_a_bound(tmp_path):
-    """A writer stopped (SIGSTOP, a debugger) while it held the lock, or on a hung network file
-    system: a start's `save()` as it ends gives up after a bound and writes nothing (a next start
-    compiles again what this one did). Was: it waited for good, and the command (`stoker run`'s
-    stop, a supervisor under Mesos) never exited."""
-    lock = os.open(tmp_path / f"attrs-run.{sys.implementation.cache_tag}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # never let go while the start runs
-        result = probe(tmp_path, 1)  # (its own bound: 60 s)
-    finally:
-        os.close(lock)
-    assert result["installed"] and not result["saved"]
-    assert not list(tmp_path.glob("attrs-run.*.bin"))
-
-
-def test_the_warm_step_with_the_lock_held_for_good_says_so_and_fails(tmp_path):
-    """As a start's save: was a wait for good (an installer's step that never ended)."""
-    lock = os.open(tmp_path / f"attrs-cli.{sys.implementation.cache_tag}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "cli"], cwd=REPO, timeout=60,
-                              env={**env, "STOKER_CODE_CACHE": str(tmp_path)}, capture_output=True, text=True)
-    finally:
-        os.close(lock)
-    assert done.returncode == 1 and "another process has held its lock for 5 s" in done.stderr, done.stderr
-    assert not list(tmp_path.glob("attrs-cli.*.bin"))

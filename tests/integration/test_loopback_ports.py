@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from executor.local.planfiles import ports_free, ports_taken
+from executor.local.attempts import ports_taken
+from executor.local.planfiles import ports_free
 from tests.support.shellwords import python_sh
 from tests.support.stoker_proc import REPO, measured
 

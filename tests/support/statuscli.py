@@ -1,9 +1,15 @@
-"""What the `stoker status` tests share: running the command in process, and a checkpoint
-written through the product's own writer from records given as dicts."""
+"""What the `stoker status` tests share: running the command in process, a checkpoint
+written through the product's own writer from records given as dicts, and a sandbox
+registered as a gone supervisor's task."""
 from __future__ import annotations
 
+import time
+
+from config.registry import RegistrySettings
 from executor.cli.main import main
+from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
+from executor.host.registry import Registry
 from executor.task.checkpoint import CheckpointWriter
 
 
@@ -31,3 +37,14 @@ RUNNING = [{"kind": "task", "from": "NEW", "to": "STARTING", "reason": "launched
             "reason": "starting run 2", "pid": 4242, "wall": 1001.0},
            {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "processes started",
             "wall": 1002.0}]
+
+
+def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
+    """`sandbox` registered as task web-0-1 of `stoker run` whose supervisor is `me` (its start
+    100 ticks later: gone), in a registry of the test's own (STOKER_ROOT)."""
+    root = tmp_path / "root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
+                      registered_wall=time.time(), task_id="web-0-1"))
+    monkeypatch.setenv("STOKER_ROOT", str(root))

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.nodoccode import compile_without_docstrings
-from executor.nodocs import lines_only
+from executor.nodoccode import compile_without_docstrings, lines_only
 
 SOURCE = textwrap.dedent('''\
     """The module's docstring."""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.task.checkpoint import parse_lines
+from executor.task.records import parse_lines
 from executor.task.replay import HEALTH_HISTORY, replay
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,140 @@
+"""`executor.codebundle`: a damaged bundle, in real interpreters: its index or its entries changed
+or cut short, its code cut short past a whole index, an index length past the file's end, an
+entry of a negative length: nothing served from it, nothing raised, and the file named once
+(`forget()`, one DEBUG line of `stoker run`). The bundles and fixtures are
+test_codebundle.py's.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_codebundle import FORGOTTEN, WRITE, read, run, where  # noqa: F401  (its fixture `where` too)
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_a_damaged_bundle_is_not_used(where: Path) -> None:  # noqa: F811
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    index = marshal.loads(data[4:4 + size])
+    for damaged in ((index[0], {name: entry[:3] for name, entry in index[1].items()}),  # its entries cut short
+                    ([], index[1]), (index[0], {name: (1,) * 5 for name in index[1]})):
+        rewritten = marshal.dumps(damaged)
+        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+        os.chmod(bundled, 0o644)
+        assert read(where, "src")["answer"] == 42
+
+
+def test_a_bundle_damaged_past_its_index_is_named_too(where: Path) -> None:  # noqa: F811
+    """A file cut short in its code (its index whole), or an entry of another shape, is found
+    damaged only as a module is looked for (`find_spec`), which served it from its source and
+    said nothing: `forget()` gave "" (no DEBUG line), as for a sound file. Given once, too."""
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    index = marshal.loads(data[4:4 + size])
+    entries = {name: entry[:3] for name, entry in index[1].items()}  # its entries cut short
+    rewritten = marshal.dumps((index[0], entries))
+    for damaged in (data[:4 + size + 1], len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:]):
+        bundled.write_bytes(damaged)
+        os.chmod(bundled, 0o644)
+        assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+RUN_JOB = """
+a = Process(name='a', cmdline='true')
+jobs = [Job(cluster='local', role='me', environment='test', name='job',
+            task=Task(processes=[a], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+SUPERVISOR = textwrap.dedent("""
+    import sys
+    from executor import codecachewarm, nodocs
+    sys.dont_write_bytecode = False
+    nodocs.install()
+    nodocs._compile_always = True
+    import executor.cli.main, executor.local.run
+    print(codecachewarm.write_codebundle(list(sys.modules)))
+""")
+
+
+def index_cut_short(bundled: Path, environ: dict[str, str]) -> None:
+    bundled.write_bytes((64).to_bytes(4, "little") + b"not an index")
+
+
+def code_cut_short(bundled: Path, environ: dict[str, str]) -> None:
+    """The supervisor's modules bundled, the file cut short halfway through their code (its
+    index whole): read as each is imported, past the index."""
+    subprocess.run([sys.executable, "-P", "-c", SUPERVISOR], env=environ, stdin=subprocess.DEVNULL,
+                   capture_output=True, check=True, timeout=60)
+    data = bundled.read_bytes()
+    start = 4 + int.from_bytes(data[:4], "little")
+    bundled.write_bytes(data[:start + (len(data) - start) // 2])
+
+
+@pytest.mark.parametrize("damage", [index_cut_short, code_cut_short], ids=["index", "code"])
+def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -> None:
+    """`stoker run --log-level DEBUG` with a bundle it cannot read (its index; a module's code,
+    read only as the module is imported): it runs as ever, and one DEBUG line names the file
+    (was: nothing said it was not used; a module's code, nothing either)."""
+    cache = tmp_path / "cache"
+    (cache / "nodoc").mkdir(parents=True)
+    for level in (cache, cache / "nodoc"):
+        os.chmod(level, 0o755)
+    bundled = cache / "nodoc" / "run.codebundle"
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
+               "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    damage(bundled, environ)
+    os.chmod(bundled, 0o644)
+    (tmp_path / "job.aurora").write_text(RUN_JOB)
+    done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", "--sandbox", str(tmp_path / "sb"),
+                           "--root", str(tmp_path / "root"), "--log-level", "DEBUG"], cwd=tmp_path, env=environ,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(said) == 1 and str(bundled) in said[0], said
+
+
+def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(where: Path) -> None:  # noqa: F811
+    # its first 4 bytes damaged: `os.pread` allocated the length asked (4 GiB) before reading; under an address
+    # space limit (ulimit -v) the start died of the MemoryError raised out of `install()`
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled.write_bytes((0xFFFFFFF0).to_bytes(4, "little") + bundled.read_bytes()[4:])
+    os.chmod(bundled, 0o644)
+    limited = FORGOTTEN.replace("codebundle.install()\n", textwrap.dedent("""
+        import resource
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[0])
+        room = pages * resource.getpagesize() + (1 << 30)
+        resource.setrlimit(resource.RLIMIT_AS, (room, resource.getrlimit(resource.RLIMIT_AS)[1]))
+        print(codebundle.install())
+    """))
+    assert run(where, limited, "src").split() == ["False", "42", repr(str(bundled)), "''"]
+
+
+def test_an_entry_of_a_negative_length_is_damage_and_raises_nothing(where: Path) -> None:  # noqa: F811
+    # past what os.pread takes (a C ssize_t): OverflowError, out of `get_code`, failed the import
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    for length in (-1, -(1 << 70)):
+        modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], length)
+        rewritten = marshal.dumps((directories, modules))
+        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+        os.chmod(bundled, 0o644)
+        assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
