@@ -160,6 +160,8 @@ def test_lifecycle_endpoints_are_called_in_order_before_sigterm(agent, tmp_path)
     (b"{not json", "JSON"),
     (b'{"instance": 0}', "job"),
     (b'{"job": {"name": 3}, "instance": 0}', "required"),
+    # was "CoercionError: Cannot coerce '1e5' to Integer", naming no field
+    (b'{"job": {"max_task_failures": "1e5"}}', "job.max_task_failures = '1e5' is not an integer"),
 ])
 def test_bad_task_data_fails_the_task_with_a_message(agent, data, words):
     launch(agent, data)

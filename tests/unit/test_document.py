@@ -83,6 +83,7 @@ def with_job(**changes) -> bytes:
     (doc(assigned_ports={"http": "80"}), 'http="80"'),
     (doc(assigned_ports={"http": True}), "http=true"),
     (with_job(max_task_failures="x"), "job.max_task_failures = 'x' is not an integer"),
+    (with_job(max_task_failures="1e5"), "job.max_task_failures = '1e5' is not an integer"),
     (with_job(task={"processes": 7}), "job.task.processes must be a list, not 7"),
     (with_job(health_check_config={"health_checker": {"grpc": {}}}), "unknown health checker kind 'grpc'"),
     (with_job(health_check_config={"interval_secs": 0}), "job.health_check_config.interval_secs = 0.0 must be greater than 0"),
