@@ -47,6 +47,42 @@ def exec_error(files: Iterable[str], first_file: str, exc: BaseException) -> Con
     return ConfigError(f"{where}: {_what(exc)}{included}")
 
 
+def unread(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a config file could not be read, for a message: the system's words, or where
+    the file stops being UTF-8."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        return _not_utf8(exc.object, exc.start)
+    return str(exc)
+
+
+def _not_utf8(data: bytes, at: int) -> str:
+    """Where a file stops being UTF-8, as an editor shows it (line, column), not Python's
+    byte offset into the whole file (`position 3906`)."""
+    line = data.count(b"\n", 0, at) + 1
+    start = data.rfind(b"\n", 0, at) + 1
+    column = len(data[start:at].decode("utf-8", "replace")) + 1
+    return (f"line {line}, column {column}: byte 0x{data[at]:02x} is not UTF-8 "
+            "(a config is UTF-8 text: save it as UTF-8)")
+
+
+def uncompiled(exc: SyntaxError | RecursionError, path: str, text: str) -> BaseException:
+    """`exc`, raised compiling the config file `path` (`text`, its BOM removed), as a
+    SyntaxError naming the file, and the line where there is one: Python's compiler names
+    none for a NUL character, and its RecursionError (an expression of 200,000 terms) is
+    no recursion of the config's code, none of which has run."""
+    if "\0" in text:
+        at = text.index("\0")
+        line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        return SyntaxError(f"a NUL character at column {column} (a config is text: no source code "
+                           "holds one)", (path, line, column, None))
+    if isinstance(exc, RecursionError):
+        return SyntaxError("it is nested too deeply for Python to compile (an expression of thousands "
+                           "of parts or levels?)", (path, None, None, None))
+    return exc
+
+
 def describe(value: Any) -> str:
     """A value for a message, on one line: a struct by its type, anything else by its repr."""
     if isinstance(value, Structural):
@@ -99,8 +135,8 @@ def _where(files: set[str], first_file: str, exc: BaseException) -> tuple[str, l
     # Each `<module>` frame is one file being run; all but the last one ran an include().
     modules = [f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" for tb in ours
                if tb.tb_frame.f_code.co_name == "<module>"]
-    if isinstance(exc, SyntaxError) and exc.filename in files:
-        return f"{exc.filename}:{exc.lineno}", modules
+    if isinstance(exc, SyntaxError) and exc.filename in files:  # no line: the file, as given
+        return (f"{exc.filename}:{exc.lineno}" if exc.lineno else quoted(exc.filename)), modules
     if not ours:  # the file itself, as errors name a path they were given (no line: a location)
         return quoted(first_file), []
     last = ours[-1]

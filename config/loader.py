@@ -83,8 +83,13 @@ class _Run:
         # -W says: `error` made an invalid escape ('\\d') a syntax error, where a kept plan
         # served the same file; `default` printed it on a fresh plan only (`warnfilters`: where
         # no other thread would meet them)
-        with filtered(ignored):
-            code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
+        try:
+            with filtered(ignored):
+                code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
+        except (SyntaxError, RecursionError) as exc:
+            from config.explain import uncompiled  # only a file that does not compile needs it
+
+            raise uncompiled(exc, str(path), text.removeprefix(BOM)) from None
         self.stack.append(path)
         try:
             exec(code, self.namespace)
@@ -100,28 +105,10 @@ class _Run:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            from config.explain import IncludeError  # only a bad include() needs it
+            from config.explain import IncludeError, unread  # only a bad include() needs it
 
-            raise IncludeError(f"include({quoted(str(relative))}) cannot read {path}: {_reason(exc)}") from None
+            raise IncludeError(f"include({quoted(str(relative))}) cannot read {path}: {unread(exc)}") from None
         self.run(path, text)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
-        return _not_utf8(exc.object, exc.start)
-    return str(exc)
-
-
-def _not_utf8(data: bytes, at: int) -> str:
-    """Where a file stops being UTF-8, as an editor shows it (line, column), not Python's
-    byte offset into the whole file (`position 3906`)."""
-    line = data.count(b"\n", 0, at) + 1
-    start = data.rfind(b"\n", 0, at) + 1
-    column = len(data[start:at].decode("utf-8", "replace")) + 1
-    return (f"line {line}, column {column}: byte 0x{data[at]:02x} is not UTF-8 "
-            "(a config is UTF-8 text: save it as UTF-8)")
 
 
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
@@ -134,7 +121,9 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
         with open(given, encoding="utf-8") as file:  # not Path(''), which is `.`
             text = file.read()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{named}: cannot read the config file: {_reason(exc)}") from None
+        from config.explain import unread  # only a file that cannot be read needs it
+
+        raise ConfigError(f"{named}: cannot read the config file: {unread(exc)}") from None
     if path.suffix == ".json" or text.removeprefix(BOM).lstrip().startswith("{"):
         from config.jsonconfig import json_jobs  # loaded only for a JSON config
 

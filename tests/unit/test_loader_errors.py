@@ -20,6 +20,24 @@ def test_syntax_error_names_file_and_line(tmp_path):
     assert message.endswith("syntax.aurora:3: syntax error: '(' was never closed")
 
 
+def test_a_nul_character_names_its_line_and_column(tmp_path):
+    """Python's compile names no line for it: the message named the file alone."""
+    path = write_config(tmp_path, "x = 1\ny = 'a\0b'\n", "nul.aurora")
+    assert error_of(path) == (f"{path}:2: syntax error: a NUL character at column 7 (a config is text: "
+                              "no source code holds one)")
+
+
+def test_code_nested_too_deeply_to_compile_is_not_called_a_recursion_of_its_code(tmp_path):
+    """Python's compiler recursed too deeply (`1+1+...` of 200,000 terms): the message said
+    the config's code called itself without end, though none of it had run."""
+    path = write_config(tmp_path, "x = 1\ny = " + "+".join(["1"] * 200_000) + "\n", "long.aurora")
+    assert error_of(path) == (f"'{path}': syntax error: it is nested too deeply for Python to compile "
+                              "(an expression of thousands of parts or levels?)")
+    top = write_config(tmp_path, "x = 1\ninclude('long.aurora')\n", "top.aurora")
+    assert error_of(top) == (f"'{path}': syntax error: it is nested too deeply for Python to compile "
+                             f"(an expression of thousands of parts or levels?) (included from {top}:2)")
+
+
 def test_exception_while_running_names_file_line_and_exception(tmp_path):
     path = write_config(tmp_path, "x = 1\ny = {}['nope']\n", "raises.aurora")
     assert error_of(path) == f"{path}:2: KeyError: 'nope'"
