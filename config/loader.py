@@ -57,6 +57,8 @@ _IDENTIFIER = re.compile(r"[\w\-.]+", re.ASCII)
 # sources and Aurora's client allow: it is not part of the code. `sources` keep it, so that
 # a re-run compares the file's text byte for byte.
 BOM = "\ufeff"
+# The job keys an error lists at most: a file of 10,000 jobs is one line, not 129 KB of keys.
+LISTED_KEYS = 20
 # Rotated logs kept per stream: each rotation renames every one of them (.N-1 → .N, ...).
 MAX_BACKUPS = 1000
 
@@ -177,7 +179,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
     if jobkey is None and len(jobs) == 1:
         return jobs[0]  # no key read: each is expanded in the job's scopes (0.1-0.3 ms a job)
     keys = [job_key(j) for j in jobs]
-    listed = ", ".join(keys)
+    listed = ", ".join(keys[:LISTED_KEYS])
+    if len(keys) > LISTED_KEYS:
+        listed += f", ... ({len(keys)} jobs in all)"
     if jobkey is None:
         raise ConfigError(f"{named}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
     # Typed in a shell whose Python reads arguments as ASCII (`LC_ALL=C PYTHONUTF8=0`), `rôle`
