@@ -116,6 +116,20 @@ def test_a_task_of_20000_bad_processes_lists_20_problems_and_counts_the_rest():
     assert len(info.value.problems) == 20_000  # each still there for a caller that lists them
 
 
+@pytest.mark.parametrize("data, start", [
+    (json.dumps({"job": VALID_JOB, **{f"k{i}": 1 for i in range(100_000)}, "x" * 1_000_000: 1}).encode(),
+     "invalid task document: unknown keys 'k0', 'k1', 'k10', 'k100', 'k1000', 'k10000', "),
+    (doc(assigned_ports={**{f"p{i}": -1 for i in range(100_000)}, "x" * 1_000_000: 0}),
+     'invalid task document: "assigned_ports" numbers must be integers in 1..65535: p0=-1, p1=-1, '),
+])
+def test_a_document_of_100000_unknown_keys_or_bad_ports_names_20_of_them(data, start):
+    """Each was listed, whole: a 1.3 MB document failed with a 1 MB message (the TASK_FAILED's)."""
+    with pytest.raises(TaskDocumentError) as info:
+        decode(data)
+    message = str(info.value)
+    assert message.startswith(start) and "(100001 in all)" in message and len(message) < 4096
+
+
 def test_oversized_document_is_rejected_before_parsing():
     junk = b"{" * (MAX_DOCUMENT_BYTES + 1)
     started = time.monotonic()
