@@ -97,7 +97,7 @@ class _OverBudget(Exception):
     """An expansion went past its Limits; the message says which and is a problem's tail."""
 
 
-class _ChainTooLong(MustacheParser.Uninterpolatable):
+class _ChainTooLong(Exception):
     """A reference still led to new ones after pystachio's last pass (`_resolve`): a chain
     of bound names longer than it follows, not a cycle."""
 
