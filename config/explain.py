@@ -16,6 +16,7 @@ built); PURE: no I/O, no logging.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -77,10 +78,19 @@ def uncompiled(exc: SyntaxError | RecursionError, path: str, text: str) -> BaseE
         line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
         return SyntaxError(f"a NUL character at column {column} (a config is text: no source code "
                            "holds one)", (path, line, column, None))
-    if isinstance(exc, RecursionError):
+    if isinstance(exc, RecursionError) and _depth() < sys.getrecursionlimit() // 2:  # else the stack
+        # was deep already: the config's own recursion (a file that includes itself) met it here
         return SyntaxError("it is nested too deeply for Python to compile (an expression of thousands "
                            "of parts or levels?)", (path, None, None, None))
     return exc
+
+
+def _depth() -> int:
+    """How many frames the calling thread's stack holds."""
+    frame, depth = sys._getframe(), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
 
 
 def describe(value: Any) -> str:
