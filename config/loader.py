@@ -14,6 +14,7 @@ Reads files; no other I/O, no logging.
 """
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,6 +58,7 @@ _IDENTIFIER = re.compile(r"[\w\-.]+", re.ASCII)
 # sources and Aurora's client allow: it is not part of the code. `sources` keep it, so that
 # a re-run compares the file's text byte for byte.
 BOM = "\ufeff"
+MAX_CONFIG_CHARS = 64 << 20  # a config file (or an included one) is read no further
 # The job keys an error lists at most: a file of 10,000 jobs is one line, not 129 KB of keys.
 LISTED_KEYS = 20
 # Rotated logs kept per stream: each rotation renames every one of them (.N-1 → .N, ...).
@@ -105,12 +107,22 @@ class _Run:
             raise IncludeError(f"include() takes a relative path, not {quoted(relative)}")
         path = self.stack[-1].parent / relative
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_config(path)
         except (OSError, UnicodeDecodeError) as exc:
             from config.explain import IncludeError, unread  # only a bad include() needs it
 
             raise IncludeError(f"include({quoted(str(relative))}) cannot read {path}: {unread(exc)}") from None
         self.run(path, text)
+
+
+def _read_config(path: str | Path) -> str:
+    """A config file's text; OSError (EFBIG) past MAX_CONFIG_CHARS: `/dev/zero`, given as
+    the config or included, was read until memory ran out."""
+    with open(path, encoding="utf-8") as file:
+        text = file.read(MAX_CONFIG_CHARS + 1)
+    if len(text) > MAX_CONFIG_CHARS:
+        raise OSError(errno.EFBIG, f"it is longer than {MAX_CONFIG_CHARS} characters: is it a config file?")
+    return text
 
 
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
@@ -120,8 +132,7 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     given = str(path)
     named, path = quoted(given), Path(path)  # named as given (errors quote what they were given)
     try:
-        with open(given, encoding="utf-8") as file:  # not Path(''), which is `.`
-            text = file.read()
+        text = _read_config(given)  # not Path(''), which is `.`
     except (OSError, UnicodeDecodeError) as exc:
         from config.explain import unread  # only a file that cannot be read needs it
 

@@ -219,6 +219,20 @@ def test_include_of_a_missing_file(tmp_path):
     assert f"{path}:2: include('nope.aurora') cannot read {tmp_path}/nope.aurora" in message
 
 
+def test_a_config_or_include_that_never_ends_is_read_no_further_than_64_mib(tmp_path, monkeypatch):
+    """`stoker run /dev/zero` or `include('/dev/zero')` was read until memory ran out (the
+    machine's, without a ulimit -v). The limit is lowered here, so the test reads little."""
+    from config import loader
+
+    monkeypatch.setattr(loader, "MAX_CONFIG_CHARS", 4096)
+    why = "it is longer than 4096 characters: is it a config file?"
+    assert error_of("/dev/zero") == f"'/dev/zero': cannot read the config file: {why}"
+    path = write_config(tmp_path, "x = 1\ninclude('/dev/zero')\n", "top.aurora")
+    assert error_of(path) == f"{path}:2: include('/dev/zero') cannot read /dev/zero: {why}"
+    write_config(tmp_path, "x" * 4096, "whole.aurora")
+    assert "NameError" in error_of(tmp_path / "whole.aurora")  # read whole at the limit: run
+
+
 def test_missing_config_file(tmp_path):
     assert "cannot read the config file" in error_of(tmp_path / "absent.aurora")
 
