@@ -11,6 +11,10 @@ Owns turning an exception raised by a `.aurora` file's code into a `ConfigError`
   (pystachio's own messages are multi-line reprs); runaway recursion and memory are one
   short sentence, not a thousand frames.
 
+Also the words for a config file that cannot be read (`unread`: the system's reason, or the
+line and column where it stops being UTF-8) or compiled for want of a line Python names
+(`uncompiled`: a NUL character, code nested too deeply), loaded only then.
+
 Reads the exception's traceback (pystachio's frames say which struct and field were being
 built); PURE: no I/O, no logging.
 """
