@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from pystachio.basic import Boolean, EnumContainer, Float, Integer, String
@@ -91,7 +91,8 @@ def uncompiled(exc: SyntaxError | RecursionError, path: str, text: str) -> BaseE
 
 def _depth() -> int:
     """How many frames the calling thread's stack holds."""
-    frame, depth = sys._getframe(), 0
+    frame: FrameType | None = sys._getframe()
+    depth = 0
     while frame is not None:
         frame, depth = frame.f_back, depth + 1
     return depth
