@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from pystachio import Ref
 
 from config import spec
 from config.announcer import AnnouncerSpec
@@ -70,7 +71,8 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
     needed = port_names(job, angle_refs=False)  # flatten rewrote <<ref>> already, if asked to
     missing = [name for name in needed if name not in ports]
     bound = job.bind(thermos=ThermosContext(ports=dict(ports), task_id=task_id, user=user),
-                     mesos=MesosContext(instance=instance, hostname=hostname))
+                     mesos=MesosContext(instance=instance, hostname=hostname)).bind(
+        _runtime_values(needed, ports, task_id=task_id, user=user, instance=instance, hostname=hostname))
     tree, out = expand(bound)
     if out.problems:
         raise ConfigError(join_problems(f"job {key}", out.problems), out.problems)
@@ -84,6 +86,18 @@ def bound_job(job: Any, *, instance: int, ports: dict[str, int], task_id: str, h
         raise ConfigError(join_problems(f"job {key} (bound)", problems), problems)
     return BoundJob(tree=final, spec=_job_spec(final, instance=instance, ports=dict(ports),
                                                task_id=task_id))
+
+
+def _runtime_values(needed: list[str], ports: dict[str, int], **values: Any) -> dict[Ref, Any]:
+    """Each runtime reference the task can use, by its whole address, for a scope searched
+    first: pystachio finds `thermos.ports[NAME]` in the contexts bound beside it by reading
+    every entry of the ports' Map (a job of 3,000 ports took minutes to bind, each reference
+    looked up as fast as a scope's other names); the contexts still answer anything else
+    (the same values)."""
+    found = {Ref.from_address(f"thermos.ports[{name}]"): ports[name] for name in needed if name in ports}
+    found.update({Ref.from_address(f"thermos.{name}"): values[name] for name in ("task_id", "user")})
+    found.update({Ref.from_address(f"mesos.{name}"): values[name] for name in ("instance", "hostname")})
+    return found
 
 
 def _check_ports(ports: dict[str, int]) -> None:

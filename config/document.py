@@ -15,11 +15,12 @@ from typing import Any
 
 import attrs
 
-from config.errors import ConfigError, TaskDocumentError
+from config.errors import ConfigError, TaskDocumentError, cut
 from config.loader import prepare_job
 from config.schema import Job
 from config.templates import normalize_tree
 from config.typed_tree import from_tree
+from config.words import quoted
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 _KEYS = ("job", "instance", "assigned_ports")
@@ -72,7 +73,8 @@ def _decode(data: bytes | str) -> TaskDocument:
         raise _fail(f"it must be a JSON object, not {_json_type(doc)}")
     unknown = sorted(set(doc) - set(_KEYS))
     if unknown:
-        raise _fail(f"unknown keys {', '.join(map(repr, unknown))} (expected: {', '.join(_KEYS)})")
+        raise _fail(f"unknown keys {_listed([quoted(cut(key, 60)) for key in unknown])} "
+                    f"(expected: {', '.join(_KEYS)})")
     if "job" not in doc:
         raise _fail('it has no "job"')
     if not isinstance(doc["job"], dict):
@@ -105,11 +107,18 @@ def _as_bytes(data: Any) -> bytes:
 def _ports(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         raise _fail(f'"assigned_ports" must be a map of port name to number, not {_json_type(value)}')
-    bad = [f"{name}={_short(number)}" for name, number in value.items()
+    bad = [f"{cut(name, 60)}={_short(number)}" for name, number in value.items()
            if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536]
     if bad:
-        raise _fail('"assigned_ports" numbers must be integers in 1..65535: ' + ", ".join(bad))
+        raise _fail('"assigned_ports" numbers must be integers in 1..65535: ' + _listed(bad))
     return dict(value)
+
+
+def _listed(items: list[str]) -> str:
+    """The first 20 of `items` for a message, then how many there are: a document of
+    100,000 unknown keys failed with a message of 1 MB, the TASK_FAILED's."""
+    shown = ", ".join(items[:20])
+    return shown if len(items) <= 20 else f"{shown}, ... ({len(items)} in all)"
 
 
 def _json_type(value: Any) -> str:

@@ -65,11 +65,19 @@ class SettingsError(ConfigError):
     """A flag or an environment variable is missing or invalid."""
 
 
+# The problems one message lists at most, the rest counted: a task document of 20,000 bad
+# processes (770 KB) made a 4.8 MB message, the TASK_FAILED's the scheduler keeps.
+MAX_LISTED_PROBLEMS = 20
+
+
 def join_problems(prefix: str, problems: list[str]) -> str:
-    """One message for one or more problems, in the order they were found."""
+    """One message for one or more problems, in the order they were found (the first
+    MAX_LISTED_PROBLEMS, then how many more)."""
     if len(problems) == 1:
         return f"{prefix}: {problems[0]}"
-    listed = "; ".join(problems)
+    listed = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        listed += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
     return f"{prefix}: {len(problems)} problems: {listed}"
 
 

@@ -11,13 +11,18 @@ Owns turning an exception raised by a `.aurora` file's code into a `ConfigError`
   (pystachio's own messages are multi-line reprs); runaway recursion and memory are one
   short sentence, not a thousand frames.
 
+Also the words for a config file that cannot be read (`unread`: the system's reason, or the
+line and column where it stops being UTF-8) or compiled for want of a line Python names
+(`uncompiled`: a NUL character, code nested too deeply), loaded only then.
+
 Reads the exception's traceback (pystachio's frames say which struct and field were being
 built); PURE: no I/O, no logging.
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from pystachio.basic import Boolean, EnumContainer, Float, Integer, String
@@ -45,6 +50,52 @@ def exec_error(files: Iterable[str], first_file: str, exc: BaseException) -> Con
     where, chain = _where(files, first_file, exc)
     included = "".join(f" (included from {c})" for c in reversed(chain))
     return ConfigError(f"{where}: {_what(exc)}{included}")
+
+
+def unread(exc: OSError | UnicodeDecodeError) -> str:
+    """Why a config file could not be read, for a message: the system's words, or where
+    the file stops being UTF-8."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
+        return _not_utf8(exc.object, exc.start)
+    return str(exc)
+
+
+def _not_utf8(data: bytes, at: int) -> str:
+    """Where a file stops being UTF-8, as an editor shows it (line, column), not Python's
+    byte offset into the whole file (`position 3906`)."""
+    line = data.count(b"\n", 0, at) + 1
+    start = data.rfind(b"\n", 0, at) + 1
+    column = len(data[start:at].decode("utf-8", "replace")) + 1
+    return (f"line {line}, column {column}: byte 0x{data[at]:02x} is not UTF-8 "
+            "(a config is UTF-8 text: save it as UTF-8)")
+
+
+def uncompiled(exc: SyntaxError | RecursionError, path: str, text: str) -> BaseException:
+    """`exc`, raised compiling the config file `path` (`text`, its BOM removed), as a
+    SyntaxError naming the file, and the line where there is one: Python's compiler names
+    none for a NUL character, and its RecursionError (an expression of 200,000 terms) is
+    no recursion of the config's code, none of which has run."""
+    if "\0" in text:
+        at = text.index("\0")
+        line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+        return SyntaxError(f"a NUL character at column {column} (a config is text: no source code "
+                           "holds one)", (path, line, column, None))
+    if isinstance(exc, RecursionError) and _depth() < sys.getrecursionlimit() // 2:  # else the stack
+        # was deep already: the config's own recursion (a file that includes itself) met it here
+        return SyntaxError("it is nested too deeply for Python to compile (an expression of thousands "
+                           "of parts or levels?)", (path, None, None, None))
+    return exc
+
+
+def _depth() -> int:
+    """How many frames the calling thread's stack holds."""
+    frame: FrameType | None = sys._getframe()
+    depth = 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
 
 
 def describe(value: Any) -> str:
@@ -99,8 +150,8 @@ def _where(files: set[str], first_file: str, exc: BaseException) -> tuple[str, l
     # Each `<module>` frame is one file being run; all but the last one ran an include().
     modules = [f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" for tb in ours
                if tb.tb_frame.f_code.co_name == "<module>"]
-    if isinstance(exc, SyntaxError) and exc.filename in files:
-        return f"{exc.filename}:{exc.lineno}", modules
+    if isinstance(exc, SyntaxError) and exc.filename in files:  # no line: the file, as given
+        return (f"{exc.filename}:{exc.lineno}" if exc.lineno else quoted(exc.filename)), modules
     if not ours:  # the file itself, as errors name a path they were given (no line: a location)
         return quoted(first_file), []
     last = ours[-1]

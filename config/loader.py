@@ -14,6 +14,7 @@ Reads files; no other I/O, no logging.
 """
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -57,6 +58,9 @@ _IDENTIFIER = re.compile(r"[\w\-.]+", re.ASCII)
 # sources and Aurora's client allow: it is not part of the code. `sources` keep it, so that
 # a re-run compares the file's text byte for byte.
 BOM = "\ufeff"
+MAX_CONFIG_CHARS = 64 << 20  # a config file (or an included one) is read no further
+# The job keys an error lists at most: a file of 10,000 jobs is one line, not 129 KB of keys.
+LISTED_KEYS = 20
 # Rotated logs kept per stream: each rotation renames every one of them (.N-1 → .N, ...).
 MAX_BACKUPS = 1000
 
@@ -83,8 +87,13 @@ class _Run:
         # -W says: `error` made an invalid escape ('\\d') a syntax error, where a kept plan
         # served the same file; `default` printed it on a fresh plan only (`warnfilters`: where
         # no other thread would meet them)
-        with filtered(ignored):
-            code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
+        try:
+            with filtered(ignored):
+                code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
+        except (SyntaxError, RecursionError) as exc:
+            from config.explain import uncompiled  # only a file that does not compile needs it
+
+            raise uncompiled(exc, str(path), text.removeprefix(BOM)) from None
         self.stack.append(path)
         try:
             exec(code, self.namespace)
@@ -98,30 +107,22 @@ class _Run:
             raise IncludeError(f"include() takes a relative path, not {quoted(relative)}")
         path = self.stack[-1].parent / relative
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_config(path)
         except (OSError, UnicodeDecodeError) as exc:
-            from config.explain import IncludeError  # only a bad include() needs it
+            from config.explain import IncludeError, unread  # only a bad include() needs it
 
-            raise IncludeError(f"include({quoted(str(relative))}) cannot read {path}: {_reason(exc)}") from None
+            raise IncludeError(f"include({quoted(str(relative))}) cannot read {path}: {unread(exc)}") from None
         self.run(path, text)
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    if isinstance(exc, UnicodeDecodeError) and isinstance(exc.object, bytes):
-        return _not_utf8(exc.object, exc.start)
-    return str(exc)
-
-
-def _not_utf8(data: bytes, at: int) -> str:
-    """Where a file stops being UTF-8, as an editor shows it (line, column), not Python's
-    byte offset into the whole file (`position 3906`)."""
-    line = data.count(b"\n", 0, at) + 1
-    start = data.rfind(b"\n", 0, at) + 1
-    column = len(data[start:at].decode("utf-8", "replace")) + 1
-    return (f"line {line}, column {column}: byte 0x{data[at]:02x} is not UTF-8 "
-            "(a config is UTF-8 text: save it as UTF-8)")
+def _read_config(path: str | Path) -> str:
+    """A config file's text; OSError (EFBIG) past MAX_CONFIG_CHARS: `/dev/zero`, given as
+    the config or included, was read until memory ran out."""
+    with open(path, encoding="utf-8") as file:
+        text = file.read(MAX_CONFIG_CHARS + 1)
+    if len(text) > MAX_CONFIG_CHARS:
+        raise OSError(errno.EFBIG, f"it is longer than {MAX_CONFIG_CHARS} characters: is it a config file?")
+    return text
 
 
 def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[Any]:
@@ -131,10 +132,11 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
     given = str(path)
     named, path = quoted(given), Path(path)  # named as given (errors quote what they were given)
     try:
-        with open(given, encoding="utf-8") as file:  # not Path(''), which is `.`
-            text = file.read()
+        text = _read_config(given)  # not Path(''), which is `.`
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{named}: cannot read the config file: {_reason(exc)}") from None
+        from config.explain import unread  # only a file that cannot be read needs it
+
+        raise ConfigError(f"{named}: cannot read the config file: {unread(exc)}") from None
     if path.suffix == ".json" or text.removeprefix(BOM).lstrip().startswith("{"):
         from config.jsonconfig import json_jobs  # loaded only for a JSON config
 
@@ -188,7 +190,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
     if jobkey is None and len(jobs) == 1:
         return jobs[0]  # no key read: each is expanded in the job's scopes (0.1-0.3 ms a job)
     keys = [job_key(j) for j in jobs]
-    listed = ", ".join(keys)
+    listed = ", ".join(keys[:LISTED_KEYS])
+    if len(keys) > LISTED_KEYS:
+        listed += f", ... ({len(keys)} jobs in all)"
     if jobkey is None:
         raise ConfigError(f"{named}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
     # Typed in a shell whose Python reads arguments as ASCII (`LC_ALL=C PYTHONUTF8=0`), `rôle`

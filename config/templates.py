@@ -97,6 +97,11 @@ class _OverBudget(Exception):
     """An expansion went past its Limits; the message says which and is a problem's tail."""
 
 
+class _ChainTooLong(Exception):
+    """A reference still led to new ones after pystachio's last pass (`_resolve`): a chain
+    of bound names longer than it follows, not a cycle."""
+
+
 class _Stopped(Exception):
     """The whole expansion stops; the message is the problem, naming the field."""
 
@@ -209,6 +214,11 @@ def _expand_scalar(obj: SimpleObject, path: str, out: Expansion) -> Any:
         raise _Stopped(f"{path} = {show(value)} {exc}") from None
     except _Stopped as stop:  # inside a struct it names, expanded in `_render`
         raise _Stopped(f"{path} = {show(value)} cannot be expanded: {stop}") from None
+    except _ChainTooLong:
+        out.problems.append(f"{path} = {show(value)} cannot be expanded: its references lead through more "
+                            f"than {MustacheParser.MAX_ITERATIONS} levels of others (pystachio's limit: "
+                            "the Aurora client cannot expand it either)")
+        return value
     except (RecursionError, MustacheParser.Uninterpolatable):
         out.problems.append(f"{path} = {show(value)} refers to itself (a template reference cycle)")
         return value
@@ -231,11 +241,12 @@ def _resolve(text: str, scopes: tuple[Any, ...], out: Expansion) -> tuple[str, l
     """
     found: dict[Ref, str] = {}
     for _ in range(MustacheParser.MAX_ITERATIONS):
+        known = len(found)
         text, unbound, refs = _pass(MustacheParser.split(text, keep_aliases=True), scopes, found, out)
         if unbound == refs:
             break
-    else:
-        raise MustacheParser.Uninterpolatable()  # reported as a cycle, with the field
+    else:  # a loop finds no new name after its first round; a chain finds one at every pass
+        raise _ChainTooLong() if len(found) > known else MustacheParser.Uninterpolatable()
     text, _, refs = _pass(MustacheParser.split(text), scopes, found, out)  # {{&ref}} -> {{ref}}
     return text, refs
 

@@ -129,6 +129,19 @@ def _scalar_problem(cls: Any, value: Any) -> str | None:
                                    if isinstance(value, str) and "{{" in value else "")
     if not math.isfinite(number):
         return "is not a finite number"
-    if cls is Integer and (not number.is_integer() or (isinstance(value, str) and "." in value)):
+    if cls is Integer and not _integral(value, number):
         return "is not an integer"
     return None
+
+
+def _integral(value: float | str, number: float) -> bool:
+    """Whether Integer's `int(value)` gives `number`'s whole value: text must be written as
+    an integer (`int('1e5')` and `int('2.0')` fail where `float` reads them: pystachio's
+    bare CoercionError, naming no field), a number must have no fraction."""
+    if not isinstance(value, str):
+        return number.is_integer()
+    try:
+        int(value)
+    except ValueError:
+        return False
+    return True

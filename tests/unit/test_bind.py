@@ -217,3 +217,24 @@ def test_the_first_and_the_last_port_numbers_are_accepted(number):
 def test_a_port_name_must_be_a_string():
     with pytest.raises(ConfigError, match=r"^invalid ports \(each must be a name and a number in 1..65535\): 7=80$"):
         bind(job(process("a", "x")), ports={7: 80}, **BIND)  # type: ignore[dict-item]
+
+
+def test_a_task_of_500_ports_is_bound_without_reading_the_ports_map_entry_by_entry(monkeypatch):
+    """pystachio's Map looks a key up by reading every entry: each `{{thermos.ports[NAME]}}`
+    read all of them: a job of 3,000 took minutes to bind (`stoker run` of it printed nothing for
+    a minute; an executor's task waited as long). The lookups are counted, not timed."""
+    from pystachio.container import MapContainer
+
+    lookups = []
+    original = MapContainer.find
+
+    def counted(self, ref):
+        lookups.append(ref)
+        return original(self, ref)
+
+    monkeypatch.setattr(MapContainer, "find", counted)
+    ports = {f"p{i}": 20_000 + i for i in range(500)}
+    j = job(process("a", " ".join(_ref(f"thermos.ports[{name}]") for name in ports)))
+    spec_ = bind(j, instance=0, ports=ports, task_id="t", hostname="h", user="u")
+    assert spec_.task.processes[0].cmdline == " ".join(map(str, ports.values()))
+    assert lookups == []

@@ -83,6 +83,7 @@ def with_job(**changes) -> bytes:
     (doc(assigned_ports={"http": "80"}), 'http="80"'),
     (doc(assigned_ports={"http": True}), "http=true"),
     (with_job(max_task_failures="x"), "job.max_task_failures = 'x' is not an integer"),
+    (with_job(max_task_failures="1e5"), "job.max_task_failures = '1e5' is not an integer"),
     (with_job(task={"processes": 7}), "job.task.processes must be a list, not 7"),
     (with_job(health_check_config={"health_checker": {"grpc": {}}}), "unknown health checker kind 'grpc'"),
     (with_job(health_check_config={"interval_secs": 0}), "job.health_check_config.interval_secs = 0.0 must be greater than 0"),
@@ -100,6 +101,33 @@ def test_malformed_documents_say_what_is_wrong(data, expected):
     assert expected in str(info.value)
     assert str(info.value).startswith("invalid task document: ")
     assert isinstance(info.value, ConfigError)
+
+
+def test_a_task_of_20000_bad_processes_lists_20_problems_and_counts_the_rest():
+    """Each was listed: a 770 KB document gave a 4.8 MB message, the TASK_FAILED's."""
+    processes = [{"name": f"bad/{i}", "cmdline": "x"} for i in range(20_000)]
+    with pytest.raises(TaskDocumentError) as info:
+        decode(with_job(task={**VALID_JOB["task"], "processes": processes}))
+    message = str(info.value)
+    assert message.startswith("invalid task document: task document: job c/r/e/web: 20000 problems: "
+                              "job.task.processes[0].name = 'bad/0' is not a safe process name")
+    assert message.endswith("; and 19980 more") and "processes[19].name" in message
+    assert "processes[20].name" not in message and len(message) < 8192
+    assert len(info.value.problems) == 20_000  # each still there for a caller that lists them
+
+
+@pytest.mark.parametrize("data, start", [
+    (json.dumps({"job": VALID_JOB, **{f"k{i}": 1 for i in range(100_000)}, "x" * 1_000_000: 1}).encode(),
+     "invalid task document: unknown keys 'k0', 'k1', 'k10', 'k100', 'k1000', 'k10000', "),
+    (doc(assigned_ports={**{f"p{i}": -1 for i in range(100_000)}, "x" * 1_000_000: 0}),
+     'invalid task document: "assigned_ports" numbers must be integers in 1..65535: p0=-1, p1=-1, '),
+])
+def test_a_document_of_100000_unknown_keys_or_bad_ports_names_20_of_them(data, start):
+    """Each was listed, whole: a 1.3 MB document failed with a 1 MB message (the TASK_FAILED's)."""
+    with pytest.raises(TaskDocumentError) as info:
+        decode(data)
+    message = str(info.value)
+    assert message.startswith(start) and "(100001 in all)" in message and len(message) < 4096
 
 
 def test_oversized_document_is_rejected_before_parsing():

@@ -20,6 +20,24 @@ def test_syntax_error_names_file_and_line(tmp_path):
     assert message.endswith("syntax.aurora:3: syntax error: '(' was never closed")
 
 
+def test_a_nul_character_names_its_line_and_column(tmp_path):
+    """Python's compile names no line for it: the message named the file alone."""
+    path = write_config(tmp_path, "x = 1\ny = 'a\0b'\n", "nul.aurora")
+    assert error_of(path) == (f"{path}:2: syntax error: a NUL character at column 7 (a config is text: "
+                              "no source code holds one)")
+
+
+def test_code_nested_too_deeply_to_compile_is_not_called_a_recursion_of_its_code(tmp_path):
+    """Python's compiler recursed too deeply (`1+1+...` of 200,000 terms): the message said
+    the config's code called itself without end, though none of it had run."""
+    path = write_config(tmp_path, "x = 1\ny = " + "+".join(["1"] * 200_000) + "\n", "long.aurora")
+    assert error_of(path) == (f"'{path}': syntax error: it is nested too deeply for Python to compile "
+                              "(an expression of thousands of parts or levels?)")
+    top = write_config(tmp_path, "x = 1\ninclude('long.aurora')\n", "top.aurora")
+    assert error_of(top) == (f"'{path}': syntax error: it is nested too deeply for Python to compile "
+                             f"(an expression of thousands of parts or levels?) (included from {top}:2)")
+
+
 def test_exception_while_running_names_file_line_and_exception(tmp_path):
     path = write_config(tmp_path, "x = 1\ny = {}['nope']\n", "raises.aurora")
     assert error_of(path) == f"{path}:2: KeyError: 'nope'"
@@ -199,6 +217,20 @@ def test_include_of_a_missing_file(tmp_path):
     path = write_config(tmp_path, "x = 1\ninclude('nope.aurora')\n", "top.aurora")
     message = error_of(path)
     assert f"{path}:2: include('nope.aurora') cannot read {tmp_path}/nope.aurora" in message
+
+
+def test_a_config_or_include_that_never_ends_is_read_no_further_than_64_mib(tmp_path, monkeypatch):
+    """`stoker run /dev/zero` or `include('/dev/zero')` was read until memory ran out (the
+    machine's, without a ulimit -v). The limit is lowered here, so the test reads little."""
+    from config import loader
+
+    monkeypatch.setattr(loader, "MAX_CONFIG_CHARS", 4096)
+    why = "it is longer than 4096 characters: is it a config file?"
+    assert error_of("/dev/zero") == f"'/dev/zero': cannot read the config file: {why}"
+    path = write_config(tmp_path, "x = 1\ninclude('/dev/zero')\n", "top.aurora")
+    assert error_of(path) == f"{path}:2: include('/dev/zero') cannot read /dev/zero: {why}"
+    write_config(tmp_path, "x" * 4096, "whole.aurora")
+    assert "NameError" in error_of(tmp_path / "whole.aurora")  # read whole at the limit: run
 
 
 def test_missing_config_file(tmp_path):

@@ -17,6 +17,17 @@ def test_type_error_names_field_and_value(tmp_path):
                               "job.task.processes[0].max_failures = 'x' is not an integer")
 
 
+@pytest.mark.parametrize("value", ["1e5", "{{n}}"])
+def test_an_integer_written_with_an_exponent_names_the_field_and_value(tmp_path, value):
+    """`int('1e5')` fails where `float('1e5')` does not: it was a bare traceback
+    (pystachio's CoercionError), by a literal or a `--bind` value alike."""
+    path = write_config(tmp_path, job_text(f"[Process(name='web', cmdline='x', max_failures='{value}')]"))
+    with pytest.raises(ConfigError) as info:
+        load_job(path, bindings=[("n", "1e5")])
+    assert str(info.value) == (f"'{path}': job c/r/e/web: "
+                               "job.task.processes[0].max_failures = '1e5' is not an integer")
+
+
 def test_missing_required_fields_are_named(tmp_path):
     path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='a')]), cluster='c')]\n")
     message = error_of(path)

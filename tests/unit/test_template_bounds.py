@@ -364,3 +364,19 @@ def test_expanding_any_mesh_of_references_ends_quickly(assignment):
     result, secs = timed(lambda: prepare_job(j, "test"))
     assert secs < HANG_BOUND_SECS, assignment
     assert isinstance(result, (ConfigError, Job))
+
+
+def _chain(links: int):
+    """A job whose command names v0, bound to '{{v1}}', ... to v<links>, bound to 'end'."""
+    names = {f"v{i}": f"{{{{v{i + 1}}}}}" for i in range(links)}
+    return job(process("a", "echo {{v0}}")).bind(**names).bind(**{f"v{links}": "end"})
+
+
+def test_a_chain_of_bound_names_longer_than_pystachio_follows_is_not_called_a_cycle():
+    """It was `refers to itself (a template reference cycle)`: no name in it leads back."""
+    tree, out = expand(_chain(98))
+    assert (tree["task"]["processes"][0]["cmdline"], out.problems) == ("echo end", [])
+    _, out = expand(_chain(99))
+    assert out.problems == [
+        "job.task.processes[0].cmdline = 'echo {{v0}}' cannot be expanded: its references lead through more "
+        "than 100 levels of others (pystachio's limit: the Aurora client cannot expand it either)"]
