@@ -105,6 +105,10 @@ def phases(marks: Marks, ran: float) -> dict[str, tuple[float, float]]:
         "= exec -> parent ready (start_first)": (ready[0], ready[1]),
         "= exec -> child's answer": (answered[0], nan),
         "= exec -> ran": (ran, nan),
+        # the one chain a new config's first process waits for when the plan comes last (newcfg3):
+        # the parent's CPU to its fork, then the child's to its plan's encoding (its CPU from 0 at the fork)
+        "= the plan's chain, CPU: exec -> fork (P) + fork -> plan encoded (C)":
+            (nan, fork[1] + at(marks, "C", "return encode")[1]),
     }
 
 

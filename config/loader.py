@@ -18,12 +18,12 @@ import errno
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pystachio import Ref
 
 from config.errors import ConfigError, cut, join_problems, show
-from config.order import DuplicateName, describe, order_graph
+from config.order import order_graph
 from config.portmap import PortmapError, job_portmap, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
 from config.spec import (
@@ -47,6 +47,9 @@ from config.templates import (
 )
 from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import lone_surrogate, quoted, shell_path, shell_word, texts
+
+if TYPE_CHECKING:  # loaded at the first order problem (`_order_problems`)
+    from config.orderproblems import OrderProblem
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # whole-string match; ≤ 128 chars
 _MUSTACHE = re.compile(r"{{[^{}]*}}")
@@ -359,14 +362,14 @@ def _check_task(task: dict, bound: bool) -> list[str]:
                         (c.get("order") or [] for c in task.get("constraints") or []),
                         daemons={p.get("name") for p in processes if p.get("daemon")},
                         ephemerals={p.get("name") for p in processes if p.get("ephemeral")})
-    reused = {problem.index: problem for problem in graph.problems if isinstance(problem, DuplicateName)}
+    reused, unordered = _order_problems(graph.problems)
     for i, p in enumerate(processes):
         path, name = f"job.task.processes[{i}]", p.get("name", "")
         unsafe = process_name_problem(path, name, bound)
         if unsafe:
             problems.append(unsafe)
         elif i in reused:
-            problems.append(describe(reused[i]))
+            problems.append(reused[i])
         bad_cmdline = cmdline_problem(p.get("cmdline"))
         if bad_cmdline:
             problems.append(f"{path}.cmdline = {show(p.get('cmdline'))} (process {show(name)}) "
@@ -383,8 +386,19 @@ def _check_task(task: dict, bound: bool) -> list[str]:
     _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
     _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")
     _seconds(problems, "job.task.finalization_wait", task.get("finalization_wait"))
-    return problems + [describe(problem) for problem in graph.problems
-                       if not isinstance(problem, DuplicateName)]
+    return problems + unordered
+
+
+def _order_problems(found: tuple[OrderProblem, ...]) -> tuple[dict[int, str], list[str]]:
+    """The sentences for the order graph's problems: a reused name's by the index of the
+    process that reuses it (said beside that process's other problems), and the others.
+    Their module loads only when there are some (`config.orderproblems`)."""
+    if not found:
+        return {}, []
+    from config.orderproblems import DuplicateName, describe
+
+    reused = {problem.index: describe(problem) for problem in found if isinstance(problem, DuplicateName)}
+    return reused, [describe(problem) for problem in found if not isinstance(problem, DuplicateName)]
 
 
 def _check_resources(resources: dict | None) -> list[str]:

@@ -6,67 +6,23 @@ process's direct predecessors). Rules: process names are unique; a constraint na
 processes of the task; a constraint does not mix final and regular processes (they run in
 different stages); as in Thermos, no process waits for a daemon (it never finishes for
 good) and no process the task waits for waits for an ephemeral one (the task does not wait
-for it); the constraints form no cycle. Each broken rule is one typed problem, and
-`describe()` is the one sentence for it. `slot_trap()` finds ephemeral processes that would
+for it); the constraints form no cycle. Each broken rule is one typed problem
+(`config.orderproblems`, with `describe()`, the one sentence for it: loaded at the first
+problem, so a job that breaks no rule never makes their classes). `slot_trap()` finds ephemeral processes that would
 take every `max_concurrency` slot before a process the task waits for (a warning, not a
 refusal: Thermos runs such a job too). Pure: no I/O, no logging.
 """
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from typing import assert_never
 
 import attrs
 
-from config.errors import cut, show
+from config.errors import show
 
-
-@attrs.frozen(slots=True)
-class DuplicateName:
-    """Process `index` reuses the name of an earlier process."""
-
-    index: int
-    name: str
-
-
-@attrs.frozen(slots=True)
-class UnknownNames:
-    """Constraint `index` names processes the task does not have."""
-
-    index: int
-    order: tuple[str, ...]
-    unknown: tuple[str, ...]
-    known: tuple[str, ...]
-
-
-@attrs.frozen(slots=True)
-class MixedStages:
-    """Constraint `index` orders final and regular processes against each other."""
-
-    index: int
-    order: tuple[str, ...]
-
-
-@attrs.frozen(slots=True)
-class NeverDone:
-    """Constraint `index` makes `after` wait for `before`, a daemon, or an ephemeral process
-    while `after` is not one (`kind` says which): `after` could wait forever."""
-
-    index: int
-    order: tuple[str, ...]
-    before: str
-    after: str
-    kind: str  # "daemon" or "ephemeral"
-
-
-@attrs.frozen(slots=True)
-class Cycle:
-    """The constraints lead from `path[0]` back to itself."""
-
-    path: tuple[str, ...]
-
-
-OrderProblem = DuplicateName | UnknownNames | MixedStages | NeverDone | Cycle
+TYPE_CHECKING = False  # the problems' module loads at the first problem (its docstring)
+if TYPE_CHECKING:
+    from config.orderproblems import NeverDone, OrderProblem
 
 
 @attrs.frozen(slots=True)
@@ -91,6 +47,8 @@ def order_graph(processes: Iterable[tuple[str, bool]],
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
+            from config.orderproblems import DuplicateName
+
             problems.append(DuplicateName(i, name))
         seen.add(name)
     edges: dict[str, list[str]] = {name: [] for name in final}
@@ -98,8 +56,12 @@ def order_graph(processes: Iterable[tuple[str, bool]],
         chain = tuple(constraint)
         unknown = tuple(n for n in chain if n not in final)
         if unknown:
+            from config.orderproblems import UnknownNames
+
             problems.append(UnknownNames(i, chain, unknown, tuple(final)))
         elif len({final[n] for n in chain}) > 1:
+            from config.orderproblems import MixedStages
+
             problems.append(MixedStages(i, chain))
         elif never := _never_done(i, chain, daemons, ephemerals):
             problems.append(never)
@@ -108,6 +70,8 @@ def order_graph(processes: Iterable[tuple[str, bool]],
                 edges[before].append(after)
     cycle = find_cycle(edges)
     if cycle is not None:
+        from config.orderproblems import Cycle
+
         problems.append(Cycle(cycle))
     if problems:
         return OrderGraph({}, tuple(problems))
@@ -124,10 +88,10 @@ def _never_done(index: int, chain: tuple[str, ...], daemons: Collection[str],
     """Thermos' two rules on each link of `chain`: nothing waits for a daemon, and a process
     the task waits for does not wait for an ephemeral one."""
     for before, after in zip(chain, chain[1:]):
-        if before in daemons:
-            return NeverDone(index, chain, before, after, "daemon")
-        if before in ephemerals and after not in ephemerals:
-            return NeverDone(index, chain, before, after, "ephemeral")
+        if before in daemons or before in ephemerals and after not in ephemerals:
+            from config.orderproblems import NeverDone
+
+            return NeverDone(index, chain, before, after, "daemon" if before in daemons else "ephemeral")
     return None
 
 
@@ -222,31 +186,3 @@ def find_cycle(edges: dict[str, list[str]]) -> tuple[str, ...] | None:
                 on_path.add(nxt)
                 stack.append(iter(edges[nxt]))
     return None
-
-
-def describe(problem: OrderProblem, task_path: str = "job.task") -> str:
-    """The sentence for `problem`, naming the field under `task_path`."""
-    match problem:
-        case DuplicateName(index, name):
-            return f"{task_path}.processes[{index}].name = {show(name)} is used by more than one process"
-        case UnknownNames(index, order, unknown, known):
-            return (f"{task_path}.constraints[{index}].order = {show(list(order))} names unknown "
-                    f"processes: {cut(', '.join(unknown), 200)} "
-                    f"(the task has: {cut(', '.join(known), 200) or 'none'})")
-        case MixedStages(index, order):
-            return (f"{task_path}.constraints[{index}].order = {show(list(order))} mixes final and "
-                    "non-final processes, which run in different stages and cannot be ordered "
-                    "against each other")
-        case NeverDone(index, order, before, after, "daemon"):
-            return (f"{task_path}.constraints[{index}].order = {show(list(order))} makes {show(after)} "
-                    f"wait for {show(before)}, a daemon process: a daemon runs again after each "
-                    f"success and never finishes, so {show(after)} would never start")
-        case NeverDone(index, order, before, after, _):
-            return (f"{task_path}.constraints[{index}].order = {show(list(order))} makes {show(after)} "
-                    f"wait for {show(before)}, an ephemeral process: the task does not wait for "
-                    f"ephemeral processes, so one it waits for may not wait for one")
-        case Cycle(path):
-            return (f"{task_path}.constraints form a cycle, so none of these can ever start: "
-                    + cut(" -> ".join(path), 400))
-        case _:
-            assert_never(problem)

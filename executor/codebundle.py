@@ -14,7 +14,7 @@ takes the finder off, and closes the file, as the start ends (`runstart.forget_l
 A first run's planning child (`executor/cli/launchfirst.py`'s, or for a run not planned
 ahead the supervisor's own, `executor/local/planning.py`'s) has the finder from its fork,
 and adds a second file, `nodoc/plan.codebundle` (`install(PLAN)`): the config language's
-modules, which only it loads (pystachio, the schema, the loader: 23 modules, 0.2 MB), so that
+modules, which only it loads (pystachio, the schema, the loader: 22 modules, 0.2 MB), so that
 the supervisor never reads them (docs/benchmarks.md, plancut).
 
 What runs is what Python would run:

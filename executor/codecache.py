@@ -132,9 +132,11 @@ START_MODULES = {
 # file lacks is compiled where it is first made, and its file written again at the command's
 # exit; an installation its users cannot write to compiles it at every one. The kill's machine
 # (`executor.task.kill`, with a task's first kill request: every task is stopped) and a plan's
-# `announce` (`config.announcer`, decoded with a kept plan that holds one).
+# `announce` (`config.announcer`, decoded with a kept plan that holds one); a config's ordering
+# problems (`config.orderproblems`: its planning child reports them, made at the first).
 LATER_MODULES = {
     "run": ("executor.task.kill", "config.announcer"),
+    "plan": ("config.orderproblems",),
     "executor": ("executor.task.kill",),
 }
 PROFILES = tuple(START_MODULES)

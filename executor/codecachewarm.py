@@ -84,8 +84,9 @@ def _started() -> list[str]:
 def _planned() -> list[str]:
     """The modules a first run's planning child loads itself, as a fresh interpreter lists
     them: those its plan loads (`START_MODULES["plan"]`) that `stoker run` has not loaded
-    before it forks the child (`json`, `executor.local.planning` and what it imports:
-    `launchfirst.fork_ahead`)."""
+    before it forks the child (`executor.local.planning` and what it imports:
+    `launchfirst.fork_ahead`), nor `json`, which the child defers (a JSON config's reads it
+    from the run's bundle, whose supervisor imports it)."""
     statement = ("import sys; from executor import nodocs; nodocs.install(); "
                  "from executor import codecache, deferred; deferred.defer(); "
                  "codecache.install('run'); import json, executor.local.planning; before = set(sys.modules); "

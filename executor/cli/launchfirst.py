@@ -187,9 +187,8 @@ def fork_ahead() -> None:
         # form); not the plan cache, whose `logging` and settings the child never uses (loaded
         # after the fork, beside its planning: executor/local/planform.py); nor `socket`, which
         # the child loads to probe a job's ports, and which the supervisor no longer loads (its
-        # control socket is `_socket`'s: executor/host/control.py)
-        import json  # noqa: F401  # `executor.cli.main` loads it anyway; a JSON config's child needs it (config/jsonconfig.py)
-
+        # control socket is `_socket`'s: executor/host/control.py); nor `json`, which the child
+        # defers (`_fork_ahead`) and `executor.cli.main` loads after the fork
         import executor.local.planning  # noqa: F401
 
         _ahead = _fork_ahead(inputs)
@@ -265,6 +264,11 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             from executor import codebundle
 
             codebundle.install(codebundle.PLAN)  # and its modules, from a file of their own
+            from executor import deferred
+
+            # pystachio imports `json` for its `json_*` methods, which no plan calls: loaded at
+            # its first use (a JSON config, `config/jsonconfig.py`), not before the plan is sent
+            deferred.defer(("json",))
             from executor.local.planning import plan_ahead
 
             plan_ahead(inputs, write_end)

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from config.order import describe, order_graph
+from config.order import order_graph
 from config.spec import TaskSpec
 from config.words import number, plural
 from executor.events import (
@@ -91,6 +91,8 @@ def _dependencies(task: TaskSpec) -> dict[str, tuple[str, ...]]:
                         daemons={p.name for p in task.processes if p.daemon},
                         ephemerals={p.name for p in task.processes if p.ephemeral})
     if graph.problems:
+        from config.orderproblems import describe
+
         raise ValueError("invalid schedule: " + "; ".join(describe(p, "task") for p in graph.problems))
     return graph.deps
 

@@ -309,6 +309,13 @@ class Recorder:  # every module's first import, with the pid of the process that
             log.write(f"{os.getpid()} {name}\\n")
 
 sys.meta_path.insert(0, Recorder())
+
+def _forks(event, args):  # where, among a process's imports, it forked
+    if event == "os.fork":
+        with open(os.environ["IMPORT_LOG"], "a") as log:
+            log.write(f"{os.getpid()} (fork)\\n")
+
+sys.addaudithook(_forks)
 """
 
 
@@ -317,12 +324,15 @@ sys.meta_path.insert(0, Recorder())
 # nor does the child: not `ast` (config.purity walks the compiler's `_ast` trees itself), nor
 # `inspect`: the one name pystachio reads of it (`isclass`), as of `pprint` (`pformat`), is
 # served without it.
-LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "json", "executor.codecache", "config.errors",
+LOADED_BEFORE_THE_PLANNING_FORK = {"attr", "attrs", "typing", "pathlib", "executor.codecache", "config.errors",
                                    "config.plan", "config.spec", "executor.local.planform",
                                    "executor.local.planning"}
 # What the supervisor loads after that fork, beside the child's planning, and the child never
 # (executor/local/planform.py: the plan's plain form without the plan cache's `logging`)
 SUPERVISOR_ONLY = {"logging", "traceback", "config.settings", "config.sourced", "executor.local.plancache"}
+# `json`'s: the supervisor loads it after the fork (`executor.cli.main`); the child defers it
+# (`launchfirst._fork_ahead`: pystachio imports it for methods no plan calls), so its code never runs
+JSON_RUN = {"json.decoder", "json.encoder", "json.scanner", "_json"}
 
 
 def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):
@@ -332,10 +342,13 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
     supervisor_pid = run_job(tmp_path, textwrap.dedent(SLEEPER.format(extra="", logger="")),
                              env={"PYTHONPATH": f"{tmp_path / 'recorder'}:{REPO}", "IMPORT_LOG": str(log)})
     by_pid: dict[int, set[str]] = {}
+    before_fork: set[str] = set()  # the supervisor's imports before its first fork
     for line in log.read_text().splitlines():
         pid, name = line.split()
+        if int(pid) == supervisor_pid and name == "(fork)" and "(fork)" not in by_pid.get(supervisor_pid, ()):
+            before_fork = set(by_pid.get(supervisor_pid, ()))
         by_pid.setdefault(int(pid), set()).add(name)
-    supervisor = by_pid.pop(supervisor_pid)
+    supervisor = by_pid.pop(supervisor_pid) - {"(fork)"}
     assert "executor.procs.supervisor" in supervisor
     assert sorted(supervisor & PLANNING) == []
     assert sorted(supervisor & UNREAD) == []
@@ -347,6 +360,8 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
     # fork (executor/local/planahead.py), it does not import them again
     assert [sorted(mods & LOADED_BEFORE_THE_PLANNING_FORK) for mods in by_pid.values()] == [[]]
     assert [sorted(mods & SUPERVISOR_ONLY) for mods in by_pid.values()] == [[]]
+    assert sorted(before_fork & ({"json"} | JSON_RUN)) == [] and JSON_RUN <= supervisor
+    assert [sorted(mods & JSON_RUN) for mods in by_pid.values()] == [[]]
 
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):

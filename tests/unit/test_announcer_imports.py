@@ -69,3 +69,29 @@ def test_the_announcer_settings_are_built_and_loaded_only_when_a_command_announc
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result == {"quiet": [True, True], "at_start": [],
                       "run": ["127.0.0.1:2181", True], "after": ["config.zookeeper"]}
+
+
+BIND_SCRIPT = r"""
+import json, sys
+from config.bind import bind
+from config.schema import Announcer, Job, Process, Resources, Task
+
+task = Task(name="t", processes=[Process(name="p", cmdline="true")], resources=Resources(cpu=1, ram=1, disk=1))
+quiet = bind(Job(cluster="c", role="r", environment="e", name="n", task=task),
+             ports={}, instance=0, task_id="t", hostname="h", user="u")
+at_quiet = "config.announcer" in sys.modules
+loud = bind(Job(cluster="c", role="r", environment="e", name="n", task=task, announce=Announcer(primary_port="http")),
+            ports={"http": 8080}, instance=0, task_id="t", hostname="h", user="u")
+print(json.dumps({"quiet": quiet.announce is None, "at_quiet": at_quiet,
+                  "loud": type(loud.announce).__module__, "port": loud.announce.primary_port}))
+"""
+
+
+def test_binding_a_job_that_does_not_announce_never_loads_the_announcer_spec():
+    """A new config's planning child binds before its plan is sent: `config.announcer` (0.8 ms
+    of its CPU) is loaded only for a job that has an `announce` (`config.bind._announcer_spec`)."""
+    proc = subprocess.run([sys.executable, "-c", BIND_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"quiet": True, "at_quiet": False, "loud": "config.announcer", "port": "http"}

@@ -42,6 +42,7 @@ PURE = [
     "healthcheck/policy.py",
     "config/spec.py",
     "config/order.py",
+    "config/orderproblems.py",
     "config/errors.py",
     "config/typed_tree.py",
     "config/jsonconfig.py",

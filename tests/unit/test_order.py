@@ -1,22 +1,17 @@
 """config.order: the one order graph, shared by the loader and the planner (tables)."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from config.order import (
-    Cycle,
-    DuplicateName,
-    MixedStages,
-    NeverDone,
-    OrderGraph,
-    UnknownNames,
-    describe,
-    find_cycle,
-    order_graph,
-    slot_trap,
-)
+from config.order import OrderGraph, find_cycle, order_graph, slot_trap
+from config.orderproblems import Cycle, DuplicateName, MixedStages, NeverDone, UnknownNames, describe
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import ExitStatus
 from executor.task.planner import Planner
@@ -219,3 +214,23 @@ def test_the_limit_the_slot_trap_advises_has_no_trap(flags, links, limit):
     found = slot_trap(procs, deps, limit)
     if found is not None:
         assert found.enough > limit and slot_trap(procs, deps, found.enough) is None
+
+
+PROBLEMS_LOADED = r"""
+import json, sys
+from config.order import order_graph
+good = order_graph([("a", False), ("b", False)], [("a", "b")])
+at_good = "config.orderproblems" in sys.modules
+bad = order_graph([("a", False), ("b", False)], [("b", "a"), ("a", "b")])
+print(json.dumps({"deps": good.deps, "at_good": at_good, "bad": type(bad.problems[0]).__module__}))
+"""
+
+
+def test_a_graph_without_problems_never_loads_the_problems_module():
+    """A job that breaks no ordering rule (every job that runs) makes none of the problems'
+    classes: their module loads at the first problem, off a new config's path to its plan."""
+    proc = subprocess.run([sys.executable, "-c", PROBLEMS_LOADED], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"deps": {"a": [], "b": ["a"]}, "at_good": False,
+                                       "bad": "config.orderproblems"}
