@@ -163,14 +163,19 @@ def _fork(plan: Plan) -> tuple[int, int, set[int]] | None:
 
 def _plan_bundle() -> None:
     """The config language's modules (pystachio, the schema, the loader) served from their
-    own bundle file (`executor.codebundle.PLAN`) in a child of `stoker run`'s, whose entry
-    point installed the supervisor's, as a first run's planning child adds them
+    own bundle file (`executor.codebundle.PLAN`), and their attrs classes' methods from
+    their own code cache file (`codecache.also("plan")`), in a child of `stoker run`'s,
+    whose entry point installed the supervisor's, as a first run's planning child adds them
     (`launchfirst`): a run it did not plan ahead (another flag than `--sandbox`, a thread
-    started) loaded them each from its own file, 23 found and opened. Not imported here:
-    `stoker executor` has none."""
+    started) loaded the modules each from its own file, 23 found and opened, and compiled
+    3 classes' methods again (`BoundJob`, `Limits`, `ResolvedPorts`). Neither imported
+    here: `stoker executor` has neither."""
+    codecache = sys.modules.get("executor.codecache")
     codebundle = sys.modules.get("executor.codebundle")
-    with contextlib.suppress(Exception):  # (it raises nothing it foresees: a MemoryError costs the file, not
-        if codebundle is not None:  # the plan, whose child would end without an answer, said as the config's doing)
+    with contextlib.suppress(Exception):  # (they raise nothing foreseen: a MemoryError costs a file, not
+        if codecache is not None:  # the plan, whose child would end without an answer, said as the config's doing)
+            codecache.also("plan")
+        if codebundle is not None:
             codebundle.install(codebundle.PLAN)
 
 
