@@ -36,7 +36,8 @@ What runs is what Python would run:
   written it (`nodocs.kept_fd`), and not for a config's own imports. A file damaged
   (cut short, or of other shapes) serves nothing it cannot read, and never raises: one DEBUG
   line names it (its index, or a module's entry or code, found damaged), said by `forget()`'s caller (`install()` runs before the log is set up,
-  where a line would go nowhere, and this module imports no `logging`).
+  where a line would go nowhere, and this module imports no `logging`); the planning child's
+  (`PLAN`'s) by its parent, from the child's answer (`found_damaged`).
 - Memory: a module's loader reads and unmarshals the bundle's code only as it is imported,
   and gives it once (then the source's, as the path finder's loader would), so none of it is
   kept once the module ran, nor by a spec found and not run (a module `executor.deferred` made
@@ -290,6 +291,14 @@ def forget() -> str:
     _modules.clear()
     _read.clear()
     return damaged
+
+
+def found_damaged(path: str) -> None:
+    """`path` found damaged by another process, the planning child (which ends without a
+    log): `forget()` gives it too, once, with this process's own."""
+    global _damaged
+    if path and path not in _damaged.split(", "):
+        _damaged = f"{_damaged}, {path}" if _damaged else path
 
 
 def _shadowed(directories: dict[str, tuple[int, tuple[str, ...]]], changed: set[str],

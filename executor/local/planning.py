@@ -203,14 +203,16 @@ def _here(plan: Plan) -> Planned:
 
 def _child(plan: Plan, write_end: int, sent_first: list[bool] | None = None) -> NoReturn:
     """Plans, sends the answer through `write_end` and ends; the answer's plan is None when
-    `sent_first` says the plan went ahead of it (`plan_ahead`)."""
+    `sent_first` says the plan went ahead of it (`plan_ahead`). A plan's answer ends with the
+    bundle file this child found damaged ("": none), which the parent says (`_result`)."""
     code = 0
     try:
         try:
             with _bounded(PLAN_TIMEOUT_SECS):
                 load_frozen()  # a child ends once it answers: what this freezes is not kept long
                 result, sources, problem = _here(plan)
-            answer: tuple = ("plan", None if sent_first else planform.encode(result), sources, problem)
+            answer: tuple = ("plan", None if sent_first else planform.encode(result), sources, problem,
+                             _bundle_damaged())
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
         except ConfigTimeout:  # outside the config's code (reading it): no line to name
@@ -267,7 +269,17 @@ def _result(data: bytes, status: int, source: str, decoded: object = None) -> Pl
         raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
     plan = planform.decode(answer[1]) if decoded is None else decoded
     assert isinstance(plan, JobPlan)
+    codebundle = sys.modules.get("executor.codebundle")  # (loaded where the child had one to find damaged)
+    if answer[4] and codebundle is not None:
+        codebundle.found_damaged(answer[4])  # said with this process's own (`runstart.forget_listings`)
     return plan, answer[2], answer[3]
+
+
+def _bundle_damaged() -> str:
+    """The code bundle file this child found damaged (`codebundle.PLAN`, read only here, or
+    the one it has from its fork), else "": it ends without a log, so the parent says it."""
+    codebundle = sys.modules.get("executor.codebundle")
+    return codebundle.forget() if codebundle is not None else ""
 
 
 def _after_ahead(ahead: PlanAhead, source: str) -> Planned:

@@ -269,6 +269,31 @@ def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -
     assert len(said) == 1 and str(bundled) in said[0], said
 
 
+@pytest.mark.parametrize("flags", [(), ("--root", "root")], ids=["ahead", "supervisor's child"])
+def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """A first run's planning child reads `codebundle.PLAN` (the early start's child, or for a
+    run not planned ahead the supervisor's own): one it cannot read was never said, the
+    child ending without a word of it; the supervisor says it as it says its own's."""
+    cache = tmp_path / "cache"
+    (cache / "nodoc").mkdir(parents=True)
+    for level in (cache, cache / "nodoc"):
+        os.chmod(level, 0o755)
+    bundled = cache / "nodoc" / codebundle.PLAN
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
+               "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    environ.pop("STOKER_EARLY_START", None)
+    environ.pop("STOKER_PLAN_CACHE", None)
+    index_cut_short(bundled, environ)
+    os.chmod(bundled, 0o644)
+    (tmp_path / "job.aurora").write_text(RUN_JOB)
+    done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", "--sandbox", str(tmp_path / "sb"),
+                           *flags, "--log-level", "DEBUG"], cwd=tmp_path, env=environ,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(said) == 1 and str(bundled) in said[0], said
+
+
 FORGOTTEN_MEANWHILE = textwrap.dedent("""
     import sys
     from executor import codebundle, nodocs
