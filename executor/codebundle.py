@@ -3,17 +3,18 @@
 A re-run's supervisor loads about 140 source modules before its first report, each found by
 the path finder (some 375 lookups in `sys.path`'s directories and its packages') and read
 from a file of its own (`executor/nodocs.py`'s docstring-free code). The warm step
-(`codecachewarm.write_codebundle`) writes their code in one file, `nodoc/run.codebundle` under the
-code cache directory, and `install()`, called by the entry point right after the early
-start (`executor/cli/start.py`: the run is spawned before the file is read), puts a finder
-that serves them from it just before the path finder: one file opened, its index read, and
+(`codecachewarm.write_codebundle`) writes their code in one file, `nodoc/run.TAG.codebundle`
+under the code cache directory (`run.cpython-311.codebundle`: each interpreter's own, as a
+`.pyc` is), and `install()`, called by the entry point right after the early start
+(`executor/cli/start.py`: the run is spawned before the file is read), puts a finder that
+serves them from it just before the path finder: one file opened, its index read, and
 the code of each module read (`os.pread`) and unmarshalled only as it is imported (the whole
 file read at once, 1.8 MB, took 1.2-1.4 ms of CPU: `_OpenBundle`). `stoker run`'s imports
 take about 4.7 ms less CPU (of 60-odd at load 3: docs/benchmarks.md, bundle). `forget()`
 takes the finder off, and closes the file, as the start ends (`runstart.forget_listings`).
 A first run's planning child (`executor/cli/launchfirst.py`'s, or for a run not planned
 ahead the supervisor's own, `executor/local/planning.py`'s) has the finder from its fork,
-and adds a second file, `nodoc/plan.codebundle` (`install(PLAN)`): the config language's
+and adds a second file, `nodoc/plan.TAG.codebundle` (`install(PLAN)`): the config language's
 modules, which only it loads (pystachio, the schema, the loader: 22 modules, 0.2 MB), so that
 the supervisor never reads them (docs/benchmarks.md, plancut).
 
@@ -35,7 +36,8 @@ What runs is what Python would run:
   written it (`nodocs.kept_fd`), and not for a config's own imports. A file damaged
   (cut short, or of other shapes) serves nothing it cannot read, and never raises: one DEBUG
   line names it (its index, or a module's entry or code, found damaged), said by `forget()`'s caller (`install()` runs before the log is set up,
-  where a line would go nowhere, and this module imports no `logging`).
+  where a line would go nowhere, and this module imports no `logging`); the planning child's
+  (`PLAN`'s) by its parent, from the child's answer (`found_damaged`).
 - Memory: a module's loader reads and unmarshals the bundle's code only as it is imported,
   and gives it once (then the source's, as the path finder's loader would), so none of it is
   kept once the module ran, nor by a spec found and not run (a module `executor.deferred` made
@@ -58,9 +60,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import CodeType, ModuleType
 
-NAME = "run.codebundle"  # under the code cache's `nodoc/`
-PLAN = "plan.codebundle"  # the planning child's own modules, beside it
-EARLIER_NAMES = ("run.bundle",)  # its file's earlier names, which nothing reads: the warm step removes them
+# Named for the interpreter, as a `.pyc` is (`sys.implementation.cache_tag`): two Pythons of one
+# checkout (a 3.11 and a 3.12 venv over one source tree) each keep their own. Untagged, each
+# warm step replaced the other's, whose headers (the magic number) then matched no module: the
+# other Python's starts were served none (0 of 99), and read and `stat`ed for nothing.
+NAME = f"run.{sys.implementation.cache_tag}.codebundle"  # under the code cache's `nodoc/`
+PLAN = f"plan.{sys.implementation.cache_tag}.codebundle"  # the planning child's own modules, beside it
+# the files' earlier names, which nothing reads: the warm step removes them
+EARLIER_NAMES = ("run.bundle", "run.codebundle", "plan.codebundle")
 # name -> (source path, a package?, its .pyc header, where its marshalled code starts in its
 # file's code (what follows the file's index: its length in 4 bytes, then it), its length, the file)
 _modules: dict[str, tuple[str, bool, bytes, int, int, _OpenBundle]] = {}
@@ -284,6 +291,14 @@ def forget() -> str:
     _modules.clear()
     _read.clear()
     return damaged
+
+
+def found_damaged(path: str) -> None:
+    """`path` found damaged by another process, the planning child (which ends without a
+    log): `forget()` gives it too, once, with this process's own."""
+    global _damaged
+    if path and path not in _damaged.split(", "):
+        _damaged = f"{_damaged}, {path}" if _damaged else path
 
 
 def _shadowed(directories: dict[str, tuple[int, tuple[str, ...]]], changed: set[str],

@@ -120,7 +120,7 @@ HEADER = f"stoker attrs code {FORMAT} {sys.version!r}\n".encode()  # checked bef
 # (`also`, `executor/cli/launchfirst.py`; its warm step writes those modules' bundle too,
 # `codecachewarm._planned`), so that the supervisor never holds them: without it
 # each first run's child compiled their methods again (it never saves), 1.7-12 ms on the
-# path to its first process. (The child forked late, `STOKER_EARLY_START=off`, compiles them.)
+# path to its first process. (The supervisor's own planning child adds it too: `planning._plan_bundle`.)
 START_MODULES = {
     "run": ("executor.cli.main", "executor.local.run", "executor.local.planning"),
     "executor": ("executor.cli.main", "executor.mesos.process", "executor.mesos.transport"),

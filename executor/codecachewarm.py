@@ -125,7 +125,8 @@ def write_codebundle(names: list[str], bundle: str = codebundle.NAME) -> int:
 
 def _remove_earlier_bundles() -> None:
     """The bundle's files of its earlier names (`codebundle.EARLIER_NAMES`: `run.bundle`, the
-    steps' of 09:24-09:36 on 2 December) removed from `nodoc/` where it is this installation's
+    steps' of 09:24-09:36 on 2 December; `run.codebundle` and `plan.codebundle`, without the
+    interpreter's tag, until 2 December's sixth session) removed from `nodoc/` where it is this installation's
     alone, as `_remove_earlier` decides: no start reads them (1.7 MB). Each unlinked: a
     symlink goes, never what it names; no other name, no other directory."""
     if nodocs._elsewhere != nodocs.CACHE_DIR or not nodocs._closed_dir(nodocs._nodoc):

@@ -308,7 +308,8 @@ class HealthTransition:
 @attrs.frozen(slots=True)
 class KillStep:
     """A step of a staged kill and what the kill now waits for, for whoever shows the stop
-    (`stoker run`'s console). `stage`: `lifecycle`, `signals` or `now` (every wait skipped).
+    (`stoker run`'s console). `stage`: `lifecycle`, `signals` or `now` (every wait skipped),
+    or `announcer` (the ServerSet's leave, or the session's close, still waiting for ZooKeeper).
     Logged, not checkpointed: the task's and the processes' transitions tell the story."""
 
     stage: str

@@ -132,8 +132,8 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
 
 
 def _unsupervised_lines(r: dict[str, Any], now_wall: float) -> list[str]:
-    """A LOST task's since, or the end of one whose supervisor died while killing it, and
-    then its leftover processes; nothing for another task."""
+    """A LOST task's since, or the end of one whose supervisor died while killing it (or
+    went without an end, GONE), and then its leftover processes; nothing for another task."""
     from executor.task.taskview import DIED_KILLING
 
     if r.get("died_killing"):
@@ -141,6 +141,8 @@ def _unsupervised_lines(r: dict[str, Any], now_wall: float) -> list[str]:
     elif r["state"] == "LOST":
         since = when(r["lost_since"], now_wall) if r["lost_since"] else "an unknown time"
         head = f"LOST (supervisor gone since {since}, {r['lost_since_source'] or 'no record'})"
+    elif r["state"] == "GONE" and not r["ended"]:  # its supervisor recorded no end: it may have left some
+        head = "GONE (its supervisor recorded no end)"
     else:
         return []
     left = ", ".join(f"{p['pid']} ({p['process'] or '?'} run {p['run']})" for p in r["leftovers"])

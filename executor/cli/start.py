@@ -259,7 +259,8 @@ def _own_proc(command: str) -> None:
     another PID namespace (`unshare --pid --fork` without `--mount-proc`) shows other processes
     under the numbers this one's have, and their children as its orphans, which it would take
     for the task's leftovers and signal by those numbers. Refused before anything starts
-    (exit 2), saying what to do; one `readlink` otherwise."""
+    (exit 2), saying what to do, with SIGTTOU blocked as every error line is (a background
+    job under `stty tostop` was stopped on it); one `readlink` otherwise."""
     if command not in ("run", "executor"):
         return
     try:
@@ -271,6 +272,7 @@ def _own_proc(command: str) -> None:
             return
         problem = (f"/proc is another PID namespace's (its /proc/self is {link}, this process is "
                    f"{os.getpid()})")
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTTOU})  # `stty tostop`: see config.logline
     sys.stderr.write(f"stoker {command}: {problem}: Stoker finds its task's processes there; mount "
                      "this namespace's own (`unshare --pid --fork --mount-proc`, as a container "
                      "runtime does)\n")

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     inspection = inspect_sandbox(target.sandbox, target.entry)
     if target.entry is None:
         target, inspection = _pinned(target, args, inspection)
-    if inspection.view is None and not inspection.unrecorded:
+    if inspection.view is None and not inspection.unrecorded and not inspection.truth.gone:
         error(inspection.problem)
         return 1
     marker = marker_of(inspection, target.entry)

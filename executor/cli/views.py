@@ -246,13 +246,14 @@ def _header_lines(view: TaskView, now_wall: float, truth: Truth | None,
 
 def format_unrecorded(inspection: Inspection, marker: str) -> str:
     """A sandbox whose supervisor recorded nothing (no checkpoint): its state (LOST when the
-    supervisor is gone, NEW while it starts or when it let go), why, its pid when known, and
-    a LOST one's leftovers when its task's `marker` is known."""
+    supervisor is gone, NEW while it starts or when it let go; GONE: its checkpoint no longer
+    there), why, its pid when known, and a LOST one's leftovers (a GONE one's that did not
+    let go) when its task's `marker` is known."""
     truth = inspection.truth
     pid = inspection.supervisor_pid
     lines = [f"sandbox {inspection.sandbox}  state={truth.state}", f"  {inspection.problem}",
              f"  supervisor_pid: {pid or '-'} ({'running' if truth.alive else 'gone'})"]
-    if truth.lost:
+    if truth.unsupervised:
         lines += ["", *(_leftover_lines(inspection.leftovers, inspection.foreign) if marker else
                         ["leftover processes: not known (no task marker was recorded)"])]
     return printable_lines("\n".join(lines)) + "\n"

@@ -23,6 +23,9 @@ from executor.host.clock import age
 from executor.host.entry import LOST, NO_TASK, TERMINAL_STATES
 
 RESTARTING = "RESTARTING"  # an attempt ended, the next one is scheduled, its supervisor runs
+# a gone supervisor's task whose sandbox no longer holds its checkpoint (removed, or a later
+# task's now): nothing of it can be read (`gone`)
+GONE = "GONE"
 
 
 class SinceSource(enum.Enum):
@@ -35,7 +38,7 @@ class SinceSource(enum.Enum):
 class Truth:
     """A task's state as it is, not only as it was recorded."""
 
-    state: str  # the recorded state, NO_TASK, LOST or RESTARTING
+    state: str  # the recorded state, NO_TASK, LOST, RESTARTING or GONE
     alive: bool  # its supervisor runs
     ended: bool  # its supervisor is gone and it ended (or never had a task)
     since_wall: float | None = None  # LOST: the last sign of life
@@ -47,10 +50,15 @@ class Truth:
         return self.state == LOST
 
     @property
+    def gone(self) -> bool:
+        return self.state == GONE
+
+    @property
     def unsupervised(self) -> bool:
         """Its supervisor is gone before it saw every process of the task end: LOST, or died
-        while killing; a process of the task may live on (its leftovers are looked for)."""
-        return self.lost or self.died_killing
+        while killing, or GONE without having let go; a process of the task may live on (its
+        leftovers are looked for)."""
+        return self.lost or self.died_killing or self.gone and not self.ended
 
     def describe_since(self, when: str) -> str:
         """'LOST (supervisor gone since WHEN, its checkpoint's last record)'."""
@@ -84,6 +92,13 @@ def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
         if wall is not None:
             return Truth(LOST, alive=False, ended=False, since_wall=wall, since=source)
     return Truth(LOST, alive=False, ended=False)
+
+
+def gone(let_go: bool) -> Truth:
+    """A task whose supervisor is gone and whose sandbox no longer holds its checkpoint:
+    GONE, ended when its supervisor let go (its registry entry says when), else not (it may
+    have left processes behind, looked for as a LOST task's)."""
+    return Truth(GONE, alive=False, ended=let_go)
 
 
 def describe_stopped(supervisor_pid: int | None) -> str:

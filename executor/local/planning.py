@@ -163,14 +163,19 @@ def _fork(plan: Plan) -> tuple[int, int, set[int]] | None:
 
 def _plan_bundle() -> None:
     """The config language's modules (pystachio, the schema, the loader) served from their
-    own bundle file (`executor.codebundle.PLAN`) in a child of `stoker run`'s, whose entry
-    point installed the supervisor's, as a first run's planning child adds them
+    own bundle file (`executor.codebundle.PLAN`), and their attrs classes' methods from
+    their own code cache file (`codecache.also("plan")`), in a child of `stoker run`'s,
+    whose entry point installed the supervisor's, as a first run's planning child adds them
     (`launchfirst`): a run it did not plan ahead (another flag than `--sandbox`, a thread
-    started) loaded them each from its own file, 23 found and opened. Not imported here:
-    `stoker executor` has none."""
+    started) loaded the modules each from its own file, 23 found and opened, and compiled
+    3 classes' methods again (`BoundJob`, `Limits`, `ResolvedPorts`). Neither imported
+    here: `stoker executor` has neither."""
+    codecache = sys.modules.get("executor.codecache")
     codebundle = sys.modules.get("executor.codebundle")
-    with contextlib.suppress(Exception):  # (it raises nothing it foresees: a MemoryError costs the file, not
-        if codebundle is not None:  # the plan, whose child would end without an answer, said as the config's doing)
+    with contextlib.suppress(Exception):  # (they raise nothing foreseen: a MemoryError costs a file, not
+        if codecache is not None:  # the plan, whose child would end without an answer, said as the config's doing)
+            codecache.also("plan")
+        if codebundle is not None:
             codebundle.install(codebundle.PLAN)
 
 
@@ -198,14 +203,16 @@ def _here(plan: Plan) -> Planned:
 
 def _child(plan: Plan, write_end: int, sent_first: list[bool] | None = None) -> NoReturn:
     """Plans, sends the answer through `write_end` and ends; the answer's plan is None when
-    `sent_first` says the plan went ahead of it (`plan_ahead`)."""
+    `sent_first` says the plan went ahead of it (`plan_ahead`). A plan's answer ends with the
+    bundle file this child found damaged ("": none), which the parent says (`_result`)."""
     code = 0
     try:
         try:
             with _bounded(PLAN_TIMEOUT_SECS):
                 load_frozen()  # a child ends once it answers: what this freezes is not kept long
                 result, sources, problem = _here(plan)
-            answer: tuple = ("plan", None if sent_first else planform.encode(result), sources, problem)
+            answer: tuple = ("plan", None if sent_first else planform.encode(result), sources, problem,
+                             _bundle_damaged())
         except ConfigError as exc:
             answer = ("error", str(exc), list(exc.problems))
         except ConfigTimeout:  # outside the config's code (reading it): no line to name
@@ -262,7 +269,17 @@ def _result(data: bytes, status: int, source: str, decoded: object = None) -> Pl
         raise RuntimeError(f"planning the job failed in its process:\n{answer[1]}")
     plan = planform.decode(answer[1]) if decoded is None else decoded
     assert isinstance(plan, JobPlan)
+    codebundle = sys.modules.get("executor.codebundle")  # (loaded where the child had one to find damaged)
+    if answer[4] and codebundle is not None:
+        codebundle.found_damaged(answer[4])  # said with this process's own (`runstart.forget_listings`)
     return plan, answer[2], answer[3]
+
+
+def _bundle_damaged() -> str:
+    """The code bundle file this child found damaged (`codebundle.PLAN`, read only here, or
+    the one it has from its fork), else "": it ends without a log, so the parent says it."""
+    codebundle = sys.modules.get("executor.codebundle")
+    return codebundle.forget() if codebundle is not None else ""
 
 
 def _after_ahead(ahead: PlanAhead, source: str) -> Planned:

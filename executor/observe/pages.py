@@ -42,7 +42,7 @@ def _ports(ports: Mapping[str, int]) -> str:
 
 
 def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
-    if row["ended"] or row["state"] in ("LOST", "RESTARTING") or not row["started"]:
+    if row["ended"] or row["state"] in ("LOST", "RESTARTING", "GONE") or not row["started"]:
         return "-"
     return esc(age(now_wall - float(row["started"])))
 

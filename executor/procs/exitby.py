@@ -87,7 +87,8 @@ class ExitBy:
         with self._cond:
             self._cond.notify_all()
 
-    def wait(self, done: Callable[[], bool], secs: float, share: float = 1.0, *, to_kill: bool = False) -> bool:
+    def wait(self, done: Callable[[], bool], secs: float, share: float = 1.0, *, to_kill: bool = False,
+             noted: tuple[float, Callable[[float], None]] | None = None) -> bool:
         """Until `done()` (True), `secs` or this process's exit time, set before or during the
         wait, whichever comes first (False). `done` is made true by another thread, which
         then calls `wake`. `share` < 1: the wait takes at most that share of what is left
@@ -95,8 +96,11 @@ class ExitBy:
         (was: a wait begun before SHUTDOWN, a task's leave of its ServerSet after a KILL,
         ran on to the exit time, past the SIGKILL at the end of the processes' grace);
         `to_kill`: of what is left until `kill_at`, once set (a leave, which the processes'
-        SIGTERM waits for: a share of the exit time's ran past it under ~1.17 s of grace)."""
+        SIGTERM waits for: a share of the exit time's ran past it under ~1.17 s of grace).
+        `noted` (after, say): a wait not over `after` seconds in is said, once, by `say(the
+        seconds left)` on the waiting thread (a wait over at once says nothing)."""
         end = time.monotonic() + secs
+        note_at = None if noted is None else end - secs + noted[0]
         seen: float | None = None  # the time `end` was cut for
         with self._cond:
             while not done():
@@ -107,7 +111,11 @@ class ExitBy:
                 left = within(end - now, self._at)
                 if left <= 0:
                     return False
-                self._cond.wait(left)
+                if noted is not None and note_at is not None and now >= note_at:
+                    note_at = None
+                    noted[1](left)  # (which took time: looked at again before any wait)
+                    continue
+                self._cond.wait(left if note_at is None else min(left, note_at - now))
         return True
 
 

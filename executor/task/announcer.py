@@ -73,7 +73,10 @@ RECONNECT_MAX_SECS = 10.0
 OPERATION_TIMEOUT_SECS = 10.0
 LEAVE_TIMEOUT_SECS = 2.0
 CLOSE_TIMEOUT_SECS = 3.0
+# a leave or close still waiting this long is said (`waiting`): ZooKeeper answers in milliseconds
+SAID_AFTER_SECS = 0.2
 _SETTLED = (MemberState.IDLE, MemberState.LEFT, MemberState.CLOSED)
+Waiting = Callable[[float], None]  # told the seconds a wait has left (`leave`, `close`)
 
 
 # Messages on the worker's queue.
@@ -149,28 +152,30 @@ class ServerSetAnnouncer:
         self._inbox.put(_Join())  # before the session starts: the join comes before CONNECTED
         self._start()
 
-    def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS) -> bool:
+    def leave(self, timeout_secs: float = LEAVE_TIMEOUT_SECS, waiting: Waiting | None = None) -> bool:
         """Leave the ServerSet; True once the member is gone, False after `timeout_secs`, or
         `LEAVE_SHARE` of what was left until the SIGKILL of a SHUTDOWN's grace end (else the
         exit time) as it began or was set (the worker keeps trying; the member expires with
-        the session anyway)."""
+        the session anyway). `waiting(secs left)`, once, when it still waits SAID_AFTER_SECS in."""
         self._joining = False
         if self._worker is None:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return self._exit_by.wait(done.is_set, timeout_secs, share=LEAVE_SHARE, to_kill=True)
+        return self._exit_by.wait(done.is_set, timeout_secs, share=LEAVE_SHARE, to_kill=True,
+                                  noted=None if waiting is None else (SAID_AFTER_SECS, waiting))
 
-    def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS) -> None:
-        """Leave and end the ZooKeeper session, waiting as `leave` does; with no member left,
-        not for the session's end, which goes on on the worker's thread (a ZooKeeper that
-        never answers held it to its bound). Final."""
+    def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS, waiting: Waiting | None = None) -> None:
+        """Leave and end the ZooKeeper session, waiting as `leave` does (and saying so); with
+        no member left, not for the session's end, which goes on on the worker's thread (a
+        ZooKeeper that never answers held it to its bound). Final."""
         self._closed, self._joining = True, False
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._inbox.put(_Close())
-        self._exit_by.wait(self._closed_enough.is_set, timeout_secs, share=LEAVE_SHARE)
+        self._exit_by.wait(self._closed_enough.is_set, timeout_secs, share=LEAVE_SHARE,
+                           noted=None if waiting is None else (SAID_AFTER_SECS, waiting))
 
     def view(self) -> AnnouncerView:
         with self._cond:

@@ -31,6 +31,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from config.words import number
 from executor.events import TaskPhase
 from executor.logs import log_event
 from executor.task.journal import Journal
@@ -81,8 +82,10 @@ class Announcing:
     """See the module docstring. `announcer` None: the task does not announce."""
 
     def __init__(self, announcer: Announcer | None, journal: Journal, label: str,
-                 stop: StopBounds = StopBounds(), *, clock: Callable[[], float] = time.monotonic) -> None:
+                 stop: StopBounds = StopBounds(), *, clock: Callable[[], float] = time.monotonic,
+                 say: Callable[[str], None] | None = None) -> None:
         self._announcer = announcer
+        self._say = say  # a stop's line: what a leave or close still waiting waits for, and how long
         self._journal = journal
         self._label = label
         self._stop_within_secs = stop.within_secs
@@ -111,7 +114,7 @@ class Announcing:
         self._stopping = True
         grace_in_secs = None if grace_end_at is None else grace_end_at - self._clock()
         within = leave_within_secs(self._stop_within_secs, earliest(self._exit_in_secs(), grace_in_secs))
-        gone = self._announcer.leave(within)
+        gone = self._announcer.leave(within, self._waiting("leaving the ServerSet"))
         view = self._announcer.view()
         if not gone:
             log_event(logger, logging.WARNING, "announcer_leave_timeout", task=self._label,
@@ -160,8 +163,24 @@ class Announcing:
         self._stopping = True
         exit_in_secs = self._exit_in_secs()
         self._announcer.close(CLOSE_WITHIN_SECS if exit_in_secs is None
-                              else max(0.0, min(CLOSE_WITHIN_SECS, LEAVE_SHARE * exit_in_secs)))
+                              else max(0.0, min(CLOSE_WITHIN_SECS, LEAVE_SHARE * exit_in_secs)),
+                              self._waiting("ending the ZooKeeper session"))
         self._record(self._announcer.view())
+
+    def _waiting(self, step: str) -> Callable[[float], None] | None:
+        """What says that `step` still waits for ZooKeeper (`announcer.SAID_AFTER_SECS` in: a
+        stalled ZooKeeper held a stop up to 2 s, and its end 3 s more, without a word)."""
+        say, announcer = self._say, self._announcer
+        if say is None or announcer is None:
+            return None
+
+        def waiting(left_secs: float) -> None:
+            view = announcer.view()
+            member = f"{view.path}/{view.member}" if view.member else view.path
+            say(f"{step}: waiting up to {number(left_secs)} s more for ZooKeeper to delete the member "
+                f"{member} ({view.reason})")
+
+        return waiting
 
     def _exit_in_secs(self) -> float | None:
         """How long until this process must be gone (None: no bound)."""

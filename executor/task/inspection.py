@@ -172,13 +172,14 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
     """`inspect_sandbox`'s task from what `_view` read (`stoker`: the `.stoker` it opened, or -1;
     `damaged`: the garbled lines of a checkpoint with no whole record)."""
     pinned = entry.stoker_dir if entry is not None else ""
-    if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry)):
+    if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry, lambda: _held_now(sandbox))):
         return _said(sandbox, moved)
     if problem is None:
         return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None, garbled=damaged))
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None and view is not None and attempt is None:
-        return _said(sandbox, none_of_its(sandbox, pinned, entry, view.headless_after))
+        other = view.task_id if view.task_id != entry.task_id else ""
+        return _said(sandbox, none_of_its(sandbox, pinned, entry, view.headless_after, other))
     alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None
     # The checkpoint's last write is this supervisor's only if its attempt is the latest.
@@ -205,6 +206,14 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem, pinned=pinned,
                       registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest,
                       run_uid=trusted_run_uid(attempt.run_uid, st, stoker) if attempt is not None else None)
+
+
+def _held_now(sandbox: Path) -> str:
+    """The task id of the checkpoint `sandbox` holds now, whatever `.stoker` it is ("": none
+    read): what a GONE task's sandbox holds instead of its own."""
+    with contextlib.ExitStack() as opened:
+        view = _view(sandbox, "", None, opened)[0]
+        return view.task_id if view is not None else ""
 
 
 def trusted_run_uid(recorded: int | None, checkpoint: Any, stoker: int) -> int | None:

@@ -154,7 +154,7 @@ class Killing:
         from executor.task.kill import KillState  # the endpoints run only within a kill: loaded
 
         if self._kill_sequence().state is KillState.LIFECYCLE:
-            self._step("lifecycle", detail)
+            self.step("lifecycle", detail)
 
     def lifecycle_done(self, summary: str) -> None:
         sequence = self._kill_sequence()
@@ -180,10 +180,10 @@ class Killing:
                                        term_delay_secs=command.term_delay_secs,
                                        skip_finals=command.skip_finals)
                     if immediate:
-                        self._step("now", f"{command.reason}: SIGKILL to every process now; "
+                        self.step("now", f"{command.reason}: SIGKILL to every process now; "
                                           "the waits left and the final processes are skipped")
                     elif before is KillState.LIFECYCLE and self._kill_sequence().state is KillState.SIGNALS:
-                        self._step("signals", f"{why}: SIGTERM now, SIGKILL in "
+                        self.step("signals", f"{why}: SIGTERM now, SIGKILL in "
                                               f"{number(command.grace_secs)} s unless every "
                                               "process has exited")
                 case StartLifecycle():
@@ -200,7 +200,9 @@ class Killing:
                 case _:
                     assert_never(command)
 
-    def _step(self, stage: str, reason: str) -> None:
+    def step(self, stage: str, reason: str) -> None:
+        """One `kill_stage` line and `KillStep` for the reporter: what the stop waits for now
+        (also the announcer's leave and close still waiting: `stage` "announcer")."""
         log_event(logger, logging.INFO, "kill_stage", task=self._job.label, stage=stage, reason=reason)
         self._reporter.on_transition(KillStep(stage, reason))
 

@@ -104,7 +104,8 @@ class TaskOwner:
         self._journal = Journal(job.label, wall_clock)
         self._checks = Checks(job, ports.checker, ports.start_health, disk, self._journal, reporter,
                               self.post, clock, stop_commands=ports.procs.stop_commands)
-        self._announcing = Announcing(ports.announcer, self._journal, job.label, stop, clock=clock)
+        self._announcing = Announcing(ports.announcer, self._journal, job.label, stop, clock=clock,
+                                      say=lambda reason: self._killing.step("announcer", reason))
         self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._processes_started = False
         self._adopt_first = running_early

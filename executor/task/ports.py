@@ -209,12 +209,13 @@ if TYPE_CHECKING:
             """Be in the ServerSet; returns at once (the member is created in the background)."""
             ...
 
-        def leave(self, timeout_secs: float = ...) -> bool:
-            """Leave it; True once the member is gone, False if `timeout_secs` passed first."""
+        def leave(self, timeout_secs: float = ..., waiting: Callable[[float], None] | None = None) -> bool:
+            """Leave it; True once the member is gone, False if `timeout_secs` passed first;
+            `waiting(secs left)` once, on this thread, when it is not gone at once."""
             ...
 
-        def close(self, timeout_secs: float = ...) -> None:
-            """Leave and end the ZooKeeper session. Final."""
+        def close(self, timeout_secs: float = ..., waiting: Callable[[float], None] | None = None) -> None:
+            """Leave and end the ZooKeeper session (`waiting` as `leave`'s). Final."""
             ...
 
         def view(self) -> AnnouncerView: ...

@@ -14,6 +14,9 @@ instead.
   sandbox before its first header, or pushed out by later runs'.
 - A `.stoker` that is not the one its registry entry pins (`pin_lost`): renamed or removed
   since its supervisor took it (a task's processes share the sandbox).
+- Of these, a gone supervisor's whose sandbox no longer holds its checkpoint (removed, or
+  another task's now: deleted, then run again) is GONE (`gone`), with its end as its
+  registry entry recorded it.
 Reads only: never writes, never signals.
 """
 from __future__ import annotations
@@ -27,13 +30,17 @@ import attrs
 
 from config.words import quoted
 from executor.host import identity, lock
+from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
 from executor.host.sandbox import LOCK_FILE, open_stoker_dir
 from executor.host.truth import Truth, judge
+from executor.host.truth import gone as truth_gone
 from executor.procs import saferead, sandboxfs
 from executor.task.records import TOO_LONG
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from executor.task.replay import Fold
 
 
@@ -60,9 +67,11 @@ def _entry_alive(entry: RegistryEntry) -> bool:
     return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
 
 
-def pin_lost(sandbox: Path, entry: RegistryEntry) -> Unrecorded | None:
+def pin_lost(sandbox: Path, entry: RegistryEntry, held_now: Callable[[], str]) -> Unrecorded | None:
     """The sandbox whose `.stoker` is not the one its registry entry pins, said as such,
-    rather than as a task that has recorded nothing yet; None when it is the one."""
+    rather than as a task that has recorded nothing yet; None when it is the one. Its
+    supervisor gone, the task is GONE (`gone`: `held_now()`, the task id the sandbox's
+    checkpoint holds now, "" for none read)."""
     try:
         fd = open_stoker_dir(sandbox)
     except FileNotFoundError:
@@ -77,12 +86,31 @@ def pin_lost(sandbox: Path, entry: RegistryEntry) -> Unrecorded | None:
             os.close(fd)
         now = "another directory has its name"
     pid, alive = entry.supervisor_pid, _entry_alive(entry)
+    if not alive and not now.startswith("it cannot"):
+        return gone(entry, "removed" if now == "there is none" else _now_whose(held_now()))
     goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "
                f"under whatever name it has now; rename that back to .stoker to see the task") if alive else \
         f"its supervisor (pid {pid}) no longer runs"
     return Unrecorded(truth=_truth(alive, entry), pinned=entry.stoker_dir, unrecorded=False,
                       problem=f"{sandbox}/.stoker is not the directory its supervisor made ({now}): it was "
                               f"renamed or removed since the task started; {goes_on}")
+
+
+def gone(entry: RegistryEntry, now: str) -> Unrecorded:
+    """The task of a gone supervisor whose sandbox no longer holds its checkpoint (`now`: what
+    it holds instead), GONE, with its end as its registry entry recorded it (was: NEW 0/0)."""
+    pid = entry.supervisor_pid
+    if entry.ended_wall is not None:
+        end = f"its supervisor (pid {pid}) ended at {iso_time(entry.ended_wall)}"
+        end += f": {entry.ended_reason}" if entry.ended_reason else ""
+    else:
+        end = f"its supervisor (pid {pid}) is gone and recorded no end"
+    return Unrecorded(truth=truth_gone(entry.ended_wall is not None), pinned=entry.stoker_dir, supervisor_pid=pid,
+                      problem=f"its sandbox no longer holds its checkpoint: {now}; {end}")
+
+
+def _now_whose(task_id: str) -> str:
+    return f"now task {task_id}'s" if task_id else "now another task's"
 
 
 def garbled(fold: Fold, size: int) -> str:
@@ -118,17 +146,20 @@ def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bo
                       _unrecorded_problem(where, pid, truth, reason))
 
 
-def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry, headless: str = "") -> Unrecorded:
+def none_of_its(sandbox: Path, pinned: str, entry: RegistryEntry, headless: str = "", held_now: str = "") -> Unrecorded:
     """A checkpoint that keeps no attempt of the entry's supervisor, said as `unrecorded`;
     `headless`: the damaged record its first records follow without a header (which may
     have been the supervisor's: a garbled header), or that none came first (its line lost),
-    said, not taken for other runs'."""
+    said, not taken for other runs'. Its supervisor gone, only other tasks' (`held_now`:
+    the task id it holds now, another than the entry's): GONE."""
     pid, alive = entry.supervisor_pid, _entry_alive(entry)  # not the lock's holder: another run's
     where = f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor (pid {pid})"
     if headless:
         return Unrecorded(truth=_truth(alive, entry), supervisor_pid=pid, pinned=pinned,
                           problem=f"{where}: {'it runs' if alive else 'it is gone'}; its records follow no "
                                   f"readable header (its own header garbled?): {headless}")
+    if not alive and held_now:
+        return gone(entry, _now_whose(held_now))
     now = "it has recorded none yet" if alive else "it is gone"
     return Unrecorded(truth=_truth(alive, entry), supervisor_pid=pid, pinned=pinned,
                       problem=f"{where}, only other runs' of the sandbox: {now}")

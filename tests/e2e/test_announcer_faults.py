@@ -76,3 +76,45 @@ def test_executor_a_shutdown_with_a_short_grace_leaves_before_the_grace_end(
     log = agent.executor_log()
     [within] = re.findall(r"the member was not deleted within ([0-9.e+-]+) s", log) or [None]
     assert within is not None and float(within) <= 0.25 * (1.1 - 1.0) + 1e-4, log[-3000:]
+
+
+def test_run_a_stop_while_zookeeper_is_stalled_says_what_it_waits_for(private_zk, readers, tmp_path):  # noqa: F811
+    """`stoker run --announce` stopped (SIGTERM) while ZooKeeper answers nothing: the leave
+    waits up to 2 s and the close up to 3 s more, each said on a line as the wait begins
+    (docs/contract.md §1: while a stop waits, a line says for what and how long)."""
+    import re
+    import signal
+    import time
+
+    from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+
+    private_zk.start()
+    path = f"{root()}/www-data/prod/hello"
+    job = write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60",
+                    announce=f"Announcer(zk_path='{path}')")
+    run = StokerProcess(["run", str(job), "--announce", private_zk.ensemble, "--sandbox", str(tmp_path / "sb")],
+                        tmp_path)
+    try:
+        reader = readers(private_zk.ensemble)
+        wait_for(lambda: reader.members(path), 20, message="the member")
+        reader.close()
+        with private_zk.stalled():
+            asked_at = time.monotonic()
+            run.signal(signal.SIGTERM)
+            assert run.wait(20) == 128 + signal.SIGTERM
+            took = time.monotonic() - asked_at
+        out = run.stdout()
+    finally:
+        run.close()
+        kill_leftovers(task_pids(tmp_path / "sb"))
+    assert took >= 1.5, out  # (the leave waited: ZooKeeper did not answer)
+    assert "stop             announcer: leaving the ServerSet: waiting up to " in out, out
+    lines = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d\.\d{3}  ", line)]
+    for said, after in zip(lines, lines[1:]):  # every silence of the stop over 1 s follows a line saying why
+        gap = _secs(after) - _secs(said)
+        assert gap < 1.0 or "stop             announcer: " in said, out
+
+
+def _secs(line: str) -> float:
+    hours, minutes, secs = line.split()[0].split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(secs)

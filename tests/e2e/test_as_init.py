@@ -28,6 +28,7 @@ from executor.cli.main import main
 from executor.host.lock import LockTable
 from executor.observe.reader import Reader
 from executor.task.inspection import inspect_sandbox
+from tests.support.pty_proc import PtyProcess
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -225,3 +226,41 @@ def test_a_proc_of_another_namespace_is_refused_before_anything_starts(tmp_path:
     assert "this process is 1): Stoker finds its task's processes there; mount this namespace's own " \
            "(`unshare --pid --fork --mount-proc`" in result.stderr
     assert not started.exists() and not (tmp_path / "sandbox").exists()
+
+
+BACKGROUND = """
+import os, shutil, signal, sys, termios
+attrs = termios.tcgetattr(0)
+attrs[3] |= termios.TOSTOP
+termios.tcsetattr(0, termios.TCSANOW, attrs)
+pid = os.posix_spawn(shutil.which(sys.argv[1]), sys.argv[1:], os.environ, setpgroup=0)
+_, status = os.waitpid(pid, os.WUNTRACED)
+if os.WIFSTOPPED(status):
+    print("stopped by signal", os.WSTOPSIG(status), flush=True)
+    os.killpg(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+else:
+    print("exited", os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+def test_a_background_run_refused_for_a_proc_of_another_namespace_says_so_under_stty_tostop(tmp_path: Path) -> None:
+    """`stty tostop` and `unshare --pid --fork stoker run JOB &`: the refusal's line was the
+    one error line written with SIGTTOU not blocked, so the kernel stopped the job on it
+    (`Stopped (tty output)`), unseen until `fg`. Now it comes through and the job exits 2."""
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent("""
+        jobs = [Job(cluster='local', role='me', environment='test', name='ns',
+                    task=Task(processes=[Process(name='p', cmdline='sleep 1000')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+    """))
+    term = PtyProcess([], tmp_path, argv=[
+        sys.executable, "-c", BACKGROUND, "unshare", "--pid", "--fork", "--kill-child",
+        sys.executable, "-m", "executor", "run", str(config), "--sandbox", str(tmp_path / "sandbox")])
+    try:
+        assert term.wait(30) == 0
+        output = term.read_to_end(5)
+    finally:
+        term.close()
+    assert b"exited 2" in output, output
+    assert b"stoker run: /proc is another PID namespace's" in output

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from executor import codebundle
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(120)
@@ -110,7 +111,7 @@ def test_a_module_added_beside_the_package_takes_it_off_the_bundle(where: Path) 
 
 def test_a_bundle_another_user_may_write_is_not_read(where: Path) -> None:
     run(where, WRITE, "src")
-    os.chmod(where / "cache" / "nodoc" / "run.codebundle", 0o666)
+    os.chmod(where / "cache" / "nodoc" / codebundle.NAME, 0o666)
     assert read(where, "src")["installed"] is False
 
 
@@ -265,7 +266,7 @@ def test_a_second_bundle_adds_its_modules_to_the_first_s(where: Path) -> None:
     # a first run's planning child: the supervisor's bundle from its fork, its own added (`codebundle.PLAN`)
     run(where, WRITE.replace('write_codebundle(["probepkg", "probepkg.mod"])', 'write_codebundle(["probepkg"])'), "src")
     run(where, WRITE.replace('write_codebundle(["probepkg", "probepkg.mod"])',
-                             'write_codebundle(["probepkg.mod"], "plan.codebundle")'), "src")
+                             'write_codebundle(["probepkg.mod"], codecachewarm.codebundle.PLAN)'), "src")
     both = READ.replace("installed = codebundle.install()",
                         "installed = (codebundle.install(), codebundle.install(codebundle.PLAN))")
     answer = json.loads(run(where, both, "src").splitlines()[-1])
@@ -278,12 +279,12 @@ def test_the_planning_child_s_bundle_holds_the_config_language_and_not_what_it_h
     environ.pop("PYTHONPYCACHEPREFIX", None)
     subprocess.run([sys.executable, "-P", "-m", "executor.codecache", "plan"], cwd=where, env=environ, check=True,
                    stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
-    data = (where / "cache" / "nodoc" / "plan.codebundle").read_bytes()
+    data = (where / "cache" / "nodoc" / codebundle.PLAN).read_bytes()
     names = set(marshal.loads(data[4:4 + int.from_bytes(data[:4], "little")])[1])
     assert {"pystachio", "pystachio.typing", "config.schema.aurora", "config.loader", "config.bind",
             "config.purity"} <= names
     assert sorted(names & {"attr", "json", "typing", "config.plan", "executor.local.planning"}) == []
-    assert not (where / "cache" / "nodoc" / "run.codebundle").exists()  # the supervisor's is the `run` step's
+    assert not (where / "cache" / "nodoc" / codebundle.NAME).exists()  # the supervisor's is the `run` step's
 
 
 def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_closed_as_the_start_ends(
@@ -332,7 +333,7 @@ def test_an_entry_whose_place_holds_another_module_s_code_runs_its_own_source(wh
     # a damaged index: `probepkg.mod`'s entry where `probepkg`'s code starts (marshal reads one object and leaves the
     # rest): that code ran as `probepkg.mod` (no `answer`); its header still the source's, only the code tells
     run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled = where / "cache" / "nodoc" / codebundle.NAME
     data = bundled.read_bytes()
     size = int.from_bytes(data[:4], "little")
     directories, modules = marshal.loads(data[4:4 + size])

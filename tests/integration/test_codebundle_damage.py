@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from executor import codebundle
 from tests.integration.test_codebundle import FORGOTTEN, WRITE, read, run, where  # noqa: F401  (its fixture `where` too)
 from tests.support.stoker_proc import REPO
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_a_damaged_bundle_is_not_used(where: Path) -> None:  # noqa: F811
     run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled = where / "cache" / "nodoc" / codebundle.NAME
     data = bundled.read_bytes()
     size = int.from_bytes(data[:4], "little")
     index = marshal.loads(data[4:4 + size])
@@ -40,7 +41,7 @@ def test_a_bundle_damaged_past_its_index_is_named_too(where: Path) -> None:  # n
     damaged only as a module is looked for (`find_spec`), which served it from its source and
     said nothing: `forget()` gave "" (no DEBUG line), as for a sound file. Given once, too."""
     run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled = where / "cache" / "nodoc" / codebundle.NAME
     data = bundled.read_bytes()
     size = int.from_bytes(data[:4], "little")
     index = marshal.loads(data[4:4 + size])
@@ -93,7 +94,7 @@ def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -
     (cache / "nodoc").mkdir(parents=True)
     for level in (cache, cache / "nodoc"):
         os.chmod(level, 0o755)
-    bundled = cache / "nodoc" / "run.codebundle"
+    bundled = cache / "nodoc" / codebundle.NAME
     environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
                "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
     damage(bundled, environ)
@@ -107,11 +108,36 @@ def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -
     assert len(said) == 1 and str(bundled) in said[0], said
 
 
+@pytest.mark.parametrize("flags", [(), ("--root", "root")], ids=["ahead", "supervisor's child"])
+def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """A first run's planning child reads `codebundle.PLAN` (the early start's child, or for a
+    run not planned ahead the supervisor's own): one it cannot read was never said, the
+    child ending without a word of it; the supervisor says it as it says its own's."""
+    cache = tmp_path / "cache"
+    (cache / "nodoc").mkdir(parents=True)
+    for level in (cache, cache / "nodoc"):
+        os.chmod(level, 0o755)
+    bundled = cache / "nodoc" / codebundle.PLAN
+    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
+               "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    environ.pop("STOKER_EARLY_START", None)
+    environ.pop("STOKER_PLAN_CACHE", None)
+    index_cut_short(bundled, environ)
+    os.chmod(bundled, 0o644)
+    (tmp_path / "job.aurora").write_text(RUN_JOB)
+    done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", "--sandbox", str(tmp_path / "sb"),
+                           *flags, "--log-level", "DEBUG"], cwd=tmp_path, env=environ,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(said) == 1 and str(bundled) in said[0], said
+
+
 def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(where: Path) -> None:  # noqa: F811
     # its first 4 bytes damaged: `os.pread` allocated the length asked (4 GiB) before reading; under an address
     # space limit (ulimit -v) the start died of the MemoryError raised out of `install()`
     run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled = where / "cache" / "nodoc" / codebundle.NAME
     bundled.write_bytes((0xFFFFFFF0).to_bytes(4, "little") + bundled.read_bytes()[4:])
     os.chmod(bundled, 0o644)
     limited = FORGOTTEN.replace("codebundle.install()\n", textwrap.dedent("""
@@ -128,7 +154,7 @@ def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(whe
 def test_an_entry_of_a_negative_length_is_damage_and_raises_nothing(where: Path) -> None:  # noqa: F811
     # past what os.pread takes (a C ssize_t): OverflowError, out of `get_code`, failed the import
     run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    bundled = where / "cache" / "nodoc" / codebundle.NAME
     data = bundled.read_bytes()
     size = int.from_bytes(data[:4], "little")
     directories, modules = marshal.loads(data[4:4 + size])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from executor import codebundle
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import REPO
 
@@ -111,9 +112,9 @@ def stoker_run(place: Path, *args: str) -> list[str]:
 def test_a_first_run_s_planning_child_reads_the_plan_bundle_and_a_re_run_s_supervisor_never_does(place: Path) -> None:
     (place / "job.aurora").write_text(job(2, LIST_FDS))
     first = stoker_run(place, "--sandbox", str(place / "sb1"))
-    assert sorted(set(first) - {"left 0 0 0"}) == ["child plan.codebundle", "supervisor run.codebundle"]
+    assert sorted(set(first) - {"left 0 0 0"}) == [f"child {codebundle.PLAN}", f"supervisor {codebundle.NAME}"]
     again = stoker_run(place, "--sandbox", str(place / "sb2"))
-    assert sorted(set(again) - {"left 0 0 0"}) == ["supervisor run.codebundle"]
+    assert sorted(set(again) - {"left 0 0 0"}) == [f"supervisor {codebundle.NAME}"]
 
 
 def test_a_first_run_planned_by_the_supervisor_s_own_child_reads_the_plan_bundle_there(place: Path) -> None:
@@ -121,7 +122,7 @@ def test_a_first_run_planned_by_the_supervisor_s_own_child_reads_the_plan_bundle
     # `executor.local.planning`'s, which loaded the config language module by module (23 files) from beside the bundle
     (place / "job.aurora").write_text(job(2, LIST_FDS))
     notes = stoker_run(place, "--sandbox", str(place / "sb"), "--root", str(place / "root"))
-    assert sorted(set(notes) - {"left 0 0 0"}) == ["child plan.codebundle", "supervisor run.codebundle"]
+    assert sorted(set(notes) - {"left 0 0 0"}) == [f"child {codebundle.PLAN}", f"supervisor {codebundle.NAME}"]
 
 
 def test_nothing_of_either_bundle_is_kept_once_a_start_of_a_hundred_processes_is_over(place: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from executor import codecachewarm, nodocs
+from executor import codebundle, codecachewarm, nodocs
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,7 +90,7 @@ def test_the_bundle_s_file_of_its_first_name_goes_as_the_step_writes_it(tmp_path
     other = used / "nodoc" / "run.bundle.kept"
     other.write_bytes(b"not one of the step's names")
     assert codecachewarm.write_codebundle([]) == 0
-    assert (used / "nodoc" / "run.codebundle").exists()
+    assert (used / "nodoc" / codebundle.NAME).exists()
     assert (first.exists(), other.exists()) == (cache != "package's own", True)
     if cache == "package's own":
         target = tmp_path / "target"
@@ -98,3 +98,30 @@ def test_the_bundle_s_file_of_its_first_name_goes_as_the_step_writes_it(tmp_path
         first.symlink_to(target)
         codecachewarm.write_codebundle([])
         assert (first.is_symlink(), target.exists()) == (False, True)
+
+
+def test_the_bundles_are_named_for_the_interpreter_and_their_untagged_files_go(tmp_path, monkeypatch):
+    """One checkout, two Pythons (a 3.11 and a 3.12 venv over one source tree): the bundles'
+    names had no interpreter tag, so each warm step replaced the other's, whose modules'
+    headers (the magic number) then matched none (a 3.11 start with 3.12's file: 0 of 99
+    served). Now each is named as a `.pyc` is (`run.cpython-311.codebundle`): another
+    interpreter's is left as it is, and the untagged names, which nothing reads, go."""
+    own_cache = tmp_path / "package" / "__pycache__"
+    (own_cache / "nodoc").mkdir(parents=True)
+    for level in (own_cache, own_cache / "nodoc"):
+        os.chmod(level, 0o755)
+    monkeypatch.setattr(nodocs, "CACHE_DIR", str(own_cache))
+    monkeypatch.setattr(nodocs, "_elsewhere", str(own_cache))
+    monkeypatch.setattr(nodocs, "_nodoc", str(own_cache / "nodoc"))
+    monkeypatch.setattr(nodocs, "_closed", {})
+    other_tag = "cpython-399" if sys.implementation.cache_tag != "cpython-399" else "cpython-398"
+    others = [own_cache / "nodoc" / f"{name}.{other_tag}.codebundle" for name in ("run", "plan")]
+    untagged = [own_cache / "nodoc" / f"{name}.codebundle" for name in ("run", "plan")]
+    for path in others + untagged:
+        path.write_bytes(b"another interpreter's bundle")
+    assert codecachewarm.write_codebundle([]) == 0
+    assert codecachewarm.write_codebundle([], codebundle.PLAN) == 0
+    written = sorted(path.name for path in (own_cache / "nodoc").iterdir())
+    tag = sys.implementation.cache_tag
+    assert written == sorted([f"plan.{tag}.codebundle", f"run.{tag}.codebundle", *(path.name for path in others)])
+    assert all(path.read_bytes() == b"another interpreter's bundle" for path in others)

@@ -225,3 +225,15 @@ def test_a_shutdown_hands_the_exit_time_its_sigkill_time():
     executor.shutdown(ExecutorDriver(executor, settings))
     assert executor.shutdown_at is not None
     assert executor._exit.kill_at == executor.shutdown_at + 1.1 - SHUTDOWN_MARGIN_SECS
+
+
+def test_a_wait_not_over_soon_is_said_once_with_the_time_left_and_one_over_at_once_is_not():
+    """`noted`: a leave of the ServerSet that ZooKeeper does not answer (stalled) held a stop
+    up to 2 s without a word; now a wait still not over `after` seconds in says so, once,
+    with what is left of it, and one over at once says nothing."""
+    said: list[float] = []
+    assert ExitBy().wait(lambda: len(said) > 0, 60.0, noted=(0.05, said.append)) is True  # over once said
+    assert len(said) == 1 and 30.0 < said[0] < 60.0, said
+    quiet: list[float] = []
+    assert ExitBy().wait(lambda: True, 5.0, noted=(0.0, quiet.append)) is True
+    assert quiet == []

@@ -9,6 +9,8 @@ test_service_discovery.py.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from config.spec import JobSpec, ProcessSpec
@@ -63,7 +65,7 @@ class FakeAnnouncer:
             self.deadline = self._clock.now + self._bound_secs
         self.state = MemberState.JOINING
 
-    def leave(self, timeout_secs: float = 2.0) -> bool:
+    def leave(self, timeout_secs: float = 2.0, waiting: Callable[[float], None] | None = None) -> bool:
         self._effects.note(f"announce leave (within {timeout_secs:g} s)")
         self._joining = False
         if not self._leaves and self.member is not None:
@@ -73,7 +75,7 @@ class FakeAnnouncer:
             self.state, self.member, self.since = MemberState.LEFT, None, self._clock.now
         return True
 
-    def close(self, timeout_secs: float = 3.0) -> None:
+    def close(self, timeout_secs: float = 3.0, waiting: Callable[[float], None] | None = None) -> None:
         self._effects.note("announce close" if timeout_secs == 3.0 else f"announce close (within {timeout_secs:g} s)")
         self.state, self.member, self.since = MemberState.CLOSED, None, self._clock.now
 

@@ -1,0 +1,61 @@
+"""A registry entry whose sandbox no longer holds its checkpoint, its supervisor gone: the
+sandbox deleted (and left, or run again). `stoker ps --all` showed it NEW 0/0, `stoker status
+TASK_ID` failed; now it is GONE, with why and its end as its entry recorded it."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(120)
+
+JOB = """
+jobs = [Job(cluster='local', role='me', environment='test', name='gone',
+            task=Task(processes=[Process(name='p', cmdline='true')],
+                      resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def stoker(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
+    env.update(PYTHONPATH=str(REPO), HOME=str(tmp_path))
+    return subprocess.run([sys.executable, "-m", "executor", *args, "--root", str(tmp_path / "root")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def ran(tmp_path: Path) -> str:
+    """`stoker run` of the job in `sb`, to its end; the task id it ran."""
+    done = stoker(tmp_path, "run", "job.aurora", "--sandbox", str(tmp_path / "sb"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [r["task_id"] for r in json.loads(stoker(tmp_path, "ps", "--all", "--json").stdout)]
+    return ids[-1]
+
+
+def test_an_entry_whose_sandbox_was_deleted_then_run_again_is_gone_with_its_end(tmp_path: Path) -> None:
+    (tmp_path / "job.aurora").write_text(JOB)
+    first = ran(tmp_path)
+    shutil.rmtree(tmp_path / "sb")
+    [row] = json.loads(stoker(tmp_path, "ps", "--all", "--json").stdout)
+    assert (row["task_id"], row["state"], row["ended"]) == (first, "GONE", True)
+    assert row["problem"].startswith("its sandbox no longer holds its checkpoint: removed; its supervisor "
+                                     f"(pid {row['supervisor_pid']}) ended at "), row["problem"]
+    assert stoker(tmp_path, "ps").stdout.startswith("no live tasks")  # ended: `--all` lists it
+
+    second = ran(tmp_path)
+    text = stoker(tmp_path, "ps", "--all").stdout
+    [line] = [line for line in text.splitlines() if line.startswith(first + " ")]
+    assert line.split()[2] == "GONE", text
+    assert f"{first}: its sandbox no longer holds its checkpoint: now task {second}'s; its supervisor" in text
+    status = stoker(tmp_path, "status", first)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"sandbox {tmp_path / 'sb'}  state=GONE\n"), status.stdout
+    doc = json.loads(stoker(tmp_path, "status", first, "--json").stdout)
+    assert (doc["state"], doc["supervisor_alive"]) == ("GONE", False)
+    assert json.loads(stoker(tmp_path, "status", second, "--json").stdout)["state"] == "FINISHED"
