@@ -372,6 +372,7 @@ def health_summary(inspection: Inspection) -> str:
 
 def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     """One task as a JSON object (`stoker ps` shows some of it as text)."""
+    entry = named(entry, inspection)
     attempt, truth = inspection.attempt, inspection.truth
     started = shown_attempt(inspection)[1] or entry.registered_wall
     running, total = _procs(inspection)
@@ -391,6 +392,18 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "problem": inspection.problem, "announcement": _announcement(attempt),
         "restart": restart_json(inspection),
     }
+
+
+def named(entry: RegistryEntry, inspection: Inspection) -> RegistryEntry:
+    """`entry` with its task's id, job key and label from its supervisor's checkpoint when it
+    was read before its supervisor named its task there: a reader reads every entry, then each
+    checkpoint, and a supervisor names its task in its entry just before its header, so in a
+    storm of starts `stoker ps` and the observer showed a STARTING or RUNNING task with no id,
+    job key or label (then the same row with them)."""
+    view = inspection.view
+    if entry.task_id or view is None or inspection.attempt is None:
+        return entry
+    return attrs.evolve(entry, task_id=view.task_id, job_key=view.job_key, label=view.label)
 
 
 def shown_attempt(inspection: Inspection) -> tuple[int | None, float | None]:
