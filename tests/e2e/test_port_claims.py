@@ -57,9 +57,10 @@ def _run(tmp_path, name: str, launcher: tuple[str, ...], plans: str) -> StokerPr
                          env={"STOKER_PLAN_CACHE": plans}, launcher=launcher)
 
 
-@pytest.mark.parametrize("kept", [False, True], ids=["fresh-plan", "kept-plan"])
-def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port_host, kept):
-    plans = str(tmp_path / "plans") if kept else "off"
+@pytest.mark.parametrize(("kept", "plans"), [(False, "off"), (False, "plans"), (True, "plans")],
+                         ids=["no-plan-cache", "first-run-planned-ahead", "kept-plan"])
+def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port_host, kept, plans):
+    plans = str(tmp_path / plans) if plans != "off" else plans
     runs: list[StokerProcess] = []
     try:
         if kept:  # a run of `second`'s config kept its plan, PORT, and ended
