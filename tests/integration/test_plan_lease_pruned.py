@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from executor.local import planfiles, plancache
+from executor.local import plancache, planfiles
 
 
 def test_a_lease_whose_file_was_pruned_as_it_was_taken_is_not_held_alongside_another(tmp_path, monkeypatch):
