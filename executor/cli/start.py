@@ -176,10 +176,10 @@ def _stop_while_loading(command: str) -> None:
         sys.unraisablehook = _dropped_or_not
 
 
-def _dropped_or_not(unraisable: object) -> None:
+def _dropped_or_not(unraisable: sys.UnraisableHookArgs) -> None:
     """The hook of an exception Python could not raise (in a finalizer or a weakref callback),
     until the log's (`logsetup._ignored`, which calls `note_dropped` too)."""
-    note_dropped(getattr(unraisable, "exc_value", None))
+    note_dropped(unraisable.exc_value)
     _unraisable(unraisable)
 
 
