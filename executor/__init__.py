@@ -72,6 +72,10 @@ def _interrupted_quietly() -> None:
 # unpacked). Once the log is configured, its hook takes a Ctrl-C such a hook would have, and
 # exits as `leave` does (executor/cli/logsetup.py).
 QUIET = "stoker_quiet"
+# The stop signals whose `Stopped` (executor/cli/start.py) a finalizer or a weakref callback
+# dropped as the command loaded: the signal relay, once up, sends each again
+# (executor/host/signals.py).
+DROPPED_STOPS: list[int] = []
 
 
 def _started_as_stoker(argv: list[str], orig_argv: list[str]) -> bool:

@@ -303,8 +303,12 @@ def _thread_crashed(args: threading.ExceptHookArgs) -> None:
 
 
 def _ignored(unraisable: Any) -> None:
-    """An exception Python could not raise (in a finalizer, a `__del__`)."""
+    """An exception Python could not raise (in a finalizer, a `__del__`); a stop signal's
+    dropped so is sent again (`executor.cli.start.note_dropped`)."""
     exc = unraisable.exc_value
+    start = sys.modules.get("executor.cli.start")
+    if start is not None:
+        start.note_dropped(exc)
     log_event(logger, logging.WARNING, "exception_ignored",
               where=unraisable.err_msg or None, object=repr(unraisable.object)[:200],
               error=f"{type(exc).__name__}: {exc}" if exc is not None else None,

@@ -105,6 +105,8 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # starts again: its default ended the executor, exit 138), by a handler (not SIG_IGN: their
 # relay then takes them, and their runs get them at their defaults, as exec resets it).
 # `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums.
+# A stop raised inside a finalizer or a weakref callback, which Python drops, is sent again
+# once the command's signal relay is up (`note_dropped`).
 STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
           _signal.SIGIO, _signal.SIGPWR, _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGSTKFLT,
           _signal.SIGXCPU, *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1))
@@ -115,15 +117,17 @@ WHILE_LOADING: dict[str, dict[int, int | None]] = {
 }
 _statuses: dict[int, int | None] = {}  # this command's WHILE_LOADING, as installed
 _raised: list[_weakref.ref] = []  # the Stopped raised last, weakly: alive while on its way out
+_unraisable = sys.unraisablehook  # the hook `_dropped_or_not` hands every exception on to
 
 
 class Stopped(KeyboardInterrupt):
     """A stop signal that came while the command loaded (WHILE_LOADING): handled wherever
     a Ctrl-C is, and the process exits with `status`."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, signum: int = 0) -> None:
         super().__init__(status)
         self.status = status
+        self.signum = signum
 
 
 def exit_status(interrupt: KeyboardInterrupt) -> int:
@@ -166,19 +170,39 @@ def _stop_while_loading(command: str) -> None:
         if signum == _signal.SIGTERM or _signal.getsignal(signum) == _signal.SIG_DFL:
             _statuses[signum] = status
             _signal.signal(signum, _stopped)
+    if _statuses:
+        global _unraisable
+        _unraisable = sys.unraisablehook
+        sys.unraisablehook = _dropped_or_not
+
+
+def _dropped_or_not(unraisable: sys.UnraisableHookArgs) -> None:
+    """The hook of an exception Python could not raise (in a finalizer or a weakref callback),
+    until the log's (`logsetup._ignored`, which calls `note_dropped` too)."""
+    note_dropped(unraisable.exc_value)
+    _unraisable(unraisable)
+
+
+def note_dropped(exc: object) -> None:
+    """A `Stopped` a finalizer or a weakref callback dropped: raised by the handler inside it
+    (importlib's module lock callback, as 40 runs were stopped at once), it was reported and
+    nothing stopped the run, which ran on. Noted (`executor.DROPPED_STOPS`), it is sent again
+    once the command's signal relay is up."""
+    if isinstance(exc, Stopped) and exc.signum and exc.signum not in executor.DROPPED_STOPS:
+        executor.DROPPED_STOPS.append(exc.signum)
 
 
 def _stopped(signum: int, _frame: object) -> None:
     status = _statuses.get(signum)
     if status is None or (_raised and _raised[0]() is not None):  # ignored, as once running; or
         return  # a stop is on its way out (one that ended, or that a finalizer dropped, is not)
-    raise _noted_stop(status)
+    raise _noted_stop(status, signum)
 
 
-def _noted_stop(status: int) -> Stopped:
+def _noted_stop(status: int, signum: int) -> Stopped:
     """A Stopped, weakly in `_raised` (made here: no frame of its traceback holds it, so that
     it dies once handled or dropped, not at the collector's next pass)."""
-    stop = Stopped(status)
+    stop = Stopped(status, signum)
     _raised[:] = [_weakref.ref(stop)]
     return stop
 

@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 65536
 MAX_ENTRIES = 10000
 STALE_TEMP_SECS = 3600.0
+CLAIMS_NAME = "ports.claims"  # `stoker run`'s claims on the loopback ports it chose (a lock a port)
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -116,6 +117,18 @@ class Registry:
                             f"`stoker ps` will not list it")
             return False
         return True
+
+    def open_claims(self) -> int:
+        """The port claims file (`CLAIMS_NAME`, made 0600) in the registry root, made as for an
+        entry, open for reading and writing: one byte-range lock a loopback port that a live
+        `stoker run` chose (executor/local/runstart.py, `PortClaims`). Raises OSError where the
+        root cannot be made, or is not trusted (another user could hold every port's lock)."""
+        make_dirs(self.root, 0o700)
+        fd = self._open_root()
+        try:
+            return os.open(CLAIMS_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def _warn_once(self, message: str) -> None:
         with _warned_lock:

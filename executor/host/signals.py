@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
+import executor
 from executor.logs import log_event, start_thread
 
 logger = logging.getLogger(__name__)
@@ -120,6 +121,9 @@ class SignalRelay:
         os.set_blocking(self._write, False)  # set_wakeup_fd requires it; a full pipe drops
         self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
         self._previous: dict[int, Any] = {s: signal.signal(s, _noted) for s in sorted(self._signums)}
+        for signum in [s for s in executor.DROPPED_STOPS if s in self._signums]:
+            executor.DROPPED_STOPS.remove(signum)  # dropped by a finalizer as Stoker loaded: relayed now
+            os.kill(os.getpid(), signum)
         self._thread: threading.Thread | None = threading.Thread(
             target=self._relay, name="stoker-signals", daemon=True)
         start_thread(self._thread)

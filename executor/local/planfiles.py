@@ -131,17 +131,29 @@ def write_private(path: str, data: bytes) -> None:
 
 def lock(path: str) -> int | None:
     """The file `path` (made 0600 if missing) opened and `flock`ed exclusively, never
-    waiting: a lease; None when another open file holds it, or it cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-    except OSError:
-        return None
+    waiting: a lease; None when another open file holds it, or it cannot be opened. Held only
+    while `path` still names the file locked: a run's pruning (`plancache._unlink_unheld`)
+    that removed it between the open and the lock left a lease on no file, which a run making
+    it anew held too (the path is opened again then)."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return None
+        if _locked_as_named(fd, path):
+            return fd
+        os.close(fd)
+    return None
+
+
+def _locked_as_named(fd: int, path: str) -> bool:
+    """Whether the open file `fd` is now `flock`ed by this process and `path` still names it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
+        locked, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:  # held by another run, or removed since
+        return False
+    return (locked.st_dev, locked.st_ino) == (named.st_dev, named.st_ino)
 
 
 def read_text(path: str) -> str | None:

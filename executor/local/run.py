@@ -107,7 +107,7 @@ class LocalRun:
         self._sigint_ignored = False  # SIGINT was ignored when Stoker started (`_relay_signals`)
         self._strays = Strays("stoker run")
         self._exits_after = exits_after
-        self._start = RunStart(settings, self._environ, early, ahead)
+        self._start = RunStart(settings, self._environ, early, ahead, registry)
         self._unit = unit
 
     def stop(self, reason: str) -> None:

@@ -13,6 +13,7 @@ Owned by `LocalRun`'s thread.
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import stat
@@ -31,6 +32,7 @@ from config.words import quoted
 from executor.host.early import EarlyStart, undefer_stop_signals
 from executor.host.entry import FrontEnd
 from executor.host.lock import SandboxBusy
+from executor.host.registry import Registry
 from executor.host.replacefile import make_dirs, writable_by_others
 from executor.host.session import HostSession, KillHook, sandbox_unusable
 from executor.local import plancache, planfiles
@@ -41,6 +43,7 @@ from executor.task.wiring import load_announcer
 
 if TYPE_CHECKING:
     from config.spec import JobSpec
+    from executor.local.planning import Planned
     from executor.task.serverset import Announcement
 
 logger = logging.getLogger(__name__)
@@ -100,14 +103,59 @@ class SandboxError(Exception):
     """The sandbox cannot be made or used: one `stoker: error:` line, exit 2."""
 
 
+CLAIM_TRIES = 8  # new plans a run makes while another live run claims a port its plan chose
+
+
+class PortClaims:
+    """The loopback ports this run chose, claimed for its whole life: a byte-range lock
+    (`lockf`) at each port's number in the registry root's claims file
+    (`Registry.open_claims`), which the kernel lets go of as the run's process ends. A port is
+    chosen free (`planfiles.allocate_ports`: bound, then closed) and its task binds it later:
+    two runs started at once were given the same port, free for both when each chose (the
+    kernel offers a port at random: 41 of 200 storms of 40 runs of two ports each), and the
+    second server failed to bind it at every attempt. A port another live run claims is not
+    taken: the run plans again, or does not use the kept plan. Without a claims file (the
+    registry root cannot be made or trusted, or no locks there), ports are taken unclaimed."""
+
+    def __init__(self, registry: RegistrySettings | None) -> None:
+        self._registry = registry
+        self._fd: int | None = None
+
+    def take(self, numbers: list[int]) -> bool:
+        """Claims every one of `numbers`; False (none of them claimed anew) when another live
+        run claims one."""
+        fd, taken = self._claims(), list[int]()
+        for number in numbers:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, number)
+            except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another run's
+                for mine in taken:
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, mine)
+                return False
+            except OSError:  # no claims file (-1), or no locks on its file system
+                continue
+            taken.append(number)
+        return True
+
+    def _claims(self) -> int:
+        if self._fd is None:
+            try:
+                self._fd = Registry(self._registry).open_claims() if self._registry is not None else -1
+            except OSError:
+                self._fd = -1
+        return self._fd
+
+
 class RunStart:
     def __init__(self, settings: RunSettings, environ: Mapping[str, str],
-                 early: EarlyStart | None, ahead: PlanAhead | None) -> None:
+                 early: EarlyStart | None, ahead: PlanAhead | None,
+                 registry: RegistrySettings | None = None) -> None:
         self._settings = settings
         self._environ = environ
         self._lease = plancache.Lease(None)  # on the kept plan, while this run uses its ports
         self._early = early  # until the first attempt's supervisor adopts its runs
         self._ahead = ahead  # until the plan is needed
+        self._claims = PortClaims(registry)
 
     @property
     def early(self) -> EarlyStart | None:
@@ -142,17 +190,14 @@ class RunStart:
             self._lease = self._early_lease(directory, key) or plancache.lease(directory, key)
             # the early start probed the ports before its runs could take them; one of a plan
             # made ahead started that plan, whatever was kept meanwhile
-            kept = None if self._from_ahead() else plancache.lookup(directory, key, ports_free if self._early is None
-                                                                    else _free, self._lease)
+            kept = None if self._from_ahead() else plancache.lookup(directory, key, self._probe, self._lease)
             if kept is not None:
                 if ahead is not None:
                     ahead.cancel()
                 return kept
         if not self._from_ahead():
             self.give_up_early("its plan is not the one kept")
-        from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
-
-        plan, sources, problem = plan_apart(job_planner(inputs), ahead, source=quoted(inputs[0]))
+        plan, sources, problem = self._claimed_plan(inputs, ahead)
         if directory is not None:
             plancache.store(directory, key, sources, plan, self._lease, problem,
                             None if ahead is None else ahead.early_plan())  # the bytes it was sent in
@@ -160,6 +205,27 @@ class RunStart:
                 plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
                                       SECRET_VARIABLES + AGENT_VARIABLES, self._lease)
         return plan
+
+    def _probe(self, numbers: list[int]) -> bool:
+        """Whether the kept plan's ports may be this run's: free (the early start probed them
+        before its runs could take them) and claimed by no other live run."""
+        return (self._early is not None or ports_free(numbers)) and self._claims.take(numbers)
+
+    def _claimed_plan(self, inputs: Inputs, ahead: PlanAhead | None) -> Planned:
+        """A new plan whose chosen ports this run claimed (`PortClaims`): planned again while
+        another live run claims one of them, at most CLAIM_TRIES times."""
+        from executor.local.planning import job_planner, plan_apart  # a kept plan needs none of it
+
+        for _ in range(CLAIM_TRIES):
+            planned = plan_apart(job_planner(inputs), ahead, source=quoted(inputs[0]))
+            if self._claims.take([planned[0].spec.ports[name] for name in planned[0].allocated]):
+                return planned
+            if ahead is not None:
+                self.give_up_early("another `stoker run` claims a port its plan chose")
+                ahead = None
+        raise ConfigError(f"{quoted(inputs[0])}: job {planned[0].spec.key}: no free loopback port could be "
+                          f"chosen for {', '.join(planned[0].allocated)}: each one offered, {CLAIM_TRIES} times, "
+                          "was claimed by another live `stoker run` on this host")
 
     def early_sandbox(self, name: str) -> EarlyStart | None:
         """The early start, when the sandbox it made is the one this run would make."""
@@ -219,11 +285,6 @@ class RunStart:
             self.give_up_early("it took another plan's lease")
             return None
         return plancache.Lease(early.take_lease())
-
-
-def _free(ports: list[int]) -> bool:
-    """The kept plan's ports under an early start: it probed them before its runs could take them."""
-    return True
 
 
 def hold_sandbox(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,

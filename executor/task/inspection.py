@@ -35,7 +35,7 @@ from executor.host import identity, lock
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
 from executor.host.entrycache import stamp_of
-from executor.host.sandbox import checkpoint_mtime
+from executor.host.sandbox import CHECKPOINT_FILE, checkpoint_mtime
 from executor.host.truth import RESTARTING, Truth, judge
 from executor.procs import proctree, saferead
 from executor.procs.spawn import TASK_MARKER
@@ -163,7 +163,26 @@ def inspect_sandbox(sandbox: Path, entry: RegistryEntry | None = None, cache: Vi
     pinned = entry.stoker_dir if entry is not None else ""
     with contextlib.ExitStack() as opened:  # `.stoker`, opened once: for the checkpoint, then its lock
         view, problem, damaged, st, stoker = _view(sandbox, pinned, cache, opened)  # through the `.stoker` pinned
-        return _judged(sandbox, entry, cache, locks, view, problem, st, stoker, damaged)
+        judged = _judged(sandbox, entry, cache, locks, view, problem, st, stoker, damaged)
+        if judged.truth.unsupervised and _changed_since(stoker, st):  # it ended as it was read
+            view, problem, damaged, st, stoker = _view(sandbox, pinned, cache, opened)
+            judged = _judged(sandbox, entry, cache, locks, view, problem, st, stoker, damaged)
+        return judged
+
+
+def _changed_since(stoker: int, st: Any) -> bool:
+    """Whether the checkpoint in the `.stoker` open as `stoker` is no longer as `st` (its `fstat`
+    as it was read) found it. The supervisor is looked for after its checkpoint is read: one
+    that recorded its end and exited between the two was judged gone without it, LOST (a
+    `stoker ps` row that flipped RUNNING, LOST, KILLED as 36 tasks were stopped at once); read
+    again once it is gone, the checkpoint is final (nothing of its writer follows)."""
+    if stoker < 0 or st is None:
+        return False
+    try:
+        now = os.stat(CHECKPOINT_FILE, dir_fd=stoker, follow_symlinks=False)
+    except OSError:
+        return False
+    return stamp_of(now) != stamp_of(st)
 
 
 def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed] | None,
@@ -362,6 +381,7 @@ def health_summary(inspection: Inspection) -> str:
 
 def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     """One task as a JSON object (`stoker ps` shows some of it as text)."""
+    entry = named(entry, inspection)
     attempt, truth = inspection.attempt, inspection.truth
     started = shown_attempt(inspection)[1] or entry.registered_wall
     running, total = _procs(inspection)
@@ -381,6 +401,18 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "problem": inspection.problem, "announcement": _announcement(attempt),
         "restart": restart_json(inspection),
     }
+
+
+def named(entry: RegistryEntry, inspection: Inspection) -> RegistryEntry:
+    """`entry` with its task's id, job key and label from its supervisor's checkpoint when it
+    was read before its supervisor named its task there: a reader reads every entry, then each
+    checkpoint, and a supervisor names its task in its entry just before its header, so in a
+    storm of starts `stoker ps` and the observer showed a STARTING or RUNNING task with no id,
+    job key or label (then the same row with them)."""
+    view = inspection.view
+    if entry.task_id or view is None or inspection.attempt is None:
+        return entry
+    return attrs.evolve(entry, task_id=view.task_id, job_key=view.job_key, label=view.label)
 
 
 def shown_attempt(inspection: Inspection) -> tuple[int | None, float | None]:

@@ -1,0 +1,86 @@
+"""Two live `stoker run`s are never given the same chosen loopback port. A port is chosen free
+(bound, then closed) and the task binds it later, so a run started while another's task had not
+bound yet was offered it again: in a storm of 40 runs of two ports each, the kernel's random
+choice offered one port twice in 41 of 200 storms, and the later server could not bind it at
+any attempt. Here the host offers a single port (a network namespace of the test's own whose
+`ip_local_port_range` is one number, entered by both runs), so the second run is offered the
+first one's port every time, by a fresh plan or by the plan a run of its config kept: it is
+refused (exit 2), not started on the port another live run was given."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+PORT = 40001
+CONFIG = """\
+jobs = [Service(cluster='local', role='me', environment='test', name='{name}',
+                task=Task(processes=[Process(name='p', cmdline='echo port {{{{thermos.ports[http]}}}}; exec sleep 600')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+REFUSED = "no free loopback port could be chosen for http: each one offered, 8 times, was claimed by another live"
+
+
+@pytest.fixture
+def one_port_host():
+    """A network namespace whose loopback is up and offers only PORT: the command prefix that
+    enters it (`nsenter`), its holder killed afterwards."""
+    if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("nsenter")):
+        pytest.skip("needs root, unshare and nsenter (a network namespace of the test's own)")
+    holder = subprocess.Popen(
+        ["unshare", "-n", "sh", "-c", f"ip link set lo up 2>/dev/null || exit 3; "
+                                      f"echo '{PORT} {PORT}' > /proc/sys/net/ipv4/ip_local_port_range || exit 4; "
+                                      "echo ready; exec sleep 600"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        if holder.stdout is None or holder.stdout.readline() != b"ready\n":
+            pytest.skip(f"no network namespace with one port here (exit {holder.wait()})")
+        yield ("nsenter", f"--net=/proc/{holder.pid}/ns/net")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _run(tmp_path, name: str, launcher: tuple[str, ...], plans: str) -> StokerProcess:
+    config = tmp_path / f"{name}.aurora"
+    config.write_text(CONFIG.format(name=name))
+    work = tmp_path / f"work-{name}"
+    work.mkdir(exist_ok=True)
+    return StokerProcess(["run", str(config), "--sandbox", str(tmp_path / f"sandbox-{name}")], work,
+                         env={"STOKER_PLAN_CACHE": plans}, launcher=launcher)
+
+
+@pytest.mark.parametrize(("kept", "plans"), [(False, "off"), (False, "plans"), (True, "plans")],
+                         ids=["no-plan-cache", "first-run-planned-ahead", "kept-plan"])
+def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port_host, kept, plans):
+    plans = str(tmp_path / plans) if plans != "off" else plans
+    runs: list[StokerProcess] = []
+    try:
+        if kept:  # a run of `second`'s config kept its plan, PORT, and ended
+            once = _run(tmp_path, "second", one_port_host, plans)
+            runs.append(once)
+            once.wait_output("STARTING → RUNNING", 60)
+            once.sigterm_and_close()
+        first = _run(tmp_path, "first", one_port_host, plans)
+        runs.append(first)
+        first.wait_output("STARTING → RUNNING", 60)
+        assert f"ports http={PORT}" in first.stdout()
+        second = _run(tmp_path, "second", one_port_host, plans)
+        runs.append(second)
+        wait_for(lambda: "stoker run: ports" in second.stdout() or second.proc.poll() is not None, 60,
+                 message="the second run's ports, or its exit")
+        assert f"ports http={PORT}" not in second.stdout()
+        assert second.wait() == 2, second.stdout() + second.stderr()
+        assert REFUSED in second.stderr()
+        assert first.proc.poll() is None
+    finally:
+        for run in runs:
+            run.close()
+        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))
