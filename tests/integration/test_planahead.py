@@ -178,7 +178,7 @@ def test_a_plan_of_16_mib_and_more_comes_whole(child, plan_first):
 
 def _waiting_in(thread: threading.Thread, kernel_function: str) -> bool:
     """Whether `thread` sleeps in the kernel in a function whose name holds `kernel_function`
-    (its wchan: `do_wait` for a child's exit, `pipe_read` or `anon_pipe_read` for a pipe)."""
+    (its wchan: `do_wait` for a child's exit, `do_sys_poll` for a pipe or the child's end)."""
     return kernel_function in Path(f"/proc/self/task/{thread.native_id}/wchan").read_text()
 
 
@@ -189,7 +189,7 @@ def test_a_plan_that_comes_in_two_writes_is_waited_for_whole(child):
     reading = threading.Thread(target=lambda: got.append(planning.ahead.early_plan()), daemon=True)
     reading.start()
     try:
-        wait_for(lambda: not reading.is_alive() or _waiting_in(reading, "pipe"), 10,
+        wait_for(lambda: not reading.is_alive() or _waiting_in(reading, "poll"), 10,
                  message="the plan's last byte is waited for")
     finally:
         planning.open_gate()
