@@ -50,7 +50,7 @@ def test_a_fork_the_config_leaves_running_does_not_hold_the_answer(tmp_path, wor
     pid_file = tmp_path / "fork.pid"
     try:
         result = subprocess.run([sys.executable, "-m", "executor", *words, "forks.aurora"], cwd=tmp_path,
-                                env=measured(env), capture_output=True, text=True, timeout=60)
+                                env=measured(env), capture_output=True, text=True, timeout=45)
         assert result.returncode == 0, (result.stdout, result.stderr)
         assert pid_file.exists()  # it was forked, and sleeps 600 s: the answer did not wait for it
         if words[0] == "run":  # (which then ended it, as it ends whatever its job left: a subreaper)
