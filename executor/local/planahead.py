@@ -60,13 +60,48 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums for nothing here
 import os
 
-__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "inputs_of"]
+__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "inputs_of", "read_answer"]
 
 Inputs = tuple[str, "str | None", tuple[tuple[str, str], ...], int, tuple[tuple[str, int], ...], str, str]
 INPUT_NAMES = ("config", "jobkey", "bindings", "instance", "ports", "host", "user")  # Inputs' parts
 # What begins the child's plan sent alone before its answer (`planning.plan_ahead`), then its
 # size in 4 bytes: a NUL, which no `marshal` data (the answer) begins with
 EARLY = b"\0"
+
+
+def read_answer(read_end: int, pid: int, size: int = -1) -> bytes:
+    """Up to `size` bytes (all, when -1) that the child `pid` writes to the pipe `read_end`:
+    read until the pipe ends or the child has ended, whichever comes first. The child writes
+    its whole answer before it ends, so by then it is in the pipe; a process the config's
+    code forked (a daemon started from a `.aurora` file) holds the pipe's write end too, and
+    reading to the pipe's end waited for it (for ever, for a daemon). Where the child's end
+    cannot be watched (no pidfd: a kernel before 5.3, or no descriptor left), to the pipe's
+    end, as before. Anything raised meanwhile (Ctrl-C) is raised again; the caller kills."""
+    import select  # the supervisor's control socket loads it too (`selectors`)
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        pidfd = -1
+    try:
+        poller = select.poll()  # poll, not select: the descriptors may be past FD_SETSIZE
+        poller.register(read_end, select.POLLIN)
+        if pidfd >= 0:
+            poller.register(pidfd, select.POLLIN)
+        chunks: list[bytes] = []
+        left = size if size >= 0 else 1 << 62
+        while left > 0:
+            if read_end not in {fd for fd, _ in poller.poll()}:  # the child ended, its pipe empty
+                break
+            chunk = os.read(read_end, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], instance: int,
@@ -131,16 +166,13 @@ class PlanAhead:
         its answer, without the plan it sent before it (`early_plan`)."""
         if self._answer is not None:
             return self._answer
-        chunks = [self._head]
         try:
-            while chunk := os.read(self._read_end, 1 << 16):
-                chunks.append(chunk)
+            data = self._head + read_answer(self._read_end, self.pid)
             _, status = os.waitpid(self.pid, 0)
         except BaseException:
             self.cancel()
             raise
         self._done()
-        data = b"".join(chunks)
         if data[:1] == EARLY:  # the plan sent first: the answer holds it too
             end = 5 + int.from_bytes(data[1:5], "big")
             if len(data) >= end:  # (the same plan when `early_plan` read it)
@@ -150,12 +182,8 @@ class PlanAhead:
         return self._answer
 
     def _read(self, size: int) -> bytes:
-        """`size` bytes of the pipe, or fewer at its end."""
-        chunks: list[bytes] = []
-        while size > 0 and (chunk := os.read(self._read_end, size)):
-            chunks.append(chunk)
-            size -= len(chunk)
-        return b"".join(chunks)
+        """`size` bytes of the pipe, or fewer at its end or the child's."""
+        return read_answer(self._read_end, self.pid, size)
 
     def cancel(self) -> None:
         """Kill and reap the child (nothing when it was answered or cancelled)."""

@@ -43,7 +43,7 @@ from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, load_frozen, open_problem, plan_job
 from executor.host.early import die_with
 from executor.local import planform
-from executor.local.planahead import EARLY, Inputs, PlanAhead
+from executor.local.planahead import EARLY, Inputs, PlanAhead, read_answer
 from executor.local.planfiles import allocate_ports
 
 __all__ = ["job_planner", "plan_ahead", "plan_apart"]
@@ -182,16 +182,16 @@ def _plan_bundle() -> None:
 def _collect(pid: int, read_end: int, mask: set[int]) -> tuple[bytes, int]:
     """The child's answer and its wait status; anything raised meanwhile (a Ctrl-C held
     since the fork lands here) kills and reaps the child first."""
-    pipe = os.fdopen(read_end, "rb")
     try:
-        with pipe:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal held since the fork lands here
-            data = pipe.read()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal held since the fork lands here
+        data = read_answer(read_end, pid)  # not held by a process the config forked
         _, status = os.waitpid(pid, 0)
     except BaseException:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         raise
+    finally:
+        os.close(read_end)
     return data, status
 
 

@@ -26,6 +26,7 @@ ANSWER = b"the answer, as marshal data"
 INPUTS = ("job.aurora", None, (), 0, (), "host", "user")  # what it planned for (read by no test here)
 GATE = "gate"  # a step: the child waits until the test opens its gate
 CLOSE = "close"  # a step: the child closes its end of the pipe (and says so on `told`)
+FORK = "fork"  # a step: the child forks a process that holds the pipe until the gate opens
 
 
 def framed(plan: bytes) -> bytes:
@@ -48,6 +49,10 @@ class Child:
                 for step in steps:
                     if step == GATE:
                         os.read(gate, 1)
+                    elif step == FORK:
+                        if os.fork() == 0:  # as a config's daemon: the pipe inherited
+                            os.read(gate, 1)
+                            os._exit(0)
                     elif step == CLOSE:
                         os.close(write_end)
                         os.write(self._told, b"x")
@@ -178,7 +183,7 @@ def test_a_plan_of_16_mib_and_more_comes_whole(child, plan_first):
 
 def _waiting_in(thread: threading.Thread, kernel_function: str) -> bool:
     """Whether `thread` sleeps in the kernel in a function whose name holds `kernel_function`
-    (its wchan: `do_wait` for a child's exit, `pipe_read` or `anon_pipe_read` for a pipe)."""
+    (its wchan: `do_wait` for a child's exit, `do_sys_poll` for a pipe or the child's end)."""
     return kernel_function in Path(f"/proc/self/task/{thread.native_id}/wchan").read_text()
 
 
@@ -189,7 +194,7 @@ def test_a_plan_that_comes_in_two_writes_is_waited_for_whole(child):
     reading = threading.Thread(target=lambda: got.append(planning.ahead.early_plan()), daemon=True)
     reading.start()
     try:
-        wait_for(lambda: not reading.is_alive() or _waiting_in(reading, "pipe"), 10,
+        wait_for(lambda: not reading.is_alive() or _waiting_in(reading, "poll"), 10,
                  message="the plan's last byte is waited for")
     finally:
         planning.open_gate()
@@ -210,6 +215,21 @@ def test_the_answer_waits_for_the_child_s_exit_after_its_pipe_closed(child):
         planning.open_gate()
         answering.join(10)
     assert got and got[0][0] == ANSWER and exited(3)(got[0])
+
+
+@pytest.mark.parametrize("sent", [(), (framed(PLAN), ANSWER)], ids=["nothing", "plan-and-answer"])
+def test_a_process_the_child_forked_holding_the_pipe_is_not_waited_for(child, sent):
+    """Was: read to the pipe's end, which that process (a daemon the config's code started)
+    held, for ever."""
+    planning = child(FORK, *sent, code=3)
+    answer = at_once(planning.ahead.answer, planning)  # (the gate open since: that process gone)
+    assert answer[0] == (ANSWER if sent else b"") and exited(3)(answer)
+    assert planning.ahead.early_plan() == (PLAN if sent else None)
+
+
+def test_the_plan_sent_first_is_not_waited_for_past_a_child_that_forked_and_ended(child):
+    planning = child(FORK, code=3)
+    assert at_once(planning.ahead.early_plan, planning) is None
 
 
 def test_a_cancel_kills_and_reaps_the_child_and_leaves_it_answered_without_a_plan(child):

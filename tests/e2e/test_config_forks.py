@@ -1,0 +1,76 @@
+"""A config whose code forks a process that outlives it (a daemon started from a `.aurora`
+file): `stoker inspect` and `stoker run` answer once the process running the config has
+answered and ended, not when that fork exits. The fork inherited the write end of the
+pipe the answer comes through; reading until the pipe ended waited for the fork (for ever,
+for a daemon) before printing anything (`executor.local.planahead.read_answer`)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import REPO, measured
+from tests.support.waiting import wait_for
+
+# The fork leaves the terminal's streams (a daemon's own would keep a caller's pipe open,
+# whatever Stoker does) but not the descriptors it inherited, writes its pid and sleeps
+# until the test kills it.
+CONFIG = textwrap.dedent("""
+    import os, time
+    if os.fork() == 0:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        open("fork.pid.tmp", "w").write(str(os.getpid()))
+        os.rename("fork.pid.tmp", "fork.pid")
+        time.sleep(600)
+        os._exit(0)
+    jobs = [Job(cluster='local', role='me', environment='test', name='forks',
+                task=Task(processes=[Process(name='once', cmdline='echo ran > ran')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+""")
+
+
+@pytest.mark.parametrize("words", [
+    ["inspect"],
+    ["run", "--sandbox", "box"],  # the first run: planned by the child forked ahead
+    ["run", "--bind", "unused=1", "--sandbox", "box"],  # planned by `plan_apart`'s child
+], ids=["inspect", "run-ahead", "run-apart"])
+def test_a_fork_the_config_leaves_running_does_not_hold_the_answer(tmp_path, words):
+    (tmp_path / "forks.aurora").write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
+    env.update(PYTHONPATH=str(REPO), STOKER_PLAN_CACHE=str(tmp_path / "plans"))
+    pid_file = tmp_path / "fork.pid"
+    try:
+        result = subprocess.run([sys.executable, "-m", "executor", *words, "forks.aurora"], cwd=tmp_path,
+                                env=measured(env), capture_output=True, text=True, timeout=45)
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert pid_file.exists()  # it was forked, and sleeps 600 s: the answer did not wait for it
+        if words[0] == "run":  # (which then ended it, as it ends whatever its job left: a subreaper)
+            assert (tmp_path / "box" / "ran").read_text() == "ran\n"
+        else:
+            os.kill(int(pid_file.read_text()), 0)  # still running
+            assert result.stdout.startswith("job local/me/test/forks\n")
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            wait_for(lambda: not _alive(int(pid_file.read_text())), 10, message="the config's fork gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie until init reaps it (the fork's parent ended long before)
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    return False
