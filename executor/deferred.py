@@ -116,6 +116,11 @@ _FNMATCH = () if sys.version_info[:2] == (3, 12) else ("fnmatch",)
 # imported by modules a supervisor loads, never read by it (see the docstring)
 LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", "urllib.parse", "ntpath",
         *_FNMATCH, "selectors", *ATTRS_UNREAD)
+# `json` as a first run's planning child defers it (`launchfirst._fork_ahead`), with the
+# submodules its package imports: the package deferred alone, `import json.decoder` (a
+# config's) ran decoder's code, whose `from json import scanner` ran the package's, whose
+# `from .decoder import JSONDecoder` found `json.decoder` half loaded (an ImportError)
+JSON = ("json", "json.decoder", "json.scanner", "json.encoder")
 PARENTS = ("urllib",)  # packages of a LAZY submodule imported by defer() (an empty `__init__`)
 _pending: set[str] = set()  # made lazy here (loaded since when its code ran: `_ran`)
 # `sys.implementation.name` → what `platform.python_implementation()` says of it

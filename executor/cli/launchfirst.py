@@ -268,7 +268,7 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
 
             # pystachio imports `json` for its `json_*` methods, which no plan calls: loaded at
             # its first use (a JSON config, `config/jsonconfig.py`), not before the plan is sent
-            deferred.defer(("json",))
+            deferred.defer(deferred.JSON)
             from executor.local.planning import plan_ahead
 
             plan_ahead(inputs, write_end)

@@ -417,3 +417,27 @@ def test_a_json_config_planned_ahead_loads_json_in_the_child_that_deferred_it(tm
     assert lines[0] == "False" and lines[1].split(" ")[0] == first, done.stderr
     if first == "error":
         assert "not valid JSON: Expecting value" in lines[1], lines
+
+
+@pytest.mark.parametrize("imports", [
+    "import json.decoder", "from json import decoder", "import json.scanner", "import json.encoder",
+    "import json.tool", "from json.decoder import JSONDecodeError",
+])
+def test_a_config_that_imports_a_json_submodule_is_planned_ahead_as_python_runs_it(tmp_path, imports):
+    # the child defers `json`: a config's `import json.decoder` (whose code imports from the
+    # package) was an ImportError there ("partially initialized module 'json.decoder'"), planned
+    # at once as `stoker inspect` and a re-run plan it; its JSONDecodeError is the one json raises
+    config = tmp_path / "job.aurora"
+    config.write_text(f"{imports}\nimport json\n"
+                      "try:\n    json.loads('{')\nexcept json.decoder.JSONDecodeError:\n    name = 'caught'\n"
+                      + EXAMPLE.read_text().replace("name = 'hello'", "name = name"))
+    done = python("""
+        import marshal
+        from executor.cli import launchfirst
+        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
+        ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
+        answer, early = marshal.loads(ahead.answer()[0]), ahead.early_plan()
+        from executor.local import plancache
+        print(plancache.decode(marshal.loads(early)).name if early else str(answer[1])[-300:])
+    """, str(config))
+    assert done.stdout == "caught\n", (done.stdout, done.stderr)
