@@ -43,7 +43,9 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
   A module already loaded, or one Python cannot find, is left as it is. A submodule is its
   package's attribute as import makes it (`import urllib.parse` then `urllib.parse.quote`,
   as `http.client` reads it): where the package is loaded, or is one of PARENTS (an empty
-  `__init__`), imported first.
+  `__init__`), imported first. A package is deferred with the submodules its `__init__`
+  imports (JSON): a submodule imported first that imports from its package would run the
+  package's code, which imports it back half loaded (an ImportError).
 - A few names of a lazy module are served without loading it (SERVED): its stand-in
   has them, as functions that answer what the module's own would, or else load the module
   and call its own. `platform.python_implementation()` is answered from
