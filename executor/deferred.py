@@ -43,7 +43,9 @@ point (`executor/cli/start.py`) calls `defer()` before attrs is imported:
   A module already loaded, or one Python cannot find, is left as it is. A submodule is its
   package's attribute as import makes it (`import urllib.parse` then `urllib.parse.quote`,
   as `http.client` reads it): where the package is loaded, or is one of PARENTS (an empty
-  `__init__`), imported first.
+  `__init__`), imported first. A package is deferred with the submodules its `__init__`
+  imports (JSON): a submodule imported first that imports from its package would run the
+  package's code, which imports it back half loaded (an ImportError).
 - A few names of a lazy module are served without loading it (SERVED): its stand-in
   has them, as functions that answer what the module's own would, or else load the module
   and call its own. `platform.python_implementation()` is answered from
@@ -116,6 +118,11 @@ _FNMATCH = () if sys.version_info[:2] == (3, 12) else ("fnmatch",)
 # imported by modules a supervisor loads, never read by it (see the docstring)
 LAZY = ("inspect", "locale", "tokenize", "token", "ipaddress", "platform", "pprint", "urllib.parse", "ntpath",
         *_FNMATCH, "selectors", *ATTRS_UNREAD)
+# `json` as a first run's planning child defers it (`launchfirst._fork_ahead`), with the
+# submodules its package imports: the package deferred alone, `import json.decoder` (a
+# config's) ran decoder's code, whose `from json import scanner` ran the package's, whose
+# `from .decoder import JSONDecoder` found `json.decoder` half loaded (an ImportError)
+JSON = ("json", "json.decoder", "json.scanner", "json.encoder")
 PARENTS = ("urllib",)  # packages of a LAZY submodule imported by defer() (an empty `__init__`)
 _pending: set[str] = set()  # made lazy here (loaded since when its code ran: `_ran`)
 # `sys.implementation.name` → what `platform.python_implementation()` says of it

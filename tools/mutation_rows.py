@@ -179,6 +179,7 @@ MODULES = (
            ("tests/integration/test_attrsmethods.py",), children=True),
     Module("launchfirst", "a first run's early start", ("executor/cli/launchfirst.py",),
            ("tests/e2e/test_early_start_first.py", "tests/e2e/test_plan_ahead.py",
+            "tests/integration/test_planning_json.py",
             *(f"tests/integration/test_planning.py::{name}" for name in (
                 "test_a_plan_made_ahead_is_the_plan_made_late",
                 "test_a_run_with_other_settings_than_the_plan_made_ahead_cancels_it",

@@ -264,11 +264,13 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             from executor import codebundle
 
             codebundle.install(codebundle.PLAN)  # and its modules, from a file of their own
-            from executor import deferred
+            from executor import deferred, nodocs
 
             # pystachio imports `json` for its `json_*` methods, which no plan calls: loaded at
-            # its first use (a JSON config, `config/jsonconfig.py`), not before the plan is sent
-            deferred.defer(("json",))
+            # its first use (a JSON config, `config/jsonconfig.py`), not before the plan is sent;
+            # with STOKER_CODE_CACHE=off (no `nodocs`), as Python loads it, as every module then
+            if nodocs.installed():
+                deferred.defer(deferred.JSON)
             from executor.local.planning import plan_ahead
 
             plan_ahead(inputs, write_end)

@@ -333,6 +333,9 @@ SUPERVISOR_ONLY = {"logging", "traceback", "config.settings", "config.sourced", 
 # `json`'s: the supervisor loads it after the fork (`executor.cli.main`); the child defers it
 # (`launchfirst._fork_ahead`: pystachio imports it for methods no plan calls), so its code never runs
 JSON_RUN = {"json.decoder", "json.encoder", "json.scanner", "_json"}
+# A job's `announce` class and the order graph's problems: loaded for a job that has one
+# (`config.bind._announcer_spec`, `config.order.order_graph`), by neither process for the sleeper
+FOR_SOME_JOBS = {"config.announcer", "config.orderproblems"}
 
 
 def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(tmp_path):
@@ -362,6 +365,7 @@ def test_the_supervisor_never_loads_the_config_language_its_planning_child_does(
     assert [sorted(mods & SUPERVISOR_ONLY) for mods in by_pid.values()] == [[]]
     assert sorted(before_fork & ({"json"} | JSON_RUN)) == [] and JSON_RUN <= supervisor
     assert [sorted(mods & JSON_RUN) for mods in by_pid.values()] == [[]]
+    assert [sorted(mods & FOR_SOME_JOBS) for mods in [supervisor, *by_pid.values()]] == [[], []]
 
 
 def test_stoker_run_with_an_http_check_loads_the_checker_and_http_client_only(tmp_path):

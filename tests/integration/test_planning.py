@@ -392,28 +392,3 @@ def test_with_no_descriptor_left_for_its_pipe_no_child_is_forked_ahead():
         print(launchfirst.take_ahead(), flush=True)
     """, str(EXAMPLE))
     assert done.stdout == "None\n", done.stderr
-
-
-@pytest.mark.parametrize("text, first", [
-    ('{"jobs": [{"cluster": "c", "role": "r", "environment": "e", "name": "j", "task": {"name": "t", '
-     '"processes": [{"name": "p", "cmdline": "true"}], "resources": {"cpu": 1, "ram": 1048576, "disk": 1048576}}}]}', "plan"),
-    ('{"jobs": [1, }', "error"),
-])
-def test_a_json_config_planned_ahead_loads_json_in_the_child_that_deferred_it(tmp_path, text, first):
-    # the child makes `json` lazy (pystachio imports it, no plan reads it), which the parent has
-    # not loaded before its fork: a JSON config's loader reads it, and the module then loads
-    config = tmp_path / "job.json"
-    config.write_text(text)
-    done = python("""
-        import marshal
-        from executor.cli import launchfirst
-        print("json" in sys.modules, flush=True)
-        environ = dict(os.environ, STOKER_PLAN_CACHE="off")
-        ahead = launchfirst._fork_ahead(launchfirst._ahead_inputs(["run", sys.argv[1]], environ))
-        answer = marshal.loads(ahead.answer()[0])
-        print(answer[0], str(answer[1])[-200:] if answer[0] == "error" else "")
-    """, str(config))
-    lines = done.stdout.splitlines()
-    assert lines[0] == "False" and lines[1].split(" ")[0] == first, done.stderr
-    if first == "error":
-        assert "not valid JSON: Expecting value" in lines[1], lines
