@@ -76,3 +76,25 @@ def test_a_thread_the_limit_has_room_for_only_without_the_stops_room_is_given_it
     done = subprocess.run([sys.executable, "-c", HAND_OVER, str(REPO)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["started", "room", "given"]
+
+
+# The same, where glibc's mmap threshold was raised past the room's size (a block of 8 MiB
+# freed before the start's end: a big file read whole, say) and a heap block was made above it.
+HAND_OVER_HEAP = HAND_OVER.replace("earlyfork.keep_stop_room()\n", """
+freed = bytes(8 << 20)  # mmapped, and freed: glibc's threshold rises to 8 MiB
+del freed
+earlyfork.keep_stop_room()
+above = bytearray(100_000)  # from the heap, above what the room would take of it
+""")
+
+
+def test_the_stops_room_is_handed_over_whole_after_a_big_block_raised_the_c_library_s_threshold():
+    """The room is a mapping of its own, so letting it go gives its address space back
+    whatever the C heap holds: it was a heap block where glibc's mmap threshold had risen
+    past 4 MiB (a block that size freed before), and a block above it kept the heap from
+    shrinking, so the thread given the room was refused all the same (mutmut's copy of the
+    modules, compiled in the test's child, raised the threshold)."""
+    done = subprocess.run([sys.executable, "-c", HAND_OVER_HEAP, str(REPO)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["started", "room", "given"]
