@@ -24,6 +24,7 @@ sys.path.insert(0, sys.argv[1])
 from executor.host import terminalmodes
 
 on_terminal, between, kept, said = sys.argv[2], sys.argv[3], sys.argv[4] == "keep", int(sys.argv[5])
+spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(4)]  # the lowest free descriptors past 2: no terminal at 3
 master, slave = os.openpty()
 other_master, other_slave = os.openpty()  # a terminal, but not this session's
 fcntl.ioctl(slave, termios.TIOCSCTTY, 0)  # the session's controlling terminal: this process in its foreground
