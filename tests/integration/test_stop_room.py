@@ -98,3 +98,57 @@ def test_the_stops_room_is_handed_over_whole_after_a_big_block_raised_the_c_libr
                           timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["started", "room", "given"]
+
+
+# A start given the stop's room, hung before its thread runs (its start() waits), and another
+# start meanwhile: the room the first reserved is counted, and the other is refused for it.
+HUNG_WITH_THE_ROOM = r"""
+import resource, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor import logs
+from executor.procs import earlyfork
+
+in_start, released = threading.Event(), threading.Event()
+
+
+class Hung(threading.Thread):
+    def start(self):
+        in_start.set()
+        released.wait(timeout=20)
+        super().start()
+
+
+go = threading.Event()
+
+
+def hang():
+    go.wait()
+    logs.start_thread(Hung(target=lambda: None, daemon=True))
+
+
+hanger = threading.Thread(target=hang)
+hanger.start()
+earlyfork.keep_stop_room()
+mapped = logs.address_space()[1]
+room = logs.room_for_thread()
+limit = mapped - earlyfork.STOP_ROOM_BYTES + room + (1 << 20)  # room for one thread only with the stop's room
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+go.set()
+in_start.wait(timeout=20)
+try:
+    logs.start_thread(threading.Thread(target=lambda: None, daemon=True))
+    print("other started")
+except logs.NoRoomForThread as exc:
+    print("other refused", room // 2 < exc.reserved <= room)
+finally:
+    released.set()
+hanger.join()
+"""
+
+
+def test_a_start_given_the_stops_room_holds_its_reservation_against_another_start():
+    """The start the room was handed to reserves its room for its own thread as any start
+    does: another start while it is under way counts it, and is refused with its figures."""
+    done = subprocess.run([sys.executable, "-c", HUNG_WITH_THE_ROOM, str(REPO)], capture_output=True, text=True,
+                          timeout=30)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["other", "refused", "True"], "")
