@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from executor import logs
 from executor.procs import earlyfork
 from executor.procs.supervisor import Supervisor
 from tests.support.stoker_proc import REPO
@@ -31,8 +32,10 @@ def supervisor(tmp_path):
 def test_the_room_is_kept_as_the_start_ends_and_let_go_as_the_stop_begins(supervisor):
     supervisor.idle()  # the start's end
     assert earlyfork._stop_room is not None
+    assert logs.room_kept is not None  # (a thread start the limit refuses is handed it)
     supervisor.stop_begun()
     assert earlyfork._stop_room is None
+    assert logs.room_kept is None
     supervisor.idle()  # a step of the stop
     assert earlyfork._stop_room is None
 
@@ -152,3 +155,23 @@ def test_a_start_given_the_stops_room_holds_its_reservation_against_another_star
     done = subprocess.run([sys.executable, "-c", HUNG_WITH_THE_ROOM, str(REPO)], capture_output=True, text=True,
                           timeout=30)
     assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["other", "refused", "True"], "")
+
+
+NO_ROOM = r"""
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+from executor import logs
+from executor.procs import earlyfork
+
+mapped = logs.address_space()[1]
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (1 << 20), resource.RLIM_INFINITY))  # less than the room
+earlyfork.keep_stop_room()
+print(earlyfork._stop_room, logs.room_kept)
+"""
+
+
+def test_no_room_is_kept_where_the_address_space_has_none_for_it():
+    """Under a limit with less than the room left, `mmap` fails (MAP_FAILED): nothing is kept
+    and no thread start is offered a room."""
+    done = subprocess.run([sys.executable, "-c", NO_ROOM, str(REPO)], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["None", "None"], "")
