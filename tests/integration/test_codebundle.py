@@ -518,3 +518,19 @@ def test_a_loader_never_reads_the_descriptor_its_closing_file_let_go(where: Path
     # that imported then read the number its close freed, whatever another thread had opened under it
     run(where, WRITE, "src")
     assert run(where, RECYCLED, "src").split() == ["True", "42", "''"]
+
+
+def test_an_entry_whose_code_would_end_past_the_file_is_damage_and_allocates_nothing(where: Path) -> None:
+    """A damaged entry's length past the file's end (2**62 bytes, a buffer no address space
+    holds) is damage found before any read: none is asked of `os.pread`, which allocates the
+    length asked first (a MemoryError, out of `get_code`, would fail the import)."""
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / "run.codebundle"
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], 1 << 62)
+    rewritten = marshal.dumps((directories, modules))
+    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+    os.chmod(bundled, 0o644)
+    assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
