@@ -534,3 +534,13 @@ def test_an_entry_whose_code_would_end_past_the_file_is_damage_and_allocates_not
     bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
     os.chmod(bundled, 0o644)
     assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+def test_a_submodule_of_a_package_that_changed_its_path_is_found_there(where: Path) -> None:
+    """A package whose `__init__` puts another directory first on its `__path__`: its
+    submodule is looked for there, as the path finder would, not served from the bundle."""
+    run(where, WRITE, "src")
+    (where / "src" / "probepkg" / "__init__.py").write_text(
+        f"__path__.insert(0, {str(where / 'other' / 'probepkg')!r})\n")
+    answer = read(where, "src")
+    assert (answer["answer"], answer["loader"]) == (7, "NoDocLoader")
