@@ -544,3 +544,55 @@ def test_a_submodule_of_a_package_that_changed_its_path_is_found_there(where: Pa
         f"__path__.insert(0, {str(where / 'other' / 'probepkg')!r})\n")
     answer = read(where, "src")
     assert (answer["answer"], answer["loader"]) == (7, "NoDocLoader")
+
+
+def test_a_subpackage_is_served_from_the_bundle_too(where: Path) -> None:
+    """A package inside a package is found under its parent's directory, as the path finder
+    finds it: served, without its docstring."""
+    (where / "src" / "probepkg" / "sub").mkdir()
+    (where / "src" / "probepkg" / "sub" / "__init__.py").write_text(module(5))
+    assert run(where, WRITE.replace('["probepkg", "probepkg.mod"]', '["probepkg", "probepkg.mod", "probepkg.sub"]')
+               .replace("import probepkg.mod", "import probepkg.mod, probepkg.sub"), "src").split() == ["3"]
+    said = run(where, READ.replace("from probepkg import mod", "from probepkg import sub as mod")
+               .replace('get_code("probepkg.mod")', 'get_code("probepkg.sub")'), "src")
+    answer = json.loads(said.splitlines()[-1])
+    assert (answer["answer"], answer["loader"], answer["doc"], answer["damaged"]) == (5, "CodeBundleLoader", None, "")
+
+
+MOVED = textwrap.dedent("""
+    import os, sys
+    from executor import codebundle, nodocs
+    nodocs.install()
+    assert codebundle.install()
+    {change}
+    try:
+        from probepkg import mod
+        print(mod.answer(), *(type(m.__spec__.loader).__name__ for m in (sys.modules["probepkg"], mod)))
+    except ImportError as exc:
+        print(type(exc).__name__)
+""")
+
+
+def test_a_top_level_module_is_found_where_sys_path_now_has_it(where: Path) -> None:
+    """`sys.path` changed after `install()` (an entry put first): a top-level module is found
+    as the path finder finds it, there, not served."""
+    run(where, WRITE, "src")
+    change = f"sys.path.insert(0, {str(where / 'other')!r})"
+    assert run(where, MOVED.format(change=change), "src").split() == ["7", "NoDocLoader", "NoDocLoader"]
+
+
+def test_a_source_removed_after_the_start_began_is_not_served(where: Path) -> None:
+    """A module whose source is gone as it is imported is not found, as Python finds none."""
+    run(where, WRITE, "src")
+    change = f"os.remove({str(where / 'src' / 'probepkg' / 'mod.py')!r})"
+    assert run(where, MOVED.format(change=change), "src").split() == ["ImportError"]
+
+
+def test_a_relative_entry_of_sys_path_is_served_while_the_working_directory_is_the_same(where: Path) -> None:
+    """`sys.path` with an entry relative to the working directory (`src`), the same since the
+    start: its modules are served."""
+    run(where, WRITE, "src")
+    relative = MOVED.replace("assert codebundle.install()", textwrap.dedent(f"""
+        sys.path[:] = ["src" if entry == {str(where / 'src')!r} else entry for entry in sys.path]
+        assert codebundle.install()"""))
+    assert run(where, relative.format(change=""), "src").split() == ["42", "CodeBundleLoader", "CodeBundleLoader"]
