@@ -596,3 +596,12 @@ def test_a_relative_entry_of_sys_path_is_served_while_the_working_directory_is_t
         sys.path[:] = ["src" if entry == {str(where / 'src')!r} else entry for entry in sys.path]
         assert codebundle.install()"""))
     assert run(where, relative.format(change=""), "src").split() == ["42", "CodeBundleLoader", "CodeBundleLoader"]
+
+
+def test_a_module_a_config_imports_is_not_served(where: Path) -> None:
+    """A config's own import (code in the config's namespace, `config/loader.py`'s) finds its
+    module as Python does, docstring and all: never the bundle's."""
+    run(where, WRITE, "src")
+    change = "exec('from probepkg import mod', {'__name__': nodocs.CONFIG_NAMESPACE})"
+    said = MOVED.format(change=change).replace("print(mod.answer()", "print(mod.__doc__ is not None, mod.answer()")
+    assert run(where, said, "src").split() == ["True", "42", "NoDocLoader", "NoDocLoader"]
