@@ -182,7 +182,7 @@ def test_a_zip_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
         archive.writestr("probepkg/__init__.py", "")
         archive.writestr("probepkg/mod.py", module(7))
     answer = read(where, "other.zip", "src")
-    assert (answer["answer"], answer["loader"]) == (7, "zipimporter")
+    assert (answer["answer"], answer["loader"], answer["damaged"]) == (7, "zipimporter", "")
 
 
 def test_a_zip_on_the_path_as_the_bundle_was_written_keeps_the_modules_it_does_not_hold(where: Path) -> None:
@@ -605,3 +605,28 @@ def test_a_module_a_config_imports_is_not_served(where: Path) -> None:
     change = "exec('from probepkg import mod', {'__name__': nodocs.CONFIG_NAMESPACE})"
     said = MOVED.format(change=change).replace("print(mod.answer()", "print(mod.__doc__ is not None, mod.answer()")
     assert run(where, said, "src").split() == ["True", "42", "NoDocLoader", "NoDocLoader"]
+
+
+
+def test_a_second_install_of_the_same_bundle_reads_nothing_and_answers_as_the_first(where: Path) -> None:
+    run(where, WRITE, "src")
+    twice = MOVED.format(change=textwrap.dedent("""
+        before = len(os.listdir("/proc/self/fd"))
+        print(codebundle.install(), len(os.listdir("/proc/self/fd")) - before)"""))
+    assert run(where, twice, "src").split() == ["True", "0", "42", "CodeBundleLoader", "CodeBundleLoader"]
+
+
+def test_a_working_directory_changed_after_the_start_is_looked_at_only_for_a_relative_entry(where: Path) -> None:
+    """With `src` relative, a start that moved to another directory (which has a `src` of its
+    own) finds its modules there, as Python does; with every entry absolute, the move changes
+    nothing and they are served."""
+    run(where, WRITE, "src")
+    (where / "elsewhere" / "src" / "probepkg").mkdir(parents=True)
+    (where / "elsewhere" / "src" / "probepkg" / "__init__.py").write_text("")
+    (where / "elsewhere" / "src" / "probepkg" / "mod.py").write_text(module(7))
+    moved = MOVED.format(change=f"os.chdir({str(where / 'elsewhere')!r})")
+    relative = moved.replace("assert codebundle.install()", textwrap.dedent(f"""
+        sys.path[:] = ["src" if entry == {str(where / 'src')!r} else entry for entry in sys.path]
+        assert codebundle.install()"""))
+    assert run(where, relative, "src").split() == ["7", "NoDocLoader", "NoDocLoader"]
+    assert run(where, moved, "src").split() == ["42", "CodeBundleLoader", "CodeBundleLoader"]
