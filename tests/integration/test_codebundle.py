@@ -630,3 +630,16 @@ def test_a_working_directory_changed_after_the_start_is_looked_at_only_for_a_rel
         assert codebundle.install()"""))
     assert run(where, relative, "src").split() == ["7", "NoDocLoader", "NoDocLoader"]
     assert run(where, moved, "src").split() == ["42", "CodeBundleLoader", "CodeBundleLoader"]
+
+
+def test_a_module_file_of_that_name_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
+    """A top-level module of one file (`probemod.py`, not a package) in an entry the bundle does
+    not know, before its own: that one is imported, as the path finder finds it."""
+    (where / "src" / "probemod.py").write_text(module(42))
+    (where / "other" / "probemod.py").write_text(module(7))
+    write = WRITE.replace('["probepkg", "probepkg.mod"]', '["probemod"]').replace("import probepkg.mod", "import probemod")
+    assert run(where, write, "src").split() == ["1"]
+    said = MOVED.replace("from probepkg import mod", "import probemod as mod").replace(
+        'sys.modules["probepkg"], mod', "mod,").replace("assert codebundle.install()", "codebundle.install()")
+    assert run(where, said.format(change=""), "other", "src").split() == ["7", "NoDocLoader"]
+    assert run(where, said.format(change=""), "src").split() == ["42", "CodeBundleLoader"]
