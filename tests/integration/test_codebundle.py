@@ -643,3 +643,13 @@ def test_a_module_file_of_that_name_earlier_on_the_path_is_the_one_imported(wher
         'sys.modules["probepkg"], mod', "mod,").replace("assert codebundle.install()", "codebundle.install()")
     assert run(where, said.format(change=""), "other", "src").split() == ["7", "NoDocLoader"]
     assert run(where, said.format(change=""), "src").split() == ["42", "CodeBundleLoader"]
+
+
+def test_no_bundle_written_or_no_docstring_free_code_installs_nothing(where: Path) -> None:
+    """No bundle file yet: nothing installed, nothing raised. A bundle there, but the
+    docstring-free code (`nodocs`) not installed: not read either (its cache is not in use)."""
+    script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
+    assert run(where, script.format(change=""), "src").split() == ["False", "''", "42", "NoDocLoader", "NoDocLoader"]
+    run(where, WRITE, "src")
+    without = script.replace("nodocs.install()\n", "")
+    assert run(where, without.format(change=""), "src").split()[:3] == ["False", "''", "42"]
