@@ -653,3 +653,10 @@ def test_no_bundle_written_or_no_docstring_free_code_installs_nothing(where: Pat
     run(where, WRITE, "src")
     without = script.replace("nodocs.install()\n", "")
     assert run(where, without.format(change=""), "src").split()[:3] == ["False", "''", "42"]
+
+
+def test_a_bundle_of_no_module_is_sound_and_serves_nothing(where: Path) -> None:
+    """A bundle whose index ends the file (no module, no code after it) is no damage."""
+    assert run(where, WRITE.replace('["probepkg", "probepkg.mod"]', "[]"), "src").split() == ["0"]
+    script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
+    assert run(where, script.format(change=""), "src").split()[:2] == ["False", "''"]
