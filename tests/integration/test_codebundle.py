@@ -98,7 +98,7 @@ def test_a_source_changed_after_the_bundle_runs_as_edited(where: Path) -> None:
 def test_a_module_of_that_name_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
     run(where, WRITE, "src")
     answer = read(where, "other", "src")
-    assert (answer["answer"], answer["loader"]) == (7, "NoDocLoader")
+    assert (answer["answer"], answer["loader"], answer["damaged"]) == (7, "NoDocLoader", "")
 
 
 def test_a_module_added_beside_the_package_takes_it_off_the_bundle(where: Path) -> None:
@@ -660,3 +660,10 @@ def test_a_bundle_of_no_module_is_sound_and_serves_nothing(where: Path) -> None:
     assert run(where, WRITE.replace('["probepkg", "probepkg.mod"]', "[]"), "src").split() == ["0"]
     script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
     assert run(where, script.format(change=""), "src").split()[:2] == ["False", "''"]
+
+
+
+def test_a_bundle_whose_modules_are_on_no_entry_of_sys_path_serves_none_and_is_no_damage(where: Path) -> None:
+    run(where, WRITE, "src")
+    script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
+    assert run(where, script.format(change=""), "other.zip").split() == ["False", "''", "ModuleNotFoundError"]
