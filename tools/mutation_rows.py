@@ -346,4 +346,27 @@ MODULES = (
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line",
             "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_closed_stdout.py"),  # (its older paths)
            functions=("executor.cli.main.x__handled__mutmut_*",), children=True),
+    # The thirteenth round: the code written since that no round had seen (docs/testing.md §4)
+    Module("termtext", "a task's output escaped for a terminal", ("executor/procs/terminaltext.py",),
+           ("tests/unit/test_terminaltext.py",)),
+    Module("logline", "a log line's words and where it goes", ("config/logline.py",),
+           # (not its test of the caller's line: mutmut's trampoline is one frame more between them)
+           (*_all_but("tests/unit/test_log_lines.py", "test_a_line_names_the_code_that_logged_it_not_log_event"),
+            "tests/integration/test_console.py",
+            "tests/integration/test_journal_stream.py")),
+    Module("termmodes", "the terminal's modes kept and put back", ("executor/host/terminalmodes.py",),
+           ("tests/integration/test_terminal_modes.py",
+            "tests/e2e/test_terminal.py::test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends"),
+           children=True),
+    Module("stoproom", "the stop's room, kept and handed to a thread", ("executor/procs/earlyfork.py", "executor/logs.py"),
+           ("tests/integration/test_stop_room.py", "tests/integration/test_thread_refusals.py"),
+           functions=("executor.procs.earlyfork.x_keep_stop_room__mutmut_*", "executor.procs.earlyfork.x__room_calls__mutmut_*",
+                      "executor.procs.earlyfork.x_let_go_stop_room__mutmut_*", "executor.logs.x_start_thread__mutmut_*",
+                      "executor.logs.x__reserve_room__mutmut_*"),
+           children=True),
+    Module("codebundle", "the code bundles' finder and loaders", ("executor/codebundle.py",),
+           ("tests/integration/test_codebundle.py", "tests/integration/test_codebundle_run.py"), children=True),
+    Module("runstart", "stoker run's sandbox and start", ("executor/local/runstart.py",),
+           ("tests/integration/test_sandbox_above.py", "tests/integration/test_planning.py",
+            "tests/integration/test_odd_names.py", "tests/integration/test_local_run.py")),
 )

@@ -209,7 +209,8 @@ def trim_heap() -> None:
     trim(0)
 
 
-_stop_room: bytes | None = None  # `keep_stop_room`'s block, until the stop lets it go
+_stop_room: int | None = None  # the address of `keep_stop_room`'s mapping, until the stop lets it go
+_MAP_ROOM = (0, 0x02 | 0x20 | 0x4000)  # PROT_NONE; MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE (mman.h)
 
 
 def start_ended(*, stopping: bool) -> None:
@@ -226,37 +227,63 @@ def keep_stop_room() -> None:
     (after `trim_heap`): a stop whose process reached its address-space limit (`ulimit -v`,
     nothing more mapped) meanwhile needs fresh pages all the same (a cgroup file's read, a
     process list, its lines), and ended FAILED with a MemoryError where the trim had left
-    no free heap. A zeroed block that large is mapped and never touched (calloc's fresh
-    pages): it costs address space (VmSize), no resident memory. None kept where there is
-    no room for it: the stop has what is left, as before."""
+    no free heap. The room is a mapping of its own that nothing reads (`mmap`, PROT_NONE):
+    it costs address space (VmSize), no memory, and letting it go gives the address space
+    back whatever the C heap holds (a heap block, where glibc's mmap threshold had risen past
+    its size, stayed mapped under a block above it). None kept where there is no room for
+    it, or no `mmap` to call: the stop has what is left, as before."""
     global _stop_room
     if _stop_room is not None:
         return
     try:
-        _stop_room = bytes(STOP_ROOM_BYTES)
-    except MemoryError:
+        mmap, _ = _room_calls()
+    except OSError:
         return  # none kept
+    address = mmap(0, STOP_ROOM_BYTES, *_MAP_ROOM, -1, 0)
+    if address in (-1, 0):  # MAP_FAILED (ENOMEM: no room)
+        return
+    _stop_room = address
     from executor import logs
 
-    logs.room_kept = _room_to_thread  # a thread start the limit refuses without it has it first
-
-
-def _room_to_thread() -> None:
-    """The stop's room, let go for a thread that has none without it (`logs.start_thread`);
-    a block the heap held (a later attempt's, or glibc's mmap threshold raised) goes back to
-    the kernel too."""
-    let_go_stop_room()
-    trim_heap()
+    logs.room_kept = let_go_stop_room  # a thread start the limit refuses without it has it first
 
 
 def let_go_stop_room() -> None:
-    """Give the room `keep_stop_room` kept back to the address space: the task's stop begins."""
+    """Give the room `keep_stop_room` kept back to the address space: the task's stop begins,
+    or a thread that has no room without it starts (`logs.start_thread`)."""
     global _stop_room
-    if _stop_room is not None:
-        from executor import logs
+    if _stop_room is None:
+        return
+    from executor import logs
 
-        logs.room_kept = None
-    _stop_room = None
+    logs.room_kept = None
+    address, _stop_room = _stop_room, None
+    _room_calls()[1](address, STOP_ROOM_BYTES)
+
+
+def _room_calls() -> tuple[Callable[..., int], Callable[..., int]]:
+    """The C library's `mmap` and `munmap`, an address passed and returned as a 64-bit
+    number (`_libc`'s functions take and give a C int). Raises OSError."""
+    try:
+        import _ctypes
+
+        class _Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class _Long(_ctypes._SimpleCData):
+            _type_ = "l"
+
+        class _Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL
+            _restype_ = _Long
+
+        libc = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
+        mmap, munmap = _Function(_ctypes.dlsym(libc, "mmap")), _Function(_ctypes.dlsym(libc, "munmap"))
+        mmap.argtypes = (_Long, _Long, _Int, _Int, _Int, _Long)
+        munmap.argtypes = (_Long, _Long)
+    except (ImportError, AttributeError, TypeError) as exc:  # no `_ctypes` (built without libffi)
+        raise OSError(f"mmap: {exc}") from None
+    return mmap, munmap
 
 
 def shut_inherited() -> None:

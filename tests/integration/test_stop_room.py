@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from executor import logs
 from executor.procs import earlyfork
 from executor.procs.supervisor import Supervisor
 from tests.support.stoker_proc import REPO
@@ -31,8 +32,10 @@ def supervisor(tmp_path):
 def test_the_room_is_kept_as_the_start_ends_and_let_go_as_the_stop_begins(supervisor):
     supervisor.idle()  # the start's end
     assert earlyfork._stop_room is not None
+    assert logs.room_kept is not None  # (a thread start the limit refuses is handed it)
     supervisor.stop_begun()
     assert earlyfork._stop_room is None
+    assert logs.room_kept is None
     supervisor.idle()  # a step of the stop
     assert earlyfork._stop_room is None
 
@@ -76,3 +79,99 @@ def test_a_thread_the_limit_has_room_for_only_without_the_stops_room_is_given_it
     done = subprocess.run([sys.executable, "-c", HAND_OVER, str(REPO)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["started", "room", "given"]
+
+
+# The same, where glibc's mmap threshold was raised past the room's size (a block of 8 MiB
+# freed before the start's end: a big file read whole, say) and a heap block was made above it.
+HAND_OVER_HEAP = HAND_OVER.replace("earlyfork.keep_stop_room()\n", """
+freed = bytes(8 << 20)  # mmapped, and freed: glibc's threshold rises to 8 MiB
+del freed
+earlyfork.keep_stop_room()
+above = bytearray(100_000)  # from the heap, above what the room would take of it
+""")
+
+
+def test_the_stops_room_is_handed_over_whole_after_a_big_block_raised_the_c_library_s_threshold():
+    """The room is a mapping of its own, so letting it go gives its address space back
+    whatever the C heap holds: it was a heap block where glibc's mmap threshold had risen
+    past 4 MiB (a block that size freed before), and a block above it kept the heap from
+    shrinking, so the thread given the room was refused all the same (mutmut's copy of the
+    modules, compiled in the test's child, raised the threshold)."""
+    done = subprocess.run([sys.executable, "-c", HAND_OVER_HEAP, str(REPO)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["started", "room", "given"]
+
+
+# A start given the stop's room, hung before its thread runs (its start() waits), and another
+# start meanwhile: the room the first reserved is counted, and the other is refused for it.
+HUNG_WITH_THE_ROOM = r"""
+import resource, sys, threading
+sys.path.insert(0, sys.argv[1])
+from executor import logs
+from executor.procs import earlyfork
+
+in_start, released = threading.Event(), threading.Event()
+
+
+class Hung(threading.Thread):
+    def start(self):
+        in_start.set()
+        released.wait(timeout=20)
+        super().start()
+
+
+go = threading.Event()
+
+
+def hang():
+    go.wait()
+    logs.start_thread(Hung(target=lambda: None, daemon=True))
+
+
+hanger = threading.Thread(target=hang)
+hanger.start()
+earlyfork.keep_stop_room()
+mapped = logs.address_space()[1]
+room = logs.room_for_thread()
+limit = mapped - earlyfork.STOP_ROOM_BYTES + room + (1 << 20)  # room for one thread only with the stop's room
+resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+go.set()
+in_start.wait(timeout=20)
+try:
+    logs.start_thread(threading.Thread(target=lambda: None, daemon=True))
+    print("other started")
+except logs.NoRoomForThread as exc:
+    print("other refused", room // 2 < exc.reserved <= room)
+finally:
+    released.set()
+hanger.join()
+"""
+
+
+def test_a_start_given_the_stops_room_holds_its_reservation_against_another_start():
+    """The start the room was handed to reserves its room for its own thread as any start
+    does: another start while it is under way counts it, and is refused with its figures."""
+    done = subprocess.run([sys.executable, "-c", HUNG_WITH_THE_ROOM, str(REPO)], capture_output=True, text=True,
+                          timeout=30)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["other", "refused", "True"], "")
+
+
+NO_ROOM = r"""
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+from executor import logs
+from executor.procs import earlyfork
+
+mapped = logs.address_space()[1]
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (1 << 20), resource.RLIM_INFINITY))  # less than the room
+earlyfork.keep_stop_room()
+print(earlyfork._stop_room, logs.room_kept)
+"""
+
+
+def test_no_room_is_kept_where_the_address_space_has_none_for_it():
+    """Under a limit with less than the room left, `mmap` fails (MAP_FAILED): nothing is kept
+    and no thread start is offered a room."""
+    done = subprocess.run([sys.executable, "-c", NO_ROOM, str(REPO)], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["None", "None"], "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from config.logline import event_line, log_event
+from config.logline import event_line, log_event, lost_for_now, to_devnull
 from executor.cli import logsetup
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,6 +185,7 @@ def test_json_escapes_the_format_characters_a_text_line_writes_out(ascii_only):
     ("a\\u202e", "a\\u202e"),  # the same letters typed: plain, so the two differ on the line
     ("p\nforged=1 \u2066x", '"p\\nforged=1 \\u2066x"'),
     ("esc\x1b[2J\x9b", '"esc\\x1b[2J\\u009b"'),  # one way: as the text formatter writes a message's
+    ('a\\b"\n', '"a\\\\b\\"\\n"'),  # a backslash and a quote escaped before the control is written out
 ])
 def test_a_field_s_text_escapes_controls_and_format_characters_one_way(value, shown):
     assert event_line("restart_requested", {"process": value}) == f"restart_requested process={shown}"
@@ -198,3 +200,49 @@ def test_a_text_line_escapes_a_format_character_in_a_message_and_a_traceback():
     text = logsetup.TextFormatter().format(record)
     assert "\u202e" not in text and "\u2067" not in text
     assert "executor.test: said \\u2067x\n" in text and text.endswith("ValueError: name we\\u202eb")
+
+
+def test_a_line_names_the_code_that_logged_it_not_log_event(caplog):
+    """`log_event` logs with the line of its caller: the record's function and line are the
+    code that said it (shown by `--log-format json` and a debugging handler)."""
+    with caplog.at_level(logging.INFO, logger="executor.test"):
+        here = sys._getframe().f_lineno + 1
+        log_event(logging.getLogger("executor.test"), logging.INFO, "said")
+    record, = caplog.records
+    assert (record.funcName, record.lineno) == ("test_a_line_names_the_code_that_logged_it_not_log_event", here)
+
+
+def test_a_regular_file_s_failed_write_is_lost_for_now_with_its_error_s_name(tmp_path):
+    """A regular file's write error may pass (EIO, a number Python has no name for: its
+    number); a pipe's is for good, and so is what is no OSError or has no number."""
+    with (tmp_path / "log").open("wb") as regular:
+        assert lost_for_now(regular, OSError(5, "I/O error")) == "the file could not be written (EIO)"
+        assert lost_for_now(regular, OSError(4095, "?")) == "the file could not be written (4095)"
+        assert lost_for_now(regular, OSError(28, "full")) == "the disk was full"
+        assert lost_for_now(regular, OSError("no number")) is None
+        assert lost_for_now(regular, ValueError("I/O operation on closed file")) is None
+    read, write = os.pipe()
+    with open(write, "wb") as pipe:
+        assert lost_for_now(pipe, OSError(5, "I/O error")) is None
+    os.close(read)
+
+
+def test_a_closed_stream_or_no_descriptor_left_is_not_pointed_at_devnull_and_raises_nothing(tmp_path):
+    """`to_devnull` of a closed stream (its `fileno` a ValueError), or with no descriptor free
+    to open /dev/null with (EMFILE, an OSError): nothing done, nothing raised."""
+    closed = (tmp_path / "closed").open("wb")
+    closed.close()
+    to_devnull(closed)
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with (tmp_path / "log").open("wb") as stream:
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # the next open: EMFILE
+        try:
+            to_devnull(stream)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        stream.write(b"still the file's\n")
+    assert (tmp_path / "log").read_bytes() == b"still the file's\n"

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from executor.procs.terminaltext import SLICE_BYTES, TextForTerminal
+from executor.procs import terminaltext
+from executor.procs.terminaltext import SLICE_BYTES, TerminalText, TextForTerminal
 
 
 def shown_whole(data: bytes, encoding: str) -> bytes:
@@ -56,3 +57,44 @@ def test_printable_ascii_lines_pass_as_they_are():
     assert text.convert(lines) is lines
     assert text.convert(b"\xc3") == b""  # a character cut: what follows it is decoded
     assert text.convert(b"\xa9" + lines) == "é".encode() + lines
+
+
+def test_a_stream_s_end_in_a_long_read_writes_out_the_character_cut_in_its_last_slice():
+    """The last slice of a read longer than `SLICE_BYTES` (its length a multiple of it too)
+    is the one converted as the stream's end: a character cut there is written out."""
+    for data in (b"x" * SLICE_BYTES + b"\xe6\x97", b"x" * (2 * SLICE_BYTES - 2) + b"\xe6\x97"):
+        assert TextForTerminal("utf-8").convert(data, final=True) == data[:-2] + b"\\xe6\\x97"
+
+
+def test_a_terminal_whose_encoding_writes_ascii_otherwise_gets_every_byte_encoded():
+    """An encoding in which ASCII is not its own bytes (UTF-16) gets even printable ASCII
+    encoded, never passed on as it is."""
+    assert TextForTerminal("utf-16-le").convert(b"GET / 200\n") == "GET / 200\n".encode("utf-16-le")
+
+
+def test_each_control_and_each_byte_that_is_no_utf8_is_written_out_as_printable_writes_it():
+    """The table each match is looked up in, entry by entry: C0 controls `\\x1b` (the carriage
+    return `\\r`), C1 ones `\\u009b`, a byte that is not UTF-8 (a lone surrogate of the
+    decoder's `surrogateescape`) `\\xff`."""
+    for code in (*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)):
+        expected = "\\r" if code == 0x0D else f"\\u{code:04x}" if code >= 0x80 else f"\\x{code:02x}"
+        assert terminaltext._written_out(code) == expected
+    for byte in range(0x80, 0x100):
+        assert terminaltext._written_out(0xDC00 + byte) == f"\\x{byte:02x}"
+
+
+def test_tail_s_stream_writes_the_text_shown_and_the_end_of_a_cut_character(tmp_path):
+    """`TerminalText` (`stoker tail` to a terminal): each write's bytes reach the file as
+    shown, a write that shows nothing yet (a character cut) writes nothing, and `finish`
+    writes out what was left cut; its descriptor and its flush are the file's."""
+    path = tmp_path / "out"
+    with path.open("wb") as out:
+        stream = TerminalText(out, "utf-8")
+        assert stream.fileno() == out.fileno()
+        assert stream.write(b"a\x1b[2J\n") == 6
+        assert stream.write(b"\xe6\x97") == 2
+        stream.flush()
+        assert path.read_bytes() == b"a\\x1b[2J\n"
+        stream.finish()
+        stream.flush()
+        assert path.read_bytes() == b"a\\x1b[2J\n\\xe6\\x97"
