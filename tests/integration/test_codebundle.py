@@ -23,7 +23,6 @@ from executor import codebundle
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(120)
-
 WRITE = textwrap.dedent("""
     import sys
     from executor import codecachewarm, nodocs
@@ -288,29 +287,6 @@ def test_the_planning_child_s_bundle_holds_the_config_language_and_not_what_it_h
     assert not (where / "cache" / "nodoc" / codebundle.NAME).exists()  # the supervisor's is the `run` step's
 
 
-def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_closed_as_the_start_ends(
-        where: Path) -> None:
-    # the file stays open while the start imports (each module read as it is imported, `os.pread`)
-    run(where, WRITE, "src")
-    script = textwrap.dedent("""
-        import os
-        from executor import codebundle, nodocs
-        nodocs.install()
-        before = set(os.listdir("/proc/self/fd"))
-        assert codebundle.install()
-        opened = len(set(os.listdir("/proc/self/fd")) - before)
-        bundled = os.path.join(nodocs._nodoc, codebundle.NAME)
-        with open(bundled, "rb") as file:
-            size = int.from_bytes(file.read(4), "little")
-        os.truncate(bundled, 4 + size)  # in place: the index kept, the modules' code gone
-        from probepkg import mod
-        codebundle.forget()
-        print(opened, type(mod.__spec__.loader).__name__, mod.answer(), len(set(os.listdir("/proc/self/fd")) - before))
-    """)
-    # (found in the bundle, its code read only as it is imported: cut short, its source's)
-    assert run(where, script, "src").split() == ["1", "CodeBundleLoader", "42", "0"]
-
-
 def test_a_working_directory_removed_after_the_start_began_finds_modules_as_python_does(where: Path) -> None:
     # a relative entry of `sys.path` (a PYTHONPATH's), the directory it was relative to removed: Python's path finder
     # passes over the entry; the bundle's finder raised FileNotFoundError (os.getcwd()) out of the import
@@ -328,22 +304,6 @@ def test_a_working_directory_removed_after_the_start_began_finds_modules_as_pyth
         print(installed, mod.answer())
     """)
     assert run(where, script.replace("PLACE", repr(str(where))), "src").split() == ["True", "42"]
-
-
-def test_an_entry_whose_place_holds_another_module_s_code_runs_its_own_source(where: Path) -> None:
-    # a damaged index: `probepkg.mod`'s entry where `probepkg`'s code starts (marshal reads one object and leaves the
-    # rest): that code ran as `probepkg.mod` (no `answer`); its header still the source's, only the code tells
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / codebundle.NAME
-    data = bundled.read_bytes()
-    size = int.from_bytes(data[:4], "little")
-    directories, modules = marshal.loads(data[4:4 + size])
-    package, mod = modules["probepkg"], modules["probepkg.mod"]
-    modules["probepkg.mod"] = (*mod[:3], package[3], max(mod[4], package[4]))
-    rewritten = marshal.dumps((directories, modules))
-    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
-    os.chmod(bundled, 0o644)
-    assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
 
 
 def test_a_start_in_a_removed_working_directory_serves_nothing_and_names_no_file_damaged(where: Path) -> None:
@@ -402,45 +362,6 @@ def test_a_loader_never_reads_the_descriptor_its_closing_file_let_go(where: Path
     assert run(where, RECYCLED, "src").split() == ["True", "42", "''"]
 
 
-def test_an_entry_whose_code_would_end_past_the_file_is_damage_and_allocates_nothing(where: Path) -> None:
-    """A damaged entry's length past the file's end (2**62 bytes, a buffer no address space
-    holds) is damage found before any read: none is asked of `os.pread`, which allocates the
-    length asked first (a MemoryError, out of `get_code`, would fail the import)."""
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / "run.codebundle"
-    data = bundled.read_bytes()
-    size = int.from_bytes(data[:4], "little")
-    directories, modules = marshal.loads(data[4:4 + size])
-    modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], 1 << 62)
-    rewritten = marshal.dumps((directories, modules))
-    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
-    os.chmod(bundled, 0o644)
-    assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
-
-
-def test_a_submodule_of_a_package_that_changed_its_path_is_found_there(where: Path) -> None:
-    """A package whose `__init__` puts another directory first on its `__path__`: its
-    submodule is looked for there, as the path finder would, not served from the bundle."""
-    run(where, WRITE, "src")
-    (where / "src" / "probepkg" / "__init__.py").write_text(
-        f"__path__.insert(0, {str(where / 'other' / 'probepkg')!r})\n")
-    answer = read(where, "src")
-    assert (answer["answer"], answer["loader"]) == (7, "NoDocLoader")
-
-
-def test_a_subpackage_is_served_from_the_bundle_too(where: Path) -> None:
-    """A package inside a package is found under its parent's directory, as the path finder
-    finds it: served, without its docstring."""
-    (where / "src" / "probepkg" / "sub").mkdir()
-    (where / "src" / "probepkg" / "sub" / "__init__.py").write_text(module(5))
-    assert run(where, WRITE.replace('["probepkg", "probepkg.mod"]', '["probepkg", "probepkg.mod", "probepkg.sub"]')
-               .replace("import probepkg.mod", "import probepkg.mod, probepkg.sub"), "src").split() == ["3"]
-    said = run(where, READ.replace("from probepkg import mod", "from probepkg import sub as mod")
-               .replace('get_code("probepkg.mod")', 'get_code("probepkg.sub")'), "src")
-    answer = json.loads(said.splitlines()[-1])
-    assert (answer["answer"], answer["loader"], answer["doc"], answer["damaged"]) == (5, "CodeBundleLoader", None, "")
-
-
 MOVED = textwrap.dedent("""
     import os, sys
     from executor import codebundle, nodocs
@@ -455,78 +376,6 @@ MOVED = textwrap.dedent("""
 """)
 
 
-def test_a_top_level_module_is_found_where_sys_path_now_has_it(where: Path) -> None:
-    """`sys.path` changed after `install()` (an entry put first): a top-level module is found
-    as the path finder finds it, there, not served."""
-    run(where, WRITE, "src")
-    change = f"sys.path.insert(0, {str(where / 'other')!r})"
-    assert run(where, MOVED.format(change=change), "src").split() == ["7", "NoDocLoader", "NoDocLoader"]
-
-
-def test_a_source_removed_after_the_start_began_is_not_served(where: Path) -> None:
-    """A module whose source is gone as it is imported is not found, as Python finds none."""
-    run(where, WRITE, "src")
-    change = f"os.remove({str(where / 'src' / 'probepkg' / 'mod.py')!r})"
-    assert run(where, MOVED.format(change=change), "src").split() == ["ImportError"]
-
-
-def test_a_relative_entry_of_sys_path_is_served_while_the_working_directory_is_the_same(where: Path) -> None:
-    """`sys.path` with an entry relative to the working directory (`src`), the same since the
-    start: its modules are served."""
-    run(where, WRITE, "src")
-    relative = MOVED.replace("assert codebundle.install()", textwrap.dedent(f"""
-        sys.path[:] = ["src" if entry == {str(where / 'src')!r} else entry for entry in sys.path]
-        assert codebundle.install()"""))
-    assert run(where, relative.format(change=""), "src").split() == ["42", "CodeBundleLoader", "CodeBundleLoader"]
-
-
-def test_a_module_a_config_imports_is_not_served(where: Path) -> None:
-    """A config's own import (code in the config's namespace, `config/loader.py`'s) finds its
-    module as Python does, docstring and all: never the bundle's."""
-    run(where, WRITE, "src")
-    change = "exec('from probepkg import mod', {'__name__': nodocs.CONFIG_NAMESPACE})"
-    said = MOVED.format(change=change).replace("print(mod.answer()", "print(mod.__doc__ is not None, mod.answer()")
-    assert run(where, said, "src").split() == ["True", "42", "NoDocLoader", "NoDocLoader"]
-
-
-
-def test_a_second_install_of_the_same_bundle_reads_nothing_and_answers_as_the_first(where: Path) -> None:
-    run(where, WRITE, "src")
-    twice = MOVED.format(change=textwrap.dedent("""
-        before = len(os.listdir("/proc/self/fd"))
-        print(codebundle.install(), len(os.listdir("/proc/self/fd")) - before)"""))
-    assert run(where, twice, "src").split() == ["True", "0", "42", "CodeBundleLoader", "CodeBundleLoader"]
-
-
-def test_a_working_directory_changed_after_the_start_is_looked_at_only_for_a_relative_entry(where: Path) -> None:
-    """With `src` relative, a start that moved to another directory (which has a `src` of its
-    own) finds its modules there, as Python does; with every entry absolute, the move changes
-    nothing and they are served."""
-    run(where, WRITE, "src")
-    (where / "elsewhere" / "src" / "probepkg").mkdir(parents=True)
-    (where / "elsewhere" / "src" / "probepkg" / "__init__.py").write_text("")
-    (where / "elsewhere" / "src" / "probepkg" / "mod.py").write_text(module(7))
-    moved = MOVED.format(change=f"os.chdir({str(where / 'elsewhere')!r})")
-    relative = moved.replace("assert codebundle.install()", textwrap.dedent(f"""
-        sys.path[:] = ["src" if entry == {str(where / 'src')!r} else entry for entry in sys.path]
-        assert codebundle.install()"""))
-    assert run(where, relative, "src").split() == ["7", "NoDocLoader", "NoDocLoader"]
-    assert run(where, moved, "src").split() == ["42", "CodeBundleLoader", "CodeBundleLoader"]
-
-
-def test_a_module_file_of_that_name_earlier_on_the_path_is_the_one_imported(where: Path) -> None:
-    """A top-level module of one file (`probemod.py`, not a package) in an entry the bundle does
-    not know, before its own: that one is imported, as the path finder finds it."""
-    (where / "src" / "probemod.py").write_text(module(42))
-    (where / "other" / "probemod.py").write_text(module(7))
-    write = WRITE.replace('["probepkg", "probepkg.mod"]', '["probemod"]').replace("import probepkg.mod", "import probemod")
-    assert run(where, write, "src").split() == ["1"]
-    said = MOVED.replace("from probepkg import mod", "import probemod as mod").replace(
-        'sys.modules["probepkg"], mod', "mod,").replace("assert codebundle.install()", "codebundle.install()")
-    assert run(where, said.format(change=""), "other", "src").split() == ["7", "NoDocLoader"]
-    assert run(where, said.format(change=""), "src").split() == ["42", "CodeBundleLoader"]
-
-
 def test_no_bundle_written_or_no_docstring_free_code_installs_nothing(where: Path) -> None:
     """No bundle file yet: nothing installed, nothing raised. A bundle there, but the
     docstring-free code (`nodocs`) not installed: not read either (its cache is not in use)."""
@@ -535,17 +384,3 @@ def test_no_bundle_written_or_no_docstring_free_code_installs_nothing(where: Pat
     run(where, WRITE, "src")
     without = script.replace("nodocs.install()\n", "")
     assert run(where, without.format(change=""), "src").split()[:3] == ["False", "''", "42"]
-
-
-def test_a_bundle_of_no_module_is_sound_and_serves_nothing(where: Path) -> None:
-    """A bundle whose index ends the file (no module, no code after it) is no damage."""
-    assert run(where, WRITE.replace('["probepkg", "probepkg.mod"]', "[]"), "src").split() == ["0"]
-    script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
-    assert run(where, script.format(change=""), "src").split()[:2] == ["False", "''"]
-
-
-
-def test_a_bundle_whose_modules_are_on_no_entry_of_sys_path_serves_none_and_is_no_damage(where: Path) -> None:
-    run(where, WRITE, "src")
-    script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
-    assert run(where, script.format(change=""), "other.zip").split() == ["False", "''", "ModuleNotFoundError"]

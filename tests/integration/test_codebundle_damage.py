@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from executor import codebundle
-from tests.integration.test_codebundle import FORGOTTEN, WRITE, read, run, where  # noqa: F401  (its fixture `where` too)
+from tests.integration.test_codebundle import FORGOTTEN, MOVED, WRITE, read, run, where  # noqa: F401  (its fixture `where` too)
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(120)
@@ -131,6 +131,75 @@ def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, flag
     said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(said) == 1 and str(bundled) in said[0], said
+
+
+def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_closed_as_the_start_ends(
+        where: Path) -> None:  # noqa: F811
+    # the file stays open while the start imports (each module read as it is imported, `os.pread`)
+    run(where, WRITE, "src")
+    script = textwrap.dedent("""
+        import os
+        from executor import codebundle, nodocs
+        nodocs.install()
+        before = set(os.listdir("/proc/self/fd"))
+        assert codebundle.install()
+        opened = len(set(os.listdir("/proc/self/fd")) - before)
+        bundled = os.path.join(nodocs._nodoc, codebundle.NAME)
+        with open(bundled, "rb") as file:
+            size = int.from_bytes(file.read(4), "little")
+        os.truncate(bundled, 4 + size)  # in place: the index kept, the modules' code gone
+        from probepkg import mod
+        codebundle.forget()
+        print(opened, type(mod.__spec__.loader).__name__, mod.answer(), len(set(os.listdir("/proc/self/fd")) - before))
+    """)
+    # (found in the bundle, its code read only as it is imported: cut short, its source's)
+    assert run(where, script, "src").split() == ["1", "CodeBundleLoader", "42", "0"]
+
+
+def test_an_entry_whose_place_holds_another_module_s_code_runs_its_own_source(where: Path) -> None:  # noqa: F811
+    # a damaged index: `probepkg.mod`'s entry where `probepkg`'s code starts (marshal reads one object and leaves the
+    # rest): that code ran as `probepkg.mod` (no `answer`); its header still the source's, only the code tells
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / codebundle.NAME
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    package, mod = modules["probepkg"], modules["probepkg.mod"]
+    modules["probepkg.mod"] = (*mod[:3], package[3], max(mod[4], package[4]))
+    rewritten = marshal.dumps((directories, modules))
+    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+    os.chmod(bundled, 0o644)
+    assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+def test_an_entry_whose_code_would_end_past_the_file_is_damage_and_allocates_nothing(where: Path) -> None:  # noqa: F811
+    """A damaged entry's length past the file's end (2**62 bytes, a buffer no address space
+    holds) is damage found before any read: none is asked of `os.pread`, which allocates the
+    length asked first (a MemoryError, out of `get_code`, would fail the import)."""
+    run(where, WRITE, "src")
+    bundled = where / "cache" / "nodoc" / codebundle.NAME
+    data = bundled.read_bytes()
+    size = int.from_bytes(data[:4], "little")
+    directories, modules = marshal.loads(data[4:4 + size])
+    modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], 1 << 62)
+    rewritten = marshal.dumps((directories, modules))
+    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
+    os.chmod(bundled, 0o644)
+    assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
+
+
+def test_a_bundle_of_no_module_is_sound_and_serves_nothing(where: Path) -> None:  # noqa: F811
+    """A bundle whose index ends the file (no module, no code after it) is no damage."""
+    assert run(where, WRITE.replace('["probepkg", "probepkg.mod"]', "[]"), "src").split() == ["0"]
+    script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
+    assert run(where, script.format(change=""), "src").split()[:2] == ["False", "''"]
+
+
+
+def test_a_bundle_whose_modules_are_on_no_entry_of_sys_path_serves_none_and_is_no_damage(where: Path) -> None:  # noqa: F811
+    run(where, WRITE, "src")
+    script = MOVED.replace("assert codebundle.install()", "print(codebundle.install(), repr(codebundle.forget()))")
+    assert run(where, script.format(change=""), "other.zip").split() == ["False", "''", "ModuleNotFoundError"]
 
 
 def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(where: Path) -> None:  # noqa: F811
