@@ -209,7 +209,9 @@ def trim_heap() -> None:
     trim(0)
 
 
-_stop_room: int | None = None  # the address of `keep_stop_room`'s mapping, until the stop lets it go
+# `keep_stop_room`'s mapping, until the stop lets it go: its address and the `munmap` to call, made
+# as it was kept (making the calls again at the stop needs the memory the stop has none of)
+_stop_room: tuple[int, Callable[..., int]] | None = None
 _MAP_ROOM = (0, 0x02 | 0x20 | 0x4000)  # PROT_NONE; MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE (mman.h)
 
 
@@ -236,13 +238,13 @@ def keep_stop_room() -> None:
     if _stop_room is not None:
         return
     try:
-        mmap, _ = _room_calls()
+        mmap, munmap = _room_calls()
     except OSError:
         return  # none kept
     address = mmap(0, STOP_ROOM_BYTES, *_MAP_ROOM, -1, 0)
     if address in (-1, 0):  # MAP_FAILED (ENOMEM: no room)
         return
-    _stop_room = address
+    _stop_room = address, munmap
     from executor import logs
 
     logs.room_kept = let_go_stop_room  # a thread start the limit refuses without it has it first
@@ -257,8 +259,8 @@ def let_go_stop_room() -> None:
     from executor import logs
 
     logs.room_kept = None
-    address, _stop_room = _stop_room, None
-    _room_calls()[1](address, STOP_ROOM_BYTES)
+    (address, munmap), _stop_room = _stop_room, None
+    munmap(address, STOP_ROOM_BYTES)
 
 
 def _room_calls() -> tuple[Callable[..., int], Callable[..., int]]:
