@@ -48,12 +48,12 @@ def one_port_host():
         holder.wait()
 
 
-def _run(tmp_path, name: str, launcher: tuple[str, ...], plans: str) -> StokerProcess:
+def _run(tmp_path, name: str, launcher: tuple[str, ...], plans: str, *options: str) -> StokerProcess:
     config = tmp_path / f"{name}.aurora"
     config.write_text(CONFIG.format(name=name))
     work = tmp_path / f"work-{name}"
     work.mkdir(exist_ok=True)
-    return StokerProcess(["run", str(config), "--sandbox", str(tmp_path / f"sandbox-{name}")], work,
+    return StokerProcess(["run", str(config), "--sandbox", str(tmp_path / f"sandbox-{name}"), *options], work,
                          env={"STOKER_PLAN_CACHE": plans}, launcher=launcher)
 
 
@@ -84,3 +84,30 @@ def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port
         for run in runs:
             run.close()
         kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))
+
+
+def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
+    """A `--port` number is claimed too: a run whose task has not bound it yet held it for
+    nothing, and another run was chosen it (the host offers one port). Two runs that both ask
+    for it are not refused for it: the user's number is not a chosen one."""
+    runs: list[StokerProcess] = []
+    try:
+        first = _run(tmp_path, "first", one_port_host, "off", f"--port=http={PORT}")
+        runs.append(first)
+        first.wait_output("STARTING → RUNNING", 60)
+        assert f"ports http={PORT}" in first.stdout()
+        chosen = _run(tmp_path, "chosen", one_port_host, "off")
+        runs.append(chosen)
+        wait_for(lambda: "stoker run: ports" in chosen.stdout() or chosen.proc.poll() is not None, 60,
+                 message="the chosen run's ports, or its exit")
+        assert f"ports http={PORT}" not in chosen.stdout()
+        assert chosen.wait() == 2, chosen.stdout() + chosen.stderr()
+        assert REFUSED in chosen.stderr()
+        again = _run(tmp_path, "again", one_port_host, "off", f"--port=http={PORT}")
+        runs.append(again)
+        again.wait_output("STARTING → RUNNING", 60)
+        assert first.proc.poll() is None
+    finally:
+        for run in runs:
+            run.close()
+        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "chosen", "again"))))
