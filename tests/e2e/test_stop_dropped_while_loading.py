@@ -14,7 +14,7 @@ from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_
 
 pytestmark = pytest.mark.timeout(120)
 
-DROPPED_IN_A_CALLBACK = patched_at_load("executor.local.runstart", """
+DROPPING = """
     def _patch(module):
         import signal, weakref
 
@@ -31,7 +31,9 @@ DROPPED_IN_A_CALLBACK = patched_at_load("executor.local.runstart", """
         ref = weakref.ref(thing, callback)
         del thing
         assert ref() is None
-    """)
+    """
+DROPPED_IN_A_CALLBACK = patched_at_load("executor.local.runstart", DROPPING)
+DROPPED_AS_OBSERVE_LOADS = patched_at_load("executor.observe.reader", DROPPING)
 
 CONFIG = """\
 jobs = [Service(cluster='local', role='me', environment='test', name='web',
@@ -58,3 +60,22 @@ def test_a_sigterm_a_callback_dropped_as_the_run_loaded_still_stops_it(tmp_path)
     finally:
         run.close()
         kill_leftovers(task_pids(sandbox))
+
+
+def test_a_sigterm_a_callback_dropped_as_the_observer_loaded_still_stops_it(tmp_path):
+    """`stoker observe` has no signal relay: the stop dropped so was noted and never sent
+    again, and the observer served on."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DROPPED_AS_OBSERVE_LOADS)
+    observer = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0"], tmp_path,
+                             env={"PYTHONPATH": f"{hook}:{REPO}"})
+    try:
+        try:
+            code = observer.wait(60)
+        except Exception:  # still serving: the stop was lost
+            code = None
+        assert "Stopped" in observer.stderr(), observer.stderr()  # the callback did drop it
+        assert code == 0, observer.stdout() + observer.stderr()
+    finally:
+        observer.close()
