@@ -161,9 +161,10 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 
 def _stop_if_dropped() -> None:
-    """The SIGTERM a finalizer or a weakref callback dropped as the observer loaded
-    (`executor.cli.start.note_dropped`), raised again now that `_interrupt` takes it: the
-    observer has no signal relay to send it again, and served on, its stop gone."""
-    if signal.SIGTERM in executor.DROPPED_STOPS:
-        executor.DROPPED_STOPS.remove(signal.SIGTERM)
-        signal.raise_signal(signal.SIGTERM)
+    """The SIGTERM or SIGINT a finalizer or a weakref callback dropped as the observer loaded
+    (`executor.cli.start.note_dropped`), raised again now that `_interrupt` takes the first:
+    the observer has no signal relay to send it again, and served on, its stop gone."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signum in executor.DROPPED_STOPS:
+            executor.DROPPED_STOPS.remove(signum)
+            signal.raise_signal(signum)
