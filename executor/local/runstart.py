@@ -128,6 +128,8 @@ class PortClaims:
         run claims one. A number this run claims already is left as it is: let go with the
         others when one is another run's, this run's claim on it would be gone too."""
         fd, taken = self._claims(), list[int]()
+        if fd < 0:  # no claims file: taken unclaimed (`lockf` raises ValueError for -1, not OSError)
+            return True
         for number in numbers:
             if number in self._held:
                 continue
@@ -137,7 +139,7 @@ class PortClaims:
                 for mine in taken:
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, mine)
                 return False
-            except OSError:  # no claims file (-1), or no locks on its file system
+            except OSError:  # no locks on its file system
                 continue
             taken.append(number)
         self._held.update(taken)
