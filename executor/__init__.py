@@ -72,9 +72,9 @@ def _interrupted_quietly() -> None:
 # unpacked). Once the log is configured, its hook takes a Ctrl-C such a hook would have, and
 # exits as `leave` does (executor/cli/logsetup.py).
 QUIET = "stoker_quiet"
-# The stop signals whose `Stopped` (executor/cli/start.py) a finalizer or a weakref callback
-# dropped as the command loaded: the signal relay, once up, sends each again
-# (executor/host/signals.py).
+# The stop signals whose `Stopped` (executor/cli/start.py), or SIGINT's KeyboardInterrupt, a
+# finalizer or a weakref callback dropped as the command loaded: the signal relay, once up,
+# sends each again (executor/host/signals.py; `stoker observe` raises them, having none).
 DROPPED_STOPS: list[int] = []
 
 

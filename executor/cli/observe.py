@@ -29,6 +29,7 @@ import os
 import signal
 from typing import TYPE_CHECKING, Any
 
+import executor
 from config.argdecl import add_arguments
 from config.logsettings import LogSettings
 from config.registry import RegistrySettings
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        _stop_if_dropped()
         serve(Reader(settings), args.host, args.port, ready=ready, show_to=args.show_tasks_to,
               metrics_ended_secs=args.metrics_ended_secs)
     except OSError as exc:
@@ -156,3 +158,13 @@ def _notifier() -> Notifier | None:
 
 def _interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _stop_if_dropped() -> None:
+    """The SIGTERM or SIGINT a finalizer or a weakref callback dropped as the observer loaded
+    (`executor.cli.start.note_dropped`), raised again now that `_interrupt` takes the first:
+    the observer has no signal relay to send it again, and served on, its stop gone."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        if signum in executor.DROPPED_STOPS:
+            executor.DROPPED_STOPS.remove(signum)
+            signal.raise_signal(signum)

@@ -187,9 +187,21 @@ def note_dropped(exc: object) -> None:
     """A `Stopped` a finalizer or a weakref callback dropped: raised by the handler inside it
     (importlib's module lock callback, as 40 runs were stopped at once), it was reported and
     nothing stopped the run, which ran on. Noted (`executor.DROPPED_STOPS`), it is sent again
-    once the command's signal relay is up."""
-    if isinstance(exc, Stopped) and exc.signum and exc.signum not in executor.DROPPED_STOPS:
-        executor.DROPPED_STOPS.append(exc.signum)
+    once the command's signal relay is up. So is a SIGINT's KeyboardInterrupt dropped so."""
+    signum = _dropped_signal(exc)
+    if signum and signum not in executor.DROPPED_STOPS:
+        executor.DROPPED_STOPS.append(signum)
+
+
+def _dropped_signal(exc: object) -> int:
+    """The stop signal whose exception `exc` is; 0 for any other. A KeyboardInterrupt while
+    SIGINT has Python's own handler is that handler's (Stoker raises none of its own while it
+    loads): dropped, a `kill -INT` (a container's STOPSIGNAL) was lost as a SIGTERM was."""
+    if isinstance(exc, Stopped):
+        return exc.signum
+    if type(exc) is KeyboardInterrupt and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        return int(_signal.SIGINT)
+    return 0
 
 
 def _stopped(signum: int, _frame: object) -> None:

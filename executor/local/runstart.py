@@ -114,28 +114,44 @@ class PortClaims:
     two runs started at once were given the same port, free for both when each chose (the
     kernel offers a port at random: 41 of 200 storms of 40 runs of two ports each), and the
     second server failed to bind it at every attempt. A port another live run claims is not
-    taken: the run plans again, or does not use the kept plan. Without a claims file (the
-    registry root cannot be made or trusted, or no locks there), ports are taken unclaimed."""
+    taken: the run plans again, or does not use the kept plan. The `--port` numbers are
+    claimed too, where no other live run claims them (`take_given`). Without a claims file
+    (the registry root cannot be made or trusted, or no locks there), ports are taken unclaimed."""
 
     def __init__(self, registry: RegistrySettings | None) -> None:
         self._registry = registry
         self._fd: int | None = None
+        self._held: set[int] = set()  # the numbers this run claims
 
     def take(self, numbers: list[int]) -> bool:
         """Claims every one of `numbers`; False (none of them claimed anew) when another live
-        run claims one."""
+        run claims one. A number this run claims already is left as it is: let go with the
+        others when one is another run's, this run's claim on it would be gone too."""
         fd, taken = self._claims(), list[int]()
+        if fd < 0:  # no claims file: taken unclaimed (`lockf` raises ValueError for -1, not OSError)
+            return True
         for number in numbers:
+            if number in self._held:
+                continue
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, number)
             except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another run's
                 for mine in taken:
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, mine)
                 return False
-            except OSError:  # no claims file (-1), or no locks on its file system
+            except OSError:  # no locks on its file system
                 continue
             taken.append(number)
+        self._held.update(taken)
         return True
+
+    def take_given(self, numbers: list[int]) -> None:
+        """Claims each `--port` number no other live run claims: unclaimed, a number whose
+        task had not bound it yet was free to the next run's choice, which was given it too
+        (two live runs on one port). One another live run claims is the user's choice still,
+        not refused (two runs may ask for one number, as before)."""
+        for number in numbers:
+            self.take([number])
 
     def _claims(self) -> int:
         if self._fd is None:
@@ -179,6 +195,8 @@ class RunStart:
         inputs = inputs_of(s.config, s.jobkey, tuple(s.bindings), s.instance, tuple(sorted(s.ports.items())),
                            host, user)
         ahead = self._ahead_for(inputs)
+        if s.ports:  # before a port is chosen: none this run was given with --port
+            self._claims.take_given(sorted(set(s.ports.values())))
         directory = plancache.cache_dir(self._environ)
         if directory is None and (why := plancache.unkept_reason(self._environ)):
             log_event(logger, logging.WARNING, "plan_not_kept", reason=why,

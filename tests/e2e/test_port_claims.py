@@ -48,12 +48,12 @@ def one_port_host():
         holder.wait()
 
 
-def _run(tmp_path, name: str, launcher: tuple[str, ...], plans: str) -> StokerProcess:
+def _run(tmp_path, name: str, launcher: tuple[str, ...], plans: str, *options: str) -> StokerProcess:
     config = tmp_path / f"{name}.aurora"
     config.write_text(CONFIG.format(name=name))
     work = tmp_path / f"work-{name}"
     work.mkdir(exist_ok=True)
-    return StokerProcess(["run", str(config), "--sandbox", str(tmp_path / f"sandbox-{name}")], work,
+    return StokerProcess(["run", str(config), "--sandbox", str(tmp_path / f"sandbox-{name}"), *options], work,
                          env={"STOKER_PLAN_CACHE": plans}, launcher=launcher)
 
 
@@ -84,3 +84,72 @@ def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port
         for run in runs:
             run.close()
         kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))
+
+
+def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
+    """A `--port` number is claimed too: a run whose task has not bound it yet held it for
+    nothing, and another run was chosen it (the host offers one port). Two runs that both ask
+    for it are not refused for it: the user's number is not a chosen one."""
+    runs: list[StokerProcess] = []
+    try:
+        first = _run(tmp_path, "first", one_port_host, "off", f"--port=http={PORT}")
+        runs.append(first)
+        first.wait_output("STARTING → RUNNING", 60)
+        assert f"ports http={PORT}" in first.stdout()
+        chosen = _run(tmp_path, "chosen", one_port_host, "off")
+        runs.append(chosen)
+        wait_for(lambda: "stoker run: ports" in chosen.stdout() or chosen.proc.poll() is not None, 60,
+                 message="the chosen run's ports, or its exit")
+        assert f"ports http={PORT}" not in chosen.stdout()
+        assert chosen.wait() == 2, chosen.stdout() + chosen.stderr()
+        assert REFUSED in chosen.stderr()
+        again = _run(tmp_path, "again", one_port_host, "off", f"--port=http={PORT}")
+        runs.append(again)
+        again.wait_output("STARTING → RUNNING", 60)
+        assert first.proc.poll() is None
+    finally:
+        for run in runs:
+            run.close()
+        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "chosen", "again"))))
+
+
+def test_a_port_stays_claimed_between_two_attempts(tmp_path, one_port_host):
+    """A run's attempts keep its ports: while it waits to start its next attempt (nothing of
+    its task holds the port then), another run is still not given it."""
+    runs: list[StokerProcess] = []
+    try:
+        config = tmp_path / "failing.aurora"
+        config.write_text(CONFIG.format(name="failing").replace("exec sleep 600", "exit 3"))
+        (tmp_path / "work-failing").mkdir()
+        first = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox-failing"),
+                               "--restart-backoff", "60"], tmp_path / "work-failing",
+                              env={"STOKER_PLAN_CACHE": "off"}, launcher=one_port_host)
+        runs.append(first)
+        first.wait_output("restarting in 60.0 s", 60)
+        assert f"ports http={PORT}" in first.stdout()
+        second = _run(tmp_path, "second", one_port_host, "off")
+        runs.append(second)
+        wait_for(lambda: "stoker run: ports" in second.stdout() or second.proc.poll() is not None, 60,
+                 message="the second run's ports, or its exit")
+        assert f"ports http={PORT}" not in second.stdout()
+        assert second.wait() == 2, second.stdout() + second.stderr()
+        assert first.proc.poll() is None
+    finally:
+        for run in runs:
+            run.close()
+        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("failing", "second"))))
+
+
+def test_a_run_whose_registry_root_cannot_be_made_chooses_its_ports_unclaimed(tmp_path):
+    """No claims file (its root cannot be made: a file is where a directory should be): the
+    ports are taken unclaimed, as the registry goes without its entry. Was: `lockf` given no
+    file (-1) raised ValueError, not OSError, and every run that chose a port crashed."""
+    (tmp_path / "afile").write_text("")
+    run = _run(tmp_path, "unclaimed", (), "off", "--root", str(tmp_path / "afile" / "root"))
+    try:
+        run.wait_output("STARTING → RUNNING", 60)
+        assert "stoker run: ports http=" in run.stdout()
+        assert "crashed" not in run.stderr(), run.stderr()
+    finally:
+        run.close()
+        kill_leftovers(task_pids(tmp_path / "sandbox-unclaimed"))

@@ -14,7 +14,7 @@ from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_
 
 pytestmark = pytest.mark.timeout(120)
 
-DROPPED_IN_A_CALLBACK = patched_at_load("executor.local.runstart", """
+DROPPING = """
     def _patch(module):
         import signal, weakref
 
@@ -31,7 +31,9 @@ DROPPED_IN_A_CALLBACK = patched_at_load("executor.local.runstart", """
         ref = weakref.ref(thing, callback)
         del thing
         assert ref() is None
-    """)
+    """
+DROPPED_IN_A_CALLBACK = patched_at_load("executor.local.runstart", DROPPING)
+DROPPED_AS_OBSERVE_LOADS = patched_at_load("executor.observe.reader", DROPPING)
 
 CONFIG = """\
 jobs = [Service(cluster='local', role='me', environment='test', name='web',
@@ -40,10 +42,13 @@ jobs = [Service(cluster='local', role='me', environment='test', name='web',
 """
 
 
-def test_a_sigterm_a_callback_dropped_as_the_run_loaded_still_stops_it(tmp_path):
+@pytest.mark.parametrize(("sent", "status"), [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
+def test_a_stop_a_callback_dropped_as_the_run_loaded_still_stops_it(tmp_path, sent, status):
+    """SIGINT's too: Python's own handler raised its KeyboardInterrupt in the callback, dropped
+    as a `Stopped` was (a `kill -INT`, a container's STOPSIGNAL, lost)."""
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(DROPPED_IN_A_CALLBACK)
+    (hook / "sitecustomize.py").write_text(DROPPED_IN_A_CALLBACK.replace("signal.SIGTERM", f"signal.{sent}"))
     (tmp_path / "web.aurora").write_text(CONFIG)
     sandbox = tmp_path / "sandbox"
     run = StokerProcess(["run", str(tmp_path / "web.aurora"), "--sandbox", str(sandbox)], tmp_path,
@@ -53,8 +58,28 @@ def test_a_sigterm_a_callback_dropped_as_the_run_loaded_still_stops_it(tmp_path)
             code = run.wait(60)
         except Exception:  # still running: the stop was lost
             code = None
-        assert "Stopped" in run.stderr(), run.stderr()  # the callback did drop it
-        assert code == 143, run.stdout() + run.stderr()
+        assert "exception_ignored" in run.stderr(), run.stderr()  # the callback did drop it
+        assert code == status, run.stdout() + run.stderr()
     finally:
         run.close()
         kill_leftovers(task_pids(sandbox))
+
+
+@pytest.mark.parametrize("sent", ["SIGTERM", "SIGINT"])
+def test_a_stop_a_callback_dropped_as_the_observer_loaded_still_stops_it(tmp_path, sent):
+    """`stoker observe` has no signal relay: the stop dropped so was noted and never sent
+    again, and the observer served on."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DROPPED_AS_OBSERVE_LOADS.replace("signal.SIGTERM", f"signal.{sent}"))
+    observer = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0"], tmp_path,
+                             env={"PYTHONPATH": f"{hook}:{REPO}"})
+    try:
+        try:
+            code = observer.wait(60)
+        except Exception:  # still serving: the stop was lost
+            code = None
+        assert "Exception ignored" in observer.stderr(), observer.stderr()  # the callback did drop it
+        assert code == 0, observer.stdout() + observer.stderr()
+    finally:
+        observer.close()
