@@ -59,3 +59,22 @@ def test_an_entry_whose_sandbox_was_deleted_then_run_again_is_gone_with_its_end(
     doc = json.loads(stoker(tmp_path, "status", first, "--json").stdout)
     assert (doc["state"], doc["supervisor_alive"]) == ("GONE", False)
     assert json.loads(stoker(tmp_path, "status", second, "--json").stdout)["state"] == "FINISHED"
+
+
+def test_a_task_id_whose_sandbox_was_deleted_is_gone_in_status_too(tmp_path: Path) -> None:
+    """`stoker status TASK_ID` of a task whose sandbox was deleted (and not run again), its
+    supervisor gone: GONE, as `ps` says (was: `its sandbox ... no longer exists`, exit 2, the
+    lookup's refusal before the inspection)."""
+    (tmp_path / "job.aurora").write_text(JOB)
+    first = ran(tmp_path)
+    shutil.rmtree(tmp_path / "sb")
+    status = stoker(tmp_path, "status", first)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"sandbox {tmp_path / 'sb'}  state=GONE\n"), status.stdout
+    assert "  its sandbox no longer holds its checkpoint: removed; its supervisor (pid " in status.stdout
+    doc = json.loads(stoker(tmp_path, "status", first, "--json").stdout)
+    assert (doc["state"], doc["supervisor_alive"]) == ("GONE", False)
+    assert doc["problem"].startswith("its sandbox no longer holds its checkpoint: removed; "), doc["problem"]
+    for command in (["kill", first], ["tail", first, "p"]):  # nothing to control or read: refused as ever
+        refused = stoker(tmp_path, *command)
+        assert refused.returncode == 2 and "no longer exists" in refused.stderr, refused
