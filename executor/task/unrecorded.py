@@ -15,8 +15,10 @@ instead.
 - A `.stoker` that is not the one its registry entry pins (`pin_lost`): renamed or removed
   since its supervisor took it (a task's processes share the sandbox).
 - Of these, a gone supervisor's whose sandbox no longer holds its checkpoint (removed, or
-  another task's now: deleted, then run again) is GONE (`gone`), with its end as its
-  registry entry recorded it.
+  another task's now: deleted, then run again; or, its supervisor having let go, the file
+  alone removed, its `.stoker` keeping the definition written just before its first
+  record) is GONE (`gone`), with its
+  end as its registry entry recorded it.
 Reads only: never writes, never signals.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from config.words import quoted
 from executor.host import identity, lock
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
-from executor.host.sandbox import LOCK_FILE, open_stoker_dir
+from executor.host.sandbox import LOCK_FILE, TASK_FILE, open_stoker_dir
 from executor.host.truth import Truth, judge
 from executor.host.truth import gone as truth_gone
 from executor.procs import saferead, sandboxfs
@@ -133,6 +135,11 @@ def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bo
     holds instead, `garbled()`): a supervisor's that recorded nothing (or nothing readable)
     when its lock file is there (or its entry or the lock names it), else no task sandbox."""
     pid, alive = _supervisor(sandbox, pinned, entry)
+    if entry is not None and entry.ended_wall is not None and pinned and not (made or alive) \
+            and _holds(sandbox, pinned, TASK_FILE):
+        # Its definition is written just before its checkpoint's first record, and it let go
+        # (not killed between the two): that was removed.
+        return gone(entry, "its file removed, its .stoker kept")
     truth = _truth(alive, entry)
     where = f"the checkpoint in {sandbox}/.stoker holds no record" if made else f"no checkpoint in {sandbox}/.stoker"
     if garbled:
@@ -195,12 +202,17 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
 
 
 def _has_lock(sandbox: Path, pinned: str) -> bool:
+    return _holds(sandbox, pinned, LOCK_FILE)
+
+
+def _holds(sandbox: Path, pinned: str, name: str) -> bool:
+    """Whether the sandbox's `.stoker` (the one `pinned` names, if any) holds the file `name`."""
     try:
         fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:
         return False
     try:
-        return stat.S_ISREG(os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False).st_mode)
+        return stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
     finally:

@@ -78,3 +78,21 @@ def test_a_task_id_whose_sandbox_was_deleted_is_gone_in_status_too(tmp_path: Pat
     for command in (["kill", first], ["tail", first, "p"]):  # nothing to control or read: refused as ever
         refused = stoker(tmp_path, *command)
         assert refused.returncode == 2 and "no longer exists" in refused.stderr, refused
+
+
+def test_a_task_whose_checkpoint_file_was_deleted_is_gone_not_a_supervisor_that_recorded_nothing(
+        tmp_path: Path) -> None:
+    """Its checkpoint removed, its `.stoker` (and the definition written just before the
+    checkpoint's first record) kept: GONE, with its end (was: NEW 0/0, "its supervisor let
+    go of the sandbox before it recorded anything", which it had)."""
+    (tmp_path / "job.aurora").write_text(JOB)
+    first = ran(tmp_path)
+    (tmp_path / "sb" / ".stoker" / "checkpoint.jsonl").unlink()
+    [row] = json.loads(stoker(tmp_path, "ps", "--all", "--json").stdout)
+    assert (row["task_id"], row["state"], row["ended"]) == (first, "GONE", True)
+    assert row["problem"].startswith("its sandbox no longer holds its checkpoint: its file removed, its .stoker "
+                                     f"kept; its supervisor (pid {row['supervisor_pid']}) ended at "), row["problem"]
+    for target in (first, str(tmp_path / "sb")):
+        status = stoker(tmp_path, "status", target)
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith(f"sandbox {tmp_path / 'sb'}  state=GONE\n"), status.stdout
