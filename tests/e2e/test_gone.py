@@ -96,3 +96,21 @@ def test_a_task_whose_checkpoint_file_was_deleted_is_gone_not_a_supervisor_that_
         status = stoker(tmp_path, "status", target)
         assert status.returncode == 0, status.stderr
         assert status.stdout.startswith(f"sandbox {tmp_path / 'sb'}  state=GONE\n"), status.stdout
+    assert stoker(tmp_path, "tail", first, "p").returncode == 0  # its logs are still its own
+
+
+def test_a_gone_task_id_whose_sandbox_a_later_task_holds_tails_none_of_its_logs(tmp_path: Path) -> None:
+    """`stoker tail OLD_ID PROCESS` once the sandbox was deleted and run again printed the
+    later task's log as the old task's (exit 0, no word); it says whose the sandbox is now
+    (exit 1). The later task's id tails it."""
+    (tmp_path / "job.aurora").write_text(JOB.replace("cmdline='true'", "cmdline='echo second run'"))
+    first = ran(tmp_path)
+    shutil.rmtree(tmp_path / "sb")
+    second = ran(tmp_path)
+    refused = stoker(tmp_path, "tail", first, "p")
+    assert (refused.returncode, refused.stdout) == (1, ""), refused
+    assert refused.stderr.startswith(f"stoker: error: task {first!r} is GONE: the logs in '{tmp_path / 'sb'}' are "
+                                     f"another task's (its sandbox no longer holds its checkpoint: now task "
+                                     f"{second}'s; its supervisor (pid "), refused.stderr
+    shown = stoker(tmp_path, "tail", second, "p")
+    assert (shown.returncode, shown.stdout) == (0, "second run\n"), shown
