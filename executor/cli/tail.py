@@ -154,12 +154,12 @@ def _another_task_s(target: Target) -> str:
     """Why the sandbox of a GONE task id (`inspection.py`) holds another task's logs now:
     its `.stoker` another's (deleted, then run again), or its checkpoint only other tasks'
     (`stoker status` says which); "" otherwise: its `.stoker`, or its checkpoint alone, was
-    removed, and the logs beside them are its own. Its supervisor's entry (a task id's) pins it."""
+    removed, or its sandbox copied back (a `.stoker` of its own id), and the logs are its own. Its supervisor's entry (a task id's) pins it."""
     entry = target.entry
     if entry is None or not entry.stoker_dir:
         return ""
     from executor.host.sandbox import checkpoint_mtime, open_stoker_dir
-    from executor.task.inspection import inspect_sandbox
+    from executor.task.inspection import held_task_id, inspect_sandbox
 
     inspection = inspect_sandbox(target.sandbox, entry)
     if not inspection.truth.gone:
@@ -168,8 +168,8 @@ def _another_task_s(target: Target) -> str:
         os.close(open_stoker_dir(target.sandbox, pinned=entry.stoker_dir))
     except FileNotFoundError:
         return ""
-    except OSError:  # another `.stoker` than its supervisor made
-        return inspection.problem
+    except OSError:  # another `.stoker` than its supervisor made: a later task's, or a copy of its own
+        return "" if entry.known_as(held_task_id(target.sandbox)) else inspection.problem
     return inspection.problem if checkpoint_mtime(target.sandbox) is not None else ""
 
 

@@ -172,7 +172,7 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
     """`inspect_sandbox`'s task from what `_view` read (`stoker`: the `.stoker` it opened, or -1;
     `damaged`: the garbled lines of a checkpoint with no whole record)."""
     pinned = entry.stoker_dir if entry is not None else ""
-    if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry, lambda: _held_now(sandbox))):
+    if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry, lambda: held_task_id(sandbox))):
         return _said(sandbox, moved)
     if problem is None:
         return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None, garbled=damaged))
@@ -208,9 +208,9 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
                       run_uid=trusted_run_uid(attempt.run_uid, st, stoker) if attempt is not None else None)
 
 
-def _held_now(sandbox: Path) -> str:
+def held_task_id(sandbox: Path) -> str:
     """The task id of the checkpoint `sandbox` holds now, whatever `.stoker` it is ("": none
-    read): what a GONE task's sandbox holds instead of its own."""
+    read): what a GONE task's sandbox holds instead of its own (`stoker tail`: whose logs)."""
     with contextlib.ExitStack() as opened:
         view = _view(sandbox, "", None, opened)[0]
         return view.task_id if view is not None else ""

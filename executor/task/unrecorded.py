@@ -89,7 +89,7 @@ def pin_lost(sandbox: Path, entry: RegistryEntry, held_now: Callable[[], str]) -
         now = "another directory has its name"
     pid, alive = entry.supervisor_pid, _entry_alive(entry)
     if not alive and not now.startswith("it cannot"):
-        return gone(entry, "removed" if now == "there is none" else _now_whose(held_now()))
+        return gone(entry, "removed" if now == "there is none" else _now_whose(held_now(), entry))
     goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "
                f"under whatever name it has now; rename that back to .stoker to see the task") if alive else \
         f"its supervisor (pid {pid}) no longer runs"
@@ -111,7 +111,13 @@ def gone(entry: RegistryEntry, now: str) -> Unrecorded:
                       problem=f"its sandbox no longer holds its checkpoint: {now}; {end}")
 
 
-def _now_whose(task_id: str) -> str:
+def _now_whose(task_id: str, entry: RegistryEntry | None = None) -> str:
+    """Whose the checkpoint in its sandbox is now (`task_id`: its task id, "" none read); one
+    of the entry's own ids is not a later task's: its sandbox copied back (a restore, a move
+    to another disk), or the task's own making, in another `.stoker` than its supervisor made."""
+    if task_id and entry is not None and entry.known_as(task_id):
+        return (f"another .stoker has its name, whose checkpoint names task {task_id} too (its sandbox "
+                f"copied back, or the task's own making: not read)")
     return f"now task {task_id}'s" if task_id else "now another task's"
 
 

@@ -114,3 +114,22 @@ def test_a_gone_task_id_whose_sandbox_a_later_task_holds_tails_none_of_its_logs(
                                      f"{second}'s; its supervisor (pid "), refused.stderr
     shown = stoker(tmp_path, "tail", second, "p")
     assert (shown.returncode, shown.stdout) == (0, "second run\n"), shown
+
+
+def test_a_sandbox_copied_back_is_not_said_to_be_a_later_task_s(tmp_path: Path) -> None:
+    """A sandbox copied back (a restore; a move to another disk) holds a `.stoker` of its own
+    task id that its supervisor did not make: GONE (not read, as any `.stoker` not pinned),
+    said as such (was: "now task ID's", its own id, as if a later task had it), and its
+    logs, its own, are tailed."""
+    (tmp_path / "job.aurora").write_text(JOB.replace("cmdline='true'", "cmdline='echo its own'"))
+    first = ran(tmp_path)
+    shutil.copytree(tmp_path / "sb", tmp_path / "copy", symlinks=True)
+    shutil.rmtree(tmp_path / "sb")
+    (tmp_path / "copy").rename(tmp_path / "sb")
+    [row] = json.loads(stoker(tmp_path, "ps", "--all", "--json").stdout)
+    assert (row["task_id"], row["state"]) == (first, "GONE")
+    assert row["problem"].startswith(f"its sandbox no longer holds its checkpoint: another .stoker has its name, "
+                                     f"whose checkpoint names task {first} too (its sandbox copied back, or the "
+                                     f"task's own making: not read); its supervisor (pid "), row["problem"]
+    shown = stoker(tmp_path, "tail", first, "p")
+    assert (shown.returncode, shown.stdout) == (0, "its own\n"), shown
