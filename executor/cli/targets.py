@@ -90,7 +90,8 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
         raise UsageError(f"{missing}, and no task in the registry "
                          f"{quoted(settings.registry_root)} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
-    if _kind(sandbox) != "dir" and not (deleted and found.entry.stoker_dir and not _still_runs(found.entry)):
+    kind = _kind(sandbox)
+    if kind != "dir" and not (deleted and kind is None and found.entry.stoker_dir and not _still_runs(found.entry)):
         raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
     return Target(sandbox, found.entry)
 
