@@ -179,11 +179,12 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
 
     entry = lookup()
     where = os.fspath(sandbox)
-    stoker_dir = _stoker_dir(sandbox, entry)
+    stoker_dir = _stoker_dir_of(sandbox, entry)
     try:
         holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
-            state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
+            # the entry's task, as `stoker status TASK_ID` says it (GONE: its checkpoint removed)
+            state = inspect_sandbox(sandbox, entry).truth.state if holder is not None else "unknown"
             raise ControlUnavailable(f"no live supervisor holds {quoted(where)} (its task is {state})")
         if entry is not None and not _names(entry, holder):
             entry = _again(entry, lookup)
@@ -201,6 +202,21 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
               f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
         yield from ask(sock, request)
+
+
+def _stoker_dir_of(sandbox: Path, entry: RegistryEntry | None) -> int:
+    """`_stoker_dir`; a GONE task's (its sandbox another task's now) said as such, not as a
+    `.stoker` the task may have planted."""
+    from executor.host.controlclient import ControlUnavailable
+    from executor.task.inspection import inspect_sandbox
+
+    try:
+        return _stoker_dir(sandbox, entry)
+    except ControlUnavailable:
+        if entry is not None and (said := inspect_sandbox(sandbox, entry)).truth.gone:
+            raise ControlUnavailable(f"no live supervisor holds {quoted(os.fspath(sandbox))} (its task is GONE: "
+                                     f"{said.problem})") from None
+        raise
 
 
 def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:

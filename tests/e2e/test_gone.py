@@ -97,6 +97,9 @@ def test_a_task_whose_checkpoint_file_was_deleted_is_gone_not_a_supervisor_that_
         assert status.returncode == 0, status.stderr
         assert status.stdout.startswith(f"sandbox {tmp_path / 'sb'}  state=GONE\n"), status.stdout
     assert stoker(tmp_path, "tail", first, "p").returncode == 0  # its logs are still its own
+    refused = stoker(tmp_path, "kill", first)  # (was: "its task is LOST")
+    assert (refused.returncode, refused.stderr) == (1, f"stoker: error: no live supervisor holds '{tmp_path / 'sb'}' "
+                                                       f"(its task is GONE)\n"), refused
 
 
 def test_a_gone_task_id_whose_sandbox_a_later_task_holds_tails_none_of_its_logs(tmp_path: Path) -> None:
@@ -114,6 +117,13 @@ def test_a_gone_task_id_whose_sandbox_a_later_task_holds_tails_none_of_its_logs(
                                      f"{second}'s; its supervisor (pid "), refused.stderr
     shown = stoker(tmp_path, "tail", second, "p")
     assert (shown.returncode, shown.stdout) == (0, "second run\n"), shown
+    for command in (["kill", first], ["restart", first, "p"]):  # (was: "not a task sandbox ... the task may
+        # have put another in its place")
+        refused = stoker(tmp_path, *command)
+        assert refused.returncode == 1, refused
+        assert refused.stderr.startswith(f"stoker: error: no live supervisor holds '{tmp_path / 'sb'}' (its task is "
+                                         f"GONE: its sandbox no longer holds its checkpoint: now task {second}'s; "), \
+            refused.stderr
 
 
 def test_a_sandbox_copied_back_is_not_said_to_be_a_later_task_s(tmp_path: Path) -> None:
