@@ -43,7 +43,7 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Foreign, Leftover, by_user, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.unrecorded import Unrecorded, garbled, none_of_its, pin_lost, unrecorded
+from executor.task.unrecorded import Unrecorded, garbled, later_task, none_of_its, pin_lost, unrecorded
 from executor.task.viewcache import Seen, ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
@@ -178,7 +178,7 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
         return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None, garbled=damaged))
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None and view is not None and attempt is None:
-        other = view.task_id if view.task_id != entry.task_id else ""
+        other = view.task_id if view.task_id != entry.task_id and later_task(view, entry) else ""
         return _said(sandbox, none_of_its(sandbox, pinned, entry, view.headless_after, other))
     alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None

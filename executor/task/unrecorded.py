@@ -43,7 +43,7 @@ from executor.task.records import TOO_LONG
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from executor.task.replay import Fold
+    from executor.task.replay import Fold, TaskView
 
 
 @attrs.frozen(slots=True)
@@ -109,6 +109,14 @@ def gone(entry: RegistryEntry, now: str) -> Unrecorded:
         end = f"its supervisor (pid {pid}) is gone and recorded no end"
     return Unrecorded(truth=truth_gone(entry.ended_wall is not None), pinned=entry.stoker_dir, supervisor_pid=pid,
                       problem=f"its sandbox no longer holds its checkpoint: {now}; {end}")
+
+
+def later_task(view: TaskView, entry: RegistryEntry) -> bool:
+    """Whether the checkpoint's latest attempt (`view`'s) began after the entry's supervisor
+    registered: a later task's (its sandbox deleted, or run again), not the run before's,
+    which a supervisor killed before its first record leaves there (LOST, not GONE)."""
+    started = view.current.started_wall
+    return started is not None and started > entry.registered_wall
 
 
 def _now_whose(task_id: str, entry: RegistryEntry | None = None) -> str:
