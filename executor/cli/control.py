@@ -175,7 +175,6 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
     (`lock.holds`): the task may have written the file, naming a stranger's process."""
     from executor.host import identity, lock
     from executor.host.controlclient import ControlUnavailable, ask, connect
-    from executor.task.inspection import inspect_sandbox
 
     entry = lookup()
     where = os.fspath(sandbox)
@@ -183,8 +182,7 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
     try:
         holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
-            # the entry's task, as `stoker status TASK_ID` says it (GONE: its checkpoint removed)
-            state = inspect_sandbox(sandbox, entry).truth.state if holder is not None else "unknown"
+            state = _state_of(sandbox, entry) if holder is not None else "unknown"
             raise ControlUnavailable(f"no live supervisor holds {quoted(where)} (its task is {state})")
         if entry is not None and not _names(entry, holder):
             entry = _again(entry, lookup)
@@ -208,15 +206,23 @@ def _stoker_dir_of(sandbox: Path, entry: RegistryEntry | None) -> int:
     """`_stoker_dir`; a GONE task's (its sandbox another task's now) said as such, not as a
     `.stoker` the task may have planted."""
     from executor.host.controlclient import ControlUnavailable
-    from executor.task.inspection import inspect_sandbox
 
     try:
         return _stoker_dir(sandbox, entry)
     except ControlUnavailable:
-        if entry is not None and (said := inspect_sandbox(sandbox, entry)).truth.gone:
-            raise ControlUnavailable(f"no live supervisor holds {quoted(os.fspath(sandbox))} (its task is GONE: "
-                                     f"{said.problem})") from None
+        if entry is not None and (state := _state_of(sandbox, entry)).startswith("GONE"):
+            raise ControlUnavailable(f"no live supervisor holds {quoted(os.fspath(sandbox))} (its task is "
+                                     f"{state})") from None
         raise
+
+
+def _state_of(sandbox: Path, entry: RegistryEntry | None) -> str:
+    """The state of the entry's task (the sandbox's latest without one), as `stoker status`
+    says it; a GONE one's with why."""
+    from executor.task.inspection import inspect_sandbox
+
+    inspection = inspect_sandbox(sandbox, entry)
+    return f"GONE: {inspection.problem}" if inspection.truth.gone else inspection.truth.state
 
 
 def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:
