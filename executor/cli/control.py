@@ -175,15 +175,14 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
     (`lock.holds`): the task may have written the file, naming a stranger's process."""
     from executor.host import identity, lock
     from executor.host.controlclient import ControlUnavailable, ask, connect
-    from executor.task.inspection import inspect_sandbox
 
     entry = lookup()
     where = os.fspath(sandbox)
-    stoker_dir = _stoker_dir(sandbox, entry)
+    stoker_dir = _stoker_dir_of(sandbox, entry)
     try:
         holder = _started(stoker_dir, where, command)
         if holder is None or not identity.is_alive(holder.pid, holder.start_ticks, holder.boot_id):
-            state = inspect_sandbox(sandbox).truth.state if holder is not None else "unknown"
+            state = _state_of(sandbox, entry) if holder is not None else "unknown"
             raise ControlUnavailable(f"no live supervisor holds {quoted(where)} (its task is {state})")
         if entry is not None and not _names(entry, holder):
             entry = _again(entry, lookup)
@@ -201,6 +200,29 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
               f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
     with sock:
         yield from ask(sock, request)
+
+
+def _stoker_dir_of(sandbox: Path, entry: RegistryEntry | None) -> int:
+    """`_stoker_dir`; a GONE task's (its sandbox another task's now) said as such, not as a
+    `.stoker` the task may have planted."""
+    from executor.host.controlclient import ControlUnavailable
+
+    try:
+        return _stoker_dir(sandbox, entry)
+    except ControlUnavailable:
+        if entry is not None and (state := _state_of(sandbox, entry)).startswith("GONE"):
+            raise ControlUnavailable(f"no live supervisor holds {quoted(os.fspath(sandbox))} (its task is "
+                                     f"{state})") from None
+        raise
+
+
+def _state_of(sandbox: Path, entry: RegistryEntry | None) -> str:
+    """The state of the entry's task (the sandbox's latest without one), as `stoker status`
+    says it; a GONE one's with why."""
+    from executor.task.inspection import inspect_sandbox
+
+    inspection = inspect_sandbox(sandbox, entry)
+    return f"GONE: {inspection.problem}" if inspection.truth.gone else inspection.truth.state
 
 
 def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:

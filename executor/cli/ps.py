@@ -10,7 +10,7 @@ died while killing it while a process of it lives (ended, its leftovers to end).
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
 last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted,
-its `.stoker` renamed away: the row shows nothing read, NEW 0/0) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
+its `.stoker` renamed away: the row shows nothing read, NEW 0/0 under a live supervisor, else GONE) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
 error:` line and exit 1, never an empty list; an entry it cannot read whose supervisor runs
 (another version of Stoker wrote it) is one line on stderr, naming it.

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         with_leftovers,
     )
 
-    target = resolve(args.target, args)
+    target = resolve(args.target, args, deleted=True)  # a deleted sandbox's task id: GONE
     inspection = inspect_sandbox(target.sandbox, target.entry)
     if target.entry is None:
         target, inspection = _pinned(target, args, inspection)

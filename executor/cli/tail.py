@@ -16,7 +16,8 @@ follow mode (`executor/procs/rotation.py`). While idle it looks again every
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
 the log is idle, as GNU tail does. `--attempt N` reads an earlier attempt's logs instead,
 the ones `stoker run` kept as `.logs.attempt-N` when it restarted the task (nothing follows
-them: that attempt is over).
+them: that attempt is over). A GONE task's id whose sandbox another task holds now (deleted,
+then run again) is refused, exit 1: the logs there are that task's (`_another_task_s`).
 
 The log is the task's, and so are the bytes in it. To a pipe or a file they are copied
 byte for byte. To a terminal they are shown as text (`TerminalText`,
@@ -42,7 +43,7 @@ from typing import Any, BinaryIO, cast
 
 from config.words import quoted
 from executor.cli import tailparts
-from executor.cli.targets import error, registry_arguments, resolve
+from executor.cli.targets import Target, error, registry_arguments, resolve
 from executor.procs import rotation, saferead
 from executor.procs.runprune import KEEP_RUNS
 from executor.procs.terminaltext import TerminalText
@@ -149,6 +150,29 @@ class ProcessLogs:
         return f"{self.logs_dir}/{self.process}/{run}/{self.stream}"
 
 
+def _another_task_s(target: Target) -> str:
+    """Why the sandbox of a GONE task id (`inspection.py`) holds another task's logs now:
+    its `.stoker` another's (deleted, then run again), or its checkpoint only other tasks'
+    (`stoker status` says which); "" otherwise: its `.stoker`, or its checkpoint alone, was
+    removed, or its sandbox copied back (a `.stoker` of its own id), and the logs are its own. Its supervisor's entry (a task id's) pins it."""
+    entry = target.entry
+    if entry is None or not entry.stoker_dir:
+        return ""
+    from executor.host.sandbox import checkpoint_mtime, open_stoker_dir
+    from executor.task.inspection import held_task_id, inspect_sandbox
+
+    inspection = inspect_sandbox(target.sandbox, entry)
+    if not inspection.truth.gone:
+        return ""
+    try:
+        os.close(open_stoker_dir(target.sandbox, pinned=entry.stoker_dir))
+    except FileNotFoundError:
+        return ""
+    except OSError:  # another `.stoker` than its supervisor made: a later task's, or a copy of its own
+        return "" if entry.known_as(held_task_id(target.sandbox)) else inspection.problem
+    return inspection.problem if checkpoint_mtime(target.sandbox) is not None else ""
+
+
 def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
     """Why there is no log of run `number` (None: of any run); a run between the first and
     the kept last ones was removed (`executor/procs/runprune.py`)."""
@@ -165,7 +189,12 @@ def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    sandbox = resolve(args.target, args).sandbox
+    target = resolve(args.target, args)
+    if another := _another_task_s(target):
+        error(f"task {quoted(args.target)} is GONE: the logs in {quoted(str(target.sandbox))} are another "
+              f"task's ({another})")
+        return 1
+    sandbox = target.sandbox
     try:
         logs_dir = LOGS_DIR if args.attempt is None else f"{LOGS_DIR}.attempt-{args.attempt}"
         logs = ProcessLogs(sandbox, args.process, "stderr" if args.stderr else "stdout", logs_dir)

@@ -4,7 +4,8 @@
 up in the host registry (a live supervisor's entry first, else the newest; one that two
 live supervisors' tasks have is refused, naming their sandboxes); anything else,
 an id no task has, or one whose sandbox was deleted since (naming its supervisor's pid when
-it still runs), is a `UsageError` saying which (exit 2). With no TARGET,
+it still runs; `stoker status` takes a gone supervisor's: GONE), is a `UsageError` saying
+which (exit 2). With no TARGET,
 `$MESOS_SANDBOX`, else the current directory. `registry_arguments` adds the registry's
 flags (`--root`, `--registry-retention`) to a command; `error` prints one `stoker: error:`
 line, escaped.
@@ -57,8 +58,10 @@ def registry_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, RegistrySettings)
 
 
-def resolve(given: str | None, args: argparse.Namespace) -> Target:
-    """The sandbox TARGET names (see the module docstring). Raises UsageError."""
+def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = False) -> Target:
+    """The sandbox TARGET names (see the module docstring). Raises UsageError. `deleted`: a task
+    id whose sandbox was deleted, its supervisor gone too, is its target all the same (`stoker
+    status` says it GONE, from the `.stoker` its entry pins: `inspect_sandbox`)."""
     if given == "":  # `stoker kill "$SB"`, SB unset: no sandbox, not `Path('')`'s `.` (nor the default)
         raise UsageError("sandbox '' does not exist")
     path = Path(given or os.environ.get("MESOS_SANDBOX") or ".")
@@ -87,7 +90,8 @@ def resolve(given: str | None, args: argparse.Namespace) -> Target:
         raise UsageError(f"{missing}, and no task in the registry "
                          f"{quoted(settings.registry_root)} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
-    if _kind(sandbox) != "dir":
+    kind = _kind(sandbox)
+    if kind != "dir" and not (deleted and kind is None and found.entry.stoker_dir and not _still_runs(found.entry)):
         raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
     return Target(sandbox, found.entry)
 

@@ -244,7 +244,8 @@ class Registry:
             if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
                 if not expired(item.mtime, now, self.retention_secs):
                     continue  # nor is the later of the two
-                last = max(item.mtime, checkpoint_mtime(entry.sandbox) or 0.0)
+                # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's
+                last = max(item.mtime, checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0)
             if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
                 gone.add(entry.name)
         damaged = read - {item.entry.name for item in found}

@@ -58,7 +58,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
         GAUGE, "The task's attempt: 1, or the attempt of stoker run's restarts (each has its own task id)."),
     "stoker_task_supervisor_alive": (GAUGE, "1 while the task's supervisor runs."),
     "stoker_task_leftover_processes": (
-        GAUGE, "A LOST task's processes still alive after its supervisor died (no series unless LOST)."),
+        GAUGE, "A LOST task's processes still alive after its supervisor died (no series unless LOST, "
+               "died while killing, or GONE without an end)."),
     "stoker_task_health_state": (GAUGE, "1 for the health check's state, 0 for each other (no series without a check)."),
     "stoker_task_health_checks_total": (COUNTER, "Health checks of the task's attempt so far."),
     "stoker_task_health_consecutive_failures": (GAUGE, "Health checks failed in a row, up to the last."),

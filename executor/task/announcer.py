@@ -133,6 +133,7 @@ class ServerSetAnnouncer:
         # it), and the close's end (the worker's, or no member left: the session ends after)
         self._exit_by = exit_by if exit_by is not None else ExitBy()
         self._closed_enough = threading.Event()
+        self._hurried = threading.Event()  # a kill at once (`hurry`): the leave's and the close's waits end
         self._auth_failed = threading.Event()  # kazoo's listener saw AuthFailed (`_refused`)
         # Shared: the queue, and the view the worker publishes under the condition.
         self._inbox: queue.Queue[object] = queue.Queue()
@@ -162,8 +163,9 @@ class ServerSetAnnouncer:
             return True
         done = threading.Event()
         self._inbox.put(_Leave(done))
-        return self._exit_by.wait(done.is_set, timeout_secs, share=LEAVE_SHARE, to_kill=True,
-                                  noted=None if waiting is None else (SAID_AFTER_SECS, waiting))
+        return self._exit_by.wait(lambda: done.is_set() or self._hurried.is_set(), timeout_secs, share=LEAVE_SHARE,
+                                  to_kill=True, noted=None if waiting is None else (SAID_AFTER_SECS, waiting)) \
+            and done.is_set()
 
     def close(self, timeout_secs: float = CLOSE_TIMEOUT_SECS, waiting: Waiting | None = None) -> None:
         """Leave and end the ZooKeeper session, waiting as `leave` does (and saying so); with
@@ -174,8 +176,14 @@ class ServerSetAnnouncer:
         if worker is None:
             return
         self._inbox.put(_Close())
-        self._exit_by.wait(self._closed_enough.is_set, timeout_secs, share=LEAVE_SHARE,
-                           noted=None if waiting is None else (SAID_AFTER_SECS, waiting))
+        self._exit_by.wait(lambda: self._closed_enough.is_set() or self._hurried.is_set(), timeout_secs,
+                           share=LEAVE_SHARE, noted=None if waiting is None else (SAID_AFTER_SECS, waiting))
+
+    def hurry(self) -> None:
+        """A kill at once (a second Ctrl-C): the leave and the close wait no more, now or
+        later (the member goes with the session). Safe from any thread."""
+        self._hurried.set()
+        self._exit_by.wake()
 
     def view(self) -> AnnouncerView:
         with self._cond:

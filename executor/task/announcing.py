@@ -86,6 +86,7 @@ class Announcing:
                  say: Callable[[str], None] | None = None) -> None:
         self._announcer = announcer
         self._say = say  # a stop's line: what a leave or close still waiting waits for, and how long
+        self._hurried = False  # a kill at once skipped the leave's wait (`hurry`)
         self._journal = journal
         self._label = label
         self._stop_within_secs = stop.within_secs
@@ -117,11 +118,19 @@ class Announcing:
         gone = self._announcer.leave(within, self._waiting("leaving the ServerSet"))
         view = self._announcer.view()
         if not gone:
+            waited = "a kill at once skipped the wait for ZooKeeper to delete the member" if self._hurried else \
+                f"the member was not deleted within {within:.3g} s"
             log_event(logger, logging.WARNING, "announcer_leave_timeout", task=self._label,
                       path=view.path, member=view.member, reason=(
-                          f"{why}: the member was not deleted within {within:.3g} s "
-                          f"({view.reason}); stopping anyway, it goes with the ZooKeeper session"))
+                          f"{why}: {waited} ({view.reason}); stopping anyway, it goes with the ZooKeeper session"))
         self._record(view)
+
+    def hurry(self) -> None:
+        """A kill at once (a second Ctrl-C): the leave and the close, under way or to come,
+        wait no more for ZooKeeper. Safe from any thread (it sets an event)."""
+        self._hurried = True
+        if self._announcer is not None:
+            self._announcer.hurry()
 
     def phase(self, phase: TaskPhase) -> None:
         """The planner's phase after a decision: out of ACTIVE, the task is stopping (its

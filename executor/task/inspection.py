@@ -43,7 +43,7 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Foreign, Leftover, by_user, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.unrecorded import Unrecorded, garbled, none_of_its, pin_lost, unrecorded
+from executor.task.unrecorded import Unrecorded, garbled, later_task, none_of_its, pin_lost, unrecorded
 from executor.task.viewcache import Seen, ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
@@ -191,13 +191,13 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
     """`inspect_sandbox`'s task from what `_view` read (`stoker`: the `.stoker` it opened, or -1;
     `damaged`: the garbled lines of a checkpoint with no whole record)."""
     pinned = entry.stoker_dir if entry is not None else ""
-    if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry, lambda: _held_now(sandbox))):
+    if st is None and entry is not None and pinned and (moved := pin_lost(sandbox, entry, lambda: held_task_id(sandbox))):
         return _said(sandbox, moved)
     if problem is None:
         return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None, garbled=damaged))
     attempt = _attempt_of(view, entry) if view is not None else None
     if entry is not None and view is not None and attempt is None:
-        other = view.task_id if view.task_id != entry.task_id else ""
+        other = view.task_id if view.task_id != entry.task_id and later_task(view, entry) else ""
         return _said(sandbox, none_of_its(sandbox, pinned, entry, view.headless_after, other))
     alive = _alive(entry, attempt)
     recorded = attempt.state if attempt is not None else None
@@ -227,9 +227,9 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
                       run_uid=trusted_run_uid(attempt.run_uid, st, stoker) if attempt is not None else None)
 
 
-def _held_now(sandbox: Path) -> str:
+def held_task_id(sandbox: Path) -> str:
     """The task id of the checkpoint `sandbox` holds now, whatever `.stoker` it is ("": none
-    read): what a GONE task's sandbox holds instead of its own."""
+    read): what a GONE task's sandbox holds instead of its own (`stoker tail`: whose logs)."""
     with contextlib.ExitStack() as opened:
         view = _view(sandbox, "", None, opened)[0]
         return view.task_id if view is not None else ""

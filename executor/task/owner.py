@@ -124,7 +124,10 @@ class TaskOwner:
     def request_kill(self, reason: str, grace_secs: float | None = None, use_lifecycle: bool = True,
                      immediate: bool = False, kill_all_at: float | None = None) -> None:
         """Kill the task (safe from any thread: it only posts). `immediate`: SIGKILL now, skipping every
-        wait and the final processes; `kill_all_at` (the owner's clock): SIGKILL what runs then, finals too."""
+        wait and the final processes (the announcer's too, which may hold this loop: told at once);
+        `kill_all_at` (the owner's clock): SIGKILL what runs then, finals too."""
+        if immediate:
+            self._announcing.hurry()
         self.post(KillRequested(reason=reason, grace_secs=grace_secs, at=self._clock(),
                                 use_lifecycle=use_lifecycle, immediate=immediate, kill_all_at=kill_all_at))
 

@@ -218,6 +218,10 @@ if TYPE_CHECKING:
             """Leave and end the ZooKeeper session (`waiting` as `leave`'s). Final."""
             ...
 
+        def hurry(self) -> None:
+            """A kill at once: `leave` and `close` wait no more (from any thread)."""
+            ...
+
         def view(self) -> AnnouncerView: ...
 
         def overdue(self, now: float) -> bool:

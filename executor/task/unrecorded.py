@@ -15,8 +15,10 @@ instead.
 - A `.stoker` that is not the one its registry entry pins (`pin_lost`): renamed or removed
   since its supervisor took it (a task's processes share the sandbox).
 - Of these, a gone supervisor's whose sandbox no longer holds its checkpoint (removed, or
-  another task's now: deleted, then run again) is GONE (`gone`), with its end as its
-  registry entry recorded it.
+  another task's now: deleted, then run again; or, its supervisor having let go, the file
+  alone removed, its `.stoker` keeping the definition written just before its first
+  record) is GONE (`gone`), with its
+  end as its registry entry recorded it.
 Reads only: never writes, never signals.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from config.words import quoted
 from executor.host import identity, lock
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
-from executor.host.sandbox import LOCK_FILE, open_stoker_dir
+from executor.host.sandbox import LOCK_FILE, TASK_FILE, open_stoker_dir
 from executor.host.truth import Truth, judge
 from executor.host.truth import gone as truth_gone
 from executor.procs import saferead, sandboxfs
@@ -41,7 +43,7 @@ from executor.task.records import TOO_LONG
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from executor.task.replay import Fold
+    from executor.task.replay import Fold, TaskView
 
 
 @attrs.frozen(slots=True)
@@ -87,7 +89,7 @@ def pin_lost(sandbox: Path, entry: RegistryEntry, held_now: Callable[[], str]) -
         now = "another directory has its name"
     pid, alive = entry.supervisor_pid, _entry_alive(entry)
     if not alive and not now.startswith("it cannot"):
-        return gone(entry, "removed" if now == "there is none" else _now_whose(held_now()))
+        return gone(entry, "removed" if now == "there is none" else _now_whose(held_now(), entry))
     goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "
                f"under whatever name it has now; rename that back to .stoker to see the task") if alive else \
         f"its supervisor (pid {pid}) no longer runs"
@@ -109,7 +111,21 @@ def gone(entry: RegistryEntry, now: str) -> Unrecorded:
                       problem=f"its sandbox no longer holds its checkpoint: {now}; {end}")
 
 
-def _now_whose(task_id: str) -> str:
+def later_task(view: TaskView, entry: RegistryEntry) -> bool:
+    """Whether the checkpoint's latest attempt (`view`'s) began after the entry's supervisor
+    registered: a later task's (its sandbox deleted, or run again), not the run before's,
+    which a supervisor killed before its first record leaves there (LOST, not GONE)."""
+    started = view.current.started_wall
+    return started is not None and started > entry.registered_wall
+
+
+def _now_whose(task_id: str, entry: RegistryEntry | None = None) -> str:
+    """Whose the checkpoint in its sandbox is now (`task_id`: its task id, "" none read); one
+    of the entry's own ids is not a later task's: its sandbox copied back (a restore, a move
+    to another disk), or the task's own making, in another `.stoker` than its supervisor made."""
+    if task_id and entry is not None and entry.known_as(task_id):
+        return (f"another .stoker has its name, whose checkpoint names task {task_id} too (its sandbox "
+                f"copied back, or the task's own making: not read)")
     return f"now task {task_id}'s" if task_id else "now another task's"
 
 
@@ -133,6 +149,11 @@ def unrecorded(sandbox: Path, pinned: str, entry: RegistryEntry | None, made: bo
     holds instead, `garbled()`): a supervisor's that recorded nothing (or nothing readable)
     when its lock file is there (or its entry or the lock names it), else no task sandbox."""
     pid, alive = _supervisor(sandbox, pinned, entry)
+    if entry is not None and entry.ended_wall is not None and pinned and not (made or alive) \
+            and _holds(sandbox, pinned, TASK_FILE):
+        # Its definition is written just before its checkpoint's first record, and it let go
+        # (not killed between the two): that was removed.
+        return gone(entry, "its file removed, its .stoker kept")
     truth = _truth(alive, entry)
     where = f"the checkpoint in {sandbox}/.stoker holds no record" if made else f"no checkpoint in {sandbox}/.stoker"
     if garbled:
@@ -195,12 +216,17 @@ def _supervisor(sandbox: Path, pinned: str, entry: RegistryEntry | None) -> tupl
 
 
 def _has_lock(sandbox: Path, pinned: str) -> bool:
+    return _holds(sandbox, pinned, LOCK_FILE)
+
+
+def _holds(sandbox: Path, pinned: str, name: str) -> bool:
+    """Whether the sandbox's `.stoker` (the one `pinned` names, if any) holds the file `name`."""
     try:
         fd = open_stoker_dir(sandbox, pinned=pinned)
     except OSError:
         return False
     try:
-        return stat.S_ISREG(os.stat(LOCK_FILE, dir_fd=fd, follow_symlinks=False).st_mode)
+        return stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
     finally:

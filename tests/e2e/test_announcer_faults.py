@@ -118,3 +118,39 @@ def test_run_a_stop_while_zookeeper_is_stalled_says_what_it_waits_for(private_zk
 def _secs(line: str) -> float:
     hours, minutes, secs = line.split()[0].split(":")
     return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+
+
+def test_run_a_second_stop_signal_during_a_stalled_leave_skips_the_leave_and_the_close(
+        private_zk, readers, tmp_path):  # noqa: F811
+    """A second Ctrl-C while the stop's leave waits on a stalled ZooKeeper: every process is
+    SIGKILLed at once and the waits left are skipped, the leave's and the close's, as the
+    hint says (was: the leave waited on to its 2 s, the SIGKILL after it, then the close
+    3 s more: 5 s in all for "kill every process at once")."""
+    import signal
+
+    from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+
+    private_zk.start()
+    path = f"{root()}/www-data/prod/hello"
+    job = write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60",
+                    announce=f"Announcer(zk_path='{path}')")
+    run = StokerProcess(["run", str(job), "--announce", private_zk.ensemble, "--sandbox", str(tmp_path / "sb")],
+                        tmp_path)
+    try:
+        reader = readers(private_zk.ensemble)
+        wait_for(lambda: reader.members(path), 20, message="the member")
+        reader.close()
+        with private_zk.stalled():
+            run.signal(signal.SIGINT)
+            run.wait_output("announcer: leaving the ServerSet: waiting up to ")  # 0.2 s in; 1.8 s left
+            run.signal(signal.SIGINT)
+            assert run.wait(20) == 128 + signal.SIGINT
+        out, err = run.stdout(), run.stderr()
+    finally:
+        run.close()
+        kill_leftovers(task_pids(tmp_path / "sb"))
+    leave_said = out.index("announcer: leaving the ServerSet: waiting up to ")
+    assert "stop             now: second stop signal (SIGINT)" in out[leave_said:], out
+    assert "the member was not deleted within" not in err, err  # the leave did not wait to its end
+    assert "a kill at once skipped the wait for ZooKeeper" in err, err
+    assert "ending the ZooKeeper session: waiting" not in out, out  # nor did the close wait

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 
+import attrs
 import pytest
 
 from config.registry import RegistrySettings
@@ -108,6 +109,22 @@ def test_a_lost_task_goes_by_its_last_sign_the_checkpoint_s_or_the_entry_s(tmp_p
     age(checkpoint, 2 * DAY)
     assert reg.entries() == []
     assert not (root / lost.name).exists()
+
+
+def test_a_lost_task_goes_by_its_own_checkpoint_not_a_later_task_s_in_its_sandbox(tmp_path):
+    """Its sandbox deleted and run again (GONE): the later task's checkpoint, in another
+    `.stoker` than the one its entry pins, is no sign of it (was: it kept the entry, listed by
+    `stoker ps` as not ended, for as long as the later task wrote)."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
+    st = os.stat(sandbox / ".stoker")
+    lost = attrs.evolve(entry(sandbox, alive=False, task_id="lost"), stoker_dir=f"{st.st_dev}:{st.st_ino + 1}")
+    reg.write(lost)
+    age(root / lost.name, 2 * DAY)
+    assert reg.entries() == []
 
 
 def test_a_write_prunes_too(tmp_path):

@@ -185,6 +185,31 @@ def test_an_entry_whose_attempts_later_runs_pushed_out_is_not_the_lock_holders(t
     assert "keeps no attempt of its supervisor" in found.problem, found.problem
 
 
+def test_a_run_again_killed_before_its_first_record_is_lost_not_gone_to_the_run_before(tmp_path, capsys):
+    """`stoker run` again in a sandbox whose last run (task T0) ended, killed before it
+    recorded anything (an early start's runs may live on): its checkpoint keeps T0's attempts
+    only, the run before's. LOST, "killed before it recorded anything" (was: GONE, "its
+    sandbox no longer holds its checkpoint: now task T0's", the earlier task named a later one)."""
+    from executor.procs.sandboxfs import dir_id
+
+    me, sandbox = own_identity(), tmp_path / "sb"
+    write(sandbox, [dict(header(me.pid, me.start_ticks + 300, wall=time.time() - 100), task_id="T0"), *RUNNING,
+                    {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "done", "wall": 1003.0}])
+    fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pinned = dir_id(fd)
+    finally:
+        os.close(fd)
+    root = tmp_path / "root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 500,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
+                      task_id="T1", stoker_dir=pinned))
+    code, out, _ = status(capsys, "T1", "--root", root)
+    assert code == 0 and out.startswith(f"sandbox {sandbox}  state=LOST\n"), out
+    assert f"keeps no attempt of its supervisor (pid {me.pid}), only other runs' of the sandbox: it is gone" in out
+
+
 def test_a_sandbox_s_path_shows_its_running_supervisor_that_recorded_nothing_not_the_run_before(
         tmp_path, capsys, monkeypatch):
     """A `stoker run` again in a sandbox whose last run was killed, on a full disk: the new

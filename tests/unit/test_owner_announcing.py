@@ -75,6 +75,9 @@ class FakeAnnouncer:
             self.state, self.member, self.since = MemberState.LEFT, None, self._clock.now
         return True
 
+    def hurry(self) -> None:
+        self._effects.note("announce hurry")
+
     def close(self, timeout_secs: float = 3.0, waiting: Callable[[float], None] | None = None) -> None:
         self._effects.note("announce close" if timeout_secs == 3.0 else f"announce close (within {timeout_secs:g} s)")
         self.state, self.member, self.since = MemberState.CLOSED, None, self._clock.now
