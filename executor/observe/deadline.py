@@ -6,9 +6,9 @@ slot for as long as it likes: a few such clients take every slot (`Limits.connec
 and every other client waits in the listen backlog behind them (64 dripping connections
 held a real observer for as long as they dripped). Here a connection's channel notes when
 its request began (its first byte; for a connection that has sent nothing yet, its
-accepting), and one whose request is not whole `request_secs` later is closed, however
-steadily it sends; a client whose request is slower than that is refused, as a server
-behind a proxy would. A kept-alive connection between two requests (nothing of the next
+accepting), and one whose request is not whole `request_secs` later is closed, nothing
+answered, however steadily it sends (no client of the observer takes seconds to send 16 KiB
+of headers and no body). A kept-alive connection between two requests (nothing of the next
 one received) is idle, not late: `channel_timeout` closes it, as before.
 
 Checked where waitress' loop asks each channel whether it reads (every turn of the loop: on
@@ -45,7 +45,7 @@ class DeadlineChannel(HTTPChannel):
 
     def late(self, now: float) -> bool:
         """Whether the request being received began `request_secs` or more before `now`
-        (the first one: since the connection was accepted, whether a byte came or not)."""
+        (a connection that has sent nothing yet: was accepted that long before)."""
         request = self.request
         if request is not None and not request.completed:
             return now - request.began >= self.request_secs
