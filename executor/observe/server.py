@@ -4,8 +4,9 @@ Why waitress: a maintained, pure-Python WSGI server (no C build, so it goes into
 zipapp as is) whose I/O thread reads whole requests before a worker sees them, so a slow
 or silent client holds a connection slot, never a worker thread; the workers are a fixed
 pool (`Limits.threads`), connections are capped (`Limits.connections`), a connection idle
-for `Limits.idle_secs` is closed, request headers are capped, and a response larger than
-1 MiB is buffered in a temporary file rather than in memory while a slow client reads it.
+for `Limits.idle_secs` is closed, so is one whose request is not whole `Limits.request_secs`
+after it began, however steadily it drips (`deadline`), request headers are capped, and a
+response larger than 1 MiB is buffered in a temporary file rather than in memory while a slow client reads it.
 Each response is bounded by the application itself (a log range is at most
 `logrange.MAX_CHUNK_BYTES`).
 
@@ -75,6 +76,7 @@ class Limits:
     threads: int = 4  # workers: at most this many requests are being answered at once
     connections: int = 64  # open connections; past it, new ones wait in the listen backlog
     idle_secs: int = 30  # a connection silent this long is closed
+    request_secs: int = 10  # a request not whole this long after its first byte is closed
     loop_secs: int = 10  # the I/O loop's wake-up when idle (how soon idle ones are closed)
     header_bytes: int = 16384  # a request's headers, at most
 
@@ -312,17 +314,21 @@ def make_server(reader: Reader, host: str, port: int, limits: Limits = Limits(),
     (`listening_on` says which); `run()` serves, `close()` stops."""
     from waitress.server import create_server
 
+    from executor.observe.deadline import with_deadline
+
     sockets = listen_sockets(host, port)
     try:
         loopback = is_loopback([s.getsockname()[:2] for s in sockets])
         app = ObserverApp(reader, loopback, name=host if _is_name(host) else "", show_to=show_to,
                           metrics_ended_secs=metrics_ended_secs)
-        return create_server(
+        server = create_server(
             app, sockets=sockets, threads=limits.threads,
             connection_limit=limits.connections, channel_timeout=limits.idle_secs,
             cleanup_interval=limits.loop_secs, asyncore_loop_timeout=limits.loop_secs,
             max_request_header_size=limits.header_bytes, max_request_body_size=0,
             ident="stoker-observe", clear_untrusted_proxy_headers=True, expose_tracebacks=False)
+        with_deadline(server, limits.request_secs)
+        return server
     except BaseException:
         for sock in sockets:
             sock.close()
