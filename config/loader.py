@@ -24,7 +24,7 @@ from pystachio import Ref
 
 from config.errors import ConfigError, cut, join_problems, show
 from config.order import order_graph
-from config.portmap import PortmapError, job_portmap, requested_ports
+from config.portmap import PortmapError, job_portmap, port_ref_problems, requested_ports
 from config.schema import SCHEMA_NAMESPACE, Job
 from config.spec import (
     HEALTH_NUMBERS,
@@ -37,14 +37,7 @@ from config.spec import (
     shell_check_problems,
     submission_problems,
 )
-from config.templates import (
-    PORT_REF,
-    cycle_problems,
-    expand_field,
-    flatten,
-    load_time_unbound,
-    refs_in,
-)
+from config.templates import cycle_problems, expand_field, flatten, load_time_unbound
 from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import lone_surrogate, quoted, shell_path, shell_word, texts
 
@@ -317,7 +310,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
     problems += _check_task(job.get("task") or {}, bound)
     problems += _check_health(job.get("health_check_config") or {})
     problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"))
-    problems += _check_port_refs(job)
+    problems += port_ref_problems(job)
     try:
         requested_ports([], job_portmap(job))
     except PortmapError as exc:
@@ -448,17 +441,3 @@ def _endpoint(problems: list[str], path: str, value: Any) -> None:
         problem = endpoint_problem(value)
         if problem:
             problems.append(f"{path} = {show(value)} {problem}")
-
-
-def _check_port_refs(job: dict) -> list[str]:
-    problems = []
-    for path, text in texts(job, "job"):
-        for ref in refs_in(text):
-            if _is_port_scope(ref) and not PORT_REF.match(ref):
-                problems.append(f"{path} uses {{{{{ref}}}}}, which is not a port reference; "
-                                "write {{thermos.ports[NAME]}}")
-    return problems
-
-
-def _is_port_scope(ref: str) -> bool:
-    return ref == "thermos.ports" or ref.startswith(("thermos.ports.", "thermos.ports["))

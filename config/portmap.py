@@ -10,6 +10,9 @@ Owns the two sides of Aurora's rule, one for asking and one for resolving:
   number is a static port; a cycle raises `PortmapError`; a name that ends nowhere is left
   out and listed as unmapped (Aurora logs "Task has unmapped port").
 
+`port_ref_problems(job)`: the references into `thermos.ports` that are not
+`{{thermos.ports[NAME]}}` (`loader.check_job` refuses them).
+
 `port_names(job)`: the port names a task needs (docs/contract.md §3, §5), the NAMEs of
 `{{thermos.ports[NAME]}}` referenced in a process cmdline or name, or in the shell health
 check's command, plus the lifecycle port when it is not `health`. Decision: `health` is *never* added just because an HTTP (or TCP)
@@ -33,6 +36,7 @@ import attrs
 
 from config.errors import ConfigError, join_problems
 from config.templates import PORT_REF, expand, normalize_angle_refs, refs_in
+from config.words import texts
 
 
 class PortmapError(ConfigError, ValueError):
@@ -114,6 +118,22 @@ def job_portmap(job: Mapping[str, Any]) -> dict[str, str]:
 def port_refs(text: str) -> list[str]:
     """The NAMEs of `{{thermos.ports[NAME]}}` in `text`."""
     return [m.group(1) for m in map(PORT_REF.match, refs_in(text)) if m]
+
+
+def port_ref_problems(job: dict[str, Any]) -> list[str]:
+    """Each reference into `thermos.ports` in the job's text (plain values) that is not a port
+    reference, `{{thermos.ports[NAME]}}`, as a sentence naming its field (`loader.check_job`)."""
+    problems = []
+    for path, text in texts(job, "job"):
+        for ref in refs_in(text):
+            if _is_port_scope(ref) and not PORT_REF.match(ref):
+                problems.append(f"{path} uses {{{{{ref}}}}}, which is not a port reference; "
+                                "write {{thermos.ports[NAME]}}")
+    return problems
+
+
+def _is_port_scope(ref: str) -> bool:
+    return ref == "thermos.ports" or ref.startswith(("thermos.ports.", "thermos.ports["))
 
 
 def port_names(job: Any, *, angle_refs: bool = True) -> list[str]:

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from executor.host.identity import one_reading
     from executor.host.lock import LockTable
     from executor.host.registry import Registry, RegistryUnreadable
-    from executor.task.inspection import inspect_sandbox, marker_of, row, with_leftovers
+    from executor.task.inspection import inspect_sandbox, marker_of, with_leftovers
+    from executor.task.inspectionjson import row
 
     settings = RegistrySettings.from_args(args, os.environ)
     with one_reading():  # each supervisor looked at once: by the pruning, then the inspection

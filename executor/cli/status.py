@@ -47,13 +47,8 @@ def register(sub: Any, command: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from executor.cli.views import Pending, format_status, format_unrecorded
-    from executor.task.inspection import (
-        inspect_sandbox,
-        marker_of,
-        shown_attempt,
-        status_json,
-        with_leftovers,
-    )
+    from executor.task.inspection import inspect_sandbox, marker_of, with_leftovers
+    from executor.task.inspectionjson import shown_attempt, status_json
 
     target = resolve(args.target, args, deleted=True)  # a deleted sandbox's task id: GONE
     inspection = inspect_sandbox(target.sandbox, target.entry)
@@ -88,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 def _json_doc(inspection: Inspection, figures: Figures, now: float, stopped: frozenset[str]) -> dict[str, Any]:
     """`--json`'s document: the inspection's view, the resources and what the kernel shows
     stopped ("" the supervisor itself)."""
-    from executor.task.inspection import status_json
+    from executor.task.inspectionjson import status_json
     from executor.task.usagefigures import figures_json
 
     return dict(status_json(inspection), resources=figures_json(figures, now),

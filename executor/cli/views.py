@@ -169,7 +169,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
 
 @attrs.frozen(slots=True)
 class Pending:
-    """A task id whose attempt has no record yet (`inspection.shown_attempt`): `stoker run`
+    """A task id whose attempt has no record yet (`inspectionjson.shown_attempt`): `stoker run`
     registers its next attempt's id a moment before that attempt's header is written."""
 
     number: int | None  # the next attempt's (None: not known, the task is not RESTARTING)

@@ -74,7 +74,7 @@ class Choice:
 
 @attrs.frozen(slots=True)
 class TaskSummary:
-    """One task of the list: its `stoker ps` row (`executor/task/inspection.row`) and the
+    """One task of the list: its `stoker ps` row (`executor/task/inspectionjson.row`) and the
     ports its checkpoint names."""
 
     row: Mapping[str, Any]

@@ -51,15 +51,8 @@ from executor.observe.taskusage import measure, task_figures
 from executor.observe.usage import UsageSampler
 from executor.procs import rotation, saferead
 from executor.task.definition import Asked, read_definition
-from executor.task.inspection import (
-    Inspection,
-    Viewed,
-    inspect_sandbox,
-    marker_of,
-    row,
-    status_json,
-    with_leftovers,
-)
+from executor.task.inspection import Inspection, Viewed, inspect_sandbox, marker_of, with_leftovers
+from executor.task.inspectionjson import row, status_json
 from executor.task.usagefigures import figures_json
 from executor.task.viewcache import ViewCache
 

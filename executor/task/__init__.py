@@ -10,7 +10,7 @@ the operators' requests (`stoker kill`, `stoker restart`). wiring.owner_for plug
 adapters: the process supervisor, the checkpoint writer (checkpoint), the health loop, the
 lifecycle endpoints (lifecycle) and the host session (executor/host). inspection reads a
 sandbox's task back, checked against the host (LOST, leftovers), for `stoker status`, `stoker
-ps` and `stoker observe`.
+ps` and `stoker observe`; inspectionjson shows it as they do.
 
 May import: host, procs, events, logs, config/, healthcheck/. Never: mesos, local, cli.
 """

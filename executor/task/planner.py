@@ -32,7 +32,6 @@ from collections.abc import Mapping
 
 import attrs
 
-from config.order import order_graph
 from config.spec import TaskSpec
 from config.words import number, plural
 from executor.events import (
@@ -45,7 +44,7 @@ from executor.events import (
     StartRun,
     TaskPhase,
 )
-from executor.task.plans import GIVE_UP_AFTER_SIGKILL_SECS, Plan
+from executor.task.plans import GIVE_UP_AFTER_SIGKILL_SECS, Plan, dependencies
 from executor.task.process_rules import (
     PROCESS_EDGES,
     ProcessTrack,
@@ -84,24 +83,11 @@ class Decision:
     reason: str  # why the task is in this phase (terminal: the outcome)
 
 
-def _dependencies(task: TaskSpec) -> dict[str, tuple[str, ...]]:
-    """Each process's direct predecessors (`config.order`, the loader's rules too). A loaded
-    job never breaks them; this guard stops a TaskSpec built around the loader."""
-    graph = order_graph(((p.name, p.final) for p in task.processes), task.constraints,
-                        daemons={p.name for p in task.processes if p.daemon},
-                        ephemerals={p.name for p in task.processes if p.ephemeral})
-    if graph.problems:
-        from config.orderproblems import describe
-
-        raise ValueError("invalid schedule: " + "; ".join(describe(p, "task") for p in graph.problems))
-    return graph.deps
-
-
 class Planner:
     """One task's processes: call decide(now) after every event and execute what it says."""
 
     def __init__(self, task: TaskSpec, *, run_cap: int | None = 100) -> None:
-        deps = _dependencies(task)
+        deps = dependencies(task)
         self._task = task
         self._run_cap = run_cap
         self._procs = {p.name: ProcessTrack(p, deps[p.name]) for p in task.processes}

@@ -1,6 +1,7 @@
 """A `Plan`: the regular or the final processes of a task, as the planner keeps them. PURE.
 
-Owns what the planner asks of a plan at every decision (which processes run, which could
+Owns each process's direct predecessors (`dependencies`, from the task's order constraints), and
+what the planner asks of a plan at every decision (which processes run, which could
 start, whether the plan is settled, how many failed) and its stop deadlines. It keeps the
 answers up to date as each process changes state (`Plan.moved`), so that a decision costs
 what it starts or signals, not a look at every process and every dependency. No I/O, no
@@ -12,6 +13,8 @@ import math
 
 import attrs
 
+from config.order import order_graph
+from config.spec import TaskSpec
 from executor.events import ProcessState
 from executor.task.process_rules import ProcessTrack
 
@@ -162,3 +165,16 @@ class Plan:
         if killed_at is not None:
             return [killed_at + GIVE_UP_AFTER_SIGKILL_SECS]
         return [kill_at] if termed else [kill_at, self.term_at]
+
+
+def dependencies(task: TaskSpec) -> dict[str, tuple[str, ...]]:
+    """Each process's direct predecessors (`config.order`, the loader's rules too). A loaded
+    job never breaks them; this guard stops a TaskSpec built around the loader."""
+    graph = order_graph(((p.name, p.final) for p in task.processes), task.constraints,
+                        daemons={p.name for p in task.processes if p.daemon},
+                        ephemerals={p.name for p in task.processes if p.ephemeral})
+    if graph.problems:
+        from config.orderproblems import describe
+
+        raise ValueError("invalid schedule: " + "; ".join(describe(p, "task") for p in graph.problems))
+    return graph.deps

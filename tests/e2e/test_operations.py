@@ -185,7 +185,8 @@ def test_a_restart_is_seen_in_its_back_off_and_the_next_attempt_replaces_it(ops,
     """A small back-off: the status read in it says RESTARTING (attempt 2 due); the next
     attempt's records then make the view that attempt's, and the run that used up its
     failures leaves it FAILED, as before."""
-    from executor.task.inspection import inspect_sandbox, status_json  # in-process: a read in 0.4 s
+    from executor.task.inspection import inspect_sandbox  # in-process: a read in 0.4 s
+    from executor.task.inspectionjson import status_json
 
     job = config(tmp_path, """
         jobs = [Job(cluster='local', role='me', environment='test', name='flaky', max_task_failures=2,

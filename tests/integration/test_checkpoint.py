@@ -237,7 +237,8 @@ def test_an_earlier_attempt_asked_for_by_its_task_id_shows_its_own_ports(tmp_pat
     """`stoker status OLD_TASK_ID`: the attempt its registry entry names, with the ports
     its header recorded, not those of the re-run that followed it in the sandbox."""
     from executor.host.entry import FrontEnd, RegistryEntry
-    from executor.task.inspection import inspect_sandbox, status_json
+    from executor.task.inspection import inspect_sandbox
+    from executor.task.inspectionjson import status_json
 
     writer = CheckpointWriter(tmp_path)
     writer.append_many([

@@ -22,7 +22,8 @@ from executor.observe.model import (
     cpu_percent,
 )
 from executor.observe.pages import task_page, tasks_page
-from executor.task.inspection import Inspection, Leftover, row
+from executor.task.inspection import Inspection, Leftover
+from executor.task.inspectionjson import row
 from executor.task.replay import replay
 from executor.task.taskview import AnnouncementView
 

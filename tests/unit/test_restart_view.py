@@ -16,7 +16,8 @@ from executor.host.truth import describe_restart, judge
 from executor.observe.model import TaskDetail, TaskSummary
 from executor.observe.pages import task_page, tasks_page
 from executor.task.compaction import compact
-from executor.task.inspection import Inspection, row, status_json
+from executor.task.inspection import Inspection
+from executor.task.inspectionjson import row, status_json
 from executor.task.records import RestartRecord, parse, parse_checked
 from executor.task.replay import replay
 

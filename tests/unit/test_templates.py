@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from config import loader, templates
+from config import portmap, templates
 from config.errors import ConfigError
 from config.loader import load_job
 from config.portmap import port_names, port_refs
@@ -225,4 +225,4 @@ def test_port_names_of_a_job_past_the_expansion_s_limits_is_a_config_error_namin
     assert info.value.problems == (problem,)
 
 def test_the_loader_checks_port_references_with_the_templates_pattern():
-    assert loader.PORT_REF is templates.PORT_REF
+    assert portmap.PORT_REF is templates.PORT_REF  # `port_ref_problems`, the loader's check
