@@ -127,6 +127,31 @@ def test_a_lost_task_goes_by_its_own_checkpoint_not_a_later_task_s_in_its_sandbo
     assert reg.entries() == []
 
 
+def test_a_lost_task_goes_by_its_own_entry_once_a_later_supervisor_took_its_stoker_dir(tmp_path):
+    """Its sandbox run again in place, or deleted and run again into a `.stoker` given the
+    old one's inode number (the pin matches): a later supervisor registered in it, and its
+    checkpoint's writes are that task's, no sign of the lost one, which goes by its own
+    entry (was: kept, listed by `stoker ps` as not ended, for as long as the later task wrote)."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
+    st = os.stat(sandbox / ".stoker")
+    pin = f"{st.st_dev}:{st.st_ino}"
+    lost = attrs.evolve(entry(sandbox, alive=False, task_id="lost", registered=time.time() - 3 * DAY),
+                        stoker_dir=pin)
+    later = attrs.evolve(entry(sandbox, task_id="later"), stoker_dir=pin)
+    reg.write(lost)
+    age(root / lost.name, 2 * DAY)
+    reg.write(later, prune=False)
+    assert [i.entry.task_id for i in reg.entries()] == ["later"]
+    alone = registry(tmp_path / "alone", retention=DAY)  # no later supervisor: its checkpoint counts
+    alone.write(lost)
+    age(tmp_path / "alone" / lost.name, 2 * DAY)
+    assert [i.entry.task_id for i in alone.entries()] == ["lost"]
+
+
 def test_a_write_prunes_too(tmp_path):
     root = tmp_path / "root"
     reg = registry(root, retention=DAY)
