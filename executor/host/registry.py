@@ -245,9 +245,11 @@ class Registry:
                 if not expired(item.mtime, now, self.retention_secs):
                     continue  # nor is the later of the two
                 # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's,
-                # as is the one a later supervisor took (run again in place, or a new one given its inode)
-                taken = next(takers_after((other.entry for other in found), entry), None) is not None
-                last = item.mtime if taken else max(item.mtime, checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0)
+                # and so is a write after a later supervisor took it (run again in place, or a new one
+                # given its inode number): counted up to that supervisor's registration only
+                own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
+                taken = min((e.registered_wall for e in takers_after((i.entry for i in found), entry)), default=own)
+                last = max(item.mtime, min(own, taken))
             if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
                 gone.add(entry.name)
         damaged = read - {item.entry.name for item in found}
