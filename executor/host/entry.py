@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -177,8 +177,13 @@ def later_ids(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> frozens
     """The task ids of the supervisors that took `entry`'s sandbox after it (registered later,
     in the `.stoker` it pinned, or at its path where either pinned none): whose `task.json` may
     have been written over its own (`executor/task/definition.Asked`)."""
+    return frozenset(i for e in takers_after(entries, entry) for i in (e.task_id, *e.earlier_task_ids) if i)
+
+
+def takers_after(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> Iterator[RegistryEntry]:
+    """The other supervisors that took `entry`'s sandbox after it: registered later, in the
+    `.stoker` it pinned, or at its path where either pinned none."""
     pin, path, after = entry.stoker_dir, entry.sandbox, entry.registered_wall
-    return frozenset(i for e in entries if (e.stoker_dir == pin if e.stoker_dir and pin else e.sandbox == path)
-                     and e.registered_wall > after and e is not entry
-                     and (e.supervisor_pid, e.supervisor_start) != (entry.supervisor_pid, entry.supervisor_start)
-                     for i in (e.task_id, *e.earlier_task_ids) if i)
+    return (e for e in entries if (e.stoker_dir == pin if e.stoker_dir and pin else e.sandbox == path)
+            and e.registered_wall > after and e is not entry
+            and (e.supervisor_pid, e.supervisor_start) != (entry.supervisor_pid, entry.supervisor_start))

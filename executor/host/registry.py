@@ -50,7 +50,7 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired
+from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired, takers_after
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -244,8 +244,12 @@ class Registry:
             if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
                 if not expired(item.mtime, now, self.retention_secs):
                     continue  # nor is the later of the two
-                # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's
-                last = max(item.mtime, checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0)
+                # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's,
+                # and so is a write after a later supervisor took it (run again in place, or a new one
+                # given its inode number): counted up to that supervisor's registration only
+                own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
+                taken = min((e.registered_wall for e in takers_after((i.entry for i in found), entry)), default=own)
+                last = max(item.mtime, min(own, taken))
             if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
                 gone.add(entry.name)
         damaged = read - {item.entry.name for item in found}

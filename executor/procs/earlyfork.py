@@ -212,6 +212,9 @@ def trim_heap() -> None:
 # `keep_stop_room`'s mapping, until the stop lets it go: its address and the `munmap` to call, made
 # as it was kept (making the calls again at the stop needs the memory the stop has none of)
 _stop_room: tuple[int, Callable[..., int]] | None = None
+# Held while the room is kept or let go: a thread start handed it (`logs.room_kept`, from any
+# thread) and the owner's stop let it go at once, and the second took None (a TypeError)
+_room_lock = _thread.allocate_lock()
 _MAP_ROOM = (0, 0x02 | 0x20 | 0x4000)  # PROT_NONE; MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE (mman.h)
 
 
@@ -235,32 +238,35 @@ def keep_stop_room() -> None:
     its size, stayed mapped under a block above it). None kept where there is no room for
     it, or no `mmap` to call: the stop has what is left, as before."""
     global _stop_room
-    if _stop_room is not None:
-        return
-    try:
-        mmap, munmap = _room_calls()
-    except OSError:
-        return  # none kept
-    address = mmap(0, STOP_ROOM_BYTES, *_MAP_ROOM, -1, 0)
-    if address in (-1, 0):  # MAP_FAILED (ENOMEM: no room)
-        return
-    _stop_room = address, munmap
-    from executor import logs
+    with _room_lock:
+        if _stop_room is not None:
+            return
+        try:
+            mmap, munmap = _room_calls()
+        except OSError:
+            return  # none kept
+        address = mmap(0, STOP_ROOM_BYTES, *_MAP_ROOM, -1, 0)
+        if address in (-1, 0):  # MAP_FAILED (ENOMEM: no room)
+            return
+        _stop_room = address, munmap
+        from executor import logs
 
-    logs.room_kept = let_go_stop_room  # a thread start the limit refuses without it has it first
+        logs.room_kept = let_go_stop_room  # a thread start the limit refuses without it has it first
 
 
 def let_go_stop_room() -> None:
     """Give the room `keep_stop_room` kept back to the address space: the task's stop begins,
-    or a thread that has no room without it starts (`logs.start_thread`)."""
+    or a thread that has no room without it starts (`logs.start_thread`): from any thread,
+    once (`_room_lock`: two at once, the room is unmapped by one, the other has nothing to do)."""
     global _stop_room
-    if _stop_room is None:
-        return
-    from executor import logs
+    with _room_lock:
+        if _stop_room is None:
+            return
+        from executor import logs
 
-    logs.room_kept = None
-    (address, munmap), _stop_room = _stop_room, None
-    munmap(address, STOP_ROOM_BYTES)
+        logs.room_kept = None
+        (address, munmap), _stop_room = _stop_room, None
+        munmap(address, STOP_ROOM_BYTES)
 
 
 def _room_calls() -> tuple[Callable[..., int], Callable[..., int]]:

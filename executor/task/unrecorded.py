@@ -114,9 +114,15 @@ def gone(entry: RegistryEntry, now: str) -> Unrecorded:
 def later_task(view: TaskView, entry: RegistryEntry) -> bool:
     """Whether the checkpoint's latest attempt (`view`'s) began after the entry's supervisor
     registered: a later task's (its sandbox deleted, or run again), not the run before's,
-    which a supervisor killed before its first record leaves there (LOST, not GONE)."""
-    started = view.current.started_wall
-    return started is not None and started > entry.registered_wall
+    which a supervisor killed before its first record leaves there (LOST, not GONE). Its
+    supervisor's start on the boot's clock where both are of this boot and apart (no step of
+    the wall clock moves it: one stepped back after the registration made a later task's
+    attempt look older), else its header's wall time."""
+    current = view.current
+    start, boot = current.supervisor_start, current.supervisor_boot
+    if boot and boot == entry.supervisor_boot and start is not None and start != entry.supervisor_start:
+        return start > entry.supervisor_start
+    return current.started_wall is not None and current.started_wall > entry.registered_wall
 
 
 def _now_whose(task_id: str, entry: RegistryEntry | None = None) -> str:

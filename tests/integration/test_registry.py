@@ -127,6 +127,33 @@ def test_a_lost_task_goes_by_its_own_checkpoint_not_a_later_task_s_in_its_sandbo
     assert reg.entries() == []
 
 
+@pytest.mark.parametrize(("later_secs_ago", "listed"), [(2 * DAY, ["later"]), (3600.0, ["lost", "later"]),
+                                                        (None, ["lost"])])
+def test_a_lost_task_s_checkpoint_counts_until_a_later_supervisor_took_its_stoker_dir(tmp_path, later_secs_ago,
+                                                                                        listed):
+    """Its sandbox run again in place, or deleted and run again into a `.stoker` given the
+    old one's inode number (the pin matches): the checkpoint's writes after a later
+    supervisor registered there are that task's, no sign of the lost one, which goes a
+    retention after that registration at the latest (was: kept, listed by `stoker ps` as not
+    ended, for as long as the later task wrote). Before it (an hour ago: the lost task may
+    have written until then), or without one, the checkpoint counts as ever."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
+    st = os.stat(sandbox / ".stoker")
+    pin = f"{st.st_dev}:{st.st_ino}"
+    lost = attrs.evolve(entry(sandbox, alive=False, task_id="lost", registered=time.time() - 3 * DAY),
+                        stoker_dir=pin)
+    reg.write(lost)
+    age(root / lost.name, 2 * DAY)
+    if later_secs_ago is not None:
+        later = entry(sandbox, task_id="later", registered=time.time() - later_secs_ago)
+        reg.write(attrs.evolve(later, stoker_dir=pin), prune=False)
+    assert [i.entry.task_id for i in reg.entries()] == listed
+
+
 def test_a_write_prunes_too(tmp_path):
     root = tmp_path / "root"
     reg = registry(root, retention=DAY)

@@ -210,6 +210,31 @@ def test_a_run_again_killed_before_its_first_record_is_lost_not_gone_to_the_run_
     assert f"keeps no attempt of its supervisor (pid {me.pid}), only other runs' of the sandbox: it is gone" in out
 
 
+def test_a_later_task_after_a_wall_clock_step_back_is_gone_not_lost(tmp_path, capsys):
+    """A later task's attempt in the sandbox whose wall clock was stepped back after the
+    entry's supervisor registered (NTP, by more than the time between): its supervisor
+    started after the entry's on the boot's clock, so the checkpoint is a later task's:
+    GONE, "now task T2's" (was: LOST, its header's wall before the registration read as the
+    run before's)."""
+    from executor.procs.sandboxfs import dir_id
+
+    me, sandbox = own_identity(), tmp_path / "sb"
+    write(sandbox, [dict(header(me.pid, me.start_ticks + 700, wall=time.time() - 100), task_id="T2"), *RUNNING])
+    fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pinned = dir_id(fd)
+    finally:
+        os.close(fd)
+    root = tmp_path / "root"
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
+        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 500,
+                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
+                      task_id="T1", stoker_dir=pinned))
+    code, out, _ = status(capsys, "T1", "--root", root)
+    assert code == 0 and out.startswith(f"sandbox {sandbox}  state=GONE\n"), out
+    assert "its sandbox no longer holds its checkpoint: now task T2's" in out, out
+
+
 def test_a_sandbox_s_path_shows_its_running_supervisor_that_recorded_nothing_not_the_run_before(
         tmp_path, capsys, monkeypatch):
     """A `stoker run` again in a sandbox whose last run was killed, on a full disk: the new

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -175,3 +176,58 @@ def test_no_room_is_kept_where_the_address_space_has_none_for_it():
     and no thread start is offered a room."""
     done = subprocess.run([sys.executable, "-c", NO_ROOM, str(REPO)], capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout.split(), done.stderr) == (0, ["None", "None"], "")
+
+
+def _let_go_paused_at(line: int, paused, resume, errors: list) -> None:
+    """`let_go_stop_room`, paused as it reaches its `line`-th line (from a trace): another
+    let-go runs meanwhile. An exception it raises is put in `errors`."""
+    code, seen = earlyfork.let_go_stop_room.__code__, [0]
+
+    def local(frame, event, arg):
+        if event == "line":
+            seen[0] += 1
+            if seen[0] == line:
+                paused.set()
+                resume.wait(timeout=20)
+        return local
+
+    sys.settrace(lambda frame, event, arg: local if frame.f_code is code else None)
+    try:
+        earlyfork.let_go_stop_room()
+    except Exception as exc:  # the test's failure, reported by the main thread
+        errors.append(exc)
+    finally:
+        sys.settrace(None)
+        paused.set()  # (a let-go with fewer lines: never paused)
+
+
+@pytest.mark.parametrize("line", [1, 2, 3, 4, 5])
+def test_the_room_let_go_from_two_threads_at_once_is_unmapped_once(line):
+    """A thread start handed the room (`logs.room_kept`, from any thread) as the owner's stop
+    lets it go: one of them unmaps it, once, and neither raises (the second read the room
+    the first had just taken, None: a TypeError in the stop or the thread start)."""
+    earlyfork.let_go_stop_room()
+    earlyfork.keep_stop_room()
+    assert earlyfork._stop_room is not None
+    address, munmap = earlyfork._stop_room
+    unmapped: list[int] = []
+
+    def recording_munmap(at: int, size: int) -> int:
+        unmapped.append(at)
+        return munmap(at, size)
+
+    earlyfork._stop_room = address, recording_munmap
+    paused, resume, errors = threading.Event(), threading.Event(), []
+    first = threading.Thread(target=_let_go_paused_at, args=(line, paused, resume, errors))
+    second = threading.Thread(target=earlyfork.let_go_stop_room)
+    try:
+        first.start()
+        assert paused.wait(timeout=20)
+        second.start()
+        second.join(timeout=1)  # done, or waiting for the first (which holds the room)
+    finally:
+        resume.set()
+        first.join(timeout=20)
+        second.join(timeout=20)
+        earlyfork.let_go_stop_room()
+    assert (errors, unmapped, earlyfork._stop_room, logs.room_kept) == ([], [address], None, None)
