@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from executor.cli.main import main
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
+from executor.procs.sandboxfs import dir_id
 from tests.support.statuscli import RUNNING, header, status, write
 
 pytestmark = pytest.mark.timeout(30)
@@ -185,16 +187,9 @@ def test_an_entry_whose_attempts_later_runs_pushed_out_is_not_the_lock_holders(t
     assert "keeps no attempt of its supervisor" in found.problem, found.problem
 
 
-def test_a_run_again_killed_before_its_first_record_is_lost_not_gone_to_the_run_before(tmp_path, capsys):
-    """`stoker run` again in a sandbox whose last run (task T0) ended, killed before it
-    recorded anything (an early start's runs may live on): its checkpoint keeps T0's attempts
-    only, the run before's. LOST, "killed before it recorded anything" (was: GONE, "its
-    sandbox no longer holds its checkpoint: now task T0's", the earlier task named a later one)."""
-    from executor.procs.sandboxfs import dir_id
-
-    me, sandbox = own_identity(), tmp_path / "sb"
-    write(sandbox, [dict(header(me.pid, me.start_ticks + 300, wall=time.time() - 100), task_id="T0"), *RUNNING,
-                    {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "done", "wall": 1003.0}])
+def registered_t1(tmp_path, sandbox, me) -> Path:
+    """A registry of the test's own naming task T1's supervisor (this process, 500 ticks later
+    than it started) in SANDBOX, its `.stoker` pinned as it is now; the registry's root."""
     fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
     try:
         pinned = dir_id(fd)
@@ -205,6 +200,18 @@ def test_a_run_again_killed_before_its_first_record_is_lost_not_gone_to_the_run_
         RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 500,
                       supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
                       task_id="T1", stoker_dir=pinned))
+    return root
+
+
+def test_a_run_again_killed_before_its_first_record_is_lost_not_gone_to_the_run_before(tmp_path, capsys):
+    """`stoker run` again in a sandbox whose last run (task T0) ended, killed before it
+    recorded anything (an early start's runs may live on): its checkpoint keeps T0's attempts
+    only, the run before's. LOST, "killed before it recorded anything" (was: GONE, "its
+    sandbox no longer holds its checkpoint: now task T0's", the earlier task named a later one)."""
+    me, sandbox = own_identity(), tmp_path / "sb"
+    write(sandbox, [dict(header(me.pid, me.start_ticks + 300, wall=time.time() - 100), task_id="T0"), *RUNNING,
+                    {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "done", "wall": 1003.0}])
+    root = registered_t1(tmp_path, sandbox, me)
     code, out, _ = status(capsys, "T1", "--root", root)
     assert code == 0 and out.startswith(f"sandbox {sandbox}  state=LOST\n"), out
     assert f"keeps no attempt of its supervisor (pid {me.pid}), only other runs' of the sandbox: it is gone" in out
@@ -216,20 +223,9 @@ def test_a_later_task_after_a_wall_clock_step_back_is_gone_not_lost(tmp_path, ca
     started after the entry's on the boot's clock, so the checkpoint is a later task's:
     GONE, "now task T2's" (was: LOST, its header's wall before the registration read as the
     run before's)."""
-    from executor.procs.sandboxfs import dir_id
-
     me, sandbox = own_identity(), tmp_path / "sb"
     write(sandbox, [dict(header(me.pid, me.start_ticks + 700, wall=time.time() - 100), task_id="T2"), *RUNNING])
-    fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        pinned = dir_id(fd)
-    finally:
-        os.close(fd)
-    root = tmp_path / "root"
-    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
-        RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 500,
-                      supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
-                      task_id="T1", stoker_dir=pinned))
+    root = registered_t1(tmp_path, sandbox, me)
     code, out, _ = status(capsys, "T1", "--root", root)
     assert code == 0 and out.startswith(f"sandbox {sandbox}  state=GONE\n"), out
     assert "its sandbox no longer holds its checkpoint: now task T2's" in out, out
@@ -243,8 +239,6 @@ def test_a_sandbox_s_path_shows_its_running_supervisor_that_recorded_nothing_not
     one running, which its lock and registry entry name (`status TASK_ID` and `ps` did)."""
     from executor.host.lock import SandboxLock
     from executor.host.sandbox import open_stoker_dir
-    from executor.procs.sandboxfs import dir_id
-
     me, sandbox = own_identity(), tmp_path / "sb"
     write(sandbox, [header(me.pid, me.start_ticks + 100), *RUNNING,  # another process of this pid: gone
                     {"kind": "task", "from": "RUNNING", "to": "KILLED", "reason": "killed", "wall": 1003.0}])
