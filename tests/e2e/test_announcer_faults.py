@@ -78,15 +78,9 @@ def test_executor_a_shutdown_with_a_short_grace_leaves_before_the_grace_end(
     assert within is not None and float(within) <= 0.25 * (1.1 - 1.0) + 1e-4, log[-3000:]
 
 
-def test_run_a_stop_while_zookeeper_is_stalled_says_what_it_waits_for(private_zk, readers, tmp_path):  # noqa: F811
-    """`stoker run --announce` stopped (SIGTERM) while ZooKeeper answers nothing: the leave
-    waits up to 2 s and the close up to 3 s more, each said on a line as the wait begins
-    (docs/contract.md §1: while a stop waits, a line says for what and how long)."""
-    import re
-    import signal
-    import time
-
-    from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+def _announced_run(private_zk, readers, tmp_path):  # noqa: F811
+    """`stoker run --announce` of a `sleep 60` job, its member listed in ZooKeeper."""
+    from tests.support.stoker_proc import StokerProcess
 
     private_zk.start()
     path = f"{root()}/www-data/prod/hello"
@@ -98,6 +92,24 @@ def test_run_a_stop_while_zookeeper_is_stalled_says_what_it_waits_for(private_zk
         reader = readers(private_zk.ensemble)
         wait_for(lambda: reader.members(path), 20, message="the member")
         reader.close()
+    except BaseException:
+        run.close()
+        raise
+    return run
+
+
+def test_run_a_stop_while_zookeeper_is_stalled_says_what_it_waits_for(private_zk, readers, tmp_path):  # noqa: F811
+    """`stoker run --announce` stopped (SIGTERM) while ZooKeeper answers nothing: the leave
+    waits up to 2 s and the close up to 3 s more, each said on a line as the wait begins
+    (docs/contract.md §1: while a stop waits, a line says for what and how long)."""
+    import re
+    import signal
+    import time
+
+    from tests.support.stoker_proc import kill_leftovers, task_pids
+
+    run = _announced_run(private_zk, readers, tmp_path)
+    try:
         with private_zk.stalled():
             asked_at = time.monotonic()
             run.signal(signal.SIGTERM)
@@ -128,18 +140,10 @@ def test_run_a_second_stop_signal_during_a_stalled_leave_skips_the_leave_and_the
     3 s more: 5 s in all for "kill every process at once")."""
     import signal
 
-    from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+    from tests.support.stoker_proc import kill_leftovers, task_pids
 
-    private_zk.start()
-    path = f"{root()}/www-data/prod/hello"
-    job = write_job(tmp_path, private_zk.ensemble, path, health=None, cmdline="sleep 60",
-                    announce=f"Announcer(zk_path='{path}')")
-    run = StokerProcess(["run", str(job), "--announce", private_zk.ensemble, "--sandbox", str(tmp_path / "sb")],
-                        tmp_path)
+    run = _announced_run(private_zk, readers, tmp_path)
     try:
-        reader = readers(private_zk.ensemble)
-        wait_for(lambda: reader.members(path), 20, message="the member")
-        reader.close()
         with private_zk.stalled():
             run.signal(signal.SIGINT)
             run.wait_output("announcer: leaving the ServerSet: waiting up to ")  # 0.2 s in; 1.8 s left
