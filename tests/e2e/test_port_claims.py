@@ -74,16 +74,21 @@ def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port
         assert f"ports http={PORT}" in first.stdout()
         second = _run(tmp_path, "second", one_port_host, plans)
         runs.append(second)
-        wait_for(lambda: "stoker run: ports" in second.stdout() or second.proc.poll() is not None, 60,
-                 message="the second run's ports, or its exit")
-        assert f"ports http={PORT}" not in second.stdout()
-        assert second.wait() == 2, second.stdout() + second.stderr()
+        _refused_the_port(second)
         assert REFUSED in second.stderr()
         assert first.proc.poll() is None
     finally:
         for run in runs:
             run.close()
         kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))
+
+
+def _refused_the_port(run: StokerProcess) -> None:
+    """RUN, given no port another live run claims, ends: exit 2, its ports never said."""
+    wait_for(lambda: "stoker run: ports" in run.stdout() or run.proc.poll() is not None, 60,
+             message="the run's ports, or its exit")
+    assert f"ports http={PORT}" not in run.stdout()
+    assert run.wait() == 2, run.stdout() + run.stderr()
 
 
 def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
@@ -98,10 +103,7 @@ def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
         assert f"ports http={PORT}" in first.stdout()
         chosen = _run(tmp_path, "chosen", one_port_host, "off")
         runs.append(chosen)
-        wait_for(lambda: "stoker run: ports" in chosen.stdout() or chosen.proc.poll() is not None, 60,
-                 message="the chosen run's ports, or its exit")
-        assert f"ports http={PORT}" not in chosen.stdout()
-        assert chosen.wait() == 2, chosen.stdout() + chosen.stderr()
+        _refused_the_port(chosen)
         assert REFUSED in chosen.stderr()
         again = _run(tmp_path, "again", one_port_host, "off", f"--port=http={PORT}")
         runs.append(again)
@@ -129,10 +131,7 @@ def test_a_port_stays_claimed_between_two_attempts(tmp_path, one_port_host):
         assert f"ports http={PORT}" in first.stdout()
         second = _run(tmp_path, "second", one_port_host, "off")
         runs.append(second)
-        wait_for(lambda: "stoker run: ports" in second.stdout() or second.proc.poll() is not None, 60,
-                 message="the second run's ports, or its exit")
-        assert f"ports http={PORT}" not in second.stdout()
-        assert second.wait() == 2, second.stdout() + second.stderr()
+        _refused_the_port(second)
         assert first.proc.poll() is None
     finally:
         for run in runs:
