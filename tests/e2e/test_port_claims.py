@@ -153,3 +153,24 @@ def test_a_run_whose_registry_root_cannot_be_made_chooses_its_ports_unclaimed(tm
     finally:
         run.close()
         kill_leftovers(task_pids(tmp_path / "sandbox-unclaimed"))
+
+
+def test_a_chosen_port_is_never_a_number_the_run_gives_another_name(tmp_path, one_port_host):
+    """A run's `--port admin=PORT` is free when the run plans (its task binds it later), so the
+    kernel offered it again for the name the run chooses (http): both of the task's servers were
+    given one port. The host offers only PORT: http has no port to be chosen, and the run says so
+    (exit 2) rather than start on it."""
+    config = tmp_path / "two.aurora"
+    config.write_text(CONFIG.replace("ports[http]}}}}", "ports[http]}}}} {{{{thermos.ports[admin]}}}}").format(name="two"))
+    (tmp_path / "work-two").mkdir()
+    run = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox-two"), f"--port=admin={PORT}"],
+                        tmp_path / "work-two", env={"STOKER_PLAN_CACHE": "off"}, launcher=one_port_host)
+    try:
+        wait_for(lambda: "stoker run: ports" in run.stdout() or run.proc.poll() is not None, 60,
+                 message="the run's ports, or its exit")
+        assert f"http={PORT}" not in run.stdout()
+        assert run.wait() == 2, run.stdout() + run.stderr()
+        assert "no free loopback port could be chosen for http" in run.stderr()
+    finally:
+        run.close()
+        kill_leftovers(task_pids(tmp_path / "sandbox-two"))
