@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -25,7 +26,7 @@ jobs = [Service(cluster='local', role='me', environment='test', name='{name}',
                 task=Task(processes=[Process(name='p', cmdline='echo port {{{{thermos.ports[http]}}}}; exec sleep 600')],
                           resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
 """
-REFUSED = "no free loopback port could be chosen for http: each one offered, 8 times, was claimed by another live"
+REFUSED = "no free loopback port could be chosen for http: each one offered, 8 times, was claimed by another process"
 
 
 @pytest.fixture
@@ -79,11 +80,38 @@ def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port
         assert f"ports http={PORT}" not in second.stdout()
         assert second.wait() == 2, second.stdout() + second.stderr()
         assert REFUSED in second.stderr()
+        assert f"(the last, {PORT}, by pid {first.proc.pid} (" in second.stderr(), second.stderr()
         assert first.proc.poll() is None
     finally:
         for run in runs:
             run.close()
         kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))
+
+
+def test_a_port_claimed_by_a_process_not_a_run_names_that_process(tmp_path, one_port_host):
+    """Any process that can open the claims file may lock a port's byte of it: the refusal
+    said "another live `stoker run`" of it. It names the holder as /proc/locks does."""
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+                               "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))\n"
+                               "print('held', flush=True)\ntime.sleep(600)\n",
+         str(root / "ports.claims"), str(PORT), "not-a-stoker-run"], stdout=subprocess.PIPE)
+    run = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        run = _run(tmp_path, "refused", one_port_host, "off", "--root", str(root))
+        assert run.wait(60) == 2, run.stdout() + run.stderr()
+        assert REFUSED in run.stderr()
+        assert f"(the last, {PORT}, by pid {holder.pid} ({sys.executable} -c " in run.stderr(), run.stderr()
+    finally:
+        holder.kill()
+        holder.wait()
+        if run is not None:
+            run.close()
+            kill_leftovers(task_pids(tmp_path / "sandbox-refused"))
 
 
 def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
