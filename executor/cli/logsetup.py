@@ -304,11 +304,17 @@ def _thread_crashed(args: threading.ExceptHookArgs) -> None:
 
 def _ignored(unraisable: Any) -> None:
     """An exception Python could not raise (in a finalizer, a `__del__`); a stop signal's
-    dropped so is sent again (`executor.cli.start.note_dropped`)."""
+    dropped so is sent again (`executor.cli.start.note_dropped`), and said in one plain line:
+    it is an ordinary stop, not a fault, and its traceback told nothing."""
     exc = unraisable.exc_value
     start = sys.modules.get("executor.cli.start")
-    if start is not None:
-        start.note_dropped(exc)
+    if start is not None and (signum := start.note_dropped(exc)):
+        from executor.host.signals import signal_name  # only for a stop dropped so
+
+        log_event(logger, logging.INFO, "stop_deferred", signal=signal_name(signum),
+                  reason="it came as a finalizer ran, which cannot raise it: acted on once the "
+                         "signal relay is up")
+        return
     log_event(logger, logging.WARNING, "exception_ignored",
               where=unraisable.err_msg or None, object=repr(unraisable.object)[:200],
               error=f"{type(exc).__name__}: {exc}" if exc is not None else None,

@@ -178,19 +178,28 @@ def _stop_while_loading(command: str) -> None:
 
 def _dropped_or_not(unraisable: sys.UnraisableHookArgs) -> None:
     """The hook of an exception Python could not raise (in a finalizer or a weakref callback),
-    until the log's (`logsetup._ignored`, which calls `note_dropped` too)."""
-    note_dropped(unraisable.exc_value)
+    until the log's (`logsetup._ignored`, which calls `note_dropped` too). A stop dropped so is
+    one plain line, not Python's "Exception ignored" and a traceback: an ordinary SIGTERM."""
+    signum = note_dropped(unraisable.exc_value)
+    if signum:
+        from executor.host.signals import signal_name  # only for a stop dropped so
+
+        sys.stderr.write(f"stoker: {signal_name(signum)} came as a finalizer ran, which cannot raise it: "
+                         "acted on once Stoker has loaded\n")
+        return
     _unraisable(unraisable)
 
 
-def note_dropped(exc: object) -> None:
+def note_dropped(exc: object) -> int:
     """A `Stopped` a finalizer or a weakref callback dropped: raised by the handler inside it
     (importlib's module lock callback, as 40 runs were stopped at once), it was reported and
     nothing stopped the run, which ran on. Noted (`executor.DROPPED_STOPS`), it is sent again
-    once the command's signal relay is up. So is a SIGINT's KeyboardInterrupt dropped so."""
+    once the command's signal relay is up. So is a SIGINT's KeyboardInterrupt dropped so.
+    The stop signal `exc` is (its number), or 0 for any other exception."""
     signum = _dropped_signal(exc)
     if signum and signum not in executor.DROPPED_STOPS:
         executor.DROPPED_STOPS.append(signum)
+    return signum
 
 
 def _dropped_signal(exc: object) -> int:

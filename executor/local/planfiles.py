@@ -326,21 +326,23 @@ def ports_free(numbers: list[int]) -> bool:
 
 
 def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
-    """Free loopback ports for every name not given with --port (`_chosen`), and every port
-    given with --port, among `names` or not (a name of the portmap's, which it overrides)."""
+    """Free loopback ports for every name not given with --port (`_chosen`, never one of the
+    --port numbers), and every port given with --port, among `names` or not (a name of the
+    portmap's, which it overrides)."""
     ports = {name: fixed[name] for name in names if name in fixed}
     if len(ports) < len(names):  # most jobs choose none: no `socket` loaded for them
-        ports.update(_chosen([name for name in names if name not in ports]))
+        ports.update(_chosen([name for name in names if name not in ports], set(fixed.values())))
     for name, number in fixed.items():
         ports.setdefault(name, number)
     return ports
 
 
-def _chosen(names: list[str]) -> dict[str, int]:
+def _chosen(names: list[str], given: set[int]) -> dict[str, int]:
     """Free loopback ports for `names`: free on 127.0.0.1 and on ::1 (`loopback_sockets`),
     all held open until every one is chosen, so no two names get the same number. A number
     another socket holds on ::1 stays held on 127.0.0.1 while the next is asked for, so the
-    kernel does not offer it again."""
+    kernel does not offer it again; so does one of `given` (the run's --port numbers: free
+    now, their task binds them later, and a name chosen one had its port taken by it)."""
     import socket  # in the planning child only
 
     ports: dict[str, int] = {}
@@ -353,6 +355,8 @@ def _chosen(names: list[str]) -> dict[str, int]:
                 held.append(sock)
                 sock.bind(("127.0.0.1", 0))
                 number = sock.getsockname()[1]
+                if number in given:
+                    continue  # another name's, given with --port
                 try:
                     loopback_sockets(number, held, ipv4=False, reuse=False)
                 except OSError:

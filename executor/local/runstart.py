@@ -122,6 +122,7 @@ class PortClaims:
         self._registry = registry
         self._fd: int | None = None
         self._held: set[int] = set()  # the numbers this run claims
+        self.contested: int | None = None  # the number last found claimed by another process
 
     def take(self, numbers: list[int]) -> bool:
         """Claims every one of `numbers`; False (none of them claimed anew) when another live
@@ -136,6 +137,7 @@ class PortClaims:
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, number)
             except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another run's
+                self.contested = number
                 for mine in taken:
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, mine)
                 return False
@@ -153,6 +155,19 @@ class PortClaims:
         for number in numbers:
             self.take([number])
 
+    def holder(self, number: int) -> str:
+        """Who claims `number`, as /proc/locks names the lock's holder: "pid N (its command)",
+        or that it is not known (no /proc/locks, the lock let go since, or its holder in
+        another PID namespace). Usually another live `stoker run`, but any process that
+        can open the claims file may lock a byte of it."""
+        fd = self._claims()
+        pid = _lock_holder(os.fstat(fd), number) if fd >= 0 else 0
+        if pid <= 0:
+            return "a process this host's /proc/locks does not name"
+        from executor.task.leftoverprocs import command_of  # only for a refusal
+
+        return f"pid {pid} ({command_of(pid) or 'its command not readable'})"
+
     def _claims(self) -> int:
         if self._fd is None:
             try:
@@ -160,6 +175,27 @@ class PortClaims:
             except OSError:
                 self._fd = -1
         return self._fd
+
+
+def _lock_holder(st: os.stat_result, number: int) -> int:
+    """The pid /proc/locks gives for the POSIX (or open file description) lock that covers
+    byte `number` of the file `st` names (by its inode: /proc/locks numbers the device as the
+    file system's superblock does, not always as `st_dev`); 0 when none is listed or the
+    pid is not known (an open file description lock's is -1)."""
+    try:
+        with open("/proc/locks", "rb") as f:
+            lines = f.read().splitlines()  # "1: POSIX  ADVISORY  WRITE PID MAJ:MIN:INODE START END"
+    except OSError:
+        return 0
+    inode = str(st.st_ino).encode()
+    for fields in map(bytes.split, lines):
+        if len(fields) != 8 or fields[1] not in (b"POSIX", b"OFDLCK") or not fields[4].lstrip(b"-").isdigit():
+            continue  # a waiter's ("1: -> POSIX ..."), a lease's, a flock's
+        if fields[5].rsplit(b":", 1)[-1] != inode or not fields[6].isdigit():
+            continue
+        if int(fields[6]) <= number and (fields[7] == b"EOF" or number <= int(fields[7])):
+            return int(fields[4])
+    return 0
 
 
 class RunStart:
@@ -241,9 +277,11 @@ class RunStart:
             if ahead is not None:
                 self.give_up_early("another `stoker run` claims a port its plan chose")
                 ahead = None
+        number = self._claims.contested
         raise ConfigError(f"{quoted(inputs[0])}: job {planned[0].spec.key}: no free loopback port could be "
                           f"chosen for {', '.join(planned[0].allocated)}: each one offered, {CLAIM_TRIES} times, "
-                          "was claimed by another live `stoker run` on this host")
+                          f"was claimed by another process on this host (the last, {number}, by "
+                          f"{self._claims.holder(number) if number is not None else 'a process not known'})")
 
     def early_sandbox(self, name: str) -> EarlyStart | None:
         """The early start, when the sandbox it made is the one this run would make."""

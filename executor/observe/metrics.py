@@ -124,15 +124,19 @@ class Window:
         supervisor did not let go) may be in the answer: read it."""
         return self.ended_secs is None or ended_wall is None or self.now - ended_wall <= self.ended_secs
 
-    def keeps(self, inspection: Inspection, registered_wall: float, ended_wall: float | None) -> bool:
+    def keeps(self, inspection: Inspection, registered_wall: float, ended_wall: float | None,
+              seen_wall: float | None = None) -> bool:
         """Whether the inspected task is in the answer: its supervisor runs, or it ended
         lately: when its supervisor let go (`ended_wall`), else at its last sign (LOST: of
-        life; else its checkpoint's last record, else its registration)."""
+        life; else its checkpoint's last record; else, its checkpoint gone (GONE), the last
+        record the reader read of it before (`seen_wall`): a task LOST lately, its sandbox then
+        deleted, was measured from its registration and left out at once; else its registration)."""
         truth = inspection.truth
         if self.ended_secs is None or truth.alive:
             return True
         view = inspection.view
-        last = ended_wall or truth.since_wall or (view.last_wall if view is not None else None) or registered_wall
+        last = ended_wall or truth.since_wall or (view.last_wall if view is not None else None) or seen_wall \
+            or registered_wall
         return self.now - last <= self.ended_secs
 
     @staticmethod

@@ -76,7 +76,7 @@ def details(reader: Reader, viewer: int | None, window: metrics.Window,
         except Exception as exc:
             errors.record(e.task_id, supervisor_key(e), exc)
             continue
-        if window.keeps(inspection, e.registered_wall, e.ended_wall):
+        if window.keeps(inspection, e.registered_wall, e.ended_wall, _last_seen(reader, e, inspection)):
             inspected.append((e, inspection))
         elif inspection.truth.unsupervised and marker_of(inspection, e):
             past.append((e, inspection))
@@ -95,6 +95,16 @@ def details(reader: Reader, viewer: int | None, window: metrics.Window,
         except Exception as exc:
             errors.record(e.task_id, supervisor_key(e), exc)
     return out, unreadable
+
+
+def _last_seen(reader: Reader, entry: RegistryEntry, inspection: Inspection) -> float | None:
+    """A GONE task's last record as the reader read it before its checkpoint went (None:
+    not GONE, or never read: an observer started since)."""
+    if not inspection.truth.gone:
+        return None
+    viewed = reader.views.last((str(Path(entry.sandbox)), entry.stoker_dir))
+    view = viewed[0] if viewed is not None else None
+    return view.last_wall if view is not None else None
 
 
 def _with_leftovers(entry: RegistryEntry, inspection: Inspection, errors: TaskErrors) -> Inspection | None:

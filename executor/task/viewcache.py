@@ -134,6 +134,14 @@ class ViewCache(Generic[V]):
             for where in [w for w in self._views if w not in wheres]:
                 del self._views[where]
 
+    def last(self, where: Where) -> V | None:
+        """The view last kept for `where`, whatever its file is now: what this reader saw of a
+        checkpoint removed since (a GONE task's last sign of life, for `stoker observe`'s
+        /metrics window); None when none is kept."""
+        with self._lock:
+            kept = self._views.get(where)
+            return kept.value if kept is not None else None
+
     def get(self, where: Where, stamp: Stamp, fd: int, read_at: int) -> V | None:
         """The view of the file `stamp` names (open as `fd`, the clock `read_at` before), when it is
         the one kept for `where`; one read within its window of its file's change only when its fold

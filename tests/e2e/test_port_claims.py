@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -25,7 +26,7 @@ jobs = [Service(cluster='local', role='me', environment='test', name='{name}',
                 task=Task(processes=[Process(name='p', cmdline='echo port {{{{thermos.ports[http]}}}}; exec sleep 600')],
                           resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
 """
-REFUSED = "no free loopback port could be chosen for http: each one offered, 8 times, was claimed by another live"
+REFUSED = "no free loopback port could be chosen for http: each one offered, 8 times, was claimed by another process"
 
 
 @pytest.fixture
@@ -76,6 +77,7 @@ def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port
         runs.append(second)
         _refused_the_port(second)
         assert REFUSED in second.stderr()
+        assert f"(the last, {PORT}, by pid {first.proc.pid} (" in second.stderr(), second.stderr()
         assert first.proc.poll() is None
     finally:
         for run in runs:
@@ -89,6 +91,32 @@ def _refused_the_port(run: StokerProcess) -> None:
              message="the run's ports, or its exit")
     assert f"ports http={PORT}" not in run.stdout()
     assert run.wait() == 2, run.stdout() + run.stderr()
+
+
+def test_a_port_claimed_by_a_process_not_a_run_names_that_process(tmp_path, one_port_host):
+    """Any process that can open the claims file may lock a port's byte of it: the refusal
+    said "another live `stoker run`" of it. It names the holder as /proc/locks does."""
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+                               "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+                               "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))\n"
+                               "print('held', flush=True)\ntime.sleep(600)\n",
+         str(root / "ports.claims"), str(PORT), "not-a-stoker-run"], stdout=subprocess.PIPE)
+    run = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        run = _run(tmp_path, "refused", one_port_host, "off", "--root", str(root))
+        assert run.wait(60) == 2, run.stdout() + run.stderr()
+        assert REFUSED in run.stderr()
+        assert f"(the last, {PORT}, by pid {holder.pid} ({sys.executable} -c " in run.stderr(), run.stderr()
+    finally:
+        holder.kill()
+        holder.wait()
+        if run is not None:
+            run.close()
+            kill_leftovers(task_pids(tmp_path / "sandbox-refused"))
 
 
 def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
@@ -152,3 +180,24 @@ def test_a_run_whose_registry_root_cannot_be_made_chooses_its_ports_unclaimed(tm
     finally:
         run.close()
         kill_leftovers(task_pids(tmp_path / "sandbox-unclaimed"))
+
+
+def test_a_chosen_port_is_never_a_number_the_run_gives_another_name(tmp_path, one_port_host):
+    """A run's `--port admin=PORT` is free when the run plans (its task binds it later), so the
+    kernel offered it again for the name the run chooses (http): both of the task's servers were
+    given one port. The host offers only PORT: http has no port to be chosen, and the run says so
+    (exit 2) rather than start on it."""
+    config = tmp_path / "two.aurora"
+    config.write_text(CONFIG.replace("ports[http]}}}}", "ports[http]}}}} {{{{thermos.ports[admin]}}}}").format(name="two"))
+    (tmp_path / "work-two").mkdir()
+    run = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox-two"), f"--port=admin={PORT}"],
+                        tmp_path / "work-two", env={"STOKER_PLAN_CACHE": "off"}, launcher=one_port_host)
+    try:
+        wait_for(lambda: "stoker run: ports" in run.stdout() or run.proc.poll() is not None, 60,
+                 message="the run's ports, or its exit")
+        assert f"http={PORT}" not in run.stdout()
+        assert run.wait() == 2, run.stdout() + run.stderr()
+        assert "no free loopback port could be chosen for http" in run.stderr()
+    finally:
+        run.close()
+        kill_leftovers(task_pids(tmp_path / "sandbox-two"))

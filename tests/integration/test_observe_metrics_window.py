@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -37,10 +38,12 @@ HOUR = 3600.0
 
 
 def _task(settings: RegistrySettings, sandbox: Path, task_id: str, supervisor: tuple[int, int, str],
-          wall: float, end: str | None, let_go: bool, let_go_wall: float | None = None) -> None:
+          wall: float, end: str | None, let_go: bool, let_go_wall: float | None = None,
+          registered_wall: float | None = None, pin: bool = False) -> None:
     """A task whose checkpoint started it at `wall` and (`end`: its terminal state) ended it
-    then, registered by `supervisor` (pid, start, boot); `let_go`: its entry says it ended
-    (then, or at `let_go_wall`)."""
+    then, registered by `supervisor` (pid, start, boot) then (or at `registered_wall`);
+    `let_go`: its entry says it ended (then, or at `let_go_wall`); `pin`: its entry pins its
+    `.stoker` (as a supervisor's does: without, an older Stoker's, it is never GONE)."""
     pid, start, boot = supervisor
     records = [{"kind": "header", "wall": wall, "task": "web.0", "job_key": "devcluster/www-data/prod/web",
                 "task_id": task_id, "sandbox": "", "ports": {}, "supervisor_pid": pid, "supervisor_start": start,
@@ -54,8 +57,14 @@ def _task(settings: RegistrySettings, sandbox: Path, task_id: str, supervisor: t
         (sandbox / ".stoker/checkpoint.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     Registry(settings).write(RegistryEntry(
         sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start, supervisor_boot=boot,
-        front_end=FrontEnd.RUN, registered_wall=wall, task_id=task_id, job_key="devcluster/www-data/prod/web",
-        ended_wall=(let_go_wall or wall) if let_go else None), prune=False)
+        front_end=FrontEnd.RUN, registered_wall=registered_wall or wall, task_id=task_id, job_key="devcluster/www-data/prod/web",
+        ended_wall=(let_go_wall or wall) if let_go else None,
+        stoker_dir=_dir_id(sandbox / ".stoker") if pin else ""), prune=False)
+
+
+def _dir_id(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 @pytest.fixture
@@ -136,3 +145,20 @@ def test_an_entry_whose_sandbox_no_open_takes_is_skipped_and_every_other_task_ex
     assert m.value("stoker_observer_task_errors_total") == 0
     assert "broken-0" not in listed and "live-0" in listed
     assert not [r for r in caplog.records if "observer_task_error" in r.getMessage()]
+
+
+def test_a_task_lost_lately_whose_sandbox_is_then_deleted_stays_for_the_window(tmp_path):
+    """Registered an hour ago, LOST 30 s ago (its checkpoint's last record), then its sandbox
+    deleted: GONE, with no end recorded. Its window counted from its registration, and it
+    dropped out of /metrics at once; it counts from the last record the observer read of it."""
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=7 * 86400)
+    now = time.time()
+    _task(settings, tmp_path / "lost", "lost-0", (4_000_020, 5, "gone"), now - 30, None, False,
+          registered_wall=now - HOUR, pin=True)
+    with _serve(settings) as port:
+        m = parse(_get(port, "/metrics")[1])
+        assert m.value("stoker_task_state", task_id="lost-0", state="LOST") == 1
+        shutil.rmtree(tmp_path / "lost")
+        m = parse(_get(port, "/metrics")[1])
+        assert _exported(m) == {"lost-0"}
+        assert m.value("stoker_task_state", task_id="lost-0", state="GONE") == 1

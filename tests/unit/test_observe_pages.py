@@ -329,3 +329,12 @@ def test_the_page_of_an_id_two_running_tasks_share_links_each_and_escapes_them()
     text = choices_page("task id 'x' is the id of 2 running tasks", choices)
     assert re.findall(r'href="(/tasks/[^"]+)"', text) == ["/tasks/x?supervisor=4000-1", "/tasks/x?supervisor=5000-2"]
     assert "/sb/a" in text and "c/r/e/b" in text and no_markup_from(text)
+
+
+def test_every_task_state_but_new_has_a_colour():
+    """The pages colour a state by its `s-NAME` class: GONE had none, shown as NEW is (plain)."""
+    from executor.observe.assets import STYLE
+    from executor.observe.metrics import TASK_STATES
+
+    coloured = set(re.findall(r"\.s-(\w+)", STYLE))
+    assert set(TASK_STATES) - {"NEW"} <= coloured, set(TASK_STATES) - coloured
