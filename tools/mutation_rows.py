@@ -142,9 +142,10 @@ MODULES = (
                "test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line",
                "test_a_failing_service_keeps_the_first_and_the_last_attempts_logs"))),
     Module("codecachewarm", "the code cache's warm step", ("executor/codecachewarm.py",),
-           tuple(f"tests/integration/test_codecache.py::{name}" for name in (
-               "test_warm_keeps_only_the_sources_a_start_uses", "test_warm_refuses_an_unknown_profile",
-               "test_the_planning_child_serves_the_config_language_from_its_own_file")), children=True),
+           (*(f"tests/integration/test_codecache.py::{name}" for name in (
+               "test_warm_keeps_only_the_sources_a_start_uses", "test_warm_refuses_an_unknown_profile")),
+            "tests/integration/test_codecache_planning.py::"
+            "test_the_planning_child_serves_the_config_language_from_its_own_file"), children=True),
     Module("untrusted", "a path no other user can change", ("executor/host/replacefile.py",),
            ("tests/integration/test_trusted_path.py", "tests/integration/test_sandbox_above.py",
             "tests/integration/test_registry.py"),
