@@ -205,10 +205,13 @@ def note_dropped(exc: object) -> int:
 def _dropped_signal(exc: object) -> int:
     """The stop signal whose exception `exc` is; 0 for any other. A KeyboardInterrupt while
     SIGINT has Python's own handler is that handler's (Stoker raises none of its own while it
-    loads): dropped, a `kill -INT` (a container's STOPSIGNAL) was lost as a SIGTERM was."""
+    loads): dropped, a `kill -INT` (a container's STOPSIGNAL) was lost as a SIGTERM was. Only
+    in a command that sends such a stop again (WHILE_LOADING's: its relay, `stoker observe`'s
+    raise); in another (`stoker status`, `tail`) nothing would, and "acted on once the signal
+    relay is up" hid a Ctrl-C lost in an INFO line: it is said as an ignored exception."""
     if isinstance(exc, Stopped):
         return exc.signum
-    if type(exc) is KeyboardInterrupt and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+    if type(exc) is KeyboardInterrupt and _statuses and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
         return int(_signal.SIGINT)
     return 0
 

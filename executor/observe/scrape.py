@@ -99,12 +99,14 @@ def details(reader: Reader, viewer: int | None, window: metrics.Window,
 
 def _last_seen(reader: Reader, entry: RegistryEntry, inspection: Inspection) -> float | None:
     """A GONE task's last record as the reader read it before its checkpoint went (None:
-    not GONE, or never read: an observer started since)."""
+    not GONE, or never read: an observer started since). Only its own: a later task that
+    took its sandbox and `.stoker` leaves its checkpoint's view there, and the task GONE was
+    measured from that one's records, in /metrics for as long as the later task wrote."""
     if not inspection.truth.gone:
         return None
     viewed = reader.views.last((str(Path(entry.sandbox)), entry.stoker_dir))
     view = viewed[0] if viewed is not None else None
-    return view.last_wall if view is not None else None
+    return view.last_wall if view is not None and entry.known_as(view.task_id) else None
 
 
 def _with_leftovers(entry: RegistryEntry, inspection: Inspection, errors: TaskErrors) -> Inspection | None:

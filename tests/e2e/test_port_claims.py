@@ -119,6 +119,37 @@ def test_a_port_claimed_by_a_process_not_a_run_names_that_process(tmp_path, one_
             kill_leftovers(task_pids(tmp_path / "sandbox-refused"))
 
 
+def test_a_claim_holder_whose_command_line_has_control_characters_is_named_in_one_printable_line(
+        tmp_path, one_port_host):
+    """The holder's command line is any process's: a newline in it split the refusal over two
+    lines (the second one looked like a line of Stoker's own), and an escape sequence in it
+    (a screen clear) reached the operator's terminal raw. Written out, as a console line is."""
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    holder = subprocess.Popen(
+        ["holder\nstoker run: forged\x1b[2J", "-c", "import fcntl, os, sys, time\n"
+                                                 "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+                                                 "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))\n"
+                                                 "print('held', flush=True)\ntime.sleep(600)\n",
+         str(root / "ports.claims"), str(PORT)], executable=sys.executable, stdout=subprocess.PIPE)
+    run = None
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        run = _run(tmp_path, "escaped", one_port_host, "off", "--root", str(root))
+        assert run.wait(60) == 2, run.stdout() + run.stderr()
+        refusal = [line for line in run.stderr().splitlines() if REFUSED in line]
+        assert len(refusal) == 1, run.stderr()
+        assert f"by pid {holder.pid} (" in refusal[0], refusal[0]
+        assert "\x1b" not in run.stderr() and "\n" + "stoker run: forged" not in run.stderr(), run.stderr()
+        assert "stoker run: forged" in refusal[0], refusal[0]
+    finally:
+        holder.kill()
+        holder.wait()
+        if run is not None:
+            run.close()
+            kill_leftovers(task_pids(tmp_path / "sandbox-escaped"))
+
+
 def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
     """A `--port` number is claimed too: a run whose task has not bound it yet held it for
     nothing, and another run was chosen it (the host offers one port). Two runs that both ask

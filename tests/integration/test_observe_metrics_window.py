@@ -162,3 +162,25 @@ def test_a_task_lost_lately_whose_sandbox_is_then_deleted_stays_for_the_window(t
         m = parse(_get(port, "/metrics")[1])
         assert _exported(m) == {"lost-0"}
         assert m.value("stoker_task_state", task_id="lost-0", state="GONE") == 1
+
+
+def test_a_task_whose_sandbox_a_later_task_took_is_not_measured_from_that_task_s_records(tmp_path):
+    """LOST an hour ago, then a later task took its sandbox and wrote its own checkpoint in the
+    same `.stoker`: GONE (its sandbox holds another task), and the last record the observer read
+    there is the later task's, of a minute ago. It kept the task in /metrics, as ended lately, for
+    as long as the later one wrote; it is measured from its own signs (here its registration)."""
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=7 * 86400)
+    me, now = own_identity(), time.time()
+    sandbox = tmp_path / "taken"
+    _task(settings, sandbox, "taken-0", (4_000_030, 5, "gone"), now - HOUR, None, False, pin=True)
+    later = [{"kind": "header", "wall": now - 60, "task": "web.0", "job_key": "devcluster/www-data/prod/web",
+              "task_id": "later-0", "sandbox": "", "ports": {}, "supervisor_pid": me.pid,
+              "supervisor_start": me.start_ticks, "supervisor_boot": me.boot_id, "processes": ["web"],
+              "health": "none"},
+             {"kind": "task", "wall": now - 60, "to": "STARTING", "reason": "launched"}]
+    with _serve(settings) as port:
+        assert _exported(parse(_get(port, "/metrics")[1])) == set()  # LOST an hour ago
+        (sandbox / ".stoker/checkpoint.jsonl").write_text("".join(json.dumps(r) + "\n" for r in later))
+        tasks = {t["task_id"]: t for t in json.loads(_get(port, "/api/tasks")[1])}
+        assert tasks["taken-0"]["state"] == "GONE", tasks
+        assert _exported(parse(_get(port, "/metrics")[1])) == set()
