@@ -14,14 +14,33 @@ one received) is idle, not late: `channel_timeout` closes it, as before.
 Checked where waitress' loop asks each channel whether it reads (every turn of the loop: on
 any activity, else every `Limits.loop_secs`), so a late request is closed within
 `loop_secs` of its deadline.
+
+The deadline alone leaves the slots to whoever opens connections fastest: waitress stops
+accepting once `Limits.connections` are open, and connections that never send a byte are
+closed only at their deadline, at the loop's next wake-up, a slot-full at a time (500 of
+them held a request in the listen backlog for 78 s, and a client that keeps opening them
+holds it for as long as it likes). So with every slot taken the listener goes on accepting
+(`RoomMakingServer`): each new connection closes the one silent longest of those on which
+nothing is being answered (`longest_silent`); only when every slot is answering a request
+does a new connection wait in the backlog, as before. A client whose connection is closed
+so had sent no byte for longer than every other one (none of a request still unread, which
+is checked): nothing was owed to it.
 """
 from __future__ import annotations
 
+import logging
+import socket
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
+
+from executor.logs import log_event
+
+logger = logging.getLogger(__name__)
 
 
 class _TimedParser(HTTPRequestParser):
@@ -62,11 +81,82 @@ class DeadlineChannel(HTTPChannel):
         return bool(super().readable())
 
 
+def _answering_nothing(channel: HTTPChannel) -> bool:
+    """Whether nothing is being answered on `channel` (no request queued or in a worker, no
+    answer left to send) and it is not being closed already."""
+    return not (channel.requests or channel.total_outbufs_len or channel.will_close
+                or channel.close_when_flushed)
+
+
+def _nothing_unread(channel: HTTPChannel) -> bool:
+    """Whether no byte of `channel`'s (nor its end) waits to be read: what it sent
+    so far has all been read."""
+    try:
+        channel.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def longest_silent(dispatchers: Iterable[Any]) -> HTTPChannel | None:
+    """Of the connections among `dispatchers` (a loop's map: also its listeners and
+    wake-up pipes) on which nothing is being answered and nothing waits to be read, the
+    one silent longest (its last byte received or sent, or its accepting, the longest
+    ago); None when there is none."""
+    idle = sorted((d for d in dispatchers if isinstance(d, HTTPChannel) and _answering_nothing(d)),
+                  key=lambda channel: channel.last_activity)
+    return next((channel for channel in idle if _nothing_unread(channel)), None)
+
+
+class RoomMakingServer(TcpWSGIServer):
+    """Waitress' listener, which with every connection slot taken goes on accepting while
+    some connection can make room: it closes that one (`longest_silent`), then accepts."""
+
+    next_channel_cleanup: float = 0.0  # waitress': when `maintenance` is next due
+    in_connection_overflow: bool = False  # waitress': whether every slot is taken
+
+    def _full(self) -> bool:
+        return len(self._map) >= self.adj.connection_limit  # waitress' count: listeners and pipes too
+
+    def readable(self) -> bool:
+        """Whether to accept: a slot is free, or one can be freed. As waitress' own, it
+        first closes the connections idle `channel_timeout` every `cleanup_interval`."""
+        now = time.time()
+        if now >= self.next_channel_cleanup:
+            self.next_channel_cleanup = now + self.adj.cleanup_interval
+            self.maintenance(now)
+        if not self.accepting:
+            return False
+        full = self._full()
+        if full and not self.in_connection_overflow:
+            log_event(logger, logging.WARNING, "observer_connections_full", limit=self.adj.connection_limit,
+                      reason="each new connection closes the one silent longest")
+        self.in_connection_overflow = full
+        return not full or longest_silent(self._map.values()) is not None
+
+    def handle_accept(self) -> None:
+        """Accept a waiting connection, first closing the one silent longest when every
+        slot is taken; none to close (a request came on it since `readable`): it waits."""
+        if self._full():
+            room = longest_silent(self._map.values())
+            if room is None:
+                return
+            # Closed at once, so its descriptor may be the new connection's: safe since
+            # nothing of it waited to be read, so it is not among this turn's readable ones.
+            room.handle_close()
+        super().handle_accept()
+
+
 def with_deadline(server: Any, request_secs: float) -> None:
     """Give each listening server in waitress' `server` (one, or a MultiSocketServer's in
-    its map) channels with the deadline `request_secs`."""
+    its map) channels with the deadline `request_secs`, and make it a `RoomMakingServer`."""
     channel = type("DeadlineChannel", (DeadlineChannel,), {"request_secs": request_secs})
     listeners = [server] if hasattr(server, "channel_class") else \
         [s for s in server.map.values() if hasattr(s, "channel_class")]
     for listener in listeners:
+        if type(listener) is not TcpWSGIServer:
+            raise TypeError(f"not a TCP listener of waitress: {type(listener).__name__}")
+        listener.__class__ = RoomMakingServer
         listener.channel_class = channel

@@ -3,9 +3,11 @@
 Why waitress: a maintained, pure-Python WSGI server (no C build, so it goes into the
 zipapp as is) whose I/O thread reads whole requests before a worker sees them, so a slow
 or silent client holds a connection slot, never a worker thread; the workers are a fixed
-pool (`Limits.threads`), connections are capped (`Limits.connections`), a connection idle
-for `Limits.idle_secs` is closed, so is one whose request is not whole `Limits.request_secs`
-after it began, however steadily it drips (`deadline`), request headers are capped, and a
+pool (`Limits.threads`), connections are capped (`Limits.connections`; with every slot
+taken, a new connection closes the one silent longest on which nothing is being answered,
+so connections that say nothing never keep a request out: `deadline.RoomMakingServer`), a
+connection idle for `Limits.idle_secs` is closed, so is one whose request is not whole
+`Limits.request_secs` after it began, however steadily it drips (`deadline`), request headers are capped, and a
 response larger than 1 MiB is buffered in a temporary file rather than in memory while a slow client reads it.
 Each response is bounded by the application itself (a log range is at most
 `logrange.MAX_CHUNK_BYTES`).
@@ -74,7 +76,7 @@ SHOW_ALL, SHOW_OWNER = "all", "owner"  # --show-tasks-to: every task to everyone
 @attrs.frozen(slots=True)
 class Limits:
     threads: int = 4  # workers: at most this many requests are being answered at once
-    connections: int = 64  # open connections; past it, new ones wait in the listen backlog
+    connections: int = 64  # open connections; past it, each new one closes the one silent longest
     idle_secs: int = 30  # a connection silent this long is closed
     request_secs: int = 10  # a request not whole this long after its first byte is closed
     loop_secs: int = 10  # the I/O loop's wake-up when idle (how soon idle ones are closed)
