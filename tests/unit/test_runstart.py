@@ -1,0 +1,131 @@
+"""The parts of `stoker run`'s start (executor/local/runstart.py) that need no child process:
+the first wave kept for the next run's early start, the job's announcement, and the import
+system's finders dropped as the start ends. (The plan, the plan made ahead and the early
+start run `stoker run` in child processes: tests/e2e/test_early_start.py,
+tests/integration/test_planning.py.)"""
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from importlib.machinery import FileFinder
+from pathlib import Path
+
+import pytest
+
+from config.errors import ConfigError
+from config.plan import JobPlan, plan_job
+from config.settings import RunSettings
+from executor.local import plancache
+from executor.local.runstart import RunStart, announcement_for, forget_listings
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "hello_world.aurora"
+
+
+def planned(config: Path) -> JobPlan:
+    return plan_job(str(config), None, (), instance=0, fixed_ports={}, hostname="h", user="u",
+                    allocate=lambda names, fixed: {**fixed, **{n: 20000 + i for i, n in enumerate(names)}})
+
+
+def first_wave(**settings: object) -> list[str] | None:
+    start = RunStart(RunSettings(config=str(EXAMPLE), **settings), {}, None, None)  # type: ignore[arg-type]
+    return start._first_wave(planned(EXAMPLE))
+
+
+def test_the_first_wave_is_kept_for_a_run_the_next_one_may_start_early():
+    assert first_wave() == plancache.first_wave(planned(EXAMPLE)) == ["hello"]
+
+
+@pytest.mark.parametrize("settings", [
+    {"jobkey": "devcluster/www-data/prod/hello"}, {"instance": 1}, {"bindings": (("k", "v"),)},
+    {"ports": {"http": 8080}},
+], ids=["jobkey", "instance", "bind", "port"])
+def test_no_first_wave_is_kept_for_a_run_with_other_words_than_the_early_start_takes(settings):
+    assert first_wave(**settings) is None
+
+
+ANNOUNCING = """\
+    jobs = [Service(cluster='local', role='me', environment='test', name='web', {announce}
+                    task=Task(processes=[Process(name='a', cmdline='echo {{{{thermos.ports[http]}}}}')],
+                              resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def announcing(tmp_path: Path, announce: str) -> Path:
+    config = tmp_path / "web.aurora"
+    config.write_text(textwrap.dedent(ANNOUNCING.format(announce=announce)))
+    return config
+
+
+@pytest.fixture
+def unloaded(monkeypatch):
+    """The announcing modules as not loaded yet; put back as they were after the test (in
+    `sys.modules` and as their package's attributes)."""
+    import executor.task.announcer
+    import executor.task.serverset
+
+    for name in ("announcer", "serverset"):
+        monkeypatch.setattr(executor.task, name, getattr(executor.task, name))
+        monkeypatch.delitem(sys.modules, f"executor.task.{name}")
+    return ("executor.task.announcer", "executor.task.serverset")
+
+
+def test_a_job_announces_with_announce_as_the_host_it_is_given(tmp_path, unloaded):
+    pytest.importorskip("kazoo")
+    config = announcing(tmp_path, "announce=Announcer(primary_port='http'),")
+    spec = planned(config).spec
+    got = announcement_for(spec, RunSettings(config=str(config), announce="127.0.0.1:2181"), "box")
+    assert got is not None
+    assert set(unloaded) <= sys.modules.keys()  # kazoo's absence is refused before anything starts
+    assert (got.ensemble, got.path, got.primary.host, got.primary.port, got.shard) == (
+        "127.0.0.1:2181", "/aurora/me/test/web", "box", spec.ports["http"], 0)
+
+
+@pytest.mark.parametrize("announce, flag", [("announce=Announcer(primary_port='http'),", None), ("", "127.0.0.1:1")],
+                         ids=["no-flag", "no-announcer"])
+def test_a_job_announces_only_with_both_its_announcer_and_announce(tmp_path, announce, flag, unloaded):
+    config = announcing(tmp_path, announce)
+    assert announcement_for(planned(config).spec, RunSettings(config=str(config), announce=flag), "box") is None
+    assert not set(unloaded) & sys.modules.keys()  # nor their modules loaded
+
+
+def test_an_announcement_that_cannot_be_made_is_the_config_s_error(tmp_path):
+    config = announcing(tmp_path, "announce=Announcer(primary_port='http', zk_path='relative'),")
+    with pytest.raises(ConfigError) as raised:
+        announcement_for(planned(config).spec, RunSettings(config=str(config), announce="127.0.0.1:1"), "box")
+    assert str(raised.value).startswith(f"'{config}': job local/me/test/web: Announcer.zk_path: ")
+
+
+@pytest.fixture
+def importer_cache(monkeypatch):
+    """The import system's finders, copied: the test's own entries are dropped with the copy."""
+    monkeypatch.setattr(sys, "path_importer_cache", dict(sys.path_importer_cache))
+    return sys.path_importer_cache
+
+
+def test_the_finders_of_own_packages_are_kept_and_the_others_dropped(importer_cache, tmp_path):
+    import executor  # the package whose directory is kept
+
+    top = executor.__path__[0]
+    below, beside, other = os.path.join(top, "host"), top + "x", str(tmp_path)
+    for path in (top, below, beside, other):
+        importer_cache[path] = FileFinder(path)
+    importer_cache[str(tmp_path / "not-made")] = None
+    importer_cache[b"bytes"] = FileFinder(other)  # a key that is no str
+    forget_listings(("executor", "no_such_package", "os"))  # os: a module, no package
+    assert {top, below, str(tmp_path / "not-made")} <= importer_cache.keys()
+    assert not {beside, other, b"bytes"} & importer_cache.keys()
+    assert all(not key.startswith(top) or key in (top, below) or key.startswith(top + os.sep)
+               for key in importer_cache if isinstance(key, str))
+
+
+def test_with_no_own_package_loaded_only_the_entries_without_a_finder_are_kept(importer_cache, tmp_path):
+    import executor
+
+    top = executor.__path__[0]
+    importer_cache[top] = FileFinder(top)
+    importer_cache[str(tmp_path)] = None
+    forget_listings(("no_such_package",))
+    assert importer_cache[str(tmp_path)] is None
+    assert top not in importer_cache and all(finder is None for finder in importer_cache.values())
