@@ -5,7 +5,9 @@ start run `stoker run` in child processes: tests/e2e/test_early_start.py,
 tests/integration/test_planning.py.)"""
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import sys
 import textwrap
 from importlib.machinery import FileFinder
@@ -16,7 +18,7 @@ import pytest
 from config.errors import ConfigError
 from config.plan import JobPlan, plan_job
 from config.settings import RunSettings
-from executor.local import plancache
+from executor.local import plancache, planfiles
 from executor.local.runstart import RunStart, announcement_for, forget_listings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,3 +131,50 @@ def test_with_no_own_package_loaded_only_the_entries_without_a_finder_are_kept(i
     forget_listings(("no_such_package",))
     assert importer_cache[str(tmp_path)] is None
     assert top not in importer_cache and all(finder is None for finder in importer_cache.values())
+
+
+def plan_of(config: Path, environ: dict[str, str], host: str = "h") -> JobPlan:
+    """The plan one run of `config` starts from; its lease let go, as the run's end does."""
+    start = RunStart(RunSettings(config=str(config)), environ, None, None)
+    try:
+        return start.plan(host)
+    finally:
+        start.close()
+
+
+def test_a_plan_made_is_kept_and_the_next_run_of_the_same_settings_starts_from_it(tmp_path):
+    """(The plan is made in a child process this test's process forks: `plan_apart`.)"""
+    config, environ = announcing(tmp_path, ""), {"STOKER_PLAN_CACHE": str(tmp_path / "plans")}
+    first = plan_of(config, environ)
+    assert plan_of(config, environ).stand_in == first.stand_in  # 8 random hex digits: the same plan
+    assert plan_of(config, {"STOKER_PLAN_CACHE": "off"}).stand_in != first.stand_in
+    assert plan_of(config, environ, host="another").stand_in != first.stand_in  # kept for each host
+
+
+def test_the_plan_kept_has_its_launch_record_for_the_next_run_s_early_start(tmp_path):
+    config, plans = announcing(tmp_path, ""), tmp_path / "plans"
+    plan_of(config, {"STOKER_PLAN_CACHE": str(plans)})
+    kept = sorted(path.suffix for path in plans.rglob("*") if path.is_file())
+    assert planfiles.PLAN_SUFFIX in kept and planfiles.START_SUFFIX in kept
+
+
+def test_a_kept_plan_whose_port_is_taken_meanwhile_is_planned_again(tmp_path):
+    config, environ = announcing(tmp_path, ""), {"STOKER_PLAN_CACHE": str(tmp_path / "plans")}
+    first = plan_of(config, environ)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first.spec.ports["http"]))
+        taken.listen()
+        again = plan_of(config, environ)
+    assert again.stand_in != first.stand_in and again.spec.ports["http"] != first.spec.ports["http"]
+    assert plan_of(config, environ).stand_in == again.stand_in  # the new one kept in its place
+
+
+def test_a_run_that_cannot_keep_its_plan_says_why_in_one_line(tmp_path, caplog):
+    config = announcing(tmp_path, "")
+    with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
+        plan_of(config, {"STOKER_PLAN_CACHE": "plans"})
+        plan_of(config, {"STOKER_PLAN_CACHE": "off"})  # turned off: nothing to say
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, caplog.records[0].getMessage())]
+    assert "STOKER_PLAN_CACHE (plans) is not an absolute path (nor off)" in caplog.records[0].getMessage()
+    assert "each run plans the job again" in caplog.records[0].getMessage()
