@@ -18,6 +18,7 @@ import pytest
 from config.errors import ConfigError
 from config.plan import JobPlan, plan_job
 from config.settings import RunSettings
+from executor.host.early import EarlyStart
 from executor.local import plancache, planfiles
 from executor.local.runstart import RunStart, announcement_for, forget_listings
 
@@ -178,3 +179,64 @@ def test_a_run_that_cannot_keep_its_plan_says_why_in_one_line(tmp_path, caplog):
         (logging.WARNING, caplog.records[0].getMessage())]
     assert "STOKER_PLAN_CACHE (plans) is not an absolute path (nor off)" in caplog.records[0].getMessage()
     assert "each run plans the job again" in caplog.records[0].getMessage()
+
+
+def early_start(sandbox: Path, entry: str = "") -> EarlyStart:
+    """An early start that made `sandbox` and holds a lease (on a file of the test's), no
+    runs started: what `stoker run`'s entry point hands over before the run exists."""
+    sandbox.mkdir()
+    fd = os.open(sandbox.parent / "lease", os.O_RDWR | os.O_CREAT, 0o600)
+    return EarlyStart(entry=entry, sandbox=str(sandbox.resolve()), lease_fd=fd, task_id="t", marker="m")
+
+
+def test_the_early_start_s_sandbox_is_the_run_s_when_it_is_the_one_asked_for(tmp_path):
+    early = early_start(tmp_path / "sb")
+    start = RunStart(RunSettings(config=str(EXAMPLE), sandbox=str(tmp_path / "sb")), {}, early, None)
+    assert start.early_sandbox("hello") is early and start.early is early and early.made_sandbox
+    start.handed_over()
+    assert start.early is None
+    start.close()  # nothing to give up
+    assert (tmp_path / "sb").is_dir() and early.take_lease() >= 0
+
+
+def test_the_early_start_s_sandbox_is_the_run_s_when_it_is_a_default_one_here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    early = early_start(tmp_path / planfiles.sandbox_name("hello"))
+    start = RunStart(RunSettings(config=str(EXAMPLE)), {}, early, None)
+    try:
+        assert start.early_sandbox("hello") is early
+    finally:
+        start.close()
+    assert start.early is None and early.take_lease() == -1  # given up as the run ended
+
+
+@pytest.mark.parametrize("name, requested", [("elsewhere", "sb"), (planfiles.sandbox_name("hello"), None)],
+                         ids=["another-asked-for", "another-job-s-default"])
+def test_an_early_start_in_another_sandbox_is_given_up_in_one_line(tmp_path, monkeypatch, caplog, name, requested):
+    monkeypatch.chdir(tmp_path)
+    early = early_start(tmp_path / name)
+    settings = RunSettings(config=str(EXAMPLE), sandbox=requested and str(tmp_path / requested))
+    start = RunStart(settings, {}, early, None)
+    with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
+        assert start.early_sandbox("other" if requested is None else "hello") is None
+    assert start.early is None and not (tmp_path / name).exists() and early.take_lease() == -1
+    assert [r.getMessage() for r in caplog.records if "early start given up" in r.getMessage()] == [
+        caplog.records[-1].getMessage()]
+    assert f"early start given up: it made sandbox {tmp_path / name}, not the one this run uses; its runs " \
+           "were killed and the task starts as without it" in caplog.records[-1].getMessage()
+
+
+def test_the_early_start_s_lease_is_the_run_s_only_on_this_plan(tmp_path, caplog):
+    key = plancache.plan_key(RunSettings(config=str(EXAMPLE)), "h", "u")
+    another = plancache.plan_key(RunSettings(config=str(EXAMPLE), instance=1), "h", "u")
+    early = early_start(tmp_path / "sb", entry=plancache.entry_stem(str(tmp_path), key))
+    start = RunStart(RunSettings(config=str(EXAMPLE)), {}, early, None)
+    lease = start._early_lease(str(tmp_path), key)
+    assert lease is not None and lease.held and start.early is early and early.take_lease() == -1
+    lease.close()
+    other = early_start(tmp_path / "sb2", entry=plancache.entry_stem(str(tmp_path), key))
+    start = RunStart(RunSettings(config=str(EXAMPLE)), {}, other, None)
+    with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
+        assert start._early_lease(str(tmp_path), another) is None
+    assert start.early is None and "early start given up: it took another plan's lease;" in caplog.records[-1].getMessage()
+    assert start._early_lease(str(tmp_path), key) is None  # nothing left to take
