@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import sys
 import textwrap
 from importlib.machinery import FileFinder
@@ -17,10 +18,12 @@ import pytest
 
 from config.errors import ConfigError
 from config.plan import JobPlan, plan_job
+from config.registry import RegistrySettings
 from config.settings import RunSettings
 from executor.host.early import EarlyStart
+from executor.host.registry import CLAIMS_NAME
 from executor.local import plancache, planfiles
-from executor.local.runstart import RunStart, announcement_for, forget_listings
+from executor.local.runstart import PortClaims, RunStart, _lock_holder, announcement_for, forget_listings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello_world.aurora"
@@ -240,3 +243,79 @@ def test_the_early_start_s_lease_is_the_run_s_only_on_this_plan(tmp_path, caplog
         assert start._early_lease(str(tmp_path), another) is None
     assert start.early is None and "early start given up: it took another plan's lease;" in caplog.records[-1].getMessage()
     assert start._early_lease(str(tmp_path), key) is None  # nothing left to take
+
+
+LOCKER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+for number in sys.argv[2:]:  # N+: from N to the file's end, however long it grows
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0 if number.endswith("+") else 1, int(number.rstrip("+")))
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def claims(tmp_path):
+    """A claims file in a registry root of the test's, and a child process that claims ports
+    in it (as another live run would): started with the numbers, ended with the test."""
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"))
+    children: list[subprocess.Popen[str]] = []
+
+    def claimed_by_another(*numbers: int | str) -> subprocess.Popen[str]:
+        path = tmp_path / "root" / CLAIMS_NAME
+        os.makedirs(path.parent, mode=0o700, exist_ok=True)
+        path.touch(mode=0o600)
+        child = subprocess.Popen([sys.executable, "-c", LOCKER, str(path), *map(str, numbers)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        children.append(child)
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        return child
+
+    yield settings, claimed_by_another
+    for child in children:
+        child.kill()
+        child.wait()
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def test_ports_another_process_claims_are_not_taken_and_it_is_named(claims):
+    settings, claimed_by_another = claims
+    other = claimed_by_another(40002)
+    mine = PortClaims(settings)
+    assert mine.take([40001, 40003]) and mine.contested is None
+    assert mine.take([40001, 40004]) and mine.take([])  # its own again: as it was
+    assert _lock_holder(os.stat(settings.registry_root + "/" + CLAIMS_NAME), 40004) == os.getpid()
+    assert not mine.take([40001, 40005, 40002]) and mine.contested == 40002
+    assert mine.holder(40002).startswith(f"pid {other.pid} (") and "python" in mine.holder(40002)
+    assert mine.holder(40001).startswith(f"pid {os.getpid()} (")
+    assert mine.holder(40009) == "a process this host's /proc/locks does not name"  # no one's
+    # 40005 was let go with the refusal, 40001 (held before) stays this process's
+    after = claimed_by_another(40005)
+    assert after.poll() is None
+    assert _lock_holder(os.stat(settings.registry_root + "/" + CLAIMS_NAME), 40001) == os.getpid()
+
+
+def test_a_port_claimed_to_the_file_s_end_names_its_holder(claims):
+    settings, claimed_by_another = claims
+    other = claimed_by_another("40030+")
+    mine = PortClaims(settings)
+    assert mine.take([40029]) and not mine.take([40031]) and mine.holder(40031).startswith(f"pid {other.pid} (")
+
+
+def test_a_port_given_with_port_is_claimed_unless_another_process_claims_it(claims):
+    settings, claimed_by_another = claims
+    claimed_by_another(40011)
+    mine = PortClaims(settings)
+    mine.take_given([40011, 40012, 40013])
+    root = settings.registry_root + "/" + CLAIMS_NAME
+    assert [_lock_holder(os.stat(root), n) == os.getpid() for n in (40011, 40012, 40013)] == [False, True, True]
+
+
+def test_without_a_claims_file_ports_are_taken_unclaimed(tmp_path):
+    (tmp_path / "file").write_text("")
+    for claims in (PortClaims(None), PortClaims(RegistrySettings(registry_root=str(tmp_path / "file" / "root")))):
+        assert claims.take([40021]) and claims.contested is None
+        assert claims.holder(40021) == "a process this host's /proc/locks does not name"
