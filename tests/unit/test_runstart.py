@@ -319,3 +319,32 @@ def test_without_a_claims_file_ports_are_taken_unclaimed(tmp_path):
     for claims in (PortClaims(None), PortClaims(RegistrySettings(registry_root=str(tmp_path / "file" / "root")))):
         assert claims.take([40021]) and claims.contested is None
         assert claims.holder(40021) == "a process this host's /proc/locks does not name"
+
+
+def test_an_early_start_of_the_kept_plan_is_the_run_s_with_its_lease(tmp_path):
+    config, environ = announcing(tmp_path, ""), {"STOKER_PLAN_CACHE": str(tmp_path / "plans")}
+    kept = plan_of(config, environ)
+    key = plancache.plan_key(RunSettings(config=str(config)), "h", planfiles.login_name(environ))
+    early = early_start(tmp_path / "sb", entry=plancache.entry_stem(str(tmp_path / "plans"), key))
+    start = RunStart(RunSettings(config=str(config)), environ, early, None)
+    try:
+        assert start.plan("h").stand_in == kept.stand_in
+        assert start.early is early and early.take_lease() == -1  # its lease is the run's now
+    finally:
+        start.close()
+
+
+def test_an_early_start_of_a_plan_not_kept_is_given_up_in_one_line(tmp_path, caplog):
+    config, environ = announcing(tmp_path, ""), {"STOKER_PLAN_CACHE": str(tmp_path / "plans")}
+    key = plancache.plan_key(RunSettings(config=str(config)), "h", planfiles.login_name(environ))
+    early = early_start(tmp_path / "sb", entry=plancache.entry_stem(str(tmp_path / "plans"), key))
+    start = RunStart(RunSettings(config=str(config)), environ, early, None)
+    with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
+        try:
+            start.plan("h")
+        finally:
+            start.close()
+    assert [r.getMessage() for r in caplog.records if "early start given up" in r.getMessage()] == [
+        caplog.records[-1].getMessage()]
+    assert "early start given up: its plan is not the one kept;" in caplog.records[-1].getMessage()
+    assert not (tmp_path / "sb").exists()
