@@ -370,5 +370,6 @@ MODULES = (
             "tests/integration/test_codebundle_paths.py", "tests/integration/test_codebundle_run.py"), children=True),
     Module("runstart", "stoker run's sandbox and start", ("executor/local/runstart.py",),
            ("tests/integration/test_sandbox_above.py", "tests/integration/test_planning.py",
-            "tests/integration/test_odd_names.py", "tests/integration/test_local_run.py")),
+            "tests/integration/test_odd_names.py", "tests/integration/test_local_run.py",
+            "tests/unit/test_runstart.py")),
 )
