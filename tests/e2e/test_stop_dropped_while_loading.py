@@ -20,7 +20,7 @@ DROPPING = """
         import signal, weakref
 
         class Thing:
-            pass
+            __slots__ = ("__weakref__",)  # what the weak reference refers to
 
         def callback(_ref):
             os.kill(os.getpid(), signal.SIGTERM)
