@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -32,14 +33,20 @@ PLANNING_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("also", ["also", "no"])
-def test_the_planning_child_serves_the_config_language_from_its_own_file(tmp_path, also):
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+def warmed(cache: Path) -> dict[str, str]:
+    """The environment of a code cache in CACHE whose `run` and `plan` files the warm step wrote."""
+    env = {**os.environ, "STOKER_CODE_CACHE": str(cache)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     for profile in ("run", "plan"):
         warm = subprocess.run([sys.executable, "-m", "executor.codecache", profile], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=120)
         assert warm.returncode == 0, warm.stderr
+    return env
+
+
+@pytest.mark.parametrize("also", ["also", "no"])
+def test_the_planning_child_serves_the_config_language_from_its_own_file(tmp_path, also):
+    env = warmed(tmp_path)
     done = subprocess.run([sys.executable, "-c", PLANNING_CHILD, also], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -76,12 +83,7 @@ def test_the_supervisor_s_own_planning_child_serves_the_config_language_from_its
     """A run the early start did not plan ahead (`--root`) planned in the supervisor's own
     child (`planning._fork`), which added the `plan` bundle but not the `plan` cache: the
     config language's classes were compiled again at every such start (3)."""
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    for profile in ("run", "plan"):
-        warm = subprocess.run([sys.executable, "-m", "executor.codecache", profile], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert warm.returncode == 0, warm.stderr
+    env = warmed(tmp_path)
     (tmp_path / "job.aurora").write_text(textwrap.dedent("""
         jobs = [Job(cluster='local', role='me', environment='test', name='j',
                     task=Task(processes=[Process(name='p', cmdline='true')],
