@@ -5,7 +5,8 @@ uses it without loading pystachio or the config modules (a third of its imports)
 A plan is served only when all of these are as they were when it was kept:
 - the key: the config's absolute path, the job key, `--bind`, `--instance`, `--port`, the
   host name, the user, the Python build, and the name, size and mtime of every module of
-  `config/` and of pystachio (an upgrade or an edit of either plans afresh);
+  `config/`, of pystachio and of Stoker's planning (`planfiles.PLAN_CODE`: `executor/local/`,
+  the task's planner), so an upgrade or an edit of any of them plans afresh;
 - the text of every file the load read: the config and each file it `include()`d;
 - the ports the plan chose free: each is still free on 127.0.0.1 (`probe`). A re-run of an
   unchanged config therefore gets the same port numbers when nothing else took them.

@@ -14,9 +14,10 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
 - `read_private` reads a file only when it is a regular file this user owns that no one
   else may write, in such a directory; `write_private` writes one whole and renames it
   into place. `read_text` reads a config file as the loader does, never blocking on a FIFO.
-- `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/` and
-  of pystachio: a plan made by other code is not served; `loaded_from`: whether the roots
-  a launch record names are this process's own (an upgrade elsewhere leaves them behind).
+- `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/`, of
+  pystachio and of Stoker's own planning (PLAN_CODE): a plan made by other code is not served;
+  `loaded_from`: whether the roots a launch record names are this process's own (an upgrade
+  elsewhere leaves them behind).
 - `sandbox_name`: how a new default sandbox is named (the early start makes one too);
   `SANDBOX_MODE`: a sandbox's and the levels' above it (`replacefile.make_dirs`);
   `foreign_link`: another user's symlink on a sandbox's path, which `stoker run` refuses,
@@ -174,11 +175,20 @@ def read_text(path: str) -> str | None:
         os.close(fd)
 
 
+# Stoker's code a kept plan and its launch record come from (`executor/`'s): the run's planning
+# (ports chosen, the plan's form, the launch record) and the planner (the first wave). Unstamped,
+# an upgrade in place of these alone (a fix of the ports chosen) served the old code's plans.
+PLAN_CODE = ("local", os.path.join("task", "planner.py"), os.path.join("task", "plans.py"),
+             os.path.join("task", "process_rules.py"))
+_EXECUTOR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def code_roots() -> tuple[str, ...]:
-    """The directories of `config/` and of pystachio (as found on sys.path)."""
+    """The directories of `config/` and of pystachio (as found on sys.path), and Stoker's
+    PLAN_CODE."""
     import config
 
-    return (*config.__path__, *_pystachio_root())
+    return (*config.__path__, *[os.path.join(_EXECUTOR, part) for part in PLAN_CODE], *_pystachio_root())
 
 
 def _pystachio_root() -> list[str]:
@@ -195,14 +205,14 @@ def loaded_from(roots: tuple[str, ...]) -> bool:
     `executor/`, and the pystachio sys.path finds. An upgrade into another place (a venv per
     build, a zipapp's next build in a directory of its own) leaves the old ones unchanged
     behind: their stamp alone would still match."""
-    here = [os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                         "config"), *_pystachio_root()]
+    here = [os.path.join(os.path.dirname(_EXECUTOR), "config"), *[os.path.join(_EXECUTOR, part) for part in PLAN_CODE],
+            *_pystachio_root()]
     return len(roots) == len(here) and all(os.path.realpath(a) == os.path.realpath(b)
                                            for a, b in zip(roots, here))
 
 
 def code_stamp(roots: tuple[str, ...]) -> Stamp:
-    """Name, size and mtime of every module under `roots`."""
+    """Name, size and mtime of every module under `roots` (directories, or modules' files)."""
     stamp: list[tuple[str, int, int]] = []
     for root in roots:
         _stamp_tree(root, stamp)
@@ -211,8 +221,12 @@ def code_stamp(roots: tuple[str, ...]) -> Stamp:
 
 def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
     try:
+        if directory.endswith(".py"):  # a module's file (PLAN_CODE)
+            info = os.stat(directory)
+            into.append((directory, info.st_size, info.st_mtime_ns))
+            return
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError:
+    except OSError:  # gone: a stamp without it differs from one with it
         return
     for entry in entries:
         if entry.name.endswith(".py") and entry.is_file():

@@ -1,0 +1,68 @@
+"""Stoker upgraded in place: one checkout (or installation) path whose modules an upgrade
+rewrote, run again with what the old code kept (the plan cache). Each old version is a copy
+of Stoker's tree with a module edited as the old code had it; the upgrade writes the module
+back as it is now. Nothing the old code made may serve the new one.
+"""
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.support.stoker_proc import REPO, StokerProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+PACKAGES = ("executor", "config", "healthcheck")
+PORTMAP_JOB = textwrap.dedent("""\
+    jobs = [Job(cluster='local', role='r', environment='test', name='pm',
+                announce=Announcer(portmap={'http': 8080}),
+                task=Task(processes=[Process(name='p', cmdline='echo port={{thermos.ports[http]}}')],
+                          resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
+""")
+# planfiles.py before d38c460: a `--port` of a name of the job's portmap was dropped when the
+# plan chose no port, and the portmap's number bound instead
+OLD_ALLOCATE = textwrap.dedent("""
+
+    _allocate_as_now = allocate_ports
+
+
+    def allocate_ports(names, fixed):
+        return _allocate_as_now(names, {name: fixed[name] for name in names if name in fixed})
+""")
+
+
+def tree(tmp_path: Path) -> Path:
+    """A copy of Stoker's packages, as a checkout of its own."""
+    where = tmp_path / "install"
+    for package in PACKAGES:
+        shutil.copytree(REPO / package, where / package, ignore=shutil.ignore_patterns("__pycache__"))
+    return where
+
+
+def run_once(tmp_path: Path, installed: Path, config: Path, name: str) -> str:
+    """`stoker run CONFIG --port http=9999` of `installed`'s code, to its end: what its process printed."""
+    work = tmp_path / name
+    work.mkdir()
+    env = {"PYTHONPATH": str(installed), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
+           "STOKER_ROOT": str(tmp_path / "root")}
+    StokerProcess(["run", str(config), "--port", "http=9999", "--sandbox", str(work / "sandbox")],
+                  work, env=env).exited(0)
+    return (work / "sandbox" / ".logs" / "p" / "0" / "stdout").read_text()
+
+
+def test_a_plan_the_old_planning_code_kept_is_not_served_after_an_upgrade_of_that_code(tmp_path):
+    """The plan's key stamped `config/` and pystachio only: an upgrade that fixed how a plan's
+    ports are chosen (`executor/local/planfiles.py`) still served the plan the old code kept,
+    with its wrong port, at every re-run until the config changed."""
+    installed = tree(tmp_path)
+    module = installed / "executor" / "local" / "planfiles.py"
+    now = module.read_text()
+    module.write_text(now + OLD_ALLOCATE)
+    config = tmp_path / "pm.aurora"
+    config.write_text(PORTMAP_JOB)
+    assert run_once(tmp_path, installed, config, "old") == "port=8080\n"  # the old code's plan, kept
+    module.write_text(now)  # the upgrade
+    assert run_once(tmp_path, installed, config, "new") == "port=9999\n"
