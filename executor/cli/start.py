@@ -214,6 +214,12 @@ def _json_asked() -> bool:
     return asked == "json"
 
 
+def hook_outside(hook: Callable[[sys.UnraisableHookArgs], object]) -> Callable[[sys.UnraisableHookArgs], object]:
+    """`hook`, or, when it is this module's (`_dropped_or_not`), the one it hands every other
+    exception on to (the hook installed before Stoker's: a `sitecustomize`'s, or Python's)."""
+    return _unraisable if hook is _dropped_or_not else hook
+
+
 def note_dropped(exc: object) -> int:
     """A `Stopped` a finalizer or a weakref callback dropped: raised by the handler inside it
     (importlib's module lock callback, as 40 runs were stopped at once), it was reported and
