@@ -308,7 +308,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
     if job.get("max_task_failures", 1) < -1:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
     problems += _check_task(job.get("task") or {}, bound)
-    problems += _check_health(job.get("health_check_config") or {})
+    problems += _check_health(job.get("health_check_config") or {}, bound)
     problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"))
     problems += port_ref_problems(job)
     try:
@@ -363,7 +363,7 @@ def _check_task(task: dict, bound: bool) -> list[str]:
             problems.append(unsafe)
         elif i in reused:
             problems.append(reused[i])
-        bad_cmdline = cmdline_problem(p.get("cmdline"))
+        bad_cmdline = cmdline_problem(p.get("cmdline"), bound=bound)
         if bad_cmdline:
             problems.append(f"{path}.cmdline = {show(p.get('cmdline'))} (process {show(name)}) "
                             f"{bad_cmdline}")
@@ -409,7 +409,7 @@ def _check_resources(resources: dict | None) -> list[str]:
     return problems
 
 
-def _check_health(hc: dict) -> list[str]:
+def _check_health(hc: dict, bound: bool) -> list[str]:
     numbers = {name: hc[name] for name in HEALTH_NUMBERS
                if isinstance(hc.get(name), (int, float)) and not isinstance(hc.get(name), bool)}
     problems = [f"job.health_check_config.{problem}" for problem in health_problems(**numbers)]
@@ -420,7 +420,7 @@ def _check_health(hc: dict) -> list[str]:
             http.get("expected_response_code"), http.get("expected_response"))]
     shell = (hc.get("health_checker") or {}).get("shell") or {}
     problems += [f"job.health_check_config.{p}"
-                 for p in shell_check_problems(shell.get("shell_command"))]
+                 for p in shell_check_problems(shell.get("shell_command"), bound=bound)]
     return problems
 
 

@@ -118,10 +118,10 @@ def _scalar_problem(cls: Any, value: Any) -> str | None:
             return None
         return "is not a boolean (true or false)"
     word = "an integer" if cls is Integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    if not isinstance(value, (int, float, str)):  # a bool is an int: True is 1, as in pystachio
         return f"is not {word}"
-    if isinstance(value, int) and cls is Integer:
-        return None
+    if cls is Integer and (isinstance(value, int) or isinstance(value, str) and _int_text(value)):
+        return None  # (text of 400 digits too: `float` read it as inf, "not a finite number")
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -129,17 +129,13 @@ def _scalar_problem(cls: Any, value: Any) -> str | None:
                                    if isinstance(value, str) and "{{" in value else "")
     if not math.isfinite(number):
         return "is not a finite number"
-    if cls is Integer and not _integral(value, number):
-        return "is not an integer"
-    return None
+    if cls is Integer and isinstance(value, str):  # `int('1e5')`, `int('2.0')` fail where `float` reads
+        return "is not an integer"  # them: pystachio's bare CoercionError, naming no field
+    return None  # a number with a fraction: Integer's `int(5.5)` is 5, as Aurora's client sends it
 
 
-def _integral(value: float | str, number: float) -> bool:
-    """Whether Integer's `int(value)` gives `number`'s whole value: text must be written as
-    an integer (`int('1e5')` and `int('2.0')` fail where `float` reads them: pystachio's
-    bare CoercionError, naming no field), a number must have no fraction."""
-    if not isinstance(value, str):
-        return number.is_integer()
+def _int_text(value: str) -> bool:
+    """Whether `value` is text Integer's `int(value)` reads."""
     try:
         int(value)
     except ValueError:

@@ -233,6 +233,7 @@ def _dropped_record(reason: str, count: int | None = None) -> logging.LogRecord:
 
 _json = False  # configured with --log-format json
 _before = sys.__excepthook__  # the hook `configure` replaced: a Ctrl-C goes to it
+_unraisable_before = sys.__unraisablehook__  # the one it replaced: a `sitecustomize`'s gets what it logs
 
 
 def say(kind: str, message: str) -> None:
@@ -250,7 +251,7 @@ def say(kind: str, message: str) -> None:
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,
               drop_events: Iterable[str] = (), spooled: bool = False) -> None:
     """`spooled`: records are written by the process's spool (`stoker run`)."""
-    global _json, _before
+    global _json, _before, _unraisable_before
     _json = log_format == "json"
     handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
     journal = to_journal(handler.stream)
@@ -266,6 +267,9 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
         _before = sys.excepthook
     sys.excepthook = _crashed
     threading.excepthook = _thread_crashed
+    if sys.unraisablehook is not _ignored:  # (configured again: the first one's stays)
+        start = sys.modules.get("executor.cli.start")
+        _unraisable_before = start.hook_outside(sys.unraisablehook) if start else sys.unraisablehook
     sys.unraisablehook = _ignored
 
 
@@ -305,7 +309,8 @@ def _thread_crashed(args: threading.ExceptHookArgs) -> None:
 def _ignored(unraisable: Any) -> None:
     """An exception Python could not raise (in a finalizer, a `__del__`); a stop signal's
     dropped so is sent again (`executor.cli.start.note_dropped`), and said in one plain line:
-    it is an ordinary stop, not a fault, and its traceback told nothing."""
+    it is an ordinary stop, not a fault, and its traceback told nothing. Any other is logged
+    and handed on to the hook installed before Stoker's, unless that is Python's own."""
     exc = unraisable.exc_value
     start = sys.modules.get("executor.cli.start")
     if start is not None and (signum := start.note_dropped(exc)):
@@ -319,3 +324,5 @@ def _ignored(unraisable: Any) -> None:
               where=unraisable.err_msg or None, object=repr(unraisable.object)[:200],
               error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
               exc_info=exc if exc is not None else False)
+    if _unraisable_before is not sys.__unraisablehook__:  # Python's would say it again, as text
+        _unraisable_before(unraisable)  # a `sitecustomize`'s (an error reporter's): was replaced

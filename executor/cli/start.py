@@ -184,10 +184,40 @@ def _dropped_or_not(unraisable: sys.UnraisableHookArgs) -> None:
     if signum:
         from executor.host.signals import signal_name  # only for a stop dropped so
 
-        sys.stderr.write(f"stoker: {signal_name(signum)} came as a finalizer ran, which cannot raise it: "
-                         "acted on once Stoker has loaded\n")
+        what = "came as a finalizer ran, which cannot raise it: acted on once Stoker has loaded"
+        if _json_asked():  # the `stop_deferred` event the log writes once it is set up
+            import json
+            import time
+
+            sys.stderr.write(json.dumps({"ts": round(time.time(), 6), "level": "INFO", "logger": __name__,
+                                         "event": "stop_deferred", "signal": signal_name(signum),
+                                         "reason": f"it {what}"}) + "\n")
+        else:
+            sys.stderr.write(f"stoker: {signal_name(signum)} {what}\n")
         return
     _unraisable(unraisable)
+
+
+def _json_asked() -> bool:
+    """Whether the command line (its last `--log-format`, as the parser takes it), else
+    STOKER_LOG_FORMAT, asks for `--log-format json`: read before logging is set up, for a
+    stderr that must hold nothing but JSON objects (was: a plain line in it)."""
+    asked = os.environ.get("STOKER_LOG_FORMAT", "text")
+    args = sys.argv[1:]
+    for at, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--log-format" and at + 1 < len(args):
+            asked = args[at + 1]
+        elif arg.startswith("--log-format="):
+            asked = arg.partition("=")[2]
+    return asked == "json"
+
+
+def hook_outside(hook: Callable[[sys.UnraisableHookArgs], object]) -> Callable[[sys.UnraisableHookArgs], object]:
+    """`hook`, or, when it is this module's (`_dropped_or_not`), the one it hands every other
+    exception on to (the hook installed before Stoker's: a `sitecustomize`'s, or Python's)."""
+    return _unraisable if hook is _dropped_or_not else hook
 
 
 def note_dropped(exc: object) -> int:

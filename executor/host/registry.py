@@ -22,7 +22,7 @@ and the `TASK_ID` lookups read them.
   on a file system of fine times, 2 s on one of whole seconds).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
   (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
-  lets go, never on a timer (a starting supervisor writes with `prune=False`: it reads no
+  lets go (at most `PRUNE_BATCH` of them read: its cost hardly grows with the registry), never on a timer (a starting supervisor writes with `prune=False`: it reads no
   other entry before its first fork). The last sign: the entry's `ended` time, else the newest of the entry file's and
   its checkpoint's modification times. A file named like an entry that this version cannot
   read (damaged, or written by another version of Stoker) goes once it is older than the
@@ -64,6 +64,8 @@ logger = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 65536
 MAX_ENTRIES = 10000
 STALE_TEMP_SECS = 3600.0
+PRUNE_LOOK = 256  # entry files a supervisor that lets go looks at (stat) at most to prune
+PRUNE_BATCH = 32  # of which it reads at most these (a reader reads and prunes every one)
 CLAIMS_NAME = "ports.claims"  # `stoker run`'s claims on the loopback ports it chose (a lock a port)
 
 _warned: set[str] = set()
@@ -98,13 +100,14 @@ class Registry:
     def write(self, entry: RegistryEntry, *, prune: bool = True) -> bool:
         """Write (or replace) `entry` atomically; False, with one WARNING per process, when
         the registry cannot be written. Prunes expired entries first, unless not `prune`
-        (which saves reading every entry: for a write that follows a pruning one at once)."""
+        (a starting supervisor's: it reads no other entry). A let-go's pruning reads at most
+        PRUNE_BATCH entries (`_prune_some`)."""
         try:
             make_dirs(self.root, 0o700)  # each level 0700, as XDG asks of ~/.local/state
             fd = self._open_root()
             try:
                 if prune:
-                    self._prune(fd, *self._read_all(fd), time.time())
+                    self._prune_some(fd, time.time())
                 doc = entry.to_json() | {"sandbox": _portable(entry.sandbox)}
                 replace_file(entry.name, json.dumps(doc).encode(), dir_fd=fd)
             finally:
@@ -230,6 +233,27 @@ class Registry:
         return found, read
 
     # ---- pruning ----
+
+    def _prune_some(self, dir_fd: int, now: float) -> None:
+        """A let-go's pruning, whose cost hardly grows with the registry: of the names from a
+        point that moves with the clock (so one entry that cannot go yet holds back no other),
+        it looks at PRUNE_LOOK at most (one `fstatat` each) and reads PRUNE_BATCH at most:
+        those whose file is older than the retention (an entry is written at its end, so no
+        newer one has expired) and whose supervisor the name names is gone. Reading every
+        entry cost each let-go 42 ms with 1,900 entries, and 1.6-1.8 s each for 36 letting go
+        at once. What it leaves, the next reading prunes (a reader prunes every entry); the
+        LOST rule's later supervisors in the sandbox are looked for in the batch only, which
+        may keep an entry longer, never drop it sooner."""
+        with os.scandir(dir_fd) as scan:
+            named = [item for item in scan if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)]
+        start = int(now * 1000) % len(named) if named else 0
+        batch: list[str] = []
+        for item in (named[start:] + named[:start])[:PRUNE_LOOK]:
+            if len(batch) < PRUNE_BATCH and _older_than(item, now, self.retention_secs) \
+                    and not _named_alive(item.name):
+                batch.append(item.name)
+        found = [listed for name in batch if (listed := _read_entry(dir_fd, name)) is not None]
+        self._prune(dir_fd, found, set(batch), now)
 
     def _prune(self, dir_fd: int, found: list[Listed], read: set[str], now: float) -> set[str]:
         """Remove expired entries (and stale temporary files, and damaged ones: `read` but

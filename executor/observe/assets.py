@@ -42,8 +42,10 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .state { font-weight: 600; }
 .s-RUNNING, .s-SUCCESS, .s-FINISHED, .s-passed, .s-HEALTHY { color: var(--ok); }
 .s-FAILED, .s-LOST, .s-KILLED, .s-failed, .s-UNHEALTHY { color: var(--bad); }
-.s-KILLING, .s-STARTING, .s-WAITING, .s-RESTARTING, .s-snoozed { color: var(--warn); }
-.s-GONE { color: var(--muted); }
+.s-JOINED { color: var(--ok); }
+.s-NEW, .s-KILLING, .s-STARTING, .s-WAITING, .s-RESTARTING, .s-snoozed, .s-JOINING,
+.s-LEAVING { color: var(--warn); }
+.s-GONE, .s-RESTARTED, .s-IDLE, .s-LEFT, .s-CLOSED { color: var(--muted); }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem .8rem; }
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; overflow-wrap: anywhere; }

@@ -215,6 +215,16 @@ _stop_room: tuple[int, Callable[..., int]] | None = None
 # Held while the room is kept or let go: a thread start handed it (`logs.room_kept`, from any
 # thread) and the owner's stop let it go at once, and the second took None (a TypeError)
 _room_lock = _thread.allocate_lock()
+
+
+def _new_room_lock() -> None:
+    """A forked child's own `_room_lock`, free: a fork copies only the forking thread, and the
+    lock another held at the fork stayed held, the child's let-go waiting on it for ever."""
+    global _room_lock
+    _room_lock = _thread.allocate_lock()
+
+
+os.register_at_fork(after_in_child=_new_room_lock)
 _MAP_ROOM = (0, 0x02 | 0x20 | 0x4000)  # PROT_NONE; MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE (mman.h)
 
 

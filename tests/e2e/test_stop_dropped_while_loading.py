@@ -8,6 +8,8 @@ line, not as an ignored exception with its traceback. A test-only
 `sitecustomize` makes such a callback send the SIGTERM, as a module on the start path loads."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.importhook import patched_at_load
@@ -86,5 +88,21 @@ def test_a_stop_a_callback_dropped_as_the_observer_loaded_still_stops_it(tmp_pat
         assert f"{sent} came as a finalizer ran" in said or f"stop_deferred signal={sent}" in said, said  # dropped
         assert code == 0, observer.stdout() + said
         assert "Traceback" not in said and "Exception ignored" not in said, said  # one plain line
+    finally:
+        observer.close()
+
+
+def test_a_stop_dropped_before_logging_is_set_up_is_said_as_json_under_log_format_json(tmp_path):
+    """Its notice was a plain line before the log was set up, even with `--log-format json`,
+    whose stderr must hold nothing but JSON objects."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DROPPED_AS_OBSERVE_LOADS)
+    observer = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0", "--log-format", "json"],
+                             tmp_path, env={"PYTHONPATH": f"{hook}:{REPO}"})
+    try:
+        assert observer.wait(60) == 0, observer.stderr()
+        said = [json.loads(line) for line in observer.stderr().splitlines()]  # each line an object
+        assert [(doc["event"], doc.get("signal")) for doc in said][:1] == [("stop_deferred", "SIGTERM")], said
     finally:
         observer.close()

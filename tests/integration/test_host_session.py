@@ -264,6 +264,8 @@ def test_a_starting_session_reads_no_other_entry_and_its_close_prunes_the_expire
                          front_end=FrontEnd.RUN, registered_wall=time.time() - 7200,
                          ended_wall=time.time() - 7200)
     registry.write(gone)
+    then = time.time() - 7200  # its file written at its end, as a supervisor's last write is
+    os.utime(root / gone.name, (then, then))
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     session = HostSession.open(sandbox, settings, FrontEnd.RUN)

@@ -231,3 +231,40 @@ def test_the_room_let_go_from_two_threads_at_once_is_unmapped_once(line):
         second.join(timeout=20)
         earlyfork.let_go_stop_room()
     assert (errors, unmapped, earlyfork._stop_room, logs.room_kept) == ([], [address], None, None)
+
+
+_FORK_WHILE_HELD = """
+import os, signal, sys, threading
+
+from executor.procs import earlyfork
+
+earlyfork.keep_stop_room()
+held, release = threading.Event(), threading.Event()
+
+def hold() -> None:  # a thread keeping or letting go of the room as the fork is made
+    with earlyfork._room_lock:
+        held.set()
+        release.wait()
+
+holder = threading.Thread(target=hold)
+holder.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(5)  # a child that waits on the lock for good ends by SIGALRM
+    earlyfork.let_go_stop_room()
+    os._exit(0 if earlyfork._stop_room is None else 3)
+release.set()
+holder.join()
+status = os.waitpid(pid, 0)[1]
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_child_forked_while_another_thread_holds_the_rooms_lock_can_let_the_room_go():
+    """A fork copies only the forking thread: the room's lock another thread held stayed held
+    in the child, whose let-go (its stop, or a thread start the limit refuses) then waited on
+    it for ever (here: SIGALRM, -14)."""
+    out = subprocess.run([sys.executable, "-c", _FORK_WHILE_HELD], cwd=REPO, capture_output=True,
+                         text=True, timeout=20)
+    assert (out.stdout.strip(), out.stderr) == ("0", "")

@@ -217,6 +217,31 @@ def test_a_command_longer_than_one_exec_argument_is_refused_at_load(where, comma
             "(MAX_ARG_STRLEN), so /bin/bash -c could never start it") in message, message
 
 
+@pytest.mark.parametrize("where", ["cmdline", "shell_command"])
+def test_a_command_s_length_is_judged_bound_its_templates_aside_at_load(where):
+    """The text as written was measured at load: 10,000 port references (240,005 bytes,
+    60,005 once bound) were refused. Its templates count for nothing until bound; the bound
+    command is measured again, so a short template that binds past the limit is refused then."""
+    from config.bind import bind
+
+    def candidate(command: str):
+        if where == "cmdline":
+            return job(process("web", cmdline=command))
+        return job(process("web", cmdline="sleep 1"),
+                   health_check_config={"health_checker": {"shell": {"shell_command": command}}})
+
+    ports = "echo" + " {{thermos.ports[http]}}" * 10_000
+    assert len(ports) > LONGEST
+    validate_job(candidate(ports), "test")  # was refused: "is 240,004 bytes long"
+    spec = bind(candidate(ports), instance=0, ports={"http": 8080}, task_id="t", hostname="h", user="u")
+    assert str(spec).count("8080") >= 10_000
+    with pytest.raises(ConfigError, match=f"is {LONGEST + 1:,} bytes long without its templates"):
+        validate_job(candidate(":" + " " * LONGEST + "{{thermos.task_id}}"), "test")
+    ids = "echo" + " {{thermos.task_id}}" * 2_000  # 40,004 bytes as written
+    with pytest.raises(ConfigError, match=r"\(bound\).* is 162,004 bytes long: Linux"):
+        bind(candidate(ids), instance=0, ports={}, task_id="t" * 80, hostname="h", user="u")
+
+
 def test_zero_grace_and_zero_failures_are_valid():
     validate_job(job(health_check_config={"initial_interval_secs": 0, "interval_secs": 0.05,
                                           "max_consecutive_failures": 0}), "test")

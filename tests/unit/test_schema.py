@@ -288,8 +288,8 @@ def test_from_tree_round_trips_a_job_with_choices():
      "unknown health checker kind 'grpc' (HealthCheckerConfig has http, shell, tcp)"),
     ({"health_check_config": {"interval_secs": float("inf")}}, "interval_secs = inf is not a finite number"),
     ({"health_check_config": {"interval_secs": "{{x}}"}}, "templates are not allowed in numeric fields"),
-    ({"max_task_failures": True}, "job.max_task_failures = True is not an integer"),
-    ({"max_task_failures": 1.5}, "job.max_task_failures = 1.5 is not an integer"),
+    ({"max_task_failures": "1e5"}, "job.max_task_failures = '1e5' is not an integer"),
+    ({"max_task_failures": float("nan")}, "job.max_task_failures = nan is not a finite number"),
     ({"service": "maybe"}, "job.service = 'maybe' is not a boolean"),
     ({"task": {"processes": {"a": 1}}}, "job.task.processes must be a list"),
     ({"task": "x"}, "job.task must be a Task"),
@@ -302,6 +302,28 @@ def test_from_tree_names_the_field_and_value(tree, expected):
     with pytest.raises(ConfigError) as info:
         from_tree(Job, tree)
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("value", [True, False, 1.5, -2.7, "7", " 7 ", "1" * 400, 10 ** 400])
+def test_an_integer_field_takes_what_aurora_s_pystachio_integer_takes_as_it_does(value):
+    """Aurora's client reads a config's Integer with pystachio, which sends `int(value)`: True
+    is 1 and 5.5 is 5 there, and 400 digits of text an integer. They were refused ("is not an
+    integer"; the text "is not a finite number"), where Aurora's client runs the job."""
+    from pystachio import Integer
+
+    assert Integer(value).check().ok()
+    tree = {**plain(job(process("web"))), "max_task_failures": value}
+    assert plain(from_tree(Job, tree))["max_task_failures"] == Integer.coerce(value)
+
+
+@pytest.mark.parametrize("value", ["1e5", "2.0", "x", float("inf"), float("nan")])
+def test_an_integer_field_refuses_what_aurora_s_pystachio_integer_refuses(value):
+    from pystachio import Integer
+
+    with pytest.raises((Integer.CoercionError, OverflowError)):  # inf: OverflowError, uncaught there
+        Integer.coerce(value)
+    with pytest.raises(ConfigError, match="job.max_task_failures = .* is not"):
+        from_tree(Job, {**plain(job(process("web"))), "max_task_failures": value})
 
 
 def test_from_tree_lists_every_problem():

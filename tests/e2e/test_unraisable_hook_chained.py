@@ -1,0 +1,46 @@
+"""An exception a finalizer raises once the log is set up (`executor/cli/logsetup.py`,
+`_ignored`) is logged, and handed on to the unraisable hook a `sitecustomize` installed (an
+error reporter's), which the log's replaced: it never saw one."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support.importhook import patched_at_load
+from tests.support.stoker_proc import REPO, StokerProcess
+
+pytestmark = pytest.mark.timeout(120)
+
+REPORTER = """
+def _report(unraisable):  # an error reporter's hook, installed as the process starts
+    with open(os.environ["REPORTED"], "a") as out:
+        out.write(f"{type(unraisable.exc_value).__name__}: {unraisable.exc_value}\\n")
+
+sys.unraisablehook = _report
+
+def _patch(module):  # as the observer's server loads, after the log is set up
+    import signal
+
+    class Leaky:
+        def __del__(self):
+            raise ValueError("raised in a finalizer")
+
+    Leaky()
+    os.kill(os.getpid(), signal.SIGTERM)  # then the observer stops
+"""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_exception_a_finalizer_raised_reaches_a_sitecustomize_s_hook_too(tmp_path, log_format):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(patched_at_load("waitress", REPORTER))
+    reported = tmp_path / "reported"
+    observer = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0",
+                              "--log-format", log_format], tmp_path,
+                             env={"PYTHONPATH": f"{hook}:{REPO}", "REPORTED": str(reported)})
+    try:
+        assert observer.wait(60) == 0, observer.stderr()
+        assert "exception_ignored" in observer.stderr()  # the log's, as before
+        assert reported.read_text() == "ValueError: raised in a finalizer\n"  # was: no file
+    finally:
+        observer.close()
