@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from pystachio import Ref
 
+from config.compiletext import compile_text
 from config.errors import ConfigError, cut, join_problems, show
 from config.order import order_graph
 from config.portmap import PortmapError, job_portmap, port_ref_problems, requested_ports
@@ -78,14 +79,14 @@ class _Run:
         self.files.add(str(path))
         if self.sources is not None:
             self.sources[str(path)] = text
-        # optimize=0: the config's `assert`s run under `-O` too (stripped, the job ran, and its
+        # optimize=0 (`compile_text`'s): the config's `assert`s run under `-O` too (stripped, the job ran, and its
         # plan, kept, served the runs without -O); compiled with every warning ignored, whatever
         # -W says: `error` made an invalid escape ('\\d') a syntax error, where a kept plan
         # served the same file; `default` printed it on a fresh plan only (`warnfilters`: where
         # no other thread would meet them)
         try:
             with filtered(ignored):
-                code = compile(text.removeprefix(BOM), str(path), "exec", optimize=0)
+                code = compile_text(text.removeprefix(BOM), str(path))  # `compile()`'s, without its AST classes
         except (SyntaxError, RecursionError) as exc:
             from config.explain import uncompiled  # only a file that does not compile needs it
 

@@ -40,3 +40,27 @@ def test_the_patterns_compiled_at_first_use_read_as_before():
     assert words.quoted("a\udcff\\udcff") == "'a\\xff\\\\udcff'"  # a byte, and a backslash's own text
     assert cgroup_paths._unescape(r"/kube\040pods\134x") == "/kube pods\\x"
     assert cgroup_paths._unescape("/plain") == "/plain"
+
+
+# A fresh interpreter: the patterns `re` compiles while `quoted` quotes what holds no surrogate's escape
+COMPILED_BY_QUOTED = """
+import re._compiler
+from config import words
+compiled = []
+compile = re._compiler.compile
+re._compiler.compile = lambda pattern, flags=0: compiled.append(pattern) or compile(pattern, flags)
+shown = [words.quoted("/work/job.aurora"), words.quoted(3)]
+plain = list(compiled)
+shown.append(words.quoted("a\\\\udcff"))
+print(repr((shown, plain, compiled)))
+"""
+
+
+def test_quoting_what_holds_no_surrogate_escape_compiles_no_pattern():
+    """A new config's planning child quotes its path (`load_job`) before its plan is sent; the
+    pattern (60 µs to compile) waits for a text holding `\\udc`, as the last one does."""
+    out = subprocess.run([sys.executable, "-c", COMPILED_BY_QUOTED], cwd=REPO, check=True, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
+    shown, plain, compiled = ast.literal_eval(out.strip().splitlines()[-1])
+    assert shown == ["'/work/job.aurora'", "3", "'a\\\\udcff'"]
+    assert plain == [] and compiled == [words._REPR_SURROGATE]  # by the last one only

@@ -1,0 +1,93 @@
+"""`config.compiletext.compile_text` gives what the builtin `compile()` gives a config's text
+(the same code, marshalled; the same errors), and loading a config no longer makes the
+compiler's AST classes (`compile()`'s first call in a process does: 0.7-0.9 ms of a new
+config's planning child, on the path to its first process)."""
+from __future__ import annotations
+
+import marshal
+from pathlib import Path
+
+import pytest
+
+from config import compiletext
+from config.compiletext import compile_text
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.aurora"))
+
+TEXTS = {
+    "plain": "x = 1\njobs = []\n",
+    "annotations": "def f(a: nowhere) -> elsewhere:\n  return a\ny: undefined = 3\n",
+    "own future": "from __future__ import annotations\ndef f(a: nowhere):\n  return a\n",
+    "assert": "assert 1 + 1 == 2, 'kept under -O'\nif __debug__:\n  z = 1\n",
+    "invalid escape": "pattern = '\\d+'\n",
+    "coding line": "# -*- coding: latin-1 -*-\nname = 'h\u00e9llo \u2192'\n",
+    "nested": "def outer():\n  def inner():\n    return [i for i in range(3)]\n  return inner\n",
+}
+
+
+def compiled_here(text: str, name: str) -> bytes:
+    """`compile()` as the loader called it (from a module with `from __future__ import
+    annotations`), marshalled as `code` does."""
+    return code(compile(text, name, "exec", optimize=0))
+
+
+def code(compiled: object) -> bytes:
+    """Code marshalled in version 2, which marks no object as seen before: the same for
+    equal code, whatever holds a reference to its parts."""
+    return marshal.dumps(compiled, 2)
+
+
+@pytest.mark.parametrize("key", sorted(TEXTS))
+def test_a_text_compiles_to_the_code_compile_makes(key):
+    assert code(compile_text(TEXTS[key], f"/c/{key}.aurora")) == compiled_here(TEXTS[key], f"/c/{key}.aurora")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
+def test_each_example_compiles_to_the_code_compile_makes(path):
+    text = path.read_text(encoding="utf-8")
+    assert code(compile_text(text, str(path))) == compiled_here(text, str(path))
+
+
+def test_the_callers_future_features_are_inherited_as_compile_inherits_them():
+    """This module has `annotations`: an annotation is kept as text, never evaluated."""
+    namespace: dict = {}
+    exec(compile_text("def f(a: nowhere): pass\n", "f.aurora"), namespace)
+    assert namespace["f"].__annotations__ == {"a": "nowhere"}
+
+
+def error(call, text: str) -> tuple:
+    try:
+        call(text)
+    except (SyntaxError, ValueError, UnicodeError) as exc:
+        where = (exc.filename, exc.lineno, exc.offset, exc.text) if isinstance(exc, SyntaxError) else ()
+        return type(exc), str(exc), where
+    raise AssertionError(f"{text!r} compiled")
+
+
+@pytest.mark.parametrize("text", ["x = 1\njobs = [\n  Job(\n", "x = (\n", "def f(:\n  pass\n", "x = 1\n  y = 2\n",
+                                  "x = 'a\0b'\n", "x = '\udc80'\n", "return 3\n", "f(**a, *b)\n"])
+def test_a_text_that_does_not_compile_raises_what_compile_raises(text):
+    assert error(lambda t: compile_text(t, "/c/bad.aurora"), text) == \
+        error(lambda t: compile(t, "/c/bad.aurora", "exec", optimize=0), text)
+
+
+def test_without_the_c_function_it_is_compile_itself(monkeypatch):
+    monkeypatch.setattr(compiletext, "_compiler", [])
+    monkeypatch.setattr(compiletext, "_make_compiler", lambda: [])
+    assert code(compile_text(TEXTS["annotations"], "a.aurora")) == compiled_here(TEXTS["annotations"], "a.aurora")
+
+
+def test_loading_a_config_calls_no_builtin_compile(monkeypatch):
+    """`compile()` is what makes the AST classes (at its first call in a process); the config's
+    text is compiled without it."""
+    import builtins
+
+    from config.loader import load_jobs
+
+    called: list[str] = []
+    real = builtins.compile
+    monkeypatch.setattr(builtins, "compile", lambda source, name, *args, **kwargs: called.append(name)
+                        or real(source, name, *args, **kwargs))
+    assert len(load_jobs(ROOT / "examples" / "hello_world.aurora")) == 1
+    assert called == []
