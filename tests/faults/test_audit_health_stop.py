@@ -15,6 +15,7 @@ once the check's timeout has passed; the endpoint is a real HTTP server on 127.0
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,6 +37,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 TIMEOUT_SECS = 0.5
 ANSWER_DELAY_SECS = 0.1  # the health command ends this long after it started: while stopped
 STOPPED_SECS = 0.8  # well past the check's timeout
+GO_AFTER_SECS = 0.15  # a paused command's answer comes this long after the resume: within its timeout
 
 HTTP_CHILD = """
 import sys
@@ -189,3 +191,47 @@ def test_past_its_deadline_the_command_runner_waits_for_the_reaper_of_a_command_
         popen.wait(5)
     assert reaped, "a command that exited before the runner looked was called timed out"
     assert took < 1.0, took
+
+
+def _stop_all(entry: str, signum: int) -> set[int]:
+    """`signum` to every process carrying `entry`, looked for again until every one found
+    got it (a loop's next `sleep` may start meanwhile); their pids."""
+    sent: set[int] = set()
+    while (found := proc_scan.pids_carrying(entry) - sent):
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        sent |= found
+    return sent
+
+
+def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_path: Path, figures):
+    """A VM paused (or the task's cgroup frozen, the supervisor in it): the health command
+    is paused with the supervisor, its deadline passes meanwhile, and on resume it still has
+    its work to do (here: an answer that comes GO_AFTER_SECS after the resume, as a frozen
+    server's would). That is no timeout of the command's, as it is none of an HTTP check's:
+    the check gets its timeout again (was: killed at once, "timed out after 0.5 s")."""
+    marker = uuid.uuid4().hex
+    entry = f"STOKER_STOP_MARKER={marker}"
+    started, go = tmp_path / "started", tmp_path / "go"
+    command = f"touch {started}; while [ ! -e {go} ]; do sleep 0.01; done"
+    paused: set[int] = set()
+
+    def pause_the_command() -> None:
+        paused.update(_stop_all(entry, signal.SIGSTOP))
+
+    def resume_then_answer() -> None:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        time.sleep(GO_AFTER_SECS)  # the resumed check waits this long for its answer
+        go.touch()
+
+    try:
+        out, _ = _run_stopped(SHELL_CHILD, [str(tmp_path), command, marker, str(TIMEOUT_SECS)],
+                              started.exists, figures, "shell paused with its command",
+                              pause_the_command, resume_then_answer)
+    finally:
+        _stop_all(entry, signal.SIGCONT)
+        proc_scan.kill_carrying(entry)
+    assert out == "passed health command exited with status 0", out
