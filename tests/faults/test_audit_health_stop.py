@@ -235,3 +235,42 @@ def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_pat
         _stop_all(entry, signal.SIGCONT)
         proc_scan.kill_carrying(entry)
     assert out == "passed health command exited with status 0", out
+
+
+def test_a_supervisor_stopped_for_many_intervals_counts_no_missed_check_and_fires_no_burst(tmp_path, figures):
+    """`stoker run` stopped (SIGSTOP) for 15 health intervals between two checks, then
+    continued: the checks it could not run are not failures (with max_consecutive_failures
+    0, one would fail the task), and they are not made up at once either: the next check runs
+    at the continue, the one after it `interval_secs` after that one ended."""
+    from tests.support.configs import write_config
+    from tests.support.shellwords import fake_sh, in_aurora
+    from tests.support.stoker_proc import checkpoint_records, stoker_runs
+
+    interval = 0.1
+    cfg = write_config(tmp_path, f"""
+        web = Process(name='web', cmdline='exec {in_aurora(fake_sh())} --serve-health {{{{thermos.ports[health]}}}}')
+        jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                        task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),
+                        health_check_config=HealthCheckConfig(initial_interval_secs=2.0, interval_secs={interval},
+                                                              timeout_secs=0.5, max_consecutive_failures=0),
+                        lifecycle=DisableLifecycle)]
+    """)
+    with stoker_runs(tmp_path) as stoker:
+        run = stoker(str(cfg))
+        run.wait_output("task             STARTING → RUNNING  healthy:")
+        os.kill(run.pid, signal.SIGSTOP)
+        wait_for(lambda: _state(run.pid) == "T", 5, 0.002, message="stoker run is stopped")
+        time.sleep(15 * interval)
+        continued = time.time()
+        os.kill(run.pid, signal.SIGCONT)
+        time.sleep(1.0)
+        checks = [r for r in checkpoint_records(run.sandbox)
+                  if r["kind"] == "health" and r["wall"] >= continued - 0.01]
+        run.signal(signal.SIGINT)
+        assert run.wait() == 130
+    soon = [r for r in checks if r["wall"] < continued + 2.5 * interval]
+    figures.add("stopped 15 intervals", f"{len(checks)} checks in the 1 s after the continue, "
+                f"{len(soon)} in its first {2.5 * interval:g} s")
+    assert checks and all(r["outcome"] == "passed" for r in checks), checks
+    assert "health check failed" not in run.stdout()
+    assert len(soon) <= 3, soon  # the first at once, then one per interval: no burst of 15
