@@ -33,7 +33,7 @@ import attrs
 
 from config.registry import RegistrySettings
 from config.words import quoted
-from executor.host.entry import RegistryEntry, later_ids
+from executor.host.entry import RegistryEntry, later_ids, registered_after
 from executor.host.entrycache import EntryCache
 from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
@@ -279,7 +279,7 @@ def _not_taken_over(entry: RegistryEntry, every: list[Listed], task_id: str) -> 
     --sandbox` again): `.logs` is that run's then, and this task's logs were kept as
     `.logs.attempt-N`, which no record ties to its task id."""
     later = [item.entry for item in every if item.entry.sandbox == entry.sandbox
-             and item.entry.registered_wall > entry.registered_wall]
+             and registered_after(item.entry, entry)]
     if later:
         raise NotFound(f"the logs of task {quoted(task_id)} are no longer in {entry.sandbox}/{LOGS_DIR}: "
                        f"a later run in the sandbox (task {quoted(later[-1].task_id)}) kept them as "
