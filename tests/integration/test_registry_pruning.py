@@ -76,8 +76,10 @@ def test_a_lost_task_s_checkpoint_counts_until_a_later_supervisor_took_its_stoke
     (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
     st = os.stat(sandbox / ".stoker")
     pin = f"{st.st_dev}:{st.st_ino}"
+    # Of an earlier boot (three days ago): which came later is told by the wall clock then
+    # (this boot's supervisors are told apart by their starts, `entry.registered_after`).
     lost = attrs.evolve(entry(sandbox, alive=False, task_id="lost", registered=time.time() - 3 * DAY),
-                        stoker_dir=pin)
+                        stoker_dir=pin, supervisor_boot="an-earlier-boot")
     reg.write(lost)
     age(root / lost.name, 2 * DAY)
     if later_secs_ago is not None:
