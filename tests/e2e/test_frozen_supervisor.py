@@ -1,7 +1,8 @@
 """A supervisor frozen by its cgroup (`systemctl freeze`, `docker pause`, a host pausing the
 task as a VM pause would: the Stoker process is in its task's cgroup) answers `stoker kill`
 only once thawed, as a stopped one answers only once continued; the command says so at once
-(was: it waited without a word: the kernel shows a frozen process sleeping, not stopped).
+(was: it waited without a word: the kernel shows a frozen process sleeping, not stopped),
+and `stoker status` warns that nothing is supervised (was: "running", and nothing more).
 
 The real CLI as child processes, the task's real cgroup v2 frozen and thawed by the test."""
 from __future__ import annotations
@@ -52,6 +53,9 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
             try:
                 wait_for(lambda: "is frozen" in said.read_text(), 10, message="stoker kill said it is frozen")
                 assert kill.poll() is None  # it waits for the answer
+                status = subprocess.run([sys.executable, "-m", "executor", "status", str(run.sandbox)],
+                                        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                        capture_output=True, text=True, timeout=30)
             finally:
                 _freeze(cgroup, False)
                 assert kill.wait(20) == 0, said.read_text()
@@ -62,3 +66,5 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
         assert f"the supervisor (pid {run.pid}) is frozen (its cgroup {cgroup}): it answers once thawed" \
             in said.read_text()
         assert not live(pids)
+    assert status.stderr == (f"stoker: warning: the supervisor (pid {run.pid}) is frozen (its cgroup {cgroup}): "
+                             "nothing is supervised, restarted or health-checked until it is thawed\n")
