@@ -35,6 +35,7 @@ from config.registry import RegistrySettings
 from config.words import quoted
 from executor.host.entry import RegistryEntry, later_ids, registered_after
 from executor.host.entrycache import EntryCache
+from executor.host.frozen import frozen_cgroup
 from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
 from executor.host.registry import (
@@ -190,7 +191,9 @@ class Reader:
         status = dict(status_json(inspection), resources=figures_json(detail.figures, self._wall()),
                       supervisor_stopped=detail.supervisor_stopped,
                       stopped_processes=sorted(n for n, u in detail.usage.items() if u.stopped))
-        return attrs.evolve(detail, definition=definition, definition_problem=problem, status=status)
+        frozen = frozen_cgroup(entry.supervisor_pid) if inspection.truth.alive and not detail.supervisor_stopped else None
+        return attrs.evolve(detail, definition=definition, definition_problem=problem, status=status,
+                            supervisor_frozen=frozen or "")
 
     def measured(self, entry: RegistryEntry, inspection: Inspection) -> TaskDetail:
         """The task with the use of its processes (/proc) against its reservation."""

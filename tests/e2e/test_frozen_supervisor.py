@@ -10,16 +10,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from config.registry import RegistrySettings
+from executor.observe.reader import Reader
 from tests.support import cgroups as test_cgroups
 from tests.support.configs import write_config
-from tests.support.stoker_proc import REPO, live, stoker_runs, task_pids
+from tests.support.stoker_proc import REPO, checkpoint_records, live, stoker_runs, task_pids
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def task_id_of(sandbox: Path) -> str:
+    """The task id its checkpoint's header names."""
+    return next(r["task_id"] for r in checkpoint_records(sandbox) if r["kind"] == "header")
+
+
+def task_page(detail) -> str:
+    from executor.observe.pages import task_page as page
+
+    return page(detail, time.time())
 
 
 def _freeze(directory: str, frozen: bool) -> None:
@@ -53,6 +67,8 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
             try:
                 wait_for(lambda: "is frozen" in said.read_text(), 10, message="stoker kill said it is frozen")
                 assert kill.poll() is None  # it waits for the answer
+                detail = Reader(RegistrySettings(registry_root=os.environ["STOKER_ROOT"])).task(
+                    task_id_of(run.sandbox))
                 status = subprocess.run([sys.executable, "-m", "executor", "status", str(run.sandbox)],
                                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                         capture_output=True, text=True, timeout=30)
@@ -66,5 +82,7 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
         assert f"the supervisor (pid {run.pid}) is frozen (its cgroup {cgroup}): it answers once thawed" \
             in said.read_text()
         assert not live(pids)
+    assert detail.supervisor_frozen == cgroup
+    assert f"frozen: its cgroup {cgroup} is frozen; nothing is supervised until it is thawed" in task_page(detail)
     assert status.stderr == (f"stoker: warning: the supervisor (pid {run.pid}) is frozen (its cgroup {cgroup}): "
                              "nothing is supervised, restarted or health-checked until it is thawed\n")
