@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024  # HTTP bodies are read up to this much, then the check stops reading
 QUOTE_CHARS = 1024  # a reason quotes at most this much of a body or of a command's output
+# A step of a check that ends more than this after the check's deadline was not running at
+# the deadline: the supervisor was stopped (SIGSTOP, a debugger, a VM paused, its cgroup
+# frozen) or starved of CPU, and so was the check. Such a check gets its timeout again, once
+# (the HTTP check's `_Deadline`, the shell check's runner, `executor/procs/commands.py`).
+STALL_SECS = 0.05
 
 
 def secs(value: float) -> str:

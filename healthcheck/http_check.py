@@ -24,7 +24,7 @@ import attrs
 
 from config.logline import log_event
 from healthcheck import loopback
-from healthcheck.base import MAX_BODY_BYTES, never_raises, quote, secs
+from healthcheck.base import MAX_BODY_BYTES, STALL_SECS, never_raises, quote, secs
 from healthcheck.policy import Attempt
 
 logger = logging.getLogger(__name__)
@@ -32,12 +32,6 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 # ---- HTTP ----
-
-
-# A step that ends more than this after the check's deadline was not running at the
-# deadline: the supervisor was stopped (SIGSTOP, a debugger) or starved of CPU, and so was
-# the check.
-STALL_SECS = 0.05
 
 
 class _Deadline:

@@ -195,11 +195,24 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
         sock = connect(stoker_dir, where, holder.pid)
     finally:
         os.close(stoker_dir)
-    if identity.is_stopped(holder.pid):
-        print(f"stoker {command}: the supervisor (pid {holder.pid}) is stopped (SIGSTOP, or a "
-              f"debugger): it answers once continued (kill -CONT {holder.pid})", file=sys.stderr, flush=True)
+    _say_paused(command, holder.pid)
     with sock:
         yield from ask(sock, request)
+
+
+def _say_paused(command: str, pid: int) -> None:
+    """One line on stderr when the supervisor cannot answer until someone lets it go on:
+    stopped (SIGSTOP, a debugger), or frozen by its cgroup (`systemctl freeze`, `docker
+    pause`: the kernel shows it sleeping; was: the command waited without a word)."""
+    from executor.host import identity
+    from executor.host.frozen import frozen_cgroup
+
+    if identity.is_stopped(pid):
+        print(f"stoker {command}: the supervisor (pid {pid}) is stopped (SIGSTOP, or a "
+              f"debugger): it answers once continued (kill -CONT {pid})", file=sys.stderr, flush=True)
+    elif (frozen := frozen_cgroup(pid)) is not None:
+        print(f"stoker {command}: the supervisor (pid {pid}) is frozen (its cgroup {loggable(frozen)}): "
+              f"it answers once thawed", file=sys.stderr, flush=True)
 
 
 def _stoker_dir_of(sandbox: Path, entry: RegistryEntry | None) -> int:

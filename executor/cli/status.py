@@ -21,7 +21,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from config.words import printable
+from config.words import loggable, printable
 from executor.cli.targets import Target, error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
     figures = figures_of(inspection, marker)
     starts, stopped = _kernel_view(view, inspection.truth.alive)
+    _say_frozen(view, inspection.truth.alive, stopped)
     if args.json:
         print(json.dumps(_json_doc(inspection, figures, now, stopped), indent=2, default=str))
     else:
@@ -146,6 +147,20 @@ def figures_of(inspection: Inspection, marker: str) -> Figures:
     from executor.observe.usage import UsageSampler
 
     return task_figures(inspection, marker, *measure(inspection, marker, UsageSampler()))
+
+
+def _say_frozen(view: TaskView, alive: bool, stopped: frozenset[str]) -> None:
+    """One warning on stderr when the live supervisor is held frozen by its cgroup (`systemctl
+    freeze`, `docker pause`): the kernel shows it sleeping, so it reads as running, though it
+    supervises nothing until thawed (one stopped is said in the view itself)."""
+    pid = view.current.supervisor_pid
+    if not alive or pid is None or "" in stopped:
+        return
+    from executor.host.frozen import frozen_cgroup
+
+    if (frozen := frozen_cgroup(pid)) is not None:
+        print(f"stoker: warning: the supervisor (pid {pid}) is frozen (its cgroup {loggable(frozen)}): "
+              f"nothing is supervised, restarted or health-checked until it is thawed", file=sys.stderr)
 
 
 def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:

@@ -181,9 +181,21 @@ def later_ids(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> frozens
 
 
 def takers_after(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> Iterator[RegistryEntry]:
-    """The other supervisors that took `entry`'s sandbox after it: registered later, in the
-    `.stoker` it pinned, or at its path where either pinned none."""
-    pin, path, after = entry.stoker_dir, entry.sandbox, entry.registered_wall
+    """The other supervisors that took `entry`'s sandbox after it: registered later
+    (`registered_after`), in the `.stoker` it pinned, or at its path where either pinned none."""
+    pin, path = entry.stoker_dir, entry.sandbox
     return (e for e in entries if (e.stoker_dir == pin if e.stoker_dir and pin else e.sandbox == path)
-            and e.registered_wall > after and e is not entry
-            and (e.supervisor_pid, e.supervisor_start) != (entry.supervisor_pid, entry.supervisor_start))
+            and e is not entry
+            and (e.supervisor_pid, e.supervisor_start) != (entry.supervisor_pid, entry.supervisor_start)
+            and registered_after(e, entry))
+
+
+def registered_after(later: RegistryEntry, entry: RegistryEntry) -> bool:
+    """Whether `later`'s supervisor came after `entry`'s: by their starts on the boot's clock
+    where both are of one boot and apart (no step of the wall clock moves it: one stepped back
+    between the two made the later registration look older, and the later run's sandbox the
+    earlier one's), else by the wall clock of their registrations."""
+    if later.supervisor_boot and later.supervisor_boot == entry.supervisor_boot \
+            and later.supervisor_start != entry.supervisor_start:
+        return later.supervisor_start > entry.supervisor_start
+    return later.registered_wall > entry.registered_wall

@@ -50,7 +50,14 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired, takers_after
+from executor.host.entry import (
+    ENTRY_NAME,
+    ENTRY_SUFFIX,
+    RegistryEntry,
+    expired,
+    registered_after,
+    takers_after,
+)
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -437,6 +444,13 @@ def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:
 
 
 def _chosen(matches: list[Listed]) -> Listed | None:
+    """A live supervisor's entry, else the newest: the last (`matches` are oldest first, by
+    the wall clock) unless one before it came after it (`registered_after`: its supervisor
+    started later this boot; was: an earlier run's entry, after a step back of the wall
+    clock between the two)."""
     live = [item for item in matches if _supervisor_alive(item.entry)]
-    chosen = live or matches
-    return chosen[-1] if chosen else None
+    newest = None
+    for item in live or matches:
+        if newest is None or not registered_after(newest.entry, item.entry):
+            newest = item
+    return newest

@@ -108,6 +108,12 @@ def describe_stopped(supervisor_pid: int | None) -> str:
             f"kill -CONT {supervisor_pid}")
 
 
+def describe_frozen(cgroup: str) -> str:
+    """A live supervisor its cgroup holds frozen (`systemctl freeze`, `docker pause`), as the
+    observer says it (`stoker status` warns on stderr): nothing is supervised until it is thawed."""
+    return f"frozen: its cgroup {cgroup} is frozen; nothing is supervised until it is thawed"
+
+
 def describe_restart(ended_attempt: int, ended_state: str | None, due_wall: float | None,
                      now_wall: float) -> str:
     """A RESTARTING task's words, the same in `stoker status`, `ps` and the observer:

@@ -57,6 +57,22 @@ class DeadlineChannel(HTTPChannel):
     parser_class = _TimedParser
     request_secs: float = 10.0  # set by `with_deadline`
 
+    # Waitress notes a connection's last byte received or sent as `time.time()`, which a step
+    # of the wall clock moves: its moment is kept on the monotonic clock instead, whatever
+    # waitress passes (`RoomMakingServer.readable` looks for idle ones on that clock too;
+    # was: a step back of an hour kept every idle connection open that hour, a step forward
+    # closed every kept-alive one at once).
+    _last_activity: float = 0.0
+
+    @property
+    def last_activity(self) -> float:
+        """When a byte was last received or sent (or the connection accepted): `time.monotonic()`."""
+        return self._last_activity
+
+    @last_activity.setter
+    def last_activity(self, _wall: float) -> None:
+        self._last_activity = time.monotonic()
+
     def __init__(self, server: Any, sock: Any, addr: Any, adj: Any, map: Any = None) -> None:
         self.accepted = time.monotonic()
         self.heard = False  # whether a byte came yet
@@ -114,7 +130,7 @@ class RoomMakingServer(TcpWSGIServer):
     """Waitress' listener, which with every connection slot taken goes on accepting while
     some connection can make room: it closes that one (`longest_silent`), then accepts."""
 
-    next_channel_cleanup: float = 0.0  # waitress': when `maintenance` is next due
+    next_channel_cleanup: float = 0.0  # waitress': when `maintenance` is next due (`time.monotonic()`)
     in_connection_overflow: bool = False  # waitress': whether every slot is taken
 
     def _full(self) -> bool:
@@ -122,8 +138,9 @@ class RoomMakingServer(TcpWSGIServer):
 
     def readable(self) -> bool:
         """Whether to accept: a slot is free, or one can be freed. As waitress' own, it
-        first closes the connections idle `channel_timeout` every `cleanup_interval`."""
-        now = time.time()
+        first closes the connections idle `channel_timeout` every `cleanup_interval`, both
+        counted on the monotonic clock, as each channel's `last_activity` is."""
+        now = time.monotonic()
         if now >= self.next_channel_cleanup:
             self.next_channel_cleanup = now + self.adj.cleanup_interval
             self.maintenance(now)

@@ -92,6 +92,7 @@ class TaskDetail:
     status: Mapping[str, Any]  # `stoker status --json` of the task
     figures: Figures | None = None  # its use against its reservation
     supervisor_stopped: bool = False  # its live supervisor is stopped (`kill -STOP`, a debugger)
+    supervisor_frozen: str = ""  # the cgroup that holds its live supervisor frozen (a task's page only)
     supervisor: str = ""  # its registry entry's PID-START, which its links name ("": none)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from executor.host.clock import age, iso_time, when
-from executor.host.truth import describe_restart, describe_stopped
+from executor.host.truth import describe_frozen, describe_restart, describe_stopped
 from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
 from executor.task.inspectionjson import shown_attempt
@@ -276,7 +276,8 @@ def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
         shown += esc(f" ({DIED_KILLING}; recorded {r['recorded_state']})")
     if (restart := r.get("restart")) is not None:
         shown += esc(f" ({describe_restart(restart['attempt'] - 1, restart['after_state'], restart['due'], now_wall)})")
-    alive = describe_stopped(r["supervisor_pid"]) if d.supervisor_stopped else "running" if truth.alive else "gone"
+    alive = describe_stopped(r["supervisor_pid"]) if d.supervisor_stopped else describe_frozen(d.supervisor_frozen) \
+        if d.supervisor_frozen else "running" if truth.alive else "gone"
     sup = f"{r['supervisor_pid']} ({alive}, stoker {r['front_end']})"
     pairs = [("job key", esc(r["job_key"] or "-")), ("state", shown),
              ("reason", esc(attempt.reason if attempt else "-")), ("supervisor", esc(sup)),

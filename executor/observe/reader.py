@@ -33,8 +33,9 @@ import attrs
 
 from config.registry import RegistrySettings
 from config.words import quoted
-from executor.host.entry import RegistryEntry, later_ids
+from executor.host.entry import RegistryEntry, later_ids, registered_after
 from executor.host.entrycache import EntryCache
+from executor.host.frozen import frozen_cgroup
 from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
 from executor.host.registry import (
@@ -190,7 +191,9 @@ class Reader:
         status = dict(status_json(inspection), resources=figures_json(detail.figures, self._wall()),
                       supervisor_stopped=detail.supervisor_stopped,
                       stopped_processes=sorted(n for n, u in detail.usage.items() if u.stopped))
-        return attrs.evolve(detail, definition=definition, definition_problem=problem, status=status)
+        frozen = frozen_cgroup(entry.supervisor_pid) if inspection.truth.alive and not detail.supervisor_stopped else None
+        return attrs.evolve(detail, definition=definition, definition_problem=problem, status=status,
+                            supervisor_frozen=frozen or "")
 
     def measured(self, entry: RegistryEntry, inspection: Inspection) -> TaskDetail:
         """The task with the use of its processes (/proc) against its reservation."""
@@ -279,7 +282,7 @@ def _not_taken_over(entry: RegistryEntry, every: list[Listed], task_id: str) -> 
     --sandbox` again): `.logs` is that run's then, and this task's logs were kept as
     `.logs.attempt-N`, which no record ties to its task id."""
     later = [item.entry for item in every if item.entry.sandbox == entry.sandbox
-             and item.entry.registered_wall > entry.registered_wall]
+             and registered_after(item.entry, entry)]
     if later:
         raise NotFound(f"the logs of task {quoted(task_id)} are no longer in {entry.sandbox}/{LOGS_DIR}: "
                        f"a later run in the sandbox (task {quoted(later[-1].task_id)}) kept them as "

@@ -41,6 +41,7 @@ from executor.procs import spawn
 from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
+from healthcheck.base import STALL_SECS
 from healthcheck.checkers import CommandResult
 
 logger = logging.getLogger("executor.procs.supervisor")  # its lines read as the supervisor's
@@ -136,7 +137,7 @@ class CommandRunner:
             # container whose task fills its CPU quota they took 100-400 ms (docs/benchmarks.md).
             deadline = time.monotonic() + timeout_secs
             tail = _Tail(OUTPUT_TAIL_BYTES)
-            finished = _follow(read_fd, child, tail, deadline)
+            finished = _follow(read_fd, child, tail, deadline, again_secs=timeout_secs)
             if not finished:
                 self._kill(child)
                 child.done.wait(KILL_WAIT_SECS)
@@ -212,14 +213,18 @@ def _own_env(env: Mapping[str, str], user: RunAs | None) -> dict[str, str]:
     return {**env, "HOME": home, "USER": name, "LOGNAME": name}
 
 
-def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: float) -> bool:
+def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: float,
+            again_secs: float = 0.0) -> bool:
     """Reads the command's output until its top process exits, the pipe reaches EOF or the
     deadline passes; then waits (until the deadline) for the reaper. True when reaped.
 
     Past the deadline it still looks once whether the top process has exited: a supervisor
     stopped (SIGSTOP, a debugger) past the deadline wakes with the command long done, and
     that command is waited for (REAP_WAIT_SECS at most: the reaper woke at the same moment),
-    not killed and called timed out."""
+    not killed and called timed out. One that wakes more than STALL_SECS past the deadline
+    was not running at it, and the command, paused with it (a VM paused, the task's cgroup
+    frozen), may have its work still to do: it gets `again_secs` more, once, from then (as
+    the HTTP check does; was: killed at once and called timed out)."""
     pidfd = _open_pidfd(child)
     poller = select.poll()
     poller.register(read_fd, select.POLLIN)
@@ -229,6 +234,9 @@ def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: floa
     try:
         while True:
             left = deadline - time.monotonic()
+            if -left > STALL_SECS and again_secs > 0:
+                deadline, again_secs = _resumed(-left, again_secs), 0.0
+                left = deadline - time.monotonic()
             ready = dict(poller.poll(max(0.0, left) * 1000))
             exited = pidfd >= 0 and bool(ready.get(pidfd))  # the reaper kills what is left
             if ready.get(read_fd):
@@ -243,6 +251,16 @@ def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: floa
             os.close(pidfd)
     left = max(0.0, deadline - time.monotonic())
     return child.done.wait(max(left, REAP_WAIT_SECS) if exited else left)
+
+
+def _resumed(late_secs: float, timeout_secs: float) -> float:
+    """The new deadline of a command whose runner was not running at its deadline (it woke
+    `late_secs` past it): `timeout_secs` from now. Logged as the HTTP check's stall is."""
+    log_event(logger, logging.INFO, "health_check_stalled", check="shell",
+              timeout_secs=timeout_secs, late_secs=round(late_secs, 3),
+              reason="this process was not running at the command's deadline (stopped, paused "
+                     "or starved): the command gets its timeout again")
+    return time.monotonic() + timeout_secs
 
 
 def _drain(read_fd: int, tail: _Tail) -> None:

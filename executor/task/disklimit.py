@@ -17,7 +17,8 @@ A sample is never started while one runs (Thermos: the collector starts no threa
 one is collecting), and a slow one pushes the next one back instead of causing a burst: the
 next is due `interval_secs` after it ended, or 9 times as long as it took if that is later,
 so that the walks of a huge sandbox (millions of files, a minute each) take a tenth of the
-time at most.
+time at most. How long a walk took is the sampler's measure (`diskwatch.WalkTime`), which
+leaves out a pause of the supervisor during it.
 A sample that could not be made (its thread could not start) decides nothing; the next
 one is due an interval later.
 

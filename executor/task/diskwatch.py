@@ -35,6 +35,13 @@ from executor.task.disklimit import DiskCheck, DiskLimit
 logger = logging.getLogger(__name__)
 
 OWN_ENTRIES = frozenset({".stoker"})  # Stoker's checkpoint and files beside it
+# The most one step of a walk (a directory's scan and the open of the next) counts towards the
+# walk's time, which sets the next sample's delay (9 times it): a longer gap between two
+# directories is this process not running (SIGSTOP, a debugger, its cgroup frozen, a VM
+# paused), not the walk's cost (was: a walk an hour's pause cut pushed the next sample 9
+# hours back, the disk limit unchecked meanwhile). A directory that truly takes longer (many
+# millions of entries on a slow file system) is counted short by the rest.
+STEP_SECS_COUNTED = 5.0
 AGENT_ENTRIES = frozenset({"stdout", "stderr"})  # the agent's capture of the executor's output
 
 
@@ -117,10 +124,11 @@ class DiskWatch:
         2 to 3 s at a time. Its cost is bounded by the schedule (a tenth of the time)."""
         from executor.task.diskusage import Cancelled, measure
 
-        started = time.monotonic()
+        started, took = time.monotonic(), WalkTime(self._stopped.is_set)
         try:
-            usage = measure(self._sandbox, self._check.counts, self._check.owner, self._stopped.is_set)
-            sample = DiskSampled(usage.used_bytes, usage.files, usage.unreadable, time.monotonic() - started)
+            usage = measure(self._sandbox, self._check.counts, self._check.owner, took.stopped)
+            took.stopped()
+            sample = DiskSampled(usage.used_bytes, usage.files, usage.unreadable, took.secs)
         except Cancelled:  # the task stopped: nobody waits for this sample
             log_event(logger, logging.DEBUG, "disk_sample_cancelled", task=self._label,
                       secs=round(time.monotonic() - started, 3))
@@ -132,3 +140,21 @@ class DiskWatch:
                       error=f"{type(exc).__name__}: {exc}", exc_info=True)
             sample = DiskSampled(None, error=f"internal error: {type(exc).__name__}: {exc}")
         self._post(sample)
+
+
+class WalkTime:
+    """A walk's time, counted step by step: `stopped` (the walk's question, asked between two
+    directories; asked once more at its end) adds the time since it was last asked, at most
+    STEP_SECS_COUNTED, to `secs`, and answers `stop_asked()`."""
+
+    def __init__(self, stop_asked: Callable[[], bool], clock: Callable[[], float] = time.monotonic) -> None:
+        self._stop_asked = stop_asked
+        self._clock = clock
+        self._last = clock()
+        self.secs = 0.0
+
+    def stopped(self) -> bool:
+        now = self._clock()
+        self.secs += min(max(0.0, now - self._last), STEP_SECS_COUNTED)
+        self._last = now
+        return self._stop_asked()

@@ -15,6 +15,7 @@ once the check's timeout has passed; the endpoint is a real HTTP server on 127.0
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,6 +37,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 TIMEOUT_SECS = 0.5
 ANSWER_DELAY_SECS = 0.1  # the health command ends this long after it started: while stopped
 STOPPED_SECS = 0.8  # well past the check's timeout
+GO_AFTER_SECS = 0.15  # a paused command's answer comes this long after the resume: within its timeout
 
 HTTP_CHILD = """
 import sys
@@ -189,3 +191,86 @@ def test_past_its_deadline_the_command_runner_waits_for_the_reaper_of_a_command_
         popen.wait(5)
     assert reaped, "a command that exited before the runner looked was called timed out"
     assert took < 1.0, took
+
+
+def _stop_all(entry: str, signum: int) -> set[int]:
+    """`signum` to every process carrying `entry`, looked for again until every one found
+    got it (a loop's next `sleep` may start meanwhile); their pids."""
+    sent: set[int] = set()
+    while (found := proc_scan.pids_carrying(entry) - sent):
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        sent |= found
+    return sent
+
+
+def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_path: Path, figures):
+    """A VM paused (or the task's cgroup frozen, the supervisor in it): the health command
+    is paused with the supervisor, its deadline passes meanwhile, and on resume it still has
+    its work to do (here: an answer that comes GO_AFTER_SECS after the resume, as a frozen
+    server's would). That is no timeout of the command's, as it is none of an HTTP check's:
+    the check gets its timeout again (was: killed at once, "timed out after 0.5 s")."""
+    marker = uuid.uuid4().hex
+    entry = f"STOKER_STOP_MARKER={marker}"
+    started, go = tmp_path / "started", tmp_path / "go"
+    command = f"touch {started}; while [ ! -e {go} ]; do sleep 0.01; done"
+    paused: set[int] = set()
+
+    def pause_the_command() -> None:
+        paused.update(_stop_all(entry, signal.SIGSTOP))
+
+    def resume_then_answer() -> None:
+        for pid in paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        time.sleep(GO_AFTER_SECS)  # the resumed check waits this long for its answer
+        go.touch()
+
+    try:
+        out, _ = _run_stopped(SHELL_CHILD, [str(tmp_path), command, marker, str(TIMEOUT_SECS)],
+                              started.exists, figures, "shell paused with its command",
+                              pause_the_command, resume_then_answer)
+    finally:
+        _stop_all(entry, signal.SIGCONT)
+        proc_scan.kill_carrying(entry)
+    assert out == "passed health command exited with status 0", out
+
+
+def test_a_supervisor_stopped_for_many_intervals_counts_no_missed_check_and_fires_no_burst(tmp_path, figures):
+    """`stoker run` stopped (SIGSTOP) for 15 health intervals between two checks, then
+    continued: the checks it could not run are not failures (with max_consecutive_failures
+    0, one would fail the task), and they are not made up at once either: the next check runs
+    at the continue, the one after it `interval_secs` after that one ended."""
+    from tests.support.configs import write_config
+    from tests.support.shellwords import fake_sh, in_aurora
+    from tests.support.stoker_proc import checkpoint_records, stoker_runs
+
+    interval = 0.1
+    cfg = write_config(tmp_path, f"""
+        web = Process(name='web', cmdline='exec {in_aurora(fake_sh())} --serve-health {{{{thermos.ports[health]}}}}')
+        jobs = [Service(cluster='local', role='me', environment='test', name='web',
+                        task=Task(processes=[web], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)),
+                        health_check_config=HealthCheckConfig(initial_interval_secs=2.0, interval_secs={interval},
+                                                              timeout_secs=0.5, max_consecutive_failures=0),
+                        lifecycle=DisableLifecycle)]
+    """)
+    with stoker_runs(tmp_path) as stoker:
+        run = stoker(str(cfg))
+        run.wait_output("task             STARTING → RUNNING  healthy:")
+        os.kill(run.pid, signal.SIGSTOP)
+        wait_for(lambda: _state(run.pid) == "T", 5, 0.002, message="stoker run is stopped")
+        time.sleep(15 * interval)
+        continued = time.time()
+        os.kill(run.pid, signal.SIGCONT)
+        time.sleep(1.0)
+        checks = [r for r in checkpoint_records(run.sandbox)
+                  if r["kind"] == "health" and r["wall"] >= continued - 0.01]
+        run.signal(signal.SIGINT)
+        assert run.wait() == 130
+    soon = [r for r in checks if r["wall"] < continued + 2.5 * interval]
+    figures.add("stopped 15 intervals", f"{len(checks)} checks in the 1 s after the continue, "
+                f"{len(soon)} in its first {2.5 * interval:g} s")
+    assert checks and all(r["outcome"] == "passed" for r in checks), checks
+    assert "health check failed" not in run.stdout()
+    assert len(soon) <= 3, soon  # the first at once, then one per interval: no burst of 15

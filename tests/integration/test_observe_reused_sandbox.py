@@ -41,3 +41,29 @@ def test_the_logs_of_a_task_whose_sandbox_a_later_run_took_are_not_the_later_run
         f"(`stoker tail --attempt N {sandbox} PROCESS`)")
     with pytest.raises(NotFound):
         reader.log("hello-0-first", "web", LogQuery())  # by its id alone too
+
+
+def test_a_later_run_registered_after_a_step_back_of_the_wall_clock_is_still_the_later_one(tmp_path):
+    """The wall clock stepped back an hour (NTP, a VM's clock set) between the two runs: the
+    later run's registration reads an hour older than the earlier one's. Which run took the
+    sandbox later is told by their supervisors' starts on the boot's clock, which no step
+    moves (was: by the wall clock, and the later run's logs were served as the earlier
+    task's)."""
+    me, settings = own_identity(), RegistrySettings(registry_root=str(tmp_path / "root"),
+                                                    registry_retention_secs=7200)
+    sandbox = tmp_path / "sandbox"
+    for logs, said in ((".logs.attempt-0", "first run\n"), (".logs", "second run\n")):
+        (sandbox / logs / "web/0").mkdir(parents=True)
+        (sandbox / logs / "web/0/stdout").write_text(said)
+    now = time.time()
+    registered = {"hello-0-first": now - 10, "hello-0-second": now - 3600}  # stepped back between
+    for n, (task_id, ended) in enumerate((("hello-0-first", now - 5), ("hello-0-second", None))):
+        Registry(settings).write(RegistryEntry(
+            sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + n,
+            supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=registered[task_id],
+            task_id=task_id, ended_wall=ended), prune=False)
+    reader = Reader(settings)
+    assert reader.log("hello-0-second", "web", LogQuery()).data == "second run\n"
+    with pytest.raises(NotFound) as found:
+        reader.log("hello-0-first", "web", LogQuery(), supervisor=f"{me.pid}-{me.start_ticks}")
+    assert "a later run in the sandbox (task 'hello-0-second')" in str(found.value)

@@ -16,7 +16,7 @@ import pytest
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry, entry_name
 from executor.host.identity import identity_of, own_identity
-from executor.host.registry import Registry, RegistryUnreadable, find
+from executor.host.registry import Registry, RegistryUnreadable, find, find_sandbox
 from executor.host.replacefile import trusted_path
 from tests.support.users import STRANGER, as_nobody, needs_root, open_sandbox
 
@@ -135,6 +135,23 @@ def test_a_task_id_finds_the_live_supervisor_first(tmp_path):
     assert find(listed, "same").entry == live
     assert find(listed, "other") is None
 
+
+
+def test_the_newest_of_a_sandbox_s_ended_runs_is_the_later_one_after_a_step_back_of_the_wall_clock(tmp_path):
+    """Two runs in one sandbox, both ended, the wall clock stepped back an hour between them:
+    the later run's registration reads older. `stoker status SANDBOX` (and a task id two
+    ended runs had) means the later run: the supervisor that started later on the boot's
+    clock (was: the earlier run's, by the wall clock: its attempt shown, not the latest)."""
+    reg = registry(tmp_path / "root")
+    now = time.time()
+    earlier = entry(tmp_path / "sb", alive=False, task_id="same", ended=now - 3590, registered=now - 3595)
+    later = entry(tmp_path / "sb", alive=False, task_id="same", ended=now - 3, registered=now - 3600 - 5)
+    assert later.supervisor_start > earlier.supervisor_start
+    reg.write(earlier)
+    reg.write(later, prune=False)
+    listed = reg.entries()
+    assert find_sandbox(listed, str(tmp_path / "sb")).entry == later
+    assert find(listed, "same").entry == later
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading as another user needs root")
 def test_a_registry_another_user_may_not_read_says_so():

@@ -1,90 +1,114 @@
-"""A supervisor's pruning of the host registry as it lets go (executor/host/registry.py,
-`Registry._prune_some`): a bounded batch, whatever the registry holds, and never an entry
-the retention keeps. A let-go read and parsed every entry: 42 ms each with 1,900 entries,
-1.6-1.8 s each for 36 supervisors letting go at once."""
+"""The host registry's pruning (executor/host/registry.py): ended and LOST tasks kept for the
+retention, then gone; a LOST task's last sign of life its own checkpoint's (not a later task's
+in its sandbox, and only up to a later supervisor's registration) or its entry's; a write
+prunes too, unless told not to. The helpers are test_registry.py's."""
 from __future__ import annotations
 
 import os
 import time
 
+import attrs
 import pytest
 
-from executor.host import registry as registry_module
-from executor.host.entry import entry_name
-from executor.host.identity import own_identity
 from tests.integration.test_registry import DAY, age, entry, registry
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(20)
 
 
-def _gone_entries(root, tmp_path, count: int, *, ended_secs_ago: float, file_age_secs: float) -> list[str]:
-    """`count` entries of supervisors that are gone, ended `ended_secs_ago`, their files as old
-    as `file_age_secs`; their names."""
-    reg = registry(root)
-    names = []
-    for n in range(count):
-        gone = entry(tmp_path / f"sb{n}", alive=False, task_id=f"t-{n}", ended=time.time() - ended_secs_ago)
-        reg.write(gone, prune=False)
-        age(root / gone.name, file_age_secs)
-        names.append(gone.name)
-    return names
-
-
-def _count_reads(monkeypatch) -> list[str]:
-    opened: list[str] = []
-    real_read = registry_module._read_entry
-    monkeypatch.setattr(registry_module, "_read_entry",
-                        lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest))
-    return opened
-
-
-def test_a_let_go_reads_a_bounded_batch_and_a_reading_prunes_the_rest(tmp_path, monkeypatch):
+def test_ended_and_lost_tasks_stay_until_the_retention_then_go(tmp_path):
     root = tmp_path / "root"
-    expired = _gone_entries(root, tmp_path, 300, ended_secs_ago=2 * DAY, file_age_secs=2 * DAY)
-    opened = _count_reads(monkeypatch)
     reg = registry(root, retention=DAY)
-    assert reg.write(entry(tmp_path / "mine", task_id="mine"))  # prunes, as a let-go does
-    assert len(opened) == registry_module.PRUNE_BATCH  # was: all 300
-    left = [name for name in expired if (root / name).exists()]
-    assert len(left) == 300 - registry_module.PRUNE_BATCH
-    assert [item.entry.task_id for item in reg.entries()] == ["mine"]  # a reader prunes every one
-    assert sorted(os.listdir(root)) == [entry(tmp_path / "mine").name]
-
-
-def test_a_let_go_reads_no_entry_whose_file_is_within_the_retention(tmp_path, monkeypatch):
-    """An entry is written at its end: one whose file is newer than the retention has not
-    expired, and is not opened (a crowded host's registry is mostly such entries)."""
-    root = tmp_path / "root"
-    kept = _gone_entries(root, tmp_path, 100, ended_secs_ago=60, file_age_secs=60)
-    opened = _count_reads(monkeypatch)
-    reg = registry(root, retention=DAY)
-    assert reg.write(entry(tmp_path / "mine", task_id="mine"))
-    assert opened == []  # was: all 100
-    assert all((root / name).exists() for name in kept)
-    assert len(reg.entries()) == 101
-
-
-def test_a_let_go_skips_live_supervisors_unread_and_no_entry_it_cannot_prune_holds_back_the_rest(tmp_path, monkeypatch):
-    """The batch starts at a point that moves with the clock: entries read and kept (an end
-    within the retention, rewritten in an old file) do not fill every let-go's batch; a live
-    supervisor's entry, however old its file, is not read at all."""
-    monkeypatch.setattr(registry_module, "PRUNE_BATCH", 2)
-    root = tmp_path / "root"
-    stuck = _gone_entries(root, tmp_path, 4, ended_secs_ago=60, file_age_secs=2 * DAY)
-    expired = _gone_entries(root, tmp_path, 4, ended_secs_ago=2 * DAY, file_age_secs=2 * DAY)
     live = entry(tmp_path / "live", task_id="live")
-    registry(root).write(live, prune=False)
-    age(root / live.name, 2 * DAY)
-    assert live.name == entry_name(own_identity().pid, own_identity().start_ticks)
-    opened = _count_reads(monkeypatch)
+    ended_recently = entry(tmp_path / "recent", alive=False, task_id="recent", ended=time.time() - 60)
+    ended_long_ago = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    for e in (live, ended_recently, ended_long_ago):
+        reg.write(e)
+    names = {item.entry.task_id for item in reg.entries()}
+    assert names == {"live", "recent"}  # reading pruned the old one
+
+
+def test_a_lost_task_goes_by_its_last_sign_the_checkpoint_s_or_the_entry_s(tmp_path):
+    root = tmp_path / "root"
     reg = registry(root, retention=DAY)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        now = time.time()
-        for step in range(9):  # each start point once, and one more
-            reg._prune_some(fd, now + step / 1000)
-    finally:
-        os.close(fd)
-    assert live.name not in opened
-    assert [name for name in expired if (root / name).exists()] == []
-    assert all((root / name).exists() for name in stuck) and (root / live.name).exists()
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    checkpoint = sandbox / ".stoker" / "checkpoint.jsonl"
+    checkpoint.write_text("{}\n")
+    lost = entry(sandbox, alive=False, task_id="lost")  # gone, never marked ended
+    reg.write(lost)
+    age(root / lost.name, 3 * DAY)
+    assert [i.entry.task_id for i in reg.entries()] == ["lost"]  # the checkpoint is recent
+    age(checkpoint, 2 * DAY)
+    assert reg.entries() == []
+    assert not (root / lost.name).exists()
+
+
+def test_a_lost_task_goes_by_its_own_checkpoint_not_a_later_task_s_in_its_sandbox(tmp_path):
+    """Its sandbox deleted and run again (GONE): the later task's checkpoint, in another
+    `.stoker` than the one its entry pins, is no sign of it (was: it kept the entry, listed by
+    `stoker ps` as not ended, for as long as the later task wrote)."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
+    st = os.stat(sandbox / ".stoker")
+    lost = attrs.evolve(entry(sandbox, alive=False, task_id="lost"), stoker_dir=f"{st.st_dev}:{st.st_ino + 1}")
+    reg.write(lost)
+    age(root / lost.name, 2 * DAY)
+    assert reg.entries() == []
+
+
+@pytest.mark.parametrize(("later_secs_ago", "listed"), [(2 * DAY, ["later"]), (3600.0, ["lost", "later"]),
+                                                        (None, ["lost"])])
+def test_a_lost_task_s_checkpoint_counts_until_a_later_supervisor_took_its_stoker_dir(tmp_path, later_secs_ago,
+                                                                                        listed):
+    """Its sandbox run again in place, or deleted and run again into a `.stoker` given the
+    old one's inode number (the pin matches): the checkpoint's writes after a later
+    supervisor registered there are that task's, no sign of the lost one, which goes a
+    retention after that registration at the latest (was: kept, listed by `stoker ps` as not
+    ended, for as long as the later task wrote). Before it (an hour ago: the lost task may
+    have written until then), or without one, the checkpoint counts as ever."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
+    st = os.stat(sandbox / ".stoker")
+    pin = f"{st.st_dev}:{st.st_ino}"
+    # Of an earlier boot (three days ago): which came later is told by the wall clock then
+    # (this boot's supervisors are told apart by their starts, `entry.registered_after`).
+    lost = attrs.evolve(entry(sandbox, alive=False, task_id="lost", registered=time.time() - 3 * DAY),
+                        stoker_dir=pin, supervisor_boot="an-earlier-boot")
+    reg.write(lost)
+    age(root / lost.name, 2 * DAY)
+    if later_secs_ago is not None:
+        later = entry(sandbox, task_id="later", registered=time.time() - later_secs_ago)
+        reg.write(attrs.evolve(later, stoker_dir=pin), prune=False)
+    assert [i.entry.task_id for i in reg.entries()] == listed
+
+
+def test_a_write_prunes_too(tmp_path):
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    old = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    reg.write(old)
+    age(root / old.name, 2 * DAY)  # written as it ended
+    assert (root / old.name).exists()
+    reg.write(entry(tmp_path / "new", task_id="new"))
+    assert not (root / old.name).exists()
+
+
+def test_a_write_told_not_to_prune_leaves_expired_entries_for_the_next_one(tmp_path):
+    """A task's start (`HostSession.task_started`) follows the session's pruning write at
+    once: it writes its entry without reading every other one again."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    old = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    reg.write(old)
+    age(root / old.name, 2 * DAY)  # written as it ended
+    new = entry(tmp_path / "new", task_id="new")
+    assert reg.write(new, prune=False)
+    assert (root / old.name).exists() and (root / new.name).exists()
+    reg.write(new)
+    assert not (root / old.name).exists()

@@ -126,3 +126,27 @@ def test_the_front_end_s_entries_and_earlier_attempts_logs_are_not_counted():
     assert not check.counts(".logs.attempt-3")
     assert check.counts(".logs") and check.counts("data") and check.counts(".stoker2")
     assert DiskCheck(60.0, frozenset({".stoker"})).counts(".logs.attempt-3")  # the executor's: the task's
+
+
+def test_a_pause_during_a_walk_does_not_push_the_next_sample_hours_back():
+    """The supervisor paused an hour (SIGSTOP, its cgroup frozen, a VM paused) between two
+    directories of a walk of 0.4 s: the walk counts that step as STEP_SECS_COUNTED at most,
+    so the next sample is due an interval after it ended (was: 9 hours later, 9 times the
+    walk's hour, the disk limit unchecked meanwhile)."""
+    from executor.task.diskwatch import STEP_SECS_COUNTED, WalkTime
+
+    clock = FakeClock()
+    stop = [False]
+    took = WalkTime(lambda: stop[0], clock)
+    for secs in (0.1, 0.1, 3600.0, 0.1, 0.1):  # the steps between directories; the third paused
+        clock.advance(secs)
+        assert took.stopped() is False
+    stop[0] = True
+    assert took.stopped() is True  # the walk's own question answered as asked
+    assert took.secs == pytest.approx(0.4 + STEP_SECS_COUNTED)
+    assert STEP_SECS_COUNTED * (1 / 0.1 - 1) < 60.0  # even a pause in every walk keeps the interval
+    check = DiskLimit(MB, 60.0)
+    check.start(clock.now)
+    assert check.take(clock.now)
+    check.sampled(DiskSampled(1, secs=took.secs), clock.now)
+    assert check.deadline_at() == pytest.approx(clock.now + 60.0)

@@ -8,7 +8,15 @@ import math
 import attrs
 import pytest
 
-from executor.host.entry import ENTRY_NAME, FrontEnd, RegistryEntry, entry_name, expired, later_ids
+from executor.host.entry import (
+    ENTRY_NAME,
+    FrontEnd,
+    RegistryEntry,
+    entry_name,
+    expired,
+    later_ids,
+    registered_after,
+)
 from executor.host.truth import SinceSource, Truth, judge
 
 ENTRY = RegistryEntry(sandbox="/sb/hello", supervisor_pid=4242, supervisor_start=123456,
@@ -38,6 +46,22 @@ def test_the_ids_of_the_supervisors_that_took_a_sandbox_after_an_entry_s():
     assert later_ids([me, after, before, moved, unpinned, elsewhere, restarted], me) == {
         "hello-0-cd34", "hello-0-ef56", "hello-0-7777"}
 
+
+
+@pytest.mark.parametrize(("start", "boot", "wall", "after"), [
+    (123457, "b00t", 1000.0 - 3600, True),  # started later this boot; the wall clock stepped back between
+    (123455, "b00t", 1000.0 + 3600, False),  # started earlier this boot; the wall clock stepped forward
+    (123456, "b00t", 1001.0, True),  # the same start (another pid): by the wall clock
+    (100, "b00t-2", 1001.0, True),  # another boot: by the wall clock
+    (999999, "b00t-2", 999.0, False),
+    (999999, "", 999.0, False),  # no boot recorded: by the wall clock
+])
+def test_which_supervisor_came_after_another_is_told_by_the_boot_s_clock_when_it_can(start, boot, wall, after):
+    other = attrs.evolve(ENTRY, supervisor_pid=5000, supervisor_start=start, supervisor_boot=boot,
+                         registered_wall=wall)
+    assert registered_after(other, ENTRY) is after
+    assert later_ids([ENTRY, attrs.evolve(other, task_id="hello-0-cd34")], ENTRY) == (
+        {"hello-0-cd34"} if after else set())
 
 def test_the_entry_file_format():
     ended = attrs.evolve(ENTRY, ended_wall=2000.5, stoker_dir="2049:1234")
