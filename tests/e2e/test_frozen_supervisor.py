@@ -7,6 +7,7 @@ and `stoker status` warns that nothing is supervised (was: "running", and nothin
 The real CLI as child processes, the task's real cgroup v2 frozen and thawed by the test."""
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -38,6 +39,16 @@ def task_page(detail) -> str:
 
 def _freeze(directory: str, frozen: bool) -> None:
     Path(directory, "cgroup.freeze").write_text("1" if frozen else "0")
+
+
+def _thaw_if_there(directory: str) -> None:
+    """Thawed, unless the task has ended and removed its cgroup meanwhile (ENOENT, or ENODEV:
+    removed between the look and the write)."""
+    try:
+        _freeze(directory, False)
+    except (FileNotFoundError, OSError) as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENODEV):
+            raise
 
 
 def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
@@ -76,8 +87,7 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
                 _freeze(cgroup, False)
                 assert kill.wait(20) == 0, said.read_text()
         finally:
-            if Path(cgroup).exists():  # thawed, whatever failed
-                _freeze(cgroup, False)
+            _thaw_if_there(cgroup)  # whatever failed
         assert run.wait(20) == 0, run.stderr()
         assert f"the supervisor (pid {run.pid}) is frozen (its cgroup {cgroup}): it answers once thawed" \
             in said.read_text()
