@@ -13,6 +13,7 @@ Owned by `LocalRun`'s thread.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -74,13 +75,21 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     try:
         make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
-        raise SandboxError(f"cannot create sandbox {named}: {exc.strerror or exc}") from exc
+        raise SandboxError(f"cannot create sandbox {named}: {_unmade(path, exc)}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise SandboxError(f"sandbox {named} is not writable")
     problem = _not_own(path)
     if problem:
         raise _refused(path, problem)
     return path.resolve()
+
+
+def _unmade(path: Path, exc: OSError) -> str:
+    """Why the sandbox could not be made. Was: "File exists" for a symlink whose target is
+    missing (`--sandbox sb`, sb -> a directory since removed), which is not made through it."""
+    if exc.errno == errno.EEXIST and path.is_symlink():
+        return f"it is a symbolic link to {quoted(os.readlink(path))}, which does not exist"
+    return exc.strerror or str(exc)
 
 
 def _refused(path: Path, problem: str, remedy: str = "use a directory of your own") -> SandboxError:

@@ -61,6 +61,15 @@ def test_a_sandbox_that_is_a_file_is_named_quoted(tmp_path):
     assert message == "sandbox 'a file' exists and is not a directory"
 
 
+def test_a_sandbox_that_is_a_symlink_to_nothing_says_where_it_leads(tmp_path):
+    """`--sandbox sb`, sb a symlink whose directory was removed: nothing is made through it.
+    Was: `cannot create sandbox 'sb': File exists`, though nothing is there."""
+    (tmp_path / "a b").symlink_to(tmp_path / "gone\n")
+    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", "a b", cwd=tmp_path))
+    assert message == f"cannot create sandbox 'a b': it is a symbolic link to '{tmp_path}/gone\\n', which does not exist"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a b"]
+
+
 def test_a_config_s_own_problem_names_the_file_quoted(tmp_path):
     """The planning child's refusal, as `inspect`'s: the file named as given, quoted."""
     config = write_config(tmp_path, "jobs = []\n").rename(tmp_path / "my job.aurora")
