@@ -3,12 +3,14 @@ home of its own and no cgroup it may make): a service with a daemon is theirs to
 restart and stop by Ctrl-C, none of it left after; another ordinary user may read its logs
 (0644) but neither its state nor its control socket; root reads its state by its sandbox.
 With a home that user owns but may not write (a read-only network home, a locked-down
-account) the run works, and says why it keeps no plan. Needs root to make the users;
-skipped elsewhere."""
+account) the run works, and says why it keeps no plan; from an installation it may not
+write (root's, without its code cache written ahead), the run neither fails nor warns, and
+writes nothing there. Needs root to make the users; skipped elsewhere."""
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import textwrap
@@ -18,7 +20,7 @@ import attrs
 import pytest
 
 from tests.e2e.test_cli_conventions import stoker as stoker_as_root
-from tests.support.stoker_proc import kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
 from tests.support.users import needs_root, open_sandbox, stoker_as, throwaway_user
 from tests.support.waiting import wait_for
 
@@ -137,3 +139,27 @@ def test_a_run_whose_home_is_not_writable_says_why_it_keeps_no_plan():
 def _run(stoker: list[str], work: Path, env: dict[str, str], sandbox: str) -> subprocess.CompletedProcess:
     return subprocess.run([*stoker, "run", "once.aurora", "--sandbox", sandbox], cwd=work, env=env,
                           capture_output=True, text=True, timeout=60)
+
+
+def test_a_run_from_an_installation_the_user_cannot_write_falls_back_quietly():
+    with throwaway_user() as (user, _group), open_sandbox() as top:
+        os.chmod(top, 0o755)
+        me = User.made(user.pw_uid, user.pw_gid, top)
+        install = top / "install"  # root's, 0755, no __pycache__ anywhere: nothing written ahead
+        for package in ("executor", "config", "healthcheck"):
+            shutil.copytree(REPO / package, install / package, ignore=shutil.ignore_patterns("__pycache__"))
+        command = [word.replace(f"PYTHONPATH={REPO}", f"PYTHONPATH={install}") for word in me.command]
+        assert command != me.command
+        (me.work / "once.aurora").write_text(textwrap.dedent(ONCE))
+        # PYTHONDONTWRITEBYTECODE unset (this host sets it): Python and the code cache try to write
+        env = {**me.env, "STOKER_PLAN_CACHE": "off"}  # the code alone: no plan kept, no early start
+        try:
+            done = subprocess.run([*command, "run", "once.aurora", "--sandbox", "sandbox"], cwd=me.work, env=env,
+                                  capture_output=True, text=True, timeout=60)
+        finally:
+            kill_leftovers(task_pids(me.work / "sandbox"))
+        assert done.returncode == 0, done.stderr
+        assert [line for line in done.stderr.splitlines() if " WARNING " in line or " ERROR " in line
+                or "Traceback" in line] == []
+        assert (me.work / "sandbox/.logs/say/0/stdout").read_text() == "hi\n"
+        assert sorted(str(p.relative_to(install)) for p in install.rglob("__pycache__")) == []
