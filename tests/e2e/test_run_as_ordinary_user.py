@@ -53,7 +53,8 @@ def test_an_ordinary_user_s_task_is_theirs_to_control_and_not_another_user_s():
             wait_for(lambda: "RUNNING" in as_alice("status", "sandbox").stdout or run.poll() is not None,
                      timeout_secs=30, interval_secs=0.1)
             assert as_alice("ps").stdout.splitlines()[1].split()[2] == "RUNNING"
-            assert as_alice("tail", "sandbox", "hello").stdout == "hello\n"
+            wait_for(lambda: as_alice("tail", "sandbox", "hello").stdout == "hello\n", timeout_secs=30,
+                     interval_secs=0.1, message="its output, through stoker tail")  # RUNNING: spawned, not yet echoed
             assert as_bob("tail", str(sandbox), "hello").stdout == "hello\n"  # the logs are 0644
             assert as_alice("restart", "sandbox", "hello").returncode == 0
             for command in (["status", str(sandbox)], ["kill", str(sandbox)], ["restart", str(sandbox), "hello"]):
