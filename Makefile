@@ -7,7 +7,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 EXAMPLE ?= examples/hello_world.aurora
-DIST    ?= dist
+DIST    := dist
 RUNS    := .run
 
 .PHONY: FORCE run test test-fast test-pythons test-deps-oldest test-reproducible lint faults coverage bench dist mutation fuzz clean zookeeper browser prometheus
@@ -181,4 +181,4 @@ coverage: $(STAMP)
 	@echo "coverage: htmlcov/index.html"
 
 clean:
-	rm -rf $(VENV) .venv-3.* $(OLDEST_VENV) $(DIST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(RUNS) .bench .mutation .fuzz htmlcov .coverage $(COVERAGE_DATA)
+	rm -rf "$(VENV)" .venv-3.* "$(OLDEST_VENV)" "$(DIST)" build *.egg-info .pytest_cache .mypy_cache .ruff_cache "$(RUNS)" .bench .mutation .fuzz htmlcov .coverage "$(COVERAGE_DATA)"

@@ -33,7 +33,7 @@ import executor
 from config.argdecl import add_arguments
 from config.logsettings import LogSettings
 from config.registry import RegistrySettings
-from config.words import quoted
+from config.words import printable, quoted
 from executor.cli.targets import error, registry_arguments
 from executor.logs import log_event
 
@@ -134,7 +134,7 @@ def _when_listening(registry_root: str, told: Notifier | None) -> Callable[[str,
     """What the server calls once it listens: the address on stdout, READY=1 to systemd."""
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
-        print(f"stoker observe: http://{shown}:{port}/ (registry {registry_root})", flush=True)
+        print(f"stoker observe: http://{shown}:{port}/ (registry {printable(registry_root)})", flush=True)
         if told is not None:
             told.ready(f"serving http://{shown}:{port}/")
     return ready

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.registry import RegistrySettings
+from config.words import printable
 from executor.cli.targets import error, registry_arguments
 from executor.host.clock import when
 
@@ -61,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
         locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
         found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
+    shown_root = printable(settings.registry_root)  # a newline or a byte not UTF-8 of it written out
     for name in unreadable:
         pid = name.split("-", 1)[0]
-        print(f"stoker ps: {settings.registry_root}/{name} is not an entry this version of "
+        print(f"stoker ps: {shown_root}/{printable(name)} is not an entry this version of "
               f"Stoker reads (another version's, or damaged); its supervisor (pid {pid}) "
               f"runs, and its task is not listed", file=sys.stderr)
     entries = [item.entry for item in listed]
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         which = "tasks" if args.all else "live tasks"
-        print(f"no {which} in the registry {settings.registry_root}"
+        print(f"no {which} in the registry {shown_root}"
               f"{'' if args.all else ' (--all lists ended ones too)'}")
         return 0
     starting = {n for n, (_, i) in enumerate(shown) if i.unrecorded and i.truth.alive}

@@ -119,13 +119,46 @@ def _next_level(level: str, rest: list[str]) -> str:
 
 
 def user_name(uid: int) -> str:
-    """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`."""
+    """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`;
+    the kernel's overflow uid where this process's user namespace maps no id to it, as what it
+    stands for. Was: under `unshare -r`, `/ belongs to nobody (uid 65534)`, though nobody owns
+    it (real root does, and any other user outside the namespace shows so too)."""
     import pwd  # only to say why a path is refused, or whose a process is
 
+    if uid == _overflow_uid() and not _mapped(uid):
+        return f"a user outside this user namespace (shown as uid {uid})"
     try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
         return f"uid {uid}"
+
+
+def _overflow_uid() -> int:
+    """The uid the kernel shows for an owner a user namespace does not map (65534 by default)."""
+    try:
+        with open("/proc/sys/kernel/overflowuid") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return 65534
+
+
+def _mapped(uid: int) -> bool:
+    """Whether this process's user namespace maps an id to `uid`; True when that cannot be read."""
+    try:
+        with open("/proc/self/uid_map") as file:
+            return maps(file.read(), uid)
+    except (OSError, ValueError):
+        return True
+
+
+def maps(uid_map: str, uid: int) -> bool:
+    """Whether `uid_map` (`/proc/PID/uid_map`: lines of `INSIDE OUTSIDE COUNT`; the host's
+    maps every uid) maps `uid`, an id inside. Raises ValueError on a line that is not three numbers."""
+    for line in uid_map.splitlines():
+        inside, _outside, count = (int(word) for word in line.split())
+        if inside <= uid < inside + count:
+            return True
+    return False
 
 
 def _writers(info: os.stat_result, egid: int, euid: int) -> str:

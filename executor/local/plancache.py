@@ -36,6 +36,7 @@ others, is ignored. Nothing here raises: the cache can only make a run faster.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import marshal
@@ -93,10 +94,11 @@ def plan_key(settings: RunSettings, hostname: str, user: str) -> tuple[Any, ...]
 
 class Lease:
     """This run's hold on the plan kept for its key (`lease`): `held`, or not (the same
-    config is running now, or there is no usable cache directory)."""
+    config is running now, or there is no usable cache directory: `problem` says why)."""
 
-    def __init__(self, fd: int | None) -> None:
+    def __init__(self, fd: int | None, problem: str = "") -> None:
         self._fd = fd
+        self.problem = problem  # why the cache directory cannot hold plans; "" when it can
 
     @property
     def held(self) -> bool:
@@ -117,27 +119,32 @@ class Lease:
 def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     """Take the lease on the entry for `key` (making the directory, private, if needed);
     never waits: a lease another live run holds is not held here."""
-    if not _private_dir(directory):
-        return Lease(None)
+    if problem := place_problem(directory):
+        return Lease(None, problem)
     return Lease(planfiles.lock(_path(directory, key, planfiles.LOCK_SUFFIX)))
 
 
 def lease_at(directory: str, path: str) -> Lease:
     """`lease`, of the entry whose lock file is `path` in `directory` (the early start of a
     first run names its entry by the config's path: `executor/cli/launch.py`)."""
-    if not _private_dir(directory):
-        return Lease(None)
+    if problem := place_problem(directory):
+        return Lease(None, problem)
     return Lease(planfiles.lock(path))
 
 
-def _private_dir(directory: str) -> bool:
-    """Whether `directory` is there (made now if need be) and no other user can redirect it."""
+def place_problem(directory: str) -> str:
+    """Why `directory` cannot hold plans, "" when it can: it is there (made now if need be)
+    and no other user can redirect it. Was: a directory that could not be made (a home
+    that is not writable, a STOKER_PLAN_CACHE under another user's) kept no plan, each run
+    planned afresh, and nothing said why."""
     try:
         make_dirs(directory, 0o700)  # each level: ~/.cache too, under a umask of 0
         # again, now that it is made: a level another user made meanwhile is not trusted
-        return planfiles.private(os.stat(directory)) and trusted_path(directory)
-    except OSError:
-        return False
+        if planfiles.private(os.stat(directory)) and trusted_path(directory):
+            return ""
+    except OSError as exc:
+        return f"cannot make {directory}: {exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+    return f"{directory} is not this user's alone: another user could redirect it"
 
 
 def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bool],

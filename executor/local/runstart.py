@@ -13,6 +13,7 @@ Owned by `LocalRun`'s thread.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -74,13 +75,21 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
     try:
         make_dirs(str(path), planfiles.SANDBOX_MODE)  # 0755 at most, whatever the umask
     except OSError as exc:
-        raise SandboxError(f"cannot create sandbox {named}: {exc.strerror or exc}") from exc
+        raise SandboxError(f"cannot create sandbox {named}: {_unmade(path, exc)}") from exc
     if not os.access(path, os.W_OK | os.X_OK):
         raise SandboxError(f"sandbox {named} is not writable")
     problem = _not_own(path)
     if problem:
         raise _refused(path, problem)
     return path.resolve()
+
+
+def _unmade(path: Path, exc: OSError) -> str:
+    """Why the sandbox could not be made. Was: "File exists" for a symlink whose target is
+    missing (`--sandbox sb`, sb -> a directory since removed), which is not made through it."""
+    if exc.errno == errno.EEXIST and path.is_symlink():
+        return f"it is a symbolic link to {quoted(os.readlink(path))}, which does not exist"
+    return exc.strerror or str(exc)
 
 
 def _refused(path: Path, problem: str, remedy: str = "use a directory of your own") -> SandboxError:
@@ -256,13 +265,14 @@ class RunStart:
             self._claims.take_given(sorted(set(s.ports.values())))
         directory = plancache.cache_dir(self._environ)
         if directory is None and (why := plancache.unkept_reason(self._environ)):
-            log_event(logger, logging.WARNING, "plan_not_kept", reason=why,
-                      consequence="each run plans the job again (STOKER_PLAN_CACHE names a place)")
+            _say_unkept(why)
         key = plancache.plan_key(s, host, user)
         if ahead is None and self._from_ahead():
             self.give_up_early("it started the plan made ahead for other settings")
         if directory is not None:
             self._lease = self._early_lease(directory, key) or plancache.lease(directory, key)
+            if self._lease.problem:
+                _say_unkept(self._lease.problem)
             # the early start probed the ports before its runs could take them; one of a plan
             # made ahead started that plan, whatever was kept meanwhile
             kept = None if self._from_ahead() else plancache.lookup(directory, key, self._probe, self._lease)
@@ -362,6 +372,13 @@ class RunStart:
             self.give_up_early("it took another plan's lease")
             return None
         return plancache.Lease(early.take_lease())
+
+
+def _say_unkept(why: str) -> None:
+    """The one line saying this run keeps no plan, and why: it plans each time, slower, with
+    no other sign."""
+    log_event(logger, logging.WARNING, "plan_not_kept", reason=why,
+              consequence="each run plans the job again (STOKER_PLAN_CACHE names a place)")
 
 
 def hold_sandbox(sandbox: Path, registry: RegistrySettings | None, held_lock: int | None,

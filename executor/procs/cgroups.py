@@ -354,7 +354,9 @@ def _sweep_stale(parent: str) -> None:
 
 def _make(place: Place, home: Place, announce: Callable[[str, str], None]) -> TaskCgroup | str:
     if "\n" in place.directory:  # no cgroup's name has one; the watchdog's line would end there
-        return f"cannot make {place.directory!r}: a newline in its path"
+        from config.words import quoted  # (a byte not UTF-8 as `\xff`, as every message writes it)
+
+        return f"cannot make {quoted(place.directory)}: a newline in its path"
     _sweep_stale(os.path.dirname(place.directory))
     announce(place.directory, "")
     try:

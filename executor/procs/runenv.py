@@ -11,7 +11,8 @@ that adopts them checks it is the env it would have given them.
 - `task_env`: what the caller gives (less entries with NUL bytes, which no exec can carry),
   `HOME` = the sandbox unless set, the task marker; `run_env` adds the run marker and,
   when the sandbox has one, `BASH_ENV` = SANDBOX/.thermos_profile, sourced by every run's
-  bash as in Thermos (`profile_now`: one stat, asked once for the runs started together).
+  bash as in Thermos (`profile_now`: one stat, asked once for the runs started together),
+  written as bash reads that variable (`bash_env`: its value is expanded first).
 - `exec_text`: a command line as exec gets it. The config is UTF-8 text, so a `cmdline`
   (or a shell health check) Python's file system encoding cannot hold goes as UTF-8: under
   `LC_ALL=C` with `PYTHONUTF8=0` (ASCII) `echo café` failed the task with "executor
@@ -25,11 +26,12 @@ import sys
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
 PROFILE = ".thermos_profile"  # sourced by every run's bash through BASH_ENV when it exists
+_BASH_SPECIAL = ("\\", "$", "`")  # what bash expands in BASH_ENV's value (a word in double quotes); "\\" first
 _FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then UTF-8 with surrogateescape already
 
 
@@ -64,9 +66,42 @@ def profile_path(sandbox: str | os.PathLike[str]) -> str:
 
 
 def profile_now(profile: str) -> str | None:
-    """`profile` (SANDBOX/.thermos_profile) when that file exists now, else None (one stat:
-    a process that writes it makes every later launch source it, as in Thermos)."""
-    return profile if os.path.exists(profile) else None
+    """`BASH_ENV`'s value for `profile` (SANDBOX/.thermos_profile, `bash_env`) when that file
+    exists now, else None (one stat: a process that writes it makes every later launch
+    source it, as in Thermos)."""
+    return bash_env(profile) if os.path.exists(profile) else None
+
+
+def bash_env(path: str) -> str:
+    """`path` as `BASH_ENV`'s value: bash expands that value as a word in double quotes
+    (parameters, `$(...)`, backquotes) before it reads the file, so each `\\`, `$` and `` ` ``
+    of the path goes with a backslash before it. Was: a sandbox named `sb$HOME` never had its
+    profile sourced, and one named `sb$(cmd)` ran `cmd` as each process started."""
+    for special in _BASH_SPECIAL:
+        path = path.replace(special, "\\" + special)
+    return path
+
+
+def bash_env_path(value: str) -> str:
+    """The path a `BASH_ENV` value names, as bash reads it: a backslash before a `\\`, `$` or
+    `` ` `` taken away, any other kept (`bash_env` undone)."""
+    path, at = [], 0
+    while at < len(value):
+        if value[at] == "\\" and value[at + 1:at + 2] in _BASH_SPECIAL:
+            at += 1
+        path.append(value[at])
+        at += 1
+    return "".join(path)
+
+
+def seen_through(env: Mapping[str, str], translate: Callable[[Mapping[str, str]], dict[str, str]]) -> dict[str, str]:
+    """`translate(env)` (a filesystem image's wrapper's: the sandbox's paths as the task sees
+    them) given the path `BASH_ENV` names, its answer's `BASH_ENV` written for bash again."""
+    if "BASH_ENV" not in env:
+        return translate(env)
+    seen = translate({**env, "BASH_ENV": bash_env_path(env["BASH_ENV"])})
+    seen["BASH_ENV"] = bash_env(seen["BASH_ENV"])
+    return seen
 
 
 def with_profile(env: dict[str, str], sandbox: str | os.PathLike[str]) -> dict[str, str]:

@@ -49,6 +49,7 @@ from executor.procs.runenv import (  # noqa: F401  (re-exported: spawn's callers
     profile_path,
     run_env,
     run_marker,
+    seen_through,
     task_env,
     with_profile,
 )
@@ -411,8 +412,8 @@ def fork_exec(cmdline: str, *, cwd: Path, env: Mapping[str, str], stdin: int,
     import subprocess
 
     if wrap is not None:
-        return subprocess.Popen(wrap.argv(cmdline, run_as), cwd=cwd, env=wrap.env(env), stdin=stdin, stdout=stdout,
-                                stderr=stderr, close_fds=True, start_new_session=True,
+        return subprocess.Popen(wrap.argv(cmdline, run_as), cwd=cwd, env=seen_through(env, wrap.env), stdin=stdin,
+                                stdout=stdout, stderr=stderr, close_fds=True, start_new_session=True,
                                 umask=run_as.umask if run_as is not None else -1)
     who = run_as if run_as is not None and not run_as.is_self else None
     return subprocess.Popen(

@@ -6,12 +6,15 @@ a b does not exist`, and `stoker run ""` said `.: cannot read the config file: I
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_cli_conventions import EXAMPLES, one_error, stoker, write_config
 from tests.support.configs import job_text
+from tests.support.stoker_proc import REPO
 
 ODD = "a b\n" + os.fsdecode(b"\xff")  # a space, a newline, a byte that is not UTF-8
 SHOWN = "'a b\\n\\xff'"  # as the line shows it
@@ -61,9 +64,40 @@ def test_a_sandbox_that_is_a_file_is_named_quoted(tmp_path):
     assert message == "sandbox 'a file' exists and is not a directory"
 
 
+def test_a_sandbox_that_is_a_symlink_to_nothing_says_where_it_leads(tmp_path):
+    """`--sandbox sb`, sb a symlink whose directory was removed: nothing is made through it.
+    Was: `cannot create sandbox 'sb': File exists`, though nothing is there."""
+    (tmp_path / "a b").symlink_to(tmp_path / "gone\n")
+    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", "a b", cwd=tmp_path))
+    assert message == f"cannot create sandbox 'a b': it is a symbolic link to '{tmp_path}/gone\\n', which does not exist"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a b"]
+
+
 def test_a_config_s_own_problem_names_the_file_quoted(tmp_path):
     """The planning child's refusal, as `inspect`'s: the file named as given, quoted."""
     config = write_config(tmp_path, "jobs = []\n").rename(tmp_path / "my job.aurora")
     for command in ("run", "inspect"):
         message = one_error(stoker(command, Path(config).name, cwd=tmp_path))
         assert message == "'my job.aurora': `jobs` is empty; there is no job to run", command
+
+
+def test_a_registry_root_is_shown_on_one_line_by_ps_and_observe(tmp_path):
+    """`--root` (or a HOME) with a newline and a byte that is not UTF-8, as `stoker: error:`
+    lines show them. Was: `stoker ps` and `stoker observe` printed the root raw, over two lines
+    and with the byte itself."""
+    root = tmp_path / ODD
+    shown = f"{tmp_path}/a b\\n\\xff"
+    assert stoker("ps", "--root", str(root)).stdout == (
+        f"no live tasks in the registry {shown} (--all lists ended ones too)\n")
+    observer = subprocess.Popen([sys.executable, "-m", "executor", "observe", "--port", "0", "--root", str(root)],
+                                cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert observer.stdout is not None
+        first = observer.stdout.readline().decode()
+    finally:
+        observer.terminate()
+        observer.wait(timeout=30)
+        assert observer.stdout is not None
+        observer.stdout.close()
+    assert first.startswith("stoker observe: http://127.0.0.1:") and first.endswith(f"/ (registry {shown})\n")

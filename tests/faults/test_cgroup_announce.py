@@ -122,6 +122,16 @@ def test_a_cgroups_setting_with_a_newline_never_names_its_parent_to_the_watchdog
         assert os.path.isdir(parent)
 
 
+def test_a_cgroups_setting_with_a_newline_is_named_as_every_message_names_a_path():
+    """The reason `stoker status` shows writes a byte that is not UTF-8 as `\\xff`. Was:
+    Python's repr, `\\udcff`."""
+    home = _v2_home()
+    made = cgroups.create(f"stoker-{os.urandom(8).hex()}", os.path.join(home, "x" + os.fsdecode(b"\xff") + "\ny"))
+    assert isinstance(made, cgroups.NoCgroup), made
+    assert made.reason.startswith(f"cannot make '{home}/x\\xff\\ny/stoker-"), made.reason
+    assert made.reason.endswith("': a newline in its path")
+
+
 def test_a_watchdog_told_of_a_cgroup_about_to_be_made_never_kills_what_is_there():
     """The supervisor killed after the name was told, before its mkdir failed (EEXIST):
     nothing of the task can be in the cgroup yet, so the watchdog only tries to remove it,

@@ -1,0 +1,38 @@
+"""`make clean` removes the checkout's own names and nothing else, whatever the environment
+holds and whatever the paths given to make (`make run RUNS=DIR`, `make dist DIST=DIR`, `make
+test VENV=DIR`). Read from make's own dry run (`make -n`): nothing is removed here. Was: `DIST
+?= dist` took a `DIST` from the environment (a packaging host's `DIST=/srv/dist`), which
+`make clean` removed, and `rm -rf $(RUNS)` unquoted removed `/home/me/stoker` and `runs` for
+`RUNS="/home/me/stoker runs"`."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def removed(*args: str, env: dict[str, str] | None = None) -> list[str]:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make here")
+    done = subprocess.run([make, "-n", "clean", *args], cwd=REPO, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=True)
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("rm -rf ")]
+    return shlex.split(line)[2:]
+
+
+def test_a_dist_in_the_environment_is_not_removed():
+    words = removed(env={"DIST": "/srv/dist"})
+    assert "/srv/dist" not in words and "dist" in words
+
+
+@pytest.mark.parametrize("variable", ["RUNS", "DIST", "VENV"])
+def test_a_path_with_a_space_given_to_make_is_removed_as_one(variable):
+    words = removed(f"{variable}=/home/me/stoker {variable.lower()}")
+    assert f"/home/me/stoker {variable.lower()}" in words and "/home/me/stoker" not in words
