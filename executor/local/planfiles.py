@@ -14,8 +14,9 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
 - `read_private` reads a file only when it is a regular file this user owns that no one
   else may write, in such a directory; `write_private` writes one whole and renames it
   into place. `read_text` reads a config file as the loader does, never blocking on a FIFO.
-- `code_roots` and `code_stamp`: the name, size and mtime of every module of `config/`, of
-  pystachio and of Stoker's own planning (PLAN_CODE): a plan made by other code is not served;
+- `code_roots` and `code_stamp`: the name, size and mtime of every module (`.py`, or `.pyc`
+  without sources) of `config/`, of pystachio and of Stoker's own planning (PLAN_CODE): a
+  plan made by other code is not served;
   `loaded_from`: whether the roots a launch record names are this process's own (an upgrade
   elsewhere leaves them behind).
 - `sandbox_name`: how a new default sandbox is named (the early start makes one too);
@@ -207,7 +208,9 @@ def loaded_from(roots: tuple[str, ...]) -> bool:
     behind: their stamp alone would still match."""
     here = [os.path.join(os.path.dirname(_EXECUTOR), "config"), *[os.path.join(_EXECUTOR, part) for part in PLAN_CODE],
             *_pystachio_root()]
-    return len(roots) == len(here) and all(os.path.realpath(a) == os.path.realpath(b)
+    # the same name is the same directory (a realpath is a syscall a level: 12 of them took
+    # 0.2 ms of the early start once PLAN_CODE's four roots came)
+    return len(roots) == len(here) and all(a == b or os.path.realpath(a) == os.path.realpath(b)
                                            for a, b in zip(roots, here))
 
 
@@ -220,16 +223,22 @@ def code_stamp(roots: tuple[str, ...]) -> Stamp:
 
 
 def _stamp_tree(directory: str, into: list[tuple[str, int, int]]) -> None:
+    if directory.endswith(".py"):  # a module's file (PLAN_CODE), or its `.pyc` in its place
+        for path in (directory, directory + "c"):
+            try:
+                info = os.stat(path)
+            except OSError:  # gone: a stamp without it differs from one with it
+                continue
+            into.append((path, info.st_size, info.st_mtime_ns))
+        return
     try:
-        if directory.endswith(".py"):  # a module's file (PLAN_CODE)
-            info = os.stat(directory)
-            into.append((directory, info.st_size, info.st_mtime_ns))
-            return
         entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError:  # gone: a stamp without it differs from one with it
+    except OSError:
         return
     for entry in entries:
-        if entry.name.endswith(".py") and entry.is_file():
+        # a module's source, or its `.pyc` in its place: by `.py` alone an installation without
+        # sources stamped nothing, and an upgrade of it in place served the old code's plans
+        if entry.name.endswith((".py", ".pyc")) and entry.is_file():
             info = entry.stat()
             into.append((entry.path, info.st_size, info.st_mtime_ns))
         elif entry.is_dir() and entry.name != "__pycache__":

@@ -5,6 +5,8 @@ back as it is now. Nothing the old code made may serve the new one.
 """
 from __future__ import annotations
 
+import compileall
+import py_compile
 import shutil
 import textwrap
 from pathlib import Path
@@ -65,4 +67,31 @@ def test_a_plan_the_old_planning_code_kept_is_not_served_after_an_upgrade_of_tha
     config.write_text(PORTMAP_JOB)
     assert run_once(tmp_path, installed, config, "old") == "port=8080\n"  # the old code's plan, kept
     module.write_text(now)  # the upgrade
+    assert run_once(tmp_path, installed, config, "new") == "port=9999\n"
+
+
+def sourceless(installed: Path) -> None:
+    """`installed` as an installation without sources: each module's `.pyc` beside where its
+    source was (`compileall -b`), as Python imports it when the `.py` is not there."""
+    assert compileall.compile_dir(str(installed), legacy=True, quiet=1)
+    for source in installed.rglob("*.py"):
+        source.unlink()
+
+
+def test_an_upgrade_in_place_of_an_installation_without_sources_plans_afresh(tmp_path):
+    """The stamp named each module's `.py` alone: an installation of `.pyc` files beside
+    where the sources were stamped nothing of Stoker's, so an upgrade that rewrote them
+    (how a plan's ports are chosen) still served the plan the old code kept."""
+    installed = tree(tmp_path)
+    module = installed / "executor" / "local" / "planfiles.py"
+    old = tmp_path / "old_planfiles.py"
+    old.write_text(module.read_text() + OLD_ALLOCATE)
+    sourceless(installed)
+    compiled = installed / "executor" / "local" / "planfiles.pyc"
+    now = compiled.read_bytes()
+    py_compile.compile(str(old), cfile=str(compiled), dfile=str(module), doraise=True)
+    config = tmp_path / "pm.aurora"
+    config.write_text(PORTMAP_JOB)
+    assert run_once(tmp_path, installed, config, "old") == "port=8080\n"  # the old code's plan, kept
+    compiled.write_bytes(now)  # the upgrade
     assert run_once(tmp_path, installed, config, "new") == "port=9999\n"

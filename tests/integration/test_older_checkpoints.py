@@ -20,15 +20,16 @@ pytestmark = pytest.mark.timeout(30)
 OLDER = Path(__file__).parent / "older_checkpoints"
 
 
-@pytest.mark.parametrize("name, state, attempts, processes", [
-    ("2026-11-29-finished", "FINISHED", 1, {"p": "SUCCESS"}),
-    ("2026-11-29-health-failed-attempts-killed", "KILLED", 4, {"f": "KILLED", "s": "KILLED"}),
-    ("2026-11-29-process-restarted-killed", "KILLED", 1, {"s": "KILLED"}),
-    ("2026-11-30-lost", "LOST", 1, {"s": "RUNNING"}),  # (its runs as recorded: LOST in the text)
-    ("2026-11-30-service-stopped-between-attempts", "FAILED", 4, {"f": "KILLED", "s": "KILLED"}),
+# each process's state and runs in the last attempt, and the restart its last record set (none: None)
+@pytest.mark.parametrize("name, state, attempts, processes, restart_delay", [
+    ("2026-11-29-finished", "FINISHED", 1, {"p": ("SUCCESS", 1)}, None),
+    ("2026-11-29-health-failed-attempts-killed", "KILLED", 4, {"f": ("KILLED", 1), "s": ("KILLED", 1)}, None),
+    ("2026-11-29-process-restarted-killed", "KILLED", 1, {"s": ("KILLED", 2)}, None),  # run 0 restarted
+    ("2026-11-30-lost", "LOST", 1, {"s": ("RUNNING", 1)}, None),  # (its runs as recorded: LOST in the text)
+    ("2026-11-30-service-stopped-between-attempts", "FAILED", 4, {"f": ("KILLED", 2), "s": ("KILLED", 1)}, 8.0),
 ])
 def test_an_older_stokers_checkpoint_reads_as_it_recorded(tmp_path, capsys, monkeypatch, name, state, attempts,
-                                                          processes):
+                                                          processes, restart_delay):
     monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))  # no registry entry: the sandbox alone
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
@@ -38,7 +39,10 @@ def test_an_older_stokers_checkpoint_reads_as_it_recorded(tmp_path, capsys, monk
     assert (code, err) == (0, ""), err
     view = json.loads(out)
     assert (view["state"], view.get("problem"), len(view["attempts"])) == (state, None, attempts), view
-    assert {p["name"]: p["state"] for p in view["attempts"][-1]["processes"]} == processes
+    last = view["attempts"][-1]
+    assert {p["name"]: (p["state"], len(p["runs"])) for p in last["processes"]} == processes
+    assert (last["restart"] or {}).get("delay_secs") == restart_delay, last["restart"]
+    assert view["restart"] is None  # its supervisor is gone: no attempt is due
     assert view["task_uid_source"] == "sandbox_owner"  # no `run_uid` in an older header
     code, out, err = status(capsys, sandbox)
     assert code == 0 and err == "" and f"state={state}" in out.splitlines()[0], out + err
