@@ -11,9 +11,9 @@ child's fork: executor/procs/earlyfork.py), with the flags `compile()` gives it:
 UTF-8 with its coding cookie ignored, the caller's `__future__` features, this Python's minor
 version as the feature version. The same code comes out (tests/unit/test_compiletext.py
 compares it, marshalled), with the same SyntaxError, warnings and `compile` audit event. A text
-`compile()` refuses before compiling (a NUL; a lone surrogate, which has no UTF-8) and a
-Python where the C function cannot be called (no `_ctypes`, no such symbol, an audit hook
-refusing `ctypes`) get `compile()` itself.
+`compile()` refuses before compiling (a NUL; a lone surrogate, which has no UTF-8), a name
+holding a NUL and a Python where the C function cannot be called (no `_ctypes`, no such symbol,
+an audit hook refusing `ctypes`) get `compile()` itself.
 Pure apart from that one call: no I/O, no logging.
 """
 from __future__ import annotations
@@ -49,7 +49,8 @@ def compile_text(text: str, filename: str) -> CodeType:
     `__future__` features inherited), without making the AST node classes."""
     flags = sys._getframe(1).f_code.co_flags & FUTURE_FLAGS
     compiler = (_compiler or _make_compiler())[0]
-    if compiler is not None and "\0" not in text:
+    # a NUL in the name: `compile()` refuses it (ValueError); the C function took it as given
+    if compiler is not None and "\0" not in text and "\0" not in filename:
         try:
             source = text.encode("utf-8")
         except UnicodeEncodeError:  # `compile()` raises its own for it

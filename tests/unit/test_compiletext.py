@@ -96,6 +96,18 @@ def test_loading_a_config_calls_no_builtin_compile(monkeypatch):
     assert called == []
 
 
+def test_a_filename_with_a_nul_raises_what_compile_raises():
+    """`compile()` refuses such a name (ValueError) before it compiles; the C function took it
+    and named the code (and a SyntaxError) with it."""
+    def named(call) -> tuple:
+        try:
+            return ("compiled", call().co_filename)
+        except ValueError as exc:
+            return ("refused", str(exc))
+    assert named(lambda: compile_text("x = 1\n", "/c/a\0b.aurora")) == \
+        named(lambda: compile("x = 1\n", "/c/a\0b.aurora", "exec", optimize=0)) == ("refused", "embedded null character")
+
+
 # A fresh interpreter (an audit hook cannot be removed) whose hook refuses `ctypes`, as a
 # host's sitecustomize may: the config still loads, and the refused call is asked for once.
 CTYPES_REFUSED = """
