@@ -11,8 +11,9 @@ child's fork: executor/procs/earlyfork.py), with the flags `compile()` gives it:
 UTF-8 with its coding cookie ignored, the caller's `__future__` features, this Python's minor
 version as the feature version. The same code comes out (tests/unit/test_compiletext.py
 compares it, marshalled), with the same SyntaxError, warnings and `compile` audit event. A text
-`compile()` refuses before compiling (a NUL; a lone surrogate, which has no UTF-8) and a Python
-where the C function cannot be called (no `_ctypes`, no such symbol) get `compile()` itself.
+`compile()` refuses before compiling (a NUL; a lone surrogate, which has no UTF-8), a name
+holding a NUL and a Python where the C function cannot be called (no `_ctypes`, no such symbol,
+an audit hook refusing `ctypes`) get `compile()` itself.
 Pure apart from that one call: no I/O, no logging.
 """
 from __future__ import annotations
@@ -39,25 +40,30 @@ for _feature in ("division", "absolute_import", "with_statement", "print_functio
                  "barry_as_FLUFL", "generator_stop", "annotations"):
     FUTURE_FLAGS |= getattr(__future__, _feature).compiler_flag
 
-_compiler: list[Callable[[bytes, str, int], CodeType]] = []  # the C call, once made
+# the C call, once made; None once found impossible here (asked once a process, not at each file)
+_compiler: list[Callable[[bytes, str, int], CodeType] | None] = []
 
 
 def compile_text(text: str, filename: str) -> CodeType:
     """`compile(text, filename, "exec", optimize=0)` as the caller's own line would run it (its
     `__future__` features inherited), without making the AST node classes."""
     flags = sys._getframe(1).f_code.co_flags & FUTURE_FLAGS
-    if "\0" not in text and (compiler := _compiler or _make_compiler()):
+    compiler = (_compiler or _make_compiler())[0]
+    # a NUL in the name: `compile()` refuses it (ValueError); the C function took it as given
+    if compiler is not None and "\0" not in text and "\0" not in filename:
         try:
             source = text.encode("utf-8")
         except UnicodeEncodeError:  # `compile()` raises its own for it
             """Left to `compile()` (below)."""
         else:
-            return compiler[0](source, filename, flags)
+            return compiler(source, filename, flags)
     return compile(text, filename, "exec", flags=flags, dont_inherit=True, optimize=0)
 
 
-def _make_compiler() -> list[Callable[[bytes, str, int], CodeType]]:
-    """`_compiler`, filled; empty where this Python cannot call the C function."""
+def _make_compiler() -> list[Callable[[bytes, str, int], CodeType] | None]:
+    """`_compiler`, filled: with None where this Python cannot call the C function (no
+    `_ctypes`, no such symbol, or an audit hook refusing `ctypes.dlopen` or `ctypes.dlsym`, as
+    a host's sitecustomize may: the config was blamed for the hook's exception)."""
     try:
         import _ctypes
 
@@ -76,7 +82,8 @@ def _make_compiler() -> list[Callable[[bytes, str, int], CodeType]]:
 
         function = _Function(_ctypes.dlsym(_ctypes.dlopen(None, os.RTLD_NOW),  # type: ignore[arg-type]
                                            "Py_CompileStringObject"))
-    except (ImportError, AttributeError, TypeError, OSError):
+    except Exception:  # ImportError, AttributeError, OSError; or whatever a refusing hook raises
+        _compiler.append(None)
         return _compiler
 
     def compiled(source: bytes, filename: str, flags: int) -> CodeType:

@@ -5,6 +5,9 @@ config's planning child, on the path to its first process)."""
 from __future__ import annotations
 
 import marshal
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,7 +77,7 @@ def test_a_text_that_does_not_compile_raises_what_compile_raises(text):
 
 def test_without_the_c_function_it_is_compile_itself(monkeypatch):
     monkeypatch.setattr(compiletext, "_compiler", [])
-    monkeypatch.setattr(compiletext, "_make_compiler", lambda: [])
+    monkeypatch.setattr(compiletext, "_make_compiler", lambda: [None])
     assert code(compile_text(TEXTS["annotations"], "a.aurora")) == compiled_here(TEXTS["annotations"], "a.aurora")
 
 
@@ -91,3 +94,41 @@ def test_loading_a_config_calls_no_builtin_compile(monkeypatch):
                         or real(source, name, *args, **kwargs))
     assert len(load_jobs(ROOT / "examples" / "hello_world.aurora")) == 1
     assert called == []
+
+
+def test_a_filename_with_a_nul_raises_what_compile_raises():
+    """`compile()` refuses such a name (ValueError) before it compiles; the C function took it
+    and named the code (and a SyntaxError) with it."""
+    def named(call) -> tuple:
+        try:
+            return ("compiled", call().co_filename)
+        except ValueError as exc:
+            return ("refused", str(exc))
+    assert named(lambda: compile_text("x = 1\n", "/c/a\0b.aurora")) == \
+        named(lambda: compile("x = 1\n", "/c/a\0b.aurora", "exec", optimize=0)) == ("refused", "embedded null character")
+
+
+# A fresh interpreter (an audit hook cannot be removed) whose hook refuses `ctypes`, as a
+# host's sitecustomize may: the config still loads, and the refused call is asked for once.
+CTYPES_REFUSED = """
+import sys
+asked = []
+def refuse_ctypes(event, args):
+    if event.startswith("ctypes."):
+        asked.append(event)
+        raise RuntimeError(event + ": ctypes is not allowed on this host")
+sys.addaudithook(refuse_ctypes)
+from config.compiletext import compile_text
+from config.loader import load_jobs
+jobs = load_jobs(sys.argv[1])
+namespace = {}
+exec(compile_text("y = 2\\n", "second.aurora"), namespace)
+print(len(jobs), namespace["y"], asked)
+"""
+
+
+def test_a_python_whose_audit_hook_refuses_ctypes_compiles_with_compile():
+    out = subprocess.run([sys.executable, "-c", CTYPES_REFUSED, str(ROOT / "examples" / "hello_world.aurora")],
+                         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split(maxsplit=2) == ["1", "2", "['ctypes.dlopen']\n"]
