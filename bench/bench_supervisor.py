@@ -238,9 +238,9 @@ def restarts(sandbox: Path, count: int, cgroups: str = "auto",
     return forked, reported, windows, containment
 
 
-def start_n(sandbox: Path, n: int) -> tuple[float, float, float, tuple[float, float]]:
+def start_n(sandbox: Path, n: int, cgroups: str = "auto") -> tuple[float, float, float, tuple[float, float]]:
     """One owner start of n processes: (to the nth fork, to the nth report, stop, window)."""
-    task = OwnedTask(n, sandbox)
+    task = OwnedTask(n, sandbox, cgroups)
     try:
         task.recorder.wait(lambda: len(task.recorder.reported) >= n, f"{n} runs RUNNING")
         last_fork = max(s.end for s in task.spawned.values())
