@@ -1,7 +1,10 @@
 """Bench: restart latency after `kill -9` and the time to start 100 processes (issue 3),
 measured on a real `executor.task.owner.TaskOwner` driven in this process, next to the floors of
-the same run: `subprocess.Popen(["/bin/bash", "-c", CMD])`, `os.posix_spawn` and a minimal
-Python restart loop (kill, wait, Popen). The restart is measured with 0 and with 1,000
+the same run: `subprocess.Popen(["/bin/bash", "-c", CMD])`, `os.posix_spawn`, a minimal
+Python restart loop (kill, wait, Popen) and, for the start of 100, the C spawner
+(`bench/floor_spawner.c`) making each run's log files in the same directory just before each
+owner's start (what a create costs on a file system without a journal follows what was
+deleted near it just before: a floor measured elsewhere, or earlier, is not this one). The restart is measured with 0 and with 1,000
 unrelated processes on the host (issue 14: the work after an exit must follow the task's
 size, not the host's), with the task's containment as `make bench` finds it (its own cgroup
 where the host allows one) and, on the busy host, without a cgroup (STOKER_CGROUPS=off).
@@ -29,7 +32,9 @@ from pathlib import Path
 
 import attrs
 import benchlib
+from bench_launch import build_c_spawner
 from benchlib import Row, med_max, med_p95, ms, progress, summary, workdir
+from burst_ab import c_floor
 from supervisor_breakdown import (
     install_probes,
     restart_breakdown,
@@ -238,9 +243,9 @@ def restarts(sandbox: Path, count: int, cgroups: str = "auto",
     return forked, reported, windows, containment
 
 
-def start_n(sandbox: Path, n: int) -> tuple[float, float, float, tuple[float, float]]:
+def start_n(sandbox: Path, n: int, cgroups: str = "auto") -> tuple[float, float, float, tuple[float, float]]:
     """One owner start of n processes: (to the nth fork, to the nth report, stop, window)."""
-    task = OwnedTask(n, sandbox)
+    task = OwnedTask(n, sandbox, cgroups)
     try:
         task.recorder.wait(lambda: len(task.recorder.reported) >= n, f"{n} runs RUNNING")
         last_fork = max(s.end for s in task.spawned.values())
@@ -301,16 +306,21 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                         summary(reported).median, RESTART_TARGET_SECS))
 
         progress(f"start {START_N} processes: {reps} owners, each after its floor")
-        results, start_floors, with_logs = [], [], []
-        for i in range(reps):  # interleaved: the floors see the same machine as the owner
+        results, start_floors, with_logs, c_with_logs = [], [], [], []
+        c_binary = build_c_spawner(root)  # the C floor here: a create's cost is the place's and the moment's
+        for i in range(reps):  # interleaved: the floors see the same machine (and directory) as the owner
             start_floors.append(floor_start_loop(START_N))
             with_logs.append(floor_start_loop(START_N, root / f"floor-logs-{i}"))
+            if c_binary is not None:
+                c_with_logs.append(c_floor(c_binary, root / f"floor-c-logs-{i}"))
             results.append(start_n(root / f"start-{i}", START_N))
         to_fork = [r[0] for r in results]
         to_report = [r[1] for r in results]
         stops = [r[2] for r in results]
         start_floor = (f"{START_N} Popen calls in a loop: {med_max(start_floors)}; the same, each "
-                       f"run's log directory and files made first: {med_max(with_logs)}")
+                       f"run's log directory and files made first: {med_max(with_logs)}"
+                       + (f"; C (`floor_spawner.c`), each run's files made first, exec → spawned: "
+                          f"{med_max(c_with_logs)}" if c_with_logs else ""))
         rows.append(Row(f"Start N={START_N} processes: owner created → {START_N}th run forked",
                         med_max(to_fork), start_floor, "≤ 150 ms",
                         summary(to_fork).median, START_TARGET_SECS, summary(to_fork).maximum))

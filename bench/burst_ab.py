@@ -5,6 +5,7 @@ again on a quiet machine before building any of these orders into the supervisor
 
     .venv/bin/python bench/burst_ab.py orders [ROUNDS] [--dir DIR] [--orders A,B,...]
     .venv/bin/python bench/burst_ab.py timeline [ROUNDS]
+    .venv/bin/python bench/burst_ab.py floor [ROUNDS] [--dir DIR] [--no-cgroup-too]
 
 `orders`: N `bash -c CMD` started from this process by `posix_spawn`, each with what the
 sandbox layout asks before it (`.logs/pI/0/stdout` and `stderr`, made as
@@ -29,6 +30,17 @@ watchdog's spawn, the first, 65th and last run's spawn, each as its call begins;
 `executor.cli.main` imported),
 interleaved with the C floor with log files (`bench/floor_spawner.c`). Prints each launch's
 stamps, then the medians.
+
+`floor`: the in-process start of N (`bench_supervisor.start_n`: owner created → Nth fork)
+beside the C floor in the same directory (a bench work directory under DIR, by default under
+the system's temporary directory), each once a round (the owner first in every other round),
+nothing deleted between them (what a create costs there follows what was deleted near it just
+before); with --no-cgroup-too, a third start each round without a cgroup (STOKER_CGROUPS=off:
+no move into the task's cgroup to wait for): `bench/floor_spawner.c`
+spawning N `bash -c CMD` without and with each run's log directory and files (exec → its line
+saying they were spawned: its own exec included), and the owner's start with stamps
+(`benchlib.Probe`): its first step's log files (`RunLogs.ready_ahead`), its first and Nth
+fork. Prints each round, then the medians.
 
 Every process started is killed and waited for, every directory removed, in a `finally`.
 """
@@ -249,15 +261,96 @@ def timeline(rounds: int) -> None:
         k: round(statistics.median(r[k] for r in seen if k in r) * 1e3, 1) for k in seen[0]}))
 
 
+# ---- floor ----
+
+
+def c_floor(binary: Path, logs: Path | None) -> float:
+    """exec → `bench/floor_spawner.c`'s line saying its N runs were spawned (with `logs`, a new
+    directory: each run's log directory and files made first); its runs killed after."""
+    import subprocess
+
+    argv = [str(binary), str(N), " ".join(CMD[2:])] + ([str(logs)] if logs is not None else [])
+    if logs is not None:
+        logs.mkdir()
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        line = proc.stdout.readline()
+        took = time.monotonic() - start
+    finally:
+        proc.stdin.close()  # it kills and reaps its runs, then exits
+        proc.wait(60)
+        proc.stdout.close()
+    if line.strip() != b"running":
+        raise RuntimeError(f"the C floor said {line!r}")
+    return took
+
+
+def owner_start(probe: benchlib.Probe, sandbox: Path, cgroups: str = "auto") -> dict[str, float]:
+    """One in-process start of N (`bench_supervisor.start_n`), with `probe`'s stamps: its
+    first step's files, its first and Nth fork, its Nth RUNNING."""
+    import bench_supervisor
+
+    probe.calls.clear()
+    start = time.monotonic()
+    to_fork, to_report, _, (created, _) = bench_supervisor.start_n(sandbox, N, cgroups)
+    files = probe.between(start, start + 60, "files")
+    forks = probe.between(start, start + 60, "fork")
+    who = "owner" if cgroups == "auto" else "owner, no cgroup"
+    return {f"{who}: files made": sum(e - s for s, e in files), f"{who}: created → 1st fork": forks[0][0] - created,
+            f"{who}: 1st → {N}th fork": forks[-1][1] - forks[0][0], f"{who}: created → {N}th fork": to_fork,
+            f"{who}: → {N}th RUNNING": to_report}
+
+
+def floor(rounds: int, base: str | None, no_cgroup_too: bool) -> None:
+    import bench_launch as launch
+
+    from executor.procs import runlogs, spawn
+
+    probe = benchlib.Probe()
+    probe.wrap(runlogs.RunLogs, "ready_ahead", "files")
+    probe.wrap(spawn, "fork_run", "fork")
+    seen: list[dict[str, float]] = []
+    try:
+        with benchlib.workdir("burst-floor") as scratch:
+            root = Path(tempfile.mkdtemp(dir=base)) if base else scratch
+            try:
+                binary = launch.build_c_spawner(root)
+                if binary is None:
+                    raise SystemExit("no C compiler: no C floor")
+                for i in range(rounds):
+                    row: dict[str, float] = {}
+                    sides = ["C", "owner"] + (["off"] if no_cgroup_too else [])
+                    for side in sides[i % len(sides):] + sides[:i % len(sides)]:
+                        if side == "C":
+                            row["C spawns"] = c_floor(binary, None)
+                            row["C files + spawns"] = c_floor(binary, root / f"c-{i}")
+                        else:
+                            row.update(owner_start(probe, root / f"{side}-{i}", "auto" if side == "owner" else "off"))
+                    seen.append(row)
+                    print(json.dumps({k: round(v * 1e3, 1) for k, v in row.items()}, ensure_ascii=False), flush=True)
+            finally:
+                if base:
+                    shutil.rmtree(root, ignore_errors=True)
+    finally:
+        probe.restore()
+    print(f"medians (ms), load {os.getloadavg()[0]:.2f}:", json.dumps(
+        {k: round(statistics.median(r[k] for r in seen) * 1e3, 1) for k in seen[0]}, ensure_ascii=False))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/burst_ab.py")
-    parser.add_argument("what", choices=("orders", "timeline"))
+    parser.add_argument("what", choices=("orders", "timeline", "floor"))
     parser.add_argument("rounds", type=int, nargs="?", default=12)
-    parser.add_argument("--dir", help="orders: where each start's sandbox is made")
+    parser.add_argument("--dir", help="orders, floor: where each start's sandbox is made")
+    parser.add_argument("--no-cgroup-too", action="store_true", help="floor: a start without a cgroup too")
     parser.add_argument("--orders", default=",".join(ORDERS), help="orders: which, comma-separated (sequential first)")
     args = parser.parse_args()
     if args.what == "orders":
         orders(args.rounds, args.dir, ["sequential"] + [o for o in args.orders.split(",") if o != "sequential"])
+    elif args.what == "floor":
+        floor(args.rounds, args.dir, args.no_cgroup_too)
     else:
         timeline(args.rounds)
     return 0
