@@ -243,22 +243,28 @@ class Registry:
         entry cost each let-go 42 ms with 1,900 entries, and 1.6-1.8 s each for 36 letting go
         at once. What it leaves, the next reading prunes (a reader prunes every entry); the
         LOST rule's later supervisors in the sandbox are looked for in the batch only, which
-        may keep an entry longer, never drop it sooner."""
-        with os.scandir(dir_fd) as scan:
-            named = [item for item in scan if ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)]
-        start = int(now * 1000) % len(named) if named else 0
+        may keep an entry longer, never drop it sooner. Listed once, as names, matched in the
+        window only: a `DirEntry` and a match per file, listed twice, took 0.3 s at 100,000."""
+        names = os.listdir(dir_fd)
+        entries = [name for name in names if name.endswith(ENTRY_SUFFIX)]
+        start = int(now * 1000) % len(entries) if entries else 0
         batch: list[str] = []
-        for item in (named[start:] + named[:start])[:PRUNE_LOOK]:
-            if len(batch) < PRUNE_BATCH and _older_than(item, now, self.retention_secs) \
-                    and not _named_alive(item.name):
-                batch.append(item.name)
+        for at in range(min(PRUNE_LOOK, len(entries))):
+            name = entries[(start + at) % len(entries)]
+            if ENTRY_NAME.match(name) and _older_than(dir_fd, name, now, self.retention_secs, regular=True) \
+                    and not _named_alive(name):
+                batch.append(name)
+                if len(batch) >= PRUNE_BATCH:
+                    break
         found = [listed for name in batch if (listed := _read_entry(dir_fd, name)) is not None]
-        self._prune(dir_fd, found, set(batch), now)
+        self._prune(dir_fd, found, set(batch), now, names)
 
-    def _prune(self, dir_fd: int, found: list[Listed], read: set[str], now: float) -> set[str]:
+    def _prune(self, dir_fd: int, found: list[Listed], read: set[str], now: float,
+               names: list[str] | None = None) -> set[str]:
         """Remove expired entries (and stale temporary files, and damaged ones: `read` but
         not `found`; a file past the bound, not read, is not judged); their names. Damaged
-        files read at the bound go too, so a registry full of them drains."""
+        files read at the bound go too, so a registry full of them drains. `names`: the
+        directory's, listed already (else it is listed here)."""
         gone: set[str] = set()
         for item in found:
             entry = item.entry
@@ -277,17 +283,15 @@ class Registry:
             if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
                 gone.add(entry.name)
         damaged = read - {item.entry.name for item in found}
-        with os.scandir(dir_fd) as scan:
-            for found_file in scan:
-                name = found_file.name
-                if name.endswith(TEMP_SUFFIX):
-                    limit = STALE_TEMP_SECS  # a writer that died between write and rename
-                elif name in damaged:
-                    limit = self.retention_secs  # damaged: it says nothing, and goes in time
-                else:
-                    continue
-                if _older_than(found_file, now, limit) and not _named_alive(name):
-                    _unlink(dir_fd, name)
+        for name in os.listdir(dir_fd) if names is None else names:
+            if name.endswith(TEMP_SUFFIX):
+                limit = STALE_TEMP_SECS  # a writer that died between write and rename
+            elif name in damaged:
+                limit = self.retention_secs  # damaged: it says nothing, and goes in time
+            else:
+                continue
+            if _older_than(dir_fd, name, now, limit) and not _named_alive(name):
+                _unlink(dir_fd, name)
         return gone
 
 
@@ -357,11 +361,14 @@ def _local(path: str) -> str:
     return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
-def _older_than(item: os.DirEntry[str], now: float, secs: float) -> bool:
+def _older_than(dir_fd: int, name: str, now: float, secs: float, *, regular: bool = False) -> bool:
+    """Whether the file `name` was last modified more than `secs` before `now` (and, if
+    `regular`, is a regular file)."""
     try:
-        return now - item.stat(follow_symlinks=False).st_mtime > secs
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except OSError:
         return False
+    return now - st.st_mtime > secs and (not regular or stat.S_ISREG(st.st_mode))
 
 
 def _unlink(dir_fd: int, name: str) -> bool:

@@ -88,3 +88,26 @@ def test_a_let_go_skips_live_supervisors_unread_and_no_entry_it_cannot_prune_hol
     assert live.name not in opened
     assert [name for name in expired if (root / name).exists()] == []
     assert all((root / name).exists() for name in stuck) and (root / live.name).exists()
+
+
+def test_a_let_go_lists_the_registry_once_and_still_drops_a_stale_temporary_and_a_damaged_entry(tmp_path, monkeypatch):
+    """The listing is what grows with the registry (0.30-0.36 s a let-go at 100,000 files, as
+    a `DirEntry` for each, listed twice: once for the window, once more for the temporary and
+    damaged files); it is listed once, the stale files it holds gone all the same."""
+    root = tmp_path / "root"
+    kept = _gone_entries(root, tmp_path, 5, ended_secs_ago=60, file_age_secs=60)
+    stale_temp = root / ".1-2.json.abc.tmp"
+    stale_temp.write_text("{")
+    age(stale_temp, 2 * registry_module.STALE_TEMP_SECS)
+    damaged = root / "999999999-1.json"  # no such supervisor
+    damaged.write_text("not an entry")
+    age(damaged, 2 * DAY)
+    listings: list[str] = []
+    for call in ("listdir", "scandir"):
+        real = getattr(os, call)
+        monkeypatch.setattr(registry_module.os, call, lambda *args, _real=real, _call=call: listings.append(_call) or _real(*args))
+    reg = registry(root, retention=DAY)
+    assert reg.write(entry(tmp_path / "mine", task_id="mine"))
+    assert len(listings) == 1, listings  # was: two scandirs
+    assert not stale_temp.exists() and not damaged.exists()
+    assert all((root / name).exists() for name in kept)
