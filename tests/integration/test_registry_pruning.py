@@ -124,7 +124,7 @@ from executor.host.registry import Registry, RegistryUnreadable
 
 reg = Registry(RegistrySettings(registry_root=sys.argv[1], registry_retention_secs=86400.0))
 fd = reg._open_root()  # a reading's own first step, with descriptors to spare
-lowest = os.dup(0)
+lowest = os.dup(fd)
 os.close(lowest)
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 1, hard))  # the listing's one: none for an entry
