@@ -395,8 +395,12 @@ def _order_problems(found: tuple[OrderProblem, ...]) -> tuple[dict[int, str], li
     return reused, [describe(problem) for problem in found if not isinstance(problem, DuplicateName)]
 
 
+MAX_SIZE_BYTES = 2**63 - 1  # ram, disk: an Integer takes any digits, and a usage file of more read as damaged
+
+
 def _check_resources(resources: dict | None) -> list[str]:
-    """Aurora requires a task's resources, with a positive cpu, ram and disk."""
+    """Aurora requires a task's resources, with a positive cpu, ram and disk (the last two at
+    most MAX_SIZE_BYTES: no host has more, and the usage figures are floats)."""
     if not resources:
         return ["job.task.resources is not set; a task needs resources = Resources(cpu = 1.0, "
                 "ram = 128*MB, disk = 128*MB) (Aurora requires them)"]
@@ -407,6 +411,9 @@ def _check_resources(resources: dict | None) -> list[str]:
             problems.append(f"job.task.resources.{field} is not set (Aurora requires it)")
         elif isinstance(value, (int, float)) and not value > 0:
             problems.append(f"job.task.resources.{field} = {value} must be more than 0")
+        elif field != "cpu" and isinstance(value, int) and value > MAX_SIZE_BYTES:
+            problems.append(f"job.task.resources.{field} = {show(value)} is more than 8 EiB "
+                            f"({MAX_SIZE_BYTES:,} bytes, the most a 64-bit size holds): no host has it")
     return problems
 
 

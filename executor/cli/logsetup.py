@@ -19,7 +19,7 @@ objects too once `--log-format json` is configured (`stoker_error`, `stoker_warn
 text as `reason`). What would otherwise reach stderr past the handler goes through it too, so that a
 `--log-format json` stderr holds nothing but JSON objects: an exception no code caught (in
 the main thread, in any other thread, or ignored in a finalizer: `crashed`,
-`thread_crashed`, `exception_ignored`, each with its traceback) and Python's warnings
+`thread_crashed`, `exception_ignored`, each with its traceback; `unraisable_hook_failed`) and Python's warnings
 (logger `py.warnings`).
 
 An exception's traceback that fails to format (a module it loads at its first use cannot be
@@ -312,17 +312,39 @@ def _ignored(unraisable: Any) -> None:
     it is an ordinary stop, not a fault, and its traceback told nothing. Any other is logged
     and handed on to the hook installed before Stoker's, unless that is Python's own."""
     exc = unraisable.exc_value
-    start = sys.modules.get("executor.cli.start")
-    if start is not None and (signum := start.note_dropped(exc)):
-        from executor.host.signals import signal_name  # only for a stop dropped so
-
-        log_event(logger, logging.INFO, "stop_deferred", signal=signal_name(signum),
-                  reason="it came as a finalizer ran, which cannot raise it: acted on once the "
-                         "signal relay is up")
+    if _stop_deferred(exc):
         return
     log_event(logger, logging.WARNING, "exception_ignored",
               where=unraisable.err_msg or None, object=repr(unraisable.object)[:200],
               error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
               exc_info=exc if exc is not None else False)
     if _unraisable_before is not sys.__unraisablehook__:  # Python's would say it again, as text
-        _unraisable_before(unraisable)  # a `sitecustomize`'s (an error reporter's): was replaced
+        _hand_on(unraisable)
+
+
+def _stop_deferred(exc: object) -> bool:
+    """Whether `exc` is a stop signal's (`executor.cli.start.note_dropped`, which notes it to be
+    sent again), said as the `stop_deferred` event."""
+    start = sys.modules.get("executor.cli.start")
+    if start is None or not (signum := start.note_dropped(exc)):
+        return False
+    from executor.host.signals import signal_name  # only for a stop dropped so
+
+    log_event(logger, logging.INFO, "stop_deferred", signal=signal_name(signum),
+              reason="it came as a finalizer ran, which cannot raise it: acted on once the "
+                     "signal relay is up")
+    return True
+
+
+def _hand_on(unraisable: Any) -> None:
+    """`unraisable` handed on to the hook installed before Stoker's (a `sitecustomize`'s, an
+    error reporter's: was replaced). What that hook raises is one `unraisable_hook_failed`
+    record: raised out of `_ignored`, Python wrote it as text, a traceback blaming `_ignored`,
+    into a `--log-format json` stderr that holds nothing but JSON objects; a stop signal that
+    came as it ran is sent again, not lost with it."""
+    try:
+        _unraisable_before(unraisable)
+    except BaseException as failed:  # every failure of a hook ends here, as out of Python's call
+        if not _stop_deferred(failed):
+            log_event(logger, logging.WARNING, "unraisable_hook_failed", hook=repr(_unraisable_before)[:200],
+                      error=f"{type(failed).__name__}: {failed}")

@@ -201,16 +201,20 @@ def _dropped_or_not(unraisable: sys.UnraisableHookArgs) -> None:
 def _json_asked() -> bool:
     """Whether the command line (its last `--log-format`, as the parser takes it), else
     STOKER_LOG_FORMAT, asks for `--log-format json`: read before logging is set up, for a
-    stderr that must hold nothing but JSON objects (was: a plain line in it)."""
+    stderr that must hold nothing but JSON objects (was: a plain line in it). As argparse,
+    an abbreviation counts (`--log-form json`, `--log-f=json`: `--log-` is `--log-level`'s too)."""
     asked = os.environ.get("STOKER_LOG_FORMAT", "text")
     args = sys.argv[1:]
     for at, arg in enumerate(args):
         if arg == "--":
             break
-        if arg == "--log-format" and at + 1 < len(args):
+        flag, equals, value = arg.partition("=")
+        if not (len(flag) >= len("--log-f") and "--log-format".startswith(flag)):
+            continue
+        if equals:
+            asked = value
+        elif at + 1 < len(args):
             asked = args[at + 1]
-        elif arg.startswith("--log-format="):
-            asked = arg.partition("=")[2]
     return asked == "json"
 
 

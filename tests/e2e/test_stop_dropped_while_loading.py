@@ -92,14 +92,21 @@ def test_a_stop_a_callback_dropped_as_the_observer_loaded_still_stops_it(tmp_pat
         observer.close()
 
 
-def test_a_stop_dropped_before_logging_is_set_up_is_said_as_json_under_log_format_json(tmp_path):
+@pytest.mark.parametrize(("flags", "env"), [
+    (["--log-format", "json"], {}),
+    (["--log-form", "json"], {}),  # argparse takes a flag's unique abbreviation: was a plain line
+    (["--log-f=json"], {}),
+    ([], {"STOKER_LOG_FORMAT": "json"}),
+    (["--log-format=json"], {"STOKER_LOG_FORMAT": "text"}),  # the flag wins
+])
+def test_a_stop_dropped_before_logging_is_set_up_is_said_as_json_under_log_format_json(tmp_path, flags, env):
     """Its notice was a plain line before the log was set up, even with `--log-format json`,
     whose stderr must hold nothing but JSON objects."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(DROPPED_AS_OBSERVE_LOADS)
-    observer = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0", "--log-format", "json"],
-                             tmp_path, env={"PYTHONPATH": f"{hook}:{REPO}"})
+    observer = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0", *flags],
+                             tmp_path, env={"PYTHONPATH": f"{hook}:{REPO}", **env})
     try:
         assert observer.wait(60) == 0, observer.stderr()
         said = [json.loads(line) for line in observer.stderr().splitlines()]  # each line an object

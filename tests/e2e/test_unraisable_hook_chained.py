@@ -3,6 +3,8 @@
 error reporter's), which the log's replaced: it never saw one."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.importhook import patched_at_load
@@ -42,5 +44,29 @@ def test_an_exception_a_finalizer_raised_reaches_a_sitecustomize_s_hook_too(tmp_
         assert observer.wait(60) == 0, observer.stderr()
         assert "exception_ignored" in observer.stderr()  # the log's, as before
         assert reported.read_text() == "ValueError: raised in a finalizer\n"  # was: no file
+    finally:
+        observer.close()
+
+
+FAILING_REPORTER = REPORTER.replace(  # the reporter writes, then fails
+    "\n\nsys.unraisablehook", '\n    raise RuntimeError("the reporter is down")\n\nsys.unraisablehook')
+
+
+def test_a_sitecustomize_hook_that_raises_is_one_json_record_not_a_traceback(tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    assert FAILING_REPORTER != REPORTER
+    (hook / "sitecustomize.py").write_text(patched_at_load("waitress", FAILING_REPORTER))
+    reported = tmp_path / "reported"
+    observer = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0",
+                              "--log-format", "json"], tmp_path,
+                             env={"PYTHONPATH": f"{hook}:{REPO}", "REPORTED": str(reported)})
+    try:
+        assert observer.wait(60) == 0, observer.stderr()
+        assert reported.read_text() == "ValueError: raised in a finalizer\n"
+        lines = observer.stderr().splitlines()
+        records = [json.loads(line) for line in lines]  # was: Python's text traceback, blaming _ignored
+        failed = [r for r in records if r["event"] == "unraisable_hook_failed"]
+        assert len(failed) == 1 and failed[0]["error"] == "RuntimeError: the reporter is down", lines
     finally:
         observer.close()

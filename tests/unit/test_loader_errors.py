@@ -7,6 +7,7 @@ import json
 import pytest
 
 from config.document import decode
+from config.errors import show
 from config.loader import load_job
 from tests.support.configs import error_of, job_text, write_config
 
@@ -125,6 +126,14 @@ def test_a_function_from_an_included_file_fails_at_its_own_line(tmp_path):
      "and disk in whole MiB and refuses a task with 0"),
     (", resources=Resources(cpu=1, ram=1*MB, disk=1*MB, gpu=-1)",
      "job.task.resources.gpu = -1 must be at least 0 (a count of GPUs)"),
+    # 400 digits of text, an integer as pystachio reads it: the task ran, and its usage file,
+    # which Stoker wrote, read back as damaged (its figures, and the metrics, are floats)
+    (", resources=Resources(cpu=1, ram='1'*400, disk=1*MB)",
+     f"job.task.resources.ram = {show(int('1' * 400))} "
+     "is more than 8 EiB (9,223,372,036,854,775,807 bytes, the most a 64-bit size holds): no host has it"),
+    (", resources=Resources(cpu=1, ram=1*MB, disk=2**63)",
+     "job.task.resources.disk = 9223372036854775808 is more than 8 EiB (9,223,372,036,854,775,807 bytes, "
+     "the most a 64-bit size holds): no host has it"),
 ])
 def test_a_task_needs_positive_resources_as_in_aurora(tmp_path, resources, message):
     path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='web', cmdline='x')]"
@@ -138,6 +147,13 @@ def test_a_task_of_exactly_1_mib_of_ram_and_disk_is_accepted_as_in_aurora(tmp_pa
                                   "resources=Resources(cpu=0.01, ram=1*MB, disk=1*MB)), cluster='c', "
                                   "role='r', environment='e')]\n")
     assert load_job(path).task().resources().ram().get() == 1024 * 1024
+
+
+def test_a_task_of_8_eib_of_ram_and_disk_is_accepted(tmp_path):
+    path = write_config(tmp_path, "jobs = [Job(task=Task(processes=[Process(name='web', cmdline='x')], "
+                                  "resources=Resources(cpu=0.01, ram=2**63 - 1, disk=2**63 - 1)), cluster='c', "
+                                  "role='r', environment='e')]\n")
+    assert load_job(path).task().resources().disk().get() == 2**63 - 1
 
 
 def test_an_executor_s_task_under_1_mib_is_not_refused_for_it_as_thermos_does_not():
