@@ -32,6 +32,7 @@ __all__ = ["compile_text"]
 SOURCE_IS_UTF8 = 0x0100  # PyCF_SOURCE_IS_UTF8: `compile()` sets it for every source
 IGNORE_COOKIE = 0x0800  # PyCF_IGNORE_COOKIE: a text is decoded already, a `coding:` line is not read
 FILE_INPUT = 257  # Py_file_input: the "exec" mode
+TESTED = ((3, 11), (3, 12), (3, 13))  # tests/unit/test_compiletext.py compared the code on each
 # the flags `compile()` takes from its caller's code unless told not to (PyCF_MASK): its
 # `__future__` features (not `nested_scopes`' CO_NESTED, a flag of every nested function's code,
 # nor `generators`', 0: both always on)
@@ -63,7 +64,12 @@ def compile_text(text: str, filename: str) -> CodeType:
 def _make_compiler() -> list[Callable[[bytes, str, int], CodeType] | None]:
     """`_compiler`, filled: with None where this Python cannot call the C function (no
     `_ctypes`, no such symbol, or an audit hook refusing `ctypes.dlopen` or `ctypes.dlsym`, as
-    a host's sitecustomize may: the config was blamed for the hook's exception)."""
+    a host's sitecustomize may: the config was blamed for the hook's exception), and on any
+    Python but the CPython versions whose `PyCompilerFlags` layout and `Py_file_input` this
+    module was checked against (`TESTED`): a layout that moved would be read wrongly, silently."""
+    if sys.implementation.name != "cpython" or sys.version_info[:2] not in TESTED:
+        _compiler.append(None)
+        return _compiler
     try:
         import _ctypes
 

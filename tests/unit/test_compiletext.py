@@ -132,3 +132,12 @@ def test_a_python_whose_audit_hook_refuses_ctypes_compiles_with_compile():
                          cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split(maxsplit=2) == ["1", "2", "['ctypes.dlopen']\n"]
+
+
+@pytest.mark.parametrize("version", [(3, 10), (3, 14)])
+def test_a_python_whose_compiler_flags_were_not_checked_compiles_with_compile(monkeypatch, version):
+    """`PyCompilerFlags`' layout and `Py_file_input` are read as 3.11-3.13 have them: another
+    version's could have moved, and a wrong read would not fail, so it is not called there."""
+    monkeypatch.setattr(compiletext, "_compiler", [])
+    monkeypatch.setattr(compiletext.sys, "version_info", version + (0, "final", 0))
+    assert compiletext._make_compiler() == [None]
