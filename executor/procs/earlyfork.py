@@ -167,7 +167,7 @@ def _libc(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
         return _Function(address), _ctypes.get_errno
     except (ImportError, AttributeError, TypeError):
         return _libc_by_ctypes(name)
-    except OSError as exc:  # dlsym: no such function in this C library
+    except Exception as exc:  # dlsym: no such function; or an audit hook refusing ctypes (sitecustomize)
         raise OSError(f"{name}: {exc}") from None
 
 
@@ -178,7 +178,7 @@ def _libc_by_ctypes(name: str) -> tuple[Callable[..., int], Callable[[], int]]:
         import ctypes
 
         return getattr(ctypes.CDLL(None, use_errno=True), name), ctypes.get_errno
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # no ctypes (built without libffi), no such function, a refusing hook
         raise OSError(f"{name}: {exc}") from None
 
 
@@ -299,7 +299,7 @@ def _room_calls() -> tuple[Callable[..., int], Callable[..., int]]:
         mmap, munmap = _Function(_ctypes.dlsym(libc, "mmap")), _Function(_ctypes.dlsym(libc, "munmap"))
         mmap.argtypes = (_Long, _Long, _Int, _Int, _Int, _Long)
         munmap.argtypes = (_Long, _Long)
-    except (ImportError, AttributeError, TypeError) as exc:  # no `_ctypes` (built without libffi)
+    except Exception as exc:  # no `_ctypes` (built without libffi), no such function, a refusing audit hook
         raise OSError(f"mmap: {exc}") from None
     return mmap, munmap
 

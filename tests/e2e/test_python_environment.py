@@ -202,3 +202,31 @@ def test_stokers_interpreter_options_reach_neither_it_nor_the_tasks_python(tmp_p
     kill_leftovers(task_pids(sandbox))
     assert (done.returncode, done.stderr) == (0, ""), done.stdout + done.stderr
     assert (sandbox / ".logs/py/0/stdout").read_text() == f"0 False [] 0 False\nPYTHONPATH={REPO}\n"
+
+
+SAID = """
+    jobs = [Job(cluster='local', role='me', environment='test', name='said',
+                task=Task(processes=[Process(name='say', cmdline='echo ran')],
+                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
+"""
+
+
+def test_a_host_whose_audit_hook_refuses_ctypes_runs_the_job_without_a_traceback(tmp_path):
+    """A sitecustomize may refuse `ctypes.dlopen` (a hardened host): the early start's C calls
+    (the subreaper flag, one heap, the stop room) are then not made, as where the C library
+    lacks them; the hook's exception ended `stoker run` with Stoker's internal error (70)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+        def refuse(event, args):
+            if event.startswith("ctypes.dlopen"):
+                raise RuntimeError("ctypes is not allowed on this host")
+        sys.addaudithook(refuse)
+    """))
+    config = tmp_path / "job.aurora"
+    config.write_text(textwrap.dedent(SAID))
+    proc = run_to_end(tmp_path, config, {"PYTHONPATH": f"{hooks}:{REPO}"})
+    assert proc.proc.returncode == 0, proc.stdout() + proc.stderr()
+    assert "Traceback" not in proc.stdout() + proc.stderr()
+    assert "ran" in (tmp_path / "sandbox" / ".logs" / "say" / "0" / "stdout").read_text()
