@@ -257,28 +257,28 @@ class _Due:
     """A command's deadline, given `again_secs` more once, from the moment this process is
     found more than STALL_SECS past it (it was not running at it: stopped, paused, starved)."""
 
-    def __init__(self, at: float, again_secs: float) -> None:
+    def __init__(self, at: float, again_secs: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._at = at
         self._again_secs = again_secs
+        self._clock = clock
 
     def left(self) -> float:
         """Seconds left (<= 0: passed), the deadline first moved on if this process was not
         running at it."""
-        late = time.monotonic() - self._at
-        if late > STALL_SECS and self._again_secs > 0:
-            self._at, self._again_secs = _resumed(late, self._again_secs), 0.0
-            late = time.monotonic() - self._at
-        return -late
+        now = self._clock()
+        if now - self._at > STALL_SECS and self._again_secs > 0:
+            _resumed(now - self._at, self._again_secs)
+            self._at, self._again_secs = now + self._again_secs, 0.0
+        return self._at - now
 
 
-def _resumed(late_secs: float, timeout_secs: float) -> float:
-    """The new deadline of a command whose runner was not running at its deadline (it woke
-    `late_secs` past it): `timeout_secs` from now. Logged as the HTTP check's stall is."""
+def _resumed(late_secs: float, timeout_secs: float) -> None:
+    """Logs, as the HTTP check's stall is, that a command's runner was not running at its
+    deadline (it woke `late_secs` past it): the command gets `timeout_secs` from now."""
     log_event(logger, logging.INFO, "health_check_stalled", check="shell",
               timeout_secs=timeout_secs, late_secs=round(late_secs, 3),
               reason="this process was not running at the command's deadline (stopped, paused "
                      "or starved): the command gets its timeout again")
-    return time.monotonic() + timeout_secs
 
 
 def _drain(read_fd: int, tail: _Tail) -> None:
