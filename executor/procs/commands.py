@@ -221,10 +221,11 @@ def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: floa
     Past the deadline it still looks once whether the top process has exited: a supervisor
     stopped (SIGSTOP, a debugger) past the deadline wakes with the command long done, and
     that command is waited for (REAP_WAIT_SECS at most: the reaper woke at the same moment),
-    not killed and called timed out. One that wakes more than STALL_SECS past the deadline
-    was not running at it, and the command, paused with it (a VM paused, the task's cgroup
-    frozen), may have its work still to do: it gets `again_secs` more, once, from then (as
-    the HTTP check does; was: killed at once and called timed out)."""
+    not killed and called timed out. One that wakes more than STALL_SECS past the deadline,
+    reading or waiting for the reaper, was not running at it, and the command, paused with
+    it (a VM paused, the task's cgroup frozen), may have its work still to do: it gets
+    `again_secs` more, once, from then (`_Due`; as the HTTP check does)."""
+    due = _Due(deadline, again_secs)
     pidfd = _open_pidfd(child)
     poller = select.poll()
     poller.register(read_fd, select.POLLIN)
@@ -233,34 +234,51 @@ def _follow(read_fd: int, child: spawn.CommandChild, tail: _Tail, deadline: floa
     exited = False
     try:
         while True:
-            left = deadline - time.monotonic()
-            if -left > STALL_SECS and again_secs > 0:
-                deadline, again_secs = _resumed(-left, again_secs), 0.0
-                left = deadline - time.monotonic()
+            left = due.left()
             ready = dict(poller.poll(max(0.0, left) * 1000))
             exited = pidfd >= 0 and bool(ready.get(pidfd))  # the reaper kills what is left
             if ready.get(read_fd):
                 data = os.read(read_fd, READ_BYTES)
                 if not data:
-                    break  # every writer is gone
+                    break  # every writer is gone (or the command sent its output elsewhere)
                 tail.add(data)
             if exited or left <= 0:
                 break
     finally:
         if pidfd >= 0:
             os.close(pidfd)
-    left = max(0.0, deadline - time.monotonic())
-    return child.done.wait(max(left, REAP_WAIT_SECS) if exited else left)
+    while not child.done.wait(max(due.left(), REAP_WAIT_SECS if exited else 0.0)):
+        if due.left() <= 0:  # past it, and not for a pause during the wait
+            return False
+    return True
 
 
-def _resumed(late_secs: float, timeout_secs: float) -> float:
-    """The new deadline of a command whose runner was not running at its deadline (it woke
-    `late_secs` past it): `timeout_secs` from now. Logged as the HTTP check's stall is."""
+class _Due:
+    """A command's deadline, given `again_secs` more once, from the moment this process is
+    found more than STALL_SECS past it (it was not running at it: stopped, paused, starved)."""
+
+    def __init__(self, at: float, again_secs: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._at = at
+        self._again_secs = again_secs
+        self._clock = clock
+
+    def left(self) -> float:
+        """Seconds left (<= 0: passed), the deadline first moved on if this process was not
+        running at it."""
+        now = self._clock()
+        if now - self._at > STALL_SECS and self._again_secs > 0:
+            _resumed(now - self._at, self._again_secs)
+            self._at, self._again_secs = now + self._again_secs, 0.0
+        return self._at - now
+
+
+def _resumed(late_secs: float, timeout_secs: float) -> None:
+    """Logs, as the HTTP check's stall is, that a command's runner was not running at its
+    deadline (it woke `late_secs` past it): the command gets `timeout_secs` from now."""
     log_event(logger, logging.INFO, "health_check_stalled", check="shell",
               timeout_secs=timeout_secs, late_secs=round(late_secs, 3),
               reason="this process was not running at the command's deadline (stopped, paused "
                      "or starved): the command gets its timeout again")
-    return time.monotonic() + timeout_secs
 
 
 def _drain(read_fd: int, tail: _Tail) -> None:

@@ -17,8 +17,12 @@ one lstat of the parent, which is on the sandbox's file system), and passed over
 stat or open, so a FUSE mount whose server does not answer (a role's, `allow_other`) cannot
 hang the walk. One mounted after that read is still left out by its device, after its stat.
 
-A walk can be stopped (`stopped`, asked between two directories): it then raises
-`Cancelled`, so a task that stops does not leave a long walk behind it.
+A walk can be stopped (`stopped`, asked between two directories and every
+ENTRIES_PER_ASK entries of a directory's scan): it then raises `Cancelled`, so a task that
+stops does not leave a long walk behind it, even in one directory of a million files.
+Asked that often, the question also marks the walk's steps for its caller's clock
+(`diskwatch.WalkTime`, which counts each step at most 5 s: a longer one was a pause of
+this process, not the walk's cost).
 
 Safe on any tree a task can make:
 - no symlink is ever followed (each entry is lstat'ed, each directory opened with
@@ -50,6 +54,10 @@ _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CHILD = _DIR | os.O_NOFOLLOW
 Key = tuple[int, int]  # (st_dev, st_ino)
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # removed, or replaced by a file or a symlink
+# A directory's scan asks `stopped` again after this many entries: 64 stat calls take well
+# under a second even on a slow disk (so a step of the walk's, timed by its caller, is never
+# one huge directory's whole scan), and the question costs nothing beside them.
+ENTRIES_PER_ASK = 64
 
 
 class Cancelled(Exception):
@@ -67,7 +75,7 @@ def measure(root: str | os.PathLike[str], counts: Callable[[str], bool] = lambda
             owner: int | None = None, stopped: Callable[[], bool] = lambda: False) -> Usage:
     """The disk `root`'s tree holds, less its top-level entries `counts` refuses that `owner`
     owns (None: whoever owns them). Raises `Cancelled` once `stopped()` is true, asked before
-    each directory."""
+    each directory and every ENTRIES_PER_ASK entries of one."""
     root_fd = os.open(root, _DIR)
     try:
         walk = _Walk(root_fd, mount_points(os.fspath(root)), counts, owner, stopped)
@@ -158,8 +166,8 @@ class _Walk:
 
     def run(self) -> None:
         fd = os.dup(self._root_fd)
-        stack = [_Frame("", self._root_key, *self._scan(fd, self._root_key, top=True))]
         try:
+            stack = [_Frame("", self._root_key, *self._scan(fd, self._root_key, top=True))]
             while stack:
                 frame = stack[-1]
                 if frame.pending:
@@ -192,7 +200,9 @@ class _Walk:
         mounted = self._mounts.get(key, frozenset())
         try:
             with os.scandir(fd) as entries:
-                for entry in entries:
+                for seen, entry in enumerate(entries, start=1):
+                    if seen % ENTRIES_PER_ASK == 0 and self._stopped():
+                        raise Cancelled
                     if entry.name in mounted:
                         continue  # a mount point (a file can be one too): not even stat'ed
                     refused = top and not self._counts(entry.name)

@@ -35,12 +35,14 @@ from executor.task.disklimit import DiskCheck, DiskLimit
 logger = logging.getLogger(__name__)
 
 OWN_ENTRIES = frozenset({".stoker"})  # Stoker's checkpoint and files beside it
-# The most one step of a walk (a directory's scan and the open of the next) counts towards the
-# walk's time, which sets the next sample's delay (9 times it): a longer gap between two
-# directories is this process not running (SIGSTOP, a debugger, its cgroup frozen, a VM
-# paused), not the walk's cost (was: a walk an hour's pause cut pushed the next sample 9
-# hours back, the disk limit unchecked meanwhile). A directory that truly takes longer (many
-# millions of entries on a slow file system) is counted short by the rest.
+# The most one step of a walk (ENTRIES_PER_ASK entries of a directory's scan, or the open of
+# the next directory) counts towards the walk's time, which sets the next sample's delay (9
+# times it): a longer gap between two of its questions is this process not running (SIGSTOP,
+# a debugger, its cgroup frozen, a VM paused), not the walk's cost (was: a walk an hour's
+# pause cut pushed the next sample 9 hours back, the disk limit unchecked meanwhile). The
+# steps are that small so that a slow walk is counted whole however its files are laid out
+# (one directory of a million on a slow disk too); only a file system taking more than 5 s
+# for 64 stat calls is counted short.
 STEP_SECS_COUNTED = 5.0
 AGENT_ENTRIES = frozenset({"stdout", "stderr"})  # the agent's capture of the executor's output
 

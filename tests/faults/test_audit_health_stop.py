@@ -205,16 +205,21 @@ def _stop_all(entry: str, signum: int) -> set[int]:
     return sent
 
 
-def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_path: Path, figures):
+@pytest.mark.parametrize("output", ["kept", "sent to /dev/null"])
+def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_path: Path, figures, output):
     """A VM paused (or the task's cgroup frozen, the supervisor in it): the health command
     is paused with the supervisor, its deadline passes meanwhile, and on resume it still has
     its work to do (here: an answer that comes GO_AFTER_SECS after the resume, as a frozen
     server's would). That is no timeout of the command's, as it is none of an HTTP check's:
-    the check gets its timeout again (was: killed at once, "timed out after 0.5 s")."""
+    the check gets its timeout again (was: killed at once, "timed out after 0.5 s"). Also
+    for a command that sends its output elsewhere (`check >/dev/null 2>&1`, common): the
+    runner, its pipe at EOF at once, waits for the command's exit alone (was: that wait
+    ended at the first deadline, and the command was killed and called timed out)."""
     marker = uuid.uuid4().hex
     entry = f"STOKER_STOP_MARKER={marker}"
     started, go = tmp_path / "started", tmp_path / "go"
-    command = f"touch {started}; while [ ! -e {go} ]; do sleep 0.01; done"
+    elsewhere = "exec >/dev/null 2>&1; " if output == "sent to /dev/null" else ""
+    command = f"{elsewhere}touch {started}; while [ ! -e {go} ]; do sleep 0.01; done"
     paused: set[int] = set()
 
     def pause_the_command() -> None:
@@ -229,7 +234,7 @@ def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_pat
 
     try:
         out, _ = _run_stopped(SHELL_CHILD, [str(tmp_path), command, marker, str(TIMEOUT_SECS)],
-                              started.exists, figures, "shell paused with its command",
+                              started.exists, figures, f"shell paused with its command (output {output})",
                               pause_the_command, resume_then_answer)
     finally:
         _stop_all(entry, signal.SIGCONT)

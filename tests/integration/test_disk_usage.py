@@ -321,6 +321,55 @@ def test_a_walk_told_to_stop_ends_at_the_next_directory(tmp_path):
     assert len(asked) == 3  # once before each directory, and none opened after the stop
 
 
+def test_a_walk_told_to_stop_ends_within_a_big_directory_and_leaves_no_descriptor(tmp_path):
+    """A stop asked while the sandbox's own directory (a thousand files) is being scanned
+    ends the walk there, and the descriptors it opened are closed."""
+    for n in range(1000):
+        (tmp_path / f"f{n}").touch()
+    asked = []
+
+    def stopped() -> bool:
+        asked.append(True)
+        return True
+
+    open_before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(diskusage.Cancelled):
+        measure(tmp_path, stopped=stopped)
+    assert len(asked) == 1  # after the first ENTRIES_PER_ASK entries
+    assert set(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_a_slow_walk_of_one_big_directory_is_counted_whole_and_pushes_the_next_sample_back(tmp_path):
+    """A sandbox whose files sit in one directory, on a disk slow enough that its scan takes
+    32 s (here the walk's clock moves 50 ms per entry, as a stat of a cold disk or a busy
+    NFS server would take): the walk counts its 32 s, so the next sample is due 9 times
+    that after it, as designed (was: one step between two directories, counted 5 s at most
+    as if it were a pause of the supervisor: the next sample came after the 60 s interval,
+    and a sandbox that slow was walked a third of the time, not a tenth)."""
+    from executor.events import DiskSampled
+    from executor.task.disklimit import DiskLimit
+    from executor.task.diskwatch import WalkTime
+    from tests.support.fake_clock import FakeClock
+
+    for n in range(640):
+        (tmp_path / f"f{n}").touch()
+    clock = FakeClock()
+    took = WalkTime(lambda: False, clock)
+
+    def counts(name: str) -> bool:
+        clock.advance(0.05)  # this entry's stat, on a slow disk
+        return True
+
+    assert measure(tmp_path, counts, stopped=took.stopped).files == 640
+    took.stopped()  # as the sampler asks once more at the walk's end
+    assert took.secs == pytest.approx(32.0)
+    check = DiskLimit(2**20, 60.0)
+    check.start(clock.now)
+    assert check.take(clock.now)
+    check.sampled(DiskSampled(1, secs=took.secs), clock.now)
+    assert check.deadline_at() == pytest.approx(clock.now + 9 * 32.0)
+
+
 def test_a_task_s_stop_ends_its_walk_and_nothing_is_posted_nor_waited_for(tmp_path, monkeypatch):
     # A long walk outlived its task (and ran beside the next attempt's under `stoker run`).
     for d in range(20):
