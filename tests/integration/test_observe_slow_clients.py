@@ -8,7 +8,6 @@ Real waitress servers on 127.0.0.1 in this process (`tests/support/observer_serv
 real sockets; the deadlines are short and each bound is many times what it needs."""
 from __future__ import annotations
 
-import select
 import socket
 import time
 
@@ -18,6 +17,7 @@ from config.registry import RegistrySettings
 from executor.observe.reader import Reader
 from executor.observe.server import Limits
 from tests.support.observer_server import serving
+from tests.support.raw_http import closed, one_answer
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -33,23 +33,13 @@ def port(tmp_path):
         yield srv.socket.getsockname()[1]
 
 
-def _closed(sock: socket.socket) -> bool:
-    """Whether the server closed `sock` (it answers nothing to a request not whole)."""
-    if not select.select([sock], [], [], 0)[0]:
-        return False
-    try:
-        return sock.recv(100) == b""
-    except ConnectionResetError:
-        return True
-
-
 def _drip_until_closed(sock: socket.socket, first: bytes = b"") -> float | None:
     """Send `first`, then HEADER a byte every 0.2 s (never its end) until the server closes
     the connection: the seconds that took; None when it was still open after DRIP_SECS."""
     started = time.monotonic()
     sock.sendall(first)
     for byte in HEADER:
-        if _closed(sock):
+        if closed(sock):
             return time.monotonic() - started
         if time.monotonic() - started > DRIP_SECS:
             return None
@@ -81,7 +71,7 @@ def test_a_request_dripped_a_byte_at_a_time_is_closed_at_its_deadline(port):
 def test_a_connection_that_sends_nothing_is_closed_at_the_request_deadline(port):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         started = time.monotonic()
-        while not _closed(sock) and time.monotonic() - started < DRIP_SECS:
+        while not closed(sock) and time.monotonic() - started < DRIP_SECS:
             time.sleep(0.1)
         assert time.monotonic() - started < DRIP_SECS, "a silent connection waited for the idle timeout"
 
@@ -97,7 +87,7 @@ def test_clients_dripping_on_every_connection_slot_do_not_shut_others_out(port):
         answer = b""
         while not answer and time.monotonic() - started < DRIP_SECS:
             for sock in drippers:
-                if not _closed(sock):
+                if not closed(sock):
                     sock.send(b"a")  # activity: never idle
             try:
                 answer = _answer(port, timeout=0.5)
@@ -115,23 +105,8 @@ def test_a_kept_alive_connection_waits_the_idle_timeout_between_requests(port):
     ask = b"GET /api/tasks HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(ask)
-        assert _one_answer(sock) == b"[]"
+        assert one_answer(sock) == b"[]"
         time.sleep(LIMITS.request_secs + 2 * LIMITS.loop_secs + 1)
-        assert not _closed(sock)
+        assert not closed(sock)
         sock.sendall(ask)
-        assert _one_answer(sock) == b"[]"
-
-
-def _one_answer(sock: socket.socket) -> bytes:
-    """The body of one 200 answer on a kept-alive connection, read to its Content-Length."""
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = sock.recv(4096)
-        assert chunk, f"closed after {answer!r}"
-        answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
-    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-    while len(body) < length:
-        body += sock.recv(length - len(body))
-    return body
+        assert one_answer(sock) == b"[]"

@@ -14,7 +14,6 @@ untouched); real sockets on 127.0.0.1.
 """
 from __future__ import annotations
 
-import select
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.raw_http import closed, one_answer
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import readline_within, wait_for
 from tests.support.wallclock import WallClock
@@ -63,33 +63,8 @@ def _kept_alive(port: int) -> socket.socket:
     """A connection on which one request was answered, kept alive."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(ASK)
-    assert _one_answer(sock) == b"[]"
+    assert one_answer(sock) == b"[]"
     return sock
-
-
-def _one_answer(sock: socket.socket) -> bytes:
-    """The body of one 200 answer on a kept-alive connection, read to its Content-Length."""
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        chunk = sock.recv(4096)
-        assert chunk, f"closed after {answer!r}"
-        answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
-    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-    while len(body) < length:
-        body += sock.recv(length - len(body))
-    return body
-
-
-def _closed(sock: socket.socket) -> bool:
-    """Whether the server closed `sock`."""
-    if not select.select([sock], [], [], 0)[0]:
-        return False
-    try:
-        return sock.recv(100) == b""
-    except ConnectionResetError:
-        return True
 
 
 def test_an_idle_connection_is_closed_on_time_after_the_wall_clock_steps_back(tmp_path):
@@ -100,7 +75,7 @@ def test_an_idle_connection_is_closed_on_time_after_the_wall_clock_steps_back(tm
             clock.step_to(-HOUR)
             started = time.monotonic()
             # Its idle time and two turns of the loop (1 s each) close it; it stayed open an hour.
-            wait_for(lambda: _closed(sock), idle_secs + 6, 0.05,
+            wait_for(lambda: closed(sock), idle_secs + 6, 0.05,
                      message="the idle connection was closed")
             assert time.monotonic() - started >= idle_secs - 0.1
 
@@ -111,6 +86,6 @@ def test_a_kept_alive_connection_stays_open_when_the_wall_clock_steps_forward(tm
         with _kept_alive(port) as sock:
             clock.step_to(HOUR)
             time.sleep(2.5)  # two turns of the loop at least: each would have looked
-            assert not _closed(sock), "a connection silent 2.5 s was closed as idle (10 s)"
+            assert not closed(sock), "a connection silent 2.5 s was closed as idle (10 s)"
             sock.sendall(ASK)
-            assert _one_answer(sock) == b"[]"
+            assert one_answer(sock) == b"[]"
