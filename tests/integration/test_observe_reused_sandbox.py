@@ -10,7 +10,7 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import own_identity
+from executor.host.identity import ProcessIdentity, own_identity
 from executor.host.registry import Registry
 from executor.observe.logrange import LogQuery
 from executor.observe.reader import NotFound, Reader
@@ -18,20 +18,30 @@ from executor.observe.reader import NotFound, Reader
 pytestmark = pytest.mark.timeout(60)
 
 
-def test_the_logs_of_a_task_whose_sandbox_a_later_run_took_are_not_the_later_run_s(tmp_path):
+def _two_runs(tmp_path, retention_secs: float, registered: tuple[float, float]) -> tuple[Reader, ProcessIdentity]:
+    """A sandbox two runs of this process's supervisor took in turn (the second one's start a
+    tick later on the boot's clock): the first's logs kept as `.logs.attempt-0`, ended 5 s
+    ago, the second's `.logs`, live; registered at the wall times given. The reader, and who
+    this process is."""
     me, settings = own_identity(), RegistrySettings(registry_root=str(tmp_path / "root"),
-                                                    registry_retention_secs=600)
+                                                    registry_retention_secs=retention_secs)
     sandbox = tmp_path / "sandbox"
     for logs, said in ((".logs.attempt-0", "first run\n"), (".logs", "second run\n")):
         (sandbox / logs / "web/0").mkdir(parents=True)
         (sandbox / logs / "web/0/stdout").write_text(said)
-    now = time.time()
-    for n, (task_id, ended) in enumerate((("hello-0-first", now - 5), ("hello-0-second", None))):
+    ends = (time.time() - 5, None)
+    for n, task_id in enumerate(("hello-0-first", "hello-0-second")):
         Registry(settings).write(RegistryEntry(
             sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + n,
-            supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=now - 10 + n,
-            task_id=task_id, ended_wall=ended), prune=False)
-    reader = Reader(settings)
+            supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=registered[n],
+            task_id=task_id, ended_wall=ends[n]), prune=False)
+    return Reader(settings), me
+
+
+def test_the_logs_of_a_task_whose_sandbox_a_later_run_took_are_not_the_later_run_s(tmp_path):
+    now = time.time()
+    reader, me = _two_runs(tmp_path, 600, (now - 10, now - 9))
+    sandbox = tmp_path / "sandbox"
     assert reader.log("hello-0-second", "web", LogQuery()).data == "second run\n"
     with pytest.raises(NotFound) as found:
         reader.log("hello-0-first", "web", LogQuery(), supervisor=f"{me.pid}-{me.start_ticks}")
@@ -49,20 +59,8 @@ def test_a_later_run_registered_after_a_step_back_of_the_wall_clock_is_still_the
     sandbox later is told by their supervisors' starts on the boot's clock, which no step
     moves (was: by the wall clock, and the later run's logs were served as the earlier
     task's)."""
-    me, settings = own_identity(), RegistrySettings(registry_root=str(tmp_path / "root"),
-                                                    registry_retention_secs=7200)
-    sandbox = tmp_path / "sandbox"
-    for logs, said in ((".logs.attempt-0", "first run\n"), (".logs", "second run\n")):
-        (sandbox / logs / "web/0").mkdir(parents=True)
-        (sandbox / logs / "web/0/stdout").write_text(said)
     now = time.time()
-    registered = {"hello-0-first": now - 10, "hello-0-second": now - 3600}  # stepped back between
-    for n, (task_id, ended) in enumerate((("hello-0-first", now - 5), ("hello-0-second", None))):
-        Registry(settings).write(RegistryEntry(
-            sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks + n,
-            supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=registered[task_id],
-            task_id=task_id, ended_wall=ended), prune=False)
-    reader = Reader(settings)
+    reader, me = _two_runs(tmp_path, 7200, (now - 10, now - 3600))  # stepped back between
     assert reader.log("hello-0-second", "web", LogQuery()).data == "second run\n"
     with pytest.raises(NotFound) as found:
         reader.log("hello-0-first", "web", LogQuery(), supervisor=f"{me.pid}-{me.start_ticks}")
