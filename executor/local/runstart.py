@@ -284,8 +284,9 @@ class RunStart:
             self.give_up_early("its plan is not the one kept")
         plan, sources, problem = self._claimed_plan(inputs, ahead)
         if directory is not None:
-            plancache.store(directory, key, sources, plan, self._lease, problem,
-                            None if ahead is None else ahead.early_plan())  # the bytes it was sent in
+            if unwritten := plancache.store(directory, key, sources, plan, self._lease, problem,
+                                            None if ahead is None else ahead.early_plan()):  # the bytes it was sent in
+                _say_unkept(unwritten)
             if problem is None:
                 plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
                                       SECRET_VARIABLES + AGENT_VARIABLES, self._lease)
