@@ -102,11 +102,14 @@ def bash_env_path(value: str) -> str:
 
 def seen_through(env: Mapping[str, str], translate: Callable[[Mapping[str, str]], dict[str, str]]) -> dict[str, str]:
     """`translate(env)` (a filesystem image's wrapper's: the sandbox's paths as the task sees
-    them) given the path `BASH_ENV` names, its answer's `BASH_ENV` written for bash again."""
+    them) given the path `BASH_ENV` names, its answer's `BASH_ENV` written for bash again; one
+    it leaves as it was (not the sandbox's: the environment's own, `preserve_env`'s) goes as
+    given, written by whoever set it (a `$HOME` in it is for bash to expand)."""
     if "BASH_ENV" not in env:
         return translate(env)
-    seen = translate({**env, "BASH_ENV": bash_env_path(env["BASH_ENV"])})
-    seen["BASH_ENV"] = bash_env(seen["BASH_ENV"])
+    path = bash_env_path(env["BASH_ENV"])
+    seen = translate({**env, "BASH_ENV": path})
+    seen["BASH_ENV"] = env["BASH_ENV"] if seen["BASH_ENV"] == path else bash_env(seen["BASH_ENV"])
     return seen
 
 

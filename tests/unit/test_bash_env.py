@@ -42,3 +42,13 @@ def test_an_image_task_s_profile_is_mapped_as_the_path_it_names_and_written_for_
     env = {"HOME": "/srv/$x", "BASH_ENV": bash_env("/srv/$x/.thermos_profile")}
     assert seen_through(env, launch.env) == {"HOME": "/mnt/$sandbox", "BASH_ENV": "/mnt/\\$sandbox/.thermos_profile"}
     assert seen_through({"HOME": "/srv/$x"}, launch.env) == {"HOME": "/mnt/$sandbox"}
+
+
+def test_a_bash_env_of_the_task_s_own_environment_outside_the_sandbox_goes_through_as_it_was():
+    """`preserve_env` (or `stoker run`) keeps the environment's own BASH_ENV when the sandbox
+    has no profile: written for bash by whoever set it (`$HOME` there for bash to expand),
+    and not the sandbox's, so not Stoker's to write again. Was: `\\$HOME/.bashenv`."""
+    launch = ContainerizerLaunch(path="/mc", rootfs="/srv/1/taskfs", working_directory="/mnt/sandbox",
+                                 sandbox="/srv/1")
+    assert seen_through({"BASH_ENV": "$HOME/.bashenv"}, launch.env) == {"BASH_ENV": "$HOME/.bashenv"}
+    assert seen_through({"BASH_ENV": "/etc/a\\b"}, launch.env) == {"BASH_ENV": "/etc/a\\b"}
