@@ -129,7 +129,7 @@ bench: $(STAMP)
 # The dist extra (shiv, wheel, setuptools) is installed once per venv and setup.py change.
 dist: $(STAMP)
 	$(PY) tools/make_venv.py --extra dist $(VENV)
-	$(BIN)/python tools/build_dist.py --dist-dir $(DIST)
+	$(BIN)/python tools/build_dist.py --dist-dir "$(DIST)"
 
 # Both artifacts built twice from HEAD, in two fresh clones under a different umask, TZ and
 # LANG, and compared byte for byte (tools/check_reproducible.py, about 30 s; docs/testing.md §8).

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -56,8 +57,10 @@ STATUS_LIMIT_SECS = 0.100
 TAIL_LIMIT_SECS = 0.100
 RUN_LIMIT_SECS = 480.0
 
+# the interpreter and the script quoted for bash: a checkout at "/a b/stoker" ran `exec /a`
+WEB = f"exec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} --accept-tcp {{{{thermos.ports[health]}}}}"
 CONFIG = f"""
-web = Process(name='web', cmdline='exec {sys.executable} {FAKE} --accept-tcp {{{{thermos.ports[health]}}}}')
+web = Process(name='web', cmdline={WEB!r})
 jobs = [Service(cluster='local', role='bench', environment='test', name='checks',
                 task=Task(processes=[web], resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB),
                           finalization_wait=2),

@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -55,6 +56,8 @@ from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_
 FAKE = REPO / "tests/support/fake_task.py"
 WARMUP_SECS = 3.0
 RESOURCES = "resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)"
+# the interpreter and the script quoted for bash: a checkout at "/a b/stoker" ran `exec /a`
+WEB = f"exec {shlex.quote(sys.executable)} {shlex.quote(str(FAKE))} --accept-tcp {{{{thermos.ports[health]}}}}"
 
 CONFIGS = {
     "restarts": f"""
@@ -63,7 +66,7 @@ jobs = [Service(cluster='local', role='soak', environment='test', name='restarts
                 task=Task(processes=[flap], {RESOURCES}))]
 """,
     "health-tcp": f"""
-web = Process(name='web', cmdline='exec {sys.executable} {FAKE} --accept-tcp {{{{thermos.ports[health]}}}}')
+web = Process(name='web', cmdline={WEB!r})
 jobs = [Service(cluster='local', role='soak', environment='test', name='checks',
                 task=Task(processes=[web], {RESOURCES}),
                 health_check_config=HealthCheckConfig(

@@ -121,16 +121,21 @@ def _next_level(level: str, rest: list[str]) -> str:
 def user_name(uid: int) -> str:
     """`uid`'s name in the password database with its number (`alice (uid 1000)`), else `uid N`;
     the kernel's overflow uid where this process's user namespace maps no id to it, as what it
-    stands for. Was: under `unshare -r`, `/ belongs to nobody (uid 65534)`, though nobody owns
-    it (real root does, and any other user outside the namespace shows so too)."""
+    stands for, and where it maps one but not every id, as both (Docker's userns-remap: its own
+    `nobody`, or the host's root on a bind mount). Was: under `unshare -r`, `/ belongs to
+    nobody (uid 65534)`, though nobody owns it (real root does, and any other user outside
+    the namespace shows so too)."""
+    outside = f"a user outside this user namespace (shown as uid {uid})"
+    uid_map = _uid_map() if uid == _overflow_uid() else None
+    if uid_map is not None and not maps(uid_map, uid):
+        return outside
     import pwd  # only to say why a path is refused, or whose a process is
 
-    if uid == _overflow_uid() and not _mapped(uid):
-        return f"a user outside this user namespace (shown as uid {uid})"
     try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+        named = f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
     except KeyError:
-        return f"uid {uid}"
+        named = f"uid {uid}"
+    return named if uid_map is None or maps_every_id(uid_map) else f"{named}, or {outside}"
 
 
 def _overflow_uid() -> int:
@@ -142,13 +147,21 @@ def _overflow_uid() -> int:
         return 65534
 
 
-def _mapped(uid: int) -> bool:
-    """Whether this process's user namespace maps an id to `uid`; True when that cannot be read."""
+def _uid_map() -> str | None:
+    """This process's user namespace's `uid_map`, checked; None when it cannot be read."""
     try:
         with open("/proc/self/uid_map") as file:
-            return maps(file.read(), uid)
+            uid_map = file.read()
+        lines = [[int(word) for word in line.split()] for line in uid_map.splitlines()]
     except (OSError, ValueError):
-        return True
+        return None
+    return uid_map if all(len(line) == 3 for line in lines) else None
+
+
+def maps_every_id(uid_map: str) -> bool:
+    """Whether `uid_map` maps every uid (the host's namespace: `0 0 4294967295`; its ranges never
+    overlap), so that the overflow uid is no other owner's stand-in."""
+    return sum(int(line.split()[2]) for line in uid_map.splitlines()) >= 4294967295
 
 
 def maps(uid_map: str, uid: int) -> bool:

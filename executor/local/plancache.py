@@ -121,7 +121,7 @@ def lease(directory: str, key: tuple[Any, ...]) -> Lease:
     never waits: a lease another live run holds is not held here."""
     if problem := place_problem(directory):
         return Lease(None, problem)
-    return Lease(planfiles.lock(_path(directory, key, planfiles.LOCK_SUFFIX)))
+    return _lease_on(directory, _path(directory, key, planfiles.LOCK_SUFFIX))
 
 
 def lease_at(directory: str, path: str) -> Lease:
@@ -129,7 +129,33 @@ def lease_at(directory: str, path: str) -> Lease:
     first run names its entry by the config's path: `executor/cli/launch.py`)."""
     if problem := place_problem(directory):
         return Lease(None, problem)
-    return Lease(planfiles.lock(path))
+    return _lease_on(directory, path)
+
+
+def _lease_on(directory: str, path: str) -> Lease:
+    """The lease on the lock file `path` in `directory` (which `place_problem` passed). Not
+    held because another live run holds it: nothing to say; because no file can be opened
+    for writing there (a read-only filesystem, a directory this user may no longer write):
+    `problem` says so. Was: such a directory, made by an earlier run, kept no plan, each run
+    planned afresh, and nothing said why."""
+    fd = planfiles.lock(path)
+    if fd is not None:
+        return Lease(fd)
+    try:  # only when not held: told apart from a live run's hold by opening it once more
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        return Lease(None, _cannot_write(directory, exc))
+    return Lease(None)
+
+
+def _cannot_write(directory: str, exc: OSError) -> str:
+    """The reason no plan is kept in `directory`, which is there: `exc` said no to a write."""
+    return f"cannot write in {directory}: {_os_reason(exc)}"
+
+
+def _os_reason(exc: OSError) -> str:
+    """`exc` as "Permission denied (EACCES)"."""
+    return f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
 
 
 def place_problem(directory: str) -> str:
@@ -143,7 +169,7 @@ def place_problem(directory: str) -> str:
         if planfiles.private(os.stat(directory)) and trusted_path(directory):
             return ""
     except OSError as exc:
-        return f"cannot make {directory}: {exc.strerror} ({errno.errorcode.get(exc.errno or 0, exc.errno)})"
+        return f"cannot make {directory}: {_os_reason(exc)}"
     return f"{directory} is not this user's alone: another user could redirect it"
 
 
@@ -179,25 +205,34 @@ def lookup(directory: str, key: tuple[Any, ...], probe: Callable[[list[int]], bo
 
 
 def store(directory: str, key: tuple[Any, ...], sources: Mapping[str, str], plan: JobPlan,
-          held: Lease, problem: str | None, encoded: bytes | None = None) -> None:
+          held: Lease, problem: str | None, encoded: bytes | None = None) -> str:
     """Keep `plan`, made from `sources` (the text of each file its load read, by path), if
     `held` is held and nothing made it open (`problem`, from `config.plan.open_problem`).
     `encoded`: `plan` in marshal form already (`marshal.dumps(encode(plan))`: what the child
-    forked ahead sent), written as it is."""
+    forked ahead sent), written as it is. Returns why the directory would not take the plan
+    (`_cannot_write`: a read-only filesystem, a directory this user may no longer write, a
+    full disk), for the run's one plan_not_kept WARNING; "" otherwise."""
     if not held.held:
-        return
+        return ""
     if problem is not None:
         log_event(logger, logging.DEBUG, "plan_cache_not_kept",
                   reason=f"the config reads more than its text: {problem}")
-        return
+        return ""
     try:
         texts = tuple(sorted((os.path.abspath(path), text) for path, text in sources.items()))
         data = marshal.dumps((key, texts, marshal.dumps(encode(plan)) if encoded is None else encoded))
+    except (OSError, ValueError) as exc:  # a value marshal cannot hold, no cwd: not the place's doing
+        log_event(logger, logging.DEBUG, "plan_cache_not_kept", reason=f"the plan cannot be kept: {exc}")
+        return ""
+    try:
         planfiles.write_private(_path(directory, key), data)  # in the directory `lease` made or checked
+    except OSError as exc:
+        return _cannot_write(directory, exc)
+    try:
         _prune(directory)
-    except (OSError, ValueError) as exc:
-        log_event(logger, logging.DEBUG, "plan_cache_not_kept",
-                  reason=f"could not keep the plan in {directory}: {exc}")
+    except OSError as exc:  # another run's pruning meanwhile: the next one prunes
+        log_event(logger, logging.DEBUG, "plan_cache_not_pruned", reason=f"{directory}: {exc}")
+    return ""
 
 
 def _prune(directory: str) -> None:

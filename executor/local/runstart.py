@@ -86,10 +86,17 @@ def make_sandbox(requested: str | None, job_name: str) -> Path:
 
 def _unmade(path: Path, exc: OSError) -> str:
     """Why the sandbox could not be made. Was: "File exists" for a symlink whose target is
-    missing (`--sandbox sb`, sb -> a directory since removed), which is not made through it."""
-    if exc.errno == errno.EEXIST and path.is_symlink():
-        return f"it is a symbolic link to {quoted(os.readlink(path))}, which does not exist"
-    return exc.strerror or str(exc)
+    missing (`--sandbox sb`, sb -> a directory since removed), which is not made through it;
+    "does not exist" for a link round a loop, and for a link to a link to nothing (that is)."""
+    if exc.errno != errno.EEXIST or not path.is_symlink():
+        return exc.strerror or str(exc)
+    target, end = os.readlink(path), os.path.realpath(path)  # realpath stops where the links go round
+    link = f"it is a symbolic link to {quoted(target)}"
+    if os.path.islink(end):
+        return f"{link}, which leads round in a loop"
+    if os.path.islink(path.parent / target):
+        return f"{link}, which leads to {quoted(end)}, which does not exist"
+    return f"{link}, which does not exist"
 
 
 def _refused(path: Path, problem: str, remedy: str = "use a directory of your own") -> SandboxError:
@@ -284,8 +291,9 @@ class RunStart:
             self.give_up_early("its plan is not the one kept")
         plan, sources, problem = self._claimed_plan(inputs, ahead)
         if directory is not None:
-            plancache.store(directory, key, sources, plan, self._lease, problem,
-                            None if ahead is None else ahead.early_plan())  # the bytes it was sent in
+            if unwritten := plancache.store(directory, key, sources, plan, self._lease, problem,
+                                            None if ahead is None else ahead.early_plan()):  # the bytes it was sent in
+                _say_unkept(unwritten)
             if problem is None:
                 plancache.keep_launch(directory, key, sources, plan, self._first_wave(plan),
                                       SECRET_VARIABLES + AGENT_VARIABLES, self._lease)

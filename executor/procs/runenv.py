@@ -31,7 +31,10 @@ if TYPE_CHECKING:
 TASK_MARKER = "STOKER_TASK_MARKER"
 RUN_MARKER = "STOKER_RUN_MARKER"
 PROFILE = ".thermos_profile"  # sourced by every run's bash through BASH_ENV when it exists
-_BASH_SPECIAL = ("\\", "$", "`")  # what bash expands in BASH_ENV's value (a word in double quotes); "\\" first
+_BACKSLASHED = ("\\", "$", "`")  # what bash expands in BASH_ENV's value (a word in double quotes)
+_CTLESC = "\x01"  # bash's own quoting byte: it quotes the character after it, and goes
+# BASH_ENV's value for each of those: a backslash before the first three, CTLESC doubled.
+_BASH_ESCAPES = {ord(c): "\\" + c for c in _BACKSLASHED} | {ord(_CTLESC): _CTLESC * 2}
 _FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then UTF-8 with surrogateescape already
 
 
@@ -75,20 +78,23 @@ def profile_now(profile: str) -> str | None:
 def bash_env(path: str) -> str:
     """`path` as `BASH_ENV`'s value: bash expands that value as a word in double quotes
     (parameters, `$(...)`, backquotes) before it reads the file, so each `\\`, `$` and `` ` ``
-    of the path goes with a backslash before it. Was: a sandbox named `sb$HOME` never had its
-    profile sourced, and one named `sb$(cmd)` ran `cmd` as each process started."""
-    for special in _BASH_SPECIAL:
-        path = path.replace(special, "\\" + special)
-    return path
+    of the path goes with a backslash before it, and each \\x01 (bash's CTLESC, which quotes
+    the character after it and goes) doubled. Was: a sandbox named `sb$HOME` never had its
+    profile sourced, one named `sb$(cmd)` ran `cmd` as each process started, and one with
+    a \\x01 byte had its profile looked for at a path without it."""
+    return path.translate(_BASH_ESCAPES)
 
 
 def bash_env_path(value: str) -> str:
     """The path a `BASH_ENV` value names, as bash reads it: a backslash before a `\\`, `$` or
-    `` ` `` taken away, any other kept (`bash_env` undone)."""
+    `` ` `` taken away, any other kept; a \\x01 taken away, the character after it kept
+    (`bash_env` undone)."""
     path, at = [], 0
     while at < len(value):
-        if value[at] == "\\" and value[at + 1:at + 2] in _BASH_SPECIAL:
+        if value[at] == _CTLESC or (value[at] == "\\" and value[at + 1:at + 2] in _BACKSLASHED):
             at += 1
+            if at == len(value):
+                break
         path.append(value[at])
         at += 1
     return "".join(path)
@@ -96,11 +102,14 @@ def bash_env_path(value: str) -> str:
 
 def seen_through(env: Mapping[str, str], translate: Callable[[Mapping[str, str]], dict[str, str]]) -> dict[str, str]:
     """`translate(env)` (a filesystem image's wrapper's: the sandbox's paths as the task sees
-    them) given the path `BASH_ENV` names, its answer's `BASH_ENV` written for bash again."""
+    them) given the path `BASH_ENV` names, its answer's `BASH_ENV` written for bash again; one
+    it leaves as it was (not the sandbox's: the environment's own, `preserve_env`'s) goes as
+    given, written by whoever set it (a `$HOME` in it is for bash to expand)."""
     if "BASH_ENV" not in env:
         return translate(env)
-    seen = translate({**env, "BASH_ENV": bash_env_path(env["BASH_ENV"])})
-    seen["BASH_ENV"] = bash_env(seen["BASH_ENV"])
+    path = bash_env_path(env["BASH_ENV"])
+    seen = translate({**env, "BASH_ENV": path})
+    seen["BASH_ENV"] = env["BASH_ENV"] if seen["BASH_ENV"] == path else bash_env(seen["BASH_ENV"])
     return seen
 
 

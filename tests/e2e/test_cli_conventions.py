@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -83,7 +84,7 @@ def test_arguments_in_aurora_order_get_a_hint():
     message = one_error(stoker("inspect", "devcluster/www-data/prod/hello", example))
     assert message == ("'devcluster/www-data/prod/hello': cannot read the config file: No such file or "
                        "directory; the config file comes first, then the job key: did you mean "
-                       f"{example} devcluster/www-data/prod/hello?")
+                       f"{shlex.quote(example)} devcluster/www-data/prod/hello?")  # a checkout at "/a b/" too
 
 
 @pytest.mark.parametrize("config, cluster", [("-x.aurora", "c"), ("x.aurora", "-c")])

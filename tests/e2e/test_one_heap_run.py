@@ -7,7 +7,6 @@ for each of its threads as ever. tests/integration/test_one_heap.py has the call
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from tests.integration.test_one_heap import CHILD, arenas_in
 from tests.support.agent_sim import make_task_info
 from tests.support.executor_e2e import EXECUTOR, HELLO, agent_for, document
+from tests.support.shellwords import in_aurora, python_sh
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif("MALLOC_ARENA_MAX" in os.environ, reason="the environment sets the arenas already")]
 
 CONFIG = """
-counted = Process(name='counted', cmdline='{python} {child} {repo} each 2> {out} && sleep 300')
+counted = Process(name='counted', cmdline='{command} 2> {out} && sleep 300')
 jobs = [Job(cluster='local', role='me', environment='test', name='heaps',
             task=Task(processes=[counted], resources=Resources(cpu=0.1, ram=16*MB, disk=1*MB)))]
 """
@@ -38,7 +38,7 @@ def test_the_supervisors_threads_share_one_heap_and_the_tasks_do_not(tmp_path):
     child, out, sandbox = tmp_path / "arenas.py", tmp_path / "arenas.json", tmp_path / "sb"
     child.write_text(CHILD)
     config = tmp_path / "job.aurora"
-    config.write_text(CONFIG.format(python=sys.executable, child=child, repo=REPO, out=out))
+    config.write_text(CONFIG.format(command=in_aurora(python_sh(child, REPO, "each")), out=out))  # "/a b/" too
     proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(tmp_path / "root")],
                          tmp_path)
     try:

@@ -73,6 +73,22 @@ def test_a_sandbox_that_is_a_symlink_to_nothing_says_where_it_leads(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a b"]
 
 
+def test_a_sandbox_that_is_a_symlink_round_a_loop_or_to_a_link_to_nothing_says_so(tmp_path):
+    """A link to itself leads round (was: "a symbolic link to 'loop', which does not
+    exist"); a link to a link to nothing names where the links end (was: the first link,
+    which is there, "does not exist")."""
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "chain").symlink_to("dangling")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    hello = str(EXAMPLES / "hello_world.aurora")
+    assert one_error(stoker("run", hello, "--sandbox", "loop", cwd=tmp_path)) == (
+        "cannot create sandbox 'loop': it is a symbolic link to 'loop', which leads round in a loop")
+    assert one_error(stoker("run", hello, "--sandbox", "chain", cwd=tmp_path)) == (
+        f"cannot create sandbox 'chain': it is a symbolic link to 'dangling', which leads to '{tmp_path}/gone', "
+        "which does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain", "dangling", "loop"]
+
+
 def test_a_config_s_own_problem_names_the_file_quoted(tmp_path):
     """The planning child's refusal, as `inspect`'s: the file named as given, quoted."""
     config = write_config(tmp_path, "jobs = []\n").rename(tmp_path / "my job.aurora")

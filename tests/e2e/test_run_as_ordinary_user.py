@@ -3,7 +3,8 @@ home of its own and no cgroup it may make): a service with a daemon is theirs to
 restart and stop by Ctrl-C, none of it left after; another ordinary user may read its logs
 (0644) but neither its state nor its control socket; root reads its state by its sandbox.
 With a home that user owns but may not write (a read-only network home, a locked-down
-account) the run works, and says why it keeps no plan; from an installation it may not
+account), or a plans directory it made before and may no longer write, the run works, and
+says why it keeps no plan; from an installation it may not
 write (root's, without its code cache written ahead), the run neither fails nor warns, and
 writes nothing there. Needs root to make the users; skipped elsewhere."""
 from __future__ import annotations
@@ -137,8 +138,39 @@ def test_a_run_whose_home_is_not_writable_says_why_it_keeps_no_plan():
         assert os.listdir(home) == []
 
 
-def _run(stoker: list[str], work: Path, env: dict[str, str], sandbox: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*stoker, "run", "once.aurora", "--sandbox", sandbox], cwd=work, env=env,
+def test_a_run_whose_plan_directory_is_there_but_not_writable_says_why_it_keeps_no_plan():
+    """The plans directory an earlier run made, read-only since (a home remounted read-only, a
+    locked-down account): a run that would keep a plan says once why it cannot, whether the
+    entry's lock file is there (its plan then cannot be written) or not (nor can the lock
+    file). Was: both planned afresh each time without a word."""
+    with throwaway_user() as (user, _group), open_sandbox() as top:
+        os.chmod(top, 0o755)
+        me = User.made(user.pw_uid, user.pw_gid, top)
+        (me.work / "once.aurora").write_text(textwrap.dedent(ONCE))
+        (me.work / "other.aurora").write_text(textwrap.dedent(ONCE))
+        plans = Path(me.env["HOME"]) / ".cache/stoker/plans"
+        try:
+            first = _run(me.command, me.work, me.env, "sandbox0")
+            assert first.returncode == 0 and "plan_not_kept" not in first.stderr, first.stderr
+            assert any(name.endswith(".lock") for name in os.listdir(plans))
+            plans.chmod(0o500)  # the user's own still, and nobody else's to write
+            (me.work / "once.aurora").write_text(textwrap.dedent(ONCE).replace("echo hi", "echo hello"))
+            runs = [_run(me.command, me.work, me.env, "sandbox1"),  # its lock file there, the plan missed
+                    _run(me.command, me.work, me.env, "sandbox2", "other.aurora")]  # no lock file either
+        finally:
+            for n in range(3):
+                kill_leftovers(task_pids(me.work / f"sandbox{n}"))
+        for run in runs:
+            assert run.returncode == 0, run.stderr
+            unkept = [line for line in run.stderr.splitlines() if "plan_not_kept" in line]
+            assert len(unkept) == 1, run.stderr
+            assert f'reason="cannot write in {plans}: Permission denied (EACCES)"' in unkept[0]
+        assert (me.work / "sandbox1/.logs/say/0/stdout").read_text() == "hello\n"
+
+
+def _run(stoker: list[str], work: Path, env: dict[str, str], sandbox: str,
+         config: str = "once.aurora") -> subprocess.CompletedProcess:
+    return subprocess.run([*stoker, "run", config, "--sandbox", sandbox], cwd=work, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -212,7 +213,7 @@ def _python_for(user: str) -> str | None:
     if user == "same":
         return sys.executable
     for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-        probe = subprocess.run(_as_nobody(["/bin/bash", "-c", f"exec {candidate} -c pass"]),
+        probe = subprocess.run(_as_nobody(["/bin/bash", "-c", f"exec {shlex.quote(candidate)} -c pass"]),
                                capture_output=True, cwd="/", timeout=10)
         if probe.returncode == 0:
             return candidate

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import sys
@@ -281,7 +282,7 @@ def test_the_close_kills_a_process_whose_first_thread_exited_while_others_run(su
     program = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(600,)).start(); "
                "ctypes.CDLL(None).pthread_exit(None)")
     pidfile = tmp_path / "pid"
-    sup.spawn(ProcessSpec("headless", f"setsid {sys.executable} -c '{program}' & echo $! > {pidfile}; wait"), 0)
+    sup.spawn(ProcessSpec("headless", f"setsid {shlex.quote(sys.executable)} -c '{program}' & echo $! > {shlex.quote(str(pidfile))}; wait"), 0)
     wait_for(lambda: pidfile.exists() and pidfile.read_text().strip() != "", 10, message="its pid written")
     pid = int(pidfile.read_text())
     wait_for(lambda: running_threads(pid) == 1 and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",

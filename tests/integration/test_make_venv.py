@@ -279,7 +279,8 @@ def test_make_run_with_no_directory_for_its_sandbox_says_what_to_do(tmp_path):
     (tmp_path / "setup.py").write_text("")
     os.utime(tmp_path / "setup.py", (0, 0))  # older than the stamp: make has nothing to install
     (tmp_path / "file").write_text("")
-    done = subprocess.run(["make", "-s", "run", f"VENV={sys.prefix}", f"RUNS={tmp_path}/file/runs"], cwd=tmp_path,
+    (tmp_path / "venv").symlink_to(sys.prefix)  # make splits a target at a space: a checkout at "/a b/" too
+    done = subprocess.run(["make", "-s", "run", "VENV=venv", f"RUNS={tmp_path}/file/runs"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, env={**os.environ, "MAKEFLAGS": ""})
     assert done.returncode == 2 and done.stdout == "", done
     mkdir_said, said = done.stderr.splitlines()[:2]

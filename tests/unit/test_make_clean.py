@@ -1,6 +1,7 @@
 """`make clean` removes the checkout's own names and nothing else, whatever the environment
 holds and whatever the paths given to make (`make run RUNS=DIR`, `make dist DIST=DIR`, `make
-test VENV=DIR`). Read from make's own dry run (`make -n`): nothing is removed here. Was: `DIST
+test VENV=DIR`), and `make dist` builds into such a DIST, a space in it too. Read from make's
+own dry run (`make -n`): nothing is removed or built here. Was: `DIST
 ?= dist` took a `DIST` from the environment (a packaging host's `DIST=/srv/dist`), which
 `make clean` removed, and `rm -rf $(RUNS)` unquoted removed `/home/me/stoker` and `runs` for
 `RUNS="/home/me/stoker runs"`."""
@@ -36,3 +37,15 @@ def test_a_dist_in_the_environment_is_not_removed():
 def test_a_path_with_a_space_given_to_make_is_removed_as_one(variable):
     words = removed(f"{variable}=/home/me/stoker {variable.lower()}")
     assert f"/home/me/stoker {variable.lower()}" in words and "/home/me/stoker" not in words
+
+
+def test_a_dist_with_a_space_given_to_make_dist_is_built_into_as_one():
+    """`make dist DIST="/home/me/stoker dist"`, which `make clean DIST=...` removes as one:
+    build_dist.py was given `--dist-dir /home/me/stoker dist` and refused the stray word."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make here")
+    done = subprocess.run([make, "-n", "dist", "DIST=/home/me/stoker dist"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    [line] = [line for line in done.stdout.splitlines() if "tools/build_dist.py" in line]
+    assert shlex.split(line)[-2:] == ["--dist-dir", "/home/me/stoker dist"]

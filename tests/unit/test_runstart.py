@@ -336,6 +336,7 @@ def test_an_early_start_of_the_kept_plan_is_the_run_s_with_its_lease(tmp_path):
 
 def test_an_early_start_of_a_plan_not_kept_is_given_up_in_one_line(tmp_path, caplog):
     config, environ = announcing(tmp_path, ""), {"STOKER_PLAN_CACHE": str(tmp_path / "plans")}
+    (tmp_path / "plans").mkdir(mode=0o700)  # where the early start took its lease: its plan is kept there
     key = plancache.plan_key(RunSettings(config=str(config)), "h", planfiles.login_name(environ))
     early = early_start(tmp_path / "sb", entry=plancache.entry_stem(str(tmp_path / "plans"), key))
     start = RunStart(RunSettings(config=str(config)), environ, early, None)
