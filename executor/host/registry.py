@@ -21,7 +21,7 @@ and the `TASK_ID` lookups read them.
   once that file's last change is its window older than the reading (`entrycache.racy`: 50 ms
   on a file system of fine times, 2 s on one of whole seconds).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
-  (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
+  (`entry.expired`; `executor/host/registryprune.py`); they are pruned whenever the registry is read and when a supervisor
   lets go (at most `PRUNE_BATCH` of them read: its cost hardly grows with the registry), never on a timer (a starting supervisor writes with `prune=False`: it reads no
   other entry before its first fork). The last sign: the entry's `ended` time, else the newest of the entry file's and
   its checkpoint's modification times. A file named like an entry that this version cannot
@@ -51,16 +51,8 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import (
-    ENTRY_NAME,
-    ENTRY_SUFFIX,
-    RegistryEntry,
-    expired,
-    registered_after,
-    takers_after,
-)
-from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
-from executor.host.sandbox import checkpoint_mtime
+from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, registered_after
+from executor.host.replacefile import make_dirs, replace_file, untrusted_level
 from executor.logs import log_event
 from executor.procs import saferead
 
@@ -71,9 +63,6 @@ logger = logging.getLogger(__name__)
 
 MAX_ENTRY_BYTES = 65536
 MAX_ENTRIES = 10000
-STALE_TEMP_SECS = 3600.0
-PRUNE_LOOK = 256  # entry files a supervisor that lets go looks at (stat) at most to prune
-PRUNE_BATCH = 32  # of which it reads at most these (a reader reads and prunes every one)
 _NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)  # this process's want, not the file's fault
 CLAIMS_NAME = "ports.claims"  # `stoker run`'s claims on the loopback ports it chose (a lock a port)
 
@@ -110,13 +99,15 @@ class Registry:
         """Write (or replace) `entry` atomically; False, with one WARNING per process, when
         the registry cannot be written. Prunes expired entries first, unless not `prune`
         (a starting supervisor's: it reads no other entry). A let-go's pruning reads at most
-        PRUNE_BATCH entries (`_prune_some`)."""
+        PRUNE_BATCH entries (`registryprune.prune_some`)."""
         try:
             make_dirs(self.root, 0o700)  # each level 0700, as XDG asks of ~/.local/state
             fd = self._open_root()
             try:
                 if prune:
-                    self._prune_some(fd, time.time())
+                    from executor.host.registryprune import prune_some  # a let-go's only
+
+                    prune_some(fd, time.time(), self.retention_secs, self._alive)
                 doc = entry.to_json() | {"sandbox": _portable(entry.sandbox)}
                 replace_file(entry.name, json.dumps(doc).encode(), dir_fd=fd)
             finally:
@@ -190,7 +181,9 @@ class Registry:
         unread: list[str] = []
         try:
             found, read = self._read_all(fd, denied, unread)
-            gone = self._prune(fd, found, read, time.time())
+            from executor.host.registryprune import prune
+
+            gone = prune(fd, found, read, time.time(), self.retention_secs, self._alive)
         except OSError as exc:
             raise RegistryUnreadable(f"cannot read the registry {self.root}: "
                                      f"{saferead.describe(exc)}") from None
@@ -240,69 +233,6 @@ class Registry:
         if reading is not None:
             reading.done()
         return found, read
-
-    # ---- pruning ----
-
-    def _prune_some(self, dir_fd: int, now: float) -> None:
-        """A let-go's pruning: of the names from a point that moves with the clock (so one entry
-        that cannot go yet holds back no other), it looks at PRUNE_LOOK at most (one `fstatat`
-        each) and reads PRUNE_BATCH at most: those whose file is older than the retention (no
-        newer entry has expired: it is written at its end) and whose supervisor is gone (by its
-        name). Reading every entry cost each let-go 42 ms at 1,900 entries. The rest the next
-        reading prunes; the LOST rule's later supervisors are looked for in the batch only (an
-        entry kept longer, never dropped sooner). The one listing, of names (a `DirEntry` each,
-        twice, took 0.3 s at 100,000 files), is what still grows with the registry."""
-        names = os.listdir(dir_fd)
-        entries = [name for name in names if name.endswith(ENTRY_SUFFIX)]
-        start = int(now * 1000) % len(entries) if entries else 0
-        batch: list[str] = []
-        for at in range(min(PRUNE_LOOK, len(entries))):
-            name = entries[(start + at) % len(entries)]
-            if ENTRY_NAME.match(name) and _older_than(dir_fd, name, now, self.retention_secs, regular=True) \
-                    and not _named_alive(name):
-                batch.append(name)
-                if len(batch) >= PRUNE_BATCH:
-                    break
-        try:
-            found = [listed for name in batch if (listed := _read_entry(dir_fd, name)) is not None]
-        except OSError:  # no room to read one (`_read_entry`): the next let-go or reading prunes
-            return
-        self._prune(dir_fd, found, set(batch), now, names)
-
-    def _prune(self, dir_fd: int, found: list[Listed], read: set[str], now: float,
-               names: list[str] | None = None) -> set[str]:
-        """Remove expired entries (and stale temporary files, and damaged ones: `read` but
-        not `found`; a file past the bound, not read, is not judged); their names. Damaged
-        files read at the bound go too, so a registry full of them drains (`names`: as listed)."""
-        gone: set[str] = set()
-        for item in found:
-            entry = item.entry
-            if self._alive(entry):
-                continue
-            last = entry.ended_wall
-            if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
-                if not expired(item.mtime, now, self.retention_secs):
-                    continue  # nor is the later of the two
-                # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's,
-                # and so is a write after a later supervisor took it (run again in place, or a new one
-                # given its inode number): counted up to that supervisor's registration only
-                own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
-                taken = min((e.registered_wall for e in takers_after((i.entry for i in found), entry)), default=own)
-                last = max(item.mtime, min(own, taken))
-            if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
-                gone.add(entry.name)
-        damaged = read - {item.entry.name for item in found}
-        for name in os.listdir(dir_fd) if names is None else names:
-            if name.endswith(TEMP_SUFFIX):
-                limit = STALE_TEMP_SECS  # a writer that died between write and rename
-            elif name in damaged:
-                limit = self.retention_secs  # damaged: it says nothing, and goes in time
-            else:
-                continue
-            if _older_than(dir_fd, name, now, limit) and not _named_alive(name):
-                _unlink(dir_fd, name)
-        return gone
-
 
 def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None] | None,
                   denied: list[str] | None) -> Listed | None:
@@ -370,23 +300,6 @@ def _portable(path: str) -> str:
 def _local(path: str) -> str:
     """The registry's `path` as this process names the same bytes."""
     return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
-
-
-def _older_than(dir_fd: int, name: str, now: float, secs: float, *, regular: bool = False) -> bool:
-    """Whether `name` was modified more than `secs` before `now` (and is a regular file, if asked)."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return False
-    return now - st.st_mtime > secs and (not regular or stat.S_ISREG(st.st_mode))
-
-
-def _unlink(dir_fd: int, name: str) -> bool:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-        return True
-    except OSError:
-        return False
 
 
 def _named_alive(name: str) -> bool:
