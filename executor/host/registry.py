@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 MAX_ENTRY_BYTES = 65536
 MAX_ENTRIES = 10000
 _NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)  # this process's want, not the file's fault
-CLAIMS_NAME = "ports.claims"  # `stoker run`'s claims on the loopback ports it chose (a lock a port)
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -122,14 +121,14 @@ class Registry:
         return True
 
     def open_claims(self) -> int:
-        """The port claims file (`CLAIMS_NAME`, made 0600) in the registry root, made as for an
-        entry, open for reading and writing: one byte-range lock a loopback port that a live
-        `stoker run` chose (executor/local/runstart.py, `PortClaims`). Raises OSError where the
-        root cannot be made, or is not trusted (another user could hold every port's lock)."""
+        """This host's port claims file (`claims_name`, made 0600) in the registry root, made as
+        for an entry, open for reading and writing: one byte-range lock a loopback port that a
+        live `stoker run` chose (executor/local/runstart.py, `PortClaims`). Raises OSError where
+        the root cannot be made, or is not trusted (another user could hold every port's lock)."""
         make_dirs(self.root, 0o700)
         fd = self._open_root()
         try:
-            return os.open(CLAIMS_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+            return os.open(claims_name(identity.host_identity()), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
         finally:
             os.close(fd)
 
@@ -302,6 +301,16 @@ def _local(path: str) -> str:
     return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
+def claims_name(host: tuple[str, str]) -> str:
+    """The name of the port claims file of the host `host` (machine id, host name; the
+    characters of neither that a file name had better not hold as `_`): one a host, so that
+    where several hosts share the root (a home on NFS), one host's claims on its own loopback
+    ports never keep another's runs from choosing the same numbers on theirs."""
+    machine, node = ("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
+                     for part in host)
+    return f"ports.{machine}.{node}.claims"
+
+
 def _named_alive(name: str) -> bool:
     """Whether `name` is an entry's (`PID-STARTTICKS.json`) whose supervisor runs: an entry
     this version cannot read may be a newer Stoker's (another field, another value), and is
@@ -314,7 +323,38 @@ def _named_alive(name: str) -> bool:
 
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:
-    return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here)."""
+    return entry.of_host(identity.host_identity()) and \
+        identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+
+
+def host_of(entry: RegistryEntry) -> str:
+    """The host that wrote `entry`, by its name (its machine id where it recorded none), where
+    that is another host than this one (a registry root several hosts share: a home on NFS);
+    "" for this host's (an older Stoker's included)."""
+    return "" if entry.of_host(identity.host_identity()) else entry.host_name or entry.host_id
+
+
+def split_hosts(listed: list[Listed]) -> tuple[list[Listed], dict[str, int]]:
+    """This host's entries, and how many each other host has in the registry (by name)."""
+    here: list[Listed] = []
+    others: dict[str, int] = {}
+    for item in listed:
+        host = host_of(item.entry)
+        if host:
+            others[host] = others.get(host, 0) + 1
+        else:
+            here.append(item)
+    return here, others
+
+
+def other_hosts_line(others: dict[str, int], root: str) -> str:
+    """One sentence on the tasks of other hosts a shared registry holds, which are not listed."""
+    count = sum(others.values())
+    which = ", ".join(f"{host} ({n})" for host, n in sorted(others.items()))
+    return (f"{count} task{'s' if count != 1 else ''} of other hosts in the registry {root} "
+            f"{'is' if count == 1 else 'are'} not listed (a root they share: a home on a network "
+            f"file system): {which}; each host lists its own")
 
 
 class AmbiguousTaskId(LookupError):
@@ -327,7 +367,9 @@ def find(listed: list[Listed], task_id: str) -> Listed | None:
     it): a live supervisor's first, else the newest. Raises AmbiguousTaskId when two live
     supervisors have it: a task id is unique only within its framework, so another
     framework's task on the host (another tenant's) may take the id of one that runs, and
-    would be the one shown, killed or restarted, as the newer."""
+    would be the one shown, killed or restarted, as the newer. This host's entries come
+    first: another host's (a shared root) only where none of this host's has the id (the
+    caller says it is that host's: `host_of`)."""
     task_id = _portable(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
     matches = [item for item in listed if item.entry.known_as(task_id)]
     live = running_alike(listed, task_id)
@@ -336,7 +378,7 @@ def find(listed: list[Listed], task_id: str) -> Listed | None:
             " (the same as Unicode text, written differently)"
         raise AmbiguousTaskId(f"task id {task_id!r} is the id of {len(live)} running tasks{how}, in "
                               f"{', '.join(sorted(_local(item.entry.sandbox) for item, _ in live))}")
-    return _chosen(matches)
+    return _chosen([item for item in matches if not host_of(item.entry)] or matches)
 
 
 def running_alike(listed: list[Listed], task_id: str) -> list[tuple[Listed, str]]:
@@ -361,9 +403,9 @@ def _known_alike(entry: RegistryEntry, task_id: str) -> str:
 
 
 def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:
-    """The entry of the sandbox at the absolute path `sandbox`: a live supervisor's first,
-    else the newest."""
-    return _chosen([item for item in listed if item.entry.sandbox == sandbox])
+    """This host's entry of the sandbox at the absolute path `sandbox`: a live supervisor's
+    first, else the newest."""
+    return _chosen([item for item in listed if item.entry.sandbox == sandbox and not host_of(item.entry)])
 
 
 def _chosen(matches: list[Listed]) -> Listed | None:

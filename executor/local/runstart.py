@@ -125,11 +125,15 @@ class PortClaims:
     second server failed to bind it at every attempt. A port another live run claims is not
     taken: the run plans again, or does not use the kept plan. The `--port` numbers are
     claimed too, where no other live run claims them (`take_given`). Without a claims file
-    (the registry root cannot be made or trusted, or no locks there), ports are taken unclaimed."""
+    (the registry root cannot be made or trusted), ports are taken unclaimed; so are they where
+    it takes no lock (ENOLCK: an NFS home whose server's lock manager is not reached), with one
+    WARNING (`ports_unclaimed`). Each host has its own claims file (`claims_name`): a root on
+    NFS that several hosts share, one host's claims held no other's ports."""
 
     def __init__(self, registry: RegistrySettings | None) -> None:
         self._registry = registry
         self._fd: int | None = None
+        self._lockless = False  # its claims file takes no lock (`_unclaimed`)
         self._held: set[int] = set()  # the numbers this run claims
         self.contested: int | None = None  # the number last found claimed by another process
 
@@ -138,7 +142,7 @@ class PortClaims:
         run claims one. A number this run claims already is left as it is: let go with the
         others when one is another run's, this run's claim on it would be gone too."""
         fd, taken = self._claims(), list[int]()
-        if fd < 0:  # no claims file: taken unclaimed (`lockf` raises ValueError for -1, not OSError)
+        if fd < 0 or self._lockless:  # no claims file (`lockf` raises ValueError for -1, not OSError), no locks
             return True
         for number in numbers:
             if number in self._held:
@@ -150,8 +154,9 @@ class PortClaims:
                 for mine in taken:
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, mine)
                 return False
-            except OSError:  # no locks on its file system
-                continue
+            except OSError as exc:  # no locks there (ENOLCK: an NFS server's lock manager not reached)
+                self._unclaimed(exc)
+                break
             taken.append(number)
         self._held.update(taken)
         return True
@@ -176,6 +181,15 @@ class PortClaims:
         from executor.task.leftoverprocs import command_of  # only for a refusal
 
         return f"pid {pid} ({command_of(pid) or 'its command not readable'})"
+
+    def _unclaimed(self, exc: OSError) -> None:
+        """Its claims file takes no lock: one WARNING, and this run's ports are taken unclaimed
+        from now on (a lock each port, asked again, said nothing once per port)."""
+        self._lockless = True
+        log_event(logger, logging.WARNING, "ports_unclaimed",
+                  reason=f"the port claims file in {self._registry.registry_root if self._registry else '?'} takes "
+                         f"no lock ({errno.errorcode.get(exc.errno or 0, exc.errno)}: {exc.strerror}): this run's "
+                         f"ports are taken unclaimed, and another run of this host may be given the same one")
 
     def _claims(self) -> int:
         if self._fd is None:
