@@ -52,7 +52,8 @@ def register(sub: Any, command: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from executor.host.identity import one_reading
     from executor.host.lock import LockTable
-    from executor.host.registry import Registry, RegistryUnreadable, other_hosts_line, split_hosts
+    from executor.host.registry import Registry, RegistryUnreadable
+    from executor.host.registrylookup import other_hosts_line, split_hosts
     from executor.task.inspection import inspect_sandbox, marker_of, with_leftovers
     from executor.task.inspectionjson import row
 

@@ -88,7 +88,7 @@ def _elsewhere(entry: RegistryEntry, args: argparse.Namespace) -> bool:
     supervisor runs there (or ran), whose pid means nothing here; nothing is inspected."""
     from config.registry import RegistrySettings
     from executor.cli.targets import elsewhere
-    from executor.host.registry import host_of
+    from executor.host.registrylookup import host_of
 
     host = host_of(entry)
     if not host:

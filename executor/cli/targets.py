@@ -76,7 +76,8 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
     missing = f"sandbox {named}: {executor.working_directory_unnamed()}" if gone else f"sandbox {named} does not exist"
     if kind == "other" or given is None:
         raise UsageError(f"sandbox {named} is not a directory" if kind == "other" else missing)
-    from executor.host.registry import AmbiguousTaskId, Registry, RegistryUnreadable, find, host_of
+    from executor.host.registry import Registry, RegistryUnreadable
+    from executor.host.registrylookup import AmbiguousTaskId, find, host_of
 
     settings = RegistrySettings.from_args(args, os.environ)
     try:
@@ -107,7 +108,7 @@ def elsewhere(entry: RegistryEntry, root: str, command: str, given: str) -> str:
     """What `stoker COMMAND TASK_ID` says of a task another host's supervisor registered in a
     registry root this host shares (a home on NFS): it is that host's, and that host's
     `stoker` reaches it; its pid means nothing here (not LOST, nor killed here)."""
-    from executor.host.registry import host_of
+    from executor.host.registrylookup import host_of
 
     host = host_of(entry)
     how = "ran" if entry.ended_wall is not None else "runs"
@@ -148,7 +149,8 @@ def registered(target: Target, args: argparse.Namespace) -> RegistryEntry | None
     sandbox's path (a live supervisor's first), else None."""
     if target.entry is not None:
         return target.entry
-    from executor.host.registry import Registry, find_sandbox
+    from executor.host.registry import Registry
+    from executor.host.registrylookup import find_sandbox
 
     registry = Registry(RegistrySettings.from_args(args, os.environ))
     found = find_sandbox(registry.entries(), os.path.abspath(target.sandbox))

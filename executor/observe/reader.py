@@ -38,15 +38,8 @@ from executor.host.entrycache import EntryCache
 from executor.host.frozen import frozen_cgroup
 from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
-from executor.host.registry import (
-    AmbiguousTaskId,
-    Listed,
-    Registry,
-    RegistryUnreadable,
-    find,
-    running_alike,
-    split_hosts,
-)
+from executor.host.registry import Listed, Registry, RegistryUnreadable
+from executor.host.registrylookup import AmbiguousTaskId, find, running_alike, split_hosts
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import Choice, LogChunk, TaskDetail, TaskSummary
 from executor.observe.taskusage import measure, task_figures

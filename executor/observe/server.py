@@ -43,7 +43,7 @@ import attrs
 
 from config.words import quoted
 from executor.host.identity import one_reading
-from executor.host.registry import other_hosts_line
+from executor.host.registrylookup import other_hosts_line
 from executor.host.signals import kept_from_new_threads
 from executor.logs import log_event
 from executor.observe import metrics, routes, scrape

@@ -1,5 +1,5 @@
 """A supervisor's pruning of the host registry as it lets go (executor/host/registry.py,
-`registryprune.prune_some`): a bounded batch, whatever the registry holds, and never an entry
+`registry.prune_some`): a bounded batch, whatever the registry holds, and never an entry
 the retention keeps. A let-go read and parsed every entry: 42 ms each with 1,900 entries,
 1.6-1.8 s each for 36 supervisors letting go at once."""
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 import pytest
 
 from executor.host import registry as registry_module
-from executor.host import registryprune
 from executor.host.entry import entry_name
 from executor.host.identity import own_identity
 from tests.integration.test_registry import DAY, age, entry, registry
@@ -37,9 +36,8 @@ def _gone_entries(root, tmp_path, count: int, *, ended_secs_ago: float, file_age
 def _count_reads(monkeypatch) -> list[str]:
     opened: list[str] = []
     real_read = registry_module._read_entry
-    counted = lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest)  # noqa: E731
-    monkeypatch.setattr(registry_module, "_read_entry", counted)  # a reading's
-    monkeypatch.setattr(registryprune, "_read_entry", counted)  # a let-go's
+    monkeypatch.setattr(registry_module, "_read_entry",
+                        lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest))
     return opened
 
 
@@ -49,9 +47,9 @@ def test_a_let_go_reads_a_bounded_batch_and_a_reading_prunes_the_rest(tmp_path, 
     opened = _count_reads(monkeypatch)
     reg = registry(root, retention=DAY)
     assert reg.write(entry(tmp_path / "mine", task_id="mine"))  # prunes, as a let-go does
-    assert len(opened) == registryprune.PRUNE_BATCH  # was: all 300
+    assert len(opened) == registry_module.PRUNE_BATCH  # was: all 300
     left = [name for name in expired if (root / name).exists()]
-    assert len(left) == 300 - registryprune.PRUNE_BATCH
+    assert len(left) == 300 - registry_module.PRUNE_BATCH
     assert [item.entry.task_id for item in reg.entries()] == ["mine"]  # a reader prunes every one
     assert sorted(os.listdir(root)) == [entry(tmp_path / "mine").name]
 
@@ -73,7 +71,7 @@ def test_a_let_go_skips_live_supervisors_unread_and_no_entry_it_cannot_prune_hol
     """The batch starts at a point that moves with the clock: entries read and kept (an end
     within the retention, rewritten in an old file) do not fill every let-go's batch; a live
     supervisor's entry, however old its file, is not read at all."""
-    monkeypatch.setattr(registryprune, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(registry_module, "PRUNE_BATCH", 2)
     root = tmp_path / "root"
     stuck = _gone_entries(root, tmp_path, 4, ended_secs_ago=60, file_age_secs=2 * DAY)
     expired = _gone_entries(root, tmp_path, 4, ended_secs_ago=2 * DAY, file_age_secs=2 * DAY)
@@ -89,7 +87,7 @@ def test_a_let_go_skips_live_supervisors_unread_and_no_entry_it_cannot_prune_hol
         # n consecutive start points (mid-millisecond: no rounding skips one) visit each of n
         # entries; each prune shortens the list, so 9 + 8 + 7 + 6 steps prune the 4 for sure
         for step in range(9 + 8 + 7 + 6):
-            registryprune.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg._alive)
+            registry_module.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg._alive)
     finally:
         os.close(fd)
     assert live.name not in opened
@@ -105,7 +103,7 @@ def test_a_let_go_lists_the_registry_once_and_still_drops_a_stale_temporary_and_
     kept = _gone_entries(root, tmp_path, 5, ended_secs_ago=60, file_age_secs=60)
     stale_temp = root / ".1-2.json.abc.tmp"
     stale_temp.write_text("{")
-    age(stale_temp, 2 * registryprune.STALE_TEMP_SECS)
+    age(stale_temp, 2 * registry_module.STALE_TEMP_SECS)
     damaged = root / "999999999-1.json"  # no such supervisor
     damaged.write_text("not an entry")
     age(damaged, 2 * DAY)
@@ -124,8 +122,7 @@ READ_AT_THE_FD_LIMIT = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[2])
 from config.registry import RegistrySettings
-from executor.host.registry import Registry, RegistryUnreadable
-from executor.host.registryprune import prune
+from executor.host.registry import Registry, RegistryUnreadable, prune
 
 reg = Registry(RegistrySettings(registry_root=sys.argv[1], registry_retention_secs=86400.0))
 fd = reg._open_root()  # a reading's own first step, with descriptors to spare

@@ -21,8 +21,8 @@ from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import host_identity, own_identity
-from executor.host.registry import Registry, find
-from executor.host.registryprune import prune_some
+from executor.host.registry import Registry, prune_some
+from executor.host.registrylookup import find
 from executor.host.session import HostSession
 from executor.observe.pages import tasks_page
 from executor.observe.reader import Reader
@@ -137,7 +137,7 @@ def test_kill_restart_and_tail_of_another_host_s_task_are_refused_naming_the_hos
     shared_root(tmp_path, other_host_s("other-0-1"))
     assert main([command[0], "other-0-1", *command[1:], "--root", str(tmp_path / "root")]) == 2
     err = capsys.readouterr().err
-    assert f"task 'other-0-1' runs on host 'other-host', not this one" in err, err
+    assert "task 'other-0-1' runs on host 'other-host', not this one" in err, err
     assert f"`stoker {command[0]}` on 'other-host' reaches it" in err
 
 
