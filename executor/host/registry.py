@@ -27,6 +27,12 @@ and the `TASK_ID` lookups read them.
   its checkpoint's modification times. A file named like an entry that this version cannot
   read (damaged, or written by another version of Stoker) goes once it is older than the
   retention, unless the supervisor its name names still runs.
+- Several hosts may share the root (an ordinary user's default one is under the home: a
+  home on NFS). Each entry names the host that wrote it (`identity.host_identity`: machine
+  id and host name), and only this host's are pruned (another host's supervisor's pid means
+  nothing here, and its sandbox may not be seen from here: a live task's entry, older than
+  the retention, was deleted) or judged alive; which are listed is the readers' choice
+  (`registrylookup.split_hosts`). Each host claims its ports in a file of its own (`claims_name`).
 - A sandbox's path is kept as its bytes read as UTF-8 (a byte that is not UTF-8 as its
   surrogate escape), whatever the locale of the supervisor that wrote it, and read back as
   the bytes they stand for: a `stoker ps` under `LC_ALL=C PYTHONUTF8=0` (file names in
