@@ -22,9 +22,10 @@ from config.registry import RegistrySettings
 from config.settings import RunSettings
 from executor.host.early import EarlyStart
 from executor.host.identity import host_identity
+from executor.host.lock import byte_lock_holder as _lock_holder
 from executor.host.registry import claims_name
 from executor.local import plancache, planfiles
-from executor.local.runstart import PortClaims, RunStart, _lock_holder, announcement_for, forget_listings
+from executor.local.runstart import PortClaims, RunStart, announcement_for, forget_listings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello_world.aurora"
