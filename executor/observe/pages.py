@@ -78,7 +78,7 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
                     f"(another version's, or damaged), whose supervisor runs: "
                     f"{esc(', '.join(unreadable))}.</p>")
     if other_hosts:
-        body.append(f"<p>Not listed: {esc(other_hosts)}.</p>")
+        body.append(f"<p>{esc(other_hosts)}.</p>")
     return page("Tasks on this host", "".join(body), where=f"registry {esc(root)}")
 
 

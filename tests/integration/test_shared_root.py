@@ -25,9 +25,7 @@ from executor.host.identity import host_identity, own_identity
 from executor.host.registry import Registry, prune_some
 from executor.host.registrylookup import find
 from executor.host.session import HostSession
-from executor.observe.pages import tasks_page
 from executor.observe.reader import Reader
-from executor.observe.server import other_hosts_line
 from tests.integration.test_registry import DAY, age, entry, registry
 
 pytestmark = pytest.mark.timeout(30)
@@ -154,10 +152,27 @@ def test_a_task_id_both_hosts_have_is_this_host_s(tmp_path):
 
 
 def test_the_observer_lists_this_host_s_tasks_and_says_how_many_are_other_hosts(tmp_path):
+    """Its list page (a real server on 127.0.0.1) and its API: this host's task only; the page
+    says in one line how many of the registry's are other hosts'. Another host's task's page
+    is not found here."""
+    import urllib.error
+    import urllib.request
+
+    from executor.observe.server import Limits
+    from tests.support.observer_server import serving
+
     shared_root(tmp_path, mine(tmp_path / "sb"), other_host_s("other-0-1"))
     reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=DAY))
-    tasks, _ = reader.tasks_and_unreadable()
-    assert [t.row["task_id"] for t in tasks] == ["mine-0-1"]
-    assert reader.other_hosts == {"other-host": 1}
-    page = tasks_page(tasks, time.time(), reader.root, other_hosts=other_hosts_line(reader.other_hosts, reader.root))
-    assert "Not listed: 1 task of other hosts in the registry" in page and "other-host (1)" in page
+    with serving(reader, Limits(idle_secs=5, loop_secs=1)) as server:
+        base = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
+        with urllib.request.urlopen(f"{base}/", timeout=10) as answer:
+            page = answer.read().decode()
+        with urllib.request.urlopen(f"{base}/api/tasks", timeout=10) as answer:
+            rows = json.loads(answer.read())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/tasks/other-0-1", timeout=10)
+        refused.value.close()
+    assert [row["task_id"] for row in rows] == ["mine-0-1"]
+    assert "mine-0-1" in page and "other-0-1" not in page
+    assert f"<p>1 task of other hosts in the registry {tmp_path / 'root'} is not listed" in page, page
+    assert "other-host (1)" in page and refused.value.code == 404
