@@ -91,7 +91,7 @@ def run_kill(args: argparse.Namespace) -> int:
     if last.done and last.ok:
         return 0
     if not last.done:  # the supervisor went away before the end: say what is left
-        inspection = _after_the_supervisor(_target(args).sandbox)
+        inspection = _after_the_supervisor(_target(args, "kill").sandbox)
         truth = inspection.truth
         print(f"stoker kill: the supervisor went away; the task is {truth.state}"
               f"{f' ({DIED_KILLING})' if truth.died_killing else ''}")
@@ -106,7 +106,7 @@ def run_restart(args: argparse.Namespace) -> int:
 
     last = _converse(args, RestartControl(args.process), "restart")
     if last is not None and not last.done:  # the supervisor went away: say so, and what is left
-        inspection = _after_the_supervisor(_target(args).sandbox)
+        inspection = _after_the_supervisor(_target(args, "restart").sandbox)
         error(f"the supervisor went away before process {quoted(args.process)} was restarted; "
               f"the task is {inspection.truth.state}")
     return 0 if last is not None and last.done and last.ok else 1
@@ -141,8 +141,9 @@ def _after_the_supervisor(sandbox: Path) -> Inspection:
     return inspect_sandbox(sandbox)
 
 
-def _target(args: argparse.Namespace) -> Target:
-    return resolve(args.target, args)
+def _target(args: argparse.Namespace, command: str) -> Target:
+    """The task to kill or restart; another host's (a shared registry root) is refused, naming it."""
+    return resolve(args.target, args, command=command)
 
 
 def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -> ControlReply | None:
@@ -151,7 +152,7 @@ def _converse(args: argparse.Namespace, request: ControlRequest, command: str) -
     from executor.host.controlclient import ControlUnavailable
 
     last = None
-    target = _target(args)
+    target = _target(args, command)
     try:
         for last in _replies(target.sandbox, lambda: registered(target, args), request, command):
             stream = sys.stdout if last.ok else sys.stderr

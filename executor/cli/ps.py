@@ -13,7 +13,10 @@ last one ended, and when the next starts); what kept a task's checkpoint from be
 its `.stoker` renamed away: the row shows nothing read, NEW 0/0 under a live supervisor, else GONE) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
 error:` line and exit 1, never an empty list; an entry it cannot read whose supervisor runs
-(another version of Stoker wrote it) is one line on stderr, naming it.
+(another version of Stoker wrote it) is one line on stderr, naming it. Where several hosts
+share the registry root (a home on NFS), only this host's tasks are listed (another host's
+supervisor's pid means nothing here: it read LOST or GONE), and one line on stderr, with
+`--json` too, says how many of the others' it holds and which hosts' (`split_hosts`).
 """
 from __future__ import annotations
 
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from executor.host.identity import one_reading
     from executor.host.lock import LockTable
     from executor.host.registry import Registry, RegistryUnreadable
+    from executor.host.registrylookup import other_hosts_line, split_hosts
     from executor.task.inspection import inspect_sandbox, marker_of, with_leftovers
     from executor.task.inspectionjson import row
 
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
             error(str(exc))
             return 1
+        listed, others = split_hosts(listed)  # another host's pid means nothing here
         locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
         found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
     shown_root = printable(settings.registry_root)  # a newline or a byte not UTF-8 of it written out
@@ -68,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"stoker ps: {shown_root}/{printable(name)} is not an entry this version of "
               f"Stoker reads (another version's, or damaged); its supervisor (pid {pid}) "
               f"runs, and its task is not listed", file=sys.stderr)
+    if others:
+        print(f"stoker ps: {printable(other_hosts_line(others, settings.registry_root))}", file=sys.stderr)
     entries = [item.entry for item in listed]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
     shown = [(e, i) for e, i in zip(entries, found) if args.all or _listed(i)]

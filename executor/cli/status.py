@@ -50,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     from executor.task.inspection import inspect_sandbox, marker_of, with_leftovers
     from executor.task.inspectionjson import shown_attempt, status_json
 
-    target = resolve(args.target, args, deleted=True)  # a deleted sandbox's task id: GONE
+    target = resolve(args.target, args, deleted=True, command="status")  # a deleted sandbox's task id: GONE
+    if target.entry is not None and _elsewhere(target.entry, args):
+        return 0
     inspection = inspect_sandbox(target.sandbox, target.entry)
     if target.entry is None:
         target, inspection = _pinned(target, args, inspection)
@@ -79,6 +81,27 @@ def run(args: argparse.Namespace) -> int:
                              stopped, pending, inspection.foreign)
         sys.stdout.write(text)
     return 0
+
+
+def _elsewhere(entry: RegistryEntry, args: argparse.Namespace) -> bool:
+    """Says so, when `entry` is another host's (a registry root the hosts share): its
+    supervisor runs there (or ran), whose pid means nothing here; nothing is inspected."""
+    from config.registry import RegistrySettings
+    from executor.cli.targets import elsewhere
+    from executor.host.registrylookup import host_of
+
+    host = host_of(entry)
+    if not host:
+        return False
+    said = elsewhere(entry, RegistrySettings.from_args(args, os.environ).registry_root, "status", args.target)
+    if args.json:
+        print(json.dumps({"task_id": args.target, "host": host, "host_id": entry.host_id,
+                          "sandbox": entry.sandbox, "supervisor_pid": entry.supervisor_pid,
+                          "registered": entry.registered_wall, "ended": entry.ended_wall,
+                          "problem": said}, indent=2))
+    else:
+        print(printable(said))
+    return True
 
 
 def _json_doc(inspection: Inspection, figures: Figures, now: float, stopped: frozenset[str]) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    target = resolve(args.target, args)
+    target = resolve(args.target, args, command="tail")
     if another := _another_task_s(target):
         error(f"task {quoted(args.target)} is GONE: the logs in {quoted(str(target.sandbox))} are another "
               f"task's ({another})")

@@ -58,10 +58,13 @@ def registry_arguments(parser: argparse.ArgumentParser) -> None:
     add_arguments(parser, RegistrySettings)
 
 
-def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = False) -> Target:
+def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = False,
+            command: str = "") -> Target:
     """The sandbox TARGET names (see the module docstring). Raises UsageError. `deleted`: a task
     id whose sandbox was deleted, its supervisor gone too, is its target all the same (`stoker
-    status` says it GONE, from the `.stoker` its entry pins: `inspect_sandbox`)."""
+    status` says it GONE, from the `.stoker` its entry pins: `inspect_sandbox`). A task id of
+    another host's (a registry root hosts share) is refused naming that host, unless `command`
+    is "status": its target then, which `stoker status` says runs there (`elsewhere`)."""
     if given == "":  # `stoker kill "$SB"`, SB unset: no sandbox, not `Path('')`'s `.` (nor the default)
         raise UsageError("sandbox '' does not exist")
     path = Path(given or os.environ.get("MESOS_SANDBOX") or ".")
@@ -73,7 +76,8 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
     missing = f"sandbox {named}: {executor.working_directory_unnamed()}" if gone else f"sandbox {named} does not exist"
     if kind == "other" or given is None:
         raise UsageError(f"sandbox {named} is not a directory" if kind == "other" else missing)
-    from executor.host.registry import AmbiguousTaskId, Registry, RegistryUnreadable, find
+    from executor.host.registry import Registry, RegistryUnreadable
+    from executor.host.registrylookup import AmbiguousTaskId, find, host_of
 
     settings = RegistrySettings.from_args(args, os.environ)
     try:
@@ -90,10 +94,27 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
         raise UsageError(f"{missing}, and no task in the registry "
                          f"{quoted(settings.registry_root)} has that id (`stoker ps --all` lists them){others}")
     sandbox = Path(found.entry.sandbox)
+    if host_of(found.entry):  # its pid, sandbox and socket are that host's: nothing to judge here
+        if command == "status":
+            return Target(sandbox, found.entry)
+        raise UsageError(elsewhere(found.entry, settings.registry_root, command or "status", given))
     kind = _kind(sandbox)
     if kind != "dir" and not (deleted and kind is None and found.entry.stoker_dir and not _still_runs(found.entry)):
         raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
     return Target(sandbox, found.entry)
+
+
+def elsewhere(entry: RegistryEntry, root: str, command: str, given: str) -> str:
+    """What `stoker COMMAND TASK_ID` says of a task another host's supervisor registered in a
+    registry root this host shares (a home on NFS): it is that host's, and that host's
+    `stoker` reaches it; its pid means nothing here (not LOST, nor killed here)."""
+    from executor.host.registrylookup import host_of
+
+    host = host_of(entry)
+    how = "ran" if entry.ended_wall is not None else "runs"
+    return (f"task {quoted(given)} {how} on host {quoted(host)}, not this one: its supervisor "
+            f"(pid {entry.supervisor_pid} there) registered it in the registry {quoted(root)}, "
+            f"which the two hosts share; `stoker {command}` on {quoted(host)} reaches it")
 
 
 def _kind(path: Path) -> str | None:
@@ -128,7 +149,8 @@ def registered(target: Target, args: argparse.Namespace) -> RegistryEntry | None
     sandbox's path (a live supervisor's first), else None."""
     if target.entry is not None:
         return target.entry
-    from executor.host.registry import Registry, find_sandbox
+    from executor.host.registry import Registry
+    from executor.host.registrylookup import find_sandbox
 
     registry = Registry(RegistrySettings.from_args(args, os.environ))
     found = find_sandbox(registry.entries(), os.path.abspath(target.sandbox))

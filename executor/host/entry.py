@@ -118,6 +118,16 @@ class RegistryEntry:
     # Why the supervisor stopped, where it stopped before its task could start and said why
     # (`cannot go on: ...`); "" otherwise.
     ended_reason: str = ""
+    # Which host wrote it (`identity.host_identity`: its machine id and host name), where
+    # several hosts share one registry root (a home on NFS); "" in an older Stoker's entry,
+    # which is this host's, as it was.
+    host_id: str = ""
+    host_name: str = ""
+
+    def of_host(self, host: tuple[str, str]) -> bool:
+        """Whether this entry is the host `host`'s (machine id, host name): written there, or
+        by an older Stoker, which recorded no host (its entries were always taken as this one's)."""
+        return not (self.host_id or self.host_name) or (self.host_id, self.host_name) == host
 
     def known_as(self, task_id: str) -> bool:
         """`task_id` is this supervisor's task, its latest or an earlier attempt's."""
@@ -141,6 +151,7 @@ class RegistryEntry:
             "task_id": self.task_id, "job_key": self.job_key, "label": self.label,
             "marker": self.marker, "ended": self.ended_wall, "stoker_dir": self.stoker_dir,
             "earlier_task_ids": list(self.earlier_task_ids), "ended_reason": self.ended_reason,
+            "host_id": self.host_id, "host_name": self.host_name,
         }
 
     @classmethod
@@ -159,7 +170,8 @@ class RegistryEntry:
                         label=_text(doc, "label"), marker=_text(doc, "marker"),
                         ended_wall=_number(doc, "ended", optional=True), stoker_dir=_path(doc, "stoker_dir"),
                         earlier_task_ids=_texts(doc, "earlier_task_ids"),
-                        ended_reason=_text(doc, "ended_reason"))
+                        ended_reason=_text(doc, "ended_reason"),
+                        host_id=_text(doc, "host_id"), host_name=_text(doc, "host_name"))
         except ValueError:
             return None
         if not entry.sandbox.startswith("/") or entry.supervisor_pid <= 0:

@@ -20,6 +20,7 @@ import attrs
 from executor.procs.pidsignal import live_fields
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
+_MACHINE_IDS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 
 
 @attrs.frozen(slots=True)
@@ -56,6 +57,27 @@ def boot_id() -> str:
             return found  # unreadable (no /proc yet, in a chroot): asked again next time
         _boot_id = found
     return _boot_id
+
+
+_host: tuple[str, str] | None = None
+
+
+def host_identity() -> tuple[str, str]:
+    """(machine id, host name) of the host this process runs on, read once per process: which
+    host wrote a registry entry, where a registry root is shared (a home on NFS). The machine
+    id (/etc/machine-id, else D-Bus' copy; "" where there is none) survives reboots, as the
+    boot id does not, and differs between hosts; the kernel's host name (`uname`'s nodename,
+    which a UTS namespace sets) tells apart containers of one host that share its machine id.
+    One small file read, no module loaded: it is read on the start path."""
+    global _host
+    if _host is None:
+        machine = ""
+        for path in _MACHINE_IDS:
+            machine = read_proc(path, 64).decode("ascii", "replace").strip()
+            if machine:
+                break
+        _host = (machine, os.uname().nodename)
+    return _host
 
 
 def _stat(pid: int) -> tuple[int, int] | None:

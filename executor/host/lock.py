@@ -11,7 +11,8 @@ opened through `.stoker`'s directory fd, without following a symlink and without
 Readers never take the lock (a `stoker ps` must never make a starting supervisor fail):
 they read the holder from the file (`holder`) and check that it is alive. An early start
 (`executor/cli/launch.py`) locks the file before the supervisor writes into it: `locked_by`
-finds who holds the `flock` in /proc/locks, still without taking it.
+finds who holds the `flock` in /proc/locks, still without taking it. `byte_lock_holder` finds
+there who holds a byte-range lock (`lockf`) of a file: a `stoker run`'s port claim.
 """
 from __future__ import annotations
 
@@ -267,3 +268,45 @@ def _busy_message(sandbox: str, other: Holder | None) -> str:
     # `"it's $HOME"` expanded there)
     return (f"sandbox {quoted(sandbox)} is held by {who}: one supervisor per sandbox; stop it first "
             f"(`stoker kill {shell_path(sandbox)}`) or use another sandbox")
+
+
+def byte_lock_holder(st: os.stat_result, number: int) -> int:
+    """The pid /proc/locks gives for the lock that covers byte `number` of the file `st` names
+    (`lock_holder_listed`); 0 when /proc/locks cannot be read."""
+    try:
+        with open("/proc/locks", "rb") as f:
+            lines = f.read().splitlines()  # "1: POSIX  ADVISORY  WRITE PID MAJ:MIN:INODE START END"
+    except OSError:
+        return 0
+    return lock_holder_listed(lines, st, number)
+
+
+def lock_holder_listed(lines: list[bytes], st: os.stat_result, number: int) -> int:
+    """The pid of `lines`' POSIX (or open file description) lock that covers byte `number` of
+    the file `st` names: on its device and inode; else, none listed on its device, on its inode
+    alone (/proc/locks numbers the device as the file system's superblock does: a btrfs
+    subvolume's or overlayfs' `st_dev` is another). By inode alone first, a whole-file lock on
+    another file system's file of that inode number named a process that never opened the
+    claims file (`stoker run`'s port claims: executor/local/runstart.py). 0 when none is listed or the pid is not known (an open file description
+    lock's is -1)."""
+    inode, device = b":" + str(st.st_ino).encode(), (os.major(st.st_dev), os.minor(st.st_dev))
+    elsewhere = 0
+    for fields in map(bytes.split, lines):
+        if len(fields) != 8 or fields[1] not in (b"POSIX", b"OFDLCK") or not fields[4].lstrip(b"-").isdigit():
+            continue  # a waiter's ("1: -> POSIX ..."), a lease's, a flock's
+        if not fields[5].endswith(inode) or fields[5].count(b":") != 2 or not fields[6].isdigit():
+            continue
+        major, minor, _ = fields[5].split(b":")
+        if int(fields[6]) <= number and (fields[7] == b"EOF" or number <= int(fields[7])):
+            if (_hex(major), _hex(minor)) == device:
+                return int(fields[4])
+            elsewhere = elsewhere or int(fields[4])
+    return elsewhere
+
+
+def _hex(text: bytes) -> int:
+    """A device number's part as /proc/locks writes it (hex); -1 when it is none."""
+    try:
+        return int(text, 16)
+    except ValueError:
+        return -1

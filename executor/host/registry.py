@@ -21,12 +21,18 @@ and the `TASK_ID` lookups read them.
   once that file's last change is its window older than the reading (`entrycache.racy`: 50 ms
   on a file system of fine times, 2 s on one of whole seconds).
 - Ended and LOST tasks stay until the last sign of them is older than the retention
-  (`entry.expired`); they are pruned whenever the registry is read and when a supervisor
+  (`entry.expired`: `prune`); they are pruned whenever the registry is read and when a supervisor
   lets go (at most `PRUNE_BATCH` of them read: its cost hardly grows with the registry), never on a timer (a starting supervisor writes with `prune=False`: it reads no
   other entry before its first fork). The last sign: the entry's `ended` time, else the newest of the entry file's and
   its checkpoint's modification times. A file named like an entry that this version cannot
   read (damaged, or written by another version of Stoker) goes once it is older than the
   retention, unless the supervisor its name names still runs.
+- Several hosts may share the root (an ordinary user's default one is under the home: a
+  home on NFS). Each entry names the host that wrote it (`identity.host_identity`: machine
+  id and host name), and only this host's are pruned (another host's supervisor's pid means
+  nothing here, and its sandbox may not be seen from here: a live task's entry, older than
+  the retention, was deleted) or judged alive; which are listed is the readers' choice
+  (`registrylookup.split_hosts`). Each host claims its ports in a file of its own (`claims_name`).
 - A sandbox's path is kept as its bytes read as UTF-8 (a byte that is not UTF-8 as its
   surrogate escape), whatever the locale of the supervisor that wrote it, and read back as
   the bytes they stand for: a `stoker ps` under `LC_ALL=C PYTHONUTF8=0` (file names in
@@ -51,14 +57,8 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import (
-    ENTRY_NAME,
-    ENTRY_SUFFIX,
-    RegistryEntry,
-    expired,
-    registered_after,
-    takers_after,
-)
+from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired, takers_after
+from executor.host.identity import host_identity
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -75,7 +75,6 @@ STALE_TEMP_SECS = 3600.0
 PRUNE_LOOK = 256  # entry files a supervisor that lets go looks at (stat) at most to prune
 PRUNE_BATCH = 32  # of which it reads at most these (a reader reads and prunes every one)
 _NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOMEM)  # this process's want, not the file's fault
-CLAIMS_NAME = "ports.claims"  # `stoker run`'s claims on the loopback ports it chose (a lock a port)
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -110,13 +109,13 @@ class Registry:
         """Write (or replace) `entry` atomically; False, with one WARNING per process, when
         the registry cannot be written. Prunes expired entries first, unless not `prune`
         (a starting supervisor's: it reads no other entry). A let-go's pruning reads at most
-        PRUNE_BATCH entries (`_prune_some`)."""
+        PRUNE_BATCH entries (`prune_some`)."""
         try:
             make_dirs(self.root, 0o700)  # each level 0700, as XDG asks of ~/.local/state
             fd = self._open_root()
             try:
                 if prune:
-                    self._prune_some(fd, time.time())
+                    prune_some(fd, time.time(), self.retention_secs, self._alive)
                 doc = entry.to_json() | {"sandbox": _portable(entry.sandbox)}
                 replace_file(entry.name, json.dumps(doc).encode(), dir_fd=fd)
             finally:
@@ -131,14 +130,14 @@ class Registry:
         return True
 
     def open_claims(self) -> int:
-        """The port claims file (`CLAIMS_NAME`, made 0600) in the registry root, made as for an
-        entry, open for reading and writing: one byte-range lock a loopback port that a live
-        `stoker run` chose (executor/local/runstart.py, `PortClaims`). Raises OSError where the
-        root cannot be made, or is not trusted (another user could hold every port's lock)."""
+        """This host's port claims file (`claims_name`, made 0600) in the registry root, made as
+        for an entry, open for reading and writing: one byte-range lock a loopback port that a
+        live `stoker run` chose (executor/local/runstart.py, `PortClaims`). Raises OSError where
+        the root cannot be made, or is not trusted (another user could hold every port's lock)."""
         make_dirs(self.root, 0o700)
         fd = self._open_root()
         try:
-            return os.open(CLAIMS_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+            return os.open(claims_name(identity.host_identity()), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
         finally:
             os.close(fd)
 
@@ -190,7 +189,7 @@ class Registry:
         unread: list[str] = []
         try:
             found, read = self._read_all(fd, denied, unread)
-            gone = self._prune(fd, found, read, time.time())
+            gone = prune(fd, found, read, time.time(), self.retention_secs, self._alive)
         except OSError as exc:
             raise RegistryUnreadable(f"cannot read the registry {self.root}: "
                                      f"{saferead.describe(exc)}") from None
@@ -241,67 +240,85 @@ class Registry:
             reading.done()
         return found, read
 
-    # ---- pruning ----
+def prune_some(dir_fd: int, now: float, retention_secs: float,
+               alive: Callable[[RegistryEntry], bool]) -> None:
+    """A let-go's pruning: of the names from a point that moves with the clock (so one entry
+    that cannot go yet holds back no other), it looks at PRUNE_LOOK at most (one `fstatat`
+    each) and reads PRUNE_BATCH at most: those whose file is older than the retention (no
+    newer entry has expired: it is written at its end) and whose supervisor is gone (by its
+    name). Reading every entry cost each let-go 42 ms at 1,900 entries. The rest the next
+    reading prunes; the LOST rule's later supervisors are looked for in the batch only (an
+    entry kept longer, never dropped sooner). The one listing, of names (a `DirEntry` each,
+    twice, took 0.3 s at 100,000 files), is what still grows with the registry."""
+    names = os.listdir(dir_fd)
+    entries = [name for name in names if name.endswith(ENTRY_SUFFIX)]
+    start = int(now * 1000) % len(entries) if entries else 0
+    batch: list[str] = []
+    for at in range(min(PRUNE_LOOK, len(entries))):
+        name = entries[(start + at) % len(entries)]
+        if ENTRY_NAME.match(name) and _older_than(dir_fd, name, now, retention_secs, regular=True) \
+                and not _named_alive(name):
+            batch.append(name)
+            if len(batch) >= PRUNE_BATCH:
+                break
+    try:
+        found = [listed for name in batch if (listed := _read_entry(dir_fd, name)) is not None]
+    except OSError:  # no room to read one (`_read_entry`): the next let-go or reading prunes
+        return
+    prune(dir_fd, found, set(batch), now, retention_secs, alive, names)
 
-    def _prune_some(self, dir_fd: int, now: float) -> None:
-        """A let-go's pruning: of the names from a point that moves with the clock (so one entry
-        that cannot go yet holds back no other), it looks at PRUNE_LOOK at most (one `fstatat`
-        each) and reads PRUNE_BATCH at most: those whose file is older than the retention (no
-        newer entry has expired: it is written at its end) and whose supervisor is gone (by its
-        name). Reading every entry cost each let-go 42 ms at 1,900 entries. The rest the next
-        reading prunes; the LOST rule's later supervisors are looked for in the batch only (an
-        entry kept longer, never dropped sooner). The one listing, of names (a `DirEntry` each,
-        twice, took 0.3 s at 100,000 files), is what still grows with the registry."""
-        names = os.listdir(dir_fd)
-        entries = [name for name in names if name.endswith(ENTRY_SUFFIX)]
-        start = int(now * 1000) % len(entries) if entries else 0
-        batch: list[str] = []
-        for at in range(min(PRUNE_LOOK, len(entries))):
-            name = entries[(start + at) % len(entries)]
-            if ENTRY_NAME.match(name) and _older_than(dir_fd, name, now, self.retention_secs, regular=True) \
-                    and not _named_alive(name):
-                batch.append(name)
-                if len(batch) >= PRUNE_BATCH:
-                    break
-        try:
-            found = [listed for name in batch if (listed := _read_entry(dir_fd, name)) is not None]
-        except OSError:  # no room to read one (`_read_entry`): the next let-go or reading prunes
-            return
-        self._prune(dir_fd, found, set(batch), now, names)
 
-    def _prune(self, dir_fd: int, found: list[Listed], read: set[str], now: float,
-               names: list[str] | None = None) -> set[str]:
-        """Remove expired entries (and stale temporary files, and damaged ones: `read` but
-        not `found`; a file past the bound, not read, is not judged); their names. Damaged
-        files read at the bound go too, so a registry full of them drains (`names`: as listed)."""
-        gone: set[str] = set()
-        for item in found:
-            entry = item.entry
-            if self._alive(entry):
-                continue
-            last = entry.ended_wall
-            if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
-                if not expired(item.mtime, now, self.retention_secs):
-                    continue  # nor is the later of the two
-                # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's,
-                # and so is a write after a later supervisor took it (run again in place, or a new one
-                # given its inode number): counted up to that supervisor's registration only
-                own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
-                taken = min((e.registered_wall for e in takers_after((i.entry for i in found), entry)), default=own)
-                last = max(item.mtime, min(own, taken))
-            if expired(last, now, self.retention_secs) and _unlink(dir_fd, entry.name):
-                gone.add(entry.name)
-        damaged = read - {item.entry.name for item in found}
-        for name in os.listdir(dir_fd) if names is None else names:
-            if name.endswith(TEMP_SUFFIX):
-                limit = STALE_TEMP_SECS  # a writer that died between write and rename
-            elif name in damaged:
-                limit = self.retention_secs  # damaged: it says nothing, and goes in time
-            else:
-                continue
-            if _older_than(dir_fd, name, now, limit) and not _named_alive(name):
-                _unlink(dir_fd, name)
-        return gone
+def prune(dir_fd: int, found: list[Listed], read: set[str], now: float, retention_secs: float,
+          alive: Callable[[RegistryEntry], bool], names: list[str] | None = None) -> set[str]:
+    """Remove this host's expired entries (and stale temporary files, and damaged ones: `read`
+    but not `found`; a file past the bound, not read, is not judged); their names. Damaged
+    files read at the bound go too, so a registry full of them drains (`names`: as listed)."""
+    gone: set[str] = set()
+    here = host_identity()
+    for item in found:
+        entry = item.entry
+        if not entry.of_host(here) or alive(entry):
+            continue
+        last = entry.ended_wall
+        if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
+            if not expired(item.mtime, now, retention_secs):
+                continue  # nor is the later of the two
+            # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's,
+            # and so is a write after a later supervisor took it (run again in place, or a new one
+            # given its inode number): counted up to that supervisor's registration only
+            own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
+            taken = min((e.registered_wall for e in takers_after((i.entry for i in found), entry)), default=own)
+            last = max(item.mtime, min(own, taken))
+        if expired(last, now, retention_secs) and _unlink(dir_fd, entry.name):
+            gone.add(entry.name)
+    damaged = read - {item.entry.name for item in found}
+    for name in os.listdir(dir_fd) if names is None else names:
+        if name.endswith(TEMP_SUFFIX):
+            limit = STALE_TEMP_SECS  # a writer that died between write and rename
+        elif name in damaged:
+            limit = retention_secs  # damaged: it says nothing, and goes in time
+        else:
+            continue
+        if _older_than(dir_fd, name, now, limit) and not _named_alive(name):
+            _unlink(dir_fd, name)
+    return gone
+
+
+def _older_than(dir_fd: int, name: str, now: float, secs: float, *, regular: bool = False) -> bool:
+    """Whether `name` was modified more than `secs` before `now` (and is a regular file, if asked)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return now - st.st_mtime > secs and (not regular or stat.S_ISREG(st.st_mode))
+
+
+def _unlink(dir_fd: int, name: str) -> bool:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False
 
 
 def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None] | None,
@@ -372,21 +389,14 @@ def _local(path: str) -> str:
     return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
-def _older_than(dir_fd: int, name: str, now: float, secs: float, *, regular: bool = False) -> bool:
-    """Whether `name` was modified more than `secs` before `now` (and is a regular file, if asked)."""
-    try:
-        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except OSError:
-        return False
-    return now - st.st_mtime > secs and (not regular or stat.S_ISREG(st.st_mode))
-
-
-def _unlink(dir_fd: int, name: str) -> bool:
-    try:
-        os.unlink(name, dir_fd=dir_fd)
-        return True
-    except OSError:
-        return False
+def claims_name(host: tuple[str, str]) -> str:
+    """The name of the port claims file of the host `host` (machine id, host name; the
+    characters of neither that a file name had better not hold as `_`): one a host, so that
+    where several hosts share the root (a home on NFS), one host's claims on its own loopback
+    ports never keep another's runs from choosing the same numbers on theirs."""
+    machine, node = ("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
+                     for part in host)
+    return f"ports.{machine}.{node}.claims"
 
 
 def _named_alive(name: str) -> bool:
@@ -401,66 +411,6 @@ def _named_alive(name: str) -> bool:
 
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:
-    return identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
-
-
-class AmbiguousTaskId(LookupError):
-    """A task id that more than one live supervisor's task has; the message names their
-    sandboxes (the caller says what to do instead)."""
-
-
-def find(listed: list[Listed], task_id: str) -> Listed | None:
-    """The entry of task `task_id` (its supervisor's latest task, or an earlier attempt of
-    it): a live supervisor's first, else the newest. Raises AmbiguousTaskId when two live
-    supervisors have it: a task id is unique only within its framework, so another
-    framework's task on the host (another tenant's) may take the id of one that runs, and
-    would be the one shown, killed or restarted, as the newer."""
-    task_id = _portable(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
-    matches = [item for item in listed if item.entry.known_as(task_id)]
-    live = running_alike(listed, task_id)
-    if len(live) > 1:
-        how = "" if all(known == task_id for _, known in live) else \
-            " (the same as Unicode text, written differently)"
-        raise AmbiguousTaskId(f"task id {task_id!r} is the id of {len(live)} running tasks{how}, in "
-                              f"{', '.join(sorted(_local(item.entry.sandbox) for item, _ in live))}")
-    return _chosen(matches)
-
-
-def running_alike(listed: list[Listed], task_id: str) -> list[tuple[Listed, str]]:
-    """The entries of live supervisors known as an id that is `task_id` as Unicode text
-    (canonically equivalent: `café` composed or decomposed, which `stoker ps` shows alike),
-    each with that id as the entry writes it."""
-    found = []
-    for item in listed:
-        known = _known_alike(item.entry, _portable(task_id))
-        if known and _supervisor_alive(item.entry):
-            found.append((item, known))
-    return found
-
-
-def _known_alike(entry: RegistryEntry, task_id: str) -> str:
-    """The id `entry` is known as that is `task_id` as Unicode text ("" when none)."""
-    import unicodedata  # only to look a task id up
-
-    text = unicodedata.normalize("NFC", task_id)
-    return next((known for known in (entry.task_id, *entry.earlier_task_ids)
-                 if known and unicodedata.normalize("NFC", known) == text), "")
-
-
-def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:
-    """The entry of the sandbox at the absolute path `sandbox`: a live supervisor's first,
-    else the newest."""
-    return _chosen([item for item in listed if item.entry.sandbox == sandbox])
-
-
-def _chosen(matches: list[Listed]) -> Listed | None:
-    """A live supervisor's entry, else the newest: the last (`matches` are oldest first, by
-    the wall clock) unless one before it came after it (`registered_after`: its supervisor
-    started later this boot; was: an earlier run's entry, after a step back of the wall
-    clock between the two)."""
-    live = [item for item in matches if _supervisor_alive(item.entry)]
-    newest = None
-    for item in live or matches:
-        if newest is None or not registered_after(newest.entry, item.entry):
-            newest = item
-    return newest
+    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here)."""
+    return entry.of_host(identity.host_identity()) and \
+        identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)

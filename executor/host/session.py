@@ -38,7 +38,7 @@ from executor.events import ControlReply, KillRequested, Replier, RestartRequest
 from executor.host.control import ControlServer
 from executor.host.controlwire import ControlRequest, KillControl, RestartControl
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import own_identity
+from executor.host.identity import host_identity, own_identity
 from executor.host.lock import SandboxBusy, SandboxLock
 from executor.host.registry import Registry
 from executor.host.sandbox import LOCK_FILE, open_stoker_dir, sandbox_path
@@ -96,10 +96,11 @@ class HostSession:
                 if on_operator_kill is not None:
                     session.on_operator_kill(on_operator_kill)
                 return session
-            me = own_identity()
+            me, me_host = own_identity(), host_identity()
             entry = RegistryEntry(sandbox=str(path), supervisor_pid=me.pid,
                                   supervisor_start=me.start_ticks, supervisor_boot=me.boot_id,
-                                  front_end=front_end, registered_wall=time.time())
+                                  front_end=front_end, registered_wall=time.time(),
+                                  host_id=me_host[0], host_name=me_host[1])
             registry = Registry(settings or RegistrySettings.from_env(os.environ))
             session = cls(path, key, registry, entry)
             if on_operator_kill is not None:

@@ -32,7 +32,7 @@ from config.settings import AGENT_VARIABLES, SECRET_VARIABLES, RunSettings
 from config.words import quoted
 from executor.host.early import EarlyStart, undefer_stop_signals
 from executor.host.entry import FrontEnd
-from executor.host.lock import SandboxBusy
+from executor.host.lock import SandboxBusy, byte_lock_holder
 from executor.host.registry import Registry
 from executor.host.replacefile import make_dirs, writable_by_others
 from executor.host.session import HostSession, KillHook, sandbox_unusable
@@ -132,11 +132,15 @@ class PortClaims:
     second server failed to bind it at every attempt. A port another live run claims is not
     taken: the run plans again, or does not use the kept plan. The `--port` numbers are
     claimed too, where no other live run claims them (`take_given`). Without a claims file
-    (the registry root cannot be made or trusted, or no locks there), ports are taken unclaimed."""
+    (the registry root cannot be made or trusted), ports are taken unclaimed; so are they where
+    it takes no lock (ENOLCK: an NFS home whose server's lock manager is not reached), with one
+    WARNING (`ports_unclaimed`). Each host has its own claims file (`claims_name`): a root on
+    NFS that several hosts share, one host's claims held no other's ports."""
 
     def __init__(self, registry: RegistrySettings | None) -> None:
         self._registry = registry
         self._fd: int | None = None
+        self._lockless = False  # its claims file takes no lock (`_unclaimed`)
         self._held: set[int] = set()  # the numbers this run claims
         self.contested: int | None = None  # the number last found claimed by another process
 
@@ -145,7 +149,7 @@ class PortClaims:
         run claims one. A number this run claims already is left as it is: let go with the
         others when one is another run's, this run's claim on it would be gone too."""
         fd, taken = self._claims(), list[int]()
-        if fd < 0:  # no claims file: taken unclaimed (`lockf` raises ValueError for -1, not OSError)
+        if fd < 0 or self._lockless:  # no claims file (`lockf` raises ValueError for -1, not OSError), no locks
             return True
         for number in numbers:
             if number in self._held:
@@ -157,8 +161,9 @@ class PortClaims:
                 for mine in taken:
                     fcntl.lockf(fd, fcntl.LOCK_UN, 1, mine)
                 return False
-            except OSError:  # no locks on its file system
-                continue
+            except OSError as exc:  # no locks there (ENOLCK: an NFS server's lock manager not reached)
+                self._unclaimed(exc)
+                break
             taken.append(number)
         self._held.update(taken)
         return True
@@ -177,12 +182,21 @@ class PortClaims:
         another PID namespace). Usually another live `stoker run`, but any process that
         can open the claims file may lock a byte of it."""
         fd = self._claims()
-        pid = _lock_holder(os.fstat(fd), number) if fd >= 0 else 0
+        pid = byte_lock_holder(os.fstat(fd), number) if fd >= 0 else 0
         if pid <= 0:
             return "a process this host's /proc/locks does not name"
         from executor.task.leftoverprocs import command_of  # only for a refusal
 
         return f"pid {pid} ({command_of(pid) or 'its command not readable'})"
+
+    def _unclaimed(self, exc: OSError) -> None:
+        """Its claims file takes no lock: one WARNING, and this run's ports are taken unclaimed
+        from now on (a lock each port, asked again, said nothing once per port)."""
+        self._lockless = True
+        log_event(logger, logging.WARNING, "ports_unclaimed",
+                  reason=f"the port claims file in {self._registry.registry_root if self._registry else '?'} takes "
+                         f"no lock ({errno.errorcode.get(exc.errno or 0, exc.errno)}: {exc.strerror}): this run's "
+                         f"ports are taken unclaimed, and another run of this host may be given the same one")
 
     def _claims(self) -> int:
         if self._fd is None:
@@ -191,48 +205,6 @@ class PortClaims:
             except OSError:
                 self._fd = -1
         return self._fd
-
-
-def _lock_holder(st: os.stat_result, number: int) -> int:
-    """The pid /proc/locks gives for the lock that covers byte `number` of the file `st` names
-    (`lock_holder_listed`); 0 when /proc/locks cannot be read."""
-    try:
-        with open("/proc/locks", "rb") as f:
-            lines = f.read().splitlines()  # "1: POSIX  ADVISORY  WRITE PID MAJ:MIN:INODE START END"
-    except OSError:
-        return 0
-    return lock_holder_listed(lines, st, number)
-
-
-def lock_holder_listed(lines: list[bytes], st: os.stat_result, number: int) -> int:
-    """The pid of `lines`' POSIX (or open file description) lock that covers byte `number` of
-    the file `st` names: on its device and inode; else, none listed on its device, on its inode
-    alone (/proc/locks numbers the device as the file system's superblock does: a btrfs
-    subvolume's or overlayfs' `st_dev` is another). By inode alone first, a whole-file lock on
-    another file system's file of that inode number named a process that never opened the
-    claims file. 0 when none is listed or the pid is not known (an open file description
-    lock's is -1)."""
-    inode, device = b":" + str(st.st_ino).encode(), (os.major(st.st_dev), os.minor(st.st_dev))
-    elsewhere = 0
-    for fields in map(bytes.split, lines):
-        if len(fields) != 8 or fields[1] not in (b"POSIX", b"OFDLCK") or not fields[4].lstrip(b"-").isdigit():
-            continue  # a waiter's ("1: -> POSIX ..."), a lease's, a flock's
-        if not fields[5].endswith(inode) or fields[5].count(b":") != 2 or not fields[6].isdigit():
-            continue
-        major, minor, _ = fields[5].split(b":")
-        if int(fields[6]) <= number and (fields[7] == b"EOF" or number <= int(fields[7])):
-            if (_hex(major), _hex(minor)) == device:
-                return int(fields[4])
-            elsewhere = elsewhere or int(fields[4])
-    return elsewhere
-
-
-def _hex(text: bytes) -> int:
-    """A device number's part as /proc/locks writes it (hex); -1 when it is none."""
-    try:
-        return int(text, 16)
-    except ValueError:
-        return -1
 
 
 class RunStart:

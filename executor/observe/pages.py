@@ -48,10 +48,11 @@ def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
 
 
 def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
-               unreadable: Sequence[str] = (), shown_to: str = "") -> str:
+               unreadable: Sequence[str] = (), shown_to: str = "", other_hosts: str = "") -> str:
     """The host's tasks; `unreadable`: the registry's entries this version cannot read
     whose supervisors run (another version of Stoker's), named below the table; `shown_to`:
-    whose tasks these are, when not everyone's (`--show-tasks-to owner`)."""
+    whose tasks these are, when not everyone's (`--show-tasks-to owner`); `other_hosts`: the
+    sentence on other hosts' tasks in the registry (a shared root), which are not listed."""
     rows = []
     for t in _sorted(tasks):
         r = t.row
@@ -76,6 +77,8 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
         body.append(f"<p>Not listed: {what} of the registry this version of Stoker does not read "
                     f"(another version's, or damaged), whose supervisor runs: "
                     f"{esc(', '.join(unreadable))}.</p>")
+    if other_hosts:
+        body.append(f"<p>{esc(other_hosts)}.</p>")
     return page("Tasks on this host", "".join(body), where=f"registry {esc(root)}")
 
 

@@ -38,14 +38,8 @@ from executor.host.entrycache import EntryCache
 from executor.host.frozen import frozen_cgroup
 from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
-from executor.host.registry import (
-    AmbiguousTaskId,
-    Listed,
-    Registry,
-    RegistryUnreadable,
-    find,
-    running_alike,
-)
+from executor.host.registry import Listed, Registry, RegistryUnreadable
+from executor.host.registrylookup import AmbiguousTaskId, find, running_alike, split_hosts
 from executor.observe.logrange import STREAM, LogQuery, trim, window
 from executor.observe.model import Choice, LogChunk, TaskDetail, TaskSummary
 from executor.observe.taskusage import measure, task_figures
@@ -110,6 +104,7 @@ class Reader:
         self._wall = wall
         self.views: ViewCache[Viewed] = ViewCache()  # each checkpoint replayed once it changed
         self.entries: EntryCache[Listed | None] = EntryCache()  # each registry entry parsed once it changed
+        self.other_hosts: dict[str, int] = {}  # the last reading's other hosts' tasks, by host
 
     @property
     def root(self) -> str:
@@ -140,11 +135,14 @@ class Reader:
     def _read_all(self) -> tuple[list[Listed], list[str]]:
         """The registry's entries and its unreadable ones (`Registry.read_all`), for every
         answer: one that cannot be read is Unavailable (503) for a task, its logs and the
-        list alike, never a task not found (404)."""
+        list alike, never a task not found (404). This host's entries only; how many each other
+        host has (a registry root hosts share) is kept as `other_hosts`, the last reading's."""
         try:
-            return self._registry().read_all()
+            listed, unreadable = self._registry().read_all()
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
+        listed, self.other_hosts = split_hosts(listed)  # this host's only: another's pid means nothing here
+        return listed, unreadable
 
     def _inspected(self, viewer: int | None) -> tuple[list[RegistryEntry], list[Inspection], list[str]]:
         """The entries `viewer` may see, each inspected, and the unreadable entries (to

@@ -43,6 +43,7 @@ import attrs
 
 from config.words import quoted
 from executor.host.identity import one_reading
+from executor.host.registrylookup import other_hosts_line
 from executor.host.signals import kept_from_new_threads
 from executor.logs import log_event
 from executor.observe import metrics, routes, scrape
@@ -180,7 +181,9 @@ class ObserverApp:
         match route:
             case routes.TasksPage():
                 tasks, unreadable = self.reader.tasks_and_unreadable(viewer)
-                return _html(tasks_page(tasks, now, self.reader.root, unreadable, _shown_to(viewer)))
+                others = self.reader.other_hosts
+                return _html(tasks_page(tasks, now, self.reader.root, unreadable, _shown_to(viewer),
+                                        other_hosts_line(others, self.reader.root) if others else ""))
             case routes.TaskPage(task_id, supervisor):
                 return _html(task_page(self.reader.task(task_id, supervisor, viewer), now))
             case routes.LogPage(task_id, process, query, follow, supervisor):

@@ -14,7 +14,8 @@ import signal
 import pytest
 
 from config.registry import RegistrySettings
-from executor.host.registry import Registry, find_sandbox
+from executor.host.registry import Registry
+from executor.host.registrylookup import find_sandbox
 from executor.task import inspection
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
 

@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from executor.host.identity import host_identity
+from executor.host.registry import claims_name
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
 
@@ -103,7 +105,7 @@ def test_a_port_claimed_by_a_process_not_a_run_names_that_process(tmp_path, one_
                                "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
                                "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))\n"
                                "print('held', flush=True)\ntime.sleep(600)\n",
-         str(root / "ports.claims"), str(PORT), "not-a-stoker-run"], stdout=subprocess.PIPE)
+         str(root / claims_name(host_identity())), str(PORT), "not-a-stoker-run"], stdout=subprocess.PIPE)
     run = None
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
@@ -131,7 +133,7 @@ def test_a_claim_holder_whose_command_line_has_control_characters_is_named_in_on
                                                  "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
                                                  "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))\n"
                                                  "print('held', flush=True)\ntime.sleep(600)\n",
-         str(root / "ports.claims"), str(PORT)], executable=sys.executable, stdout=subprocess.PIPE)
+         str(root / claims_name(host_identity())), str(PORT)], executable=sys.executable, stdout=subprocess.PIPE)
     run = None
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"

@@ -334,7 +334,7 @@ def test_a_non_root_status_of_root_s_task_says_who_may_read_it():
 def test_an_attempt_s_task_id_still_finds_its_supervisor_after_a_restart(tmp_path):
     """`stoker run` starts each attempt with a task id of its own: an id `stoker ps` showed a
     moment before a restart was unknown to `stoker kill`, `status` and the observer."""
-    from executor.host.registry import find
+    from executor.host.registrylookup import find
 
     settings = RegistrySettings(registry_root=str(tmp_path / "root"))
     sandbox = tmp_path / "sandbox"

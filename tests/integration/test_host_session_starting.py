@@ -86,7 +86,7 @@ def test_a_kill_as_a_new_supervisor_takes_the_sandbox_looks_its_entry_up_again(t
     import attrs
 
     from executor.cli import control as control_cli
-    from executor.host.registry import find_sandbox
+    from executor.host.registrylookup import find_sandbox
 
     settings = RegistrySettings(registry_root=str(tmp_path / "root"))
     sandbox = tmp_path / "sandbox"

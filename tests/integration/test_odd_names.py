@@ -50,7 +50,8 @@ import os, sys, time
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
-from executor.host.registry import Registry, find
+from executor.host.registry import Registry
+from executor.host.registrylookup import find
 reg = Registry(RegistrySettings(registry_root=sys.argv[1], registry_retention_secs=86400.0))
 for item in reg.entries():
     os.stat(item.entry.sandbox)

@@ -16,7 +16,8 @@ import pytest
 from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry, entry_name
 from executor.host.identity import identity_of, own_identity
-from executor.host.registry import Registry, RegistryUnreadable, find, find_sandbox
+from executor.host.registry import Registry, RegistryUnreadable
+from executor.host.registrylookup import find, find_sandbox
 from executor.host.replacefile import trusted_path
 from tests.support.users import STRANGER, as_nobody, needs_root, open_sandbox
 

@@ -1,5 +1,5 @@
 """A supervisor's pruning of the host registry as it lets go (executor/host/registry.py,
-`Registry._prune_some`): a bounded batch, whatever the registry holds, and never an entry
+`registry.prune_some`): a bounded batch, whatever the registry holds, and never an entry
 the retention keeps. A let-go read and parsed every entry: 42 ms each with 1,900 entries,
 1.6-1.8 s each for 36 supervisors letting go at once."""
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_a_let_go_skips_live_supervisors_unread_and_no_entry_it_cannot_prune_hol
         # n consecutive start points (mid-millisecond: no rounding skips one) visit each of n
         # entries; each prune shortens the list, so 9 + 8 + 7 + 6 steps prune the 4 for sure
         for step in range(9 + 8 + 7 + 6):
-            reg._prune_some(fd, (now_ms + step + 0.5) / 1000)
+            registry_module.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg._alive)
     finally:
         os.close(fd)
     assert live.name not in opened
@@ -122,7 +122,7 @@ READ_AT_THE_FD_LIMIT = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[2])
 from config.registry import RegistrySettings
-from executor.host.registry import Registry, RegistryUnreadable
+from executor.host.registry import Registry, RegistryUnreadable, prune
 
 reg = Registry(RegistrySettings(registry_root=sys.argv[1], registry_retention_secs=86400.0))
 fd = reg._open_root()  # a reading's own first step, with descriptors to spare
@@ -132,7 +132,7 @@ soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 1, hard))  # the listing's one: none for an entry
 try:
     found, read = reg._read_all(fd)
-    reg._prune(fd, found, read, time.time())
+    prune(fd, found, read, time.time(), reg.retention_secs, reg._alive)
     out = "read"
 except OSError as exc:
     out = f"OSError: {exc.strerror}"

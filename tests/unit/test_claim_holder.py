@@ -1,10 +1,10 @@
 """Which process /proc/locks names as the holder of a port's claim (a byte of the claims
-file): `executor.local.runstart.lock_holder_listed`, read from lines as the kernel writes them."""
+file): `executor.host.lock.lock_holder_listed`, read from lines as the kernel writes them."""
 from __future__ import annotations
 
 import os
 
-from executor.local.runstart import lock_holder_listed
+from executor.host.lock import lock_holder_listed
 
 DEVICE = os.makedev(0xFE, 0x01)
 INODE = 260072

@@ -63,13 +63,25 @@ def test_which_supervisor_came_after_another_is_told_by_the_boot_s_clock_when_it
     assert later_ids([ENTRY, attrs.evolve(other, task_id="hello-0-cd34")], ENTRY) == (
         {"hello-0-cd34"} if after else set())
 
+@pytest.mark.parametrize(("host_id", "host_name", "of_here"), [
+    ("", "", True),  # an older Stoker's entry: this host's, as it always was
+    ("0f1e", "node-a", True),
+    ("0f1e", "node-b", False),  # another container of the host (its machine id bind-mounted)
+    ("9a8b", "node-a", False),  # another host of the same name
+    ("", "node-a", False),  # written where no machine id could be read
+])
+def test_an_entry_is_this_host_s_by_its_machine_id_and_host_name(host_id, host_name, of_here):
+    assert attrs.evolve(ENTRY, host_id=host_id, host_name=host_name).of_host(("0f1e", "node-a")) is of_here
+
+
 def test_the_entry_file_format():
-    ended = attrs.evolve(ENTRY, ended_wall=2000.5, stoker_dir="2049:1234")
+    ended = attrs.evolve(ENTRY, ended_wall=2000.5, stoker_dir="2049:1234", host_id="0f1e", host_name="node-a")
     assert ended.to_json() == {
         "version": 1, "sandbox": "/sb/hello", "supervisor_pid": 4242, "supervisor_start": 123456,
         "supervisor_boot": "b00t", "front_end": "run", "registered": 1000.0,
         "task_id": "hello-0-ab12", "job_key": "c/r/e/hello", "label": "hello.0", "marker": "m4rk3r",
         "ended": 2000.5, "stoker_dir": "2049:1234", "earlier_task_ids": [], "ended_reason": "",
+        "host_id": "0f1e", "host_name": "node-a",
     }
     assert RegistryEntry.from_json(json.loads(json.dumps(ended.to_json()))) == ended
 
@@ -85,6 +97,7 @@ def test_the_entry_file_format():
     ({"earlier_task_ids": None}, {"earlier_task_ids": ()}),  # written before attempts were kept
     ({"ended_reason": None}, {"ended_reason": ""}),  # written before an end's reason was kept
     ({"ended_reason": "cannot go on: x"}, {"ended_reason": "cannot go on: x"}),
+    ({"host_id": None, "host_name": None}, {"host_id": "", "host_name": ""}),  # an older Stoker's: no host
     ({"earlier_task_ids": [f"t-{n}" for n in range(25)]},
      {"earlier_task_ids": tuple(f"t-{n}" for n in range(5, 25))}),  # the latest 20
 ])

@@ -21,9 +21,11 @@ from config.plan import JobPlan, plan_job
 from config.registry import RegistrySettings
 from config.settings import RunSettings
 from executor.host.early import EarlyStart
-from executor.host.registry import CLAIMS_NAME
+from executor.host.identity import host_identity
+from executor.host.lock import byte_lock_holder as _lock_holder
+from executor.host.registry import claims_name
 from executor.local import plancache, planfiles
-from executor.local.runstart import PortClaims, RunStart, _lock_holder, announcement_for, forget_listings
+from executor.local.runstart import PortClaims, RunStart, announcement_for, forget_listings
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "hello_world.aurora"
@@ -262,8 +264,8 @@ def claims(tmp_path):
     settings = RegistrySettings(registry_root=str(tmp_path / "root"))
     children: list[subprocess.Popen[str]] = []
 
-    def claimed_by_another(*numbers: int | str) -> subprocess.Popen[str]:
-        path = tmp_path / "root" / CLAIMS_NAME
+    def claimed_by_another(*numbers: int | str, name: str = "") -> subprocess.Popen[str]:
+        path = tmp_path / "root" / (name or claims_name(host_identity()))
         os.makedirs(path.parent, mode=0o700, exist_ok=True)
         path.touch(mode=0o600)
         child = subprocess.Popen([sys.executable, "-c", LOCKER, str(path), *map(str, numbers)],
@@ -287,7 +289,7 @@ def test_ports_another_process_claims_are_not_taken_and_it_is_named(claims):
     mine = PortClaims(settings)
     assert mine.take([40001, 40003]) and mine.contested is None
     assert mine.take([40001, 40004]) and mine.take([])  # its own again: as it was
-    assert _lock_holder(os.stat(settings.registry_root + "/" + CLAIMS_NAME), 40004) == os.getpid()
+    assert _lock_holder(os.stat(settings.registry_root + "/" + claims_name(host_identity())), 40004) == os.getpid()
     assert not mine.take([40001, 40005, 40002]) and mine.contested == 40002
     assert mine.holder(40002).startswith(f"pid {other.pid} (") and "python" in mine.holder(40002)
     assert mine.holder(40001).startswith(f"pid {os.getpid()} (")
@@ -295,7 +297,7 @@ def test_ports_another_process_claims_are_not_taken_and_it_is_named(claims):
     # 40005 was let go with the refusal, 40001 (held before) stays this process's
     after = claimed_by_another(40005)
     assert after.poll() is None
-    assert _lock_holder(os.stat(settings.registry_root + "/" + CLAIMS_NAME), 40001) == os.getpid()
+    assert _lock_holder(os.stat(settings.registry_root + "/" + claims_name(host_identity())), 40001) == os.getpid()
 
 
 def test_a_port_claimed_to_the_file_s_end_names_its_holder(claims):
@@ -310,8 +312,55 @@ def test_a_port_given_with_port_is_claimed_unless_another_process_claims_it(clai
     claimed_by_another(40011)
     mine = PortClaims(settings)
     mine.take_given([40011, 40012, 40013])
-    root = settings.registry_root + "/" + CLAIMS_NAME
+    root = settings.registry_root + "/" + claims_name(host_identity())
     assert [_lock_holder(os.stat(root), n) == os.getpid() for n in (40011, 40012, 40013)] == [False, True, True]
+
+
+def test_another_host_s_claims_hold_none_of_this_host_s_ports(claims):
+    """A registry root several hosts share (a home on NFS) held one claims file: another host's
+    run's claim on its own loopback port kept this host's runs from choosing that number on
+    theirs. Each host claims in a file of its own; a lock held by another host's run (as its
+    Stoker takes it, or an older Stoker's in the one shared `ports.claims`) claims nothing here."""
+    settings, claimed_by_another = claims
+    claimed_by_another(40041, name=claims_name(("0ther0machine0id", "other-host")))
+    claimed_by_another(40041, name="ports.claims")  # was every host's file
+    mine = PortClaims(settings)
+    assert mine.take([40041]) and mine.contested is None
+    here = settings.registry_root + "/" + claims_name(host_identity())
+    assert _lock_holder(os.stat(here), 40041) == os.getpid()
+    assert claims_name(host_identity()) != claims_name((host_identity()[0], "another-container"))
+
+
+@pytest.mark.parametrize("name", ["0f1e2d", "a/b c\nd", "..", "ünï.example.com"])
+def test_a_host_s_claims_file_is_one_plain_file_name(name):
+    found = claims_name(("0f1e2d", name))
+    assert found.startswith("ports.0f1e2d.") and found.endswith(".claims")
+    assert "/" not in found and found.isascii() and found.isprintable()
+
+
+def test_a_claims_file_that_takes_no_lock_leaves_the_ports_unclaimed_with_one_warning(claims, monkeypatch, caplog):
+    """ENOLCK (an NFS home whose server's lock manager is not reached; no local file system
+    gives it, so `lockf` is made to fail as there): the run went on, its ports unclaimed,
+    and said nothing. Now one WARNING says so, and no lock is asked for again."""
+    import errno
+    import fcntl
+
+    settings, _ = claims
+    asked: list[int] = []
+
+    def no_locks(fd: int, cmd: int, length: int = 0, start: int = 0, whence: int = 0) -> None:
+        asked.append(start)
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    mine = PortClaims(settings)
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
+        assert mine.take([40051, 40052]) and mine.take([40053]) and mine.contested is None
+        mine.take_given([40054])
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "takes no lock (ENOLCK: No locks available)" in said[0], said
+    assert "ports are taken unclaimed" in said[0]
+    assert asked == [40051]
 
 
 def test_without_a_claims_file_ports_are_taken_unclaimed(tmp_path):

@@ -1,0 +1,108 @@
+"""The host registry's lookups: which entry a task id or a sandbox names, and whose host each is.
+
+`find` (a task id: a live supervisor's first, else the newest; one two live supervisors
+have is ambiguous), `find_sandbox`, and, where several hosts share the registry root (an
+ordinary user's default root is under the home: a home on NFS), `host_of` an entry and
+`split_hosts`: this host's entries are the only ones judged, listed or chosen here (another
+host's supervisor's pid means nothing on this one). Loaded by the commands that read the
+registry (`stoker ps`, `status`, `kill`, `restart`, `tail`, the observer), never by a
+supervisor, which writes its entry and prunes (`executor/host/registry.py`).
+"""
+from __future__ import annotations
+
+from executor.host import identity
+from executor.host.entry import RegistryEntry, registered_after
+from executor.host.registry import Listed, _local, _portable, _supervisor_alive
+
+
+def host_of(entry: RegistryEntry) -> str:
+    """The host that wrote `entry`, by its name (its machine id where it recorded none), where
+    that is another host than this one (a registry root several hosts share: a home on NFS);
+    "" for this host's (an older Stoker's included)."""
+    return "" if entry.of_host(identity.host_identity()) else entry.host_name or entry.host_id
+
+
+def split_hosts(listed: list[Listed]) -> tuple[list[Listed], dict[str, int]]:
+    """This host's entries, and how many each other host has in the registry (by name)."""
+    here: list[Listed] = []
+    others: dict[str, int] = {}
+    for item in listed:
+        host = host_of(item.entry)
+        if host:
+            others[host] = others.get(host, 0) + 1
+        else:
+            here.append(item)
+    return here, others
+
+
+def other_hosts_line(others: dict[str, int], root: str) -> str:
+    """One sentence on the tasks of other hosts a shared registry holds, which are not listed."""
+    count = sum(others.values())
+    which = ", ".join(f"{host} ({n})" for host, n in sorted(others.items()))
+    return (f"{count} task{'s' if count != 1 else ''} of other hosts in the registry {root} "
+            f"{'is' if count == 1 else 'are'} not listed (a root they share: a home on a network "
+            f"file system): {which}; each host lists its own")
+
+
+class AmbiguousTaskId(LookupError):
+    """A task id that more than one live supervisor's task has; the message names their
+    sandboxes (the caller says what to do instead)."""
+
+
+def find(listed: list[Listed], task_id: str) -> Listed | None:
+    """The entry of task `task_id` (its supervisor's latest task, or an earlier attempt of
+    it): a live supervisor's first, else the newest. Raises AmbiguousTaskId when two live
+    supervisors have it: a task id is unique only within its framework, so another
+    framework's task on the host (another tenant's) may take the id of one that runs, and
+    would be the one shown, killed or restarted, as the newer. This host's entries come
+    first: another host's (a shared root) only where none of this host's has the id (the
+    caller says it is that host's: `host_of`)."""
+    task_id = _portable(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
+    matches = [item for item in listed if item.entry.known_as(task_id)]
+    live = running_alike(listed, task_id)
+    if len(live) > 1:
+        how = "" if all(known == task_id for _, known in live) else \
+            " (the same as Unicode text, written differently)"
+        raise AmbiguousTaskId(f"task id {task_id!r} is the id of {len(live)} running tasks{how}, in "
+                              f"{', '.join(sorted(_local(item.entry.sandbox) for item, _ in live))}")
+    return _chosen([item for item in matches if not host_of(item.entry)] or matches)
+
+
+def running_alike(listed: list[Listed], task_id: str) -> list[tuple[Listed, str]]:
+    """The entries of live supervisors known as an id that is `task_id` as Unicode text
+    (canonically equivalent: `café` composed or decomposed, which `stoker ps` shows alike),
+    each with that id as the entry writes it."""
+    found = []
+    for item in listed:
+        known = _known_alike(item.entry, _portable(task_id))
+        if known and _supervisor_alive(item.entry):
+            found.append((item, known))
+    return found
+
+
+def _known_alike(entry: RegistryEntry, task_id: str) -> str:
+    """The id `entry` is known as that is `task_id` as Unicode text ("" when none)."""
+    import unicodedata  # only to look a task id up
+
+    text = unicodedata.normalize("NFC", task_id)
+    return next((known for known in (entry.task_id, *entry.earlier_task_ids)
+                 if known and unicodedata.normalize("NFC", known) == text), "")
+
+
+def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:
+    """This host's entry of the sandbox at the absolute path `sandbox`: a live supervisor's
+    first, else the newest."""
+    return _chosen([item for item in listed if item.entry.sandbox == sandbox and not host_of(item.entry)])
+
+
+def _chosen(matches: list[Listed]) -> Listed | None:
+    """A live supervisor's entry, else the newest: the last (`matches` are oldest first, by
+    the wall clock) unless one before it came after it (`registered_after`: its supervisor
+    started later this boot; was: an earlier run's entry, after a step back of the wall
+    clock between the two)."""
+    live = [item for item in matches if _supervisor_alive(item.entry)]
+    newest = None
+    for item in live or matches:
+        if newest is None or not registered_after(newest.entry, item.entry):
+            newest = item
+    return newest

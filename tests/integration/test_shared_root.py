@@ -1,0 +1,178 @@
+"""A registry root several hosts share (an ordinary user's default root is under the home:
+a home on NFS): each entry says which host wrote it, and another host's entries are never
+judged here (their supervisor's pid means nothing on this host: they read LOST or GONE) nor
+pruned (a live task's entry older than the retention was deleted). `stoker ps` and the
+observer list this host's tasks and say how many of the others' there are; `status` of
+another host's task says it runs there; `kill`, `restart` and `tail` refuse it, naming it.
+
+"Another host" is an entry written as that host's Stoker writes it: its machine id and host
+name, its boot, a supervisor pid that is not that process here, a sandbox not seen here."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+
+from config.registry import RegistrySettings
+from executor.cli.main import main
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import host_identity, own_identity
+from executor.host.registry import Registry, prune_some
+from executor.host.registrylookup import find
+from executor.host.session import HostSession
+from executor.observe.reader import Reader
+from tests.integration.test_registry import DAY, age, entry, registry
+
+pytestmark = pytest.mark.timeout(30)
+
+OTHER = ("0ther0machine0id0000000000000001", "other-host")
+THIRD = ("7hird0machine0id0000000000000003", "third-host")
+_starts = itertools.count(7777, 100)  # each entry its own name (starts a tick apart are one process's)
+
+
+def other_host_s(task_id: str, host: tuple[str, str] = OTHER, *, days_ago: float = 8.0,
+                 ended: bool = False) -> RegistryEntry:
+    """An entry as another host's Stoker writes it in the shared root: a supervisor that runs
+    there (its pid, here, is this process's with another start: none here), registered
+    `days_ago`, in a sandbox of that host's."""
+    me = own_identity()
+    then = time.time() - days_ago * DAY
+    return RegistryEntry(sandbox=f"/nfs/{host[1]}/sandbox-{task_id}", supervisor_pid=me.pid,
+                         supervisor_start=me.start_ticks + next(_starts), supervisor_boot="b00t-of-" + host[1],
+                         front_end=FrontEnd.RUN, registered_wall=then, task_id=task_id,
+                         ended_wall=then + 1.0 if ended else None, host_id=host[0], host_name=host[1])
+
+
+def shared_root(tmp_path, *entries: RegistryEntry) -> Registry:
+    """A registry root (1 day's retention) holding `entries`, each file as old as its registration."""
+    reg = registry(tmp_path / "root", retention=DAY)
+    for e in entries:
+        assert reg.write(e, prune=False)
+        age(tmp_path / "root" / e.name, time.time() - e.registered_wall)
+    return reg
+
+
+def mine(sandbox, task_id: str = "mine-0-1", **kwargs) -> RegistryEntry:
+    sandbox.mkdir(exist_ok=True)
+    here = host_identity()
+    return attrs.evolve(entry(sandbox, task_id=task_id, **kwargs), host_id=here[0], host_name=here[1])
+
+
+def test_a_supervisor_s_entry_records_the_host_that_wrote_it(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"))
+    session = HostSession.open(sandbox, settings, FrontEnd.RUN)
+    try:
+        (written,) = Registry(settings).read()
+    finally:
+        session.close()
+    assert (written.entry.host_id, written.entry.host_name) == host_identity()
+    assert written.entry.host_name == os.uname().nodename
+    machine_ids = [Path(p).read_text().strip() for p in ("/etc/machine-id", "/var/lib/dbus/machine-id")
+                   if Path(p).is_file()]
+    assert written.entry.host_id == next((m for m in machine_ids if m), "")
+
+
+def test_another_host_s_entries_are_never_pruned_here(tmp_path):
+    """Past the retention, by a reading (`stoker ps`) and by a let-go alike: another host's
+    live task's entry was deleted, its supervisor's pid judged gone here. This host's own
+    entries as old are pruned as before, an older Stoker's (no host) as this host's."""
+    mine_gone = mine(tmp_path / "sb", alive=False, ended=time.time() - 3 * DAY, registered=time.time() - 3 * DAY)
+    older_stoker_s = attrs.evolve(entry(tmp_path / "sb2", alive=False, ended=time.time() - 3 * DAY,
+                                        registered=time.time() - 3 * DAY), host_id="", host_name="")
+    live, ended = other_host_s("other-0-1"), other_host_s("other-0-2", ended=True)
+    reg = shared_root(tmp_path, mine_gone, older_stoker_s, live, ended)
+    root = tmp_path / "root"
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for step in range(8):  # every start point of the let-go's batch
+            prune_some(fd, time.time() + step / 1000, reg.retention_secs, lambda e: False)
+    finally:
+        os.close(fd)
+    assert (root / live.name).exists() and (root / ended.name).exists()
+    assert not (root / mine_gone.name).exists() and not (root / older_stoker_s.name).exists()
+    assert {item.entry.task_id for item in reg.read()} == {"other-0-1", "other-0-2"}
+    assert (root / live.name).exists() and (root / ended.name).exists()
+
+
+def test_ps_lists_this_host_s_tasks_and_says_in_one_line_how_many_are_other_hosts(tmp_path, capsys):
+    shared_root(tmp_path, mine(tmp_path / "sb"), other_host_s("other-0-1"), other_host_s("other-0-2"),
+                other_host_s("third-0-1", THIRD, days_ago=0.1))
+    root = str(tmp_path / "root")
+    assert main(["ps", "--root", root]) == 0
+    out, err = capsys.readouterr()
+    assert "mine-0-1" in out and "other-0" not in out and "third-0" not in out and "LOST" not in out, out
+    said = [line for line in err.splitlines() if "other hosts" in line]
+    assert said == [f"stoker ps: 3 tasks of other hosts in the registry {root} are not listed (a root "
+                    f"they share: a home on a network file system): other-host (2), third-host (1); "
+                    f"each host lists its own"], err
+    assert main(["ps", "--all", "--json", "--root", root]) == 0
+    out, err = capsys.readouterr()
+    assert [row["task_id"] for row in json.loads(out)] == ["mine-0-1"]
+    assert [line for line in err.splitlines() if "other hosts" in line] == said
+
+
+def test_status_of_another_host_s_task_says_it_runs_there_not_lost(tmp_path, capsys):
+    shared_root(tmp_path, other_host_s("other-0-1"))
+    root = str(tmp_path / "root")
+    assert main(["status", "other-0-1", "--root", root]) == 0
+    out, err = capsys.readouterr()
+    assert out == (f"task 'other-0-1' runs on host 'other-host', not this one: its supervisor (pid "
+                   f"{os.getpid()} there) registered it in the registry '{root}', which the two hosts "
+                   f"share; `stoker status` on 'other-host' reaches it\n"), out + err
+    assert main(["status", "--json", "other-0-1", "--root", root]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["host"], doc["host_id"], doc["ended"]) == ("other-host", OTHER[0], None)
+    assert "runs on host 'other-host'" in doc["problem"]
+
+
+@pytest.mark.parametrize("command", [["kill"], ["restart", "web"], ["tail", "web"]])
+def test_kill_restart_and_tail_of_another_host_s_task_are_refused_naming_the_host(tmp_path, capsys, command):
+    shared_root(tmp_path, other_host_s("other-0-1"))
+    assert main([command[0], "other-0-1", *command[1:], "--root", str(tmp_path / "root")]) == 2
+    err = capsys.readouterr().err
+    assert "task 'other-0-1' runs on host 'other-host', not this one" in err, err
+    assert f"`stoker {command[0]}` on 'other-host' reaches it" in err
+
+
+def test_a_task_id_both_hosts_have_is_this_host_s(tmp_path):
+    """Another host's newer task of the same id (its own run of the same job) is not the one
+    shown, killed or restarted here while this host has one of that id, live or not."""
+    ours = mine(tmp_path / "sb", task_id="web-0-1", alive=False, ended=time.time() - 60,
+                registered=time.time() - 120)
+    reg = shared_root(tmp_path, ours, other_host_s("web-0-1", days_ago=0.0001))
+    found = find(reg.read(), "web-0-1")
+    assert found is not None and found.entry.name == ours.name
+
+
+def test_the_observer_lists_this_host_s_tasks_and_says_how_many_are_other_hosts(tmp_path):
+    """Its list page (a real server on 127.0.0.1) and its API: this host's task only; the page
+    says in one line how many of the registry's are other hosts'. Another host's task's page
+    is not found here."""
+    import urllib.error
+    import urllib.request
+
+    from executor.observe.server import Limits
+    from tests.support.observer_server import serving
+
+    shared_root(tmp_path, mine(tmp_path / "sb"), other_host_s("other-0-1"))
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=DAY))
+    with serving(reader, Limits(idle_secs=5, loop_secs=1)) as server:
+        base = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
+        with urllib.request.urlopen(f"{base}/", timeout=10) as answer:
+            page = answer.read().decode()
+        with urllib.request.urlopen(f"{base}/api/tasks", timeout=10) as answer:
+            rows = json.loads(answer.read())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/tasks/other-0-1", timeout=10)
+        refused.value.close()
+    assert [row["task_id"] for row in rows] == ["mine-0-1"]
+    assert "mine-0-1" in page and "other-0-1" not in page
+    assert f"<p>1 task of other hosts in the registry {tmp_path / 'root'} is not listed" in page, page
+    assert "other-host (1)" in page and refused.value.code == 404
