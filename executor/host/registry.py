@@ -411,6 +411,10 @@ def _named_alive(name: str) -> bool:
 
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:
-    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here)."""
-    return entry.of_host(identity.host_identity()) and \
-        identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here).
+    An entry that names another host but this boot (`boot_id`: the same kernel) is this host's
+    while its supervisor runs here, as this process sees its pid: the host was renamed since
+    it started (`hostnamectl set-hostname`, DHCP; it keeps the name it read), whose live
+    tasks were all another host's, never listed, judged or killed here."""
+    return (entry.of_host(identity.host_identity()) or entry.supervisor_boot == identity.boot_id() != "") \
+        and identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)

@@ -18,8 +18,11 @@ from executor.host.registry import Listed, _local, _portable, _supervisor_alive
 def host_of(entry: RegistryEntry) -> str:
     """The host that wrote `entry`, by its name (its machine id where it recorded none), where
     that is another host than this one (a registry root several hosts share: a home on NFS);
-    "" for this host's (an older Stoker's included)."""
-    return "" if entry.of_host(identity.host_identity()) else entry.host_name or entry.host_id
+    "" for this host's (an older Stoker's included, and a live one written under this host's
+    earlier name: `_supervisor_alive`)."""
+    if entry.of_host(identity.host_identity()) or _supervisor_alive(entry):
+        return ""
+    return entry.host_name or entry.host_id
 
 
 def split_hosts(listed: list[Listed]) -> tuple[list[Listed], dict[str, int]]:

@@ -1,12 +1,15 @@
 """A real `stoker run` of "another host" in a registry root this host shares: the run in a UTS
-namespace of its own (another host name, as a container's, or another machine's), its
-entry in the same root. This host's `stoker ps` lists none of its tasks and says there is
-one of another host's; `status` says where it runs; `kill` refuses it, and it runs on."""
+and a PID namespace of its own (another host name, and pids that mean nothing here, as a
+container's, or another machine's), its entry in the same root. This host's `stoker ps` lists
+none of its tasks and says there is one of another host's; `status` says where it runs; `kill`
+refuses it, and it runs on. A run in a UTS namespace alone (its pid this host's: the host
+renamed while it runs, `hostnamectl set-hostname`) is this host's task: listed and killed."""
 from __future__ import annotations
 
 import os
 import shutil
 
+import psutil
 import pytest
 
 from config.registry import RegistrySettings
@@ -32,13 +35,15 @@ def test_a_run_of_another_host_name_in_a_shared_root_is_that_host_s_task(tmp_pat
     config.write_text(CONFIG)
     work = tmp_path / "work"
     work.mkdir()
-    launcher = ("unshare", "-u", "sh", "-c", f'hostname {OTHER_NAME} && exec "$@"', "sh")
+    # its own pids (`--mount-proc`: its /proc/self is its own); killed should the test's end not stop it
+    launcher = ("unshare", "-u", "-p", "--mount-proc", "--kill-child",
+                "sh", "-c", f'hostname {OTHER_NAME} && exec "$@"', "sh")
     run = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(root)], work,
                         env={"STOKER_PLAN_CACHE": "off"}, launcher=launcher)
     try:
         run.wait_output("STARTING → RUNNING", 60)
         (listed,) = Registry(RegistrySettings(registry_root=str(root))).read()
-        assert listed.entry.host_name == OTHER_NAME and listed.entry.supervisor_pid == run.proc.pid
+        assert listed.entry.host_name == OTHER_NAME and listed.entry.supervisor_pid != run.proc.pid
         task_id = listed.entry.task_id
         assert main(["ps", "--root", str(root)]) == 0
         out, err = capsys.readouterr()
@@ -50,6 +55,36 @@ def test_a_run_of_another_host_name_in_a_shared_root_is_that_host_s_task(tmp_pat
         assert main(["kill", task_id, "--root", str(root)]) == 2
         assert f"runs on host '{OTHER_NAME}', not this one" in capsys.readouterr().err
         assert run.proc.poll() is None  # not killed from here
+    finally:
+        for pid in psutil.Process(run.proc.pid).children():  # the supervisor, as this host numbers it
+            pid.terminate()
+        run.wait()
+        run.close()
+        kill_leftovers(task_pids(sandbox))
+
+
+def test_a_run_whose_host_was_renamed_since_it_started_is_this_host_s_task(tmp_path, capsys):
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("hostname"):
+        pytest.skip("needs root, unshare and hostname (a UTS namespace of the test's own)")
+    root, sandbox = tmp_path / "root", tmp_path / "sandbox"
+    config = tmp_path / "elsewhere.aurora"
+    config.write_text(CONFIG)
+    work = tmp_path / "work"
+    work.mkdir()
+    # the supervisor read the host's old name; this test's `stoker` reads the new one
+    launcher = ("unshare", "-u", "sh", "-c", f'hostname {OTHER_NAME} && exec "$@"', "sh")
+    run = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(root)], work,
+                        env={"STOKER_PLAN_CACHE": "off"}, launcher=launcher)
+    try:
+        run.wait_output("STARTING → RUNNING", 60)
+        (listed,) = Registry(RegistrySettings(registry_root=str(root))).read()
+        assert listed.entry.host_name == OTHER_NAME and listed.entry.supervisor_pid == run.proc.pid
+        task_id = listed.entry.task_id
+        assert main(["ps", "--root", str(root)]) == 0
+        out, err = capsys.readouterr()
+        assert task_id in out and "RUNNING" in out and "other hosts" not in err, (out, err)
+        assert main(["kill", task_id, "--root", str(root)]) == 0, capsys.readouterr()
+        assert run.proc.wait(timeout=60) is not None  # killed from here: its pid is this host's
     finally:
         run.sigterm_and_close()
         kill_leftovers(task_pids(sandbox))
