@@ -32,7 +32,7 @@ and the `TASK_ID` lookups read them.
   id and host name), and only this host's are pruned (another host's supervisor's pid means
   nothing here, and its sandbox may not be seen from here: a live task's entry, older than
   the retention, was deleted) or judged alive; which are listed is the readers' choice
-  (`registrylookup.split_hosts`). Each host claims its ports in a file of its own (`claims_name`).
+  (`registrylookup.split_hosts`). Each host claims its ports in a file of its own, by its boot (`claims_name`).
 - A sandbox's path is kept as its bytes read as UTF-8 (a byte that is not UTF-8 as its
   surrogate escape), whatever the locale of the supervisor that wrote it, and read back as
   the bytes they stand for: a `stoker ps` under `LC_ALL=C PYTHONUTF8=0` (file names in
@@ -137,7 +137,8 @@ class Registry:
         make_dirs(self.root, 0o700)
         fd = self._open_root()
         try:
-            return os.open(claims_name(identity.host_identity()), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+            name = claims_name(identity.boot_id(), identity.host_identity())
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
         finally:
             os.close(fd)
 
@@ -389,14 +390,21 @@ def _local(path: str) -> str:
     return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
-def claims_name(host: tuple[str, str]) -> str:
-    """The name of the port claims file of the host `host` (machine id, host name; the
-    characters of neither that a file name had better not hold as `_`): one a host, so that
-    where several hosts share the root (a home on NFS), one host's claims on its own loopback
-    ports never keep another's runs from choosing the same numbers on theirs."""
-    machine, node = ("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
-                     for part in host)
-    return f"ports.{machine}.{node}.claims"
+def claims_name(boot: str, host: tuple[str, str]) -> str:
+    """The name of the port claims file of the kernel that booted as `boot` (`boot_id`), else,
+    where that is not known, of the host `host` (machine id, host name); the characters of
+    neither that a file name had better not hold as `_`. One a host, so that where several
+    hosts share the root (a home on NFS), one host's claims on its own loopback ports never
+    keep another's runs from choosing the same numbers on theirs; by its boot, not its name:
+    named by the host name, a run started after the host was renamed (`hostnamectl
+    set-hostname`, DHCP) claimed in another file than a run started before it, and so did a
+    container of the host's network (`--network host`) under a name or machine id of its
+    own, and each was given the other's port. Containers of one host in networks of their
+    own claim in one file too, as they did in the one file of every host: a port one claims
+    is not chosen by another, which chooses again."""
+    parts = (boot,) if boot else host
+    return "ports." + ".".join("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
+                               for part in parts) + ".claims"
 
 
 def _named_alive(name: str) -> bool:
