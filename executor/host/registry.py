@@ -286,9 +286,11 @@ def prune(dir_fd: int, found: list[Listed], read: set[str], now: float, retentio
                 continue  # nor is the later of the two
             # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's,
             # and so is a write after a later supervisor took it (run again in place, or a new one
-            # given its inode number): counted up to that supervisor's registration only
+            # given its inode number): counted up to that supervisor's registration only; this
+            # host's (another host's run at the same path, a shared root, is in another directory)
             own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
-            taken = min((e.registered_wall for e in takers_after((i.entry for i in found), entry)), default=own)
+            ours = (i.entry for i in found if i.entry.of_host(here))
+            taken = min((e.registered_wall for e in takers_after(ours, entry)), default=own)
             last = max(item.mtime, min(own, taken))
         if expired(last, now, retention_secs) and _unlink(dir_fd, entry.name):
             gone.add(entry.name)

@@ -176,3 +176,21 @@ def test_the_observer_lists_this_host_s_tasks_and_says_how_many_are_other_hosts(
     assert "mine-0-1" in page and "other-0-1" not in page
     assert f"<p>1 task of other hosts in the registry {tmp_path / 'root'} is not listed" in page, page
     assert "other-host (1)" in page and refused.value.code == 404
+
+
+def test_another_host_s_run_at_the_same_sandbox_path_does_not_shorten_this_host_s_lost_task_s_stay(tmp_path):
+    """A LOST task stays while its checkpoint was written within the retention, up to the
+    registration of a later supervisor that took its sandbox. Another host's run at the same
+    path (`--sandbox /tmp/work` on each host: two directories) took nothing of this host's,
+    but its registration counted: this host's LOST task was pruned at once."""
+    from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR
+
+    sandbox = tmp_path / "sb"
+    lost = mine(sandbox, task_id="mine-0-1", alive=False, registered=time.time() - 3 * DAY)
+    theirs = attrs.evolve(other_host_s("other-0-1", days_ago=2.0), sandbox=str(sandbox))
+    reg = shared_root(tmp_path, lost, theirs)
+    (sandbox / STOKER_DIR).mkdir()
+    (sandbox / STOKER_DIR / CHECKPOINT_FILE).write_text("")
+    age(sandbox / STOKER_DIR / CHECKPOINT_FILE, 0.5 * DAY)  # its last sign: within the retention
+    assert {item.entry.task_id for item in reg.read()} == {"mine-0-1", "other-0-1"}
+    assert (tmp_path / "root" / lost.name).exists()
