@@ -426,5 +426,7 @@ def _supervisor_alive(entry: RegistryEntry) -> bool:
     while its supervisor runs here, as this process sees its pid: the host was renamed since
     it started (`hostnamectl set-hostname`, DHCP; it keeps the name it read), whose live
     tasks were all another host's, never listed, judged or killed here."""
-    return (entry.of_host(identity.host_identity()) or entry.supervisor_boot == identity.boot_id() != "") \
+    if entry.supervisor_boot and entry.supervisor_boot != identity.boot_id():
+        return False  # another boot's: gone, or another host's (no host name read for it)
+    return (bool(entry.supervisor_boot) or entry.of_host(identity.host_identity())) \
         and identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.host.registry import Registry
-from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
+from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, task_pids
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -88,3 +90,48 @@ def test_a_run_whose_host_was_renamed_since_it_started_is_this_host_s_task(tmp_p
     finally:
         run.sigterm_and_close()
         kill_leftovers(task_pids(sandbox))
+
+
+def test_a_task_of_a_host_renamed_while_it_ran_is_this_host_s_once_it_ended(tmp_path):
+    """The host (a UTS namespace of the test's own) renamed while the run's task runs
+    (`hostnamectl set-hostname`): its `stoker kill`, `ps --all` and `status` there, under the
+    new name, kill it and show it ended, this host's. Its entry kept the name the run read
+    at its start when it ended: the ended task was another host's, never pruned here."""
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
+        pytest.skip("needs root, unshare and nsenter (a UTS namespace of the test's own)")
+    root, sandbox = tmp_path / "root", tmp_path / "sandbox"
+    config = tmp_path / "elsewhere.aurora"
+    config.write_text(CONFIG)
+    work = tmp_path / "work"
+    work.mkdir()
+    host = subprocess.Popen(["unshare", "-u", "sh", "-c", "hostname stoker-test-old-name && echo ready && exec sleep 600"],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)  # the host's names
+    assert host.stdout is not None and host.stdout.readline() == "ready\n"
+    on_host = ("nsenter", f"--uts=/proc/{host.pid}/ns/uts")
+    run = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(root)], work,
+                        env={"STOKER_PLAN_CACHE": "off"}, launcher=on_host)
+
+    def renamed_host_s(*command: str) -> subprocess.CompletedProcess[str]:
+        """`command` run on the renamed host (in its UTS namespace)."""
+        return subprocess.run([*on_host, *command], capture_output=True, text=True, timeout=60, cwd=work,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+
+    try:
+        run.wait_output("STARTING → RUNNING", 60)
+        assert renamed_host_s("hostname", "stoker-test-new-name").returncode == 0
+        (listed,) = Registry(RegistrySettings(registry_root=str(root))).read()
+        task_id = listed.entry.task_id
+        stoker = (sys.executable, "-m", "executor")
+        killed = renamed_host_s(*stoker, "kill", task_id, "--root", str(root))
+        assert killed.returncode == 0, killed.stdout + killed.stderr
+        run.wait(60)
+        listed_there = renamed_host_s(*stoker, "ps", "--all", "--root", str(root))
+        assert task_id in listed_there.stdout and "other hosts" not in listed_there.stderr, listed_there
+        status = renamed_host_s(*stoker, "status", task_id, "--root", str(root))
+        assert "not this one" not in status.stdout and "KILLED" in status.stdout, status
+    finally:
+        run.sigterm_and_close()
+        kill_leftovers(task_pids(sandbox))
+        host.kill()
+        host.wait()
+        host.stdout.close()

@@ -194,3 +194,21 @@ def test_another_host_s_run_at_the_same_sandbox_path_does_not_shorten_this_host_
     age(sandbox / STOKER_DIR / CHECKPOINT_FILE, 0.5 * DAY)  # its last sign: within the retention
     assert {item.entry.task_id for item in reg.read()} == {"mine-0-1", "other-0-1"}
     assert (tmp_path / "root" / lost.name).exists()
+
+
+def test_the_host_name_is_read_again_after_the_host_was_renamed(tmp_path):
+    """A long-lived reader (`stoker observe`) or supervisor kept the name it read first: after
+    `hostnamectl set-hostname`, every entry written under the new name was another host's to
+    it. A real process in a UTS namespace of its own, renamed while it runs."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a UTS namespace of the test's own)")
+    script = ("import socket\nfrom executor.host.identity import host_identity\n"
+              "socket.sethostname('stoker-test-before')\nbefore = host_identity()\n"
+              "socket.sethostname('stoker-test-after')\nprint(before[1], host_identity()[1], before[0] == host_identity()[0])\n")
+    done = subprocess.run(["unshare", "-u", sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == ["stoker-test-before", "stoker-test-after", "True"], done.stderr
