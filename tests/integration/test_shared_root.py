@@ -212,3 +212,26 @@ def test_the_host_name_is_read_again_after_the_host_was_renamed(tmp_path):
     done = subprocess.run(["unshare", "-u", sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=30, cwd=Path(__file__).resolve().parents[2])
     assert done.stdout.split() == ["stoker-test-before", "stoker-test-after", "True"], done.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["kill"], ["restart", "web"], ["tail", "web"]])
+def test_a_sandbox_another_host_s_live_supervisor_holds_is_that_host_s_task(tmp_path, capsys, command):
+    """A sandbox on NFS that both hosts see, named by its path: its lock file names another
+    host's supervisor (another boot), whose entry is in the shared root. `status` judged it
+    from here (no record, or LOST: the lock another host holds is not in this host's
+    /proc/locks), `kill` said no live supervisor held it (exit 1). It runs on that host."""
+    from executor.host.sandbox import CHECKPOINT_FILE, LOCK_FILE, STOKER_DIR
+
+    sandbox = tmp_path / "nfs-sb"
+    theirs = attrs.evolve(other_host_s("other-0-1", days_ago=0.01), sandbox=str(sandbox))
+    shared_root(tmp_path, theirs)
+    (sandbox / STOKER_DIR).mkdir(parents=True)
+    (sandbox / STOKER_DIR / CHECKPOINT_FILE).write_text("")
+    (sandbox / STOKER_DIR / LOCK_FILE).write_text(json.dumps(
+        {"pid": theirs.supervisor_pid, "start": theirs.supervisor_start, "boot": theirs.supervisor_boot,
+         "front_end": "run", "since": theirs.registered_wall}) + "\n")
+    code = main([command[0], str(sandbox), *command[1:], "--root", str(tmp_path / "root")])
+    out, err = capsys.readouterr()
+    assert code == (0 if command == ["status"] else 2), out + err
+    assert "runs on host 'other-host', not this one" in out + err, out + err
+    assert f"`stoker {command[0]}` on 'other-host' reaches it" in out + err
