@@ -235,3 +235,38 @@ def test_a_sandbox_another_host_s_live_supervisor_holds_is_that_host_s_task(tmp_
     assert code == (0 if command == ["status"] else 2), out + err
     assert "runs on host 'other-host', not this one" in out + err, out + err
     assert f"`stoker {command[0]}` on 'other-host' reaches it" in out + err
+
+
+def test_a_sandbox_another_host_s_supervisor_holds_is_refused_naming_no_pid_here(tmp_path):
+    """`stoker run --sandbox` of a directory both hosts see (NFS) that another host's supervisor
+    holds (its `flock`, here a real process's; the lock file names its pid on another boot):
+    refused as before, but the refusal named that pid as if it ran here and said to stop it
+    with `stoker kill SANDBOX` here, which refuses it (another host's) or finds none."""
+    import subprocess
+    import sys
+
+    from executor.host.lock import SandboxBusy
+    from executor.host.sandbox import LOCK_FILE, STOKER_DIR
+
+    sandbox = tmp_path / "nfs-sb"
+    (sandbox / STOKER_DIR).mkdir(parents=True, mode=0o700)
+    lock = sandbox / STOKER_DIR / LOCK_FILE
+    lock.write_text(json.dumps({"pid": 4242, "start": 99, "boot": "b00t-of-other-host", "front_end": "run",
+                                "since": time.time() - 60}) + "\n")
+    lock.chmod(0o600)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()\n", str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(SandboxBusy) as refused:
+            HostSession.open(sandbox, RegistrySettings(registry_root=str(tmp_path / "root")), FrontEnd.RUN)
+    finally:
+        holder.kill()
+        holder.wait()
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
+    said = str(refused.value)
+    assert "is held by a live stoker run of another host (pid 4242 there, since " in said, said
+    assert "stop it on that host" in said and "`stoker kill" not in said.split("stop it on that host")[0], said
