@@ -235,6 +235,10 @@ def test_a_sandbox_another_host_s_live_supervisor_holds_is_that_host_s_task(tmp_
     assert code == (0 if command == ["status"] else 2), out + err
     assert "runs on host 'other-host', not this one" in out + err, out + err
     assert f"`stoker {command[0]}` on 'other-host' reaches it" in out + err
+    if command == ["status"]:  # its task id, not the path it was named by
+        assert main(["status", "--json", str(sandbox), "--root", str(tmp_path / "root")]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert (doc["task_id"], doc["host"], doc["sandbox"]) == ("other-0-1", "other-host", str(sandbox))
 
 
 def test_a_sandbox_another_host_s_supervisor_holds_is_refused_naming_no_pid_here(tmp_path):
