@@ -278,7 +278,7 @@ def prune(dir_fd: int, found: list[Listed], read: set[str], now: float, retentio
     here = host_identity()
     for item in found:
         entry = item.entry
-        if not entry.of_host(here) or alive(entry):
+        if not of_this_host(entry, here) or alive(entry):
             continue
         last = entry.ended_wall
         if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
@@ -289,7 +289,7 @@ def prune(dir_fd: int, found: list[Listed], read: set[str], now: float, retentio
             # given its inode number): counted up to that supervisor's registration only; this
             # host's (another host's run at the same path, a shared root, is in another directory)
             own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
-            ours = (i.entry for i in found if i.entry.of_host(here))
+            ours = (i.entry for i in found if of_this_host(i.entry, here))
             taken = min((e.registered_wall for e in takers_after(ours, entry)), default=own)
             last = max(item.mtime, min(own, taken))
         if expired(last, now, retention_secs) and _unlink(dir_fd, entry.name):
@@ -418,6 +418,24 @@ def _named_alive(name: str) -> bool:
         return False
     pid, _, ticks = name[:-len(ENTRY_SUFFIX)].partition("-")
     return identity.is_alive(int(pid), int(ticks))
+
+
+TWIN_SLACK_SECS = 60.0  # a registration this much after this boot began is of this boot's time
+
+
+def of_this_host(entry: RegistryEntry, here: tuple[str, str]) -> bool:
+    """Whether `entry` is this host's (`here`: its identity), by the host it records (none: an
+    older Stoker's, this host's), unless it was registered since this host booted by a
+    supervisor of another boot: this host ran none then, so it is another host's of the same
+    machine id and name (containers of two hosts without a machine id, given one host name,
+    sharing a root; its task was LOST here, its entry pruned). Registered before this boot:
+    this host's, from before a reboot, or another's: taken for this host's, as it was."""
+    if not entry.of_host(here):
+        return False
+    if not (entry.host_id or entry.host_name) or not entry.supervisor_boot \
+            or entry.supervisor_boot == identity.boot_id():
+        return True
+    return entry.registered_wall <= identity.boot_wall() + TWIN_SLACK_SECS
 
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:

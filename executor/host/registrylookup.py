@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from executor.host import identity
 from executor.host.entry import RegistryEntry, registered_after
-from executor.host.registry import Listed, _local, _portable, _supervisor_alive
+from executor.host.registry import Listed, _local, _portable, _supervisor_alive, of_this_host
 
 
 def host_of(entry: RegistryEntry, here: tuple[str, str] | None = None) -> str:
@@ -20,7 +20,7 @@ def host_of(entry: RegistryEntry, here: tuple[str, str] | None = None) -> str:
     that is another host than this one (a registry root several hosts share: a home on NFS);
     "" for this host's (an older Stoker's included, and a live one written under this host's
     earlier name: `_supervisor_alive`). `here`: this host's identity, read once for many."""
-    if entry.of_host(here or identity.host_identity()) or _supervisor_alive(entry):
+    if of_this_host(entry, here or identity.host_identity()) or _supervisor_alive(entry):
         return ""
     return entry.host_name or entry.host_id
 
