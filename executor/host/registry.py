@@ -420,7 +420,7 @@ def _named_alive(name: str) -> bool:
     return identity.is_alive(int(pid), int(ticks))
 
 
-TWIN_SLACK_SECS = 60.0  # a registration this much after this boot began is of this boot's time
+TWIN_SLACK_SECS = 60.0  # a registration up to this long after the host booted may be its last boot's (a clock stepped at boot)
 
 
 def of_this_host(entry: RegistryEntry, here: tuple[str, str]) -> bool:
@@ -435,7 +435,7 @@ def of_this_host(entry: RegistryEntry, here: tuple[str, str]) -> bool:
     if not (entry.host_id or entry.host_name) or not entry.supervisor_boot \
             or entry.supervisor_boot == identity.boot_id():
         return True
-    return entry.registered_wall <= identity.boot_wall() + TWIN_SLACK_SECS
+    return entry.registered_wall <= (identity.boot_to_wall(0.0) or 0.0) + TWIN_SLACK_SECS  # the host's boot
 
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:
