@@ -281,16 +281,16 @@ def test_a_host_of_this_host_s_name_and_machine_id_on_another_boot_is_another_ho
     share a root: an entry of this name registered since this host booted, by a supervisor of
     another boot, is not this host's (it ran none then): its task was listed here as LOST, and
     its entry pruned once older than the retention while it ran there."""
-    from executor.host.identity import boot_wall
+    from executor.host.identity import boot_to_wall
+    from executor.host.registry import TWIN_SLACK_SECS
 
-    up = time.time() - boot_wall()
     here = host_identity()
     twin = attrs.evolve(other_host_s("twin-0-1", days_ago=0.0), host_id=here[0], host_name=here[1],
-                        registered_wall=boot_wall() + up / 2)  # since this host booted
-    reg = registry(tmp_path / "root", retention=up / 4)
+                        registered_wall=boot_to_wall(0.0) + TWIN_SLACK_SECS + 1.0)  # since this host booted
+    reg = registry(tmp_path / "root", retention=10.0)
     assert reg.write(twin, prune=False)
-    age(tmp_path / "root" / twin.name, up / 2)
-    assert main(["ps", "--root", str(tmp_path / "root"), "--registry-retention", str(up / 4)]) == 0
+    age(tmp_path / "root" / twin.name, 60.0)  # older than the retention: LOST here, it went
+    assert main(["ps", "--root", str(tmp_path / "root"), "--registry-retention", "10"]) == 0
     out, err = capsys.readouterr()
     assert "twin-0-1" not in out and f"{here[1]} (1)" in err, out + err
     assert [item.entry.task_id for item in reg.read()] == ["twin-0-1"]  # not pruned here
