@@ -440,11 +440,13 @@ def of_this_host(entry: RegistryEntry, here: tuple[str, str]) -> bool:
 
 def _supervisor_alive(entry: RegistryEntry) -> bool:
     """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here).
-    An entry that names another host but this boot (`boot_id`: the same kernel) is this host's
-    while its supervisor runs here, as this process sees its pid: the host was renamed since
-    it started (`hostnamectl set-hostname`, DHCP; it keeps the name it read), whose live
-    tasks were all another host's, never listed, judged or killed here."""
+    An entry of this machine id and boot (`boot_id`: the same kernel) under another host name
+    is this host's while its supervisor runs here, as this process sees its pid: the host was
+    renamed since it started (`hostnamectl set-hostname`, DHCP; it keeps the name it read),
+    whose live tasks were all another host's, never listed, judged or killed here. Another
+    machine id's (a container's of this host) is not looked for: no /proc read each."""
     if entry.supervisor_boot and entry.supervisor_boot != identity.boot_id():
         return False  # another boot's: gone, or another host's (no host name read for it)
-    return (bool(entry.supervisor_boot) or entry.of_host(identity.host_identity())) \
+    here = identity.host_identity()
+    return (entry.of_host(here) or (bool(entry.supervisor_boot) and entry.host_id == here[0])) \
         and identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
