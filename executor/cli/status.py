@@ -95,7 +95,8 @@ def _elsewhere(entry: RegistryEntry, args: argparse.Namespace) -> bool:
         return False
     said = elsewhere(entry, RegistrySettings.from_args(args, os.environ).registry_root, "status", args.target)
     if args.json:
-        print(json.dumps({"task_id": args.target, "host": host, "host_id": entry.host_id,
+        named = args.target if entry.known_as(args.target or "") else entry.task_id  # named by its sandbox: its id
+        print(json.dumps({"task_id": named, "host": host, "host_id": entry.host_id,
                           "sandbox": entry.sandbox, "supervisor_pid": entry.supervisor_pid,
                           "registered": entry.registered_wall, "ended": entry.ended_wall,
                           "problem": said}, indent=2))

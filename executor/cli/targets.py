@@ -1,6 +1,7 @@
 """Which task an inspection or control command means, and the executor's hold on its sandbox.
 
-`resolve(TARGET)`: a directory is a sandbox; a name that does not exist is a task id, looked
+`resolve(TARGET)`: a directory is a sandbox (one another host's live supervisor holds, a
+directory on NFS both hosts see, is that host's task, as a task id of its is); a name that does not exist is a task id, looked
 up in the host registry (a live supervisor's entry first, else the newest; one that two
 live supervisors' tasks have is refused, naming their sandboxes); anything else,
 an id no task has, or one whose sandbox was deleted since (naming its supervisor's pid when
@@ -71,7 +72,11 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
     gone = not path.is_absolute() and executor.working_directory_gone()  # a task id may still name it
     kind = "missing" if gone else _kind(path)
     if kind == "dir":
-        return Target(path.absolute(), None)
+        held = _held_elsewhere(path, args)
+        if held is not None and command not in ("", "status"):
+            raise UsageError(elsewhere(held, RegistrySettings.from_args(args, os.environ).registry_root,
+                                       command, str(path)))
+        return Target(path.absolute(), held)
     named = quoted(str(path))  # as errors quote what they were given: `sandbox 'a b'`
     missing = f"sandbox {named}: {executor.working_directory_unnamed()}" if gone else f"sandbox {named} does not exist"
     if kind == "other" or given is None:
@@ -102,6 +107,37 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
     if kind != "dir" and not (deleted and kind is None and found.entry.stoker_dir and not _still_runs(found.entry)):
         raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
     return Target(sandbox, found.entry)
+
+
+def _held_elsewhere(sandbox: Path, args: argparse.Namespace) -> RegistryEntry | None:
+    """The entry of another host's live supervisor that holds `sandbox` (a directory both hosts
+    see: NFS), as its lock file names it (pid, start and boot: another boot's); None where it
+    names a supervisor of this boot, or none, or one the registry lists as this host's or as
+    ended. Such a task was judged here (LOST: its lock is not in this host's /proc/locks) or
+    said to have no live supervisor. The registry is read only for a holder of another boot."""
+    from executor.host.identity import boot_id
+    from executor.host.lock import holder
+    from executor.host.sandbox import open_stoker_dir
+
+    try:
+        fd = open_stoker_dir(sandbox)
+    except OSError:
+        return None
+    try:
+        who = holder(fd)
+    finally:
+        os.close(fd)
+    if who is None or not who.boot_id or who.boot_id == boot_id():
+        return None
+    from executor.host.registry import Registry
+    from executor.host.registrylookup import host_of
+
+    for item in Registry(RegistrySettings.from_args(args, os.environ)).entries():
+        e = item.entry
+        if (e.supervisor_pid, e.supervisor_start, e.supervisor_boot) == (who.pid, who.start_ticks, who.boot_id) \
+                and e.ended_wall is None and host_of(e):
+            return e
+    return None
 
 
 def elsewhere(entry: RegistryEntry, root: str, command: str, given: str) -> str:

@@ -59,25 +59,29 @@ def boot_id() -> str:
     return _boot_id
 
 
-_host: tuple[str, str] | None = None
+_machine: str | None = None
 
 
 def host_identity() -> tuple[str, str]:
-    """(machine id, host name) of the host this process runs on, read once per process: which
-    host wrote a registry entry, where a registry root is shared (a home on NFS). The machine
-    id (/etc/machine-id, else D-Bus' copy; "" where there is none) survives reboots, as the
-    boot id does not, and differs between hosts; the kernel's host name (`uname`'s nodename,
-    which a UTS namespace sets) tells apart containers of one host that share its machine id.
-    One small file read, no module loaded: it is read on the start path."""
-    global _host
-    if _host is None:
+    """(machine id, host name) of the host this process runs on: which host wrote a registry
+    entry, where a registry root is shared (a home on NFS). The machine id (/etc/machine-id,
+    else D-Bus' copy; "" where there is none), read once per process, survives reboots, as
+    the boot id does not, and differs between hosts; the kernel's host name (`uname`'s
+    nodename, which a UTS namespace sets) tells apart containers of one host that share its
+    machine id. The name is read at each call (a system call, no file): a host may be
+    renamed while a process lives (`hostnamectl set-hostname`, DHCP), and an observer or a
+    supervisor that kept the name it read at its start took the host's entries written
+    since for another host's. One small file read, no module loaded: it is read on the
+    start path."""
+    global _machine
+    if _machine is None:
         machine = ""
         for path in _MACHINE_IDS:
             machine = read_proc(path, 64).decode("ascii", "replace").strip()
             if machine:
                 break
-        _host = (machine, os.uname().nodename)
-    return _host
+        _machine = machine
+    return _machine, os.uname().nodename
 
 
 def _stat(pid: int) -> tuple[int, int] | None:

@@ -260,14 +260,19 @@ def seen_here(stoker_dir: int, pid: int, start_ticks: int | None, boot_id: str,
 
 
 def _busy_message(sandbox: str, other: Holder | None) -> str:
-    who = "another Stoker supervisor"
+    """Who holds `sandbox`, and how to stop it: with `stoker kill` here, or, where the lock
+    file names a supervisor of another boot (a held lock outlives no reboot: another host's,
+    the sandbox a directory both see on NFS), on that host (whose pid means nothing here)."""
+    who, there = "another Stoker supervisor", False
     if other is not None:
         what = f"stoker {other.front_end}" if other.front_end else "Stoker"
-        who = f"a live {what} (pid {other.pid}, since {iso_time(other.since_wall)})"
+        there = bool(other.boot_id) and other.boot_id != this_boot()
+        who = (f"a live {what}{' of another host' if there else ''} "
+               f"(pid {other.pid}{' there' if there else ''}, since {iso_time(other.since_wall)})")
     # named as errors quote what they were given; the command as bash reads it back (not repr:
     # `"it's $HOME"` expanded there)
-    return (f"sandbox {quoted(sandbox)} is held by {who}: one supervisor per sandbox; stop it first "
-            f"(`stoker kill {shell_path(sandbox)}`) or use another sandbox")
+    stop = "on that host (`stoker ps` there lists it)" if there else f"first (`stoker kill {shell_path(sandbox)}`)"
+    return f"sandbox {quoted(sandbox)} is held by {who}: one supervisor per sandbox; stop it {stop} or use another sandbox"
 
 
 def byte_lock_holder(st: os.stat_result, number: int) -> int:

@@ -32,7 +32,7 @@ and the `TASK_ID` lookups read them.
   id and host name), and only this host's are pruned (another host's supervisor's pid means
   nothing here, and its sandbox may not be seen from here: a live task's entry, older than
   the retention, was deleted) or judged alive; which are listed is the readers' choice
-  (`registrylookup.split_hosts`). Each host claims its ports in a file of its own (`claims_name`).
+  (`registrylookup.split_hosts`). Each host claims its ports in a file of its own, by its boot (`claims_name`).
 - A sandbox's path is kept as its bytes read as UTF-8 (a byte that is not UTF-8 as its
   surrogate escape), whatever the locale of the supervisor that wrote it, and read back as
   the bytes they stand for: a `stoker ps` under `LC_ALL=C PYTHONUTF8=0` (file names in
@@ -137,7 +137,8 @@ class Registry:
         make_dirs(self.root, 0o700)
         fd = self._open_root()
         try:
-            return os.open(claims_name(identity.host_identity()), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+            name = claims_name(identity.boot_id(), identity.host_identity())
+            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
         finally:
             os.close(fd)
 
@@ -277,7 +278,7 @@ def prune(dir_fd: int, found: list[Listed], read: set[str], now: float, retentio
     here = host_identity()
     for item in found:
         entry = item.entry
-        if not entry.of_host(here) or alive(entry):
+        if not of_this_host(entry, here) or alive(entry):
             continue
         last = entry.ended_wall
         if last is None:  # LOST: its checkpoint's last write counts, looked at once its entry's expired
@@ -285,9 +286,11 @@ def prune(dir_fd: int, found: list[Listed], read: set[str], now: float, retentio
                 continue  # nor is the later of the two
             # in the `.stoker` it pinned: another's (its sandbox deleted and run again) is a later task's,
             # and so is a write after a later supervisor took it (run again in place, or a new one
-            # given its inode number): counted up to that supervisor's registration only
+            # given its inode number): counted up to that supervisor's registration only; this
+            # host's (another host's run at the same path, a shared root, is in another directory)
             own = checkpoint_mtime(entry.sandbox, entry.stoker_dir) or 0.0
-            taken = min((e.registered_wall for e in takers_after((i.entry for i in found), entry)), default=own)
+            ours = (i.entry for i in found if of_this_host(i.entry, here))
+            taken = min((e.registered_wall for e in takers_after(ours, entry)), default=own)
             last = max(item.mtime, min(own, taken))
         if expired(last, now, retention_secs) and _unlink(dir_fd, entry.name):
             gone.add(entry.name)
@@ -389,14 +392,21 @@ def _local(path: str) -> str:
     return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
-def claims_name(host: tuple[str, str]) -> str:
-    """The name of the port claims file of the host `host` (machine id, host name; the
-    characters of neither that a file name had better not hold as `_`): one a host, so that
-    where several hosts share the root (a home on NFS), one host's claims on its own loopback
-    ports never keep another's runs from choosing the same numbers on theirs."""
-    machine, node = ("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
-                     for part in host)
-    return f"ports.{machine}.{node}.claims"
+def claims_name(boot: str, host: tuple[str, str]) -> str:
+    """The name of the port claims file of the kernel that booted as `boot` (`boot_id`), else,
+    where that is not known, of the host `host` (machine id, host name); the characters of
+    neither that a file name had better not hold as `_`. One a host, so that where several
+    hosts share the root (a home on NFS), one host's claims on its own loopback ports never
+    keep another's runs from choosing the same numbers on theirs; by its boot, not its name:
+    named by the host name, a run started after the host was renamed (`hostnamectl
+    set-hostname`, DHCP) claimed in another file than a run started before it, and so did a
+    container of the host's network (`--network host`) under a name or machine id of its
+    own, and each was given the other's port. Containers of one host in networks of their
+    own claim in one file too, as they did in the one file of every host: a port one claims
+    is not chosen by another, which chooses again."""
+    parts = (boot,) if boot else host
+    return "ports." + ".".join("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
+                               for part in parts) + ".claims"
 
 
 def _named_alive(name: str) -> bool:
@@ -410,7 +420,33 @@ def _named_alive(name: str) -> bool:
     return identity.is_alive(int(pid), int(ticks))
 
 
+TWIN_SLACK_SECS = 60.0  # a registration up to this long after the host booted may be its last boot's (a clock stepped at boot)
+
+
+def of_this_host(entry: RegistryEntry, here: tuple[str, str]) -> bool:
+    """Whether `entry` is this host's (`here`: its identity), by the host it records (none: an
+    older Stoker's, this host's), unless it was registered since this host booted by a
+    supervisor of another boot: this host ran none then, so it is another host's of the same
+    machine id and name (containers of two hosts without a machine id, given one host name,
+    sharing a root; its task was LOST here, its entry pruned). Registered before this boot:
+    this host's, from before a reboot, or another's: taken for this host's, as it was."""
+    if not entry.of_host(here):
+        return False
+    if not (entry.host_id or entry.host_name) or not entry.supervisor_boot \
+            or entry.supervisor_boot == identity.boot_id():
+        return True
+    return entry.registered_wall <= (identity.boot_to_wall(0.0) or 0.0) + TWIN_SLACK_SECS  # the host's boot
+
+
 def _supervisor_alive(entry: RegistryEntry) -> bool:
-    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here)."""
-    return entry.of_host(identity.host_identity()) and \
-        identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here).
+    An entry of this machine id and boot (`boot_id`: the same kernel) under another host name
+    is this host's while its supervisor runs here, as this process sees its pid: the host was
+    renamed since it started (`hostnamectl set-hostname`, DHCP; it keeps the name it read),
+    whose live tasks were all another host's, never listed, judged or killed here. Another
+    machine id's (a container's of this host) is not looked for: no /proc read each."""
+    if entry.supervisor_boot and entry.supervisor_boot != identity.boot_id():
+        return False  # another boot's: gone, or another host's (no host name read for it)
+    here = identity.host_identity()
+    return (entry.of_host(here) or (bool(entry.supervisor_boot) and entry.host_id == here[0])) \
+        and identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)

@@ -12,22 +12,26 @@ from __future__ import annotations
 
 from executor.host import identity
 from executor.host.entry import RegistryEntry, registered_after
-from executor.host.registry import Listed, _local, _portable, _supervisor_alive
+from executor.host.registry import Listed, _local, _portable, _supervisor_alive, of_this_host
 
 
-def host_of(entry: RegistryEntry) -> str:
+def host_of(entry: RegistryEntry, here: tuple[str, str] | None = None) -> str:
     """The host that wrote `entry`, by its name (its machine id where it recorded none), where
     that is another host than this one (a registry root several hosts share: a home on NFS);
-    "" for this host's (an older Stoker's included)."""
-    return "" if entry.of_host(identity.host_identity()) else entry.host_name or entry.host_id
+    "" for this host's (an older Stoker's included, and a live one written under this host's
+    earlier name: `_supervisor_alive`). `here`: this host's identity, read once for many."""
+    if of_this_host(entry, here or identity.host_identity()) or _supervisor_alive(entry):
+        return ""
+    return entry.host_name or entry.host_id
 
 
 def split_hosts(listed: list[Listed]) -> tuple[list[Listed], dict[str, int]]:
     """This host's entries, and how many each other host has in the registry (by name)."""
     here: list[Listed] = []
     others: dict[str, int] = {}
+    this_host = identity.host_identity()
     for item in listed:
-        host = host_of(item.entry)
+        host = host_of(item.entry, this_host)
         if host:
             others[host] = others.get(host, 0) + 1
         else:

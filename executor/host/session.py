@@ -177,7 +177,8 @@ class HostSession:
         if self._server is not None:
             self._server.close()
         with self._lock:
-            self._entry = attrs.evolve(self._entry, ended_wall=time.time(), ended_reason=reason)
+            self._entry = attrs.evolve(self._entry, ended_wall=time.time(), ended_reason=reason,
+                                       host_name=host_identity()[1])  # the host renamed since: its name now
             entry = self._entry
         self._registry.write(entry)
         if self._sandbox_lock is not None:
@@ -210,7 +211,7 @@ class HostSession:
         with self._lock:
             self._post = post
             self._entry = attrs.evolve(self._entry, task_id=task_id, job_key=job_key,
-                                       label=label, marker=marker,
+                                       label=label, marker=marker, host_name=host_identity()[1],
                                        earlier_task_ids=self._entry.next_task(task_id))
             entry = self._entry
         self._registry.write(entry, prune=False)

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from executor.host.identity import host_identity
+from executor.host.identity import boot_id, host_identity
 from executor.host.registry import claims_name
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
@@ -105,7 +105,7 @@ def test_a_port_claimed_by_a_process_not_a_run_names_that_process(tmp_path, one_
                                "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
                                "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))\n"
                                "print('held', flush=True)\ntime.sleep(600)\n",
-         str(root / claims_name(host_identity())), str(PORT), "not-a-stoker-run"], stdout=subprocess.PIPE)
+         str(root / claims_name(boot_id(), host_identity())), str(PORT), "not-a-stoker-run"], stdout=subprocess.PIPE)
     run = None
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
@@ -133,7 +133,7 @@ def test_a_claim_holder_whose_command_line_has_control_characters_is_named_in_on
                                                  "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
                                                  "fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))\n"
                                                  "print('held', flush=True)\ntime.sleep(600)\n",
-         str(root / claims_name(host_identity())), str(PORT)], executable=sys.executable, stdout=subprocess.PIPE)
+         str(root / claims_name(boot_id(), host_identity())), str(PORT)], executable=sys.executable, stdout=subprocess.PIPE)
     run = None
     try:
         assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
@@ -234,3 +234,29 @@ def test_a_chosen_port_is_never_a_number_the_run_gives_another_name(tmp_path, on
     finally:
         run.close()
         kill_leftovers(task_pids(tmp_path / "sandbox-two"))
+
+
+def test_a_port_a_run_was_given_before_the_host_was_renamed_is_not_given_again(tmp_path, one_port_host):
+    """A run that started under the host's earlier name (a UTS namespace of its own: it read
+    another name, as one does across `hostnamectl set-hostname`), and a run started after, in
+    one root on one loopback: the second is refused the first one's port. The claims file was
+    named by the host name, so the two claimed in two files and were given the same port."""
+    if not shutil.which("hostname"):
+        pytest.skip("needs hostname (a UTS namespace of the test's own)")
+    root = tmp_path / "root"
+    renamed = ("unshare", "-u", "sh", "-c", 'hostname stoker-test-earlier-name && exec "$@"', "sh", *one_port_host)
+    runs: list[StokerProcess] = []
+    try:
+        first = _run(tmp_path, "first", renamed, "off", "--root", str(root))
+        runs.append(first)
+        first.wait_output("STARTING → RUNNING", 60)
+        assert f"ports http={PORT}" in first.stdout()
+        second = _run(tmp_path, "second", one_port_host, "off", "--root", str(root))
+        runs.append(second)
+        _refused_the_port(second)
+        assert f"(the last, {PORT}, by pid {first.proc.pid} (" in second.stderr(), second.stderr()
+        assert first.proc.poll() is None
+    finally:
+        for run in runs:
+            run.close()
+        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))

@@ -176,3 +176,121 @@ def test_the_observer_lists_this_host_s_tasks_and_says_how_many_are_other_hosts(
     assert "mine-0-1" in page and "other-0-1" not in page
     assert f"<p>1 task of other hosts in the registry {tmp_path / 'root'} is not listed" in page, page
     assert "other-host (1)" in page and refused.value.code == 404
+
+
+def test_another_host_s_run_at_the_same_sandbox_path_does_not_shorten_this_host_s_lost_task_s_stay(tmp_path):
+    """A LOST task stays while its checkpoint was written within the retention, up to the
+    registration of a later supervisor that took its sandbox. Another host's run at the same
+    path (`--sandbox /tmp/work` on each host: two directories) took nothing of this host's,
+    but its registration counted: this host's LOST task was pruned at once."""
+    from executor.host.sandbox import CHECKPOINT_FILE, STOKER_DIR
+
+    sandbox = tmp_path / "sb"
+    lost = mine(sandbox, task_id="mine-0-1", alive=False, registered=time.time() - 3 * DAY)
+    theirs = attrs.evolve(other_host_s("other-0-1", days_ago=2.0), sandbox=str(sandbox))
+    reg = shared_root(tmp_path, lost, theirs)
+    (sandbox / STOKER_DIR).mkdir()
+    (sandbox / STOKER_DIR / CHECKPOINT_FILE).write_text("")
+    age(sandbox / STOKER_DIR / CHECKPOINT_FILE, 0.5 * DAY)  # its last sign: within the retention
+    assert {item.entry.task_id for item in reg.read()} == {"mine-0-1", "other-0-1"}
+    assert (tmp_path / "root" / lost.name).exists()
+
+
+def test_the_host_name_is_read_again_after_the_host_was_renamed(tmp_path):
+    """A long-lived reader (`stoker observe`) or supervisor kept the name it read first: after
+    `hostnamectl set-hostname`, every entry written under the new name was another host's to
+    it. A real process in a UTS namespace of its own, renamed while it runs."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a UTS namespace of the test's own)")
+    script = ("import socket\nfrom executor.host.identity import host_identity\n"
+              "socket.sethostname('stoker-test-before')\nbefore = host_identity()\n"
+              "socket.sethostname('stoker-test-after')\nprint(before[1], host_identity()[1], before[0] == host_identity()[0])\n")
+    done = subprocess.run(["unshare", "-u", sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.split() == ["stoker-test-before", "stoker-test-after", "True"], done.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["kill"], ["restart", "web"], ["tail", "web"]])
+def test_a_sandbox_another_host_s_live_supervisor_holds_is_that_host_s_task(tmp_path, capsys, command):
+    """A sandbox on NFS that both hosts see, named by its path: its lock file names another
+    host's supervisor (another boot), whose entry is in the shared root. `status` judged it
+    from here (no record, or LOST: the lock another host holds is not in this host's
+    /proc/locks), `kill` said no live supervisor held it (exit 1). It runs on that host."""
+    from executor.host.sandbox import CHECKPOINT_FILE, LOCK_FILE, STOKER_DIR
+
+    sandbox = tmp_path / "nfs-sb"
+    theirs = attrs.evolve(other_host_s("other-0-1", days_ago=0.01), sandbox=str(sandbox))
+    shared_root(tmp_path, theirs)
+    (sandbox / STOKER_DIR).mkdir(parents=True)
+    (sandbox / STOKER_DIR / CHECKPOINT_FILE).write_text("")
+    (sandbox / STOKER_DIR / LOCK_FILE).write_text(json.dumps(
+        {"pid": theirs.supervisor_pid, "start": theirs.supervisor_start, "boot": theirs.supervisor_boot,
+         "front_end": "run", "since": theirs.registered_wall}) + "\n")
+    code = main([command[0], str(sandbox), *command[1:], "--root", str(tmp_path / "root")])
+    out, err = capsys.readouterr()
+    assert code == (0 if command == ["status"] else 2), out + err
+    assert "runs on host 'other-host', not this one" in out + err, out + err
+    assert f"`stoker {command[0]}` on 'other-host' reaches it" in out + err
+    if command == ["status"]:  # its task id, not the path it was named by
+        assert main(["status", "--json", str(sandbox), "--root", str(tmp_path / "root")]) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert (doc["task_id"], doc["host"], doc["sandbox"]) == ("other-0-1", "other-host", str(sandbox))
+
+
+def test_a_sandbox_another_host_s_supervisor_holds_is_refused_naming_no_pid_here(tmp_path):
+    """`stoker run --sandbox` of a directory both hosts see (NFS) that another host's supervisor
+    holds (its `flock`, here a real process's; the lock file names its pid on another boot):
+    refused as before, but the refusal named that pid as if it ran here and said to stop it
+    with `stoker kill SANDBOX` here, which refuses it (another host's) or finds none."""
+    import subprocess
+    import sys
+
+    from executor.host.lock import SandboxBusy
+    from executor.host.sandbox import LOCK_FILE, STOKER_DIR
+
+    sandbox = tmp_path / "nfs-sb"
+    (sandbox / STOKER_DIR).mkdir(parents=True, mode=0o700)
+    lock = sandbox / STOKER_DIR / LOCK_FILE
+    lock.write_text(json.dumps({"pid": 4242, "start": 99, "boot": "b00t-of-other-host", "front_end": "run",
+                                "since": time.time() - 60}) + "\n")
+    lock.chmod(0o600)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()\n", str(lock)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(SandboxBusy) as refused:
+            HostSession.open(sandbox, RegistrySettings(registry_root=str(tmp_path / "root")), FrontEnd.RUN)
+    finally:
+        holder.kill()
+        holder.wait()
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
+    said = str(refused.value)
+    assert "is held by a live stoker run of another host (pid 4242 there, since " in said, said
+    assert "stop it on that host" in said and "`stoker kill" not in said.split("stop it on that host")[0], said
+
+
+def test_a_host_of_this_host_s_name_and_machine_id_on_another_boot_is_another_host(tmp_path, capsys):
+    """Containers of two hosts without a machine id, given one host name (`--hostname worker`),
+    share a root: an entry of this name registered since this host booted, by a supervisor of
+    another boot, is not this host's (it ran none then): its task was listed here as LOST, and
+    its entry pruned once older than the retention while it ran there."""
+    from executor.host.identity import boot_to_wall
+    from executor.host.registry import TWIN_SLACK_SECS
+
+    here = host_identity()
+    twin = attrs.evolve(other_host_s("twin-0-1", days_ago=0.0), host_id=here[0], host_name=here[1],
+                        registered_wall=boot_to_wall(0.0) + TWIN_SLACK_SECS + 1.0)  # since this host booted
+    reg = registry(tmp_path / "root", retention=10.0)
+    assert reg.write(twin, prune=False)
+    age(tmp_path / "root" / twin.name, 60.0)  # older than the retention: LOST here, it went
+    assert main(["ps", "--root", str(tmp_path / "root"), "--registry-retention", "10"]) == 0
+    out, err = capsys.readouterr()
+    assert "twin-0-1" not in out and f"{here[1]} (1)" in err, out + err
+    assert [item.entry.task_id for item in reg.read()] == ["twin-0-1"]  # not pruned here

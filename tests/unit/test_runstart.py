@@ -21,7 +21,7 @@ from config.plan import JobPlan, plan_job
 from config.registry import RegistrySettings
 from config.settings import RunSettings
 from executor.host.early import EarlyStart
-from executor.host.identity import host_identity
+from executor.host.identity import boot_id, host_identity
 from executor.host.lock import byte_lock_holder as _lock_holder
 from executor.host.registry import claims_name
 from executor.local import plancache, planfiles
@@ -265,7 +265,7 @@ def claims(tmp_path):
     children: list[subprocess.Popen[str]] = []
 
     def claimed_by_another(*numbers: int | str, name: str = "") -> subprocess.Popen[str]:
-        path = tmp_path / "root" / (name or claims_name(host_identity()))
+        path = tmp_path / "root" / (name or claims_name(boot_id(), host_identity()))
         os.makedirs(path.parent, mode=0o700, exist_ok=True)
         path.touch(mode=0o600)
         child = subprocess.Popen([sys.executable, "-c", LOCKER, str(path), *map(str, numbers)],
@@ -289,7 +289,7 @@ def test_ports_another_process_claims_are_not_taken_and_it_is_named(claims):
     mine = PortClaims(settings)
     assert mine.take([40001, 40003]) and mine.contested is None
     assert mine.take([40001, 40004]) and mine.take([])  # its own again: as it was
-    assert _lock_holder(os.stat(settings.registry_root + "/" + claims_name(host_identity())), 40004) == os.getpid()
+    assert _lock_holder(os.stat(settings.registry_root + "/" + claims_name(boot_id(), host_identity())), 40004) == os.getpid()
     assert not mine.take([40001, 40005, 40002]) and mine.contested == 40002
     assert mine.holder(40002).startswith(f"pid {other.pid} (") and "python" in mine.holder(40002)
     assert mine.holder(40001).startswith(f"pid {os.getpid()} (")
@@ -297,7 +297,7 @@ def test_ports_another_process_claims_are_not_taken_and_it_is_named(claims):
     # 40005 was let go with the refusal, 40001 (held before) stays this process's
     after = claimed_by_another(40005)
     assert after.poll() is None
-    assert _lock_holder(os.stat(settings.registry_root + "/" + claims_name(host_identity())), 40001) == os.getpid()
+    assert _lock_holder(os.stat(settings.registry_root + "/" + claims_name(boot_id(), host_identity())), 40001) == os.getpid()
 
 
 def test_a_port_claimed_to_the_file_s_end_names_its_holder(claims):
@@ -312,7 +312,7 @@ def test_a_port_given_with_port_is_claimed_unless_another_process_claims_it(clai
     claimed_by_another(40011)
     mine = PortClaims(settings)
     mine.take_given([40011, 40012, 40013])
-    root = settings.registry_root + "/" + claims_name(host_identity())
+    root = settings.registry_root + "/" + claims_name(boot_id(), host_identity())
     assert [_lock_holder(os.stat(root), n) == os.getpid() for n in (40011, 40012, 40013)] == [False, True, True]
 
 
@@ -322,20 +322,25 @@ def test_another_host_s_claims_hold_none_of_this_host_s_ports(claims):
     theirs. Each host claims in a file of its own; a lock held by another host's run (as its
     Stoker takes it, or an older Stoker's in the one shared `ports.claims`) claims nothing here."""
     settings, claimed_by_another = claims
-    claimed_by_another(40041, name=claims_name(("0ther0machine0id", "other-host")))
+    claimed_by_another(40041, name=claims_name("b00t-of-other-host", ("0ther0machine0id", "other-host")))
     claimed_by_another(40041, name="ports.claims")  # was every host's file
     mine = PortClaims(settings)
     assert mine.take([40041]) and mine.contested is None
-    here = settings.registry_root + "/" + claims_name(host_identity())
+    here = settings.registry_root + "/" + claims_name(boot_id(), host_identity())
     assert _lock_holder(os.stat(here), 40041) == os.getpid()
-    assert claims_name(host_identity()) != claims_name((host_identity()[0], "another-container"))
+    # one file a boot, whatever the host's name: renamed since a run started, or a container
+    # of the host's network named otherwise, it claims where the other runs claim
+    assert claims_name(boot_id(), host_identity()) == claims_name(boot_id(), ("", "another-name"))
+    assert claims_name(boot_id(), host_identity()) != claims_name("b00t-of-other-host", host_identity())
 
 
 @pytest.mark.parametrize("name", ["0f1e2d", "a/b c\nd", "..", "ünï.example.com"])
 def test_a_host_s_claims_file_is_one_plain_file_name(name):
-    found = claims_name(("0f1e2d", name))
+    found = claims_name("", ("0f1e2d", name))  # no boot id known: by the host's
     assert found.startswith("ports.0f1e2d.") and found.endswith(".claims")
     assert "/" not in found and found.isascii() and found.isprintable()
+    by_boot = claims_name(name, ("0f1e2d", "host"))
+    assert by_boot.startswith("ports.") and "/" not in by_boot and by_boot.isascii() and by_boot.isprintable()
 
 
 def test_a_claims_file_that_takes_no_lock_leaves_the_ports_unclaimed_with_one_warning(claims, monkeypatch, caplog):
