@@ -90,3 +90,51 @@ def test_a_let_go_skips_live_supervisors_unread_and_no_entry_it_cannot_prune_hol
     assert live.name not in opened
     assert [name for name in expired if (root / name).exists()] == []
     assert all((root / name).exists() for name in stuck) and (root / live.name).exists()
+
+
+def test_a_let_go_prunes_nothing_a_reading_does_not_read(tmp_path):
+    """A let-go looks at regular files named like an entry only, as a reading does: an old
+    file of another name, and an old link named like an entry, stay (by either)."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    assert reg.write(entry(tmp_path / "mine", task_id="mine"), prune=False)
+    other = root / "notes"
+    other.write_text("{}")
+    age(other, 2 * DAY)
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}")
+    age(target, 2 * DAY)
+    link = root / entry_name(4_000_000_000, 1)  # no such pid runs
+    link.symlink_to(target)
+    then = time.time() - 2 * DAY
+    os.utime(link, (then, then), follow_symlinks=False)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        reg._prune_some(fd, time.time())
+    finally:
+        os.close(fd)
+    assert other.exists() and link.is_symlink() and target.exists()
+    assert [item.entry.task_id for item in reg.entries()] == ["mine"]
+    assert other.exists() and link.is_symlink()
+
+
+def test_a_lost_task_not_yet_expired_holds_back_no_other_entry_s_pruning(tmp_path):
+    """An entry whose own file has not expired is passed over, and the entries after it in
+    the same pass are judged still (a `break` there kept every one after it)."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    lost = entry(tmp_path / "lost", alive=False, task_id="lost")  # recent: not expired
+    old = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    for e in (lost, old):
+        assert reg.write(e, prune=False)
+    age(root / old.name, 2 * DAY)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found, read = reg._read_all(fd)
+        in_order = sorted(found, key=lambda item: item.entry.task_id != "lost")  # the LOST one first
+        assert [item.entry.task_id for item in in_order] == ["lost", "old"]
+        gone = reg._prune(fd, in_order, read, time.time())
+    finally:
+        os.close(fd)
+    assert gone == {old.name}
+    assert (root / lost.name).exists() and not (root / old.name).exists()
