@@ -16,6 +16,7 @@ once the check's timeout has passed; the endpoint is a real HTTP server on 127.0
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -195,6 +196,43 @@ def test_past_its_deadline_the_command_runner_waits_for_the_reaper_of_a_command_
             os.waitpid(popen.pid, 0)
     assert reaped, "a command that exited before the runner looked was called timed out"
     assert took < 1.0, took
+
+
+def _stalled_lines(caplog) -> list[dict]:
+    return [r.stoker_fields for r in caplog.records if getattr(r, "stoker_event", "") == "health_check_stalled"]
+
+
+@pytest.mark.parametrize("again_secs", [30.0, None])
+def test_a_runner_that_wakes_a_stall_past_the_deadline_gives_a_running_command_its_timeout_again_once(
+        again_secs, caplog):
+    """In this process: the runner looks first a second past the deadline (it was not running
+    at it), the command still runs and ends 0.2 s later. Given its timeout again (`again_secs`)
+    it is waited for, with one INFO line saying so; with none to give (the default, the
+    runner's second look past the deadline as the test above) it is not, and nothing is said."""
+    from executor.procs.commands import _follow, _Tail
+    from executor.procs.spawn import CommandChild
+
+    popen = subprocess.Popen(["sleep", "0.2"])
+    child = CommandChild(pid=popen.pid, popen=popen, marker="")
+    reaper = threading.Thread(target=lambda: child.reaped(os.waitpid(popen.pid, 0)[1]))
+    reaper.start()
+    read_fd, write_fd = os.pipe()  # the write end stays open: no EOF, only the exit tells
+    try:
+        with caplog.at_level(logging.INFO, logger="executor.procs.supervisor"):
+            given = {} if again_secs is None else {"again_secs": again_secs}
+            reaped = _follow(read_fd, child, _Tail(1024), deadline=time.monotonic() - 1.0, **given)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+        reaper.join(10)
+    if again_secs:
+        assert reaped, "a command the runner was not running for was called timed out"
+        [fields] = _stalled_lines(caplog)
+        assert fields["check"] == "shell" and fields["timeout_secs"] == again_secs, fields
+        assert fields["late_secs"] >= 1.0, fields
+        assert "gets its timeout again" in fields["reason"], fields
+    else:
+        assert not reaped and not _stalled_lines(caplog)
 
 
 def _stop_all(entry: str, signum: int) -> set[int]:
