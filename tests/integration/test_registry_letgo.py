@@ -138,3 +138,24 @@ def test_a_lost_task_not_yet_expired_holds_back_no_other_entry_s_pruning(tmp_pat
         os.close(fd)
     assert gone == {old.name}
     assert (root / lost.name).exists() and not (root / old.name).exists()
+
+
+def test_the_first_name_listed_does_not_hold_back_the_one_listed_last(tmp_path, monkeypatch):
+    """One name looked at a let-go (PRUNE_LOOK 1): the start point, moved by the clock, comes
+    to the directory's last name within as many milliseconds as it holds names; a fixed
+    start would look at its first name only, every time."""
+    monkeypatch.setattr(registry_module, "PRUNE_LOOK", 1)
+    root = tmp_path / "root"
+    names = _gone_entries(root, tmp_path, 8, ended_secs_ago=2 * DAY, file_age_secs=0)
+    with os.scandir(root) as scan:
+        last = [item.name for item in scan][-1]  # (the listing's order: the directory's own)
+    age(root / last, 2 * DAY)  # the only one that has expired: the others' files are new
+    reg = registry(root, retention=DAY)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        now_ms = int(time.time() * 1000)
+        for step in range(len(names)):
+            reg._prune_some(fd, (now_ms + step + 0.5) / 1000)
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(root)) == sorted(set(names) - {last})
