@@ -229,10 +229,34 @@ def test_a_runner_that_wakes_a_stall_past_the_deadline_gives_a_running_command_i
         assert reaped, "a command the runner was not running for was called timed out"
         [fields] = _stalled_lines(caplog)
         assert fields["check"] == "shell" and fields["timeout_secs"] == again_secs, fields
-        assert fields["late_secs"] >= 1.0, fields
-        assert "gets its timeout again" in fields["reason"], fields
+        late = fields["late_secs"]
+        assert isinstance(late, float) and 1.0 <= late < 60 and round(late, 3) == late, fields  # in ms
+        assert fields["reason"] == ("this process was not running at the command's deadline (stopped, "
+                                    "paused or starved): the command gets its timeout again"), fields
     else:
         assert not reaped and not _stalled_lines(caplog)
+
+
+def test_a_command_given_its_timeout_again_that_does_not_end_in_it_is_left_to_be_killed(caplog):
+    """The second timeout bounds the attempt as the first did: the runner returns at its end
+    (False: not reaped) while the command still runs, and says the stall once."""
+    from executor.procs.commands import _follow, _Tail
+    from executor.procs.spawn import CommandChild
+
+    popen = subprocess.Popen(["sleep", "30"])
+    child = CommandChild(pid=popen.pid, popen=popen, marker="")
+    read_fd, write_fd = os.pipe()
+    try:
+        with caplog.at_level(logging.INFO, logger="executor.procs.supervisor"):
+            reaped = _follow(read_fd, child, _Tail(1024), deadline=time.monotonic() - 1.0, again_secs=0.2)
+        running = popen.poll() is None
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+        popen.kill()
+        popen.wait(5)
+    assert not reaped and running
+    assert len(_stalled_lines(caplog)) == 1
 
 
 def _stop_all(entry: str, signum: int) -> set[int]:
