@@ -141,12 +141,31 @@ def _children_run_the_mutants():
 # is, so a mutant's run was no subreaper (its orphans not its own: the walk's tests failed
 # whatever the mutant), and mutmut's process was one: a run's orphan came to it, and its
 # wait for a run took that pid (`KeyError` in `wait_for_result`). So the flag is set for
-# each test and cleared after it, in whichever process the test runs.
+# each test and cleared after it, in whichever process the test runs; and the orphans that
+# came to it during the test and ended after the test's supervisor closed its reaper (a
+# shell check's leftover `sleep`, killed as it closes) are reaped then, so that mutmut's
+# wait, in the process of the stats pass, meets none of them.
 SUBREAPER_CONFTEST = """import ctypes
+import os
 
 import pytest
 
 PR_SET_CHILD_SUBREAPER = 36
+
+
+def _reap_ended_children():
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                state, parent = stat.read().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state == "Z" and int(parent) == me:
+            try:
+                os.waitpid(int(name), os.WNOHANG)
+            except ChildProcessError:
+                continue
 
 
 @pytest.fixture(autouse=True)
@@ -155,6 +174,7 @@ def _a_subreaper_during_each_test_only():
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     yield
     prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    _reap_ended_children()
 """
 
 

@@ -372,4 +372,22 @@ MODULES = (
            ("tests/integration/test_sandbox_above.py", "tests/integration/test_planning.py",
             "tests/integration/test_odd_names.py", "tests/integration/test_local_run.py",
             "tests/unit/test_runstart.py")),
+    # The fifteenth round: this session's new rules (docs/testing.md §4)
+    Module("registryprune", "the registry's pruning", ("executor/host/registry.py",),
+           ("tests/integration/test_registry_letgo.py", "tests/integration/test_registry_pruning.py",
+            "tests/integration/test_registry.py"),
+           functions=("executor.host.registry.x_prune_some__mutmut_*",
+                      "executor.host.registry.x_prune__mutmut_*",
+                      "executor.host.registry.x__older_than__mutmut_*", "executor.host.registry.x__named_alive__mutmut_*")),
+    Module("stall", "a shell check paused with its supervisor", ("executor/procs/commands.py",),
+           (*_all_but("tests/faults/test_audit_health_stop.py",  # (not the HTTP check's)
+                      "test_an_http_check_in_flight_while_the_supervisor_is_stopped_passes"),
+            *(name for name in _all_but("tests/integration/test_supervisor.py") if "::test_run_command" in name)),
+           functions=("executor.procs.commands.x__follow__mutmut_*", "executor.procs.commands.x__resumed__mutmut_*"),
+           children=True, subreaper=True),  # (a Supervisor's reaper: its shell checks' orphans)
+    # not its tests of the caller's `__future__` features: mutmut's trampoline is the caller then
+    Module("compiletext", "a config's text compiled", ("config/compiletext.py",),
+           _all_but("tests/unit/test_compiletext.py", "test_a_text_compiles_to_the_code_compile_makes",
+                    "test_each_example_compiles_to_the_code_compile_makes", "test_without_the_c_function_it_is_compile_itself",
+                    "test_the_callers_future_features_are_inherited_as_compile_inherits_them")),
 )

@@ -16,6 +16,7 @@ once the check's timeout has passed; the endpoint is a real HTTP server on 127.0
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -188,9 +189,74 @@ def test_past_its_deadline_the_command_runner_waits_for_the_reaper_of_a_command_
     finally:
         os.close(read_fd)
         os.close(write_fd)
-        popen.wait(5)
+        # the stand-in reaper set the Popen's returncode (as the real one does), so its
+        # `wait` would not reap: the exited command is reaped here (it was left a zombie, which
+        # mutmut's wait for its own workers took: a KeyError)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(popen.pid, 0)
     assert reaped, "a command that exited before the runner looked was called timed out"
     assert took < 1.0, took
+
+
+def _stalled_lines(caplog) -> list[dict]:
+    return [r.stoker_fields for r in caplog.records if getattr(r, "stoker_event", "") == "health_check_stalled"]
+
+
+@pytest.mark.parametrize("again_secs", [30.0, None])
+def test_a_runner_that_wakes_a_stall_past_the_deadline_gives_a_running_command_its_timeout_again_once(
+        again_secs, caplog):
+    """In this process: the runner looks first a second past the deadline (it was not running
+    at it), the command still runs and ends 0.2 s later. Given its timeout again (`again_secs`)
+    it is waited for, with one INFO line saying so; with none to give (the default, the
+    runner's second look past the deadline as the test above) it is not, and nothing is said."""
+    from executor.procs.commands import _follow, _Tail
+    from executor.procs.spawn import CommandChild
+
+    popen = subprocess.Popen(["sleep", "0.2"])
+    child = CommandChild(pid=popen.pid, popen=popen, marker="")
+    reaper = threading.Thread(target=lambda: child.reaped(os.waitpid(popen.pid, 0)[1]))
+    reaper.start()
+    read_fd, write_fd = os.pipe()  # the write end stays open: no EOF, only the exit tells
+    try:
+        with caplog.at_level(logging.INFO, logger="executor.procs.supervisor"):
+            given = {} if again_secs is None else {"again_secs": again_secs}
+            reaped = _follow(read_fd, child, _Tail(1024), deadline=time.monotonic() - 1.0, **given)
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+        reaper.join(10)
+    if again_secs:
+        assert reaped, "a command the runner was not running for was called timed out"
+        [fields] = _stalled_lines(caplog)
+        assert fields["check"] == "shell" and fields["timeout_secs"] == again_secs, fields
+        late = fields["late_secs"]
+        assert isinstance(late, float) and 1.0 <= late < 60 and round(late, 3) == late, fields  # in ms
+        assert fields["reason"] == ("this process was not running at the command's deadline (stopped, "
+                                    "paused or starved): the command gets its timeout again"), fields
+    else:
+        assert not reaped and not _stalled_lines(caplog)
+
+
+def test_a_command_given_its_timeout_again_that_does_not_end_in_it_is_left_to_be_killed(caplog):
+    """The second timeout bounds the attempt as the first did: the runner returns at its end
+    (False: not reaped) while the command still runs, and says the stall once."""
+    from executor.procs.commands import _follow, _Tail
+    from executor.procs.spawn import CommandChild
+
+    popen = subprocess.Popen(["sleep", "30"])
+    child = CommandChild(pid=popen.pid, popen=popen, marker="")
+    read_fd, write_fd = os.pipe()
+    try:
+        with caplog.at_level(logging.INFO, logger="executor.procs.supervisor"):
+            reaped = _follow(read_fd, child, _Tail(1024), deadline=time.monotonic() - 1.0, again_secs=0.2)
+        running = popen.poll() is None
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+        popen.kill()
+        popen.wait(5)
+    assert not reaped and running
+    assert len(_stalled_lines(caplog)) == 1
 
 
 def _stop_all(entry: str, signum: int) -> set[int]:

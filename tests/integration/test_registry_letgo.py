@@ -161,3 +161,72 @@ def test_an_entry_a_reading_had_no_descriptor_to_open_is_not_judged_damaged_and_
     assert (root / lost.name).exists()  # was: unlinked as damaged
     assert json.loads(done.stdout) == "OSError: Too many open files"  # said, not taken for damage
     assert [item.entry.task_id for item in registry(root, retention=DAY).entries()] == ["lost"]
+
+
+def test_a_let_go_prunes_nothing_a_reading_does_not_read(tmp_path):
+    """A let-go looks at regular files named like an entry only, as a reading does: an old
+    file of another name, and an old link named like an entry, stay (by either)."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    assert reg.write(entry(tmp_path / "mine", task_id="mine"), prune=False)
+    other = root / "notes"
+    other.write_text("{}")
+    age(other, 2 * DAY)
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}")
+    age(target, 2 * DAY)
+    link = root / entry_name(4_000_000_000, 1)  # no such pid runs
+    link.symlink_to(target)
+    then = time.time() - 2 * DAY
+    os.utime(link, (then, then), follow_symlinks=False)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        registry_module.prune_some(fd, time.time(), reg.retention_secs, reg._alive)
+    finally:
+        os.close(fd)
+    assert other.exists() and link.is_symlink() and target.exists()
+    assert [item.entry.task_id for item in reg.entries()] == ["mine"]
+    assert other.exists() and link.is_symlink()
+
+
+def test_a_lost_task_not_yet_expired_holds_back_no_other_entry_s_pruning(tmp_path):
+    """An entry whose own file has not expired is passed over, and the entries after it in
+    the same pass are judged still (a `break` there kept every one after it)."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    lost = entry(tmp_path / "lost", alive=False, task_id="lost")  # recent: not expired
+    old = entry(tmp_path / "old", alive=False, task_id="old", ended=time.time() - 2 * DAY)
+    for e in (lost, old):
+        assert reg.write(e, prune=False)
+    age(root / old.name, 2 * DAY)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found, read = reg._read_all(fd)
+        in_order = sorted(found, key=lambda item: item.entry.task_id != "lost")  # the LOST one first
+        assert [item.entry.task_id for item in in_order] == ["lost", "old"]
+        gone = registry_module.prune(fd, in_order, read, time.time(), reg.retention_secs, reg._alive)
+    finally:
+        os.close(fd)
+    assert gone == {old.name}
+    assert (root / lost.name).exists() and not (root / old.name).exists()
+
+
+def test_the_first_name_listed_does_not_hold_back_the_one_listed_last(tmp_path, monkeypatch):
+    """One name looked at a let-go (PRUNE_LOOK 1): the start point, moved by the clock, comes
+    to the directory's last name within as many milliseconds as it holds names; a fixed
+    start would look at its first name only, every time."""
+    monkeypatch.setattr(registry_module, "PRUNE_LOOK", 1)
+    root = tmp_path / "root"
+    names = _gone_entries(root, tmp_path, 8, ended_secs_ago=2 * DAY, file_age_secs=0)
+    with os.scandir(root) as scan:
+        last = [item.name for item in scan][-1]  # (the listing's order: the directory's own)
+    age(root / last, 2 * DAY)  # the only one that has expired: the others' files are new
+    reg = registry(root, retention=DAY)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        now_ms = int(time.time() * 1000)
+        for step in range(len(names)):
+            registry_module.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg._alive)
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(root)) == sorted(set(names) - {last})

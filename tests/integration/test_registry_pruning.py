@@ -10,6 +10,7 @@ import time
 import attrs
 import pytest
 
+from executor.host.registry import STALE_TEMP_SECS, _older_than
 from tests.integration.test_registry import DAY, age, entry, registry
 
 pytestmark = pytest.mark.timeout(20)
@@ -112,3 +113,40 @@ def test_a_write_told_not_to_prune_leaves_expired_entries_for_the_next_one(tmp_p
     assert (root / old.name).exists() and (root / new.name).exists()
     reg.write(new)
     assert not (root / old.name).exists()
+
+
+def test_a_stale_temporary_goes_by_its_own_age_not_by_what_it_names(tmp_path):
+    """A temporary name left in the registry is judged by its own modification time: a link
+    whose target is fresh (or missing) goes all the same, and its target stays."""
+    root = tmp_path / "root"
+    reg = registry(root, retention=DAY)
+    assert reg.write(entry(tmp_path / "mine", task_id="mine"), prune=False)
+    target = tmp_path / "fresh"
+    target.write_text("x")
+    links = [root / f".a.{n}.tmp" for n in range(2)]
+    links[0].symlink_to(target)
+    links[1].symlink_to(tmp_path / "nowhere")
+    then = time.time() - 2 * STALE_TEMP_SECS
+    for link in links:
+        os.utime(link, (then, then), follow_symlinks=False)
+    assert [item.entry.task_id for item in reg.entries()] == ["mine"]
+    assert not any(os.path.lexists(link) for link in links)
+    assert target.exists()
+
+
+def test_older_than_is_strictly_older_and_a_file_gone_meanwhile_is_not(tmp_path):
+    """`_older_than`: a file exactly `secs` old is not older than `secs` (as `expired` judges
+    an entry's end); one removed between the directory's listing and its look is not old
+    (it is nothing to prune)."""
+    kept, removed = tmp_path / "kept", tmp_path / "removed"
+    for path in (kept, removed):
+        path.write_text("x")
+        os.utime(path, ns=(1_000_000_000 * 10**9, 1_000_000_000 * 10**9))
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        removed.unlink()  # after the listing a let-go made
+        assert not _older_than(fd, "kept", 1_000_000_000 + 60.0, 60.0)
+        assert _older_than(fd, "kept", 1_000_000_000 + 60.5, 60.0)
+        assert not _older_than(fd, "removed", 1_000_000_000 + 120.0, 60.0)
+    finally:
+        os.close(fd)

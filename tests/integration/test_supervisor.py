@@ -192,6 +192,14 @@ def test_run_command_keeps_the_last_kib_of_output(harness):
     assert len(result.output) == 1024 and result.output.endswith("aEND")
 
 
+def test_run_command_reads_output_past_what_the_pipe_holds_as_it_comes(harness):
+    """More output than a pipe holds (64 KiB): read while the command runs, or the command
+    would block on its write until the timeout killed it."""
+    result = harness.sup.run_command("head -c 300000 /dev/zero | tr '\\0' a; printf END", 10)
+    assert (result.exit_code, result.timed_out) == (0, False), result
+    assert len(result.output) == 1024 and result.output.endswith("aEND")
+
+
 def test_run_command_timeout_kills_a_lingering_grandchild(harness, tmp_path):
     bg, daemon = tmp_path / "bg", tmp_path / "daemon"
     command = (f"sleep 30 & echo $! > {bg}; "

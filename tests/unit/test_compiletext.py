@@ -52,6 +52,39 @@ def test_each_example_compiles_to_the_code_compile_makes(path):
     assert code(compile_text(text, str(path))) == compiled_here(text, str(path))
 
 
+@pytest.mark.parametrize("c_call", [True, False], ids=["c call", "no c call"])
+@pytest.mark.parametrize("key", sorted(TEXTS) + [path.name for path in EXAMPLES])
+def test_the_code_is_compile_s_with_the_same_future_features_whoever_calls(key, c_call, monkeypatch):
+    """What the two tests above state (and the one below without the C function), whatever
+    `__future__` features the caller's frame has (under mutmut the caller is its trampoline, a
+    module without `annotations`): the code is `compile()`'s given the features it came out with.
+    The C call is made again for the test (it is kept once made), and used."""
+    _make_the_c_call_again(monkeypatch, c_call)
+    text = TEXTS[key] if key in TEXTS else (ROOT / "examples" / key).read_text(encoding="utf-8")
+    compiled = compile_text(text, f"/c/{key}")
+    features = compiled.co_flags & compiletext.FUTURE_FLAGS
+    assert code(compiled) == code(compile(text, f"/c/{key}", "exec", flags=features, dont_inherit=True, optimize=0))
+    assert (compiletext._compiler[0] is not None) is c_call
+
+
+def _make_the_c_call_again(monkeypatch, c_call: bool) -> None:
+    monkeypatch.setattr(compiletext, "_compiler", [])
+    if not c_call:
+        monkeypatch.setattr(compiletext, "_make_compiler", lambda: compiletext._compiler.append(None) or compiletext._compiler)
+
+
+@pytest.mark.parametrize("c_call", [True, False], ids=["c call", "no c call"])
+def test_a_caller_with_no_future_features_gets_none_not_this_module_s(c_call, monkeypatch):
+    """`compiletext` itself has `annotations`: a caller without it gets code without it (an
+    annotation evaluated), as its own `compile()` would give it."""
+    _make_the_c_call_again(monkeypatch, c_call)
+    caller = compile("compiled = compile_text(text, 'a.aurora')", "caller.py", "exec", dont_inherit=True)
+    namespace = {"compile_text": compile_text, "text": TEXTS["annotations"]}
+    exec(caller, namespace)
+    assert not namespace["compiled"].co_flags & compiletext.FUTURE_FLAGS
+    assert code(namespace["compiled"]) == code(compile(TEXTS["annotations"], "a.aurora", "exec", dont_inherit=True))
+
+
 def test_the_callers_future_features_are_inherited_as_compile_inherits_them():
     """This module has `annotations`: an annotation is kept as text, never evaluated."""
     namespace: dict = {}

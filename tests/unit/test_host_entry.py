@@ -17,7 +17,7 @@ from executor.host.entry import (
     later_ids,
     registered_after,
 )
-from executor.host.truth import SinceSource, Truth, judge
+from executor.host.truth import GONE, SinceSource, Truth, gone, judge
 
 ENTRY = RegistryEntry(sandbox="/sb/hello", supervisor_pid=4242, supervisor_start=123456,
                       supervisor_boot="b00t", front_end=FrontEnd.RUN, registered_wall=1000.0,
@@ -52,6 +52,7 @@ def test_the_ids_of_the_supervisors_that_took_a_sandbox_after_an_entry_s():
     (123457, "b00t", 1000.0 - 3600, True),  # started later this boot; the wall clock stepped back between
     (123455, "b00t", 1000.0 + 3600, False),  # started earlier this boot; the wall clock stepped forward
     (123456, "b00t", 1001.0, True),  # the same start (another pid): by the wall clock
+    (123456, "b00t", 1000.0, False),  # the same start and registration: neither came after the other
     (100, "b00t-2", 1001.0, True),  # another boot: by the wall clock
     (999999, "b00t-2", 999.0, False),
     (999999, "", 999.0, False),  # no boot recorded: by the wall clock
@@ -98,6 +99,7 @@ def test_the_entry_file_format():
     ({"ended_reason": None}, {"ended_reason": ""}),  # written before an end's reason was kept
     ({"ended_reason": "cannot go on: x"}, {"ended_reason": "cannot go on: x"}),
     ({"host_id": None, "host_name": None}, {"host_id": "", "host_name": ""}),  # an older Stoker's: no host
+    ({"sandbox": "/sb/caf\udce9"}, {"sandbox": "/sb/caf\udce9"}),  # a path whose bytes are no UTF-8, escaped
     ({"earlier_task_ids": [f"t-{n}" for n in range(25)]},
      {"earlier_task_ids": tuple(f"t-{n}" for n in range(5, 25))}),  # the latest 20
 ])
@@ -113,6 +115,20 @@ def test_an_entry_missing_an_optional_field_reads_it_as_empty(key, field, empty)
     doc = ENTRY.to_json()
     del doc[key]
     assert RegistryEntry.from_json(doc) == attrs.evolve(ENTRY, **{field: empty})
+
+
+def test_an_entry_with_no_version_reads_as_this_format():
+    """Only another version is another format: one that names none is read as this one."""
+    doc = ENTRY.to_json()
+    del doc["version"]
+    assert RegistryEntry.from_json(doc) == ENTRY
+
+
+def test_a_gone_task_is_ended_only_when_its_supervisor_let_go():
+    let_go, vanished = gone(True), gone(False)
+    assert (let_go.state, let_go.alive, let_go.ended) == (GONE, False, True)
+    assert (vanished.state, vanished.alive, vanished.ended) == (GONE, False, False)
+    assert vanished.unsupervised and not let_go.unsupervised  # its processes may live on
 
 
 @pytest.mark.parametrize("name, ok", [
