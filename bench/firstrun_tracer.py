@@ -29,7 +29,8 @@ PROBED = {
     "executor.local.planform": ("encode",),
     "executor.local.plancache": ("encode", "first_wave", "lease_at"),
     "executor.cli.launch": ("_take_off",),
-    "executor.procs.earlyfork": ("spawn_watchdog", "spawn_run"),
+    "executor.procs.earlyfork": ("spawn_run",),
+    "executor.procs.watchdogsh": ("spawn_watchdog",),
     "executor.codecache": ("also",),
     "executor.cli.logsetup": ("configure",),
 }
