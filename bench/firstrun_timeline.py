@@ -70,7 +70,7 @@ def between(marks: Marks, who: str, begin: str, end: str) -> tuple[float, float]
     return w1 - w0, c1 - c0
 
 
-CHILD_STEPS = ("config.loader.load_job", "config.loader.check_bound", "executor.local.planfiles.allocate_ports",
+CHILD_STEPS = ("config.loader.load_job", "config.loader.check_bound", "executor.local.planning.allocate_ports",
                "config.bind.bind", "config.plan.open_problem", "encode")
 ENCODES = ("executor.local.planform.encode", "executor.local.plancache.encode")  # where it is, where it was
 

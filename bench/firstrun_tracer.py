@@ -22,15 +22,15 @@ _hooks: dict[str, list[Callable[[Any], None]]] = {}
 # What is probed, by module: the early start, the planning child's steps, the first run's start.
 PROBED = {
     "executor.cli.launchfirst": ("fork_ahead", "start_first", "_start_ahead"),
-    "executor.local.planning": ("plan_ahead",),
+    "executor.local.planning": ("plan_ahead", "allocate_ports"),
     "config.plan": ("plan_job", "open_problem"),
     "config.loader": ("load_job", "check_bound"),
     "config.bind": ("bind",),
-    "executor.local.planfiles": ("allocate_ports",),
     "executor.local.planform": ("encode",),
     "executor.local.plancache": ("encode", "first_wave", "lease_at"),
     "executor.cli.launch": ("_take_off",),
-    "executor.procs.earlyfork": ("spawn_watchdog", "spawn_run"),
+    "executor.procs.earlyfork": ("spawn_run",),
+    "executor.procs.watchdogsh": ("spawn_watchdog",),
     "executor.codecache": ("also",),
     "executor.cli.logsetup": ("configure",),
 }

@@ -35,6 +35,7 @@ from config.spec import (
     endpoint_problem,
     health_problems,
     http_check_problems,
+    resources_problems,
     shell_check_problems,
     submission_problems,
 )
@@ -376,7 +377,7 @@ def _check_task(task: dict, bound: bool) -> list[str]:
             _at_least(problems, f"{path}.logger.rotate.log_size", rotate.get("log_size"), 1)
             _at_least(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), 1)
             _at_most(problems, f"{path}.logger.rotate.backups", rotate.get("backups"), MAX_BACKUPS)
-    problems += _check_resources(task.get("resources"))
+    problems += resources_problems(task.get("resources"))
     _at_least(problems, "job.task.max_failures", task.get("max_failures"), 0, " (0 = never)")
     _at_least(problems, "job.task.max_concurrency", task.get("max_concurrency"), 0, " (0 = unlimited)")
     _seconds(problems, "job.task.finalization_wait", task.get("finalization_wait"))
@@ -393,28 +394,6 @@ def _order_problems(found: tuple[OrderProblem, ...]) -> tuple[dict[int, str], li
 
     reused = {problem.index: describe(problem) for problem in found if isinstance(problem, DuplicateName)}
     return reused, [describe(problem) for problem in found if not isinstance(problem, DuplicateName)]
-
-
-MAX_SIZE_BYTES = 2**63 - 1  # ram, disk: an Integer takes any digits, and a usage file of more read as damaged
-
-
-def _check_resources(resources: dict | None) -> list[str]:
-    """Aurora requires a task's resources, with a positive cpu, ram and disk (the last two at
-    most MAX_SIZE_BYTES: no host has more, and the usage figures are floats)."""
-    if not resources:
-        return ["job.task.resources is not set; a task needs resources = Resources(cpu = 1.0, "
-                "ram = 128*MB, disk = 128*MB) (Aurora requires them)"]
-    problems = []
-    for field in ("cpu", "ram", "disk"):
-        value = resources.get(field)
-        if value is None:
-            problems.append(f"job.task.resources.{field} is not set (Aurora requires it)")
-        elif isinstance(value, (int, float)) and not value > 0:
-            problems.append(f"job.task.resources.{field} = {value} must be more than 0")
-        elif field != "cpu" and isinstance(value, int) and value > MAX_SIZE_BYTES:
-            problems.append(f"job.task.resources.{field} = {show(value)} is more than 8 EiB "
-                            f"({MAX_SIZE_BYTES:,} bytes, the most a 64-bit size holds): no host has it")
-    return problems
 
 
 def _check_health(hc: dict, bound: bool) -> list[str]:

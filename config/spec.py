@@ -3,7 +3,8 @@
 `config.bind.bind()` turns a loaded pystachio Job into a `JobSpec`: every template is
 expanded, every default applied, every port number known. Nothing outside `config/` touches
 pystachio; the supervisor, the planner, the health checker and the Mesos side read these
-classes only. No I/O here.
+classes only. Beside them, the rules of a job's fields that the loader, `bind` and the task
+document share, each as sentences (`health_problems`, `resources_problems`, ...). No I/O here.
 """
 from __future__ import annotations
 
@@ -220,6 +221,29 @@ def shell_check_problems(shell_command: Any, *, bound: bool = True) -> list[str]
     else:
         return []
     return [f"health_checker.shell.shell_command = {show(shell_command)} {what}"]
+
+
+MAX_SIZE_BYTES = 2**63 - 1  # ram, disk: an Integer takes any digits, and a usage file of more read as damaged
+
+
+def resources_problems(resources: dict[str, Any] | None) -> list[str]:
+    """Aurora requires a task's resources, with a positive cpu, ram and disk (the last two at
+    most MAX_SIZE_BYTES: no host has more, and the usage figures are floats): every job's
+    rule, from a config file or a task document (`loader.check_job`)."""
+    if not resources:
+        return ["job.task.resources is not set; a task needs resources = Resources(cpu = 1.0, "
+                "ram = 128*MB, disk = 128*MB) (Aurora requires them)"]
+    problems = []
+    for field in ("cpu", "ram", "disk"):
+        value = resources.get(field)
+        if value is None:
+            problems.append(f"job.task.resources.{field} is not set (Aurora requires it)")
+        elif isinstance(value, (int, float)) and not value > 0:
+            problems.append(f"job.task.resources.{field} = {value} must be more than 0")
+        elif field != "cpu" and isinstance(value, int) and value > MAX_SIZE_BYTES:
+            problems.append(f"job.task.resources.{field} = {show(value)} is more than 8 EiB "
+                            f"({MAX_SIZE_BYTES:,} bytes, the most a 64-bit size holds): no host has it")
+    return problems
 
 
 def submission_problems(job: dict[str, Any]) -> list[str]:

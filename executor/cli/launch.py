@@ -50,7 +50,7 @@ import sys
 import executor
 from executor.host.early import STOPS, EarlyStart, defer_stop_signals, undefer_stop_signals
 from executor.local import planfiles
-from executor.procs import earlyfork, oomcount, runenv, sandboxfs
+from executor.procs import earlyfork, oomcount, runenv, sandboxfs, watchdogsh
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -288,7 +288,7 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
         home = keep(os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         root = keep(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         devnull = keep(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-        early.hold_watchdog(*earlyfork.spawn_watchdog(marker, root_fd=root, home_fd=home))
+        early.hold_watchdog(*watchdogsh.spawn_watchdog(marker, root_fd=root, home_fd=home))
         defer_stop_signals()  # from the first run on, a stop waits for the supervisor: SIGTERM first
         logs = keep(sandboxfs.new_dir(".logs", dir_fd=top))
         wave = record["wave"]

@@ -6,6 +6,10 @@ counted as the host's time namespace counts them, and the boot's id from
 `is_alive`: the same pid, started at the same tick (`same_start`: give or take one) of the
 same boot, and not a zombie. A pid the kernel has handed to another process since has a
 later start time; one from before a reboot has another boot id. Reads /proc only; never signals anything.
+
+The same questions of a registry entry (`executor/host/registry.py`, `registrylookup.py`):
+whether it is this host's (`of_this_host`: by the host it records, and its boot) and
+whether its supervisor runs (`supervisor_alive`), both by this host's identity and boot.
 """
 from __future__ import annotations
 
@@ -18,6 +22,10 @@ from collections.abc import Iterator
 import attrs
 
 from executor.procs.pidsignal import live_fields
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # an annotation only: entry.py is the registry's
+    from executor.host.entry import RegistryEntry
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 _MACHINE_IDS = ("/etc/machine-id", "/var/lib/dbus/machine-id")
@@ -260,3 +268,35 @@ def boot_to_wall(stamp: float | None) -> float | None:
     """The moment `stamp` of this boot's clock (`boot_secs` then) in today's wall clock: a
     wall time recorded then is off by any step the clock took since; this is not."""
     return None if stamp is None else time.time() - (boot_secs() - stamp)
+
+
+TWIN_SLACK_SECS = 60.0  # a registration up to this long after the host booted may be its last boot's (a clock stepped at boot)
+
+
+def of_this_host(entry: RegistryEntry, here: tuple[str, str]) -> bool:
+    """Whether `entry` is this host's (`here`: its identity), by the host it records (none: an
+    older Stoker's, this host's), unless it was registered since this host booted by a
+    supervisor of another boot: this host ran none then, so it is another host's of the same
+    machine id and name (containers of two hosts without a machine id, given one host name,
+    sharing a root; its task was LOST here, its entry pruned). Registered before this boot:
+    this host's, from before a reboot, or another's: taken for this host's, as it was."""
+    if not entry.of_host(here):
+        return False
+    if not (entry.host_id or entry.host_name) or not entry.supervisor_boot \
+            or entry.supervisor_boot == boot_id():
+        return True
+    return entry.registered_wall <= (boot_to_wall(0.0) or 0.0) + TWIN_SLACK_SECS  # the host's boot
+
+
+def supervisor_alive(entry: RegistryEntry) -> bool:
+    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here).
+    An entry of this machine id and boot (`boot_id`: the same kernel) under another host name
+    is this host's while its supervisor runs here, as this process sees its pid: the host was
+    renamed since it started (`hostnamectl set-hostname`, DHCP; it keeps the name it read),
+    whose live tasks were all another host's, never listed, judged or killed here. Another
+    machine id's (a container's of this host) is not looked for: no /proc read each."""
+    if entry.supervisor_boot and entry.supervisor_boot != boot_id():
+        return False  # another boot's: gone, or another host's (no host name read for it)
+    here = host_identity()
+    return (entry.of_host(here) or (bool(entry.supervisor_boot) and entry.host_id == here[0])) \
+        and is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)

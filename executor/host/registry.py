@@ -31,7 +31,7 @@ and the `TASK_ID` lookups read them.
   home on NFS). Each entry names the host that wrote it (`identity.host_identity`: machine
   id and host name), and only this host's are pruned (another host's supervisor's pid means
   nothing here, and its sandbox may not be seen from here: a live task's entry, older than
-  the retention, was deleted) or judged alive; which are listed is the readers' choice
+  the retention, was deleted) or judged alive (`identity.of_this_host`, `identity.supervisor_alive`); which are listed is the readers' choice
   (`registrylookup.split_hosts`). Each host claims its ports in a file of its own, by its boot (`claims_name`).
 - A sandbox's path is kept as its bytes read as UTF-8 (a byte that is not UTF-8 as its
   surrogate escape), whatever the locale of the supervisor that wrote it, and read back as
@@ -58,7 +58,7 @@ import attrs
 from config.registry import RegistrySettings
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired, takers_after
-from executor.host.identity import host_identity
+from executor.host.identity import host_identity, of_this_host, supervisor_alive
 from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
@@ -100,7 +100,7 @@ class Registry:
         file changed (`stoker observe`'s; a supervisor, `ps` or `status` keeps none)."""
         self.root = settings.registry_root
         self.retention_secs = settings.registry_retention_secs
-        self._alive = alive or _supervisor_alive
+        self._alive = alive or supervisor_alive
         self._kept = kept
 
     # ---- writing ----
@@ -418,35 +418,3 @@ def _named_alive(name: str) -> bool:
         return False
     pid, _, ticks = name[:-len(ENTRY_SUFFIX)].partition("-")
     return identity.is_alive(int(pid), int(ticks))
-
-
-TWIN_SLACK_SECS = 60.0  # a registration up to this long after the host booted may be its last boot's (a clock stepped at boot)
-
-
-def of_this_host(entry: RegistryEntry, here: tuple[str, str]) -> bool:
-    """Whether `entry` is this host's (`here`: its identity), by the host it records (none: an
-    older Stoker's, this host's), unless it was registered since this host booted by a
-    supervisor of another boot: this host ran none then, so it is another host's of the same
-    machine id and name (containers of two hosts without a machine id, given one host name,
-    sharing a root; its task was LOST here, its entry pruned). Registered before this boot:
-    this host's, from before a reboot, or another's: taken for this host's, as it was."""
-    if not entry.of_host(here):
-        return False
-    if not (entry.host_id or entry.host_name) or not entry.supervisor_boot \
-            or entry.supervisor_boot == identity.boot_id():
-        return True
-    return entry.registered_wall <= (identity.boot_to_wall(0.0) or 0.0) + TWIN_SLACK_SECS  # the host's boot
-
-
-def _supervisor_alive(entry: RegistryEntry) -> bool:
-    """Whether `entry`'s supervisor runs: this host's only (another's pid means nothing here).
-    An entry of this machine id and boot (`boot_id`: the same kernel) under another host name
-    is this host's while its supervisor runs here, as this process sees its pid: the host was
-    renamed since it started (`hostnamectl set-hostname`, DHCP; it keeps the name it read),
-    whose live tasks were all another host's, never listed, judged or killed here. Another
-    machine id's (a container's of this host) is not looked for: no /proc read each."""
-    if entry.supervisor_boot and entry.supervisor_boot != identity.boot_id():
-        return False  # another boot's: gone, or another host's (no host name read for it)
-    here = identity.host_identity()
-    return (entry.of_host(here) or (bool(entry.supervisor_boot) and entry.host_id == here[0])) \
-        and identity.is_alive(entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from executor.host import identity
 from executor.host.entry import RegistryEntry, registered_after
-from executor.host.registry import Listed, _local, _portable, _supervisor_alive, of_this_host
+from executor.host.identity import of_this_host, supervisor_alive
+from executor.host.registry import Listed, _local, _portable
 
 
 def host_of(entry: RegistryEntry, here: tuple[str, str] | None = None) -> str:
     """The host that wrote `entry`, by its name (its machine id where it recorded none), where
     that is another host than this one (a registry root several hosts share: a home on NFS);
     "" for this host's (an older Stoker's included, and a live one written under this host's
-    earlier name: `_supervisor_alive`). `here`: this host's identity, read once for many."""
-    if of_this_host(entry, here or identity.host_identity()) or _supervisor_alive(entry):
+    earlier name: `supervisor_alive`). `here`: this host's identity, read once for many."""
+    if of_this_host(entry, here or identity.host_identity()) or supervisor_alive(entry):
         return ""
     return entry.host_name or entry.host_id
 
@@ -79,7 +80,7 @@ def running_alike(listed: list[Listed], task_id: str) -> list[tuple[Listed, str]
     found = []
     for item in listed:
         known = _known_alike(item.entry, _portable(task_id))
-        if known and _supervisor_alive(item.entry):
+        if known and supervisor_alive(item.entry):
             found.append((item, known))
     return found
 
@@ -104,7 +105,7 @@ def _chosen(matches: list[Listed]) -> Listed | None:
     the wall clock) unless one before it came after it (`registered_after`: its supervisor
     started later this boot; was: an earlier run's entry, after a step back of the wall
     clock between the two)."""
-    live = [item for item in matches if _supervisor_alive(item.entry)]
+    live = [item for item in matches if supervisor_alive(item.entry)]
     newest = None
     for item in live or matches:
         if newest is None or not registered_after(newest.entry, item.entry):

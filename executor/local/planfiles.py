@@ -25,8 +25,7 @@ Stoker's is loaded, so nothing here may import attrs, pathlib or the config pack
   as it does a sandbox in a directory another user could change (`open_above`).
 - `lock`: an entry's lease (an `flock` that no run waits for); `login_name` and
   `ports_free`: the user a plan is bound for, and whether the ports a plan chose are still
-  free (on 127.0.0.1 and ::1); `allocate_ports`: free ports for a new plan (the planning child's, which may be
-  forked before anything else is loaded).
+  free (on 127.0.0.1 and ::1, `loopback_sockets`, as `planning.allocate_ports` chooses new ones).
 """
 from __future__ import annotations
 
@@ -348,54 +347,6 @@ def ports_free(numbers: list[int]) -> bool:
         _narrowed(soft)
 
 
-def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
-    """Free loopback ports for every name not given with --port (`_chosen`, never one of the
-    --port numbers), and every port given with --port, among `names` or not (a name of the
-    portmap's, which it overrides)."""
-    ports = {name: fixed[name] for name in names if name in fixed}
-    if len(ports) < len(names):  # most jobs choose none: no `socket` loaded for them
-        ports.update(_chosen([name for name in names if name not in ports], set(fixed.values())))
-    for name, number in fixed.items():
-        ports.setdefault(name, number)
-    return ports
-
-
-def _chosen(names: list[str], given: set[int]) -> dict[str, int]:
-    """Free loopback ports for `names`: free on 127.0.0.1 and on ::1 (`loopback_sockets`),
-    all held open until every one is chosen, so no two names get the same number. A number
-    another socket holds on ::1 stays held on 127.0.0.1 while the next is asked for, so the
-    kernel does not offer it again; so does one of `given` (the run's --port numbers: free
-    now, their task binds them later, and a name chosen one had its port taken by it)."""
-    import socket  # in the planning child only
-
-    ports: dict[str, int] = {}
-    held: list[socket.socket] = []
-    soft = _widened(2 * len(names))
-    try:
-        for name in names:
-            for _ in range(PICK_TRIES):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                held.append(sock)
-                sock.bind(("127.0.0.1", 0))
-                number = sock.getsockname()[1]
-                if number in given:
-                    continue  # another name's, given with --port
-                try:
-                    loopback_sockets(number, held, ipv4=False, reuse=False)
-                except OSError:
-                    continue  # held on ::1 by another program: another number
-                ports[name] = number
-                break
-            else:
-                raise OSError(f"no port free on both 127.0.0.1 and ::1 in {PICK_TRIES} tries")
-    finally:
-        for sock in held:
-            sock.close()
-        _narrowed(soft)
-    return ports
-
-
-PICK_TRIES = 64
 FEW_SOCKETS = 64  # held at once without a look at the descriptor limit (nor `resource` loaded)
 
 

@@ -24,6 +24,10 @@ runs, it leaves none of it running. It plans in this process instead when anothe
 calling thread, and a lock another thread holds would stay held in the child: the case of
 a test that runs `LocalRun` inside a threaded process) or when the fork fails. The parent
 waits for the child, and kills and reaps it if the wait is interrupted (Ctrl-C).
+
+`allocate_ports`: the free loopback ports a new plan is given (in either child, or here),
+probed on 127.0.0.1 and ::1 as a kept plan's are before a re-run (`planfiles.ports_free`,
+`loopback_sockets`, with the descriptor limit widened for many: `_widened`).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ import gc
 import marshal
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import NoReturn
 
 from config import warnfilters
@@ -44,9 +48,9 @@ from config.plan import JobPlan, load_frozen, open_problem, plan_job
 from executor.host.early import die_with
 from executor.local import planform
 from executor.local.planahead import EARLY, Inputs, PlanAhead, read_answer
-from executor.local.planfiles import allocate_ports
+from executor.local.planfiles import _narrowed, _widened, loopback_sockets
 
-__all__ = ["job_planner", "plan_ahead", "plan_apart"]
+__all__ = ["allocate_ports", "job_planner", "plan_ahead", "plan_apart"]
 
 # Plans, filling the dict with the text of every file it read (by path); returns the plan
 # and why those files may give another plan another time (`config.plan.open_problem`).
@@ -310,3 +314,53 @@ def _ended(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+PICK_TRIES = 64  # numbers the kernel offers a name before `_chosen` gives up
+
+
+def allocate_ports(names: list[str], fixed: Mapping[str, int]) -> dict[str, int]:
+    """Free loopback ports for every name not given with --port (`_chosen`, never one of the
+    --port numbers), and every port given with --port, among `names` or not (a name of the
+    portmap's, which it overrides)."""
+    ports = {name: fixed[name] for name in names if name in fixed}
+    if len(ports) < len(names):  # most jobs choose none: no `socket` loaded for them
+        ports.update(_chosen([name for name in names if name not in ports], set(fixed.values())))
+    for name, number in fixed.items():
+        ports.setdefault(name, number)
+    return ports
+
+
+def _chosen(names: list[str], given: set[int]) -> dict[str, int]:
+    """Free loopback ports for `names`: free on 127.0.0.1 and on ::1 (`loopback_sockets`),
+    all held open until every one is chosen, so no two names get the same number. A number
+    another socket holds on ::1 stays held on 127.0.0.1 while the next is asked for, so the
+    kernel does not offer it again; so does one of `given` (the run's --port numbers: free
+    now, their task binds them later, and a name chosen one had its port taken by it)."""
+    import socket  # in the planning child only
+
+    ports: dict[str, int] = {}
+    held: list[socket.socket] = []
+    soft = _widened(2 * len(names))
+    try:
+        for name in names:
+            for _ in range(PICK_TRIES):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", 0))
+                number = sock.getsockname()[1]
+                if number in given:
+                    continue  # another name's, given with --port
+                try:
+                    loopback_sockets(number, held, ipv4=False, reuse=False)
+                except OSError:
+                    continue  # held on ::1 by another program: another number
+                ports[name] = number
+                break
+            else:
+                raise OSError(f"no port free on both 127.0.0.1 and ::1 in {PICK_TRIES} tries")
+    finally:
+        for sock in held:
+            sock.close()
+        _narrowed(soft)
+    return ports

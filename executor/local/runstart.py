@@ -126,7 +126,7 @@ class PortClaims:
     """The loopback ports this run chose, claimed for its whole life: a byte-range lock
     (`lockf`) at each port's number in the registry root's claims file
     (`Registry.open_claims`), which the kernel lets go of as the run's process ends. A port is
-    chosen free (`planfiles.allocate_ports`: bound, then closed) and its task binds it later:
+    chosen free (`planning.allocate_ports`: bound, then closed) and its task binds it later:
     two runs started at once were given the same port, free for both when each chose (the
     kernel offers a port at random: 41 of 200 storms of 40 runs of two ports each), and the
     second server failed to bind it at every attempt. A port another live run claims is not

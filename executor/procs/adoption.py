@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.logs import log_event
-from executor.procs import earlyfork, runenv
+from executor.procs import runenv, watchdogsh
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.reaper import Watcher
 from executor.procs.spawn import RunChild
@@ -78,7 +78,7 @@ class EarlyRuns:
         """The supervisor's watchdog is up: the early start's steps down."""
         if self._watchdog is not None:
             with contextlib.suppress(OSError):
-                earlyfork.retire(self._watchdog[1])
+                watchdogsh.retire(self._watchdog[1])
 
     def claim(self, process: ProcessSpec, run: int, task_env: Mapping[str, str],
               same_user: bool) -> tuple[RunChild | None, str | None]:

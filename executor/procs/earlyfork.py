@@ -1,5 +1,5 @@
 """Starting runs by `posix_spawn`, with the standard library only: before the supervisor
-is loaded (the early start), the subreaper flag, a run and a watchdog, and the record of
+is loaded (the early start), the subreaper flag and a run (its watchdog: `watchdogsh`), and the record of
 each run for the supervisor that adopts it; the supervisor's own runs as this process
 (`spawn_in`, the same `spawn_run`), and the error of a spawn whose fork was refused as
 Popen's names it (`unnamed`: no file); `die_with`, for the child that plans a first run
@@ -10,7 +10,8 @@ once the supervisor's start ends; and the room kept from then for the task's sto
 
 `executor/cli/launch.py` uses these in the first milliseconds of a `stoker run` whose plan
 was kept (README "Start-up"); the supervisor (`supervisor.py`) adopts the runs, and the
-watchdog's keeper replaces the early watchdog (`retire`). They start processes exactly as
+watchdog's keeper replaces the early watchdog (`watchdogsh.retire`; `watchdogsh.spawn_watchdog`
+starts it). They start processes exactly as
 `spawn.fork_exec` and `watchdog.start_watchdog` do: `/bin/bash -c CMDLINE` (or the
 watchdog's `/bin/sh`) in a session of its own, stdin /dev/null, stdout and stderr the run's
 log files, SIGPIPE and SIGXFSZ back to their defaults (Python ignores them), and no
@@ -30,8 +31,8 @@ and Go's runtime, install their own handlers for them); forking instead would co
 early run some milliseconds.
 
 `posix_spawn` has no working directory of its own: the early start moves this process into
-the sandbox around the runs' spawns (no other thread runs then), and `spawn_watchdog` into
-`/` around its own.
+the sandbox around the runs' spawns (no other thread runs then), and `watchdogsh.spawn_watchdog`
+into `/` around its own.
 
 The supervisor (`spawn.fork_run`) starts each run as this process (no user to switch to, no
 `wrap`, every descriptor to dup from 3 up) by `spawn_in`, and any other by Popen. Both vfork
@@ -65,7 +66,6 @@ import _thread
 import os
 
 from executor.procs.runenv import exec_text
-from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_NAME
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -422,32 +422,3 @@ def _home() -> _Home | None:
     os.umask(umask)
     home = _threads.home = _Home(fd, umask)
     return home
-
-
-def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int) -> tuple[int, int]:
-    """The watchdog of `marker`'s task, without a cgroup (the supervisor's own watchdog, told
-    the cgroup before it is made, takes over): its pid and the write end of its pipe."""
-    read_fd, write_fd = os.pipe()  # both close-on-exec: the child gets read_fd as its stdin
-    actions = [(os.POSIX_SPAWN_DUP2, read_fd, 0),
-               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-               (os.POSIX_SPAWN_DUP2, 1, 2)]
-    os.fchdir(root_fd)
-    try:
-        pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker,
-                                         "", "", ""], WATCHDOG_ENV, file_actions=actions,
-                             setsid=True, setsigdef=POPEN_DEFAULTS)
-    except BaseException:
-        os.close(write_fd)
-        raise
-    finally:
-        os.fchdir(home_fd)
-        os.close(read_fd)
-    return pid, write_fd
-
-
-def retire(write_fd: int) -> None:
-    """Tell a watchdog to end without killing anything, and close its pipe."""
-    try:
-        os.write(write_fd, b"retire\n")
-    finally:
-        os.close(write_fd)

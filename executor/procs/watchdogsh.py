@@ -1,6 +1,8 @@
 """The watchdog's shell script and its environment, with the standard library only, so that
 the early start (`executor/cli/launch.py`) can start a watchdog before the rest of Stoker is
-loaded. What the script does, and how the supervisor keeps it, is `watchdog.py`'s to say.
+loaded. What the script does, and how the supervisor keeps it, is `watchdog.py`'s to say;
+the early start's spawn of it (`spawn_watchdog`, by `posix_spawn` as `earlyfork` starts the
+runs) and its `retire` line, which ends it once the supervisor's own has taken over, are here.
 
 Arguments: the task marker, the task's cgroup directory and how to kill it (`kill`,
 `freeze`, `freezer`; both empty without one), a cgroup to move itself to first, and the
@@ -23,6 +25,10 @@ N=100 132 → 124 KiB, PSS 212 → 201 (medians of 8 interleaved pairs, lower in
 reads both into the same program (tests/integration/test_watchdog_shells.py).
 """
 from __future__ import annotations
+
+import os
+
+from executor.procs.earlyfork import POPEN_DEFAULTS
 
 CGROUP_SECS = 10  # the script's bound for the task's cgroup to empty and go (its `until`)
 
@@ -194,3 +200,32 @@ WATCHDOG_NAME = "stoker-watchdog"  # its $0 (`ps` shows it); readers of the figu
 WATCHDOG_VARIABLE = "STOKER_WATCHDOG_SCRIPT"
 WATCHDOG_COMMAND = f'eval "${WATCHDOG_VARIABLE}"'  # `/bin/sh -c WATCHDOG_COMMAND stoker-watchdog ARGS`
 WATCHDOG_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", WATCHDOG_VARIABLE: WATCHDOG_SCRIPT}
+
+
+def spawn_watchdog(marker: str, *, root_fd: int, home_fd: int) -> tuple[int, int]:
+    """The watchdog of `marker`'s task, without a cgroup (the supervisor's own watchdog, told
+    the cgroup before it is made, takes over): its pid and the write end of its pipe."""
+    read_fd, write_fd = os.pipe()  # both close-on-exec: the child gets read_fd as its stdin
+    actions = [(os.POSIX_SPAWN_DUP2, read_fd, 0),
+               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+               (os.POSIX_SPAWN_DUP2, 1, 2)]
+    os.fchdir(root_fd)
+    try:
+        pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", WATCHDOG_COMMAND, WATCHDOG_NAME, marker,
+                                         "", "", ""], WATCHDOG_ENV, file_actions=actions,
+                             setsid=True, setsigdef=POPEN_DEFAULTS)
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.fchdir(home_fd)
+        os.close(read_fd)
+    return pid, write_fd
+
+
+def retire(write_fd: int) -> None:
+    """Tell a watchdog to end without killing anything, and close its pipe."""
+    try:
+        os.write(write_fd, b"retire\n")
+    finally:
+        os.close(write_fd)

@@ -24,8 +24,8 @@ PORTMAP_JOB = textwrap.dedent("""\
                 task=Task(processes=[Process(name='p', cmdline='echo port={{thermos.ports[http]}}')],
                           resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
 """)
-# planfiles.py before d38c460: a `--port` of a name of the job's portmap was dropped when the
-# plan chose no port, and the portmap's number bound instead
+# planfiles.py before d38c460 (`allocate_ports`, since in planning.py): a `--port` of a name of
+# the job's portmap was dropped when the plan chose no port, and the portmap's number bound instead
 OLD_ALLOCATE = textwrap.dedent("""
 
     _allocate_as_now = allocate_ports
@@ -57,10 +57,10 @@ def run_once(tmp_path: Path, installed: Path, config: Path, name: str) -> str:
 
 def test_a_plan_the_old_planning_code_kept_is_not_served_after_an_upgrade_of_that_code(tmp_path):
     """The plan's key stamped `config/` and pystachio only: an upgrade that fixed how a plan's
-    ports are chosen (`executor/local/planfiles.py`) still served the plan the old code kept,
+    ports are chosen (`executor/local/planning.py`) still served the plan the old code kept,
     with its wrong port, at every re-run until the config changed."""
     installed = tree(tmp_path)
-    module = installed / "executor" / "local" / "planfiles.py"
+    module = installed / "executor" / "local" / "planning.py"
     now = module.read_text()
     module.write_text(now + OLD_ALLOCATE)
     config = tmp_path / "pm.aurora"
@@ -83,11 +83,11 @@ def test_an_upgrade_in_place_of_an_installation_without_sources_plans_afresh(tmp
     where the sources were stamped nothing of Stoker's, so an upgrade that rewrote them
     (how a plan's ports are chosen) still served the plan the old code kept."""
     installed = tree(tmp_path)
-    module = installed / "executor" / "local" / "planfiles.py"
-    old = tmp_path / "old_planfiles.py"
+    module = installed / "executor" / "local" / "planning.py"
+    old = tmp_path / "old_planning.py"
     old.write_text(module.read_text() + OLD_ALLOCATE)
     sourceless(installed)
-    compiled = installed / "executor" / "local" / "planfiles.pyc"
+    compiled = installed / "executor" / "local" / "planning.pyc"
     now = compiled.read_bytes()
     py_compile.compile(str(old), cfile=str(compiled), dfile=str(module), doraise=True)
     config = tmp_path / "pm.aurora"

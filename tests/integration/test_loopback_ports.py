@@ -53,7 +53,8 @@ def test_a_port_another_service_holds_on_ipv6_loopback_only_is_neither_free_nor_
 
 PICK = """
 import socket, sys
-from executor.local.planfiles import allocate_ports, ports_free
+from executor.local.planfiles import ports_free
+from executor.local.planning import allocate_ports
 if sys.argv[1] == "held":
     other = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -98,7 +99,7 @@ PLAN = """
 import socket, sys
 from config.errors import ConfigError
 from config.plan import plan_job
-from executor.local.planfiles import allocate_ports
+from executor.local.planning import allocate_ports
 held = []
 for number in (40000, 40001):
     other = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -134,7 +135,8 @@ def test_a_process_denied_ipv6_sockets_has_its_ports_on_127_0_0_1_alone(denied):
     from tests.support import seccomp
 
     seccomp.require()
-    script = ("from executor.local.planfiles import allocate_ports, ports_free\n"
+    script = ("from executor.local.planfiles import ports_free\n"
+              "from executor.local.planning import allocate_ports\n"
               "number = allocate_ports(['a'], {})['a']\n"
               "print(ports_free([number]))\n")
     done = subprocess.run([*seccomp.launcher([f"socket:10={denied}"]), sys.executable, "-c", script],
@@ -144,7 +146,8 @@ def test_a_process_denied_ipv6_sockets_has_its_ports_on_127_0_0_1_alone(denied):
 
 MANY = """
 import resource, sys
-from executor.local.planfiles import allocate_ports, ports_free
+from executor.local.planfiles import ports_free
+from executor.local.planning import allocate_ports
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 count = int(sys.argv[1])
 kept = ports_free(list(range(40000, 40000 + count)))

@@ -16,7 +16,8 @@ import pytest
 from config.plan import JobPlan, open_problem, plan_job
 from config.settings import RunSettings
 from executor.local import plancache
-from executor.local.planfiles import allocate_ports, ports_free
+from executor.local.planfiles import ports_free
+from executor.local.planning import allocate_ports
 from tests.support.stoker_proc import REPO
 from tests.support.users import STRANGER, needs_root
 

@@ -21,7 +21,7 @@ PRELUDE = """
 import os, sys, threading
 from config.plan import open_problem, plan_job
 from executor.local.planning import plan_apart
-from executor.local.planfiles import allocate_ports
+from executor.local.planning import allocate_ports
 
 def real(sources):
     plan = plan_job(sys.argv[1], None, (), instance=0, fixed_ports={}, hostname="h", user="u",

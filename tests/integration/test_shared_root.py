@@ -281,8 +281,7 @@ def test_a_host_of_this_host_s_name_and_machine_id_on_another_boot_is_another_ho
     share a root: an entry of this name registered since this host booted, by a supervisor of
     another boot, is not this host's (it ran none then): its task was listed here as LOST, and
     its entry pruned once older than the retention while it ran there."""
-    from executor.host.identity import boot_to_wall
-    from executor.host.registry import TWIN_SLACK_SECS
+    from executor.host.identity import TWIN_SLACK_SECS, boot_to_wall
 
     here = host_identity()
     twin = attrs.evolve(other_host_s("twin-0-1", days_ago=0.0), host_id=here[0], host_name=here[1],
