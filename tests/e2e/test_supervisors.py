@@ -133,8 +133,13 @@ def test_s6_supervise_hears_the_task_ready_and_stops_it_cleanly(tmp_path):
     service = service_copy(EXAMPLES / "s6/stoker-hello", tmp_path)
     supervise = subprocess.Popen(["s6-supervise", str(service)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        waited = subprocess.run(["s6-svc", "-wU", "-T", "10000", "-u", str(service)], timeout=30)
-        assert waited.returncode == 0
+        # s6-svc -w reads the status file s6-supervise writes once started: before it, it
+        # exits 111 ("unable to s6_svstatus_read"), as it did when asked at once (4 in 10 runs)
+        wait_for(lambda: subprocess.run(["s6-svstat", str(service)], capture_output=True).returncode == 0, 10,
+                 message="s6-supervise's status file")
+        waited = subprocess.run(["s6-svc", "-wU", "-T", "10000", "-u", str(service)], capture_output=True,
+                                text=True, timeout=30)
+        assert waited.returncode == 0, waited.stderr
         state = subprocess.run(["s6-svstat", "-o", "up,ready", str(service)], capture_output=True, text=True)
         assert state.stdout.split() == ["true", "true"]
         subprocess.run(["s6-svc", "-wD", "-T", "20000", "-d", str(service)], timeout=30, check=True)
