@@ -10,7 +10,7 @@ EXAMPLE ?= examples/hello_world.aurora
 DIST    := dist
 RUNS    := .run
 
-.PHONY: FORCE run test test-fast test-pythons test-deps-oldest test-reproducible lint faults coverage bench dist mutation fuzz clean zookeeper browser prometheus
+.PHONY: FORCE run test test-fast test-pythons test-deps-oldest test-reproducible lint faults coverage bench dist mutation fuzz clean zookeeper browser prometheus hosttools
 
 # The venv: made, made again when it cannot be used (its python gone, no pip: a Ctrl-C while
 # it was made), installed (the checkout editable, with the test extra) and stamped last, by one
@@ -109,6 +109,19 @@ prometheus:
 	else \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; \
+	fi
+
+# Debian's busybox (the watchdog's script under busybox sh, tests/integration/
+# test_watchdog_shells.py), s6 (the example s6 service under s6-supervise,
+# tests/e2e/test_supervisors.py) and runit (the example runit service under runsv, the full
+# fault suite's), each test skipped without them. Installs them only when missing; needs root,
+# as apt-get does. About 10 s and 2.5 MB.
+hosttools:
+	@if command -v busybox >/dev/null && command -v s6-supervise >/dev/null && command -v runsv >/dev/null; then \
+	  echo "hosttools: installed (busybox, s6-supervise, runsv)"; \
+	else \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q && apt-get install -y -q --no-install-recommends busybox s6 runit; \
 	fi
 
 # A checkout this user cannot write (a read-only mount, another user's) keeps no lint caches:

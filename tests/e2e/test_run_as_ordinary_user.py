@@ -181,7 +181,8 @@ def test_a_run_from_an_installation_the_user_cannot_write_falls_back_quietly():
         install = top / "install"  # root's, 0755, no __pycache__ anywhere: nothing written ahead
         for package in ("executor", "config", "healthcheck"):
             shutil.copytree(REPO / package, install / package, ignore=shutil.ignore_patterns("__pycache__"))
-        command = [word.replace(f"PYTHONPATH={REPO}", f"PYTHONPATH={install}") for word in me.command]
+        # the installation first: its packages, not the checkout's (or its copy's), are imported
+        command = [word.replace("PYTHONPATH=", f"PYTHONPATH={install}{os.pathsep}", 1) for word in me.command]
         assert command != me.command
         (me.work / "once.aurora").write_text(textwrap.dedent(ONCE))
         # PYTHONDONTWRITEBYTECODE unset (this host sets it): Python and the code cache try to write

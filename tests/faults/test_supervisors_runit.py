@@ -15,16 +15,17 @@ from tests.e2e.test_systemd import write_job
 from tests.support.fault_sizes import FULL
 from tests.support.stoker_proc import kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
+from tests.support.zookeeper import require
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(120)]
 
 
 @pytest.mark.skipif(not FULL, reason="about 3 s, 1 of them runsv's restart delay: STOKER_FAULTS_FULL=1 only")
-@pytest.mark.skipif(shutil.which("runsv") is None, reason="runit is not installed")
 def test_runsv_restarts_a_killed_stoker_run_which_ends_the_old_task_and_force_stop_is_clean(tmp_path):
     """The example runit service, its paths this test's: a `kill -9` of stoker run (the OOM
     killer's) gets it started again, with the lost attempt's process gone; `sv force-stop`
     (SIGTERM, SIGCONT) gets the staged stop and exit 143."""
+    require("runit", None if shutil.which("runsv") else "runit is not installed (`make hosttools` installs it)")
     write_job(tmp_path, "sleep 1000")
     service = service_copy(EXAMPLES / "runit/stoker-hello", tmp_path)
     output = tmp_path / "runsv.out"

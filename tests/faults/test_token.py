@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import uuid
@@ -38,6 +36,7 @@ from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.ports import free_ports
 from tests.support.shellwords import FAKE_TASK, fake_sh, in_aurora, sh
 from tests.support.stoker_proc import checkpoint_records, task_pids
+from tests.support.users import reachable, stoker_as
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
@@ -174,11 +173,11 @@ def test_the_token_is_in_no_log_line_file_or_task_environment(agent, tmp_path, f
 # ---- the attack: a task reads every process it can, its parent first ----
 
 
-def _hunt_config(tmp_path: Path, python: str) -> Path:
+def _hunt_config(tmp_path: Path, python: str, fake_task: str) -> Path:
     hunt = f"--hunt-secret {TOKEN.encode().hex()}"
     prints = " ".join(f"--print-env {name}" for name in (TOKEN_VAR, *AGENT_VARS, *KEPT_VARS))
-    web = f"exec {sh(python, FAKE_TASK)} {prints} {hunt} --hunt-out web_hunt.json"
-    check = f"{sh(python, FAKE_TASK)} {hunt} --hunt-out health_hunt.json --exit-after 0"
+    web = f"exec {sh(python, fake_task)} {prints} {hunt} --hunt-out web_hunt.json"
+    check = f"{sh(python, fake_task)} {hunt} --hunt-out health_hunt.json --exit-after 0"
     path = tmp_path / "hunt.aurora"
     path.write_text(
         f"web = Process(name='web', cmdline={web!r})\n"
@@ -204,27 +203,16 @@ def _sandbox_for(user: str, tmp_path: Path) -> Path:
     return sandbox
 
 
-def _as_nobody(argv: list[str]) -> list[str]:
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *argv]
-
-
-def _python_for(user: str) -> str | None:
-    """A Python the task's user can run from bash (fake_task needs only the stdlib)."""
+def _executor_for(user: str) -> tuple[list[str], str, str]:
+    """The executor's command line, and the Python and fake_task.py its task runs: the test's
+    own, or, for the unprivileged user, a Python and a copy of this checkout's code it may
+    read (`stoker_as`); skips where there is none."""
     if user == "same":
-        return sys.executable
-    for candidate in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"):
-        probe = subprocess.run(_as_nobody(["/bin/bash", "-c", f"exec {shlex.quote(candidate)} -c pass"]),
-                               capture_output=True, cwd="/", timeout=10)
-        if probe.returncode == 0:
-            return candidate
-    return None
-
-
-def _nobody_can_import_stoker() -> bool:
-    """The executor runs from this checkout: the unprivileged user must be able to read it."""
-    probe = subprocess.run(_as_nobody([sys.executable, "-c", "import executor.cli.main"]),
-                           capture_output=True, cwd="/", timeout=20)
-    return probe.returncode == 0
+        return EXECUTOR, sys.executable, str(FAKE_TASK)
+    stoker = stoker_as(NOBODY, NOBODY)
+    if stoker is None:
+        pytest.skip("no Python an unprivileged user may run this checkout with")
+    return [*stoker, "executor"], stoker[stoker.index("-m") - 1], reachable(FAKE_TASK, stoker)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -241,18 +229,14 @@ def _read_json(path: Path) -> dict | None:
         reason="running the executor as another user needs root and setpriv")),
 ], ids=["executor as the test's user", "executor as an unprivileged user"])
 def test_no_process_a_task_can_read_shows_the_token(tmp_path, figures, user):
-    python = _python_for(user)
-    if python is None:
-        pytest.skip("no Python interpreter the unprivileged user may run")
-    if user != "same" and not _nobody_can_import_stoker():
-        pytest.skip("the unprivileged user cannot read this checkout (a private directory above it)")
+    executor_command, python, fake_task = _executor_for(user)
     sandbox = _sandbox_for(user, tmp_path)
     sim = AgentSimulator(sandbox=sandbox, auth_token=TOKEN)
     marker = None
     try:
-        proc = sim.launch_executor(EXECUTOR if user == "same" else _as_nobody(EXECUTOR), cwd=sandbox)
+        proc = sim.launch_executor(executor_command, cwd=sandbox)
         sim.wait_subscribed(timeout_secs=15)
-        sim.launch(make_task_info("task-1", encode(load_job(_hunt_config(tmp_path, python)))))
+        sim.launch(make_task_info("task-1", encode(load_job(_hunt_config(tmp_path, python, fake_task)))))
         running = sim.wait_for_state("task-1", "TASK_RUNNING", 20)
         assert running.healthy is True
         web = wait_for(lambda: _read_json(sandbox / "web_hunt.json"), 10)

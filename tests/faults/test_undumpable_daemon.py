@@ -31,7 +31,7 @@ import pytest
 from executor.task.heldfile import read_held
 from tests.support import proc_scan
 from tests.support.shellwords import FAKE_TASK, sh
-from tests.support.users import needs_root, open_sandbox, stoker_as
+from tests.support.users import needs_root, open_sandbox, reachable, stoker_as
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, needs_root, pytest.mark.timeout(60)]
@@ -40,10 +40,10 @@ NOBODY = 65534
 GONE_WITHIN_SECS = 1.0
 
 
-def job(python: str) -> str:
-    agent = f"{sh(python, FAKE_TASK)} --daemonize-child --daemon-undumpable --daemon-pid-file daemon.pid"
+def job(python: str, fake_task: str) -> str:
+    agent = f"{sh(python, fake_task)} --daemonize-child --daemon-undumpable --daemon-pid-file daemon.pid"
     # exits 0 once its daemon runs, after the agent's is up: the exit that killed them both
-    launch = (f"while [ ! -e daemon.pid ]; do sleep 0.01; done; exec {sh(python, FAKE_TASK)} "
+    launch = (f"while [ ! -e daemon.pid ]; do sleep 0.01; done; exec {sh(python, fake_task)} "
               f"--daemonize-child --daemon-undumpable --daemon-pid-file launched.pid --exit-after 0")
     return textwrap.dedent(f"""
         jobs = [Service(cluster='local', role='nobody', environment='test', name='agent',
@@ -60,7 +60,7 @@ def test_undumpable_daemons_outlive_a_run_s_exit_and_die_with_a_kill_9_of_stoker
     python = stoker[stoker.index("-m") - 1]
     with open_sandbox() as top:
         os.chmod(top, 0o755)
-        (top / "job.aurora").write_text(job(python))
+        (top / "job.aurora").write_text(job(python, reachable(FAKE_TASK, stoker)))
         sandbox, root = top / "sandbox", top / "registry"
         for directory in (sandbox, root):
             directory.mkdir(mode=0o700)

@@ -23,7 +23,7 @@ import pytest
 
 from tests.support import seccomp
 from tests.support.stoker_proc import REPO
-from tests.support.users import stoker_as
+from tests.support.users import reachable, stoker_as
 
 NOBODY = 65534
 
@@ -85,7 +85,7 @@ def test_a_refusal_through_a_pidfd_is_not_asked_of_kill():
     python = stoker[:-2]  # setpriv ... env PYTHONPATH=... python, without "-m executor"
     target = subprocess.Popen(["sleep", "30"])  # root's: nobody may not signal it
     try:
-        result = subprocess.run([*python, seccomp.launcher([])[1], "kill=EDOM", "--", python[-1], "-c", REFUSED,
+        result = subprocess.run([*python, reachable(seccomp.launcher([])[1], stoker), "kill=EDOM", "--", python[-1], "-c", REFUSED,
                                  str(target.pid)], capture_output=True, text=True, timeout=20, cwd="/")
         assert target.poll() is None
     finally:

@@ -28,6 +28,7 @@ from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV, WATCHDOG_N
 from tests.support import cgroups as cgroup_support
 from tests.support.cgroups import FREEZER
 from tests.support.headless import headless
+from tests.support.zookeeper import require
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -53,11 +54,16 @@ def watchdog_under(shell: list[str], marker: str, directory: str, how: str) -> i
             dog.wait()
 
 
+def require_shell(shell: str) -> None:
+    """Skip the calling test where `shell` is not installed (busybox: `make hosttools`
+    installs it); in CI, which installs it, fail it."""
+    require(shell, None if shutil.which(SHELLS[shell][0]) else f"no {shell} here (`make hosttools` installs busybox)")
+
+
 def _freezer_cgroup(shell: str) -> cgroups.TaskCgroup:
     """A v1 freezer task cgroup for a test run under `shell` (skipped where the shell or the
     freezer is missing)."""
-    if shutil.which(SHELLS[shell][0]) is None:
-        pytest.skip(f"no {shell} here")
+    require_shell(shell)
     if (why := cgroup_support.unavailable(FREEZER)) is not None:
         pytest.skip(f"no v1 freezer task cgroup here: {why}")
     made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", FREEZER)
@@ -97,8 +103,7 @@ def test_the_watchdog_s_walk_never_goes_into_what_is_mounted_below_the_task_s_cg
     """Was: `cd -P` went into a directory mounted on one below (here a bind mount of one
     outside, in a mount namespace of the test's own), and the walk listed, thawed and
     killed there. Now a step to another mount (`mnt_id`) is not taken."""
-    if shutil.which(SHELLS[shell][0]) is None:
-        pytest.skip(f"no {shell} here")
+    require_shell(shell)
     (tmp_path / "top" / "a").mkdir(parents=True)
     (tmp_path / "top" / "m").mkdir()
     (tmp_path / "outside" / "o").mkdir(parents=True)
@@ -163,8 +168,7 @@ def test_the_watchdog_kills_a_process_whose_first_thread_exited_while_others_run
     exited (`pthread_exit` in `main`) while another runs lived on, its environment (the
     marker) unreadable too; the watchdog waited out its 10 s, exited 1, and the process and
     the cgroup were left. Now, from its second pass, it SIGKILLs each member by its pid."""
-    if shutil.which(SHELLS[shell][0]) is None:
-        pytest.skip(f"no {shell} here")
+    require_shell(shell)
     if (why := cgroup_support.unavailable("auto")) is not None:
         pytest.skip(f"no task cgroup here: {why}")
     made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", "auto")

@@ -7,6 +7,9 @@ returns the text it returned (`as_user(uid, gid, ask)`: as another user; `STRANG
 and gid no password or group entry names, as a container's arbitrary uid). `stoker_as(uid,
 gid)` is the command line that runs this checkout's `stoker` as that user (`setpriv`),
 with a Python it may run (the tests' own may live under root's 0700 home), or None.
+Where that user may not read the checkout or the venv (CI's clone under root's 0700
+`mktemp -d`), it runs `readable_copy()`, a copy of the code it imports that every user may
+read, and `reachable(path, command)` names a script of the checkout in that copy.
 `grant_write(directory, uid)` gives a user write access by an ACL (`setfacl -m`).
 `open_sandbox()` is a directory such a user can reach (`open_agent_sim()`: an agent
 simulator with such a sandbox): pytest's tmp_path lives under
@@ -18,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import grp
+import importlib.metadata
 import os
 import pwd
 import shutil
@@ -31,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 if TYPE_CHECKING:
     from tests.support.agent_sim import AgentSimulator
@@ -114,21 +120,84 @@ def as_user(uid: int, gid: int, ask: Callable[[], str]) -> str:
 def stoker_as(uid: int, gid: int) -> list[str] | None:
     """`python -m executor` as `uid` and `gid` (no other group: setpriv), run by a Python of
     this version that user may run, importing this checkout and the tests' packages; None
-    when there is no such Python (or no setpriv)."""
+    when there is no such Python (or no setpriv). Where that user cannot read the checkout
+    or the venv (CI's clone under root's 0700 `mktemp -d`), it imports `readable_copy()`."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         return None
     packages = (p for p in sys.path if p.endswith("site-packages") and os.path.isdir(p))  # not a stdlib
-    path = os.pathsep.join(dict.fromkeys([unsplit(REPO), *packages]))
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for python in dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
-                                 f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]):
-        argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
-                "/usr/bin/env", f"PYTHONPATH={path}", python]
-        probe = subprocess.run([*argv, "-c", "import executor, attrs"], capture_output=True, cwd="/", timeout=30)
-        if probe.returncode == 0:
-            return [*argv, "-m", "executor"]
+    pythons = dict.fromkeys([sys.executable, os.path.realpath(sys.executable),
+                             f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"])
+    for path in (lambda: os.pathsep.join(dict.fromkeys([unsplit(REPO), *packages])), readable_copy):
+        for python in pythons:
+            argv = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--",
+                    "/usr/bin/env", f"PYTHONPATH={path()}", python]
+            probe = subprocess.run([*argv, "-c", "import executor, attrs"], capture_output=True, cwd="/", timeout=30)
+            if probe.returncode == 0:
+                return [*argv, "-m", "executor"]
     return None
+
+
+def readable_copy() -> str:
+    """A directory every user may read (in the temp directory, removed as this process exits),
+    made once per process (a pytest-xdist worker), holding what a child Python run as another
+    user imports: a copy of this checkout's packages as they are (executor, config,
+    healthcheck, with their `__pycache__`: the code cache files), of `tests/support` (`tests`
+    is a namespace package), and of the installed distributions the product requires
+    (`install_requires` and theirs: attrs, pystachio, kazoo, waitress), their files and
+    metadata as installed. About 0.2 s and 20 MB. Was: where that user may not read the
+    checkout or the venv (a clone under a 0700 directory, as CI's), every test that runs
+    `stoker` as that user skipped."""
+    if _COPY:
+        return _COPY[0]
+    top = Path(tempfile.mkdtemp(prefix="stoker-readable-"))
+    atexit.register(shutil.rmtree, top, ignore_errors=True)
+    for name in PRODUCT_PACKAGES:
+        shutil.copytree(REPO / name, top / name, symlinks=True)
+    shutil.copytree(REPO / "tests" / "support", top / "tests" / "support", symlinks=True)
+    for distribution in required_distributions("stoker"):
+        for file in distribution.files or ():
+            source = Path(str(distribution.locate_file(file)))
+            if not file.parts or file.parts[0] == ".." or not source.is_file():
+                continue  # a script in the venv's bin, or a file RECORD names but none wrote
+            (top / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, top / file)
+    for directory, _, files in os.walk(top):  # readable by all, as the checkout's modes may not be
+        for path in (directory, *(os.path.join(directory, name) for name in files)):
+            mode = os.lstat(path).st_mode
+            if not os.path.islink(path):  # a link's own mode is never looked at
+                os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
+    _COPY.append(str(top))
+    return _COPY[0]
+
+
+def required_distributions(name: str) -> list[importlib.metadata.Distribution]:
+    """The installed distributions `name` requires (no extra's), and theirs, once each."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    wanted = [name]
+    while wanted:
+        requirements = importlib.metadata.distribution(wanted.pop()).requires or []
+        for requirement in map(Requirement, requirements):
+            key = canonicalize_name(requirement.name)
+            if key in found or (requirement.marker and not requirement.marker.evaluate({"extra": ""})):
+                continue
+            found[key] = importlib.metadata.distribution(requirement.name)
+            wanted.append(requirement.name)
+    return list(found.values())
+
+
+def reachable(path: Path | str, stoker: list[str]) -> str:
+    """`path`, a file of this checkout (a script of tests/support), as the user a `stoker_as`
+    command runs as may open it: its copy in `readable_copy()` when that command imports
+    the copy, else itself."""
+    if _COPY and any(word.startswith(f"PYTHONPATH={_COPY[0]}") for word in stoker):
+        return os.path.join(_COPY[0], os.path.relpath(os.path.realpath(path), os.path.realpath(REPO)))
+    return str(path)
+
+
+PRODUCT_PACKAGES = ("executor", "config", "healthcheck")
+_COPY: list[str] = []  # the copy's directory, once made
 
 
 def unsplit(path: Path) -> str:
