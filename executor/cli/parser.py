@@ -70,7 +70,7 @@ class _Parser(argparse.ArgumentParser):
         known, extras = self.parse_known_args(args, namespace)
         if extras:
             command = getattr(known, "command", None)
-            parser = self.commands.get(command) or self
+            parser = self.commands.get(command or "") or self
             names = parser is not self and any(not action.option_strings for action in parser._actions)
             hint = _dashed_name(command, extras) if names else ""
             (parser if hint else self).error(f"unrecognized arguments: {' '.join(extras)}{hint}")
