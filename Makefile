@@ -21,7 +21,7 @@ ifneq ($(SAME_PY)$(if $(realpath $(BIN)/python),,gone),)
 $(STAMP): FORCE
 endif
 $(STAMP): setup.py
-	$(PY) tools/make_venv.py $(SAME_PY) $(VENV)
+	"$(PY)" tools/make_venv.py $(SAME_PY) "$(VENV)"
 
 FORCE:
 
@@ -69,7 +69,7 @@ OLDEST_TESTS ?= tests/unit tests/integration/test_codecache.py tests/integration
 $(OLDEST_VENV)/.installed: setup.py tools/deps-oldest.txt
 	@command -v cc >/dev/null || echo "test-deps-oldest: no C compiler (cc): pip builds psutil 5.9.0 here (no wheel for CPython 3.11), which needs one and Python's headers (gcc, python3-dev; docs/testing.md §9)" >&2
 	rm -rf $(OLDEST_VENV)
-	$(PY) -m venv $(OLDEST_VENV)
+	"$(PY)" -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install -q --upgrade pip
 	STOKER_BUILD_VERSION=0.1.0 $(OLDEST_VENV)/bin/python -m pip install -q -c tools/deps-oldest.txt -e '.[test]'
 	touch $@
@@ -141,14 +141,14 @@ bench: $(STAMP)
 # dist/stoker-VERSION-py3-none-any.whl and dist/stoker.pyz (see tools/build_dist.py).
 # The dist extra (shiv, wheel, setuptools) is installed once per venv and setup.py change.
 dist: $(STAMP)
-	$(PY) tools/make_venv.py --extra dist $(VENV)
+	"$(PY)" tools/make_venv.py --extra dist "$(VENV)"
 	$(BIN)/python tools/build_dist.py --dist-dir "$(DIST)"
 
 # Both artifacts built twice from HEAD, in two fresh clones under a different umask, TZ and
 # LANG, and compared byte for byte (tools/check_reproducible.py, about 30 s; docs/testing.md §8).
 # By hand: tests/e2e/test_dist.py checks what made two builds differ on its one build.
 test-reproducible: $(STAMP)
-	$(PY) tools/make_venv.py --extra dist $(VENV)
+	"$(PY)" tools/make_venv.py --extra dist "$(VENV)"
 	$(BIN)/python tools/check_reproducible.py
 
 # Mutation testing of the pure cores against their unit tests (tens of minutes; not part of
@@ -157,7 +157,7 @@ test-reproducible: $(STAMP)
 # Work and results stay in .mutation/ (git-ignored); docs/testing.md reads a survivor.
 MUTATE ?=
 mutation: $(STAMP)
-	$(PY) tools/make_venv.py --extra mutation $(VENV)
+	"$(PY)" tools/make_venv.py --extra mutation "$(VENV)"
 	nice -n 19 $(BIN)/python tools/mutation.py --max-children 1 $(MUTATE)
 
 # Coverage-guided fuzzing of every decoder of outside bytes (tests/fuzz/, atheris), each
@@ -167,7 +167,7 @@ mutation: $(STAMP)
 FUZZ ?=
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)
-	$(PY) tools/make_venv.py --extra fuzz $(VENV)
+	"$(PY)" tools/make_venv.py --extra fuzz "$(VENV)"
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m tests.fuzz.run $(FUZZ)
 
 # Line and branch coverage of executor/, healthcheck/ and config/ over the four tiers as
@@ -182,7 +182,7 @@ COVERAGE_TIERS ?=
 COVERAGE_DATA  := .coverage-data
 COVERAGE_RUN   := COVERAGE_FILE="$(CURDIR)/$(COVERAGE_DATA)/.coverage" nice -n 10 $(BIN)/coverage run -m pytest -q
 coverage: $(STAMP)
-	$(PY) tools/make_venv.py --extra coverage $(VENV)
+	"$(PY)" tools/make_venv.py --extra coverage "$(VENV)"
 	rm -rf .coverage $(COVERAGE_DATA) && mkdir -m 1777 $(COVERAGE_DATA)
 	if [ -n "$(COVERAGE_TIERS)" ]; then $(COVERAGE_RUN) -n $(TEST_WORKERS) $(COVERAGE_TIERS) || true; else \
 	  $(COVERAGE_RUN) -n $(TEST_WORKERS) tests/unit tests/integration || true; \

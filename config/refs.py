@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from config.words import quoted, strings
+from config.words import integer_chars, quoted, strings
 
 # One string of a job, expanded, may be at most this long (1 MiB).
 MAX_EXPANDED_CHARS = 1 << 20
@@ -92,7 +92,7 @@ class _Graph:
                 self.own[path] = 0
                 self.edges[path] = [path + (i,) for i in range(len(value))]
             else:
-                self.own[path] = len(str(value))
+                self.own[path] = integer_chars(value) if isinstance(value, int) else len(str(value))
                 self.edges[path] = []
 
     def _string(self, path: TreePath, ancestors: Ancestors, text: str) -> None:

@@ -21,6 +21,7 @@ health policy and the executor's planner can both use it.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -202,6 +203,33 @@ def texts(tree: Any, path: str) -> Iterable[tuple[str, str]]:
     elif isinstance(tree, list):
         for i, v in enumerate(tree):
             yield from texts(v, f"{path}[{i}]")
+
+
+MAX_INT_DIGITS = sys.get_int_max_str_digits() or 2**63  # (0: no limit, by PYTHONINTMAXSTRDIGITS=0)
+
+
+def long_integers(tree: Any, path: str) -> Iterable[str]:
+    """The path of every integer in a tree of plain values that has more digits than
+    Python writes as text (`sys.get_int_max_str_digits()`, 4300): `str()` of one raises
+    ValueError in a message, `stoker inspect`, the checkpoint's JSON and the TaskInfo alike.
+    An .aurora file makes one with `10**5000`; its text (`'1' * 5000`) is refused apart."""
+    if isinstance(tree, int) and integer_chars(tree) > MAX_INT_DIGITS:
+        yield path
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            yield from long_integers(v, f"{path}.{k}")
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            yield from long_integers(v, f"{path}[{i}]")
+
+
+
+def integer_chars(value: int) -> int:
+    """The characters `str(value)` writes, or, past Python's limit where it raises, at
+    least that many (counted from the bits: each bit is log10(2) = 0.30103 of a digit)."""
+    if value.bit_length() < 14000:  # under 4215 digits: `str` writes it
+        return len(str(value))
+    return value.bit_length() * 30103 // 100000 + 2  # digits, rounded up, and a sign
 
 
 def strings(tree: Any) -> Iterable[str]:

@@ -277,6 +277,14 @@ def _again(entry: RegistryEntry, lookup: Callable[[], RegistryEntry | None]) -> 
     return fresh if fresh is not None and fresh.stoker_dir == entry.stoker_dir else entry
 
 
+def _lock_age(holder: Holder) -> float:
+    """How long ago `holder`, alive on this boot, took its lock: by CLOCK_BOOTTIME, which no
+    step of the wall clock moves (by the wall clock only for a lock that has no such time)."""
+    if holder.since_boot is None:
+        return time.time() - holder.since_wall
+    return time.clock_gettime(time.CLOCK_BOOTTIME) - holder.since_boot
+
+
 def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     """Who holds the sandbox's lock. A supervisor that is starting (the lock taken by an
     early start, which writes no pid in it, while `stoker run` loads; or its control socket
@@ -298,7 +306,7 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
                 made = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mtime
                 if made >= holder.since_wall - SOCKET_SLACK_SECS:  # not a SIGKILLed one's, left
                     return holder
-            if time.time() - holder.since_wall > STARTING_SECS:
+            if _lock_age(holder) > STARTING_SECS:
                 return holder
         elif lock.locked_by(stoker_dir) is None:  # nobody holds the lock: nobody is starting
             return holder

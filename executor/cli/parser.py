@@ -60,6 +60,22 @@ class _Parser(argparse.ArgumentParser):
     and status 1, as every command's output (docs/contract.md §9; argparse swallowed the
     error: status 0, the text lost)."""
 
+    commands: dict[str, argparse.ArgumentParser] = {}  # the top parser's: its subcommands' parsers
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """argparse's, but a word left over that may be a name starting with `-` is said by
+        the subcommand's parser, with its usage and how to give it: `stoker status -dash`
+        (a sandbox `-dash`, read as an option) printed the top-level usage and
+        "unrecognized arguments: -dash", not how to name it (`--`)."""
+        known, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(known, "command", None)
+            parser = self.commands.get(command or "") or self
+            names = parser is not self and any(not action.option_strings for action in parser._actions)
+            hint = _dashed_name(command, extras) if names else ""
+            (parser if hint else self).error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+        return known
+
     def _print_message(self, message: str, file: Any = None) -> None:
         if file is None or file is not sys.stdout or not message:
             with terminal_write():
@@ -75,6 +91,18 @@ class _Parser(argparse.ArgumentParser):
             to_devnull(file)
         except OSError as exc:
             self.exit(stdout_unwritable(exc))
+
+
+def _dashed_name(command: str | None, extras: list[str]) -> str:
+    """For a word left over that starts with one `-`, as a name may, how to give it as one
+    (as `rm` and `git` say: after `--`, or as a path); "" for none."""
+    dashed = next((word for word in extras if word.startswith("-") and not word.startswith("--")), None)
+    if dashed is None:
+        return ""
+    from config.words import shell_word
+
+    return (f" (a name that starts with '-' is read as an option: put -- before it, "
+            f"stoker {command} -- {shell_word(dashed)}, or write it as a path, {shell_word('./' + dashed)})")
 
 
 def build(only: str | None = None) -> argparse.ArgumentParser:
@@ -98,6 +126,7 @@ def build(only: str | None = None) -> argparse.ArgumentParser:
             add_arguments(ex, settings)
     if only is None:
         _inspection_commands(sub)
+    parser.commands = dict(sub.choices)
     return parser
 
 

@@ -280,6 +280,7 @@ def _load() -> Callable[[], NoReturn]:
     _signals_as_a_supervisor()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     _own_proc(command)
+    _owner_umask(command)
     if command == "run" and os.getpid() == 1:  # a container's main process: see the docstring
         from executor.host.early import defer_stop_signals
 
@@ -358,6 +359,25 @@ def _own_proc(command: str) -> None:
     sys.stderr.write(f"stoker {command}: {problem}: Stoker finds its task's processes there; mount "
                      "this namespace's own (`unshare --pid --fork --mount-proc`, as a container "
                      "runtime does)\n")
+    executor.leave(2)
+
+
+def _owner_umask(command: str) -> None:
+    """`stoker run` under a umask that takes one of the owner's own permissions (0277, 0200):
+    it made its sandbox, `.stoker` and the registry without the owner's write, then called
+    its sandbox "not writable" (and left the registry so for the next run). Refused before
+    anything is made (exit 2), as `_own_proc` refuses, not worked around: the task keeps the
+    umask (as under Thermos), and its own files would be as unwritable to it."""
+    if command != "run":
+        return
+    mask = os.umask(0o022)  # (no other thread yet: none makes a file meanwhile)
+    os.umask(mask)
+    if not mask & 0o700:
+        return
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTTOU})  # `stty tostop`: see config.logline
+    sys.stderr.write(f"stoker run: the umask {mask:04o} takes the owner's own permissions ({mask & 0o700:04o}): "
+                     "the sandbox, its .stoker and .logs, and the task's own files would not be "
+                     "writable by their owner; use one that leaves the owner's (umask 022, or 077)\n")
     executor.leave(2)
 
 

@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
     figures = figures_of(inspection, marker)
     starts, stopped = _kernel_view(view, inspection.truth.alive)
-    _say_frozen(view, inspection.truth.alive, stopped)
+    frozen = _say_frozen(view, inspection.truth.alive, stopped)
     if args.json:
-        print(json.dumps(_json_doc(inspection, figures, now, stopped), indent=2, default=str))
+        print(json.dumps(_json_doc(inspection, figures, now, stopped, frozen), indent=2, default=str))
     else:
         pending = Pending(*shown_attempt(inspection), inspection.after_latest) if inspection.attempt is None else None
         text = format_status(view, now, inspection.truth, inspection.leftovers, starts, figures,
@@ -105,14 +105,16 @@ def _elsewhere(entry: RegistryEntry, args: argparse.Namespace) -> bool:
     return True
 
 
-def _json_doc(inspection: Inspection, figures: Figures, now: float, stopped: frozenset[str]) -> dict[str, Any]:
-    """`--json`'s document: the inspection's view, the resources and what the kernel shows
-    stopped ("" the supervisor itself)."""
+def _json_doc(inspection: Inspection, figures: Figures, now: float, stopped: frozenset[str],
+              frozen: str | None) -> dict[str, Any]:
+    """`--json`'s document: the inspection's view, the resources, what the kernel shows
+    stopped ("" the supervisor itself) and the cgroup that holds the supervisor frozen."""
     from executor.task.inspectionjson import status_json
     from executor.task.usagefigures import figures_json
 
     return dict(status_json(inspection), resources=figures_json(figures, now),
-                supervisor_stopped="" in stopped, stopped_processes=sorted(stopped - {""}))
+                supervisor_stopped="" in stopped, stopped_processes=sorted(stopped - {""}),
+                supervisor_frozen=frozen is not None, supervisor_frozen_cgroup=frozen)
 
 
 def _pinned(target: Target, args: argparse.Namespace, inspection: Inspection) -> tuple[Target, Inspection]:
@@ -173,18 +175,19 @@ def figures_of(inspection: Inspection, marker: str) -> Figures:
     return task_figures(inspection, marker, *measure(inspection, marker, UsageSampler()))
 
 
-def _say_frozen(view: TaskView, alive: bool, stopped: frozenset[str]) -> None:
-    """One warning on stderr when the live supervisor is held frozen by its cgroup (`systemctl
-    freeze`, `docker pause`): the kernel shows it sleeping, so it reads as running, though it
-    supervises nothing until thawed (one stopped is said in the view itself)."""
+def _say_frozen(view: TaskView, alive: bool, stopped: frozenset[str]) -> str | None:
+    """The cgroup that holds the live supervisor frozen (`systemctl freeze`, `docker pause`),
+    said in one warning on stderr: the kernel shows it sleeping, so it reads as running,
+    though it supervises nothing until thawed (one stopped is said in the view itself)."""
     pid = view.current.supervisor_pid
     if not alive or pid is None or "" in stopped:
-        return
+        return None
     from executor.host.frozen import frozen_cgroup
 
     if (frozen := frozen_cgroup(pid)) is not None:
         print(f"stoker: warning: the supervisor (pid {pid}) is frozen (its cgroup {loggable(frozen)}): "
               f"nothing is supervised, restarted or health-checked until it is thawed", file=sys.stderr)
+    return frozen
 
 
 def _kernel_view(view: TaskView, alive: bool) -> tuple[dict[str, float], frozenset[str]]:

@@ -45,6 +45,9 @@ class Holder:
     boot_id: str
     front_end: str
     since_wall: float
+    # CLOCK_BOOTTIME when it took the lock (None: written by a Stoker before it was kept):
+    # how long ago, on this boot, whatever the wall clock did since (`stoker kill`'s wait).
+    since_boot: float | None = None
 
 
 class SandboxLock:
@@ -55,11 +58,12 @@ class SandboxLock:
 
     @classmethod
     def acquire(cls, stoker_dir: int, sandbox: str, me: ProcessIdentity, front_end: str,
-                now_wall: float, *, held_fd: int | None = None) -> SandboxLock:
+                now_wall: float, now_boot: float, *, held_fd: int | None = None) -> SandboxLock:
         """Lock the sandbox whose `.stoker` directory fd is `stoker_dir`. Raises SandboxBusy
         when a live supervisor holds it, OSError when the file cannot be opened. `held_fd`:
         the lock file, opened and locked by this process already (the early start took the
-        sandbox before the rest of Stoker was loaded); it becomes this lock's."""
+        sandbox before the rest of Stoker was loaded); it becomes this lock's. `now_wall` is
+        shown (`since`); `now_boot`, CLOCK_BOOTTIME's now, is what a lock's age is read from."""
         fd = held_fd if held_fd is not None else _open(stoker_dir)
         try:
             if held_fd is None:
@@ -72,7 +76,8 @@ class SandboxLock:
             raise SandboxBusy(_busy_message(sandbox, other)) from None
         try:
             data = json.dumps({"pid": me.pid, "start": me.start_ticks, "boot": me.boot_id,
-                               "front_end": front_end, "since": now_wall}).encode()
+                               "front_end": front_end, "since": now_wall,
+                               "since_boot": now_boot}).encode()
             line = data + b"\n"
             os.pwrite(fd, line, 0)
             os.ftruncate(fd, len(line))  # never to 0 first: ext4 would flush the file then
@@ -98,7 +103,8 @@ def _read_holder(fd: int) -> Holder | None:
     try:
         doc = json.loads(os.pread(fd, MAX_HOLDER_BYTES, 0))
         return Holder(pid=int(doc["pid"]), start_ticks=int(doc["start"]), boot_id=str(doc["boot"]),
-                      front_end=str(doc.get("front_end", "")), since_wall=float(doc["since"]))
+                      front_end=str(doc.get("front_end", "")), since_wall=float(doc["since"]),
+                      since_boot=float(doc["since_boot"]) if "since_boot" in doc else None)
     except (OSError, ValueError, KeyError, TypeError, RecursionError):  # planted: nested too deep
         return None
 

@@ -16,6 +16,7 @@ only: the early start's modules may load it before anything else of Stoker's.
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -253,7 +254,9 @@ def _acl_lets_others_write(path: str, egid: int) -> bool:
 def make_dirs(path: str, mode: int) -> None:
     """Make `path` and each missing level above it with `mode` (the umask narrows it):
     `os.makedirs` gives the levels above 0777 less the umask, so a umask of 0 would leave
-    `~/.local/state` or a sandbox's parents open to every user's writes. Raises OSError."""
+    `~/.local/state` or a sandbox's parents open to every user's writes. Raises OSError: a
+    level there that is no directory, NotADirectoryError saying which and what it is
+    (`--root /dev/null` said "File exists (EEXIST)", a file above it "Not a directory")."""
     head = os.path.dirname(path)
     if head and head != path and not os.path.lexists(head):
         make_dirs(head, mode)
@@ -261,4 +264,28 @@ def make_dirs(path: str, mode: int) -> None:
         os.mkdir(path, mode)
     except FileExistsError:
         if not os.path.isdir(path):
-            raise
+            if not os.path.exists(path):  # a symlink to nothing: the caller says where it points
+                raise
+            raise _not_a_directory(path) from None
+    except NotADirectoryError:
+        raise _not_a_directory(path) from None
+
+
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_a_directory(path: str) -> OSError:
+    """ENOTDIR, its text naming the first level of `path` that is there and no directory
+    (a symlink to one is one) and what it is: `/dev/null is a character device, not a directory`."""
+    level = "/" if path.startswith("/") else ""
+    for part in filter(None, path.split("/")):
+        level = os.path.join(level, part)
+        try:
+            mode = os.stat(level).st_mode
+        except OSError:
+            break
+        if not stat.S_ISDIR(mode):
+            what = next((words for test, words in _KINDS if test(mode)), "not a directory")
+            return NotADirectoryError(errno.ENOTDIR, f"{level} is {what}, not a directory")
+    return NotADirectoryError(errno.ENOTDIR, f"{path} is not a directory")

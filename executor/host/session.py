@@ -131,7 +131,7 @@ class HostSession:
                 self._holds(held_lock)
             self._sandbox_lock = SandboxLock.acquire(
                 self._stoker_dir, str(self.sandbox), own_identity(), front_end.value, time.time(),
-                held_fd=held_lock)
+                time.clock_gettime(time.CLOCK_BOOTTIME), held_fd=held_lock)
         except BaseException:
             os.close(self._stoker_dir)
             raise

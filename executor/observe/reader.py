@@ -186,10 +186,11 @@ class Reader:
             later_ids((item.entry for item in every), entry), entry.ended_wall is not None), pinned=entry.stoker_dir)
         detail = self.measured(entry, inspection)
         assert detail.figures is not None
+        frozen = frozen_cgroup(entry.supervisor_pid) if inspection.truth.alive and not detail.supervisor_stopped else None
         status = dict(status_json(inspection), resources=figures_json(detail.figures, self._wall()),
                       supervisor_stopped=detail.supervisor_stopped,
-                      stopped_processes=sorted(n for n, u in detail.usage.items() if u.stopped))
-        frozen = frozen_cgroup(entry.supervisor_pid) if inspection.truth.alive and not detail.supervisor_stopped else None
+                      stopped_processes=sorted(n for n, u in detail.usage.items() if u.stopped),
+                      supervisor_frozen=frozen is not None, supervisor_frozen_cgroup=frozen)
         return attrs.evolve(detail, definition=definition, definition_problem=problem, status=status,
                             supervisor_frozen=frozen or "")
 

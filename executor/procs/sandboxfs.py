@@ -70,11 +70,13 @@ def check_pinned(fd: int, pinned: str, what: str) -> None:
 
 
 def describe_os_error(e: OSError) -> str:
-    """'No such file or directory (ENOENT)': an errno put into words (UnsafePath: its message)."""
+    """'No such file or directory (ENOENT)': an errno put into words (UnsafePath: its message;
+    one Stoker raised with words of its own, `/dev/null is a character device, not a directory
+    (ENOTDIR)`, those)."""
     if e.errno is None:
         return str(e)
     name = errno.errorcode.get(e.errno, str(e.errno))
-    return f"{os.strerror(e.errno)} ({name})"
+    return f"{e.strerror or os.strerror(e.errno)} ({name})"
 
 
 def kind_of(mode: int) -> str:

@@ -8,6 +8,7 @@ The real CLI as child processes, the task's real cgroup v2 frozen and thawed by 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -83,6 +84,9 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
                 status = subprocess.run([sys.executable, "-m", "executor", "status", str(run.sandbox)],
                                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                                         capture_output=True, text=True, timeout=30)
+                as_json = subprocess.run([sys.executable, "-m", "executor", "status", "--json", str(run.sandbox)],
+                                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                         capture_output=True, text=True, timeout=30)
             finally:
                 _freeze(cgroup, False)
                 assert kill.wait(20) == 0, said.read_text()
@@ -93,6 +97,11 @@ def test_stoker_kill_says_at_once_that_the_supervisor_is_frozen(tmp_path):
             in said.read_text()
         assert not live(pids)
     assert detail.supervisor_frozen == cgroup
+    # `--json` and the observer's API said nothing of it (`supervisor_stopped` false alone)
+    doc = json.loads(as_json.stdout)
+    for said_as in (doc, detail.status):
+        assert (said_as["supervisor_frozen"], said_as["supervisor_frozen_cgroup"]) == (True, cgroup), said_as
+        assert said_as["supervisor_stopped"] is False
     assert f"frozen: its cgroup {cgroup} is frozen; nothing is supervised until it is thawed" in task_page(detail)
     assert status.stderr == (f"stoker: warning: the supervisor (pid {run.pid}) is frozen (its cgroup {cgroup}): "
                              "nothing is supervised, restarted or health-checked until it is thawed\n")

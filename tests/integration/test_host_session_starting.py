@@ -128,13 +128,14 @@ def test_a_supervisor_without_a_control_socket_is_not_waited_for_as_starting(tmp
     sandbox = tmp_path / "sandbox"
     (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
     fd = open_stoker_dir(sandbox)
-    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run",
-                               time.time() - 2 * control_cli.STARTING_SECS)  # no socket made
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", time.time(),  # no socket made
+                               time.clock_gettime(time.CLOCK_BOOTTIME) - 2 * control_cli.STARTING_SECS)
 
     def waited(secs: float) -> None:
         raise AssertionError("it waited for a supervisor that is not starting")
 
-    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited)
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited,
+                                  clock_gettime=time.clock_gettime, CLOCK_BOOTTIME=time.CLOCK_BOOTTIME)
     monkeypatch.setattr(control_cli, "time", clock)
     try:
         with pytest.raises(ControlUnavailable, match="has no control socket"):
@@ -169,12 +170,53 @@ def test_a_kill_as_a_re_run_starts_where_a_killed_supervisor_left_its_socket_wai
     old.close()  # the killed supervisor's, left behind
     os.utime(sandbox / ".stoker" / "control.sock", (time.time() - 60, time.time() - 60))
     fd = open_stoker_dir(sandbox)
-    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", time.time())  # the re-run's
-    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited)
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", time.time(),  # the re-run's
+                               time.clock_gettime(time.CLOCK_BOOTTIME))
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited,
+                                  clock_gettime=time.clock_gettime, CLOCK_BOOTTIME=time.CLOCK_BOOTTIME)
     monkeypatch.setattr(control_cli, "time", clock)
     try:
         with pytest.raises(Waited):
             control_cli._started(fd, str(sandbox), "kill")
+    finally:
+        lock.release()
+        os.close(fd)
+
+
+@pytest.mark.parametrize("step", [-60.0, 60.0])
+def test_the_wait_for_a_starting_supervisor_is_timed_by_no_wall_clock(tmp_path, monkeypatch, step):
+    """The lock's age was `time.time()` minus the wall time it was taken at: a step of the
+    wall clock forward since (NTP, an operator's `date -s`) made `stoker kill` take a
+    supervisor that had just locked its sandbox for one that never made its socket, and not
+    wait at all ("has no control socket"); a step back made it wait its whole 5 s for one
+    that could not make it. Its age is CLOCK_BOOTTIME's now."""
+    import types
+
+    from executor.cli import control as control_cli
+    from executor.host.lock import SandboxLock
+
+    class Waited(Exception):
+        """The client chose to wait for the supervisor."""
+
+    def waited(secs: float) -> None:
+        raise Waited
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    fd = open_stoker_dir(sandbox)
+    boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+    just_now = step > 0  # the wall clock stepped forward since a lock taken just now
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", time.time() - step,
+                               boot if just_now else boot - 2 * control_cli.STARTING_SECS)
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited,
+                                  clock_gettime=time.clock_gettime, CLOCK_BOOTTIME=time.CLOCK_BOOTTIME)
+    monkeypatch.setattr(control_cli, "time", clock)
+    try:
+        if just_now:
+            with pytest.raises(Waited):
+                control_cli._started(fd, str(sandbox), "kill")
+        else:
+            assert control_cli._started(fd, str(sandbox), "kill") is not None
     finally:
         lock.release()
         os.close(fd)

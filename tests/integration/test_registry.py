@@ -117,13 +117,17 @@ def test_an_untrusted_root_is_neither_read_nor_written(tmp_path, caplog):
     assert "it runs anyway, but `stoker ps` will not list it" in warnings[0].getMessage()
 
 
-def test_a_registry_that_cannot_be_made_is_one_warning(tmp_path, caplog):
+@pytest.mark.parametrize("root", ["file/root", "file", "/dev/null"])
+def test_a_registry_that_cannot_be_made_is_one_warning_saying_what_is_in_its_way(tmp_path, caplog, root):
+    """`--root /dev/null` said "File exists (EEXIST)", a regular file "File exists" too, and
+    one below a file "Not a directory": not which level is in the way, nor what it is."""
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with caplog.at_level(logging.WARNING):
-        assert registry(blocker / "root").write(entry(tmp_path / "sb")) is False
+        assert registry(tmp_path / root).write(entry(tmp_path / "sb")) is False
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert "cannot register task" in warning and "Not a directory (ENOTDIR)" in warning
+    what = "/dev/null is a character device" if root == "/dev/null" else f"{blocker} is a regular file"
+    assert f"cannot register task t-1 in {tmp_path / root}: {what}, not a directory (ENOTDIR)" in warning
 
 
 def test_a_task_id_finds_the_live_supervisor_first(tmp_path):

@@ -177,7 +177,7 @@ def test_an_entry_whose_attempts_later_runs_pushed_out_is_not_the_lock_holders(t
     entry = RegistryEntry(sandbox=str(sandbox), supervisor_pid=gone, supervisor_start=7, supervisor_boot=me.boot_id,
                           front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="web-0-1")
     fd = open_stoker_dir(sandbox)
-    held = SandboxLock.acquire(fd, str(sandbox), me, "run", time.time())
+    held = SandboxLock.acquire(fd, str(sandbox), me, "run", time.time(), time.clock_gettime(time.CLOCK_BOOTTIME))
     try:
         found = inspect_sandbox(sandbox, entry)
     finally:
@@ -243,7 +243,7 @@ def test_a_sandbox_s_path_shows_its_running_supervisor_that_recorded_nothing_not
     write(sandbox, [header(me.pid, me.start_ticks + 100), *RUNNING,  # another process of this pid: gone
                     {"kind": "task", "from": "RUNNING", "to": "KILLED", "reason": "killed", "wall": 1003.0}])
     fd = open_stoker_dir(sandbox)
-    held = SandboxLock.acquire(fd, str(sandbox), me, "run", time.time())
+    held = SandboxLock.acquire(fd, str(sandbox), me, "run", time.time(), time.clock_gettime(time.CLOCK_BOOTTIME))
     try:
         Registry(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60.0)).write(
             RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,

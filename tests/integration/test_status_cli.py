@@ -326,4 +326,5 @@ def test_a_stopped_supervisor_and_a_stopped_run_are_said_to_be_stopped(tmp_path,
     assert web.split()[:5] == ["web", "RUNNING", "(stopped)", "2", str(child)], web
     # the same for a script (before, --json had neither)
     assert (doc["supervisor_stopped"], doc["stopped_processes"]) == (True, ["web"]), doc
+    assert (doc["supervisor_frozen"], doc["supervisor_frozen_cgroup"]) == (False, None), doc  # stopped, not frozen
 

@@ -86,3 +86,19 @@ def test_half_a_surrogate_pair_is_refused_naming_the_field(tmp_path, suffix):
         "no character, so no process, file or log can hold it")
     byte = write_config(tmp_path, job_text("[Process(name='web', cmdline='echo \\udcff')]"), "byte.aurora")
     assert plain(load_job(byte))["task"]["processes"][0]["cmdline"] == "echo \udcff"
+
+
+@pytest.mark.parametrize("cmdline", ["echo hi", "echo {{mesos.instance}}"])
+def test_an_integer_of_more_digits_than_python_writes_is_refused_naming_the_field(tmp_path, cmdline):
+    """`max_failures=10**5000` made `stoker inspect` and `stoker run` end in a traceback:
+    `ValueError: Exceeds the limit (4300 digits) for integer string conversion`, from the
+    template check's `str()` (a job with a template) or the job's description. Refused
+    naming the field, as its text ('1' * 5000) is; one of 4000 digits is still a number."""
+    for value, task_extra in (("1", ", max_failures=10**5000"), ("-10**5000", "")):
+        processes = f"[Process(name='web', cmdline='{cmdline}', max_failures={value})]"
+        path = write_config(tmp_path, job_text(processes, task_extra=task_extra))
+        field = "job.task.max_failures" if task_extra else "job.task.processes[0].max_failures"
+        assert error_of(path).endswith(f"{field} is an integer of more than 4300 digits: more than any "
+                                       "count or size a task can use, and more than Python writes as text")
+    many = write_config(tmp_path, job_text(task_extra=", max_failures=10**4000"), "many.aurora")
+    assert plain(load_job(many))["task"]["max_failures"] == 10**4000

@@ -49,3 +49,15 @@ def test_a_dist_with_a_space_given_to_make_dist_is_built_into_as_one():
                           text=True, timeout=60, check=True)
     [line] = [line for line in done.stdout.splitlines() if "tools/build_dist.py" in line]
     assert shlex.split(line)[-2:] == ["--dist-dir", "/home/me/stoker dist"]
+
+
+def test_a_python_with_a_space_in_its_path_given_to_make_is_run_as_one():
+    """`make test PY="/opt/my pythons/python3.12"`: the recipe ran `/opt/my` with the rest
+    as its arguments (PY was used unquoted, as DIST was)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make here")
+    done = subprocess.run([make, "-n", ".venv/.installed", "PY=/x y/python3"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+    [line] = [line for line in done.stdout.splitlines() if "tools/make_venv.py" in line]
+    assert shlex.split(line)[:2] == ["/x y/python3", "tools/make_venv.py"]

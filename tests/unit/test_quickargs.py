@@ -110,3 +110,19 @@ def test_any_words_are_argparse_s_reading_or_left_to_it(command, words):
     quick = parse([name, *words], classes)
     if quick is not None:
         assert vars(quick) == vars(_parser(name).parse_args([name, *words])), words
+
+
+def test_a_name_that_starts_with_a_dash_is_said_how_to_give(capsys):
+    """`stoker status -dash` (a sandbox named `-dash`) printed the top-level usage and
+    "unrecognized arguments: -dash": not the command's usage, nor that `--` gives it."""
+    with pytest.raises(SystemExit):
+        _parser(None).parse_args(["status", "-dash"])
+    err = capsys.readouterr().err
+    assert err.startswith("usage: stoker status ")
+    assert err.endswith("stoker status: error: unrecognized arguments: -dash (a name that starts with '-' is "
+                        "read as an option: put -- before it, stoker status -- -dash, or write it as a "
+                        "path, ./-dash)\n")
+    with pytest.raises(SystemExit):  # a command that takes no name: argparse's words
+        _parser(None).parse_args(["ps", "-l"])
+    assert capsys.readouterr().err.endswith("stoker: error: unrecognized arguments: -l\n")
+    assert _parser(None).parse_args(["status", "--", "-dash"]).target == "-dash"
