@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -30,19 +31,27 @@ jobs = [Service(cluster='local', role='me', environment='test', name='elsewhere'
 OTHER_NAME = "stoker-test-other-host"
 
 
-def test_a_run_of_another_host_name_in_a_shared_root_is_that_host_s_task(tmp_path, capsys):
-    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("hostname"):
-        pytest.skip("needs root, unshare and hostname (a UTS namespace of the test's own)")
+def _run(tmp_path: Path, launcher: tuple[str, ...]) -> tuple[StokerProcess, Path, Path, Path]:
+    """`stoker run` of CONFIG through `launcher` (the other host's namespaces), in a registry
+    root of the test's own: the run (started, not waited for), the root, its sandbox and its
+    working directory."""
     root, sandbox = tmp_path / "root", tmp_path / "sandbox"
     config = tmp_path / "elsewhere.aurora"
     config.write_text(CONFIG)
     work = tmp_path / "work"
     work.mkdir()
+    run = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(root)], work,
+                        env={"STOKER_PLAN_CACHE": "off"}, launcher=launcher)
+    return run, root, sandbox, work
+
+
+def test_a_run_of_another_host_name_in_a_shared_root_is_that_host_s_task(tmp_path, capsys):
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("hostname"):
+        pytest.skip("needs root, unshare and hostname (a UTS namespace of the test's own)")
     # its own pids (`--mount-proc`: its /proc/self is its own); killed should the test's end not stop it
     launcher = ("unshare", "-u", "-p", "--mount-proc", "--kill-child",
                 "sh", "-c", f'hostname {OTHER_NAME} && exec "$@"', "sh")
-    run = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(root)], work,
-                        env={"STOKER_PLAN_CACHE": "off"}, launcher=launcher)
+    run, root, sandbox, _ = _run(tmp_path, launcher)
     try:
         run.wait_output("STARTING → RUNNING", 60)
         (listed,) = Registry(RegistrySettings(registry_root=str(root))).read()
@@ -69,15 +78,9 @@ def test_a_run_of_another_host_name_in_a_shared_root_is_that_host_s_task(tmp_pat
 def test_a_run_whose_host_was_renamed_since_it_started_is_this_host_s_task(tmp_path, capsys):
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("hostname"):
         pytest.skip("needs root, unshare and hostname (a UTS namespace of the test's own)")
-    root, sandbox = tmp_path / "root", tmp_path / "sandbox"
-    config = tmp_path / "elsewhere.aurora"
-    config.write_text(CONFIG)
-    work = tmp_path / "work"
-    work.mkdir()
     # the supervisor read the host's old name; this test's `stoker` reads the new one
     launcher = ("unshare", "-u", "sh", "-c", f'hostname {OTHER_NAME} && exec "$@"', "sh")
-    run = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(root)], work,
-                        env={"STOKER_PLAN_CACHE": "off"}, launcher=launcher)
+    run, root, sandbox, _ = _run(tmp_path, launcher)
     try:
         run.wait_output("STARTING → RUNNING", 60)
         (listed,) = Registry(RegistrySettings(registry_root=str(root))).read()
@@ -100,17 +103,11 @@ def test_a_task_of_a_host_renamed_while_it_ran_is_this_host_s_once_it_ended(tmp_
     at its start when it ended: the ended task was another host's, never pruned here."""
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
         pytest.skip("needs root, unshare and nsenter (a UTS namespace of the test's own)")
-    root, sandbox = tmp_path / "root", tmp_path / "sandbox"
-    config = tmp_path / "elsewhere.aurora"
-    config.write_text(CONFIG)
-    work = tmp_path / "work"
-    work.mkdir()
     host = subprocess.Popen(["unshare", "-u", "sh", "-c", "hostname stoker-test-old-name && echo ready && exec sleep 600"],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)  # the host's names
     assert host.stdout is not None and host.stdout.readline() == "ready\n"
     on_host = ("nsenter", f"--uts=/proc/{host.pid}/ns/uts")
-    run = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--root", str(root)], work,
-                        env={"STOKER_PLAN_CACHE": "off"}, launcher=on_host)
+    run, root, sandbox, work = _run(tmp_path, on_host)
 
     def renamed_host_s(*command: str) -> subprocess.CompletedProcess[str]:
         """`command` run on the renamed host (in its UTS namespace)."""
