@@ -7,10 +7,12 @@ Here root maps itself alone (`unshare -r`), so a directory of another uid is unm
 root and unshare, skipped elsewhere."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,15 +27,8 @@ pytestmark = needs_root
 
 
 def test_a_refusal_names_an_owner_outside_the_namespace_as_such(tmp_path):
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-r", "true"], capture_output=True, timeout=30).returncode:
-        pytest.skip("no user namespace to be made here")
-    config = write_config(tmp_path, job_text())
-    with open_sandbox() as top:
-        os.chmod(top, 0o755)
-        theirs = top / "theirs"
-        theirs.mkdir()
-        os.chown(theirs, STRANGER, STRANGER)
+    unshare, config = _unshare("-r"), write_config(tmp_path, job_text())
+    with _another_user_s_directory() as theirs:
         done = subprocess.run([unshare, "-r", sys.executable, "-m", "executor", "run", str(config),
                                "--sandbox", str(theirs / "sandbox")], cwd=tmp_path,
                               env={**os.environ, "PYTHONPATH": str(REPO), "STOKER_PLAN_CACHE": "off"},
@@ -50,15 +45,8 @@ def test_a_refusal_in_a_namespace_that_maps_its_own_nobody_names_both_it_may_be(
     host's root, on a bind mount) as that same uid: the refusal names both. Was: `... belongs
     to nobody (uid 65534)`, the message the overflow uid's naming was made to end. The
     namespace maps 0 to root and 65534 to a host uid of no one's; the directory is another's."""
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-U", "true"], capture_output=True, timeout=30).returncode:
-        pytest.skip("no user namespace to be made here")
-    config = write_config(tmp_path, job_text())
-    with open_sandbox() as top:
-        os.chmod(top, 0o755)
-        theirs = top / "theirs"
-        theirs.mkdir()
-        os.chown(theirs, STRANGER, STRANGER)  # not mapped: shown as 65534, as the namespace's nobody is
+    unshare, config = _unshare("-U"), write_config(tmp_path, job_text())
+    with _another_user_s_directory() as theirs:  # not mapped: shown as 65534, as the namespace's nobody is
         # bash waits for the maps (one line on stdin), then runs stoker as root of the namespace
         run = subprocess.Popen([unshare, "-U", "/bin/bash", "-c", 'read -r && exec "$@"', "bash", sys.executable,
                                 "-m", "executor", "run", str(config), "--sandbox", str(theirs / "sandbox")],
@@ -77,6 +65,25 @@ def test_a_refusal_in_a_namespace_that_maps_its_own_nobody_names_both_it_may_be(
     assert run.returncode == 2, err
     assert (f"({theirs} belongs to nobody (uid 65534), or a user outside this user namespace (shown as "
             "uid 65534))") in err, err
+
+
+def _unshare(flag: str) -> str:
+    """`unshare`, where it can make a user namespace with `flag` (`-r`, `-U`); else skipped."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, flag, "true"], capture_output=True, timeout=30).returncode:
+        pytest.skip("no user namespace to be made here")
+    return unshare
+
+
+@contextlib.contextmanager
+def _another_user_s_directory() -> Iterator[Path]:
+    """A directory of another user (STRANGER's) in one every user may traverse."""
+    with open_sandbox() as top:
+        os.chmod(top, 0o755)
+        theirs = top / "theirs"
+        theirs.mkdir()
+        os.chown(theirs, STRANGER, STRANGER)
+        yield theirs
 
 
 def _user_namespace(pid: int) -> str:
