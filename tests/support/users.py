@@ -151,11 +151,11 @@ def readable_copy() -> str:
     `stoker` as that user skipped."""
     if _COPY:
         return _COPY[0]
-    top = Path(tempfile.mkdtemp(prefix="stoker-readable-"))
+    top = Path(tempfile.mkdtemp(prefix=COPY_PREFIX))
     atexit.register(shutil.rmtree, top, ignore_errors=True)
     for name in PRODUCT_PACKAGES:
-        shutil.copytree(REPO / name, top / name, symlinks=True)
-    shutil.copytree(REPO / "tests" / "support", top / "tests" / "support", symlinks=True)
+        copy_as_it_is(REPO / name, top / name)
+    copy_as_it_is(REPO / "tests" / "support", top / "tests" / "support")
     for distribution in required_distributions("stoker"):
         for file in distribution.files or ():
             source = Path(str(distribution.locate_file(file)))
@@ -163,13 +163,38 @@ def readable_copy() -> str:
                 continue  # a script in the venv's bin, or a file RECORD names but none wrote
             (top / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, top / file)
-    for directory, _, files in os.walk(top):  # readable by all, as the checkout's modes may not be
+    open_to_readers(top)
+    _COPY.append(str(top))
+    return _COPY[0]
+
+
+def copy_as_it_is(source: Path, target: Path) -> None:
+    """`source`'s tree at `target`: its files with their modes and times (a `.pyc` still
+    matches its source's), its symlinks as links; what vanishes while it is copied is left
+    out. Was: `shutil.copytree`, which raised `shutil.Error` when a file it had listed was
+    gone: another worker's test writing the checkout's `__pycache__` (the warm step,
+    `python -m executor.codecache`, a `.pyc`) renames its temporary files into place, and
+    copytree failed so in 11 of 50 copies of a directory another process wrote in."""
+    for directory, subdirectories, files in os.walk(source):  # a directory gone is not walked
+        into = target / os.path.relpath(directory, source)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in (*subdirectories, *files):
+            path = os.path.join(directory, name)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.islink(path):  # walk does not follow one to a directory
+                    os.symlink(os.readlink(path), into / name)
+                elif name in files:
+                    shutil.copy2(path, into / name)
+
+
+def open_to_readers(top: Path) -> None:
+    """Every file and directory under `top` readable by all (and each executable one, and
+    each directory, enterable and runnable by all), as the checkout's modes may not be."""
+    for directory, _, files in os.walk(top):
         for path in (directory, *(os.path.join(directory, name) for name in files)):
             mode = os.lstat(path).st_mode
             if not os.path.islink(path):  # a link's own mode is never looked at
                 os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
-    _COPY.append(str(top))
-    return _COPY[0]
 
 
 def required_distributions(name: str) -> list[importlib.metadata.Distribution]:
@@ -197,6 +222,7 @@ def reachable(path: Path | str, stoker: list[str]) -> str:
 
 
 PRODUCT_PACKAGES = ("executor", "config", "healthcheck")
+COPY_PREFIX = "stoker-readable-"  # then mkdtemp's letters
 _COPY: list[str] = []  # the copy's directory, once made
 
 

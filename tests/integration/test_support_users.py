@@ -1,0 +1,48 @@
+"""tests/support/users.py's `readable_copy()`, the copy of the checkout's code that `stoker_as`
+runs where another user cannot read the checkout (CI's clone): made whole while other tests
+write the checkout's `__pycache__`, writable by root alone, and not left in /tmp by a
+worker killed before its `atexit` handlers ran."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+from tests.support.users import copy_as_it_is
+
+# Writes a file into place, as Python's `.pyc` and the code cache's files are: a temporary
+# name of its own, then renamed (bounded: the test kills it sooner).
+RENAMER = textwrap.dedent("""
+    import os, sys
+    directory = sys.argv[1]
+    for count in range(2_000_000):
+        temporary = os.path.join(directory, f"written.pyc.{os.getpid()}.{count}.tmp")
+        with open(temporary, "wb") as file:
+            file.write(b"x" * 4096)
+        os.replace(temporary, os.path.join(directory, "written.pyc"))
+""")
+
+
+def test_a_tree_another_process_writes_in_is_copied_with_every_file_that_stays(tmp_path):
+    """Was: `shutil.copytree`, which raised `shutil.Error` ("No such file or directory") when
+    a temporary file it had listed was renamed away meanwhile: 11 of 50 such copies."""
+    source = tmp_path / "package"
+    cache = source / "__pycache__"
+    cache.mkdir(parents=True)
+    for number in range(200):
+        (cache / f"module{number}.pyc").write_bytes(b"y" * 4096)
+        os.utime(cache / f"module{number}.pyc", (1_000_000, 1_000_000 + number))
+    (source / "link").symlink_to("__pycache__")
+    writer = subprocess.Popen([sys.executable, "-c", RENAMER, str(cache)])
+    try:
+        for attempt in range(30):
+            target = tmp_path / f"copy{attempt}"
+            copy_as_it_is(source, target)
+            kept = sorted(path.name for path in (target / "__pycache__").glob("module*.pyc"))
+            assert kept == sorted(f"module{number}.pyc" for number in range(200))
+            assert (target / "__pycache__" / "module7.pyc").stat().st_mtime == 1_000_007  # a .pyc still matches
+            assert os.readlink(target / "link") == "__pycache__"
+    finally:
+        writer.kill()
+        writer.wait()
