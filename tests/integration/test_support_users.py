@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.support.users import copy_as_it_is
+from tests.support.users import copy_as_it_is, open_to_readers
 
 # Writes a file into place, as Python's `.pyc` and the code cache's files are: a temporary
 # name of its own, then renamed (bounded: the test kills it sooner).
@@ -46,3 +46,16 @@ def test_a_tree_another_process_writes_in_is_copied_with_every_file_that_stays(t
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_the_copy_is_readable_by_all_and_writable_by_its_owner_alone(tmp_path):
+    """Was: a checkout's group and others' write bits (a clone made under a umask of 0) were
+    kept, and another user could change the code the tests ran as that user."""
+    (tmp_path / "open").mkdir(mode=0o777)
+    os.chmod(tmp_path / "open", 0o777)
+    for name, mode in (("module.py", 0o666), ("script", 0o775), ("private", 0o600)):
+        (tmp_path / "open" / name).write_text("")
+        os.chmod(tmp_path / "open" / name, mode)
+    open_to_readers(tmp_path)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "open", *(tmp_path / "open").iterdir())}
+    assert modes == {"open": 0o755, "module.py": 0o644, "script": 0o755, "private": 0o644}

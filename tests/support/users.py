@@ -189,12 +189,15 @@ def copy_as_it_is(source: Path, target: Path) -> None:
 
 def open_to_readers(top: Path) -> None:
     """Every file and directory under `top` readable by all (and each executable one, and
-    each directory, enterable and runnable by all), as the checkout's modes may not be."""
+    each directory, enterable and runnable by all), as the checkout's modes may not be, and
+    writable by its owner alone. Was: group and others' write bits were kept from the
+    checkout (a clone made under a umask of 0), so another user could change the code the
+    tests ran as that user."""
     for directory, _, files in os.walk(top):
         for path in (directory, *(os.path.join(directory, name) for name in files)):
             mode = os.lstat(path).st_mode
             if not os.path.islink(path):  # a link's own mode is never looked at
-                os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
+                os.chmod(path, (mode | 0o444 | (0o111 if mode & 0o100 else 0)) & ~0o022)
 
 
 def required_distributions(name: str) -> list[importlib.metadata.Distribution]:
