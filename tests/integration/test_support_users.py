@@ -8,8 +8,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from tests.support.users import copy_as_it_is, open_to_readers
+from tests.support.users import COPY_PREFIX, REPO, copy_as_it_is, open_to_readers, remove_copies_left
 
 # Writes a file into place, as Python's `.pyc` and the code cache's files are: a temporary
 # name of its own, then renamed (bounded: the test kills it sooner).
@@ -59,3 +60,31 @@ def test_the_copy_is_readable_by_all_and_writable_by_its_owner_alone(tmp_path):
     open_to_readers(tmp_path)
     modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "open", *(tmp_path / "open").iterdir())}
     assert modes == {"open": 0o755, "module.py": 0o644, "script": 0o755, "private": 0o644}
+
+
+def test_a_copy_whose_process_was_killed_is_removed_by_the_next_copy(tmp_path):
+    """A worker SIGKILLed (xdist's crash, the OOM killer) runs no `atexit` handler. Was: its
+    copy, 20 MB, stayed in /tmp for good; now the next process that makes one removes it,
+    and a live process's, another's directory, are kept."""
+    make = textwrap.dedent("""
+        import os, signal, sys
+        from tests.support.users import readable_copy
+        print(readable_copy(), flush=True)
+        if sys.argv[1] == "killed":
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    killed = subprocess.run([sys.executable, "-c", make, "killed"], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert killed.returncode == -9, killed.stderr
+    left = Path(killed.stdout.strip())
+    assert left.name.startswith(COPY_PREFIX) and (left / "executor" / "__init__.py").is_file()
+    live = tmp_path / f"{COPY_PREFIX}{os.getpid()}-abcdefgh"
+    other = tmp_path / f"{COPY_PREFIX}abcdefgh"
+    live.mkdir()
+    other.mkdir()
+    assert remove_copies_left(str(tmp_path)) == []
+    ended = subprocess.run([sys.executable, "-c", make, "ended"], cwd=REPO, capture_output=True, text=True,
+                           timeout=60)
+    assert ended.returncode == 0, ended.stderr
+    assert not left.exists() and not Path(ended.stdout.strip()).exists()  # the killed one's, and its own at exit
+    assert live.is_dir() and other.is_dir()

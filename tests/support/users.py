@@ -151,7 +151,8 @@ def readable_copy() -> str:
     `stoker` as that user skipped."""
     if _COPY:
         return _COPY[0]
-    top = Path(tempfile.mkdtemp(prefix=COPY_PREFIX))
+    remove_copies_left(tempfile.gettempdir())
+    top = Path(tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, top, ignore_errors=True)
     for name in PRODUCT_PACKAGES:
         copy_as_it_is(REPO / name, top / name)
@@ -200,6 +201,34 @@ def open_to_readers(top: Path) -> None:
                 os.chmod(path, (mode | 0o444 | (0o111 if mode & 0o100 else 0)) & ~0o022)
 
 
+def remove_copies_left(directory: str) -> list[str]:
+    """Removes the copies `readable_copy()` made in `directory` whose process is gone, and
+    names them. Was: a process that ends without its `atexit` handlers (a pytest-xdist
+    worker killed: a crash, the OOM killer, `kill -9`) left its copy, 20 MB, in /tmp for
+    good, at every such run. A copy of a live process, or another user's, is kept."""
+    removed = []
+    for entry in os.scandir(directory):
+        pid = entry.name.removeprefix(COPY_PREFIX).partition("-")[0]
+        if not entry.name.startswith(COPY_PREFIX) or not pid.isdigit() or not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.stat(follow_symlinks=False).st_uid != os.geteuid() or alive(int(pid)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
+
+
+def alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def required_distributions(name: str) -> list[importlib.metadata.Distribution]:
     """The installed distributions `name` requires (no extra's), and theirs, once each."""
     found: dict[str, importlib.metadata.Distribution] = {}
@@ -225,7 +254,7 @@ def reachable(path: Path | str, stoker: list[str]) -> str:
 
 
 PRODUCT_PACKAGES = ("executor", "config", "healthcheck")
-COPY_PREFIX = "stoker-readable-"  # then mkdtemp's letters
+COPY_PREFIX = "stoker-readable-"  # then the pid of the process that made it, a dash, mkdtemp's letters
 _COPY: list[str] = []  # the copy's directory, once made
 
 
