@@ -140,8 +140,9 @@ def stoker_as(uid: int, gid: int) -> list[str] | None:
 
 
 def readable_copy() -> str:
-    """A directory every user may read (in the temp directory, removed as this process exits),
-    made once per process (a pytest-xdist worker), holding what a child Python run as another
+    """A directory every user may read and root alone may write (in the temp directory, named
+    with this process's pid: removed as it exits, or by the next process that makes one
+    when it was killed before, `remove_copies_left`), made once per process (a pytest-xdist worker), holding what a child Python run as another
     user imports: a copy of this checkout's packages as they are (executor, config,
     healthcheck, with their `__pycache__`: the code cache files), of `tests/support` (`tests`
     is a namespace package), and of the installed distributions the product requires
