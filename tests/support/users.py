@@ -140,8 +140,9 @@ def stoker_as(uid: int, gid: int) -> list[str] | None:
 
 
 def readable_copy() -> str:
-    """A directory every user may read (in the temp directory, removed as this process exits),
-    made once per process (a pytest-xdist worker), holding what a child Python run as another
+    """A directory every user may read and root alone may write (in the temp directory, named
+    with this process's pid: removed as it exits, or by the next process that makes one
+    when it was killed before, `remove_copies_left`), made once per process (a pytest-xdist worker), holding what a child Python run as another
     user imports: a copy of this checkout's packages as they are (executor, config,
     healthcheck, with their `__pycache__`: the code cache files), of `tests/support` (`tests`
     is a namespace package), and of the installed distributions the product requires
@@ -151,11 +152,12 @@ def readable_copy() -> str:
     `stoker` as that user skipped."""
     if _COPY:
         return _COPY[0]
-    top = Path(tempfile.mkdtemp(prefix="stoker-readable-"))
+    remove_copies_left(tempfile.gettempdir())
+    top = Path(tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, top, ignore_errors=True)
     for name in PRODUCT_PACKAGES:
-        shutil.copytree(REPO / name, top / name, symlinks=True)
-    shutil.copytree(REPO / "tests" / "support", top / "tests" / "support", symlinks=True)
+        copy_as_it_is(REPO / name, top / name)
+    copy_as_it_is(REPO / "tests" / "support", top / "tests" / "support")
     for distribution in required_distributions("stoker"):
         for file in distribution.files or ():
             source = Path(str(distribution.locate_file(file)))
@@ -163,13 +165,69 @@ def readable_copy() -> str:
                 continue  # a script in the venv's bin, or a file RECORD names but none wrote
             (top / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, top / file)
-    for directory, _, files in os.walk(top):  # readable by all, as the checkout's modes may not be
+    open_to_readers(top)
+    _COPY.append(str(top))
+    return _COPY[0]
+
+
+def copy_as_it_is(source: Path, target: Path) -> None:
+    """`source`'s tree at `target`: its files with their modes and times (a `.pyc` still
+    matches its source's), its symlinks as links; what vanishes while it is copied is left
+    out. Was: `shutil.copytree`, which raised `shutil.Error` when a file it had listed was
+    gone: another worker's test writing the checkout's `__pycache__` (the warm step,
+    `python -m executor.codecache`, a `.pyc`) renames its temporary files into place, and
+    copytree failed so in 11 of 50 copies of a directory another process wrote in."""
+    for directory, subdirectories, files in os.walk(source):  # a directory gone is not walked
+        into = target / os.path.relpath(directory, source)
+        into.mkdir(parents=True, exist_ok=True)
+        for name in (*subdirectories, *files):
+            path = os.path.join(directory, name)
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.islink(path):  # walk does not follow one to a directory
+                    os.symlink(os.readlink(path), into / name)
+                elif name in files:
+                    shutil.copy2(path, into / name)
+
+
+def open_to_readers(top: Path) -> None:
+    """Every file and directory under `top` readable by all (and each executable one, and
+    each directory, enterable and runnable by all), as the checkout's modes may not be, and
+    writable by its owner alone. Was: group and others' write bits were kept from the
+    checkout (a clone made under a umask of 0), so another user could change the code the
+    tests ran as that user."""
+    for directory, _, files in os.walk(top):
         for path in (directory, *(os.path.join(directory, name) for name in files)):
             mode = os.lstat(path).st_mode
             if not os.path.islink(path):  # a link's own mode is never looked at
-                os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
-    _COPY.append(str(top))
-    return _COPY[0]
+                os.chmod(path, (mode | 0o444 | (0o111 if mode & 0o100 else 0)) & ~0o022)
+
+
+def remove_copies_left(directory: str) -> list[str]:
+    """Removes the copies `readable_copy()` made in `directory` whose process is gone, and
+    names them. Was: a process that ends without its `atexit` handlers (a pytest-xdist
+    worker killed: a crash, the OOM killer, `kill -9`) left its copy, 20 MB, in /tmp for
+    good, at every such run. A copy of a live process, or another user's, is kept."""
+    removed = []
+    for entry in os.scandir(directory):
+        pid = entry.name.removeprefix(COPY_PREFIX).partition("-")[0]
+        if not entry.name.startswith(COPY_PREFIX) or not pid.isdigit() or not entry.is_dir(follow_symlinks=False):
+            continue
+        if entry.stat(follow_symlinks=False).st_uid != os.geteuid() or alive(int(pid)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
+
+
+def alive(pid: int) -> bool:
+    """Whether a process `pid` exists (one of another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def required_distributions(name: str) -> list[importlib.metadata.Distribution]:
@@ -197,6 +255,7 @@ def reachable(path: Path | str, stoker: list[str]) -> str:
 
 
 PRODUCT_PACKAGES = ("executor", "config", "healthcheck")
+COPY_PREFIX = "stoker-readable-"  # then the pid of the process that made it, a dash, mkdtemp's letters
 _COPY: list[str] = []  # the copy's directory, once made
 
 
