@@ -222,6 +222,13 @@ def long_integers(tree: Any, path: str) -> Iterable[str]:
         for i, v in enumerate(tree):
             yield from long_integers(v, f"{path}[{i}]")
 
+def long_integer_problem(path: str) -> str:
+    """What is wrong with the integer at `path` that `long_integers` found: the words of a
+    config's check and of a task document's (`config.document`), the same."""
+    return (f"{path} is an integer of more than {MAX_INT_DIGITS} digits: more than any count or size "
+            "a task can use, and more than Python writes as text")
+
+
 def too_many_digits(value: int) -> bool:
     """Whether `value` has more digits than `str()` writes (MAX_INT_DIGITS): exactly, as
     the count from its bits (`integer_chars`, a sign counted, up to 2 over) is not: 10**4299,
