@@ -365,6 +365,7 @@ def test_a_frozen_supervisor_that_recorded_nothing_is_said_frozen(tmp_path, caps
         assert (code, doc["supervisor_pid"], doc["supervisor_alive"]) == (0, holder.pid, True)
         assert (doc["supervisor_frozen"], doc["supervisor_frozen_cgroup"]) == (True, directory)
         assert f"the supervisor (pid {holder.pid}) is frozen (its cgroup {directory})" in err
-    finally:
+    finally:  # the cgroup's members killed (a frozen one too), then the holder, were it never moved in
         test_cgroups.remove(directory)
+        holder.kill()
         holder.wait()
