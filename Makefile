@@ -16,6 +16,8 @@ RUNS    := .run
 # it was made), installed (the checkout editable, with the test extra) and stamped last, by one
 # make of the checkout at a time (tools/make_venv.py). Looked at again whenever its python is
 # gone, and whenever PY is given (`make test PY=python3.12`): then it must be that Python's.
+# PY names one program, quoted in the recipes (a path with a space runs as one), not a command
+# line: `PY="env python3"` or `PY="python3 -X dev"` is looked for as one file of that name.
 SAME_PY := $(if $(filter command line environment,$(origin PY)),--same-python)
 ifneq ($(SAME_PY)$(if $(realpath $(BIN)/python),,gone),)
 $(STAMP): FORCE

@@ -20,7 +20,7 @@ from config.loader import prepare_job
 from config.schema import Job
 from config.templates import normalize_tree
 from config.typed_tree import from_tree
-from config.words import quoted
+from config.words import MAX_INT_DIGITS, long_integer_problem, long_integers, quoted
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 _KEYS = ("job", "instance", "assigned_ports")
@@ -68,7 +68,7 @@ def _decode(data: bytes | str) -> TaskDocument:
     try:
         doc = json.loads(text)
     except ValueError as exc:
-        raise _fail(f"it is not JSON ({exc})") from None
+        raise _fail(long_integer_in(text) or f"it is not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise _fail(f"it must be a JSON object, not {_json_type(doc)}")
     unknown = sorted(set(doc) - set(_KEYS))
@@ -85,6 +85,26 @@ def _decode(data: bytes | str) -> TaskDocument:
     ports = _ports(doc.get("assigned_ports", {}))
     job = from_tree(Job, normalize_tree(doc["job"]), "job")
     return TaskDocument(job=prepare_job(job, "task document"), instance=instance, assigned_ports=ports)
+
+
+def long_integer_in(text: str, root: str = "") -> str:
+    """Where json could not read `text`: an integer of more digits than Python reads, named
+    as a config's check names it (`job.task.max_failures is an integer of more than 4300
+    digits`), below `root` (a job's JSON: "job") or, without one, by the object's own keys
+    (a task document's); "" for anything else. Was: "it is not JSON (Exceeds the limit ...
+    use sys.set_int_max_str_digits() ...)", naming no field. Read again only on that error."""
+    def number(digits: str) -> int:  # one too long: a number as long, that `long_integers` finds
+        return int(digits) if len(digits.lstrip("-")) <= MAX_INT_DIGITS else 10**MAX_INT_DIGITS
+
+    try:
+        doc = json.loads(text, parse_int=number)
+    except ValueError:
+        return ""
+    if not isinstance(doc, dict):  # no task document nor job: said so after json's words
+        return ""
+    found = long_integers(doc, root) if root else (path for key, value in doc.items()
+                                                   for path in long_integers(value, key))
+    return next(map(long_integer_problem, found), "")
 
 
 def _as_bytes(data: Any) -> bytes:

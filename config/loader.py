@@ -41,7 +41,15 @@ from config.spec import (
 )
 from config.templates import cycle_problems, expand_field, flatten, load_time_unbound
 from config.warnfilters import filtered, ignored, shown_not_raised
-from config.words import MAX_INT_DIGITS, lone_surrogate, long_integers, quoted, shell_path, shell_word, texts
+from config.words import (
+    lone_surrogate,
+    long_integer_problem,
+    long_integers,
+    quoted,
+    shell_path,
+    shell_word,
+    texts,
+)
 
 if TYPE_CHECKING:  # loaded at the first order problem (`_order_problems`)
     from config.orderproblems import OrderProblem
@@ -298,8 +306,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
     problems = [f"{path} = {show(text)} holds {half}, half of a UTF-16 surrogate pair: no character, "
                 "so no process, file or log can hold it" for path, text in texts(job, "job")
                 if (half := lone_surrogate(text)) is not None]
-    problems += [f"{path} is an integer of more than {MAX_INT_DIGITS} digits: more than any count or size "
-                 "a task can use, and more than Python writes as text" for path in long_integers(job, "job")]
+    problems += [long_integer_problem(path) for path in long_integers(job, "job")]
     if problems:
         return problems
     for field in ("cluster", "role", "environment", "name"):

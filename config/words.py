@@ -213,7 +213,7 @@ def long_integers(tree: Any, path: str) -> Iterable[str]:
     Python writes as text (`sys.get_int_max_str_digits()`, 4300): `str()` of one raises
     ValueError in a message, `stoker inspect`, the checkpoint's JSON and the TaskInfo alike.
     An .aurora file makes one with `10**5000`; its text (`'1' * 5000`) is refused apart."""
-    if isinstance(tree, int) and integer_chars(tree) > MAX_INT_DIGITS:
+    if isinstance(tree, int) and too_many_digits(tree):
         yield path
     elif isinstance(tree, dict):
         for k, v in tree.items():
@@ -222,6 +222,20 @@ def long_integers(tree: Any, path: str) -> Iterable[str]:
         for i, v in enumerate(tree):
             yield from long_integers(v, f"{path}[{i}]")
 
+def long_integer_problem(path: str) -> str:
+    """What is wrong with the integer at `path` that `long_integers` found: the words of a
+    config's check and of a task document's (`config.document`), the same."""
+    return (f"{path} is an integer of more than {MAX_INT_DIGITS} digits: more than any count or size "
+            "a task can use, and more than Python writes as text")
+
+
+def too_many_digits(value: int) -> bool:
+    """Whether `value` has more digits than `str()` writes (MAX_INT_DIGITS): exactly, as
+    the count from its bits (`integer_chars`, a sign counted, up to 2 over) is not: 10**4299,
+    of 4300 digits, which `str()` writes, was counted 4301."""
+    if value.bit_length() < 14000:  # under 4215 digits
+        return False
+    return sys.get_int_max_str_digits() != 0 and abs(value) >= 10**MAX_INT_DIGITS
 
 
 def integer_chars(value: int) -> int:

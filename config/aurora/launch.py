@@ -113,6 +113,11 @@ def _job_json(task: AuroraTask) -> dict[str, Any]:
     try:
         doc = json.loads(task.executor_data)
     except (ValueError, RecursionError) as exc:
+        from config.document import long_integer_in  # (only here: an integer too long, named)
+
+        named = isinstance(exc, ValueError) and long_integer_in(task.executor_data, "job")
+        if named:
+            raise _fail(task, f"{DATA_FIELD}: {named}") from None
         raise _fail(task, f"{DATA_FIELD} is not JSON (Could not deserialize thermos config: {exc})") from None
     if not isinstance(doc, dict):
         raise _fail(task, f"{DATA_FIELD} must be a JSON object (the job), not {type(doc).__name__}")

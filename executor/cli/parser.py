@@ -61,6 +61,7 @@ class _Parser(argparse.ArgumentParser):
     error: status 0, the text lost)."""
 
     commands: dict[str, argparse.ArgumentParser] = {}  # the top parser's: its subcommands' parsers
+    words: list[str] = []  # the words this parser read (a subcommand's: those after its name)
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         """argparse's, but a word left over that may be a name starting with `-` is said by
@@ -72,9 +73,21 @@ class _Parser(argparse.ArgumentParser):
             command = getattr(known, "command", None)
             parser = self.commands.get(command or "") or self
             names = parser is not self and any(not action.option_strings for action in parser._actions)
-            hint = _dashed_name(command, extras) if names else ""
+            hint = _dashed_name(parser, extras) if names else ""
             (parser if hint else self).error(f"unrecognized arguments: {' '.join(extras)}{hint}")
         return known
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """argparse's, the words kept for `error` (a subcommand's parser is given its own)."""
+        self.words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> Any:
+        """argparse's, with how to give a name that starts with `-` where it left a required
+        one missing: `stoker kill -x` said only "the following arguments are required"."""
+        if message.startswith("the following arguments are required") and not self.commands:
+            message += _dashed_name(self, self.words)
+        super().error(message)
 
     def _print_message(self, message: str, file: Any = None) -> None:
         if file is None or file is not sys.stdout or not message:
@@ -93,16 +106,24 @@ class _Parser(argparse.ArgumentParser):
             self.exit(stdout_unwritable(exc))
 
 
-def _dashed_name(command: str | None, extras: list[str]) -> str:
-    """For a word left over that starts with one `-`, as a name may, how to give it as one
-    (as `rm` and `git` say: after `--`, or as a path); "" for none."""
-    dashed = next((word for word in extras if word.startswith("-") and not word.startswith("--")), None)
-    if dashed is None:
+def _dashed_name(parser: Any, among: list[str]) -> str:
+    """For a word of `among` that starts with one `-`, as a name may, and is none of the
+    parser's options (`-n5` is `-n 5`; `-1` argparse reads as a name), how to give it as one
+    (as `rm` and `git` say: after `--`, or as a path): the words given, `--` put before it,
+    when no option follows it (after one, `--` would make it a name too); "" for none."""
+    words = parser.words[:parser.words.index("--")] if "--" in parser.words else parser.words
+    shorts = [option for option in parser._option_string_actions if not option.startswith("--")]
+    at = next((i for i, word in enumerate(words) if word in among and word[:1] == "-" and word[1:2] not in "-.0123456789"
+               and not any(word.startswith(short) for short in shorts)), None)
+    if at is None:
         return ""
     from config.words import shell_word
 
+    after = words[at + 1:]
+    how = ("after the options" if any(word[:1] == "-" for word in after)
+           else " ".join([parser.prog, *map(shell_word, words[:at]), "--", *map(shell_word, words[at:])]))
     return (f" (a name that starts with '-' is read as an option: put -- before it, "
-            f"stoker {command} -- {shell_word(dashed)}, or write it as a path, {shell_word('./' + dashed)})")
+            f"{how}, or write it as a path, {shell_word('./' + words[at])})")
 
 
 def build(only: str | None = None) -> argparse.ArgumentParser:

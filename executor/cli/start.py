@@ -367,8 +367,10 @@ def _owner_umask(command: str) -> None:
     it made its sandbox, `.stoker` and the registry without the owner's write, then called
     its sandbox "not writable" (and left the registry so for the next run). Refused before
     anything is made (exit 2), as `_own_proc` refuses, not worked around: the task keeps the
-    umask (as under Thermos), and its own files would be as unwritable to it."""
-    if command != "run":
+    umask (as under Thermos), and its own files would be as unwritable to it. Not as root:
+    root reads, writes and enters what it owns whatever the modes, and its tasks (run as
+    root) ran under `umask 0277` or a unit's `UMask=0277` before the refusal."""
+    if command != "run" or os.geteuid() == 0:
         return
     mask = os.umask(0o022)  # (no other thread yet: none makes a file meanwhile)
     os.umask(mask)

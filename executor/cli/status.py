@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     marker = marker_of(inspection, target.entry)
     (inspection,) = with_leftovers([inspection], [marker])
     if inspection.view is None:  # a supervisor took the sandbox and recorded nothing
-        sys.stdout.write(json.dumps(status_json(inspection), indent=2) + "\n" if args.json else
-                         format_unrecorded(inspection, marker))
+        frozen = _say_frozen(inspection.supervisor_pid, inspection.truth.alive, frozenset())
+        doc = status_json(inspection) | dict(supervisor_frozen=frozen is not None, supervisor_frozen_cgroup=frozen)
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n" if args.json else format_unrecorded(inspection, marker))
         return 0
     view = inspection.view
     assert view is not None
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     now = time.time()
     figures = figures_of(inspection, marker)
     starts, stopped = _kernel_view(view, inspection.truth.alive)
-    frozen = _say_frozen(view, inspection.truth.alive, stopped)
+    frozen = _say_frozen(view.current.supervisor_pid, inspection.truth.alive, stopped)
     if args.json:
         print(json.dumps(_json_doc(inspection, figures, now, stopped, frozen), indent=2, default=str))
     else:
@@ -175,11 +176,11 @@ def figures_of(inspection: Inspection, marker: str) -> Figures:
     return task_figures(inspection, marker, *measure(inspection, marker, UsageSampler()))
 
 
-def _say_frozen(view: TaskView, alive: bool, stopped: frozenset[str]) -> str | None:
-    """The cgroup that holds the live supervisor frozen (`systemctl freeze`, `docker pause`),
-    said in one warning on stderr: the kernel shows it sleeping, so it reads as running,
-    though it supervises nothing until thawed (one stopped is said in the view itself)."""
-    pid = view.current.supervisor_pid
+def _say_frozen(pid: int | None, alive: bool, stopped: frozenset[str]) -> str | None:
+    """The cgroup that holds the live supervisor `pid` frozen (`systemctl freeze`, `docker
+    pause`), said in one warning on stderr: the kernel shows it sleeping, so it reads as
+    running, though it supervises nothing until thawed (one stopped is said in the view
+    itself); one that recorded nothing yet too (it read as starting)."""
     if not alive or pid is None or "" in stopped:
         return None
     from executor.host.frozen import frozen_cgroup

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from config.aurora.errors import TaskDataError
-from config.aurora.launch import LEGACY_CLUSTER, aurora_launch, bind_aurora
+from config.aurora.launch import DATA_FIELD, LEGACY_CLUSTER, aurora_launch, bind_aurora
 from config.aurora.taskdata import decode_task_data
 from config.errors import ConfigError
 from config.spec import CheckKind
@@ -209,3 +209,15 @@ def test_a_json_launch_never_imports_thriftpy2(tmp_path):
                           timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [True, False]
+
+
+def test_an_integer_of_more_digits_than_python_reads_in_aurora_s_payload_is_named(tmp_path):
+    """`"max_failures": 1000...` (5000 digits) in executorConfig.data: json's ValueError said
+    it "is not JSON (... Exceeds the limit (4300 digits) ... use sys.set_int_max_str_digits()",
+    naming no field, where a config's `10**5000` is refused naming it."""
+    job = _with(tmp_path, lambda d: d["task"].update(max_failures=123454321)).replace("123454321", "1" + "0" * 5000)
+    raw = assigned_task(job, role="www-data", ports={"http": 31001}, task_id=TID)
+    with pytest.raises(ConfigError) as caught:
+        launched(raw)
+    assert str(caught.value).endswith(f"{DATA_FIELD}: job.task.max_failures is an integer of more than 4300 digits: "
+                                      "more than any count or size a task can use, and more than Python writes as text")

@@ -102,3 +102,17 @@ def test_an_integer_of_more_digits_than_python_writes_is_refused_naming_the_fiel
                                        "count or size a task can use, and more than Python writes as text")
     many = write_config(tmp_path, job_text(task_extra=", max_failures=10**4000"), "many.aurora")
     assert plain(load_job(many))["task"]["max_failures"] == 10**4000
+
+
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_an_integer_of_exactly_as_many_digits_as_python_writes_is_a_number(tmp_path, sign):
+    """10**4299 has 4300 digits, which `str()` writes (it refuses more than 4300): the count
+    from its bits (4301, with a sign that is not a digit) refused it as "more than 4300"."""
+    config = write_config(tmp_path, job_text(task_extra=f", max_failures={sign}10**4299"))
+    if sign:  # a number, so judged as one
+        assert error_of(config).endswith(" must be at least 0 (0 = never)")
+    else:
+        assert plain(load_job(config))["task"]["max_failures"] == 10**4299
+    config = write_config(tmp_path, job_text(task_extra=f", max_failures={sign}10**4300"), "more.aurora")
+    assert error_of(config).endswith("job.task.max_failures is an integer of more than 4300 digits: more than any "
+                                     "count or size a task can use, and more than Python writes as text")

@@ -207,3 +207,19 @@ def test_valid_documents_with_one_field_broken(key, value, task_key, task_value,
     if isinstance(broken["task"], dict):
         broken["task"][task_key] = task_value
     decodes_or_rejects(json.dumps({"job": broken, "assigned_ports": {"http": port}}))
+
+
+@pytest.mark.parametrize(("number", "field"), [
+    ("1" + "0" * 5000, "job.max_task_failures"), ("-" + "9" * 4301, "job.max_task_failures"), ("7" * 4400, "instance")])
+def test_an_integer_of_more_digits_than_python_reads_is_named_as_the_config_names_it(number, field):
+    """`"max_task_failures": 1000...` (5000 digits): json's ValueError said the document "is
+    not JSON (Exceeds the limit (4300 digits) for integer string conversion ... use
+    sys.set_int_max_str_digits()", naming no field, where a config's `10**5000` is refused
+    naming it (`stoker inspect CONFIG` and `--task-info` of its document disagreed)."""
+    marker = "123454321"
+    data = (with_job(max_task_failures=int(marker)) if field.startswith("job") else doc(instance=int(marker)))
+    with pytest.raises(TaskDocumentError) as caught:
+        decode(data.replace(marker.encode(), number.encode()))
+    assert str(caught.value) == (f"invalid task document: {field} is an integer of more than 4300 digits: more "
+                                 "than any count or size a task can use, and more than Python writes as text")
+    assert decode(data.replace(marker.encode(), b"1" + b"0" * 4299)).job is not None  # 4300 digits: a number

@@ -126,3 +126,36 @@ def test_a_name_that_starts_with_a_dash_is_said_how_to_give(capsys):
         _parser(None).parse_args(["ps", "-l"])
     assert capsys.readouterr().err.endswith("stoker: error: unrecognized arguments: -l\n")
     assert _parser(None).parse_args(["status", "--", "-dash"]).target == "-dash"
+
+
+@pytest.mark.parametrize(("words", "usage", "suggested"), [
+    (["tail", "-dash"], "stoker tail: error: the following arguments are required: SANDBOX|TASK_ID, PROCESS",
+     "stoker tail -- -dash, or write it as a path, ./-dash)"),
+    (["kill", "-x"], "stoker kill: error: the following arguments are required: SANDBOX|TASK_ID",
+     "stoker kill -- -x, or write it as a path, ./-x)"),
+    (["run", "-config.aurora"], "stoker run: error: the following arguments are required: CONFIG",
+     "stoker run -- -config.aurora, or write it as a path, ./-config.aurora)"),
+    (["kill", "--grace", "2", "-x"], "stoker kill: error: the following arguments are required: SANDBOX|TASK_ID",
+     "stoker kill --grace 2 -- -x, or write it as a path, ./-x)"),
+    (["run", "job.aurora", "-x"], "stoker run: error: unrecognized arguments: -x",
+     "stoker run job.aurora -- -x, or write it as a path, ./-x)"),
+])
+def test_a_name_that_starts_with_a_dash_where_one_is_required_is_said_how_to_give(capsys, words, usage, suggested):
+    """`stoker tail -dash`, `stoker kill -x`, `stoker run -config.aurora`: the name read as
+    an option leaves a required one missing, and argparse said only that (no `--`); and the
+    command suggested keeps the words given around the name (`stoker run job.aurora -x`
+    was told `stoker run -- -x`, which runs a config `-x`)."""
+    with pytest.raises(SystemExit):
+        _parser(None).parse_args(words)
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: stoker {words[0]} ")
+    assert err.endswith(f"{usage} (a name that starts with '-' is read as an option: put -- before it, {suggested}\n")
+
+
+def test_a_missing_name_beside_a_known_option_is_argparse_s_words(capsys):
+    """`stoker tail -n 5`: no name starts with '-' there (`-n` is tail's, `-n5` too): argparse's words alone."""
+    for words in (["tail", "-n", "5"], ["tail", "-n5"]):
+        with pytest.raises(SystemExit):
+            _parser(None).parse_args(words)
+        assert capsys.readouterr().err.endswith(
+            "stoker tail: error: the following arguments are required: SANDBOX|TASK_ID, PROCESS\n")
