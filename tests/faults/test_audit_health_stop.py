@@ -39,6 +39,12 @@ TIMEOUT_SECS = 0.5
 ANSWER_DELAY_SECS = 0.1  # the health command ends this long after it started: while stopped
 STOPPED_SECS = 0.8  # well past the check's timeout
 GO_AFTER_SECS = 0.15  # a paused command's answer comes this long after the resume: within its timeout
+# The paused command's timeout, and its pause: its deadline must pass while it is paused, and
+# it is paused only once it has started (bash, then its first `touch`). Under load (a 2-core
+# CI machine, another worker) that start took more than 0.5 s, past TIMEOUT_SECS: the
+# command timed out before the pause and the test failed.
+PAUSED_TIMEOUT_SECS = 2.0
+PAUSED_SECS = 2.5
 
 HTTP_CHILD = """
 import sys
@@ -85,10 +91,12 @@ def _unread(client_port: int) -> int | None:
 
 
 def _run_stopped(script: str, args: list[str], in_flight, figures, label: str,
-                 while_stopped=lambda: None, after_continue=lambda: None) -> tuple[str, float]:
+                 while_stopped=lambda: None, after_continue=lambda: None, *,
+                 timeout_secs: float = TIMEOUT_SECS, stopped_secs: float = STOPPED_SECS) -> tuple[str, float]:
     """Starts the child, lets it begin its check, stops it once `in_flight()` says the check
-    is waiting, calls `while_stopped()`, keeps it stopped STOPPED_SECS, continues it, calls
-    `after_continue()`; returns what it printed and when it was stopped."""
+    is waiting, calls `while_stopped()`, keeps it stopped `stopped_secs`, continues it, calls
+    `after_continue()`; returns what it printed and when it was stopped. `timeout_secs`: the
+    check's, for the figure."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     child = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO, env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -103,12 +111,12 @@ def _run_stopped(script: str, args: list[str], in_flight, figures, label: str,
         wait_for(lambda: _state(child.pid) == "T", 5, 0.002, message="the child is stopped")
         while_stopped()
         # The stopped span is the point of the test: the check's deadline passes meanwhile.
-        time.sleep(max(0.0, stopped_at + STOPPED_SECS - time.monotonic()))
+        time.sleep(max(0.0, stopped_at + stopped_secs - time.monotonic()))
         os.kill(child.pid, signal.SIGCONT)
         after_continue()
         out, _ = child.communicate(timeout=10)
-        figures.add(f"{label}: stopped", f"{STOPPED_SECS * 1000:.0f} ms "
-                    f"(timeout {TIMEOUT_SECS * 1000:.0f} ms); result: {out.strip()}")
+        figures.add(f"{label}: stopped", f"{stopped_secs * 1000:.0f} ms "
+                    f"(timeout {timeout_secs * 1000:.0f} ms); result: {out.strip()}")
         return out.strip(), stopped_at
     finally:
         if child.poll() is None:
@@ -277,7 +285,7 @@ def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_pat
     is paused with the supervisor, its deadline passes meanwhile, and on resume it still has
     its work to do (here: an answer that comes GO_AFTER_SECS after the resume, as a frozen
     server's would). That is no timeout of the command's, as it is none of an HTTP check's:
-    the check gets its timeout again (was: killed at once, "timed out after 0.5 s"). Also
+    the check gets its timeout again (was: killed at once, "timed out after ..."). Also
     for a command that sends its output elsewhere (`check >/dev/null 2>&1`, common): the
     runner, its pipe at EOF at once, waits for the command's exit alone (was: that wait
     ended at the first deadline, and the command was killed and called timed out)."""
@@ -299,9 +307,10 @@ def test_a_shell_check_paused_with_its_supervisor_gets_its_timeout_again(tmp_pat
         go.touch()
 
     try:
-        out, _ = _run_stopped(SHELL_CHILD, [str(tmp_path), command, marker, str(TIMEOUT_SECS)],
+        out, _ = _run_stopped(SHELL_CHILD, [str(tmp_path), command, marker, str(PAUSED_TIMEOUT_SECS)],
                               started.exists, figures, f"shell paused with its command (output {output})",
-                              pause_the_command, resume_then_answer)
+                              pause_the_command, resume_then_answer,
+                              timeout_secs=PAUSED_TIMEOUT_SECS, stopped_secs=PAUSED_SECS)
     finally:
         _stop_all(entry, signal.SIGCONT)
         proc_scan.kill_carrying(entry)
