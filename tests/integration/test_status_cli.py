@@ -369,3 +369,4 @@ def test_a_frozen_supervisor_that_recorded_nothing_is_said_frozen(tmp_path, caps
         test_cgroups.remove(directory)
         holder.kill()
         holder.wait()
+        cgroups.release(made)  # this process may make another (one task cgroup a process at a time)
