@@ -44,16 +44,21 @@ def test_a_lost_task_goes_by_its_last_sign_the_checkpoint_s_or_the_entry_s(tmp_p
     assert not (root / lost.name).exists()
 
 
+def _a_later_task_s_sandbox(tmp_path):
+    """A registry (a day's retention) and a sandbox whose `.stoker` a later task writes in (its
+    checkpoint fresh): the root, the registry, the sandbox and its `.stoker`'s stat."""
+    root = tmp_path / "root"
+    sandbox = tmp_path / "sb"
+    (sandbox / ".stoker").mkdir(parents=True)
+    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
+    return root, registry(root, retention=DAY), sandbox, os.stat(sandbox / ".stoker")
+
+
 def test_a_lost_task_goes_by_its_own_checkpoint_not_a_later_task_s_in_its_sandbox(tmp_path):
     """Its sandbox deleted and run again (GONE): the later task's checkpoint, in another
     `.stoker` than the one its entry pins, is no sign of it (was: it kept the entry, listed by
     `stoker ps` as not ended, for as long as the later task wrote)."""
-    root = tmp_path / "root"
-    reg = registry(root, retention=DAY)
-    sandbox = tmp_path / "sb"
-    (sandbox / ".stoker").mkdir(parents=True)
-    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
-    st = os.stat(sandbox / ".stoker")
+    root, reg, sandbox, st = _a_later_task_s_sandbox(tmp_path)
     lost = attrs.evolve(entry(sandbox, alive=False, task_id="lost"), stoker_dir=f"{st.st_dev}:{st.st_ino + 1}")
     reg.write(lost)
     age(root / lost.name, 2 * DAY)
@@ -70,12 +75,7 @@ def test_a_lost_task_s_checkpoint_counts_until_a_later_supervisor_took_its_stoke
     retention after that registration at the latest (was: kept, listed by `stoker ps` as not
     ended, for as long as the later task wrote). Before it (an hour ago: the lost task may
     have written until then), or without one, the checkpoint counts as ever."""
-    root = tmp_path / "root"
-    reg = registry(root, retention=DAY)
-    sandbox = tmp_path / "sb"
-    (sandbox / ".stoker").mkdir(parents=True)
-    (sandbox / ".stoker" / "checkpoint.jsonl").write_text("{}\n")  # the later task's, fresh
-    st = os.stat(sandbox / ".stoker")
+    root, reg, sandbox, st = _a_later_task_s_sandbox(tmp_path)
     pin = f"{st.st_dev}:{st.st_ino}"
     # Of an earlier boot (three days ago): which came later is told by the wall clock then
     # (this boot's supervisors are told apart by their starts, `entry.registered_after`).
