@@ -71,20 +71,34 @@ def test_a_port_another_live_run_was_given_is_not_given_again(tmp_path, one_port
             runs.append(once)
             once.wait_output("STARTING → RUNNING", 60)
             once.sigterm_and_close()
-        first = _run(tmp_path, "first", one_port_host, plans)
-        runs.append(first)
-        first.wait_output("STARTING → RUNNING", 60)
-        assert f"ports http={PORT}" in first.stdout()
-        second = _run(tmp_path, "second", one_port_host, plans)
-        runs.append(second)
-        _refused_the_port(second)
+        second = _second_refused_the_first_s_port(tmp_path, runs, (one_port_host, one_port_host), plans)
         assert REFUSED in second.stderr()
-        assert f"(the last, {PORT}, by pid {first.proc.pid} (" in second.stderr(), second.stderr()
-        assert first.proc.poll() is None
     finally:
-        for run in runs:
-            run.close()
-        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))
+        _closed(tmp_path, runs)
+
+
+def _second_refused_the_first_s_port(tmp_path, runs: list[StokerProcess], launchers: tuple[tuple[str, ...], ...],
+                                     plans: str, *args: str) -> StokerProcess:
+    """`first` run (through the first launcher) and given PORT, then `second` (through the
+    second) refused it, naming `first` as its holder, `first` running on; both added to
+    `runs` as they start. The second run."""
+    first = _run(tmp_path, "first", launchers[0], plans, *args)
+    runs.append(first)
+    first.wait_output("STARTING → RUNNING", 60)
+    assert f"ports http={PORT}" in first.stdout()
+    second = _run(tmp_path, "second", launchers[1], plans, *args)
+    runs.append(second)
+    _refused_the_port(second)
+    assert f"(the last, {PORT}, by pid {first.proc.pid} (" in second.stderr(), second.stderr()
+    assert first.proc.poll() is None
+    return second
+
+
+def _closed(tmp_path, runs: list[StokerProcess], names: tuple[str, ...] = ("first", "second")) -> None:
+    """Every run closed, and what the runs of those names left killed."""
+    for run in runs:
+        run.close()
+    kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in names)))
 
 
 def _refused_the_port(run: StokerProcess) -> None:
@@ -171,9 +185,7 @@ def test_a_port_given_with_port_is_claimed_not_refused(tmp_path, one_port_host):
         again.wait_output("STARTING → RUNNING", 60)
         assert first.proc.poll() is None
     finally:
-        for run in runs:
-            run.close()
-        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "chosen", "again"))))
+        _closed(tmp_path, runs, ("first", "chosen", "again"))
 
 
 def test_a_port_stays_claimed_between_two_attempts(tmp_path, one_port_host):
@@ -195,9 +207,7 @@ def test_a_port_stays_claimed_between_two_attempts(tmp_path, one_port_host):
         _refused_the_port(second)
         assert first.proc.poll() is None
     finally:
-        for run in runs:
-            run.close()
-        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("failing", "second"))))
+        _closed(tmp_path, runs, ("failing", "second"))
 
 
 def test_a_run_whose_registry_root_cannot_be_made_chooses_its_ports_unclaimed(tmp_path):
@@ -247,16 +257,6 @@ def test_a_port_a_run_was_given_before_the_host_was_renamed_is_not_given_again(t
     renamed = ("unshare", "-u", "sh", "-c", 'hostname stoker-test-earlier-name && exec "$@"', "sh", *one_port_host)
     runs: list[StokerProcess] = []
     try:
-        first = _run(tmp_path, "first", renamed, "off", "--root", str(root))
-        runs.append(first)
-        first.wait_output("STARTING → RUNNING", 60)
-        assert f"ports http={PORT}" in first.stdout()
-        second = _run(tmp_path, "second", one_port_host, "off", "--root", str(root))
-        runs.append(second)
-        _refused_the_port(second)
-        assert f"(the last, {PORT}, by pid {first.proc.pid} (" in second.stderr(), second.stderr()
-        assert first.proc.poll() is None
+        _second_refused_the_first_s_port(tmp_path, runs, (renamed, one_port_host), "off", "--root", str(root))
     finally:
-        for run in runs:
-            run.close()
-        kill_leftovers(set().union(*(task_pids(tmp_path / f"sandbox-{n}") for n in ("first", "second"))))
+        _closed(tmp_path, runs)
