@@ -1,7 +1,9 @@
 """The host registry's entries. PURE.
 
 Owns the format of one registry entry (`RegistryEntry`, one JSON object per file, named
-after its supervisor: `PID-STARTTICKS.json`, with its format's `version`), and the rule of
+after its supervisor: `PID-STARTTICKS.json`, or `PID-STARTTICKS.TAG.json` where another
+host's supervisor of that pid and start holds that name in a shared root (`tagged_name`),
+with its format's `version`), and the rule of
 how long one stays listed (`expired`): an ended or LOST task stays until the last sign of
 it is older than the retention. What a task's state is, given its checkpoint and whether its supervisor runs,
 is `executor/host/truth.py`'s (only the inspection commands load it).
@@ -20,7 +22,7 @@ from typing import Any
 import attrs
 
 ENTRY_SUFFIX = ".json"
-ENTRY_NAME = re.compile(r"^[1-9][0-9]{0,9}-[0-9]{1,20}\.json$")
+ENTRY_NAME = re.compile(r"^[1-9][0-9]{0,9}-[0-9]{1,20}(?:\.[0-9a-z]{1,16})?\.json$")
 TERMINAL_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
 LOST = "LOST"
 NO_TASK = "NEW"  # a supervisor that has not started a task yet (an executor before LAUNCH)
@@ -36,8 +38,31 @@ class FrontEnd(enum.Enum):
     EXECUTOR = "executor"  # `stoker executor`, under a Mesos agent
 
 
-def entry_name(pid: int, start_ticks: int) -> str:
-    return f"{pid}-{start_ticks}{ENTRY_SUFFIX}"
+def entry_name(pid: int, start_ticks: int, tag: str = "") -> str:
+    return f"{pid}-{start_ticks}{'.' + tag if tag else ''}{ENTRY_SUFFIX}"
+
+
+def name_tag(boot: str, host_id: str) -> str:
+    """The tag of a supervisor's second name: the first 16 letters and digits of its boot's
+    id (random at each boot), else of its machine id; "" where neither is known."""
+    return "".join(c for c in (boot or host_id).lower() if c.isascii() and c.isalnum())[:16]
+
+
+def claims_name(boot: str, host: tuple[str, str]) -> str:
+    """The name of the port claims file of the kernel that booted as `boot` (`boot_id`), else,
+    where that is not known, of the host `host` (machine id, host name); the characters of
+    neither that a file name had better not hold as `_`. One a host, so that where several
+    hosts share the root (a home on NFS), one host's claims on its own loopback ports never
+    keep another's runs from choosing the same numbers on theirs; by its boot, not its name:
+    named by the host name, a run started after the host was renamed (`hostnamectl
+    set-hostname`, DHCP) claimed in another file than a run started before it, and so did a
+    container of the host's network (`--network host`) under a name or machine id of its
+    own, and each was given the other's port. Containers of one host in networks of their
+    own claim in one file too, as they did in the one file of every host: a port one claims
+    is not chosen by another, which chooses again."""
+    parts = (boot,) if boot else host
+    return "ports." + ".".join("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
+                               for part in parts) + ".claims"
 
 
 # A damaged field raises a bare ValueError: `from_json` turns any of them into None.
@@ -142,6 +167,23 @@ class RegistryEntry:
     @property
     def name(self) -> str:
         return entry_name(self.supervisor_pid, self.supervisor_start)
+
+    @property
+    def tagged_name(self) -> str:
+        """The name this entry is written under where its `name` is another supervisor's: one
+        of another host sharing the root (a pid and start on two hosts, identical machines
+        booted alike), or of an earlier boot of this one; "" where no tag is known."""
+        tag = name_tag(self.supervisor_boot, self.host_id)
+        return entry_name(self.supervisor_pid, self.supervisor_start, tag) if tag else ""
+
+    def named(self, name: str) -> bool:
+        """Whether a file named `name` may hold this entry (its `name` or `tagged_name`)."""
+        return name == self.name or name == self.tagged_name
+
+    def same_supervisor(self, other: RegistryEntry) -> bool:
+        """Whether `other` is this entry's supervisor's (its pid, start, boot and host)."""
+        return (self.supervisor_pid, self.supervisor_start, self.supervisor_boot, self.host_id) == \
+            (other.supervisor_pid, other.supervisor_start, other.supervisor_boot, other.host_id)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -57,9 +57,9 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, expired, takers_after
+from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, claims_name, expired, takers_after
 from executor.host.identity import host_identity, of_this_host, supervisor_alive
-from executor.host.replacefile import TEMP_SUFFIX, make_dirs, replace_file, untrusted_level
+from executor.host.replacefile import TEMP_SUFFIX, create_file, make_dirs, replace_file, untrusted_level
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
 from executor.procs import saferead
@@ -86,10 +86,11 @@ class RegistryUnreadable(Exception):
 
 @attrs.frozen(slots=True)
 class Listed:
-    """An entry as read, with its file's modification time."""
+    """An entry as read, with its file's modification time and name (`RegistryEntry.named`)."""
 
     entry: RegistryEntry
     mtime: float
+    name: str
 
 
 class Registry:
@@ -102,6 +103,7 @@ class Registry:
         self.retention_secs = settings.registry_retention_secs
         self._alive = alive or supervisor_alive
         self._kept = kept
+        self._names: dict[tuple[int, int, str], str] = {}  # the file each supervisor's entry went in
 
     # ---- writing ----
 
@@ -117,7 +119,7 @@ class Registry:
                 if prune:
                     prune_some(fd, time.time(), self.retention_secs, self._alive)
                 doc = entry.to_json() | {"sandbox": _portable(entry.sandbox)}
-                replace_file(entry.name, json.dumps(doc).encode(), dir_fd=fd)
+                self._put(fd, entry, json.dumps(doc).encode())
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -128,6 +130,20 @@ class Registry:
                             f"`stoker ps` will not list it")
             return False
         return True
+
+    def _put(self, dir_fd: int, entry: RegistryEntry, data: bytes) -> None:
+        """`data` as `entry`'s file: under its `name` unless another supervisor's entry is
+        there (another host's of the same pid and start, in a root hosts share; an earlier
+        boot's), then under its `tagged_name`; the first write makes the file only where none
+        is (two hosts writing one name at once: one of them is told), later ones replace it."""
+        key = (entry.supervisor_pid, entry.supervisor_start, entry.supervisor_boot)
+        name = self._names.get(key)
+        if name is None:
+            name, written = _free_name(dir_fd, entry, data)
+            self._names[key] = name
+            if written:
+                return
+        replace_file(name, data, dir_fd=dir_fd)
 
     def open_claims(self) -> int:
         """This host's port claims file (`claims_name`, made 0600) in the registry root, made as
@@ -196,8 +212,8 @@ class Registry:
                                      f"{saferead.describe(exc)}") from None
         finally:
             os.close(fd)
-        kept = [item for item in found if item.entry.name not in gone]
-        kept.sort(key=lambda item: (item.entry.registered_wall, item.entry.name))
+        kept = [item for item in found if item.name not in gone]
+        kept.sort(key=lambda item: (item.entry.registered_wall, item.name))
         return kept, len(denied), unread
 
     def _open_root(self) -> int:
@@ -292,9 +308,9 @@ def prune(dir_fd: int, found: list[Listed], read: set[str], now: float, retentio
             ours = (i.entry for i in found if of_this_host(i.entry, here))
             taken = min((e.registered_wall for e in takers_after(ours, entry)), default=own)
             last = max(item.mtime, min(own, taken))
-        if expired(last, now, retention_secs) and _unlink(dir_fd, entry.name):
-            gone.add(entry.name)
-    damaged = read - {item.entry.name for item in found}
+        if expired(last, now, retention_secs) and _unlink(dir_fd, item.name):
+            gone.add(item.name)
+    damaged = read - {item.name for item in found}
     for name in os.listdir(dir_fd) if names is None else names:
         if name.endswith(TEMP_SUFFIX):
             limit = STALE_TEMP_SECS  # a writer that died between write and rename
@@ -368,9 +384,9 @@ def _parsed(name: str, data: bytes, mtime: float) -> Listed | None:
         entry = RegistryEntry.from_json(json.loads(data))
     except (ValueError, RecursionError):  # RecursionError: nested deeper than json recurses
         return None
-    if entry is None or entry.name != name:
+    if entry is None or not entry.named(name):
         return None
-    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), mtime)
+    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), mtime, name)
 
 
 _FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then both below change nothing
@@ -392,29 +408,43 @@ def _local(path: str) -> str:
     return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
-def claims_name(boot: str, host: tuple[str, str]) -> str:
-    """The name of the port claims file of the kernel that booted as `boot` (`boot_id`), else,
-    where that is not known, of the host `host` (machine id, host name); the characters of
-    neither that a file name had better not hold as `_`. One a host, so that where several
-    hosts share the root (a home on NFS), one host's claims on its own loopback ports never
-    keep another's runs from choosing the same numbers on theirs; by its boot, not its name:
-    named by the host name, a run started after the host was renamed (`hostnamectl
-    set-hostname`, DHCP) claimed in another file than a run started before it, and so did a
-    container of the host's network (`--network host`) under a name or machine id of its
-    own, and each was given the other's port. Containers of one host in networks of their
-    own claim in one file too, as they did in the one file of every host: a port one claims
-    is not chosen by another, which chooses again."""
-    parts = (boot,) if boot else host
-    return "ports." + ".".join("".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in part)
-                               for part in parts) + ".claims"
+def _free_name(dir_fd: int, entry: RegistryEntry, data: bytes) -> tuple[str, bool]:
+    """The name of `entry`'s file, and whether `data` was written there (made, where no file
+    was): its `name` where no file is or its own supervisor's is, else its `tagged_name`.
+    Where the file system makes no hard link (`create_file`), its `name` where none is."""
+    try:
+        create_file(entry.name, data, dir_fd=dir_fd)
+        return entry.name, True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        if not _exists(dir_fd, entry.name):
+            return entry.name, False
+    try:
+        there = _read_entry(dir_fd, entry.name)
+    except OSError:
+        there = None
+    if (there is not None and there.entry.same_supervisor(entry)) or not entry.tagged_name:
+        return entry.name, False
+    return entry.tagged_name, False
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _named_alive(name: str) -> bool:
-    """Whether `name` is an entry's (`PID-STARTTICKS.json`) whose supervisor runs: an entry
+    """Whether `name` is an entry's (`PID-STARTTICKS[.TAG].json`) whose supervisor runs: an entry
     this version cannot read may be a newer Stoker's (another field, another value), and is
     never removed while the task it lists runs (the boot is not in the name, so a process of
     another boot with the same pid and start only keeps it longer)."""
     if not ENTRY_NAME.match(name):
         return False
-    pid, _, ticks = name[:-len(ENTRY_SUFFIX)].partition("-")
+    pid, _, ticks = name[:-len(ENTRY_SUFFIX)].partition(".")[0].partition("-")
     return identity.is_alive(int(pid), int(ticks))

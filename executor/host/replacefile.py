@@ -32,6 +32,26 @@ def replace_file(name: str, data: bytes | Iterable[bytes], *, dir_fd: int | None
     to `dir_fd` when given). The temporary is created with O_EXCL under a random name (a
     regular file this call made: nothing planted there is opened) and removed when its write
     (a full disk) or the rename fails. Raises OSError."""
+    temp = _written(name, data, dir_fd)
+    try:
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:  # a failed rename: no temporary stays
+        _remove(temp, dir_fd)
+        raise
+
+
+def create_file(name: str, data: bytes | Iterable[bytes], *, dir_fd: int | None = None) -> None:
+    """As `replace_file`, but never over a file there: FileExistsError when `name` is, also
+    where two writers make it at once (the temporary linked as `name`, atomic on NFS too)."""
+    temp = _written(name, data, dir_fd)
+    try:
+        os.link(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    finally:
+        _remove(temp, dir_fd)
+
+
+def _written(name: str, data: bytes | Iterable[bytes], dir_fd: int | None) -> str:
+    """A new temporary beside `name` holding `data`; its name. Raises OSError (none stays)."""
     head, tail = os.path.split(name)
     temp = os.path.join(head, f".{tail}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
@@ -43,10 +63,10 @@ def replace_file(name: str, data: bytes | Iterable[bytes], *, dir_fd: int | None
                     view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:  # a full disk (ENOSPC, EFBIG) or a failed rename: no temporary stays
+    except BaseException:  # a full disk (ENOSPC, EFBIG): no temporary stays
         _remove(temp, dir_fd)
         raise
+    return temp
 
 
 def _remove(name: str, dir_fd: int | None) -> bool:

@@ -101,6 +101,49 @@ def test_another_host_s_entries_are_never_pruned_here(tmp_path):
     assert (root / live.name).exists() and (root / ended.name).exists()
 
 
+def test_two_hosts_supervisors_of_one_pid_and_start_each_keep_their_entry(tmp_path):
+    """Identical machines booted alike run their supervisors at the same pid and start tick:
+    the entry file named after them (`PID-STARTTICKS.json`) was one for both, the later
+    write replacing the other host's entry (its task gone from its `ps`), and this host's
+    pruning of its own ended task then deleted the other's live one. The second takes a
+    name tagged with its boot; each host's writes after that go to its own file."""
+    ours = mine(tmp_path / "sb", task_id="mine-0-1")
+    theirs = attrs.evolve(other_host_s("other-0-1"), supervisor_pid=ours.supervisor_pid,
+                          supervisor_start=ours.supervisor_start)
+    assert theirs.name == ours.name
+    reg = shared_root(tmp_path, theirs)
+    assert reg.write(ours, prune=False) and reg.write(attrs.evolve(ours, task_id="mine-0-2"), prune=False)
+    root = tmp_path / "root"
+    assert sorted(os.listdir(root)) == sorted([ours.name, ours.tagged_name])
+    assert ours.tagged_name == f"{ours.supervisor_pid}-{ours.supervisor_start}.{ours.supervisor_boot.replace('-', '')[:16]}.json"
+    assert {(item.name, item.entry.task_id) for item in reg.read()} == {(ours.name, "other-0-1"),
+                                                                       (ours.tagged_name, "mine-0-2")}
+    ended = attrs.evolve(ours, task_id="mine-0-2", ended_wall=time.time() - 3 * DAY)
+    assert reg.write(ended, prune=False)
+    age(root / ours.tagged_name, 3 * DAY)
+    gone = Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=DAY), alive=lambda e: False)
+    assert [item.entry.task_id for item in gone.read()] == ["other-0-1"]
+    assert sorted(os.listdir(root)) == [ours.name]
+
+
+def test_a_supervisor_s_own_entry_is_rewritten_in_place_and_an_earlier_boot_s_kept_apart(tmp_path):
+    """A second Registry of one supervisor finds its entry where the first wrote it (its
+    plain name: no tagged copy); an entry of an earlier boot of this host at the same pid
+    and start (a LOST task) is neither replaced nor lost."""
+    ours = mine(tmp_path / "sb", task_id="mine-0-1")
+    reg = shared_root(tmp_path, ours)
+    again = registry(tmp_path / "root", retention=DAY)
+    assert again.write(attrs.evolve(ours, task_id="mine-0-2"), prune=False)
+    root = tmp_path / "root"
+    assert os.listdir(root) == [ours.name]
+    assert [item.entry.task_id for item in reg.read()] == ["mine-0-2"]
+    earlier_boot = attrs.evolve(ours, supervisor_boot="0ld0b00t" + ours.supervisor_boot[8:], task_id="old-0-1")
+    (root / ours.name).unlink()
+    assert shared_root(tmp_path, earlier_boot).write(attrs.evolve(ours, task_id="mine-0-3"), prune=False)
+    assert {(item.name, item.entry.task_id) for item in reg.read()} == {(ours.name, "old-0-1"),
+                                                                       (ours.tagged_name, "mine-0-3")}
+
+
 def test_ps_lists_this_host_s_tasks_and_says_in_one_line_how_many_are_other_hosts(tmp_path, capsys):
     shared_root(tmp_path, mine(tmp_path / "sb"), other_host_s("other-0-1"), other_host_s("other-0-2"),
                 other_host_s("third-0-1", THIRD, days_ago=0.1))

@@ -21,9 +21,9 @@ from config.plan import JobPlan, plan_job
 from config.registry import RegistrySettings
 from config.settings import RunSettings
 from executor.host.early import EarlyStart
+from executor.host.entry import claims_name
 from executor.host.identity import boot_id, host_identity
 from executor.host.lock import byte_lock_holder as _lock_holder
-from executor.host.registry import claims_name
 from executor.local import plancache, planfiles
 from executor.local.runstart import PortClaims, RunStart, announcement_for, forget_listings
 
