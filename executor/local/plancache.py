@@ -135,16 +135,23 @@ def lease_at(directory: str, path: str) -> Lease:
 def _lease_on(directory: str, path: str) -> Lease:
     """The lease on the lock file `path` in `directory` (which `place_problem` passed). Not
     held because another live run holds it: nothing to say; because no file can be opened
-    for writing there (a read-only filesystem, a directory this user may no longer write):
-    `problem` says so. Was: such a directory, made by an earlier run, kept no plan, each run
+    for writing there (a read-only filesystem, a directory this user may no longer write),
+    or no lock taken there (ENOLCK): `problem` says so. Was: such a directory, made by an earlier run, kept no plan, each run
     planned afresh, and nothing said why."""
     fd = planfiles.lock(path)
     if fd is not None:
         return Lease(fd)
     try:  # only when not held: told apart from a live run's hold by opening it once more
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         return Lease(None, _cannot_write(directory, exc))
+    try:  # and locking it once more: a file system that takes no lock (ENOLCK) keeps no plan
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno == errno.ENOLCK:  # an NFS home whose server's lock manager is not reached
+            return Lease(None, f"cannot lock in {directory}: {_os_reason(exc)}")
+    finally:
+        os.close(fd)
     return Lease(None)
 
 

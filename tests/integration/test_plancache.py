@@ -320,3 +320,28 @@ def test_why_no_plan_is_kept(tmp_path):
     shared.chmod(0o777)
     assert unkept_reason({"STOKER_PLAN_CACHE": str(shared / "plans")}).startswith(
         f"another user could redirect {shared}/plans: ")
+
+
+def test_a_cache_directory_that_takes_no_lock_says_why_no_plan_is_kept(monkeypatch, job, cache):
+    """ENOLCK (a home on NFS whose server's lock manager is not reached; no local file system
+    gives it, so `flock` is made to fail as there): no plan was kept, each run planned
+    afresh, and nothing said why (the claims file's ENOLCK is said). The lease's problem,
+    the run's one plan_not_kept WARNING, now names it; a live run's hold still says nothing."""
+    import errno
+    import fcntl
+
+    real = fcntl.flock
+    key = plancache.plan_key(settings(job), "host", "me")
+    held = plancache.lease(cache, key)
+    assert held.held and plancache.lease(cache, key).problem == ""  # held by a live run: nothing to say
+    held.close()
+
+    def no_locks(fd: int, operation: int) -> None:
+        if operation & fcntl.LOCK_UN:
+            return real(fd, operation)
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    lease = plancache.lease(cache, key)
+    assert not lease.held
+    assert lease.problem == f"cannot lock in {cache}: No locks available (ENOLCK)"
