@@ -74,7 +74,7 @@ class _Parser(argparse.ArgumentParser):
             parser = self.commands.get(command or "") or self
             names = parser is not self and any(not action.option_strings for action in parser._actions)
             hint = _dashed_name(parser, extras) if names else ""
-            (parser if hint else self).error(f"unrecognized arguments: {' '.join(extras)}{hint}")
+            (parser if names else self).error(f"unrecognized arguments: {' '.join(extras)}{hint}")
         return known
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
@@ -106,15 +106,22 @@ class _Parser(argparse.ArgumentParser):
             self.exit(stdout_unwritable(exc))
 
 
+def _may_be_a_name(word: str) -> bool:
+    """Whether `word`, which starts with `-`, may be meant as a name: more than one letter
+    after it (`-dash`, `-config.aurora`), or a path that is there (`-x`). A lone unknown
+    letter (`stoker status -j`) is an option mistyped: argparse's words alone."""
+    return len(word) > 2 or os.path.lexists(word)
+
+
 def _dashed_name(parser: Any, among: list[str]) -> str:
-    """For a word of `among` that starts with one `-`, as a name may, and is none of the
+    """For a word of `among` that starts with one `-`, as a name may (`_may_be_a_name`), and is none of the
     parser's options (`-n5` is `-n 5`; `-1` argparse reads as a name), how to give it as one
     (as `rm` and `git` say: after `--`, or as a path): the words given, `--` put before it,
     when no option follows it (after one, `--` would make it a name too); "" for none."""
     words = parser.words[:parser.words.index("--")] if "--" in parser.words else parser.words
     shorts = [option for option in parser._option_string_actions if not option.startswith("--")]
     at = next((i for i, word in enumerate(words) if word in among and word[:1] == "-" and word[1:2] not in "-.0123456789"
-               and not any(word.startswith(short) for short in shorts)), None)
+               and not any(word.startswith(short) for short in shorts) and _may_be_a_name(word)), None)
     if at is None:
         return ""
     from config.words import shell_word

@@ -235,7 +235,7 @@ def test_a_background_run_under_stty_tostop_is_never_stopped_by_its_own_output(t
 
 @pytest.mark.parametrize(("args", "said"), [
     (["run", "{config}", "--kill-grace", "soon"], b"stoker: error: --kill-grace='soon' is not a duration"),
-    (["run", "--bogus", "{config}"], b"stoker: error: unrecognized arguments: --bogus"),
+    (["run", "--bogus", "{config}"], b"stoker run: error: unrecognized arguments: --bogus"),
 ])
 def test_a_background_run_under_stty_tostop_that_fails_to_start_says_why_and_exits(tmp_path, args, said):
     """`stty tostop` and `stoker run JOB &` with a setting or a flag that is wrong: its one

@@ -140,16 +140,35 @@ def test_a_name_that_starts_with_a_dash_is_said_how_to_give(capsys):
     (["run", "job.aurora", "-x"], "stoker run: error: unrecognized arguments: -x",
      "stoker run job.aurora -- -x, or write it as a path, ./-x)"),
 ])
-def test_a_name_that_starts_with_a_dash_where_one_is_required_is_said_how_to_give(capsys, words, usage, suggested):
+def test_a_name_that_starts_with_a_dash_where_one_is_required_is_said_how_to_give(capsys, tmp_path, monkeypatch,
+                                                                                  words, usage, suggested):
     """`stoker tail -dash`, `stoker kill -x`, `stoker run -config.aurora`: the name read as
     an option leaves a required one missing, and argparse said only that (no `--`); and the
     command suggested keeps the words given around the name (`stoker run job.aurora -x`
-    was told `stoker run -- -x`, which runs a config `-x`)."""
+    was told `stoker run -- -x`, which runs a config `-x`). A one-letter name is one where
+    that path is there (`-x`, a sandbox)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "-x").mkdir()
     with pytest.raises(SystemExit):
         _parser(None).parse_args(words)
     err = capsys.readouterr().err
     assert err.startswith(f"usage: stoker {words[0]} ")
     assert err.endswith(f"{usage} (a name that starts with '-' is read as an option: put -- before it, {suggested}\n")
+
+
+def test_a_mistyped_one_letter_option_is_argparse_s_words_alone(capsys, tmp_path, monkeypatch):
+    """`stoker status -j` (no `-j` here: a `--json` mistyped) was told to put `--` before
+    it as a name that starts with '-'; a one-letter word is a name only where that path is."""
+    monkeypatch.chdir(tmp_path)
+    for words, said in ((["status", "-j"], "stoker status: error: unrecognized arguments: -j\n"),
+                        (["kill", "-j"], "stoker kill: error: the following arguments are required: SANDBOX|TASK_ID\n")):
+        with pytest.raises(SystemExit):
+            _parser(None).parse_args(words)
+        assert capsys.readouterr().err.endswith(said)
+    (tmp_path / "-j").mkdir()
+    with pytest.raises(SystemExit):
+        _parser(None).parse_args(["status", "-j"])
+    assert "put -- before it, stoker status -- -j" in capsys.readouterr().err
 
 
 def test_a_missing_name_beside_a_known_option_is_argparse_s_words(capsys):
