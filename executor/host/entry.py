@@ -178,7 +178,8 @@ class RegistryEntry:
 
     def named(self, name: str) -> bool:
         """Whether a file named `name` may hold this entry (its `name` or `tagged_name`)."""
-        return name == self.name or name == self.tagged_name
+        tagged = self.tagged_name
+        return name == self.name or (bool(tagged) and name == tagged)
 
     def same_supervisor(self, other: RegistryEntry) -> bool:
         """Whether `other` is this entry's supervisor's (its pid, start, boot and host)."""

@@ -135,9 +135,34 @@ def test_a_gone_task_is_ended_only_when_its_supervisor_let_go():
     ("4242-123456.json", True), ("1-0.json", True), ("0-1.json", False),
     ("4242-123456.json.tmp", False), (".4242-123456.json.ab.tmp", False), ("../x.json", False),
     ("4242.json", False), ("a-1.json", False), ("4242-123456.JSON", False),
+    ("4242-123456.0f3ac7e2b1d94c55.json", True), ("4242-123456.b.json", True),  # a second name's tag
+    ("4242-123456.0f3ac7e2b1d94c55a.json", False), ("4242-123456..json", False),  # 16 at most; none
+    ("4242-123456.0F3A.json", False), ("4242-123456.0f-3.json", False), ("4242-123456.a.b.json", False),
 ])
 def test_entry_file_names(name, ok):
     assert bool(ENTRY_NAME.match(name)) is ok
+
+
+@pytest.mark.parametrize("boot, host_id, tag", [
+    ("0f3ac7e2-b1d9-4c55-8e6a-93d1c0a5b7f2", "m4ch1ne", "0f3ac7e2b1d94c55"),  # the boot's first 16
+    ("", "0123456789ABCDEF0123", "0123456789abcdef"),  # no boot read: the machine id's
+    ("b00t", "m4ch1ne", "b00t"), ("", "", ""), ("--", "", ""), ("é-1", "", "1"),  # ASCII letters and digits only
+])
+def test_an_entry_s_second_name_is_tagged_with_its_boot(boot, host_id, tag):
+    """Where its name is another supervisor's (another host's of the same pid and start, a
+    root they share; an earlier boot's), an entry is written under its second name."""
+    entry = attrs.evolve(ENTRY, supervisor_boot=boot, host_id=host_id)
+    assert entry.tagged_name == (f"4242-123456.{tag}.json" if tag else "")
+    assert entry.named("4242-123456.json") and entry.named(entry.tagged_name) is bool(tag)
+    assert not entry.named("4242-123457.json") and not entry.named("") and not entry.named("4242-123456.x.json")
+    assert entry.tagged_name == "" or ENTRY_NAME.match(entry.tagged_name)
+
+
+def test_an_entry_s_supervisor_is_its_pid_start_boot_and_host():
+    assert ENTRY.same_supervisor(attrs.evolve(ENTRY, task_id="later-0-1", ended_wall=2000.0, sandbox="/sb/x"))
+    for change in ({"supervisor_pid": 4243}, {"supervisor_start": 123457}, {"supervisor_boot": "other"},
+                   {"host_id": "another-machine"}):
+        assert not ENTRY.same_supervisor(attrs.evolve(ENTRY, **change)), change
 
 
 @pytest.mark.parametrize("change", [
