@@ -144,6 +144,28 @@ def test_a_supervisor_s_own_entry_is_rewritten_in_place_and_an_earlier_boot_s_ke
                                                                        (ours.tagged_name, "mine-0-3")}
 
 
+@pytest.mark.parametrize("errno_name", ["EPERM", "EOPNOTSUPP"])
+def test_where_the_root_makes_no_hard_link_entries_are_named_as_before(tmp_path, monkeypatch, errno_name):
+    """A file system that makes no hard link (some FUSE and SMB mounts: `link` fails EPERM or
+    EOPNOTSUPP; tmpfs makes them, so `os.link` is made to fail as there): the entry is written
+    under its name where none is, and beside another host's under its second name, as with links."""
+    import errno
+
+    def no_links(*args, **kwargs):
+        raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+
+    monkeypatch.setattr(os, "link", no_links)
+    ours = mine(tmp_path / "sb", task_id="mine-0-1")
+    reg = registry(tmp_path / "root", retention=DAY)
+    assert reg.write(ours, prune=False) and reg.write(attrs.evolve(ours, task_id="mine-0-2"), prune=False)
+    assert [(item.name, item.entry.task_id) for item in reg.read()] == [(ours.name, "mine-0-2")]
+    theirs = attrs.evolve(other_host_s("other-0-1"), supervisor_pid=ours.supervisor_pid,
+                          supervisor_start=ours.supervisor_start)
+    beside = registry(tmp_path / "root2", retention=DAY)
+    assert beside.write(theirs, prune=False) and registry(tmp_path / "root2", retention=DAY).write(ours, prune=False)
+    assert sorted(os.listdir(tmp_path / "root2")) == sorted([ours.name, ours.tagged_name])
+
+
 def test_ps_lists_this_host_s_tasks_and_says_in_one_line_how_many_are_other_hosts(tmp_path, capsys):
     shared_root(tmp_path, mine(tmp_path / "sb"), other_host_s("other-0-1"), other_host_s("other-0-2"),
                 other_host_s("third-0-1", THIRD, days_ago=0.1))
