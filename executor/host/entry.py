@@ -245,6 +245,16 @@ def takers_after(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> Iter
             and registered_after(e, entry))
 
 
+def listing_order(entry: RegistryEntry, boot: str) -> tuple[int, float]:
+    """Where `entry` comes in a listing, oldest first: this boot's (`boot`) entries after
+    every earlier boot's, in the order their supervisors started on the boot's clock (a step
+    of the wall clock between two registrations listed the later first); the others by the
+    wall clock of their registrations."""
+    if boot and entry.supervisor_boot == boot:
+        return 1, float(entry.supervisor_start)
+    return 0, entry.registered_wall
+
+
 def registered_after(later: RegistryEntry, entry: RegistryEntry) -> bool:
     """Whether `later`'s supervisor came after `entry`'s: by their starts on the boot's clock
     where both are of one boot and apart (no step of the wall clock moves it: one stepped back

@@ -47,7 +47,6 @@ import json
 import logging
 import os
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -57,9 +56,25 @@ import attrs
 
 from config.registry import RegistrySettings
 from executor.host import identity
-from executor.host.entry import ENTRY_NAME, ENTRY_SUFFIX, RegistryEntry, claims_name, expired, takers_after
+from executor.host.entry import (
+    ENTRY_NAME,
+    ENTRY_SUFFIX,
+    RegistryEntry,
+    claims_name,
+    expired,
+    listing_order,
+    takers_after,
+)
 from executor.host.identity import host_identity, of_this_host, supervisor_alive
-from executor.host.replacefile import TEMP_SUFFIX, create_file, make_dirs, replace_file, untrusted_level
+from executor.host.replacefile import (
+    TEMP_SUFFIX,
+    create_file,
+    local_path,
+    make_dirs,
+    portable_path,
+    replace_file,
+    untrusted_level,
+)
 from executor.host.sandbox import checkpoint_mtime
 from executor.logs import log_event
 from executor.procs import saferead
@@ -118,7 +133,7 @@ class Registry:
             try:
                 if prune:
                     prune_some(fd, time.time(), self.retention_secs, self._alive)
-                doc = entry.to_json() | {"sandbox": _portable(entry.sandbox)}
+                doc = entry.to_json() | {"sandbox": portable_path(entry.sandbox)}
                 self._put(fd, entry, json.dumps(doc).encode())
             finally:
                 os.close(fd)
@@ -213,7 +228,8 @@ class Registry:
         finally:
             os.close(fd)
         kept = [item for item in found if item.name not in gone]
-        kept.sort(key=lambda item: (item.entry.registered_wall, item.name))
+        boot = identity.boot_id()
+        kept.sort(key=lambda item: (*listing_order(item.entry, boot), item.name))
         return kept, len(denied), unread
 
     def _open_root(self) -> int:
@@ -386,26 +402,7 @@ def _parsed(name: str, data: bytes, mtime: float) -> Listed | None:
         return None
     if entry is None or not entry.named(name):
         return None
-    return Listed(attrs.evolve(entry, sandbox=_local(entry.sandbox)), mtime, name)
-
-
-_FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then both below change nothing
-
-
-def _portable(path: str) -> str:
-    """`path` (a name as this process's file system encoding decoded it) as the registry
-    keeps it: its bytes as UTF-8, with surrogate escapes for those that are not."""
-    if _FS_UTF8:
-        return path
-    try:
-        return os.fsencode(path).decode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # not a name this process decoded: text already
-        return path
-
-
-def _local(path: str) -> str:
-    """The registry's `path` as this process names the same bytes."""
-    return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
+    return Listed(attrs.evolve(entry, sandbox=local_path(entry.sandbox)), mtime, name)
 
 
 def _free_name(dir_fd: int, entry: RegistryEntry, data: bytes) -> tuple[str, bool]:

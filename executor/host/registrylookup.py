@@ -13,7 +13,8 @@ from __future__ import annotations
 from executor.host import identity
 from executor.host.entry import RegistryEntry, registered_after
 from executor.host.identity import of_this_host, supervisor_alive
-from executor.host.registry import Listed, _local, _portable
+from executor.host.registry import Listed
+from executor.host.replacefile import local_path, portable_path
 
 
 def host_of(entry: RegistryEntry, here: tuple[str, str] | None = None) -> str:
@@ -62,14 +63,14 @@ def find(listed: list[Listed], task_id: str) -> Listed | None:
     would be the one shown, killed or restarted, as the newer. This host's entries come
     first: another host's (a shared root) only where none of this host's has the id (the
     caller says it is that host's: `host_of`)."""
-    task_id = _portable(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
+    task_id = portable_path(task_id)  # typed in a shell: its bytes, which a task id's UTF-8 are
     matches = [item for item in listed if item.entry.known_as(task_id)]
     live = running_alike(listed, task_id)
     if len(live) > 1:
         how = "" if all(known == task_id for _, known in live) else \
             " (the same as Unicode text, written differently)"
         raise AmbiguousTaskId(f"task id {task_id!r} is the id of {len(live)} running tasks{how}, in "
-                              f"{', '.join(sorted(_local(item.entry.sandbox) for item, _ in live))}")
+                              f"{', '.join(sorted(local_path(item.entry.sandbox) for item, _ in live))}")
     return _chosen([item for item in matches if not host_of(item.entry)] or matches)
 
 
@@ -79,7 +80,7 @@ def running_alike(listed: list[Listed], task_id: str) -> list[tuple[Listed, str]
     each with that id as the entry writes it."""
     found = []
     for item in listed:
-        known = _known_alike(item.entry, _portable(task_id))
+        known = _known_alike(item.entry, portable_path(task_id))
         if known and supervisor_alive(item.entry):
             found.append((item, known))
     return found

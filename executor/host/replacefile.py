@@ -11,6 +11,8 @@ only: the early start's modules may load it before anything else of Stoker's.
   write (a sticky directory such as /tmp aside: no one else can rename what is ours in it;
   the user's own group aside), a symlink planted there would lead root's writes anywhere
   (`/etc/cron.d`).
+- `portable_path`, `local_path`: a path as such files keep it (its bytes as UTF-8, surrogate
+  escapes for the others), and back as this process names the same bytes.
 - `make_dirs`: a path none of whose levels it makes others may write, whatever the umask;
   `writable_by_others`: a directory open to them (a sandbox must not be, sticky or not).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -67,6 +70,25 @@ def _written(name: str, data: bytes | Iterable[bytes], dir_fd: int | None) -> st
         _remove(temp, dir_fd)
         raise
     return temp
+
+
+_FS_UTF8 = sys.getfilesystemencoding() == "utf-8"  # then both below change nothing
+
+
+def portable_path(path: str) -> str:
+    """`path` (a name as this process's file system encoding decoded it) as the registry
+    keeps it: its bytes as UTF-8, with surrogate escapes for those that are not."""
+    if _FS_UTF8:
+        return path
+    try:
+        return os.fsencode(path).decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not a name this process decoded: text already
+        return path
+
+
+def local_path(path: str) -> str:
+    """The registry's `path` as this process names the same bytes."""
+    return path if _FS_UTF8 else os.fsdecode(path.encode("utf-8", "surrogateescape"))
 
 
 def _remove(name: str, dir_fd: int | None) -> bool:

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 
+import attrs
 import pytest
 
 from config.registry import RegistrySettings
@@ -414,3 +415,19 @@ def test_an_entry_whose_sandbox_no_open_takes_is_skipped_and_every_other_task_li
     assert [item.entry.task_id for item in listed] == ["mine"]
     assert unread == [name]
     assert len(os.listdir(root)) == 5  # damaged, not expired: kept for the retention
+
+
+def test_entries_of_this_boot_are_listed_in_the_order_their_supervisors_started(tmp_path):
+    """`stoker ps` listed by the wall clock of the registrations: after a step of the wall
+    clock back between two, the later was listed first. This boot's entries are in the order
+    their supervisors started on the boot's clock, after every earlier boot's (by the wall)."""
+    reg = registry(tmp_path / "root")
+    now = time.time()
+    first = entry(tmp_path / "a", alive=False, task_id="first-0-1", ended=now, registered=now)
+    second = entry(tmp_path / "b", alive=False, task_id="second-0-1", ended=now, registered=now - 3600)  # stepped back
+    older_boot = attrs.evolve(entry(tmp_path / "c", alive=False, task_id="old-0-1", ended=now, registered=now + 60),
+                              supervisor_boot="an-earlier-boot")
+    assert second.supervisor_start > first.supervisor_start
+    for e in (second, older_boot, first):
+        assert reg.write(e, prune=False)
+    assert [item.entry.task_id for item in reg.entries()] == ["old-0-1", "first-0-1", "second-0-1"]
