@@ -413,19 +413,23 @@ def _free_name(dir_fd: int, entry: RegistryEntry, data: bytes) -> tuple[str, boo
         create_file(entry.name, data, dir_fd=dir_fd)
         return entry.name, True
     except FileExistsError:
-        pass
+        return _beside(dir_fd, entry), False
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
             raise
-        if not _exists(dir_fd, entry.name):
-            return entry.name, False
+        return (_beside(dir_fd, entry) if _exists(dir_fd, entry.name) else entry.name), False
+
+
+def _beside(dir_fd: int, entry: RegistryEntry) -> str:
+    """`entry`'s name where a file holds it: its own supervisor's entry there (or no tag
+    known), its `name`; another's, or what reads as none, its `tagged_name`."""
     try:
         there = _read_entry(dir_fd, entry.name)
     except OSError:
         there = None
     if (there is not None and there.entry.same_supervisor(entry)) or not entry.tagged_name:
-        return entry.name, False
-    return entry.tagged_name, False
+        return entry.name
+    return entry.tagged_name
 
 
 def _exists(dir_fd: int, name: str) -> bool:

@@ -159,6 +159,8 @@ def test_where_the_root_makes_no_hard_link_entries_are_named_as_before(tmp_path,
     reg = registry(tmp_path / "root", retention=DAY)
     assert reg.write(ours, prune=False) and reg.write(attrs.evolve(ours, task_id="mine-0-2"), prune=False)
     assert [(item.name, item.entry.task_id) for item in reg.read()] == [(ours.name, "mine-0-2")]
+    assert registry(tmp_path / "root", retention=DAY).write(attrs.evolve(ours, task_id="mine-0-3"), prune=False)
+    assert [(item.name, item.entry.task_id) for item in reg.read()] == [(ours.name, "mine-0-3")]  # its own, in place
     theirs = attrs.evolve(other_host_s("other-0-1"), supervisor_pid=ours.supervisor_pid,
                           supervisor_start=ours.supervisor_start)
     beside = registry(tmp_path / "root2", retention=DAY)
