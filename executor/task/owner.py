@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from executor.task.ports import DiskChecks
 
 logger = logging.getLogger(__name__)
+KILL_MACHINE_AFTER_SECS = 0.5  # after the first step: the kill's machine loaded, off the first report's way
 
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
               | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited | DiskSampled
@@ -96,6 +97,8 @@ class TaskOwner:
         self._operators = OperatorRequests(job.label)
         self._queue = ports.events
         self._clock = clock
+        self._kill_machine_after: float | None = None  # when the kill's machine loads (`_load_ahead`)
+        self._kill_machine_loaded = False
         self._planner = Planner(job.task, run_cap=run_cap)
         self._specs = {p.name: p for p in job.task.processes}  # by name: a run started costs no scan of them
         self._status = TaskStatusMachine(health_checked=ports.checker is not None)
@@ -205,6 +208,7 @@ class TaskOwner:
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at(),
                                          self._killing.deadline_at(), self._checks.tick())
         self._journal.flush()  # one sync per step, before waiting
+        self._load_ahead()
         again_in = self._procs.idle()
         if again_in is not None:
             self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
@@ -212,6 +216,20 @@ class TaskOwner:
             self.next_deadline_at = earliest(self.next_deadline_at, self._heartbeat())
         self._journal.keep_held(self.sandbox, self._procs.marker, self._procs.held(), self._procs.watchdog_pid)
         return False
+
+    def _load_ahead(self) -> None:
+        """At the first step KILL_MACHINE_AFTER_SECS after the first one (the looks after a
+        start make one within the first second, its report long out), load the kill's
+        machine (`Killing.load_ahead`): the code this supervisor started with, not an
+        upgrade's. No timer of its own: a task that never steps again loads it at its kill."""
+        if self._kill_machine_loaded:
+            return
+        now = self._clock()
+        if self._kill_machine_after is None:
+            self._kill_machine_after = now + KILL_MACHINE_AFTER_SECS
+        elif now >= self._kill_machine_after:
+            self._kill_machine_loaded = True
+            self._killing.load_ahead()
 
     def close(self) -> None:
         """Stop every adapter; the task's processes are killed by the process port's close."""

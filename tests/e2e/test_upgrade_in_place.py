@@ -8,7 +8,9 @@ from __future__ import annotations
 import compileall
 import py_compile
 import shutil
+import signal
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,42 @@ def test_an_upgrade_in_place_of_an_installation_without_sources_plans_afresh(tmp
     assert run_once(tmp_path, installed, config, "old") == "port=8080\n"  # the old code's plan, kept
     compiled.write_bytes(now)  # the upgrade
     assert run_once(tmp_path, installed, config, "new") == "port=9999\n"
+
+
+BROKEN_KILL = 'raise ImportError("the upgrade\'s kill.py, written while the old supervisor ran")\n'
+SLEEPER = textwrap.dedent("""\
+    jobs = [Job(cluster='local', role='r', environment='test', name='long',
+                task=Task(processes=[Process(name='p', cmdline='sleep 600')],
+                          resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
+""")
+
+
+@pytest.mark.parametrize("how", ["kill", "ctrl-c"])
+def test_a_supervisor_running_through_an_upgrade_kills_with_the_code_it_started_with(tmp_path, how):
+    """A task's first kill loaded the kill's machine (`executor/task/kill.py`) then, weeks
+    after the start: after an upgrade in place, the new version's file into the old
+    supervisor (here one that cannot load at all: the kill failed, a traceback, the task not
+    KILLED). The supervisor now loads it within its first second, as it started."""
+    installed = tree(tmp_path)
+    config = tmp_path / "long.aurora"
+    config.write_text(SLEEPER)
+    env = {"PYTHONPATH": str(installed), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
+           "STOKER_ROOT": str(tmp_path / "root")}
+    sandbox = tmp_path / "sandbox"
+    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, env=env)
+    try:
+        proc.wait_output("WAITING → RUNNING")
+        module = installed / "executor" / "task" / "kill.py"
+        time.sleep(1.5)  # the looks after the start step the owner at 0.05, 0.2 and 0.8 s
+        module.write_text(BROKEN_KILL)  # the upgrade
+        for stale in installed.rglob("kill*.pyc"):
+            stale.unlink()
+        if how == "kill":
+            StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
+            proc.exited(0)
+        else:
+            proc.stop(signal.SIGINT, 130)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    assert "task             RUNNING → KILLING" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
