@@ -78,10 +78,10 @@ def test_an_early_run_the_oom_killer_took_at_once_says_so(tmp_path):
         jobs = [Job(task = task, cluster = 'c', role = 'r', environment = 'test', name = 'early')]
         '''))
     env = {"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG"}
-    with memory_cgroup("stoker-oom-early", 48 << 20) as cgroup:
+    with memory_cgroup("stoker-oom-early", 96 << 20) as cgroup:  # the supervisor (20-30 MB as it loads) never the largest
         first = run_in(cgroup, tmp_path, config, "sandbox1", **env)
         again = run_in(cgroup, tmp_path, config, "sandbox2", **env)
-    said = f"killed by the kernel's OOM killer (memory cgroup /{cgroup.name}: limit 48 MiB)"
+    said = f"killed by the kernel's OOM killer (memory cgroup /{cgroup.name}: limit 96 MiB)"
     assert "process_adopted task=" in again.stderr, again.stderr  # its run 0 was early
     for done in (first, again):
         assert done.returncode == 0 and f"RUNNING → WAITING  {said}" in done.stdout, done.stdout
