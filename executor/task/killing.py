@@ -95,9 +95,10 @@ class Killing:
         maybe weeks after its start, would load it from the installation then, after an
         upgrade in place the new version's module into this version's supervisor. Never
         raises: a load that fails now (its file unreadable, no memory) is made again by the
-        first kill, as before (36 KiB of memory)."""
+        first kill, as before (44 KiB of memory, with a killed run's words)."""
         try:
             from executor.task import kill  # noqa: F401  # (loaded for later, read by `start`)
+            from healthcheck import base  # noqa: F401  # a killed run's words (`signal_name`)
         except Exception as exc:  # MemoryError, OSError, an ImportError of a damaged file
             log_event(logger, logging.DEBUG, "kill_machine_not_loaded", reason=f"{type(exc).__name__}: {exc}")
 

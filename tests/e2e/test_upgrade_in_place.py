@@ -125,7 +125,8 @@ def test_a_supervisor_running_through_an_upgrade_kills_with_the_code_it_started_
         module = installed / "executor" / "task" / "kill.py"
         time.sleep(1.5)  # the looks after the start step the owner at 0.05, 0.2 and 0.8 s
         module.write_text(BROKEN_KILL)  # the upgrade
-        for stale in installed.rglob("kill*.pyc"):
+        (installed / "healthcheck" / "base.py").write_text(BROKEN_KILL)  # (a killed run's words)
+        for stale in [*installed.rglob("kill*.pyc"), *installed.rglob("base*.pyc")]:
             stale.unlink()
         if how == "kill":
             StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
