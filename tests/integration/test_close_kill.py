@@ -339,9 +339,13 @@ def test_the_close_kills_a_process_forked_before_its_sigkill_while_another_canno
     sup, _ = supervised
     monkeypatch.setattr(supervisor_module, "CLOSE_KILL_SECS", 3.0)
     (tmp_path / "forker.sh").write_text(f"trap 'setsid sleep 600 & echo $! > {tmp_path}/late' USR1\n"
+                                        f"echo > {tmp_path}/trapped\n"
                                         "while :; do sleep 0.05; done\n")
     top = sup.spawn(ProcessSpec("top", f"bash {tmp_path}/forker.sh & echo $! > {tmp_path}/forker; wait"), 0)
     forker = _pid_in(tmp_path / "forker")
+    # its USR1 before its trap is set ends it (a CI run under load: 'late' never written, and the
+    # close, cut short by that failure, left the supervisor's reaper taking the worker's children)
+    wait_for(lambda: (tmp_path / "trapped").exists(), 10, message="the forker's trap set")
     _freeze(frozen_cgroup, top)
     real_send = proctree.send
 
