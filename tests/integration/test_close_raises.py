@@ -41,3 +41,23 @@ def test_a_close_whose_kill_raises_still_ends_its_run_watchdog_and_reaper(tmp_pa
     wait_for(lambda: not alive(run) and not alive(dog), 10, message="the run and the watchdog gone")
     wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
     h.sup.close()  # closed: a second close has nothing left to do, and raises nothing
+
+
+def test_a_start_that_raised_after_the_reaper_s_is_closed_without_it(tmp_path, tracker, monkeypatch):
+    """A start cut short after it took the reaper (here: the OOM shield's), before its
+    containment: its close let the reaper's user be (was: held for good, its thread never ending)."""
+    from executor.procs import oomcount
+    from executor.procs.supervisor import Supervisor
+
+    def broken() -> None:
+        raise _Broken("no shield")
+    monkeypatch.setattr(oomcount, "shield", broken)
+    sup = Supervisor(sandbox=tmp_path, task_label="test.0", env={}, post=lambda event: None, cgroups="off")
+    try:
+        with pytest.raises(_Broken):
+            sup.start()
+    finally:
+        sup.close()
+    reaper = Reaper._instance
+    assert reaper is not None and reaper.users == 0, "the supervisor whose start failed still holds the reaper"
+    wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
