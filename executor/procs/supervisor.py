@@ -430,8 +430,8 @@ class Supervisor:
         """Kill the task, leave and remove its cgroup; let the watchdog go when this process
         is out of the cgroup (at its pipe's end the watchdog kills the cgroup's members)."""
         assert self._containment is not None
-        stuck = _step(errors, self._containment.kill_all, CLOSE_KILL_SECS, self._exit_by,  # bound by the exit
-                      default=frozenset())  # time, even one set meanwhile
+        # bound by the exit time, even one set meanwhile
+        stuck = _step(errors, self._containment.kill_all, CLOSE_KILL_SECS, self._exit_by, default=frozenset())
         dog = self._watchdog.running() if self._watchdog is not None else None
         let_go = _step(errors, lambda: self._contained().close(dog, within(math.inf, self._exit_by()), stuck))
         if let_go is None:  # it raised, out of the cgroup or not
