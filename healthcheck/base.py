@@ -37,7 +37,7 @@ QUOTE_CHARS = 1024  # a reason quotes at most this much of a body or of a comman
 # A step of a check that ends more than this after the check's deadline was not running at
 # the deadline: the supervisor was stopped (SIGSTOP, a debugger, a VM paused, its cgroup
 # frozen) or starved of CPU, and so was the check. Such a check gets its timeout again, once
-# (the HTTP check's `_Deadline`, the shell check's runner, `executor/procs/commands.py`).
+# (the TCP and HTTP checks' `loopback.Deadline`, the shell check's runner, `executor/procs/commands.py`).
 STALL_SECS = 0.05
 
 

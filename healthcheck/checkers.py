@@ -35,7 +35,8 @@ __all__ = [
 @attrs.frozen(slots=True)
 class TcpChecker:
     """A TCP connect to localhost:PORT (127.0.0.1, then ::1: `healthcheck.loopback`), closed
-    at once; `timeout_secs` covers both tries."""
+    at once; `timeout_secs` covers both tries, given again once when this process was not
+    running at its end (`loopback.Deadline`, as the HTTP check's)."""
 
     port: int
     timeout_secs: float = 1.0
@@ -46,7 +47,7 @@ class TcpChecker:
     @never_raises
     def check(self) -> Attempt:
         try:
-            with loopback.connect_within(self.port, self.timeout_secs):
+            with loopback.Deadline(self.timeout_secs, self.describe()).connect(self.port):
                 return Attempt.passed(f"{self.describe()} succeeded")
         except (loopback.Unreachable, loopback.NoSocket) as exc:
             return Attempt.failed(f"{self.describe()}: {exc.reason}")

@@ -13,96 +13,48 @@ milliseconds at launch for nothing it uses. `request_path` is also the lifecycle
 from __future__ import annotations
 
 import http.client
-import logging
 import socket
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote as url_quote
 
 import attrs
 
-from config.logline import log_event
 from healthcheck import loopback
-from healthcheck.base import MAX_BODY_BYTES, STALL_SECS, never_raises, quote, secs
+from healthcheck.base import MAX_BODY_BYTES, never_raises, quote, secs
 from healthcheck.policy import Attempt
-
-logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
 # ---- HTTP ----
 
 
-class _Deadline:
-    """The whole attempt's time, kept without a thread of its own.
+class _Deadline(loopback.Deadline):
+    """The whole attempt's time (`loopback.Deadline`, with its pause rule), kept without a
+    thread of its own.
 
     Every blocking step (connect, each send, each read) gets the socket timeout that is left
     of the attempt, so a server that drips a byte every 100 ms cannot keep a check alive
     past timeout_secs, and a step that ends by its timeout ends the attempt as a timeout.
     No watchdog thread: a task whose process limit is reached (the Mesos pids isolator's
     limit covers the executor too) can still be checked.
-
-    Time the supervisor itself was not running is not the endpoint's: a step that ends, or
-    starts, more than STALL_SECS after the deadline was not running at the deadline (the
-    process was stopped, by SIGSTOP or a debugger, which cannot be caught, or starved of
-    CPU), and the answer may be waiting unread or half read, so the attempt gets timeout_secs
-    again from that moment instead of being called a timeout. Once per attempt, so every
-    attempt stays bounded.
     """
-
-    def __init__(self, timeout_secs: float, what: str = "") -> None:
-        self._timeout_secs = timeout_secs
-        self._what = what  # the check, for the log line
-        self._due = time.monotonic() + timeout_secs
-        self._stalled = False
-        self.expired = False
 
     def step(self, sock: socket.socket, do: Callable[[], _T]) -> _T:
         """`do()`, a blocking step on `sock`, bounded by what is left of the attempt."""
         while True:
-            sock.settimeout(self._left())
+            sock.settimeout(self.left())
             try:
                 return do()
             except TimeoutError:
-                if not self._resumed():
+                if not self.resumed():
                     self.expired = True
                     raise
 
     def connect(self, port: int) -> socket.socket:
-        """A connection to `port` on a loopback address (`healthcheck.loopback`), every
-        try within what is left of the attempt."""
-        while True:
-            try:
-                raw = loopback.connect(port, self._left)
-            except TimeoutError:
-                if not self._resumed():
-                    self.expired = True
-                    raise
-            else:
-                return _DeadlineSocket.wrapping(raw, self)
-
-    def _left(self) -> float:
-        self._resumed()
-        left = self._due - time.monotonic()
-        if left <= 0:
-            self.expired = True
-            raise TimeoutError("the health check's deadline passed")
-        return left
-
-    def _resumed(self) -> bool:
-        """True when this process was not running at the deadline (the first time only):
-        the attempt gets its timeout again from now."""
-        late = time.monotonic() - self._due
-        if self._stalled or late <= STALL_SECS:
-            return False
-        self._stalled = True
-        log_event(logger, logging.INFO, "health_check_stalled", check=self._what,
-                  timeout_secs=secs(self._timeout_secs), late_secs=round(late, 3),
-                  reason="this process was not running at the check's deadline (stopped "
-                         "or starved): the check gets its timeout again")
-        self._due = time.monotonic() + self._timeout_secs
-        return True
+        """A connection to `port` on a loopback address, every try within what is left of
+        the attempt, its sends and reads bounded by it too."""
+        return _DeadlineSocket.wrapping(super().connect(port), self)
 
 
 class _DeadlineSocket(socket.socket):

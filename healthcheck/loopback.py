@@ -13,9 +13,15 @@ listens on either, and cost two socket calls where the name cost a getaddrinfo t
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import time
 from collections.abc import Callable
+
+from config.logline import log_event
+from healthcheck.base import STALL_SECS, secs
+
+logger = logging.getLogger(__name__)
 
 # The order tried: IPv4 first, where servers listen most (0.0.0.0 and dual-stack [::] take it).
 ADDRESSES = ("127.0.0.1", "::1")
@@ -135,3 +141,53 @@ def connect_within(port: int, timeout_secs: float) -> socket.socket:
         return remaining
 
     return connect(port, left)
+
+
+class Deadline:
+    """A check's attempt's time, `timeout_secs` from now, with the pause rule (docs/contract.md
+    §5): time this process was not running is not the task's. A step that starts, or ends,
+    more than STALL_SECS past the deadline was not running at it (stopped by SIGSTOP or a
+    debugger, paused with its host or its frozen cgroup, starved of CPU), and what it waits
+    for may be there unread: the attempt gets `timeout_secs` again from that moment, once, so
+    every attempt stays bounded. The TCP check's (`connect`) and the HTTP check's (whose every
+    socket step it bounds: `healthcheck.http_check`); `clock` is a test's."""
+
+    def __init__(self, timeout_secs: float, what: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+        self._timeout_secs, self._what, self._clock = timeout_secs, what, clock  # what: the check, for the log
+        self._due = clock() + timeout_secs
+        self._stalled = False
+        self.expired = False
+
+    def left(self) -> float:
+        """Seconds left of the attempt; raises TimeoutError (`expired`) when none are."""
+        self.resumed()
+        left = self._due - self._clock()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the health check's deadline passed")
+        return left
+
+    def resumed(self) -> bool:
+        """True when this process was not running at the deadline (the first time only):
+        the attempt gets its timeout again from now, one INFO line says so."""
+        late = self._clock() - self._due
+        if self._stalled or late <= STALL_SECS:
+            return False
+        self._stalled = True
+        log_event(logger, logging.INFO, "health_check_stalled", check=self._what,
+                  timeout_secs=secs(self._timeout_secs), late_secs=round(late, 3),
+                  reason="this process was not running at the check's deadline (stopped "
+                         "or starved): the check gets its timeout again")
+        self._due = self._clock() + self._timeout_secs
+        return True
+
+    def connect(self, port: int) -> socket.socket:
+        """`connect` to `port`, every try within what is left of the attempt; one that timed
+        out while this process was not running is tried again in the time given again."""
+        while True:
+            try:
+                return connect(port, self.left)
+            except TimeoutError:
+                if not self.resumed():
+                    self.expired = True
+                    raise

@@ -13,22 +13,50 @@ they read the holder from the file (`holder`) and check that it is alive. An ear
 (`executor/cli/launch.py`) locks the file before the supervisor writes into it: `locked_by`
 finds who holds the `flock` in /proc/locks, still without taking it. `byte_lock_holder` finds
 there who holds a byte-range lock (`lockf`) of a file: a `stoker run`'s port claim.
+
+The port claims files (`entry.claims_name`, `Registry.open_claims`): a registry root holds
+one a boot of each host that claimed ports in it, of no use once that boot is over (its
+locks went with its processes); they stayed, one more each reboot, for good. The process
+that makes its boot's file (the first claim since the host booted: `claims_made`) records in
+it the host it was made on (`host_identity`: machine id and host name, one JSON line at its
+start: a claim is a lock at a port's number, which no text of the file disturbs), then
+removes each other boot's file that records this host, was made before this host booted
+(one made since by another boot is another host's of the same machine id and name, a clone,
+whose runs claim in it: the rule of `identity.of_this_host`), and on which no process holds
+a claim (a lock of the whole file taken first; on NFS, another host's too). Never another
+host's: where hosts share the root (a home on NFS), a file that records another host, or
+none (an older Stoker's), is left alone; so is one named by its host, where its boot id
+cannot be read (one for good, not one a boot). Never raises: the claims work without it.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
 import json
+import logging
 import os
+import re
+import stat
 
 import attrs
 
 from config.words import quoted, shell_path
 from executor.host.clock import iso_time
-from executor.host.identity import ProcessIdentity, boot_secs, is_alive, read_proc
+from executor.host.identity import (
+    TWIN_SLACK_SECS,
+    ProcessIdentity,
+    boot_secs,
+    boot_to_wall,
+    host_identity,
+    is_alive,
+    read_proc,
+)
 from executor.host.identity import boot_id as this_boot
 from executor.host.sandbox import LOCK_FILE
+from executor.logs import log_event
 from executor.procs import saferead, sandboxfs
+
+logger = logging.getLogger(__name__)
 
 MAX_HOLDER_BYTES = 4096
 TAKEN_SLACK_SECS = 0.05  # a lock taken by a moment this close to a table's reading: read again
@@ -321,3 +349,66 @@ def _hex(text: bytes) -> int:
         return int(text, 16)
     except ValueError:
         return -1
+
+
+# ---- the port claims files of earlier boots ----
+
+HOST_LINE_BYTES = 1024  # a record longer than this is not read as one (not this host's)
+# a boot's file: its name holds a boot id (`claims_name`), not a host's machine id and name
+_BOOT_NAME = re.compile(r"ports\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.claims")
+
+
+def host_line(host: tuple[str, str]) -> bytes:
+    return json.dumps({"host_id": host[0], "host_name": host[1]}).encode() + b"\n"
+
+
+def recorded_host(fd: int) -> tuple[str, str] | None:
+    """The host a claims file records (`host_line`); None where it records none."""
+    line = os.pread(fd, HOST_LINE_BYTES, 0).split(b"\n", 1)[0]
+    try:
+        doc = json.loads(line)
+    except ValueError:  # empty (an older Stoker's file), or not a record
+        return None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("host_id", "host_name")):
+        return None
+    return doc["host_id"], doc["host_name"]
+
+
+def claims_made(dir_fd: int, fd: int, name: str) -> None:
+    """`fd`: the claims file `name` this process just made in the registry root `dir_fd`. Its
+    host recorded, and the files of this host's earlier boots removed (one DEBUG line)."""
+    here = host_identity()
+    try:
+        os.pwrite(fd, host_line(here), 0)
+        booted = boot_to_wall(0.0)
+        if not _BOOT_NAME.fullmatch(name) or booted is None:
+            return
+        gone = [other for other in os.listdir(dir_fd)
+                if other != name and _BOOT_NAME.fullmatch(other) and _earlier_boot_removed(dir_fd, other, here, booted)]
+    except OSError as exc:  # a full disk, a listing refused: the files stay to the next boot's
+        log_event(logger, logging.DEBUG, "port_claims_not_pruned", error=f"{type(exc).__name__}: {exc}")
+        return
+    if gone:
+        log_event(logger, logging.DEBUG, "port_claims_pruned", files=",".join(sorted(gone)),
+                  reason="the port claims files of this host's earlier boots")
+
+
+def _earlier_boot_removed(dir_fd: int, name: str, here: tuple[str, str], booted_wall: float) -> bool:
+    """Remove the claims file `name` if it is of an earlier boot of this host, which no
+    process claims a port in; whether it was removed."""
+    try:
+        fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or recorded_host(fd) != here \
+                or st.st_mtime > booted_wall + TWIN_SLACK_SECS:
+            return False
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the whole file: refused while a claim is held
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # its lock with it

@@ -66,6 +66,7 @@ from executor.host.entry import (
     takers_after,
 )
 from executor.host.identity import host_identity, of_this_host, supervisor_alive
+from executor.host.lock import claims_made
 from executor.host.replacefile import (
     TEMP_SUFFIX,
     create_file,
@@ -163,13 +164,20 @@ class Registry:
     def open_claims(self) -> int:
         """This host's port claims file (`claims_name`, made 0600) in the registry root, made as
         for an entry, open for reading and writing: one byte-range lock a loopback port that a
-        live `stoker run` chose (executor/local/runstart.py, `PortClaims`). Raises OSError where
-        the root cannot be made, or is not trusted (another user could hold every port's lock)."""
+        live `stoker run` chose (executor/local/runstart.py, `PortClaims`). Its maker removes
+        those of this host's earlier boots (`lock.claims_made`). Raises OSError where the root
+        cannot be made, or is not trusted (another user could hold every port's lock)."""
         make_dirs(self.root, 0o700)
         fd = self._open_root()
         try:
             name = claims_name(identity.boot_id(), identity.host_identity())
-            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=fd)
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                claims = os.open(name, flags | os.O_EXCL, 0o600, dir_fd=fd)
+            except FileExistsError:  # this boot's: made by its first claim
+                return os.open(name, flags, 0o600, dir_fd=fd)
+            claims_made(fd, claims, name)  # once a boot: its host recorded, this host's earlier boots' removed
+            return claims
         finally:
             os.close(fd)
 

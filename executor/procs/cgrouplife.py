@@ -81,6 +81,13 @@ class TaskCgroupLife:
         self.settle()
         return self._cgroup
 
+    @property
+    def left(self) -> bool:
+        """Whether this process is out of the task's cgroup (none, or left): a close that raised
+        midway lets the watchdog go only then (at its pipe's end it kills the cgroup's members)."""
+        cg = self._cgroup
+        return cg is None or not cg.entered
+
     def describe(self) -> str:
         """The cgroup in force, or why there is none, in words."""
         if self.cgroup is not None:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from config.spec import ProcessSpec
 from config.words import quoted
@@ -403,7 +403,11 @@ class Supervisor:
         earlyfork.let_go_stop_room()
 
     def close(self) -> None:
-        """SIGKILL what is left of the task, stop the watchdog and threads. Idempotent."""
+        """SIGKILL what is left of the task, stop the watchdog and threads. Idempotent. A step
+        that raises cuts none after it short (the reaper released, the descriptors closed, the
+        state CLOSED); the first error is raised at the end. Was: the close stopped there,
+        CLOSING, and a second returned at once: in a test process the reaper, kept, went on
+        reaping the worker's other children."""
         earlyfork.let_go_stop_room()  # a task that ended with no stop: its close has the room
         with self._lock:
             state = self._state
@@ -411,27 +415,60 @@ class Supervisor:
                 return
             started = state is SupervisorState.STARTED and self._containment is not None
             self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
-        if not started:  # or its start failed before its containment (no thread)
-            self._early.give_up_rest("the supervisor could not start")  # the runs it was handed
-            return
+        errors: list[BaseException] = []
+        if started:
+            self._close_threads(errors, self._close_task(errors))
+        else:  # or its start failed before its containment (no thread)
+            _step(errors, self._early.give_up_rest, "the supervisor could not start")  # the runs it was handed
+            if self._reaper is not None:  # its start failed after the reaper's
+                _step(errors, self._reaper.release)
+            _step(errors, self._close_fds)
+        if errors:
+            raise errors[0]
+
+    def _close_task(self, errors: list[BaseException]) -> bool:
+        """Kill the task, leave and remove its cgroup; let the watchdog go when this process
+        is out of the cgroup (at its pipe's end the watchdog kills the cgroup's members)."""
         assert self._containment is not None
-        stuck = self._containment.kill_all(CLOSE_KILL_SECS, self._exit_by)  # bound by the exit time, even one set meanwhile
+        # bound by the exit time, even one set meanwhile
+        stuck = _step(errors, self._containment.kill_all, CLOSE_KILL_SECS, self._exit_by, default=frozenset())
         dog = self._watchdog.running() if self._watchdog is not None else None
-        let_go = self._contained().close(dog, within(math.inf, self._exit_by()), stuck)  # out of the cgroup, killed, removed
+        let_go = _step(errors, lambda: self._contained().close(dog, within(math.inf, self._exit_by()), stuck))
+        if let_go is None:  # it raised, out of the cgroup or not
+            let_go = self._containment.closed.left
         if self._watchdog is not None and let_go:
-            self._watchdog.let_go()
-        self._logs.stop_pump(self._exit_by)
-        assert self._reaper is not None
+            _step(errors, self._watchdog.let_go)
+        _step(errors, self._logs.stop_pump, self._exit_by)
+        return let_go
+
+    def _close_threads(self, errors: list[BaseException], let_go: bool) -> None:
+        """Release the reaper (the last user's: its thread ends after the watchdog), retire
+        the containment, close the logs and the descriptors."""
+        assert self._reaper is not None and self._containment is not None
         if self._drains is not None:
-            self._reaper.on_orphans(self._orphan_reaped, remove=True)
+            _step(errors, self._reaper.on_orphans, self._orphan_reaped, remove=True)
         self._reaper.release()
         waits = 0.0 if (closed := self._containment.closed).stuck_at_close else WATCHDOG_EXIT_SECS  # none dies sooner
         if self._watchdog is not None and let_go:
-            self._watchdog.wait_gone(waits, cut=closed.cut_at_close, busy=closed.busy_at_close)
+            _step(errors, self._watchdog.wait_gone, waits, cut=closed.cut_at_close, busy=closed.busy_at_close)
         if let_go:  # the last user's: the thread ends after the watchdog
-            self._reaper.join_unused(within(waits, self._exit_by()))
+            _step(errors, self._reaper.join_unused, within(waits, self._exit_by()))
         self._containment.retire()  # a run that dies later kills nothing (what this process forks next)
         self._state = SupervisorState.CLOSED
+        _step(errors, self._close_fds)
+
+    def _close_fds(self) -> None:
         self._logs.close()
-        os.close(self._devnull)
+        if self._devnull >= 0:
+            os.close(self._devnull)
         self._devnull = -1
+
+
+def _step(errors: list[BaseException], fn: Callable[..., Any], *args: Any, default: Any = None, **kwargs: Any) -> Any:
+    """A step of a close: `fn(*args, **kwargs)`, or `default` when it raised (into `errors`,
+    raised by the close once every other step is done)."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as e:
+        errors.append(e)
+        return default

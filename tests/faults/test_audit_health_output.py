@@ -120,9 +120,9 @@ def test_a_descendant_holding_the_output_open_does_not_hold_the_result(tmp_path,
     # marker reaches it) keeps the pipe's write end: the result must not wait for it.
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     supervisor = Supervisor(sandbox=tmp_path, task_label="faults.0", env=env, post=lambda event: None)
-    supervisor.start()
     escaped = tmp_path / "escaped.pid"
     try:
+        supervisor.start()
         command = ("(env -i setsid sh -c 'echo $$ > escaped.pid; echo still here; exec sleep 30' &); "
                    "while [ ! -s escaped.pid ]; do sleep 0.005; done; echo done; exit 3")
         started = time.monotonic()

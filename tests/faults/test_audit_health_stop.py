@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -71,6 +72,18 @@ attempt = ShellChecker(sys.argv[2], float(sys.argv[4]), supervisor.run_command).
 print(attempt.outcome.value, attempt.reason, flush=True)
 supervisor.close()
 """
+
+
+TCP_CHILD = """
+import sys
+from healthcheck.checkers import TcpChecker
+print("ready", flush=True)
+sys.stdin.readline()
+attempt = TcpChecker(port=int(sys.argv[1]), timeout_secs=float(sys.argv[2])).check()
+print(attempt.outcome.value, attempt.reason, flush=True)
+"""
+TCP_TIMEOUT_SECS = 0.2
+TCP_STOPPED_SECS = 0.5  # past the timeout, before the kernel's first SYN retransmit (1 s)
 
 
 def _state(pid: int) -> str:
@@ -160,6 +173,49 @@ def test_an_http_check_in_flight_while_the_supervisor_is_stopped_passes(figures)
         pytest.fail("the checker could not be stopped within half its timeout of its request")
     assert out.startswith("passed "), out
     assert "answered HTTP 200" in out, out
+
+
+def _syn_sents(port: int) -> int:
+    """How many loopback TCP sockets are connecting (SYN_SENT) to 127.0.0.1:`port` (/proc/net/tcp)."""
+    remote = f"0100007F:{port:04X}"
+    lines = proc_scan.read_bytes("/proc/net/tcp").decode().splitlines()[1:]
+    return sum(1 for fields in map(str.split, lines) if fields[2] == remote and fields[3] == "02")
+
+
+def test_a_tcp_check_in_flight_while_the_supervisor_is_stopped_passes(figures):
+    """The task's listener does not accept in time (its backlog full: its SYNs dropped) while
+    the checker waits; the checker is stopped past its deadline, and the listener takes
+    connections again meanwhile. Was: on its continue the connect's wait ended as the
+    attempt's timeout ("timed out after 0.2 s"). Now, as the HTTP check, the attempt gets its
+    timeout again: the connect is tried again, and passes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def make_room() -> None:  # the queued connection taken, the others' SYNs given up
+        for sock in held:
+            sock.close()
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                listener.accept()[0].close()
+
+    try:
+        for _ in range(3):  # a backlog of 0 holds one; the kernel drops the next SYNs
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+            held.append(client)
+        before = wait_for(lambda: _syn_sents(port), 5, 0.002, message="the backlog full")
+        out, _ = _run_stopped(TCP_CHILD, [str(port), str(TCP_TIMEOUT_SECS)],
+                              lambda: _syn_sents(port) > before, figures, "TCP", make_room,
+                              timeout_secs=TCP_TIMEOUT_SECS, stopped_secs=TCP_STOPPED_SECS)
+    finally:
+        for sock in [*held, listener]:
+            sock.close()
+    assert out == f"passed TCP connect to localhost:{port} succeeded", out
 
 
 def test_a_shell_check_in_flight_while_the_supervisor_is_stopped_passes(tmp_path: Path, figures):

@@ -197,9 +197,11 @@ def run_command(command_env, tmp_path):
     forked in the sandbox and reaped by the one reaper."""
     env, _ = command_env
     supervisor = Supervisor(sandbox=tmp_path, task_label="faults.0", env=env, post=lambda event: None)
-    supervisor.start()
-    yield supervisor.run_command
-    supervisor.close()
+    try:
+        supervisor.start()  # inside: a start that raises midway is closed too (its reaper released)
+        yield supervisor.run_command
+    finally:
+        supervisor.close()
 
 
 @pytest.mark.parametrize("label", list(SHELL_PATHOLOGIES))

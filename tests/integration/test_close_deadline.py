@@ -35,8 +35,8 @@ def supervisor(tmp_path: Path) -> Iterator[Supervisor]:
     sup = Supervisor(sandbox=tmp_path / "sandbox", task_label="closekill.0", env={"PATH": os.environ["PATH"]},
                      post=queue.SimpleQueue().put, cgroups="off", exit_by=ExitBy())
     (tmp_path / "sandbox").mkdir()
-    sup.start()
     try:
+        sup.start()  # inside: a start that raises midway is closed too (its reaper released)
         yield sup
     finally:
         sup.close()

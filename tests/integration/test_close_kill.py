@@ -83,8 +83,8 @@ def supervised(tmp_path: Path) -> Iterator[tuple[Supervisor, ExitBy]]:
     sup = Supervisor(sandbox=tmp_path / "sandbox", task_label="closekill.0", env={"PATH": os.environ["PATH"]},
                      post=queue.SimpleQueue().put, cgroups="off", exit_by=exit_by)
     (tmp_path / "sandbox").mkdir()
-    sup.start()
     try:
+        sup.start()  # inside: a start that raises midway is closed too (its reaper released)
         yield sup, exit_by
     finally:
         sup.close()

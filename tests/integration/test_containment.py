@@ -347,8 +347,8 @@ def test_a_task_running_as_another_user_is_born_in_the_cgroup_and_cannot_leave_i
         events: queue.SimpleQueue = queue.SimpleQueue()
         sup = Supervisor(sandbox=sandbox, task_label="role.0", env={"PATH": os.environ["PATH"]},
                          post=events.put, run_as=run_as, cgroups=setting)
-        sup.start()
         try:
+            sup.start()
             groups.add(sup.cgroup)
             home = os.path.dirname(sup.cgroup)
             sup.spawn(ProcessSpec("d", ESCAPE.format(file="d.pids") + "; echo $$ > top.pid; "

@@ -165,8 +165,8 @@ def test_a_role_s_process_cannot_reach_its_root_supervisor_or_watchdog():
         events: queue.SimpleQueue = queue.SimpleQueue()
         sup = Supervisor(sandbox=sandbox, task_label="t.0", env={"PATH": os.environ["PATH"]},
                          post=events.put, run_as=run_as)
-        sup.start()
         try:
+            sup.start()
             wd = sup.watchdog_pid
             # kill -0: the permission check alone (a failing test must not stop pytest itself)
             probes = [f"kill -0 {os.getpid()}", f"kill -0 {wd}",

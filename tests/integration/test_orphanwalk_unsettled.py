@@ -24,7 +24,6 @@ def test_a_walk_whose_every_re_read_finds_new_orphans_says_so(tmp_path, monkeypa
     the walk visits leaves the next one (no fork loop: one `sh` a visit, 17 at most)."""
     sup = Supervisor(sandbox=tmp_path, task_label="walk.0", env={"PATH": os.environ["PATH"]},
                      post=lambda event: None, cgroups="off")
-    sup.start()  # this process a subreaper
     pids: set[int] = set()
     monkeypatch.setattr(orphanwalk, "_unsettled", [0], raising=False)  # its first time
 
@@ -41,6 +40,7 @@ def test_a_walk_whose_every_re_read_finds_new_orphans_says_so(tmp_path, monkeypa
             orphan()
         return False
     try:
+        sup.start()  # this process a subreaper
         first = orphan()  # the walk's root, as the caller's list would give it
         with caplog.at_level(logging.WARNING):
             procs, roots, _ = orphanwalk.walk(os.getpid(), [first], frozenset, leaves_another, label="walk.0")

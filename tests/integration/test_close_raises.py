@@ -1,0 +1,63 @@
+"""A supervisor's close that raises midway still ends what it owns (`Supervisor.close`).
+
+Was: an error in the close's kill (a test's patched `proctree.send` timing out under load)
+left the close there: the state CLOSING, the watchdog held, the reaper's user kept, and a
+second close (the fixture's) returned at once. In a test process the reaper's thread then
+went on reaping the worker's other children (12 later tests of that worker failed). Now
+each step runs whatever an earlier one raised, and the first error is raised at the end.
+"""
+from __future__ import annotations
+
+import pytest
+
+from executor.procs.cgroups import SETTING_AUTO
+from executor.procs.containment import Containment
+from executor.procs.reaper import Reaper
+from tests.support.supervision import Harness, alive
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Broken(Exception):
+    """The close's kill failing, as a bug or a test's patch would."""
+
+
+@pytest.mark.parametrize("cgroups", ["off", SETTING_AUTO])
+def test_a_close_whose_kill_raises_still_ends_its_run_watchdog_and_reaper(tmp_path, tracker, monkeypatch, cgroups):
+    h = Harness(tmp_path / "sandbox", tracker, cgroups=cgroups)
+    run = h.spawn("p", "exec sleep 600")
+    dog = h.sup.watchdog_pid
+    assert dog is not None and alive(dog)
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise _Broken("the close's kill failed")
+    monkeypatch.setattr(Containment, "kill_all", broken)
+    with pytest.raises(_Broken):
+        h.sup.close()
+    reaper = Reaper._instance
+    assert reaper is not None and reaper.users == 0, "the closed supervisor still holds the reaper"
+    # the run is killed all the same: by the task's cgroup, or else by the watchdog let go
+    wait_for(lambda: not alive(run) and not alive(dog), 10, message="the run and the watchdog gone")
+    wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
+    h.sup.close()  # closed: a second close has nothing left to do, and raises nothing
+
+
+def test_a_start_that_raised_after_the_reaper_s_is_closed_without_it(tmp_path, tracker, monkeypatch):
+    """A start cut short after it took the reaper (here: the OOM shield's), before its
+    containment: its close let the reaper's user be (was: held for good, its thread never ending)."""
+    from executor.procs import oomcount
+    from executor.procs.supervisor import Supervisor
+
+    def broken() -> None:
+        raise _Broken("no shield")
+    monkeypatch.setattr(oomcount, "shield", broken)
+    sup = Supervisor(sandbox=tmp_path, task_label="test.0", env={}, post=lambda event: None, cgroups="off")
+    try:
+        with pytest.raises(_Broken):
+            sup.start()
+    finally:
+        sup.close()
+    reaper = Reaper._instance
+    assert reaper is not None and reaper.users == 0, "the supervisor whose start failed still holds the reaper"
+    wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
