@@ -88,8 +88,8 @@ def harness(request, tmp_path, tracked):
         yield h
     finally:
         h.sup.close()
-        for stop in h.sandbox.glob("*.stop"):
-            proc_scan.stop_hopper(stop.with_suffix(".pid"), stop)
+        for pid_file in h.sandbox.glob("hop*.pid"):  # a hopper the close missed (was: by "*.stop", which no
+            proc_scan.stop_hopper(pid_file, pid_file.with_suffix(".stop"))  # test makes: none was ever stopped)
 
 
 def gone(pids) -> bool:  # type: ignore[no-untyped-def]
