@@ -305,6 +305,7 @@ def above_screen_line() -> Iterator[None]:
 
 
 SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
+SPOOL_BATCH = 1 << 16  # characters joined into one write: a pipe's default capacity
 OnError = Callable[[BaseException], None]
 OnLost = Callable[[str], None]  # why lines began to be lost (`lost_for_now`)
 class Spool:
@@ -381,10 +382,29 @@ class Spool:
                 self._cond.notify_all()
                 while not self._items:
                     self._cond.wait()
-                stream, text, on_error, lost, on_lost = self._items.popleft()
-                self._queued -= len(text)
+                stream, text, on_error, lost, on_lost = self._take()
                 self._busy = True
             self._write_one(stream, text, on_error, lost, on_lost)
+
+    def _take(self) -> tuple[TextIO, str, OnError, int, OnLost | None]:
+        """The first item, joined by those queued after it for the same stream, writer and
+        loss handler, up to `SPOOL_BATCH` characters: a burst of lines (a start of 100's
+        RUNNING lines) is one write and one wait for the GIL, not one each. A note on lost
+        lines is taken alone: it is written only once the stream takes a failed write's rest."""
+        stream, text, on_error, lost, on_lost = self._items.popleft()
+        self._queued -= len(text)
+        parts = [text]
+        size = len(text)
+        while not lost and self._items:
+            nxt, more, nxt_error, nxt_lost, nxt_on_lost = self._items[0]
+            if (nxt is not stream or nxt_lost or nxt_error != on_error or nxt_on_lost != on_lost
+                    or size + len(more) > SPOOL_BATCH):
+                break
+            self._items.popleft()
+            self._queued -= len(more)
+            parts.append(more)
+            size += len(more)
+        return stream, "".join(parts) if len(parts) > 1 else text, on_error, lost, on_lost
 
     def _write_one(self, stream: TextIO, text: str, on_error: OnError, lost: int, on_lost: OnLost | None) -> None:
         """Write `text`; `lost`: it is the note on that many lost lines, written only once
