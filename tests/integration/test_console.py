@@ -242,24 +242,24 @@ def test_the_live_view_shows_each_process_s_state_and_run_the_task_s_and_the_hea
     assert lines[2].endswith("supervisor       ACTIVE → CLEANING  every process ended")
 
 
-class _CountedWrites(io.TextIOWrapper):
-    """A real pipe's text stream that counts the writes it is given (each one the spool's)."""
+class _CountedWrites(io.FileIO):
+    """A real pipe's end that counts the writes it is given (each a system call)."""
 
     writes = 0
 
-    def write(self, text: str) -> int:
+    def write(self, data) -> int:  # type: ignore[no-untyped-def]
         self.writes += 1
-        return super().write(text)
+        return super().write(data)
 
 
 def test_lines_queued_behind_a_write_are_written_together_in_order():
     """The 100 RUNNING lines of a start of 100 are put while the spool's thread writes the
-    first: they go out as one write (one wait for the GIL), not one each; a line for
-    another stream, or a note on lost lines, is never joined to them."""
+    first: they go out in one flush (a write per buffer's worth, one wait for the GIL), not
+    one each; a line for another stream, or a note on lost lines, is never taken with them."""
     read, write = os.pipe()
     os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
-    stream = _CountedWrites(open(write, "wb", buffering=0), write_through=True)
-    other = _CountedWrites(open(os.devnull, "wb", buffering=0), write_through=True)
+    raw, other_raw = _CountedWrites(write, "w"), _CountedWrites(os.devnull, "w")
+    stream, other = io.TextIOWrapper(io.BufferedWriter(raw)), io.TextIOWrapper(io.BufferedWriter(other_raw))
     spool = Spool()
     errors: list[BaseException] = []
     ignore = errors.append  # one handler for every line, as the console's `Output._failed` is
@@ -285,7 +285,7 @@ def test_lines_queued_behind_a_write_are_written_together_in_order():
         os.close(read)
     assert got.lstrip(b"y") == expected
     assert errors == []
-    assert (stream.writes, other.writes) == (3, 1)  # the first, the 50 before the other's, the 50 after
+    assert (raw.writes, other_raw.writes) == (3, 1)  # the first, the 50 before the other's, the 50 after
 
 
 def test_output_through_a_spool_writes_each_text_and_a_failed_write_makes_it_gone_once(caplog):
