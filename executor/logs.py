@@ -305,7 +305,6 @@ def above_screen_line() -> Iterator[None]:
 
 
 SPOOL_LIMIT = 1 << 20  # characters queued for a reader that does not read
-SPOOL_BATCH = 1 << 16  # characters taken for one flush: a pipe's default capacity
 OnError = Callable[[BaseException], None]
 OnLost = Callable[[str], None]  # why lines began to be lost (`lost_for_now`)
 class Spool:
@@ -382,47 +381,25 @@ class Spool:
                 self._cond.notify_all()
                 while not self._items:
                     self._cond.wait()
-                stream, texts, on_error, lost, on_lost = self._take()
+                stream, text, on_error, lost, on_lost = self._items.popleft()
+                self._queued -= len(text)
                 self._busy = True
-            self._write_one(stream, texts, on_error, lost, on_lost)
+            self._write_one(stream, text, on_error, lost, on_lost)
 
-    def _take(self) -> tuple[TextIO, list[str], OnError, int, OnLost | None]:
-        """The first item, with those queued after it for the same stream, writer and loss
-        handler, up to `SPOOL_BATCH` characters: a burst of lines (a start of 100's RUNNING
-        lines) is flushed once, a write per buffer's worth and one wait for the GIL, not one
-        each. A note on lost lines is taken alone: it is written only once the stream takes a
-        failed write's rest. Never joined here: a text of them all outlived, as the heap's
-        growth, the 100 lines it was made for (USS +12 KiB at N=100)."""
-        stream, text, on_error, lost, on_lost = self._items.popleft()
-        self._queued -= len(text)
-        texts, size = [text], len(text)
-        while not lost and self._items:
-            nxt, more, nxt_error, nxt_lost, nxt_on_lost = self._items[0]
-            if (nxt is not stream or nxt_lost or nxt_error != on_error or nxt_on_lost != on_lost
-                    or size + len(more) > SPOOL_BATCH):
-                break
-            self._items.popleft()
-            self._queued -= len(more)
-            texts.append(more)
-            size += len(more)
-        return stream, texts, on_error, lost, on_lost
-
-    def _write_one(self, stream: TextIO, texts: list[str], on_error: OnError, lost: int,
-                   on_lost: OnLost | None) -> None:
-        """Write `texts`, then flush; `lost`: the one text is the note on that many lost lines,
-        written only once the stream takes what a failed write left in its buffer (else, held
-        there, it lands later beside the next note: one note per recovery), and counted again if not."""
+    def _write_one(self, stream: TextIO, text: str, on_error: OnError, lost: int, on_lost: OnLost | None) -> None:
+        """Write `text`; `lost`: it is the note on that many lost lines, written only once
+        the stream takes what a failed write left in its buffer (else, held there, it lands
+        later beside the next note: one note per recovery), and counted again if not."""
         try:
             if lost:
                 stream.flush()
-            for text in texts:
-                stream.write(text)
+            stream.write(text)
             stream.flush()
         except Exception as exc:
             if why := lost_for_now(stream, exc):  # a later line may fit
                 with self._cond:
                     count, why = self._lost.get(id(stream), (0, why))  # why it began
-                    self._lost[id(stream)] = (count + (lost or sum(max(1, t.count("\n")) for t in texts)), why)
+                    self._lost[id(stream)] = (count + (lost or max(1, text.count("\n"))), why)
                 if not count and on_lost is not None:
                     on_lost(why)
             else:  # a closed pipe, a hung-up terminal: the writer says

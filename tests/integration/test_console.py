@@ -242,52 +242,6 @@ def test_the_live_view_shows_each_process_s_state_and_run_the_task_s_and_the_hea
     assert lines[2].endswith("supervisor       ACTIVE → CLEANING  every process ended")
 
 
-class _CountedWrites(io.FileIO):
-    """A real pipe's end that counts the writes it is given (each a system call)."""
-
-    writes = 0
-
-    def write(self, data) -> int:  # type: ignore[no-untyped-def]
-        self.writes += 1
-        return super().write(data)
-
-
-def test_lines_queued_behind_a_write_are_written_together_in_order():
-    """The 100 RUNNING lines of a start of 100 are put while the spool's thread writes the
-    first: they go out in one flush (a write per buffer's worth, one wait for the GIL), not
-    one each; a line for another stream, or a note on lost lines, is never taken with them."""
-    read, write = os.pipe()
-    os.write(write, b"y" * fcntl.fcntl(write, F_GETPIPE_SZ))  # full: the next write blocks
-    raw, other_raw = _CountedWrites(write, "w"), _CountedWrites(os.devnull, "w")
-    stream, other = io.TextIOWrapper(io.BufferedWriter(raw)), io.TextIOWrapper(io.BufferedWriter(other_raw))
-    spool = Spool()
-    errors: list[BaseException] = []
-    ignore = errors.append  # one handler for every line, as the console's `Output._failed` is
-    lines = [f"10:15:00.122  w.0  p{i}[0]  WAITING → RUNNING  starting run 0\n" for i in range(101)]
-    try:
-        spool.put(stream, lines[0], ignore)
-        wait_for(lambda: _writing_the_last(spool), 5, message="the spool's writer took the first line")
-        for line in lines[1:51]:
-            spool.put(stream, line, ignore)
-        spool.put(other, "elsewhere\n", ignore)
-        for line in lines[51:]:
-            spool.put(stream, line, ignore)
-        got = b""
-        expected = "".join(lines).encode()
-        deadline = time.monotonic() + 5
-        while not got.endswith(expected) and time.monotonic() < deadline:
-            if select.select([read], [], [], 0.1)[0]:
-                got += os.read(read, 1 << 16)
-        assert spool.drain(5)
-    finally:
-        stream.close()
-        other.close()
-        os.close(read)
-    assert got.lstrip(b"y") == expected
-    assert errors == []
-    assert (raw.writes, other_raw.writes) == (3, 1)  # the first, the 50 before the other's, the 50 after
-
-
 def test_output_through_a_spool_writes_each_text_and_a_failed_write_makes_it_gone_once(caplog):
     read, write = os.pipe()
     stream = os.fdopen(write, "w")
