@@ -23,7 +23,7 @@ from config.errors import ConfigError, in_file
 from config.logline import NO_ROOM, to_devnull
 from config.quickargs import parse as quick_parse
 from config.registry import RegistrySettings
-from config.settings import SECRET_VARIABLES, RunSettings
+from config.settings import RunSettings
 from config.sourced import flag_conflicts
 from config.words import quoted
 from executor import codecache
@@ -233,10 +233,11 @@ def _dispatch(args: Any) -> int:
     if args.command == "run":
         return _cmd_run(args)
     if args.command == "executor":
-        from executor.procs.hardening import hide_secrets
+        from executor.procs import hardening
 
-        environ = dict(os.environ)  # the settings' copy: from here on the token is only in memory
-        hidden = hide_secrets(os.environ, SECRET_VARIABLES)  # first: see executor/procs/hardening.py
+        # (hidden already when started through `executor.cli.start`: its first step)
+        hidden = hardening.early or hardening.hide_early(os.environ)
+        environ = dict(os.environ) | hardening.taken  # the settings' copy: the token only in memory
         from config.executorsettings import ExecutorSettings
         from executor.mesos.process import main as executor_main
 

@@ -47,7 +47,10 @@ LOST. So there the stop signals are recorded from the first line on
 (`executor/host/early.py`, `defer_stop_signals`) and acted on once the relay is up, as an
 early start's are. Only the interpreter's own start (some 20 ms) comes before. A /proc that
 is not this namespace's (`unshare --pid --fork` without `--mount-proc`) is refused first
-(`_own_proc`): the task's processes are found there.
+(`_own_proc`): the task's processes are found there. Right after it, `stoker executor` takes
+the agent's token out of its environment and makes itself undumpable
+(`executor/procs/hardening.py`, `hide_early`): until then any process of its user may read
+the token in /proc/PID/environ, so nothing else loads first.
 
 Then, before anything else of Stoker's is loaded, it has every module loaded from then on
 compiled without its docstrings (`executor/nodocs.py`: about 0.8 MiB less of a supervisor
@@ -280,6 +283,10 @@ def _load() -> Callable[[], NoReturn]:
     _signals_as_a_supervisor()
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     _own_proc(command)
+    if command == "executor":  # the agent's token out of /proc/PID/environ before anything loads
+        from executor.procs import hardening
+
+        hardening.hide_early(os.environ)
     _owner_umask(command)
     if command == "run" and os.getpid() == 1:  # a container's main process: see the docstring
         from executor.host.early import defer_stop_signals

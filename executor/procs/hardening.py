@@ -6,8 +6,11 @@ dumpable: the executor's among them, whose initial environment block still held
 MESOS_EXECUTOR_AUTHENTICATION_TOKEN after Python had copied it into `os.environ`. With the
 token, a task process could post status updates that the agent accepts as the executor's.
 
-`hide_secrets(environ, names)` is the first thing `stoker executor` does (the caller has
-already copied the environment for its settings, so the token lives on only in memory):
+`hide_early(environ)` is the first thing `stoker executor`'s entry point does
+(`executor/cli/start.py`, before the code cache, attrs and the command's modules load: from
+`executor.cli.main`, after them, the token stayed readable 2 to 5 times longer; docs/mesos.md
+§6 has the figures): it keeps the values it takes
+(`taken`, for the settings) and what it achieved (`early`), and runs `hide_secrets`:
 
 1. `prctl(PR_SET_DUMPABLE, 0)`: /proc/PID/environ, /proc/PID/mem and ptrace of the executor
    and of each of its threads are refused to every process without CAP_SYS_PTRACE, i.e. to
@@ -22,11 +25,13 @@ already copied the environment for its settings, so the token lives on only in m
 
 What it cannot do: a process with CAP_SYS_PTRACE (a task running as root) may still read
 the executor's memory (/proc/PID/mem, ptrace) and find the token there; and the executor's
-environment is readable during Python's start-up, before this runs (tens of ms, before any
-task process exists).
+environment is readable during Python's start-up, before this runs (the interpreter's own
+start and `executor.cli.start`'s import: docs/mesos.md §6 has the figures; before any of its
+task's processes exists, but another process of the same user may read it then).
 
 Never raises: returns what it managed (`Hidden`) for the caller to log. Linux, through
-ctypes (glibc or musl).
+ctypes (glibc or musl). The standard library only (no attrs: it runs before the code cache
+that serves attrs is installed).
 """
 from __future__ import annotations
 
@@ -34,19 +39,33 @@ import ctypes
 import os
 from collections.abc import Iterable, MutableMapping
 
-import attrs
+# config.settings.SECRET_VARIABLES (config loads attrs; tests/unit/test_hardening.py keeps the two equal)
+SECRET_VARIABLES = ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN",)
+taken: dict[str, str] = {}  # what `hide_early` took out of the environment, for the settings
+early: Hidden | None = None  # what `hide_early` achieved; None when it did not run
 
 _PR_GET_DUMPABLE = 3
 _PR_SET_DUMPABLE = 4
 
 
-@attrs.frozen
 class Hidden:
     """What `hide_secrets` achieved."""
 
-    dumpable: bool | None  # the process's flag afterwards (None: unknown); False is the goal
-    erased: int  # environment entries overwritten in memory
-    problems: tuple[str, ...] = ()  # what failed, in words
+    __slots__ = ("dumpable", "erased", "problems")
+
+    def __init__(self, dumpable: bool | None, erased: int, problems: tuple[str, ...] = ()) -> None:
+        self.dumpable = dumpable  # the process's flag afterwards (None: unknown); False is the goal
+        self.erased = erased  # environment entries overwritten in memory
+        self.problems = problems  # what failed, in words
+
+
+def hide_early(environ: MutableMapping[str, str]) -> Hidden:
+    """`hide_secrets` of SECRET_VARIABLES, first thing: their values kept in `taken`, the
+    outcome in `early` (logged once logging is set up), and returned."""
+    global early
+    taken.update((name, environ[name]) for name in SECRET_VARIABLES if name in environ)
+    early = hide_secrets(environ, SECRET_VARIABLES)
+    return early
 
 
 def hide_secrets(environ: MutableMapping[str, str], names: Iterable[str]) -> Hidden:

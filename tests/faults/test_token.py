@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -324,3 +325,41 @@ def test_the_agent_variables_reach_tasks_only_when_a_setting_asks(tmp_path):
     assert f"MESOS_FRAMEWORK_ID={sim.framework_id}" in stdout
     assert f"MESOS_EXECUTOR_ID={sim.executor_id}" in stdout
     assert "MESOS_SLAVE_PID=slave(1)@" in stdout
+
+
+# ---- the start-up window: how much loads while the token is still in /proc/PID/environ ----
+
+# What the entry point loads before it hides the token (`executor/cli/start.py`, `hide_early`):
+# its own package and start module, the hardening module, and ctypes (with the C modules and
+# the standard library modules ctypes' import brings). Everything else (the code cache,
+# attrs, the settings, the command's modules, which kept the token readable 2 to 5 times longer
+# when `executor.cli.main` hid it: docs/mesos.md §6) comes after, with the token gone.
+BEFORE_HIDING = {"executor", "executor.cli", "executor.cli.start", "executor.procs", "executor.procs.hardening",
+                 "ctypes", "_ctypes", "struct", "_struct", "ctypes._endian", "__future__", "collections.abc"}
+
+
+def test_the_executor_hides_the_token_before_it_loads_anything_else(tmp_path):
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parents[2]), TOKEN_VAR: TOKEN,
+           "MESOS_AGENT_ENDPOINT": "127.0.0.1:1", "MESOS_FRAMEWORK_ID": "f", "MESOS_EXECUTOR_ID": "e",
+           "MESOS_SLAVE_ID": "s", "MESOS_DIRECTORY": str(sandbox), "MESOS_SANDBOX": str(sandbox),
+           "STOKER_ROOT": str(tmp_path / "registry"), "STOKER_LAUNCH_TIMEOUT": "0.1"}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "executor", "executor"], cwd=sandbox, env=env,
+                          capture_output=True, text=True, timeout=30)
+    names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+             if line.startswith("import time:") and line.count("|") == 2]
+    assert "executor.procs.hardening" in names, done.stderr
+    before = names[:names.index("executor.procs.hardening") + 1]
+    loaded_at_start = set(names[:names.index("executor")])  # the interpreter's own start-up
+    assert sorted(set(before) - loaded_at_start - BEFORE_HIDING) == []
+    assert {"attr", "executor.codecache", "executor.cli.main"} <= set(names)  # it sees what came after
+    assert "secrets_hidden dumpable=False erased=1" in done.stderr
+    assert TOKEN not in done.stderr and TOKEN not in done.stdout
+
+
+def test_the_early_hiding_knows_every_secret_the_settings_know():
+    from config.settings import SECRET_VARIABLES
+    from executor.procs import hardening
+
+    assert hardening.SECRET_VARIABLES == SECRET_VARIABLES
