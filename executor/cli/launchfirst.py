@@ -102,11 +102,13 @@ def start_first(ahead: PlanAhead) -> EarlyStart | None:
 # plans, one at a time, and stops at the first that would start after the answer came; the
 # runs start as soon as the answer is seen between two modules of one (`_AnswerWatch`).
 LOAD_WHILE_PLANNING = (
-    "config.settings", "executor.local.plancache", "executor.task.planner", "executor.local.runstart",
+    "config.settings", "executor.local.plancache", "executor.task.planner",
+    "executor.procs.sandboxfs", "executor.procs.watchdogsh", "executor.procs.oomcount",  # `launch._start`'s
+    "executor.local.runstart",
     "executor.task.records", "executor.task.announcing", "executor.procs.spawn", "executor.task.owner",
     "executor.procs.supervisor", "executor.task.wiring", "executor.local.run",
 )
-START_USES = 3  # LOAD_WHILE_PLANNING's first, what `_start_ahead` uses: loaded whole before it may run
+START_USES = 6  # LOAD_WHILE_PLANNING's first, what `_start_ahead` uses: loaded whole before it may run
 OWN_PACKAGES = ("executor.", "config.", "healthcheck.")  # the modules `_AnswerWatch` looks between
 
 
