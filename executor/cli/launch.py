@@ -55,8 +55,8 @@ from executor.procs import earlyfork, runenv
 # Step 4's own modules (`oomcount`, `sandboxfs`, `watchdogsh`) are imported where it runs
 # (`_start`), not here: a first run's planning child is forked with this module loaded and
 # never starts a run, and their loading was 2.3 M instructions of its chain to the plan
-# (docs/benchmarks.md, newcfg5); its parent loads them while the child plans
-# (`launchfirst.LOAD_WHILE_PLANNING`), a re-run's early start as it takes off.
+# (docs/benchmarks.md, newcfg5); its parent loads them right after the fork
+# (`launchfirst._fork_ahead`), a re-run's early start as it takes off.
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -277,8 +277,6 @@ def _make_sandbox(requested: str | None, name: str) -> str:
 
 def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[str, str],
            mask: set[int], ahead: bool) -> EarlyStart | None:
-    from executor.procs import sandboxfs, watchdogsh  # (see the imports above)
-
     marker = os.urandom(16).hex()
     early = EarlyStart(entry=entry, sandbox=sandbox, lease_fd=lease, marker=marker, planned_ahead=ahead,
                        task_id=f"{record['name']}-{record['instance']}-{os.urandom(4).hex()}")
@@ -290,6 +288,8 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
 
     try:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)  # a stop held since the sandbox was made lands here
+        from executor.procs import sandboxfs, watchdogsh  # (see the imports above; failing, gives up)
+
         top = _take_sandbox(early, sandbox, keep)
         task_env = _task_env(record, environ, sandbox, marker)
         earlyfork.shut_inherited()

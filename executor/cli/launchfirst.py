@@ -102,13 +102,11 @@ def start_first(ahead: PlanAhead) -> EarlyStart | None:
 # plans, one at a time, and stops at the first that would start after the answer came; the
 # runs start as soon as the answer is seen between two modules of one (`_AnswerWatch`).
 LOAD_WHILE_PLANNING = (
-    "config.settings", "executor.local.plancache", "executor.task.planner",
-    "executor.procs.sandboxfs", "executor.procs.watchdogsh", "executor.procs.oomcount",  # `launch._start`'s
-    "executor.local.runstart",
+    "config.settings", "executor.local.plancache", "executor.task.planner", "executor.local.runstart",
     "executor.task.records", "executor.task.announcing", "executor.procs.spawn", "executor.task.owner",
     "executor.procs.supervisor", "executor.task.wiring", "executor.local.run",
 )
-START_USES = 6  # LOAD_WHILE_PLANNING's first, what `_start_ahead` uses: loaded whole before it may run
+START_USES = 3  # LOAD_WHILE_PLANNING's first, what `_start_ahead` uses: loaded whole before it may run
 OWN_PACKAGES = ("executor.", "config.", "healthcheck.")  # the modules `_AnswerWatch` looks between
 
 
@@ -193,9 +191,14 @@ def fork_ahead() -> None:
         # defers (`_fork_ahead`) and `executor.cli.main` loads after the fork
         import executor.local.planning  # noqa: F401
 
-        _ahead = _fork_ahead(inputs)
+        _ahead = _fork_ahead(inputs)  # (the child never returns from it)
     except Exception:  # then it plans when the plan is needed, as ever
         _ahead = None
+    try:  # the early start's step 4, which `launch` imports where it runs so that the child never
+        # loads it: loaded now, beside the child, not on the start's path as the plan comes
+        from executor.procs import oomcount, sandboxfs, watchdogsh  # noqa: F401
+    except Exception:  # (no descriptor left, say) `launch._start` tries again, and gives its runs up
+        return
 
 
 def _start_ahead(ahead: PlanAhead, sent: bytes | None, wanted: tuple[str, str | None],
