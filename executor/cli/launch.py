@@ -54,9 +54,9 @@ from executor.procs import earlyfork, runenv
 
 # Step 4's own modules (`oomcount`, `sandboxfs`, `watchdogsh`) are imported where it runs
 # (`_start`), not here: a first run's planning child is forked with this module loaded and
-# never starts a run, and their loading was 2.3 M instructions of its chain to the plan
+# never starts a run, and their loading was 2.4 M instructions of its chain to the plan
 # (docs/benchmarks.md, newcfg5); its parent loads them right after the fork
-# (`launchfirst._fork_ahead`), a re-run's early start as it takes off.
+# (`launchfirst.fork_ahead`), a re-run's early start as it takes off.
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
