@@ -37,8 +37,6 @@ _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _WIDE = ("W", "F")  # East Asian widths a terminal shows in two columns: wide, fullwidth
 # repr's escape of a surrogateescape byte (`\\udcff`), not one of a backslash repr doubled
 _REPR_SURROGATE = r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])"  # (`quoted`'s: compiled at its first use)
-# Surrogates that surrogateescape does not stand a byte for: no UTF-8 encoder can write them.
-_LONE_SURROGATE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # (the loader's every text: compiled now)
 _SHELL_PLAIN = r"[A-Za-z0-9@%+=:,./_-]+"  # shlex.quote's safe characters, ASCII only
 # What a log line escapes besides `_CONTROL`: the line and paragraph separators (U+2028, U+2029: a line
 # end to `str.splitlines` and other readers) and every format character (Unicode 14's Cf:
@@ -188,8 +186,11 @@ def lone_surrogate(text: str) -> str | None:
     a UTF-16 surrogate pair (JSON's `"\\ud910"` escape, Python's `'\\ud910'`), no character
     at all. None when there is none; the bytes surrogateescape stands for (U+DC80-U+DCFF)
     are written as those bytes, so they are not counted."""
-    found = _LONE_SURROGATE.search(text)
-    return None if found is None else f"\\u{ord(found.group()):04x}"
+    try:  # surrogateescape writes U+DC80-U+DCFF as their bytes, and stops at the first other
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as error:
+        return f"\\u{ord(text[error.start]):04x}"
+    return None
 
 
 def texts(tree: Any, path: str) -> Iterable[tuple[str, str]]:

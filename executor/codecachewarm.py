@@ -68,11 +68,12 @@ def _started() -> list[str]:
     """The modules `stoker run`'s supervisor loads by its first report, as a fresh
     interpreter lists them: its entry point's steps (`executor.cli.start`) and what it imports
     (`START_MODULES`, but its planning child's `executor.local.planning`), not the modules it
-    defers and does not load (`executor.deferred`). (The early start's few, loaded before
-    the bundle's finder is in, are in it too: read, never used.) The modules are deferred
-    before `codecache` is imported, as the entry point defers them: it imports `pathlib`, and
-    with it `fnmatch`, `urllib.parse` and `ipaddress`, which were bundled (0.1 MB of the file)
-    and never imported."""
+    defers and does not load (`executor.deferred`). (The early start's few are in it too: a
+    re-run loads them before the bundle's finder is in, a first run's parent its step 4 from
+    it, after its planning child's fork.) The modules are deferred before `codecache` is
+    imported, as the entry point defers them: it imports `pathlib`, and with it `fnmatch`,
+    `urllib.parse` and `ipaddress`, which were bundled (0.1 MB of the file) and never
+    imported."""
     statement = ("import sys; from executor import nodocs; nodocs.install(); before = set(sys.modules); "
                  "from executor import deferred; deferred.defer(); from executor import codecache; "
                  "codecache.install('run'); import executor.cli.main, executor.local.run; "

@@ -50,7 +50,13 @@ import sys
 import executor
 from executor.host.early import STOPS, EarlyStart, defer_stop_signals, undefer_stop_signals
 from executor.local import planfiles
-from executor.procs import earlyfork, oomcount, runenv, sandboxfs, watchdogsh
+from executor.procs import earlyfork, runenv
+
+# Step 4's own modules (`oomcount`, `sandboxfs`, `watchdogsh`) are imported where it runs
+# (`_start`), not here: a first run's planning child is forked with this module loaded and
+# never starts a run, and their loading was 2.4 M instructions of its chain to the plan
+# (docs/benchmarks.md, newcfg5); its parent loads them right after the fork
+# (`launchfirst.fork_ahead`), a re-run's early start as it takes off.
 
 TYPE_CHECKING = False  # not `typing`'s: the early start's modules load neither typing nor collections
 if TYPE_CHECKING:
@@ -282,6 +288,8 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
 
     try:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)  # a stop held since the sandbox was made lands here
+        from executor.procs import sandboxfs, watchdogsh  # (see the imports above; failing, gives up)
+
         top = _take_sandbox(early, sandbox, keep)
         task_env = _task_env(record, environ, sandbox, marker)
         earlyfork.shut_inherited()
@@ -311,6 +319,8 @@ def _start(record: dict, entry: str, sandbox: str, lease: int, environ: Mapping[
 def _take_sandbox(early: EarlyStart, sandbox: str, keep: Callable[[int], int]) -> int:
     """The new sandbox's directory, opened (`keep` holds its descriptors until the runs are
     started), with its `.stoker` made and its lock taken and held by `early`."""
+    from executor.procs import sandboxfs  # loaded by `_start`, its caller
+
     top = keep(os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
     os.mkdir(_LOCK_PATH[0], 0o700, dir_fd=top)
     stoker_dir = keep(sandboxfs.open_dir(_LOCK_PATH[0], dir_fd=top))
@@ -335,6 +345,8 @@ def _spawn_batch(early: EarlyStart, batch: list[tuple[str, str]], standin: str, 
                  logs: int, top: int, home: int, devnull: int) -> None:
     """Run 0 of each process in `batch`: every log directory and file made first, then the
     spawns back to back (the file system work does not compete with the runs starting)."""
+    from executor.procs import oomcount, sandboxfs  # (see the imports above)
+
     files: list[int] = []
     try:
         prepared = []

@@ -191,9 +191,14 @@ def fork_ahead() -> None:
         # defers (`_fork_ahead`) and `executor.cli.main` loads after the fork
         import executor.local.planning  # noqa: F401
 
-        _ahead = _fork_ahead(inputs)
+        _ahead = _fork_ahead(inputs)  # (the child never returns from it)
     except Exception:  # then it plans when the plan is needed, as ever
         _ahead = None
+    try:  # the early start's step 4, which `launch` imports where it runs so that the child never
+        # loads it: loaded now, beside the child, not on the start's path as the plan comes
+        from executor.procs import oomcount, sandboxfs, watchdogsh  # noqa: F401
+    except Exception:  # (no descriptor left, say) `launch._start` tries again, and gives its runs up
+        return
 
 
 def _start_ahead(ahead: PlanAhead, sent: bytes | None, wanted: tuple[str, str | None],

@@ -426,6 +426,18 @@ def test_the_early_start_loads_only_what_it_needs_before_its_first_fork():
     assert sorted(set(out) - EARLY_ALLOWED) == []
 
 
+def test_a_first_runs_planning_fork_comes_before_the_early_starts_run_making_modules():
+    # what `launchfirst.fork_ahead` loads before it forks the planning child: the early
+    # start's step 4 (its sandbox's files, watchdog, OOM count: 2.3 M instructions of the
+    # child's chain), which the child never runs; its parent loads them while the child plans
+    code = ("import sys\nfrom executor.cli import launch, launchfirst\nimport executor.local.planning\n"
+            "print(*(name in sys.modules for name in ('executor.procs.sandboxfs', 'executor.procs.watchdogsh', "
+            "'executor.procs.oomcount')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.split()
+    assert out == ["False", "False", "False"]
+
+
 def test_a_first_runs_planning_fork_comes_before_the_signal_modules_enums():
     # what `launchfirst.fork_ahead` loads before it forks the planning child: `signal`'s
     # enums (0.4-0.6 ms) were among it, used by neither process there (`_signal` serves both)
