@@ -286,6 +286,36 @@ def test_a_second_ctrl_c_kills_at_once(stoker, tmp_path):
     assert not live(task_pids(run.sandbox))
 
 
+# A main process that ignores SIGTERM: the staged kill waits out its grace before SIGKILL.
+IGNORES_TERM = "trap '' TERM; touch trapped; while true; do sleep 0.05; done"
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGQUIT, 131)])
+def test_a_second_stop_signal_of_the_same_kind_in_the_sigterm_grace_kills_at_once(stoker, tmp_path, sig, code):
+    """The moment between the staged kill's SIGTERM and its SIGKILL (a 30 s grace, a process
+    that ignores SIGTERM): the same signal again SIGKILLs it now, skips the final process,
+    and the exit is still the first signal's 128 + N (docs/contract.md §6: every stop
+    signal, Ctrl-\\ too, not only a second Ctrl-C)."""
+    cfg = service(tmp_path, IGNORES_TERM, final="sleep 30; echo finalized > final.txt")
+    run = stoker(str(cfg), "--kill-grace", "30")
+    run.wait_output("task             STARTING → RUNNING")
+    wait_trapped(run.sandbox)
+    pids = task_pids(run.sandbox)
+    run.signal(sig)
+    run.wait_output("SIGTERM now, SIGKILL 30 s later")
+    took = run.stop(sig, code)
+    assert took < 15.0, f"the second {sig.name} took {took:.2f} s"  # guards against the grace
+    out = run.stdout()
+    assert (f"stop             now: second stop signal ({sig.name}): SIGKILL to every process now; "
+            "the waits left and the final processes are skipped") in out
+    assert "main[0]          RUNNING → KILLED  killed by SIGKILL after the task's SIGKILL" in out
+    assert "fin              WAITING → KILLED  not started: final processes skipped" in out
+    assert not (run.sandbox / "final.txt").exists()
+    assert [r["to"] for r in checkpoint_records(run.sandbox) if r["kind"] == "task"][-1] == "KILLED"
+    assert "Traceback" not in run.stderr()
+    assert not live(pids)
+
+
 def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker, tmp_path):
     main = (f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} "
             "--lifecycle-code 501")
