@@ -369,3 +369,28 @@ def test_a_ctrl_c_while_a_failed_attempt_stops_ends_it_killed_and_nothing_restar
     assert "main[0]          RUNNING → FAILED" in out, out
     assert "KILLED: stopped by SIGINT; stopped on request; task KILLED (exit 130)" in out, out[-600:]
     assert "restarting" not in out and "FAILED: " not in out, out
+
+
+def test_a_stop_signal_while_a_run_killed_by_sigkill_waits_to_restart_ends_it_and_starts_nothing(stoker, tmp_path):
+    """The moment after a `kill -9` of a process, its next run waiting out `min_duration`: a
+    SIGTERM ends that wait at once (no restart: `not restarted: the task is stopping`), the
+    final process still runs, and the run exits 143 with the task KILLED in the checkpoint."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='exec sleep 600', min_duration=30)
+        fin = Process(name='fin', cmdline='echo finalized > final.txt', final=True)
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main, fin], {RESOURCES}))]
+    """)
+    run = stoker(str(cfg))
+    run.wait_output("task             STARTING → RUNNING")
+    (pid,) = wait_for(lambda: task_pids(run.sandbox), 10, message="main's run in the checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    run.wait_output("waiting 30 s for min_duration=30")
+    run.stop(signal.SIGTERM, 143)
+    out = run.stdout()
+    assert "main[0]          WAITING → KILLED  not restarted: the task is stopping" in out
+    assert "main[1]" not in out
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+    assert [r["to"] for r in checkpoint_records(run.sandbox) if r["kind"] == "task"][-1] == "KILLED"
+    assert "Traceback" not in run.stderr()
+    assert not live(task_pids(run.sandbox))
