@@ -2,7 +2,8 @@
 
 A closed stdout never stops the task; SIGINT, SIGTERM, SIGHUP and SIGQUIT stop it gracefully
 (lifecycle endpoints, SIGTERM, the final processes) and exit 128 + the signal's number; a
-second signal kills at once; `--kill-grace` bounds the whole stop; an endpoint that answers
+second signal of any of the four kills at once; one while a kill -9'd run waits to restart
+starts nothing; `--kill-grace` bounds the whole stop; an endpoint that answers
 501 is not waited for; a stray signal (SIGUSR1, SIGALRM, SIGRTMIN+3, SIGTRAP) is ignored. Real processes, a real pipe, a real pseudo-terminal.
 """
 from __future__ import annotations
