@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 
 import pytest
 
 from tests.support.executor_e2e import EXECUTOR, HELLO, agent_for, document, launch, service
 from tests.support.importhook import patched_at_load
+from tests.support.proc_scan import kill_carrying, pids_carrying
 from tests.support.stoker_proc import (
     REPO,
     checkpoint_records,
@@ -148,3 +150,35 @@ def test_a_sigterm_after_the_relay_closed_leaves_the_exit_status_as_it_was(agent
     assert agent.wait_exit(10) == 0
     assert "Traceback" not in agent.executor_log()
     assert threads.read_text() == ""
+
+
+# 100 processes at once, each a sleep whose environment names MARK (this test's own): found in /proc whether
+# the checkpoint has its pid yet or not
+BURST = """
+    ps = [Process(name='p%d' % i, cmdline='exec env BURST=MARK sleep 600')
+          for i in range(100)]
+    jobs = [Service(cluster='local', role='me', environment='test', name='burst',
+                    task=Task(processes=ps, resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
+                              finalization_wait=1))]
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_in_the_first_burst_of_spawns_kills_every_process_started_or_not(agent, tmp_path, sig):
+    """The moment the first of a task's 100 processes has started and the rest are being
+    forked: a SIGTERM (the agent's own stop) or SIGINT to `stoker executor` ends the task
+    KILLED, acknowledged, exit 0 (docs/contract.md §9), with none of the 100 left running,
+    whether it had started as the signal came or not, and no traceback."""
+    mark = tmp_path / "burst"
+    launch(agent, document(tmp_path, BURST.replace("MARK", str(mark))))
+    try:
+        wait_for(lambda: pids_carrying(f"BURST={mark}"), 20, message="the first process of the burst started")
+        agent._proc.send_signal(sig)
+        assert agent.wait_exit(20) == 0, agent.executor_log()[-3000:]
+        assert agent.states("task-1")[-1] == "TASK_KILLED"
+        assert [r["to"] for r in checkpoint_records(agent.sandbox) if r["kind"] == "task"][-1] == "KILLED"
+        assert not live(task_pids(agent.sandbox))
+        assert not pids_carrying(f"BURST={mark}")
+        assert "Traceback" not in agent.executor_log()
+    finally:
+        kill_carrying(f"BURST={mark}")

@@ -2,7 +2,8 @@
 
 A closed stdout never stops the task; SIGINT, SIGTERM, SIGHUP and SIGQUIT stop it gracefully
 (lifecycle endpoints, SIGTERM, the final processes) and exit 128 + the signal's number; a
-second signal kills at once; `--kill-grace` bounds the whole stop; an endpoint that answers
+second signal of any of the four kills at once; one while a kill -9'd run waits to restart
+starts nothing; `--kill-grace` bounds the whole stop; an endpoint that answers
 501 is not waited for; a stray signal (SIGUSR1, SIGALRM, SIGRTMIN+3, SIGTRAP) is ignored. Real processes, a real pipe, a real pseudo-terminal.
 """
 from __future__ import annotations
@@ -286,6 +287,36 @@ def test_a_second_ctrl_c_kills_at_once(stoker, tmp_path):
     assert not live(task_pids(run.sandbox))
 
 
+# A main process that ignores SIGTERM: the staged kill waits out its grace before SIGKILL.
+IGNORES_TERM = "trap '' TERM; touch trapped; while true; do sleep 0.05; done"
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGQUIT, 131)])
+def test_a_second_stop_signal_of_the_same_kind_in_the_sigterm_grace_kills_at_once(stoker, tmp_path, sig, code):
+    """The moment between the staged kill's SIGTERM and its SIGKILL (a 30 s grace, a process
+    that ignores SIGTERM): the same signal again SIGKILLs it now, skips the final process,
+    and the exit is still the first signal's 128 + N (docs/contract.md §6: every stop
+    signal, Ctrl-\\ too, not only a second Ctrl-C)."""
+    cfg = service(tmp_path, IGNORES_TERM, final="sleep 30; echo finalized > final.txt")
+    run = stoker(str(cfg), "--kill-grace", "30")
+    run.wait_output("task             STARTING → RUNNING")
+    wait_trapped(run.sandbox)
+    pids = task_pids(run.sandbox)
+    run.signal(sig)
+    run.wait_output("SIGTERM now, SIGKILL 30 s later")
+    took = run.stop(sig, code)
+    assert took < 15.0, f"the second {sig.name} took {took:.2f} s"  # guards against the grace
+    out = run.stdout()
+    assert (f"stop             now: second stop signal ({sig.name}): SIGKILL to every process now; "
+            "the waits left and the final processes are skipped") in out
+    assert "main[0]          RUNNING → KILLED  killed by SIGKILL after the task's SIGKILL" in out
+    assert "fin              WAITING → KILLED  not started: final processes skipped" in out
+    assert not (run.sandbox / "final.txt").exists()
+    assert [r["to"] for r in checkpoint_records(run.sandbox) if r["kind"] == "task"][-1] == "KILLED"
+    assert "Traceback" not in run.stderr()
+    assert not live(pids)
+
+
 def test_ctrl_c_with_a_501_lifecycle_stops_a_cooperative_service_at_once(stoker, tmp_path):
     main = (f"exec {fake_sh()} --serve-health {{{{thermos.ports[health]}}}} "
             "--lifecycle-code 501")
@@ -339,3 +370,28 @@ def test_a_ctrl_c_while_a_failed_attempt_stops_ends_it_killed_and_nothing_restar
     assert "main[0]          RUNNING → FAILED" in out, out
     assert "KILLED: stopped by SIGINT; stopped on request; task KILLED (exit 130)" in out, out[-600:]
     assert "restarting" not in out and "FAILED: " not in out, out
+
+
+def test_a_stop_signal_while_a_run_killed_by_sigkill_waits_to_restart_ends_it_and_starts_nothing(stoker, tmp_path):
+    """The moment after a `kill -9` of a process, its next run waiting out `min_duration`: a
+    SIGTERM ends that wait at once (no restart: `not restarted: the task is stopping`), the
+    final process still runs, and the run exits 143 with the task KILLED in the checkpoint."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='exec sleep 600', min_duration=30)
+        fin = Process(name='fin', cmdline='echo finalized > final.txt', final=True)
+        jobs = [Service(cluster='local', role='me', environment='test', name='svc',
+                        task=Task(processes=[main, fin], {RESOURCES}))]
+    """)
+    run = stoker(str(cfg))
+    run.wait_output("task             STARTING → RUNNING")
+    (pid,) = wait_for(lambda: task_pids(run.sandbox), 10, message="main's run in the checkpoint")
+    os.kill(pid, signal.SIGKILL)
+    run.wait_output("waiting 30 s for min_duration=30")
+    run.stop(signal.SIGTERM, 143)
+    out = run.stdout()
+    assert "main[0]          WAITING → KILLED  not restarted: the task is stopping" in out
+    assert "main[1]" not in out
+    assert (run.sandbox / "final.txt").read_text() == "finalized\n"
+    assert [r["to"] for r in checkpoint_records(run.sandbox) if r["kind"] == "task"][-1] == "KILLED"
+    assert "Traceback" not in run.stderr()
+    assert not live(task_pids(run.sandbox))
