@@ -137,3 +137,42 @@ def test_a_supervisor_running_through_an_upgrade_kills_with_the_code_it_started_
         proc.sigterm_and_close()
     assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
     assert "task             RUNNING → KILLING" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
+
+
+BROKEN_MODULE = 'raise ImportError("the upgrade\'s module, written while the old supervisor ran")\n'
+SERVICE = textwrap.dedent("""\
+    jobs = [Service(cluster='local', role='r', environment='test', name='svc',
+                    task=Task(processes=[Process(name='p', cmdline='echo {{thermos.ports[health]}}; exec sleep 600')],
+                              resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)),
+                    lifecycle=LifecycleConfig(http=HttpLifecycleConfig(graceful_shutdown_wait_secs=0.1,
+                                                                       shutdown_wait_secs=0.1)))]
+""")
+
+
+def test_a_supervisor_running_through_an_upgrade_calls_the_lifecycle_endpoints_it_started_with(tmp_path):
+    """A kill of a task with lifecycle endpoints loaded their caller (`executor/task/lifecycle.py`,
+    `healthcheck.loopback`, `healthcheck.http_check`) at the kill: after an upgrade in place
+    the new version's files (here ones that cannot load: a traceback, the task never KILLED).
+    The supervisor now loads them with the kill's machine, within its first second."""
+    installed = tree(tmp_path)
+    config = tmp_path / "svc.aurora"
+    config.write_text(SERVICE)
+    env = {"PYTHONPATH": str(installed), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
+           "STOKER_ROOT": str(tmp_path / "root")}
+    sandbox = tmp_path / "sandbox"
+    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, env=env)
+    try:
+        proc.wait_output("WAITING → RUNNING")
+        time.sleep(1.5)  # the looks after the start step the owner at 0.05, 0.2 and 0.8 s
+        for module in ("executor/task/lifecycle.py", "healthcheck/loopback.py", "healthcheck/http_check.py"):
+            (installed / module).write_text(BROKEN_MODULE)  # the upgrade
+        for stale in [*installed.rglob("lifecycle*.pyc"), *installed.rglob("loopback*.pyc"),
+                      *installed.rglob("http_check*.pyc")]:
+            stale.unlink()
+        StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
+        proc.exited(0)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    assert "lifecycle" in proc.stdout(), proc.stdout()[-2000:]
+    assert "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
