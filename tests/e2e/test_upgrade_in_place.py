@@ -6,9 +6,12 @@ back as it is now. Nothing the old code made may serve the new one.
 from __future__ import annotations
 
 import compileall
+import os
 import py_compile
 import shutil
 import signal
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -176,3 +179,39 @@ def test_a_supervisor_running_through_an_upgrade_calls_the_lifecycle_endpoints_i
     assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
     assert "lifecycle" in proc.stdout(), proc.stdout()[-2000:]
     assert "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
+
+
+WRITE_PAST_COMPACTION = textwrap.dedent("""\
+    import sys
+    from pathlib import Path
+    from executor.task import checkpoint
+    sandbox, module = Path(sys.argv[1]), Path(sys.argv[2])
+    writer = checkpoint.CheckpointWriter(sandbox, label="t", compact_min_bytes=400)
+    writer.append_many([{"type": "header", "n": 0}])
+    module.write_text(sys.argv[3])  # the upgrade, while this writer runs
+    for stale in module.parent.rglob("checkpointcompact*.pyc"):
+        stale.unlink()
+    writer.append_many([{"type": "state", "n": n} for n in range(1, 40)])
+    writer.append_many([{"type": "state", "n": 40}])
+    writer.close()
+    print(len(checkpoint.checkpoint_path(sandbox).read_text().splitlines()))
+""")
+
+
+def test_a_checkpoint_writer_running_through_an_upgrade_keeps_writing_when_its_compaction_does_not_load(tmp_path):
+    """The first compaction loads `checkpointcompact.py`, maybe weeks after the start (a
+    kill's last records may be the ones that pass the threshold): after an upgrade in place
+    one that does not load raised out of the write, the task's end lost. The records are in
+    the file already: the compaction is said not loaded and tried again at twice the size."""
+    installed = tree(tmp_path)
+    script = tmp_path / "write.py"
+    script.write_text(WRITE_PAST_COMPACTION)
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    done = subprocess.run([sys.executable, str(script), str(sandbox),
+                           str(installed / "executor" / "task" / "checkpointcompact.py"), BROKEN_MODULE],
+                          env={"PYTHONPATH": str(installed), "PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["41"], done.stdout
+    assert "checkpoint_compaction_not_loaded" in done.stderr, done.stderr[-3000:]
