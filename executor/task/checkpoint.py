@@ -257,6 +257,13 @@ class CheckpointWriter:
         except OSError as exc:
             self._compact_failed(exc, before)
             return
+        except (ImportError, SyntaxError) as exc:  # `checkpointcompact.py`, loaded at the first compaction
+            self._compact_at = 2 * max(before, self._compact_min)  # the records are safe in the file already
+            log_event(logger, logging.ERROR, "checkpoint_compaction_not_loaded", task=self._label,
+                      error=f"{type(exc).__name__}: {exc}", next_try_bytes=self._compact_at,
+                      reason="the installation's checkpointcompact.py does not fit this supervisor "
+                      "(upgraded in place?): the checkpoint grows uncompacted")
+            return
         if failed is not None:  # this batch is in both files; the next ones need the rename
             log_event(logger, logging.ERROR, "checkpoint_sync_failed", task=self._label,
                       error=sandboxfs.describe_os_error(failed), reason="a compaction's rename "

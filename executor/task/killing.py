@@ -95,10 +95,15 @@ class Killing:
         maybe weeks after its start, would load it from the installation then, after an
         upgrade in place the new version's module into this version's supervisor. Never
         raises: a load that fails now (its file unreadable, no memory) is made again by the
-        first kill, as before (44 KiB of memory, with a killed run's words)."""
+        first kill, as before (44 KiB of memory, with a killed run's words). A task with
+        lifecycle endpoints loads their caller too (`lifecycle.py` and the HTTP it posts
+        with): its kill starts there, and an upgrade's file failed the task (exit 70)."""
         try:
             from executor.task import kill  # noqa: F401  # (loaded for later, read by `start`)
             from healthcheck import base  # noqa: F401  # a killed run's words (`signal_name`)
+            if self._job.lifecycle is not None:
+                from executor.task import lifecycle  # noqa: F401  # (read by the kill's `StartLifecycle`)
+                from healthcheck import http_check, loopback  # noqa: F401  # (`post_endpoint`'s)
         except Exception as exc:  # MemoryError, OSError, an ImportError of a damaged file
             log_event(logger, logging.DEBUG, "kill_machine_not_loaded", reason=f"{type(exc).__name__}: {exc}")
 
