@@ -102,12 +102,36 @@ def test_an_upgrade_in_place_of_an_installation_without_sources_plans_afresh(tmp
     assert run_once(tmp_path, installed, config, "new") == "port=9999\n"
 
 
-BROKEN_KILL = 'raise ImportError("the upgrade\'s kill.py, written while the old supervisor ran")\n'
+BROKEN_MODULE = 'raise ImportError("the upgrade\'s module, written while the old supervisor ran")\n'
 SLEEPER = textwrap.dedent("""\
     jobs = [Job(cluster='local', role='r', environment='test', name='long',
                 task=Task(processes=[Process(name='p', cmdline='sleep 600')],
                           resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
 """)
+
+
+def run_then_upgrade(tmp_path: Path, job: str, modules: tuple[str, ...]) -> tuple[StokerProcess, Path, dict[str, str]]:
+    """`stoker run` of `job` from a copy of the tree, its `modules` (paths in it) then rewritten
+    as an upgrade in place that cannot load, once the supervisor has run its first second;
+    the running `stoker run`, its sandbox and environment (the caller closes the process)."""
+    installed = tree(tmp_path)
+    config = tmp_path / "job.aurora"
+    config.write_text(job)
+    env = {"PYTHONPATH": str(installed), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
+           "STOKER_ROOT": str(tmp_path / "root")}
+    sandbox = tmp_path / "sandbox"
+    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, env=env)
+    try:
+        proc.wait_output("WAITING → RUNNING")
+        time.sleep(1.5)  # the looks after the start step the owner at 0.05, 0.2 and 0.8 s
+        for module in modules:
+            (installed / module).write_text(BROKEN_MODULE)  # the upgrade
+            for stale in installed.rglob(f"{Path(module).stem}*.pyc"):
+                stale.unlink()
+    except BaseException:
+        proc.sigterm_and_close()
+        raise
+    return proc, sandbox, env
 
 
 @pytest.mark.parametrize("how", ["kill", "ctrl-c"])
@@ -116,21 +140,9 @@ def test_a_supervisor_running_through_an_upgrade_kills_with_the_code_it_started_
     after the start: after an upgrade in place, the new version's file into the old
     supervisor (here one that cannot load at all: the kill failed, a traceback, the task not
     KILLED). The supervisor now loads it within its first second, as it started."""
-    installed = tree(tmp_path)
-    config = tmp_path / "long.aurora"
-    config.write_text(SLEEPER)
-    env = {"PYTHONPATH": str(installed), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
-           "STOKER_ROOT": str(tmp_path / "root")}
-    sandbox = tmp_path / "sandbox"
-    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, env=env)
+    # (healthcheck/base.py: a killed run's words)
+    proc, sandbox, env = run_then_upgrade(tmp_path, SLEEPER, ("executor/task/kill.py", "healthcheck/base.py"))
     try:
-        proc.wait_output("WAITING → RUNNING")
-        module = installed / "executor" / "task" / "kill.py"
-        time.sleep(1.5)  # the looks after the start step the owner at 0.05, 0.2 and 0.8 s
-        module.write_text(BROKEN_KILL)  # the upgrade
-        (installed / "healthcheck" / "base.py").write_text(BROKEN_KILL)  # (a killed run's words)
-        for stale in [*installed.rglob("kill*.pyc"), *installed.rglob("base*.pyc")]:
-            stale.unlink()
         if how == "kill":
             StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
             proc.exited(0)
@@ -142,7 +154,6 @@ def test_a_supervisor_running_through_an_upgrade_kills_with_the_code_it_started_
     assert "task             RUNNING → KILLING" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
 
 
-BROKEN_MODULE = 'raise ImportError("the upgrade\'s module, written while the old supervisor ran")\n'
 SERVICE = textwrap.dedent("""\
     jobs = [Service(cluster='local', role='r', environment='test', name='svc',
                     task=Task(processes=[Process(name='p', cmdline='echo {{thermos.ports[health]}}; exec sleep 600')],
@@ -157,21 +168,9 @@ def test_a_supervisor_running_through_an_upgrade_calls_the_lifecycle_endpoints_i
     `healthcheck.loopback`, `healthcheck.http_check`) at the kill: after an upgrade in place
     the new version's files (here ones that cannot load: a traceback, the task never KILLED).
     The supervisor now loads them with the kill's machine, within its first second."""
-    installed = tree(tmp_path)
-    config = tmp_path / "svc.aurora"
-    config.write_text(SERVICE)
-    env = {"PYTHONPATH": str(installed), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
-           "STOKER_ROOT": str(tmp_path / "root")}
-    sandbox = tmp_path / "sandbox"
-    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox)], tmp_path, env=env)
+    proc, sandbox, env = run_then_upgrade(
+        tmp_path, SERVICE, ("executor/task/lifecycle.py", "healthcheck/loopback.py", "healthcheck/http_check.py"))
     try:
-        proc.wait_output("WAITING → RUNNING")
-        time.sleep(1.5)  # the looks after the start step the owner at 0.05, 0.2 and 0.8 s
-        for module in ("executor/task/lifecycle.py", "healthcheck/loopback.py", "healthcheck/http_check.py"):
-            (installed / module).write_text(BROKEN_MODULE)  # the upgrade
-        for stale in [*installed.rglob("lifecycle*.pyc"), *installed.rglob("loopback*.pyc"),
-                      *installed.rglob("http_check*.pyc")]:
-            stale.unlink()
         StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
         proc.exited(0)
     finally:
