@@ -77,6 +77,21 @@ def peer(sock: _socket.socket) -> tuple[int, int]:
     return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder)
 
 
+def _owner_only(dir_fd: int) -> os.stat_result:
+    """Make the socket just bound 0600 without following a symlink (a chmod by its name
+    would follow one swapped in since the bind, and root's would change a file outside the
+    sandbox); its stat. Raises OSError when the name is no socket now."""
+    node = os.open(CONTROL_SOCKET, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(node)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError(errno.ELOOP, f"{CONTROL_SOCKET} is no longer the socket just bound")
+        os.chmod(f"/proc/self/fd/{node}", 0o600)  # the inode the O_PATH fd holds, never a link's target
+    finally:
+        os.close(node)
+    return st
+
+
 class _Connection:
     """One client. The server thread reads and closes it; repliers (any thread) write to it
     and shut it down after the last answer."""
@@ -153,8 +168,7 @@ class ControlServer:
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             listener.bind(_fd_path(self._dir))
-            os.chmod(_fd_path(self._dir), 0o600)
-            st = os.stat(CONTROL_SOCKET, dir_fd=self._dir, follow_symlinks=False)
+            st = _owner_only(self._dir)
             listener.listen(8)
             listener.setblocking(False)
         except OSError:
