@@ -6,7 +6,9 @@ the sandbox or a FIFO, a FIFO and a symlink to `/` where the disk-limit check wa
 FIFO for `.healthchecksnooze`. Then the process fails and its next run's logs are made
 (in the role's `.logs`: its planted stdout is refused, the run after starts), the disk
 check samples twice, the health check goes on, and the agent kills the task (the final
-records). (`stoker restart` is refused once `.stoker` is not its supervisor's: the role
+records). The role's process may not connect to the control socket, nor can it by
+renaming `.stoker` (root's directory, 0700; the socket 0600; beyond them the
+supervisor answers only root and its own user, `SO_PEERCRED`). (`stoker restart` is refused once `.stoker` is not its supervisor's: the role
 may deny the operator's control of its own task, never the agent's.)
 
 Root must not write, truncate, chmod or chown the file outside, nor block on a
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import stat
 import sys
 import textwrap
 import time
@@ -26,7 +30,7 @@ import pytest
 
 from tests.support.agent_sim import make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
-from tests.support.users import needs_root, open_agent_sim, throwaway_user
+from tests.support.users import as_user, needs_root, open_agent_sim, throwaway_user
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60), needs_root]
@@ -66,6 +70,16 @@ def _sampled_since(usage: Path, wall: float) -> bool:
     return sample.get("wall", 0) > wall
 
 
+def _connect(path: Path) -> str:
+    """What a connect to the socket at `path` came to: 'connected' or the error's name."""
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(path))
+        return "connected"
+    except OSError as exc:
+        return type(exc).__name__
+
+
 def _runs(log: str) -> int:
     """The runs of `web` started (its run 1 is refused: its planted stdout is a symlink)."""
     return sum(1 for line in log.splitlines() if " process_state " in line and " process=web " in line
@@ -99,6 +113,9 @@ def test_nothing_a_role_plants_makes_its_root_supervisor_touch_a_file_outside(tm
             # `stoker restart` would be refused (`.stoker` is not the one its supervisor made):
             # the run's own failure brings the second run, whose logs are made meanwhile.
             wait_for(lambda: _runs(sim.executor_log()) >= 2, 10)
+            real = sandbox / ".stoker.theirs"
+            modes = {p.name: (stat.S_IMODE(p.lstat().st_mode), p.lstat().st_uid) for p in (real, real / "control.sock")}
+            role_connects = as_user(user.pw_uid, user.pw_gid, lambda: _connect(real / "control.sock"))
             planted_at = time.time()
             wait_for(lambda: _sampled_since(sandbox / ".stoker.theirs/usage.json", planted_at), 10)
             again = time.time()
@@ -113,5 +130,8 @@ def test_nothing_a_role_plants_makes_its_root_supervisor_touch_a_file_outside(tm
     figures.add("names planted", len(NAMES) + 10)
     assert after == before, (after, before)
     assert "Traceback" not in log
+    # The control socket: root's directory, 0700, and its socket 0600, even renamed by the role.
+    assert modes == {".stoker.theirs": (0o700, 0), "control.sock": (0o600, 0)}, modes
+    assert role_connects == "PermissionError", role_connects
     assert "cannot open the log file" in log and "it is a symlink, not a regular file" in log
     assert "stoker_dir_moved" in log  # the checkpoint went on in the `.stoker` the supervisor made
