@@ -135,3 +135,33 @@ def test_nothing_a_role_plants_makes_its_root_supervisor_touch_a_file_outside(tm
     assert role_connects == "PermissionError", role_connects
     assert "cannot open the log file" in log and "it is a symlink, not a regular file" in log
     assert "stoker_dir_moved" in log  # the checkpoint went on in the `.stoker` the supervisor made
+
+
+def test_a_stoker_another_user_made_stops_the_executor_before_it_subscribes(tmp_path):
+    """A `.stoker` of the role's in the sandbox before the executor starts (a sandbox the
+    role could write in: the agent's, reused, or one given by an ACL), with a symlink at
+    `control.sock` it could swap back in after each bind: the executor takes no lock,
+    binds no socket and follows nothing in it, and says whose the directory is."""
+    with throwaway_user() as (user, _group), open_agent_sim() as sim:
+        sandbox = sim.sandbox
+        outside = Path(sim.sandbox).parent / f"{sandbox.name}-outside"
+        outside.write_text("root's, outside the sandbox\n")
+        outside.chmod(0o644)
+        try:
+            before = _fingerprint(outside)
+            theirs = sandbox / ".stoker"
+            theirs.mkdir()
+            (theirs / "control.sock").symlink_to(outside)
+            for path in (theirs, theirs / "control.sock"):
+                os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+            sim.launch_executor(EXECUTOR, cwd=sandbox, shutdown_grace="5secs")
+            code = sim.wait_exit(15)
+            log = sim.executor_log()
+            left = sorted((p.name, p.is_symlink()) for p in theirs.iterdir())
+        finally:
+            after = _fingerprint(outside)
+            outside.unlink()
+    assert after == before
+    assert code != 0 and not sim.calls("SUBSCRIBE")
+    assert f"{theirs} belongs to uid {user.pw_uid}, not to this supervisor's user (uid 0)" in log, log
+    assert left == [("control.sock", True)], left
