@@ -4,7 +4,9 @@ control socket, `task.json`, `usage.json`, `held.json`) and `.logs` renamed away
 back as directories of the role's whose every name is a symlink to a root file outside
 the sandbox or a FIFO, a FIFO and a symlink to `/` where the disk-limit check walks, a
 FIFO for `.healthchecksnooze`. Then the process fails and its next run's logs are made
-(in the role's `.logs`: its planted stdout is refused, the run after starts), the disk
+(in the role's `.logs`: its planted stdout is refused, the run after starts in a run
+directory of the role's, whose `stdout.1` is a symlink and `stdout.2` a FIFO, and writes
+enough to be rotated twice, 100 KB a file), the disk
 check samples twice, the health check goes on, and the agent kills the task (the final
 records). The role's process may not connect to the control socket, nor can it by
 renaming `.stoker` (root's directory, 0700; the socket 0600; beyond them the
@@ -46,12 +48,15 @@ PLANT = """
     mv .logs .logs.theirs && mkdir -p .logs/web/0 .logs/web/1
     for run in 0 1; do ln -s %(target)s .logs/web/$run/stdout; mkfifo .logs/web/$run/stderr; done
     ln -s %(target)s .logs/web/1/stdout.1
+    mkdir .logs/web/2 && ln -s %(target)s .logs/web/2/stdout.1 && mkfifo .logs/web/2/stdout.2
     mkfifo fifo .healthchecksnooze && ln -s / rootlink && ln -s %(target)s targetlink
     touch planted
 """
 JOB = """
-    web = Process(name='web', cmdline='''[ -e planted ] || { sh plant.sh; exit 1; }; exec sleep 600''',
-                  max_failures=3, min_duration=0)
+    web = Process(name='web', cmdline='''[ -e planted ] || { sh plant.sh; exit 1; }
+                                         head -c 300000 /dev/zero; touch written; exec sleep 600''',
+                  max_failures=3, min_duration=0,
+                  logger=Logger(mode='rotate', rotate=RotatePolicy(log_size=100*KB, backups=2)))
     jobs = [Service(cluster='devcluster', role='%(role)s', environment='test', name='plants',
                     task=Task(processes=[web], resources=Resources(cpu=0.1, ram=8*MB, disk=64*MB),
                               finalization_wait=1),
@@ -78,6 +83,13 @@ def _connect(path: Path) -> str:
         return "connected"
     except OSError as exc:
         return type(exc).__name__
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _runs(log: str) -> int:
@@ -112,7 +124,10 @@ def test_nothing_a_role_plants_makes_its_root_supervisor_touch_a_file_outside(tm
             assert (sandbox / ".stoker").stat().st_uid == user.pw_uid  # the role's now
             # `stoker restart` would be refused (`.stoker` is not the one its supervisor made):
             # the run's own failure brings the second run, whose logs are made meanwhile.
-            wait_for(lambda: _runs(sim.executor_log()) >= 2, 10)
+            wait_for(lambda: _runs(sim.executor_log()) >= 2 and (sandbox / "written").exists(), 10)
+            run2 = sandbox / ".logs/web/2"  # the role's directory: root rotated its stdout in it
+            wait_for(lambda: all(_regular(run2 / f"stdout.{n}") for n in (1, 2)), 10)  # two rotations
+            rotated = sorted((p.name, _regular(p)) for p in run2.iterdir())
             real = sandbox / ".stoker.theirs"
             modes = {p.name: (stat.S_IMODE(p.lstat().st_mode), p.lstat().st_uid) for p in (real, real / "control.sock")}
             role_connects = as_user(user.pw_uid, user.pw_gid, lambda: _connect(real / "control.sock"))
@@ -133,6 +148,8 @@ def test_nothing_a_role_plants_makes_its_root_supervisor_touch_a_file_outside(tm
     # The control socket: root's directory, 0700, and its socket 0600, even renamed by the role.
     assert modes == {".stoker.theirs": (0o700, 0), "control.sock": (0o600, 0)}, modes
     assert role_connects == "PermissionError", role_connects
+    # Rotation renamed over the planted symlink and FIFO: neither followed nor opened.
+    assert rotated == [("stderr", True), ("stdout", True), ("stdout.1", True), ("stdout.2", True)], rotated
     assert "cannot open the log file" in log and "it is a symlink, not a regular file" in log
     assert "stoker_dir_moved" in log  # the checkpoint went on in the `.stoker` the supervisor made
 
