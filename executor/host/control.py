@@ -17,7 +17,9 @@ directory is 0700, the socket 0600, and each peer's uid is checked (`SO_PEERCRED
 
 The socket is bound and connected through `/proc/self/fd/N/control.sock`, where N is the
 `.stoker` directory's fd: no symlink on the way is followed, and the path stays short
-however deep the sandbox is (a Unix socket path has at most 107 bytes). A stale socket of
+however deep the sandbox is (a Unix socket path has at most 107 bytes). It is made 0600
+through an `O_PATH | O_NOFOLLOW` descriptor of its name, never by the name, which a chmod
+would follow were it swapped for a symlink since the bind. A stale socket of
 a dead supervisor is replaced (the sandbox lock says it is dead).
 
 The client side, `connect` and `ask`, is `executor/host/controlclient.py`, which only the
