@@ -17,7 +17,9 @@ directory is 0700, the socket 0600, and each peer's uid is checked (`SO_PEERCRED
 
 The socket is bound and connected through `/proc/self/fd/N/control.sock`, where N is the
 `.stoker` directory's fd: no symlink on the way is followed, and the path stays short
-however deep the sandbox is (a Unix socket path has at most 107 bytes). A stale socket of
+however deep the sandbox is (a Unix socket path has at most 107 bytes). It is made 0600
+through an `O_PATH | O_NOFOLLOW` descriptor of its name, never by the name, which a chmod
+would follow were it swapped for a symlink since the bind. A stale socket of
 a dead supervisor is replaced (the sandbox lock says it is dead).
 
 The client side, `connect` and `ask`, is `executor/host/controlclient.py`, which only the
@@ -75,6 +77,21 @@ def peer(sock: _socket.socket) -> tuple[int, int]:
     nfsnobody's 4294967294, read signed was never `os.geteuid()`: its own user refused)."""
     ucred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, _UCRED_SIZE)
     return int.from_bytes(ucred[0:4], sys.byteorder, signed=True), int.from_bytes(ucred[4:8], sys.byteorder)
+
+
+def _owner_only(dir_fd: int) -> os.stat_result:
+    """Make the socket just bound 0600 without following a symlink (a chmod by its name
+    would follow one swapped in since the bind, and root's would change a file outside the
+    sandbox); its stat. Raises OSError when the name is no socket now."""
+    node = os.open(CONTROL_SOCKET, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        st = os.fstat(node)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise OSError(errno.ELOOP, f"{CONTROL_SOCKET} is no longer the socket just bound")
+        os.chmod(f"/proc/self/fd/{node}", 0o600)  # the inode the O_PATH fd holds, never a link's target
+    finally:
+        os.close(node)
+    return st
 
 
 class _Connection:
@@ -153,8 +170,7 @@ class ControlServer:
         listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         try:
             listener.bind(_fd_path(self._dir))
-            os.chmod(_fd_path(self._dir), 0o600)
-            st = os.stat(CONTROL_SOCKET, dir_fd=self._dir, follow_symlinks=False)
+            st = _owner_only(self._dir)
             listener.listen(8)
             listener.setblocking(False)
         except OSError:

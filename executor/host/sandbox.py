@@ -36,8 +36,10 @@ def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False, pi
                     sandbox_fd: int | None = None) -> int:
     """A directory fd of SANDBOX/.stoker (made 0700 when `create`; an existing one of this
     user is narrowed to 0700), in the directory `sandbox_fd` when given (the caller opened
-    the sandbox). Raises OSError (`saferead.UnsafeEntry` when it is not a directory, or not
-    the one `pinned` names: a registry entry's `stoker_dir`)."""
+    the sandbox). Raises OSError (`saferead.UnsafeEntry` when it is not a directory, not
+    the one `pinned` names: a registry entry's `stoker_dir`, or, when `create`, another
+    user's: a root supervisor of a task run as its role would otherwise keep its files in
+    a directory the role made first and may change under it)."""
     root = saferead.open_root(sandbox) if sandbox_fd is None else os.dup(sandbox_fd)
     try:
         if create:
@@ -56,12 +58,23 @@ def open_stoker_dir(sandbox: str | os.PathLike[str], *, create: bool = False, pi
     if create:
         try:
             st = os.fstat(fd)
-            if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != DIR_MODE:
+            if st.st_uid != os.geteuid():
+                raise sandboxfs.UnsafePath(_foreign(sandbox, st.st_uid))
+            if stat.S_IMODE(st.st_mode) != DIR_MODE:
                 os.fchmod(fd, DIR_MODE)
         except OSError:
             os.close(fd)
             raise
     return fd
+
+
+def _foreign(sandbox: str | os.PathLike[str], uid: int) -> str:
+    """Why a supervisor keeps nothing in a `.stoker` another user made: that user may
+    plant a symlink in it (its control socket's name, between the bind and the chmod) and
+    make this one, root, change a file outside the sandbox."""
+    return (f"{os.fspath(sandbox)}/{STOKER_DIR} belongs to uid {uid}, not to this supervisor's user "
+            f"(uid {os.geteuid()}): a supervisor keeps its lock, checkpoint and control socket only "
+            f"in a {STOKER_DIR} of its own; remove that directory (or rename it) and start again")
 
 
 _REPLACED = (TASK_FILE, HELD_FILE, USAGE_FILE)  # each written to `.NAME.RANDOM.tmp`, renamed over NAME
