@@ -104,3 +104,62 @@ def test_a_daemon_re_parented_mid_walk_is_moved_in(held, run):
     found = json.loads(done.stdout.splitlines()[-1])
     assert found["run"] and found["daemon"], found
     assert found["daemon_pid"] in found["moved"], found
+
+
+# The run: a process of two threads, the second of which started `sleep 1034`. Its first
+# listing comes back as one whose second thread exited as it was read would make it: the
+# child handed to the first thread, read before, and missed.
+_THREADED = """
+import ctypes, json, os, signal, subprocess, sys, time, uuid
+from executor.procs import cgrouplife, cgroups, proctree
+from tests.support import cgroups as support
+
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the child, left, is ours to reap
+made = cgroups.create(f"stoker-test-{uuid.uuid4().hex[:8]}", "auto")
+run = subprocess.Popen([sys.executable, "-c", "import subprocess, threading, time; "
+                        "threading.Thread(target=lambda: (subprocess.Popen(['sleep', '1034']), time.sleep(600))).start(); "
+                        "time.sleep(600)"])
+deadline, child = time.monotonic() + 10, None
+while child is None and time.monotonic() < deadline:  # a state, polled: the thread's child forked
+    child = next(iter(proctree.children(run.pid)), None)
+assert child is not None, "the run's thread did not start its child"
+real, listed = proctree.children_and_threads, []
+
+def children_and_threads(pid):
+    if pid == run.pid and not listed:
+        listed.append(pid)
+        return [], True
+    return real(pid)
+
+proctree.children_and_threads = children_and_threads
+try:
+    moved = cgrouplife.take_in(made, (run.pid,))
+    found = {"child": child in set(cgroups.read_pids(made.directory)), "moved": sorted(moved), "child_pid": child}
+finally:
+    proctree.children_and_threads = real
+    support.remove(made.directory)
+    cgroups.release(made)
+    for pid in (child, run.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    run.wait(10)
+    try:
+        os.waitpid(child, 0)  # re-parented here once the run died
+    except ChildProcessError:
+        pass
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.skipif(cgroup_support.unavailable() is not None, reason="no task cgroup can be made here")
+def test_a_child_a_process_of_several_threads_hid_from_its_first_listing_is_moved_in():
+    # A later pass lists again only the processes that had children, and those of several
+    # threads: one whose listing raced a thread's exit (its child handed to a thread read
+    # before) showed none, and was never listed again.
+    done = subprocess.run([sys.executable, "-c", _THREADED], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=30)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["child"] and found["child_pid"] in found["moved"], found
