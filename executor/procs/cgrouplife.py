@@ -311,43 +311,84 @@ class EarlyCgroup:
 def take_in(cg: TaskCgroup, roots: tuple[int, ...], skip: Container[int] = frozenset(),
             failed: Callable[[int, OSError], None] = lambda pid, error: None,
             adopted: Callable[[], list[int]] = list) -> set[int]:
-    """Move `roots` and their descendants into `cg`, parents first, in passes until one finds
-    nothing new outside it (a child forked by a parent not yet moved is found by the next pass;
-    one forked after is born inside); those moved. `adopted`: more roots, listed again at each
-    pass (the runs' orphans, re-parented to this process: a fork-hopper's generation that exited
-    between its listing and its move left its child here, outside, which only a pass that lists
-    it again can move; once one is moved, those it forks are inside). `skip`: moved in already
-    (`begin`'s): not written again (a write waits for a grace period when the kernel's last one
-    is over; so does a read of /proc/PID/cgroup while another process's write waits for one, the
-    supervisor's watchdog's as it moves itself out). One that cannot be moved is told to
-    `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the supervisor's thread
-    is left as holes under its state, 0.3 MiB for 100). Each is moved only while it is the child
-    of the process it was listed under (`roots` and `adopted`: this one's, as each pass begins;
-    the others as each is moved, `TaskCgroup.take_in`): one reaped since may have had its pid
-    handed on (was: that process moved in, and killed with the task)."""
-    seen: set[int] = set()
-    moved: set[int] = set()
-    for _ in range(TAKE_IN_PASSES):
-        found: list[tuple[int, int | None]] = []  # (pid, the parent it was listed under)
-        mine = set(proctree.children(os.getpid()))  # the roots' one read (100 runs); `adopted` reads its own
-        queue: list[tuple[int, int | None]] = [(pid, None) for pid in (*(p for p in roots if p in mine), *adopted())]
-        while queue:
-            pid, parent = queue.pop()
-            if pid not in seen:
-                found.append((pid, parent))
-            queue.extend((child, pid) for child in proctree.children(pid))
-        seen.update(pid for pid, _ in found)
-        members = _members(cg) if found else frozenset()
-        outside = [(pid, parent) for pid, parent in found if pid not in skip and pid not in members]
-        if not outside:  # nothing new, or all of it born inside
-            break
-        for pid, parent in outside:
-            try:
-                if cg.take_in(pid, parent):
-                    moved.add(pid)
-            except OSError as e:
-                failed(pid, e)
-    return moved
+    """Move `roots` and their descendants into `cg`, each before its children are listed (one
+    forked before the move is listed by the read after it; one forked after is born inside:
+    fork and migration exclude each other, cgroup_threadgroup_rwsem), in passes until one finds
+    nothing new outside; those moved. A later pass lists only this process's children and
+    `_Walk`'s `again` (was: every run's, 100 listings). `adopted`: more roots, listed at each
+    pass (the runs' orphans, re-parented here: a fork-hopper's generation that exited before
+    its move left its child here, outside). `skip`: moved in already (`begin`'s): not written
+    again (a write waits for a grace period when the kernel's last one is over; so does a read
+    of /proc/PID/cgroup while another process's write waits for one). One that cannot be moved
+    is told to `failed`; only pids are read (no `ProcInfo`: what a walk allocates on the
+    supervisor's thread is left as holes under its state, 0.3 MiB for 100). Each is moved only
+    while it is the child of the process it was listed under (`roots` and `adopted`: this
+    one's, as each pass begins; the others as each is moved, `TaskCgroup.take_in`): one reaped
+    since may have had its pid handed on; one re-parented since is moved once listed under its
+    new parent (was: never, a daemon's double fork left outside). One `cgroup.procs` descriptor."""
+    walk = _Walk(cg, skip, failed)
+    try:
+        procs_fd = cg.open_procs()
+    except OSError:  # each move opens it then, and says why it fails
+        procs_fd = -1
+    try:
+        for _ in range(TAKE_IN_PASSES):
+            mine = set(proctree.children(os.getpid()))  # the roots' one read (100 runs); `adopted` reads its own
+            if not walk.one_pass([(pid, None) for pid in (*(p for p in roots if p in mine), *adopted())], procs_fd):
+                break  # nothing new outside, or all of it born inside
+    finally:
+        if procs_fd >= 0:
+            os.close(procs_fd)
+    return walk.moved
+
+
+class _Walk:
+    """`take_in`'s passes: what they moved (`moved`), and what each next one lists again."""
+
+    def __init__(self, cg: TaskCgroup, skip: Container[int], failed: Callable[[int, OSError], None]) -> None:
+        self._cg, self._skip, self._failed = cg, skip, failed
+        self._seen: set[int] = set()  # moved, found inside, gone, or failed: not tried again
+        self.moved: set[int] = set()
+        # listed at each pass: those an exit below can re-parent an outside child to (they had
+        # children: a subreaper); of several threads (one exiting as they are listed hands its
+        # children to a thread read before it); not moved (forking outside)
+        self._again: set[int] = set()
+
+    def one_pass(self, tops: list[tuple[int, int | None]], procs_fd: int) -> bool:
+        """Move `tops` ((pid, None)), `_again`'s children and their descendants not seen yet,
+        parents first; whether any was outside (then another pass is due)."""
+        stack = tops + [(kid, pid) for pid in list(self._again) for kid in proctree.children(pid)]
+        members: frozenset[int] | None = None
+        outside = False
+        while stack:
+            pid, parent = stack.pop()
+            if pid in self._seen:
+                continue
+            members = _members(self._cg) if members is None else members
+            verdict: bool | None = True
+            if pid not in self._skip and pid not in members:
+                outside, verdict = True, self._move(pid, parent, procs_fd)
+            if verdict is None:  # re-parented since its listing: moved once listed under its new parent
+                continue
+            self._seen.add(pid)
+            kids, threads = proctree.children_and_threads(pid) if verdict else ([], False)  # gone: its children re-parented
+            if kids or threads:
+                self._again.add(pid)
+            stack.extend((kid, pid) for kid in kids)
+        return outside
+
+    def _move(self, pid: int, parent: int | None, procs_fd: int) -> bool | None:
+        """`TaskCgroup.take_in`'s verdict; True for one that cannot be moved (told to
+        `failed`, listed again at each pass): its children are still listed and moved."""
+        try:
+            verdict = self._cg.take_in(pid, parent, procs_fd)
+        except OSError as e:
+            self._failed(pid, e)
+            self._again.add(pid)
+            return True
+        if verdict:
+            self.moved.add(pid)
+        return verdict
 
 
 def _members(cg: TaskCgroup) -> frozenset[int]:

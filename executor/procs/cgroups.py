@@ -90,18 +90,29 @@ class TaskCgroup:
         _write(self.place.directory, "cgroup.procs", str(os.getpid()))
         self.entered = True
 
-    def take_in(self, pid: int, parent: int | None = None) -> bool:
+    def take_in(self, pid: int, parent: int | None = None, procs_fd: int = -1) -> bool | None:
         """Move a process that runs already in (one forked before this process entered: an
         early start's run); False when it is gone. `parent`: the process it was listed as a
-        child of; not moved once it is no longer that one's child: its pid, reaped since, may
-        have been handed to another process, which the task's kill would then kill."""
-        if parent is not None and _parent_of(pid) != parent:
-            return False
+        child of; not moved once it is no longer that one's child (None): its pid, reaped
+        since, may have been handed to another process, which the task's kill would then
+        kill; or its parent exited (moved once listed under the new one). `procs_fd`: this
+        cgroup's `cgroup.procs`, open for a batch of moves (`open_procs`)."""
+        if parent is not None:
+            now = _parent_of(pid)
+            if now != parent:
+                return None if now is not None else False
         try:
-            _write(self.place.directory, "cgroup.procs", str(pid))
+            if procs_fd >= 0:
+                os.write(procs_fd, str(pid).encode())
+            else:
+                _write(self.place.directory, "cgroup.procs", str(pid))
         except ProcessLookupError:
             return False
         return True
+
+    def open_procs(self) -> int:
+        """This cgroup's `cgroup.procs`, open for writing (the caller closes it)."""
+        return os.open(os.path.join(self.place.directory, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
 
     def leave(self) -> None:
         """Move this process back home, so the task's cgroup can be killed and removed."""
@@ -382,13 +393,19 @@ def discard(cgroup: TaskCgroup) -> None:
 
 
 def _parent_of(pid: int) -> int | None:
-    """The parent of live process `pid` (None: gone, a zombie, or unreadable)."""
+    """The parent of live process `pid` (None: gone, a zombie, or unreadable); os-level reads
+    (a Python file object costs an fstat and an ioctl more)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fields = os.read(fd, 1024).rpartition(b")")[2].split()
         return int(fields[1]) if fields[0] != b"Z" else None
     except (OSError, ValueError, IndexError):
         return None
+    finally:
+        os.close(fd)
 
 
 def _rmdir_quietly(directory: str) -> None:

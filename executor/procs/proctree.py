@@ -125,14 +125,17 @@ def children(pid: int, leader_only: bool = False, also: Iterable[int] = ()) -> l
     if leader_only:
         return [int(x) for x in _main_children(pid).split()] + [
             int(x) for tid in also if tid != pid for x in read_small(f"/proc/{pid}/task/{tid}/children", 65536).split()]
+    return children_and_threads(pid)[0]
+
+
+def children_and_threads(pid: int) -> tuple[list[int], bool]:
+    """The children of `pid` (every thread's), and whether it has several threads."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return []
-    kids: list[int] = []
-    for tid in tids:
-        kids.extend(int(x) for x in read_small(f"/proc/{pid}/task/{tid}/children", 65536).split())
-    return kids
+        return [], False
+    return [int(x) for tid in tids for x in read_small(f"/proc/{pid}/task/{tid}/children", 65536).split()], \
+        len(tids) > 1
 
 
 def _main_children(pid: int) -> bytes:
