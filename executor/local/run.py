@@ -437,7 +437,7 @@ def record_between(prepared: Prepared, restart: RestartRecord) -> None:
     refuses one: a WARNING line."""
     try:
         from executor.task.checkpointbetween import append_between  # restarts only
-    except Exception as exc:  # an ImportError of an upgrade's file, MemoryError, OSError
+    except (ImportError, SyntaxError) as exc:  # an upgrade's file (no memory: the host's, raised)
         log_event(logger, logging.WARNING, "checkpoint_between_not_loaded", task=prepared.plan.name,
                   reason=f"{type(exc).__name__}: {exc}", records_lost=1)
         return

@@ -186,7 +186,7 @@ class RunLogs:
             if self._stage is None and any(spawn.stageable(process.logger) for process, _ in restarted):
                 from executor.procs import logstage
                 self._stage = logstage.LogStage(self._root)
-        except Exception as exc:  # an ImportError of an upgrade's file, MemoryError, OSError
+        except (ImportError, SyntaxError) as exc:  # an upgrade's file (no memory: the host's, raised)
             log_event(logger, logging.WARNING, "run_logs_not_loaded", reason=f"{type(exc).__name__}: {exc}",
                       runs=", ".join(f"{process.name}[{run}]" for process, run in restarted))
             return False
