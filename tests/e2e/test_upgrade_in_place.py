@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.executor_e2e import HELLO, agent_for, document, launch
 from tests.support.stoker_proc import REPO, StokerProcess
 from tests.support.waiting import wait_for
 
@@ -290,3 +291,42 @@ def test_a_supervisor_running_through_an_upgrade_restarts_a_process_when_its_log
     assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
     assert "run_logs_not_loaded" in proc.stderr(), proc.stderr()[-3000:]
     assert "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
+
+
+@pytest.fixture
+def agent(tmp_path):
+    yield from agent_for(tmp_path)
+
+
+def nothing_loads(installed: Path) -> None:
+    """An upgrade in place that left no module of `installed` loadable: each source one that
+    raises, each compiled file (and the start's bundles) gone."""
+    for source in installed.rglob("*.py"):
+        source.write_text(BROKEN_MODULE)
+    for compiled in (*installed.rglob("*.pyc"), *installed.rglob("*.codebundle")):
+        compiled.unlink()
+
+
+def test_an_executor_running_through_an_upgrade_reports_its_task_s_end_with_the_code_it_started_with(agent, tmp_path):
+    """`stoker executor`'s paths after its first second, traced: the agent gone and back
+    (resubscribed with the updates not acknowledged), its stream ended, a KILL, the task's
+    last update kept until acknowledged, the exit. None loads a module: with no module of
+    its installation loadable any more, the task still ends KILLED at the agent, exit 0."""
+    installed = tree(tmp_path)
+    launch(agent, document(tmp_path, HELLO), env_overrides={"PYTHONPATH": str(installed)},
+           backoff_max="200ms", recovery_timeout="10secs")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    time.sleep(1.5)  # the kill's machine loaded at the owner's first step after 0.5 s
+    nothing_loads(installed)
+    agent.ack_mode = "hold"
+    agent.crash()
+    agent.restart(recovering_secs=0.1, reregistration_window_secs=2.0)
+    agent.wait_subscribed(timeout_secs=5, count=2)
+    agent.close_stream(graceful=True)  # an EOF: the executor subscribes again
+    agent.wait_subscribed(timeout_secs=5, count=3)
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    agent.ack_mode = "immediate"
+    agent.release_acks()
+    assert agent.wait_exit(10) == 0, agent.executor_log()[-3000:]
+    assert "ImportError" not in agent.executor_log(), agent.executor_log()[-3000:]
