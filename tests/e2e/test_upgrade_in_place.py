@@ -330,3 +330,17 @@ def test_an_executor_running_through_an_upgrade_reports_its_task_s_end_with_the_
     agent.release_acks()
     assert agent.wait_exit(10) == 0, agent.executor_log()[-3000:]
     assert "ImportError" not in agent.executor_log(), agent.executor_log()[-3000:]
+
+
+def test_a_supervisor_running_through_an_upgrade_that_left_nothing_loadable_still_ends_its_task(tmp_path):
+    """`stoker run`'s stop after its first second (a Ctrl-C, the grace, a SIGKILL for the run
+    that ignores its SIGTERM, the checkpoint's last records, the exit) with no module of its
+    installation loadable any more: the task ends KILLED, exit 130, no traceback."""
+    proc, _, _ = run_then_upgrade(tmp_path, STUBBORN, ())
+    try:
+        nothing_loads(tmp_path / "install")
+        proc.stop(signal.SIGINT, 130)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    assert "SIGKILL" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
