@@ -99,7 +99,7 @@ class Killing:
         lifecycle endpoints loads their caller too (`lifecycle.py` and the HTTP it posts
         with): its kill starts there, and an upgrade's file failed the task (exit 70). So
         did `unsignalled.py`'s, loaded at the SIGKILL of a run that outlived its grace (its
-        words: `stoker run` of 100 processes +12 KiB of USS, median of 14 pairs, noise ±30)."""
+        words: `stoker run` of 100 processes +12 KiB of USS, median of 14 pairs, from -32 to +60)."""
         try:
             from executor.procs import unsignalled  # noqa: F401  # a run's SIGKILL after its grace (`say_traced`)
             from executor.task import kill  # noqa: F401  # (loaded for later, read by `start`)
