@@ -271,10 +271,8 @@ class LocalRun:
                          line=f"{final.state.value}: {final.message}; {decision.reason} (exit {code})")
                     return code
                 case Restart():
-                    from executor.task.checkpointbetween import append_between  # restarts only
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason, boot=boot_secs())
-                    append_between(prepared.sandbox, restart.to_json(), prepared.plan.name,  # RESTARTING
-                                   prepared.session.stoker_dir)
+                    record_between(prepared, restart)  # RESTARTING
                     said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                          delay_secs=decision.delay_secs, next_attempt=attempt + 1)
                     with reaping_as_init():  # a container's orphans are reaped meanwhile
@@ -430,3 +428,17 @@ class LocalRun:
         self._owner = None
         return Ended(update=final, uptime_secs=owner.uptime_secs, console=console, error=error)
 
+
+def record_between(prepared: Prepared, restart: RestartRecord) -> None:
+    """The restart's record (RESTARTING), written between two attempts by
+    `checkpointbetween.py`, loaded at the first restart, maybe weeks after the start: after an
+    upgrade in place the new version's file, which may not load (it raised out of the run, the
+    service never restarted). The restart goes on without its record, as when the checkpoint
+    refuses one: a WARNING line."""
+    try:
+        from executor.task.checkpointbetween import append_between  # restarts only
+    except (ImportError, SyntaxError) as exc:  # an upgrade's file (no memory: the host's, raised)
+        log_event(logger, logging.WARNING, "checkpoint_between_not_loaded", task=prepared.plan.name,
+                  reason=f"{type(exc).__name__}: {exc}", records_lost=1)
+        return
+    append_between(prepared.sandbox, restart.to_json(), prepared.plan.name, prepared.session.stoker_dir)

@@ -20,6 +20,7 @@ file system error reaches it as the `SpawnError` of the run that needed it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import threading
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
+from executor.logs import log_event
 from executor.procs import fdlimit, sandboxfs, spawn
 from executor.procs.spawn import LogDir, RunStdio, SpawnError
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from executor.procs.logpump import LogPump
     from executor.procs.logstage import LogStage
     from executor.procs.runprune import RunPrune
+
+logger = logging.getLogger(__name__)
 
 LOG_DRAIN_SECS = 0.5  # the longest a close waits for the log pipes (a file system that hangs)
 
@@ -161,17 +165,32 @@ class RunLogs:
     def _note_restarted(self) -> None:
         """Each process that restarted since the last look: its runs' directories may pass the
         bound, and it may restart again: its next run's directory is wanted. Hold the lock."""
-        for process, run in self._restarted:
-            if self._prune is None:
-                from executor.procs.runprune import RunPrune  # loaded when idle after a task's first restart
-                self._prune = RunPrune(self._root)
-            self._prune.started(process.name, run)
-            if spawn.stageable(process.logger):
-                if self._stage is None:
-                    from executor.procs import logstage  # loaded when idle after a task's first restart
-                    self._stage = logstage.LogStage(self._root)
+        restarted, self._restarted = self._restarted, []
+        if not restarted or not self._load_bookkeeping(restarted):
+            return
+        for process, run in restarted:
+            if self._prune is not None:  # made just now, or before
+                self._prune.started(process.name, run)
+            if self._stage is not None and spawn.stageable(process.logger):
                 self._stage.want(process.name, run + 1)
-        self._restarted.clear()
+
+    def _load_bookkeeping(self, restarted: list[tuple[ProcessSpec, int]]) -> bool:
+        """Make the pruner, and the stager for a restarted process whose logs are staged, both
+        loaded when idle after a task's first restart, maybe weeks after its start: after an
+        upgrade in place the new version's files, which may not load (raised, they failed the
+        task). These restarts' bookkeeping is then said skipped; the next restart tries again."""
+        try:
+            if self._prune is None:
+                from executor.procs.runprune import RunPrune
+                self._prune = RunPrune(self._root)
+            if self._stage is None and any(spawn.stageable(process.logger) for process, _ in restarted):
+                from executor.procs import logstage
+                self._stage = logstage.LogStage(self._root)
+        except (ImportError, SyntaxError) as exc:  # an upgrade's file (no memory: the host's, raised)
+            log_event(logger, logging.WARNING, "run_logs_not_loaded", reason=f"{type(exc).__name__}: {exc}",
+                      runs=", ".join(f"{process.name}[{run}]" for process, run in restarted))
+            return False
+        return True
 
     def idle(self) -> None:
         """Note the processes that restarted, make the log directories wanted for the runs

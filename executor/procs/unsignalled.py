@@ -18,8 +18,10 @@ names the tracer as the SIGKILL goes out, so that line has its reason.
 A process SIGKILLed that cannot die yet (in D state) is named at the task's end (`not_gone`), and
 at the close (`close_incomplete`).
 
-Loaded only at a close that left something, a run's SIGKILL, a task's end that left one, or
-a daemon's refusal. Never raises.
+Off the start's path: loaded with the kill's machine half a second into the task
+(`Killing.load_ahead`), so that a supervisor that runs through an upgrade in place names
+them with the code it started with (a run's SIGKILL after its grace loaded this file, and
+an upgrade's that did not load failed the task). Never raises.
 """
 from __future__ import annotations
 

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.executor_e2e import HELLO, agent_for, document, launch
 from tests.support.stoker_proc import REPO, StokerProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -214,3 +216,131 @@ def test_a_checkpoint_writer_running_through_an_upgrade_keeps_writing_when_its_c
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["41"], done.stdout
     assert "checkpoint_compaction_not_loaded" in done.stderr, done.stderr[-3000:]
+
+
+STUBBORN = textwrap.dedent("""\
+    jobs = [Job(cluster='local', role='r', environment='test', name='stubborn',
+                task=Task(processes=[Process(name='p', cmdline="trap '' TERM; sleep 600 & wait; wait")],
+                          resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB), finalization_wait=0.2))]
+""")
+
+
+def test_a_supervisor_running_through_an_upgrade_sigkills_a_run_that_ignores_its_sigterm(tmp_path):
+    """A run that outlived its SIGTERM's grace was SIGKILLed with the words of
+    `executor/procs/unsignalled.py` (a debugger holding it), loaded at that SIGKILL: after an
+    upgrade in place the new version's file (here one that cannot load: the kill failed, a
+    traceback, the task not KILLED). It is loaded with the kill's machine now."""
+    proc, sandbox, env = run_then_upgrade(tmp_path, STUBBORN, ("executor/procs/unsignalled.py",))
+    try:
+        StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
+        proc.exited(0)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    assert "SIGKILL" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
+
+
+FAILS_AFTER_THE_UPGRADE = textwrap.dedent("""\
+    jobs = [Service(cluster='local', role='r', environment='test', name='svc',
+                    task=Task(processes=[Process(name='p', cmdline='while [ ! -e go ]; do sleep 0.05; done; exit 1')],
+                              resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
+""")
+
+
+def test_a_service_running_through_an_upgrade_restarts_when_its_between_record_does_not_load(tmp_path):
+    """`stoker run` loads `executor/task/checkpointbetween.py` at a service's first restart,
+    maybe weeks after its start: after an upgrade in place one that cannot load raised out of
+    the run (a traceback, the service never restarted). Its record (RESTARTING) is said lost,
+    as one the checkpoint refuses, and the service restarts."""
+    proc, sandbox, env = run_then_upgrade(tmp_path, FAILS_AFTER_THE_UPGRADE, ("executor/task/checkpointbetween.py",))
+    try:
+        (sandbox / "go").touch()
+        proc.wait_output("WAITING → RUNNING", count=2, timeout_secs=30)
+        StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
+        proc.wait(30)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    assert "checkpoint_between_not_loaded" in proc.stderr(), proc.stderr()[-3000:]
+
+
+FAILS_ONCE_AFTER_THE_UPGRADE = textwrap.dedent("""\
+    jobs = [Job(cluster='local', role='r', environment='test', name='twice',
+                task=Task(processes=[Process(name='p', max_failures=2, min_duration=0,
+                                             cmdline='while [ ! -e go ]; do sleep 0.05; done; rm go; exit 1')],
+                          resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
+""")
+
+
+def test_a_supervisor_running_through_an_upgrade_restarts_a_process_when_its_log_bookkeeping_does_not_load(tmp_path):
+    """A process's first restart (a failure retried, `stoker restart`) loads the run-log
+    bookkeeping (`executor/procs/runprune.py`, `logstage.py`) at the owner's next idle turn:
+    after an upgrade in place files that cannot load raised out of the owner's step (a
+    traceback, the task FAILED, exit 70). They are said not loaded and tried again at the
+    next restart; the task runs on, and its stop ends it KILLED."""
+    proc, sandbox, _ = run_then_upgrade(tmp_path, FAILS_ONCE_AFTER_THE_UPGRADE,
+                                        ("executor/procs/runprune.py", "executor/procs/logstage.py"))
+    try:
+        (sandbox / "go").touch()
+        proc.wait_output("WAITING → RUNNING", count=2, timeout_secs=10)
+        wait_for(lambda: "run_logs_not_loaded" in proc.stderr() or proc.proc.poll() is not None, 10,
+                 message="run_logs_not_loaded in stoker's log")
+        proc.stop(signal.SIGINT, 130)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    assert "run_logs_not_loaded" in proc.stderr(), proc.stderr()[-3000:]
+    assert "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
+
+
+@pytest.fixture
+def agent(tmp_path):
+    yield from agent_for(tmp_path)
+
+
+def nothing_loads(installed: Path) -> None:
+    """An upgrade in place that left no module of `installed` loadable: each source one that
+    raises, each compiled file (and the start's bundles) gone."""
+    for source in installed.rglob("*.py"):
+        source.write_text(BROKEN_MODULE)
+    for compiled in (*installed.rglob("*.pyc"), *installed.rglob("*.codebundle")):
+        compiled.unlink()
+
+
+def test_an_executor_running_through_an_upgrade_reports_its_task_s_end_with_the_code_it_started_with(agent, tmp_path):
+    """`stoker executor`'s paths after its first second, traced: the agent gone and back
+    (resubscribed with the updates not acknowledged), its stream ended, a KILL, the task's
+    last update kept until acknowledged, the exit. None loads a module: with no module of
+    its installation loadable any more, the task still ends KILLED at the agent, exit 0."""
+    installed = tree(tmp_path)
+    launch(agent, document(tmp_path, HELLO), env_overrides={"PYTHONPATH": str(installed)},
+           backoff_max="200ms", recovery_timeout="10secs")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    time.sleep(1.5)  # the kill's machine loaded at the owner's first step after 0.5 s
+    nothing_loads(installed)
+    agent.ack_mode = "hold"
+    agent.crash()
+    agent.restart(recovering_secs=0.1, reregistration_window_secs=2.0)
+    agent.wait_subscribed(timeout_secs=5, count=2)
+    agent.close_stream(graceful=True)  # an EOF: the executor subscribes again
+    agent.wait_subscribed(timeout_secs=5, count=3)
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    agent.ack_mode = "immediate"
+    agent.release_acks()
+    assert agent.wait_exit(10) == 0, agent.executor_log()[-3000:]
+    assert "ImportError" not in agent.executor_log(), agent.executor_log()[-3000:]
+
+
+def test_a_supervisor_running_through_an_upgrade_that_left_nothing_loadable_still_ends_its_task(tmp_path):
+    """`stoker run`'s stop after its first second (a Ctrl-C, the grace, a SIGKILL for the run
+    that ignores its SIGTERM, the checkpoint's last records, the exit) with no module of its
+    installation loadable any more: the task ends KILLED, exit 130, no traceback."""
+    proc, _, _ = run_then_upgrade(tmp_path, STUBBORN, ())
+    try:
+        nothing_loads(tmp_path / "install")
+        proc.stop(signal.SIGINT, 130)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    assert "SIGKILL" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]

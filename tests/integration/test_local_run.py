@@ -182,19 +182,24 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
 
 def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_70(
         tmp_path, monkeypatch, caplog):
-    """Stoker's own error in an attempt's owner (here the module a supervisor loads at a
-    process's first restart cannot be imported, as after a wheel upgraded in place under
-    it): `stoker run` died with a CRITICAL `crashed` and a second traceback, no final line,
+    """Stoker's own error in an attempt's owner (here a bug's error as the module a supervisor
+    loads at a process's first restart is read; one that cannot be imported, an upgrade in
+    place's, is said and the task goes on): `stoker run` died with a CRITICAL `crashed` and a second traceback, no final line,
     and its checkpoint said RUNNING, so `stoker status` showed the task LOST. Now the owner's
     shutdown stops every process, the checkpoint ends FAILED with the reason, and the run
     ends with one line naming the error and status 70, the traceback in the log only."""
     import json
     import logging
     import sys
+    import types
 
     from tests.support.proc_scan import live, task_pids_by_marker
 
-    monkeypatch.setitem(sys.modules, "executor.procs.runprune", None)  # an import that fails
+    class Bug(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError("a bug")
+
+    monkeypatch.setitem(sys.modules, "executor.procs.runprune", Bug("executor.procs.runprune"))
     run, out, sandbox = _stoker_run(tmp_path, (
         "keep = Process(name='keep', cmdline='exec sleep 60')\n"
         "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
@@ -207,8 +212,7 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
     marker = records[0]["marker"]
     keep = [r["pid"] for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
     assert keep and not live(keep) and not task_pids_by_marker(marker), records
-    reason = ("executor internal error: ModuleNotFoundError: import of executor.procs.runprune "
-              "halted; None in sys.modules")
+    reason = "executor internal error: RuntimeError: a bug"
     task = [r for r in records if r["kind"] == "task"]
     assert (task[-1]["to"], task[-1]["reason"]) == ("FAILED", reason), task
     killed = {r["process"]: r["run"] for r in records if r.get("to") == "KILLED"}
