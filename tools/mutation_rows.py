@@ -397,6 +397,28 @@ MODULES = (
             *(name for name in _all_but("tests/integration/test_supervisor.py") if "::test_run_command" in name)),
            functions=("executor.procs.commands.x__follow__mutmut_*", "executor.procs.commands.x__resumed__mutmut_*"),
            children=True, subreaper=True),  # (a Supervisor's reaper: its shell checks' orphans)
+    # The seventeenth round: this session's new rules (docs/testing.md §4)
+    Module("claimsprune", "the port claims files of earlier boots", ("executor/host/lock.py",),
+           ("tests/integration/test_claims_prune.py", "tests/integration/test_registry.py",
+            "tests/integration/test_shared_root.py"),
+           functions=tuple(f"executor.host.lock.x_{f}__mutmut_*" for f in (
+               "claims_made", "_earlier_boot_removed", "recorded_host", "host_line"))),
+    Module("checkdeadline", "the TCP and HTTP checks' deadline", ("healthcheck/loopback.py",),
+           ("tests/unit/test_check_deadline.py", "tests/integration/test_health_checkers.py"),
+           functions=("healthcheck.loopback.xǁDeadlineǁ*__mutmut_*",)),
+    Module("closeraises", "a supervisor's close that raises", ("executor/procs/supervisor.py",),
+           ("tests/integration/test_close_raises.py", "tests/integration/test_close_kill.py",
+            "tests/integration/test_close_deadline.py"),
+           # (`close` and `_step` only: with `_close_task`, `_close_threads` and `_close_fds`, 132
+           # mutants at about 5 a minute on a shared machine)
+           functions=("executor.procs.supervisor.xǁSupervisorǁclose__mutmut_*", "executor.procs.supervisor.x__step__mutmut_*"),
+           subreaper=True),  # (a Supervisor's reaper)
+    # (not the token's other tests: their child is `stoker executor` whole, whose imports before
+    # the hiding one test counts, mutmut's trampoline among them)
+    Module("hideearly", "the token hidden first", ("executor/procs/hardening.py",),
+           ("tests/faults/test_token.py::test_hide_early_keeps_the_token_for_the_settings_erases_it_and_records_what_it_did",
+            "tests/faults/test_token.py::test_the_early_hiding_knows_every_secret_the_settings_know"),
+           functions=("executor.procs.hardening.x_hide_early__mutmut_*",), children=True),
     # not its tests of the caller's `__future__` features: mutmut's trampoline is the caller then
     Module("compiletext", "a config's text compiled", ("config/compiletext.py",),
            _all_but("tests/unit/test_compiletext.py", "test_a_text_compiles_to_the_code_compile_makes",

@@ -143,13 +143,19 @@ class DrainsWhenMade:
         self._drains = drains
 
     def ready(self) -> None:
-        """The containment's `prepare` walked: the watchers take the drains from now."""
+        """The containment's `prepare` walked: the watchers take the drains from now. Or the
+        start failed before it made them: none will be, and the watchers wait for none."""
         self._made.set()
 
-    def __call__(self) -> Drains:
+    def made(self) -> Drains | None:
+        """The drains, once ready; None where the start failed before it made them (its
+        early runs, given up by the close: their exits are nobody's to report)."""
         if not self._made.is_set():  # (is_set takes no lock: each exit asks twice)
             self._made.wait(10)
-        return cast(Drains, self._drains)
+        return self._drains
+
+    def __call__(self) -> Drains:
+        return cast(Drains, self.made())
 
 
 class RunWatcher:
@@ -159,12 +165,14 @@ class RunWatcher:
 
     __slots__ = ("drains", "child")
 
-    def __init__(self, drains: Callable[[], Drains], child: RunChild) -> None:
+    def __init__(self, drains: DrainsWhenMade, child: RunChild) -> None:
         self.drains = drains
         self.child = child
 
     def before_reap(self, pid: int, exit_code: int | None) -> None:
-        self.drains().top_exited(self.child, exit_code)
+        if (drains := self.drains.made()) is not None:
+            drains.top_exited(self.child, exit_code)
 
     def reaped(self, pid: int, status: int) -> None:
-        self.drains().reaped(self.child, status)
+        if (drains := self.drains.made()) is not None:
+            drains.reaped(self.child, status)

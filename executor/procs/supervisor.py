@@ -419,6 +419,7 @@ class Supervisor:
         if started:
             self._close_threads(errors, self._close_task(errors))
         else:  # or its start failed before its containment (no thread)
+            self._drains_of.ready()  # none will be made: the exits of the runs given up wait for none
             _step(errors, self._early.give_up_rest, "the supervisor could not start")  # the runs it was handed
             if self._reaper is not None:  # its start failed after the reaper's
                 _step(errors, self._reaper.release)

@@ -363,3 +363,32 @@ def test_the_early_hiding_knows_every_secret_the_settings_know():
     from executor.procs import hardening
 
     assert hardening.SECRET_VARIABLES == SECRET_VARIABLES
+
+
+HIDE_EARLY = """
+import json, os
+from executor.procs import hardening
+hidden = hardening.hide_early(os.environ)
+with open("/proc/self/environ", "rb") as block:
+    shown = block.read()
+print(json.dumps({"taken": hardening.taken, "early": hidden is hardening.early, "dumpable": hidden.dumpable,
+                  "erased": hidden.erased, "problems": list(hidden.problems), "left": os.environ.get(VAR),
+                  "shown": TOKEN.encode() in shown}))
+"""
+
+
+def test_hide_early_keeps_the_token_for_the_settings_erases_it_and_records_what_it_did():
+    """`hardening.hide_early` as the entry point's first step, in a process of its own (it
+    makes that process undumpable): the token kept in `taken` (the settings read it there),
+    gone from `os.environ` and the block /proc shows, the outcome kept in `early` (logged once
+    logging is set up) and returned; a variable not set is not taken."""
+    pythonpath = os.pathsep.join(filter(None, (str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH"))))
+    program = f"VAR, TOKEN = {TOKEN_VAR!r}, {TOKEN!r}\n" + HIDE_EARLY
+    with_token = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30,
+                                env={**os.environ, TOKEN_VAR: TOKEN, "PYTHONPATH": pythonpath})
+    assert json.loads(with_token.stdout) == {"taken": {TOKEN_VAR: TOKEN}, "early": True, "dumpable": False,
+                                             "erased": 1, "problems": [], "left": None, "shown": False}, with_token.stderr
+    without = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30,
+                             env={**{k: v for k, v in os.environ.items() if k != TOKEN_VAR}, "PYTHONPATH": pythonpath})
+    assert json.loads(without.stdout) == {"taken": {}, "early": True, "dumpable": False,
+                                          "erased": 0, "problems": [], "left": None, "shown": False}, without.stderr

@@ -61,3 +61,110 @@ def test_a_start_that_raised_after_the_reaper_s_is_closed_without_it(tmp_path, t
     reaper = Reaper._instance
     assert reaper is not None and reaper.users == 0, "the supervisor whose start failed still holds the reaper"
     wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
+
+
+def test_a_close_whose_later_step_raises_raises_that_error_with_every_other_step_done(tmp_path, tracker, monkeypatch):
+    """A step after the task's kill failing (the wait for the reaper's thread): the close
+    raises that error, not another of its own, and still ends what it owns: the state CLOSED
+    (a spawn refused as closed), the reaper's user and its orphan hook let go."""
+    from config.spec import ProcessSpec
+    from executor.procs.supervisor import SpawnError
+
+    h = Harness(tmp_path / "sandbox", tracker, cgroups="off")
+    run = h.spawn("p", "exec sleep 600")
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise _Broken("the reaper's thread could not be waited for")
+    monkeypatch.setattr(Reaper, "join_unused", broken)
+    with pytest.raises(_Broken):
+        h.sup.close()
+    monkeypatch.undo()
+    reaper = Reaper._instance
+    assert reaper is not None and reaper.users == 0, "the closed supervisor still holds the reaper"
+    assert [hook for hook in reaper._orphan_hooks if getattr(hook, "__self__", None) is h.sup] == []
+    with pytest.raises(SpawnError, match="is closed"):
+        h.sup.spawn(ProcessSpec("q", "true"), 0)
+    wait_for(lambda: not alive(run), 10, message="the run gone")
+    wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
+
+
+def test_a_second_close_of_a_start_that_failed_lets_go_of_the_reaper_no_second_time(tmp_path, tracker, monkeypatch):
+    """Another supervisor holds the reaper too: the failed one's close lets go of its own
+    user once; a second close does nothing (was it to let go again, the other's user went)."""
+    from executor.procs import oomcount
+    from executor.procs.supervisor import Supervisor
+
+    h = Harness(tmp_path / "running", tracker, cgroups="off")
+
+    def broken() -> None:
+        raise _Broken("no shield")
+    monkeypatch.setattr(oomcount, "shield", broken)
+    (tmp_path / "failed").mkdir()
+    sup = Supervisor(sandbox=tmp_path / "failed", task_label="test.1", env={}, post=lambda event: None, cgroups="off")
+    try:
+        with pytest.raises(_Broken):
+            sup.start()
+    finally:
+        sup.close()
+    sup.close()
+    reaper = Reaper._instance
+    assert reaper is not None and reaper.users == 1, "the running supervisor's user of the reaper was let go"
+    h.sup.close()
+
+
+def _failed_start(tmp_path, monkeypatch, early_runs=()):  # type: ignore[no-untyped-def]
+    """A supervisor whose start raised after it took the reaper (the OOM shield's), closed."""
+    from executor.procs import oomcount
+    from executor.procs.supervisor import Supervisor
+
+    def broken() -> None:
+        raise _Broken("no shield")
+    monkeypatch.setattr(oomcount, "shield", broken)
+    sup = Supervisor(sandbox=tmp_path, task_label="test.0", env={}, post=lambda event: None, cgroups="off",
+                     marker=MARKER, early_runs=list(early_runs))
+    with pytest.raises(_Broken):
+        sup.start()
+    return sup
+
+
+MARKER = "0123456789abcdef0123456789abcdef"
+
+
+def test_the_early_runs_of_a_start_that_failed_are_killed_with_its_reason(tmp_path, tracker, monkeypatch, caplog):
+    """The early start's runs of a supervisor whose start failed before its drains were made:
+    killed by its close with its reason, and their exits taken with no drains to wait for. Was:
+    each run's watcher waited 10 s for drains no start would make, on the reaper's thread (the
+    thread outlived the supervisor), then failed on None (`reaper_callback_failed`, ERROR)."""
+    import logging
+    import os
+
+    from executor.procs import spawn
+    from executor.procs.earlyfork import EarlyRun
+
+    env = spawn.task_env({"PATH": os.environ["PATH"]}, tmp_path, MARKER)
+    pid = os.posix_spawn("/bin/sh", ["/bin/sh", "-c", "exec sleep 600"], env, setpgroup=0)
+    tracker.add(pid)
+    sup = _failed_start(tmp_path, monkeypatch, [EarlyRun("p", 0, pid, "exec sleep 600", env)])
+    with caplog.at_level(logging.WARNING, logger="executor"):
+        sup.close()
+    wait_for(lambda: not alive(pid), 10, message="the early run killed")
+    [reason] = [r.stoker_fields["reason"] for r in caplog.records if getattr(r, "stoker_event", "") == "early_run_killed"]
+    assert reason == "the supervisor could not start"
+    reaper = Reaper._instance
+    assert reaper is not None
+    wait_for(lambda: reaper.thread is None, 5, message="the reaper's thread ended")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_failed_start_s_close_whose_first_step_raises_still_lets_go_of_the_reaper(tmp_path, tracker, monkeypatch):
+    from executor.procs.adoption import EarlyRuns
+
+    sup = _failed_start(tmp_path, monkeypatch)
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise _Broken("the early runs could not be given up")
+    monkeypatch.setattr(EarlyRuns, "give_up_rest", broken)
+    with pytest.raises(_Broken, match="given up"):
+        sup.close()
+    reaper = Reaper._instance
+    assert reaper is not None and reaper.users == 0, "the supervisor whose start failed still holds the reaper"

@@ -52,3 +52,47 @@ def test_a_delay_below_the_stall_threshold_gives_nothing(caplog):
     with caplog.at_level(logging.INFO, logger="healthcheck"), pytest.raises(TimeoutError):
         due.left()
     assert due.expired and not _stalled(caplog)
+
+
+def test_the_stall_line_says_the_check_its_timeout_how_late_to_the_millisecond_and_why(caplog):
+    clock = FakeClock()
+    due = Deadline(TIMEOUT_SECS, clock=clock)  # no check named: none in the line
+    clock.advance(TIMEOUT_SECS + 1.23456)
+    with caplog.at_level(logging.INFO, logger="healthcheck"):
+        assert due.resumed()
+    assert _stalled(caplog) == [{
+        "check": "", "timeout_secs": "0.5", "late_secs": 1.235,
+        "reason": "this process was not running at the check's deadline (stopped or starved): "
+                  "the check gets its timeout again"}]
+
+
+def test_at_the_deadline_no_time_is_left(caplog):
+    clock = FakeClock()
+    due = Deadline(TIMEOUT_SECS, "", clock)
+    clock.advance(TIMEOUT_SECS)
+    with pytest.raises(TimeoutError) as raised:
+        due.left()
+    assert str(raised.value) == "the health check's deadline passed" and due.expired
+
+
+def test_exactly_stall_secs_past_the_deadline_is_no_stall(caplog):
+    """STALL_SECS late is a busy host's delay still; only more is a pause. (A clock from 0
+    and a timeout of STALL_SECS: each time here is exact in binary.)"""
+    clock = FakeClock(0.0)
+    due = Deadline(STALL_SECS, "", clock)
+    clock.advance(STALL_SECS)
+    clock.advance(STALL_SECS)
+    with caplog.at_level(logging.INFO, logger="healthcheck"), pytest.raises(TimeoutError):
+        due.left()
+    assert not _stalled(caplog)
+
+
+def test_a_connect_with_no_time_left_and_no_pause_expires_the_attempt():
+    """`connect` past the deadline (by less than a pause) tries nothing and ends the attempt:
+    `expired`, which the HTTP check reads to call its failure a timeout."""
+    clock = FakeClock()
+    due = Deadline(TIMEOUT_SECS, "", clock)
+    clock.advance(TIMEOUT_SECS + STALL_SECS / 2)
+    with pytest.raises(TimeoutError):
+        due.connect(9)
+    assert due.expired
