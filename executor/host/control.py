@@ -82,15 +82,27 @@ def peer(sock: _socket.socket) -> tuple[int, int]:
 def _owner_only(dir_fd: int) -> os.stat_result:
     """Make the socket just bound 0600 without following a symlink (a chmod by its name
     would follow one swapped in since the bind, and root's would change a file outside the
-    sandbox); its stat. Raises OSError when the name is no socket now."""
-    node = os.open(CONTROL_SOCKET, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    sandbox); its stat. Raises OSError when the name is no socket now. With no descriptor
+    to spare (EMFILE, ENFILE: the server serves once it has one), by its name: `.stoker` is
+    this user's and 0700 (`open_stoker_dir`), so no other user planted a link there."""
     try:
-        st = os.fstat(node)
-        if not stat.S_ISSOCK(st.st_mode):
-            raise OSError(errno.ELOOP, f"{CONTROL_SOCKET} is no longer the socket just bound")
+        node = os.open(CONTROL_SOCKET, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        os.chmod(CONTROL_SOCKET, 0o600, dir_fd=dir_fd)
+        return _a_socket(os.stat(CONTROL_SOCKET, dir_fd=dir_fd, follow_symlinks=False))
+    try:
+        st = _a_socket(os.fstat(node))
         os.chmod(f"/proc/self/fd/{node}", 0o600)  # the inode the O_PATH fd holds, never a link's target
     finally:
         os.close(node)
+    return st
+
+
+def _a_socket(st: os.stat_result) -> os.stat_result:
+    if not stat.S_ISSOCK(st.st_mode):
+        raise OSError(errno.ELOOP, f"{CONTROL_SOCKET} is no longer the socket just bound")
     return st
 
 
