@@ -19,7 +19,22 @@ from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(60)
 
-_DAEMONIZE = """
+# Both cases' cleanup: the run and the process it left SIGKILLed, then reaped (the run's
+# child re-parented here is ours to reap; one a subreaper run held is gone with it).
+_END = """
+import contextlib, os, signal
+
+
+def end(run, left):
+    for pid in (run.pid, left):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    run.wait(10)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(left, 0)
+
+"""
+_DAEMONIZE = _END + """
 import ctypes, json, os, signal, subprocess, sys, time, uuid
 from executor.procs import cgrouplife, cgroups, proctree
 from tests.support import cgroups as support
@@ -74,16 +89,7 @@ finally:
     cgroups.TaskCgroup.take_in = real
     support.remove(made.directory)
     cgroups.release(made)
-    for pid in (run.pid, daemon):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    run.wait(10)
-    try:
-        os.waitpid(daemon, 0)  # re-parented here: ours to reap
-    except ChildProcessError:  # the subreaper's child, gone with it
-        pass
+    end(run, daemon)
 print(json.dumps(found))
 """
 
@@ -109,7 +115,7 @@ def test_a_daemon_re_parented_mid_walk_is_moved_in(held, run):
 # The run: a process of two threads, the second of which started `sleep 1034`. Its first
 # listing comes back as one whose second thread exited as it was read would make it: the
 # child handed to the first thread, read before, and missed.
-_THREADED = """
+_THREADED = _END + """
 import ctypes, json, os, signal, subprocess, sys, time, uuid
 from executor.procs import cgrouplife, cgroups, proctree
 from tests.support import cgroups as support
@@ -139,16 +145,7 @@ finally:
     proctree.children_and_threads = real
     support.remove(made.directory)
     cgroups.release(made)
-    for pid in (child, run.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    run.wait(10)
-    try:
-        os.waitpid(child, 0)  # re-parented here once the run died
-    except ChildProcessError:
-        pass
+    end(run, child)
 print(json.dumps(found))
 """
 
