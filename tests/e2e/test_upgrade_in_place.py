@@ -136,6 +136,16 @@ def run_then_upgrade(tmp_path: Path, job: str, modules: tuple[str, ...]) -> tupl
     return proc, sandbox, env
 
 
+def killed_cleanly(proc: StokerProcess, sandbox: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    """`stoker kill` of the upgraded run: both exit 0, and the run printed no traceback."""
+    try:
+        StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
+        proc.exited(0)
+    finally:
+        proc.sigterm_and_close()
+    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+
+
 @pytest.mark.parametrize("how", ["kill", "ctrl-c"])
 def test_a_supervisor_running_through_an_upgrade_kills_with_the_code_it_started_with(tmp_path, how):
     """A task's first kill loaded the kill's machine (`executor/task/kill.py`) then, weeks
@@ -172,12 +182,7 @@ def test_a_supervisor_running_through_an_upgrade_calls_the_lifecycle_endpoints_i
     The supervisor now loads them with the kill's machine, within its first second."""
     proc, sandbox, env = run_then_upgrade(
         tmp_path, SERVICE, ("executor/task/lifecycle.py", "healthcheck/loopback.py", "healthcheck/http_check.py"))
-    try:
-        StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
-        proc.exited(0)
-    finally:
-        proc.sigterm_and_close()
-    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    killed_cleanly(proc, sandbox, tmp_path, env)
     assert "lifecycle" in proc.stdout(), proc.stdout()[-2000:]
     assert "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
 
@@ -231,12 +236,7 @@ def test_a_supervisor_running_through_an_upgrade_sigkills_a_run_that_ignores_its
     upgrade in place the new version's file (here one that cannot load: the kill failed, a
     traceback, the task not KILLED). It is loaded with the kill's machine now."""
     proc, sandbox, env = run_then_upgrade(tmp_path, STUBBORN, ("executor/procs/unsignalled.py",))
-    try:
-        StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
-        proc.exited(0)
-    finally:
-        proc.sigterm_and_close()
-    assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+    killed_cleanly(proc, sandbox, tmp_path, env)
     assert "SIGKILL" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
 
 

@@ -98,6 +98,14 @@ def _runs(log: str) -> int:
                and " pid=" in line and " to=RUNNING " in line)
 
 
+def _root_file_beside(sandbox: Path) -> Path:
+    """A file of root's, 0644, next to the sandbox: what a planted link points at."""
+    outside = sandbox.parent / f"{sandbox.name}-outside"
+    outside.write_text("root's, outside the sandbox\n")
+    outside.chmod(0o644)
+    return outside
+
+
 def _fingerprint(path: Path) -> tuple:
     st = os.stat(path)
     return path.read_bytes(), st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns
@@ -106,9 +114,7 @@ def _fingerprint(path: Path) -> tuple:
 def test_nothing_a_role_plants_makes_its_root_supervisor_touch_a_file_outside(tmp_path, figures):
     with throwaway_user() as (user, _group), open_agent_sim() as sim:
         sandbox = sim.sandbox
-        outside = Path(sim.sandbox).parent / f"{sandbox.name}-outside"
-        outside.write_text("root's, outside the sandbox\n")
-        outside.chmod(0o644)
+        outside = _root_file_beside(Path(sandbox))
         try:
             before = _fingerprint(outside)
             (sandbox / "plant.sh").write_text(textwrap.dedent(PLANT % dict(names=" ".join(NAMES), target=outside)))
@@ -161,9 +167,7 @@ def test_a_stoker_another_user_made_stops_the_executor_before_it_subscribes(tmp_
     binds no socket and follows nothing in it, and says whose the directory is."""
     with throwaway_user() as (user, _group), open_agent_sim() as sim:
         sandbox = sim.sandbox
-        outside = Path(sim.sandbox).parent / f"{sandbox.name}-outside"
-        outside.write_text("root's, outside the sandbox\n")
-        outside.chmod(0o644)
+        outside = _root_file_beside(Path(sandbox))
         try:
             before = _fingerprint(outside)
             theirs = sandbox / ".stoker"
