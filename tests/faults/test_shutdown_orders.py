@@ -29,7 +29,7 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
-GRACE = "3secs"  # the agent's shutdown grace: the task's kill_all_at 1 s before its end
+GRACE = "2secs"  # the agent's shutdown grace: the task's kill_all_at 1 s before its end, 1 s after it began
 IGNORES_TERM = 'trap "" TERM; exec sleep 1000'
 NO_LIFECYCLE = "lifecycle=DisableLifecycle"
 Act = Callable[[AgentSimulator, subprocess.Popen], None]
@@ -175,7 +175,7 @@ def test_a_shutdown_handed_to_the_owner_past_its_grace_end_starts_no_final_proce
             wait_for(lambda: " kill task_id=task-1" in agent.executor_log(), 10, message="the KILL taken")
         agent.shutdown(enforce_grace=False)
         wait_for(lambda: " shutdown task_id=task-1" in agent.executor_log(), 10, message="the SHUTDOWN taken")
-        time.sleep(2.0 + 0.2)  # past its kill_all_at (2 s after it was taken, before this wait's end)
+        time.sleep(1.0 + 0.2)  # past its kill_all_at (1 s after it was taken, before this wait's end)
         (agent.sandbox / "go").write_text("")
         agent.wait_for_state("task-1", "TASK_KILLED", 10)
         assert agent.wait_exit(10) == 0

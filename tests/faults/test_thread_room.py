@@ -37,8 +37,8 @@ jobs = [Job(cluster='local', role='me', environment='test', name='job',
 """
 BOUND_SECS = 30  # a run of this job takes ~0.1 s (its processes: `true`); a hang, for good
 PAGE_KIB = 4
-SCAN_BELOW_KIB = 512  # the hang was 76-88 KiB below the lowest limit that ran
-SCAN_ABOVE_KIB = 256  # near the lowest, a limit may run or not: what is mapped varies by some pages
+SCAN_BELOW_KIB = 160  # the hang was 76-88 KiB below the lowest limit that ran: twice that
+SCAN_ABOVE_KIB = 96  # near the lowest, a limit may run or not: what is mapped varies by some pages
 
 
 class Run:

@@ -121,13 +121,13 @@ def test_subprocess_loads_without_selectors_and_its_communicate_loads_them(tmp_p
 
 
 def test_a_capture_with_a_timeout_that_expires_and_check_output_go_through_the_stand_in(tmp_path):
-    # `run(capture_output=True, timeout=...)`, whose expiry (5 s: the child has written long
+    # `run(capture_output=True, timeout=...)`, whose expiry (2 s: the child has written long
     # before) kills the child and communicates again, and `check_output`
     seen = probe(tmp_path, """
         deferred.defer()
         import subprocess
         try:
-            subprocess.run(["/bin/sh", "-c", "echo early; exec sleep 60"], capture_output=True, timeout=5)
+            subprocess.run(["/bin/sh", "-c", "echo early; exec sleep 60"], capture_output=True, timeout=2)
             expired = None
         except subprocess.TimeoutExpired as exc:
             expired = exc.stdout.decode()

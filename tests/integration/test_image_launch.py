@@ -90,7 +90,7 @@ def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_ti
     # A kernel before 5.3 or a seccomp profile denies pidfd_open: the wait for stderr's EOF,
     # which the daemon holds off, ends at TOOL_SECS, and the containerizer, gone by then, has
     # answered. (was: "no answer within 5 seconds", the task failed with the answer given)
-    monkeypatch.setattr(imagetask, "TOOL_SECS", 5.0)  # (the script exits long before, even on a loaded machine)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 2.5)  # (the script exits long before, even on a loaded machine)
     monkeypatch.setattr(imagetask, "_pidfd", lambda pid: -1)
     daemon = tmp_path / "daemon.pid"
     path = asking(tmp_path / "mc", f"echo 'Flag --launch_info is not specified' >&2\nsleep 120 &\n"

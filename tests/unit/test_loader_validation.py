@@ -230,18 +230,20 @@ def test_a_command_s_length_is_judged_bound_its_templates_aside_at_load(where):
         return job(process("web", cmdline="sleep 1"),
                    health_check_config={"health_checker": {"shell": {"shell_command": command}}})
 
-    # 5,500 (132,004 bytes as written, 27,504 bound): past the limit as the 10,000 were, in half
-    # the time (pystachio binds 10,000 references in 6 s; the test took 12-46 s, 60 under load)
-    ports = "echo" + " {{thermos.ports[http]}}" * 5_500
+    # 600 references to a port with a 200-character name (132,004 bytes as written, 3,004
+    # bound): past the limit as the 10,000 were, with a tenth of the references to bind
+    # (pystachio binds 10,000 in 6 s; the test took 12-46 s with them)
+    name = "p" * 200
+    ports = "echo" + f" {{{{thermos.ports[{name}]}}}}" * 600
     assert len(ports) > LONGEST
     validate_job(candidate(ports), "test")  # was refused: "is 132,004 bytes long"
-    spec = bind(candidate(ports), instance=0, ports={"http": 8080}, task_id="t", hostname="h", user="u")
-    assert str(spec).count("8080") >= 5_500
+    spec = bind(candidate(ports), instance=0, ports={name: 8080}, task_id="t", hostname="h", user="u")
+    assert str(spec).count("8080") >= 600
     with pytest.raises(ConfigError, match=f"is {LONGEST + 1:,} bytes long without its templates"):
         validate_job(candidate(":" + " " * LONGEST + "{{thermos.task_id}}"), "test")
-    ids = "echo" + " {{thermos.task_id}}" * 2_000  # 40,004 bytes as written
+    ids = "echo" + " {{thermos.task_id}}" * 200  # 4,004 bytes as written
     with pytest.raises(ConfigError, match=r"\(bound\).* is 162,004 bytes long: Linux"):
-        bind(candidate(ids), instance=0, ports={}, task_id="t" * 80, hostname="h", user="u")
+        bind(candidate(ids), instance=0, ports={}, task_id="t" * 809, hostname="h", user="u")
 
 
 def test_zero_grace_and_zero_failures_are_valid():
