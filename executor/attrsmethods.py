@@ -7,7 +7,10 @@ KiB a `__hash__` once compiled, for a supervisor's 92 classes 0.29 MiB held for 
 life (`sys.getsizeof` of their code, its tables and constants). With the code cache
 installed (`executor/codecache.py`), each class's script makes them instead with one line
 (`__repr__ = _attrs_repr(_attrs_shown)`, run once, not kept): a closure over the class's
-fields (a tuple, made as attrs makes the class) whose code, one for all the classes, calls
+fields (made as attrs makes the class: by column, their names, and a column of their other
+settings only where one is not attrs' default; a tuple of names equal to the one made last
+is that one, so a class's shown, compared, hashed and pickled fields mostly share one: a
+tuple a field for each held 80 KB of a supervisor, docs/benchmarks.md, memcut) whose code, one for all the classes, calls
 `attrs_repr` / `attrs_eq` / `attrs_hash` here; about 0.25 KiB a method (the function and
 its cell). Where the code cache also names attrs' methods (`codecache._named`), even that
 closure is not kept: the class gets the one function of every class (`shared_repr`,
@@ -47,13 +50,18 @@ and with STOKER_CODE_CACHE=off, attrs writes its own.
 """
 from __future__ import annotations
 
+from itertools import repeat
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    Shown = tuple[str, Callable[[Any], Any] | None, bool]  # name, its repr= callable (None: repr()), init
-    Compared = tuple[str, Callable[[Any], Any] | None]  # name, its eq_key (None: the value itself)
+    # the fields by column: their names, then each one's repr= callable (None: repr()) and
+    # whether `__init__` sets it, or each one's eq_key (None: the value itself); a column of
+    # nothing but None, or True, is None
+    Shown = tuple[tuple[str, ...], tuple[Callable[[Any], Any] | None, ...] | None, tuple[bool, ...] | None]
+    Compared = tuple[tuple[str, ...], tuple[Callable[[Any], Any] | None, ...] | None]
 
 # what each class's script runs: a closure of the shared code over the class's fields
 REPR_SCRIPT = "__repr__ = _attrs_repr(_attrs_shown)"
@@ -64,6 +72,7 @@ REPR_LINE = "    already_repring = _compat.repr_context.already_repring"
 EQ_LINE = "    if other.__class__ is not self.__class__:"
 HASH_LINE = "def __hash__(self"
 _attrs: list[Any] = []  # [attr._compat, attr.NOTHING] once installed
+_last: list[Any] = [(), ((), None)]  # the names and the Compared made last (`_names`, `_compared`)
 
 
 def install(make: Any) -> bool:
@@ -80,21 +89,42 @@ def install(make: Any) -> bool:
     def repr_script(attrs: list[Any], ns: str | None) -> tuple[str, dict[str, Any]]:
         if ns is not None:
             return repr_step(attrs, ns)  # type: ignore[misc]  # _known() checked it
-        shown = tuple((a.name, None if a.repr is True else a.repr, a.init) for a in attrs if a.repr is not False)
+        fields = [a for a in attrs if a.repr is not False]
+        owns, inits = tuple(None if a.repr is True else a.repr for a in fields), tuple(a.init for a in fields)
+        shown = (_names(tuple(a.name for a in fields)), None if owns.count(None) == len(owns) else owns,
+                 None if all(inits) else inits)
         return REPR_SCRIPT, {"_attrs_repr": repr_of, "_attrs_shown": shown}
 
     def eq_script(attrs: list[Any]) -> tuple[str, dict[str, Any]]:
-        compared = tuple((a.name, a.eq_key) for a in attrs if a.eq)
+        compared = _compared([a for a in attrs if a.eq])
         return EQ_SCRIPT, {"_attrs_eq": eq_of, "_attrs_compared": compared}
 
     def hash_script(cls: type, attrs: list[Any], frozen: bool, cache_hash: bool) -> tuple[str, dict[str, Any]]:
         if cache_hash:
             return hash_step(cls, attrs, frozen, cache_hash)  # type: ignore[misc]  # _known() checked it
-        hashed = tuple((a.name, a.eq_key) for a in attrs if a.hash is True or (a.hash is None and a.eq is True))
+        hashed = _compared([a for a in attrs if a.hash is True or (a.hash is None and a.eq is True)])
         return HASH_SCRIPT, {"_attrs_hash": hash_of, "_attrs_hashed": (hash(named(cls, "hash")), hashed)}
 
     make._make_repr_script, make._make_eq_script, make._make_hash_script = repr_script, eq_script, hash_script
     return True
+
+
+def _names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """`names`, or the equal tuple made last: a class's shown, compared, hashed and pickled
+    fields are mostly the same, and each a tuple of its own held 8 KiB (see the docstring)."""
+    if names != _last[0]:
+        _last[0] = names
+    return _last[0]
+
+
+def _compared(fields: list[Any]) -> Compared:
+    """The `Compared` of attrs' `fields`, or the equal one made last (a class's hashed fields
+    are mostly its compared ones)."""
+    keys = tuple(a.eq_key for a in fields)
+    compared = (_names(tuple(a.name for a in fields)), None if keys.count(None) == len(keys) else keys)
+    if compared != _last[1]:
+        _last[1] = compared
+    return _last[1]
 
 
 def _known(step: object, parameters: tuple[str, ...], line: str) -> bool:
@@ -128,7 +158,7 @@ def state_methods(original: Callable[[Any], tuple[Any, Any]]) -> Callable[[Any],
     def make_getstate_setstate(self: Any) -> tuple[Any, Any]:
         if self._cache_hash:
             return original(self)
-        self._cls_dict[STATE] = tuple(name for name in self._attr_names if name != "__weakref__")
+        self._cls_dict[STATE] = _names(tuple(name for name in self._attr_names if name != "__weakref__"))
         return shared_getstate, shared_setstate
 
     return make_getstate_setstate
@@ -167,7 +197,7 @@ def shared_setstate(self: Any, state: Any) -> None:
                 object.__setattr__(self, name, state[name])
 
 
-def repr_of(shown: tuple[Shown, ...]) -> Callable[[Any], str]:
+def repr_of(shown: Shown) -> Callable[[Any], str]:
     """A class's `__repr__`: `attrs_repr` of its shown fields."""
     def __repr__(self: Any) -> str:
         return attrs_repr(self, shown)
@@ -175,7 +205,7 @@ def repr_of(shown: tuple[Shown, ...]) -> Callable[[Any], str]:
     return __repr__
 
 
-def eq_of(compared: tuple[Compared, ...]) -> Callable[[Any, Any], Any]:
+def eq_of(compared: Compared) -> Callable[[Any, Any], Any]:
     """A class's `__eq__`: `attrs_eq` of its compared fields."""
     def __eq__(self: Any, other: Any) -> Any:
         return attrs_eq(self, other, compared)
@@ -183,7 +213,7 @@ def eq_of(compared: tuple[Compared, ...]) -> Callable[[Any, Any], Any]:
     return __eq__
 
 
-def hash_of(hashed: tuple[int, tuple[Compared, ...]]) -> Callable[[Any], int]:
+def hash_of(hashed: tuple[int, Compared]) -> Callable[[Any], int]:
     """A class's `__hash__`: `attrs_hash` of its number and hashed fields."""
     def __hash__(self: Any) -> int:
         return attrs_hash(self, hashed)
@@ -201,7 +231,7 @@ _SERVED: dict[object, tuple[str, Callable[..., Any]]] = {
     _closure_code(hash_of): (HASHED, shared_hash)}
 
 
-def attrs_repr(self: Any, shown: tuple[Shown, ...]) -> str:
+def attrs_repr(self: Any, shown: Shown) -> str:
     """attrs' `__repr__` of a class whose shown fields are `shown` (see the docstring)."""
     compat, nothing = _attrs
     try:
@@ -214,7 +244,9 @@ def attrs_repr(self: Any, shown: tuple[Shown, ...]) -> str:
             return "..."
         already_repring.add(id(self))
     try:
-        fields = ", ".join(_shown(self, name, own, init, nothing) for name, own, init in shown)
+        names, owns, inits = shown
+        fields = ", ".join(_shown(self, name, own, init, nothing)
+                           for name, own, init in zip(names, owns or repeat(None), inits or repeat(True)))
         return f'{self.__class__.__qualname__.rpartition(">.")[2]}({fields})'
     finally:
         already_repring.remove(id(self))
@@ -226,12 +258,13 @@ def _shown(self: Any, name: str, own: Callable[[Any], Any] | None, init: bool, n
     return f"{name}={value!r}" if own is None else f"{name}={own(value)}"
 
 
-def attrs_eq(self: Any, other: Any, compared: tuple[Compared, ...]) -> Any:
+def attrs_eq(self: Any, other: Any, compared: Compared) -> Any:
     """attrs' `__eq__` of a class whose compared fields are `compared` (see the docstring)."""
     if other.__class__ is not self.__class__:
         return NotImplemented
-    last = len(compared) - 1
-    for index, (name, key) in enumerate(compared):
+    names, keys = compared
+    last = len(names) - 1
+    for index, (name, key) in enumerate(zip(names, keys or repeat(None))):
         if key is None:
             answer = getattr(self, name) == getattr(other, name)
         else:
@@ -241,7 +274,10 @@ def attrs_eq(self: Any, other: Any, compared: tuple[Compared, ...]) -> Any:
     return True
 
 
-def attrs_hash(self: Any, hashed: tuple[int, tuple[Compared, ...]]) -> int:
+def attrs_hash(self: Any, hashed: tuple[int, Compared]) -> int:
     """attrs' `__hash__` of a class of number and hashed fields `hashed` (see the docstring)."""
-    number, fields = hashed
-    return hash((number, *[getattr(self, name) if key is None else key(getattr(self, name)) for name, key in fields]))
+    number, (names, keys) = hashed
+    if keys is None:
+        return hash((number, *[getattr(self, name) for name in names]))
+    return hash((number, *[getattr(self, name) if key is None else key(getattr(self, name))
+                           for name, key in zip(names, keys)]))

@@ -69,6 +69,15 @@ and `save()` writes the file again when something had to be compiled.
   `install()` imports attrs with their `compile` served (`executor/compileserved.py`), so
   that a command never calls the builtin `compile()`, whose first call makes the compiler's
   119 syntax-tree classes (0.2 MiB of every supervisor).
+- A class attrs has made keeps neither its annotations nor its build's settings
+  (`_unannotated`): attrs reads the annotations as it makes it, into each `Attribute`'s
+  `type` (which keeps them: `attrs.fields(C).x.type`), then holds them twice more, the
+  class's `__annotations__` and its `__init__`'s, two dictionaries a class; and it keeps
+  the settings it made the class with (`__attrs_props__`, a `ClassProps` of 20-odd fields
+  a class) only for `attrs.inspect()`. Nothing of Stoker's reads either
+  (tests/unit/test_served_assumptions.py; a subclass's attrs reads its own class's
+  annotations alone, and its bases' fields): USS at N=100 −44 KiB for the annotations (docs/benchmarks.md,
+  memcut). Where `_ClassBuilder.build_class` is the one this module knows.
 - One file per PROFILE (`run`, `executor`, `observe`, `cli`), so that a command loads the
   code of the classes it creates and little else. `save()` writes nothing when the
   interpreter is told not to write bytecode (PYTHONDONTWRITEBYTECODE) or the directory is
@@ -225,6 +234,9 @@ def install(profile: str, environ: Mapping[str, str] = os.environ) -> bool:
     pickling = getattr(builder, "_make_getstate_setstate", None)
     if pickling is not None and pickling.__code__.co_names == _PICKLING_READS:
         builder._make_getstate_setstate = attrsmethods.state_methods(pickling)  # type: ignore[union-attr]
+    building = getattr(builder, "build_class", None)
+    if building is not None and building.__code__.co_varnames[:building.__code__.co_argcount] == ("self",):
+        builder.build_class = _unannotated(building)  # type: ignore[union-attr]
     attrsmethods.install(_make)  # one `__repr__`, `__eq__` and `__hash__` code for every class
     _cache = cache
     return True
@@ -271,6 +283,23 @@ class Fields(tuple):
             if field.name == name:
                 return field
         return tuple.__getattribute__(self, name)
+
+
+def _unannotated(build: Callable[[Any], type]) -> Callable[[Any], type]:
+    """attrs' `_ClassBuilder.build_class`, its class without the annotations attrs has read
+    (its own and its `__init__`'s, `__attrs_init__`'s) and the settings it was built with
+    (see the docstring)."""
+    def build_class(self: Any) -> type:
+        cls = build(self)
+        for name in ("__annotations__", "__attrs_props__"):
+            if name in cls.__dict__:
+                delattr(cls, name)
+        for name in ("__init__", "__attrs_init__"):
+            method = cls.__dict__.get(name)
+            if type(method) is type(build):
+                del method.__annotations__  # no dictionary: an empty one is made if it is ever read
+        return cls
+    return build_class
 
 
 def _fields_class(cls_name: str, attr_names: list[str]) -> type:

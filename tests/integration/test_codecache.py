@@ -332,7 +332,9 @@ GLOBALS = textwrap.dedent("""
                       "columns": columns, "saved": codecache.save(),
                       "doc": [Listener.__init__.__doc__, Listener.__init__.__qualname__, Listener.__init__.__module__],
                       "made": [repr(made), made == Listener(81), made.names is not Listener(1).names],
-                      "refused": refused}))
+                      "refused": refused, "annotations": [sorted(Listener.__dict__.get("__annotations__", {})),
+                      sorted(Listener.__init__.__annotations__), [a.type.__name__ for a in attrs.fields(Listener)]],
+                      "props": "__attrs_props__" in Listener.__dict__}))
 """)
 
 
@@ -355,6 +357,11 @@ def test_served_methods_keep_the_globals_they_read_and_no_columns_nor_docstrings
     served_doc = served.pop("doc")  # no docstring, as Stoker's modules (attrs 23.1: attrs' own naming step)
     assert served_doc == ([None, "Listener.__init__", "__main__"] if NAMING_STEP else plain_doc)
     assert served.pop("installed") and not plain.pop("installed")
+    # the class's and its `__init__`'s annotations gone, and its build's settings; its fields' `type` keeps them
+    assert not served.pop("props") and plain.pop("props") == hasattr(_make, "ClassProps")  # (attrs 25.4 and later)
+    plain_annotations, served_annotations = plain.pop("annotations"), served.pop("annotations")
+    assert plain_annotations[:2] == [["host", "names", "port"], ["host", "names", "return"]]
+    assert served_annotations == [[], [], plain_annotations[2]] and plain_annotations[2] == ["int", "list", "str"]
     assert served == plain and served["made"][1:] == [True, True] and "must be > 0" in served["refused"]
 
 

@@ -4,7 +4,9 @@
   no code of Stoker's may read a function's annotations (`typing.get_type_hints`, a
   signature's `annotation`, `__annotations__`, `functools.singledispatch`'s registering by
   them), or it would silently read none. `executor/deferred.py` reads a converter's, for
-  attrs' `__init__` annotations only; `executor/nodoccode.py` is what strips them.
+  attrs' `__init__` annotations only; `executor/nodoccode.py` is what strips them. Nor an
+  attrs class's, nor the settings it was built with (`attrs.inspect()`, `__attrs_props__`):
+  the code cache drops both once the class is made (`executor/codecache.py`).
 - Every attrs class the code cache serves shares one `__repr__`, `__eq__`, `__hash__`,
   `__getstate__` and `__setstate__` (`executor/attrsmethods.py`), which reads the fields of
   the instance's class: a base class's method called on a subclass's instance whose class has
@@ -19,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("executor", "config", "healthcheck")
 ANNOTATION_READERS = {"get_type_hints", "get_annotations", "singledispatch", "singledispatchmethod"}
-ANNOTATION_ATTRIBUTES = {"__annotations__", "annotation", "return_annotation"}
+ANNOTATION_ATTRIBUTES = {"__annotations__", "annotation", "return_annotation", "__attrs_props__"}
+ATTRS_MODULES = {"attr", "attrs"}  # their `inspect` reads a class's `__attrs_props__`
 ALLOWED_ANNOTATION_READS = {"executor/deferred.py", "executor/nodoccode.py"}
 SHARED_METHODS = {"__repr__", "__eq__", "__hash__", "__getstate__", "__setstate__"}
 
@@ -45,6 +48,10 @@ def _annotation_read(node: ast.AST) -> str | None:
     if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
         if node.attr in ANNOTATION_READERS or node.attr in ANNOTATION_ATTRIBUTES:
             return node.attr
+        if node.attr == "inspect" and isinstance(node.value, ast.Name) and node.value.id in ATTRS_MODULES:
+            return f"{node.value.id}.inspect"
+    if isinstance(node, ast.ImportFrom) and node.module in ATTRS_MODULES and any(a.name == "inspect" for a in node.names):
+        return f"from {node.module} import inspect"
     return None
 
 
@@ -71,9 +78,11 @@ def test_a_planted_read_or_base_call_is_caught(tmp_path):
         "healthcheck/c.py": "class C(B):\n    def show(self):\n        return super().__repr__()\n",
         "executor/d.py": "def same(a, b):\n    return Base.__eq__(a, b) or object.__eq__(a, b) or a.__eq__(b)\n",
         "executor/deferred.py": "def first(f):\n    return f.__annotations__\n",  # the converter's, allowed
+        "executor/e.py": "import attrs\nfrom attr import inspect\ndef props(c):\n    return attrs.inspect(c)\n",
     }
     for name, text in source.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
     assert reads(tmp_path) == ["executor/a.py:3: get_type_hints", "executor/d.py:2: Base.__eq__",
+                               "executor/e.py:2: from attr import inspect", "executor/e.py:4: attrs.inspect",
                                "config/b.py:3: return_annotation", "healthcheck/c.py:3: super().__repr__"]
