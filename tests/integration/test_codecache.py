@@ -76,11 +76,11 @@ PROBE = textwrap.dedent("""
 
 
 def probe(cache: Path | str, seed: int, *, plain: bool = False, preexec_fn: Callable[[], None] | None = None,
-          **env: str) -> dict:
+          script: str = PROBE, **env: str) -> dict:
     environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONHASHSEED": str(seed), **env}
     if "PYTHONDONTWRITEBYTECODE" not in env:
         environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    result = subprocess.run([sys.executable, "-c", PROBE, "plain" if plain else "cache"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-c", script, "plain" if plain else "cache"], cwd=REPO,
                             env=environ, capture_output=True, text=True, timeout=60, preexec_fn=preexec_fn)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
