@@ -176,9 +176,9 @@ class Planner:
             self._outcome = (TaskPhase.KILLED, reason)
         if self._phase is TaskPhase.ACTIVE:
             delay = f"SIGTERM in {number(term_at - now)} s" if term_at > now else "SIGTERM now"
-            self._begin_cleaning(
-                term_at, term_at + grace,
-                f"{reason}; stopping {self._what_runs()}: {delay}, SIGKILL {number(grace)} s later")
+            tail = (f"stopping {self._what_runs()}: {delay}, SIGKILL {number(grace)} s later"
+                    if self._regular.running() or self._daemons else "nothing running to stop")
+            self._begin_cleaning(term_at, term_at + grace, f"{reason}; {tail}")
         elif self._phase is TaskPhase.CLEANING:
             self._regular.stop(term_at, term_at + grace)
         elif self._skip_finals is not None:  # FINALIZING: a stop skips the finals only when told
