@@ -404,13 +404,17 @@ def save() -> bool:
     could be had for it (a MemoryError: the file, read and written whole, under an
     address-space limit at the command's exit, after its task ended): what this process
     compiled is compiled again by a next one, as when it may not write (was: a traceback,
-    `executor: crashed`, exit 1, after a task that ended KILLED)."""
+    `executor: crashed`, exit 1, after a task that ended KILLED). Nor when the writer,
+    imported here at the end only, does not load: after an upgrade in place the new
+    version's file (was: a traceback at the exit of a task that ended as it should)."""
     cache = _cache
     if cache is None or not cache.fresh or sys.dont_write_bytecode:
         return False
     try:
         from executor.codecachewrite import merged, served_first, write, writing  # at the end only
-
+    except (ImportError, SyntaxError):  # an upgrade's file (no memory: the host's, raised)
+        return False
+    try:
         with writing(cache.path) as turn:
             if not turn:  # what this process compiled is compiled again by a next one
                 return False

@@ -199,6 +199,15 @@ def test_off_or_a_relative_directory_leaves_attrs_alone(tmp_path, setting):
     assert not (REPO / setting).exists()
 
 
+def test_a_save_whose_writer_does_not_load_writes_nothing_and_raises_nothing(tmp_path):
+    # after an upgrade in place, `codecachewrite.py` (imported at the exit only) may be the new
+    # version's and not load: was an ImportError's traceback at the exit of a task that ended
+    unloadable = "import sys\nsys.modules['executor.codecachewrite'] = None\n"
+    result = probe(tmp_path, 1, script=unloadable + PROBE)
+    assert result["installed"] and result["counts"][1] > 0 and not result["saved"]
+    assert not list(tmp_path.glob("attrs-run.*.bin"))
+
+
 def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
     # the modules' code without docstrings (executor/nodocs.py) and Python's .pyc files there too
     env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
