@@ -9,6 +9,9 @@ kept open (`proctree._main_children`): each run's exit reads it before its lefto
   the descriptor it inherited.
 - A read that may have stopped at the seq_file's full page (a list of hundreds of orphans)
   is not taken for the whole list: the list is read on to its end.
+- Any process's children with whether it has several threads (`children_and_threads`): one
+  of a single thread read by its tid without the task directory's listing, one of several
+  with every thread's children (a child forked by a second thread is in it).
 
 Each check runs in a fresh interpreter: the kept descriptor is per process, and a pytest
 worker's earlier tests leave children of their own on its list.
@@ -90,6 +93,31 @@ assert len(seen) > len(first) and seen.splitlines()[-1] == by_path.splitlines()[
 print("ok")
 """
 
+THREADS = """
+import os, subprocess, threading
+from executor.procs import proctree
+me = os.getpid()
+first = subprocess.Popen(["sleep", "30"])
+alone = proctree.children_and_threads(me)
+forked, go = [], threading.Event()
+def second_thread():
+    forked.append(subprocess.Popen(["sleep", "30"]))
+    go.wait()
+thread = threading.Thread(target=second_thread)
+thread.start()
+while not forked:
+    thread.join(0.001)
+both = proctree.children_and_threads(me)
+go.set()
+thread.join()
+for child in (first, *forked):
+    child.kill()
+    child.wait()
+assert alone == ([first.pid], False), alone
+assert sorted(both[0]) == sorted([first.pid, forked[0].pid]) and both[1], both
+print("ok")
+"""
+
 
 def _run(script: str) -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -106,3 +134,7 @@ def test_a_forked_child_reads_its_own_list_not_its_parents():
 
 def test_a_read_that_may_have_stopped_at_a_page_is_not_taken_for_the_whole_list():
     _run(LONGER_THAN_A_PAGE)
+
+
+def test_children_and_threads_reads_a_single_thread_by_its_tid_and_several_by_each():
+    _run(THREADS)
