@@ -84,6 +84,7 @@ def test_the_watchdog_and_the_reaper_s_thread_are_waited_for_within_the_exit_tim
     """Nothing stuck: the watchdog let go is waited for its whole `WATCHDOG_EXIT_SECS`, neither
     cut nor busy; the reaper's thread no longer than the exit time leaves; the state CLOSED and
     /dev/null's descriptor given up."""
+    from executor.procs.runlogs import RunLogs
     from executor.procs.supervisor import SupervisorState
     from executor.procs.watchdog import WATCHDOG_EXIT_SECS, WatchdogKeeper
 
@@ -95,16 +96,21 @@ def test_the_watchdog_and_the_reaper_s_thread_are_waited_for_within_the_exit_tim
     monkeypatch.setattr(WatchdogKeeper, "wait_gone", lambda self, secs=WATCHDOG_EXIT_SECS, cut=False, busy=False: (
         waits.append(("watchdog", secs, cut, busy)), real_wait(self, secs, cut=cut, busy=busy))[1])
     monkeypatch.setattr(Reaper, "join_unused", lambda self, secs: (waits.append(("reaper", secs)), real_join(self, secs))[1])
+    pumps: list[object] = []
+    real_stop = RunLogs.stop_pump
+    monkeypatch.setattr(RunLogs, "stop_pump", lambda self, exit_by: (pumps.append(exit_by), real_stop(self, exit_by))[1])
     h.sup.close()
     assert [w[0] for w in waits] == ["watchdog", "reaper"]
     assert waits[0][1:] == (WATCHDOG_EXIT_SECS, False, False) and waits[0][2] is False and waits[0][3] is False
     assert 0 < waits[1][1] <= WATCHDOG_EXIT_SECS / 2
     assert h.sup._state is SupervisorState.CLOSED and h.sup._devnull == -1
+    assert pumps == [h.sup._exit_by]  # the logs' pump stopped once, by the exit time
 
 
-@pytest.mark.parametrize("step", ["on_orphans", "wait_gone", "logs_close"])
+@pytest.mark.parametrize("step", ["stop_pump", "on_orphans", "wait_gone", "logs_close"])
 def test_a_later_step_that_raises_is_the_close_s_error_and_the_rest_is_done(tmp_path, tracker, monkeypatch, step):
-    """The orphan hook's removal, the wait for the watchdog, the logs' close: each one's error
+    """The logs' pump stopped, the orphan hook's removal, the wait for
+    the watchdog, the logs' close: each one's error
     is the one the close raises (not another, of the step's bookkeeping), the state CLOSED."""
     from executor.procs.runlogs import RunLogs
     from executor.procs.supervisor import SupervisorState
@@ -115,7 +121,8 @@ def test_a_later_step_that_raises_is_the_close_s_error_and_the_rest_is_done(tmp_
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise _Broken(step)
-    owner, name = {"on_orphans": (Reaper, "on_orphans"), "wait_gone": (WatchdogKeeper, "wait_gone"),
+    owner, name = {"stop_pump": (RunLogs, "stop_pump"),
+                   "on_orphans": (Reaper, "on_orphans"), "wait_gone": (WatchdogKeeper, "wait_gone"),
                    "logs_close": (RunLogs, "close")}[step]
     monkeypatch.setattr(owner, name, broken)
     with pytest.raises(_Broken, match=f"^{step}$"):
