@@ -419,6 +419,27 @@ MODULES = (
            ("tests/faults/test_token.py::test_hide_early_keeps_the_token_for_the_settings_erases_it_and_records_what_it_did",
             "tests/faults/test_token.py::test_the_early_hiding_knows_every_secret_the_settings_know"),
            functions=("executor.procs.hardening.x_hide_early__mutmut_*",), children=True),
+    # The eighteenth round: what round 17 left (docs/testing.md §4)
+    # (not the two close tests of 2 and 5 s: with them the row ran at about 5 mutants a minute)
+    Module("closesteps", "a supervisor's close, step by step", ("executor/procs/supervisor.py",),
+           ("tests/integration/test_close_raises.py", "tests/integration/test_close_deadline.py",
+            "tests/integration/test_close_steps.py",
+            *_all_but("tests/integration/test_close_kill.py",
+                      "test_the_close_kills_a_process_forked_before_its_sigkill_while_another_cannot_die",
+                      "test_a_run_that_dies_after_its_close_kills_no_child_started_since")),
+           functions=tuple(f"executor.procs.supervisor.xǁSupervisorǁ{f}__mutmut_*" for f in (
+               "_close_task", "_close_threads", "_close_fds")),
+           subreaper=True),  # (a Supervisor's reaper)
+    Module("takein", "take_in's move-then-list walk", ("executor/procs/cgrouplife.py",),
+           ("tests/integration/test_cgroup_take_in.py",),
+           functions=("executor.procs.cgrouplife.x_take_in__mutmut_*", "executor.procs.cgrouplife.xǁ_Walkǁ*__mutmut_*"),
+           children=True),
+    Module("controlowner", "the control socket's chmod and .stoker's owner",
+           ("executor/host/control.py", "executor/host/sandbox.py"),
+           ("tests/integration/test_control_bind_planted.py", "tests/integration/test_control_owner_only.py"),
+           functions=("executor.host.control.x__owner_only__mutmut_*", "executor.host.control.x__a_socket__mutmut_*",
+                      "executor.host.sandbox.x_open_stoker_dir__mutmut_*", "executor.host.sandbox.x__foreign__mutmut_*"),
+           children=True),
     # not its tests of the caller's `__future__` features: mutmut's trampoline is the caller then
     Module("compiletext", "a config's text compiled", ("config/compiletext.py",),
            _all_but("tests/unit/test_compiletext.py", "test_a_text_compiles_to_the_code_compile_makes",
