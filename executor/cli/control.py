@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import select
 import sys
@@ -262,8 +263,14 @@ def _stoker_dir(sandbox: Path, entry: RegistryEntry | None) -> int:
         raise ControlUnavailable(f"cannot open {quoted(where + '/.stoker')}: {saferead.describe(exc)}: only "
                                  f"the supervisor's user (or root) may control its task") from None
     except OSError as exc:
-        raise ControlUnavailable(f"{quoted(where)} is not a task sandbox: .stoker: "
-                                 f"{saferead.describe(exc)}") from None
+        if entry is None:
+            raise ControlUnavailable(f"{quoted(where)} is not a task sandbox: .stoker: "
+                                     f"{saferead.describe(exc)}") from None
+        now = "there is none" if exc.errno == errno.ENOENT else saferead.describe(exc)
+        raise ControlUnavailable(  # the control socket is in the directory the supervisor made
+            f"{quoted(where + '/.stoker')} is not the directory its supervisor (pid {entry.supervisor_pid}) "
+            f"made ({now}): it was renamed or removed since the task started; rename that back to "
+            ".stoker to control the task") from None
 
 
 def _names(entry: RegistryEntry, holder: Holder) -> bool:

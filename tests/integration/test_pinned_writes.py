@@ -159,6 +159,12 @@ def test_a_stoker_renamed_away_is_said_once_by_the_writer_and_by_status_as_such(
             assert err.startswith(f"stoker: error: {sandbox}/.stoker is not the directory its supervisor made "
                                   f"(there is none): it was renamed or removed since the task started; its "
                                   f"supervisor (pid {me.pid}) still runs"), err
+        for target in ("web-0-1", str(sandbox)):  # was: "... is not a task sandbox: .stoker: No such file"
+            assert main(["kill", target, "--root", str(root)]) == 1
+            (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stoker: ")]
+            assert (f"{sandbox}/.stoker' is not the directory its supervisor (pid {me.pid}) made (there is "
+                    "none): it was renamed or removed since the task started; rename that back to .stoker "
+                    "to control the task") in err, err
         # `stoker ps`'s row says NEW 0/0 (nothing read): the note under it says why (only
         # --json said it, while the supervisor runs).
         assert main(["ps", "--root", str(root)]) == 0
