@@ -4,11 +4,13 @@ is no socket. And `.stoker` made or narrowed to 0700 (`sandbox.open_stoker_dir`)
 with a symlink swapped in is test_control_bind_planted.py's."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import resource
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,17 +62,26 @@ def test_a_name_that_is_no_socket_is_refused_and_left_as_it_is(stoker, tmp_path:
     assert stat.S_IMODE(name.lstat().st_mode) == (0o777 if kind == "symlink" else 0o644)
 
 
+
+@contextlib.contextmanager
+def _no_descriptor_to_spare(really: bool = True) -> Iterator[None]:
+    """RLIMIT_NOFILE at the lowest free descriptor for the block (`really`): the next
+    descriptor is refused (EMFILE); the limit put back after it, whatever happened."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest = os.dup(0)
+    os.close(lowest)
+    if really:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
 def test_with_no_descriptor_to_spare_the_socket_is_made_0600_by_its_name(stoker) -> None:
     path, fd = stoker
     with _bound(path):
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        lowest = os.dup(0)
-        os.close(lowest)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))  # the next descriptor is refused (EMFILE)
-        try:
+        with _no_descriptor_to_spare():
             st = control._owner_only(fd)
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         assert stat.S_IMODE((path / control.CONTROL_SOCKET).stat().st_mode) == 0o600
         assert stat.S_ISSOCK(st.st_mode) and st.st_ino == os.stat(path / control.CONTROL_SOCKET).st_ino
 
@@ -80,15 +91,8 @@ def test_with_no_descriptor_to_spare_a_name_that_is_no_socket_is_refused(stoker,
     target = tmp_path / "outside"
     target.write_text("not the supervisor's\n")
     (path / control.CONTROL_SOCKET).write_text("a file\n")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    lowest = os.dup(0)
-    os.close(lowest)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
-    try:
-        with pytest.raises(OSError, match="no longer the socket just bound"):
-            control._owner_only(fd)
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with _no_descriptor_to_spare(), pytest.raises(OSError, match="no longer the socket just bound"):
+        control._owner_only(fd)
 
 
 def test_an_existing_stoker_of_this_user_is_narrowed_to_0700_and_a_new_one_made_so(tmp_path: Path) -> None:
@@ -147,15 +151,8 @@ def test_a_symlink_to_another_socket_is_refused(stoker, tmp_path: Path, spare: s
         other.bind(str(tmp_path / "other.sock"))
         os.chmod(tmp_path / "other.sock", 0o755)
         (path / control.CONTROL_SOCKET).symlink_to(tmp_path / "other.sock")
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        lowest = os.dup(0)
-        os.close(lowest)
-        if spare == "no descriptor":
-            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
-        try:
-            with pytest.raises(OSError, match="no longer the socket just bound"):
-                control._owner_only(fd)
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with _no_descriptor_to_spare(spare == "no descriptor"), \
+                pytest.raises(OSError, match="no longer the socket just bound"):
+            control._owner_only(fd)
         if spare == "a descriptor":
             assert stat.S_IMODE((tmp_path / "other.sock").stat().st_mode) == 0o755
