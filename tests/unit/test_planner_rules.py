@@ -142,20 +142,6 @@ def test_the_kill_reason_names_the_running_processes_and_both_signal_times():
     assert process_changes(h, "c")[-1] == (None, "WAITING", "KILLED", "not started: the task is stopping")
 
 
-def test_a_kill_while_the_only_process_waits_to_restart_says_nothing_runs():
-    # was: "stopping 0 running processes: SIGTERM now, SIGKILL 5 s later", of a stop that
-    # signals no one
-    h = Harness(task(proc("a", max_failures=3, min_duration_secs=30.0)))
-    h.decide()
-    h.exit("a", 1)
-    h.decide()
-    assert h.planner.process("a").state is S.WAITING
-    h.planner.kill(h.clock.now, "killed by the operator (stoker kill)", grace_secs=5.0)
-    assert runs(h.decide()) == []
-    assert phase_reasons(h)[-2] == ("ACTIVE", "CLEANING", "killed by the operator (stoker kill); nothing running to stop")
-    assert process_changes(h, "a")[-1][1:] == ("WAITING", "KILLED", "not restarted: the task is stopping")
-
-
 @pytest.mark.parametrize("grace", [0.0, -2.0])
 def test_a_kill_without_grace_sigkills_at_once(grace):
     h = Harness(task(proc("a")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.events import ExitStatus, ProcessState, TaskPhase
+from executor.events import ExitStatus, PhaseTransition, ProcessState, ProcessTransition, TaskPhase
 from tests.support.planner_harness import KILL, TERM, Harness, proc, signals, started, task, task_transitions
 
 pytestmark = pytest.mark.timeout(10)
@@ -197,3 +197,21 @@ def test_kill_before_anything_started_still_runs_the_finals():
     d = h.decide()
     assert started(d) == ["f"] and h.state("a") is ProcessState.KILLED
     assert h.exit("f").phase is TaskPhase.KILLED
+
+
+def test_a_kill_while_the_only_process_waits_to_restart_says_nothing_runs():
+    # was: "stopping 0 running processes: SIGTERM now, SIGKILL 5 s later", of a stop that
+    # signals no one
+    h = Harness(task(proc("a", max_failures=3, min_duration_secs=30.0)))
+    h.decide()
+    h.exit("a", 1)
+    h.decide()
+    assert h.planner.process("a").state is ProcessState.WAITING
+    h.planner.kill(h.clock.now, "killed by the operator (stoker kill)", grace_secs=5.0)
+    assert signals(h.decide()) == []
+    phases = [t.reason for t in h.transitions if isinstance(t, PhaseTransition)]
+    assert task_transitions(h)[-2:] == [("ACTIVE", "CLEANING"), ("CLEANING", "KILLED")]
+    assert phases[-2] == "killed by the operator (stoker kill); nothing running to stop"
+    [last] = [t for t in h.transitions if isinstance(t, ProcessTransition)][-1:]
+    assert (last.from_, last.to, last.reason) == (ProcessState.WAITING, ProcessState.KILLED,
+                                                  "not restarted: the task is stopping")
