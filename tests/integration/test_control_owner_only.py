@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from executor.host import control, sandbox
+from tests.support.limits import descriptors, opened_since
 
 
 @pytest.fixture
@@ -136,10 +137,10 @@ def test_a_stoker_that_is_not_the_one_pinned_is_refused_with_its_path_and_no_des
     st = os.stat(tmp_path / ".stoker")
     fd = sandbox.open_stoker_dir(tmp_path, pinned=f"{st.st_dev}:{st.st_ino}")  # (`sandboxfs.dir_id`'s form)
     os.close(fd)
-    before = len(os.listdir("/proc/self/fd"))
+    before = descriptors()
     with pytest.raises(UnsafePath, match=rf"^{tmp_path}/\.stoker is not the directory its supervisor made"):
         sandbox.open_stoker_dir(tmp_path, pinned="0:0")
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert opened_since(before) == {}
 
 
 @pytest.mark.parametrize("spare", ["a descriptor", "no descriptor"])

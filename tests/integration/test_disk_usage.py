@@ -21,6 +21,7 @@ from executor.task import diskusage
 from executor.task.disklimit import DiskCheck
 from executor.task.diskusage import _unescape, measure
 from executor.task.diskwatch import DiskWatch, disk_check
+from tests.support.limits import descriptors, opened_since
 from tests.support.stoker_proc import REPO
 from tests.support.users import as_nobody, needs_root, open_sandbox
 
@@ -332,11 +333,11 @@ def test_a_walk_told_to_stop_ends_within_a_big_directory_and_leaves_no_descripto
         asked.append(True)
         return True
 
-    open_before = set(os.listdir("/proc/self/fd"))
+    open_before = descriptors()
     with pytest.raises(diskusage.Cancelled):
         measure(tmp_path, stopped=stopped)
     assert len(asked) == 1  # after the first ENTRIES_PER_ASK entries
-    assert set(os.listdir("/proc/self/fd")) == open_before
+    assert opened_since(open_before) == {}
 
 
 def test_a_slow_walk_of_one_big_directory_is_counted_whole_and_pushes_the_next_sample_back(tmp_path):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from executor.procs import pidsignal
-from tests.support.limits import no_descriptor_left
+from tests.support.limits import descriptors, no_descriptor_left, opened_since
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -136,11 +136,11 @@ def test_this_process_may_send_through_a_pidfd_asked_once_with_signal_0(monkeypa
     got: list[int] = []
     before = signal.signal(signal.SIGHUP, lambda signum, frame: got.append(signum))
     try:
-        fds = len(os.listdir("/proc/self/fd"))
+        fds = descriptors()
         assert pidsignal.send_denied() is False
         assert pidsignal._PROBED == {os.getpid(): (0, "")}  # the answer kept: the next one asks nothing
         assert pidsignal.send_denied() is False
-        assert len(os.listdir("/proc/self/fd")) == fds  # its pidfd closed
+        assert opened_since(fds) == {}  # its pidfd closed
     finally:
         signal.signal(signal.SIGHUP, before)
     assert got == []  # the probe is signal 0: nothing is delivered to this process

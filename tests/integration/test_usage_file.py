@@ -29,6 +29,7 @@ from executor.task.usagefigures import (
     figures_json,
 )
 from executor.task.usagefile import MAX_USAGE_BYTES, NO_FILE, UsageWriter, read_usage
+from tests.support.limits import descriptors, opened_since
 from tests.support.users import needs_root
 
 MB = 1024 * 1024
@@ -213,7 +214,7 @@ def test_the_file_holds_the_documented_fields_at_each_step_and_nothing_after_clo
 
 def test_writes_go_through_the_stoker_it_was_given_and_close_lets_it_go(tmp_path):
     """A task that renames .stoker and makes another in its place does not get the writes."""
-    fds = len(os.listdir("/proc/self/fd"))
+    fds = descriptors()
     fd = open_stoker_dir(tmp_path, create=True)
     w = writer(tmp_path)
     w.start(fd)
@@ -224,7 +225,7 @@ def test_writes_go_through_the_stoker_it_was_given_and_close_lets_it_go(tmp_path
     assert json.loads((tmp_path / ".stoker-moved" / USAGE_FILE).read_text())["disk_sample"]["used_bytes"] == 11
     assert not (tmp_path / ".stoker" / USAGE_FILE).exists()
     w.close()
-    assert len(os.listdir("/proc/self/fd")) == fds
+    assert opened_since(fds) == {}
 
 
 def test_the_failure_and_recovery_lines_say_what_and_come_once(tmp_path, caplog):

@@ -7,6 +7,8 @@ is full and returns it (`fill_inodes`: until no file can be made). Removing the 
 the space back. `pids_cgroup()`, a pids cgroup of the test's own whose `pids.max` it sets,
 every member killed and the cgroup removed afterwards. `no_descriptor_left()`: this
 process's descriptor limit lowered and filled with /dev/null, given back afterwards.
+`descriptors()` and `opened_since(before)`: what a call under test left open, whatever the
+collector closes meanwhile.
 `DATA_LIMIT_SET`: a data-size limit far above use, for a MemoryError a test raises to be the
 host's (`executor.logs.memory_refused`), and `data_limit_set()`, this process under it.
 `python_child(script, *args)`: a script run by this Python, so that what it patches or
@@ -151,6 +153,26 @@ import resource as _resource
 _hard = _resource.getrlimit(_resource.RLIMIT_DATA)[1]
 _resource.setrlimit(_resource.RLIMIT_DATA, (min(1 << 40, _hard) if _hard != _resource.RLIM_INFINITY else 1 << 40, _hard))
 """
+
+
+def descriptors() -> frozenset[int]:
+    """This process's open descriptors, after a collection. A test counting them compared
+    numbers, and garbage an earlier test of the same worker left (a file, a socket) closes its
+    descriptor when the collector takes it, which can be in the middle of the call under
+    test: a CI run read 21 after 28 and failed. Compare sets with `opened_since`."""
+    gc.collect()
+    return frozenset(int(name) for name in os.listdir("/proc/self/fd"))
+
+
+def opened_since(before: frozenset[int]) -> dict[int, str]:
+    """The descriptors open now that were not in `before`, each with what it is open to (the
+    assertion's message names the leak); {} when the call under test left none open. One
+    closed meanwhile is no leak: it is left out."""
+    left = {}
+    for fd in sorted({int(name) for name in os.listdir("/proc/self/fd")} - before):
+        with contextlib.suppress(OSError):
+            left[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    return left
 
 
 @contextlib.contextmanager
