@@ -244,8 +244,9 @@ def say(kind: str, message: str) -> None:
                   reason=message)
     else:
         priority = ("<3>" if kind == "error" else "<4>") if to_journal(sys.stderr) else ""
-        with terminal_write():  # a background job's too, under `stty tostop`
-            print(f"{priority}stoker: {kind}: {loggable(message)}", file=sys.stderr, flush=True)
+        with terminal_write():  # a background job's too, under `stty tostop`; one write, newline
+            sys.stderr.write(f"{priority}stoker: {kind}: {loggable(message)}\n")  # in it: `print`'s
+            sys.stderr.flush()  # two (-u, PYTHONUNBUFFERED) let another thread's record between them
 
 
 def configure(log_format: str = "text", level: str | int = "INFO", stream: Any = None,

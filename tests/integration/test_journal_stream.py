@@ -4,6 +4,7 @@ prefix as its priority. Real files stand in for the streams; `JOURNAL_STREAM` na
 device and inode, as systemd names its socket's."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -64,6 +65,38 @@ def test_a_commands_error_line_to_the_journal_is_an_error(tmp_path, monkeypatch)
         logsetup.say("error", "no such sandbox")
         logsetup.say("warning", "odd")
     assert path.read_text() == "<3>stoker: error: no such sandbox\n<4>stoker: warning: odd\n"
+
+
+class _Writes(io.FileIO):
+    """A real file that keeps each write() call it is given: one call is one write(2)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "w")
+        self.calls: list[bytes] = []
+
+    def write(self, b) -> int:  # type: ignore[no-untyped-def]
+        self.calls.append(bytes(b))
+        return super().write(b)
+
+
+@pytest.mark.parametrize("journal", [False, True])
+def test_a_commands_line_is_one_write_when_stderr_writes_through(tmp_path, monkeypatch, journal):
+    """Under PYTHONUNBUFFERED or -u (common in containers) stderr writes through: `print`
+    wrote a line's text and its newline as two writes, and a record another thread logged
+    between them (the early start's, as `stoker run` met a full disk) ran on from the error:
+    `...: No space left on device (ENOSPC)2026-12-03 17:23:00.674 WARNING ...`."""
+    raw = _Writes(tmp_path / "stderr")
+    if journal:
+        journal_named(monkeypatch, tmp_path / "stderr")
+    else:
+        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)  # as -u makes stderr
+    monkeypatch.setattr(sys, "stderr", stream)
+    try:
+        logsetup.say("error", "cannot use sandbox")
+    finally:
+        stream.close()
+    assert raw.calls == [f"{'<3>' if journal else ''}stoker: error: cannot use sandbox\n".encode()]
 
 
 def test_the_consoles_lines_to_the_journal_have_no_time_of_their_own(tmp_path, monkeypatch):
