@@ -140,6 +140,17 @@ class TaskCgroup:
         watchdog already: once they are all that holds the cgroup, no longer waited for."""
         if self.entered:
             return f"the supervising process is still in {self.directory}; not killing it"
+        try:
+            return self._kill_and_remove(timeout_secs, stuck)
+        except (ImportError, SyntaxError) as exc:  # `cgroupwalk.py`, loaded only as a walk is needed
+            return (f"cannot walk {self.directory}: executor/procs/cgroupwalk.py does not load "
+                    f"({type(exc).__name__}: {exc}; upgraded in place?)")
+
+    def _kill_and_remove(self, timeout_secs: float, stuck: frozenset[int]) -> str | None:
+        """`kill_and_remove`'s passes. The walk's module is loaded late, long after the start
+        (a member left after `cgroup.kill`, a removal refused, a freezer): an upgrade in place
+        may have left it unloadable, which `kill_and_remove` answers as a failure, the
+        watchdog's to finish (it needs no module); a freezer's tree is thawed on the way out."""
         deadline = time.monotonic() + timeout_secs
         problem, cut = None, False
         while True:

@@ -93,6 +93,8 @@ class Containment:
         its first fork, `inherited` ((pid, start): `sleep 1000 & exec stoker run`)."""
         self._me = os.getpid()
         self._init = self._me == 1
+        if self._init:  # loaded now, as the task starts: an upgrade in place may leave it unloadable later
+            from executor.procs import strangers  # noqa: F401  (an init's alone: others never load it)
         self._walk = self._reaper.subreaper and proctree.children_listed()
         if early:
             self._foreign = inherited
@@ -210,7 +212,7 @@ class Containment:
             return False
         if not self._init or (info.pid, info.start) in self._foreign:
             return (info.pid, info.start) in self._foreign
-        from executor.procs.strangers import is_stranger  # an init's alone
+        from executor.procs.strangers import is_stranger  # loaded by `prepare` already
 
         with self._reaper.lock:
             registered = self._reaper.registered()

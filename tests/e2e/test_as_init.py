@@ -28,6 +28,7 @@ from executor.cli.main import main
 from executor.host.lock import LockTable
 from executor.observe.reader import Reader
 from executor.task.inspection import inspect_sandbox
+from tests.e2e.test_upgrade_in_place import BROKEN_MODULE, tree
 from tests.support.pty_proc import PtyProcess
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -47,10 +48,10 @@ pytestmark = pytest.mark.skipif(not _can_unshare(), reason="needs root and util-
 class InitStoker:
     """`python -m executor run ARGS` as the init of a new PID namespace."""
 
-    def __init__(self, workdir: Path, args: list[str], root: Path | None = None) -> None:
+    def __init__(self, workdir: Path, args: list[str], root: Path | None = None, code: Path = REPO) -> None:
         self.out = workdir / "stoker.out"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
-        env["PYTHONPATH"] = str(REPO)
+        env["PYTHONPATH"] = str(code)
         if root is not None:  # a registry of its own, as a container's /var/run/stoker
             env["STOKER_ROOT"] = str(root)
         with open(self.out, "wb") as out:
@@ -99,8 +100,8 @@ def _state(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def init_stoker(workdir: Path, args: list[str], root: Path | None = None) -> Iterator[InitStoker]:
-    stoker = InitStoker(workdir, args, root)
+def init_stoker(workdir: Path, args: list[str], root: Path | None = None, code: Path = REPO) -> Iterator[InitStoker]:
+    stoker = InitStoker(workdir, args, root, code)
     try:
         yield stoker
     finally:
@@ -133,8 +134,8 @@ def _writer(fifo: Path) -> int | None:
         raise
 
 
-@pytest.mark.parametrize("cgroups", ["auto", "off"])
-def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Path, cgroups: str) -> None:
+def _fails_on_go(tmp_path: Path, cgroups: str) -> tuple[Path, list[str]]:
+    """A service whose run fails once `go` (the path returned) exists, and its `stoker run` args."""
     go = tmp_path / "go"
     config = tmp_path / "job.aurora"
     config.write_text(textwrap.dedent(f"""
@@ -142,7 +143,12 @@ def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Pat
         jobs = [Service(cluster='local', role='me', environment='test', name='svc',
                         task=Task(processes=[main], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """))
-    args = ["--cgroups", cgroups, "--restart-backoff", "20", "--sandbox", str(tmp_path / "sb"), str(config)]
+    return go, ["--cgroups", cgroups, "--restart-backoff", "20", "--sandbox", str(tmp_path / "sb"), str(config)]
+
+
+@pytest.mark.parametrize("cgroups", ["auto", "off"])
+def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Path, cgroups: str) -> None:
+    go, args = _fails_on_go(tmp_path, cgroups)
     with init_stoker(tmp_path, args) as stoker:
         wait_for(lambda: "STARTING → RUNNING" in stoker.text(), message="the task running")
         stoker.enter("sleep 30 & exit")  # orphaned at once: the init adopts it
@@ -157,6 +163,28 @@ def test_what_docker_exec_left_is_neither_killed_nor_left_a_zombie(tmp_path: Pat
         brief = stoker.child(b"sleep\x0031\x00")
         os.kill(brief, signal.SIGTERM)
         wait_for(lambda: _state(brief) == "gone", 5, message="the stranger reaped")
+        os.kill(stoker.pid, signal.SIGTERM)
+        assert stoker.proc.wait(5) == 143, stoker.text()
+
+
+def test_an_init_running_through_an_upgrade_still_tells_what_docker_exec_left(tmp_path: Path) -> None:
+    """The init's judge of its orphans (`executor/procs/strangers.py`) loaded at the first
+    run's end with an orphan about, long after the start: after an upgrade in place that left
+    it unloadable, that run's end took the task down (exit 70, a traceback). It loads as an
+    init starts now; other supervisors never load it."""
+    installed = tree(tmp_path)
+    go, args = _fails_on_go(tmp_path, "off")
+    with init_stoker(tmp_path, args, code=installed) as stoker:
+        wait_for(lambda: "STARTING → RUNNING" in stoker.text(), message="the task running")
+        (installed / "executor" / "procs" / "strangers.py").write_text(BROKEN_MODULE)  # the upgrade
+        for stale in installed.rglob("strangers*.pyc"):
+            stale.unlink()
+        stoker.enter("sleep 30 & exit")
+        stranger = stoker.child(b"sleep\x0030\x00")
+        go.touch()
+        wait_for(lambda: "restarting in" in stoker.text() or stoker.proc.poll() is not None,
+                 message="the restart delay")
+        assert "Traceback" not in stoker.text() and _state(stranger) == "S", stoker.text()[-3000:]
         os.kill(stoker.pid, signal.SIGTERM)
         assert stoker.proc.wait(5) == 143, stoker.text()
 

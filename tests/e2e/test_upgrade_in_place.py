@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import cgroups as task_cgroups
 from tests.support.executor_e2e import HELLO, agent_for, document, launch
 from tests.support.stoker_proc import REPO, StokerProcess
 from tests.support.waiting import wait_for
@@ -164,6 +165,26 @@ def test_a_supervisor_running_through_an_upgrade_kills_with_the_code_it_started_
         proc.sigterm_and_close()
     assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
     assert "task             RUNNING → KILLING" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
+
+
+def test_a_supervisor_running_through_an_upgrade_leaves_its_cgroup_to_the_watchdog_when_the_walk_does_not_load(tmp_path):
+    """A task cgroup whose removal fails (EBUSY: a cgroup a run made below it) loads the walk
+    (`executor/procs/cgroupwalk.py`) then, long after the start: after an upgrade in place that
+    cannot load it, the stop ended in a traceback. Now the close names it and lets the
+    watchdog, which needs no module, remove what is left."""
+    if os.geteuid() != 0 or (why := task_cgroups.unavailable()) is not None:
+        pytest.skip("a task cgroup and one made below it need root" if os.geteuid() else why)
+    proc, sandbox, env = run_then_upgrade(tmp_path, SLEEPER, ("executor/procs/cgroupwalk.py",))
+    [directory] = task_cgroups.stoker_cgroups_of(proc.proc.pid) or [None]
+    try:
+        assert directory is not None, "the supervisor is in no task cgroup"
+        os.mkdir(os.path.join(directory, "a-run-s-own"))
+        killed_cleanly(proc, sandbox, tmp_path, env)
+        assert "cgroup_remove_failed" in proc.stderr() and "cgroupwalk" in proc.stderr(), proc.stderr()[-3000:]
+        wait_for(lambda: not os.path.exists(directory), 10, message=f"the watchdog removes {directory}")
+    finally:
+        if directory is not None and os.path.exists(directory):
+            task_cgroups.remove(directory)
 
 
 SERVICE = textwrap.dedent("""\
