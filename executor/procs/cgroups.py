@@ -119,12 +119,6 @@ class TaskCgroup:
         _write(self.home.directory, "cgroup.procs", str(os.getpid()))
         self.entered = False
 
-    def members(self) -> list[int]:
-        """The processes in this cgroup and in those below it (a run may make its own)."""
-        from executor.procs import cgroupwalk  # only as it is killed: a start loads none of it
-
-        return cgroupwalk.pids(self.place.directory)
-
     def holds(self, pid: int) -> bool | None:
         """Whether `pid` is in this cgroup or one below it (None: its /proc entry is gone
         or not ours to read)."""
@@ -184,7 +178,7 @@ class TaskCgroup:
         """What is left at the deadline (or before it: `stuck_left`): `CutShort` when the deadline
         alone stopped it (the kill's walk cut there, or no process left: the tree's removal
         unfinished), else the kill's failure and what it left."""
-        from executor.procs import cgroupwalk  # (as in `members`)
+        from executor.procs import cgroupwalk  # (loaded only as a kill needs a walk)
 
         still = cgroupwalk.still_in(self.directory)
         frozen = f"; it is left FROZEN, its thaw failed: {self.left_frozen}" if self.left_frozen else ""
@@ -219,7 +213,7 @@ class TaskCgroup:
             with contextlib.suppress(OSError):  # (no descriptor: the next pass, or the watchdog)
                 self._thaw(lambda: _write(d, "freezer.state", "THAWED"))
             raise
-        from executor.procs import cgroupwalk  # (as in `members`)
+        from executor.procs import cgroupwalk  # (loaded only as a kill needs a walk)
 
         self._thaw(lambda: cgroupwalk.thaw(d, deadline))
 
@@ -241,7 +235,7 @@ class TaskCgroup:
         meanwhile. By the cgroup's list, not /proc/PID/cgroup: that cannot show a path
         longer than PATH_MAX (ENAMETOOLONG), which a run may nest below the task's. Stops
         at `deadline` (`cgroupwalk.WalkCut`), within the pass: the rest is the watchdog's."""
-        from executor.procs import cgroupwalk  # (as in `members`)
+        from executor.procs import cgroupwalk  # (loaded only as a kill needs a walk)
 
         cgroupwalk.walk(self.directory, cgroupwalk.kill_listed, deadline=deadline)
 
@@ -253,7 +247,7 @@ class CutShort(str):
 
 def _cut(error: OSError) -> bool:
     """Whether `error` is a kill's walk stopped by its deadline (`cgroupwalk.DeadlinePassed`)."""
-    from executor.procs import cgroupwalk  # (as in `members`)
+    from executor.procs import cgroupwalk  # (loaded only as a kill needs a walk)
 
     return isinstance(error, cgroupwalk.DeadlinePassed)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from executor.procs import cgrouplost, cgroups, oomcount
+from executor.procs import cgrouplost, cgroups, cgroupwalk, oomcount
 from executor.procs.cgroup_paths import CgroupKind, own_places
 from executor.procs.watchdog import start_watchdog
 from tests.support import cgroups as cgroup_support
@@ -156,7 +156,7 @@ def test_a_v2_task_cgroup_kills_the_run_and_its_escaped_daemon_and_is_removed(tm
         daemon = daemon_pid(pid_file)
         fds.append(os.pidfd_open(daemon))
         assert (cg.holds(run.pid), cg.holds(daemon)) == (True, True)  # born inside, though in its own session
-        assert {run.pid, daemon} <= set(cg.members())  # (and the middle one, while it exits)
+        assert {run.pid, daemon} <= set(cgroupwalk.pids(cg.directory))  # (and the middle one, while it exits)
         assert cg.kill_and_remove(10) is None
         assert all(exited(fd) for fd in fds)
         assert run.wait(10) == -signal.SIGKILL
@@ -192,7 +192,7 @@ def test_a_run_that_moved_into_a_cgroup_of_its_own_below_the_task_s_is_killed_to
             inner = inner / name
             inner.mkdir()
         (inner / "cgroup.procs").write_text(str(run.pid))
-        assert cg.holds(run.pid) and cg.members() == [run.pid]  # below the task's
+        assert cg.holds(run.pid) and cgroupwalk.pids(cg.directory) == [run.pid]  # below the task's
         kill_and_remove(cg, by)
         assert_killed(cg, run, fd)
 
@@ -207,7 +207,7 @@ def test_a_run_nested_deeper_than_a_path_can_name_is_killed_and_its_cgroups_remo
     still in it after 10 s'). Now a walk by directory descriptors (`cgroupwalk.py`)."""
     with sleeper_in("freezer", FREEZER) as (cg, run, fd):
         cgroup_support.nest(cg.directory, 2100, run.pid)
-        assert cg.members() == [run.pid]  # below the task's, too deep for a path
+        assert cgroupwalk.pids(cg.directory) == [run.pid]  # below the task's, too deep for a path
         assert cg.kill_and_remove(10) is None
         assert_killed(cg, run, fd)
 
