@@ -17,9 +17,13 @@ a quarter of psutil's per-process objects, which keeps a page of 100 trees withi
 budget (bench/bench_observe.py). Without the children lists (a kernel built without
 CONFIG_PROC_CHILDREN) a tree is its top process alone.
 
-The CPU % is since the previous look at the same process (the tree's CPU time then is
-kept, `MAX_REMEMBERED` at most, dropped after `FORGET_SECS`), else the average since the
-run started (`executor/observe/model.cpu_percent`). Thread-safe: requests are served by
+The CPU % is since the previous look at the same process, else the average since the run
+started (`executor/observe/model.cpu_percent`). The tree's CPU time at a look is kept by
+what was looked at: a task's runs (by its supervisor), or the other processes it owns; the
+next look at the same kind replaces what the previous one kept, so a run that has ended is
+forgotten at the next look at its task (a flapping task's pids do not pile up), and the
+looks at `MAX_LOOKED_AT` tasks and kinds at most are kept, the least recently looked at
+dropped first. Thread-safe: requests are served by
 several threads. Nothing here raises for a process that ends meanwhile.
 """
 from __future__ import annotations
@@ -37,8 +41,8 @@ from executor.procs.pidsignal import live_fields
 from executor.procs.watchdogsh import WATCHDOG_NAME
 
 MAX_TREE = 10000
-MAX_REMEMBERED = 20000
-FORGET_SECS = 3600.0
+MAX_LOOKED_AT = 4096  # (supervisor, kind) pairs whose last look is kept
+RUNS, OWNED = "runs", "owned"
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -122,17 +126,21 @@ class UsageSampler:
                  wall: Callable[[], float] = time.time) -> None:
         self._monotonic, self._wall = monotonic, wall
         self._lock = threading.Lock()
-        self._last: dict[tuple[int, int], CpuSample] = {}
+        # (supervisor, RUNS or OWNED) -> (pid, start) -> the tree's CPU time at the last look
+        self._last: dict[tuple[int, str], dict[tuple[int, int], CpuSample]] = {}
 
     def sample(self, runs: Iterable[RunRef]) -> dict[str, Usage]:
         """The usage of each run's tree, by process name (runs not running are left out)."""
         runs = list(runs)
         boot = boot_wall() if runs else None
         out: dict[str, Usage] = {}
+        looks: dict[int, dict[tuple[int, int], CpuSample]] = {}
         for ref in runs:
-            usage = self._one(ref, boot)
+            usage = self._one(ref, boot, looks.setdefault(ref.supervisor, {}))
             if usage is not None:
                 out[ref.process] = usage
+        for supervisor, looked in looks.items():
+            self._keep((supervisor, RUNS), looked)
         return out
 
     def owned(self, supervisor: int, runs: Iterable[int], watchdog: int | None) -> list[Usage]:
@@ -149,42 +157,45 @@ class UsageSampler:
         children = [pid for pid in dict.fromkeys(_children(supervisor)) if pid not in skip]
         boot = boot_wall() if children else None
         out: list[Usage] = []
+        looked: dict[tuple[int, int], CpuSample] = {}
         for pid in children:
             top = _stat(pid)
             if top is None or top.parent != supervisor or pid == watchdog and _is_watchdog(pid):
                 continue
-            out.append(self._measure(pid, top, boot))
+            out.append(self._measure(pid, top, boot, (supervisor, OWNED), looked))
+        self._keep((supervisor, OWNED), looked)
         return out
 
-    def _one(self, ref: RunRef, boot: float | None) -> Usage | None:
+    def _one(self, ref: RunRef, boot: float | None, looked: dict[tuple[int, int], CpuSample]) -> Usage | None:
         top = _stat(ref.pid)
         if top is None or top.parent != ref.supervisor:
             return None  # gone, or another process has the pid now
-        return self._measure(ref.pid, top, boot)
+        return self._measure(ref.pid, top, boot, (ref.supervisor, RUNS), looked)
 
-    def _measure(self, pid: int, top: _Stat, boot: float | None) -> Usage:
+    def _measure(self, pid: int, top: _Stat, boot: float | None, kind: tuple[int, str],
+                 looked: dict[tuple[int, int], CpuSample]) -> Usage:
         """The tree of `pid`, whose stat `top` was read once: its identity, CPU, RSS and
         whether it is stopped come from that one read (no window for the pid to be reused
-        between them)."""
+        between them). Its CPU time now goes into `looked`, what this look at `kind` keeps."""
         created = None if boot is None else boot + top.start / _TICKS
         count, cpu, rss = _tree_totals(pid, top)
         now = CpuSample(self._monotonic(), cpu)
         key = (pid, top.start)
         with self._lock:
-            previous = self._last.get(key)
-            self._remember(key, now)
+            previous = self._last.get(kind, {}).get(key)
+        looked[key] = now
         run_secs = None if created is None else self._wall() - created
         percent, basis = cpu_percent(previous, now, run_secs)
         return Usage(pid=pid, processes=count, rss_bytes=rss, cpu_percent=percent,
                      cpu_basis=basis, started_wall=created, stopped=top.stopped,
                      cpu_secs=round(cpu, 2))
 
-    def _remember(self, key: tuple[int, int], sample: CpuSample) -> None:
-        self._last[key] = sample
-        if len(self._last) <= MAX_REMEMBERED:
-            return
-        cutoff = sample.at - FORGET_SECS
-        for old in [k for k, v in self._last.items() if v.at < cutoff]:
-            del self._last[old]
-        while len(self._last) > MAX_REMEMBERED:
-            del self._last[next(iter(self._last))]
+    def _keep(self, kind: tuple[int, str], looked: dict[tuple[int, int], CpuSample]) -> None:
+        """What this look at `kind` found replaces what the previous look kept (a tree it
+        did not find has ended), as the most recently looked at."""
+        with self._lock:
+            self._last.pop(kind, None)
+            if looked:
+                self._last[kind] = looked
+            while len(self._last) > MAX_LOOKED_AT:
+                del self._last[next(iter(self._last))]
