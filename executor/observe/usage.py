@@ -43,6 +43,7 @@ from executor.procs.watchdogsh import WATCHDOG_NAME
 MAX_TREE = 10000
 MAX_LOOKED_AT = 4096  # (supervisor, kind) pairs whose last look is kept
 RUNS, OWNED = "runs", "owned"
+Looked = dict[tuple[int, int], CpuSample]  # (pid, start) -> the tree's CPU time at a look
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -127,16 +128,16 @@ class UsageSampler:
         self._monotonic, self._wall = monotonic, wall
         self._lock = threading.Lock()
         # (supervisor, RUNS or OWNED) -> (pid, start) -> the tree's CPU time at the last look
-        self._last: dict[tuple[int, str], dict[tuple[int, int], CpuSample]] = {}
+        self._last: dict[tuple[int, str], Looked] = {}
 
     def sample(self, runs: Iterable[RunRef]) -> dict[str, Usage]:
         """The usage of each run's tree, by process name (runs not running are left out)."""
         runs = list(runs)
         boot = boot_wall() if runs else None
         out: dict[str, Usage] = {}
-        looks: dict[int, dict[tuple[int, int], CpuSample]] = {}
+        looks: dict[int, Looked] = {}  # by supervisor: a task's runs have one
         for ref in runs:
-            usage = self._one(ref, boot, looks.setdefault(ref.supervisor, {}))
+            usage = self._one(ref, boot, self._kept((ref.supervisor, RUNS)), looks.setdefault(ref.supervisor, {}))
             if usage is not None:
                 out[ref.process] = usage
         for supervisor, looked in looks.items():
@@ -157,32 +158,32 @@ class UsageSampler:
         children = [pid for pid in dict.fromkeys(_children(supervisor)) if pid not in skip]
         boot = boot_wall() if children else None
         out: list[Usage] = []
-        looked: dict[tuple[int, int], CpuSample] = {}
+        before = self._kept((supervisor, OWNED))
+        looked: Looked = {}
         for pid in children:
             top = _stat(pid)
             if top is None or top.parent != supervisor or pid == watchdog and _is_watchdog(pid):
                 continue
-            out.append(self._measure(pid, top, boot, (supervisor, OWNED), looked))
+            out.append(self._measure(pid, top, boot, before, looked))
         self._keep((supervisor, OWNED), looked)
         return out
 
-    def _one(self, ref: RunRef, boot: float | None, looked: dict[tuple[int, int], CpuSample]) -> Usage | None:
+    def _one(self, ref: RunRef, boot: float | None, before: Looked, looked: Looked) -> Usage | None:
         top = _stat(ref.pid)
         if top is None or top.parent != ref.supervisor:
             return None  # gone, or another process has the pid now
-        return self._measure(ref.pid, top, boot, (ref.supervisor, RUNS), looked)
+        return self._measure(ref.pid, top, boot, before, looked)
 
-    def _measure(self, pid: int, top: _Stat, boot: float | None, kind: tuple[int, str],
-                 looked: dict[tuple[int, int], CpuSample]) -> Usage:
+    def _measure(self, pid: int, top: _Stat, boot: float | None, before: Looked, looked: Looked) -> Usage:
         """The tree of `pid`, whose stat `top` was read once: its identity, CPU, RSS and
         whether it is stopped come from that one read (no window for the pid to be reused
-        between them). Its CPU time now goes into `looked`, what this look at `kind` keeps."""
+        between them). Its CPU time is since `before`, what the previous look kept; now goes into
+        `looked`, what this look keeps."""
         created = None if boot is None else boot + top.start / _TICKS
         count, cpu, rss = _tree_totals(pid, top)
         now = CpuSample(self._monotonic(), cpu)
         key = (pid, top.start)
-        with self._lock:
-            previous = self._last.get(kind, {}).get(key)
+        previous = before.get(key)
         looked[key] = now
         run_secs = None if created is None else self._wall() - created
         percent, basis = cpu_percent(previous, now, run_secs)
@@ -190,7 +191,12 @@ class UsageSampler:
                      cpu_basis=basis, started_wall=created, stopped=top.stopped,
                      cpu_secs=round(cpu, 2))
 
-    def _keep(self, kind: tuple[int, str], looked: dict[tuple[int, int], CpuSample]) -> None:
+    def _kept(self, kind: tuple[int, str]) -> Looked:
+        """What the previous look at `kind` kept (never changed once kept: a look replaces it)."""
+        with self._lock:
+            return self._last.get(kind, {})
+
+    def _keep(self, kind: tuple[int, str], looked: Looked) -> None:
         """What this look at `kind` found replaces what the previous look kept (a tree it
         did not find has ended), as the most recently looked at."""
         with self._lock:
