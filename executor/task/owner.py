@@ -291,10 +291,10 @@ class TaskOwner:
                 log_event(logger, logging.INFO, "daemons_signalled", task=self.job.label,
                           signal=signal.Signals(decision.signal_daemons).name, processes=count,
                           reason=decision.reason)
-            self._spawn(decision.start)
+            started = self._spawn(decision.start)
             for transition in decision.transitions:
                 self._record(transition)
-            if decision.start:
+            if started:  # a run that could not start is no process started: no RUNNING for it
                 self._on_processes_started()
             if not decision.start and not decision.signal and decision.signal_daemons is None:
                 if decision.phase is TaskPhase.FINALIZING or decision.phase.terminal:
@@ -309,9 +309,11 @@ class TaskOwner:
             log_event(logger, logging.DEBUG, "signal", task=self.job.label, signal=signum,
                       runs=" ".join(f"{p}[{r}]" for p, r in runs), processes=count)
 
-    def _spawn(self, commands: tuple[StartRun, ...]) -> None:
+    def _spawn(self, commands: tuple[StartRun, ...]) -> int:
+        """Start the runs; how many started (the others are failed runs: `spawn_failed`)."""
         if not commands:
-            return
+            return 0
+        started = 0
         now = self._clock()
         specs = [(self._specs[c.process], c.run) for c in commands]  # (a scan per name: 7 ms of a start of 1,000)
         for command, result in zip(commands, self._procs.spawn_many(specs)):
@@ -321,6 +323,8 @@ class TaskOwner:
                 self._runs.started(command.process, command.run, result)
                 self._planner.started(command.process, command.run, result, now)
                 self._operators.run_started(command.process, command.run, result)
+                started += 1
+        return started
 
     def _handle(self, event: object) -> None:
         if not isinstance(event, OwnerEvent):

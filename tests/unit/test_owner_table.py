@@ -297,13 +297,35 @@ def test_the_owner_wakes_when_the_process_port_asks_to_be_idle_again():
 
 
 def test_a_spawn_failure_is_a_failed_run_and_the_reason_reaches_the_update():
+    """No process started, so no RUNNING (it was reported between the failed spawn and the
+    FAILED: a full disk's `.logs`, a fork refused)."""
     h = Harness(job())
     h.procs._fail = ("a",)
     h.owner.start()
     h.step()
-    assert h.done and h.effects.lines[:2] == ["0 update STARTING", "0 spawn a[0] failed"]
+    assert h.done and h.effects.lines == ["0 update STARTING", "0 spawn a[0] failed", "0 update FAILED",
+                                          "0 procs close"]
     assert h.owner.final_update.state is TaskState.FAILED
     assert "could not start: cannot start /bin/bash" in h.owner.final_update.message
+
+
+def test_after_a_spawn_failure_the_run_that_starts_is_what_makes_the_task_running():
+    h = Harness(job(ProcessSpec(name="a", cmdline="serve", max_failures=3, min_duration_secs=0.0)))
+    failing = {"a"}
+    h.procs._fail = failing  # (FakeProcs asks `name in` it at each spawn)
+    spawn_many = h.procs.spawn_many
+
+    def fails_once(runs):
+        try:
+            return spawn_many(runs)
+        finally:
+            failing.clear()
+
+    h.procs.spawn_many = fails_once  # type: ignore[method-assign]
+    h.owner.start()
+    h.step()
+    assert not h.done and h.effects.lines == ["0 update STARTING", "0 spawn a[0] failed", "0 spawn a[1]",
+                                              "0 update RUNNING"]
 
 
 def test_after_the_early_runs_first_step_a_kill_queued_as_a_restart_came_due_starts_no_run():
