@@ -5,10 +5,12 @@ inspection (the replayed view, the truth about its supervisor, LOST leftovers), 
 memory of each running run's process tree (`Usage`), and its bound definition. `LogChunk`
 is a range of one run's log, cut on character and line boundaries (`logrange`).
 
-`cpu_percent` is the one rule of the CPU figures: the CPU time a tree used since the
+`cpu_look` is the one rule of the CPU figures: the CPU time a tree used since the
 previous look, over the wall time between the looks; at the first look (or when the tree
-lost processes, whose time left with them) the average since the run started. The observer
-samples nothing on its own: a figure is as fresh as the page.
+lost processes, whose time left with them) the average since the run started. A look within
+MIN_INTERVAL_SECS of the previous one (two viewers, a page and a scraper) measures nothing:
+it shows the figure the look before measured, and that look's sample stays the next one's
+start. The observer samples nothing on its own: a figure is as fresh as the page.
 """
 from __future__ import annotations
 
@@ -28,10 +30,12 @@ MIN_INTERVAL_SECS = 0.2  # shorter than this between looks: too noisy, use the a
 
 @attrs.frozen(slots=True)
 class CpuSample:
-    """A tree's CPU time (user + system, seconds) at a monotonic time."""
+    """A tree's CPU time (user + system, seconds) at a monotonic time, and the percent a look
+    measured there (since the look before it; None: none measured)."""
 
     at: float
     cpu_secs: float
+    percent: float | None = None
 
 
 @attrs.frozen(slots=True)
@@ -48,15 +52,21 @@ class Usage:
     cpu_secs: float = 0.0  # CPU time (user + system) of the processes in the tree now
 
 
-def cpu_percent(previous: CpuSample | None, now: CpuSample, run_secs: float | None) -> tuple[float | None, str]:
-    """(percent of one core, basis): since `previous` when it is usable, else the average
-    over `run_secs` (how long the tree's top process has run)."""
-    if previous is not None and now.at - previous.at >= MIN_INTERVAL_SECS \
-            and now.cpu_secs >= previous.cpu_secs:
-        return 100.0 * (now.cpu_secs - previous.cpu_secs) / (now.at - previous.at), SINCE_LAST_LOOK
-    if run_secs is not None and run_secs > 0:
-        return 100.0 * now.cpu_secs / run_secs, SINCE_START
-    return None, SINCE_START
+def cpu_look(previous: CpuSample | None, now: CpuSample,
+             run_secs: float | None) -> tuple[float | None, str, CpuSample]:
+    """(percent of one core, basis, the sample the next look starts from): since `previous`
+    when it is usable; too soon after it, what it measured, `previous` kept; else the
+    average over `run_secs` (how long the tree's top process has run)."""
+    keep = now
+    if previous is not None and now.cpu_secs >= previous.cpu_secs:
+        if now.at - previous.at >= MIN_INTERVAL_SECS:
+            percent = 100.0 * (now.cpu_secs - previous.cpu_secs) / (now.at - previous.at)
+            return percent, SINCE_LAST_LOOK, attrs.evolve(now, percent=percent)
+        if previous.percent is not None:
+            return previous.percent, SINCE_LAST_LOOK, previous
+        keep = previous  # too soon, nothing measured yet: the window stays open from it
+    average = 100.0 * now.cpu_secs / run_secs if run_secs is not None and run_secs > 0 else None
+    return average, SINCE_START, keep
 
 
 @attrs.frozen(slots=True)

@@ -18,7 +18,8 @@ budget (bench/bench_observe.py). Without the children lists (a kernel built with
 CONFIG_PROC_CHILDREN) a tree is its top process alone.
 
 The CPU % is since the previous look at the same process, else the average since the run
-started (`executor/observe/model.cpu_percent`). The tree's CPU time at a look is kept by
+started (`executor/observe/model.cpu_look`: a look too soon after the previous one shows
+what that one measured). The tree's CPU time at a look is kept by
 what was looked at: a task's runs (by its supervisor), or the other processes it owns; the
 next look at the same kind replaces what the previous one kept, so a run that has ended is
 forgotten at the next look at its task (a flapping task's pids do not pile up), and the
@@ -36,7 +37,7 @@ from collections.abc import Callable, Iterable
 import attrs
 
 from executor.host.identity import boot_wall, read_proc
-from executor.observe.model import CpuSample, Usage, cpu_percent
+from executor.observe.model import CpuSample, Usage, cpu_look
 from executor.procs.pidsignal import live_fields
 from executor.procs.watchdogsh import WATCHDOG_NAME
 
@@ -181,12 +182,9 @@ class UsageSampler:
         `looked`, what this look keeps."""
         created = None if boot is None else boot + top.start / _TICKS
         count, cpu, rss = _tree_totals(pid, top)
-        now = CpuSample(self._monotonic(), cpu)
         key = (pid, top.start)
-        previous = before.get(key)
-        looked[key] = now
         run_secs = None if created is None else self._wall() - created
-        percent, basis = cpu_percent(previous, now, run_secs)
+        percent, basis, looked[key] = cpu_look(before.get(key), CpuSample(self._monotonic(), cpu), run_secs)
         return Usage(pid=pid, processes=count, rss_bytes=rss, cpu_percent=percent,
                      cpu_basis=basis, started_wall=created, stopped=top.stopped,
                      cpu_secs=round(cpu, 2))

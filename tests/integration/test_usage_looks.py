@@ -49,6 +49,20 @@ def test_a_second_look_at_a_run_is_since_the_first_and_a_look_at_another_task_ke
         assert basis(sampler, theirs) == SINCE_LAST_LOOK
 
 
+def test_a_look_right_after_a_measured_one_shows_its_rate_not_the_average():
+    """A page and a scraper a moment apart: the second look showed the average since the run
+    started, the first the rate since the look before, and the figure flipped at each refresh."""
+    with child(sys.executable, "-c", "while True: pass") as busy:
+        ref = RunRef("a", busy.pid, os.getpid())
+        sampler = UsageSampler()
+        sampler.sample([ref])
+        time.sleep(APART)
+        measured = sampler.sample([ref])["a"]
+        again = sampler.sample([ref])["a"]
+        assert (measured.cpu_basis, again.cpu_basis) == (SINCE_LAST_LOOK, SINCE_LAST_LOOK)
+        assert again.cpu_percent == measured.cpu_percent
+
+
 def test_the_looks_kept_are_bounded_the_least_recently_looked_at_dropped(monkeypatch):
     """One kept: the look at what this 'supervisor' owns drops the one at its runs."""
     monkeypatch.setattr(usage_module, "MAX_LOOKED_AT", 1)

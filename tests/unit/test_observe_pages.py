@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import attrs
+import pytest
 
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.truth import judge
@@ -19,7 +20,7 @@ from executor.observe.model import (
     TaskDetail,
     TaskSummary,
     Usage,
-    cpu_percent,
+    cpu_look,
 )
 from executor.observe.pages import task_page, tasks_page
 from executor.task.inspection import Inspection, Leftover
@@ -229,11 +230,28 @@ def test_a_followed_run_that_a_newer_run_came_after_goes_on_to_the_latest():
 
 
 def test_cpu_percent_is_since_the_previous_look_else_the_average():
-    assert cpu_percent(CpuSample(10.0, 1.0), CpuSample(12.0, 2.0), 100.0) == (50.0, SINCE_LAST_LOOK)
-    assert cpu_percent(None, CpuSample(12.0, 2.0), 100.0)[0] == 2.0
-    assert cpu_percent(CpuSample(11.95, 1.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # too soon
-    assert cpu_percent(CpuSample(10.0, 3.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # lost time
-    assert cpu_percent(None, CpuSample(12.0, 2.0), None) == (None, "average since the run started")
+    assert cpu_look(CpuSample(10.0, 1.0), CpuSample(12.0, 2.0), 100.0)[:2] == (50.0, SINCE_LAST_LOOK)
+    assert cpu_look(None, CpuSample(12.0, 2.0), 100.0)[0] == 2.0
+    assert cpu_look(CpuSample(11.95, 1.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # too soon, nothing measured
+    assert cpu_look(CpuSample(10.0, 3.0), CpuSample(12.0, 2.0), 10.0)[0] == 20.0  # lost time
+    assert cpu_look(None, CpuSample(12.0, 2.0), None)[:2] == (None, "average since the run started")
+
+
+def test_a_look_too_soon_after_the_one_that_measured_shows_its_figure_and_keeps_its_window():
+    """Two viewers a tenth of a second apart (a page and a scraper): each look within
+    MIN_INTERVAL_SECS of the previous one showed the average since the run started, and kept
+    its own sample, so the figure flipped between the two at every refresh and the next
+    look measured from it."""
+    percent, basis, first = cpu_look(None, CpuSample(10.0, 1.0), 100.0)
+    assert (percent, basis) == (1.0, SINCE_START)
+    percent, basis, kept = cpu_look(first, CpuSample(10.1, 1.05), 100.1)  # too soon, nothing measured yet:
+    assert basis == SINCE_START and kept == first  # the window stays open from the first look
+    percent, basis, measured = cpu_look(kept, CpuSample(12.0, 2.0), 102.0)
+    assert (percent, basis) == (50.0, SINCE_LAST_LOOK) and measured.at == 12.0
+    percent, basis, kept = cpu_look(measured, CpuSample(12.1, 2.1), 102.1)  # too soon: the last measure
+    assert (percent, basis) == (50.0, SINCE_LAST_LOOK) and kept == measured
+    percent, basis, kept = cpu_look(kept, CpuSample(12.25, 2.225), 102.25)  # 0.25 s after the measure
+    assert basis == SINCE_LAST_LOOK and percent == pytest.approx(90.0) and kept.at == 12.25
 
 
 def test_the_list_names_the_entries_another_stoker_version_wrote_whose_supervisors_run():
