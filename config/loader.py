@@ -39,7 +39,7 @@ from config.spec import (
     shell_check_problems,
     submission_problems,
 )
-from config.templates import cycle_problems, expand_field, flatten, load_time_unbound
+from config.templates import PORT_NAME, cycle_problems, expand_field, flatten, load_time_unbound
 from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import (
     lone_surrogate,
@@ -320,7 +320,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
         problems.append(f"job.max_task_failures = {job['max_task_failures']} must be -1 (unlimited) or more")
     problems += _check_task(job.get("task") or {}, bound)
     problems += _check_health(job.get("health_check_config") or {}, bound)
-    problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"))
+    problems += _check_lifecycle((job.get("lifecycle") or {}).get("http"), bound=bound)
     problems += port_ref_problems(job)
     try:
         requested_ports([], job_portmap(job))
@@ -420,10 +420,14 @@ def _check_health(hc: dict, bound: bool) -> list[str]:
     return problems
 
 
-def _check_lifecycle(http: dict | None) -> list[str]:
+def _check_lifecycle(http: dict | None, *, bound: bool) -> list[str]:
     problems: list[str] = []
     if http:
         p = "job.lifecycle.http"
+        port = http.get("port")  # a port's name; one holding a template is judged bound
+        if isinstance(port, str) and (bound or "{{" not in port) and not PORT_NAME.fullmatch(port):
+            problems.append(f"{p}.port = {show(port)} is not a port name: a name {{{{thermos.ports[NAME]}}}} "
+                            "can hold is letters, digits, '_', '-', '.' and '/'")
         _seconds(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"))
         _seconds(problems, f"{p}.shutdown_wait_secs", http.get("shutdown_wait_secs"))
         for name in ("graceful_shutdown_endpoint", "shutdown_endpoint"):

@@ -47,6 +47,7 @@ _ANGLE_REF = (r"<<((?:[a-z_]\w*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[[\w\-./]+\])+)"
 # `thermos.ports[NAME]`, the one port reference. NAME is what pystachio accepts as an index
 # (its Ref.Index pattern), so a reference that parses at all is matched exactly here.
 PORT_REF = re.compile(r"^thermos\.ports\[([\w\-./]+)\]$")
+PORT_NAME = re.compile(r"[\w\-./]+")  # (fullmatch) a name such a reference can hold
 
 
 def normalize_angle_refs(text: str) -> str:

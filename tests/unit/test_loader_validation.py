@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from config.bind import bind
 from config.errors import ConfigError
 from config.loader import load_job, validate_job
 from tests.support.configs import error_of, job, job_text, process, write_config
@@ -294,6 +295,28 @@ def test_lifecycle_waits_are_durations(tmp_path, field, value, expected):
     path = write_config(tmp_path, job_text(
         extra=f", lifecycle=LifecycleConfig(http=HttpLifecycleConfig({field}={value}))"))
     assert f"job.lifecycle.http.{field} {expected}" in error_of(path)
+
+
+@pytest.mark.parametrize("port", ["a b", "$x", "a]", "{{"])
+def test_a_lifecycle_port_that_no_port_reference_can_name_is_refused(tmp_path, port):
+    """`stoker inspect` and `run` printed pystachio's traceback (InvalidRefError: Badly formed
+    address .thermos.ports[a b]), and the executor a TASK_FAILED of an internal error; a
+    `{{` was refused nowhere before the bind."""
+    path = write_config(tmp_path, job_text(extra=f", lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port={port!r}))"))
+    message = error_of(path) if "{{" not in port else _bind_error(path)
+    assert f"job.lifecycle.http.port = {port!r} is not a port name" in message
+
+
+def _bind_error(path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        bind(load_job(path), ports={"{{": 31000}, instance=0, task_id="t", hostname="h", user="u")
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("port", ["http", "admin-2", "x.y", "a/b", "_0", "ß"])
+def test_a_lifecycle_port_any_port_reference_can_name_is_valid(tmp_path, port):
+    path = write_config(tmp_path, job_text(extra=f", lifecycle=LifecycleConfig(http=HttpLifecycleConfig(port={port!r}))"))
+    assert bind(load_job(path), ports={port: 31000}, instance=0, task_id="t", hostname="h", user="u")
 
 
 def test_max_task_failures_minus_one_means_unlimited(tmp_path):
