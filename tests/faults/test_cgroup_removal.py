@@ -31,6 +31,7 @@ import json, os, subprocess, sys, time, uuid
 from executor.procs import cgroups
 from executor.procs.watchdog import start_watchdog
 from tests.support.cgroups import remove
+from tests.support.waiting import exit_code
 
 work, by, hold = sys.argv[1], sys.argv[2], sys.argv[3]
 point, ready = os.path.join(work, "mnt"), os.path.join(work, "ready")
