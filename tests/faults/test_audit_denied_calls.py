@@ -27,7 +27,7 @@ from config.document import encode
 from config.loader import load_job
 from tests.support import seccomp
 from tests.support.agent_sim import AgentSimulator, make_task_info
-from tests.support.denied_calls import CONFIG, denied_runs, kill9_gone_secs
+from tests.support.denied_calls import CONFIG, kill9_gone_secs, runs, seccomp_required  # noqa: F401  (fixtures)
 from tests.support.fault_sizes import FULL
 from tests.support.ports import free_ports
 from tests.support.stoker_proc import REPO, kill_leftovers, live, task_pids
@@ -38,16 +38,6 @@ SINGLE = ["pidfd_open=EPERM", "pidfd_open=ENOSYS", "pidfd_send_signal=EPERM", "p
           "pidfd_getfd=EPERM",
           "clone3=ENOSYS", "close_range=ENOSYS", f"prctl:{seccomp.PR_SET_CHILD_SUBREAPER}=EINVAL", "prctl=EPERM"]
 MATRIX = [[]] + [[rule] for rule in SINGLE] + [[profile] for profile in seccomp.PROFILES]
-
-
-@pytest.fixture(autouse=True)
-def _filter() -> None:
-    seccomp.require()  # skips where no filter can be installed (another arch, no seccomp)
-
-
-@pytest.fixture
-def runs(tmp_path):
-    yield from denied_runs(tmp_path)
 
 
 def test_the_executor_launches_and_kills_a_task_without_pidfds(tmp_path):
@@ -76,7 +66,7 @@ def test_the_executor_launches_and_kills_a_task_without_pidfds(tmp_path):
     assert "Traceback" not in log
 
 
-def test_kill9_of_stoker_run_without_pidfds_or_a_subreaper_leaves_nothing(runs, figures):
+def test_kill9_of_stoker_run_without_pidfds_or_a_subreaper_leaves_nothing(runs, figures):  # noqa: F811
     run = runs(["no-pidfds", "no-prctl"])
     run.wait_healthy()
     gone_after, alive = kill9_gone_secs(run)
@@ -87,7 +77,7 @@ def test_kill9_of_stoker_run_without_pidfds_or_a_subreaper_leaves_nothing(runs, 
 
 @pytest.mark.skipif(not FULL, reason="a dozen stoker runs, 5 s each: STOKER_FAULTS_FULL=1 only")
 @pytest.mark.parametrize("rules", MATRIX, ids=lambda rules: "+".join(rules) or "nothing-denied")
-def test_stoker_run_under_each_denial(runs, figures, rules):
+def test_stoker_run_under_each_denial(runs, figures, rules):  # noqa: F811
     run = runs(rules)
     run.wait_healthy()
     restarts = [run.restart_secs() for _ in range(3)]

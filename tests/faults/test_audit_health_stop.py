@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ import pytest
 
 from tests.support import proc_scan
 from tests.support.http_server import Gated, ScriptedHTTPServer
+from tests.support.ports import stalled_listener
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -188,11 +188,8 @@ def test_a_tcp_check_in_flight_while_the_supervisor_is_stopped_passes(figures):
     connections again meanwhile. Was: on its continue the connect's wait ended as the
     attempt's timeout ("timed out after 0.2 s"). Now, as the HTTP check, the attempt gets its
     timeout again: the connect is tried again, and passes."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
+    listener, *held = stalled_listener()
     port = listener.getsockname()[1]
-    held: list[socket.socket] = []
 
     def make_room() -> None:  # the queued connection taken, the others' SYNs given up
         for sock in held:
@@ -203,11 +200,6 @@ def test_a_tcp_check_in_flight_while_the_supervisor_is_stopped_passes(figures):
                 listener.accept()[0].close()
 
     try:
-        for _ in range(3):  # a backlog of 0 holds one; the kernel drops the next SYNs
-            client = socket.socket()
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.1", port))
-            held.append(client)
         before = wait_for(lambda: _syn_sents(port), 5, 0.002, message="the backlog full")
         out, _ = _run_stopped(TCP_CHILD, [str(port), str(TCP_TIMEOUT_SECS)],
                               lambda: _syn_sents(port) > before, figures, "TCP", make_room,

@@ -210,12 +210,17 @@ finally:
 """
 
 
-def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Path) -> None:
+def control_child(script: str, tmp_path: Path) -> tuple[dict, str]:
+    """What a control server's child (CONTROL_PRELUDE's) reported, and its stderr; it must exit 0."""
     (tmp_path / ".stoker").mkdir()
-    done = subprocess.run([sys.executable, "-c", CONTROL_CHILD, str(tmp_path / ".stoker"), str(REPO)],
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / ".stoker"), str(REPO)],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    return json.loads(done.stdout), done.stderr
+
+
+def test_the_control_socket_answers_once_a_descriptor_is_free_again(tmp_path: Path) -> None:
+    out, _ = control_child(CONTROL_CHILD, tmp_path)
     assert out.get("first") == ["answered"] and out.get("replies") == ["answered"], out
     assert len(out["log"]) == 1 and "control_accept_failed" in out["log"][0], out
     assert "EMFILE" in out["log"][0], out
@@ -246,11 +251,8 @@ finally:
 
 def test_a_control_server_with_no_descriptor_for_its_selector_serves_once_it_has_one(
         tmp_path: Path) -> None:
-    (tmp_path / ".stoker").mkdir()
-    done = subprocess.run([sys.executable, "-c", SELECTOR_CHILD, str(tmp_path / ".stoker"),
-                           str(REPO)], capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    out = json.loads(done.stdout)
+    out, err = control_child(SELECTOR_CHILD, tmp_path)
+    assert "Traceback" not in err, err
     assert out.get("replies") == ["answered"], out
     assert len(out["log"]) == 1 and "control_selector_failed" in out["log"][0], out
     assert "EMFILE" in out["log"][0], out

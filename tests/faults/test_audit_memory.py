@@ -86,23 +86,27 @@ def test_a_thread_or_memory_refused_for_the_address_space_limit_names_that_limit
     assert said["room"] is None, said
 
 
+# A child's `too_large()`: a request larger than all the host's memory, and the line `no_room`
+# makes of its MemoryError.
+TOO_LARGE = r"""
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+from executor.logs import no_room
+def too_large():
+    try:
+        bytearray(2 ** 50)
+    except MemoryError as exc:
+        print(no_room(exc))
+"""
+
 # A MemoryError is the host's under a limit of its own (ulimit -v, -d) or strict overcommit;
 # without any, the kernel refuses only a request larger than all its memory: a bug's, whose
 # traceback is kept (was: `bytearray(2**50)` in Stoker's own code, one line blaming the host,
 # exit 2, no traceback).
-BUG_CHILD = r"""
-import resource, sys
-sys.path.insert(0, sys.argv[1])
-from executor.logs import no_room
-try:
-    bytearray(2 ** 50)
-except MemoryError as exc:
-    print(no_room(exc))
+BUG_CHILD = TOO_LARGE + r"""
+too_large()
 resource.setrlimit(resource.RLIMIT_DATA, (1 << 40, resource.RLIM_INFINITY))
-try:
-    bytearray(2 ** 50)
-except MemoryError as exc:
-    print(no_room(exc))
+too_large()
 """
 
 
@@ -123,15 +127,7 @@ def test_a_memory_error_with_no_limit_in_force_is_a_bug_s_and_under_one_the_host
 
 # Strict overcommit, or no /proc/sys to read it from, as the child reads it: the setting's file
 # replaced in a private mount namespace (`unshare --mount`, as root), never the host's own.
-STRICT_CHILD = r"""
-import sys
-sys.path.insert(0, sys.argv[1])
-from executor.logs import no_room
-try:
-    bytearray(2 ** 50)
-except MemoryError as exc:
-    print(no_room(exc))
-"""
+STRICT_CHILD = TOO_LARGE + "too_large()\n"
 
 
 @pytest.mark.parametrize("setting", ["2\n", None])

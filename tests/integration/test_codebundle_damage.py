@@ -22,17 +22,39 @@ from tests.support.stoker_proc import REPO
 pytestmark = pytest.mark.timeout(120)
 
 
+def written(tree: Path) -> tuple[Path, bytes]:
+    """The bundle WRITE makes of `tree`'s src, and its bytes."""
+    run(tree, WRITE, "src")
+    bundled = tree / "cache" / "nodoc" / codebundle.NAME
+    return bundled, bundled.read_bytes()
+
+
+def index_end(data: bytes) -> int:
+    """Where a bundle's index ends in its bytes (its length first, 4 bytes)."""
+    return 4 + int.from_bytes(data[:4], "little")
+
+
+def index_of(data: bytes):
+    return marshal.loads(data[4:index_end(data)])
+
+
+def with_index(data: bytes, index) -> bytes:
+    """A bundle's bytes with `index` for its own, the code after it kept."""
+    rewritten = marshal.dumps(index)
+    return len(rewritten).to_bytes(4, "little") + rewritten + data[index_end(data):]
+
+
+def put(bundled: Path, damaged: bytes) -> None:
+    bundled.write_bytes(damaged)
+    os.chmod(bundled, 0o644)
+
+
 def test_a_damaged_bundle_is_not_used(where: Path) -> None:  # noqa: F811
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / codebundle.NAME
-    data = bundled.read_bytes()
-    size = int.from_bytes(data[:4], "little")
-    index = marshal.loads(data[4:4 + size])
+    bundled, data = written(where)
+    index = index_of(data)
     for damaged in ((index[0], {name: entry[:3] for name, entry in index[1].items()}),  # its entries cut short
                     ([], index[1]), (index[0], {name: (1,) * 5 for name in index[1]})):
-        rewritten = marshal.dumps(damaged)
-        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
-        os.chmod(bundled, 0o644)
+        put(bundled, with_index(data, damaged))
         assert read(where, "src")["answer"] == 42
 
 
@@ -40,16 +62,11 @@ def test_a_bundle_damaged_past_its_index_is_named_too(where: Path) -> None:  # n
     """A file cut short in its code (its index whole), or an entry of another shape, is found
     damaged only as a module is looked for (`find_spec`), which served it from its source and
     said nothing: `forget()` gave "" (no DEBUG line), as for a sound file. Given once, too."""
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / codebundle.NAME
-    data = bundled.read_bytes()
-    size = int.from_bytes(data[:4], "little")
-    index = marshal.loads(data[4:4 + size])
+    bundled, data = written(where)
+    index = index_of(data)
     entries = {name: entry[:3] for name, entry in index[1].items()}  # its entries cut short
-    rewritten = marshal.dumps((index[0], entries))
-    for damaged in (data[:4 + size + 1], len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:]):
-        bundled.write_bytes(damaged)
-        os.chmod(bundled, 0o644)
+    for damaged in (data[:index_end(data) + 1], with_index(data, (index[0], entries))):
+        put(bundled, damaged)
         assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
 
 
@@ -81,48 +98,24 @@ def code_cut_short(bundled: Path, environ: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-P", "-c", SUPERVISOR], env=environ, stdin=subprocess.DEVNULL,
                    capture_output=True, check=True, timeout=60)
     data = bundled.read_bytes()
-    start = 4 + int.from_bytes(data[:4], "little")
+    start = index_end(data)
     bundled.write_bytes(data[:start + (len(data) - start) // 2])
 
 
-@pytest.mark.parametrize("damage", [index_cut_short, code_cut_short], ids=["index", "code"])
-def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -> None:
-    """`stoker run --log-level DEBUG` with a bundle it cannot read (its index; a module's code,
-    read only as the module is imported): it runs as ever, and one DEBUG line names the file
-    (was: nothing said it was not used; a module's code, nothing either)."""
+def named_once(tmp_path: Path, name: str, damage, flags: tuple[str, ...], unset: tuple[str, ...] = ()) -> None:
+    """`stoker run --log-level DEBUG` of RUN_JOB (`flags` added; the variables `unset` not
+    handed down) with the bundle `name` damaged by `damage`: it runs as ever, and one DEBUG
+    line names the file."""
     cache = tmp_path / "cache"
     (cache / "nodoc").mkdir(parents=True)
     for level in (cache, cache / "nodoc"):
         os.chmod(level, 0o755)
-    bundled = cache / "nodoc" / codebundle.NAME
+    bundled = cache / "nodoc" / name
     environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
                "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    for variable in unset:
+        environ.pop(variable, None)
     damage(bundled, environ)
-    os.chmod(bundled, 0o644)
-    (tmp_path / "job.aurora").write_text(RUN_JOB)
-    done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", "--sandbox", str(tmp_path / "sb"),
-                           "--root", str(tmp_path / "root"), "--log-level", "DEBUG"], cwd=tmp_path, env=environ,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
-    said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert len(said) == 1 and str(bundled) in said[0], said
-
-
-@pytest.mark.parametrize("flags", [(), ("--root", "root")], ids=["ahead", "supervisor's child"])
-def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, flags: tuple[str, ...]) -> None:
-    """A first run's planning child reads `codebundle.PLAN` (the early start's child, or for a
-    run not planned ahead the supervisor's own): one it cannot read was never said, the
-    child ending without a word of it; the supervisor says it as it says its own's."""
-    cache = tmp_path / "cache"
-    (cache / "nodoc").mkdir(parents=True)
-    for level in (cache, cache / "nodoc"):
-        os.chmod(level, 0o755)
-    bundled = cache / "nodoc" / codebundle.PLAN
-    environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
-               "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
-    environ.pop("STOKER_EARLY_START", None)
-    environ.pop("STOKER_PLAN_CACHE", None)
-    index_cut_short(bundled, environ)
     os.chmod(bundled, 0o644)
     (tmp_path / "job.aurora").write_text(RUN_JOB)
     done = subprocess.run([sys.executable, "-m", "executor", "run", "job.aurora", "--sandbox", str(tmp_path / "sb"),
@@ -131,6 +124,22 @@ def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, flag
     said = [line for line in done.stderr.splitlines() if "code_bundle_damaged" in line]
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(said) == 1 and str(bundled) in said[0], said
+
+
+@pytest.mark.parametrize("damage", [index_cut_short, code_cut_short], ids=["index", "code"])
+def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -> None:
+    """`stoker run --log-level DEBUG` with a bundle it cannot read (its index; a module's code,
+    read only as the module is imported): it runs as ever, and one DEBUG line names the file
+    (was: nothing said it was not used; a module's code, nothing either)."""
+    named_once(tmp_path, codebundle.NAME, damage, ("--root", str(tmp_path / "root")))
+
+
+@pytest.mark.parametrize("flags", [(), ("--root", "root")], ids=["ahead", "supervisor's child"])
+def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, flags: tuple[str, ...]) -> None:
+    """A first run's planning child reads `codebundle.PLAN` (the early start's child, or for a
+    run not planned ahead the supervisor's own): one it cannot read was never said, the
+    child ending without a word of it; the supervisor says it as it says its own's."""
+    named_once(tmp_path, codebundle.PLAN, index_cut_short, flags, unset=("STOKER_EARLY_START", "STOKER_PLAN_CACHE"))
 
 
 def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_closed_as_the_start_ends(
@@ -159,16 +168,11 @@ def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_c
 def test_an_entry_whose_place_holds_another_module_s_code_runs_its_own_source(where: Path) -> None:  # noqa: F811
     # a damaged index: `probepkg.mod`'s entry where `probepkg`'s code starts (marshal reads one object and leaves the
     # rest): that code ran as `probepkg.mod` (no `answer`); its header still the source's, only the code tells
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / codebundle.NAME
-    data = bundled.read_bytes()
-    size = int.from_bytes(data[:4], "little")
-    directories, modules = marshal.loads(data[4:4 + size])
+    bundled, data = written(where)
+    directories, modules = index_of(data)
     package, mod = modules["probepkg"], modules["probepkg.mod"]
     modules["probepkg.mod"] = (*mod[:3], package[3], max(mod[4], package[4]))
-    rewritten = marshal.dumps((directories, modules))
-    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
-    os.chmod(bundled, 0o644)
+    put(bundled, with_index(data, (directories, modules)))
     assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
 
 
@@ -176,15 +180,10 @@ def test_an_entry_whose_code_would_end_past_the_file_is_damage_and_allocates_not
     """A damaged entry's length past the file's end (2**62 bytes, a buffer no address space
     holds) is damage found before any read: none is asked of `os.pread`, which allocates the
     length asked first (a MemoryError, out of `get_code`, would fail the import)."""
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / codebundle.NAME
-    data = bundled.read_bytes()
-    size = int.from_bytes(data[:4], "little")
-    directories, modules = marshal.loads(data[4:4 + size])
+    bundled, data = written(where)
+    directories, modules = index_of(data)
     modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], 1 << 62)
-    rewritten = marshal.dumps((directories, modules))
-    bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
-    os.chmod(bundled, 0o644)
+    put(bundled, with_index(data, (directories, modules)))
     assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]
 
 
@@ -205,10 +204,8 @@ def test_a_bundle_whose_modules_are_on_no_entry_of_sys_path_serves_none_and_is_n
 def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(where: Path) -> None:  # noqa: F811
     # its first 4 bytes damaged: `os.pread` allocated the length asked (4 GiB) before reading; under an address
     # space limit (ulimit -v) the start died of the MemoryError raised out of `install()`
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / codebundle.NAME
-    bundled.write_bytes((0xFFFFFFF0).to_bytes(4, "little") + bundled.read_bytes()[4:])
-    os.chmod(bundled, 0o644)
+    bundled, data = written(where)
+    put(bundled, (0xFFFFFFF0).to_bytes(4, "little") + data[4:])
     limited = FORGOTTEN.replace("codebundle.install()\n", textwrap.dedent("""
         import resource
         with open("/proc/self/statm") as statm:
@@ -222,14 +219,9 @@ def test_an_index_length_past_the_file_s_end_is_damage_and_allocates_nothing(whe
 
 def test_an_entry_of_a_negative_length_is_damage_and_raises_nothing(where: Path) -> None:  # noqa: F811
     # past what os.pread takes (a C ssize_t): OverflowError, out of `get_code`, failed the import
-    run(where, WRITE, "src")
-    bundled = where / "cache" / "nodoc" / codebundle.NAME
-    data = bundled.read_bytes()
-    size = int.from_bytes(data[:4], "little")
-    directories, modules = marshal.loads(data[4:4 + size])
+    bundled, data = written(where)
+    directories, modules = index_of(data)
     for length in (-1, -(1 << 70)):
         modules["probepkg.mod"] = (*modules["probepkg.mod"][:4], length)
-        rewritten = marshal.dumps((directories, modules))
-        bundled.write_bytes(len(rewritten).to_bytes(4, "little") + rewritten + data[4 + size:])
-        os.chmod(bundled, 0o644)
+        put(bundled, with_index(data, (directories, modules)))
         assert run(where, FORGOTTEN, "src").split() == ["42", repr(str(bundled)), "''"]

@@ -32,6 +32,20 @@ def earlier_files(directory: Path, module: str) -> list[Path]:
     return made
 
 
+def cache_at(monkeypatch, own_cache: Path, used: Path, *, made: bool = True) -> Path:
+    """nodocs' code cache set to `used` (`own_cache`: the package's own directory); its
+    `nodoc/`, made (0755, as the step makes it) where `made`."""
+    if made:
+        (used / "nodoc").mkdir(parents=True)
+        for level in (used, used / "nodoc"):
+            os.chmod(level, 0o755)
+    monkeypatch.setattr(nodocs, "CACHE_DIR", str(own_cache))
+    monkeypatch.setattr(nodocs, "_elsewhere", str(used))
+    monkeypatch.setattr(nodocs, "_nodoc", str(used / "nodoc"))
+    monkeypatch.setattr(nodocs, "_closed", {})
+    return used / "nodoc"
+
+
 def test_the_warm_step_removes_the_earlier_tags_files_of_its_own_modules_only(tmp_path):
     """Under a PYTHONPYCACHEPREFIX: Stoker's module's earlier files go; the interpreter's
     module's (its `json`, which the step writes too) stay, a prefix another Stoker may share."""
@@ -57,11 +71,8 @@ def test_the_earlier_files_under_nodoc_go_only_from_the_package_s_own_cache(tmp_
     source.write_text("x = 1\n")
     own_cache, elsewhere = tmp_path / "package" / "__pycache__", tmp_path / "elsewhere"
     used = own_cache if cache == "package's own" else elsewhere
-    monkeypatch.setattr(nodocs, "CACHE_DIR", str(own_cache))
-    monkeypatch.setattr(nodocs, "_elsewhere", str(used))
-    monkeypatch.setattr(nodocs, "_nodoc", str(used / "nodoc"))
+    cache_at(monkeypatch, own_cache, used, made=False)
     monkeypatch.setattr(nodocs, "_own", ())
-    monkeypatch.setattr(nodocs, "_closed", {})
     monkeypatch.setattr(sys, "pycache_prefix", None)
     kept = Path(nodocs.kept_path(str(source)))
     assert kept.is_relative_to(used / "nodoc")
@@ -78,19 +89,13 @@ def test_the_bundle_s_file_of_its_first_name_goes_as_the_step_writes_it(tmp_path
     kept; no other file of `nodoc/` is touched."""
     own_cache, elsewhere = tmp_path / "package" / "__pycache__", tmp_path / "elsewhere"
     used = own_cache if cache == "package's own" else elsewhere
-    (used / "nodoc").mkdir(parents=True)
-    for level in (used, used / "nodoc"):
-        os.chmod(level, 0o755)
-    monkeypatch.setattr(nodocs, "CACHE_DIR", str(own_cache))
-    monkeypatch.setattr(nodocs, "_elsewhere", str(used))
-    monkeypatch.setattr(nodocs, "_nodoc", str(used / "nodoc"))
-    monkeypatch.setattr(nodocs, "_closed", {})
-    first = used / "nodoc" / "run.bundle"
+    nodoc = cache_at(monkeypatch, own_cache, used)
+    first = nodoc / "run.bundle"
     first.write_bytes(b"the bundle under its first name")
-    other = used / "nodoc" / "run.bundle.kept"
+    other = nodoc / "run.bundle.kept"
     other.write_bytes(b"not one of the step's names")
     assert codecachewarm.write_codebundle([]) == 0
-    assert (used / "nodoc" / codebundle.NAME).exists()
+    assert (nodoc / codebundle.NAME).exists()
     assert (first.exists(), other.exists()) == (cache != "package's own", True)
     if cache == "package's own":
         target = tmp_path / "target"
@@ -107,21 +112,15 @@ def test_the_bundles_are_named_for_the_interpreter_and_their_untagged_files_go(t
     served). Now each is named as a `.pyc` is (`run.cpython-311.codebundle`): another
     interpreter's is left as it is, and the untagged names, which nothing reads, go."""
     own_cache = tmp_path / "package" / "__pycache__"
-    (own_cache / "nodoc").mkdir(parents=True)
-    for level in (own_cache, own_cache / "nodoc"):
-        os.chmod(level, 0o755)
-    monkeypatch.setattr(nodocs, "CACHE_DIR", str(own_cache))
-    monkeypatch.setattr(nodocs, "_elsewhere", str(own_cache))
-    monkeypatch.setattr(nodocs, "_nodoc", str(own_cache / "nodoc"))
-    monkeypatch.setattr(nodocs, "_closed", {})
+    nodoc = cache_at(monkeypatch, own_cache, own_cache)
     other_tag = "cpython-399" if sys.implementation.cache_tag != "cpython-399" else "cpython-398"
-    others = [own_cache / "nodoc" / f"{name}.{other_tag}.codebundle" for name in ("run", "plan")]
-    untagged = [own_cache / "nodoc" / f"{name}.codebundle" for name in ("run", "plan")]
+    others = [nodoc / f"{name}.{other_tag}.codebundle" for name in ("run", "plan")]
+    untagged = [nodoc / f"{name}.codebundle" for name in ("run", "plan")]
     for path in others + untagged:
         path.write_bytes(b"another interpreter's bundle")
     assert codecachewarm.write_codebundle([]) == 0
     assert codecachewarm.write_codebundle([], codebundle.PLAN) == 0
-    written = sorted(path.name for path in (own_cache / "nodoc").iterdir())
+    written = sorted(path.name for path in nodoc.iterdir())
     tag = sys.implementation.cache_tag
     assert written == sorted([f"plan.{tag}.codebundle", f"run.{tag}.codebundle", *(path.name for path in others)])
     assert all(path.read_bytes() == b"another interpreter's bundle" for path in others)

@@ -12,21 +12,16 @@ the supervisor's side runs traced (ptrace, as a debugger does): it stops as its 
 system call returns, the test swaps the name then, and lets it go on."""
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
-import signal
 import stat
-import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from executor.host.session import HostSession
 from executor.procs.saferead import UnsafeEntry
-from tests.support.stoker_proc import REPO
+from tests.support.syscall_stop import STOP_TO_BE_TRACED, SYS_BIND, traced
 from tests.support.users import STRANGER, needs_root
 
 pytestmark = [pytest.mark.timeout(30)]
@@ -37,10 +32,7 @@ SERVER = """
 import ctypes, os, signal, sys
 from executor.host.control import ControlServer
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-if ctypes.CDLL(None, use_errno=True).ptrace(0, 0, 0, 0) != 0:  # PTRACE_TRACEME
-    print("untraceable", flush=True)
-    sys.exit(0)
-os.kill(os.getpid(), signal.SIGSTOP)
+""" + STOP_TO_BE_TRACED + """
 server = ControlServer(fd, lambda request, replier: None)
 try:
     server.start()
@@ -49,11 +41,6 @@ except OSError as exc:
     print(f"refused: {exc}", flush=True)
 server.close()
 """
-
-PTRACE_SYSCALL, PTRACE_GETREGS, PTRACE_DETACH, PTRACE_SETOPTIONS = 24, 12, 17, 0x4200
-PTRACE_O_TRACESYSGOOD, PTRACE_O_EXITKILL = 0x1, 0x100000
-SYS_BIND = 49  # x86-64
-ORIG_RAX = 15  # its index in struct user_regs_struct (27 words)
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="reads x86-64 registers")
@@ -64,7 +51,8 @@ def test_a_symlink_swapped_in_after_the_bind_is_not_followed_by_the_chmod(tmp_pa
     target.write_text("a file the supervisor must not change\n")
     target.chmod(0o644)
     (tmp_path / "swap").symlink_to(target)
-    said = _traced_bind(stoker, lambda: os.rename(tmp_path / "swap", stoker / "control.sock"))
+    said = traced(SERVER, [str(stoker)], SYS_BIND, lambda: os.rename(tmp_path / "swap", stoker / "control.sock"),
+                  returning=True)
     assert stat.S_IMODE(target.stat().st_mode) == 0o644, said
     assert said == "refused: [Errno 40] control.sock is no longer the socket just bound", said
     assert (stoker / "control.sock").is_symlink()  # the planted link stays; nothing followed it
@@ -90,42 +78,3 @@ def test_a_supervisor_keeps_nothing_in_a_stoker_another_user_made(tmp_path: Path
     assert HostSession._open == {}
     assert sorted(p.name for p in stoker.iterdir()) == ["control.sock"]
     assert (stoker / "control.sock").is_symlink() and stat.S_IMODE(target.stat().st_mode) == 0o644
-
-
-def _traced_bind(stoker: Path, at_bind: Callable[[], None]) -> str:
-    """What SERVER printed, `at_bind()` called as its bind returned."""
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(stoker)], stdout=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
-    try:
-        _, status = os.waitpid(server.pid, os.WUNTRACED)
-        if not os.WIFSTOPPED(status):  # not traceable here: it said so and exited
-            out = server.communicate()[0].decode()
-            pytest.skip(f"ptrace is not allowed here ({out.strip() or os.waitstatus_to_exitcode(status)})")
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.ptrace(PTRACE_SETOPTIONS, server.pid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)
-        _until_bind_returns(libc, server.pid)
-        at_bind()
-        assert libc.ptrace(PTRACE_DETACH, server.pid, 0, 0) == 0
-        return server.communicate(timeout=10)[0].decode().strip()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-
-
-def _until_bind_returns(libc: ctypes.CDLL, pid: int) -> None:
-    """Step the traced `pid` from one system call's stop to the next, until bind returns."""
-    regs = (ctypes.c_ulonglong * 27)()
-    entering, binding = True, False
-    while True:
-        assert libc.ptrace(PTRACE_SYSCALL, pid, 0, 0) == 0, ctypes.get_errno()
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFSTOPPED(status), status
-        if os.WSTOPSIG(status) != signal.SIGTRAP | 0x80:
-            continue  # a signal, not a system call
-        if not entering and binding:
-            return
-        if entering:
-            assert libc.ptrace(PTRACE_GETREGS, pid, 0, ctypes.byref(regs)) == 0
-            binding = regs[ORIG_RAX] == SYS_BIND
-        entering = not entering

@@ -9,15 +9,12 @@ that window, the client runs traced (ptrace, as a debugger does): it stops as it
 its `connect` system call, the test swaps the name then, and lets it go on."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +24,7 @@ from executor.host.entry import FrontEnd
 from executor.host.operatorpath import open_sandbox
 from executor.host.session import HostSession
 from tests.support.stoker_proc import REPO
+from tests.support.syscall_stop import STOP_TO_BE_TRACED, SYS_CONNECT, traced
 from tests.support.users import STRANGER, needs_root
 
 pytestmark = [pytest.mark.timeout(30),
@@ -39,20 +37,12 @@ import ctypes, os, signal, sys
 from executor.host.controlclient import ControlUnavailable, connect
 from executor.host.sandbox import open_stoker_dir
 fd = open_stoker_dir(sys.argv[1])
-if ctypes.CDLL(None, use_errno=True).ptrace(0, 0, 0, 0) != 0:  # PTRACE_TRACEME
-    print("untraceable", flush=True)
-    sys.exit(0)
-os.kill(os.getpid(), signal.SIGSTOP)
+""" + STOP_TO_BE_TRACED + """
 try:
     print(connect(fd, sys.argv[1], None).getpeername(), flush=True)
 except ControlUnavailable as exc:
     print(exc, flush=True)
 """
-
-PTRACE_SYSCALL, PTRACE_GETREGS, PTRACE_DETACH, PTRACE_SETOPTIONS = 24, 12, 17, 0x4200
-PTRACE_O_TRACESYSGOOD, PTRACE_O_EXITKILL = 0x1, 0x100000
-SYS_CONNECT = 42  # x86-64
-ORIG_RAX = 15  # its index in struct user_regs_struct (27 words)
 
 
 def test_a_symlink_swapped_in_after_the_check_leads_to_no_other_socket(tmp_path: Path) -> None:
@@ -67,7 +57,7 @@ def test_a_symlink_swapped_in_after_the_check_leads_to_no_other_socket(tmp_path:
     listeners = [_listen(own), _listen(other)]
     (tmp_path / "swap").symlink_to(other)
     try:
-        reached = _traced_connect(sandbox, lambda: os.rename(tmp_path / "swap", own))
+        reached = traced(CLIENT, [str(sandbox)], SYS_CONNECT, lambda: os.rename(tmp_path / "swap", own))
     finally:
         for listener in listeners:
             listener.close()
@@ -104,44 +94,6 @@ def _listen(path: Path) -> socket.socket:
     listener.bind(str(path))
     listener.listen(4)  # the client's connect completes in the backlog, never accepted
     return listener
-
-
-def _traced_connect(sandbox: Path, at_connect: Callable[[], None]) -> str:
-    """What CLIENT printed, `at_connect()` called as it entered its connect."""
-    client = subprocess.Popen([sys.executable, "-c", CLIENT, str(sandbox)], stdout=subprocess.PIPE,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
-    try:
-        _, status = os.waitpid(client.pid, os.WUNTRACED)
-        if not os.WIFSTOPPED(status):  # not traceable here: it said so and exited
-            out = client.communicate()[0].decode()
-            pytest.skip(f"ptrace is not allowed here ({out.strip() or os.waitstatus_to_exitcode(status)})")
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.ptrace(PTRACE_SETOPTIONS, client.pid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)
-        _until_connect(libc, client.pid)
-        at_connect()
-        assert libc.ptrace(PTRACE_DETACH, client.pid, 0, 0) == 0
-        return client.communicate(timeout=10)[0].decode().strip()
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait()
-
-
-def _until_connect(libc: ctypes.CDLL, pid: int) -> None:
-    """Step the traced `pid` from one system call's stop to the next, until it enters connect."""
-    regs = (ctypes.c_ulonglong * 27)()
-    entering = True
-    while True:
-        assert libc.ptrace(PTRACE_SYSCALL, pid, 0, 0) == 0, ctypes.get_errno()
-        _, status = os.waitpid(pid, 0)
-        assert os.WIFSTOPPED(status), status
-        if os.WSTOPSIG(status) != signal.SIGTRAP | 0x80:
-            continue  # a signal, not a system call
-        if entering:
-            assert libc.ptrace(PTRACE_GETREGS, pid, 0, ctypes.byref(regs)) == 0
-            if regs[ORIG_RAX] == SYS_CONNECT:
-                return
-        entering = not entering
 
 
 def test_the_operator_s_path_resolves_as_the_kernel_resolves_it(tmp_path: Path) -> None:

@@ -34,22 +34,12 @@ import pytest
 from tests.support import glibcsignals, seccomp
 from tests.support.cgroups import FREEZER  # the test run's own (tests/support/sessioncgroup.py)
 from tests.support.cgroups import remove as remove_cgroup
-from tests.support.denied_calls import denied_runs
+from tests.support.denied_calls import runs, seccomp_required  # noqa: F401  (fixtures)
 from tests.support.stoker_proc import REPO, StokerProcess, kill_leftovers, live
 from tests.support.waiting import wait_for
 
 
-@pytest.fixture(autouse=True)
-def _filter() -> None:
-    seccomp.require()  # skips where no filter can be installed (another arch, no seccomp)
-
-
-@pytest.fixture
-def runs(tmp_path):
-    yield from denied_runs(tmp_path)
-
-
-def test_under_an_old_docker_profile_the_task_runs_restarts_and_stops_cleanly(runs):
+def test_under_an_old_docker_profile_the_task_runs_restarts_and_stops_cleanly(runs):  # noqa: F811
     run = runs(["old-docker"])
     run.wait_healthy()
     assert run.restart_secs() < 5

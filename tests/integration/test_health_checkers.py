@@ -24,6 +24,7 @@ from healthcheck.checkers import (
 from healthcheck.http_check import HttpChecker
 from healthcheck.policy import AttemptOutcome
 from tests.support.http_server import Drip, Hang, Huge, Redirect, Reply, Reset, ScriptedHTTPServer
+from tests.support.ports import stalled_listener
 from tests.support.shell_runner import subprocess_runner
 from tests.support.waiting import wait_for
 
@@ -292,17 +293,9 @@ def test_tcp_connect_passes_and_refused_fails(server, closed_port):
 def test_tcp_a_full_backlog_on_127_0_0_1_times_out_without_trying_ipv6():
     """A connect that times out on 127.0.0.1 ends the attempt (the task is there, and does
     not accept in time), within timeout_secs: ::1 is tried only after an error at once."""
-    stalled = socket.socket()
-    stalled.bind(("127.0.0.1", 0))
-    stalled.listen(0)
-    port = stalled.getsockname()[1]
-    held = [stalled]
+    held = stalled_listener()
+    port = held[0].getsockname()[1]
     try:
-        for _ in range(3):  # a backlog of 0 holds one; the kernel drops the next SYNs
-            client = socket.socket()
-            client.setblocking(False)
-            client.connect_ex(("127.0.0.1", port))
-            held.append(client)
         with contextlib.suppress(OSError):  # no IPv6 here: the timeout says the same
             ipv6 = socket.socket(socket.AF_INET6)
             held.append(ipv6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,41 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
     assert not any("STARTING" in line for line in lines)
 
 
+def _owner_failing_at_a_restart(tmp_path: Path, monkeypatch, name: str,
+                                error: Callable[[], BaseException]) -> tuple[local_run.LocalRun, io.StringIO, Path]:
+    """`_stoker_run` of a task `name` with a process that stays (`keep`) and one that fails
+    (`flaky`), whose owner meets `error()` as it reads the module a supervisor loads at a
+    process's first restart."""
+    import sys
+    import types
+
+    class Failing(types.ModuleType):
+        def __getattr__(self, attribute: str) -> object:
+            raise error()
+
+    monkeypatch.setitem(sys.modules, "executor.procs.runprune", Failing("executor.procs.runprune"))
+    return _stoker_run(tmp_path, (
+        "keep = Process(name='keep', cmdline='exec sleep 60')\n"
+        "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
+        f"jobs = [Job(cluster='c', role='r', environment='test', name='{name}',\n"
+        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n"),
+        kill_grace_secs=1.0)
+
+
+def _ended_with_its_processes(sandbox: Path) -> list[dict[str, Any]]:
+    """The checkpoint's records of a run that has ended; its `keep` process ran, and no
+    process of its task is left."""
+    import json
+
+    from tests.support.proc_scan import live, task_pids_by_marker
+
+    records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
+    marker = records[0]["marker"]
+    keep = [r["pid"] for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
+    assert keep and not live(keep) and not task_pids_by_marker(marker), records
+    return records
+
+
 def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_70(
         tmp_path, monkeypatch, caplog):
     """Stoker's own error in an attempt's owner (here a bug's error as the module a supervisor
@@ -188,30 +224,12 @@ def test_an_internal_error_stops_the_processes_and_ends_the_run_with_a_line_and_
     and its checkpoint said RUNNING, so `stoker status` showed the task LOST. Now the owner's
     shutdown stops every process, the checkpoint ends FAILED with the reason, and the run
     ends with one line naming the error and status 70, the traceback in the log only."""
-    import json
     import logging
-    import sys
-    import types
 
-    from tests.support.proc_scan import live, task_pids_by_marker
-
-    class Bug(types.ModuleType):
-        def __getattr__(self, name: str) -> object:
-            raise RuntimeError("a bug")
-
-    monkeypatch.setitem(sys.modules, "executor.procs.runprune", Bug("executor.procs.runprune"))
-    run, out, sandbox = _stoker_run(tmp_path, (
-        "keep = Process(name='keep', cmdline='exec sleep 60')\n"
-        "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
-        "jobs = [Job(cluster='c', role='r', environment='test', name='crash',\n"
-        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n"),
-        kill_grace_secs=1.0)
+    run, out, sandbox = _owner_failing_at_a_restart(tmp_path, monkeypatch, "crash", lambda: RuntimeError("a bug"))
     with caplog.at_level(logging.ERROR):
         assert run.run() == local_run.EXIT_INTERNAL_ERROR == 70, out.getvalue()
-    records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
-    marker = records[0]["marker"]
-    keep = [r["pid"] for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
-    assert keep and not live(keep) and not task_pids_by_marker(marker), records
+    records = _ended_with_its_processes(sandbox)
     reason = "executor internal error: RuntimeError: a bug"
     task = [r for r in records if r["kind"] == "task"]
     assert (task[-1]["to"], task[-1]["reason"]) == ("FAILED", reason), task
@@ -234,32 +252,15 @@ def test_a_memory_error_in_the_owner_stops_the_processes_and_is_the_host_s_not_a
     host's: the processes are stopped, the checkpoint ends FAILED saying so, no traceback,
     and the error goes on to the entry point's one line (`stoker: error: cannot go on: ...`,
     exit 2)."""
-    import json
     import logging
-    import sys
-    import types
 
     from executor.host.registry import Registry
     from tests.support.limits import data_limit_set
-    from tests.support.proc_scan import live, task_pids_by_marker
 
-    class NoMemory(types.ModuleType):
-        def __getattr__(self, name: str) -> object:
-            raise MemoryError
-
-    monkeypatch.setitem(sys.modules, "executor.procs.runprune", NoMemory("executor.procs.runprune"))
-    run, out, sandbox = _stoker_run(tmp_path, (
-        "keep = Process(name='keep', cmdline='exec sleep 60')\n"
-        "flaky = Process(name='flaky', cmdline='exit 1', min_duration=0, max_failures=3)\n"
-        "jobs = [Job(cluster='c', role='r', environment='test', name='short',\n"
-        "            task=Task(processes=[keep, flaky], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n"),
-        kill_grace_secs=1.0)
+    run, out, sandbox = _owner_failing_at_a_restart(tmp_path, monkeypatch, "short", MemoryError)
     with data_limit_set(), caplog.at_level(logging.ERROR), pytest.raises(MemoryError):
         run.run()  # under a data-size limit the MemoryError is blamed on (ulimit -d)
-    records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
-    marker = records[0]["marker"]
-    keep = [r["pid"] for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
-    assert keep and not live(keep) and not task_pids_by_marker(marker), records
+    records = _ended_with_its_processes(sandbox)
     task = [r for r in records if r["kind"] == "task"]
     assert task[-1]["to"] == "FAILED", task
     assert task[-1]["reason"].startswith("the task could not go on: no memory could be had (MemoryError): "), task

@@ -119,18 +119,25 @@ def test_two_starts_at_once_with_room_for_one_are_one_start_and_one_refusal():
     assert (done.returncode, done.stdout, done.stderr) == (0, "NoRoomForThread started\n", "")
 
 
-# One start's thread is made (its stack mapped) but its `start_thread` has not yet returned
-# (it still holds its reservation) when another start looks, with room below the limit for two.
-STARTED_NOT_RETURNED = """
-import resource, threading
+# One start has reserved its room and is held, in `Thread.start()`, before its `start_thread`
+# returns, while another start looks, with room below the limit for two threads. argv[1]:
+# "made", the held start's thread is made (its stack mapped) before it is held (it still holds
+# its reservation); "mapped meanwhile", it is not made yet (nothing of it mapped) and the
+# process maps as much as a thread again for something else (room for two and that, not three).
+HELD_START = """
+import mmap, resource, sys, threading
 from executor.logs import address_space, room_for_thread, start_thread
-go, made, release, end = threading.Event(), threading.Event(), threading.Event(), threading.Event()
+made = sys.argv[1] == "made"
+go, held, release, end = threading.Event(), threading.Event(), threading.Event(), threading.Event()
 
 class Held(threading.Thread):
     def start(self):
-        super().start()  # the thread runs: its stack and first allocations are mapped
-        made.set()
+        if made:
+            super().start()  # the thread runs: its stack and first allocations are mapped
+        held.set()  # its room reserved
         release.wait(timeout=30.0)  # and start_thread has not yet given its reservation back
+        if not made:
+            super().start()
 
 def first():
     go.wait()
@@ -142,12 +149,15 @@ _, mapped = address_space()
 room = room_for_thread()
 resource.setrlimit(resource.RLIMIT_AS, (mapped + 2 * room + room // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
 go.set()
-made.wait(timeout=30.0)
+held.wait(timeout=30.0)
+other = None if made else mmap.mmap(-1, room)  # mapped meanwhile, not by the held start's thread
 try:
     start_thread(threading.Thread(target=end.wait, daemon=True))
     print("second started")
 except RuntimeError as exc:
     print("second refused:", type(exc).__name__)
+if other is not None:
+    other.close()  # room for the held start's thread again, whatever the second did
 release.set()
 starter.join()
 end.set()
@@ -159,46 +169,8 @@ def test_a_start_whose_thread_is_made_is_not_counted_twice():
     thread's stack, mapped by then, too: with room for two threads, a second start made while
     the first's thread was already mapped was refused (its stack counted twice). Each start now
     reserves up to a ceiling of what is mapped, which what it maps fills rather than adds to."""
-    done = child(STARTED_NOT_RETURNED)
+    done = child(HELD_START, "made")
     assert (done.returncode, done.stdout, done.stderr) == (0, "second started\n", "")
-
-
-# One start has reserved its room but its thread is not made yet (nothing of it mapped) when
-# the process maps as much again for something else, and another start looks: with room below
-# the limit for two threads and that, not for three.
-GROWN_MEANWHILE = """
-import mmap, resource, threading
-from executor.logs import address_space, room_for_thread, start_thread
-go, checked, release, end = threading.Event(), threading.Event(), threading.Event(), threading.Event()
-
-class Held(threading.Thread):
-    def start(self):
-        checked.set()  # its room reserved
-        release.wait(timeout=30.0)  # and its thread not made yet
-        super().start()
-
-def first():
-    go.wait()
-    start_thread(Held(target=end.wait, daemon=True))
-
-starter = threading.Thread(target=first)
-starter.start()
-_, mapped = address_space()
-room = room_for_thread()
-resource.setrlimit(resource.RLIMIT_AS, (mapped + 2 * room + room // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
-go.set()
-checked.wait(timeout=30.0)
-other = mmap.mmap(-1, room)  # mapped meanwhile, not by the held start's thread
-try:
-    start_thread(threading.Thread(target=end.wait, daemon=True))
-    print("second started")
-except RuntimeError as exc:
-    print("second refused:", type(exc).__name__)
-other.close()  # room for the held start's thread again, whatever the second did
-release.set()
-starter.join()
-end.set()
-"""
 
 
 def test_what_the_process_maps_meanwhile_does_not_fill_a_start_s_room():
@@ -208,7 +180,7 @@ def test_what_the_process_maps_meanwhile_does_not_fill_a_start_s_room():
     the mapping, not for the held start's thread (whose stack or first allocations were then
     refused: a start that waits for good). The room of a start whose thread has not run yet
     counts in full; a thread that runs (`ident` set) is in what is mapped."""
-    done = child(GROWN_MEANWHILE)
+    done = child(HELD_START, "mapped meanwhile")
     assert (done.returncode, done.stdout, done.stderr) == (0, "second refused: NoRoomForThread\n", "")
 
 

@@ -8,6 +8,9 @@ whole Stoker process tree under the filter. `--cgroups off` by default: without 
 cgroup the signals and waits that use pidfds are the only way the task is stopped, so what
 the filter denies is what decides. Closing it SIGKILLs the session and every process of
 the task that is left.
+
+A test module imports its fixtures: `seccomp_required` (autouse: the module's tests skipped
+where no filter can be installed) and `runs`, a maker of DeniedRuns closed after the test.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.support import proc_scan, seccomp
 from tests.support.shellwords import fake_sh, in_aurora
@@ -141,3 +146,13 @@ def denied_runs(tmp_path: Path):
     yield lambda rules, *extra: made.append(DeniedRun(tmp_path, rules, *extra, name=f"run{len(made)}")) or made[-1]
     for run in made:
         run.close()
+
+
+@pytest.fixture(autouse=True)
+def seccomp_required() -> None:
+    seccomp.require()  # skips where no filter can be installed (another arch, no seccomp)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    yield from denied_runs(tmp_path)

@@ -1,4 +1,5 @@
-"""Free loopback ports for tests: all bound at once, so no two are the same, then released.
+"""Free loopback ports for tests: all bound at once, so no two are the same, then released;
+and `stalled_listener()`, a port whose connections time out (its accept queue full).
 
 A port is handed back free and bound later by what the test starts (an executor's task, a
 ZooKeeper server that takes seconds to start). Taken from the kernel's ephemeral range (as
@@ -66,3 +67,25 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def stalled_listener(address: str = "127.0.0.1", port: int = 0) -> list[socket.socket]:
+    """A listener on `address`:`port` (0: a port the kernel picks) whose accept queue is full:
+    a connection to it times out (the kernel drops its SYN), never refused. The listener
+    first, then the connections that fill it; the caller closes them all."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    held = [listener]
+    try:
+        listener.bind((address, port))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):  # a backlog of 0 holds one; the kernel drops the next SYNs (SYN_SENT)
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(client)
+            client.setblocking(False)
+            client.connect_ex((address, port))
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return held

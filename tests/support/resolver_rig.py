@@ -35,6 +35,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tests.support.ports import stalled_listener
+
 REPO = Path(__file__).resolve().parents[2]
 PORT = 8080  # the netns is private: any port is free
 # Every check's timeout. No setup waits it out (each failure here is at once), so it only
@@ -151,21 +153,6 @@ def _listen(address: str, seen: list[list[str]]) -> socket.socket:
     return server
 
 
-def _stalled(address: str) -> list[socket.socket]:
-    """A listener on `address`:PORT whose accept queue is full: a connection to it times out
-    (the kernel drops its SYN); the listener and the connections that fill it."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind((address, PORT))
-    server.listen(0)
-    held = [server]
-    for _ in range(3):  # a backlog of 0 holds one; the rest wait in SYN_SENT
-        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        client.setblocking(False)
-        client.connect_ex((address, PORT))
-        held.append(client)
-    return held
-
-
 def _loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sh", b"lo", 0)
@@ -215,7 +202,7 @@ def _run(setups: dict[str, dict[str, Any]], workdir: Path) -> dict[str, Any]:
             _bind("/etc/nsswitch.conf", f"hosts: {setup.get('nss', 'files dns')}\n", workdir, str(i))
             dns.answer(setup.get("dns_answer"))
             servers += [_listen(address, seen) for address in setup.get("listen", [])]
-            stalled += [sock for address in setup.get("stalled", []) for sock in _stalled(address)]
+            stalled += [sock for address in setup.get("stalled", []) for sock in stalled_listener(address, PORT)]
         except (OSError, subprocess.CalledProcessError) as exc:
             results[name] = {"unavailable": f"this host cannot make it: {type(exc).__name__}: {exc}"}
         else:

@@ -14,45 +14,39 @@ from executor.local import attempts
 from executor.procs import cgroup_paths
 from tests.support.stoker_proc import REPO
 
-# A fresh interpreter: the patterns its imports compile (`re.compile` at a module's top level).
-COMPILED_AT_IMPORT = """
+# A fresh interpreter: the patterns `re.compile` is given (as a module's top level compiles
+# them) while it runs IMPORTS, after BEFORE.
+COMPILED_BY = """
 import re
+{before}
 compiled = []
 compile = re.compile
 re.compile = lambda pattern, flags=0: compiled.append(pattern) or compile(pattern, flags)
-import config.settings, config.words, executor.local.attempts, executor.procs.cgroup_paths
+{imports}
 print(repr(compiled))
 """
+
+
+def compiled_by(imports: str, before: str = "") -> list:
+    script = COMPILED_BY.format(imports=imports, before=before)
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
+    return ast.literal_eval(out.strip().splitlines()[-1])
 
 
 def test_the_patterns_a_start_never_uses_are_not_compiled_as_their_modules_load():
-    out = subprocess.run([sys.executable, "-c", COMPILED_AT_IMPORT], cwd=REPO, check=True, capture_output=True,
-                         text=True, env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
-    compiled = ast.literal_eval(out.strip().splitlines()[-1])
+    compiled = compiled_by("import config.settings, config.words, executor.local.attempts, "
+                           "executor.procs.cgroup_paths")
     for pattern in (settings._DURATION, settings._PORT, words._REPR_SURROGATE, attempts._ARCHIVE,
                     cgroup_paths._ESCAPE):
         assert getattr(pattern, "pattern", pattern) not in compiled  # (a compiled one: its source)
-
-
-# A fresh interpreter: the patterns `config.words` compiles as it loads (its package's before)
-COMPILED_BY_WORDS = """
-import re
-import config
-compiled = []
-compile = re.compile
-re.compile = lambda pattern, flags=0: compiled.append(pattern) or compile(pattern, flags)
-import config.words
-print(repr(compiled))
-"""
 
 
 def test_config_words_compiles_no_pattern_as_it_loads():
     """Both processes of a new config's start load it before the planning fork: its lone
     surrogates' class (U+D800-U+DFFF less the escapes' bytes) was 0.45 ms of `re` there, 2 M
     instructions of the plan's chain; `lone_surrogate` asks the UTF-8 encoder instead."""
-    out = subprocess.run([sys.executable, "-c", COMPILED_BY_WORDS], cwd=REPO, check=True, capture_output=True,
-                         text=True, env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
-    assert ast.literal_eval(out.strip().splitlines()[-1]) == []
+    assert compiled_by("import config.words", before="import config") == []  # (its package's before)
 
 
 def test_the_patterns_compiled_at_first_use_read_as_before():

@@ -18,13 +18,18 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def removed(*args: str, env: dict[str, str] | None = None) -> list[str]:
+def dry_run(target: str, *args: str, env: dict[str, str] | None = None) -> list[str]:
+    """The lines of `make -n TARGET ARGS` here (the test skipped where there is no make)."""
     make = shutil.which("make")
     if make is None:
         pytest.skip("no make here")
-    done = subprocess.run([make, "-n", "clean", *args], cwd=REPO, env={**os.environ, **(env or {})},
+    done = subprocess.run([make, "-n", target, *args], cwd=REPO, env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=60, check=True)
-    [line] = [line for line in done.stdout.splitlines() if line.startswith("rm -rf ")]
+    return done.stdout.splitlines()
+
+
+def removed(*args: str, env: dict[str, str] | None = None) -> list[str]:
+    [line] = [line for line in dry_run("clean", *args, env=env) if line.startswith("rm -rf ")]
     return shlex.split(line)[2:]
 
 
@@ -42,22 +47,12 @@ def test_a_path_with_a_space_given_to_make_is_removed_as_one(variable):
 def test_a_dist_with_a_space_given_to_make_dist_is_built_into_as_one():
     """`make dist DIST="/home/me/stoker dist"`, which `make clean DIST=...` removes as one:
     build_dist.py was given `--dist-dir /home/me/stoker dist` and refused the stray word."""
-    make = shutil.which("make")
-    if make is None:
-        pytest.skip("no make here")
-    done = subprocess.run([make, "-n", "dist", "DIST=/home/me/stoker dist"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=True)
-    [line] = [line for line in done.stdout.splitlines() if "tools/build_dist.py" in line]
+    [line] = [line for line in dry_run("dist", "DIST=/home/me/stoker dist") if "tools/build_dist.py" in line]
     assert shlex.split(line)[-2:] == ["--dist-dir", "/home/me/stoker dist"]
 
 
 def test_a_python_with_a_space_in_its_path_given_to_make_is_run_as_one():
     """`make test PY="/opt/my pythons/python3.12"`: the recipe ran `/opt/my` with the rest
     as its arguments (PY was used unquoted, as DIST was)."""
-    make = shutil.which("make")
-    if make is None:
-        pytest.skip("no make here")
-    done = subprocess.run([make, "-n", ".venv/.installed", "PY=/x y/python3"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=True)
-    [line] = [line for line in done.stdout.splitlines() if "tools/make_venv.py" in line]
+    [line] = [line for line in dry_run(".venv/.installed", "PY=/x y/python3") if "tools/make_venv.py" in line]
     assert shlex.split(line)[:2] == ["/x y/python3", "tools/make_venv.py"]

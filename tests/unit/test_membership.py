@@ -54,6 +54,14 @@ def run(script: list[tuple[str, list[str], Action | None]], now: float = 0.0) ->
     return m
 
 
+# The steps most scripts start from: connected, asked to join, the member created.
+JOINING = [
+    ("conn CONNECTED", ["connection:CONNECTED"], None),  # nothing wanted yet
+    ("join", ["member:JOINING"], CREATE),
+]
+JOINED = [*JOINING, ("created member_0000000001", ["member:JOINED"], None)]
+CREATE_LOST = [*JOINING, ("create_lost ConnectionLoss", ["member:JOINING"], None)]
+
 SCRIPTS = {
     "join before the connection, then create": [
         ("join", ["member:JOINING"], None),
@@ -61,32 +69,22 @@ SCRIPTS = {
         ("created member_0000000001", ["member:JOINED"], None),
         ("join", [], None),  # idempotent
     ],
-    "join when connected": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),  # nothing wanted yet
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
-    ],
+    "join when connected": JOINED,
     "the session expires while joined: a new member once connected": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
+        *JOINED,
         ("conn SUSPENDED", ["connection:SUSPENDED"], None),  # the member may live on
         ("conn LOST", ["connection:LOST", "member:JOINING"], None),  # it went with the session
         ("conn CONNECTED", ["connection:CONNECTED"], CREATE),
         ("created member_0000000002", ["member:JOINED"], None),
     ],
     "a dropped connection that resumes keeps the member": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
+        *JOINED,
         ("conn SUSPENDED", ["connection:SUSPENDED"], None),
         ("conn CONNECTED", ["connection:CONNECTED"], None),
         ("conn CONNECTED", [], None),
     ],
     "leave and join again": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
+        *JOINED,
         ("leave", ["member:LEAVING"], DELETE),
         ("deleted", ["member:LEFT"], None),
         ("leave", [], None),  # idempotent
@@ -94,18 +92,14 @@ SCRIPTS = {
         ("created member_0000000002", ["member:JOINED"], None),
     ],
     "leave while disconnected: deleted once connected": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
+        *JOINED,
         ("conn SUSPENDED", ["connection:SUSPENDED"], None),
         ("leave", ["member:LEAVING"], None),
         ("conn CONNECTED", ["connection:CONNECTED"], DELETE),
         ("deleted", ["member:LEFT"], None),
     ],
     "leave while disconnected: the expiry does it": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
+        *JOINED,
         ("conn SUSPENDED", ["connection:SUSPENDED"], None),
         ("leave", ["member:LEAVING"], None),
         ("conn LOST", ["connection:LOST", "member:LEFT"], None),
@@ -121,17 +115,13 @@ SCRIPTS = {
         ("conn CONNECTED", ["connection:CONNECTED"], None),
     ],
     "the member deleted by someone else is created again": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
+        *JOINED,
         ("vanished member_0000000000", [], None),  # not ours (any more)
         ("vanished member_0000000001", ["member:JOINING"], CREATE),
         ("created member_0000000002", ["member:JOINED"], None),
     ],
     "close is final": [
-        ("conn CONNECTED", ["connection:CONNECTED"], None),
-        ("join", ["member:JOINING"], CREATE),
-        ("created member_0000000001", ["member:JOINED"], None),
+        *JOINED,
         ("close", ["member:CLOSED"], None),
         ("close", [], None),
         ("join", [], None),
@@ -155,6 +145,16 @@ def test_a_new_machine_has_not_been_asked_anything():
 
 
 # Each change's reason, as the log line and `stoker status` show it: (fact, [(old, new, reason)]).
+JOINED_WHY = [
+    ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
+    ("join", [("member", "IDLE", "JOINING", "asked to join")]),
+    ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+]
+SUSPENDED_WHY = [*JOINED_WHY, ("conn SUSPENDED", [(
+    "connection", "CONNECTED", "SUSPENDED", "connection to ZooKeeper dropped; reconnecting (the session may resume)")])]
+LEAVING_SUSPENDED_WHY = [*SUSPENDED_WHY, ("leave", [(
+    "member", "JOINED", "LEAVING",
+    "asked to leave; deleting it once ZooKeeper is reachable (it expires with the session anyway)")])]
 REASONS = {
     "join, create, leave, delete, join again, close": [
         ("join", [("member", "IDLE", "JOINING", "asked to join; waiting for ZooKeeper")]),
@@ -166,13 +166,7 @@ REASONS = {
         ("close", [("member", "JOINING", "CLOSED", "closed: the ZooKeeper session is ended")]),
     ],
     "leave while disconnected": [
-        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
-        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
-        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
-        ("conn SUSPENDED", [("connection", "CONNECTED", "SUSPENDED",
-                             "connection to ZooKeeper dropped; reconnecting (the session may resume)")]),
-        ("leave", [("member", "JOINED", "LEAVING", "asked to leave; deleting it once ZooKeeper is reachable "
-                                                   "(it expires with the session anyway)")]),
+        *LEAVING_SUSPENDED_WHY,
         ("conn CONNECTED", [("connection", "SUSPENDED", "CONNECTED", "connected to ZooKeeper")]),
         ("deleted", [("member", "LEAVING", "LEFT", "deleted member_0000000001")]),
     ],
@@ -181,18 +175,12 @@ REASONS = {
         ("leave", [("member", "JOINING", "LEFT", "asked to leave")]),
     ],
     "a member deleted by someone else, while disconnected": [
-        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
-        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
-        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
-        ("conn SUSPENDED", [("connection", "CONNECTED", "SUSPENDED",
-                             "connection to ZooKeeper dropped; reconnecting (the session may resume)")]),
+        *SUSPENDED_WHY,
         ("vanished member_0000000001", [("member", "JOINED", "JOINING", "member_0000000001 was deleted by "
                                                                         "someone else; waiting for ZooKeeper")]),
     ],
     "a leave's delete whose answer was lost, then the member's watch says it was deleted": [
-        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
-        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
-        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        *JOINED_WHY,
         ("leave", [("member", "JOINED", "LEAVING", "asked to leave")]),
         ("delete_failed ConnectionLoss", [("member", "LEAVING", "LEAVING",
                                            "could not delete the member: ConnectionLoss; retrying")]),
@@ -200,20 +188,12 @@ REASONS = {
                                          "the delete whose answer was lost, or by someone else")]),
     ],
     "a member deleted by someone else while leaving, before any delete": [
-        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
-        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
-        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
-        ("conn SUSPENDED", [("connection", "CONNECTED", "SUSPENDED",
-                             "connection to ZooKeeper dropped; reconnecting (the session may resume)")]),
-        ("leave", [("member", "JOINED", "LEAVING", "asked to leave; deleting it once ZooKeeper is reachable "
-                                                   "(it expires with the session anyway)")]),
+        *LEAVING_SUSPENDED_WHY,
         ("vanished member_0000000001", [("member", "LEAVING", "LEFT",
                                          "member_0000000001 was deleted by someone else")]),
     ],
     "a member deleted by someone else, connected": [
-        ("conn CONNECTED", [("connection", "LOST", "CONNECTED", "connected to ZooKeeper")]),
-        ("join", [("member", "IDLE", "JOINING", "asked to join")]),
-        ("created member_0000000001", [("member", "JOINING", "JOINED", "created member_0000000001")]),
+        *JOINED_WHY,
         ("vanished member_0000000001", [("member", "JOINED", "JOINING",
                                          "member_0000000001 was deleted by someone else")]),
     ],
@@ -243,7 +223,7 @@ def test_the_reasons_say_why():
 
 
 def test_a_failed_create_is_retried_with_back_off_and_logged_once():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m = run(JOINING)
     changes = m.failed(CREATE, "NoAuth", 10.0)
     assert [(c.new, c.reason) for c in changes] == [("JOINING", "could not create the member: NoAuth; retrying")]
     delays = []
@@ -260,7 +240,7 @@ def test_a_failed_create_is_retried_with_back_off_and_logged_once():
 
 
 def test_a_retry_waits_for_the_connection_and_a_new_connection_retries_at_once():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m = run(JOINING)
     m.failed(CREATE, "ConnectionLoss", 5.0)
     m.connection_changed(SUSPENDED)
     assert (m.next_action(100.0), m.next_deadline_at) == (None, None)
@@ -269,15 +249,14 @@ def test_a_retry_waits_for_the_connection_and_a_new_connection_retries_at_once()
 
 
 def test_a_failed_delete_is_retried():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("created member_0000000001", ["member:JOINED"], None), ("leave", ["member:LEAVING"], DELETE)])
+    m = run([*JOINED, ("leave", ["member:LEAVING"], DELETE)])
     assert m.want is False
     assert [c.reason for c in m.failed(DELETE, "timeout", 1.0)] == ["could not delete the member: timeout; retrying"]
     assert m.next_action(1.2) is None and m.next_action(1.5) is DELETE
 
 
 def test_an_ambiguous_create_checks_for_an_orphan_until_the_session_is_gone():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m = run(JOINING)
     m.failed(CREATE, "ConnectionLoss", 1.0, ambiguous=True)
     assert m.check_orphans
     m.connection_changed(SUSPENDED)
@@ -294,16 +273,13 @@ def test_an_ambiguous_create_checks_for_an_orphan_until_the_session_is_gone():
 def test_a_leave_after_a_lost_create_deletes_its_member_before_it_is_done():
     """Was: LEFT at once, member or not, and the lost create's member listed until the
     session's end (the task's close)."""
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("conn SUSPENDED", ["connection:SUSPENDED"], None),
+    m = run([*CREATE_LOST, ("conn SUSPENDED", ["connection:SUSPENDED"], None),
              ("leave", ["member:LEAVING"], None), ("conn CONNECTED", ["connection:CONNECTED"], DELETE)])
     assert [(c.new, c.reason) for c in m.deleted("member_0000000004")] == [("LEFT", "deleted member_0000000004")]
     assert (m.check_orphans, m.next_action(5.0)) == (False, None)
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("leave", ["member:LEAVING"], DELETE)])
+    m = run([*CREATE_LOST, ("leave", ["member:LEAVING"], DELETE)])
     assert [c.reason for c in m.deleted(None)] == ["the create whose answer was lost made no member"]
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("leave", ["member:LEAVING"], DELETE),
+    m = run([*CREATE_LOST, ("leave", ["member:LEAVING"], DELETE),
              ("conn LOST", ["connection:LOST", "member:LEFT"], None)])  # the session took it
     assert m.check_orphans is False
 
@@ -315,7 +291,7 @@ def test_a_leave_after_a_lost_create_deletes_its_member_before_it_is_done():
     (DELETE, False, False),
 ])
 def test_only_a_create_with_an_unknown_outcome_looks_for_an_orphan(action, ambiguous, check_orphans):
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m = run(JOINING)
     if action is DELETE:
         m.created("member_0000000001", 0.0)
         m.leave()
@@ -324,14 +300,13 @@ def test_only_a_create_with_an_unknown_outcome_looks_for_an_orphan(action, ambig
 
 
 def test_a_failure_is_not_ambiguous_unless_said():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m = run(JOINING)
     m.failed(CREATE, "NoAuth", 1.0)
     assert m.check_orphans is False
 
 
 def test_a_session_lost_while_joined_owns_nothing():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("created member_0000000001", ["member:JOINED"], None)])
+    m = run(JOINED)
     m.connection_changed(LOST)
     assert (m.member, m.check_orphans, m.state) == (None, False, MemberState.JOINING)
 
@@ -339,8 +314,7 @@ def test_a_session_lost_while_joined_owns_nothing():
 def test_credentials_refused_is_lost_for_good_and_says_so():
     """ZooKeeper refused the credentials (AuthFailed): kazoo never reconnects after that.
     Was: "reconnecting" and "retrying" in the status and the log, for good."""
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("created member_0000000001", ["member:JOINED"], None)])
+    m = run(JOINED)
     changes = m.credentials_refused("ZooKeeper refused the session's credentials (AuthFailed)")
     assert [(c.subject, c.new) for c in changes] == [("connection", "LOST"), ("member", "JOINING")]
     for change in changes:
@@ -358,8 +332,7 @@ def test_credentials_refused_after_a_lost_create_say_its_member_may_stay_until_i
     refused as that session is resumed leave it listed until the session's timeout, as a
     member known (was: "no ZooKeeper session" alone, the member the lost create may have made
     unsaid)."""
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("create_lost ConnectionLoss", ["member:JOINING"], None), ("conn SUSPENDED", ["connection:SUSPENDED"], None)])
+    m = run([*CREATE_LOST, ("conn SUSPENDED", ["connection:SUSPENDED"], None)])
     changes = m.credentials_refused("ZooKeeper refused the session's credentials (AuthFailed)", 10.0)
     assert changes[-1].reason.startswith("no ZooKeeper session; a member the create whose answer was lost may "
                                          "have made stays in ZooKeeper until the session's timeout (10 s) ends it: ")
@@ -367,14 +340,13 @@ def test_credentials_refused_after_a_lost_create_say_its_member_may_stay_until_i
 
 
 def test_a_closed_machine_wants_nothing():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE),
-             ("created member_0000000001", ["member:JOINED"], None)])
+    m = run(JOINED)
     m.close()
     assert (m.state, m.want, m.member, m.closed) == (MemberState.CLOSED, False, None, True)
 
 
 def test_first_join_is_recorded_once():
-    m = run([("conn CONNECTED", ["connection:CONNECTED"], None), ("join", ["member:JOINING"], CREATE)])
+    m = run(JOINING)
     m.created("member_0000000001", 7.0)
     m.connection_changed(LOST)
     m.connection_changed(CONNECTED)

@@ -4,32 +4,19 @@ The driver's tests (tests/integration/test_mesos_driver.py) see the same through
 agent; this table states each row without one."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from executor.mesos import wire
 from executor.mesos.callbacks import callback_for
-from executor.mesos.wire import (
-    Acknowledged,
-    Error,
-    Event,
-    Heartbeat,
-    Kill,
-    Launch,
-    LaunchGroup,
-    Message,
-    Oversized,
-    Shutdown,
-    Subscribed,
-    UnknownEvent,
-)
 
 EXECUTOR = {"executor_id": {"value": "thermos-1"}}
 FRAMEWORK = {"id": {"value": "aurora"}}
 AGENT = {"id": {"value": "agent-1"}, "hostname": "h1"}
 TASK = {"task_id": {"value": "t1"}, "name": "hello"}
 OTHER = {"task_id": {"value": "t2"}, "name": "bye"}
-SUBSCRIBED = Subscribed(EXECUTOR, FRAMEWORK, AGENT, container_id="c1")
+SUBSCRIBED = wire.Subscribed(EXECUTOR, FRAMEWORK, AGENT, container_id="c1")
 
 
 class Callbacks:
@@ -47,29 +34,38 @@ class Callbacks:
     def error(self, driver: Any, message: str) -> None: ...
 
 
-@pytest.mark.parametrize("event, first, expected", [
+# A row for each kind of event (wire.Event), at least.
+ROWS = [
     (SUBSCRIBED, True, ("registered", (EXECUTOR, FRAMEWORK, AGENT))),
     (SUBSCRIBED, False, ("reregistered", (AGENT,))),
-    (Launch(TASK), False, ("launchTask", (TASK,))),
-    (LaunchGroup((TASK, OTHER)), False, ("launchTaskGroup", ({"tasks": [TASK, OTHER]},))),
-    (Kill("t1", 2.5), False, ("killTask", ("t1", 2.5))),
-    (Kill("t1", None), False, ("killTask", ("t1", None))),
-    (Message(b"\x00hi"), False, ("frameworkMessage", (b"\x00hi",))),
-    (Shutdown(), False, ("shutdown", ())),
-    (Error("framework removed"), True, ("error", ("framework removed",))),
-    (Oversized("LAUNCH", 9_000_000, "t1"), False, ("launchTooLarge", ("t1", 9_000_000))),
+    (wire.Launch(TASK), False, ("launchTask", (TASK,))),
+    (wire.LaunchGroup((TASK, OTHER)), False, ("launchTaskGroup", ({"tasks": [TASK, OTHER]},))),
+    (wire.Kill("t1", 2.5), False, ("killTask", ("t1", 2.5))),
+    (wire.Kill("t1", None), False, ("killTask", ("t1", None))),
+    (wire.Message(b"\x00hi"), False, ("frameworkMessage", (b"\x00hi",))),
+    (wire.Shutdown(), False, ("shutdown", ())),
+    (wire.Error("framework removed"), True, ("error", ("framework removed",))),
+    (wire.Oversized("LAUNCH", 9_000_000, "t1"), False, ("launchTooLarge", ("t1", 9_000_000))),
     # what the driver only books or logs
-    (Oversized("LAUNCH", 9_000_000, None), False, None),  # no task id: nothing to fail
-    (Oversized("MESSAGE", 9_000_000, None), False, None),
-    (Oversized("KILL", 9_000_000, "t1"), False, None),  # only a LAUNCH is failed by its id
-    (Acknowledged("t1", b"u" * 16), False, None),
-    (Heartbeat(), False, None),
-    (UnknownEvent("LAUNCH_NESTED"), False, None),
-], ids=lambda v: type(v).__name__ if not isinstance(v, (bool, tuple)) and v is not None else None)
-def test_each_event_becomes_its_callback_with_its_arguments(event: Event, first: bool, expected):
+    (wire.Oversized("LAUNCH", 9_000_000, None), False, None),  # no task id: nothing to fail
+    (wire.Oversized("MESSAGE", 9_000_000, None), False, None),
+    (wire.Oversized("KILL", 9_000_000, "t1"), False, None),  # only a LAUNCH is failed by its id
+    (wire.Acknowledged("t1", b"u" * 16), False, None),
+    (wire.Heartbeat(), False, None),
+    (wire.UnknownEvent("LAUNCH_NESTED"), False, None),
+]
+
+
+@pytest.mark.parametrize("event, first, expected", ROWS,
+                         ids=lambda v: type(v).__name__ if not isinstance(v, (bool, tuple)) and v is not None else None)
+def test_each_event_becomes_its_callback_with_its_arguments(event: wire.Event, first: bool, expected):
     target = callback_for(Callbacks(), event, first_subscription=first)
     if expected is None:
         assert target is None
         return
     callback, args = target
     assert (callback.__name__, args) == expected
+
+
+def test_the_table_has_a_row_for_every_kind_of_event():
+    assert {type(event) for event, _, _ in ROWS} == set(get_args(wire.Event))

@@ -119,21 +119,28 @@ def test_a_restart_cut_short_by_the_task_s_end_hears_the_end():
                      "SIGTERM); no new run", None, None, None)
 
 
+def restart_then_kill(looked_between: bool) -> list[str]:
+    """The lines of a task with endpoints whose run `a` is restarted, then the task killed
+    with no grace of its own, the owner looking between the two (`looked_between`) or both
+    coming in one wake-up; the run exits at its SIGKILL."""
+    h = Harness(job(lifecycle=LIFECYCLE, finalization_wait_secs=2.0))
+    h.owner.start()
+    h.step()
+    (h.post if looked_between else h.owner.post)(RestartRequested("a", h.clock.now))
+    Kill(grace=None)(h)
+    Deadline()(h)
+    Exit(sig=KILL)(h)
+    return h.effects.lines
+
+
 def test_a_kill_with_endpoints_does_not_put_off_the_sigkill_a_restart_gave_a_run():
     """Found by tests/unit/test_owner_machine.py: a restart SIGTERMs a[0] at 0 and promises
     SIGKILL a grace (2 s) later; a KILL right after runs the endpoints (their waits: 5 s)
     and its own SIGKILL would come 2 s after those. The restart's SIGKILL used to wait for
     the kill's, at 7 s: a later stop may bring a SIGKILL sooner, never later."""
-    h = Harness(job(lifecycle=LIFECYCLE, finalization_wait_secs=2.0))
-    h.owner.start()
-    h.step()
-    h.post(RestartRequested("a", h.clock.now))
-    Kill(grace=None)(h)
-    Deadline()(h)
-    Exit(sig=KILL)(h)
-    assert h.effects.lines == START + ["0 SIGTERM a[0]", "0 lifecycle start", "2 SIGKILL a[0]",
-                                       "2 lifecycle: regular processes gone", "2 update KILLED",
-                                       "2 procs close"]
+    assert restart_then_kill(looked_between=True) == START + [
+        "0 SIGTERM a[0]", "0 lifecycle start", "2 SIGKILL a[0]", "2 lifecycle: regular processes gone",
+        "2 update KILLED", "2 procs close"]
 
 
 def test_a_restart_and_a_kill_that_come_together_sigterm_the_run_before_its_sigkill():
@@ -141,16 +148,9 @@ def test_a_restart_and_a_kill_that_come_together_sigterm_the_run_before_its_sigk
     was SIGKILLed at the restart's time (2 s) without any SIGTERM (the kill's endpoints put
     the SIGTERM off to 5 s). The restart's SIGTERM goes out at once, as when the owner looked
     between the two: SIGTERM at 0, SIGKILL at 2."""
-    h = Harness(job(lifecycle=LIFECYCLE, finalization_wait_secs=2.0))
-    h.owner.start()
-    h.step()
-    h.owner.post(RestartRequested("a", h.clock.now))
-    Kill(grace=None)(h)
-    Deadline()(h)
-    Exit(sig=KILL)(h)
-    assert h.effects.lines == START + ["0 lifecycle start", "0 SIGTERM a[0]", "2 SIGKILL a[0]",
-                                       "2 lifecycle: regular processes gone", "2 update KILLED",
-                                       "2 procs close"]
+    assert restart_then_kill(looked_between=False) == START + [
+        "0 lifecycle start", "0 SIGTERM a[0]", "2 SIGKILL a[0]", "2 lifecycle: regular processes gone",
+        "2 update KILLED", "2 procs close"]
 
 
 def test_requests_that_come_as_the_task_ends_hear_its_end():
