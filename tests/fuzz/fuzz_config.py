@@ -41,7 +41,7 @@ def target(data: bytes) -> None:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return  # the loader reads the file as UTF-8 first (its message: test_loader.py)
-    jobs = expect(ConfigError, _json_jobs, PATH, text.removeprefix(BOM))
+    jobs = expect(ConfigError, _json_jobs, PATH, text.removeprefix(BOM), f"'{PATH}'")
     for job in jobs or ():
         prepared = expect(ConfigError, prepare_job, job, str(PATH))
         if prepared is None:

@@ -1,5 +1,5 @@
 """Text as Stoker reads and prints it: a config file's bytes that are not UTF-8, named by
-line and column (config/loader.py `_reason`), and `printable` (config/words.py), which every
+line and column (config/explain.py `unread`), and `printable` (config/words.py), which every
 printer passes text from outside through (a health endpoint's body, a process's output, a
 planted checkpoint), with `columns` and `pad` for table cells.
 
@@ -20,8 +20,9 @@ _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def load() -> None:
-    global words, loader
-    from config import loader, words
+    global words, unread
+    from config import words
+    from config.explain import unread
 
 
 def seeds() -> list[bytes]:
@@ -47,7 +48,7 @@ def target(data: bytes) -> None:
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        reason = loader._reason(exc)
+        reason = unread(exc)
         if not reason or "\n" in reason:
             raise Finding(f"the reason for {data!r} is {reason!r}") from exc
     _printed(data.decode("utf-8", "surrogateescape"))
