@@ -16,7 +16,9 @@ console write their lines for it then.
 The other facts of the streams every layer writes its lines to: `lost_for_now`, whether a
 write that failed lost its text for now (a full disk, a file's I/O error: a later write may
 work) or for good (the reader is gone); `to_devnull`, a stream whose reader is gone pointed
-at /dev/null, so that the interpreter's last flush is quiet.
+at /dev/null, so that the interpreter's last flush is quiet; `whole_writes`, a stream that
+writes a regular file unbuffered (`python -u`) given a buffered layer, so that a write a full
+disk cut short raises (and is counted) instead of losing its rest unsaid.
 
 `terminal_writer`: a thread that writes to the terminal (`executor.logs`' spool's; the log
 pump's console copier) blocks SIGTTOU first; `terminal_write`, a line written once (a
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import signal
@@ -108,6 +111,25 @@ def lost_for_now(stream: object, exc: BaseException) -> str | None:
     except (AttributeError, ValueError, OSError):
         return None
     return f"the file could not be written ({errno.errorcode.get(exc.errno, exc.errno)})" if regular else None
+
+
+def whole_writes(stream: Any) -> Any:
+    """`stream`, or, where it writes to a regular file unbuffered (`python -u`,
+    `PYTHONUNBUFFERED=1`: a raw file under its text layer), a line-buffered stream of its own
+    on the same descriptor. The raw file takes what fits of a write on a full disk and drops
+    the rest without a word: the line was cut short, the next one ran on after it, and none
+    was counted as lost. A buffered one writes the rest or raises, keeping it for its next
+    flush (Stoker's log and `stoker run`'s output: the line counted, and said once the disk has room)."""
+    if not isinstance(getattr(stream, "buffer", None), io.FileIO):  # buffered, or no file (a test's StringIO)
+        return stream
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe or a terminal: no short write to lose
+            return stream
+    except (OSError, ValueError):
+        return stream
+    return io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w", closefd=False)), encoding=stream.encoding,
+                            errors=stream.errors, line_buffering=True)
 
 
 def to_devnull(stream: object) -> None:

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any
 
 import executor
-from config.logline import event_line, lost_for_now, terminal_write, to_devnull, to_journal
+from config.logline import event_line, lost_for_now, terminal_write, to_devnull, to_journal, whole_writes
 from config.words import FORMAT_CHARACTERS, loggable
 from executor.logs import Spool, above_screen_line, drain_spool, log_event, spool
 
@@ -254,7 +254,7 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
     """`spooled`: records are written by the process's spool (`stoker run`)."""
     global _json, _before, _unraisable_before
     _json = log_format == "json"
-    handler = QuietHandler(stream or sys.stderr, drop_events, spool() if spooled else None)
+    handler = QuietHandler(whole_writes(stream or sys.stderr), drop_events, spool() if spooled else None)
     journal = to_journal(handler.stream)
     handler.setFormatter(JsonFormatter(not _utf8(handler.stream), journal) if log_format == "json"
                          else TextFormatter(journal))

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.logline import to_devnull, to_journal
+from config.logline import to_devnull, to_journal, whole_writes
 from config.words import columns, loggable, pad, printable, shell_path, shell_word
 from executor.events import (
     HealthTransition,
@@ -59,7 +59,7 @@ class Output:
     is quiet too."""
 
     def __init__(self, stream: TextIO, spool: Spool | None = None) -> None:
-        self._stream = stream
+        self._stream = whole_writes(stream)  # `python -u`: a short write's rest not dropped unsaid
         self._spool = spool
         self.gone = False
         self.note = ""  # what to do instead, for the warning (e.g. the `stoker status` command)

@@ -1,7 +1,8 @@
 """`stoker executor` under the agent simulator with its sandbox on a small tmpfs that fills:
 while the task runs (its own output fills it), and before the task is launched (no byte or
 inode left). Every status update still reaches the agent, the executor exits 0 with no
-traceback (the fixture checks its log), and what could not be written is said once.
+traceback (the fixture checks its log), and what could not be written is said once; and the
+executor's own log on that disk, as it fills and has room again, under PYTHONUNBUFFERED=1.
 
 Found by this probe: with nothing left on the disk, the run whose `.logs` could not be made
 was reported TASK_RUNNING ("processes started") between TASK_STARTING and TASK_FAILED,
@@ -9,6 +10,7 @@ though no process had started."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -70,3 +72,34 @@ def test_a_sandbox_full_before_the_launch_fails_the_task_without_a_running_updat
     assert agent.wait_exit(10) == 0
     log = agent.executor_log()
     assert "the task runs without a checkpoint" in log and log.count("checkpoint_unavailable") == 1
+
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ +\S+: \S+( .*)?$")
+
+
+def test_the_executors_own_log_on_a_full_sandbox_keeps_whole_lines_and_says_what_it_lost(agent, fs, tmp_path):
+    """The executor's log (SANDBOX/executor.log) under PYTHONUNBUFFERED=1, as many container
+    images set it: a line the full disk cut short ran on into the next one once there was room,
+    and no line was counted or said lost (Python's unbuffered stderr drops the rest of a short
+    write unsaid); now the cut line is finished, and one line says how many were lost."""
+    data = document(tmp_path, JOB.format(cmdline="exec sleep 1000"))
+    launch(agent, data, env_overrides={"PYTHONUNBUFFERED": "1"})
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    filler = limits.fill(fs)
+    for n in range(60):  # one `framework_message` line each: until the log's last page is full
+        agent.message(b"x" * n)
+        if agent.log_path.stat().st_size % 4096 == 0:
+            break
+    wait_for(lambda: agent.log_path.stat().st_size % 4096 == 0, 5, message="the log never filled its page")
+    agent.message(b"lost")
+    filler.unlink()
+    agent.message(b"a" * 100)
+    wait_for(lambda: "framework_message bytes=100" in agent.executor_log(), 5)
+    agent.kill("task-1", grace_secs=1.0)
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    assert agent.wait_exit(10) == 0
+    lines = agent.executor_log().splitlines()
+    torn = [line[:150] for line in lines if line and (not LINE.match(line) or
+            " framework_message " in line and not re.search(r" framework_message bytes=\d+$", line))]
+    assert not torn, torn
+    assert len([line for line in lines if " log_lines_dropped " in line]) == 1, lines[-8:]

@@ -13,46 +13,22 @@ import fcntl
 import json
 import os
 import time
-from pathlib import Path
 
 import pytest
 
 from config.registry import RegistrySettings
 from executor.host import lock
-from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import boot_secs, own_identity
+from executor.host.identity import boot_secs
 from executor.host.lock import LockTable
-from executor.host.registry import Registry
 from executor.observe import metrics
 from executor.observe.reader import EVERYONE, Reader
 from executor.observe.scrape import TaskErrors, details
-from executor.procs import sandboxfs
 from tests.support.keptreader import kept_reader
 from tests.support.opens import opens
-from tests.support.statuscli import RUNNING, header, write
+from tests.support.statuscli import GONE, RUNNING, header, registered_task
 
 pytestmark = pytest.mark.timeout(60)
-GONE = own_identity().pid + 1_000_000  # a supervisor that is not running
 FINISHED = {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "all processes ended", "wall": 1003.0}
-
-
-def _task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
-          ended: bool = False) -> None:
-    me = own_identity()
-    os.makedirs(settings.registry_root, mode=0o700, exist_ok=True)
-    pid, start = (me.pid, me.start_ticks) if alive else (GONE, len(os.listdir(settings.registry_root)))
-    stamped = {} if alive else {"boot": boot_secs() - 60}  # as a supervisor stamps it, after it took its lock
-    write(sandbox, [dict(header(pid, start, marker=f"marker-{name}"), **stamped), *records])
-    (sandbox / ".stoker/supervisor.lock").touch()  # as a supervisor leaves it
-    fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        pinned = sandboxfs.dir_id(fd)
-    finally:
-        os.close(fd)
-    Registry(settings).write(RegistryEntry(
-        sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start, supervisor_boot=me.boot_id,
-        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id=name, marker=f"marker-{name}",
-        ended_wall=time.time() if ended else None, stoker_dir=pinned), prune=False)
 
 
 def _shown(reader: Reader, task_id: str) -> tuple:
@@ -64,9 +40,9 @@ def _shown(reader: Reader, task_id: str) -> tuple:
 @pytest.fixture
 def registry(tmp_path):
     settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
-    _task(settings, tmp_path / "live", "live", RUNNING, alive=True)
-    _task(settings, tmp_path / "ended", "ended", [*RUNNING, FINISHED], alive=False, ended=True)
-    _task(settings, tmp_path / "lost", "lost", RUNNING, alive=False)
+    registered_task(settings, tmp_path / "live", "live", RUNNING, alive=True)
+    registered_task(settings, tmp_path / "ended", "ended", [*RUNNING, FINISHED], alive=False, ended=True)
+    registered_task(settings, tmp_path / "lost", "lost", RUNNING, alive=False)
     return settings, tmp_path
 
 

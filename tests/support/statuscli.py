@@ -1,16 +1,22 @@
-"""What the `stoker status` tests share: running the command in process, a checkpoint
-written through the product's own writer from records given as dicts, and a sandbox
-registered as a gone supervisor's task."""
+"""What the `stoker status` and observer tests share: running the command in process, a
+checkpoint written through the product's own writer from records given as dicts, a sandbox
+registered as a gone supervisor's task, and a task registered as a supervisor leaves it
+(`registered_task`: running, LOST or ended)."""
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from config.registry import RegistrySettings
 from executor.cli.main import main
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import own_identity
+from executor.host.identity import boot_secs, own_identity
 from executor.host.registry import Registry
+from executor.procs import sandboxfs
 from executor.task.checkpoint import CheckpointWriter
+
+GONE = own_identity().pid + 1_000_000  # a supervisor that is not running
 
 
 def status(capsys, *args) -> tuple[int, str, str]:
@@ -48,3 +54,24 @@ def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
                       supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
                       registered_wall=time.time(), task_id="web-0-1"))
     monkeypatch.setenv("STOKER_ROOT", str(root))
+
+
+def registered_task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
+                    ended: bool = False) -> None:
+    """Task `name` in `sandbox`, its checkpoint the header and `records`, registered as its
+    supervisor leaves it: `alive`, this process is it; else a gone one of this boot."""
+    me = own_identity()
+    os.makedirs(settings.registry_root, mode=0o700, exist_ok=True)
+    pid, start = (me.pid, me.start_ticks) if alive else (GONE, len(os.listdir(settings.registry_root)))
+    stamped = {} if alive else {"boot": boot_secs() - 60}  # as a supervisor stamps it, after it took its lock
+    write(sandbox, [dict(header(pid, start, marker=f"marker-{name}"), **stamped), *records])
+    (sandbox / ".stoker/supervisor.lock").touch()  # as a supervisor leaves it
+    fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pinned = sandboxfs.dir_id(fd)
+    finally:
+        os.close(fd)
+    Registry(settings).write(RegistryEntry(
+        sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start, supervisor_boot=me.boot_id,
+        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id=name, marker=f"marker-{name}",
+        ended_wall=time.time() if ended else None, stoker_dir=pinned), prune=False)

@@ -1,0 +1,115 @@
+"""Stoker's own log (`stoker executor`'s stderr, SANDBOX/executor.log under Mesos), and `stoker
+run`'s output (`stoker run > FILE`), in a file on
+a disk that fills, until a line is cut short, and then has room again; Python's streams
+buffered or not (`-u`, `PYTHONUNBUFFERED=1`, which many container images set): every line in
+the file is whole, the lines lost are counted and said once the disk has room, and the lines
+after land, each on a line of its own."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from executor.local.console import Output
+from executor.logs import Spool
+from tests.support import limits
+from tests.support.stoker_proc import REPO
+
+pytestmark = pytest.mark.timeout(30)
+
+DURING = 60  # at most, lines logged while the disk is full (12 KB: past the page the log ends in)
+
+# argv: the log format, the directory to fill
+CHILD = r"""
+import logging, os, sys
+from executor.cli import logsetup
+from executor.logs import log_event
+
+logsetup.configure(sys.argv[1], "INFO")
+log = logging.getLogger("probe")
+log_event(log, logging.INFO, "before")
+filler = os.path.join(sys.argv[2], "filler")
+with open(filler, "wb", buffering=0) as f:
+    try:
+        while True:
+            f.write(bytes(4096))
+    except OSError:
+        pass  # full: ENOSPC
+size = os.fstat(2).st_size
+for n in range(DURING):  # until a line does not land whole: the disk freed right after
+    log_event(log, logging.INFO, "during", n=n, pad="x" * 150)
+    size, grown = os.fstat(2).st_size, os.fstat(2).st_size - size
+    if grown < 150:
+        break
+print(n + 1)  # lines logged while it was full
+os.unlink(filler)
+for n in range(3):
+    log_event(log, logging.INFO, "after", n=n)
+""".replace("DURING", str(DURING))
+
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z]+ +\S+: \S+( .*)?$")
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_stokers_own_log_on_a_disk_that_fills_keeps_whole_lines_and_says_what_it_lost(
+        tmp_path, log_format, unbuffered):
+    with limits.tmpfs(tmp_path / "fs") as fs:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        env.update(PYTHONPATH=str(REPO), **({"PYTHONUNBUFFERED": "1"} if unbuffered else {}))
+        with open(fs / "executor.log", "ab") as stderr:
+            done = subprocess.run([sys.executable, "-c", CHILD, log_format, str(fs)], stderr=stderr,
+                                  stdout=subprocess.PIPE, env=env, timeout=20, cwd=REPO)
+        assert done.returncode == 0
+        lines = (fs / "executor.log").read_text(errors="replace").splitlines()
+    if log_format == "json":
+        records = [json.loads(line) for line in lines]  # raises on a torn or glued line
+        events = [(r["event"], r.get("n"), r.get("count")) for r in records]
+    else:
+        torn = [line[:120] for line in lines if line and not TEXT_LINE.match(line)
+                or " during " in line and not line.endswith(" pad=" + "x" * 150)]
+        assert not torn, torn
+        events = [(line.split()[4], line.split("n=")[1].split()[0] if " n=" in line else None,
+                   line.split("count=")[1].split()[0] if "count=" in line else None)
+                  for line in lines if line]
+    notes = [count for event, _, count in events if event == "log_lines_dropped"]
+    written = [n for event, n, _ in events if event == "during"]
+    assert len(notes) == 1, events
+    logged = int(done.stdout)
+    assert len(written) + int(notes[0]) >= logged, (written, notes)  # each line logged: written or counted
+    assert [str(n) for event, n, _ in events if event == "after"] == ["0", "1", "2"], events
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_stoker_runs_output_on_a_disk_that_fills_keeps_whole_lines_and_says_what_it_lost(tmp_path, unbuffered):
+    with limits.tmpfs(tmp_path / "fs") as fs:
+        path = fs / "out"
+        raw = io.FileIO(path, "a")  # as `python -u` makes stdout: the raw file, written through
+        stream = (io.TextIOWrapper(raw, write_through=True) if unbuffered
+                  else io.TextIOWrapper(io.BufferedWriter(raw), line_buffering=True))
+        spool = Spool()
+        out = Output(stream, spool)
+        out.write("before\n")
+        assert spool.drain(5)
+        filler = limits.fill(fs)
+        for n in range(DURING):  # until a line does not land whole
+            size = path.stat().st_size
+            out.write(f"during {n} " + "x" * 150 + "\n")
+            assert spool.drain(5)
+            if path.stat().st_size - size < 150:
+                break
+        filler.unlink()
+        for n in range(3):
+            out.write(f"after {n}\n")
+            assert spool.drain(5)
+        lines = path.read_text().splitlines()
+        stream.close()
+    whole = re.compile(r"^(before|during \d+ x{150}|after \d|\[stoker: up to \d+ lines lost: the disk was full\]|)$")
+    assert not [line[:120] for line in lines if not whole.match(line)], lines[-6:]
+    assert len([line for line in lines if line.startswith("[stoker: up to ")]) == 1, lines[-6:]
+    assert lines[-3:] == ["after 0", "after 1", "after 2"]

@@ -1,0 +1,61 @@
+"""A run's copied output (a rotating logger, or one to the file and the console: the log pump) on a sandbox whose disk fills while
+the run writes: the run never blocks on a full pipe (the pump drains and drops what it cannot
+write, and says so once), and once space frees, its output lands again."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from config.spec import LogDestination, LoggerSpec, LogMode
+from tests.support import limits
+from tests.support.supervision import Harness, MiB
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+WRITTEN = 4_000_000  # bytes the run writes on the full disk: 4 pipes' worth, twice the disk; 0.1 s to write
+
+
+@pytest.fixture
+def full_disk_harness(tmp_path, tracker):
+    with limits.tmpfs(tmp_path / "fs", size="2m") as fs:
+        h = Harness(fs / "sandbox", tracker)
+        try:
+            yield h, fs
+        finally:
+            h.sup.close()
+
+
+def _pump_lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(event)]
+
+
+@pytest.mark.parametrize("logger", [LoggerSpec(mode=LogMode.ROTATE, log_size_bytes=MiB, backups=2),
+                                    LoggerSpec(destination=LogDestination.BOTH)], ids=["rotate", "both"])
+def test_a_copied_log_on_a_full_disk_drains_its_run_and_resumes(full_disk_harness, tmp_path, caplog, logger):
+    caplog.set_level(logging.INFO, logger="executor.procs.logpump")
+    h, fs = full_disk_harness
+    go, wrote, again = (tmp_path / name for name in ("go", "wrote", "again"))
+    script = (f"echo before; until [ -e {go} ]; do sleep 0.01; done; head -c {WRITTEN} /dev/zero; "
+              f"touch {wrote}; until [ -e {again} ]; do sleep 0.01; done; echo after")
+    h.spawn("w", script, logger=logger)
+    wait_for(lambda: h.log("w").exists() and h.log("w").read_bytes() == b"before\n", 5)
+    filler = limits.fill(fs)
+    started = time.monotonic()
+    go.touch()
+    wait_for(wrote.exists, 10, message="the run blocked on its full pipe")
+    blocked = time.monotonic() - started
+    failed = _pump_lines(caplog, "log_write_failed")
+    filler.unlink()
+    again.touch()
+    wait_for(lambda: h.log("w").read_bytes().endswith(b"after\n"), 5, message="the log never resumed")
+    assert h.next_exit().status.exit_code == 0
+    recovered = _pump_lines(caplog, "log_write_recovered")
+    assert blocked < 5, f"the run waited {blocked:.1f} s for its pipe"
+    assert len(failed) == 1 and "No space left on device" in failed[0] and "process=w" in failed[0], failed
+    assert len(recovered) == 1, recovered
+    dropped = int(recovered[0].split("dropped_bytes=")[1].split()[0])
+    assert 0 < dropped <= WRITTEN, recovered
+    assert h.log("w").read_bytes().startswith(b"before\n")
