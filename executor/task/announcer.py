@@ -340,13 +340,19 @@ class ServerSetAnnouncer:
         return isinstance(exc, AuthFailedError) or self._auth_failed.is_set()
 
     def _orphan(self) -> str | None:
-        """A member this session created in a call whose answer was lost, if there is one."""
+        """A member this session created in a call whose answer was lost, if there is one.
+        Its session is read once the listing came: kazoo gives none while a connection is
+        down (`client_id`), and a look with none found no member of its own, then made a
+        second one or left with the first still listed (2 runs in 10 of a test, a loaded machine);
+        with none then, the look fails as the connection did, and is tried again."""
         assert self._zk is not None
-        session_id = self._zk.client_id[0] if self._zk.client_id else None
         try:
             children = self._zk.get_children(self._a.path)
         except NoNodeError:
             return None
+        if not (session := self._zk.client_id):
+            raise ConnectionLoss("the connection dropped as the members were listed")
+        session_id = session[0]
         for child in sorted(children):
             if child.startswith(MEMBER_PREFIX):
                 try:
