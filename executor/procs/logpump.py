@@ -218,7 +218,7 @@ class _Stream:
                 if self.dropped is None:
                     self.dropped = 0
                     log_event(logger, logging.ERROR, "log_write_failed", **stream_fields(self.label),
-                              file=self.file.path, error=f"{type(e).__name__}: {e}",
+                              file=self.file.path, error=sandboxfs.describe_os_error(e),
                               reason="dropping its output until it can be written again")
                 self.dropped += len(data)
             else:
