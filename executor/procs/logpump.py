@@ -22,7 +22,9 @@ raced into its place is refused, never waited on.
 Never raises into callers; a file that cannot be written (a full disk, no inode or
 descriptor for a rotation's new file) is reported once at ERROR and its data dropped, so the
 process never blocks on a full pipe; each later write tries again, and the first that works
-says at WARNING how many bytes were dropped. Console copies (`destination='both'`) go to
+says at WARNING how many bytes were dropped; a rotating file whose oldest backup holds
+something is rotated early instead, that backup's room taken for the newest output
+(`LogFile._make_room`). Console copies (`destination='both'`) go to
 the supervisor's own stdout/stderr through `executor/procs/consolecopy.py`, written by a
 thread of its own: a console that stops reading never stops the pump (nor, through it, the
 files of every run it copies).
@@ -79,6 +81,8 @@ class LogFile:
         self.dir_fd = -1
         self._held = b""  # a rotating file: the start of a character the next write ends
         self._blocked_said = False  # `log_backup_blocked` was logged
+        self._early = False  # rotated early for a full disk in this write (`_make_room`)
+        self._early_said = False  # `log_rotated_early` was logged
         # Raises OSError (UnsafePath for a FIFO, symlink...): the caller's SpawnError.
         self.fd = sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=dir_fd)
         try:
@@ -96,6 +100,7 @@ class LogFile:
             data = self._held + data
             whole = character_start(data, len(data))
             data, self._held = data[:whole], data[whole:]
+        self._early = False
         self._write(memoryview(data))
 
     def _write(self, view: memoryview) -> None:
@@ -114,6 +119,8 @@ class LogFile:
             except OSError as exc:
                 self.size = os.fstat(self.fd).st_size  # what a short write did add
                 if exc.errno == errno.EFBIG and self.max_bytes is not None and self._at_size_limit():
+                    continue
+                if exc.errno == errno.ENOSPC and self._make_room(exc):
                     continue
                 raise
             self.size += len(chunk)
@@ -134,6 +141,30 @@ class LogFile:
                   reason="the file size limit Stoker runs under (RLIMIT_FSIZE, `ulimit -f`) is below "
                          "the logger's log_size: its files are rotated at that limit")
         self.max_bytes = at
+        self._rotate()
+        return True
+
+    def _make_room(self, exc: OSError) -> bool:
+        """A full disk refused a write to a rotating file: rotate it now, below its size, when
+        its oldest backup is there for the rotation to drop (its room taken back: a set of
+        files larger than the disk never reached log_size again, so nothing was ever dropped
+        and every later line was lost); once a write. False: no rotation, none that would
+        free anything (no oldest backup, or an empty one)."""
+        if self.max_bytes is None or self._early or self.fd < 0:
+            return False
+        try:
+            oldest = os.stat(f"{self.name}.{self.backups}", dir_fd=self.dir_fd, follow_symlinks=False)
+        except OSError:
+            return False
+        if not stat.S_ISREG(oldest.st_mode) or oldest.st_size == 0:
+            return False
+        self._early = True
+        if not self._early_said:
+            self._early_said = True
+            log_event(logger, logging.WARNING, "log_rotated_early", file=self.path, bytes=self.size,
+                      log_size=self.max_bytes, error=sandboxfs.describe_os_error(exc),
+                      reason="the disk is full: rotated below its log_size, its oldest backup dropped "
+                             "for the newest output (said once)")
         self._rotate()
         return True
 

@@ -47,7 +47,7 @@ def test_a_copied_log_on_a_full_disk_drains_its_run_and_resumes(full_disk_harnes
     go.touch()
     wait_for(wrote.exists, 10, message="the run blocked on its full pipe")
     blocked = time.monotonic() - started
-    failed = _pump_lines(caplog, "log_write_failed")
+    failed = wait_for(lambda: _pump_lines(caplog, "log_write_failed"), 5)  # (the pump's, a moment after)
     filler.unlink()
     again.touch()
     wait_for(lambda: h.log("w").read_bytes().endswith(b"after\n"), 5, message="the log never resumed")
@@ -60,3 +60,32 @@ def test_a_copied_log_on_a_full_disk_drains_its_run_and_resumes(full_disk_harnes
     dropped = int(recovered[0].split("dropped_bytes=")[1].split()[0])
     assert 0 < dropped <= WRITTEN, recovered
     assert h.log("w").read_bytes().startswith(b"before\n")
+
+
+def test_a_rotating_log_bigger_than_its_disk_gives_up_its_oldest_backup_to_keep_the_newest(tmp_path, tracker,
+                                                                                           caplog):
+    """1 MiB files and a backup on a 1.5 MiB disk: the file being written could never reach
+    its log_size, so it was never rotated, no backup was ever dropped to make room, and
+    every later line (`after`) was lost until the run ended. Now a write the full disk
+    refuses rotates it early once, the oldest backup's room taken back."""
+    caplog.set_level(logging.INFO, logger="executor.procs.logpump")
+    with limits.tmpfs(tmp_path / "fs", size="1536k") as fs:
+        h = Harness(fs / "sandbox", tracker)
+        try:
+            h.spawn("w", "head -c 3000000 /dev/zero; echo after",
+                    logger=LoggerSpec(mode=LogMode.ROTATE, log_size_bytes=MiB, backups=1))
+            assert h.next_exit().status.exit_code == 0
+            wait_for(lambda: _ends_with(h.log("w"), b"after\n"), 5, message="the newest output was lost")
+            assert h.log("w").with_name("stdout.1").exists()
+            early = _pump_lines(caplog, "log_rotated_early")
+            assert len(early) == 1 and "No space left on device (ENOSPC)" in early[0], early  # said once
+        finally:
+            h.sup.close()
+
+
+def _ends_with(path, end: bytes) -> bool:
+    """(A rotation renames the file before it makes the next one.)"""
+    try:
+        return path.read_bytes().endswith(end)
+    except FileNotFoundError:
+        return False
