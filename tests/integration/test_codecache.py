@@ -113,9 +113,12 @@ def test_a_second_process_serves_every_class_from_the_file_and_they_behave_as_co
     assert first["behaviour"] == second["behaviour"] == plain["behaviour"]
     assert "unexpected keyword argument 'nonsense'" in second["behaviour"]["init_error"]
     # attrs' own step keeps every class's source in linecache; the cache's keeps none (where
-    # attrs has that step: 24.3; before, its `_make_method` keeps them all, served or not)
+    # attrs has that step: 24.3; before, its `_make_method` keeps those it makes, served or
+    # not, and a process with the cache has it make fewer: 333 entries against 372 without
+    # the cache, with attrs 23.1, as `make test-deps-oldest` runs)
     assert plain["linecache"] >= 80
-    assert first["linecache"] == second["linecache"] == (0 if ONE_SCRIPT else plain["linecache"])
+    assert first["linecache"] == second["linecache"]
+    assert first["linecache"] == 0 if ONE_SCRIPT else 0 < first["linecache"] <= plain["linecache"]
 
 
 def test_a_traceback_through_a_served_init_names_its_file_and_line(tmp_path):
