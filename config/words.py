@@ -39,14 +39,15 @@ _WIDE = ("W", "F")  # East Asian widths a terminal shows in two columns: wide, f
 _REPR_SURROGATE = r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])"  # (`quoted`'s: compiled at its first use)
 _SHELL_PLAIN = r"[A-Za-z0-9@%+=:,./_-]+"  # shlex.quote's safe characters, ASCII only
 # What a log line escapes besides `_CONTROL`: the line and paragraph separators (U+2028, U+2029: a line
-# end to `str.splitlines` and other readers) and every format character (Unicode 14's Cf:
+# end to `str.splitlines` and other readers) and every format character (Unicode 15.1's Cf, Python 3.13's:
 # the bidi embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks
 # U+200E/U+200F and U+061C, the zero-width U+200B-U+200D and U+2060, the soft hyphen, the
-# BOM, the tags): a terminal reorders the text around one, or shows nothing for it, so that
+# BOM, the tags, the Egyptian hieroglyph controls U+13430-U+1343F, of which 3.11's Unicode 14
+# has the first 9): a terminal reorders the text around one, or shows nothing for it, so that
 # a line quoting a name that holds one reads as another line.
 _FORMAT = ("\u2028\u2029\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
            "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
-           "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+           "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
 _LOGGED = _CONTROL[:-1] + _FORMAT + "]"
 FORMAT_CHARACTERS = _FORMAT  # a character class's body: for `--log-format json`'s escapes too
 # A shell word's escapes: `_LOGGED`'s too, so that a log line quoting a command leaves it as it is

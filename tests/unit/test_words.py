@@ -63,7 +63,9 @@ def test_loggable_writes_format_characters_and_line_separators_out_too(text, sho
 
 def test_loggable_escapes_every_format_character_unicode_names():
     """The class is written out (building it from unicodedata at each start would cost a
-    start its time): it must hold every Cf character of this Python's Unicode, and no other."""
+    start its time): it must hold every Cf character of this Python's Unicode, and no other
+    it has assigned (3.12's Unicode 15 added U+13439-U+1343F, which 3.11's leaves unassigned:
+    3.12 and 3.13 logged them as they were; `make test-pythons`)."""
     import sys
     import unicodedata
 
@@ -71,7 +73,7 @@ def test_loggable_escapes_every_format_character_unicode_names():
                            if unicodedata.category(chr(c)) == "Cf")
     assert all(loggable(c) != c for c in format_chars)
     others = "".join(chr(c) for c in range(0xA0, 0x30000)
-                     if unicodedata.category(chr(c)) not in ("Cf", "Cs", "Zl", "Zp", "Cc"))
+                     if unicodedata.category(chr(c)) not in ("Cf", "Cs", "Zl", "Zp", "Cc", "Cn"))
     assert loggable(others) == others
 
 
