@@ -37,7 +37,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable, MutableMapping
+
+TYPE_CHECKING = False  # (not `typing`'s: nothing loads before the secrets are hidden but what hides them)
+if TYPE_CHECKING:  # on 3.12+ collections.abc loads `collections` and 5 modules of its own
+    from collections.abc import Iterable, MutableMapping
 
 # config.settings.SECRET_VARIABLES (config loads attrs; tests/unit/test_hardening.py keeps the two equal)
 SECRET_VARIABLES = ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN",)

@@ -335,7 +335,7 @@ def test_the_agent_variables_reach_tasks_only_when_a_setting_asks(tmp_path):
 # attrs, the settings, the command's modules, which kept the token readable 2 to 5 times longer
 # when `executor.cli.main` hid it: docs/mesos.md §6) comes after, with the token gone.
 BEFORE_HIDING = {"executor", "executor.cli", "executor.cli.start", "executor.procs", "executor.procs.hardening",
-                 "ctypes", "_ctypes", "struct", "_struct", "ctypes._endian", "__future__", "collections.abc"}
+                 "ctypes", "_ctypes", "struct", "_struct", "ctypes._endian", "__future__"}
 
 
 def test_the_executor_hides_the_token_before_it_loads_anything_else(tmp_path):
