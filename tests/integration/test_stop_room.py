@@ -234,7 +234,10 @@ def test_the_room_let_go_from_two_threads_at_once_is_unmapped_once(line):
 
 
 _FORK_WHILE_HELD = """
-import os, signal, sys, threading
+import os, signal, sys, threading, warnings
+
+# (3.12+ warns of this very fork, made here in __main__: what the test is about)
+warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
 
 from executor.procs import earlyfork
 
