@@ -63,7 +63,8 @@ _NOT_RENAMED = (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST)
 
 class LogFile:
     """An append-only log file `name` in the directory `dir_fd` (the caller keeps its fd;
-    `path` names the file in messages), rotated at `max_bytes` when it is given.
+    `path` names the file in messages, `label` its stream: "task=web.0 process=web run=0
+    stream=stdout"), rotated at `max_bytes` when it is given.
 
     A rotating file is never cut inside a UTF-8 character (a character cut by a rotation
     showed as U+FFFD on both sides in `stoker tail` and the observer): a write that fills
@@ -73,8 +74,9 @@ class LogFile:
     `max_bytes`; output that is not UTF-8 is cut at the size, as before."""
 
     def __init__(self, dir_fd: int, name: str, path: Path, max_bytes: int | None = None,
-                 backups: int = 0) -> None:
+                 backups: int = 0, label: str = "") -> None:
         self.path = path
+        self.fields = stream_fields(label)  # every line of its own names the task, process and run
         self.name = name
         self.max_bytes = max_bytes if max_bytes and max_bytes > 0 else None
         self.backups = max(1, backups)
@@ -136,7 +138,7 @@ class LogFile:
         at = self.size if limit == resource.RLIM_INFINITY else min(self.size, limit)
         if at < MIN_LIMIT_ROTATE_BYTES:
             return False
-        log_event(logger, logging.WARNING, "log_rotated_at_size_limit", file=self.path,
+        log_event(logger, logging.WARNING, "log_rotated_at_size_limit", **self.fields, file=self.path,
                   bytes=at, log_size=self.max_bytes,
                   reason="the file size limit Stoker runs under (RLIMIT_FSIZE, `ulimit -f`) is below "
                          "the logger's log_size: its files are rotated at that limit")
@@ -161,8 +163,8 @@ class LogFile:
         self._early = True
         if not self._early_said:
             self._early_said = True
-            log_event(logger, logging.WARNING, "log_rotated_early", file=self.path, bytes=self.size,
-                      log_size=self.max_bytes, error=sandboxfs.describe_os_error(exc),
+            log_event(logger, logging.WARNING, "log_rotated_early", **self.fields, file=self.path,
+                      bytes=self.size, log_size=self.max_bytes, error=sandboxfs.describe_os_error(exc),
                       reason="the disk is full: rotated below its log_size, its oldest backup dropped "
                              "for the newest output (said once)")
         self._rotate()
@@ -198,8 +200,8 @@ class LogFile:
                 os.unlink(name, dir_fd=self.dir_fd)
             if not self._blocked_said:
                 self._blocked_said = True
-                log_event(logger, logging.WARNING, "log_backup_blocked", file=self.path, backup=to,
-                          error=f"{type(exc).__name__}: {exc.strerror}",
+                log_event(logger, logging.WARNING, "log_backup_blocked", **self.fields, file=self.path,
+                          backup=to, error=f"{type(exc).__name__}: {exc.strerror}",
                           reason=f"the task put what a log file cannot be renamed over or out of at "
                                  f"{name} or {to}: it is left, a log file that cannot take its place "
                                  "dropped, and rotation goes on")

@@ -348,7 +348,8 @@ def _pump(stdio: RunStdio, directory: LogDir, spec: LoggerSpec, label: str) -> N
     for name, console in (("stdout", 1), ("stderr", 2)):
         path = directory.path / name
         try:
-            file = LogFile(directory.fd, name, path, spec.log_size_bytes if rotate else None, spec.backups)
+            file = LogFile(directory.fd, name, path, spec.log_size_bytes if rotate else None, spec.backups,
+                           f"{label} stream={name}")
         except OSError as e:
             raise SpawnError(f"cannot open the log file {path}: {describe_os_error(e)}") from None
         try:

@@ -79,6 +79,7 @@ def test_a_rotating_log_bigger_than_its_disk_gives_up_its_oldest_backup_to_keep_
             assert h.log("w").with_name("stdout.1").exists()
             early = _pump_lines(caplog, "log_rotated_early")
             assert len(early) == 1 and "No space left on device (ENOSPC)" in early[0], early  # said once
+            assert "task=test.0 process=w run=0 stream=stdout" in early[0], early  # whose file it is
         finally:
             h.sup.close()
 
