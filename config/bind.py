@@ -29,7 +29,7 @@ from config.loader import check_job
 from config.order import order_graph, slot_trap
 from config.portmap import port_names
 from config.schema import HealthCheckConfig, HttpHealthChecker, Job, MesosContext, ThermosContext
-from config.templates import PORT_NAME, expand, flatten, holds_templates, raw
+from config.templates import expand, flatten, holds_templates, is_port_name, raw
 from config.typed_tree import from_tree
 from config.words import quoted
 
@@ -97,7 +97,7 @@ def _runtime_values(needed: list[str], ports: dict[str, int], **values: Any) -> 
     looked up as fast as a scope's other names); the contexts still answer anything else
     (the same values)."""
     found = {Ref.from_address(f"thermos.ports[{name}]"): ports[name] for name in needed
-             if name in ports and PORT_NAME.fullmatch(name)}  # (no reference names another: checked once bound)
+             if name in ports and is_port_name(name)}  # (no reference names another: checked once bound)
     found.update({Ref.from_address(f"thermos.{name}"): values[name] for name in ("task_id", "user")})
     found.update({Ref.from_address(f"mesos.{name}"): values[name] for name in ("instance", "hostname")})
     return found

@@ -39,7 +39,7 @@ from config.spec import (
     shell_check_problems,
     submission_problems,
 )
-from config.templates import PORT_NAME, cycle_problems, expand_field, flatten, load_time_unbound
+from config.templates import cycle_problems, expand_field, flatten, is_port_name, load_time_unbound
 from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import (
     lone_surrogate,
@@ -425,7 +425,7 @@ def _check_lifecycle(http: dict | None, *, bound: bool) -> list[str]:
     if http:
         p = "job.lifecycle.http"
         port = http.get("port")  # a port's name; one holding a template is judged bound
-        if isinstance(port, str) and (bound or "{{" not in port) and not PORT_NAME.fullmatch(port):
+        if isinstance(port, str) and (bound or "{{" not in port) and not is_port_name(port):
             problems.append(f"{p}.port = {show(port)} is not a port name: a name {{{{thermos.ports[NAME]}}}} "
                             "can hold is letters, digits, '_', '-', '.' and '/'")
         _seconds(problems, f"{p}.graceful_shutdown_wait_secs", http.get("graceful_shutdown_wait_secs"))
