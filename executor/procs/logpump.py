@@ -83,7 +83,6 @@ class LogFile:
         self.dir_fd = -1
         self._held = b""  # a rotating file: the start of a character the next write ends
         self._blocked_said = False  # `log_backup_blocked` was logged
-        self._early = False  # rotated early for a full disk in this write (`_make_room`)
         self._early_said = False  # `log_rotated_early` was logged
         # Raises OSError (UnsafePath for a FIFO, symlink...): the caller's SpawnError.
         self.fd = sandboxfs.open_regular(name, LOG_FLAGS, dir_fd=dir_fd)
@@ -102,7 +101,6 @@ class LogFile:
             data = self._held + data
             whole = character_start(data, len(data))
             data, self._held = data[:whole], data[whole:]
-        self._early = False
         self._write(memoryview(data))
 
     def _write(self, view: memoryview) -> None:
@@ -150,9 +148,11 @@ class LogFile:
         """A full disk refused a write to a rotating file: rotate it now, below its size, when
         its oldest backup is there for the rotation to drop (its room taken back: a set of
         files larger than the disk never reached log_size again, so nothing was ever dropped
-        and every later line was lost); once a write. False: no rotation, none that would
-        free anything (no oldest backup, or an empty one)."""
-        if self.max_bytes is None or self._early or self.fd < 0:
+        and every later line was lost). Again as often as the disk fills: each drops a backup
+        that holds something, so a disk another writer keeps full ends it once every backup
+        is empty. False: no rotation, none that would free anything (no oldest backup, or
+        an empty one)."""
+        if self.max_bytes is None or self.fd < 0:
             return False
         try:
             oldest = os.stat(f"{self.name}.{self.backups}", dir_fd=self.dir_fd, follow_symlinks=False)
@@ -160,7 +160,6 @@ class LogFile:
             return False
         if not stat.S_ISREG(oldest.st_mode) or oldest.st_size == 0:
             return False
-        self._early = True
         if not self._early_said:
             self._early_said = True
             log_event(logger, logging.WARNING, "log_rotated_early", **self.fields, file=self.path,
