@@ -68,6 +68,21 @@ def stop_signals_default() -> Iterator[None]:
 CONSOLE_ENTRY = ("-c", "import sys; from executor.cli.start import run; sys.exit(run())")
 
 
+_claimed: set[Path] = set()  # the output files of this test run's StokerProcesses
+
+
+def _output_paths(workdir: Path) -> tuple[Path, Path]:
+    """`stoker.stdout` and `stoker.stderr` in `workdir`, or for a second process there
+    (`stoker kill` beside the `stoker run` it stops) `stoker-2.stdout`, ...: opening the
+    first one's files again truncated what it had written."""
+    number = 1
+    while (stdout := workdir / ("stoker.stdout" if number == 1 else f"stoker-{number}.stdout")) in _claimed:
+        number += 1
+    stderr = stdout.with_suffix(".stderr")
+    _claimed.update((stdout, stderr))
+    return stdout, stderr
+
+
 class StokerProcess:
     def __init__(self, args: list[str], workdir: Path, env: dict[str, str] | None = None,
                  pass_fds: tuple[int, ...] = (), launcher: tuple[str, ...] = (),
@@ -75,8 +90,7 @@ class StokerProcess:
         """`launcher`: a command prefix that execs the rest (a seccomp filter's, tests/support/seccomp.py);
         `entry`: what Python runs (`CONSOLE_ENTRY`: what the installed `stoker` script runs)."""
         self.workdir = Path(workdir)
-        self.stdout_path = self.workdir / "stoker.stdout"
-        self.stderr_path = self.workdir / "stoker.stderr"
+        self.stdout_path, self.stderr_path = _output_paths(self.workdir)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}
         full_env["PYTHONPATH"] = str(REPO)
         full_env.update(env or {})
