@@ -15,10 +15,12 @@ console write their lines for it then.
 
 The other facts of the streams every layer writes its lines to: `lost_for_now`, whether a
 write that failed lost its text for now (a full disk, a file's I/O error: a later write may
-work) or for good (the reader is gone); `to_devnull`, a stream whose reader is gone pointed
-at /dev/null, so that the interpreter's last flush is quiet; `whole_writes`, a stream that
-writes a regular file unbuffered (`python -u`) given a buffered layer, so that a write a full
-disk cut short raises (and is counted) instead of losing its rest unsaid.
+work) or for good (the reader is gone); `buffered`, what tells whether the stream's buffer
+kept a write that failed (it lands with the next flush) or refused it; `to_devnull`, a
+stream whose reader is gone pointed at /dev/null, so that the interpreter's last flush is
+quiet; `whole_writes`, a stream that writes a regular file unbuffered (`python -u`) given a
+buffered layer, so that a write a full disk cut short raises (and is counted) instead of
+losing its rest unsaid.
 
 `terminal_writer`: a thread that writes to the terminal (`executor.logs`' spool's; the log
 pump's console copier) blocks SIGTTOU first; `terminal_write`, a line written once (a
@@ -130,6 +132,22 @@ def whole_writes(stream: Any) -> Any:
         return stream
     return io.TextIOWrapper(io.BufferedWriter(io.FileIO(fd, "w", closefd=False)), encoding=stream.encoding,
                             errors=stream.errors, line_buffering=True)
+
+
+def buffered(stream: object) -> tuple[int, int] | None:
+    """Where a buffered file stream's next byte goes (what its file took and what its buffer
+    holds), and how many bytes its buffer holds that the file has not taken; None where it
+    cannot be told (no buffered file under it). A write a full disk refused that still moved
+    the first was kept: the buffer writes it with its next flush, once there is room (until
+    it is full, `io.DEFAULT_BUFFER_SIZE`, 8 KiB: a line that does not fit is refused whole)."""
+    buffer = getattr(stream, "buffer", stream)
+    if not isinstance(buffer, io.BufferedWriter):
+        return None
+    try:
+        at = buffer.tell()
+        return at, at - buffer.raw.tell()
+    except (OSError, ValueError):
+        return None
 
 
 def to_devnull(stream: object) -> None:

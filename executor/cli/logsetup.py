@@ -40,7 +40,15 @@ from types import TracebackType
 from typing import Any
 
 import executor
-from config.logline import event_line, lost_for_now, terminal_write, to_devnull, to_journal, whole_writes
+from config.logline import (
+    buffered,
+    event_line,
+    lost_for_now,
+    terminal_write,
+    to_devnull,
+    to_journal,
+    whole_writes,
+)
 from config.words import FORMAT_CHARACTERS, loggable
 from executor.logs import Spool, above_screen_line, drain_spool, log_event, spool
 
@@ -149,7 +157,9 @@ class QuietHandler(logging.StreamHandler):
     """A StreamHandler that drops the `log_event` events named in `drop_events`, and stops
     writing for good, without a traceback, once a write to its stream fails; except when a
     later one may work (`lost_for_now`: a full disk, an I/O error of a file): that line is
-    lost, and the next one written says first how many were, and why (`log_lines_dropped`)."""
+    kept by the stream's buffer, and written with the next flush that finds room, or, once
+    the buffer is full, lost; the next line written says first how many were lost, and why
+    (`log_lines_dropped`)."""
 
     def __init__(self, stream: Any, drop_events: Iterable[str] = (), spooled: Spool | None = None) -> None:
         super().__init__(stream)
@@ -158,6 +168,7 @@ class QuietHandler(logging.StreamHandler):
         self.gone = False
         self.dropped = 0  # lines lost to a full disk (or a file's I/O error) since the last one written
         self._dropped_why = "the disk was full"
+        self._kept_to: int | None = None  # while the buffer keeps refused lines: where the last one ended
 
     def handle(self, record: logging.LogRecord) -> bool:
         if self.gone or getattr(record, "stoker_event", None) in self._drop:
@@ -171,6 +182,8 @@ class QuietHandler(logging.StreamHandler):
             if self.dropped:
                 self._say_dropped()
             super().emit(record)
+            if self._kept_to is not None and (state := buffered(self.stream)) is not None and not state[1]:
+                self._kept_to = None  # the kept lines are written
             return
         try:
             text = self.format(record) + self.terminator
@@ -197,11 +210,24 @@ class QuietHandler(logging.StreamHandler):
         exc = sys.exc_info()[1]
         if not isinstance(exc, OSError):
             super().handleError(record)
-        elif why := lost_for_now(self.stream, exc):  # this line is lost, a later one may fit
+        elif why := lost_for_now(self.stream, exc):  # a later write may fit
+            if self._kept(buffered(self.stream)):
+                return
             self._dropped_why = why if not self.dropped else self._dropped_why  # why it began
             self.dropped += 1
         else:
             self._go_quiet()
+
+    def _kept(self, state: tuple[int, int] | None) -> bool:
+        """Whether the stream's buffer kept the line whose write just failed (`buffered`'s
+        `state`): it holds bytes the file has not taken, and the line moved its position
+        (the first refused line: any held; from the second on, the one the last one ended at)."""
+        if state is None or not state[1]:
+            self._kept_to = None
+            return False
+        kept = self._kept_to is None or state[0] > self._kept_to
+        self._kept_to = state[0]
+        return kept
 
     def _say_dropped(self) -> None:
         """Before the next line, once the stream takes what its buffer kept: how many were
