@@ -73,7 +73,8 @@ def pin_lost(sandbox: Path, entry: RegistryEntry, held_now: Callable[[], str]) -
     """The sandbox whose `.stoker` is not the one its registry entry pins, said as such,
     rather than as a task that has recorded nothing yet; None when it is the one. Its
     supervisor gone, the task is GONE (`gone`: `held_now()`, the task id the sandbox's
-    checkpoint holds now, "" for none read)."""
+    checkpoint holds now, "" for none read); its supervisor alive and the whole sandbox gone,
+    None too: that is what is said of it."""
     try:
         fd = open_stoker_dir(sandbox)
     except FileNotFoundError:
@@ -88,6 +89,8 @@ def pin_lost(sandbox: Path, entry: RegistryEntry, held_now: Callable[[], str]) -
             os.close(fd)
         now = "another directory has its name"
     pid, alive = entry.supervisor_pid, _entry_alive(entry)
+    if alive and now == "there is none" and not os.path.isdir(sandbox):
+        return None  # the sandbox itself is gone (`inspection._view` says so), not its `.stoker` alone
     if not alive and not now.startswith("it cannot"):
         return gone(entry, "removed" if now == "there is none" else _now_whose(held_now(), entry))
     goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "

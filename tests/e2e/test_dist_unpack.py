@@ -4,12 +4,14 @@ directory and environment), with an audit hook standing in for that user's proce
 from __future__ import annotations
 
 import os
+import re
 import shutil
 
 import pytest
 
 from tests.e2e.test_dist import app, dist, work  # noqa: F401  (its fixtures: the one built zipapp)
 from tests.support.distapp import run_app
+from tests.support.stoker_proc import REPO
 from tests.support.users import open_sandbox, throwaway_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -83,7 +85,6 @@ def test_a_refused_home_given_with_a_trailing_slash_is_named_once(app):  # noqa:
 
 
 
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="a level of another user's needs root")
 def test_a_home_level_another_user_made_after_the_check_is_refused_before_its_code_runs(app):  # noqa: F811
     """Was: the check found HOME missing (to be made by this user) and the code shiv then
@@ -103,3 +104,25 @@ def test_a_home_level_another_user_made_after_the_check_is_refused_before_its_co
     assert (done.returncode, done.stdout) == (2, ""), done.stderr
     assert done.stderr == ("stoker: error: stoker.pyz will not run code unpacked where another user could change "
                            f"it ({sticky / 'home'}); set SHIV_ROOT to a directory of this user's\n")
+
+
+def _readme_mb(pattern: str) -> float:
+    found = re.search(pattern, (REPO / "README.md").read_text())
+    assert found, pattern
+    return float(found.group(1))
+
+
+def test_the_readme_says_the_zipapps_size_and_its_unpacked_size_as_built(app):  # noqa: F811
+    """README, "Running on Mesos": `dist/stoker.pyz (N MB)` and `it unpacks itself (about
+    N MB, ...)`, within a fifth of the build's (it said 2.4 and 6 MB of a 3.4 MB zipapp
+    that unpacks 8.7 MB)."""
+    built = (app["dist"] / "stoker.pyz").stat().st_size / 1e6
+    shiv = app["work"] / "shiv-sized"
+    done = run_app(app, [app["python"], "stoker.pyz", "--version"], env={**app["env"], "SHIV_ROOT": str(shiv)})
+    assert done.returncode == 0, done.stderr
+    unpacked = sum(p.lstat().st_size for p in shiv.rglob("*") if p.is_file()) / 1e6
+    shutil.rmtree(shiv, ignore_errors=True)
+    said, said_unpacked = (_readme_mb(r"`dist/stoker\.pyz` \(([\d.]+) MB\)"),
+                           _readme_mb(r"it unpacks itself \(about ([\d.]+) MB"))
+    assert abs(said - built) <= built / 5, (said, built)
+    assert abs(said_unpacked - unpacked) <= unpacked / 5, (said_unpacked, unpacked)

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,19 +143,25 @@ def test_a_registry_that_cannot_be_read_is_an_error_never_an_empty_list(tmp_path
                           f"looked up: cannot read the registry {root}: ")
 
 
-def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(tmp_path, capsys):
+@pytest.mark.parametrize("pinned", [False, True], ids=["no pin", "its .stoker pinned"])
+def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(tmp_path, capsys, pinned):
     """`rm -rf` of a running task's sandbox (a /tmp cleaner, a careless operator): `stoker
     kill ID` said "/sb is not a task sandbox: .stoker: No such file or directory" (exit 1),
     `status ID` "no checkpoint ... (is this a task sandbox?)", and `ps` showed the task NEW
     with 0/0 processes and no word why. Now each says the sandbox is gone and, while the
-    supervisor runs, its pid and how to stop it (its control socket went with the sandbox)."""
+    supervisor runs, its pid and how to stop it (its control socket went with the sandbox).
+    With the `.stoker` a supervisor pins in its entry, `ps` said that `.stoker` was renamed
+    or removed and to rename it back (README: the line says the sandbox was deleted)."""
     root = tmp_path / "root"
     sandbox = tmp_path / "deleted"
+    (sandbox / ".stoker").mkdir(parents=True)
+    pin = f"{os.stat(sandbox / '.stoker').st_dev}:{os.stat(sandbox / '.stoker').st_ino}" if pinned else ""
+    shutil.rmtree(sandbox)
     me = own_identity()
     Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0)).write(
         RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
                       supervisor_boot=me.boot_id, front_end=FrontEnd.RUN,
-                      registered_wall=time.time(), task_id="web-0-1"))
+                      registered_wall=time.time(), task_id="web-0-1", stoker_dir=pin))
     gone = (f"task 'web-0-1': its sandbox '{sandbox}' no longer exists; its supervisor (pid {me.pid}) "
             f"still runs, but without its sandbox it cannot be reached: `kill {me.pid}` (SIGTERM) "
             f"stops it gracefully")
