@@ -101,8 +101,11 @@ class Output:
                   "which then says how many; the task goes on" + (f" ({self.note})" if self.note else ""))
 
     def _lose(self, exc: BaseException) -> None:
+        from executor.procs.sandboxfs import describe_os_error  # (loaded: the sandbox's)
+
         self.gone = True
-        log_event(logger, logging.WARNING, "stdout_gone", error=f"{type(exc).__name__}: {exc}",
+        error = describe_os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        log_event(logger, logging.WARNING, "stdout_gone", error=error,
                   reason="stdout is gone: state changes are no longer printed; the task goes on"
                   + (f" ({self.note})" if self.note else ""))
         to_devnull(self._stream)

@@ -277,7 +277,7 @@ def create(name: str, setting: str,
     how to kill it once made, or ("", "") when it was not made (not ours: never killed)."""
     global _holder
     if setting == SETTING_OFF:
-        return NoCgroup("cgroups are off (STOKER_CGROUPS=off)")
+        return NoCgroup("cgroups are off (--cgroups off or STOKER_CGROUPS=off)")
     with _holder_lock:
         if _holder is not None:
             return NoCgroup(f"this process already keeps another task in {_holder} "

@@ -166,7 +166,7 @@ def test_without_cgroups_the_fallback_is_named_and_runs_still_start(tmp_path, tr
     try:
         assert h.sup.cgroup is None
         assert h.sup.containment.startswith("process groups, task markers and the subreaper "
-                                            "(no cgroup: cgroups are off")
+                                            "(no cgroup: cgroups are off (--cgroups off or STOKER_CGROUPS=off))")
         h.spawn("web", "exit 0")
         assert h.next_exit().status.exit_code == 0
     finally:
