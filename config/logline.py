@@ -15,8 +15,8 @@ console write their lines for it then.
 
 The other facts of the streams every layer writes its lines to: `lost_for_now`, whether a
 write that failed lost its text for now (a full disk, a file's I/O error: a later write may
-work) or for good (the reader is gone); `buffered`, what tells whether the stream's buffer
-kept a write that failed (it lands with the next flush) or refused it; `to_devnull`, a
+work) or for good (the reader is gone); `buffered` and `KeptWrites`, whether the stream's
+buffer kept a write that failed (it lands with the next flush) or refused it; `to_devnull`, a
 stream whose reader is gone pointed at /dev/null, so that the interpreter's last flush is
 quiet; `whole_writes`, a stream that writes a regular file unbuffered (`python -u`) given a
 buffered layer, so that a write a full disk cut short raises (and is counted) instead of
@@ -148,6 +148,32 @@ def buffered(stream: object) -> tuple[int, int] | None:
         return at, at - buffer.raw.tell()
     except (OSError, ValueError):
         return None
+
+
+class KeptWrites:
+    """Which of the writes a full disk refused a stream's buffer kept (they land with its next
+    flush that finds room) and which it refused whole (lost), by `buffered`: kept when it
+    holds bytes the file has not taken and the write moved its position (the first refused
+    one: any held; from the second on, past where the last one ended)."""
+
+    def __init__(self) -> None:
+        self._kept_to: int | None = None  # while the buffer keeps refused writes: where the last one ended
+
+    def refused(self, stream: object) -> bool:
+        """After a write to `stream` failed: whether its buffer kept it."""
+        state = buffered(stream)
+        if state is None or not state[1]:
+            self._kept_to = None
+            return False
+        kept = self._kept_to is None or state[0] > self._kept_to
+        self._kept_to = state[0]
+        return kept
+
+    def written(self, stream: object) -> None:
+        """After a write to `stream` that did not fail: once its buffer holds nothing, what it
+        kept is written."""
+        if self._kept_to is not None and (state := buffered(stream)) is not None and not state[1]:
+            self._kept_to = None
 
 
 def to_devnull(stream: object) -> None:

@@ -39,8 +39,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
+from config.logline import KeptWrites, lost_for_now, terminal_writer
 from config.logline import log_event as log_event  # every layer's, re-exported
-from config.logline import lost_for_now, terminal_writer
 
 if TYPE_CHECKING:  # for the type checker only: no class every process holds
     from typing import Protocol
@@ -311,8 +311,10 @@ class Spool:
     """Writes text to its streams in the order put, on one daemon thread; `put` never
     blocks. A write that fails calls the `on_error` given with it, on that thread; but where
     a later write may work (`lost_for_now`: a full disk, a file's I/O error) the line is
-    lost and counted, and the next line put is preceded by a note saying how many and why;
-    the `on_lost` given with the line that began such a loss is told why, on that thread."""
+    kept by the stream's buffer, written with its next flush that finds room, or, once the
+    buffer is full, lost and counted, and the next line put is preceded by a note saying how
+    many and why; the `on_lost` given with the line that began such a loss is told why, on
+    that thread."""
 
     def __init__(self, limit: int = SPOOL_LIMIT) -> None:
         self._limit = limit
@@ -321,6 +323,7 @@ class Spool:
         self._queued = 0
         self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
         self._lost: dict[int, tuple[int, str]] = {}  # id(stream) → lines lost, why (`lost_for_now`)
+        self._kept: dict[int, KeptWrites] = {}  # id(stream) → which refused writes its buffer kept
         self._busy = False
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None  # started by the first `put`: a process
@@ -352,7 +355,7 @@ class Spool:
                 said = note(f"{dropped} lines not shown: their reader was not reading")
                 self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error, 0, None))
             if lost := self._lost.pop(id(stream), None):  # on a line of its own: one may be torn
-                said = note(f"up to {lost[0]} lines lost: {lost[1]}")
+                said = note(f"{lost[0]} lines lost: {lost[1]}")
                 self._items.append((stream, said if whole else "\n" + said, on_error, lost[0], None))
             self._items.append((stream, text, on_error, 0, on_lost))
             self._queued += len(text)
@@ -395,11 +398,15 @@ class Spool:
                 stream.flush()
             stream.write(text)
             stream.flush()
+            if writes := self._kept.get(id(stream)):
+                writes.written(stream)
         except Exception as exc:
             if why := lost_for_now(stream, exc):  # a later line may fit
+                kept = self._kept.setdefault(id(stream), KeptWrites()).refused(stream)  # lands later
                 with self._cond:
                     count, why = self._lost.get(id(stream), (0, why))  # why it began
-                    self._lost[id(stream)] = (count + (lost or max(1, text.count("\n"))), why)
+                    if not kept:
+                        self._lost[id(stream)] = (count + (lost or max(1, text.count("\n"))), why)
                 if not count and on_lost is not None:
                     on_lost(why)
             else:  # a closed pipe, a hung-up terminal: the writer says

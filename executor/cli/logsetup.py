@@ -41,7 +41,7 @@ from typing import Any
 
 import executor
 from config.logline import (
-    buffered,
+    KeptWrites,
     event_line,
     lost_for_now,
     terminal_write,
@@ -168,7 +168,7 @@ class QuietHandler(logging.StreamHandler):
         self.gone = False
         self.dropped = 0  # lines lost to a full disk (or a file's I/O error) since the last one written
         self._dropped_why = "the disk was full"
-        self._kept_to: int | None = None  # while the buffer keeps refused lines: where the last one ended
+        self._kept = KeptWrites()
 
     def handle(self, record: logging.LogRecord) -> bool:
         if self.gone or getattr(record, "stoker_event", None) in self._drop:
@@ -182,8 +182,7 @@ class QuietHandler(logging.StreamHandler):
             if self.dropped:
                 self._say_dropped()
             super().emit(record)
-            if self._kept_to is not None and (state := buffered(self.stream)) is not None and not state[1]:
-                self._kept_to = None  # the kept lines are written
+            self._kept.written(self.stream)
             return
         try:
             text = self.format(record) + self.terminator
@@ -211,23 +210,12 @@ class QuietHandler(logging.StreamHandler):
         if not isinstance(exc, OSError):
             super().handleError(record)
         elif why := lost_for_now(self.stream, exc):  # a later write may fit
-            if self._kept(buffered(self.stream)):
+            if self._kept.refused(self.stream):  # it lands with the next flush that finds room
                 return
             self._dropped_why = why if not self.dropped else self._dropped_why  # why it began
             self.dropped += 1
         else:
             self._go_quiet()
-
-    def _kept(self, state: tuple[int, int] | None) -> bool:
-        """Whether the stream's buffer kept the line whose write just failed (`buffered`'s
-        `state`): it holds bytes the file has not taken, and the line moved its position
-        (the first refused line: any held; from the second on, the one the last one ended at)."""
-        if state is None or not state[1]:
-            self._kept_to = None
-            return False
-        kept = self._kept_to is None or state[0] > self._kept_to
-        self._kept_to = state[0]
-        return kept
 
     def _say_dropped(self) -> None:
         """Before the next line, once the stream takes what its buffer kept: how many were
