@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.logline import to_devnull, to_journal, whole_writes
+from config.logline import describe_os_error, to_devnull, to_journal, whole_writes
 from config.words import columns, loggable, pad, printable, shell_path, shell_word
 from executor.events import (
     HealthTransition,
@@ -101,8 +101,6 @@ class Output:
                   "are lost, until a write works, which then says how many were lost; the task goes on" + (f" ({self.note})" if self.note else ""))
 
     def _lose(self, exc: BaseException) -> None:
-        from executor.procs.sandboxfs import describe_os_error  # (loaded: the sandbox's)
-
         self.gone = True
         error = describe_os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
         log_event(logger, logging.WARNING, "stdout_gone", error=error,

@@ -37,6 +37,8 @@ import errno
 import os
 import stat
 
+from config.logline import describe_os_error as describe_os_error  # (its callers' name for it)
+
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # a run's log file; open_regular adds the safety flags
 # The mark of a run readied ahead and not started (`executor/procs/runlogs.py`): its stdout is
 # made with the sticky bit, which Linux ignores on a file, and its spawn clears it before the
@@ -67,16 +69,6 @@ def check_pinned(fd: int, pinned: str, what: str) -> None:
     if pinned and dir_id(fd) != pinned:
         raise UnsafePath(f"{what} is not the directory its supervisor made (the task may have put "
                          f"another in its place); nothing in it is trusted")
-
-
-def describe_os_error(e: OSError) -> str:
-    """'No such file or directory (ENOENT)': an errno put into words (UnsafePath: its message;
-    one Stoker raised with words of its own, `/dev/null is a character device, not a directory
-    (ENOTDIR)`, those)."""
-    if e.errno is None:
-        return str(e)
-    name = errno.errorcode.get(e.errno, str(e.errno))
-    return f"{e.strerror or os.strerror(e.errno)} ({name})"
 
 
 def kind_of(mode: int) -> str:
