@@ -185,40 +185,11 @@ def _dropped_or_not(unraisable: sys.UnraisableHookArgs) -> None:
     one plain line, not Python's "Exception ignored" and a traceback: an ordinary SIGTERM."""
     signum = note_dropped(unraisable.exc_value)
     if signum:
-        from executor.host.signals import signal_name  # only for a stop dropped so
+        from executor.host.signals import say_dropped_while_loading  # only for a stop dropped so
 
-        what = "came as a finalizer ran, which cannot raise it: acted on once Stoker has loaded"
-        if _json_asked():  # the `stop_deferred` event the log writes once it is set up
-            import json
-            import time
-
-            sys.stderr.write(json.dumps({"ts": round(time.time(), 6), "level": "INFO", "logger": __name__,
-                                         "event": "stop_deferred", "signal": signal_name(signum),
-                                         "reason": f"it {what}"}) + "\n")
-        else:
-            sys.stderr.write(f"stoker: {signal_name(signum)} {what}\n")
+        say_dropped_while_loading(signum, __name__)
         return
     _unraisable(unraisable)
-
-
-def _json_asked() -> bool:
-    """Whether the command line (its last `--log-format`, as the parser takes it), else
-    STOKER_LOG_FORMAT, asks for `--log-format json`: read before logging is set up, for a
-    stderr that must hold nothing but JSON objects (was: a plain line in it). As argparse,
-    an abbreviation counts (`--log-form json`, `--log-f=json`: `--log-` is `--log-level`'s too)."""
-    asked = os.environ.get("STOKER_LOG_FORMAT", "text")
-    args = sys.argv[1:]
-    for at, arg in enumerate(args):
-        if arg == "--":
-            break
-        flag, equals, value = arg.partition("=")
-        if not (len(flag) >= len("--log-f") and "--log-format".startswith(flag)):
-            continue
-        if equals:
-            asked = value
-        elif at + 1 < len(args):
-            asked = args[at + 1]
-    return asked == "json"
 
 
 def hook_outside(hook: Callable[[sys.UnraisableHookArgs], object]) -> Callable[[sys.UnraisableHookArgs], object]:

@@ -10,7 +10,7 @@ and the `TASK_ID` lookups read them.
   says so (once per process) and the task runs anyway. An entry is written to a temporary
   file (owner-only, 0600) and renamed over, so a reader sees the old entry or the new one.
 - Reading trusts nothing: only regular files with an entry's name, opened without following
-  a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `MAX_ENTRIES` in all; a root
+  a symlink or blocking, at most `MAX_ENTRY_BYTES` each and `registrylookup.MAX_ENTRIES` in all; a root
   that is not this user's, or that others may write, or on a path another user could
   redirect (`replacefile.untrusted_level`), is not read (nor written). `read`
   says so (`RegistryUnreadable`: a root that is not trusted, or that this user may not read,
@@ -62,7 +62,6 @@ from executor.host.entry import (
     RegistryEntry,
     claims_name,
     expired,
-    listing_order,
     takers_after,
 )
 from executor.host.identity import host_identity, of_this_host, supervisor_alive
@@ -86,7 +85,6 @@ if TYPE_CHECKING:  # a supervisor keeps no entries: it never loads the reader's 
 logger = logging.getLogger(__name__)
 
 MAX_ENTRY_BYTES = 65536
-MAX_ENTRIES = 10000
 STALE_TEMP_SECS = 3600.0
 PRUNE_LOOK = 256  # entry files a supervisor that lets go looks at (stat) at most to prune
 PRUNE_BATCH = 32  # of which it reads at most these (a reader reads and prunes every one)
@@ -117,8 +115,8 @@ class Registry:
         file changed (`stoker observe`'s; a supervisor, `ps` or `status` keeps none)."""
         self.root = settings.registry_root
         self.retention_secs = settings.registry_retention_secs
-        self._alive = alive or supervisor_alive
-        self._kept = kept
+        self.alive = alive or supervisor_alive
+        self.kept = kept
         self._names: dict[tuple[int, int, str], str] = {}  # the file each supervisor's entry went in
 
     # ---- writing ----
@@ -130,10 +128,10 @@ class Registry:
         PRUNE_BATCH entries (`prune_some`)."""
         try:
             make_dirs(self.root, 0o700)  # each level 0700, as XDG asks of ~/.local/state
-            fd = self._open_root()
+            fd = self.open_root()
             try:
                 if prune:
-                    prune_some(fd, time.time(), self.retention_secs, self._alive)
+                    prune_some(fd, time.time(), self.retention_secs, self.alive)
                 doc = entry.to_json() | {"sandbox": portable_path(entry.sandbox)}
                 self._put(fd, entry, json.dumps(doc).encode())
             finally:
@@ -168,7 +166,7 @@ class Registry:
         those of this host's earlier boots (`lock.claims_made`). Raises OSError where the root
         cannot be made, or is not trusted (another user could hold every port's lock)."""
         make_dirs(self.root, 0o700)
-        fd = self._open_root()
+        fd = self.open_root()
         try:
             name = claims_name(identity.boot_id(), identity.host_identity())
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -194,8 +192,10 @@ class Registry:
         """Every entry still listed (expired ones are pruned first), oldest first; [] when
         there is no registry or it cannot be read or trusted (and without the entries this
         user may not read)."""
+        from executor.host.registrylookup import listing  # (a reader's: never a supervisor's)
+
         try:
-            return self._listing()[0]
+            return listing(self)[0]
         except RegistryUnreadable:
             return []
 
@@ -209,38 +209,15 @@ class Registry:
         that this version cannot read as one while the supervisor the name names runs: a newer
         Stoker's entry (another field or value), or a damaged one. Their tasks are not listed;
         `stoker ps` and the observer say so."""
-        kept, denied, unread = self._listing()
+        from executor.host.registrylookup import listing  # (a reader's: never a supervisor's)
+
+        kept, denied, unread = listing(self)
         if denied:
             raise RegistryUnreadable(f"cannot read {denied} of the entries in the registry "
                                      f"{self.root} (Permission denied: another user's)")
         return kept, sorted(name for name in unread if _named_alive(name))
 
-    def _listing(self) -> tuple[list[Listed], int, list[str]]:
-        """The entries read, oldest first; how many this user may not open; the names of the
-        files named like an entry that did not read as one (those it may not open too)."""
-        try:
-            fd = self._open_root()
-        except FileNotFoundError:
-            return [], 0, []
-        except OSError as exc:
-            raise RegistryUnreadable(f"cannot read the registry {self.root}: "
-                                     f"{saferead.describe(exc)}") from None
-        denied: list[str] = []
-        unread: list[str] = []
-        try:
-            found, read = self._read_all(fd, denied, unread)
-            gone = prune(fd, found, read, time.time(), self.retention_secs, self._alive)
-        except OSError as exc:
-            raise RegistryUnreadable(f"cannot read the registry {self.root}: "
-                                     f"{saferead.describe(exc)}") from None
-        finally:
-            os.close(fd)
-        kept = [item for item in found if item.name not in gone]
-        boot = identity.boot_id()
-        kept.sort(key=lambda item: (*listing_order(item.entry, boot), item.name))
-        return kept, len(denied), unread
-
-    def _open_root(self) -> int:
+    def open_root(self) -> int:
         fd = saferead.open_root(self.root)
         st = os.fstat(fd)
         if st.st_uid not in (os.geteuid(), 0) or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -253,33 +230,6 @@ class Registry:
             raise saferead.UnsafeEntry(f"{self.root} is not trusted: {level}, so another user "
                                        f"could redirect it")
         return fd
-
-    def _read_all(self, dir_fd: int, denied: list[str] | None = None,
-                  unread: list[str] | None = None) -> tuple[list[Listed], set[str]]:
-        """The entries read, and the names of every file read (at most MAX_ENTRIES); the names of
-        those this user may not open go to `denied`, and of every file named like an entry
-        that did not read as one to `unread`. At most MAX_ENTRIES files are read, whatever
-        they hold: the bound counted only the good ones, so a registry of damaged files was
-        read whole, and once it was reached nothing more was read, good or damaged alike
-        (so no name past it is called unreadable: it was not read)."""
-        found: list[Listed] = []
-        read: set[str] = set()
-        reading = self._kept.reading(self.root) if self._kept is not None else None
-        with os.scandir(dir_fd) as scan:
-            for item in scan:
-                if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
-                    continue
-                if len(read) >= MAX_ENTRIES:
-                    break
-                read.add(item.name)
-                listed = _kept_or_read(dir_fd, item, reading, denied)
-                if listed is not None:
-                    found.append(listed)
-                elif unread is not None:
-                    unread.append(item.name)
-        if reading is not None:
-            reading.done()
-        return found, read
 
 def prune_some(dir_fd: int, now: float, retention_secs: float,
                alive: Callable[[RegistryEntry], bool]) -> None:
@@ -303,8 +253,8 @@ def prune_some(dir_fd: int, now: float, retention_secs: float,
             if len(batch) >= PRUNE_BATCH:
                 break
     try:
-        found = [listed for name in batch if (listed := _read_entry(dir_fd, name)) is not None]
-    except OSError:  # no room to read one (`_read_entry`): the next let-go or reading prunes
+        found = [listed for name in batch if (listed := read_entry(dir_fd, name)) is not None]
+    except OSError:  # no room to read one (`read_entry`): the next let-go or reading prunes
         return
     prune(dir_fd, found, set(batch), now, retention_secs, alive, names)
 
@@ -364,20 +314,7 @@ def _unlink(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None] | None,
-                  denied: list[str] | None) -> Listed | None:
-    """The entry `item` names: the one kept when its file is the one it was parsed from (its
-    stamp, `fstatat`: no open), else read and parsed (and kept)."""
-    if reading is None:
-        return _read_entry(dir_fd, item.name, denied)
-    try:
-        known, listed = reading.get(item.name, item.stat(follow_symlinks=False))
-    except OSError:
-        known, listed = False, None
-    return listed if known else _read_entry(dir_fd, item.name, denied, reading)
-
-
-def _read_entry(dir_fd: int, name: str, denied: list[str] | None = None,
+def read_entry(dir_fd: int, name: str, denied: list[str] | None = None,
                 reading: Reading[Listed | None] | None = None) -> Listed | None:
     """The entry file `name` as read; None when it is none. OSError when there was no room to
     read it (`_NO_ROOM`): not judged damaged (a reading at the descriptor limit dropped them)."""
@@ -432,7 +369,7 @@ def _beside(dir_fd: int, entry: RegistryEntry) -> str:
     """`entry`'s name where a file holds it: its own supervisor's entry there (or no tag
     known), its `name`; another's, or what reads as none, its `tagged_name`."""
     try:
-        there = _read_entry(dir_fd, entry.name)
+        there = read_entry(dir_fd, entry.name)
     except OSError:
         there = None
     if (there is not None and there.entry.same_supervisor(entry)) or not entry.tagged_name:

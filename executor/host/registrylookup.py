@@ -4,17 +4,30 @@
 have is ambiguous), `find_sandbox`, and, where several hosts share the registry root (an
 ordinary user's default root is under the home: a home on NFS), `host_of` an entry and
 `split_hosts`: this host's entries are the only ones judged, listed or chosen here (another
-host's supervisor's pid means nothing on this one). Loaded by the commands that read the
-registry (`stoker ps`, `status`, `kill`, `restart`, `tail`, the observer), never by a
-supervisor, which writes its entry and prunes (`executor/host/registry.py`).
+host's supervisor's pid means nothing on this one). The reading itself is here too
+(`listing`: every entry file, at most `MAX_ENTRIES`, read or, for a reader that keeps what it
+read, its entry kept; expired ones pruned), `Registry.read`'s and `entries`'. Loaded by the
+commands that read the registry (`stoker ps`, `status`, `kill`, `restart`, `tail`, the
+observer), never by a supervisor, which writes its entry and prunes
+(`executor/host/registry.py`).
 """
 from __future__ import annotations
 
+import os
+import time
+from typing import TYPE_CHECKING
+
 from executor.host import identity
-from executor.host.entry import RegistryEntry, registered_after
+from executor.host.entry import ENTRY_NAME, RegistryEntry, listing_order, registered_after
 from executor.host.identity import of_this_host, supervisor_alive
-from executor.host.registry import Listed
+from executor.host.registry import Listed, Registry, RegistryUnreadable, prune, read_entry
 from executor.host.replacefile import local_path, portable_path
+from executor.procs import saferead
+
+if TYPE_CHECKING:
+    from executor.host.entrycache import Reading
+
+MAX_ENTRIES = 10000
 
 
 def host_of(entry: RegistryEntry, here: tuple[str, str] | None = None) -> str:
@@ -112,3 +125,70 @@ def _chosen(matches: list[Listed]) -> Listed | None:
         if newest is None or not registered_after(newest.entry, item.entry):
             newest = item
     return newest
+
+
+def listing(registry: Registry) -> tuple[list[Listed], int, list[str]]:
+    """`registry`'s entries read, oldest first; how many this user may not open; the names of the
+    files named like an entry that did not read as one (those it may not open too)."""
+    try:
+        fd = registry.open_root()
+    except FileNotFoundError:
+        return [], 0, []
+    except OSError as exc:
+        raise RegistryUnreadable(f"cannot read the registry {registry.root}: "
+                                 f"{saferead.describe(exc)}") from None
+    denied: list[str] = []
+    unread: list[str] = []
+    try:
+        found, read = read_files(registry, fd, denied, unread)
+        gone = prune(fd, found, read, time.time(), registry.retention_secs, registry.alive)
+    except OSError as exc:
+        raise RegistryUnreadable(f"cannot read the registry {registry.root}: "
+                                 f"{saferead.describe(exc)}") from None
+    finally:
+        os.close(fd)
+    kept = [item for item in found if item.name not in gone]
+    boot = identity.boot_id()
+    kept.sort(key=lambda item: (*listing_order(item.entry, boot), item.name))
+    return kept, len(denied), unread
+
+
+def read_files(registry: Registry, dir_fd: int, denied: list[str] | None = None,
+               unread: list[str] | None = None) -> tuple[list[Listed], set[str]]:
+    """The entries read in `registry` (open as `dir_fd`), and the names of every file read (at most MAX_ENTRIES); the names of
+    those this user may not open go to `denied`, and of every file named like an entry
+    that did not read as one to `unread`. At most MAX_ENTRIES files are read, whatever
+    they hold: the bound counted only the good ones, so a registry of damaged files was
+    read whole, and once it was reached nothing more was read, good or damaged alike
+    (so no name past it is called unreadable: it was not read)."""
+    found: list[Listed] = []
+    read: set[str] = set()
+    reading = registry.kept.reading(registry.root) if registry.kept is not None else None
+    with os.scandir(dir_fd) as scan:
+        for item in scan:
+            if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
+                continue
+            if len(read) >= MAX_ENTRIES:
+                break
+            read.add(item.name)
+            listed = _kept_or_read(dir_fd, item, reading, denied)
+            if listed is not None:
+                found.append(listed)
+            elif unread is not None:
+                unread.append(item.name)
+    if reading is not None:
+        reading.done()
+    return found, read
+
+
+def _kept_or_read(dir_fd: int, item: os.DirEntry[str], reading: Reading[Listed | None] | None,
+                  denied: list[str] | None) -> Listed | None:
+    """The entry `item` names: the one kept when its file is the one it was parsed from (its
+    stamp, `fstatat`: no open), else read and parsed (and kept)."""
+    if reading is None:
+        return read_entry(dir_fd, item.name, denied)
+    try:
+        known, listed = reading.get(item.name, item.stat(follow_symlinks=False))
+    except OSError:
+        known, listed = False, None
+    return listed if known else read_entry(dir_fd, item.name, denied, reading)

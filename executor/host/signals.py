@@ -26,6 +26,10 @@ run in the main thread to stop its server) may instead keep the signals off its 
 threads: `kept_from_new_threads` blocks them in every thread started inside it (a thread
 inherits its creator's mask), so the kernel gives them to the main thread. Not for a
 supervisor: a child inherits the mask of the thread that forked it.
+
+A stop signal a finalizer dropped while a command loaded, before its logging is set up, is
+said here too (`say_dropped_while_loading`, for `executor/cli/start.py`: this module is
+loaded then only for it).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -73,6 +78,42 @@ def signal_name(signum: int) -> str:
         if signal.SIGRTMIN < signum < signal.SIGRTMAX:
             return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
         return f"signal {signum}"
+
+
+def say_dropped_while_loading(signum: int, logger_name: str) -> None:
+    """The line of a stop signal a finalizer or a weakref callback dropped while the command
+    loaded, before logging is set up (`executor/cli/start.py`, `_dropped_or_not`; `logsetup`
+    says it as the `stop_deferred` event from then on): a plain line, or that event as one
+    JSON object from `logger_name` where `--log-format json` is asked (`json_asked`)."""
+    what = "came as a finalizer ran, which cannot raise it: acted on once Stoker has loaded"
+    if json_asked():  # the `stop_deferred` event the log writes once it is set up
+        import json
+
+        sys.stderr.write(json.dumps({"ts": round(time.time(), 6), "level": "INFO", "logger": logger_name,
+                                     "event": "stop_deferred", "signal": signal_name(signum),
+                                     "reason": f"it {what}"}) + "\n")
+    else:
+        sys.stderr.write(f"stoker: {signal_name(signum)} {what}\n")
+
+
+def json_asked() -> bool:
+    """Whether the command line (its last `--log-format`, as the parser takes it), else
+    STOKER_LOG_FORMAT, asks for `--log-format json`: read before logging is set up, for a
+    stderr that must hold nothing but JSON objects (was: a plain line in it). As argparse,
+    an abbreviation counts (`--log-form json`, `--log-f=json`: `--log-` is `--log-level`'s too)."""
+    asked = os.environ.get("STOKER_LOG_FORMAT", "text")
+    args = sys.argv[1:]
+    for at, arg in enumerate(args):
+        if arg == "--":
+            break
+        flag, equals, value = arg.partition("=")
+        if not (len(flag) >= len("--log-f") and "--log-format".startswith(flag)):
+            continue
+        if equals:
+            asked = value
+        elif at + 1 < len(args):
+            asked = args[at + 1]
+    return asked == "json"
 
 
 def strays(signums: Iterable[int] = STRAY_SIGNALS) -> list[int]:

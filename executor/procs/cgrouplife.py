@@ -39,7 +39,6 @@ from executor.procs import cgroups, pidsignal, proctree
 from executor.procs.cgroups import NoCgroup, TaskCgroup
 from executor.procs.reaper import Reaper
 from executor.procs.sandboxfs import describe_os_error
-from executor.procs.watchdogsh import CGROUP_SECS
 
 logger = logging.getLogger("executor.procs.containment")  # its lines read as the containment's
 
@@ -226,51 +225,19 @@ class TaskCgroupLife:
         cgroups.release(cg)
         self._cgroup = None
         self.no_cgroup = "closed"
+        if problem is None:  # gone: a cgroup made at its path later is not the task's
+            self._announce("", "")
+            return True
+        # what is left is said in the words of what the close could not end (`unsignalled.py`,
+        # loaded with the kill's machine half a second into the task)
+        from executor.procs.unsignalled import cgroup_cut, cgroup_left
         if isinstance(problem, cgroups.CutShort):  # a slow host or a deep tree: not a failure
             self.cut_at_close = True
-            self._say_cut(cg.directory, problem, watchdog, cg.left_frozen is not None)
-        elif problem is not None:
+            cgroup_cut(self._label, cg.directory, problem, watchdog, cg.left_frozen is not None)
+        else:
             self.busy_at_close = watchdog is not None
-            self._say_left(cg.directory, problem, watchdog, cg.left_frozen is not None)
-        else:  # gone: a cgroup made at its path later is not the task's
-            self._announce("", "")
+            cgroup_left(self._label, cg.directory, problem, watchdog, cg.left_frozen is not None)
         return True
-
-    def _say_left(self, directory: str, problem: str, watchdog: int | None, frozen: bool) -> None:
-        """What becomes of a cgroup its close could not remove (EBUSY: a member SIGKILLed in D
-        state, its FUSE or NFS request held): the watchdog's, which kills it and removes the
-        cgroup once it can, within its own bound; or, when none runs, left behind. An ERROR
-        when it is left FROZEN (`_frozen`)."""
-        if watchdog is not None:
-            log_event(logger, logging.ERROR if frozen else logging.WARNING, "cgroup_remove_failed",
-                      task=self._label, cgroup=directory, error=problem,
-                      consequence=f"the watchdog (pid {watchdog}), let go, {_frozen(frozen)}kills what is left "
-                                  f"and removes it once it can, within its own {CGROUP_SECS} s")
-            return
-        log_event(logger, logging.ERROR, "cgroup_remove_failed", task=self._label, cgroup=directory, error=problem,
-                  consequence=f"no watchdog runs to finish it: {directory} and the processes still in it are "
-                              f"left behind{' FROZEN, none thaws them' if frozen else ''}")
-
-    def _say_cut(self, directory: str, problem: str, watchdog: int | None, frozen: bool) -> None:
-        """What becomes of a cgroup its close's deadline cut: the watchdog's to finish, or,
-        when none runs (it could not start, or exited), left behind (an ERROR then, and when
-        it is left FROZEN)."""
-        if watchdog is not None:
-            log_event(logger, logging.ERROR if frozen else logging.WARNING, "cgroup_close_cut", task=self._label,
-                      cgroup=directory, reason=problem,
-                      consequence=f"the watchdog (pid {watchdog}), let go, {_frozen(frozen)}kills what is left "
-                                  "and removes it")
-            return
-        log_event(logger, logging.ERROR, "cgroup_close_cut", task=self._label, cgroup=directory, reason=problem,
-                  consequence=f"no watchdog runs to finish it (it could not start, or it exited): {directory}, "
-                              "the cgroups below it and the processes still in them are left behind"
-                              f"{' FROZEN, none thaws them' if frozen else ''}")
-
-
-def _frozen(frozen: bool) -> str:
-    """The watchdog's first step for a v1 freezer tree the close left FROZEN (its thaw failed:
-    out of descriptors): its members, SIGKILLed, die only once it is thawed."""
-    return "thaws it (its SIGKILLed processes die only then), " if frozen else ""
 
 
 # ---- the cgroup made as `stoker run` loads, after an early start (see the module docstring) ----

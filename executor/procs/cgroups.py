@@ -152,7 +152,10 @@ class TaskCgroup:
                 self._kill_once(deadline)
                 problem, cut = None, False  # this kill went through: an earlier one's failure is not what is left
             except OSError as e:
-                problem, cut = f"cannot kill through {self.directory}: {describe_os_error(e)}", _cut(e)
+                from executor.procs import cgroupwalk  # (loaded: a kill failed; was it its walk's deadline?)
+
+                problem = f"cannot kill through {self.directory}: {describe_os_error(e)}"
+                cut = isinstance(e, cgroupwalk.DeadlinePassed)
             try:
                 os.rmdir(self.directory)
                 return None
@@ -163,7 +166,7 @@ class TaskCgroup:
 
                 self.stuck_left = bool(stuck) and e.errno == errno.EBUSY and cgroupwalk.only(self.directory, stuck)
                 if self.stuck_left or time.monotonic() >= deadline:
-                    return self._at_deadline(problem, cut, e, timeout_secs)
+                    return cgroupwalk.left_at_deadline(self, problem, cut, e, timeout_secs)
                 if e.errno == errno.EBUSY and cgroupwalk.remove_below(self.directory, deadline):
                     continue  # the cgroups a member made below it were what held it
                 # SIGKILLed members take a moment to leave; after a kill that failed (a walk cut
@@ -172,23 +175,7 @@ class TaskCgroup:
                 if problem is None:
                     cgroupwalk.wait_emptied(self.directory, deadline)
                 else:
-                    _retry_after(self.directory, retry)
-
-    def _at_deadline(self, problem: str | None, cut: bool, error: OSError, timeout_secs: float) -> str:
-        """What is left at the deadline (or before it: `stuck_left`): `CutShort` when the deadline
-        alone stopped it (the kill's walk cut there, or no process left: the tree's removal
-        unfinished), else the kill's failure and what it left."""
-        from executor.procs import cgroupwalk  # (loaded only as a kill needs a walk)
-
-        still = cgroupwalk.still_in(self.directory)
-        frozen = f"; it is left FROZEN, its thaw failed: {self.left_frozen}" if self.left_frozen else ""
-        if cut or (problem is None and still.startswith("0 ")):
-            return CutShort(f"its {'kill' if cut else 'removal'} stopped at its {timeout_secs} s deadline "
-                            f"({still}){frozen}")
-        when = ", SIGKILLed and not yet gone, named already: not waited for" if self.stuck_left else \
-            f" after {timeout_secs} s"
-        left = f"cannot remove {self.directory}: {describe_os_error(error)} ({still}{when})"
-        return (f"{problem}; {left}" if problem else left) + frozen
+                    cgroupwalk.retry_after(self.directory, retry)
 
     def _kill_once(self, deadline: float) -> None:
         d = self.directory
@@ -243,21 +230,6 @@ class TaskCgroup:
 class CutShort(str):
     """`kill_and_remove`'s words when its deadline, not a failure, left the cgroup there: the
     watchdog, let go, kills what is left and removes it (when one runs: `TaskCgroupLife.close`)."""
-
-
-def _cut(error: OSError) -> bool:
-    """Whether `error` is a kill's walk stopped by its deadline (`cgroupwalk.DeadlinePassed`)."""
-    from executor.procs import cgroupwalk  # (loaded only as a kill needs a walk)
-
-    return isinstance(error, cgroupwalk.DeadlinePassed)
-
-
-def _retry_after(directory: str, until: float) -> None:
-    """Until `until`, or none left meanwhile where the kernel says so (v2: not v1's freezer)."""
-    from executor.procs import cgroupwalk  # (loaded: a removal failed)
-
-    if not cgroupwalk.wait_emptied(directory, until):
-        time.sleep(max(0.0, until - time.monotonic()))
 
 
 def task_name(marker: str) -> str:

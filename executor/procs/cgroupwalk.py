@@ -19,7 +19,9 @@ descriptor or memory (EMFILE, ENFILE, ENOMEM) is not: the walk stops with `WalkC
 says so (was: that subtree was skipped in silence, its members never killed that pass), and
 so does a walk given a `deadline` once it has passed (checked at each step, not only
 between walks: a kill's one pass over 1,000 levels took 2.28 s of its 2 s on a loaded host).
-`wait_emptied` is the wait, after a removal that failed, for the last member to leave.
+`wait_emptied` is the wait, after a removal that failed, for the last member to leave
+(`retry_after` after a kill that failed), and `left_at_deadline` says what that removal left
+once its deadline came, in words.
 """
 from __future__ import annotations
 
@@ -299,3 +301,26 @@ def wait_emptied(directory: str, deadline: float) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def retry_after(directory: str, until: float) -> None:
+    """Until `until`, or none left meanwhile where the kernel says so (v2: not v1's freezer)."""
+    if not wait_emptied(directory, until):
+        time.sleep(max(0.0, until - time.monotonic()))
+
+
+def left_at_deadline(cg: cgroups.TaskCgroup, problem: str | None, cut: bool, error: OSError,
+                     timeout_secs: float) -> str:
+    """What `cg.kill_and_remove` left at its deadline (or before it: `stuck_left`): `CutShort`
+    when the deadline alone stopped it (the kill's walk cut there, or no process left: the
+    tree's removal unfinished), else the kill's failure and what it left. Here, not in
+    `cgroups.py`: only a removal that failed says so (this module is loaded by then)."""
+    still = still_in(cg.directory)
+    frozen = f"; it is left FROZEN, its thaw failed: {cg.left_frozen}" if cg.left_frozen else ""
+    if cut or (problem is None and still.startswith("0 ")):
+        return cgroups.CutShort(f"its {'kill' if cut else 'removal'} stopped at its {timeout_secs} s deadline "
+                                f"({still}){frozen}")
+    when = ", SIGKILLed and not yet gone, named already: not waited for" if cg.stuck_left else \
+        f" after {timeout_secs} s"
+    left = f"cannot remove {cg.directory}: {describe_os_error(error)} ({still}{when})"
+    return (f"{problem}; {left}" if problem else left) + frozen

@@ -7,13 +7,26 @@ the close asks at each step (`within`), and a wait through `wait` ends at it onc
 whenever that was: no wait of the close outlasts it. A wait on file descriptors (the
 close's kill, `pidsignal.Exits`) is woken by `waking`'s eventfd instead. Times are
 `time.monotonic()`.
+
+The supervisor's close itself, the steps this bounds, is here too (`close_task`: the task
+killed, its cgroup left and removed, the watchdog let go and waited for, the reaper's thread
+joined), each step run whatever an earlier one raised (`close_step`: the close raises the
+first error once every step is done).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from executor.procs.containment import Containment
+    from executor.procs.reaper import Reaper
+    from executor.procs.runlogs import RunLogs
+    from executor.procs.watchdog import WatchdogKeeper
 
 
 def within(secs: float, exit_by: float | None) -> float:
@@ -133,3 +146,62 @@ class Waking:
     def __exit__(self, *exc: object) -> None:
         if self.fd >= 0:
             self.exit_by._drop(self.fd)
+
+
+# ---- the supervisor's close, step by step (`Supervisor.close`) ----
+
+
+def close_task(reaper: Reaper, containment: Containment, contained: Callable[[], Containment],
+               watchdog: WatchdogKeeper | None, logs: RunLogs, kill_secs: float, exit_by: ExitBy,
+               orphans: Callable[[], None] | None, errors: list[BaseException]) -> None:
+    """Kill the task (for `kill_secs` at most), leave and remove its cgroup, let the watchdog
+    go, hand the reaper and the watchdog over (`_hand_over`), and retire the containment: a
+    run that dies later kills nothing (what this process forks next). `contained`: the
+    containment, settled; `orphans`: the reaper's orphan hook, taken off (None: none was put)."""
+    let_go = _kill_and_let_go(containment, contained, watchdog, kill_secs, exit_by, errors)
+    close_step(errors, logs.stop_pump, exit_by)
+    if orphans is not None:
+        close_step(errors, reaper.on_orphans, orphans, remove=True)
+    _hand_over(reaper, containment, watchdog, let_go, exit_by, errors)
+    containment.retire()
+
+
+def _kill_and_let_go(containment: Containment, contained: Callable[[], Containment], watchdog: WatchdogKeeper | None,
+                     kill_secs: float, exit_by: ExitBy, errors: list[BaseException]) -> bool:
+    """Kill the task, leave and remove its cgroup; let the watchdog go when this process is
+    out of the cgroup (at its pipe's end the watchdog kills the cgroup's members); whether
+    it was let go."""
+    # bound by the exit time, even one set meanwhile
+    stuck = close_step(errors, containment.kill_all, kill_secs, exit_by, default=frozenset())
+    dog = watchdog.running() if watchdog is not None else None
+    let_go = close_step(errors, lambda: contained().close(dog, within(math.inf, exit_by()), stuck))
+    if let_go is None:  # it raised, out of the cgroup or not
+        let_go = containment.closed.left
+    if watchdog is not None and let_go:
+        close_step(errors, watchdog.let_go)
+    return let_go
+
+
+def _hand_over(reaper: Reaper, containment: Containment, watchdog: WatchdogKeeper | None, let_go: bool,
+               exit_by: ExitBy, errors: list[BaseException]) -> None:
+    """Release the reaper (the last user's: its thread ends after the watchdog, let go), and
+    wait for both, within the exit time."""
+    from executor.procs.watchdog import WATCHDOG_EXIT_SECS  # (loaded already: the supervisor's)
+
+    reaper.release()
+    waits = 0.0 if (closed := containment.closed).stuck_at_close else WATCHDOG_EXIT_SECS  # none dies sooner
+    if watchdog is not None and let_go:
+        close_step(errors, watchdog.wait_gone, waits, cut=closed.cut_at_close, busy=closed.busy_at_close)
+    if let_go:  # the last user's: the thread ends after the watchdog
+        close_step(errors, reaper.join_unused, within(waits, exit_by()))
+
+
+def close_step(errors: list[BaseException], fn: Callable[..., Any], *args: Any, default: Any = None,
+               **kwargs: Any) -> Any:
+    """A step of a close: `fn(*args, **kwargs)`, or `default` when it raised (into `errors`,
+    raised by the close once every other step is done)."""
+    try:
+        return fn(*args, **kwargs)
+    except BaseException as e:
+        errors.append(e)
+        return default

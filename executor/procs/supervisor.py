@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from config.words import quoted
@@ -40,13 +39,13 @@ from executor.procs.cgroups import SETTING_AUTO, task_name
 from executor.procs.containment import Containment
 from executor.procs.draining import Drains, DrainsWhenMade, ExitPost, RunWatcher
 from executor.procs.earlyfork import EarlyRun
-from executor.procs.exitby import ExitBy, within
+from executor.procs.exitby import ExitBy, close_step, close_task
 from executor.procs.handover import next_look_in
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper
 from executor.procs.runlogs import RunLogs
 from executor.procs.spawn import Child, PreparedRun, RunChild, SpawnError, describe_os_error
-from executor.procs.watchdog import WATCHDOG_EXIT_SECS, WatchdogKeeper
+from executor.procs.watchdog import WatchdogKeeper
 
 if TYPE_CHECKING:
     from executor.procs.commands import CommandRunner
@@ -416,60 +415,24 @@ class Supervisor:
             started = state is SupervisorState.STARTED and self._containment is not None
             self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
         errors: list[BaseException] = []
-        if started:
-            self._close_threads(errors, self._close_task(errors))
+        if started:  # each step bound by the exit time, even one set meanwhile (`exitby.close_task`)
+            assert self._reaper is not None and self._containment is not None
+            orphans = self._orphan_reaped if self._drains is not None else None  # the hook to take off
+            close_task(self._reaper, self._containment, self._contained, self._watchdog, self._logs,
+                       CLOSE_KILL_SECS, self._exit_by, orphans, errors)
+            self._state = SupervisorState.CLOSED
+            close_step(errors, self._close_fds)
         else:  # or its start failed before its containment (no thread)
             self._drains_of.ready()  # none will be made: the exits of the runs given up wait for none
-            _step(errors, self._early.give_up_rest, "the supervisor could not start")  # the runs it was handed
+            close_step(errors, self._early.give_up_rest, "the supervisor could not start")  # the runs it was handed
             if self._reaper is not None:  # its start failed after the reaper's
-                _step(errors, self._reaper.release)
-            _step(errors, self._close_fds)
+                close_step(errors, self._reaper.release)
+            close_step(errors, self._close_fds)
         if errors:
             raise errors[0]
-
-    def _close_task(self, errors: list[BaseException]) -> bool:
-        """Kill the task, leave and remove its cgroup; let the watchdog go when this process
-        is out of the cgroup (at its pipe's end the watchdog kills the cgroup's members)."""
-        assert self._containment is not None
-        # bound by the exit time, even one set meanwhile
-        stuck = _step(errors, self._containment.kill_all, CLOSE_KILL_SECS, self._exit_by, default=frozenset())
-        dog = self._watchdog.running() if self._watchdog is not None else None
-        let_go = _step(errors, lambda: self._contained().close(dog, within(math.inf, self._exit_by()), stuck))
-        if let_go is None:  # it raised, out of the cgroup or not
-            let_go = self._containment.closed.left
-        if self._watchdog is not None and let_go:
-            _step(errors, self._watchdog.let_go)
-        _step(errors, self._logs.stop_pump, self._exit_by)
-        return let_go
-
-    def _close_threads(self, errors: list[BaseException], let_go: bool) -> None:
-        """Release the reaper (the last user's: its thread ends after the watchdog), retire
-        the containment, close the logs and the descriptors."""
-        assert self._reaper is not None and self._containment is not None
-        if self._drains is not None:
-            _step(errors, self._reaper.on_orphans, self._orphan_reaped, remove=True)
-        self._reaper.release()
-        waits = 0.0 if (closed := self._containment.closed).stuck_at_close else WATCHDOG_EXIT_SECS  # none dies sooner
-        if self._watchdog is not None and let_go:
-            _step(errors, self._watchdog.wait_gone, waits, cut=closed.cut_at_close, busy=closed.busy_at_close)
-        if let_go:  # the last user's: the thread ends after the watchdog
-            _step(errors, self._reaper.join_unused, within(waits, self._exit_by()))
-        self._containment.retire()  # a run that dies later kills nothing (what this process forks next)
-        self._state = SupervisorState.CLOSED
-        _step(errors, self._close_fds)
 
     def _close_fds(self) -> None:
         self._logs.close()
         if self._devnull >= 0:
             os.close(self._devnull)
         self._devnull = -1
-
-
-def _step(errors: list[BaseException], fn: Callable[..., Any], *args: Any, default: Any = None, **kwargs: Any) -> Any:
-    """A step of a close: `fn(*args, **kwargs)`, or `default` when it raised (into `errors`,
-    raised by the close once every other step is done)."""
-    try:
-        return fn(*args, **kwargs)
-    except BaseException as e:
-        errors.append(e)
-        return default

@@ -16,7 +16,9 @@ stop gives it up 0.25 s after its SIGKILL (`did not exit 0.25 s after SIGKILL`).
 names the tracer as the SIGKILL goes out, so that line has its reason.
 
 A process SIGKILLed that cannot die yet (in D state) is named at the task's end (`not_gone`), and
-at the close (`close_incomplete`).
+at the close (`close_incomplete`); so is the task's cgroup its close could not remove (a
+member in D state: `cgroup_left`) or finish by its deadline (`cgroup_cut`), and what becomes
+of it: the watchdog's to finish, or left behind.
 
 Off the start's path: loaded with the kill's machine half a second into the task
 (`Killing.load_ahead`), so that a supervisor that runs through an upgrade in place names
@@ -33,6 +35,7 @@ from collections.abc import Iterable
 
 from config.words import number
 from executor.logs import log_event
+from executor.procs.watchdogsh import CGROUP_SECS
 
 logger = logging.getLogger("executor.procs.containment")
 
@@ -90,6 +93,44 @@ def close_incomplete(label: str, left: Iterable[int], began: float) -> frozenset
     log_event(logger, logging.ERROR, "close_incomplete", task=label,
               reason=f"{number(time.monotonic() - began)} s after the first SIGKILL, {not_gone(pids)}")
     return frozenset(pids)
+
+
+def cgroup_left(label: str, directory: str, problem: str, watchdog: int | None, frozen: bool) -> None:
+    """What becomes of a cgroup its close could not remove (EBUSY: a member SIGKILLed in D
+    state, its FUSE or NFS request held): the watchdog's, which kills it and removes the
+    cgroup once it can, within its own bound; or, when none runs, left behind. An ERROR
+    when it is left FROZEN (`_frozen`)."""
+    if watchdog is not None:
+        log_event(logger, logging.ERROR if frozen else logging.WARNING, "cgroup_remove_failed",
+                  task=label, cgroup=directory, error=problem,
+                  consequence=f"the watchdog (pid {watchdog}), let go, {_frozen(frozen)}kills what is left "
+                              f"and removes it once it can, within its own {CGROUP_SECS} s")
+        return
+    log_event(logger, logging.ERROR, "cgroup_remove_failed", task=label, cgroup=directory, error=problem,
+              consequence=f"no watchdog runs to finish it: {directory} and the processes still in it are "
+                          f"left behind{' FROZEN, none thaws them' if frozen else ''}")
+
+
+def cgroup_cut(label: str, directory: str, problem: str, watchdog: int | None, frozen: bool) -> None:
+    """What becomes of a cgroup its close's deadline cut: the watchdog's to finish, or,
+    when none runs (it could not start, or exited), left behind (an ERROR then, and when
+    it is left FROZEN)."""
+    if watchdog is not None:
+        log_event(logger, logging.ERROR if frozen else logging.WARNING, "cgroup_close_cut", task=label,
+                  cgroup=directory, reason=problem,
+                  consequence=f"the watchdog (pid {watchdog}), let go, {_frozen(frozen)}kills what is left "
+                              "and removes it")
+        return
+    log_event(logger, logging.ERROR, "cgroup_close_cut", task=label, cgroup=directory, reason=problem,
+              consequence=f"no watchdog runs to finish it (it could not start, or it exited): {directory}, "
+                          "the cgroups below it and the processes still in them are left behind"
+                          f"{' FROZEN, none thaws them' if frozen else ''}")
+
+
+def _frozen(frozen: bool) -> str:
+    """The watchdog's first step for a v1 freezer tree the close left FROZEN (its thaw failed:
+    out of descriptors): its members, SIGKILLed, die only once it is thawed."""
+    return "thaws it (its SIGKILLed processes die only then), " if frozen else ""
 
 
 def not_gone(pids: list[int]) -> str:

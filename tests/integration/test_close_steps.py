@@ -1,4 +1,4 @@
-"""A supervisor's close, step by step (`Supervisor._close_task`, `_close_threads`, `_close_fds`):
+"""A supervisor's close, step by step (`exitby.close_task`, `Supervisor._close_fds`):
 what each step hands the next. The cgroup's close is given the watchdog's pid, the time left
 until the exit time and what the kill could not end; one that raises leaves the watchdog to
 what the cgroup says of this process (left it or not), and the close raises its error."""

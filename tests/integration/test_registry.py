@@ -296,6 +296,7 @@ def test_stoker_ps_and_the_observer_name_an_entry_they_cannot_read_whose_supervi
     as the tasks (they were read a second time, in `stoker ps` and each observer page)."""
     from executor.cli.main import main
     from executor.host import registry as registry_module
+    from executor.host import registrylookup
     from executor.observe.reader import Reader
     from executor.observe.server import ObserverApp
 
@@ -303,13 +304,14 @@ def test_stoker_ps_and_the_observer_name_an_entry_they_cannot_read_whose_supervi
     registry(root).write(entry(tmp_path / "mine", task_id="mine"))
     newer = {**entry(tmp_path / "sb").to_json(), "front_end": "thermos"}
     reads: list[str] = []
-    real_read = registry_module._read_entry
+    real_read = registry_module.read_entry
 
     def read_entry(dir_fd, name, *rest):  # type: ignore[no-untyped-def]
         reads.append(name)
         return real_read(dir_fd, name, *rest)
 
-    monkeypatch.setattr(registry_module, "_read_entry", read_entry)
+    for module in (registry_module, registrylookup):  # the supervisor's pruning, the readers' reading
+        monkeypatch.setattr(module, "read_entry", read_entry)
     supervisor = subprocess.Popen(["sleep", "30"])
     try:
         found = identity_of(supervisor.pid)
@@ -340,8 +342,9 @@ def test_the_bound_counts_every_file_read_and_a_cut_reading_prunes_no_unread_nam
     from before it. Now at most MAX_ENTRIES files are read, good or not, every name read
     that is no entry is collected, and a cut reading prunes none it did not read."""
     from executor.host import registry as registry_module
+    from executor.host import registrylookup
 
-    monkeypatch.setattr(registry_module, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(registrylookup, "MAX_ENTRIES", 4)
     root = tmp_path / "root"
     reg = registry(root, retention=DAY)
     reg.write(entry(tmp_path / "mine", task_id="mine"))
@@ -351,13 +354,14 @@ def test_the_bound_counts_every_file_read_and_a_cut_reading_prunes_no_unread_nam
         (root / name).write_text("{not an entry")
         age(root / name, 2 * DAY)
     opened: list[str] = []
-    real_read = registry_module._read_entry
-    monkeypatch.setattr(registry_module, "_read_entry",
-                        lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest))
+    real_read = registry_module.read_entry
+    for module in (registry_module, registrylookup):  # the supervisor's pruning, the readers' reading
+        monkeypatch.setattr(module, "read_entry",
+                            lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest))
     unread: list[str] = []
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        found, read = reg._read_all(fd, None, unread)
+        found, read = registrylookup.read_files(reg, fd, None, unread)
     finally:
         os.close(fd)
     assert len(opened) == 4 == len(read)  # eight files named like entries: four read
@@ -372,9 +376,9 @@ def test_damaged_files_read_at_the_bound_are_pruned_so_a_full_registry_drains(tm
     """A cut reading pruned no damaged file at all, even those it read: a registry holding
     MAX_ENTRIES damaged files (a full disk's truncated writes) stayed full for ever, each
     reading spent on them, and the live task past them was never listed."""
-    from executor.host import registry as registry_module
+    from executor.host import registrylookup
 
-    monkeypatch.setattr(registry_module, "MAX_ENTRIES", 4)
+    monkeypatch.setattr(registrylookup, "MAX_ENTRIES", 4)
     root = tmp_path / "root"
     reg = registry(root, retention=DAY)
     me = own_identity()

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from executor.host import registry as registry_module
+from executor.host import registrylookup
 from executor.host.entry import entry_name
 from executor.host.identity import own_identity
 from tests.integration.test_registry import DAY, age, entry, registry
@@ -35,9 +36,10 @@ def _gone_entries(root, tmp_path, count: int, *, ended_secs_ago: float, file_age
 
 def _count_reads(monkeypatch) -> list[str]:
     opened: list[str] = []
-    real_read = registry_module._read_entry
-    monkeypatch.setattr(registry_module, "_read_entry",
-                        lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest))
+    real_read = registry_module.read_entry
+    for module in (registry_module, registrylookup):  # the supervisor's pruning, the readers' reading
+        monkeypatch.setattr(module, "read_entry",
+                            lambda dir_fd, name, *rest: opened.append(name) or real_read(dir_fd, name, *rest))
     return opened
 
 
@@ -87,7 +89,7 @@ def test_a_let_go_skips_live_supervisors_unread_and_no_entry_it_cannot_prune_hol
         # n consecutive start points (mid-millisecond: no rounding skips one) visit each of n
         # entries; each prune shortens the list, so 9 + 8 + 7 + 6 steps prune the 4 for sure
         for step in range(9 + 8 + 7 + 6):
-            registry_module.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg._alive)
+            registry_module.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg.alive)
     finally:
         os.close(fd)
     assert live.name not in opened
@@ -123,16 +125,17 @@ import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[2])
 from config.registry import RegistrySettings
 from executor.host.registry import Registry, RegistryUnreadable, prune
+from executor.host.registrylookup import read_files
 
 reg = Registry(RegistrySettings(registry_root=sys.argv[1], registry_retention_secs=86400.0))
-fd = reg._open_root()  # a reading's own first step, with descriptors to spare
+fd = reg.open_root()  # a reading's own first step, with descriptors to spare
 lowest = os.dup(fd)
 os.close(lowest)
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (lowest + 1, hard))  # the listing's one: none for an entry
 try:
-    found, read = reg._read_all(fd)
-    prune(fd, found, read, time.time(), reg.retention_secs, reg._alive)
+    found, read = read_files(reg, fd)
+    prune(fd, found, read, time.time(), reg.retention_secs, reg.alive)
     out = "read"
 except OSError as exc:
     out = f"OSError: {exc.strerror}"
@@ -181,7 +184,7 @@ def test_a_let_go_prunes_nothing_a_reading_does_not_read(tmp_path):
     os.utime(link, (then, then), follow_symlinks=False)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        registry_module.prune_some(fd, time.time(), reg.retention_secs, reg._alive)
+        registry_module.prune_some(fd, time.time(), reg.retention_secs, reg.alive)
     finally:
         os.close(fd)
     assert other.exists() and link.is_symlink() and target.exists()
@@ -201,10 +204,10 @@ def test_a_lost_task_not_yet_expired_holds_back_no_other_entry_s_pruning(tmp_pat
     age(root / old.name, 2 * DAY)
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        found, read = reg._read_all(fd)
+        found, read = registrylookup.read_files(reg, fd)
         in_order = sorted(found, key=lambda item: item.entry.task_id != "lost")  # the LOST one first
         assert [item.entry.task_id for item in in_order] == ["lost", "old"]
-        gone = registry_module.prune(fd, in_order, read, time.time(), reg.retention_secs, reg._alive)
+        gone = registry_module.prune(fd, in_order, read, time.time(), reg.retention_secs, reg.alive)
     finally:
         os.close(fd)
     assert gone == {old.name}
@@ -226,7 +229,7 @@ def test_the_first_name_listed_does_not_hold_back_the_one_listed_last(tmp_path, 
     try:
         now_ms = int(time.time() * 1000)
         for step in range(len(names)):
-            registry_module.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg._alive)
+            registry_module.prune_some(fd, (now_ms + step + 0.5) / 1000, reg.retention_secs, reg.alive)
     finally:
         os.close(fd)
     assert sorted(os.listdir(root)) == sorted(set(names) - {last})
