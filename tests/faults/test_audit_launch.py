@@ -85,13 +85,16 @@ def _peak_rss(pid: int) -> int:
 @pytest.mark.parametrize("data_bytes", [HUGE_DATA_BYTES, OVER_64_MIB_DATA_BYTES],
                          ids=["40 MiB of data", "52 MiB of data (a 69 MiB record)"])
 def test_a_huge_launch_is_refused_by_its_size_without_holding_it(sim, figures, data_bytes):
+    # Made before the executor starts: its --launch-timeout (10 s from its start) ran out
+    # while this process still encoded and measured 69 MiB on a loaded host, and it exited
+    # before the LAUNCH came (the call took 10.4 s; 1.6 to 3.8 s in other runs).
+    info = make_task_info("task-huge", b"\0" * data_bytes)
+    record_bytes = len(json.dumps({"type": "LAUNCH", "launch": {"task": info}},
+                                  separators=(",", ":")))
     proc = sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
     sim.wait_subscribed(timeout_secs=15)
     sim.ack_mode = "hold"  # the executor waits for its TASK_FAILED's ACK: alive to be measured
     before = _peak_rss(proc.pid)
-    info = make_task_info("task-huge", b"\0" * data_bytes)
-    record_bytes = len(json.dumps({"type": "LAUNCH", "launch": {"task": info}},
-                                  separators=(",", ":")))
     sim.launch(info)
     failed = sim.wait_for_state("task-huge", "TASK_FAILED", 30)
     after = _peak_rss(proc.pid)
