@@ -339,10 +339,21 @@ def test_states_links_and_muted_text_contrast_at_least_4_5_to_1(host, browser, s
 
 
 
-def test_a_followed_log_stops_asking_once_its_task_is_over(host, browser):
+def test_a_followed_log_stops_asking_once_its_task_is_over(tmp_path, browser):
     """The script asked the API every second for as long as the tab stayed open, long after
     the task had ended. Once an answer says the task is over and the page holds its latest
-    run's log to the end, it says so and asks no more. (Last in the module: it stops a task.)"""
+    run's log to the end, it says so and asks no more. (A host of its own: it stops its task,
+    which the module's other tests read, in whatever order they run.)"""
+    own = ObservedHost(tmp_path)
+    try:
+        own.run(config(tmp_path, "web", {"sleeper": "exec sleep 1000"}))
+        own.observe()
+        _stops_asking_once_its_task_is_over(own, browser)
+    finally:
+        own.close()
+
+
+def _stops_asking_once_its_task_is_over(host: ObservedHost, browser) -> None:
     import signal
     import time
 

@@ -54,7 +54,7 @@ def test_a_copied_log_on_a_full_disk_drains_its_run_and_resumes(full_disk_harnes
     again.touch()
     wait_for(lambda: h.log("w").read_bytes().endswith(b"after\n"), 5, message="the log never resumed")
     assert h.next_exit().status.exit_code == 0
-    recovered = _pump_lines(caplog, "log_write_recovered")
+    recovered = wait_for(lambda: _pump_lines(caplog, "log_write_recovered"), 5)  # said once the write landed
     assert blocked < 5, f"the run waited {blocked:.1f} s for its pipe"
     assert len(failed) == 1 and "No space left on device (ENOSPC)" in failed[0] and "process=w" in failed[0], failed
     assert "Errno" not in failed[0], failed  # the words every other line of a full disk has (was: OSError: [Errno 28] ...)
