@@ -15,8 +15,8 @@ console write their lines for it then.
 
 The other facts of the streams every layer writes its lines to: `lost_for_now`, whether a
 write that failed lost its text for now (a full disk, a file's I/O error: a later write may
-work) or for good (the reader is gone); `buffered` and `KeptWrites`, whether the stream's
-buffer kept a write that failed (it lands with the next flush) or refused it; `to_devnull`, a
+work) or for good (the reader is gone); `KeptWrites`, whether the stream's buffer kept a
+write that failed (it lands with the next flush) or refused it; `to_devnull`, a
 stream whose reader is gone pointed at /dev/null, so that the interpreter's last flush is
 quiet; `whole_writes`, a stream that writes a regular file unbuffered (`python -u`) given a
 buffered layer, so that a write a full disk cut short raises (and is counted) instead of
@@ -144,7 +144,7 @@ def whole_writes(stream: Any) -> Any:
                             errors=stream.errors, line_buffering=True)
 
 
-def buffered(stream: object) -> tuple[int, int] | None:
+def _buffered(stream: object) -> tuple[int, int] | None:
     """Where a buffered file stream's next byte goes (what its file took and what its buffer
     holds), and how many bytes its buffer holds that the file has not taken; None where it
     cannot be told (no buffered file under it). A write a full disk refused that still moved
@@ -162,7 +162,7 @@ def buffered(stream: object) -> tuple[int, int] | None:
 
 class KeptWrites:
     """Which of the writes a full disk refused a stream's buffer kept (they land with its next
-    flush that finds room) and which it refused whole (lost), by `buffered`: kept when it
+    flush that finds room) and which it refused whole (lost), by `_buffered`: kept when it
     holds bytes the file has not taken and the write moved its position (the first refused
     one: any held; from the second on, past where the last one ended)."""
 
@@ -171,7 +171,7 @@ class KeptWrites:
 
     def refused(self, stream: object) -> bool:
         """After a write to `stream` failed: whether its buffer kept it."""
-        state = buffered(stream)
+        state = _buffered(stream)
         if state is None or not state[1]:
             self._kept_to = None
             return False
@@ -182,7 +182,7 @@ class KeptWrites:
     def written(self, stream: object) -> None:
         """After a write to `stream` that did not fail: once its buffer holds nothing, what it
         kept is written."""
-        if self._kept_to is not None and (state := buffered(stream)) is not None and not state[1]:
+        if self._kept_to is not None and (state := _buffered(stream)) is not None and not state[1]:
             self._kept_to = None
 
 

@@ -97,8 +97,9 @@ class Output:
             return
         self._lost_said = True
         log_event(logger, logging.WARNING, "stdout_lost",
-                  reason=f"stdout could not be written ({why}): state changes wait in its buffer (8 KiB), then "
-                  "are lost, until a write works, which then says how many were lost; the task goes on" + (f" ({self.note})" if self.note else ""))
+                  reason=f"stdout could not be written ({why}): state changes wait in its buffer (8 KiB), "
+                  "then are lost, until a write works, which then says how many were lost; the task goes on"
+                  + (f" ({self.note})" if self.note else ""))
 
     def _lose(self, exc: BaseException) -> None:
         self.gone = True
