@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from executor.mesos import agenttls
 from executor.mesos.agentroute import AgentRoute, agent_route
 from executor.mesos.transport import AgentTransport, Outcome, StreamBroken
 from executor.mesos.wire import Calls
@@ -112,3 +113,45 @@ def test_the_unix_socket_serves_the_agent_s_path_and_refuses_any_other(tmp_path)
         wrong = AgentTransport(AgentRoute(socket_path=str(sim.socket_path)))  # /api/v1/executor
         result, stream = _subscribe(sim, wrong)
         assert stream is None and result.status == 403 and result.outcome is Outcome.REJECTED
+
+
+@pytest.mark.parametrize("tls13", [False, True], ids=["tls1.2", "tls1.3"])
+def test_the_idle_tls_call_connection_is_kept_and_reused(tmp_path, tls13):
+    """`_dropped` must not take TLS' own bytes (TLS 1.3's session tickets, read with the
+    first answer) for a closed connection: a new handshake for every call."""
+    import ssl
+
+    context = agent_context()
+    if tls13:
+        context.maximum_version = ssl.TLSVersion.TLSv1_3
+    with AgentSimulator(sandbox=tmp_path, tls=context, auth_token=TOKEN) as sim:
+        transport = _transport(sim, client_env(None, **({"enable_tls_v1_3": "1"} if tls13 else {})))
+        result, stream = _subscribe(sim, transport)
+        assert stream is not None, result
+        message = Calls(sim.framework_id, sim.executor_id).message(b"hi")
+        connections = []
+        for _ in range(3):
+            assert transport.post(message).outcome is Outcome.ACCEPTED
+            connections.append(transport._call_conn)
+        assert connections[0].sock.version() == ("TLSv1.3" if tls13 else "TLSv1.2")
+        assert connections[0] is connections[1] is connections[2]
+        stream.abort()
+        stream.close()
+        transport.close()
+
+
+@pytest.mark.parametrize("scheme, words", [
+    ("openssl", "certificate verify failed: IP address mismatch, certificate is not valid for '127.0.0.1'."),
+    # legacy: no SAN, so the common name (stoker-executor) against 127.0.0.1's reverse name
+    ("legacy", "Presented Certificate Name: stoker-executor does not match peer hostname name: "),
+], ids=["openssl", "legacy"])
+def test_an_agent_certificate_of_the_ca_for_another_name_fails_the_hostname_check(tmp_path, scheme, words):
+    with AgentSimulator(sandbox=tmp_path, tls=agent_context("client")) as sim:  # a CA-signed cert, not the agent's
+        transport = _transport(sim, client_env(None, verify_server_cert="1", ca_file=cert("ca"),
+                                               hostname_validation_scheme=scheme, verify_ipadd="1"))
+        result, stream = _subscribe(sim, transport)
+    assert stream is None and result.outcome is Outcome.TRANSIENT
+    reverse = agenttls.reverse_name("127.0.0.1")
+    if scheme == "legacy" and reverse is None:
+        words = "Could not verify presented certificate with IP 127.0.0.1"
+    assert result.detail.startswith(f"TlsFailed: TLS handshake with {sim.endpoint} failed: {words}"), result.detail
