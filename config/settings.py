@@ -32,8 +32,10 @@ if TYPE_CHECKING:  # zookeeper's: built only to announce
 
 TOKEN_VARIABLE = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN"
 SECRET_VARIABLES = (TOKEN_VARIABLE,)
-# MESOS_SLAVE_PID is the agent's libprocess address (`slave(1)@IP:PORT`): the endpoint again.
-AGENT_VARIABLES = ("MESOS_AGENT_ENDPOINT", "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID")
+# MESOS_SLAVE_PID is the agent's libprocess address (`slave(1)@IP:PORT`): the endpoint again;
+# MESOS_DOMAIN_SOCKET its unix socket, another way to reach the same API.
+AGENT_VARIABLES = ("MESOS_AGENT_ENDPOINT", "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID",
+                   "MESOS_DOMAIN_SOCKET")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

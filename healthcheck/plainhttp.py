@@ -1,7 +1,8 @@
 """`http.client` without its HTTPS half, for a process that speaks plain HTTP only.
 
 Stoker's HTTP health checks, lifecycle endpoints and connection to the Mesos agent are all
-plain HTTP to a known address: it never speaks TLS. `http.client` imports `ssl` when it
+plain HTTP to a known address, but for an agent with libprocess SSL on, reached over TLS by
+wrapping the socket itself (`executor/mesos/agenttls.py`). `http.client` imports `ssl` when it
 loads, and with it OpenSSL: 2.6 MiB of the process's memory and 10–15 ms of its start, for
 nothing Stoker uses. `load()` imports `http.client` while `import ssl` fails (a None entry
 in `sys.modules`, Python's own rule), then lets `ssl` be imported again: whatever needs it

@@ -67,8 +67,9 @@ the `ast`, `dis` and `opcode` `inspect` imports) were 1.4 MiB of every superviso
 never asks it (0.1 MiB).
 
 For `stoker executor` it also loads `http.client` first, without `ssl`
-(`healthcheck/plainhttp.py`: Stoker speaks no TLS, and `ssl` with OpenSSL is 2.6 MiB of
-every executor), while the process has no second thread.
+(`healthcheck/plainhttp.py`: `ssl` with OpenSSL is 2.6 MiB of every executor, and only one
+whose agent has libprocess SSL on loads it, `executor/mesos/agenttls.py`), while the process
+has no second thread.
 """
 from __future__ import annotations
 

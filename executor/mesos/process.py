@@ -27,18 +27,20 @@ Exit status (`main`'s return value; the agent logs it):
        wait ran out: the agent may never have got them
 
 (2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
-MESOS_AGENT_ENDPOINT that is not host:port or a token no HTTP header can carry, before
-anything starts; and no thread, memory or descriptor to be had where the task cannot go on
+MESOS_AGENT_ENDPOINT that is not host:port, a token no HTTP header can carry, a
+MESOS_DOMAIN_SOCKET path too long or a LIBPROCESS_SSL_* value or file libprocess would refuse
+(`agentroute.py`, `agenttls.py`), before anything starts; and no thread, memory or descriptor to be had where the task cannot go on
 without one: the task ended TASK_FAILED `the task could not go on: ...`, then the executor
 ends as a run does, the error raised to the CLI's one `stoker: error: cannot go on:` line.)
 """
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import assert_never
 
 import attrs
@@ -53,10 +55,11 @@ from executor.host.session import HostSession
 from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays
 from executor.host.signals import strays as stray_signals
 from executor.logs import log_event
+from executor.mesos.agentroute import AgentRoute, agent_route
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.executor import StokerExecutor
 from executor.mesos.reconnect import Ending
-from executor.mesos.transport import BadToken, agent_url
+from executor.mesos.transport import AgentTransport, BadToken
 
 logger = logging.getLogger("executor.mesos.executor")  # its lines read as the executor's
 
@@ -117,7 +120,8 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
                                 keep_agent_env=settings.pass_agent_env)
     wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
     executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
-    driver = _driver(executor, settings)
+    route = _route(settings, environ)
+    driver = _driver(executor, settings, route)
     # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
     # on any thread, and main is blocked in the queue until something is posted).
 
@@ -133,7 +137,7 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     relay = SignalRelay((signal.SIGTERM, signal.SIGINT, *stray_signals(EXECUTOR_STRAYS)), on_signal)
     session = HostSession.open(settings.sandbox, on_operator_kill=executor.operator_kill)  # held already
     try:
-        return _run(settings, executor, driver, wakeups)
+        return _run(settings, route, executor, driver, wakeups)
     finally:
         session.close()
         # The executor exits after: its last lines are written with the relay closed, where
@@ -144,11 +148,11 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
         relay.close(ignoring=(*EXECUTOR_STRAYS, signal.SIGTERM, signal.SIGINT))
 
 
-def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorDriver,
+def _run(settings: ExecutorSettings, route: AgentRoute, executor: StokerExecutor, driver: ExecutorDriver,
          wakeups: queue.SimpleQueue[Wakeup]) -> int:
     log_event(logger, logging.INFO, "executor_start", executor_id=settings.executor_id,
-              framework_id=settings.framework_id, agent=settings.agent_endpoint, sandbox=settings.sandbox,
-              checkpoint=settings.checkpoint, version=package.version())
+              framework_id=settings.framework_id, agent=settings.agent_endpoint, agent_via=route.describe(),
+              sandbox=settings.sandbox, checkpoint=settings.checkpoint, version=package.version())
     _log_image_flags(settings)
     driver.start()
     # The driver calls shutdown() when it gives up on the agent, so TaskDone always comes.
@@ -168,16 +172,25 @@ def _run(settings: ExecutorSettings, executor: StokerExecutor, driver: ExecutorD
     return status
 
 
-def _driver(executor: StokerExecutor, settings: ExecutorSettings) -> ExecutorDriver:
-    """The driver; a MESOS_AGENT_ENDPOINT or a token it cannot use: a settings error (exit 2)."""
+def _route(settings: ExecutorSettings, environ: Mapping[str, str]) -> AgentRoute:
+    """How to reach the agent; a MESOS_AGENT_ENDPOINT, MESOS_DOMAIN_SOCKET or LIBPROCESS_SSL_*
+    it cannot use: a settings error (exit 2), the variable named."""
     try:
-        agent_url(settings.agent_endpoint)
+        return agent_route(settings.agent_endpoint, environ, os.getcwd())
     except ValueError as exc:
-        raise SettingsError(f"MESOS_AGENT_ENDPOINT: {exc}") from None
+        raise SettingsError(str(exc)) from None
+
+
+def _driver(executor: StokerExecutor, settings: ExecutorSettings, route: AgentRoute) -> ExecutorDriver:
+    """The driver; a token, or a TLS file (certificate, key, CA) it cannot use: a settings
+    error (exit 2)."""
     try:
-        return ExecutorDriver(executor, settings)
+        transport = AgentTransport(route, settings.auth_token)
     except BadToken as exc:
         raise SettingsError(f"{TOKEN_VARIABLE}: {exc}") from None
+    except ValueError as exc:  # agenttls.client_context's: the variable and its file
+        raise SettingsError(str(exc)) from None
+    return ExecutorDriver(executor, settings, transport=transport)
 
 
 def _log_image_flags(settings: ExecutorSettings) -> None:

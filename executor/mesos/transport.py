@@ -10,11 +10,14 @@ the URL, the exact headers and the classification of every HTTP outcome:
     no answer                               -> TRANSIENT (retry with back-off)
     any other status                        -> REJECTED (a bug or a misconfiguration)
 
-Why `http.client` and not `requests`: the agent is plain HTTP/1.1 on a known address, with
-no redirects, proxies, cookies, encodings or TLS to negotiate, and the stream must be read
-piece by piece as chunks arrive; `http.client` does exactly that, while `requests` (with
-`urllib3`, `charset_normalizer`, `idna` and `importlib.metadata`) would cost every executor
-about 9 MiB of memory and a hundred milliseconds of start for nothing it uses.
+Where the connections go (`agentroute.py`): TCP to MESOS_AGENT_ENDPOINT, over TLS when
+libprocess SSL is on (`agenttls.py`, loaded only then), or the agent's unix socket.
+
+Why `http.client` and not `requests`: the agent is HTTP/1.1 on a known address, with no
+redirects, proxies, cookies or encodings, and the stream must be read piece by piece as
+chunks arrive; `http.client` does exactly that, while `requests` (with `urllib3`,
+`charset_normalizer`, `idna` and `importlib.metadata`) would cost every executor about
+9 MiB of memory and a hundred milliseconds of start for nothing it uses.
 
 It never raises to its callers except `StreamBroken` while iterating a stream; it never
 decides about retries, never touches the protocol state, never logs a header (the bearer
@@ -29,12 +32,15 @@ import select
 import socket
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import attrs
 
-from config.words import quoted
+from executor.mesos.agentroute import AgentRoute, split_endpoint
 
-API_PATH = "/api/v1/executor"
+if TYPE_CHECKING:  # loaded only when SSL is on
+    from executor.mesos.agenttls import AgentTls
+
 CONNECT_TIMEOUT_SECS = 5.0
 CALL_TIMEOUT_SECS = 10.0  # read timeout of a call; the stream has none (heartbeats: 30 min)
 _MAX_DETAIL_BYTES = 1024  # a rejected call's body is quoted up to this many bytes
@@ -87,12 +93,8 @@ def _bearer(token: str) -> str:
 
 def agent_url(endpoint: str) -> str:
     """`MESOS_AGENT_ENDPOINT` (`ip:port`, an IPv6 ip unbracketed) -> the executor API URL."""
-    host, sep, port = endpoint.rpartition(":")
-    if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ValueError(f"agent endpoint {quoted(endpoint)} is not host:port (a port from 1 to 65535)")
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{port}{API_PATH}"
+    host, port = split_endpoint(endpoint)
+    return AgentRoute(host=host, port=port).url
 
 
 def _classify(status: int, accepted: int) -> Outcome:
@@ -128,23 +130,41 @@ def _error_words(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}"
 
 
-def _split(endpoint: str) -> tuple[str, int]:
-    """`MESOS_AGENT_ENDPOINT` -> (host, port) as http.client takes them (IPv6 unbracketed)."""
-    agent_url(endpoint)  # the same checks, the same error
-    host, _, port = endpoint.rpartition(":")
-    return host.strip("[]"), int(port)
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP on the agent's unix socket (MESOS_DOMAIN_SOCKET)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
-def _connect(host: str, port: int, connect_timeout_secs: float,
+def _connect(route: AgentRoute, tls: AgentTls | None, connect_timeout_secs: float,
              read_timeout_secs: float | None) -> http.client.HTTPConnection:
-    """A connected HTTPConnection: `connect_timeout_secs` for the connect, then
-    `read_timeout_secs` for each read (None: wait as long as it takes)."""
-    conn = http.client.HTTPConnection(host, port, timeout=connect_timeout_secs)
+    """A connected HTTPConnection on `route`: `connect_timeout_secs` for the connect (and
+    the TLS handshake), then `read_timeout_secs` for each read (None: as long as it takes)."""
+    conn: http.client.HTTPConnection
+    if route.socket_path is not None:
+        conn = _UnixConnection(route.socket_path, connect_timeout_secs)
+    elif tls is not None:
+        from executor.mesos.agenttls import TlsConnection
+
+        conn = TlsConnection(route.host, route.port, connect_timeout_secs, tls)
+    else:  # (its connect() sets TCP_NODELAY)
+        conn = http.client.HTTPConnection(route.host, route.port, timeout=connect_timeout_secs)
     try:
         conn.connect()
         assert conn.sock is not None
         conn.sock.settimeout(read_timeout_secs)
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except BaseException:
         conn.close()
         raise
@@ -156,6 +176,9 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     an idle HTTP/1.1 connection never should): it must not carry the next call."""
     sock = conn.sock
     if sock is None:
+        return True
+    pending = getattr(sock, "pending", None)  # an SSLSocket's: bytes decrypted, unread
+    if pending is not None and pending():
         return True
     try:
         readable, _, _ = select.select([sock], [], [], 0)
@@ -217,12 +240,22 @@ class AgentTransport:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | AgentRoute,
         auth_token: str | None = None,
         call_timeout_secs: float = CALL_TIMEOUT_SECS,
     ) -> None:
-        self.url = agent_url(endpoint)
-        self._host, self._port = _split(endpoint)
+        """`endpoint`: MESOS_AGENT_ENDPOINT (plain HTTP), or the route `agent_route` made;
+        ValueError for a TLS file that cannot be used (`agenttls.client_context`), BadToken."""
+        if isinstance(endpoint, str):
+            host, port = split_endpoint(endpoint)
+            endpoint = AgentRoute(host=host, port=port)
+        self._route = endpoint
+        self.url = endpoint.url
+        self._tls: AgentTls | None = None
+        if endpoint.tls is not None and endpoint.socket_path is None:
+            from executor.mesos.agenttls import AgentTls
+
+            self._tls = AgentTls.load(endpoint.tls)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if auth_token:
             self._headers["Authorization"] = _bearer(auth_token)  # BadToken
@@ -242,8 +275,8 @@ class AgentTransport:
         SUBSCRIBE past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
         conn = None
         try:
-            conn = _connect(self._host, self._port, connect_timeout_secs, answer_timeout_secs)
-            conn.request("POST", API_PATH, body=body, headers=self._headers)
+            conn = _connect(self._route, self._tls, connect_timeout_secs, answer_timeout_secs)
+            conn.request("POST", self._route.path, body=body, headers=self._headers)
             response = conn.getresponse()
         except (http.client.HTTPException, OSError) as e:
             if conn is not None:
@@ -269,10 +302,10 @@ class AgentTransport:
                     if conn is not None:
                         conn.close()
                     self._call_conn = conn = None
-                    conn = _connect(self._host, self._port, CONNECT_TIMEOUT_SECS,
+                    conn = _connect(self._route, self._tls, CONNECT_TIMEOUT_SECS,
                                     self._call_timeout_secs)
                     self._call_conn = conn
-                conn.request("POST", API_PATH, body=body, headers=self._headers)
+                conn.request("POST", self._route.path, body=body, headers=self._headers)
                 response = conn.getresponse()
                 content = response.read()
                 if response.will_close:

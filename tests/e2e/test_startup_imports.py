@@ -25,6 +25,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -200,9 +201,10 @@ NOT_IN_EXECUTOR = NEVER | {"executor.local", "executor.local.run", "healthcheck.
                            "shutil", "bz2", "lzma", "healthcheck.policy", "executor.procs.logpump",
                            "config.explain", "argparse", "gettext", "executor.cli.parser",
                            "executor.procs.oomkill", "executor.host.controlclient",
-                           # http.client is loaded without its HTTPS half: Stoker speaks no TLS
-                           # (`-X importtime` names `ssl` for the refused attempt, not `_ssl`)
-                           "_ssl"}
+                           # http.client is loaded without its HTTPS half: TLS to the agent only
+                           # when libprocess SSL is on (`-X importtime` names `ssl` for the refused
+                           # attempt, not `_ssl`)
+                           "_ssl", "executor.mesos.agenttls"}
 
 SLEEPER = """
     jobs = [Job(cluster='local', role='me', environment='test', name='imports',
@@ -382,15 +384,17 @@ def test_stoker_run_with_a_rotating_logger_loads_the_log_pump(tmp_path):
     assert sorted(mods & (NOT_IN_RUN - {"executor.procs.logpump"})) == []
 
 
-def test_stoker_executor_connects_and_runs_a_task_without_requests(tmp_path):
+def _executor_imports(tmp_path: Path, env: dict[str, str | None] | None = None,
+                      **agent: Any) -> tuple[set[str], set[str]]:
+    """The modules `stoker executor` loaded by its SUBSCRIBE, and by its task RUNNING."""
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     job = tmp_path / "job.aurora"
     job.write_text(textwrap.dedent(SLEEPER.format(extra="", logger="")))
-    sim = AgentSimulator(sandbox=sandbox)
+    sim = AgentSimulator(sandbox=sandbox, **agent)
     try:
         sim.launch_executor([sys.executable, "-X", "importtime", "-m", "executor", "executor"],
-                            cwd=sandbox, env_overrides={"PYTHONPATH": str(REPO)})
+                            cwd=sandbox, env_overrides={"PYTHONPATH": str(REPO), **(env or {})})
         sim.wait_subscribed(timeout_secs=30)
         subscribed = imported(sim.executor_log())
         sim.launch(make_task_info("task-1", encode(load_job(job))))
@@ -399,10 +403,23 @@ def test_stoker_executor_connects_and_runs_a_task_without_requests(tmp_path):
     finally:
         sim.close()
         kill_leftovers(task_pids(sandbox))
+    return subscribed, running
+
+
+def test_stoker_executor_connects_and_runs_a_task_without_requests(tmp_path):
+    subscribed, running = _executor_imports(tmp_path)
     assert {"executor.mesos.transport", "http.client"} <= subscribed  # it sees imports
     assert sorted(subscribed & NOT_IN_EXECUTOR) == []
     assert "executor.task.owner" in running
     assert sorted(running & NOT_IN_EXECUTOR) == []
+
+
+def test_stoker_executor_loads_ssl_only_when_libprocess_ssl_is_on(tmp_path):
+    from tests.support.agent_tls import agent_context, client_env
+
+    subscribed, running = _executor_imports(tmp_path, client_env(), tls=agent_context())
+    assert {"executor.mesos.agenttls", "_ssl"} <= subscribed
+    assert sorted(running & NOT_IN_EXECUTOR) == ["_ssl", "executor.mesos.agenttls"]
 
 
 # What the early start may load before its first fork (executor/cli/launch.py): the

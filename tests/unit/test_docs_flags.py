@@ -22,7 +22,7 @@ CONTRACT = (REPO / "docs/contract.md").read_text()
 
 # Flags of other programs the two pages name: the Mesos agent's, pip's, systemctl's and
 # systemd-run's, iptables', docker run's.
-FOREIGN = {"--executor_environment_variables", "--now",
+FOREIGN = {"--executor_environment_variables", "--now", "--http_executor_domain_sockets",
            "--executor_reregistration_timeout", "--wheel-dir", "--no-index", "--find-links",
            "--force-reinstall", "--no-deps", "--dport", "--uid-owner", "--scope", "--user",
            "--init", "--dist"}  # --dist: pytest-xdist's (README, "Tests")

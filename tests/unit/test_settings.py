@@ -161,7 +161,7 @@ TASK_ENV = {"MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/sb", "MESOS_SLAVE_ID": 
 
 def test_pop_secrets_removes_the_token_and_the_agent_variables():
     env = {**AGENT_ENV, **TASK_ENV, "MESOS_SLAVE_PID": "slave(1)@127.0.0.1:5051",
-           "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "tok"}
+           "MESOS_DOMAIN_SOCKET": "/run/mesos/agent.sock", "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "tok"}
     pop_secrets(env)
     assert env == TASK_ENV
     pop_secrets(env)  # absent: nothing happens
@@ -285,6 +285,7 @@ def test_help_comes_from_the_field_table():
 # ---- the task's environment under `stoker executor`, and the Aurora switches ----
 
 EXECUTOR_ENV = {**AGENT_ENV, "MESOS_SLAVE_PID": "slave(1)@127.0.0.1:5051", "PATH": "/opt/bin:/usr/bin",
+                "MESOS_DOMAIN_SOCKET": "/run/mesos/agent.sock", "LIBPROCESS_SSL_ENABLED": "true",
                 "MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir", "LANG": "C.UTF-8",
                 "MESOS_EXECUTOR_AUTHENTICATION_TOKEN": "t0ken"}
 
@@ -295,13 +296,15 @@ def test_the_task_environment_is_thermos_minimal_one():
     assert task_environment({}) == {"PATH": DEFAULT_PATH}
     with_agent = task_environment(EXECUTOR_ENV, keep_agent_env=True)
     assert set(with_agent) == {"PATH", "MESOS_SANDBOX", "MESOS_DIRECTORY", "MESOS_AGENT_ENDPOINT",
-                               "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID"}
+                               "MESOS_FRAMEWORK_ID", "MESOS_EXECUTOR_ID", "MESOS_SLAVE_PID",
+                               "MESOS_DOMAIN_SOCKET"}
 
 
 def test_preserve_env_keeps_the_executor_s_environment_but_never_the_token():
     preserved = task_environment(EXECUTOR_ENV, preserve_env=True)
+    # libprocess' SSL settings are the executor's environment like any other (the key is a file)
     assert preserved == {"PATH": "/opt/bin:/usr/bin", "MESOS_SANDBOX": "/sb", "MESOS_DIRECTORY": "/dir",
-                         "LANG": "C.UTF-8"}
+                         "LANG": "C.UTF-8", "LIBPROCESS_SSL_ENABLED": "true"}
     assert "MESOS_EXECUTOR_AUTHENTICATION_TOKEN" not in task_environment(EXECUTOR_ENV, preserve_env=True,
                                                                          keep_agent_env=True)
 

@@ -83,6 +83,8 @@ class _Endpoint:
 
     def _validate(self, h: _Handler, rec: RecordedRequest) -> dict:
         """The agent's checks in its order (docs/mesos.md §5); raises _Reject."""
+        if h.server.paths is not None and h.path not in h.server.paths:
+            raise _Reject(403, "")  # the agent's unix socket serves its executor API only
         if self.auth_token is not None:
             auth = h.headers.get("Authorization")
             if auth != f"Bearer {self.auth_token}":

@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -27,13 +28,18 @@ from tests.support.agent_sim.records import (
     _Task,
     parse_duration,
 )
-from tests.support.agent_sim.transport import _Server, _Stream
+from tests.support.agent_sim.transport import _Server, _Stream, _UnixServer
 from tests.support.stoker_proc import stop_signals_default
 
 
 class AgentSimulator(_Driver, _Endpoint):
     """See the module docstring. Attributes meant to be set by tests: `ack_mode`,
-    `ack_delay_secs`, `chunking`, `auth_token`."""
+    `ack_delay_secs`, `chunking`, `auth_token`.
+
+    `tls`: the TCP server speaks only TLS with this server context (libprocess SSL on, no
+    downgrade; `tests/support/agent_tls.py` makes one like libprocess'), and the executor gets
+    LIBPROCESS_SSL_ENABLED=true; `unix_socket`: the agent also listens on a unix socket in
+    the sandbox, handed to the executor as MESOS_DOMAIN_SOCKET."""
 
     def __init__(
         self,
@@ -47,6 +53,8 @@ class AgentSimulator(_Driver, _Endpoint):
         chunking: str = "record",
         seed: int = 5,
         capabilities: Iterable[str] = ("MULTI_ROLE", "TASK_KILLING_STATE", "PARTITION_AWARE"),
+        tls: ssl.SSLContext | None = None,
+        unix_socket: bool = False,
     ) -> None:
         self.agent_id, self.framework_id, self.executor_id = agent_id, framework_id, executor_id
         self.auth_token = auth_token
@@ -72,6 +80,7 @@ class AgentSimulator(_Driver, _Endpoint):
         self.ignored_updates: list[UpdateRecord] = []  # wrong agent_id: 202, then ignored
         self.lost_events: list[bytes] = []  # written while no stream was open
         self.events_sent: list[dict] = []
+        self.tls_failures: list[str] = []  # handshakes the TLS server refused, in words
         # The token's claims (framework, executor, container) do not match this executor:
         # 403 to every call, SUBSCRIBE included (docs/mesos.md §5, check 12).
         self.claims_mismatch = False
@@ -103,7 +112,10 @@ class AgentSimulator(_Driver, _Endpoint):
         self._grace_secs = 5.0
         self._closed = False
         self.port = port
+        self.tls = tls
+        self.socket_path = self.sandbox / "agent.sock" if unix_socket else None
         self._server: _Server | None = None
+        self._unix_server: _UnixServer | None = None
         self._serve_thread: threading.Thread | None = None
         self._listen(port)
 
@@ -133,7 +145,7 @@ class AgentSimulator(_Driver, _Endpoint):
         deadline = time.monotonic() + 5.0
         while True:
             try:
-                server = _Server(("127.0.0.1", port), self)
+                server = _Server(("127.0.0.1", port), self, self.tls)
                 break
             except OSError:
                 if port == 0 or time.monotonic() > deadline:
@@ -144,17 +156,28 @@ class AgentSimulator(_Driver, _Endpoint):
         self._serve_thread = threading.Thread(target=server.serve_forever, args=(0.02,),
                                               name="agent-sim", daemon=True)
         self._serve_thread.start()
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):  # a crashed agent's
+                self.socket_path.unlink()
+            self._unix_server = _UnixServer(str(self.socket_path), self)
+            threading.Thread(target=self._unix_server.serve_forever, args=(0.02,),
+                             name="agent-sim-unix", daemon=True).start()
 
     def _stop_listening(self, graceful: bool) -> None:
         with self._cond:
             streams, self._streams, self._stream = self._streams, [], None
-            server, self._server = self._server, None
+            servers = [self._server, self._unix_server]
+            self._server = self._unix_server = None
         for stream in streams:
             stream.close(graceful)
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-            server.drop_connections()
+        for server in servers:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+                server.drop_connections()
+        if self.socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
 
     def close(self) -> None:
         """Kills the executor's process group, stops listening, removes an own sandbox."""
@@ -253,6 +276,10 @@ class AgentSimulator(_Driver, _Endpoint):
             "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": shutdown_grace,
             "LIBPROCESS_PORT": "0",
         })
+        if self.tls is not None:
+            env["LIBPROCESS_SSL_ENABLED"] = "true"
+        if self.socket_path is not None:
+            env["MESOS_DOMAIN_SOCKET"] = str(self.socket_path)
         if checkpoint:
             env["MESOS_RECOVERY_TIMEOUT"] = recovery_timeout
             env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = backoff_max

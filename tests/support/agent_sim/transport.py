@@ -1,5 +1,7 @@
-"""The simulator's HTTP side: the server on 127.0.0.1 and its handler, and the chunked
-RecordIO event stream a SUBSCRIBE response carries (record, packed or fuzz chunking)."""
+"""The simulator's HTTP side: the server on 127.0.0.1 (over TLS when given a server context,
+as an agent with libprocess SSL on) and the one on a unix socket (the agent's
+`--http_executor_domain_sockets`), their handler, and the chunked RecordIO event stream a
+SUBSCRIBE response carries (record, packed or fuzz chunking)."""
 from __future__ import annotations
 
 import contextlib
@@ -7,6 +9,8 @@ import json
 import queue
 import random
 import socket
+import socketserver
+import ssl
 import sys
 import threading
 from collections.abc import Mapping
@@ -116,33 +120,43 @@ class _Stream:
             offset += size
 
 
-class _Server(ThreadingHTTPServer):
+class _Tracking:
+    """What both servers share: the connections they hold, dropped at a crash, and the
+    errors that are a peer going away, not a simulator bug worth a traceback."""
+
     daemon_threads = True
     block_on_close = False
-    allow_reuse_address = True
+    # The only paths served (the unix socket's: the agent's process id first); None: any.
+    paths: tuple[str, ...] | None = None
+    tls: ssl.SSLContext | None = None
 
-    def __init__(self, address: tuple[str, int], sim: AgentSimulator) -> None:
+    def _track(self, sim: AgentSimulator) -> None:
         self.sim = sim
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
 
     def process_request(self, request, client_address) -> None:
         with self.connections_lock:
             self.connections.add(request)
-        super().process_request(request, client_address)
+        super().process_request(request, client_address)  # type: ignore[misc]
 
     def shutdown_request(self, request) -> None:
         with self.connections_lock:
             self.connections.discard(request)
-        super().shutdown_request(request)
+        super().shutdown_request(request)  # type: ignore[misc]
 
     def handle_error(self, request, client_address) -> None:
         # An executor that exits (or is destroyed) with an idle keep-alive connection open
-        # resets it: that is a peer going away, not a simulator bug worth a traceback.
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+        # resets it; a TLS handshake refused is recorded (`AgentSimulator.tls_failures`).
+        error = sys.exc_info()[1]
+        if isinstance(error, ssl.SSLError):
+            with self.sim._cond:
+                self.sim.tls_failures.append(f"{type(error).__name__}: {error.reason}")
+                self.sim._cond.notify_all()
             return
-        super().handle_error(request, client_address)
+        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[misc]
 
     def drop_connections(self) -> None:
         with self.connections_lock:
@@ -152,9 +166,43 @@ class _Server(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
 
 
+class _Server(_Tracking, ThreadingHTTPServer):
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sim: AgentSimulator,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self._track(sim)
+        self.tls = tls
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is None:
+            return sock, address
+        # The handshake is the handler thread's (`_Handler.setup`): never the accepting one's.
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+
+class _UnixServer(_Tracking, socketserver.ThreadingUnixStreamServer):
+    """The agent's unix socket: only `/slave(1)/api/v1/executor` and `/slave(1)/api/v1`."""
+
+    paths = ("/slave(1)/api/v1/executor", "/slave(1)/api/v1")
+
+    def __init__(self, path: str, sim: AgentSimulator) -> None:
+        self._track(sim)
+        super().__init__(path, _Handler)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: _Server | _UnixServer
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(5.0)  # a client that never finishes its handshake
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the tests read the records, not a request log."""

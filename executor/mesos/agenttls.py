@@ -1,0 +1,278 @@
+"""TLS to the Mesos agent, as libprocess' own client speaks it (docs/mesos.md §1).
+
+Loaded only when libprocess SSL is on (`LIBPROCESS_SSL_ENABLED`, `agentroute.py` decides):
+`ssl` and OpenSSL come with it, and a plain executor never loads either.
+
+Owns three things:
+  - `tls_settings`: the LIBPROCESS_SSL_* (or deprecated SSL_*) variables read as libprocess
+    reads them (3rdparty/libprocess/src/openssl.cpp), a pure function to `TlsSettings`;
+  - `client_context`: the `ssl.SSLContext` libprocess would build for its client side: its
+    cipher list and protocol versions (Python's defaults share no cipher with libprocess'
+    TLS 1.2 defaults), its certificate, its verification; it reads the files, and a bad one
+    is a ValueError naming the variable and the file;
+  - `TlsConnection`: an `http.client.HTTPConnection` whose connect() wraps the TCP socket
+    itself (`http.client` is loaded without `HTTPSConnection`, `healthcheck/plainhttp.py`),
+    then makes the legacy hostname check; a failed handshake or check is `TlsFailed` (an
+    OSError: the transport's TRANSIENT), its words saying what failed.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import ssl
+from collections.abc import Mapping
+
+import attrs
+
+from config.words import quoted
+from executor.mesos.agentroute import libprocess_boolean
+
+PREFIXES = ("LIBPROCESS_SSL_", "SSL_")  # the first wins, as in libprocess
+DEFAULT_CIPHERS = ("AES128-SHA:AES256-SHA:RC4-SHA:DHE-RSA-AES128-SHA:DHE-DSS-AES128-SHA:"
+                   "DHE-RSA-AES256-SHA:DHE-DSS-AES256-SHA")
+SCHEMES = ("legacy", "openssl")
+# libprocess' switches, oldest first, with their defaults; SSLv3 is not there: OpenSSL 3
+# has none to enable (ENABLE_SSL_V3 is ignored, README "Running on Mesos").
+VERSIONS = (("ENABLE_TLS_V1_0", "TLSv1", False), ("ENABLE_TLS_V1_1", "TLSv1_1", False),
+            ("ENABLE_TLS_V1_2", "TLSv1_2", True), ("ENABLE_TLS_V1_3", "TLSv1_3", False))
+
+
+@attrs.frozen(kw_only=True)
+class TlsSettings:
+    """The client's side of libprocess' SSL flags. `names` maps a field to the variable
+    that gave it (for error words); `versions`: the enabled TLS versions, oldest first."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify_server_cert: bool = False  # VERIFY_SERVER_CERT, VERIFY_CERT, or implied by REQUIRE_CLIENT_CERT
+    require_client_cert: bool = False  # the agent's side; also changes the legacy check's leniency
+    ca_file: str | None = None
+    ca_dir: str | None = None
+    verification_depth: int = 4  # parsed and checked; Python cannot set it (OpenSSL's 100 applies)
+    hostname_validation_scheme: str = "legacy"
+    verify_ipadd: bool = False
+    ciphers: str = DEFAULT_CIPHERS
+    ecdh_curves: str = "auto"  # the accepting side's choice; a client offers OpenSSL's groups
+    versions: tuple[str, ...] = ("TLSv1_2",)
+    names: Mapping[str, str] = attrs.field(factory=dict, repr=False, eq=False)
+
+    def name(self, field: str) -> str:
+        return self.names.get(field, "LIBPROCESS_SSL_" + field.upper())
+
+    def describe(self) -> str:
+        """How the agent's certificate is checked, for the executor's start line."""
+        if not self.verify_server_cert:
+            return "https (server certificate not verified)"
+        against = " and ".join(p for p in (self.ca_file, self.ca_dir) if p) or "the system's CA certificates"
+        check = self.hostname_validation_scheme + (" with IP address" if self.verify_ipadd else "")
+        return f"https (verified against {against}, hostname check {check})"
+
+
+def _lookup(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """(VARIABLE, value) of LIBPROCESS_SSL_<name>, else SSL_<name>; an empty one is unset."""
+    for prefix in PREFIXES:
+        value = environ.get(prefix + name)
+        if value:
+            return prefix + name, value
+    return None
+
+
+def _boolean(environ: Mapping[str, str], name: str, default: bool, names: dict[str, str]) -> bool:
+    found = _lookup(environ, name)
+    if found is None:
+        return default
+    names[name.lower()] = found[0]
+    return libprocess_boolean(*found)
+
+
+def _text(environ: Mapping[str, str], name: str, names: dict[str, str]) -> str | None:
+    found = _lookup(environ, name)
+    if found is None:
+        return None
+    names[name.lower()] = found[0]
+    return found[1]
+
+
+def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
+    """The client's TLS settings from the agent's environment (pure); ValueError naming the
+    variable for a value libprocess would refuse at its start."""
+    names: dict[str, str] = {}
+    flag = lambda name, default=False: _boolean(environ, name, default, names)  # noqa: E731
+    text = lambda name: _text(environ, name, names)  # noqa: E731
+    require = flag("REQUIRE_CLIENT_CERT") or flag("REQUIRE_CERT")
+    verify = flag("VERIFY_SERVER_CERT") or flag("VERIFY_CERT") or require
+    scheme = text("HOSTNAME_VALIDATION_SCHEME") or "legacy"
+    if scheme not in SCHEMES:
+        raise ValueError(f"{names['hostname_validation_scheme']}={quoted(scheme)} is not legacy or openssl")
+    depth_text = text("VERIFICATION_DEPTH") or "4"
+    if not (depth_text.isascii() and depth_text.isdigit()):
+        raise ValueError(f"{names['verification_depth']}={quoted(depth_text)} is not a whole number")
+    versions = tuple(version for name, version, default in VERSIONS if flag(name, default))
+    flag("ENABLE_SSL_V3")  # checked, as libprocess does; OpenSSL 3 has no SSLv3 to enable
+    flag("SUPPORT_DOWNGRADE")  # the accepting side's (README "Running on Mesos")
+    if not versions:
+        raise ValueError("every TLS version is disabled (LIBPROCESS_SSL_ENABLE_TLS_V1_0 ... _V1_3): "
+                         "no handshake can succeed")
+    settings = TlsSettings(
+        cert_file=text("CERT_FILE"), key_file=text("KEY_FILE"), verify_server_cert=verify,
+        require_client_cert=require, ca_file=text("CA_FILE"), ca_dir=text("CA_DIR"),
+        verification_depth=int(depth_text), hostname_validation_scheme=scheme,
+        verify_ipadd=flag("VERIFY_IPADD"), ciphers=text("CIPHERS") or DEFAULT_CIPHERS,
+        ecdh_curves=text("ECDH_CURVES") or "auto", versions=versions, names=names)
+    if (settings.cert_file is None) != (settings.key_file is None):
+        given, missing = ("cert_file", "KEY_FILE") if settings.key_file is None else ("key_file", "CERT_FILE")
+        also = (" (SSL_CERT_FILE is also OpenSSL's CA bundle variable: libprocess reads it as "
+                "its deprecated name of LIBPROCESS_SSL_CERT_FILE)" if settings.name(given) == "SSL_CERT_FILE" else "")
+        raise ValueError(f"{settings.name(given)} is set but LIBPROCESS_SSL_{missing} is not: "
+                         f"a client certificate needs both{also}")
+    if verify and scheme == "openssl" and not settings.verify_ipadd:
+        raise ValueError(f"{settings.name('hostname_validation_scheme')}=openssl checks the agent's "
+                         "IP address (the executor reaches it by address, with no DNS name), which "
+                         "LIBPROCESS_SSL_VERIFY_IPADD=true allows: without it libprocess fails "
+                         "every connection too")
+    return settings
+
+
+def _no_password() -> bytes:
+    """An encrypted key: no prompt on a terminal the executor does not have."""
+    return b""
+
+
+def client_context(settings: TlsSettings) -> ssl.SSLContext:
+    """The client context libprocess would make; ValueError naming the variable and its file."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_REQUIRED if settings.verify_server_cert else ssl.CERT_NONE
+    if settings.verify_server_cert:
+        _load_cas(context, settings)
+        context.check_hostname = settings.hostname_validation_scheme == "openssl"
+    if settings.cert_file is not None:
+        try:
+            context.load_cert_chain(settings.cert_file, settings.key_file, password=_no_password)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise ValueError(f"{settings.name('cert_file')}={quoted(settings.cert_file)} with "
+                             f"{settings.name('key_file')}={quoted(settings.key_file)}: "
+                             f"{_words(exc)}") from None
+    try:
+        context.set_ciphers(settings.ciphers)
+    except ssl.SSLError:
+        raise ValueError(f"{settings.name('ciphers')}={quoted(settings.ciphers)}: "
+                         "OpenSSL knows none of these ciphers") from None
+    context.minimum_version = ssl.TLSVersion[settings.versions[0]]
+    context.maximum_version = ssl.TLSVersion[settings.versions[-1]]
+    return context
+
+
+def _load_cas(context: ssl.SSLContext, settings: TlsSettings) -> None:
+    if settings.ca_file is None and settings.ca_dir is None:
+        context.set_default_verify_paths()  # honours SSL_CERT_FILE and SSL_CERT_DIR
+        return
+    if settings.ca_dir is not None and not os.path.isdir(settings.ca_dir):
+        raise ValueError(f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} is not a directory")
+    try:
+        context.load_verify_locations(settings.ca_file, settings.ca_dir)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{settings.name('ca_file')}={quoted(settings.ca_file)}: {_words(exc)}") from None
+
+
+def _words(exc: BaseException) -> str:
+    """An ssl or file error in words: "certificate verify failed: unable to get local issuer
+    certificate", "no such file", "sslv3 alert handshake failure"."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return exc.reason.lower().replace("_", " ")
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc) or type(exc).__name__
+
+
+def _guess(exc: BaseException, settings: TlsSettings) -> str:
+    """What the agent's bare "handshake failure" alert (TLS 1.2) most likely means."""
+    if "HANDSHAKE_FAILURE" not in (getattr(exc, "reason", None) or ""):
+        return ""
+    unset = ", or requires a client certificate and LIBPROCESS_SSL_CERT_FILE is not set"
+    return f" (the agent shares no cipher with {settings.name('ciphers')}{unset if settings.cert_file is None else ''})"
+
+
+class TlsFailed(OSError):
+    """The handshake with the agent, or the legacy check of its certificate, failed."""
+
+
+def legacy_check(cert: Mapping, ip: str, hostname: str | None, settings: TlsSettings) -> str | None:
+    """libprocess' 'legacy' check of a verified certificate (openssl.cpp, verify()): None when
+    it passes, else why not. `hostname`: the agent's IP's reverse DNS name, None if none."""
+    if not settings.verify_ipadd and hostname is None:
+        # libprocess' own leniency: nothing to compare, accepted unless client certs are required
+        return "Cannot verify peer certificate: peer hostname unknown" if settings.require_client_cert else None
+    for kind, value in cert.get("subjectAltName", ()):
+        if kind == "DNS" and hostname is not None and value == hostname:
+            return None
+        if kind == "IP Address" and settings.verify_ipadd and _same_ip(value, ip):
+            return None
+    if hostname is not None:
+        names = [value for rdn in cert.get("subject", ()) for key, value in rdn if key == "commonName"]
+        if names:
+            if names[0] == hostname:
+                return None
+            return f"Presented Certificate Name: {names[0]} does not match peer hostname name: {hostname}"
+    details = ([f"hostname {hostname}"] if hostname is not None else []) + [f"IP {ip}"]
+    return f"Could not verify presented certificate with {', '.join(details)}"
+
+
+def _same_ip(a: str, b: str) -> bool:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            if socket.inet_pton(family, a.strip()) == socket.inet_pton(family, b):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def reverse_name(ip: str) -> str | None:
+    """The reverse DNS name of `ip`, as libprocess' legacy check looks it up; None if none."""
+    try:
+        return socket.getnameinfo((ip, 0), socket.NI_NAMEREQD)[0]
+    except OSError:
+        return None
+
+
+@attrs.frozen
+class AgentTls:
+    """What every TLS connection to the agent shares: the settings and their context."""
+
+    settings: TlsSettings
+    context: ssl.SSLContext
+
+    @classmethod
+    def load(cls, settings: TlsSettings) -> AgentTls:
+        return cls(settings, client_context(settings))
+
+
+class TlsConnection(http.client.HTTPConnection):
+    """An HTTPConnection over TLS, the handshake and the checks done in connect()."""
+
+    def __init__(self, host: str, port: int, timeout: float, tls: AgentTls) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._tls = tls
+
+    def connect(self) -> None:
+        super().connect()  # TCP, TCP_NODELAY
+        plain, self.sock = self.sock, None
+        why: str | None
+        try:
+            # the IP as the name: no SNI for it, and the 'openssl' scheme's IP check
+            self.sock = self._tls.context.wrap_socket(plain, server_hostname=self.host)
+        except (ssl.SSLError, OSError) as exc:
+            why = _words(exc) + _guess(exc, self._tls.settings)
+        else:
+            settings = self._tls.settings
+            why = None
+            if settings.verify_server_cert and settings.hostname_validation_scheme == "legacy":
+                why = legacy_check(self.sock.getpeercert() or {}, self.host, reverse_name(self.host), settings)
+        if why is not None:
+            plain.close()
+            self.close()
+            raise TlsFailed(f"TLS handshake with {self.host}:{self.port} failed: {why}")

@@ -1,0 +1,157 @@
+"""The transport over TLS and over the agent's unix socket, against the agent simulator in
+those modes: SUBSCRIBE, calls, abort() waking a blocked read, a refused handshake's words,
+the unix socket's only path."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from executor.mesos import agenttls
+from executor.mesos.agentroute import AgentRoute, agent_route
+from executor.mesos.transport import AgentTransport, Outcome, StreamBroken
+from executor.mesos.wire import Calls
+from tests.support.agent_sim import AgentSimulator
+from tests.support.agent_tls import agent_context, cert, client_env
+from tests.support.waiting import wait_for
+
+TOKEN = "tls-t0ken"
+
+
+@pytest.fixture
+def tls_agent(tmp_path):
+    with AgentSimulator(sandbox=tmp_path, tls=agent_context(), auth_token=TOKEN) as sim:
+        yield sim
+
+
+def _transport(sim: AgentSimulator, environ: dict[str, str]) -> AgentTransport:
+    environ = {"MESOS_SLAVE_PID": f"slave(1)@{sim.endpoint}", **environ}
+    return AgentTransport(agent_route(sim.endpoint, environ, str(sim.sandbox)), TOKEN)
+
+
+def _subscribe(sim: AgentSimulator, transport: AgentTransport):
+    return transport.subscribe(Calls(sim.framework_id, sim.executor_id).subscribe([], []), 2.0, 2.0)
+
+
+def _read_until_aborted(sim: AgentSimulator, transport: AgentTransport) -> str:
+    """SUBSCRIBE, read the stream in a thread, abort it once blocked: what the reader saw."""
+    result, stream = _subscribe(sim, transport)
+    assert result.outcome is Outcome.ACCEPTED and stream is not None, result
+    seen: list[str] = []
+
+    def read() -> None:
+        try:
+            for _chunk in stream.chunks():
+                seen.append("chunk")
+        except StreamBroken as e:
+            seen.append(f"broken: {e}")
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    wait_for(lambda: seen, 2.0, message="SUBSCRIBED read")
+    stream.settle()  # blocked in recv with no timeout from now on
+    stream.abort()
+    reader.join(2.0)
+    stream.close()
+    assert not reader.is_alive()
+    return seen[-1]
+
+
+def test_over_tls_with_libprocess_defaults_subscribe_calls_and_abort_work(tls_agent):
+    transport = _transport(tls_agent, client_env(None))
+    assert transport.url.startswith("https://127.0.0.1:")
+    assert _read_until_aborted(tls_agent, transport) == "broken: aborted"
+    update = Calls(tls_agent.framework_id, tls_agent.executor_id).message(b"hi")
+    assert transport.post(update).outcome is Outcome.ACCEPTED  # 202 on the kept-alive TLS connection
+    assert transport.post(update).outcome is Outcome.ACCEPTED
+    transport.close()
+    assert tls_agent.messages == [b"hi", b"hi"]
+    assert {r.header("Authorization") for r in tls_agent.requests} == {f"Bearer {TOKEN}"}
+
+
+def test_verified_against_the_ca_with_the_openssl_scheme_and_the_ip_address(tls_agent):
+    transport = _transport(tls_agent, client_env(None, verify_server_cert="true", ca_file=cert("ca"),
+                                                 hostname_validation_scheme="openssl", verify_ipadd="1"))
+    result, stream = _subscribe(tls_agent, transport)
+    assert result.outcome is Outcome.ACCEPTED and stream is not None
+    stream.abort()
+    stream.close()
+
+
+@pytest.mark.parametrize("switches, words", [
+    ({"verify_server_cert": "true", "ca_file": cert("other-ca")},
+     "certificate verify failed: unable to get local issuer certificate"),
+    ({"ciphers": "ECDHE-RSA-AES256-GCM-SHA384"}, "sslv3 alert handshake failure (the agent shares no "
+     "cipher with LIBPROCESS_SSL_CIPHERS, or requires a client certificate and LIBPROCESS_SSL_CERT_FILE is not set)"),
+])
+def test_a_refused_handshake_is_transient_and_says_what_failed(tls_agent, switches, words):
+    transport = _transport(tls_agent, client_env(None, **switches))
+    result, stream = _subscribe(tls_agent, transport)
+    assert stream is None and result.outcome is Outcome.TRANSIENT and result.status is None
+    assert result.detail == f"TlsFailed: TLS handshake with {tls_agent.endpoint} failed: {words}"
+
+
+def test_python_s_own_defaults_share_no_cipher_with_libprocess_defaults(tls_agent):
+    """Why the client applies libprocess' cipher list: OpenSSL 3's default one has no SHA-1
+    cipher, libprocess' has nothing else (for TLS 1.2, its only version by default)."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", tls_agent.port), 2.0) as sock, pytest.raises(ssl.SSLError):
+        context.wrap_socket(sock).close()
+
+
+def test_the_unix_socket_serves_the_agent_s_path_and_refuses_any_other(tmp_path):
+    with AgentSimulator(sandbox=tmp_path, unix_socket=True) as sim:
+        environ = {"MESOS_DOMAIN_SOCKET": str(sim.socket_path), "LIBPROCESS_SSL_ENABLED": "true"}
+        transport = _transport(sim, environ)  # never TLS on the socket, SSL on or not
+        assert transport.url.startswith("http+unix://")
+        assert _read_until_aborted(sim, transport) == "broken: aborted"
+        assert [r.path for r in sim.requests] == ["/slave(1)/api/v1/executor"]
+        wrong = AgentTransport(AgentRoute(socket_path=str(sim.socket_path)))  # /api/v1/executor
+        result, stream = _subscribe(sim, wrong)
+        assert stream is None and result.status == 403 and result.outcome is Outcome.REJECTED
+
+
+@pytest.mark.parametrize("tls13", [False, True], ids=["tls1.2", "tls1.3"])
+def test_the_idle_tls_call_connection_is_kept_and_reused(tmp_path, tls13):
+    """`_dropped` must not take TLS' own bytes (TLS 1.3's session tickets, read with the
+    first answer) for a closed connection: a new handshake for every call."""
+    import ssl
+
+    context = agent_context()
+    if tls13:
+        context.maximum_version = ssl.TLSVersion.TLSv1_3
+    with AgentSimulator(sandbox=tmp_path, tls=context, auth_token=TOKEN) as sim:
+        transport = _transport(sim, client_env(None, **({"enable_tls_v1_3": "1"} if tls13 else {})))
+        result, stream = _subscribe(sim, transport)
+        assert stream is not None, result
+        message = Calls(sim.framework_id, sim.executor_id).message(b"hi")
+        connections = []
+        for _ in range(3):
+            assert transport.post(message).outcome is Outcome.ACCEPTED
+            connections.append(transport._call_conn)
+        assert connections[0].sock.version() == ("TLSv1.3" if tls13 else "TLSv1.2")
+        assert connections[0] is connections[1] is connections[2]
+        stream.abort()
+        stream.close()
+        transport.close()
+
+
+@pytest.mark.parametrize("scheme, words", [
+    ("openssl", "certificate verify failed: IP address mismatch, certificate is not valid for '127.0.0.1'."),
+    # legacy: no SAN, so the common name (stoker-executor) against 127.0.0.1's reverse name
+    ("legacy", "Presented Certificate Name: stoker-executor does not match peer hostname name: "),
+], ids=["openssl", "legacy"])
+def test_an_agent_certificate_of_the_ca_for_another_name_fails_the_hostname_check(tmp_path, scheme, words):
+    with AgentSimulator(sandbox=tmp_path, tls=agent_context("client")) as sim:  # a CA-signed cert, not the agent's
+        transport = _transport(sim, client_env(None, verify_server_cert="1", ca_file=cert("ca"),
+                                               hostname_validation_scheme=scheme, verify_ipadd="1"))
+        result, stream = _subscribe(sim, transport)
+    assert stream is None and result.outcome is Outcome.TRANSIENT
+    reverse = agenttls.reverse_name("127.0.0.1")
+    if scheme == "legacy" and reverse is None:
+        words = "Could not verify presented certificate with IP 127.0.0.1"
+    assert result.detail.startswith(f"TlsFailed: TLS handshake with {sim.endpoint} failed: {words}"), result.detail
