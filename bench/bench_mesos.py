@@ -6,7 +6,9 @@ UPDATE call) minus the monotonic time right before the LAUNCH or KILL event was 
 
 Figures: LAUNCH → TASK_STARTING, LAUNCH → TASK_RUNNING (no health check), the same
 with the task as Aurora's scheduler sends it (a Thrift AssignedTask whose executorConfig
-holds the client's job JSON, `tests/support/aurora_tasks.py`), KILL →
+holds the client's job JSON, `tests/support/aurora_tasks.py`), the same over TLS (an agent
+with libprocess SSL on that requires a client certificate, an executor that verifies the
+agent's against the test CA: `tests/support/agent_tls.py`), KILL →
 TASK_KILLED with kill grace G for a process that ignores SIGTERM and for one that exits on
 it, and the executor's RSS / PSS while its task runs. Floor: the test suite's echo executor
 (`tests/support/echo_executor.py`: the same driver and the same simulator, but no task, no
@@ -44,6 +46,7 @@ from config.document import encode
 from config.loader import load_job
 from tests.support import agent_sim
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.agent_tls import agent_context, cert, client_env
 from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.stoker_proc import CONSOLE_ENTRY, kill_leftovers, task_pids
 
@@ -102,14 +105,20 @@ def document(directory: Path, cmdline: str, aurora: bool = False) -> bytes:
     return encode(load_job(path))
 
 
-def one(root: Path, tag: str, argv: list[str], data: bytes) -> Sample:
+def one(root: Path, tag: str, argv: list[str], data: bytes, tls: bool = False) -> Sample:
+    """One agent and executor; with `tls`, an agent with libprocess SSL on that requires
+    a client certificate, and an executor that verifies the agent's against the CA."""
     sandbox = root / tag
     sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox)
+    sim = AgentSimulator(sandbox=sandbox, tls=agent_context(require_client_cert=True) if tls else None)
+    # PYTHONPATH: the product of this checkout, whatever the interpreter has installed
+    env: dict[str, str | None] = {"PYTHONPATH": str(REPO)}
+    if tls:
+        env |= client_env("client", verify_server_cert="true", ca_file=cert("ca"),
+                          hostname_validation_scheme="openssl", verify_ipadd="true")
     try:
         exec_at = time.monotonic()
-        # PYTHONPATH: the product of this checkout, whatever the interpreter has installed
-        proc = sim.launch_executor(argv, cwd=sandbox, env_overrides={"PYTHONPATH": str(REPO)})
+        proc = sim.launch_executor(argv, cwd=sandbox, env_overrides=env)
         sim.wait_subscribed(WAIT_SECS)
         subscribed = min(c.at for c in sim.calls("SUBSCRIBE")) - exec_at
         launch_at = time.monotonic()
@@ -150,12 +159,15 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         term: list[Sample] = []
         stubborn: list[Sample] = []
         aurora: list[Sample] = []
-        for i in range(reps):  # interleaved, so drift on the machine hits all four alike
-            progress(f"executor repetition {i + 1} of {reps}: echo, exits on SIGTERM, ignores it, Aurora's")
+        tls: list[Sample] = []
+        for i in range(reps):  # interleaved, so drift on the machine hits all five alike
+            progress(f"executor repetition {i + 1} of {reps}: echo, exits on SIGTERM, ignores it, "
+                     "Aurora's, over TLS")
             echo.append(one(root, f"echo-{i}", ECHO, exits))
             term.append(one(root, f"term-{i}", STOKER, exits))
             stubborn.append(one(root, f"stubborn-{i}", STOKER, ignores))
             aurora.append(one(root, f"aurora-{i}", STOKER, thrift))
+            tls.append(one(root, f"tls-{i}", STOKER, exits, tls=True))
         progress("import footprints")
         footprint = footprint_note("what `stoker executor` imports", [
             "import ssl", "import http.client", "import executor.mesos.driver",
@@ -175,6 +187,11 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
         times = _col(aurora, field)
         rows.append(Row(f"Mesos: LAUNCH → TASK_{label}, the task as Aurora's scheduler sends it (a Thrift "
                         f"AssignedTask)", med_max(times), f"the same job as Stoker's JSON task document: "
+                        f"{med_max(_col(term, field))}", text, summary(times).median, target,
+                        summary(times).maximum))
+        times = _col(tls, field)
+        rows.append(Row(f"Mesos: LAUNCH → TASK_{label}, over TLS (libprocess SSL on: certificates "
+                        f"verified both ways)", med_max(times), f"the same over plain HTTP: "
                         f"{med_max(_col(term, field))}", text, summary(times).median, target,
                         summary(times).maximum))
     kill_floor = f"grace {ms(GRACE_SECS, 0)}; echo executor KILL → KILLED: {med_max(_col(echo, 'killed'))}"
@@ -197,6 +214,12 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     subscribed = _col(both, "subscribed")
     rows.append(Row("Mesos: executor exec → SUBSCRIBE received by the agent", med_max(subscribed),
                     f"echo executor: {med_max(_col(echo, 'subscribed'))}", "—"))
+    tls_rss = [s.memory.rss for s in tls]
+    rows.append(Row("Mesos: executor over TLS, exec → SUBSCRIBE received / memory while running a task",
+                    f"{med_max(_col(tls, 'subscribed'))}; RSS median {summary(tls_rss).median / MB:.1f} MB, "
+                    f"PSS median {summary([s.memory.pss for s in tls]).median / MIB:.1f} MiB",
+                    f"over plain HTTP: {med_max(subscribed)}; RSS median {summary(rss).median / MB:.1f} MB",
+                    "RSS ≤ 35 MB", summary(tls_rss).median / RSS_TARGET, 1.0, max(tls_rss) / RSS_TARGET))
     notes = [both[-1].maps, footprint]
     return rows, notes
 

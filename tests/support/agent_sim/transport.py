@@ -177,6 +177,9 @@ class _Server(_Tracking, ThreadingHTTPServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()
+        # As libprocess' accepted sockets (poll_socket.cpp): Nagle off. Without it a TLS
+        # stream's event waited for the executor's delayed ACK: 40 ms a record.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls is None:
             return sock, address
         # The handshake is the handler thread's (`_Handler.setup`): never the accepting one's.
