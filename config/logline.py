@@ -16,7 +16,9 @@ console write their lines for it then.
 The other facts of the streams every layer writes its lines to: `lost_for_now`, whether a
 write that failed lost its text for now (a full disk, a file's I/O error: a later write may
 work) or for good (the reader is gone); `KeptWrites`, whether the stream's buffer kept a
-write that failed (it lands with the next flush) or refused it; `to_devnull`, a
+write that failed (it lands with the next flush) or refused it; `ends_line`, whether what
+landed ends a line (a note on lines lost after a line cut short starts a line of its own);
+`to_devnull`, a
 stream whose reader is gone pointed at /dev/null, so that the interpreter's last flush is
 quiet; `whole_writes`, a stream that writes a regular file unbuffered (`python -u`) given a
 buffered layer, so that a write a full disk cut short raises (and is counted) instead of
@@ -184,6 +186,32 @@ class KeptWrites:
         kept is written."""
         if self._kept_to is not None and (state := _buffered(stream)) is not None and not state[1]:
             self._kept_to = None
+
+
+def ends_line(stream: object) -> bool:
+    """Whether the byte before where `stream`'s next write lands is a line end (or there is
+    none): a note on lines lost then needs no line end of its own first, which after a whole
+    line was an empty one; it does after a line a full disk cut short. Read from the file
+    itself, reopened to read (the stream may write only), once its buffer holds nothing;
+    False where that cannot be told (not a regular file, bytes still held, not readable)."""
+    import fcntl  # (only as a note is written: a full disk's)
+
+    try:
+        fd = stream.fileno()  # type: ignore[attr-defined]
+        st = os.fstat(fd)
+        held = _buffered(stream)
+        if not stat.S_ISREG(st.st_mode) or held is None or held[1]:
+            return False
+        at = st.st_size if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND else os.lseek(fd, 0, os.SEEK_CUR)
+        if at == 0:
+            return True
+        reader = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(reader, 1, at - 1) == b"\n"
+        finally:
+            os.close(reader)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def to_devnull(stream: object) -> None:

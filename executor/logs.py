@@ -39,7 +39,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TextIO
 
-from config.logline import KeptWrites, lost_for_now, terminal_writer
+from config.logline import KeptWrites, ends_line, lost_for_now, terminal_writer
 from config.logline import log_event as log_event  # every layer's, re-exported
 
 if TYPE_CHECKING:  # for the type checker only: no class every process holds
@@ -318,8 +318,9 @@ class Spool:
 
     def __init__(self, limit: int = SPOOL_LIMIT) -> None:
         self._limit = limit
-        # each: stream, text, on_error, a note's lost lines, on_lost
-        self._items: collections.deque[tuple[TextIO, str, OnError, int, OnLost | None]] = collections.deque()
+        # each: stream, text, on_error, a note's lost lines, on_lost, whether a note on lost lines
+        # starts with a line end when the line before it was cut (`ends_line`)
+        self._items: collections.deque[tuple[TextIO, str, OnError, int, OnLost | None, bool]] = collections.deque()
         self._queued = 0
         self._dropped: dict[int, int] = {}  # id(stream) → lines dropped
         self._lost: dict[int, tuple[int, str]] = {}  # id(stream) → lines lost, why (`lost_for_now`)
@@ -353,11 +354,11 @@ class Spool:
             dropped = self._dropped.pop(id(stream), 0)
             if dropped:
                 said = note(f"{dropped} lines not shown: their reader was not reading")
-                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error, 0, None))
+                self._items.append((stream, "\r\x1b[2K" + said if _isatty(stream) else said, on_error, 0, None, False))
             if lost := self._lost.pop(id(stream), None):  # on a line of its own: one may be torn
                 said = note(f"{lost[0]} lines lost: {lost[1]}")
-                self._items.append((stream, said if whole else "\n" + said, on_error, lost[0], None))
-            self._items.append((stream, text, on_error, 0, on_lost))
+                self._items.append((stream, said, on_error, lost[0], None, not whole))
+            self._items.append((stream, text, on_error, 0, on_lost, False))
             self._queued += len(text)
             self._cond.notify()
 
@@ -384,18 +385,22 @@ class Spool:
                 self._cond.notify_all()
                 while not self._items:
                     self._cond.wait()
-                stream, text, on_error, lost, on_lost = self._items.popleft()
+                stream, text, on_error, lost, on_lost, lead = self._items.popleft()
                 self._queued -= len(text)
                 self._busy = True
-            self._write_one(stream, text, on_error, lost, on_lost)
+            self._write_one(stream, text, on_error, lost, on_lost, lead)
 
-    def _write_one(self, stream: TextIO, text: str, on_error: OnError, lost: int, on_lost: OnLost | None) -> None:
+    def _write_one(self, stream: TextIO, text: str, on_error: OnError, lost: int, on_lost: OnLost | None,
+                   lead: bool) -> None:
         """Write `text`; `lost`: it is the note on that many lost lines, written only once
         the stream takes what a failed write left in its buffer (else, held there, it lands
-        later beside the next note: one note per recovery), and counted again if not."""
+        later beside the next note: one note per recovery), and counted again if not; `lead`:
+        after a line end of its own when what landed before it does not end a line (a
+        line a full disk cut short: `ends_line`)."""
         try:
             if lost:
                 stream.flush()
+                text = "\n" + text if lead and not ends_line(stream) else text
             stream.write(text)
             stream.flush()
             if writes := self._kept.get(id(stream)):

@@ -292,6 +292,18 @@ def _lock_age(holder: Holder) -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME) - holder.since_boot
 
 
+def _holders_socket(made: float, holder: Holder) -> bool:
+    """Whether the control socket made at `made` (its mtime: the wall clock's) is `holder`'s,
+    made once it took the lock, not a SIGKILLed supervisor's left behind: made after the
+    lock's wall time, or younger than the lock, whose age is the boot clock's (`_lock_age`).
+    The wall clock alone judged wrong when it was stepped back between the lock and the
+    socket (the supervisor's own socket looked older than its lock, and the command waited
+    up to STARTING_SECS); the ages alone, when stepped forward since the socket was made."""
+    if made >= holder.since_wall - SOCKET_SLACK_SECS:
+        return True
+    return holder.since_boot is not None and time.time() - made <= _lock_age(holder) + SOCKET_SLACK_SECS
+
+
 def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
     """Who holds the sandbox's lock. A supervisor that is starting (the lock taken by an
     early start, which writes no pid in it, while `stoker run` loads; or its control socket
@@ -310,8 +322,7 @@ def _started(stoker_dir: int, where: str, command: str) -> Holder | None:
         holder = lock.as_seen_here(holder, stoker_dir) if holder is not None else None
         if holder is not None and lock.holds(holder, stoker_dir):
             with contextlib.suppress(OSError):
-                made = os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mtime
-                if made >= holder.since_wall - SOCKET_SLACK_SECS:  # not a SIGKILLed one's, left
+                if _holders_socket(os.stat(CONTROL_SOCKET, dir_fd=stoker_dir, follow_symlinks=False).st_mtime, holder):
                     return holder
             if _lock_age(holder) > STARTING_SECS:
                 return holder

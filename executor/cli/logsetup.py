@@ -42,6 +42,7 @@ from typing import Any
 import executor
 from config.logline import (
     KeptWrites,
+    ends_line,
     event_line,
     lost_for_now,
     terminal_write,
@@ -220,11 +221,11 @@ class QuietHandler(logging.StreamHandler):
     def _say_dropped(self) -> None:
         """Before the next line, once the stream takes what its buffer kept: how many were
         lost while the disk was full, on a line of its own (the last write that failed may
-        have left part of a line; not in a JSON log, `_whole_lines`)."""
+        have left part of a line, `ends_line`; not in a JSON log, `_whole_lines`)."""
         note = _dropped_record(f"lines lost: {self._dropped_why}", self.dropped)
         try:
             self.flush()  # what a failed write left in the buffer first: the note once it lands
-            lead = "" if self._whole_lines() else self.terminator
+            lead = "" if self._whole_lines() or ends_line(self.stream) else self.terminator
             self.stream.write(lead + self.format(note) + self.terminator)
             self.flush()
         except OSError:

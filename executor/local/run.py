@@ -65,6 +65,7 @@ from executor.local.runstart import (
 )
 from executor.local.service import Restart, ServiceRules, Stop
 from executor.logs import log_event, no_room, spool
+from executor.task.killing import load_kill_machine
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
 from executor.task.status import Update
@@ -275,6 +276,7 @@ class LocalRun:
                     record_between(prepared, restart)  # RESTARTING
                     said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                          delay_secs=decision.delay_secs, next_attempt=attempt + 1)
+                    load_kill_machine(prepared.plan.spec)  # attempts that each ended sooner than their owner did
                     with reaping_as_init():  # a container's orphans are reaped meanwhile
                         if self._wait(decision, ended):
                             return self._stopped_between(ended)

@@ -229,7 +229,7 @@ class TaskCgroupLife:
             self._announce("", "")
             return True
         # what is left is said in the words of what the close could not end (`unsignalled.py`,
-        # loaded with the kill's machine half a second into the task)
+        # loaded with the kill's machine half a second into the task, or before a restart's wait)
         from executor.procs.unsignalled import cgroup_cut, cgroup_left
         if isinstance(problem, cgroups.CutShort):  # a slow host or a deep tree: not a failure
             self.cut_at_close = True

@@ -20,10 +20,12 @@ at the close (`close_incomplete`); so is the task's cgroup its close could not r
 member in D state: `cgroup_left`) or finish by its deadline (`cgroup_cut`), and what becomes
 of it: the watchdog's to finish, or left behind.
 
-Off the start's path: loaded with the kill's machine half a second into the task
-(`Killing.load_ahead`), so that a supervisor that runs through an upgrade in place names
-them with the code it started with (a run's SIGKILL after its grace loaded this file, and
-an upgrade's that did not load failed the task). Never raises.
+Off the start's path: loaded with the kill's machine half a second into the task, or by
+`stoker run` before a restart's wait (`killing.load_kill_machine`), so that a supervisor
+that runs through an upgrade in place names them with the code it started with (a run's
+SIGKILL after its grace loaded this file, and an upgrade's that did not load failed the
+task; so did a later attempt's close, of a service whose attempts each ended sooner).
+Never raises.
 """
 from __future__ import annotations
 

@@ -72,6 +72,31 @@ class _Cut:
     reason: str
 
 
+def load_kill_machine(job: JobSpec) -> None:
+    """Load the kill's machine (`kill.py`) now, while the task runs: a task's first kill,
+    maybe weeks after its start, would load it from the installation then, after an
+    upgrade in place the new version's module into this version's supervisor. Never
+    raises: a load that fails now (its file unreadable, no memory) is made again by the
+    first kill, as before (44 KiB of memory, with a killed run's words). A task with
+    lifecycle endpoints loads their caller too (`lifecycle.py` and the HTTP it posts
+    with): its kill starts there, and an upgrade's file failed the task (exit 70). So
+    did `unsignalled.py`'s, loaded at the SIGKILL of a run that outlived its grace (its
+    words: `stoker run` of 100 processes +12 KiB of USS, median of 14 pairs, from -32 to +60),
+    and at the close of a task that left its cgroup. Loaded by the owner half a second into
+    the task, and by `stoker run` before a restart's wait: a service whose attempts each
+    end sooner never loaded it, and a later attempt's close, hours of restarts on, loaded
+    an upgrade's file (exit 70)."""
+    try:
+        from executor.procs import unsignalled  # noqa: F401  # a run's SIGKILL after its grace (`say_traced`)
+        from executor.task import kill  # noqa: F401  # (loaded for later, read by `start`)
+        from healthcheck import base  # noqa: F401  # a killed run's words (`signal_name`)
+        if job.lifecycle is not None:
+            from executor.task import lifecycle  # noqa: F401  # (read by the kill's `StartLifecycle`)
+            from healthcheck import http_check, loopback  # noqa: F401  # (`post_endpoint`'s)
+    except Exception as exc:  # MemoryError, OSError, an ImportError of a damaged file
+        log_event(logger, logging.DEBUG, "kill_machine_not_loaded", reason=f"{type(exc).__name__}: {exc}")
+
+
 class Killing:
     def __init__(self, job: JobSpec, *, planner: Planner, reporter: Reporter,
                  start_lifecycle: LifecycleStarter, post: Callable[[object], None],
@@ -91,24 +116,8 @@ class Killing:
         self._cut_made = False  # that SIGKILL was made: nothing is left for a later bound to cut
 
     def load_ahead(self) -> None:
-        """Load the kill's machine (`kill.py`) now, while the task runs: a task's first kill,
-        maybe weeks after its start, would load it from the installation then, after an
-        upgrade in place the new version's module into this version's supervisor. Never
-        raises: a load that fails now (its file unreadable, no memory) is made again by the
-        first kill, as before (44 KiB of memory, with a killed run's words). A task with
-        lifecycle endpoints loads their caller too (`lifecycle.py` and the HTTP it posts
-        with): its kill starts there, and an upgrade's file failed the task (exit 70). So
-        did `unsignalled.py`'s, loaded at the SIGKILL of a run that outlived its grace (its
-        words: `stoker run` of 100 processes +12 KiB of USS, median of 14 pairs, from -32 to +60)."""
-        try:
-            from executor.procs import unsignalled  # noqa: F401  # a run's SIGKILL after its grace (`say_traced`)
-            from executor.task import kill  # noqa: F401  # (loaded for later, read by `start`)
-            from healthcheck import base  # noqa: F401  # a killed run's words (`signal_name`)
-            if self._job.lifecycle is not None:
-                from executor.task import lifecycle  # noqa: F401  # (read by the kill's `StartLifecycle`)
-                from healthcheck import http_check, loopback  # noqa: F401  # (`post_endpoint`'s)
-        except Exception as exc:  # MemoryError, OSError, an ImportError of a damaged file
-            log_event(logger, logging.DEBUG, "kill_machine_not_loaded", reason=f"{type(exc).__name__}: {exc}")
+        """Load the kill's machine now, while the task runs (`load_kill_machine`)."""
+        load_kill_machine(self._job)
 
     def grace(self, grace_secs: float | None) -> float:
         """The grace between SIGTERM and SIGKILL: the request's, else the front-end's

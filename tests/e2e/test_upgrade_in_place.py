@@ -365,3 +365,63 @@ def test_a_supervisor_running_through_an_upgrade_that_left_nothing_loadable_stil
         proc.sigterm_and_close()
     assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
     assert "SIGKILL" in proc.stdout() and "KILLING → KILLED" in proc.stdout(), proc.stdout()[-2000:]
+
+
+MAKE_SUB_CGROUP = textwrap.dedent("""\
+    import os, sys
+    sys.path.insert(0, sys.argv[1])
+    from tests.support.cgroups import stoker_cgroups_of
+    os.unlink("go")
+    for directory in stoker_cgroups_of(os.getpid()):
+        os.mkdir(os.path.join(directory, "a-run-s-own"))
+        print(directory, flush=True)
+""")
+ENDS_AT_ONCE = textwrap.dedent("""\
+    jobs = [Service(cluster='local', role='r', environment='test', name='quick',
+                    task=Task(processes=[Process(name='p', cmdline='if [ -e go ]; then {make}; fi; exit 1')],
+                              resources=Resources(cpu=0.1, ram=16*MB, disk=16*MB)))]
+""")
+
+
+def test_a_service_whose_attempts_end_at_once_closes_a_later_attempt_with_the_code_it_started_with(tmp_path):
+    """A service whose attempts each end within their first half second never stepped its
+    owner late enough to load the close's words for what it could not end (`unsignalled.py`,
+    loaded with the kill's machine): an attempt that left its cgroup, hours of restarts
+    after an upgrade in place, loaded the new file at its close (here one that cannot load,
+    with the walk's: a traceback, exit 70). They load as an attempt ends, before the restart's
+    wait, and the later attempt's cgroup is the watchdog's to remove."""
+    if os.geteuid() != 0 or (why := task_cgroups.unavailable()) is not None:
+        pytest.skip("a task cgroup and one made below it need root" if os.geteuid() else why)
+    installed = tree(tmp_path)
+    script = tmp_path / "make_sub.py"
+    script.write_text(MAKE_SUB_CGROUP)
+    config = tmp_path / "job.aurora"
+    config.write_text(ENDS_AT_ONCE.format(make=f"{sys.executable} {script} {REPO}"))
+    env = {"PYTHONPATH": str(installed), "STOKER_PLAN_CACHE": str(tmp_path / "plans"),
+           "STOKER_ROOT": str(tmp_path / "root")}
+    sandbox = tmp_path / "sandbox"
+    proc = StokerProcess(["run", str(config), "--sandbox", str(sandbox), "--restart-backoff", "0.5"], tmp_path, env=env)
+    made: list[str] = []
+    try:
+        proc.wait_output("restarting in")  # the first attempt ended at once
+        for module in ("executor/procs/unsignalled.py", "executor/procs/cgroupwalk.py"):
+            (installed / module).write_text(BROKEN_MODULE)  # the upgrade
+            for stale in installed.rglob(f"{Path(module).stem}*.pyc"):
+                stale.unlink()
+        (sandbox / "go").touch()
+        proc.wait_output("restarting in", count=3, timeout_secs=30)  # the one that made a cgroup, and the next
+        made = [line for path in sandbox.rglob("stdout") for line in path.read_text().split()]  # each attempt's
+        StokerProcess(["kill", str(sandbox)], tmp_path, env=env).exited(0)
+        proc.wait(30)
+    finally:
+        proc.sigterm_and_close()
+    try:
+        assert "Traceback" not in proc.stderr(), proc.stderr()[-3000:]
+        assert made, proc.stdout()[-2000:]
+        assert "cgroup_remove_failed" in proc.stderr() and "cgroupwalk" in proc.stderr(), proc.stderr()[-3000:]
+        for directory in made:
+            wait_for(lambda d=directory: not os.path.exists(d), 10, message=f"the watchdog removes {directory}")
+    finally:
+        for directory in made:
+            if os.path.exists(directory):
+                task_cgroups.remove(directory)

@@ -220,3 +220,41 @@ def test_the_wait_for_a_starting_supervisor_is_timed_by_no_wall_clock(tmp_path, 
     finally:
         lock.release()
         os.close(fd)
+
+
+@pytest.mark.parametrize("step", ["back between the lock and the socket", "forward since the socket"])
+def test_a_socket_made_after_the_lock_is_the_supervisor_s_whatever_the_wall_clock_did(tmp_path, monkeypatch, step):
+    """The socket's time (its mtime, on the wall clock) was compared with the wall time the
+    lock was taken at: a wall clock stepped back between the two made a supervisor's own
+    socket look made before its lock, a SIGKILLed one's left behind, and `stoker kill` right
+    after the start waited up to STARTING_SECS for another. It is the supervisor's when made
+    after the lock on the wall clock, or younger than the lock, whose age is the boot clock's."""
+    import types
+
+    from executor.cli import control as control_cli
+    from executor.host.lock import SandboxLock
+
+    def waited(secs: float) -> None:
+        raise AssertionError("it waited for a socket the supervisor had made")
+
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    fd = open_stoker_dir(sandbox)
+    boot, now = time.clock_gettime(time.CLOCK_BOOTTIME), time.time()
+    if step.startswith("back"):  # locked 0.5 s ago at a wall time 60 s ahead of the socket's
+        taken_wall, made = now + 60 - 0.5, now - 0.1
+    else:  # locked 0.5 s ago, the socket made 0.1 s later, the wall clock 60 s ahead since
+        taken_wall, made = now - 60 - 0.5, now - 60 - 0.4
+    lock = SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", taken_wall, boot - 0.5)
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sandbox / ".stoker" / "control.sock"))
+    os.utime(sandbox / ".stoker" / "control.sock", (made, made))
+    clock = types.SimpleNamespace(monotonic=time.monotonic, time=time.time, sleep=waited,
+                                  clock_gettime=time.clock_gettime, CLOCK_BOOTTIME=time.CLOCK_BOOTTIME)
+    monkeypatch.setattr(control_cli, "time", clock)
+    try:
+        assert control_cli._started(fd, str(sandbox), "kill") is not None
+    finally:
+        server.close()
+        lock.release()
+        os.close(fd)

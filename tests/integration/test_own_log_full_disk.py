@@ -79,8 +79,8 @@ def test_stokers_own_log_on_a_disk_that_fills_keeps_whole_lines_and_says_what_it
         records = [json.loads(line) for line in lines]  # raises on a torn or glued line
         events = [(r["event"], r.get("n"), r.get("count")) for r in records]
     else:
-        torn = [line[:120] for line in lines if line and not TEXT_LINE.match(line)
-                or " during " in line and not line.endswith(" pad=" + "x" * 150)]
+        torn = [line[:120] for line in lines if not TEXT_LINE.match(line)  # an empty line too: the
+                or " during " in line and not line.endswith(" pad=" + "x" * 150)]  # note's after whole ones
         assert not torn, torn
         events = [(line.split()[4], line.split("n=")[1].split()[0] if " n=" in line else None,
                    line.split("count=")[1].split()[0] if "count=" in line else None)
@@ -123,7 +123,8 @@ def test_stoker_runs_output_on_a_disk_that_fills_keeps_whole_lines_and_says_what
             assert spool.drain(5)
         lines = path.read_text().splitlines()
         stream.close()
-    whole = re.compile(r"^(before|during \d+ x{150}|after \d|\[stoker: \d+ lines lost: the disk was full\]|)$")
+    # no empty line: the note's own line end before it only after a line cut short
+    whole = re.compile(r"^(before|during \d+ x{150}|after \d|\[stoker: \d+ lines lost: the disk was full\])$")
     assert not [line[:120] for line in lines if not whole.match(line)], lines[-6:]
     notes = [int(line.split()[1]) for line in lines if line.startswith("[stoker: ")]
     written = [line for line in lines if line.startswith("during ")]
@@ -131,3 +132,28 @@ def test_stoker_runs_output_on_a_disk_that_fills_keeps_whole_lines_and_says_what
     assert len(written) + sum(notes) == logged, (len(written), notes, logged)
     assert full == "cut" or 0 < len(written) < logged, len(written)  # some kept, some lost
     assert lines[-3:] == ["after 0", "after 1", "after 2"]
+
+
+def test_the_note_on_lost_lines_starts_a_line_of_its_own_after_a_line_a_full_disk_cut(tmp_path):
+    """A line longer than the stream's buffer goes to the file in pieces: a disk with 8 KiB
+    left takes what fits and refuses the rest, lost. The note that says so, once the
+    disk has room, starts on a line of its own (its line end written first); after a whole
+    line it has none (was: an empty line before every note)."""
+    with limits.tmpfs(tmp_path / "fs") as fs:
+        path = fs / "out"
+        stream = io.TextIOWrapper(io.BufferedWriter(io.FileIO(path, "a")), line_buffering=True)
+        spool = Spool()
+        out = Output(stream, spool)
+        out.write("before\n")
+        assert spool.drain(5)
+        filler = limits.fill(fs)
+        os.truncate(filler, filler.stat().st_size - 8192)  # 8 KiB left
+        out.write("y" * 65536 + "\n")
+        assert spool.drain(5)
+        filler.unlink()
+        out.write("after\n")
+        assert spool.drain(5)
+        lines = path.read_text().splitlines()
+        stream.close()
+    assert len(lines) == 4 and set(lines[1]) == {"y"} and 0 < len(lines[1]) < 65536, [line[:40] for line in lines]
+    assert lines[::3] == ["before", "after"] and lines[2] == "[stoker: 1 lines lost: the disk was full]", lines[2:]
