@@ -74,11 +74,19 @@ def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
                 stack.append(value)
 
 
-def lines_only(code: CodeType) -> CodeType:
+def lines_only(code: CodeType, _tables: dict[bytes, bytes] | None = None) -> CodeType:
     """`code`, and every code object it holds, with a location table of line numbers only
-    (`executor/nodocs.py`'s docstring): each instruction keeps its line, its columns go."""
-    consts = tuple(lines_only(c) if type(c) is type(code) else c for c in code.co_consts)
-    return code.replace(co_linetable=line_table(code), co_consts=consts)
+    (`executor/nodocs.py`'s docstring): each instruction keeps its line, its columns go.
+    Equal tables are one object (`_tables`: the first of each), and a constants tuple with
+    no code in it is the compiler's, which made one tuple of a module's equal ones (`(None,)`
+    of many functions): `marshal` then writes each once, and a module loads one of each (a
+    tuple made anew for every code object was 66 KB more of a supervisor's, its tables 17)."""
+    tables: dict[bytes, bytes] = {} if _tables is None else _tables
+    consts = code.co_consts
+    if any(type(c) is type(code) for c in consts):
+        consts = tuple(lines_only(c, tables) if type(c) is type(code) else c for c in consts)
+    table = line_table(code)
+    return code.replace(co_linetable=tables.setdefault(table, table), co_consts=consts)
 
 
 def line_table(code: CodeType) -> bytes:

@@ -25,7 +25,7 @@ literals), so `install()` has every module imported after it compiled without th
   of Stoker's asks them: tests/unit/test_served_assumptions.py): 1,100-odd tuples, `stoker
   run` at N=100 holds 124 KiB less (USS, docs/benchmarks.md, mem10). A class's field annotations stay: attrs reads them as it
   makes the class. Other modules' functions keep theirs: a library may read them.
-- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc3.pyc`, with the
+- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc4.pyc`, with the
   source's mtime and size in its header and the source's mode; a file that does not match
   its source is not used. Its code names the source where it is now, as a `.pyc`'s does (a
   tree copied with its files' mtimes, `cp -a`, still matches: a traceback read the first's). A module of Stoker's installation (its own packages, and the
@@ -107,9 +107,9 @@ if TYPE_CHECKING:
     from types import CodeType, FrameType
     from typing import Any
 
-TAG = "nodoc3"  # the files' optimization tag: NAME.cpython-311.opt-nodoc3.pyc (2: lines only; 3: OWN's
-# functions without annotations)
-EARLIER_TAGS = ("nodoc", "nodoc2")  # an earlier Stoker's files, which the warm step removes (`codecachewarm`)
+TAG = "nodoc4"  # the files' optimization tag: NAME.cpython-311.opt-nodoc4.pyc (2: lines only; 3: OWN's
+# functions without annotations; 4: the compiler's constants tuples kept, equal line tables one: `lines_only`)
+EARLIER_TAGS = ("nodoc", "nodoc2", "nodoc3")  # an earlier Stoker's files, which the warm step removes (`codecachewarm`)
 OWN = ("executor", "config", "healthcheck")  # Stoker's packages: their functions' annotations go too
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
@@ -124,7 +124,7 @@ _OWN_DIRS = tuple(os.path.join(_TOP, package) + os.sep for package in OWN)
 
 
 class NoDocLoader(SourceFileLoader):
-    """A source file's module, its code from NAME.TAG.opt-nodoc3.pyc (see the docstring)."""
+    """A source file's module, its code from NAME.TAG.opt-nodoc4.pyc (see the docstring)."""
 
     def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)

@@ -231,3 +231,49 @@ def test_a_traceback_names_the_line_without_marks_under_it(tmp_path):
     assert (frame.lineno, frame.end_lineno, frame.colno, frame.end_colno) == (2, 2, None, None)
     shown = "".join(traceback.format_list([frame]))
     assert "return values[0] + values[1]['missing']" in shown and "^" not in shown
+
+
+def _codes(code: types.CodeType) -> list[types.CodeType]:
+    """`code` and every code object under it."""
+    found = [code]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found.extend(_codes(const))
+    return found
+
+
+SHAPES = textwrap.dedent("""
+    class Shapes:
+        def width(self):
+            return self._width
+
+        def height(self):
+            return self._height
+
+        def area(self):
+            return self.width() * self.height() if self._width else None
+
+        def empty(self):
+            return self.width() * self.height() if self._width else None
+    """)
+
+
+def test_equal_line_tables_and_constants_are_one_object_each_through_marshal():
+    """The compiler makes one tuple of a module's equal constants tuples (the tuple of its
+    code objects' `co_consts`, `(None,)` of many functions); a code's line table rebuilt
+    made each its own again, and a module's code held both copies for its whole life (some
+    80 KB of a supervisor's): the rebuilt code keeps the compiler's tuple, and one line
+    table of equal ones, as `marshal` writes and loads them."""
+    import marshal
+
+    plain = compile(SHAPES, "/nowhere/shapes.py", "exec", dont_inherit=True)
+    methods = {c.co_name: c for c in _codes(plain)}
+    assert methods["width"].co_consts is methods["height"].co_consts  # the compiler's one tuple
+    for code in (lines_only(plain), compile_without_docstrings(SHAPES.encode(), "/nowhere/shapes.py"),
+                 marshal.loads(marshal.dumps(lines_only(plain)))):
+        methods = {c.co_name: c for c in _codes(code)}
+        assert methods["width"].co_consts is methods["height"].co_consts
+        assert methods["width"].co_linetable == methods["height"].co_linetable
+        assert methods["width"].co_linetable is methods["height"].co_linetable
+        assert methods["area"].co_linetable is methods["empty"].co_linetable
+        assert methods["area"].co_consts is methods["empty"].co_consts
