@@ -108,7 +108,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 TAG = "nodoc4"  # the files' optimization tag: NAME.cpython-311.opt-nodoc4.pyc (2: lines only; 3: OWN's
-# functions without annotations; 4: the compiler's constants tuples kept, equal line tables one: `lines_only`)
+# functions without annotations; 4: the compiler's constants tuples kept, equal line tables one, `lines_only`,
+# and the stream's values that recur one object each, `nodoccode.dumps`)
 EARLIER_TAGS = ("nodoc", "nodoc2", "nodoc3")  # an earlier Stoker's files, which the warm step removes (`codecachewarm`)
 OWN = ("executor", "config", "healthcheck")  # Stoker's packages: their functions' annotations go too
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
@@ -150,13 +151,13 @@ class NoDocLoader(SourceFileLoader):
                                     and not _earlier_left(source_path, kept)):
             return super().get_code(fullname)
         try:  # only to compile (`executor/nodoccode.py`): a start that compiles nothing never loads it
-            from executor.nodoccode import compile_without_docstrings
+            from executor.nodoccode import compile_without_docstrings, dumps
         except ImportError:  # itself, compiled as it loads (its names not defined yet): as Python loads it
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path,
                                           annotations=not source_path.startswith(_OWN_DIRS))
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
-        self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
+        self._cache_bytecode(source_path, kept, header + dumps(code))  # type: ignore[attr-defined]
         return code
 
     def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:  # Any: typeshed's Buffer

@@ -7,6 +7,7 @@ test's directory. What the module does, and where its code came from, is printed
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
@@ -39,6 +40,11 @@ MODULE = textwrap.dedent('''\
 
     def typed(x: int, *rest: str, flag: bool = False) -> str:
         return str(x)
+
+
+
+    def pair():
+        return (lambda: 1), (lambda: 2)
 ''')
 
 PROBE = textwrap.dedent("""
@@ -94,6 +100,12 @@ def test_the_first_process_writes_the_code_without_docstrings_and_the_next_reads
                      "asserted": True, "line": FAILS_LINE}
     [path] = kept(package)
     written = (path.stat().st_ino, path.stat().st_mtime_ns)
+    # equal values are one object as the file loads (`nodoccode.dumps`): the two lambdas'
+    # qualified name (so their local names and kinds, which Python does not show)
+    code = marshal.loads(path.read_bytes()[16:])
+    [pair] = [const for const in code.co_consts if getattr(const, "co_name", "") == "pair"]
+    one, other = [const for const in pair.co_consts if getattr(const, "co_name", "") == "<lambda>"]
+    assert one.co_qualname == "pair.<locals>.<lambda>" and one.co_qualname is other.co_qualname
     assert probe(package) == first
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == written  # read, not written again
 
