@@ -418,9 +418,7 @@ EARLY_ALLOWED = {"fcntl", "marshal", "pwd", "errno", "stat", "_stat", "time", "_
 
 
 def test_the_early_start_loads_only_what_it_needs_before_its_first_fork():
-    # step 4's modules too, which `launch._start` imports as it takes off: sandboxfs's import
-    # of `config.logline` (for `describe_os_error`) loaded `logging`, `typing`, `re` and 40-odd
-    # more before the first fork, and `tokenize` and `token` before `deferred` could defer them
+    # with step 4's, which `launch._start` imports (config.logline's `logging` came with them)
     code = ("import sys\nbefore = set(sys.modules)\nfrom executor.cli import launch, start\n"
             "from executor.procs import earlyfork\nearlyfork._libc('prctl')\n"
             "from executor.procs import oomcount, sandboxfs, watchdogsh\n"
