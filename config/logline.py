@@ -22,7 +22,7 @@ landed ends a line (a note on lines lost after a line cut short starts a line of
 stream whose reader is gone pointed at /dev/null, so that the interpreter's last flush is
 quiet; `whole_writes`, a stream that writes a regular file unbuffered (`python -u`) given a
 buffered layer, so that a write a full disk cut short raises (and is counted) instead of
-losing its rest unsaid; `describe_os_error`, an OSError in the words every line says it in.
+losing its rest unsaid.
 
 `terminal_writer`: a thread that writes to the terminal (`executor.logs`' spool's; the log
 pump's console copier) blocks SIGTTOU first; `terminal_write`, a line written once (a
@@ -95,16 +95,6 @@ def to_journal(stream: object) -> bool:
     except (AttributeError, ValueError, OSError):  # no descriptor (a test's StringIO), or closed
         return False
     return named == f"{st.st_dev}:{st.st_ino}"
-
-
-def describe_os_error(e: OSError) -> str:
-    """'No such file or directory (ENOENT)': an errno put into words, as every line says one
-    (an UnsafePath, `executor/procs/sandboxfs.py`: its message; one Stoker raised with words
-    of its own, `/dev/null is a character device, not a directory (ENOTDIR)`, those)."""
-    if e.errno is None:
-        return str(e)
-    name = errno.errorcode.get(e.errno, str(e.errno))
-    return f"{e.strerror or os.strerror(e.errno)} ({name})"
 
 
 NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk: a later write may fit

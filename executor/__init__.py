@@ -203,6 +203,22 @@ def flush_standard_streams() -> None:
             continue
 
 
+def describe_os_error(e: OSError) -> str:
+    """'No such file or directory (ENOENT)': an errno put into words, as every line says one
+    (an UnsafePath, `executor/procs/sandboxfs.py`: its message; one Stoker raised with words
+    of its own, `/dev/null is a character device, not a directory (ENOTDIR)`, those). Here,
+    in the package every layer may import, with the standard library's builtins alone: the
+    early start's sandbox files (sandboxfs) read it before its first fork, and from
+    `config.logline`, it loaded `logging`, `typing`, `re` and 40-odd more modules there."""
+    import errno  # (builtin, loaded with the interpreter: no file to open, EMFILE or not)
+    import os
+
+    if e.errno is None:
+        return str(e)
+    name = errno.errorcode.get(e.errno, str(e.errno))
+    return f"{e.strerror or os.strerror(e.errno)} ({name})"
+
+
 # A working directory with no name (deleted: `rm -rf` of the directory a shell is in; or
 # outside the process's root): docs/contract.md §9
 _DEFAULTS = (", or a default that is the working directory (the sandbox `stoker run` makes there, `stoker "

@@ -74,11 +74,19 @@ def _nodes(tree: _ast.AST) -> Iterator[_ast.AST]:
                 stack.append(value)
 
 
-def lines_only(code: CodeType) -> CodeType:
+def lines_only(code: CodeType, _tables: dict[bytes, bytes] | None = None) -> CodeType:
     """`code`, and every code object it holds, with a location table of line numbers only
-    (`executor/nodocs.py`'s docstring): each instruction keeps its line, its columns go."""
-    consts = tuple(lines_only(c) if type(c) is type(code) else c for c in code.co_consts)
-    return code.replace(co_linetable=line_table(code), co_consts=consts)
+    (`executor/nodocs.py`'s docstring): each instruction keeps its line, its columns go.
+    Equal tables are one object (`_tables`: the first of each), and a constants tuple with
+    no code in it is the compiler's, which made one tuple of a module's equal ones (`(None,)`
+    of many functions): `marshal` then writes each once, and a module loads one of each (a
+    tuple made anew for every code object was 66 KB more of a supervisor's, its tables 17)."""
+    tables: dict[bytes, bytes] = {} if _tables is None else _tables
+    consts = code.co_consts
+    if any(type(c) is type(code) for c in consts):
+        consts = tuple(lines_only(c, tables) if type(c) is type(code) else c for c in consts)
+    table = line_table(code)
+    return code.replace(co_linetable=tables.setdefault(table, table), co_consts=consts)
 
 
 def line_table(code: CodeType) -> bytes:
@@ -111,3 +119,178 @@ def line_table(code: CodeType) -> bytes:
             table.append(value)
             previous = line
     return bytes(table)
+
+
+# ---- the code's file: `marshal`'s stream, each equal value one object ----
+
+_FLAG_REF = 0x80  # marshal's: the object is the reference target of a later 'r'
+_SINGLETONS = frozenset(b"NFTS.0")  # None, False, True, StopIteration, Ellipsis, null: never a target
+_FIXED = {ord("i"): 4, ord("g"): 8, ord("y"): 16}  # int32, binary float, binary complex
+_SIZED = frozenset(b"stuaA")  # 4-byte length, then the bytes (bytes, interned, unicode, ascii)
+_SHORT = frozenset(b"zZ")  # 1-byte length (short ascii, interned)
+_CONTAINERS = frozenset(b"([<>")  # 4-byte count, then the items (tuple, list, set, frozenset)
+_SAME = {ord(")"): ord("("), ord("z"): ord("a"), ord("Z"): ord("A")}  # one value, two spellings
+_MUTABLE = frozenset(b"c[{<")  # code (specialized as it runs), list, dict, set: never shared
+
+
+class _Node:
+    """One object of a marshal stream: its type, its bytes (a scalar's; a code object's
+    fixed fields), its items (a container's, a code object's objects) or what it refers to."""
+
+    __slots__ = ("kind", "flagged", "raw", "items", "tail", "target")
+
+    def __init__(self, kind: int, flagged: bool) -> None:
+        self.kind, self.flagged = kind, flagged
+        self.raw, self.tail = b"", b""
+        self.items: list[_Node] | None = None
+        self.target: _Node | None = None
+
+
+def _parse(data: bytes) -> _Node:
+    """The object tree of `data`, a marshal stream of code (version 4: 3.11 to 3.13); a
+    ValueError for anything else."""
+    targets: list[_Node] = []
+    at = 0
+
+    def take(size: int) -> bytes:
+        nonlocal at
+        if at + size > len(data):
+            raise ValueError("marshal data cut short")
+        at += size
+        return data[at - size:at]
+
+    def node() -> _Node:
+        first = take(1)[0]
+        one = _Node(first & ~_FLAG_REF, bool(first & _FLAG_REF))
+        kind = one.kind
+        if kind == ord("r"):
+            one.target = targets[int.from_bytes(take(4), "little")]
+            return one
+        if one.flagged:  # numbered as the reader numbers them: in order, a container before its items
+            targets.append(one)
+        if kind in _SINGLETONS:
+            return one
+        if kind in _FIXED:
+            one.raw = take(_FIXED[kind])
+        elif kind == ord("l"):  # a long: its signed count of 15-bit digits, 2 bytes each
+            count = take(4)
+            one.raw = count + take(2 * abs(int.from_bytes(count, "little", signed=True)))
+        elif kind in _SIZED:
+            size = take(4)
+            one.raw = size + take(int.from_bytes(size, "little"))
+        elif kind in _SHORT:
+            size = take(1)
+            one.raw = size + take(size[0])
+        elif kind in _CONTAINERS or kind == ord(")"):
+            one.raw = take(1 if kind == ord(")") else 4)
+            one.items = [node() for _ in range(int.from_bytes(one.raw, "little"))]
+        elif kind == ord("c"):  # 5 ints, 8 objects, the first line, 2 objects (marshal.c's order)
+            one.raw = take(20)
+            one.items = [node() for _ in range(8)]
+            one.tail = take(4)
+            one.items += [node(), node()]
+        else:
+            raise ValueError(f"marshal type {chr(kind)!r} is not one of code's")
+        return one
+
+    root = node()
+    if at != len(data):
+        raise ValueError("marshal data after the code")
+    return root
+
+
+def _value(one: _Node, memo: dict[int, object], whole: bool) -> object:
+    """What `one` loads as, comparably (its references followed); None, unless `whole`,
+    for an object that holds a mutable one (or is one), which is never shared."""
+    while one.target is not None:
+        one = one.target
+    if id(one) in memo:
+        return memo[id(one)]
+    kind = _SAME.get(one.kind, one.kind)
+    if kind in _MUTABLE and not whole:
+        value: object = None
+    elif one.items is None:
+        value = (kind, one.raw[1:] if one.kind in _SHORT else one.raw[4:] if one.kind in _SIZED else one.raw)
+    else:
+        items = tuple(_value(item, memo, whole) for item in one.items)
+        value = None if None in items else (kind, one.raw if kind == ord("c") else b"", one.tail, items)
+    memo[id(one)] = value
+    return value
+
+
+def _write(root: _Node) -> bytes:
+    """`root`'s stream again, each value that recurs (`_value`: its type and contents) written
+    once and referred to after."""
+    memo: dict[int, object] = {}
+    seen: dict[object, int] = {}  # how often each shareable value occurs
+    stack = [root]
+    while stack:
+        one = stack.pop()
+        if one.target is None and one.kind not in _SINGLETONS:
+            value = _value(one, memo, False)
+            if value is not None:
+                seen[value] = seen.get(value, 0) + 1
+            stack.extend(one.items or ())
+    out = bytearray()
+    numbers: dict[int, int] = {}  # a written target's number, by its node
+    by_value: dict[object, int] = {}
+
+    def write(one: _Node) -> None:
+        if one.target is not None or one.kind in _SINGLETONS:
+            if one.target is None:
+                out.append(one.kind)
+                return
+            number = numbers.get(id(one.target))
+            out.append(ord("r"))
+            out.extend((by_value[_value(one.target, memo, False)] if number is None else number).to_bytes(4, "little"))
+            return
+        value = _value(one, memo, False)
+        if value is not None and value in by_value:
+            out.append(ord("r"))
+            out.extend(by_value[value].to_bytes(4, "little"))
+            return
+        flagged = one.flagged or (value is not None and seen[value] > 1)
+        out.append(one.kind | (_FLAG_REF if flagged else 0))
+        if flagged:  # numbered before its items, as the reader numbers it
+            numbers[id(one)] = len(numbers)
+            if value is not None:
+                by_value[value] = numbers[id(one)]
+        out.extend(one.raw)
+        for index, item in enumerate(one.items or ()):
+            if index == 8 and one.kind == ord("c"):
+                out.extend(one.tail)
+            write(item)
+
+    write(root)
+    return bytes(out)
+
+
+def dumps(code: CodeType) -> bytes:
+    """`marshal.dumps(code)` with each value that recurs in it one object (a reference to its
+    first): the same code loads from it, but a module's equal names tuples, kinds of its
+    locals, qualified names, line and exception tables are one object each, as the compiler
+    makes its equal constants tuples one (`lines_only`), and `marshal` refers only to one
+    object met twice. The stream as `marshal` writes it when it does not load as the same
+    code (`_alike`; another version's format, a type code holds that this does not know)."""
+    import marshal
+
+    plain = marshal.dumps(code)
+    try:
+        shared = _write(_parse(plain))
+        same = _alike(marshal.loads(shared), marshal.loads(plain))
+    except (ValueError, IndexError, KeyError, EOFError, TypeError, RecursionError):
+        return plain
+    return shared if same else plain
+
+
+def _alike(one: CodeType, other: CodeType) -> bool:
+    """Whether two code objects are the same code: equal (their instructions, constants,
+    names, local names, tables), and so are what equality leaves out (the kinds of their
+    locals, which their cell and free names tell, their names, file, stack size), each of
+    the code objects they hold too."""
+    if one != other or (one.co_qualname, one.co_filename, one.co_stacksize, one.co_cellvars, one.co_freevars,
+                        one.co_nlocals) != (other.co_qualname, other.co_filename, other.co_stacksize,
+                                            other.co_cellvars, other.co_freevars, other.co_nlocals):
+        return False
+    inner = [(a, b) for a, b in zip(one.co_consts, other.co_consts) if type(a) is type(one)]
+    return all(_alike(a, b) for a, b in inner)

@@ -25,7 +25,7 @@ literals), so `install()` has every module imported after it compiled without th
   of Stoker's asks them: tests/unit/test_served_assumptions.py): 1,100-odd tuples, `stoker
   run` at N=100 holds 124 KiB less (USS, docs/benchmarks.md, mem10). A class's field annotations stay: attrs reads them as it
   makes the class. Other modules' functions keep theirs: a library may read them.
-- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc3.pyc`, with the
+- The code is kept as Python keeps a module's, named `NAME.TAG.opt-nodoc4.pyc`, with the
   source's mtime and size in its header and the source's mode; a file that does not match
   its source is not used. Its code names the source where it is now, as a `.pyc`'s does (a
   tree copied with its files' mtimes, `cp -a`, still matches: a traceback read the first's). A module of Stoker's installation (its own packages, and the
@@ -107,9 +107,10 @@ if TYPE_CHECKING:
     from types import CodeType, FrameType
     from typing import Any
 
-TAG = "nodoc3"  # the files' optimization tag: NAME.cpython-311.opt-nodoc3.pyc (2: lines only; 3: OWN's
-# functions without annotations)
-EARLIER_TAGS = ("nodoc", "nodoc2")  # an earlier Stoker's files, which the warm step removes (`codecachewarm`)
+TAG = "nodoc4"  # the files' optimization tag: NAME.cpython-311.opt-nodoc4.pyc (2: lines only; 3: OWN's
+# functions without annotations; 4: the compiler's constants tuples kept, equal line tables one, `lines_only`,
+# and the stream's values that recur one object each, `nodoccode.dumps`)
+EARLIER_TAGS = ("nodoc", "nodoc2", "nodoc3")  # an earlier Stoker's files, which the warm step removes (`codecachewarm`)
 OWN = ("executor", "config", "healthcheck")  # Stoker's packages: their functions' annotations go too
 CACHE_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "__pycache__")
 _TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `executor` is
@@ -124,7 +125,7 @@ _OWN_DIRS = tuple(os.path.join(_TOP, package) + os.sep for package in OWN)
 
 
 class NoDocLoader(SourceFileLoader):
-    """A source file's module, its code from NAME.TAG.opt-nodoc3.pyc (see the docstring)."""
+    """A source file's module, its code from NAME.TAG.opt-nodoc4.pyc (see the docstring)."""
 
     def get_code(self, fullname: str) -> CodeType | None:
         source_path = self.get_filename(fullname)
@@ -150,13 +151,13 @@ class NoDocLoader(SourceFileLoader):
                                     and not _earlier_left(source_path, kept)):
             return super().get_code(fullname)
         try:  # only to compile (`executor/nodoccode.py`): a start that compiles nothing never loads it
-            from executor.nodoccode import compile_without_docstrings
+            from executor.nodoccode import compile_without_docstrings, dumps
         except ImportError:  # itself, compiled as it loads (its names not defined yet): as Python loads it
             return super().get_code(fullname)
         code = compile_without_docstrings(self.get_data(source_path), source_path,
                                           annotations=not source_path.startswith(_OWN_DIRS))
         # with the source's mode, as a .pyc (typeshed does not list this method of SourceFileLoader)
-        self._cache_bytecode(source_path, kept, header + marshal.dumps(code))  # type: ignore[attr-defined]
+        self._cache_bytecode(source_path, kept, header + dumps(code))  # type: ignore[attr-defined]
         return code
 
     def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:  # Any: typeshed's Buffer

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO, assert_never
 
-from config.logline import describe_os_error, to_devnull, to_journal, whole_writes
+import executor
+from config.logline import to_devnull, to_journal, whole_writes
 from config.words import columns, loggable, pad, printable, shell_path, shell_word
 from executor.events import (
     HealthTransition,
@@ -103,7 +104,7 @@ class Output:
 
     def _lose(self, exc: BaseException) -> None:
         self.gone = True
-        error = describe_os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        error = executor.describe_os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
         log_event(logger, logging.WARNING, "stdout_gone", error=error,
                   reason="stdout is gone: state changes are no longer printed; the task goes on"
                   + (f" ({self.note})" if self.note else ""))

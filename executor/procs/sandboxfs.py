@@ -37,7 +37,7 @@ import errno
 import os
 import stat
 
-from config.logline import describe_os_error as describe_os_error  # (its callers' name for it)
+import executor
 
 LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # a run's log file; open_regular adds the safety flags
 # The mark of a run readied ahead and not started (`executor/procs/runlogs.py`): its stdout is
@@ -46,6 +46,7 @@ LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # a run's log file; open_reg
 # readers (`stoker tail`, the observer) and the next `stoker run` in the sandbox that they are none.
 READIED = stat.S_ISVTX
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+describe_os_error = executor.describe_os_error  # (its callers' name for it; the words are every layer's)
 _SAFE_FLAGS = os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC
 # What an open of a wrong kind of entry fails with: a symlink (ELOOP with O_NOFOLLOW,
 # ENOTDIR with O_DIRECTORY), a FIFO without a reader or a socket (ENXIO), a device (ENODEV...).

@@ -435,8 +435,10 @@ EARLY_ALLOWED = {"fcntl", "marshal", "pwd", "errno", "stat", "_stat", "time", "_
 
 
 def test_the_early_start_loads_only_what_it_needs_before_its_first_fork():
+    # with step 4's, which `launch._start` imports (config.logline's `logging` came with them)
     code = ("import sys\nbefore = set(sys.modules)\nfrom executor.cli import launch, start\n"
             "from executor.procs import earlyfork\nearlyfork._libc('prctl')\n"
+            "from executor.procs import oomcount, sandboxfs, watchdogsh\n"
             "print(' '.join(sorted(set(sys.modules) - before)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(REPO)}).stdout.split()

@@ -198,15 +198,15 @@ def test_a_read_only_installation_run_by_another_user_writes_nothing_beside_its_
     python = str(bin_dir / "python")
     stdlib = Path(run([python, "-c", "import os; print(os.path.dirname(os.__file__))"], work,
                       {"PATH": PLAIN_PATH}).stdout.strip())
-    stdlib_files = set(stdlib.rglob("*.opt-nodoc3.pyc"))
+    stdlib_files = set(stdlib.rglob("*.opt-nodoc4.pyc"))
     warm = run([python, "-m", "executor.codecache"], work, {"PATH": PLAIN_PATH, "LANG": "C.UTF-8"})
     assert warm.returncode == 0, warm.stderr  # the installer's step (README "Settings")
     site = Path(run([python, "-c", "import executor, os; print(os.path.dirname(os.path.dirname(executor.__file__)))"],
                     work, {"PATH": PLAIN_PATH}).stdout.strip())
     # the standard library's code without docstrings (executor/nodocs.py) is the
     # installation's, under its code cache, not in the system python's directories (dpkg's)
-    assert set(stdlib.rglob("*.opt-nodoc3.pyc")) == stdlib_files
-    assert list((site / "executor" / "__pycache__" / "nodoc" / str(stdlib).lstrip("/")).glob("*.opt-nodoc3.pyc"))
+    assert set(stdlib.rglob("*.opt-nodoc4.pyc")) == stdlib_files
+    assert list((site / "executor" / "__pycache__" / "nodoc" / str(stdlib).lstrip("/")).glob("*.opt-nodoc4.pyc"))
 
     def tree() -> dict[str, int]:
         return {str(p): p.stat().st_mtime_ns for p in site.rglob("*")}

@@ -245,7 +245,7 @@ def test_warm_keeps_only_the_sources_a_start_uses(tmp_path):
         return entries_of(path)
 
     entries = warm()
-    assert any(tmp_path.rglob("*.opt-nodoc3.pyc"))  # and the modules' code without docstrings
+    assert any(tmp_path.rglob("*.opt-nodoc4.pyc"))  # and the modules' code without docstrings
     # attrs' validators are deferred as the entry point defers them: none of their classes made
     assert entries and not [name for name in entries if "attr.validators" in name]
     name = next(iter(entries))

@@ -1,5 +1,5 @@
 """`executor.codecachewarm`: the files an earlier Stoker wrote under its own tags
-(`nodocs.EARLIER_TAGS`: `opt-nodoc`, `opt-nodoc2`) are removed by the warm step where they are
+(`nodocs.EARLIER_TAGS`: `opt-nodoc`, `opt-nodoc2`, `opt-nodoc3`) are removed by the warm step where they are
 this installation's alone, and left where another installation may still read them.
 
 Each tag change left every module's file of the tag before beside the new one, for good: no
@@ -57,8 +57,8 @@ def test_the_warm_step_removes_the_earlier_tags_files_of_its_own_modules_only(tm
     warm = subprocess.run([sys.executable, "-m", "executor.codecache", "cli"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert warm.returncode == 0, warm.stderr
-    assert list(own[0].parent.glob("codecache.*.opt-nodoc3.pyc"))  # the step wrote this module's
-    assert list(interpreter_s[0].parent.glob("decoder.*.opt-nodoc3.pyc"))  # and json.decoder's
+    assert list(own[0].parent.glob("codecache.*.opt-nodoc4.pyc"))  # the step wrote this module's
+    assert list(interpreter_s[0].parent.glob("decoder.*.opt-nodoc4.pyc"))  # and json.decoder's
     assert [path.exists() for path in own + interpreter_s] == [False] * len(TAGS) + [True] * len(TAGS)
 
 

@@ -7,6 +7,7 @@ test's directory. What the module does, and where its code came from, is printed
 from __future__ import annotations
 
 import json
+import marshal
 import os
 import subprocess
 import sys
@@ -39,6 +40,11 @@ MODULE = textwrap.dedent('''\
 
     def typed(x: int, *rest: str, flag: bool = False) -> str:
         return str(x)
+
+
+
+    def pair():
+        return (lambda: 1), (lambda: 2)
 ''')
 
 PROBE = textwrap.dedent("""
@@ -82,7 +88,7 @@ def probe(where: Path, **env: str) -> dict:
 
 
 def kept(where: Path) -> list[Path]:
-    return sorted((where / "pyc").rglob("mod.*.opt-nodoc3.pyc"))
+    return sorted((where / "pyc").rglob("mod.*.opt-nodoc4.pyc"))
 
 
 FAILS_LINE = MODULE.splitlines().index('    raise RuntimeError("the line a traceback names")') + 1
@@ -94,6 +100,12 @@ def test_the_first_process_writes_the_code_without_docstrings_and_the_next_reads
                      "asserted": True, "line": FAILS_LINE}
     [path] = kept(package)
     written = (path.stat().st_ino, path.stat().st_mtime_ns)
+    # equal values are one object as the file loads (`nodoccode.dumps`): the two lambdas'
+    # qualified name (so their local names and kinds, which Python does not show)
+    code = marshal.loads(path.read_bytes()[16:])
+    [pair] = [const for const in code.co_consts if getattr(const, "co_name", "") == "pair"]
+    one, other = [const for const in pair.co_consts if getattr(const, "co_name", "") == "<lambda>"]
+    assert one.co_qualname == "pair.<locals>.<lambda>" and one.co_qualname is other.co_qualname
     assert probe(package) == first
     assert (path.stat().st_ino, path.stat().st_mtime_ns) == written  # read, not written again
 
@@ -158,12 +170,12 @@ def test_warm_writes_the_start_modules_files_whatever_pythondontwritebytecode_sa
     assert warm.returncode == 0, warm.stderr
     # a package by its directory's name (3.13's pathlib is one: its `__init__`)
     names = {p.parent.name if p.name.startswith("__init__.") else p.name.split(".")[0]
-             for p in (tmp_path / "pyc").rglob("*.opt-nodoc3.pyc")}
+             for p in (tmp_path / "pyc").rglob("*.opt-nodoc4.pyc")}
     # the supervisor's own modules, those loaded before the loader (codecache's), the stdlib's
     assert {"run", "planning", "codecache", "pathlib", "subprocess"} <= names
     # attrs' two modules loaded through a loader of Stoker's around the path finder's
     # (`compileserved`'s, `deferred`'s): attrs' largest kept its docstrings at every start
-    made = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc3.pyc") if p.parent.name == "attr"}
+    made = {p.name.split(".")[0] for p in (tmp_path / "pyc").rglob("*.opt-nodoc4.pyc") if p.parent.name == "attr"}
     assert {"_make", "_compat"} <= made
     # and those of Stoker's packages and pystachio that a command loads only when it needs them
     # (a first run's config: config.loader, config.bind, pystachio's parser; an Aurora task's)
@@ -196,15 +208,15 @@ def test_code_outside_stokers_installation_is_kept_in_its_code_cache_not_beside_
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout.strip().splitlines()[-1])["docs"] == [None, None]
-    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc3.pyc")) == []
+    assert list(package.joinpath("probepkg").rglob("*.opt-nodoc4.pyc")) == []
     mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
-    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc3.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc3.pyc"]
+    assert [p.name for p in mirrored.glob("mod.*.opt-nodoc4.pyc")] == [f"mod.{sys.implementation.cache_tag}.opt-nodoc4.pyc"]
     warm = subprocess.run([sys.executable, "-c", "from executor import codecachewarm, nodocs; nodocs.install(); import difflib; "
                            "codecachewarm.write_loaded()"], cwd=package, env=environ, capture_output=True, text=True,
                           timeout=60)  # as the installer's step: the standard library has its .pyc
     assert warm.returncode == 0, warm.stderr
     stdlib = os.path.dirname(os.__file__)
-    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc3.pyc"))
+    assert list((cache / "nodoc" / stdlib.lstrip(os.sep)).glob("difflib.*.opt-nodoc4.pyc"))
 
 
 HELPER = '''\
@@ -237,8 +249,8 @@ def test_a_module_a_config_imports_keeps_its_docstrings(tmp_path):
                                 timeout=60)
         assert (result.returncode, result.stderr) == (0, "")
         assert "| echo hello from a docstring" in result.stdout
-    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc3.pyc"))  # Stoker's own modules: without
-    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc3.pyc"))
+    assert list((tmp_path / "pyc").rglob("loader.*.opt-nodoc4.pyc"))  # Stoker's own modules: without
+    assert not list((tmp_path / "pyc").rglob("cmdhelp.*.opt-nodoc4.pyc"))
 
 
 ANNOTATIONS = textwrap.dedent("""
@@ -269,7 +281,7 @@ def test_stokers_own_functions_lose_their_annotations_and_its_classes_fields_kee
         assert answer["own"] == {} and answer["marker"] == "t/p/2"
         assert answer["fields"]["pid"] == "int" and answer["fields"]["process"] == "str"
         assert answer["other"] == {"x": "int", "rest": "str", "flag": "bool", "return": "str"}
-    assert list((package / "pyc").rglob("runenv.*.opt-nodoc3.pyc"))
+    assert list((package / "pyc").rglob("runenv.*.opt-nodoc4.pyc"))
 
 
 def test_the_configs_namespace_name_is_the_one_the_loader_knows():
@@ -305,7 +317,7 @@ def test_a_module_whose_file_has_an_earlier_tag_is_compiled_again_as_a_stale_one
     all, at every start (was: the tag's change hid the file gone stale). Compiled once."""
     assert probe(package)["docs"] == [None, None]
     [path] = kept(package)
-    path.rename(path.with_name(path.name.replace(".opt-nodoc3.", ".opt-nodoc2.")))
+    path.rename(path.with_name(path.name.replace(".opt-nodoc4.", ".opt-nodoc2.")))
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{package}", "PYTHONPYCACHEPREFIX": str(package / "pyc")}
     compiled = subprocess.run([sys.executable, "-m", "compileall", "-q", "probepkg"], cwd=package, env=env,
                               capture_output=True, text=True, timeout=60)  # Python's usable `.pyc`, as pip writes it
@@ -359,7 +371,7 @@ def test_the_directories_of_its_code_cache_are_never_open_to_others_whatever_the
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     mirrored = cache / "nodoc" / str(package / "probepkg").lstrip(os.sep)
-    assert list(mirrored.glob("mod.*.opt-nodoc3.pyc"))  # written, under the umask of 0
+    assert list(mirrored.glob("mod.*.opt-nodoc4.pyc"))  # written, under the umask of 0
     made = mirrored.relative_to(cache)
     levels = [cache / level for level in (made, *made.parents[:-1])]  # each level made, to `nodoc`
     open_levels = {str(level): oct(level.stat().st_mode & 0o777) for level in levels if level.stat().st_mode & 0o022}

@@ -57,7 +57,7 @@ def start(where: Path, script: str = PROBE) -> dict:
 
 def kept_file(where: Path) -> Path:
     mirrored = where / "cache" / "nodoc" / str(where / "probepkg").lstrip(os.sep)
-    return mirrored / f"mod.{sys.implementation.cache_tag}.opt-nodoc3.pyc"
+    return mirrored / f"mod.{sys.implementation.cache_tag}.opt-nodoc4.pyc"
 
 
 def planted_code(where: Path) -> bytes:
@@ -174,7 +174,7 @@ def test_the_warm_step_writes_nothing_others_may_write_whatever_the_umask():
         pycache.chmod(0o755)
         second = warm()
         assert second.returncode == 0, second.stderr
-        assert list(pycache.glob("attrs-cli.*.bin")) and list((where / "config" / "__pycache__").glob("*.opt-nodoc3.pyc"))
+        assert list(pycache.glob("attrs-cli.*.bin")) and list((where / "config" / "__pycache__").glob("*.opt-nodoc4.pyc"))
         assert [str(p) for p in where.rglob("*") if p.lstat().st_mode & 0o022 and not p.is_symlink()] == []
 
 
@@ -251,6 +251,6 @@ def test_nothing_under_nodoc_is_read_when_the_package_s_pycache_above_it_is_open
         return json.loads(done.stdout.strip().splitlines()[-1])["docs"]
 
     assert docs() == [None, None]  # its file written, under executor/__pycache__/nodoc/
-    assert list((place / "executor" / "__pycache__" / "nodoc").rglob("mod.*.opt-nodoc3.pyc"))
+    assert list((place / "executor" / "__pycache__" / "nodoc").rglob("mod.*.opt-nodoc4.pyc"))
     (place / "executor" / "__pycache__").chmod(0o777)
     assert docs() == ["The module's docstring.", "The function's docstring."]  # Python's own .pyc

@@ -231,3 +231,125 @@ def test_a_traceback_names_the_line_without_marks_under_it(tmp_path):
     assert (frame.lineno, frame.end_lineno, frame.colno, frame.end_colno) == (2, 2, None, None)
     shown = "".join(traceback.format_list([frame]))
     assert "return values[0] + values[1]['missing']" in shown and "^" not in shown
+
+
+def _codes(code: types.CodeType) -> list[types.CodeType]:
+    """`code` and every code object under it."""
+    found = [code]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found.extend(_codes(const))
+    return found
+
+
+SHAPES = textwrap.dedent("""
+    class Shapes:
+        def width(self):
+            return self._width
+
+        def height(self):
+            return self._height
+
+        def area(self):
+            return self.width() * self.height() if self._width else None
+
+        def empty(self):
+            return self.width() * self.height() if self._width else None
+    """)
+
+
+def test_equal_line_tables_and_constants_are_one_object_each_through_marshal():
+    """The compiler makes one tuple of a module's equal constants tuples (the tuple of its
+    code objects' `co_consts`, `(None,)` of many functions); a code's line table rebuilt
+    made each its own again, and a module's code held both copies for its whole life (some
+    80 KB of a supervisor's): the rebuilt code keeps the compiler's tuple, and one line
+    table of equal ones, as `marshal` writes and loads them."""
+    import marshal
+
+    plain = compile(SHAPES, "/nowhere/shapes.py", "exec", dont_inherit=True)
+    methods = {c.co_name: c for c in _codes(plain)}
+    assert methods["width"].co_consts is methods["height"].co_consts  # the compiler's one tuple
+    for code in (lines_only(plain), compile_without_docstrings(SHAPES.encode(), "/nowhere/shapes.py"),
+                 marshal.loads(marshal.dumps(lines_only(plain)))):
+        methods = {c.co_name: c for c in _codes(code)}
+        assert methods["width"].co_consts is methods["height"].co_consts
+        assert methods["width"].co_linetable == methods["height"].co_linetable
+        assert methods["width"].co_linetable is methods["height"].co_linetable
+        assert methods["area"].co_linetable is methods["empty"].co_linetable
+        assert methods["area"].co_consts is methods["empty"].co_consts
+
+
+SIZED = textwrap.dedent("""
+    class Sized:
+        @property
+        def size(self):
+            return self._size
+
+        @size.setter
+        def size(self, value):
+            self._size = value
+
+        def area(self, value):
+            return (self._size, value, 1.5, -0.0, 2 ** 70, b"x", frozenset({1}), "\\u00e9")
+
+        def other(self, value):
+            return (self._size, value, 1.5, 0.0, 2 ** 70, b"x", frozenset({1}), "\\u00e9")
+    """)
+
+
+def test_the_files_stream_loads_as_the_same_code_its_equal_values_one_object():
+    """`dumps`: marshal refers to one object met twice, never to two equal ones; the
+    file's stream refers each value that recurs to its first (the getter's and setter's
+    qualified name, local names and their kinds), and loads as the same code."""
+    import marshal
+
+    from executor.nodoccode import dumps
+
+    code = compile_without_docstrings(SIZED.encode(), "/nowhere/sized.py")
+    plain, shared = marshal.dumps(code), dumps(code)
+    assert len(shared) < len(plain) and marshal.loads(shared) == code
+    methods = {}
+    for one in _codes(marshal.loads(shared)):
+        methods.setdefault(one.co_name, []).append(one)
+    getter, setter = methods["size"]
+    assert getter.co_qualname is setter.co_qualname and getter.co_names is setter.co_names
+    area, other = methods["area"][0].co_consts, methods["other"][0].co_consts
+    # equal but not alike: -0.0 and 0.0 stay apart, and so do the two tuples that hold them
+    assert area is not other and area[-1] is other[-1] == "\u00e9"
+    assert [str(c) for c in area if type(c) is float] == ["1.5", "-0.0"]
+    assert [str(c) for c in other if type(c) is float] == ["1.5", "0.0"]
+
+
+@pytest.mark.parametrize("name", ["typing", "logging/__init__", "enum", "pathlib", "ast"])
+def test_the_standard_librarys_code_loads_the_same_from_the_files_stream(name):
+    import marshal
+
+    from executor.nodoccode import dumps
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    path = next(p for p in (stdlib / f"{name}.py", stdlib / name / "__init__.py") if p.exists())
+    code = compile_without_docstrings(path.read_bytes(), str(path))
+    shared = dumps(code)
+    assert len(shared) < len(marshal.dumps(code)) and marshal.loads(shared) == code
+
+
+def test_a_stream_it_cannot_read_is_marshals_own(monkeypatch):
+    import marshal
+
+    from executor import nodoccode
+
+    code = compile_without_docstrings(SIZED.encode(), "/nowhere/sized.py")
+    monkeypatch.setattr(nodoccode, "_FIXED", {})  # an int it does not know: its own stream
+    assert nodoccode.dumps(code) == marshal.dumps(code)
+
+
+def test_code_that_differs_only_where_equality_does_not_look_is_not_alike():
+    from executor.nodoccode import _alike
+
+    code = compile_without_docstrings(SIZED.encode(), "/nowhere/sized.py")
+    [sized] = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    assert _alike(code, code)
+    for changed in (sized.replace(co_qualname="Other"), sized.replace(co_stacksize=sized.co_stacksize + 1),
+                    sized.replace(co_filename="/elsewhere.py")):
+        other = code.replace(co_consts=tuple(changed if c is sized else c for c in code.co_consts))
+        assert other == code and not _alike(code, other)
