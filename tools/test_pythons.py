@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OLDEST = (3, 11)
 # The start-up smoke: `stoker run` of a job and `stoker executor` under the agent
 # simulator, with the import budget of each (module sets, the same on every version).
-DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py"]
+DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py", "tests/e2e/test_startup_imports_early.py"]
 # --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 2): the unit
 # and integration tiers on two workers, the later ones each module on one worker but the tests
 # marked `serial`, then those alone
