@@ -42,5 +42,6 @@ def test_tiers_are_run_as_make_test_runs_them_and_the_default_is_the_unit_tests_
                 "-m serial $(LATER_TIERS) ||"):
         assert f"$(BIN)/python -m pytest -q {run}" in makefile
     assert tool.pytest_runs("py", False, []) == [
-        ["py", "-m", "pytest", "-q", "tests/unit", "tests/e2e/test_startup_imports.py"]]
+        ["py", "-m", "pytest", "-q", "tests/unit", "tests/e2e/test_startup_imports.py",
+         "tests/e2e/test_startup_imports_early.py"]]
     assert tool.pytest_runs("py", False, ["tests"]) == [["py", "-m", "pytest", "-q", "tests"]]
