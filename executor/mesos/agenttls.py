@@ -21,6 +21,7 @@ import http.client
 import os
 import socket
 import ssl
+import stat
 from collections.abc import Mapping
 
 import attrs
@@ -148,6 +149,8 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
         _load_cas(context, settings)
         context.check_hostname = settings.hostname_validation_scheme == "openssl"
     if settings.cert_file is not None:
+        _regular(settings.name("cert_file"), settings.cert_file)
+        _regular(settings.name("key_file"), settings.key_file)
         try:
             context.load_cert_chain(settings.cert_file, settings.key_file, password=_no_password)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
@@ -166,14 +169,33 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
 
 def _load_cas(context: ssl.SSLContext, settings: TlsSettings) -> None:
     if settings.ca_file is None and settings.ca_dir is None:
+        defaults = ssl.get_default_verify_paths()  # its cafile: None unless os.path.isfile
+        cafile = os.environ.get(defaults.openssl_cafile_env, defaults.openssl_cafile)
+        _regular(defaults.openssl_cafile_env, cafile,
+                 " (OpenSSL's CA bundle, used when no LIBPROCESS_SSL_CA_FILE or CA_DIR is set)")
         context.set_default_verify_paths()  # honours SSL_CERT_FILE and SSL_CERT_DIR
         return
+    if settings.ca_file is not None:
+        _regular(settings.name("ca_file"), settings.ca_file)
     if settings.ca_dir is not None and not os.path.isdir(settings.ca_dir):
         raise ValueError(f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} is not a directory")
     try:
         context.load_verify_locations(settings.ca_file, settings.ca_dir)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{settings.name('ca_file')}={quoted(settings.ca_file)}: {_words(exc)}") from None
+
+
+def _regular(variable: str, path: str | None, what: str = "") -> None:
+    """ValueError when `path` exists and is not a regular file: OpenSSL would open a FIFO
+    and wait for a writer for ever, the executor's start with it. A missing file or a
+    directory is left to OpenSSL's own words."""
+    try:
+        mode = os.stat(path).st_mode if path else stat.S_IFREG
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(f"{variable}={quoted(path or '')} is not a regular file{what}: "
+                         "opening it could block for ever")
 
 
 def _words(exc: BaseException) -> str:
