@@ -22,6 +22,8 @@ import os
 import socket
 import ssl
 import stat
+import threading
+import time
 from collections.abc import Mapping
 
 import attrs
@@ -261,12 +263,50 @@ def reverse_name(ip: str) -> str | None:
         return None
 
 
+class ReverseNames:
+    """The agent's reverse DNS names, looked up once per address, each in a thread of its
+    own so that a slow or stuck resolver (libprocess warns past 100 ms) holds a connection no
+    longer than its timeout: libprocess looks up on every connection, on its event loop. A
+    name found is kept for good; a lookup that found none is made again next time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lookups: dict[str, tuple[threading.Event, list[str | None]]] = {}
+
+    def name(self, ip: str, timeout_secs: float) -> str | None:
+        """`ip`'s name, None if it has none; TlsFailed when it takes more than `timeout_secs`
+        (the next call waits for the same lookup)."""
+        with self._lock:
+            lookup = self._lookups.get(ip)
+            if lookup is None:
+                lookup = self._lookups[ip] = (threading.Event(), [])
+                try:
+                    threading.Thread(target=self._look_up, args=(ip, *lookup), daemon=True,
+                                     name="reverse-dns").start()
+                except RuntimeError as exc:  # no thread to be had
+                    del self._lookups[ip]
+                    raise TlsFailed(f"reverse DNS lookup of {ip}: {exc}") from None
+        done, found = lookup
+        if not done.wait(max(timeout_secs, 0.0)):
+            raise TlsFailed(f"reverse DNS lookup of {ip} took more than {timeout_secs:.1f} s "
+                            "(the legacy hostname check needs it; it goes on, for the next connection)")
+        return found[0]
+
+    def _look_up(self, ip: str, done: threading.Event, found: list[str | None]) -> None:
+        found.append(reverse_name(ip))
+        if found[0] is None:
+            with self._lock:
+                self._lookups.pop(ip, None)
+        done.set()
+
+
 @attrs.frozen
 class AgentTls:
     """What every TLS connection to the agent shares: the settings and their context."""
 
     settings: TlsSettings
     context: ssl.SSLContext
+    names: ReverseNames = attrs.field(factory=ReverseNames, eq=False, repr=False)
 
     @classmethod
     def load(cls, settings: TlsSettings) -> AgentTls:
@@ -281,6 +321,7 @@ class TlsConnection(http.client.HTTPConnection):
         self._tls = tls
 
     def connect(self) -> None:
+        deadline = time.monotonic() + self.timeout
         super().connect()  # TCP, TCP_NODELAY
         plain, self.sock = self.sock, None
         why: str | None
@@ -293,7 +334,12 @@ class TlsConnection(http.client.HTTPConnection):
             settings = self._tls.settings
             why = None
             if settings.verify_server_cert and settings.hostname_validation_scheme == "legacy":
-                why = legacy_check(self.sock.getpeercert() or {}, self.host, reverse_name(self.host), settings)
+                try:
+                    hostname = self._tls.names.name(self.host, deadline - time.monotonic())
+                except TlsFailed as exc:
+                    why = str(exc)
+                else:
+                    why = legacy_check(self.sock.getpeercert() or {}, self.host, hostname, settings)
         if why is not None:
             plain.close()
             self.close()
