@@ -194,3 +194,33 @@ def test_a_stuck_reverse_dns_lookup_does_not_hold_the_subscribe_past_its_timeout
     transport.post(Calls(tls_agent.framework_id, tls_agent.executor_id).message(b"hi"))
     assert resolver.calls == 1
     transport.close()
+
+
+@pytest.mark.parametrize("handshakes", [False, True], ids=["never-handshakes", "handshakes-then-silent"])
+def test_a_frozen_tls_agent_does_not_hold_the_subscribe_past_its_timeouts(handshakes):
+    """A listener the kernel accepts for (an agent stopped or deadlocked) that never answers
+    the ClientHello, or completes the handshake and then never answers the request."""
+    import socket
+    import time
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        accepted: list[socket.socket] = []
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            accepted.append(agent_context().wrap_socket(conn, server_side=True) if handshakes else conn)
+
+        acceptor = threading.Thread(target=accept)
+        acceptor.start()
+        endpoint = f"127.0.0.1:{server.getsockname()[1]}"
+        environ = {"MESOS_SLAVE_PID": f"slave(1)@{endpoint}", **client_env(None)}
+        transport = AgentTransport(agent_route(endpoint, environ, "/"), TOKEN)
+        started = time.monotonic()
+        result, stream = transport.subscribe(b"{}", 0.5, 0.5)
+        took = time.monotonic() - started
+        acceptor.join(2.0)
+        for conn in accepted:
+            conn.close()
+    assert stream is None and result.outcome is Outcome.TRANSIENT and result.status is None
+    assert took < 1.5, took
+    assert "timed out" in result.detail, result.detail
