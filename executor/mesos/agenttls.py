@@ -73,10 +73,11 @@ class TlsSettings:
 
 
 def _lookup(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
-    """(VARIABLE, value) of LIBPROCESS_SSL_<name>, else SSL_<name>; an empty one is unset."""
+    """(VARIABLE, value) of LIBPROCESS_SSL_<name>, else SSL_<name>. Set empty is set, as in
+    libprocess (stout's flags): a boolean's empty value is true, a text's is refused."""
     for prefix in PREFIXES:
         value = environ.get(prefix + name)
-        if value:
+        if value is not None:
             return prefix + name, value
     return None
 
@@ -105,10 +106,10 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
     text = lambda name: _text(environ, name, names)  # noqa: E731
     require = flag("REQUIRE_CLIENT_CERT") or flag("REQUIRE_CERT")
     verify = flag("VERIFY_SERVER_CERT") or flag("VERIFY_CERT") or require
-    scheme = text("HOSTNAME_VALIDATION_SCHEME") or "legacy"
+    scheme = _or(text("HOSTNAME_VALIDATION_SCHEME"), "legacy")
     if scheme not in SCHEMES:
         raise ValueError(f"{names['hostname_validation_scheme']}={quoted(scheme)} is not legacy or openssl")
-    depth_text = text("VERIFICATION_DEPTH") or "4"
+    depth_text = _or(text("VERIFICATION_DEPTH"), "4")
     if not (depth_text.isascii() and depth_text.isdigit()):
         raise ValueError(f"{names['verification_depth']}={quoted(depth_text)} is not a whole number")
     versions = tuple(version for name, version, default in VERSIONS if flag(name, default))
@@ -121,8 +122,9 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
         cert_file=text("CERT_FILE"), key_file=text("KEY_FILE"), verify_server_cert=verify,
         require_client_cert=require, ca_file=text("CA_FILE"), ca_dir=text("CA_DIR"),
         verification_depth=int(depth_text), hostname_validation_scheme=scheme,
-        verify_ipadd=flag("VERIFY_IPADD"), ciphers=text("CIPHERS") or DEFAULT_CIPHERS,
-        ecdh_curves=text("ECDH_CURVES") or "auto", versions=versions, names=names)
+        verify_ipadd=flag("VERIFY_IPADD"), ciphers=_or(text("CIPHERS"), DEFAULT_CIPHERS),
+        ecdh_curves=_or(text("ECDH_CURVES"), "auto"), versions=versions, names=names)
+    _refuse_empty(settings)
     if (settings.cert_file is None) != (settings.key_file is None):
         given, missing = ("cert_file", "KEY_FILE") if settings.key_file is None else ("key_file", "CERT_FILE")
         also = (" (SSL_CERT_FILE is also OpenSSL's CA bundle variable: libprocess reads it as "
@@ -135,6 +137,21 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
                          "LIBPROCESS_SSL_VERIFY_IPADD=true allows: without it libprocess fails "
                          "every connection too")
     return settings
+
+
+def _or(value: str | None, default: str) -> str:
+    return default if value is None else value
+
+
+def _refuse_empty(settings: TlsSettings) -> None:
+    """A text variable set empty: libprocess takes the empty value (and not the SSL_ one)
+    and fails its start on it; the CAs' only when it verifies."""
+    fields = ["cert_file", "key_file", "ciphers", "ecdh_curves"] + (
+        ["ca_file", "ca_dir"] if settings.verify_server_cert else [])
+    for field in fields:
+        if getattr(settings, field) == "":
+            raise ValueError(f"{settings.name(field)}='' is set but empty, which libprocess refuses "
+                             "(an empty variable is not an unset one)")
 
 
 def _no_password() -> bytes:
