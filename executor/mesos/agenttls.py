@@ -154,8 +154,10 @@ def _refuse_empty(settings: TlsSettings) -> None:
                              "(an empty variable is not an unset one)")
 
 
-def _no_password() -> bytes:
-    """An encrypted key: no prompt on a terminal the executor does not have."""
+def _no_password(asked: list[bool]) -> bytes:
+    """An encrypted key: no prompt on a terminal the executor does not have (OpenSSL's
+    own would read one); `asked` says the key was one."""
+    asked.append(True)
     return b""
 
 
@@ -170,9 +172,14 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     if settings.cert_file is not None:
         _regular(settings.name("cert_file"), settings.cert_file)
         _regular(settings.name("key_file"), settings.key_file)
+        asked: list[bool] = []
         try:
-            context.load_cert_chain(settings.cert_file, settings.key_file, password=_no_password)
+            context.load_cert_chain(settings.cert_file, settings.key_file, password=lambda: _no_password(asked))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            if asked:
+                raise ValueError(f"{settings.name('key_file')}={quoted(settings.key_file or '')} is encrypted "
+                                 "(it has a passphrase): the executor has no terminal to ask for it on, "
+                                 "as libprocess would") from None
             raise ValueError(f"{settings.name('cert_file')}={quoted(settings.cert_file)} with "
                              f"{settings.name('key_file')}={quoted(settings.key_file)}: "
                              f"{_words(exc)}") from None

@@ -77,3 +77,15 @@ def test_with_no_ca_variable_verification_uses_openssl_s_default_paths(monkeypat
 def test_a_directory_given_for_a_file_is_an_error_naming_its_variable(tmp_path):
     environ = {"LIBPROCESS_SSL_CERT_FILE": str(tmp_path), "LIBPROCESS_SSL_KEY_FILE": key("client")}
     assert "LIBPROCESS_SSL_CERT_FILE=" in _context_error(environ, "")
+
+
+def test_a_key_with_a_passphrase_is_an_error_that_says_so_and_never_prompts(tmp_path):
+    import subprocess
+
+    encrypted = tmp_path / "client.key"
+    subprocess.run(["openssl", "pkey", "-in", key("client"), "-aes256", "-passout", "pass:secret",
+                    "-out", str(encrypted)], check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    environ = {"LIBPROCESS_SSL_CERT_FILE": cert("client"), "LIBPROCESS_SSL_KEY_FILE": str(encrypted)}
+    words = _context_error(environ, "")
+    assert words == (f"LIBPROCESS_SSL_KEY_FILE='{encrypted}' is encrypted (it has a passphrase): "
+                     "the executor has no terminal to ask for it on, as libprocess would"), words
