@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import attrs
 
 from config.words import quoted
+from executor.logs import start_thread
 from executor.mesos.agentroute import libprocess_boolean
 
 PREFIXES = ("LIBPROCESS_SSL_", "SSL_")  # the first wins, as in libprocess
@@ -305,9 +306,9 @@ class ReverseNames:
             if lookup is None:
                 lookup = self._lookups[ip] = (threading.Event(), [])
                 try:
-                    threading.Thread(target=self._look_up, args=(ip, *lookup), daemon=True,
-                                     name="reverse-dns").start()
-                except RuntimeError as exc:  # no thread to be had
+                    start_thread(threading.Thread(target=self._look_up, args=(ip, *lookup), daemon=True,
+                                                  name="reverse-dns"))
+                except RuntimeError as exc:  # no thread to be had (NoRoomForThread too)
                     del self._lookups[ip]
                     raise TlsFailed(f"reverse DNS lookup of {ip}: {exc}") from None
         done, found = lookup
