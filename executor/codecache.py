@@ -143,9 +143,7 @@ START_MODULES = {
 # (`executor.task.kill`, with a task's first kill request: every task is stopped) and a plan's
 # `announce` (`config.announcer`, decoded with a kept plan that holds one); a config's ordering
 # problems (`config.orderproblems`: its planning child reports them, made at the first). The
-# executor's TLS to its agent (`executor.mesos.agenttls`, with libprocess SSL on: 2 classes,
-# ~1.5 ms of every such start; 4 KB of the file, its read unchanged for a plain executor,
-# which never loads the module).
+# executor's TLS (`executor.mesos.agenttls`, SSL on: ~1.5 ms a start; a plain one: 4 KB of file).
 LATER_MODULES = {
     "run": ("executor.task.kill", "config.announcer"),
     "plan": ("config.orderproblems",),
