@@ -78,17 +78,18 @@ def agent_route(endpoint: str, environ: Mapping[str, str], cwd: str) -> AgentRou
 
 
 def libprocess_boolean(variable: str, value: str) -> bool:
-    """A libprocess boolean flag's value (stout's parse: true, 1, false, 0); ValueError."""
-    if value not in ("true", "1", "false", "0"):
+    """A libprocess boolean flag's value (stout's: true, 1, false, 0, and empty, which is
+    true: a flag given no value); ValueError."""
+    if value not in ("true", "1", "false", "0", ""):
         raise ValueError(f"{variable}={quoted(value)} is not true, false, 1 or 0")
-    return value in ("true", "1")
+    return value in ("true", "1", "")
 
 
 def _ssl_enabled(environ: Mapping[str, str]) -> bool:
     """LIBPROCESS_SSL_ENABLED (else SSL_ENABLED) is true or 1; read here so that a plain
     executor does not load `agenttls` (and `ssl`) to learn it is off."""
     for variable in ("LIBPROCESS_SSL_ENABLED", "SSL_ENABLED"):
-        if environ.get(variable):
+        if variable in environ:  # set empty: true, as stout reads it
             return libprocess_boolean(variable, environ[variable])
     return False
 

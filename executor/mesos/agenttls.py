@@ -21,11 +21,15 @@ import http.client
 import os
 import socket
 import ssl
+import stat
+import threading
+import time
 from collections.abc import Mapping
 
 import attrs
 
 from config.words import quoted
+from executor.logs import start_thread
 from executor.mesos.agentroute import libprocess_boolean
 
 PREFIXES = ("LIBPROCESS_SSL_", "SSL_")  # the first wins, as in libprocess
@@ -70,10 +74,11 @@ class TlsSettings:
 
 
 def _lookup(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
-    """(VARIABLE, value) of LIBPROCESS_SSL_<name>, else SSL_<name>; an empty one is unset."""
+    """(VARIABLE, value) of LIBPROCESS_SSL_<name>, else SSL_<name>. Set empty is set, as in
+    libprocess (stout's flags): a boolean's empty value is true, a text's is refused."""
     for prefix in PREFIXES:
         value = environ.get(prefix + name)
-        if value:
+        if value is not None:
             return prefix + name, value
     return None
 
@@ -102,10 +107,10 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
     text = lambda name: _text(environ, name, names)  # noqa: E731
     require = flag("REQUIRE_CLIENT_CERT") or flag("REQUIRE_CERT")
     verify = flag("VERIFY_SERVER_CERT") or flag("VERIFY_CERT") or require
-    scheme = text("HOSTNAME_VALIDATION_SCHEME") or "legacy"
+    scheme = _or(text("HOSTNAME_VALIDATION_SCHEME"), "legacy")
     if scheme not in SCHEMES:
         raise ValueError(f"{names['hostname_validation_scheme']}={quoted(scheme)} is not legacy or openssl")
-    depth_text = text("VERIFICATION_DEPTH") or "4"
+    depth_text = _or(text("VERIFICATION_DEPTH"), "4")
     if not (depth_text.isascii() and depth_text.isdigit()):
         raise ValueError(f"{names['verification_depth']}={quoted(depth_text)} is not a whole number")
     versions = tuple(version for name, version, default in VERSIONS if flag(name, default))
@@ -118,8 +123,9 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
         cert_file=text("CERT_FILE"), key_file=text("KEY_FILE"), verify_server_cert=verify,
         require_client_cert=require, ca_file=text("CA_FILE"), ca_dir=text("CA_DIR"),
         verification_depth=int(depth_text), hostname_validation_scheme=scheme,
-        verify_ipadd=flag("VERIFY_IPADD"), ciphers=text("CIPHERS") or DEFAULT_CIPHERS,
-        ecdh_curves=text("ECDH_CURVES") or "auto", versions=versions, names=names)
+        verify_ipadd=flag("VERIFY_IPADD"), ciphers=_or(text("CIPHERS"), DEFAULT_CIPHERS),
+        ecdh_curves=_or(text("ECDH_CURVES"), "auto"), versions=versions, names=names)
+    _refuse_empty(settings)
     if (settings.cert_file is None) != (settings.key_file is None):
         given, missing = ("cert_file", "KEY_FILE") if settings.key_file is None else ("key_file", "CERT_FILE")
         also = (" (SSL_CERT_FILE is also OpenSSL's CA bundle variable: libprocess reads it as "
@@ -134,8 +140,25 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
     return settings
 
 
-def _no_password() -> bytes:
-    """An encrypted key: no prompt on a terminal the executor does not have."""
+def _or(value: str | None, default: str) -> str:
+    return default if value is None else value
+
+
+def _refuse_empty(settings: TlsSettings) -> None:
+    """A text variable set empty: libprocess takes the empty value (and not the SSL_ one)
+    and fails its start on it; the CAs' only when it verifies."""
+    fields = ["cert_file", "key_file", "ciphers", "ecdh_curves"] + (
+        ["ca_file", "ca_dir"] if settings.verify_server_cert else [])
+    for field in fields:
+        if getattr(settings, field) == "":
+            raise ValueError(f"{settings.name(field)}='' is set but empty, which libprocess refuses "
+                             "(an empty variable is not an unset one)")
+
+
+def _no_password(asked: list[bool]) -> bytes:
+    """An encrypted key: no prompt on a terminal the executor does not have (OpenSSL's
+    own would read one); `asked` says the key was one."""
+    asked.append(True)
     return b""
 
 
@@ -148,9 +171,16 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
         _load_cas(context, settings)
         context.check_hostname = settings.hostname_validation_scheme == "openssl"
     if settings.cert_file is not None:
+        _regular(settings.name("cert_file"), settings.cert_file)
+        _regular(settings.name("key_file"), settings.key_file)
+        asked: list[bool] = []
         try:
-            context.load_cert_chain(settings.cert_file, settings.key_file, password=_no_password)
+            context.load_cert_chain(settings.cert_file, settings.key_file, password=lambda: _no_password(asked))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            if asked:
+                raise ValueError(f"{settings.name('key_file')}={quoted(settings.key_file or '')} is encrypted "
+                                 "(it has a passphrase): the executor has no terminal to ask for it on, "
+                                 "as libprocess would") from None
             raise ValueError(f"{settings.name('cert_file')}={quoted(settings.cert_file)} with "
                              f"{settings.name('key_file')}={quoted(settings.key_file)}: "
                              f"{_words(exc)}") from None
@@ -166,14 +196,33 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
 
 def _load_cas(context: ssl.SSLContext, settings: TlsSettings) -> None:
     if settings.ca_file is None and settings.ca_dir is None:
+        defaults = ssl.get_default_verify_paths()  # its cafile: None unless os.path.isfile
+        cafile = os.environ.get(defaults.openssl_cafile_env, defaults.openssl_cafile)
+        _regular(defaults.openssl_cafile_env, cafile,
+                 " (OpenSSL's CA bundle, used when no LIBPROCESS_SSL_CA_FILE or CA_DIR is set)")
         context.set_default_verify_paths()  # honours SSL_CERT_FILE and SSL_CERT_DIR
         return
+    if settings.ca_file is not None:
+        _regular(settings.name("ca_file"), settings.ca_file)
     if settings.ca_dir is not None and not os.path.isdir(settings.ca_dir):
         raise ValueError(f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} is not a directory")
     try:
         context.load_verify_locations(settings.ca_file, settings.ca_dir)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{settings.name('ca_file')}={quoted(settings.ca_file)}: {_words(exc)}") from None
+
+
+def _regular(variable: str, path: str | None, what: str = "") -> None:
+    """ValueError when `path` exists and is not a regular file: OpenSSL would open a FIFO
+    and wait for a writer for ever, the executor's start with it. A missing file or a
+    directory is left to OpenSSL's own words."""
+    try:
+        mode = os.stat(path).st_mode if path else stat.S_IFREG
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(f"{variable}={quoted(path or '')} is not a regular file{what}: "
+                         "opening it could block for ever")
 
 
 def _words(exc: BaseException) -> str:
@@ -239,12 +288,50 @@ def reverse_name(ip: str) -> str | None:
         return None
 
 
+class ReverseNames:
+    """The agent's reverse DNS names, looked up once per address, each in a thread of its
+    own so that a slow or stuck resolver (libprocess warns past 100 ms) holds a connection no
+    longer than its timeout: libprocess looks up on every connection, on its event loop. A
+    name found is kept for good; a lookup that found none is made again next time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lookups: dict[str, tuple[threading.Event, list[str | None]]] = {}
+
+    def name(self, ip: str, timeout_secs: float) -> str | None:
+        """`ip`'s name, None if it has none; TlsFailed when it takes more than `timeout_secs`
+        (the next call waits for the same lookup)."""
+        with self._lock:
+            lookup = self._lookups.get(ip)
+            if lookup is None:
+                lookup = self._lookups[ip] = (threading.Event(), [])
+                try:
+                    start_thread(threading.Thread(target=self._look_up, args=(ip, *lookup), daemon=True,
+                                                  name="reverse-dns"))
+                except RuntimeError as exc:  # no thread to be had (NoRoomForThread too)
+                    del self._lookups[ip]
+                    raise TlsFailed(f"reverse DNS lookup of {ip}: {exc}") from None
+        done, found = lookup
+        if not done.wait(max(timeout_secs, 0.0)):
+            raise TlsFailed(f"reverse DNS lookup of {ip} took more than {timeout_secs:.1f} s "
+                            "(the legacy hostname check needs it; it goes on, for the next connection)")
+        return found[0]
+
+    def _look_up(self, ip: str, done: threading.Event, found: list[str | None]) -> None:
+        found.append(reverse_name(ip))
+        if found[0] is None:
+            with self._lock:
+                self._lookups.pop(ip, None)
+        done.set()
+
+
 @attrs.frozen
 class AgentTls:
     """What every TLS connection to the agent shares: the settings and their context."""
 
     settings: TlsSettings
     context: ssl.SSLContext
+    names: ReverseNames = attrs.field(factory=ReverseNames, eq=False, repr=False)
 
     @classmethod
     def load(cls, settings: TlsSettings) -> AgentTls:
@@ -259,6 +346,7 @@ class TlsConnection(http.client.HTTPConnection):
         self._tls = tls
 
     def connect(self) -> None:
+        deadline = time.monotonic() + self.timeout
         super().connect()  # TCP, TCP_NODELAY
         plain, self.sock = self.sock, None
         why: str | None
@@ -271,7 +359,12 @@ class TlsConnection(http.client.HTTPConnection):
             settings = self._tls.settings
             why = None
             if settings.verify_server_cert and settings.hostname_validation_scheme == "legacy":
-                why = legacy_check(self.sock.getpeercert() or {}, self.host, reverse_name(self.host), settings)
+                try:
+                    hostname = self._tls.names.name(self.host, deadline - time.monotonic())
+                except TlsFailed as exc:
+                    why = str(exc)
+                else:
+                    why = legacy_check(self.sock.getpeercert() or {}, self.host, hostname, settings)
         if why is not None:
             plain.close()
             self.close()

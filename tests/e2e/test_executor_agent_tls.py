@@ -129,3 +129,35 @@ def test_a_socket_path_too_long_even_relative_to_the_sandbox_is_exit_2(tmp_path)
         agent.launch_executor(EXECUTOR, cwd=agent.sandbox, env_overrides={"MESOS_DOMAIN_SOCKET": path})
         assert agent.wait_exit(10) == 2
         assert f"MESOS_DOMAIN_SOCKET='{path}' is 132 bytes long" in agent.executor_log()
+
+
+@pytest.mark.parametrize("mode", ["tls", "unix"])
+def test_the_agent_restarting_over_tls_or_its_socket_loses_no_update_and_sends_none_twice(tmp_path, mode):
+    """Crashes and restarts (the socket file removed and made again), acks held: each
+    resubscription carries the updates, none is POSTed twice once acked; SHUTDOWN ends it."""
+    kwargs = {"tls": agent_context()} if mode == "tls" else {"unix_socket": True}
+    for agent in _agent(tmp_path, **kwargs):
+        agent.ack_mode = "hold"
+        launch(agent, document(tmp_path, HELLO), env_overrides=client_env() if mode == "tls" else {},
+               backoff_max="200ms", recovery_timeout="10secs", shutdown_grace="3secs")
+        agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+        for restart in range(2):
+            agent.crash()
+            agent.restart(recovering_secs=0.1, reregistration_window_secs=2.0)
+            agent.wait_subscribed(timeout_secs=5, count=restart + 2)
+        body = agent.subscribes[-1]["subscribe"]
+        assert [u["status"]["state"] for u in body.get("unacknowledged_updates", [])] == [
+            "TASK_STARTING", "TASK_RUNNING"]
+        agent.ack_mode = "immediate"
+        agent.release_acks()
+        agent.close_stream(graceful=True)
+        assert agent.wait_subscribed(timeout_secs=5, count=4)["subscribe"] == {}  # acked: carried no more
+        acked = {c.json["update"]["status"]["uuid"] for c in agent.calls("UPDATE")}
+        seen = len(agent.calls("UPDATE"))
+        pids = task_pids(agent.sandbox)
+        agent.shutdown()
+        agent.wait_for_state("task-1", "TASK_KILLED", 10)
+        assert agent.wait_exit(10) == 0 and not live(pids) and not agent.reregistration_failed
+        # (before its ACK an update may go twice: a crash can cut the 202 of one the agent got)
+        later = [c.json["update"]["status"]["uuid"] for c in agent.calls("UPDATE")[seen:]]
+        assert not acked & set(later), "an acknowledged update was POSTed again"

@@ -155,3 +155,72 @@ def test_an_agent_certificate_of_the_ca_for_another_name_fails_the_hostname_chec
     if scheme == "legacy" and reverse is None:
         words = "Could not verify presented certificate with IP 127.0.0.1"
     assert result.detail.startswith(f"TlsFailed: TLS handshake with {sim.endpoint} failed: {words}"), result.detail
+
+
+class _StuckResolver:
+    """socket.getnameinfo as a resolver that never answers until released (a DNS server
+    gone: the lookup waits out resolv.conf's timeouts); counts the lookups."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.released = threading.Event()
+
+    def __call__(self, address, flags):
+        self.calls += 1
+        self.released.wait(10.0)
+        return "localhost", "0"
+
+
+def test_a_stuck_reverse_dns_lookup_does_not_hold_the_subscribe_past_its_timeout(tls_agent, monkeypatch):
+    """The legacy check's reverse lookup is bounded by the connection's timeout (a SUBSCRIBE's
+    is what MESOS_RECOVERY_TIMEOUT leaves), fails TRANSIENT saying so, and is made once per
+    agent address: the next connection waits for the same lookup and then uses its name."""
+    import time
+
+    resolver = _StuckResolver()
+    monkeypatch.setattr(agenttls.socket, "getnameinfo", resolver)
+    transport = _transport(tls_agent, client_env(None, verify_server_cert="1", ca_file=cert("ca")))
+    body = Calls(tls_agent.framework_id, tls_agent.executor_id).subscribe([], [])
+    started = time.monotonic()
+    result, stream = transport.subscribe(body, 1.0, 1.0)
+    assert time.monotonic() - started < 2.0
+    assert stream is None and result.outcome is Outcome.TRANSIENT
+    assert "reverse DNS lookup of 127.0.0.1 took more than" in result.detail, result.detail
+    resolver.released.set()
+    result, stream = transport.subscribe(body, 1.0, 1.0)
+    assert result.outcome is Outcome.ACCEPTED and stream is not None, result
+    stream.abort()
+    stream.close()
+    transport.post(Calls(tls_agent.framework_id, tls_agent.executor_id).message(b"hi"))
+    assert resolver.calls == 1
+    transport.close()
+
+
+@pytest.mark.parametrize("handshakes", [False, True], ids=["never-handshakes", "handshakes-then-silent"])
+def test_a_frozen_tls_agent_does_not_hold_the_subscribe_past_its_timeouts(handshakes):
+    """A listener the kernel accepts for (an agent stopped or deadlocked) that never answers
+    the ClientHello, or completes the handshake and then never answers the request."""
+    import socket
+    import time
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        accepted: list[socket.socket] = []
+
+        def accept() -> None:
+            conn, _ = server.accept()
+            accepted.append(agent_context().wrap_socket(conn, server_side=True) if handshakes else conn)
+
+        acceptor = threading.Thread(target=accept)
+        acceptor.start()
+        endpoint = f"127.0.0.1:{server.getsockname()[1]}"
+        environ = {"MESOS_SLAVE_PID": f"slave(1)@{endpoint}", **client_env(None)}
+        transport = AgentTransport(agent_route(endpoint, environ, "/"), TOKEN)
+        started = time.monotonic()
+        result, stream = transport.subscribe(b"{}", 0.5, 0.5)
+        took = time.monotonic() - started
+        acceptor.join(2.0)
+        for conn in accepted:
+            conn.close()
+    assert stream is None and result.outcome is Outcome.TRANSIENT and result.status is None
+    assert took < 1.5, took
+    assert "timed out" in result.detail, result.detail

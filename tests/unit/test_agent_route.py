@@ -135,6 +135,26 @@ def test_a_value_libprocess_refuses_is_an_error_naming_the_variable(environ, wor
         tls_settings(environ)
 
 
+@pytest.mark.parametrize("variable", ["LIBPROCESS_SSL_VERIFY_SERVER_CERT", "SSL_VERIFY_CERT",
+                                      "LIBPROCESS_SSL_REQUIRE_CLIENT_CERT"])
+def test_a_boolean_set_empty_is_true_as_stout_reads_it(variable):
+    """stout's flags: a boolean given no value (`VAR=`) is true, and the LIBPROCESS_SSL_ one
+    wins over the SSL_ one even so."""
+    assert tls_settings({variable: "", "SSL_VERIFY_SERVER_CERT": "false"}).verify_server_cert
+    assert route(LIBPROCESS_SSL_ENABLED="", SSL_ENABLED="0").tls == TlsSettings()
+
+
+@pytest.mark.parametrize("variable", ["CERT_FILE", "KEY_FILE", "CIPHERS", "HOSTNAME_VALIDATION_SCHEME",
+                                      "VERIFICATION_DEPTH", "ECDH_CURVES", "CA_FILE", "CA_DIR"])
+def test_a_text_set_empty_is_refused_as_libprocess_refuses_it_not_read_as_unset(variable):
+    """libprocess takes `VAR=` as the empty value, the SSL_ one not looked at (an empty
+    CERT_FILE must not let the host's SSL_CERT_FILE CA bundle in), and refuses to start."""
+    environ = {"LIBPROCESS_SSL_VERIFY_SERVER_CERT": "1", f"LIBPROCESS_SSL_{variable}": "",
+               f"SSL_{variable}": "/etc/ssl/certs/ca-certificates.crt"}
+    with pytest.raises(ValueError, match=f"LIBPROCESS_SSL_{variable}="):
+        tls_settings(environ)
+
+
 def test_the_openssl_scheme_without_verification_checks_nothing_and_needs_no_ipadd():
     assert tls_settings({"LIBPROCESS_SSL_HOSTNAME_VALIDATION_SCHEME": "openssl"}).describe() \
         == "https (server certificate not verified)"
