@@ -344,9 +344,10 @@ class TlsConnection(http.client.HTTPConnection):
     def __init__(self, host: str, port: int, timeout: float, tls: AgentTls) -> None:
         super().__init__(host, port, timeout=timeout)
         self._tls = tls
+        self._connect_secs = timeout  # the connect's, the handshake's and the name lookup's
 
     def connect(self) -> None:
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self._connect_secs
         super().connect()  # TCP, TCP_NODELAY
         plain, self.sock = self.sock, None
         why: str | None
