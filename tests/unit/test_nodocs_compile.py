@@ -112,6 +112,35 @@ def test_a_module_without_the_future_import_keeps_its_annotations_evaluated():
     assert ns["f"].__annotations__ == {"x": int, "return": str}
 
 
+ANNOTATED = textwrap.dedent("""\
+    from __future__ import annotations
+
+    LIMIT: int = 3
+
+
+    class Kept:
+        field: int = 1
+
+        def method(self, a: int, /, b: str, *rest: bytes, c: float = 1.0, **more: dict) -> Kept:
+            return self
+
+
+    async def waits(x: int) -> None:
+        return None
+    """)
+
+
+def test_without_annotations_no_function_keeps_any_and_a_class_or_module_keeps_its_own():
+    """Stoker's own modules (`annotations=False`): a class's fields keep theirs (attrs reads
+    them), and so does the module; no parameter of any kind nor a return keeps one."""
+    namespace: dict = {"__name__": "probe"}
+    exec(compile_without_docstrings(ANNOTATED.encode(), "/nowhere/probe.py", annotations=False), namespace)
+    assert namespace["__annotations__"] == {"LIMIT": "int"} and namespace["Kept"].__annotations__ == {"field": "int"}
+    assert namespace["Kept"].method.__annotations__ == {} and namespace["waits"].__annotations__ == {}
+    assert load(ANNOTATED)["Kept"].method.__annotations__ == {
+        "a": "int", "b": "str", "rest": "bytes", "c": "float", "more": "dict", "return": "Kept"}
+
+
 def test_a_function_runs_the_instructions_on_the_lines_its_source_gives():
     # its docstring taken out, not put in a `pass` (which leaves an instruction on its line)
     plain = compile(SOURCE, "/nowhere/probe.py", "exec", dont_inherit=True)
