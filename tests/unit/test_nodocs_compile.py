@@ -287,6 +287,22 @@ SHAPES = textwrap.dedent("""
     """)
 
 
+def test_a_line_s_adjacent_instructions_are_one_entry_of_the_table():
+    """`co_lines()` gives a range per entry of the compiler's table (one per span of columns):
+    the rebuilt table joins a line's adjacent ones, one entry for up to 8 code units."""
+    from executor.nodoccode import line_table
+
+    namespace: dict = {}
+    exec(compile("def g(x):\n    y = x\n\n\n    return y\n", "/nowhere/g.py", "exec", dont_inherit=True), namespace)
+    code = namespace["g"].__code__
+    units = {line: 0 for *_, line in code.co_lines()}
+    for start, end, line in code.co_lines():
+        units[line] += (end - start) // 2
+    assert list(units) == [1, 2, 5] and len(list(code.co_lines())) > 3 and max(units.values()) <= 8
+    # "no column" entries, each its length and its line's difference from the one before, doubled
+    assert line_table(code) == bytes([0xE8 | units[1] - 1, 0, 0xE8 | units[2] - 1, 2, 0xE8 | units[5] - 1, 6])
+
+
 def test_equal_line_tables_and_constants_are_one_object_each_through_marshal():
     """The compiler makes one tuple of a module's equal constants tuples (the tuple of its
     code objects' `co_consts`, `(None,)` of many functions); a code's line table rebuilt
