@@ -129,7 +129,6 @@ _FIXED = {ord("i"): 4, ord("g"): 8, ord("y"): 16}  # int32, binary float, binary
 _SIZED = frozenset(b"stuaA")  # 4-byte length, then the bytes (bytes, interned, unicode, ascii)
 _SHORT = frozenset(b"zZ")  # 1-byte length (short ascii, interned)
 _CONTAINERS = frozenset(b"([<>")  # 4-byte count, then the items (tuple, list, set, frozenset)
-_SAME = {ord(")"): ord("("), ord("z"): ord("a"), ord("Z"): ord("A")}  # one value, two spellings
 _MUTABLE = frozenset(b"c[{<")  # code (specialized as it runs), list, dict, set: never shared
 
 
@@ -199,21 +198,21 @@ def _parse(data: bytes) -> _Node:
     return root
 
 
-def _value(one: _Node, memo: dict[int, object], whole: bool) -> object:
-    """What `one` loads as, comparably (its references followed); None, unless `whole`,
-    for an object that holds a mutable one (or is one), which is never shared."""
+def _value(one: _Node, memo: dict[int, object]) -> object:
+    """What `one` loads as, comparably (its type and contents, its references followed; marshal
+    spells a value by what it is, a tuple `)` or `(` by its length alone: equal values are
+    spelled alike); None for an object that is mutable or holds one, which is never shared."""
     while one.target is not None:
         one = one.target
     if id(one) in memo:
         return memo[id(one)]
-    kind = _SAME.get(one.kind, one.kind)
-    if kind in _MUTABLE and not whole:
+    if one.kind in _MUTABLE:
         value: object = None
     elif one.items is None:
-        value = (kind, one.raw[1:] if one.kind in _SHORT else one.raw[4:] if one.kind in _SIZED else one.raw)
+        value = (one.kind, one.raw)
     else:
-        items = tuple(_value(item, memo, whole) for item in one.items)
-        value = None if None in items else (kind, one.raw if kind == ord("c") else b"", one.tail, items)
+        items = tuple(_value(item, memo) for item in one.items)
+        value = None if None in items else (one.kind, items)
     memo[id(one)] = value
     return value
 
@@ -226,8 +225,8 @@ def _write(root: _Node) -> bytes:
     stack = [root]
     while stack:
         one = stack.pop()
-        if one.target is None and one.kind not in _SINGLETONS:
-            value = _value(one, memo, False)
+        if one.target is None:
+            value = _value(one, memo)
             if value is not None:
                 seen[value] = seen.get(value, 0) + 1
             stack.extend(one.items or ())
@@ -242,9 +241,9 @@ def _write(root: _Node) -> bytes:
                 return
             number = numbers.get(id(one.target))
             out.append(ord("r"))
-            out.extend((by_value[_value(one.target, memo, False)] if number is None else number).to_bytes(4, "little"))
+            out.extend((by_value[_value(one.target, memo)] if number is None else number).to_bytes(4, "little"))
             return
-        value = _value(one, memo, False)
+        value = _value(one, memo)
         if value is not None and value in by_value:
             out.append(ord("r"))
             out.extend(by_value[value].to_bytes(4, "little"))

@@ -69,7 +69,7 @@ def agent_route(endpoint: str, environ: Mapping[str, str], cwd: str) -> AgentRou
     socket_path = environ.get("MESOS_DOMAIN_SOCKET")
     if socket_path:
         return AgentRoute(socket_path=_short_enough(socket_path, cwd),
-                          path=f"/{_pid_id(environ.get('MESOS_SLAVE_PID'))}{API_PATH}")
+                          path=f"/{_pid_id(environ.get('MESOS_SLAVE_PID', ''))}{API_PATH}")
     if not _ssl_enabled(environ):
         return AgentRoute(host=host, port=port)
     from executor.mesos.agenttls import tls_settings
@@ -107,10 +107,11 @@ def _short_enough(path: str, cwd: str) -> str:
     return relative
 
 
-def _pid_id(pid: str | None) -> str:
-    """`slave(1)@10.0.0.1:5051` -> `slave(1)`: the agent's process, first in the path."""
-    ident, at, _address = (pid or "").partition("@")
+def _pid_id(pid: str) -> str:
+    """`slave(1)@10.0.0.1:5051` -> `slave(1)`: the agent's process, first in the path (up to
+    the first `@`, as libprocess parses a UPID)."""
+    ident, at, _address = pid.partition("@")
     if not at or not ident or "/" in ident:
-        raise ValueError(f"MESOS_SLAVE_PID={quoted(pid or '')} is not the agent's ID@IP:PORT, which the "
+        raise ValueError(f"MESOS_SLAVE_PID={quoted(pid)} is not the agent's ID@IP:PORT, which the "
                          "unix socket's path (MESOS_DOMAIN_SOCKET) starts with")
     return ident

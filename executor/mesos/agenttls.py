@@ -44,7 +44,7 @@ VERSIONS = (("ENABLE_TLS_V1_0", "TLSv1", False), ("ENABLE_TLS_V1_1", "TLSv1_1", 
 
 @attrs.frozen(kw_only=True)
 class TlsSettings:
-    """The client's side of libprocess' SSL flags. `names` maps a field to the variable
+    """The client's side of libprocess' SSL flags. `names` maps a text field to the variable
     that gave it (for error words); `versions`: the enabled TLS versions, oldest first."""
 
     cert_file: str | None = None
@@ -83,12 +83,9 @@ def _lookup(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
     return None
 
 
-def _boolean(environ: Mapping[str, str], name: str, default: bool, names: dict[str, str]) -> bool:
+def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:
     found = _lookup(environ, name)
-    if found is None:
-        return default
-    names[name.lower()] = found[0]
-    return libprocess_boolean(*found)
+    return default if found is None else libprocess_boolean(*found)
 
 
 def _text(environ: Mapping[str, str], name: str, names: dict[str, str]) -> str | None:
@@ -103,7 +100,7 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
     """The client's TLS settings from the agent's environment (pure); ValueError naming the
     variable for a value libprocess would refuse at its start."""
     names: dict[str, str] = {}
-    flag = lambda name, default=False: _boolean(environ, name, default, names)  # noqa: E731
+    flag = lambda name, default=False: _boolean(environ, name, default)  # noqa: E731
     text = lambda name: _text(environ, name, names)  # noqa: E731
     require = flag("REQUIRE_CLIENT_CERT") or flag("REQUIRE_CERT")
     verify = flag("VERIFY_SERVER_CERT") or flag("VERIFY_CERT") or require

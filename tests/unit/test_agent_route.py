@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.mesos.agentroute import AgentRoute, agent_route
+from executor.mesos.agentroute import AgentRoute, agent_route, split_endpoint
 from executor.mesos.agenttls import DEFAULT_CIPHERS, TlsSettings, legacy_check, tls_settings
 
 ENDPOINT = "10.0.0.5:5051"
@@ -194,3 +194,48 @@ def test_the_legacy_check_passes(cert, hostname, settings):
 ])
 def test_the_legacy_check_fails_with_libprocess_words(cert, hostname, settings, words):
     assert legacy_check(cert, "10.0.0.5", hostname, settings) == words
+
+
+# ---- the endpoint and the agent's id, exactly ----
+
+@pytest.mark.parametrize("endpoint, host, port", [
+    ("10.0.0.5:1", "10.0.0.5", 1), ("10.0.0.5:65535", "10.0.0.5", 65535),
+    ("[fe80::1]:5051", "fe80::1", 5051), ("fe80::1:5051", "fe80::1", 5051),  # the port after the last colon
+])
+def test_an_endpoint_is_host_and_a_port_from_1_to_65535(endpoint, host, port):
+    assert split_endpoint(endpoint) == (host, port)
+
+
+@pytest.mark.parametrize("endpoint", ["10.0.0.5:0", "10.0.0.5:65536", "10.0.0.5:99999", ":5051", "5051",
+                                      "10.0.0.5:", "10.0.0.5:http", "10.0.0.5:\u0665\u0660\u0665\u0661"])
+def test_an_endpoint_without_a_host_or_a_port_from_1_to_65535_is_refused(endpoint):
+    with pytest.raises(ValueError) as refused:
+        split_endpoint(endpoint)
+    assert str(refused.value) == f"agent endpoint {endpoint!r} is not host:port (a port from 1 to 65535)"
+
+
+def test_a_socket_path_still_108_bytes_long_relative_to_the_working_directory_is_refused():
+    cwd = "/r"
+    path = cwd + "/" + "a" * 106  # 109 bytes; "./" and the 106: 108
+    with pytest.raises(ValueError, match="is 109 bytes long, and 108 relative to '/r'"):
+        agent_route(ENDPOINT, {"MESOS_DOMAIN_SOCKET": path, **PID}, cwd)
+    assert agent_route(ENDPOINT, {"MESOS_DOMAIN_SOCKET": path[:-1], **PID}, cwd).socket_path == "./" + "a" * 105
+
+
+@pytest.mark.parametrize("pid, path", [
+    ("slave(1)@10.0.0.5:5051", "/slave(1)/api/v1/executor"),
+    ("agent@x@10.0.0.5:5051", "/agent/api/v1/executor"),  # the id ends at the first @, as libprocess' UPID parse
+])
+def test_the_socket_s_path_starts_with_the_agent_s_id(pid, path):
+    environ = {"MESOS_DOMAIN_SOCKET": "/run/agent.sock", "MESOS_SLAVE_PID": pid}
+    assert agent_route(ENDPOINT, environ, "/").path == path
+
+
+@pytest.mark.parametrize("pid, shown", [(None, "''"), ("", "''"), ("10.0.0.5:5051", "'10.0.0.5:5051'"),
+                                        ("a/b@10.0.0.5:5051", "'a/b@10.0.0.5:5051'")])
+def test_a_pid_the_socket_s_path_cannot_start_with_is_refused_in_these_words(pid, shown):
+    environ = {"MESOS_DOMAIN_SOCKET": "/run/agent.sock"} | ({"MESOS_SLAVE_PID": pid} if pid is not None else {})
+    with pytest.raises(ValueError) as refused:
+        agent_route(ENDPOINT, environ, "/")
+    assert str(refused.value) == (f"MESOS_SLAVE_PID={shown} is not the agent's ID@IP:PORT, which the unix "
+                                  "socket's path (MESOS_DOMAIN_SOCKET) starts with")

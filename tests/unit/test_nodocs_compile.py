@@ -112,6 +112,35 @@ def test_a_module_without_the_future_import_keeps_its_annotations_evaluated():
     assert ns["f"].__annotations__ == {"x": int, "return": str}
 
 
+ANNOTATED = textwrap.dedent("""\
+    from __future__ import annotations
+
+    LIMIT: int = 3
+
+
+    class Kept:
+        field: int = 1
+
+        def method(self, a: int, /, b: str, *rest: bytes, c: float = 1.0, **more: dict) -> Kept:
+            return self
+
+
+    async def waits(x: int) -> None:
+        return None
+    """)
+
+
+def test_without_annotations_no_function_keeps_any_and_a_class_or_module_keeps_its_own():
+    """Stoker's own modules (`annotations=False`): a class's fields keep theirs (attrs reads
+    them), and so does the module; no parameter of any kind nor a return keeps one."""
+    namespace: dict = {"__name__": "probe"}
+    exec(compile_without_docstrings(ANNOTATED.encode(), "/nowhere/probe.py", annotations=False), namespace)
+    assert namespace["__annotations__"] == {"LIMIT": "int"} and namespace["Kept"].__annotations__ == {"field": "int"}
+    assert namespace["Kept"].method.__annotations__ == {} and namespace["waits"].__annotations__ == {}
+    assert load(ANNOTATED)["Kept"].method.__annotations__ == {
+        "a": "int", "b": "str", "rest": "bytes", "c": "float", "more": "dict", "return": "Kept"}
+
+
 def test_a_function_runs_the_instructions_on_the_lines_its_source_gives():
     # its docstring taken out, not put in a `pass` (which leaves an instruction on its line)
     plain = compile(SOURCE, "/nowhere/probe.py", "exec", dont_inherit=True)
@@ -256,6 +285,22 @@ SHAPES = textwrap.dedent("""
         def empty(self):
             return self.width() * self.height() if self._width else None
     """)
+
+
+def test_a_line_s_adjacent_instructions_are_one_entry_of_the_table():
+    """`co_lines()` gives a range per entry of the compiler's table (one per span of columns):
+    the rebuilt table joins a line's adjacent ones, one entry for up to 8 code units."""
+    from executor.nodoccode import line_table
+
+    namespace: dict = {}
+    exec(compile("def g(x):\n    y = x\n\n\n    return y\n", "/nowhere/g.py", "exec", dont_inherit=True), namespace)
+    code = namespace["g"].__code__
+    units = {line: 0 for *_, line in code.co_lines()}
+    for start, end, line in code.co_lines():
+        units[line] += (end - start) // 2
+    assert list(units) == [1, 2, 5] and len(list(code.co_lines())) > 3 and max(units.values()) <= 8
+    # "no column" entries, each its length and its line's difference from the one before, doubled
+    assert line_table(code) == bytes([0xE8 | units[1] - 1, 0, 0xE8 | units[2] - 1, 2, 0xE8 | units[5] - 1, 6])
 
 
 def test_equal_line_tables_and_constants_are_one_object_each_through_marshal():
