@@ -30,9 +30,8 @@ import attrs
 
 from config.words import quoted
 from executor.logs import start_thread
-from executor.mesos.agentroute import libprocess_boolean
+from executor.mesos.agentroute import libprocess_boolean, ssl_variables
 
-PREFIXES = ("LIBPROCESS_SSL_", "SSL_")  # the first wins, as in libprocess
 DEFAULT_CIPHERS = ("AES128-SHA:AES256-SHA:RC4-SHA:DHE-RSA-AES128-SHA:DHE-DSS-AES128-SHA:"
                    "DHE-RSA-AES256-SHA:DHE-DSS-AES256-SHA")
 SCHEMES = ("legacy", "openssl")
@@ -73,26 +72,17 @@ class TlsSettings:
         return f"https (verified against {against}, hostname check {check})"
 
 
-def _lookup(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
-    """(VARIABLE, value) of LIBPROCESS_SSL_<name>, else SSL_<name>. Set empty is set, as in
-    libprocess (stout's flags): a boolean's empty value is true, a text's is refused."""
-    for prefix in PREFIXES:
-        value = environ.get(prefix + name)
-        if value is not None:
-            return prefix + name, value
-    return None
-
-
-def _boolean(environ: Mapping[str, str], name: str, default: bool, names: dict[str, str]) -> bool:
-    found = _lookup(environ, name)
+def _boolean(given: Mapping[str, tuple[str, str]], name: str, default: bool, names: dict[str, str]) -> bool:
+    found = given.get(name.lower())
     if found is None:
         return default
     names[name.lower()] = found[0]
     return libprocess_boolean(*found)
 
 
-def _text(environ: Mapping[str, str], name: str, names: dict[str, str]) -> str | None:
-    found = _lookup(environ, name)
+def _text(given: Mapping[str, tuple[str, str]], name: str, names: dict[str, str]) -> str | None:
+    """Set empty is set, as in libprocess (stout's flags): a text's empty value is refused."""
+    found = given.get(name.lower())
     if found is None:
         return None
     names[name.lower()] = found[0]
@@ -100,11 +90,13 @@ def _text(environ: Mapping[str, str], name: str, names: dict[str, str]) -> str |
 
 
 def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
-    """The client's TLS settings from the agent's environment (pure); ValueError naming the
-    variable for a value libprocess would refuse at its start."""
+    """The client's TLS settings from the agent's environment (pure; its variables found as
+    `agentroute.ssl_variables` finds them); ValueError naming the variable for a value
+    libprocess would refuse at its start."""
     names: dict[str, str] = {}
-    flag = lambda name, default=False: _boolean(environ, name, default, names)  # noqa: E731
-    text = lambda name: _text(environ, name, names)  # noqa: E731
+    given = ssl_variables(environ)
+    flag = lambda name, default=False: _boolean(given, name, default, names)  # noqa: E731
+    text = lambda name: _text(given, name, names)  # noqa: E731
     require = flag("REQUIRE_CLIENT_CERT") or flag("REQUIRE_CERT")
     verify = flag("VERIFY_SERVER_CERT") or flag("VERIFY_CERT") or require
     scheme = _or(text("HOSTNAME_VALIDATION_SCHEME"), "legacy")
