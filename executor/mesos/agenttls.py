@@ -18,6 +18,7 @@ Owns three things:
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import socket
 import ssl
@@ -29,12 +30,14 @@ from collections.abc import Mapping
 import attrs
 
 from config.words import quoted
-from executor.logs import start_thread
+from executor.logs import log_event, start_thread
 from executor.mesos.agentroute import libprocess_boolean, ssl_variables
 
+logger = logging.getLogger(__name__)
 DEFAULT_CIPHERS = ("AES128-SHA:AES256-SHA:RC4-SHA:DHE-RSA-AES128-SHA:DHE-DSS-AES128-SHA:"
                    "DHE-RSA-AES256-SHA:DHE-DSS-AES256-SHA")
 SCHEMES = ("legacy", "openssl")
+SLOW_DNS_WARN_SECS = 0.1  # libprocess' SLOW_DNS_WARN_THRESHOLD (openssl.cpp): slower is a warning
 # libprocess' switches, oldest first, with their defaults; SSLv3 is not there: OpenSSL 3
 # has none to enable (ENABLE_SSL_V3 is ignored, README "Running on Mesos").
 VERSIONS = (("ENABLE_TLS_V1_0", "TLSv1", False), ("ENABLE_TLS_V1_1", "TLSv1_1", False),
@@ -282,13 +285,15 @@ def reverse_name(ip: str) -> str | None:
 
 class ReverseNames:
     """The agent's reverse DNS names, looked up once per address, each in a thread of its
-    own so that a slow or stuck resolver (libprocess warns past 100 ms) holds a connection no
-    longer than its timeout: libprocess looks up on every connection, on its event loop. A
-    name found is kept for good; a lookup that found none is made again next time."""
+    own so that a slow or stuck resolver holds a connection no longer than its timeout:
+    libprocess looks up on every connection, on its event loop. A name found is kept for
+    good; a lookup that found none is made again next time. A lookup slower than libprocess'
+    100 ms is a WARNING, as in libprocess, once per address (libprocess: per connection)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lookups: dict[str, tuple[threading.Event, list[str | None]]] = {}
+        self._warned: set[str] = set()
 
     def name(self, ip: str, timeout_secs: float) -> str | None:
         """`ip`'s name, None if it has none; TlsFailed when it takes more than `timeout_secs`
@@ -310,11 +315,19 @@ class ReverseNames:
         return found[0]
 
     def _look_up(self, ip: str, done: threading.Event, found: list[str | None]) -> None:
+        started = time.monotonic()
         found.append(reverse_name(ip))
-        if found[0] is None:
-            with self._lock:
+        took = time.monotonic() - started
+        with self._lock:
+            if found[0] is None:
                 self._lookups.pop(ip, None)
+            warn = took > SLOW_DNS_WARN_SECS and ip not in self._warned
+            self._warned.update([ip] if warn else [])
         done.set()
+        if warn:
+            log_event(logger, logging.WARNING, "agent_reverse_dns_slow", address=ip, took_ms=round(took * 1000),
+                      threshold_ms=round(SLOW_DNS_WARN_SECS * 1000), name=found[0],
+                      why="the legacy hostname check of the agent's certificate waits for it")
 
 
 @attrs.frozen
