@@ -107,7 +107,8 @@ def ssl_variables(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     for prefix in reversed(SSL_PREFIXES):  # the winner last: it overwrites
         for variable in sorted(environ):
             name = variable[len(prefix):].lower()
-            if variable.startswith(prefix) and name.isascii() and name.removeprefix("no-") in SSL_FLAGS:
+            known = name.isascii() and name.removeprefix("no-") in SSL_FLAGS
+            if variable.startswith(prefix) and known and environ[variable] is not None:  # a test's None: unset
                 found[name] = (variable, environ[variable])
     for name, (variable, value) in sorted(found.items()):
         flag = name.removeprefix("no-")
