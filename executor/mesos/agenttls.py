@@ -201,6 +201,9 @@ def _load_cas(context: ssl.SSLContext, settings: TlsSettings) -> None:
         _regular(settings.name("ca_file"), settings.ca_file)
     if settings.ca_dir is not None and not os.path.isdir(settings.ca_dir):
         raise ValueError(f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} is not a directory")
+    unsafe = ca_dir_unsafe(settings)
+    if unsafe:
+        raise ValueError(unsafe)
     try:
         context.load_verify_locations(settings.ca_file, settings.ca_dir)
     except (OSError, ValueError) as exc:
@@ -218,6 +221,34 @@ def _regular(variable: str, path: str | None, what: str = "") -> None:
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise ValueError(f"{variable}={quoted(path or '')} is not a regular file{what}: "
                          "opening it could block for ever")
+
+
+def ca_dir_unsafe(settings: TlsSettings) -> str | None:
+    """Why the CA directory could hold a handshake, None if it cannot: OpenSSL opens its
+    `<subject hash>.N` entries (`.rN`: CRLs) during the handshake, as it looks an issuer up,
+    and a FIFO there would wait for a writer for ever, a device (/dev/zero) be read for ever.
+    Looked at when the context is made and before each handshake (the directory is read
+    lazily, as libprocess reads it: a CA added later is used)."""
+    if not settings.verify_server_cert or not settings.ca_dir:
+        return None
+    try:
+        entries = os.scandir(settings.ca_dir)
+    except OSError:  # gone: OpenSSL finds nothing there
+        return None
+    with entries:
+        for entry in entries:
+            subject, dot, suffix = entry.name.partition(".")
+            if not (dot and len(subject) == 8 and all(c in "0123456789abcdef" for c in subject)
+                    and suffix.removeprefix("r").isdecimal() and suffix.removeprefix("r").isascii()):
+                continue
+            try:
+                mode = os.stat(entry.path).st_mode  # a link: what it names, as OpenSSL opens it
+            except OSError:
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                return (f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} holds {entry.name}, which is not "
+                        "a regular file: OpenSSL would open it during a handshake, which could block for ever")
+    return None
 
 
 def _words(exc: BaseException) -> str:
@@ -353,6 +384,9 @@ class TlsConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         deadline = time.monotonic() + self._connect_secs
+        unsafe = ca_dir_unsafe(self._tls.settings)
+        if unsafe:
+            raise TlsFailed(f"TLS handshake with {self.host}:{self.port} failed: {unsafe}")
         super().connect()  # TCP, TCP_NODELAY
         plain, self.sock = self.sock, None
         why: str | None
