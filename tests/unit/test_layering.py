@@ -90,12 +90,13 @@ FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "t
 # Which units each unit may import. A unit is a top-level package (config, healthcheck) or
 # an executor sub-package / top-level executor module. Every unit must be listed: a new
 # package has to say where it sits.
-SHARED = {"executor.events", "executor.logs"}
+SHARED = {"executor.events", "executor.logs", "executor.spool"}
 ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "healthcheck": {"config"},
     "executor.events": {"healthcheck", "config"},
     "executor.logs": {"config"},
+    "executor.spool": {"config", "executor.logs"},
     "executor.procs": {"config", "healthcheck"} | SHARED,
     "executor.host": {"executor.procs", "config"} | SHARED,
     "executor.task": {"executor.host", "executor.procs", "config", "healthcheck"} | SHARED,
