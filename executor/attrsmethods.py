@@ -12,7 +12,7 @@ settings only where one is not attrs' default; a tuple of names equal to the one
 is that one, so a class's shown, compared, hashed and pickled fields mostly share one: a
 tuple a field for each held 80 KB of a supervisor, docs/benchmarks.md, memcut) whose code, one for all the classes, calls
 `attrs_repr` / `attrs_eq` / `attrs_hash` here; about 0.25 KiB a method (the function and
-its cell). Where the code cache also names attrs' methods (`codecache._named`), even that
+its cell). Where the code cache also names attrs' methods (`attrssteps._named`), even that
 closure is not kept: the class gets the one function of every class (`shared_repr`,
 `shared_eq`, `shared_hash`) and the closure's fields as a class attribute of its own
 (`__stoker_shown__`, `__stoker_compared__`, `__stoker_hashed__`), which the function reads

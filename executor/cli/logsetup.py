@@ -11,8 +11,8 @@ instead of printing a traceback for every record (a full disk only loses the lin
 did not fit, counted in the next one), drops the events it is told another
 output already shows (`stoker run` prints every state change on stdout), and writes each
 record above `stoker run`'s live view (`executor.logs.above_screen_line`), never on its
-line; for `stoker run` through its spool (`executor.logs.Spool`), so that a terminal that
-stopped reading never blocks the thread that logs.
+line; for `stoker run` through its spool (`executor.spool.Spool`, loaded by it only), so
+that a terminal that stopped reading never blocks the thread that logs.
 
 A command's own `stoker: error: ...` and `stoker: warning: ...` lines (`say`) are JSON
 objects too once `--log-format json` is configured (`stoker_error`, `stoker_warning`, the
@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import executor
 from config.logline import (
@@ -51,7 +51,10 @@ from config.logline import (
     whole_writes,
 )
 from config.words import FORMAT_CHARACTERS, loggable
-from executor.logs import Spool, above_screen_line, drain_spool, log_event, spool
+from executor.logs import above_screen_line, drain_spool, log_event
+
+if TYPE_CHECKING:  # `stoker run`'s only
+    from executor.spool import Spool
 
 logger = logging.getLogger("executor")
 
@@ -269,6 +272,8 @@ def configure(log_format: str = "text", level: str | int = "INFO", stream: Any =
     """`spooled`: records are written by the process's spool (`stoker run`)."""
     global _json, _before, _unraisable_before
     _json = log_format == "json"
+    if spooled:
+        from executor.spool import spool  # `stoker run`'s, loaded with it
     handler = QuietHandler(whole_writes(stream or sys.stderr), drop_events, spool() if spooled else None)
     journal = to_journal(handler.stream)
     handler.setFormatter(JsonFormatter(not _utf8(handler.stream), journal) if log_format == "json"

@@ -14,7 +14,7 @@ operator's terminal, nor a format character turns a line around.
 hung-up terminal) it says so once on the log and drops what follows, and the task goes on;
 when lines are lost where a later write may work (a full disk, `> /dev/full`) it says so on
 the log the first time, and the console says how many once a write works again.
-Given a spool (`executor.logs.Spool`: `stoker run`'s), it never blocks either: a terminal
+Given a spool (`executor.spool.Spool`: `stoker run`'s), it never blocks either: a terminal
 that stops reading (Ctrl-S) holds up the spool's thread, not the task's owner.
 Never decides anything and never touches task state: it is the owner's reporter.
 """
@@ -40,7 +40,8 @@ from executor.events import (
     Transition,
 )
 from executor.host.sandbox import log_end
-from executor.logs import Spool, keep_screen_line, log_event, screen_lock
+from executor.logs import keep_screen_line, log_event, screen_lock
+from executor.spool import Spool
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)

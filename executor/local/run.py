@@ -64,7 +64,8 @@ from executor.local.runstart import (
     make_sandbox,
 )
 from executor.local.service import Restart, ServiceRules, Stop
-from executor.logs import log_event, no_room, spool
+from executor.logs import log_event, no_room
+from executor.spool import spool
 from executor.task.killing import load_kill_machine
 from executor.task.owner import TaskOwner
 from executor.task.records import RestartRecord
@@ -90,7 +91,7 @@ class LocalRun:
                  unit: UnitState | None = None) -> None:
         """`early`: what the early start began (`executor/cli/launch.py`), this run's to adopt
         or give up; `ahead`: the child the entry point forked to plan a first run; `spooled`:
-        printed through the process's spool (`executor.logs.spool`: never blocked by a
+        printed through the process's spool (`executor.spool.spool`: never blocked by a
         terminal that stopped reading); `exits_after`: the process ends after this run (the
         command), so the strays and stop signals stay ignored once its relay closes; `unit`:
         what systemd hears of the run (`executor/local/unitstate.py`), when it asked."""

@@ -24,6 +24,14 @@ if TYPE_CHECKING:  # agenttls loads ssl: only when SSL is on
 
 API_PATH = "/api/v1/executor"
 SOCKET_PATH_MAX = 108  # the C++ library's DOMAIN_SOCKET_MAX_PATH_LENGTH (sun_path's size)
+SSL_PREFIXES = ("LIBPROCESS_SSL_", "SSL_")  # the first wins (openssl.cpp, reinitialize())
+# libprocess' SSL flags (openssl.cpp, Flags::Flags()), no aliases among them
+SSL_BOOLEANS = frozenset({
+    "enabled", "support_downgrade", "verify_cert", "verify_server_cert", "require_cert",
+    "require_client_cert", "verify_ipadd", "enable_ssl_v3", "enable_tls_v1_0", "enable_tls_v1_1",
+    "enable_tls_v1_2", "enable_tls_v1_3"})
+SSL_FLAGS = SSL_BOOLEANS | {"cert_file", "key_file", "verification_depth", "ca_dir", "ca_file", "ciphers",
+                            "ecdh_curves", "hostname_validation_scheme"}
 
 
 @attrs.frozen(kw_only=True)
@@ -85,13 +93,44 @@ def libprocess_boolean(variable: str, value: str) -> bool:
     return value in ("true", "1", "")
 
 
+def ssl_variables(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """libprocess' SSL flags in `environ` as stout's flags find them (FlagsBase::extract, then
+    load; openssl.cpp's reinitialize()): flag name -> (VARIABLE, value); ValueError naming
+    the variable for a negation libprocess refuses at its start.
+
+    The prefix is matched as it is, the rest in any (ASCII) case: LIBPROCESS_SSL_cert_file
+    is CERT_FILE, libprocess_ssl_cert_file is nothing. One name in two cases: the variable
+    last in byte order wins (stout reads the environment into a sorted std::map, a later
+    variable overwriting the flag: _CIPHERS < _Ciphers < _ciphers). LIBPROCESS_SSL_ in any
+    case wins over SSL_ in any case. `no-NAME` (stout's `--no-NAME`) sets a boolean false."""
+    found: dict[str, tuple[str, str]] = {}
+    for prefix in reversed(SSL_PREFIXES):  # the winner last: it overwrites
+        for variable in sorted(environ):
+            name = variable[len(prefix):].lower()
+            known = name.isascii() and name.removeprefix("no-") in SSL_FLAGS
+            if variable.startswith(prefix) and known and environ[variable] is not None:  # a test's None: unset
+                found[name] = (variable, environ[variable])
+    for name, (variable, value) in sorted(found.items()):
+        flag = name.removeprefix("no-")
+        if flag == name:
+            continue
+        if flag in found:
+            raise ValueError(f"{found[flag][0]} and {variable} both set {flag.upper()}, which libprocess "
+                             "refuses at its start")
+        if flag not in SSL_BOOLEANS:
+            raise ValueError(f"{variable}: {flag.upper()} is not a boolean, it cannot be negated (no-)")
+        if value:
+            raise ValueError(f"{variable}={quoted(value)}: a negated boolean (no-) takes no value")
+        found[flag] = (variable, "false")
+        del found[name]
+    return found
+
+
 def _ssl_enabled(environ: Mapping[str, str]) -> bool:
-    """LIBPROCESS_SSL_ENABLED (else SSL_ENABLED) is true or 1; read here so that a plain
-    executor does not load `agenttls` (and `ssl`) to learn it is off."""
-    for variable in ("LIBPROCESS_SSL_ENABLED", "SSL_ENABLED"):
-        if variable in environ:  # set empty: true, as stout reads it
-            return libprocess_boolean(variable, environ[variable])
-    return False
+    """libprocess SSL is on (`ssl_variables`' ENABLED is true or 1); read here so that a
+    plain executor does not load `agenttls` (and `ssl`) to learn it is off."""
+    found = ssl_variables(environ).get("enabled")
+    return found is not None and libprocess_boolean(*found)  # set empty: true, as stout reads it
 
 
 def _short_enough(path: str, cwd: str) -> str:

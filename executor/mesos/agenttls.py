@@ -18,6 +18,7 @@ Owns three things:
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import socket
 import ssl
@@ -29,13 +30,14 @@ from collections.abc import Mapping
 import attrs
 
 from config.words import quoted
-from executor.logs import start_thread
-from executor.mesos.agentroute import libprocess_boolean
+from executor.logs import log_event, start_thread
+from executor.mesos.agentroute import libprocess_boolean, ssl_variables
 
-PREFIXES = ("LIBPROCESS_SSL_", "SSL_")  # the first wins, as in libprocess
+logger = logging.getLogger(__name__)
 DEFAULT_CIPHERS = ("AES128-SHA:AES256-SHA:RC4-SHA:DHE-RSA-AES128-SHA:DHE-DSS-AES128-SHA:"
                    "DHE-RSA-AES256-SHA:DHE-DSS-AES256-SHA")
 SCHEMES = ("legacy", "openssl")
+SLOW_DNS_WARN_SECS = 0.1  # libprocess' SLOW_DNS_WARN_THRESHOLD (openssl.cpp): slower is a warning
 # libprocess' switches, oldest first, with their defaults; SSLv3 is not there: OpenSSL 3
 # has none to enable (ENABLE_SSL_V3 is ignored, README "Running on Mesos").
 VERSIONS = (("ENABLE_TLS_V1_0", "TLSv1", False), ("ENABLE_TLS_V1_1", "TLSv1_1", False),
@@ -73,23 +75,14 @@ class TlsSettings:
         return f"https (verified against {against}, hostname check {check})"
 
 
-def _lookup(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
-    """(VARIABLE, value) of LIBPROCESS_SSL_<name>, else SSL_<name>. Set empty is set, as in
-    libprocess (stout's flags): a boolean's empty value is true, a text's is refused."""
-    for prefix in PREFIXES:
-        value = environ.get(prefix + name)
-        if value is not None:
-            return prefix + name, value
-    return None
-
-
-def _boolean(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    found = _lookup(environ, name)
+def _boolean(given: Mapping[str, tuple[str, str]], name: str, default: bool) -> bool:
+    found = given.get(name.lower())
     return default if found is None else libprocess_boolean(*found)
 
 
-def _text(environ: Mapping[str, str], name: str, names: dict[str, str]) -> str | None:
-    found = _lookup(environ, name)
+def _text(given: Mapping[str, tuple[str, str]], name: str, names: dict[str, str]) -> str | None:
+    """Set empty is set, as in libprocess (stout's flags): a text's empty value is refused."""
+    found = given.get(name.lower())
     if found is None:
         return None
     names[name.lower()] = found[0]
@@ -97,11 +90,13 @@ def _text(environ: Mapping[str, str], name: str, names: dict[str, str]) -> str |
 
 
 def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
-    """The client's TLS settings from the agent's environment (pure); ValueError naming the
-    variable for a value libprocess would refuse at its start."""
+    """The client's TLS settings from the agent's environment (pure; its variables found as
+    `agentroute.ssl_variables` finds them); ValueError naming the variable for a value
+    libprocess would refuse at its start."""
     names: dict[str, str] = {}
-    flag = lambda name, default=False: _boolean(environ, name, default)  # noqa: E731
-    text = lambda name: _text(environ, name, names)  # noqa: E731
+    given = ssl_variables(environ)
+    flag = lambda name, default=False: _boolean(given, name, default)  # noqa: E731
+    text = lambda name: _text(given, name, names)  # noqa: E731
     require = flag("REQUIRE_CLIENT_CERT") or flag("REQUIRE_CERT")
     verify = flag("VERIFY_SERVER_CERT") or flag("VERIFY_CERT") or require
     scheme = _or(text("HOSTNAME_VALIDATION_SCHEME"), "legacy")
@@ -203,6 +198,9 @@ def _load_cas(context: ssl.SSLContext, settings: TlsSettings) -> None:
         _regular(settings.name("ca_file"), settings.ca_file)
     if settings.ca_dir is not None and not os.path.isdir(settings.ca_dir):
         raise ValueError(f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} is not a directory")
+    unsafe = ca_dir_unsafe(settings)
+    if unsafe:
+        raise ValueError(unsafe)
     try:
         context.load_verify_locations(settings.ca_file, settings.ca_dir)
     except (OSError, ValueError) as exc:
@@ -220,6 +218,34 @@ def _regular(variable: str, path: str | None, what: str = "") -> None:
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise ValueError(f"{variable}={quoted(path or '')} is not a regular file{what}: "
                          "opening it could block for ever")
+
+
+def ca_dir_unsafe(settings: TlsSettings) -> str | None:
+    """Why the CA directory could hold a handshake, None if it cannot: OpenSSL opens its
+    `<subject hash>.N` entries (`.rN`: CRLs) during the handshake, as it looks an issuer up,
+    and a FIFO there would wait for a writer for ever, a device (/dev/zero) be read for ever.
+    Looked at when the context is made and before each handshake (the directory is read
+    lazily, as libprocess reads it: a CA added later is used)."""
+    if not settings.verify_server_cert or not settings.ca_dir:
+        return None
+    try:
+        entries = os.scandir(settings.ca_dir)
+    except OSError:  # gone: OpenSSL finds nothing there
+        return None
+    with entries:
+        for entry in entries:
+            subject, dot, suffix = entry.name.partition(".")
+            if not (dot and len(subject) == 8 and all(c in "0123456789abcdef" for c in subject)
+                    and suffix.removeprefix("r").isdecimal() and suffix.removeprefix("r").isascii()):
+                continue
+            try:
+                mode = os.stat(entry.path).st_mode  # a link: what it names, as OpenSSL opens it
+            except OSError:
+                continue
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                return (f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} holds {entry.name}, which is not "
+                        "a regular file: OpenSSL would open it during a handshake, which could block for ever")
+    return None
 
 
 def _words(exc: BaseException) -> str:
@@ -287,13 +313,15 @@ def reverse_name(ip: str) -> str | None:
 
 class ReverseNames:
     """The agent's reverse DNS names, looked up once per address, each in a thread of its
-    own so that a slow or stuck resolver (libprocess warns past 100 ms) holds a connection no
-    longer than its timeout: libprocess looks up on every connection, on its event loop. A
-    name found is kept for good; a lookup that found none is made again next time."""
+    own so that a slow or stuck resolver holds a connection no longer than its timeout:
+    libprocess looks up on every connection, on its event loop. A name found is kept for
+    good; a lookup that found none is made again next time. A lookup slower than libprocess'
+    100 ms is a WARNING, as in libprocess, once per address (libprocess: per connection)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lookups: dict[str, tuple[threading.Event, list[str | None]]] = {}
+        self._warned: set[str] = set()
 
     def name(self, ip: str, timeout_secs: float) -> str | None:
         """`ip`'s name, None if it has none; TlsFailed when it takes more than `timeout_secs`
@@ -315,11 +343,19 @@ class ReverseNames:
         return found[0]
 
     def _look_up(self, ip: str, done: threading.Event, found: list[str | None]) -> None:
+        started = time.monotonic()
         found.append(reverse_name(ip))
-        if found[0] is None:
-            with self._lock:
+        took = time.monotonic() - started
+        with self._lock:
+            if found[0] is None:
                 self._lookups.pop(ip, None)
+            warn = took > SLOW_DNS_WARN_SECS and ip not in self._warned
+            self._warned.update([ip] if warn else [])
         done.set()
+        if warn:
+            log_event(logger, logging.WARNING, "agent_reverse_dns_slow", address=ip, took_ms=round(took * 1000),
+                      threshold_ms=round(SLOW_DNS_WARN_SECS * 1000), name=found[0],
+                      why="the legacy hostname check of the agent's certificate waits for it")
 
 
 @attrs.frozen
@@ -345,6 +381,9 @@ class TlsConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         deadline = time.monotonic() + self._connect_secs
+        unsafe = ca_dir_unsafe(self._tls.settings)
+        if unsafe:
+            raise TlsFailed(f"TLS handshake with {self.host}:{self.port} failed: {unsafe}")
         super().connect()  # TCP, TCP_NODELAY
         plain, self.sock = self.sock, None
         why: str | None

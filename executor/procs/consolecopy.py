@@ -40,9 +40,10 @@ import threading
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from config.logline import terminal_writer
-from executor.logs import above_screen_line, log_event, screen_line_kept, spool, start_thread
+from executor.logs import above_screen_line, log_event, screen_line_kept, start_thread
 from executor.procs.exitby import ExitBy
 from executor.procs.terminaltext import TextForTerminal
+from executor.spool import spool
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,7 +62,7 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 class RawConsole:
-    """A console descriptor as a text stream of the spool (`executor.logs.Spool`): the text
+    """A console descriptor as a text stream of the spool (`executor.spool.Spool`): the text
     is bytes decoded as Latin-1, written back as exactly those bytes."""
 
     def __init__(self, fd: int) -> None:

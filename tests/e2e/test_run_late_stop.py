@@ -96,7 +96,7 @@ CTRL_C_AS_IT_SAVES = patched_at_load("executor.cli.main", """
 
         def save():
             atexit.register(os.write, 2, b"atexit ran\\n")
-            from executor.logs import spool
+            from executor.spool import spool
             spool().put(sys.stdout, "spooled last\\n", lambda exc: None)
             os.kill(os.getpid(), signal.SIGINT)
             return real()

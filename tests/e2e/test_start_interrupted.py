@@ -318,8 +318,8 @@ CTRL_C_AS_IT_ENDS = patched_at_load("executor.cli.main", """
     import threading
 
     def _patch(module):
-        logs = sys.modules["executor.logs"]
-        real_save, real_drain, waited = module.codecache.save, logs.Spool.drain, threading.Event()
+        from executor import spool as spooling  # (`stoker run` loads it after its entry point)
+        real_save, real_drain, waited = module.codecache.save, spooling.Spool.drain, threading.Event()
 
         class LateReader:
             def write(self, text):
@@ -334,11 +334,11 @@ CTRL_C_AS_IT_ENDS = patched_at_load("executor.cli.main", """
             return real_drain(spool, idle_secs)
 
         def save():
-            logs.spool().put(LateReader(), "spooled last\\n", lambda exc: None)
+            spooling.spool().put(LateReader(), "spooled last\\n", lambda exc: None)
             _signal.raise_signal(_signal.SIGINT)
             return real_save()
 
-        module.codecache.save, logs.Spool.drain = save, drain
+        module.codecache.save, spooling.Spool.drain = save, drain
     """) + (HOOK / "sitecustomize.py").read_text()
 
 

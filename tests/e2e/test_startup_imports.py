@@ -187,10 +187,15 @@ NOT_IN_RUN = NEVER | {
 # agent's shutdown grace); `stoker run` has none, but its close is the same code.
 # 115 and 100: the finder that serves the modules after the early start from one file
 # (`executor.codebundle`: about 4.7 ms less CPU of `stoker run`'s imports, docs/benchmarks.md, bundle).
-RUN_STOKER_MODULES = 115
+# 116 and 101: logs.py was at the ceiling: `stoker run`'s spool (`executor.spool`) became a
+# module of its own, loaded by `stoker run` alone (from its bundle); the other commands never
+# made one and do not load it.
+# 117 and 102: codecache.py was at the ceiling too: the attrs steps it serves besides the
+# compile step (`executor.attrssteps`) became a module of its own, loaded with it by every command.
+RUN_STOKER_MODULES = 117
 # 99 (a re-run): the job's `announce` class out of the spec's and the plan form's imports,
 # `--announce`'s parser loaded with the flag (`config.announcer`, importcut); 100: `executor.codebundle`.
-RUN_AGAIN_STOKER_MODULES = 100
+RUN_AGAIN_STOKER_MODULES = 102
 # Loaded only by a process that compiled something its code caches lack: as it ends
 # (`codecache.save()`), or as a module's docstring-free file is written (`nodocs`): whether
 # it did depends on what ran before (a source newer than its file), not on the job.

@@ -27,7 +27,8 @@ import pytest
 
 from executor.cli.logsetup import JsonFormatter, QuietHandler
 from executor.local.console import Output
-from executor.logs import Spool, log_event
+from executor.logs import log_event
+from executor.spool import Spool
 from tests.support import faultyfs
 from tests.support.stoker_proc import REPO
 

@@ -42,8 +42,8 @@ from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
 from executor.local.console import Output
-from executor.logs import Spool
 from executor.procs.logpump import LogFile, LogPump, make_pipe
+from executor.spool import Spool
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.journal import Journal
 from executor.task.records import HeaderRecord

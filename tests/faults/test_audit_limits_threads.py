@@ -272,7 +272,7 @@ SPOOL_CHILD = r"""
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from executor.logs import Spool
+from executor.spool import Spool
 cg = Path(sys.argv[1])
 (cg / "cgroup.procs").write_text(str(__import__("os").getpid()))
 spool = Spool()

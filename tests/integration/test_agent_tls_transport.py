@@ -3,6 +3,7 @@ those modes: SUBSCRIBE, calls, abort() waking a blocked read, a refused handshak
 the unix socket's only path."""
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -194,6 +195,55 @@ def test_a_stuck_reverse_dns_lookup_does_not_hold_the_subscribe_past_its_timeout
     transport.post(Calls(tls_agent.framework_id, tls_agent.executor_id).message(b"hi"))
     assert resolver.calls == 1
     transport.close()
+
+
+class _SlowResolver:
+    """socket.getnameinfo as a resolver that answers after `secs`: the name, or no name."""
+
+    def __init__(self, secs: float, name: str | None) -> None:
+        self.secs, self.name, self.calls = secs, name, 0
+
+    def __call__(self, address, flags):
+        self.calls += 1
+        threading.Event().wait(self.secs)
+        if self.name is None:
+            raise OSError("Name or service not known")
+        return self.name, "0"
+
+
+def _slow_lookups(caplog) -> list[dict]:
+    return [r.stoker_fields for r in caplog.records
+            if r.levelno == logging.WARNING and getattr(r, "stoker_event", "") == "agent_reverse_dns_slow"]
+
+
+def test_a_slow_reverse_dns_lookup_is_one_warning_naming_the_address_and_its_time(tls_agent, monkeypatch, caplog):
+    """libprocess warns when the legacy check's lookup takes more than 100 ms (openssl.cpp,
+    SLOW_DNS_WARN_THRESHOLD): so does the executor, once for the address, however many
+    connections wait for it."""
+    monkeypatch.setattr(agenttls.socket, "getnameinfo", _SlowResolver(0.3, "localhost"))
+    transport = _transport(tls_agent, client_env(None, verify_server_cert="1", ca_file=cert("ca")))
+    with caplog.at_level(logging.INFO):
+        result, stream = _subscribe(tls_agent, transport)
+        assert result.outcome is Outcome.ACCEPTED and stream is not None, result
+        transport.post(Calls(tls_agent.framework_id, tls_agent.executor_id).message(b"hi"))
+        stream.abort()
+        stream.close()
+        transport.close()
+    [warned] = _slow_lookups(caplog)
+    assert warned["address"] == "127.0.0.1" and 250 < warned["took_ms"] < 2000, warned
+
+
+def test_a_slow_lookup_that_finds_no_name_is_made_again_but_warned_of_once(caplog):
+    resolver, fast = _SlowResolver(0.15, None), _SlowResolver(0.0, None)
+    names = agenttls.ReverseNames()
+    with caplog.at_level(logging.INFO):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(agenttls.socket, "getnameinfo", resolver)
+            assert names.name("192.0.2.7", 2.0) is None and names.name("192.0.2.7", 2.0) is None
+            patch.setattr(agenttls.socket, "getnameinfo", fast)
+            assert names.name("192.0.2.8", 2.0) is None
+    assert resolver.calls == 2 and fast.calls == 1
+    assert [w["address"] for w in _slow_lookups(caplog)] == ["192.0.2.7"]
 
 
 @pytest.mark.parametrize("handshakes", [False, True], ids=["never-handshakes", "handshakes-then-silent"])

@@ -29,7 +29,8 @@ from executor.events import (
     TaskTransition,
 )
 from executor.local.console import ConsoleReporter, Output
-from executor.logs import Spool, screen_line_kept
+from executor.logs import screen_line_kept
+from executor.spool import Spool
 from healthcheck.policy import AttemptOutcome, HealthState
 from tests.support.waiting import wait_for
 

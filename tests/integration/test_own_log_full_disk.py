@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from executor.local.console import Output
-from executor.logs import Spool
+from executor.spool import Spool
 from tests.support import limits
 from tests.support.stoker_proc import REPO
 

@@ -21,11 +21,12 @@ from typing import TextIO, cast
 
 import pytest
 
-from executor.logs import Spool, keep_screen_line, spool
+from executor.logs import keep_screen_line
 from executor.procs import rotation
 from executor.procs.consolecopy import HOLD_BYTES, RawConsole
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.procs.terminaltext import TextForTerminal
+from executor.spool import Spool, spool
 from tests.support.waiting import log_pump_threads_ended, wait_for
 
 MiB = 1024 * 1024
@@ -220,7 +221,7 @@ def test_copies_a_live_view_s_spool_has_no_room_for_are_not_made_into_text(
         return convert(text, data, final)
 
     monkeypatch.setattr(TextForTerminal, "convert", counted)
-    monkeypatch.setattr("executor.logs._spool", Spool())  # its drops counted by stream are this test's
+    monkeypatch.setattr("executor.spool._spool", Spool())  # its drops counted by stream are this test's
     main, term = os.openpty()  # a terminal nobody reads (Ctrl-S): the spool fills
     tty.setraw(term)
     os.set_blocking(main, False)

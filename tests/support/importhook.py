@@ -48,7 +48,7 @@ TWO_CTRL_CS_AS_IT_ENDS = patched_at_load("executor.cli.main", """
         real_save, real_status = module.codecache.save, start.exit_status
 
         def save():
-            from executor.logs import spool
+            from executor.spool import spool
             atexit.register(os.write, 2, b"atexit ran\\n")
             spool().put(sys.stdout, "spooled last\\n", lambda exc: None)
             _signal.raise_signal(_signal.SIGINT)

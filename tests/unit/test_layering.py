@@ -90,12 +90,13 @@ FORBIDDEN = {"requests", "psutil", "subprocess", "socket", "threading", "os", "t
 # Which units each unit may import. A unit is a top-level package (config, healthcheck) or
 # an executor sub-package / top-level executor module. Every unit must be listed: a new
 # package has to say where it sits.
-SHARED = {"executor.events", "executor.logs"}
+SHARED = {"executor.events", "executor.logs", "executor.spool"}
 ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "healthcheck": {"config"},
     "executor.events": {"healthcheck", "config"},
     "executor.logs": {"config"},
+    "executor.spool": {"config", "executor.logs"},
     "executor.procs": {"config", "healthcheck"} | SHARED,
     "executor.host": {"executor.procs", "config"} | SHARED,
     "executor.task": {"executor.host", "executor.procs", "config", "healthcheck"} | SHARED,
@@ -106,7 +107,7 @@ ALLOWED: dict[str, set[str]] = {
     "executor.cli": {"executor.mesos", "executor.local", "executor.observe", "executor.task",
                      "executor.host", "executor.procs", "executor.codecache", "executor.nodocs",
                      "executor.codebundle", "executor.deferred", "config", "healthcheck"} | SHARED,
-    "executor.codecache": {"executor.nodocs", "executor.attrsmethods", "executor.deferred", "executor.host",  # replacefile
+    "executor.codecache": {"executor.nodocs", "executor.attrssteps", "executor.deferred", "executor.host",  # replacefile
                            "executor.codecachewarm", "executor.compileserved",  # `python -m executor.codecache`
                            "executor.codecachewrite",  # save()
                            "executor.nodoccode"},  # lines_only, compiling a class's methods
@@ -117,6 +118,7 @@ ALLOWED: dict[str, set[str]] = {
                                "executor.compileserved",  # its loader, around the one that loads attrs' _make
                                "executor.codebundle"},  # the run's bundle: its file's name, `names_in`
     "executor.attrsmethods": set(),
+    "executor.attrssteps": {"executor.attrsmethods"},
     "executor.nodocs": {"executor.host", "executor.nodoccode"},  # replacefile: a directory others may change
     "executor.codebundle": {"executor.nodocs"},  # the files' header, trust and cache directory
     "executor.nodoccode": set(),

@@ -7,6 +7,7 @@ import base64
 import binascii
 import contextlib
 import json
+import socket
 import time
 import uuid as uuid_mod
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from tests.support.agent_sim.records import (
     UpdateRecord,
     _value,
 )
-from tests.support.agent_sim.transport import _Handler, _Reject, _Stream
+from tests.support.agent_sim.transport import _Dead, _Handler, _Reject, _Stream
 
 
 class _Endpoint:
@@ -52,6 +53,12 @@ class _Endpoint:
             self._answer(h, rec, 202)
         except _Reject as r:
             self._answer(h, rec, r.status, r.text, r.headers)
+        except _Dead:  # a crashing agent answers nothing: the connection is cut
+            with self._cond:
+                rec.answer = "no answer: the agent crashed"
+            h.close_connection = True
+            with contextlib.suppress(OSError):
+                h.connection.shutdown(socket.SHUT_RDWR)
 
     def _read_body(self, h: _Handler) -> bytes:
         if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -82,7 +89,11 @@ class _Endpoint:
             h.wfile.write(data)
 
     def _validate(self, h: _Handler, rec: RecordedRequest) -> dict:
-        """The agent's checks in its order (docs/mesos.md §5); raises _Reject."""
+        """The agent's checks in its order (docs/mesos.md §5); raises _Reject, or _Dead
+        while the agent crashes."""
+        with self._cond:
+            if h.server.dead:
+                raise _Dead()
         if h.server.paths is not None and h.path not in h.server.paths:
             raise _Reject(403, "")  # the agent's unix socket serves its executor API only
         if self.auth_token is not None:
@@ -173,6 +184,8 @@ class _Endpoint:
         stream.send([self._event(subscribed)])  # first on the wire, whatever comes next
         listed = {_value(t, "task_id") for t in subscribe.get("unacknowledged_tasks") or []}
         with self._cond:  # all of it before the SUBSCRIBE is visible to waiting tests
+            if h.server.dead:  # crash() took the streams already: this one would outlive it
+                raise _Dead()
             self.events_sent.append(subscribed)
             old, self._stream = self._stream, stream
             self._streams.append(stream)

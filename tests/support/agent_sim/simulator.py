@@ -168,6 +168,9 @@ class AgentSimulator(_Driver, _Endpoint):
             streams, self._streams, self._stream = self._streams, [], None
             servers = [self._server, self._unix_server]
             self._server = self._unix_server = None
+            for server in servers:
+                if server is not None:
+                    server.dead = True  # a call coming in from now on is not answered
         for stream in streams:
             stream.close(graceful)
         for server in servers:

@@ -33,6 +33,10 @@ class _Reject(Exception):
         self.status, self.text, self.headers = status, text, dict(headers or {})
 
 
+class _Dead(Exception):
+    """The call came in while its server was being stopped (a crash): no answer."""
+
+
 class _Stream:
     """One open SUBSCRIBE response, written by its handler thread from a queue."""
 
@@ -132,6 +136,7 @@ class _Tracking:
 
     def _track(self, sim: AgentSimulator) -> None:
         self.sim = sim
+        self.dead = False  # set under sim._cond when it stops listening: answers nothing more
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
 

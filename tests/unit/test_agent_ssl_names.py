@@ -1,0 +1,76 @@
+"""Which environment variables are libprocess' SSL flags, as stout's flags find them
+(FlagsBase::extract and load, libprocess' openssl.cpp reinitialize()): the prefix as it is,
+the rest in any case; the same name in two cases; LIBPROCESS_SSL_ over SSL_; `no-NAME`."""
+from __future__ import annotations
+
+import pytest
+
+from executor.mesos.agentroute import agent_route, ssl_variables
+from executor.mesos.agenttls import TlsSettings, tls_settings
+
+ON = {"LIBPROCESS_SSL_ENABLED": "1"}
+
+
+def https(environ: dict[str, str]) -> bool:
+    return agent_route("10.0.0.5:5051", environ, "/").tls is not None
+
+
+@pytest.mark.parametrize("environ, on", [
+    ({"LIBPROCESS_SSL_enabled": "true"}, True),  # the rest of the name in any case
+    ({"SSL_Enabled": "1"}, True),
+    ({"libprocess_ssl_enabled": "true"}, False),  # the prefix only as it is
+    ({"Ssl_ENABLED": "1"}, False),
+    ({"LIBPROCESS_SSL_enabled": "false", "SSL_ENABLED": "true"}, False),  # LIBPROCESS_SSL_ wins in any case
+    ({"LIBPROCESS_SSL_ENABLED": "false", "LIBPROCESS_SSL_enabled": "1"}, True),  # the later in byte order
+    ({"LIBPROCESS_SSL_enabled": "false", "LIBPROCESS_SSL_ENABLED": "1"}, False),
+])
+def test_ssl_is_on_by_its_variable_in_any_case_after_the_prefix(environ, on):
+    assert https(environ) is on
+
+
+def test_every_flag_is_read_in_any_case_and_named_as_given():
+    settings = tls_settings({"LIBPROCESS_SSL_Cert_File": "/c.pem", "SSL_key_file": "/k.pem",
+                             "LIBPROCESS_SSL_verify_server_cert": "1", "SSL_ca_FILE": "/ca.pem",
+                             "LIBPROCESS_SSL_enable_tls_v1_3": "true"})
+    assert settings == TlsSettings(cert_file="/c.pem", key_file="/k.pem", verify_server_cert=True,
+                                   ca_file="/ca.pem", versions=("TLSv1_2", "TLSv1_3"))
+    assert (settings.name("cert_file"), settings.name("key_file")) == ("LIBPROCESS_SSL_Cert_File", "SSL_key_file")
+    with pytest.raises(ValueError, match=r"LIBPROCESS_SSL_Verification_Depth='x' is not a whole number"):
+        tls_settings({"LIBPROCESS_SSL_Verification_Depth": "x"})
+
+
+def test_the_same_name_in_two_cases_the_variable_last_in_byte_order_wins():
+    """stout reads the environment into a std::map (sorted by name) and each later variable
+    overwrites the flag: 'CIPHERS' < 'Ciphers' < 'ciphers'; and SSL_ in any case loses to
+    LIBPROCESS_SSL_ in any case."""
+    environ = {"LIBPROCESS_SSL_ciphers": "c", "LIBPROCESS_SSL_CIPHERS": "C", "LIBPROCESS_SSL_Ciphers": "Ci",
+               "SSL_zzz": "unknown", "SSL_CERT_FILE": "/c.pem", "SSL_cert_file": "/last.pem"}
+    assert ssl_variables(environ) == {"ciphers": ("LIBPROCESS_SSL_ciphers", "c"),
+                                      "cert_file": ("SSL_cert_file", "/last.pem")}
+
+
+@pytest.mark.parametrize("environ, verify", [
+    ({"SSL_NO-VERIFY_SERVER_CERT": ""}, False),
+    ({"LIBPROCESS_SSL_no-verify_server_cert": "", "SSL_no-verify_server_cert": "x"}, False),  # the SSL_ one unread
+    ({"LIBPROCESS_SSL_no-verify_cert": "", "LIBPROCESS_SSL_VERIFY_SERVER_CERT": "1"}, True),  # another flag
+])
+def test_no_name_is_a_boolean_set_false(environ, verify):
+    """stout's negation (`--no-NAME` on a command line) is read from the environment too;
+    `no-NAME` and `NAME` are two names until both prefixes are merged."""
+    assert tls_settings(environ).verify_server_cert is verify
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({**ON, "LIBPROCESS_SSL_no-verify_cert": "true"},
+     r"LIBPROCESS_SSL_no-verify_cert='true': a negated boolean \(no-\) takes no value"),
+    ({**ON, "SSL_NO-CERT_FILE": ""}, r"SSL_NO-CERT_FILE: CERT_FILE is not a boolean, it cannot be negated \(no-\)"),
+    ({**ON, "LIBPROCESS_SSL_no-verify_cert": "", "LIBPROCESS_SSL_verify_cert": "1"},
+     r"LIBPROCESS_SSL_verify_cert and LIBPROCESS_SSL_no-verify_cert both set VERIFY_CERT"),
+    ({**ON, "LIBPROCESS_SSL_no-verify_server_cert": "", "SSL_VERIFY_SERVER_CERT": "1"},  # not one over the other
+     r"SSL_VERIFY_SERVER_CERT and LIBPROCESS_SSL_no-verify_server_cert both set VERIFY_SERVER_CERT"),
+    ({"LIBPROCESS_SSL_NO-ENABLED": "", "SSL_ENABLED": "1"},  # merged: both given, libprocess exits
+     r"SSL_ENABLED and LIBPROCESS_SSL_NO-ENABLED both set ENABLED"),
+])
+def test_a_negation_libprocess_refuses_is_an_error_naming_the_variable(environ, words):
+    with pytest.raises(ValueError, match=words):
+        agent_route("10.0.0.5:5051", environ, "/")
