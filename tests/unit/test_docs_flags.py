@@ -101,3 +101,19 @@ def test_every_metric_of_metrics_is_in_the_readme_s_table_and_no_other():
     rows = [line for line in section.splitlines() if line.startswith("| `stoker_")]
     named = {name: row.split(" | ")[1] for row in rows for name in re.findall(r"`(stoker_[a-z_]+)`", row.split(" | ")[0])}
     assert named == {name: kind for name, (kind, _) in FAMILIES.items()}
+
+
+def test_executor_help_lists_every_variable_of_the_readme_s_settings():
+    """README, "Settings": each variable its table names (but `stoker run`'s own) is one
+    `stoker executor --help` lists (MESOS_DOMAIN_SOCKET, MESOS_SLAVE_PID and
+    LIBPROCESS_SSL_ENABLED were missing there)."""
+    section = README[README.index("### Settings"):]
+    section = section[:section.index("\n#### ")]
+    text = _commands()["executor"].format_help()
+    named = set()
+    for row in (line for line in section.splitlines() if line.startswith("| `")):
+        first, _, meaning = (cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:4])
+        if not meaning.startswith("`stoker run`"):
+            named |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", first))
+    assert {"MESOS_AGENT_ENDPOINT", "STOKER_CODE_CACHE", "LIBPROCESS_SSL_ENABLED"} <= named
+    assert sorted(n for n in named if not re.search(rf"\n  {n}\b", text)) == []
