@@ -191,7 +191,19 @@ def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
         return (f"the log of run {number} of process {quoted(logs.process)} was removed: a process keeps "
                 f"its first run's logs and its last {KEEP_RUNS} runs' (in {where}: runs {shown})")
     what = f"run {number}" if number is not None else "any run"
-    return f"process {quoted(logs.process)} has no log of {what} in {where}"
+    return f"process {quoted(logs.process)} has no log of {what} in {where}{_others(logs, where)}"
+
+
+def _others(logs: ProcessLogs, where: str) -> str:
+    """The processes whose logs are there, when `logs.process` has none (a misspelt name)."""
+    try:
+        with os.scandir(where) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return ""
+    if not names or logs.process in names:
+        return ""
+    return f" (its processes with logs: {', '.join(quoted(name) for name in names)})"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -143,6 +143,9 @@ def test_what_is_missing_is_said_and_exits_1_or_2_for_a_sandbox_that_is_not_one(
     log(tmp_path, run=0)
     code, _, err = tail(capfdbinary, tmp_path, "web", "--run", "3")
     assert code == 1 and "has no log of run 3" in err
+    code, _, err = tail(capfdbinary, tmp_path, "wbe")  # a misspelt name: the ones there are named
+    assert code == 1 and err == (f"stoker: error: process 'wbe' has no log of any run in {tmp_path}/.logs "
+                                 "(its processes with logs: 'web')\n")
     code, _, err = tail(capfdbinary, tmp_path, "../etc")
     assert code == 1 and err == "stoker: error: '../etc' is not a plain file name\n"
     code, _, err = tail(capfdbinary, tmp_path / "nowhere", "web")
