@@ -22,17 +22,19 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 from config import warnfilters
-from config.errors import ConfigError
+from config.errors import ConfigError, ConfigTimeout
 from executor import codecache
 from executor.cli.start import exit_status
 from executor.local.planahead import read_answer
 from executor.procs.earlyfork import die_with
 
 _DONE = b"d"
+LOAD_TIMEOUT_SECS = 60.0  # as `stoker run`'s planning child (executor/local/planning.PLAN_TIMEOUT_SECS)
+_in_child = False  # set in the child: only there is the config's load bounded
 _STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}  # held while the fork is made
 
 
@@ -78,6 +80,8 @@ def _child(command: Callable[[], int], write_end: int, parent: int, mask: set) -
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held since the fork lands here
         die_with(parent)  # a `stoker inspect` killed leaves no config running
+        global _in_child
+        _in_child = True
         code = command()
     except KeyboardInterrupt as interrupt:  # a Ctrl-C before the command's own handling
         code = exit_status(interrupt)
@@ -91,6 +95,24 @@ def _child(command: Callable[[], int], write_end: int, parent: int, mask: set) -
             os.write(write_end, _DONE)
         finally:
             os._exit(code)
+
+
+@contextlib.contextmanager
+def load_bounded(source: str) -> Iterator[None]:
+    """The config's load, in the child, stopped after LOAD_TIMEOUT_SECS as `stoker run`'s
+    planning is: `while True: pass` ran `stoker inspect` for ever. The loader names the line
+    that was running; a file that never ends (a FIFO) has none to name."""
+    if not _in_child:
+        yield
+        return
+    from executor.local.planning import bounded  # only for a config: `--task-info` loads none
+
+    try:
+        with bounded(LOAD_TIMEOUT_SECS):
+            yield
+    except ConfigTimeout:
+        raise ConfigError(f"{source}: the job was still not loaded after {LOAD_TIMEOUT_SECS:g} s (a config "
+                          "file that never ends, such as a FIFO nobody writes to?), so loading was stopped") from None
 
 
 def _flush(stream) -> None:

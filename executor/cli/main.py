@@ -343,7 +343,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         bindings = parse_bindings(args.bind)
     except ValueError as exc:
         raise ConfigError(f"--bind {exc}") from None
-    job = load_job(args.config, args.jobkey, bindings)
+    from executor.cli.apart import load_bounded
+
+    with load_bounded(quoted(args.config)):
+        job = load_job(args.config, args.jobkey, bindings)
     check_bound(job, quoted(args.config))
     if args.json:
         sys.stdout.write(encode(job).decode("utf-8") + "\n")

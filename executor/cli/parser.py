@@ -202,10 +202,21 @@ def _inspection_commands(sub) -> None:
         command.register(sub, _command)
 
 
+# How the executor reaches the agent (executor/mesos/agentroute.py reads them, not a settings class).
+AGENT_ROUTE_VARIABLES = [
+    ("MESOS_DOMAIN_SOCKET", "the agent's unix socket: when set, HTTP on it, never TLS"),
+    ("MESOS_SLAVE_PID", "the agent's ID@IP:PORT, whose ID the unix socket's path starts with"),
+    ("LIBPROCESS_SSL_ENABLED", "true or 1: HTTPS to the agent, with its LIBPROCESS_SSL_* settings "
+                               "(README, \"On a cluster with libprocess SSL on\")"),
+    ("SSL_ENABLED", "LIBPROCESS_SSL_ENABLED's deprecated name (as each LIBPROCESS_SSL_* one's SSL_*)")]
+
+
 def _variables_epilog() -> str:
-    rows = [row for settings in supervisor_settings("executor") for row in variables(settings)] + [
-        ("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
-                              "__pycache__; an absolute directory; off)")]
+    rows = [row for settings in supervisor_settings("executor") for row in variables(settings)]
+    agents = [i for i, (name, _) in enumerate(rows) if name.startswith("MESOS_")]
+    rows[agents[-1] + 1:agents[-1] + 1] = AGENT_ROUTE_VARIABLES  # after the agent's other variables
+    rows.append(("STOKER_CODE_CACHE", "where attrs' compiled methods are kept (default: the package's "
+                                      "__pycache__; an absolute directory; off)"))
     width = max(len(name) for name, _ in rows)
     lines = [f"  {name:<{width}}  {meaning}" for name, meaning in rows]
     return "environment (MESOS_*: set by the agent; docs/contract.md §8):\n" + "\n".join(lines) + \

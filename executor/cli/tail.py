@@ -66,7 +66,8 @@ def register(sub: Any, command: Any) -> None:
     tail.add_argument("--run", type=_count, default=None, metavar="N",
                       help="this run's log (default: the latest run's)")
     tail.add_argument("--attempt", type=_count, default=None, metavar="N",
-                      help="an earlier attempt's logs (.logs.attempt-N, kept when stoker run restarted the task)")
+                      help="an earlier attempt's logs (.logs.attempt-N, kept when stoker run restarted the task; "
+                           "the first attempt's is 0, which stoker status calls attempt=1; ls SANDBOX lists them)")
     tail.add_argument("--stderr", action="store_true", help="stderr instead of stdout")
     registry_arguments(tail)
     tail.set_defaults(handler=run)
@@ -178,14 +179,31 @@ def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
     the kept last ones was removed (`executor/procs/runprune.py`)."""
     where = f"{logs.sandbox}/{logs.logs_dir}"
     if logs.logs_dir != LOGS_DIR and not (logs.sandbox / logs.logs_dir).is_dir():
-        return (f"{where} does not exist: stoker run keeps the logs of the first attempt and "
-                f"of the last --keep-attempts ones as .logs.attempt-N")
+        from executor.local.attempts import kept_numbers  # only for this error
+
+        kept = kept_numbers(logs.sandbox)
+        has = ("keeps no earlier attempt's logs" if not kept else
+               f"keeps --attempt {', '.join(map(str, kept))}") if kept is not None else "cannot be listed"
+        return (f"{where} does not exist: this sandbox {has} (stoker run keeps the logs of the first "
+                f"attempt and of the last --keep-attempts ones as .logs.attempt-N, N from 0)")
     if number is not None and runs and 0 < number < runs[-1] and number not in runs:
         shown = ", ".join(str(r) for r in runs[:1]) + (f", {runs[1]}–{runs[-1]}" if len(runs) > 1 else "")
         return (f"the log of run {number} of process {quoted(logs.process)} was removed: a process keeps "
                 f"its first run's logs and its last {KEEP_RUNS} runs' (in {where}: runs {shown})")
     what = f"run {number}" if number is not None else "any run"
-    return f"process {quoted(logs.process)} has no log of {what} in {where}"
+    return f"process {quoted(logs.process)} has no log of {what} in {where}{_others(logs, where)}"
+
+
+def _others(logs: ProcessLogs, where: str) -> str:
+    """The processes whose logs are there, when `logs.process` has none (a misspelt name)."""
+    try:
+        with os.scandir(where) as entries:
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False))
+    except OSError:
+        return ""
+    if not names or logs.process in names:
+        return ""
+    return f" (its processes with logs: {', '.join(quoted(name) for name in names)})"
 
 
 def run(args: argparse.Namespace) -> int:

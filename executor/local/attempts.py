@@ -121,12 +121,24 @@ def _drop_readied_runs(pdir: int) -> bool:
 def next_number(sandbox: Path) -> int | None:
     """The N the running attempt's `.logs` will be kept as (nothing else archives in a sandbox
     its run holds); None when the sandbox cannot be listed."""
+    scanned = _scan_sandbox(sandbox)
+    return None if scanned is None else scanned[1] + 1
+
+
+def kept_numbers(sandbox: Path) -> list[int] | None:
+    """The N of each kept `.logs.attempt-N`, ascending (`stoker tail --attempt N`); None when
+    the sandbox cannot be listed."""
+    scanned = _scan_sandbox(sandbox)
+    return None if scanned is None else scanned[0]
+
+
+def _scan_sandbox(sandbox: Path) -> tuple[list[int], int] | None:
     try:
         top = os.open(sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        return _scan(top)[1] + 1
+        return _scan(top)
     except OSError:
         return None
     finally:

@@ -212,7 +212,7 @@ def _child(plan: Plan, write_end: int, sent_first: list[bool] | None = None) -> 
     code = 0
     try:
         try:
-            with _bounded(PLAN_TIMEOUT_SECS):
+            with bounded(PLAN_TIMEOUT_SECS):
                 load_frozen()  # a child ends once it answers: what this freezes is not kept long
                 result, sources, problem = _here(plan)
             answer: tuple = ("plan", None if sent_first else planform.encode(result), sources, problem,
@@ -240,9 +240,9 @@ def _child(plan: Plan, write_end: int, sent_first: list[bool] | None = None) -> 
 
 
 @contextlib.contextmanager
-def _bounded(secs: float) -> Iterator[None]:
+def bounded(secs: float) -> Iterator[None]:
     """Raises ConfigTimeout into whatever runs in this child after `secs` (a fresh process:
-    no other timer to disturb)."""
+    no other timer to disturb; `stoker inspect`'s child too, `executor/cli/apart.py`)."""
     def expired(signum: int, frame: object) -> None:
         raise ConfigTimeout(f"the config's code was still running after {secs:g} s (an endless loop?), "
                             "so it was stopped")

@@ -149,7 +149,9 @@ def route(method: str, raw_path: str, query: str, host: str, loopback: bool,
           name: str = "") -> Route:
     """The answer to a request (see the module docstring; `name`: `host_allowed`'s)."""
     if not host_allowed(host, loopback, name):
-        return Refused(403, f"this observer answers only loopback names (Host: {quoted(host[:80])})")
+        return Refused(403, f"this observer answers only loopback names (Host: {quoted(host[:80])}): "
+                            "reach it as 127.0.0.1 or localhost on its host (or through an SSH tunnel), "
+                            "or start it with --host ADDRESS to serve other names")
     if method not in ("GET", "HEAD"):
         return Refused(405, f"{method[:20]} is not allowed: the observer is read-only")
     try:

@@ -91,3 +91,24 @@ def test_with_a_thread_not_made_by_threading_it_inspects_in_this_process(tmp_pat
                             timeout=60, env=dict(env, PYTHONPATH=str(REPO)))
     lines = result.stdout.splitlines()
     assert lines[0].startswith("config ") and lines[-1] == f"stoker {lines[0].split()[1]} 0", result
+
+
+# The bound `stoker run`'s planning child has (60 s), shortened
+SHORT_BOUND = patched_at_load("executor.cli.apart", """
+    def _patch(module):
+        module.LOAD_TIMEOUT_SECS = 3.0
+    """)
+
+
+def test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running(tmp_path):
+    """README, "Writing a job": code still running after 60 s is stopped and the error names
+    its line. Was: so under `stoker run`, but `stoker inspect` of `while True: pass` ran for ever."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SHORT_BOUND)
+    spin = tmp_path / "spin.aurora"
+    spin.write_text("x = 1\nwhile True: x += 1\n")
+    result = inspect(spin, hook)
+    assert (result.returncode, result.stdout) == (2, ""), result
+    assert result.stderr == ("stoker: error: spin.aurora:2: the config's code was still running after 3 s "
+                             "(an endless loop?), so it was stopped\n")

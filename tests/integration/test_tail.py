@@ -43,8 +43,20 @@ def test_an_earlier_attempts_log_is_read_with_attempt_and_a_removed_one_is_named
         0, b"the attempt that failed\n", "")
     code, out, err = tail(capfdbinary, tmp_path, "web", "--attempt", 5)
     assert (code, out) == (1, b"")
-    assert err == (f"stoker: error: {tmp_path}/.logs.attempt-5 does not exist: stoker run keeps the logs "
-                   f"of the first attempt and of the last --keep-attempts ones as .logs.attempt-N\n")
+    assert err == (f"stoker: error: {tmp_path}/.logs.attempt-5 does not exist: this sandbox keeps --attempt 7 "
+                   f"(stoker run keeps the logs of the first attempt and of the last --keep-attempts ones "
+                   f"as .logs.attempt-N, N from 0)\n")
+    (tmp_path / ".logs.attempt-0" / "web").mkdir(parents=True)  # the first attempt's
+    assert "this sandbox keeps --attempt 0, 7 (" in tail(capfdbinary, tmp_path, "web", "--attempt", 5)[2]
+
+
+def test_attempt_in_a_sandbox_that_kept_none_says_so(tmp_path, capfdbinary):
+    """`stoker status` numbers attempts from 1, `.logs.attempt-N` from 0: the error lists
+    what there is, so a guess from the status's `attempt=` is put right at once."""
+    log(tmp_path, run=0, text=b"only attempt\n")
+    code, out, err = tail(capfdbinary, tmp_path, "web", "--attempt", 1)
+    assert (code, out) == (1, b"")
+    assert "does not exist: this sandbox keeps no earlier attempt's logs (" in err
 
 
 def test_the_latest_run_is_the_highest(tmp_path):
@@ -131,6 +143,9 @@ def test_what_is_missing_is_said_and_exits_1_or_2_for_a_sandbox_that_is_not_one(
     log(tmp_path, run=0)
     code, _, err = tail(capfdbinary, tmp_path, "web", "--run", "3")
     assert code == 1 and "has no log of run 3" in err
+    code, _, err = tail(capfdbinary, tmp_path, "wbe")  # a misspelt name: the ones there are named
+    assert code == 1 and err == (f"stoker: error: process 'wbe' has no log of any run in {tmp_path}/.logs "
+                                 "(its processes with logs: 'web')\n")
     code, _, err = tail(capfdbinary, tmp_path, "../etc")
     assert code == 1 and err == "stoker: error: '../etc' is not a plain file name\n"
     code, _, err = tail(capfdbinary, tmp_path / "nowhere", "web")

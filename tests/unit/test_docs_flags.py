@@ -101,3 +101,51 @@ def test_every_metric_of_metrics_is_in_the_readme_s_table_and_no_other():
     rows = [line for line in section.splitlines() if line.startswith("| `stoker_")]
     named = {name: row.split(" | ")[1] for row in rows for name in re.findall(r"`(stoker_[a-z_]+)`", row.split(" | ")[0])}
     assert named == {name: kind for name, (kind, _) in FAMILIES.items()}
+
+
+def test_executor_help_lists_every_variable_of_the_readme_s_settings():
+    """README, "Settings": each variable its table names (but `stoker run`'s own) is one
+    `stoker executor --help` lists (MESOS_DOMAIN_SOCKET, MESOS_SLAVE_PID and
+    LIBPROCESS_SSL_ENABLED were missing there)."""
+    text = _commands()["executor"].format_help()
+    named = {name for names, _, meaning in _settings_rows() if not meaning.startswith("`stoker run`")
+             for name in names}
+    assert {"MESOS_AGENT_ENDPOINT", "STOKER_CODE_CACHE", "LIBPROCESS_SSL_ENABLED"} <= named
+    assert sorted(n for n in named if not re.search(rf"\n  {n}\b", text)) == []
+
+
+VALUE = re.compile(r"\d|^/|^(on|off|auto|text|file|standard|all|none)$")
+
+
+def _settings_rows() -> list[tuple[list[str], list[str], str]]:
+    """(variables, flags, meaning) of each row of the README's "Settings" table."""
+    section = README[README.index("### Settings"):]
+    section = section[:section.index("\n#### ")]
+    rows = []
+    for line in section.splitlines()[4:]:
+        if line.startswith("| "):
+            var, flag, meaning = (cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:4])
+            rows.append((re.findall(r"`([A-Z][A-Z0-9_]+)`", var), FLAG.findall(flag), meaning))
+    return rows
+
+
+def test_each_setting_s_variable_and_default_are_its_flag_s():
+    """README, "Settings": a row's variable is the one its flag's help names (`[env VAR]`),
+    and a default the row states is the one the help states, for every command with the flag
+    (a row of several settings, the runner logger's, states several defaults: left out)."""
+    actions = [(command, a) for command, p in _commands().items() for a in p._actions]
+    first = re.compile(r"default:? `?([\w./$-]+)")
+    checked = 0
+    for names, flags, meaning in _settings_rows():
+        own = [(c, a) for c, a in actions if set(flags) & set(a.option_strings)]
+        if len({a.dest for _, a in own}) != 1:
+            continue  # no flag, or several settings in one row
+        for command, action in own:
+            envs = re.search(r"\[env ([^\]]*)\]", action.help or "")
+            if envs:
+                assert set(names) <= set(envs.group(1).split(", ")), (command, flags, names)
+            said, helped = first.search(meaning), first.search(action.help or "")
+            if said and helped and VALUE.search(said.group(1)):  # a value, not words ("the waits")
+                assert said.group(1) == helped.group(1), (command, flags, said.group(1), helped.group(1))
+                checked += 1
+    assert checked >= 20

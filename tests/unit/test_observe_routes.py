@@ -118,3 +118,11 @@ def test_a_loopback_observer_started_with_a_name_answers_that_name_too(host, ans
 ])
 def test_an_absolute_form_target_is_its_path_and_its_authority_the_host(target, expected):
     assert routes.origin_form(target, "localhost:1338") == expected
+
+
+def test_the_refusal_of_another_name_says_how_to_reach_it():
+    """A Prometheus scraping `agent-7:1338` (the README's scrape config) got only "answers
+    only loopback names": the refusal now names the way in and the flag that opens it."""
+    got = get("/metrics", host="agent-7:1338")
+    assert isinstance(got, Refused) and got.status == 403
+    assert "'agent-7:1338'" in got.reason and "127.0.0.1" in got.reason and "--host ADDRESS" in got.reason
