@@ -60,13 +60,13 @@ def serve(make: ModuleType, code_for: CodeFor) -> bool:
     original = getattr(make, "_compile_and_eval", None)
     if original is None or original.__code__.co_varnames[:4] != ("script", "globs", "locs", "filename"):
         return False
-    make._compile_and_eval = _served_by(code_for)
+    setattr(make, "_compile_and_eval", _served_by(code_for))  # noqa: B010 (mypy types a module argument as ModuleType)
     lined = getattr(make, "_linecache_and_compile", None)  # attrs 24.3 and later
     if lined is not None and lined.__code__.co_varnames[:4] == ("script", "filename", "globs", "locals"):
-        make._linecache_and_compile = _without_linecache
+        setattr(make, "_linecache_and_compile", _without_linecache)  # noqa: B010
     tupled = getattr(make, "_make_attr_tuple_class", None)
     if tupled is not None and tupled.__code__.co_varnames[:2] == ("cls_name", "attr_names"):
-        make._make_attr_tuple_class = _fields_class
+        setattr(make, "_make_attr_tuple_class", _fields_class)  # noqa: B010
     builder = getattr(make, "_ClassBuilder", None)
     naming = getattr(builder, "_add_method_dunders_unsafe", None)
     if naming is not None and naming.__code__.co_names == _NAMING_READS:

@@ -119,10 +119,10 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
         ecdh_curves=_or(text("ECDH_CURVES"), "auto"), versions=versions, names=names)
     _refuse_empty(settings)
     if (settings.cert_file is None) != (settings.key_file is None):
-        given, missing = ("cert_file", "KEY_FILE") if settings.key_file is None else ("key_file", "CERT_FILE")
+        set_one, missing = ("cert_file", "KEY_FILE") if settings.key_file is None else ("key_file", "CERT_FILE")
         also = (" (SSL_CERT_FILE is also OpenSSL's CA bundle variable: libprocess reads it as "
-                "its deprecated name of LIBPROCESS_SSL_CERT_FILE)" if settings.name(given) == "SSL_CERT_FILE" else "")
-        raise ValueError(f"{settings.name(given)} is set but LIBPROCESS_SSL_{missing} is not: "
+                "its deprecated name of LIBPROCESS_SSL_CERT_FILE)" if settings.name(set_one) == "SSL_CERT_FILE" else "")
+        raise ValueError(f"{settings.name(set_one)} is set but LIBPROCESS_SSL_{missing} is not: "
                          f"a client certificate needs both{also}")
     if verify and scheme == "openssl" and not settings.verify_ipadd:
         raise ValueError(f"{settings.name('hostname_validation_scheme')}=openssl checks the agent's "
