@@ -43,14 +43,7 @@ def order_graph(processes: Iterable[tuple[str, bool]],
     listed = list(processes)
     names = [name for name, _ in listed]
     final = {name: is_final for name, is_final in listed}  # a duplicate's last entry wins
-    problems: list[OrderProblem] = []
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen:
-            from config.orderproblems import DuplicateName
-
-            problems.append(DuplicateName(i, name))
-        seen.add(name)
+    problems = _duplicates(names)
     edges: dict[str, list[str]] = {name: [] for name in final}
     for i, constraint in enumerate(constraints):
         chain = tuple(constraint)
@@ -75,12 +68,31 @@ def order_graph(processes: Iterable[tuple[str, bool]],
         problems.append(Cycle(cycle))
     if problems:
         return OrderGraph({}, tuple(problems))
-    deps: dict[str, set[str]] = {name: set() for name in final}
+    return OrderGraph(_predecessors(edges, names), ())
+
+
+def _duplicates(names: Sequence[str]) -> list[OrderProblem]:
+    """A problem for each name that a process before it has too."""
+    problems: list[OrderProblem] = []
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            from config.orderproblems import DuplicateName
+
+            problems.append(DuplicateName(i, name))
+        seen.add(name)
+    return problems
+
+
+def _predecessors(edges: dict[str, list[str]], names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each process's direct predecessors under `edges` (each a process's successors), in the
+    task's order (`names`)."""
+    deps: dict[str, set[str]] = {name: set() for name in edges}
     for before, afters in edges.items():
         for after in afters:
             deps[after].add(before)
     position = {name: i for i, name in enumerate(names)}
-    return OrderGraph({n: tuple(sorted(deps[n], key=position.__getitem__)) for n in final}, ())
+    return {n: tuple(sorted(deps[n], key=position.__getitem__)) for n in edges}
 
 
 def _never_done(index: int, chain: tuple[str, ...], daemons: Collection[str],

@@ -8,7 +8,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # not `typing`'s (see executor/nodocs.py)
 if TYPE_CHECKING:
     import _ast
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import CodeType
 
 
@@ -149,14 +149,8 @@ def _parse(data: bytes) -> _Node:
     """The object tree of `data`, a marshal stream of code (version 4: 3.11 to 3.13); a
     ValueError for anything else."""
     targets: list[_Node] = []
-    at = 0
-
-    def take(size: int) -> bytes:
-        nonlocal at
-        if at + size > len(data):
-            raise ValueError("marshal data cut short")
-        at += size
-        return data[at - size:at]
+    cursor = _Cursor(data)
+    take = cursor.take
 
     def node() -> _Node:
         first = take(1)[0]
@@ -169,17 +163,9 @@ def _parse(data: bytes) -> _Node:
             targets.append(one)
         if kind in _SINGLETONS:
             return one
-        if kind in _FIXED:
-            one.raw = take(_FIXED[kind])
-        elif kind == ord("l"):  # a long: its signed count of 15-bit digits, 2 bytes each
-            count = take(4)
-            one.raw = count + take(2 * abs(int.from_bytes(count, "little", signed=True)))
-        elif kind in _SIZED:
-            size = take(4)
-            one.raw = size + take(int.from_bytes(size, "little"))
-        elif kind in _SHORT:
-            size = take(1)
-            one.raw = size + take(size[0])
+        raw = _leaf(kind, take)
+        if raw is not None:
+            one.raw = raw
         elif kind in _CONTAINERS or kind == ord(")"):
             one.raw = take(1 if kind == ord(")") else 4)
             one.items = [node() for _ in range(int.from_bytes(one.raw, "little"))]
@@ -193,9 +179,39 @@ def _parse(data: bytes) -> _Node:
         return one
 
     root = node()
-    if at != len(data):
+    if cursor.at != len(data):
         raise ValueError("marshal data after the code")
     return root
+
+
+class _Cursor:
+    """`data` read in order, a ValueError where it is cut short."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def take(self, size: int) -> bytes:
+        if self.at + size > len(self.data):
+            raise ValueError("marshal data cut short")
+        self.at += size
+        return self.data[self.at - size:self.at]
+
+
+def _leaf(kind: int, take: Callable[[int], bytes]) -> bytes | None:
+    """What follows the type of a value of `kind` that holds no object (its bytes, a length or
+    count first where it has one); None for any other kind."""
+    if kind in _FIXED:
+        return take(_FIXED[kind])
+    if kind == ord("l"):  # a long: its signed count of 15-bit digits, 2 bytes each
+        count = take(4)
+        return count + take(2 * abs(int.from_bytes(count, "little", signed=True)))
+    if kind in _SIZED:
+        size = take(4)
+        return size + take(int.from_bytes(size, "little"))
+    if kind in _SHORT:
+        size = take(1)
+        return size + take(size[0])
+    return None
 
 
 def _value(one: _Node, memo: dict[int, object]) -> object:
@@ -217,11 +233,10 @@ def _value(one: _Node, memo: dict[int, object]) -> object:
     return value
 
 
-def _write(root: _Node) -> bytes:
-    """`root`'s stream again, each value that recurs (`_value`: its type and contents) written
-    once and referred to after."""
-    memo: dict[int, object] = {}
-    seen: dict[object, int] = {}  # how often each shareable value occurs
+def _occurrences(root: _Node, memo: dict[int, object]) -> dict[object, int]:
+    """How often each shareable value (`_value`) occurs in `root`'s tree, references not
+    followed."""
+    seen: dict[object, int] = {}
     stack = [root]
     while stack:
         one = stack.pop()
@@ -230,6 +245,14 @@ def _write(root: _Node) -> bytes:
             if value is not None:
                 seen[value] = seen.get(value, 0) + 1
             stack.extend(one.items or ())
+    return seen
+
+
+def _write(root: _Node) -> bytes:
+    """`root`'s stream again, each value that recurs (`_value`: its type and contents) written
+    once and referred to after."""
+    memo: dict[int, object] = {}
+    seen = _occurrences(root, memo)
     out = bytearray()
     numbers: dict[int, int] = {}  # a written target's number, by its node
     by_value: dict[object, int] = {}

@@ -24,7 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mutation_rows import MODULES, Module  # the table of modules (this directory is sys.path[0])
+from mutation_module import Module  # a row of the table (this directory is sys.path[0])
+from mutation_rows import MODULES  # the table of modules
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"

@@ -1,34 +1,14 @@
-"""The modules `make mutation` mutates (tools/mutation.py): one row each, with its sources,
-the tests that state its rules and how they run (in child processes, as a subreaper).
+"""The modules `make mutation` mutates (tools/mutation.py): one row each (tools/mutation_module.py's
+`Module`), with its sources, the tests that state its rules and how they run (in child processes,
+as a subreaper). Here the first twelve rounds' rows; those from the thirteenth round on, and a new
+round's, are in tools/mutation_rows_later.py (MODULES lists them after these).
 
 A row's tests and sources are copied into `.mutation/SLUG/` with tools/mutation.py's COPIED.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-@dataclass(frozen=True)
-class Module:
-    slug: str  # the directory under .mutation/ and the name on the command line
-    title: str  # the row's name in the table
-    sources: tuple[str, ...]  # the files mutated
-    tests: tuple[str, ...]  # the tests that state their rules (unit; integration for one that writes files);
-    # a file, or one test of it (FILE::NAME) where the file's others run the module in a child process
-    functions: tuple[str, ...] = ()  # only these mutants (mutmut's names, globs): a module's new functions
-    children: bool = False  # its tests run it in child processes (tools/mutation.py's CHILDREN_CONFTEST)
-    subreaper: bool = False  # its tests make this process a child subreaper (tools/mutation.py's SUBREAPER_CONFTEST)
-
-
-def _all_but(test_file: str, *left_out: str) -> tuple[str, ...]:
-    """Each test of `test_file` (FILE::NAME) but those `left_out` (ones whose child runs the
-    module under mutmut's trampoline, where it cannot work)."""
-    names = re.findall(r"^def (test_\w+)", (ROOT / test_file).read_text(), re.MULTILINE)
-    return tuple(f"{test_file}::{name}" for name in names if name not in left_out)
-
+from mutation_module import ROOT, Module, all_but
+from mutation_rows_later import LATER_ROWS
 
 AUDIT_MEMORY = "tests/faults/test_audit_memory.py::"  # (the twelfth round's MemoryError rows)
 AUDIT_MEMORY_SUPERVISOR = "tests/faults/test_audit_memory_supervisor.py::"  # (its reaper, relay and move)
@@ -81,23 +61,34 @@ MODULES = (
     Module("jsonprefix", "JSON prefix reader", ("executor/mesos/jsonprefix.py",),
            ("tests/unit/test_jsonprefix.py", "tests/unit/test_mesos_stream.py",
             "tests/unit/test_mesos_updates.py", "tests/unit/test_mesos_session.py")),
-    Module("reconnect", "reconnect policy", ("executor/mesos/reconnect.py",), ("tests/unit/test_mesos_reconnect.py",)),
-    Module("compaction", "checkpoint compaction", ("executor/task/compaction.py",), ("tests/unit/test_compaction.py",)),
-    Module("serverset", "ServerSet member planner", ("executor/task/serverset.py",), ("tests/unit/test_serverset.py",)),
-    Module("membership", "ZooKeeper membership machine", ("executor/task/membership.py",), ("tests/unit/test_membership.py",)),
-    Module("controlwire", "control socket protocol", ("executor/host/controlwire.py",), ("tests/unit/test_controlwire.py",)),
+    Module("reconnect", "reconnect policy", ("executor/mesos/reconnect.py",),
+           ("tests/unit/test_mesos_reconnect.py",)),
+    Module("compaction", "checkpoint compaction", ("executor/task/compaction.py",),
+           ("tests/unit/test_compaction.py",)),
+    Module("serverset", "ServerSet member planner", ("executor/task/serverset.py",),
+           ("tests/unit/test_serverset.py",)),
+    Module("membership", "ZooKeeper membership machine", ("executor/task/membership.py",),
+           ("tests/unit/test_membership.py",)),
+    Module("controlwire", "control socket protocol", ("executor/host/controlwire.py",),
+           ("tests/unit/test_controlwire.py",)),
     Module("entry", "registry entry and a task's truth", ("executor/host/entry.py", "executor/host/truth.py"),
            ("tests/unit/test_host_entry.py", "tests/unit/test_restart_view.py")),
-    Module("runfacts", "runs' pids and exits", ("executor/task/runfacts.py",), ("tests/unit/test_runfacts.py",)),
-    Module("words", "words and printable text", ("config/words.py",), ("tests/unit/test_words.py",)),
+    Module("runfacts", "runs' pids and exits", ("executor/task/runfacts.py",),
+           ("tests/unit/test_runfacts.py",)),
+    Module("words", "words and printable text", ("config/words.py",),
+           ("tests/unit/test_words.py",)),
     Module("disklimit", "disk-limit policy", ("executor/task/disklimit.py",),
            ("tests/unit/test_disk_policy.py", "tests/unit/test_owner_disk.py")),
     Module("usage", "task usage figures", ("executor/task/usagefigures.py", "executor/observe/taskusage.py"),
            ("tests/unit/test_usage_figures.py", "tests/unit/test_task_usage.py")),
-    Module("usagefile", "usage file", ("executor/task/usagefile.py",), ("tests/integration/test_usage_file.py",)),
-    Module("containerizer", "mesos-containerizer command line", ("executor/mesos/containerizer.py",), ("tests/unit/test_containerizer.py",)),
-    Module("callbacks", "Mesos callback table", ("executor/mesos/callbacks.py",), ("tests/unit/test_mesos_callbacks.py",)),
-    Module("imageusers", "image's user database", ("executor/mesos/imageusers.py",), ("tests/integration/test_image_hostile.py",)),
+    Module("usagefile", "usage file", ("executor/task/usagefile.py",),
+           ("tests/integration/test_usage_file.py",)),
+    Module("containerizer", "mesos-containerizer command line", ("executor/mesos/containerizer.py",),
+           ("tests/unit/test_containerizer.py",)),
+    Module("callbacks", "Mesos callback table", ("executor/mesos/callbacks.py",),
+           ("tests/unit/test_mesos_callbacks.py",)),
+    Module("imageusers", "image's user database", ("executor/mesos/imageusers.py",),
+           ("tests/integration/test_image_hostile.py",)),
     Module("killing", "the owner's kill", ("executor/task/killing.py",),
            ("tests/unit/test_owner_table.py", "tests/unit/test_owner_disk.py", "tests/unit/test_owner_announcing.py",
             "tests/unit/test_owner_kill_lines.py", "tests/unit/test_owner_orderings.py",  # (its `Held`)
@@ -119,8 +110,10 @@ MODULES = (
             "tests/integration/test_observe_metrics_window.py")),
     Module("pidsignal", "one signal to one process", ("executor/procs/pidsignal.py",),
            ("tests/integration/test_pidsignal.py",)),
-    Module("readyfd", "s6's --ready-fd", ("executor/host/readyfd.py",), ("tests/unit/test_readyfd.py",)),
-    Module("sdnotify", "systemd's sd_notify", ("executor/host/sdnotify.py",), ("tests/unit/test_sdnotify.py",)),
+    Module("readyfd", "s6's --ready-fd", ("executor/host/readyfd.py",),
+           ("tests/unit/test_readyfd.py",)),
+    Module("sdnotify", "systemd's sd_notify", ("executor/host/sdnotify.py",),
+           ("tests/unit/test_sdnotify.py",)),
     Module("leftoverprocs", "a LOST task's leftover processes", ("executor/task/leftoverprocs.py",),
            ("tests/integration/test_leftover_procs.py", "tests/integration/test_observe_metrics_leftovers.py")),
     Module("oomkill", "the OOM killer's claim", ("executor/procs/oomkill.py",),
@@ -236,7 +229,8 @@ MODULES = (
                "test_make_silent_reads_the_one_letter_flags_of_makeflags_first_word"))),
     # The tenth round: the executor's exit time, the walk that re-reads the orphans' list, the
     # OOM kill count (the held file)
-    Module("exitby", "the executor's exit time", ("executor/procs/exitby.py",), ("tests/unit/test_exitby.py",)),
+    Module("exitby", "the executor's exit time", ("executor/procs/exitby.py",),
+           ("tests/unit/test_exitby.py",)),
     Module("orphanwalk", "a walk that misses no orphan", ("executor/procs/orphanwalk.py",),
            ("tests/integration/test_orphanwalk_unsettled.py",
             *(f"tests/integration/test_containment.py::{name}" for name in (
@@ -245,7 +239,7 @@ MODULES = (
     # (not its test of a counter alive as Python ends: mutmut's trampoline in the child's
     # `__del__` then reads a config gone already, "Exception ignored" on its stderr)
     Module("oomcount", "the OOM kill count", ("executor/procs/oomcount.py",),
-           (*_all_but("tests/unit/test_oomkill.py",
+           (*all_but("tests/unit/test_oomkill.py",
                       "test_a_held_counter_alive_as_the_interpreter_ends_closes_its_file_without_a_word"),
             "tests/integration/test_oom_count_held.py", "tests/integration/test_oom_explained_late.py",
             "tests/integration/test_oom_shield.py"), subreaper=True),
@@ -320,7 +314,7 @@ MODULES = (
            (f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_the_signal_relay_s_read_does_not_end_the_relay",
             f"{AUDIT_MEMORY_SUPERVISOR}test_a_memory_error_in_a_signal_s_reaction_and_its_line_does_not_end_the_relay",
             # the functions' older rules: each signal once, in order; a failing reaction's line
-            *_all_but("tests/integration/test_signal_relay.py",
+            *all_but("tests/integration/test_signal_relay.py",
                       "test_the_executor_keeps_its_strays_ignored_once_its_relay_closes")),
            functions=tuple(f"executor.host.signals.xǁSignalRelayǁ{f}__mutmut_*" for f in ("_relay", "_call")),
            children=True),
@@ -339,112 +333,5 @@ MODULES = (
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line",
             "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_closed_stdout.py"),  # (its older paths)
            functions=("executor.cli.main.x__handled__mutmut_*",), children=True),
-    # The thirteenth round: the code written since that no round had seen (docs/testing.md §4)
-    Module("termtext", "a task's output escaped for a terminal", ("executor/procs/terminaltext.py",),
-           ("tests/unit/test_terminaltext.py",)),
-    Module("logline", "a log line's words and where it goes", ("config/logline.py",),
-           # (not its test of the caller's line: mutmut's trampoline is one frame more between them)
-           (*_all_but("tests/unit/test_log_lines.py", "test_a_line_names_the_code_that_logged_it_not_log_event"),
-            "tests/integration/test_console.py",
-            "tests/integration/test_journal_stream.py")),
-    Module("termmodes", "the terminal's modes kept and put back", ("executor/host/terminalmodes.py",),
-           ("tests/integration/test_terminal_modes.py",
-            "tests/e2e/test_terminal.py::test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends"),
-           children=True),
-    Module("stoproom", "the stop's room, kept and handed to a thread", ("executor/procs/earlyfork.py", "executor/logs.py"),
-           ("tests/integration/test_stop_room.py", "tests/integration/test_thread_refusals.py"),
-           functions=("executor.procs.earlyfork.x_keep_stop_room__mutmut_*", "executor.procs.earlyfork.x__room_calls__mutmut_*",
-                      "executor.procs.earlyfork.x_let_go_stop_room__mutmut_*", "executor.logs.x_start_thread__mutmut_*",
-                      "executor.logs.x__reserve_room__mutmut_*"),
-           children=True),
-    Module("codebundle", "the code bundles' finder and loaders", ("executor/codebundle.py",),
-           ("tests/integration/test_codebundle.py", "tests/integration/test_codebundle_damage.py",
-            "tests/integration/test_codebundle_paths.py", "tests/integration/test_codebundle_run.py"), children=True),
-    Module("runstart", "stoker run's sandbox and start", ("executor/local/runstart.py",),
-           ("tests/integration/test_sandbox_above.py", "tests/integration/test_planning.py",
-            "tests/integration/test_odd_names.py", "tests/integration/test_local_run.py",
-            "tests/unit/test_runstart.py")),
-    # The fifteenth round: this session's new rules (docs/testing.md §4)
-    Module("registryprune", "the registry's pruning", ("executor/host/registry.py",),
-           ("tests/integration/test_registry_letgo.py", "tests/integration/test_registry_pruning.py",
-            "tests/integration/test_registry.py"),
-           functions=("executor.host.registry.x_prune_some__mutmut_*",
-                      "executor.host.registry.x_prune__mutmut_*",
-                      "executor.host.registry.x__older_than__mutmut_*", "executor.host.registry.x__named_alive__mutmut_*")),
-    Module("registrynames", "registry entries' second names in a shared root",
-           ("executor/host/entry.py", "executor/host/registry.py", "executor/host/replacefile.py"),
-           ("tests/unit/test_host_entry.py", "tests/integration/test_shared_root.py",
-            "tests/integration/test_registry.py"),
-           functions=("executor.host.entry.x_entry_name__mutmut_*", "executor.host.entry.x_name_tag__mutmut_*",
-                      "executor.host.entry.xǁRegistryEntryǁtagged_name__mutmut_*",
-                      "executor.host.entry.xǁRegistryEntryǁnamed__mutmut_*",
-                      "executor.host.entry.xǁRegistryEntryǁsame_supervisor__mutmut_*",
-                      "executor.host.registry.x__free_name__mutmut_*", "executor.host.registry.x__beside__mutmut_*",
-                      "executor.host.registry.xǁRegistryǁ_put__mutmut_*",
-                      "executor.host.registry.x__parsed__mutmut_*",
-                      "executor.host.replacefile.x_create_file__mutmut_*")),
-    Module("stall", "a shell check paused with its supervisor", ("executor/procs/commands.py",),
-           (*_all_but("tests/faults/test_audit_health_stop.py",  # (not the HTTP check's)
-                      "test_an_http_check_in_flight_while_the_supervisor_is_stopped_passes"),
-            *(name for name in _all_but("tests/integration/test_supervisor.py") if "::test_run_command" in name)),
-           functions=("executor.procs.commands.x__follow__mutmut_*", "executor.procs.commands.x__resumed__mutmut_*"),
-           children=True, subreaper=True),  # (a Supervisor's reaper: its shell checks' orphans)
-    # The seventeenth round: this session's new rules (docs/testing.md §4)
-    Module("claimsprune", "the port claims files of earlier boots", ("executor/host/lock.py",),
-           ("tests/integration/test_claims_prune.py", "tests/integration/test_registry.py",
-            "tests/integration/test_shared_root.py"),
-           functions=tuple(f"executor.host.lock.x_{f}__mutmut_*" for f in (
-               "claims_made", "_earlier_boot_removed", "recorded_host", "host_line"))),
-    Module("checkdeadline", "the TCP and HTTP checks' deadline", ("healthcheck/loopback.py",),
-           ("tests/unit/test_check_deadline.py", "tests/integration/test_health_checkers.py"),
-           functions=("healthcheck.loopback.xǁDeadlineǁ*__mutmut_*",)),
-    Module("closeraises", "a supervisor's close that raises", ("executor/procs/supervisor.py",),
-           ("tests/integration/test_close_raises.py", "tests/integration/test_close_kill.py",
-            "tests/integration/test_close_deadline.py"),
-           # (`close` and `_step` only: with `_close_task`, `_close_threads` and `_close_fds`, 132
-           # mutants at about 5 a minute on a shared machine)
-           functions=("executor.procs.supervisor.xǁSupervisorǁclose__mutmut_*", "executor.procs.supervisor.x__step__mutmut_*"),
-           subreaper=True),  # (a Supervisor's reaper)
-    # (not the token's other tests: their child is `stoker executor` whole, whose imports before
-    # the hiding one test counts, mutmut's trampoline among them)
-    Module("hideearly", "the token hidden first", ("executor/procs/hardening.py",),
-           ("tests/faults/test_token.py::test_hide_early_keeps_the_token_for_the_settings_erases_it_and_records_what_it_did",
-            "tests/faults/test_token.py::test_the_early_hiding_knows_every_secret_the_settings_know"),
-           functions=("executor.procs.hardening.x_hide_early__mutmut_*",), children=True),
-    # The eighteenth round: what round 17 left (docs/testing.md §4)
-    # (not the two close tests of 2 and 5 s: with them the row ran at about 5 mutants a minute)
-    Module("closesteps", "a supervisor's close, step by step", ("executor/procs/supervisor.py",),
-           ("tests/integration/test_close_raises.py", "tests/integration/test_close_deadline.py",
-            "tests/integration/test_close_steps.py",
-            *_all_but("tests/integration/test_close_kill.py",
-                      "test_the_close_kills_a_process_forked_before_its_sigkill_while_another_cannot_die",
-                      "test_a_run_that_dies_after_its_close_kills_no_child_started_since")),
-           functions=tuple(f"executor.procs.supervisor.xǁSupervisorǁ{f}__mutmut_*" for f in (
-               "_close_task", "_close_threads", "_close_fds")),
-           subreaper=True),  # (a Supervisor's reaper)
-    Module("takein", "take_in's move-then-list walk", ("executor/procs/cgrouplife.py",),
-           ("tests/integration/test_cgroup_take_in.py",),
-           functions=("executor.procs.cgrouplife.x_take_in__mutmut_*", "executor.procs.cgrouplife.xǁ_Walkǁ*__mutmut_*"),
-           children=True),
-    Module("controlowner", "the control socket's chmod and .stoker's owner",
-           ("executor/host/control.py", "executor/host/sandbox.py"),
-           ("tests/integration/test_control_bind_planted.py", "tests/integration/test_control_owner_only.py"),
-           functions=("executor.host.control.x__owner_only__mutmut_*", "executor.host.control.x__a_socket__mutmut_*",
-                      "executor.host.sandbox.x_open_stoker_dir__mutmut_*", "executor.host.sandbox.x__foreign__mutmut_*"),
-           children=True),
-    # not its tests of the caller's `__future__` features: mutmut's trampoline is the caller then
-    Module("compiletext", "a config's text compiled", ("config/compiletext.py",),
-           _all_but("tests/unit/test_compiletext.py", "test_a_text_compiles_to_the_code_compile_makes",
-                    "test_each_example_compiles_to_the_code_compile_makes", "test_without_the_c_function_it_is_compile_itself",
-                    "test_the_callers_future_features_are_inherited_as_compile_inherits_them")),
-    # The nineteenth round: the agent's routes (agenttls: what decides, not a context or a handshake), the code file's shared values
-    Module("agenttls", "libprocess' SSL variables and the legacy check", ("executor/mesos/agenttls.py",),
-           ("tests/unit/test_agent_route.py", "tests/unit/test_agent_tls_rules.py"),
-           functions=tuple(f"executor.mesos.agenttls.x{f}__mutmut_*" for f in (
-               "ǁTlsSettingsǁname", "ǁTlsSettingsǁdescribe", "__lookup", "__boolean", "__text", "_tls_settings", "__or",
-               "__refuse_empty", "_legacy_check", "__same_ip", "__words", "__guess"))),
-    Module("agentroute", "the agent's route", ("executor/mesos/agentroute.py",), ("tests/unit/test_agent_route.py",)),
-    Module("nodocdumps", "the code file's shared values", ("executor/nodoccode.py",),
-           ("tests/unit/test_nodocs_compile.py", "tests/unit/test_nodocs_stream.py"),
-           functions=tuple(f"executor.nodoccode.x_{f}__mutmut_*" for f in ("_parse", "_value", "_write", "dumps", "_alike"))),
+    *LATER_ROWS,  # the thirteenth round on
 )

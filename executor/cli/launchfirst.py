@@ -257,30 +257,36 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
         try:
             _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
             os.close(read_end)
-            import gc  # here: the early start loads nothing it does not use
-
-            gc.freeze()  # the parent's objects: no collection touches them (their pages stay shared);
-            # the collector stays on for the config's own garbage (cycles holding files)
-            earlyfork.die_with(parent)  # where prctl is denied, by a thread that watches the parent
-            from executor import codecache
-
-            codecache.install("run")  # nothing more when the entry point installed it before the fork
-            codecache.also("plan")  # the config language's classes, which the parent never loads
-            from executor import codebundle
-
-            codebundle.install(codebundle.PLAN)  # and its modules, from a file of their own
-            from executor import deferred, nodocs
-
-            # pystachio imports `json` for its `json_*` methods, which no plan calls: loaded at
-            # its first use (a JSON config, `config/jsonconfig.py`), not before the plan is sent;
-            # with STOKER_CODE_CACHE=off (no `nodocs`), as Python loads it, as every module then
-            if nodocs.installed():
-                deferred.defer(deferred.JSON)
-            from executor.local.planning import plan_ahead
-
-            plan_ahead(inputs, write_end)
+            _plan_in_child(inputs, write_end, parent)
         finally:
             os._exit(1)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     os.close(write_end)
     return PlanAhead(pid, read_end, inputs)
+
+
+def _plan_in_child(inputs: Inputs, write_end: int, parent: int) -> None:
+    """The forked child's work: it plans for `inputs` and sends the plan to `write_end`,
+    ending when `parent` does."""
+    import gc  # here: the early start loads nothing it does not use
+
+    gc.freeze()  # the parent's objects: no collection touches them (their pages stay shared);
+    # the collector stays on for the config's own garbage (cycles holding files)
+    earlyfork.die_with(parent)  # where prctl is denied, by a thread that watches the parent
+    from executor import codecache
+
+    codecache.install("run")  # nothing more when the entry point installed it before the fork
+    codecache.also("plan")  # the config language's classes, which the parent never loads
+    from executor import codebundle
+
+    codebundle.install(codebundle.PLAN)  # and its modules, from a file of their own
+    from executor import deferred, nodocs
+
+    # pystachio imports `json` for its `json_*` methods, which no plan calls: loaded at
+    # its first use (a JSON config, `config/jsonconfig.py`), not before the plan is sent;
+    # with STOKER_CODE_CACHE=off (no `nodocs`), as Python loads it, as every module then
+    if nodocs.installed():
+        deferred.defer(deferred.JSON)
+    from executor.local.planning import plan_ahead
+
+    plan_ahead(inputs, write_end)

@@ -68,13 +68,7 @@ def run(args: argparse.Namespace) -> int:
         locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
         found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
     shown_root = printable(settings.registry_root)  # a newline or a byte not UTF-8 of it written out
-    for name in unreadable:
-        pid = name.split("-", 1)[0]
-        print(f"stoker ps: {shown_root}/{printable(name)} is not an entry this version of "
-              f"Stoker reads (another version's, or damaged); its supervisor (pid {pid}) "
-              f"runs, and its task is not listed", file=sys.stderr)
-    if others:
-        print(f"stoker ps: {printable(other_hosts_line(others, settings.registry_root))}", file=sys.stderr)
+    _say_unlisted(unreadable, other_hosts_line(others, settings.registry_root) if others else "", shown_root)
     entries = [item.entry for item in listed]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
     shown = [(e, i) for e, i in zip(entries, found) if args.all or _listed(i)]
@@ -90,6 +84,18 @@ def run(args: argparse.Namespace) -> int:
     starting = {n for n, (_, i) in enumerate(shown) if i.unrecorded and i.truth.alive}
     sys.stdout.write(format_rows(rows, time.time(), starting))
     return 0
+
+
+def _say_unlisted(unreadable: list[str], other_hosts: str, shown_root: str) -> None:
+    """What the list leaves out, on stderr: the entries this version cannot read (`unreadable`,
+    of live supervisors) and the tasks of other hosts (`other_hosts`, their line; "": none)."""
+    for name in unreadable:
+        pid = name.split("-", 1)[0]
+        print(f"stoker ps: {shown_root}/{printable(name)} is not an entry this version of "
+              f"Stoker reads (another version's, or damaged); its supervisor (pid {pid}) "
+              f"runs, and its task is not listed", file=sys.stderr)
+    if other_hosts:
+        print(f"stoker ps: {printable(other_hosts)}", file=sys.stderr)
 
 
 def _listed(inspection: Inspection) -> bool:

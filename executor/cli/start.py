@@ -249,6 +249,27 @@ def _one_heap(command: str) -> None:
         earlyfork.one_heap()
 
 
+def _keep_terminal_modes(command: str) -> None:
+    """`stoker run` on a terminal keeps its modes, before any process of the task starts (the
+    early start's too)."""
+    if command == "run" and _on_a_terminal():
+        from executor.host import terminalmodes
+
+        terminalmodes.keep()
+
+
+def _start_early(command: str) -> None:
+    """`stoker run`'s early start (`launch.begin`), then the modules from here to its first
+    report from one file."""
+    if command == "run":
+        from executor.cli import launch
+
+        launch.begin(sys.argv[1:], os.environ)
+        from executor import codebundle
+
+        codebundle.install()
+
+
 def _load() -> Callable[[], NoReturn]:
     """Everything the module docstring says, in its order; the command's `run`."""
     executor.forget_relative_pythonpath()  # done as `executor` loaded, but in stoker.pyz (its argv[0])
@@ -267,21 +288,12 @@ def _load() -> Callable[[], NoReturn]:
     exec_locale(os.environ, _exec_environ())
     take_systemd(os.environ)
     _standard_streams()
-    if command == "run" and _on_a_terminal():  # before any process of the task starts, the early start's too
-        from executor.host import terminalmodes
-
-        terminalmodes.keep()
+    _keep_terminal_modes(command)
     from executor import nodocs
 
     nodocs.install()  # every module from here on without its docstrings
     _one_heap(command)
-    if command == "run":
-        from executor.cli import launch
-
-        launch.begin(sys.argv[1:], os.environ)
-        from executor import codebundle
-
-        codebundle.install()  # the modules from here to its first report from one file (after the early start)
+    _start_early(command)
     from executor import deferred
 
     if nodocs.installed():  # STOKER_CODE_CACHE=off: every module as Python loads it

@@ -230,18 +230,7 @@ def run(args: argparse.Namespace) -> int:
     out: BinaryIO = sys.stdout.buffer
     if sys.stdout.isatty():
         out = cast(BinaryIO, TerminalText(out, sys.stdout.encoding))  # writes bytes, as a BinaryIO
-    end = os.fstat(fd).st_size
-    stream = logs.stream
-    if args.lines.startswith("+"):
-        parts = tailparts.from_line(rdir, stream, fd, end, max(1, int(args.lines[1:])))
-    else:
-        parts = tailparts.last_lines(rdir, stream, fd, end, int(args.lines))
-    try:
-        for part_fd, start, stop in parts:  # the backups' first, when the lines reach into them
-            pos = saferead.copy_range(part_fd, start, stop, out)
-    finally:
-        for part_fd, _, _ in parts[:-1]:
-            os.close(part_fd)
+    pos = _write_lines(args.lines, logs.stream, rdir, fd, out)
     if not args.follow:
         os.close(fd)
         os.close(rdir)
@@ -250,6 +239,23 @@ def run(args: argparse.Namespace) -> int:
     out.flush()
     follower = Follower(logs, number, rdir, fd, pos, pinned=args.run is not None or args.attempt is not None)
     return follower.follow(out, stop=lambda: False)
+
+
+def _write_lines(lines: str, stream: str, rdir: int, fd: int, out: BinaryIO) -> int:
+    """The lines `--lines` asks for (`+N`: from the Nth on) of the log `fd` (its backups' too,
+    in `rdir`) written to `out`; the offset in `fd` it ended at."""
+    end = os.fstat(fd).st_size
+    if lines.startswith("+"):
+        parts = tailparts.from_line(rdir, stream, fd, end, max(1, int(lines[1:])))
+    else:
+        parts = tailparts.last_lines(rdir, stream, fd, end, int(lines))
+    try:
+        for part_fd, start, stop in parts:  # the backups' first, when the lines reach into them
+            pos = saferead.copy_range(part_fd, start, stop, out)
+    finally:
+        for part_fd, _, _ in parts[:-1]:
+            os.close(part_fd)
+    return pos
 
 
 def _finish(out: BinaryIO) -> None:

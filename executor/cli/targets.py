@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # argparse: the inspection commands' parser, built only for t
     import argparse
 
     from executor.host.entry import RegistryEntry
+    from executor.host.registry import Listed
 
 EXIT_USAGE = 2
 
@@ -81,10 +82,27 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
     missing = f"sandbox {named}: {executor.working_directory_unnamed()}" if gone else f"sandbox {named} does not exist"
     if kind == "other" or given is None:
         raise UsageError(f"sandbox {named} is not a directory" if kind == "other" else missing)
-    from executor.host.registry import Registry, RegistryUnreadable
-    from executor.host.registrylookup import AmbiguousTaskId, find, host_of
+    from executor.host.registrylookup import host_of
 
     settings = RegistrySettings.from_args(args, os.environ)
+    found = _look_up(given, settings, missing)
+    sandbox = Path(found.entry.sandbox)
+    if host_of(found.entry):  # its pid, sandbox and socket are that host's: nothing to judge here
+        if command == "status":
+            return Target(sandbox, found.entry)
+        raise UsageError(elsewhere(found.entry, settings.registry_root, command or "status", given))
+    kind = _kind(sandbox)
+    if kind != "dir" and not (deleted and kind is None and found.entry.stoker_dir and not _still_runs(found.entry)):
+        raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
+    return Target(sandbox, found.entry)
+
+
+def _look_up(given: str, settings: RegistrySettings, missing: str) -> Listed:
+    """The registry's task of id `given`; a UsageError when none has it, or two live
+    supervisors' tasks do (`missing`: what the error says of `given` as a sandbox)."""
+    from executor.host.registry import Registry, RegistryUnreadable
+    from executor.host.registrylookup import AmbiguousTaskId, find
+
     try:
         found = find(Registry(settings).read(), given)
     except RegistryUnreadable as exc:
@@ -98,15 +116,7 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
                   if os.geteuid() == 0 else "")  # root controls it by its path (README, Users)
         raise UsageError(f"{missing}, and no task in the registry "
                          f"{quoted(settings.registry_root)} has that id (`stoker ps --all` lists them){others}")
-    sandbox = Path(found.entry.sandbox)
-    if host_of(found.entry):  # its pid, sandbox and socket are that host's: nothing to judge here
-        if command == "status":
-            return Target(sandbox, found.entry)
-        raise UsageError(elsewhere(found.entry, settings.registry_root, command or "status", given))
-    kind = _kind(sandbox)
-    if kind != "dir" and not (deleted and kind is None and found.entry.stoker_dir and not _still_runs(found.entry)):
-        raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
-    return Target(sandbox, found.entry)
+    return found
 
 
 def _held_elsewhere(sandbox: Path, args: argparse.Namespace) -> RegistryEntry | None:

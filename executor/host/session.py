@@ -96,11 +96,7 @@ class HostSession:
                 if on_operator_kill is not None:
                     session.on_operator_kill(on_operator_kill)
                 return session
-            me, me_host = own_identity(), host_identity()
-            entry = RegistryEntry(sandbox=str(path), supervisor_pid=me.pid,
-                                  supervisor_start=me.start_ticks, supervisor_boot=me.boot_id,
-                                  front_end=front_end, registered_wall=time.time(),
-                                  host_id=me_host[0], host_name=me_host[1])
+            entry = _own_entry(path, front_end)
             registry = Registry(settings or RegistrySettings.from_env(os.environ))
             session = cls(path, key, registry, entry)
             if on_operator_kill is not None:
@@ -261,6 +257,15 @@ class HostSession:
                     "no task is running under this supervisor (between attempts)")))
             case _:
                 assert_never(request)
+
+
+def _own_entry(sandbox: Path, front_end: FrontEnd) -> RegistryEntry:
+    """The registry entry of this process's session of `sandbox`, as it registers now."""
+    me, me_host = own_identity(), host_identity()
+    return RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid,
+                         supervisor_start=me.start_ticks, supervisor_boot=me.boot_id,
+                         front_end=front_end, registered_wall=time.time(),
+                         host_id=me_host[0], host_name=me_host[1])
 
 
 def sandbox_unusable(sandbox: Path | str, exc: OSError) -> str:

@@ -118,18 +118,25 @@ def tls_settings(environ: Mapping[str, str]) -> TlsSettings:
         verify_ipadd=flag("VERIFY_IPADD"), ciphers=_or(text("CIPHERS"), DEFAULT_CIPHERS),
         ecdh_curves=_or(text("ECDH_CURVES"), "auto"), versions=versions, names=names)
     _refuse_empty(settings)
+    _refuse_mismatched(settings)
+    return settings
+
+
+def _refuse_mismatched(settings: TlsSettings) -> None:
+    """A ValueError for settings libprocess would refuse together: a certificate without its
+    key (or a key without its certificate), and openssl's hostname checks without IP ones."""
     if (settings.cert_file is None) != (settings.key_file is None):
         set_one, missing = ("cert_file", "KEY_FILE") if settings.key_file is None else ("key_file", "CERT_FILE")
         also = (" (SSL_CERT_FILE is also OpenSSL's CA bundle variable: libprocess reads it as "
                 "its deprecated name of LIBPROCESS_SSL_CERT_FILE)" if settings.name(set_one) == "SSL_CERT_FILE" else "")
         raise ValueError(f"{settings.name(set_one)} is set but LIBPROCESS_SSL_{missing} is not: "
                          f"a client certificate needs both{also}")
-    if verify and scheme == "openssl" and not settings.verify_ipadd:
+    if (settings.verify_server_cert and settings.hostname_validation_scheme == "openssl"
+            and not settings.verify_ipadd):
         raise ValueError(f"{settings.name('hostname_validation_scheme')}=openssl checks the agent's "
                          "IP address (the executor reaches it by address, with no DNS name), which "
                          "LIBPROCESS_SSL_VERIFY_IPADD=true allows: without it libprocess fails "
                          "every connection too")
-    return settings
 
 
 def _or(value: str | None, default: str) -> str:

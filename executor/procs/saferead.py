@@ -137,10 +137,17 @@ def iter_lines(fd: int, max_bytes: int, max_line: int = MAX_LINE_BYTES, *, skip_
             start = newline + 1
             line_at = base + start
         if not skipping and start < len(block):
-            size += len(block) - start
-            parts.append(block[start:])
-            if size > max_line:
-                parts, size, skipping = [], 0, True
+            parts, size, skipping = _carried(block[start:], parts, size, max_line)
+
+
+def _carried(rest: bytes, parts: list[bytes], size: int, max_line: int) -> tuple[list[bytes], int, bool]:
+    """The current line (its pieces, `size` bytes) once a block's end with no newline in it
+    (`rest`) joins it: its pieces, its size, and whether it is skipped (past `max_line`)."""
+    size += len(rest)
+    if size > max_line:
+        return [], 0, True
+    parts.append(rest)
+    return parts, size, False
 
 
 def _hole_ahead(fd: int) -> int:

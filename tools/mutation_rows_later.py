@@ -1,0 +1,123 @@
+"""`make mutation`'s rows from the thirteenth round on (tools/mutation_rows.py has the first
+twelve rounds' and the notes on what a row's tests may be; its MODULES lists these after them).
+A new round's rows go at the end, under a comment that names the round.
+"""
+from __future__ import annotations
+
+from mutation_module import Module, all_but
+
+LATER_ROWS = (
+    # The thirteenth round: the code written since that no round had seen (docs/testing.md §4)
+    Module("termtext", "a task's output escaped for a terminal", ("executor/procs/terminaltext.py",),
+           ("tests/unit/test_terminaltext.py",)),
+    Module("logline", "a log line's words and where it goes", ("config/logline.py",),
+           # (not its test of the caller's line: mutmut's trampoline is one frame more between them)
+           (*all_but("tests/unit/test_log_lines.py", "test_a_line_names_the_code_that_logged_it_not_log_event"),
+            "tests/integration/test_console.py",
+            "tests/integration/test_journal_stream.py")),
+    Module("termmodes", "the terminal's modes kept and put back", ("executor/host/terminalmodes.py",),
+           ("tests/integration/test_terminal_modes.py",
+            "tests/e2e/test_terminal.py::test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends"),
+           children=True),
+    Module("stoproom", "the stop's room, kept and handed to a thread", ("executor/procs/earlyfork.py", "executor/logs.py"),
+           ("tests/integration/test_stop_room.py", "tests/integration/test_thread_refusals.py"),
+           functions=("executor.procs.earlyfork.x_keep_stop_room__mutmut_*", "executor.procs.earlyfork.x__room_calls__mutmut_*",
+                      "executor.procs.earlyfork.x_let_go_stop_room__mutmut_*", "executor.logs.x_start_thread__mutmut_*",
+                      "executor.logs.x__reserve_room__mutmut_*"),
+           children=True),
+    Module("codebundle", "the code bundles' finder and loaders", ("executor/codebundle.py",),
+           ("tests/integration/test_codebundle.py", "tests/integration/test_codebundle_damage.py",
+            "tests/integration/test_codebundle_paths.py", "tests/integration/test_codebundle_run.py"), children=True),
+    Module("runstart", "stoker run's sandbox and start", ("executor/local/runstart.py",),
+           ("tests/integration/test_sandbox_above.py", "tests/integration/test_planning.py",
+            "tests/integration/test_odd_names.py", "tests/integration/test_local_run.py",
+            "tests/unit/test_runstart.py")),
+    # The fifteenth round: this session's new rules (docs/testing.md §4)
+    Module("registryprune", "the registry's pruning", ("executor/host/registry.py",),
+           ("tests/integration/test_registry_letgo.py", "tests/integration/test_registry_pruning.py",
+            "tests/integration/test_registry.py"),
+           functions=("executor.host.registry.x_prune_some__mutmut_*",
+                      "executor.host.registry.x_prune__mutmut_*",
+                      "executor.host.registry.x__older_than__mutmut_*", "executor.host.registry.x__named_alive__mutmut_*")),
+    Module("registrynames", "registry entries' second names in a shared root",
+           ("executor/host/entry.py", "executor/host/registry.py", "executor/host/replacefile.py"),
+           ("tests/unit/test_host_entry.py", "tests/integration/test_shared_root.py",
+            "tests/integration/test_registry.py"),
+           functions=("executor.host.entry.x_entry_name__mutmut_*", "executor.host.entry.x_name_tag__mutmut_*",
+                      "executor.host.entry.xǁRegistryEntryǁtagged_name__mutmut_*",
+                      "executor.host.entry.xǁRegistryEntryǁnamed__mutmut_*",
+                      "executor.host.entry.xǁRegistryEntryǁsame_supervisor__mutmut_*",
+                      "executor.host.registry.x__free_name__mutmut_*", "executor.host.registry.x__beside__mutmut_*",
+                      "executor.host.registry.xǁRegistryǁ_put__mutmut_*",
+                      "executor.host.registry.x__parsed__mutmut_*",
+                      "executor.host.replacefile.x_create_file__mutmut_*")),
+    Module("stall", "a shell check paused with its supervisor", ("executor/procs/commands.py",),
+           (*all_but("tests/faults/test_audit_health_stop.py",  # (not the HTTP check's)
+                      "test_an_http_check_in_flight_while_the_supervisor_is_stopped_passes"),
+            *(name for name in all_but("tests/integration/test_supervisor.py") if "::test_run_command" in name)),
+           functions=("executor.procs.commands.x__follow__mutmut_*", "executor.procs.commands.x__resumed__mutmut_*"),
+           children=True, subreaper=True),  # (a Supervisor's reaper: its shell checks' orphans)
+    # The seventeenth round: this session's new rules (docs/testing.md §4)
+    Module("claimsprune", "the port claims files of earlier boots", ("executor/host/lock.py",),
+           ("tests/integration/test_claims_prune.py", "tests/integration/test_registry.py",
+            "tests/integration/test_shared_root.py"),
+           functions=tuple(f"executor.host.lock.x_{f}__mutmut_*" for f in (
+               "claims_made", "_earlier_boot_removed", "recorded_host", "host_line"))),
+    Module("checkdeadline", "the TCP and HTTP checks' deadline", ("healthcheck/loopback.py",),
+           ("tests/unit/test_check_deadline.py", "tests/integration/test_health_checkers.py"),
+           functions=("healthcheck.loopback.xǁDeadlineǁ*__mutmut_*",)),
+    Module("closeraises", "a supervisor's close that raises", ("executor/procs/supervisor.py",),
+           ("tests/integration/test_close_raises.py", "tests/integration/test_close_kill.py",
+            "tests/integration/test_close_deadline.py"),
+           # (`close` and `_step` only: with `_close_task`, `_close_threads` and `_close_fds`, 132
+           # mutants at about 5 a minute on a shared machine)
+           functions=("executor.procs.supervisor.xǁSupervisorǁclose__mutmut_*", "executor.procs.supervisor.x__step__mutmut_*"),
+           subreaper=True),  # (a Supervisor's reaper)
+    # (not the token's other tests: their child is `stoker executor` whole, whose imports before
+    # the hiding one test counts, mutmut's trampoline among them)
+    Module("hideearly", "the token hidden first", ("executor/procs/hardening.py",),
+           ("tests/faults/test_token.py::test_hide_early_keeps_the_token_for_the_settings_erases_it_and_records_what_it_did",
+            "tests/faults/test_token.py::test_the_early_hiding_knows_every_secret_the_settings_know"),
+           functions=("executor.procs.hardening.x_hide_early__mutmut_*",), children=True),
+    # The eighteenth round: what round 17 left (docs/testing.md §4)
+    # (not the two close tests of 2 and 5 s: with them the row ran at about 5 mutants a minute)
+    Module("closesteps", "a supervisor's close, step by step", ("executor/procs/supervisor.py",),
+           ("tests/integration/test_close_raises.py", "tests/integration/test_close_deadline.py",
+            "tests/integration/test_close_steps.py",
+            *all_but("tests/integration/test_close_kill.py",
+                      "test_the_close_kills_a_process_forked_before_its_sigkill_while_another_cannot_die",
+                      "test_a_run_that_dies_after_its_close_kills_no_child_started_since")),
+           functions=tuple(f"executor.procs.supervisor.xǁSupervisorǁ{f}__mutmut_*" for f in (
+               "_close_task", "_close_threads", "_close_fds")),
+           subreaper=True),  # (a Supervisor's reaper)
+    Module("takein", "take_in's move-then-list walk", ("executor/procs/cgrouplife.py",),
+           ("tests/integration/test_cgroup_take_in.py",),
+           functions=("executor.procs.cgrouplife.x_take_in__mutmut_*", "executor.procs.cgrouplife.xǁ_Walkǁ*__mutmut_*"),
+           children=True),
+    Module("controlowner", "the control socket's chmod and .stoker's owner",
+           ("executor/host/control.py", "executor/host/sandbox.py"),
+           ("tests/integration/test_control_bind_planted.py", "tests/integration/test_control_owner_only.py"),
+           functions=("executor.host.control.x__owner_only__mutmut_*", "executor.host.control.x__a_socket__mutmut_*",
+                      "executor.host.sandbox.x_open_stoker_dir__mutmut_*", "executor.host.sandbox.x__foreign__mutmut_*"),
+           children=True),
+    # not its tests of the caller's `__future__` features: mutmut's trampoline is the caller then
+    Module("compiletext", "a config's text compiled", ("config/compiletext.py",),
+           all_but("tests/unit/test_compiletext.py", "test_a_text_compiles_to_the_code_compile_makes",
+                    "test_each_example_compiles_to_the_code_compile_makes", "test_without_the_c_function_it_is_compile_itself",
+                    "test_the_callers_future_features_are_inherited_as_compile_inherits_them")),
+    # The nineteenth round: the agent's routes (agenttls: what decides, not a context or a
+    # handshake), the code file's shared values (and the steps since taken out of
+    # `tls_settings`, `_parse` and `_write`)
+    Module("agenttls", "libprocess' SSL variables and the legacy check", ("executor/mesos/agenttls.py",),
+           ("tests/unit/test_agent_route.py", "tests/unit/test_agent_tls_rules.py"),
+           functions=tuple(f"executor.mesos.agenttls.x{f}__mutmut_*" for f in (
+               "ǁTlsSettingsǁname", "ǁTlsSettingsǁdescribe", "__lookup", "__boolean", "__text", "_tls_settings", "__or",
+               "__refuse_empty", "__refuse_mismatched", "_legacy_check", "__same_ip", "__words", "__guess"))),
+    Module("agentroute", "the agent's route", ("executor/mesos/agentroute.py",),
+           ("tests/unit/test_agent_route.py",)),
+    Module("nodocdumps", "the code file's shared values", ("executor/nodoccode.py",),
+           ("tests/unit/test_nodocs_compile.py", "tests/unit/test_nodocs_stream.py"),
+           functions=(*(f"executor.nodoccode.x_{f}__mutmut_*" for f in (
+               "_parse", "_leaf", "_value", "_occurrences", "_write", "dumps", "_alike")),
+               "executor.nodoccode.xǁ_Cursorǁ*__mutmut_*")),
+)
