@@ -34,12 +34,13 @@ run: $(STAMP)
 	$(BIN)/stoker run "$(EXAMPLE)" --sandbox "$(RUNS)/$$(basename "$(EXAMPLE)" .aurora)-$$(date +%Y%m%d-%H%M%S)"
 
 # The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
-# The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (CI's 2 cores); then
-# the end-to-end and fault tiers on as many, each module on one worker (--dist loadfile: its
-# module fixtures made once), but the tests marked `serial` (they look at something the whole
-# host shares), which run last, alone (docs/testing.md §13). A failure in one run still lets
-# the next ones run, and any fails the target.
-TEST_WORKERS ?= 2
+# The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (3 on CI's 2 cores:
+# the tests wait on processes, servers and timers about a third of their time, docs/testing.md
+# §13); then the end-to-end and fault tiers on as many, each module on one worker (--dist
+# loadfile: its module fixtures made once), but the tests marked `serial` (they look at
+# something the whole host shares), which run last, alone (§13). A failure in one run still
+# lets the next ones run, and any fails the target.
+TEST_WORKERS ?= 3
 LATER_TIERS  := --ignore=tests/unit --ignore=tests/integration
 test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) tests/unit tests/integration; status=$$?; \

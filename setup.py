@@ -110,7 +110,7 @@ setup(
                  # parser, tests/e2e/test_observe_metrics_prometheus.py): the tests' parser is
                  # ours; 0.4 gave samples their names and counters' families no _total
                  "prometheus_client>=0.4",
-                 # `make test` runs the unit and integration tiers on two workers (docs/testing.md
+                 # `make test` runs the unit and integration tiers on three workers (docs/testing.md
                  # §13); 3.6.1: 3.6.0 was withdrawn (yanked)
                  "pytest-xdist>=3.6.1"],
         # `make coverage` (docs/testing.md §14): a dev tool, never a runtime dependency;

@@ -35,12 +35,12 @@ OLDEST = (3, 11)
 # The start-up smoke: `stoker run` of a job and `stoker executor` under the agent
 # simulator, with the import budget of each (module sets, the same on every version).
 DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py", "tests/e2e/test_startup_imports_early.py"]
-# --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 2): the unit
-# and integration tiers on two workers, the later ones each module on one worker but the tests
+# --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 3): the unit
+# and integration tiers on three workers, the later ones each module on one worker but the tests
 # marked `serial`, then those alone
 LATER_TIERS = ["--ignore=tests/unit", "--ignore=tests/integration"]
-TIER_RUNS = [["-n", "2", "tests/unit", "tests/integration"],
-             ["-n", "2", "--dist", "loadfile", "-m", "not serial", *LATER_TIERS],
+TIER_RUNS = [["-n", "3", "tests/unit", "tests/integration"],
+             ["-n", "3", "--dist", "loadfile", "-m", "not serial", *LATER_TIERS],
              ["-m", "serial", *LATER_TIERS]]
 
 
@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--python", action="append", default=[], metavar="PATH",
                         help="test with this interpreter (instead of looking for them)")
     parser.add_argument("--tiers", action="store_true",
-                        help="every tier, as `make test` runs them (two workers, the serial tests last)")
+                        help="every tier, as `make test` runs them (three workers, the serial tests last)")
     args, pytest_args = parser.parse_known_args(argv)
     pythons = others(args.python or candidates(), (sys.version_info[0], sys.version_info[1]))
     if not pythons:

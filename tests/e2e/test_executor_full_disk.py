@@ -87,11 +87,19 @@ def test_the_executors_own_log_on_a_full_sandbox_keeps_whole_lines_and_says_what
     launch(agent, data, env_overrides={"PYTHONUNBUFFERED": "1"})
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)
     filler = limits.fill(fs)
-    for n in range(60):  # one `framework_message` line each: until the log's last page is full
+    def page_full() -> bool:
+        return agent.log_path.stat().st_size % 4096 == 0
+
+    # one `framework_message` line each, each written (or the page full) before the next is
+    # sent, until the log's last page is full: a page's rest takes up to ~60 of them (was: 60
+    # sent at once, then 5 s for the last page to fill, which a loaded host's executor missed)
+    for n in range(150):
         agent.message(b"x" * n)
-        if agent.log_path.stat().st_size % 4096 == 0:
+        wait_for(lambda n=n: page_full() or re.search(rf" framework_message bytes={n}$", agent.executor_log(), re.M),
+                 10, message=f"framework message {n} neither logged nor cut by the full page")
+        if page_full():
             break
-    wait_for(lambda: agent.log_path.stat().st_size % 4096 == 0, 5, message="the log never filled its page")
+    assert page_full(), "the log never filled its page"
     agent.message(b"lost")
     filler.unlink()
     agent.message(b"a" * 100)

@@ -66,10 +66,10 @@ def _frozen_agent(port: int) -> socket.socket:
 def test_a_frozen_agent_still_ends_the_executor_at_the_recovery_timeout(sim, figures):
     sim.launch_executor(EXECUTOR, cwd=sim.sandbox, recovery_timeout="1secs", backoff_max="200ms")
     wait_for(lambda: " registered agent=" in sim.executor_log(), 15)  # the stream is the executor's
+    lost_at = time.monotonic()  # before the crash: the executor's clock starts as it sees it
     sim.crash()
     frozen = _frozen_agent(sim.port)
     try:
-        lost_at = time.monotonic()
         assert sim.wait_exit(10) == 4  # the agent is lost for good
         took = time.monotonic() - lost_at
     finally:
