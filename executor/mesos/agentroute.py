@@ -108,7 +108,7 @@ def ssl_variables(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
         for variable in sorted(environ):
             name = variable[len(prefix):].lower()
             known = name.isascii() and name.removeprefix("no-") in SSL_FLAGS
-            if variable.startswith(prefix) and known and environ[variable] is not None:  # a test's None: unset
+            if variable.startswith(prefix) and known:
                 found[name] = (variable, environ[variable])
     for name, (variable, value) in sorted(found.items()):
         flag = name.removeprefix("no-")

@@ -17,7 +17,7 @@ from executor.mesos.agenttls import client_context, tls_settings
 from executor.mesos.transport import AgentTransport, Outcome
 from executor.mesos.wire import Calls
 from tests.support.agent_sim import AgentSimulator
-from tests.support.agent_tls import agent_context, cert, client_env, key
+from tests.support.agent_tls import agent_context, agent_environ, cert, client_env, key
 
 
 def _context_error(environ: dict[str, str], fifo: str) -> str:
@@ -131,8 +131,7 @@ def ca_dir(tmp_path):
 
 
 def _subscribe_verified(sim: AgentSimulator, ca_dir: str) -> object:
-    environ = {"MESOS_SLAVE_PID": f"slave(1)@{sim.endpoint}",
-               **client_env(None, verify_server_cert="1", ca_dir=ca_dir)}
+    environ = agent_environ(sim.endpoint, client_env(None, verify_server_cert="1", ca_dir=ca_dir))
     transport = AgentTransport(agent_route(sim.endpoint, environ, "/"))  # builds the context
     body = Calls(sim.framework_id, sim.executor_id).subscribe([], [])
     return transport, lambda: transport.subscribe(body, 1.0, 1.0)

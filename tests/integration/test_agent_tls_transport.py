@@ -13,7 +13,7 @@ from executor.mesos.agentroute import AgentRoute, agent_route
 from executor.mesos.transport import AgentTransport, Outcome, StreamBroken
 from executor.mesos.wire import Calls
 from tests.support.agent_sim import AgentSimulator
-from tests.support.agent_tls import agent_context, cert, client_env
+from tests.support.agent_tls import agent_context, agent_environ, cert, client_env
 from tests.support.waiting import wait_for
 
 TOKEN = "tls-t0ken"
@@ -25,9 +25,8 @@ def tls_agent(tmp_path):
         yield sim
 
 
-def _transport(sim: AgentSimulator, environ: dict[str, str]) -> AgentTransport:
-    environ = {"MESOS_SLAVE_PID": f"slave(1)@{sim.endpoint}", **environ}
-    return AgentTransport(agent_route(sim.endpoint, environ, str(sim.sandbox)), TOKEN)
+def _transport(sim: AgentSimulator, env: dict[str, str | None]) -> AgentTransport:
+    return AgentTransport(agent_route(sim.endpoint, agent_environ(sim.endpoint, env), str(sim.sandbox)), TOKEN)
 
 
 def _subscribe(sim: AgentSimulator, transport: AgentTransport):
@@ -263,8 +262,7 @@ def test_a_frozen_tls_agent_does_not_hold_the_subscribe_past_its_timeouts(handsh
         acceptor = threading.Thread(target=accept)
         acceptor.start()
         endpoint = f"127.0.0.1:{server.getsockname()[1]}"
-        environ = {"MESOS_SLAVE_PID": f"slave(1)@{endpoint}", **client_env(None)}
-        transport = AgentTransport(agent_route(endpoint, environ, "/"), TOKEN)
+        transport = AgentTransport(agent_route(endpoint, agent_environ(endpoint, client_env(None)), "/"), TOKEN)
         started = time.monotonic()
         result, stream = transport.subscribe(b"{}", 0.5, 0.5)
         took = time.monotonic() - started

@@ -41,3 +41,10 @@ def client_env(name: str | None = "client", **switches: str) -> dict[str, str | 
     if name is not None:
         env |= {"LIBPROCESS_SSL_CERT_FILE": cert(name), "LIBPROCESS_SSL_KEY_FILE": key(name)}
     return env | {f"LIBPROCESS_SSL_{k.upper()}": v for k, v in switches.items()}
+
+
+
+def agent_environ(endpoint: str, env: dict[str, str | None]) -> dict[str, str]:
+    """The environment an in-process `agent_route` reads for an agent at `endpoint`: its
+    MESOS_SLAVE_PID and `env` (`client_env`'s), the variables it unsets (None) left out."""
+    return {"MESOS_SLAVE_PID": f"slave(1)@{endpoint}", **{k: v for k, v in env.items() if v is not None}}
