@@ -111,7 +111,7 @@ LATER_ROWS = (
     Module("agenttls", "libprocess' SSL variables and the legacy check", ("executor/mesos/agenttls.py",),
            ("tests/unit/test_agent_route.py", "tests/unit/test_agent_tls_rules.py"),
            functions=tuple(f"executor.mesos.agenttls.x{f}__mutmut_*" for f in (
-               "ǁTlsSettingsǁname", "ǁTlsSettingsǁdescribe", "__lookup", "__boolean", "__text", "_tls_settings", "__or",
+               "ǁTlsSettingsǁname", "ǁTlsSettingsǁdescribe", "__boolean", "__text", "_tls_settings", "__or",
                "__refuse_empty", "__refuse_mismatched", "_legacy_check", "__same_ip", "__words", "__guess"))),
     Module("agentroute", "the agent's route", ("executor/mesos/agentroute.py",),
            ("tests/unit/test_agent_route.py",)),

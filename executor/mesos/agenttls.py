@@ -218,13 +218,19 @@ def _regular(variable: str, path: str | None, what: str = "") -> None:
     """ValueError when `path` exists and is not a regular file: OpenSSL would open a FIFO
     and wait for a writer for ever, the executor's start with it. A missing file or a
     directory is left to OpenSSL's own words."""
-    try:
-        mode = os.stat(path).st_mode if path else stat.S_IFREG
-    except OSError:
-        return
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if path and _may_block(path):
         raise ValueError(f"{variable}={quoted(path or '')} is not a regular file{what}: "
                          "opening it could block for ever")
+
+
+def _may_block(path: str) -> bool:
+    """`path` (a link: what it names, as OpenSSL opens it) is there and is neither a regular
+    file nor a directory: a FIFO, whose open waits for a writer, or a device."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def ca_dir_unsafe(settings: TlsSettings) -> str | None:
@@ -245,11 +251,7 @@ def ca_dir_unsafe(settings: TlsSettings) -> str | None:
             if not (dot and len(subject) == 8 and all(c in "0123456789abcdef" for c in subject)
                     and suffix.removeprefix("r").isdecimal() and suffix.removeprefix("r").isascii()):
                 continue
-            try:
-                mode = os.stat(entry.path).st_mode  # a link: what it names, as OpenSSL opens it
-            except OSError:
-                continue
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if _may_block(entry.path):
                 return (f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} holds {entry.name}, which is not "
                         "a regular file: OpenSSL would open it during a handshake, which could block for ever")
     return None
@@ -357,7 +359,8 @@ class ReverseNames:
             if found[0] is None:
                 self._lookups.pop(ip, None)
             warn = took > SLOW_DNS_WARN_SECS and ip not in self._warned
-            self._warned.update([ip] if warn else [])
+            if warn:
+                self._warned.add(ip)
         done.set()
         if warn:
             log_event(logger, logging.WARNING, "agent_reverse_dns_slow", address=ip, took_ms=round(took * 1000),
