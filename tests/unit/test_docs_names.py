@@ -97,6 +97,17 @@ def test_every_module_name_and_class_member_named_is_defined(page):
 
 
 @pytest.mark.parametrize("page", PAGES)
+def test_every_name_given_after_its_module_file_is_defined_there(page):
+    """"`procs/earlyfork.py` `spawn_in`", "`identity.py`'s `of_this_host`"."""
+    wrong = []
+    for file, name in re.findall(r"`([\w/]+\.py)`(?:'s)? `([A-Za-z_]\w*)`", TEXT[page]):
+        paths = [p for p in SOURCES if str(p.relative_to(REPO)) == file or str(p).endswith("/" + file)]
+        if not any(re.search(rf"^\s*(?:def|class)\s+{name}\b|^{name}\s*[:=]", SOURCES[p], re.M) for p in paths):
+            wrong.append(f"{file} {name}")
+    assert wrong == [], f"{page} names what its module does not define: {wrong}"
+
+
+@pytest.mark.parametrize("page", PAGES)
 def test_every_variable_named_is_read(page):
     code = "\n".join(SOURCES.values())
     named = set(re.findall(r"\b((?:STOKER|MESOS)_[A-Z0-9_]*[A-Z0-9])\b", TEXT[page])) - NOT_READ
