@@ -2,7 +2,8 @@
 command's row of their command tables names is one of that command's, every `--flag` they
 name anywhere is one of Stoker's (or another tool's, listed below), and every flag of every
 command is named in docs/contract.md or, for the announcer's (which the contract leaves to
-it), in the README's "Service discovery".
+it), in the README's "Service discovery". Every `--flag` docs/mesos.md, docs/aurora.md
+and docs/design.md name is Stoker's too, or another program's listed below.
 """
 from __future__ import annotations
 
@@ -149,3 +150,26 @@ def test_each_setting_s_variable_and_default_are_its_flag_s():
                 assert said.group(1) == helped.group(1), (command, flags, said.group(1), helped.group(1))
                 checked += 1
     assert checked >= 20
+
+
+# Flags of other programs that docs/mesos.md, docs/aurora.md and docs/design.md name: the
+# Mesos agent's, `mesos-containerizer launch`'s, Thermos', Aurora's client's, `unshare`'s and
+# the test processes' (`tests/support/fake_task.py`).
+OTHERS = {
+    "docs/mesos.md": {"--authenticate_http_executors", "--executor_environment_variables",
+                      "--executor_registration_timeout", "--executor_reregistration_timeout",
+                      "--http_executor_domain_sockets", "--recover"},
+    "docs/aurora.md": {"--command", "--executor-sandbox", "--launch_info", "--rootfs", "--runtime_directory",
+                       "--setuid", "--unshare_namespace_mnt", "--user", "--working_directory"},
+    "docs/design.md": {"--time", "--daemonize-child", "--exit-after", "--exit-code", "--ignore-sigterm",
+                       "--serve-health"},
+}
+
+
+@pytest.mark.parametrize("page", sorted(OTHERS))
+def test_every_flag_the_design_pages_name_is_stokers_or_named_as_anothers(page):
+    """Outside their drawings (```), whose arrows are no flags."""
+    text = re.sub(r"```.*?```", "", (REPO / page).read_text(), flags=re.S)
+    have = set().union(*map(_flags, _commands().values())) | {"--version", "--help"}
+    named = set(FLAG.findall(text)) - OTHERS[page]
+    assert sorted(f for f in named if not (f in have or (f.endswith("-") and any(h.startswith(f) for h in have)))) == []
