@@ -32,7 +32,7 @@ Import rules (tests/unit/test_layering.py fails on a wrong-way import):
     cli → {mesos, local, observe} → task → host → procs;   everything may import events and logs
     mesos and local never import each other: two front-ends over one task API; observe
     imports neither (it only reads)
-    procs never imports task: it posts events through the callbacks it is given
+    procs imports neither task nor host: it posts events through the callbacks it is given
     host never imports task: its control thread posts events to the owner's queue
     executor/ may use healthcheck/ and config/; healthcheck/ uses config/ only;
     config/ uses neither

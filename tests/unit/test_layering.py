@@ -3,7 +3,7 @@
 The rules are the ones `executor/__init__.py` states:
 
     cli → {mesos, local, observe} → task → host → procs;   events and logs are shared by all
-    mesos and local never import each other; procs never imports task
+    mesos and local never import each other; procs imports neither task nor host
     executor/ may use healthcheck/ and config/; healthcheck/ uses config/ only;
     config/ uses neither
 
