@@ -6,10 +6,9 @@ the processes run as (an Aurora task as its role when the executor is root, as T
 in a sandbox given to that user; anything else as the executor's user), then
 TaskOwner.run() with a reporter that turns every task-level update into a Mesos status
 update (and, with --announcer-ensemble, the task's ServerSet announcement in ZooKeeper).
-Any error before the owner starts becomes TASK_FAILED with the message (no process
-starts). KILL and SHUTDOWN become kill requests; the process exits once the terminal update
-is acknowledged, or after a bounded wait.
-The process around it (its main thread, signals, exit status) is `process.py`.
+Any error before the owner starts becomes TASK_FAILED with the message (no process starts).
+KILL and SHUTDOWN become kill requests; the process exits once the terminal update is
+acknowledged, or after a bounded wait. Its main thread, signals and exit status: `process.py`.
 """
 from __future__ import annotations
 
@@ -173,15 +172,15 @@ class StokerExecutor:
     def frameworkMessage(self, driver: ExecutorDriver, data: bytes) -> None:
         log_event(logger, logging.INFO, "framework_message", bytes=len(data))
 
-    def shutdown(self, driver: ExecutorDriver) -> None:
-        """SHUTDOWN (or a stop signal): kill the task, skipping the lifecycle endpoints, with
-        the agent's grace less `SHUTDOWN_MARGIN_SECS`; at that grace's end whatever still runs
-        is SIGKILLed, final processes included (`kill_all_at`, a deadline the task's owner
-        keeps), so that TASK_KILLED reaches the agent before it destroys the container
-        (docs/mesos.md §16). A second (a signal after SHUTDOWN) counts from the first, as
-        the agent does: it gives no more time. One step under the lock: a SHUTDOWN (the
-        driver's thread) and a signal (the main thread) at once both saw none yet, and the
-        later write won (the grace counted from the second)."""
+    def shutdown(self, driver: ExecutorDriver, *, cause: str | None = None) -> None:
+        """SHUTDOWN (a stop signal: `cause`; the driver giving up on the agent: its `ending`):
+        kill the task without the lifecycle endpoints within the agent's grace less
+        `SHUTDOWN_MARGIN_SECS`, then SIGKILL what still runs, final processes included
+        (`kill_all_at`, a deadline the owner keeps), so that TASK_KILLED reaches the agent before
+        it destroys the container (docs/mesos.md §16). A second (a signal after SHUTDOWN) counts
+        from the first, as the agent does. One step under the lock: a SHUTDOWN (the driver's
+        thread) and a signal (the main thread) at once both saw none yet, and the later write
+        won (the grace counted from the second)."""
         with self._lock:
             now = time.monotonic()
             first = self.shutdown_at is None
@@ -196,8 +195,9 @@ class StokerExecutor:
         if self._task_id is None:
             self._on_done()
             return
-        self._kill(PendingKill("executor shutting down (SHUTDOWN)", grace, use_lifecycle=False,
-                               kill_all_at=kill_all_at))
+        ending = None if driver.shutdown_received else driver.ending  # a lost agent's: why
+        cause = cause or (ending.value if ending else "SHUTDOWN")
+        self._kill(PendingKill(f"executor shutting down ({cause})", grace, use_lifecycle=False, kill_all_at=kill_all_at))
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)
@@ -447,3 +447,4 @@ class StokerExecutor:
                       error=f"{type(exc).__name__}: {exc}", exc_info=not owned)
         if not reported:
             driver.send_status_update(tid, TaskState.FAILED, reason)
+

@@ -228,7 +228,7 @@ def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
                 signalled = True
                 log_event(logger, logging.WARNING, "signal", signal=signal.Signals(signum).name,
                           reason="treated as SHUTDOWN")
-                executor.shutdown(driver)
+                executor.shutdown(driver, cause=f"{signal.Signals(signum).name}, treated as SHUTDOWN")
             case _:
                 assert_never(wakeup)
 

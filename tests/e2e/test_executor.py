@@ -270,6 +270,8 @@ def test_checkpoint_off_exits_at_the_first_disconnect(agent, tmp_path):
     said = [line for line in agent.executor_log().splitlines() if "disconnected" in line]
     assert len(said) == 1 and " WARNING " in said[0] and "mesos_disconnected" in said[0], said
     assert "reason=" in said[0]
+    # The kill says why: the agent was lost, not a SHUTDOWN it never sent.
+    assert 'reason="executor shutting down (gave up on an agent it had been subscribed to)"' in agent.executor_log()
 
 
 def test_agent_down_longer_than_the_recovery_timeout_kills_the_task_and_exits(agent, tmp_path):
@@ -304,7 +306,8 @@ def test_a_signal_is_treated_as_shutdown_and_exits_0(agent, tmp_path, signum):
     agent._proc.send_signal(signum)
     killed = agent.wait_for_state("task-1", "TASK_KILLED", 5)
     assert agent.wait_exit(5) == 0
-    assert "SHUTDOWN" in killed.message and not live(pids)
+    assert killed.message == f"executor shutting down ({signal.Signals(signum).name}, treated as SHUTDOWN)"
+    assert not live(pids)
     log = agent.executor_log()
     assert f"signal={signal.Signals(signum).name}" in log and "treated as SHUTDOWN" in log
     assert "executor_exit status=0" in log
@@ -318,7 +321,7 @@ def test_a_signal_taken_by_another_thread_is_still_treated_as_shutdown(agent, tm
     signal_a_worker_thread(agent._proc.pid, signal.SIGTERM)
     killed = agent.wait_for_state("task-1", "TASK_KILLED", 5)
     assert agent.wait_exit(5) == 0
-    assert "SHUTDOWN" in killed.message
+    assert killed.message == "executor shutting down (SIGTERM, treated as SHUTDOWN)"
     assert "signal=SIGTERM" in agent.executor_log()
 
 

@@ -18,7 +18,11 @@ pytestmark = pytest.mark.timeout(30)
 
 
 class _Driver:
-    """The agent's side of an executor under test: the updates it was sent."""
+    """The agent's side of an executor under test: the updates it was sent (a `shutdown` is
+    the agent's SHUTDOWN)."""
+
+    shutdown_received = True
+    ending = None
 
     def __init__(self) -> None:
         self.updates: list[tuple[str, object, str]] = []
