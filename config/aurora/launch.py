@@ -175,8 +175,10 @@ def bind_aurora(launch: AuroraLaunch, fallback_hostname: str = "localhost") -> B
 
 def _unbound_message(exc: BindError, launch: AuroraLaunch) -> str:
     parts = []
-    if exc.unbound:
-        shown = " ".join(cut(ref, 80) for ref in exc.unbound[:20])
+    ports = {"{{thermos.ports[" + name + "]}}" for name in exc.missing_ports}  # Aurora binds these with dummies
+    unbound = [ref for ref in exc.unbound if ref not in ports]
+    if unbound:
+        shown = " ".join(cut(ref, 80) for ref in unbound[:20])
         parts.append(f"Unexpected unbound refs: {shown}. Make sure you are not nesting template variables.")
     if exc.missing_ports:
         assigned = ", ".join(f"{k}={v}" for k, v in sorted(launch.task.assigned_ports.items())) or "none"

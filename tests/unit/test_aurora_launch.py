@@ -174,6 +174,19 @@ def test_an_unusable_aurora_task_is_refused_in_words(tmp_path, case):
         prepare_launch(info, task_id=TID, hostname="h", framework_user=None)
 
 
+@pytest.mark.parametrize("cmdline, refs", [("run {{thermos.ports[web]}}", ""),
+                                            ("run {{thermos.ports[web]}} {{mystery}}", "{{mystery}}")])
+def test_a_missing_port_is_named_once_as_a_port_not_among_aurora_s_unbound_refs(tmp_path, cmdline, refs):
+    """Aurora's executor binds every port reference with a dummy before it looks for unbound
+    refs, so its "Unexpected unbound refs" never lists one: a missing port is named as such."""
+    job = _with(tmp_path, lambda d: d["task"]["processes"][0].update(cmdline=cmdline))
+    with pytest.raises(ConfigError) as caught:
+        launched(assigned_task(job, role="www-data", ports={"http": 31001}, task_id=TID))
+    unexpected = f"Unexpected unbound refs: {refs}. Make sure you are not nesting template variables. " if refs else ""
+    assert str(caught.value) == (f"Aurora task {TID}: {unexpected}the task requires unbound ports: web (the "
+                                 "scheduler assigned http=31001; through the Announcer's portmap: health=31001, http=31001)")
+
+
 def test_prepare_launch_takes_either_form(tmp_path):
     aurora = prepare_launch(make_task_info(TID, data(tmp_path, host="agent2")), task_id=TID, hostname="mine",
                             framework_user="fw")
