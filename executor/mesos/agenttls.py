@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import re
 import socket
 import ssl
 import stat
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_CIPHERS = ("AES128-SHA:AES256-SHA:RC4-SHA:DHE-RSA-AES128-SHA:DHE-DSS-AES128-SHA:"
                    "DHE-RSA-AES256-SHA:DHE-DSS-AES256-SHA")
 SCHEMES = ("legacy", "openssl")
+# A CA directory's entry OpenSSL opens: <subject hash>.N, a CRL <subject hash>.rN (by_dir.c)
+_HASHED = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")
 SLOW_DNS_WARN_SECS = 0.1  # libprocess' SLOW_DNS_WARN_THRESHOLD (openssl.cpp): slower is a warning
 # libprocess' switches, oldest first, with their defaults; SSLv3 is not there: OpenSSL 3
 # has none to enable (ENABLE_SSL_V3 is ignored, README "Running on Mesos").
@@ -247,11 +250,7 @@ def ca_dir_unsafe(settings: TlsSettings) -> str | None:
         return None
     with entries:
         for entry in entries:
-            subject, dot, suffix = entry.name.partition(".")
-            if not (dot and len(subject) == 8 and all(c in "0123456789abcdef" for c in subject)
-                    and suffix.removeprefix("r").isdecimal() and suffix.removeprefix("r").isascii()):
-                continue
-            if _may_block(entry.path):
+            if _HASHED.fullmatch(entry.name) and _may_block(entry.path):
                 return (f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} holds {entry.name}, which is not "
                         "a regular file: OpenSSL would open it during a handshake, which could block for ever")
     return None
@@ -357,7 +356,7 @@ class ReverseNames:
         took = time.monotonic() - started
         with self._lock:
             if found[0] is None:
-                self._lookups.pop(ip, None)
+                del self._lookups[ip]  # (put there before this thread started)
             warn = took > SLOW_DNS_WARN_SECS and ip not in self._warned
             if warn:
                 self._warned.add(ip)
