@@ -42,9 +42,9 @@ def test_with_no_thread_to_be_had_a_line_is_written_at_once_and_its_failure_told
     assert isinstance(error, ValueError) and "closed file" in str(error)
 
 
-@pytest.mark.parametrize("stream, cleared", [(_Unsure(), ""), (io.StringIO(), ""), (_Terminal(), "\r\x1b[2K")])
-def test_the_note_on_dropped_lines_clears_the_line_on_a_terminal_only(stream, cleared):
-    spool = Spool(limit=5)
+@pytest.mark.parametrize("kind, cleared", [(_Unsure, ""), (io.StringIO, ""), (_Terminal, "\r\x1b[2K")])
+def test_the_note_on_dropped_lines_clears_the_line_on_a_terminal_only(kind, cleared):
+    spool, stream = Spool(limit=5), kind()
     spool.put(stream, "123456\n", lambda exc: None)  # past the limit: dropped
     spool.put(stream, "ok\n", lambda exc: None)
     assert spool.drain(5.0)
