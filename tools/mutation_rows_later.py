@@ -142,15 +142,17 @@ LATER_ROWS = (
            ("tests/integration/test_console.py", "tests/integration/test_own_log_full_disk.py",
             "tests/integration/test_run_logs.py", "tests/faults/test_audit_ioerrors_logs.py",
             "tests/integration/test_spool_rules.py")),
-    # (five tests of test_codecache.py, each a child that installs the cache: every mutant runs
-    # them all, about 5 s; with the whole file, 18 s a mutant)
+    # (five tests of test_codecache.py, each a child that installs the cache, with attrsmethods'
+    # children and the steps served in this process: every mutant runs them all; with the
+    # whole of test_codecache.py, 18 s a mutant)
     Module("attrssteps", "attrs' steps the code cache serves", ("executor/attrssteps.py",),
-           tuple(f"tests/integration/test_codecache.py::{name}" for name in (
+           (*(f"tests/integration/test_codecache.py::{name}" for name in (
                "test_a_second_process_serves_every_class_from_the_file_and_they_behave_as_compiled",
                "test_a_traceback_through_a_served_init_names_its_file_and_line",
                "test_the_fields_of_every_class_read_as_attrs_own_from_one_shared_class",
                "test_served_methods_keep_the_globals_they_read_and_no_columns_nor_docstrings",
                "test_attrs_step_without_locals_defines_in_the_globals_it_was_given")),
+           "tests/integration/test_attrsmethods.py", "tests/unit/test_attrssteps_serve.py"),
            children=True),
     Module("observerhost", "the observer's refusal of another name", ("executor/observe/routes.py",),
            ("tests/unit/test_observe_routes.py",), functions=("executor.observe.routes.x_route__mutmut_*",)),
