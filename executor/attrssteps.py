@@ -150,7 +150,7 @@ def _served_by(code_for: CodeFor) -> Callable[..., None]:
                          locs: Mapping[str, object] | None = None, filename: str = "") -> None:
         code = code_for(script, filename)
         if globs is None:
-            eval(code, globs, locs)  # attrs' own step, served
+            eval(code, None, locs)  # attrs' own step, served
             return
         read = _read_by(code, globs)
         eval(code, read, locs)

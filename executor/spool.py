@@ -165,7 +165,7 @@ def spool() -> Spool:
         return _spool
 
 
-def drain_spool(idle_secs: float = 2.0) -> bool:
+def drain_spool(idle_secs: float) -> bool:
     """At exit: False when what is spooled could not all be written (see `Spool.drain`).
     Called through `executor.logs.drain_spool`, which loads no spool where none was made."""
     return _spool is None or _spool.drain(idle_secs)

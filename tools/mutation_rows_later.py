@@ -114,10 +114,46 @@ LATER_ROWS = (
                "ǁTlsSettingsǁname", "ǁTlsSettingsǁdescribe", "__boolean", "__text", "_tls_settings", "__or",
                "__refuse_empty", "__refuse_mismatched", "_legacy_check", "__same_ip", "__words", "__guess"))),
     Module("agentroute", "the agent's route", ("executor/mesos/agentroute.py",),
-           ("tests/unit/test_agent_route.py",)),
+           ("tests/unit/test_agent_route.py", "tests/unit/test_agent_ssl_names.py")),
     Module("nodocdumps", "the code file's shared values", ("executor/nodoccode.py",),
            ("tests/unit/test_nodocs_compile.py", "tests/unit/test_nodocs_stream.py"),
            functions=(*(f"executor.nodoccode.x_{f}__mutmut_*" for f in (
                "_parse", "_leaf", "_value", "_occurrences", "_write", "dumps", "_alike")),
                "executor.nodoccode.xǁ_Cursorǁ*__mutmut_*")),
+    # The twentieth round: the last stop's new code (the CA directory's entries and the slow
+    # lookup's warning, stoker inspect's bounded load, stoker tail's listings, the spool out of
+    # logs.py and attrs' steps out of codecache.py, which no row had mutated, the observer's 403)
+    Module("agentcadir", "the CA directory's entries and the slow reverse lookup", ("executor/mesos/agenttls.py",),
+           ("tests/integration/test_agent_tls_files.py", "tests/integration/test_agent_ca_dir.py",
+            *(f"tests/integration/test_agent_tls_transport.py::{name}" for name in (
+                "test_a_slow_reverse_dns_lookup_is_one_warning_naming_the_address_and_its_time",
+                "test_a_slow_lookup_that_finds_no_name_is_made_again_but_warned_of_once"))),
+           functions=tuple(f"executor.mesos.agenttls.x{f}__mutmut_*" for f in (
+               "__may_block", "__regular", "_ca_dir_unsafe", "ǁReverseNamesǁ_look_up"))),
+    Module("loadbounded", "stoker inspect's load bounded", ("executor/cli/apart.py",),
+           ("tests/e2e/test_inspect_apart.py::test_a_config_that_never_finishes_is_stopped_with_the_line_it_was_running",
+            "tests/unit/test_inspect_bound.py"),
+           functions=("executor.cli.apart.x_load_bounded__mutmut_*",), children=True),
+    Module("tailmissing", "stoker tail's kept attempts and processes", ("executor/cli/tail.py", "executor/local/attempts.py"),
+           ("tests/integration/test_tail.py",),
+           functions=("executor.cli.tail.x__no_log__mutmut_*", "executor.cli.tail.x__others__mutmut_*",
+                      "executor.local.attempts.x_kept_numbers__mutmut_*")),
+    Module("spool", "stoker run's spool", ("executor/spool.py",),
+           ("tests/integration/test_console.py", "tests/integration/test_own_log_full_disk.py",
+            "tests/integration/test_run_logs.py", "tests/faults/test_audit_ioerrors_logs.py",
+            "tests/integration/test_spool_rules.py")),
+    # (five tests of test_codecache.py, each a child that installs the cache, with attrsmethods'
+    # children and the steps served in this process: every mutant runs them all; with the
+    # whole of test_codecache.py, 18 s a mutant)
+    Module("attrssteps", "attrs' steps the code cache serves", ("executor/attrssteps.py",),
+           (*(f"tests/integration/test_codecache.py::{name}" for name in (
+               "test_a_second_process_serves_every_class_from_the_file_and_they_behave_as_compiled",
+               "test_a_traceback_through_a_served_init_names_its_file_and_line",
+               "test_the_fields_of_every_class_read_as_attrs_own_from_one_shared_class",
+               "test_served_methods_keep_the_globals_they_read_and_no_columns_nor_docstrings",
+               "test_attrs_step_without_locals_defines_in_the_globals_it_was_given")),
+           "tests/integration/test_attrsmethods.py", "tests/unit/test_attrssteps_serve.py"),
+           children=True),
+    Module("observerhost", "the observer's refusal of another name", ("executor/observe/routes.py",),
+           ("tests/unit/test_observe_routes.py",), functions=("executor.observe.routes.x_route__mutmut_*",)),
 )

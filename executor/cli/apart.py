@@ -22,8 +22,8 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from config import warnfilters
 from config.errors import ConfigError, ConfigTimeout
@@ -33,6 +33,7 @@ from executor.local.planahead import read_answer
 from executor.procs.earlyfork import die_with
 
 _DONE = b"d"
+_T = TypeVar("_T")
 LOAD_TIMEOUT_SECS = 60.0  # as `stoker run`'s planning child (executor/local/planning.PLAN_TIMEOUT_SECS)
 _in_child = False  # set in the child: only there is the config's load bounded
 _STOPS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}  # held while the fork is made
@@ -97,19 +98,18 @@ def _child(command: Callable[[], int], write_end: int, parent: int, mask: set) -
             os._exit(code)
 
 
-@contextlib.contextmanager
-def load_bounded(source: str) -> Iterator[None]:
-    """The config's load, in the child, stopped after LOAD_TIMEOUT_SECS as `stoker run`'s
-    planning is: `while True: pass` ran `stoker inspect` for ever. The loader names the line
-    that was running; a file that never ends (a FIFO) has none to name."""
+def load_bounded(source: str, load: Callable[[], _T]) -> _T:
+    """`load()`, the config's load, in the child stopped after LOAD_TIMEOUT_SECS as `stoker
+    run`'s planning is: `while True: pass` ran `stoker inspect` for ever. The loader names the
+    line that was running; a file that never ends (a FIFO) has none to name. (A plain function,
+    not a context manager: mutmut mutates no decorated function.)"""
     if not _in_child:
-        yield
-        return
+        return load()
     from executor.local.planning import bounded  # only for a config: `--task-info` loads none
 
     try:
         with bounded(LOAD_TIMEOUT_SECS):
-            yield
+            return load()
     except ConfigTimeout:
         raise ConfigError(f"{source}: the job was still not loaded after {LOAD_TIMEOUT_SECS:g} s (a config "
                           "file that never ends, such as a FIFO nobody writes to?), so loading was stopped") from None

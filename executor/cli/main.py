@@ -345,8 +345,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bind {exc}") from None
     from executor.cli.apart import load_bounded
 
-    with load_bounded(quoted(args.config)):
-        job = load_job(args.config, args.jobkey, bindings)
+    job = load_bounded(quoted(args.config), lambda: load_job(args.config, args.jobkey, bindings))
     check_bound(job, quoted(args.config))
     if args.json:
         sys.stdout.write(encode(job).decode("utf-8") + "\n")

@@ -187,7 +187,7 @@ def _no_log(logs: ProcessLogs, number: int | None, runs: list[int]) -> str:
         return (f"{where} does not exist: this sandbox {has} (stoker run keeps the logs of the first "
                 f"attempt and of the last --keep-attempts ones as .logs.attempt-N, N from 0)")
     if number is not None and runs and 0 < number < runs[-1] and number not in runs:
-        shown = ", ".join(str(r) for r in runs[:1]) + (f", {runs[1]}–{runs[-1]}" if len(runs) > 1 else "")
+        shown = ", ".join(map(str, runs)) if len(runs) <= 2 else f"{runs[0]}, {runs[1]}–{runs[-1]}"
         return (f"the log of run {number} of process {quoted(logs.process)} was removed: a process keeps "
                 f"its first run's logs and its last {KEEP_RUNS} runs' (in {where}: runs {shown})")
     what = f"run {number}" if number is not None else "any run"

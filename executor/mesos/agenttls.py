@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import re
 import socket
 import ssl
 import stat
@@ -37,7 +38,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_CIPHERS = ("AES128-SHA:AES256-SHA:RC4-SHA:DHE-RSA-AES128-SHA:DHE-DSS-AES128-SHA:"
                    "DHE-RSA-AES256-SHA:DHE-DSS-AES256-SHA")
 SCHEMES = ("legacy", "openssl")
-SLOW_DNS_WARN_SECS = 0.1  # libprocess' SLOW_DNS_WARN_THRESHOLD (openssl.cpp): slower is a warning
+# A CA directory's entry OpenSSL opens: <subject hash>.N, a CRL <subject hash>.rN (by_dir.c)
+_HASHED = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")
+SLOW_DNS_WARN_MS = 100  # libprocess' SLOW_DNS_WARN_THRESHOLD (openssl.cpp): slower is a warning
 # libprocess' switches, oldest first, with their defaults; SSLv3 is not there: OpenSSL 3
 # has none to enable (ENABLE_SSL_V3 is ignored, README "Running on Mesos").
 VERSIONS = (("ENABLE_TLS_V1_0", "TLSv1", False), ("ENABLE_TLS_V1_1", "TLSv1_1", False),
@@ -219,7 +222,7 @@ def _regular(variable: str, path: str | None, what: str = "") -> None:
     and wait for a writer for ever, the executor's start with it. A missing file or a
     directory is left to OpenSSL's own words."""
     if path and _may_block(path):
-        raise ValueError(f"{variable}={quoted(path or '')} is not a regular file{what}: "
+        raise ValueError(f"{variable}={quoted(path)} is not a regular file{what}: "
                          "opening it could block for ever")
 
 
@@ -247,11 +250,7 @@ def ca_dir_unsafe(settings: TlsSettings) -> str | None:
         return None
     with entries:
         for entry in entries:
-            subject, dot, suffix = entry.name.partition(".")
-            if not (dot and len(subject) == 8 and all(c in "0123456789abcdef" for c in subject)
-                    and suffix.removeprefix("r").isdecimal() and suffix.removeprefix("r").isascii()):
-                continue
-            if _may_block(entry.path):
+            if _HASHED.fullmatch(entry.name) and _may_block(entry.path):
                 return (f"{settings.name('ca_dir')}={quoted(settings.ca_dir)} holds {entry.name}, which is not "
                         "a regular file: OpenSSL would open it during a handshake, which could block for ever")
     return None
@@ -354,17 +353,17 @@ class ReverseNames:
     def _look_up(self, ip: str, done: threading.Event, found: list[str | None]) -> None:
         started = time.monotonic()
         found.append(reverse_name(ip))
-        took = time.monotonic() - started
+        took_ms = (time.monotonic() - started) * 1000
         with self._lock:
             if found[0] is None:
-                self._lookups.pop(ip, None)
-            warn = took > SLOW_DNS_WARN_SECS and ip not in self._warned
+                del self._lookups[ip]  # (put there before this thread started)
+            warn = took_ms > SLOW_DNS_WARN_MS and ip not in self._warned
             if warn:
                 self._warned.add(ip)
         done.set()
         if warn:
-            log_event(logger, logging.WARNING, "agent_reverse_dns_slow", address=ip, took_ms=round(took * 1000),
-                      threshold_ms=round(SLOW_DNS_WARN_SECS * 1000), name=found[0],
+            log_event(logger, logging.WARNING, "agent_reverse_dns_slow", address=ip, took_ms=round(took_ms),
+                      threshold_ms=SLOW_DNS_WARN_MS, name=found[0],
                       why="the legacy hostname check of the agent's certificate waits for it")
 
 

@@ -106,7 +106,7 @@ class Refused:
 Route = TasksPage | TaskPage | LogPage | ApiTasks | ApiTask | ApiLog | Metrics | Asset | Refused
 
 
-def host_allowed(host: str, loopback: bool, name: str = "") -> bool:
+def host_allowed(host: str, loopback: bool, name: str) -> bool:
     """Whether a request with this Host header may be answered (see the module docstring).
     `name`: the host name the observer was told to listen on, answered too."""
     host = host.strip()
@@ -145,8 +145,7 @@ def _params(query: str) -> dict[str, str]:
     return dict(parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS))
 
 
-def route(method: str, raw_path: str, query: str, host: str, loopback: bool,
-          name: str = "") -> Route:
+def route(method: str, raw_path: str, query: str, host: str, loopback: bool, name: str) -> Route:
     """The answer to a request (see the module docstring; `name`: `host_allowed`'s)."""
     if not host_allowed(host, loopback, name):
         return Refused(403, f"this observer answers only loopback names (Host: {quoted(host[:80])}): "

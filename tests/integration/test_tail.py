@@ -351,3 +351,50 @@ def test_a_removed_run_says_so_and_which_runs_are_kept(tmp_path, capfdbinary):
     assert tail(capfdbinary, tmp_path, "web", "--run", "0")[1] == b"run 0\n"
     code, _, err = tail(capfdbinary, tmp_path, "web", "--run", "50")  # not there yet
     assert code == 1 and "has no log of run 50" in err
+
+
+@pytest.mark.parametrize("runs, asked, words", [
+    ([0, 5], 1, "was removed: a process keeps its first run's logs and its last 20 runs' (in {logs}: runs 0, 5)"),
+    ([0, 5, 6], 1, "was removed: a process keeps its first run's logs and its last 20 runs' (in {logs}: runs 0, 5–6)"),
+    ([3], 1, "was removed: a process keeps its first run's logs and its last 20 runs' (in {logs}: runs 3)"),
+    ([1, 5], 0, "has no log of run 0 in {logs}"),  # the first run's are never removed
+    ([0, 5], 5, ""),
+])
+def test_a_run_between_the_first_and_the_last_is_the_one_said_removed(tmp_path, capfdbinary, runs, asked, words):
+    """Only a run after the first and before the last kept one was removed by the pruning
+    (its first run's logs and its last 20 are kept); the runs shown are all when two or fewer."""
+    for run in runs:
+        log(tmp_path, run=run, text=b"x\n")
+    code, _, err = tail(capfdbinary, tmp_path, "web", "--run", asked)
+    subject = f"the log of run {asked} of process 'web' " if "removed" in words else "process 'web' "
+    expected = f"stoker: error: {subject}{words.format(logs=f'{tmp_path}/.logs')}\n" if words else ""
+    assert (code, err) == (1 if words else 0, expected)
+
+
+def test_a_misspelt_process_lists_the_directories_with_logs_only(tmp_path, capfdbinary):
+    for process in ("web", "db"):
+        log(tmp_path, process=process)
+    (tmp_path / ".logs" / ".hidden").mkdir()
+    (tmp_path / ".logs" / "notes").write_bytes(b"")
+    (tmp_path / ".logs" / "link").symlink_to(tmp_path / ".logs" / "web")
+    code, _, err = tail(capfdbinary, tmp_path, "wbe")
+    assert (code, err) == (1, f"stoker: error: process 'wbe' has no log of any run in {tmp_path}/.logs "
+                              "(its processes with logs: 'db', 'web')\n")
+    code, _, err = tail(capfdbinary, tmp_path, "web", "--run", 3)  # a process that is there: none listed
+    assert (code, err) == (1, f"stoker: error: process 'web' has no log of run 3 in {tmp_path}/.logs\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".logs").mkdir()
+    code, _, err = tail(capfdbinary, tmp_path / "empty", "web")  # no process has logs: none listed
+    assert (code, err) == (1, f"stoker: error: process 'web' has no log of any run in {tmp_path}/empty/.logs\n")
+
+
+def test_an_attempt_in_a_sandbox_that_cannot_be_listed_says_so(tmp_path, capfdbinary, monkeypatch):
+    from executor.local import attempts
+
+    assert attempts.kept_numbers(tmp_path / "nowhere") is None
+    log(tmp_path, run=0)
+    monkeypatch.setattr(attempts, "kept_numbers", lambda sandbox: None)
+    code, _, err = tail(capfdbinary, tmp_path, "web", "--attempt", 1)
+    assert (code, err) == (1, f"stoker: error: {tmp_path}/.logs.attempt-1 does not exist: this sandbox cannot be "
+                              "listed (stoker run keeps the logs of the first attempt and of the last "
+                              "--keep-attempts ones as .logs.attempt-N, N from 0)\n")

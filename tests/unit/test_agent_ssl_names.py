@@ -74,3 +74,25 @@ def test_no_name_is_a_boolean_set_false(environ, verify):
 def test_a_negation_libprocess_refuses_is_an_error_naming_the_variable(environ, words):
     with pytest.raises(ValueError, match=words):
         agent_route("10.0.0.5:5051", environ, "/")
+
+
+def test_a_negation_is_read_as_the_flag_set_false_by_that_variable_among_others():
+    """Each `no-NAME` is merged, whatever other flags sort before it."""
+    environ = {"LIBPROCESS_SSL_CIPHERS": "x", "LIBPROCESS_SSL_no-verify_cert": "", "SSL_NO-require_cert": "",
+               "TLS_CIPHERS": "y", "MESOS_ENABLED": "1"}  # (no prefix of libprocess': TLS_ is as long as SSL_)
+    assert ssl_variables(environ) == {"ciphers": ("LIBPROCESS_SSL_CIPHERS", "x"),
+                                      "verify_cert": ("LIBPROCESS_SSL_no-verify_cert", "false"),
+                                      "require_cert": ("SSL_NO-require_cert", "false")}
+
+
+@pytest.mark.parametrize("environ, words", [
+    ({"LIBPROCESS_SSL_no-verify_cert": "", "LIBPROCESS_SSL_verify_cert": "1"},
+     "LIBPROCESS_SSL_verify_cert and LIBPROCESS_SSL_no-verify_cert both set VERIFY_CERT, which libprocess "
+     "refuses at its start"),
+    ({"SSL_NO-CERT_FILE": ""}, "SSL_NO-CERT_FILE: CERT_FILE is not a boolean, it cannot be negated (no-)"),
+    ({"SSL_no-enabled": "0"}, "SSL_no-enabled='0': a negated boolean (no-) takes no value"),
+])
+def test_each_refused_negation_in_its_whole_words(environ, words):
+    with pytest.raises(ValueError) as refused:
+        ssl_variables(environ)
+    assert str(refused.value) == words

@@ -21,7 +21,7 @@ from executor.observe.routes import (
 
 def get(path: str, query: str = "", host: str = "127.0.0.1:1338", method: str = "GET",
         loopback: bool = True) -> routes.Route:
-    return route(method, path, query, host, loopback)
+    return route(method, path, query, host, loopback, name="")
 
 
 @pytest.mark.parametrize("path, query, expected", [
@@ -122,7 +122,26 @@ def test_an_absolute_form_target_is_its_path_and_its_authority_the_host(target, 
 
 def test_the_refusal_of_another_name_says_how_to_reach_it():
     """A Prometheus scraping `agent-7:1338` (the README's scrape config) got only "answers
-    only loopback names": the refusal now names the way in and the flag that opens it."""
-    got = get("/metrics", host="agent-7:1338")
-    assert isinstance(got, Refused) and got.status == 403
-    assert "'agent-7:1338'" in got.reason and "127.0.0.1" in got.reason and "--host ADDRESS" in got.reason
+    only loopback names": the refusal now names the way in and the flag that opens it; a
+    long Host header is shown by its first 80 characters."""
+    assert get("/metrics", host="agent-7:1338") == Refused(
+        403, "this observer answers only loopback names (Host: 'agent-7:1338'): reach it as 127.0.0.1 or "
+             "localhost on its host (or through an SSH tunnel), or start it with --host ADDRESS to serve other names")
+    reason = get("/metrics", host="a" * 79 + "bc").reason  # type: ignore[union-attr]
+    assert reason.startswith(f"this observer answers only loopback names (Host: '{'a' * 79}b'): reach it")
+    got = route("GET", "/metrics", "", "XXXX", True, name="")
+    assert isinstance(got, Refused) and got.status == 403  # no name given: loopback names only
+
+
+@pytest.mark.parametrize("method, path, query, expected", [
+    ("POST", "/", "", Refused(405, "POST is not allowed: the observer is read-only")),
+    ("P" * 19 + "QR", "/", "", Refused(405, f"{'P' * 19}Q is not allowed: the observer is read-only")),
+    ("GET", "/", "&".join(f"a{i}=1" for i in range(50)),
+     Refused(400, "malformed request: Max number of fields exceeded")),
+    ("GET", "/tasks/%ff", "", Refused(400, "malformed request: 'utf-8' codec can't decode byte 0xff in position 0: "
+                                            "invalid start byte")),
+    ("GET", "relative", "", Refused(404, "no such page")),  # not a path
+    ("GET", "/etc/passwd", "", Refused(404, "no such page")),  # no route
+])
+def test_each_refusal_in_its_words(method, path, query, expected):
+    assert get(path, query, method=method) == expected
