@@ -17,11 +17,11 @@ from typing import Any
 
 from executor.host.clock import age, iso_time, when
 from executor.host.truth import describe_frozen, describe_restart, describe_stopped
-from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
+from executor.observe.html import esc, facts, log_url, page, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
 from executor.task.inspectionjson import health_shown, shown_attempt
 from executor.task.taskview import DIED_KILLING, AttemptView, ProcessView, RunView, TransitionView
-from executor.task.usagefigures import figure_rows
+from executor.task.usagefigures import figure_rows, size_text
 
 
 def _sorted(tasks: Sequence[TaskSummary]) -> list[TaskSummary]:
