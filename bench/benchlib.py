@@ -418,11 +418,24 @@ def main(name: str, run: Callable[[bool], tuple[list[Row], list[str]]]) -> int:
     return 0
 
 
-def paired(name: str, a: list[float], b: list[float], digits: int = 1) -> str:
-    """Two checkouts' interleaved figures (seconds, A then B per pair) as one line: each
-    side's median in ms, the median of the per-pair differences (B − A) and in how many
-    pairs B was lower."""
+def paired(name: str, a: Sequence[float], b: Sequence[float], digits: int = 1, scale: float = 1e3,
+           unit: str = " ms", each: bool = False) -> str:
+    """Two checkouts' interleaved figures (A then B per pair; seconds, shown in ms, unless
+    `scale` and `unit` say otherwise) as one line: each side's median, the median of the
+    per-pair differences (B − A) and in how many pairs B was lower; `each`: then every
+    pair's difference."""
     diffs = [y - x for x, y in zip(a, b)]
-    return (f"{name}: A {statistics.median(a) * 1e3:.{digits}f} ms, B {statistics.median(b) * 1e3:.{digits}f} ms; "
-            f"B − A {statistics.median(diffs) * 1e3:+.{digits}f} ms (median of pairs), B lower in "
+    line = (f"{name}: A {statistics.median(a) * scale:.{digits}f}{unit}, B {statistics.median(b) * scale:.{digits}f}{unit}; "
+            f"B − A {statistics.median(diffs) * scale:+.{digits}f}{unit} (median of pairs), B lower in "
             f"{sum(d < 0 for d in diffs)} of {len(diffs)}")
+    return line + (f": {', '.join(f'{d * scale:+.0f}' for d in diffs)}" if each else "")
+
+
+def print_ab(repos: Sequence[Path], pairs: int, loads: Sequence[float],
+             figures: dict[str, list[list[float]]], each: bool = False) -> None:
+    """An A/B script's summary, its figures in their own units (`figures`: name -> [A's, B's],
+    pair by pair): the checkouts, the pairs and the 1-minute load's range, then one `paired`
+    line per figure (`each`: with every pair's difference)."""
+    print(f"A = {repos[0]}, B = {repos[1]}; {pairs} pairs; 1-minute load {min(loads):.1f}-{max(loads):.1f}")
+    for name, (a, b) in figures.items():
+        print(paired(name, a, b, scale=1, unit="", each=each))

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import benchlib
 from bench_mesos import EXITS_ON_SIGTERM, SETTLE_SECS, STOKER, WAIT_SECS, document, quiet_connection_resets
-from idle_ab import median
 
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.stoker_proc import kill_leftovers, task_pids
@@ -68,12 +67,7 @@ def main() -> int:
                 for name, value in one(root, f"{i}-{j}", repos[j], data).items():
                     figures.setdefault(name, [[], []])[j].append(value)
     loads.append(os.getloadavg()[0])
-    print(f"A = {repos[0]}, B = {repos[1]}; {args.pairs} pairs; 1-minute load {min(loads):.1f}-{max(loads):.1f}")
-    for name, (a, b) in figures.items():
-        differences = [y - x for x, y in zip(a, b)]
-        lower = sum(1 for d in differences if d < 0)
-        print(f"{name}: A {median(a):.1f}, B {median(b):.1f}; B − A {median(differences):+.1f} "
-              f"(median of pairs), B lower in {lower} of {len(differences)}")
+    benchlib.print_ab(repos, args.pairs, loads, figures)
     return 0
 
 

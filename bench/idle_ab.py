@@ -78,12 +78,6 @@ class Side:
             stop_run(proc, work / "sandbox", lines.join, self.name)
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def main() -> int:
     parser = benchlib.ab_parser("bench/idle_ab.py", pairs=8)
     parser.add_argument("--n", default="100,1", help="the sizes, comma-separated")
@@ -107,13 +101,7 @@ def main() -> int:
                         figures.setdefault(f"N={n} {name}", [[], []])[j].append(value)
             benchlib.progress(f"pair {i + 1} of {args.pairs}")
     loads.append(os.getloadavg()[0])
-    print(f"A = {repos[0]}, B = {repos[1]}; {args.pairs} pairs; 1-minute load {min(loads):.1f}-{max(loads):.1f}")
-    for name, (a, b) in figures.items():
-        differences = [y - x for x, y in zip(a, b)]
-        lower = sum(1 for d in differences if d < 0)
-        print(f"{name}: A {median(a):.1f}, B {median(b):.1f}; B − A {median(differences):+.1f} "
-              f"(median of pairs), B lower in {lower} of {len(differences)}: "
-              f"{', '.join(f'{d:+.0f}' for d in differences)}")
+    benchlib.print_ab(repos, args.pairs, loads, figures, each=True)
     return 0
 
 

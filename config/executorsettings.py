@@ -14,18 +14,16 @@ from config.announcer import DEFAULT_SERVERSET_PATH, parse_ensemble, parse_serve
 from config.settings import (
     AGENT_VARIABLES,
     CGROUP_HELP,
-    DISK_INTERVAL_HELP,
-    DISK_LIMIT_HELP,
     LOG_FORMATS,
     LOG_LEVELS,
     TOKEN_VARIABLE,
+    disk_check_interval,
+    disk_limit,
     logger_defaults,
     parse_cgroups,
     parse_duration,
-    parse_interval,
     parse_log_format,
     parse_log_level,
-    parse_on_off,
     parse_secs,
     parse_switch,
     runner_logger_destination,
@@ -168,11 +166,8 @@ class ExecutorSettings(Sourced):
         env=("STOKER_NOSETUID",), flag="--nosetuid", parse=parse_switch, default=False, action="store_true",
         help="run an Aurora task's processes as the executor's own user even when it is root, "
              "as Thermos' --nosetuid (default: as the job's role, when root)")
-    disk_limit: bool = setting(env=("STOKER_DISK_LIMIT",), flag="--disk-limit", parse=parse_on_off, default=True,
-                               choices=("on", "off"), help=DISK_LIMIT_HELP + " (default on)")
-    disk_check_interval_secs: float = setting(
-        env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval, default=60.0,
-        metavar="SECS", help=DISK_INTERVAL_HELP)
+    disk_limit: bool = disk_limit(default=True)
+    disk_check_interval_secs: float = disk_check_interval()
 
     # Thermos' other executor flags (docs/aurora.md §12, §13).
     runner_logger_destination: str | None = runner_logger_destination("STOKER_RUNNER_LOGGER_DESTINATION")

@@ -162,9 +162,20 @@ def parse_on_off(text: str | bool) -> bool:
     raise ValueError(f"{quoted(text)} is not on or off")
 
 
-DISK_LIMIT_HELP = ("fail a task whose sandbox holds more than its Resources.disk, as Thermos does, "
-                   "with TASK_FAILED and 'Disk limit exceeded.  Reserved N bytes vs used M bytes.'")
-DISK_INTERVAL_HELP = "how often the disk-limit check measures the sandbox (default 60secs)"
+def disk_limit(default: bool) -> Any:
+    """The disk-limit switch, `--disk-limit` / `STOKER_DISK_LIMIT` (on by default under
+    `stoker executor`, as Thermos' check; off under `stoker run`)."""
+    return setting(env=("STOKER_DISK_LIMIT",), flag="--disk-limit", parse=parse_on_off, default=default,
+                   choices=("on", "off"),
+                   help="fail a task whose sandbox holds more than its Resources.disk, as Thermos does, "
+                        "with TASK_FAILED and 'Disk limit exceeded.  Reserved N bytes vs used M bytes.' "
+                        f"(default {'on' if default else 'off'})")
+
+
+def disk_check_interval() -> Any:
+    return setting(env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval,
+                   default=60.0, metavar="SECS",
+                   help="how often the disk-limit check measures the sandbox (default 60secs)")
 
 
 def parse_log_format(text: str) -> str:
@@ -324,11 +335,8 @@ class RunSettings(Sourced):
     announce: str | None = setting(flag="--announce", parse=_parse_ensemble, default=None, metavar="ENSEMBLE",
                                    help="announce the job, when it has `announce = Announcer(...)`, in this "
                                         "ZooKeeper ensemble (HOST:PORT[,...]) under /aurora/ROLE/ENVIRONMENT/JOB")
-    disk_limit: bool = setting(env=("STOKER_DISK_LIMIT",), flag="--disk-limit", parse=parse_on_off, default=False,
-                               choices=("on", "off"), help=DISK_LIMIT_HELP + " (default off)")
-    disk_check_interval_secs: float = setting(
-        env=("STOKER_DISK_CHECK_INTERVAL",), flag="--disk-check-interval", parse=parse_interval, default=60.0,
-        metavar="SECS", help=DISK_INTERVAL_HELP)
+    disk_limit: bool = disk_limit(default=False)
+    disk_check_interval_secs: float = disk_check_interval()
     # A cluster's process logging, as `stoker executor` gets it from Thermos' flags (flags
     # only: with one, no early start forks runs with plain log files before they are read).
     runner_logger_destination: str | None = runner_logger_destination()

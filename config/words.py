@@ -194,35 +194,34 @@ def lone_surrogate(text: str) -> str | None:
     return None
 
 
-def texts(tree: Any, path: str) -> Iterable[tuple[str, str]]:
-    """Every text in a tree of plain values (dicts, lists, scalars) with its path:
-    `("job.task.processes[0].cmdline", "echo hi")`."""
-    if isinstance(tree, str):
-        yield path, tree
-    elif isinstance(tree, dict):
+def leaves(tree: Any, path: str) -> Iterable[tuple[str, Any]]:
+    """Every value in a tree of plain values (dicts, lists, scalars) that is neither a dict
+    nor a list, with its path: `("job.task.processes[0].cmdline", "echo hi")`."""
+    if isinstance(tree, dict):
         for k, v in tree.items():
-            yield from texts(v, f"{path}.{k}")
+            yield from leaves(v, f"{path}.{k}")
     elif isinstance(tree, list):
         for i, v in enumerate(tree):
-            yield from texts(v, f"{path}[{i}]")
+            yield from leaves(v, f"{path}[{i}]")
+    else:
+        yield path, tree
+
+
+def texts(tree: Any, path: str) -> Iterable[tuple[str, str]]:
+    """Every text in a tree of plain values with its path (`leaves`)."""
+    return ((p, v) for p, v in leaves(tree, path) if isinstance(v, str))
 
 
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 2**63  # (0: no limit, by PYTHONINTMAXSTRDIGITS=0)
 
 
 def long_integers(tree: Any, path: str) -> Iterable[str]:
-    """The path of every integer in a tree of plain values that has more digits than
-    Python writes as text (`sys.get_int_max_str_digits()`, 4300): `str()` of one raises
+    """The path of every integer in a tree of plain values (`leaves`) that has more digits
+    than Python writes as text (`sys.get_int_max_str_digits()`, 4300): `str()` of one raises
     ValueError in a message, `stoker inspect`, the checkpoint's JSON and the TaskInfo alike.
     An .aurora file makes one with `10**5000`; its text (`'1' * 5000`) is refused apart."""
-    if isinstance(tree, int) and too_many_digits(tree):
-        yield path
-    elif isinstance(tree, dict):
-        for k, v in tree.items():
-            yield from long_integers(v, f"{path}.{k}")
-    elif isinstance(tree, list):
-        for i, v in enumerate(tree):
-            yield from long_integers(v, f"{path}[{i}]")
+    return (p for p, v in leaves(tree, path) if isinstance(v, int) and too_many_digits(v))
+
 
 def long_integer_problem(path: str) -> str:
     """What is wrong with the integer at `path` that `long_integers` found: the words of a

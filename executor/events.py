@@ -281,6 +281,11 @@ class PhaseTransition:
     reason: str
 
 
+# The words that begin the reason of a task a failed health check kills (its KILLING and its
+# end): the readers tell by them that the check ended the task (`failed_by_health_check`).
+HEALTH_CHECK_FAILED = "health check failed"
+
+
 @attrs.frozen(slots=True)
 class TaskTransition:
     """The task's state changed (what the world sees, plus NEW and KILLING). `ends_as`: to

@@ -29,7 +29,7 @@ from config import warnfilters
 from config.errors import ConfigError, ConfigTimeout
 from executor import codecache
 from executor.cli.start import exit_status
-from executor.local.planahead import read_answer
+from executor.local.planahead import collect
 from executor.procs.earlyfork import die_with
 
 _DONE = b"d"
@@ -60,17 +60,8 @@ def run_apart(command: Callable[[], int], source: str) -> int:
         os.close(read_end)
         _child(command, write_end, parent, mask)
     os.close(write_end)
-    try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held since the fork lands here
-        done = read_answer(read_end, pid) == _DONE  # not held by a process the config forked
-        status = os.waitpid(pid, 0)[1]
-    except BaseException:  # Ctrl-C: the child is not left behind
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(read_end)
-    if not done:
+    answer, status = collect(pid, read_end, mask)  # Ctrl-C: the child is not left behind
+    if answer != _DONE:
         raise ConfigError(f"{source}: the process running the config ended ({_ended(status)}) before "
                           "the job was loaded: does its code call os._exit() or kill its own process?")
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

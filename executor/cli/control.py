@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.settings import parse_secs
 from config.words import loggable, quoted
-from executor.cli.targets import Target, error, registered, registry_arguments, resolve
+from executor.cli.targets import Target, error, registered, registry_arguments, resolve, task_arguments
 
 if TYPE_CHECKING:
     from executor.events import ControlReply
@@ -52,7 +52,7 @@ def register(sub: Any, command: Any) -> None:
                    "examples:\n  stoker kill hello-0-3f2a1c8e\n  stoker kill SANDBOX --grace 10\n\n"
                    "Under stoker run the run stops (no restart); under stoker executor the agent "
                    "gets TASK_KILLED.")
-    kill.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
+    task_arguments(kill)
     kill.add_argument("--grace", type=_grace, default=None, metavar="SECS",
                       help="SIGTERM → SIGKILL grace (default: the task's kill grace)")
     registry_arguments(kill)
@@ -61,8 +61,7 @@ def register(sub: Any, command: Any) -> None:
                       "examples:\n  stoker restart hello-0-3f2a1c8e hello\n  stoker restart SANDBOX web\n\n"
                       "Its run gets SIGTERM, SIGKILL after the task's kill grace; the next run starts "
                       "at once and the restart counts as neither a failure nor a loss.")
-    restart.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
-    restart.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
+    task_arguments(restart, process=True)
     registry_arguments(restart)
     restart.set_defaults(handler=run_restart)
 

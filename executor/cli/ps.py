@@ -4,7 +4,8 @@ Reads the host registry (`executor/host/registry.py`; reading prunes what the re
 let go), inspects each entry's sandbox (`executor/task/inspection.py`: the checkpoint,
 whether its supervisor still runs, LOST and its leftovers; `row` makes each task's object)
 and prints one row per task: task id, job key, state, supervisor pid, sandbox, started
-(date, time and age), processes running / total, health. Columns are as wide as their longest value. Without `--all`, only
+(date, time and age), processes running / total, health (`was:` the last verdict once the
+check no longer runs: `inspectionjson.health_shown`). Columns are as wide as their longest value. Without `--all`, only
 the tasks that have not ended (a LOST task has not: it is listed), and one whose supervisor
 died while killing it while a process of it lives (ended, its leftovers to end). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
@@ -121,12 +122,13 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
     for the `starting` rows' (by index: a live supervisor that has recorded nothing yet)."""
     from config.words import printable_lines
     from executor.cli.views import table
+    from executor.task.inspectionjson import health_shown
 
     cells = [COLUMNS]
     for r in rows:
         cells.append([r["task_id"] or "-", r["job_key"] or "-", r["state"], str(r["supervisor_pid"]),
                       r["sandbox"], when(r["started"], now_wall),
-                      f"{r['processes_running']}/{r['processes_total']}", r["health"]])
+                      f"{r['processes_running']}/{r['processes_total']}", health_shown(r)])
     lines = table([c + [""] for c in cells], indent="")
     for r in rows:
         if r["announcement"] is not None:

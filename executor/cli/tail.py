@@ -43,7 +43,7 @@ from typing import Any, BinaryIO, cast
 
 from config.words import quoted
 from executor.cli import tailparts
-from executor.cli.targets import Target, error, registry_arguments, resolve
+from executor.cli.targets import Target, error, registry_arguments, resolve, task_arguments
 from executor.procs import rotation, saferead
 from executor.procs.runprune import KEEP_RUNS
 from executor.procs.terminaltext import TerminalText
@@ -57,8 +57,7 @@ def register(sub: Any, command: Any) -> None:
                    "examples:\n  stoker tail sandbox-hello-20261128-101500-3f2a1c hello\n"
                    "  stoker tail -n 100 hello-0-3f2a1c8e hello --stderr\n"
                    "  stoker tail -f SANDBOX web")
-    tail.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
-    tail.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
+    task_arguments(tail, process=True)
     tail.add_argument("-n", "--lines", type=_lines, default="10", metavar="N",
                       help="print the last N lines (default 10); +K: from line K on (+1: all)")
     tail.add_argument("-f", "--follow", action="store_true",

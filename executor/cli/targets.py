@@ -54,6 +54,14 @@ class Target:
     entry: RegistryEntry | None  # when found through the registry
 
 
+def task_arguments(parser: argparse.ArgumentParser, *, process: bool = False) -> None:
+    """The positional SANDBOX|TASK_ID (`resolve` reads it) and, with `process`, PROCESS: of
+    `stoker kill`, `restart` and `tail`."""
+    parser.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
+    if process:
+        parser.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
+
+
 def registry_arguments(parser: argparse.ArgumentParser) -> None:
     from config.argdecl import add_arguments  # argparse's path only
 

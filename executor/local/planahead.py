@@ -60,7 +60,7 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums for nothing here
 import os
 
-__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "inputs_of", "read_answer"]
+__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "collect", "inputs_of", "read_answer"]
 
 Inputs = tuple[str, "str | None", tuple[tuple[str, str], ...], int, tuple[tuple[str, int], ...], str, str]
 INPUT_NAMES = ("config", "jobkey", "bindings", "instance", "ports", "host", "user")  # Inputs' parts
@@ -102,6 +102,24 @@ def read_answer(read_end: int, pid: int, size: int = -1) -> bytes:
     finally:
         if pidfd >= 0:
             os.close(pidfd)
+
+
+def collect(pid: int, read_end: int, mask: set[int]) -> tuple[bytes, int]:
+    """The answer of the child `pid` forked with its stop signals blocked (`mask`: the mask
+    to put back) and its wait status; anything raised meanwhile (a Ctrl-C held since the fork
+    lands here) kills and reaps the child first. Closes `read_end`. `stoker run`'s planning
+    child's and `stoker inspect`'s (`executor/cli/apart.py`)."""
+    try:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)  # a signal held since the fork lands here
+        data = read_answer(read_end, pid)  # not held by a process the config forked
+        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        os.kill(pid, _signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    finally:
+        os.close(read_end)
+    return data, status
 
 
 def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], ...], instance: int,

@@ -47,7 +47,7 @@ from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, load_frozen, open_problem, plan_job
 from executor.host.early import die_with
 from executor.local import planform
-from executor.local.planahead import EARLY, Inputs, PlanAhead, read_answer
+from executor.local.planahead import EARLY, Inputs, PlanAhead, collect
 from executor.local.planfiles import _narrowed, _widened, loopback_sockets
 
 __all__ = ["allocate_ports", "job_planner", "plan_ahead", "plan_apart"]
@@ -128,7 +128,7 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
         return _after_ahead(ahead, source)
     if not warnfilters.alone() or (forked := _fork(plan)) is None:
         return _here(plan)
-    return _result(*_collect(*forked), source)
+    return _result(*collect(*forked), source)
 
 
 def _fork(plan: Plan) -> tuple[int, int, set[int]] | None:
@@ -139,7 +139,7 @@ def _fork(plan: Plan) -> tuple[int, int, set[int]] | None:
     gc.freeze()  # the collector leaves what exists now alone: in the child, no copy-on-write for it,
     # and it stays on there for the config's own garbage (cycles holding files)
     # Ctrl-C (or another stop) waits until the parent is inside the `try` that kills the child
-    # (`_collect`): a KeyboardInterrupt raised between the fork and it would leave the child
+    # (`collect`): a KeyboardInterrupt raised between the fork and it would leave the child
     # planning, holding this process's stdout, for up to PLAN_TIMEOUT_SECS.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     parent = os.getpid()
@@ -181,22 +181,6 @@ def _plan_bundle() -> None:
             codecache.also("plan")
         if codebundle is not None:
             codebundle.install(codebundle.PLAN)
-
-
-def _collect(pid: int, read_end: int, mask: set[int]) -> tuple[bytes, int]:
-    """The child's answer and its wait status; anything raised meanwhile (a Ctrl-C held
-    since the fork lands here) kills and reaps the child first."""
-    try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a signal held since the fork lands here
-        data = read_answer(read_end, pid)  # not held by a process the config forked
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        os.close(read_end)
-    return data, status
 
 
 def _here(plan: Plan) -> Planned:

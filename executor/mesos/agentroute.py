@@ -103,13 +103,9 @@ def ssl_variables(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
     last in byte order wins (stout reads the environment into a sorted std::map, a later
     variable overwriting the flag: _CIPHERS < _Ciphers < _ciphers). LIBPROCESS_SSL_ in any
     case wins over SSL_ in any case. `no-NAME` (stout's `--no-NAME`) sets a boolean false."""
-    found: dict[str, tuple[str, str]] = {}
-    for prefix in reversed(SSL_PREFIXES):  # the winner last: it overwrites
-        for variable in sorted(environ):
-            name = variable[len(prefix):].lower()
-            known = name.isascii() and name.removeprefix("no-") in SSL_FLAGS
-            if variable.startswith(prefix) and known:
-                found[name] = (variable, environ[variable])
+    new, old = (_extracted(environ, prefix) for prefix in SSL_PREFIXES)
+    found = old | new  # LIBPROCESS_SSL_ over SSL_: reinitialize() inserts SSL_'s (std::map::insert
+    # keeps a name already there)
     for name, (variable, value) in sorted(found.items()):
         flag = name.removeprefix("no-")
         if flag == name:
@@ -124,6 +120,27 @@ def ssl_variables(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
         found[flag] = (variable, "false")
         del found[name]
     return found
+
+
+def _extracted(environ: Mapping[str, str], prefix: str) -> dict[str, tuple[str, str]]:
+    """stout's `FlagsBase::extract(prefix)`: the known flags `prefix` (as it is) starts,
+    by their name lower-cased (`no-NAME` a name of its own) -> (VARIABLE, value); of one
+    name in two cases the variable last in byte order (stout's sorted std::map)."""
+    found: dict[str, tuple[str, str]] = {}
+    for variable in sorted(environ):
+        name = variable[len(prefix):].lower()
+        if variable.startswith(prefix) and name.isascii() and name.removeprefix("no-") in SSL_FLAGS:
+            found[name] = (variable, environ[variable])
+    return found
+
+
+def ssl_mismatches(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The (SSL_ variable, LIBPROCESS_SSL_ variable) pairs that give one flag two values,
+    by name: libprocess logs a WARNING of each (openssl.cpp reinitialize(), before it looks
+    at ENABLED: `Mismatched values for SSL environment variables SSL_x and
+    LIBPROCESS_SSL_x`, names only) and uses the LIBPROCESS_SSL_ one (`ssl_variables`)."""
+    new, old = (_extracted(environ, prefix) for prefix in SSL_PREFIXES)
+    return [(old[name][0], new[name][0]) for name in sorted(old) if name in new and new[name][1] != old[name][1]]
 
 
 def _ssl_enabled(environ: Mapping[str, str]) -> bool:

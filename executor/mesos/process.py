@@ -55,7 +55,7 @@ from executor.host.session import HostSession
 from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays
 from executor.host.signals import strays as stray_signals
 from executor.logs import log_event
-from executor.mesos.agentroute import AgentRoute, agent_route
+from executor.mesos.agentroute import AgentRoute, agent_route, ssl_mismatches
 from executor.mesos.driver import ExecutorDriver
 from executor.mesos.executor import StokerExecutor
 from executor.mesos.reconnect import Ending
@@ -174,7 +174,12 @@ def _run(settings: ExecutorSettings, route: AgentRoute, executor: StokerExecutor
 
 def _route(settings: ExecutorSettings, environ: Mapping[str, str]) -> AgentRoute:
     """How to reach the agent; a MESOS_AGENT_ENDPOINT, MESOS_DOMAIN_SOCKET or LIBPROCESS_SSL_*
-    it cannot use: a settings error (exit 2), the variable named."""
+    it cannot use: a settings error (exit 2), the variable named. A flag its SSL_ and
+    LIBPROCESS_SSL_ variables set to two values is one WARNING line each, as libprocess logs
+    it: both names, never a value, and the LIBPROCESS_SSL_ one used."""
+    for ignored, used in ssl_mismatches(environ):
+        log_event(logger, logging.WARNING, "ssl_variables_mismatched", ignored=ignored, used=used,
+                  reason=f"{ignored} and {used} have different values; libprocess uses {used}'s")
     try:
         return agent_route(settings.agent_endpoint, environ, os.getcwd())
     except ValueError as exc:

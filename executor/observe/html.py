@@ -76,16 +76,6 @@ def facts(pairs: Iterable[tuple[str, str]]) -> str:
     return f'<dl class="facts">{items}</dl>'
 
 
-def size_text(count: int) -> str:
-    """1.5 KiB, 23.0 MiB: a byte count for people."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
-
-
 def page(title: str, body: str, *, where: str = "", head_extra: str = "",
          scripts: Sequence[str] = ()) -> str:
     """A whole page: the header with a link home, `body`, and the given /static scripts."""

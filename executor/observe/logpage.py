@@ -23,9 +23,10 @@ end: nothing more can be written, and a tab left open asks for nothing.
 """
 from __future__ import annotations
 
-from executor.observe.html import esc, esc_text, log_url, page, size_text, task_url
+from executor.observe.html import esc, esc_text, log_url, page, task_url
 from executor.observe.logrange import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, newer, older
 from executor.observe.model import LogChunk
+from executor.task.usagefigures import size_text
 
 REFRESH_SECS = 2
 

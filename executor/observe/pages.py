@@ -17,11 +17,11 @@ from typing import Any
 
 from executor.host.clock import age, iso_time, when
 from executor.host.truth import describe_frozen, describe_restart, describe_stopped
-from executor.observe.html import esc, facts, log_url, page, size_text, state, table, task_url
+from executor.observe.html import esc, facts, log_url, page, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
-from executor.task.inspectionjson import shown_attempt
+from executor.task.inspectionjson import health_shown, shown_attempt
 from executor.task.taskview import DIED_KILLING, AttemptView, ProcessView, RunView, TransitionView
-from executor.task.usagefigures import figure_rows
+from executor.task.usagefigures import figure_rows, size_text
 
 
 def _sorted(tasks: Sequence[TaskSummary]) -> list[TaskSummary]:
@@ -60,7 +60,7 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
         name = f'<a href="{esc(task_url(task_id, supervisor=t.supervisor))}">{esc(task_id)}</a>' if task_id else "-"
         links = (f'<a href="{esc(task_url(task_id, True, t.supervisor))}">json</a>' if task_id else "")
         rows.append([name, esc(r["job_key"] or "-"), state(r["state"]), esc(iso_time(r["started"])),
-                     _uptime(r, now_wall), state(r["health"]),
+                     _uptime(r, now_wall), state(health_shown(r)),
                      esc(f"{r['processes_running']}/{r['processes_total']}"), _ports(t.ports), links])
     live = sum(not t.row["ended"] for t in tasks)
     body = [f"<h1>Tasks on this host</h1><p class=\"muted\">{live} live, "
@@ -204,11 +204,14 @@ def _leftovers(d: TaskDetail) -> str:
             + others)
 
 
-def _health(attempt: AttemptView) -> str:
+def _health(attempt: AttemptView, r: Mapping[str, Any]) -> str:
+    """The check, its verdict (`was:` when the check no longer runs, as in the task list)
+    and its last attempts."""
     h = attempt.health
     if h.checker == "none" and h.state is None:
         return "<h2>Health</h2><p>No health check configured.</p>"
-    head = facts([("check", esc(h.checker)), ("state", state(h.state or "no attempt yet")),
+    verdict = (h.state or "no attempt yet") if r["health_current"] or h.state is None else health_shown(r)
+    head = facts([("check", esc(h.checker)), ("state", state(verdict)),
                   ("attempts", esc(h.attempts)),
                   ("consecutive", esc(f"{h.consecutive_failures} failures, "
                                       f"{h.consecutive_successes} successes"))])
@@ -286,7 +289,7 @@ def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
              ("reason", esc(attempt.reason if attempt else "-")), ("supervisor", esc(sup)),
              ("started", esc(when(r["started"], now_wall))), ("uptime", _uptime(r, now_wall)),
              ("attempt", esc(shown_attempt(d.inspection)[0] or "-")),
-             ("ports", _ports(view.ports if view else {})), ("health", state(r["health"])),
+             ("ports", _ports(view.ports if view else {})), ("health", state(health_shown(r))),
              ("sandbox", esc(r["sandbox"]))]
     if attempt is not None and attempt.phase is not None:
         pairs.insert(4, ("supervisor phase", esc(f"{attempt.phase.to_state}: {attempt.phase.reason}")))
@@ -316,7 +319,7 @@ def task_page(d: TaskDetail, now_wall: float) -> str:
         body.append(_resources(d, now_wall))
         body.append(_earlier_runs(d, attempt))
         body.append(_leftovers(d))
-        body.append(_health(attempt))
+        body.append(_health(attempt, r))
         body.append(_transitions("Status updates (the task's states)", attempt.history))
         body.append(_transitions("Supervisor phases", attempt.phases))
     earlier = () if view is None else view.attempts if attempt is None and d.inspection.after_latest else \

@@ -8,15 +8,18 @@ judged); never writes, never signals.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from executor.events import HEALTH_CHECK_FAILED
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
 from executor.host.truth import RESTARTING
 from executor.task.inspection import Inspection, task_user
 from executor.task.replay import AttemptView
+from executor.task.taskview import ENDED_STATES
 
 
 def _procs(inspection: Inspection) -> tuple[int, int]:
@@ -32,7 +35,8 @@ def _procs(inspection: Inspection) -> tuple[int, int]:
 
 
 def health_summary(inspection: Inspection) -> str:
-    """'none' (no check), 'STARTING' (no verdict yet), the health state, or '-' (no attempt)."""
+    """'none' (no check), 'STARTING' (no verdict yet), the health state, or '-' (no attempt):
+    the attempt's last verdict, which is not its check's now when `health_current` is false."""
     attempt = inspection.attempt
     if attempt is None:
         return "-"
@@ -40,6 +44,34 @@ def health_summary(inspection: Inspection) -> str:
     if h.checker == "none" and h.state is None:
         return "none"
     return h.state or "STARTING"
+
+
+def health_current(inspection: Inspection) -> bool:
+    """Whether the attempt's health verdict is its check's now: its supervisor runs and the
+    attempt has not ended (not RESTARTING between two attempts either). False: the verdict is
+    the last one recorded, of a check that no longer runs."""
+    truth = inspection.truth
+    return (inspection.attempt is not None and truth.alive
+            and truth.state not in ENDED_STATES and truth.state != RESTARTING)
+
+
+def failed_by_health_check(inspection: Inspection) -> bool:
+    """Whether a failed health check is why the attempt ended FAILED, or is being killed to
+    end so (KILLING; its supervisor died during that kill too): its reason says so."""
+    attempt = inspection.attempt
+    return (attempt is not None and attempt.state in ("FAILED", "KILLING")
+            and attempt.reason.startswith(HEALTH_CHECK_FAILED))
+
+
+def health_shown(r: Mapping[str, Any]) -> str:
+    """A row's HEALTH as `stoker ps` and the observer show it: its `health` while the check
+    runs; else, but for `none` (no check) and `-` (no attempt), the last verdict marked
+    `was:` (`was:RUNNING`: healthy at its end, not now), `(ended it)` after it when the failed
+    check is why the task ended."""
+    health = r["health"]
+    if r["health_current"] or health in ("none", "-"):
+        return health
+    return f"was:{health}{' (ended it)' if r['failed_by_health_check'] else ''}"
 
 
 def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
@@ -56,6 +88,7 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "supervisor_pid": entry.supervisor_pid, "front_end": entry.front_end.value,
         "sandbox": entry.sandbox, "started": started, "started_iso": iso_time(started),
         "processes_running": running, "processes_total": total, "health": health_summary(inspection),
+        "health_current": health_current(inspection), "failed_by_health_check": failed_by_health_check(inspection),
         "lost_since": truth.since_wall, "lost_since_source": truth.since.value if truth.since else None,
         "leftovers": [{"pid": p.pid, "process": p.process, "run": p.run, "command": p.command}
                       for p in inspection.leftovers],

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from executor.events import TaskPhase, TaskStage, TaskState, TaskTransition
+from executor.events import HEALTH_CHECK_FAILED, TaskPhase, TaskStage, TaskState, TaskTransition
 
 if TYPE_CHECKING:
     from healthcheck.policy import Verdict
@@ -95,7 +95,7 @@ class TaskStatusMachine:
         if verdict.state is HealthState.RUNNING and self._state is TaskState.STARTING:
             return self._move(TaskState.RUNNING, f"healthy: {verdict.reason}", True)
         if verdict.state is HealthState.FAILED:
-            return self._begin_kill(TaskState.FAILED, f"health check failed: {verdict.reason}", False)
+            return self._begin_kill(TaskState.FAILED, f"{HEALTH_CHECK_FAILED}: {verdict.reason}", False)
         return NO_CHANGE
 
     def kill_requested(self, reason: str) -> Outcome:

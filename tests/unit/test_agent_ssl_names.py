@@ -3,10 +3,14 @@
 the rest in any case; the same name in two cases; LIBPROCESS_SSL_ over SSL_; `no-NAME`."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from executor.mesos.agentroute import agent_route, ssl_variables
+from config.executorsettings import ExecutorSettings
+from executor.mesos.agentroute import agent_route, ssl_mismatches, ssl_variables
 from executor.mesos.agenttls import TlsSettings, tls_settings
+from executor.mesos.process import _route
 
 ON = {"LIBPROCESS_SSL_ENABLED": "1"}
 
@@ -96,3 +100,35 @@ def test_each_refused_negation_in_its_whole_words(environ, words):
     with pytest.raises(ValueError) as refused:
         ssl_variables(environ)
     assert str(refused.value) == words
+
+
+@pytest.mark.parametrize("environ, pairs", [
+    ({"SSL_KEY_FILE": "/a.key", "LIBPROCESS_SSL_KEY_FILE": "/b.key"}, [("SSL_KEY_FILE", "LIBPROCESS_SSL_KEY_FILE")]),
+    ({"SSL_KEY_FILE": "/a.key", "LIBPROCESS_SSL_KEY_FILE": "/a.key"}, []),  # the same value: no warning
+    ({"SSL_ENABLED": "true", "LIBPROCESS_SSL_ENABLED": "1"}, [("SSL_ENABLED", "LIBPROCESS_SSL_ENABLED")]),  # as text
+    ({"SSL_ca_file": "/a", "LIBPROCESS_SSL_CA_FILE": "/b", "SSL_CIPHERS": "x"},
+     [("SSL_ca_file", "LIBPROCESS_SSL_CA_FILE")]),  # a name in any case after the prefix
+    ({"SSL_CIPHERS": "a", "SSL_ciphers": "b", "LIBPROCESS_SSL_CIPHERS": "b"}, []),  # each prefix's winner compared
+    ({"SSL_no-verify_cert": "x", "LIBPROCESS_SSL_no-verify_cert": ""},
+     [("SSL_no-verify_cert", "LIBPROCESS_SSL_no-verify_cert")]),  # no-NAME: a name of its own
+    ({"SSL_VERIFY_CERT": "true", "LIBPROCESS_SSL_no-verify_cert": ""}, []),  # two names (load refuses them)
+    ({"SSL_ZZZ": "a", "LIBPROCESS_SSL_ZZZ": "b"}, []),  # not a flag: not extracted
+])
+def test_a_flag_both_prefixes_set_to_two_values_is_a_mismatch_as_libprocess_finds_one(environ, pairs):
+    """openssl.cpp reinitialize(): each SSL_ flag that LIBPROCESS_SSL_ sets to another value
+    (the two maps stout's extract() made, compared by name) is a warning; the latter wins."""
+    assert ssl_mismatches(environ) == pairs
+
+
+def test_the_executor_warns_of_a_mismatch_naming_both_variables_and_uses_libprocess_one(caplog):
+    environ = {"SSL_ENABLED": "1", "LIBPROCESS_SSL_ENABLED": "false", "SSL_CERT_FILE": "/etc/ssl/ca-bundle.pem",
+               "LIBPROCESS_SSL_CERT_FILE": "/srv/agent.pem", "MESOS_AGENT_ENDPOINT": "10.0.0.5:5051"}
+    settings = ExecutorSettings(agent_endpoint="10.0.0.5:5051", framework_id="f", executor_id="e", sandbox="/")
+    with caplog.at_level(logging.WARNING, logger="executor.mesos.process"):
+        route = _route(settings, environ)
+    assert route.tls is None  # LIBPROCESS_SSL_ENABLED=false won
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 2, lines  # one line a pair
+    assert "SSL_CERT_FILE" in lines[0] and "LIBPROCESS_SSL_CERT_FILE" in lines[0]
+    assert "used=LIBPROCESS_SSL_CERT_FILE" in lines[0] and "used=LIBPROCESS_SSL_ENABLED" in lines[1]
+    assert not any(value in "".join(lines) for value in ("/etc/ssl", "/srv/agent.pem", "false"))  # no value

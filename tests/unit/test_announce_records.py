@@ -207,7 +207,8 @@ def test_a_lost_task_s_member_is_said_to_be_gone_with_its_supervisor():
 def test_ps_prints_one_line_per_announcing_task_after_the_table():
     row = {"task_id": "hello-3-ab", "job_key": "c/www-data/prod/hello", "state": "RUNNING",
            "supervisor_pid": 42, "sandbox": "/sb", "started": 1000.0, "processes_running": 1,
-           "processes_total": 1, "health": "RUNNING", "announcement": {
+           "processes_total": 1, "health": "RUNNING", "health_current": True, "failed_by_health_check": False,
+           "announcement": {
                "path": PATH, "member": "member_0000000003", "member_path": f"{PATH}/member_0000000003",
                "state": "JOINED", "connection": "CONNECTED", "reason": "", "since": 1000.0,
                "since_iso": iso(1000.0)}}
