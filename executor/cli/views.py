@@ -24,7 +24,7 @@ from executor.host.truth import RESTARTING, Truth, describe_restart, describe_st
 from executor.task.inspection import Inspection, Leftover
 from executor.task.leftoverprocs import Foreign
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
-from executor.task.taskview import DIED_KILLING
+from executor.task.taskview import DIED_KILLING, ENDED_STATES
 from executor.task.usagefigures import Figures, figure_rows
 
 format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h
@@ -76,12 +76,17 @@ def table(rows: list[list[str]], indent: str = "  ") -> list[str]:
     return lines
 
 
-def _health_lines(attempt: AttemptView) -> list[str]:
+def _health_lines(attempt: AttemptView, truth: Truth | None) -> list[str]:
+    """The check's verdict and its last attempts; the verdict marked `was:` once the check no
+    longer runs (the attempt ended, its supervisor is gone, or it is RESTARTING), as `stoker
+    ps` marks it (`inspectionjson.health_shown`)."""
     h = attempt.health
     if h.checker == "none" and h.state is None:
         return ["health: no check configured"]
+    running = attempt.state not in ENDED_STATES and (truth is None or truth.alive and truth.state != RESTARTING)
+    verdict = h.state if h.state is None or running else f"was:{h.state}"
     lines = [
-        f"health: {h.state or 'no attempt yet'} ({h.checker}); attempts={h.attempts} "
+        f"health: {verdict or 'no attempt yet'} ({h.checker}); attempts={h.attempts} "
         f"consecutive_failures={h.consecutive_failures} "
         f"consecutive_successes={h.consecutive_successes}"
     ]
@@ -157,7 +162,7 @@ def format_status(view: TaskView, now_wall: float, truth: Truth | None = None,
             lines.append("no processes recorded")
         if cur.not_shown_note:
             lines.append(cur.not_shown_note)
-        lines += ["", *_health_lines(cur)]
+        lines += ["", *_health_lines(cur, truth)]
     if figures is not None:
         lines += ["", "resources (used of reserved):",
                   *table([["RESOURCE", "USED", "RESERVED", "%", "NOTE"],

@@ -8,6 +8,7 @@ import pytest
 
 from executor.cli.views import format_duration, format_status
 from executor.host.clock import iso_time
+from executor.host.truth import Truth
 from executor.task import checkpoint
 from executor.task.checkpoint import CheckpointError, CheckpointWriter, checkpoint_path, read_records
 from executor.task.replay import replay
@@ -143,6 +144,38 @@ def test_status_shows_task_processes_and_health(tmp_path):
     assert "passed" in text and "3.2 ms" in text
     assert "containment:" not in text  # a checkpoint written before it was recorded
     json.dumps(text)  # plain text, printable
+
+
+HEALTHY_THEN = [
+    dict(HEADER, wall=1000.0),
+    {"kind": "task", "from": "", "to": "STARTING", "reason": "launched", "wall": 1000.0},
+    {"kind": "process", "process": "web", "run": 0, "from": "WAITING", "to": "RUNNING",
+     "reason": "started", "pid": 4242, "exit_code": None, "signal": None, "wall": 1000.0},
+    {"kind": "health", "outcome": "passed", "reason": "", "latency_secs": 0.0032, "state": "RUNNING",
+     "attempts": 1, "consecutive_failures": 0, "consecutive_successes": 1, "wall": 1001.0},
+    {"kind": "task", "from": "STARTING", "to": "RUNNING", "reason": "health check passed", "wall": 1001.0},
+]
+KILLED = [{"kind": "task", "from": "RUNNING", "to": "KILLING", "reason": "killed by the operator (stoker kill)",
+           "ends_as": "KILLED", "wall": 1002.0},
+          {"kind": "process", "process": "web", "run": 0, "from": "RUNNING", "to": "KILLED", "reason": "SIGTERM",
+           "pid": 4242, "exit_code": None, "signal": 15, "wall": 1002.5},
+          {"kind": "task", "from": "KILLING", "to": "KILLED", "reason": "killed by the operator (stoker kill)",
+           "wall": 1002.5}]
+
+
+@pytest.mark.parametrize("ended, truth, shown", [
+    (False, None, "health: RUNNING (HTTP GET /health)"),
+    (False, Truth(state="RUNNING", alive=True, ended=False), "health: RUNNING (HTTP GET /health)"),
+    (True, None, "health: was:RUNNING (HTTP GET /health)"),  # the task ended: its check no longer runs
+    (False, Truth(state="LOST", alive=False, ended=False), "health: was:RUNNING (HTTP GET /health)"),
+    (False, Truth(state="RESTARTING", alive=True, ended=False), "health: was:RUNNING (HTTP GET /health)"),
+], ids=["running", "running-checked", "killed", "lost", "restarting"])
+def test_status_marks_a_health_verdict_whose_check_no_longer_runs_as_stoker_ps_does(tmp_path, ended, truth, shown):
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many(HEALTHY_THEN + (KILLED if ended else []))
+    writer.close()
+    text = format_status(replay(read_records(tmp_path)), now_wall=1100.0, truth=truth)
+    assert f"{shown}; attempts=1" in text
 
 
 def test_status_shows_how_the_processes_are_contained(tmp_path):
