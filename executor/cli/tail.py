@@ -14,7 +14,8 @@ rotated already before it was looked at). The rotation steps are shared with the
 follow mode (`executor/procs/rotation.py`). While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
-the log is idle, as GNU tail does. `--attempt N` reads an earlier attempt's logs instead,
+the log is idle, as GNU tail does; once the run's directory is removed (the sandbox
+deleted), nothing more can come: it ends with an error line, exit 1. `--attempt N` reads an earlier attempt's logs instead,
 the ones `stoker run` kept as `.logs.attempt-N` when it restarted the task (nothing follows
 them: that attempt is over). A GONE task's id whose sandbox another task holds now (deleted,
 then run again) is refused, exit 1: the logs there are that task's (`_another_task_s`).
@@ -297,7 +298,14 @@ class Follower:
                     continue
                 if stop():
                     return 0
-                if not (self._rotated(out) or self._next_run(out)) and _reader_gone(out, idle_secs):
+                if self._rotated(out) or self._next_run(out):
+                    continue
+                if self._removed(out):
+                    error(f"stopped following {self.logs.sandbox}/{self.logs.where(self.run)}: its run's "
+                          "directory was removed (its sandbox deleted, or the run's logs pruned): nothing "
+                          "more can be written to it")
+                    return 1
+                if _reader_gone(out, idle_secs):
                     raise BrokenPipeError("the reader of stdout is gone")
         except BrokenPipeError:
             raise  # the reader had enough: the command ends quietly (executor/cli/main.py)
@@ -316,6 +324,15 @@ class Follower:
             return False
         self.pos = saferead.copy_range(self._fd, self.pos, size, out)
         out.flush()
+        return True
+
+    def _removed(self, out: BinaryIO) -> bool:
+        """Whether the run's directory was removed (the sandbox deleted: the agent's garbage
+        collection, an `rm -rf`), what was written last printed first: no file can be made in
+        it any more, and nothing more comes, where polling it went on for ever."""
+        if os.fstat(self._dir).st_nlink:
+            return False
+        self._copy(out)
         return True
 
     def _rotated(self, out: BinaryIO) -> bool:
