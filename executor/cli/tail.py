@@ -214,19 +214,21 @@ def run(args: argparse.Namespace) -> int:
               f"task's ({another})")
         return 1
     sandbox = target.sandbox
+    logs_dir = LOGS_DIR if args.attempt is None else f"{LOGS_DIR}.attempt-{args.attempt}"
+    where = f"{sandbox}/{logs_dir}/{args.process}"  # the log's path, once its run is known
     try:
-        logs_dir = LOGS_DIR if args.attempt is None else f"{LOGS_DIR}.attempt-{args.attempt}"
         logs = ProcessLogs(sandbox, args.process, "stderr" if args.stderr else "stdout", logs_dir)
         runs = logs.runs()
         number = args.run if args.run is not None else (runs[-1] if runs else None)
         if number is None or number not in runs:
             raise FileNotFoundError(_no_log(logs, args.run, runs))
+        where = f"{sandbox}/{logs.where(number)}"
         rdir, fd = logs.open(number)
     except (ValueError, FileNotFoundError) as exc:
         error(str(exc))
         return 1
-    except OSError as exc:
-        error(f"cannot read the log of {quoted(args.process)}: {saferead.describe(exc)}")
+    except OSError as exc:  # the path, and the part of it that failed
+        error(f"cannot read the log of {quoted(args.process)} ({where}): {saferead.describe(exc)}")
         return 1
     out: BinaryIO = sys.stdout.buffer
     if sys.stdout.isatty():

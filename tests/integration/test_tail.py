@@ -351,3 +351,20 @@ def test_a_removed_run_says_so_and_which_runs_are_kept(tmp_path, capfdbinary):
     assert tail(capfdbinary, tmp_path, "web", "--run", "0")[1] == b"run 0\n"
     code, _, err = tail(capfdbinary, tmp_path, "web", "--run", "50")  # not there yet
     assert code == 1 and "has no log of run 50" in err
+
+
+@pytest.mark.parametrize(("plant", "named", "why"), [
+    ("directory", ".logs/web/0/stdout", "stdout: it is a directory, not a regular file"),
+    ("process symlink", ".logs/web", "web: it is a symlink, not a directory (Stoker follows no symlink inside a sandbox)"),
+])
+def test_a_log_that_cannot_be_read_is_named_by_its_path(tmp_path, capfdbinary, plant, named, why):
+    """The error named the last part alone (`stdout: it is a directory`): which sandbox, which
+    run? It names the log's path, then the part that failed."""
+    if plant == "directory":
+        (tmp_path / ".logs" / "web" / "0" / "stdout").mkdir(parents=True)
+    else:
+        (tmp_path / ".logs").mkdir()
+        os.symlink("/etc", tmp_path / ".logs" / "web")
+    code, out, err = tail(capfdbinary, tmp_path, "web")
+    assert (code, out) == (1, b"")
+    assert err == f"stoker: error: cannot read the log of 'web' ({tmp_path}/{named}): {why}\n"
