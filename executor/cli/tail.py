@@ -303,16 +303,15 @@ class Follower:
                 if self._rotated(out) or self._next_run(out):
                     continue
                 if self._removed(out):
-                    error(f"stopped following {self.logs.sandbox}/{self.logs.where(self.run)}: its run's "
-                          "directory was removed (its sandbox deleted, or the run's logs pruned): nothing "
-                          "more can be written to it")
+                    error(f"stopped following {self._path()}: its run's directory was removed (its sandbox "
+                          "deleted, or the run's logs pruned): nothing more can be written to it")
                     return 1
                 if _reader_gone(out, idle_secs):
                     raise BrokenPipeError("the reader of stdout is gone")
         except BrokenPipeError:
             raise  # the reader had enough: the command ends quietly (executor/cli/main.py)
         except OSError as exc:
-            error(f"stopped following {self.logs.where(self.run)}: {saferead.describe(exc)}")
+            error(f"stopped following {self._path()}: {saferead.describe(exc)}")
             return 1
         finally:
             os.close(self._fd)
@@ -327,6 +326,9 @@ class Follower:
         self.pos = saferead.copy_range(self._fd, self.pos, size, out)
         out.flush()
         return True
+
+    def _path(self) -> str:
+        return f"{self.logs.sandbox}/{self.logs.where(self.run)}"
 
     def _removed(self, out: BinaryIO) -> bool:
         """Whether the run's directory was removed (the sandbox deleted: the agent's garbage

@@ -1,10 +1,13 @@
-"""`stoker tail -f` of a sandbox removed under it (the agent's garbage collection of an
+"""How `stoker tail -f` ends, the real command against a sandbox changed under it.
+
+A sandbox removed under it (the agent's garbage collection of an
 ended task's sandbox, an operator's `rm -rf`): nothing can be appended to a log whose run
 directory is gone, so the real command ends, once what was written is printed, with one
 `stoker: error:` line naming the log and exit 1. Before, it polled the deleted file for
 ever without a word."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -31,5 +34,23 @@ def test_tail_f_ends_once_the_sandbox_it_follows_is_removed(tmp_path):
         assert tail.stderr() == (f"stoker: error: stopped following {sandbox}/.logs/web/0/stdout: its run's "
                                  "directory was removed (its sandbox deleted, or the run's logs pruned): nothing "
                                  "more can be written to it\n")
+    finally:
+        tail.close()
+
+
+def test_tail_f_that_meets_a_planted_fifo_names_the_log_by_its_path(tmp_path):
+    """The task rotated its log into a FIFO (a reader would block on it for ever): it stops,
+    and the line names the log's whole path, its sandbox too (was: `.logs/web/0/stdout`)."""
+    run_dir = tmp_path / "sandbox" / ".logs" / "web" / "0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "stdout").write_bytes(b"first\n")
+    tail = StokerProcess(["tail", "-f", str(tmp_path / "sandbox"), "web"], tmp_path)
+    try:
+        tail.wait_output("first", 10)
+        os.replace(run_dir / "stdout", run_dir / "stdout.1")
+        os.mkfifo(run_dir / "stdout")
+        assert tail.wait(5) == 1, tail.stderr()
+        assert tail.stderr() == (f"stoker: error: stopped following {run_dir}/stdout: stdout: it is a FIFO, "
+                                 "not a regular file\n")
     finally:
         tail.close()
