@@ -14,8 +14,8 @@ rotated already before it was looked at). The rotation steps are shared with the
 follow mode (`executor/procs/rotation.py`). While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
-the log is idle, as GNU tail does; once the run's directory is removed (the sandbox
-deleted), nothing more can come: it ends with an error line, exit 1. `--attempt N` reads an earlier attempt's logs instead,
+the log is idle, as GNU tail does; once its sandbox is removed (the run's directory with
+it), nothing more can come: it ends with an error line, exit 1. `--attempt N` reads an earlier attempt's logs instead,
 the ones `stoker run` kept as `.logs.attempt-N` when it restarted the task (nothing follows
 them: that attempt is over). A GONE task's id whose sandbox another task holds now (deleted,
 then run again) is refused, exit 1: the logs there are that task's (`_another_task_s`).
@@ -303,8 +303,8 @@ class Follower:
                 if self._rotated(out) or self._next_run(out):
                     continue
                 if self._removed(out):
-                    error(f"stopped following {self._path()}: its run's directory was removed (its sandbox "
-                          "deleted, or the run's logs pruned): nothing more can be written to it")
+                    error(f"stopped following {self._path()}: its sandbox was removed (the agent's garbage "
+                          "collection, an rm -rf): nothing more can be written to it")
                     return 1
                 if _reader_gone(out, idle_secs):
                     raise BrokenPipeError("the reader of stdout is gone")
@@ -331,10 +331,12 @@ class Follower:
         return f"{self.logs.sandbox}/{self.logs.where(self.run)}"
 
     def _removed(self, out: BinaryIO) -> bool:
-        """Whether the run's directory was removed (the sandbox deleted: the agent's garbage
-        collection, an `rm -rf`), what was written last printed first: no file can be made in
-        it any more, and nothing more comes, where polling it went on for ever."""
-        if os.fstat(self._dir).st_nlink:
+        """Whether the run's directory was removed with its sandbox (the agent's garbage
+        collection, an `rm -rf`), what was written last printed first: nothing more comes,
+        where polling it went on for ever. A run's logs removed in a sandbox still there (a
+        pinned run pruned; an attempt `--keep-attempts 0` keeps none of, whose next attempt's
+        runs come next) are waited on, as before."""
+        if os.fstat(self._dir).st_nlink or os.path.lexists(self.logs.sandbox):
             return False
         self._copy(out)
         return True

@@ -31,9 +31,9 @@ def test_tail_f_ends_once_the_sandbox_it_follows_is_removed(tmp_path):
         shutil.rmtree(sandbox)
         assert tail.wait(5) == 1, tail.stderr()
         assert tail.stdout() == "first\nlast words\n"
-        assert tail.stderr() == (f"stoker: error: stopped following {sandbox}/.logs/web/0/stdout: its run's "
-                                 "directory was removed (its sandbox deleted, or the run's logs pruned): nothing "
-                                 "more can be written to it\n")
+        assert tail.stderr() == (f"stoker: error: stopped following {sandbox}/.logs/web/0/stdout: its sandbox "
+                                 "was removed (the agent's garbage collection, an rm -rf): nothing more can be "
+                                 "written to it\n")
     finally:
         tail.close()
 

@@ -368,3 +368,19 @@ def test_a_log_that_cannot_be_read_is_named_by_its_path(tmp_path, capfdbinary, p
     code, out, err = tail(capfdbinary, tmp_path, "web")
     assert (code, out) == (1, b"")
     assert err == f"stoker: error: cannot read the log of 'web' ({tmp_path}/{named}): {why}\n"
+
+
+def test_follow_waits_for_the_next_attempt_when_the_ended_ones_logs_are_not_kept(tmp_path):
+    """`stoker run --keep-attempts 0`: the attempt followed had its `.logs` renamed, then
+    removed, before the next attempt's first run made its own. The sandbox is still there:
+    it is followed into that run, not taken for a sandbox deleted."""
+    import shutil
+
+    log(tmp_path, run=0, text=b"zero\n")
+    with following(tmp_path, 0) as out:
+        os.rename(tmp_path / ".logs", tmp_path / ".logs.attempt-1")
+        shutil.rmtree(tmp_path / ".logs.attempt-1")
+        time.sleep(0.1)  # a few idle looks with no run to go on to
+        log(tmp_path, run=0, text=b"next attempt\n")
+        wait_for(lambda: b"next attempt\n" in out.getvalue(), 5)
+    assert out.getvalue() == b"==> web run 0: stdout <==\nnext attempt\n"
