@@ -13,7 +13,8 @@ waits for the new run: exit 0 with its run number and pid, 1 when refused or the
 went away first (an error line says so, and what the task is now). No supervisor
 (gone, LOST, never there): one `stoker: error:` line and exit 1. A supervisor that is
 stopped (SIGSTOP, a debugger) answers only once continued: a line on stderr says so, and
-the command waits for it.
+the command waits for it; one that runs and has not answered in ANSWER_SECS is stuck: one
+error line, exit 1.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ STARTING_POLL_SECS = 0.02  # how often a starting supervisor is looked at meanwh
 # A file's times come from the kernel's coarse clock, a tick behind time.time() at most: a
 # socket made after its supervisor took the lock may look made this much before.
 SOCKET_SLACK_SECS = 0.05
+# The longest a running supervisor (neither stopped nor frozen) is given to answer a request
+# at all; it answers at once, through its owner's queue, on a busy host in well under a second
+ANSWER_SECS = 10.0
 
 
 def register(sub: Any, command: Any) -> None:
@@ -196,24 +200,46 @@ def _replies(sandbox: Path, lookup: Callable[[], RegistryEntry | None], request:
         sock = connect(stoker_dir, where, holder.pid)
     finally:
         os.close(stoker_dir)
-    _say_paused(command, holder.pid)
+    paused = _say_paused(command, holder.pid)
     with sock:
-        yield from ask(sock, request)
+        yield from ask(sock, request, lambda s: _first_answer(s, command, holder.pid, where, paused))
 
 
-def _say_paused(command: str, pid: int) -> None:
+def _first_answer(sock: Any, command: str, pid: int, where: str, paused: bool) -> None:
+    """Wait for the supervisor's first answer to the request sent on `sock`: a running one
+    answers at once (its owner's queue), so one that has not in ANSWER_SECS, neither stopped
+    nor frozen, is stuck: ControlUnavailable (was: the command waited for ever without a
+    word). A stopped or frozen one is waited for, as `_say_paused` said (the first look that
+    finds it so says it)."""
+    from executor.host.controlclient import ControlUnavailable
+
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    while not poller.poll(None if paused else ANSWER_SECS * 1000):
+        if not (paused := _say_paused(command, pid)):
+            raise ControlUnavailable(
+                f"the supervisor (pid {pid}) of {loggable(where)} took the request but has not answered it in "
+                f"{ANSWER_SECS:g} s, neither stopped nor frozen: it may be stuck (a hung file system); it "
+                "acts on the request if it recovers")
+
+
+def _say_paused(command: str, pid: int) -> bool:
     """One line on stderr when the supervisor cannot answer until someone lets it go on:
     stopped (SIGSTOP, a debugger), or frozen by its cgroup (`systemctl freeze`, `docker
-    pause`: the kernel shows it sleeping; was: the command waited without a word)."""
+    pause`: the kernel shows it sleeping; was: the command waited without a word); whether
+    it is so."""
     from executor.host import identity
     from executor.host.frozen import frozen_cgroup
 
     if identity.is_stopped(pid):
         print(f"stoker {command}: the supervisor (pid {pid}) is stopped (SIGSTOP, or a "
               f"debugger): it answers once continued (kill -CONT {pid})", file=sys.stderr, flush=True)
-    elif (frozen := frozen_cgroup(pid)) is not None:
+        return True
+    if (frozen := frozen_cgroup(pid)) is not None:
         print(f"stoker {command}: the supervisor (pid {pid}) is frozen (its cgroup {loggable(frozen)}): "
               f"it answers once thawed", file=sys.stderr, flush=True)
+        return True
+    return False
 
 
 def _stoker_dir_of(sandbox: Path, entry: RegistryEntry | None) -> int:

@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         _stop_if_dropped()
         serve(Reader(settings), args.host, args.port, ready=ready, show_to=args.show_tasks_to,
               metrics_ended_secs=args.metrics_ended_secs)
+    except Unwritten as exc:
+        return exc.said()
     except OSError as exc:
         error(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
@@ -130,11 +132,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class Unwritten(Exception):
+    """The address line could not be written to stdout (`error`): not a failure to listen."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+    def said(self) -> int:
+        """As every command's output (`executor/cli/main.py`): a reader gone ends it quietly,
+        status 0; else one `cannot write to stdout` line, status 1."""
+        if isinstance(self.error, BrokenPipeError):
+            raise self.error from None
+        from executor.cli.main import stdout_unwritable
+
+        return stdout_unwritable(self.error)
+
+
 def _when_listening(registry_root: str, told: Notifier | None) -> Callable[[str, int], None]:
     """What the server calls once it listens: the address on stdout, READY=1 to systemd."""
     def ready(host: str, port: int) -> None:
         shown = f"[{host}]" if ":" in host else host
-        print(f"stoker observe: http://{shown}:{port}/ (registry {printable(registry_root)})", flush=True)
+        try:
+            print(f"stoker observe: http://{shown}:{port}/ (registry {printable(registry_root)})", flush=True)
+        except OSError as exc:  # a full disk, a reader gone: said as such, not as `cannot listen`
+            raise Unwritten(exc) from None
         if told is not None:
             told.ready(f"serving http://{shown}:{port}/")
     return ready

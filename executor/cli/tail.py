@@ -14,7 +14,8 @@ rotated already before it was looked at). The rotation steps are shared with the
 follow mode (`executor/procs/rotation.py`). While idle it looks again every
 `FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
-the log is idle, as GNU tail does. `--attempt N` reads an earlier attempt's logs instead,
+the log is idle, as GNU tail does; once its sandbox is removed (the run's directory with
+it), nothing more can come: it ends with an error line, exit 1. `--attempt N` reads an earlier attempt's logs instead,
 the ones `stoker run` kept as `.logs.attempt-N` when it restarted the task (nothing follows
 them: that attempt is over). A GONE task's id whose sandbox another task holds now (deleted,
 then run again) is refused, exit 1: the logs there are that task's (`_another_task_s`).
@@ -212,19 +213,21 @@ def run(args: argparse.Namespace) -> int:
               f"task's ({another})")
         return 1
     sandbox = target.sandbox
+    logs_dir = LOGS_DIR if args.attempt is None else f"{LOGS_DIR}.attempt-{args.attempt}"
+    where = f"{sandbox}/{logs_dir}/{args.process}"  # the log's path, once its run is known
     try:
-        logs_dir = LOGS_DIR if args.attempt is None else f"{LOGS_DIR}.attempt-{args.attempt}"
         logs = ProcessLogs(sandbox, args.process, "stderr" if args.stderr else "stdout", logs_dir)
         runs = logs.runs()
         number = args.run if args.run is not None else (runs[-1] if runs else None)
         if number is None or number not in runs:
             raise FileNotFoundError(_no_log(logs, args.run, runs))
+        where = f"{sandbox}/{logs.where(number)}"
         rdir, fd = logs.open(number)
     except (ValueError, FileNotFoundError) as exc:
         error(str(exc))
         return 1
-    except OSError as exc:
-        error(f"cannot read the log of {quoted(args.process)}: {saferead.describe(exc)}")
+    except OSError as exc:  # the path, and the part of it that failed
+        error(f"cannot read the log of {quoted(args.process)} ({where}): {saferead.describe(exc)}")
         return 1
     out: BinaryIO = sys.stdout.buffer
     if sys.stdout.isatty():
@@ -296,12 +299,18 @@ class Follower:
                     continue
                 if stop():
                     return 0
-                if not (self._rotated(out) or self._next_run(out)) and _reader_gone(out, idle_secs):
+                if self._rotated(out) or self._next_run(out):
+                    continue
+                if self._removed(out):
+                    error(f"stopped following {self._path()}: its sandbox was removed (the agent's garbage "
+                          "collection, an rm -rf): nothing more can be written to it")
+                    return 1
+                if _reader_gone(out, idle_secs):
                     raise BrokenPipeError("the reader of stdout is gone")
         except BrokenPipeError:
             raise  # the reader had enough: the command ends quietly (executor/cli/main.py)
         except OSError as exc:
-            error(f"stopped following {self.logs.where(self.run)}: {saferead.describe(exc)}")
+            error(f"stopped following {self._path()}: {saferead.describe(exc)}")
             return 1
         finally:
             os.close(self._fd)
@@ -315,6 +324,20 @@ class Follower:
             return False
         self.pos = saferead.copy_range(self._fd, self.pos, size, out)
         out.flush()
+        return True
+
+    def _path(self) -> str:
+        return f"{self.logs.sandbox}/{self.logs.where(self.run)}"
+
+    def _removed(self, out: BinaryIO) -> bool:
+        """Whether the run's directory was removed with its sandbox (the agent's garbage
+        collection, an `rm -rf`), what was written last printed first: nothing more comes,
+        where polling it went on for ever. A run's logs removed in a sandbox still there (a
+        pinned run pruned; an attempt `--keep-attempts 0` keeps none of, whose next attempt's
+        runs come next) are waited on, as before."""
+        if os.fstat(self._dir).st_nlink or os.path.lexists(self.logs.sandbox):
+            return False
+        self._copy(out)
         return True
 
     def _rotated(self, out: BinaryIO) -> bool:

@@ -18,7 +18,7 @@ import errno
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from executor.events import ControlReply
 from executor.host.control import peer
@@ -70,12 +70,16 @@ def _connect_node(node: int, where: str, expected_pid: int | None) -> socket.soc
     return sock
 
 
-def ask(sock: socket.socket, request: ControlRequest) -> Iterator[ControlReply]:
+def ask(sock: socket.socket, request: ControlRequest,
+        awaited: Callable[[socket.socket], None] | None = None) -> Iterator[ControlReply]:
     """Send `request`; yield the replies until the last one (or the end of the stream). A
     server that refused the connection before the request was sent has shut it (the send
-    fails: EPIPE): its refusal, which says why, is read all the same."""
+    fails: EPIPE): its refusal, which says why, is read all the same. `awaited(sock)`, once
+    the request is sent, waits for the first answer (and may raise ControlUnavailable)."""
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # what is left to read says why
         sock.sendall(encode_request(request))
+    if awaited is not None:
+        awaited(sock)
     with sock.makefile("rb") as stream:
         for line in stream:
             reply = parse_reply(line)

@@ -357,9 +357,9 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
               also=" ".join(_address(h, p) for h, p in listening[1:]) or None, show_tasks_to=show_to,
               reason="loopback only" if loopback else
               "reachable from other hosts: every task's state and logs are readable there")
-    if ready is not None:
-        ready(str(bound_host), int(bound_port))
     try:
+        if ready is not None:
+            ready(str(bound_host), int(bound_port))
         server.run()
     finally:
         server.close()

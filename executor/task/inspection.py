@@ -129,10 +129,27 @@ def _replayed(fd: int, st: os.stat_result, sandbox: Path, pinned: str, cache: Vi
 
 def _unreadable(sandbox: Path, exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM):  # .stoker is owner-only: another user's
+        why = _own_closed(sandbox) or "only the supervisor's user (or root) may read its task's state"
         return (f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied "
-                f"({errno.errorcode[exc.errno]}): only the supervisor's user (or root) "
-                f"may read its task's state")
+                f"({errno.errorcode[exc.errno]}): {why}")
     return f"cannot read the checkpoint in {sandbox}/.stoker: {saferead.describe(exc)}"
+
+
+def _own_closed(sandbox: Path) -> str:
+    """Why the reader's own `.stoker` or checkpoint denied it (a `chmod 000`, a restore
+    without modes): its mode, not another user's ownership; "" when it is not the reader's."""
+    me = os.geteuid()
+    for name, needs in ((".stoker", stat.S_IXUSR), (f".stoker/{CHECKPOINT_FILE}", stat.S_IRUSR)):
+        try:
+            st = os.stat(os.path.join(sandbox, name), follow_symlinks=False)
+        except OSError:
+            return ""
+        if st.st_uid != me:
+            return ""
+        if not st.st_mode & needs:
+            return (f"{name.rpartition('/')[2]} is yours, but its mode ({stat.S_IMODE(st.st_mode):03o}) lets not "
+                    f"even its owner read it (chmod u+rwx .stoker, u+rw .stoker/{CHECKPOINT_FILE})")
+    return ""
 
 
 def _attempt_of(view: TaskView, entry: RegistryEntry | None) -> AttemptView | None:

@@ -123,3 +123,24 @@ def test_a_c_locale_without_utf8_mode_writes_out_what_ascii_cannot_show(tmp_path
     assert b"| echo r\\xf4le \\u4f5c\\u4e1a\n" in done.stdout, done.stdout
     closed = shell(tmp_path, f"stoker inspect {cfg} >&-", env={"LC_ALL": "C", "PYTHONUTF8": "0"})
     assert (closed.returncode, closed.stderr) == (0, b""), closed.stderr.decode()  # /dev/null's stream too
+
+
+def test_observe_whose_address_line_cannot_be_written_says_so_not_that_it_cannot_listen(tmp_path):
+    """`stoker observe > /dev/full`: the line naming its address failed, and the error said
+    `cannot listen on 127.0.0.1:0: No space left on device` (it listened); to a pipe whose
+    reader is gone, `cannot listen ...: Broken pipe`, exit 1. Now as every command's output:
+    one `cannot write to stdout` line, status 1; a reader gone, status 0 and no line."""
+    registry = {"STOKER_ROOT": str(tmp_path / "registry")}
+    observe = "stoker observe --port 0 --log-level WARNING"
+    result = shell(tmp_path, f"{observe} > /dev/full", env=registry)
+    assert (result.returncode, result.stderr.decode()) == (
+        1, "stoker: error: cannot write to stdout: No space left on device\n")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the line is written
+    try:
+        ended = subprocess.run(["/bin/sh", "-c", observe.replace("stoker", python_sh("-m", "executor"))],
+                               stdout=write, stderr=subprocess.PIPE, cwd=tmp_path, timeout=30,
+                               env={**os.environ, **registry})
+    finally:
+        os.close(write)
+    assert (ended.returncode, ended.stderr.decode()) == (0, "")

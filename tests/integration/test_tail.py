@@ -398,3 +398,36 @@ def test_an_attempt_in_a_sandbox_that_cannot_be_listed_says_so(tmp_path, capfdbi
     assert (code, err) == (1, f"stoker: error: {tmp_path}/.logs.attempt-1 does not exist: this sandbox cannot be "
                               "listed (stoker run keeps the logs of the first attempt and of the last "
                               "--keep-attempts ones as .logs.attempt-N, N from 0)\n")
+
+
+@pytest.mark.parametrize(("plant", "named", "why"), [
+    ("directory", ".logs/web/0/stdout", "stdout: it is a directory, not a regular file"),
+    ("process symlink", ".logs/web", "web: it is a symlink, not a directory (Stoker follows no symlink inside a sandbox)"),
+])
+def test_a_log_that_cannot_be_read_is_named_by_its_path(tmp_path, capfdbinary, plant, named, why):
+    """The error named the last part alone (`stdout: it is a directory`): which sandbox, which
+    run? It names the log's path, then the part that failed."""
+    if plant == "directory":
+        (tmp_path / ".logs" / "web" / "0" / "stdout").mkdir(parents=True)
+    else:
+        (tmp_path / ".logs").mkdir()
+        os.symlink("/etc", tmp_path / ".logs" / "web")
+    code, out, err = tail(capfdbinary, tmp_path, "web")
+    assert (code, out) == (1, b"")
+    assert err == f"stoker: error: cannot read the log of 'web' ({tmp_path}/{named}): {why}\n"
+
+
+def test_follow_waits_for_the_next_attempt_when_the_ended_ones_logs_are_not_kept(tmp_path):
+    """`stoker run --keep-attempts 0`: the attempt followed had its `.logs` renamed, then
+    removed, before the next attempt's first run made its own. The sandbox is still there:
+    it is followed into that run, not taken for a sandbox deleted."""
+    import shutil
+
+    log(tmp_path, run=0, text=b"zero\n")
+    with following(tmp_path, 0) as out:
+        os.rename(tmp_path / ".logs", tmp_path / ".logs.attempt-1")
+        shutil.rmtree(tmp_path / ".logs.attempt-1")
+        time.sleep(0.1)  # a few idle looks with no run to go on to
+        log(tmp_path, run=0, text=b"next attempt\n")
+        wait_for(lambda: b"next attempt\n" in out.getvalue(), 5)
+    assert out.getvalue() == b"==> web run 0: stdout <==\nnext attempt\n"
