@@ -182,7 +182,7 @@ HELLO = """
 
 @pytest.mark.parametrize("case, words", [
     ("executor-name", "task.executorConfig.name is 'MyExecutor', not 'AuroraExecutor'"),
-    ("unbound", "Unexpected unbound refs: {{thermos.ports[http]}}"),
+    ("unbound", "the task requires unbound ports: http (the scheduler assigned none"),
     ("not-json", "task.executorConfig.data is not JSON"),
     ("unknown-key", "has keys Stoker's schema does not know: 'fancy_new_field'"),
 ])
