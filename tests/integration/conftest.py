@@ -3,13 +3,15 @@ teardown, and the Tracker that kills whatever its processes left (a module that 
 another harness, tests/integration/test_containment.py, defines its own); `sim`, an agent
 simulator on tmp_path for the Mesos driver tests; `server`, a scripted HTTP server on
 127.0.0.1 that answers 200 `ok` for the health checker tests (test_observe_server.py's
-`server` is its own)."""
+`server` is its own); `seeded_pyc`, a test's own copy of the session's seeded
+PYTHONPYCACHEPREFIX (tests/support/seededpyc.py)."""
 from __future__ import annotations
 
 import pytest
 
 from tests.support.agent_sim import AgentSimulator
 from tests.support.http_server import Reply, ScriptedHTTPServer
+from tests.support.seededpyc import copy_of, seed
 from tests.support.supervision import Harness, Tracker
 
 
@@ -42,3 +44,15 @@ def server():
     srv = ScriptedHTTPServer([Reply(200, b"ok")])
     yield srv
     srv.close()
+
+
+@pytest.fixture(scope="session")
+def _pyc_seed(tmp_path_factory, worker_id):
+    base = tmp_path_factory.getbasetemp()
+    return seed(base if worker_id == "master" else base.parent)  # xdist's workers: one seed
+
+
+@pytest.fixture
+def seeded_pyc(_pyc_seed, tmp_path):
+    """`tmp_path / "pyc"`: a copy of the session's seeded prefix, for PYTHONPYCACHEPREFIX."""
+    return copy_of(_pyc_seed, tmp_path / "pyc")

@@ -102,17 +102,18 @@ def code_cut_short(bundled: Path, environ: dict[str, str]) -> None:
     bundled.write_bytes(data[:start + (len(data) - start) // 2])
 
 
-def named_once(tmp_path: Path, name: str, damage, flags: tuple[str, ...], unset: tuple[str, ...] = ()) -> None:
+def named_once(tmp_path: Path, pyc: Path, name: str, damage, flags: tuple[str, ...], unset: tuple[str, ...] = ()) -> None:
     """`stoker run --log-level DEBUG` of RUN_JOB (`flags` added; the variables `unset` not
     handed down) with the bundle `name` damaged by `damage`: it runs as ever, and one DEBUG
-    line names the file."""
+    line names the file. `pyc`: the session's seeded prefix, copied (the bundle, what is
+    checked, is the test's own)."""
     cache = tmp_path / "cache"
     (cache / "nodoc").mkdir(parents=True)
     for level in (cache, cache / "nodoc"):
         os.chmod(level, 0o755)
     bundled = cache / "nodoc" / name
     environ = {**os.environ, "STOKER_CODE_CACHE": str(cache), "PYTHONPATH": str(REPO), "HOME": str(tmp_path),
-               "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+               "PYTHONPYCACHEPREFIX": str(pyc)}
     for variable in unset:
         environ.pop(variable, None)
     damage(bundled, environ)
@@ -127,19 +128,19 @@ def named_once(tmp_path: Path, name: str, damage, flags: tuple[str, ...], unset:
 
 
 @pytest.mark.parametrize("damage", [index_cut_short, code_cut_short], ids=["index", "code"])
-def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, damage) -> None:
+def test_a_damaged_bundle_is_named_on_a_debug_log_once(tmp_path: Path, seeded_pyc: Path, damage) -> None:
     """`stoker run --log-level DEBUG` with a bundle it cannot read (its index; a module's code,
     read only as the module is imported): it runs as ever, and one DEBUG line names the file
     (was: nothing said it was not used; a module's code, nothing either)."""
-    named_once(tmp_path, codebundle.NAME, damage, ("--root", str(tmp_path / "root")))
+    named_once(tmp_path, seeded_pyc, codebundle.NAME, damage, ("--root", str(tmp_path / "root")))
 
 
 @pytest.mark.parametrize("flags", [(), ("--root", "root")], ids=["ahead", "supervisor's child"])
-def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, flags: tuple[str, ...]) -> None:
+def test_a_damaged_plan_bundle_is_named_on_a_debug_log_once(tmp_path: Path, seeded_pyc: Path, flags: tuple[str, ...]) -> None:
     """A first run's planning child reads `codebundle.PLAN` (the early start's child, or for a
     run not planned ahead the supervisor's own): one it cannot read was never said, the
     child ending without a word of it; the supervisor says it as it says its own's."""
-    named_once(tmp_path, codebundle.PLAN, index_cut_short, flags, unset=("STOKER_EARLY_START", "STOKER_PLAN_CACHE"))
+    named_once(tmp_path, seeded_pyc, codebundle.PLAN, index_cut_short, flags, unset=("STOKER_EARLY_START", "STOKER_PLAN_CACHE"))
 
 
 def test_a_bundle_cut_short_after_it_was_opened_serves_nothing_it_lacks_and_is_closed_as_the_start_ends(

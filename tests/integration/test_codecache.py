@@ -211,9 +211,10 @@ def test_a_save_whose_writer_does_not_load_writes_nothing_and_raises_nothing(tmp
     assert not list(tmp_path.glob("attrs-run.*.bin"))
 
 
-def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path):
-    # the modules' code without docstrings (executor/nodocs.py) and Python's .pyc files there too
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+def test_the_stoker_entry_point_uses_it_and_warm_writes_every_profile(tmp_path, seeded_pyc):
+    # the modules' code without docstrings (executor/nodocs.py) and Python's .pyc files: the
+    # session's seed (what is checked here, the attrs code cache in tmp_path, starts empty)
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(seeded_pyc)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-m", "executor", "--version"], cwd=REPO, env=env, check=True,
                    capture_output=True, timeout=60)

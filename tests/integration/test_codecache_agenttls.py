@@ -26,8 +26,9 @@ PROBE = textwrap.dedent("""
 """)
 
 
-def test_a_tls_executor_s_start_compiles_no_attrs_method_once_warmed(tmp_path):
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+def test_a_tls_executor_s_start_compiles_no_attrs_method_once_warmed(tmp_path, seeded_pyc):
+    # the attrs code cache (tmp_path) fresh; the modules' compiled code from the session's seed
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path), "PYTHONPYCACHEPREFIX": str(seeded_pyc)}
     warm = subprocess.run([sys.executable, "-m", "executor.codecache", "executor"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert warm.returncode == 0, warm.stderr

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.timeout(60)
 # an empty PYTHONPATH entry (`PYTHONPATH=:$PYTHONPATH`) puts the working directory on sys.path
 # a second time, where `-m`'s own entry was the only one taken off
 @pytest.mark.parametrize("empty_entry", [False, True])
-def test_a_projects_config_in_the_working_directory_does_not_stand_in_for_stokers(tmp_path, empty_entry):
+def test_a_projects_config_in_the_working_directory_does_not_stand_in_for_stokers(tmp_path, seeded_pyc, empty_entry):
     project = tmp_path / "project"  # a config/ package is found the same way
     project.mkdir()
     (project / "config.py").write_text("DEBUG = True\n")
-    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache"), "PYTHONPYCACHEPREFIX": str(tmp_path / "pyc")}
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path / "cache"), "PYTHONPYCACHEPREFIX": str(seeded_pyc)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if empty_entry:
         env["PYTHONPATH"] = os.pathsep + env.get("PYTHONPATH", "")
