@@ -46,7 +46,9 @@ CONFIG = textwrap.dedent("""
 def test_a_fork_the_config_leaves_running_does_not_hold_the_answer(tmp_path, words):
     (tmp_path / "forks.aurora").write_text(CONFIG)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MESOS_", "STOKER_"))}
-    env.update(PYTHONPATH=str(REPO), STOKER_PLAN_CACHE=str(tmp_path / "plans"))
+    # a registry of its own: `stoker run` registers its task (the host's, /var/run/stoker as
+    # root, kept two entries of every run of this test)
+    env.update(PYTHONPATH=str(REPO), STOKER_PLAN_CACHE=str(tmp_path / "plans"), STOKER_ROOT=str(tmp_path / "registry"))
     pid_file = tmp_path / "fork.pid"
     try:
         result = subprocess.run([sys.executable, "-m", "executor", *words, "forks.aurora"], cwd=tmp_path,
