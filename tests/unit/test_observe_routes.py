@@ -129,7 +129,7 @@ def test_the_refusal_of_another_name_says_how_to_reach_it():
              "localhost on its host (or through an SSH tunnel), or start it with --host ADDRESS to serve other names")
     reason = get("/metrics", host="a" * 79 + "bc").reason  # type: ignore[union-attr]
     assert reason.startswith(f"this observer answers only loopback names (Host: '{'a' * 79}b'): reach it")
-    got = route("GET", "/metrics", "", "XXXX", True, name="")
+    got = route("GET", "/metrics", "", "agent-7", True, name="")
     assert isinstance(got, Refused) and got.status == 403  # no name given: loopback names only
 
 
