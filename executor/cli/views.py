@@ -24,7 +24,7 @@ from executor.host.truth import RESTARTING, Truth, describe_restart, describe_st
 from executor.task.inspection import Inspection, Leftover
 from executor.task.leftoverprocs import Foreign
 from executor.task.replay import AnnouncementView, AttemptView, ProcessView, RunView, TaskView
-from executor.task.taskview import DIED_KILLING, ENDED_STATES
+from executor.task.taskview import DIED_KILLING
 from executor.task.usagefigures import Figures, figure_rows
 
 format_duration = age  # 3.2s, 4m05s, 2h03m, 3d04h
@@ -83,8 +83,9 @@ def _health_lines(attempt: AttemptView, truth: Truth | None) -> list[str]:
     h = attempt.health
     if h.checker == "none" and h.state is None:
         return ["health: no check configured"]
-    running = attempt.state not in ENDED_STATES and (truth is None or truth.alive and truth.state != RESTARTING)
-    verdict = h.state if h.state is None or running else f"was:{h.state}"
+    from executor.task.inspectionjson import check_runs  # (as status' other inspection steps)
+
+    verdict = h.state if h.state is None or check_runs(attempt.state, truth) else f"was:{h.state}"
     lines = [
         f"health: {verdict or 'no attempt yet'} ({h.checker}); attempts={h.attempts} "
         f"consecutive_failures={h.consecutive_failures} "

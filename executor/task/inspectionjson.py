@@ -16,7 +16,7 @@ import attrs
 from executor.events import HEALTH_CHECK_FAILED
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
-from executor.host.truth import RESTARTING
+from executor.host.truth import RESTARTING, Truth
 from executor.task.inspection import Inspection, task_user
 from executor.task.replay import AttemptView
 from executor.task.taskview import ENDED_STATES
@@ -47,12 +47,19 @@ def health_summary(inspection: Inspection) -> str:
 
 
 def health_current(inspection: Inspection) -> bool:
-    """Whether the attempt's health verdict is its check's now: its supervisor runs and the
-    attempt has not ended (not RESTARTING between two attempts either). False: the verdict is
-    the last one recorded, of a check that no longer runs."""
-    truth = inspection.truth
-    return (inspection.attempt is not None and truth.alive
-            and truth.state not in ENDED_STATES and truth.state != RESTARTING)
+    """Whether the attempt's health verdict is its check's now (`check_runs`). False: the
+    verdict is the last one recorded, of a check that no longer runs."""
+    attempt = inspection.attempt
+    return attempt is not None and check_runs(attempt.state, inspection.truth)
+
+
+def check_runs(attempt_state: str | None, truth: Truth | None) -> bool:
+    """Whether the health check of an attempt in `attempt_state` still runs: the attempt has
+    not ended, and its supervisor (`truth`; None: not looked at) runs, its task neither ended
+    nor RESTARTING between two attempts. `stoker ps`, `status` and the observer mark a
+    verdict `was:` when it does not."""
+    return attempt_state not in ENDED_STATES and (
+        truth is None or truth.alive and truth.state not in ENDED_STATES and truth.state != RESTARTING)
 
 
 def failed_by_health_check(inspection: Inspection) -> bool:
