@@ -20,13 +20,12 @@ from pathlib import Path
 import pytest
 
 from executor.task.checkpoint import read_records
-from tests.support import proc_scan
 from tests.support.sandbox_runs import (
     STOP_SECS,
     eventually,
     job_config,
+    left_in,
     process,
-    read_pids,
     stop_secs,
 )
 from tests.support.stoker_proc import REPO
@@ -87,7 +86,7 @@ def test_a_deeply_nested_line_in_the_checkpoint_or_on_the_control_socket_stops_n
     assert b'"ok": false' in refused and b"JSON object" in refused, refused
     assert killed.returncode == 0, killed.stdout + killed.stderr
     assert run.wait(STOP_SECS) is not None
-    assert not proc_scan.live(read_pids(sandbox))
+    assert not left_in(sandbox)
 
 
 
@@ -113,7 +112,7 @@ def test_a_checkpoint_grown_by_a_line_without_end_does_not_stall_the_supervisor(
     records = read_records(sandbox)
     assert any(r.get("kind") == "process" and r.get("run") == 1 and r.get("to") == "RUNNING"
                for r in records), records
-    assert not proc_scan.live(read_pids(sandbox))
+    assert not left_in(sandbox)
 
 def test_deeply_nested_json_planted_in_a_sandbox_or_the_registry_is_reported(tmp_path, figures):
     """`.stoker/task.json` (the observer's task page), `.stoker/supervisor.lock` (`stoker

@@ -34,6 +34,7 @@ from tests.support.sandbox_runs import (
     STOP_SECS,
     eventually,
     job_config,
+    left_in,
     process,
     read_pids,
     stop_secs,
@@ -70,7 +71,7 @@ def test_a_fifo_planted_as_the_next_runs_log_does_not_freeze_stoker_run(runs, tm
     assert failed, out
     assert "could not start" in failed[0] and ".logs/p/1/stdout" in failed[0], failed[0]
     assert (sandbox / ".logs/p/1/stdout").is_fifo()  # refused, left alone
-    assert not proc_scan.live(read_pids(sandbox))
+    assert not left_in(sandbox)
 
 
 def test_a_fifo_planted_as_the_next_runs_log_does_not_freeze_the_executor(tmp_path, figures):
@@ -96,7 +97,7 @@ def test_a_fifo_planted_as_the_next_runs_log_does_not_freeze_the_executor(tmp_pa
         assert supervised, "run 2 never started: the supervisor froze"
         log = sim.executor_log()
         assert "FIFO" in log and ".logs/p/1/stdout" in log, log[-3000:]
-        assert not proc_scan.live(read_pids(sandbox))
+        assert not left_in(sandbox)
     finally:
         sim.close()
         for marker in markers:
@@ -125,7 +126,7 @@ def test_a_fifo_planted_as_the_checkpoint_does_not_freeze_stoker_run(runs, tmp_p
     err = run.stderr()
     assert "checkpoint.jsonl" in err and "FIFO" in err, err
     assert "task             KILLING → KILLED" in run.stdout()
-    assert not proc_scan.live(read_pids(sandbox))
+    assert not left_in(sandbox)
 
 
 def test_stoker_status_of_a_fifo_checkpoint_answers_at_once(tmp_path):
@@ -248,7 +249,7 @@ def test_a_stoker_run_restart_does_not_follow_a_symlinked_checkpoint_directory(r
     headers = [r for r in records if r["kind"] == "header"]
     assert len(headers) == 2 and headers[0]["task_id"] != headers[1]["task_id"], headers
     assert [r["to"] for r in records if r["kind"] == "task"][-1] == "KILLED"
-    assert not proc_scan.live(read_pids(sandbox))
+    assert not left_in(sandbox)
 
 
 # ---- a failed run's stderr, shown under it by `stoker run` ----
@@ -310,4 +311,4 @@ def test_hard_links_planted_in_the_sandbox_lead_no_write_outside_it(runs, tmp_pa
     assert supervised, run.stdout() + run.stderr()
     refused = [line for line in run.stdout().splitlines() if "p[1]" in line and "hard link" in line]
     assert refused and ".logs/p/1/stdout" in refused[0], run.stdout()
-    assert not proc_scan.live(read_pids(sandbox))
+    assert not left_in(sandbox)

@@ -4,6 +4,7 @@ files their task processes write, and stopping them at teardown whatever the tes
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -45,6 +46,22 @@ def eventually(cond, timeout_secs: float) -> bool:  # type: ignore[no-untyped-de
 
 def read_pids(sandbox: Path) -> set[int]:
     return proc_scan.read_pid_files([sandbox / "pids", sandbox / "sleeper.pid"])
+
+
+def left_in(sandbox: Path) -> set[int]:
+    """The pids of the sandbox's pid files still alive as its task's processes: live, and in
+    the sandbox (their working directory, which every run of these tests keeps; one whose
+    directory cannot be read counts too). A pid alone may name another process by now:
+    pid_max is 32768 here, and the suite's processes wrap it within a run (a run's pid, exited
+    seconds before, was another test's process at the check once)."""
+    return {pid for pid in proc_scan.live(read_pids(sandbox)) if _cwd(pid) in (None, str(sandbox.resolve()))}
+
+
+def _cwd(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
 
 
 class Runs:
