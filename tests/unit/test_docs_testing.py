@@ -1,0 +1,111 @@
+"""docs/testing.md names what the repository has (its paths, module names and variables are
+checked with the other pages', tests/unit/test_docs_names.py): every `make` target and
+`VAR=` setting it gives is the Makefile's, every test module and test it names exists, every
+pytest mark it names is registered, §1's table of `make mutation` rows is
+tools/mutation_rows.py's (each slug, the files it mutates, its tests' files and how many of a
+file it runs, whether they run in children or as a subreaper) and every other row is named in §4, and §6's table of harnesses is tests/fuzz/'s.
+"""
+from __future__ import annotations
+
+import configparser
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TEXT = (REPO / "docs/testing.md").read_text()
+MAKEFILE = (REPO / "Makefile").read_text()
+TESTS = sorted((REPO / "tests").rglob("*.py"))
+
+
+def _section(number: int) -> str:
+    return TEXT.split(f"\n## {number}. ")[1].split("\n## ")[0]
+
+
+def _rows(section: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("| ").split(" | ")] for line in section.splitlines()
+            if line.startswith("| `")]
+
+
+def _modules() -> list:
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from mutation_rows import MODULES
+    finally:
+        sys.path.remove(str(REPO / "tools"))
+    return MODULES
+
+
+def _expanded(text: str) -> str:
+    """`$(STAMP)` as the Makefile sets it (`$(VENV)/.installed`), and so on."""
+    values = dict(re.findall(r"^([A-Z_]+)\s*[:?]?=\s*(.*?)\s*$", MAKEFILE, re.M))
+    while "$(" in text:
+        text = re.sub(r"\$\((\w+)\)", lambda m: values[m.group(1)], text)
+    return text
+
+
+def test_every_make_target_and_setting_named_is_the_makefile_s():
+    targets = {_expanded(t) for t in re.findall(r"^([\w./$()-]+):", MAKEFILE, re.M)}
+    named = set(re.findall(r"`make ([a-z.][\w./-]*)", TEXT)) | set(re.findall(r"^make ([a-z][\w-]*)", TEXT, re.M))
+    assert {"mutation", "fuzz", "coverage", "test-pythons", "test-deps-oldest", ".venv/.installed"} <= named
+    assert sorted(named - targets) == []
+    settings = set(re.findall(r"^([A-Z_]+)\s*[:?]?=", MAKEFILE, re.M))
+    commands = re.findall(r"\bmake [^`\n]*", TEXT)
+    given = {v for c in commands for v in re.findall(r"\b([A-Z][A-Z_]+)=", c)} | set(re.findall(r"`([A-Z][A-Z_]+)=", TEXT))
+    given -= {"STOKER_HYPOTHESIS_PROFILE", "STOKER_FAULTS_FULL", "STOKER_CGROUPS"}  # the tests' (test_docs_names)
+    given -= {"LC_ALL"}  # the locale a checkout's tests were run under (§15)
+    assert {"MUTATE", "FUZZ", "FUZZ_SECONDS", "PYTEST_ARGS", "OLDEST_TESTS", "COVERAGE_TIERS", "TEST_WORKERS"} <= given
+    assert sorted(given - settings) == []
+
+
+def test_every_test_module_and_test_named_exists():
+    """`test_dist`, `test_planning.py`, `FILE::NAME`: a test module's name or a test's."""
+    stems = {path.stem for path in TESTS}
+    tests = {name for path in TESTS for name in re.findall(r"^\s*(?:async )?def (test_\w+)", path.read_text(), re.M)}
+    named = set(re.findall(r"(?<![\w/])(test_\w+)", TEXT))
+    assert len(named) > 100
+    assert sorted(named - stems - tests) == []
+
+
+def test_every_mark_named_is_registered():
+    ini = configparser.ConfigParser()
+    ini.read(REPO / "pytest.ini")
+    marks = {line.split(":")[0].strip() for line in ini["pytest"]["markers"].splitlines() if line.strip()}
+    named = set(re.findall(r"pytest [^`\n]*-m '?(?:not )?(\w+)", TEXT)) | set(re.findall(r"marked `(\w+)`", TEXT))
+    assert "serial" in named
+    assert sorted(named - marks) == []
+
+
+_COUNTS = {"a": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7}
+
+
+def test_section_1_s_table_is_the_mutation_rows():
+    modules = {module.slug: module for module in _modules()}
+    rows = _rows(_section(1))
+    assert len(rows) > 50
+    for slug, _title, files, against in (row[1:5] if row[0] == "" else row[:4] for row in rows):
+        module = modules[slug.strip("`")]
+        plain = re.sub(r"\([^()]*\)", "", files)  # not "(the eighth round ran ... in `cgroups.py`)"
+        assert {Path(f).name for f in re.findall(r"`([\w/]+\.py)`", plain)} == \
+            {Path(source).name for source in module.sources}, slug
+        test_files = {Path(test.split("::")[0]).name for test in module.tests}
+        named = set(re.findall(r"`(?:[\w/]+/)?(test_\w+\.py)`", against))
+        if named:  # "the first six of those" names none
+            assert named == test_files, slug
+        assert ("(children" in against, "subreaper)" in against) == (module.children, module.subreaper), slug
+        said = r"\b(\w+) tests? (each )?of `([\w/]+\.py)`(?: and `([\w/]+\.py)`)?"
+        for count, each, *pair in re.findall(said, against):
+            for files_counted in ([{Path(f).name} for f in pair if f] if each else [{Path(f).name for f in pair if f}]):
+                ran = [t for t in module.tests if "::" in t and Path(t.split("::")[0]).name in files_counted]
+                assert len(ran) == int(_COUNTS.get(count, count)), (slug, count, files_counted)
+
+
+def test_every_mutation_row_is_in_section_1_s_table_or_named_in_section_4():
+    in_table = {row[0].strip("`") for row in _rows(_section(1))}
+    scores = _section(4)
+    assert sorted(m.slug for m in _modules() if m.slug not in in_table and f"`{m.slug}`" not in scores) == []
+
+
+def test_section_6_s_table_is_the_fuzz_harnesses():
+    harnesses = {path.stem.removeprefix("fuzz_") for path in (REPO / "tests/fuzz").glob("fuzz_*.py")}
+    assert {row[0].strip("`") for row in _rows(_section(6))} == harnesses
