@@ -55,7 +55,7 @@ test-fast: lint
 # The unit tests and the start-up smoke (tests/e2e/test_startup_imports.py) again on every
 # other CPython >= 3.11 this machine has (pyenv's, python3.N on PATH), each in a venv of its
 # own (.venv-3.N, made on first use): by hand, not part of `make test` (docs/testing.md
-# §5, "Other Python versions"). PYTEST_ARGS=--tiers runs every tier there as `test` does (two workers,
+# §5, "Other Python versions"). PYTEST_ARGS=--tiers runs every tier there as `test` does (three workers,
 # the serial tests last); PYTEST_ARGS=tests every tier in one run on one worker.
 PYTEST_ARGS ?=
 test-pythons: $(STAMP)

@@ -3,7 +3,9 @@ checked with the other pages', tests/unit/test_docs_names.py): every `make` targ
 `VAR=` setting it gives is the Makefile's, every test module and test it names exists, every
 pytest mark it names is registered, §1's table of `make mutation` rows is
 tools/mutation_rows.py's (each slug, the files it mutates, its tests' files and how many of a
-file it runs, whether they run in children or as a subreaper) and every other row is named in §4, and §6's table of harnesses is tests/fuzz/'s.
+file it runs, whether they run in children or as a subreaper) and every other row is named in §4, and §6's table of harnesses is tests/fuzz/'s. docs/benchmarks.md's table of `bench/` names
+every file there, each `--only NAME` of `bench/run_all.py` and no other, and only options its
+scripts have.
 """
 from __future__ import annotations
 
@@ -109,3 +111,22 @@ def test_every_mutation_row_is_in_section_1_s_table_or_named_in_section_4():
 def test_section_6_s_table_is_the_fuzz_harnesses():
     harnesses = {path.stem.removeprefix("fuzz_") for path in (REPO / "tests/fuzz").glob("fuzz_*.py")}
     assert {row[0].strip("`") for row in _rows(_section(6))} == harnesses
+
+
+def test_benchmarks_md_s_table_is_bench_s_files_names_and_options():
+    bench = REPO / "bench"
+    text = (REPO / "docs/benchmarks.md").read_text()
+    rows = _rows(text[:text.index("\n## ")])
+    named = {name for row in rows for name in re.findall(r"`(\w+\.(?:py|c))`", row[0])}
+    assert named == {path.name for path in bench.iterdir() if path.suffix in (".py", ".c")}
+    run_all = (bench / "run_all.py").read_text()
+    benches = dict(re.findall(r'^    "(\w+)": \("(\w+\.py)"', run_all, re.M))
+    assert {m.group(1): re.search(r"`(\w+\.py)`", row[0]).group(1)  # type: ignore[union-attr]
+            for row in rows if (m := re.fullmatch(r"`--only (\w+)`", row[2]))} == benches
+    shared = (bench / "benchlib.py").read_text()  # its `ab_parser`, the benches' common flags
+    for row in rows:
+        flags = set(re.findall(r"`(--[a-z-]+)", row[2])) - {"--only"}
+        for name in re.findall(r"`(\w+\.py)`", row[0]):
+            script = (bench / name).read_text()
+            source = script + (shared if "benchlib." in script else "")
+            assert sorted(f for f in flags if f'"{f}"' not in source) == [], name
