@@ -64,7 +64,7 @@ test-pythons: $(STAMP)
 # The unit tests, and the attrs code cache's (it serves steps of attrs' internals: about 25 s
 # more), on the oldest version of each dependency setup.py admits (its `>=`, `~=` bounds,
 # pinned in tools/deps-oldest.txt and given to pip as constraints), in .venv-oldest: made
-# afresh when setup.py or that file changes (about 30 s), then about 60-75 s a run. By hand, not
+# afresh when setup.py or that file changes (about 30 s), then about two minutes a run. By hand, not
 # part of `make test`: CI tests what pip resolves today, the newest (docs/testing.md §9).
 # OLDEST_TESTS=tests runs every tier there instead.
 OLDEST_VENV  := .venv-oldest
