@@ -1,14 +1,16 @@
 """docs/testing.md names what the repository has (its paths, module names and variables are
-checked with the other pages', tests/unit/test_docs_names.py): every `make` target and
-`VAR=` setting it gives is the Makefile's, every test module and test it names exists, every
-pytest mark it names is registered, §1's table of `make mutation` rows is
-tools/mutation_rows.py's (each slug, the files it mutates, its tests' files and how many of a
-file it runs, whether they run in children or as a subreaper) and every other row is named in §4, and §6's table of harnesses is tests/fuzz/'s. docs/benchmarks.md's table of `bench/` names
-every file there, each `--only NAME` of `bench/run_all.py` and no other, and only options its
+checked with the other pages', tests/unit/test_docs_names.py): every `make` target and `VAR=`
+setting it gives is the Makefile's; every test module, test and class it names exists; every
+pytest mark it names is registered; §1's table of `make mutation` rows is
+tools/mutation_rows.py's (each slug, the files it mutates, its tests' files, how many tests of
+a file it runs, whether in children or as a subreaper) and every other row is named in §4;
+§6's table of harnesses is tests/fuzz/'s. docs/benchmarks.md's table of `bench/` names every
+file there, each `--only NAME` of `bench/run_all.py` and no other, and only options its
 scripts have.
 """
 from __future__ import annotations
 
+import builtins
 import configparser
 import re
 import sys
@@ -67,6 +69,20 @@ def test_every_test_module_and_test_named_exists():
     named = set(re.findall(r"(?<![\w/])(test_\w+)", TEXT))
     assert len(named) > 100
     assert sorted(named - stems - tests) == []
+
+
+# Python's and Aurora's names: importlib's, `compile`'s flag, Thermos' planner and Aurora's checker (§10).
+FOREIGN_CLASSES = {"FileLoader", "ModuleSpec", "PathFinder", "PyCF_ONLY_AST", "TaskPlanner", "ThreadedHealthChecker"}
+
+
+def test_every_class_named_is_defined():
+    """`HealthOracle`, `Supervisor`, `WalkCut`: a class (or function) of the product, the
+    tests or the tools, or Python's own."""
+    code = "\n".join(p.read_text() for d in ("executor", "config", "healthcheck", "tools", "tests", "bench")
+                     for p in (REPO / d).rglob("*.py"))
+    named = set(re.findall(r"`([A-Z][a-z0-9]+[A-Z]\w*)`", TEXT)) - FOREIGN_CLASSES - set(dir(builtins))
+    assert len(named) > 15
+    assert sorted(n for n in named if not re.search(rf"^\s*(?:class|def)\s+{n}\b|^\s*{n}\s*[:=]", code, re.M)) == []
 
 
 def test_every_mark_named_is_registered():
