@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+from tests.unit.test_docs_names import GONE
+
 REPO = Path(__file__).resolve().parents[2]
 TEXT = (REPO / "docs/testing.md").read_text()
 MAKEFILE = (REPO / "Makefile").read_text()
@@ -116,6 +118,36 @@ def test_section_1_s_table_is_the_mutation_rows():
             for files_counted in ([{Path(f).name} for f in pair if f] if each else [{Path(f).name for f in pair if f}]):
                 ran = [t for t in module.tests if "::" in t and Path(t.split("::")[0]).name in files_counted]
                 assert len(ran) == int(_COUNTS.get(count, count)), (slug, count, files_counted)
+
+
+def _defined(text: str) -> set[str]:
+    """Functions, classes, names assigned or annotated at a line's start, `self.` attributes set,
+    parameters."""
+    found = re.findall(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+(\w+)|^[ \t]*(\w+)[ \t]*(?::[^\n=]*)?=(?!=)"
+                       r"|^[ \t]*(\w+)[ \t]*:[ \t]*\S|self\.(\w+)[ \t]*(?::[^\n=]*)?=(?!=)"
+                       r"|[(,][ \t\n]*\*{0,2}(\w+)[ \t]*[:=]", text, re.M)  # and parameters
+    return {name for names in found for name in names if name}
+
+
+def test_each_known_equivalent_mutant_names_code_there_is():
+    """§3's `function`: and `function`'s (or `old` (now `new`)) is defined in the files its row's
+    module mutates (the reference for the next rounds' survivors; code that went says so: GONE)."""
+    files: dict[str, set[str]] = {}
+    for module in _modules():
+        files.setdefault(module.title.replace("`", "").lower(), set()).update(module.sources)
+    everything = [str(p.relative_to(REPO)) for d in ("executor", "config", "healthcheck") for p in (REPO / d).rglob("*.py")]
+    rows = [line.strip("| ").split(" | ") for line in _section(3).splitlines()
+            if line.startswith("| ") and not line.startswith(("| ---", "| module |"))]
+    checked, wrong = 0, []
+    for row in rows:
+        pattern = r"`([A-Za-z_][\w.]*)`(?=:|'s |')|\(now `([\w.]+)`"  # "`_labels` (now `LabelText.pair`)": the new
+        named = {old or now for old, now in re.findall(pattern, row[1])} - GONE - set(dir(builtins)) - {"int.from_bytes", "mmap"}
+        sources = files.get(row[0].replace("`", "").lower()) or everything  # "checkpoint records and replay": all
+        defined = _defined("\n".join((REPO / f).read_text() for f in sources))
+        checked += len(named)
+        wrong += [(row[0], n) for n in sorted(named) if n.split(".")[-1] not in defined]
+    assert checked > 150
+    assert wrong == []
 
 
 def test_every_mutation_row_is_in_section_1_s_table_or_named_in_section_4():
