@@ -178,3 +178,10 @@ def test_benchmarks_md_s_table_is_bench_s_files_names_and_options():
             script = (bench / name).read_text()
             source = script + (shared if "benchlib." in script else "")
             assert sorted(f for f in flags if f'"{f}"' not in source) == [], name
+
+
+def test_section_9_names_the_files_test_deps_oldest_runs():
+    oldest = re.search(r"^OLDEST_TESTS \?= (.*)$", MAKEFILE, re.M).group(1).split()  # type: ignore[union-attr]
+    named = set(re.findall(r"`(?:tests/integration/)?(test_codecache\w*\.py)`", _section(9)))
+    assert named == {Path(p).name for p in oldest if p.endswith(".py")}
+    assert "tests/unit" in oldest and "the unit tests" in _section(9)
