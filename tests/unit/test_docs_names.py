@@ -60,8 +60,14 @@ def _defines(path: Path, name: str) -> bool:
     return bool(served) or re.search(rf"^(?:def|class|async def)\s+{name}\b|^{name}\s*[:=]", text, re.M) is not None
 
 
+CLASSES: dict[str, list[Path]] = {}  # a class's name -> the files that define one of that name
+for _path, _text in SOURCES.items():
+    for _name in re.findall(r"^\s*class\s+(\w+)", _text, re.M):
+        CLASSES.setdefault(_name, []).append(_path)
+
+
 def _has_member(cls: str, name: str) -> bool:
-    holders = [p for p, text in SOURCES.items() if re.search(rf"^\s*class\s+{cls}\b", text, re.M)]
+    holders = CLASSES.get(cls, [])
     return any(re.search(rf"\bdef\s+{name}\b|^\s+{name}\s*[:=]|self\.{name}\b", SOURCES[p], re.M) for p in holders)
 
 
@@ -105,7 +111,7 @@ def test_every_module_name_and_class_member_named_is_defined(page):
             checked += 1
             if not any(_defines(path, last) for path in stems[head[-1]]):
                 wrong.append(token)
-        elif any(re.search(rf"^\s*class\s+{head[-1]}\b", t, re.M) for t in SOURCES.values()):
+        elif head[-1] in CLASSES:
             checked += 1
             if not _has_member(head[-1], last):
                 wrong.append(token)
