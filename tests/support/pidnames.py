@@ -138,9 +138,10 @@ def kill(pid: int, sig: int = signal.SIGKILL) -> bool:
         os.close(pidfd)
 
 
-def hand_on(pid: int, argv: list[str], within_secs: float = 5.0) -> subprocess.Popen[bytes]:
+def hand_on(pid: int, argv: list[str], within_secs: float = 5.0, new_session: bool = False) -> subprocess.Popen[bytes]:
     """A process of the test's running `argv` whose pid is `pid` (free: its process was
-    reaped), by /proc/sys/kernel/ns_last_pid (root). The write sets the whole host's next pid,
+    reaped), by /proc/sys/kernel/ns_last_pid (root); with `new_session`, the leader of a
+    session (and process group) of its own, whose id is `pid` too. The write sets the whole host's next pid,
     so a process forked elsewhere meanwhile may take it: tried again once that one is gone,
     for `within_secs`; then the test fails naming what holds it (it was a skip, after 200
     tries in a moment: one that took it and lived on)."""
@@ -150,7 +151,7 @@ def hand_on(pid: int, argv: list[str], within_secs: float = 5.0) -> subprocess.P
             time.sleep(0.01)
             continue
         Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
-        taker = subprocess.Popen(argv)
+        taker = subprocess.Popen(argv, start_new_session=new_session)
         if taker.pid == pid:
             return taker
         taker.kill()
