@@ -97,9 +97,8 @@ def pids_carrying(entry: str | bytes) -> set[int]:
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
-        pid = pidnames.named(int(name))  # its start read before its environment, and judged after it
-        if pid.start is not None and want in environ(pid) and is_live(pid):
-            found.add(pid)
+        if want in environ(int(name)) and (pid := pidnames.named(int(name))).start is not None:
+            found.add(pid)  # named as it carries `entry` (one read of /proc/PID/stat per match)
     return found
 
 
