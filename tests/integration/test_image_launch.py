@@ -8,7 +8,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import signal
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ from executor.mesos.imagetask import ImageLaunchError, ImageSettings, launch_inf
 from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Reaper
 from executor.task.wiring import RunAs
+from tests.support import pidnames
 from tests.support.rootfs import (
     ROOTFS_ID,
     containerizer_script,
@@ -83,7 +83,7 @@ def test_a_containerizer_that_leaves_a_daemon_holding_stderr_is_answered_at_its_
     try:
         assert launch_info_supported(str(path)) is True
     finally:
-        os.kill(int(daemon.read_text()), signal.SIGKILL)  # the script's child: ours to end
+        pidnames.kill(pidnames.pid_in(daemon))  # the script's child: ours to end
 
 
 def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_time_limit(tmp_path, monkeypatch):
@@ -98,8 +98,8 @@ def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_ti
     try:
         assert launch_info_supported(str(path)) is True
     finally:
-        for alive in [int(daemon.read_text())] if daemon.exists() else []:
-            os.kill(alive, signal.SIGKILL)  # the script's child: ours to end
+        for alive in pidnames.pid_file(daemon):
+            pidnames.kill(alive)  # the script's child: ours to end
 
 
 def test_a_containerizer_that_writes_without_end_is_refused_at_the_limit(tmp_path):
