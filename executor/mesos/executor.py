@@ -191,8 +191,7 @@ class StokerExecutor:
         ending = None if driver.shutdown_received else driver.ending  # a lost agent's: why
         reason = f"executor shutting down ({cause or (ending.value if ending else 'SHUTDOWN')})"
         if first:  # (an image task's ask of its containerizer, ended by it, says `reason` too)
-            self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS, kill_at=kill_all_at,
-                           reason=reason)
+            self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS, kill_all_at, reason)
         grace = max(0.0, kill_all_at - now)
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:
