@@ -10,8 +10,9 @@ the tasks that have not ended (a LOST task has not: it is listed), and one whose
 died while killing it while a process of it lives (ended, its leftovers to end). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
-last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted,
-its `.stoker` renamed away: the row shows nothing read, NEW 0/0 under a live supervisor, else GONE) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
+last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox renamed or deleted,
+its `.stoker` renamed away: the row shows nothing read, `SANDBOX GONE` or `UNKNOWN` with `-` processes under
+a live supervisor, else GONE) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
 error:` line and exit 1, never an empty list; an entry it cannot read whose supervisor runs
 (another version of Stoker wrote it) is one line on stderr, naming it. Where several hosts
@@ -122,13 +123,12 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
     for the `starting` rows' (by index: a live supervisor that has recorded nothing yet)."""
     from config.words import printable_lines
     from executor.cli.views import table
-    from executor.task.inspectionjson import health_shown
+    from executor.task.inspectionjson import health_shown, procs_shown, state_shown
 
     cells = [COLUMNS]
     for r in rows:
-        cells.append([r["task_id"] or "-", r["job_key"] or "-", r["state"], str(r["supervisor_pid"]),
-                      r["sandbox"], when(r["started"], now_wall),
-                      f"{r['processes_running']}/{r['processes_total']}", health_shown(r)])
+        cells.append([r["task_id"] or "-", r["job_key"] or "-", state_shown(r), str(r["supervisor_pid"]),
+                      r["sandbox"], when(r["started"], now_wall), procs_shown(r), health_shown(r)])
     lines = table([c + [""] for c in cells], indent="")
     for r in rows:
         if r["announcement"] is not None:
@@ -140,8 +140,8 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
             said = describe_restart(restart["attempt"] - 1, restart["after_state"], restart["due"], now_wall)
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['state']} ({said})")
     for n, r in enumerate(rows):  # a sandbox deleted under its task, a checkpoint that cannot
-        # be read, a `.stoker` renamed away under a live supervisor (the row says NEW 0/0:
-        # nothing read); not a live supervisor's that has recorded nothing yet (one starting)
+        # be read, a `.stoker` renamed away under a live supervisor (the row says SANDBOX GONE or
+        # UNKNOWN -: nothing read); not a live supervisor's that has recorded nothing yet (one starting)
         if r.get("problem") and n not in starting:
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['problem']}")
     for r in rows:
