@@ -15,7 +15,9 @@ its `.stoker` renamed away: the row shows nothing read, `SANDBOX GONE` or `UNKNO
 a live supervisor, else GONE) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
 error:` line and exit 1, never an empty list; an entry it cannot read whose supervisor runs
-(another version of Stoker wrote it) is one line on stderr, naming it. Where several hosts
+(another version of Stoker wrote it) is one line on stderr, naming it; any other file it does
+not read as a task, but what the registry and file systems keep there, is counted in one line on
+stderr, naming the first (`Registry.read_noting`). Where several hosts
 share the registry root (a home on NFS), only this host's tasks are listed (another host's
 supervisor's pid means nothing here: it read LOST or GONE), and one line on stderr, with
 `--json` too, says how many of the others' it holds and which hosts' (`split_hosts`).
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     settings = RegistrySettings.from_args(args, os.environ)
     with one_reading():  # each supervisor looked at once: by the pruning, then the inspection
         try:
-            listed, unreadable = Registry(settings).read_all()
+            listed, unreadable, not_read = Registry(settings).read_noting()
         except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
             error(str(exc))
             return 1
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
     shown_root = printable(settings.registry_root)  # a newline or a byte not UTF-8 of it written out
     _say_unlisted(unreadable, other_hosts_line(others, settings.registry_root) if others else "", shown_root)
+    _say_not_read(not_read, shown_root)
     entries = [item.entry for item in listed]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
     shown = [(e, i) for e, i in zip(entries, found) if args.all or _listed(i)]
@@ -98,6 +101,18 @@ def _say_unlisted(unreadable: list[str], other_hosts: str, shown_root: str) -> N
               f"runs, and its task is not listed", file=sys.stderr)
     if other_hosts:
         print(f"stoker ps: {printable(other_hosts)}", file=sys.stderr)
+
+
+def _say_not_read(names: list[str], shown_root: str) -> None:
+    """The other files of the registry it did not read as tasks (`Registry.read_noting`): one
+    line on stderr, how many and the first, whatever the output (nothing else to do: the
+    exit status is the list's)."""
+    if names:
+        many = len(names) > 1
+        print(f"stoker ps: {len(names)} file{'s' if many else ''} in the registry {shown_root} "
+              f"{'are not tasks' if many else 'is not a task'} it reads (put there by hand, not JSON, a field "
+              f"missing; a damaged entry goes once older than the retention, anything else stays): the first "
+              f"is {shown_root}/{printable(names[0])}", file=sys.stderr)
 
 
 def _listed(inspection: Inspection) -> bool:
