@@ -45,7 +45,7 @@ from executor.task.taskview import ProcessView
 if TYPE_CHECKING:
     from executor.task.inspection import Inspection
 
-TASK_STATES = ("NEW", "STARTING", "RUNNING", "RESTARTING", "FINISHED", "FAILED", "KILLED", "LOST", "GONE")
+TASK_STATES = ("NEW", "STARTING", "RUNNING", "RESTARTING", "FINISHED", "FAILED", "KILLED", "LOST", "GONE", "UNKNOWN")
 PROCESS_STATES = ("WAITING", "RUNNING", "SUCCESS", "FAILED", "KILLED", "LOST")
 HEALTH_STATES = ("STARTING", "RUNNING", "FAILED")
 HEALTH_OUTCOMES = ("passed", "failed", "snoozed")
