@@ -183,7 +183,7 @@ def test_a_shutdown_while_the_containerizer_is_asked_fails_the_task_at_once(imag
         agent.shutdown(enforce_grace=False)
         failed = agent.wait_for_state(TID, "TASK_FAILED", 40)
         assert failed.message == (f"Failed to initialize sandbox: cannot ask {path} which flags it takes ({path} "
-                                  "launch): the executor is shutting down (SHUTDOWN)")
+                                  "launch): executor shutting down (SHUTDOWN)")
         assert agent.wait_exit(15) == 0
         assert not live(pidnames.pid_file(pid))  # the containerizer was ended and reaped
     finally:
