@@ -254,6 +254,51 @@ def test_a_background_run_under_stty_tostop_that_fails_to_start_says_why_and_exi
     assert said in output
 
 
+# The shell of a terminal: `stoker run ... &` (a process group of its own, not the terminal's
+# foreground one), its prompt written meanwhile, then `fg` once the task runs: the terminal
+# made the job's, and SIGCONT. It prints stoker's pid and "fg" as it does.
+FOREGROUND_LATER_JOB = """
+import os, signal, sys, time
+pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "executor", *sys.argv[1:]], os.environ, setpgroup=0)
+print("stoker pid", pid, flush=True)
+while not os.path.exists("sandbox/started"):
+    time.sleep(0.01)
+time.sleep(0.3)
+print("$ fg", flush=True)
+os.tcsetpgrp(0, pid)
+os.killpg(pid, signal.SIGCONT)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_background_run_leaves_the_shell_s_line_alone_and_draws_its_view_on_fg(tmp_path):
+    """`stoker run JOB &`, as the README advises to keep the shell: the live view was drawn
+    all the same, each change (every health check) a `\\r ESC[2K` that wiped the shell's
+    prompt and what the user was typing on it. Now a background run prints its lines alone,
+    as when piped, and the view comes at `fg` (SIGCONT), drawn at once."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='touch started; exec sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='bg',
+                        task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", FOREGROUND_LATER_JOB,
+                                          "run", str(cfg), "--sandbox", str(sandbox)])
+    try:
+        pid = int(term.read_until(b"\r\n", 10).split(b"stoker pid ")[1].split(b"\r\n")[0])
+        before = term.read_until(b"$ fg\r\n").split(b"$ fg\r\n")[0]
+        term.read_until(b"\x1b[7m[bg.0 RUNNING] main:RUNNING[0]\x1b[0m", 5)
+        os.kill(pid, signal.SIGTERM)
+        assert term.wait(20) == 0
+        term.read_to_end(5)
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+    assert b"task             STARTING \xe2\x86\x92 RUNNING" in before, before
+    assert b"\x1b[" not in before, before
+    assert b"task KILLED (exit 143)" in term.output
+
+
 # The shell of a terminal: it runs `stoker run ...` in the foreground (its own process group,
 # the terminal's foreground one) and says how it ended and whether the terminal's modes
 # are as they were before it.
