@@ -322,6 +322,40 @@ def test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends(tmp_path):
     assert output.count(b"stoker run: warning: a process of the task changed the terminal's modes") == 1
 
 
+# The shell of a terminal running `stoker run ... | pager`: the pager (a process of the same
+# foreground job) sets its terminal's modes as it starts, before stoker's, as `less` does, and
+# puts them back once it has read the task's start (the operator's `q`); stoker runs on.
+PIPED_INTO_A_PAGER = """
+import subprocess, sys, termios, time
+PAGER = (
+    "import sys, termios, tty\\n"
+    "saved = termios.tcgetattr(2)\\n"
+    "tty.setraw(2)\\n"
+    "for line in sys.stdin:\\n"
+    "    if 'RUNNING' in line:\\n"
+    "        break\\n"
+    "termios.tcsetattr(2, termios.TCSANOW, saved)\\n")
+before = termios.tcgetattr(0)
+pager = subprocess.Popen([sys.executable, "-c", PAGER], stdin=subprocess.PIPE)
+while termios.tcgetattr(0) == before:
+    time.sleep(0.01)
+status = subprocess.call([sys.executable, "-m", "executor", *sys.argv[1:]], stdout=pager.stdin)
+pager.wait()
+print("stoker exited", status, "modes as before:", termios.tcgetattr(0) == before, flush=True)
+"""
+
+
+def test_a_pager_s_modes_are_left_to_the_pager(tmp_path):
+    """`stoker run JOB | less`, less quit (`q`) before the run ended: the run put back the
+    terminal's modes as it had found them, which were less's (raw, no echo), and said a
+    process of the task had changed them; the shell was left without echo (`reset` needed).
+    A run whose stdout is a pipe now leaves the terminal's modes to the job's other
+    processes, a pager's to the pager."""
+    output = one_process_in_a_terminal(tmp_path, PIPED_INTO_A_PAGER, "paged", "file", "sleep 1")
+    assert b"stoker exited 0 modes as before: True" in output, output
+    assert b"changed the terminal's modes" not in output, output
+
+
 HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
            b"\x1b[2J\x1b[31mred\x1b]52;c;aGVsbG8=\x07\n"   # clear screen, colour, a clipboard write
            b"bad \xff\xfe \xc2\x9b[1m end\r\n")             # invalid UTF-8, a C1 CSI, a CR
