@@ -7,11 +7,13 @@ so once `stoker run` ended the shell echoed nothing and its lines never went bac
 margin (`reset` needed). The entry point keeps the modes before the task's first process
 starts, an early start's included (`executor/cli/start.py`), and `LocalRun` puts them back
 as the run ends, saying so. Only for a `stoker run` in the foreground of its terminal: in
-the background the terminal's modes are the foreground job's. Standard library only.
+the background the terminal's modes are the foreground job's; nor for one whose stdout is a
+pipe (`stoker run JOB | less`): the modes are the pipeline's reader's. Standard library only.
 """
 from __future__ import annotations
 
 import os
+import stat
 import termios
 
 _kept: list = []  # the terminal's descriptor and its termios attributes, as the run found them
@@ -20,9 +22,9 @@ _kept: list = []  # the terminal's descriptor and its termios attributes, as the
 def keep() -> None:
     """For a `stoker run` in the foreground of a terminal: the terminal's modes (`stty`) as
     they are before the task's first process starts, which `put_back` puts back as the
-    run ends. Nothing for a run without a terminal, or in the background."""
+    run ends. Nothing for a run without a terminal, in the background, or piped."""
     fd = _foreground_terminal()
-    if fd is None:
+    if fd is None or _piped():
         return
     try:
         _kept[:] = [fd, termios.tcgetattr(fd)]
@@ -57,3 +59,16 @@ def _foreground_terminal() -> int | None:
         except OSError:  # a terminal, but not this process's controlling one
             continue
     return None
+
+
+def _piped() -> bool:
+    """Whether stdout is a pipe or a socket: `stoker run JOB | less`, whose reader, a process
+    of the same foreground job, owns the terminal's modes (a pager sets its own as it starts
+    and puts them back as it quits). Kept and put back, they were the pager's raw modes,
+    after it quit (the shell left without echo, said to be a task's doing), or the shell's,
+    under a pager still showing."""
+    try:
+        mode = os.fstat(1).st_mode
+    except OSError:  # no descriptor 1
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)

@@ -86,6 +86,15 @@ class Output:
         except (AttributeError, ValueError, OSError):
             return False
 
+    def in_front(self) -> bool:
+        """Whether this process's group is the foreground job of the terminal it writes to:
+        False for `stoker run JOB &` until `fg`; True when that cannot be told (not its
+        controlling terminal, or no terminal)."""
+        try:
+            return os.tcgetpgrp(self._stream.fileno()) == os.getpgrp()
+        except (AttributeError, ValueError, OSError):
+            return True
+
     def _failed(self, exc: BaseException) -> None:
         """A spooled write failed (on the spool's thread)."""
         if not self.gone and isinstance(exc, (OSError, ValueError, AttributeError)):
@@ -117,7 +126,8 @@ class ConsoleReporter:
 
     On a terminal it also keeps a one-line live view under the log (task state, each
     process's state and run, the last health check), redrawn on every change — never on a
-    timer, so an idle task costs no wakeups — and cleared by `close()`. Its writes hold
+    timer, so an idle task costs no wakeups — and cleared by `close()`; only while the run
+    is the terminal's foreground job (`_front`). Its writes hold
     `executor.logs.screen_lock`, which a log record written to the same terminal holds too,
     while it hides the view (`hide`) and draws it again (`show`).
     """
@@ -180,18 +190,27 @@ class ConsoleReporter:
         """The terminal's size changed (SIGWINCH, on the signal relay's thread): the live
         view is drawn again to its new width at once (was: at the task's next change, so an
         idle task's view stayed wrapped, or cut, after the window shrank). A terminal that
-        rewraps its lines keeps the head of the wider view it wrapped, once, above."""
+        rewraps its lines keeps the head of the wider view it wrapped, once, above. Also on
+        SIGCONT: a background run brought to the foreground (`fg`) draws its view at once."""
         with screen_lock:
-            if self._drawn:
+            if self._drawn or self._front():
                 self._write("")
                 self._redraw()
 
+    def _front(self) -> bool:
+        """Whether the live view may be drawn: on a terminal, before `close`, and while the
+        run is the terminal's foreground job. A background one (`stoker run JOB &`, as the
+        README advises to keep the shell) drew it all the same, each change a `\\r ESC[2K`
+        that wiped the shell's prompt and what the user was typing on it."""
+        return self._live and not self._closed and self._out.in_front()
+
     def _write(self, text: str) -> None:
+        clear = self._drawn or self._front()
         self._drawn = False
-        self._out.write(("\r\x1b[2K" if self._live and not self._closed else "") + text)
+        self._out.write(("\r\x1b[2K" if clear else "") + text)
 
     def _redraw(self) -> None:
-        if self._live and not self._closed:
+        if self._front():
             procs = " ".join(f"{name}:{state}" for name, state in self._processes.items())
             view = f"[{self._label} {self._task_state}] {loggable(procs)}"
             if self._health:
@@ -224,7 +243,7 @@ class ConsoleReporter:
                 self.line("stop", f"{t.stage}: {t.reason}")
             case HealthTransition():  # every attempt: the live view only, not a line
                 self._health = f"{t.to.value} #{t.attempt} {t.outcome.value}"
-                if self._live and not self._closed:
+                if self._front():
                     self._write("")
                     self._redraw()
             case _:

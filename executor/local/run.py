@@ -142,9 +142,9 @@ class LocalRun:
 
     def _on_signal(self, signum: int) -> None:
         """The first signal stops gracefully; any later one kills at once; Ctrl-Z is
-        declined; SIGWINCH redraws the live view. Runs on the signal relay's thread: only
+        declined; SIGWINCH and SIGCONT (`fg`) redraw the live view. Runs on the signal relay's thread: only
         posts, sets flags, logs and writes to the console (through its spool)."""
-        if signum == signal.SIGWINCH:
+        if signum in (signal.SIGWINCH, signal.SIGCONT):
             if (console := self._console) is not None:
                 console.resized()
             return
@@ -188,8 +188,8 @@ class LocalRun:
         if threading.current_thread() is not threading.main_thread():
             return None
         signums = [signal.SIGINT, signal.SIGTERM, signal.SIGTSTP, *strays()]
-        if self._out.isatty():  # the live view's terminal: its new width (`_on_signal`)
-            signums.append(signal.SIGWINCH)
+        if self._out.isatty():  # the live view's terminal: its new width, or `fg` (`_on_signal`)
+            signums += [signal.SIGWINCH, signal.SIGCONT]
         for other in (signal.SIGHUP, signal.SIGQUIT):  # Ctrl-\ stops it too
             if signal.getsignal(other) is not signal.SIG_IGN:
                 signums.append(other)
@@ -197,7 +197,8 @@ class LocalRun:
         # script's) stays ignored by Stoker, as nohup's SIGHUP; it is still relayed, and dropped
         # (`_on_signal`), so that the runs get it at its default as ever (a handler is reset by exec).
         self._sigint_ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        relay = SignalRelay(signums, self._on_signal, latest_only=[signal.SIGWINCH])  # a storm: one redraw a read
+        redraws = [signal.SIGWINCH, signal.SIGCONT]  # a storm: one redraw a read
+        relay = SignalRelay(signums, self._on_signal, latest_only=redraws)
         came, replaced = relayed_stop_signals()  # while the early runs ran
         relay.put_back(replaced)
         for signum in came:

@@ -254,6 +254,51 @@ def test_a_background_run_under_stty_tostop_that_fails_to_start_says_why_and_exi
     assert said in output
 
 
+# The shell of a terminal: `stoker run ... &` (a process group of its own, not the terminal's
+# foreground one), its prompt written meanwhile, then `fg` once the task runs: the terminal
+# made the job's, and SIGCONT. It prints stoker's pid and "fg" as it does.
+FOREGROUND_LATER_JOB = """
+import os, signal, sys, time
+pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "executor", *sys.argv[1:]], os.environ, setpgroup=0)
+print("stoker pid", pid, flush=True)
+while not os.path.exists("sandbox/started"):
+    time.sleep(0.01)
+time.sleep(0.3)
+print("$ fg", flush=True)
+os.tcsetpgrp(0, pid)
+os.killpg(pid, signal.SIGCONT)
+os.waitpid(pid, 0)
+"""
+
+
+def test_a_background_run_leaves_the_shell_s_line_alone_and_draws_its_view_on_fg(tmp_path):
+    """`stoker run JOB &`, as the README advises to keep the shell: the live view was drawn
+    all the same, each change (every health check) a `\\r ESC[2K` that wiped the shell's
+    prompt and what the user was typing on it. Now a background run prints its lines alone,
+    as when piped, and the view comes at `fg` (SIGCONT), drawn at once."""
+    cfg = write_config(tmp_path, f"""
+        main = Process(name='main', cmdline='touch started; exec sleep 1000')
+        jobs = [Service(cluster='local', role='me', environment='test', name='bg',
+                        task=Task(processes=[main], {RESOURCES}))]
+    """)
+    sandbox = tmp_path / "sandbox"
+    term = PtyProcess([], tmp_path, argv=[sys.executable, "-c", FOREGROUND_LATER_JOB,
+                                          "run", str(cfg), "--sandbox", str(sandbox)])
+    try:
+        pid = int(term.read_until(b"\r\n", 10).split(b"stoker pid ")[1].split(b"\r\n")[0])
+        before = term.read_until(b"$ fg\r\n").split(b"$ fg\r\n")[0]
+        term.read_until(b"\x1b[7m[bg.0 RUNNING] main:RUNNING[0]\x1b[0m", 5)
+        os.kill(pid, signal.SIGTERM)
+        assert term.wait(20) == 0
+        term.read_to_end(5)
+    finally:
+        term.close()
+        kill_leftovers(task_pids(sandbox))
+    assert b"task             STARTING \xe2\x86\x92 RUNNING" in before, before
+    assert b"\x1b[" not in before, before
+    assert b"task KILLED (exit 143)" in term.output
+
+
 # The shell of a terminal: it runs `stoker run ...` in the foreground (its own process group,
 # the terminal's foreground one) and says how it ended and whether the terminal's modes
 # are as they were before it.
@@ -275,6 +320,40 @@ def test_a_terminal_a_task_left_raw_is_put_back_as_the_run_ends(tmp_path):
     assert b"modes-changed" in output, output
     assert b"stoker exited 0 modes as before: True" in output, output
     assert output.count(b"stoker run: warning: a process of the task changed the terminal's modes") == 1
+
+
+# The shell of a terminal running `stoker run ... | pager`: the pager (a process of the same
+# foreground job) sets its terminal's modes as it starts, before stoker's, as `less` does, and
+# puts them back once it has read the task's start (the operator's `q`); stoker runs on.
+PIPED_INTO_A_PAGER = """
+import subprocess, sys, termios, time
+PAGER = (
+    "import sys, termios, tty\\n"
+    "saved = termios.tcgetattr(2)\\n"
+    "tty.setraw(2)\\n"
+    "for line in sys.stdin:\\n"
+    "    if 'RUNNING' in line:\\n"
+    "        break\\n"
+    "termios.tcsetattr(2, termios.TCSANOW, saved)\\n")
+before = termios.tcgetattr(0)
+pager = subprocess.Popen([sys.executable, "-c", PAGER], stdin=subprocess.PIPE)
+while termios.tcgetattr(0) == before:
+    time.sleep(0.01)
+status = subprocess.call([sys.executable, "-m", "executor", *sys.argv[1:]], stdout=pager.stdin)
+pager.wait()
+print("stoker exited", status, "modes as before:", termios.tcgetattr(0) == before, flush=True)
+"""
+
+
+def test_a_pager_s_modes_are_left_to_the_pager(tmp_path):
+    """`stoker run JOB | less`, less quit (`q`) before the run ended: the run put back the
+    terminal's modes as it had found them, which were less's (raw, no echo), and said a
+    process of the task had changed them; the shell was left without echo (`reset` needed).
+    A run whose stdout is a pipe now leaves the terminal's modes to the job's other
+    processes, a pager's to the pager."""
+    output = one_process_in_a_terminal(tmp_path, PIPED_INTO_A_PAGER, "paged", "file", "sleep 1")
+    assert b"stoker exited 0 modes as before: True" in output, output
+    assert b"changed the terminal's modes" not in output, output
 
 
 HOSTILE = (b"plain \xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac\ttab\n"  # UTF-8 and a tab: kept
