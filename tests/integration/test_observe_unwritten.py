@@ -6,6 +6,7 @@ server a real one on 127.0.0.1."""
 from __future__ import annotations
 
 import errno
+import io
 import signal
 
 import pytest
@@ -43,6 +44,14 @@ def test_the_address_line_then_ready(capsys, host, shown):
     observe._when_listening("/run/st\x1bker", told)(host, 8080)  # type: ignore[arg-type]
     assert capsys.readouterr() == (f"stoker observe: http://{shown}:8080/ (registry /run/st\\x1bker)\n", "")
     assert told.said == [f"serving http://{shown}:8080/"]
+
+
+def test_the_line_is_flushed_at_once_to_a_buffered_stdout(monkeypatch):
+    """A pipe's stdout is block-buffered: the reader waiting for the address gets it now."""
+    written = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(written, encoding="utf-8"))
+    observe._when_listening("/r", None)("127.0.0.1", 1)
+    assert written.getvalue() == b"stoker observe: http://127.0.0.1:1/ (registry /r)\n"
 
 
 def test_without_systemd_the_line_alone(capsys):
