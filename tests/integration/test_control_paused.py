@@ -5,17 +5,25 @@ is stopped during the wait. The supervisor here is a child `sleep` (stopped with
 or frozen as `frozen_cgroup` says), the request's socket one end of a socketpair."""
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from executor.cli import control as control_cli
+from executor.cli.main import main
 from executor.host import frozen
 from executor.host.controlclient import ControlUnavailable
+from executor.host.identity import own_identity
+from executor.host.lock import SandboxLock
+from executor.host.sandbox import open_stoker_dir
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -107,3 +115,61 @@ def test_a_running_supervisor_that_never_answers_is_given_up_on(supervisor, caps
                                   "answered it in 0.2 s, neither stopped nor frozen: it may be stuck (a hung file "
                                   "system); it acts on the request if it recovers")
     assert capsys.readouterr() == ("", "")
+
+
+@pytest.fixture
+def listening_child(tmp_path) -> Iterator[tuple[Path, int]]:
+    """A sandbox whose supervisor is a forked child: it holds the lock and listens on the
+    control socket, and never accepts (the kernel completes the connection in its backlog);
+    killed and reaped on the way out."""
+    sandbox = tmp_path / "sandbox"
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700)
+    ready, told = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            fd = open_stoker_dir(sandbox)
+            SandboxLock.acquire(fd, str(sandbox), own_identity(), "run", time.time(),
+                                time.clock_gettime(time.CLOCK_BOOTTIME))
+            listener = socket.socket(socket.AF_UNIX)
+            listener.bind(str(sandbox / ".stoker" / "control.sock"))
+            listener.listen(8)
+            os.write(told, b"r")
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    os.close(told)
+    try:
+        assert os.read(ready, 1) == b"r"
+        yield sandbox, pid
+    finally:
+        os.close(ready)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+@pytest.mark.parametrize("stop_after, answer_secs, end_after", [(None, 10.0, 0.5), (None, 0.3, 1.0), (0.2, 0.5, 1.5)],
+                         ids=["stopped-before", "stopped-before-past-answer-secs", "stopped-while-waited-for"])
+def test_kill_of_a_stopped_supervisor_says_so_once_and_waits_for_it(listening_child, capfd, monkeypatch,
+                                                                     stop_after, answer_secs, end_after):
+    """Said once: at once when it was stopped before the request (the first case's wait ends
+    with the supervisor, well before ANSWER_SECS), else at ANSWER_SECS; and waited for past
+    ANSWER_SECS, until the supervisor dies (the stream ends unanswered)."""
+    sandbox, pid = listening_child
+    monkeypatch.setattr(control_cli, "ANSWER_SECS", answer_secs)
+    if stop_after is None:
+        os.kill(pid, signal.SIGSTOP)
+    timers = [threading.Timer(end_after, os.kill, [pid, signal.SIGKILL])]
+    if stop_after is not None:
+        timers.append(threading.Timer(stop_after, os.kill, [pid, signal.SIGSTOP]))
+    for timer in timers:
+        timer.start()
+    try:
+        main(["kill", str(sandbox)])
+    finally:
+        for timer in timers:
+            timer.cancel()
+    err = capfd.readouterr().err
+    assert err.startswith(stopped_line(pid)) and err.count("is stopped") == 1, err
+    assert "has not answered" not in err
