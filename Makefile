@@ -55,7 +55,7 @@ test-fast: lint
 # The unit tests and the start-up smoke (tests/e2e/test_startup_imports.py) again on every
 # other CPython >= 3.11 this machine has (pyenv's, python3.N on PATH), each in a venv of its
 # own (.venv-3.N, made on first use): by hand, not part of `make test` (docs/testing.md
-# §5, "Other Python versions"). PYTEST_ARGS=--tiers runs every tier there as `test` does (two workers,
+# §5, "Other Python versions"). PYTEST_ARGS=--tiers runs every tier there as `test` does (three workers,
 # the serial tests last); PYTEST_ARGS=tests every tier in one run on one worker.
 PYTEST_ARGS ?=
 test-pythons: $(STAMP)
@@ -64,7 +64,7 @@ test-pythons: $(STAMP)
 # The unit tests, and the attrs code cache's (it serves steps of attrs' internals: about 25 s
 # more), on the oldest version of each dependency setup.py admits (its `>=`, `~=` bounds,
 # pinned in tools/deps-oldest.txt and given to pip as constraints), in .venv-oldest: made
-# afresh when setup.py or that file changes (about 30 s), then about 60-75 s a run. By hand, not
+# afresh when setup.py or that file changes (about 30 s), then about two minutes a run. By hand, not
 # part of `make test`: CI tests what pip resolves today, the newest (docs/testing.md §9).
 # OLDEST_TESTS=tests runs every tier there instead.
 OLDEST_VENV  := .venv-oldest

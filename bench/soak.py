@@ -1,5 +1,5 @@
 """Soak: what a task that lives long grows. Not part of `make bench`'s default set; run it by
-hand (about four minutes; `--quick`: about one):
+hand (five scenarios of 60 s: five minutes and more; `--quick`: about one):
 
     .venv/bin/python bench/soak.py [--quick] [--secs S] [--only NAME]
 

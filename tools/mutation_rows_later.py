@@ -66,12 +66,12 @@ LATER_ROWS = (
     Module("checkdeadline", "the TCP and HTTP checks' deadline", ("healthcheck/loopback.py",),
            ("tests/unit/test_check_deadline.py", "tests/integration/test_health_checkers.py"),
            functions=("healthcheck.loopback.xǁDeadlineǁ*__mutmut_*",)),
-    Module("closeraises", "a supervisor's close that raises", ("executor/procs/supervisor.py",),
+    Module("closeraises", "a supervisor's close that raises", ("executor/procs/supervisor.py", "executor/procs/exitby.py"),
            ("tests/integration/test_close_raises.py", "tests/integration/test_close_kill.py",
             "tests/integration/test_close_deadline.py"),
-           # (`close` and `_step` only: with `_close_task`, `_close_threads` and `_close_fds`, 132
-           # mutants at about 5 a minute on a shared machine)
-           functions=("executor.procs.supervisor.xǁSupervisorǁclose__mutmut_*", "executor.procs.supervisor.x__step__mutmut_*"),
+           # (`close` and its steps' runner only, `_step` then, `exitby.close_step` since: with the
+           # steps, 132 mutants at about 5 a minute on a shared machine)
+           functions=("executor.procs.supervisor.xǁSupervisorǁclose__mutmut_*", "executor.procs.exitby.x_close_step__mutmut_*"),
            subreaper=True),  # (a Supervisor's reaper)
     # (not the token's other tests: their child is `stoker executor` whole, whose imports before
     # the hiding one test counts, mutmut's trampoline among them)
@@ -81,14 +81,16 @@ LATER_ROWS = (
            functions=("executor.procs.hardening.x_hide_early__mutmut_*",), children=True),
     # The eighteenth round: what round 17 left (docs/testing.md §4)
     # (not the two close tests of 2 and 5 s: with them the row ran at about 5 mutants a minute)
-    Module("closesteps", "a supervisor's close, step by step", ("executor/procs/supervisor.py",),
+    Module("closesteps", "a supervisor's close, step by step", ("executor/procs/supervisor.py", "executor/procs/exitby.py"),
            ("tests/integration/test_close_raises.py", "tests/integration/test_close_deadline.py",
             "tests/integration/test_close_steps.py",
             *all_but("tests/integration/test_close_kill.py",
                       "test_the_close_kills_a_process_forked_before_its_sigkill_while_another_cannot_die",
                       "test_a_run_that_dies_after_its_close_kills_no_child_started_since")),
-           functions=tuple(f"executor.procs.supervisor.xǁSupervisorǁ{f}__mutmut_*" for f in (
-               "_close_task", "_close_threads", "_close_fds")),
+           # (the steps were the Supervisor's `_close_task`, `_close_threads`, `_close_fds`; but the
+           # last, they are exitby.py's since)
+           functions=("executor.procs.supervisor.xǁSupervisorǁ_close_fds__mutmut_*",
+                      *(f"executor.procs.exitby.x_{f}__mutmut_*" for f in ("close_task", "_kill_and_let_go", "_hand_over"))),
            subreaper=True),  # (a Supervisor's reaper)
     Module("takein", "take_in's move-then-list walk", ("executor/procs/cgrouplife.py",),
            ("tests/integration/test_cgroup_take_in.py",),

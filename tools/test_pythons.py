@@ -12,7 +12,7 @@ when any run failed, 0 when all passed or no other Python was found (it says so)
     .venv/bin/python tools/test_pythons.py [--python PATH]... [--tiers] [PYTEST ARGS...]
 
 --tiers runs every tier there as `make test` does (`make test-pythons PYTEST_ARGS=--tiers`):
-the unit and integration tiers on two pytest-xdist workers, then the later tiers each module
+the unit and integration tiers on three pytest-xdist workers, then the later tiers each module
 on one worker, then the tests marked `serial` alone; PYTEST ARGS are added to each run.
 
 Not part of `make test` (CI): a venv per version costs about 30 s of pip, and the unit

@@ -7,7 +7,8 @@ loopback (127.0.0.1) unless `--host` says otherwise; another address is logged a
 WARNING, since every task's logs become readable from there; a host name is served on
 every address it resolves to (`localhost`: 127.0.0.1 and ::1 where /etc/hosts says so), on
 one port. Prints the URL it serves on stdout once listening (`--port 0` picks a free
-port). Exit 0 on Ctrl-C or SIGTERM, 1 when it cannot listen (the port is in use, the
+port). Exit 0 on Ctrl-C, SIGTERM or SIGHUP (its terminal closed; unless started ignoring
+it, nohup's), 1 when it cannot listen (the port is in use, the
 name resolves to nothing) or cannot read the registry (another user's, one it does not
 trust), 2 when this installation lacks waitress.
 
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         error(str(exc))
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:  # (nohup's is kept)
+        signal.signal(signal.SIGHUP, _interrupt)  # its terminal closed: a stop as SIGTERM's
     try:
         _stop_if_dropped()
         serve(Reader(settings), args.host, args.port, ready=ready, show_to=args.show_tasks_to,
@@ -183,10 +186,10 @@ def _interrupt(_signum: int, _frame: Any) -> None:
 
 
 def _stop_if_dropped() -> None:
-    """The SIGTERM or SIGINT a finalizer or a weakref callback dropped as the observer loaded
-    (`executor.cli.start.note_dropped`), raised again now that `_interrupt` takes the first:
-    the observer has no signal relay to send it again, and served on, its stop gone."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    """The SIGTERM, SIGHUP or SIGINT a finalizer or a weakref callback dropped as the observer
+    loaded (`executor.cli.start.note_dropped`), raised again now that `_interrupt` takes the
+    first two: the observer has no signal relay to send it again, and served on, its stop gone."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         if signum in executor.DROPPED_STOPS:
             executor.DROPPED_STOPS.remove(signum)
             signal.raise_signal(signum)

@@ -10,11 +10,14 @@ the tasks that have not ended (a LOST task has not: it is listed), and one whose
 died while killing it while a process of it lives (ended, its leftovers to end). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
-last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox deleted,
-its `.stoker` renamed away: the row shows nothing read, NEW 0/0 under a live supervisor, else GONE) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
+last one ended, and when the next starts); what kept a task's checkpoint from being read (its sandbox renamed or deleted,
+its `.stoker` renamed away: the row shows nothing read, `SANDBOX GONE` or `UNKNOWN` with `-` processes under
+a live supervisor, else GONE) and a LOST task's since and leftover processes follow. `--json` prints the same as a list of objects.
 A registry that is there but cannot be read (another user's, not trusted) is one `stoker:
 error:` line and exit 1, never an empty list; an entry it cannot read whose supervisor runs
-(another version of Stoker wrote it) is one line on stderr, naming it. Where several hosts
+(another version of Stoker wrote it) is one line on stderr, naming it; any other file it does
+not read as a task, but what the registry and file systems keep there, is counted in one line on
+stderr, naming the first (`Registry.read_noting`). Where several hosts
 share the registry root (a home on NFS), only this host's tasks are listed (another host's
 supervisor's pid means nothing here: it read LOST or GONE), and one line on stderr, with
 `--json` too, says how many of the others' it holds and which hosts' (`split_hosts`).
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     settings = RegistrySettings.from_args(args, os.environ)
     with one_reading():  # each supervisor looked at once: by the pruning, then the inspection
         try:
-            listed, unreadable = Registry(settings).read_all()
+            listed, unreadable, not_read = Registry(settings).read_noting()
         except RegistryUnreadable as exc:  # never "no tasks" for a registry it could not read
             error(str(exc))
             return 1
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
     shown_root = printable(settings.registry_root)  # a newline or a byte not UTF-8 of it written out
     _say_unlisted(unreadable, other_hosts_line(others, settings.registry_root) if others else "", shown_root)
+    _say_not_read(not_read, shown_root)
     entries = [item.entry for item in listed]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
     shown = [(e, i) for e, i in zip(entries, found) if args.all or _listed(i)]
@@ -99,6 +103,18 @@ def _say_unlisted(unreadable: list[str], other_hosts: str, shown_root: str) -> N
         print(f"stoker ps: {printable(other_hosts)}", file=sys.stderr)
 
 
+def _say_not_read(names: list[str], shown_root: str) -> None:
+    """The other files of the registry it did not read as tasks (`Registry.read_noting`): one
+    line on stderr, how many and the first, whatever the output (nothing else to do: the
+    exit status is the list's)."""
+    if names:
+        many = len(names) > 1
+        print(f"stoker ps: {len(names)} file{'s' if many else ''} in the registry {shown_root} "
+              f"{'are not tasks' if many else 'is not a task'} it reads (put there by hand, not JSON, a field "
+              f"missing; a damaged entry goes once older than the retention, anything else stays): the first "
+              f"is {shown_root}/{printable(names[0])}", file=sys.stderr)
+
+
 def _listed(inspection: Inspection) -> bool:
     """Whether `stoker ps` lists the task without `--all`: it has not ended, or its
     supervisor died while killing it (ended as the kill would have) and a process of it
@@ -122,13 +138,12 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
     for the `starting` rows' (by index: a live supervisor that has recorded nothing yet)."""
     from config.words import printable_lines
     from executor.cli.views import table
-    from executor.task.inspectionjson import health_shown
+    from executor.task.inspectionjson import health_shown, procs_shown, state_shown
 
     cells = [COLUMNS]
     for r in rows:
-        cells.append([r["task_id"] or "-", r["job_key"] or "-", r["state"], str(r["supervisor_pid"]),
-                      r["sandbox"], when(r["started"], now_wall),
-                      f"{r['processes_running']}/{r['processes_total']}", health_shown(r)])
+        cells.append([r["task_id"] or "-", r["job_key"] or "-", state_shown(r), str(r["supervisor_pid"]),
+                      r["sandbox"], when(r["started"], now_wall), procs_shown(r), health_shown(r)])
     lines = table([c + [""] for c in cells], indent="")
     for r in rows:
         if r["announcement"] is not None:
@@ -140,8 +155,8 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
             said = describe_restart(restart["attempt"] - 1, restart["after_state"], restart["due"], now_wall)
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['state']} ({said})")
     for n, r in enumerate(rows):  # a sandbox deleted under its task, a checkpoint that cannot
-        # be read, a `.stoker` renamed away under a live supervisor (the row says NEW 0/0:
-        # nothing read); not a live supervisor's that has recorded nothing yet (one starting)
+        # be read, a `.stoker` renamed away under a live supervisor (the row says SANDBOX GONE or
+        # UNKNOWN -: nothing read); not a live supervisor's that has recorded nothing yet (one starting)
         if r.get("problem") and n not in starting:
             lines.append(f"{r['task_id'] or r['sandbox']}: {r['problem']}")
     for r in rows:

@@ -95,7 +95,7 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # as it takes a Ctrl-C then (what it holds is let go, nothing of the run is left) and exits
 # 128 + the signal's number; `stoker executor` exits 3 on SIGTERM (never subscribed: as a
 # SIGTERM before the agent answered, `executor/mesos/process.py`) and ignores SIGHUP and
-# SIGQUIT (None: it has no terminal); `stoker observe` exits 0 on SIGTERM. A signal ignored
+# SIGQUIT (None: it has no terminal); `stoker observe` exits 0 on SIGTERM and SIGHUP. A signal ignored
 # when Stoker started stays ignored (nohup's SIGHUP), but SIGTERM, which each of the three
 # stops on once running whatever it started with (a supervisor that no SIGTERM stops is left
 # LOST by the SIGKILL that follows). Every other command keeps the defaults, as it does once
@@ -117,7 +117,7 @@ STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, 
 WHILE_LOADING: dict[str, dict[int, int | None]] = {
     "run": {_signal.SIGTERM: 143, _signal.SIGHUP: 129, _signal.SIGQUIT: 131, **dict.fromkeys(STRAYS)},
     "executor": {_signal.SIGTERM: 3, _signal.SIGHUP: None, _signal.SIGQUIT: None, **dict.fromkeys(STRAYS)},
-    "observe": {_signal.SIGTERM: 0},
+    "observe": {_signal.SIGTERM: 0, _signal.SIGHUP: 0},
 }
 _statuses: dict[int, int | None] = {}  # this command's WHILE_LOADING, as installed
 _raised: list[_weakref.ref] = []  # the Stopped raised last, weakly: alive while on its way out

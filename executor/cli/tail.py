@@ -24,7 +24,9 @@ The log is the task's, and so are the bytes in it. To a pipe or a file they are 
 byte for byte. To a terminal they are shown as text (`TerminalText`,
 `executor/procs/terminaltext.py`): escape sequences, a clipboard write (OSC 52), other
 control characters but the newline and the tab, and bytes that are not UTF-8 are written
-out (`\x1b[2J`, `\xff`), so a task cannot drive the operator's terminal.
+out (`\x1b[2J`, `\xff`), so a task cannot drive the operator's terminal. A sparse log's hole
+is stepped over, never read, as the lines are looked for (`saferead.data_at`); to a terminal a
+run of NULs (a hole's, or written) is one `\x00*N`; to a pipe, its NUL bytes as they read.
 
 The sandbox is the task's: every level below it (`.logs`, the process, the run, the file)
 is opened without following a symlink or blocking (`executor/procs/saferead.py`), so a
@@ -253,11 +255,17 @@ def _write_lines(lines: str, stream: str, rdir: int, fd: int, out: BinaryIO) -> 
         parts = tailparts.last_lines(rdir, stream, fd, end, int(lines))
     try:
         for part_fd, start, stop in parts:  # the backups' first, when the lines reach into them
-            pos = saferead.copy_range(part_fd, start, stop, out)
+            pos = saferead.copy_range(part_fd, start, stop, out, _holes(out))
     finally:
         for part_fd, _, _ in parts[:-1]:
             os.close(part_fd)
     return pos
+
+
+def _holes(out: BinaryIO) -> Callable[[int], object] | None:
+    """What a hole of the log is given to: a terminal's `TerminalText`, which shows it as one
+    run of NULs, never read; to a pipe or a file, None: its NULs are copied as they read."""
+    return out.hole if isinstance(out, TerminalText) else None
 
 
 def _finish(out: BinaryIO) -> None:
@@ -322,7 +330,7 @@ class Follower:
             self.pos = 0  # truncated: start over, as tail does
         if size == self.pos:
             return False
-        self.pos = saferead.copy_range(self._fd, self.pos, size, out)
+        self.pos = saferead.copy_range(self._fd, self.pos, size, out, _holes(out))
         out.flush()
         return True
 

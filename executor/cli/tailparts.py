@@ -65,9 +65,13 @@ def from_line(rdir: int, name: str, fd: int, end: int, line: int) -> list[Part]:
 
 
 def _newlines(fd: int, size: int) -> int:
+    """The newlines in the file's first `size` bytes; its holes stepped over (`saferead.data_at`)."""
     count, pos = 0, 0
     while pos < size:
-        block = os.pread(fd, min(saferead.BLOCK_BYTES, size - pos), pos)
+        pos, upto = saferead.data_at(fd, pos, size)
+        if pos >= upto:
+            break
+        block = os.pread(fd, min(saferead.BLOCK_BYTES, upto - pos), pos)
         if not block:
             break
         count += block.count(b"\n")

@@ -190,12 +190,12 @@ def _kind(path: Path) -> str | None:
 def _still_runs(entry: RegistryEntry) -> str:
     """What to do about a supervisor whose sandbox was deleted under it ('' when it is gone)."""
     from executor.host.identity import is_alive
+    from executor.task.unrecorded import unreachable
 
     pid = entry.supervisor_pid
     if not is_alive(pid, entry.supervisor_start, entry.supervisor_boot):
         return ""
-    return (f"; its supervisor (pid {pid}) still runs, but without its sandbox it cannot be "
-            f"reached: `kill {pid}` (SIGTERM) stops it gracefully")
+    return f"; {unreachable(pid)}"
 
 
 def registered(target: Target, args: argparse.Namespace) -> RegistryEntry | None:

@@ -209,13 +209,21 @@ class Registry:
         that this version cannot read as one while the supervisor the name names runs: a newer
         Stoker's entry (another field or value), or a damaged one. Their tasks are not listed;
         `stoker ps` and the observer say so."""
+        return self.read_noting()[:2]
+
+    def read_noting(self) -> tuple[list[Listed], list[str], list[str]]:
+        """As `read_all`, and the names of the other files it did not read as entries (`stoker
+        ps` says how many): one named like an entry that is not one (not JSON, a field missing,
+        not a regular file) of a supervisor that is gone, and any other file but those the
+        registry or a file system keeps there by design (`by_design`), sorted."""
         from executor.host.registrylookup import listing  # (a reader's: never a supervisor's)
 
-        kept, denied, unread = listing(self)
+        kept, denied, unread, others = listing(self)
         if denied:
             raise RegistryUnreadable(f"cannot read {denied} of the entries in the registry "
                                      f"{self.root} (Permission denied: another user's)")
-        return kept, sorted(name for name in unread if _named_alive(name))
+        alive = [name for name in unread if _named_alive(name)]
+        return kept, sorted(alive), sorted(others + [name for name in unread if name not in alive])
 
     def open_root(self) -> int:
         fd = saferead.open_root(self.root)
@@ -383,6 +391,14 @@ def _exists(dir_fd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def by_design(name: str) -> bool:
+    """Whether a file `name` in the registry root is one the registry keeps there besides its
+    entries (a write's temporary, `.NAME.RANDOM.tmp`; a port claims file, `ports.*.claims`) or
+    a file system does (NFS's `.nfsXXXX` of a file removed while open; a mount's `lost+found`)."""
+    return (name.startswith(".") and name.endswith(TEMP_SUFFIX) or name.startswith("ports.") and name.endswith(".claims")
+            or name.startswith(".nfs") or name == "lost+found")
 
 
 def _named_alive(name: str) -> bool:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, listing_order, registered_after
 from executor.host.identity import of_this_host, supervisor_alive
-from executor.host.registry import Listed, Registry, RegistryUnreadable, prune, read_entry
+from executor.host.registry import Listed, Registry, RegistryUnreadable, by_design, prune, read_entry
 from executor.host.replacefile import local_path, portable_path
 from executor.procs import saferead
 
@@ -127,20 +127,22 @@ def _chosen(matches: list[Listed]) -> Listed | None:
     return newest
 
 
-def listing(registry: Registry) -> tuple[list[Listed], int, list[str]]:
+def listing(registry: Registry) -> tuple[list[Listed], int, list[str], list[str]]:
     """`registry`'s entries read, oldest first; how many this user may not open; the names of the
-    files named like an entry that did not read as one (those it may not open too)."""
+    files named like an entry that did not read as one (those it may not open too); the names of
+    the other files it holds, but those it holds by design (`registry.by_design`)."""
     try:
         fd = registry.open_root()
     except FileNotFoundError:
-        return [], 0, []
+        return [], 0, [], []
     except OSError as exc:
         raise RegistryUnreadable(f"cannot read the registry {registry.root}: "
                                  f"{saferead.describe(exc)}") from None
     denied: list[str] = []
     unread: list[str] = []
+    others: list[str] = []
     try:
-        found, read = read_files(registry, fd, denied, unread)
+        found, read = read_files(registry, fd, denied, unread, others)
         gone = prune(fd, found, read, time.time(), registry.retention_secs, registry.alive)
     except OSError as exc:
         raise RegistryUnreadable(f"cannot read the registry {registry.root}: "
@@ -150,14 +152,15 @@ def listing(registry: Registry) -> tuple[list[Listed], int, list[str]]:
     kept = [item for item in found if item.name not in gone]
     boot = identity.boot_id()
     kept.sort(key=lambda item: (*listing_order(item.entry, boot), item.name))
-    return kept, len(denied), unread
+    return kept, len(denied), unread, others
 
 
 def read_files(registry: Registry, dir_fd: int, denied: list[str] | None = None,
-               unread: list[str] | None = None) -> tuple[list[Listed], set[str]]:
+               unread: list[str] | None = None, others: list[str] | None = None) -> tuple[list[Listed], set[str]]:
     """The entries read in `registry` (open as `dir_fd`), and the names of every file read (at most MAX_ENTRIES); the names of
-    those this user may not open go to `denied`, and of every file named like an entry
-    that did not read as one to `unread`. At most MAX_ENTRIES files are read, whatever
+    those this user may not open go to `denied`, of every file named like an entry
+    that did not read as one to `unread`, and of every other name but the registry's own and a file
+    system's (`by_design`) to `others`. At most MAX_ENTRIES files are read, whatever
     they hold: the bound counted only the good ones, so a registry of damaged files was
     read whole, and once it was reached nothing more was read, good or damaged alike
     (so no name past it is called unreadable: it was not read)."""
@@ -167,6 +170,8 @@ def read_files(registry: Registry, dir_fd: int, denied: list[str] | None = None,
     with os.scandir(dir_fd) as scan:
         for item in scan:
             if not (ENTRY_NAME.match(item.name) and item.is_file(follow_symlinks=False)):
+                if others is not None and not by_design(item.name):
+                    others.append(item.name)
                 continue
             if len(read) >= MAX_ENTRIES:
                 break

@@ -26,6 +26,9 @@ RESTARTING = "RESTARTING"  # an attempt ended, the next one is scheduled, its su
 # a gone supervisor's task whose sandbox no longer holds its checkpoint (removed, or a later
 # task's now): nothing of it can be read (`gone`)
 GONE = "GONE"
+# a task whose checkpoint was not read (its sandbox renamed or deleted, its `.stoker` renamed
+# away, the file unreadable): what it is cannot be said, and NEW would say it never started
+UNKNOWN = "UNKNOWN"
 
 
 class SinceSource(enum.Enum):
@@ -38,7 +41,7 @@ class SinceSource(enum.Enum):
 class Truth:
     """A task's state as it is, not only as it was recorded."""
 
-    state: str  # the recorded state, NO_TASK, LOST, RESTARTING or GONE
+    state: str  # the recorded state, NO_TASK, LOST, RESTARTING, GONE or UNKNOWN
     alive: bool  # its supervisor runs
     ended: bool  # its supervisor is gone and it ended (or never had a task)
     since_wall: float | None = None  # LOST: the last sign of life
@@ -69,13 +72,18 @@ class Truth:
 def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,
           checkpoint_mtime: float | None, registry_wall: float | None,
           let_go: bool = False, restart_scheduled: bool = False,
-          killing_ends_as: str | None = None) -> Truth:
+          killing_ends_as: str | None = None, unread: bool = False) -> Truth:
     """The truth about a task whose checkpoint's current attempt recorded `recorded` (None:
     no task state yet) and whose supervisor is `alive` or not. `let_go`: the supervisor
     marked its registry entry ended before it went (it closed cleanly); `restart_scheduled`:
     the attempt's checkpoint has a `restart` record (the next attempt is due; a supervisor
     that went before it started leaves the recorded end, as one that stopped does);
-    `killing_ends_as`: recorded KILLING, how the kill ends the task (None: not recorded)."""
+    `killing_ends_as`: recorded KILLING, how the kill ends the task (None: not recorded);
+    `unread`: its checkpoint could not be read, so nothing was recorded as far as this
+    knows: UNKNOWN where NO_TASK would say it never started (a supervisor gone without
+    letting go is LOST all the same)."""
+    if unread and recorded is None and (alive or let_go):
+        return Truth(UNKNOWN, alive=alive, ended=not alive)
     if alive:
         if recorded in TERMINAL_STATES and restart_scheduled:
             return Truth(RESTARTING, alive=True, ended=False)

@@ -188,16 +188,16 @@ class StokerExecutor:
             if shutdown_at is None:
                 self.shutdown_at = shutdown_at = now
         kill_all_at = shutdown_at + max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
-        if first:
-            self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS, kill_at=kill_all_at)
+        ending = None if driver.shutdown_received else driver.ending  # a lost agent's: why
+        reason = f"executor shutting down ({cause or (ending.value if ending else 'SHUTDOWN')})"
+        if first:  # (an image task's ask of its containerizer, ended by it, says `reason` too)
+            self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS, kill_all_at, reason)
         grace = max(0.0, kill_all_at - now)
         log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
         if self._task_id is None:
             self._on_done()
             return
-        ending = None if driver.shutdown_received else driver.ending  # a lost agent's: why
-        cause = cause or (ending.value if ending else "SHUTDOWN")
-        self._kill(PendingKill(f"executor shutting down ({cause})", grace, use_lifecycle=False, kill_all_at=kill_all_at))
+        self._kill(PendingKill(reason, grace, use_lifecycle=False, kill_all_at=kill_all_at))
 
     def error(self, driver: ExecutorDriver, message: str) -> None:
         log_event(logger, logging.ERROR, "driver_error", message=message)

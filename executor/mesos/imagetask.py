@@ -184,7 +184,7 @@ def _answer(child: subprocess.Popen[bytes], path: str, exit_by: ExitBy | None) -
                 if exited:
                     return bytes(answer)
                 if exit_by is not None and exit_by() is not None:
-                    raise ImageError(f"{asking}: the executor is shutting down (SHUTDOWN)")
+                    raise ImageError(f"{asking}: {exit_by.reason or 'the executor is shutting down'}")
                 if left <= 0:
                     if child.poll() is not None:  # (no pidfd) it is gone, a daemon of its holding stderr
                         return bytes(answer)

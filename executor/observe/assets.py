@@ -43,7 +43,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .s-RUNNING, .s-SUCCESS, .s-FINISHED, .s-passed, .s-HEALTHY { color: var(--ok); }
 .s-FAILED, .s-LOST, .s-KILLED, .s-failed, .s-UNHEALTHY { color: var(--bad); }
 .s-JOINED, .s-ACTIVE { color: var(--ok); }
-.s-NEW, .s-KILLING, .s-STARTING, .s-WAITING, .s-RESTARTING, .s-snoozed, .s-JOINING,
+.s-NEW, .s-UNKNOWN, .s-KILLING, .s-STARTING, .s-WAITING, .s-RESTARTING, .s-snoozed, .s-JOINING,
 .s-LEAVING, .s-CLEANING, .s-FINALIZING { color: var(--warn); }
 .s-GONE, .s-RESTARTED, .s-IDLE, .s-LEFT, .s-CLOSED { color: var(--muted); }
 dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .15rem .8rem; }

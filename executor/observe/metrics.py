@@ -39,12 +39,13 @@ import attrs
 
 from executor.observe.exposition import COUNTER, GAUGE, Family, Labels, LabelText
 from executor.observe.model import TaskDetail
+from executor.task.inspectionjson import health_current
 from executor.task.taskview import ProcessView
 
 if TYPE_CHECKING:
     from executor.task.inspection import Inspection
 
-TASK_STATES = ("NEW", "STARTING", "RUNNING", "RESTARTING", "FINISHED", "FAILED", "KILLED", "LOST", "GONE")
+TASK_STATES = ("NEW", "STARTING", "RUNNING", "RESTARTING", "FINISHED", "FAILED", "KILLED", "LOST", "GONE", "UNKNOWN")
 PROCESS_STATES = ("WAITING", "RUNNING", "SUCCESS", "FAILED", "KILLED", "LOST")
 HEALTH_STATES = ("STARTING", "RUNNING", "FAILED")
 HEALTH_OUTCOMES = ("passed", "failed", "snoozed")
@@ -60,7 +61,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "stoker_task_leftover_processes": (
         GAUGE, "A LOST task's processes still alive after its supervisor died (no series unless LOST, "
                "died while killing, or GONE without an end)."),
-    "stoker_task_health_state": (GAUGE, "1 for the health check's state, 0 for each other (no series without a check)."),
+    "stoker_task_health_state": (
+        GAUGE, "1 for the health check's state, 0 for each other (no series without a check): the last once it stopped."),
+    "stoker_task_health_check_running": (
+        GAUGE, "1 while the health check runs; 0 once its attempt ended or its supervisor is gone."),
     "stoker_task_health_checks_total": (COUNTER, "Health checks of the task's attempt so far."),
     "stoker_task_health_consecutive_failures": (GAUGE, "Health checks failed in a row, up to the last."),
     "stoker_task_health_consecutive_successes": (GAUGE, "Health checks passed in a row, up to the last."),
@@ -239,6 +243,7 @@ def _health(out: _Out, labels: Set, d: TaskDetail) -> None:
     if h.checker == "none" and h.state is None:
         return
     out.enum("stoker_task_health_state", labels, "state", h.state or "STARTING", HEALTH_STATES)
+    out.add("stoker_task_health_check_running", labels, int(health_current(d.inspection)))
     out.add("stoker_task_health_checks_total", labels, h.attempts)
     out.add("stoker_task_health_consecutive_failures", labels, h.consecutive_failures)
     out.add("stoker_task_health_consecutive_successes", labels, h.consecutive_successes)

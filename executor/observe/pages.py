@@ -19,7 +19,7 @@ from executor.host.clock import age, iso_time, when
 from executor.host.truth import describe_frozen, describe_restart, describe_stopped
 from executor.observe.html import esc, facts, log_url, page, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
-from executor.task.inspectionjson import health_shown, shown_attempt
+from executor.task.inspectionjson import health_shown, procs_shown, shown_attempt, state_shown
 from executor.task.taskview import DIED_KILLING, AttemptView, ProcessView, RunView, TransitionView
 from executor.task.usagefigures import figure_rows, size_text
 
@@ -42,7 +42,7 @@ def _ports(ports: Mapping[str, int]) -> str:
 
 
 def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
-    if row["ended"] or row["state"] in ("LOST", "RESTARTING", "GONE") or not row["started"]:
+    if row["ended"] or row["state"] in ("LOST", "RESTARTING", "GONE", "UNKNOWN") or not row["started"]:
         return "-"
     return esc(age(now_wall - float(row["started"])))
 
@@ -59,9 +59,8 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
         task_id = str(r["task_id"])
         name = f'<a href="{esc(task_url(task_id, supervisor=t.supervisor))}">{esc(task_id)}</a>' if task_id else "-"
         links = (f'<a href="{esc(task_url(task_id, True, t.supervisor))}">json</a>' if task_id else "")
-        rows.append([name, esc(r["job_key"] or "-"), state(r["state"]), esc(iso_time(r["started"])),
-                     _uptime(r, now_wall), state(health_shown(r)),
-                     esc(f"{r['processes_running']}/{r['processes_total']}"), _ports(t.ports), links])
+        rows.append([name, esc(r["job_key"] or "-"), state(state_shown(r)), esc(iso_time(r["started"])),
+                     _uptime(r, now_wall), state(health_shown(r)), esc(procs_shown(r)), _ports(t.ports), links])
     live = sum(not t.row["ended"] for t in tasks)
     body = [f"<h1>Tasks on this host</h1><p class=\"muted\">{live} live, "
             f"{len(tasks) - live} ended (kept by the registry's retention).</p>"]
@@ -273,7 +272,7 @@ def _definition(d: TaskDetail) -> str:
 
 def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
     r, truth, view = d.row, d.inspection.truth, d.inspection.view
-    shown = state(r["state"])
+    shown = state(state_shown(r))
     if truth.lost:
         shown += esc(f" (supervisor gone since {when(truth.since_wall, now_wall)}, "
                      f"{truth.since.value if truth.since else 'no record'}); recorded "

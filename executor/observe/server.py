@@ -345,9 +345,9 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
           metrics_ended_secs: float | None = metrics.DEFAULT_ENDED_SECS) -> None:
     """Serve until interrupted. `ready(host, port)` is called once listening (the port
     actually bound: 0 picks a free one)."""
-    # The workers never take SIGTERM or SIGINT: the main thread's handler stops the loop at
-    # once, where a signal given to a worker waited for the loop's next tick.
-    with kept_from_new_threads((signal.SIGTERM, signal.SIGINT)):
+    # The workers never take SIGTERM, SIGINT or SIGHUP: the main thread's handler stops the
+    # loop at once, where a signal given to a worker waited for the loop's next tick.
+    with kept_from_new_threads((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
         server = make_server(reader, host, port, limits, show_to, metrics_ended_secs)
     listening = listening_on(server)
     loopback = is_loopback(listening)

@@ -9,14 +9,16 @@ adds no `BASH_ENV`: its sandbox is new, and a profile a run wrote since is for l
 started as this process's user. A run that is the one asked for is
 adopted (its exit, even one that came first, is posted as any run's); one that is not, or
 that the first step did not ask for at all (`rest`), is given up: killed with its process
-group, its exit never posted. Not thread-safe: the owner's thread calls it (start, spawns,
-idle).
+group, its exit never posted. A run whose top the reaper took already (it exited first)
+is given up by the members of its group that carry its run's marker, each through a pidfd
+checked again: its pid, and so its group's id once no member is left, may be another
+process's by then, and a killpg reached whichever process took it and leads a group of its
+own (any `setsid`). Not thread-safe: the owner's thread calls it (start, spawns, idle).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -24,13 +26,13 @@ from typing import TYPE_CHECKING
 
 from config.spec import ProcessSpec
 from executor.logs import log_event
-from executor.procs import runenv, watchdogsh
+from executor.procs import proctree, runenv, watchdogsh
 from executor.procs.earlyfork import EarlyRun
 from executor.procs.reaper import Watcher
 from executor.procs.spawn import RunChild
 
 if TYPE_CHECKING:
-    from executor.procs.reaper import ChildWatcher
+    from executor.procs.reaper import ChildWatcher, Reaper
 
 logger = logging.getLogger("executor.procs.supervisor")  # its lines read as the supervisor's
 
@@ -39,10 +41,13 @@ class EarlyRuns:
     def __init__(self, runs: Sequence[EarlyRun], task_marker: str, *,
                  runs_by_key: dict[tuple[str, int], RunChild], lock: threading.Lock,
                  post_exit: Callable[[RunChild, int], None], label: str,
-                 watchdog: tuple[int, int] | None = None) -> None:
+                 watchdog: tuple[int, int] | None = None,
+                 reaper: Callable[[], Reaper | None] = lambda: None) -> None:
         """`runs_by_key`, `lock`, `post_exit`, `label`: the supervisor's runs (under its lock),
         how it posts a run's exit, and its task's name for the log. `watchdog`: the early
-        start's (pid, write end of its pipe), retired once the supervisor's own is up."""
+        start's (pid, write end of its pipe), retired once the supervisor's own is up.
+        `reaper`: the supervisor's, once it has started (None before: no one reaps a run)."""
+        self._reaper = reaper
         self._watchdog = watchdog
         self._marker = task_marker
         self._runs = runs_by_key
@@ -127,8 +132,15 @@ class EarlyRuns:
                 del self._runs[(child.process, child.run)]
         log_event(logger, logging.WARNING, "early_run_killed", task=self._label, process=child.process,
                   run=child.run, pid=child.pid, reason=why)
-        with contextlib.suppress(OSError):  # its group: the zombie keeps the id until reaped
-            os.killpg(child.pid, signal.SIGKILL)
+        reaper = self._reaper()
+        with reaper.lock if reaper is not None else contextlib.nullcontext():
+            if reaper is None or reaper.is_registered(child.pid):  # unreaped: it keeps the group's id
+                proctree.signal_group(child.pid, signal.SIGKILL)
+                return
+        pgid, entry = child.pid, child.marker_entry  # reaped: its group's members that carry its marker
+        members = [pid for pid, info in proctree.scan_markers((entry,)).items() if info.pgrp == pgid]
+        proctree.send_checked(members, signal.SIGKILL,
+                              lambda info, ours: info.pgrp == pgid and proctree.has_marker(info.environ, (entry,)))
 
     def give_up_rest(self, why: str) -> bool:
         """Give up every early run never asked for; True the first time (the start's end)."""

@@ -50,6 +50,7 @@ class ExitBy:
         self._cond = threading.Condition()
         self._at: float | None = None
         self.kill_at: float | None = None  # when what still runs is SIGKILLed (`set`), before `_at`
+        self.reason: str | None = None  # why, as the first `set` said it (a wait it ended says so)
         self._wake_fds: set[int] = set()  # those of the waits under way (`waking`)
 
     def __call__(self) -> float | None:
@@ -84,10 +85,12 @@ class ExitBy:
                 _empty(wake_fd)
             return end_at if self._at is None else min(end_at, self._at)
 
-    def set(self, at: float, kill_at: float | None = None) -> None:
+    def set(self, at: float, kill_at: float | None = None, reason: str | None = None) -> None:
         """This process must be gone by `at`; every `wait` ends by then. `kill_at`: when
-        whatever still runs is SIGKILLed (a SHUTDOWN's grace end), what a leave's share is of."""
+        whatever still runs is SIGKILLed (a SHUTDOWN's grace end), what a leave's share is of;
+        `reason`: why (the task's kill reason, `executor shutting down (SIGTERM, ...)`), the first kept."""
         with self._cond:
+            self.reason = self.reason or reason
             self._at = at if self._at is None else min(self._at, at)
             if kill_at is not None:
                 self.kill_at = kill_at if self.kill_at is None else min(self.kill_at, kill_at)

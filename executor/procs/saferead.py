@@ -13,7 +13,9 @@ open or a read that never returns), a device, a file of any size. So `stoker sta
 - `iter_lines` streams a file's lines with a cap on the bytes read and on a line's length;
   `newlines_back` finds where the last N lines begin by reading backwards in blocks (`stoker
   tail`, across a log's rotated files: `executor/cli/tailparts.py`), `line_start` where
-  line N begins, and `copy_range` streams a range out: nothing ever holds a whole file.
+  line N begins, and `copy_range` streams a range out: nothing ever holds a whole file, and
+  the holes of a sparse one are stepped over, not read, where the file system tells them
+  (`data_at`: SEEK_DATA / SEEK_HOLE), but by a `copy_range` that copies their NULs.
 
 What is found where a regular file or a directory should be raises `UnsafeEntry`
 (sandboxfs' `UnsafePath`: "stdout: it is a FIFO, not a regular file"); every other failure
@@ -165,11 +167,55 @@ def _hole_ahead(fd: int) -> int:
     return data - pos
 
 
+def data_at(fd: int, pos: int, end: int) -> tuple[int, int]:
+    """Where the file's data at or after `pos` begins and where it stops, before `end`:
+    (pos, end) where the file system cannot tell (no SEEK_DATA: every byte is read); a
+    hole from `pos` to the first is never read (a sparse file's, which holds no newline);
+    the two are equal when no data comes before `end` (or before the file's end, sooner
+    when the file got shorter): nothing more to read. Moves the fd's offset."""
+    try:
+        data = os.lseek(fd, pos, os.SEEK_DATA)
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            return pos, end
+        stop = min(end, max(pos, os.fstat(fd).st_size))  # no data after `pos`: a hole to the end
+        return stop, stop
+    if data >= end:
+        return end, end
+    try:
+        hole = os.lseek(fd, data, os.SEEK_HOLE)
+    except OSError:
+        hole = end
+    return data, min(hole, end)
+
+
+def _hole_start(fd: int, pos: int) -> int:
+    """Where the hole that ends at `pos` begins (`pos`: byte `pos - 1` is data, or the file
+    system cannot tell), by bisection with SEEK_DATA: some 35 lseeks for a 20 GiB hole."""
+    try:
+        if os.lseek(fd, pos - 1, os.SEEK_DATA) == pos - 1:
+            return pos
+    except OSError as e:
+        if e.errno != errno.ENXIO:
+            return pos
+    low, high = 0, pos - 1  # [high, pos) holds no data; find the least such
+    while low < high:
+        mid = (low + high) // 2
+        if data_at(fd, mid, pos)[0] >= pos:
+            high = mid
+        else:
+            low = mid + 1
+    return low
+
+
 def newlines_back(fd: int, pos: int, wanted: int) -> tuple[int | None, int]:
     """Read backwards from `pos` one block at a time for `wanted` newlines: (the offset
     after the last one wanted, 0), or (None, how many are still wanted) when the file's
-    start came first."""
+    start came first. A hole is stepped over, not read (`_hole_start`: it holds none)."""
     while pos > 0:
+        pos = _hole_start(fd, pos)
+        if pos == 0:
+            break
         size = min(BLOCK_BYTES, pos)
         block = os.pread(fd, size, pos - size)
         count = block.count(b"\n")
@@ -185,10 +231,13 @@ def newlines_back(fd: int, pos: int, wanted: int) -> tuple[int | None, int]:
 
 def line_start(fd: int, end: int, line: int) -> int:
     """The offset where line `line` (1 for the first) begins, reading forwards one block at
-    a time; `end` when the file before `end` has fewer lines."""
+    a time, holes stepped over (`data_at`); `end` when the file before `end` has fewer lines."""
     pos, wanted = 0, line - 1  # newlines to pass
     while wanted > 0 and pos < end:
-        block = os.pread(fd, min(BLOCK_BYTES, end - pos), pos)
+        pos, upto = data_at(fd, pos, end)
+        if pos >= upto:
+            return end
+        block = os.pread(fd, min(BLOCK_BYTES, upto - pos), pos)
         if not block:
             return end
         cut = -1
@@ -199,12 +248,21 @@ def line_start(fd: int, end: int, line: int) -> int:
     return min(pos, end)
 
 
-def copy_range(fd: int, start: int, end: int, out: BinaryIO) -> int:
+def copy_range(fd: int, start: int, end: int, out: BinaryIO, hole: Callable[[int], object] | None = None) -> int:
     """Write bytes [start, end) of the file to `out` one block at a time; returns the offset
-    reached (less than `end` when the file got shorter)."""
+    reached (less than `end` when the file got shorter). `hole`: a hole is not read, and its
+    length is given to it instead (without: its NUL bytes are copied, as they read)."""
     pos = start
     while pos < end:
-        block = os.pread(fd, min(BLOCK_BYTES, end - pos), pos)
+        upto = end
+        if hole is not None:
+            data, upto = data_at(fd, pos, end)
+            if data > pos:
+                hole(data - pos)
+                pos = data
+            if pos >= upto:
+                break
+        block = os.pread(fd, min(BLOCK_BYTES, upto - pos), pos)
         if not block:
             break
         out.write(block)

@@ -99,7 +99,7 @@ class Supervisor:
         self._state = SupervisorState.NEW
         self._early = EarlyRuns(early_runs, self._marker, runs_by_key=self._runs, lock=self._lock,
                                 post_exit=self._post_exit, label=self._label,
-                                watchdog=early_watchdog)  # not adopted yet
+                                watchdog=early_watchdog, reaper=lambda: self._reaper)  # not adopted yet
         self._stopping = False  # `stop_begun`: no room is kept for the stop from then
         self._inherited = inherited  # (pid, start) of the children an early start found: not the task's
         self._spawned_at: float | None = None  # the latest fork of a run (monotonic)

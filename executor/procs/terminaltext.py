@@ -20,6 +20,8 @@ _CONTROL = re.compile("([\x00-\x08\x0b-\x1f\x7f-\x9f\udc80-\udcff])")
 # Each byte as 0 when it may need a change (a control but the newline and the tab, DEL, any
 # byte past ASCII), else as itself: printable ASCII, the newline and the tab are kept as they are.
 _KEPT_OR_ZERO = bytes(byte if 0x20 <= byte < 0x7F or byte in (0x09, 0x0A) else 0 for byte in range(256))
+NUL_RUN = 16  # NUL bytes in a row from which `TerminalText` shows them as one `\x00*N`
+_LONG_NULS = re.compile(b"\\x00{%d,}" % NUL_RUN)
 SLICE_BYTES = 16 * 1024  # converted at a time (1-2 ms of binary output): the GIL is yielded after each
 
 
@@ -84,18 +86,48 @@ class TextForTerminal:
 
 class TerminalText:
     """A BinaryIO for `stoker tail`: what is written to it reaches `out` as `TextForTerminal`
-    makes it."""
+    makes it, but a run of `NUL_RUN` or more NUL bytes, which is shown as one `\\x00*N` (N its
+    length), what it holds of a hole of a sparse file given by its length (`hole`: never
+    read). Written out one by one, a 20 GiB hole was 80 GiB of `\\x00` on the terminal."""
 
     def __init__(self, out: BinaryIO, encoding: str) -> None:
         self._out = out
         self._text = TextForTerminal(encoding)
+        self._nuls = 0  # the NUL bytes of the run the last write ended in, not shown yet
 
     def write(self, data: bytes) -> int:
-        self._put(self._text.convert(data))
-        return len(data)
+        written = len(data)
+        if self._nuls:  # the run the last write ended in goes on here, or ends
+            lead = len(data) - len(data.lstrip(b"\0"))
+            self._nuls, data = self._nuls + lead, data[lead:]
+            if not data:
+                return written
+            self._end_run()
+        trailing = len(data) - len(data.rstrip(b"\0"))  # may go on in the next write
+        body, at = data[:len(data) - trailing], 0
+        for run in _LONG_NULS.finditer(body):  # a shorter run is converted with what is around it
+            self._put(self._text.convert(body[at:run.start()]))
+            self._nuls = run.end() - run.start()
+            self._end_run()
+            at = run.end()
+        self._put(self._text.convert(body[at:]))
+        self._nuls = trailing
+        return written
+
+    def hole(self, length: int) -> None:
+        """`length` NUL bytes a hole holds, as if written."""
+        self._nuls += length
+
+    def _end_run(self) -> None:
+        nuls, self._nuls = self._nuls, 0
+        if nuls >= NUL_RUN:
+            self._put(self._text.convert(b"\0") + b"*%d" % nuls)
+        elif nuls:
+            self._put(self._text.convert(b"\0" * nuls))
 
     def finish(self) -> None:
-        """What is left of a character cut at the end of the log."""
+        """What is left of a character cut at the end of the log, or of a run of NULs."""
+        self._end_run()
         self._put(self._text.convert(b"", final=True))
 
     def _put(self, shown: bytes) -> None:
@@ -103,6 +135,7 @@ class TerminalText:
             self._out.write(shown)
 
     def flush(self) -> None:
+        self._end_run()
         self._out.flush()
 
     def fileno(self) -> int:

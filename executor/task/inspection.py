@@ -40,7 +40,15 @@ from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Foreign, Leftover, by_user, carrying, command_of
 from executor.task.replay import AttemptView, Fold, TaskView
-from executor.task.unrecorded import Unrecorded, garbled, later_task, none_of_its, pin_lost, unrecorded
+from executor.task.unrecorded import (
+    Unrecorded,
+    garbled,
+    later_task,
+    none_of_its,
+    pin_lost,
+    unreachable,
+    unrecorded,
+)
 from executor.task.viewcache import Seen, ViewCache, resumable
 
 STALE_SECS = 2.0  # an entry read at most this before its supervisor's newest header: the id before's
@@ -61,6 +69,7 @@ class Inspection:
     unrecorded: bool = False
     supervisor_pid: int | None = None
     pinned: str = ""  # the `.stoker` its registry entry names (`open_stoker_dir`): none other is read
+    sandbox_gone: bool = False  # its sandbox is no longer there (renamed or deleted): nothing was read
     registered_wall: float | None = None  # when its registry entry was written (None: read without one)
     after_latest: bool = True  # an `attempt` None: the entry's id is newer than the checkpoint's latest
     run_uid: int | None = None  # the uid its header says its processes ran as, when trusted (`trusted_run_uid`)
@@ -91,7 +100,7 @@ def _view(sandbox: Path, pinned: str, cache: ViewCache[Viewed] | None,
         stoker, fd = open_checkpoint_in(sandbox, pinned)
     except FileNotFoundError:
         if not os.path.isdir(sandbox):
-            return None, f"the sandbox {sandbox} no longer exists", "", None, -1
+            return None, f"the sandbox {sandbox} no longer exists (renamed or deleted)", "", None, -1
         return None, None, "", None, -1
     except OSError as exc:
         return None, _unreadable(sandbox, exc), "", None, -1
@@ -209,18 +218,18 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
         return _said(sandbox, moved)
     if problem is None:
         return _said(sandbox, unrecorded(sandbox, pinned, entry, made=st is not None, garbled=damaged))
-    attempt = _attempt_of(view, entry) if view is not None else None
-    if entry is not None and view is not None and attempt is None:
+    if view is None:  # it could not be read: `problem` says why
+        return _unread(sandbox, entry, problem, pinned)
+    attempt = _attempt_of(view, entry)
+    if entry is not None and attempt is None:
         other = view.task_id if view.task_id != entry.task_id and later_task(view, entry) else ""
         return _said(sandbox, none_of_its(sandbox, pinned, entry, view.headless_after, other))
     alive = _alive(entry, attempt)
-    recorded = attempt.state if attempt is not None else None
-    # The checkpoint's last write is this supervisor's only if its attempt is the latest.
-    latest = view is None or attempt is view.current
+    latest = attempt is view.current  # the checkpoint's last write is this supervisor's only then
     if not alive and latest and attempt is not None and attempt.supervisor_pid:
         alive = _seen_here(stoker, attempt, locks)
-    truth = judge(recorded, alive,
-                  last_record_wall=view.last_wall if view is not None and latest else None,
+    truth = judge(attempt.state if attempt is not None else None, alive,
+                  last_record_wall=view.last_wall if latest else None,
                   checkpoint_mtime=(st.st_mtime if st else checkpoint_mtime(sandbox, pinned)) if latest else None,
                   registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
                   let_go=entry is not None and entry.ended_wall is not None,
@@ -228,17 +237,32 @@ def _judged(sandbox: Path, entry: RegistryEntry | None, cache: ViewCache[Viewed]
                   killing_ends_as=attempt.killing_ends_as if latest and attempt is not None else None)
     if cache is not None and st is not None and latest and not alive:  # its last writer is gone
         cache.settle((str(sandbox), pinned), stamp_of(st))
-    if view is not None and attempt is not None and not latest and entry is not None:
+    if attempt is not None and not latest and entry is not None:
         view = _as_of(view, attempt, entry)
     after_latest = True
-    if view is not None and attempt is not None and latest and entry and _not_its(view, attempt, entry, alive):
+    if attempt is not None and latest and entry and _not_its(view, attempt, entry, alive):
         after_latest = view.task_id in entry.earlier_task_ids
         view, attempt = attrs.evolve(view, task_id=entry.task_id), None
-    if view is not None and attempt is not None and alive:
+    if attempt is not None and alive:
         view, attempt = _counted_on_the_boot_clock(view, attempt)
     return Inspection(sandbox=sandbox, view=view, attempt=attempt, truth=truth, problem=problem, pinned=pinned,
                       registered_wall=entry.registered_wall if entry is not None else None, after_latest=after_latest,
                       run_uid=trusted_run_uid(attempt.run_uid, st, stoker) if attempt is not None else None)
+
+
+def _unread(sandbox: Path, entry: RegistryEntry | None, problem: str, pinned: str) -> Inspection:
+    """A checkpoint that could not be read (`problem`: why): UNKNOWN under a live supervisor
+    or one that let go, never NEW (`truth.judge`: it may have run for days); a sandbox renamed
+    or deleted under it is `sandbox_gone`, and what to do about its live supervisor is said."""
+    alive = _alive(entry, None)
+    sandbox_gone = not os.path.isdir(sandbox)
+    if sandbox_gone and alive and entry is not None:
+        problem = f"{problem}; {unreachable(entry.supervisor_pid)}"
+    truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=checkpoint_mtime(sandbox, pinned),
+                  registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
+                  let_go=entry is not None and entry.ended_wall is not None, unread=True)
+    return Inspection(sandbox=sandbox, view=None, attempt=None, truth=truth, problem=problem, pinned=pinned,
+                      sandbox_gone=sandbox_gone, registered_wall=entry.registered_wall if entry is not None else None)
 
 
 def held_task_id(sandbox: Path) -> str:

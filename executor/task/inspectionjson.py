@@ -16,7 +16,7 @@ import attrs
 from executor.events import HEALTH_CHECK_FAILED
 from executor.host.clock import iso_time
 from executor.host.entry import RegistryEntry
-from executor.host.truth import RESTARTING, Truth
+from executor.host.truth import RESTARTING, UNKNOWN, Truth
 from executor.task.inspection import Inspection, task_user
 from executor.task.replay import AttemptView
 from executor.task.taskview import ENDED_STATES
@@ -81,6 +81,18 @@ def health_shown(r: Mapping[str, Any]) -> str:
     return f"was:{health}{' (ended it)' if r['failed_by_health_check'] else ''}"
 
 
+def state_shown(r: Mapping[str, Any]) -> str:
+    """A row's STATE as `stoker ps` and the observer's list show it: its `state`, but
+    `SANDBOX GONE` for an UNKNOWN task whose sandbox was renamed or deleted (`sandbox_gone`)."""
+    return "SANDBOX GONE" if r["state"] == UNKNOWN and r.get("sandbox_gone") else str(r["state"])
+
+
+def procs_shown(r: Mapping[str, Any]) -> str:
+    """A row's processes running / total, as `stoker ps` and the observer's list show them;
+    `-` for an UNKNOWN task: none were read (its `--json` counts are 0)."""
+    return "-" if r["state"] == UNKNOWN else f"{r['processes_running']}/{r['processes_total']}"
+
+
 def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
     """One task as a JSON object (`stoker ps` shows some of it as text)."""
     entry = named(entry, inspection)
@@ -101,7 +113,7 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
                       for p in inspection.leftovers],
         "foreign_processes": [attrs.asdict(p) for p in inspection.foreign],
         "task_uid": user.uid if user else None, "task_uid_source": user.source if user else None,
-        "problem": inspection.problem, "announcement": _announcement(attempt),
+        "problem": inspection.problem, "sandbox_gone": inspection.sandbox_gone, "announcement": _announcement(attempt),
         "restart": restart_json(inspection),
     }
 

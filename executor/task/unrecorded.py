@@ -57,12 +57,19 @@ class Unrecorded:
     supervisor_pid: int | None = None
 
 
-def _truth(alive: bool, entry: RegistryEntry | None) -> Truth:
+def _truth(alive: bool, entry: RegistryEntry | None, unread: bool = False) -> Truth:
     """The truth of a supervisor of which no record is read: alive, or ended or LOST as its
-    registry entry says."""
+    registry entry says (`unread`: its checkpoint could not be read: `truth.judge`)."""
     return judge(None, alive, last_record_wall=None, checkpoint_mtime=None,
                  registry_wall=(entry.ended_wall or entry.registered_wall) if entry else None,
-                 let_go=entry is not None and entry.ended_wall is not None)
+                 let_go=entry is not None and entry.ended_wall is not None, unread=unread)
+
+
+def unreachable(pid: int) -> str:
+    """What to do about a live supervisor whose sandbox was renamed or deleted under it: its
+    control socket went with it (`stoker ps`'s note, `kill`'s, `status`' error)."""
+    return (f"its supervisor (pid {pid}) still runs, but without its sandbox it cannot be "
+            f"reached: `kill {pid}` (SIGTERM) stops it gracefully")
 
 
 def _entry_alive(entry: RegistryEntry) -> bool:
@@ -96,7 +103,7 @@ def pin_lost(sandbox: Path, entry: RegistryEntry, held_now: Callable[[], str]) -
     goes_on = (f"its supervisor (pid {pid}) still runs and goes on recording in the directory it made, "
                f"under whatever name it has now; rename that back to .stoker to see the task") if alive else \
         f"its supervisor (pid {pid}) no longer runs"
-    return Unrecorded(truth=_truth(alive, entry), pinned=entry.stoker_dir, unrecorded=False,
+    return Unrecorded(truth=_truth(alive, entry, unread=True), pinned=entry.stoker_dir, unrecorded=False,
                       problem=f"{sandbox}/.stoker is not the directory its supervisor made ({now}): it was "
                               f"renamed or removed since the task started; {goes_on}")
 

@@ -29,6 +29,7 @@ from executor.host.lock import LockTable
 from executor.observe.reader import Reader
 from executor.task.inspection import inspect_sandbox
 from tests.e2e.test_upgrade_in_place import BROKEN_MODULE, tree
+from tests.support import pidnames
 from tests.support.pty_proc import PtyProcess
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -86,17 +87,15 @@ class InitStoker:
 
 
 def _children(pid: int) -> list[int]:
+    """The children of `pid`'s first thread, each named (`pidnames`): once one is reaped, its
+    pid may be another process's."""
     try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return [pidnames.named(int(p)) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
 
 
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return "gone"
+_state = pidnames.state  # 'gone' also once the pid is another process's
 
 
 @contextlib.contextmanager

@@ -5,16 +5,14 @@ pipe the answer comes through; reading until the pipe ended waited for the fork 
 for a daemon) before printing anything (`executor.local.planahead.read_answer`)."""
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
+from tests.support import pidnames
 from tests.support.stoker_proc import REPO, measured
 from tests.support.waiting import wait_for
 
@@ -58,21 +56,10 @@ def test_a_fork_the_config_leaves_running_does_not_hold_the_answer(tmp_path, wor
         if words[0] == "run":  # (which then ended it, as it ends whatever its job left: a subreaper)
             assert (tmp_path / "box" / "ran").read_text() == "ran\n"
         else:
-            os.kill(int(pid_file.read_text()), 0)  # still running
+            assert pidnames.is_live(pidnames.pid_in(pid_file))  # still running
             assert result.stdout.startswith("job local/me/test/forks\n")
     finally:
-        if pid_file.exists():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid_file.read_text()), signal.SIGKILL)
-            wait_for(lambda: not _alive(int(pid_file.read_text())), 10, message="the config's fork gone")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie until init reaps it (the fork's parent ended long before)
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    return False
+        forks = pidnames.pid_file(pid_file)  # (one `stoker run` ended is gone: its pid may be another's)
+        for pid in forks:
+            pidnames.kill(pid)
+        wait_for(lambda: not pidnames.live(forks), 10, message="the config's fork gone")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from config.document import encode
 from config.loader import load_job
+from tests.support import pidnames
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.shellwords import in_aurora, python_sh
 from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
@@ -54,7 +55,7 @@ def job(tmp_path: Path) -> Path:
 def daemon_of(sandbox: Path) -> int:
     pid_file = sandbox / "daemon.pid"
     wait_for(pid_file.exists, 10, message="the daemon's pid file")
-    return int(pid_file.read_text())
+    return pidnames.pid_in(pid_file)
 
 
 def test_stoker_run_keeps_a_launchers_daemon_and_stops_it_with_the_task(tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from executor.cli.main import main
 from executor.local import planfiles
+from tests.support import pidnames
 from tests.support.earlyjob import HOLD_FOR_KILL, early_run, stdout_of, write
 from tests.support.importhook import patched_at_load
 from tests.support.shellwords import in_aurora, python_sh
@@ -130,9 +131,7 @@ def test_a_supervisor_killed_before_it_adopts_its_early_runs_leaves_nothing(stok
         proc, sandbox = stoker(config, env)  # the early start
         try:
             assert proc.wait() == -signal.SIGKILL
-            pids = [int(p) for p in wait_for(lambda s=sandbox: (s / "pids").exists() and
-                                             (s / "pids").read_text().split(), 10,
-                                             message="the run's pids")]
+            pids = wait_for(lambda s=sandbox: pidnames.pid_file(s / "pids"), 10, message="the run's pids")
             wait_for(lambda p=pids: not live(p), 10, message=f"the task's processes {pids} killed")
         finally:
             proc.close()
@@ -212,9 +211,10 @@ def test_an_early_run_the_supervisor_would_not_start_is_killed_and_the_right_one
         assert adopted(proc) == []
         wait_for(lambda: stdout_of(sandbox, "say") == "right\n", 10, message="the right command's output")
         assert (sandbox / "wrong").read_text() == (sandbox / "ghost").read_text().replace("ghost", "wrong")
-        strays = [int(p) for p in re.findall(r"early_run_killed task=\S+ process=\S+ run=0 pid=(\d+)", err)]
+        strays = pidnames.as_of(proc.stderr_path, [  # each named alive as it was given up
+            int(p) for p in re.findall(r"early_run_killed task=\S+ process=\S+ run=0 pid=(\d+)", err)])
         wait_for(lambda: not live(strays), 10, message=f"the runs given up {strays} killed")
-        assert task_pids(sandbox) - set(strays) == task_pids(sandbox)  # never in the checkpoint
+        assert task_pids(sandbox) - strays == task_pids(sandbox)  # never in the checkpoint
     finally:
         proc.sigterm_and_close()
 
@@ -275,8 +275,8 @@ def test_a_daemon_that_left_everything_while_stoker_loaded_is_still_the_tasks(st
         proc, sandbox = stoker(config, env={"STOKER_CGROUPS": cgroups})
         try:
             proc.wait_output("WAITING → RUNNING", timeout_secs=30)
-            daemons.append(int(wait_for(lambda s=sandbox: (s / "daemon").exists() and
-                                        (s / "daemon").read_text().strip(), 10, message="the daemon's pid")))
+            daemons.append(wait_for(lambda s=sandbox: pidnames.pid_file(s / "daemon"), 10,
+                                    message="the daemon's pid").pop())
         finally:
             proc.signal(stop)
             proc.wait()
@@ -335,13 +335,13 @@ def test_an_early_start_given_up_takes_its_daemons_with_it(stoker, tmp_path):
     try:
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
         wait_for(lambda: len(pids.read_text().split()) == 3, 10, message="the early daemon and the new one")
-        early_daemon = int(pids.read_text().split()[1])
+        (early_daemon,) = pidnames.as_of(pids, [int(pids.read_text().split()[1])])
         wait_for(lambda: not live([early_daemon]), 10, message=f"the given-up daemon {early_daemon} killed")
         assert "early start given up: its plan is not the one kept" in proc.stderr()
         assert adopted(proc) == []
     finally:
         proc.sigterm_and_close()
-        every = [int(p) for p in pids.read_text().split()]
+        every = pidnames.pid_file(pids)
         try:
             wait_for(lambda: not live(every), 10, message=f"the daemons {every} killed")
         finally:

@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from executor.local import planfiles
+from tests.support import pidnames
 from tests.support.earlyjob import early_run, stdout_of, write
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
@@ -26,8 +27,7 @@ def run(tmp_path, config, name: str) -> tuple[StokerProcess, object]:
 
 def inherited(tmp_path, name: str) -> list[int]:
     """The pid the launcher of run `name` wrote: its `sleep 1000`, stoker run's inherited child."""
-    written = tmp_path / f"work-{name}" / "inherited"
-    return [int(p) for p in written.read_text().split()] if written.exists() else []
+    return sorted(pidnames.pid_file(tmp_path / f"work-{name}" / "inherited"))
 
 
 def test_an_early_start_given_up_leaves_the_children_stoker_run_inherited(tmp_path):

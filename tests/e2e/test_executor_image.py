@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_executor_aurora import TID, aurora_data, every_call_was_accepted
+from tests.support import pidnames
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.proc_scan import kill_carrying, read_bytes, task_marker_of, task_pids_by_marker
 from tests.support.rootfs import (
@@ -182,10 +183,10 @@ def test_a_shutdown_while_the_containerizer_is_asked_fails_the_task_at_once(imag
         agent.shutdown(enforce_grace=False)
         failed = agent.wait_for_state(TID, "TASK_FAILED", 40)
         assert failed.message == (f"Failed to initialize sandbox: cannot ask {path} which flags it takes ({path} "
-                                  "launch): the executor is shutting down (SHUTDOWN)")
+                                  "launch): executor shutting down (SHUTDOWN)")
         assert agent.wait_exit(15) == 0
-        assert not live([int(pid.read_text())])  # the containerizer was ended and reaped
+        assert not live(pidnames.pid_file(pid))  # the containerizer was ended and reaped
     finally:
-        for alive in live([int(pid.read_text())] if pid.exists() else []):
-            os.kill(alive, signal.SIGKILL)  # the executor's child: the test's to end
+        for alive in pidnames.pid_file(pid):
+            pidnames.kill(alive)  # the executor's child: the test's to end
     assert not (agent.sandbox / ".logs").exists()  # no process started

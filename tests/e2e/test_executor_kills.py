@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from tests.support import pidnames
 from tests.support.executor_e2e import EXECUTOR, HELLO, agent_for, document, launch, service
 from tests.support.importhook import patched_at_load
 from tests.support.proc_scan import kill_carrying, pids_carrying
@@ -76,8 +77,7 @@ def test_a_shell_check_in_flight_at_a_kill_is_gone_before_task_killed(agent, tmp
         f"shell=ShellHealthChecker(shell_command='{check}')), timeout_secs=60, interval_secs=0.1),",
         "lifecycle=DisableLifecycle,")))
     pids_file = agent.sandbox / "check.pids"
-    pids = wait_for(lambda: {int(p) for p in pids_file.read_text().split()} if pids_file.exists()
-                    and len(pids_file.read_text().split()) == 2 else None, timeout_secs=10)
+    pids = wait_for(lambda: (found if len(found := pidnames.pid_file(pids_file)) == 2 else None), timeout_secs=10)
     assert live(pids) == pids
     at_terminal: list[set[int]] = []
     agent.on_terminal = lambda record: at_terminal.append(live(pids))

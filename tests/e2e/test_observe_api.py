@@ -15,7 +15,9 @@ import psutil
 import pytest
 
 from executor.observe.logrange import MAX_CHUNK_BYTES
+from tests.support.importhook import patched_at_load
 from tests.support.observer import ObservedHost, config
+from tests.support.stoker_proc import REPO, StokerProcess
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -274,27 +276,69 @@ def test_a_port_in_use_or_not_a_port_is_one_error_line(tmp_path):
     assert done.returncode == 2 and "'70000' is not a port number" in done.stderr
 
 
+def test_an_observer_started_under_nohup_serves_on_through_a_sighup(tmp_path):
+    """nohup's ignored SIGHUP is kept (as `stoker run` keeps it): the observer serves on
+    until SIGTERM."""
+    observed = ObservedHost(tmp_path)
+    try:
+        workdir = tmp_path / "observer"
+        workdir.mkdir()
+        proc = StokerProcess(["observe", "--port", "0", "--root", str(observed.root)], workdir,
+                             env=observed.env, launcher=("nohup",))
+        observed.observer = proc
+        observed.url = proc.wait_output("stoker observe: http://", 30).split("stoker observe: ", 1)[1].split()[0]
+        observed.url = observed.url.rstrip("/")
+        proc.signal(signal.SIGHUP)
+        assert observed.get("/api/tasks")[0] == 200 and proc.proc.poll() is None
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert "observer_stopped" in proc.stderr()
+    finally:
+        observed.close()
+
+
+def test_a_sighup_while_the_observer_loads_stops_it_as_once_it_serves(tmp_path):
+    # (was: SIGHUP's default while loading: killed, 129 to a shell; SIGTERM then exited 0)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(patched_at_load("waitress", """
+        import signal
+
+        def _patch(module):
+            os.kill(os.getpid(), signal.SIGHUP)
+    """))
+    proc = StokerProcess(["observe", "--root", str(tmp_path / "root"), "--port", "0"], tmp_path,
+                         env={"PYTHONPATH": f"{hook}:{REPO}"})
+    try:
+        assert proc.wait(60) == 0, proc.stderr()
+        assert "Traceback" not in proc.stderr() and "http://" not in proc.stdout()
+    finally:
+        proc.close()
+
+
 def blocked_signals(pid: int, tid: int) -> int:
     """The SigBlk mask of thread `tid` of process `pid`."""
     status = open(f"/proc/{pid}/task/{tid}/status").read()
     return int(status.split("SigBlk:", 1)[1].split()[0], 16)
 
 
-def test_only_the_main_thread_takes_sigterm_and_the_observer_stops_at_once(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_only_the_main_thread_takes_sigterm_and_the_observer_stops_at_once(tmp_path, signum):
     """The kernel gives a signal sent to the process to a thread that does not block it:
-    every worker blocks SIGTERM and SIGINT, so it is the main thread, whose handler stops
-    the server (a worker would leave it to the I/O loop's next tick, seconds later)."""
+    every worker blocks SIGTERM, SIGINT and SIGHUP, so it is the main thread, whose handler
+    stops the server (a worker would leave it to the I/O loop's next tick, seconds later).
+    SIGHUP (the terminal it ran on closed) stops it as SIGTERM does: its last line, exit 0
+    (was: SIGHUP's default, killed without the line, 129 to a shell)."""
     observed = ObservedHost(tmp_path)
     try:
         observed.observe("--log-format", "json")
         proc = observed.observer
         assert proc is not None
         workers = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
-        term_and_int = (1 << (signal.SIGTERM - 1)) | (1 << (signal.SIGINT - 1))
-        assert workers and all(blocked_signals(proc.pid, t) & term_and_int == term_and_int
-                               for t in workers)
-        assert blocked_signals(proc.pid, proc.pid) & term_and_int == 0
-        proc.signal(signal.SIGTERM)
+        stops = sum(1 << (s - 1) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+        assert workers and all(blocked_signals(proc.pid, t) & stops == stops for t in workers)
+        assert blocked_signals(proc.pid, proc.pid) & stops == 0
+        proc.signal(signum)
         assert proc.wait(10) == 0
         # Its log, as --log-format json asked: one object per line (it had no such flag).
         lines = [json.loads(line) for line in proc.stderr().splitlines()]

@@ -15,6 +15,7 @@ import pytest
 
 from executor.cli import launch, launchfirst
 from executor.local import planfiles
+from tests.support import pidnames
 from tests.support.stoker_proc import StokerProcess, kill_leftovers, live
 from tests.support.waiting import wait_for
 
@@ -61,7 +62,7 @@ def run(tmp_path):
     yield start
     for proc in started:
         proc.close()
-    kill_leftovers(int(p.read_text()) for p in pidfiles if p.exists() and p.read_text())
+    kill_leftovers(pid for p in pidfiles for pid in pidnames.pid_file(p))
 
 
 def write(tmp_path: Path, head: str = "", name: str = "job.aurora") -> Path:
@@ -130,7 +131,7 @@ def test_the_planning_child_dies_with_a_killed_stoker_run(run, tmp_path):
     run.pidfiles.append(pidfile)
     proc = run(write(tmp_path, SLOW.format(pidfile=str(pidfile), secs=2)))
     wait_for(lambda: pidfile.exists() and pidfile.read_text(), 20, message="the config planning")
-    planner = int(pidfile.read_text())
+    planner = pidnames.pid_in(pidfile)
     assert planner != proc.pid
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -147,7 +148,7 @@ def test_the_child_planning_late_dies_with_a_killed_stoker_run_too(run, tmp_path
     run.pidfiles.append(pidfile)
     proc = run(write(tmp_path, SLOW.format(pidfile=str(pidfile), secs=30)), extra=("--kill-grace", "1"))
     wait_for(lambda: pidfile.exists() and pidfile.read_text(), 20, message="the config planning")
-    planner = int(pidfile.read_text())
+    planner = pidnames.pid_in(pidfile)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     wait_for(lambda: not live([planner]), 10, message="the planning child gone")
@@ -162,7 +163,7 @@ def test_a_run_that_ends_before_it_plans_cancels_the_planning_child(run, tmp_pat
     assert "STOKER_LOG_LEVEL" in proc.stderr()
     if pidfile.exists() and pidfile.read_text():  # it was planning when stoker run ended: its
         # SIGKILL (PR_SET_PDEATHSIG) came with that end, its death once the kernel runs it
-        planner = int(pidfile.read_text())
+        planner = pidnames.pid_in(pidfile)
         wait_for(lambda: not live([planner]), 5, message="the planning child gone")
     time.sleep(2.5)  # past the config's wait: a child still planning would have written its trace
     assert not Path(f"{pidfile}.planned").exists()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import stoker_proc
+from tests.support import pidnames, stoker_proc
 from tests.support.configs import RESOURCES, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.shellwords import fake_sh, python_sh
@@ -113,7 +113,8 @@ def test_a_closed_stdout_never_kills_the_task(tmp_path):
         wait_for(lambda: b"stdout is gone" in (tmp_path / "stderr").read_bytes(), 5)
         wait_ticks_restart(sandbox)  # the task is supervised on: ticks restart, main runs on
         pids = task_pids(sandbox)
-        main_pid = next(r["pid"] for r in checkpoint_records(sandbox) if r.get("process") == "main" and r.get("pid"))
+        main_pid = next(pidnames.named(r["pid"], r.get("wall")) for r in checkpoint_records(sandbox)
+                        if r.get("process") == "main" and r.get("pid"))
         assert proc.poll() is None and live({main_pid}) == {main_pid}
         wait_trapped(sandbox)
         proc.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from tests.support import pidnames
 from tests.support.configs import write_config
 from tests.support.shellwords import fake_sh, in_aurora
 from tests.support.stoker_proc import (
@@ -271,8 +272,8 @@ def test_sigterm_stops_the_task_and_leaves_no_process(stoker, tmp_path):
     """)
     run = stoker(str(cfg), "--kill-grace", "0.3")
     run.wait_output("task             STARTING → RUNNING")
-    daemon = wait_for(lambda: (run.sandbox / "daemon.pid").exists() and int((run.sandbox / "daemon.pid").read_text()))
-    pids = task_pids(run.sandbox) | {daemon}
+    daemon = wait_for(lambda: pidnames.pid_file(run.sandbox / "daemon.pid"))
+    pids = task_pids(run.sandbox) | daemon
     run.signal(signal.SIGTERM)
     assert run.wait() == 143
     assert "KILLING → KILLED" in run.stdout()

@@ -26,7 +26,7 @@ import pytest
 
 from executor.cli.main import _parser
 from executor.procs.cgroup_paths import CgroupKind, own_places
-from tests.support import cgroups
+from tests.support import cgroups, pidnames
 from tests.support.configs import RESOURCES
 from tests.support.shellwords import sh
 from tests.support.stoker_proc import (
@@ -264,7 +264,7 @@ def test_systemds_default_stop_sigterms_every_process_and_the_final_process_stil
             everyone = _every_pid(unit_cgroup)
             assert len(everyone) >= 3, everyone  # stoker run, its watchdog, main's bash (its sleep comes and goes)
         else:
-            everyone = [proc.pid, *live(task_pids(tmp_path / "sandbox"))]
+            everyone = [pidnames.named(proc.pid), *live(task_pids(tmp_path / "sandbox"))]  # (proc.wait reaps it)
         (shown,) = [line for line in map(_command_line, psutil.Process(proc.pid).children())
                     if "stoker-watchdog" in line]  # (sh execs stoker run: the same pid)
         assert len(shown) < 300 and shown.startswith("/bin/sh -c eval "), shown  # a line of `systemctl status`

@@ -12,14 +12,13 @@ keeps the output pipe open must not hold the result back.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from executor.procs.supervisor import Supervisor
-from tests.support import proc_scan
+from tests.support import pidnames, proc_scan
 from tests.support.fault_sizes import size
 from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, task_pids
 from tests.support.waiting import wait_for
@@ -131,10 +130,7 @@ def test_a_descendant_holding_the_output_open_does_not_hold_the_result(tmp_path,
     finally:
         supervisor.close()
         for pid in proc_scan.read_pid_files([escaped]):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            pidnames.kill(pid)
     figures.add("result of a command whose escaped descendant holds its output", f"{took * 1000:.0f} ms")
     assert result.exit_code == 3 and not result.timed_out, result
     assert "done" in result.output, result

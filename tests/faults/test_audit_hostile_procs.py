@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import proc_scan
+from tests.support import pidnames, proc_scan
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.fault_sizes import FULL
 from tests.support.ports import free_ports
@@ -152,8 +152,8 @@ def _end(run: subprocess.Popen, held: set[int]) -> None:
     if run.poll() is None:
         run.kill()
         run.wait(5)
-    for pid in proc_scan.live(held):
-        os.kill(pid, signal.SIGKILL)
+    for pid in held:
+        pidnames.kill(pid)
 
 
 def test_a_stray_signal_from_its_task_leaves_the_executor_running(tmp_path):

@@ -34,7 +34,7 @@ import pytest
 from config.document import encode
 from config.loader import load_job
 from executor.task.checkpoint import read_records
-from tests.support import faultyfs
+from tests.support import faultyfs, pidnames
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.fault_sizes import FULL
 from tests.support.ports import free_ports
@@ -96,7 +96,7 @@ def _executor_on(tmp_path: Path, fs: faultyfs.Ext4) -> Iterator[tuple[LogBeside,
         sim.launch(make_task_info("t1", encode(load_job(job)), ports=free_ports(2)))
         sim.wait_for_state("t1", "TASK_RUNNING", 10)
         executor = psutil.Process(proc.pid)
-        pids |= {c.pid for c in executor.children(recursive=True)}
+        pids |= {pidnames.named(c.pid) for c in executor.children(recursive=True)}
         yield sim, executor, pids
     finally:
         sim.close()
@@ -111,7 +111,7 @@ def _faulted(sim: LogBeside, executor: psutil.Process, pids: set[int], fault) ->
     wait_for(lambda: _lines(sim.log_path, "checkpoint_write_failed"), 10)
     before = _cpu(executor)
     time.sleep(0.4)
-    pids |= {c.pid for c in executor.children(recursive=True)}
+    pids |= {pidnames.named(c.pid) for c in executor.children(recursive=True)}
     return _cpu(executor) - before
 
 
@@ -195,13 +195,13 @@ def test_stoker_run_goes_on_when_its_sandbox_dies_and_a_rerun_starts_from_what_w
         try:
             wait_for(lambda: first.read_text().count("flap[") >= 6, 10)
             supervisor = psutil.Process(run.pid)
-            pids |= {c.pid for c in supervisor.children(recursive=True)}
+            pids |= {pidnames.named(c.pid) for c in supervisor.children(recursive=True)}
             fs.shut_down()
             wait_for(lambda: "checkpoint_write_failed" in first.with_suffix(".err").read_text(), 5)
             before = _cpu(supervisor)
             time.sleep(0.6)
             cpu = _cpu(supervisor) - before
-            pids |= {c.pid for c in supervisor.children(recursive=True)}
+            pids |= {pidnames.named(c.pid) for c in supervisor.children(recursive=True)}
             run.send_signal(signal.SIGTERM)
             code = run.wait(10)
             wait_for(lambda: not live(pids), 10, message=f"left running: {live(pids)}")

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
-from tests.support import cgroups
+from tests.support import cgroups, pidnames
 from tests.support.earlyjob import kept_then_hooked, write
 from tests.support.importhook import patched_at_load
 from tests.support.stoker_proc import kill_leftovers, live, task_pids
@@ -92,13 +91,6 @@ def _task_cgroups(proc_cgroup: str) -> list[str]:
     return found
 
 
-def _running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 @pytest.mark.parametrize("kind", ["v2", "freezer"])
 @pytest.mark.parametrize("step", sorted(STEPS))
 def test_stoker_run_killed_at_each_step_of_its_early_cgroup_leaves_no_process_and_no_cgroup(tmp_path, step, kind):
@@ -112,17 +104,19 @@ def test_stoker_run_killed_at_each_step_of_its_early_cgroup_leaves_no_process_an
     proc, sandbox = kept_then_hooked(tmp_path, config, patched_at_load(module, DIE + patch.replace("PATH", repr(str(died)))),
                                      env)
     seen: dict = {"children": [], "cgroup": ""}
+    children: set[int] = set()
     try:
         assert proc.wait(30) == -9, proc.stderr()
         seen = json.loads(died.read_text())
+        children = pidnames.as_of(died, seen["children"])  # written alive, just before the kill
         task = _task_cgroups(seen["cgroup"])
         assert task, seen  # it was in the task's cgroup as it died
-        wait_for(lambda: not any(_running(pid) for pid in seen["children"]), 15,
+        wait_for(lambda: not pidnames.live(children), 15,
                  message=f"the runs and watchdogs of {seen} gone")
         wait_for(lambda: not any(os.path.exists(d) for d in task), 15, message=f"{task} removed")
     finally:
         proc.close()
-        kill_leftovers(set(seen["children"]) | task_pids(sandbox))
+        kill_leftovers(children | task_pids(sandbox))
         for directory in _task_cgroups(seen["cgroup"]):
             cgroups.remove(directory)
-        assert not live(seen["children"])
+        assert not live(children)

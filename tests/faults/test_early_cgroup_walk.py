@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import proc_scan
+from tests.support import pidnames, proc_scan
 from tests.support.earlyjob import early_run, kept_then_hooked, planned, write
 from tests.support.importhook import patched_at_load
 from tests.support.limits import pids_cgroup
@@ -72,14 +71,6 @@ HOLD_A_HOP = """
             return False
         return hopper and _stat(pid)[1:2] == [str(os.getpid())]
 """
-
-
-def _alive(pid: int) -> bool:
-    """Whether `pid` runs (neither gone nor a zombie)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def _stoker_lines(pid: int) -> list[str]:
@@ -140,10 +131,10 @@ def _generations(hop: Path, count: int = 10) -> list[tuple[int, list[str]]]:
     seen: list[tuple[int, list[str]]] = []
     deadline = time.monotonic() + 10
     while len(seen) < count and time.monotonic() < deadline:
-        pid = int(hop.read_text() or 0)
-        found = _stoker_lines(pid)
-        if _alive(pid) and (pid, found) not in seen:
-            seen.append((pid, found))
+        for pid in pidnames.pid_file(hop):  # named before its cgroups are read, judged after
+            found = _stoker_lines(pid)
+            if pidnames.is_live(pid) and (pid, found) not in seen:
+                seen.append((pid, found))
     return seen
 
 
@@ -290,37 +281,6 @@ HOLD_A_CHILD = """
 """
 
 
-def _with_pid(pid: int, within_secs: float = 5.0) -> subprocess.Popen[bytes]:
-    """A `sleep` of this test's whose pid is `pid` (free: its process was reaped), by
-    /proc/sys/kernel/ns_last_pid. The write sets the whole host's next pid, so a process
-    forked elsewhere meanwhile may take it: tried again once that one is gone, for
-    `within_secs` (within the 10 s the walk holds its move); then the test fails naming what
-    holds it (it was a skip, after 200 tries in a moment: one that took it and lived on)."""
-    deadline, holder = time.monotonic() + within_secs, None
-    while time.monotonic() < deadline:
-        if (holder := _command_of(pid)) is not None:  # another's, maybe for a moment
-            time.sleep(0.01)
-            continue
-        Path("/proc/sys/kernel/ns_last_pid").write_text(str(pid - 1))
-        stranger = subprocess.Popen(["sleep", "1021"])
-        if stranger.pid == pid:
-            return stranger
-        stranger.kill()
-        stranger.wait()
-    pytest.fail(f"pid {pid} is another process's ({holder}) {within_secs} s on: a process forked "
-                "elsewhere took it, between the test's ns_last_pid and its fork, and lives on"
-                if holder is not None else
-                f"pid {pid} was taken by processes forked elsewhere at each try for {within_secs} s")
-
-
-def _command_of(pid: int) -> str | None:
-    """The command line of the process `pid` (a zombie's: '(zombie)'), None when it is free."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode() or "(zombie)"
-    except OSError:
-        return None
-
-
 def test_a_pid_the_walk_listed_then_handed_to_another_process_is_not_moved_into_the_task_cgroup(tmp_path):
     # The walk lists a run's child, which exits and is reaped before its move; the kernel
     # hands its pid on, here to a process of the test's. Moved into the task's cgroup by
@@ -337,7 +297,7 @@ def test_a_pid_the_walk_listed_then_handed_to_another_process_is_not_moved_into_
         child = int(listed.read_text())
         os.kill(child, signal.SIGKILL)
         wait_for(lambda: not Path(f"/proc/{child}").exists(), 10, message=f"{child} reaped by the run's shell")
-        stranger = _with_pid(child)
+        stranger = pidnames.hand_on(child, ["sleep", "1021"])
         go.touch()
         proc.wait_output("WAITING → RUNNING", timeout_secs=30)
         task = _stoker_lines(proc.pid)
@@ -350,18 +310,3 @@ def test_a_pid_the_walk_listed_then_handed_to_another_process_is_not_moved_into_
             stranger.wait()
         proc.sigterm_and_close()
         kill_leftovers(task_pids(sandbox))
-
-
-def test_a_pid_another_process_holds_fails_the_hand_on_naming_it(tmp_path):
-    # Writing ns_last_pid sets the whole host's next pid: a process forked elsewhere between
-    # the write and the test's fork takes the pid. One that lived on made every later try
-    # miss, and the test above turned into a skip (under load, once in 25).
-    if os.geteuid() != 0:
-        pytest.skip("handing a pid on (ns_last_pid) takes root")
-    holder = subprocess.Popen(["sleep", "1023"])
-    try:
-        with pytest.raises(pytest.fail.Exception, match=rf"pid {holder.pid} is another process's \(sleep 1023\)"):
-            _with_pid(holder.pid, within_secs=0.3)
-    finally:
-        holder.kill()
-        holder.wait()

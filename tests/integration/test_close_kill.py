@@ -45,7 +45,7 @@ from executor.procs.exitby import ExitBy
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.procs.supervisor import Supervisor
 from tests.support import cgroups as cgroup_support
-from tests.support import limits
+from tests.support import limits, pidnames
 from tests.support.headless import headless, running_threads
 from tests.support.waiting import log_pump_threads_ended, wait_for
 
@@ -205,7 +205,10 @@ def test_the_close_stops_waiting_for_a_cgroup_held_only_by_processes_named_stuck
 
 
 def _alive(pid: int) -> bool:
-    """Whether `pid` is a process that is neither stopped nor dead (a zombie)."""
+    """Whether `pid` is a process that is neither stopped nor dead (a zombie); a
+    `pidnames.Named` only as the process it named."""
+    if not pidnames.is_live(pid):
+        return False
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, ProcessLookupError):  # gone before the open, or as it read
@@ -263,14 +266,14 @@ def test_a_close_out_of_descriptors_still_kills_the_task(supervised):
     own bound, and the task dies (was: EMFILE making the eventfd raised out of the close,
     and the task's processes were left running)."""
     sup, _ = supervised
-    pid = sup.spawn(ProcessSpec("a", "exec sleep 600"), 0)
+    pid = pidnames.named(sup.spawn(ProcessSpec("a", "exec sleep 600"), 0))
     try:
         with limits.no_descriptor_left():
             sup.close()
         assert not _alive(pid), "the close left the run running"
     finally:
         if _alive(pid):  # the close failed: the run, still registered, still holds its pid
-            os.kill(pid, signal.SIGKILL)
+            pidnames.kill(pid)
         wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 10, message="the run reaped")
 
 
@@ -322,7 +325,7 @@ def test_the_cgroup_s_kill_takes_a_process_whose_first_thread_exited_while_other
 
 def _pid_in(path: Path) -> int:
     wait_for(lambda: path.exists() and path.read_text().strip() != "", 10, message=f"{path.name} written")
-    return int(path.read_text())
+    return pidnames.pid_in(path)
 
 
 def test_the_close_kills_a_process_forked_before_its_sigkill_while_another_cannot_die(
@@ -366,7 +369,7 @@ def test_the_close_kills_a_process_forked_before_its_sigkill_while_another_canno
     finally:
         _thaw(frozen_cgroup)
         if late and _alive(late):
-            os.kill(late, signal.SIGKILL)
+            pidnames.kill(late)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(late, 0) if late else None
         wait_for(lambda: not os.path.exists(f"/proc/{top}"), 10, message="the run reaped")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import glibcsignals, seccomp
+from tests.support import glibcsignals, pidnames, seccomp
 from tests.support.cgroups import FREEZER  # the test run's own (tests/support/sessioncgroup.py)
 from tests.support.cgroups import remove as remove_cgroup
 from tests.support.denied_calls import runs, seccomp_required  # noqa: F401  (fixtures)
@@ -196,8 +196,7 @@ def test_where_prctl_is_denied_a_killed_stoker_run_leaves_no_config_running(tmp_
                         launcher=tuple(seccomp.launcher(["prctl=EPERM"])))
     pids: set[int] = set()
     try:
-        pids = wait_for(lambda: {int(p) for p in (tmp_path / "planning.pids").read_text().split()}
-                        if (tmp_path / "planning.pids").exists() else None, 15, message="the config's code")
+        pids = wait_for(lambda: pidnames.pid_file(tmp_path / "planning.pids"), 15, message="the config's code")
         os.kill(run.pid, signal.SIGKILL)
         wait_for(lambda: not live(pids), 10, message="the planning child's end after stoker run was killed")
     finally:

@@ -4,12 +4,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 
-import psutil
 import pytest
 
 from config.spec import CheckKind, HealthSpec
@@ -23,6 +21,7 @@ from healthcheck.checkers import (
 )
 from healthcheck.http_check import HttpChecker
 from healthcheck.policy import AttemptOutcome
+from tests.support import pidnames
 from tests.support.http_server import Drip, Hang, Huge, Redirect, Reply, Reset, ScriptedHTTPServer
 from tests.support.ports import stalled_listener
 from tests.support.shell_runner import subprocess_runner
@@ -348,23 +347,22 @@ def test_shell_timeout_kills_the_group_including_a_grandchild_holding_stdout(run
         attempt, took = timed(ShellChecker(command, 0.3, runner))
         assert attempt.reason == "health command timed out after 0.3 s (process group killed)"
         assert took < 0.3 + GUARD_SECS
-        grandchild = int(pid_file.read_text())
+        grandchild = pidnames.pid_in(pid_file)
         wait_for(lambda: _gone(grandchild), timeout_secs=GUARD_SECS, message="grandchild is dead")
     finally:
-        if grandchild is not None and not _gone(grandchild):
-            os.kill(grandchild, signal.SIGKILL)
+        if grandchild is not None:
+            pidnames.kill(grandchild)
 
 
 def test_shell_leftover_background_process_is_killed_after_exit(runner, tmp_path):
     pid_file = tmp_path / "bg.pid"
     attempt = ShellChecker(f"sleep 30 & echo $! > {pid_file}; exit 0", GUARD_SECS, runner).check()
     assert attempt.ok
-    leftover = int(pid_file.read_text())
+    leftover = pidnames.pid_in(pid_file)
     try:
         wait_for(lambda: _gone(leftover), timeout_secs=GUARD_SECS, message="background sleep is dead")
     finally:
-        if not _gone(leftover):
-            os.kill(leftover, signal.SIGKILL)
+        pidnames.kill(leftover)
 
 
 def test_shell_spawn_error_is_a_failed_attempt(tmp_path):
@@ -413,10 +411,7 @@ def test_make_checker_builds_each_kind(runner):
 
 
 def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+    return not pidnames.is_live(pid)
 
 
 def test_a_check_that_cannot_start_a_thread_fails_with_one_line_saying_why(caplog):

@@ -28,7 +28,7 @@ from executor.procs import pidsignal, proctree, sandboxfs
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.heldfile import read_held, write_held
 from executor.task.leftovers import end_lost_attempts
-from tests.support import proc_scan
+from tests.support import pidnames, proc_scan
 from tests.support.users import needs_root
 from tests.support.waiting import wait_for
 
@@ -98,7 +98,7 @@ def test_status_lists_the_held_processes_of_a_lost_task_alive_as_themselves(tmp_
 
 def test_a_rerun_kills_what_the_lost_attempt_s_watchdog_held_and_its_children(tmp_path, daemons):
     held, reused = daemons
-    child = int(held.stdout.readline())
+    child = pidnames.named(int(held.stdout.readline()))  # the held shell's, alive: it waits for it
     lost_sandbox(tmp_path)
     write_list(tmp_path, MARKER, {held.pid: start_of(held.pid), reused.pid: start_of(reused.pid) + 100})
     (lost,) = end_lost_attempts(tmp_path)

@@ -19,19 +19,13 @@ from config.spec import ProcessSpec
 from executor.events import ProcessExited
 from executor.procs.identity import give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
+from tests.support import pidnames
 from tests.support.shellwords import python_sh
-from tests.support.supervision import Harness
+from tests.support.supervision import Harness, alive
 from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def stopped(pid: int) -> bool:
@@ -46,9 +40,10 @@ def watched(tmp_path: Path, tracker) -> Iterator[tuple[Harness, int]]:
     """A supervisor and its watchdog's pid; at the end the supervisor is closed and the
     watchdog must exit."""
     harness = Harness(tmp_path / "sandbox", tracker)
-    wd = harness.sup.watchdog_pid
+    found = harness.sup.watchdog_pid
     try:
-        assert wd is not None
+        assert found is not None
+        wd = pidnames.named(found)  # the supervisor reaps it: its pid may be handed on
         tracker.add(wd)
         yield harness, wd
     finally:
@@ -65,7 +60,7 @@ def test_a_stopped_run_and_its_stopped_daemon_act_on_sigterm_at_once(harness, tm
                              "while :; do sleep 0.02; done")
     dpid_file = tmp_path / "dpid"
     wait_for(lambda: dpid_file.exists() and dpid_file.read_text().strip(), 5)
-    dpid = int(dpid_file.read_text())
+    dpid = pidnames.pid_in(dpid_file)
     harness.tracker.add(dpid)
     wait_for(lambda: stopped(top) and stopped(dpid), 5, message="both to stop themselves")
     assert harness.sup.signal_run("p", 0, signal.SIGTERM) == 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import signal
 import subprocess
 import threading
 import time
@@ -16,13 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from config.executorsettings import ExecutorSettings
 from executor.mesos import imagetask
 from executor.mesos.containerizer import ContainerizerLaunch
+from executor.mesos.driver import ExecutorDriver
+from executor.mesos.executor import StokerExecutor
 from executor.mesos.imagefs import ImageError, ImageSandbox
 from executor.mesos.imagetask import ImageLaunchError, ImageSettings, launch_info_supported, start_image_task
 from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Reaper
 from executor.task.wiring import RunAs
+from tests.support import pidnames
 from tests.support.rootfs import (
     ROOTFS_ID,
     containerizer_script,
@@ -83,7 +86,7 @@ def test_a_containerizer_that_leaves_a_daemon_holding_stderr_is_answered_at_its_
     try:
         assert launch_info_supported(str(path)) is True
     finally:
-        os.kill(int(daemon.read_text()), signal.SIGKILL)  # the script's child: ours to end
+        pidnames.kill(pidnames.pid_in(daemon))  # the script's child: ours to end
 
 
 def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_time_limit(tmp_path, monkeypatch):
@@ -98,8 +101,8 @@ def test_without_pidfds_a_containerizer_that_left_a_daemon_is_answered_at_the_ti
     try:
         assert launch_info_supported(str(path)) is True
     finally:
-        for alive in [int(daemon.read_text())] if daemon.exists() else []:
-            os.kill(alive, signal.SIGKILL)  # the script's child: ours to end
+        for alive in pidnames.pid_file(daemon):
+            pidnames.kill(alive)  # the script's child: ours to end
 
 
 def test_a_containerizer_that_writes_without_end_is_refused_at_the_limit(tmp_path):
@@ -138,9 +141,32 @@ def test_a_shutdown_ends_the_ask_and_the_containerizer(tmp_path, monkeypatch):
             launch_info_supported(str(path), exit_by)
     finally:
         shutdown.join()
-    assert str(caught.value) == (f"cannot ask {path} which flags it takes ({path} launch): the executor is "
-                                 "shutting down (SHUTDOWN)")
+    assert str(caught.value) == f"cannot ask {path} which flags it takes ({path} launch): the executor is shutting down"
     assert not Path(f"/proc/{pid.read_text().strip()}").exists()  # killed and reaped
+
+
+@pytest.mark.parametrize("cause", [None, "SIGTERM, treated as SHUTDOWN"])
+def test_the_ask_ended_by_a_shutdown_says_its_cause_as_the_task_s_kill_does(tmp_path, monkeypatch, cause):
+    # The executor's own shutdown sets the exit time; the ask's error names what the kill
+    # reason of an ordinary task names: the agent's SHUTDOWN, or the signal. (was: "the
+    # executor is shutting down (SHUTDOWN)" for a SIGTERM too)
+    monkeypatch.setattr(imagetask, "TOOL_SECS", 30.0)
+    settings = ExecutorSettings.from_env({"MESOS_AGENT_ENDPOINT": "127.0.0.1:5051", "MESOS_FRAMEWORK_ID": "f",
+                                          "MESOS_EXECUTOR_ID": "e"})
+    executor = StokerExecutor(settings, {}, on_done=lambda: None)
+    driver = ExecutorDriver(executor, settings)
+    pid = tmp_path / "pid"
+    path = asking(tmp_path / "mc", f"echo $$ > {pid}.new && mv {pid}.new {pid}\nexec sleep 120")
+    shutdown = threading.Thread(target=lambda: (wait_for(pid.exists, timeout_secs=20),
+                                                executor.shutdown(driver, cause=cause)))
+    shutdown.start()
+    try:
+        with pytest.raises(ImageError) as caught:
+            launch_info_supported(str(path), executor._exit)
+    finally:
+        shutdown.join()
+    said = f"executor shutting down ({cause or 'SHUTDOWN'})"
+    assert str(caught.value) == f"cannot ask {path} which flags it takes ({path} launch): {said}"
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["launch_info", "legacy"])

@@ -207,11 +207,12 @@ def _ended_with_its_processes(sandbox: Path) -> list[dict[str, Any]]:
     process of its task is left."""
     import json
 
+    from tests.support.pidnames import named
     from tests.support.proc_scan import live, task_pids_by_marker
 
     records = [json.loads(line) for line in (sandbox / ".stoker" / "checkpoint.jsonl").read_text().splitlines()]
     marker = records[0]["marker"]
-    keep = [r["pid"] for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
+    keep = [named(r["pid"], r.get("wall")) for r in records if r.get("process") == "keep" and r["to"] == "RUNNING"]
     assert keep and not live(keep) and not task_pids_by_marker(marker), records
     return records
 

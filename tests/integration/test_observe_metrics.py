@@ -166,6 +166,7 @@ def test_the_metrics_are_prometheus_text_with_the_live_tasks_real_state(observer
     assert m.value("stoker_task_health_recent_checks", task_id="live-0", outcome="failed") == 2
     assert m.value("stoker_task_health_last_check_duration_seconds", task_id="live-0") == 0.0125
     assert m.value("stoker_task_health_state", task_id="live-0", state="RUNNING") == 1
+    assert m.value("stoker_task_health_check_running", task_id="live-0") == 1
     assert m.value("stoker_task_supervisor_alive", task_id="live-0") == 1
     assert m.value("stoker_observer_tasks") == 2 and m.value("stoker_observer_registry_unreadable_entries") == 0
     assert 0 < m.value("stoker_observer_scrape_duration_seconds") < 10

@@ -2,7 +2,6 @@
 health policy and status machine together."""
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -17,6 +16,7 @@ from executor.events import (
     TaskState,
 )
 from executor.task.wiring import owner_for
+from tests.support import pidnames
 from tests.support.shellwords import fake_sh
 
 
@@ -353,14 +353,13 @@ def test_a_shell_check_under_way_as_the_task_finishes_is_reaped_before_the_termi
     thread.start()
     try:
         wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 2, 10)
-        pids |= {int(p) for p in pids_file.read_text().split()}
+        pids |= pidnames.pid_file(pids_file)
         time.sleep(0.05)  # the daemon is an orphan by now
         (tmp_path / "go").touch()
     finally:
         thread.join(10)
-        for pid in pids:  # whatever failed, nothing is left behind
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
+        for pid in pids:  # whatever failed, nothing is left behind (and no process that took a pid since)
+            pidnames.kill(pid)
     assert rec.updates[-1].state is TaskState.FINISHED
     assert rec.present == [set()]
 

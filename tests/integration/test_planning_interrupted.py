@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests.integration.test_planning import PRELUDE
+from tests.support import pidnames
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
@@ -37,19 +38,19 @@ def interrupted_while_planning(tmp_path: Path, wait_for_file: str, setup: str = 
     child = 0
     try:
         wait_for(lambda: pid_file.exists() and pid_file.read_text(), 30, message="the child planning")
-        child = int(pid_file.read_text())
+        child = pidnames.pid_in(pid_file)
         wait_for((tmp_path / wait_for_file).exists, 30, message=wait_for_file)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
         assert out == "interrupted\n"
         time.sleep(0.05)
-        assert not Path(f"/proc/{child}").exists()  # killed and reaped, not left planning
+        assert not pidnames.is_live(child)  # killed, not left planning
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if child and Path(f"/proc/{child}").exists():
-            os.kill(child, signal.SIGKILL)
+        if child:
+            pidnames.kill(child)
 
 
 def test_ctrl_c_while_the_child_plans_ends_both(tmp_path):

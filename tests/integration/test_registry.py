@@ -330,9 +330,13 @@ def test_stoker_ps_and_the_observer_name_an_entry_they_cannot_read_whose_supervi
         supervisor.kill()
         supervisor.wait()
     assert "mine" in out
+    gone = entry_name(found.pid, found.start_ticks + 100)  # not named on a line of its own: counted
     assert err == (f"stoker ps: {root}/{name} is not an entry this version of Stoker reads "
                    f"(another version's, or damaged); its supervisor (pid {found.pid}) runs, "
-                   f"and its task is not listed\n")
+                   f"and its task is not listed\n"
+                   f"stoker ps: 1 file in the registry {root} is not a task it reads (put there by hand, not JSON, "
+                   f"a field missing; a damaged entry goes once older than the retention, anything else stays): "
+                   f"the first is {root}/{gone}\n")
     assert f"whose supervisor runs: {name}." in page
 
 

@@ -21,14 +21,14 @@ from config.spec import ProcessSpec
 from executor.events import ProcessExited
 from executor.procs.identity import RunAs, give_sandbox, user_named
 from executor.procs.supervisor import Supervisor
+from tests.support import pidnames
 from tests.support.stoker_proc import REPO, kill_leftovers, live
 from tests.support.users import needs_root, open_sandbox, throwaway_user
 from tests.support.waiting import wait_for
 
 
-def pids_in(path: Path) -> list[int]:
-    return wait_for(lambda: path.exists() and [int(p) for p in path.read_text().split()], 5,
-                    message=f"{path.name} written")
+def pids_in(path: Path) -> set[int]:
+    return wait_for(lambda: pidnames.pid_file(path), 5, message=f"{path.name} written")
 
 
 @pytest.fixture
@@ -105,7 +105,8 @@ def test_kill_9_of_a_root_supervisor_leaves_no_process_of_the_role(role):
         reader.start()
         reader.join(15)
         assert box and box[0], "supervise_child printed nothing within 15 s"
-        info = json.loads(box[0])
+        info = json.loads(box[0])  # printed as they run: each named now
+        info["pids"], info["watchdog"] = [pidnames.named(p) for p in info["pids"]], pidnames.named(info["watchdog"])
         pids = info["pids"] + [info["watchdog"]]
         assert len(info["pids"]) == 6 and len(live(info["pids"])) == 6
         assert {os.stat(f"/proc/{p}").st_uid for p in info["pids"]} == {user.pw_uid}

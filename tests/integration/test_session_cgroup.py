@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from executor.procs import cgrouplost
-from tests.support import proc_scan, sessioncgroup
+from tests.support import pidnames, proc_scan, sessioncgroup
 from tests.support.cgroups import FREEZER
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -83,7 +83,7 @@ def own_cgroup() -> Path:
 def test_a_run_that_leaves_a_task_cgroup_fails_naming_it_and_what_it_left_is_removed(tmp_path, own_cgroup):
     status, said = _pytest(tmp_path, LEAKS, own_cgroup)  # the cgroup it left is gone (there)
     assert (tmp_path / "sleeper").exists(), said
-    sleeper = int((tmp_path / "sleeper").read_text())
+    sleeper = pidnames.pid_in(tmp_path / "sleeper")  # (a process that took its pid since is not it)
     assert status == 1, said
     assert "1 passed" in said
     assert "left 1 cgroup(s) behind" in said and "stoker-0123456789abcdef" in said, said
@@ -138,7 +138,7 @@ def test_a_process_left_frozen_in_the_v1_freezer_is_killed_and_both_cgroups_remo
     if not os.path.isdir(FREEZER):
         pytest.skip("no v1 freezer hierarchy here")
     status, said = _pytest(tmp_path, LEAKS_FROZEN, own_cgroup)  # the run's cgroup2 one is gone
-    sleeper = int((tmp_path / "sleeper").read_text())
+    sleeper = pidnames.pid_in(tmp_path / "sleeper")
     assert status == 1 and "1 passed" in said, said
     assert "left 1 cgroup(s) behind" in said and "stoker-00112233445566ff" in said, said
     assert f"left 1 process(es) running, killed now: {sleeper} sleep 1000" in said, said

@@ -171,7 +171,7 @@ def test_a_task_whose_sandbox_was_deleted_under_it_is_named_with_its_supervisor(
         assert capsys.readouterr().err == f"stoker: error: {gone}\n"
     assert main(["ps", "--root", str(root)]) == 0
     out = capsys.readouterr().out
-    assert f"web-0-1: the sandbox {sandbox} no longer exists\n" in out
+    assert f"web-0-1: the sandbox {sandbox} no longer exists (renamed or deleted); {gone.split('; ', 1)[1]}\n" in out
 
 
 @pytest.mark.parametrize("pidfds", [True, False], ids=["pidfds", "no pidfds"])

@@ -19,7 +19,7 @@ import pytest
 from executor.procs import pidsignal
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.watchdog import WatchdogKeeper
-from tests.support import headless, proc_scan
+from tests.support import headless, pidnames, proc_scan
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -35,7 +35,7 @@ def sleepers(count: int) -> Iterator[tuple[Reaper, list[int]]]:
             with reaper.forking():
                 pid = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL).pid
                 reaper.register(pid, Watcher())
-            pids.append(pid)
+            pids.append(pidnames.named(pid))  # the reaper reaps it: its pid may be handed on
         yield reaper, pids
     finally:
         proc_scan.kill_carrying(b"STOKER_TESTS_NOTHING=1", pids)

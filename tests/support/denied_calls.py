@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import proc_scan, seccomp
+from tests.support import pidnames, proc_scan, seccomp
 from tests.support.shellwords import fake_sh, in_aurora
 from tests.support.stoker_proc import StokerProcess, checkpoint_records, kill_leftovers, live, task_pids
 from tests.support.waiting import wait_for
@@ -76,12 +76,12 @@ class DeniedRun:
 
     def daemon_pid(self) -> int | None:
         try:
-            return int((self.sandbox / "daemon.pid").read_text())
-        except (OSError, ValueError):
+            return pidnames.pid_in(self.sandbox / "daemon.pid")
+        except ValueError:  # not written (yet)
             return None
 
     def sleeper_pid(self) -> int | None:
-        pids = [r["pid"] for r in checkpoint_records(self.sandbox)
+        pids = [pidnames.named(r["pid"], r.get("wall")) for r in checkpoint_records(self.sandbox)
                 if r.get("kind") == "process" and r.get("process") == "sleeper" and r.get("pid")]
         return pids[-1] if pids and proc_scan.is_live(pids[-1]) else None
 

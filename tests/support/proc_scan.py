@@ -6,7 +6,9 @@ into a command's environment), the task marker of a known pid, a process's child
 that SIGKILLs every process carrying an entry until none is left. Zombies count as gone
 (`executor/procs/pidsignal.py`: one whose first thread exited while others run lives).
 It only ever signals processes that carry the exact entry it was given (or pids a test
-names), so it never touches anything outside the test.
+names), so it never touches anything outside the test: the pids it reads (pid files,
+children) are `pidnames.Named`, judged and signalled only as the process they named, since
+the suite wraps the pid space (pid_max 32768) and a pid learned earlier may be another's.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from executor.procs import pidsignal
+from tests.support import pidnames
 
 TASK_MARKER = "STOKER_TASK_MARKER"
 
@@ -31,11 +33,13 @@ def read_bytes(path: str) -> bytes:
 
 
 def is_live(pid: int) -> bool:
-    """True when `pid` exists and is not a zombie."""
-    return pidsignal.live_fields(read_bytes(f"/proc/{pid}/stat")) is not None
+    """True when `pid` exists and is not a zombie; a `pidnames.Named` (a pid file's:
+    `read_pid_files`) only while it is the process named."""
+    return pidnames.is_live(pid)
+
 
 def live(pids: Iterable[int]) -> set[int]:
-    return {pid for pid in pids if is_live(pid)}
+    return pidnames.live(pids)
 
 
 _SIGKILL_BIT = 1 << (signal.SIGKILL - 1)
@@ -63,13 +67,13 @@ def is_killed(pid: int) -> bool:
 
 def children(pid: int) -> list[int]:
     """Every child of `pid`, whichever of its threads forked it, from the kernel's lists
-    (`/proc/PID/task/TID/children`); [] when it is gone. A test's own reading, not the
+    (`/proc/PID/task/TID/children`), each named (`pidnames.named`); [] when it is gone. A test's own reading, not the
     product's (`executor/procs/proctree.py`), so that it checks what the product finds."""
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
-    return [int(c) for tid in tids for c in read_bytes(f"/proc/{pid}/task/{tid}/children").split()]
+    return [pidnames.named(int(c)) for tid in tids for c in read_bytes(f"/proc/{pid}/task/{tid}/children").split()]
 
 
 def environ(pid: int) -> list[bytes]:
@@ -93,8 +97,8 @@ def pids_carrying(entry: str | bytes) -> set[int]:
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
-        if want in environ(int(name)) and is_live(int(name)):
-            found.add(int(name))
+        if want in environ(int(name)) and (pid := pidnames.named(int(name))).start is not None:
+            found.add(pid)  # named as it carries `entry` (one read of /proc/PID/stat per match)
     return found
 
 
@@ -103,14 +107,9 @@ def task_pids_by_marker(marker: str) -> set[int]:
 
 
 def read_pid_files(paths: Iterable[Path]) -> set[int]:
-    """Pids written one per line into each existing file."""
-    pids: set[int] = set()
-    for path in paths:
-        try:
-            pids.update(int(x) for x in Path(path).read_text().split())
-        except (OSError, ValueError):
-            pass
-    return pids
+    """Pids written one per line into each existing file, each named as its process started
+    by the file's last write (`pidnames.pid_file`): one that took the pid since is not it."""
+    return {pid for path in paths for pid in pidnames.pid_file(path)}
 
 
 def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: float = 10.0) -> None:
@@ -123,10 +122,7 @@ def kill_carrying(entry: str | bytes, pids: Iterable[int] = (), timeout_secs: fl
         if not targets or time.monotonic() > deadline:
             return
         for pid in targets:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            pidnames.kill(pid)
         time.sleep(0.01)
 
 
@@ -216,7 +212,4 @@ def stop_hopper(pid_file: Path, stop_file: Path, timeout_secs: float = 10.0) -> 
         for pid in live(read_pid_files([pid_file])):
             if not _is_hopper_of(pid, pid_file):
                 continue  # not this hopper any more: its pid was reused (by another's, maybe)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            pidnames.kill(pid)

@@ -4,7 +4,6 @@ files their task processes write, and stopping them at teardown whatever the tes
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -49,19 +48,12 @@ def read_pids(sandbox: Path) -> set[int]:
 
 
 def left_in(sandbox: Path) -> set[int]:
-    """The pids of the sandbox's pid files still alive as its task's processes: live, and in
-    the sandbox (their working directory, which every run of these tests keeps; one whose
-    directory cannot be read counts too). A pid alone may name another process by now:
-    pid_max is 32768 here, and the suite's processes wrap it within a run (a run's pid, exited
-    seconds before, was another test's process at the check once)."""
-    return {pid for pid in proc_scan.live(read_pids(sandbox)) if _cwd(pid) in (None, str(sandbox.resolve()))}
-
-
-def _cwd(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/cwd")
-    except OSError:
-        return None
+    """The pids of the sandbox's pid files still alive as its task's processes: each the
+    process that had it when its file was written (`proc_scan.read_pid_files`). A pid alone
+    may name another process by now: pid_max is 32768 here, and the suite's processes wrap
+    it within a run (a run's pid, exited seconds before, was another test's process at the
+    check once)."""
+    return proc_scan.live(read_pids(sandbox))
 
 
 class Runs:
@@ -82,7 +74,7 @@ class Runs:
     def remember_marker(self, sandbox: Path) -> None:
         for pid in read_pids(sandbox):
             marker = proc_scan.task_marker_of(pid)
-            if marker:
+            if marker and proc_scan.is_live(pid):  # still the process of the file (not another task's)
                 self._markers.add(marker)
 
     def close(self) -> None:

@@ -24,8 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
-
+from tests.support import pidnames
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,53 +174,21 @@ def checkpoint_records(sandbox: Path) -> list[dict]:
     return records
 
 
-class RecordedPid(int):
-    """A pid a checkpoint named, with the wall time of the latest record naming it
-    (`recorded`): the process that has it now is the one named only if it had started by
-    then (`_named`); one started later took the pid since (pid reuse)."""
-
-    recorded: float
-
-    def __new__(cls, pid: int, recorded: float) -> RecordedPid:
-        named = super().__new__(cls, pid)
-        named.recorded = recorded
-        return named
-
-
-# psutil's start times count from /proc/stat's btime, whole seconds cut down, so a process
-# reads as started up to 1 s before it did, never after; a pid is taken again only once the
-# pid space wrapped, never within a second of the record
-_RECORDED_SLACK_SECS = 1.0
-
-
 def task_pids(sandbox: Path) -> set[int]:
-    """Every pid the checkpoint says a run of the task had (each a `RecordedPid` when its
-    records have a wall time)."""
+    """Every pid the checkpoint says a run of the task had, each named (`pidnames.named`) as
+    its process started by the latest record naming it, when its records have a wall time
+    (one that took the pid since started later: it is not the run's)."""
     latest: dict[int, float | None] = {}
     for r in checkpoint_records(sandbox):
         if r.get("kind") == "process" and (pid := r.get("pid")):
             wall = r.get("wall")
             known = latest.get(pid)
             latest[pid] = wall if known is None else max(known, wall or known)
-    return {pid if wall is None else RecordedPid(pid, wall) for pid, wall in latest.items()}
-
-
-def _named(pid: int) -> psutil.Process | None:
-    """The live (non-zombie) process `pid` names, None when it is gone or, for a
-    `RecordedPid`, when the process that has the pid now started after its record."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        if isinstance(pid, RecordedPid) and proc.create_time() > pid.recorded + _RECORDED_SLACK_SECS:
-            return None
-    except psutil.NoSuchProcess:
-        return None
-    return proc
+    return {pidnames.named(pid, wall) for pid, wall in latest.items()}
 
 
 def live(pids) -> set[int]:
-    return {pid for pid in pids if _named(pid) is not None}
+    return pidnames.live(pids)
 
 
 def signal_a_worker_thread(pid: int, sig: int) -> int:
@@ -238,13 +205,12 @@ def signal_a_worker_thread(pid: int, sig: int) -> int:
 
 
 def kill_leftovers(pids) -> None:
-    """SIGKILL each of `pids` that lives (a `RecordedPid` only while its process is the one
-    its checkpoint named: psutil signals the process looked at, not a later one of its
-    pid), and wait a bounded time for them to be gone."""
+    """SIGKILL each of `pids` that lives (a `pidnames.Named`, as `task_pids` gives them, only
+    while its process is the one named: `pidnames.kill`), and wait a bounded time for them
+    to be gone."""
+    pids = list(pids)
     for pid in pids:
-        if (proc := _named(pid)) is not None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
+        pidnames.kill(pid)
     deadline = time.monotonic() + 10  # a bound: SIGKILLed processes a loaded host is slow to end
     while live(pids) and time.monotonic() < deadline:
         time.sleep(0.01)

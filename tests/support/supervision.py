@@ -10,12 +10,11 @@ import queue
 import weakref
 from pathlib import Path
 
-import psutil
-
 from config.spec import ProcessSpec
 from executor.events import ProcessExited
 from executor.procs.cgroups import SETTING_AUTO
 from executor.procs.supervisor import Supervisor
+from tests.support import pidnames
 from tests.support.shellwords import fake_sh
 from tests.support.waiting import wait_for
 
@@ -31,10 +30,9 @@ fake = fake_sh  # the command line running fake_task.py with ARGS, quoted
 
 
 def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    """Whether `pid` lives (not a zombie): a `pidnames.Named` (what `read_pids` and
+    `Harness.spawn` give) only as the process it named."""
+    return pidnames.is_live(pid)
 
 
 def all_gone(pids) -> bool:  # type: ignore[no-untyped-def]
@@ -42,25 +40,27 @@ def all_gone(pids) -> bool:  # type: ignore[no-untyped-def]
 
 
 def read_pids(path: Path, timeout_secs: float = 5) -> list[int]:
+    """The pids in `path`, in its order, each named as its process started by the file's
+    last write (`pidnames.as_of`)."""
     wait_for(path.exists, timeout_secs, message=f"{path} to appear")
-    return [int(x) for x in path.read_text().split()]
+    pids = [int(x) for x in path.read_text().split()]
+    return sorted(pidnames.as_of(path, pids), key=pids.index)
 
 
 class Tracker:
-    """Pids seen by a test, killed at teardown by pid when still alive and still theirs, and
+    """Pids seen by a test, killed at teardown when still alive and still theirs (each named
+    as it was added: `pidnames`), and
     the supervisors made with it (`Harness`), closed first: a test that failed before its own
     close left its runs' descendants, the watchdog and the supervisor's threads running, and
     this process in the task's cgroup (every later supervisor in it had none). Held weakly:
     one open is held by its threads; one closed and dropped may be collected (a test checks)."""
 
     def __init__(self) -> None:
-        self._known: dict[int, float] = {}
+        self._known: list[int] = []
         self.supervisors: list[weakref.ref[Supervisor]] = []
 
     def add(self, *pids: int) -> None:
-        for pid in pids:
-            with contextlib.suppress(psutil.NoSuchProcess):  # gone before it was seen
-                self._known[pid] = psutil.Process(pid).create_time()
+        self._known.extend(pidnames.named(pid) for pid in pids)  # one gone before it was seen is never killed
 
     def cleanup(self) -> None:
         errors: list[Exception] = []
@@ -75,11 +75,8 @@ class Tracker:
             raise errors[0]
 
     def _kill_known(self) -> None:
-        for pid, created in self._known.items():
-            with contextlib.suppress(psutil.NoSuchProcess):  # already gone
-                proc = psutil.Process(pid)
-                if proc.create_time() == created:
-                    proc.kill()
+        for pid in self._known:
+            pidnames.kill(pid)
         for pid in self._known:  # zombies re-parented to this (subreaper) process
             with contextlib.suppress(ChildProcessError):  # reaped already, or not ours
                 os.waitpid(pid, os.WNOHANG)
@@ -104,7 +101,7 @@ class Harness:
         self.sup.start()
 
     def spawn(self, name: str, cmdline: str, run: int = 0, **kw) -> int:  # type: ignore[no-untyped-def]
-        pid = self.sup.spawn(ProcessSpec(name, cmdline, **kw), run)
+        pid = pidnames.named(self.sup.spawn(ProcessSpec(name, cmdline, **kw), run))
         self.tracker.add(pid)
         return pid
 

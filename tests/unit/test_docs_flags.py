@@ -2,8 +2,9 @@
 command's row of their command tables names is one of that command's, every `--flag` they
 name anywhere is one of Stoker's (or another tool's, listed below), and every flag of every
 command is named in docs/contract.md or, for the announcer's (which the contract leaves to
-it), in the README's "Service discovery". Every `--flag` docs/mesos.md, docs/aurora.md
-and docs/design.md name is Stoker's too, or another program's listed below.
+it), in the README's "Service discovery". Every `--flag` docs/mesos.md, docs/aurora.md,
+docs/design.md and docs/testing.md name is Stoker's too, or another program's listed below
+(docs/testing.md's of Stoker's tools: theirs).
 """
 from __future__ import annotations
 
@@ -163,7 +164,14 @@ OTHERS = {
                        "--setuid", "--unshare_namespace_mnt", "--user", "--working_directory"},
     "docs/design.md": {"--time", "--daemonize-child", "--exit-after", "--exit-code", "--ignore-sigterm",
                        "--serve-health"},
+    # pytest's and its plugins', unshare's, `bash --posix`, `git log --since`, apt-get's, and
+    # the tools' own (checked below)
+    "docs/testing.md": {"--collect-only", "--dist", "--durations", "--ignore", "--markers", "--hypothesis-seed",
+                        "--hypothesis-show-statistics", "--time", "--boottime", "--posix", "--since",
+                        "--no-install-recommends", "--tiers", "--max-children"},
 }
+# docs/testing.md's flags of Stoker's own tools: `make test-pythons PYTEST_ARGS=--tiers`, `make mutation`'s.
+TOOL_FLAGS = {"--tiers": "tools/test_pythons.py", "--max-children": "tools/mutation.py"}
 
 
 @pytest.mark.parametrize("page", sorted(OTHERS))
@@ -173,3 +181,9 @@ def test_every_flag_the_design_pages_name_is_stokers_or_named_as_anothers(page):
     have = set().union(*map(_flags, _commands().values())) | {"--version", "--help"}
     named = set(FLAG.findall(text)) - OTHERS[page]
     assert sorted(f for f in named if not (f in have or (f.endswith("-") and any(h.startswith(f) for h in have)))) == []
+
+
+def test_the_tools_flags_docs_testing_md_names_are_theirs():
+    for flag, tool in TOOL_FLAGS.items():
+        assert flag in (REPO / "docs/testing.md").read_text()
+        assert f'add_argument("{flag}"' in (REPO / tool).read_text(), (flag, tool)

@@ -251,6 +251,19 @@ def test_a_killing_task_whose_record_says_no_end_is_lost():
     assert judge("KILLING", True, killing_ends_as="KILLED", **WALLS).state == "KILLING"  # still killing
 
 
+NO_WALLS = {"last_record_wall": None, "checkpoint_mtime": None, "registry_wall": 10.0}
+
+
+def test_a_task_whose_checkpoint_was_not_read_is_unknown_never_new():
+    """Its sandbox gone, its `.stoker` renamed away, its checkpoint unreadable: nothing says
+    it never started (was: NEW, read as "not started"). A supervisor gone without letting go
+    stays LOST: that much is known."""
+    assert judge(None, True, unread=True, **NO_WALLS) == Truth("UNKNOWN", alive=True, ended=False)
+    assert judge(None, False, unread=True, let_go=True, **NO_WALLS) == Truth("UNKNOWN", alive=False, ended=True)
+    assert judge(None, False, unread=True, **NO_WALLS).lost
+    assert judge(None, True, **NO_WALLS).state == judge(None, False, let_go=True, **NO_WALLS).state == "NEW"
+
+
 def test_a_lost_task_says_since_when_and_from_what():
     truth = judge("RUNNING", False, last_record_wall=50.0, checkpoint_mtime=None, registry_wall=None)
     assert truth.lost

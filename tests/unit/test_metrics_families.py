@@ -60,7 +60,7 @@ def test_runs_the_checkpoint_no_longer_keeps_still_count_and_failures_are_of_tho
 def test_a_state_is_one_1_among_0s_and_an_unknown_one_is_added():
     m = _scraped("RUNNING", Truth("RUNNING", alive=True, ended=False), "SOMETHING_NEW")
     states = {s.labels["state"]: s.value for s in m.samples("stoker_task_state")}
-    assert states["SOMETHING_NEW"] == 1 and sum(states.values()) == 1 and len(states) == 10
+    assert states["SOMETHING_NEW"] == 1 and sum(states.values()) == 1 and len(states) == 11
     lost = _scraped("RUNNING", Truth("LOST", alive=False, ended=False), "LOST")
     assert lost.value("stoker_task_state", state="LOST") == 1
     assert lost.value("stoker_process_state", process="p", state="WAITING") == 1  # between runs: not LOST

@@ -137,6 +137,22 @@ def test_a_check_not_yet_run_is_starting_with_no_last_check_and_no_check_is_no_s
     assert not {name for name in _samples(_detail(_records())) if "health" in name}
 
 
+def test_whether_the_check_still_runs_beside_its_verdict_which_is_the_last_once_the_task_ended():
+    """A KILLED task's verdict stays its last (RUNNING here): the running series says it is no
+    longer the check's now, as `stoker ps` marks it `was:`."""
+    samples = _samples(_detail(_records("http", HEALTH[:1])))
+    assert samples["stoker_task_health_check_running"] == [(ID, 1)]
+    ended = _detail(_records("http", (*HEALTH[:1], {"kind": "task", "wall": 40.0, "to": "KILLED", "reason": "k"})))
+    samples = _samples(ended)
+    assert samples["stoker_task_health_check_running"] == [(ID, 0)]
+    assert [(dict(labels)["state"], n) for labels, n in samples["stoker_task_health_state"]] == [
+        ("STARTING", 0), ("RUNNING", 1), ("FAILED", 0)]
+    gone = attrs.evolve(_detail(_records("http", HEALTH[:1])).inspection, truth=Truth("LOST", alive=False, ended=True))
+    samples = _samples(attrs.evolve(_detail(_records("http", HEALTH[:1])), inspection=gone))
+    assert samples["stoker_task_health_check_running"] == [(ID, 0)]
+    assert "stoker_task_health_check_running" not in _samples(_detail(_records()))
+
+
 def test_the_tasks_info_attempt_and_state_each_once():
     samples = _samples(_detail(_records(), row={"job_key": "c/r/e"}))  # no role/env/job form: no cluster
     assert samples["stoker_task_info"] == [((("task_id", "t-0"), ("supervisor", "7-1"), ("task_instance", "0"),

@@ -98,3 +98,22 @@ def test_tail_s_stream_writes_the_text_shown_and_the_end_of_a_cut_character(tmp_
         stream.finish()
         stream.flush()
         assert path.read_bytes() == b"a\\x1b[2J\n\\xe6\\x97"
+
+
+def test_tail_s_stream_shows_a_long_run_of_nuls_once_across_writes_and_holes(tmp_path):
+    """A run of NUL_RUN NULs or more is one `\\x00*N`, however the writes cut it and with a
+    hole's (`hole`: its length, never read) counted in; a shorter run is written out. (was:
+    `\\x00` for each: four characters a NUL, 80 GiB for a 20 GiB hole)"""
+    path = tmp_path / "out"
+    with path.open("wb") as out:
+        stream = TerminalText(out, "utf-8")
+        stream.write(b"a" + b"\0" * 10)
+        stream.write(b"\0" * 6 + b"b\0")
+        stream.hole(5)
+        stream.write(b"c\0\0\0")
+        stream.hole(1 << 40)
+        stream.write(b"\xe6\x97\xa5\0")
+        stream.finish()
+        stream.flush()
+    assert path.read_bytes() == (b"a\\x00*16b" + b"\\x00" * 6 + b"c\\x00*%d" % ((1 << 40) + 3)
+                                 + "日".encode() + b"\\x00")
