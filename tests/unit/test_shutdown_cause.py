@@ -59,6 +59,7 @@ def test_the_shutdown_s_kill_says_why(received, ending, cause, reason):
     executor, kills, done = executor_of("task-1")
     executor.shutdown(Driver(received, ending), cause=cause)  # type: ignore[arg-type]
     assert [kill.reason for kill in kills] == [reason] and not done
+    assert executor._exit.reason == reason  # (a wait the exit time ends says it too)
 
 
 def test_the_kill_skips_the_lifecycle_and_ends_at_the_first_shutdown_s_grace_less_the_margin(caplog):
