@@ -158,4 +158,51 @@ LATER_ROWS = (
            children=True),
     Module("observerhost", "the observer's refusal of another name", ("executor/observe/routes.py",),
            ("tests/unit/test_observe_routes.py",), functions=("executor.observe.routes.x_route__mutmut_*",)),
+    # The twenty-first round: the last stop's new code (the shutdown's cause, whether a health
+    # check still runs, tail -f of a removed sandbox, an unanswered control request, observe's
+    # stdout, a missing port named once, planahead.collect; agentroute again: ssl_mismatches)
+    Module("shutdowncause", "the executor's shutdown and its cause", ("executor/mesos/executor.py", "executor/mesos/process.py"),
+           ("tests/unit/test_exitby.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_agent_ssl_names.py",
+            "tests/unit/test_shutdown_cause.py"),
+           functions=("executor.mesos.executor.xǁStokerExecutorǁshutdown__mutmut_*",
+                      "executor.mesos.process.x__wait_for_task__mutmut_*", "executor.mesos.process.x__route__mutmut_*")),
+    # (not ps.format_rows: its HEALTH cell is health_shown's; its other lines, unchanged, are the
+    # integration tests' of stoker ps)
+    Module("healthruns", "whether a health check still runs", ("executor/task/inspectionjson.py", "executor/cli/views.py"),
+           ("tests/unit/test_ps_health.py", "tests/unit/test_announce_records.py", "tests/integration/test_checkpoint.py",
+            "tests/unit/test_health_shown.py"),
+           functions=(*(f"executor.task.inspectionjson.x_{f}__mutmut_*" for f in (
+               "check_runs", "health_current", "failed_by_health_check", "health_shown")),
+               "executor.cli.views.x__health_lines__mutmut_*")),
+    Module("tailremoved", "stoker tail -f of a removed sandbox, and the path it names", ("executor/cli/tail.py",),
+           ("tests/integration/test_tail.py", "tests/integration/test_tail_follow_cli.py",
+            "tests/integration/test_shared_root.py", "tests/integration/test_status_cli.py"),
+           functions=("executor.cli.tail.x_run__mutmut_*", "executor.cli.tail.x__no_log__mutmut_*",
+                      *(f"executor.cli.tail.xǁFollowerǁ{f}__mutmut_*" for f in ("follow", "_path", "_removed")))),
+    Module("controlanswer", "kill and restart of a supervisor that never answers",
+           ("executor/cli/control.py", "executor/host/controlclient.py"),
+           ("tests/integration/test_control_unanswered.py", "tests/integration/test_control_paused.py",
+            *(f"tests/integration/test_{name}.py" for name in (
+                "control_planted", "control_refusals", "another_boot", "held_file", "host_session_starting",
+                "shared_root", "status_cli")),
+            # (not its two tests whose child is `stoker kill`: mutmut's trampoline there finds no settings)
+            *all_but("tests/integration/test_status_trust.py",
+                     "test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no_one",
+                     "test_kill_of_a_supervisor_whose_lock_file_s_st_dev_is_not_the_one_proc_locks_names")),
+           functions=("executor.cli.control.x__first_answer__mutmut_*", "executor.cli.control.x__say_paused__mutmut_*",
+                      "executor.cli.control.x__replies__mutmut_*", "executor.host.controlclient.x_ask__mutmut_*")),
+    Module("observeunwritten", "observe's address line stdout cannot take", ("executor/cli/observe.py",),
+           # (not `run`: its one new branch hands Unwritten on; the rest, unchanged, is observe's e2e tests')
+           ("tests/e2e/test_unwritable_output.py::test_observe_whose_address_line_cannot_be_written_says_so_not_that_it_cannot_listen",
+            "tests/integration/test_observe_unwritten.py"),
+           functions=("executor.cli.observe.xǁUnwrittenǁ*__mutmut_*", "executor.cli.observe.x__when_listening__mutmut_*"),
+           children=True),
+    Module("missingport", "a missing port named once", ("config/aurora/launch.py",),
+           ("tests/unit/test_aurora_launch.py",), functions=("config.aurora.launch.x__unbound_message__mutmut_*",)),
+    Module("plancollect", "the planning child's answer collected", ("executor/local/planahead.py",),
+           ("tests/integration/test_planning_interrupted.py", "tests/integration/test_plan_collect.py",
+            *(f"tests/integration/test_planning.py::{name}" for name in (
+                "test_a_config_error_comes_back_as_the_same_error",
+                "test_a_bug_in_planning_and_a_killed_child_are_errors_that_say_so"))),
+           functions=("executor.local.planahead.x_collect__mutmut_*",), children=True),
 )

@@ -232,14 +232,13 @@ def _say_paused(command: str, pid: int) -> bool:
     from executor.host.frozen import frozen_cgroup
 
     if identity.is_stopped(pid):
-        print(f"stoker {command}: the supervisor (pid {pid}) is stopped (SIGSTOP, or a "
-              f"debugger): it answers once continued (kill -CONT {pid})", file=sys.stderr, flush=True)
-        return True
-    if (frozen := frozen_cgroup(pid)) is not None:
-        print(f"stoker {command}: the supervisor (pid {pid}) is frozen (its cgroup {loggable(frozen)}): "
-              f"it answers once thawed", file=sys.stderr, flush=True)
-        return True
-    return False
+        why = f"is stopped (SIGSTOP, or a debugger): it answers once continued (kill -CONT {pid})"
+    elif (frozen := frozen_cgroup(pid)) is not None:
+        why = f"is frozen (its cgroup {loggable(frozen)}): it answers once thawed"
+    else:
+        return False
+    print(f"stoker {command}: the supervisor (pid {pid}) {why}", file=sys.stderr)  # (line-buffered: at once)
+    return True
 
 
 def _stoker_dir_of(sandbox: Path, entry: RegistryEntry | None) -> int:

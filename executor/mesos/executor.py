@@ -183,10 +183,10 @@ class StokerExecutor:
         won (the grace counted from the second)."""
         with self._lock:
             now = time.monotonic()
-            first = self.shutdown_at is None
-            if first:
-                self.shutdown_at = now
-            shutdown_at = self.shutdown_at if self.shutdown_at is not None else now
+            shutdown_at = self.shutdown_at
+            first = shutdown_at is None
+            if shutdown_at is None:
+                self.shutdown_at = shutdown_at = now
         kill_all_at = shutdown_at + max(0.0, self._settings.shutdown_grace_secs - SHUTDOWN_MARGIN_SECS)
         ending = None if driver.shutdown_received else driver.ending  # a lost agent's: why
         reason = f"executor shutting down ({cause or (ending.value if ending else 'SHUTDOWN')})"

@@ -431,3 +431,15 @@ def test_follow_waits_for_the_next_attempt_when_the_ended_ones_logs_are_not_kept
         log(tmp_path, run=0, text=b"next attempt\n")
         wait_for(lambda: b"next attempt\n" in out.getvalue(), 5)
     assert out.getvalue() == b"==> web run 0: stdout <==\nnext attempt\n"
+
+
+def test_a_gone_task_s_sandbox_another_task_holds_is_refused_in_words(tmp_path, capfdbinary, monkeypatch):
+    """Whose the sandbox is now is `_another_task_s`' (tests/e2e/test_gone.py makes one)."""
+    from executor.cli import tail as tail_cli
+
+    log(tmp_path, text=b"the later task's\n")
+    monkeypatch.setattr(tail_cli, "_another_task_s", lambda target: "now task web-0-2's")
+    monkeypatch.chdir(tmp_path)  # (the target as given, the sandbox as resolved)
+    assert tail(capfdbinary, ".", "web") == (
+        1, b"", f"stoker: error: task '.' is GONE: the logs in '{tmp_path}' are another task's (now task "
+                "web-0-2's)\n")

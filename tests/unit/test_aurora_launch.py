@@ -234,3 +234,33 @@ def test_an_integer_of_more_digits_than_python_reads_in_aurora_s_payload_is_name
         launched(raw)
     assert str(caught.value).endswith(f"{DATA_FIELD}: job.task.max_failures is an integer of more than 4300 digits: "
                                       "more than any count or size a task can use, and more than Python writes as text")
+
+
+def test_the_unbound_message_lists_refs_and_ports_whole_up_to_its_bounds():
+    """The message's parts, each at its bound: the first 20 unbound refs, one space between
+    them, each cut at 80 characters; the missing ports and the assigned and resolved ports
+    joined by ", ", each list cut at 300 characters."""
+    from types import SimpleNamespace
+
+    from config.aurora.launch import _unbound_message
+    from config.errors import BindError
+
+    refs = [f"{{{{r{n}}}}}" for n in range(21)]
+    long_ref = "{{" + "x" * 77 + "}}"  # 81 characters: cut to 77 and "..."
+    launch = SimpleNamespace(task=SimpleNamespace(assigned_ports={"a": 1, "b": 2}), ports={"a": 1, "b": 2})
+    message = _unbound_message(BindError("m", [long_ref, *refs], ["web", "db"]), launch)
+    shown = " ".join([long_ref[:77] + "...", *refs[:19]])
+    assert message == (f"Unexpected unbound refs: {shown}. Make sure you are not nesting template variables. "
+                       "the task requires unbound ports: web, db (the scheduler assigned a=1, b=2; through the "
+                       "Announcer's portmap: a=1, b=2)")
+    many = {f"port{n:03}": 30000 + n for n in range(40)}  # 40 of 13 characters and ", ": past 300
+    listed = ", ".join(f"{k}={v}" for k, v in sorted(many.items()))
+    launch = SimpleNamespace(task=SimpleNamespace(assigned_ports=many), ports=many)
+    assert _unbound_message(BindError("m", [], ["web"]), launch) == (
+        f"the task requires unbound ports: web (the scheduler assigned {listed[:297]}...; through the "
+        f"Announcer's portmap: {listed[:297]}...)")
+    launch = SimpleNamespace(task=SimpleNamespace(assigned_ports={"q": 1}), ports={"p": "9" * 298})  # 300: not cut
+    assert _unbound_message(BindError("m", ["{{" + "y" * 76 + "}}"], ["web"]), launch) == (
+        f"Unexpected unbound refs: {{{{{'y' * 76}}}}}. Make sure you are not nesting template variables. "
+        f"the task requires unbound ports: web (the scheduler assigned q=1; through the Announcer's portmap: "
+        f"p={'9' * 298})")
