@@ -67,7 +67,7 @@ def test_the_answer_and_the_wait_status_with_the_mask_put_back_and_the_pipe_clos
 
 
 class Interrupted(Exception):
-    pass
+    """What the test's SIGUSR1 handler raises into `collect`'s read."""
 
 
 def interrupt(_signum, _frame):
