@@ -97,3 +97,89 @@ def test_inspect_task_info_json_prints_the_keys_section_1_spells_out(tmp_path, c
     logger = _nested(spec, "{PROCESS: {")
     assert [set(each) for each in shown["loggers"].values()] == [_keys(logger)]
     assert set(shown["executor"]) == _keys(_nested(spec, '"executor": {'))
+
+
+# ---- §8 ----
+
+def _table(heading: str, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of the §8 table under the paragraph that starts `heading`, by column name."""
+    text = section("8")
+    text = text[text.index(heading):]
+    lines = text[text.index("\n| "):].splitlines()[1:]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+    assert tuple(cells[0]) == columns, cells[0]
+    rows = []
+    for line, row in zip(lines[2:], cells[2:]):
+        if not line.startswith("| "):
+            break
+        rows.append(dict(zip(columns, row)))
+    return rows
+
+
+TABLES = {  # the class whose fields a table's rows are
+    "`stoker executor` (the agent": (ExecutorSettings, ("variable", "flag", "default", "meaning")),
+    "`stoker run`:": (RunSettings, ("argument or flag", "variable", "default", "meaning")),
+    "The host registry (§4), for": (RegistrySettings, ("flag", "variable", "default", "meaning")),
+}
+
+
+def _field(cls: type, cell: str, variables: set[str]) -> list[attrs.Attribute]:
+    """The fields a row names, in the order its flag cell names them."""
+    fields = [f for f in attrs.fields(cls)
+              if set(FLAG.findall(cell)) & {f.metadata["flag"], *f.metadata["aliases"]}
+              or variables & set(f.metadata["env"])]
+    return sorted(fields, key=lambda f: cell.find(f.metadata["flag"] or "\0"))
+
+
+# What a process that sets no logger gets while no --runner-logger-* flag is given.
+RUNNER_LOGGER = {"runner_logger_destination": LoggerSpec().destination.value,
+                 "runner_logger_mode": LoggerSpec().mode.value,
+                 "runner_rotate_log_size_mb": LoggerSpec().log_size_bytes // MIB,
+                 "runner_rotate_log_backups": LoggerSpec().backups}
+
+
+def _default_is(f: attrs.Attribute, said: str) -> bool:
+    """Whether a row's default is the field's: `required`, `unset`, `on`/`off`, a value its
+    parser reads as the default, or words for one computed where it is used."""
+    said = said.strip("`")
+    if f.default is attrs.NOTHING:
+        return said == "required"
+    if isinstance(f.default, attrs.Factory):
+        return {os.getcwd: "the current directory", dict: "free loopback ports",
+                tuple: "none"}[f.default.factory] in said
+    if f.metadata["default_from"] is not None:  # the registry's root
+        return said.startswith("`/var/run/stoker` for root".strip("`"))
+    if isinstance(f.default, bool):
+        return said == ("on" if f.default else "off")
+    if f.name in RUNNER_LOGGER:  # None: not given, a plain logger's then
+        return f.metadata["parse"](said) == RUNNER_LOGGER[f.name]
+    if f.default is None:
+        return said in ("unset", "none") or said.startswith(("the ", "a fresh directory"))
+    return f.metadata["parse"](said) == f.default
+
+
+@pytest.mark.parametrize("heading", sorted(TABLES))
+def test_each_row_of_a_settings_table_is_its_field_s_variables_flags_and_default(heading):
+    cls, columns = TABLES[heading]
+    checked = set()
+    for row in _table(heading, columns):
+        cell = row[columns[0]] if columns[0] != "variable" else row["flag"]
+        flags = set(FLAG.findall(cell))
+        variables = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", row["variable"]))
+        fields = _field(cls, cell, variables)
+        if not fields:
+            assert not flags and (variables or re.match(r"`[A-Z]+`$", row[columns[0]])), row
+            continue  # LIBPROCESS_SSL_* (docs/mesos.md §14); CONFIG and JOBKEY are positional
+        for f in fields:
+            checked.add(f.name)
+            assert set(f.metadata["env"]) <= variables, (row, f.metadata["env"])
+            named = {f.metadata["flag"], *f.metadata["aliases"]}
+            assert f.metadata["flag"] is None or named & flags, (row, named)
+        said = row["default"].removeprefix("Thermos' (").removesuffix(")")  # the image flags'
+        defaults = [d.strip() for d in said.split(", ")] if len(fields) > 1 else [said]
+        for f, said in zip(fields, defaults):
+            assert _default_is(f, said), (f.name, said, f.default)
+    flagged = {f.name for f in attrs.fields(cls)
+               if (f.metadata["flag"] or "").startswith("--") and not f.name.startswith("announce")}
+    assert flagged - checked == set() and len(checked) >= 2
+
