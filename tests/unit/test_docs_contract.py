@@ -183,3 +183,168 @@ def test_each_row_of_a_settings_table_is_its_field_s_variables_flags_and_default
                if (f.metadata["flag"] or "").startswith("--") and not f.name.startswith("announce")}
     assert flagged - checked == set() and len(checked) >= 2
 
+
+
+# ---- §4 ----
+
+def test_the_sandbox_names_section_4_gives_are_the_code_s():
+    """`.stoker/` holds exactly the files the code names, and the sandbox's other names are
+    the constants their modules use."""
+    from executor.host import sandbox
+    from executor.procs.logstage import STAGED_PREFIX
+    from executor.procs.runenv import PROFILE
+    from executor.task.disklimit import ATTEMPT_LOGS_PREFIX
+    from executor.task.wiring import SNOOZE_FILE
+
+    text = section("4")
+    held = text[text.index("`SANDBOX/.stoker/` is the supervisor's"):]
+    held = held[held.index("It holds:"):held.index("\n- The host registry")]
+    listed = re.findall(r"^  - `([^`]+)`", held, re.M)
+    files = (sandbox.CHECKPOINT_FILE, sandbox.LOCK_FILE, sandbox.CONTROL_SOCKET, sandbox.TASK_FILE,
+             sandbox.HELD_FILE, sandbox.USAGE_FILE)
+    assert listed == list(files)
+    named = set(re.findall(r"`([^`\s]+)`", text))
+    for name in (f"SANDBOX/{sandbox.STOKER_DIR}/", f"SANDBOX/{SNOOZE_FILE}", f"SANDBOX/{PROFILE}",
+                 "SANDBOX/.logs/PROCESS/RUN/stdout", f"{ATTEMPT_LOGS_PREFIX}N", f".logs/PROCESS/{STAGED_PREFIX}N"):
+        assert name in named, name
+
+
+def _dict_keys(module: str) -> set[str]:
+    """The string keys of the dict literals `module`'s code writes."""
+    import ast
+
+    tree = ast.parse((REPO / module).read_text())
+    return {k.value for node in ast.walk(tree) if isinstance(node, ast.Dict)
+            for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+
+
+def _object_after(text: str, words: str) -> str:
+    """The first `{...}` after `words` in `text`, its blanks made single spaces."""
+    text = re.sub(r"\s+", " ", text)
+    at = text.index("{", text.index(words))
+    return _nested(text[at:], "{")
+
+
+def test_usage_json_s_fields_are_the_ones_its_writer_writes():
+    spec = _object_after(section("4"), "`usage.json` (0600)")
+    keys = _keys(spec) | _keys(_nested(spec, '"disk_sample": {'))
+    assert keys == _dict_keys("executor/task/usagefile.py") and len(keys) == 14
+
+
+def test_held_json_is_written_with_the_fields_section_4_names():
+    from executor.task.heldfile import held_json
+
+    spec = _object_after(section("4"), "`held.json` (0600)")
+    assert set(json.loads(held_json("m" * 32, {}, watchdog=1))) == _keys(spec) == {"marker", "boot", "held", "watchdog"}
+
+
+
+def test_status_json_has_each_field_the_status_row_names(tmp_path, capsys, monkeypatch):
+    """Every name the row's `--json` sentences quote is a field of the JSON (its top level,
+    `resources`, `restart`, an attempt's or a foreign process's) or one of the two values of
+    `task_uid_source`: a live `stoker run` (this process) between two attempts, and a sandbox
+    whose supervisor died before its first record (`supervisor_pid`, `problem`)."""
+    import time
+
+    from executor.host.identity import boot_secs, own_identity
+    from executor.task.leftoverprocs import Foreign
+    from tests.support.statuscli import RUNNING, header, status, write
+
+    row = next(line for line in section("1").splitlines() if line.startswith("| `stoker status"))
+    said = row[row.index("`--json` prints the same view as JSON, with"):row.index("The text shows the same below")]
+    names = set(re.findall(r"`([a-z_]+)`", said)) - {"_iso"}  # `disk_sampled` (and `_iso`)
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
+    me, now, boot = own_identity(), time.time(), boot_secs()
+    write(tmp_path / "sb", [dict(header(me.pid, me.start_ticks, wall=now - 60), boot=boot - 60, run_uid=os.getuid()), *RUNNING,
+                            {"kind": "task", "from": "RUNNING", "to": "FAILED", "reason": "web failed", "wall": now - 2},
+                            {"kind": "restart", "delay_secs": 60.0, "reason": "task failed (1 of 3)",
+                             "wall": now - 1, "boot": boot - 1}])
+    code, out, _ = status(capsys, tmp_path / "sb", "--json")
+    shown = json.loads(out)
+    assert (code, shown["state"]) == (0, "RESTARTING"), shown
+    (tmp_path / "new" / ".stoker").mkdir(parents=True)
+    (tmp_path / "new" / ".stoker" / "supervisor.lock").write_text(json.dumps(
+        {"pid": me.pid, "start": me.start_ticks + 100, "boot": me.boot_id, "front_end": "run", "since": 1000.0}))
+    code, out, _ = status(capsys, tmp_path / "new", "--json")
+    unrecorded = json.loads(out)
+    assert (code, unrecorded["state"]) == (0, "LOST"), unrecorded
+    fields = (set(shown) | set(shown["resources"]) | set(shown["restart"]) | set(shown["attempts"][0])
+              | {f.name for f in attrs.fields(Foreign)} | {"supervisor_pid", "problem"} & set(unrecorded))
+    assert sorted(names - fields - {"checkpoint_header", "sandbox_owner"}) == []
+    assert shown["task_uid_source"] == "checkpoint_header" and unrecorded["task_uid_source"] == "sandbox_owner"
+    assert len(names) >= 45
+
+# ---- §5 ----
+
+def test_the_health_check_defaults_section_5_gives_are_the_schema_s():
+    from config.schema.aurora import HealthCheckConfig, HttpHealthChecker
+
+    text = section("5")
+    opening = text[text.index("(`HealthCheckConfig`:"):text.index("by default)")]
+    said = dict(re.findall(r"`(\w+)`\s+([\d.]+)", opening))
+    assert len(said) == 5
+    assert {name: float(value) for name, value in said.items()} == {
+        name: float(getattr(HealthCheckConfig(), name)().get()) for name in said}
+    assert re.search(r"`endpoint` \(default `/health`\)", text)
+    assert HttpHealthChecker().endpoint().get() == "/health"
+    assert re.search(r"`expected_response` lower-cased \(default `ok`", text)
+    assert HttpHealthChecker().expected_response().get() == "ok"
+
+
+# ---- §9 ----
+
+def _exit_rows() -> list[tuple[str, str, str]]:
+    """(command cell, status cell, when) of each row of §9's table."""
+    rows = []
+    for line in section("9").splitlines():
+        if line.startswith("| ") and not line.startswith(("| ---", "| command |")):
+            command, status, when = (c.strip() for c in re.split(r"(?<!\\)\|", line)[1:4])
+            rows.append((command, status, when))
+    return rows
+
+
+def test_every_command_has_its_row_in_section_9_and_each_row_names_commands():
+    rows = _exit_rows()
+    named = {word for command, _, _ in rows for word in re.findall(r"`(\w+)`", command)}
+    assert named <= set(_commands()), named - set(_commands())
+    assert set(_commands()) - named == set()
+    assert {command for command, _, _ in rows if not command.startswith("`")} == {
+        "any", "any but `run`, `executor`; `--help` and `--version` of any"}
+
+
+def test_the_statuses_section_9_gives_the_executor_and_run_are_their_constants():
+    from executor.cli.main import EXIT_USAGE
+    from executor.local.ended import EXIT_INTERNAL_ERROR as RUN_INTERNAL_ERROR
+    from executor.mesos import process
+
+    rows = {(command, status) for command, status, _ in _exit_rows()}
+    assert ("any", str(EXIT_USAGE)) in rows
+    assert ("`run`", str(RUN_INTERNAL_ERROR)) in rows
+    assert ("`executor`", str(process.EXIT_OK)) in rows
+    assert ("`executor`", str(process.EXIT_INTERNAL_ERROR)) in rows
+    assert ("`executor`", " / ".join(map(str, (process.EXIT_NEVER_SUBSCRIBED, process.EXIT_AGENT_LOST,
+                                                process.EXIT_UNACKNOWLEDGED)))) in rows
+    assert ("`run`, `executor`", str(process.CLI_CANNOT_GO_ON)) in rows
+
+
+# ---- every name ----
+
+# Names §1-§9 quote that are not Stoker's to write: Python's proxy variable, pystachio's
+# json_dumps, stat's st_blocks, the Aurora job's update_config.
+NOT_STOKERS = {"http_proxy", "json_dumps", "st_blocks", "update_config"}
+# Written composed: `stoker_{kind}` (executor/cli/logsetup.py), for `stoker_error` and `stoker_warning`.
+COMPOSED = {"stoker_error": 'f"stoker_{kind}"', "stoker_warning": 'f"stoker_{kind}"'}
+
+
+def test_every_snake_case_name_the_contract_quotes_is_one_the_code_writes():
+    """An event (`log_write_failed`), a JSON field (`supervisor_alive`), a record's key
+    (`run_uid`): a string literal of the code's or a keyword it passes (`log_event(...,
+    dropped_bytes=N)`), not only a word in its comments."""
+    code = "\n".join(path.read_text() for package in ("executor", "config", "healthcheck")
+                     for path in sorted((REPO / package).rglob("*.py")))
+    names = set(re.findall(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+)`", CONTRACT))
+    assert len(names) >= 100
+    missing = sorted(name for name in names - NOT_STOKERS
+                     if not re.search(rf"""["']{name}["']|[(,\s]{name}=""", code)
+                     and COMPOSED.get(name, "\0") not in code)
+    assert missing == []
