@@ -274,6 +274,56 @@ def test_status_json_has_each_field_the_status_row_names(tmp_path, capsys, monke
     assert shown["task_uid_source"] == "checkpoint_header" and unrecorded["task_uid_source"] == "sandbox_owner"
     assert len(names) >= 45
 
+
+# ---- the figures §2-§5 give ----
+
+def _figures() -> list[tuple[str, str]]:
+    """(section, the words that give a figure, built from the constant that is it)."""
+    from config.document import MAX_DOCUMENT_BYTES
+    from config.refs import MAX_EXPANDED_CHARS
+    from config.spec import MAX_ARGUMENT_BYTES, MAX_SECONDS
+    from config.templates import BASE_STEPS, MAX_TEMPLATE_STEPS, STEPS_PER_REF
+    from executor.mesos.recordio import MAX_RECORD_BYTES
+    from executor.procs.runprune import KEEP_RUNS
+    from executor.task import journal, replay
+    from executor.task.checkpoint import COMPACT_MIN_BYTES, MAX_READ_BYTES
+    from healthcheck.base import MAX_BODY_BYTES, QUOTE_CHARS, STALL_SECS
+
+    return [
+        ("2", f"a document over {MAX_DOCUMENT_BYTES // MIB} MiB"),
+        ("2", f"A LAUNCH event over {MAX_RECORD_BYTES // MIB} MiB"),
+        ("3", f"expand to more than {MAX_EXPANDED_CHARS // MIB} MiB"),
+        ("3", f"{BASE_STEPS:,} steps plus {STEPS_PER_REF} per reference written in the job (at most "
+              f"{MAX_TEMPLATE_STEPS:,};"),
+        ("4", f"of its last {KEEP_RUNS} runs"),
+        ("4", f"past {COMPACT_MIN_BYTES // 1024} KiB it is compacted to what `stoker status` shows (the last "
+              f"{replay.ATTEMPTS_KEPT} attempts, per attempt the last {replay.HEALTH_HISTORY} health attempts and "
+              f"per process the last {replay.RUNS_KEPT} runs"),
+        ("4", f"At most {journal.MAX_HELD_RECORDS:,} records are held"),
+        ("4", f"once {journal.HELD_RETRY_FROM:,} are held, they are tried again every {journal.HELD_RETRY_SECS:g} s"),
+        ("4", f"at most {MAX_READ_BYTES // MIB} MiB of it are read"),
+        ("5", f"At most {MAX_BODY_BYTES // 1024} KiB of body is read"),
+        ("5", f"a reason quotes at most {QUOTE_CHARS // 1024} KiB"),
+        ("5", f"more than {STALL_SECS * 1000:.0f} ms past the deadline"),
+        ("5", f"at most {MAX_SECONDS:,} ({MAX_SECONDS // 86400} days"),
+        ("5", f"longer than {MAX_ARGUMENT_BYTES:,} bytes once bound"),
+    ]
+
+
+@pytest.mark.parametrize("number, words", _figures())
+def test_each_figure_is_the_code_s(number, words):
+    """The words are built from the constants: a constant changed, or the page, fails here."""
+    assert words in re.sub(r"\s+", " ", section(number))
+
+
+def test_the_task_document_s_keys_are_the_ones_section_2_names():
+    from config.document import TaskDocumentError, decode
+
+    text = section("2")
+    named = re.findall(r"^- `(\w+)`", text[:text.index("### 2.1")], re.M)
+    with pytest.raises(TaskDocumentError, match=rf"expected: {', '.join(named)}\)"):
+        decode(b'{"job": {}, "other": 1}')
+
 # ---- §5 ----
 
 def test_the_health_check_defaults_section_5_gives_are_the_schema_s():
