@@ -398,3 +398,13 @@ def test_every_snake_case_name_the_contract_quotes_is_one_the_code_writes():
                      if not re.search(rf"""["']{name}["']|[(,\s]{name}=""", code)
                      and COMPOSED.get(name, "\0") not in code)
     assert missing == []
+
+
+def test_the_events_a_json_log_of_stoker_run_has_are_the_ones_it_prints():
+    """§8, `--log-level` of `stoker run`: the events its text stderr leaves to stdout
+    (`executor/cli/main.py` RUN_PRINTED_EVENTS) are the ones the row names."""
+    from executor.cli.main import RUN_PRINTED_EVENTS
+
+    (row,) = [row for row in _table("`stoker run`:", TABLES["`stoker run`:"][1]) if row["argument or flag"] == "`--log-level`"]
+    said = row["meaning"][row["meaning"].index("a JSON one has them too"):]
+    assert set(re.findall(r"`([a-z]+(?:_[a-z]+)+)`", said)) == set(RUN_PRINTED_EVENTS)
