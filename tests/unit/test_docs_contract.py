@@ -1,12 +1,13 @@
-"""docs/contract.md against the code, so that a name renamed on either side fails here: §1's
-option lists name every flag of `stoker run` and `stoker executor`, and `stoker inspect
---task-info --json` prints the keys §1 spells out; §4's sandbox names are the code's
-constants; §5's health defaults are the schema's; §8's three tables give each setting the
-variables, flags and default its declaration has (`config/sourced.py` rows); §9 has a row
-for every command, and the statuses it gives `stoker executor` and `stoker run` are their
-constants; every `snake_case` name it quotes (an event, a JSON field, a record's key) is a
-string or a keyword the code writes. (Flags named anywhere: tests/unit/test_docs_flags.py;
-variables and paths: test_docs_names.py.)
+"""docs/contract.md's names against the code, so that a name renamed on either side fails
+here: §1's option lists name every flag of `stoker run` and `stoker executor`, `stoker
+inspect --task-info --json` prints the keys §1 spells out and `stoker status --json` has
+every field its row names; §4's sandbox names are the code's constants and `held.json`'s and
+`usage.json`'s fields their writers'; §8's three tables give each setting the variables,
+flags and default its declaration has (`config/sourced.py` rows), and `stoker run`'s JSON
+log the events it prints; every `snake_case` name it quotes (an event, a JSON field, a
+record's key) is a string or a keyword the code writes. (Figures, §5's defaults and §9:
+test_docs_contract_figures.py; flags named anywhere: test_docs_flags.py; variables and
+paths: test_docs_names.py.)
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import argparse
 import json
 import os
 import re
-from pathlib import Path
 
 import attrs
 import pytest
@@ -24,17 +24,11 @@ from config.registry import RegistrySettings
 from config.settings import RunSettings
 from config.spec import LoggerSpec
 from executor.cli.main import _parser
+from tests.support.configs import REPO
+from tests.support.contractdoc import CONTRACT, keys, nested, object_after, section
 
-REPO = Path(__file__).resolve().parents[2]
-CONTRACT = (REPO / "docs/contract.md").read_text()
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*")
 MIB = 1 << 20
-
-
-def section(number: str) -> str:
-    start = CONTRACT.index(f"\n## {number}. ")
-    end = CONTRACT.find("\n## ", start + 1)
-    return CONTRACT[start:end if end > 0 else None]
 
 
 def _commands() -> dict[str, argparse.ArgumentParser]:
@@ -56,26 +50,6 @@ def test_the_options_list_of_a_command_s_row_names_each_of_its_flags(command):
     assert missing == []
 
 
-def _keys(spec: str) -> set[str]:
-    """The keys of a JSON object as §1 spells it, `{"a", "b": {...}, "c": "x" or "y"}`: its
-    quoted words that follow its `{` or a comma, outside what it nests."""
-    inner = spec.strip()[1:-1]
-    while re.search(r"\{[^{}]*\}|<[^<>]*>|\([^()]*\)|\[[^\[\]]*\]", inner):
-        inner = re.sub(r"\{[^{}]*\}|<[^<>]*>|\([^()]*\)|\[[^\[\]]*\]", "", inner)
-    return set(re.findall(r'(?:^|, )"(\w+)"', inner))
-
-
-def _nested(spec: str, opening: str) -> str:
-    """The object (or `<...>`) that starts at `opening` in `spec`, brackets balanced."""
-    start = spec.index(opening) + len(opening) - 1
-    depth = 0
-    for end in range(start, len(spec)):
-        depth += spec[end] in "{<" and 1 or spec[end] in "}>" and -1 or 0
-        if depth == 0:
-            return spec[start:end + 1]
-    raise AssertionError(f"{opening} is not closed in {spec}")
-
-
 def test_inspect_task_info_json_prints_the_keys_section_1_spells_out(tmp_path, capsys):
     """`{"task_id", "instance", ... "executor": {"runs_as", ...}}`: the top level's keys, the
     bound task's, each logger's and the executor's."""
@@ -85,18 +59,18 @@ def test_inspect_task_info_json_prints_the_keys_section_1_spells_out(tmp_path, c
     from tests.support.agent_sim import make_task_info
 
     row = next(line for line in section("1").splitlines() if line.startswith("| `stoker inspect --task-info"))
-    spec = _nested(row, "one object `{")
+    spec = nested(row, "one object `{")
     path = tmp_path / "task_info.json"
     path.write_text(json.dumps(make_task_info("task-9", encode(load_job(REPO / "examples/http_service.aurora")),
                                               ports=[32001])))
     assert main(["inspect", "--task-info", str(path), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert set(shown) == _keys(spec) and len(shown) >= 13
-    task = _nested(spec, '"task": <')
+    assert set(shown) == keys(spec) and len(shown) >= 13
+    task = nested(spec, '"task": <')
     assert set(shown["task"]) == set(task[task.index(": ") + 2:-1].split(", "))
-    logger = _nested(spec, "{PROCESS: {")
-    assert [set(each) for each in shown["loggers"].values()] == [_keys(logger)]
-    assert set(shown["executor"]) == _keys(_nested(spec, '"executor": {'))
+    logger = nested(spec, "{PROCESS: {")
+    assert [set(each) for each in shown["loggers"].values()] == [keys(logger)]
+    assert set(shown["executor"]) == keys(nested(spec, '"executor": {'))
 
 
 # ---- §8 ----
@@ -218,24 +192,17 @@ def _dict_keys(module: str) -> set[str]:
             for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
 
 
-def _object_after(text: str, words: str) -> str:
-    """The first `{...}` after `words` in `text`, its blanks made single spaces."""
-    text = re.sub(r"\s+", " ", text)
-    at = text.index("{", text.index(words))
-    return _nested(text[at:], "{")
-
-
 def test_usage_json_s_fields_are_the_ones_its_writer_writes():
-    spec = _object_after(section("4"), "`usage.json` (0600)")
-    keys = _keys(spec) | _keys(_nested(spec, '"disk_sample": {'))
-    assert keys == _dict_keys("executor/task/usagefile.py") and len(keys) == 14
+    spec = object_after(section("4"), "`usage.json` (0600)")
+    named = keys(spec) | keys(nested(spec, '"disk_sample": {'))
+    assert named == _dict_keys("executor/task/usagefile.py") and len(named) == 14
 
 
 def test_held_json_is_written_with_the_fields_section_4_names():
     from executor.task.heldfile import held_json
 
-    spec = _object_after(section("4"), "`held.json` (0600)")
-    assert set(json.loads(held_json("m" * 32, {}, watchdog=1))) == _keys(spec) == {"marker", "boot", "held", "watchdog"}
+    spec = object_after(section("4"), "`held.json` (0600)")
+    assert set(json.loads(held_json("m" * 32, {}, watchdog=1))) == keys(spec) == {"marker", "boot", "held", "watchdog"}
 
 
 
@@ -273,108 +240,6 @@ def test_status_json_has_each_field_the_status_row_names(tmp_path, capsys, monke
     assert sorted(names - fields - {"checkpoint_header", "sandbox_owner"}) == []
     assert shown["task_uid_source"] == "checkpoint_header" and unrecorded["task_uid_source"] == "sandbox_owner"
     assert len(names) >= 45
-
-
-# ---- the figures §2-§5 give ----
-
-def _figures() -> list[tuple[str, str]]:
-    """(section, the words that give a figure, built from the constant that is it)."""
-    from config.document import MAX_DOCUMENT_BYTES
-    from config.refs import MAX_EXPANDED_CHARS
-    from config.spec import MAX_ARGUMENT_BYTES, MAX_SECONDS
-    from config.templates import BASE_STEPS, MAX_TEMPLATE_STEPS, STEPS_PER_REF
-    from executor.mesos.recordio import MAX_RECORD_BYTES
-    from executor.procs.runprune import KEEP_RUNS
-    from executor.task import journal, replay
-    from executor.task.checkpoint import COMPACT_MIN_BYTES, MAX_READ_BYTES
-    from healthcheck.base import MAX_BODY_BYTES, QUOTE_CHARS, STALL_SECS
-
-    return [
-        ("2", f"a document over {MAX_DOCUMENT_BYTES // MIB} MiB"),
-        ("2", f"A LAUNCH event over {MAX_RECORD_BYTES // MIB} MiB"),
-        ("3", f"expand to more than {MAX_EXPANDED_CHARS // MIB} MiB"),
-        ("3", f"{BASE_STEPS:,} steps plus {STEPS_PER_REF} per reference written in the job (at most "
-              f"{MAX_TEMPLATE_STEPS:,};"),
-        ("4", f"of its last {KEEP_RUNS} runs"),
-        ("4", f"past {COMPACT_MIN_BYTES // 1024} KiB it is compacted to what `stoker status` shows (the last "
-              f"{replay.ATTEMPTS_KEPT} attempts, per attempt the last {replay.HEALTH_HISTORY} health attempts and "
-              f"per process the last {replay.RUNS_KEPT} runs"),
-        ("4", f"At most {journal.MAX_HELD_RECORDS:,} records are held"),
-        ("4", f"once {journal.HELD_RETRY_FROM:,} are held, they are tried again every {journal.HELD_RETRY_SECS:g} s"),
-        ("4", f"at most {MAX_READ_BYTES // MIB} MiB of it are read"),
-        ("5", f"At most {MAX_BODY_BYTES // 1024} KiB of body is read"),
-        ("5", f"a reason quotes at most {QUOTE_CHARS // 1024} KiB"),
-        ("5", f"more than {STALL_SECS * 1000:.0f} ms past the deadline"),
-        ("5", f"at most {MAX_SECONDS:,} ({MAX_SECONDS // 86400} days"),
-        ("5", f"longer than {MAX_ARGUMENT_BYTES:,} bytes once bound"),
-    ]
-
-
-@pytest.mark.parametrize("number, words", _figures())
-def test_each_figure_is_the_code_s(number, words):
-    """The words are built from the constants: a constant changed, or the page, fails here."""
-    assert words in re.sub(r"\s+", " ", section(number))
-
-
-def test_the_task_document_s_keys_are_the_ones_section_2_names():
-    from config.document import TaskDocumentError, decode
-
-    text = section("2")
-    named = re.findall(r"^- `(\w+)`", text[:text.index("### 2.1")], re.M)
-    with pytest.raises(TaskDocumentError, match=rf"expected: {', '.join(named)}\)"):
-        decode(b'{"job": {}, "other": 1}')
-
-# ---- §5 ----
-
-def test_the_health_check_defaults_section_5_gives_are_the_schema_s():
-    from config.schema.aurora import HealthCheckConfig, HttpHealthChecker
-
-    text = section("5")
-    opening = text[text.index("(`HealthCheckConfig`:"):text.index("by default)")]
-    said = dict(re.findall(r"`(\w+)`\s+([\d.]+)", opening))
-    assert len(said) == 5
-    assert {name: float(value) for name, value in said.items()} == {
-        name: float(getattr(HealthCheckConfig(), name)().get()) for name in said}
-    assert re.search(r"`endpoint` \(default `/health`\)", text)
-    assert HttpHealthChecker().endpoint().get() == "/health"
-    assert re.search(r"`expected_response` lower-cased \(default `ok`", text)
-    assert HttpHealthChecker().expected_response().get() == "ok"
-
-
-# ---- §9 ----
-
-def _exit_rows() -> list[tuple[str, str, str]]:
-    """(command cell, status cell, when) of each row of §9's table."""
-    rows = []
-    for line in section("9").splitlines():
-        if line.startswith("| ") and not line.startswith(("| ---", "| command |")):
-            command, status, when = (c.strip() for c in re.split(r"(?<!\\)\|", line)[1:4])
-            rows.append((command, status, when))
-    return rows
-
-
-def test_every_command_has_its_row_in_section_9_and_each_row_names_commands():
-    rows = _exit_rows()
-    named = {word for command, _, _ in rows for word in re.findall(r"`(\w+)`", command)}
-    assert named <= set(_commands()), named - set(_commands())
-    assert set(_commands()) - named == set()
-    assert {command for command, _, _ in rows if not command.startswith("`")} == {
-        "any", "any but `run`, `executor`; `--help` and `--version` of any"}
-
-
-def test_the_statuses_section_9_gives_the_executor_and_run_are_their_constants():
-    from executor.cli.main import EXIT_USAGE
-    from executor.local.ended import EXIT_INTERNAL_ERROR as RUN_INTERNAL_ERROR
-    from executor.mesos import process
-
-    rows = {(command, status) for command, status, _ in _exit_rows()}
-    assert ("any", str(EXIT_USAGE)) in rows
-    assert ("`run`", str(RUN_INTERNAL_ERROR)) in rows
-    assert ("`executor`", str(process.EXIT_OK)) in rows
-    assert ("`executor`", str(process.EXIT_INTERNAL_ERROR)) in rows
-    assert ("`executor`", " / ".join(map(str, (process.EXIT_NEVER_SUBSCRIBED, process.EXIT_AGENT_LOST,
-                                                process.EXIT_UNACKNOWLEDGED)))) in rows
-    assert ("`run`, `executor`", str(process.CLI_CANNOT_GO_ON)) in rows
 
 
 # ---- every name ----
