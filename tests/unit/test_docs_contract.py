@@ -273,3 +273,20 @@ def test_the_events_a_json_log_of_stoker_run_has_are_the_ones_it_prints():
     (row,) = [row for row in _table("`stoker run`:", TABLES["`stoker run`:"][1]) if row["argument or flag"] == "`--log-level`"]
     said = row["meaning"][row["meaning"].index("a JSON one has them too"):]
     assert set(re.findall(r"`([a-z]+(?:_[a-z]+)+)`", said)) == set(RUN_PRINTED_EVENTS)
+
+
+def test_the_mesos_names_section_6_gives_are_the_ones_the_executor_sends():
+    """Its updates' states (every one the executor sends, §6's table naming each), reasons
+    and source."""
+    from executor.events import TaskState
+    from executor.mesos.executor import REASON_TASK_INVALID
+    from executor.mesos.reporter import REASON_HEALTH
+    from executor.mesos.wire import SOURCE_EXECUTOR
+
+    text = section("6")
+    updates = [re.split(r"(?<!\\)\|", line)[2] for line in text.splitlines()
+               if line.startswith("| ") and not line.startswith("| ---")]  # each row's `update` cell
+    states = {name for cell in updates for name in re.findall(r"\bTASK_[A-Z]+", cell)}
+    assert states == {f"TASK_{state.value}" for state in TaskState}
+    assert set(re.findall(r"\bREASON_[A-Z_]+", text)) == {REASON_TASK_INVALID, REASON_HEALTH}
+    assert set(re.findall(r"\bSOURCE_[A-Z_]+", text)) == {SOURCE_EXECUTOR}
