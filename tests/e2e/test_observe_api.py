@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -66,6 +67,8 @@ def test_the_task_list_is_stoker_ps(host):
         {(t["task_id"], t["state"], t["supervisor_pid"]) for t in ps}
     assert all(t["state"] == "RUNNING" and t["url"] == f"/api/tasks/{t['task_id']}?supervisor={t['supervisor']}"
                for t in listed)
+    # docs/contract.md §1: "the objects of `stoker ps --all --json`, with `ports`, `supervisor` ... and `url`"
+    assert all(set(t) == set(ps[0]) | {"ports", "supervisor", "url"} for t in listed)
 
 
 def test_a_task_is_what_stoker_status_says_with_usage_and_definition(host):
@@ -80,6 +83,9 @@ def test_a_task_is_what_stoker_status_says_with_usage_and_definition(host):
     assert doc["task"]["task_id"] == tid and doc["task"]["processes_running"] == 2
     commands = {p["name"]: p["cmdline"] for p in doc["definition"]["task"]["processes"]}
     assert commands["idle"] == "exec sleep 1000" and doc["definition"]["task_id"] == tid
+    row = next(line for line in (REPO / "docs/contract.md").read_text().splitlines() if line.startswith("| `stoker observe"))
+    named = row[row.index("`/api/tasks/ID` (") + 17:]
+    assert set(doc) == set(re.findall(r"`(\w+)`", named[:named.index(")")])), named[:200]
 
 
 def test_use_against_reservation_is_in_status_and_the_api_with_thermos_names(host):

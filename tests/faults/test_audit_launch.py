@@ -65,6 +65,23 @@ def test_a_duplicate_launch_is_ignored_and_the_running_task_is_left_alone(sim, t
     assert log.count("launch_duplicate") == 2, log[-3000:]
 
 
+
+def test_a_launch_of_another_task_while_one_runs_fails_that_task_alone(sim, tmp_path):
+    """docs/contract.md §6: "a second LAUNCH on the same executor": TASK_FAILED,
+    REASON_TASK_INVALID, for the new task only, from the executor; the running one goes on."""
+    sim.launch_executor(EXECUTOR, cwd=sim.sandbox)
+    sim.wait_subscribed(timeout_secs=15)
+    sim.launch(make_task_info("task-1", _sleeper(tmp_path)))
+    sim.wait_for_state("task-1", "TASK_RUNNING", 20)
+    sim.launch(make_task_info("task-2", _sleeper(tmp_path)))
+    failed = sim.wait_for_state("task-2", "TASK_FAILED", 20)
+    assert (failed.message, failed.reason, failed.source) == (
+        "one task per executor: task task-1 is already running here", "REASON_TASK_INVALID", "SOURCE_EXECUTOR")
+    assert sim.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]
+    sim.kill("task-1", grace_secs=1.0)
+    assert sim.wait_for_state("task-1", "TASK_KILLED", 20).message == "killed by the agent (KILL)"
+    assert sim.wait_exit(15) == 0
+
 # ---- #15: a huge LAUNCH costs no memory and is answered ----
 
 MIB = 1024 * 1024

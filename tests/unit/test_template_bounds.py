@@ -380,3 +380,21 @@ def test_a_chain_of_bound_names_longer_than_pystachio_follows_is_not_called_a_cy
     assert out.problems == [
         "job.task.processes[0].cmdline = 'echo {{v0}}' cannot be expanded: its references lead through more "
         "than 100 levels of others (pystachio's limit: the Aurora client cannot expand it either)"]
+
+
+
+def test_a_chain_of_bind_flags_past_pystachio_s_100_levels_runs_out_of_the_step_budget_first():
+    """docs/contract.md §3: each `--bind` is a scope of its own that each reference of the
+    chain searches (its cost grows as its length squared), so 100 of them take more than
+    this job's 5,600 steps (three references written in it), said as the budget; the same
+    chain bound in one `.bind()` is said as pystachio's 100 levels."""
+    from config.loader import bind_values
+
+    links = [(f"v{i}", f"{{{{v{i + 1}}}}}") for i in range(100)] + [("v100", "end")]
+    (flagged,) = bind_values([job(process("a", "echo {{v0}}"))], links)
+    assert expand(flagged)[1].problems == [
+        "job.task.processes[0].cmdline = 'echo {{v0}}' needs more than 5600 template steps to expand "
+        "(its references repeat each other too often)"]
+    assert expand(job(process("a", "echo {{v0}}")).bind(**dict(links)))[1].problems == [
+        "job.task.processes[0].cmdline = 'echo {{v0}}' cannot be expanded: its references lead through more "
+        "than 100 levels of others (pystachio's limit: the Aurora client cannot expand it either)"]
