@@ -42,6 +42,7 @@ from config.spec import (
 from config.templates import cycle_problems, expand_field, flatten, is_port_name, load_time_unbound
 from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import (
+    a_kind,
     lone_surrogate,
     long_integer_problem,
     long_integers,
@@ -172,7 +173,7 @@ def _check_jobs_list(named: str, jobs: Any) -> list[Any]:
         raise ConfigError(f"{named}: `jobs` must be a list of Job objects, not {type(jobs).__name__}")
     for i, job in enumerate(jobs):
         if not isinstance(job, Job):
-            raise ConfigError(f"{named}: jobs[{i}] is a {type(job).__name__}, not a Job")
+            raise ConfigError(f"{named}: jobs[{i}] is {a_kind(job)}, not a Job")
     return list(jobs)
 
 

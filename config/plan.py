@@ -26,7 +26,7 @@ import attrs
 
 from config.errors import ConfigError, in_file
 from config.spec import JobSpec
-from config.words import did_you_mean, loggable, quoted
+from config.words import a_kind, did_you_mean, loggable, quoted
 
 __all__ = ["Allocate", "JobPlan", "container_of", "container_warnings", "load_frozen", "open_problem", "plan_job",
            "replace_text", "task_id"]
@@ -268,4 +268,4 @@ def replace_text(value: Any, old: str, new: str) -> Any:
             if f.init and replaced is not current:
                 changes[f.alias] = replaced
         return attrs.evolve(value, **changes) if changes else value
-    raise TypeError(f"replace_text: cannot rebuild a {type(value).__name__}")
+    raise TypeError(f"replace_text: cannot rebuild {a_kind(value)}")

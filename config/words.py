@@ -64,6 +64,12 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {many}"
 
 
+def a_kind(value: object) -> str:
+    """The name of `value`'s type with its article, for a message: "an int", "a str"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 def number(x: float) -> str:
     """A number as a reason shows it: rounded to 3 places, without a trailing ".0"
     (5.0 → "5", 0.25 → "0.25", 1.23456 → "1.235")."""

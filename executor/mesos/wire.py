@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from config.words import quoted
+from config.words import a_kind, quoted
 from executor.events import TaskState
 from executor.mesos import jsonprefix
 from executor.mesos.errors import LocalProtocolError, RemoteProtocolError
@@ -137,7 +137,7 @@ def _field(obj: Any, path: str, kind: type | tuple[type, ...], what: str) -> Any
         value = value[key]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise RemoteProtocolError(
-            f"{what}: '{path}' is a {type(value).__name__}, not {_names(kind)}")
+            f"{what}: '{path}' is {a_kind(value)}, not {_names(kind)}")
     return value
 
 
@@ -147,7 +147,7 @@ def _names(kind: type | tuple[type, ...]) -> str:
 
 def _b64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
-        raise RemoteProtocolError(f"{what} is a {type(text).__name__}, not base64 text")
+        raise RemoteProtocolError(f"{what} is {a_kind(text)}, not base64 text")
     try:  # no copy of the text: the agent writes no whitespace, so this nearly always does
         return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError):
@@ -248,7 +248,7 @@ def _parse_launch_group(obj: dict[str, Any], what: str) -> LaunchGroup:
     for i, info in enumerate(tasks):
         if not isinstance(info, dict):
             raise RemoteProtocolError(
-                f"{what}: task {i} is a {type(info).__name__}, not an object")
+                f"{what}: task {i} is {a_kind(info)}, not an object")
         task_id(info)
     return LaunchGroup(tuple(tasks))
 

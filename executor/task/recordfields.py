@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from config.words import quoted
+from config.words import a_kind, quoted
 
 REQUIRED: Any = object()
 
@@ -50,7 +50,7 @@ def text(doc: Mapping[str, Any], key: str, default: Any = REQUIRED) -> Any:
     if value is default:
         return value
     if not isinstance(value, str):
-        raise Damaged(f"'{key}' is a {type(value).__name__}, not text")
+        raise Damaged(f"'{key}' is {a_kind(value)}, not text")
     return default if value == "" and default is not REQUIRED else value
 
 
@@ -60,7 +60,7 @@ def number(doc: Mapping[str, Any], key: str, default: Any = REQUIRED,
     if value is default:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Damaged(f"'{key}' is a {type(value).__name__}, not a number")
+        raise Damaged(f"'{key}' is {a_kind(value)}, not a number")
     low, high = within
     if not (finite(value) and low <= value <= high):
         raise Damaged(f"'{key}' is {shown(value)}, outside {shown(low)} ... {shown(high)}")

@@ -54,7 +54,7 @@ def test_the_announce_record_round_trips_and_names_its_fields():
 @pytest.mark.parametrize("change, words", [
     ({"state": "ALIVE"}, "'state' is 'ALIVE', not a MemberState name"),
     ({"connection": None}, "'connection' is missing"),
-    ({"path": 7}, "'path' is a int, not text"),
+    ({"path": 7}, "'path' is an int, not text"),
     ({"member": ["x"]}, "'member' is a list, not text"),
     ({"since": -1}, "'since' is -1"),
 ])

@@ -257,6 +257,7 @@ def test_missing_config_file(tmp_path):
     ("x = 1\n", "defines no `jobs`"),
     ("jobs = Job()\n", "`jobs` must be a list of Job objects, not MesosJob"),
     ("jobs = [Process(name='a', cmdline='b')]\n", "jobs[0] is a Process, not a Job"),
+    ("jobs = [1]\n", "jobs[0] is an int, not a Job"),
     ("jobs = []\n", "`jobs` is empty"),
 ])
 def test_jobs_list_problems(tmp_path, text, expected):

@@ -283,7 +283,7 @@ def test_a_ports_range_from_1_to_65535_is_every_port_in_it(begin, end, ports):
     ({"resources": 5}, "TaskInfo 'resources' is not a list"),
     ({"resources": [{"name": "ports"}]}, "TaskInfo ports resource: 'ranges.range' is missing"),
     ({"resources": [{"name": "ports", "ranges": {"range": 3}}]},
-     "TaskInfo ports resource: 'ranges.range' is a int, not list"),
+     "TaskInfo ports resource: 'ranges.range' is an int, not list"),
 ])
 def test_a_bad_ports_resource_is_named(info, message):
     with pytest.raises(RemoteProtocolError) as caught:
@@ -292,7 +292,7 @@ def test_a_bad_ports_resource_is_named(info, message):
 
 
 @pytest.mark.parametrize("info, message", [
-    ({"task_id": {"value": "t-1"}, "data": 5}, "TaskInfo 't-1' data is a int, not base64 text"),
+    ({"task_id": {"value": "t-1"}, "data": 5}, "TaskInfo 't-1' data is an int, not base64 text"),
     ({"task_id": {"value": "t-1"}, "data": "%%"}, "TaskInfo 't-1' data is not valid base64: "),
     ({"kill_policy": {"grace_period": {"nanoseconds": "x"}}},
      "TaskInfo kill_policy.grace_period.nanoseconds 'x' is not a number"),

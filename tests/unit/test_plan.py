@@ -177,5 +177,5 @@ def test_replace_text_rebuilds_containers_and_keeps_the_rest():
         ("NEW", "a NEW b", (("p", "NEW"),), ("NEW!",))
     assert new.task.processes[0].logger.mode is LogMode.ROTATE and new.ports == {"http": 1}
     assert replace_text([("OLD", 1.5, None, True)], "OLD", "x") == [("x", 1.5, None, True)]
-    with pytest.raises(TypeError, match="cannot rebuild a object"):
+    with pytest.raises(TypeError, match="cannot rebuild an object"):
         replace_text(object(), "OLD", "x")

@@ -181,7 +181,7 @@ DAMAGE = {
                     DamagedRecord("?", "a torn line (a write cut short by a crash or a full disk) "
                                        "or not JSON: '{\"kind\":\"ta'")),
     "text that is a number": ({"kind": "task", "to": "RUNNING", "reason": 3},
-                              DamagedRecord("task", "'reason' is a int, not text")),
+                              DamagedRecord("task", "'reason' is an int, not text")),
     "a number that is text": ({"kind": "health", "outcome": "passed", "wall": "noon"},
                               DamagedRecord("health", "'wall' is a str, not a number")),
     "a fraction where a whole number belongs": (
