@@ -107,6 +107,7 @@ class Reader:
         self.views: ViewCache[Viewed] = ViewCache()  # each checkpoint replayed once it changed
         self.entries: EntryCache[Listed | None] = EntryCache()  # each registry entry parsed once it changed
         self.other_hosts: dict[str, int] = {}  # the last reading's other hosts' tasks, by host
+        self.not_read: list[str] = []  # the last reading's files that are no entry (`Registry.read_noting`)
 
     @property
     def root(self) -> str:
@@ -138,9 +139,10 @@ class Reader:
         """The registry's entries and its unreadable ones (`Registry.read_all`), for every
         answer: one that cannot be read is Unavailable (503) for a task, its logs and the
         list alike, never a task not found (404). This host's entries only; how many each other
-        host has (a registry root hosts share) is kept as `other_hosts`, the last reading's."""
+        host has (a registry root hosts share) is kept as `other_hosts`, the last reading's, and the
+        registry's other files, read as no entry, as `not_read`."""
         try:
-            listed, unreadable = self._registry().read_all()
+            listed, unreadable, self.not_read = self._registry().read_noting()
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
         listed, self.other_hosts = split_hosts(listed)  # this host's only: another's pid means nothing here
