@@ -107,12 +107,10 @@ def _say_not_read(names: list[str], shown_root: str) -> None:
     """The other files of the registry it did not read as tasks (`Registry.read_noting`): one
     line on stderr, how many and the first, whatever the output (nothing else to do: the
     exit status is the list's)."""
+    from executor.host.registrylookup import not_read_line
+
     if names:
-        many = len(names) > 1
-        print(f"stoker ps: {len(names)} file{'s' if many else ''} in the registry {shown_root} "
-              f"{'are not tasks' if many else 'is not a task'} it reads (put there by hand, not JSON, a field "
-              f"missing; a damaged entry goes once older than the retention, anything else stays): the first "
-              f"is {shown_root}/{printable(names[0])}", file=sys.stderr)
+        print(f"stoker ps: {not_read_line(names, shown_root)}", file=sys.stderr)
 
 
 def _listed(inspection: Inspection) -> bool:

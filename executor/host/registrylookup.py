@@ -17,6 +17,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+from config.words import printable
 from executor.host import identity
 from executor.host.entry import ENTRY_NAME, RegistryEntry, listing_order, registered_after
 from executor.host.identity import of_this_host, supervisor_alive
@@ -61,6 +62,16 @@ def other_hosts_line(others: dict[str, int], root: str) -> str:
     return (f"{count} task{'s' if count != 1 else ''} of other hosts in the registry {root} "
             f"{'is' if count == 1 else 'are'} not listed (a root they share: a home on a network "
             f"file system): {which}; each host lists its own")
+
+
+def not_read_line(names: list[str], root: str) -> str:
+    """One sentence on the registry's files read as no task (`Registry.read_noting`'s third
+    list: at least one), naming how many and the first; `stoker ps` and the observer's list."""
+    many = len(names) > 1
+    return (f"{len(names)} file{'s' if many else ''} in the registry {root} "
+            f"{'are not tasks' if many else 'is not a task'} it reads (put there by hand, not JSON, a field "
+            f"missing; a damaged entry goes once older than the retention, anything else stays): the first "
+            f"is {root}/{printable(names[0])}")
 
 
 class AmbiguousTaskId(LookupError):

@@ -108,6 +108,7 @@ class LocalRun:
         self._signal: int | None = None  # the signal that asked for the stop
         self._sigint_ignored = False  # SIGINT was ignored when Stoker started (`_relay_signals`)
         self._strays = Strays("stoker run")
+        self._suspends = 0  # Ctrl-Z's declined: the first explained in full, later ones briefly
         self._exits_after = exits_after
         self._start = RunStart(settings, self._environ, early, ahead, registry)
         self._unit = unit
@@ -157,12 +158,13 @@ class LocalRun:
                       reason="SIGINT was ignored when stoker run started (a script's background job)")
             return
         if signum == signal.SIGTSTP:
-            log_event(logger, logging.WARNING, "suspend_declined", signal=name,
-                      reason="Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in "
-                      "sessions of their own and would run on unsupervised (no restarts, no "
-                      "health checks), and a health check cut by the pause would fail the task; "
-                      "it supervises on. Ctrl-C stops the task; to keep the shell, start it in "
-                      "the background (`&`, nohup, tmux)")
+            self._suspends += 1
+            log_event(logger, logging.WARNING, "suspend_declined", signal=name, reason=(
+                "Ctrl-Z (SIGTSTP): stoker run does not suspend: its processes run in sessions of their own and "
+                "would run on unsupervised (no restarts, no health checks), and a health check cut by the pause "
+                "would fail the task; it supervises on. Ctrl-C stops the task; to keep the shell, start it in the "
+                "background (`&`, nohup, tmux)") if self._suspends == 1 else
+                "Ctrl-Z (SIGTSTP) declined again, as before; Ctrl-C stops the task")
             return
         if self._signal is None:
             self._signal = signum

@@ -41,7 +41,7 @@ td.wrap { white-space: normal; min-width: 14rem; overflow-wrap: anywhere; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .state { font-weight: 600; }
 .s-RUNNING, .s-SUCCESS, .s-FINISHED, .s-passed, .s-HEALTHY { color: var(--ok); }
-.s-FAILED, .s-LOST, .s-KILLED, .s-failed, .s-UNHEALTHY { color: var(--bad); }
+.s-FAILED, .s-LOST, .s-KILLED, .s-failed, .s-UNHEALTHY, .s-SANDBOX_GONE { color: var(--bad); }
 .s-JOINED, .s-ACTIVE { color: var(--ok); }
 .s-NEW, .s-UNKNOWN, .s-KILLING, .s-STARTING, .s-WAITING, .s-RESTARTING, .s-snoozed, .s-JOINING,
 .s-LEAVING, .s-CLEANING, .s-FINALIZING { color: var(--warn); }

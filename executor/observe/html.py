@@ -43,9 +43,10 @@ def log_url(task_id: str, process: str, *, api: bool = False, supervisor: str = 
 
 
 def state(text: object) -> str:
-    """A state name, coloured by what it means (the stylesheet's `s-NAME` classes)."""
+    """A state name, coloured by what it means (the stylesheet's `s-NAME` classes; a space in
+    the name an underscore: `SANDBOX GONE`'s is `s-SANDBOX_GONE`)."""
     name = str(text)
-    css = name if name.isalnum() else "other"
+    css = name.replace(" ", "_") if name.replace(" ", "").isalnum() else "other"
     return f'<span class="state s-{css}">{esc(name)}</span>'
 
 

@@ -65,10 +65,11 @@ def all_shown(c: LogChunk) -> bool:
 
 def _pager(c: LogChunk, follow: bool, where: str) -> str:
     links = []
-    before = older(c.start)
+    data_end = c.start - c.hole_before  # the range before ends where a hole before it begins
+    before = older(data_end)
     if before is not None:
         links.append(_link(c, f"◀ older ({size_text(c.start)} before)", offset=before,
-                           length=min(DEFAULT_CHUNK_BYTES, c.start)))
+                           length=min(DEFAULT_CHUNK_BYTES, data_end)))
         links.append(_link(c, "from the start", offset=0))
     after = newer(c.end, c.size)
     if after is not None:

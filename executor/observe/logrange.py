@@ -146,9 +146,15 @@ def skip_to_character(data: bytes) -> int:
 def trim(data: bytes, win: Window, whole: bool = False) -> tuple[int, int]:
     """(skip, keep): show data[skip:keep] of the bytes read for `win`. `whole`: the file
     is complete (rotated): a character cut at its end is shown as it is, not held back."""
-    skip = skip_to_line(data) if win.tail and win.start > 0 else skip_to_character(data)
+    skip = first_shown(data, win)
     keep = len(data) if whole else skip + cut_incomplete_tail(data[skip:])
     return skip, keep
+
+
+def first_shown(data: bytes, win: Window) -> int:
+    """How many of the first bytes read for `win` are not shown: a tail's part of a line, or
+    the last bytes of a character begun before the range."""
+    return skip_to_line(data) if win.tail and win.start > 0 else skip_to_character(data)
 
 
 def older(start: int, length: int = DEFAULT_CHUNK_BYTES) -> int | None:

@@ -99,6 +99,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
                "or that left processes alive)."),
     "stoker_observer_registry_unreadable_entries": (
         GAUGE, "Registry entries of running supervisors this observer cannot read (another version's, or damaged)."),
+    "stoker_observer_registry_files_not_read": (
+        GAUGE, "Other files in the registry read as no task (put there by hand, not JSON, a field missing), as `stoker ps` counts them."),
     "stoker_observer_checkpoint_replays_total": (
         COUNTER, "Checkpoints the observer replayed since it started (a view kept is not replayed)."),
     "stoker_observer_task_errors_total": (
@@ -106,7 +108,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
 }
 OBSERVER = ("stoker_observer_scrape_duration_seconds", "stoker_observer_tasks",
             "stoker_observer_registry_unreadable_entries", "stoker_observer_checkpoint_replays_total",
-            "stoker_observer_task_errors_total")
+            "stoker_observer_task_errors_total", "stoker_observer_registry_files_not_read")
 DEFAULT_ENDED_SECS = 600.0
 
 
@@ -157,6 +159,7 @@ class ObserverFigures:
     unreadable: int | None  # None: not shown to this viewer
     replays: int | None  # None: not shown to this viewer (other users' checkpoints count)
     task_errors: int | None = None  # None: not shown to this viewer
+    not_read: int | None = None  # the registry's other files read as no task; None: not shown to this viewer
 
 
 def identity(row: Mapping[str, object], supervisor: str) -> Labels:
@@ -314,8 +317,9 @@ def task_families(tasks: Iterable[TaskDetail], failed: Failed | None = None) -> 
 def observer_families(observer: ObserverFigures) -> list[Family]:
     """The observer's own families (after the tasks' in an answer)."""
     out = _Out()
-    numbers = (observer.scrape_secs, observer.tasks, observer.unreadable, observer.replays, observer.task_errors)
-    for name, number in zip(OBSERVER, numbers):  # five names, five figures
+    numbers = (observer.scrape_secs, observer.tasks, observer.unreadable, observer.replays, observer.task_errors,
+               observer.not_read)
+    for name, number in zip(OBSERVER, numbers):  # six names, six figures
         out.add(name, ((), ""), number)
     return [f for f in out.families() if f.name in OBSERVER]
 

@@ -128,6 +128,8 @@ class LogChunk:
     rotated: bool = False  # follow mode: a rotated file, complete: more follows in another
     over: bool = False  # the task's supervisor let go or is gone: no process writes any more
     supervisor: str = ""  # the task's registry entry's PID-START, which its links name
+    hole_before: int = 0  # a sparse log's hole that ends at `start` (never read): the range
+    # before ends where it begins (`executor/observe/logread.py`)
 
     @property
     def length(self) -> int:
@@ -140,4 +142,5 @@ class LogChunk:
                 "data": self.data, "runs": list(self.runs), "parts": list(self.parts),
                 "file": self.file, "dir": self.run_dir, "continues": self.continues,
                 "rotated": self.rotated, "over": self.over, "supervisor": self.supervisor or None,
-                "latest_run": self.runs[-1] if self.runs else None}
+                "latest_run": self.runs[-1] if self.runs else None,
+                "hole_before": self.hole_before}

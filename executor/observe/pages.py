@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from executor.host.clock import age, iso_time, when
+from executor.host.registrylookup import not_read_line
 from executor.host.truth import describe_frozen, describe_restart, describe_stopped
 from executor.observe.html import esc, facts, log_url, page, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
@@ -48,11 +49,14 @@ def _uptime(row: Mapping[str, Any], now_wall: float) -> str:
 
 
 def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
-               unreadable: Sequence[str] = (), shown_to: str = "", other_hosts: str = "") -> str:
+               unreadable: Sequence[str] = (), shown_to: str = "", other_hosts: str = "",
+               not_read: Sequence[str] = ()) -> str:
     """The host's tasks; `unreadable`: the registry's entries this version cannot read
     whose supervisors run (another version of Stoker's), named below the table; `shown_to`:
     whose tasks these are, when not everyone's (`--show-tasks-to owner`); `other_hosts`: the
-    sentence on other hosts' tasks in the registry (a shared root), which are not listed."""
+    sentence on other hosts' tasks in the registry (a shared root), which are not listed;
+    `not_read`: the registry's other files read as no task, counted below the table as
+    `stoker ps` counts them."""
     rows = []
     for t in _sorted(tasks):
         r = t.row
@@ -78,6 +82,8 @@ def tasks_page(tasks: Sequence[TaskSummary], now_wall: float, root: str,
                     f"{esc(', '.join(unreadable))}.</p>")
     if other_hosts:
         body.append(f"<p>{esc(other_hosts)}.</p>")
+    if not_read:
+        body.append(f"<p>{esc(not_read_line(list(not_read), root))}.</p>")
     return page("Tasks on this host", "".join(body), where=f"registry {esc(root)}")
 
 

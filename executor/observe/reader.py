@@ -16,7 +16,8 @@ a symlink or blocking (`executor/procs/saferead.py`): a symlink anywhere below t
 a FIFO or a device, a name that is not plain, or a missing file is `NotFound` with the
 reason, and so is the log of a task whose sandbox a later supervisor registered (`stoker
 run --sandbox` again: `.logs` is that run's, this task's were kept as `.logs.attempt-N`). At most `logrange.MAX_CHUNK_BYTES` are read for one request, and a run directory
-is listed up to `MAX_LISTED` entries, whatever the task planted there.
+is listed up to `MAX_LISTED` entries, whatever the task planted there; a sparse log's holes
+are stepped over, never read (`executor/observe/logread.py`).
 
 Follow mode (a request naming the file and run directory it holds, `LogQuery.file` and
 `.dir`) goes on from there as `stoker tail -f` does: into the file a rotation wrote after
@@ -40,7 +41,8 @@ from executor.host.identity import is_alive, is_stopped, one_reading
 from executor.host.lock import LockTable
 from executor.host.registry import Listed, Registry, RegistryUnreadable
 from executor.host.registrylookup import AmbiguousTaskId, find, running_alike, split_hosts
-from executor.observe.logrange import STREAM, LogQuery, trim, window
+from executor.observe import logread
+from executor.observe.logrange import STREAM, LogQuery
 from executor.observe.model import Choice, LogChunk, TaskDetail, TaskSummary
 from executor.observe.taskusage import measure, task_figures
 from executor.observe.usage import UsageSampler
@@ -105,6 +107,7 @@ class Reader:
         self.views: ViewCache[Viewed] = ViewCache()  # each checkpoint replayed once it changed
         self.entries: EntryCache[Listed | None] = EntryCache()  # each registry entry parsed once it changed
         self.other_hosts: dict[str, int] = {}  # the last reading's other hosts' tasks, by host
+        self.not_read: list[str] = []  # the last reading's files that are no entry (`Registry.read_noting`)
 
     @property
     def root(self) -> str:
@@ -136,9 +139,10 @@ class Reader:
         """The registry's entries and its unreadable ones (`Registry.read_all`), for every
         answer: one that cannot be read is Unavailable (503) for a task, its logs and the
         list alike, never a task not found (404). This host's entries only; how many each other
-        host has (a registry root hosts share) is kept as `other_hosts`, the last reading's."""
+        host has (a registry root hosts share) is kept as `other_hosts`, the last reading's, and the
+        registry's other files, read as no entry, as `not_read`."""
         try:
-            listed, unreadable = self._registry().read_all()
+            listed, unreadable, self.not_read = self._registry().read_noting()
         except RegistryUnreadable as exc:
             raise Unavailable(str(exc)) from None
         listed, self.other_hosts = split_hosts(listed)  # this host's only: another's pid means nothing here
@@ -242,7 +246,7 @@ class Reader:
                     step = _follow(pdir, runs, query)
                 else:
                     rdir = saferead.open_dir(str(number), pdir)
-                    step = _Step(number, rdir, _open_closing(query.stream, rdir), query.offset)
+                    step = logread.Step(number, rdir, _open_closing(query.stream, rdir), query.offset)
             finally:
                 os.close(pdir)
             try:
@@ -255,25 +259,11 @@ class Reader:
         except OSError as exc:
             raise NotFound(f"no log {where} in task {quoted(task_id)}: {saferead.describe(exc)}") from None
         try:
-            chunk = _chunk(step, attrs.evolve(query, offset=step.offset), task_id=task_id,
+            chunk = logread.chunk(step, attrs.evolve(query, offset=step.offset), task_id=task_id,
                            process=process, runs=runs, parts=parts, run_dir=dir_ident)
             return attrs.evolve(chunk, over=over, supervisor=supervisor_key(entry))
         finally:
             os.close(step.fd)
-
-
-@attrs.frozen(slots=True)
-class _Step:
-    """What one request reads: run `run`'s file `fd` (in its directory `rdir`) from
-    `offset`; `continues`: right after what the follower held; `whole`: a rotated file
-    (complete: a character cut at its end is not held back, and more follows it)."""
-
-    run: int
-    rdir: int
-    fd: int
-    offset: int | None
-    continues: bool = True
-    whole: bool = False
 
 
 def _not_taken_over(entry: RegistryEntry, every: list[Listed], task_id: str) -> None:
@@ -308,7 +298,7 @@ def _open_closing(name: str, rdir: int) -> int:
         raise
 
 
-def _follow(pdir: int, runs: tuple[int, ...], query: LogQuery) -> _Step:
+def _follow(pdir: int, runs: tuple[int, ...], query: LogQuery) -> logread.Step:
     """Follow mode: what comes after byte `query.offset` of the file `query.file` of run
     `query.run` (its directory `query.dir`): the rest of that file, else the file a rotation
     wrote after it (`executor/procs/rotation.py`), else the next run's log from its start
@@ -333,7 +323,7 @@ def _follow(pdir: int, runs: tuple[int, ...], query: LogQuery) -> _Step:
 
 
 def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run: int,
-               offset: int) -> _Step:
+               offset: int) -> logread.Step:
     stream = query.stream
     dev, ino = (int(n) for n in (query.file or "0:0").split(":"))
     held = (dev, ino)
@@ -345,14 +335,14 @@ def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run
         current = os.fstat(fd)
         if rotation.ident(current) == held:
             if current.st_size < offset:
-                return _Step(run, rdir, fd, 0, continues=False)  # truncated: from its start
+                return logread.Step(run, rdir, fd, 0, continues=False)  # truncated: from its start
             try:
                 following = _next_run(pdir, runs, run, stream) if current.st_size == offset else None
             except BaseException:
                 os.close(fd)
                 raise
             if following is None:
-                return _Step(run, rdir, fd, offset)
+                return logread.Step(run, rdir, fd, offset)
             os.close(fd)
             os.close(rdir)
             return following
@@ -360,16 +350,16 @@ def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run
     mine = rotation.open_backup(rdir, stream, held)
     if mine is not None:
         if os.fstat(mine).st_size > offset:
-            return _Step(run, rdir, mine, offset, whole=True)  # the rest of the held file
+            return logread.Step(run, rdir, mine, offset, whole=True)  # the rest of the held file
         os.close(mine)
         successor = rotation.open_successor(rdir, stream, held)
         if successor is not None:  # a backup too when a burst rotated it since
             whole = rotation.ident_at(stream, rdir) != rotation.ident(os.fstat(successor))
-            return _Step(run, rdir, successor, 0, whole=whole)
-    return _Step(run, rdir, saferead.open_file(stream, rdir), 0, continues=False)
+            return logread.Step(run, rdir, successor, 0, whole=whole)
+    return logread.Step(run, rdir, saferead.open_file(stream, rdir), 0, continues=False)
 
 
-def _next_run(pdir: int, runs: tuple[int, ...], run: int, stream: str) -> _Step | None:
+def _next_run(pdir: int, runs: tuple[int, ...], run: int, stream: str) -> logread.Step | None:
     """The first run after `run`, its log from its start; None when there is none (or its
     directory is there and its log not yet). Raises OSError."""
     newer = [r for r in runs if r > run]
@@ -381,7 +371,7 @@ def _next_run(pdir: int, runs: tuple[int, ...], run: int, stream: str) -> _Step 
         return None
 
 
-def _first(pdir: int, run: int, stream: str) -> _Step:
+def _first(pdir: int, run: int, stream: str) -> logread.Step:
     """Run `run`'s log from the start of its oldest file (`rotation.open_first`)."""
     rdir = saferead.open_dir(str(run), pdir)
     try:
@@ -390,7 +380,7 @@ def _first(pdir: int, run: int, stream: str) -> _Step:
         os.close(rdir)
         raise
     whole = rotation.ident_at(stream, rdir) != rotation.ident(os.fstat(fd))
-    return _Step(run, rdir, fd, 0, whole=whole)
+    return logread.Step(run, rdir, fd, 0, whole=whole)
 
 
 def _names(dir_fd: int) -> list[tuple[str, bool]]:
@@ -415,23 +405,3 @@ def _parts(rdir: int) -> tuple[str, ...]:
         return base, int(number or 0)
     return tuple(sorted((n for n, is_dir in _names(rdir) if not is_dir and STREAM.match(n)),
                         key=order))
-
-
-def _chunk(step: _Step, query: LogQuery, *, task_id: str, process: str,
-           runs: tuple[int, ...], parts: tuple[str, ...], run_dir: str) -> LogChunk:
-    stat = os.fstat(step.fd)
-    size = stat.st_size
-    win = window(size, query)
-    data = bytearray()
-    while win.start + len(data) < win.end:
-        block = os.pread(step.fd, min(saferead.BLOCK_BYTES, win.end - win.start - len(data)),
-                         win.start + len(data))
-        if not block:
-            break
-        data += block
-    skip, keep = trim(bytes(data), win, whole=step.whole and win.end == size)
-    return LogChunk(task_id=task_id, process=process, run=step.run, stream=query.stream,
-                    start=win.start + skip, end=win.start + keep, size=size,
-                    data=bytes(data[skip:keep]).decode("utf-8", "replace"), capped=win.capped,
-                    runs=runs, parts=parts, file=_text(rotation.ident(stat)), run_dir=run_dir,
-                    continues=step.continues, rotated=step.whole)

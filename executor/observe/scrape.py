@@ -137,4 +137,5 @@ def metrics_text(reader: Reader, viewer: int | None, ended_secs: float | None, e
     everyone = viewer == EVERYONE  # the observer's own counts of every task: not a user's to know
     return render([*tasks, *metrics.observer_families(metrics.ObserverFigures(
         scrape_secs=took, tasks=len(found) - len(left_out), unreadable=len(unreadable) if everyone else None,
-        replays=reader.views.read if everyone else None, task_errors=errors.total if everyone else None))])
+        replays=reader.views.read if everyone else None, task_errors=errors.total if everyone else None,
+        not_read=len(reader.not_read) if everyone else None))])

@@ -183,7 +183,8 @@ class ObserverApp:
                 tasks, unreadable = self.reader.tasks_and_unreadable(viewer)
                 others = self.reader.other_hosts
                 return _html(tasks_page(tasks, now, self.reader.root, unreadable, _shown_to(viewer),
-                                        other_hosts_line(others, self.reader.root) if others else ""))
+                                        other_hosts_line(others, self.reader.root) if others else "",
+                                        self.reader.not_read if viewer == EVERYONE else ()))
             case routes.TaskPage(task_id, supervisor):
                 return _html(task_page(self.reader.task(task_id, supervisor, viewer), now))
             case routes.LogPage(task_id, process, query, follow, supervisor):

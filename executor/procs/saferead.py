@@ -156,15 +156,12 @@ def _hole_ahead(fd: int) -> int:
     """The length of the hole at the file's offset, which is moved past it (0: data there,
     or a file system that cannot tell)."""
     pos = os.lseek(fd, 0, os.SEEK_CUR)
-    try:
-        data = os.lseek(fd, pos, os.SEEK_DATA)
-    except OSError as e:
-        if e.errno != errno.ENXIO:
-            return 0  # no SEEK_DATA here: the zeros are read
-        end = os.fstat(fd).st_size  # ENXIO: no data after `pos`, a hole up to the end
-        os.lseek(fd, max(pos, end), os.SEEK_SET)
-        return max(0, end - pos)
+    data = data_at(fd, pos, _NO_END)[0]
+    os.lseek(fd, data, os.SEEK_SET)
     return data - pos
+
+
+_NO_END = 1 << 62  # past any file's end
 
 
 def data_at(fd: int, pos: int, end: int) -> tuple[int, int]:
@@ -189,7 +186,7 @@ def data_at(fd: int, pos: int, end: int) -> tuple[int, int]:
     return data, min(hole, end)
 
 
-def _hole_start(fd: int, pos: int) -> int:
+def hole_start(fd: int, pos: int) -> int:
     """Where the hole that ends at `pos` begins (`pos`: byte `pos - 1` is data, or the file
     system cannot tell), by bisection with SEEK_DATA: some 35 lseeks for a 20 GiB hole."""
     try:
@@ -211,9 +208,9 @@ def _hole_start(fd: int, pos: int) -> int:
 def newlines_back(fd: int, pos: int, wanted: int) -> tuple[int | None, int]:
     """Read backwards from `pos` one block at a time for `wanted` newlines: (the offset
     after the last one wanted, 0), or (None, how many are still wanted) when the file's
-    start came first. A hole is stepped over, not read (`_hole_start`: it holds none)."""
+    start came first. A hole is stepped over, not read (`hole_start`: it holds none)."""
     while pos > 0:
-        pos = _hole_start(fd, pos)
+        pos = hole_start(fd, pos)
         if pos == 0:
             break
         size = min(BLOCK_BYTES, pos)

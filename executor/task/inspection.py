@@ -43,6 +43,7 @@ from executor.task.replay import AttemptView, Fold, TaskView
 from executor.task.unrecorded import (
     Unrecorded,
     garbled,
+    gone,
     later_task,
     none_of_its,
     pin_lost,
@@ -256,6 +257,8 @@ def _unread(sandbox: Path, entry: RegistryEntry | None, problem: str, pinned: st
     or deleted under it is `sandbox_gone`, and what to do about its live supervisor is said."""
     alive = _alive(entry, None)
     sandbox_gone = not os.path.isdir(sandbox)
+    if sandbox_gone and entry is not None and not alive:  # as `pin_lost` says it of an entry that pins
+        return _said(sandbox, gone(entry, "removed"))  # its `.stoker` (an older Stoker's pins none)
     if sandbox_gone and alive and entry is not None:
         problem = f"{problem}; {unreachable(entry.supervisor_pid)}"
     truth = judge(None, alive, last_record_wall=None, checkpoint_mtime=checkpoint_mtime(sandbox, pinned),

@@ -83,3 +83,24 @@ def test_a_live_supervisor_s_task_whose_checkpoint_cannot_be_read_is_unknown(tmp
     assert row["problem"].startswith(f"cannot read the checkpoint in {sandbox}/.stoker: ")
     text = _ps(capsys, settings.registry_root)
     assert text.splitlines()[1].split()[2] == "UNKNOWN" and f"web-0-1: {row['problem']}\n" in text
+
+
+@pytest.mark.parametrize("older", [False, True], ids=["pinned", "older-entry"])
+@pytest.mark.parametrize("ended", [False, True], ids=["no-end", "let-go"])
+def test_a_gone_supervisor_s_task_whose_sandbox_is_deleted_is_gone_whatever_stoker_wrote_its_entry(
+        tmp_path, capsys, older, ended):
+    """An entry of an older Stoker records no `.stoker` (`stoker_dir`): with its supervisor gone
+    and its sandbox deleted, its task showed LOST (no end recorded) or NEW (one recorded), where
+    an entry that pins its `.stoker` shows GONE, as both now do."""
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    sandbox = tmp_path / "sb"
+    registered_task(settings, sandbox, "web-0-1", RUNNING, alive=False, ended=ended)
+    if older:
+        (path,) = (tmp_path / "root").glob("*.json")
+        doc = json.loads(path.read_text())
+        del doc["stoker_dir"]
+        path.write_text(json.dumps(doc))
+    shutil.rmtree(sandbox)
+    (row,) = json.loads(_ps(capsys, settings.registry_root, "--all", "--json"))
+    assert (row["state"], row["ended"]) == ("GONE", ended), row
+    assert row["problem"].startswith("its sandbox no longer holds its checkpoint: removed; "), row["problem"]

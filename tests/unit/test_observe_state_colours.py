@@ -9,6 +9,7 @@ import re
 
 from executor.events import ProcessState, RunOutcome, TaskPhase, TaskStage
 from executor.observe.assets import STYLE
+from executor.observe.html import state
 from executor.observe.metrics import HEALTH_OUTCOMES, HEALTH_STATES, PROCESS_STATES, TASK_STATES
 from executor.task.membership import MemberState
 
@@ -18,3 +19,10 @@ def test_every_state_the_pages_show_has_a_colour():
     shown = {*TASK_STATES, *PROCESS_STATES, *HEALTH_STATES, *HEALTH_OUTCOMES, "HEALTHY", "UNHEALTHY",
              *(s.value for s in (*TaskStage, *TaskPhase, *ProcessState, *RunOutcome, *MemberState))}
     assert sorted(shown - coloured) == []
+
+
+def test_a_task_whose_sandbox_is_gone_has_a_colour_of_its_own():
+    """`SANDBOX GONE` (a live supervisor whose sandbox was renamed or deleted) was given the
+    class of any other text, `s-other`, and shown uncoloured beside the states around it."""
+    css = re.search(r'class="state s-([^"]+)"', state("SANDBOX GONE")).group(1)
+    assert re.search(rf"\.s-{css}[ ,][^{{]*\{{ color: var\(--bad\)", STYLE), css
