@@ -129,7 +129,8 @@ class Expansion:
         self.chars += chars
         if self.steps > self.max_steps:
             raise _OverBudget(f"needs more than {self.max_steps} template steps to expand "
-                              "(its references repeat each other too often)")
+                              "(its references repeat or lead to each other too often: a long chain "
+                              "of bound names, `--bind` flags among them)")
         if self.chars > self.limits.job_chars:
             raise _OverBudget(f"takes the job's expanded strings past {self.limits.job_chars} characters")
 

@@ -193,8 +193,8 @@ def test_a_bound_value_that_loops_is_a_config_error_naming_the_job_and_the_field
     assert not isinstance(info.value, BindError)
     assert info.value.problems == (str(info.value).removeprefix("job c/r/e/a: "),)
     assert str(info.value) == ("job c/r/e/a: job.task.processes[0].cmdline = 'run {{mesos.hostname}}' needs "
-                               "more than 5200 template steps to expand (its references repeat each other "
-                               "too often)")
+                               "more than 5200 template steps to expand (its references repeat or lead to "
+                               "each other too often: a long chain of bound names, `--bind` flags among them)")
 
 
 @pytest.mark.parametrize("ports, shown", [

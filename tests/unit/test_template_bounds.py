@@ -179,7 +179,8 @@ def test_a_loop_through_a_bound_scope_stops_at_the_limits():
     (tree, out), secs = timed(lambda: expand(j))
     assert tree is None and len(out.problems) == 1
     assert out.problems[0] == ("job.task.processes[0].cmdline = '{{x}}' needs more than 5600 template "
-                               "steps to expand (its references repeat each other too often)")
+                               "steps to expand (its references repeat or lead to each other too often: "
+                               "a long chain of bound names, `--bind` flags among them)")
     assert secs < HANG_BOUND_SECS
 
 
@@ -394,7 +395,8 @@ def test_a_chain_of_bind_flags_past_pystachio_s_100_levels_runs_out_of_the_step_
     (flagged,) = bind_values([job(process("a", "echo {{v0}}"))], links)
     assert expand(flagged)[1].problems == [
         "job.task.processes[0].cmdline = 'echo {{v0}}' needs more than 5600 template steps to expand "
-        "(its references repeat each other too often)"]
+        "(its references repeat or lead to each other too often: a long chain of bound names, "
+        "`--bind` flags among them)"]
     assert expand(job(process("a", "echo {{v0}}")).bind(**dict(links)))[1].problems == [
         "job.task.processes[0].cmdline = 'echo {{v0}}' cannot be expanded: its references lead through more "
         "than 100 levels of others (pystachio's limit: the Aurora client cannot expand it either)"]

@@ -218,7 +218,8 @@ def test_bind_names_what_cannot_be_expanded(problem):
 def test_port_names_of_a_job_past_the_expansion_s_limits_is_a_config_error_naming_the_field():
     # `.bind()`'s values double each pass: the expansion stops, with no tree to read names in
     problem = ("job.task.processes[0].cmdline = '{{x}}' needs more than 5600 template steps to expand "
-               "(its references repeat each other too often)")
+               "(its references repeat or lead to each other too often: a long chain of bound names, "
+               "`--bind` flags among them)")
     with pytest.raises(ConfigError) as info:
         port_names(job(process("a", "{{x}}")).bind(x="{{x}}{{x}}"))
     assert str(info.value) == f"invalid job: {problem}"
