@@ -157,15 +157,15 @@ class Waking:
 
 def close_task(reaper: Reaper, containment: Containment, contained: Callable[[], Containment],
                watchdog: WatchdogKeeper | None, logs: RunLogs, kill_secs: float, exit_by: ExitBy,
-               orphans: Callable[[], None] | None, errors: list[BaseException]) -> None:
+               orphans: Callable[[], None], errors: list[BaseException]) -> None:
     """Kill the task (for `kill_secs` at most), leave and remove its cgroup, let the watchdog
     go, hand the reaper and the watchdog over (`_hand_over`), and retire the containment: a
     run that dies later kills nothing (what this process forks next). `contained`: the
-    containment, settled; `orphans`: the reaper's orphan hook, taken off (None: none was put)."""
+    containment, settled; `orphans`: the reaper's orphan hook, taken off (a no-op when the
+    start raised before it put it)."""
     let_go = _kill_and_let_go(containment, contained, watchdog, kill_secs, exit_by, errors)
     close_step(errors, logs.stop_pump, exit_by)
-    if orphans is not None:
-        close_step(errors, reaper.on_orphans, orphans, remove=True)
+    close_step(errors, reaper.on_orphans, orphans, remove=True)
     _hand_over(reaper, containment, watchdog, let_go, exit_by, errors)
     containment.retire()
 
