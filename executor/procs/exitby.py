@@ -118,13 +118,12 @@ class ExitBy:
         seconds left)` on the waiting thread (a wait over at once says nothing)."""
         end = time.monotonic() + secs
         note_at = None if noted is None else end - secs + noted[0]
-        seen = math.nan  # the time `end` was cut for (none yet: NaN equals no time)
         with self._cond:
             while not done():
                 now = time.monotonic()
                 cut_for = self.kill_at if to_kill and self.kill_at is not None else self._at
-                if share is not None and cut_for is not None and cut_for != seen:
-                    seen, end = cut_for, min(end, now + share * max(0.0, cut_for - now))
+                if share is not None and cut_for is not None:  # (at each look: a later look cuts no sooner)
+                    end = min(end, now + share * max(0.0, cut_for - now))
                 left = within(end - now, self._at)
                 if left <= 0:
                     return False
