@@ -409,10 +409,9 @@ class Supervisor:
         reaping the worker's other children."""
         earlyfork.let_go_stop_room()  # a task that ended with no stop: its close has the room
         with self._lock:
-            state = self._state
-            if state in (SupervisorState.CLOSING, SupervisorState.CLOSED):
+            if self._state in (SupervisorState.CLOSING, SupervisorState.CLOSED):
                 return
-            containment = self._containment if state is SupervisorState.STARTED else None
+            containment = self._containment  # (made by a start only: None before, or if it failed first)
             self._state = SupervisorState.CLOSING if containment is not None else SupervisorState.CLOSED
         errors: list[BaseException] = []
         if containment is not None:  # each step bound by the exit time, even one set meanwhile (`exitby.close_task`)
