@@ -17,6 +17,7 @@ import pytest
 
 from executor.procs import exitby
 from executor.procs.exitby import ExitBy
+from tests.support.fd0 import fd_0_names, made_on_fd_0
 
 
 class _Clock:
@@ -158,20 +159,11 @@ def test_with_no_eventfd_to_be_had_the_waking_is_none_and_the_exit_time_still_bo
         assert exit_by.bound(at + 1.0, fd) == at
 
 
-def test_an_eventfd_on_fd_0_is_emptied_and_closed_as_any_other(monkeypatch):
+def test_an_eventfd_on_fd_0_is_emptied_and_closed_as_any_other():
     """A process whose stdin was closed gets fd 0 for its next descriptor, the waking's eventfd
     too: it is read quiet by `bound` and closed as the wait ends, as any other (fd 0 left
     readable, the close's kill would wake at once again and again until its bound)."""
-    made = os.eventfd
-
-    def on_0(initval: int, flags: int) -> int:
-        fd = made(initval, flags)
-        os.dup2(fd, 0, inheritable=False)
-        os.close(fd)
-        return 0
-    stdin = os.dup(0)
-    try:
-        monkeypatch.setattr(os, "eventfd", on_0)
+    with made_on_fd_0("eventfd"):
         exit_by = ExitBy()
         with exit_by.waking() as fd:
             assert fd == 0
@@ -179,14 +171,4 @@ def test_an_eventfd_on_fd_0_is_emptied_and_closed_as_any_other(monkeypatch):
             assert select.select([0], [], [], 0)[0] == [0]
             exit_by.bound(time.monotonic() + 200.0, fd)
             assert select.select([0], [], [], 0)[0] == []
-        assert not _an_eventfd(0), "the waking's eventfd was left open"
-    finally:
-        os.dup2(stdin, 0)
-        os.close(stdin)
-
-
-def _an_eventfd(fd: int) -> bool:
-    try:
-        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
-    except OSError:
-        return False  # closed
+        assert fd_0_names() != "anon_inode:[eventfd]", "the waking's eventfd was left open"
