@@ -175,21 +175,6 @@ def test_a_watchdog_let_go_that_raises_is_the_close_s_error_and_the_rest_is_done
     wait_for(lambda: not alive(dog), 10, message="the watchdog gone")
 
 
-def test_dev_null_s_descriptor_on_fd_0_is_closed_as_any_other(tmp_path, tracker):
-    """A supervisor started with its stdin closed gets fd 0 for /dev/null, the runs' stdin:
-    its close closes it as it would any other (was it left open, the next supervisor of the
-    process got another)."""
-    import os
-
-    from tests.support.fd0 import fd_0_names, made_on_fd_0
-
-    with made_on_fd_0("open", lambda path: path == os.devnull):
-        h = Harness(tmp_path / "sandbox", tracker, cgroups="off")
-        assert h.sup._devnull == 0
-        h.sup.close()
-        assert fd_0_names() != os.devnull, "/dev/null's fd 0 left open"
-
-
 def test_a_close_that_left_the_cgroup_cut_busy_and_stuck_says_so_to_the_watchdog_s_wait_and_waits_no_more(
         tmp_path, tracker, monkeypatch):
     """What the cgroup's close reports (its deadline cut it, a member would not die, only

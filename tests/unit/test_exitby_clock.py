@@ -1,6 +1,6 @@
 """`ExitBy` on a clock the test moves: a wait's figures to the hundredth (its whole time, a
 share of what is left, the note said once), the reasons and SIGKILL times kept as `set` is
-called again, and the waking eventfd's edges (none to be had, one that lands on fd 0).
+called again, and the waking eventfd's flags and none to be had.
 
 The clock (`_Clock`) is both `exitby`'s `time` and the ExitBy's condition: a wait on it moves
 the clock by its timeout at once, or to the next thing the test scheduled (`at`), which runs
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import time
 from collections.abc import Callable
 
@@ -17,7 +16,6 @@ import pytest
 
 from executor.procs import exitby
 from executor.procs.exitby import ExitBy
-from tests.support.fd0 import fd_0_names, made_on_fd_0
 
 
 class _Clock:
@@ -157,18 +155,3 @@ def test_with_no_eventfd_to_be_had_the_waking_is_none_and_the_exit_time_still_bo
         at = time.monotonic() + 100.0
         exit_by.set(at)
         assert exit_by.bound(at + 1.0, fd) == at
-
-
-def test_an_eventfd_on_fd_0_is_emptied_and_closed_as_any_other():
-    """A process whose stdin was closed gets fd 0 for its next descriptor, the waking's eventfd
-    too: it is read quiet by `bound` and closed as the wait ends, as any other (fd 0 left
-    readable, the close's kill would wake at once again and again until its bound)."""
-    with made_on_fd_0("eventfd"):
-        exit_by = ExitBy()
-        with exit_by.waking() as fd:
-            assert fd == 0
-            exit_by.set(time.monotonic() + 100.0)
-            assert select.select([0], [], [], 0)[0] == [0]
-            exit_by.bound(time.monotonic() + 200.0, fd)
-            assert select.select([0], [], [], 0)[0] == []
-        assert fd_0_names() != "anon_inode:[eventfd]", "the waking's eventfd was left open"
