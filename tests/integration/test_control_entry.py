@@ -93,3 +93,42 @@ def test_no_lock_holder_is_an_unknown_task_and_a_dead_one_s_task_is_the_entry_s(
     let_go = attrs.evolve(_entry(sandbox, me.pid, me.start_ticks, boot=OTHER_BOOT), ended_wall=time.time() - 5)
     assert _refusal(sandbox, lambda: let_go) == f"no live supervisor holds '{sandbox}' (its task is NEW)"
     assert _refusal(sandbox, lambda: None) == f"no live supervisor holds '{sandbox}' (its task is LOST)"
+
+
+def test_a_lock_file_that_names_a_live_process_that_does_not_hold_the_lock_is_refused(tmp_path):
+    """No entry, nobody holding the lock, and the file names a live process of this boot (a
+    task may write it, naming a stranger): refused, in words that say so."""
+    sandbox = _sandbox(tmp_path)
+    me = own_identity()
+    (sandbox / ".stoker" / "supervisor.lock").write_text(json.dumps(
+        {"pid": me.pid, "start": me.start_ticks, "boot": me.boot_id, "front_end": "run", "since": time.time() - 60}))
+    assert _refusal(sandbox, lambda: None) == (f"no live supervisor holds '{sandbox}': the process its lock file "
+                                               "names does not hold the lock")
+
+
+SERVER = """
+import socket, sys
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(sys.argv[1])
+listener.listen(8)
+print("listening", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_control_socket_another_process_serves_is_not_the_supervisor_s(held):
+    """The lock is this process's, the socket another's (a task's, planted): refused by its
+    peer's pid, before a word is sent to it."""
+    import subprocess
+    import sys
+
+    me = own_identity()
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(held / ".stoker" / "control.sock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and server.stdout.readline() == "listening\n"
+        assert _refusal(held, lambda: None) == (f"the control socket in {held} belongs to pid {server.pid}, not to "
+                                                f"the sandbox's supervisor (pid {me.pid})")
+    finally:
+        server.kill()
+        server.wait()
