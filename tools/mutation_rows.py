@@ -230,7 +230,7 @@ MODULES = (
     # The tenth round: the executor's exit time, the walk that re-reads the orphans' list, the
     # OOM kill count (the held file)
     Module("exitby", "the executor's exit time", ("executor/procs/exitby.py",),
-           ("tests/unit/test_exitby.py",),  # (not the close's steps moved in since: `closesteps`' row)
+           ("tests/unit/test_exitby.py", "tests/unit/test_exitby_clock.py"),  # (not the close's steps moved in since: `closesteps`' row)
            functions=("executor.procs.exitby.x_within__mutmut_*", "executor.procs.exitby.x__empty__mutmut_*",
                       "executor.procs.exitby.xǁExitByǁ*__mutmut_*", "executor.procs.exitby.xǁWakingǁ*__mutmut_*")),
     Module("orphanwalk", "a walk that misses no orphan", ("executor/procs/orphanwalk.py",),

@@ -184,7 +184,7 @@ LATER_ROWS = (
            ("tests/integration/test_control_unanswered.py", "tests/integration/test_control_paused.py",
             *(f"tests/integration/test_{name}.py" for name in (
                 "control_planted", "control_refusals", "another_boot", "held_file", "host_session_starting",
-                "shared_root", "status_cli")),
+                "shared_root", "status_cli", "control_entry")),
             # (not its two tests whose child is `stoker kill`: mutmut's trampoline there finds no settings)
             *all_but("tests/integration/test_status_trust.py",
                      "test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no_one",

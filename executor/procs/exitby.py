@@ -67,8 +67,9 @@ class ExitBy:
             try:
                 fd = os.eventfd(int(self._at is not None), os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             except OSError:
-                return Waking(self, -1)
-            self._wake_fds.add(fd)
+                fd = -1
+            else:
+                self._wake_fds.add(fd)
         return Waking(self, fd)
 
     def _drop(self, wake_fd: int) -> None:
@@ -103,12 +104,12 @@ class ExitBy:
         with self._cond:
             self._cond.notify_all()
 
-    def wait(self, done: Callable[[], bool], secs: float, share: float = 1.0, *, to_kill: bool = False,
+    def wait(self, done: Callable[[], bool], secs: float, share: float | None = None, *, to_kill: bool = False,
              noted: tuple[float, Callable[[float], None]] | None = None) -> bool:
         """Until `done()` (True), `secs` or this process's exit time, set before or during the
         wait, whichever comes first (False). `done` is made true by another thread, which
-        then calls `wake`. `share` < 1: the wait takes at most that share of what is left
-        until the exit time, counted when it learns of it, at its start or as it is set
+        then calls `wake`. `share` (None: all of it): the wait takes at most that share of
+        what is left until the exit time, counted when it learns of it, at its start or as it is set
         (was: a wait begun before SHUTDOWN, a task's leave of its ServerSet after a KILL,
         ran on to the exit time, past the SIGKILL at the end of the processes' grace);
         `to_kill`: of what is left until `kill_at`, once set (a leave, which the processes'
@@ -117,13 +118,12 @@ class ExitBy:
         seconds left)` on the waiting thread (a wait over at once says nothing)."""
         end = time.monotonic() + secs
         note_at = None if noted is None else end - secs + noted[0]
-        seen: float | None = None  # the time `end` was cut for
         with self._cond:
             while not done():
                 now = time.monotonic()
                 cut_for = self.kill_at if to_kill and self.kill_at is not None else self._at
-                if cut_for is not None and cut_for != seen and share < 1.0:
-                    seen, end = cut_for, min(end, now + share * max(0.0, cut_for - now))
+                if share is not None and cut_for is not None:  # (at each look: a later look cuts no sooner)
+                    end = min(end, now + share * max(0.0, cut_for - now))
                 left = within(end - now, self._at)
                 if left <= 0:
                     return False
@@ -156,15 +156,15 @@ class Waking:
 
 def close_task(reaper: Reaper, containment: Containment, contained: Callable[[], Containment],
                watchdog: WatchdogKeeper | None, logs: RunLogs, kill_secs: float, exit_by: ExitBy,
-               orphans: Callable[[], None] | None, errors: list[BaseException]) -> None:
+               orphans: Callable[[], None], errors: list[BaseException]) -> None:
     """Kill the task (for `kill_secs` at most), leave and remove its cgroup, let the watchdog
     go, hand the reaper and the watchdog over (`_hand_over`), and retire the containment: a
     run that dies later kills nothing (what this process forks next). `contained`: the
-    containment, settled; `orphans`: the reaper's orphan hook, taken off (None: none was put)."""
+    containment, settled; `orphans`: the reaper's orphan hook, taken off (a no-op when the
+    start raised before it put it)."""
     let_go = _kill_and_let_go(containment, contained, watchdog, kill_secs, exit_by, errors)
     close_step(errors, logs.stop_pump, exit_by)
-    if orphans is not None:
-        close_step(errors, reaper.on_orphans, orphans, remove=True)
+    close_step(errors, reaper.on_orphans, orphans, remove=True)
     _hand_over(reaper, containment, watchdog, let_go, exit_by, errors)
     containment.retire()
 

@@ -409,17 +409,15 @@ class Supervisor:
         reaping the worker's other children."""
         earlyfork.let_go_stop_room()  # a task that ended with no stop: its close has the room
         with self._lock:
-            state = self._state
-            if state in (SupervisorState.CLOSING, SupervisorState.CLOSED):
+            if self._state in (SupervisorState.CLOSING, SupervisorState.CLOSED):
                 return
-            started = state is SupervisorState.STARTED and self._containment is not None
-            self._state = SupervisorState.CLOSING if started else SupervisorState.CLOSED
+            containment = self._containment  # (made by a start only: None before, or if it failed first)
+            self._state = SupervisorState.CLOSING if containment is not None else SupervisorState.CLOSED
         errors: list[BaseException] = []
-        if started:  # each step bound by the exit time, even one set meanwhile (`exitby.close_task`)
-            assert self._reaper is not None and self._containment is not None
-            orphans = self._orphan_reaped if self._drains is not None else None  # the hook to take off
-            close_task(self._reaper, self._containment, self._contained, self._watchdog, self._logs,
-                       CLOSE_KILL_SECS, self._exit_by, orphans, errors)
+        if containment is not None:  # each step bound by the exit time, even one set meanwhile (`exitby.close_task`)
+            assert self._reaper is not None  # (taken before the containment was made)
+            close_task(self._reaper, containment, self._contained, self._watchdog, self._logs,
+                       CLOSE_KILL_SECS, self._exit_by, self._orphan_reaped, errors)
             self._state = SupervisorState.CLOSED
             close_step(errors, self._close_fds)
         else:  # or its start failed before its containment (no thread)

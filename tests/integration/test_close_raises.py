@@ -45,9 +45,10 @@ def test_a_close_whose_kill_raises_still_ends_its_run_watchdog_and_reaper(tmp_pa
 
 def test_a_start_that_raised_after_the_reaper_s_is_closed_without_it(tmp_path, tracker, monkeypatch):
     """A start cut short after it took the reaper (here: the OOM shield's), before its
-    containment: its close let the reaper's user be (was: held for good, its thread never ending)."""
+    containment: its close let the reaper's user be (was: held for good, its thread never ending),
+    and it is CLOSED at once, as one closed before its start (nothing of it to kill)."""
     from executor.procs import oomcount
-    from executor.procs.supervisor import Supervisor
+    from executor.procs.supervisor import Supervisor, SupervisorState
 
     def broken() -> None:
         raise _Broken("no shield")
@@ -58,6 +59,7 @@ def test_a_start_that_raised_after_the_reaper_s_is_closed_without_it(tmp_path, t
             sup.start()
     finally:
         sup.close()
+    assert sup._state is SupervisorState.CLOSED
     reaper = Reaper._instance
     assert reaper is not None and reaper.users == 0, "the supervisor whose start failed still holds the reaper"
     wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
@@ -168,3 +170,60 @@ def test_a_failed_start_s_close_whose_first_step_raises_still_lets_go_of_the_rea
         sup.close()
     reaper = Reaper._instance
     assert reaper is not None and reaper.users == 0, "the supervisor whose start failed still holds the reaper"
+
+
+@pytest.mark.parametrize("cgroups", ["off", SETTING_AUTO])
+def test_the_runs_a_close_kills_are_posted_as_killed_and_nothing_once_it_is_closed(tmp_path, tracker, cgroups):
+    """While it kills (CLOSING) the close posts each run's exit as any other, the owner's last
+    word on it (SIGKILL); once CLOSED, nothing more."""
+    import signal
+
+    from executor.procs.supervisor import SupervisorState
+
+    h = Harness(tmp_path / "sandbox", tracker, cgroups=cgroups)
+    run = h.spawn("p", "exec sleep 600")
+    h.sup.close()
+    assert h.sup._state is SupervisorState.CLOSED
+    event = h.events.get_nowait()  # posted before the close returned
+    assert (event.process, event.pid, event.status.signal) == ("p", run, signal.SIGKILL)
+    assert h.events.empty()
+
+
+def test_a_close_whose_last_step_raises_raises_that_error_closed_all_the_same(tmp_path, tracker, monkeypatch):
+    """The descriptors' close, the last step, failing: its error is the one the close raises
+    (the first), and the supervisor is CLOSED."""
+    from executor.procs.supervisor import Supervisor, SupervisorState
+
+    h = Harness(tmp_path / "sandbox", tracker, cgroups="off")
+    h.spawn("p", "exec sleep 600")
+
+    def broken(self) -> None:  # type: ignore[no-untyped-def]
+        raise _Broken("the descriptors could not be closed")
+    monkeypatch.setattr(Supervisor, "_close_fds", broken)
+    with pytest.raises(_Broken, match="descriptors"):
+        h.sup.close()
+    monkeypatch.undo()
+    assert h.sup._state is SupervisorState.CLOSED
+    h.sup._close_fds()  # (what the broken step left)
+
+
+@pytest.mark.parametrize("step", ["release", "_close_fds"])
+def test_a_failed_start_s_close_whose_later_step_raises_raises_that_error(tmp_path, tracker, monkeypatch, step):
+    """A start that failed after it took the reaper: its close's letting go of the reaper, or
+    of its descriptors, failing is the error the close raises."""
+    from executor.procs.supervisor import Supervisor
+
+    sup = _failed_start(tmp_path, monkeypatch)
+    owner = Reaper if step == "release" else Supervisor
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise _Broken(f"{step} failed")
+    monkeypatch.setattr(owner, step, broken)
+    with pytest.raises(_Broken, match=f"{step} failed"):
+        sup.close()
+    monkeypatch.undo()
+    if step == "release":  # (what the broken step left)
+        assert sup._reaper is not None
+        sup._reaper.release()
+    else:
+        sup._close_fds()

@@ -44,13 +44,16 @@ def test_the_cgroup_s_close_gets_the_watchdog_the_time_left_and_what_the_kill_le
     h.sup._exit_by.set(time.monotonic() + 30)
     killed: list[frozenset[int]] = []
     real_kill = Containment.kill_all
-    monkeypatch.setattr(Containment, "kill_all", lambda self, *a: killed.append(real_kill(self, *a)) or killed[-1])
+    monkeypatch.setattr(Containment, "kill_all", lambda self, *a: killed.append(real_kill(self, *a) | _STUCK) or killed[-1])
     seen = _seen_by_cgroup_close(monkeypatch)
     h.sup.close()
     [(watchdog, within_secs, stuck)] = seen
     assert watchdog == dog
     assert within_secs is not None and math.isfinite(within_secs) and 0 < within_secs <= 30
-    assert killed == [stuck]
+    assert killed == [stuck] and _STUCK <= stuck
+
+
+_STUCK = frozenset({4194305})  # what a kill could not end (D state), as it names it: no pid ever (PID_MAX_LIMIT + 1)
 
 
 def test_a_kill_that_raises_leaves_the_cgroup_s_close_nothing_stuck(tmp_path, tracker, monkeypatch):
@@ -131,3 +134,70 @@ def test_a_later_step_that_raises_is_the_close_s_error_and_the_rest_is_done(tmp_
     assert h.sup._state is SupervisorState.CLOSED
     reaper = Reaper._instance
     assert reaper is not None and reaper.users == 0
+
+
+def test_a_start_that_raised_before_its_watchdog_is_closed_without_one(tmp_path, tracker, monkeypatch):
+    """A start cut short after its containment, before its watchdog (none to let go or wait
+    for): its close ends the rest all the same, the reaper's user let go."""
+    from executor.procs import supervisor as supervisor_module
+    from executor.procs.supervisor import Supervisor, SupervisorState
+
+    def broken(**kwargs) -> None:  # type: ignore[no-untyped-def]
+        raise _Broken("no watchdog")
+    monkeypatch.setattr(supervisor_module, "WatchdogKeeper", broken)
+    sup = Supervisor(sandbox=tmp_path, task_label="test.0", env={}, post=lambda event: None, cgroups="off")
+    with pytest.raises(_Broken, match="no watchdog"):
+        sup.start()
+    assert sup._containment is not None and sup._watchdog is None
+    sup.close()
+    assert sup._state is SupervisorState.CLOSED
+    reaper = Reaper._instance
+    assert reaper is not None and reaper.users == 0, "the supervisor whose start failed still holds the reaper"
+
+
+def test_a_watchdog_let_go_that_raises_is_the_close_s_error_and_the_rest_is_done(tmp_path, tracker, monkeypatch):
+    from executor.procs.supervisor import SupervisorState
+    from executor.procs.watchdog import WatchdogKeeper
+    from tests.support.waiting import wait_for
+
+    h = Harness(tmp_path / "sandbox", tracker, cgroups=SETTING_AUTO)
+    h.spawn("p", "exec sleep 600")
+    dog, real = h.sup.watchdog_pid, WatchdogKeeper.let_go
+
+    def broken(self) -> None:  # type: ignore[no-untyped-def]
+        raise _Broken("let_go")
+    monkeypatch.setattr(WatchdogKeeper, "let_go", broken)
+    with pytest.raises(_Broken, match="^let_go$"):
+        h.sup.close()
+    assert h.sup._state is SupervisorState.CLOSED
+    assert h.sup._watchdog is not None and dog is not None
+    real(h.sup._watchdog)  # (what the broken step left)
+    wait_for(lambda: not alive(dog), 10, message="the watchdog gone")
+
+
+def test_a_close_that_left_the_cgroup_cut_busy_and_stuck_says_so_to_the_watchdog_s_wait_and_waits_no_more(
+        tmp_path, tracker, monkeypatch):
+    """What the cgroup's close reports (its deadline cut it, a member would not die, only
+    what the kill named stuck) reaches the wait for the watchdog, and a stuck close waits
+    for neither the watchdog nor the reaper's thread (none dies sooner)."""
+    from executor.procs.watchdog import WatchdogKeeper
+    from tests.support.waiting import wait_for
+
+    h = Harness(tmp_path / "sandbox", tracker, cgroups=SETTING_AUTO)
+    h.spawn("p", "exec sleep 600")
+    real_close, real_wait, real_join = Containment.close, WatchdogKeeper.wait_gone, Reaper.join_unused
+
+    def close(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        left = real_close(self, *args, **kwargs)
+        self.closed.cut_at_close = self.closed.busy_at_close = self.closed.stuck_at_close = True
+        return left
+    waits: list[tuple] = []
+    monkeypatch.setattr(Containment, "close", close)
+    monkeypatch.setattr(WatchdogKeeper, "wait_gone", lambda self, *args, **kwargs: (
+        waits.append(("watchdog", args, kwargs)), real_wait(self, *args, **kwargs))[1])
+    monkeypatch.setattr(Reaper, "join_unused", lambda self, secs: (waits.append(("reaper", secs)), real_join(self, secs))[1])
+    h.sup.close()
+    assert waits == [("watchdog", (0.0,), {"cut": True, "busy": True}), ("reaper", 0.0)]
+    reaper = Reaper._instance
+    assert reaper is not None
+    wait_for(lambda: reaper.thread is None, 10, message="the reaper's thread ended")
