@@ -72,7 +72,8 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
             command: str = "") -> Target:
     """The sandbox TARGET names (see the module docstring). Raises UsageError. `deleted`: a task
     id whose sandbox was deleted, its supervisor gone too, is its target all the same (`stoker
-    status` says it GONE, from the `.stoker` its entry pins: `inspect_sandbox`). A task id of
+    status` says it GONE, from the `.stoker` its entry pins, or none an older Stoker's entry
+    pins: `inspect_sandbox`). A task id of
     another host's (a registry root hosts share) is refused naming that host, unless `command`
     is "status": its target then, which `stoker status` says runs there (`elsewhere`)."""
     if given == "":  # `stoker kill "$SB"`, SB unset: no sandbox, not `Path('')`'s `.` (nor the default)
@@ -100,7 +101,7 @@ def resolve(given: str | None, args: argparse.Namespace, *, deleted: bool = Fals
             return Target(sandbox, found.entry)
         raise UsageError(elsewhere(found.entry, settings.registry_root, command or "status", given))
     kind = _kind(sandbox)
-    if kind != "dir" and not (deleted and kind is None and found.entry.stoker_dir and not _still_runs(found.entry)):
+    if kind != "dir" and not (deleted and kind is None and not _still_runs(found.entry)):
         raise UsageError(f"task {quoted(given)}: its sandbox {quoted(str(sandbox))} no longer exists{_still_runs(found.entry)}")
     return Target(sandbox, found.entry)
 

@@ -104,3 +104,6 @@ def test_a_gone_supervisor_s_task_whose_sandbox_is_deleted_is_gone_whatever_stok
     (row,) = json.loads(_ps(capsys, settings.registry_root, "--all", "--json"))
     assert (row["state"], row["ended"]) == ("GONE", ended), row
     assert row["problem"].startswith("its sandbox no longer holds its checkpoint: removed; "), row["problem"]
+    assert main(["status", "--root", settings.registry_root, "web-0-1"]) == 0  # (was, an older entry's: an
+    out = capsys.readouterr()[0]  # error, exit 2, "its sandbox ... no longer exists", where ps says GONE)
+    assert "state=GONE" in out and row["problem"] in out, out
