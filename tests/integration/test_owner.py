@@ -384,3 +384,23 @@ def test_an_owner_that_opens_its_own_session_writes_its_entry_once_before_its_fi
     final, _ = run_owner(sandbox, job(ProcessSpec(name="a", cmdline="true")))
     assert final.state is TaskState.FINISHED
     assert written == [("t-0", False), ("t-0", True)]
+
+
+@pytest.mark.timeout(20)
+def test_each_phase_change_is_one_task_phase_line_with_its_reason(tmp_path, caplog):
+    """The supervisor's phases (ACTIVE, CLEANING, FINALIZING, ...) reach the log as one INFO
+    `task_phase` line each, as the reporter sees them, with from, to and the reason: the event
+    docs/contract.md §8 names among `stoker run`'s JSON log lines, which no test read."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="executor.task")
+    final, rec = run_owner(tmp_path, job(ProcessSpec(name="a", cmdline="true"),
+                                         ProcessSpec(name="z", cmdline="true", final=True)))
+    assert final.state is TaskState.FINISHED
+    logged = [r for r in caplog.records if getattr(r, "stoker_event", "") == "task_phase"]
+    assert len(rec.phases) >= 2 and len(logged) == len(rec.phases)
+    for line, phase in zip(logged, rec.phases):
+        assert line.levelno == logging.INFO
+        text = line.getMessage()
+        assert f"from={phase.from_.value}" in text and f"to={phase.to.value}" in text, text
+        assert phase.reason and phase.reason in text, text
