@@ -15,6 +15,7 @@ from executor.host.registry import Registry
 from executor.host.truth import LOST, UNKNOWN, SinceSource
 from executor.task.inspection import inspect_sandbox
 from tests.support.statuscli import RUNNING, registered_task
+from tests.support.users import as_nobody, needs_root, open_sandbox
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,6 +47,28 @@ def test_an_unread_checkpoint_of_a_supervisor_gone_without_letting_go_is_lost_si
     assert (seen.truth.state, seen.truth.ended) == (LOST, False)
     assert (seen.truth.since_wall, seen.truth.since) == (entry.registered_wall, SinceSource.REGISTRY)
     assert "cannot be reached" not in seen.problem
+
+
+@needs_root
+def test_a_checkpoint_its_reader_may_not_read_is_lost_since_it_was_last_written(tmp_path):
+    """Another user's checkpoint (root's, 0600) read by nobody: its supervisor gone without
+    letting go, LOST since the checkpoint's mtime, which nobody may still stat (`.stoker` 0755)."""
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    with open_sandbox() as top:
+        sandbox = top / "sb"
+        registered_task(settings, sandbox, "web-0-1", RUNNING, alive=False)
+        for path, mode in ((top, 0o755), (sandbox, 0o755), (sandbox / ".stoker", 0o755),
+                           (sandbox / ".stoker/checkpoint.jsonl", 0o600)):
+            os.chmod(path, mode)
+        os.utime(sandbox / ".stoker/checkpoint.jsonl", (1_000_000_000, 1_000_000_000))
+        (listed,) = Registry(settings).read()
+        assert inspect_sandbox(sandbox, listed.entry).truth.since == SinceSource.LAST_RECORD  # root reads it
+
+        def ask() -> str:
+            truth = inspect_sandbox(sandbox, listed.entry).truth
+            return f"{truth.state} {truth.since} {truth.since_wall}"
+
+        assert as_nobody(ask) == f"{LOST} {SinceSource.CHECKPOINT_MTIME} 1000000000.0"
 
 
 def test_an_unread_checkpoint_without_an_entry_is_lost_since_no_time(tmp_path):
