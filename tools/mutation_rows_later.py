@@ -205,4 +205,27 @@ LATER_ROWS = (
                 "test_a_config_error_comes_back_as_the_same_error",
                 "test_a_bug_in_planning_and_a_killed_child_are_errors_that_say_so"))),
            functions=("executor.local.planahead.x_collect__mutmut_*",), children=True),
+    # The twenty-second round: this session's new code (a sparse log's holes in the observer,
+    # the registry's files read as no task, a type with its article, an older entry's deleted sandbox)
+    Module("logholes", "the observer's log range over a sparse log's holes",
+           ("executor/observe/logread.py", "executor/observe/logrange.py", "executor/observe/logpage.py"),
+           ("tests/integration/test_observe_sparse_log.py", "tests/integration/test_observe_log_chunk.py",
+            "tests/unit/test_observe_logrange.py",
+            "tests/unit/test_observe_pages.py", "tests/integration/test_observe_reused_sandbox.py",
+            "tests/integration/test_observe_server.py"),
+           functions=(*(f"executor.observe.logread.x_{f}__mutmut_*" for f in (
+               "chunk", "_read", "shown", "_one_run", "hole_before")),
+               "executor.observe.logrange.x_first_shown__mutmut_*", "executor.observe.logpage.x__pager__mutmut_*")),
+    Module("notread", "the registry's files read as no task, and a type with its article",
+           ("executor/host/registrylookup.py", "executor/observe/metrics.py", "config/words.py"),
+           ("tests/integration/test_registry_junk.py", "tests/unit/test_metrics_families.py",
+            "tests/unit/test_loader_errors.py", "tests/unit/test_records.py"),
+           functions=("executor.host.registrylookup.x_not_read_line__mutmut_*",
+                      "executor.observe.metrics.x_observer_families__mutmut_*", "config.words.x_a_kind__mutmut_*")),
+    Module("unreadgone", "an unread checkpoint's deleted sandbox", ("executor/task/inspection.py",),
+           ("tests/integration/test_sandbox_gone_rows.py", "tests/integration/test_unread_checkpoint.py",
+            "tests/integration/test_status_attempts.py",
+            "tests/integration/test_registry.py"),
+           # (children: test_unread_checkpoint.py's test as nobody reads it in a forked child)
+           functions=("executor.task.inspection.x__unread__mutmut_*",), children=True),
 )

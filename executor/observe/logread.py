@@ -79,10 +79,8 @@ def _read(fd: int, win: Window) -> tuple[list[bytes | int], int]:
         if at > pos:  # a hole: its length, not its zeros
             pieces += [bytes(data), at - pos] if data else [at - pos]
             data, pos = bytearray(), at
-        if pos >= upto:
-            break
         block = os.pread(fd, min(saferead.BLOCK_BYTES, upto - pos, budget), pos)
-        if not block:
+        if not block:  # no data before the window's end (a hole to it)
             break
         data += block
         pos, budget = pos + len(block), budget - len(block)
@@ -96,7 +94,7 @@ def shown(pieces: list[bytes | int]) -> str:
     (holes among them) as one `\\x00*N`."""
     text = "".join(piece.decode("utf-8", "replace") if isinstance(piece, bytes)
                    else f"{_HOLE_OPEN}{piece}{_HOLE_CLOSE}" for piece in pieces)
-    return _NULS.sub(_one_run, text) if "\x00" in text or _HOLE_OPEN in text else text
+    return _NULS.sub(_one_run, text)
 
 
 def _one_run(found: re.Match[str]) -> str:
@@ -108,4 +106,4 @@ def _one_run(found: re.Match[str]) -> str:
 def hole_before(fd: int, pos: int) -> int:
     """The length of the hole that ends at `pos` (0: none there, or a file system that
     cannot tell): the range before `pos` ends where it begins."""
-    return pos - saferead.hole_start(fd, pos) if pos > 0 else 0
+    return pos - saferead.hole_start(fd, pos)  # (at 0: `hole_start` is 0)

@@ -5,7 +5,6 @@ to 256 KiB of NULs each written out, and a follower or an "older" link crossed a
 256 KiB (64 KiB) a request at a time: some 80,000 requests."""
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -17,10 +16,10 @@ from executor.host.registry import Registry
 from executor.observe.logpage import log_page
 from executor.observe.logrange import DEFAULT_CHUNK_BYTES, MAX_CHUNK_BYTES, LogQuery
 from executor.observe.reader import Reader
+from tests.support.sparsefile import GIB, holes_here, write_parts
 
 pytestmark = pytest.mark.timeout(60)
 
-GIB = 1 << 30
 HOLE_END = 20 * GIB  # where the second line begins
 FIRST, LAST = b"first line\n", b"last line\n"
 
@@ -33,14 +32,7 @@ def _sparse_log(tmp_path, *parts: bytes | int) -> tuple[Reader, int]:
     settings = RegistrySettings(registry_root=str(tmp_path / "root"))
     run_dir = tmp_path / "sandbox" / ".logs" / "web" / "0"
     run_dir.mkdir(parents=True)
-    with open(run_dir / "stdout", "wb") as out:
-        for part in parts:
-            if isinstance(part, int):
-                out.truncate(part)
-                out.seek(part)
-            else:
-                out.write(part)
-        size = out.tell()
+    size = write_parts(run_dir / "stdout", parts)
     Registry(settings).write(RegistryEntry(
         sandbox=str(tmp_path / "sandbox"), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
         supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(),
@@ -48,22 +40,9 @@ def _sparse_log(tmp_path, *parts: bytes | int) -> tuple[Reader, int]:
     return Reader(settings), size
 
 
-def _holes_here(tmp_path) -> bool:
-    probe = tmp_path / "probe"
-    with open(probe, "wb") as out:
-        out.truncate(GIB)
-    try:
-        with open(probe, "rb") as f:
-            return os.lseek(f.fileno(), 0, os.SEEK_DATA) < 0
-    except OSError:
-        return True  # ENXIO: all of it a hole
-    finally:
-        probe.unlink()
-
-
 @pytest.fixture
 def sparse(tmp_path):
-    if not _holes_here(tmp_path):
+    if not holes_here(tmp_path):
         pytest.skip("this file system keeps no holes")
     return _sparse_log(tmp_path, FIRST, HOLE_END, LAST)
 
