@@ -94,7 +94,8 @@ def shown(pieces: list[bytes | int]) -> str:
     (holes among them) as one `\\x00*N`."""
     text = "".join(piece.decode("utf-8", "replace") if isinstance(piece, bytes)
                    else f"{_HOLE_OPEN}{piece}{_HOLE_CLOSE}" for piece in pieces)
-    return _NULS.sub(_one_run, text)
+    # (the test first: the substitution's scan of a 256 KiB answer with no NUL took 6.3 ms, the test 3 µs)
+    return _NULS.sub(_one_run, text) if "\x00" in text or _HOLE_OPEN in text else text
 
 
 def _one_run(found: re.Match[str]) -> str:
