@@ -278,9 +278,9 @@ class LocalRun:
                 case Restart():
                     restart = RestartRecord(delay_secs=decision.delay_secs, reason=decision.reason, boot=boot_secs())
                     record_between(prepared, restart)  # RESTARTING
+                    load_kill_machine(prepared.plan.spec)  # for attempts that end at once; before the line
                     said(ended, "task_restarting", f"{final.message}; {decision.reason}",
                          delay_secs=decision.delay_secs, next_attempt=attempt + 1)
-                    load_kill_machine(prepared.plan.spec)  # attempts that each ended sooner than their owner did
                     with reaping_as_init():  # a container's orphans are reaped meanwhile
                         if self._wait(decision, ended):
                             return self._stopped_between(ended)

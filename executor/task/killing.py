@@ -83,7 +83,7 @@ def load_kill_machine(job: JobSpec) -> None:
     did `unsignalled.py`'s, loaded at the SIGKILL of a run that outlived its grace (its
     words: `stoker run` of 100 processes +12 KiB of USS, median of 14 pairs, from -32 to +60),
     and at the close of a task that left its cgroup. Loaded by the owner half a second into
-    the task, and by `stoker run` before a restart's wait: a service whose attempts each
+    the task, and by `stoker run` before its restart line and wait: a service whose attempts each
     end sooner never loaded it, and a later attempt's close, hours of restarts on, loaded
     an upgrade's file (exit 70)."""
     try:
