@@ -49,7 +49,7 @@ def chunk(step: Step, query: LogQuery, *, task_id: str, process: str,
           runs: tuple[int, ...], parts: tuple[str, ...], run_dir: str) -> LogChunk:
     """The range of `step`'s file that `query` asks for, as the page and the JSON show it."""
     stat = os.fstat(step.fd)
-    size, ident = stat.st_size, rotation.ident(stat)
+    size = stat.st_size
     win = window(size, query)
     pieces, end = _read(step.fd, win)
     first, skip = pieces[0], 0
@@ -62,7 +62,7 @@ def chunk(step: Step, query: LogQuery, *, task_id: str, process: str,
         pieces[-1], end = last[:keep], end - (len(last) - keep)
     return LogChunk(task_id=task_id, process=process, run=step.run, stream=query.stream,
                     start=win.start + skip, end=end, size=size, data=shown(pieces),
-                    capped=win.capped, runs=runs, parts=parts, file=f"{ident[0]}:{ident[1]}",
+                    capped=win.capped, runs=runs, parts=parts, file=ident_text(stat),
                     run_dir=run_dir, continues=step.continues, rotated=step.whole,
                     hole_before=hole_before(step.fd, win.start + skip))
 
@@ -102,6 +102,12 @@ def _one_run(found: re.Match[str]) -> str:
     run = found.group()
     count = run.count("\x00") + sum(int(length) for length in _HOLE.findall(run))
     return f"\\x00*{count}" if count >= NUL_RUN else "\x00" * count
+
+
+def ident_text(stat: os.stat_result) -> str:
+    """A file's or directory's `DEVICE:INODE`, as a follower names what it holds (`LogQuery.file`, `.dir`)."""
+    device, inode = rotation.ident(stat)
+    return f"{device}:{inode}"
 
 
 def hole_before(fd: int, pos: int) -> int:

@@ -251,7 +251,7 @@ class Reader:
                 os.close(pdir)
             try:
                 parts = _parts(step.rdir)
-                dir_ident = _text(rotation.ident(os.fstat(step.rdir)))
+                dir_ident = logread.ident_text(os.fstat(step.rdir))
             finally:
                 os.close(step.rdir)
         except ValueError as exc:
@@ -285,10 +285,6 @@ def _over(entry: RegistryEntry) -> bool:
                                                         entry.supervisor_boot)
 
 
-def _text(ident: rotation.Ident) -> str:
-    return f"{ident[0]}:{ident[1]}"
-
-
 def _open_closing(name: str, rdir: int) -> int:
     """`name` in `rdir`, open; on failure `rdir` is closed too. Raises OSError."""
     try:
@@ -309,7 +305,7 @@ def _follow(pdir: int, runs: tuple[int, ...], query: LogQuery) -> logread.Step:
         rdir = saferead.open_dir(str(run), pdir)
     except FileNotFoundError:
         rdir = None
-    if rdir is None or query.dir not in (None, _text(rotation.ident(os.fstat(rdir)))):
+    if rdir is None or query.dir not in (None, logread.ident_text(os.fstat(rdir))):
         if rdir is not None:
             os.close(rdir)
         if not runs:
