@@ -44,11 +44,6 @@ def earlier_attempt(sandbox: Path) -> None:
     writer.close()
 
 
-def events(stderr: str) -> list[dict]:
-    """The supervisor's log lines (`--log-format json`)."""
-    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
-
-
 def status(sandbox: Path) -> dict:
     said = subprocess.run([sys.executable, "-m", "executor", "status", "--json", str(sandbox)], cwd=REPO,
                           capture_output=True, text=True, timeout=20)
@@ -76,7 +71,7 @@ def test_records_held_after_a_compaction_s_failed_directory_sync_all_land_and_st
         proc.exited(0)
     finally:
         proc.close()
-    said = events(proc.stderr())
+    said = proc.events()
     names = [e["event"] for e in said]
     assert names.count("checkpoint_sync_failed") == 1, names
     assert names.count("checkpoint_write_failed") == 1 and names.count("checkpoint_write_recovered") == 1, names

@@ -85,7 +85,7 @@ class HeldRun:
         wait_for(lambda: proc_scan.read_pid_files([pid_file]), 5, message=f"{name}'s daemon")
         (pid,) = proc_scan.read_pid_files([pid_file])
         self.daemons.add(pid)
-        wait_for(lambda: any(str(pid) in e["pids"].split() for e in self.events("daemons_kept")), 5,
+        wait_for(lambda: any(str(pid) in e["pids"].split() for e in self.proc.events("daemons_kept")), 5,
                  message=f"{name}'s daemon {pid} kept")
         if hide:
             (self.sandbox / f"{name}.hide").touch()
@@ -93,11 +93,6 @@ class HeldRun:
                      message=f"{name}'s daemon {pid} without its environment")
             assert proc_scan.task_marker_of(pid) is None and proc_scan.is_live(pid), pid
         return pid
-
-    def events(self, name: str = "", proc: StokerProcess | None = None) -> list[dict]:
-        """The supervisor's log lines (`--log-format json`), those of event `name` when given."""
-        said = [json.loads(line) for line in (proc or self.proc).stderr().splitlines() if line.startswith("{")]
-        return [e for e in said if e["event"] == name] if name else said
 
     def lost_then_rerun(self) -> tuple[set[int], set[int], list[str]]:
         """The supervisor and its watchdog killed: the pids `stoker status` lists as the LOST
@@ -118,7 +113,7 @@ class HeldRun:
             again.sigterm_and_close()
         warning = next(line for line in out.splitlines() if "recorded no end" in line)
         killed = {int(pid) for pid in warning.split("it left running: ", 1)[1].split(";")[0].split()}
-        return listed, killed, [e["event"] for e in self.events(proc=again)]
+        return listed, killed, [e["event"] for e in again.events()]
 
 
 @pytest.fixture
@@ -141,7 +136,7 @@ def test_while_held_json_cannot_be_written_a_lost_task_s_leftovers_are_found_by_
     run.plant_directory()
     marked = run.held_daemon("marked")
     hidden = run.held_daemon("hidden", HIDE)
-    unwritten = run.events("held_unwritten")
+    unwritten = run.proc.events("held_unwritten")
     assert len(unwritten) == 1 and unwritten[0]["level"] == "WARNING", unwritten  # once, not at each list
     assert "Is a directory (EISDIR)" in unwritten[0]["reason"], unwritten
     assert run.proc.proc.poll() is None  # the task runs on
@@ -156,12 +151,12 @@ def test_once_held_json_can_be_written_again_it_names_what_was_held_meanwhile_an
     run = held_run({"first": HIDE, "second": HIDE})
     run.plant_directory()
     first = run.held_daemon("first", HIDE)
-    wait_for(lambda: run.events("held_unwritten"), 5, message="held_unwritten")
+    wait_for(lambda: run.proc.events("held_unwritten"), 5, message="held_unwritten")
     shutil.rmtree(run.sandbox / ".stoker/held.json")
     second = run.held_daemon("second", HIDE)  # a new list: written
-    (written,) = wait_for(lambda: run.events("held_written"), 5, message="held_written")
+    (written,) = wait_for(lambda: run.proc.events("held_written"), 5, message="held_written")
     assert written["level"] == "INFO" and "could be written again" in written["reason"], written
-    assert len(run.events("held_unwritten")) == 1
+    assert len(run.proc.events("held_unwritten")) == 1
     in_file = {pid for pid, _start in json.loads((run.sandbox / ".stoker/held.json").read_text())["held"]}
     assert {first, second} <= in_file, in_file  # (with what else was an orphan at that step)
     listed, killed, _ = run.lost_then_rerun()
