@@ -36,9 +36,8 @@ def launcher(name: str, hide: str = "") -> str:
     the supervisor, is kept as the task's and handed to the watchdog (a new list to write).
     With `hide`, the daemon then clears its environment once `NAME.hide` is there (one that
     cleared it before its run's exit would be no daemon of the run's, but a leftover). The
-    run exits once its daemon has written its pid: not while the daemon execs `sh` after its
-    `setsid`, when its environment reads as empty (`/proc/PID/environ`), and the exit's walk
-    may take it for no daemon of the run's, but a leftover to kill."""
+    run exits once its daemon has written its pid, so that the daemon's `sh` is exec'd by
+    the exit's walk (a walk that read it mid-exec killed it: tests/integration/test_proc_environ_exec.py)."""
     wait = f"until [ -e {name}.hide ]; do sleep 0.01; done; " if hide else ""
     daemon = f"(setsid sh -c 'echo $$ > {name}.pid; {wait}exec {hide}sleep 60' &)"
     return process(f"until [ -e go-{name} ]; do sleep 0.01; done; {daemon}; "
