@@ -1,7 +1,7 @@
-"""`.stoker/held.json` that the supervisor cannot write, provoked for real: a directory of the
-task's (the sandbox is its to change) where the file goes, so that each rename of a new list
-over it fails (EISDIR), in a `stoker run` without a cgroup, whose task leaves daemons the
-watchdog holds by pid (docs/contract.md §4, `held.json`).
+"""`.stoker/held.json` that the supervisor cannot write, provoked for real: a directory where
+the file goes (as the task may put one: the sandbox is its to change), so that each rename
+of a new list over it fails (EISDIR), in a `stoker run` without a cgroup, whose task leaves
+daemons the watchdog holds by pid (docs/contract.md §4, `held.json`).
 
 The supervisor says so once (`held_unwritten`) and the task runs on. Should the supervisor
 and its watchdog both die meanwhile, `stoker status` and a re-run find the task's leftovers

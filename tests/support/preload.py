@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 
-def build(tmp_dir: Path, name: str, source: str) -> Path:
-    """`source` built as the shared library `tmp_dir/NAME.so`; its path."""
+def build(tmp_dir: Path, name: str, source: str, title: str = "") -> Path:
+    """`source` built as the shared library `tmp_dir/NAME.so` (`title`: its name in a skip's or
+    a failure's words, NAME by default); its path."""
+    title = title or name
     compiler = shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
-        pytest.skip(f"no C compiler to build the {name} library with")
+        pytest.skip(f"no C compiler to build the {title} library with")
     code, library = tmp_dir / f"{name}.c", tmp_dir / f"{name}.so"
     code.write_text(source)
     built = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(code), "-ldl"],
@@ -28,11 +30,11 @@ def build(tmp_dir: Path, name: str, source: str) -> Path:
     if built.returncode != 0:
         said = next((line for line in built.stderr.splitlines() if "error" in line), built.stderr.strip())
         if not any(words in built.stderr for words in ("No such file", "cannot find")):  # its own mistake
-            pytest.fail(f"the {name} library does not build ({compiler}, exit {built.returncode}):\n"
+            pytest.fail(f"the {title} library does not build ({compiler}, exit {built.returncode}):\n"
                         f"{built.stderr}")
         # a compiler without libc's headers or libraries (`fatal error: dlfcn.h: No such file
         # or directory`, `ld: cannot find crti.o`)
-        pytest.skip(f"the {name} library does not build here ({compiler}, exit {built.returncode}): "
+        pytest.skip(f"the {title} library does not build here ({compiler}, exit {built.returncode}): "
                     f"{said[:200]}")
     return library
 

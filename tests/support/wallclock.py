@@ -70,7 +70,7 @@ class WallClock:
     """The stepped wall clock of the processes started with `env()`; starts unstepped."""
 
     def __init__(self, tmp_dir: Path) -> None:
-        self.library = preload.build(tmp_dir, "wallclock", SOURCE)
+        self.library = preload.build(tmp_dir, "wallclock", SOURCE, "wall-clock")
         self.offset_file = tmp_dir / "wall-offset"
         self.step_to(0.0)
 
