@@ -189,7 +189,7 @@ def read_environ(pid: int, limit: int) -> bytes:
     switch to the new image until its arguments are placed, both read as empty, and its
     environment is copied after them (microseconds). A task's process read then carried no
     marker: a daemon caught so as its launcher exited 0 was killed as unclaimed instead of
-    kept. An environment empty for good (`env -i`) costs SETTLED_READS reads more."""
+    kept. An environment empty for good (`env -i`) costs SETTLED_READS reads more, no wait."""
     path = f"/proc/{pid}/environ"
     environ = read_small(path, limit, strict=True)
     give_up_at, again = None, SETTLED_READS
@@ -199,7 +199,8 @@ def read_environ(pid: int, limit: int) -> bytes:
         give_up_at = now + EXEC_SETTLE_SECS if give_up_at is None else give_up_at
         if now >= give_up_at:
             break
-        os.sched_yield()
+        if not placed:  # the exec's to go on: an environment empty for good costs no wait
+            os.sched_yield()
         environ = read_small(path, limit, strict=True)
     return environ
 

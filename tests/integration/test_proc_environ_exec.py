@@ -16,6 +16,7 @@ import time
 import pytest
 
 from executor.procs import proctree
+from executor.procs.pidsignal import EXEC_SETTLE_SECS
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -52,7 +53,7 @@ def test_an_empty_environment_for_good_reads_so_at_once():
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert info is not None and info.environ == b"" and took < 0.005, (info, took)
+    assert info is not None and info.environ == b"" and took < EXEC_SETTLE_SECS / 2, (info, took)  # not waited
 
 
 def test_a_kernel_thread_reads_with_no_environment_at_once():
@@ -66,4 +67,4 @@ def test_a_kernel_thread_reads_with_no_environment_at_once():
     began = time.perf_counter()
     info = proctree.read_proc(2)
     took = time.perf_counter() - began
-    assert info is not None and info.environ == b"" and took < 0.005, (info, took)
+    assert info is not None and info.environ == b"" and took < EXEC_SETTLE_SECS / 2, (info, took)  # not waited
