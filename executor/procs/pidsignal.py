@@ -178,6 +178,52 @@ def read_small(path: str, limit: int, strict: bool = False) -> bytes:
         os.close(fd)
 
 
+EXEC_SETTLE_SECS = 0.05  # the longest an environ read waits for a process's exec to place its new one
+SETTLED_READS = 2  # reads again once the arguments are placed: the environment is copied after them
+PF_KTHREAD = 0x00200000  # /proc/PID/stat's flags: a kernel thread (no arguments, no environment, ever)
+
+
+def read_environ(pid: int, limit: int) -> bytes:
+    """`/proc/PID/environ` (`read_small`, strict), read again while it is empty and its
+    process is in the middle of an exec (`_placed`), for at most EXEC_SETTLE_SECS: from the
+    switch to the new image until its arguments are placed, both read as empty, and its
+    environment is copied after them (microseconds). A task's process read then carried no
+    marker: a daemon caught so as its launcher exited 0 was killed as unclaimed instead of
+    kept. An environment empty for good (`env -i`) costs SETTLED_READS reads more, no wait."""
+    path = f"/proc/{pid}/environ"
+    environ = read_small(path, limit, strict=True)
+    give_up_at, again = None, SETTLED_READS
+    while not environ and (placed := _placed(pid)) is not None and (not placed or again > 0):
+        again -= placed
+        now = time.monotonic()
+        give_up_at = now + EXEC_SETTLE_SECS if give_up_at is None else give_up_at
+        if now >= give_up_at:
+            break
+        if not placed:  # the exec's to go on: an environment empty for good costs no wait
+            os.sched_yield()
+        environ = read_small(path, limit, strict=True)
+    return environ
+
+
+def _placed(pid: int) -> bool | None:
+    """Whether the arguments of `pid`'s image are placed (its cmdline not empty: execve
+    places at least an empty argv[0] since Linux 5.18), False in the middle of an exec;
+    None when it has none to place (gone, a zombie, a kernel thread)."""
+    fields = live_fields(read_small(f"/proc/{pid}/stat", 4096))
+    if fields is None or not fields[6].isdigit() or int(fields[6]) & PF_KTHREAD:
+        return None
+    try:
+        fd = os.open(f"/proc/{pid}/cmdline", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return os.read(fd, 1) != b""
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def live_fields(data: bytes) -> list[bytes] | None:
     """The fields of a /proc/PID/stat (`data`) after the command name, the state first
     (`fields[17]`: threads, `fields[19]`: start time), when its process is alive; None when

@@ -44,6 +44,7 @@ from executor.procs.pidsignal import (
     alive_as,
     kill_checked,
     pidfd_signal,
+    read_environ,
     read_small,
     read_stat,
     signal_group,
@@ -95,7 +96,7 @@ def read_proc(pid: int) -> ProcInfo | None:
     if stat is None:
         return None
     try:
-        environ, hidden = read_small(f"/proc/{pid}/environ", _ENVIRON_CHUNK, strict=True), False
+        environ, hidden = read_environ(pid, _ENVIRON_CHUNK), False  # not one read mid-exec
     except PermissionError:
         environ, hidden = b"", True
     except OSError:

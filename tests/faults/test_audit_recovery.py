@@ -19,9 +19,10 @@ import pytest
 
 from executor.cli.main import main
 from tests.support import cgroups, proc_scan
+from tests.support.lostrun import kill_with_watchdog
 from tests.support.shellwords import fake_sh, in_aurora
 from tests.support.stoker_proc import StokerProcess, task_pids
-from tests.support.waiting import stopped_whole, wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
@@ -32,12 +33,6 @@ CONFIG = f"""
                     task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                               finalization_wait=1))]
 """
-
-
-def _watchdog_of(pid: int) -> int:
-    dogs = [k for k in proc_scan.children(pid) if b"stoker-watchdog" in proc_scan.read_bytes(f"/proc/{k}/cmdline")]
-    assert len(dogs) == 1, f"stoker run {pid} has {len(dogs)} watchdogs"
-    return dogs[0]
 
 
 def _status(capsys, target) -> str:
@@ -70,15 +65,10 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
         said = []
         wait_for(lambda: said.append(capsys.readouterr()) or "restarting process 'p'" in said[-1].out,
                  10, message="the restart's first answer")
-        dog = _watchdog_of(first.pid)
         # A watchdog that cannot act when its supervisor dies, stopped while its supervisor
         # is (a live supervisor continues a stopped watchdog at once).
-        os.kill(first.pid, signal.SIGSTOP)
-        wait_for(lambda: stopped_whole(first.pid), 5, message="the supervisor stopped, every thread")
-        os.kill(dog, signal.SIGSTOP)
-        os.kill(first.pid, signal.SIGKILL)
+        kill_with_watchdog(first.pid)
         first.wait(5)
-        os.kill(dog, signal.SIGKILL)
         restart.join(10)
         assert codes == [1]
         assert capsys.readouterr().err == ("stoker: error: the supervisor went away before process "

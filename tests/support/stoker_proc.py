@@ -111,6 +111,12 @@ class StokerProcess:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def events(self, name: str = "") -> list[dict]:
+        """Its log lines on stderr as `--log-format json` writes them, those of event `name`
+        when given."""
+        said = [json.loads(line) for line in self.stderr().splitlines() if line.startswith("{")]
+        return [e for e in said if e["event"] == name] if name else said
+
     def wait_output(self, text: str, timeout_secs: float = 10, count: int = 1) -> str:
         wait_for(lambda: self.stdout().count(text) >= count or self.proc.poll() is not None,
                  timeout_secs, message=f"{text!r} in stoker's output")

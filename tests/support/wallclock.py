@@ -11,11 +11,9 @@ a step looks, to the stepped processes, as one made before a real step would.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from tests.support import preload
 
 SOURCE = r"""
 #define _GNU_SOURCE
@@ -72,29 +70,13 @@ class WallClock:
     """The stepped wall clock of the processes started with `env()`; starts unstepped."""
 
     def __init__(self, tmp_dir: Path) -> None:
-        compiler = shutil.which("gcc") or shutil.which("cc")
-        if compiler is None:
-            pytest.skip("no C compiler to build the wall-clock library with")
-        source, self.library = tmp_dir / "wallclock.c", tmp_dir / "wallclock.so"
-        source.write_text(SOURCE)
-        built = subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(self.library), str(source), "-ldl"],
-                               capture_output=True, text=True, errors="replace", timeout=60)
-        if built.returncode != 0:
-            said = next((line for line in built.stderr.splitlines() if "error" in line), built.stderr.strip())
-            if not any(words in built.stderr for words in ("No such file", "cannot find")):  # its own mistake
-                pytest.fail(f"the wall-clock library does not build ({compiler}, exit {built.returncode}):\n"
-                            f"{built.stderr}")
-            # a compiler without libc's headers or libraries (`fatal error: dlfcn.h: No such file
-            # or directory`, `ld: cannot find crti.o`)
-            pytest.skip(f"the wall-clock library does not build here ({compiler}, exit {built.returncode}): "
-                        f"{said[:200]}")
+        self.library = preload.build(tmp_dir, "wallclock", SOURCE, "wall-clock")
         self.offset_file = tmp_dir / "wall-offset"
         self.step_to(0.0)
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """`base` (else this process's environment) with the library preloaded."""
-        env = dict(os.environ if base is None else base)
-        env["LD_PRELOAD"] = f"{self.library} {env['LD_PRELOAD']}" if env.get("LD_PRELOAD") else str(self.library)
+        env = preload.preloaded(os.environ if base is None else base, self.library)
         env["STOKER_TEST_WALL_OFFSET_FILE"] = str(self.offset_file)
         return env
 

@@ -1,0 +1,70 @@
+"""A process's environment read while it execs (`proctree.read_proc`): between the switch to
+its new image and the placing of that image's arguments and environment, the kernel shows
+both `/proc/PID/cmdline` and `/proc/PID/environ` empty. Read then, a task's process carried
+no marker: a daemon caught so by the walk of its launcher's exit 0 (`setsid`, then the exec
+of the daemon) was taken for an orphan that cleared its environment, and SIGKILLed as
+unclaimed instead of kept (1 run in 8 of tests/faults/test_held_file_fault.py's first
+draft). Such a read is made again until the exec is over; a process whose environment is
+empty for good (`env -i`), and a kernel thread, read so at once.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from executor.procs import proctree
+from executor.procs.pidsignal import EXEC_SETTLE_SECS
+
+pytestmark = pytest.mark.timeout(30)
+
+EXECS = 300  # `env` executing the next `env`: about 0.3 s
+
+
+def test_a_process_read_while_it_execs_again_and_again_always_carries_its_environment():
+    """(Its last exec is of a `sleep` that lives on: an exiting process has no environment
+    left to read either.)"""
+    chain = subprocess.Popen(["env"] * EXECS + ["sleep", "60"], env={"MARK": "x", "PATH": os.environ["PATH"]})
+    reads, unmarked, last = 0, 0, False
+    try:
+        while not last:
+            last = open(f"/proc/{chain.pid}/cmdline", "rb").read() == b"sleep\x0060\x00"
+            info = proctree.read_proc(chain.pid)
+            assert info is not None, "the chain ended"
+            reads += 1
+            unmarked += b"MARK=x" not in info.environ.split(b"\0")
+    finally:
+        chain.kill()
+        chain.wait()
+    assert reads > EXECS and unmarked == 0, f"{unmarked} of {reads} reads without the environment"
+
+
+def test_an_empty_environment_for_good_reads_so_at_once():
+    sleeper = subprocess.Popen(["env", "-i", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while open(f"/proc/{sleeper.pid}/cmdline", "rb").read() != b"sleep\x0060\x00":
+            assert time.monotonic() < deadline, "env -i sleep never started"
+        began = time.perf_counter()
+        info = proctree.read_proc(sleeper.pid)
+        took = time.perf_counter() - began
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert info is not None and info.environ == b"" and took < EXEC_SETTLE_SECS / 2, (info, took)  # not waited
+
+
+def test_a_kernel_thread_reads_with_no_environment_at_once():
+    try:
+        with open("/proc/2/stat", "rb") as stat:
+            flags = int(stat.read().rsplit(b")", 1)[1].split()[6])
+    except OSError:
+        pytest.skip("no pid 2 here (a pid namespace of its own)")
+    if not flags & 0x00200000:  # PF_KTHREAD
+        pytest.skip("pid 2 is no kernel thread here (a pid namespace of its own)")
+    began = time.perf_counter()
+    info = proctree.read_proc(2)
+    took = time.perf_counter() - began
+    assert info is not None and info.environ == b"" and took < EXEC_SETTLE_SECS / 2, (info, took)  # not waited
