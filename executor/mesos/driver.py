@@ -64,6 +64,7 @@ from executor.mesos.wire import (
     Shutdown,
     Subscribed,
     UnknownEvent,
+    Unreadable,
     mesos_state_name,
     uuid_text,
 )
@@ -332,8 +333,7 @@ class ExecutorDriver:
         return SessionEnd(text, rejected=True)
 
     def _read_stream(self, stream: AgentStream) -> tuple[str, bool, bool]:
-        """Feeds the session until the stream ends; (why it ended, SUBSCRIBED seen,
-        SHUTDOWN received).
+        """Feeds the session until the stream ends; (why it ended, SUBSCRIBED seen, SHUTDOWN received).
 
         Only one stream is ever open (the next SUBSCRIBE is sent after this one ended), so
         an EOF here is never that of a stale, replaced stream.
@@ -407,20 +407,21 @@ class ExecutorDriver:
                 log_event(logger, logging.DEBUG, "mesos_shutdown_received",  # the executor's
                           executor_id=self._who)  # `shutdown` line says it, with the grace
             case Acknowledged(task_id=tid, uuid=raw):
-                log_event(logger, logging.INFO, "status_update_acknowledged",
-                          executor_id=self._who, task_id=tid, uuid=uuid_text(raw))
+                log_event(logger, logging.INFO, "status_update_acknowledged", executor_id=self._who,
+                          task_id=tid, uuid=uuid_text(raw))
             case Heartbeat():
                 log_event(logger, logging.DEBUG, "mesos_heartbeat", executor_id=self._who)
             case Kill(task_id=tid, bad_grace=str() as bad):  # the executor's `kill` line follows
                 log_event(logger, logging.WARNING, "mesos_kill_grace_ignored", executor_id=self._who,
                           task_id=tid, reason=f"{bad}; the task's own grace applies")
+            case Unreadable(type=kind, reason=why):  # its framing was whole: the stream goes on
+                log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who, type=kind, reason=why)
             case UnknownEvent(type=kind):
                 log_event(logger, logging.INFO, "mesos_event_ignored", executor_id=self._who,
                           type=kind, reason="unknown event type")
             case Oversized(type=kind, task_id=tid, size_bytes=size) if kind != "LAUNCH" or tid is None:
-                log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who,
-                          type=kind, bytes=size,
-                          reason=f"larger than the limit of {MAX_RECORD_BYTES} bytes"
+                log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who, type=kind,
+                          bytes=size, reason=f"larger than the limit of {MAX_RECORD_BYTES} bytes"
                           + ("; its task id is not in its first bytes: it cannot be answered"
                              if kind == "LAUNCH" else ""))
             case _:

@@ -1,0 +1,50 @@
+"""`stoker executor` under an agent that misbehaves: the real executor process under the agent
+simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4, §5, §9, §12).
+
+- A record whose framing is whole but whose content the executor only logs could not be read
+  (a MESSAGE whose data is not base64, an ERROR whose message is no text, an event whose
+  `type` is no text) broke the stream; with checkpointing off that is the executor's end:
+  the running task was killed and the executor exited 4. Such an event is now one ERROR line
+  and skipped, as an oversized MESSAGE is (§9).
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.support.executor_e2e import HELLO, agent_for, document, launch
+from tests.support.stoker_proc import live, task_pids
+from tests.support.waiting import wait_for
+
+
+@pytest.fixture
+def agent(tmp_path):
+    yield from agent_for(tmp_path)
+
+
+UNREADABLE = [
+    ({"type": "MESSAGE", "message": {"data": "!!not base64!!"}}, "MESSAGE"),
+    ({"type": "ERROR", "error": {"message": 5}}, "ERROR"),
+    ({"type": 7}, None),  # the line then has no type=
+]
+
+
+def test_an_unreadable_event_the_executor_only_logs_is_skipped_and_the_task_runs_on(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO), checkpoint=False)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    pids = wait_for(lambda: task_pids(agent.sandbox))
+    agent.send_events([event for event, _ in UNREADABLE])
+    agent.message(b"after them")  # the stream goes on: the next event is read
+    wait_for(lambda: "framework_message bytes=10" in agent.executor_log(), 5,
+             message="the MESSAGE after the unreadable events")
+    skipped = [line for line in agent.executor_log().splitlines() if "mesos_event_skipped" in line]
+    assert [re.search(r" type=(\w+)", line)[1] if " type=" in line else None
+            for line in skipped] == [kind for _, kind in UNREADABLE]
+    assert "'type' is an int" in skipped[2]
+    assert all(" ERROR " in line for line in skipped), skipped
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"] and live(pids)
+    assert len(agent.subscribes) == 1 and agent.exit_code is None
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    assert agent.wait_exit(10) == 0
