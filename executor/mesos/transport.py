@@ -42,7 +42,12 @@ if TYPE_CHECKING:  # loaded only when SSL is on
     from executor.mesos.agenttls import AgentTls
 
 CONNECT_TIMEOUT_SECS = 5.0
-CALL_TIMEOUT_SECS = 10.0  # read timeout of a call; the stream has none (heartbeats: 30 min)
+# Read timeout of a call (the stream has none: heartbeats come every 30 min). The agent answers
+# a call before it acts on it; one it took and never answered must not hold the sender for the
+# whole wait for the last acknowledgement (10 s, less after SHUTDOWN): it is POSTed again with
+# the same uuid, which the agent deduplicates (docs/mesos.md §12). (Was 10 s: a TASK_KILLED
+# whose first POST hung was never POSTed again, and the executor exited 5.)
+CALL_TIMEOUT_SECS = 2.0
 _MAX_DETAIL_BYTES = 1024  # a rejected call's body is quoted up to this many bytes
 # The stream is read in pieces of at most this size: a 50 MB HTTP chunk is never held whole
 # (the RecordIO decoder drops a record too large to hold as it passes). A smaller chunk still

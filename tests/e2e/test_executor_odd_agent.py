@@ -6,12 +6,19 @@ simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4
   `type` is no text) broke the stream; with checkpointing off that is the executor's end:
   the running task was killed and the executor exited 4. Such an event is now one ERROR line
   and skipped, as an oversized MESSAGE is (§9).
+- An UPDATE the agent took and never answered held the sender for the call's 10 s read
+  timeout, as long as the executor waits for the last acknowledgement: a task's TASK_KILLED
+  was never POSTed again, the executor exited 5 and the agent reported TASK_FAILED. A call
+  now waits 2 s for its answer, and the update is POSTed again with the same uuid (§12).
 """
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+
+from executor.mesos.transport import CALL_TIMEOUT_SECS
 
 from tests.support.executor_e2e import HELLO, agent_for, document, launch
 from tests.support.stoker_proc import live, task_pids
@@ -47,4 +54,18 @@ def test_an_unreadable_event_the_executor_only_logs_is_skipped_and_the_task_runs
     assert len(agent.subscribes) == 1 and agent.exit_code is None
     agent.kill("task-1", grace_secs=0.5)
     agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    assert agent.wait_exit(10) == 0
+
+
+def test_an_update_the_agent_takes_and_never_answers_is_posted_again_within_the_ack_wait(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.unanswered_updates = 1  # the TASK_KILLED's first POST: taken, never answered
+    killed_at = time.monotonic()
+    agent.kill("task-1", grace_secs=0.5)
+    killed = agent.wait_for_state("task-1", "TASK_KILLED", 8)
+    assert killed.at - killed_at < CALL_TIMEOUT_SECS + 1.5
+    posts = [c for c in agent.calls("UPDATE") if c.json["update"]["status"]["state"] == "TASK_KILLED"]
+    assert [p.answer for p in posts] == ["never answered", ""] and posts[1].status == 202
+    assert posts[0].json["update"]["status"]["uuid"] == posts[1].json["update"]["status"]["uuid"]
     assert agent.wait_exit(10) == 0

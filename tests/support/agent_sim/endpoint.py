@@ -43,6 +43,8 @@ class _Endpoint:
             kind = call["type"]
             if kind == "SUBSCRIBE":
                 return self._subscribe(h, rec, call)
+            if kind == "UPDATE" and self._unanswered(h, rec):
+                return
             if kind == "UPDATE":
                 self._update(call["update"]["status"], "UPDATE")
             elif kind == "MESSAGE":
@@ -59,6 +61,19 @@ class _Endpoint:
             h.close_connection = True
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
+
+    def _unanswered(self, h: _Handler, rec: RecordedRequest) -> bool:
+        """Takes one of `unanswered_updates`: no answer, nothing done, the connection held
+        until close() (True); False when none is left."""
+        with self._cond:
+            if self.unanswered_updates <= 0:
+                return False
+            self.unanswered_updates -= 1
+            rec.answer = "never answered"
+            self._cond.notify_all()
+        self._closing.wait()
+        h.close_connection = True
+        return True
 
     def _read_body(self, h: _Handler) -> bytes:
         if h.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -34,7 +34,7 @@ from tests.support.stoker_proc import stop_signals_default
 
 class AgentSimulator(_Driver, _Endpoint):
     """See the module docstring. Attributes meant to be set by tests: `ack_mode`,
-    `ack_delay_secs`, `chunking`, `auth_token`.
+    `ack_delay_secs`, `chunking`, `auth_token`, `unanswered_updates`.
 
     `tls`: the TCP server speaks only TLS with this server context (libprocess SSL on, no
     downgrade; `tests/support/agent_tls.py` makes one like libprocess'), and the executor gets
@@ -84,6 +84,10 @@ class AgentSimulator(_Driver, _Endpoint):
         # The token's claims (framework, executor, container) do not match this executor:
         # 403 to every call, SUBSCRIBE included (docs/mesos.md §5, check 12).
         self.claims_mismatch = False
+        # How many UPDATE calls to take and never answer nor process, like a wedged agent:
+        # each holds its connection until close().
+        self.unanswered_updates = 0
+        self._closing = threading.Event()
         self.reregistration_failed = False
         self.registration_timed_out = False
         self.destroyed_after_grace = False
@@ -187,6 +191,7 @@ class AgentSimulator(_Driver, _Endpoint):
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         for timer in self._timers:
             timer.cancel()
         self.destroy()
