@@ -10,6 +10,10 @@ simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4
   timeout, as long as the executor waits for the last acknowledgement: a task's TASK_KILLED
   was never POSTed again, the executor exited 5 and the agent reported TASK_FAILED. A call
   now waits 2 s for its answer, and the update is POSTed again with the same uuid (§12).
+- MESOS_SUBSCRIPTION_BACKOFF_MAX=0ns (the agent's --executor_reregistration_timeout) made
+  every wait between SUBSCRIBE attempts 0: an agent down for 2 s got 17,354 attempts, each
+  an INFO line (a 15-minute outage: millions of lines and a core busy). No retry now comes
+  sooner than 50 ms after the last (§15).
 """
 from __future__ import annotations
 
@@ -18,8 +22,8 @@ import time
 
 import pytest
 
+from executor.mesos.reconnect import RETRY_FLOOR_SECS
 from executor.mesos.transport import CALL_TIMEOUT_SECS
-
 from tests.support.executor_e2e import HELLO, agent_for, document, launch
 from tests.support.stoker_proc import live, task_pids
 from tests.support.waiting import wait_for
@@ -69,3 +73,14 @@ def test_an_update_the_agent_takes_and_never_answers_is_posted_again_within_the_
     assert [p.answer for p in posts] == ["never answered", ""] and posts[1].status == 202
     assert posts[0].json["update"]["status"]["uuid"] == posts[1].json["update"]["status"]["uuid"]
     assert agent.wait_exit(10) == 0
+
+
+def test_a_back_off_max_of_zero_does_not_spin_through_an_outage(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO), backoff_max="0ns", recovery_timeout="1secs")
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    pids = task_pids(agent.sandbox)
+    agent.crash()
+    assert agent.wait_exit(10) == 4
+    assert not live(pids)
+    retries = agent.executor_log().count("mesos_retry ")
+    assert 5 <= retries <= 1 / RETRY_FLOOR_SECS + 5, retries
