@@ -116,9 +116,17 @@ def _classify(status: int, accepted: int) -> Outcome:
     return Outcome.REJECTED
 
 
-def _detail(body: bytes) -> str:
-    text = body[:_MAX_DETAIL_BYTES].decode("utf-8", "replace").strip()
-    return text + (" ..." if len(body) > _MAX_DETAIL_BYTES else "")
+def _detail(body: bytes, token: str | None) -> str:
+    """An answer's body for a log line: its first _MAX_DETAIL_BYTES, the token (which an error
+    page quoting the request's headers holds) written `[token]`, even cut in two by the end."""
+    text = body.decode("utf-8", "replace")
+    if token:
+        text = text.replace(token, "[token]")
+    cut = text[:_MAX_DETAIL_BYTES]
+    if token and len(cut) < len(text):
+        cut = next((cut[:-n] for n in range(min(len(token), len(cut)), 0, -1)
+                    if token.startswith(cut[-n:])), cut)
+    return cut.strip() + (" ..." if len(text) > len(cut) else "")
 
 
 def _error_words(error: BaseException) -> str:
@@ -262,6 +270,7 @@ class AgentTransport:
 
             self._tls = AgentTls.load(endpoint.tls)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._token = auth_token or None
         if auth_token:
             self._headers["Authorization"] = _bearer(auth_token)  # BadToken
         self._call_timeout_secs = call_timeout_secs
@@ -289,8 +298,8 @@ class AgentTransport:
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
         if response.status == 200:
             return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response)
-        try:
-            detail = _detail(response.read(_MAX_DETAIL_BYTES + 1))
+        try:  # enough to find the token where the quoted part ends
+            detail = _detail(response.read(_MAX_DETAIL_BYTES + len(self._token or "") + 1), self._token)
         except Exception as e:  # the error body is only for the log line
             detail = f"(body unreadable: {_error_words(e)})"
         finally:
@@ -319,7 +328,7 @@ class AgentTransport:
                 self._drop_call_conn()
                 return CallResult(Outcome.TRANSIENT, None, _error_words(e))
         outcome = _classify(response.status, 202)
-        detail = "" if outcome is Outcome.ACCEPTED else _detail(content)
+        detail = "" if outcome is Outcome.ACCEPTED else _detail(content, self._token)
         return CallResult(outcome, response.status, detail)
 
     def _drop_call_conn(self) -> None:

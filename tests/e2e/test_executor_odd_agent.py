@@ -14,6 +14,10 @@ simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4
   every wait between SUBSCRIBE attempts 0: an agent down for 2 s got 17,354 attempts, each
   an INFO line (a 15-minute outage: millions of lines and a core busy). No retry now comes
   sooner than 50 ms after the last (§15).
+- An error page that quoted the request's headers (a proxy's, a debugging agent's) put the
+  agent's token in the log: in the retry line of a SUBSCRIBE answered 503 or of an UPDATE
+  answered 500, in three ERROR lines of a SUBSCRIBE refused 401. The transport now writes
+  `[token]` for it in every answer it quotes (§6).
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import pytest
 
 from executor.mesos.reconnect import RETRY_FLOOR_SECS
 from executor.mesos.transport import CALL_TIMEOUT_SECS
-from tests.support.executor_e2e import HELLO, agent_for, document, launch
+from tests.support.executor_e2e import HELLO, TOKEN, agent_for, document, launch
 from tests.support.stoker_proc import live, task_pids
 from tests.support.waiting import wait_for
 
@@ -84,3 +88,18 @@ def test_a_back_off_max_of_zero_does_not_spin_through_an_outage(agent, tmp_path)
     assert not live(pids)
     retries = agent.executor_log().count("mesos_retry ")
     assert 5 <= retries <= 1 / RETRY_FLOOR_SECS + 5, retries
+
+
+def test_an_error_page_quoting_the_request_s_headers_never_puts_the_token_in_the_log(agent, tmp_path):
+    agent.error_pages = {"SUBSCRIBE": 503}  # retried: its words are the retry line's reason
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.error_pages = {"UPDATE": 500}  # the TASK_KILLED's first POST: retried
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    assert agent.wait_exit(10) == 0
+    assert [c.status for c in agent.calls("SUBSCRIBE")] == [503, 200]
+    assert TOKEN in agent.calls("SUBSCRIBE")[0].answer  # the page did quote it
+    log = agent.executor_log()
+    assert log.count("Authorization: Bearer [token]") == 2, log[-3000:]
+    # (the fixture: the token is nowhere in the log)

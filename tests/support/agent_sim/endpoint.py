@@ -39,6 +39,7 @@ class _Endpoint:
             self.requests.append(rec)
             self._cond.notify_all()
         try:
+            self._error_page(h, rec)
             call = self._validate(h, rec)
             kind = call["type"]
             if kind == "SUBSCRIBE":
@@ -61,6 +62,14 @@ class _Endpoint:
             h.close_connection = True
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
+
+    def _error_page(self, h: _Handler, rec: RecordedRequest) -> None:
+        """Raises the `error_pages` answer this call is due, if any."""
+        with self._cond:
+            status = self.error_pages.pop(rec.call_type or "", None)
+        if status is not None:
+            raise _Reject(status, "<html><body>Request headers: " + "; ".join(
+                f"{key}: {value}" for key, value in h.headers.items()) + "</body></html>")
 
     def _unanswered(self, h: _Handler, rec: RecordedRequest) -> bool:
         """Takes one of `unanswered_updates`: no answer, nothing done, the connection held
