@@ -57,6 +57,7 @@ from executor.mesos.transport import (
 )
 from executor.mesos.wire import (
     Acknowledged,
+    Error,
     Event,
     Heartbeat,
     Kill,
@@ -158,8 +159,7 @@ class ExecutorDriver:
         """Records the update as owed and queues it, with its one `status_update` line
         (`task`: the task's label, for it); returns its uuid bytes."""
         with self._cond:
-            pending = self._protocol.update(task_id, state, message, healthy, reason,
-                                            now_wall=time.time())
+            pending = self._protocol.update(task_id, state, message, healthy, reason, now_wall=time.time())
             self._shared.unsent += 1
         log_event(logger, logging.INFO, "status_update", task=task, task_id=task_id,
                   state=mesos_state_name(state), healthy=healthy, mesos_reason=reason,
@@ -326,9 +326,7 @@ class ExecutorDriver:
     def _refused(self, result: CallResult) -> SessionEnd:
         if result.outcome is not Outcome.REJECTED:
             return SessionEnd(f"SUBSCRIBE failed: {result.describe()}")
-        text = f"the agent rejected SUBSCRIBE: {result.describe()}"
-        log_event(logger, logging.ERROR, "mesos_subscribe_rejected", executor_id=self._who,
-                  status=result.status, body=result.detail)
+        text = f"the agent rejected SUBSCRIBE: {result.describe()}"  # `mesos_giving_up` says it
         self._post(self._callbacks.error, text)
         return SessionEnd(text, rejected=True)
 
@@ -411,6 +409,8 @@ class ExecutorDriver:
                           task_id=tid, uuid=uuid_text(raw))
             case Heartbeat():
                 log_event(logger, logging.DEBUG, "mesos_heartbeat", executor_id=self._who)
+            case Error(message=text):
+                log_event(logger, logging.ERROR, "mesos_error_event", executor_id=self._who, message=text)
             case Kill(task_id=tid, bad_grace=str() as bad):  # the executor's `kill` line follows
                 log_event(logger, logging.WARNING, "mesos_kill_grace_ignored", executor_id=self._who,
                           task_id=tid, reason=f"{bad}; the task's own grace applies")

@@ -28,7 +28,7 @@ import pytest
 
 from executor.mesos.reconnect import RETRY_FLOOR_SECS
 from executor.mesos.transport import CALL_TIMEOUT_SECS
-from tests.support.executor_e2e import HELLO, TOKEN, agent_for, document, launch
+from tests.support.executor_e2e import EXECUTOR, HELLO, TOKEN, agent_for, document, launch
 from tests.support.stoker_proc import live, task_pids
 from tests.support.waiting import wait_for
 
@@ -103,3 +103,30 @@ def test_an_error_page_quoting_the_request_s_headers_never_puts_the_token_in_the
     log = agent.executor_log()
     assert log.count("Authorization: Bearer [token]") == 2, log[-3000:]
     # (the fixture: the token is nowhere in the log)
+
+
+def _errors(agent) -> list[str]:
+    return [line for line in agent.executor_log().splitlines()
+            if " ERROR " in line and "executor_exit" not in line]
+
+
+def test_a_subscribe_refused_is_one_error_line(agent):
+    agent.error_pages = {"SUBSCRIBE": 401}
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox)
+    assert agent.wait_exit(10) == 3
+    errors = _errors(agent)
+    assert len(errors) == 1 and "the agent rejected SUBSCRIBE: HTTP 401: " in errors[0], errors
+
+
+def test_an_error_event_and_a_refused_update_are_one_error_line_each(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.send_events([{"type": "ERROR", "error": {"message": "the agent is unwell"}}])
+    wait_for(lambda: _errors(agent), 5, message="the ERROR event's line")
+    agent.error_pages = {"UPDATE": 400}  # the TASK_KILLED: refused for good, dropped
+    agent.kill("task-1", grace_secs=0.5)
+    assert agent.wait_exit(10) == 0
+    errors = _errors(agent)
+    assert len(errors) == 2, errors
+    assert 'message="the agent is unwell"' in errors[0]
+    assert "call=UPDATE" in errors[1] and "status=400" in errors[1] and "state=TASK_KILLED" in errors[1]
