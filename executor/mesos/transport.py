@@ -5,7 +5,7 @@ This module owns the two connections (one for the long-lived SUBSCRIBE stream, o
 alive for the UPDATE/MESSAGE calls, which must not share the stream's; docs/mesos.md §3),
 the URL, the exact headers and the classification of every HTTP outcome:
 
-    202 (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
+    2xx (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
     403 (calls), 404, 503, other 5xx but 501,
     no answer                               -> TRANSIENT (retry with back-off)
     any other status                        -> REJECTED (a bug or a misconfiguration)
@@ -103,7 +103,9 @@ def agent_url(endpoint: str) -> str:
 
 
 def _classify(status: int, accepted: int) -> Outcome:
-    if status == accepted:
+    # A call answered with another 2xx (a proxy's 200) is taken as accepted: that keeps its
+    # update owed until its ACKNOWLEDGED, where a rejection would drop it.
+    if status == accepted or (accepted == 202 and 200 <= status < 300):
         return Outcome.ACCEPTED
     # 403 "Executor is not subscribed": the agent holds us as REGISTERING (it restarted and
     # has not seen our SUBSCRIBE yet). Keep the call and retry: dropping it would lose an

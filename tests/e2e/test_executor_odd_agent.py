@@ -130,3 +130,18 @@ def test_an_error_event_and_a_refused_update_are_one_error_line_each(agent, tmp_
     assert len(errors) == 2, errors
     assert 'message="the agent is unwell"' in errors[0]
     assert "call=UPDATE" in errors[1] and "status=400" in errors[1] and "state=TASK_KILLED" in errors[1]
+
+
+def test_an_update_answered_200_by_a_proxy_is_accepted_and_kept_until_its_ack(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.accepted_status = 200  # with an HTML page
+    agent.ack_mode = "hold"
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    agent.ack_mode = "immediate"
+    agent.close_stream()  # before its ACK: the resubscription must still carry it
+    carried = agent.wait_subscribed(count=2)["subscribe"]["unacknowledged_updates"]
+    assert [u["status"]["state"] for u in carried] == ["TASK_KILLED"]
+    assert agent.wait_exit(10) == 0
+    assert not _errors(agent)

@@ -53,7 +53,8 @@ class _Endpoint:
                     self.messages.append(base64.b64decode(call["message"]["data"]))
             elif kind == "UNKNOWN":
                 raise _Reject(501, "Unsupported call type")
-            self._answer(h, rec, 202)
+            status = self.accepted_status
+            self._answer(h, rec, status, "" if status == 202 else "<html><body>OK</body></html>")
         except _Reject as r:
             self._answer(h, rec, r.status, r.text, r.headers)
         except _Dead:  # a crashing agent answers nothing: the connection is cut

@@ -34,7 +34,8 @@ from tests.support.stoker_proc import stop_signals_default
 
 class AgentSimulator(_Driver, _Endpoint):
     """See the module docstring. Attributes meant to be set by tests: `ack_mode`,
-    `ack_delay_secs`, `chunking`, `auth_token`, `unanswered_updates`, `error_pages`.
+    `ack_delay_secs`, `chunking`, `auth_token`, `unanswered_updates`, `error_pages`,
+    `accepted_status`.
 
     `tls`: the TCP server speaks only TLS with this server context (libprocess SSL on, no
     downgrade; `tests/support/agent_tls.py` makes one like libprocess'), and the executor gets
@@ -90,6 +91,7 @@ class AgentSimulator(_Driver, _Endpoint):
         # Call type -> HTTP status: its next call is answered so, by an error page quoting
         # the request's headers (a proxy's, a debugging agent's); one call each.
         self.error_pages: dict[str, int] = {}
+        self.accepted_status = 202  # what an accepted UPDATE or MESSAGE is answered (a proxy: 200)
         self._closing = threading.Event()
         self.reregistration_failed = False
         self.registration_timed_out = False
