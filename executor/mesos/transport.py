@@ -31,6 +31,7 @@ import http.client
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -129,6 +130,25 @@ def _detail(body: bytes, token: str | None) -> str:
         cut = next((cut[:-n] for n in range(min(len(token), len(cut)), 0, -1)
                     if token.startswith(cut[-n:])), cut)
     return cut.strip() + (" ..." if len(text) > len(cut) else "")
+
+
+def _answer_body(response: http.client.HTTPResponse, conn: http.client.HTTPConnection,
+                 limit: int, deadline: float) -> tuple[bytes, bool]:
+    """A call's answer body: at most `limit` bytes, read by `deadline` (each read's timeout
+    is what is left); whether it was read whole, else its connection cannot carry another
+    call. (Was `read()`: a body that never ended held the sender for good.)"""
+    data = b""
+    while len(data) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0 or conn.sock is None:
+            return data, False
+        conn.sock.settimeout(left)
+        piece = response.read1(limit - len(data))
+        if not piece:  # its end (read1 of a Content-Length: 0 body leaves it open)
+            response.close()
+            return data, True
+        data += piece
+    return data, response.isclosed()
 
 
 def _error_words(error: BaseException) -> str:
@@ -273,6 +293,8 @@ class AgentTransport:
             self._tls = AgentTls.load(endpoint.tls)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         self._token = auth_token or None
+        # What is read of an answer: enough to find the token where the quoted part ends
+        self._quoted_bytes = _MAX_DETAIL_BYTES + len(self._token or "") + 1
         if auth_token:
             self._headers["Authorization"] = _bearer(auth_token)  # BadToken
         self._call_timeout_secs = call_timeout_secs
@@ -300,8 +322,8 @@ class AgentTransport:
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
         if response.status == 200:
             return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response)
-        try:  # enough to find the token where the quoted part ends
-            detail = _detail(response.read(_MAX_DETAIL_BYTES + len(self._token or "") + 1), self._token)
+        try:
+            detail = _detail(response.read(self._quoted_bytes), self._token)
         except Exception as e:  # the error body is only for the log line
             detail = f"(body unreadable: {_error_words(e)})"
         finally:
@@ -321,10 +343,13 @@ class AgentTransport:
                     conn = _connect(self._route, self._tls, CONNECT_TIMEOUT_SECS,
                                     self._call_timeout_secs)
                     self._call_conn = conn
+                deadline = time.monotonic() + self._call_timeout_secs
+                assert conn.sock is not None
+                conn.sock.settimeout(self._call_timeout_secs)  # the last body's read shortened it
                 conn.request("POST", self._route.path, body=body, headers=self._headers)
                 response = conn.getresponse()
-                content = response.read()
-                if response.will_close:
+                content, whole = _answer_body(response, conn, self._quoted_bytes, deadline)
+                if response.will_close or not whole:
                     self._drop_call_conn()
             except (http.client.HTTPException, OSError) as e:
                 self._drop_call_conn()

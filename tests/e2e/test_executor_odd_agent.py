@@ -10,6 +10,7 @@ simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4
   timeout, as long as the executor waits for the last acknowledgement: a task's TASK_KILLED
   was never POSTed again, the executor exited 5 and the agent reported TASK_FAILED. A call
   now waits 2 s for its answer, and the update is POSTed again with the same uuid (§12).
+  An answer whose body never ended held the sender for good: 2 s for it all now.
 - MESOS_SUBSCRIPTION_BACKOFF_MAX=0ns (the agent's --executor_reregistration_timeout) made
   every wait between SUBSCRIBE attempts 0: an agent down for 2 s got 17,354 attempts, each
   an INFO line (a 15-minute outage: millions of lines and a core busy). No retry now comes
@@ -145,3 +146,14 @@ def test_an_update_answered_200_by_a_proxy_is_accepted_and_kept_until_its_ack(ag
     assert [u["status"]["state"] for u in carried] == ["TASK_KILLED"]
     assert agent.wait_exit(10) == 0
     assert not _errors(agent)
+
+
+def test_an_answer_whose_body_never_ends_is_given_up_within_the_call_s_timeout(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO))
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.endless_answers = 1  # the TASK_KILLED's first POST: 503, then a byte every 0.1 s
+    killed_at = time.monotonic()
+    agent.kill("task-1", grace_secs=0.5)
+    killed = agent.wait_for_state("task-1", "TASK_KILLED", 8)
+    assert killed.at - killed_at < CALL_TIMEOUT_SECS + 1.5
+    assert agent.wait_exit(10) == 0

@@ -73,16 +73,28 @@ class _Endpoint:
                 f"{key}: {value}" for key, value in h.headers.items()) + "</body></html>")
 
     def _unanswered(self, h: _Handler, rec: RecordedRequest) -> bool:
-        """Takes one of `unanswered_updates`: no answer, nothing done, the connection held
-        until close() (True); False when none is left."""
+        """Takes one of `unanswered_updates` (no answer) or `endless_answers` (503, its body
+        never ending): nothing done, the connection held until close() (True); False when
+        neither is left."""
         with self._cond:
-            if self.unanswered_updates <= 0:
+            endless = self.unanswered_updates <= 0 and self.endless_answers > 0
+            if self.unanswered_updates <= 0 and not endless:
                 return False
-            self.unanswered_updates -= 1
-            rec.answer = "never answered"
+            if endless:
+                self.endless_answers -= 1
+            else:
+                self.unanswered_updates -= 1
+            rec.status, rec.answer = (503, "endless") if endless else (None, "never answered")
             self._cond.notify_all()
-        self._closing.wait()
         h.close_connection = True
+        if endless:
+            h.send_response(503)
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+        with contextlib.suppress(OSError):  # the executor gave up on it
+            while not self._closing.wait(0.1 if endless else None):
+                h.wfile.write(b"1\r\nx\r\n")
+                h.wfile.flush()
         return True
 
     def _read_body(self, h: _Handler) -> bytes:

@@ -34,8 +34,8 @@ from tests.support.stoker_proc import stop_signals_default
 
 class AgentSimulator(_Driver, _Endpoint):
     """See the module docstring. Attributes meant to be set by tests: `ack_mode`,
-    `ack_delay_secs`, `chunking`, `auth_token`, `unanswered_updates`, `error_pages`,
-    `accepted_status`.
+    `ack_delay_secs`, `chunking`, `auth_token`, `unanswered_updates`,
+    `endless_answers`, `error_pages`, `accepted_status`.
 
     `tls`: the TCP server speaks only TLS with this server context (libprocess SSL on, no
     downgrade; `tests/support/agent_tls.py` makes one like libprocess'), and the executor gets
@@ -88,6 +88,9 @@ class AgentSimulator(_Driver, _Endpoint):
         # How many UPDATE calls to take and never answer nor process, like a wedged agent:
         # each holds its connection until close().
         self.unanswered_updates = 0
+        # How many UPDATE calls to answer 503 with a body that never ends (a byte every 0.1 s
+        # until close()), not processed.
+        self.endless_answers = 0
         # Call type -> HTTP status: its next call is answered so, by an error page quoting
         # the request's headers (a proxy's, a debugging agent's); one call each.
         self.error_pages: dict[str, int] = {}
