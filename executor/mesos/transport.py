@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import http.client
+import math
 import select
 import socket
 import threading
@@ -312,6 +313,8 @@ class AgentTransport:
         (stopped, deadlocked; the kernel still accepts the connection) must not hold the
         SUBSCRIBE past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
         conn = None
+        # an error answer's body, read only for the log line, gets no more than a call's
+        body_by = time.monotonic() + min(answer_timeout_secs or math.inf, self._call_timeout_secs)
         try:
             conn = _connect(self._route, self._tls, connect_timeout_secs, answer_timeout_secs)
             conn.request("POST", self._route.path, body=body, headers=self._headers)
@@ -323,7 +326,7 @@ class AgentTransport:
         if response.status == 200:
             return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response)
         try:
-            detail = _detail(response.read(self._quoted_bytes), self._token)
+            detail = _detail(_answer_body(response, conn, self._quoted_bytes, body_by)[0], self._token)
         except Exception as e:  # the error body is only for the log line
             detail = f"(body unreadable: {_error_words(e)})"
         finally:

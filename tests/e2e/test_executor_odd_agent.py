@@ -10,7 +10,8 @@ simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4
   timeout, as long as the executor waits for the last acknowledgement: a task's TASK_KILLED
   was never POSTed again, the executor exited 5 and the agent reported TASK_FAILED. A call
   now waits 2 s for its answer, and the update is POSTed again with the same uuid (§12).
-  An answer whose body never ended held the sender for good: 2 s for it all now.
+  An answer whose body never ended held the sender for good, and a SUBSCRIBE past
+  MESOS_RECOVERY_TIMEOUT: 2 s for it all now (§15).
 - MESOS_SUBSCRIPTION_BACKOFF_MAX=0ns (the agent's --executor_reregistration_timeout) made
   every wait between SUBSCRIBE attempts 0: an agent down for 2 s got 17,354 attempts, each
   an INFO line (a 15-minute outage: millions of lines and a core busy). No retry now comes
@@ -151,9 +152,18 @@ def test_an_update_answered_200_by_a_proxy_is_accepted_and_kept_until_its_ack(ag
 def test_an_answer_whose_body_never_ends_is_given_up_within_the_call_s_timeout(agent, tmp_path):
     launch(agent, document(tmp_path, HELLO))
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)
-    agent.endless_answers = 1  # the TASK_KILLED's first POST: 503, then a byte every 0.1 s
+    agent.endless_answers = {"UPDATE": 1}  # the TASK_KILLED's first POST: 503, a byte every 0.1 s
     killed_at = time.monotonic()
     agent.kill("task-1", grace_secs=0.5)
     killed = agent.wait_for_state("task-1", "TASK_KILLED", 8)
     assert killed.at - killed_at < CALL_TIMEOUT_SECS + 1.5
     assert agent.wait_exit(10) == 0
+
+
+def test_a_subscribe_answer_whose_body_never_ends_still_ends_at_the_recovery_timeout(agent):
+    agent.endless_answers = {"SUBSCRIBE": 100}
+    started = time.monotonic()
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox, recovery_timeout="1secs", backoff_max="100ms")
+    assert agent.wait_exit(10) == 3  # (was: held past it, till the launch timeout's 10 s)
+    assert time.monotonic() - started < 1 + 2
+    assert "past MESOS_RECOVERY_TIMEOUT of 1s" in agent.executor_log()

@@ -42,10 +42,10 @@ class _Endpoint:
             self._error_page(h, rec)
             call = self._validate(h, rec)
             kind = call["type"]
+            if self._unanswered(h, rec, kind):
+                return
             if kind == "SUBSCRIBE":
                 return self._subscribe(h, rec, call)
-            if kind == "UPDATE" and self._unanswered(h, rec):
-                return
             if kind == "UPDATE":
                 self._update(call["update"]["status"], "UPDATE")
             elif kind == "MESSAGE":
@@ -72,16 +72,17 @@ class _Endpoint:
             raise _Reject(status, "<html><body>Request headers: " + "; ".join(
                 f"{key}: {value}" for key, value in h.headers.items()) + "</body></html>")
 
-    def _unanswered(self, h: _Handler, rec: RecordedRequest) -> bool:
+    def _unanswered(self, h: _Handler, rec: RecordedRequest, kind: str) -> bool:
         """Takes one of `unanswered_updates` (no answer) or `endless_answers` (503, its body
-        never ending): nothing done, the connection held until close() (True); False when
-        neither is left."""
+        never ending) due to this call: nothing done, the connection held until close()
+        (True); False when none is."""
         with self._cond:
-            endless = self.unanswered_updates <= 0 and self.endless_answers > 0
-            if self.unanswered_updates <= 0 and not endless:
+            silent = kind == "UPDATE" and self.unanswered_updates > 0
+            endless = not silent and self.endless_answers.get(kind, 0) > 0
+            if not (silent or endless):
                 return False
             if endless:
-                self.endless_answers -= 1
+                self.endless_answers[kind] -= 1
             else:
                 self.unanswered_updates -= 1
             rec.status, rec.answer = (503, "endless") if endless else (None, "never answered")

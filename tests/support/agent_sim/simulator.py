@@ -88,9 +88,9 @@ class AgentSimulator(_Driver, _Endpoint):
         # How many UPDATE calls to take and never answer nor process, like a wedged agent:
         # each holds its connection until close().
         self.unanswered_updates = 0
-        # How many UPDATE calls to answer 503 with a body that never ends (a byte every 0.1 s
-        # until close()), not processed.
-        self.endless_answers = 0
+        # Call type -> how many of its calls to answer 503 with a body that never ends (a
+        # byte every 0.1 s until close()), not processed.
+        self.endless_answers: dict[str, int] = {}
         # Call type -> HTTP status: its next call is answered so, by an error page quoting
         # the request's headers (a proxy's, a debugging agent's); one call each.
         self.error_pages: dict[str, int] = {}
