@@ -226,11 +226,13 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 class AgentStream:
     """One open SUBSCRIBE response: iterate `chunks()`; `abort()` from any thread ends it."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
+                 settle_by: float | None = None) -> None:
         self._conn = conn
         self._response = response
         self._sock = conn.sock
         self._aborted = False
+        self._settle_by = settle_by  # until settle(): the first event must be whole by then
 
     def chunks(self) -> Iterator[bytes]:
         """Yields the body as it arrives (at most STREAM_READ_BYTES at a time, never waiting
@@ -238,6 +240,11 @@ class AgentStream:
         raises StreamBroken on a reset, a truncation or an abort."""
         try:
             while True:
+                if self._settle_by is not None:  # bytes that never make an event (blank lines)
+                    left = self._settle_by - time.monotonic()
+                    if left <= 0:
+                        raise StreamBroken("no event came within the outage's time left")
+                    self._sock.settimeout(left)  # type: ignore[union-attr]
                 piece = self._response.read1(STREAM_READ_BYTES)
                 if not piece:
                     break
@@ -251,6 +258,7 @@ class AgentStream:
     def settle(self) -> None:
         """The agent has spoken on this stream: no read timeout from now on (its heartbeats
         come every 30 minutes at most, docs/mesos.md §7); never raises."""
+        self._settle_by = None
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.settimeout(None)
@@ -313,8 +321,9 @@ class AgentTransport:
         (stopped, deadlocked; the kernel still accepts the connection) must not hold the
         SUBSCRIBE past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
         conn = None
+        started = time.monotonic()
         # an error answer's body, read only for the log line, gets no more than a call's
-        body_by = time.monotonic() + min(answer_timeout_secs or math.inf, self._call_timeout_secs)
+        body_by = started + min(answer_timeout_secs or math.inf, self._call_timeout_secs)
         try:
             conn = _connect(self._route, self._tls, connect_timeout_secs, answer_timeout_secs)
             conn.request("POST", self._route.path, body=body, headers=self._headers)
@@ -324,7 +333,8 @@ class AgentTransport:
                 conn.close()
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
         if response.status == 200:
-            return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response)
+            settle_by = None if answer_timeout_secs is None else started + answer_timeout_secs
+            return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response, settle_by)
         try:
             detail = _detail(_answer_body(response, conn, self._quoted_bytes, body_by)[0], self._token)
         except Exception as e:  # the error body is only for the log line

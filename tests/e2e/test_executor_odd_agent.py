@@ -11,7 +11,8 @@ simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4
   was never POSTed again, the executor exited 5 and the agent reported TASK_FAILED. A call
   now waits 2 s for its answer, and the update is POSTed again with the same uuid (§12).
   An answer whose body never ended held the sender for good, and a SUBSCRIBE past
-  MESOS_RECOVERY_TIMEOUT: 2 s for it all now (§15).
+  MESOS_RECOVERY_TIMEOUT: 2 s for it all now (§15). So did a 200 followed by blank lines
+  and never an event: the stream's first event must now be whole within the outage's limit.
 - MESOS_SUBSCRIPTION_BACKOFF_MAX=0ns (the agent's --executor_reregistration_timeout) made
   every wait between SUBSCRIBE attempts 0: an agent down for 2 s got 17,354 attempts, each
   an INFO line (a 15-minute outage: millions of lines and a core busy). No retry now comes
@@ -162,6 +163,15 @@ def test_an_answer_whose_body_never_ends_is_given_up_within_the_call_s_timeout(a
 
 def test_a_subscribe_answer_whose_body_never_ends_still_ends_at_the_recovery_timeout(agent):
     agent.endless_answers = {"SUBSCRIBE": 100}
+    started = time.monotonic()
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox, recovery_timeout="1secs", backoff_max="100ms")
+    assert agent.wait_exit(10) == 3  # (was: held past it, till the launch timeout's 10 s)
+    assert time.monotonic() - started < 1 + 2
+    assert "past MESOS_RECOVERY_TIMEOUT of 1s" in agent.executor_log()
+
+
+def test_a_stream_of_blank_lines_and_no_event_still_ends_at_the_recovery_timeout(agent):
+    agent.subscribe_reply = "blank_lines"
     started = time.monotonic()
     agent.launch_executor(EXECUTOR, cwd=agent.sandbox, recovery_timeout="1secs", backoff_max="100ms")
     assert agent.wait_exit(10) == 3  # (was: held past it, till the launch timeout's 10 s)

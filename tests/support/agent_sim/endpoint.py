@@ -8,6 +8,7 @@ import binascii
 import contextlib
 import json
 import socket
+import threading
 import time
 import uuid as uuid_mod
 from collections.abc import Mapping
@@ -216,7 +217,7 @@ class _Endpoint:
         subscribe = call["subscribe"]
         if self.subscribe_reply == "shutdown":
             return self._shutdown_only(h, rec, call, stream)
-        if self.subscribe_reply == "silent":
+        if self.subscribe_reply in ("silent", "blank_lines"):
             return self._silent(h, rec, call, stream)
         subscribed = self._subscribed_event()
         stream.send([self._event(subscribed)])  # first on the wire, whatever comes next
@@ -267,7 +268,13 @@ class _Endpoint:
             self._cond.notify_all()
         stream.begin()
         h.close_connection = True
+        if self.subscribe_reply == "blank_lines":  # no event ever: a blank line each 0.1 s
+            threading.Thread(target=self._blank_lines, args=(stream,), daemon=True).start()
         stream.serve()
+
+    def _blank_lines(self, stream: _Stream) -> None:
+        while stream.open and not self._closing.wait(0.1):
+            stream.send([b"\n"], raw=True)
 
     def _drop_unlisted_staging(self, listed: set[str | None]) -> None:
         for tid, task in self._tasks.items():
