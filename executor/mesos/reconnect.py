@@ -16,8 +16,9 @@ The rules (docs/mesos.md §15), checked in this order:
      starts when the driver starts, and again at every disconnect of a subscribed stream.
   5. Otherwise retry after a uniform random wait in [0, `MESOS_SUBSCRIPTION_BACKOFF_MAX`],
      at least RETRY_FLOOR_SECS, for every kind of failure (refused, 503, 404, EOF, a
-     malformed stream), cut so that the last attempt lands at the limit. The agent's re-registration window after its
-     restart is that maximum, so a longer wait could miss it.
+     malformed stream), cut so that the last attempt lands at the limit. The agent's
+     re-registration window after its restart is that maximum, so a longer wait could miss
+     it.
 
 How the driver ended (`Ending`) decides the executor's exit status.
 """
