@@ -224,7 +224,7 @@ def parse_event(payload: bytes | bytearray) -> Event:
         return Unreadable(kind, str(e))
 
 
-_SKIPPABLE = ("LAUNCH", "MESSAGE")  # and unknown types; any other oversized event breaks the stream
+_SKIPPABLE = ("LAUNCH", "MESSAGE", "ERROR", "HEARTBEAT")  # and unknown types; any other oversized: broken
 # Read wrong, skipped (`Unreadable`): nothing owed depends on them. Any other event read wrong
 # breaks the stream, and the resubscription carries what is owed.
 _SKIPPED_UNREAD = ("MESSAGE", "ERROR")

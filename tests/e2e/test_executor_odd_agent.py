@@ -13,6 +13,8 @@ simulator, given what a buggy, wedged or newer agent can send (docs/mesos.md §4
   An answer whose body never ended held the sender for good, and a SUBSCRIBE past
   MESOS_RECOVERY_TIMEOUT: 2 s for it all now (§15). So did a 200 followed by blank lines
   and never an event: the stream's first event must now be whole within the outage's limit.
+- An ERROR event over the 8 MiB a record may have broke the stream, where an oversized
+  MESSAGE is skipped: with checkpointing off the task was killed. It is skipped too (§4).
 - MESOS_SUBSCRIPTION_BACKOFF_MAX=0ns (the agent's --executor_reregistration_timeout) made
   every wait between SUBSCRIBE attempts 0: an agent down for 2 s got 17,354 attempts, each
   an INFO line (a 15-minute outage: millions of lines and a core busy). No retry now comes
@@ -30,6 +32,7 @@ import time
 import pytest
 
 from executor.mesos.reconnect import RETRY_FLOOR_SECS
+from executor.mesos.recordio import MAX_RECORD_BYTES
 from executor.mesos.transport import CALL_TIMEOUT_SECS
 from tests.support.executor_e2e import EXECUTOR, HELLO, TOKEN, agent_for, document, launch
 from tests.support.stoker_proc import live, task_pids
@@ -177,3 +180,17 @@ def test_a_stream_of_blank_lines_and_no_event_still_ends_at_the_recovery_timeout
     assert agent.wait_exit(10) == 3  # (was: held past it, till the launch timeout's 10 s)
     assert time.monotonic() - started < 1 + 2
     assert "past MESOS_RECOVERY_TIMEOUT of 1s" in agent.executor_log()
+
+
+def test_an_oversized_error_event_is_skipped_like_an_oversized_message(agent, tmp_path):
+    launch(agent, document(tmp_path, HELLO), checkpoint=False)
+    agent.wait_for_state("task-1", "TASK_RUNNING", 10)
+    agent.send_events([{"type": "ERROR", "error": {"message": "x" * (MAX_RECORD_BYTES + 1)}}])
+    agent.message(b"after it")
+    wait_for(lambda: "framework_message bytes=8" in agent.executor_log(), 10,
+             message="the MESSAGE after the oversized ERROR")
+    assert "mesos_event_skipped executor_id=stoker-executor-1 type=ERROR bytes=" in agent.executor_log()
+    assert len(agent.subscribes) == 1 and agent.exit_code is None
+    agent.kill("task-1", grace_secs=0.5)
+    agent.wait_for_state("task-1", "TASK_KILLED", 5)
+    assert agent.wait_exit(10) == 0

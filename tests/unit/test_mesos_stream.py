@@ -153,6 +153,10 @@ def test_an_oversized_event_is_read_from_its_first_bytes():
     message = b'{"type":"MESSAGE","message":{"data":"AAAA'
     assert wire.parse_oversized(20, message, 10) == wire.Oversized("MESSAGE", 20, None)
     assert wire.parse_oversized(20, b'{"type":"FROM_THE_FUTURE"', 10).type == "FROM_THE_FUTURE"
+    # events only logged: skipped too (an oversized ERROR broke the stream: with checkpointing
+    # off, the executor ended and its task was killed)
+    assert wire.parse_oversized(20, b'{"type":"ERROR","error":{"message":"x', 10) == wire.Oversized("ERROR", 20, None)
+    assert wire.parse_oversized(20, b'{"type":"HEARTBEAT"', 10) == wire.Oversized("HEARTBEAT", 20, None)
     # Only a LAUNCH's task id is read: another event's path that looks like one is not.
     future = b'{"type":"FROM_THE_FUTURE","launch":{"task":{"task_id":{"value":"t-9"}}}}'
     assert wire.parse_oversized(20, future, 10) == wire.Oversized("FROM_THE_FUTURE", 20, None)
