@@ -27,6 +27,7 @@ from executor.mesos.wire import (
     Shutdown,
     Subscribed,
     UnknownEvent,
+    Unreadable,
 )
 
 if TYPE_CHECKING:
@@ -70,8 +71,8 @@ class ExecutorCallbacks(Protocol):
 def callback_for(cb: ExecutorCallbacks, event: Event, *,
                  first_subscription: bool) -> tuple[Callable[..., None], tuple[Any, ...]] | None:
     """The callback `event` becomes and its arguments after the driver; None for the events
-    the driver only books or logs (ACKNOWLEDGED, HEARTBEAT, an unknown type, an oversized
-    event that is no LAUNCH naming its task). `first_subscription`: no SUBSCRIBED came before."""
+    the driver only books or logs (ACKNOWLEDGED, HEARTBEAT, an unknown type, an unreadable or
+    oversized event that is no LAUNCH naming its task). `first_subscription`: no SUBSCRIBED came before."""
     match event:
         case Subscribed() if first_subscription:
             return cb.registered, (event.executor_info, event.framework_info, event.agent_info)
@@ -91,7 +92,7 @@ def callback_for(cb: ExecutorCallbacks, event: Event, *,
             return cb.error, (message,)
         case Oversized(type="LAUNCH", task_id=str() as tid, size_bytes=size):
             return cb.launchTooLarge, (tid, size)
-        case Acknowledged() | Heartbeat() | UnknownEvent() | Oversized():
+        case Acknowledged() | Heartbeat() | UnknownEvent() | Unreadable() | Oversized():
             return None
         case _:
             assert_never(event)

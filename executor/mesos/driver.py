@@ -57,6 +57,7 @@ from executor.mesos.transport import (
 )
 from executor.mesos.wire import (
     Acknowledged,
+    Error,
     Event,
     Heartbeat,
     Kill,
@@ -64,6 +65,7 @@ from executor.mesos.wire import (
     Shutdown,
     Subscribed,
     UnknownEvent,
+    Unreadable,
     mesos_state_name,
     uuid_text,
 )
@@ -157,8 +159,7 @@ class ExecutorDriver:
         """Records the update as owed and queues it, with its one `status_update` line
         (`task`: the task's label, for it); returns its uuid bytes."""
         with self._cond:
-            pending = self._protocol.update(task_id, state, message, healthy, reason,
-                                            now_wall=time.time())
+            pending = self._protocol.update(task_id, state, message, healthy, reason, now_wall=time.time())
             self._shared.unsent += 1
         log_event(logger, logging.INFO, "status_update", task=task, task_id=task_id,
                   state=mesos_state_name(state), healthy=healthy, mesos_reason=reason,
@@ -325,15 +326,12 @@ class ExecutorDriver:
     def _refused(self, result: CallResult) -> SessionEnd:
         if result.outcome is not Outcome.REJECTED:
             return SessionEnd(f"SUBSCRIBE failed: {result.describe()}")
-        text = f"the agent rejected SUBSCRIBE: {result.describe()}"
-        log_event(logger, logging.ERROR, "mesos_subscribe_rejected", executor_id=self._who,
-                  status=result.status, body=result.detail)
+        text = f"the agent rejected SUBSCRIBE: {result.describe()}"  # `mesos_giving_up` says it
         self._post(self._callbacks.error, text)
         return SessionEnd(text, rejected=True)
 
     def _read_stream(self, stream: AgentStream) -> tuple[str, bool, bool]:
-        """Feeds the session until the stream ends; (why it ended, SUBSCRIBED seen,
-        SHUTDOWN received).
+        """Feeds the session until the stream ends; (why it ended, SUBSCRIBED seen, SHUTDOWN received).
 
         Only one stream is ever open (the next SUBSCRIBE is sent after this one ended), so
         an EOF here is never that of a stale, replaced stream.
@@ -407,20 +405,23 @@ class ExecutorDriver:
                 log_event(logger, logging.DEBUG, "mesos_shutdown_received",  # the executor's
                           executor_id=self._who)  # `shutdown` line says it, with the grace
             case Acknowledged(task_id=tid, uuid=raw):
-                log_event(logger, logging.INFO, "status_update_acknowledged",
-                          executor_id=self._who, task_id=tid, uuid=uuid_text(raw))
+                log_event(logger, logging.INFO, "status_update_acknowledged", executor_id=self._who,
+                          task_id=tid, uuid=uuid_text(raw))
             case Heartbeat():
                 log_event(logger, logging.DEBUG, "mesos_heartbeat", executor_id=self._who)
+            case Error(message=text):
+                log_event(logger, logging.ERROR, "mesos_error_event", executor_id=self._who, message=text)
             case Kill(task_id=tid, bad_grace=str() as bad):  # the executor's `kill` line follows
                 log_event(logger, logging.WARNING, "mesos_kill_grace_ignored", executor_id=self._who,
                           task_id=tid, reason=f"{bad}; the task's own grace applies")
+            case Unreadable(type=kind, reason=why):  # its framing was whole: the stream goes on
+                log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who, type=kind, reason=why)
             case UnknownEvent(type=kind):
                 log_event(logger, logging.INFO, "mesos_event_ignored", executor_id=self._who,
                           type=kind, reason="unknown event type")
             case Oversized(type=kind, task_id=tid, size_bytes=size) if kind != "LAUNCH" or tid is None:
-                log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who,
-                          type=kind, bytes=size,
-                          reason=f"larger than the limit of {MAX_RECORD_BYTES} bytes"
+                log_event(logger, logging.ERROR, "mesos_event_skipped", executor_id=self._who, type=kind,
+                          bytes=size, reason=f"larger than the limit of {MAX_RECORD_BYTES} bytes"
                           + ("; its task id is not in its first bytes: it cannot be answered"
                              if kind == "LAUNCH" else ""))
             case _:

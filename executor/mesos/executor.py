@@ -199,8 +199,8 @@ class StokerExecutor:
             return
         self._kill(PendingKill(reason, grace, use_lifecycle=False, kill_all_at=kill_all_at))
 
-    def error(self, driver: ExecutorDriver, message: str) -> None:
-        log_event(logger, logging.ERROR, "driver_error", message=message)
+    def error(self, driver: ExecutorDriver, message: str) -> None:  # the driver said it, at ERROR
+        log_event(logger, logging.DEBUG, "driver_error", message=message)
 
     # ---- the task ----
 

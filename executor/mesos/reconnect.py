@@ -15,9 +15,10 @@ The rules (docs/mesos.md §15), checked in this order:
      START_RETRY_SECS (an agent unreachable at start is retried that long). An outage
      starts when the driver starts, and again at every disconnect of a subscribed stream.
   5. Otherwise retry after a uniform random wait in [0, `MESOS_SUBSCRIPTION_BACKOFF_MAX`],
-     for every kind of failure (refused, 503, 404, EOF, a malformed stream), cut so that
-     the last attempt lands at the limit. The agent's re-registration window after its
-     restart is that maximum, so a longer wait could miss it.
+     at least RETRY_FLOOR_SECS, for every kind of failure (refused, 503, 404, EOF, a
+     malformed stream), cut so that the last attempt lands at the limit. The agent's
+     re-registration window after its restart is that maximum, so a longer wait could miss
+     it.
 
 How the driver ended (`Ending`) decides the executor's exit status.
 """
@@ -29,7 +30,10 @@ import attrs
 
 START_RETRY_SECS = 5.0  # without checkpointing: how long an unreachable agent is retried at start
 CALL_RETRY_CAP_SECS = 1.0  # transient UPDATE/MESSAGE failures are retried at least this often
-_CALL_RETRY_FLOOR_SECS = 0.05
+# No retry, of a SUBSCRIBE or a call, comes sooner than this: MESOS_SUBSCRIPTION_BACKOFF_MAX
+# may be 0 (the agent's --executor_reregistration_timeout), and an agent down for 2 s then got
+# 17,354 SUBSCRIBE attempts, each with its log line.
+RETRY_FLOOR_SECS = 0.05
 
 
 class Ending(enum.Enum):
@@ -106,7 +110,7 @@ class ReconnectPolicy:
             what = "MESOS_RECOVERY_TIMEOUT" if self._checkpoint else "the start-up retry limit"
             return GiveUp(lost, f"the agent could not be reached for {outage:.1f}s, past {what} "
                                 f"of {self._limit_secs:g}s; last error: {end.reason}")
-        backoff = jitter_sample * self._backoff_max_secs
+        backoff = max(RETRY_FLOOR_SECS, jitter_sample * self._backoff_max_secs)
         return Retry(min(backoff, self._limit_secs - outage), end.reason)
 
 
@@ -115,5 +119,5 @@ def call_retry_delay_secs(backoff_max_secs: float, jitter_sample: float) -> floa
     [cap/2, cap], cap = the back-off max bounded to [0.05 s, CALL_RETRY_CAP_SECS]."""
     if not 0.0 <= jitter_sample <= 1.0:
         raise ValueError(f"jitter_sample {jitter_sample} is not within [0, 1]")
-    cap = min(CALL_RETRY_CAP_SECS, max(_CALL_RETRY_FLOOR_SECS, backoff_max_secs))
+    cap = min(CALL_RETRY_CAP_SECS, max(RETRY_FLOOR_SECS, backoff_max_secs))
     return cap / 2 + jitter_sample * (cap / 2)

@@ -261,7 +261,7 @@ class ExecutorProtocol:
             case wire.Shutdown():
                 self._shutdown_received = True
             case (wire.Kill() | wire.Message() | wire.Heartbeat() | wire.Error()
-                  | wire.UnknownEvent() | wire.Oversized()):
+                  | wire.UnknownEvent() | wire.Unreadable() | wire.Oversized()):
                 pass  # nothing owed changes: the driver turns these into callbacks
             case _:
                 assert_never(event)

@@ -5,7 +5,7 @@ This module owns the two connections (one for the long-lived SUBSCRIBE stream, o
 alive for the UPDATE/MESSAGE calls, which must not share the stream's; docs/mesos.md §3),
 the URL, the exact headers and the classification of every HTTP outcome:
 
-    202 (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
+    2xx (calls) / 200 (SUBSCRIBE)           -> ACCEPTED
     403 (calls), 404, 503, other 5xx but 501,
     no answer                               -> TRANSIENT (retry with back-off)
     any other status                        -> REJECTED (a bug or a misconfiguration)
@@ -28,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import http.client
+import math
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -42,7 +44,12 @@ if TYPE_CHECKING:  # loaded only when SSL is on
     from executor.mesos.agenttls import AgentTls
 
 CONNECT_TIMEOUT_SECS = 5.0
-CALL_TIMEOUT_SECS = 10.0  # read timeout of a call; the stream has none (heartbeats: 30 min)
+# Read timeout of a call (the stream has none: heartbeats come every 30 min). The agent answers
+# a call before it acts on it; one it took and never answered must not hold the sender for the
+# whole wait for the last acknowledgement (10 s, less after SHUTDOWN): it is POSTed again with
+# the same uuid, which the agent deduplicates (docs/mesos.md §12). (Was 10 s: a TASK_KILLED
+# whose first POST hung was never POSTed again, and the executor exited 5.)
+CALL_TIMEOUT_SECS = 2.0
 _MAX_DETAIL_BYTES = 1024  # a rejected call's body is quoted up to this many bytes
 # The stream is read in pieces of at most this size: a 50 MB HTTP chunk is never held whole
 # (the RecordIO decoder drops a record too large to hold as it passes). A smaller chunk still
@@ -98,7 +105,9 @@ def agent_url(endpoint: str) -> str:
 
 
 def _classify(status: int, accepted: int) -> Outcome:
-    if status == accepted:
+    # A call answered with another 2xx (a proxy's 200) is taken as accepted: that keeps its
+    # update owed until its ACKNOWLEDGED, where a rejection would drop it.
+    if status == accepted or (accepted == 202 and 200 <= status < 300):
         return Outcome.ACCEPTED
     # 403 "Executor is not subscribed": the agent holds us as REGISTERING (it restarted and
     # has not seen our SUBSCRIBE yet). Keep the call and retry: dropping it would lose an
@@ -111,9 +120,36 @@ def _classify(status: int, accepted: int) -> Outcome:
     return Outcome.REJECTED
 
 
-def _detail(body: bytes) -> str:
-    text = body[:_MAX_DETAIL_BYTES].decode("utf-8", "replace").strip()
-    return text + (" ..." if len(body) > _MAX_DETAIL_BYTES else "")
+def _detail(body: bytes, token: str | None) -> str:
+    """An answer's body for a log line: its first _MAX_DETAIL_BYTES, the token (which an error
+    page quoting the request's headers holds) written `[token]`, even cut in two by the end."""
+    text = body.decode("utf-8", "replace")
+    if token:
+        text = text.replace(token, "[token]")
+    cut = text[:_MAX_DETAIL_BYTES]
+    if token and len(cut) < len(text):
+        cut = next((cut[:-n] for n in range(min(len(token), len(cut)), 0, -1)
+                    if token.startswith(cut[-n:])), cut)
+    return cut.strip() + (" ..." if len(text) > len(cut) else "")
+
+
+def _answer_body(response: http.client.HTTPResponse, conn: http.client.HTTPConnection,
+                 limit: int, deadline: float) -> tuple[bytes, bool]:
+    """A call's answer body: at most `limit` bytes, read by `deadline` (each read's timeout
+    is what is left); whether it was read whole, else its connection cannot carry another
+    call. (Was `read()`: a body that never ended held the sender for good.)"""
+    data = b""
+    while len(data) < limit:
+        left = deadline - time.monotonic()
+        if left <= 0 or conn.sock is None:
+            return data, False
+        conn.sock.settimeout(left)
+        piece = response.read1(limit - len(data))
+        if not piece:  # its end (read1 of a Content-Length: 0 body leaves it open)
+            response.close()
+            return data, True
+        data += piece
+    return data, response.isclosed()
 
 
 def _error_words(error: BaseException) -> str:
@@ -190,11 +226,13 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
 class AgentStream:
     """One open SUBSCRIBE response: iterate `chunks()`; `abort()` from any thread ends it."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
+                 settle_by: float | None = None) -> None:
         self._conn = conn
         self._response = response
         self._sock = conn.sock
         self._aborted = False
+        self._settle_by = settle_by  # until settle(): the first event must be whole by then
 
     def chunks(self) -> Iterator[bytes]:
         """Yields the body as it arrives (at most STREAM_READ_BYTES at a time, never waiting
@@ -202,6 +240,11 @@ class AgentStream:
         raises StreamBroken on a reset, a truncation or an abort."""
         try:
             while True:
+                if self._settle_by is not None:  # bytes that never make an event (blank lines)
+                    left = self._settle_by - time.monotonic()
+                    if left <= 0:
+                        raise StreamBroken("no event came within the outage's time left")
+                    self._sock.settimeout(left)  # type: ignore[union-attr]
                 piece = self._response.read1(STREAM_READ_BYTES)
                 if not piece:
                     break
@@ -215,6 +258,7 @@ class AgentStream:
     def settle(self) -> None:
         """The agent has spoken on this stream: no read timeout from now on (its heartbeats
         come every 30 minutes at most, docs/mesos.md §7); never raises."""
+        self._settle_by = None
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.settimeout(None)
@@ -257,6 +301,9 @@ class AgentTransport:
 
             self._tls = AgentTls.load(endpoint.tls)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._token = auth_token or None
+        # What is read of an answer: enough to find the token where the quoted part ends
+        self._quoted_bytes = _MAX_DETAIL_BYTES + len(self._token or "") + 1
         if auth_token:
             self._headers["Authorization"] = _bearer(auth_token)  # BadToken
         self._call_timeout_secs = call_timeout_secs
@@ -274,6 +321,9 @@ class AgentTransport:
         (stopped, deadlocked; the kernel still accepts the connection) must not hold the
         SUBSCRIBE past MESOS_RECOVERY_TIMEOUT (docs/mesos.md §15)."""
         conn = None
+        started = time.monotonic()
+        # an error answer's body, read only for the log line, gets no more than a call's
+        body_by = started + min(answer_timeout_secs or math.inf, self._call_timeout_secs)
         try:
             conn = _connect(self._route, self._tls, connect_timeout_secs, answer_timeout_secs)
             conn.request("POST", self._route.path, body=body, headers=self._headers)
@@ -283,9 +333,10 @@ class AgentTransport:
                 conn.close()
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
         if response.status == 200:
-            return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response)
+            settle_by = None if answer_timeout_secs is None else started + answer_timeout_secs
+            return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response, settle_by)
         try:
-            detail = _detail(response.read(_MAX_DETAIL_BYTES + 1))
+            detail = _detail(_answer_body(response, conn, self._quoted_bytes, body_by)[0], self._token)
         except Exception as e:  # the error body is only for the log line
             detail = f"(body unreadable: {_error_words(e)})"
         finally:
@@ -305,16 +356,19 @@ class AgentTransport:
                     conn = _connect(self._route, self._tls, CONNECT_TIMEOUT_SECS,
                                     self._call_timeout_secs)
                     self._call_conn = conn
+                deadline = time.monotonic() + self._call_timeout_secs
+                assert conn.sock is not None
+                conn.sock.settimeout(self._call_timeout_secs)  # the last body's read shortened it
                 conn.request("POST", self._route.path, body=body, headers=self._headers)
                 response = conn.getresponse()
-                content = response.read()
-                if response.will_close:
+                content, whole = _answer_body(response, conn, self._quoted_bytes, deadline)
+                if response.will_close or not whole:
                     self._drop_call_conn()
             except (http.client.HTTPException, OSError) as e:
                 self._drop_call_conn()
                 return CallResult(Outcome.TRANSIENT, None, _error_words(e))
         outcome = _classify(response.status, 202)
-        detail = "" if outcome is Outcome.ACCEPTED else _detail(content)
+        detail = "" if outcome is Outcome.ACCEPTED else _detail(content, self._token)
         return CallResult(outcome, response.status, detail)
 
     def _drop_call_conn(self) -> None:

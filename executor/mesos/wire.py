@@ -114,6 +114,15 @@ class UnknownEvent:
 
 
 @attrs.frozen(slots=True)
+class Unreadable:
+    """A whole record that could not be read as an event the executor only logs (a MESSAGE,
+    an ERROR, one whose `type` is no text): skipped, `type` None when it has none."""
+
+    type: str | None
+    reason: str
+
+
+@attrs.frozen(slots=True)
 class Oversized:
     """A record too large to hold, read from its first bytes; `task_id` for a LAUNCH whose
     first bytes name it."""
@@ -124,7 +133,7 @@ class Oversized:
 
 
 Event = (Subscribed | Launch | LaunchGroup | Kill | Acknowledged | Message | Shutdown | Heartbeat
-         | Error | UnknownEvent | Oversized)
+         | Error | UnknownEvent | Unreadable | Oversized)
 
 
 def _field(obj: Any, path: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -200,14 +209,25 @@ def parse_event(payload: bytes | bytearray) -> Event:
         raise RemoteProtocolError(f"event is nested too deeply to read: {quoted(payload[:80])}") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"event is a JSON {type(obj).__name__}, not an object")
-    kind = _field(obj, "type", str, "event")
+    try:
+        kind = _field(obj, "type", str, "event")
+    except RemoteProtocolError as e:  # its framing was whole: nothing after it is lost
+        return Unreadable(None, str(e))
     parser = _PARSERS.get(kind)
     if parser is None:
         return UnknownEvent(kind)
-    return parser(obj, f"{kind} event")
+    if kind not in _SKIPPED_UNREAD:
+        return parser(obj, f"{kind} event")
+    try:
+        return parser(obj, f"{kind} event")
+    except RemoteProtocolError as e:
+        return Unreadable(kind, str(e))
 
 
-_SKIPPABLE = ("LAUNCH", "MESSAGE")  # and unknown types; any other oversized event breaks the stream
+_SKIPPABLE = ("LAUNCH", "MESSAGE", "ERROR", "HEARTBEAT")  # and unknown types; any other oversized: broken
+# Read wrong, skipped (`Unreadable`): nothing owed depends on them. Any other event read wrong
+# breaks the stream, and the resubscription carries what is owed.
+_SKIPPED_UNREAD = ("MESSAGE", "ERROR")
 _TYPE = ("type",)
 _LAUNCH_TASK_ID = ("launch", "task", "task_id", "value")
 

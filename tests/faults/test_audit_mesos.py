@@ -193,4 +193,4 @@ def test_a_subscribe_refused_403_ends_the_executor_at_once(sim):
     assert sim.wait_exit(5) == 3  # never subscribed; not after MESOS_RECOVERY_TIMEOUT
     assert time.monotonic() - started < 5
     assert [r.status for r in sim.calls("SUBSCRIBE")] == [403]
-    assert "mesos_subscribe_rejected executor_id=stoker-executor-1 status=403" in sim.executor_log()
+    assert "mesos_giving_up executor_id=stoker-executor-1 reason=\"the agent rejected SUBSCRIBE: HTTP 403" in sim.executor_log()

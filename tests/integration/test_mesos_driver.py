@@ -273,7 +273,7 @@ def test_subscribe_rejected_with_400_reports_error_then_shuts_down(sim):
     assert sim.wait_exit(5) == 0
     assert [r.status for r in sim.calls("SUBSCRIBE")] == [200, 400]
     log = sim.executor_log()
-    assert "mesos_subscribe_rejected executor_id=stoker-executor-1 status=400" in log
+    assert "mesos_giving_up executor_id=stoker-executor-1 reason=\"the agent rejected SUBSCRIBE: HTTP 400" in log
     assert "Framework cannot be found" in log and "echo_error" in log
 
 

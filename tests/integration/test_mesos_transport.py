@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.mesos.transport import AgentTransport, BadToken, Outcome, agent_url
+from executor.mesos.transport import AgentTransport, BadToken, Outcome, _detail, agent_url
 from executor.mesos.wire import Calls
 
 
@@ -55,3 +55,12 @@ def test_a_token_no_header_can_carry_is_refused_without_showing_it(token, what):
     with pytest.raises(BadToken) as refused:
         AgentTransport("127.0.0.1:5051", token)
     assert what in str(refused.value) and "t0k" not in str(refused.value)
+
+
+@pytest.mark.parametrize("at", [0, 1000, 1020, 1023, 1024])
+def test_an_answer_quoted_in_a_log_line_never_holds_the_token_even_cut_in_two(at):
+    token = "s3cr3t-jwt-token-value"
+    body = b"x" * at + b"Authorization: Bearer " + token.encode() + b" y" * 600
+    detail = _detail(body, token)
+    assert token[:2] not in detail and detail.endswith(" ...")
+    assert _detail(b"ends with s", "secret") == "ends with s"  # a whole answer is not cut

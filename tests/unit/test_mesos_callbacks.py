@@ -53,6 +53,7 @@ ROWS = [
     (wire.Acknowledged("t1", b"u" * 16), False, None),
     (wire.Heartbeat(), False, None),
     (wire.UnknownEvent("LAUNCH_NESTED"), False, None),
+    (wire.Unreadable("MESSAGE", "MESSAGE event: data is not valid base64"), False, None),
 ]
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from executor.mesos.reconnect import (
+    RETRY_FLOOR_SECS,
     START_RETRY_SECS,
     Ending,
     GiveUp,
@@ -48,7 +49,7 @@ STORIES = {
     "an agent unreachable at start is retried within the back-off max": (True, [
         (REFUSED, 0.1, 0.5, Retry(0.15, REFUSED.reason)),
         (UNAVAILABLE, 0.3, 1.0, Retry(BACKOFF, UNAVAILABLE.reason)),
-        (REFUSED, 0.6, 0.0, Retry(0.0, REFUSED.reason)),
+        (REFUSED, 0.6, 0.0, Retry(RETRY_FLOOR_SECS, REFUSED.reason)),
     ]),
     "with checkpointing, an agent never reached is given up at MESOS_RECOVERY_TIMEOUT": (True, [
         (REFUSED, 9.9, 1.0, Retry(pytest.approx(0.1), REFUSED.reason)),  # cut at the limit
@@ -73,10 +74,10 @@ STORIES = {
                                           "MESOS_RECOVERY_TIMEOUT of 10s", "HTTP 503")),
     ]),
     "every outage gets the whole recovery timeout": (True, [
-        (BROKEN, 5.0, 0.0, Retry(0.0, BROKEN.reason)),
-        (REFUSED, 14.0, 0.0, Retry(0.0, REFUSED.reason)),
-        (MALFORMED, 14.5, 0.0, Retry(0.0, MALFORMED.reason)),  # subscribed again, dropped
-        (REFUSED, 24.4, 0.0, Retry(0.0, REFUSED.reason)),
+        (BROKEN, 5.0, 0.0, Retry(RETRY_FLOOR_SECS, BROKEN.reason)),
+        (REFUSED, 14.0, 0.0, Retry(RETRY_FLOOR_SECS, REFUSED.reason)),
+        (MALFORMED, 14.5, 0.0, Retry(RETRY_FLOOR_SECS, MALFORMED.reason)),  # subscribed again, dropped
+        (REFUSED, 24.4, 0.0, Retry(RETRY_FLOOR_SECS, REFUSED.reason)),
     ]),
     "after SHUTDOWN there is no resubscription, even with checkpointing": (True, [
         (AFTER_SHUTDOWN, 1.0, 0.5, give_up(Ending.SHUTDOWN, "after SHUTDOWN; not resubscribing",
@@ -109,6 +110,14 @@ def test_reconnect_stories(checkpoint, steps):
                 assert word in decision.reason, f"step {i}: {word!r} not in {decision.reason!r}"
         else:
             assert decision == expected, f"step {i}"
+
+
+def test_a_back_off_max_of_zero_still_waits_the_floor():
+    # MESOS_SUBSCRIPTION_BACKOFF_MAX=0ns: 17,354 SUBSCRIBE attempts in a 2 s outage
+    rules = ReconnectPolicy(checkpoint=True, recovery_timeout_secs=RECOVERY, backoff_max_secs=0.0,
+                            started_at=0.0)
+    assert rules.on_session_end(REFUSED, 0.1, 0.7) == Retry(RETRY_FLOOR_SECS, REFUSED.reason)
+    assert rules.on_session_end(REFUSED, 9.99, 0.7).delay_secs == pytest.approx(0.01)  # the limit
 
 
 @pytest.mark.parametrize("now, connect_timeout", [

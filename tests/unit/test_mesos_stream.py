@@ -153,6 +153,10 @@ def test_an_oversized_event_is_read_from_its_first_bytes():
     message = b'{"type":"MESSAGE","message":{"data":"AAAA'
     assert wire.parse_oversized(20, message, 10) == wire.Oversized("MESSAGE", 20, None)
     assert wire.parse_oversized(20, b'{"type":"FROM_THE_FUTURE"', 10).type == "FROM_THE_FUTURE"
+    # events only logged: skipped too (an oversized ERROR broke the stream: with checkpointing
+    # off, the executor ended and its task was killed)
+    assert wire.parse_oversized(20, b'{"type":"ERROR","error":{"message":"x', 10) == wire.Oversized("ERROR", 20, None)
+    assert wire.parse_oversized(20, b'{"type":"HEARTBEAT"', 10) == wire.Oversized("HEARTBEAT", 20, None)
     # Only a LAUNCH's task id is read: another event's path that looks like one is not.
     future = b'{"type":"FROM_THE_FUTURE","launch":{"task":{"task_id":{"value":"t-9"}}}}'
     assert wire.parse_oversized(20, future, 10) == wire.Oversized("FROM_THE_FUTURE", 20, None)
@@ -173,7 +177,7 @@ def test_protocol_error_in_stream_reaches_the_caller_of_feed():
     b'5\n{"type":"HEARTBEAT"}',  # a length that lies short: the rest is read as a header
     b'30\n{"type":"HEARTBEAT"}' + records({"type": "HEARTBEAT"}),  # long: it swallows the next
     b"12x\n",  # not a size
-    b'2\n{}',  # not an event
+    b'2\n[]',  # not an event
 ], ids=["length too short", "length too long", "header not a size", "record not an event"])
 def test_events_before_a_fault_in_the_same_chunk_are_booked_and_handed_on(fault):
     """The stream is broken from the fault on, not before it: a KILL or an ACKNOWLEDGED
@@ -223,9 +227,6 @@ NANOS = "kill.kill_policy.grace_period.nanoseconds"
 # Each row: a malformed event -> the whole message, naming the event and the field's path.
 MALFORMED = [
     (b"[1, 2]", "event is a JSON list, not an object"),
-    (b'{"launch": {}}', "event: 'type' is missing"),
-    (b'{"type": 7}', "event: 'type' is an int, not str"),
-    (b'{"type": true}', "event: 'type' is a bool, not str"),
     (b'{"type": "LAUNCH"}', "LAUNCH event: 'launch.task' is missing"),
     (b'{"type": "LAUNCH", "launch": {"task": null}}', "LAUNCH event: 'launch.task' is missing"),
     (b'{"type": "LAUNCH", "launch": {"task": []}}', "LAUNCH event: 'launch.task' is a list, not dict"),
@@ -242,8 +243,6 @@ MALFORMED = [
      "ACKNOWLEDGED event: 'acknowledged.uuid' is an int, not str"),
     (b'{"type": "ACKNOWLEDGED", "acknowledged": {"uuid": "AAAA"}}',
      "ACKNOWLEDGED event: 'acknowledged.task_id.value' is missing"),
-    (b'{"type": "MESSAGE", "message": {}}', "MESSAGE event: 'message.data' is missing"),
-    (b'{"type": "ERROR", "error": {"message": 3}}', "ERROR event: 'error.message' is an int, not str"),
     (SUBSCRIBED_WITH % b'"framework_info": {}, "agent_info": {}', "SUBSCRIBED event: 'subscribed.executor_info' is missing"),
     (SUBSCRIBED_WITH % b'"executor_info": {}, "agent_info": {}', "SUBSCRIBED event: 'subscribed.framework_info' is missing"),
     (SUBSCRIBED_WITH % b'"executor_info": {}, "framework_info": {}', "SUBSCRIBED event: 'subscribed.agent_info' is missing"),
@@ -256,6 +255,29 @@ MALFORMED = [
     (b'{"type": "LAUNCH_GROUP", "launch_group": {"task_group": {"tasks": [{"task_id": {}}]}}}',
      "TaskInfo: 'task_id.value' is missing"),
 ]
+
+
+# Each row: a whole record the executor only logs, read wrong -> `Unreadable`, skipped: it
+# used to break the stream, and with checkpointing off the executor ended, killing its task.
+SKIPPED = [
+    (b'{"launch": {}}', None, "event: 'type' is missing"),
+    (b'{"type": 7}', None, "event: 'type' is an int, not str"),
+    (b'{"type": true}', None, "event: 'type' is a bool, not str"),
+    (b'{"type": "MESSAGE", "message": {}}', "MESSAGE", "MESSAGE event: 'message.data' is missing"),
+    (b'{"type": "MESSAGE", "message": {"data": "%%"}}', "MESSAGE",
+     "MESSAGE event: data is not valid base64: Only base64 data is allowed"),
+    (b'{"type": "ERROR", "error": {"message": 3}}', "ERROR", "ERROR event: 'error.message' is an int, not str"),
+]
+
+
+@pytest.mark.parametrize("payload, kind, why", SKIPPED)
+def test_an_unreadable_event_only_logged_is_skipped_and_the_stream_read_on(payload, kind, why):
+    assert wire.parse_event(payload) == wire.Unreadable(kind, why)
+    proto = subscribing()
+    kill = {"type": "KILL", "kill": {"task_id": {"value": "t"}}}
+    assert proto.feed(recordio.encode_record(payload) + records(kill)) == [
+        wire.Unreadable(kind, why), wire.Kill("t", None)]
+    assert proto.state is session.SessionState.SUBSCRIBING
 
 
 @pytest.mark.parametrize("payload, message", MALFORMED)
@@ -324,7 +346,6 @@ UNREADABLE = [
     (b"\xff\xfe", "event is not UTF-8: 'utf-8' codec can't decode byte 0xff", "invalid start byte"),
     (b'{"type": "ACKNOWLEDGED", "acknowledged": {"task_id": {"value": "t"}, "uuid": "%%%"}}',
      "ACKNOWLEDGED event: uuid is not valid base64: ", ""),
-    (b'{"type": "MESSAGE", "message": {"data": "%%"}}', "MESSAGE event: data is not valid base64: ", ""),
 ]
 
 

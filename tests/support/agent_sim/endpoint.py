@@ -8,6 +8,7 @@ import binascii
 import contextlib
 import json
 import socket
+import threading
 import time
 import uuid as uuid_mod
 from collections.abc import Mapping
@@ -39,8 +40,11 @@ class _Endpoint:
             self.requests.append(rec)
             self._cond.notify_all()
         try:
+            self._error_page(h, rec)
             call = self._validate(h, rec)
             kind = call["type"]
+            if self._unanswered(h, rec, kind):
+                return
             if kind == "SUBSCRIBE":
                 return self._subscribe(h, rec, call)
             if kind == "UPDATE":
@@ -50,7 +54,8 @@ class _Endpoint:
                     self.messages.append(base64.b64decode(call["message"]["data"]))
             elif kind == "UNKNOWN":
                 raise _Reject(501, "Unsupported call type")
-            self._answer(h, rec, 202)
+            status = self.accepted_status
+            self._answer(h, rec, status, "" if status == 202 else "<html><body>OK</body></html>")
         except _Reject as r:
             self._answer(h, rec, r.status, r.text, r.headers)
         except _Dead:  # a crashing agent answers nothing: the connection is cut
@@ -59,6 +64,40 @@ class _Endpoint:
             h.close_connection = True
             with contextlib.suppress(OSError):
                 h.connection.shutdown(socket.SHUT_RDWR)
+
+    def _error_page(self, h: _Handler, rec: RecordedRequest) -> None:
+        """Raises the `error_pages` answer this call is due, if any."""
+        with self._cond:
+            status = self.error_pages.pop(rec.call_type or "", None)
+        if status is not None:
+            raise _Reject(status, "<html><body>Request headers: " + "; ".join(
+                f"{key}: {value}" for key, value in h.headers.items()) + "</body></html>")
+
+    def _unanswered(self, h: _Handler, rec: RecordedRequest, kind: str) -> bool:
+        """Takes one of `unanswered_updates` (no answer) or `endless_answers` (503, its body
+        never ending) due to this call: nothing done, the connection held until close()
+        (True); False when none is."""
+        with self._cond:
+            silent = kind == "UPDATE" and self.unanswered_updates > 0
+            endless = not silent and self.endless_answers.get(kind, 0) > 0
+            if not (silent or endless):
+                return False
+            if endless:
+                self.endless_answers[kind] -= 1
+            else:
+                self.unanswered_updates -= 1
+            rec.status, rec.answer = (503, "endless") if endless else (None, "never answered")
+            self._cond.notify_all()
+        h.close_connection = True
+        if endless:
+            h.send_response(503)
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+        with contextlib.suppress(OSError):  # the executor gave up on it
+            while not self._closing.wait(0.1 if endless else None):
+                h.wfile.write(b"1\r\nx\r\n")
+                h.wfile.flush()
+        return True
 
     def _read_body(self, h: _Handler) -> bytes:
         if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -178,7 +217,7 @@ class _Endpoint:
         subscribe = call["subscribe"]
         if self.subscribe_reply == "shutdown":
             return self._shutdown_only(h, rec, call, stream)
-        if self.subscribe_reply == "silent":
+        if self.subscribe_reply in ("silent", "blank_lines"):
             return self._silent(h, rec, call, stream)
         subscribed = self._subscribed_event()
         stream.send([self._event(subscribed)])  # first on the wire, whatever comes next
@@ -229,7 +268,13 @@ class _Endpoint:
             self._cond.notify_all()
         stream.begin()
         h.close_connection = True
+        if self.subscribe_reply == "blank_lines":  # no event ever: a blank line each 0.1 s
+            threading.Thread(target=self._blank_lines, args=(stream,), daemon=True).start()
         stream.serve()
+
+    def _blank_lines(self, stream: _Stream) -> None:
+        while stream.open and not self._closing.wait(0.1):
+            stream.send([b"\n"], raw=True)
 
     def _drop_unlisted_staging(self, listed: set[str | None]) -> None:
         for tid, task in self._tasks.items():

@@ -34,7 +34,8 @@ from tests.support.stoker_proc import stop_signals_default
 
 class AgentSimulator(_Driver, _Endpoint):
     """See the module docstring. Attributes meant to be set by tests: `ack_mode`,
-    `ack_delay_secs`, `chunking`, `auth_token`.
+    `ack_delay_secs`, `chunking`, `auth_token`, `unanswered_updates`,
+    `endless_answers`, `error_pages`, `accepted_status`.
 
     `tls`: the TCP server speaks only TLS with this server context (libprocess SSL on, no
     downgrade; `tests/support/agent_tls.py` makes one like libprocess'), and the executor gets
@@ -62,7 +63,8 @@ class AgentSimulator(_Driver, _Endpoint):
         self.ack_mode = "immediate"
         # "subscribed": SUBSCRIBED then events; "shutdown": the stream holds only SHUTDOWN and
         # is closed (MESOS-8411, --recover=cleanup); "silent": 200 and then nothing, like an
-        # agent that froze right after answering
+        # agent that froze right after answering; "blank_lines": 200, then a blank line (which
+        # RecordIO skips) every 0.1 s and never an event
         self.subscribe_reply = "subscribed"
         self.ack_delay_secs = 0.1
         self.capabilities = tuple(capabilities)
@@ -84,6 +86,17 @@ class AgentSimulator(_Driver, _Endpoint):
         # The token's claims (framework, executor, container) do not match this executor:
         # 403 to every call, SUBSCRIBE included (docs/mesos.md §5, check 12).
         self.claims_mismatch = False
+        # How many UPDATE calls to take and never answer nor process, like a wedged agent:
+        # each holds its connection until close().
+        self.unanswered_updates = 0
+        # Call type -> how many of its calls to answer 503 with a body that never ends (a
+        # byte every 0.1 s until close()), not processed.
+        self.endless_answers: dict[str, int] = {}
+        # Call type -> HTTP status: its next call is answered so, by an error page quoting
+        # the request's headers (a proxy's, a debugging agent's); one call each.
+        self.error_pages: dict[str, int] = {}
+        self.accepted_status = 202  # what an accepted UPDATE or MESSAGE is answered (a proxy: 200)
+        self._closing = threading.Event()
         self.reregistration_failed = False
         self.registration_timed_out = False
         self.destroyed_after_grace = False
@@ -187,6 +200,7 @@ class AgentSimulator(_Driver, _Endpoint):
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
         for timer in self._timers:
             timer.cancel()
         self.destroy()
