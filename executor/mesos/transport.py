@@ -244,7 +244,7 @@ class AgentStream:
                     left = self._settle_by - time.monotonic()
                     if left <= 0:
                         raise StreamBroken("no event came within the outage's time left")
-                    self._sock.settimeout(left)  # type: ignore[union-attr]
+                    self._sock.settimeout(left)
                 piece = self._response.read1(STREAM_READ_BYTES)
                 if not piece:
                     break
