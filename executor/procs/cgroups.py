@@ -75,6 +75,7 @@ class TaskCgroup:
     entered: bool = False
     left_frozen: str | None = None  # why the v1 kill's last thaw failed (EMFILE): FROZEN still
     stuck_left: bool = False  # `kill_and_remove` stopped waiting: only its `stuck` were in it
+    passed_over: str = ""  # why none was made where `create` tried first (a v2 unit's, undelegated)
 
     @property
     def directory(self) -> str:
@@ -83,7 +84,8 @@ class TaskCgroup:
     def describe(self) -> str:
         way = {"kill": "cgroup.kill", "freeze": "cgroup.freeze, then SIGKILL",
                "freezer": "freezer FROZEN, then SIGKILL"}[self.how]
-        return f"{self.place.kind.value} cgroup {self.place.directory} ({way})"
+        tried = f"; tried first: {self.passed_over}" if self.passed_over else ""
+        return f"{self.place.kind.value} cgroup {self.place.directory} ({way}{tried})"
 
     def enter(self) -> None:
         """Move this process in; its children are born inside from now on."""
@@ -294,6 +296,7 @@ def _first_made(name: str, setting: str, homes: list[Place], mountinfo: str,
             continue
         made = _make(parent.child(name), home, announce)
         if isinstance(made, TaskCgroup):
+            made.passed_over = "; ".join(reasons)
             return made
         reasons.append(made)
     if not reasons:

@@ -319,12 +319,15 @@ class Containment:
             return len(proctree.kill_leftovers(top_pid, marker_entry))
         return self._kill_unclaimed(top_pid, siblings=True)
 
-    def end_drain(self, child: Child) -> int:
-        """A draining run the task SIGKILLed, no longer claimed: kill what is left of it as
-        after an exit, but by its marker only (its top is reaped: its group id may be
-        reused), then every unclaimed process. Call on the reaper thread."""
+    def end_drain(self, child: Child, sigkilled: bool) -> int:
+        """A draining run that the task SIGKILLed, or that ended (its processes gone), no
+        longer claimed: kill what is left of it as after an exit, but by its marker only (its
+        top is reaped: its group id may be reused), then every unclaimed process (an orphaned
+        `setsid env -i` escape). Without the walk, a run that ended has nothing of its marker
+        left (`has_leftovers` just scanned), and nothing else can be found. Call on the
+        reaper thread."""
         if not self._walk:
-            return len(proctree.kill_until_gone(Scope(markers=(child.marker_entry,))))
+            return len(proctree.kill_until_gone(Scope(markers=(child.marker_entry,)))) if sigkilled else 0
         return self._kill_unclaimed(child.pid)
 
     def _kill_unclaimed(self, top_pid: int, first: Members | None = None, siblings: bool = False) -> int:

@@ -92,6 +92,9 @@ class Drains:
             with self._lock:
                 child.draining = True
             return
+        self._killed(child, killed)
+
+    def _killed(self, child: RunChild, killed: int) -> None:
         if killed:
             log_event(logger, logging.DEBUG, "leftovers_killed", task=self._label,
                       process=child.process, run=child.run, pid=child.pid, processes=killed)
@@ -111,8 +114,10 @@ class Drains:
 
     def check(self) -> None:
         """A process was reaped: post the exit of each draining run whose top is reaped and
-        whose processes are all gone; or that the task SIGKILLed: what the signal missed (a
-        fork-hopper's next generation) is killed the way an exit's leftovers are."""
+        whose processes are all gone, or that the task SIGKILLed; first, what is left unclaimed
+        is killed the way an exit's leftovers are: what the SIGKILL missed (a fork-hopper's
+        next generation), an orphaned escape (`setsid env -i`; was: alive after the exit, one
+        more at each `stoker restart`)."""
         with self._lock:
             runs = [c for c in self._runs.values() if c.draining and c.status is not None]
         for child in runs:
@@ -122,8 +127,7 @@ class Drains:
                 if self._runs.get((child.process, child.run)) is child:
                     del self._runs[(child.process, child.run)]
                 child.draining, status = False, child.status
-            if not child.termed:  # SIGKILLed at the end of its grace: nothing of it may stay
-                self._containment.end_drain(child)
+            self._killed(child, self._containment.end_drain(child, sigkilled=not child.termed))
             if child.adopted and status is not None:
                 self._post_exit(child, status)
 

@@ -247,6 +247,17 @@ def test_a_fork_hopper_a_run_that_exits_0_leaves_is_kept(harness):
     assert harness.sup.daemons(), "a live generation found by the daemons' walk"
 
 
+def test_a_draining_run_takes_its_unmarked_escape_with_it(harness):
+    """Was: a SIGTERMed run whose top died before the rest of it drained posted its exit
+    with its orphaned `setsid env -i` escape alive (each `stoker restart` left one more)."""
+    harness.spawn("d", "(" + ESCAPE.format(file="e.pids") + "); sh -c 'trap \"sleep 0.3; exit 0\" TERM; "
+                  "while :; do sleep 0.05; done' & exec sleep 1000")
+    escape = harness.pids_in("e.pids")
+    harness.sup.signal_run("d", 0, signal.SIGTERM)
+    harness.next_exit()
+    assert all(proc_scan.is_killed(p) for p in escape), proc_scan.describe(escape)
+
+
 def test_a_walk_finds_the_children_of_a_process_that_exits_as_it_is_read(tmp_path, tracked):
     """Was: the walk read the process, then its children list, empty once it had exited: its
     child, re-parented here after this process's list was read, was found by no pass."""

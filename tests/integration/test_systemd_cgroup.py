@@ -51,20 +51,19 @@ def unit_cgroup():
     unit.rmdir()
 
 
-def probe(unit: Path, exec_pid: str | None) -> list[str]:
+def probe(unit: Path, exec_pid: str | None, code: str = PROBE) -> list[str]:
     """`exec_pid`: SYSTEMD_EXEC_PID (`$$`: the probe's own pid: the shell execs python)."""
     env = measured({"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)})
     script = f'SYSTEMD_EXEC_PID={exec_pid} exec "$@"' if exec_pid is not None else 'exec "$@"'
-    out = subprocess.run(["sh", "-c", script, "sh", sys.executable, "-c", PROBE, str(unit), uuid.uuid4().hex[:8]],
+    out = subprocess.run(["sh", "-c", script, "sh", sys.executable, "-c", code, str(unit), uuid.uuid4().hex[:8]],
                          env=env, capture_output=True, text=True, timeout=30, check=True).stdout
     return out.split(" ", 1)
 
 
 def test_no_task_cgroup_below_a_service_systemd_did_not_delegate(unit_cgroup):
-    kind, said = probe(unit_cgroup, "$$")
-    assert kind != CgroupKind.V2.value, said  # the v1 freezer, or none
-    if kind == "none":
-        assert f"is systemd's, for {unit_cgroup.name}, which is not delegated (Delegate=yes" in said
+    kind, said = probe(unit_cgroup, "$$", PROBE.replace("made.directory)", "made.describe())"))
+    assert kind != CgroupKind.V2.value, said  # the v1 freezer, or none: either line says why
+    assert f"is systemd's, for {unit_cgroup.name}, which is not delegated (Delegate=yes" in said, said
     os.setxattr(unit_cgroup, "user.delegate", b"1")  # what systemd marks Delegate=yes with
     kind, said = probe(unit_cgroup, "$$")
     assert (kind, os.path.dirname(said.strip())) == (CgroupKind.V2.value, str(unit_cgroup))
