@@ -240,6 +240,12 @@ class ExecutorDriver:
         with self._cond:
             return len(self._protocol.unacknowledged_updates())
 
+    @property
+    def dropped_count(self) -> int:
+        """The updates the agent refused for good (a 4xx to their UPDATE): never delivered."""
+        with self._cond:
+            return self._protocol.dropped_count
+
     # ---- the stream thread ----
 
     def _run_stream(self) -> None:

@@ -193,7 +193,7 @@ class StokerExecutor:
         if first:  # (an image task's ask of its containerizer, ended by it, says `reason` too)
             self._exit.set(now + self._settings.shutdown_grace_secs - EXIT_MARGIN_SECS, kill_all_at, reason)
         grace = max(0.0, kill_all_at - now)
-        log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=grace)
+        log_event(logger, logging.INFO, "shutdown", task_id=self._task_id, kill_grace_secs=round(grace, 3))
         if self._task_id is None:
             self._on_done()
             return

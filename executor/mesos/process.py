@@ -24,7 +24,8 @@ Exit status (`main`'s return value; the agent logs it):
     4  the agent was lost for good after the executor had subscribed: down past
        MESOS_RECOVERY_TIMEOUT, a disconnect with checkpointing off, a resubscription refused
     5  the task ended, but some of its updates were still unacknowledged when the bounded
-       wait ran out: the agent may never have got them
+       wait ran out, or the agent refused one for good (a 4xx to its UPDATE): the agent may
+       never have got them
 
 (2 is the CLI's: a missing MESOS_* variable or an invalid setting, such as a
 MESOS_AGENT_ENDPOINT that is not host:port, a token no HTTP header can carry, a
@@ -159,12 +160,14 @@ def _run(settings: ExecutorSettings, route: AgentRoute, executor: StokerExecutor
     signalled = _wait_for_task(wakeups, executor, driver, settings.launch_timeout_secs)
     budget = _ack_budget(executor, settings)  # after SHUTDOWN, a signal: not through an outage
     acked = driver.wait_for_acknowledgements(budget, through_outage=executor.shutdown_at is None)
+    acked = acked and driver.dropped_count == 0  # an update refused for good never reached the agent
     end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
                  shutdown_received=driver.shutdown_received, signalled=signalled,
                  internal_error=executor.internal_error, acknowledged=acked)
     status = CLI_CANNOT_GO_ON if executor.cannot_go_on is not None else exit_status(end)
     log_event(logger, logging.INFO if status == EXIT_OK else logging.ERROR, "executor_exit",
               status=status, acknowledged=acked, unacknowledged=driver.unacknowledged_count,
+              dropped=driver.dropped_count,
               driver=end.ending.name if end.ending else "running")
     driver.stop()
     if executor.cannot_go_on is not None:  # the entry point's one line, exit 2 (`_handled`)

@@ -122,6 +122,7 @@ class ExecutorProtocol:
         self._tasks: dict[str, dict[str, Any]] = {}  # unacknowledged TaskInfos, in launch order
         self._acknowledged_tasks: set[str] = set()
         self._updates: dict[bytes, PendingUpdate] = {}  # insertion order = send order
+        self.dropped_count = 0  # updates the agent refused for good (`discard`): it never got them
         self._offered: frozenset[bytes] = frozenset()  # uuids the latest SUBSCRIBE carried
         self._carried: frozenset[bytes] = frozenset()  # ... once answered with SUBSCRIBED
         self._launched = False  # a LAUNCH (or LAUNCH_GROUP, or an oversized LAUNCH) was booked
@@ -303,7 +304,9 @@ class ExecutorProtocol:
 
     def discard(self, uuid: bytes) -> PendingUpdate | None:
         """Drops an update the agent rejected for good (4xx): it can never be delivered."""
-        return self._updates.pop(uuid, None)
+        dropped = self._updates.pop(uuid, None)
+        self.dropped_count += dropped is not None
+        return dropped
 
     def update_body(self, pending: PendingUpdate) -> bytes:
         return self._calls.update(pending.status)

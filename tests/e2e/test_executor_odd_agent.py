@@ -131,7 +131,8 @@ def test_an_error_event_and_a_refused_update_are_one_error_line_each(agent, tmp_
     wait_for(lambda: _errors(agent), 5, message="the ERROR event's line")
     agent.error_pages = {"UPDATE": 400}  # the TASK_KILLED: refused for good, dropped
     agent.kill("task-1", grace_secs=0.5)
-    assert agent.wait_exit(10) == 0
+    assert agent.wait_exit(10) == 5  # the agent never got the task's end: not a normal run
+    assert re.search(r"executor_exit status=5 acknowledged=False .*dropped=1", agent.executor_log())
     errors = _errors(agent)
     assert len(errors) == 2, errors
     assert 'message="the agent is unwell"' in errors[0]
