@@ -235,16 +235,10 @@ class ExecutorDriver:
         with self._cond:
             return self._shared.ending
 
-    @property
-    def unacknowledged_count(self) -> int:
+    def owed(self) -> tuple[int, int]:
+        """(updates still unacknowledged, updates the agent refused for good: never delivered)."""
         with self._cond:
-            return len(self._protocol.unacknowledged_updates())
-
-    @property
-    def dropped_count(self) -> int:
-        """The updates the agent refused for good (a 4xx to their UPDATE): never delivered."""
-        with self._cond:
-            return self._protocol.dropped_count
+            return len(self._protocol.unacknowledged_updates()), self._protocol.dropped_count
 
     # ---- the stream thread ----
 

@@ -160,14 +160,14 @@ def _run(settings: ExecutorSettings, route: AgentRoute, executor: StokerExecutor
     signalled = _wait_for_task(wakeups, executor, driver, settings.launch_timeout_secs)
     budget = _ack_budget(executor, settings)  # after SHUTDOWN, a signal: not through an outage
     acked = driver.wait_for_acknowledgements(budget, through_outage=executor.shutdown_at is None)
-    acked = acked and driver.dropped_count == 0  # an update refused for good never reached the agent
+    unacknowledged, dropped = driver.owed()
+    acked = acked and dropped == 0  # an update refused for good never reached the agent
     end = RunEnd(ending=driver.ending, ever_subscribed=driver.ever_subscribed,
                  shutdown_received=driver.shutdown_received, signalled=signalled,
                  internal_error=executor.internal_error, acknowledged=acked)
     status = CLI_CANNOT_GO_ON if executor.cannot_go_on is not None else exit_status(end)
     log_event(logger, logging.INFO if status == EXIT_OK else logging.ERROR, "executor_exit",
-              status=status, acknowledged=acked, unacknowledged=driver.unacknowledged_count,
-              dropped=driver.dropped_count,
+              status=status, acknowledged=acked, unacknowledged=unacknowledged, dropped=dropped,
               driver=end.ending.name if end.ending else "running")
     driver.stop()
     if executor.cannot_go_on is not None:  # the entry point's one line, exit 2 (`_handled`)

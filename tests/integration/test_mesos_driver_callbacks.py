@@ -112,7 +112,7 @@ def test_an_update_the_agent_rejects_is_reported_and_dropped(sim, driver_factory
     error = next(c[1] for c in recorder.calls if c[0] == "error")
     assert "the agent rejected UPDATE" in error and "HTTP 400" in error
     assert "Not a valid UUID" in error
-    wait_for(lambda: driver.unacknowledged_count == 0, 5)
+    wait_for(lambda: driver.owed()[0] == 0, 5)
     assert "mesos_call_rejected" in caplog.text and "status=400" in caplog.text
     assert [r.status for r in sim.calls("UPDATE")] == [400]
 
@@ -127,11 +127,11 @@ def test_wait_for_acknowledgements_follows_the_agent_acks(sim, driver_factory):
     driver.send_status_update("task-1", TaskState.RUNNING, "up")
     driver.send_status_update("task-1", TaskState.FINISHED, "done")
     sim.wait_for_state("task-1", "TASK_FINISHED")
-    assert driver.unacknowledged_count == 2
+    assert driver.owed()[0] == 2
     assert driver.wait_for_acknowledgements(0.2) is False
     sim.release_acks()
     assert driver.wait_for_acknowledgements(5) is True
-    assert driver.unacknowledged_count == 0
+    assert driver.owed()[0] == 0
 
 
 @pytest.mark.timeout(20)

@@ -63,7 +63,7 @@ class EchoExecutor:
         self._live.clear()
         acked = driver.wait_for_acknowledgements(self._ack_wait_secs)
         logger.info("echo_exiting all_acknowledged=%s unacknowledged=%d", acked,
-                    driver.unacknowledged_count)
+                    driver.owed()[0])
         self.done.set()
 
     def error(self, driver, message) -> None:
