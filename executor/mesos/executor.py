@@ -152,12 +152,12 @@ class StokerExecutor:
         tasks = task_group.get("tasks", [])
         with self._lock:
             current = self._task_id
-        for info in tasks:  # each with a task id: the driver's parser let in no other (`wire._parse_launch_group`)
-            tid = task_id(info)
-            if tid == current:  # an update would be about the running task
-                continue
+        # each named once (was: an update each time), never the running task's; the parser let in no task without an id
+        named = list(dict.fromkeys(task_id(info) for info in tasks))
+        refused = [tid for tid in named if tid != current]
+        for tid in refused:
             driver.send_status_update(tid, TaskState.FAILED, GROUP_REFUSED, reason=REASON_TASK_INVALID)
-        log_event(logger, logging.WARNING, "launch_group_rejected", tasks=len(tasks))
+        log_event(logger, logging.WARNING, "launch_group_rejected", tasks=len(refused), running=current if current in named else None)
         if current is None:
             self._on_done()
 

@@ -196,10 +196,17 @@ def test_second_launch_and_launch_group_are_refused(agent, tmp_path):
     agent.launch(make_task_info("task-2", document(tmp_path, HELLO)))
     second = agent.wait_for_state("task-2", "TASK_FAILED", 10)
     assert "task-1" in second.message
-    agent.launch_group([make_task_info("task-3", b"{}")])
+    # task-3 twice and the running task-1: one TASK_FAILED for task-3 (was two), none for task-1
+    agent.launch_group([make_task_info(tid, b"{}") for tid in ("task-3", "task-1", "task-3")])
     group = agent.wait_for_state("task-3", "TASK_FAILED", 10)
     assert "LAUNCH_GROUP" in group.message
-    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING"]
+    agent.kill("task-1", grace_secs=0.5)  # its updates come after the group's
+    agent.wait_for_state("task-1", "TASK_KILLED", 10)
+    assert agent.states("task-3") == ["TASK_FAILED"]
+    assert agent.states("task-1") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    log = agent.executor_log()
+    assert log.count("status_update task_id=task-3 state=TASK_FAILED") == 1, log
+    assert "launch_group_rejected tasks=1 running=task-1" in log  # task-1's LAUNCH was not refused
 
 
 def test_shutdown_kills_the_task_and_exits(agent, tmp_path):

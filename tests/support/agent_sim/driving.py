@@ -54,7 +54,7 @@ class _Driver:
     def launch_group(self, task_infos: Sequence[dict]) -> None:
         with self._cond:
             for info in task_infos:
-                self._tasks[info["task_id"]["value"]] = _Task(info, delivered=True)
+                self._tasks.setdefault(info["task_id"]["value"], _Task(info, delivered=True))  # a known task keeps its updates
         self.send_events([{"type": "LAUNCH_GROUP",
                            "launch_group": {"task_group": {"tasks": list(task_infos)}}}])
 
