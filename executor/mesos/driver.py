@@ -354,8 +354,8 @@ class ExecutorDriver:
             reason = f"the event stream broke ({e})"
         except RemoteProtocolError as e:
             log_event(logger, logging.ERROR, "mesos_protocol_error", executor_id=self._who,
-                      error=f"RemoteProtocolError: {e}")
-            reason = f"the agent sent a malformed event stream ({e})"
+                      error=f"RemoteProtocolError: {e}{stream.odd_type}")
+            reason = f"the agent sent a malformed event stream ({e}{stream.odd_type})"
         finally:
             stream.close()
             shutdown = self._stream_closed()

@@ -223,6 +223,9 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
+STREAM_TYPES = ("application/json", "application/recordio")  # the agent's SUBSCRIBE answers
+
+
 class AgentStream:
     """One open SUBSCRIBE response: iterate `chunks()`; `abort()` from any thread ends it."""
 
@@ -233,6 +236,12 @@ class AgentStream:
         self._sock = conn.sock
         self._aborted = False
         self._settle_by = settle_by  # until settle(): the first event must be whole by then
+        said = response.getheader("Content-Type") or ""
+        # For a stream that does not parse: the agent's repeats the Accept's type (JSON); any
+        # other is likely another server's page at MESOS_AGENT_ENDPOINT (a proxy's login).
+        self.odd_type = "" if said.split(";")[0].strip().lower() in STREAM_TYPES else (
+            f"; the answer's Content-Type is {said!r}, not the agent's application/json: "
+            "is MESOS_AGENT_ENDPOINT a Mesos agent?")
 
     def chunks(self) -> Iterator[bytes]:
         """Yields the body as it arrives (at most STREAM_READ_BYTES at a time, never waiting

@@ -183,6 +183,16 @@ def test_a_stream_of_blank_lines_and_no_event_still_ends_at_the_recovery_timeout
     assert "past MESOS_RECOVERY_TIMEOUT of 1s" in agent.executor_log()
 
 
+def test_a_200_with_another_servers_page_names_its_content_type(agent):
+    agent.subscribe_reply = "html"  # MESOS_AGENT_ENDPOINT a proxy's login page, say
+    agent.launch_executor(EXECUTOR, cwd=agent.sandbox, recovery_timeout="1secs", backoff_max="100ms")
+    assert agent.wait_exit(10) == 3
+    log = agent.executor_log()
+    assert "RecordIO header b'<html><body>Please lo' is not a decimal size; " in log
+    assert ("the answer's Content-Type is 'text/html; charset=utf-8', not the agent's application/json:"
+            " is MESOS_AGENT_ENDPOINT a Mesos agent?") in log  # (was: the RecordIO header alone)
+
+
 def test_an_oversized_error_event_is_skipped_like_an_oversized_message(agent, tmp_path):
     launch(agent, document(tmp_path, HELLO), checkpoint=False)
     agent.wait_for_state("task-1", "TASK_RUNNING", 10)

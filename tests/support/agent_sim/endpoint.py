@@ -217,7 +217,7 @@ class _Endpoint:
         subscribe = call["subscribe"]
         if self.subscribe_reply == "shutdown":
             return self._shutdown_only(h, rec, call, stream)
-        if self.subscribe_reply in ("silent", "blank_lines"):
+        if self.subscribe_reply in ("silent", "blank_lines", "html"):
             return self._silent(h, rec, call, stream)
         subscribed = self._subscribed_event()
         stream.send([self._event(subscribed)])  # first on the wire, whatever comes next
@@ -266,8 +266,12 @@ class _Endpoint:
             self._streams.append(stream)  # closed (cut) by crash() and close()
             rec.status = 200
             self._cond.notify_all()
-        stream.begin()
+        html = self.subscribe_reply == "html"  # another server's page: a proxy's login, say
+        stream.begin("text/html; charset=utf-8" if html else "application/json")
         h.close_connection = True
+        if html:
+            stream.send([b"<html><body>Please log in</body></html>\n"], raw=True)
+            stream.close(graceful=True)
         if self.subscribe_reply == "blank_lines":  # no event ever: a blank line each 0.1 s
             threading.Thread(target=self._blank_lines, args=(stream,), daemon=True).start()
         stream.serve()

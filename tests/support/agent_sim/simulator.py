@@ -64,7 +64,7 @@ class AgentSimulator(_Driver, _Endpoint):
         # "subscribed": SUBSCRIBED then events; "shutdown": the stream holds only SHUTDOWN and
         # is closed (MESOS-8411, --recover=cleanup); "silent": 200 and then nothing, like an
         # agent that froze right after answering; "blank_lines": 200, then a blank line (which
-        # RecordIO skips) every 0.1 s and never an event
+        # RecordIO skips) every 0.1 s and never an event; "html": 200 with an HTML page
         self.subscribe_reply = "subscribed"
         self.ack_delay_secs = 0.1
         self.capabilities = tuple(capabilities)

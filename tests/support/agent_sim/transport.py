@@ -47,10 +47,10 @@ class _Stream:
         self.queue: queue.Queue = queue.Queue()
         self.open = True
 
-    def begin(self) -> None:
+    def begin(self, content_type: str = "application/json") -> None:
         """The response's head: 200, JSON, chunked (the events follow as chunks)."""
         self.handler.send_response(200)
-        self.handler.send_header("Content-Type", "application/json")
+        self.handler.send_header("Content-Type", content_type)
         self.handler.send_header("Transfer-Encoding", "chunked")
         self.handler.end_headers()
 
