@@ -242,7 +242,8 @@ LATER_ROWS = (
             *all_but("tests/faults/test_audit_checkpoint.py",
                      "test_stoker_status_skips_a_record_with_an_out_of_range_number_and_warns",
                      "test_every_out_of_range_record_at_once"),
-            "tests/integration/test_view_resume_property.py", "tests/integration/test_observe_racy_views.py"),
+            "tests/integration/test_view_resume_property.py", "tests/integration/test_observe_racy_views.py",
+            "tests/integration/test_checkpoint_reading.py"),
            functions=(*(f"executor.task.checkpoint.x_{f}__mutmut_*" for f in (
                "_failed", "_open_dir", "open_checkpoint", "open_checkpoint_in", "records_at", "iter_records",
                "read_records")),
