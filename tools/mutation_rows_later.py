@@ -250,7 +250,9 @@ LATER_ROWS = (
                *(f"executor.procs.saferead.x_{f}__mutmut_*" for f in ("iter_lines", "_carried", "_hole_ahead")))),
     # (not test_mesos_driver.py: its driver runs in a child, echo_executor.py)
     Module("sender", "the Mesos updates' and messages' sender", ("executor/mesos/sender.py",),
-           ("tests/integration/test_mesos_driver_callbacks.py",)),
+           # (test_mesos_session.py: the new tests' session events)
+           ("tests/integration/test_mesos_driver_callbacks.py", "tests/unit/test_mesos_sender.py",
+            "tests/unit/test_mesos_session.py")),
     Module("operatorrequests", "the operator's kill and restart requests", ("executor/task/operator.py",),
            tuple(sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py")))),
 )
