@@ -254,5 +254,6 @@ LATER_ROWS = (
            ("tests/integration/test_mesos_driver_callbacks.py", "tests/unit/test_mesos_sender.py",
             "tests/unit/test_mesos_session.py")),
     Module("operatorrequests", "the operator's kill and restart requests", ("executor/task/operator.py",),
-           tuple(sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py")))),
+           (*sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py")),
+            "tests/unit/test_operator_requests.py")),
 )

@@ -17,6 +17,7 @@ from executor.mesos.sender import MESSAGE_ATTEMPTS, CallSender, Shared
 from executor.mesos.session import ExecutorProtocol
 from executor.mesos.transport import CallResult, Outcome
 from executor.mesos.wire import uuid_text
+from tests.support.logevents import lines, records
 from tests.unit.test_mesos_session import EXECUTOR, FRAMEWORK, SHUTDOWN, SUBSCRIBED
 
 ACCEPTED = CallResult(Outcome.ACCEPTED, 202)
@@ -62,15 +63,6 @@ def _run(sender: CallSender, shared: Shared, *updates_and_messages) -> None:
     sender.run()  # here: it returns at the closing None
 
 
-def _records(caplog, event: str) -> list[logging.LogRecord]:
-    """The lines of `event` (its name their first word)."""
-    return [r for r in caplog.records if r.getMessage().split(" ", 1)[0] == event]
-
-
-def _lines(caplog, event: str) -> list[str]:
-    return [r.getMessage() for r in _records(caplog, event)]
-
-
 def test_an_update_is_retried_with_the_same_body_until_accepted_each_retry_a_line(caplog):
     caplog.set_level(logging.DEBUG, "executor.mesos.sender")
     agent = Agent(REFUSED, UNAVAILABLE, ACCEPTED)
@@ -79,15 +71,15 @@ def test_an_update_is_retried_with_the_same_body_until_accepted_each_retry_a_lin
     _run(sender, shared, pending)
     assert [b["type"] for b in agent.bodies] == ["UPDATE"] * 3 and agent.bodies[0] == agent.bodies[2]
     assert shared.unsent == 0 and rejections == [] and shared.protocol.needs_post(pending.uuid)
-    retries = _lines(caplog, "status_update_retry")
+    retries = lines(caplog, "status_update_retry")
     assert len(retries) == 2
     for attempt, (line, why) in enumerate(zip(retries, ("connection refused", "HTTP 503: agent recovering")), 1):
         assert f"attempt={attempt}" in line and "in_ms=25" in line and why in line
         assert "executor_id=ex-1" in line and "task_id=t1" in line and f"uuid={uuid_text(pending.uuid)}" in line and "TASK_RUNNING" in line
-    [sent] = _records(caplog, "status_update_sent")
+    [sent] = records(caplog, "status_update_sent")
     assert sent.levelno == logging.DEBUG
     assert all(said in sent.getMessage() for said in ("executor_id=ex-1", "attempt=3", "task_id=t1"))
-    assert all(r.levelno == logging.WARNING for r in _records(caplog, "status_update_retry"))
+    assert all(r.levelno == logging.WARNING for r in records(caplog, "status_update_retry"))
 
 
 def test_an_update_rejected_for_good_is_reported_and_dropped_from_the_session(caplog):
@@ -98,7 +90,7 @@ def test_an_update_rejected_for_good_is_reported_and_dropped_from_the_session(ca
     assert rejections == [f"the agent rejected UPDATE (task_id=t1 uuid={uuid_text(pending.uuid)} "
                           f"state=TASK_FAILED): HTTP 400: Not a valid UUID"]
     assert not shared.protocol.is_pending(pending.uuid) and shared.unsent == 0 and len(agent.bodies) == 1
-    [line] = _lines(caplog, "mesos_call_rejected")
+    [line] = lines(caplog, "mesos_call_rejected")
     assert all(said in line for said in ("executor_id=ex-1", "call=UPDATE", "task_id=t1", "status=400",
                                          'body="Not a valid UUID"'))
 
@@ -138,11 +130,11 @@ def test_a_message_is_tried_message_attempts_times_then_dropped_with_a_warning(c
     sender, shared, rejections = _sender(agent)
     _run(sender, shared, b"ping")
     assert [b["type"] for b in agent.bodies] == ["MESSAGE"] * MESSAGE_ATTEMPTS and rejections == []
-    retries = _lines(caplog, "framework_message_retry")
+    retries = lines(caplog, "framework_message_retry")
     assert len(retries) == MESSAGE_ATTEMPTS - 1  # no wait after the last
     assert all(f"attempt={n}" in line and "bytes=4" in line and "in_ms=25" in line
                for n, line in enumerate(retries, 1))
-    dropped = _lines(caplog, "framework_message_dropped")
+    dropped = lines(caplog, "framework_message_dropped")
     assert len(dropped) == 1 and "executor_id=ex-1 bytes=4" in dropped[0]
     assert f"not accepted after {MESSAGE_ATTEMPTS} attempts or no connection" in dropped[0]
 
@@ -151,7 +143,7 @@ def test_a_message_accepted_or_rejected_is_not_tried_again(caplog):
     agent = Agent(UNAVAILABLE, ACCEPTED, BAD)
     sender, shared, rejections = _sender(agent)
     _run(sender, shared, b"one", b"second")
-    assert len(agent.bodies) == 3 and _lines(caplog, "framework_message_dropped") == []
+    assert len(agent.bodies) == 3 and lines(caplog, "framework_message_dropped") == []
     assert rejections == ["the agent rejected MESSAGE (bytes=6): HTTP 400: Not a valid UUID"]
     assert shared.unsent == 0  # (messages are not counted)
 
@@ -161,7 +153,7 @@ def test_a_message_with_no_connection_to_come_is_dropped_untried(caplog):
     sender, shared, _ = _sender(agent, subscribed=False)
     shared.ending = Ending.SHUTDOWN
     _run(sender, shared, b"ping")
-    assert agent.bodies == [] and len(_lines(caplog, "framework_message_dropped")) == 1
+    assert agent.bodies == [] and len(lines(caplog, "framework_message_dropped")) == 1
 
 
 def test_a_stop_ends_the_outbox_and_a_retry_s_wait(caplog):
@@ -180,7 +172,7 @@ def test_a_failing_send_is_logged_and_the_update_still_leaves_the_count(caplog):
     sender, shared, _ = _sender(Agent())  # no answer scripted: the POST raises IndexError
     pending = shared.protocol.update("t1", TaskState.RUNNING, now_wall=1.0)
     _run(sender, shared, pending, b"ping")
-    failed = _records(caplog, "mesos_sender_failed")
+    failed = records(caplog, "mesos_sender_failed")
     assert len(failed) == 2 and shared.unsent == 0
     for record in failed:  # with its traceback
         assert record.levelno == logging.ERROR and record.exc_info and record.exc_info[0] is IndexError
@@ -200,7 +192,7 @@ def test_a_stop_during_a_message_s_retry_drops_it_with_the_warning(caplog):
     sender.queue_message(b"ping")
     sender.close()
     sender.run()
-    assert len(agent.bodies) == 1 and len(_lines(caplog, "framework_message_dropped")) == 1
+    assert len(agent.bodies) == 1 and len(lines(caplog, "framework_message_dropped")) == 1
 
 
 def test_a_retry_s_wait_is_said_in_whole_milliseconds(caplog):
@@ -211,5 +203,5 @@ def test_a_retry_s_wait_is_said_in_whole_milliseconds(caplog):
     sender = CallSender(Shared(ExecutorProtocol(FRAMEWORK, EXECUTOR)), Agent(), 1.0, AllJitter(), print, "ex-1")
     sender._shared.stop.set()  # (the wait itself ends at once)
     assert sender._retry_wait("framework_message_retry", {"bytes": 4}, 2, REFUSED) is False
-    assert _lines(caplog, "framework_message_retry") == [
+    assert lines(caplog, "framework_message_retry") == [
         'framework_message_retry executor_id=ex-1 bytes=4 attempt=2 in_ms=1000 reason="connection refused"']
