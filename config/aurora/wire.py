@@ -68,15 +68,16 @@ def decode_assigned_task(data: bytes) -> AuroraTask:
 def field_names(path: tuple[int, ...]) -> str | None:
     """(4, 25, 2) -> "task.executorConfig.data", by the IDL; None past a field it lacks."""
     tables, names = idl().structs, []
-    owner: str | None = "AssignedTask"
+    fields = tables["AssignedTask"]
     for fid in path:
-        field = tables.get(owner, {}).get(fid) if owner is not None else None
+        field = fields.get(fid)
         if field is None:
             return None
         names.append(field.name)
-        # The struct the next id belongs to: the field's own, or its elements' (map: values').
+        # The fields of the struct the next id belongs to: the field's own, or its elements'
+        # (map: values'); none past a scalar, a container of scalars or a nested container.
         inner = field.type[-1] if isinstance(field.type, tuple) else field.type
-        owner = inner if isinstance(inner, str) and inner in tables else None
+        fields = tables.get(str(inner), {})  # (a nested container's tuple names no struct)
     return ".".join(names)
 
 
@@ -84,7 +85,7 @@ class _Reader:
     """TBinaryProtocol into plain values, as Thrift's generated readers do it: a struct is a
     namespace with every field of the IDL (None when absent); a field whose id the IDL does
     not have, or that arrives as another type, is skipped; so is a list, set or map whose
-    element types are not the IDL's (it reads as empty). Strings stay bytes: `_Convert`
+    element types are not the IDL's (it reads as absent: None). Strings stay bytes: `_Convert`
     decodes each, naming the field. Sets read as lists, in wire order. Only for bytes that
     `check_struct` passed: lengths, counts and depth are within bounds."""
 
@@ -99,7 +100,7 @@ class _Reader:
         return self.data[start:self.pos]
 
     def int_(self, size: int) -> int:
-        return int.from_bytes(self.take(size), "big", signed=True)
+        return int.from_bytes(self.take(size), signed=True)  # (big-endian: the default)
 
     def struct(self, name: str) -> types.SimpleNamespace:
         fields = self.idl.structs[name]
@@ -126,7 +127,7 @@ class _Reader:
             for _ in range(size):
                 for inner_type in found:
                     self.skip(inner_type)
-            return {} if ttype == MAP else []
+            return None  # as if absent: every reader of a container reads `or {}`, `or []`
         if ttype == MAP:
             return {self.value(t[1]): self.value(t[2]) for _ in range(size)}
         return [self.value(t[1]) for _ in range(size)]
@@ -170,7 +171,7 @@ class _Convert:
         if value is None:
             return default
         try:
-            return value.decode("utf-8")
+            return value.decode()  # (UTF-8, strict: the default)
         except UnicodeDecodeError as exc:
             raise self.fail(f"{field} is not UTF-8 (byte {exc.start}: {exc.reason})") from None
 

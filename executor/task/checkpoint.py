@@ -103,13 +103,9 @@ def _open_dir(sandbox: Path, create: bool) -> int:
             raise _failed(sandbox, e, checkpoint_path(sandbox).parent) from None
         finally:
             sandboxfs.close(top)
-    except CheckpointError:
-        raise
-    except FileNotFoundError as e:
-        if not create:
-            raise
-        raise _failed(sandbox, e) from None
     except OSError as e:
+        if isinstance(e, CheckpointError) or (isinstance(e, FileNotFoundError) and not create):
+            raise
         raise _failed(sandbox, e) from None
 
 

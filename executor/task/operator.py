@@ -17,7 +17,6 @@ import attrs
 from executor.events import ControlReply, KillRequested, ProcessState, Replier, RestartRequested, TaskState
 from executor.logs import log_event
 from executor.task.planner import Planner
-from executor.task.process_rules import RestartAnswer
 from executor.task.status import Update
 
 logger = logging.getLogger(__name__)
@@ -27,7 +26,7 @@ logger = logging.getLogger(__name__)
 class _RestartWaiter:
     reply: Replier
     process: str
-    after_run: int  # the answer comes with the first run after this one
+    after_run: int = -1  # the answer comes with the first run after this one (-1: none was asked of)
 
 
 def _send(reply: Replier, answer: ControlReply) -> None:
@@ -61,18 +60,14 @@ class OperatorRequests:
         log_event(logger, logging.INFO if answer.accepted else logging.WARNING, "restart_requested",
                   task=self._label, process=event.process, accepted=answer.accepted,
                   reason=answer.reason)
-        if event.reply is not None:
-            run = planner.process(event.process).run if answer.accepted else -1
-            self.restart_answered(event.reply, event.process, answer, run)
-
-    def restart_answered(self, reply: Replier, process: str, answer: RestartAnswer,
-                         current_run: int) -> None:
-        """The planner's answer now; the new run's pid once it started (`run_started`)."""
-        if not answer.accepted:
-            _send(reply, ControlReply(ok=False, done=True, message=answer.reason, process=process))
+        if event.reply is None:
             return
-        self._restarts.append(_RestartWaiter(reply, process, current_run))
-        _send(reply, ControlReply(ok=True, done=False, message=answer.reason, process=process))
+        # The planner's answer now; the new run's pid once it started (`run_started`).
+        if not answer.accepted:
+            _send(event.reply, ControlReply(ok=False, done=True, message=answer.reason, process=event.process))
+            return
+        self._restarts.append(_RestartWaiter(event.reply, event.process, planner.process(event.process).run))
+        _send(event.reply, ControlReply(ok=True, done=False, message=answer.reason, process=event.process))
 
     def run_started(self, process: str, run: int, pid: int) -> None:
         for waiter in [w for w in self._restarts if w.process == process and run > w.after_run]:
@@ -111,5 +106,5 @@ class OperatorRequests:
             if isinstance(event, KillRequested):
                 late._kills.append(event.reply)
             else:
-                late._restarts.append(_RestartWaiter(event.reply, event.process, -1))
+                late._restarts.append(_RestartWaiter(event.reply, event.process))
             late.task_ended(update)
