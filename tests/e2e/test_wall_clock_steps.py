@@ -37,13 +37,15 @@ def stoker(tmp_path):
 def test_the_kill_grace_is_the_grace_whatever_the_wall_clock_does(stoker, tmp_path, step):
     clock = WallClock(tmp_path)
     cfg = write_config(tmp_path, """
-        p = Process(name='stubborn', cmdline="trap '' TERM; sleep 1000")
+        p = Process(name='stubborn', cmdline="trap '' TERM; touch trapped; sleep 1000")
         jobs = [Job(cluster='local', role='me', environment='test', name='stubborn',
                     task=Task(processes=[p], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
     """)
     grace = 1.5
     run = stoker(str(cfg), "--kill-grace", str(grace), env=clock.env({}))
     run.wait_output("task             STARTING → RUNNING")
+    # a SIGTERM before the shell's trap ended it at once (0.03 s: CI under load)
+    wait_for(lambda: (run.sandbox / "trapped").exists())
     pids = wait_for(lambda: task_pids(run.sandbox))
     started = time.monotonic()
     run.signal(signal.SIGTERM)
