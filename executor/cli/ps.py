@@ -6,7 +6,8 @@ whether its supervisor still runs, LOST and its leftovers; `row` makes each task
 and prints one row per task: task id, job key, state, supervisor pid, sandbox, started
 (date, time and age), processes running / total, health (`was:` the last verdict once the
 check no longer runs: `inspectionjson.health_shown`). Columns are as wide as their longest value. Without `--all`, only
-the tasks that have not ended (a LOST task has not: it is listed), and one whose supervisor
+the tasks that have not ended (a LOST task has not: it is listed, but one a later supervisor
+in its sandbox replaced that left no process: `inspection.with_replacements`), and one whose supervisor
 died while killing it while a process of it lives (ended, its leftovers to end). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
