@@ -6,7 +6,8 @@ whether its supervisor still runs, LOST and its leftovers; `row` makes each task
 and prints one row per task: task id, job key, state, supervisor pid, sandbox, started
 (date, time and age), processes running / total, health (`was:` the last verdict once the
 check no longer runs: `inspectionjson.health_shown`). Columns are as wide as their longest value. Without `--all`, only
-the tasks that have not ended (a LOST task has not: it is listed), and one whose supervisor
+the tasks that have not ended (a LOST task has not: it is listed, but one a later supervisor
+in its sandbox replaced that left no process: `inspection.with_replacements`), and one whose supervisor
 died while killing it while a process of it lives (ended, its leftovers to end). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from executor.host.lock import LockTable
     from executor.host.registry import Registry, RegistryUnreadable
     from executor.host.registrylookup import other_hosts_line, split_hosts
-    from executor.task.inspection import inspect_sandbox, marker_of, with_leftovers
+    from executor.task.inspection import inspect_sandbox, marker_of, with_leftovers, with_replacements
     from executor.task.inspectionjson import row
 
     settings = RegistrySettings.from_args(args, os.environ)
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     _say_not_read(not_read, shown_root)
     entries = [item.entry for item in listed]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
+    found = with_replacements(found, entries)  # a LOST task a later run in its sandbox replaced
     shown = [(e, i) for e, i in zip(entries, found) if args.all or _listed(i)]
     rows = [row(e, i) for e, i in shown]
     if args.json:
@@ -116,8 +118,9 @@ def _say_not_read(names: list[str], shown_root: str) -> None:
 def _listed(inspection: Inspection) -> bool:
     """Whether `stoker ps` lists the task without `--all`: it has not ended, or its
     supervisor died while killing it (ended as the kill would have) and a process of it
-    lives on, for the operator to see and end, as a LOST task's."""
-    return not inspection.truth.ended or (inspection.truth.died_killing and bool(inspection.leftovers))
+    lives on, for the operator to see and end, as a LOST task's; not a LOST task a later
+    supervisor in its sandbox replaced, which left no process (nothing to act on)."""
+    return not inspection.truth.ended and inspection.replaced_by is None or (inspection.truth.died_killing and bool(inspection.leftovers))
 
 
 def _announcement_note(r: dict[str, Any], now_wall: float) -> str:
@@ -165,13 +168,15 @@ def format_rows(rows: list[dict[str, Any]], now_wall: float, starting: set[int] 
 def _unsupervised_lines(r: dict[str, Any], now_wall: float) -> list[str]:
     """A LOST task's since, or the end of one whose supervisor died while killing it (or
     went without an end, GONE), and then its leftover processes; nothing for another task."""
+    from executor.host.truth import replaced_words, taker_name
     from executor.task.taskview import DIED_KILLING
 
     if r.get("died_killing"):
         head = f"{r['state']} ({DIED_KILLING})"
     elif r["state"] == "LOST":
         since = when(r["lost_since"], now_wall) if r["lost_since"] else "an unknown time"
-        head = f"LOST (supervisor gone since {since}, {r['lost_since_source'] or 'no record'})"
+        taker = taker_name(r["replaced_by"]["task_id"], r["replaced_by"]["supervisor_pid"]) if r["replaced_by"] else ""
+        head = f"LOST (supervisor gone since {since}, {r['lost_since_source'] or 'no record'}{replaced_words(taker)})"
     elif r["state"] == "GONE" and not r["ended"]:  # its supervisor recorded no end: it may have left some
         head = "GONE (its supervisor recorded no end)"
     else:

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     marker = marker_of(inspection, target.entry)
     (inspection,) = with_leftovers([inspection], [marker])
+    if inspection.truth.lost and not inspection.leftovers and target.entry is not None:
+        inspection = _replaced(inspection, target.entry, args)
     if inspection.view is None:  # a supervisor took the sandbox and recorded nothing
         frozen = _say_frozen(inspection.supervisor_pid, inspection.truth.alive, frozenset())
         doc = status_json(inspection) | dict(supervisor_frozen=frozen is not None, supervisor_frozen_cgroup=frozen)
@@ -104,6 +106,21 @@ def _elsewhere(entry: RegistryEntry, args: argparse.Namespace) -> bool:
     else:
         print(printable(said))
     return True
+
+
+def _replaced(inspection: Inspection, entry: RegistryEntry, args: argparse.Namespace) -> Inspection:
+    """A LOST task that left no process, with the supervisor that took its sandbox since, when
+    one did (`inspection.with_replacements`, among this host's entries)."""
+    from config.registry import RegistrySettings
+    from executor.host.registry import Registry, RegistryUnreadable
+    from executor.host.registrylookup import split_hosts
+    from executor.task.inspection import with_replacements
+
+    try:
+        here = split_hosts(Registry(RegistrySettings.from_args(args, os.environ)).read())[0]
+    except RegistryUnreadable:  # it was read to find the task: one that went since replaces nothing
+        return inspection
+    return with_replacements([inspection], [entry], [item.entry for item in here])[0]
 
 
 def _json_doc(inspection: Inspection, figures: Figures, now: float, stopped: frozenset[str],

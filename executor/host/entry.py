@@ -245,6 +245,16 @@ def takers_after(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> Iter
             and registered_after(e, entry))
 
 
+def first_taker(entries: Iterable[RegistryEntry], entry: RegistryEntry) -> RegistryEntry | None:
+    """The supervisor that took `entry`'s sandbox next (`takers_after`: the earliest of those
+    registered after it); None: none did."""
+    first = None
+    for e in takers_after(entries, entry):
+        if first is None or registered_after(first, e):
+            first = e
+    return first
+
+
 def listing_order(entry: RegistryEntry, boot: str) -> tuple[int, float]:
     """Where `entry` comes in a listing, oldest first: this boot's (`boot`) entries after
     every earlier boot's, in the order their supervisors started on the boot's clock (a step

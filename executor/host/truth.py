@@ -47,6 +47,9 @@ class Truth:
     since_wall: float | None = None  # LOST: the last sign of life
     since: SinceSource | None = None
     died_killing: bool = False  # ended as its kill would have: its supervisor died during it
+    # LOST: the supervisor that took its sandbox since (its task id, else its pid), when the task
+    # left no process (`inspection.with_replacements`); "" otherwise
+    replaced_by: str = ""
 
     @property
     def lost(self) -> bool:
@@ -64,9 +67,20 @@ class Truth:
         return self.lost or self.died_killing or self.gone and not self.ended
 
     def describe_since(self, when: str) -> str:
-        """'LOST (supervisor gone since WHEN, its checkpoint's last record)'."""
+        """'LOST (supervisor gone since WHEN, its checkpoint's last record)', and '; replaced by
+        ID in the same sandbox' before the ')' when a later supervisor took its sandbox."""
         source = self.since.value if self.since else "unknown"
-        return f"{LOST} (supervisor gone since {when}, {source})"
+        return f"{LOST} (supervisor gone since {when}, {source}{replaced_words(self.replaced_by)})"
+
+
+def taker_name(task_id: str, supervisor_pid: int) -> str:
+    """How a LOST task's line names the supervisor that took its sandbox: its task id, else its pid."""
+    return task_id or f"the supervisor pid {supervisor_pid}"
+
+
+def replaced_words(taker: str) -> str:
+    """'; replaced by TAKER in the same sandbox' ("": `taker` "", not replaced)."""
+    return f"; replaced by {taker} in the same sandbox" if taker else ""
 
 
 def judge(recorded: str | None, alive: bool, *, last_record_wall: float | None,

@@ -17,7 +17,7 @@ from typing import Any
 
 from executor.host.clock import age, iso_time, when
 from executor.host.registrylookup import not_read_line
-from executor.host.truth import describe_frozen, describe_restart, describe_stopped
+from executor.host.truth import describe_frozen, describe_restart, describe_stopped, replaced_words
 from executor.observe.html import esc, facts, log_url, page, state, table, task_url
 from executor.observe.model import Choice, TaskDetail, TaskSummary, Usage
 from executor.task.inspectionjson import health_shown, procs_shown, shown_attempt, state_shown
@@ -281,7 +281,7 @@ def _facts(d: TaskDetail, attempt: AttemptView | None, now_wall: float) -> str:
     shown = state(state_shown(r))
     if truth.lost:
         shown += esc(f" (supervisor gone since {when(truth.since_wall, now_wall)}, "
-                     f"{truth.since.value if truth.since else 'no record'}); recorded "
+                     f"{truth.since.value if truth.since else 'no record'}{replaced_words(truth.replaced_by)}); recorded "
                      f"{r['recorded_state'] or 'nothing'}")
     elif truth.died_killing:  # as `stoker status` says it
         shown += esc(f" ({DIED_KILLING}; recorded {r['recorded_state']})")

@@ -48,7 +48,14 @@ from executor.observe.taskusage import measure, task_figures
 from executor.observe.usage import UsageSampler
 from executor.procs import rotation, saferead
 from executor.task.definition import Asked, read_definition
-from executor.task.inspection import Inspection, Viewed, inspect_sandbox, marker_of, with_leftovers
+from executor.task.inspection import (
+    Inspection,
+    Viewed,
+    inspect_sandbox,
+    marker_of,
+    with_leftovers,
+    with_replacements,
+)
 from executor.task.inspectionjson import row, status_json
 from executor.task.usagefigures import figures_json
 from executor.task.viewcache import ViewCache
@@ -156,7 +163,7 @@ class Reader:
             locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
             found = [inspect_sandbox(Path(e.sandbox), e, self.views, locks) for e in entries]
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
-        return entries, found, unreadable
+        return entries, with_replacements(found, entries), unreadable  # `stoker ps --all`'s rows
 
     def _entry(self, task_id: str, supervisor: str, viewer: int | None) -> Listed:
         """The entry of `task_id` among those `viewer` may see; of the supervisor
@@ -185,6 +192,8 @@ class Reader:
         entry = self._found(every, task_id, supervisor, viewer).entry
         inspection = inspect_sandbox(Path(entry.sandbox), entry, self.views)
         (inspection,) = with_leftovers([inspection], [marker_of(inspection, entry)])
+        visible_ones = [item.entry for item in every if visible(item.entry, viewer)]  # who took its sandbox: one it may see
+        (inspection,) = with_replacements([inspection], [entry], visible_ones)
         definition, problem = read_definition(entry.sandbox, Asked(
             task_id, (*entry.earlier_task_ids, entry.task_id), inspection.truth.alive, inspection.attempt is not None,
             later_ids((item.entry for item in every), entry), entry.ended_wall is not None), pinned=entry.stoker_dir)

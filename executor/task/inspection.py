@@ -30,10 +30,10 @@ from typing import Any
 import attrs
 
 from executor.host import identity, lock
-from executor.host.entry import RegistryEntry
+from executor.host.entry import RegistryEntry, first_taker
 from executor.host.entrycache import stamp_of
 from executor.host.sandbox import CHECKPOINT_FILE, checkpoint_mtime
-from executor.host.truth import Truth, judge
+from executor.host.truth import Truth, judge, taker_name
 from executor.procs import proctree, saferead
 from executor.procs.spawn import TASK_MARKER
 from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records_at
@@ -75,6 +75,7 @@ class Inspection:
     after_latest: bool = True  # an `attempt` None: the entry's id is newer than the checkpoint's latest
     run_uid: int | None = None  # the uid its header says its processes ran as, when trusted (`trusted_run_uid`)
     judged_as: TaskUser | None = None  # the task's user its leftovers were judged against (`with_leftovers`)
+    replaced_by: RegistryEntry | None = None  # LOST, no leftover: who took its sandbox since (`with_replacements`)
 
 
 Viewed = tuple[TaskView | None, str | None, str]  # (None, None, ""): no whole record (words: garbled ones)
@@ -374,6 +375,34 @@ def with_leftovers(inspections: Sequence[Inspection], markers: Sequence[str]) ->
             inspection = attrs.evolve(inspection, leftovers=tuple(sorted(listed, key=lambda p: p.pid)),
                                       foreign=tuple(foreign), leftovers_looked=True, judged_as=user)
         out.append(inspection)
+    return out
+
+
+def with_replacements(inspections: Sequence[Inspection], entries: Sequence[RegistryEntry],
+                      every: Sequence[RegistryEntry] | None = None) -> list[Inspection]:
+    """Each LOST task (`entries`: their registry entries) that left no process (after
+    `with_leftovers`) and whose sandbox a later supervisor took, with that one's entry (of
+    `every`, this host's entries; default `entries`): the earliest registered after it, in
+    the `.stoker` it pinned, or at its path where either pinned none (`entry.first_taker`:
+    later by their starts on the boot's clock, else by the wall clock of their registrations;
+    an unrelated task run at its path counts: the checkpoint is that one's now). Nothing to
+    act on: `stoker ps` lists it only with `--all`. Read-side only: no entry is rewritten."""
+    wanted = [n for n, i in enumerate(inspections) if i.truth.lost and not i.leftovers]
+    if not wanted:
+        return list(inspections)
+    at: dict[tuple[str, str], list[RegistryEntry]] = {}  # each entry by its path and by its pin
+    for e in entries if every is None else every:
+        at.setdefault(("path", e.sandbox), []).append(e)
+        if e.stoker_dir:
+            at.setdefault(("pin", e.stoker_dir), []).append(e)
+    out = list(inspections)
+    for n in wanted:
+        entry = entries[n]
+        pool = at.get(("path", entry.sandbox), []) + (at.get(("pin", entry.stoker_dir), []) if entry.stoker_dir else [])
+        taker = first_taker(pool, entry)
+        if taker is not None:
+            said = taker_name(taker.task_id, taker.supervisor_pid)
+            out[n] = attrs.evolve(out[n], replaced_by=taker, truth=attrs.evolve(out[n].truth, replaced_by=said))
     return out
 
 

@@ -114,8 +114,18 @@ def row(entry: RegistryEntry, inspection: Inspection) -> dict[str, Any]:
         "foreign_processes": [attrs.asdict(p) for p in inspection.foreign],
         "task_uid": user.uid if user else None, "task_uid_source": user.source if user else None,
         "problem": inspection.problem, "sandbox_gone": inspection.sandbox_gone, "announcement": _announcement(attempt),
-        "restart": restart_json(inspection),
+        "restart": restart_json(inspection), "replaced_by": replaced_json(inspection),
     }
+
+
+def replaced_json(inspection: Inspection) -> dict[str, Any] | None:
+    """The supervisor that took a LOST task's sandbox since, its task having left no process
+    (`inspection.with_replacements`): its task id, pid and registration; None: not replaced."""
+    taker = inspection.replaced_by
+    if taker is None:
+        return None
+    return {"task_id": taker.task_id, "supervisor_pid": taker.supervisor_pid,
+            "registered": taker.registered_wall, "registered_iso": iso_time(taker.registered_wall)}
 
 
 def named(entry: RegistryEntry, inspection: Inspection) -> RegistryEntry:
@@ -185,5 +195,6 @@ def status_json(inspection: Inspection) -> dict[str, Any]:
     doc.update(state=truth.state, supervisor_alive=truth.alive, ended=truth.ended,
                lost_since=truth.since_wall, lost_since_source=truth.since.value if truth.since else None,
                leftovers=[attrs.asdict(p) for p in inspection.leftovers],
-               foreign_processes=[attrs.asdict(p) for p in inspection.foreign], restart=restart_json(inspection))
+               foreign_processes=[attrs.asdict(p) for p in inspection.foreign], restart=restart_json(inspection),
+               replaced_by=replaced_json(inspection))
     return doc
