@@ -237,7 +237,7 @@ class AgentStream:
         self._aborted = False
         self._settle_by = settle_by  # until settle(): the first event must be whole by then
         said = response.getheader("Content-Type") or ""
-        # For a stream that does not parse: the agent's repeats the Accept's type (JSON); any
+        # For a stream that does not parse: the agent repeats the Accept's type (JSON); any
         # other is likely another server's page at MESOS_AGENT_ENDPOINT (a proxy's login).
         self.odd_type = "" if said.split(";")[0].strip().lower() in STREAM_TYPES else (
             f"; the answer's Content-Type is {said!r}, not the agent's application/json: "
