@@ -360,11 +360,12 @@ class ReverseNames:
             warn = took_ms > SLOW_DNS_WARN_MS and ip not in self._warned
             if warn:
                 self._warned.add(ip)
-        done.set()
-        if warn:
+        if warn:  # before the waiting connections go on: their lines come after it (a test read
+            # the log once its connection was done, and the warning, logged after, was not there yet)
             log_event(logger, logging.WARNING, "agent_reverse_dns_slow", address=ip, took_ms=round(took_ms),
                       threshold_ms=SLOW_DNS_WARN_MS, name=found[0],
                       why="the legacy hostname check of the agent's certificate waits for it")
+        done.set()
 
 
 @attrs.frozen
