@@ -390,7 +390,9 @@ def test_credentials_zookeeper_refuses_say_so_and_that_nothing_is_retried(zk, an
     assert (view.state, view.connection, view.member) == (MemberState.JOINING, Connection.LOST, None)
     assert "does not reconnect" in view.reason and "retrying" not in view.reason
     assert str(auth_path) in view.reason and "s3cret" not in view.reason  # the file, never the secret
-    last_connection = [c for e in recorder.events for c in e.changes if c.subject == "connection"][-1]
+    last_connection = wait_for(lambda: next((c for c in reversed([c for e in recorder.events for c in e.changes
+                                                                  if c.subject == "connection"]) if c.new == "LOST"), None))
+    # (the recorder hears kazoo's LOST after the view has it: its last change was read CONNECTED once)
     assert last_connection.new == "LOST" and "reconnecting" not in last_connection.reason
     # the create that met the refusal (made as the session came up) said no "retrying" either:
     # it may meet it as AuthFailedError or, as kazoo closes the connection after setting
