@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # `kill.py`'s machine loads with a task's first kill, not bef
     from executor.task.ports import Lifecycle, LifecycleStarter, Reporter
 
 logger = logging.getLogger(__name__)
+KILL_MACHINE_AFTER_SECS = 0.5  # after the owner's first step: the kill's machine loaded, off the first report's way
 
 
 @attrs.frozen(slots=True)
@@ -114,10 +115,22 @@ class Killing:
         self._stop_timeout = bounds.timeout_secs
         self._cut: _Cut | None = None  # the earliest bound armed that SIGKILLs what still runs
         self._cut_made = False  # that SIGKILL was made: nothing is left for a later bound to cut
+        self._machine_after: float | None = None  # when the kill's machine loads (`load_ahead`)
+        self._machine_loaded = False
 
     def load_ahead(self) -> None:
-        """Load the kill's machine now, while the task runs (`load_kill_machine`)."""
-        load_kill_machine(self._job)
+        """At the owner's first step KILL_MACHINE_AFTER_SECS after its first (the looks after a
+        start make one within the first second, its report long out), load the kill's machine
+        (`load_kill_machine`): the code this supervisor started with, not an upgrade's. No
+        timer of its own: a task that never steps again loads it at its kill."""
+        if self._machine_loaded:
+            return
+        now = self._clock()
+        if self._machine_after is None:
+            self._machine_after = now + KILL_MACHINE_AFTER_SECS
+        elif now >= self._machine_after:
+            self._machine_loaded = True
+            load_kill_machine(self._job)
 
     def grace(self, grace_secs: float | None) -> float:
         """The grace between SIGTERM and SIGKILL: the request's, else the front-end's

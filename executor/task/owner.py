@@ -65,7 +65,6 @@ if TYPE_CHECKING:
     from executor.task.ports import DiskChecks
 
 logger = logging.getLogger(__name__)
-KILL_MACHINE_AFTER_SECS = 0.5  # after the first step: the kill's machine loaded, off the first report's way
 
 OwnerEvent = (ProcessExited | HealthChecked | KillRequested | RestartRequested | LifecycleProgress
               | LifecycleDone | AnnouncementChanged | TimerFired | DaemonsExited | DiskSampled
@@ -97,8 +96,6 @@ class TaskOwner:
         self._operators = OperatorRequests(job.label)
         self._queue = ports.events
         self._clock = clock
-        self._kill_machine_after: float | None = None  # when the kill's machine loads (`_load_ahead`)
-        self._kill_machine_loaded = False
         self._planner = Planner(job.task, run_cap=run_cap)
         self._specs = {p.name: p for p in job.task.processes}  # by name: a run started costs no scan of them
         self._status = TaskStatusMachine(health_checked=ports.checker is not None)
@@ -111,6 +108,7 @@ class TaskOwner:
                                       say=lambda reason: self._killing.step("announcer", reason))
         self._runs = RunFacts()  # each run's pid and exit status, for its records
         self._processes_started = False
+        self._starts_unreported = False  # runs started, RUNNING not yet told: the planner has more to start
         self._adopt_first = running_early
         self._held = Held()  # what waits for the planner's next decision (`_dispatch`)
         self._running_since: float | None = None
@@ -189,18 +187,22 @@ class TaskOwner:
 
     def step(self) -> bool:
         """Handle every event already queued, then let the planner act until it has nothing
-        more to do now (a KILL queued before the first step starts nothing); what came after a
-        kill began is handled after the planner decided on it (`_dispatch`). True once the task
-        has ended: the terminal update is out."""
+        more to do now (a KILL queued before the first step starts nothing), or until events came
+        amid a start of thousands (`_decide`: the next step takes them, then starts the rest);
+        what came after a kill began is handled after the planner decided on it (`_dispatch`).
+        True once the task has ended: the terminal update is out."""
         if self._adopt_first:  # the early runs are the task's before any event is
             self._adopt_first = False
-            self._decide()
+            self._decide(pause=False)
         self._drain()
         if timed_out := self._announcing.overdue(self._clock()):
             self._apply_outcome(self._status.failed(timed_out))
         if late := self._killing.overdue(self._clock()):  # a bound on the stop ran out
             self._dispatch(late)  # as a posted kill: after the decision on one this step began
         decision = self._held.after_decision(self._decide(), self._dispatch, self._decide)
+        if decision.more_to_start:  # events came amid a start of thousands (`_decide`): they first
+            self.next_deadline_at = self._clock()
+            return False
         if decision.phase.terminal:
             self._checks.wait_stopped()  # nothing of the task may run once its end is reported
             self._apply_outcome(self._status.task_ended(decision.phase, decision.reason, self._procs.left_running()))
@@ -208,7 +210,7 @@ class TaskOwner:
         self.next_deadline_at = earliest(decision.next_deadline_at, self._announcing.deadline_at(),
                                          self._killing.deadline_at(), self._checks.tick())
         self._journal.flush()  # one sync per step, before waiting
-        self._load_ahead()
+        self._killing.load_ahead()
         again_in = self._procs.idle()
         if again_in is not None:
             self.next_deadline_at = earliest(self.next_deadline_at, self._clock() + again_in)
@@ -216,20 +218,6 @@ class TaskOwner:
             self.next_deadline_at = earliest(self.next_deadline_at, self._heartbeat())
         self._journal.keep_held(self.sandbox, self._procs.marker, self._procs.held(), self._procs.watchdog_pid)
         return False
-
-    def _load_ahead(self) -> None:
-        """At the first step KILL_MACHINE_AFTER_SECS after the first one (the looks after a
-        start make one within the first second, its report long out), load the kill's
-        machine (`Killing.load_ahead`): the code this supervisor started with, not an
-        upgrade's. No timer of its own: a task that never steps again loads it at its kill."""
-        if self._kill_machine_loaded:
-            return
-        now = self._clock()
-        if self._kill_machine_after is None:
-            self._kill_machine_after = now + KILL_MACHINE_AFTER_SECS
-        elif now >= self._kill_machine_after:
-            self._kill_machine_loaded = True
-            self._killing.load_ahead()
 
     def close(self) -> None:
         """Stop every adapter; the task's processes are killed by the process port's close."""
@@ -275,8 +263,10 @@ class TaskOwner:
                 return
             self._handle(event)
 
-    def _decide(self) -> Decision:
-        """Ask the planner until it has nothing more to start or signal right now."""
+    def _decide(self, pause: bool = True) -> Decision:
+        """Ask the planner until it has nothing more to start or signal right now; or, `pause`,
+        until events wait between two batches of starts (`planner.START_BATCH`): a KILL or
+        SHUTDOWN amid a start of thousands is taken within a batch, not after the last fork."""
         while True:
             self._planner.daemons(self._procs.daemons())
             decision = self._planner.decide(self._clock())
@@ -294,8 +284,12 @@ class TaskOwner:
             started = self._spawn(decision.start)
             for transition in decision.transitions:
                 self._record(transition)
-            if started:  # a run that could not start is no process started: no RUNNING for it
+            self._starts_unreported |= started > 0  # (one that could not start: no RUNNING for it)
+            if self._starts_unreported and not decision.more_to_start:
+                self._starts_unreported = False
                 self._on_processes_started()
+            if decision.more_to_start and pause and not self._held.kill_begun and not self._queue.empty():
+                return decision
             if not decision.start and not decision.signal and decision.signal_daemons is None:
                 if decision.phase is TaskPhase.FINALIZING or decision.phase.terminal:
                     self._killing.regular_processes_gone()

@@ -58,6 +58,7 @@ from executor.task.process_rules import (
 # POSIX fixes these two numbers; the `signal` module is an OS interface a pure module avoids.
 SIGTERM = 15
 SIGKILL = 9
+START_BATCH = 128  # runs one decision starts at most: a KILL amid a start of thousands is taken between two
 
 
 _P = TaskPhase
@@ -81,6 +82,7 @@ class Decision:
     next_deadline_at: float | None  # when to call decide() again if nothing happens
     phase: TaskPhase
     reason: str  # why the task is in this phase (terminal: the outcome)
+    more_to_start: bool = False  # runs that may start now were left to the next decision (START_BATCH)
 
 
 class Planner:
@@ -107,6 +109,7 @@ class Planner:
         self._daemons_termed = False
         self._daemons_killed_at: float | None = None
         self._daemon_signal: int | None = None  # for the next Decision
+        self._more_to_start = False  # for the next Decision
         self._order = {name: i for i, name in enumerate(self._procs)}
         self._restarts: dict[str, ProcessTrack] = {}  # running runs an operator restarts
 
@@ -234,8 +237,9 @@ class Planner:
                 break
         transitions, self._pending = tuple(self._pending), []
         daemon_signal, self._daemon_signal = self._daemon_signal, None
+        more, self._more_to_start = self._more_to_start, False
         return Decision(tuple(starts), tuple(signals), daemon_signal, transitions,
-                        self._next_deadline(now), self._phase, self._reason)
+                        self._next_deadline(now), self._phase, self._reason, more)
 
     def _step_active(self, now: float, starts: list[StartRun]) -> None:
         plan, max_failures = self._regular, self._task.max_failures
@@ -320,9 +324,11 @@ class Planner:
     # ---- plans ----
 
     def _start_runnable(self, plan: Plan, now: float, starts: list[StartRun]) -> None:
-        for p in self._runnable(plan, now):
+        runnable = self._runnable(plan, now)
+        for p in runnable[:START_BATCH]:
             self._note(p, ProcessState.RUNNING, p.begin_run())
             starts.append(StartRun(p.name, p.run))
+        self._more_to_start = len(runnable) > START_BATCH
 
     def _runnable(self, plan: Plan, now: float) -> list[ProcessTrack]:
         """The processes of `plan` whose next run starts now. Task order, deterministic under

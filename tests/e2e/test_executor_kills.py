@@ -156,7 +156,7 @@ def test_a_sigterm_after_the_relay_closed_leaves_the_exit_status_as_it_was(agent
 # the checkpoint has its pid yet or not
 BURST = """
     ps = [Process(name='p%d' % i, cmdline='exec env BURST=MARK sleep 600')
-          for i in range(100)]
+          for i in range(COUNT)]
     jobs = [Service(cluster='local', role='me', environment='test', name='burst',
                     task=Task(processes=ps, resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB),
                               finalization_wait=1))]
@@ -170,7 +170,7 @@ def test_a_stop_signal_in_the_first_burst_of_spawns_kills_every_process_started_
     KILLED, acknowledged, exit 0 (docs/contract.md §9), with none of the 100 left running,
     whether it had started as the signal came or not, and no traceback."""
     mark = tmp_path / "burst"
-    launch(agent, document(tmp_path, BURST.replace("MARK", str(mark))))
+    launch(agent, document(tmp_path, BURST.replace("MARK", str(mark)).replace("COUNT", "100")))
     try:
         wait_for(lambda: pids_carrying(f"BURST={mark}"), 20, message="the first process of the burst started")
         agent._proc.send_signal(sig)
@@ -180,5 +180,25 @@ def test_a_stop_signal_in_the_first_burst_of_spawns_kills_every_process_started_
         assert not live(task_pids(agent.sandbox))
         assert not pids_carrying(f"BURST={mark}")
         assert "Traceback" not in agent.executor_log()
+    finally:
+        kill_carrying(f"BURST={mark}")
+
+
+def test_a_shutdown_amid_a_start_of_thousands_is_taken_between_two_batches(agent, tmp_path):
+    """A SHUTDOWN that came while a task's 2,000 processes were being forked waited for the last
+    fork (about 1 ms each: 2.1 s here, 20,000 outlived the agent's 5 s grace), and the agent
+    heard TASK_RUNNING before TASK_KILLED. The owner now takes it between two batches of
+    starts (planner.START_BATCH): TASK_KILLED without TASK_RUNNING, most never started."""
+    mark = tmp_path / "burst"
+    launch(agent, document(tmp_path, BURST.replace("MARK", str(mark)).replace("COUNT", "2000")))
+    try:
+        agent.wait_for_state("task-1", "TASK_STARTING", 20)
+        agent.shutdown()
+        assert agent.wait_exit(20) == 0, agent.executor_log()[-3000:]
+        assert agent.states("task-1") == ["TASK_STARTING", "TASK_KILLED"]
+        records = checkpoint_records(agent.sandbox)
+        ran = [r for r in records if r["kind"] == "process" and r.get("from") == "RUNNING"]
+        assert 0 < len(ran) < 1000, len(ran)  # a batch or a few, not the 2,000
+        assert not live(task_pids(agent.sandbox)) and not pids_carrying(f"BURST={mark}")
     finally:
         kill_carrying(f"BURST={mark}")

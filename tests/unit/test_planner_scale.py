@@ -13,7 +13,7 @@ import pytest
 
 from config.spec import ProcessSpec, TaskSpec
 from executor.events import ExitStatus, ProcessState
-from executor.task.planner import Planner
+from executor.task.planner import START_BATCH, Planner
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -81,8 +81,12 @@ def test_a_task_of_many_processes_looks_at_each_a_few_times_in_its_whole_life(ch
 def test_an_operators_restarts_of_a_large_task_look_at_the_restarted_runs_only():
     planner = counted(spec_of(N, chain=False, daemon=True))
     now = 0.0
-    for s in planner.decide(now).start:
-        planner.started(s.process, s.run, 100, now)
+    more = True
+    while more:  # (START_BATCH runs a decision)
+        d = planner.decide(now)
+        for s in d.start:
+            planner.started(s.process, s.run, 100, now)
+        more = d.more_to_start
     Looks.looks = 0
     for name in names(N)[:50]:
         assert planner.restart(name, now, grace_secs=5.0).accepted
@@ -93,3 +97,31 @@ def test_an_operators_restarts_of_a_large_task_look_at_the_restarted_runs_only()
         assert [(c.process, c.run) for c in d.start] == [(name, 1)]
         assert planner.process(name).state is ProcessState.RUNNING
     assert Looks.looks <= 50 * 10, Looks.looks  # a few per restart, not N per decision
+
+
+def test_a_start_of_thousands_comes_in_batches_each_decision_saying_whether_more_may_start():
+    """A decision starts at most START_BATCH runs, so that the owner takes a KILL that came
+    amid a start of thousands between two batches; the rest come from the next decisions,
+    in task order, and the last says there are no more."""
+    planner = Planner(spec_of(2 * START_BATCH + 5, chain=False))
+    batches, more = [], True
+    while more:
+        d = planner.decide(0.0)
+        batches.append([c.process for c in d.start])
+        for s in d.start:
+            planner.started(s.process, s.run, 100, 0.0)
+        more = d.more_to_start
+    assert [len(b) for b in batches] == [START_BATCH, START_BATCH, 5]
+    assert sum(batches, []) == names(2 * START_BATCH + 5)
+    assert not planner.decide(0.0).start
+
+
+def test_a_kill_between_two_batches_leaves_the_runs_not_started_waiting_ended_not_started():
+    planner = Planner(spec_of(START_BATCH + 10, chain=False))
+    for s in planner.decide(0.0).start:
+        planner.started(s.process, s.run, 100, 0.0)
+    planner.kill(0.0, "killed", 1.0)
+    d = planner.decide(0.0)
+    assert not d.start and not d.more_to_start
+    assert {c.process for c in d.signal} == set(names(START_BATCH))
+    assert planner.process(f"p{START_BATCH}").state is not ProcessState.RUNNING
