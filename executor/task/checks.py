@@ -50,6 +50,7 @@ class Checks:
         self._post = post
         self._clock = clock
         self._health: HealthChecks | None = None
+        self._command_survived = False  # `wait_stopped` found a check's command alive after its SIGKILL
 
     @property
     def checker(self) -> Checker | None:
@@ -105,15 +106,18 @@ class Checks:
         that was under way is gone (waited for up to COMMAND_GONE_SECS, logged if not)."""
         self.stop_async()
         if self._health is not None and not self._stop_commands(COMMAND_GONE_SECS):
+            self._command_survived = True
             log_event(logger, logging.ERROR, "health_command_survives", task=self._label,
                       waited_secs=COMMAND_GONE_SECS,
                       reason="a health command SIGKILLed as the task stopped has not exited",
                       consequence="the task's end is reported; it is killed with the task")
 
     def close(self) -> None:
-        """The task is over: the health loop's thread is waited for (a little)."""
+        """The task is over: the health loop's thread is waited for (a little), but not when
+        it waits on a command that survived its SIGKILL (`wait_stopped`, said already): that
+        wait added 2 s to the exit of a task whose health command was held in D state."""
         self.stop_async()
-        if self._health is not None:
+        if self._health is not None and not self._command_survived:
             self._health.stop()
 
 
