@@ -20,7 +20,7 @@ from config.loader import prepare_job
 from config.schema import Job
 from config.templates import normalize_tree
 from config.typed_tree import from_tree
-from config.words import MAX_INT_DIGITS, long_integer_problem, long_integers, quoted
+from config.words import MAX_INT_DIGITS, json_half_pair, long_integer_problem, long_integers, quoted
 
 MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 _KEYS = ("job", "instance", "assigned_ports")
@@ -71,6 +71,8 @@ def _decode(data: bytes | str) -> TaskDocument:
         raise _fail(long_integer_in(text) or f"it is not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise _fail(f"it must be a JSON object, not {_json_type(doc)}")
+    if (half := json_half_pair(doc, "")) is not None:
+        raise _fail(half)
     unknown = sorted(set(doc) - set(_KEYS))
     if unknown:
         raise _fail(f"unknown keys {_listed([quoted(cut(key, 60)) for key in unknown])} "

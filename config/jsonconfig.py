@@ -13,6 +13,7 @@ from config.errors import ConfigError
 from config.schema import Job
 from config.templates import normalize_tree
 from config.typed_tree import from_tree
+from config.words import json_half_pair
 
 
 def json_jobs(path: Path, text: str, named: str) -> list[Any] | None:
@@ -29,7 +30,10 @@ def json_jobs(path: Path, text: str, named: str) -> list[Any] | None:
         if isinstance(exc, RecursionError):  # json.loads read too deep
             raise ConfigError(f"{path}: it is nested too deeply to read") from None
         raise ConfigError(f"{path}: not valid JSON: {exc}") from None  # (no line: a number too long)
-    items = doc.get("jobs") if isinstance(doc, dict) and "jobs" in doc else [doc]
+    listed = isinstance(doc, dict) and "jobs" in doc
+    if (half := json_half_pair(doc, "" if listed else "job")) is not None:  # ("jobs[0].task...": a list's)
+        raise ConfigError(f"{named}: {half}")
+    items = doc.get("jobs") if listed else [doc]
     if not isinstance(items, list):
         raise ConfigError(f"{named}: \"jobs\" must be a list of job objects")
     jobs = []

@@ -43,6 +43,7 @@ from config.templates import cycle_problems, expand_field, flatten, is_port_name
 from config.warnfilters import filtered, ignored, shown_not_raised
 from config.words import (
     a_kind,
+    half_pair_problem,
     lone_surrogate,
     long_integer_problem,
     long_integers,
@@ -304,8 +305,7 @@ def check_job(job: dict, *, bound: bool = False) -> list[str]:
     hold templates (`bind` checks the job again once they are bound, with `bound`: then what
     still looks like one, `{{}}`, is part of the name). Text that holds half of a surrogate
     pair is no text: the other rules are not checked against it."""
-    problems = [f"{path} = {show(text)} holds {half}, half of a UTF-16 surrogate pair: no character, "
-                "so no process, file or log can hold it" for path, text in texts(job, "job")
+    problems = [half_pair_problem(path, show(text), half) for path, text in texts(job, "job")
                 if (half := lone_surrogate(text)) is not None]
     problems += [long_integer_problem(path) for path in long_integers(job, "job")]
     if problems:

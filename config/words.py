@@ -200,6 +200,43 @@ def lone_surrogate(text: str) -> str | None:
     return None
 
 
+def half_pair_problem(path: str, shown: str, half: str) -> str:
+    """What is wrong with the text at `path` (`shown` as a message shows it) that holds `half`."""
+    return (f"{path} = {shown} holds {half}, half of a UTF-16 surrogate pair: no character, "
+            "so no process, file or log can hold it")
+
+
+def json_half_pair(tree: Any, path: str) -> str | None:
+    """The problem of the first key or text of a JSON document's tree that holds a surrogate,
+    below `path` ("" for a document's top). Its text was strict UTF-8, so each came from a
+    `"\\udcff"` escape, the U+DC80-U+DCFF `lone_surrogate` lets by too (surrogateescape's
+    bytes in an argument): such a cmdline ran as byte 0xff. None when there is none."""
+    stack: list[tuple[str, Any]] = [(path, tree)]  # no recursion: a tree as deep as json reads
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, str):
+            if half := _surrogate(value):
+                return half_pair_problem(at, repr(value), half)
+        elif isinstance(value, list):
+            stack.extend((f"{at}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            for key in value:
+                if half := _surrogate(key):
+                    return half_pair_problem(f"a key of {at or 'the document'}", repr(key), half)
+            stack.extend((f"{at}.{k}" if at else k, v) for k, v in reversed(value.items()))
+    return None
+
+
+def _surrogate(text: str) -> str:
+    """The first surrogate of `text`, as `\\udcff` ("": none): the strict encoder stops at it
+    (no pattern compiled as this module loads: `lone_surrogate`)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"\\u{ord(text[error.start]):04x}"
+    return ""
+
+
 def leaves(tree: Any, path: str) -> Iterable[tuple[str, Any]]:
     """Every value in a tree of plain values (dicts, lists, scalars) that is neither a dict
     nor a list, with its path: `("job.task.processes[0].cmdline", "echo hi")`."""

@@ -32,7 +32,7 @@ from config.portmap import PortmapError, job_portmap, resolve_portmap
 from config.schema import AURORA_EXECUTOR_NAME, Job, LifecycleConfig, MesosTaskInstance
 from config.templates import refs_in
 from config.typed_tree import from_tree
-from config.words import quoted, strings
+from config.words import json_half_pair, quoted, strings
 
 DATA_FIELD = "task.executorConfig.data"
 # The legacy payload names no cluster; its job key shows this instead.
@@ -121,6 +121,8 @@ def _job_json(task: AuroraTask) -> dict[str, Any]:
         raise _fail(task, f"{DATA_FIELD} is not JSON (Could not deserialize thermos config: {exc})") from None
     if not isinstance(doc, dict):
         raise _fail(task, f"{DATA_FIELD} must be a JSON object (the job), not {type(doc).__name__}")
+    if (half := json_half_pair(doc, "job")) is not None:
+        raise _fail(task, f"{DATA_FIELD}: {half}")
     return doc
 
 

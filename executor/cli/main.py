@@ -9,10 +9,13 @@ help text and every command an example.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
+import select
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -54,6 +57,7 @@ PATH_ARGUMENTS = ("config", "sandbox", "task_info", "registry_root")
 # their own arguments are built (the whole parser, with every command's, takes several
 # milliseconds). Each with the settings its flags come from (`parser.py` declares the same).
 SUPERVISORS = ("run", "executor")
+PIPED = ("tail", "ps", "status")  # ended by `kill -PIPE` (`_ended_by_kill_pipe`)
 
 
 def supervisor_settings(command: str) -> tuple[type, ...]:
@@ -117,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     command: Callable[[], int] = functools.partial(_dispatch, args)
     if args.command not in SUPERVISORS:  # theirs survives a stdout that fails (docs/contract.md §1)
         command = functools.partial(_output_written, command)
+    if args.command in PIPED:
+        command = functools.partial(_ended_by_kill_pipe, command)
     if args.command == "inspect" and not args.task_info and args.config is not None:
         from executor.cli.apart import run_apart
 
@@ -144,6 +150,28 @@ def _output_written(command: Callable[[], int]) -> int:
     except OSError as exc:  # whatever it is, it is the output's (an I/O error too)
         return stdout_unwritable(exc)
     return status
+
+
+def _ended_by_kill_pipe(command: Callable[[], int]) -> int:
+    """`command()` with SIGPIPE taken: `kill -PIPE` ends it by the signal's default action (141
+    to a shell), as it ends GNU `tail -f` or `ls` (was: ignored, as Python starts with it). The
+    SIGPIPE the kernel sends with a write's EPIPE (stdout's reader gone, as the kernel then
+    says) is left to that write's BrokenPipeError: it ends quietly, 0 (docs/contract.md §9)."""
+    def on_sigpipe(signum: int, frame: object) -> None:
+        poller = select.poll()
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # (not a file: a test's buffer)
+            poller.register(sys.stdout.fileno(), 0)  # no events asked: only an error or a hang-up
+        if not poller.poll(0):
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+
+    if threading.current_thread() is not threading.main_thread():  # (a test's: no handler there)
+        return command()
+    previous = signal.signal(signal.SIGPIPE, on_sigpipe)
+    try:
+        return command()
+    finally:  # (a test's process, which calls `main`, goes on as it was)
+        signal.signal(signal.SIGPIPE, previous)
 
 
 def stdout_unwritable(exc: OSError) -> int:

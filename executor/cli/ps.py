@@ -7,7 +7,7 @@ and prints one row per task: task id, job key, state, supervisor pid, sandbox, s
 (date, time and age), processes running / total, health (`was:` the last verdict once the
 check no longer runs: `inspectionjson.health_shown`). Columns are as wide as their longest value. Without `--all`, only
 the tasks that have not ended (a LOST task has not: it is listed, but one a later supervisor
-in its sandbox replaced that left no process: `inspection.with_replacements`), and one whose supervisor
+in its sandbox replaced that left no process: `inspection.with_replacements`; a GONE one with no end so too), and one whose supervisor
 died while killing it while a process of it lives (ended, its leftovers to end). A task that announces
 itself in ZooKeeper gets a line after the table (its member and since when, or what its
 announcer is doing); so does a RESTARTING one (`stoker run` between two attempts: how the
@@ -173,12 +173,13 @@ def _unsupervised_lines(r: dict[str, Any], now_wall: float) -> list[str]:
 
     if r.get("died_killing"):
         head = f"{r['state']} ({DIED_KILLING})"
-    elif r["state"] == "LOST":
-        since = when(r["lost_since"], now_wall) if r["lost_since"] else "an unknown time"
+    elif r["state"] in ("LOST", "GONE") and not r["ended"]:  # (GONE: its supervisor recorded no end: it may have left some)
         taker = taker_name(r["replaced_by"]["task_id"], r["replaced_by"]["supervisor_pid"]) if r["replaced_by"] else ""
-        head = f"LOST (supervisor gone since {since}, {r['lost_since_source'] or 'no record'}{replaced_words(taker)})"
-    elif r["state"] == "GONE" and not r["ended"]:  # its supervisor recorded no end: it may have left some
-        head = "GONE (its supervisor recorded no end)"
+        if r["state"] == "GONE":
+            head = f"GONE (its supervisor recorded no end{replaced_words(taker)})"
+        else:
+            since = when(r["lost_since"], now_wall) if r["lost_since"] else "an unknown time"
+            head = f"LOST (supervisor gone since {since}, {r['lost_since_source'] or 'no record'}{replaced_words(taker)})"
     else:
         return []
     left = ", ".join(f"{p['pid']} ({p['process'] or '?'} run {p['run']})" for p in r["leftovers"])

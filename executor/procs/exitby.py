@@ -156,13 +156,13 @@ class Waking:
 
 def close_task(reaper: Reaper, containment: Containment, contained: Callable[[], Containment],
                watchdog: WatchdogKeeper | None, logs: RunLogs, kill_secs: float, exit_by: ExitBy,
-               orphans: Callable[[], None], errors: list[BaseException]) -> None:
-    """Kill the task (for `kill_secs` at most), leave and remove its cgroup, let the watchdog
+               orphans: Callable[[], None], errors: list[BaseException], held: frozenset[int] = frozenset()) -> None:
+    """Kill the task (for `kill_secs` at most, not waiting for `held` alone), leave and remove its cgroup, let the watchdog
     go, hand the reaper and the watchdog over (`_hand_over`), and retire the containment: a
     run that dies later kills nothing (what this process forks next). `contained`: the
     containment, settled; `orphans`: the reaper's orphan hook, taken off (a no-op when the
     start raised before it put it)."""
-    let_go = _kill_and_let_go(containment, contained, watchdog, kill_secs, exit_by, errors)
+    let_go = _kill_and_let_go(containment, contained, watchdog, kill_secs, exit_by, errors, held)
     close_step(errors, logs.stop_pump, exit_by)
     close_step(errors, reaper.on_orphans, orphans, remove=True)
     _hand_over(reaper, containment, watchdog, let_go, exit_by, errors)
@@ -170,12 +170,12 @@ def close_task(reaper: Reaper, containment: Containment, contained: Callable[[],
 
 
 def _kill_and_let_go(containment: Containment, contained: Callable[[], Containment], watchdog: WatchdogKeeper | None,
-                     kill_secs: float, exit_by: ExitBy, errors: list[BaseException]) -> bool:
+                     kill_secs: float, exit_by: ExitBy, errors: list[BaseException], held: frozenset[int]) -> bool:
     """Kill the task, leave and remove its cgroup; let the watchdog go when this process is
     out of the cgroup (at its pipe's end the watchdog kills the cgroup's members); whether
     it was let go."""
     # bound by the exit time, even one set meanwhile
-    stuck = close_step(errors, containment.kill_all, kill_secs, exit_by, default=frozenset())
+    stuck = close_step(errors, containment.kill_all, kill_secs, exit_by, held, default=frozenset())
     dog = watchdog.running() if watchdog is not None else None
     let_go = close_step(errors, lambda: contained().close(dog, within(math.inf, exit_by()), stuck))
     if let_go is None:  # it raised, out of the cgroup or not

@@ -89,6 +89,7 @@ class Supervisor:
         # a run's exit, posted to the owner (`draining.ExitPost`: it holds the OOM count too)
         self._post_exit = ExitPost(post, task_label, lambda: self._state is SupervisorState.CLOSED)
         self._commands: CommandRunner | None = None
+        self._held: frozenset[int] = frozenset()  # commands SIGKILLed and waited for, not gone (`stop_commands`)
         self._commands_stopped = False  # the health checks are over: no command starts
         self._containment: Containment | None = None
         self._drains: Drains | None = None
@@ -370,10 +371,14 @@ class Supervisor:
         return run_command(self._command_runner, command, timeout_secs, self._label)
 
     def stop_commands(self, within_secs: float) -> bool:
-        """No shell command starts after this; each one running is killed (`CommandRunner.stop`)."""
+        """No shell command starts after this; each one running is killed (`CommandRunner.stop`).
+        Those not gone are the close's `held`: its kill does not wait for them again."""
         with self._lock:
             self._commands_stopped, commands = True, self._commands
-        return commands is None or commands.stop(within_secs)
+        if commands is None or commands.stop(within_secs):
+            return True
+        self._held = frozenset(child.pid for child in commands.live())
+        return False
 
     def _command_runner(self) -> CommandRunner | None:
         """The shell commands' runner, made at the first (starting the supervisor); None once closing."""
@@ -417,7 +422,7 @@ class Supervisor:
         if containment is not None:  # each step bound by the exit time, even one set meanwhile (`exitby.close_task`)
             assert self._reaper is not None  # (taken before the containment was made)
             close_task(self._reaper, containment, self._contained, self._watchdog, self._logs,
-                       CLOSE_KILL_SECS, self._exit_by, self._orphan_reaped, errors)
+                       CLOSE_KILL_SECS, self._exit_by, self._orphan_reaped, errors, self._held)
             self._state = SupervisorState.CLOSED
             close_step(errors, self._close_fds)
         else:  # or its start failed before its containment (no thread)

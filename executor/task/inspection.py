@@ -75,7 +75,7 @@ class Inspection:
     after_latest: bool = True  # an `attempt` None: the entry's id is newer than the checkpoint's latest
     run_uid: int | None = None  # the uid its header says its processes ran as, when trusted (`trusted_run_uid`)
     judged_as: TaskUser | None = None  # the task's user its leftovers were judged against (`with_leftovers`)
-    replaced_by: RegistryEntry | None = None  # LOST, no leftover: who took its sandbox since (`with_replacements`)
+    replaced_by: RegistryEntry | None = None  # LOST or GONE, no leftover: who took its sandbox since (`with_replacements`)
 
 
 Viewed = tuple[TaskView | None, str | None, str]  # (None, None, ""): no whole record (words: garbled ones)
@@ -386,8 +386,11 @@ def with_replacements(inspections: Sequence[Inspection], entries: Sequence[Regis
     the `.stoker` it pinned, or at its path where either pinned none (`entry.first_taker`:
     later by their starts on the boot's clock, else by the wall clock of their registrations;
     an unrelated task run at its path counts: the checkpoint is that one's now). Nothing to
-    act on: `stoker ps` lists it only with `--all`. Read-side only: no entry is rewritten."""
-    wanted = [n for n, i in enumerate(inspections) if i.truth.lost and not i.leftovers]
+    act on: `stoker ps` lists it only with `--all`. So too a GONE task with no recorded end (its
+    sandbox deleted and run again) whose leftovers were looked for, none found. Read-side
+    only: no entry is rewritten."""
+    wanted = [n for n, i in enumerate(inspections) if not i.leftovers and (
+        i.truth.lost or i.truth.gone and not i.truth.ended and i.leftovers_looked)]
     if not wanted:
         return list(inspections)
     at: dict[tuple[str, str], list[RegistryEntry]] = {}  # each entry by its path and by its pin

@@ -264,3 +264,13 @@ def test_the_unbound_message_lists_refs_and_ports_whole_up_to_its_bounds():
         f"Unexpected unbound refs: {{{{{'y' * 76}}}}}. Make sure you are not nesting template variables. "
         f"the task requires unbound ports: web (the scheduler assigned q=1; through the Announcer's portmap: "
         f"p={'9' * 298})")
+
+
+def test_a_json_escape_of_a_surrogate_in_the_job_is_refused_naming_the_field():
+    """`"echo \\udcff"` in the client's job JSON (the Thrift path decodes its bytes as strict
+    UTF-8; the escape is JSON's) ran as byte 0xff: half a UTF-16 pair is no character."""
+    legacy = {"task": {"processes": [{"name": "p", "cmdline": "echo \udcff"}]},
+              "instance": 0, "role": "r", "environment": "e"}
+    with pytest.raises(TaskDataError, match=r"job\.task\.processes\[0\]\.cmdline = 'echo \\udcff' holds \\udcff, "
+                                            r"half of a UTF-16 surrogate pair"):
+        aurora_launch(decode_task_data(assigned_task(json.dumps(legacy), role="r")))

@@ -88,6 +88,17 @@ def test_half_a_surrogate_pair_is_refused_naming_the_field(tmp_path, suffix):
     assert plain(load_job(byte))["task"]["processes"][0]["cmdline"] == "echo \udcff"
 
 
+def test_a_json_config_s_escape_of_a_surrogate_escape_byte_is_refused_too(tmp_path):
+    """In a .json file `"echo \\udcff"` is JSON's escape (the file is read as UTF-8), not a
+    byte surrogateescape stands for: it ran as byte 0xff. In an .aurora file Python's
+    `'\\udcff'` is still that byte (as an argument's is)."""
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(plain(job(process("web", "echo \udcff")))))
+    assert error_of(path).endswith(
+        "job.task.processes[0].cmdline = 'echo \\udcff' holds \\udcff, half of a UTF-16 surrogate pair: "
+        "no character, so no process, file or log can hold it")
+
+
 @pytest.mark.parametrize("cmdline", ["echo hi", "echo {{mesos.instance}}"])
 def test_an_integer_of_more_digits_than_python_writes_is_refused_naming_the_field(tmp_path, cmdline):
     """`max_failures=10**5000` made `stoker inspect` and `stoker run` end in a traceback:

@@ -166,6 +166,16 @@ def test_unpaired_surrogate_text():
         decode('{"job": "\ud800"}')
 
 
+@pytest.mark.parametrize("escape", ["\\udcff", "\\ud800"])
+def test_a_json_escape_of_a_surrogate_is_refused_naming_the_field(escape):
+    """`"echo \\udcff"` (a JSON escape: the document's bytes are strict UTF-8) ran as byte
+    0xff, as Python's surrogateescape writes it: half a UTF-16 pair is no character."""
+    tree = {"job": plain(job(process("web", "echo X")))}
+    data = json.dumps(tree).replace("echo X", f"echo {escape}")
+    with pytest.raises(TaskDocumentError, match=r"job\.task\.processes\[0\]\.cmdline = 'echo \\ud[c8]\w\w' holds"):
+        decode(data.encode())
+
+
 # ---- only TaskDocumentError ever escapes ----
 
 JSON = st.recursive(
