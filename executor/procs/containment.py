@@ -1,30 +1,36 @@
-"""Which processes are the task's, how they are signalled, and what keeps them contained when
-the Stoker process is gone. Owns, for one supervisor: the list of the task's processes, the
-"unclaimed" rule, the leftover kill after each exit, the signals of `signal_run(s)` /
-`signal_all`, the kill of whatever is left at close (`kill_all`), and the task's cgroup
-(`executor/procs/cgroups.py`) from start to removal.
+"""Which processes are the task's, how they are signalled, and what keeps them contained
+when the Stoker process is gone.
 
-The whole of it is docs/design.md §5. In short: **while Stoker lives, the task is its subtree** (Stoker is
-a child subreaper), found by walking down from Stoker's children (`/proc/PID/task/TID/children`), so the
-cost follows the task, not the host; children that existed before the supervisor started (`foreign`) are
-not the task's. In that subtree a process is *claimed* when it is a registered child (a run's or a
-command's top, a watchdog), is in the process group of one (or of a draining run, `draining.py`), descends
-from one, carries the marker of a live or draining run or command of this task or another task's marker,
-or descends from a claimed process; it is *kept* when it is a daemon an ended run left (`daemons.py`:
-outside the run's group as its top exited; by pid, by that run's marker, or descending from a kept one),
-or one whose environment may not be read (not dumpable: no run can be told from its); everything else is
-*unclaimed*: a leftover of a health command, or an orphan that cleared its environment.
+Owns, for one supervisor: the list of the task's processes, the "unclaimed" rule, the
+leftover kill after each exit, the signals of `signal_run(s)` / `signal_all`, the kill of
+whatever is left at close (`kill_all`), and the task's cgroup (`executor/procs/cgroups.py`)
+from start to removal.
 
-**When a run's top exits 0 on its own** (on the reaper thread, its zombie holding its pid and group id),
-what it left is kept (`run_ended`). **When a command's top exits, or a run's that failed or that the task
-signalled**: one `killpg` of its group, then passes of walk, SIGSTOP every unclaimed process, SIGKILL it,
-until a pass finds nothing new (a stopped process cannot fork; a fork-hopper always has a live heir the next
-pass finds, within `LEFTOVER_SECS`). Unclaimed processes are killed so after every exit, and with the task
+The whole of it is docs/design.md §5. In short: **while Stoker lives, the task is its
+subtree** (Stoker is a child subreaper), found by walking down from Stoker's children
+(`/proc/PID/task/TID/children`), so the cost follows the task, not the host; children that
+existed before the supervisor started (`foreign`) are not the task's. In that subtree a
+process is *claimed* when it is a registered child (a run's or a command's top, a watchdog),
+is in the process group of one (or of a draining run, `draining.py`), descends from one,
+carries the marker of a live or draining run or command of this task or another task's
+marker, or descends from a claimed process; it is *kept* when it is a daemon an ended run
+left (`daemons.py`: outside the run's group as its top exited; by pid, by that run's marker,
+or descending from a kept one), or one whose environment may not be read (not dumpable:
+no run can be told from its); everything else is *unclaimed*: a leftover of a health
+command, or an orphan that cleared its environment.
+
+**When a run's top exits 0 on its own** (on the reaper thread, its zombie holding its pid
+and group id), what it left is kept (`run_ended`). **When a command's top exits, or a run's
+that failed or that the task signalled**: one `killpg` of its group, then passes of walk,
+SIGSTOP every unclaimed process, SIGKILL it, until a pass finds nothing new (a stopped
+process cannot fork; a fork-hopper always has a live heir the next pass finds, within
+`LEFTOVER_SECS`). Unclaimed processes are killed so after every exit, and with the task
 (`signal_all`); kept ones with the task's stop (`signal_daemons`) and with the task.
 
-**Without the subreaper**, or where the kernel does not list children, the rule is a full /proc sweep
-(`proctree.py`) and a run's daemons are not kept apart. **After Stoker dies** the watchdog kills through the
-cgroup, the task marker, and what it was handed by pid and start time (`handover.py`).
+**Without the subreaper**, or where the kernel does not list children, the rule is a full
+/proc sweep (`proctree.py`) and a run's daemons are not kept apart. **After Stoker dies**
+the watchdog kills through the cgroup, the task marker, and what it was handed by pid and
+start time (`handover.py`).
 
 Never raises out of its public methods; logs ERROR for adapter failures, naming the task.
 """
@@ -57,10 +63,8 @@ Members = tuple[dict[int, ProcInfo], frozenset[int], set[int]]
 class Containment:
     def __init__(self, *, reaper: Reaper, task_marker: str, label: str, cgroup_setting: str,
                  live_children: Callable[[], Sequence[Child]]) -> None:
-        self._reaper = reaper
+        self._reaper, self._label, self._live_children = reaper, label, live_children
         self._entry = f"{TASK_MARKER}={task_marker}".encode()
-        self._label = label
-        self._live_children = live_children
         self._me = os.getpid()
         self._init = False  # a PID namespace's init: it adopts others' orphans (`strangers.py`)
         self._walk = False
@@ -386,9 +390,9 @@ class Containment:
         return len(self.signal(self._live_children(), (self._entry,), sig, whole_task=True))
 
     def kill_all(self, within_secs: float, exit_by: ExitBy, held: frozenset[int] = frozenset()) -> frozenset[int]:
-        """At close: SIGKILL the task and, at each exit (pidfd), what a walk finds new, until none is left
-        or only `held` (waited for already: a health command in D state), for `within_secs` or to `exit_by`'s
-        time, set before or during it (`waking`); what was SIGKILLed and is not gone then is logged and returned."""
+        """At close: SIGKILL the task and, at each exit (pidfd), what a walk finds new, until none
+        is left but `held` (waited for already: a health command in D state), for `within_secs` or
+        to `exit_by`'s time, set before or during it (`waking`); what is not gone then is named."""
         began = time.monotonic()
         with exit_by.waking() as wake, pidsignal.Exits() as exits:
             while True:
@@ -400,17 +404,13 @@ class Containment:
                         from executor.procs.unsignalled import report
                         report(self._label, rest)
                     return frozenset()
-                while not (held_only := bool(exits) and exits.left() <= held) and not exits.wait(
-                        end_at := exit_by.bound(began + within_secs, wake), wake):
+                while not exits.wait(end_at := began if exits and exits.left() <= held else
+                                     exit_by.bound(began + within_secs, wake), wake):
                     if time.monotonic() >= end_at:
-                        break
-                else:  # one exited, or none is left: a walk for what is new
-                    if not held_only:
-                        continue
-                if not exits:  # all gone by the bound's end: none to name
-                    return frozenset()
-                from executor.procs.unsignalled import close_incomplete
-                return close_incomplete(self._label, exits.left(), began)
+                        if not exits:  # all gone by the bound's end: none to name
+                            return frozenset()
+                        from executor.procs.unsignalled import close_incomplete
+                        return close_incomplete(self._label, exits.left(), began)
 
     def pids(self, children: Sequence[Child]) -> set[int]:
         """The task's live processes: the trees of `children`, the task marker, unclaimed."""
