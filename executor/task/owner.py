@@ -252,6 +252,8 @@ class TaskOwner:
     def _record_failed(self, failed: TaskTransition) -> None:
         """An internal error ended the task: each run it had going was killed by the close,
         and the task ended FAILED (`stoker status` shows that, not LOST with runs RUNNING)."""
+        for t in self._planner.noted_ends():  # as the step failed: a run that could not start
+            self._journal.transition(t, self._runs.pid(t.process, -1 if t.run is None else t.run))
         for view in self._planner.processes():
             if view.state is ProcessState.RUNNING:
                 self._journal.transition(

@@ -218,6 +218,12 @@ class Planner:
             return []
         return [(p.name, p.run + 1) for p in self._runnable(plan, now)]
 
+    def noted_ends(self) -> tuple[ProcessTransition, ...]:
+        """The process transitions noted since the last decision, taken: for an owner whose
+        step failed before it recorded them (a run that could not start, then no thread)."""
+        taken, self._pending = self._pending, []
+        return tuple(t for t in taken if isinstance(t, ProcessTransition))
+
     def decide(self, now: float) -> Decision:
         starts: list[StartRun] = []
         signals: list[SignalRun] = []
