@@ -290,3 +290,34 @@ def test_a_console_line_put_with_no_thread_to_be_had_is_written_at_once(tmp_path
                               capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout == "written at once\nwritten by the spool\n", done.stdout
+
+
+# `stoker run` in a pids cgroup with room for 1 to 3 threads or processes more than it
+# holds at its start: it stops with `cannot go on: ...` before its task recorded anything,
+# at a point that moves with the room (its control socket's thread, the task's owner's).
+# Before, the registry entry kept that reason only where the control socket's thread could
+# not start: with room for 1 (the task's owner failing before its header), `stoker status`
+# said its supervisor "let go of the sandbox before it recorded anything", as if asked to,
+# and the reason was on its stderr alone.
+ROOMY_START = ("import os, sys; cg, room = sys.argv[1], int(sys.argv[2]); "
+               "open(cg + '/cgroup.procs', 'w').write(str(os.getpid())); "
+               "open(cg + '/pids.max', 'w').write(str(int(open(cg + '/pids.current').read()) + room)); "
+               "os.execv(sys.executable, [sys.executable, '-m', 'executor', *sys.argv[3:]])")
+
+
+@pytest.mark.parametrize("room", [1, 2, 3])
+def test_stoker_run_that_cannot_go_on_before_its_first_record_says_why_in_its_status(
+        tmp_path: Path, room: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STOKER_ROOT": str(tmp_path / "root")}
+    sandbox = tmp_path / "sb"
+    with pids_cgroup() as cg:
+        done = subprocess.run([sys.executable, "-c", ROOMY_START, str(cg), str(room), "run",
+                               str(REPO / "examples" / "hello_world.aurora"), "--sandbox", str(sandbox)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("stoker: error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
+    status = subprocess.run([sys.executable, "-m", "executor", "status", str(sandbox)], env=env,
+                            capture_output=True, text=True, timeout=30)
+    said = errors[0].removeprefix("stoker: error: ")
+    assert said in status.stdout, (said, status.stdout)
