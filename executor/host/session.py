@@ -108,8 +108,7 @@ class HostSession:
         try:
             session._start_control()
         except BaseException as exc:  # no thread could be started: the entry says why it ended
-            why = no_room(exc) if isinstance(exc, Exception) else None
-            session.close(f"cannot go on: {why}" if why else "")
+            session.close(stopped_on(exc))
             raise
         return session
 
@@ -257,6 +256,14 @@ class HostSession:
                     "no task is running under this supervisor (between attempts)")))
             case _:
                 assert_never(request)
+
+
+def stopped_on(exc: BaseException | None) -> str:
+    """What a registry entry keeps of the error its supervisor stopped on (`close`'s reason):
+    `cannot go on: ...` where no thread, process, descriptor or memory could be had (as the
+    `stoker: error:` line says it), "" for anything else or none."""
+    why = no_room(exc) if isinstance(exc, Exception) else None
+    return f"cannot go on: {why}" if why else ""
 
 
 def _own_entry(sandbox: Path, front_end: FrontEnd) -> RegistryEntry:

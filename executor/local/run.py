@@ -47,7 +47,7 @@ from config.words import loggable, shell_path
 from executor.events import TaskState
 from executor.host.early import EarlyStart, relayed_stop_signals
 from executor.host.identity import boot_secs
-from executor.host.session import OPERATOR_KILL, HostSession
+from executor.host.session import OPERATOR_KILL, HostSession, stopped_on
 from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays, strays
 from executor.local import planfiles
 from executor.local.attempts import archive_logs, ports_taken, ports_taken_warning
@@ -218,8 +218,8 @@ class LocalRun:
             try:
                 relay = self._relay_signals()  # until what the run held is let go: a late signal waits
                 return self._run(prepared)
-            finally:
-                prepared.session.close()
+            finally:  # what it stopped on kept in its entry: `stoker status` says it (no record)
+                prepared.session.close(stopped_on(sys.exc_info()[1]))
                 self._terminal_put_back()
         finally:
             self._let_go(relay)

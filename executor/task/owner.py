@@ -40,7 +40,6 @@ from executor.events import (
     ProcessState,
     ProcessTransition,
     RestartRequested,
-    RunOutcome,
     SignalRun,
     StartRun,
     TaskPhase,
@@ -239,13 +238,10 @@ class TaskOwner:
 
     def _record_failed(self, failed: TaskTransition) -> None:
         """An internal error ended the task: each run it had going was killed by the close,
-        and the task ended FAILED (`stoker status` shows that, not LOST with runs RUNNING)."""
-        for view in self._planner.processes():
-            if view.state is ProcessState.RUNNING:
-                self._journal.transition(
-                    ProcessTransition(view.name, view.run, ProcessState.RUNNING, ProcessState.KILLED,
-                                      f"killed: {failed.reason}", RunOutcome.KILLED),
-                    self._runs.pid(view.name, view.run))
+        and the task ended FAILED (`stoker status` shows that, not LOST with runs RUNNING,
+        nor a run whose fork had just failed RUNNING, nor a process WAITING to restart)."""
+        for t in self._planner.failed_ends(failed.reason):
+            self._journal.transition(t, self._runs.pid(t.process, -1 if t.run is None else t.run))
         self._journal.transition(failed)
 
     def _wait(self) -> object:

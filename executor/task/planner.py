@@ -221,6 +221,18 @@ class Planner:
             return []
         return [(p.name, p.run + 1) for p in self._runnable(plan, now)]
 
+    def failed_ends(self, why: str) -> tuple[ProcessTransition, ...]:
+        """The task's owner could not go on (`why`): the process transitions noted since the
+        last decision, which its failed step had not recorded (a run that could not start,
+        then no thread), then each run KILLED by its close and each waiting process ended."""
+        for p in self._procs.values():
+            if p.state is ProcessState.RUNNING:
+                self._note(p, ProcessState.KILLED, f"killed: {why}", RunOutcome.KILLED)
+        for plan in (self._regular, self._final):
+            self._cancel_waiting(plan, why)
+        taken, self._pending = self._pending, []
+        return tuple(t for t in taken if isinstance(t, ProcessTransition))
+
     def decide(self, now: float) -> Decision:
         starts: list[StartRun] = []
         signals: list[SignalRun] = []

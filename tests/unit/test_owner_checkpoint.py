@@ -98,6 +98,41 @@ def test_an_internal_error_s_end_is_checkpointed_at_close_with_the_runs_it_kille
         (0, "KILLED", 101, "killed: executor internal error: RuntimeError: boom")]
 
 
+def test_an_internal_error_as_runs_start_leaves_no_run_recorded_running_that_never_started():
+    """A full pids cgroup: of the runs a step started, `b`'s fork failed (EAGAIN), then the
+    health check's thread could not start. The step had recorded `b` WAITING -> RUNNING
+    before the planner heard of its failure; the close ended `a`'s run KILLED and left `b`'s
+    RUNNING in a FAILED task, no pid (was: `stoker status` showed `b RUNNING up 7.2s`), and
+    `c`, whose restart waited for its `min_duration`, WAITING."""
+    h = Harness(job(ProcessSpec(name="a", cmdline="x", min_duration_secs=0.0),
+                    ProcessSpec(name="b", cmdline="y", min_duration_secs=0.0),
+                    ProcessSpec(name="c", cmdline="z", max_failures=0, min_duration_secs=5.0), health=True))
+    h.procs._fail = ("b", "c")
+
+    def no_thread() -> None:
+        raise RuntimeError("can't start new thread")
+
+    h.owner._checks.start = no_thread  # type: ignore[method-assign]
+    h.owner.start()
+    try:  # as `TaskOwner.run` does
+        h.step()
+    except RuntimeError as exc:
+        h.owner._internal_error(exc)
+    finally:
+        h.owner.close()
+    view = replay(h.checkpoint.records)
+    assert view.state == "FAILED"
+    runs = {p.name: [(r.run, r.state, r.pid, r.reason) for r in p.runs] for p in view.processes}
+    assert runs["a"] == [(0, "KILLED", 101, "killed: the task could not go on: no thread could be "
+                          "started: the process limit is reached (a pids cgroup's pids.max, or ulimit -u)")]
+    ((run, state, pid, reason),) = runs["b"]
+    assert (run, state, pid) == (0, "FAILED", None), runs["b"]
+    assert reason.startswith("could not start: cannot start /bin/bash: Resource temporarily unavailable"), reason
+    # `c`, restarted without limit, waited for its next run: not left WAITING either
+    assert [(p.name, p.state) for p in view.processes if p.name == "c"] == [("c", "KILLED")]
+    assert runs["c"][-1][1] == "KILLED" and runs["c"][-1][3].startswith("not restarted: the task could not go on"), runs["c"]
+
+
 def test_a_held_list_that_cannot_be_written_is_said_with_the_sandbox_s_path(caplog):
     """The owner keeps the watchdog's held list beside the checkpoint at each step; a write
     refused names the file by the task's sandbox."""
