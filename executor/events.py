@@ -90,6 +90,19 @@ class TaskPhase(enum.Enum):
         return self in (TaskPhase.SUCCESS, TaskPhase.FAILED, TaskPhase.KILLED)
 
 
+# The planner's task machine as data (its drawing: executor/task/planner.py; a test checks both).
+_P = TaskPhase
+PHASE_EDGES: dict[TaskPhase, frozenset[TaskPhase]] = {
+    _P.ACTIVE: frozenset({_P.CLEANING}),
+    _P.CLEANING: frozenset({_P.FINALIZING, _P.SUCCESS, _P.FAILED, _P.KILLED}),
+    _P.FINALIZING: frozenset({_P.SUCCESS, _P.FAILED, _P.KILLED}),
+    _P.SUCCESS: frozenset(),
+    _P.FAILED: frozenset(),
+    _P.KILLED: frozenset(),
+}
+
+
+
 @attrs.frozen(slots=True)
 class ExitStatus:
     """How a run ended: exactly one of `exit_code` and `signal` is set; `killer` names who

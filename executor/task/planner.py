@@ -8,7 +8,8 @@ never does I/O, never reads a clock, never starts threads and never logs: time c
 `ProcessTransition` / `PhaseTransition`s go out in a `Decision` for the task owner to
 execute, checkpoint and log.
 
-Task phases (`PHASE_EDGES` is this drawing as data; a unit test checks that they agree):
+Task phases (`PHASE_EDGES`, in executor/events.py, is this drawing as data; a unit test checks
+that they agree):
 
     ACTIVE ──regular plan complete, unhealthy or deadlocked, or kill()──▶ CLEANING
     CLEANING ──every regular run ended; finals exist, budget left (or killed)──▶ FINALIZING
@@ -28,13 +29,13 @@ the final processes, with their own `finalization_wait` budget.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import attrs
 
 from config.spec import TaskSpec
 from config.words import number, plural
 from executor.events import (
+    PHASE_EDGES,
     ExitStatus,
     PhaseTransition,
     ProcessState,
@@ -59,17 +60,6 @@ from executor.task.process_rules import (
 SIGTERM = 15
 SIGKILL = 9
 START_BATCH = 128  # runs one decision starts at most: a KILL amid a start of thousands is taken between two
-
-
-_P = TaskPhase
-PHASE_EDGES: Mapping[TaskPhase, frozenset[TaskPhase]] = {
-    _P.ACTIVE: frozenset({_P.CLEANING}),
-    _P.CLEANING: frozenset({_P.FINALIZING, _P.SUCCESS, _P.FAILED, _P.KILLED}),
-    _P.FINALIZING: frozenset({_P.SUCCESS, _P.FAILED, _P.KILLED}),
-    _P.SUCCESS: frozenset(),
-    _P.FAILED: frozenset(),
-    _P.KILLED: frozenset(),
-}
 
 
 @attrs.frozen(slots=True)
