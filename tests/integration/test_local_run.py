@@ -399,7 +399,7 @@ def test_the_command_keeps_the_strays_and_stop_signals_ignored_once_its_relay_cl
                  for signum in (*STRAY_SIGNALS, *local_run.STOP_SIGNALS)}
     run = local_run.LocalRun(RunSettings(config=str(tmp_path / "unused.aurora")), out=io.StringIO(),
                              exits_after=exits_after)
-    monkeypatch.setattr(run, "_prepare", lambda: SimpleNamespace(session=SimpleNamespace(close=lambda: None)))
+    monkeypatch.setattr(run, "_prepare", lambda: SimpleNamespace(session=SimpleNamespace(close=lambda reason="": None)))
     monkeypatch.setattr(run, "_run", lambda prepared: 0)
     try:
         assert run.run() == 0
