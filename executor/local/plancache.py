@@ -310,7 +310,7 @@ def first_wave(plan: JobPlan) -> list[str] | None:
     early start makes only plain log files)."""
     from executor.task.planner import Planner  # loaded for the task anyway (not for the cache's look-up)
 
-    names = [start.process for start in Planner(plan.spec.task).decide(0.0).start]
+    names = [name for name, _ in Planner(plan.spec.task).startable(0.0)]  # (all: a decision starts a batch)
     loggers = [plan.spec.task.process(name).logger for name in names]
     plain = all(lg.destination is LogDestination.FILE and lg.mode is LogMode.STANDARD for lg in loggers)
     return names if names and plain else None

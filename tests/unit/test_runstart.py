@@ -53,6 +53,16 @@ def test_no_first_wave_is_kept_for_a_run_with_other_words_than_the_early_start_t
     assert first_wave(**settings) is None
 
 
+def test_the_first_wave_of_a_large_task_is_all_of_it_not_a_decision_s_batch(tmp_path):
+    """A decision starts START_BATCH runs at most; the early start starts the whole first
+    wave (a re-run of 500: its first 128 only, the rest 130 ms later from the owner)."""
+    config = tmp_path / "big.aurora"
+    config.write_text("jobs = [Job(cluster='c', role='r', environment='e', name='big', task=Task(\n"
+                      "  processes=[Process(name='p%d' % i, cmdline='true') for i in range(300)],\n"
+                      "  resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    assert plancache.first_wave(planned(config)) == [f"p{i}" for i in range(300)]
+
+
 ANNOUNCING = """\
     jobs = [Service(cluster='local', role='me', environment='test', name='web', {announce}
                     task=Task(processes=[Process(name='a', cmdline='echo {{{{thermos.ports[http]}}}}')],
