@@ -160,8 +160,9 @@ while [ -n "$cg" ] && [ -d "$cg" ]; do
   now; [ "$_now" -ge "$until" ] && { left=1; break; }
   if [ $((until - _now)) -gt $((CGROUP_HUNDREDTHS - 10)) ]; then sleep 0.01; else sleep 0.1; fi
 done
-pass=0
-while [ "$pass" -lt 40 ]; do
+pass=0 empty=
+while [ "$pass" -lt 40 ]; do  # an empty pass is made once more before the end: a process read
+  # mid-exec (from the switch to its new image until its arguments are placed) shows no environment
   pids=
   for f in $(grep -lzxF -e "$entry" /proc/[0-9]*/environ 2>/dev/null); do
     p=${f#/proc/}
@@ -177,7 +178,8 @@ while [ "$pass" -lt 40 ]; do
     done
     pids="$pids$live"
   fi
-  [ -z "$pids" ] && exit $left
+  if [ -z "$pids" ]; then [ -n "$empty" ] && exit $left; empty=1; continue; fi
+  empty=
   kill -STOP $pids 2>/dev/null
   new=$pids depth=0
   while [ -n "$new" ] && [ "$depth" -lt 64 ]; do
