@@ -205,6 +205,14 @@ def read_environ(pid: int, limit: int) -> bytes:
     return environ
 
 
+def settled_environ(pid: int, limit: int) -> bytes:
+    """`read_environ`'s, b"" when unreadable (gone, another user's)."""
+    try:
+        return read_environ(pid, limit)
+    except OSError:
+        return b""
+
+
 def _placed(pid: int) -> bool | None:
     """Whether the arguments of `pid`'s image are placed (its cmdline not empty: execve
     places at least an empty argv[0] since Linux 5.18), False in the middle of an exec;

@@ -41,6 +41,23 @@ def test_a_process_read_while_it_execs_again_and_again_always_carries_its_enviro
     assert reads > EXECS and unmarked == 0, f"{unmarked} of {reads} reads without the environment"
 
 
+def test_a_scan_for_a_marker_finds_a_process_that_execs_again_and_again_at_every_pass():
+    """`scan_markers` (a lost task's end, the observer, a kill with no live group's leader):
+    one read of each environment missed the process read mid-exec (a pass that found nothing
+    ended the kill: the process lived on)."""
+    chain = subprocess.Popen(["env"] * EXECS + ["sleep", "60"], env={"MARK": "x", "PATH": os.environ["PATH"]})
+    scans, missed, last = 0, 0, False
+    try:
+        while not last:
+            last = open(f"/proc/{chain.pid}/cmdline", "rb").read() == b"sleep\x0060\x00"
+            scans += 1
+            missed += chain.pid not in proctree.scan_markers((b"MARK=x",))
+    finally:
+        chain.kill()
+        chain.wait()
+    assert scans > 10 and missed == 0, f"{missed} of {scans} scans without the process"
+
+
 def test_an_empty_environment_for_good_reads_so_at_once():
     sleeper = subprocess.Popen(["env", "-i", "sleep", "60"])
     try:
