@@ -30,8 +30,9 @@ empty when it was not made: a directory someone else made first is never the tas
    `STOKER_TASK_MARKER=<marker>` (one `grep -lzxF` per pass), SIGSTOPs them all (so none can
    fork away), then their children level by level (/proc/PID/task/TID/children: a stopped
    parent's children cannot change; this reaches a daemon that cleared its environment but
-   whose parent is still a marked process), SIGKILLs them all, and stops after a pass that
-   finds none (at most 40 passes). This catches what left the cgroup (root can), or
+   whose parent is still a marked process), SIGKILLs them all, and stops after two passes in
+   a row that find none (at most 40 passes: a process read mid-exec shows no environment, so
+   one empty pass may have missed it). This catches what left the cgroup (root can), or
    everything it can when there is no cgroup. Zombies have an empty environ, so killed
    processes stop matching at once.
 3. In the same passes, the processes the supervisor *held* it (`WatchdogKeeper.hold`: the
@@ -325,7 +326,7 @@ class WatchdogKeeper:
             self.start()
 
     def let_go(self) -> None:
-        """Close its pipe: it makes one pass, finds nothing, exits. Not during a hand-over
+        """Close its pipe: it makes two passes, finds nothing, exits. Not during a hand-over
         (`hold`, on the reaper thread as orphans are reaped): the write would go to a closed
         descriptor, or to whatever file got its number since. And SIGCONT: one a task's
         process stopped (`kill -STOP`, as Stoker's own user) would never read the end of its
