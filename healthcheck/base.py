@@ -8,6 +8,7 @@ that one log line.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import signal
@@ -92,8 +93,10 @@ def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
 
 def _no_thread_is_a_failure(check: Callable[..., Attempt], self: object) -> Attempt:
     """`check(self)`; a thread that cannot be started (the task's process limit is reached:
-    the Mesos pids isolator's limit covers the executor too) is a failed attempt with one
-    WARNING line and a reason saying so, not a traceback per attempt."""
+    the Mesos pids isolator's limit covers the executor too), or no file descriptor left
+    (`ulimit -n`: a shell check's pipe, its runner's module loaded at the first command, an
+    HTTP check's socket), is a failed attempt with one WARNING line and a reason saying so,
+    not a traceback per attempt."""
     from healthcheck.policy import Attempt
 
     try:
@@ -101,7 +104,15 @@ def _no_thread_is_a_failure(check: Callable[..., Attempt], self: object) -> Atte
     except RuntimeError as exc:
         if "can't start new thread" not in str(exc):
             raise
-        log_event(logger, logging.WARNING, "health_check_internal_error",
-                  check=getattr(self, "describe", lambda: "?")(), error=f"RuntimeError: {exc}")
-        return Attempt.failed("internal health check error: no thread could be started for "
-                              "the check (the task's process limit is reached)")
+        error, why = f"RuntimeError: {exc}", "no thread could be started for the check (the task's process limit is reached)"
+    except OSError as exc:
+        if (limit := _FD_LIMITS.get(exc.errno or 0)) is None:
+            raise
+        error = f"{exc.strerror}, {errno.errorcode[exc.errno or 0]}"
+        why = f"no file descriptor was left for the check ({error}: {limit}, is reached)"
+    log_event(logger, logging.WARNING, "health_check_internal_error",
+              check=getattr(self, "describe", lambda: "?")(), error=error)
+    return Attempt.failed(f"internal health check error: {why}")
+
+
+_FD_LIMITS = {errno.EMFILE: "the supervisor's limit, ulimit -n", errno.ENFILE: "the host's limit, fs.file-max"}

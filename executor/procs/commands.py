@@ -120,7 +120,10 @@ class CommandRunner:
         marker = f"{self._task_marker}/.command/{next(self._seq)}"
         env = spawn.with_profile(dict(self._env), self._sandbox) if self._as_task else dict(self._env)
         env[spawn.RUN_MARKER] = marker
-        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        except OSError as e:  # no descriptor left (ulimit -n): a failed attempt, not a bug
+            return CommandResult(error=f"no pipe for its output: {spawn.describe_os_error(e)}")
         try:
             try:
                 child = self._fork(command, env, marker, write_fd)
