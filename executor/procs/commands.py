@@ -37,7 +37,7 @@ from pathlib import Path
 
 from executor.events import ExitStatus
 from executor.logs import log_event
-from executor.procs import spawn
+from executor.procs import earlyfork, spawn
 from executor.procs.containment import Containment
 from executor.procs.identity import RunAs
 from executor.procs.reaper import Reaper, Watcher
@@ -128,7 +128,7 @@ class CommandRunner:
             try:
                 child = self._fork(command, env, marker, write_fd)
             except OSError as e:
-                where = f" in {e.filename}" if e.filename else ""
+                where = earlyfork.failed_in(e)
                 return CommandResult(error=f"cannot start /bin/bash for the health command"
                                            f"{where}: {spawn.describe_os_error(e)}")
             finally:

@@ -362,13 +362,19 @@ def spawn_in(cwd: str, cmdline: str, env: Mapping[str, str], *, stdin: int, stdo
 
 def unnamed(error: OSError) -> OSError:
     """posix_spawn's `error`, without the program it names when the fork was refused (EAGAIN,
-    ENOMEM: a pids limit, `ulimit -u`, no memory), as Popen's error names none: the file is
-    not at fault."""
+    ENOMEM: a pids limit, `ulimit -u`, no memory), as Popen's error names none, or when no
+    descriptor was left (EMFILE, ENFILE: a file Popen's module opened at its first load):
+    the file is not at fault."""
     import errno  # an error's only
 
-    if error.errno in (errno.EAGAIN, errno.ENOMEM):
+    if error.errno in (errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE):
         return OSError(error.errno, error.strerror)
     return error
+
+
+def failed_in(error: OSError) -> str:
+    """' in FILE' for a start's `error` that names a file at fault (`unnamed`), else ''."""
+    return f" in {name}" if (name := unnamed(error).filename) else ""
 
 
 class _Home:

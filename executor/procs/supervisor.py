@@ -288,7 +288,7 @@ class Supervisor:
                 self._reaper.register(child.pid, self._watch(child))
         except OSError as e:
             stdio.discard()
-            where = f" in {e.filename}" if e.filename else ""
+            where = earlyfork.failed_in(e)
             raise SpawnError(f"cannot start /bin/bash for process {quoted(process.name)} run {run}"
                              f"{where}: {describe_os_error(e)}") from None
         self._logs.forked(process, run, stdio)

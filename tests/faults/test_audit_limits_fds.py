@@ -22,13 +22,16 @@ from healthcheck.shell import CommandResult, ShellChecker
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
-# A supervisor (cgroups off) in a child: a command run, then one with no descriptor left
-# (the soft limit set to the lowest free one), then one with the limit back. What each
-# returned and every line logged, as a JSON line.
+# A supervisor (cgroups off) in a child: a command with FREE descriptors left (every lower
+# one taken, the soft limit just above: 0, the output's pipe cannot be made; 2, the pipe is,
+# what the start opens next is not), then one with the limit back. What each returned and
+# every line logged, as a JSON line. The command runner's module is loaded first (a runner
+# with no room to load it: the second test); `subprocess` is not (the start by Popen loads it).
 COMMAND_CHILD = r"""
 import json, logging, os, resource, sys
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
+import executor.procs.commands
 from executor.procs.supervisor import Supervisor
 lines = []
 class Keep(logging.Handler):
@@ -41,16 +44,19 @@ sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="fd.0", env={"PATH": os.e
 out = {}
 try:
     sup.start()
-    out["before"] = sup.run_command("exit 0", 5).exit_code
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    lowest = os.dup(0)
-    os.close(lowest)
-    del lines[:]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))  # none left
+    null, held = os.open("/dev/null", os.O_RDONLY), []
+    top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    while (fd := os.dup(null)) <= top:  # every descriptor up to the highest in use taken
+        held.append(fd)
+    os.close(fd)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1 + int(sys.argv[3]), hard))
     try:
         out["short"] = sup.run_command("exit 0", 5).error
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        for fd in held:
+            os.close(fd)
     out["log"] = list(lines)
     out["after"] = sup.run_command("exit 0", 5).exit_code
 finally:
@@ -59,15 +65,19 @@ print(json.dumps(out), flush=True)
 """
 
 
-def test_a_health_command_with_no_descriptor_left_fails_naming_it_with_no_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("free", "error"), [
+    (0, "no pipe for its output: Too many open files (EMFILE)"),
+    (2, "cannot start /bin/bash for the health command: Too many open files (EMFILE)"),  # was: "in .../subprocess.py"
+])
+def test_a_health_command_with_no_descriptor_left_fails_naming_it_with_no_traceback(
+        tmp_path: Path, free: int, error: str) -> None:
     from tests.support.stoker_proc import REPO
 
-    done = subprocess.run([sys.executable, "-c", COMMAND_CHILD, str(tmp_path), str(REPO)],
+    done = subprocess.run([sys.executable, "-c", COMMAND_CHILD, str(tmp_path), str(REPO), str(free)],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout)
-    assert out["before"] == 0 and out["after"] == 0, out
-    assert out["short"] == "no pipe for its output: Too many open files (EMFILE)", out
+    assert out["short"] == error and out["after"] == 0, out
     assert [line for line in out["log"] if line[0] in ("ERROR", "CRITICAL") or line[2]] == [], out["log"]
 
 
