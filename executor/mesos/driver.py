@@ -325,7 +325,7 @@ class ExecutorDriver:
 
     def _refused(self, result: CallResult) -> SessionEnd:
         if result.outcome is not Outcome.REJECTED:
-            return SessionEnd(f"SUBSCRIBE failed: {result.describe()}")
+            return SessionEnd(f"SUBSCRIBE failed: {result.describe()}", no_room=result.no_room)
         text = f"the agent rejected SUBSCRIBE: {result.describe()}"  # `mesos_giving_up` says it
         self._post(self._callbacks.error, text)
         return SessionEnd(text, rejected=True)

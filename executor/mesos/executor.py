@@ -419,7 +419,7 @@ class StokerExecutor:
             log_event(logger, logging.INFO, "task_done", task=spec.label, state=final.state.value,
                       reason=final.message)
         except Exception as exc:  # last resort: report, never die silently
-            self._task_failed(driver, tid, exc, owner is not None, reporter is not None)
+            self._task_failed(driver, tid, exc, owner is not None, reporter is not None and reporter.ended)
         finally:
             if image is not None:
                 self._release(image, tid)
@@ -429,10 +429,10 @@ class StokerExecutor:
 
     def _task_failed(self, driver: ExecutorDriver, tid: str, exc: Exception, owned: bool,
                      reported: bool) -> None:
-        """The task thread's error, `owned`: the owner's (it logged it and stopped the
-        processes), `reported`: its TASK_FAILED sent. One the host's (no thread, memory or
-        descriptor: `no_room`) is kept for the entry point's `stoker: error: cannot go on`
-        line, exit 2 (was: exit 1 and `executor_internal_error error="MemoryError: "`, a bug's,
+        """The task thread's error, `owned`: the owner's (it logged it and stopped the processes),
+        `reported`: its terminal update sent (`MesosReporter.ended`). One the host's (no thread,
+        memory or descriptor: `no_room`) is kept for the entry point's `stoker: error: cannot go
+        on` line, exit 2 (was: exit 1 and `executor_internal_error error="MemoryError: "`, a bug's,
         for a task the owner had ended with its one line); anything else is a bug's, exit 1."""
         why = no_room(exc)
         if why is not None:

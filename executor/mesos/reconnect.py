@@ -54,6 +54,7 @@ class SessionEnd:
     subscribed: bool = False  # the agent answered SUBSCRIBED on this stream
     rejected: bool = False  # the agent refused the SUBSCRIBE itself (4xx)
     shutdown: bool = False  # a SHUTDOWN has arrived, now or on an earlier stream
+    no_room: bool = False  # it could not be made here: no descriptor, thread or memory left
 
 
 @attrs.frozen(slots=True)
@@ -102,6 +103,9 @@ class ReconnectPolicy:
         lost = self._lost
         if end.rejected:
             return GiveUp(lost, end.reason)
+        if end.no_room and lost is Ending.NEVER_SUBSCRIBED:  # (later, a task's may be let go)
+            return GiveUp(lost, f"{end.reason}: nothing this executor holds before its first "
+                                "subscription can be let go")
         if not self._checkpoint and lost is Ending.AGENT_LOST:
             return GiveUp(lost, "checkpointing is off (MESOS_CHECKPOINT is not \"1\"), so the "
                                 "executor shuts down at the first disconnect")

@@ -17,6 +17,7 @@ class MesosReporter:
         self._driver = driver
         self._task_id = task_id
         self._label = label
+        self.ended = False  # a terminal update sent: none is owed for the task any more
 
     def on_transition(self, t: Transition) -> None:
         pass  # the owner logs and checkpoints every transition and health attempt
@@ -27,3 +28,4 @@ class MesosReporter:
         reason = REASON_HEALTH if update.healthy is not None else None
         self._driver.send_status_update(self._task_id, update.state, update.message,
                                         healthy=update.healthy, reason=reason, task=self._label)
+        self.ended |= update.state.terminal

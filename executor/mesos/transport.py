@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from executor.logs import no_room
 from executor.mesos.agentroute import AgentRoute, split_endpoint
 
 if TYPE_CHECKING:  # loaded only when SSL is on
@@ -70,6 +71,7 @@ class CallResult:
     outcome: Outcome
     status: int | None  # None when no HTTP answer came back
     detail: str = ""
+    no_room: bool = False  # no descriptor, thread or memory left to make the call (`logs.no_room`)
 
     def describe(self) -> str:
         if self.status is None:
@@ -340,6 +342,8 @@ class AgentTransport:
         except (http.client.HTTPException, OSError) as e:
             if conn is not None:
                 conn.close()
+            if (short := no_room(e)) is not None:  # (its module's file named: not at fault)
+                return CallResult(Outcome.TRANSIENT, None, short, no_room=True), None
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
         if response.status == 200:
             settle_by = None if answer_timeout_secs is None else started + answer_timeout_secs

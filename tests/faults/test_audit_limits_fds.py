@@ -95,3 +95,41 @@ def test_a_check_whose_runner_has_no_descriptor_fails_with_one_line_saying_why(c
     assert attempt.reason == ("internal health check error: no file descriptor was left for the "
                               "check (Too many open files, EMFILE: the supervisor's limit, ulimit -n, is reached)")
     assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
+
+
+# The task's owner not made for want of a descriptor (as `prlimit --nofile=13` made it: the
+# supervisor's lock, its first file past the limit)
+NO_OWNER = """
+    def _patch(module):
+        def owner_for(*args, **kwargs):
+            import errno
+            raise OSError(errno.EMFILE, "Too many open files")
+        module.owner_for = owner_for
+"""
+
+
+@pytest.fixture
+def agent(tmp_path):  # type: ignore[no-untyped-def]
+    from tests.support.executor_e2e import agent_for
+
+    yield from agent_for(tmp_path)
+
+
+def test_a_task_whose_owner_had_no_descriptor_is_failed_to_the_agent(agent, tmp_path: Path) -> None:
+    """Was: its TASK_FAILED never sent (the update was taken for the owner's, whose reporter
+    had been made), and the executor waited for its acknowledgement until the agent's SIGKILL
+    after SHUTDOWN's grace. Now TASK_FAILED naming the shortage, acknowledged, exit 2."""
+    import os
+
+    from tests.support.executor_e2e import HELLO, document, launch
+    from tests.support.importhook import patched_at_load
+    from tests.support.stoker_proc import REPO
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(patched_at_load("executor.task.wiring", NO_OWNER))
+    launch(agent, document(tmp_path, HELLO), env_overrides={"PYTHONPATH": f"{hook}{os.pathsep}{REPO}"})
+    failed = agent.wait_for_state("task-1", "TASK_FAILED", 10)
+    assert agent.states("task-1") == ["TASK_FAILED"]
+    assert failed.message == "the task could not go on: no file descriptor is left: Too many open files (ulimit -n)"
+    assert agent.wait_exit(10) == 2

@@ -34,6 +34,8 @@ AFTER_SHUTDOWN = SessionEnd("the agent closed the event stream (EOF)", subscribe
 SHUTDOWN_ONLY = SessionEnd("the agent closed the event stream (EOF)", shutdown=True)
 REJECTED = SessionEnd("the agent rejected SUBSCRIBE: HTTP 400: Framework cannot be found",
                       rejected=True)
+NO_ROOM = SessionEnd("SUBSCRIBE failed: no file descriptor is left: Too many open files (ulimit -n)",
+                     no_room=True)
 
 
 def policy(checkpoint: bool = True) -> ReconnectPolicy:
@@ -89,6 +91,14 @@ STORIES = {
     "a SUBSCRIBE rejected at start is never retried": (True, [
         (REJECTED, 0.1, 0.5, give_up(Ending.NEVER_SUBSCRIBED, "HTTP 400",
                                      "Framework cannot be found")),
+    ]),
+    "a first SUBSCRIBE with no room to be made (no descriptor) is given up at once": (True, [
+        (NO_ROOM, 0.1, 0.5, give_up(Ending.NEVER_SUBSCRIBED, NO_ROOM.reason,
+                                    "nothing this executor holds before its first subscription can be let go")),
+    ]),
+    "a later one is retried: a task's descriptors may be let go meanwhile": (True, [
+        (EOF, 1.0, 0.5, Retry(0.15, EOF.reason)),
+        (NO_ROOM, 1.2, 0.5, Retry(0.15, NO_ROOM.reason)),
     ]),
     "a SUBSCRIBE rejected after an agent restart means the agent forgot the executor": (True, [
         (EOF, 1.0, 0.5, Retry(0.15, EOF.reason)),
