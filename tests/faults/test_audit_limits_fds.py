@@ -133,3 +133,38 @@ def test_a_task_whose_owner_had_no_descriptor_is_failed_to_the_agent(agent, tmp_
     assert agent.states("task-1") == ["TASK_FAILED"]
     assert failed.message == "the task could not go on: no file descriptor is left: Too many open files (ulimit -n)"
     assert agent.wait_exit(10) == 2
+
+
+# A SUBSCRIBE with no descriptor left for its connection (a listener on 127.0.0.1 it never
+# reaches): the transport's answer, as a JSON line
+SUBSCRIBE_CHILD = r"""
+import json, os, resource, socket, sys
+sys.path.insert(0, sys.argv[1])
+from executor.mesos.transport import AgentTransport
+listener = socket.create_server(("127.0.0.1", 0))
+transport = AgentTransport(f"127.0.0.1:{listener.getsockname()[1]}")
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+null, held = os.open("/dev/null", os.O_RDONLY), []
+top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+while (fd := os.dup(null)) <= top:
+    held.append(fd)
+os.close(fd)
+resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))
+try:
+    result, stream = transport.subscribe(b"{}", 1.0, 1.0)
+finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+print(json.dumps({"no_room": result.no_room, "detail": result.detail, "stream": stream is not None}))
+"""
+
+
+def test_a_subscribe_with_no_descriptor_left_says_so_as_no_room() -> None:
+    """What makes a first SUBSCRIBE's shortage end the executor at once (`ReconnectPolicy`:
+    nothing it holds then can be let go), not a retry until the agent's registration timeout."""
+    from tests.support.stoker_proc import REPO
+
+    done = subprocess.run([sys.executable, "-c", SUBSCRIBE_CHILD, str(REPO)], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == {"no_room": True, "stream": False,
+                                       "detail": "no file descriptor is left: Too many open files (ulimit -n)"}
