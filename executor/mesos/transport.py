@@ -342,7 +342,7 @@ class AgentTransport:
         except (http.client.HTTPException, OSError) as e:
             if conn is not None:
                 conn.close()
-            if (short := no_room(e)) is not None:  # (its module's file named: not at fault)
+            if (short := no_room(e)) is not None:  # said as such, not as the module file it could not open
                 return CallResult(Outcome.TRANSIENT, None, short, no_room=True), None
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
         if response.status == 200:
