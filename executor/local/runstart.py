@@ -230,7 +230,7 @@ class RunStart:
     def close(self) -> None:
         """The run is over: an early start nothing took is given up; the kept plan's ports
         are the next run's."""
-        self.give_up_early("the run ended before its task started")
+        self.give_up_early("the run ended before its task started", then="")
         self._lease.close()
 
     def plan(self, host: str) -> JobPlan:
@@ -309,13 +309,13 @@ class RunStart:
             return None
         return early
 
-    def give_up_early(self, why: str) -> None:
+    def give_up_early(self, why: str, then: str = " and the task starts as without it") -> None:
+        """`then`: what comes next, said after the kill of its runs ("" as the run ends)."""
         early, self._early = self._early, None
         if early is not None:
             early.abandon()  # first: the line below may fail (no thread for the console)
             log_event(logger, logging.WARNING, "early_start_given_up",
-                      reason=f"early start given up: {why}; its runs were killed and the task "
-                             "starts as without it")
+                      reason=f"early start given up: {why}; its runs were killed{then}")
             undefer_stop_signals()  # no runs left: a stop that came meanwhile acts as without it
 
     def _from_ahead(self) -> bool:

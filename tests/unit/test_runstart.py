@@ -225,6 +225,18 @@ def test_the_early_start_s_sandbox_is_the_run_s_when_it_is_a_default_one_here(tm
     assert start.early is None and early.take_lease() == -1  # given up as the run ended
 
 
+def test_an_early_start_given_up_as_the_run_ends_says_no_task_starts(tmp_path, caplog):
+    """Was: "...; its runs were killed and the task starts as without it", the run's last
+    line after its `stoker: error: cannot go on` (no thread could be started)."""
+    early = early_start(tmp_path / "sb")
+    start = RunStart(RunSettings(config=str(EXAMPLE), sandbox=str(tmp_path / "sb")), {}, early, None)
+    with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
+        start.close()
+    assert [r.getMessage() for r in caplog.records if "early start given up" in r.getMessage()] == [
+        'early_start_given_up reason="early start given up: the run ended before its task started; '
+        'its runs were killed"']
+
+
 @pytest.mark.parametrize("name, requested", [("elsewhere", "sb"), (planfiles.sandbox_name("hello"), None)],
                          ids=["another-asked-for", "another-job-s-default"])
 def test_an_early_start_in_another_sandbox_is_given_up_in_one_line(tmp_path, monkeypatch, caplog, name, requested):
