@@ -79,19 +79,19 @@ def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
     from healthcheck.policy import Attempt  # when a checker's class is made, before any check
 
     @functools.wraps(check)
-    def wrapper(self: object) -> Attempt:
+    def wrapper(self: Checker) -> Attempt:
         try:
             return _no_thread_is_a_failure(check, self)
         except Exception as exc:
             log_event(logger, logging.ERROR, "health_check_internal_error",
-                      check=getattr(self, "describe", lambda: "?")(),
+                      check=self.describe(),
                       error=f"{type(exc).__name__}: {exc}", exc_info=True)
             return Attempt.failed(f"internal health check error: {type(exc).__name__}: {exc}")
 
     return wrapper
 
 
-def _no_thread_is_a_failure(check: Callable[..., Attempt], self: object) -> Attempt:
+def _no_thread_is_a_failure(check: Callable[..., Attempt], self: Checker) -> Attempt:
     """`check(self)`; a thread that cannot be started (the task's process limit is reached:
     the Mesos pids isolator's limit covers the executor too), or no file descriptor left
     (`ulimit -n`: a shell check's pipe, its runner's module loaded at the first command, an
@@ -106,13 +106,14 @@ def _no_thread_is_a_failure(check: Callable[..., Attempt], self: object) -> Atte
             raise
         error, why = f"RuntimeError: {exc}", "no thread could be started for the check (the task's process limit is reached)"
     except OSError as exc:
-        if (limit := _FD_LIMITS.get(exc.errno or 0)) is None:
+        if (known := _FD_LIMITS.get(exc.errno)) is None:
             raise
-        error = f"{exc.strerror}, {errno.errorcode[exc.errno or 0]}"
-        why = f"no file descriptor was left for the check ({error}: {limit}, is reached)"
+        error = f"{exc.strerror}, {known[0]}"
+        why = f"no file descriptor was left for the check ({error}: {known[1]}, is reached)"
     log_event(logger, logging.WARNING, "health_check_internal_error",
-              check=getattr(self, "describe", lambda: "?")(), error=error)
+              check=self.describe(), error=error)
     return Attempt.failed(f"internal health check error: {why}")
 
 
-_FD_LIMITS = {errno.EMFILE: "the supervisor's limit, ulimit -n", errno.ENFILE: "the host's limit, fs.file-max"}
+_FD_LIMITS: dict[int | None, tuple[str, str]] = {errno.EMFILE: ("EMFILE", "the supervisor's limit, ulimit -n"),
+                                                  errno.ENFILE: ("ENFILE", "the host's limit, fs.file-max")}

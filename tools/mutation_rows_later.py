@@ -256,4 +256,21 @@ LATER_ROWS = (
     Module("operatorrequests", "the operator's kill and restart requests", ("executor/task/operator.py",),
            (*sorted(str(t.relative_to(ROOT)) for t in (ROOT / "tests/unit").glob("test_owner_*.py")),
             "tests/unit/test_operator_requests.py")),
+    # The twenty-fourth round: this session's new rules (docs/testing.md §4)
+    Module("noroom", "a check, a start and a failed task with no descriptor left",
+           ("healthcheck/base.py", "executor/procs/earlyfork.py", "executor/mesos/reporter.py"),
+           ("tests/faults/test_audit_limits_fds.py", "tests/integration/test_health_checkers.py",
+            "tests/unit/test_start_errors.py",
+            "tests/integration/test_mesos_driver_callbacks.py::"
+            "test_the_reporter_sends_each_update_and_knows_once_a_terminal_one_went"),
+           functions=("healthcheck.base.x__no_thread_is_a_failure__mutmut_*", "executor.procs.earlyfork.x_unnamed__mutmut_*",
+                      "executor.procs.earlyfork.x_failed_in__mutmut_*",
+                      "executor.mesos.reporter.xǁMesosReporterǁon_update__mutmut_*"),
+           children=True),
+    Module("markerscan", "a scan for markers that misses no process mid-exec",
+           ("executor/procs/proctree.py", "executor/procs/pidsignal.py"),
+           ("tests/integration/test_proc_environ_exec.py", "tests/integration/test_leftover_procs.py",
+            "tests/integration/test_lost_cgroups.py"),
+           functions=("executor.procs.proctree.x_scan_markers__mutmut_*",
+                      "executor.procs.pidsignal.x_settled_environ__mutmut_*")),
 )

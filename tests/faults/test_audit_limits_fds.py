@@ -10,8 +10,10 @@ descriptor free runs as ever. Below 20 the task cannot start at all: one `stoker
 line, exit 2, as before."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,20 +83,32 @@ def test_a_health_command_with_no_descriptor_left_fails_naming_it_with_no_traceb
     assert [line for line in out["log"] if line[0] in ("ERROR", "CRITICAL") or line[2]] == [], out["log"]
 
 
-def test_a_check_whose_runner_has_no_descriptor_fails_with_one_line_saying_why(caplog):
+@pytest.mark.parametrize(("code", "words"), [
+    (errno.EMFILE, "Too many open files, EMFILE: the supervisor's limit, ulimit -n"),
+    (errno.ENFILE, "Too many open files in system, ENFILE: the host's limit, fs.file-max"),
+])
+def test_a_check_whose_runner_has_no_descriptor_fails_with_one_line_saying_why(caplog, code: int, words: str):
     """The command runner's module loaded at the first command, with no descriptor to open
     it (an HTTP check's socket too): before, "internal health check error: OSError: [Errno
     24] Too many open files: '.../commands.py'", at ERROR with a traceback, every attempt."""
-    import errno
-
     def no_descriptor(command: str, timeout_secs: float) -> CommandResult:
-        raise OSError(errno.EMFILE, "Too many open files", "/x/executor/procs/commands.py")
+        raise OSError(code, os.strerror(code), "/x/executor/procs/commands.py")
 
     with caplog.at_level(logging.INFO, logger="healthcheck"):
         attempt = ShellChecker("x", 1.0, no_descriptor).check()
-    assert attempt.reason == ("internal health check error: no file descriptor was left for the "
-                              "check (Too many open files, EMFILE: the supervisor's limit, ulimit -n, is reached)")
-    assert [(r.levelname, r.exc_info) for r in caplog.records] == [("WARNING", None)]
+    assert attempt.reason == f"internal health check error: no file descriptor was left for the check ({words}, is reached)"
+    assert [(r.levelname, r.exc_info, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", None, f'health_check_internal_error check="shell: x" error="{words.split(":")[0]}"')]
+
+
+def test_another_os_error_of_a_check_is_a_bug_s_with_its_traceback(caplog):
+    def refused(command: str, timeout_secs: float) -> CommandResult:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    with caplog.at_level(logging.INFO, logger="healthcheck"):
+        attempt = ShellChecker("x", 1.0, refused).check()
+    assert attempt.reason == "internal health check error: PermissionError: [Errno 13] Permission denied"
+    assert [(r.levelname, r.exc_info is not None) for r in caplog.records] == [("ERROR", True)]
 
 
 # The task's owner not made for want of a descriptor (as `prlimit --nofile=13` made it: the

@@ -245,3 +245,33 @@ def test_a_driver_that_never_reaches_the_agent_ends_never_subscribed(sim, driver
     wait_for(lambda: driver.ending is Ending.NEVER_SUBSCRIBED, 5)
     wait_for(lambda: recorder.quiet == ["shutdown"], 5)
     assert not driver.ever_subscribed and recorder.calls == []
+
+
+@pytest.mark.timeout(20)
+def test_the_reporter_sends_each_update_and_knows_once_a_terminal_one_went(sim, driver_factory, caplog):
+    """`MesosReporter`: each task update one status update, the health reason only on one that
+    says whether the task is healthy, and `ended` once a terminal one was sent: what
+    `stoker executor` reads to know whether the task still owes the agent its TASK_FAILED (a
+    task whose owner could not be made, no descriptor left, owed it and never sent it)."""
+    from executor.mesos.reporter import REASON_HEALTH, MesosReporter
+    from executor.task.status import Update
+
+    caplog.set_level(logging.INFO, logger="executor.mesos.driver")
+    driver = driver_factory(Recorder())
+    sim.wait_subscribed()
+    wait_for(lambda: driver.connected, 5)
+    sim.launch(make_task_info("task-1", b"{}"))
+    reporter = MesosReporter(driver, "task-1", "web.0")
+    seen = []
+    for update in (Update(TaskState.STARTING, "starting"), Update(TaskState.RUNNING, "healthy", healthy=True),
+                   Update(TaskState.FAILED, "down", healthy=False)):
+        reporter.on_update(update)
+        seen.append(reporter.ended)
+    sim.wait_for_state("task-1", "TASK_FAILED")
+    assert seen == [False, False, True]
+    assert [(u.state, u.message, u.healthy, u.reason) for u in sim.updates("task-1")] == [
+        ("TASK_STARTING", "starting", None, None), ("TASK_RUNNING", "healthy", True, REASON_HEALTH),
+        ("TASK_FAILED", "down", False, REASON_HEALTH)]
+    assert "status_update task=web.0 task_id=task-1 state=TASK_FAILED" in caplog.text
+    reporter.on_update(Update(TaskState.RUNNING, "late"))  # (none comes after a terminal one; ended stays)
+    assert reporter.ended

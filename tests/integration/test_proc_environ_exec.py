@@ -58,6 +58,38 @@ def test_a_scan_for_a_marker_finds_a_process_that_execs_again_and_again_at_every
     assert scans > 10 and missed == 0, f"{missed} of {scans} scans without the process"
 
 
+def test_a_scan_for_a_marker_finds_its_processes_alone_with_their_facts():
+    """What `scan_markers` gives of each process it finds: its parent, group and start time
+    (`/proc/PID/stat`) and its environment; and no process without the marker."""
+    from executor.procs.pidsignal import read_stat
+
+    marker = f"MARK=scan{os.getpid()}"
+    sleeper = subprocess.Popen(["sleep", "60"], env={marker.split("=")[0]: marker.split("=")[1],
+                                                     "PATH": os.environ["PATH"]}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 5
+        while open(f"/proc/{sleeper.pid}/cmdline", "rb").read() != b"sleep\x0060\x00":
+            assert time.monotonic() < deadline, "sleep never started"
+        found = proctree.scan_markers((marker.encode(),))
+        stat = read_stat(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert list(found) == [sleeper.pid]
+    info = found[sleeper.pid]
+    assert stat is not None and (info.pid, info.ppid, info.pgrp, info.start) == (
+        sleeper.pid, os.getpid(), sleeper.pid, stat[2])
+    assert marker.encode() in info.environ.split(b"\0")
+
+
+def test_the_settled_environment_of_a_process_gone_is_empty():
+    from executor.procs.pidsignal import settled_environ
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert settled_environ(gone.pid, 65536) == b""
+
+
 def test_an_empty_environment_for_good_reads_so_at_once():
     sleeper = subprocess.Popen(["env", "-i", "sleep", "60"])
     try:
