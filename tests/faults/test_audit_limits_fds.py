@@ -21,50 +21,36 @@ from pathlib import Path
 import pytest
 
 from healthcheck.shell import CommandResult, ShellChecker
+from tests.support.limits import KEEP_LOG_RECORDS
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
 
-# A supervisor (cgroups off) in a child: a command with FREE descriptors left (every lower
-# one taken, the soft limit just above: 0, the output's pipe cannot be made; 2, the pipe is,
-# what the start opens next is not), then one with the limit back. What each returned and
+# A supervisor (cgroups off) in a child: a command with FREE descriptors left (`limits.
+# no_descriptor_left`: 0, the output's pipe cannot be made; 2, the pipe is, what the start
+# opens next is not), then one with the limit back. What each returned and
 # every line logged, as a JSON line. The command runner's module is loaded first (a runner
 # with no room to load it: the second test); `subprocess` is not (the start by Popen loads it).
 COMMAND_CHILD = r"""
-import json, logging, os, resource, sys
+import json, logging, os, sys
 sys.path.insert(0, sys.argv[2])
 from pathlib import Path
 import executor.procs.commands
 from executor.procs.supervisor import Supervisor
-lines = []
-class Keep(logging.Handler):
-    def emit(self, record):
-        lines.append([record.levelname, record.getMessage(), record.exc_info is not None])
-logging.getLogger().addHandler(Keep())
-logging.getLogger().setLevel(logging.INFO)
+from tests.support.limits import no_descriptor_left
+KEEP
 sup = Supervisor(sandbox=Path(sys.argv[1]), task_label="fd.0", env={"PATH": os.environ["PATH"]},
                  post=lambda event: None, cgroups="off")
 out = {}
 try:
     sup.start()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    null, held = os.open("/dev/null", os.O_RDONLY), []
-    top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
-    while (fd := os.dup(null)) <= top:  # every descriptor up to the highest in use taken
-        held.append(fd)
-    os.close(fd)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1 + int(sys.argv[3]), hard))
-    try:
+    with no_descriptor_left(int(sys.argv[3])):
         out["short"] = sup.run_command("exit 0", 5).error
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        for fd in held:
-            os.close(fd)
     out["log"] = list(lines)
     out["after"] = sup.run_command("exit 0", 5).exit_code
 finally:
     sup.close()
 print(json.dumps(out), flush=True)
-"""
+""".replace("KEEP", KEEP_LOG_RECORDS)
 
 
 @pytest.mark.parametrize(("free", "error"), [
@@ -152,22 +138,14 @@ def test_a_task_whose_owner_had_no_descriptor_is_failed_to_the_agent(agent, tmp_
 # A SUBSCRIBE with no descriptor left for its connection (a listener on 127.0.0.1 it never
 # reaches): the transport's answer, as a JSON line
 SUBSCRIBE_CHILD = r"""
-import json, os, resource, socket, sys
+import json, socket, sys
 sys.path.insert(0, sys.argv[1])
 from executor.mesos.transport import AgentTransport
+from tests.support.limits import no_descriptor_left
 listener = socket.create_server(("127.0.0.1", 0))
 transport = AgentTransport(f"127.0.0.1:{listener.getsockname()[1]}")
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-null, held = os.open("/dev/null", os.O_RDONLY), []
-top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
-while (fd := os.dup(null)) <= top:
-    held.append(fd)
-os.close(fd)
-resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))
-try:
+with no_descriptor_left():
     result, stream = transport.subscribe(b"{}", 1.0, 1.0)
-finally:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 print(json.dumps({"no_room": result.no_room, "detail": result.detail, "stream": stream is not None}))
 """
 

@@ -19,48 +19,35 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.limits import KEEP_LOG_RECORDS
 from tests.support.stoker_proc import REPO
 
 pytestmark = pytest.mark.timeout(60)
 
 # The observer served in the child: its port on a line; then, once told (a line on stdin),
-# no descriptor left (every one up to the highest in use taken, the soft limit just above)
-# for PAUSED_SECS while this process connects; then the limit back. What it logged and the
+# no descriptor left (`limits.no_descriptor_left`) for PAUSED_SECS while this process connects; then the limit back. What it logged and the
 # CPU it used while short, as a JSON line.
 CHILD = r"""
-import json, logging, os, resource, sys, time
+import json, logging, sys, time
 sys.path.insert(0, sys.argv[1])
 from config.registry import RegistrySettings
 from executor.observe.reader import Reader
 from executor.observe.server import Limits
+from tests.support.limits import no_descriptor_left
 from tests.support.observer_server import serving
-lines = []
-class Keep(logging.Handler):
-    def emit(self, record):
-        lines.append([record.levelname, record.getMessage(), record.exc_info is not None])
-logging.getLogger().addHandler(Keep())
-logging.getLogger().setLevel(logging.INFO)
+KEEP
 reader = Reader(RegistrySettings(registry_root=sys.argv[2], registry_retention_secs=60))
 with serving(reader, Limits()) as server:
     print(server.socket.getsockname()[1], flush=True)
     sys.stdin.readline()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    null, held = os.open("/dev/null", os.O_RDONLY), []
-    top = max(int(fd) for fd in os.listdir("/proc/self/fd"))
-    while (fd := os.dup(null)) <= top:
-        held.append(fd)
-    os.close(fd)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, hard))
-    print("short", flush=True)
-    cpu = time.process_time()
-    time.sleep(float(sys.argv[3]))
-    cpu = time.process_time() - cpu
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    for fd in held:
-        os.close(fd)
+    with no_descriptor_left():
+        print("short", flush=True)
+        cpu = time.process_time()
+        time.sleep(float(sys.argv[3]))
+        cpu = time.process_time() - cpu
     print(json.dumps({"cpu": cpu, "log": [line for line in lines if line[0] != "INFO"]}), flush=True)
     sys.stdin.readline()  # served until this process has its answers
-"""
+""".replace("KEEP", KEEP_LOG_RECORDS)
 
 PAUSED_SECS = 1.5
 WAITING = 5  # connections that come while no descriptor is left

@@ -41,6 +41,9 @@ class Keep(logging.Handler):
 logging.getLogger().addHandler(Keep())
 logging.getLogger().setLevel(logging.INFO)
 """
+# The same, each line as [level, message, whether it carries a traceback]
+KEEP_LOG_RECORDS = KEEP_LOG_LINES.replace("lines.append(record.getMessage())",
+                                          "lines.append([record.levelname, record.getMessage(), record.exc_info is not None])")
 
 
 @contextlib.contextmanager
@@ -120,10 +123,10 @@ def pids_cgroup() -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def no_descriptor_left() -> Iterator[None]:
-    """This process with every descriptor its (lowered) limit allows taken: the next open,
-    socket or pidfd_open fails with EMFILE; the descriptors closed and the limit given back
-    afterwards, even when the test fails. The collector is run first and held off meanwhile:
+def no_descriptor_left(free: int = 0) -> Iterator[None]:
+    """This process with every descriptor its (lowered) limit allows taken (but `free`: a
+    pipe's two, say): the next open, socket or pidfd_open fails with EMFILE; the descriptors
+    closed and the limit given back afterwards, even when the test fails. The collector is run first and held off meanwhile:
     a finalizer of garbage an earlier test left (a file, a pipe) closing its descriptor would
     free one for the call under test (seen once on 3.12: the pidfd opened, no EMFILE)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -136,6 +139,8 @@ def no_descriptor_left() -> Iterator[None]:
         with contextlib.suppress(OSError):  # until every descriptor the limit allows is taken
             while True:
                 held.append(os.open("/dev/null", os.O_RDONLY))
+        for _ in range(free):
+            os.close(held.pop())
         yield
     finally:
         for fd in held:
