@@ -94,9 +94,9 @@ def never_raises(check: Callable[..., Attempt]) -> Callable[..., Attempt]:
 def _no_thread_is_a_failure(check: Callable[..., Attempt], self: Checker) -> Attempt:
     """`check(self)`; a thread that cannot be started (the task's process limit is reached:
     the Mesos pids isolator's limit covers the executor too), or no file descriptor left
-    (`ulimit -n`: a shell check's pipe, its runner's module loaded at the first command, an
-    HTTP check's socket), is a failed attempt with one WARNING line and a reason saying so,
-    not a traceback per attempt."""
+    (`ulimit -n`: a shell check's runner's module, loaded at its first command; an HTTP or TCP
+    check says its own, `loopback.NoSocket`), is a failed attempt with one WARNING line and a
+    reason saying so, not a traceback per attempt."""
     from healthcheck.policy import Attempt
 
     try:

@@ -184,7 +184,6 @@ class RoomMakingServer(TcpWSGIServer):
             room.handle_close()
         super().handle_accept()
 
-
     def accept(self) -> Any:
         """wasyncore's; None when the connection found no descriptor left: turned away."""
         try:
@@ -194,7 +193,8 @@ class RoomMakingServer(TcpWSGIServer):
                 raise
             self._turn_away(exc)
             return None
-        self.short = self.short and accepted is None
+        if accepted is not None:
+            self.short = False  # said again at the next shortage
         return accepted
 
     def _turn_away(self, exc: OSError) -> None:

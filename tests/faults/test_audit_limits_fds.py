@@ -75,7 +75,7 @@ def test_a_health_command_with_no_descriptor_left_fails_naming_it_with_no_traceb
 ])
 def test_a_check_whose_runner_has_no_descriptor_fails_with_one_line_saying_why(caplog, code: int, words: str):
     """The command runner's module loaded at the first command, with no descriptor to open
-    it (an HTTP check's socket too): before, "internal health check error: OSError: [Errno
+    it: before, "internal health check error: OSError: [Errno
     24] Too many open files: '.../commands.py'", at ERROR with a traceback, every attempt."""
     def no_descriptor(command: str, timeout_secs: float) -> CommandResult:
         raise OSError(code, os.strerror(code), "/x/executor/procs/commands.py")
