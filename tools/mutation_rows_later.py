@@ -273,4 +273,17 @@ LATER_ROWS = (
             "tests/integration/test_lost_cgroups.py"),
            functions=("executor.procs.proctree.x_scan_markers__mutmut_*",
                       "executor.procs.pidsignal.x_settled_environ__mutmut_*")),
+    # (the checkpoint's writer, round 23's reading's other half; not the tests that read with
+    # no descriptor left or whose child is `stoker status`: as `checkpointread`)
+    Module("checkpointwrite", "the checkpoint's writer", ("executor/task/checkpoint.py",),
+           ("tests/integration/test_checkpoint.py", "tests/integration/test_pinned_writes.py",
+            *all_but("tests/integration/test_checkpoint_compaction.py",
+                     "test_a_first_compaction_with_no_descriptor_left_fails_and_is_done_later"),
+            *all_but("tests/faults/test_audit_checkpoint.py",
+                     "test_stoker_status_skips_a_record_with_an_out_of_range_number_and_warns",
+                     "test_every_out_of_range_record_at_once"),
+            *all_but("tests/faults/test_audit_limits.py")),
+           functions=(*(f"executor.task.checkpoint.x_{f}__mutmut_*" for f in (
+               "_dup", "open_append", "sync_error", "wrote_line", "open_writer", "_with_wall", "json_line")),
+               "executor.task.checkpoint.xǁCheckpointWriterǁ*")),
 )
