@@ -87,3 +87,68 @@ def test_a_stoker_directory_renamed_away_is_said_once_naming_the_task(tmp_path: 
                     f'started (the directory is now {tmp_path}/elsewhere); the checkpoint and the files beside it '
                     'go on there" consequence="`stoker status`, `stoker ps`, `stoker kill` and the observer do not '
                     'find the task\'s state until it is renamed back to .stoker"')]
+
+
+def _grow_until(writer: CheckpointWriter, caplog, event: str, first: int) -> tuple[int, int]:
+    """Health records appended until `event` is logged: (the number of the next record, the
+    file's size when it was: the size the compaction was tried at)."""
+    from tests.integration.test_checkpoint_compaction import health
+
+    n = first
+    while not any(event in r.getMessage() for r in caplog.records):
+        writer.append(health(n))
+        n += 1
+        assert n < first + 10_000, f"no {event}"
+    return n, checkpoint_path(writer.path.parent.parent).stat().st_size
+
+
+def test_a_compaction_that_fails_says_where_and_when_it_tries_again(tmp_path: Path, caplog) -> None:
+    """A directory where the compaction's file goes (EISDIR): the records stay, one ERROR
+    line naming the file, the error and the size of the next try, twice the file's then."""
+    from tests.integration.test_checkpoint import STORY
+
+    writer = CheckpointWriter(tmp_path, label="web.0", compact_min_bytes=4096)
+    try:
+        writer.append_many(STORY)
+        (tmp_path / ".stoker" / "checkpoint.jsonl.compact").mkdir()
+        with caplog.at_level(logging.INFO, logger="executor.task.checkpoint"):
+            n, before = _grow_until(writer, caplog, "checkpoint_compaction_failed", 1)
+            caplog.clear()
+            _, again = _grow_until(writer, caplog, "checkpoint_compaction_failed", n)
+    finally:
+        writer.close()
+    compact = tmp_path / ".stoker" / "checkpoint.jsonl.compact"
+    assert again >= 2 * before
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", f'checkpoint_compaction_failed task=web.0 file={compact} error="Is a directory (EISDIR)" '
+                  f'next_try_bytes={2 * again}')]
+
+
+def test_a_compactor_that_does_not_load_leaves_the_records_and_tries_again_at_twice_the_size(
+        tmp_path: Path, caplog, monkeypatch) -> None:
+    """`checkpointcompact.py` that does not load (an installation upgraded in place under the
+    supervisor): the records stay in the file, one ERROR line, and the next try at twice its
+    size."""
+    import sys
+
+    from tests.integration.test_checkpoint import STORY
+
+    monkeypatch.setitem(sys.modules, "executor.task.checkpointcompact", None)  # its import fails
+    writer = CheckpointWriter(tmp_path, label="web.0", compact_min_bytes=4096)
+    try:
+        writer.append_many(STORY)
+        with caplog.at_level(logging.INFO, logger="executor.task.checkpoint"):
+            n, before = _grow_until(writer, caplog, "checkpoint_compaction_not_loaded", 1)
+            lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+            caplog.clear()
+            end, again = _grow_until(writer, caplog, "checkpoint_compaction_not_loaded", n)
+    finally:
+        writer.close()
+    assert again >= 2 * before
+    assert lines == [
+        ("ERROR", 'checkpoint_compaction_not_loaded task=web.0 error="ModuleNotFoundError: import of '
+                  'executor.task.checkpointcompact halted; None in sys.modules" '
+                  f'next_try_bytes={2 * before} reason="the installation\'s checkpointcompact.py does not fit this '
+                  'supervisor (upgraded in place?): the checkpoint grows uncompacted"')]
+    from executor.task.checkpoint import read_records
+    assert len(read_records(tmp_path)) == len(STORY) + end - 1  # every record kept, none compacted away
