@@ -68,7 +68,8 @@ def no_room(exc: BaseException) -> str | None:
         except (ImportError, MemoryError):  # not even to look: the words made at import
             return _NO_MEMORY
     if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-        return f"no file descriptor is left: {exc.strerror} (ulimit -n)"
+        whose = "ulimit -n" if exc.errno == errno.EMFILE else "the host's limit, fs.file-max"
+        return f"no file descriptor is left: {exc.strerror} ({whose})"
     if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
         return (f"{exc.strerror}: the process limit may be reached (a pids cgroup's "
                 "pids.max, or ulimit -u)")

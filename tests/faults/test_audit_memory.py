@@ -155,7 +155,7 @@ def test_a_memory_error_under_strict_overcommit_or_with_no_setting_to_read_is_th
      "no thread could be started: the process limit is reached (a pids cgroup's pids.max, or ulimit -u)"),
     (OSError(errno.EMFILE, "Too many open files"), "no file descriptor is left: Too many open files (ulimit -n)"),
     (OSError(errno.ENFILE, "Too many open files in system"),
-     "no file descriptor is left: Too many open files in system (ulimit -n)"),
+     "no file descriptor is left: Too many open files in system (the host's limit, fs.file-max)"),  # not ulimit -n
     (OSError(errno.EAGAIN, "Resource temporarily unavailable"),
      "Resource temporarily unavailable: the process limit may be reached (a pids cgroup's pids.max, or ulimit -u)"),
     (RuntimeError("another error"), None), (OSError(errno.ENOENT, "No such file"), None), (ValueError("x"), None),
