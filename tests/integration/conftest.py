@@ -3,14 +3,14 @@ teardown, and the Tracker that kills whatever its processes left (a module that 
 another harness, tests/integration/test_containment.py, defines its own); `sim`, an agent
 simulator on tmp_path for the Mesos driver tests; `server`, a scripted HTTP server on
 127.0.0.1 that answers 200 `ok` for the health checker tests (test_observe_server.py's
-`server` is its own); `seeded_pyc`, a test's own copy of the session's seeded
+`server` is its own), and `raw_server`, a listener answering with raw bytes; `seeded_pyc`, a test's own copy of the session's seeded
 PYTHONPYCACHEPREFIX (tests/support/seededpyc.py)."""
 from __future__ import annotations
 
 import pytest
 
 from tests.support.agent_sim import AgentSimulator
-from tests.support.http_server import Reply, ScriptedHTTPServer
+from tests.support.http_server import RawAnswers, Reply, ScriptedHTTPServer
 from tests.support.seededpyc import copy_of, seed
 from tests.support.supervision import Harness, Tracker
 
@@ -37,6 +37,15 @@ def sim(tmp_path):
     yield simulator
     simulator.close()
     print("---- executor log ----\n" + simulator.executor_log())
+
+
+@pytest.fixture
+def raw_server():
+    """`raw_server(*raw) -> port`: each connection to the port answered with the next raw
+    bytes given; `raw_server.requests`, the bytes of each request (`RawAnswers`)."""
+    answers = RawAnswers()
+    yield answers
+    answers.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 import time
 
 import pytest
@@ -182,36 +181,6 @@ def test_http_reset_connection_fails(server):
         f"{url(server)}: connection reset by peer",
         f"{url(server)}: connection closed without an answer",
     )
-
-
-@pytest.fixture
-def raw_server():
-    """A loopback listener that answers each connection with the next raw bytes given."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    answers: list[bytes] = []
-
-    def serve() -> None:
-        for answer in answers:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                conn.sendall(answer)
-
-    def start(*raw: bytes) -> int:
-        answers.extend(raw)
-        thread.start()
-        return listener.getsockname()[1]
-
-    thread = threading.Thread(target=serve, daemon=True)
-    yield start
-    listener.close()
-    if thread.ident is not None:
-        thread.join(timeout=2)
 
 
 def test_http_garbage_answer_is_a_protocol_error(raw_server):

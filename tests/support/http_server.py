@@ -320,3 +320,49 @@ class _Handler(BaseHTTPRequestHandler):
             piece = chunk if left >= len(chunk) else chunk[:left]
             self.wfile.write(piece)
             left -= len(piece)
+
+
+class RawAnswers:
+    """A loopback listener that answers its Nth connection with the Nth raw bytes given
+    (given by calling it) and then closes it, keeping each request's bytes (`requests`): for answers no
+    well-behaved server sends, and for the exact bytes a client sent."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen()
+        self._answers: list[bytes] = []
+        self.requests: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __call__(self, *raw: bytes) -> int:
+        """Answer the next connections with `raw`, one each; the port."""
+        self._answers.extend(raw)
+        self._thread.start()
+        return self._listener.getsockname()[1]
+
+    def _serve(self) -> None:
+        for answer in self._answers:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                self.requests.append(_request_head(conn))
+                conn.sendall(answer)
+
+    def close(self) -> None:
+        self._listener.close()
+        if self._thread.ident is not None:
+            self._thread.join(timeout=2)
+
+
+def _request_head(conn: socket.socket) -> bytes:
+    """A request's bytes up to the blank line that ends its headers (or the connection's end)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
