@@ -65,7 +65,7 @@ class _DeadlineSocket(socket.socket):
 
     @classmethod
     def wrapping(cls, raw: socket.socket, deadline: _Deadline) -> _DeadlineSocket:
-        sock = cls(raw.family, raw.type, raw.proto, fileno=raw.detach())
+        sock = cls(fileno=raw.detach())  # its family, type and protocol read from the descriptor
         sock._deadline = deadline
         return sock
 
@@ -98,7 +98,7 @@ def request_path(endpoint: str) -> str:
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
-    """The exception, its causes, contexts and exception arguments, depth first."""
+    """The exception, its causes, contexts and exception arguments, depth first, each once."""
     seen: list[BaseException] = []
     stack = [exc]
     while stack:
@@ -107,7 +107,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
             continue
         seen.append(e)
         stack.extend(a for a in e.args if isinstance(a, BaseException))
-        for linked in (getattr(e, "reason", None), e.__cause__, e.__context__):
+        for linked in (e.__cause__, e.__context__):
             if isinstance(linked, BaseException):
                 stack.append(linked)
     return seen
@@ -130,7 +130,7 @@ def _describe_http_error(exc: BaseException) -> str:
         return "connection closed without an answer"
     if has(ConnectionResetError):
         return "connection reset by peer"
-    if has(TimeoutError, socket.timeout):
+    if has(TimeoutError):  # (socket.timeout is TimeoutError)
         return "timed out"
     if has(HeadCut):
         return str(next(c for c in causes if isinstance(c, HeadCut)))
@@ -176,7 +176,7 @@ class HttpChecker:
 
     def _exchange(self, deadline: _Deadline) -> Attempt:
         # Each socket step waits at most what is left of the attempt (`_Deadline`).
-        conn = http.client.HTTPConnection("localhost", self.port, timeout=self.timeout_secs)
+        conn = http.client.HTTPConnection("localhost", self.port)  # (its socket is ours: no timeout of its own)
         conn.response_class = _WholeHeadResponse
         try:
             conn.sock = deadline.connect(self.port)  # 127.0.0.1, then ::1: no name resolved
