@@ -237,7 +237,7 @@ def _check_fixed_ports(fixed: Mapping[str, int], names: list[str], key: str) -> 
     """Every `--port NAME=NUM` must name a port the job uses: a typo is an error, not a
     port silently left unused."""
     for name in sorted(set(fixed) - set(names)):
-        close = did_you_mean(name, names) if names else ""
+        close = did_you_mean(name, names)
         close = f" ({close[2:]})" if close.startswith("; did you mean") else ""
         uses = f"; its ports: {', '.join(names)}" if names else "; it uses no ports"
         raise ConfigError(f"--port {name}={fixed[name]}: job {key} has no port named "

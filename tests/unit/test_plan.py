@@ -179,3 +179,73 @@ def test_replace_text_rebuilds_containers_and_keeps_the_rest():
     assert replace_text([("OLD", 1.5, None, True)], "OLD", "x") == [("x", 1.5, None, True)]
     with pytest.raises(TypeError, match="cannot rebuild an object"):
         replace_text(object(), "OLD", "x")
+
+
+TWO_JOBS = """
+procs = [Process(name='p', cmdline='echo {{greeting}}')]
+jobs = [Job(cluster='c', role='r', environment='e', name=name, task=Task(processes=procs,
+            resources=Resources(cpu=1, ram=1*MB, disk=1*MB))) for name in ('a', 'b')]
+"""
+
+
+def test_the_job_named_by_its_key_is_planned_with_the_values_bound(tmp_path):
+    path = write_config(tmp_path, TWO_JOBS)
+    planned = plan_job(str(path), "c/r/e/b", (("greeting", "hi"),), instance=2, fixed_ports={},
+                       hostname="host", user="me", allocate=numbered)
+    assert (planned.name, planned.spec.task.processes[0].cmdline) == ("b", "echo hi")
+    assert re.fullmatch(r"b-2-[0-9a-f]{8}", planned.stand_in), planned.stand_in
+    with pytest.raises(ConfigError) as info:
+        plan_job(str(path), "c/r/e/a", (), instance=0, fixed_ports={}, hostname="h", user="u", allocate=numbered)
+    assert str(info.value) == (f"'{path}': job c/r/e/a: Config contains unbound variables: {{{{greeting}}}} "
+                               "(bind them in the file, or with --bind NAME=VALUE)")
+
+
+def test_a_port_fixed_on_the_command_line_may_be_any_the_job_names_even_an_announced_alias(tmp_path):
+    """`--port NAME=N` names a port the processes use, one the announcer's portmap maps
+    (`aurora`), or one it maps to (`http`) though no process names it."""
+    path = write_config(tmp_path, job_text(extra=", name='web', announce=Announcer(primary_port='http')"))
+    assert plan(path, fixed_ports={"http": 8080}).ports == {"aurora": 8080, "http": 8080}
+    assert plan(path, fixed_ports={"aurora": 8081}).ports["aurora"] == 8081
+    with pytest.raises(ConfigError) as info:
+        plan(path, fixed_ports={"zzz": 1})
+    assert str(info.value) == "--port zzz=1: job c/r/e/web has no port named 'zzz'; its ports: aurora, http"
+    with pytest.raises(ConfigError) as info:
+        plan(write_config(tmp_path, job_text(extra=", name='web'"), "plain.aurora"), fixed_ports={"http": 1})
+    assert str(info.value) == "--port http=1: job c/r/e/web has no port named 'http'; it uses no ports"
+
+
+def test_no_free_port_is_a_config_error_naming_the_ports_wanted(tmp_path):
+    path = write_config(tmp_path, TASK_ID_JOB)
+
+    def none_free(names, fixed):
+        raise OSError(98, "Address already in use")
+
+    with pytest.raises(ConfigError) as info:
+        plan(path, allocate=none_free, fixed_ports={"http": 8080})
+    assert str(info.value) == (f"'{path}': job c/r/e/idjob: no free loopback port could be chosen for health: "
+                               "Address already in use")
+    with pytest.raises(ConfigError, match="could be chosen for health, http: Address already in use$"):
+        plan(path, allocate=none_free)
+
+
+@pytest.mark.parametrize("instance", [0, 1])
+def test_each_instance_of_two_is_said_to_run_alone(tmp_path, instance):
+    path = write_config(tmp_path, job_text(extra=", name='web', instances=2"))
+    planned = plan(path, instance=instance)
+    assert planned.notes == (f"job c/r/e/web has instances = 2; this run is instance {instance} alone "
+                             "(one `stoker run --instance N` per instance)",)
+    assert plan(path, instance=2).warnings == ("job c/r/e/web has instances 0 to 1: Aurora's scheduler would "
+                                               "run no instance 2; running it here anyway",)
+
+
+def test_a_json_document_is_data_even_after_blank_lines_and_code_that_only_looks_like_it_is_not():
+    assert open_problem({"j.json": '\n  {"jobs": []}'}) is None
+    assert open_problem({"x.aurora": "{1: __import__('os')}\n"}) == "x.aurora:1: uses the name __import__"
+
+
+def test_replace_text_rebuilds_a_mapping_whose_values_change_and_keeps_whatever_holds_no_text():
+    assert replace_text({"k": "OLD", "OLD": 1}, "OLD", "x") == {"k": "x", "x": 1}
+    assert replace_text({"k": ("OLD",)}, "OLD", "x") == {"k": ("x",)}
+    kept = {"k": ("a", 1)}
+    assert replace_text(kept, "OLD", "x") is kept
+    assert replace_text(kept["k"], "OLD", "x") is kept["k"]
