@@ -154,7 +154,6 @@ def load_jobs(path: str | Path, sources: dict[str, str] | None = None) -> list[A
                 sources[str(path)] = text
             return jobs
     run = _Run(sources)
-    run.stack.append(path)  # so errors before the first frame still name the file
     try:
         with filtered(shown_not_raised):  # the config's own warnings shown (`warnfilters`)
             run.run(path, text)

@@ -113,8 +113,15 @@ def test_a_json_document_is_read_as_one_even_after_blank_lines(tmp_path):
     document = '\n  {"jobs": [], "service": false}'
     path = tmp_path / "doc.aurora"
     path.write_text(document)
+    sources: dict[str, str] = {}
     with pytest.raises(ConfigError, match="`jobs` is empty"):
-        select_job(load_jobs(path), None, path)
+        select_job(load_jobs(path, sources), None, path)
+    assert sources == {str(path): document}
+
+
+def test_include_takes_a_relative_path_and_says_what_it_got_instead(tmp_path):
+    assert error_of(write_config(tmp_path, "include(3)\n")) == f"{tmp_path}/job.aurora:1: include() takes a " \
+        "relative path, not 3"
 
 
 def test_a_list_of_keys_is_cut_after_twenty(tmp_path):
@@ -131,6 +138,8 @@ def test_a_list_of_keys_is_cut_after_twenty(tmp_path):
 def test_a_key_is_read_as_utf_8_and_one_with_an_instance_says_how_to_run_it(tmp_path):
     path = write_config(tmp_path, job_text(extra=", name='web'"))
     assert error_of(path, "c/r/e/w\udcc3\udca9b") == f"'{path}': no job c/r/e/w\u00e9b; the file defines: c/r/e/web"
+    # bytes that are no UTF-8 (`\xff` typed in a C locale) are kept as they came, not a crash
+    assert error_of(path, "c/r/e/\udcff") == f"'{path}': no job c/r/e/\udcff; the file defines: c/r/e/web"
     assert error_of(path, "c/r/e/web/0") == ("job key 'c/r/e/web/0' is not cluster/role/environment/name (an "
                                             "instance, Aurora's `/N` after the key, is `stoker run --instance N`)")
     assert error_of(path, "c/r/e/web/x") == "job key 'c/r/e/web/x' is not cluster/role/environment/name"
