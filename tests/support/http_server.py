@@ -348,7 +348,7 @@ class RawAnswers:
             except OSError:
                 return
             with conn:
-                self.requests.append(_request_head(conn))
+                self.requests.append(request_head(conn))
                 conn.sendall(answer)
 
     def close(self) -> None:
@@ -357,7 +357,7 @@ class RawAnswers:
             self._thread.join(timeout=2)
 
 
-def _request_head(conn: socket.socket) -> bytes:
+def request_head(conn: socket.socket) -> bytes:
     """A request's bytes up to the blank line that ends its headers (or the connection's end)."""
     data = b""
     while b"\r\n\r\n" not in data:

@@ -35,6 +35,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tests.support.http_server import request_head
 from tests.support.ports import stalled_listener
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,13 +137,7 @@ def _listen(address: str, seen: list[list[str]]) -> socket.socket:
             except OSError:  # shut down: this setup is over
                 return
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                lines = data.decode("latin-1").split("\r\n")
+                lines = request_head(conn).decode("latin-1").split("\r\n")
                 if not lines[0]:
                     continue  # the TCP check: connected and closed
                 host = next((line[5:].strip() for line in lines if line.lower().startswith("host:")), "")
