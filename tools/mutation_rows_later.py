@@ -290,4 +290,23 @@ LATER_ROWS = (
            functions=(*(f"executor.task.checkpoint.x_{f}__mutmut_*" for f in (
                "_dup", "open_append", "sync_error", "wrote_line", "open_writer", "_with_wall", "json_line")),
                "executor.task.checkpoint.xǁCheckpointWriterǁ*")),
+    # The twenty-fifth round: two modules no row had held (docs/testing.md §4)
+    Module("loader", "a config's load and its checks", ("config/loader.py",),
+           ("tests/unit/test_loader.py", "tests/unit/test_loader_validation.py", "tests/unit/test_loader_errors.py",
+            "tests/unit/test_config_text.py", "tests/unit/test_plan.py", "tests/unit/test_bound_job.py",
+            "tests/unit/test_template_bounds.py", "tests/unit/test_document.py", "tests/unit/test_templates.py",
+            "tests/unit/test_aurora_launch.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_compiletext.py",
+            "tests/unit/test_inspect.py", "tests/unit/test_loader_rules.py",
+            *all_but("tests/unit/test_config_warnings.py",  # (their child loads a config under mutmut's trampoline)
+                     "test_alone_the_config_s_own_warning_is_shown_never_raised_and_the_filters_put_back",
+                     "test_a_child_forked_beside_another_thread_is_alone_and_shows_the_config_s_warning",
+                     "test_a_thread_just_started_by_start_new_thread_is_counted"))),
+    Module("httpcheck", "the HTTP health check", ("healthcheck/http_check.py",),
+           ("tests/integration/test_health_checkers.py", "tests/unit/test_checker_factories.py",
+            "tests/integration/test_http_check_answers.py",
+            *all_but("tests/integration/test_loopback_connect.py",  # (with no descriptor left mutmut's own lookup fails)
+                     "test_a_socket_stoker_cannot_open_is_said_so_not_called_an_unreachable_loopback"))),
+    Module("plan", "a job's plan for `stoker run`: its ports, notes and warnings", ("config/plan.py",),
+           ("tests/unit/test_plan.py", "tests/unit/test_config_text.py", "tests/integration/test_plancache.py",
+            "tests/integration/test_loopback_ports.py")),
 )
