@@ -215,6 +215,78 @@ def test_mountinfo_paths_are_unescaped():
     assert _unescape(r"/sb/a\040b2024\x123") == "/sb/a b2024\\x123"
 
 
+MOUNTINFO_ESCAPES = {"\\": r"\134", " ": r"\040", "\t": r"\011", "\n": r"\012"}  # as the kernel's seq_file writes
+
+
+def mountinfo_line(point: str, n: int = 40) -> str:
+    """A /proc/self/mountinfo line for a mount at `point` (as the kernel writes it: escaped)."""
+    written = "".join(MOUNTINFO_ESCAPES.get(char, char) for char in point)
+    return f"{n} 1 0:{n} / {written} rw,relatime shared:{n} - tmpfs none rw"
+
+
+def key(path: Path) -> tuple[int, int]:
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino
+
+
+def test_what_is_mounted_below_the_sandbox_is_named_by_its_parent_and_only_the_outer_one(tmp_path):
+    """Each mount point below the sandbox, by its parent directory, its name as it is (a
+    space, tab, newline or backslash in it or in the sandbox's path too); one inside another
+    is never reached, so it is not listed; the sandbox itself, a sibling whose name starts
+    with the sandbox's, a parent that is gone and a short line are not either."""
+    sandbox = tmp_path / "sb\\ \t\nx"
+    names = ["a", "b c", "t\tab", "n\nl", "back\\slash"]
+    for name in [*names, "a/inner", "deep/m"]:
+        (sandbox / name).mkdir(parents=True)
+    (tmp_path / "sb\\ \t\nx2" / "other").mkdir(parents=True)
+    lines = [mountinfo_line(str(sandbox / n), i) for i, n in enumerate([*names, "a/inner", "deep/m", "gone/x"])]
+    lines += [mountinfo_line(str(sandbox), 90), mountinfo_line(str(tmp_path / "sb\\ \t\nx2" / "other"), 91),
+              "92 1 / " + mountinfo_line(str(sandbox / "short")).split(" ")[4]]
+    assert diskusage.mounted_below(str(sandbox), "\n".join(lines)) == {
+        key(sandbox): frozenset(names), key(sandbox / "deep"): frozenset({"m"})}
+    assert diskusage.mounted_below(str(sandbox / "a" / "inner"), "\n".join(lines)) == {}
+    assert diskusage.mounted_below(str(tmp_path / "elsewhere"), "\n".join(lines)) == {}
+
+
+def test_a_walk_scans_on_past_a_hard_link_it_has_counted(tmp_path):
+    """A second name of an inode already counted is passed over, and the rest of its
+    directory still counts (each directory below holds one and five files besides)."""
+    original = write(tmp_path / "original", 8 * KB)
+    dirs = [tmp_path / f"d{i}" for i in range(10)]
+    files = [original]
+    for directory in dirs:
+        directory.mkdir()
+        os.link(original, directory / "link")
+        files += [write(directory / f"f{j}", 4 * KB) for j in range(5)]
+    usage = measure(tmp_path)
+    assert (usage.used_bytes, usage.files) == (blocks(*dirs, *files), 1 + 10 + 50)
+
+
+@pytest.mark.parametrize("also", ["", "its parent renamed"])
+def test_a_directory_moved_while_it_is_walked_is_found_again_from_the_sandbox(tmp_path, also):
+    """The walk is in a/b/c, about to enter the first of its subdirectories d and e, when c
+    moves to the sandbox's top (and b is renamed too). Back from that first one, `..` is
+    still c, so c's other subdirectory is walked too; back from c, `..` is no longer b, so
+    the way back is found from the sandbox by name and inode (with b gone from where it was,
+    the walk goes on from a). Each directory and file is counted once: c's new name was not
+    there when the top was read."""
+    dirs = [tmp_path / "a", tmp_path / "a/b", tmp_path / "a/b/c", tmp_path / "a/b/c/d", tmp_path / "a/b/c/e"]
+    files = [write(directory / "f", 4 * KB) for directory in dirs]
+    asked = []
+
+    def stopped() -> bool:
+        asked.append(True)
+        if len(asked) == 4:  # before c's first subdirectory: the walk is in c
+            os.rename(tmp_path / "a/b/c", tmp_path / "c-moved")
+            if also:
+                os.rename(tmp_path / "a/b", tmp_path / "a/b2")
+        return False
+
+    sizes = blocks(*dirs, *files)
+    usage = measure(tmp_path, stopped=stopped)
+    assert (usage.used_bytes, usage.files, usage.unreadable, len(asked)) == (sizes, 10, 0, 5)
+
+
 _MOUNTED = """
 import json, os, subprocess, sys
 from executor.task.diskusage import measure
