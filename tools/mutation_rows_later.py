@@ -309,4 +309,6 @@ LATER_ROWS = (
     Module("plan", "a job's plan for `stoker run`: its ports, notes and warnings", ("config/plan.py",),
            ("tests/unit/test_plan.py", "tests/unit/test_config_text.py", "tests/integration/test_plancache.py",
             "tests/integration/test_loopback_ports.py")),
+    Module("diskusage", "a sandbox's disk usage, walked", ("executor/task/diskusage.py",),
+           ("tests/integration/test_disk_usage.py",)),
 )
