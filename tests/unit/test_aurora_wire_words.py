@@ -69,6 +69,8 @@ def test_each_limit_holds_its_value_and_refuses_one_more():
     whole = field(STRING, 1, string(b"x" * (MAX_BYTES - 8))) + bytes([STOP])
     assert len(whole) == MAX_BYTES and problem(whole) == ""
     assert problem(whole + b"\x00") == f"it is {MAX_BYTES + 1} bytes, over the {MAX_BYTES} byte limit"
+    with pytest.raises(TaskDataError, match=rf"^invalid Aurora task in TaskInfo.data \({MAX_BYTES + 1} bytes: 0b 00 01 "):
+        check_struct(whole + b"\x00")  # what arrived, shown
     assert problem(b"") == "it is empty"
 
     def values(entries: int) -> bytes:  # 2 fields and 2 values an entry
@@ -98,13 +100,14 @@ NEITHER = "which is neither '{' (a JSON task document) nor a Thrift field type"
     (b" \x0b", f"it starts with ' ', {NEITHER}"),  # a vertical tab: no JSON whitespace
     (b" \x01", f"it starts with ' ', {NEITHER}"),
     (b"\x7f", f"it starts with 0x7f, {NEITHER}"),
+    (b"Xyz", f"it starts with 'X', {NEITHER}"),
     (b"\x78\x9c..", "it looks compressed (gzip or zlib), and Aurora sends TaskInfo.data uncompressed"),
     (b"\x78\x01..", "it looks compressed (gzip or zlib), and Aurora sends TaskInfo.data uncompressed"),
     (b"\x78\xda..", "it looks compressed (gzip or zlib), and Aurora sends TaskInfo.data uncompressed"),
     (b" true", "it looks like JSON starting with 't', but a task document is a JSON object ('{')"),
     (b"null", "it looks like JSON starting with 'n', but a task document is a JSON object ('{')"),
     (b"QUJD", "it looks like base64 text, and TaskInfo.data must be the decoded bytes"),
-], ids=["space, vertical tab", "space", "DEL", "zlib default", "zlib fastest", "zlib best",
+], ids=["space, vertical tab", "space", "DEL", "X", "zlib default", "zlib fastest", "zlib best",
         "true", "null", "base64"])
 def test_bytes_that_are_neither_format_say_what_they_look_like(data, said):
     found = sniff(data)
