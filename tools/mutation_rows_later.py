@@ -311,4 +311,7 @@ LATER_ROWS = (
             "tests/integration/test_loopback_ports.py")),
     Module("diskusage", "a sandbox's disk usage, walked", ("executor/task/diskusage.py",),
            ("tests/integration/test_disk_usage.py",)),
+    Module("aurorabinary", "Aurora's TBinaryProtocol bytes sniffed and bounded", ("config/aurora/binary.py",),
+           ("tests/unit/test_aurora_wire_limits.py", "tests/unit/test_aurora_wire.py", "tests/unit/test_aurora_idl.py",
+            "tests/unit/test_aurora_wire_words.py")),
 )
