@@ -314,4 +314,7 @@ LATER_ROWS = (
     Module("aurorabinary", "Aurora's TBinaryProtocol bytes sniffed and bounded", ("config/aurora/binary.py",),
            ("tests/unit/test_aurora_wire_limits.py", "tests/unit/test_aurora_wire.py", "tests/unit/test_aurora_idl.py",
             "tests/unit/test_aurora_wire_words.py")),
+    Module("purity", "whether a config's text alone decides its plan (the plan cache's judgement)", ("config/purity.py",),
+           ("tests/unit/test_purity.py", "tests/unit/test_config_text.py", "tests/unit/test_plan.py",
+            "tests/integration/test_plancache.py")),
 )

@@ -33,6 +33,12 @@ def test_the_examples_are_closed(path):
     "try:\n    x = int('3')\nexcept ValueError as err:\n    x = 0\nprocs = [Process(name='a', cmdline=str(x))]\n",
     "procs = [p for p in [Process(name='a', cmdline='x')] if (n := len(p.cmdline().get())) > 0]\n",
     "include('lib.aurora')\nprocs = [Process(name='a', cmdline='x')]\n",
+    # names bound by an except clause and by match patterns, read afterwards, are the file's own
+    "try:\n    x = int('x')\nexcept ValueError as err:\n    x = len(str(err))\nprocs = [Process(name='a', cmdline=str(x))]\n",
+    "match {'a': 1, 'b': 2}:\n    case {'a': n, **rest}:\n        x = n + len(rest)\n"
+    "procs = [Process(name='a', cmdline=str(x))]\n",
+    "match [1, 2, 3]:\n    case [first, *others]:\n        x = first + len(others)\n"
+    "procs = [Process(name='a', cmdline=str(x))]\n",
 ])
 def test_a_file_built_from_its_own_names_the_schema_and_pure_builtins_is_closed(text):
     assert problem(text + JOB) is None
