@@ -7,7 +7,8 @@ block or two, never the whole file; a rotated log's lines reach into its backups
 oldest backup's first line. `-f` then keeps printing what is appended, like
 `tail -f`: it reopens the file when it was rotated, going through the backups written
 since in order when a burst rotated it several times between two looks (and starts over
-when it was truncated), and, unless `--run` pins a run, follows the process into its next
+when it was truncated; at the oldest backup still there once the held file was rotated out
+of the backups kept), and, unless `--run` pins a run, follows the process into its next
 run (and into the next attempt's runs when `stoker run` restarts the task), printing
 `==> PROCESS run N: stdout <==` before the new run's output, from its oldest file (a run
 rotated already before it was looked at). The rotation steps are shared with the observer's
@@ -363,7 +364,8 @@ class Follower:
 
     def _successor(self) -> int | None:
         """The file written after the one held (`executor/procs/rotation.py`). Raises OSError."""
-        return rotation.open_successor(self._dir, self.logs.stream, _ident(os.fstat(self._fd)))
+        held = os.fstat(self._fd)
+        return rotation.open_successor(self._dir, self.logs.stream, _ident(held), dropped=held.st_nlink == 0)
 
     def _ident(self, name: str) -> tuple[int, int] | None:
         return rotation.ident_at(name, self._dir)

@@ -352,6 +352,16 @@ def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run
             os.close(rdir)
             return following
         os.close(fd)
+    return _rotated_on(run, rdir, stream, held, offset, known=bool(query.file))
+
+
+def _rotated_on(run: int, rdir: int, stream: str, held: rotation.Ident, offset: int,
+                known: bool) -> logread.Step:
+    """`held` is no longer the file `stream`: the rest of it, found among the backups, else
+    the file written after it; when it is not there at all (`known`: the page named it),
+    the oldest file there now, after the page's marker (rotated past the last backup since
+    the page's look, as a burst does: every file there came after it; was: the newest, the
+    backups still there between them never shown). Raises OSError."""
     mine = rotation.open_backup(rdir, stream, held)
     if mine is not None:
         if os.fstat(mine).st_size > offset:
@@ -359,9 +369,15 @@ def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run
         os.close(mine)
         successor = rotation.open_successor(rdir, stream, held)
         if successor is not None:  # a backup too when a burst rotated it since
-            whole = rotation.ident_at(stream, rdir) != rotation.ident(os.fstat(successor))
-            return logread.Step(run, rdir, successor, 0, whole=whole)
+            return _from_start(run, rdir, successor, stream, continues=True)
+    elif known:
+        return _from_start(run, rdir, rotation.open_first(rdir, stream), stream, continues=False)
     return logread.Step(run, rdir, saferead.open_file(stream, rdir), 0, continues=False)
+
+
+def _from_start(run: int, rdir: int, fd: int, stream: str, continues: bool) -> logread.Step:
+    whole = rotation.ident_at(stream, rdir) != rotation.ident(os.fstat(fd))  # a backup: complete
+    return logread.Step(run, rdir, fd, 0, continues=continues, whole=whole)
 
 
 def _next_run(pdir: int, runs: tuple[int, ...], run: int, stream: str) -> logread.Step | None:

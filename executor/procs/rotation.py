@@ -45,13 +45,16 @@ def backup_number(rdir: int, stream: str, held: Ident) -> int | None:
     return None
 
 
-def open_successor(rdir: int, stream: str, held: Ident) -> int | None:
+def open_successor(rdir: int, stream: str, held: Ident, dropped: bool = False) -> int | None:
     """The file written after the one `held`, open; None while a rotation is under way.
-    Raises OSError."""
+    `dropped`: the held file has no name left (rotated past the last backup since it was
+    read: a burst rotated it more times than the logger keeps backups), so every file there
+    now was written after it and the oldest of them comes next (was: the newest, `stream`,
+    and each backup still there between them never printed). Raises OSError."""
     for _ in range(ROTATION_TRIES):  # each try that fails saw another rotation
         k = backup_number(rdir, stream, held)
         try:
-            fd = _open_newer(rdir, stream, k)
+            fd = open_first(rdir, stream) if k is None and dropped else _open_newer(rdir, stream, k)
         except FileNotFoundError:
             continue
         if k is None or ident_at(f"{stream}.{k}", rdir) == held:
@@ -62,7 +65,7 @@ def open_successor(rdir: int, stream: str, held: Ident) -> int | None:
 
 def _open_newer(rdir: int, stream: str, k: int | None) -> int:
     """The file written after `stream.K`, open: `stream.K-1` (`stream` itself after `.1`, or
-    when the held file is no backup: dropped, or moved by another tool); a backup that is no plain
+    when the held file is no backup and still has a name: moved by another tool); a backup that is no plain
     file there (a directory the task put among the backups, which the rotation goes on past:
     `executor/procs/logpump.py`) passed over for the next newer one, as `open_first` passes
     it (was: an UnsafePath error that ended `tail -f`). Raises OSError."""

@@ -271,12 +271,17 @@ def test_a_run_without_its_log_file_is_named_with_the_reason(tmp_path, capfdbina
                    "'none' keeps none)\n")
 
 
-def rotate(path: Path, text: bytes) -> None:
-    """The log pump's rotation: `.1` .. `.N` shift up one, the name becomes `.1`, a new file."""
+def rotate(path: Path, text: bytes, keep: int | None = None) -> None:
+    """The log pump's rotation: `.1` .. `.N` shift up one, the name becomes `.1`, a new file;
+    with `keep`, the backup shifted past `.keep` is dropped."""
     backups = sorted((p for p in path.parent.glob(path.name + ".*")),
                      key=lambda p: int(p.suffix[1:]), reverse=True)
     for p in backups:
-        os.replace(p, path.with_name(f"{path.name}.{int(p.suffix[1:]) + 1}"))
+        number = int(p.suffix[1:]) + 1
+        if keep is not None and number > keep:
+            p.unlink()
+        else:
+            os.replace(p, path.with_name(f"{path.name}.{number}"))
     os.replace(path, path.with_name(path.name + ".1"))
     path.write_bytes(text)
 
@@ -304,6 +309,36 @@ def test_follow_prints_every_file_of_a_burst_of_rotations_between_two_looks(tmp_
     follower = Follower(logs, 0, rdir, fd, os.fstat(fd).st_size, pinned=True)
     assert follower.follow(out, stop=burst_then_stop, idle_secs=0.001) == 0
     assert out.getvalue() == b"b\nc\nd\ne\n"
+
+
+@pytest.mark.parametrize("rotations, expected", [
+    (3, b"b\nc\nd\ne\n"),  # the held file dropped, and the one after it is the oldest backup
+    (5, b"b\ne\nf\ng\n"),  # two more dropped too before they were read: gone for any reader
+])
+def test_follow_goes_on_from_the_oldest_backup_once_the_file_held_is_rotated_past_the_last(
+        tmp_path, rotations, expected):
+    """A logger that keeps 2 backups, rotated 3 or 5 times between two looks: the file `-f`
+    held is gone, and it jumped to the newest file, never printing the backups still there
+    (a shell writing 10 KB bursts into 10 KB files lost 3 files in 5 here)."""
+    path = log(tmp_path, text=b"old\n")
+    logs = ProcessLogs(tmp_path, "web", "stdout")
+    rdir, fd = logs.open(0)
+    out = io.BytesIO()
+    looks = 0
+
+    def burst_then_stop() -> bool:
+        nonlocal looks
+        looks += 1
+        if looks == 1:
+            with open(path, "ab") as f:
+                f.write(b"b\n")
+            for text in (b"c\n", b"d\n", b"e\n", b"f\n", b"g\n")[:rotations]:
+                rotate(path, text, keep=2)
+        return looks > 100 or out.getvalue().endswith(expected[-2:])
+
+    follower = Follower(logs, 0, rdir, fd, os.fstat(fd).st_size, pinned=True)
+    assert follower.follow(out, stop=burst_then_stop, idle_secs=0.001) == 0
+    assert out.getvalue() == expected
 
 
 def test_follow_goes_on_into_the_next_attempts_runs(tmp_path):

@@ -1,0 +1,96 @@
+"""The observer's follow mode, one step at a time (`reader._follow`), on a run's log files
+made here: which file the page's next look reads once the file it held was rotated, kept
+among the backups or rotated past the last of them. The end-to-end tests of the page's
+script (tests/e2e/test_observe_follow.py) run a real task; here each rotation is the test's."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from executor.observe import reader
+from executor.observe.logrange import LogQuery
+from executor.procs import saferead
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _ident(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _rotate(run_dir: Path, text: bytes, keep: int) -> None:
+    """The log pump's rotation, keeping `keep` backups: the one shifted past them is dropped."""
+    for number in range(keep, 0, -1):
+        backup = run_dir / f"stdout.{number}"
+        if backup.exists():
+            if number == keep:
+                backup.unlink()
+            else:
+                os.replace(backup, run_dir / f"stdout.{number + 1}")
+    os.replace(run_dir / "stdout", run_dir / "stdout.1")
+    (run_dir / "stdout").write_bytes(text)
+
+
+def _step(logs: Path, held: str, offset: int) -> tuple[bytes, bool, bool]:
+    """The next look's file (its bytes from the step's offset), `continues` and `whole`."""
+    pdir = saferead.open_dir(str(logs))
+    try:
+        step = reader._follow(pdir, (0,), LogQuery(run=0, offset=offset, file=held))
+    finally:
+        os.close(pdir)
+    try:
+        os.lseek(step.fd, step.offset or 0, os.SEEK_SET)
+        return os.read(step.fd, 1 << 16), step.continues, step.whole
+    finally:
+        os.close(step.fd)
+        os.close(step.rdir)
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    path = tmp_path / "web" / "0"
+    path.mkdir(parents=True)
+    (path / "stdout").write_bytes(b"held\n")
+    return path
+
+
+def test_a_held_file_kept_as_a_backup_is_read_to_its_end_then_the_one_after_it(run_dir):
+    held = _ident(run_dir / "stdout")
+    with open(run_dir / "stdout", "ab") as f:
+        f.write(b"more\n")
+    _rotate(run_dir, b"c\n", keep=2)
+    _rotate(run_dir, b"d\n", keep=2)
+    assert _step(run_dir.parent, held, 5) == (b"more\n", True, True)
+    assert _step(run_dir.parent, held, 10) == (b"c\n", True, True)  # stdout.1 now
+
+
+@pytest.mark.parametrize("rotations, first", [
+    (3, b"c\n"),  # the held file dropped: the one written after it is the oldest backup
+    (5, b"e\n"),  # two more dropped before the look: the oldest still there
+])
+def test_a_held_file_rotated_past_the_last_backup_goes_on_at_the_oldest_backup(run_dir, rotations, first):
+    """The page's file rotated away between two looks (a burst wrote more than the logger
+    keeps): the look read the newest file, `stdout`, and the backups still there between
+    them were never shown. Now the oldest backup, from its start, after the page's marker."""
+    held = _ident(run_dir / "stdout")
+    keeping = os.open(run_dir / "stdout", os.O_RDONLY)  # its inode not given to a newer file (ext4 would)
+    try:
+        for text in (b"c\n", b"d\n", b"e\n", b"f\n", b"g\n")[:rotations]:
+            _rotate(run_dir, text, keep=2)
+        assert _step(run_dir.parent, held, 5) == (first, False, True)
+    finally:
+        os.close(keeping)
+
+
+def test_a_held_file_gone_with_no_backup_left_goes_on_at_the_current_file(run_dir):
+    held = _ident(run_dir / "stdout")
+    keeping = os.open(run_dir / "stdout", os.O_RDONLY)
+    try:
+        os.unlink(run_dir / "stdout")
+        (run_dir / "stdout").write_bytes(b"new\n")
+        assert _step(run_dir.parent, held, 5) == (b"new\n", False, False)
+    finally:
+        os.close(keeping)
