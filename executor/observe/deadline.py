@@ -195,6 +195,8 @@ class RoomMakingServer(TcpWSGIServer):
             return None
         if accepted is not None:
             self.short = False  # said again at the next shortage
+            if self.spare < 0:  # lost in a shortage (another thread took it): kept again for the next one
+                self.spare = _spare()
         return accepted
 
     def _turn_away(self, exc: OSError) -> None:
