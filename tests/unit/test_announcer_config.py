@@ -51,6 +51,7 @@ def test_both_lists_are_optional():
     ("[]", "a.json: the file: must be a JSON object, not list"),
     ({"auths": []}, "a.json: the file: unknown field 'auths' (known: acl, auth)"),
     ({"auth": {}}, "a.json: auth: must be a list, not dict"),
+    ({"acl": "world"}, "a.json: acl: must be a list, not str"),
     ({"auth": [{"scheme": "digest"}]}, "a.json: auth[0].credential: is required"),
     ({"auth": [{"scheme": "", "credential": "x:y"}]}, "a.json: auth[0].scheme: must be a non-empty string"),
     ({"auth": [{"scheme": "digest", "credential": 7}]}, "a.json: auth[0].credential: must be a non-empty string"),
