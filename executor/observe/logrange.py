@@ -15,7 +15,7 @@ What is read is then cut so that it shows well and follows well:
 - `skip_to_character`: any other range that starts inside a UTF-8 character (an older
   range's offset, or a file a rotation cut in the middle of one) starts at the next.
 
-In follow mode a request also names the file it holds (`file`, the `DEVICE:INODE` an
+In follow mode a request also names the file it holds (`file`, the `DEVICE:INODE[:GENERATION]` an
 earlier answer gave) and its run's directory (`dir`): the reader then goes on from there,
 into the file a rotation wrote after it or into the next run (`executor/observe/reader.py`).
 
@@ -36,6 +36,7 @@ LINE_SEARCH_BYTES = 4096
 MAX_OFFSET = 2**62
 STREAM = re.compile(r"^(stdout|stderr)(\.[1-9][0-9]{0,2})?$")  # .N: a rotated part
 IDENT = re.compile(r"^[0-9]{1,20}:[0-9]{1,20}$")  # DEVICE:INODE
+FILE_IDENT = re.compile(r"^[0-9]{1,20}:[0-9]{1,20}(:[0-9]{1,10})?$")  # DEVICE:INODE[:GENERATION]
 
 
 class BadLogQuery(ValueError):
@@ -48,7 +49,7 @@ class LogQuery:
     stream: str = "stdout"
     offset: int | None = None  # None: the end of the log (a tail)
     length: int | None = None  # None: DEFAULT_CHUNK_BYTES
-    file: str | None = None  # follow mode: the file held ("DEVICE:INODE"), read up to offset
+    file: str | None = None  # follow mode: the file held ("DEVICE:INODE[:GENERATION]"), read up to offset
     dir: str | None = None  # follow mode: the held run's directory ("DEVICE:INODE")
 
 
@@ -82,9 +83,10 @@ def parse_query(params: dict[str, str]) -> LogQuery:
     if offset is not None and offset > MAX_OFFSET:
         raise BadLogQuery(f"offset={offset} is beyond any log")
     file, dir_ = (params.get(name) or None for name in ("file", "dir"))
-    for name, value in (("file", file), ("dir", dir_)):
-        if value is not None and not IDENT.match(value):
-            raise BadLogQuery(f"{name}={quoted(value[:40])} is not DEVICE:INODE")
+    for name, value, form, words in (("file", file, FILE_IDENT, "DEVICE:INODE[:GENERATION]"),
+                                     ("dir", dir_, IDENT, "DEVICE:INODE")):
+        if value is not None and not form.match(value):
+            raise BadLogQuery(f"{name}={quoted(value[:40])} is not {words}")
     if file is not None and (offset is None or run is None):
         raise BadLogQuery("file= (follow mode) needs a run= and an offset=")
     return LogQuery(run=run, stream=stream, offset=offset, length=length, file=file, dir=dir_)

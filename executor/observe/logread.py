@@ -62,7 +62,7 @@ def chunk(step: Step, query: LogQuery, *, task_id: str, process: str,
         pieces[-1], end = last[:keep], end - (len(last) - keep)
     return LogChunk(task_id=task_id, process=process, run=step.run, stream=query.stream,
                     start=win.start + skip, end=end, size=size, data=shown(pieces),
-                    capped=win.capped, runs=runs, parts=parts, file=ident_text(stat),
+                    capped=win.capped, runs=runs, parts=parts, file=file_text(step.fd, stat),
                     run_dir=run_dir, continues=step.continues, rotated=step.whole,
                     hole_before=hole_before(step.fd, win.start + skip))
 
@@ -105,9 +105,23 @@ def _one_run(found: re.Match[str]) -> str:
 
 
 def ident_text(stat: os.stat_result) -> str:
-    """A file's or directory's `DEVICE:INODE`, as a follower names what it holds (`LogQuery.file`, `.dir`)."""
+    """A directory's `DEVICE:INODE`, as a follower names the run directory it holds (`LogQuery.dir`)."""
     device, inode = rotation.ident(stat)
     return f"{device}:{inode}"
+
+
+def file_text(fd: int, stat: os.stat_result) -> str:
+    """An open file's `DEVICE:INODE:GENERATION` (`DEVICE:INODE` where the file system keeps
+    no generation), as a follower names the file it holds (`LogQuery.file`): the inode of a
+    backup rotated away is another file's soon (`executor/procs/rotation.py`)."""
+    found = rotation.generation(fd)
+    return ident_text(stat) + ("" if found is None else f":{found}")
+
+
+def held_file(text: str) -> tuple[rotation.Ident, int | None]:
+    """The identity and generation a follower's `file` names (`file_text`)."""
+    numbers = [int(n) for n in text.split(":")]
+    return (numbers[0], numbers[1]), (numbers[2] if len(numbers) > 2 else None)
 
 
 def hole_before(fd: int, pos: int) -> int:

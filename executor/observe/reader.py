@@ -330,15 +330,14 @@ def _follow(pdir: int, runs: tuple[int, ...], query: LogQuery) -> logread.Step:
 def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run: int,
                offset: int) -> logread.Step:
     stream = query.stream
-    dev, ino = (int(n) for n in (query.file or "0:0").split(":"))
-    held = (dev, ino)
+    held, generation = logread.held_file(query.file or "0:0")
     try:
         fd: int | None = saferead.open_file(stream, rdir)
     except FileNotFoundError:
         fd = None  # between a rotation's rename and its new file
     if fd is not None:
         current = os.fstat(fd)
-        if rotation.ident(current) == held:
+        if rotation.is_held(fd, held, generation):
             if current.st_size < offset:
                 return logread.Step(run, rdir, fd, 0, continues=False)  # truncated: from its start
             try:
@@ -352,22 +351,23 @@ def _next_file(pdir: int, runs: tuple[int, ...], rdir: int, query: LogQuery, run
             os.close(rdir)
             return following
         os.close(fd)
-    return _rotated_on(run, rdir, stream, held, offset, known=bool(query.file))
+    return _rotated_on(run, rdir, stream, (held, generation), offset, known=bool(query.file))
 
 
-def _rotated_on(run: int, rdir: int, stream: str, held: rotation.Ident, offset: int,
+def _rotated_on(run: int, rdir: int, stream: str, file: tuple[rotation.Ident, int | None], offset: int,
                 known: bool) -> logread.Step:
     """`held` is no longer the file `stream`: the rest of it, found among the backups, else
     the file written after it; when it is not there at all (`known`: the page named it),
     the oldest file there now, after the page's marker (rotated past the last backup since
     the page's look, as a burst does: every file there came after it; was: the newest, the
     backups still there between them never shown). Raises OSError."""
-    mine = rotation.open_backup(rdir, stream, held)
+    held, generation = file
+    mine = rotation.open_backup(rdir, stream, held, generation)
     if mine is not None:
         if os.fstat(mine).st_size > offset:
             return logread.Step(run, rdir, mine, offset, whole=True)  # the rest of the held file
         os.close(mine)
-        successor = rotation.open_successor(rdir, stream, held)
+        successor = rotation.open_successor(rdir, stream, held, held_generation=generation)
         if successor is not None:  # a backup too when a burst rotated it since
             return _from_start(run, rdir, successor, stream, continues=True)
     elif known:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from executor.observe import reader
+from executor.observe import logread, reader
 from executor.observe.logrange import LogQuery
-from executor.procs import saferead
+from executor.procs import rotation, saferead
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -94,3 +94,33 @@ def test_a_held_file_gone_with_no_backup_left_goes_on_at_the_current_file(run_di
         assert _step(run_dir.parent, held, 5) == (b"new\n", False, False)
     finally:
         os.close(keeping)
+
+
+def test_a_newer_file_given_the_held_one_s_inode_is_not_taken_for_it(run_dir):
+    """ext4 gives a dropped backup's inode to the next file made: here the new `stdout`
+    of the rotation that dropped the held file. By `DEVICE:INODE` alone the look took it
+    for the held file, shorter than the offset: truncated, shown from its start, and the
+    two backups between never shown. The inode's generation tells them apart."""
+    fd = os.open(run_dir / "stdout", os.O_RDONLY)
+    try:
+        held = logread.file_text(fd, os.fstat(fd))
+    finally:
+        os.close(fd)
+    if held.count(":") != 2:
+        pytest.skip("this file system keeps no inode generation")
+    for text in (b"c\n", b"d\n", b"e\n"):
+        _rotate(run_dir, text, keep=2)
+    if _ident(run_dir / "stdout") != held.rsplit(":", 1)[0]:
+        pytest.skip("this file system gave the dropped inode to no newer file")
+    assert _step(run_dir.parent, held, 5) == (b"c\n", False, True)
+
+
+def test_a_file_s_generation_is_the_same_at_each_look_and_a_pipe_has_none(run_dir):
+    first, again = (os.open(run_dir / "stdout", os.O_RDONLY) for _ in range(2))
+    reading, writing = os.pipe()
+    try:
+        assert rotation.generation(first) == rotation.generation(again)
+        assert rotation.generation(reading) is None
+    finally:
+        for fd in (first, again, reading, writing):
+            os.close(fd)

@@ -14,6 +14,7 @@ from executor.observe.html import log_url
 from executor.observe.logpage import log_page
 from executor.observe.logrange import LogQuery
 from executor.observe.model import LogChunk
+from executor.procs import rotation
 from tests.support.sparsefile import holes_here, write_parts
 
 pytestmark = pytest.mark.timeout(60)
@@ -52,7 +53,11 @@ def test_a_chunk_names_its_run_stream_file_and_directory_and_what_the_step_said(
     assert (c.task_id, c.process, c.run, c.stream) == ("t-1", "web", 3, "stdout.1")
     assert (c.start, c.end, c.size, c.data) == (0, 8, 8, "one\ntwo\n")
     assert (c.capped, c.runs, c.parts, c.run_dir) == (True, (2, 3), ("stdout", "stdout.1"), "7:8")
-    assert c.file == f"{st.st_dev}:{st.st_ino}" and st.st_dev != st.st_ino
+    again = os.open(tmp_path / "stdout", os.O_RDONLY)  # (the chunk's descriptor is closed)
+    generation = rotation.generation(again)
+    os.close(again)
+    assert c.file == f"{st.st_dev}:{st.st_ino}" + ("" if generation is None else f":{generation}")
+    assert st.st_dev != st.st_ino
     assert (c.continues, c.rotated, c.hole_before) == (False, True, 0)
     fd = _file(tmp_path, b"one\n")
     c = _chunk(fd, LogQuery(offset=0))

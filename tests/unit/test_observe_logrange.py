@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from executor.observe.logrange import (
     DEFAULT_CHUNK_BYTES,
     MAX_CHUNK_BYTES,
+    BadLogQuery,
     LogQuery,
     Window,
     cut_incomplete_tail,
@@ -94,6 +95,18 @@ def test_follow_mode_names_the_file_and_run_directory_it_holds():
     query = parse_query({"run": "1", "offset": "5", "file": "2049:77", "dir": "2049:70"})
     assert (query.file, query.dir, query.run, query.offset) == ("2049:77", "2049:70", 1, 5)
     assert parse_query({}).file is None
+    assert parse_query({"run": "1", "offset": "5", "file": "2049:77:4294967295"}).file == "2049:77:4294967295"
+
+
+@pytest.mark.parametrize("params, said", [
+    ({"file": "2049:77:1:2"}, "file='2049:77:1:2' is not DEVICE:INODE[:GENERATION]"),
+    ({"file": "2049:77:12345678901"}, "file='2049:77:12345678901' is not DEVICE:INODE[:GENERATION]"),
+    ({"dir": "2049:70:1"}, "dir='2049:70:1' is not DEVICE:INODE"),
+])
+def test_a_held_file_or_directory_in_another_form_is_refused_in_words(params, said):
+    with pytest.raises(BadLogQuery) as caught:
+        parse_query({"run": "1", "offset": "5", **params})
+    assert str(caught.value) == said
 
 
 def test_the_neighbours_of_a_range():
