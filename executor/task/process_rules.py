@@ -205,8 +205,9 @@ def after_run(spec: ProcessSpec, outcome: RunOutcome, desc: str, counts: RunCoun
     elif outcome is RunOutcome.FAILED:
         if mf != 0 and counts.failures >= mf:
             return _failed_for_good(spec, desc, counts.failures)
-        limit = "unlimited with max_failures=0" if mf == 0 else f"of max_failures={mf}"
-        reason = f"{desc}; restarting (failure {counts.failures} {limit})"
+        limit = (f" of max_failures={mf}" if mf else "; max_failures=0: no limit" if run_cap is None
+                 else f"; max_failures=0: no limit but the run cap of {run_cap} failed or lost runs")
+        reason = f"{desc}; restarting (failure {counts.failures}{limit})"
     else:
         reason = f"{desc}; restarting (loss {counts.losses}, not counted toward max_failures={mf})"
     lost_or_failed = counts.failures + counts.losses

@@ -61,7 +61,7 @@ def test_transition_reasons_for_losses_daemons_and_unlimited_failures():
     reasons = [t.reason for t in h.transitions
                if isinstance(t, ProcessTransition) and t.to is ProcessState.WAITING]
     assert reasons == [
-        "exit status 2; restarting (failure 1 unlimited with max_failures=0)",
+        "exit status 2; restarting (failure 1; max_failures=0: no limit but the run cap of 100 failed or lost runs)",
         "killed by SIGKILL; restarting (loss 1, not counted toward max_failures=0)",
         "exit status 0; restarting (daemon)",
     ]

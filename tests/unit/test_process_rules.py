@@ -81,7 +81,7 @@ def test_how_an_exit_counts(status, signalled, outcome):
     ({"max_failures": 3}, R.FAILED, RunCounts(failures=1), 100, S.WAITING,
      "exit status 0; restarting (failure 1 of max_failures=3)"),
     ({"max_failures": 0}, R.FAILED, RunCounts(failures=7), 100, S.WAITING,
-     "exit status 0; restarting (failure 7 unlimited with max_failures=0)"),
+     "exit status 0; restarting (failure 7; max_failures=0: no limit but the run cap of 100 failed or lost runs)"),
     ({"max_failures": 2}, R.FAILED, RunCounts(failures=2), 100, S.FAILED,
      "exit status 0; failed for good (failure 2 of max_failures=2)"),
     ({"max_failures": 1, "ephemeral": True}, R.FAILED, RunCounts(failures=1), 100, S.SUCCESS,
@@ -93,7 +93,7 @@ def test_how_an_exit_counts(status, signalled, outcome):
     ({"daemon": True}, R.SUCCESS, RunCounts(successes=9), 5, S.WAITING,
      "exit status 0; restarting (daemon)"),  # successes never reach the cap
     ({"max_failures": 0, "min_duration_secs": 2.5}, R.FAILED, RunCounts(failures=1), None,
-     S.WAITING, "exit status 0; restarting (failure 1 unlimited with max_failures=0); "
+     S.WAITING, "exit status 0; restarting (failure 1; max_failures=0: no limit); "
                 "waiting 2.5 s for min_duration=2.5"),
 ])
 def test_after_a_run_ended_on_its_own(kw, outcome, counts, cap, state, reason):
