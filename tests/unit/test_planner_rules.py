@@ -403,8 +403,8 @@ def test_a_run_the_task_signalled_names_the_last_signal_it_sent():
 def test_a_min_duration_under_a_second_still_holds_the_restart():
     end = after_run(proc("a", max_failures=0, min_duration_secs=0.5), RunOutcome.FAILED,
                     "exit status 1", RunCounts(failures=1), None)
-    assert (end.state, end.reason) == (S.WAITING, "exit status 1; restarting (failure 1 unlimited with "
-                                                  "max_failures=0); waiting 0.5 s for min_duration=0.5")
+    assert (end.state, end.reason) == (S.WAITING, "exit status 1; restarting (failure 1; max_failures=0: "
+                                                  "no limit); waiting 0.5 s for min_duration=0.5")
 
 
 def _track(name: str, state: ProcessState, **kw) -> ProcessTrack:
