@@ -123,6 +123,17 @@ def test_the_attempt_s_own_definition_or_one_nothing_tells_apart_is_read(sandbox
     assert read_definition(sandbox, asked) == (doc, "")
 
 
+def test_another_attempt_s_definition_in_a_filled_stoker_directory_names_it(sandbox):
+    definition(sandbox, {"task_id": "t-1"})
+    for n in range(NAMES_LOOKED_AT + 1):
+        (sandbox / ".stoker" / f"junk-{n:03}").write_bytes(b"")
+    cannot_tell = f"why cannot be told: {sandbox}/.stoker holds more than {NAMES_LOOKED_AT} names (a supervisor's holds a few)"
+    assert why(sandbox, Asked(task_id="t-2", ids=IDS)) == (
+        f"the sandbox's task.json is of task 't-1', an earlier attempt; this attempt's: {cannot_tell}")
+    assert why(sandbox, Asked(task_id="t-2", ids=("t-2",))) == (
+        f"the sandbox's task.json is of task 't-1', an earlier run's in this sandbox; this attempt's: {cannot_tell}")
+
+
 # -- the file itself --
 
 @pytest.mark.parametrize("plant, said", [
@@ -150,8 +161,7 @@ def test_a_file_of_the_limit_is_read_and_one_byte_more_is_not(sandbox):
     text = head + "x" * (MAX_DEFINITION_BYTES - len(head) - 2) + '"}'
     assert len(text) == MAX_DEFINITION_BYTES
     definition(sandbox, text)
-    doc, problem = read_definition(sandbox)
-    assert (problem, doc and doc["task_id"]) == ("", "t")
+    assert read_definition(sandbox) == (json.loads(text), "")  # read in blocks, joined as they were
     definition(sandbox, text + " ")
     assert why(sandbox) == f"{where(sandbox)} is larger than {MAX_DEFINITION_BYTES} bytes: not shown"
 
