@@ -7,6 +7,7 @@ checks the same of an observer in a child, with its CPU; here the clients' socke
 before the descriptors run out, so server and clients can share this process's limit."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -76,9 +77,17 @@ def test_each_connection_with_no_descriptor_left_is_answered_503_and_said_once(s
         assert _answer(client).startswith(b"HTTP/1.0 200 OK")
     assert server.spare >= 0 and not server.short
     assert os.readlink(f"/proc/self/fd/{server.spare}") == os.devnull
+    assert fcntl.fcntl(server.spare, fcntl.F_GETFD) & fcntl.FD_CLOEXEC  # never a child's
     _refused(server, 1)
     said = [r for r in caplog.records if "observer_connection_refused" in r.getMessage()]
     assert len(said) == 2, "a new shortage is said again"
+
+
+def test_the_kept_descriptor_is_closed_with_the_server(tmp_path):
+    reader = Reader(RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=60))
+    with serving(reader, Limits()) as served:
+        assert served.spare >= 0
+    assert served.spare < 0
 
 
 @pytest.fixture
