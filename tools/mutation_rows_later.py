@@ -317,4 +317,28 @@ LATER_ROWS = (
     Module("purity", "whether a config's text alone decides its plan (the plan cache's judgement)", ("config/purity.py",),
            ("tests/unit/test_purity.py", "tests/unit/test_config_text.py", "tests/unit/test_plan.py",
             "tests/integration/test_plancache.py")),
+    # The twenty-sixth round: modules no row had held (docs/testing.md §4)
+    Module("document", "the task document in TaskInfo.data", ("config/document.py",),
+           ("tests/unit/test_document.py", "tests/unit/test_document_words.py", "tests/unit/test_inspect.py",
+            "tests/unit/test_loader.py", "tests/unit/test_mesos_updates.py", "tests/unit/test_aurora_launch.py")),
+    Module("helpers", "Thermos' task helpers (order, SequentialTask, Tasks, Units, Options)",
+           ("config/schema/helpers.py",),
+           ("tests/unit/test_schema.py", "tests/unit/test_schema_shared.py", "tests/unit/test_loader.py",
+            "tests/unit/test_thermos_helpers.py")),
+    Module("zookeeper", "where and how a task announces in ZooKeeper", ("config/zookeeper.py",),
+           ("tests/unit/test_announcer_config.py", "tests/unit/test_serverset.py")),
+    Module("turnaway", "the observer's 503 for a connection that finds no descriptor left",
+           ("executor/observe/deadline.py",),
+           ("tests/integration/test_observe_turn_away.py", "tests/integration/test_observe_no_descriptor.py"),
+           # (the deadline's and the room-making's own: their tests take their time, 190 mutants
+           # at about 2 a minute; the next round's)
+           functions=tuple(f"executor.observe.deadline.{name}__mutmut_*" for name in (
+               "xǁRoomMakingServerǁ_turn_away", "xǁRoomMakingServerǁaccept", "xǁRoomMakingServerǁclose",
+               "x__discard", "x__spare"))),
+    Module("definition", "why a task's definition is shown or not (the observer's read of task.json)",
+           ("executor/task/definition.py",),
+           ("tests/integration/test_definition_reads.py", "tests/integration/test_observe_server.py",
+            "tests/integration/test_pinned_writes.py", "tests/integration/test_observe_ended_views.py"),
+           functions=tuple(f"executor.task.definition.x_{name}__mutmut_*" for name in (
+               "read_definition", "_unwritten", "_of_another", "_read", "_deeper_than", "_read_capped"))),
 )
