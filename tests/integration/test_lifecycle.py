@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 
 import pytest
 
 from config.spec import LifecycleSpec
+from executor.task import lifecycle
 from executor.task.lifecycle import LifecycleShutdown
 from tests.support.http_server import Reply, ScriptedHTTPServer
 
@@ -91,3 +93,73 @@ def test_an_endpoint_nobody_listens_on_is_not_waited_for():
     assert done.get(timeout=LONG) == "lifecycle endpoints done; processes still running"
     assert time.monotonic() - started < LONG
     assert all(line.endswith("not waiting: the endpoint could not be reached") for line in lines) and len(lines) == 2
+
+
+def _started(server, done, graceful=LONG, shutdown=LONG, progress=None) -> LifecycleShutdown:
+    spec = LifecycleSpec(port=server.port, graceful_shutdown_wait_secs=graceful, shutdown_wait_secs=shutdown)
+    return LifecycleShutdown(spec, "t.0", done.put, progress=progress or (lambda text: None)).start()
+
+
+def _wait_for_requests(server, count: int) -> None:
+    deadline = time.monotonic() + LONG
+    while len(server.requests) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+@pytest.mark.timeout(2 * LONG)
+@pytest.mark.parametrize("tell, summary", [
+    (LifecycleShutdown.regular_processes_gone, "processes exited after /quitquitquit"),
+    (LifecycleShutdown.cancel, "lifecycle cancelled after /quitquitquit"),
+])
+def test_a_wait_ends_early_when_told_and_the_summary_says_why(tell, summary):
+    """The owner's message ends the graceful wait (30 s) at once; the shutdown endpoint is
+    not called, and the first reason given is the one the summary keeps."""
+    with ScriptedHTTPServer([Reply(200)]) as server:
+        done: queue.SimpleQueue[str] = queue.SimpleQueue()
+        shutdown = _started(server, done)
+        _wait_for_requests(server, 1)
+        started = time.monotonic()
+        tell(shutdown)
+        shutdown.cancel()  # a second message: the first one's reason stays
+        assert done.get(timeout=LONG) == summary
+        assert time.monotonic() - started < LONG
+        assert server.requests == [("POST", "/quitquitquit")]
+
+
+@pytest.mark.timeout(2 * LONG)
+def test_told_before_its_thread_looked_it_calls_no_endpoint():
+    with ScriptedHTTPServer([Reply(200)]) as server:
+        spec = LifecycleSpec(port=server.port, graceful_shutdown_wait_secs=LONG, shutdown_wait_secs=LONG)
+        done: queue.SimpleQueue[str] = queue.SimpleQueue()
+        shutdown = LifecycleShutdown(spec, "t.0", done.put)
+        shutdown.regular_processes_gone()
+        shutdown.start()
+        assert done.get(timeout=LONG) == "processes exited during the lifecycle"
+        assert server.requests == []
+
+
+@pytest.mark.timeout(2 * LONG)
+def test_its_thread_is_named_for_the_task_and_never_holds_the_process_open():
+    with ScriptedHTTPServer([Reply(200)]) as server:
+        done: queue.SimpleQueue[str] = queue.SimpleQueue()
+        shutdown = _started(server, done)
+        _wait_for_requests(server, 1)
+        threads = [t for t in threading.enumerate() if t.name == "lifecycle-t.0"]
+        shutdown.cancel()
+        done.get(timeout=LONG)
+    assert len(threads) == 1 and threads[0].daemon
+
+
+def test_a_thread_that_cannot_start_says_so_and_the_kill_goes_on(monkeypatch, caplog):
+    def refused(thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(lifecycle, "start_thread", refused)
+    spec = LifecycleSpec(port=1, graceful_shutdown_wait_secs=LONG, shutdown_wait_secs=LONG)
+    said: list[str] = []
+    with caplog.at_level(logging.ERROR, logger="executor.task.lifecycle"):
+        LifecycleShutdown(spec, "t.0", said.append).start()
+    why = "lifecycle endpoints not called: their thread could not start (can't start new thread)"
+    assert said == [why]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, f'lifecycle_failed task=t.0 reason="{why}"')]
