@@ -16,6 +16,7 @@ from config.spec import LifecycleSpec
 from executor.task import lifecycle
 from executor.task.lifecycle import LifecycleShutdown
 from tests.support.http_server import Reply, ScriptedHTTPServer
+from tests.support.waiting import wait_for
 
 WAIT = 0.4  # a configured wait that is waited out
 LONG = 30.0  # a configured wait that must not be (the test would time out first)
@@ -163,3 +164,29 @@ def test_a_thread_that_cannot_start_says_so_and_the_kill_goes_on(monkeypatch, ca
     assert said == [why]
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
         (logging.ERROR, f'lifecycle_failed task=t.0 reason="{why}"')]
+
+
+@pytest.mark.timeout(2 * LONG)
+def test_callbacks_that_raise_are_logged_and_the_lifecycle_goes_on(caplog):
+    """A `progress` that raises does not stop the endpoints, nor a `done` that raises the
+    thread's end: each is one ERROR line naming the callback, with its traceback."""
+    def progress(text: str) -> None:
+        raise ValueError("no room for a line")
+
+    finished: list[str] = []
+
+    def done(summary: str) -> None:
+        finished.append(summary)
+        raise KeyError("owner gone")
+
+    with caplog.at_level(logging.ERROR, logger="executor.task.lifecycle"), \
+            ScriptedHTTPServer([Reply(501)]) as server:
+        spec = LifecycleSpec(port=server.port, graceful_shutdown_wait_secs=LONG, shutdown_wait_secs=LONG)
+        LifecycleShutdown(spec, "t.0", done, progress=progress).start()
+        wait_for(lambda: len(caplog.records) == 3, LONG)
+    assert finished == ["lifecycle endpoints done; processes still running"]
+    assert [(r.getMessage(), r.exc_info is not None) for r in caplog.records] == [
+        ('lifecycle_callback_failed task=t.0 callback=progress error="ValueError: no room for a line"', True),
+        ('lifecycle_callback_failed task=t.0 callback=progress error="ValueError: no room for a line"', True),
+        ("lifecycle_callback_failed task=t.0 callback=done error=\"KeyError: 'owner gone'\"", True),
+    ]
