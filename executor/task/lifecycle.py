@@ -34,6 +34,7 @@ def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[
     import http.client
 
     from healthcheck import loopback
+    from healthcheck.base import quote
     from healthcheck.http_check import request_path
 
     url = f"http://localhost:{port}{endpoint}"
@@ -52,7 +53,8 @@ def post_endpoint(port: int, endpoint: str, timeout_secs: float = 1.0) -> tuple[
     except ConnectionError as exc:  # refused, reset, or closed without an answer
         return None, f"POST {url} failed: connection refused or reset ({type(exc).__name__})"
     except Exception as exc:  # an adapter never raises: every outcome becomes a result
-        return None, f"POST {url} failed: {type(exc).__name__}: {exc}"
+        # (on one line: an answer's own bytes, a bad status line's `garbage\r\n`, are in its words)
+        return None, f"POST {url} failed: {type(exc).__name__}: {quote(str(exc).strip())}"
     finally:
         conn.close()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 
@@ -14,7 +15,7 @@ import pytest
 
 from config.spec import LifecycleSpec
 from executor.task import lifecycle
-from executor.task.lifecycle import LifecycleShutdown
+from executor.task.lifecycle import LifecycleShutdown, post_endpoint
 from tests.support.http_server import Reply, ScriptedHTTPServer
 from tests.support.waiting import wait_for
 
@@ -190,3 +191,44 @@ def test_callbacks_that_raise_are_logged_and_the_lifecycle_goes_on(caplog):
         ('lifecycle_callback_failed task=t.0 callback=progress error="ValueError: no room for a line"', True),
         ("lifecycle_callback_failed task=t.0 callback=done error=\"KeyError: 'owner gone'\"", True),
     ]
+
+
+def test_the_post_is_an_empty_body_to_localhost_closing_and_unencoded(raw_server):
+    port = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert post_endpoint(port, "/quitquitquit") == (200, f"POST http://localhost:{port}/quitquitquit answered HTTP 200")
+    assert raw_server.requests == [
+        f"POST /quitquitquit HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: 0\r\nConnection: close\r\n"
+        "Accept-Encoding: identity\r\n\r\n".encode()]
+
+
+@pytest.mark.parametrize("answer, said", [
+    (b"", "failed: connection refused or reset (RemoteDisconnected)"),
+    (b"garbage\r\nmore: lines\r\n\r\n", "failed: BadStatusLine: garbage"),  # one line, whatever it answered
+])
+def test_an_answer_that_is_no_http_is_said_on_one_line(raw_server, answer, said):
+    port = raw_server(answer)
+    assert post_endpoint(port, "/quitquitquit") == (None, f"POST http://localhost:{port}/quitquitquit {said}")
+
+
+def test_a_task_that_never_answers_is_given_a_second():
+    listener = socket.socket()  # connections complete in its backlog; nothing ever answers
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        started = time.monotonic()
+        assert post_endpoint(port, "/quitquitquit") == (None, f"POST http://localhost:{port}/quitquitquit "
+                                                              "timed out after 1.0 s")
+        assert 1.0 <= time.monotonic() - started < LONG
+    finally:
+        listener.close()
+
+
+@pytest.mark.timeout(2 * LONG)
+def test_each_answer_is_one_debug_line_with_its_wait(caplog):
+    with caplog.at_level(logging.DEBUG, logger="executor.task.lifecycle"):
+        run_lifecycle([Reply(200), Reply(501)], WAIT, LONG)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(lines) == 2
+    assert lines[0].startswith("lifecycle task=t.0 endpoint=/quitquitquit answer=200 wait_secs=0.4 detail=\"POST ")
+    assert lines[1].startswith("lifecycle task=t.0 endpoint=/abortabortabort answer=501 wait_secs=0.0 detail=\"POST ")
