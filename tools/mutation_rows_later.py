@@ -341,4 +341,17 @@ LATER_ROWS = (
             "tests/integration/test_pinned_writes.py", "tests/integration/test_observe_ended_views.py"),
            functions=tuple(f"executor.task.definition.x_{name}__mutmut_*" for name in (
                "read_definition", "_unwritten", "_of_another", "_read", "_deeper_than", "_read_capped"))),
+    # The twenty-seventh round: modules no row had held (docs/testing.md §4)
+    Module("typedtree", "plain trees into schema structs, each wrong field named", ("config/typed_tree.py",),
+           ("tests/unit/test_schema.py", "tests/unit/test_template_bounds.py", "tests/unit/test_document.py",
+            "tests/unit/test_document_words.py", "tests/unit/test_loader.py", "tests/unit/test_loader_errors.py",
+            "tests/unit/test_typed_tree_words.py")),
+    Module("explain", "what went wrong while a config ran, in one line", ("config/explain.py",),
+           ("tests/unit/test_loader_errors.py", "tests/unit/test_config_text.py", "tests/unit/test_loader.py",
+            "tests/unit/test_loader_rules.py", "tests/unit/test_config_error_words.py")),
+    Module("lifecycle", "a graceful kill's HTTP lifecycle", ("executor/task/lifecycle.py",),
+           ("tests/integration/test_lifecycle.py",
+            *all_but("tests/integration/test_loopback_connect.py",  # (those two run it in a child)
+                     "test_a_socket_stoker_cannot_open_is_said_so_not_called_an_unreachable_loopback",
+                     "test_a_socket_denied_for_ipv6_alone_still_says_127_0_0_1_refused"))),
 )
