@@ -51,7 +51,7 @@ def test_an_unknown_field_lists_the_known_ones_and_a_near_name_only_when_there_i
 
 
 class Fieldless(Struct):
-    pass
+    """A struct of no fields."""
 
 
 def test_a_struct_of_no_fields_says_so():
