@@ -71,7 +71,9 @@ def _held_here(name: str, rdir: int, held: Ident, held_generation: int | None) -
     except FileNotFoundError:
         return None
     try:
-        return is_held(fd, held, held_generation) if ident(os.fstat(fd)) == held else None
+        if ident(os.fstat(fd)) != held:
+            return None
+        return generation(fd) in (None, held_generation)
     finally:
         os.close(fd)
 

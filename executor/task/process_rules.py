@@ -205,9 +205,7 @@ def after_run(spec: ProcessSpec, outcome: RunOutcome, desc: str, counts: RunCoun
     elif outcome is RunOutcome.FAILED:
         if mf != 0 and counts.failures >= mf:
             return _failed_for_good(spec, desc, counts.failures)
-        limit = (f" of max_failures={mf}" if mf else "; max_failures=0: no limit" if run_cap is None
-                 else f"; max_failures=0: no limit but the run cap of {run_cap} failed or lost runs")
-        reason = f"{desc}; restarting (failure {counts.failures}{limit})"
+        reason = f"{desc}; restarting (failure {counts.failures}{_failure_limit(mf, run_cap)})"
     else:
         reason = f"{desc}; restarting (loss {counts.losses}, not counted toward max_failures={mf})"
     lost_or_failed = counts.failures + counts.losses
@@ -219,6 +217,15 @@ def after_run(spec: ProcessSpec, outcome: RunOutcome, desc: str, counts: RunCoun
         wait = number(spec.min_duration_secs)
         reason += f"; waiting {wait} s for min_duration={wait}"
     return RunEnd(ProcessState.WAITING, reason)
+
+
+def _failure_limit(max_failures: int, run_cap: int | None) -> str:
+    """What bounds a restarted process's failures, after its count."""
+    if max_failures:
+        return f" of max_failures={max_failures}"
+    if run_cap is None:
+        return "; max_failures=0: no limit"
+    return f"; max_failures=0: no limit but the run cap of {run_cap} failed or lost runs"
 
 
 def _failed_for_good(spec: ProcessSpec, desc: str, failures: int) -> RunEnd:
