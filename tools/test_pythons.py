@@ -13,7 +13,8 @@ when any run failed, 0 when all passed or no other Python was found (it says so)
 
 --tiers runs every tier there as `make test` does (`make test-pythons PYTEST_ARGS=--tiers`):
 the unit and integration tiers on three pytest-xdist workers, then the later tiers each module
-on one worker, then the tests marked `serial` alone; PYTEST ARGS are added to each run.
+on one worker (both without the tests marked `serial`), then those, of every tier, alone;
+PYTEST ARGS are added to each run.
 
 Not part of `make test` (CI): a venv per version costs about 30 s of pip, and the unit
 tests about 25 s on each; CI runs the release zipapp on each of these Pythons instead
@@ -36,12 +37,12 @@ OLDEST = (3, 11)
 # simulator, with the import budget of each (module sets, the same on every version).
 DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py", "tests/e2e/test_startup_imports_early.py"]
 # --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 3): the unit
-# and integration tiers on three workers, the later ones each module on one worker but the tests
-# marked `serial`, then those alone
+# and integration tiers on three workers, the later ones each module on one worker, both but the
+# tests marked `serial`, then those, of every tier, alone
 LATER_TIERS = ["--ignore=tests/unit", "--ignore=tests/integration"]
-TIER_RUNS = [["-n", "3", "tests/unit", "tests/integration"],
+TIER_RUNS = [["-n", "3", "-m", "not serial", "tests/unit", "tests/integration"],
              ["-n", "3", "--dist", "loadfile", "-m", "not serial", *LATER_TIERS],
-             ["-m", "serial", *LATER_TIERS]]
+             ["-m", "serial", "tests"]]
 
 
 def pytest_runs(python: str, tiers: bool, pytest_args: list[str]) -> list[list[str]]:

@@ -281,6 +281,7 @@ HOLD_A_CHILD = """
 """
 
 
+@pytest.mark.serial  # hands a pid on: the host's next pid rewound
 def test_a_pid_the_walk_listed_then_handed_to_another_process_is_not_moved_into_the_task_cgroup(tmp_path):
     # The walk lists a run's child, which exits and is reaped before its move; the kernel
     # hands its pid on, here to a process of the test's. Moved into the task's cgroup by

@@ -94,6 +94,7 @@ print("closed", flush=True)
 """
 
 
+@pytest.mark.serial  # hands a pid on: the host's next pid rewound
 def test_an_early_run_reaped_before_it_is_given_up_kills_no_group_that_took_its_id(tmp_path):
     """An early start's run that exited (reaped at once by the supervisor's reaper, its exit
     held back) is given up later, when the task does not take it: `os.killpg` of its pid,

@@ -144,7 +144,15 @@ def hand_on(pid: int, argv: list[str], within_secs: float = 5.0, new_session: bo
     session (and process group) of its own, whose id is `pid` too. The write sets the whole host's next pid,
     so a process forked elsewhere meanwhile may take it: tried again once that one is gone,
     for `within_secs`; then the test fails naming what holds it (it was a skip, after 200
-    tries in a moment: one that took it and lived on)."""
+    tries in a moment: one that took it and lived on).
+
+    The next forks anywhere on the host go on from `pid`, taking the pids freed since it was
+    first given out (within milliseconds: another test's pid files and records then name
+    strangers that started in the instant their processes ended), so a test that calls this
+    is marked `serial` and runs alone; beside other workers it fails, saying so."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        pytest.fail("handing a pid on rewinds the host's next pid under the other workers' tests: "
+                    "mark the test `serial` (make test runs those alone)")
     deadline, holder = time.monotonic() + within_secs, None
     while time.monotonic() < deadline:
         if (holder := command_of(pid)) is not None:  # another's, maybe for a moment

@@ -44,6 +44,7 @@ def _hand_on(pid: int, takers: list[subprocess.Popen[bytes]]) -> subprocess.Pope
     return takers[-1]
 
 
+@pytest.mark.serial  # hands a pid on: the host's next pid rewound
 def test_a_pid_file_s_pid_handed_on_is_not_alive_and_not_killed(tmp_path, handed_on):
     """`proc_scan.live` of the pids a pid file names: the process that took the pid since
     started after the file was written (counted alive before: a false "left running")."""
@@ -71,6 +72,7 @@ def test_a_pid_file_s_pid_whose_process_lives_is_alive_and_killed(tmp_path):
         _ended(written)
 
 
+@pytest.mark.serial  # hands a pid on: the host's next pid rewound
 def test_a_named_process_whose_pid_was_handed_on_is_gone_and_the_taker_is_not_signalled(handed_on):
     first = subprocess.Popen(["sleep", "60"])
     name = pidnames.named(first.pid)
@@ -100,6 +102,7 @@ def test_a_pid_named_when_gone_is_never_alive(tmp_path):
     assert name.start is None and not pidnames.is_live(name)
 
 
+@pytest.mark.serial  # hands a pid on: the host's next pid rewound
 def test_a_checkpoint_s_pid_handed_on_within_a_second_of_its_record_is_spared(tmp_path, handed_on):
     """`task_pids` named a pid by its record's wall time with a second of slack (psutil's
     start times, from /proc/stat's whole-second btime): a process that took the pid less
@@ -118,6 +121,7 @@ def test_a_checkpoint_s_pid_handed_on_within_a_second_of_its_record_is_spared(tm
     assert stranger.poll() is None
 
 
+@pytest.mark.serial  # hands a pid on: the host's next pid rewound
 def test_a_pid_another_process_holds_fails_the_hand_on_naming_it(handed_on):
     # Writing ns_last_pid sets the whole host's next pid: a process forked elsewhere between
     # the write and the test's fork takes the pid. One that lived on made every later try
@@ -128,3 +132,14 @@ def test_a_pid_another_process_holds_fails_the_hand_on_naming_it(handed_on):
             pidnames.hand_on(holder.pid, ["sleep", "60"], within_secs=0.3)
     finally:
         _ended(holder)
+
+
+def test_a_hand_on_beside_other_workers_fails_before_it_rewinds_the_host_s_next_pid(monkeypatch):
+    # After the rewind the next forks anywhere take the pids freed since `pid` was given out,
+    # within milliseconds: a fault test beside it read two of its stopped runs' pids, taken so,
+    # as alive (reproduced: both taken 52 ms after the pid file's write, inside its slack).
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    monkeypatch.setattr(pidnames.subprocess, "Popen", lambda *args, **kwargs: pytest.fail("forked"))
+    monkeypatch.setattr(pidnames.Path, "write_text", lambda *args, **kwargs: pytest.fail("wrote"))
+    with pytest.raises(pytest.fail.Exception, match=r"rewinds the host's next pid .* mark the test `serial`"):
+        pidnames.hand_on(os.getpid(), ["sleep", "60"])
