@@ -121,7 +121,7 @@ class LogChunk:
     capped: bool  # less than asked: the server's cap
     runs: tuple[int, ...]  # the runs that have a log
     parts: tuple[str, ...]  # the run's streams, rotated parts included (stdout.1, ...)
-    file: str = ""  # which file was read ("DEVICE:INODE"): another one once it was rotated
+    file: str = ""  # which file was read ("DEVICE:INODE:GENERATION", `logrange.FILE_IDENT`): another one once it was rotated
     run_dir: str = ""  # the run's directory ("DEVICE:INODE"): another one in a new attempt
     continues: bool = True  # follow mode: right after what the request held (False: its
     # file was truncated, or rotated out of reach: this is a file from its start)
