@@ -84,7 +84,7 @@ def describe(problem: OrderProblem, task_path: str = "job.task") -> str:
         case NeverDone(index, order, before, after, _):
             return (f"{task_path}.constraints[{index}].order = {show(list(order))} makes {show(after)} "
                     f"wait for {show(before)}, an ephemeral process: the task does not wait for "
-                    f"ephemeral processes, so one it waits for may not wait for one")
+                    f"ephemeral processes, so a process it waits for may not wait for one")
         case Cycle(path):
             return (f"{task_path}.constraints form a cycle, so none of these can ever start: "
                     + cut(" -> ".join(path), 400))

@@ -96,8 +96,8 @@ def test_constraint_mixing_final_and_regular(tmp_path):
                     "process: a daemon runs again after each success and never finishes, so 'b' would "
                     "never start"),
     ("ephemeral=True", "job.task.constraints[0].order = ['a', 'b'] makes 'b' wait for 'a', an "
-                       "ephemeral process: the task does not wait for ephemeral processes, so one it "
-                       "waits for may not wait for one"),
+                       "ephemeral process: the task does not wait for ephemeral processes, so a "
+                       "process it waits for may not wait for one"),
 ])
 def test_a_process_waiting_for_a_daemon_or_an_ephemeral_one_is_refused_as_thermos_does(tmp_path, flags, expected):
     path = write_config(tmp_path, job_text(

@@ -73,10 +73,21 @@ def test_nothing_waits_for_a_daemon_nor_a_waited_for_process_for_an_ephemeral_on
     (MixedStages(0, ("a", "z")), "job.task.constraints[0].order = ['a', 'z'] mixes final and non-final "
      "processes, which run in different stages and cannot be ordered against each other"),
     (Cycle(("a", "b", "a")), "job.task.constraints form a cycle, so none of these can ever start: a -> b -> a"),
+    (NeverDone(3, ("a", "b", "c"), "b", "c", "daemon"), "job.task.constraints[3].order = ['a', 'b', 'c'] makes "
+     "'c' wait for 'b', a daemon process: a daemon runs again after each success and never finishes, so 'c' "
+     "would never start"),
+    (NeverDone(1, ("a", "b", "c"), "a", "b", "ephemeral"), "job.task.constraints[1].order = ['a', 'b', 'c'] "
+     "makes 'b' wait for 'a', an ephemeral process: the task does not wait for ephemeral processes, so a "
+     "process it waits for may not wait for one"),
 ])
 def test_each_problem_has_one_sentence(problem, sentence):
     assert describe(problem) == sentence
     assert describe(problem, "task") == sentence.replace("job.task", "task")
+
+
+def test_what_is_no_problem_is_not_described():
+    with pytest.raises(AssertionError, match="Expected code to be unreachable, but got: 'no problem'"):
+        describe("no problem")  # type: ignore[arg-type]
 
 
 def test_long_lists_in_a_sentence_are_cut():

@@ -379,8 +379,8 @@ def test_a_schedule_that_makes_a_waited_for_process_wait_for_an_ephemeral_one_is
         Planner(task(proc("side", ephemeral=True), proc("main"), constraints=[("side", "main")]))
     assert str(caught.value) == (
         "invalid schedule: task.constraints[0].order = ['side', 'main'] makes 'main' wait for "
-        "'side', an ephemeral process: the task does not wait for ephemeral processes, so one "
-        "it waits for may not wait for one")
+        "'side', an ephemeral process: the task does not wait for ephemeral processes, so a "
+        "process it waits for may not wait for one")
 
 
 # ---- the process rules these reach ----
