@@ -12,8 +12,10 @@ of the backups kept), and, unless `--run` pins a run, follows the process into i
 run (and into the next attempt's runs when `stoker run` restarts the task), printing
 `==> PROCESS run N: stdout <==` before the new run's output, from its oldest file (a run
 rotated already before it was looked at). The rotation steps are shared with the observer's
-follow mode (`executor/procs/rotation.py`). While idle it looks again every
-`FOLLOW_IDLE_SECS` (tail's own `-s`); the supervisor itself never polls. It ends, quietly
+follow mode (`executor/procs/rotation.py`). While idle it waits for the kernel's word
+(inotify, `executor/cli/logwatch.py`) that the run's directory or the process's changed, and
+looks again after `FOLLOW_IDLE_SECS` at the latest (tail's own `-s`; every look, where
+inotify cannot be had); the supervisor itself never polls. It ends, quietly
 and with status 0, once its reader is gone (`stoker tail -f ... | head -2`), even while
 the log is idle, as GNU tail does; once its sandbox is removed (the run's directory with
 it), nothing more can come: it ends with an error line, exit 1. `--attempt N` reads an earlier attempt's logs instead,
@@ -38,15 +40,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from config.words import quoted
-from executor.cli import tailparts
+from executor.cli import logwatch, tailparts
 from executor.cli.targets import Target, error, registry_arguments, resolve, task_arguments
 from executor.procs import rotation, saferead
 from executor.procs.runprune import KEEP_RUNS
@@ -95,7 +95,7 @@ class ProcessLogs:
         self.sandbox, self.process, self.stream = sandbox, process, stream
         self.logs_dir = logs_dir  # `.logs`, or an earlier attempt's `.logs.attempt-N`
 
-    def _process_dir(self) -> int:
+    def process_dir(self) -> int:
         root = saferead.open_root(self.sandbox)
         try:
             return saferead.walk(root, [self.logs_dir, self.process], file=False)
@@ -107,7 +107,7 @@ class ProcessLogs:
         readied ahead that never started (`saferead.readied`: its supervisor was killed -9
         before its first step)."""
         try:
-            fd = self._process_dir()
+            fd = self.process_dir()
         except FileNotFoundError:
             return []
         try:
@@ -120,7 +120,7 @@ class ProcessLogs:
 
     def open(self, run: int) -> tuple[int, int]:
         """(run directory fd, file fd) of run `run`'s log. Raises OSError."""
-        pdir = self._process_dir()
+        pdir = self.process_dir()
         try:
             rdir = saferead.open_dir(str(run), pdir)
         finally:
@@ -140,7 +140,7 @@ class ProcessLogs:
     def run_ident(self, run: int) -> tuple[int, int] | None:
         """(device, inode) of run `run`'s directory as its path names it now; None when none."""
         try:
-            pdir = self._process_dir()
+            pdir = self.process_dir()
         except FileNotFoundError:
             return None
         try:
@@ -275,17 +275,13 @@ def _finish(out: BinaryIO) -> None:
     out.flush()
 
 
-def _reader_gone(out: BinaryIO, secs: float) -> bool:
-    """Wait `secs`; True as soon as `out` has no reader any more (a pipe whose reader
-    closed it, a hung-up terminal): the kernel says so without a write."""
+def _out_fd(out: BinaryIO) -> int | None:
+    """The descriptor `out` writes to, whose hang-up says its reader is gone (a pipe whose
+    reader closed it, a hung-up terminal); None when it is no file (a test's buffer)."""
     try:
-        fd = out.fileno()
-    except (AttributeError, OSError, ValueError):  # not a file (a test's buffer)
-        time.sleep(secs)
-        return False
-    poller = select.poll()
-    poller.register(fd, 0)  # no events asked: only an error or a hang-up wakes it
-    return bool(poller.poll(secs * 1000))
+        return out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 _ident = rotation.ident
@@ -298,23 +294,31 @@ class Follower:
                  pinned: bool) -> None:
         self.logs, self.run, self._dir, self._fd, self.pos = logs, run, run_dir, fd, pos
         self._pinned = pinned
+        self._awaited: int | None = None  # a newer run whose directory came before its log
 
     def follow(self, out: BinaryIO, stop: Callable[[], bool],
                idle_secs: float = FOLLOW_IDLE_SECS) -> int:
         """Until `stop()` is true when there is nothing new; returns the exit status."""
+        wakeups, out_fd = logwatch.Wakeups(), _out_fd(out)
         try:
+            self._watch(wakeups)
             while True:
                 if self._copy(out):
                     continue
                 if stop():
                     return 0
-                if self._rotated(out) or self._next_run(out):
+                if self._rotated(out):
+                    continue
+                if self._next_run(out):
+                    self._watch(wakeups)
                     continue
                 if self._removed(out):
                     error(f"stopped following {self._path()}: its sandbox was removed (the agent's garbage "
                           "collection, an rm -rf): nothing more can be written to it")
                     return 1
-                if _reader_gone(out, idle_secs):
+                if self._awaited is not None:
+                    self._watch(wakeups)  # its log's creation wakes the follower
+                if wakeups.wait(out_fd, idle_secs):
                     raise BrokenPipeError("the reader of stdout is gone")
         except BrokenPipeError:
             raise  # the reader had enough: the command ends quietly (executor/cli/main.py)
@@ -322,8 +326,32 @@ class Follower:
             error(f"stopped following {self._path()}: {saferead.describe(exc)}")
             return 1
         finally:
+            wakeups.close()
             os.close(self._fd)
             os.close(self._dir)
+
+    def _watch(self, wakeups: logwatch.Wakeups) -> None:
+        """Wake at a change in the run's directory (the log, its rotations), in the
+        process's (its next run) and in the newer run's awaited, as they are now."""
+        wakeups.watch("run", self._dir, logwatch.RUN_DIR_EVENTS)
+        if self._awaited is None:
+            wakeups.forget("awaited")
+        if self._pinned:
+            return
+        try:
+            pdir = self.logs.process_dir()
+        except OSError:
+            return  # gone: the look after each wait finds what comes instead
+        try:
+            wakeups.watch("process", pdir, logwatch.PROCESS_DIR_EVENTS)
+            if self._awaited is not None:
+                awaited = saferead.open_dir(str(self._awaited), pdir)
+                wakeups.watch("awaited", awaited, logwatch.RUN_DIR_EVENTS)
+                os.close(awaited)
+        except OSError:
+            return  # moved or gone under the look: the next look finds it
+        finally:
+            os.close(pdir)
 
     def _copy(self, out: BinaryIO) -> bool:
         size = os.fstat(self._fd).st_size
@@ -383,6 +411,7 @@ class Follower:
         try:
             rdir, fd = self.logs.open(newer[0])
         except FileNotFoundError:
+            self._awaited = newer[0]
             return False  # its directory is there, its log not yet
         try:  # from its oldest file: a burst may have rotated it already
             first = rotation.open_first(rdir, self.logs.stream)
@@ -395,7 +424,7 @@ class Follower:
         self._copy(out)  # the last words of the run before
         os.close(self._fd)
         os.close(self._dir)
-        self.run, self._dir, self._fd, self.pos = newer[0], rdir, fd, 0
+        self.run, self._dir, self._fd, self.pos, self._awaited = newer[0], rdir, fd, 0, None
         out.write(f"==> {self.logs.process} run {self.run}: {self.logs.stream} <==\n".encode())
         out.flush()
         return True
