@@ -33,7 +33,7 @@ def last_lines(rdir: int, name: str, fd: int, end: int, lines: int) -> list[Part
             pos -= os.pread(part_fd, 1, size - 1) == b"\n"
         start, wanted = saferead.newlines_back(part_fd, pos, wanted) if wanted > 0 else (size, 0)
         parts.append((part_fd, 0 if start is None else start, size))
-        following = None if start is not None else _backup(rdir, name, k, fd)
+        following = None if start is not None or k > MAX_BACKUPS else _backup(rdir, name, k, fd)
         if following is None:
             break
         part_fd, size = following, os.fstat(following).st_size
