@@ -66,7 +66,7 @@ def no_descriptor_left() -> Iterator[None]:
 @pytest.mark.parametrize(("lines", "printed"), [
     ("1", b"5\n"), ("2", b"4\n5\n"), ("3", b"3\n4\n5\n"), ("9", b"1\n2\n3\n4\n5\n"), ("0", b""),
     ("+1", b"1\n2\n3\n4\n5\n"), ("+2", b"2\n3\n4\n5\n"), ("+3", b"3\n4\n5\n"), ("+4", b"4\n5\n"),
-    ("+5", b"5\n"), ("+6", b""),
+    ("+5", b"5\n"), ("+6", b""), ("+7", b""), ("+99", b""),
 ])
 def test_the_lines_of_a_log_and_its_backups_read_as_one_stream(run_dir, rdir, no_descriptor_left, lines, printed):
     _log(run_dir, b"1\n2\n", b"3\n", b"4\n5\n")
@@ -117,3 +117,25 @@ def test_a_backup_that_ends_in_a_hole_is_counted_to_its_end(run_dir, rdir, no_de
     assert _printed(rdir, "+4") == b"3\n"
     assert _printed(rdir, "+3") == hole + b"2\n3\n"
     assert _printed(rdir, "+2") == b"1\n" + hole + b"2\n3\n"
+
+
+def test_a_backup_of_several_data_extents_is_counted_once_each(run_dir, rdir, no_descriptor_left):
+    """Data, a hole, data, a hole, data (each read as far as its own hole begins)."""
+    _log(run_dir, b"", b"4\n")
+    with open(run_dir / "stdout.1", "wb") as f:
+        for number, at in ((1, 0), (2, 8192), (3, 16384)):
+            f.seek(at)
+            f.write(b"%d\n" % number)
+    assert _printed(rdir, "+4") == b"4\n"
+    assert _printed(rdir, "+5") == b""
+
+
+def test_the_log_rotated_after_it_was_opened_is_not_read_again_as_its_own_backup(run_dir, rdir, no_descriptor_left):
+    _log(run_dir, b"a\nb\n")
+    fd = saferead.open_file("stdout", rdir)
+    try:
+        os.replace(run_dir / "stdout", run_dir / "stdout.1")  # rotated: the file open is `.1` now
+        (run_dir / "stdout").write_bytes(b"c\n")
+        assert tailparts.last_lines(rdir, "stdout", fd, 4, 10) == [(fd, 0, 4)]
+    finally:
+        os.close(fd)
