@@ -99,3 +99,5 @@ def test_an_error_page_names_its_status_and_reason_escaped():
     found = error_page(404, "no task <x>")
     assert found == page("404", '<h1>404</h1><p>no task &lt;x&gt;</p><p><a href="/">All tasks</a></p>')
     assert "<title>404 · stoker observe</title>" in found
+    assert '<link rel="stylesheet" href="/static/observe.css"></head>' in found  # nothing more in its head
+    assert '<span class="where"></span>' in found
