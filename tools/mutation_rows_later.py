@@ -377,4 +377,13 @@ LATER_ROWS = (
             "tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py",
             "tests/integration/test_observe_log_chunk.py", "tests/integration/test_observe_sparse_log.py",
             "tests/integration/test_observe_usage.py", "tests/unit/test_observe_html.py")),
+    Module("operatorpath", "the sandbox an operator's path names, no other user's symlink followed",
+           ("executor/host/operatorpath.py",),
+           ("tests/integration/test_control_planted.py::test_root_s_kill_does_not_follow_a_user_s_symlink_to_another_user_s_sandbox",
+            "tests/integration/test_control_planted.py::test_the_operator_s_path_resolves_as_the_kernel_resolves_it",
+            "tests/integration/test_operator_path.py")),
+    Module("configerrors", "the configuration errors: a value shown, problems listed", ("config/errors.py",),
+           ("tests/unit/test_loader_errors.py", "tests/unit/test_loader_validation.py", "tests/unit/test_bind.py",
+            "tests/unit/test_plan.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_announcer_config.py",
+            "tests/unit/test_aurora_launch.py", "tests/unit/test_document_words.py", "tests/unit/test_config_errors.py")),
 )
