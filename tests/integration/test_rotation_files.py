@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from executor.procs import rotation, saferead
+from tests.support import rundir
 
 pytestmark = pytest.mark.timeout(30)
+run_dir, rdir = rundir.run_dir, rundir.rdir  # the fixtures: a run's directory and its descriptor
 
 
 def _files(run_dir: Path, *names: str) -> None:
@@ -41,20 +42,6 @@ def _text(fd: int | None) -> str | None:
         return os.read(fd, 1024).decode()
     finally:
         os.close(fd)
-
-
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
-    path = tmp_path / "0"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def rdir(run_dir) -> Iterator[int]:
-    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-    yield fd
-    os.close(fd)
 
 
 def _generation(path: Path) -> int:

@@ -13,22 +13,10 @@ import pytest
 
 from executor.cli import tailparts
 from executor.procs import saferead
+from tests.support import rundir
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def run_dir(tmp_path) -> Path:
-    path = tmp_path / "0"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def rdir(run_dir) -> Iterator[int]:
-    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-    yield fd
-    os.close(fd)
+run_dir, rdir = rundir.run_dir, rundir.rdir  # the fixtures: a run's directory and its descriptor
 
 
 def _log(run_dir: Path, *texts: bytes) -> None:
