@@ -70,13 +70,16 @@ def _unescape(field: str) -> str:
 
 def parse_mountinfo(text: str) -> list[Mount]:
     """The cgroup and cgroup2 mounts in /proc/self/mountinfo text, in order; lines that are
-    not cgroup mounts, or are malformed, are skipped."""
-    mounts = []
+    not cgroup mounts, or are malformed, are skipped, and so is a mount hidden by a later one
+    on the same mount point (of any type: what the path shows is the later one's)."""
+    mounts: list[Mount] = []
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if not sep or len(fields) < 5 or len(tail) < 1:
             continue
+        mountpoint = _unescape(fields[4])
+        mounts = [m for m in mounts if m.mountpoint != mountpoint]  # hidden from now on
         fstype = tail[0]
         if fstype == "cgroup2":
             kind: CgroupKind | None = CgroupKind.V2
@@ -85,7 +88,7 @@ def parse_mountinfo(text: str) -> list[Mount]:
             kind = CgroupKind.V1_FREEZER if "freezer" in options else None
         else:
             continue
-        mounts.append(Mount(mountpoint=_unescape(fields[4]), root=_unescape(fields[3]), kind=kind))
+        mounts.append(Mount(mountpoint=mountpoint, root=_unescape(fields[3]), kind=kind))
     return mounts
 
 

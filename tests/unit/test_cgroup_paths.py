@@ -102,3 +102,51 @@ def test_a_configured_parent_is_placed_in_the_mount_it_is_under():
         Place(V2, "/sys/fs/cgroup/app", "/kubepods/pod1/c1/app")
     assert place_of("/sys/fs/cgroup/memory/x", HYBRID_MOUNTS) is None  # no freezer there
     assert place_of("/tmp/x", HYBRID_MOUNTS) is None
+
+
+def test_damaged_mountinfo_lines_before_the_cgroup_mounts_are_passed_over_not_the_end():
+    text = ("garbage\n"
+            "1 2 3 - cgroup2 cgroup2 rw\n"  # four fields before the separator: damaged
+            "77 1 0:40 / /sys/fs/cgroup/x rw -\n"  # nothing after it
+            "78 1 0:41 / /srv/cg2 - cgroup2 none rw\n"  # five fields, the least a line has
+            "79 1 0:42 / /srv/v1 rw - cgroup cgroup\n"  # a v1 mount without its options
+            "80 1 0:43 / /srv/fake rw - none cgroup2 rw\n"  # the source, not the type
+            + HYBRID_MOUNTS)
+    mounts = [(m.mountpoint, m.root, m.kind) for m in parse_mountinfo(text)]
+    assert mounts[:2] == [("/srv/cg2", "/", V2), ("/srv/v1", "/", None)]
+    assert [m[0] for m in mounts[2:]] == ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/freezer",
+                                          "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"]
+
+
+def test_proc_cgroup_lines_damaged_or_of_other_kinds_are_passed_over():
+    text = "garbage\n0::relative\n3::/not-v2\n1:name=systemd:/s\n0::/a:b:c\n5:cpu,freezer:/f:1\n"
+    assert parse_proc_cgroup(text) == {V2: "/a:b:c", FREEZER: "/f:1"}  # a path may hold colons
+
+
+def test_a_deleted_cgroup_is_no_place_and_the_next_kind_is_still_offered():
+    self_text = "6:freezer:/mesos/abc\n0::/gone (deleted)\n"
+    assert own_places(self_text, HYBRID_MOUNTS) == [Place(FREEZER, "/sys/fs/cgroup/freezer/mesos/abc", "/mesos/abc")]
+    assert own_places("0::/\n", V2_MOUNTS) == [Place(V2, "/sys/fs/cgroup", "/")]
+
+
+def test_the_deepest_mount_a_directory_is_under_places_it():
+    nested = ("60 1 0:50 / /cg rw - cgroup2 cgroup2 rw\n"
+              "61 60 0:51 /inner /cg/sub rw - cgroup cgroup rw,freezer\n"
+              "62 1 0:52 / /cg2 rw - cgroup2 cgroup2 rw\n")
+    assert place_of("/cg/sub/x/", nested) == Place(FREEZER, "/cg/sub/x", "/inner/x")
+    assert place_of("/cg/other", nested) == Place(V2, "/cg/other", "/other")
+    assert place_of("/", "63 1 0:53 / / rw - cgroup2 cgroup2 rw\n") == Place(V2, "/", "/")
+
+
+def test_a_cgroup_mount_hidden_by_a_later_one_on_its_mount_point_is_no_place():
+    # a container's runtime mounting its own subtree over the host's hierarchy, then a
+    # tmpfs over a v1 freezer mount: what each path shows is the later mount
+    stacked = ("70 1 0:60 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+               "71 70 0:60 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+               "72 1 0:61 / /srv/freezer rw - cgroup cgroup rw,freezer\n"
+               "73 72 0:62 / /srv/freezer rw - tmpfs tmpfs rw\n")
+    assert [(m.mountpoint, m.root) for m in parse_mountinfo(stacked)] == [("/sys/fs/cgroup", "/kubepods/pod1")]
+    assert place_of("/sys/fs/cgroup/app", stacked) == Place(V2, "/sys/fs/cgroup/app", "/kubepods/pod1/app")
+    assert own_places("0::/kubepods/pod1/c\n6:freezer:/x\n", stacked) == [
+        Place(V2, "/sys/fs/cgroup/c", "/kubepods/pod1/c")]
+    assert place_of("/srv/freezer/x", stacked) is None
