@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from config.announcer import AnnouncerSpec, parse_ensemble, parse_serverset_path
+from config.announcer import AnnouncerSpec, node_name_ok, parse_ensemble, parse_serverset_path
 from config.argdecl import add_arguments
 from config.errors import SettingsError
 from config.executorsettings import ExecutorSettings
 from config.settings import RunSettings
+from config.words import quoted
 from config.zookeeper import (
     AnnouncerSettings,
     ZkAccess,
@@ -282,3 +283,30 @@ def test_an_auth_file_that_is_not_utf8_is_named_with_why(tmp_path):
     assert info.value.problems == (
         f"--announcer-zookeeper-auth-config='{latin1}' cannot be read: 'utf-8' codec can't decode byte 0xe9 "
         "in position 49: invalid continuation byte",)
+
+
+def test_a_job_s_announce_value_read_with_aurora_s_defaults():
+    assert AnnouncerSpec.from_plain({}) == AnnouncerSpec(primary_port="http", portmap={"aurora": "http"}, zk_path=None)
+    assert AnnouncerSpec.from_plain({"primary_port": "", "portmap": None, "zk_path": ""}) == AnnouncerSpec()
+    assert AnnouncerSpec.from_plain({"primary_port": "web", "portmap": {"a": 80}, "zk_path": "/x"}) == AnnouncerSpec(
+        primary_port="web", portmap={"a": "80"}, zk_path="/x")
+    assert AnnouncerSpec.from_plain({"portmap": {}}).portmap == {}  # an empty map is the job's own
+
+
+@pytest.mark.parametrize("text", ["", "   ", None, 2181])
+def test_an_ensemble_that_is_no_text_or_blank_is_refused_naming_it(text):
+    with pytest.raises(ValueError) as refused:
+        parse_ensemble(text)
+    assert str(refused.value) == f"{quoted(text)} is not a ZooKeeper ensemble (HOST:PORT[,HOST:PORT...])"
+
+
+@pytest.mark.parametrize(("char", "ok"), [
+    ("\ud7ff", True), ("\ud800", False), ("\uf8ff", False), ("\uf900", True), ("\ufff0", False), ("\x9f", False)])
+def test_a_node_name_s_refused_ranges_at_their_ends(char, ok):
+    assert node_name_ok(f"a{char}b") is ok
+
+
+def test_a_path_with_a_bad_node_name_names_the_path_and_the_name():
+    with pytest.raises(ValueError) as refused:
+        parse_serverset_path("/aurora/../x")
+    assert str(refused.value) == "'/aurora/../x' is not a ZooKeeper path: '..' cannot be a node name"

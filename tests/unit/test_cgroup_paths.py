@@ -111,15 +111,16 @@ def test_damaged_mountinfo_lines_before_the_cgroup_mounts_are_passed_over_not_th
             "78 1 0:41 / /srv/cg2 - cgroup2 none rw\n"  # five fields, the least a line has
             "79 1 0:42 / /srv/v1 rw - cgroup cgroup\n"  # a v1 mount without its options
             "80 1 0:43 / /srv/fake rw - none cgroup2 rw\n"  # the source, not the type
+            "81 1 0:44 / /srv/bare rw - cgroup2\n"  # the type alone
             + HYBRID_MOUNTS)
     mounts = [(m.mountpoint, m.root, m.kind) for m in parse_mountinfo(text)]
-    assert mounts[:2] == [("/srv/cg2", "/", V2), ("/srv/v1", "/", None)]
-    assert [m[0] for m in mounts[2:]] == ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/freezer",
+    assert mounts[:3] == [("/srv/cg2", "/", V2), ("/srv/v1", "/", None), ("/srv/bare", "/", V2)]
+    assert [m[0] for m in mounts[3:]] == ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/freezer",
                                           "/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"]
 
 
 def test_proc_cgroup_lines_damaged_or_of_other_kinds_are_passed_over():
-    text = "garbage\n0::relative\n3::/not-v2\n1:name=systemd:/s\n0::/a:b:c\n5:cpu,freezer:/f:1\n"
+    text = "garbage\n0::relative\n1:name=systemd:/s\n0::/a:b:c\n5:cpu,freezer:/f:1\n3::/not-v2\n"
     assert parse_proc_cgroup(text) == {V2: "/a:b:c", FREEZER: "/f:1"}  # a path may hold colons
 
 
@@ -150,3 +151,10 @@ def test_a_cgroup_mount_hidden_by_a_later_one_on_its_mount_point_is_no_place():
     assert own_places("0::/kubepods/pod1/c\n6:freezer:/x\n", stacked) == [
         Place(V2, "/sys/fs/cgroup/c", "/kubepods/pod1/c")]
     assert place_of("/srv/freezer/x", stacked) is None
+
+
+def test_a_cgroup_named_with_a_trailing_x_or_at_the_root_keeps_its_name():
+    # (the names' trailing slashes are cut, never another character)
+    assert own_places("0::/appX\n", V2_MOUNTS) == [Place(V2, "/sys/fs/cgroup/appX", "/appX")]
+    assert own_places("0::/\n", "63 1 0:53 / / rw - cgroup2 cgroup2 rw\n") == [Place(V2, "/", "/")]
+    assert place_of("/sys/fs/cgroup/appX", V2_MOUNTS) == Place(V2, "/sys/fs/cgroup/appX", "/appX")
