@@ -386,4 +386,20 @@ LATER_ROWS = (
            ("tests/unit/test_loader_errors.py", "tests/unit/test_loader_validation.py", "tests/unit/test_bind.py",
             "tests/unit/test_plan.py", "tests/unit/test_thermos_flags.py", "tests/unit/test_announcer_config.py",
             "tests/unit/test_aurora_launch.py", "tests/unit/test_document_words.py", "tests/unit/test_config_errors.py")),
+    # The twenty-ninth round: modules no row had held (docs/testing.md §4)
+    Module("cgrouppaths", "where a task's cgroup is made, in each hierarchy", ("executor/procs/cgroup_paths.py",),
+           ("tests/unit/test_cgroup_paths.py",)),
+    Module("fdlimit", "the supervisor's descriptor limit fitted to its task's logs", ("executor/procs/fdlimit.py",),
+           ("tests/integration/test_fdlimit.py::test_the_descriptors_a_task_needs_count_its_live_pipes_and_one_batch_starting",
+            "tests/unit/test_fdlimit_fit.py")),
+    Module("runenv", "a run's command and environment, as a spawn and an adoption see them",
+           ("executor/procs/runenv.py",),
+           ("tests/unit/test_bash_env.py", "tests/unit/test_run_env.py")),
+    Module("announcerspec", "what a task announces, read from its job", ("config/announcer.py",),
+           ("tests/unit/test_announcer_config.py", "tests/unit/test_serverset.py", "tests/unit/test_planform.py",
+            "tests/unit/test_bound_job.py")),
+    Module("compactfile", "the checkpoint's compaction written", ("executor/task/checkpointcompact.py",),
+           ("tests/integration/test_checkpoint_writer.py", "tests/integration/test_checkpoint_compaction_file.py",
+            *all_but("tests/integration/test_checkpoint_compaction.py",  # (its child compacts under the trampoline)
+                     "test_a_first_compaction_with_no_descriptor_left_fails_and_is_done_later"))),
 )
