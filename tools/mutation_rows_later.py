@@ -402,4 +402,13 @@ LATER_ROWS = (
            ("tests/integration/test_checkpoint_writer.py", "tests/integration/test_checkpoint_compaction_file.py",
             *all_but("tests/integration/test_checkpoint_compaction.py",  # (its child compacts under the trampoline)
                      "test_a_first_compaction_with_no_descriptor_left_fails_and_is_done_later"))),
+    # The thirtieth round: modules no row had held (docs/testing.md §4)
+    Module("registryroot", "where the host registry is, and how long it keeps ended tasks", ("config/registry.py",),
+           ("tests/unit/test_settings.py", "tests/integration/test_registry.py")),
+    Module("frozen", "whether a supervisor's cgroup is frozen", ("executor/host/frozen.py",),
+           ("tests/integration/test_frozen_cgroup.py", "tests/integration/test_control_paused.py")),
+    Module("unitstate", "a systemd unit's state for sd_notify", ("executor/local/unitstate.py",),
+           ("tests/unit/test_sdnotify.py", "tests/unit/test_unit_state.py")),
+    Module("peers", "the observer's peers: other observers on the host", ("executor/observe/peers.py",),
+           ("tests/integration/test_observe_peers.py", "tests/unit/test_peer_tables.py")),
 )
