@@ -72,14 +72,14 @@ def parse_mountinfo(text: str) -> list[Mount]:
     """The cgroup and cgroup2 mounts in /proc/self/mountinfo text, in order; lines that are
     not cgroup mounts, or are malformed, are skipped, and so is a mount hidden by a later one
     on the same mount point (of any type: what the path shows is the later one's)."""
-    mounts: list[Mount] = []
+    mounts: dict[str, Mount] = {}  # by mount point, in the order they were mounted
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if not sep or len(fields) < 5 or len(tail) < 1:
             continue
         mountpoint = _unescape(fields[4])
-        mounts = [m for m in mounts if m.mountpoint != mountpoint]  # hidden from now on
+        mounts.pop(mountpoint, None)  # hidden from now on
         fstype = tail[0]
         if fstype == "cgroup2":
             kind: CgroupKind | None = CgroupKind.V2
@@ -88,8 +88,8 @@ def parse_mountinfo(text: str) -> list[Mount]:
             kind = CgroupKind.V1_FREEZER if "freezer" in options else None
         else:
             continue
-        mounts.append(Mount(mountpoint=mountpoint, root=_unescape(fields[3]), kind=kind))
-    return mounts
+        mounts[mountpoint] = Mount(mountpoint=mountpoint, root=_unescape(fields[3]), kind=kind)
+    return list(mounts.values())
 
 
 def parse_proc_cgroup(text: str) -> dict[CgroupKind, str]:
