@@ -411,4 +411,15 @@ LATER_ROWS = (
            ("tests/unit/test_sdnotify.py", "tests/unit/test_unit_state.py")),
     Module("peers", "the observer's peers: other observers on the host", ("executor/observe/peers.py",),
            ("tests/integration/test_observe_peers.py", "tests/unit/test_peer_tables.py")),
+    # The thirty-first round: modules no row had held (docs/testing.md §4)
+    Module("logstage", "the next runs' log files made ahead of time", ("executor/procs/logstage.py",),
+           ("tests/integration/test_log_stage_steps.py",
+            *all_but("tests/integration/test_log_stage.py",  # (its child restarts under the trampoline)
+                     "test_a_restarts_fork_leaves_the_log_bookkeeping_to_the_next_idle_moment"))),
+    Module("entrycache", "the registry's entries kept between reads", ("executor/host/entrycache.py",),
+           ("tests/unit/test_entrycache.py", "tests/integration/test_registry_reread.py")),
+    Module("scrape", "a /metrics scrape: the tasks its window keeps, a task that fails left out",
+           ("executor/observe/scrape.py",),
+           ("tests/integration/test_observe_metrics_window.py", "tests/integration/test_registry_junk.py",
+            "tests/integration/test_sandbox_gone_rows.py", "tests/integration/test_observe_ended_views.py")),
 )

@@ -89,3 +89,36 @@ def test_past_the_bound_of_roots_each_is_read_again_not_answered_wrongly():
     assert (cache.kept("/a"), cache.kept("/b"), cache.kept("/c")) == (0, 0, 1)
     assert cache.reading("/c").get("1-1.json", old) == (True, "/c")
     assert cache.reading("/a").get("1-1.json", old) == (False, None)
+
+
+def test_an_entry_found_again_is_kept_for_the_reading_after_and_the_parses_are_counted():
+    cache: EntryCache[str] = EntryCache(clock=lambda: NOW)
+    old = _stat(NOW - RACY_NS)
+    first = cache.reading("/root")
+    first.put("1-1.json", old, "one")
+    first.put("2-1.json", old, "two")
+    first.done()
+    assert cache.parsed == 2
+    for _ in range(2):  # found again, and again by the reading after it
+        reading = cache.reading("/root")
+        assert reading.get("1-1.json", old) == (True, "one")
+        reading.done()
+    assert cache.parsed == 2 and cache.kept("/root") == 1  # the file not looked at: forgotten
+
+
+def test_two_roots_under_the_bound_are_both_kept():
+    cache: EntryCache[str] = EntryCache(max_roots=2, clock=lambda: NOW)
+    old = _stat(NOW - RACY_NS)
+    for root in ("/a", "/b"):
+        reading = cache.reading(root)
+        reading.put("1-1.json", old, root)
+        reading.done()
+    assert (cache.kept("/a"), cache.kept("/b")) == (1, 1)
+
+
+def test_a_sub_second_part_that_ends_in_zeros_is_still_fine():
+    from executor.host.entrycache import fine
+
+    assert fine((1, 7, 100, 1_000_000_010, 1_000_000_020)) is True
+    assert fine((1, 7, 100, 2_000_000_000, 1_000_000_020)) is False  # an mtime of whole seconds
+    assert fine((1, 7, 100, 1_000_000_010, 3_000_000_000)) is False
