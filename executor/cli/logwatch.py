@@ -74,7 +74,7 @@ class Wakeups:
             poller.register(out_fd, 0)  # no events asked: only an error or a hang-up wakes it
         if self.fd is not None:
             poller.register(self.fd, select.POLLIN)
-        ready = poller.poll(secs * 1000) if out_fd is not None or self.fd is not None else _sleep(secs)
+        ready = poller.poll(secs * 1000)  # (with nothing registered: a sleep of `secs`)
         if any(fd == out_fd for fd, _ in ready):
             return True
         self._drain()
@@ -92,10 +92,3 @@ class Wakeups:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def _sleep(secs: float) -> list[tuple[int, int]]:
-    import time
-
-    time.sleep(secs)
-    return []
