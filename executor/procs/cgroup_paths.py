@@ -71,7 +71,9 @@ def _unescape(field: str) -> str:
 def parse_mountinfo(text: str) -> list[Mount]:
     """The cgroup and cgroup2 mounts in /proc/self/mountinfo text, in order; lines that are
     not cgroup mounts, or are malformed, are skipped, and so is a mount hidden by a later one
-    on the same mount point (of any type: what the path shows is the later one's)."""
+    (of any type) on the same mount point or on a directory above it: what the path shows is
+    the later one's (the kernel lists a namespace's mounts in the order they were made). A
+    mount over `/` hides none: a process's root stays the mount it was."""
     mounts: dict[str, Mount] = {}  # by mount point, in the order they were mounted
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
@@ -79,7 +81,7 @@ def parse_mountinfo(text: str) -> list[Mount]:
         if not sep or len(fields) < 5 or len(tail) < 1:
             continue
         mountpoint = _unescape(fields[4])
-        mounts.pop(mountpoint, None)  # hidden from now on
+        _hide(mounts, mountpoint)
         fstype = tail[0]
         if fstype == "cgroup2":
             kind: CgroupKind | None = CgroupKind.V2
@@ -90,6 +92,15 @@ def parse_mountinfo(text: str) -> list[Mount]:
             continue
         mounts[mountpoint] = Mount(mountpoint=mountpoint, root=_unescape(fields[3]), kind=kind)
     return list(mounts.values())
+
+
+def _hide(mounts: dict[str, Mount], mountpoint: str) -> None:
+    """Drop the mounts a new mount on `mountpoint` hides: one on it, and any under it."""
+    mounts.pop(mountpoint, None)
+    if mountpoint != "/":
+        under = mountpoint.rstrip("/") + "/"
+        for hidden in [p for p in mounts if p.startswith(under)]:
+            del mounts[hidden]
 
 
 def parse_proc_cgroup(text: str) -> dict[CgroupKind, str]:

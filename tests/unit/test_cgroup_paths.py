@@ -158,3 +158,17 @@ def test_a_cgroup_named_with_a_trailing_x_or_at_the_root_keeps_its_name():
     assert own_places("0::/appX\n", V2_MOUNTS) == [Place(V2, "/sys/fs/cgroup/appX", "/appX")]
     assert own_places("0::/\n", "63 1 0:53 / / rw - cgroup2 cgroup2 rw\n") == [Place(V2, "/", "/")]
     assert place_of("/sys/fs/cgroup/appX", V2_MOUNTS) == Place(V2, "/sys/fs/cgroup/appX", "/appX")
+
+
+def test_a_cgroup_mount_hidden_by_a_later_mount_on_a_directory_above_it_is_no_place():
+    # a tmpfs mounted over /sys/fs after the hybrid layout (what a container runtime that
+    # masks the host's hierarchy does), and a second hybrid layout mounted under it after
+    covered = HYBRID_MOUNTS + ("90 23 0:70 / /sys/fs rw - tmpfs tmpfs rw\n"
+                               "91 90 0:71 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n")
+    assert [(m.mountpoint, m.kind) for m in parse_mountinfo(covered)] == [("/sys/fs/cgroup/unified", V2)]
+    assert place_of("/sys/fs/cgroup/freezer/mesos/x", covered) is None
+    # a mount under a sibling whose name only begins alike, and one over /, hide nothing
+    beside = HYBRID_MOUNTS + ("92 23 0:72 / /sys/fs/cgroup/freeze rw - tmpfs tmpfs rw\n"
+                              "93 1 0:73 / / rw - tmpfs tmpfs rw\n")
+    assert [m.mountpoint for m in parse_mountinfo(beside)] == [m.mountpoint for m in parse_mountinfo(HYBRID_MOUNTS)]
+    assert len(parse_mountinfo(HYBRID_MOUNTS)) == 5
