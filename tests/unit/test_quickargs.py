@@ -94,6 +94,59 @@ def test_a_flag_of_a_form_it_does_not_read_leaves_the_command_to_argparse():
     assert parse(["x", "--verbose"], (Counted,)) is None
 
 
+def _one(**argparse_kw):
+    """A settings class of one field, flagged `--opt` unless `flag` says otherwise."""
+    import attrs
+
+    from config.sourced import setting
+
+    flag = argparse_kw.pop("flag", "--opt")
+
+    @attrs.frozen
+    class One:
+        opt: str | None = setting(flag=flag, default=None, help="h", **argparse_kw)
+
+    return One
+
+
+@pytest.mark.parametrize("form", [
+    {"nargs": "+"},  # an option of many words
+    {"flag": "-o"},  # a flag of one dash
+    {"positional": True, "choices": ("a", "b")},  # a positional with choices
+    {"positional": True, "action": "append"},  # a positional of another action
+    {"metavar": "X", "dest": "other"},  # a keyword not read here, beside plain ones
+], ids=["nargs", "one-dash", "positional-choices", "positional-append", "other-keyword"])
+def test_each_form_of_flag_it_does_not_read_leaves_the_command_to_argparse(form):
+    assert parse(["x", "--opt", "v"], (_one(**form),)) is None
+    assert parse(["x", "v"], (_one(**form),)) is None
+
+
+def test_its_own_forms_of_flag_are_read():
+    assert parse(["x", "--opt", "b"], (_one(choices=("a", "b"), metavar="X"),)).opt == "b"
+    assert parse(["x", "v"], (_one(positional=True),)).__dict__ == {"command": "x", "--opt": "v"}
+
+
+def test_positionals_are_filled_required_first_and_optional_ones_after_them():
+    import attrs
+
+    from config.sourced import setting
+
+    @attrs.frozen
+    class Two:
+        first: str | None = setting(flag="FIRST", default=None, help="h", positional=True)
+        second: str | None = setting(flag="SECOND", default=None, help="h", positional=True, nargs="?")
+
+    @attrs.frozen
+    class Misordered:  # an optional positional before a required one: argparse's own reading
+        first: str | None = setting(flag="FIRST", default=None, help="h", positional=True, nargs="?")
+        second: str | None = setting(flag="SECOND", default=None, help="h", positional=True)
+
+    assert vars(parse(["x", "a"], (Two,))) == {"command": "x", "FIRST": "a", "SECOND": None}
+    assert vars(parse(["x", "a", "b"], (Two,))) == {"command": "x", "FIRST": "a", "SECOND": "b"}
+    assert parse(["x"], (Two,)) is None  # the required one missing
+    assert parse(["x", "a", "b"], (Misordered,)) is None
+
+
 _WORDS = ["job.aurora", "c/r/e/n", "", "x=1", "-x", "-1", "-", "--", "-h", "--help", "--sand",
           "--sandbox", "--sandbox=sb", "--sandbox=", "--port", "http=8080", "--port=a=1", "--bind",
           "--log-format", "json", "xml", "--log-format=text", "--cgroups", "off", "--instance", "3",
