@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.aurora.binary import I32, LIST, MAP, STRING, STRUCT
+from config.aurora.binary import I32, LIST, MAP, MAX_BYTES, STRING, STRUCT
+from config.aurora.errors import TaskDataError
 from config.aurora.idl import Field, IdlError, read_idl
 from config.aurora.taskdata import decode_task_data
 from tests.support.aurora_tasks import EXAMPLE
@@ -53,10 +54,41 @@ def test_the_tables_keep_ids_names_and_types_in_declaration_order():
     ("struct A {\n  1: Missing a\n}", "A.a (field 1) has the type 'Missing', which the IDL does not declare"),
     ("struct A {\n  1: map<i32> a\n}", "line 2: map<i32> has 1 type arguments"),
     ("/* a\n b */ struct A {\n  1: list<B> a\n}", "A.a (field 1) has the type 'B'"),
+    ("/* a comment\n of two lines */\nstruct A {\n  1: i32\n}", "line 4: expected a field"),  # lines still counted
+    ("struct A {\n\n  1: list<map<i32>> a\n}", "line 3: map<i32> has 1 type arguments"),  # a nested one's line
+    ("struct A {\n  1: map<string, map<i32, string>, i64> a\n}", "line 2: map<string,map<i32,string>,i64> has 3"),
 ])
 def test_anything_else_is_refused_with_the_line(text, message):
     with pytest.raises(IdlError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         read_idl(text)
+
+
+def test_commas_inside_a_container_type_s_brackets_do_not_split_its_arguments():
+    text = "struct A {\n  1: map<map<string, i32>, map<i32, list<string>>> a\n  2: map<i32, set<i64>> b\n}"
+    assert read_idl(text).structs["A"] == {
+        1: Field("a", ("map", ("map", "string", "i32"), ("map", "i32", ("list", "string")))),
+        2: Field("b", ("map", "i32", ("set", "i64")))}
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"x" * (MAX_BYTES + 1), f"TaskInfo.data ({MAX_BYTES + 1} bytes: 78 78 "),
+    ("{\"a\": \"\ud800\"}", "TaskInfo.data is text that is not UTF-8 (it contains unpaired surrogates)"),
+    (42, "TaskInfo.data must be bytes or text, not int"),
+    (b"\xff\xfe", "TaskInfo.data (2 bytes: ff fe |..|) is neither a Stoker task document (JSON) nor an Aurora"),
+])
+def test_task_data_that_is_neither_form_says_what_arrived(data, message):
+    with pytest.raises(TaskDataError) as caught:
+        decode_task_data(data)
+    assert str(caught.value).startswith(message), str(caught.value)[:200]
+
+
+def test_task_data_of_the_largest_size_allowed_is_read():
+    # Aurora's own payload, padded to the limit with a field the IDL does not know (skipped)
+    pad = MAX_BYTES - len(EXAMPLE) - 7
+    data = EXAMPLE[:-1] + bytes.fromhex("0b7fff") + pad.to_bytes(4, "big") + b"x" * pad + b"\x00"
+    assert len(data) == MAX_BYTES
+    assert decode_task_data(data).task_id == "T1"
+    assert decode_task_data(bytearray(EXAMPLE)).task_id == decode_task_data(memoryview(EXAMPLE)).task_id == "T1"
 
 
 def test_a_container_of_other_element_types_reads_as_empty():
