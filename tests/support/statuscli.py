@@ -57,14 +57,15 @@ def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
 
 
 def registered_task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
-                    ended: bool = False) -> None:
+                    ended: bool = False, marked: bool = True) -> None:
     """Task `name` in `sandbox`, its checkpoint the header and `records`, registered as its
-    supervisor leaves it: `alive`, this process is it; else a gone one of this boot."""
+    supervisor leaves it: `alive`, this process is it; else a gone one of this boot. Its
+    marker is `marker-NAME`, in its registry entry and (`marked`) in its checkpoint's header."""
     me = own_identity()
     os.makedirs(settings.registry_root, mode=0o700, exist_ok=True)
     pid, start = (me.pid, me.start_ticks) if alive else (GONE, len(os.listdir(settings.registry_root)))
     stamped = {} if alive else {"boot": boot_secs() - 60}  # as a supervisor stamps it, after it took its lock
-    write(sandbox, [dict(header(pid, start, marker=f"marker-{name}"), **stamped), *records])
+    write(sandbox, [dict(header(pid, start, marker=f"marker-{name}" if marked else ""), **stamped), *records])
     (sandbox / ".stoker/supervisor.lock").touch()  # as a supervisor leaves it
     fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
     try:
