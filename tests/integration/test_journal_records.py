@@ -5,18 +5,35 @@ and the file kept beside the checkpoint. The health policy is the real one, fed 
 the owner feeds them (`executor/task/checks.py`)."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from executor.events import HealthTransition, ProcessState, ProcessTransition
+from executor.events import (
+    ExitStatus,
+    HealthTransition,
+    PhaseTransition,
+    ProcessState,
+    ProcessTransition,
+    RunOutcome,
+    TaskPhase,
+    TaskStage,
+    TaskState,
+    TaskTransition,
+)
+from executor.host.identity import own_identity
+from executor.host.sandbox import HELD_FILE
 from executor.task import journal as journal_module
 from executor.task.checkpoint import CHECKPOINT_DIR, CheckpointWriter, read_records
-from executor.task.journal import Journal
+from executor.task.journal import Journal, header_record
 from executor.task.records import HeaderRecord
+from healthcheck.checkers import TcpChecker
 from healthcheck.policy import Attempt, HealthPolicy
 from tests.support.limits import fill, tmpfs
+from tests.support.owner_rig import job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -109,3 +126,112 @@ def test_a_file_beside_the_checkpoint_is_written_once_it_is_open(tmp_path):
     journal.replace_beside("held.json", b'{"a": 1}\n')
     journal.close()
     assert (Path(tmp_path) / CHECKPOINT_DIR / "held.json").read_bytes() == b'{"a": 1}\n'
+
+
+def test_each_change_is_one_record_and_one_line(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="executor.task.journal")
+    journal = Journal("web.0", wall_clock=lambda: WALL + 1)
+    journal.open(CheckpointWriter(tmp_path, label="web.0"), HEADER)
+    R, W = ProcessState.RUNNING, ProcessState.WAITING
+    journal.transition(ProcessTransition("web", 0, W, R, "starting run 0"), pid=1000)
+    journal.transition(ProcessTransition("web", 0, R, W, "exit status 3: restarting", RunOutcome.FAILED),
+                       pid=1000, status=ExitStatus(exit_code=3))
+    journal.transition(ProcessTransition("web", 1, R, W, "killed by SIGKILL (nobody in the task sent it)",
+                                         RunOutcome.LOST), pid=1001, status=ExitStatus(signal=9))
+    journal.transition(ProcessTransition("web", 2, R, ProcessState.FAILED, "exit status 1", RunOutcome.FAILED),
+                       pid=1002, status=ExitStatus(exit_code=1))
+    journal.transition(ProcessTransition("cron", None, W, ProcessState.KILLED, "the task was killed"))
+    journal.transition(PhaseTransition(TaskPhase.ACTIVE, TaskPhase.CLEANING, "a process failed"))
+    journal.transition(TaskTransition(TaskStage.RUNNING, TaskStage.KILLING, "killing", ends_as=TaskState.FAILED))
+    journal.close()
+    records = [{k: v for k, v in r.items() if k != "kind"} for r in read_records(tmp_path)[1:]]
+    assert records == [
+        {"process": "web", "run": 0, "from": "WAITING", "to": "RUNNING", "reason": "starting run 0", "pid": 1000,
+         "exit_code": None, "signal": None, "outcome": None, "wall": WALL + 1},
+        {"process": "web", "run": 0, "from": "RUNNING", "to": "WAITING", "reason": "exit status 3: restarting",
+         "pid": 1000, "exit_code": 3, "signal": None, "outcome": "FAILED", "wall": WALL + 1},
+        {"process": "web", "run": 1, "from": "RUNNING", "to": "WAITING",
+         "reason": "killed by SIGKILL (nobody in the task sent it)", "pid": 1001, "exit_code": None, "signal": 9,
+         "outcome": "LOST", "wall": WALL + 1},
+        {"process": "web", "run": 2, "from": "RUNNING", "to": "FAILED", "reason": "exit status 1", "pid": 1002,
+         "exit_code": 1, "signal": None, "outcome": "FAILED", "wall": WALL + 1},
+        {"process": "cron", "run": None, "from": "WAITING", "to": "KILLED", "reason": "the task was killed",
+         "pid": None, "exit_code": None, "signal": None, "outcome": None, "wall": WALL + 1},
+        {"from": "ACTIVE", "to": "CLEANING", "reason": "a process failed", "wall": WALL + 1},
+        {"from": "RUNNING", "to": "KILLING", "reason": "killing", "ends_as": "FAILED", "wall": WALL + 1}]
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    # a run's failure is INFO (it restarts), a loss WARNING (as worth a look), a process failed for good WARNING
+    assert [level for level, _ in lines] == [logging.INFO, logging.INFO, logging.WARNING, logging.WARNING,
+                                             logging.INFO, logging.INFO, logging.INFO]
+    assert [text for _, text in lines] == [
+        'process_state task=web.0 process=web run=0 pid=1000 from=WAITING to=RUNNING reason="starting run 0"',
+        'process_state task=web.0 process=web run=0 pid=1000 from=RUNNING to=WAITING outcome=FAILED '
+        'reason="exit status 3: restarting"',
+        'process_state task=web.0 process=web run=1 pid=1001 from=RUNNING to=WAITING outcome=LOST '
+        'reason="killed by SIGKILL (nobody in the task sent it)"',
+        'process_state task=web.0 process=web run=2 pid=1002 from=RUNNING to=FAILED outcome=FAILED '
+        'reason="exit status 1"',
+        'process_state task=web.0 process=cron from=WAITING to=KILLED reason="the task was killed"',
+        'task_phase task=web.0 from=ACTIVE to=CLEANING reason="a process failed"',
+        'task_state task=web.0 from=RUNNING to=KILLING reason=killing']
+
+
+def test_the_close_writes_what_was_held_however_many_and_names_what_it_could_not(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(journal_module, "HELD_RETRY_FROM", 3)  # from 3 held, tried every 600 s only
+    monkeypatch.setattr(journal_module, "HELD_RETRY_SECS", 600.0)
+    caplog.set_level(logging.INFO, logger="executor.task.journal")
+    with tmpfs(tmp_path / "fs") as fs:
+        journal = Journal("web.0", wall_clock=lambda: WALL)
+        journal.open(CheckpointWriter(fs / "one", label="web.0"), HEADER)
+        filler = fill(fs)
+        for run in range(4):
+            _run(journal, run)
+            journal.flush()
+        filler.unlink()
+        _run(journal, 4)
+        journal.flush()  # not tried: 600 s not over
+        assert read_records(fs / "one") == []
+        journal.close()  # tried, whatever the wait
+        assert [r.get("pid") for r in read_records(fs / "one")] == [None, 1000, 1001, 1002, 1003, 1004]
+        second = Journal("web.1", wall_clock=lambda: WALL)
+        second.open(CheckpointWriter(fs / "two", label="web.1"), HEADER)
+        filler = fill(fs)
+        _run(second, 0)
+        second.close()
+        filler.unlink()
+    [(level, lost)] = _lines(caplog, "checkpoint_records_lost")
+    assert level == logging.ERROR
+    assert lost.startswith("checkpoint_records_lost task=web.1 records=2 error=") and "ENOSPC" in lost
+    assert lost.endswith(' reason="the task ended while its checkpoint could not be written"')
+
+
+def test_the_held_list_is_written_beside_the_checkpoint_once_there_is_one(tmp_path):
+    journal = Journal("web.0", wall_clock=lambda: WALL)
+    journal.keep_held(tmp_path, "m4rk3r", {42: 7})  # not open yet: nothing
+    journal.open(CheckpointWriter(tmp_path, label="web.0"), HEADER)
+    held = Path(tmp_path) / CHECKPOINT_DIR / HELD_FILE
+    journal.keep_held(tmp_path, "m4rk3r", {})  # nothing held, no watchdog: no file
+    assert not held.exists()
+    journal.keep_held(tmp_path, "m4rk3r", {}, watchdog=99)
+    assert json.loads(held.read_bytes())["watchdog"] == 99 and json.loads(held.read_bytes())["marker"] == "m4rk3r"
+    journal.keep_held(tmp_path, "m4rk3r", {42: 7}, watchdog=99)
+    assert [pid for pid, _ in json.loads(held.read_bytes())["held"]] == [42]
+    journal.close()
+
+
+@pytest.mark.parametrize("checked", [False, True])
+def test_the_header_names_the_task_its_supervisor_and_how_it_is_contained(checked):
+    procs = SimpleNamespace(marker="m4rk3r", containment="cgroup2", cgroup="/sys/fs/cgroup/stoker-x", run_uid=1000)
+    spec = job()
+    header = header_record(spec, Path("/sb"), procs, TcpChecker(31001) if checked else None)
+    me = own_identity()
+    assert (header.task, header.job_key, header.task_id, header.sandbox, header.ports) == (
+        spec.label, spec.key, "t-0", "/sb", dict(spec.ports))
+    assert (header.supervisor_pid, header.supervisor_start, header.supervisor_boot) == (
+        me.pid, me.start_ticks, me.boot_id)
+    assert (header.marker, header.processes, header.containment, header.cgroup, header.run_uid) == (
+        "m4rk3r", ("a",), "cgroup2", "/sys/fs/cgroup/stoker-x", 1000)
+    assert header.health == ("TCP connect to localhost:31001" if checked else "none")
+    uncontained = header_record(spec, Path("/sb"), SimpleNamespace(marker="m", containment="", cgroup=None,
+                                                                   run_uid=None), None)
+    assert uncontained.cgroup == ""
