@@ -439,12 +439,18 @@ LATER_ROWS = (
             "tests/faults/test_audit_limits.py::test_checkpoint_records_written_while_the_disk_is_full_are_kept_until_it_is_not")),
     Module("targets", "which task a command's TARGET names", ("executor/cli/targets.py",),
            ("tests/integration/test_status_cli.py", "tests/integration/test_shared_root.py",
-            "tests/integration/test_status_trust.py", "tests/integration/test_sandbox_gone_rows.py",
+            *all_but("tests/integration/test_status_trust.py",  # (its child runs `python -m executor`)
+                     "test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no_one"),
+            "tests/integration/test_sandbox_gone_rows.py",
             "tests/integration/test_another_boot.py", "tests/integration/test_tail.py",
             "tests/integration/test_tail_follow_cli.py"),
            functions=tuple(f"executor.cli.targets.x_{f}__mutmut_*" for f in (
                "error", "resolve", "_look_up", "_held_elsewhere", "elsewhere", "_kind", "_still_runs", "registered"))),
     Module("viewcache", "a long-lived reader's checkpoint views, kept and gone on from", ("executor/task/viewcache.py",),
            ("tests/integration/test_view_resume.py", "tests/integration/test_view_resume_property.py",
-            "tests/integration/test_observe_racy_views.py", "tests/integration/test_observe_ended_views.py")),
+            "tests/integration/test_observe_racy_views.py", "tests/integration/test_observe_ended_views.py",
+            "tests/integration/test_view_cache_rules.py")),
+    Module("leftovers", "what a crashed supervisor left running, ended before a re-run", ("executor/task/leftovers.py",),
+           ("tests/integration/test_another_boot.py", "tests/integration/test_lost_attempt_long_header.py",
+            "tests/integration/test_held_file.py", "tests/integration/test_lost_cgroups.py")),
 )
