@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import attrs
 import pytest
 
 from executor.events import (
@@ -87,8 +88,21 @@ def test_each_judged_attempt_is_one_record_and_one_line_at_its_level(tmp_path, c
     # failure INFO (it recovered), the next one DEBUG
     assert [level for level, _ in lines] == [logging.INFO, logging.DEBUG, logging.WARNING, logging.DEBUG,
                                              logging.INFO, logging.DEBUG]
-    assert lines[2][1].startswith("health_check task=web.0 result=failed attempt=3 latency_ms=1250.0 state=RUNNING")
+    assert lines[2][1] == ('health_check task=web.0 result=failed attempt=3 latency_ms=1250.0 state=RUNNING '
+                           'reason="health check failed, 1 of 1 consecutive failures tolerated '
+                           '(max_consecutive_failures=1): timed out"')
     assert "latency_ms=1.2 " in lines[0][1]
+
+
+def test_a_pass_with_no_failure_before_it_is_a_debug_line(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="executor.task.journal")
+    journal = Journal("web.0", wall_clock=lambda: WALL)
+    journal.open(CheckpointWriter(tmp_path, label="web.0"), HEADER)
+    policy = HealthPolicy(initial_interval_secs=1.0, interval_secs=1.0, max_consecutive_failures=1,
+                          min_consecutive_successes=2)
+    _judged(journal, policy, Attempt.passed("200"), 0.001)  # STARTING still: one pass of two
+    journal.close()
+    assert [level for level, _ in _lines(caplog, "health_check ")] == [logging.DEBUG]
 
 
 def test_records_a_full_disk_refuses_are_held_bounded_the_header_kept_first(tmp_path, caplog, monkeypatch):
@@ -113,9 +127,77 @@ def test_records_a_full_disk_refuses_are_held_bounded_the_header_kept_first(tmp_
         journal.close()
     assert [r["kind"] for r in records] == ["header"] + ["process"] * 5
     assert [r["pid"] for r in records[1:]] == [1004, 1005, 1006, 1007, 1008]  # the oldest runs dropped
+    assert records[0]["wall"] == WALL and records[0]["boot"] > 0  # stamped as it opened
     (level, recovered) = _lines(caplog, "checkpoint_")[1]
     assert level == logging.WARNING and recovered.startswith(
         "checkpoint_write_recovered task=web.0 records=6 records_lost=4 reason=\"written now, held since ")
+
+
+def test_once_the_header_is_written_the_bound_drops_the_oldest_records_and_each_failure_counts_anew(
+        tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(journal_module, "MAX_HELD_RECORDS", 3)
+    caplog.set_level(logging.INFO, logger="executor.task")
+    with tmpfs(tmp_path / "fs") as fs:
+        journal = Journal("web.0", wall_clock=lambda: WALL)
+        journal.open(CheckpointWriter(fs / "sandbox", label="web.0"), HEADER)
+        journal.flush()  # the header, written
+        run, dropped = 0, []
+        for _ in range(2):  # the disk fills twice, 5 records held each time, the 2 oldest dropped
+            filler = fill(fs)
+            journal.keep_held(fs / "sandbox", "m4rk3r", {42: 7 + run})
+            failures = len(_lines(caplog, "checkpoint_write_failed"))
+            while len(_lines(caplog, "checkpoint_write_failed")) == failures and run < 500:
+                _run(journal, run)  # until a step's write needs a page the disk cannot give
+                journal.flush()
+                run += 1
+            for _ in range(4):
+                _run(journal, run)
+                journal.flush()
+                run += 1
+            dropped += [1000 + run - 5, 1000 + run - 4]  # the run that failed first, and the next
+            filler.unlink()
+            journal.flush()
+        records = read_records(fs / "sandbox")
+        journal.close()
+    assert [r.get("pid") for r in records] == [None, *(p for p in range(1000, 1000 + run) if p not in dropped)]
+    recovered = [text for _, text in _lines(caplog, "checkpoint_write_recovered")]
+    assert [text.split(" reason=")[0] for text in recovered] == [
+        "checkpoint_write_recovered task=web.0 records=3 records_lost=2"] * 2
+    [unwritten] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("held_unwritten")]
+    assert unwritten.startswith("held_unwritten task=web.0 reason=")
+
+
+def test_records_of_a_journal_never_opened_are_not_written_anywhere(tmp_path):
+    journal = Journal("web.0", wall_clock=lambda: WALL)
+    _run(journal, 0)
+    journal.flush()
+    journal.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_records_a_closed_checkpoint_refuses_are_lost_with_one_line(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="executor.task.journal")
+    writer = CheckpointWriter(tmp_path, label="web.0")
+    journal = Journal("web.0", wall_clock=lambda: WALL)
+    journal.open(writer, HEADER)
+    writer.close()
+    _run(journal, 0)
+    journal.flush()
+    journal.flush()  # nothing held: nothing more said
+    [(level, failed)] = _lines(caplog, "checkpoint_")
+    assert (level, failed) == (logging.ERROR, f'checkpoint_write_failed task=web.0 error="ValueError: checkpoint '
+                                              f'{writer.path} is closed" records_lost=2')
+
+
+def test_a_step_of_many_records_on_a_disk_that_never_failed_is_written_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "HELD_RETRY_FROM", 3)
+    journal = Journal("web.0", wall_clock=lambda: WALL)
+    journal.open(CheckpointWriter(tmp_path, label="web.0"), HEADER)
+    for run in range(4):
+        _run(journal, run)
+    journal.flush()
+    assert len(read_records(tmp_path)) == 5
+    journal.close()
 
 
 def test_a_file_beside_the_checkpoint_is_written_once_it_is_open(tmp_path):
@@ -184,24 +266,29 @@ def test_the_close_writes_what_was_held_however_many_and_names_what_it_could_not
         journal = Journal("web.0", wall_clock=lambda: WALL)
         journal.open(CheckpointWriter(fs / "one", label="web.0"), HEADER)
         filler = fill(fs)
-        for run in range(4):
+        _run(journal, 0)
+        journal.flush()  # the header and run 0 held
+        filler.unlink()
+        _run(journal, 1)
+        journal.flush()  # 3 held: not tried, 600 s are not over
+        assert read_records(fs / "one") == []
+        for run in range(2, 5):
             _run(journal, run)
             journal.flush()
-        filler.unlink()
-        _run(journal, 4)
-        journal.flush()  # not tried: 600 s not over
-        assert read_records(fs / "one") == []
         journal.close()  # tried, whatever the wait
         assert [r.get("pid") for r in read_records(fs / "one")] == [None, 1000, 1001, 1002, 1003, 1004]
+        monkeypatch.setattr(journal_module, "MAX_HELD_RECORDS", 2)
         second = Journal("web.1", wall_clock=lambda: WALL)
         second.open(CheckpointWriter(fs / "two", label="web.1"), HEADER)
         filler = fill(fs)
-        _run(second, 0)
+        for run in range(3):  # the header and run 2 held, runs 0 and 1 dropped
+            _run(second, run)
+            second.flush()
         second.close()
         filler.unlink()
     [(level, lost)] = _lines(caplog, "checkpoint_records_lost")
     assert level == logging.ERROR
-    assert lost.startswith("checkpoint_records_lost task=web.1 records=2 error=") and "ENOSPC" in lost
+    assert lost.startswith("checkpoint_records_lost task=web.1 records=4 error=") and "ENOSPC" in lost
     assert lost.endswith(' reason="the task ended while its checkpoint could not be written"')
 
 
@@ -212,6 +299,8 @@ def test_the_held_list_is_written_beside_the_checkpoint_once_there_is_one(tmp_pa
     held = Path(tmp_path) / CHECKPOINT_DIR / HELD_FILE
     journal.keep_held(tmp_path, "m4rk3r", {})  # nothing held, no watchdog: no file
     assert not held.exists()
+    journal.keep_held(tmp_path, "m4rk3r", {43: 8})  # something held, no watchdog (yet)
+    assert json.loads(held.read_bytes())["held"][0][0] == 43 and "watchdog" not in json.loads(held.read_bytes())
     journal.keep_held(tmp_path, "m4rk3r", {}, watchdog=99)
     assert json.loads(held.read_bytes())["watchdog"] == 99 and json.loads(held.read_bytes())["marker"] == "m4rk3r"
     journal.keep_held(tmp_path, "m4rk3r", {42: 7}, watchdog=99)
@@ -222,11 +311,11 @@ def test_the_held_list_is_written_beside_the_checkpoint_once_there_is_one(tmp_pa
 @pytest.mark.parametrize("checked", [False, True])
 def test_the_header_names_the_task_its_supervisor_and_how_it_is_contained(checked):
     procs = SimpleNamespace(marker="m4rk3r", containment="cgroup2", cgroup="/sys/fs/cgroup/stoker-x", run_uid=1000)
-    spec = job()
+    spec = attrs.evolve(job(), ports={"http": 31000, "health": 31001})
     header = header_record(spec, Path("/sb"), procs, TcpChecker(31001) if checked else None)
     me = own_identity()
     assert (header.task, header.job_key, header.task_id, header.sandbox, header.ports) == (
-        spec.label, spec.key, "t-0", "/sb", dict(spec.ports))
+        spec.label, spec.key, "t-0", "/sb", {"http": 31000, "health": 31001})
     assert (header.supervisor_pid, header.supervisor_start, header.supervisor_boot) == (
         me.pid, me.start_ticks, me.boot_id)
     assert (header.marker, header.processes, header.containment, header.cgroup, header.run_uid) == (
