@@ -452,5 +452,6 @@ LATER_ROWS = (
             "tests/integration/test_view_cache_rules.py")),
     Module("leftovers", "what a crashed supervisor left running, ended before a re-run", ("executor/task/leftovers.py",),
            ("tests/integration/test_another_boot.py", "tests/integration/test_lost_attempt_long_header.py",
-            "tests/integration/test_held_file.py", "tests/integration/test_lost_cgroups.py")),
+            "tests/integration/test_held_file.py", "tests/integration/test_lost_cgroups.py",
+            "tests/integration/test_lost_attempts.py")),
 )
