@@ -111,4 +111,5 @@ def test_what_was_done_of_a_lost_attempt_is_one_sentence():
         "attempt 2 in this sandbox recorded no end (its supervisor died); killed the 2 process(es) it left "
         "running: 41 40; left the 2 process(es) of other users that carry its marker: 5 (bob) 6 (eve); "
         "removed its cgroup /sys/fs/cgroup/stoker-m")
-    assert LostAttempt(1, 7, ()).describe() == "attempt 1 in this sandbox recorded no end (its supervisor (pid 7) died); "
+    assert LostAttempt(1, 7, (9,)).describe() == ("attempt 1 in this sandbox recorded no end (its supervisor "
+                                                  "(pid 7) died); killed the 1 process(es) it left running: 9")
