@@ -439,8 +439,6 @@ LATER_ROWS = (
             "tests/faults/test_audit_limits.py::test_checkpoint_records_written_while_the_disk_is_full_are_kept_until_it_is_not")),
     Module("targets", "which task a command's TARGET names", ("executor/cli/targets.py",),
            ("tests/integration/test_status_cli.py", "tests/integration/test_shared_root.py",
-            *all_but("tests/integration/test_status_trust.py",  # (its child runs `python -m executor`)
-                     "test_kill_and_restart_of_a_sandbox_whose_lock_file_names_a_stranger_reach_no_one"),
             "tests/integration/test_sandbox_gone_rows.py",
             "tests/integration/test_another_boot.py", "tests/integration/test_tail.py",
             "tests/integration/test_tail_follow_cli.py"),
