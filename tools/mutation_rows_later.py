@@ -441,7 +441,7 @@ LATER_ROWS = (
            ("tests/integration/test_status_cli.py", "tests/integration/test_shared_root.py",
             "tests/integration/test_sandbox_gone_rows.py",
             "tests/integration/test_another_boot.py", "tests/integration/test_tail.py",
-            "tests/integration/test_tail_follow_cli.py"),
+            "tests/integration/test_tail_follow_cli.py", "tests/integration/test_targets.py"),
            functions=tuple(f"executor.cli.targets.x_{f}__mutmut_*" for f in (
                "error", "resolve", "_look_up", "_held_elsewhere", "elsewhere", "_kind", "_still_runs", "registered"))),
     Module("viewcache", "a long-lived reader's checkpoint views, kept and gone on from", ("executor/task/viewcache.py",),

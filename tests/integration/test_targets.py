@@ -1,0 +1,112 @@
+"""Which task an inspection or control command's TARGET names (`executor/cli/targets.py`'s
+`resolve` and `registered`), called as the commands call them, on real directories and a
+real registry (`tests/support/statuscli.py`'s `registered_task`): a sandbox by its path, by
+`$MESOS_SANDBOX` or the current directory; a task by its id; and each refusal's sentence
+(exit 2 by `UsageError`): no such sandbox, not a directory, no task of that id, a task
+whose sandbox is gone (with what to do when its supervisor still runs), another host's."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from config.registry import RegistrySettings
+from executor.cli import UsageError
+from executor.cli.targets import Target, registered, resolve
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.identity import own_identity
+from executor.host.registry import Registry
+from executor.task.unrecorded import unreachable
+from tests.support.statuscli import GONE, RUNNING, registered_task
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> RegistrySettings:
+    return RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=86400.0)
+
+
+def _args(settings: RegistrySettings) -> argparse.Namespace:
+    return argparse.Namespace(registry_root=settings.registry_root, registry_retention_secs=None)
+
+
+def _refused(given: str | None, settings: RegistrySettings, **kw: object) -> str:
+    with pytest.raises(UsageError) as caught:
+        resolve(given, _args(settings), **kw)  # type: ignore[arg-type]
+    return str(caught.value)
+
+
+def test_a_directory_is_the_sandbox_given_or_from_mesos_sandbox_or_the_current_one(tmp_path, registry,
+                                                                                  monkeypatch):
+    assert resolve(str(tmp_path), _args(registry)) == Target(tmp_path, None)
+    monkeypatch.setenv("MESOS_SANDBOX", str(tmp_path / "root"))
+    (tmp_path / "root").mkdir()
+    assert resolve(None, _args(registry)) == Target(tmp_path / "root", None)
+    monkeypatch.delenv("MESOS_SANDBOX")
+    monkeypatch.chdir(tmp_path)
+    assert resolve(None, _args(registry)) == Target(tmp_path, None)
+
+
+def test_what_names_no_directory_is_refused_with_what_it_is(tmp_path, registry, monkeypatch):
+    (tmp_path / "file").write_text("")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert _refused("", registry) == "sandbox '' does not exist"
+    assert _refused(str(tmp_path / "file"), registry) == f"sandbox '{tmp_path}/file' is not a directory"
+    assert _refused(str(tmp_path / "file" / "sub"), registry) == f"sandbox '{tmp_path}/file/sub' does not exist"
+    assert _refused(str(tmp_path / "loop"), registry) == f"sandbox '{tmp_path}/loop': Too many levels of symbolic links"
+    monkeypatch.setenv("MESOS_SANDBOX", str(tmp_path / "gone"))  # no TARGET: never looked up as a task id
+    assert _refused(None, registry) == f"sandbox '{tmp_path}/gone' does not exist"
+
+
+def test_a_task_id_is_looked_up_in_the_registry(tmp_path, registry):
+    registered_task(registry, tmp_path / "sb", "web-0-1", RUNNING, alive=True)
+    target = resolve("web-0-1", _args(registry))
+    assert target.sandbox == tmp_path / "sb" and target.entry is not None and target.entry.task_id == "web-0-1"
+    assert registered(target, _args(registry)) is target.entry
+    assert registered(Target(tmp_path / "sb", None), _args(registry)) == target.entry  # found by its sandbox
+    assert registered(Target(tmp_path, None), _args(registry)) is None
+
+
+def test_an_id_no_task_has_is_refused_naming_the_registry(registry):
+    others = "; a task of another user's is in that user's registry: name its sandbox" if os.geteuid() == 0 else ""
+    assert _refused("no-such-0", registry) == (
+        f"sandbox 'no-such-0' does not exist, and no task in the registry '{registry.registry_root}' has that "
+        f"id (`stoker ps --all` lists them){others}")
+    assert _refused("no/such", registry) == "sandbox 'no/such' does not exist"  # a path: no id has a slash
+
+
+def test_a_task_whose_sandbox_was_deleted_is_refused_or_taken_as_gone(tmp_path, registry):
+    registered_task(registry, tmp_path / "lost", "lost-0", RUNNING, alive=False)
+    registered_task(registry, tmp_path / "live", "live-0", RUNNING, alive=True)
+    shutil.rmtree(tmp_path / "lost")
+    shutil.rmtree(tmp_path / "live")
+    assert _refused("lost-0", registry) == f"task 'lost-0': its sandbox '{tmp_path}/lost' no longer exists"
+    assert resolve("lost-0", _args(registry), deleted=True).sandbox == tmp_path / "lost"  # `stoker status`: GONE
+    said = f"task 'live-0': its sandbox '{tmp_path}/live' no longer exists; {unreachable(os.getpid())}"
+    assert _refused("live-0", registry) == said
+    assert _refused("live-0", registry, deleted=True) == said  # its supervisor runs: not GONE
+    me = own_identity()  # an entry naming this pid with another start: a reused pid, its supervisor gone
+    Registry(registry).write(RegistryEntry(
+        sandbox=str(tmp_path / "reused"), supervisor_pid=me.pid, supervisor_start=me.start_ticks + 100,
+        supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="reused-0"),
+        prune=False)
+    assert _refused("reused-0", registry) == f"task 'reused-0': its sandbox '{tmp_path}/reused' no longer exists"
+
+
+def test_another_host_s_task_is_its_target_for_status_only(tmp_path, registry):
+    (tmp_path / "sb").mkdir()
+    Registry(registry).write(RegistryEntry(
+        sandbox=str(tmp_path / "sb"), supervisor_pid=GONE, supervisor_start=5, supervisor_boot="their-boot",
+        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="far-0", host_id="their-machine",
+        host_name="farhost"), prune=False)
+    assert resolve("far-0", _args(registry), command="status").entry.host_name == "farhost"
+    assert _refused("far-0", registry, command="kill") == (
+        f"task 'far-0' runs on host 'farhost', not this one: its supervisor (pid {GONE} there) registered it "
+        f"in the registry '{registry.registry_root}', which the two hosts share; `stoker kill` on 'farhost' "
+        f"reaches it")
+    assert "`stoker status` on 'farhost'" in _refused("far-0", registry)
