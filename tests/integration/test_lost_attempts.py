@@ -18,8 +18,9 @@ import pytest
 
 from executor.host.identity import own_identity
 from executor.procs import sandboxfs
+from executor.procs.saferead import MAX_LINE_BYTES
 from executor.procs.spawn import TASK_MARKER
-from executor.task.leftovers import LostAttempt, end_lost_attempts
+from executor.task.leftovers import LostAttempt, end_lost_attempts, header_bytes
 from tests.support.statuscli import GONE, RUNNING, header, write
 
 pytestmark = pytest.mark.timeout(60)
@@ -113,3 +114,10 @@ def test_what_was_done_of_a_lost_attempt_is_one_sentence():
         "removed its cgroup /sys/fs/cgroup/stoker-m")
     assert LostAttempt(1, 7, (9,)).describe() == ("attempt 1 in this sandbox recorded no end (its supervisor "
                                                   "(pid 7) died); killed the 1 process(es) it left running: 9")
+    nothing_killed = LostAttempt(4, None, (), (), ((5, "bob"),))
+    assert nothing_killed.describe() == ("attempt 4 in this sandbox recorded no end (its supervisor died); left the "
+                                         "1 process(es) of other users that carry its marker: 5 (bob)")
+
+
+def test_a_header_is_read_up_to_what_the_re_run_s_own_processes_and_ports_take_in_json():
+    assert header_bytes(["web", "db"], {"http": 31000}) == MAX_LINE_BYTES + len('["web", "db"]') + len('{"http": 31000}')
