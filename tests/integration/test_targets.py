@@ -10,20 +10,29 @@ import argparse
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import executor
 from config.registry import RegistrySettings
 from executor.cli import UsageError
 from executor.cli.targets import Target, registered, resolve
 from executor.host.entry import FrontEnd, RegistryEntry
-from executor.host.identity import own_identity
+from executor.host.identity import identity_of, own_identity
 from executor.host.registry import Registry
 from executor.task.unrecorded import unreachable
+from tests.support.children import sleeping_child
 from tests.support.statuscli import GONE, RUNNING, registered_task
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def child() -> Iterator[int]:
+    """A live process to name as a task's supervisor."""
+    yield from sleeping_child()
 
 
 @pytest.fixture
@@ -96,6 +105,11 @@ def test_a_task_whose_sandbox_was_deleted_is_refused_or_taken_as_gone(tmp_path, 
         supervisor_boot=me.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="reused-0"),
         prune=False)
     assert _refused("reused-0", registry) == f"task 'reused-0': its sandbox '{tmp_path}/reused' no longer exists"
+    Registry(registry).write(RegistryEntry(  # this pid and start, of another boot: gone too
+        sandbox=str(tmp_path / "rebooted"), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+        supervisor_boot="another-boot", front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="rebooted-0"),
+        prune=False)
+    assert _refused("rebooted-0", registry).endswith("/rebooted' no longer exists")
 
 
 def test_another_host_s_task_is_its_target_for_status_only(tmp_path, registry):
@@ -104,9 +118,38 @@ def test_another_host_s_task_is_its_target_for_status_only(tmp_path, registry):
         sandbox=str(tmp_path / "sb"), supervisor_pid=GONE, supervisor_start=5, supervisor_boot="their-boot",
         front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="far-0", host_id="their-machine",
         host_name="farhost"), prune=False)
-    assert resolve("far-0", _args(registry), command="status").entry.host_name == "farhost"
+    far = resolve("far-0", _args(registry), command="status")
+    assert far.sandbox == tmp_path / "sb" and far.entry is not None and far.entry.host_name == "farhost"
     assert _refused("far-0", registry, command="kill") == (
         f"task 'far-0' runs on host 'farhost', not this one: its supervisor (pid {GONE} there) registered it "
         f"in the registry '{registry.registry_root}', which the two hosts share; `stoker kill` on 'farhost' "
         f"reaches it")
     assert "`stoker status` on 'farhost'" in _refused("far-0", registry)
+
+    Registry(registry).write(RegistryEntry(
+        sandbox=str(tmp_path / "sb"), supervisor_pid=GONE + 1, supervisor_start=5, supervisor_boot="their-boot",
+        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="far-1", host_id="their-machine",
+        host_name="farhost", ended_wall=time.time()), prune=False)
+    assert _refused("far-1", registry, command="kill").startswith("task 'far-1' ran on host 'farhost', not this one")
+
+
+def test_a_relative_target_where_the_working_directory_was_deleted_is_still_a_task_id(tmp_path, registry,
+                                                                                       monkeypatch):
+    registered_task(registry, tmp_path / "sb", "web-0-1", RUNNING, alive=True)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    (tmp_path / "cwd").rmdir()
+    assert resolve("web-0-1", _args(registry)).sandbox == tmp_path / "sb"
+    assert _refused("sb", registry).startswith(f"sandbox 'sb': {executor.working_directory_unnamed()}, and no task ")
+
+
+def test_an_id_two_live_supervisors_tasks_have_is_refused(tmp_path, registry, child):
+    him = identity_of(child)
+    assert him is not None
+    registered_task(registry, tmp_path / "mine", "twice-0", RUNNING, alive=True)
+    Registry(registry).write(RegistryEntry(
+        sandbox=str(tmp_path / "his"), supervisor_pid=him.pid, supervisor_start=him.start_ticks,
+        supervisor_boot=him.boot_id, front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="twice-0"),
+        prune=False)
+    said = _refused("twice-0", registry)
+    assert said.endswith(": name the sandbox instead") and str(tmp_path / "his") in said, said
