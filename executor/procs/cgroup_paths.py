@@ -73,7 +73,7 @@ def parse_mountinfo(text: str) -> list[Mount]:
     not cgroup mounts, or are malformed, are skipped, and so is a mount hidden by a later one
     (of any type) on the same mount point or on a directory above it: what the path shows is
     the later one's (the kernel lists a namespace's mounts in the order they were made). A
-    mount over `/` hides none: a process's root stays the mount it was."""
+    mount on `/` hides none below it: a process's root stays the mount it was."""
     mounts: dict[str, Mount] = {}  # by mount point, in the order they were mounted
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
