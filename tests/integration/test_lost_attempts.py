@@ -26,6 +26,8 @@ from tests.support.statuscli import GONE, RUNNING, header, write
 pytestmark = pytest.mark.timeout(60)
 
 FINISHED = [*RUNNING, {"kind": "task", "from": "RUNNING", "to": "FINISHED", "reason": "done", "wall": 1003.0}]
+# markers of this test process's own: a re-run kills every process of its user that carries one
+LOST, ENDED, MINE = (f"{name}-{os.getpid()}" for name in ("lost-one", "ended-one", "mine"))
 SUMMARY = {"kind": "summary", "earlier_attempts": 2, "earlier_runs": {}, "health_state": None, "wall": 999.0}
 
 
@@ -54,9 +56,9 @@ def _killed(proc: subprocess.Popen[bytes]) -> bool:
 
 
 def test_an_unfinished_attempt_is_numbered_after_those_compaction_dropped_and_one_that_ended_is_left(tmp_path):
-    write(tmp_path, [SUMMARY, header(GONE, 7, marker="lost-one"), *RUNNING,
-                     header(GONE, 8, marker="ended-one"), *FINISHED])
-    with _leftovers("lost-one", "ended-one") as (lost, ended):
+    write(tmp_path, [SUMMARY, header(GONE, 7, marker=LOST), *RUNNING,
+                     header(GONE, 8, marker=ENDED), *FINISHED])
+    with _leftovers(LOST, ENDED) as (lost, ended):
         (attempt,) = end_lost_attempts(tmp_path)
         assert _killed(lost) and ended.poll() is None
     assert (attempt.number, attempt.supervisor_pid, attempt.killed) == (3, GONE, (lost.pid,))
@@ -67,7 +69,7 @@ def test_an_unfinished_attempt_is_numbered_after_those_compaction_dropped_and_on
 def _me(**changed: object) -> dict:
     """A header naming this process as the attempt's supervisor (`changed`: but for these)."""
     me = own_identity()
-    return {**header(me.pid, me.start_ticks, marker="mine", wall=1000.0), **changed}
+    return {**header(me.pid, me.start_ticks, marker=MINE, wall=1000.0), **changed}
 
 
 @pytest.mark.parametrize("named, ended", [
@@ -77,7 +79,7 @@ def _me(**changed: object) -> dict:
 ], ids=["running", "another-boot", "pid-reused-since"])
 def test_an_attempt_whose_supervisor_still_runs_is_left(tmp_path, named, ended):
     write(tmp_path, [_me(**named), *RUNNING])
-    with _leftovers("mine") as (left,):
+    with _leftovers(MINE) as (left,):
         assert [a.number for a in end_lost_attempts(tmp_path)] == ([1] if ended else [])
         assert _killed(left) if ended else left.poll() is None
 
@@ -88,13 +90,13 @@ def test_an_attempt_with_no_marker_has_nothing_to_end(tmp_path):
 
 
 def test_only_the_checkpoint_in_the_stoker_dir_the_lock_was_taken_in_names_attempts(tmp_path):
-    write(tmp_path, [header(GONE, 7, marker="lost-one"), *RUNNING])
+    write(tmp_path, [header(GONE, 7, marker=LOST), *RUNNING])
     fd = os.open(tmp_path / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
     try:
         pinned = sandboxfs.dir_id(fd)
     finally:
         os.close(fd)
-    with _leftovers("lost-one") as (lost,):
+    with _leftovers(LOST) as (lost,):
         assert end_lost_attempts(tmp_path, pinned="1:1") == []  # another `.stoker`'s: nothing
         assert lost.poll() is None
         assert [a.number for a in end_lost_attempts(tmp_path, pinned=pinned)] == [1]
