@@ -454,7 +454,8 @@ LATER_ROWS = (
             "tests/integration/test_lost_attempts.py")),
     # The thirty-third round: modules no row had held (docs/testing.md §4)
     Module("diskwatch", "the disk-limit check's schedule, sampling thread and lines", ("executor/task/diskwatch.py",),
-           ("tests/unit/test_disk_policy.py", "tests/unit/test_owner_disk.py", "tests/integration/test_disk_usage.py")),
+           ("tests/unit/test_disk_policy.py", "tests/unit/test_owner_disk.py", "tests/integration/test_disk_usage.py",
+            "tests/integration/test_disk_watch.py")),
     Module("mounttree", "an image's mounts sealed: the tree read, the unsealed found", ("executor/mesos/mounttree.py",),
            ("tests/unit/test_mounttree.py", "tests/integration/test_image_seal.py")),
     Module("usagelooks", "the observer's looks at a task's CPU and memory", ("executor/observe/usage.py",),
