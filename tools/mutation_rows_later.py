@@ -460,5 +460,5 @@ LATER_ROWS = (
            ("tests/unit/test_mounttree.py", "tests/integration/test_image_seal.py")),
     Module("usagelooks", "the observer's looks at a task's CPU and memory", ("executor/observe/usage.py",),
            ("tests/integration/test_usage_looks.py", "tests/integration/test_held_usage.py",
-            "tests/integration/test_headless_alive.py")),
+            "tests/integration/test_headless_alive.py", "tests/integration/test_usage_sample.py")),
 )
