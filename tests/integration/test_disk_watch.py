@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,7 @@ def test_a_sample_under_the_limit_is_one_debug_line_recorded_and_the_next_is_an_
     watch.tick()  # none while one runs
     sample = posted.get(timeout=10)
     assert posted.empty() and sample.used_bytes >= 8 * KB and sample.files == 1 and sample.error == ""
+    assert 0 < sample.secs < 10
     clock.now = 130.0
     assert watch.sampled(sample) is None
     assert recorded == [sample] and watch.deadline_at() == 130.0 + 60.0
@@ -105,3 +108,47 @@ def test_a_walk_that_raises_is_an_error_line_with_its_traceback_and_a_failed_sam
     [record] = [r for r in caplog.records if r.getMessage().startswith("disk_sample_internal_error")]
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert record.getMessage() == 'disk_sample_internal_error task=t.0 error="RuntimeError: a bug in the walk"'
+
+
+def test_a_sampling_thread_that_cannot_start_is_a_failed_sample(tmp_path, caplog, monkeypatch):
+    from executor.task import diskwatch
+
+    def start_thread(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(diskwatch, "start_thread", start_thread)
+    caplog.set_level(logging.INFO, logger="executor.task.diskwatch")
+    watch, posted, recorded = _watch(tmp_path, KB, Clock())
+    watch.start()
+    assert posted.empty() and [s.error for s in recorded] == ["the sampling thread could not start "
+                                                              "(can't start new thread)"]
+    assert _lines(caplog)[0][0] == logging.WARNING and watch.deadline_at() == 100.0 + 60.0
+
+
+def test_a_walk_the_task_s_stop_cuts_is_one_debug_line_from_a_daemon_thread(tmp_path, caplog, monkeypatch):
+    from executor.task import diskusage
+
+    for d in range(5):
+        (tmp_path / f"d{d}").mkdir()
+    begun, go = threading.Event(), threading.Event()
+    real = diskusage.measure
+
+    def measure(*args: object, **kwargs: object) -> object:
+        begun.set()
+        go.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diskusage, "measure", measure)
+    caplog.set_level(logging.DEBUG, logger="executor.task.diskwatch")
+    watch, posted, _ = _watch(tmp_path, KB, Clock())
+    watch.start()
+    assert begun.wait(10)
+    sampler = next(t for t in threading.enumerate() if t.name == "disk-sample t.0")
+    assert sampler.daemon  # never waited for: a walk held in a system call holds up no exit
+    watch.stop()
+    go.set()
+    sampler.join(10)
+    [(level, line)] = _lines(caplog)
+    took = re.fullmatch(r"disk_sample_cancelled task=t\.0 secs=(\d+\.\d{1,3})", line)
+    assert level == logging.DEBUG and took is not None and float(took[1]) < 10, line
+    assert posted.empty()
