@@ -21,21 +21,9 @@ from executor.host.session import HostSession
 from executor.task.checkpoint import read_records
 from executor.task.checkpointbetween import append_between
 from executor.task.wiring import owner_for
+from tests.support.fake_ports import HeardReporter
 
 pytestmark = pytest.mark.timeout(20)
-
-
-class _Kept:
-    """The owner's reporter: what it heard, kept (nothing printed)."""
-
-    def __init__(self) -> None:
-        self.heard: list[object] = []
-
-    def on_transition(self, t: object) -> None:
-        self.heard.append(t)
-
-    def on_update(self, u: object) -> None:
-        self.heard.append(u)
 
 
 def swap_stoker(sandbox: Path, planted: str) -> Path:
@@ -65,7 +53,7 @@ def test_a_task_s_files_go_into_the_stoker_its_session_pinned_not_one_put_in_its
         decoy = swap_stoker(sandbox, planted)
         job = JobSpec(role="r", environment="e", cluster="c", name="web", instance=0, task_id="web-0-1",
                       task=TaskSpec(name="web", processes=(ProcessSpec("p", "true"),)))
-        final = owner_for(job, sandbox, {"PATH": "/usr/bin:/bin"}, _Kept()).run()
+        final = owner_for(job, sandbox, {"PATH": "/usr/bin:/bin"}, HeardReporter()).run()
     finally:
         session.close()
     assert final.state is TaskState.FINISHED

@@ -1,4 +1,5 @@
-"""Fakes for the TaskOwner's ports (`executor/task/ports.py`), for owner table tests only.
+"""Fakes for the TaskOwner's ports (`executor/task/ports.py`), for the owner's tests; and
+`HeardReporter`, the reporter that keeps what it heard, for any test that wraps or drives one.
 
 Each fake records what the owner asked of it into one shared `Effects` log, stamped with
 the fake clock's time relative to the start, so a test can compare the whole story
@@ -139,6 +140,19 @@ class FakeCheckpoint:
 
     def close(self) -> None:
         self.closed = True
+
+
+class HeardReporter:
+    """A Reporter that keeps what it heard, transitions and updates in one list, in order."""
+
+    def __init__(self) -> None:
+        self.heard: list[object] = []
+
+    def on_transition(self, t: object) -> None:
+        self.heard.append(t)
+
+    def on_update(self, u: object) -> None:
+        self.heard.append(u)
 
 
 class RecordingReporter:

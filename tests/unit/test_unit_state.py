@@ -14,18 +14,8 @@ from executor.events import ProcessState, ProcessTransition, TaskStage, TaskStat
 from executor.host.sdnotify import notifier
 from executor.local.unitstate import UnitState
 from executor.task.status import Update
+from tests.support.fake_ports import HeardReporter
 from tests.support.notify_socket import notify_socket
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[object] = []
-
-    def on_transition(self, t: object) -> None:
-        self.seen.append(t)
-
-    def on_update(self, u: object) -> None:
-        self.seen.append(u)
 
 
 @pytest.fixture
@@ -48,7 +38,7 @@ def test_the_task_s_states_go_to_systemd_and_to_the_console(bound):
     name, sock = bound
     told = notifier({"NOTIFY_SOCKET": "@" + name})
     assert told is not None
-    unit, inner = UnitState(told), Recorder()
+    unit, inner = UnitState(told), HeardReporter()
     assert unit.beat is None  # no WatchdogSec=
     reporter = unit.reporter(inner, "svc.0")
     starting = TaskTransition(TaskStage.NEW, TaskStage.STARTING, "task launched")
@@ -62,7 +52,7 @@ def test_the_task_s_states_go_to_systemd_and_to_the_console(bound):
     unit.status("restarting in 1.0 s")
     unit.stopping("SIGTERM")
     unit.close()
-    assert inner.seen == [starting, process, running, Update(TaskState.STARTING, "task launched"), up]
+    assert inner.heard == [starting, process, running, Update(TaskState.STARTING, "task launched"), up]
     assert _received(sock) == [b"STATUS=svc.0 STARTING: task launched",  # RUNNING's own: with READY=1
                                b"READY=1\nSTATUS=svc.0 RUNNING: processes started",
                                b"STATUS=restarting in 1.0 s", b"STOPPING=1\nSTATUS=stopping: SIGTERM"]
