@@ -28,14 +28,11 @@ from executor.events import ProcessState
 from executor.task import checkpoint
 from executor.task.checkpoint import CheckpointWriter, read_records
 from executor.task.journal import Journal
-from executor.task.records import HeaderRecord, ProcessRecord
+from executor.task.records import ProcessRecord
 from tests.support import faultyfs
+from tests.support.journalsteps import HEADER
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
-
-HEADER = HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
-                      ports={}, supervisor_pid=4000, processes=("web",), wall=1_700_000_000.0)
-
 
 def _run(journal: Journal, run: int) -> None:
     journal._pending.append(ProcessRecord(

@@ -37,7 +37,7 @@ import attrs
 import pytest
 
 from config.registry import RegistrySettings
-from executor.events import ProcessState, ProcessTransition, TaskStage, TaskTransition
+from executor.events import TaskStage, TaskTransition
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
@@ -46,21 +46,12 @@ from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.spool import Spool
 from executor.task.checkpoint import CheckpointWriter, checkpoint_path, read_records
 from executor.task.journal import Journal
-from executor.task.records import HeaderRecord
+from tests.support.journalsteps import HEADER, start_run
 from tests.support.limits import KEEP_LOG_LINES, fill, fill_inodes, tmpfs
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(60)]
-
-HEADER = HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
-                      ports={}, supervisor_pid=4000, processes=("web",), wall=1_700_000_000.0)
-
-
-def _run(journal: Journal, run: int) -> None:
-    journal.transition(ProcessTransition("web", run, ProcessState.WAITING, ProcessState.RUNNING,
-                                         f"starting run {run} " + "x" * 100), pid=1000 + run)
-
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -78,15 +69,15 @@ def test_checkpoint_records_written_while_the_disk_is_full_are_kept_until_it_is_
         caplog.set_level(logging.INFO, logger="executor.task.journal")
         run = 0
         while not _errors(caplog) and run < 200:
-            _run(journal, run)  # until a step's write crosses into a page the disk cannot give
+            start_run(journal, run)  # until a step's write crosses into a page the disk cannot give
             journal.flush()
             run += 1
         assert _errors(caplog), "the checkpoint never filled the disk"
-        _run(journal, run)  # a change while the disk is still full
+        start_run(journal, run)  # a change while the disk is still full
         journal.flush()
         assert checkpoint_path(sandbox).read_bytes().endswith(b"\n"), "a torn line was left"
         filler.unlink()
-        _run(journal, run + 1)
+        start_run(journal, run + 1)
         journal.flush()  # the disk has room again: everything held lands, in order
         journal.close()
         pids = [r["pid"] for r in read_records(sandbox) if r.get("kind") == "process"]

@@ -30,22 +30,13 @@ from executor.host.sandbox import HELD_FILE
 from executor.task import journal as journal_module
 from executor.task.checkpoint import CHECKPOINT_DIR, CheckpointWriter, read_records
 from executor.task.journal import Journal, header_record
-from executor.task.records import HeaderRecord
 from healthcheck.checkers import TcpChecker
 from healthcheck.policy import Attempt, HealthPolicy
+from tests.support.journalsteps import HEADER, WALL, start_run
 from tests.support.limits import fill, tmpfs
 from tests.support.owner_rig import job
 
 pytestmark = pytest.mark.timeout(60)
-
-WALL = 1_700_000_000.0
-HEADER = HeaderRecord(task="web.0", job_key="c/r/e/web", task_id="web-0-1", sandbox="/sb",
-                      ports={}, supervisor_pid=4000, processes=("web",), wall=WALL)
-
-
-def _run(journal: Journal, run: int) -> None:
-    journal.transition(ProcessTransition("web", run, ProcessState.WAITING, ProcessState.RUNNING,
-                                         f"starting run {run} " + "x" * 100), pid=1000 + run)
 
 
 def _lines(caplog: pytest.LogCaptureFixture, event: str) -> list[tuple[int, str]]:
@@ -113,7 +104,7 @@ def test_records_a_full_disk_refuses_are_held_bounded_the_header_kept_first(tmp_
         journal.open(CheckpointWriter(fs / "sandbox", label="web.0"), HEADER)
         filler = fill(fs)
         for run in range(8):  # nothing written, not even the header
-            _run(journal, run)
+            start_run(journal, run)
             journal.flush()
         [(level, failed)] = _lines(caplog, "checkpoint_")
         assert level == logging.ERROR
@@ -121,7 +112,7 @@ def test_records_a_full_disk_refuses_are_held_bounded_the_header_kept_first(tmp_
         assert failed.endswith(' records_held=2 reason="kept in memory, written again at each step (every few '
                                'seconds once many are held) until it works"')
         filler.unlink()
-        _run(journal, 8)
+        start_run(journal, 8)
         journal.flush()
         records = read_records(fs / "sandbox")
         journal.close()
@@ -147,11 +138,11 @@ def test_once_the_header_is_written_the_bound_drops_the_oldest_records_and_each_
             journal.keep_held(fs / "sandbox", "m4rk3r", {42: 7 + run})
             failures = len(_lines(caplog, "checkpoint_write_failed"))
             while len(_lines(caplog, "checkpoint_write_failed")) == failures and run < 500:
-                _run(journal, run)  # until a step's write needs a page the disk cannot give
+                start_run(journal, run)  # until a step's write needs a page the disk cannot give
                 journal.flush()
                 run += 1
             for _ in range(4):
-                _run(journal, run)
+                start_run(journal, run)
                 journal.flush()
                 run += 1
             dropped += [1000 + run - 5, 1000 + run - 4]  # the run that failed first, and the next
@@ -169,7 +160,7 @@ def test_once_the_header_is_written_the_bound_drops_the_oldest_records_and_each_
 
 def test_records_of_a_journal_never_opened_are_not_written_anywhere(tmp_path):
     journal = Journal("web.0", wall_clock=lambda: WALL)
-    _run(journal, 0)
+    start_run(journal, 0)
     journal.flush()
     journal.close()
     assert list(tmp_path.iterdir()) == []
@@ -181,10 +172,10 @@ def test_records_a_closed_checkpoint_refuses_are_lost_with_one_line(tmp_path, ca
     journal = Journal("web.0", wall_clock=lambda: WALL)
     journal.open(writer, HEADER)
     writer.close()
-    _run(journal, 0)
+    start_run(journal, 0)
     journal.flush()
     journal.flush()  # nothing held: nothing more said
-    _run(journal, 1)
+    start_run(journal, 1)
     journal.flush()
     lines = _lines(caplog, "checkpoint_")
     assert lines == [(logging.ERROR, f'checkpoint_write_failed task=web.0 error="ValueError: checkpoint '
@@ -196,7 +187,7 @@ def test_a_step_of_many_records_on_a_disk_that_never_failed_is_written_at_once(t
     journal = Journal("web.0", wall_clock=lambda: WALL)
     journal.open(CheckpointWriter(tmp_path, label="web.0"), HEADER)
     for run in range(4):
-        _run(journal, run)
+        start_run(journal, run)
     journal.flush()
     assert len(read_records(tmp_path)) == 5
     journal.close()
@@ -268,14 +259,14 @@ def test_the_close_writes_what_was_held_however_many_and_names_what_it_could_not
         journal = Journal("web.0", wall_clock=lambda: WALL)
         journal.open(CheckpointWriter(fs / "one", label="web.0"), HEADER)
         filler = fill(fs)
-        _run(journal, 0)
+        start_run(journal, 0)
         journal.flush()  # the header and run 0 held
         filler.unlink()
-        _run(journal, 1)
+        start_run(journal, 1)
         journal.flush()  # 3 held: not tried, 600 s are not over
         assert read_records(fs / "one") == []
         for run in range(2, 5):
-            _run(journal, run)
+            start_run(journal, run)
             journal.flush()
         journal.close()  # tried, whatever the wait
         assert [r.get("pid") for r in read_records(fs / "one")] == [None, 1000, 1001, 1002, 1003, 1004]
@@ -284,7 +275,7 @@ def test_the_close_writes_what_was_held_however_many_and_names_what_it_could_not
         second.open(CheckpointWriter(fs / "two", label="web.1"), HEADER)
         filler = fill(fs)
         for run in range(3):  # the header and run 2 held, runs 0 and 1 dropped
-            _run(second, run)
+            start_run(second, run)
             second.flush()
         second.close()
         filler.unlink()
