@@ -3,7 +3,7 @@ sandbox: the sample a real sampling thread posts, what the owner is told of it (
 fail the task, once it is over the limit), the line of each (DEBUG; WARNING for a sample that
 failed; ERROR for the limit exceeded), the readers' record of each sample, and the schedule:
 the next sample an interval after one ends, none while one runs, none after the stop. The
-clock is a number the test moves; the walk and its thread are real."""
+schedule's clock is the tests' fake one (`FakeClock`); the walk and its thread are real."""
 from __future__ import annotations
 
 import logging
@@ -16,21 +16,14 @@ import pytest
 
 from executor.events import DiskSampled
 from executor.task.diskwatch import DiskWatch, disk_check
+from tests.support.fake_clock import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
 
 KB = 1024
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _watch(sandbox: Path, limit_bytes: int, clock: Clock) -> tuple[DiskWatch, queue.SimpleQueue, list]:
+def _watch(sandbox: Path, limit_bytes: int, clock: FakeClock) -> tuple[DiskWatch, queue.SimpleQueue, list]:
     posted: queue.SimpleQueue = queue.SimpleQueue()
     recorded: list[DiskSampled] = []
     watch = DiskWatch("t.0", sandbox, limit_bytes, disk_check(sandbox, 60.0, under_agent=False), posted.put,
@@ -45,7 +38,7 @@ def _lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
 def test_a_sample_under_the_limit_is_one_debug_line_recorded_and_the_next_is_an_interval_later(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="executor.task.diskwatch")
     (tmp_path / "data").write_bytes(b"x" * 8 * KB)
-    clock = Clock()
+    clock = FakeClock(100.0)
     watch, posted, recorded = _watch(tmp_path, 10 * 1024 * KB, clock)
     watch.start()
     assert watch.deadline_at() is None  # one runs
@@ -53,7 +46,7 @@ def test_a_sample_under_the_limit_is_one_debug_line_recorded_and_the_next_is_an_
     sample = posted.get(timeout=10)
     assert posted.empty() and sample.used_bytes >= 8 * KB and sample.files == 1 and sample.error == ""
     assert 0 < sample.secs < 10
-    clock.now = 130.0
+    clock.advance_to(130.0)
     assert watch.sampled(sample) is None
     assert recorded == [sample] and watch.deadline_at() == 130.0 + 60.0
     [(level, line)] = [(lv, t) for lv, t in _lines(caplog) if t.startswith("disk_sample ")]
@@ -67,7 +60,7 @@ def test_a_sample_under_the_limit_is_one_debug_line_recorded_and_the_next_is_an_
 def test_a_sandbox_over_its_limit_is_the_reason_to_fail_the_task_with_an_error_line(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="executor.task.diskwatch")
     (tmp_path / "data").write_bytes(b"x" * 8 * KB)
-    watch, posted, recorded = _watch(tmp_path, KB, Clock())
+    watch, posted, recorded = _watch(tmp_path, KB, FakeClock(100.0))
     watch.start()
     sample = posted.get(timeout=10)
     reason = watch.sampled(sample)
@@ -78,7 +71,7 @@ def test_a_sandbox_over_its_limit_is_the_reason_to_fail_the_task_with_an_error_l
 
 def test_a_sample_that_failed_is_a_warning_and_the_check_goes_on(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="executor.task.diskwatch")
-    clock = Clock()
+    clock = FakeClock(100.0)
     watch, posted, recorded = _watch(tmp_path / "gone", KB, clock)  # a sandbox that cannot be read
     watch.start()
     sample = posted.get(timeout=10)
@@ -88,7 +81,7 @@ def test_a_sample_that_failed_is_a_warning_and_the_check_goes_on(tmp_path, caplo
     assert _lines(caplog) == [(logging.WARNING, f'disk_sample_failed task=t.0 reason="{sample.error}; '
                                                 f'the next sample in 60 s"')]
     assert watch.deadline_at() == 100.0 + 60.0
-    clock.now = 160.0
+    clock.advance_to(160.0)
     watch.tick()  # due: the next sample starts
     assert posted.get(timeout=10).used_bytes is None
 
@@ -101,7 +94,7 @@ def test_a_walk_that_raises_is_an_error_line_with_its_traceback_and_a_failed_sam
 
     monkeypatch.setattr(diskusage, "measure", measure)
     caplog.set_level(logging.INFO, logger="executor.task.diskwatch")
-    watch, posted, _ = _watch(tmp_path, KB, Clock())
+    watch, posted, _ = _watch(tmp_path, KB, FakeClock(100.0))
     watch.start()
     sample = posted.get(timeout=10)
     assert (sample.used_bytes, sample.error) == (None, "internal error: RuntimeError: a bug in the walk")
@@ -118,7 +111,7 @@ def test_a_sampling_thread_that_cannot_start_is_a_failed_sample(tmp_path, caplog
 
     monkeypatch.setattr(diskwatch, "start_thread", start_thread)
     caplog.set_level(logging.INFO, logger="executor.task.diskwatch")
-    watch, posted, recorded = _watch(tmp_path, KB, Clock())
+    watch, posted, recorded = _watch(tmp_path, KB, FakeClock(100.0))
     watch.start()
     assert posted.empty() and [s.error for s in recorded] == ["the sampling thread could not start "
                                                               "(can't start new thread)"]
@@ -140,7 +133,7 @@ def test_a_walk_the_task_s_stop_cuts_is_one_debug_line_from_a_daemon_thread(tmp_
 
     monkeypatch.setattr(diskusage, "measure", measure)
     caplog.set_level(logging.DEBUG, logger="executor.task.diskwatch")
-    watch, posted, _ = _watch(tmp_path, KB, Clock())
+    watch, posted, _ = _watch(tmp_path, KB, FakeClock(100.0))
     watch.start()
     assert begun.wait(10)
     sampler = next(t for t in threading.enumerate() if t.name == "disk-sample t.0")
