@@ -7,11 +7,9 @@ the lock was taken in. Each leftover is a real `sleep` carrying the attempt's ma
 SIGKILLed or left alive; the checkpoint is written through the product's own writer."""
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ import pytest
 from executor.host.identity import own_identity
 from executor.procs import sandboxfs
 from executor.procs.saferead import MAX_LINE_BYTES
-from executor.procs.spawn import TASK_MARKER
 from executor.task.leftovers import LostAttempt, end_lost_attempts, header_bytes
+from tests.support.marked import marked_sleeps
 from tests.support.statuscli import GONE, RUNNING, header, write
 
 pytestmark = pytest.mark.timeout(60)
@@ -29,22 +27,6 @@ FINISHED = [*RUNNING, {"kind": "task", "from": "RUNNING", "to": "FINISHED", "rea
 # markers of this test process's own: a re-run kills every process of its user that carries one
 LOST, ENDED, MINE = (f"{name}-{os.getpid()}" for name in ("lost-one", "ended-one", "mine"))
 SUMMARY = {"kind": "summary", "earlier_attempts": 2, "earlier_runs": {}, "health_state": None, "wall": 999.0}
-
-
-@contextlib.contextmanager
-def _leftovers(*markers: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """A `sleep` carrying each marker, as a run of that attempt does."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for marker in markers:
-            procs.append(subprocess.Popen(["sleep", "600"], env={"PATH": os.environ["PATH"], TASK_MARKER: marker},
-                                          stdin=subprocess.DEVNULL))
-        yield procs
-    finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait(10)
 
 
 def _killed(proc: subprocess.Popen[bytes]) -> bool:
@@ -58,7 +40,7 @@ def _killed(proc: subprocess.Popen[bytes]) -> bool:
 def test_an_unfinished_attempt_is_numbered_after_those_compaction_dropped_and_one_that_ended_is_left(tmp_path):
     write(tmp_path, [SUMMARY, header(GONE, 7, marker=LOST), *RUNNING,
                      header(GONE, 8, marker=ENDED), *FINISHED])
-    with _leftovers(LOST, ENDED) as (lost, ended):
+    with marked_sleeps(LOST, ENDED) as (lost, ended):
         (attempt,) = end_lost_attempts(tmp_path)
         assert _killed(lost) and ended.poll() is None
     assert (attempt.number, attempt.supervisor_pid, attempt.killed) == (3, GONE, (lost.pid,))
@@ -79,7 +61,7 @@ def _me(**changed: object) -> dict:
 ], ids=["running", "another-boot", "pid-reused-since"])
 def test_an_attempt_whose_supervisor_still_runs_is_left(tmp_path, named, ended):
     write(tmp_path, [_me(**named), *RUNNING])
-    with _leftovers(MINE) as (left,):
+    with marked_sleeps(MINE) as (left,):
         assert [a.number for a in end_lost_attempts(tmp_path)] == ([1] if ended else [])
         assert _killed(left) if ended else left.poll() is None
 
@@ -96,7 +78,7 @@ def test_only_the_checkpoint_in_the_stoker_dir_the_lock_was_taken_in_names_attem
         pinned = sandboxfs.dir_id(fd)
     finally:
         os.close(fd)
-    with _leftovers(LOST) as (lost,):
+    with marked_sleeps(LOST) as (lost,):
         assert end_lost_attempts(tmp_path, pinned="1:1") == []  # another `.stoker`'s: nothing
         assert lost.poll() is None
         assert [a.number for a in end_lost_attempts(tmp_path, pinned=pinned)] == [1]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,9 @@ from config.registry import RegistrySettings
 from executor.observe import metrics, scrape
 from executor.observe.reader import EVERYONE, Reader, supervisor_key
 from executor.observe.scrape import TaskErrors, details, metrics_text
-from executor.procs.spawn import RUN_MARKER, TASK_MARKER
 from executor.task.inspection import Inspection
 from tests.support.exposition import parse
+from tests.support.marked import marked_sleeps
 from tests.support.statuscli import RUNNING, registered_task
 
 pytestmark = pytest.mark.timeout(60)
@@ -47,16 +46,8 @@ def settings(tmp_path: Path) -> Iterator[RegistrySettings]:
         (tmp_path / name).mkdir()
         registered_task(settings, tmp_path / name, name, RUNNING, alive=name == "alive-a", ended=name == "ended-b",
                         marked=name != "lost-d")
-    leftovers = []
-    try:
-        for name in ("lost-c", "lost-d"):
-            env = dict(os.environ, **{TASK_MARKER: f"marker-{name}", RUN_MARKER: f"marker-{name}/web/2"})
-            leftovers.append(subprocess.Popen(["sleep", "600"], env=env, stdin=subprocess.DEVNULL))
+    with marked_sleeps("marker-lost-c", "marker-lost-d"):
         yield settings
-    finally:
-        for leftover in leftovers:
-            leftover.kill()
-            leftover.wait(10)
 
 
 def _scraped(settings: RegistrySettings, errors: TaskErrors, reader: Reader | None = None,
