@@ -135,17 +135,20 @@ def _detail(body: bytes, token: str | None) -> str:
     return cut.strip() + (" ..." if len(text) > len(cut) else "")
 
 
-def _answer_body(response: http.client.HTTPResponse, conn: http.client.HTTPConnection,
+def _answer_body(response: http.client.HTTPResponse, sock: socket.socket,
                  limit: int, deadline: float) -> tuple[bytes, bool]:
     """A call's answer body: at most `limit` bytes, read by `deadline` (each read's timeout
     is what is left); whether it was read whole, else its connection cannot carry another
-    call. (Was `read()`: a body that never ended held the sender for good.)"""
+    call. `sock` is the connection's socket as the request went out: an answer that says
+    `Connection: close` takes it from its HTTPConnection (whose `sock` is None from then
+    on), and its body must still be read (was: it was not, and its log line said nothing
+    of why a call was refused). (Was `read()`: a body that never ended held the sender for good.)"""
     data = b""
     while len(data) < limit:
         left = deadline - time.monotonic()
-        if left <= 0 or conn.sock is None:
+        if left <= 0:
             return data, False
-        conn.sock.settimeout(left)
+        sock.settimeout(left)
         piece = response.read1(limit - len(data))
         if not piece:  # its end (read1 of a Content-Length: 0 body leaves it open)
             response.close()
@@ -176,14 +179,22 @@ class _UnixConnection(http.client.HTTPConnection):
         self._path = path
 
     def connect(self) -> None:
+        """Connected, or an OSError. A unix socket's connect does not wait for a listener
+        whose backlog is full: with a timeout set it fails at once, EAGAIN, said here as the
+        refusal it is (EAGAIN's own words are a process limit's, `logs.no_room`)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.settimeout(self.timeout)
             sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+            self.sock = sock
+        except BlockingIOError:
+            pass  # refused below, outside this handler: the words are not EAGAIN's
+        finally:
+            if self.sock is not sock:
+                sock.close()
+        if self.sock is None:
+            raise ConnectionRefusedError(f"{self._path}: the agent takes no connection now "
+                                         "(its socket's backlog is full: is the agent stopped?)")
 
 
 def _connect(route: AgentRoute, tls: AgentTls | None, connect_timeout_secs: float,
@@ -232,10 +243,13 @@ class AgentStream:
     """One open SUBSCRIBE response: iterate `chunks()`; `abort()` from any thread ends it."""
 
     def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
-                 settle_by: float | None = None) -> None:
+                 sock: socket.socket, settle_by: float | None = None) -> None:
         self._conn = conn
         self._response = response
-        self._sock = conn.sock
+        # the connection's socket as the request went out: an answer that ends with its
+        # connection (no length, no chunks) takes it from `conn` (was: None, so that
+        # abort() could not wake the reader, nor settle() end the read timeout)
+        self._sock = sock
         self._aborted = False
         self._settle_by = settle_by  # until settle(): the first event must be whole by then
         said = response.getheader("Content-Type") or ""
@@ -270,18 +284,16 @@ class AgentStream:
         """The agent has spoken on this stream: no read timeout from now on (its heartbeats
         come every 30 minutes at most, docs/mesos.md §7); never raises."""
         self._settle_by = None
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.settimeout(None)
+        with contextlib.suppress(OSError):
+            self._sock.settimeout(None)
 
     def abort(self) -> None:
         """Wakes a reader blocked in recv by shutting the socket down; never raises."""
         self._aborted = True
-        if self._sock is not None:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         try:
@@ -337,6 +349,8 @@ class AgentTransport:
         body_by = started + min(answer_timeout_secs or math.inf, self._call_timeout_secs)
         try:
             conn = _connect(self._route, self._tls, connect_timeout_secs, answer_timeout_secs)
+            sock = conn.sock
+            assert sock is not None
             conn.request("POST", self._route.path, body=body, headers=self._headers)
             response = conn.getresponse()
         except (http.client.HTTPException, OSError) as e:
@@ -347,9 +361,9 @@ class AgentTransport:
             return CallResult(Outcome.TRANSIENT, None, _error_words(e)), None
         if response.status == 200:
             settle_by = None if answer_timeout_secs is None else started + answer_timeout_secs
-            return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response, settle_by)
+            return CallResult(Outcome.ACCEPTED, 200), AgentStream(conn, response, sock, settle_by)
         try:
-            detail = _detail(_answer_body(response, conn, self._quoted_bytes, body_by)[0], self._token)
+            detail = _detail(_answer_body(response, sock, self._quoted_bytes, body_by)[0], self._token)
         except Exception as e:  # the error body is only for the log line
             detail = f"(body unreadable: {_error_words(e)})"
         finally:
@@ -370,11 +384,12 @@ class AgentTransport:
                                     self._call_timeout_secs)
                     self._call_conn = conn
                 deadline = time.monotonic() + self._call_timeout_secs
-                assert conn.sock is not None
-                conn.sock.settimeout(self._call_timeout_secs)  # the last body's read shortened it
+                sock = conn.sock
+                assert sock is not None
+                sock.settimeout(self._call_timeout_secs)  # the last body's read shortened it
                 conn.request("POST", self._route.path, body=body, headers=self._headers)
                 response = conn.getresponse()
-                content, whole = _answer_body(response, conn, self._quoted_bytes, deadline)
+                content, whole = _answer_body(response, sock, self._quoted_bytes, deadline)
                 if response.will_close or not whole:
                     self._drop_call_conn()
             except (http.client.HTTPException, OSError) as e:

@@ -1,0 +1,375 @@
+"""The transport against a listener whose every answer the test writes (tests/support/
+agent_answers.py): the call connection kept alive, replaced when the agent closed it or an
+answer left it unusable, each call bounded by its timeout, an answer's body read for the
+log line even when the agent closes after it; the event stream read piece by piece, its
+end, its break and its abort told apart; the agent's unix socket."""
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+
+import pytest
+
+from executor.mesos.agentroute import AgentRoute
+from executor.mesos.transport import (
+    AgentStream,
+    AgentTransport,
+    CallResult,
+    Outcome,
+    StreamBroken,
+    _answer_body,
+)
+from tests.support.agent_answers import ANSWER_202, CLOSE, HOLD, AgentAnswers, Say, answer
+
+CALL_SECS = 0.4  # each call's timeout here
+BOUND_SECS = 3.0  # what "ended within its timeout" allows, on a loaded machine
+
+
+def transport(agent: AgentAnswers, token: str | None = None) -> AgentTransport:
+    return AgentTransport(f"127.0.0.1:{agent.port}", token, call_timeout_secs=CALL_SECS)
+
+
+def within(secs: float, call):
+    """`call()`'s result or exception, which must come within `secs` (run on a thread, so
+    that a call that never ends fails the test instead of holding it)."""
+    got: list = []
+
+    def calling() -> None:
+        try:
+            got.append((True, call()))
+        except BaseException as e:  # (raised again below, in the test's thread)
+            got.append((False, e))
+
+    thread = threading.Thread(target=calling, daemon=True)
+    thread.start()
+    thread.join(secs)
+    assert got, f"still waiting after {secs} s"
+    returned, value = got[0]
+    if not returned:
+        raise value
+    return value
+
+
+def test_calls_go_on_one_kept_connection_as_the_agent_s_path_with_the_bearer_token():
+    with AgentAnswers() as agent:
+        t = transport(agent, "tok3n")
+        try:
+            assert t.post(b'{"type":"UPDATE"}') == CallResult(Outcome.ACCEPTED, 202)
+            assert t.post(b'{"type":"MESSAGE"}') == CallResult(Outcome.ACCEPTED, 202)
+        finally:
+            t.close()
+    assert agent.connections == 1
+    assert [h.line for h in agent.heard] == [b"POST /api/v1/executor HTTP/1.1"] * 2
+    assert [h.body for h in agent.heard] == [b'{"type":"UPDATE"}', b'{"type":"MESSAGE"}']
+    head = agent.heard[0].head.decode()
+    assert "Authorization: Bearer tok3n" in head and "Content-Type: application/json" in head
+
+
+def test_an_accepted_call_s_body_is_not_its_detail_and_a_refused_one_s_is():
+    with AgentAnswers([Say(answer("202 Accepted", b"fine")), Say(answer("400 Bad Request", b"no such task"))]) as agent:
+        t = transport(agent)
+        try:
+            assert t.post(b"{}") == CallResult(Outcome.ACCEPTED, 202, "")
+            assert t.post(b"{}") == CallResult(Outcome.REJECTED, 400, "no such task")
+        finally:
+            t.close()
+
+
+def test_a_refusal_the_agent_closes_after_still_says_why_and_the_next_call_connects_anew():
+    """`Connection: close` hands the socket from the connection to the answer: its body was
+    left unread, and the log line said only `HTTP 400`."""
+    refused = answer("400 Bad Request", b"Framework 'f' is unknown", "Connection: close")
+    with AgentAnswers([Say(refused, then=CLOSE)]) as agent:
+        t = transport(agent)
+        try:
+            assert t.post(b"{}") == CallResult(Outcome.REJECTED, 400, "Framework 'f' is unknown")
+            assert t.post(b"{}").outcome is Outcome.ACCEPTED
+        finally:
+            t.close()
+    assert agent.connections == 2
+
+
+def test_a_subscribe_refused_with_connection_close_says_why():
+    refused = answer("403 Forbidden", b"claims are not this executor's", "Connection: close")
+    with AgentAnswers([Say(refused, then=CLOSE)]) as agent:
+        result, stream = transport(agent).subscribe(b"{}", 1.0, 1.0)
+    assert stream is None
+    assert result == CallResult(Outcome.REJECTED, 403, "claims are not this executor's")
+
+
+def test_a_connection_the_agent_closed_while_idle_is_replaced_before_the_next_call():
+    with AgentAnswers() as agent:
+        t = transport(agent)
+        try:
+            assert t.post(b"{}").outcome is Outcome.ACCEPTED
+            agent.drop_connections()
+            time.sleep(0.05)  # the FIN reaches this side
+            assert t.post(b"{}") == CallResult(Outcome.ACCEPTED, 202)
+        finally:
+            t.close()
+    assert agent.connections == 2
+
+
+def test_an_agent_gone_after_its_idle_close_makes_each_call_transient_not_an_error():
+    agent = AgentAnswers()
+    t = transport(agent)
+    try:
+        assert t.post(b"{}").outcome is Outcome.ACCEPTED
+        agent.close()  # the connection and the listener both gone
+        time.sleep(0.05)
+        for _ in range(2):
+            result = t.post(b"{}")
+            assert result.outcome is Outcome.TRANSIENT and result.status is None
+            assert result.detail.startswith("ConnectionRefusedError: "), result
+    finally:
+        t.close()
+
+
+def test_a_kept_connection_is_judged_at_once_not_after_a_wait():
+    with AgentAnswers() as agent:
+        t = transport(agent)
+        try:
+            t.post(b"{}")
+            started = time.monotonic()
+            for _ in range(5):
+                t.post(b"{}")
+            assert time.monotonic() - started < 2.5  # (a look that waited a second each time: 5 s)
+        finally:
+            t.close()
+    assert agent.connections == 1
+
+
+def test_a_call_never_answered_is_transient_within_its_timeout():
+    with AgentAnswers([Say(b"", then=HOLD)]) as agent:
+        t = transport(agent)
+        try:
+            result = within(BOUND_SECS, lambda: t.post(b"{}"))
+        finally:
+            t.close()
+    assert result == CallResult(Outcome.TRANSIENT, None, "TimeoutError: timed out")
+
+
+def test_on_a_kept_connection_the_next_call_has_its_whole_timeout_again():
+    """The last answer's body was read with what was left of its call's time (0.2 s of 1);
+    the next call, answered 0.5 s after it was sent, must have its whole second again."""
+    slow_body = Say(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\no", pause_secs=0.8, rest=b"k")
+    late_answer = Say(b"", pause_secs=0.5, rest=ANSWER_202)
+    with AgentAnswers([slow_body, late_answer]) as agent:
+        t = AgentTransport(f"127.0.0.1:{agent.port}", call_timeout_secs=1.0)
+        try:
+            assert within(BOUND_SECS, lambda: t.post(b"{}")).outcome is Outcome.ACCEPTED
+            assert within(BOUND_SECS, lambda: t.post(b"{}")) == CallResult(Outcome.ACCEPTED, 202)
+        finally:
+            t.close()
+    assert agent.connections == 1
+
+
+def test_an_answer_whose_body_stops_short_ends_the_call_in_time_and_its_connection():
+    stalled = Say(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\nonly ten b", then=HOLD)
+    with AgentAnswers([stalled]) as agent:
+        t = transport(agent)
+        try:
+            assert within(BOUND_SECS, lambda: t.post(b"{}")) == \
+                CallResult(Outcome.TRANSIENT, None, "TimeoutError: timed out")
+            assert within(BOUND_SECS, lambda: t.post(b"{}")) == CallResult(Outcome.ACCEPTED, 202)
+        finally:
+            t.close()
+    assert agent.connections == 2  # the stalled one is not asked again
+
+
+def test_an_answer_longer_than_what_is_quoted_leaves_its_connection():
+    long_body = answer("500 Internal Server Error", b"e" * 5000)
+    with AgentAnswers([Say(long_body)]) as agent:
+        t = transport(agent)
+        try:
+            refused = t.post(b"{}")
+            assert refused.status == 500 and refused.detail == "e" * 1024 + " ..."
+            assert t.post(b"{}").outcome is Outcome.ACCEPTED
+        finally:
+            t.close()
+    assert agent.connections == 2
+
+
+def _answered(agent: AgentAnswers) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, socket.socket]:
+    conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=5)
+    conn.request("POST", "/api/v1/executor", body=b"{}")
+    sock = conn.sock
+    assert sock is not None
+    return conn, conn.getresponse(), sock
+
+
+def test_a_body_is_read_up_to_its_limit_and_said_whole_only_when_it_ended():
+    with AgentAnswers([Say(answer("500 Oops", b"0123456789")), Say(answer("500 Oops", b"abc"))]) as agent:
+        conn, response, sock = _answered(agent)
+        try:
+            assert _answer_body(response, sock, 4, time.monotonic() + 2) == (b"0123", False)
+        finally:
+            conn.close()
+        conn, response, sock = _answered(agent)
+        try:
+            assert _answer_body(response, sock, 4, time.monotonic() + 2) == (b"abc", True)
+        finally:
+            conn.close()
+
+
+def test_a_body_that_stalls_is_given_up_at_its_deadline():
+    stalled = Say(b"HTTP/1.1 500 Oops\r\nContent-Length: 50\r\n\r\npart", then=HOLD)
+    with AgentAnswers([stalled]) as agent:
+        conn, response, sock = _answered(agent)
+        try:
+            with pytest.raises(TimeoutError):  # "part" read, then the wait for the rest
+                within(BOUND_SECS, lambda: _answer_body(response, sock, 1000, time.monotonic() + 0.3))
+        finally:
+            conn.close()
+
+
+def test_a_body_with_its_deadline_passed_is_not_read():
+    with AgentAnswers([Say(answer("500 Oops", b"late"))]) as agent:
+        conn, response, sock = _answered(agent)
+        try:
+            assert _answer_body(response, sock, 1000, time.monotonic() - 0.01) == (b"", False)
+        finally:
+            conn.close()
+
+
+# ---- the event stream ----
+
+STREAM_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def subscribed(agent: AgentAnswers, answer_secs: float | None = None) -> AgentStream:
+    result, stream = transport(agent).subscribe(b"{}", 1.0, answer_secs)
+    assert result == CallResult(Outcome.ACCEPTED, 200) and stream is not None
+    return stream
+
+
+def test_a_stream_s_pieces_come_as_sent_and_its_last_chunk_ends_it_cleanly():
+    with AgentAnswers([Say(STREAM_HEAD + chunk(b"12\n") + chunk(b'{"a":1}'), then=HOLD)]) as agent:
+        stream = subscribed(agent)
+        try:
+            pieces = stream.chunks()
+            assert within(BOUND_SECS, lambda: next(pieces)) == b"12\n"
+            assert within(BOUND_SECS, lambda: next(pieces)) == b'{"a":1}'
+        finally:
+            stream.abort()
+            stream.close()
+    with AgentAnswers([Say(STREAM_HEAD + chunk(b"x") + b"0\r\n\r\n", then=HOLD)]) as agent:
+        stream = subscribed(agent)
+        try:
+            assert within(BOUND_SECS, lambda: list(stream.chunks())) == [b"x"]
+        finally:
+            stream.close()
+    assert stream.odd_type == ""
+
+
+def test_a_stream_cut_inside_a_chunk_is_broken_with_its_error_not_aborted():
+    with AgentAnswers([Say(STREAM_HEAD + b"10\r\nonly a part", then=CLOSE)]) as agent:
+        stream = subscribed(agent)
+        try:
+            with pytest.raises(StreamBroken) as broken:
+                within(BOUND_SECS, lambda: list(stream.chunks()))
+        finally:
+            stream.close()
+    assert str(broken.value).startswith("IncompleteRead: "), broken.value
+
+
+def test_an_abort_ends_a_stream_that_ends_with_its_connection_as_aborted():
+    """An answer without chunks or a length ends with its connection: the abort's shutdown
+    reads as that end, and must still be told as the abort it is."""
+    with AgentAnswers([Say(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n7\n", then=HOLD)]) as agent:
+        stream = subscribed(agent, answer_secs=5.0)
+        try:
+            pieces = stream.chunks()
+            assert within(BOUND_SECS, lambda: next(pieces)) == b"7\n"
+            stream.settle()  # (its connection's socket, not the connection's None)
+            assert stream._sock.gettimeout() is None
+            stream.abort()
+            with pytest.raises(StreamBroken, match="^aborted$"):
+                within(BOUND_SECS, lambda: next(pieces))
+        finally:
+            stream.close()
+
+
+def test_bytes_that_never_make_an_event_do_not_hold_the_stream_past_its_answer_time():
+    with AgentAnswers([Say(STREAM_HEAD + chunk(b"\n"), then=HOLD)]) as agent:
+        stream = subscribed(agent, answer_secs=0.3)
+        try:
+            pieces = stream.chunks()
+            assert within(BOUND_SECS, lambda: next(pieces)) == b"\n"
+            time.sleep(0.35)
+            with pytest.raises(StreamBroken, match="^no event came within the outage's time left$"):
+                within(BOUND_SECS, lambda: next(pieces))
+        finally:
+            stream.abort()
+            stream.close()
+
+
+def test_a_stream_settled_after_its_close_does_not_raise():
+    with AgentAnswers([Say(STREAM_HEAD, then=HOLD)]) as agent:
+        stream = subscribed(agent, answer_secs=0.3)
+        stream.close()
+        stream.settle()
+        stream.abort()
+
+
+def test_an_answer_of_another_type_is_named_as_maybe_not_the_agent():
+    page = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 6\r\n\r\n<html>"
+    with AgentAnswers([Say(page, then=HOLD)]) as agent:
+        stream = subscribed(agent)
+        stream.close()
+    assert stream.odd_type == ("; the answer's Content-Type is 'text/html', not the agent's "
+                               "application/json: is MESOS_AGENT_ENDPOINT a Mesos agent?")
+
+
+# ---- the agent's unix socket ----
+
+def test_calls_and_the_stream_go_over_the_agent_s_unix_socket(tmp_path):
+    path = tmp_path / "agent.sock"
+    with AgentAnswers([Say(ANSWER_202), Say(STREAM_HEAD + chunk(b"5\n"), then=HOLD)], unix_path=path) as agent:
+        t = AgentTransport(AgentRoute(host="localhost", port=0, socket_path=str(path)), call_timeout_secs=CALL_SECS)
+        try:
+            assert t.post(b"{}") == CallResult(Outcome.ACCEPTED, 202)
+            result, stream = t.subscribe(b"{}", 1.0, 1.0)
+            assert result.outcome is Outcome.ACCEPTED and stream is not None
+            try:
+                assert within(BOUND_SECS, lambda: next(stream.chunks())) == b"5\n"
+            finally:
+                stream.abort()
+                stream.close()
+        finally:
+            t.close()
+    assert [h.line for h in agent.heard] == [b"POST /api/v1/executor HTTP/1.1"] * 2
+
+
+def test_a_unix_socket_whose_agent_never_accepts_is_refused_at_once_in_its_own_words(tmp_path):
+    """A unix socket's connect with no timeout waits while the listener's backlog is full;
+    with one it fails at once, EAGAIN, which is not a process limit (as `no_room` says it)."""
+    path = tmp_path / "agent.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)
+    waiting = []
+    try:
+        while True:  # fill the backlog; none is accepted
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(False)
+            waiting.append(s)
+            try:
+                s.connect(str(path))
+            except BlockingIOError:
+                break
+        t = AgentTransport(AgentRoute(host="localhost", port=0, socket_path=str(path)))
+        result, stream = within(BOUND_SECS, lambda: t.subscribe(b"{}", 0.3, 0.3))
+    finally:
+        for s in waiting:
+            s.close()
+        listener.close()
+    assert stream is None and result == CallResult(
+        Outcome.TRANSIENT, None, f"ConnectionRefusedError: {path}: the agent takes no connection now "
+                                 "(its socket's backlog is full: is the agent stopped?)")
