@@ -20,6 +20,8 @@ from pathlib import Path
 
 import attrs
 
+from tests.support.http_server import shut_down
+
 KEEP, CLOSE, HOLD = "keep", "close", "hold"  # after an answer: go on reading, close, say nothing more
 ANSWER_202 = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
 
@@ -103,19 +105,12 @@ class AgentAnswers:
         """Close every connection made so far from this side (the agent's idle close)."""
         with self._lock:
             socks = list(self._socks)
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_down(socks)
 
     def close(self) -> None:
         self._closing.set()
         self.drop_connections()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (close alone does not)
-        except OSError:
-            pass
+        shut_down([self._listener])  # wakes the accept (a close alone does not)
         self._listener.close()
         with self._lock:
             threads = list(self._threads)

@@ -17,7 +17,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import attrs
@@ -179,11 +179,7 @@ class ScriptedHTTPServer:
         self._server.server_close()
         with self._lock:
             connections = dict(self._connections)
-        for sock in connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shut_down(connections)
         for thread in connections.values():
             thread.join(timeout=2.0)
         self._thread.join(timeout=2.0)
@@ -355,6 +351,15 @@ class RawAnswers:
         self._listener.close()
         if self._thread.ident is not None:
             self._thread.join(timeout=2)
+
+
+def shut_down(socks: Iterable[socket.socket]) -> None:
+    """Shut each socket down both ways (waking whatever reads or accepts on it), however it is."""
+    for sock in socks:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def request_head(conn: socket.socket) -> bytes:
