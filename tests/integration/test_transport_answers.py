@@ -5,10 +5,12 @@ log line even when the agent closes after it; the event stream read piece by pie
 end, its break and its abort told apart; the agent's unix socket."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,13 +24,26 @@ from executor.mesos.transport import (
     _answer_body,
 )
 from tests.support.agent_answers import ANSWER_202, CLOSE, HOLD, AgentAnswers, Say, answer
+from tests.support.http_server import shut_down
 
 CALL_SECS = 0.4  # each call's timeout here
 BOUND_SECS = 3.0  # what "ended within its timeout" allows, on a loaded machine
 
 
-def transport(agent: AgentAnswers, token: str | None = None) -> AgentTransport:
-    return AgentTransport(f"127.0.0.1:{agent.port}", token, call_timeout_secs=CALL_SECS)
+def transport(agent: AgentAnswers, token: str | None = None, call_secs: float = CALL_SECS) -> AgentTransport:
+    return AgentTransport(f"127.0.0.1:{agent.port}", token, call_timeout_secs=call_secs)
+
+
+@contextlib.contextmanager
+def transport_to(agent: AgentAnswers, token: str | None = None, call_secs: float = CALL_SECS) -> Iterator[AgentTransport]:
+    """A transport to `agent`; at the end the agent's side of each connection is shut down
+    first, which wakes a read a failing test left blocked (the close would wait for it)."""
+    t = transport(agent, token, call_secs)
+    try:
+        yield t
+    finally:
+        agent.drop_connections()
+        t.close()
 
 
 def within(secs: float, call):
@@ -54,12 +69,9 @@ def within(secs: float, call):
 
 def test_calls_go_on_one_kept_connection_as_the_agent_s_path_with_the_bearer_token():
     with AgentAnswers() as agent:
-        t = transport(agent, "tok3n")
-        try:
+        with transport_to(agent, "tok3n") as t:
             assert t.post(b'{"type":"UPDATE"}') == CallResult(Outcome.ACCEPTED, 202)
             assert t.post(b'{"type":"MESSAGE"}') == CallResult(Outcome.ACCEPTED, 202)
-        finally:
-            t.close()
     assert agent.connections == 1
     assert [h.line for h in agent.heard] == [b"POST /api/v1/executor HTTP/1.1"] * 2
     assert [h.body for h in agent.heard] == [b'{"type":"UPDATE"}', b'{"type":"MESSAGE"}']
@@ -69,12 +81,9 @@ def test_calls_go_on_one_kept_connection_as_the_agent_s_path_with_the_bearer_tok
 
 def test_an_accepted_call_s_body_is_not_its_detail_and_a_refused_one_s_is():
     with AgentAnswers([Say(answer("202 Accepted", b"fine")), Say(answer("400 Bad Request", b"no such task"))]) as agent:
-        t = transport(agent)
-        try:
+        with transport_to(agent) as t:
             assert t.post(b"{}") == CallResult(Outcome.ACCEPTED, 202, "")
             assert t.post(b"{}") == CallResult(Outcome.REJECTED, 400, "no such task")
-        finally:
-            t.close()
 
 
 def test_a_refusal_the_agent_closes_after_still_says_why_and_the_next_call_connects_anew():
@@ -82,12 +91,9 @@ def test_a_refusal_the_agent_closes_after_still_says_why_and_the_next_call_conne
     left unread, and the log line said only `HTTP 400`."""
     refused = answer("400 Bad Request", b"Framework 'f' is unknown", "Connection: close")
     with AgentAnswers([Say(refused, then=CLOSE)]) as agent:
-        t = transport(agent)
-        try:
+        with transport_to(agent) as t:
             assert t.post(b"{}") == CallResult(Outcome.REJECTED, 400, "Framework 'f' is unknown")
             assert t.post(b"{}").outcome is Outcome.ACCEPTED
-        finally:
-            t.close()
     assert agent.connections == 2
 
 
@@ -101,14 +107,11 @@ def test_a_subscribe_refused_with_connection_close_says_why():
 
 def test_a_connection_the_agent_closed_while_idle_is_replaced_before_the_next_call():
     with AgentAnswers() as agent:
-        t = transport(agent)
-        try:
+        with transport_to(agent) as t:
             assert t.post(b"{}").outcome is Outcome.ACCEPTED
             agent.drop_connections()
             time.sleep(0.05)  # the FIN reaches this side
             assert t.post(b"{}") == CallResult(Outcome.ACCEPTED, 202)
-        finally:
-            t.close()
     assert agent.connections == 2
 
 
@@ -129,25 +132,19 @@ def test_an_agent_gone_after_its_idle_close_makes_each_call_transient_not_an_err
 
 def test_a_kept_connection_is_judged_at_once_not_after_a_wait():
     with AgentAnswers() as agent:
-        t = transport(agent)
-        try:
+        with transport_to(agent) as t:
             t.post(b"{}")
             started = time.monotonic()
             for _ in range(5):
                 t.post(b"{}")
             assert time.monotonic() - started < 2.5  # (a look that waited a second each time: 5 s)
-        finally:
-            t.close()
     assert agent.connections == 1
 
 
 def test_a_call_never_answered_is_transient_within_its_timeout():
     with AgentAnswers([Say(b"", then=HOLD)]) as agent:
-        t = transport(agent)
-        try:
+        with transport_to(agent) as t:
             result = within(BOUND_SECS, lambda: t.post(b"{}"))
-        finally:
-            t.close()
     assert result == CallResult(Outcome.TRANSIENT, None, "TimeoutError: timed out")
 
 
@@ -157,81 +154,75 @@ def test_on_a_kept_connection_the_next_call_has_its_whole_timeout_again():
     slow_body = Say(b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\no", pause_secs=0.8, rest=b"k")
     late_answer = Say(b"", pause_secs=0.5, rest=ANSWER_202)
     with AgentAnswers([slow_body, late_answer]) as agent:
-        t = AgentTransport(f"127.0.0.1:{agent.port}", call_timeout_secs=1.0)
-        try:
+        with transport_to(agent, call_secs=1.0) as t:
             assert within(BOUND_SECS, lambda: t.post(b"{}")).outcome is Outcome.ACCEPTED
             assert within(BOUND_SECS, lambda: t.post(b"{}")) == CallResult(Outcome.ACCEPTED, 202)
-        finally:
-            t.close()
     assert agent.connections == 1
 
 
 def test_an_answer_whose_body_stops_short_ends_the_call_in_time_and_its_connection():
     stalled = Say(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\nonly ten b", then=HOLD)
     with AgentAnswers([stalled]) as agent:
-        t = transport(agent)
-        try:
+        with transport_to(agent) as t:
             assert within(BOUND_SECS, lambda: t.post(b"{}")) == \
                 CallResult(Outcome.TRANSIENT, None, "TimeoutError: timed out")
             assert within(BOUND_SECS, lambda: t.post(b"{}")) == CallResult(Outcome.ACCEPTED, 202)
-        finally:
-            t.close()
     assert agent.connections == 2  # the stalled one is not asked again
 
 
 def test_an_answer_longer_than_what_is_quoted_leaves_its_connection():
     long_body = answer("500 Internal Server Error", b"e" * 5000)
     with AgentAnswers([Say(long_body)]) as agent:
-        t = transport(agent)
-        try:
+        with transport_to(agent) as t:
             refused = t.post(b"{}")
             assert refused.status == 500 and refused.detail == "e" * 1024 + " ..."
             assert t.post(b"{}").outcome is Outcome.ACCEPTED
-        finally:
-            t.close()
     assert agent.connections == 2
 
 
-def _answered(agent: AgentAnswers) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse, socket.socket]:
+@contextlib.contextmanager
+def answered(agent: AgentAnswers) -> Iterator[tuple[http.client.HTTPResponse, socket.socket]]:
+    """A POST's answer and its connection's socket; at the end the socket is shut down
+    first, which wakes a read a failing test left blocked (its close would wait for it)."""
     conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=5)
     conn.request("POST", "/api/v1/executor", body=b"{}")
     sock = conn.sock
     assert sock is not None
-    return conn, conn.getresponse(), sock
+    try:
+        yield conn.getresponse(), sock
+    finally:
+        shut_down([sock])
+        conn.close()
 
 
 def test_a_body_is_read_up_to_its_limit_and_said_whole_only_when_it_ended():
     with AgentAnswers([Say(answer("500 Oops", b"0123456789")), Say(answer("500 Oops", b"abc"))]) as agent:
-        conn, response, sock = _answered(agent)
-        try:
+        with answered(agent) as (response, sock):
             assert _answer_body(response, sock, 4, time.monotonic() + 2) == (b"0123", False)
-        finally:
-            conn.close()
-        conn, response, sock = _answered(agent)
-        try:
+        with answered(agent) as (response, sock):
             assert _answer_body(response, sock, 4, time.monotonic() + 2) == (b"abc", True)
-        finally:
-            conn.close()
+
+
+def test_a_body_that_comes_in_pieces_is_read_whole_and_no_further_than_its_limit():
+    in_two = Say(b"HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\n01", pause_secs=0.1, rest=b"23")
+    past_limit = Say(b"HTTP/1.1 500 Oops\r\nContent-Length: 6\r\n\r\n01", pause_secs=0.1, rest=b"2345")
+    with AgentAnswers([in_two, past_limit]) as agent:
+        with answered(agent) as (response, sock):
+            assert _answer_body(response, sock, 100, time.monotonic() + 2) == (b"0123", True)
+        with answered(agent) as (response, sock):
+            assert _answer_body(response, sock, 4, time.monotonic() + 2) == (b"0123", False)
 
 
 def test_a_body_that_stalls_is_given_up_at_its_deadline():
     stalled = Say(b"HTTP/1.1 500 Oops\r\nContent-Length: 50\r\n\r\npart", then=HOLD)
-    with AgentAnswers([stalled]) as agent:
-        conn, response, sock = _answered(agent)
-        try:
-            with pytest.raises(TimeoutError):  # "part" read, then the wait for the rest
-                within(BOUND_SECS, lambda: _answer_body(response, sock, 1000, time.monotonic() + 0.3))
-        finally:
-            conn.close()
+    with AgentAnswers([stalled]) as agent, answered(agent) as (response, sock):
+        with pytest.raises(TimeoutError):  # "part" read, then the wait for the rest
+            within(BOUND_SECS, lambda: _answer_body(response, sock, 1000, time.monotonic() + 0.3))
 
 
 def test_a_body_with_its_deadline_passed_is_not_read():
-    with AgentAnswers([Say(answer("500 Oops", b"late"))]) as agent:
-        conn, response, sock = _answered(agent)
-        try:
-            assert _answer_body(response, sock, 1000, time.monotonic() - 0.01) == (b"", False)
-        finally:
-            conn.close()
+    with AgentAnswers([Say(answer("500 Oops", b"late"))]) as agent, answered(agent) as (response, sock):
+        assert _answer_body(response, sock, 1000, time.monotonic() - 0.01) == (b"", False)
 
 
 # ---- the event stream ----
@@ -345,6 +336,7 @@ def test_calls_and_the_stream_go_over_the_agent_s_unix_socket(tmp_path):
         finally:
             t.close()
     assert [h.line for h in agent.heard] == [b"POST /api/v1/executor HTTP/1.1"] * 2
+    assert all(b"Host: localhost\r\n" in h.head + b"\r\n" for h in agent.heard)
 
 
 def test_a_unix_socket_whose_agent_never_accepts_is_refused_at_once_in_its_own_words(tmp_path):

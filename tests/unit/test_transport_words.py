@@ -7,7 +7,7 @@ import http.client
 
 import pytest
 
-from executor.mesos.transport import CallResult, Outcome, _classify, _detail, _error_words
+from executor.mesos.transport import BadToken, CallResult, Outcome, _bearer, _classify, _detail, _error_words
 
 ACCEPTED, TRANSIENT, REJECTED = Outcome.ACCEPTED, Outcome.TRANSIENT, Outcome.REJECTED
 
@@ -86,6 +86,26 @@ def test_an_error_is_its_type_and_its_innermost_cause():
     except http.client.HTTPException as e:
         assert _error_words(e) == "RemoteDisconnected: [Errno 111] Connection refused"
     assert _error_words(TimeoutError()) == "TimeoutError: TimeoutError"
+    said = http.client.RemoteDisconnected("wrapped")
+    said.__cause__ = ConnectionResetError(104, "Connection reset by peer")  # a cause, no context
+    assert _error_words(said) == "RemoteDisconnected: [Errno 104] Connection reset by peer"
     looped = ValueError("first")
     looped.__context__ = looped  # a cycle ends the walk
     assert _error_words(looped) == "ValueError: first"
+
+
+@pytest.mark.parametrize("token", ["!", "~", "a!b~c", "eyJhbGciOi.J9.x-_"])
+def test_a_token_of_printable_ascii_goes_in_the_header_as_it_is(token):
+    assert _bearer(token) == f"Bearer {token}"
+
+
+@pytest.mark.parametrize("char, what", [
+    ("\x7f", "a control character"),  # DEL
+    ("\x80", "a non-ASCII character"),
+    ("\x1f", "a control character"),
+    ("\x20", "a space"),
+])
+def test_the_first_character_no_header_can_carry_is_named_by_its_kind(char, what):
+    with pytest.raises(BadToken) as refused:
+        _bearer(f"ab{char}cd")
+    assert str(refused.value) == f"the token holds {what} at position 3 of 5, which an HTTP header cannot carry"
