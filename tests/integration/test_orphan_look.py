@@ -1,7 +1,9 @@
 """The orphans a supervisor hands its watchdog as it goes idle (`Containment.look`): the
 children of this process (a subreaper) that are no registered run, each by pid and start
 time; not a child this process had before the supervisor started, not an orphan that
-carries another task's marker, not a run. A supervisor in this process, real orphans."""
+carries another task's marker, not a run. And whether a run whose top exited left one
+(`Containment.has_leftovers`): of its group, or carrying its marker. A supervisor in this
+process, real orphans."""
 from __future__ import annotations
 
 import os
@@ -10,6 +12,7 @@ import subprocess
 import pytest
 
 from executor.procs import proctree
+from executor.procs.spawn import RunChild
 from tests.support.supervision import Harness, read_pids
 from tests.support.waiting import wait_for
 
@@ -59,3 +62,35 @@ def test_a_look_hands_over_the_task_s_orphans_and_nothing_else(tmp_path, tracker
         harness.sup.close()
         older.kill()
         older.wait()
+
+
+def left_by_a_top(tmp_path, tracker, leave: str) -> tuple[RunChild, int]:
+    """A run-like top in its own session that starts `leave` in the background, writes its
+    pid and exits (reaped here): its leftover, now this process's orphan, and the top as the
+    supervisor knows a run (pid, marker)."""
+    pid_file = tmp_path / "left"
+    top = subprocess.Popen(["bash", "-c", f"{leave} & echo $! > {pid_file}"], start_new_session=True)
+    top.wait()
+    (left,) = read_pids(pid_file)
+    tracker.add(left)
+    wait_for(lambda: parent_of(left) == os.getpid(), 5, message="the leftover this process's")
+    return RunChild(pid=top.pid, popen=None, marker="m-left", process="a", run=0), left
+
+
+@pytest.mark.parametrize("leave, found", [
+    ("exec setsid env STOKER_RUN_MARKER=m-left sleep 30", True),  # its marker, another group
+    ("exec sleep 30", True),  # its group, no marker
+    ("exec setsid env STOKER_RUN_MARKER=m-other sleep 30", False),  # neither
+])
+def test_a_run_s_leftover_is_one_of_its_group_or_one_that_carries_its_marker(tmp_path, tracker, leave, found):
+    harness = Harness(tmp_path / "sandbox", tracker, cgroups="off")
+    try:
+        containment = harness.sup._containment
+        assert containment is not None
+        child, left = left_by_a_top(tmp_path, tracker, leave)
+        assert containment.has_leftovers(child) is found
+        os.kill(left, 9)
+        wait_for(lambda: proctree.read_proc(left) is None, 5, message="the leftover gone")
+        assert containment.has_leftovers(child) is False
+    finally:
+        harness.sup.close()
