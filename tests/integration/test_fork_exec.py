@@ -33,11 +33,12 @@ def given(env: dict[str, str]) -> dict[str, str]:
 
 
 def said(sandbox: Path, **how) -> dict:
-    """Start CMDLINE by `fork_exec` in `sandbox`, stdin /dev/null, stdout and stderr files
+    """Start CMDLINE by `fork_exec` in `sandbox`, stdin, stdout and stderr files
     there, with an inheritable descriptor open that it must not get; what the child said."""
     planted = os.open(os.devnull, os.O_RDONLY)
     os.set_inheritable(planted, True)
-    stdin = os.open(os.devnull, os.O_RDONLY)
+    (sandbox / "in").write_bytes(b"")
+    stdin = os.open(sandbox / "in", os.O_RDONLY)  # (not /dev/null: the test's own stdin may be that)
     out = os.open(sandbox / "out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     err = os.open(sandbox / "err", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
@@ -61,7 +62,7 @@ def test_a_run_as_another_user_has_its_ids_groups_umask_and_session_and_nothing_
     assert got["groups"] == sorted({user.pw_gid, group.gr_gid})
     assert got["umask"] == 0o027 and got["session"] and got["cwd"] == str(sandbox)
     assert given(got["env"]) == {"PATH": "/usr/bin:/bin", "MARK": "m1"}
-    assert got["fds"] == [0, 1, 2, 3] and got["stdin"] == "/dev/null"  # (3: the listing's own)
+    assert got["fds"] == [0, 1, 2, 3] and got["stdin"] == str(sandbox / "in")  # (3: the listing's own)
     assert got["stderr"] == str(sandbox / "err")
 
 
@@ -111,7 +112,7 @@ def test_a_wrapped_run_is_the_wrapper_s_given_the_user_with_the_environment_it_s
     assert got["uid"] == os.getuid()  # the wrapper switches, not the fork
     assert given(got["env"]) == {"PATH": "/usr/bin:/bin", "MARK": "m1", "SEEN": "inside", "WRAPPED": "1"}
     assert got["umask"] == 0o007 and got["session"] and got["cwd"] == str(tmp_path)
-    assert got["fds"] == [0, 1, 2, 3] and got["stdin"] == "/dev/null" and got["stderr"] == str(tmp_path / "err")
+    assert got["fds"] == [0, 1, 2, 3] and got["stdin"] == str(tmp_path / "in") and got["stderr"] == str(tmp_path / "err")
 
 
 def test_a_wrapped_run_with_no_user_keeps_this_process_s_umask(tmp_path):
