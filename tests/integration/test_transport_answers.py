@@ -77,6 +77,7 @@ def test_calls_go_on_one_kept_connection_as_the_agent_s_path_with_the_bearer_tok
     assert [h.body for h in agent.heard] == [b'{"type":"UPDATE"}', b'{"type":"MESSAGE"}']
     head = agent.heard[0].head.decode()
     assert "Authorization: Bearer tok3n" in head and "Content-Type: application/json" in head
+    assert "Accept: application/json" in head
 
 
 def test_an_accepted_call_s_body_is_not_its_detail_and_a_refused_one_s_is():
@@ -103,6 +104,19 @@ def test_a_subscribe_refused_with_connection_close_says_why():
         result, stream = transport(agent).subscribe(b"{}", 1.0, 1.0)
     assert stream is None
     assert result == CallResult(Outcome.REJECTED, 403, "claims are not this executor's")
+
+
+def test_a_subscribe_refused_with_the_token_quoted_says_token_instead():
+    refused = answer("401 Unauthorized", b"Authorization: Bearer tok3n-value is not valid")
+    with AgentAnswers([Say(refused, then=CLOSE)]) as agent:
+        result, _ = transport(agent, "tok3n-value").subscribe(b"{}", 1.0, 1.0)
+    assert result == CallResult(Outcome.REJECTED, 401, "Authorization: Bearer [token] is not valid")
+
+
+def test_a_call_refused_with_the_token_quoted_says_token_instead():
+    refused = answer("400 Bad Request", b"bad call from Bearer tok3n-value")
+    with AgentAnswers([Say(refused)]) as agent, transport_to(agent, "tok3n-value") as t:
+        assert t.post(b"{}") == CallResult(Outcome.REJECTED, 400, "bad call from Bearer [token]")
 
 
 def test_a_connection_the_agent_closed_while_idle_is_replaced_before_the_next_call():
