@@ -1,7 +1,8 @@
 """The modules `make mutation` mutates (tools/mutation.py): one row each (tools/mutation_module.py's
 `Module`), with its sources, the tests that state its rules and how they run (in child processes,
-as a subreaper). Here the first twelve rounds' rows; those from the thirteenth round on, and a new
-round's, are in tools/mutation_rows_later.py (MODULES lists them after these).
+as a subreaper). Here the first twelve rounds' rows; those of the thirteenth to the thirty-first
+rounds are in tools/mutation_rows_later.py, and from the thirty-second on, a new round's too, in
+tools/mutation_rows_recent.py (MODULES lists them after these, in that order).
 
 A row's tests and sources are copied into `.mutation/SLUG/` with tools/mutation.py's COPIED.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from mutation_module import ROOT, Module, all_but
 from mutation_rows_later import LATER_ROWS
+from mutation_rows_recent import RECENT_ROWS
 
 AUDIT_MEMORY = "tests/faults/test_audit_memory.py::"  # (the twelfth round's MemoryError rows)
 AUDIT_MEMORY_SUPERVISOR = "tests/faults/test_audit_memory_supervisor.py::"  # (its reaper, relay and move)
@@ -335,5 +337,6 @@ MODULES = (
            (f"{AUDIT_MEMORY}test_a_memory_error_in_the_executor_s_owner_fails_the_task_and_ends_with_one_line",
             "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_closed_stdout.py"),  # (its older paths)
            functions=("executor.cli.main.x__handled__mutmut_*",), children=True),
-    *LATER_ROWS,  # the thirteenth round on
+    *LATER_ROWS,  # the thirteenth round to the thirty-first
+    *RECENT_ROWS,  # the thirty-second round on
 )
