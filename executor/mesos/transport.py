@@ -183,16 +183,17 @@ class _UnixConnection(http.client.HTTPConnection):
         whose backlog is full: with a timeout set it fails at once, EAGAIN, said here as the
         refusal it is (EAGAIN's own words are a process limit's, `logs.no_room`)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        full = False
         try:
             sock.settimeout(self.timeout)
             sock.connect(self._path)
             self.sock = sock
         except BlockingIOError:
-            pass  # refused below, outside this handler: the words are not EAGAIN's
+            full = True  # refused below, outside this handler: the words are not EAGAIN's
         finally:
             if self.sock is not sock:
                 sock.close()
-        if self.sock is None:
+        if full:
             raise ConnectionRefusedError(f"{self._path}: the agent takes no connection now "
                                          "(its socket's backlog is full: is the agent stopped?)")
 
