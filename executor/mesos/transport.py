@@ -291,10 +291,8 @@ class AgentStream:
     def abort(self) -> None:
         """Wakes a reader blocked in recv by shutting the socket down; never raises."""
         self._aborted = True
-        try:
+        with contextlib.suppress(OSError):  # shut already, or closed
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def close(self) -> None:
         try:

@@ -13,6 +13,7 @@ script, one step per request, the last step repeating. Steps: `Reply`, `Hang`, `
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -356,10 +357,8 @@ class RawAnswers:
 def shut_down(socks: Iterable[socket.socket]) -> None:
     """Shut each socket down both ways (waking whatever reads or accepts on it), however it is."""
     for sock in socks:
-        try:
+        with contextlib.suppress(OSError):  # already shut, or closed
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def request_head(conn: socket.socket) -> bytes:
