@@ -61,7 +61,7 @@ def within(secs: float, call):
     thread.start()
     thread.join(secs)
     assert got, f"still waiting after {secs} s"
-    returned, value = got[0]
+    returned, value = got.pop()  # (not got[0]: an exception in `got` holds its frame, which holds `got`)
     if not returned:
         raise value
     return value
