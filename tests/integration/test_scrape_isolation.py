@@ -37,6 +37,12 @@ TASKS = ("alive-a", "ended-b", "lost-c", "lost-d")
 EVERY = {"alive-a": 0, "ended-b": 0, "lost-c": 1, "lost-d": 1}  # each task: the leftovers found
 
 
+def marker(task: str) -> str:
+    """Task `task`'s marker: this process's own, as the same test may run in another worker
+    at the same time (its leftovers carry the same task names)."""
+    return f"marker-{task}-{os.getpid()}"
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[RegistrySettings]:
     """The four tasks, and the LOST ones' leftovers (a `sleep` with the task's marker) while
@@ -45,8 +51,8 @@ def settings(tmp_path: Path) -> Iterator[RegistrySettings]:
     for name in TASKS:
         (tmp_path / name).mkdir()
         registered_task(settings, tmp_path / name, name, RUNNING, alive=name == "alive-a", ended=name == "ended-b",
-                        marked=name != "lost-d")
-    with marked_sleeps("marker-lost-c", "marker-lost-d"):
+                        marked=name != "lost-d", marker=marker(name))
+    with marked_sleeps(marker("lost-c"), marker("lost-d")):
         yield settings
 
 
@@ -85,7 +91,7 @@ def test_with_nothing_failing_every_task_is_there_and_the_leftovers_come_from_on
     errors = TaskErrors()
     assert _scraped(settings, errors) == EVERY  # lost-d's leftover found by its entry's marker
     assert errors.total == 0
-    assert scans == [[f"marker-{t}" for t in TASKS]]
+    assert scans == [[marker(t) for t in TASKS]]
 
 
 def test_a_task_that_ended_before_the_window_is_left_out_before_its_checkpoint_is_read(settings):
@@ -123,7 +129,7 @@ def test_a_task_whose_leftover_scan_raises_is_left_out_and_the_others_are_scanne
 
     def scan(inspections: list[Inspection], markers: list[str]) -> list[Inspection]:
         scans.append(list(markers))
-        if "marker-ended-b" in markers:
+        if marker("ended-b") in markers:
             raise RuntimeError("scan failed")
         return real(inspections, markers)
 
@@ -131,7 +137,7 @@ def test_a_task_whose_leftover_scan_raises_is_left_out_and_the_others_are_scanne
     caplog.set_level(logging.WARNING, logger="executor.observe.scrape")
     errors = TaskErrors()
     assert _scraped(settings, errors) == _but("ended-b")  # each LOST one's leftover found alone
-    assert len(scans[0]) == 4 and sorted(sum(scans[1:], [])) == [f"marker-{t}" for t in TASKS]
+    assert len(scans[0]) == 4 and sorted(sum(scans[1:], [])) == [marker(t) for t in TASKS]
     assert errors.total == 1
     [line] = _warnings(caplog)
     assert "task=ended-b" in line and f"supervisor={_supervisor_of(settings, 'ended-b')}" in line

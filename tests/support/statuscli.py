@@ -57,15 +57,17 @@ def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
 
 
 def registered_task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
-                    ended: bool = False, marked: bool = True) -> None:
+                    ended: bool = False, marked: bool = True, marker: str = "") -> None:
     """Task `name` in `sandbox`, its checkpoint the header and `records`, registered as its
     supervisor leaves it: `alive`, this process is it; else a gone one of this boot. Its
-    marker is `marker-NAME`, in its registry entry and (`marked`) in its checkpoint's header."""
+    marker (`marker-NAME` unless given) is in its registry entry and (`marked`) in its
+    checkpoint's header."""
     me = own_identity()
+    marker = marker or f"marker-{name}"
     os.makedirs(settings.registry_root, mode=0o700, exist_ok=True)
     pid, start = (me.pid, me.start_ticks) if alive else (GONE, len(os.listdir(settings.registry_root)))
     stamped = {} if alive else {"boot": boot_secs() - 60}  # as a supervisor stamps it, after it took its lock
-    write(sandbox, [dict(header(pid, start, marker=f"marker-{name}" if marked else ""), **stamped), *records])
+    write(sandbox, [dict(header(pid, start, marker=marker if marked else ""), **stamped), *records])
     (sandbox / ".stoker/supervisor.lock").touch()  # as a supervisor leaves it
     fd = os.open(sandbox / ".stoker", os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -74,5 +76,5 @@ def registered_task(settings: RegistrySettings, sandbox: Path, name: str, record
         os.close(fd)
     Registry(settings).write(RegistryEntry(
         sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start, supervisor_boot=me.boot_id,
-        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id=name, marker=f"marker-{name}",
+        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id=name, marker=marker,
         ended_wall=time.time() if ended else None, stoker_dir=pinned), prune=False)
