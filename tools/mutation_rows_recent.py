@@ -67,4 +67,9 @@ RECENT_ROWS = (
             "tests/integration/test_leftover_procs.py", "tests/integration/test_containment.py",
             "tests/integration/test_orphanwalk_unsettled.py", "tests/integration/test_cgroup_v2.py",
             "tests/integration/test_orphan_look.py"), subreaper=True),
+    # The thirty-fifth round: the agent's driver and the observer's reader (docs/testing.md §4)
+    Module("driver", "the executor driver: the agent's stream read, callbacks posted, why it ended",
+           ("executor/mesos/driver.py",),
+           ("tests/integration/test_mesos_driver_callbacks.py", "tests/unit/test_mesos_callbacks.py",
+            "tests/unit/test_exitby.py")),
 )

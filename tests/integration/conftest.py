@@ -1,7 +1,8 @@
 """The integration tests' fixtures: a supervisor Harness on a fresh sandbox, closed at
 teardown, and the Tracker that kills whatever its processes left (a module that needs
 another harness, tests/integration/test_containment.py, defines its own); `sim`, an agent
-simulator on tmp_path for the Mesos driver tests; `server`, a scripted HTTP server on
+simulator on tmp_path for the Mesos driver tests, and `driver_factory`, drivers in this
+process subscribing to it (tests/support/driver_rig.py); `server`, a scripted HTTP server on
 127.0.0.1 that answers 200 `ok` for the health checker tests (test_observe_server.py's
 `server` is its own), and `raw_server`, a listener answering with raw bytes; `seeded_pyc`, a test's own copy of the session's seeded
 PYTHONPYCACHEPREFIX (tests/support/seededpyc.py)."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.agent_sim import AgentSimulator
+from tests.support.driver_rig import driver_factory as drivers_of
 from tests.support.http_server import RawAnswers, Reply, ScriptedHTTPServer
 from tests.support.seededpyc import copy_of, seed
 from tests.support.supervision import Harness, Tracker
@@ -37,6 +39,12 @@ def sim(tmp_path):
     yield simulator
     simulator.close()
     print("---- executor log ----\n" + simulator.executor_log())
+
+
+@pytest.fixture
+def driver_factory(sim):
+    with drivers_of(sim) as make:
+        yield make
 
 
 @pytest.fixture

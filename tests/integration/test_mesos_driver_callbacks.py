@@ -10,76 +10,12 @@ import time
 
 import pytest
 
-from config.executorsettings import ExecutorSettings
 from executor.events import TaskState
-from executor.mesos.driver import ExecutorDriver
 from executor.mesos.reconnect import Ending
 from tests.support.agent_sim import AGENT_ID, make_task_info
+from tests.support.driver_rig import Recorder
 from tests.support.mesos_driving import run_task, start, uuids_of
 from tests.support.waiting import wait_for
-
-# ---- the driver in this process: callbacks, rejections, acknowledgement waits ----
-
-
-class Recorder:
-    """Callbacks that record what they got (the quiet ones only count); the first
-    launchTask raises."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-        self.quiet: list[str] = []
-        self.launches = 0
-
-    def registered(self, driver, executor_info, framework_info, agent_info):
-        self.calls.append(("registered", agent_info["id"]["value"]))
-
-    def reregistered(self, driver, agent_info):
-        self.quiet.append("reregistered")
-
-    def disconnected(self, driver):
-        self.quiet.append("disconnected")
-
-    def launchTaskGroup(self, driver, task_group):
-        self.quiet.append("launchTaskGroup")
-
-    def frameworkMessage(self, driver, data):
-        self.quiet.append("frameworkMessage")
-
-    def shutdown(self, driver):
-        self.quiet.append("shutdown")
-
-    def launchTask(self, driver, task_info):
-        self.launches += 1
-        if self.launches == 1:
-            raise RuntimeError("boom in launchTask")
-        self.calls.append(("launchTask", task_info["task_id"]["value"]))
-
-    def killTask(self, driver, task_id, grace_secs):
-        self.calls.append(("killTask", task_id, grace_secs))
-
-    def error(self, driver, message):
-        self.calls.append(("error", message))
-
-
-@pytest.fixture
-def driver_factory(sim):
-    drivers = []
-
-    def make(callbacks, recovery_timeout_secs: float = 5.0, **kwargs) -> ExecutorDriver:
-        settings = ExecutorSettings(
-            agent_endpoint=sim.endpoint, framework_id=sim.framework_id,
-            executor_id=sim.executor_id, sandbox=str(sim.sandbox), checkpoint=True,
-            recovery_timeout_secs=recovery_timeout_secs, subscription_backoff_max_secs=0.2)
-        driver = ExecutorDriver(callbacks, settings, **kwargs)
-        drivers.append(driver)
-        driver.start()
-        return driver
-
-    yield make
-    for driver in drivers:
-        driver.stop()
-    for driver in drivers:
-        assert driver.join(5), "driver threads still alive"
 
 
 @pytest.mark.timeout(20)
