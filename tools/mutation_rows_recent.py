@@ -71,5 +71,5 @@ RECENT_ROWS = (
     Module("driver", "the executor driver: the agent's stream read, callbacks posted, why it ended",
            ("executor/mesos/driver.py",),
            ("tests/integration/test_mesos_driver_callbacks.py", "tests/unit/test_mesos_callbacks.py",
-            "tests/unit/test_exitby.py")),
+            "tests/unit/test_exitby.py", "tests/integration/test_driver_in_process.py")),
 )
