@@ -72,4 +72,7 @@ RECENT_ROWS = (
            ("executor/mesos/driver.py",),
            ("tests/integration/test_mesos_driver_callbacks.py", "tests/unit/test_mesos_callbacks.py",
             "tests/unit/test_exitby.py", "tests/integration/test_driver_in_process.py")),
+    Module("plancache", "`stoker run`'s plan cache: a plan kept, served only while all it hangs on is as it was",
+           ("executor/local/plancache.py",),
+           ("tests/integration/test_plancache.py", "tests/integration/test_plancache_records.py")),
 )

@@ -13,65 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from config.plan import JobPlan, open_problem, plan_job
-from config.settings import RunSettings
 from executor.local import plancache
 from executor.local.planfiles import ports_free
-from executor.local.planning import allocate_ports
+from tests.support.plancache_rig import JOB, entries, look, planned, settings, write_job
 from tests.support.stoker_proc import REPO
 from tests.support.users import STRANGER, needs_root
-
-JOB = """
-include('lib.aurora')
-jobs = [Job(cluster='c', role='r', environment='e', name='cached',
-            task=Task(processes=[Process(name='web', cmdline='serve {{thermos.ports[http]}} ' + WORD)],
-                      resources=Resources(cpu=1, ram=1*MB, disk=1*MB)))]
-"""
 
 
 @pytest.fixture
 def job(tmp_path) -> Path:
-    (tmp_path / "lib.aurora").write_text("WORD = 'one'\n")
-    config = tmp_path / "job.aurora"
-    config.write_text(JOB)
-    return config
+    return write_job(tmp_path)
 
 
 @pytest.fixture
 def cache(tmp_path) -> str:
     return str(tmp_path / "cache")
-
-
-def settings(config: Path, **kw) -> RunSettings:
-    return RunSettings.from_env({}, config=str(config), **kw)
-
-
-def planned(config: Path, cache: str, **kw) -> tuple[JobPlan, tuple]:
-    """Plan the job as `stoker run` does on a miss, and keep it (under the lease)."""
-    s = settings(config, **kw)
-    key = plancache.plan_key(s, "host", "me")
-    sources: dict[str, str] = {}
-    plan = plan_job(s.config, s.jobkey, s.bindings, instance=s.instance, fixed_ports=s.ports,
-                    hostname="host", user="me", allocate=allocate_ports, sources=sources)
-    held = plancache.lease(cache, key)
-    try:
-        plancache.store(cache, key, sources, plan, held, open_problem(sources))
-    finally:
-        held.close()
-    return plan, key
-
-
-def look(cache: str, key: tuple) -> JobPlan | None:
-    """The kept plan, as the next run finds it (taking the lease, then letting it go)."""
-    held = plancache.lease(cache, key)
-    try:
-        return plancache.lookup(cache, key, ports_free, held)
-    finally:
-        held.close()
-
-
-def entries(cache: str, suffix: str = ".bin") -> list[str]:
-    return sorted(n for n in os.listdir(cache) if n.endswith(suffix)) if os.path.isdir(cache) else []
 
 
 def test_a_kept_plan_is_served_whole(job, cache):
