@@ -75,4 +75,11 @@ RECENT_ROWS = (
     Module("plancache", "`stoker run`'s plan cache: a plan kept, served only while all it hangs on is as it was",
            ("executor/local/plancache.py",),
            ("tests/integration/test_plancache.py", "tests/integration/test_plancache_records.py")),
+    Module("reader", "what the observer reads: a task found for a viewer, its sandbox, a run's log followed",
+           ("executor/observe/reader.py",),
+           tuple(f"tests/integration/test_{name}.py" for name in (
+               "observe_follow_steps", "observe_log_chunk", "observe_sparse_log", "observe_server",
+               "observe_reused_sandbox", "observe_ended_views", "observe_racy_views", "observe_torn_checkpoint",
+               "observe_peers", "observe_turn_away", "observe_no_descriptor", "observe_full_slots",
+               "registry", "shared_root", "scrape_isolation", "status_attempts", "sandbox_gone_rows"))),
 )

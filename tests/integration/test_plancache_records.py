@@ -111,7 +111,8 @@ def test_no_launch_record_without_the_lease(ordered, cache):
     try:
         second = plancache.lease(cache, key)
         plancache.keep_launch(cache, key, sources, plan, ["setup"], (), second)
-        assert entries(cache, planfiles.START_SUFFIX) == []
+        assert plancache.store(cache, key, sources, plan, second, None) == ""  # nothing to say
+        assert entries(cache, planfiles.START_SUFFIX) == entries(cache) == []
         plancache.keep_launch(cache, key, sources, plan, ["setup"], (), first)
         assert len(entries(cache, planfiles.START_SUFFIX)) == 1
         plancache.keep_launch(cache, key, sources, plan, None, (), second)  # nor is it dropped
@@ -143,6 +144,21 @@ def test_an_entry_s_files_share_its_stem(job, cache):
     assert os.path.dirname(stem) == cache and os.path.basename(stem).startswith("plan-")
     assert entries(cache) == [os.path.basename(stem) + planfiles.PLAN_SUFFIX]
     assert entries(cache, planfiles.LOCK_SUFFIX) == [os.path.basename(stem) + planfiles.LOCK_SUFFIX]
+
+
+def test_one_entry_per_config_job_and_instance(tmp_path, cache):
+    """Another instance or job of one config is another entry; other arguments (a binding, a
+    fixed port) are the same entry, replaced."""
+    config = tmp_path / "two.aurora"
+    config.write_text(ORDERED % "" + "jobs.append(jobs[0](name='other'))\n")
+    stems = {plancache.entry_stem(cache, plan_of(config, **kw)[1])
+             for kw in ({"jobkey": "c/r/e/waves"}, {"jobkey": "c/r/e/other"},
+                        {"jobkey": "c/r/e/waves", "instance": 1})}
+    assert len(stems) == 3
+    same = {plancache.entry_stem(cache, plan_of(config, **kw)[1])
+            for kw in ({"jobkey": "c/r/e/waves"}, {"jobkey": "c/r/e/waves", "bindings": (("x", "y"),)},
+                       {"jobkey": "c/r/e/waves", "ports": {"http": 8080}})}
+    assert len(same) == 1
 
 
 # ---- the lease ----
@@ -178,6 +194,16 @@ def test_a_lock_file_that_cannot_be_opened_says_why(cache, tmp_path):
     lease = plancache.lease_at(cache, str(in_its_way))
     assert not lease.held
     assert lease.problem == f"cannot write in {cache}: Is a directory (EISDIR)"
+
+
+def test_a_lock_file_planted_as_a_symlink_is_not_followed(cache, tmp_path):
+    os.makedirs(cache, mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    os.symlink(elsewhere, Path(cache, "x.lock"))
+    lease = plancache.lease_at(cache, str(Path(cache, "x.lock")))
+    assert not lease.held
+    assert lease.problem == f"cannot write in {cache}: Too many levels of symbolic links (ELOOP)"
+    assert not elsewhere.exists()
 
 
 def test_a_lease_let_go_or_handed_on_is_no_longer_held(job, cache):
