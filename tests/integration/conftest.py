@@ -4,14 +4,16 @@ another harness, tests/integration/test_containment.py, defines its own); `sim`,
 simulator on tmp_path for the Mesos driver tests, and `driver_factory`, drivers in this
 process subscribing to it (tests/support/driver_rig.py); `server`, a scripted HTTP server on
 127.0.0.1 that answers 200 `ok` for the health checker tests (test_observe_server.py's
-`server` is its own), and `raw_server`, a listener answering with raw bytes; `seeded_pyc`, a test's own copy of the session's seeded
+`server` is its own), and `raw_server`, a listener answering with raw bytes; `job` and `plan_dir`, for the plan
+cache's tests; `seeded_pyc`, a test's own copy of the session's seeded
 PYTHONPYCACHEPREFIX (tests/support/seededpyc.py)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from tests.support.agent_sim import AgentSimulator
-from tests.support.driver_rig import driver_factory as drivers_of
 from tests.support.http_server import RawAnswers, Reply, ScriptedHTTPServer
 from tests.support.seededpyc import copy_of, seed
 from tests.support.supervision import Harness, Tracker
@@ -43,8 +45,24 @@ def sim(tmp_path):
 
 @pytest.fixture
 def driver_factory(sim):
+    from tests.support.driver_rig import driver_factory as drivers_of  # (the driver: its tests' only)
+
     with drivers_of(sim) as make:
         yield make
+
+
+@pytest.fixture
+def job(tmp_path) -> Path:
+    """A job that includes a file, for the plan cache's tests (tests/support/plancache_rig.py)."""
+    from tests.support.plancache_rig import write_job  # (the planner: their tests' only)
+
+    return write_job(tmp_path)
+
+
+@pytest.fixture
+def plan_dir(tmp_path) -> str:
+    """A plan cache's directory, not made yet."""
+    return str(tmp_path / "cache")
 
 
 @pytest.fixture

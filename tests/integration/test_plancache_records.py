@@ -30,14 +30,6 @@ jobs = [Job(cluster='c', role='r', environment='e', name='waves',
 """
 
 
-@pytest.fixture
-def job(tmp_path) -> Path:
-    return write_job(tmp_path)
-
-
-@pytest.fixture
-def cache(tmp_path) -> str:
-    return str(tmp_path / "cache")
 
 
 @pytest.fixture
@@ -77,85 +69,85 @@ def test_the_launch_fields_are_what_the_early_start_starts(ordered):
     assert plan.name == "waves" and plan.allocated == ("http",)
 
 
-def _record(cache: str, key: tuple) -> dict:
-    return marshal.loads(Path(plancache.entry_stem(cache, key) + planfiles.START_SUFFIX).read_bytes())
+def _record(plan_dir: str, key: tuple) -> dict:
+    return marshal.loads(Path(plancache.entry_stem(plan_dir, key) + planfiles.START_SUFFIX).read_bytes())
 
 
-def test_the_launch_record_is_kept_beside_the_plan_and_rewritten_only_when_it_changed(ordered, cache):
+def test_the_launch_record_is_kept_beside_the_plan_and_rewritten_only_when_it_changed(ordered, plan_dir):
     plan, key, sources = plan_of(ordered)
-    held = plancache.lease(cache, key)
+    held = plancache.lease(plan_dir, key)
     try:
-        plancache.keep_launch(cache, key, sources, plan, ["setup", "side"], ("TOKEN",), held)
-        path = plancache.entry_stem(cache, key) + planfiles.START_SUFFIX
-        record = _record(cache, key)
+        plancache.keep_launch(plan_dir, key, sources, plan, ["setup", "side"], ("TOKEN",), held)
+        path = plancache.entry_stem(plan_dir, key) + planfiles.START_SUFFIX
+        record = _record(plan_dir, key)
         assert record == {"format": planfiles.LAUNCH_FORMAT, "key": key, "roots": planfiles.code_roots(),
                           "sources": ((str(ordered), ORDERED % ""),),
                           **plancache.launch_fields(plan, ["setup", "side"], ("TOKEN",))}
         assert os.stat(path).st_mode & 0o777 == 0o600
         first = os.stat(path).st_ino
-        plancache.keep_launch(cache, key, sources, plan, ["setup", "side"], ("TOKEN",), held)
+        plancache.keep_launch(plan_dir, key, sources, plan, ["setup", "side"], ("TOKEN",), held)
         assert os.stat(path).st_ino == first  # the same record: not written again
-        plancache.keep_launch(cache, key, sources, plan, ["setup"], ("TOKEN",), held)
-        assert os.stat(path).st_ino != first and _record(cache, key)["wave"] == [
+        plancache.keep_launch(plan_dir, key, sources, plan, ["setup"], ("TOKEN",), held)
+        assert os.stat(path).st_ino != first and _record(plan_dir, key)["wave"] == [
             ("setup", f"echo {plan.ports['http']}")]
-        plancache.keep_launch(cache, key, sources, plan, None, (), held)  # no wave now: none kept
+        plancache.keep_launch(plan_dir, key, sources, plan, None, (), held)  # no wave now: none kept
         assert not os.path.exists(path)
-        plancache.keep_launch(cache, key, sources, plan, None, (), held)  # (none there: nothing to do)
+        plancache.keep_launch(plan_dir, key, sources, plan, None, (), held)  # (none there: nothing to do)
     finally:
         held.close()
 
 
-def test_no_launch_record_without_the_lease(ordered, cache):
+def test_no_launch_record_without_the_lease(ordered, plan_dir):
     plan, key, sources = plan_of(ordered)
-    first = plancache.lease(cache, key)  # a live run of the same config holds it
+    first = plancache.lease(plan_dir, key)  # a live run of the same config holds it
     try:
-        second = plancache.lease(cache, key)
-        plancache.keep_launch(cache, key, sources, plan, ["setup"], (), second)
-        assert plancache.store(cache, key, sources, plan, second, None) == ""  # nothing to say
-        assert entries(cache, planfiles.START_SUFFIX) == entries(cache) == []
-        plancache.keep_launch(cache, key, sources, plan, ["setup"], (), first)
-        assert len(entries(cache, planfiles.START_SUFFIX)) == 1
-        plancache.keep_launch(cache, key, sources, plan, None, (), second)  # nor is it dropped
-        assert len(entries(cache, planfiles.START_SUFFIX)) == 1
+        second = plancache.lease(plan_dir, key)
+        plancache.keep_launch(plan_dir, key, sources, plan, ["setup"], (), second)
+        assert plancache.store(plan_dir, key, sources, plan, second, None) == ""  # nothing to say
+        assert entries(plan_dir, planfiles.START_SUFFIX) == entries(plan_dir) == []
+        plancache.keep_launch(plan_dir, key, sources, plan, ["setup"], (), first)
+        assert len(entries(plan_dir, planfiles.START_SUFFIX)) == 1
+        plancache.keep_launch(plan_dir, key, sources, plan, None, (), second)  # nor is it dropped
+        assert len(entries(plan_dir, planfiles.START_SUFFIX)) == 1
     finally:
         first.close()
 
 
-def test_a_launch_record_that_cannot_be_written_is_a_debug_line(ordered, cache, caplog):
+def test_a_launch_record_that_cannot_be_written_is_a_debug_line(ordered, plan_dir, caplog):
     caplog.set_level(logging.DEBUG, logger="executor.local.plancache")
     plan, key, sources = plan_of(ordered)
-    held = plancache.lease(cache, key)
+    held = plancache.lease(plan_dir, key)
     try:
-        os.mkdir(plancache.entry_stem(cache, key) + planfiles.START_SUFFIX)  # in its way
-        plancache.keep_launch(cache, key, sources, plan, ["setup"], (), held)
-        plancache.keep_launch(cache, key, sources, plan, ["setup"], (object(),), held)  # (marshal: no)
+        os.mkdir(plancache.entry_stem(plan_dir, key) + planfiles.START_SUFFIX)  # in its way
+        plancache.keep_launch(plan_dir, key, sources, plan, ["setup"], (), held)
+        plancache.keep_launch(plan_dir, key, sources, plan, ["setup"], (object(),), held)  # (marshal: no)
     finally:
         held.close()
     lines = debug_lines(caplog)
     assert len(lines) == 2 and all(
-        line.startswith(f'plan_cache_not_kept reason="could not keep the launch record in {cache}: ')
+        line.startswith(f'plan_cache_not_kept reason="could not keep the launch record in {plan_dir}: ')
         for line in lines)
     assert "Is a directory" in lines[0] and "unmarshallable object" in lines[1]
 
 
-def test_an_entry_s_files_share_its_stem(job, cache):
-    plan, key = planned(job, cache)
-    stem = plancache.entry_stem(cache, key)
-    assert os.path.dirname(stem) == cache and os.path.basename(stem).startswith("plan-")
-    assert entries(cache) == [os.path.basename(stem) + planfiles.PLAN_SUFFIX]
-    assert entries(cache, planfiles.LOCK_SUFFIX) == [os.path.basename(stem) + planfiles.LOCK_SUFFIX]
+def test_an_entry_s_files_share_its_stem(job, plan_dir):
+    plan, key = planned(job, plan_dir)
+    stem = plancache.entry_stem(plan_dir, key)
+    assert os.path.dirname(stem) == plan_dir and os.path.basename(stem).startswith("plan-")
+    assert entries(plan_dir) == [os.path.basename(stem) + planfiles.PLAN_SUFFIX]
+    assert entries(plan_dir, planfiles.LOCK_SUFFIX) == [os.path.basename(stem) + planfiles.LOCK_SUFFIX]
 
 
-def test_one_entry_per_config_job_and_instance(tmp_path, cache):
+def test_one_entry_per_config_job_and_instance(tmp_path, plan_dir):
     """Another instance or job of one config is another entry; other arguments (a binding, a
     fixed port) are the same entry, replaced."""
     config = tmp_path / "two.aurora"
     config.write_text(ORDERED % "" + "jobs.append(jobs[0](name='other'))\n")
-    stems = {plancache.entry_stem(cache, plan_of(config, **kw)[1])
+    stems = {plancache.entry_stem(plan_dir, plan_of(config, **kw)[1])
              for kw in ({"jobkey": "c/r/e/waves"}, {"jobkey": "c/r/e/other"},
                         {"jobkey": "c/r/e/waves", "instance": 1})}
     assert len(stems) == 3
-    same = {plancache.entry_stem(cache, plan_of(config, **kw)[1])
+    same = {plancache.entry_stem(plan_dir, plan_of(config, **kw)[1])
             for kw in ({"jobkey": "c/r/e/waves"}, {"jobkey": "c/r/e/waves", "bindings": (("x", "y"),)},
                        {"jobkey": "c/r/e/waves", "ports": {"http": 8080}})}
     assert len(same) == 1
@@ -164,18 +156,18 @@ def test_one_entry_per_config_job_and_instance(tmp_path, cache):
 # ---- the lease ----
 
 
-def test_a_lease_by_its_lock_file_s_path(job, cache):
-    _, key = planned(job, cache)
-    path = plancache.entry_stem(cache, key) + planfiles.LOCK_SUFFIX
-    held = plancache.lease_at(cache, path)
+def test_a_lease_by_its_lock_file_s_path(job, plan_dir):
+    _, key = planned(job, plan_dir)
+    path = plancache.entry_stem(plan_dir, key) + planfiles.LOCK_SUFFIX
+    held = plancache.lease_at(plan_dir, path)
     try:
         assert held.held and held.problem == ""
-        again = plancache.lease(cache, key)  # the same entry's: taken
+        again = plancache.lease(plan_dir, key)  # the same entry's: taken
         assert not again.held and again.problem == ""
-        assert plancache.lookup(cache, key, ports_free, held) is not None
+        assert plancache.lookup(plan_dir, key, ports_free, held) is not None
     finally:
         held.close()
-    assert plancache.lease(cache, key).held
+    assert plancache.lease(plan_dir, key).held
 
 
 def test_a_lease_in_a_place_that_cannot_hold_plans_says_why(tmp_path):
@@ -187,38 +179,38 @@ def test_a_lease_in_a_place_that_cannot_hold_plans_says_why(tmp_path):
         assert lease.problem == f"cannot make {blocker}/cache: {blocker} is a regular file, not a directory (ENOTDIR)"
 
 
-def test_a_lock_file_that_cannot_be_opened_says_why(cache, tmp_path):
-    os.makedirs(cache, mode=0o700)
-    in_its_way = Path(cache, "x.lock")
+def test_a_lock_file_that_cannot_be_opened_says_why(plan_dir, tmp_path):
+    os.makedirs(plan_dir, mode=0o700)
+    in_its_way = Path(plan_dir, "x.lock")
     in_its_way.mkdir()
-    lease = plancache.lease_at(cache, str(in_its_way))
+    lease = plancache.lease_at(plan_dir, str(in_its_way))
     assert not lease.held
-    assert lease.problem == f"cannot write in {cache}: Is a directory (EISDIR)"
+    assert lease.problem == f"cannot write in {plan_dir}: Is a directory (EISDIR)"
 
 
-def test_a_lock_file_planted_as_a_symlink_is_not_followed(cache, tmp_path):
-    os.makedirs(cache, mode=0o700)
+def test_a_lock_file_planted_as_a_symlink_is_not_followed(plan_dir, tmp_path):
+    os.makedirs(plan_dir, mode=0o700)
     elsewhere = tmp_path / "elsewhere"
-    os.symlink(elsewhere, Path(cache, "x.lock"))
-    lease = plancache.lease_at(cache, str(Path(cache, "x.lock")))
+    os.symlink(elsewhere, Path(plan_dir, "x.lock"))
+    lease = plancache.lease_at(plan_dir, str(Path(plan_dir, "x.lock")))
     assert not lease.held
-    assert lease.problem == f"cannot write in {cache}: Too many levels of symbolic links (ELOOP)"
+    assert lease.problem == f"cannot write in {plan_dir}: Too many levels of symbolic links (ELOOP)"
     assert not elsewhere.exists()
 
 
-def test_a_lease_let_go_or_handed_on_is_no_longer_held(job, cache):
-    _, key = planned(job, cache)
-    held = plancache.lease(cache, key)
+def test_a_lease_let_go_or_handed_on_is_no_longer_held(job, plan_dir):
+    _, key = planned(job, plan_dir)
+    held = plancache.lease(plan_dir, key)
     held.close()
     held.close()  # twice: nothing more to close
     assert not held.held
-    handed = plancache.lease(cache, key)
+    handed = plancache.lease(plan_dir, key)
     fd = handed.take()
     try:
         assert fd is not None and not handed.held and handed.take() is None
         handed.close()  # the descriptor is the taker's now
         os.fstat(fd)
-        assert not plancache.lease(cache, key).held  # still held, by the taker
+        assert not plancache.lease(plan_dir, key).held  # still held, by the taker
     finally:
         os.close(fd)
 
@@ -232,38 +224,38 @@ def test_an_os_error_s_reason_names_its_code():
 # ---- what it says ----
 
 
-def test_each_miss_and_use_of_a_kept_plan_is_a_debug_line(job, cache, caplog):
+def test_each_miss_and_use_of_a_kept_plan_is_a_debug_line(job, plan_dir, caplog):
     caplog.set_level(logging.DEBUG, logger="executor.local.plancache")
-    plan, key = planned(job, cache)
-    assert look(cache, key) == plan
+    plan, key = planned(job, plan_dir)
+    assert look(plan_dir, key) == plan
     assert debug_lines(caplog) == [f"plan_cache_used config={job}"]
     caplog.clear()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", plan.ports["http"]))
         taken.listen()
-        assert look(cache, key) is None
+        assert look(plan_dir, key) is None
     job.with_name("lib.aurora").write_text("WORD = 'two'\n")
-    assert look(cache, key) is None
-    [name] = entries(cache)
-    Path(cache, name).write_bytes(marshal.dumps((key, (), b"garbage")))
-    assert look(cache, key) is None
+    assert look(plan_dir, key) is None
+    [name] = entries(plan_dir)
+    Path(plan_dir, name).write_bytes(marshal.dumps((key, (), b"garbage")))
+    assert look(plan_dir, key) is None
     lines = debug_lines(caplog)
     assert lines[:2] == ['plan_cache_missed reason="a port it chose is taken now"',
                          f'plan_cache_missed reason="{job.with_name("lib.aurora")} changed"']
     assert lines[2].startswith('plan_cache_missed reason="unusable entry (') and len(lines) == 3
 
 
-def test_a_plan_not_kept_says_why(job, cache, caplog):
+def test_a_plan_not_kept_says_why(job, plan_dir, caplog):
     caplog.set_level(logging.DEBUG, logger="executor.local.plancache")
     plan, key, sources = plan_of(job)
-    held = plancache.lease(cache, key)
+    held = plancache.lease(plan_dir, key)
     try:
-        assert plancache.store(cache, key, sources, plan, held, "it calls open()") == ""
-        assert plancache.store(cache, key, {**sources, "x": object()}, plan, held, None) == ""  # type: ignore[dict-item]
-        assert entries(cache) == []
-        os.mkdir(plancache.entry_stem(cache, key) + planfiles.PLAN_SUFFIX)  # in its way
-        assert plancache.store(cache, key, sources, plan, held, None) == (
-            f"cannot write in {cache}: Is a directory (EISDIR)")
+        assert plancache.store(plan_dir, key, sources, plan, held, "it calls open()") == ""
+        assert plancache.store(plan_dir, key, {**sources, "x": object()}, plan, held, None) == ""  # type: ignore[dict-item]
+        assert entries(plan_dir) == []
+        os.mkdir(plancache.entry_stem(plan_dir, key) + planfiles.PLAN_SUFFIX)  # in its way
+        assert plancache.store(plan_dir, key, sources, plan, held, None) == (
+            f"cannot write in {plan_dir}: Is a directory (EISDIR)")
     finally:
         held.close()
     lines = debug_lines(caplog)
@@ -271,16 +263,16 @@ def test_a_plan_not_kept_says_why(job, cache, caplog):
     assert lines[1].startswith('plan_cache_not_kept reason="the plan cannot be kept: ') and len(lines) == 2
 
 
-def test_a_plan_kept_with_its_bytes_is_kept_as_they_came(job, cache, tmp_path):
+def test_a_plan_kept_with_its_bytes_is_kept_as_they_came(job, plan_dir, tmp_path):
     """The first run keeps the bytes its planning child sent, not its own encoding of them."""
     plan, key, sources = plan_of(job)
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     other, _, _ = plan_of(write_job(other_dir))
-    held = plancache.lease(cache, key)
+    held = plancache.lease(plan_dir, key)
     try:
-        assert plancache.store(cache, key, sources, plan, held, None, encoded=marshal.dumps(encode(other))) == ""
-        kept = plancache.lookup(cache, key, ports_free, held)
+        assert plancache.store(plan_dir, key, sources, plan, held, None, encoded=marshal.dumps(encode(other))) == ""
+        kept = plancache.lookup(plan_dir, key, ports_free, held)
     finally:
         held.close()
     assert isinstance(kept, JobPlan) and kept == other != plan
