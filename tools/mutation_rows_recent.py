@@ -81,5 +81,6 @@ RECENT_ROWS = (
                "observe_follow_steps", "observe_log_chunk", "observe_sparse_log", "observe_server",
                "observe_reused_sandbox", "observe_ended_views", "observe_racy_views", "observe_torn_checkpoint",
                "observe_peers", "observe_turn_away", "observe_no_descriptor", "observe_full_slots",
-               "registry", "shared_root", "scrape_isolation", "status_attempts", "sandbox_gone_rows"))),
+               "registry", "shared_root", "scrape_isolation", "status_attempts", "sandbox_gone_rows",
+               "observe_log_reads"))),
 )
