@@ -165,13 +165,10 @@ class Reader:
         found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
         return entries, with_replacements(found, entries), unreadable  # `stoker ps --all`'s rows
 
-    def _entry(self, task_id: str, supervisor: str, viewer: int | None) -> Listed:
-        """The entry of `task_id` among those `viewer` may see; of the supervisor
-        `supervisor` (PID-START) when given. Raises NotFound, or Ambiguous when two running
-        tasks have the id and no supervisor is named; Unavailable."""
-        return self._found(self._read_all()[0], task_id, supervisor, viewer)
-
     def _found(self, every: list[Listed], task_id: str, supervisor: str, viewer: int | None) -> Listed:
+        """The entry of `task_id` among those of `every` that `viewer` may see; of the
+        supervisor `supervisor` (PID-START) when given. Raises NotFound, or Ambiguous when two
+        running tasks have the id and no supervisor is named."""
         listed = [item for item in every if visible(item.entry, viewer)]
         if supervisor:
             listed = [item for item in listed if supervisor_key(item.entry) == supervisor]
@@ -227,7 +224,7 @@ class Reader:
         return root
 
     def _log_entry(self, task_id: str, supervisor: str, viewer: int | None) -> RegistryEntry:
-        """The entry whose logs are asked for (`_entry`). Raises NotFound, also when a later
+        """The entry whose logs are asked for (`_found`). Raises NotFound, also when a later
         supervisor registered its sandbox (`_not_taken_over`), Ambiguous or Unavailable."""
         every = self._read_all()[0]
         entry = self._found(every, task_id, supervisor, viewer).entry
