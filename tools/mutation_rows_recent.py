@@ -83,4 +83,8 @@ RECENT_ROWS = (
                "observe_peers", "observe_turn_away", "observe_no_descriptor", "observe_full_slots",
                "registry", "shared_root", "scrape_isolation", "status_attempts", "sandbox_gone_rows",
                "observe_log_reads"))),
+    Module("checkers", "the TCP and shell health checks, and the one place a check's spec becomes its checker",
+           ("healthcheck/checkers.py", "healthcheck/shell.py"),
+           ("tests/integration/test_health_checkers.py", "tests/unit/test_checker_factories.py",
+            "tests/integration/test_loopback_connect.py")),
 )

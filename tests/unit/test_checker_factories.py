@@ -35,6 +35,24 @@ def test_each_kind_builds_its_own_class(spec, cls):
     assert type(make_checker(spec, refuse)) is cls
 
 
+def test_each_checker_holds_every_field_of_its_spec():
+    """Each value not a default, so a field the factory leaves out shows."""
+    http = HealthSpec(kind=CheckKind.HTTP, port=31001, endpoint="/ready", expected_response="up",
+                      expected_response_code=204, timeout_secs=2.5)
+    assert make_checker(http, refuse) == HttpChecker(31001, "/ready", "up", 204, 2.5)
+    tcp = HealthSpec(kind=CheckKind.TCP, port=31002, timeout_secs=0.25)
+    assert make_checker(tcp, refuse) == TcpChecker(31002, 0.25)
+    shell = HealthSpec(kind=CheckKind.SHELL, shell_command="test -e ready", timeout_secs=7.0)
+    assert make_checker(shell, refuse) == ShellChecker("test -e ready", 7.0, refuse)
+    assert make_checker(HealthSpec(kind=CheckKind.NONE, port=31003), refuse) is None
+
+
+@pytest.mark.parametrize("kind", [CheckKind.HTTP, CheckKind.TCP])
+def test_a_check_with_no_port_bound_is_refused_by_name(kind):
+    with pytest.raises(ValueError, match=rf"^a {kind.value} health check needs a port, and none is bound$"):
+        make_checker(HealthSpec(kind=kind), refuse)
+
+
 def test_the_shell_checker_gets_the_runner_it_was_given():
     checker = make_checker(HealthSpec(kind=CheckKind.SHELL, shell_command="true"), refuse)
     assert checker.check().reason == "health command could not be started: not in this test"
