@@ -82,7 +82,7 @@ RECENT_ROWS = (
                "observe_reused_sandbox", "observe_ended_views", "observe_racy_views", "observe_torn_checkpoint",
                "observe_peers", "observe_turn_away", "observe_no_descriptor", "observe_full_slots",
                "registry", "shared_root", "scrape_isolation", "status_attempts", "sandbox_gone_rows",
-               "observe_log_reads"))),
+               "observe_log_reads", "observe_task_definition"))),
     Module("checkers", "the TCP and shell health checks, and the one place a check's spec becomes its checker",
            ("healthcheck/checkers.py", "healthcheck/shell.py"),
            ("tests/integration/test_health_checkers.py", "tests/unit/test_checker_factories.py",
