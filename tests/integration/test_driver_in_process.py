@@ -177,6 +177,8 @@ def test_a_bug_in_the_stream_thread_is_said_and_ends_the_driver_as_a_lost_agent(
     wait_for(lambda: recorder.quiet == ["shutdown"], 5)
     [(level, text)] = lines(caplog, "mesos_stream_thread_failed")
     assert (level, text) == ("ERROR", f'mesos_stream_thread_failed {WHO} error="RuntimeError: a bug in the transport"')
+    [record] = [r for r in caplog.records if r.getMessage() == text]
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError  # with its traceback
     assert driver.wait_for_acknowledgements(10) is True  # nothing owed, and the stream ended
 
 
@@ -304,3 +306,30 @@ def test_a_record_split_over_chunks_is_one_event(sim, driver_factory, caplog):
     sim.send_raw(record[5:])
     wait_for(lambda: lines(caplog, "mesos_error_event"), 5)
     assert lines(caplog, "mesos_error_event") == [("ERROR", f"mesos_error_event {WHO} message=split")]
+
+
+def test_the_driver_s_threads_are_daemons_named_for_what_they_do(sim, driver_factory):
+    subscribed(sim, driver_factory)
+    mine = [t for t in threading.enumerate() if t.name.startswith("mesos-")]
+    assert sorted(t.name for t in mine) == ["mesos-dispatch", "mesos-sender", "mesos-stream"]
+    assert all(t.daemon for t in mine)  # a wedged agent never holds the executor's exit
+
+
+def test_an_agent_that_answered_may_then_stay_silent_past_the_answer_s_timeout(sim, driver_factory):
+    """The answer's timeout (at most the outage's time left: 0.5 s here) bounds the wait for
+    the first event only; a stream that has said something may idle, as an agent's does
+    between its heartbeats."""
+    driver = subscribed(sim, driver_factory, recovery_timeout_secs=0.5)
+    time.sleep(1.0)
+    assert driver.connected and len(sim.subscribes) == 1
+
+
+def test_a_stream_the_agent_ends_is_said_as_an_eof(sim, driver_factory, caplog):
+    caplog.set_level(logging.INFO, logger=DRIVER)
+    driver = subscribed(sim, driver_factory)
+    sim.close_stream(graceful=True)
+    wait_for(lambda: lines(caplog, "mesos_disconnected"), 5)
+    assert lines(caplog, "mesos_disconnected") == [
+        ("WARNING", f'mesos_disconnected {WHO} reason="the agent closed the event stream (EOF)"')]
+    sim.wait_subscribed(count=2)
+    wait_for(lambda: driver.connected, 5)
