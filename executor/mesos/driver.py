@@ -21,8 +21,8 @@ Connection states (the session's; ERROR, a malformed stream, ends like an EOF):
                 └── wait uniform [0, backoff max] ◄── checkpoint on ──────┘
                      (recovery timer: started once per outage; when it expires: shutdown)
 
-After a SHUTDOWN event, ACKs are still processed, an EOF ends the driver quietly and terminal
-updates are still POSTed (the agent takes a subscribed executor's calls after closing its stream).
+After a SHUTDOWN event, ACKs are still processed, an EOF ends the driver quietly (no WARNING,
+no `disconnected`), terminal updates are still POSTed (the agent takes a subscribed executor's calls).
 """
 from __future__ import annotations
 
@@ -317,7 +317,7 @@ class ExecutorDriver:
         if self._stop.is_set():  # stop() ran before the stream was published
             stream.abort()
         reason, subscribed, shutdown = self._read_stream(stream)
-        if subscribed and not self._stop.is_set():
+        if subscribed and not shutdown and not self._stop.is_set():
             log_event(logger, logging.WARNING, "mesos_disconnected", executor_id=self._who,
                       reason=reason)
             self._post(self._callbacks.disconnected)
