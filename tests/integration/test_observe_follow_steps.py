@@ -232,3 +232,12 @@ def test_a_held_file_between_a_rotation_s_rename_and_its_new_file_is_read_on_as_
 def test_a_look_that_names_no_file_reads_the_current_one_from_its_start(run_dir):
     assert _look(run_dir.parent, (0,), LogQuery(run=0, offset=5, file="", dir=_dir(run_dir))) == (
         0, 0, b"held\n", False, False)
+
+
+def test_a_held_file_of_a_later_run_is_read_on_in_that_run(run_dir):
+    later = _run(run_dir.parent, 3, ("stdout", b"third\n"))
+    held = _held(later / "stdout")
+    with open(later / "stdout", "ab") as f:
+        f.write(b"more\n")
+    query = LogQuery(run=3, offset=6, file=held, dir=_dir(later))
+    assert _look(run_dir.parent, (0, 3), query) == (3, 6, b"more\n", True, False)

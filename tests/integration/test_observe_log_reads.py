@@ -14,6 +14,7 @@ from config.registry import RegistrySettings
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.registry import Registry
+from executor.observe import logread
 from executor.observe.logrange import LogQuery
 from executor.observe.reader import NotFound, Reader, supervisor_key
 from executor.procs.sandboxfs import READIED
@@ -53,9 +54,10 @@ def reader(tmp_path, sandbox) -> Reader:
 def test_a_request_reads_the_latest_run_unless_it_names_one(reader, sandbox):
     _run(sandbox, 0, stdout=b"first\n")
     _run(sandbox, 2, stdout=b"third\n")
-    _run(sandbox, 10, stdout=b"eleventh\n")  # after 2, as a number
+    tenth = _run(sandbox, 10, stdout=b"eleventh\n")  # after 2, as a number
     latest = reader.log(TASK, "web", LogQuery(offset=0))
     assert (latest.run, latest.data, latest.runs) == (10, "eleventh\n", (0, 2, 10))
+    assert latest.run_dir == logread.ident_text(tenth.stat())  # what a follower names it by
     assert (latest.task_id, latest.process, latest.over, latest.supervisor) == (
         TASK, "web", False, supervisor_key(reader.visible_entries(-1)[0][0]))
     named = reader.log(TASK, "web", LogQuery(run=0, offset=0))
@@ -112,6 +114,25 @@ def test_what_a_log_that_is_not_there_answers(reader, sandbox):
         reader.log(TASK, "web", LogQuery(stream="stderr"))
     with pytest.raises(NotFound, match=rf"^no log \.logs/web/3/stdout in task '{TASK}': "):
         reader.log(TASK, "web", LogQuery(run=3))
+
+
+def test_a_process_name_that_is_no_plain_name_is_no_process(reader, sandbox):
+    _run(sandbox, 0, stdout=b"first\n")
+    for name in ("..", "web/0", "."):
+        with pytest.raises(NotFound, match="^no such process: "):
+            reader.log(TASK, name, LogQuery())
+
+
+def test_a_log_of_a_supervisor_of_another_boot_is_over(tmp_path, sandbox):
+    """Its pid may be another process's now: only this boot's supervisor writes (`_over`)."""
+    me = own_identity()
+    settings = RegistrySettings(registry_root=str(tmp_path / "other-root"))
+    Registry(settings).write(RegistryEntry(
+        sandbox=str(sandbox), supervisor_pid=me.pid, supervisor_start=me.start_ticks,
+        supervisor_boot="0" * 32, front_end=FrontEnd.RUN, registered_wall=time.time(),
+        task_id=TASK), prune=False)
+    _run(sandbox, 0, stdout=b"first\n")
+    assert Reader(settings).log(TASK, "web", LogQuery()).over is True
 
 
 def test_a_task_asked_for_by_another_supervisor_is_not_found(reader, sandbox):

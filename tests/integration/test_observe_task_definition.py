@@ -50,6 +50,10 @@ def test_the_task_s_own_definition_is_shown(settings, tmp_path):
     doc = _definition(sandbox, "web-1")
     detail = _page(settings, "web-1")
     assert (detail.definition, detail.definition_problem) == (doc, "")
+    status = detail.status
+    assert (status["supervisor_stopped"], status["stopped_processes"], status["supervisor_frozen"],
+            status["supervisor_frozen_cgroup"], detail.supervisor_frozen) == (False, [], False, None, "")
+    assert isinstance(status["resources"], dict) and status["resources"]
     assert detail.supervisor == supervisor_key(Reader(settings).visible_entries(EVERYONE)[0][0])
 
 
