@@ -55,17 +55,12 @@ def test_each_event_the_driver_has_something_to_add_to_is_its_one_line(sim, driv
     sim.launch(make_task_info("task-1", b"{}"))
     uuid = driver.send_status_update("task-1", TaskState.RUNNING, "up")
     wait_for(lambda: lines(caplog, "status_update_acknowledged"), 5)
-    oversized = b"x" * (MAX_RECORD_BYTES + 1)
     sim.send_events([
         {"type": "HEARTBEAT"},
         {"type": "ERROR", "error": {"message": "the agent is unwell"}},
         {"type": "KILL", "kill": {"task_id": {"value": "task-1"},
                                   "kill_policy": {"grace_period": {"nanoseconds": -5}}}},
         {"type": "FROBNICATE"},
-        {"type": 5},
-        {"type": "MESSAGE", "message": {"data": 5}},
-        {"type": "MESSAGE", "message": {"data": oversized.decode()}},
-        {"type": "LAUNCH", "launch": {"task": {"name": oversized.decode(), "task_id": {"value": "t-9"}}}},
         {"type": "HEARTBEAT"},
     ])
     wait_for(lambda: len(lines(caplog, "mesos_heartbeat")) == 2, 10)
@@ -81,6 +76,22 @@ def test_each_event_the_driver_has_something_to_add_to_is_its_one_line(sim, driv
     assert "grace_period.nanoseconds" in kill and kill.endswith('; the task\'s own grace applies"')
     assert lines(caplog, "mesos_event_ignored") == [
         ("INFO", f'mesos_event_ignored {WHO} type=FROBNICATE reason="unknown event type"')]
+    assert ("killTask", "task-1", None) in recorder.calls  # the task's own grace
+    assert driver.connected and len(sim.subscribes) == 1  # none of them broke the stream
+
+
+def test_each_event_skipped_is_its_one_line_and_the_stream_goes_on(sim, driver_factory, caplog):
+    caplog.set_level(logging.DEBUG, logger=DRIVER)
+    driver = subscribed(sim, driver_factory)
+    oversized = b"x" * (MAX_RECORD_BYTES + 1)
+    sim.send_events([
+        {"type": 5},
+        {"type": "MESSAGE", "message": {"data": 5}},
+        {"type": "MESSAGE", "message": {"data": oversized.decode()}},
+        {"type": "LAUNCH", "launch": {"task": {"name": oversized.decode(), "task_id": {"value": "t-9"}}}},
+        {"type": "HEARTBEAT"},
+    ])
+    wait_for(lambda: lines(caplog, "mesos_heartbeat"), 10)
     skipped = lines(caplog, "mesos_event_skipped")
     assert [level for level, _ in skipped] == ["ERROR"] * 4
     untyped, message, big, launch = (text for _, text in skipped)
@@ -91,9 +102,7 @@ def test_each_event_the_driver_has_something_to_add_to_is_its_one_line(sim, driv
     assert int(field(big, "bytes")) > MAX_RECORD_BYTES
     assert launch == (f'mesos_event_skipped {WHO} type=LAUNCH bytes={field(launch, "bytes")} '
                       f'reason="{limit}; its task id is not in its first bytes: it cannot be answered"')
-    assert ("killTask", "task-1", None) in recorder.calls  # the task's own grace
-    assert driver.connected  # none of them broke the stream
-    assert len(sim.subscribes) == 1
+    assert driver.connected and len(sim.subscribes) == 1
 
 
 def test_an_oversized_launch_whose_task_id_is_read_is_the_callbacks_to_say(sim, driver_factory, caplog):
