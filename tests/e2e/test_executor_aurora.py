@@ -19,7 +19,7 @@ from tests.support.ports import free_ports
 from tests.support.shellwords import FAKE_TASK, in_aurora, python_sh, sh
 from tests.support.stoker_proc import checkpoint_records, live, task_pids
 from tests.support.users import as_nobody, as_user, needs_root, open_agent_sim, throwaway_user
-from tests.support.waiting import wait_for
+from tests.support.waiting import read_when_there, wait_for
 
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 ME = getpass.getuser()
@@ -248,7 +248,8 @@ def test_a_root_role_under_a_root_executor_starts_with_the_agents_umask(open_age
     sandbox = open_agent.sandbox
     pids = task_pids(sandbox)
     try:
-        assert [(sandbox / name).read_text() for name in ("run-umask", "check-umask")] == ["0077\n"] * 2
+        # (healthy may come first: the check can pass before the process ran its first command)
+        assert [read_when_there(sandbox / name) for name in ("run-umask", "check-umask")] == ["0077"] * 2
     finally:
         open_agent.kill(TID, grace_secs=1.0)
         open_agent.wait_for_state(TID, "TASK_KILLED", 15)

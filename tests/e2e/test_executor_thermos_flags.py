@@ -18,7 +18,7 @@ from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.configs import UMASKS
 from tests.support.stoker_proc import live, task_pids
 from tests.support.users import needs_root, open_agent_sim, throwaway_user
-from tests.support.waiting import wait_for
+from tests.support.waiting import read_when_there, wait_for
 
 EXECUTOR = [sys.executable, "-m", "executor", "executor"]
 TID = "task-1"
@@ -126,10 +126,6 @@ WHO = """
                         shell_command='touch checked-by-$(id -un)')),
                       initial_interval_secs=2.0, interval_secs=0.1))]
 """
-
-
-def read_when_there(path: Path) -> str:
-    return wait_for(lambda: path.read_text().strip() if path.exists() else None, 10)
 
 
 @needs_root

@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,6 +41,13 @@ def wait_for(
                 f"condition {what!r} still false after {timeout_secs} s (last value: {value!r})"
             )
         time.sleep(min(interval_secs, max(deadline - now, 0.0)))
+
+
+def read_when_there(path: Path, timeout_secs: float = 10) -> str:
+    """The text a task's process writes to `path`, stripped, once it is there and not empty:
+    a task reported RUNNING (even healthy: its check may pass first) may not have run its
+    first command yet."""
+    return wait_for(lambda: path.read_text().strip() if path.exists() else None, timeout_secs)
 
 
 def exit_code(pid: int, timeout_secs: float) -> int:
