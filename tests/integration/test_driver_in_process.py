@@ -365,7 +365,7 @@ def test_once_the_driver_gave_up_the_acknowledgement_wait_ends_with_its_updates(
 def test_the_end_after_shutdown_is_said_once_and_is_no_disconnection(sim, driver_factory, caplog):
     """The agent closes the stream after its SHUTDOWN: that is expected, said at INFO. Was: a
     WARNING `mesos_disconnected` as well, and the `disconnected` callback, at every shutdown."""
-    caplog.set_level(logging.INFO, logger=DRIVER)
+    caplog.set_level(logging.DEBUG, logger=DRIVER)
     recorder = Recorder()
     driver = subscribed(sim, driver_factory, recorder)
     sim.shutdown()
@@ -375,6 +375,20 @@ def test_the_end_after_shutdown_is_said_once_and_is_no_disconnection(sim, driver
         ("INFO", f'mesos_stream_ended {WHO} reason="after SHUTDOWN; not resubscribing '
                  '(the agent closed the event stream (EOF))"')]
     assert lines(caplog, "mesos_disconnected") == []
+    assert lines(caplog, "mesos_shutdown_received") == [("DEBUG", f"mesos_shutdown_received {WHO}")]
     driver.stop()
     assert driver.join(5)
     assert recorder.quiet == ["shutdown"]
+
+
+def test_a_malformed_stream_is_said_with_what_was_wrong_and_dropped(sim, driver_factory, caplog):
+    caplog.set_level(logging.INFO, logger=DRIVER)
+    driver = subscribed(sim, driver_factory)
+    sim.send_raw(b"12x\n")  # not a RecordIO header: the agent's fault
+    sim.wait_subscribed(count=2)
+    wait_for(lambda: driver.connected, 5)
+    [(level, text)] = lines(caplog, "mesos_protocol_error")
+    assert (level, text) == ("ERROR", f'mesos_protocol_error {WHO} error="RemoteProtocolError: '
+                                      "RecordIO header b'12x' is not a decimal size\"")
+    assert field(lines(caplog, "mesos_retry")[0][1], "reason").startswith(
+        '"the agent sent a malformed event stream (RecordIO header')

@@ -33,6 +33,8 @@ def test_a_raising_callback_is_logged_and_the_driver_keeps_going(sim, driver_fac
                               ("killTask", "task-2", 1.5)]
     assert "mesos_callback_failed executor_id=stoker-executor-1 callback=launchTask " \
            'error="RuntimeError: boom in launchTask"' in caplog.text
+    [failed] = [r for r in caplog.records if r.getMessage().startswith("mesos_callback_failed ")]
+    assert failed.exc_info is not None and failed.exc_info[0] is RuntimeError  # with its traceback
 
 
 @pytest.mark.timeout(20)
