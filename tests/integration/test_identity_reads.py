@@ -236,3 +236,57 @@ def test_an_entry_s_supervisor_is_alive_here_only(booted, monkeypatch):
     assert not identity.supervisor_alive(entry(host_id="m2", host_name="h"))  # a container's of this host
     assert not identity.supervisor_alive(entry(supervisor_boot="another-boot"))
     assert not identity.supervisor_alive(entry(host_id="m", host_name="h", supervisor_start=1))
+
+
+def test_ids_that_are_not_ascii_are_read_with_a_replacement_and_a_machine_id_is_cut_at_64(tmp_path, monkeypatch):
+    (tmp_path / "boot_id").write_bytes(b"b\xff1\n")
+    monkeypatch.setattr(identity, "_BOOT_ID", str(tmp_path / "boot_id"))
+    assert identity.boot_id() == "b\ufffd1"
+    (tmp_path / "machine-id").write_bytes(b"m\xff" + b"a" * 100 + b"\n")
+    monkeypatch.setattr(identity, "_MACHINE_IDS", (str(tmp_path / "machine-id"),))
+    assert identity.host_identity()[0] == "m\ufffd" + "a" * 62
+
+
+def test_a_process_stopped_by_its_tracer_is_stopped(monkeypatch, child):
+    stat = Path(f"/proc/{child.pid}/stat").read_bytes()
+    close = stat.rfind(b")")
+    for letter, stopped in ((b"t", True), (b"T", True), (b"S", False), (b"D", False)):
+        traced = stat[:close + 2] + letter + stat[close + 3:]  # as /proc shows a tracee stopped
+        monkeypatch.setattr(identity, "read_proc", lambda path, limit=4096, data=traced: data)
+        assert identity.is_stopped(child.pid) is stopped, letter
+
+
+def test_pid_1_has_an_identity_and_is_alive_by_it(booted):
+    init = identity.identity_of(1)
+    assert init is not None and init.pid == 1
+    assert identity.is_alive(1, init.start_ticks, booted)
+
+
+def test_one_reading_keeps_each_question_whole(child, booted):
+    start = stat_start(child.pid)
+    began = identity.started_wall(identity.identity_of(child.pid))
+    with identity.one_reading():
+        assert identity.is_alive(child.pid, start, booted)
+        assert not identity.is_alive(child.pid, start, "another-boot")  # not the first answer
+        assert identity.is_alive(child.pid, None)
+        assert not identity.is_alive(child.pid, None, started_before_wall=began - 5.0)
+
+
+def test_a_start_as_wall_time_is_the_same_in_a_time_namespace(monkeypatch, child):
+    plain = identity.started_wall(identity.identity_of(child.pid))
+    monkeypatch.setattr(identity, "_offset_ticks", None)
+    offsets(monkeypatch, b"boottime 1000 0\n")
+    shifted = identity.identity_of(child.pid)
+    assert shifted.start_ticks == stat_start(child.pid) - 1000 * TICK  # as the host counts it
+    assert abs(identity.started_wall(shifted) - plain) < 0.01
+
+
+def test_an_entry_that_records_a_machine_id_alone_is_judged_by_its_boot(booted):
+    here = ("m", "")
+    assert not identity.of_this_host(entry(host_id="m", host_name="", supervisor_boot="another-boot"), here)
+    assert identity.of_this_host(entry(host_id="m", host_name="", supervisor_boot=booted), here)
+
+
+def test_an_entry_of_this_host_with_no_boot_recorded_is_alive_by_its_pid(booted, monkeypatch):
+    monkeypatch.setattr(identity, "host_identity", lambda: ("m", "h"))
+    assert identity.supervisor_alive(entry(host_id="m", host_name="h", supervisor_boot=""))
