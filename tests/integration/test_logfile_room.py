@@ -147,3 +147,94 @@ def test_a_dangling_symlink_the_task_left_among_the_backups_is_its_own_and_rotat
                     "error=\"IsADirectoryError: Is a directory\" reason=\"the task put what a log file cannot be "
                     "renamed over or out of at stdout.2 or stdout.3: it is left, a log file that cannot take its "
                     "place dropped, and rotation goes on\""], caplog.text
+
+
+@pytest.fixture
+def limit(monkeypatch) -> list[int]:
+    """RLIMIT_FSIZE as this process reads it (its one number; RLIM_INFINITY at first), and
+    the kernel's EFBIG for a write past it (SIGXFSZ ignored, as Stoker runs)."""
+    import resource
+
+    size = [resource.RLIM_INFINITY]
+    monkeypatch.setattr(resource, "getrlimit",
+                        lambda which: (size[0], size[0]) if which == resource.RLIMIT_FSIZE else (0, 0))
+    real = logpump.write_all
+
+    def write_all(fd: int, data) -> None:
+        room = size[0] - os.fstat(fd).st_size if size[0] != resource.RLIM_INFINITY else len(data)
+        real(fd, data[:max(room, 0)])
+        if room < len(data):
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(logpump, "write_all", write_all)
+    return size
+
+
+def test_a_rotating_log_at_the_file_size_limit_is_rotated_there_and_at_that_size_since(run, limit, caplog):
+    directory, fd = run
+    caplog.set_level(logging.INFO, logger="executor.procs.logpump")
+    limit[0] = 5000
+    log = log_file(directory, fd, max_bytes=100_000)
+    try:
+        log.write(b"a" * 6000)  # 5000 fit; rotated there, the rest in the next file
+        log.write(b"b" * 5000)  # rotated again at 5000, said once
+    finally:
+        log.close()
+    assert [(directory / n).stat().st_size for n in ("stdout.2", "stdout.1", "stdout")] == [5000, 5000, 1000]
+    assert (directory / "stdout").read_bytes() == b"b" * 1000 and log.max_bytes == 5000
+    said = lines(caplog, "log_rotated_at_size_limit")
+    assert said == [f"log_rotated_at_size_limit {LABEL} file={directory / 'stdout'} bytes=5000 log_size=100000 "
+                    "reason=\"the file size limit Stoker runs under (RLIMIT_FSIZE, `ulimit -f`) is below the "
+                    "logger's log_size: its files are rotated at that limit\""], caplog.text
+
+
+def test_a_log_already_past_the_limit_is_rotated_at_the_limit_not_at_its_size(run, limit):
+    directory, fd = run
+    (directory / "stdout").write_bytes(b"o" * 9000)  # an earlier run's, under no limit
+    limit[0] = 5000
+    log = log_file(directory, fd, max_bytes=100_000)
+    try:
+        log.write(b"x" * 100)
+        log.write(b"y" * 5000)
+    finally:
+        log.close()
+    assert log.max_bytes == 5000
+    assert [(directory / n).read_bytes() for n in ("stdout.2", "stdout.1", "stdout")] == \
+        [b"o" * 9000, b"x" * 100 + b"y" * 4900, b"y" * 100]
+
+
+@pytest.mark.parametrize("size", [4095, 100])
+def test_a_limit_below_a_page_is_no_size_to_rotate_at(run, limit, size):
+    directory, fd = run
+    limit[0] = size
+    log = log_file(directory, fd, max_bytes=100_000)
+    try:
+        with pytest.raises(OSError) as refused:
+            log.write(b"a" * 5000)
+        assert refused.value.errno == errno.EFBIG
+    finally:
+        log.close()
+    assert sorted(p.name for p in directory.iterdir()) == ["stdout"] and log.max_bytes == 100_000
+
+
+def test_at_a_limit_of_a_page_a_log_is_rotated(run, limit):
+    directory, fd = run
+    limit[0] = logpump.MIN_LIMIT_ROTATE_BYTES
+    log = log_file(directory, fd, max_bytes=100_000)
+    try:
+        log.write(b"a" * 5000)
+    finally:
+        log.close()
+    assert (directory / "stdout.1").stat().st_size == 4096 and log.max_bytes == 4096
+
+
+def test_a_file_that_is_not_rotated_stops_at_the_limit(run, limit):
+    directory, fd = run
+    limit[0] = 5000
+    log = log_file(directory, fd, max_bytes=None)
+    try:
+        with pytest.raises(OSError):
+            log.write(b"a" * 6000)
+    finally:
+        log.close()
+    assert sorted(p.name for p in directory.iterdir()) == ["stdout"]
