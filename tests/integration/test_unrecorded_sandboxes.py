@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import attrs
 import pytest
 
 from executor.host import identity
@@ -107,7 +108,7 @@ def test_a_lock_file_naming_a_dead_supervisor_says_it_died(box, dead):
     sandbox, pinned = box
     lock_names(sandbox, dead)
     got = u.unrecorded(sandbox, pinned, None, made=True)
-    assert (got.unrecorded, got.supervisor_pid, got.truth.alive) == (True, dead.pid, False)
+    assert (got.unrecorded, got.supervisor_pid, got.truth.alive, got.pinned) == (True, dead.pid, False, pinned)
     assert got.problem == (f"the checkpoint in {sandbox}/.stoker holds no record: its supervisor (pid {dead.pid}) "
                            "died before it recorded anything")
 
@@ -156,6 +157,9 @@ def test_an_entry_that_let_go_after_writing_its_definition_is_gone_its_file_remo
                            f"its supervisor (pid {dead.pid}) ended at {iso_time(ENDED)}: stopped by SIGTERM")
     assert u.unrecorded(sandbox, pinned, let_go, made=True).truth.state == "NEW"  # a checkpoint is there
     assert u.unrecorded(sandbox, "", let_go).truth.state == "NEW"  # nothing pinned: not known its
+    (sandbox / ".stoker" / TASK_FILE).rename(sandbox / ".stoker" / "elsewhere")
+    (sandbox / ".stoker" / TASK_FILE).symlink_to("elsewhere")  # not a file it wrote
+    assert u.unrecorded(sandbox, pinned, let_go).truth.state == "NEW"
     (sandbox / ".stoker" / TASK_FILE).unlink()
     (sandbox / ".stoker" / TASK_FILE).mkdir()  # no file: not a definition written
     assert u.unrecorded(sandbox, pinned, let_go).truth.state == "NEW"
@@ -220,7 +224,7 @@ def test_a_dead_supervisor_s_stoker_removed_is_gone(box, dead):
     sandbox, pinned = box
     (sandbox / ".stoker").rmdir()
     got = u.pin_lost(sandbox, entry(sandbox, pinned, dead), lambda: "t-2")
-    assert (got.truth.state, got.truth.ended, got.supervisor_pid) == ("GONE", False, dead.pid)
+    assert (got.truth.state, got.truth.ended, got.supervisor_pid, got.pinned) == ("GONE", False, dead.pid, pinned)
     assert got.problem == (f"its sandbox no longer holds its checkpoint: removed; its supervisor (pid {dead.pid}) "
                            "is gone and recorded no end")
 
@@ -250,6 +254,7 @@ def test_a_stoker_that_cannot_be_opened_is_said_so_and_not_taken_for_gone(box, d
     (sandbox / ".stoker").write_text("a file")
     got = u.pin_lost(sandbox, entry(sandbox, pinned, dead), lambda: "t-2")
     assert (got.unrecorded, got.truth.state, got.truth.alive) == (False, "LOST", False)
+    assert got.truth.since_wall == ENDED - 60  # as its entry says
     assert got.problem.startswith(f"{sandbox}/.stoker is not the directory its supervisor made (it cannot be "
                                   "opened: "), got.problem
     assert got.problem.endswith(f"renamed or removed since the task started; its supervisor (pid {dead.pid}) "
@@ -265,6 +270,7 @@ def test_records_after_no_header_are_said_with_the_damaged_record(box, request, 
     me = request.getfixturevalue(who)
     got = u.none_of_its(sandbox, pinned, entry(sandbox, pinned, me), headless="line 2 is garbled", held_now="t-2")
     assert (got.supervisor_pid, got.pinned, got.truth.alive) == (me.pid, pinned, who == "held")
+    assert got.truth.since_wall == (None if who == "held" else ENDED - 60)
     assert got.problem == (WHERE.format(sandbox=sandbox, pid=me.pid) + f": {state}; its records follow no "
                            "readable header (its own header garbled?): line 2 is garbled")
 
@@ -273,8 +279,11 @@ def test_records_after_no_header_are_said_with_the_damaged_record(box, request, 
 def test_a_checkpoint_of_other_runs_only(box, request, who, now):
     sandbox, pinned = box
     me = request.getfixturevalue(who)
-    got = u.none_of_its(sandbox, pinned, entry(sandbox, pinned, me), held_now="t-2" if who == "held" else "")
+    more = {"held_now": "t-2"} if who == "held" else {}  # (none by default)
+    got = u.none_of_its(sandbox, pinned, entry(sandbox, pinned, me), **more)
+    assert (got.supervisor_pid, got.pinned, got.unrecorded) == (me.pid, pinned, True)
     assert got.truth.state == ("NEW" if who == "held" else "LOST")
+    assert got.truth.since_wall == (None if who == "held" else ENDED - 60)  # its entry's registration
     assert got.problem == WHERE.format(sandbox=sandbox, pid=me.pid) + f", only other runs' of the sandbox: {now}"
 
 
@@ -298,15 +307,43 @@ def test_a_later_task_by_its_supervisor_s_start_on_this_boot_else_by_wall_time(b
     assert u.later_task(view(5, "other", ENDED + 1), registered) and not u.later_task(view(5, "other", ENDED - 1), registered)
     assert u.later_task(view(None, "b", ENDED + 1), registered)
     assert not u.later_task(view(None, "b", None), registered)
-    assert u.later_task(view(5, "", ENDED + 1), attrs_evolve(registered, supervisor_boot=""))
-
-
-def attrs_evolve(entry_: RegistryEntry, **changes) -> RegistryEntry:
-    import attrs
-
-    return attrs.evolve(entry_, **changes)
+    assert u.later_task(view(5, "", ENDED + 1), attrs.evolve(registered, supervisor_boot=""))
 
 
 def test_a_live_supervisor_that_lost_its_sandbox_is_told_how_to_stop():
     assert u.unreachable(42) == ("its supervisor (pid 42) still runs, but without its sandbox it cannot be "
                                  "reached: `kill 42` (SIGTERM) stops it gracefully")
+
+
+def test_a_stoker_that_is_not_the_pinned_one_is_not_read_for_a_supervisor(box, dead, tmp_path):
+    sandbox, pinned = box
+    lock_names(sandbox, dead)
+    (sandbox / ".stoker" / TASK_FILE).write_text("{}")
+    elsewhere = "1:2"  # another directory's id: nothing of this `.stoker` is its
+    got = u.unrecorded(sandbox, elsewhere, None)
+    assert (got.unrecorded, got.supervisor_pid, got.pinned) == (False, None, elsewhere)
+    let_go = entry(sandbox, elsewhere, dead, ended_wall=ENDED)
+    assert u.unrecorded(sandbox, elsewhere, let_go).truth.state == "NEW"  # its definition not this one
+    assert u.unrecorded(sandbox, pinned, let_go).truth.state == "GONE"
+
+
+def test_a_lock_file_naming_a_live_process_of_another_boot_names_a_dead_supervisor(box, other):
+    sandbox, pinned = box
+    lock_names(sandbox, attrs.evolve(other, boot_id="another-boot"))
+    got = u.unrecorded(sandbox, pinned, None)
+    assert (got.supervisor_pid, got.truth.alive) == (other.pid, False)
+    assert got.problem.endswith(f"its supervisor (pid {other.pid}) died before it recorded anything"), got.problem
+
+
+def test_an_entry_of_another_boot_is_no_live_supervisor_whatever_runs_under_its_pid(box, held):
+    sandbox, pinned = box
+    (sandbox / ".stoker").rename(sandbox / "moved")
+    got = u.pin_lost(sandbox, entry(sandbox, pinned, held, supervisor_boot="another-boot"), lambda: "")
+    assert got.truth.state == "GONE" and got.problem == (
+        f"its sandbox no longer holds its checkpoint: removed; its supervisor (pid {held.pid}) is gone and recorded no end")
+
+
+def test_a_dead_supervisor_s_truth_is_lost_since_its_entry_s_last_word(box, dead):
+    sandbox, pinned = box
+    got = u.unrecorded(sandbox, pinned, entry(sandbox, pinned, dead))
+    assert (got.truth.state, got.truth.since_wall, got.pinned) == ("LOST", ENDED - 60, pinned)
