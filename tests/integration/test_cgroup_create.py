@@ -222,3 +222,46 @@ def test_no_cgroup_is_made_where_this_process_has_none_to_come_back_to(root):
         "no cgroup2 or cgroup-v1 freezer hierarchy shows this process's cgroup")
     assert first_made(unique(), str(root), []) == cgroups.NoCgroup(
         "this process is in no cgroup2 cgroup to come back to")
+
+
+def test_every_reason_a_hierarchy_was_passed_over_is_said(root, monkeypatch):
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
+    units = [root / f"{unique()}.service" for _ in range(2)]
+    for unit in units:
+        unit.mkdir()
+    services = [Place(CgroupKind.V2, str(unit), "/" + unit.name) for unit in units]
+    whys = [f"{unit} is systemd's, for {unit.name}, which is not delegated (Delegate=yes in the unit gives "
+            "Stoker a cgroup there)" for unit in units]
+    assert first_made(unique(), "auto", services) == cgroups.NoCgroup("; ".join(whys))
+    got = first_made(unique(), "auto", [*services, Place(CgroupKind.V2, str(root), "/")])
+    assert isinstance(got, cgroups.TaskCgroup), got
+    try:
+        assert got.passed_over == "; ".join(whys)
+    finally:
+        cgroups._rmdir_quietly(got.directory)
+
+
+def test_a_service_s_cgroup_that_is_gone_is_still_its_name(root, monkeypatch):
+    monkeypatch.setenv("SYSTEMD_EXEC_PID", str(os.getpid()))
+    assert undelegated(root / "gone.service") == "gone.service"  # nothing to stat, no mark to read
+
+
+def test_a_cgroup_with_no_file_to_kill_it_by_is_removed_and_announced_as_not_made(root):
+    name, said = unique(), []
+    place = Place(CgroupKind.V1_FREEZER, str(root / name), "/" + name)  # a v2 directory: no freezer.state
+    got = cgroups._make(place, place, lambda d, how: said.append((d, how)))
+    assert got == f"{root / name} has none of freezer.state (kernel too old)"
+    assert said == [(str(root / name), ""), ("", "")] and not (root / name).exists()
+
+
+def test_no_cgroup_when_this_process_s_own_cannot_be_read(root, monkeypatch):
+    def unreadable(directory: str, name: str, dir_fd: int | None = None) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cgroups, "read", unreadable)
+    assert made(unique()) == cgroups.NoCgroup("cannot read /proc/self/cgroup or mountinfo: Permission denied (EACCES)")
+
+
+def test_a_cgroup_file_that_is_not_utf8_is_read_with_a_replacement(tmp_path):
+    (tmp_path / "cgroup.events").write_bytes(b"populated \xff\n")
+    assert cgroups.read(str(tmp_path), "cgroup.events") == "populated \ufffd\n"
