@@ -7,10 +7,12 @@ the task put there); a restarted process's next run staged and its old runs boun
 idle, and said when that bookkeeping cannot load; a pump that cannot start failing its run."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,10 +114,10 @@ def test_readying_stops_once_the_next_would_reach_the_descriptor_ceiling(logs, s
 
 def test_a_spawn_takes_its_readied_files_and_clears_their_mark(logs, sandbox, devnull):
     logs.ready_ahead([(process("a"), 0)], 1 << 20)
-    inode = (sandbox / ".logs/a/0/stdout").stat().st_ino
+    (sandbox / ".logs/a/0/stdout").write_bytes(b"x")  # (a file made again would be empty)
     stdio = logs.open(process("a"), 0, devnull)
     try:
-        assert os.fstat(stdio.stdout).st_ino == inode
+        assert os.fstat(stdio.stdout).st_size == 1
         assert mode(sandbox / ".logs/a/0/stdout") == 0o644
     finally:
         stdio.discard()
@@ -164,14 +166,15 @@ def test_a_restarted_process_s_next_run_is_staged_when_idle_and_its_old_runs_bou
 
 def test_bookkeeping_that_cannot_load_is_said_and_tried_again(logs, sandbox, devnull, monkeypatch, caplog):
     a = process("a")
-    for run in (0, 1):
-        logs.forked(a, run, logs.open(a, run, devnull))
+    for spec in (a, process("c")):
+        for run in (0, 1):
+            logs.forked(spec, run, logs.open(spec, run, devnull))
     monkeypatch.setitem(sys.modules, "executor.procs.runprune", None)  # an upgrade's file that does not load
     with caplog.at_level(logging.WARNING, logger="executor.procs.runlogs"):
         logs.idle()
     said = [r.getMessage() for r in caplog.records]
     assert said == ["run_logs_not_loaded reason=\"ModuleNotFoundError: import of executor.procs.runprune halted; None in "
-                    "sys.modules\" runs=a[1]"], said
+                    "sys.modules\" runs=\"a[1], c[1]\""], said
     assert not staged(sandbox, "a", 2)
     monkeypatch.delitem(sys.modules, "executor.procs.runprune")
     logs.forked(a, 2, logs.open(a, 2, devnull))
@@ -179,15 +182,18 @@ def test_bookkeeping_that_cannot_load_is_said_and_tried_again(logs, sandbox, dev
     assert staged(sandbox, "a", 3)
 
 
-def test_a_log_pump_that_cannot_start_fails_its_run_and_nothing_else(logs, sandbox, devnull, monkeypatch):
-    def no_thread(label: str):
-        raise RuntimeError("can't start new thread")
+@pytest.mark.parametrize(("error", "said"), [
+    (RuntimeError("can't start new thread"), "can't start new thread"),
+    (OSError(errno.EMFILE, "Too many open files"), "Too many open files (EMFILE)"),
+])
+def test_a_log_pump_that_cannot_start_fails_its_run_and_nothing_else(logs, sandbox, devnull, monkeypatch, error, said):
+    def no_pump(label: str):
+        raise error
 
-    monkeypatch.setattr(logpump, "LogPump", no_thread)
+    monkeypatch.setattr(logpump, "LogPump", no_pump)
     with pytest.raises(SpawnError) as failed:
         logs.open(process("b", ROTATE), 0, devnull)
-    assert str(failed.value) == ("cannot start the log pump that copies the output of task=web.0 process=b run=0: "
-                                 "can't start new thread")
+    assert str(failed.value) == f"cannot start the log pump that copies the output of task=web.0 process=b run=0: {said}"
     stdio = logs.open(process("a"), 0, devnull)  # a plain logger's needs no pump
     stdio.discard()
 
@@ -198,3 +204,9 @@ def test_a_closed_run_logs_opens_and_readies_nothing(logs, sandbox, devnull):
     logs.ready_ahead([(process("a"), 0)], 1 << 20)
     logs.idle()
     assert not (sandbox / ".logs").exists()
+
+
+def test_the_pump_s_thread_is_named_for_its_task(logs, devnull):
+    b = process("b", ROTATE)
+    logs.forked(b, 0, logs.open(b, 0, devnull))
+    assert "stoker-logpump-web.0" in [t.name for t in threading.enumerate()]
