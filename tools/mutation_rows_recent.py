@@ -4,7 +4,7 @@ after them). A new round's rows go at the end, under a comment that names the ro
 """
 from __future__ import annotations
 
-from mutation_module import ROOT, Module
+from mutation_module import ROOT, Module, all_but
 
 RECENT_ROWS = (
     # The thirty-second round: modules no row had held (docs/testing.md §4)
@@ -87,4 +87,36 @@ RECENT_ROWS = (
            ("healthcheck/checkers.py", "healthcheck/shell.py"),
            ("tests/integration/test_health_checkers.py", "tests/unit/test_checker_factories.py",
             "tests/integration/test_loopback_connect.py")),
+    # The thirty-sixth round: modules no row had held (docs/testing.md §4)
+    Module("cgroups", "the task's own cgroup: where it is made, why not, what is read of it",
+           ("executor/procs/cgroups.py",),
+           (*all_but("tests/integration/test_cgroup_v2.py",
+                     "test_a_non_root_delegate_kills_its_daemon_through_a_cgroup_below_the_delegated_one"),
+            *all_but("tests/integration/test_systemd_cgroup.py",
+                     "test_a_cgroup_systemd_handed_to_the_units_user_is_delegated"),
+            "tests/integration/test_cgroup_kill_limits.py",
+            "tests/integration/test_cgroup_walk_mounts.py", "tests/integration/test_cgroup_create.py",
+            "tests/integration/test_cgroup_members.py", "tests/integration/test_close_kill.py"), subreaper=True),
+    Module("logpump", "the log pump: every piped run's output copied to its rotating file and console",
+           ("executor/procs/logpump.py",),
+           ("tests/integration/test_run_logs.py", "tests/integration/test_run_logs_full_disk.py",
+            "tests/faults/test_audit_ioerrors_logs.py", "tests/integration/test_logfile_room.py",
+            "tests/unit/test_character_start.py",
+            "tests/faults/test_audit_limits.py::test_a_rotating_log_whose_new_file_could_not_be_made_resumes_once_it_can"),
+           subreaper=True),
+    Module("identity", "which process is a task's supervisor: a pid's start, boot and host, never a reused pid",
+           ("executor/host/identity.py",),
+           ("tests/integration/test_time_namespace.py", "tests/integration/test_registry.py",
+            "tests/integration/test_process_start_wall.py", "tests/integration/test_usage_file.py",
+            "tests/integration/test_lost_attempts.py", "tests/integration/test_identity_reads.py")),
+    Module("unrecorded", "a sandbox whose checkpoint names no supervisor: what its lock, registry entry and /proc/locks say",
+           ("executor/task/unrecorded.py",),
+           ("tests/integration/test_checkpoint_reading.py", "tests/integration/test_targets.py",
+            "tests/integration/test_status_damaged.py", "tests/integration/test_status_cli.py",
+            "tests/integration/test_unrecorded_sandboxes.py")),
+    Module("runlogs", "a supervisor's run logs: each run's directory and files, made ahead or at its fork, and the pump",
+           ("executor/procs/runlogs.py",),
+           ("tests/integration/test_ready_ahead.py", "tests/integration/test_readied_runs.py",
+            "tests/integration/test_close_steps.py", "tests/integration/test_supervisor.py",
+            "tests/integration/test_runlogs.py"), subreaper=True),
 )
