@@ -19,6 +19,7 @@ from executor.procs import cgroups
 from executor.procs.cgroup_paths import CgroupKind, Place
 from tests.integration.test_cgroup_v2 import v2_root
 from tests.support import cgroups as cgroup_support
+from tests.support.children import sleeping_as
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -83,14 +84,8 @@ def test_a_zombie_has_no_parent_to_be_listed_under(sleeper):
 
 
 def test_a_process_whose_name_has_a_parenthesis_and_spaces_is_read_by_its_last_one(tmp_path):
-    name = tmp_path / "a) b c"
-    os.symlink("/bin/sleep", name)
-    run = subprocess.Popen([str(name), "600"])
-    try:
-        assert cgroups._parent_of(run.pid) == os.getpid()
-    finally:
-        run.kill()
-        run.wait(10)
+    with sleeping_as(tmp_path, "a) b c") as pid:
+        assert cgroups._parent_of(pid) == os.getpid()
 
 
 def test_a_process_below_the_task_s_cgroup_is_held_and_one_in_a_look_alike_sibling_is_not(made, sleeper):

@@ -18,6 +18,7 @@ import pytest
 
 from executor.host import identity
 from executor.host.entry import FrontEnd, RegistryEntry
+from tests.support.children import sleeping_as
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -101,15 +102,9 @@ def test_a_stopped_process_is_stopped_and_a_running_one_is_not(child):
 
 
 def test_a_process_named_with_a_parenthesis_is_read_by_its_last_one(tmp_path):
-    name = tmp_path / "x) T 1 2"
-    os.symlink("/bin/sleep", name)
-    run = subprocess.Popen([str(name), "600"])
-    try:
-        assert identity.is_stopped(run.pid) is False
-        assert identity.child_start_ticks(run.pid, os.getpid()) == stat_start(run.pid)
-    finally:
-        run.kill()
-        run.wait(10)
+    with sleeping_as(tmp_path, "x) T 1 2") as pid:
+        assert identity.is_stopped(pid) is False
+        assert identity.child_start_ticks(pid, os.getpid()) == stat_start(pid)
 
 
 def test_starts_one_tick_apart_are_one_process_s_and_two_are_not():
