@@ -18,6 +18,7 @@ def test_the_sink_gets_the_orphans_and_the_kept_daemons_each_time_they_change():
     assert given == []  # nothing held yet: nothing written
     handover.saw({10: 100})
     handover.saw({10: 100})  # the same: not handed again
+    assert handover.orphans() == {10: 100}
     daemons.add(ProcInfo(pid=20, ppid=1, pgrp=20, environ=b"", start=200))
     handover.changed()
     handover.saw({})  # the orphan gone (a look no longer finds it); the daemon stays
@@ -30,3 +31,5 @@ def test_looks_follow_a_run_s_start_then_stop():
     assert next_look_in(10.0, 10.0) == pytest.approx(LOOKS_AFTER_SPAWN_SECS[0])
     assert next_look_in(10.0, 10.1) == pytest.approx(LOOKS_AFTER_SPAWN_SECS[1] - 0.1)
     assert next_look_in(10.0, 10.0 + LOOKS_AFTER_SPAWN_SECS[-1]) is None
+    first = LOOKS_AFTER_SPAWN_SECS[0]
+    assert next_look_in(0.0, first) == pytest.approx(LOOKS_AFTER_SPAWN_SECS[1] - first)  # at a look: the next
