@@ -135,3 +135,47 @@ def test_a_daemon_this_user_may_not_signal_is_refused_named_and_waited_for_no_mo
     assert len(got["lines"]) == 1 and got["lines"][0].startswith("daemons_unsignalled task=web.0 signal=SIGTERM "), got
     assert "1 of the daemons the task's runs left may not be signalled by this user (uid 65534" in got["lines"][0]
     assert f"pid {sleeper.pid} (sleep 600, uid 0)" in got["lines"][0] and sleeper.poll() is None  # not signalled
+
+
+LIVE = b"STOKER_RUN_MARKER=web.0.4"
+OWN = b"STOKER_TASK_MARKER=t-1"
+
+
+def test_a_walk_is_sorted_into_claimed_kept_and_newly_kept_hidden_ones_parents_first():
+    kept = KeptDaemons()
+    kept.add(info(2000, 20))  # a daemon kept by pid
+    kept.add(info(3001, 31))  # a hidden one kept already
+    walk = [info(1000, 10, LIVE + b"\0"), info(1001, 11, ppid=1000),  # a live run's, and its child: claimed
+            info(2000, 20), info(2001, 21, ppid=2000),  # a kept daemon, and its child: kept from now on
+            ProcInfo(pid=3000, ppid=1, pgrp=3000, environ=b"", start=30, hidden=True),  # newly kept
+            ProcInfo(pid=3001, ppid=1, pgrp=3001, environ=b"", start=31, hidden=True),
+            info(4000, 40, b"PATH=/bin\0")]  # nobody's: out
+    out, daemons, hidden = kept.sort(walk, frozenset(), (LIVE,), OWN)
+    assert (out, daemons, hidden) == ([4000], [2000, 2001, 3000, 3001], [3000])
+    assert kept.held() == {2000: 20, 2001: 21, 3000: 30, 3001: 31}
+
+
+def test_kept_daemons_are_something_while_a_pid_or_a_marker_is_kept():
+    kept = KeptDaemons()
+    assert not kept
+    kept.add(info(10, 100))
+    assert kept
+    marked = KeptDaemons()
+    marked.keep([info(11, 110, MARK + b"\0")], MARK)
+    marked.refuse([11])  # no pid waited for: its marker still is
+    assert marked.pids() == [] and marked
+
+
+def test_the_handover_forgets_the_orphans_that_are_gone(sleeper):
+    from executor.procs.handover import Handover
+
+    handover = Handover(KeptDaemons())
+    given: list[dict[int, int]] = []
+    handover.to(given.append)
+    handover.saw({sleeper.pid: start_of(sleeper.pid), sleeper.pid + 100_000_000: 1})
+    handover.prune()
+    assert handover.orphans() == {sleeper.pid: start_of(sleeper.pid)}
+    sleeper.kill()
+    sleeper.wait(10)
+    handover.prune()
+    assert handover.orphans() == {} and given[-1] == {}
