@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -116,6 +117,7 @@ os.write(int(sys.argv[3]), json.dumps({"sent": sent, "pids": kept.pids(), "held"
 def test_a_daemon_this_user_may_not_signal_is_refused_named_and_waited_for_no_more(sleeper):
     if os.geteuid() != 0:
         pytest.skip("needs root: the signalling child becomes nobody")
+    assert KeptDaemons().signal([], signal.SIGTERM, lambda info, ours: True, "web.0") == 0  # none to signal
     read_fd, write_fd = os.pipe()
     child = os.fork()
     if child == 0:  # (forked, not run anew: the module under test is this process's)
