@@ -119,4 +119,9 @@ RECENT_ROWS = (
            ("tests/integration/test_ready_ahead.py", "tests/integration/test_readied_runs.py",
             "tests/integration/test_close_steps.py", "tests/integration/test_supervisor.py",
             "tests/integration/test_runlogs.py"), subreaper=True),
+    Module("daemons", "the daemons a task's runs left, kept, and what the watchdog is handed to kill by pid",
+           ("executor/procs/daemons.py", "executor/procs/handover.py"),
+           ("tests/unit/test_kept_daemons.py", "tests/unit/test_handover.py", "tests/integration/test_containment.py",
+            "tests/integration/test_supervisor_kills.py", "tests/integration/test_kept_daemons_rules.py"),
+           subreaper=True),
 )

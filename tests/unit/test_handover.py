@@ -33,3 +33,13 @@ def test_looks_follow_a_run_s_start_then_stop():
     assert next_look_in(10.0, 10.0 + LOOKS_AFTER_SPAWN_SECS[-1]) is None
     first = LOOKS_AFTER_SPAWN_SECS[0]
     assert next_look_in(0.0, first) == pytest.approx(LOOKS_AFTER_SPAWN_SECS[1] - first)  # at a look: the next
+
+
+def test_what_is_seen_before_a_sink_is_given_is_handed_to_it_when_it_is():
+    daemons = KeptDaemons()
+    handover = Handover(daemons)
+    handover.saw({10: 100})  # no sink yet: nothing handed, nothing raised
+    assert handover.handed() == {}
+    given: list[dict[int, int]] = []
+    handover.to(given.append)
+    assert given == [{10: 100}]
