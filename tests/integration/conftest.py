@@ -6,7 +6,7 @@ process subscribing to it (tests/support/driver_rig.py); `server`, a scripted HT
 127.0.0.1 that answers 200 `ok` for the health checker tests (test_observe_server.py's
 `server` is its own), and `raw_server`, a listener answering with raw bytes; `job` and `plan_dir`, for the plan
 cache's tests; `seeded_pyc`, a test's own copy of the session's seeded
-PYTHONPYCACHEPREFIX (tests/support/seededpyc.py)."""
+PYTHONPYCACHEPREFIX (tests/support/seededpyc.py); `sleeper`, a `sleep 600` child as its Popen."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.agent_sim import AgentSimulator
+from tests.support.children import sleeping_popen
 from tests.support.http_server import RawAnswers, Reply, ScriptedHTTPServer
 from tests.support.seededpyc import copy_of, seed
 from tests.support.supervision import Harness, Tracker
@@ -91,3 +92,8 @@ def _pyc_seed(tmp_path_factory, worker_id):
 def seeded_pyc(_pyc_seed, tmp_path):
     """`tmp_path / "pyc"`: a copy of the session's seeded prefix, for PYTHONPYCACHEPREFIX."""
     return copy_of(_pyc_seed, tmp_path / "pyc")
+
+
+@pytest.fixture
+def sleeper():
+    yield from sleeping_popen()

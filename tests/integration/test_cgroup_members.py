@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,14 +38,6 @@ def made() -> Iterator[cgroups.TaskCgroup]:
 
 def _path_of_self() -> str:
     return cgroups._cgroup_of(os.getpid(), CgroupKind.V2) or "/"
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    run = subprocess.Popen(["sleep", "600"])
-    yield run
-    run.kill()
-    run.wait(10)
 
 
 def test_a_running_child_is_taken_in_and_held(made, sleeper):

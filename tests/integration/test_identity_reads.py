@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +27,6 @@ def fresh(monkeypatch) -> None:
     for name in ("_boot_id", "_machine", "_offset_ticks"):
         monkeypatch.setattr(identity, name, None)
     monkeypatch.setattr(identity, "_boot_wall", 0.0)
-
-
-@pytest.fixture
-def child() -> Iterator[subprocess.Popen[bytes]]:
-    run = subprocess.Popen(["sleep", "600"])
-    yield run
-    if run.returncode is None:
-        run.kill()
-        run.wait(10)
 
 
 def stat_start(pid: int) -> int:
@@ -77,28 +66,28 @@ def test_the_machine_id_is_the_first_there_read_once_and_the_host_name_each_time
     assert identity.host_identity()[0] == ""
 
 
-def test_a_child_s_start_is_read_while_it_is_that_parent_s_live_child(child):
-    start = stat_start(child.pid)
-    assert identity.child_start_ticks(child.pid, os.getpid()) == start
-    assert identity.child_start_ticks(child.pid, os.getppid()) is None
-    wall = identity.child_started_wall(child.pid, os.getpid())
+def test_a_child_s_start_is_read_while_it_is_that_parent_s_live_child(sleeper):
+    start = stat_start(sleeper.pid)
+    assert identity.child_start_ticks(sleeper.pid, os.getpid()) == start
+    assert identity.child_start_ticks(sleeper.pid, os.getppid()) is None
+    wall = identity.child_started_wall(sleeper.pid, os.getpid())
     assert wall is not None and abs(wall - (identity.boot_wall() + start / TICK)) < 1e-6
     assert abs(wall - time.time()) < 5
-    assert identity.child_started_wall(child.pid, os.getppid()) is None
-    child.kill()
-    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # a zombie: no start
-    assert identity.child_start_ticks(child.pid, os.getpid()) is None
-    assert identity.identity_of(child.pid) is None
+    assert identity.child_started_wall(sleeper.pid, os.getppid()) is None
+    sleeper.kill()
+    os.waitid(os.P_PID, sleeper.pid, os.WEXITED | os.WNOWAIT)  # a zombie: no start
+    assert identity.child_start_ticks(sleeper.pid, os.getpid()) is None
+    assert identity.identity_of(sleeper.pid) is None
 
 
-def test_a_stopped_process_is_stopped_and_a_running_one_is_not(child):
-    assert identity.is_stopped(child.pid) is False
-    os.kill(child.pid, signal.SIGSTOP)
-    os.waitid(os.P_PID, child.pid, os.WSTOPPED | os.WNOWAIT)
-    assert identity.is_stopped(child.pid) is True
-    os.kill(child.pid, signal.SIGCONT)
-    os.waitid(os.P_PID, child.pid, os.WCONTINUED)
-    assert identity.is_stopped(child.pid) is False
+def test_a_stopped_process_is_stopped_and_a_running_one_is_not(sleeper):
+    assert identity.is_stopped(sleeper.pid) is False
+    os.kill(sleeper.pid, signal.SIGSTOP)
+    os.waitid(os.P_PID, sleeper.pid, os.WSTOPPED | os.WNOWAIT)
+    assert identity.is_stopped(sleeper.pid) is True
+    os.kill(sleeper.pid, signal.SIGCONT)
+    os.waitid(os.P_PID, sleeper.pid, os.WCONTINUED)
+    assert identity.is_stopped(sleeper.pid) is False
 
 
 def test_a_process_named_with_a_parenthesis_is_read_by_its_last_one(tmp_path):
@@ -124,13 +113,13 @@ def offsets(monkeypatch, text: bytes) -> None:
     (b"boottime 5\nboottime x 0\n", 0),  # a line cut short, a number that is none
     (b"", 0),  # no time namespaces here
 ])
-def test_a_time_namespace_s_boot_offset_is_taken_off_every_start_read(monkeypatch, child, text, ticks):
+def test_a_time_namespace_s_boot_offset_is_taken_off_every_start_read(monkeypatch, sleeper, text, ticks):
     offsets(monkeypatch, text)
     assert identity.boottime_offset_ticks() == ticks
     offsets(monkeypatch, b"boottime 99 0\n")
     assert identity.boottime_offset_ticks() == ticks  # read once
-    assert identity.identity_of(child.pid).start_ticks == stat_start(child.pid) - ticks
-    assert identity.child_start_ticks(child.pid, os.getpid()) == stat_start(child.pid)  # as read here
+    assert identity.identity_of(sleeper.pid).start_ticks == stat_start(sleeper.pid) - ticks
+    assert identity.child_start_ticks(sleeper.pid, os.getpid()) == stat_start(sleeper.pid)  # as read here
     assert abs(identity.boot_secs() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / TICK)) < 0.5
 
 
@@ -149,37 +138,37 @@ def booted(monkeypatch, tmp_path) -> str:
     return "this-boot"
 
 
-def test_a_live_process_is_alive_by_its_start_within_a_tick_and_its_boot(child, booted):
-    start = stat_start(child.pid)
-    assert identity.is_alive(child.pid, start) and identity.is_alive(child.pid, start + 1, booted)
-    assert identity.is_alive(child.pid, start - 1, "")
-    assert not identity.is_alive(child.pid, start + 2) and not identity.is_alive(child.pid, start - 2)
-    assert not identity.is_alive(child.pid, start, "another-boot")
+def test_a_live_process_is_alive_by_its_start_within_a_tick_and_its_boot(sleeper, booted):
+    start = stat_start(sleeper.pid)
+    assert identity.is_alive(sleeper.pid, start) and identity.is_alive(sleeper.pid, start + 1, booted)
+    assert identity.is_alive(sleeper.pid, start - 1, "")
+    assert not identity.is_alive(sleeper.pid, start + 2) and not identity.is_alive(sleeper.pid, start - 2)
+    assert not identity.is_alive(sleeper.pid, start, "another-boot")
     assert not identity.is_alive(None, start) and not identity.is_alive(0, None) and not identity.is_alive(-1, None)
-    child.kill()
-    child.wait(10)
-    assert not identity.is_alive(child.pid, start) and not identity.is_alive(child.pid, None)
+    sleeper.kill()
+    sleeper.wait(10)
+    assert not identity.is_alive(sleeper.pid, start) and not identity.is_alive(sleeper.pid, None)
 
 
-def test_without_a_recorded_start_a_live_pid_counts_only_if_it_started_in_time(child, booted):
-    began = identity.started_wall(identity.identity_of(child.pid))
+def test_without_a_recorded_start_a_live_pid_counts_only_if_it_started_in_time(sleeper, booted):
+    began = identity.started_wall(identity.identity_of(sleeper.pid))
     assert abs(began - time.time()) < 5
-    assert identity.is_alive(child.pid, None)
-    assert identity.is_alive(child.pid, None, started_before_wall=began - 1.0)  # within the second
-    assert not identity.is_alive(child.pid, None, started_before_wall=began - 1.0 - 2 / TICK)
+    assert identity.is_alive(sleeper.pid, None)
+    assert identity.is_alive(sleeper.pid, None, started_before_wall=began - 1.0)  # within the second
+    assert not identity.is_alive(sleeper.pid, None, started_before_wall=began - 1.0 - 2 / TICK)
 
 
-def test_one_reading_answers_each_question_as_it_first_did(child, booted):
-    start = stat_start(child.pid)
+def test_one_reading_answers_each_question_as_it_first_did(sleeper, booted):
+    start = stat_start(sleeper.pid)
     with identity.one_reading():
-        assert identity.is_alive(child.pid, start)
-        child.kill()
-        child.wait(10)
+        assert identity.is_alive(sleeper.pid, start)
+        sleeper.kill()
+        sleeper.wait(10)
         with identity.one_reading():  # a reading inside another is the outer one's
-            assert identity.is_alive(child.pid, start)
-        assert identity.is_alive(child.pid, start)
-        assert not identity.is_alive(child.pid, start + 5)  # another question: asked now
-    assert not identity.is_alive(child.pid, start)
+            assert identity.is_alive(sleeper.pid, start)
+        assert identity.is_alive(sleeper.pid, start)
+        assert not identity.is_alive(sleeper.pid, start + 5)  # another question: asked now
+    assert not identity.is_alive(sleeper.pid, start)
 
 
 def test_the_boot_moment_is_kept_while_a_new_reading_is_within_its_slack(monkeypatch):
@@ -242,13 +231,13 @@ def test_ids_that_are_not_ascii_are_read_with_a_replacement_and_a_machine_id_is_
     assert identity.host_identity()[0] == "m\ufffd" + "a" * 62
 
 
-def test_a_process_stopped_by_its_tracer_is_stopped(monkeypatch, child):
-    stat = Path(f"/proc/{child.pid}/stat").read_bytes()
+def test_a_process_stopped_by_its_tracer_is_stopped(monkeypatch, sleeper):
+    stat = Path(f"/proc/{sleeper.pid}/stat").read_bytes()
     close = stat.rfind(b")")
     for letter, stopped in ((b"t", True), (b"T", True), (b"S", False), (b"D", False)):
         traced = stat[:close + 2] + letter + stat[close + 3:]  # as /proc shows a tracee stopped
         monkeypatch.setattr(identity, "read_proc", lambda path, limit=4096, data=traced: data)
-        assert identity.is_stopped(child.pid) is stopped, letter
+        assert identity.is_stopped(sleeper.pid) is stopped, letter
 
 
 def test_pid_1_has_an_identity_and_is_alive_by_it(booted):
@@ -257,22 +246,22 @@ def test_pid_1_has_an_identity_and_is_alive_by_it(booted):
     assert identity.is_alive(1, init.start_ticks, booted)
 
 
-def test_one_reading_keeps_each_question_whole(child, booted):
-    start = stat_start(child.pid)
-    began = identity.started_wall(identity.identity_of(child.pid))
+def test_one_reading_keeps_each_question_whole(sleeper, booted):
+    start = stat_start(sleeper.pid)
+    began = identity.started_wall(identity.identity_of(sleeper.pid))
     with identity.one_reading():
-        assert identity.is_alive(child.pid, start, booted)
-        assert not identity.is_alive(child.pid, start, "another-boot")  # not the first answer
-        assert identity.is_alive(child.pid, None)
-        assert not identity.is_alive(child.pid, None, started_before_wall=began - 5.0)
+        assert identity.is_alive(sleeper.pid, start, booted)
+        assert not identity.is_alive(sleeper.pid, start, "another-boot")  # not the first answer
+        assert identity.is_alive(sleeper.pid, None)
+        assert not identity.is_alive(sleeper.pid, None, started_before_wall=began - 5.0)
 
 
-def test_a_start_as_wall_time_is_the_same_in_a_time_namespace(monkeypatch, child):
-    plain = identity.started_wall(identity.identity_of(child.pid))
+def test_a_start_as_wall_time_is_the_same_in_a_time_namespace(monkeypatch, sleeper):
+    plain = identity.started_wall(identity.identity_of(sleeper.pid))
     monkeypatch.setattr(identity, "_offset_ticks", None)
     offsets(monkeypatch, b"boottime 1000 0\n")
-    shifted = identity.identity_of(child.pid)
-    assert shifted.start_ticks == stat_start(child.pid) - 1000 * TICK  # as the host counts it
+    shifted = identity.identity_of(sleeper.pid)
+    assert shifted.start_ticks == stat_start(sleeper.pid) - 1000 * TICK  # as the host counts it
     assert abs(identity.started_wall(shifted) - plain) < 0.01
 
 

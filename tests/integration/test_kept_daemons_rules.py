@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,14 +27,6 @@ def info(pid: int, start: int, environ: bytes = b"", ppid: int = 1) -> ProcInfo:
 def start_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as f:
         return int(f.read().rpartition(b")")[2].split()[19])
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    run = subprocess.Popen(["sleep", "600"])
-    yield run
-    run.kill()
-    run.wait(10)
 
 
 def test_a_process_is_added_once_for_its_pid_and_start():

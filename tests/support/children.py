@@ -9,6 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def sleeping_popen() -> Iterator[subprocess.Popen[bytes]]:
+    """A fixture's body (`yield from sleeping_popen()`): a `sleep 600` as its Popen (the
+    test may kill and reap it itself), killed and reaped after."""
+    proc = subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def sleeping_child() -> Iterator[int]:
     """A fixture's body (`yield from sleeping_child()`): a `sleep 600`'s pid."""
     proc = subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)
