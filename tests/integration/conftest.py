@@ -6,9 +6,12 @@ process subscribing to it (tests/support/driver_rig.py); `server`, a scripted HT
 127.0.0.1 that answers 200 `ok` for the health checker tests (test_observe_server.py's
 `server` is its own), and `raw_server`, a listener answering with raw bytes; `job` and `plan_dir`, for the plan
 cache's tests; `seeded_pyc`, a test's own copy of the session's seeded
-PYTHONPYCACHEPREFIX (tests/support/seededpyc.py); `sleeper`, a `sleep 600` child as its Popen."""
+PYTHONPYCACHEPREFIX (tests/support/seededpyc.py); `sleeper`, a `sleep 600` child as its Popen;
+`refused_writes`, a log file's next writes refused as a full disk refuses them."""
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,22 @@ def seeded_pyc(_pyc_seed, tmp_path):
 @pytest.fixture
 def sleeper():
     yield from sleeping_popen()
+
+
+@pytest.fixture
+def refused_writes(monkeypatch) -> list[int]:
+    """A full disk refuses the log pump's next N writes (ENOSPC; N: the list's one number, 0
+    at first, set by the test)."""
+    from executor.procs import logpump
+
+    refusals = [0]
+    real = logpump.write_all
+
+    def write_all(fd: int, data) -> None:
+        if refusals[0]:
+            refusals[0] -= 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+
+    monkeypatch.setattr(logpump, "write_all", write_all)
+    return refusals

@@ -7,9 +7,9 @@ from a child that runs as nobody, as a supervisor of another user would."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
-import sys
 
 import pytest
 
@@ -82,26 +82,22 @@ def test_one_found_by_its_run_s_marker_keeps_the_daemons_alive_and_none_forgets_
     assert not kept and not kept.holds(info(8, 80, MARK + b"\0"))
 
 
-CHILD_AS_NOBODY = """
-import json, logging, os, signal, sys
-from executor.procs.daemons import KeptDaemons
-from executor.procs.proctree import ProcInfo
-
-pid, start = int(sys.argv[1]), int(sys.argv[2])
-lines = []
-handler = logging.Handler()
-handler.emit = lambda record: lines.append(record.getMessage())
-logging.getLogger("executor").addHandler(handler)
-logging.getLogger("executor").setLevel(logging.INFO)
-os.setgroups([])
-os.setresgid(65534, 65534, 65534)
-os.setresuid(65534, 65534, 65534)
-kept = KeptDaemons()
-kept.keep([ProcInfo(pid=pid, ppid=1, pgrp=pid, environ=b"", start=start)], b"M=1")
-sent = kept.signal([pid], signal.SIGTERM, lambda info, ours: True, "web.0")
-os.write(int(sys.argv[3]), json.dumps({"sent": sent, "pids": kept.pids(), "held": kept.held(),
-                                      "waited": kept.waited_for([pid]), "lines": lines}).encode())
-"""
+def signal_as_nobody(pid: int, start: int, out_fd: int) -> None:
+    """In a forked child: become nobody, SIGTERM the kept daemon `pid` as the task's daemons
+    are signalled, and write what `KeptDaemons` then holds and said to `out_fd` (JSON)."""
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("executor").addHandler(handler)
+    logging.getLogger("executor").setLevel(logging.INFO)
+    os.setgroups([])
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
+    kept = KeptDaemons()
+    kept.keep([ProcInfo(pid=pid, ppid=1, pgrp=pid, environ=b"", start=start)], b"M=1")
+    sent = kept.signal([pid], signal.SIGTERM, lambda info, ours: True, "web.0")
+    os.write(out_fd, json.dumps({"sent": sent, "pids": kept.pids(), "held": kept.held(),
+                                 "waited": kept.waited_for([pid]), "lines": lines}).encode())
 
 
 def test_a_daemon_this_user_may_not_signal_is_refused_named_and_waited_for_no_more(sleeper):
@@ -113,8 +109,7 @@ def test_a_daemon_this_user_may_not_signal_is_refused_named_and_waited_for_no_mo
     if child == 0:  # (forked, not run anew: the module under test is this process's)
         try:
             os.close(read_fd)
-            sys.argv = ["child", str(sleeper.pid), str(start_of(sleeper.pid)), str(write_fd)]
-            exec(CHILD_AS_NOBODY, {"__name__": "child"})
+            signal_as_nobody(sleeper.pid, start_of(sleeper.pid), write_fd)
         finally:
             os._exit(0)
     os.close(write_fd)

@@ -29,19 +29,9 @@ def run(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 
 @pytest.fixture
-def full(monkeypatch) -> list[int]:
+def full(refused_writes) -> list[int]:
     """The disk refuses the next N writes (N: the list's one number, 0 at first)."""
-    refusals = [0]
-    real = logpump.write_all
-
-    def write_all(fd: int, data) -> None:
-        if refusals[0]:
-            refusals[0] -= 1
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(fd, data)
-
-    monkeypatch.setattr(logpump, "write_all", write_all)
-    return refusals
+    return refused_writes
 
 
 def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:

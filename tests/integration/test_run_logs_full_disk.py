@@ -3,7 +3,6 @@ the run writes: the run never blocks on a full pipe (the pump drains and drops w
 write, and says so once), and once space frees, its output lands again."""
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import time
@@ -94,7 +93,7 @@ def _ends_with(path, end: bytes) -> bool:
         return False
 
 
-def test_a_write_the_full_disk_refuses_twice_rotates_again(tmp_path, monkeypatch):
+def test_a_write_the_full_disk_refuses_twice_rotates_again(tmp_path, refused_writes):
     """One write of the pump's (up to 256 KiB: a run's last bytes and its last line, read
     together) can meet the full disk again after an early rotation: it rotated once a write,
     then dropped the rest, the last line with it (CI, 1 run of the test above in about 40)."""
@@ -105,18 +104,9 @@ def test_a_write_the_full_disk_refuses_twice_rotates_again(tmp_path, monkeypatch
     try:
         log.write(b"a" * 100)
         log.write(b"b" * 10)  # rotated at its size: stdout.1 holds the a's
-        refusals = [2]
-        real = logpump.write_all
-
-        def full_twice(fd: int, data) -> None:
-            if refusals[0]:
-                refusals[0] -= 1
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            real(fd, data)
-
-        monkeypatch.setattr(logpump, "write_all", full_twice)
+        refused_writes[0] = 2
         log.write(b"c" * 5)
     finally:
         log.close()
         os.close(dir_fd)
-    assert (tmp_path / "stdout").read_bytes() == b"c" * 5 and not refusals[0]
+    assert (tmp_path / "stdout").read_bytes() == b"c" * 5 and not refused_writes[0]
