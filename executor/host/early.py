@@ -13,7 +13,7 @@ early start. Standard library only; one owner at a time (`take_*` hand a part ov
 
 From the first early run's fork until `stoker run` relays its stop signals itself
 (`executor/host/signals.py`), a stop signal (Ctrl-C, SIGTERM, SIGHUP, Ctrl-\\, Ctrl-Z) is
-recorded (`defer_stop_signals`), not acted on: `LocalRun` takes them (`relayed_stop_signals`)
+recorded (`defer_stop_signals`), not acted on: `LocalRun` takes them (`deferred_signals`)
 once its relay is up and stops as for any signal, so that the runs already running get their
 graceful stop (SIGTERM first, the final processes) instead of the watchdog's SIGKILL as the
 command dies or raises KeyboardInterrupt while it loads. So is a stray signal (`STRAYS`:
@@ -72,13 +72,14 @@ def deferred_signals() -> list[int]:
     return taken
 
 
-def relayed_stop_signals() -> tuple[list[int], dict[int, object]]:
-    """`stoker run` relays the stop signals now: the ones recorded meanwhile, in order, and
-    the handlers `defer_stop_signals` replaced, for the relay to put back as it closes (not
-    the recorder it found: a Ctrl-C as the run ends would be recorded, never acted on)."""
+def replaced_stop_handlers() -> dict[int, object]:
+    """`stoker run` relays the stop signals now: the handlers `defer_stop_signals` replaced,
+    for the relay to put back as it closes (not the recorder it found: a Ctrl-C as the run
+    ends would be recorded, never acted on). The relay takes the ones recorded meanwhile
+    (`deferred_signals`) once its handlers are up."""
     replaced = dict(_replaced)
     _replaced.clear()
-    return deferred_signals(), replaced
+    return replaced
 
 
 def undefer_stop_signals() -> None:

@@ -148,11 +148,14 @@ class SignalRelay:
     """Calls `on_signal(signum)` on its own thread for each of `signums` received."""
 
     def __init__(self, signums: Iterable[int], on_signal: Callable[[int], None],
-                 latest_only: Iterable[int] = ()) -> None:
+                 latest_only: Iterable[int] = (), recorded: Callable[[], Iterable[int]] = tuple) -> None:
         """`latest_only`: those of `signums` whose reaction needs only the latest of the
         ones read at once (SIGWINCH: the terminal's size now). A storm of them was one
         reaction each, slower than they came: the wakeup pipe filled, and a stop signal sent
-        then was dropped."""
+        then was dropped. `recorded()`: signals a stand-in took before the relay was up,
+        called once its handlers are, and handed on here, in order, ahead of any it reads
+        (was: handed on after it was up, and a SIGTERM relayed at once went ahead of the
+        SIGINT recorded before it: the second stop taken for the first)."""
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("SignalRelay must be installed from the main thread")
         self._signums = frozenset(int(s) for s in signums)
@@ -165,6 +168,8 @@ class SignalRelay:
         for signum in [s for s in executor.DROPPED_STOPS if s in self._signums]:
             executor.DROPPED_STOPS.remove(signum)  # dropped by a finalizer as Stoker loaded: relayed now
             os.kill(os.getpid(), signum)
+        for signum in recorded():
+            self._call(signum)
         self._thread: threading.Thread | None = threading.Thread(
             target=self._relay, name="stoker-signals", daemon=True)
         start_thread(self._thread)

@@ -45,7 +45,7 @@ from config.registry import RegistrySettings
 from config.settings import RunSettings, pop_secrets
 from config.words import loggable, shell_path
 from executor.events import TaskState
-from executor.host.early import EarlyStart, relayed_stop_signals
+from executor.host.early import EarlyStart, deferred_signals, replaced_stop_handlers
 from executor.host.identity import boot_secs
 from executor.host.session import OPERATOR_KILL, HostSession, stopped_on
 from executor.host.signals import STRAY_SIGNALS, SignalRelay, Strays, strays
@@ -200,11 +200,10 @@ class LocalRun:
         # (`_on_signal`), so that the runs get it at its default as ever (a handler is reset by exec).
         self._sigint_ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         redraws = [signal.SIGWINCH, signal.SIGCONT]  # a storm: one redraw a read
-        relay = SignalRelay(signums, self._on_signal, latest_only=redraws)
-        came, replaced = relayed_stop_signals()  # while the early runs ran
+        replaced = replaced_stop_handlers()
+        # the ones recorded while the early runs ran go first, then any the relay reads
+        relay = SignalRelay(signums, self._on_signal, latest_only=redraws, recorded=deferred_signals)
         relay.put_back(replaced)
-        for signum in came:
-            self._on_signal(signum)
         return relay
 
     def _exit_code(self, code: int) -> int:

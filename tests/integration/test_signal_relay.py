@@ -64,6 +64,25 @@ def test_each_signal_is_relayed_once_in_order(restored):
         relay.close()
 
 
+def test_the_signals_recorded_before_it_was_up_go_ahead_of_one_it_reads(restored):
+    """`stoker run`'s SIGINT recorded while it loaded, then a SIGTERM relayed at once: the
+    SIGINT is the first stop, the SIGTERM the second (was: the other way round at times)."""
+    got: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def recorded() -> list[int]:
+        from_a_worker(USR2)  # the relay's handler is up: its number is in the pipe
+        with pytest.raises(queue.Empty):
+            got.get(timeout=0.1)  # and not handed on before the recorded ones
+        return [USR1, USR1]
+
+    relay = SignalRelay([USR1, USR2], got.put, recorded=recorded)
+    try:
+        assert [got.get(timeout=5) for _ in range(3)] == [USR1, USR1, USR2]
+    finally:
+        relay.close()
+    assert got.empty()
+
+
 @pytest.mark.timeout(30)
 def test_numbers_read_at_once_are_each_handed_on_once_in_order(restored):
     """Signals that came faster than the relay read them: their numbers, in the wakeup pipe
