@@ -124,4 +124,8 @@ RECENT_ROWS = (
            ("tests/unit/test_kept_daemons.py", "tests/unit/test_handover.py", "tests/integration/test_containment.py",
             "tests/integration/test_supervisor_kills.py", "tests/integration/test_kept_daemons_rules.py"),
            subreaper=True),
+    # The thirty-seventh round: the watchdog's keeper (docs/testing.md §4)
+    Module("watchdog", "the watchdog kept: started, refused and tried again, told the cgroup, continued, restarted, waited for",
+           ("executor/procs/watchdog.py",),
+           ("tests/integration/test_watchdog_keeper.py", "tests/integration/test_watchdog_list.py"), subreaper=True),
 )
