@@ -127,7 +127,8 @@ RECENT_ROWS = (
     # The thirty-seventh round: the watchdog's keeper (docs/testing.md §4)
     Module("watchdog", "the watchdog kept: started, refused and tried again, told the cgroup, continued, restarted, waited for",
            ("executor/procs/watchdog.py",),
-           ("tests/integration/test_watchdog_keeper.py", "tests/integration/test_watchdog_list.py"), subreaper=True),
+           ("tests/integration/test_watchdog_keeper.py", "tests/integration/test_watchdog_held.py",
+            "tests/integration/test_watchdog_list.py"), subreaper=True),
     Module("early", "`stoker run`'s early start held: the stop signals recorded and given back, one given up",
            ("executor/host/early.py",),
            ("tests/integration/test_early_hold.py", "tests/unit/test_runstart.py"), subreaper=True),

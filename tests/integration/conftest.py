@@ -7,11 +7,15 @@ process subscribing to it (tests/support/driver_rig.py); `server`, a scripted HT
 `server` is its own), and `raw_server`, a listener answering with raw bytes; `job` and `plan_dir`, for the plan
 cache's tests; `seeded_pyc`, a test's own copy of the session's seeded
 PYTHONPYCACHEPREFIX (tests/support/seededpyc.py); `sleeper`, a `sleep 600` child as its Popen;
-`refused_writes`, a log file's next writes refused as a full disk refuses them."""
+`refused_writes`, a log file's next writes refused as a full disk refuses them; `kept`, the
+watchdog's keepers in this process (tests/support/keepers.py), and `refused_spawns`, the next
+spawns refused as a fork the kernel refuses."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ import pytest
 from tests.support.agent_sim import AgentSimulator
 from tests.support.children import sleeping_popen
 from tests.support.http_server import RawAnswers, Reply, ScriptedHTTPServer
+from tests.support.keepers import Kept
 from tests.support.seededpyc import copy_of, seed
 from tests.support.supervision import Harness, Tracker
 
@@ -119,3 +124,45 @@ def refused_writes(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(logpump, "write_all", write_all)
     return refusals
+
+
+@pytest.fixture
+def kept(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[..., Kept]]:
+    """`kept(exit_by=None)`: a watchdog's keeper (not started) on the one reaper, closed
+    after the test; the watchdog module's lines captured from DEBUG up."""
+    from executor.procs import watchdog
+    from executor.procs.reaper import Reaper
+
+    reaper = Reaper.acquire()
+    made: list[Kept] = []
+
+    def make(exit_by=None) -> Kept:
+        made.append(Kept(reaper, exit_by))
+        return made[-1]
+
+    caplog.set_level(logging.DEBUG, logger=watchdog.__name__)
+    try:
+        yield make
+    finally:
+        try:
+            for one in made:
+                one.close()
+        finally:
+            reaper.release()
+
+
+@pytest.fixture
+def refused_spawns(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """`refuse(n)`: the next `n` spawns refused as the kernel refuses a fork (EAGAIN; the
+    C library's error names the program, as posix_spawn's does)."""
+    real = os.posix_spawn
+    left = [0]
+
+    def spawn(path, *args, **kwargs):
+        if left[0] > 0:
+            left[0] -= 1
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN), path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "posix_spawn", spawn)
+    return lambda n: left.__setitem__(0, n)

@@ -1,96 +1,31 @@
 """The watchdog's keeper (`executor/procs/watchdog.py`, `WatchdogKeeper`) in this process:
-a start refused and tried again, the cgroup told to each watchdog started, a stop continued,
-one that died restarted, the close's wait and its lines; the held list's line and pipe.
+a start refused and tried again, how a watchdog is started, a stop continued, one that died
+restarted, the close's wait and its lines (the cgroup told and the held list:
+test_watchdog_held.py).
 
 Real watchdogs (`/bin/sh`, children of this process reaped by the one reaper); a start the
 kernel refuses (a full pids cgroup, `ulimit -u`: EAGAIN) is `os.posix_spawn` raising as it
-would (`refused_spawns`). Each keeper is let go and waited for before its test ends.
+would (the conftest's `refused_spawns`). Each keeper is let go and waited for before its test
+ends (`kept`).
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from executor.procs import watchdog
 from executor.procs.exitby import ExitBy
-from executor.procs.reaper import Reaper
-from executor.procs.watchdog import Watchdog, WatchdogKeeper, held_line
+from executor.procs.reaper import Watcher
+from executor.procs.watchdog import start_watchdog
+from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV
+from tests.support.keepers import events, state_of
+from tests.support.limits import no_descriptor_left
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-
-class Kept:
-    """A keeper under test, its `keep` answer and the pids its restarts reported."""
-
-    def __init__(self, reaper: Reaper, exit_by: ExitBy | None = None) -> None:
-        self.keep = True
-        self.restarts: list[int] = []
-        self.cgroup = ("", "", "")
-        self.keeper = WatchdogKeeper(reaper=reaper, marker=os.urandom(16).hex(), label="kept.0",
-                                     cgroup=lambda: self.cgroup, keep=lambda: self.keep,
-                                     restarted=self.restarts.append, exit_by=exit_by)
-
-    def close(self) -> None:
-        """Let go and reaped, whatever its exit time; a cgroup a test named it to kill taken
-        back first (one that does not exist: it would look for its members 10 s)."""
-        self.keep = False
-        if self.keeper._announced[1]:
-            self.keeper.announce("", "")
-        self.keeper.let_go()
-        wait_for(lambda: self.keeper.running() is None, 10, message="the watchdog let go gone")
-
-
-@pytest.fixture
-def kept(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[..., Kept]]:
-    """`kept(exit_by=None)`: a keeper (not started), closed after the test; the module's
-    lines captured from DEBUG up."""
-    reaper = Reaper.acquire()
-    made: list[Kept] = []
-
-    def make(exit_by: ExitBy | None = None) -> Kept:
-        made.append(Kept(reaper, exit_by))
-        return made[-1]
-
-    caplog.set_level(logging.DEBUG, logger=watchdog.__name__)
-    try:
-        yield make
-    finally:
-        try:
-            for one in made:
-                one.close()
-        finally:
-            reaper.release()
-
-
-@pytest.fixture
-def refused_spawns(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
-    """`refuse(n)`: the next `n` spawns refused as the kernel refuses a fork (EAGAIN; the
-    C library's error names the program, as posix_spawn's does)."""
-    real = os.posix_spawn
-    left = [0]
-
-    def spawn(path, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if left[0] > 0:
-            left[0] -= 1
-            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN), path)
-        return real(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "posix_spawn", spawn)
-    return lambda n: left.__setitem__(0, n)
-
-
-def events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, object]]]:
-    return [(r.levelname, r.stoker_event, r.stoker_fields) for r in caplog.records
-            if getattr(r, "stoker_event", "").startswith("watchdog_")]
 
 
 def open_fds() -> set[int]:
@@ -134,6 +69,17 @@ def test_a_refused_start_is_one_error_tried_again_while_the_task_lives_and_one_i
     assert events(caplog) == []
 
 
+def test_a_start_out_of_descriptors_at_its_second_pipe_closes_its_first(kept, caplog):
+    one = kept()
+    with no_descriptor_left(free=2):
+        one.keeper.start()
+        read_end, write_end = os.pipe()  # the first pipe's two given back
+        os.close(read_end)
+        os.close(write_end)
+    assert one.keeper.pid is None
+    assert events(caplog)[0][2]["error"] == "OSError: [Errno 24] Too many open files", events(caplog)
+
+
 def test_one_refused_start_is_counted_in_the_singular_and_a_first_start_is_a_debug_line(
         kept, refused_spawns, caplog):
     first = kept()
@@ -150,10 +96,7 @@ def test_one_refused_start_is_counted_in_the_singular_and_a_first_start_is_a_deb
 
 def test_a_watchdog_started_by_popen_where_posix_spawn_cannot_start_a_session_is_reaped_once(
         kept, monkeypatch):
-    def cannot(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise NotImplementedError("setsid")
-
-    monkeypatch.setattr(os, "posix_spawn", cannot)
+    monkeypatch.setattr(os, "posix_spawn", cannot_start_a_session)
     one = kept()
     one.keeper.start()
     dog = one.keeper._watchdog
@@ -164,27 +107,52 @@ def test_a_watchdog_started_by_popen_where_posix_spawn_cannot_start_a_session_is
     assert dog.popen.poll() == 0
 
 
-def test_a_spawned_watchdog_holds_its_pipe_dev_null_and_its_list_in_a_session_of_its_own(kept):
+@pytest.mark.parametrize("how", ["posix_spawn", "popen"])
+def test_a_watchdog_holds_its_pipe_dev_null_and_its_list_in_a_session_of_its_own(kept, monkeypatch, how):
     # This process ignores SIGPIPE (Python's start) and holds descriptors of its own: the
-    # watchdog gets SIGPIPE and SIGXFSZ at their defaults, and only its four descriptors.
+    # watchdog gets SIGPIPE and SIGXFSZ at their defaults, and its four descriptors, and
+    # this process's open for exec (pytest's) by posix_spawn, which closes none (a
+    # supervisor makes them close-on-exec first, `earlyfork.shut_inherited`), as Popen's
+    # `close_fds` closed them. "popen": where posix_spawn cannot start a session.
+    if how == "popen":
+        monkeypatch.setattr(os, "posix_spawn", cannot_start_a_session)
     one = kept()
     one.keeper.start()
     dog = one.keeper._watchdog
-    assert dog is not None and dog.popen is None
+    assert dog is not None and (dog.popen is None) == (how == "posix_spawn")
     wait_for(lambda: ignored_by(dog.pid) >> (signal.SIGTERM - 1) & 1, 10, message="its trap set")
     fds = {int(fd): os.readlink(f"/proc/{dog.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{dog.pid}/fd")}
-    # and this process's descriptors open for exec (pytest's): posix_spawn closes none, as
-    # Popen's `close_fds` did; a supervisor makes them close-on-exec first (`earlyfork.shut_inherited`)
     inherited = {fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 3 and inheritable(fd)}
-    assert sorted(fds) == sorted({0, 1, 2, 3} | inherited), (fds, inherited)
-    assert fds[0].startswith("pipe:") and fds[3].startswith("pipe:") and fds[0] != fds[3]
-    assert fds[3] == os.readlink(f"/proc/self/fd/{dog.drain_fd}")  # the list it is handed
+    listed = 3 if how == "posix_spawn" else dog.drain_fd  # Popen's pass_fds keeps its number
+    assert sorted(fds) == sorted({0, 1, 2, listed} | (inherited if how == "posix_spawn" else set())), fds
+    assert fds[0] == os.readlink(f"/proc/self/fd/{dog.write_fd}") and fds[0].startswith("pipe:")
+    assert fds[listed] == os.readlink(f"/proc/self/fd/{dog.drain_fd}") != fds[0]  # the list it is handed
     assert fds[1] == fds[2] == "/dev/null"
     assert os.getsid(dog.pid) == dog.pid
     assert [s.name for s in signal.Signals if ignored_by(dog.pid) >> (s - 1) & 1] == ["SIGHUP", "SIGINT", "SIGTERM"]
     assert os.readlink(f"/proc/{dog.pid}/cwd") == "/"
     words = Path(f"/proc/{dog.pid}/cmdline").read_bytes().split(b"\0")[:-1]
-    assert words[3:] == [b"stoker-watchdog", one.keeper._marker.encode(), b"", b"", b"", b"3"], words
+    assert words == [b"/bin/sh", b"-c", WATCHDOG_COMMAND.encode(), b"stoker-watchdog", one.keeper._marker.encode(),
+                     b"", b"", b"", str(listed).encode()], words
+    environ = Path(f"/proc/{dog.pid}/environ").read_bytes().split(b"\0")[:-1]
+    assert sorted(environ) == sorted(f"{k}={v}".encode() for k, v in WATCHDOG_ENV.items())
+
+
+def cannot_start_a_session(*args, **kwargs):  # type: ignore[no-untyped-def]
+    raise NotImplementedError("setsid")
+
+
+def test_a_watchdog_started_with_no_cgroup_named_is_given_none(kept):
+    one = kept()  # for its reaper
+    with one.reaper.forking():
+        dog = start_watchdog("marker")
+        one.reaper.register(dog.pid, Watcher())
+    try:
+        words = Path(f"/proc/{dog.pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        assert words[4:] == [b"marker", b"", b"", b"", b"3"], words
+    finally:
+        dog.close_pipe()
+        wait_for(lambda: not one.reaper.is_registered(dog.pid), 10, message="the watchdog gone")
 
 
 def inheritable(fd: int) -> bool:
@@ -199,108 +167,6 @@ def ignored_by(pid: int) -> int:
     return int(status.split("SigIgn:\t", 1)[1].split()[0], 16)
 
 
-# ---- the cgroup told, the held list handed on
-
-
-def test_the_announced_cgroup_is_told_to_the_watchdog_and_to_one_started_after_a_refusal(
-        kept, refused_spawns, tmp_path):
-    # Named with no way to kill it (before the supervisor made it), the watchdog removes it
-    # at EOF if empty: what it was told is seen in the directory gone.
-    told, later = tmp_path / "told", tmp_path / "later"
-    told.mkdir()
-    later.mkdir()
-    one = kept()
-    one.keeper.start()
-    one.keeper.announce(str(told), "")
-    refused_spawns(1)
-    two = kept()
-    two.keeper.start()
-    two.keeper.announce(str(later), "")  # none runs: kept for the next
-    two.keeper.ensure()
-    for each in (one, two):
-        each.close()
-    assert not told.exists() and not later.exists()
-
-
-def test_a_cgroup_name_with_a_newline_is_never_told(kept, tmp_path):
-    # Told, the line would end at the newline: the watchdog would remove `first`.
-    first = tmp_path / "first"
-    first.mkdir()
-    one = kept()
-    one.keeper.start()
-    one.keeper.announce(f"{first}\nrest", "")
-    one.close()
-    assert first.is_dir()
-
-
-def test_a_list_too_long_for_the_pipe_is_one_error_until_a_list_fits_again(kept, caplog):
-    one = kept()
-    one.keeper.start()
-    dog = one.keeper._watchdog
-    assert dog is not None
-    room = dog.room
-    too_many = {pid: 10**12 for pid in range(10**6, 10**6 + room // 10)}  # 21 bytes a process
-    one.keeper.hold(too_many)
-    full = [e for e in events(caplog) if e[1] == "watchdog_list_full"]
-    fitted = (room - 1) // 22  # "1000000:1000000000000", a space, and the newline's byte
-    assert full == [("ERROR", "watchdog_list_full", {
-        "task": "kept.0", "pid": dog.pid,
-        "reason": f"{len(too_many) - fitted} of the {len(too_many)} processes to hold did not fit "
-                  f"in its list ({room} bytes)",
-        "consequence": "those survive the supervisor's death unless their marker is seen"})], full
-    one.keeper.hold(too_many)  # still too long: said once
-    one.keeper.hold({1: 5})
-    assert events(caplog)[-1] == ("DEBUG", "watchdog_holds", {"task": "kept.0", "pid": dog.pid, "pids": "1"})
-    one.keeper.hold(too_many)  # too long again, after one that fitted: said again
-    assert len([e for e in events(caplog) if e[1] == "watchdog_list_full"]) == 2
-    one.keeper.hold({})
-    assert events(caplog)[-1][2]["pids"] == "none"
-
-
-def test_held_line_fits_its_room_and_counts_what_did_not():
-    # Sorted by pid; each process counted with a space, its newline too: a byte to spare.
-    held = {30: 7, 4: 123, 200: 9}
-    assert held_line(held, 100) == (b"4:123 30:7 200:9\n", 0)
-    assert held_line(held, 18) == (b"4:123 30:7 200:9\n", 0)
-    assert held_line(held, 17) == (b"4:123 30:7\n", 1)
-    assert held_line(held, 12) == (b"4:123 30:7\n", 1)
-    assert held_line(held, 11) == (b"4:123\n", 2)
-    assert held_line(held, 7) == (b"4:123\n", 2)
-    assert held_line(held, 6) == (b"\n", 3)
-    assert held_line({}, 1) == (b"\n", 0)
-
-
-def test_a_list_replaces_the_one_the_pipe_held():
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    dog = Watchdog(pid=0, write_fd=-1, list_fd=write_end, drain_fd=read_end, room=100)
-    try:
-        assert dog.hand(b"1:2 3:4\n") and dog.listed == 8
-        assert dog.hand(b"5:6\n") and dog.listed == 4
-        assert dog.hand(b"") and dog.listed == 0
-        assert dog.hand(b"7:8\n") and os.read(read_end, 100) == b"7:8\n"
-        size = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ)
-        dog.listed = 0
-        assert not dog.hand(b"x" * (size + 1))  # cut short: not held whole
-    finally:
-        dog.close_pipe()
-    assert (dog.list_fd, dog.drain_fd, dog.write_fd) == (-1, -1, -1)
-    assert not dog.hand(b"1:2\n")  # closed: nothing held
-    with pytest.raises(OSError):
-        os.fstat(read_end)
-
-
-def test_a_list_whose_pipe_was_closed_under_it_is_not_held():
-    read_end, write_end = os.pipe()
-    dog = Watchdog(pid=0, write_fd=-1, list_fd=write_end, drain_fd=read_end, room=100)
-    os.close(read_end)  # the write raises EPIPE (SIGPIPE is ignored under Python)
-    try:
-        assert not dog.hand(b"1:2\n")
-    finally:
-        dog.drain_fd = -1
-        dog.close_pipe()
-
-
 # ---- stopped, died, let go
 
 
@@ -313,23 +179,21 @@ def test_a_stopped_watchdog_is_continued_and_said_the_1st_and_10th_time(kept, ca
         os.kill(pid, signal.SIGSTOP)
         wait_for(lambda n=times: one.keeper._continued == n, 10, message=f"stop {times} continued")
     wait_for(lambda: state_of(pid) != "T", 10, message="the watchdog running again")
-    said = [(level, e, f["times"], f["reason"]) for level, e, f in events(caplog) if e == "watchdog_continued"]
+    said = [(level, fields) for level, e, fields in events(caplog) if e == "watchdog_continued"]
     reason = "it was stopped (SIGSTOP), by a process of the task's user"
-    assert said == [("WARNING", "watchdog_continued", 1, reason), ("WARNING", "watchdog_continued", 10, reason)]
-
-
-def state_of(pid: int) -> str:
-    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    assert said == [("WARNING", {"task": "kept.0", "pid": pid, "times": times, "reason": reason})
+                    for times in (1, 10)]
 
 
 def test_a_watchdog_that_died_while_the_task_lives_is_restarted_said_and_reported(kept, caplog):
     one = kept()
     one.keeper.start()
-    first = one.keeper.pid
-    assert first is not None
+    first, old = one.keeper.pid, one.keeper._watchdog
+    assert first is not None and old is not None
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: one.restarts, 10, message="a new watchdog")
     assert one.restarts == [one.keeper.pid] and one.keeper.pid != first
+    assert (old.write_fd, old.list_fd, old.drain_fd) == (-1, -1, -1), "the dead one's pipes left open"
     assert one.keeper.running() == one.keeper.pid
     died = [e for e in events(caplog) if e[1] == "watchdog_exited"]
     assert died == [("ERROR", "watchdog_exited", {"task": "kept.0", "pid": first,
@@ -395,6 +259,7 @@ def test_a_wait_cut_by_the_exit_time_leaves_the_watchdog_with_a_warning(kept, ca
     assert 0.15 < waited < 2, waited
     (level, event, fields) = events(caplog)[-1]
     assert (level, event) == ("WARNING", "watchdog_left"), events(caplog)
+    assert (fields["task"], fields["pid"]) == ("kept.0", one.keeper.pid)
     assert str(fields["reason"]).startswith("this process must exit within the grace it was given "
                                             "(the watchdog was waited for 0.")
     assert fields["consequence"] == ("it goes on alone, outliving this process: it kills what is left "
@@ -419,6 +284,7 @@ def test_a_busy_cgroup_s_watchdog_is_left_at_once_with_why(kept, caplog):
     one.keeper.wait_gone(0.05, busy=True)
     (level, event, fields) = events(caplog)[-1]
     assert (level, event) == ("WARNING", "watchdog_left")
+    assert (fields["task"], fields["pid"]) == ("kept.0", one.keeper.pid)
     assert fields["reason"] == ("the task's cgroup holds a member that would not die (in D state), which no "
                                 "wait makes die sooner; the watchdog removes it once it can, within its own 10 s")
     assert str(fields["consequence"]).endswith("of the task's cgroup /sys/fs/cgroup/stuck-stoker-task and removes it")
@@ -432,3 +298,18 @@ def test_a_wait_left_without_a_cgroup_to_finish_says_only_that_it_goes_on(kept, 
     exit_by.set(time.monotonic() + 0.05)
     one.keeper.wait_gone(5)
     assert events(caplog)[-1][2]["consequence"] == "it goes on alone, outliving this process"
+
+
+def test_a_watchdog_let_go_while_stopped_is_continued_to_finish(kept):
+    # Stopped by a task's process, and not yet continued (the reaper held: its lock taken
+    # here), it would never read the end of its pipe.
+    one = kept()
+    one.keeper.start()
+    pid = one.keeper.pid
+    assert pid is not None
+    one.keep = False
+    with one.reaper.lock:
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: state_of(pid) == "T", 10, message="the watchdog stopped")
+        one.keeper.let_go()
+        wait_for(lambda: state_of(pid) == "Z", 10, message="the watchdog continued, and done")
