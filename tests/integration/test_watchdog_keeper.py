@@ -21,7 +21,7 @@ from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Watcher
 from executor.procs.watchdog import start_watchdog
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV
-from tests.support.keepers import events, state_of
+from tests.support.keepers import Kept, events, state_of
 from tests.support.limits import no_descriptor_left
 from tests.support.waiting import wait_for
 
@@ -237,25 +237,32 @@ def test_a_keeper_that_never_started_one_waits_for_nothing(kept, refused_spawns,
     assert time.monotonic() - began < 1
 
 
-def test_a_watchdog_that_does_not_exit_in_time_is_one_error(kept, caplog):
-    one = kept()
+def waited_for(kept, within: float, exit_in: float | None = None, cgroup: str = "", **how: bool) -> Kept:
+    """A started keeper whose watchdog is not let go (it reads on), waited for `within`
+    seconds (`how`: `cut`, `busy`), this process to exit `exit_in` seconds from now, and a
+    cgroup named to kill."""
+    exit_by = ExitBy()
+    one = kept(exit_by)
     one.keeper.start()
-    one.keep = False  # not let go: it reads on
-    one.keeper.wait_gone(0.05)
+    if cgroup:
+        one.keeper.announce(cgroup, "kill")
+    one.keep = False
+    if exit_in is not None:
+        exit_by.set(time.monotonic() + exit_in)
+    one.keeper.wait_gone(within, **how)
+    return one
+
+
+def test_a_watchdog_that_does_not_exit_in_time_is_one_error(kept, caplog):
+    one = waited_for(kept, 0.05)
     assert events(caplog)[-1] == ("ERROR", "watchdog_stuck", {
         "task": "kept.0", "pid": one.keeper.pid, "reason": "it did not exit within 0.05 s of close"})
 
 
 def test_a_wait_cut_by_the_exit_time_leaves_the_watchdog_with_a_warning(kept, caplog):
-    exit_by = ExitBy()
-    one = kept(exit_by)
-    one.keeper.start()
-    one.keeper.announce("/sys/fs/cgroup/no-such-stoker-task", "kill")
-    one.keep = False
-    exit_by.set(time.monotonic() + 0.2)
     began = time.monotonic()
-    one.keeper.wait_gone(0.05, cut=True)  # 10.05 s had it no exit time
-    waited = time.monotonic() - began
+    one = waited_for(kept, 0.05, exit_in=0.2, cgroup="/sys/fs/cgroup/no-such-stoker-task", cut=True)
+    waited = time.monotonic() - began  # 10.05 s had it no exit time
     assert 0.15 < waited < 2, waited
     (level, event, fields) = events(caplog)[-1]
     assert (level, event) == ("WARNING", "watchdog_left"), events(caplog)
@@ -267,21 +274,12 @@ def test_a_wait_cut_by_the_exit_time_leaves_the_watchdog_with_a_warning(kept, ca
 
 
 def test_an_exit_time_past_the_wait_changes_nothing(kept, caplog):
-    exit_by = ExitBy()
-    one = kept(exit_by)
-    one.keeper.start()
-    one.keep = False
-    exit_by.set(time.monotonic() + 60)
-    one.keeper.wait_gone(0.05)
+    waited_for(kept, 0.05, exit_in=60)
     assert events(caplog)[-1][:2] == ("ERROR", "watchdog_stuck")
 
 
 def test_a_busy_cgroup_s_watchdog_is_left_at_once_with_why(kept, caplog):
-    one = kept()
-    one.keeper.start()
-    one.keeper.announce("/sys/fs/cgroup/stuck-stoker-task", "kill")
-    one.keep = False
-    one.keeper.wait_gone(0.05, busy=True)
+    one = waited_for(kept, 0.05, cgroup="/sys/fs/cgroup/stuck-stoker-task", busy=True)
     (level, event, fields) = events(caplog)[-1]
     assert (level, event) == ("WARNING", "watchdog_left")
     assert (fields["task"], fields["pid"]) == ("kept.0", one.keeper.pid)
@@ -291,12 +289,7 @@ def test_a_busy_cgroup_s_watchdog_is_left_at_once_with_why(kept, caplog):
 
 
 def test_a_wait_left_without_a_cgroup_to_finish_says_only_that_it_goes_on(kept, caplog):
-    exit_by = ExitBy()
-    one = kept(exit_by)
-    one.keeper.start()
-    one.keep = False
-    exit_by.set(time.monotonic() + 0.05)
-    one.keeper.wait_gone(5)
+    waited_for(kept, 5, exit_in=0.05)
     assert events(caplog)[-1][2]["consequence"] == "it goes on alone, outliving this process"
 
 
