@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from executor.procs import watchdog
 from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Watcher
 from executor.procs.watchdog import start_watchdog
@@ -55,7 +56,9 @@ def test_a_refused_start_is_one_error_tried_again_while_the_task_lives_and_one_i
     [(level, event, fields)] = events(caplog)
     assert (level, event) == ("ERROR", "watchdog_failed")
     assert fields["error"] == "BlockingIOError: [Errno 11] Resource temporarily unavailable", fields
-    assert fields["task"] == "kept.0" and "not protected" in str(fields["consequence"])
+    assert fields["task"] == "kept.0" and fields["consequence"] == (
+        "the task is not protected against the supervisor's death until it starts; tried again whenever "
+        "the task is idle")
     one.keep = False
     one.keeper.ensure()  # the task closing: not tried
     assert one.keeper.pid is None
@@ -111,18 +114,23 @@ def test_a_watchdog_started_by_popen_where_posix_spawn_cannot_start_a_session_is
 def test_a_watchdog_holds_its_pipe_dev_null_and_its_list_in_a_session_of_its_own(kept, monkeypatch, how):
     # This process ignores SIGPIPE (Python's start) and holds descriptors of its own: the
     # watchdog gets SIGPIPE and SIGXFSZ at their defaults, and its four descriptors, and
-    # this process's open for exec (pytest's) by posix_spawn, which closes none (a
-    # supervisor makes them close-on-exec first, `earlyfork.shut_inherited`), as Popen's
-    # `close_fds` closed them. "popen": where posix_spawn cannot start a session.
+    # this process's open for exec (pytest's, and one of the test's) by posix_spawn, which
+    # closes none (a supervisor makes them close-on-exec first, `earlyfork.shut_inherited`),
+    # as Popen's `close_fds` closed them. "popen": where posix_spawn cannot start a session.
     if how == "popen":
         monkeypatch.setattr(os, "posix_spawn", cannot_start_a_session)
     one = kept()
-    one.keeper.start()
+    open_for_exec = os.open("/dev/null", os.O_RDONLY)
+    os.set_inheritable(open_for_exec, True)
+    try:
+        one.keeper.start()
+    finally:
+        os.close(open_for_exec)
     dog = one.keeper._watchdog
     assert dog is not None and (dog.popen is None) == (how == "posix_spawn")
     wait_for(lambda: ignored_by(dog.pid) >> (signal.SIGTERM - 1) & 1, 10, message="its trap set")
     fds = {int(fd): os.readlink(f"/proc/{dog.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{dog.pid}/fd")}
-    inherited = {fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 3 and inheritable(fd)}
+    inherited = {fd for fd in map(int, os.listdir("/proc/self/fd")) if fd > 3 and inheritable(fd)} | {open_for_exec}
     listed = 3 if how == "posix_spawn" else dog.drain_fd  # Popen's pass_fds keeps its number
     assert sorted(fds) == sorted({0, 1, 2, listed} | (inherited if how == "posix_spawn" else set())), fds
     assert fds[0] == os.readlink(f"/proc/self/fd/{dog.write_fd}") and fds[0].startswith("pipe:")
@@ -153,6 +161,58 @@ def test_a_watchdog_started_with_no_cgroup_named_is_given_none(kept):
     finally:
         dog.close_pipe()
         wait_for(lambda: not one.reaper.is_registered(dog.pid), 10, message="the watchdog gone")
+
+
+def test_each_watchdog_is_given_the_task_s_cgroup_and_home_as_it_starts(kept, tmp_path):
+    # Its home's cgroup.procs gets its pid (here a file); the cgroup, named with no way to
+    # kill it, it removes at EOF if empty. A restarted one is given them too.
+    home = tmp_path / "home"
+    home.mkdir()
+    procs = home / "cgroup.procs"
+    one = kept()
+    cgroups = [tmp_path / "cg0", tmp_path / "cg1"]
+    for cgroup in cgroups:
+        cgroup.mkdir()
+    for cgroup in cgroups:
+        one.cgroup = (str(cgroup), "", str(home))
+        if one.keeper.pid is None:
+            one.keeper.start()
+        else:
+            os.kill(one.keeper.pid, signal.SIGKILL)
+            wait_for(lambda: one.restarts, 10, message="a new watchdog")
+        pid = one.keeper.pid
+        assert pid is not None
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        assert words[4:] == [one.keeper._marker.encode(), str(cgroup).encode(), b"", str(home).encode(), b"3"]
+        wait_for(lambda p=pid: procs.exists() and procs.read_text() == f"{p}\n", 10, message="its pid written")
+    one.close()
+    assert cgroups[0].is_dir(), "the first watchdog, killed, removed its cgroup"
+    assert not cgroups[1].exists()
+
+
+def test_a_list_on_descriptor_3_is_handed_on_as_4(kept):
+    # A dup2 onto itself would leave it close-on-exec in C libraries before glibc 2.29.
+    one = kept()
+    saved = os.dup(3)
+    read_end, write_end = os.pipe()
+    list_read, list_write = os.pipe()
+    try:
+        os.dup2(list_read, 3, inheritable=False)
+        with one.reaper.forking():
+            pid = watchdog._spawn(["marker", "", "", ""], read_end, 3)
+            one.reaper.register(pid, Watcher())
+    finally:
+        os.dup2(saved, 3, inheritable=os.get_inheritable(saved))
+        os.close(saved)
+    try:
+        listed = os.readlink(f"/proc/self/fd/{list_read}")
+        wait_for(lambda: os.path.exists(f"/proc/{pid}/fd/4"), 10, message="its descriptors")
+        assert os.readlink(f"/proc/{pid}/fd/4") == listed
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2] == b"4"
+    finally:
+        for fd in (read_end, write_end, list_read, list_write):
+            os.close(fd)
+        wait_for(lambda: not one.reaper.is_registered(pid), 10, message="the watchdog gone")
 
 
 def inheritable(fd: int) -> bool:
