@@ -84,6 +84,7 @@ def test_a_list_too_long_for_the_pipe_is_one_error_until_a_list_fits_again(kept,
     dog = one.keeper._watchdog
     assert dog is not None
     room = dog.room
+    assert room == fcntl.fcntl(dog.list_fd, fcntl.F_GETPIPE_SZ) // 2
     too_many = {pid: 10**12 for pid in range(10**6, 10**6 + room // 10)}  # 21 bytes a process
     one.keeper.hold(too_many)
     full = [e for e in events(caplog) if e[1] == "watchdog_list_full"]
@@ -163,3 +164,25 @@ def test_a_cgroup_told_to_a_watchdog_dead_and_not_yet_reaped_is_dropped_and_the_
     wait_for(lambda: one.restarts, 10, message="a new watchdog")
     one.close()
     assert not told.exists()
+
+
+def test_a_watchdog_is_told_a_cgroup_only_once_one_is_announced(kept):
+    # Read from its own pipe (/proc/PID/fd/0) while it is stopped (the reaper held: its
+    # lock taken here, so that the keeper does not continue it).
+    one = kept()
+    one.keeper.start()
+    pid = one.keeper.pid
+    assert pid is not None
+    with one.reaper.lock:
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: state_of(pid) == "T", 10, message="the watchdog stopped")
+        told = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            with pytest.raises(BlockingIOError):
+                os.read(told, 4096)  # nothing announced: nothing told
+            one.keeper.announce("/sys/fs/cgroup/stoker-x", "kill")
+            one.keeper.announce("", "")
+            assert os.read(told, 4096) == b"cgroup kill /sys/fs/cgroup/stoker-x\ncgroup  \n"
+        finally:
+            os.close(told)
+            os.kill(pid, signal.SIGCONT)
