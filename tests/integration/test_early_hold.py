@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import pytest
 from executor.host import early
 from executor.host.early import EarlyStart
 from executor.procs.earlyfork import EarlyRun
+from tests.support.children import sleeping_as
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -201,16 +204,56 @@ def test_a_sandbox_taken_over_is_not_removed_and_what_was_taken_is_not_closed(tm
             os.close(fd)
 
 
-def test_runs_whose_group_is_gone_and_a_watchdog_reaped_elsewhere_are_passed_over(tmp_path, subreaper):
+def test_runs_gone_are_passed_over_and_the_watchdog_is_let_finish(tmp_path, subreaper):
+    # A run whose group is gone and reaped (it exited first), then one that runs; the
+    # watchdog finishes what it does at EOF (here: a moment's work, then a file) before
+    # its children are killed.
     started = early_start(tmp_path)
     gone = spawn("true", setsid=True)
     os.waitpid(gone, 0)
-    dog = spawn("true")
-    os.waitpid(dog, 0)
-    started.runs.append(EarlyRun("serve", 0, gone, "true", {}))
-    started.hold_watchdog(dog, -1)
+    running = spawn("sleep", "5", setsid=True)
+    read_end, write_end = os.pipe()
+    finished = tmp_path / "finished"
+    dog = spawn("sh", "-c", f"read line; sleep 0.2; echo done > {finished}", stdin=read_end)
+    os.close(read_end)
+    started.runs += [EarlyRun("serve", 0, gone, "true", {}), EarlyRun("serve", 1, running, "sleep 5", {})]
+    started.hold_watchdog(dog, write_end)
+    began = time.monotonic()
+    try:
+        started.abandon()
+        assert time.monotonic() - began < 2, "the running run waited for, not killed"
+        assert reaped(running) and reaped(dog)
+        assert finished.read_text() == "done\n", "the watchdog killed before it was done"
+        assert not os.path.exists(started.sandbox) and started.runs == []
+    finally:
+        end(running, dog)
+
+
+def test_with_no_watchdog_and_a_child_it_found_it_waits_for_none(tmp_path, subreaper):
+    inherited = spawn("sleep", "5")
+    started = early_start(tmp_path)
+    began = time.monotonic()
+    try:
+        started.abandon()
+        assert time.monotonic() - began < 2, "it waited for a child it found"
+        assert not reaped(inherited)
+    finally:
+        end(inherited)
+
+
+def test_a_sandbox_gone_already_is_no_error(tmp_path):
+    started = early_start(tmp_path)
+    shutil.rmtree(started.sandbox)
     started.abandon()
-    assert not os.path.exists(started.sandbox) and started.runs == []
+
+
+def test_a_new_early_start_holds_nothing_yet():
+    started = EarlyStart(entry="e", sandbox="/nonexistent", lease_fd=-1, task_id="id-0", marker="mk",
+                         planned_ahead=True)
+    assert (started.entry, started.task_id, started.marker, started.planned_ahead) == ("e", "id-0", "mk", True)
+    assert started.made_sandbox and started.runs == [] and started.watchdog_fd() == -1
+    assert started.take_watchdog() == (-1, -1) and started.take_lock() == -1 and started.take_lease() == -1
+    assert not EarlyStart(entry="e", sandbox="/x", lease_fd=-1, task_id="t", marker="m").planned_ahead
 
 
 def test_the_runs_handed_to_a_supervisor_are_its_alone():
@@ -223,6 +266,12 @@ def test_the_runs_handed_to_a_supervisor_are_its_alone():
     started.until_moved = lambda: waited.append(True)
     started.one_thread()
     assert waited == [True]
+
+
+def test_a_child_s_start_is_read_past_a_parenthesis_in_its_name(tmp_path, subreaper):
+    with sleeping_as(tmp_path, "a) R 1 2 3 4 5 6") as pid:  # a name of 15 bytes at most
+        stat = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
+        assert dict(early._inherited_now())[pid] == int(stat[19]) > 0
 
 
 def test_this_process_s_children_are_every_thread_s(subreaper):
