@@ -22,7 +22,7 @@ from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Watcher
 from executor.procs.watchdog import start_watchdog
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV
-from tests.support.keepers import Kept, events, state_of
+from tests.support.keepers import Kept, argv_of, events, state_of
 from tests.support.limits import no_descriptor_left
 from tests.support.waiting import wait_for
 
@@ -139,7 +139,7 @@ def test_a_watchdog_holds_its_pipe_dev_null_and_its_list_in_a_session_of_its_own
     assert os.getsid(dog.pid) == dog.pid
     assert [s.name for s in signal.Signals if ignored_by(dog.pid) >> (s - 1) & 1] == ["SIGHUP", "SIGINT", "SIGTERM"]
     assert os.readlink(f"/proc/{dog.pid}/cwd") == "/"
-    words = Path(f"/proc/{dog.pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    words = argv_of(dog.pid)
     assert words == [b"/bin/sh", b"-c", WATCHDOG_COMMAND.encode(), b"stoker-watchdog", one.keeper._marker.encode(),
                      b"", b"", b"", str(listed).encode()], words
     environ = Path(f"/proc/{dog.pid}/environ").read_bytes().split(b"\0")[:-1]
@@ -156,7 +156,7 @@ def test_a_watchdog_started_with_no_cgroup_named_is_given_none(kept):
         dog = start_watchdog("marker")
         one.reaper.register(dog.pid, Watcher())
     try:
-        words = Path(f"/proc/{dog.pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        words = argv_of(dog.pid)
         assert words[4:] == [b"marker", b"", b"", b"", b"3"], words
     finally:
         dog.close_pipe()
@@ -182,7 +182,7 @@ def test_each_watchdog_is_given_the_task_s_cgroup_and_home_as_it_starts(kept, tm
             wait_for(lambda: one.restarts, 10, message="a new watchdog")
         pid = one.keeper.pid
         assert pid is not None
-        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        words = argv_of(pid)
         assert words[4:] == [one.keeper._marker.encode(), str(cgroup).encode(), b"", str(home).encode(), b"3"]
         wait_for(lambda p=pid: procs.exists() and procs.read_text() == f"{p}\n", 10, message="its pid written")
     one.close()
@@ -208,7 +208,7 @@ def test_a_list_on_descriptor_3_is_handed_on_as_4(kept):
         listed = os.readlink(f"/proc/self/fd/{list_read}")
         wait_for(lambda: os.path.exists(f"/proc/{pid}/fd/4"), 10, message="its descriptors")
         assert os.readlink(f"/proc/{pid}/fd/4") == listed
-        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[-2] == b"4"
+        assert argv_of(pid)[-1] == b"4"
     finally:
         for fd in (read_end, write_end, list_read, list_write):
             os.close(fd)

@@ -44,3 +44,12 @@ def events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, o
 
 def state_of(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def argv_of(pid: int) -> list[bytes]:
+    """A watchdog's arguments once its exec has set them: `posix_spawn` returns as the
+    kernel swaps in the new program, before it records where its arguments are, and
+    `/proc/PID/cmdline` reads empty in between."""
+    path = Path(f"/proc/{pid}/cmdline")
+    wait_for(lambda: path.read_bytes().startswith(b"/bin/sh\0"), 10, message=f"{pid}'s arguments")
+    return path.read_bytes().split(b"\0")[:-1]
