@@ -12,7 +12,7 @@ import signal
 import pytest
 
 from executor.procs.watchdog import Watchdog, held_line
-from tests.support.keepers import events, state_of
+from tests.support.keepers import events
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -154,12 +154,7 @@ def test_a_cgroup_told_to_a_watchdog_dead_and_not_yet_reaped_is_dropped_and_the_
     told = tmp_path / "told"
     told.mkdir()
     one = kept()
-    one.keeper.start()
-    pid = one.keeper.pid
-    assert pid is not None
-    with one.reaper.lock:
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: state_of(pid) == "Z", 10, message="the watchdog dead, unreaped")
+    with one.held_unheard(signal.SIGKILL, "Z"):
         one.keeper.announce(str(told), "")
     wait_for(lambda: one.restarts, 10, message="a new watchdog")
     one.close()
@@ -170,12 +165,7 @@ def test_a_watchdog_is_told_a_cgroup_only_once_one_is_announced(kept):
     # Read from its own pipe (/proc/PID/fd/0) while it is stopped (the reaper held: its
     # lock taken here, so that the keeper does not continue it).
     one = kept()
-    one.keeper.start()
-    pid = one.keeper.pid
-    assert pid is not None
-    with one.reaper.lock:
-        os.kill(pid, signal.SIGSTOP)
-        wait_for(lambda: state_of(pid) == "T", 10, message="the watchdog stopped")
+    with one.held_unheard(signal.SIGSTOP, "T") as pid:
         told = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             with pytest.raises(BlockingIOError):

@@ -357,12 +357,7 @@ def test_a_watchdog_let_go_while_stopped_is_continued_to_finish(kept):
     # Stopped by a task's process, and not yet continued (the reaper held: its lock taken
     # here), it would never read the end of its pipe.
     one = kept()
-    one.keeper.start()
-    pid = one.keeper.pid
-    assert pid is not None
     one.keep = False
-    with one.reaper.lock:
-        os.kill(pid, signal.SIGSTOP)
-        wait_for(lambda: state_of(pid) == "T", 10, message="the watchdog stopped")
+    with one.held_unheard(signal.SIGSTOP, "T") as pid:
         one.keeper.let_go()
         wait_for(lambda: state_of(pid) == "Z", 10, message="the watchdog continued, and done")

@@ -3,7 +3,9 @@
 tests' `kept` and `refused_spawns` fixtures (their conftest) make them and refuse spawns."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,19 @@ class Kept:
             self.keeper.announce("", "")
         self.keeper.let_go()
         wait_for(lambda: self.keeper.running() is None, 10, message="the watchdog let go gone")
+
+    @contextlib.contextmanager
+    def held_unheard(self, signum: int, state: str) -> Iterator[int]:
+        """Its watchdog started and sent `signum` while the reaper is held (its lock taken
+        here), so that the keeper hears of it only after the `with`: the pid, once in
+        `state` (`Z` dead, `T` stopped)."""
+        self.keeper.start()
+        pid = self.keeper.pid
+        assert pid is not None
+        with self.reaper.lock:
+            os.kill(pid, signum)
+            wait_for(lambda: state_of(pid) == state, 10, message=f"the watchdog {pid} in state {state}")
+            yield pid
 
 
 def events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, object]]]:
