@@ -132,4 +132,7 @@ RECENT_ROWS = (
     Module("early", "`stoker run`'s early start held: the stop signals recorded and given back, one given up",
            ("executor/host/early.py",),
            ("tests/integration/test_early_hold.py", "tests/unit/test_runstart.py"), subreaper=True),
+    Module("consolecopy", "the log pump's console copies: whole lines, a bounded queue, text for a terminal",
+           ("executor/procs/consolecopy.py",),
+           ("tests/integration/test_console_copy.py", "tests/integration/test_run_logs.py")),
 )
