@@ -13,8 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from executor.logs import keep_screen_line
 from executor.procs import consolecopy
-from executor.procs.consolecopy import HOLD_BYTES, ConsoleCopy, stream_fields
+from executor.procs.consolecopy import HOLD_BYTES, ConsoleCopy, RawConsole, stream_fields
+from executor.spool import Spool
+from tests.support.liveview import MarkedView
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -147,9 +150,10 @@ def test_a_failed_write_is_one_error_per_stream(copies, caplog):
         copies.close(5)
     finally:
         os.close(fd)
-    failed = [(fields["stream"], fields["error"]) for _, event, fields in lines(caplog) if event == "log_write_failed"]
-    assert failed == [("stdout", "BrokenPipeError: [Errno 32] Broken pipe"),
-                      ("stderr", "BrokenPipeError: [Errno 32] Broken pipe")]
+    failed = [(fields["stream"], fields["console"], fields["error"])
+              for _, event, fields in lines(caplog) if event == "log_write_failed"]
+    assert failed == [("stdout", fd, "BrokenPipeError: [Errno 32] Broken pipe"),
+                      ("stderr", fd, "BrokenPipeError: [Errno 32] Broken pipe")]
     assert lines(caplog)[0][2]["reason"] == "dropping what cannot be copied there"
 
 
@@ -241,3 +245,56 @@ def test_on_a_terminal_a_character_cut_at_the_stream_s_end_is_shown_as_its_bytes
 def test_to_a_pipe_the_copies_are_the_process_s_bytes(copies, console):
     copies.put(console.fd, b"\x1b[2J\xff\xc3\n", OUT)
     console.shows(b"\x1b[2J\xff\xc3\n")
+
+
+def test_the_terminal_s_encoding_is_its_stream_s_and_utf8_elsewhere(monkeypatch):
+    class Stream:
+        def __init__(self, encoding: str | None) -> None:
+            self.encoding = encoding
+
+    monkeypatch.setattr("sys.stdout", Stream("latin-1"))
+    monkeypatch.setattr("sys.stderr", Stream("cp1252"))
+    assert [consolecopy._terminal_encoding(fd) for fd in (1, 2, 3)] == ["latin-1", "cp1252", "utf-8"]
+    monkeypatch.setattr("sys.stdout", Stream(None))
+    assert consolecopy._terminal_encoding(1) == "utf-8"
+
+
+def test_a_raw_console_writes_its_text_as_latin1_bytes(terminal, console):
+    slave, _ = terminal
+    raw = RawConsole(console.fd)
+    assert raw.write("\xe9\x1b[0m\n") == 6 and raw.fileno() == console.fd
+    raw.flush()
+    console.shows(b"\xe9\x1b[0m\n")
+    assert not raw.isatty() and RawConsole(slave).isatty()
+
+
+# ---- under `stoker run`'s live view
+
+
+@pytest.fixture
+def live_view(monkeypatch: pytest.MonkeyPatch, console: Console) -> Iterator[Console]:
+    """`stoker run`'s live view on the console (a pipe): a spool of the test's, of 64
+    characters, and a view whose hide and show are marks in it."""
+    monkeypatch.setattr("executor.spool._spool", Spool(limit=64))
+    keep_screen_line(MarkedView(console.fd))
+    try:
+        yield console
+    finally:
+        keep_screen_line(None)
+
+
+def test_under_the_live_view_each_copy_goes_above_it_a_line_without_end_ended(copies, live_view):
+    copies.put(live_view.fd, b"one\ntw", OUT)
+    copies.end(live_view.fd, OUT)
+    live_view.shows(b"[hide]one\n[show][hide]tw\n[show]")
+
+
+def test_under_the_live_view_a_copy_its_spool_has_no_room_for_is_missed_and_said(copies, live_view, caplog):
+    copies.put(live_view.fd, b"x" * 64 + b"\n", OUT)  # 65 characters, and its marks: no room
+    copies.put(live_view.fd, b"y" * 10 + b"\n", OUT)
+    copies.put(live_view.fd, b"z" * 70 + b"\n", ERR)
+    live_view.shows(b"[hide]" + b"y" * 10 + b"\n[show]")
+    wait_for(lambda: any(e == "console_copy_dropped" for _, e, _ in lines(caplog)), 10, message="the miss said")
+    copies.close(5)
+    said = [(f["stream"], f["dropped_bytes"]) for _, e, f in lines(caplog) if e == "console_copy_dropped"]
+    assert said == [("stdout", 65), ("stderr", 71)], said

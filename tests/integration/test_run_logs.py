@@ -17,16 +17,16 @@ import threading
 import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TextIO, cast
 
 import pytest
 
 from executor.logs import keep_screen_line
 from executor.procs import rotation
-from executor.procs.consolecopy import HOLD_BYTES, RawConsole
+from executor.procs.consolecopy import HOLD_BYTES
 from executor.procs.logpump import LogFile, LogPump, make_pipe
 from executor.procs.terminaltext import TextForTerminal
 from executor.spool import Spool, spool
+from tests.support.liveview import MarkedView
 from tests.support.waiting import log_pump_threads_ended, wait_for
 
 MiB = 1024 * 1024
@@ -128,20 +128,6 @@ def test_console_copies_are_whole_lines_whoever_else_writes_there(tmp_path: Path
     assert [(tmp_path / "run" / n).read_bytes() for n in "ab"] == [b"hello\nwor", b"XX\n"]
 
 
-class _Marks:
-    """A live view whose hide and show put a mark in the spool, where the view's own
-    escape sequences would go."""
-
-    def __init__(self, fd: int) -> None:
-        self.stream = RawConsole(fd)
-
-    def hide(self) -> None:
-        spool().put(cast(TextIO, self.stream), "[hide]", lambda e: None)
-
-    def show(self) -> None:
-        spool().put(cast(TextIO, self.stream), "[show]", lambda e: None)
-
-
 def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
     """`stoker run` keeps a live view on the terminal's last line, without a newline: the
     pump wrote after it, so the first copied line was glued to the view, and left with it
@@ -149,7 +135,7 @@ def test_console_copies_go_above_stoker_runs_live_view(tmp_path: Path) -> None:
     with _console_and_run_dir(tmp_path, "live.0") as (console_w, console, run_dir):
         pump = LogPump("live.0")
         read_fd, write_fd = make_pipe()
-        keep_screen_line(_Marks(console_w))
+        keep_screen_line(MarkedView(console_w))
         try:
             pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), console_w,
                      "task=live.0 process=a run=0 stream=stdout")
@@ -228,7 +214,7 @@ def test_copies_a_live_view_s_spool_has_no_room_for_are_not_made_into_text(
     run_dir = _open_dir(tmp_path / "run")
     pump = LogPump("full.0")
     read_fd, write_fd = make_pipe()
-    keep_screen_line(_Marks(term))
+    keep_screen_line(MarkedView(term))
     piece, written = b"GET /index.html 200\n" * 13000, 0
     try:
         pump.add(read_fd, LogFile(run_dir, "stdout", tmp_path / "run/stdout"), term,
