@@ -27,17 +27,21 @@ ERR = "task=web.0 process=web run=0 stream=stderr"
 
 
 class Console:
-    """A pipe standing for a console: what was written to it, read here on a thread."""
+    """A console: `fd` its side the copies are written to, what reaches `read_end` (a
+    pipe's, or a pseudo-terminal's other side) read here on a thread."""
 
-    def __init__(self) -> None:
-        self.read_end, self.fd = os.pipe()
+    def __init__(self, read_end: int, fd: int) -> None:
+        self.read_end, self.fd = read_end, fd
         self.got = bytearray()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        while chunk := os.read(self.read_end, 65536):
-            self.got += chunk
+        try:
+            while chunk := os.read(self.read_end, 65536):
+                self.got += chunk
+        except OSError:  # a pseudo-terminal whose console side closed: EIO
+            return
 
     def shows(self, expected: bytes) -> None:
         wait_for(lambda: bytes(self.got) == expected, 10, message=f"the console showing {expected[:80]!r}")
@@ -50,7 +54,7 @@ class Console:
 
 @pytest.fixture
 def console() -> Iterator[Console]:
-    one = Console()
+    one = Console(*os.pipe())
     try:
         yield one
     finally:
@@ -205,25 +209,11 @@ def test_a_stream_s_fields_are_its_label_s_words():
 @pytest.fixture
 def terminal() -> Iterator[tuple[int, Console]]:
     """A pseudo-terminal: its console side, and what its other side reads."""
-    master, slave = os.openpty()
-    reader = Console.__new__(Console)
-    reader.read_end, reader.fd, reader.got = master, -1, bytearray()
-
-    def read() -> None:
-        try:
-            while chunk := os.read(master, 65536):
-                reader.got += chunk
-        except OSError:  # EIO: the console side closed
-            return
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
+    one = Console(*os.openpty())
     try:
-        yield slave, reader
+        yield one.fd, one
     finally:
-        os.close(slave)
-        thread.join(10)
-        os.close(master)
+        one.close()
 
 
 def test_on_a_terminal_escapes_and_bytes_not_utf8_are_shown_as_text(copies, terminal):
