@@ -281,10 +281,28 @@ def test_under_the_live_view_each_copy_goes_above_it_a_line_without_end_ended(co
 
 def test_under_the_live_view_a_copy_its_spool_has_no_room_for_is_missed_and_said(copies, live_view, caplog):
     copies.put(live_view.fd, b"x" * 64 + b"\n", OUT)  # 65 characters, and its marks: no room
+    copies.put(live_view.fd, b"w" * 99 + b"\n", OUT)
     copies.put(live_view.fd, b"y" * 10 + b"\n", OUT)
     copies.put(live_view.fd, b"z" * 70 + b"\n", ERR)
     live_view.shows(b"[hide]" + b"y" * 10 + b"\n[show]")
     wait_for(lambda: any(e == "console_copy_dropped" for _, e, _ in lines(caplog)), 10, message="the miss said")
     copies.close(5)
     said = [(f["stream"], f["dropped_bytes"]) for _, e, f in lines(caplog) if e == "console_copy_dropped"]
-    assert said == [("stdout", 65), ("stderr", 71)], said
+    assert said == [("stdout", 165), ("stderr", 71)], said
+
+
+def test_under_the_live_view_a_character_cut_before_a_missed_copy_is_lost_with_it(copies, terminal, monkeypatch):
+    # A line past the hold is copied as it comes, its last character cut (its text holds
+    # it for the next copy); the next copy is missed (no room): the copy after it starts
+    # its text again, its bytes shown as such, not glued to the one cut before the gap.
+    slave, screen = terminal
+    monkeypatch.setattr("executor.spool._spool", Spool(limit=HOLD_BYTES + 100))
+    keep_screen_line(MarkedView(slave))
+    try:
+        copies.put(slave, b"a" * HOLD_BYTES + b"\xc3", OUT)
+        copies.put(slave, b"b" * (HOLD_BYTES + 101), OUT)  # no room: missed
+        copies.put(slave, b"\xa9\n", OUT)
+        wait_for(lambda: screen.got.endswith(b"[hide]\\xa9\r\n[show]"), 10,
+                 message=f"the copy after the gap: {bytes(screen.got[-40:])!r}")
+    finally:
+        keep_screen_line(None)
