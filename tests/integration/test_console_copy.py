@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -43,8 +44,18 @@ class Console:
         except OSError:  # a pseudo-terminal whose console side closed: EIO
             return
 
-    def shows(self, expected: bytes) -> None:
-        wait_for(lambda: bytes(self.got) == expected, 10, message=f"the console showing {expected[:80]!r}")
+    def shows(self, expected: bytes, at_end: bool = False) -> bool:
+        """Whether it shows `expected` (all it got, or its end) within 10 s."""
+        deadline = time.monotonic() + 10
+        while not self._showing(expected, at_end) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self._showing(expected, at_end)
+
+    def _showing(self, expected: bytes, at_end: bool) -> bool:
+        return self.got.endswith(expected) if at_end else bytes(self.got) == expected
+
+    def __repr__(self) -> str:  # what an assert on `shows` prints
+        return f"<console that got {bytes(self.got[-200:])!r}>"
 
     def close(self) -> None:
         os.close(self.fd)
@@ -79,26 +90,26 @@ def lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, ob
 def test_whole_lines_are_copied_each_stream_holding_its_own_last_line(copies, console):
     copies.put(console.fd, b"one\ntw", OUT)
     copies.put(console.fd, b"err", ERR)
-    console.shows(b"one\n")
+    assert console.shows(b"one\n")
     copies.put(console.fd, b"o\nthr", OUT)
     copies.put(console.fd, b"or\n", ERR)
-    console.shows(b"one\ntwo\nerror\n")
+    assert console.shows(b"one\ntwo\nerror\n")
     copies.end(console.fd, OUT)  # its last line, without a newline
-    console.shows(b"one\ntwo\nerror\nthr")
+    assert console.shows(b"one\ntwo\nerror\nthr")
     copies.end(console.fd, ERR)  # nothing held: nothing written
     copies.put(console.fd, b"\n", ERR)
-    console.shows(b"one\ntwo\nerror\nthr\n")
+    assert console.shows(b"one\ntwo\nerror\nthr\n")
 
 
 def test_a_line_longer_than_the_hold_is_copied_as_it_comes(copies, console):
     held = b"x" * HOLD_BYTES
     copies.put(console.fd, held, OUT)  # as long as the hold: still held
     copies.put(console.fd, b"y\n", ERR)
-    console.shows(b"y\n")
+    assert console.shows(b"y\n")
     copies.put(console.fd, b"x", OUT)  # one byte past it
-    console.shows(b"y\n" + held + b"x")
+    assert console.shows(b"y\n" + held + b"x")
     copies.put(console.fd, b"z\n", OUT)
-    console.shows(b"y\n" + held + b"xz\n")
+    assert console.shows(b"y\n" + held + b"xz\n")
 
 
 def test_past_its_bound_a_copy_is_dropped_counted_and_said_once_the_console_reads(caplog):
@@ -167,7 +178,7 @@ def test_the_close_writes_what_is_queued_and_ends_its_thread(console):
         copy.put(console.fd, b"%d\n" % n, OUT)
     copy.close(5)
     assert copy._thread is not None and not copy._thread.is_alive()
-    console.shows(b"".join(b"%d\n" % n for n in range(100)))
+    assert console.shows(b"".join(b"%d\n" % n for n in range(100)))
 
 
 def test_the_close_gives_up_on_a_console_that_does_not_read():
@@ -194,7 +205,7 @@ def test_with_no_thread_to_be_had_the_caller_writes_the_copy(console, monkeypatc
     copy = ConsoleCopy("web.0")
     copy.put(console.fd, b"here\n", OUT)
     assert copy._thread is None
-    console.shows(b"here\n")
+    assert console.shows(b"here\n")
     copy.close(5)
 
 
@@ -220,7 +231,7 @@ def test_on_a_terminal_escapes_and_bytes_not_utf8_are_shown_as_text(copies, term
     slave, screen = terminal
     copies.put(slave, b"\x1b[2Jclear \xff \xc3", OUT)  # a character cut between two copies
     copies.put(slave, b"\xa9\n", OUT)
-    screen.shows(b"\\x1b[2Jclear \\xff \xc3\xa9\r\n")
+    assert screen.shows(b"\\x1b[2Jclear \\xff \xc3\xa9\r\n")
 
 
 def test_on_a_terminal_a_character_cut_at_the_stream_s_end_is_shown_as_its_bytes(copies, terminal):
@@ -229,12 +240,12 @@ def test_on_a_terminal_a_character_cut_at_the_stream_s_end_is_shown_as_its_bytes
     copies.put(slave, b"\xe2\x82", ERR)  # no newline: held
     copies.end(slave, ERR)
     copies.end(slave, OUT)  # its text ends too: nothing held, nothing shown
-    screen.shows(b"ok\r\n\\xe2\\x82")
+    assert screen.shows(b"ok\r\n\\xe2\\x82")
 
 
 def test_to_a_pipe_the_copies_are_the_process_s_bytes(copies, console):
     copies.put(console.fd, b"\x1b[2J\xff\xc3\n", OUT)
-    console.shows(b"\x1b[2J\xff\xc3\n")
+    assert console.shows(b"\x1b[2J\xff\xc3\n")
 
 
 def test_the_terminal_s_encoding_is_its_stream_s_and_utf8_elsewhere(monkeypatch):
@@ -254,7 +265,7 @@ def test_a_raw_console_writes_its_text_as_latin1_bytes(terminal, console):
     raw = RawConsole(console.fd)
     assert raw.write("\xe9\x1b[0m\n") == 6 and raw.fileno() == console.fd
     raw.flush()
-    console.shows(b"\xe9\x1b[0m\n")
+    assert console.shows(b"\xe9\x1b[0m\n")
     assert not raw.isatty() and RawConsole(slave).isatty()
 
 
@@ -276,7 +287,7 @@ def live_view(monkeypatch: pytest.MonkeyPatch, console: Console) -> Iterator[Con
 def test_under_the_live_view_each_copy_goes_above_it_a_line_without_end_ended(copies, live_view):
     copies.put(live_view.fd, b"one\ntw", OUT)
     copies.end(live_view.fd, OUT)
-    live_view.shows(b"[hide]one\n[show][hide]tw\n[show]")
+    assert live_view.shows(b"[hide]one\n[show][hide]tw\n[show]")
 
 
 def test_under_the_live_view_a_copy_its_spool_has_no_room_for_is_missed_and_said(copies, live_view, caplog):
@@ -284,7 +295,7 @@ def test_under_the_live_view_a_copy_its_spool_has_no_room_for_is_missed_and_said
     copies.put(live_view.fd, b"w" * 99 + b"\n", OUT)
     copies.put(live_view.fd, b"y" * 10 + b"\n", OUT)
     copies.put(live_view.fd, b"z" * 70 + b"\n", ERR)
-    live_view.shows(b"[hide]" + b"y" * 10 + b"\n[show]")
+    assert live_view.shows(b"[hide]" + b"y" * 10 + b"\n[show]")
     wait_for(lambda: any(e == "console_copy_dropped" for _, e, _ in lines(caplog)), 10, message="the miss said")
     copies.close(5)
     said = [(f["stream"], f["dropped_bytes"]) for _, e, f in lines(caplog) if e == "console_copy_dropped"]
@@ -302,7 +313,6 @@ def test_under_the_live_view_a_character_cut_before_a_missed_copy_is_lost_with_i
         copies.put(slave, b"a" * HOLD_BYTES + b"\xc3", OUT)
         copies.put(slave, b"b" * (HOLD_BYTES + 101), OUT)  # no room: missed
         copies.put(slave, b"\xa9\n", OUT)
-        wait_for(lambda: screen.got.endswith(b"[hide]\\xa9\r\n[show]"), 10,
-                 message=f"the copy after the gap: {bytes(screen.got[-40:])!r}")
+        assert screen.shows(b"[hide]\\xa9\r\n[show]", at_end=True)
     finally:
         keep_screen_line(None)

@@ -245,6 +245,7 @@ def test_a_sandbox_gone_already_is_no_error(tmp_path):
     started = early_start(tmp_path)
     shutil.rmtree(started.sandbox)
     started.abandon()
+    assert started.take_lease() == -1 and not os.path.exists(started.sandbox)
 
 
 def test_a_new_early_start_holds_nothing_yet():

@@ -22,8 +22,9 @@ from executor.procs.exitby import ExitBy
 from executor.procs.reaper import Watcher
 from executor.procs.watchdog import start_watchdog
 from executor.procs.watchdogsh import WATCHDOG_COMMAND, WATCHDOG_ENV
-from tests.support.keepers import Kept, argv_of, events, state_of
+from tests.support.keepers import Kept, argv_of, events, reaches
 from tests.support.limits import no_descriptor_left
+from tests.support.nosetsid import posix_spawn_without_setsid
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -99,7 +100,7 @@ def test_one_refused_start_is_counted_in_the_singular_and_a_first_start_is_a_deb
 
 def test_a_watchdog_started_by_popen_where_posix_spawn_cannot_start_a_session_is_reaped_once(
         kept, monkeypatch):
-    monkeypatch.setattr(os, "posix_spawn", cannot_start_a_session)
+    cannot_start_a_session(monkeypatch)
     one = kept()
     one.keeper.start()
     dog = one.keeper._watchdog
@@ -118,7 +119,7 @@ def test_a_watchdog_holds_its_pipe_dev_null_and_its_list_in_a_session_of_its_own
     # closes none (a supervisor makes them close-on-exec first, `earlyfork.shut_inherited`),
     # as Popen's `close_fds` closed them. "popen": where posix_spawn cannot start a session.
     if how == "popen":
-        monkeypatch.setattr(os, "posix_spawn", cannot_start_a_session)
+        cannot_start_a_session(monkeypatch)
     one = kept()
     open_for_exec = os.open("/dev/null", os.O_RDONLY)
     os.set_inheritable(open_for_exec, True)
@@ -146,8 +147,11 @@ def test_a_watchdog_holds_its_pipe_dev_null_and_its_list_in_a_session_of_its_own
     assert sorted(environ) == sorted(f"{k}={v}".encode() for k, v in WATCHDOG_ENV.items())
 
 
-def cannot_start_a_session(*args, **kwargs):  # type: ignore[no-untyped-def]
-    raise NotImplementedError("setsid")
+def cannot_start_a_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's `posix_spawn` one that cannot start a session (`tests/support/nosetsid.py`)
+    until the test ends."""
+    monkeypatch.setattr(os, "posix_spawn", os.posix_spawn)  # put back after the test
+    posix_spawn_without_setsid()
 
 
 def test_a_watchdog_started_with_no_cgroup_named_is_given_none(kept):
@@ -238,7 +242,7 @@ def test_a_stopped_watchdog_is_continued_and_said_the_1st_and_10th_time(kept, ca
     for times in range(1, 12):
         os.kill(pid, signal.SIGSTOP)
         wait_for(lambda n=times: one.keeper._continued == n, 10, message=f"stop {times} continued")
-    wait_for(lambda: state_of(pid) != "T", 10, message="the watchdog running again")
+    assert reaches(pid, "S"), "the watchdog left stopped"
     said = [(level, fields) for level, e, fields in events(caplog) if e == "watchdog_continued"]
     reason = "it was stopped (SIGSTOP), by a process of the task's user"
     assert said == [("WARNING", {"task": "kept.0", "pid": pid, "times": times, "reason": reason})
@@ -360,4 +364,4 @@ def test_a_watchdog_let_go_while_stopped_is_continued_to_finish(kept):
     one.keep = False
     with one.held_unheard(signal.SIGSTOP, "T") as pid:
         one.keeper.let_go()
-        wait_for(lambda: state_of(pid) == "Z", 10, message="the watchdog continued, and done")
+        assert reaches(pid, "Z"), "the watchdog not continued to finish"

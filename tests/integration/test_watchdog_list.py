@@ -20,6 +20,7 @@ from executor.procs import pidsignal
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.watchdog import WatchdogKeeper
 from tests.support import headless, pidnames, proc_scan
+from tests.support.keepers import state_of
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -46,10 +47,6 @@ def start_of(pid: int) -> int:
     stat = pidsignal.read_stat(pid)
     assert stat is not None, f"{pid} is gone"
     return stat[2]
-
-
-def state_of(pid: int) -> str:
-    return proc_scan.read_bytes(f"/proc/{pid}/stat").rpartition(b")")[2].split()[0].decode()
 
 
 def keeper_for(reaper: Reaper, keep: list[bool]) -> WatchdogKeeper:

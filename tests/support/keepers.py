@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class Kept:
         assert pid is not None
         with self.reaper.lock:
             os.kill(pid, signum)
-            wait_for(lambda: state_of(pid) == state, 10, message=f"the watchdog {pid} in state {state}")
+            assert reaches(pid, state), f"the watchdog {pid} not in state {state}"
             yield pid
 
 
@@ -58,7 +59,16 @@ def events(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, o
 
 
 def state_of(pid: int) -> str:
+    """Its state letter in /proc/PID/stat (`S`, `T` stopped, `Z` dead and not reaped)."""
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def reaches(pid: int, state: str, within_secs: float = 10) -> bool:
+    """Whether process `pid` is in `state` within `within_secs`."""
+    deadline = time.monotonic() + within_secs
+    while state_of(pid) != state and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return state_of(pid) == state
 
 
 def argv_of(pid: int) -> list[bytes]:

@@ -1,7 +1,8 @@
 """A Python whose `posix_spawn` cannot start a session, in a process a test starts: as some
 platforms' does, it raises NotImplementedError for `setsid=True`, so that Stoker starts a
 watchdog (or a run) by `Popen`'s fork instead. Imported by a child script, after the
-repository is on its `sys.path`, before it imports Stoker."""
+repository is on its `sys.path`, before it imports Stoker; or in the test's own process, with
+`os.posix_spawn` put back by pytest's monkeypatch (tests/integration/test_watchdog_keeper.py)."""
 from __future__ import annotations
 
 import os
