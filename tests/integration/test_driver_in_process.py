@@ -76,7 +76,8 @@ def test_each_event_the_driver_has_something_to_add_to_is_its_one_line(sim, driv
     assert "grace_period.nanoseconds" in kill and kill.endswith('; the task\'s own grace applies"')
     assert lines(caplog, "mesos_event_ignored") == [
         ("INFO", f'mesos_event_ignored {WHO} type=FROBNICATE reason="unknown event type"')]
-    assert ("killTask", "task-1", None) in recorder.calls  # the task's own grace
+    # the task's own grace; its callback runs on the callbacks' thread, maybe after the lines
+    assert wait_for(lambda: ("killTask", "task-1", None) in recorder.calls, 10, message="killTask called")
     assert driver.connected and len(sim.subscribes) == 1  # none of them broke the stream
 
 
