@@ -209,6 +209,8 @@ class Reaper:
             if self._thread is None:
                 check_pidfds()  # probes once per process (`pidsignal.probe_pidfds`)
             self._watchers.update(adopt)
+            if adopt:  # a thread waiting out an ECHILD (`_wait_once`) waits for children again
+                self._generation += 1
             if self._thread is None:
                 thread = threading.Thread(target=self._loop, name="stoker-reaper", daemon=True)
                 start_thread(thread)  # raises when no thread can be had: no user added, none kept
