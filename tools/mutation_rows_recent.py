@@ -135,4 +135,8 @@ RECENT_ROWS = (
     Module("consolecopy", "the log pump's console copies: whole lines, a bounded queue, text for a terminal",
            ("executor/procs/consolecopy.py",),
            ("tests/integration/test_console_copy.py", "tests/integration/test_run_logs.py")),
+    # The thirty-eighth round: the early runs taken over (docs/testing.md §4)
+    Module("adoption", "an early start's runs adopted when each is the run asked for, else given up with their group",
+           ("executor/procs/adoption.py",),
+           ("tests/integration/test_early_runs.py", "tests/integration/test_close_raises.py"), subreaper=True),
 )

@@ -49,7 +49,6 @@ class EarlyRuns:
         `reaper`: the supervisor's, once it has started (None before: no one reaps a run)."""
         self._reaper = reaper
         self._watchdog = watchdog
-        self._marker = task_marker
         self._runs = runs_by_key
         self._lock = lock
         self._post_exit = post_exit

@@ -61,8 +61,18 @@ class Early:
         return self.reaper
 
     def close(self) -> None:
-        if self.reaper is not None:
-            self.reaper.release()
+        """Its runs still watched killed and reaped by the reaper (one a test's cleanup reaped
+        instead stayed watched for good: the reaper's thread never ended), then let go."""
+        reaper = self.reaper
+        if reaper is None:
+            return
+        left = [pid for pid in self.pids.values() if reaper.is_registered(pid)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        try:
+            wait_for(lambda: not any(reaper.is_registered(pid) for pid in left), 5, message="the runs reaped")
+        finally:
+            reaper.release()
 
     def adopt(self, name: str, run: int = 0, *, cmdline: str = SLEEPS, env: dict[str, str] | None = None,
               same_user: bool = True) -> int | None:
@@ -84,7 +94,6 @@ def early(tmp_path: Path, tracker: Tracker, caplog: pytest.LogCaptureFixture):  
     try:
         yield make
     finally:
-        tracker.cleanup()
         for one in made:
             one.close()
 
@@ -159,6 +168,26 @@ def test_the_runs_never_asked_for_are_given_up_once_and_the_adopted_one_left(ear
     assert sorted((line["process"], line["reason"]) for line in lines(caplog, "early_run_killed")) == [
         ("p", "the task did not start it first"), ("r", "the task did not start it first")]
     assert list(e.table) == [("q", 0)] and e.posted == []
+
+
+def test_an_early_run_s_oom_kills_as_it_was_forked_are_its_run_s(tmp_path, tracker):
+    """What its memory cgroup had counted as it was forked (`oomcount.py`) goes with it."""
+    env = spawn.task_env({"PATH": os.environ["PATH"]}, tmp_path, MARKER)
+    runs = EarlyRuns([EarlyRun("p", 0, 4321, SLEEPS, env, oom_kills=2), EarlyRun("q", 0, 4322, SLEEPS, env)], MARKER,
+                     runs_by_key={}, lock=threading.Lock(), post_exit=lambda child, status: None, label="test.0")
+    assert [(c.process, c.pid, c.oom_kills, c.marker) for c in runs.children()] == [
+        ("p", 4321, 2, runenv.run_marker(MARKER, "p", 0)), ("q", 4322, None, runenv.run_marker(MARKER, "q", 0))]
+
+
+def test_an_early_watchdog_already_gone_is_retired_with_nothing_raised(early):
+    """Its pipe's reader gone (the watchdog ended): the retire's write fails (EPIPE), quietly,
+    and the pipe is closed all the same."""
+    read, write = os.pipe()
+    os.close(read)
+    e = early(watchdog=(os.getpid(), write))
+    e.runs.retire_watchdog()
+    with pytest.raises(OSError):
+        os.fstat(write)
 
 
 def test_rest_hands_every_waiting_run_once(early):
