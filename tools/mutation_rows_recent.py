@@ -139,7 +139,7 @@ RECENT_ROWS = (
     Module("adoption", "an early start's runs adopted when each is the run asked for, else given up with their group",
            ("executor/procs/adoption.py",),
            ("tests/integration/test_early_runs.py", "tests/integration/test_close_raises.py"), subreaper=True),
-    Module("session", "a supervisor's hold on its sandbox: the lock, the registry entry, the control socket",
+    Module("hostsession", "a supervisor's hold on its sandbox: the lock, the registry entry, the control socket",
            ("executor/host/session.py",),
            ("tests/integration/test_host_session.py", "tests/integration/test_host_session_executor.py",
             "tests/integration/test_host_session_starting.py", "tests/integration/test_host_session_entry.py")),
