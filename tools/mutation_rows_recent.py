@@ -143,4 +143,9 @@ RECENT_ROWS = (
            ("executor/host/session.py",),
            ("tests/integration/test_host_session.py", "tests/integration/test_host_session_executor.py",
             "tests/integration/test_host_session_starting.py", "tests/integration/test_host_session_entry.py")),
+    Module("logsetup", "Stoker's own log: text or JSON lines, a full disk's lost lines counted, crashes as one line",
+           ("executor/cli/logsetup.py",),
+           ("tests/unit/test_log_lines.py", "tests/unit/test_dropped_stops.py",
+            "tests/integration/test_journal_stream.py", "tests/integration/test_own_log_full_disk.py",
+            "tests/integration/test_log_setup.py")),
 )
