@@ -147,9 +147,9 @@ RECENT_ROWS = (
            ("executor/cli/logsetup.py",),
            ("tests/unit/test_log_lines.py", "tests/unit/test_dropped_stops.py",
             "tests/integration/test_journal_stream.py", "tests/integration/test_own_log_full_disk.py",
-            "tests/integration/test_log_setup.py")),
+            "tests/integration/test_log_setup.py", "tests/integration/test_log_setup_streams.py")),
     Module("observeserver", "`stoker observe`'s server: who may see what, the answer's form, gzip, its sockets",
            ("executor/observe/server.py",),
            ("tests/integration/test_observe_server.py", "tests/integration/test_observe_server_stop.py",
-            "tests/integration/test_observe_app.py")),
+            "tests/integration/test_observe_app.py", "tests/integration/test_observe_sockets.py")),
 )

@@ -9,14 +9,18 @@ cache's tests; `seeded_pyc`, a test's own copy of the session's seeded
 PYTHONPYCACHEPREFIX (tests/support/seededpyc.py); `sleeper`, a `sleep 600` child as its Popen;
 `refused_writes`, a log file's next writes refused as a full disk refuses them; `kept`, the
 watchdog's keepers in this process (tests/support/keepers.py), and `refused_spawns`, the next
-spawns refused as a fork the kernel refuses."""
+spawns refused as a fork the kernel refuses; `configure`, Stoker's own log set up in this
+process (`logsetup.configure`) with what it replaced put back after."""
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,6 +30,9 @@ from tests.support.http_server import RawAnswers, Reply, ScriptedHTTPServer
 from tests.support.keepers import Kept
 from tests.support.seededpyc import copy_of, seed
 from tests.support.supervision import Harness, Tracker
+
+if TYPE_CHECKING:
+    from executor.cli.logsetup import QuietHandler
 
 
 @pytest.fixture
@@ -166,3 +173,27 @@ def refused_spawns(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
 
     monkeypatch.setattr(os, "posix_spawn", spawn)
     return lambda n: left.__setitem__(0, n)
+
+
+@pytest.fixture
+def configure() -> Iterator[Callable[..., QuietHandler]]:
+    """`configure(...)` as `logsetup.configure` takes it; the handler it put on the root
+    logger. What it replaced (handlers, level, hooks, the hooks it hands on to) is put back."""
+    from executor.cli import logsetup  # (its modules loaded only for the tests that use it)
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, sys.excepthook, threading.excepthook, sys.unraisablehook,
+             logsetup._json, logsetup._before, logsetup._unraisable_before)
+
+    def configured(*args, **kwargs) -> QuietHandler:  # type: ignore[no-untyped-def]
+        logsetup.configure(*args, **kwargs)
+        (handler,) = root.handlers
+        assert isinstance(handler, logsetup.QuietHandler)
+        return handler
+    try:
+        yield configured
+    finally:
+        logging.captureWarnings(False)
+        (root.handlers[:], level, sys.excepthook, threading.excepthook, sys.unraisablehook, logsetup._json,
+         logsetup._before, logsetup._unraisable_before) = saved
+        root.setLevel(level)

@@ -61,14 +61,15 @@ class Early:
         return self.reaper
 
     def close(self) -> None:
-        """Its runs still watched killed and reaped by the reaper (one a test's cleanup reaped
-        instead stayed watched for good: the reaper's thread never ended), then let go."""
+        """Its runs still watched killed with their groups and reaped by the reaper (one a test's
+        cleanup reaped instead stayed watched for good: the reaper's thread never ended), then
+        let go."""
         reaper = self.reaper
         if reaper is None:
             return
         left = [pid for pid in self.pids.values() if reaper.is_registered(pid)]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+        for pid in left:  # unreaped: it still leads its group, what it started with it (a test that failed early)
+            os.killpg(pid, signal.SIGKILL)
         try:
             wait_for(lambda: not any(reaper.is_registered(pid) for pid in left), 5, message="the runs reaped")
         finally:
@@ -201,7 +202,8 @@ def test_a_run_given_up_while_it_lives_is_killed_with_its_whole_group(early, tmp
     """Its top not reaped (or no reaper yet): the group's id is still its, and the whole group
     goes, a member that does not carry the run's marker too."""
     pids = tmp_path / "pids"
-    e = early(("p", 0, f"env -u {runenv.RUN_MARKER} sleep 600 & echo $! > {pids}; exec sleep 600"))
+    e = early(("p", 0, f"env -u {runenv.RUN_MARKER} sleep 600 & echo $! > {pids}.new; mv {pids}.new {pids}; "
+                       "exec sleep 600"))  # (whole when it appears)
     if started:
         e.start()
     [unmarked] = read_pids(pids)
@@ -216,7 +218,7 @@ def test_a_run_given_up_after_it_was_reaped_loses_its_marked_group_members_only(
     a group of its own, nor another run's."""
     pids = tmp_path / "pids"
     e = early(("p", 0, f"sleep 600 & a=$!; env -u {runenv.RUN_MARKER} sleep 600 & b=$!; "
-                       f"setsid sleep 600 & c=$!; echo $a $b $c > {pids}"),
+                       f"setsid sleep 600 & c=$!; echo $a $b $c > {pids}.new; mv {pids}.new {pids}"),
               ("q", 0, SLEEPS))
     e.start()
     marked, unmarked, apart = read_pids(pids)
