@@ -10,7 +10,8 @@ PYTHONPYCACHEPREFIX (tests/support/seededpyc.py); `sleeper`, a `sleep 600` child
 `refused_writes`, a log file's next writes refused as a full disk refuses them; `kept`, the
 watchdog's keepers in this process (tests/support/keepers.py), and `refused_spawns`, the next
 spawns refused as a fork the kernel refuses; `configure`, Stoker's own log set up in this
-process (`logsetup.configure`) with what it replaced put back after."""
+process (`logsetup.configure`) with what it replaced put back after; `settings`, a host
+registry of the test's own."""
 from __future__ import annotations
 
 import errno
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from config.registry import RegistrySettings
 from tests.support.agent_sim import AgentSimulator
 from tests.support.children import sleeping_popen
 from tests.support.http_server import RawAnswers, Reply, ScriptedHTTPServer
@@ -197,3 +199,9 @@ def configure() -> Iterator[Callable[..., QuietHandler]]:
         (root.handlers[:], level, sys.excepthook, threading.excepthook, sys.unraisablehook, logsetup._json,
          logsetup._before, logsetup._unraisable_before) = saved
         root.setLevel(level)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> RegistrySettings:
+    """A host registry of the test's own (an hour's retention), for what registers or reads it."""
+    return RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600.0)

@@ -31,11 +31,6 @@ from tests.support.control_socket import ask_all
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> RegistrySettings:
-    return RegistrySettings(registry_root=str(tmp_path / "registry"), registry_retention_secs=3600.0)
-
-
 def sandbox_in(tmp_path: Path, name: str = "sandbox") -> Path:
     sandbox = tmp_path / name
     sandbox.mkdir()

@@ -34,11 +34,6 @@ Answer = tuple[str, dict[str, str], bytes]
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> RegistrySettings:
-    return RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
-
-
-@pytest.fixture
 def app(settings: RegistrySettings, tmp_path: Path) -> ObserverApp:
     """An observer of one LOST task, `web-0-1`, whose process `web` logged a line."""
     sandbox = tmp_path / "sandbox"

@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import inspect
 import socket
-from pathlib import Path
 
 import pytest
 
-from config.registry import RegistrySettings
 from executor.observe import server
 from executor.observe.reader import Reader
 from executor.observe.server import ObserverApp
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> RegistrySettings:
-    return RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
 
 
 def test_a_connection_s_own_address_is_read_from_waitress_channel():
