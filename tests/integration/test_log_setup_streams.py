@@ -132,7 +132,7 @@ def test_through_the_spool_a_stream_whose_reader_went_away_goes_quiet(tmp_path):
     try:
         probe.addHandler(handler)
         log_event(probe, logging.WARNING, "into_a_closed_pipe")
-        wait_for(lambda: handler.gone, 5, message="the handler quiet")
+        assert wait_for(lambda: handler.gone, 5, message="the handler quiet")
     finally:
         probe.removeHandler(handler)
         stream.close()

@@ -4,6 +4,7 @@ name that resolves to nothing, a port taken), which of them are loopback, a conn
 address as waitress holds it, and a server made with its limits and settings."""
 from __future__ import annotations
 
+import errno
 import inspect
 import socket
 
@@ -75,8 +76,9 @@ def test_a_port_taken_closes_what_was_bound():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as refused:
             server.listen_sockets("127.0.0.1", port)
+    assert refused.value.errno == errno.EADDRINUSE
 
 
 def _served(made: object) -> ObserverApp:
@@ -109,8 +111,9 @@ def test_a_server_made_keeps_its_limits_and_its_settings(settings):
 
 
 def test_a_host_in_brackets_must_close_them():
-    with pytest.raises(OSError, match="does not resolve to an address"):
+    with pytest.raises(OSError, match="does not resolve to an address") as refused:
         server.listen_sockets("[::1", 0)
+    assert str(refused.value).startswith("'[::1' ")
 
 
 def test_a_server_made_listens_on_every_address_of_its_host_on_one_port(settings):

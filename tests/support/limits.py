@@ -8,7 +8,8 @@ the space back. `pids_cgroup()`, a pids cgroup of the test's own whose `pids.max
 every member killed and the cgroup removed afterwards. `no_descriptor_left()`: this
 process's descriptor limit lowered and filled with /dev/null, given back afterwards.
 `descriptors()` and `opened_since(before)`: what a call under test left open, whatever the
-collector closes meanwhile.
+collector closes meanwhile; `closed(fd)`: whether a descriptor handed to the code under test
+was closed by it.
 `DATA_LIMIT_SET`: a data-size limit far above use, for a MemoryError a test raises to be the
 host's (`executor.logs.memory_refused`), and `data_limit_set()`, this process under it.
 `python_child(script, *args)`: a script run by this Python, so that what it patches or
@@ -167,6 +168,15 @@ def descriptors() -> frozenset[int]:
     test: a CI run read 21 after 28 and failed. Compare sets with `opened_since`."""
     gc.collect()
     return frozenset(int(name) for name in os.listdir("/proc/self/fd"))
+
+
+def closed(fd: int) -> bool:
+    """Whether `fd` is closed now (read at once: no other thread of the test opens meanwhile)."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True
+    return False
 
 
 def opened_since(before: frozenset[int]) -> dict[int, str]:
