@@ -152,4 +152,9 @@ RECENT_ROWS = (
            ("executor/observe/server.py",),
            ("tests/integration/test_observe_server.py", "tests/integration/test_observe_server_stop.py",
             "tests/integration/test_observe_app.py", "tests/integration/test_observe_sockets.py")),
+    Module("imagefs", "a Mesos container image's task file system: the rootfs, its mounts, sealed",
+           ("executor/mesos/imagefs.py",),
+           ("tests/integration/test_image_launch.py", "tests/integration/test_image_seal.py",
+            "tests/integration/test_image_users.py", "tests/integration/test_image_hostile.py",
+            "tests/integration/test_image_taskfs_swaps.py", "tests/integration/test_image_paths.py"), subreaper=True),
 )
