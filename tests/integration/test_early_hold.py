@@ -24,6 +24,7 @@ from executor.host import early
 from executor.host.early import EarlyStart
 from executor.procs.earlyfork import EarlyRun
 from tests.support.children import sleeping_as
+from tests.support.limits import closed
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -136,14 +137,6 @@ def end(*pids: int) -> None:
             continue
 
 
-def fd_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
 def early_start(tmp_path: Path) -> EarlyStart:
     sandbox = tmp_path / "sandbox"
     (sandbox / ".logs" / "serve" / "0").mkdir(parents=True)
@@ -179,7 +172,7 @@ def test_given_up_it_kills_its_runs_their_daemons_and_its_watchdog_and_closes_wh
         assert [pid for pid in (run, daemon, dog) if not reaped(pid)] == []
         assert not reaped(inherited), "a child it found at its start was killed"
         assert started.runs == [] and started.watchdog_fd() == -1
-        assert not fd_open(write_end) and not fd_open(lock) and not fd_open(lease)
+        assert closed(write_end) and closed(lock) and closed(lease)
         assert (started._lock_fd, started._lease_fd) == (-1, -1)
         assert not os.path.exists(started.sandbox)
     finally:
@@ -198,7 +191,7 @@ def test_a_sandbox_taken_over_is_not_removed_and_what_was_taken_is_not_closed(tm
         assert started.take_watchdog() == (-1, write_end) and started.take_watchdog() == (-1, -1)
         started.abandon()
         assert os.path.isdir(started.sandbox)
-        assert fd_open(lock) and fd_open(write_end)
+        assert not closed(lock) and not closed(write_end)
     finally:
         for fd in (lock, read_end, write_end):
             os.close(fd)

@@ -15,6 +15,7 @@ import pytest
 
 from executor.local import planahead
 from executor.local.planahead import collect
+from tests.support.limits import closed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -42,14 +43,6 @@ def forked(answer: bytes, code: int, then_sleep: bool = False) -> Iterator[tuple
             os.waitpid(pid, 0)
         with contextlib.suppress(OSError):
             os.close(read_end)
-
-
-def closed(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return True
-    return False
 
 
 def test_the_answer_and_the_wait_status_with_the_mask_put_back_and_the_pipe_closed():
