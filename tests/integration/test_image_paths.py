@@ -129,12 +129,13 @@ def test_something_else_where_the_mount_point_goes_is_refused_unopened(root, kin
 def test_a_walk_from_a_root_that_is_a_symlink_is_refused(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "swapped").symlink_to(tmp_path / "real")
-    with pytest.raises(OSError) as refused, imagefs._walk(tmp_path / "swapped", "a"):
-        pass
+    with pytest.raises(OSError) as refused:
+        imagefs._walk(tmp_path / "swapped", "a").__enter__()  # refused as it is entered
     assert refused.value.errno == errno.ELOOP and not (tmp_path / "real/a").exists()
     (tmp_path / "file").write_text("x")
-    with pytest.raises(NotADirectoryError), imagefs._walk(tmp_path / "file", "a"):
-        pass
+    with pytest.raises(NotADirectoryError) as refused_file:
+        imagefs._walk(tmp_path / "file", "a").__enter__()
+    assert refused_file.value.filename == str(tmp_path / "file")
 
 
 def test_a_path_below_a_root_is_opened_as_a_path_with_nothing_made(root):
