@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +22,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from config.registry import RegistrySettings
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.registry import Registry
 from executor.host.session import HostSession
 from executor.observe import server
 from executor.observe.reader import Reader
@@ -333,3 +336,24 @@ def test_shown_only_to_an_owner_a_task_is_root_s_to_see_and_nobody_s_unknown(app
     with _connection() as peer:
         assert get(app, path, "run=1", **peer)[0] == "200 OK"
     assert [row["task_id"] for row in json.loads(get(app, "/api/tasks", **peer)[2])] == []  # closed: not told
+
+
+def test_the_list_says_what_else_the_registry_holds(app, settings, tmp_path):
+    """Below the tasks: the tasks of other hosts a shared registry holds (not listed), and the
+    files it read as no task (to everyone only); above them, the registry's root."""
+    Registry(settings).write(RegistryEntry(
+        sandbox=str(tmp_path / "far"), supervisor_pid=4, supervisor_start=5, supervisor_boot="b",
+        front_end=FrontEnd.RUN, registered_wall=time.time(), task_id="far-1", host_id="f" * 32,
+        host_name="elsewhere"), prune=False)
+    (Path(settings.registry_root) / "garbage.json").write_text("{not json")
+    root = settings.registry_root
+    status, _, body = get(app, "/")
+    page = body.decode()
+    assert status == "200 OK" and f"registry {root}</span>" in page and "web-0-1" in page
+    assert (f"1 task of other hosts in the registry {root} is not listed (a root they share: a home on a "
+            "network file system): elsewhere (1); each host lists its own.") in page
+    assert f"the first is {root}/garbage.json." in page
+    assert "--show-tasks-to owner" not in page  # shown to everyone: nothing said of whom
+    app.show_to = server.SHOW_OWNER  # a viewer who is not everyone is not told of the files
+    page = get(app, "/")[2].decode()
+    assert "garbage.json" not in page and "elsewhere (1)" in page
