@@ -23,6 +23,7 @@ from executor.procs.earlyfork import EarlyRun
 from executor.procs.reaper import Reaper, Watcher
 from executor.procs.spawn import RunChild
 from tests.support.limits import closed
+from tests.support.logevents import records
 from tests.support.supervision import Tracker, alive, read_pids
 from tests.support.waiting import wait_for
 
@@ -101,8 +102,7 @@ def early(tmp_path: Path, tracker: Tracker, caplog: pytest.LogCaptureFixture):  
 
 
 def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[dict]:
-    return [dict(r.stoker_fields, level=r.levelname) for r in caplog.records
-            if getattr(r, "stoker_event", "") == event]
+    return [dict(r.stoker_fields, level=r.levelname) for r in records(caplog, event)]
 
 
 def test_the_run_asked_for_is_adopted_and_runs_on_with_nothing_posted(early, caplog):

@@ -28,6 +28,7 @@ from executor.host.session import HostSession, sandbox_unusable, stopped_on
 from executor.procs import sandboxfs
 from tests.support.control_socket import ask_all
 from tests.support.limits import closed
+from tests.support.logevents import records
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -197,7 +198,7 @@ def test_a_control_socket_that_cannot_be_had_is_a_warning_and_the_session_runs_o
     with caplog.at_level(logging.WARNING, logger="executor.host.session"):
         session = HostSession.open(sandbox, settings, FrontEnd.RUN)
     try:
-        [line] = [r for r in caplog.records if getattr(r, "stoker_event", "") == "control_unavailable"]
+        [line] = records(caplog, "control_unavailable")
         assert (line.name, line.levelno, line.stoker_fields["sandbox"]) == (
             "executor.host.session", logging.WARNING, sandbox)
         assert "directory" in line.stoker_fields["error"].lower()

@@ -28,6 +28,7 @@ from executor.host.session import HostSession
 from executor.observe import server
 from executor.observe.reader import Reader
 from executor.observe.server import ObserverApp
+from tests.support.logevents import records
 from tests.support.statuscli import RUNNING, registered_task
 from tests.support.stoker_proc import REPO
 
@@ -158,7 +159,7 @@ def test_a_bug_is_answered_500_and_logged_with_its_traceback(app, monkeypatch, c
         get(app, path)
     assert status == "500 Internal Server Error"
     assert json.loads(body) == {"error": "internal error: KeyError"}
-    first, second = [r for r in caplog.records if getattr(r, "stoker_event", "") == "observer_error"]
+    first, second = records(caplog, "observer_error")
     assert (first.stoker_fields["path"], first.stoker_fields["error"]) == ("/api/tasks", "KeyError: 'a bug'")
     assert first.exc_info is not None and len(second.stoker_fields["path"]) <= 200
 
@@ -246,7 +247,7 @@ def test_each_choice_s_address_shows_its_own_task(shared, tmp_path, caplog):
     with caplog.at_level(logging.DEBUG, logger="executor.observe.server"):
         status, _, body = get(shared, "/api/tasks/same")
     assert status == "300 Multiple Choices"
-    [line] = [r for r in caplog.records if getattr(r, "stoker_event", "") == "observer_refused"]
+    [line] = records(caplog, "observer_refused")
     assert line.stoker_fields["status"] == 300 and "is the id of 2 running tasks" in line.stoker_fields["reason"]
     shown = {}
     for choice in json.loads(body)["choices"]:
@@ -302,7 +303,7 @@ def test_the_path_is_read_from_the_request_line_as_sent(app):
 def test_a_refusal_is_logged_at_debug_with_its_status_and_reason(app, caplog):
     with caplog.at_level(logging.DEBUG, logger="executor.observe.server"):
         status, _, body = get(app, "/nowhere")
-    [line] = [r for r in caplog.records if getattr(r, "stoker_event", "") == "observer_refused"]
+    [line] = records(caplog, "observer_refused")
     assert (line.levelno, line.stoker_fields) == (logging.DEBUG, {"status": 404, "reason": "no such page"})
     assert status == "404 Not Found" and b"404" in body and b"no such page" in body
 
