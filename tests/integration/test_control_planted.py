@@ -13,8 +13,6 @@ import errno
 import os
 import platform
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from executor.cli.main import main
 from executor.host.entry import FrontEnd
 from executor.host.operatorpath import open_sandbox
 from executor.host.session import HostSession
-from tests.support.stoker_proc import REPO
+from tests.support.statuscli import supervisor_elsewhere
 from tests.support.syscall_stop import STOP_TO_BE_TRACED, SYS_CONNECT, traced
 from tests.support.users import STRANGER, needs_root
 
@@ -119,17 +117,6 @@ def test_the_operator_s_path_resolves_as_the_kernel_resolves_it(tmp_path: Path) 
         open_sandbox(tmp_path / "rel" / "sandbox" / "file")
 
 
-# A second supervisor, in a process of its own, whose task has the id `dup`.
-DUPLICATE = """
-import sys, time
-from executor.host.session import HostSession
-s = HostSession.open(sys.argv[1])
-s.task_started(task_id=sys.argv[2] if len(sys.argv) > 2 else "dup", job_key="c/r/e/other", label="other.0", marker="m2", post=lambda e: None)
-print("ready", flush=True)
-time.sleep(30)
-"""
-
-
 def test_a_task_id_two_running_tasks_have_names_neither(tmp_path: Path, capsys) -> None:
     """A task id is unique only within its framework: another framework's task on the host
     (another tenant's) may take the id of one that runs. `stoker status|kill|restart|tail
@@ -145,19 +132,16 @@ def test_a_task_id_two_running_tasks_have_names_neither(tmp_path: Path, capsys) 
     theirs.mkdir()
     session = HostSession.open(mine)
     session.task_started(task_id="dup", job_key="c/r/e/mine", label="mine.0", marker="m1", post=lambda e: None)
-    other = subprocess.Popen([sys.executable, "-c", DUPLICATE, str(theirs)], stdout=subprocess.PIPE,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        assert other.stdout is not None and other.stdout.readline() == b"ready\n"
-        assert main(["status", "dup"]) == 2
-        said = capsys.readouterr().err
-        reader = Reader(RegistrySettings.from_env(os.environ))
-        with pytest.raises(Ambiguous) as observed:
-            reader.task("dup")
-        shown = {c.supervisor_pid: reader.task("dup", c.supervisor).row["sandbox"] for c in observed.value.choices}
+        with supervisor_elsewhere(theirs, "dup") as other:
+            assert main(["status", "dup"]) == 2
+            said = capsys.readouterr().err
+            reader = Reader(RegistrySettings.from_env(os.environ))
+            with pytest.raises(Ambiguous) as observed:
+                reader.task("dup")
+            shown = {c.supervisor_pid: reader.task("dup", c.supervisor).row["sandbox"]
+                     for c in observed.value.choices}
     finally:
-        other.kill()
-        other.wait()
         session.close()
     both = f"task id 'dup' is the id of 2 running tasks, in {mine}, {theirs}"
     assert f"{both}: name the sandbox instead" in said, said
@@ -178,17 +162,11 @@ def test_task_ids_the_same_as_unicode_text_name_neither(tmp_path: Path, capsys) 
     theirs.mkdir()
     session = HostSession.open(mine)
     session.task_started(task_id=composed, job_key="c/r/e/mine", label="mine.0", marker="m1", post=lambda e: None)
-    other = subprocess.Popen([sys.executable, "-c", DUPLICATE, str(theirs), decomposed], stdout=subprocess.PIPE,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        try:
-            assert other.stdout is not None and other.stdout.readline() == b"ready\n"
+        with supervisor_elsewhere(theirs, decomposed):
             assert [main(["status", composed]), main(["status", decomposed])] == [2, 2]
             said = capsys.readouterr().err
             offered = _observed_choices(composed)
-        finally:
-            other.kill()
-            other.wait()
         assert main(["status", composed]) == 0  # the other gone: the id is one task's again
     finally:
         session.close()

@@ -10,10 +10,7 @@ import contextlib
 import gzip
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +26,7 @@ from executor.observe import server
 from executor.observe.reader import Reader
 from executor.observe.server import ObserverApp
 from tests.support.logevents import records
-from tests.support.statuscli import RUNNING, registered_task
-from tests.support.stoker_proc import REPO
+from tests.support.statuscli import RUNNING, registered_task, supervisor_elsewhere
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -187,17 +183,6 @@ def test_only_metrics_are_gzipped(app):
     assert json.loads(body)
 
 
-# A second supervisor, in a process of its own, whose running task has the id `same`.
-DUPLICATE = """
-import sys, time
-from executor.host.session import HostSession
-s = HostSession.open(sys.argv[1])
-s.task_started(task_id="same", job_key="c/r/e/other", label="other.0", marker="m2", post=lambda e: None)
-print("ready", flush=True)
-time.sleep(30)
-"""
-
-
 @pytest.fixture
 def shared(settings: RegistrySettings, tmp_path: Path, monkeypatch) -> Iterator[ObserverApp]:
     """Two running tasks known by one id: this process's and a child's, two supervisors."""
@@ -207,15 +192,10 @@ def shared(settings: RegistrySettings, tmp_path: Path, monkeypatch) -> Iterator[
     theirs.mkdir()
     session = HostSession.open(mine, settings)
     session.task_started(task_id="same", job_key="c/r/e/mine", label="mine.0", marker="m1", post=lambda e: None)
-    other = subprocess.Popen([sys.executable, "-c", DUPLICATE, str(theirs)], stdout=subprocess.PIPE,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        assert other.stdout is not None and other.stdout.readline() == b"ready\n"
-        yield ObserverApp(Reader(settings), loopback=True)
+        with supervisor_elsewhere(theirs, "same"):
+            yield ObserverApp(Reader(settings), loopback=True)
     finally:
-        other.kill()
-        other.wait()
-        other.stdout.close()
         session.close()
 
 

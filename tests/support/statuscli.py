@@ -1,11 +1,16 @@
 """What the `stoker status` and observer tests share: running the command in process, a
 checkpoint written through the product's own writer from records given as dicts, a sandbox
-registered as a gone supervisor's task, and a task registered as a supervisor leaves it
-(`registered_task`: running, LOST or ended)."""
+registered as a gone supervisor's task, a task registered as a supervisor leaves it
+(`registered_task`: running, LOST or ended), and a second supervisor running a task in a
+process of its own (`supervisor_elsewhere`: another framework's task that took an id)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from config.registry import RegistrySettings
@@ -15,8 +20,35 @@ from executor.host.identity import boot_secs, own_identity
 from executor.host.registry import Registry
 from executor.procs import sandboxfs
 from executor.task.checkpoint import CheckpointWriter
+from tests.support.stoker_proc import REPO
 
 GONE = own_identity().pid + 1_000_000  # a supervisor that is not running
+
+# A second supervisor, in a process of its own, whose running task has the id argv[2].
+_ELSEWHERE = """
+import sys, time
+from executor.host.session import HostSession
+s = HostSession.open(sys.argv[1])
+s.task_started(task_id=sys.argv[2], job_key="c/r/e/other", label="other.0", marker="m2", post=lambda e: None)
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+@contextlib.contextmanager
+def supervisor_elsewhere(sandbox: Path, task_id: str) -> Iterator[subprocess.Popen]:
+    """A supervisor of task `task_id` in `sandbox`, registered in the registry the environment
+    names (STOKER_ROOT), running in a child until the block ends (then killed and reaped)."""
+    other = subprocess.Popen([sys.executable, "-c", _ELSEWHERE, str(sandbox), task_id], stdout=subprocess.PIPE,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert other.stdout is not None and other.stdout.readline() == b"ready\n"
+        yield other
+    finally:
+        other.kill()
+        other.wait()
+        if other.stdout is not None:
+            other.stdout.close()
 
 
 def status(capsys, *args) -> tuple[int, str, str]:
