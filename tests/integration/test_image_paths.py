@@ -29,6 +29,16 @@ def root(tmp_path: Path):  # type: ignore[no-untyped-def]
         os.close(fd)
 
 
+@pytest.fixture
+def no_umask():  # type: ignore[no-untyped-def]
+    """The modes made as asked: this process's umask 0 meanwhile."""
+    mask = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(mask)
+
+
 def _made(root_fd: int, inside: str, is_file: bool) -> tuple[str, str]:
     """`_mount_point`'s answer as (the parent's real path, the name); its fd closed."""
     fd, name = imagefs._mount_point(root_fd, inside, is_file)
@@ -39,39 +49,23 @@ def _made(root_fd: int, inside: str, is_file: bool) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("inside", ["data/deep/dir", "/data/deep/dir/", "./data/./deep/dir"])
-def test_a_directory_mount_point_is_made_with_each_level_above_it(root, inside):
+def test_a_directory_mount_point_is_made_with_each_level_above_it(root, no_umask, inside):
     top, fd = root
     assert _made(fd, inside, False) == (str(top / "data/deep"), "dir")
     for level in ("data", "data/deep", "data/deep/dir"):
         st = os.lstat(top / level)
-        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755 & ~_umask()
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o755
     assert _made(fd, inside, False) == (str(top / "data/deep"), "dir")  # there already: taken
 
 
-def test_a_file_mount_point_is_an_empty_regular_file(root):
+def test_a_file_mount_point_is_an_empty_regular_file(root, no_umask):
     top, fd = root
     assert _made(fd, "etc/resolv.conf", True) == (str(top / "etc"), "resolv.conf")
     st = os.lstat(top / "etc/resolv.conf")
-    assert stat.S_ISREG(st.st_mode) and st.st_size == 0 and stat.S_IMODE(st.st_mode) == 0o644 & ~_umask()
+    assert stat.S_ISREG(st.st_mode) and st.st_size == 0 and stat.S_IMODE(st.st_mode) == 0o644
     (top / "etc/resolv.conf").write_text("kept")
     assert _made(fd, "etc/resolv.conf", True) == (str(top / "etc"), "resolv.conf")
     assert (top / "etc/resolv.conf").read_text() == "kept"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@pytest.fixture
-def no_umask():  # type: ignore[no-untyped-def]
-    """The modes made as asked: this process's umask 0 meanwhile."""
-    mask = os.umask(0)
-    try:
-        yield
-    finally:
-        os.umask(mask)
 
 
 def test_mount_points_are_made_with_their_own_modes_whatever_the_umask(root, no_umask):
