@@ -121,3 +121,22 @@ def test_a_drained_run_is_the_supervisor_s_no_more_once_its_exit_is_posted(harne
     again = harness.sup.spawn(ProcessSpec("d", "exit 3"), 0)
     harness.tracker.add(again)
     assert harness.next_exit().status.exit_code == 3
+
+
+def test_a_run_that_ended_is_the_supervisor_s_no_more_once_its_exit_is_posted(harness):
+    harness.spawn("once", "exit 4")
+    assert harness.next_exit().status.exit_code == 4
+    harness.tracker.add(harness.sup.spawn(ProcessSpec("once", "exit 5"), 0))
+    assert harness.next_exit().status.exit_code == 5
+
+
+def test_what_an_exit_left_and_killed_is_one_debug_line_and_nothing_left_none(harness, caplog):
+    caplog.set_level(logging.DEBUG, logger="executor.procs.draining")
+    harness.spawn("tidy", "exit 0")
+    assert harness.next_exit().process == "tidy"
+    assert records(caplog, "leftovers_killed") == []
+    pid = harness.spawn("leaky", "sleep 100 & sleep 100 & exit 1", run=3)
+    assert harness.next_exit().process == "leaky"
+    (line,) = records(caplog, "leftovers_killed")
+    assert (line.name, line.levelno) == ("executor.procs.draining", logging.DEBUG)
+    assert line.getMessage() == f"leftovers_killed task=test.0 process=leaky run=3 pid={pid} processes=2"
