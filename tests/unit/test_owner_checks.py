@@ -106,7 +106,8 @@ def test_the_close_waits_for_the_loop_unless_a_health_command_survived_its_sigki
     (loop,) = loops.loops
     assert (loop.stopping, loop.waited) == (True, not survived)
     assert loops.effects.lines == ["0 health start", "0 health stop"]
-    said = lines(caplog, "health_command_survives")
-    assert len(said) == survived
-    assert all(f"waited_secs={COMMAND_GONE_SECS:g}" in line for line in said)
-    assert [r.levelno for r in caplog.records] == [logging.ERROR] * survived
+    assert lines(caplog, "health_command_survives") == [
+        f'health_command_survives task=t.0 waited_secs={COMMAND_GONE_SECS} reason="a health command SIGKILLed '
+        'as the task stopped has not exited" consequence="the task\'s end is reported; it is killed with the task"'
+    ] * survived
+    assert [(r.name, r.levelno) for r in caplog.records] == [("executor.task.checks", logging.ERROR)] * survived
