@@ -174,5 +174,9 @@ RECENT_ROWS = (
            ("tests/integration/test_pidsignal.py", "tests/integration/test_close_steps.py",
             "tests/integration/test_close_deadline.py", "tests/integration/test_close_kill.py",
             "tests/integration/test_kept_daemons_rules.py", "tests/integration/test_status_attempts.py",
-            "tests/integration/test_containment.py"), subreaper=True),
+            "tests/integration/test_containment.py", "tests/integration/test_unsignalled_words.py"), subreaper=True),
+    Module("heldfile", "what the watchdog holds, kept beside the checkpoint: written through `.stoker`, read trusting nothing",
+           ("executor/task/heldfile.py",),
+           ("tests/integration/test_held_file.py", "tests/integration/test_observe_metrics_leftovers.py",
+            "tests/faults/test_marker_trust.py", "tests/integration/test_time_namespace.py"), subreaper=True),
 )
