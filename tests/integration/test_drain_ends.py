@@ -24,6 +24,11 @@ LINGERS = "sh -c 'trap \"\" TERM; echo $$ > {file}; sleep 4' & wait"
 DRAINS = "sh -c 'trap \"sleep 0.2; exit 0\" TERM; echo $$ > {file}; while :; do sleep 0.05; done' & wait"
 
 
+# a leftover out of its run's group (which the exit's first SIGKILL takes, uncounted), its pid
+# written once it is
+LEFT = "setsid sh -c 'echo $$ >> left; exec sleep 100'"
+
+
 def pid_in(harness: Harness, name: str) -> int:
     path = harness.sandbox / name
     pid = wait_for(lambda: path.exists() and path.read_text().strip(), 5, message=f"{name} written")
@@ -135,7 +140,8 @@ def test_what_an_exit_left_and_killed_is_one_debug_line_and_nothing_left_none(ha
     harness.spawn("tidy", "exit 0")
     assert harness.next_exit().process == "tidy"
     assert records(caplog, "leftovers_killed") == []
-    pid = harness.spawn("leaky", "sleep 100 & sleep 100 & exit 1", run=3)
+    pid = harness.spawn("leaky", f"{LEFT} & {LEFT} & until [ \"$(wc -l < left)\" = 2 ]; do sleep 0.01; done; exit 1",
+                        run=3)
     assert harness.next_exit().process == "leaky"
     (line,) = records(caplog, "leftovers_killed")
     assert (line.name, line.levelno) == ("executor.procs.draining", logging.DEBUG)
