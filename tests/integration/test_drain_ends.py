@@ -1,7 +1,9 @@
 """How a run ends (`executor/procs/draining.py`), with real runs in a supervisor of this
-process: its one DEBUG line; a SIGKILL is the OOM killer's only when the count grew during
-the run and the task did not send it; one run's drain holds up no other's end; and a
-drained run is the supervisor's no more once its exit is posted."""
+process: its exit posted with its run and time, one DEBUG line, or one ERROR line when the
+owner's queue refuses it; a SIGKILL named the OOM killer's only when the count grew during
+the run and the task did not send it; what an exit left and killed counted in a line; one
+run's drain holding up no other's end; and a run that ended, drained or not, the
+supervisor's no more once its exit is posted."""
 from __future__ import annotations
 
 import logging
@@ -22,8 +24,6 @@ pytestmark = pytest.mark.timeout(30)
 LINGERS = "sh -c 'trap \"\" TERM; echo $$ > {file}; sleep 4' & wait"
 # one that ends 0.2 s after its SIGTERM: a run's short drain
 DRAINS = "sh -c 'trap \"sleep 0.2; exit 0\" TERM; echo $$ > {file}; while :; do sleep 0.05; done' & wait"
-
-
 # a leftover out of its run's group (which the exit's first SIGKILL takes, uncounted), its pid
 # written once it is
 LEFT = "setsid sh -c 'echo $$ >> left; exec sleep 100'"
