@@ -80,13 +80,22 @@ def test_a_process_is_named_by_its_command_and_real_user_five_at_most_and_the_re
 
 @pytest.mark.parametrize(("argv", "said"), [
     (["tab\there", "100"], "tab?here 100"),
+    ([b"\xffname", "100"], "\ufffdname 100"),  # not UTF-8: the replacement character
+    (["y" * 76, "100"], "y" * 76 + " 100"),  # 80 characters: whole
     (["x" * 100, "100"], "x" * 77 + "..."),
-], ids=["unprintable", "long"])
+], ids=["unprintable", "undecodable", "80", "long"])
 def test_a_command_s_unprintable_characters_are_marked_and_a_long_one_cut(started, argv, said):
     proc = subprocess.Popen(argv, executable=shutil.which("sleep"))  # its argv[0] as the test says
     started.append(proc)
     wait_for(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().endswith(b"\x00100\x00"), 5, message="the exec")
     assert unsignalled.describe([proc.pid]) == f"pid {proc.pid} ({said}, uid {os.getuid()})"
+
+
+def test_a_command_line_is_its_arguments_whatever_its_last_character(started):
+    proc = subprocess.Popen(["pyX", "-c", "import time; time.sleep(100)", "X"], executable=sys.executable)
+    started.append(proc)
+    wait_for(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"pyX"), 5, message="the exec")
+    assert unsignalled.describe([proc.pid]) == f"pid {proc.pid} (pyX -c import time; time.sleep(100) X, uid {os.getuid()})"
 
 
 def test_a_process_with_no_command_line_left_is_named_by_its_name(started):
@@ -104,6 +113,7 @@ def test_what_is_not_yet_gone_is_named_with_its_state_five_at_most(started):
     states = [f"pid {pid} (sleep 100, state {'T' if pid == pids[1] else 'S'})" for pid in pids]
     assert unsignalled.not_gone(pids[:1]) == "1 process " + NOT_YET + states[0]
     assert unsignalled.not_gone(pids[:2]) == "2 processes " + NOT_YET + ", ".join(states[:2])
+    assert unsignalled.not_gone(pids[:5]) == "5 processes " + NOT_YET + ", ".join(states[:5])
     assert unsignalled.not_gone(pids) == "7 processes " + NOT_YET + ", ".join(states[:5]) + " and 2 more"
     assert unsignalled.not_gone([GONE]) == "1 process " + NOT_YET + f"pid {GONE} (?, state ?)"
 
@@ -123,9 +133,10 @@ def test_what_a_close_left_is_one_error_line_with_the_time_since_the_first_sigki
 @needs_root
 def test_only_a_process_this_user_may_not_signal_is_refused(started):
     mine, theirs = sleepers(started, 1) + sleepers(started, 1, user=STRANGER, group=STRANGER)
-    assert unsignalled.refused([mine, theirs, GONE]) == []  # root may signal any
+    assert unsignalled.refused([GONE, mine, theirs]) == []  # root may signal any
     with effective_user(65534):
-        assert unsignalled.refused([theirs, mine, GONE]) == [theirs]
+        assert unsignalled.refused([GONE, theirs, mine]) == [theirs]
+    assert asleep(mine) and asleep(theirs), "a look is no signal"
 
 
 @needs_root
