@@ -178,5 +178,5 @@ RECENT_ROWS = (
     Module("heldfile", "what the watchdog holds, kept beside the checkpoint: written through `.stoker`, read trusting nothing",
            ("executor/task/heldfile.py",),
            ("tests/integration/test_held_file.py", "tests/integration/test_observe_metrics_leftovers.py",
-            "tests/integration/test_time_namespace.py"), subreaper=True),
+            "tests/integration/test_time_namespace.py", "tests/integration/test_held_lists.py"), subreaper=True),
 )
