@@ -139,6 +139,7 @@ def test_the_writer_writes_a_change_only(sandbox):
 def test_a_list_that_cannot_be_written_is_said_once_and_once_more_when_it_can_again(sandbox, caplog, failures,
                                                                                     said):
     caplog.set_level(logging.INFO, logger="executor.task.heldfile")
+    failures = list(failures)  # (the parameter's own list is every run's)
     written: list[bytes] = []
 
     def beside(name: str, data: bytes) -> None:
