@@ -3,10 +3,9 @@ lead where (the caller's own, root's, the directory's owner's; another user's on
 directory of that user's), a foreign link met in the middle of the path or of another
 link's target, the words that name it, the kernel's limit of 40 links, and a relative path
 walked from the working directory. The callers other than root are this process with its
-effective uid switched for the one call (`as_user`)."""
+effective uid switched for the one call (`effective_user`)."""
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from executor.host.operatorpath import MAX_LINKS, ForeignLink, open_sandbox
-from tests.support.users import STRANGER, needs_root
+from tests.support.users import STRANGER, effective_user, needs_root
 
 pytestmark = needs_root
 ALICE, BOB = STRANGER, STRANGER + 1  # no password entry: named "uid N"
@@ -44,15 +43,6 @@ def _link(path: Path, target: str | Path, uid: int) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def as_user(uid: int) -> Iterator[None]:
-    os.seteuid(uid)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-
-
 def _reaches(path: str | Path, expected: Path) -> bool:
     fd = open_sandbox(path)
     try:
@@ -64,7 +54,7 @@ def _reaches(path: str | Path, expected: Path) -> bool:
 def test_a_caller_s_own_link_and_root_s_lead_anywhere(top):
     bobs = _dir(top / "bob", BOB)
     mine, roots = _link(top / "alice-link", bobs, ALICE), _link(top / "root-link", bobs, 0)
-    with as_user(ALICE):
+    with effective_user(ALICE):
         assert _reaches(mine, bobs)
         assert _reaches(roots, bobs)
     with pytest.raises(ForeignLink):

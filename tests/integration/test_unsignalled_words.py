@@ -23,7 +23,7 @@ import pytest
 
 from executor.procs import unsignalled
 from tests.support.logevents import records
-from tests.support.users import STRANGER, needs_root
+from tests.support.users import STRANGER, effective_user, needs_root
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -57,16 +57,6 @@ def sleepers(started: list[subprocess.Popen], count: int, **kw: object) -> list[
 def asleep(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status").read_text()
     return "\nState:\tS" in status and Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00100\x00"
-
-
-@contextlib.contextmanager
-def effective_user(uid: int) -> Iterator[None]:
-    """This process's effective user `uid` for the block (its real one stays root)."""
-    os.seteuid(uid)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
 
 
 def test_a_process_is_named_by_its_command_and_real_user_five_at_most_and_the_rest_counted(started):
@@ -187,37 +177,33 @@ def test_a_run_whose_top_a_debugger_traces_is_one_warning_naming_the_tracer(star
         'on after its SIGKILL"')
 
 
-@pytest.mark.parametrize(("watchdog", "frozen", "level", "consequence"), [
-    (77, False, logging.WARNING, "the watchdog (pid 77), let go, kills what is left and removes it once it can, "
-                                 "within its own 10 s"),
-    (77, True, logging.ERROR, "the watchdog (pid 77), let go, thaws it (its SIGKILLed processes die only then), "
-                              "kills what is left and removes it once it can, within its own 10 s"),
-    (None, False, logging.ERROR, "no watchdog runs to finish it: /cg/t and the processes still in it are left "
-                                 "behind"),
-    (None, True, logging.ERROR, "no watchdog runs to finish it: /cg/t and the processes still in it are left "
-                                "behind FROZEN, none thaws them"),
-])
-def test_a_cgroup_the_close_could_not_remove_is_the_watchdog_s_or_left(caplog, watchdog, frozen, level, consequence):
-    unsignalled.cgroup_left("t.0", "/cg/t", "EBUSY", watchdog, frozen)
-    (line,) = records(caplog, "cgroup_remove_failed")
-    assert (line.name, line.levelno) == ("executor.procs.containment", level)
-    assert line.getMessage() == (f'cgroup_remove_failed task=t.0 cgroup=/cg/t error=EBUSY '
-                                 f'consequence="{consequence}"')
+# what each line says of a cgroup: the close could not remove it (EBUSY), or its deadline cut it
+SAYS = {"unremoved": (unsignalled.cgroup_left, "EBUSY", "cgroup_remove_failed", "error=EBUSY"),
+        "cut": (unsignalled.cgroup_cut, "the deadline came", "cgroup_close_cut", 'reason="the deadline came"')}
+BOUND = " once it can, within its own 10 s"  # the watchdog's bound, said of a cgroup it could not remove
+THAWS = "thaws it (its SIGKILLed processes die only then), "
 
 
-@pytest.mark.parametrize(("watchdog", "frozen", "level", "consequence"), [
-    (77, False, logging.WARNING, "the watchdog (pid 77), let go, kills what is left and removes it"),
-    (77, True, logging.ERROR, "the watchdog (pid 77), let go, thaws it (its SIGKILLed processes die only then), "
-                              "kills what is left and removes it"),
-    (None, False, logging.ERROR, "no watchdog runs to finish it (it could not start, or it exited): /cg/t, the "
-                                 "cgroups below it and the processes still in them are left behind"),
-    (None, True, logging.ERROR, "no watchdog runs to finish it (it could not start, or it exited): /cg/t, the "
-                                "cgroups below it and the processes still in them are left behind FROZEN, none "
-                                "thaws them"),
+@pytest.mark.parametrize(("say", "watchdog", "frozen", "level", "consequence"), [
+    ("unremoved", 77, False, logging.WARNING, f"the watchdog (pid 77), let go, kills what is left and removes it{BOUND}"),
+    ("unremoved", 77, True, logging.ERROR, f"the watchdog (pid 77), let go, {THAWS}kills what is left and removes "
+                                           f"it{BOUND}"),
+    ("unremoved", None, False, logging.ERROR, "no watchdog runs to finish it: /cg/t and the processes still in it "
+                                              "are left behind"),
+    ("unremoved", None, True, logging.ERROR, "no watchdog runs to finish it: /cg/t and the processes still in it "
+                                             "are left behind FROZEN, none thaws them"),
+    ("cut", 77, False, logging.WARNING, "the watchdog (pid 77), let go, kills what is left and removes it"),
+    ("cut", 77, True, logging.ERROR, f"the watchdog (pid 77), let go, {THAWS}kills what is left and removes it"),
+    ("cut", None, False, logging.ERROR, "no watchdog runs to finish it (it could not start, or it exited): /cg/t, "
+                                        "the cgroups below it and the processes still in them are left behind"),
+    ("cut", None, True, logging.ERROR, "no watchdog runs to finish it (it could not start, or it exited): /cg/t, "
+                                       "the cgroups below it and the processes still in them are left behind "
+                                       "FROZEN, none thaws them"),
 ])
-def test_a_cgroup_the_close_s_deadline_cut_is_the_watchdog_s_or_left(caplog, watchdog, frozen, level, consequence):
-    unsignalled.cgroup_cut("t.0", "/cg/t", "the deadline came", watchdog, frozen)
-    (line,) = records(caplog, "cgroup_close_cut")
+def test_a_cgroup_the_close_could_not_finish_is_the_watchdog_s_or_left(caplog, say, watchdog, frozen, level,
+                                                                       consequence):
+    function, problem, event, said = SAYS[say]
+    function("t.0", "/cg/t", problem, watchdog, frozen)
+    (line,) = records(caplog, event)
     assert (line.name, line.levelno) == ("executor.procs.containment", level)
-    assert line.getMessage() == (f'cgroup_close_cut task=t.0 cgroup=/cg/t reason="the deadline came" '
-                                 f'consequence="{consequence}"')
+    assert line.getMessage() == f'{event} task=t.0 cgroup=/cg/t {said} consequence="{consequence}"'

@@ -117,6 +117,17 @@ def as_user(uid: int, gid: int, ask: Callable[[], str]) -> str:
     return answer
 
 
+@contextlib.contextmanager
+def effective_user(uid: int) -> Iterator[None]:
+    """This process's effective user `uid` for the block (its real one stays root, so the
+    block's end takes root back): every thread of it is that user meanwhile."""
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
 def stoker_as(uid: int, gid: int) -> list[str] | None:
     """`python -m executor` as `uid` and `gid` (no other group: setpriv), run by a Python of
     this version that user may run, importing this checkout and the tests' packages; None
