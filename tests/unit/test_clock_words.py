@@ -3,6 +3,7 @@ an age in its two largest units at each boundary, both together; '-' for what is
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -28,8 +29,6 @@ def test_a_time_unknown_or_past_any_calendar_is_a_dash(wall):
 
 def test_a_time_is_iso_8601_to_the_second_with_the_local_offset_and_its_age(monkeypatch):
     monkeypatch.setenv("TZ", "UTC")
-    import time
-
     time.tzset()
     try:
         assert iso_time(1796552100.7) == "2026-12-06T10:15:00+00:00"
