@@ -183,7 +183,7 @@ RECENT_ROWS = (
     Module("procidentity", "who a task's processes run as: a user by name, its groups, a sandbox given to it, the umask",
            ("executor/procs/identity.py",),
            ("tests/integration/test_run_as.py", "tests/integration/test_spawn_direct.py",
-            "tests/integration/test_fork_exec.py"), subreaper=True),
+            "tests/integration/test_fork_exec.py", "tests/unit/test_run_as_identity.py"), subreaper=True),
     Module("hostclock", "wall times for people: ISO 8601 with the local offset, ages, both together",
            ("executor/host/clock.py",),
            ("tests/unit/test_clock_words.py", "tests/unit/test_health_shown.py", "tests/unit/test_usage_figures.py",
