@@ -10,7 +10,14 @@ import stat
 
 import pytest
 
-from executor.procs.identity import RunAs, UnknownUser, current_user, give_sandbox, keep_logs_readable, user_named
+from executor.procs.identity import (
+    RunAs,
+    UnknownUser,
+    current_user,
+    give_sandbox,
+    keep_logs_readable,
+    user_named,
+)
 from tests.support.users import STRANGER, effective_user, needs_root
 
 
