@@ -196,10 +196,11 @@ RECENT_ROWS = (
             "tests/integration/test_checkpoint_between.py")),
     Module("warnfilters", "the warning filters a config's load changes, and only where no other thread meets them",
            ("config/warnfilters.py",),
-           all_but("tests/unit/test_config_warnings.py",  # (these three run a child: a fresh interpreter)
-                   "test_alone_the_config_s_own_warning_is_shown_never_raised_and_the_filters_put_back",
-                   "test_a_child_forked_beside_another_thread_is_alone_and_shows_the_config_s_warning",
-                   "test_a_thread_just_started_by_start_new_thread_is_counted")),
+           ("tests/unit/test_warn_filters.py",
+            *all_but("tests/unit/test_config_warnings.py",  # (these three run a child: a fresh interpreter)
+                     "test_alone_the_config_s_own_warning_is_shown_never_raised_and_the_filters_put_back",
+                     "test_a_child_forked_beside_another_thread_is_alone_and_shows_the_config_s_warning",
+                     "test_a_thread_just_started_by_start_new_thread_is_counted"))),
     Module("settingsdecl", "the settings' flags on an argparse parser, and the environment a Mesos task's processes start from",
            ("config/argdecl.py", "config/environment.py"),
            ("tests/unit/test_settings.py", "tests/unit/test_disk_settings.py", "tests/unit/test_announcer_config.py",
