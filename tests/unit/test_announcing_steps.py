@@ -30,19 +30,18 @@ class Told:
                  first_joined: bool = True) -> None:
         self.member, self.gone, self._overdue, self.first_joined = member, gone, overdue, first_joined
         self.asked: list[tuple[str, float | None]] = []
-        self.first_join_deadline_at = 130.0
 
     def join(self) -> None:
         self.asked.append(("join", None))
 
-    def leave(self, within: float, waiting: Callable[[float], None] | None = None) -> bool:
-        self.asked.append(("leave", within))
+    def leave(self, timeout_secs: float = 2.0, waiting: Callable[[float], None] | None = None) -> bool:
+        self.asked.append(("leave", timeout_secs))
         if waiting is not None:
             waiting(1.5)
         return self.gone
 
-    def close(self, within: float, waiting: Callable[[float], None] | None = None) -> None:
-        self.asked.append(("close", within))
+    def close(self, timeout_secs: float = 3.0, waiting: Callable[[float], None] | None = None) -> None:
+        self.asked.append(("close", timeout_secs))
         if waiting is not None:
             waiting(0.25)
 
@@ -51,6 +50,10 @@ class Told:
 
     def overdue(self, now: float) -> bool:
         return self._overdue
+
+    @property
+    def first_join_deadline_at(self) -> float | None:
+        return 130.0
 
     def view(self) -> AnnouncerView:
         state = MemberState.JOINED if self.member else MemberState.JOINING
