@@ -211,5 +211,6 @@ RECENT_ROWS = (
             "tests/unit/test_announcing_steps.py")),
     Module("psview", "`stoker ps`: every task on the host, one row each, and its JSON",
            ("executor/cli/ps.py",),
-           ("tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py", "tests/unit/test_announce_records.py")),
+           ("tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py", "tests/unit/test_announce_records.py",
+            "tests/unit/test_ps_rows.py")),
 )
