@@ -138,3 +138,12 @@ def test_the_close_waits_for_the_session_s_end_within_a_share_of_the_time_left(e
     owned.close()
     owned.running()  # closed: never joins again
     assert told.asked == [("close", within)]
+
+
+def test_the_planner_s_stop_is_the_leave_s_reason_and_no_exit_time_no_bound(caplog):
+    told = Told(gone=False)
+    owned = Announcing(told, Journal("t.0", lambda: 0.0), "t.0", StopBounds(), clock=lambda: NOW)
+    owned.phase(TaskPhase.FINALIZING)
+    assert told.asked == [("leave", LEAVE_WITHIN_SECS)]
+    (line,) = lines(caplog, "announcer_leave_timeout")
+    assert 'reason="the task is stopping (FINALIZING): the member was not deleted within 2 s' in line
