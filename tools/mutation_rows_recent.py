@@ -212,5 +212,13 @@ RECENT_ROWS = (
     Module("psview", "`stoker ps`: every task on the host, one row each, and its JSON",
            ("executor/cli/ps.py",),
            ("tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py", "tests/unit/test_announce_records.py",
-            "tests/unit/test_ps_rows.py")),
+            "tests/unit/test_ps_rows.py",
+            # `stoker ps` run in this process (`executor.cli.main.main`)
+            "tests/integration/test_another_boot.py", "tests/integration/test_denied_calls.py",
+            "tests/integration/test_held_file.py", "tests/integration/test_pinned_writes.py",
+            "tests/integration/test_ps_named_late.py", "tests/integration/test_registry.py",
+            "tests/integration/test_registry_junk.py", "tests/integration/test_registry_reread.py",
+            "tests/integration/test_replaced_rows.py", "tests/integration/test_sandbox_gone_rows.py",
+            "tests/integration/test_shared_root.py", "tests/integration/test_status_attempts.py",
+            "tests/integration/test_status_cli.py", "tests/integration/test_status_damaged.py"), subreaper=True),
 )
