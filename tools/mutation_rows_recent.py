@@ -212,7 +212,7 @@ RECENT_ROWS = (
     Module("psview", "`stoker ps`: every task on the host, one row each, and its JSON",
            ("executor/cli/ps.py",),
            ("tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py", "tests/unit/test_announce_records.py",
-            "tests/unit/test_ps_rows.py",
+            "tests/unit/test_ps_rows.py", "tests/integration/test_ps_command.py",
             # `stoker ps` run in this process (`executor.cli.main.main`)
             "tests/integration/test_another_boot.py", "tests/integration/test_denied_calls.py",
             "tests/integration/test_held_file.py", "tests/integration/test_pinned_writes.py",

@@ -1,0 +1,59 @@
+"""`stoker ps` run in this process (`executor/cli/ps.py`), its own words: its help; a
+registry with no task to list, live or at all; the JSON list, indented; an entry of a live
+supervisor this version cannot read, named with its pid."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from config.registry import RegistrySettings
+from executor.cli.main import main
+from tests.support.statuscli import RUNNING, registered_task
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def ps(capsys: pytest.CaptureFixture[str], root: str, *flags: str) -> tuple[str, str]:
+    assert main(["ps", "--root", root, *flags]) == 0
+    return capsys.readouterr()
+
+
+def test_its_help_says_what_it_lists_and_each_flag(capsys):
+    with pytest.raises(SystemExit) as leaving:
+        main(["ps", "--help"])
+    said = capsys.readouterr().out
+    assert leaving.value.code == 0
+    for words in ("List the tasks Stoker supervises on this host.", "also the tasks that ended",
+                  "print the list as JSON", "examples:\n  stoker ps\n  stoker ps --all --json\n"
+                  "  stoker ps --root /var/run/stoker"):
+        assert words in said, said
+
+
+def test_no_task_to_list_is_said_with_what_all_would_add(tmp_path, capsys):
+    root = str(tmp_path / "root")
+    os.makedirs(root, mode=0o700)
+    assert ps(capsys, root) == (f"no live tasks in the registry {root} (--all lists ended ones too)\n", "")
+    assert ps(capsys, root, "--all") == (f"no tasks in the registry {root}\n", "")
+    assert ps(capsys, root, "--json") == ("[]\n", "")
+
+
+def test_the_json_list_is_indented_by_two(tmp_path, capsys):
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    registered_task(settings, tmp_path / "sb", "web-0-1", RUNNING, alive=True)
+    out, _ = ps(capsys, settings.registry_root, "--json")
+    (row,) = json.loads(out)
+    assert out == json.dumps([row], indent=2) + "\n"
+
+
+def test_an_entry_this_version_cannot_read_of_a_live_supervisor_is_named_with_its_pid(tmp_path, capsys):
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    registered_task(settings, tmp_path / "sb", "web-0-1", RUNNING, alive=True)
+    (damaged,) = os.listdir(settings.registry_root)  # named after this process, its supervisor
+    with open(os.path.join(settings.registry_root, damaged), "w") as f:
+        f.write("{not json")
+    _, err = ps(capsys, settings.registry_root)
+    assert err == (f"stoker ps: {settings.registry_root}/{damaged} is not an entry this version of Stoker reads "
+                   f"(another version's, or damaged); its supervisor (pid {os.getpid()}) runs, and its task is "
+                   "not listed\n")
