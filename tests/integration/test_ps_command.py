@@ -20,14 +20,15 @@ def ps(capsys: pytest.CaptureFixture[str], root: str, *flags: str) -> tuple[str,
     return capsys.readouterr()
 
 
-def test_its_help_says_what_it_lists_and_each_flag(capsys):
+def test_its_help_says_what_it_lists_and_each_flag(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # (argparse's width: each flag's help on its line)
     with pytest.raises(SystemExit) as leaving:
         main(["ps", "--help"])
     said = capsys.readouterr().out
     assert leaving.value.code == 0
-    for words in ("List the tasks Stoker supervises on this host.", "also the tasks that ended",
-                  "print the list as JSON", "examples:\n  stoker ps\n  stoker ps --all --json\n"
-                  "  stoker ps --root /var/run/stoker"):
+    for words in ("\nList the tasks Stoker supervises on this host.\n", "\n  --all                 also the tasks that ended\n",
+                  "\n  --json                print the list as JSON\n",
+                  "\nexamples:\n  stoker ps\n  stoker ps --all --json\n  stoker ps --root /var/run/stoker\n"):
         assert words in said, said
 
 

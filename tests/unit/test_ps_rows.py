@@ -37,11 +37,11 @@ def lost(**changed: Any) -> dict[str, Any]:
 
 def test_a_lost_task_s_row_its_since_and_its_leftovers():
     r = lost(leftovers=[{"pid": 41, "process": "web", "run": 2}, {"pid": 42, "process": None, "run": 0}],
-             foreign_processes=[{"pid": 43, "user": "mallory"}])
+             foreign_processes=[{"pid": 43, "user": "mallory"}, {"pid": 44, "user": "uid 4242"}])
     assert format_rows([r], NOW) == HEAD + (
         f"web-0-1: LOST ({SINCE})\n"
         "  leftover processes: 41 (web run 2), 42 (? run 0)\n"
-        "  other users' processes carrying its marker (not its leftovers): 43 (mallory)\n")
+        "  other users' processes carrying its marker (not its leftovers): 43 (mallory), 44 (uid 4242)\n")
 
 
 def test_a_row_with_no_task_id_nor_job_key_is_dashes_and_its_notes_are_its_sandbox_s():
@@ -85,3 +85,16 @@ def test_an_announcement_is_a_note_and_a_lost_task_s_reads_as_ended_with_its_sup
     assert format_rows([lost(announcement=announced, task_id="")], NOW).splitlines()[2] == (
         f"/sb: {joined}; recorded: its session ended with the supervisor)")
     assert format_rows([lost(announcement=announced, state="RUNNING")], NOW).splitlines()[2] == f"web-0-1: {joined})"
+
+
+def test_a_restart_due_is_a_note_of_its_own_named_by_the_sandbox_without_a_task_id():
+    r = lost(task_id="", restart={"attempt": 3, "after_state": "FAILED", "due": NOW + 10.0})
+    assert format_rows([r], NOW).splitlines()[2] == "/sb: LOST (attempt 2 ended FAILED; attempt 3 starts in 10.0s)"
+
+
+def test_an_announcement_not_joined_says_why():
+    announced = {"path": "/aurora/web", "member": None, "state": "JOINING", "connection": "SUSPENDED",
+                 "reason": "connecting to ZooKeeper", "since": 990.0}
+    assert format_rows([lost(announcement=announced, state="RUNNING")], NOW).splitlines()[2] == (
+        "web-0-1: announcement: JOINING at /aurora/web since 1970-01-01T00:16:30+00:00 (10.0s ago): connecting to "
+        "ZooKeeper (ZooKeeper SUSPENDED)")
