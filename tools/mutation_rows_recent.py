@@ -229,7 +229,7 @@ RECENT_ROWS = (
             "tests/integration/test_lost_cgroups.py", "tests/integration/test_pinned_writes.py",
             "tests/integration/test_sandbox_gone_rows.py", "tests/integration/test_shared_root.py",
             "tests/integration/test_status_attempts.py", "tests/integration/test_status_cli.py",
-            "tests/integration/test_status_damaged.py"), subreaper=True),
+            "tests/integration/test_status_damaged.py", "tests/integration/test_status_command.py"), subreaper=True),
     Module("observepages", "`stoker observe`'s pages: the tasks list and one task's page as HTML",
            ("executor/observe/pages.py",),
            ("tests/unit/test_observe_pages.py", "tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py",
