@@ -237,7 +237,7 @@ RECENT_ROWS = (
             "tests/integration/test_sandbox_gone_rows.py", "tests/integration/test_observe_app.py")),
     Module("runprune", "a process's run log directories bounded: its first run's and its last ones kept",
            ("executor/procs/runprune.py",),
-           ("tests/integration/test_runlogs.py",
+           ("tests/integration/test_runlogs.py", "tests/integration/test_run_prune.py",
             *all_but("tests/integration/test_log_stage.py",  # (a child that counts the modules loaded)
                      "test_a_restarts_fork_leaves_the_log_bookkeeping_to_the_next_idle_moment"))),
 )
