@@ -53,3 +53,16 @@ def test_a_task_s_json_is_indented_by_two(tmp_path, capsys):
     out = capsys.readouterr().out
     assert json.loads(out)["state"] == "RUNNING"
     assert out == json.dumps(json.loads(out), indent=2) + "\n"
+
+
+@pytest.mark.parametrize("where", ["MESOS_SANDBOX", "the current directory"])
+def test_with_no_target_it_is_mesos_sandbox_else_the_current_directory(tmp_path, capsys, monkeypatch, where):
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    registered_task(settings, tmp_path / "sb", "web-0-1", RUNNING, alive=True)
+    monkeypatch.delenv("MESOS_SANDBOX", raising=False)
+    if where == "MESOS_SANDBOX":
+        monkeypatch.setenv("MESOS_SANDBOX", str(tmp_path / "sb"))
+    else:
+        monkeypatch.chdir(tmp_path / "sb")
+    assert main(["status", "--json", "--root", settings.registry_root]) == 0
+    assert json.loads(capsys.readouterr().out)["task_id"] == "web-0-1"
