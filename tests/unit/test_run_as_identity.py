@@ -10,14 +10,8 @@ import stat
 
 import pytest
 
-from executor.procs.identity import (
-    RunAs,
-    UnknownUser,
-    current_user,
-    give_sandbox,
-    keep_logs_readable,
-    user_named,
-)
+from executor.procs import identity
+from executor.procs.identity import RunAs, UnknownUser, current_user, user_named
 from tests.support.users import STRANGER, effective_user, needs_root
 
 
@@ -61,7 +55,7 @@ def test_a_user_the_password_database_does_not_know_is_named_by_its_uid():
 def test_a_sandbox_given_to_a_user_is_its_own_and_only_its(tmp_path):
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir(mode=0o755)
-    give_sandbox(sandbox, RunAs(name="x", uid=STRANGER, gid=STRANGER))
+    identity.give_sandbox(sandbox, RunAs(name="x", uid=STRANGER, gid=STRANGER))
     st = sandbox.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (STRANGER, STRANGER, 0o700)
 
@@ -71,7 +65,7 @@ def test_a_sandbox_given_to_a_user_is_its_own_and_only_its(tmp_path):
 def test_the_logs_umask_keeps_only_the_write_bits_and_gives_the_old_one_back(umask, kept):
     before = os.umask(umask)
     try:
-        assert keep_logs_readable() == umask
+        assert identity.keep_logs_readable() == umask
         assert os.umask(before) == kept
     finally:
         os.umask(before)

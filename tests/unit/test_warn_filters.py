@@ -14,24 +14,18 @@ import pytest
 from config import warnfilters
 
 
-def test_alone_the_filters_are_changed_inside_and_put_back(monkeypatch):
-    monkeypatch.setattr(warnfilters, "alone", lambda: True)
+@pytest.mark.parametrize("alone", [True, False], ids=["alone", "beside another thread"])
+def test_the_filters_are_changed_inside_and_put_back_only_when_alone(monkeypatch, alone):
+    monkeypatch.setattr(warnfilters, "alone", lambda: alone)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         before = list(warnings.filters)
         with warnfilters.filtered(warnfilters.ignored) as changed:
-            assert changed and warnings.filters[0][0] == "ignore"
-            warnings.warn("ignored", UserWarning, stacklevel=1)
+            assert changed is alone
+            assert (warnings.filters[0][0] == "ignore") is alone and (warnings.filters == before) is not alone
+            if alone:
+                warnings.warn("ignored", UserWarning, stacklevel=1)  # (an error with the filters as they were)
         assert warnings.filters == before
-
-
-def test_beside_another_thread_the_filters_stand(monkeypatch):
-    monkeypatch.setattr(warnfilters, "alone", lambda: False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        before = list(warnings.filters)
-        with warnfilters.filtered(warnfilters.ignored) as changed:
-            assert not changed and warnings.filters == before
 
 
 def test_an_error_filter_is_shown_not_raised_and_the_others_kept_in_their_order():
