@@ -13,13 +13,10 @@ import pytest
 
 from config.spec import LogDestination, LoggerSpec, LogMode
 from executor.procs.spawn import LogDir, SpawnError, log_dir, open_stdio
+from tests.support.limits import descriptors, opened_since
 
 ROTATE = LoggerSpec(LogDestination.FILE, LogMode.ROTATE, log_size_bytes=4096, backups=3)
 BOTH = LoggerSpec(LogDestination.BOTH, LogMode.STANDARD, log_size_bytes=4096, backups=3)
-
-
-def open_fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
 @pytest.fixture
@@ -72,20 +69,20 @@ def test_the_console_logger_leaves_the_run_this_process_s_and_none_sends_it_to_d
 def test_a_stderr_that_cannot_be_opened_is_named_and_stdout_s_descriptors_are_closed(
         run_dir: LogDir, logger):
     (run_dir.path / "stderr").mkdir()  # the task left a directory where the file goes
-    before = open_fds()
+    before = descriptors()
     with pytest.raises(SpawnError) as refused:
         open_stdio(run_dir, logger, -1, "web[0]")
     assert str(refused.value).startswith(f"cannot open the log file {run_dir.path / 'stderr'}: ")
     assert "directory" in str(refused.value).lower()
-    assert open_fds() == before
+    assert opened_since(before) == {}
 
 
 def test_a_failed_fork_s_discard_closes_the_pipes_both_ends_and_the_files(run_dir: LogDir):
-    before = open_fds()
+    before = descriptors()
     stdio = open_stdio(run_dir, ROTATE, -1, "web[0]")
-    assert len(open_fds() - before) >= 6  # two pipes' four ends, two files
+    assert len(opened_since(before)) >= 6  # two pipes' four ends, two files
     stdio.discard()
-    assert open_fds() == before
+    assert opened_since(before) == {}
     assert stdio.pumped == [] and stdio.close_after_fork == []
 
 
