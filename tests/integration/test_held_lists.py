@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,17 +33,11 @@ def sandbox(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def sleeper() -> Iterator[tuple[int, int]]:
-    """A live process of this user: its pid and its start time."""
-    proc = subprocess.Popen(["sleep", "100"])
-    try:
-        stat = pidsignal.read_stat(proc.pid)
-        assert stat is not None
-        yield proc.pid, stat[2]
-    finally:
-        proc.kill()
-        proc.wait(10)
+def live(proc: subprocess.Popen[bytes]) -> tuple[int, int]:
+    """A live process of this user (the integration conftest's `sleeper`): its pid and start time."""
+    stat = pidsignal.read_stat(proc.pid)
+    assert stat is not None
+    return proc.pid, stat[2]
 
 
 def write(sandbox: Path, doc: dict[str, object] | bytes) -> Path:
@@ -99,7 +92,7 @@ def test_a_pin_that_names_another_directory_reads_nothing(sandbox, tmp_path_fact
 
 @pytest.mark.parametrize("loose", ["directory", "file"])
 def test_a_list_its_group_may_write_is_read_but_never_trusted_nor_counted(sandbox, sleeper, loose):
-    pid, start = sleeper
+    pid, start = live(sleeper)
     path = write(sandbox, heldfile.held_json(MARKER, {pid: start}, watchdog=9))
     assert heldfile.held_leftovers(sandbox, MARKER) == {pid: start}
     assert heldfile.read_held(sandbox, MARKER, trusted_only=True) == [(pid, start)]
@@ -112,7 +105,7 @@ def test_a_list_its_group_may_write_is_read_but_never_trusted_nor_counted(sandbo
 
 @needs_root
 def test_a_list_another_user_owns_in_root_s_directory_counts_nothing(sandbox, sleeper):
-    pid, start = sleeper
+    pid, start = live(sleeper)
     path = write(sandbox, heldfile.held_json(MARKER, {pid: start}))
     os.chown(path, STRANGER, STRANGER)
     assert heldfile.held_leftovers(sandbox, MARKER) == {}
