@@ -5,7 +5,6 @@ was given is closed either way."""
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 from pathlib import Path
@@ -13,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from executor import describe_os_error
-from executor.host.sandbox import CHECKPOINT_FILE, open_stoker_dir
+from executor.host.sandbox import open_stoker_dir
 from executor.procs.sandboxfs import UnsafePath
 from executor.task.checkpoint import CheckpointWriter
 from executor.task.checkpointbetween import append_between
 from tests.support.limits import closed, fill, tmpfs
 from tests.support.logevents import lines
+from tests.support.stoker_proc import checkpoint_records
 
 RECORD = {"kind": "restart", "delay_secs": 1.0, "reason": "failed"}
 EMFILE, ENOSPC = (OSError(e, os.strerror(e)) for e in (errno.EMFILE, errno.ENOSPC))
@@ -29,11 +29,7 @@ def started(sandbox: Path) -> list[dict[str, object]]:
     writer = CheckpointWriter(sandbox)
     writer.append({"kind": "task", "from": "RUNNING", "to": "FAILED", "reason": "exit 1"})
     writer.close()
-    return records(sandbox)
-
-
-def records(sandbox: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (sandbox / ".stoker" / CHECKPOINT_FILE).read_text().splitlines()]
+    return checkpoint_records(sandbox)
 
 
 def test_the_record_lands_in_the_stoker_dir_given_and_its_fd_is_closed(tmp_path, caplog):
@@ -45,7 +41,7 @@ def test_the_record_lands_in_the_stoker_dir_given_and_its_fd_is_closed(tmp_path,
         return given[-1]
 
     append_between(tmp_path, RECORD, "t.0", stoker_dir)
-    last = records(tmp_path)[-1]
+    last = checkpoint_records(tmp_path)[-1]
     assert {k: v for k, v in last.items() if k != "wall"} == RECORD and isinstance(last["wall"], float)
     assert closed(given[0]) and caplog.records == []
 
@@ -62,7 +58,7 @@ def test_a_stoker_dir_that_cannot_be_had_costs_the_record_in_one_warning(tmp_pat
         raise error
 
     append_between(tmp_path, RECORD, "t.0", stoker_dir)
-    assert records(tmp_path) == before
+    assert checkpoint_records(tmp_path) == before
     assert lines(caplog, "checkpoint_unavailable") == [
         f'checkpoint_unavailable task=t.0 reason="{said}" records_lost=1']
     assert [(r.name, r.levelno) for r in caplog.records] == [("executor.task.checkpointbetween", logging.WARNING)]
@@ -73,7 +69,7 @@ def test_a_full_disk_costs_the_record_in_one_warning(tmp_path, caplog):
         before = started(sandbox)
         fill(sandbox)
         append_between(sandbox, {**RECORD, "reason": "x" * 8192}, "t.0")  # past the slack of the file's last page
-        assert records(sandbox) == before
+        assert checkpoint_records(sandbox) == before
     assert lines(caplog, "checkpoint_write_failed") == [
         f'checkpoint_write_failed task=t.0 error="{describe_os_error(ENOSPC)}" records_lost=1']
     assert [(r.name, r.levelno) for r in caplog.records] == [("executor.task.checkpointbetween", logging.WARNING)]
