@@ -89,11 +89,13 @@ def test_a_foreign_link_met_inside_another_link_s_target_is_refused(top):
     _dir(top / "bob" / "sandbox", BOB)
     _link(top / "via", "bob", ALICE)
     root_link = _link(top / "root-link", "via/sandbox", 0)  # root's own link, through alice's
-    with pytest.raises(ForeignLink, match=rf"is reached through {top}/via, a symlink of uid {ALICE}"):
+    with pytest.raises(ForeignLink) as through_root_s:
         open_sandbox(root_link)
+    assert f"is reached through {top}/via, a symlink of uid {ALICE}" in str(through_root_s.value)
     after_absolute = _link(top / "abs", f"{top}/via/sandbox", 0)
-    with pytest.raises(ForeignLink, match=rf"^\[Errno 1\] {after_absolute} is reached through {top}/via, "):
+    with pytest.raises(ForeignLink) as after_an_absolute:
         open_sandbox(after_absolute)
+    assert str(after_an_absolute.value).startswith(f"[Errno 1] {after_absolute} is reached through {top}/via, ")
 
 
 def test_a_relative_path_is_walked_from_the_working_directory_and_named_from_it(top, monkeypatch):

@@ -191,22 +191,28 @@ def test_console_copies_to_a_terminal_are_text_that_cannot_drive_it(tmp_path: Pa
     assert (tmp_path / "run/stdout").read_bytes() == hostile + long_cut + b"\xa9\n\x1b[31m\xe6\x97"
 
 
+@pytest.fixture
+def converted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The bytes made into text for a terminal while the test runs, counted."""
+    counted_bytes = [0]
+    convert = TextForTerminal.convert
+
+    def counted(text: TextForTerminal, data: bytes, final: bool = False) -> bytes:
+        counted_bytes[0] += len(data)
+        return convert(text, data, final)
+
+    monkeypatch.setattr(TextForTerminal, "convert", counted)
+    return counted_bytes
+
+
 def test_copies_a_live_view_s_spool_has_no_room_for_are_not_made_into_text(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, converted: list[int]) -> None:
     """Under `stoker run`'s live view the copies go through its spool, which drops what is
     past its limit while the terminal does not read; each copy was made into text for the
     terminal first all the same, so a task writing 200 MB to a `both` logger kept the
     copier converting with the GIL held, and the pump and the task waited for it
     (bench/console_copy_ab.py: 2-5 times as long). Now a copy the spool has no room for is
     counted as the console's miss, not converted."""
-    converted = [0]
-    convert = TextForTerminal.convert
-
-    def counted(text: TextForTerminal, data: bytes, final: bool = False) -> bytes:
-        converted[0] += len(data)
-        return convert(text, data, final)
-
-    monkeypatch.setattr(TextForTerminal, "convert", counted)
     monkeypatch.setattr("executor.spool._spool", Spool())  # its drops counted by stream are this test's
     main, term = os.openpty()  # a terminal nobody reads (Ctrl-S): the spool fills
     tty.setraw(term)
