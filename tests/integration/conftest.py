@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ from tests.support.supervision import Harness, Tracker
 
 if TYPE_CHECKING:
     from executor.cli.logsetup import QuietHandler
+    from executor.host.identity import ProcessIdentity
 
 
 @pytest.fixture
@@ -114,6 +116,19 @@ def seeded_pyc(_pyc_seed, tmp_path):
 @pytest.fixture
 def sleeper():
     yield from sleeping_popen()
+
+
+@pytest.fixture
+def dead() -> ProcessIdentity:
+    """The identity a reaped child had: a supervisor that is gone, of this boot."""
+    from executor.host.identity import identity_of
+
+    run = subprocess.Popen(["sleep", "600"])
+    who = identity_of(run.pid)
+    run.kill()
+    run.wait(10)
+    assert who is not None
+    return who
 
 
 @pytest.fixture

@@ -42,17 +42,6 @@ def box(tmp_path) -> tuple[Path, str]:
 
 
 @pytest.fixture
-def dead() -> identity.ProcessIdentity:
-    """The identity a reaped child had."""
-    run = subprocess.Popen(["sleep", "600"])
-    me = identity.identity_of(run.pid)
-    run.kill()
-    run.wait(10)
-    assert me is not None
-    return me
-
-
-@pytest.fixture
 def other() -> Iterator[identity.ProcessIdentity]:
     """A live process that holds no lock."""
     run = subprocess.Popen(["sleep", "600"])
