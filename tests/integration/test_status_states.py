@@ -1,0 +1,106 @@
+"""`stoker status` in this process (`executor/cli/status.py`) of a sandbox in the states
+between and after supervisors: one whose supervisor died before it recorded anything (named
+by its task id or its path: its leftovers looked for by the marker its registry entry
+holds), one whose newest supervisor has no attempt in the checkpoint yet, a LOST task whose
+sandbox a later supervisor took, a restart pending between two attempts, and another host's
+task named by an earlier attempt's id."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+
+from config.registry import RegistrySettings
+from executor.host import identity
+from executor.host.clock import iso_time
+from executor.host.entry import FrontEnd, RegistryEntry
+from executor.host.registry import Registry
+from executor.host.sandbox import LOCK_FILE, open_stoker_dir
+from executor.procs import sandboxfs
+from tests.integration.test_shared_root import other_host_s, shared_root
+from tests.integration.test_status_attempts import _between_attempts
+from tests.support.statuscli import RUNNING, header, registered_task, status, write
+
+pytestmark = pytest.mark.timeout(60)
+NONE_LEFT = "leftover processes: none (nothing of the task's user carries the task's marker)"
+
+
+def _taken_by(root: Path, sandbox: Path, who: identity.ProcessIdentity, task_id: str) -> None:
+    """`sandbox` taken by supervisor `who` (gone): its lock file names it and its registry
+    entry (task `task_id`, marker `m-TASK_ID`) pins the sandbox's `.stoker`."""
+    (sandbox / ".stoker").mkdir(parents=True, mode=0o700, exist_ok=True)
+    fd = open_stoker_dir(sandbox)
+    try:
+        pinned = sandboxfs.dir_id(fd)
+    finally:
+        os.close(fd)
+    (sandbox / ".stoker" / LOCK_FILE).write_text(json.dumps(
+        {"pid": who.pid, "start": who.start_ticks, "boot": who.boot_id, "front_end": "run", "since": 1.0}))
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=3600)).write(RegistryEntry(
+        sandbox=str(sandbox), supervisor_pid=who.pid, supervisor_start=who.start_ticks, supervisor_boot=who.boot_id,
+        front_end=FrontEnd.RUN, registered_wall=time.time() - 60, task_id=task_id, stoker_dir=pinned,
+        marker=f"m-{task_id}"), prune=False)
+
+
+def test_a_supervisor_that_died_before_recording_has_its_leftovers_looked_for_by_its_entry_s_marker(
+        tmp_path, capsys, dead):
+    sandbox, root = tmp_path / "sb", tmp_path / "root"
+    _taken_by(root, sandbox, dead, "t-1")
+    for target in ("t-1", sandbox):  # by its id, and by its path (the entry that pins its `.stoker`)
+        code, out, _ = status(capsys, target, "--root", root)
+        assert (code, out) == (0, f"sandbox {sandbox}  state=LOST\n  no checkpoint in {sandbox}/.stoker: its "
+                                  f"supervisor (pid {dead.pid}) died before it recorded anything\n  supervisor_pid: "
+                                  f"{dead.pid} (gone)\n\n{NONE_LEFT}\n")
+    code, out, _ = status(capsys, "--json", sandbox, "--root", root)
+    doc = json.loads(out)
+    assert (code, doc["state"], doc["leftovers"], doc["supervisor_frozen"]) == (0, "LOST", [], False)
+    assert out == json.dumps(doc, indent=2) + "\n"
+
+
+def test_a_newest_supervisor_with_no_attempt_in_the_checkpoint_yet_is_the_one_shown(tmp_path, capsys, dead):
+    """Named by its path, the sandbox's checkpoint keeps an earlier supervisor's attempt only:
+    the newest (its lock's, its entry's) is shown, LOST, its leftovers looked for."""
+    sandbox, root = tmp_path / "sb", tmp_path / "root"
+    write(sandbox, [dict(header(dead.pid + 1_000_000, 1), task_id="t-0"), *RUNNING])
+    _taken_by(root, sandbox, dead, "t-1")
+    code, out, _ = status(capsys, sandbox, "--root", root)
+    assert code == 0 and out.splitlines()[0] == f"sandbox {sandbox}  state=LOST", out
+    assert out.endswith(f"supervisor_pid: {dead.pid} (gone)\n\n{NONE_LEFT}\n"), out
+
+
+def test_a_lost_task_whose_sandbox_a_later_supervisor_took_names_it(tmp_path, capsys):
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    registered_task(settings, tmp_path / "sb", "web-0-1", RUNNING, alive=False)
+    registered_task(settings, tmp_path / "sb", "web-0-2", RUNNING, alive=True)
+    code, out, _ = status(capsys, "web-0-1", "--root", settings.registry_root)
+    assert code == 0 and "its registry entry; replaced by web-0-2 in the same sandbox); recorded RUNNING" in \
+        out.splitlines()[0], out
+    code, out, _ = status(capsys, "--json", "web-0-1", "--root", settings.registry_root)
+    assert (code, json.loads(out)["replaced_by"]["task_id"]) == (0, "web-0-2")
+
+
+def test_a_task_id_registered_before_its_attempt_is_recorded_reads_as_the_restart_it_waits_for(
+        tmp_path, capsys):
+    due = _between_attempts(tmp_path, identity.own_identity())
+    code, out, _ = status(capsys, "web-0-2", "--root", tmp_path / "root")
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == ("task web.0  key=c/r/e/web  state=RESTARTING (attempt 1 ended FAILED; "
+                                      "attempt 2 is starting)  attempt=2"), out
+    assert lines[1] == f"  restart: attempt 2 at {iso_time(due)}: task failed (1 of 3)"
+    assert lines[3].startswith(f"  task_id: web-0-2  supervisor_pid: {os.getpid()} (running)  started: "
+                               f"{iso_time(due)} (")
+    assert lines[4].startswith("  earlier attempt 1: FAILED (started ") and lines[4].endswith(") web failed")
+    assert lines[6] == ("no processes recorded for this attempt yet (its id is registered; its first record is "
+                        "not in the checkpoint)")
+
+
+def test_another_host_s_task_named_by_an_earlier_attempt_s_id_is_named_so(tmp_path, capsys):
+    entry = attrs.evolve(other_host_s("other-0-2"), earlier_task_ids=("other-0-1",))
+    shared_root(tmp_path, entry)
+    for named in ("other-0-1", "other-0-2"):
+        code, out, _ = status(capsys, "--json", named, "--root", tmp_path / "root")
+        assert (code, json.loads(out)["task_id"]) == (0, named)
