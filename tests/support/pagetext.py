@@ -8,6 +8,7 @@ compares whole, so that a word, a column or a cell's place that changes shows.
     table Processes: process | run# | reason~
       web | 0# | started~                 a row: `#` a numeric cell, `~` a wrapped one
     pre {...}                             preformatted text, whole
+    text ...                              text outside any block (none is meant to be)
 
 Inline: a state is `[RUNNING]` (`[LOST (recorded RUNNING)|s-LOST]` when its colour is not
 its name's), a link `json<"/api/tasks/t-1">`, a `<pre>` in a cell `{text}`.
@@ -102,6 +103,8 @@ class _Reader(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_main and self._block is not None:
             self._text.append(data)
+        elif self._in_main and data.strip():  # text between blocks: no page writes any
+            self.lines.append(f"text {data.strip()}")
 
 
 def page_lines(html: str) -> list[str]:

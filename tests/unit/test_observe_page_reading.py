@@ -344,3 +344,72 @@ def test_the_page_of_an_id_two_running_tasks_share_reads_each_by_its_supervisor(
         '  t-9<"/tasks/t-9?supervisor=4000-1"> | c/r/e/a | 4000# | 1970-01-01T02:30:00+00:00 | /sb/a~',
         '  t-9<"/tasks/t-9?supervisor=5000-2"> | - | 5000# | 1970-01-01T02:30:01+00:00 | /sb/b~']
     assert title_and_where(text) == ("Tasks with this id · stoker observe", "")
+
+
+def _with_processes(d: TaskDetail, *processes: ProcessView, **attempt_fields) -> TaskDetail:
+    attempt = attrs.evolve(d.inspection.attempt, processes=processes, **attempt_fields)
+    return attrs.evolve(d, inspection=attrs.evolve(d.inspection, attempt=attempt))
+
+
+def test_earlier_runs_are_shown_for_a_process_with_two_runs_or_runs_not_kept_and_no_other():
+    once = ProcessView("db", "FAILED", "failed", (RunView(0, 4200, "FAILED", 9000.5, 9001.0, 1, None, "exit 1"),))
+    twice = ProcessView("cron", "SUCCESS", "done", (RunView(0, 4300, "SUCCESS", 9000.0, 9001.0, 0, None, "done"),
+                                                    RunView(1, 4301, "SUCCESS", 9500.0, 9502.0, 0, None, "done")))
+    lines = page_lines(task_page(_with_processes(_full_detail(), once, twice), NOW))
+    assert _section(lines, "h2 Earlier runs", "h2 Health") == [
+        "h2 Earlier runs", "details cron: 2 runs",
+        "table Runs of cron: run# | pid# | state | started | ended | exit | logs | reason",
+        f"  1# | 4301# | [SUCCESS] | 1970-01-01T02:38:20+00:00 | 1970-01-01T02:38:22+00:00 | exit 0 | "
+        f"{_logs('cron', 1)} | done~",
+        f"  0# | 4300# | [SUCCESS] | 1970-01-01T02:30:00+00:00 | 1970-01-01T02:30:01+00:00 | exit 0 | "
+        f"{_logs('cron', 0)} | done~"]
+    alone = page_lines(task_page(_with_processes(_full_detail(), once), NOW))
+    assert alone[alone.index("h2 Processes (1)") + 3:alone.index("h2 Processes (1)") + 5] == [
+        "h2 Health", "dl check=HTTP GET http://localhost:31000/health | state=[HEALTHY] | attempts=7 | "
+        "consecutive=0 failures, 5 successes"]  # no earlier runs: no heading, no CPU note
+
+
+def test_the_cpu_note_lists_each_basis_s_processes_together():
+    d = _full_detail()
+    usage = {name: attrs.evolve(d.usage["web"], cpu_basis=SINCE_START if name == "db" else SINCE_LAST_LOOK)
+             for name in ("web", "db", "setup")}
+    lines = page_lines(task_page(attrs.evolve(d, usage=usage), NOW))
+    assert lines[9] == ("p.muted CPU % is per cent of one core (100 = one core busy), average since the run "
+                        "started for db; since the previous look for web, setup.")
+
+
+def test_a_latency_an_empty_history_and_a_lost_task_s_unknown_since_read_as_such():
+    d = _full_detail()
+    attempt = attrs.evolve(d.inspection.attempt, phases=(), health=attrs.evolve(
+        _health(), last_attempts=(HealthAttemptView(9990.0, "ok", "HTTP 200", 0.0996),)))
+    lines = page_lines(task_page(_with_processes(d, *attempt.processes, phases=(), health=attempt.health), NOW))
+    assert "  1970-01-01T02:46:30+00:00 | [ok] | 99.6 ms# | HTTP 200~" in lines
+    assert _section(lines, "h2 Supervisor phases", "h2 Earlier attempts") == ["h2 Supervisor phases",
+                                                                             "p None recorded."]
+    lost = _full_detail(alive=False)
+    lost = attrs.evolve(lost, inspection=attrs.evolve(lost.inspection, truth=attrs.evolve(
+        lost.inspection.truth, since=None, since_wall=None)), row=dict(lost.row, job_key=""))
+    assert _facts_of(lost)[:2] == ["dl job key=-", "state=[LOST] (supervisor gone since -, no record); "
+                                                   "recorded RUNNING"]
+
+
+def test_a_pending_attempt_s_page_lists_every_attempt_before_it_and_a_latest_one_s_all_but_it():
+    view = replay(_records(4200, 7000.0) + _records(4100, 8000.0) + _records())
+    truth = judge(view.state, True, last_record_wall=9060.0, checkpoint_mtime=None, registry_wall=None)
+    for after_latest, numbers in ((True, ["3", "2", "1"]), (False, ["2", "1"])):
+        insp = Inspection(sandbox=Path("/sb"), view=view, attempt=None, truth=truth, after_latest=after_latest)
+        d = attrs.evolve(_full_detail(), row=row(_entry(), insp), inspection=insp)
+        lines = page_lines(task_page(d, NOW))
+        shown = _section(lines, "h2 Earlier attempts", "h2 Definition")[2:]
+        assert [line.split(" | ")[0].strip() for line in shown] == numbers
+
+
+def test_the_disk_sample_s_age_is_from_now():
+    from executor.task.usagefigures import DiskSample
+
+    sample = DiskSample(used_bytes=2 * 1024 * 1024, wall=NOW - 90, secs=0.25, files=3)
+    record = UsageRecord(cpu=None, ram_bytes=None, disk_bytes=8 * 1024 * 1024, check_secs=60.0, sample=sample)
+    d = attrs.evolve(_full_detail(), figures=figures(record, "", Live(None, None, note="not measured")))
+    lines = page_lines(task_page(d, NOW))
+    assert _section(lines, "h2 Resources", "h2 Earlier runs")[-1] == (
+        "  disk | 2.0 MiB# | 8.0 MiB# | 25%# | sampled 1m30s ago, took 250 ms~")
