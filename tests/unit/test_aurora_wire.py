@@ -189,6 +189,10 @@ def test_the_message_shows_the_length_and_the_first_bytes():
     assert received(EXAMPLE) == "168 bytes: 0b 00 01 00 00 00 02 54 31 0b 00 03 00 00 00 06 ... |.......T1.......|"
     assert received(b"x") == "1 byte: 78 |x|"
     assert received(b"") == "0 bytes"
+    edges = bytes([0x1F, 0x20, 0x21, 0x7E, 0x7F, 0x80])  # printable from the space to the tilde
+    assert received(edges) == "6 bytes: 1f 20 21 7e 7f 80 |. !~..|"
+    assert received(bytes(range(65, 81))) == "16 bytes: " + " ".join(f"{b:02x}" for b in range(65, 81)) \
+        + " |ABCDEFGHIJKLMNOP|"  # exactly SHOWN_BYTES: nothing more to say
     with pytest.raises(TaskDataError) as caught:
         decode_task_data(EXAMPLE[:60])
     assert str(caught.value) == (
