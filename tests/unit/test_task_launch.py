@@ -71,3 +71,10 @@ def test_too_few_ports_names_what_is_needed_and_what_has_no_port():
         resolve_ports(["x" * 70], {}, [])
     assert f"needs 1 ({'x' * 61}...); no port for {'x' * 61}..." in str(refused.value)
     assert resolve_ports(["a", "b"], {"b": 5}, [5, 7, 9]) == {"a": 7, "b": 5}
+
+
+def test_the_names_shown_are_cut_past_their_bounds_only():
+    twenty = [f"{i:02d}" + "y" * 62 for i in range(20)]  # twenty names of 64 characters: each whole
+    with pytest.raises(LaunchError) as refused:
+        resolve_ports(twenty, {}, [])
+    assert f"needs 20 ({', '.join(twenty)}); no port for {', '.join(twenty)} (assigned" in str(refused.value)
