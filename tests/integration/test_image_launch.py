@@ -46,6 +46,13 @@ def rootfs(tmp_path_factory):
 def test_thermos_question_tells_the_two_forms_apart(tmp_path):
     assert launch_info_supported(str(containerizer_script(tmp_path / "modern"))) is True
     assert launch_info_supported(str(containerizer_script(tmp_path / "legacy", legacy=True))) is False
+    unstartable = tmp_path / "no-interpreter"
+    unstartable.write_text("#!/nonexistent/sh\n")
+    unstartable.chmod(0o755)
+    with pytest.raises(ImageError) as refused:
+        launch_info_supported(str(unstartable))
+    assert str(refused.value) == (f"cannot ask {unstartable} which flags it takes ({unstartable} launch): [Errno 2] "
+                                  f"No such file or directory: '{unstartable}'")
 
 
 def test_the_containerizer_is_never_asked_while_a_supervisor_holds_the_reaper(tmp_path):

@@ -101,6 +101,8 @@ def test_the_volumes_mounted_into_the_image_are_the_executor_container_s():
                                                    {"container_path": "taskfs", "image": {}}, {"mode": "RO"}]}}}
     assert executor_volumes(info) == ["/data", "taskfs"]  # taskfs is the image itself: never mounted into it
     assert executor_volumes({"executor": {}}) == [] == executor_volumes({})
+    odd = [{"container_path": p} for p in (5, "", "/a\0b", ["/x"], "/data")]  # only a path the kernel can take
+    assert executor_volumes({"executor": {"container": {"volumes": odd}}}) == ["/data"]
 
 
 def test_a_sandbox_path_spelled_with_dot_dot_is_the_sandbox_inside_the_image():
