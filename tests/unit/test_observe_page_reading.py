@@ -363,6 +363,10 @@ def test_earlier_runs_are_shown_for_a_process_with_two_runs_or_runs_not_kept_and
         f"{_logs('cron', 1)} | done~",
         f"  0# | 4300# | [SUCCESS] | 1970-01-01T02:30:00+00:00 | 1970-01-01T02:30:01+00:00 | exit 0 | "
         f"{_logs('cron', 0)} | done~"]
+    both = _section(page_lines(task_page(_with_processes(_full_detail(), _processes()[0], once, twice), NOW)),
+                    "h2 Earlier runs", "h2 Health")
+    assert [line for line in both if not line.startswith(("  ", "table "))] == [
+        "h2 Earlier runs", "details web: 3 runs (2 earlier runs not kept)", "details cron: 2 runs"]
     alone = page_lines(task_page(_with_processes(_full_detail(), once), NOW))
     assert alone[alone.index("h2 Processes (1)") + 3:alone.index("h2 Processes (1)") + 5] == [
         "h2 Health", "dl check=HTTP GET http://localhost:31000/health | state=[HEALTHY] | attempts=7 | "
