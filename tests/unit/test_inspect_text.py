@@ -113,3 +113,32 @@ def test_an_aurora_task_in_a_docker_image_runs_as_the_executor_s_user_and_says_w
                          "  ports: (none)", "  service=True max_task_failures=1"]
     assert lines[-4:-2] == ["  health: none (no port named health)",
                             "  lifecycle: none (no port named health)"]
+
+
+PLAIN = """
+jobs = [Job(cluster='local', role='www-data', environment='prod', name='desk',
+            task=Task(name='desk', processes=[
+                Process(name='x', cmdline='Xvfb :99'),
+                Process(name='serve', cmdline='serve {{thermos.ports[http]}} {{thermos.ports[admin]}}',
+                        logger=Logger(destination='console'))],
+                      resources=Resources(cpu=0.5, ram=64*MB, disk=64*MB)))]
+"""
+
+
+def test_a_job_with_no_announcer_health_port_or_rotation_says_so_and_each_port(tmp_path, capsys):
+    config = write_config(tmp_path, PLAIN)
+    lines = inspected(capsys, config).splitlines()
+    assert lines[5:10] == ["    x  [max_failures=1 min_duration=5.0]", "      | Xvfb :99",
+                          "    serve  [max_failures=1 min_duration=5.0 logger=console/standard]",
+                          "      | serve {{thermos.ports[http]}} {{thermos.ports[admin]}}",
+                          "  health: none (no port named health)"]
+    assert lines[10:] == ["  lifecycle: none (no port named health)", "  ports: admin, http"]
+    path = tmp_path / "task_info.json"
+    path.write_text(json.dumps(make_task_info("task-9", encode(load_job(config)), ports=[32001, 32002])))
+    lines = inspected(capsys, "--task-info", path).splitlines()
+    assert "      | Xvfb :99" in lines and lines[-2] == "  executor: stop_timeout=120.0 s disk_limit=checked " \
+                                                     "every 60.0 s cgroups=auto"
+    shown = json.loads(inspected(capsys, "--task-info", path, "--json"))
+    assert shown["lifecycle"] is None and shown["ports"] == {"admin": 32001, "http": 32002}
+    assert [shown["loggers"][p]["from"] for p in ("x", "serve")] == [
+        "the executor's --runner-logger-* flags or defaults", "the job"]
