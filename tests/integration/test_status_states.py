@@ -79,6 +79,9 @@ def test_a_lost_task_whose_sandbox_a_later_supervisor_took_names_it(tmp_path, ca
     code, out, _ = status(capsys, "web-0-1", "--root", settings.registry_root)
     assert code == 0 and "its registry entry; replaced by web-0-2 in the same sandbox); recorded RUNNING" in \
         out.splitlines()[0], out
+    lost = "the task is LOST: its supervisor is gone, so its processes are not measured"
+    assert f"\nresources (used of reserved):\n  RESOURCE  USED  RESERVED  %  NOTE\n  cpu       -     -         -  {lost}\n" \
+        in out, out  # its use, from the figures measured for it
     code, out, _ = status(capsys, "--json", "web-0-1", "--root", settings.registry_root)
     assert (code, json.loads(out)["replaced_by"]["task_id"]) == (0, "web-0-2")
 
