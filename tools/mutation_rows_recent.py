@@ -229,10 +229,12 @@ RECENT_ROWS = (
             "tests/integration/test_lost_cgroups.py", "tests/integration/test_pinned_writes.py",
             "tests/integration/test_sandbox_gone_rows.py", "tests/integration/test_shared_root.py",
             "tests/integration/test_status_attempts.py", "tests/integration/test_status_cli.py",
-            "tests/integration/test_status_damaged.py", "tests/integration/test_status_command.py"), subreaper=True),
+            "tests/integration/test_status_damaged.py", "tests/integration/test_status_command.py",
+            "tests/integration/test_status_states.py"), subreaper=True),
     Module("observepages", "`stoker observe`'s pages: the tasks list and one task's page as HTML",
            ("executor/observe/pages.py",),
-           ("tests/unit/test_observe_pages.py", "tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py",
+           ("tests/unit/test_observe_pages.py", "tests/unit/test_observe_page_reading.py", "tests/unit/test_ps_health.py",
+            "tests/unit/test_restart_view.py",
             "tests/integration/test_observe_usage.py", "tests/integration/test_registry_junk.py",
             "tests/integration/test_sandbox_gone_rows.py", "tests/integration/test_observe_app.py")),
     Module("runprune", "a process's run log directories bounded: its first run's and its last ones kept",
@@ -240,4 +242,35 @@ RECENT_ROWS = (
            ("tests/integration/test_runlogs.py", "tests/integration/test_run_prune.py",
             *all_but("tests/integration/test_log_stage.py",  # (a child that counts the modules loaded)
                      "test_a_restarts_fork_leaves_the_log_bookkeeping_to_the_next_idle_moment"))),
+    Module("inspectcli", "`stoker inspect`: a job from a config, a task from a TaskInfo, as text and JSON",
+           ("executor/cli/inspect.py",),
+           ("tests/unit/test_inspect.py", "tests/unit/test_inspect_text.py")),
+    Module("mesoslaunch", "a TaskInfo made into the task the executor runs (either form of TaskInfo.data)",
+           ("executor/mesos/launch.py",),
+           ("tests/unit/test_thermos_flags.py", "tests/unit/test_inspect.py", "tests/unit/test_task_launch.py",
+            *all_but("tests/unit/test_aurora_launch.py",  # (a fresh interpreter counts its modules)
+                     "test_a_json_launch_never_imports_thriftpy2"))),
+    Module("auroratask", "Aurora's AssignedTask read: its fields, limits and the words of its errors",
+           ("config/aurora/task.py", "config/aurora/errors.py"),
+           ("tests/unit/test_aurora_wire_fields.py", "tests/unit/test_aurora_wire_limits.py",
+            "tests/unit/test_aurora_wire_words.py", "tests/unit/test_aurora_idl.py",
+            *all_but("tests/unit/test_aurora_wire.py",  # (a fresh interpreter counts its modules)
+                     "test_thriftpy2_is_never_imported_by_the_executor"),
+            *all_but("tests/unit/test_aurora_launch.py", "test_a_json_launch_never_imports_thriftpy2"))),
+    Module("imagetask", "a filesystem-image task made ready: the containerizer checked and asked, the sandbox",
+           ("executor/mesos/imagetask.py",),
+           ("tests/unit/test_containerizer.py", "tests/integration/test_image_launch.py",
+            "tests/integration/test_image_hostile.py", "tests/integration/test_image_taskfs_swaps.py",
+            "tests/integration/test_image_start.py"),
+           # not `_answer` and `_read_into` (the ask's reading): their mutants wait for the
+           # containerizer's answer to TOOL_SECS, a minute each
+           functions=tuple(f"executor.mesos.imagetask.x_{f}__mutmut_*" for f in (
+               "check_containerizer", "executor_volumes", "start_image_task", "launch_info_supported", "_pidfd"))
+           + ("executor.mesos.imagetask.xǁImageTaskǁrelease__mutmut_*",), children=True, subreaper=True),
+    Module("strangers", "which orphans an init `stoker run` adopted are not the task's",
+           ("executor/procs/strangers.py",),
+           ("tests/integration/test_strangers.py",)),
+    Module("logwatch", "`stoker tail -f`'s wake-ups: inotify on the followed run's and process's directories",
+           ("executor/cli/logwatch.py",),
+           ("tests/integration/test_tail_wakeups.py", "tests/integration/test_tail_wakeup_watches.py")),
 )
