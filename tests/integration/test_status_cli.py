@@ -343,37 +343,24 @@ def test_a_frozen_supervisor_that_recorded_nothing_is_said_frozen(tmp_path, caps
     `status` said it "is starting" and `--json` had no `supervisor_frozen` (nor its cgroup),
     where a frozen one that recorded has both, and the warning. A real process holds the
     lock, in a real cgroup the test freezes."""
-    from executor.procs import cgroups
     from tests.support import cgroups as test_cgroups
 
     if (why := test_cgroups.unavailable()) is not None:
         pytest.skip(f"no task cgroup here: {why}")
     sandbox = tmp_path / "sb"
     (sandbox / ".stoker").mkdir(parents=True)
-    made = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", "auto")
-    assert not isinstance(made, cgroups.NoCgroup), made.reason
-    directory = made.directory
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time\n"
                                "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
                                "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
                                str(sandbox / ".stoker" / "supervisor.lock")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
-        v2 = os.path.exists(os.path.join(directory, "cgroup.freeze"))
-        with open(os.path.join(directory, "cgroup.procs"), "w") as procs:
-            procs.write(str(holder.pid))
-        with open(os.path.join(directory, "cgroup.freeze" if v2 else "freezer.state"), "w") as freeze:
-            freeze.write("1" if v2 else "FROZEN")
-        events = os.path.join(directory, "cgroup.events" if v2 else "freezer.state")
-        wait_for(lambda: ("frozen 1" in open(events).read().splitlines()) if v2 else
-                 open(events).read().strip() == "FROZEN", 10, message="frozen")
-        code, out, err = status(capsys, sandbox, "--json")
+        with test_cgroups.frozen_in_a_cgroup(holder.pid) as directory:
+            code, out, err = status(capsys, sandbox, "--json")
         doc = json.loads(out)
         assert (code, doc["supervisor_pid"], doc["supervisor_alive"]) == (0, holder.pid, True)
         assert (doc["supervisor_frozen"], doc["supervisor_frozen_cgroup"]) == (True, directory)
         assert f"the supervisor (pid {holder.pid}) is frozen (its cgroup {directory})" in err
-    finally:  # the cgroup's members killed (a frozen one too), then the holder, were it never moved in
-        test_cgroups.remove(directory)
+    finally:
         holder.kill()
         holder.wait()
-        cgroups.release(made)  # this process may make another (one task cgroup a process at a time)

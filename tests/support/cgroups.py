@@ -193,3 +193,27 @@ def bound_beside(task: str) -> Iterator[tuple[str, subprocess.Popen[bytes], list
         sleeper.kill()
         sleeper.wait()
         remove(outside)
+
+
+@contextlib.contextmanager
+def frozen_in_a_cgroup(pid: int) -> Iterator[str]:
+    """Process `pid` moved into a task cgroup made for it (`cgroups.create`, as a supervisor
+    makes its task's) and frozen there (v2 `cgroup.freeze`, else the v1 freezer): the cgroup's
+    directory, once the kernel says it is frozen. Its members killed and the cgroup removed
+    at the end (the process's own end, were it never moved in, is the caller's)."""
+    from tests.support.waiting import wait_for
+
+    made = cgroups.create(f"stoker-test-{os.urandom(4).hex()}", "auto")
+    assert not isinstance(made, cgroups.NoCgroup), made.reason
+    directory = made.directory
+    try:
+        v2 = os.path.exists(os.path.join(directory, "cgroup.freeze"))
+        Path(directory, "cgroup.procs").write_text(str(pid))
+        Path(directory, "cgroup.freeze" if v2 else "freezer.state").write_text("1" if v2 else "FROZEN")
+        events = Path(directory, "cgroup.events" if v2 else "freezer.state")
+        wait_for(lambda: ("frozen 1" in events.read_text().splitlines()) if v2 else
+                 events.read_text().strip() == "FROZEN", 10, message="frozen")
+        yield directory
+    finally:
+        remove(directory)
+        cgroups.release(made)  # this process may make another (one task cgroup a process at a time)
