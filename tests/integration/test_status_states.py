@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from executor.procs import sandboxfs
 from tests.integration.test_shared_root import other_host_s, shared_root
 from tests.integration.test_status_attempts import _between_attempts
 from tests.support.statuscli import RUNNING, header, registered_task, status, write
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 NONE_LEFT = "leftover processes: none (nothing of the task's user carries the task's marker)"
@@ -107,3 +110,35 @@ def test_another_host_s_task_named_by_an_earlier_attempt_s_id_is_named_so(tmp_pa
     for named in ("other-0-1", "other-0-2"):
         code, out, _ = status(capsys, "--json", named, "--root", tmp_path / "root")
         assert (code, json.loads(out)["task_id"]) == (0, named)
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["frozen", "stopped, then frozen"])
+def test_a_frozen_supervisor_that_recorded_is_said_frozen_in_either_form(tmp_path, capsys, stopped):
+    """Its cgroup frozen (`docker pause`), a supervisor the kernel shows sleeping read as
+    running: a warning names the cgroup to thaw, and the JSON says it too; one stopped
+    (SIGSTOP) is said stopped in the view itself, and nothing more. The supervisor is a real
+    `sleep` its checkpoint's header names, in a real cgroup the test freezes."""
+    from tests.support import cgroups as test_cgroups
+
+    if (why := test_cgroups.unavailable()) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    sandbox, sleeper = tmp_path / "sb", subprocess.Popen(["sleep", "60"])
+    try:
+        who = identity.identity_of(sleeper.pid)
+        assert who is not None
+        write(sandbox, [header(sleeper.pid, who.start_ticks), *RUNNING])
+        if stopped:
+            os.kill(sleeper.pid, signal.SIGSTOP)
+            wait_for(lambda: identity.is_stopped(sleeper.pid), 5)
+        with test_cgroups.frozen_in_a_cgroup(sleeper.pid) as directory:
+            said = [status(capsys, sandbox), status(capsys, "--json", sandbox)]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    warning = (f"stoker: warning: the supervisor (pid {sleeper.pid}) is frozen (its cgroup {directory}): nothing "
+               "is supervised, restarted or health-checked until it is thawed\n")
+    assert [(code, warning in err) for code, _, err in said] == [(0, not stopped), (0, not stopped)], said
+    assert f"supervisor_pid: {sleeper.pid} ({'stopped: SIGSTOP' if stopped else 'running)'}" in said[0][1]
+    doc = json.loads(said[1][1])
+    assert (doc["supervisor_stopped"], doc["supervisor_frozen"], doc["supervisor_frozen_cgroup"]) == (
+        stopped, not stopped, None if stopped else directory)
