@@ -2,8 +2,8 @@
 between and after supervisors: one whose supervisor died before it recorded anything (named
 by its task id or its path: its leftovers looked for by the marker its registry entry
 holds), one whose newest supervisor has no attempt in the checkpoint yet, a LOST task whose
-sandbox a later supervisor took, a restart pending between two attempts, and another host's
-task named by an earlier attempt's id."""
+sandbox a later supervisor took, a restart pending between two attempts, another host's task
+named by an earlier attempt's id, a frozen supervisor, and a live task's disk sample."""
 from __future__ import annotations
 
 import json
@@ -17,12 +17,15 @@ import attrs
 import pytest
 
 from config.registry import RegistrySettings
+from config.spec import ProcessSpec, TaskSpec
+from executor.events import DiskSampled
 from executor.host import identity
 from executor.host.clock import iso_time
 from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.registry import Registry
 from executor.host.sandbox import LOCK_FILE, open_stoker_dir
 from executor.procs import sandboxfs
+from executor.task.usagefile import UsageWriter
 from tests.integration.test_shared_root import other_host_s, shared_root
 from tests.integration.test_status_attempts import _between_attempts
 from tests.support.statuscli import RUNNING, header, registered_task, status, write
@@ -142,3 +145,22 @@ def test_a_frozen_supervisor_that_recorded_is_said_frozen_in_either_form(tmp_pat
     doc = json.loads(said[1][1])
     assert (doc["supervisor_stopped"], doc["supervisor_frozen"], doc["supervisor_frozen_cgroup"]) == (
         stopped, not stopped, None if stopped else directory)
+
+
+def test_a_live_task_s_json_has_its_disk_sample_and_the_sample_s_age(tmp_path, capsys):
+    """Its supervisor (this process) wrote its usage record and one disk sample, as the
+    owner's writer writes them: the JSON says how much, against the reservation, and how
+    long ago the sample was taken."""
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    registered_task(settings, tmp_path / "sb", "web-0-1", RUNNING, alive=True)
+    task = TaskSpec(name="t", processes=(ProcessSpec("web", "true"),), cpu=0.5, ram_bytes=64 << 20,
+                    disk_bytes=8 << 20)
+    usage = UsageWriter(tmp_path / "sb", "marker-web-0-1", "web.0", task, 60.0)
+    usage.start()
+    usage.sampled(DiskSampled(2 << 20, files=3, unreadable=0, secs=0.02))
+    usage.close()
+    code, out, _ = status(capsys, "--json", "web-0-1", "--root", settings.registry_root)
+    shown = json.loads(out)["resources"]
+    assert code == 0 and (shown["disk_used"], shown["disk_reserved"], shown["disk_percent"]) == (
+        2 << 20, 8 << 20, 25.0), shown
+    assert 0 <= shown["disk_sample_age_secs"] < 30 and shown["disk_check_secs"] == 60.0, shown
