@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import attrs
@@ -21,13 +20,12 @@ from config.spec import ProcessSpec, TaskSpec
 from executor.events import DiskSampled
 from executor.host import identity
 from executor.host.clock import iso_time
-from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.registry import Registry
-from executor.host.sandbox import LOCK_FILE, open_stoker_dir
-from executor.procs import sandboxfs
 from executor.task.usagefile import UsageWriter
 from tests.integration.test_shared_root import other_host_s, shared_root
 from tests.integration.test_status_attempts import _between_attempts
+from tests.integration.test_unrecorded_sandboxes import entry, lock_names
+from tests.integration.test_usage_file import pin_of
 from tests.support.statuscli import RUNNING, header, registered_task, status, write
 from tests.support.waiting import wait_for
 
@@ -39,17 +37,9 @@ def _taken_by(root: Path, sandbox: Path, who: identity.ProcessIdentity, task_id:
     """`sandbox` taken by supervisor `who` (gone): its lock file names it and its registry
     entry (task `task_id`, marker `m-TASK_ID`) pins the sandbox's `.stoker`."""
     (sandbox / ".stoker").mkdir(parents=True, mode=0o700, exist_ok=True)
-    fd = open_stoker_dir(sandbox)
-    try:
-        pinned = sandboxfs.dir_id(fd)
-    finally:
-        os.close(fd)
-    (sandbox / ".stoker" / LOCK_FILE).write_text(json.dumps(
-        {"pid": who.pid, "start": who.start_ticks, "boot": who.boot_id, "front_end": "run", "since": 1.0}))
-    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=3600)).write(RegistryEntry(
-        sandbox=str(sandbox), supervisor_pid=who.pid, supervisor_start=who.start_ticks, supervisor_boot=who.boot_id,
-        front_end=FrontEnd.RUN, registered_wall=time.time() - 60, task_id=task_id, stoker_dir=pinned,
-        marker=f"m-{task_id}"), prune=False)
+    lock_names(sandbox, who)
+    Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=3600)).write(
+        entry(sandbox, pin_of(sandbox), who, task_id=task_id, marker=f"m-{task_id}"), prune=False)
 
 
 def test_a_supervisor_that_died_before_recording_has_its_leftovers_looked_for_by_its_entry_s_marker(
