@@ -11,10 +11,10 @@ import pytest
 
 from config.document import encode
 from config.loader import load_job
-from executor.cli.main import main
-from tests.support.agent_sim import make_task_info
 from tests.support.aurora_tasks import assigned_task, client_json
 from tests.support.configs import write_config
+from tests.unit.test_inspect import inspect as inspected
+from tests.unit.test_inspect import task_info_file
 
 JOB = """
 setup = Process(name='setup', cmdline='\\n  mkdir -p data\\n  echo ready\\n')
@@ -49,17 +49,9 @@ min_consecutive_successes=2
 """
 
 
-def inspected(capsys, *argv: object) -> str:
-    assert main(["inspect", *map(str, argv)]) == 0
-    return capsys.readouterr().out
-
-
 @pytest.fixture
 def task_info(tmp_path) -> str:
-    path = tmp_path / "task_info.json"
-    document = encode(load_job(write_config(tmp_path, JOB)))
-    path.write_text(json.dumps(make_task_info("task-9", document, ports=[32001])))
-    return str(path)
+    return str(task_info_file(tmp_path, encode(load_job(write_config(tmp_path, JOB))), ports=[32001]))
 
 
 def test_a_config_s_job_reads_line_by_line(tmp_path, capsys):
@@ -104,9 +96,7 @@ def test_an_aurora_task_in_a_docker_image_runs_as_the_executor_s_user_and_says_w
            "[Process(name='web', cmdline='serve')], resources=Resources(cpu=0.5, ram=64*MB, disk=64*MB)))]")
     data = assigned_task(client_json(write_config(tmp_path, job)), role="www-data", name="web", environment="prod",
                          task_id="task-9", host="agent3", container_kind="docker")
-    path = tmp_path / "aurora.json"
-    path.write_text(json.dumps(make_task_info("task-9", data)))
-    lines = inspected(capsys, "--task-info", path).splitlines()
+    lines = inspected(capsys, "--task-info", task_info_file(tmp_path, data)).splitlines()
     assert lines[:5] == ["task task-9 (Aurora AssignedTask; job c/www-data/prod/web)",
                          "  instance=0 hostname=agent3 user=www-data",
                          "  runs as: the executor's user, inside the Docker image (no switch, as with Thermos)",
@@ -133,8 +123,7 @@ def test_a_job_with_no_announcer_health_port_or_rotation_says_so_and_each_port(t
                           "      | serve {{thermos.ports[http]}} {{thermos.ports[admin]}}",
                           "  health: none (no port named health)"]
     assert lines[10:] == ["  lifecycle: none (no port named health)", "  ports: admin, http"]
-    path = tmp_path / "task_info.json"
-    path.write_text(json.dumps(make_task_info("task-9", encode(load_job(config)), ports=[32001, 32002])))
+    path = task_info_file(tmp_path, encode(load_job(config)), ports=[32001, 32002])
     lines = inspected(capsys, "--task-info", path).splitlines()
     assert "      | Xvfb :99" in lines and lines[-2] == "  executor: stop_timeout=120.0 s disk_limit=checked " \
                                                      "every 60.0 s cgroups=auto"
