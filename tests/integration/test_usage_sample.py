@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from executor.observe.model import Usage
 from executor.observe.usage import RunRef, UsageSampler
 from tests.support.waiting import wait_for
 
@@ -46,11 +47,21 @@ def _stat_rss(pid: int) -> int:
         return int(f.read().rsplit(b")", 1)[1].split()[21]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _settled_sample(tree: list[psutil.Process]) -> tuple[Usage, int]:
+    """The sampler's reading of the run taken between two equal sums of /proc's resident
+    bytes, and that sum: a `sleep` just exec'd still grows while its loader maps libc."""
+    def bracketed() -> tuple[Usage, int] | None:
+        before = sum(_stat_rss(p.pid) for p in tree)
+        usage = UsageSampler().sample([RunRef("web", tree[0].pid, os.getpid())])["web"]
+        return (usage, before) if sum(_stat_rss(p.pid) for p in tree) == before else None
+    return wait_for(bracketed, 10, message="the tree's resident bytes settled")
+
+
 def test_a_run_s_tree_is_counted_summed_and_dated_as_psutil_reads_it(run):
     tree = [run, *run.children()]
-    usage = UsageSampler().sample([RunRef("web", run.pid, os.getpid())])["web"]
+    usage, rss = _settled_sample(tree)
     assert (usage.pid, usage.processes, usage.stopped) == (run.pid, 3, False)
-    assert usage.rss_bytes == sum(_stat_rss(p.pid) for p in tree)  # (psutil's statm may read a page count apart)
+    assert usage.rss_bytes == rss  # (psutil's statm may read a page count apart)
     assert usage.rss_bytes == pytest.approx(sum(p.memory_info().rss for p in tree), abs=1 << 20)
     cpu = sum(p.cpu_times().user + p.cpu_times().system for p in tree)
     assert usage.cpu_secs == pytest.approx(cpu, abs=0.02) and usage.cpu_secs >= 0.28
