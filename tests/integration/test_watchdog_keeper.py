@@ -365,3 +365,7 @@ def test_a_watchdog_let_go_while_stopped_is_continued_to_finish(kept):
     with one.held_unheard(signal.SIGSTOP, "T") as pid:
         one.keeper.let_go()
         assert reaches(pid, "Z"), "the watchdog not continued to finish"
+    # A stop report the reaper took while the lock was held is said once it is let in: that
+    # line, then the exit, heard here, not between this test's call and its teardown (no
+    # handler there: the line went to the worker's stderr).
+    wait_for(lambda: one.keeper.running() is None, 10, message="the keeper to hear its exit")
