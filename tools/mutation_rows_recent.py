@@ -273,4 +273,11 @@ RECENT_ROWS = (
     Module("logwatch", "`stoker tail -f`'s wake-ups: inotify on the followed run's and process's directories",
            ("executor/cli/logwatch.py",),
            ("tests/integration/test_tail_wakeups.py", "tests/integration/test_tail_wakeup_watches.py")),
+    Module("cliparser", "the `stoker` command's parser: a dashed name's hint, help's width, where help goes",
+           ("executor/cli/parser.py",),
+           ("tests/unit/test_cli_parser.py",),
+           # not `_run_command` and `_inspection_commands`: the commands' help texts, declared
+           functions=tuple(f"executor.cli.parser.x_{f}__mutmut_*" for f in (
+               "_columns", "_command", "_may_be_a_name", "_dashed_name", "build", "_variables_epilog"))
+           + tuple(f"executor.cli.parser.xǁ{c}ǁ*" for c in ("_Help", "_Parser"))),
 )
