@@ -280,4 +280,11 @@ RECENT_ROWS = (
            functions=tuple(f"executor.cli.parser.x_{f}__mutmut_*" for f in (
                "_columns", "_command", "_may_be_a_name", "_dashed_name", "build", "_variables_epilog"))
            + tuple(f"executor.cli.parser.xǁ{c}ǁ*" for c in ("_Help", "_Parser"))),
+    Module("earlyrecord", "whether the early start trusts what an earlier run kept: the command line, the record, the plan",
+           ("executor/cli/launch.py",),
+           ("tests/unit/test_early_eligible.py", "tests/integration/test_early_record.py",
+            "tests/integration/test_sandbox_above.py"),
+           functions=tuple(f"executor.cli.launch.x_{f}__mutmut_*" for f in (
+               "eligible", "_root_unresolvable", "_run_config", "_writable", "to_plan_ahead", "_kept", "_record",
+               "_entry", "_key", "_unchanged", "_make_sandbox")), children=True),
 )

@@ -13,8 +13,8 @@ import pytest
 
 from executor.cli import launch
 from executor.host.replacefile import untrusted_level
+from executor.local import planfiles, runstart
 from executor.local import run as local_run
-from executor.local import runstart
 from tests.support.users import grant_write, needs_root, throwaway_user
 
 
@@ -38,11 +38,18 @@ def test_a_sandbox_named_through_the_user_s_own_symlink_is_checked_where_it_lead
         f"sandbox '{home / 'sb'}' is in a directory another user could change ({shared} may be "
         f"written by others (mode 777)")
     (home / "new").symlink_to(shared / "new")  # a link to a sandbox not made yet
-    with pytest.raises(PermissionError):
+    with pytest.raises(PermissionError) as early:
         launch._make_sandbox(str(home / "new"), "job")
-    assert sorted(os.listdir(shared)) == ["mine"]
+    assert early.value.args == (str(home / "new"),) and sorted(os.listdir(shared)) == ["mine"]
     os.chmod(shared, 0o1777)
     assert runstart.make_sandbox(str(home / "sb"), "job") == shared / "mine"
+
+
+def test_the_early_start_s_sandbox_with_none_given_is_named_as_stoker_run_names_it_in_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    made = Path(launch._make_sandbox(None, "web"))
+    assert made.parent == tmp_path.resolve() and made.is_dir() and planfiles.is_sandbox_name(made.name, "web")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a directory of another user or group needs root to make")

@@ -6,6 +6,8 @@ And the early start finds the plan cache entry `plancache` keeps for that comman
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from config.settings import RunSettings
 from executor.cli.launch import eligible
 from executor.local import plancache, planfiles
+from tests.support.stoker_proc import REPO
 
 
 @pytest.mark.parametrize(("args", "wanted"), [
@@ -39,7 +42,7 @@ def _with(args: list[str], pipe: tuple[int, int]) -> list[str]:
     return [{"R": str(pipe[0]), "W": str(pipe[1])}.get(arg, arg) for arg in args]
 
 
-@pytest.mark.parametrize("which", ["R", "closed", "1", "99999999999999999999"])
+@pytest.mark.parametrize("which", ["R", "closed", "1", "2", "99999999999999999999"])
 def test_a_ready_fd_not_open_for_writing_is_left_to_the_full_path(which, pipe):
     """Checked before the early start opens anything: by the time the full path checks it,
     a closed descriptor's number may be one of the early start's own (the plan's lease: a
@@ -48,6 +51,30 @@ def test_a_ready_fd_not_open_for_writing_is_left_to_the_full_path(which, pipe):
     os.close(closed)
     fd = {"R": str(pipe[0]), "closed": str(closed)}.get(which, which)
     assert eligible(["run", "--ready-fd", fd, "job.aurora"], {}) is None
+
+
+# In a child of its own, whose descriptor 3 is the pipe's write end (this process's 3 may be
+# the test runner's own).
+AT_3 = ("import os, sys; os.dup2(int(sys.argv[1]), 3); from executor.cli.launch import eligible; "
+        "print(eligible(['run', '--ready-fd', '3', 'job.aurora'], {}))")
+
+
+def test_descriptor_3_the_first_after_stderr_may_be_the_ready_fd(pipe):
+    said = subprocess.run([sys.executable, "-c", AT_3, str(pipe[1])], pass_fds=(pipe[1],), cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert said.stdout == "('job.aurora', None)\n"
+
+
+def test_a_relative_stoker_root_is_not_once_the_working_directory_is_gone(tmp_path, monkeypatch):
+    """The run refuses it then (exit 2): nothing may start first."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    assert eligible(["run", "/j.aurora"], {"STOKER_ROOT": "rel"}) == ("/j.aurora", None)  # (resolvable here)
+    gone.rmdir()
+    assert eligible(["run", "/j.aurora"], {"STOKER_ROOT": "rel"}) is None
+    for environ in ({"STOKER_ROOT": "/abs"}, {"STOKER_ROOT": ""}, {}):
+        assert eligible(["run", "/j.aurora"], environ) == ("/j.aurora", None), environ
 
 
 @pytest.mark.parametrize("args", [
