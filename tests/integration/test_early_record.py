@@ -34,8 +34,8 @@ class Kept:
     def record(self, **environ: str) -> dict | None:
         return launch._record(self.entry, str(self.config), {**self.environ, **environ})
 
-    def ahead(self, *args: str, **environ: str) -> tuple[str, str | None] | None:
-        return launch.to_plan_ahead(["run", *(args or (str(self.config),))], {**self.environ, **environ})
+    def ahead(self, **environ: str) -> tuple[str, str | None] | None:
+        return launch.to_plan_ahead(["run", str(self.config)], {**self.environ, **environ})
 
     def rewrite_record(self, change) -> None:
         """The launch record as `change(record)` returns it, written back as the cache writes it."""

@@ -112,24 +112,12 @@ def test_a_command_that_takes_no_name_and_the_top_level_get_the_top_level_usage_
                                            "stoker: error: the following arguments are required: COMMAND")
 
 
-def _help(*words: str) -> list[str]:
-    """The help lines `stoker WORDS --help` writes to this test's stdout (status 0)."""
-    read, write = os.pipe()
-    try:
-        with os.fdopen(write, "w") as out:
-            saved, sys.stdout = sys.stdout, out
-            try:
-                with pytest.raises(SystemExit) as ended:
-                    build().parse_args([*words, "--help"])
-            finally:
-                sys.stdout = saved
-        assert ended.value.code == 0
-        with os.fdopen(read) as text:
-            read = -1
-            return text.read().splitlines()
-    finally:
-        if read >= 0:
-            os.close(read)
+def _help(capsys: pytest.CaptureFixture[str], *words: str) -> list[str]:
+    """The help lines `stoker WORDS --help` writes to stdout (status 0)."""
+    with pytest.raises(SystemExit) as ended:
+        build().parse_args([*words, "--help"])
+    assert ended.value.code == 0
+    return capsys.readouterr().out.splitlines()
 
 
 def _width(*at_start: IO[str] | None) -> int:
@@ -145,10 +133,10 @@ def _width(*at_start: IO[str] | None) -> int:
         sys.__stdout__ = saved
 
 
-def test_help_is_as_wide_as_columns_says_less_argparse_s_margin(monkeypatch):
+def test_help_is_as_wide_as_columns_says_less_argparse_s_margin(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "50")
     assert _width() == 48
-    assert _help("tail")[:3] == ["usage: stoker tail [-h] [-n N] [-f] [--run N]",
+    assert _help(capsys, "tail")[:3] == ["usage: stoker tail [-h] [-n N] [-f] [--run N]",
                                  "                   [--attempt N] [--stderr]", "                   [--root DIR]"]
     monkeypatch.setenv("COLUMNS", "1")
     assert _width() == -1  # (taken as it is, as shutil takes it)
@@ -182,17 +170,17 @@ def test_help_with_no_terminal_to_measure_is_80_columns_wide(monkeypatch, stdout
         os.close(read)
 
 
-def test_a_command_s_description_is_its_summary_as_a_sentence_and_its_example_the_epilog(monkeypatch):
+def test_a_command_s_description_is_its_summary_as_a_sentence_and_its_example_the_epilog(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "200")
-    lines = _help("run")
+    lines = _help(capsys, "run")
     assert lines[lines.index("") + 1] == "Run a job on this machine, restarting it by the service rules."
     assert "examples:" in lines and "  stoker run examples/hello_world.aurora" in lines
     assert "  -h, --help            show this help message and exit" in lines  # (argparse's indent and column)
 
 
-def test_the_top_level_help_lists_each_command_with_its_summary_and_the_first_example(monkeypatch):
+def test_the_top_level_help_lists_each_command_with_its_summary_and_the_first_example(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "200")
-    lines = _help()
+    lines = _help(capsys)
     assert lines[2:4] == ["Run Aurora/Thermos job specs under Mesos or on this machine, with health checks.", ""]
     assert "    run       run a job on this machine, restarting it by the service rules" in lines
     assert "    executor  the Mesos executor, started by a Mesos agent" in lines
@@ -246,9 +234,9 @@ def test_each_supervisor_takes_its_own_flags():
 
 
 def test_the_executor_s_variables_put_the_agent_s_route_after_its_other_mesos_ones_and_the_code_cache_last(
-        monkeypatch):
+        monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "400")
-    lines = _help("executor")
+    lines = _help(capsys, "executor")
     assert lines[lines.index("") + 1] == ("The Mesos executor, started by a Mesos agent. It reads the agent's MESOS_* "
                                           "variables (below).")
     rows = lines[lines.index("environment (MESOS_*: set by the agent; docs/contract.md §8):") + 1:]
