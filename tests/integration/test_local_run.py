@@ -15,7 +15,7 @@ from config.registry import RegistrySettings
 from config.settings import RunSettings
 from executor.local import run as local_run
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = pytest.mark.timeout(30, method="thread")  # (the run relays SIGALRM, the signal method's timer, as a stray)
 
 SERVICE = """
 jobs = [Service(cluster='c', role='r', environment='test', name='quick',
