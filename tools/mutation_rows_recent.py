@@ -287,4 +287,8 @@ RECENT_ROWS = (
            functions=tuple(f"executor.cli.launch.x_{f}__mutmut_*" for f in (
                "eligible", "_root_unresolvable", "_run_config", "_writable", "to_plan_ahead", "_kept", "_record",
                "_entry", "_key", "_unchanged", "_make_sandbox")), children=True),
+    Module("localrun", "`stoker run`'s attempt loop: its stops, kills, errors and what it says",
+           ("executor/local/run.py",),
+           ("tests/integration/test_local_run.py", "tests/integration/test_local_run_lines.py",
+            "tests/integration/test_run_ctrl_z.py"), subreaper=True),
 )

@@ -3,6 +3,7 @@ cannot place an event exactly: a stop that lands as the next attempt begins."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -156,13 +157,14 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
     assert listed.entry.ended_wall is not None
 
 
-def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_path, monkeypatch):
+def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_path, monkeypatch, caplog):
     """`stoker kill SANDBOX` as `stoker run` prepared its task (the sandbox held, its socket
     up, no owner yet): the run ended with exit 0 and not a word; and in the moment between
     the socket's start and the hook's, the kill was refused and the task started anyway."""
     from executor.host.controlwire import KillControl
     from tests.support.control_socket import ask_all
 
+    caplog.set_level(logging.INFO, logger=local_run.__name__)
     run, out, sandbox = _stoker_run(tmp_path)
     real_hold = local_run.hold_sandbox
     answers = []
@@ -179,6 +181,9 @@ def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_
     lines = out.getvalue().splitlines()
     assert lines[-1] == "stoker run: stopped by `stoker kill` before its task started (exit 0)", lines
     assert not any("STARTING" in line for line in lines)
+    (ended,) = [r for r in caplog.records if getattr(r, "stoker_event", "") == "run_ended"]
+    assert (ended.levelname, ended.name, ended.stoker_fields) == (
+        "INFO", local_run.__name__, {"reason": "stopped by `stoker kill` before its task started", "exit": 0})
 
 
 def _owner_failing_at_a_restart(tmp_path: Path, monkeypatch, name: str,
