@@ -1,8 +1,9 @@
 """`stoker run`'s attempt loop in process (`executor/local/run.py`), read whole: the lines it
 prints and the events it logs for a job that fails, restarts and fails again; for a stop
-signal during the restart delay, and a second one that kills at once; its restart record;
-its answers to Ctrl-Z, a stray and an ignored Ctrl-C; its notes and warnings before the
-first attempt. The command as a process is tests/e2e's."""
+signal or `stoker kill` during the restart delay, and a second signal that kills at once;
+its restart record (and a restart whose record's module cannot load); ports another program
+holds; its answers to Ctrl-Z, a stray and an ignored Ctrl-C; its notes and warnings before
+the first attempt. The command as a process is tests/e2e's."""
 from __future__ import annotations
 
 import io
