@@ -87,16 +87,21 @@ def prepare(module: Module) -> Path:
             shutil.copy2(source, target)
     lines = ["[mutmut]", "source_paths =", *(f"    {p}" for p in (*PACKAGES, *tops)),
              "only_mutate =", *(f"    {s}" for s in module.sources),
-             "also_copy =", "    pytest.ini", "    examples", *(f"    {b}" for b in beside), *(["    conftest.py"] if module.children or module.subreaper else []),
+             "also_copy =", "    pytest.ini", "    examples", *(f"    {b}" for b in beside), *(["    conftest.py"] if _conftest(module) else []),
              "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in module.tests),
              # Hypothesis on a fixed seed, so a run's score does not depend on luck.
              "pytest_add_cli_args =", "    --hypothesis-seed=0", ""]
     (work / "setup.cfg").write_text("\n".join(lines))
-    if module.children or module.subreaper:
-        (work / "conftest.py").write_text("\n\n".join(
-            [f"SOURCES = {module.sources!r}\n" + CHILDREN_CONFTEST] * module.children
-            + [SUBREAPER_CONFTEST] * module.subreaper))
+    if text := _conftest(module):
+        (work / "conftest.py").write_text(text)
     return work
+
+
+def _conftest(module: Module) -> str:
+    """The conftest.py a module's runs are given (CHILDREN_, SUBREAPER_, OWN_GROUP_CONFTEST):
+    "" for none."""
+    return "\n\n".join([f"SOURCES = {module.sources!r}\n" + CHILDREN_CONFTEST] * module.children
+                       + [SUBREAPER_CONFTEST] * module.subreaper + [OWN_GROUP_CONFTEST] * module.own_group)
 
 
 # For a module whose tests run it in child processes: the children import the mutated copy
@@ -176,6 +181,27 @@ def _a_subreaper_during_each_test_only():
     yield
     prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
     _reap_ended_children()
+"""
+
+
+# For a module a mutant of which may signal process group 0 (a child's pid mutated to 0, then
+# killed: `os.kill(0, SIGKILL)`): mutmut forks each mutant's run in its own process group, so
+# that signal kills everything it started, mutmut with it (a run ended at its 92nd of 305
+# mutants so, the table never written). Each mutant's run is put in a group of its own, in
+# which such a mutant kills only that run: a mutant its tests detect. (Not in mutmut's own
+# process, where the stats pass runs: a session leader under `setsid`, a job's under a shell.)
+OWN_GROUP_CONFTEST = """import contextlib
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _each_mutants_run_in_a_process_group_of_its_own():
+    if os.getpid() != os.getpgrp():
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)
+    yield
 """
 
 

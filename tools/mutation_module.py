@@ -1,6 +1,6 @@
 """The shape of a row of `make mutation`'s table (tools/mutation_rows.py's MODULES): a module,
 its sources, the tests that state its rules and how they run (in child processes, as a
-subreaper).
+subreaper, each mutant's run in a process group of its own).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class Module:
     functions: tuple[str, ...] = ()  # only these mutants (mutmut's names, globs): a module's new functions
     children: bool = False  # its tests run it in child processes (tools/mutation.py's CHILDREN_CONFTEST)
     subreaper: bool = False  # its tests make this process a child subreaper (tools/mutation.py's SUBREAPER_CONFTEST)
+    own_group: bool = False  # a mutant may signal process group 0 (tools/mutation.py's OWN_GROUP_CONFTEST)
 
 
 def all_but(test_file: str, *left_out: str) -> tuple[str, ...]:
