@@ -291,4 +291,10 @@ RECENT_ROWS = (
            ("executor/local/run.py",),
            ("tests/integration/test_local_run.py", "tests/integration/test_local_run_lines.py",
             "tests/integration/test_run_ctrl_z.py"), subreaper=True),
+    Module("localplanning", "`stoker run`'s planning child: its fork, its answer, its bound, the ports it gives",
+           ("executor/local/planning.py",),
+           ("tests/integration/test_planning.py", "tests/integration/test_planning_interrupted.py",
+            "tests/integration/test_loopback_ports.py", "tests/integration/test_codecache_planning.py",
+            "tests/integration/test_planning_answers.py", "tests/integration/test_port_picker.py"),
+           children=True, own_group=True),
 )
