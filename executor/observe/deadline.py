@@ -12,8 +12,8 @@ of headers and no body). A kept-alive connection between two requests (nothing o
 one received) is idle, not late: `channel_timeout` closes it, as before.
 
 Checked where waitress' loop asks each channel whether it reads (every turn of the loop: on
-any activity, else every `Limits.loop_secs`), so a late request is closed within
-`loop_secs` of its deadline.
+any activity, else every `Limits.loop_secs` while a connection is open: `QuietLoop`), so a
+late request is closed within `loop_secs` of its deadline.
 
 The deadline alone leaves the slots to whoever opens connections fastest: waitress stops
 accepting once `Limits.connections` are open, and connections that never send a byte are
@@ -44,6 +44,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
@@ -246,9 +247,41 @@ def _spare() -> int:
         return -1
 
 
+IDLE_WAIT_SECS = 3600.0  # the loop's wait with nothing due by a time (`QuietLoop`)
+
+
+class QuietLoop:
+    """waitress' `asyncore` as its server's `run` uses it (the attribute waitress keeps for
+    a test's shim): the same loop, whose select waits at most the loop's `timeout` only while
+    something is due by a time: a connection open (one idle `channel_timeout` closed, a late
+    request at its deadline) or a listener resting (`RoomMakingServer.resting_until`). Else
+    it waits for a connection or for its trigger (a worker's answer, a stop), an hour at most
+    (finite: wasyncore sleeps its timeout when nothing at all is watched): waitress' woke
+    every `Limits.loop_secs` for nothing, 2 a 20 s, each 2-6 ms of CPU on a VM whose idle
+    CPUs were slow to wake (`bench/bench_observe.py`: 12-31 ms per 20 s)."""
+
+    dispatcher = wasyncore.dispatcher  # (waitress reads it as it makes a server, before this is set)
+
+    @staticmethod
+    def loop(timeout: float = 30.0, use_poll: bool = False, map: dict[int, Any] | None = None,
+             count: int | None = None) -> None:
+        assert map is not None and count is None  # as waitress' servers call it
+        poll = wasyncore.poll2 if use_poll else wasyncore.poll
+        while map:
+            poll(timeout if timed(map.values()) else IDLE_WAIT_SECS, map)
+
+
+def timed(dispatchers: Iterable[Any]) -> bool:
+    """Whether the loop must wake by a time: a connection is open or a listener rests."""
+    now = time.monotonic()
+    return any(isinstance(d, HTTPChannel) or (isinstance(d, RoomMakingServer) and now < d.resting_until)
+               for d in dispatchers)
+
+
 def with_deadline(server: Any, request_secs: float) -> None:
     """Give each listening server in waitress' `server` (one, or a MultiSocketServer's in
-    its map) channels with the deadline `request_secs`, and make it a `RoomMakingServer`."""
+    its map) channels with the deadline `request_secs`, and make it a `RoomMakingServer`;
+    its loop waits with no timeout while nothing is due by a time (`QuietLoop`)."""
     channel = type("DeadlineChannel", (DeadlineChannel,), {"request_secs": request_secs})
     listeners = [server] if hasattr(server, "channel_class") else \
         [s for s in server.map.values() if hasattr(s, "channel_class")]
@@ -258,3 +291,4 @@ def with_deadline(server: Any, request_secs: float) -> None:
         listener.__class__ = RoomMakingServer
         listener.channel_class = channel
         listener.spare = _spare()
+    server.asyncore = QuietLoop

@@ -23,8 +23,9 @@ is answered for its peer's user (`peers.peer_uid`; root: every task), else for e
 It listens on every address the host resolves to (`listen_sockets`), all on one port; it
 is loopback when every one of them is,
 whatever name it was given (Debian's /etc/hosts makes the host's own name 127.0.1.1). Its
-I/O loop wakes every `Limits.loop_secs` when idle (waitress' select timeout, to close idle
-connections); nothing else runs between requests.
+I/O loop wakes every `Limits.loop_secs` while a connection is open (waitress' select
+timeout, to close idle connections), and not at all while none is (`deadline.QuietLoop`);
+nothing else runs between requests.
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ class Limits:
     connections: int = 64  # open connections; past it, each new one closes the one silent longest
     idle_secs: int = 30  # a connection silent this long is closed
     request_secs: int = 10  # a request not whole this long after its first byte is closed
-    loop_secs: int = 10  # the I/O loop's wake-up when idle (how soon idle ones are closed)
+    loop_secs: int = 10  # the I/O loop's wake-up while a connection is open (how soon idle ones are closed)
     header_bytes: int = 16384  # a request's headers, at most
 
 
