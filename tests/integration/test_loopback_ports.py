@@ -95,18 +95,25 @@ def test_without_ipv6_on_loopback_127_0_0_1_alone_decides():
     assert first.split()[1:] == ["True", "True"] and both == "[40000, 40001]", (first, both)
 
 
-PLAN = """
-import socket, sys
-from config.errors import ConfigError
-from config.plan import plan_job
-from executor.local.planning import allocate_ports
+def held_on_ipv6(numbers: str) -> str:
+    """A script's lines that listen on [::1] (only) on each of `numbers` (a Python expression)."""
+    return f"""
+import socket
 held = []
-for number in (40000, 40001):
+for number in {numbers}:
     other = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     other.bind(("::1", number))
     other.listen()
     held.append(other)
+"""
+
+
+PLAN = held_on_ipv6("(40000, 40001)") + """
+import sys
+from config.errors import ConfigError
+from config.plan import plan_job
+from executor.local.planning import allocate_ports
 try:
     plan_job(sys.argv[1], None, (), instance=0, fixed_ports={}, hostname="h", user="u", allocate=allocate_ports)
 except ConfigError as exc:

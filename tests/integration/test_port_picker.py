@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.integration.test_loopback_ports import _picked
+from tests.integration.test_loopback_ports import _picked, held_on_ipv6
 from tests.support.stoker_proc import REPO, measured
 
 pytestmark = pytest.mark.timeout(30)
@@ -55,16 +55,8 @@ def test_a_number_another_program_has_bound_on_ipv6_loopback_is_not_free_even_wi
     assert line == "refused: [Errno 98] Address already in use", line
 
 
-EVERY_TRY = """
-import socket, sys
-from executor.local.planning import PICK_TRIES, allocate_ports
-held = []
-for number in range(40000, 40000 + PICK_TRIES):
-    other = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    other.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    other.bind(("::1", number))
-    other.listen()
-    held.append(other)
+EVERY_TRY = "from executor.local.planning import PICK_TRIES, allocate_ports\n" + held_on_ipv6(
+    "range(40000, 40000 + PICK_TRIES)") + """
 try:
     print(allocate_ports(["a"], {}))
 except OSError as exc:
