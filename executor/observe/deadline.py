@@ -262,8 +262,7 @@ class QuietLoop:
 
     dispatcher = wasyncore.dispatcher  # (waitress reads it as it makes a server, before this is set)
 
-    @staticmethod
-    def loop(timeout: float = 30.0, use_poll: bool = False, map: dict[int, Any] | None = None,
+    def loop(self, timeout: float = 30.0, use_poll: bool = False, map: dict[int, Any] | None = None,
              count: int | None = None) -> None:
         assert map is not None and count is None  # as waitress' servers call it
         poll = wasyncore.poll2 if use_poll else wasyncore.poll
@@ -291,4 +290,4 @@ def with_deadline(server: Any, request_secs: float) -> None:
         listener.__class__ = RoomMakingServer
         listener.channel_class = channel
         listener.spare = _spare()
-    server.asyncore = QuietLoop
+    server.asyncore = QuietLoop()
