@@ -297,4 +297,10 @@ RECENT_ROWS = (
             "tests/integration/test_loopback_ports.py", "tests/integration/test_codecache_planning.py",
             "tests/integration/test_planning_answers.py", "tests/integration/test_port_picker.py"),
            children=True, own_group=True),
+    Module("quietloop", "the observer's I/O loop: timed only while a connection is open or a listener rests",
+           ("executor/observe/deadline.py",),
+           ("tests/integration/test_observe_quiet_loop.py", "tests/integration/test_observe_slow_clients.py",
+            "tests/integration/test_observe_server.py::test_a_name_of_several_addresses_is_served_on_each_on_one_port"),
+           functions=("executor.observe.deadline.xǁQuietLoopǁloop__mutmut_*", "executor.observe.deadline.x_timed__mutmut_*",
+                      "executor.observe.deadline.x_with_deadline__mutmut_*")),
 )

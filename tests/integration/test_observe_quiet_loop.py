@@ -16,14 +16,15 @@ import pytest
 
 from config.registry import RegistrySettings
 from executor.host.signals import kept_from_new_threads
-from executor.observe.deadline import IDLE_WAIT_SECS, QuietLoop, timed
+from executor.observe.deadline import IDLE_WAIT_SECS, DeadlineChannel, QuietLoop, RoomMakingServer, timed
 from executor.observe.reader import Reader
 from executor.observe.server import Limits, make_server
+from tests.integration.test_observe_server import resolver  # noqa: F401  (a fixture: observer.test)
 from tests.support.observer_server import _loop_map, stop
 
 pytestmark = pytest.mark.timeout(60)
 
-LIMITS = Limits(idle_secs=2, loop_secs=1)
+LIMITS = Limits(idle_secs=2, loop_secs=1, request_secs=7)
 
 
 @contextlib.contextmanager
@@ -57,7 +58,18 @@ def test_with_no_connection_open_the_loop_does_not_wake(tmp_path):
     with looping(tmp_path) as (server, thread):
         time.sleep(0.2)  # the loop at its wait
         assert counted(thread, 2.5) == 0  # waitress' own loop: 2 (every loop_secs, 1 s)
-        assert server.asyncore is QuietLoop
+        assert isinstance(server.asyncore, QuietLoop)
+
+
+def test_a_server_of_several_addresses_has_each_listener_s_deadline_and_the_quiet_loop(tmp_path, resolver):  # noqa: F811
+    with looping(tmp_path, "observer.test") as (server, thread):  # 127.0.0.1 and 127.0.0.2
+        listeners = [d for d in _loop_map(server).values() if hasattr(d, "channel_class")]
+        assert [type(d) for d in listeners] == [RoomMakingServer, RoomMakingServer]
+        assert all(issubclass(d.channel_class, DeadlineChannel) and d.channel_class.request_secs == LIMITS.request_secs
+                   for d in listeners)
+        assert isinstance(server.asyncore, QuietLoop)
+        time.sleep(0.2)
+        assert counted(thread, 2.5) == 0
 
 
 def test_with_a_connection_open_it_wakes_every_loop_secs_and_closes_it_once_idle(tmp_path):
@@ -86,3 +98,18 @@ def test_the_loop_is_timed_only_while_a_connection_is_open_or_a_listener_rests(t
         server.close()
         server.task_dispatcher.shutdown()
     assert IDLE_WAIT_SECS >= 3600  # finite, and far past any wait the observer has to keep
+
+
+def test_a_listener_that_is_not_waitress_tcp_one_is_refused_by_name(tmp_path):
+    from waitress.server import create_server
+
+    from executor.observe.deadline import with_deadline
+
+    unix = create_server(lambda environ, start_response: [], unix_socket=str(tmp_path / "observe.sock"))
+    try:
+        with pytest.raises(TypeError, match="^not a TCP listener of waitress: UnixWSGIServer$"):
+            with_deadline(unix, 5.0)
+        assert not isinstance(unix.asyncore, QuietLoop)  # left as it was
+    finally:
+        unix.close()
+        unix.task_dispatcher.shutdown()

@@ -66,6 +66,7 @@ def test_a_request_dripped_a_byte_at_a_time_is_closed_at_its_deadline(port):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         took = _drip_until_closed(sock)
     assert took is not None, f"still open after {DRIP_SECS} s of a request never whole"
+    assert took < LIMITS.request_secs + 2 * LIMITS.loop_secs + 1  # its deadline, seen at a wake
 
 
 def test_a_connection_that_sends_nothing_is_closed_at_the_request_deadline(port):
@@ -74,6 +75,7 @@ def test_a_connection_that_sends_nothing_is_closed_at_the_request_deadline(port)
         while not closed(sock) and time.monotonic() - started < DRIP_SECS:
             time.sleep(0.1)
         assert time.monotonic() - started < DRIP_SECS, "a silent connection waited for the idle timeout"
+        assert time.monotonic() - started < LIMITS.request_secs + 2 * LIMITS.loop_secs + 1  # its deadline
 
 
 def test_clients_dripping_on_every_connection_slot_do_not_shut_others_out(port):
