@@ -280,7 +280,8 @@ def timed(dispatchers: Iterable[Any]) -> bool:
 def with_deadline(server: Any, request_secs: float) -> None:
     """Give each listening server in waitress' `server` (one, or a MultiSocketServer's in
     its map) channels with the deadline `request_secs`, and make it a `RoomMakingServer`;
-    its loop waits with no timeout while nothing is due by a time (`QuietLoop`)."""
+    its loop waits an hour at most (`IDLE_WAIT_SECS`), not `loop_secs`, while nothing is due
+    by a time (`QuietLoop`)."""
     channel = type("DeadlineChannel", (DeadlineChannel,), {"request_secs": request_secs})
     listeners = [server] if hasattr(server, "channel_class") else \
         [s for s in server.map.values() if hasattr(s, "channel_class")]
