@@ -131,8 +131,7 @@ def members(client: KazooClient, path: str) -> list[str]:
 
 
 def joined(zk, reader: KazooClient, announcers) -> tuple[ServerSetAnnouncer, Recorder, str, list[str]]:
-    """An announcer under a fresh root, joined (listed, and its create's answer read): it, its
-    recorder, its members' path and the members."""
+    """Under a fresh root, joined (listed, its create's answer read): announcer, recorder, path, members."""
     root = unique_root()
     path = f"{root}/www-data/prod/hello"
     announcer, recorder = announcers(announcement(zk.ensemble, root))
@@ -440,9 +439,7 @@ def test_credentials_refused_as_the_session_is_resumed_say_its_member_stays_unti
     announcer, _ = announcers(announcement(zk.ensemble, root), session_timeout_secs=4.0)
     announcer.join()
     before = wait_for(lambda: members(reader, path), timeout_secs=10)
-    # the announcer has read its create's answer (was: a reader saw the member first, the drop
-    # lost the answer, and the view rightly spoke of "a member the create ... may have made")
-    wait_for(lambda: announcer.view().member == before[0], timeout_secs=10)
+    wait_for(lambda: announcer.view().member == before[0], timeout_secs=10)  # its create's answer read
     client = announcer._zk
     client.auth_data.add(("nosuch", "stoker:s3cret"))  # sent again as the session is resumed
     client._connection._socket.shutdown(socket.SHUT_RDWR)  # the connection drops, the session does not
