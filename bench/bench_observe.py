@@ -120,6 +120,27 @@ def _start_observer(root: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], str
     return proc, line.split()[2].rstrip("/")
 
 
+def _idle_row(pid: int, idle_secs: float) -> tuple[Row, int]:
+    """The observer `pid`'s CPU and wakeups over `idle_secs`, beside a sleeping Python and one
+    that wakes as its loop did; and its thread count."""
+    progress(f"idle observer for {idle_secs:.0f} s")
+    time.sleep(1.0)  # let the last request's connection close
+    cpu0, wake0 = benchlib.cpu_secs_of(pid), benchlib.wakeups_of(pid)
+    with SleepingPython() as control, SleepingPython(WAKING) as waking:
+        controls = (control.pid, waking.pid)
+        before = [(benchlib.cpu_secs_of(p), benchlib.wakeups_of(p)) for p in controls]
+        time.sleep(idle_secs)
+        idle_cpu, idle_wake = benchlib.cpu_secs_of(pid) - cpu0, benchlib.wakeups_of(pid) - wake0
+        (control_cpu, control_wake), (waking_cpu, waking_wake) = [
+            (benchlib.cpu_secs_of(p) - cpu, benchlib.wakeups_of(p) - wakes) for p, (cpu, wakes) in zip(controls, before)]
+    threads = benchlib.thread_count(pid)
+    return Row(f"Observer idle with {TASKS} registered tasks: CPU and wakeups per {idle_secs:.0f} s ({threads} threads)",
+               f"{idle_cpu * 1000:.2f} ms CPU, {idle_wake} wakeups",
+               f"sleeping Python: {control_cpu * 1000:.2f} ms, {control_wake} wakeups (a Python thread waking every "
+               f"{LOOP_SECS} s, as the observer's loop did: {waking_cpu * 1000:.2f} ms, {waking_wake} wakeups)",
+               f"≈ 0: ≤ {IDLE_CPU_LIMIT_SECS * 1000:.0f} ms CPU", value=idle_cpu, limit=IDLE_CPU_LIMIT_SECS), threads
+
+
 def run(quick: bool) -> tuple[list[Row], list[str]]:
     idle_secs = QUICK_IDLE_SECS if quick else IDLE_SECS
     repeat = 5 if quick else 20
@@ -150,19 +171,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             scraped, zipped = _get(f"{url}/metrics"), _get(f"{url}/metrics", gzip=True)
             scrape = timed(lambda: _get(f"{url}/metrics", gzip=True), repeat)
             memory = memory_of(observer.pid)
-            progress(f"idle observer for {idle_secs:.0f} s")
-            time.sleep(1.0)  # let the last request's connection close
-            cpu0, wake0 = benchlib.cpu_secs_of(observer.pid), benchlib.wakeups_of(observer.pid)
-            with SleepingPython() as control, SleepingPython(WAKING) as waking:
-                controls = (control.pid, waking.pid)
-                before = [(benchlib.cpu_secs_of(pid), benchlib.wakeups_of(pid)) for pid in controls]
-                time.sleep(idle_secs)
-                idle_cpu = benchlib.cpu_secs_of(observer.pid) - cpu0
-                idle_wake = benchlib.wakeups_of(observer.pid) - wake0
-                (control_cpu, control_wake), (waking_cpu, waking_wake) = [
-                    (benchlib.cpu_secs_of(pid) - cpu, benchlib.wakeups_of(pid) - wakes)
-                    for pid, (cpu, wakes) in zip(controls, before)]
-            threads = benchlib.thread_count(observer.pid)
+            idle, threads = _idle_row(observer.pid, idle_secs)
         finally:
             if observer is not None:
                 observer.kill()
@@ -183,14 +192,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                     f"{series} series, {len(scraped) / 1000:.0f} KB, gzipped {len(zipped) / 1000:.0f} KB",
                     f"< {PAGE_LIMIT_SECS * 1000:.0f} ms median",
                     value=summary(scrape).median, limit=PAGE_LIMIT_SECS))
-    rows.append(Row(f"Observer idle with {TASKS} registered tasks: CPU and wakeups per "
-                    f"{idle_secs:.0f} s ({threads} threads)",
-                    f"{idle_cpu * 1000:.2f} ms CPU, {idle_wake} wakeups",
-                    f"sleeping Python: {control_cpu * 1000:.2f} ms, {control_wake} wakeups (a Python "
-                    f"thread waking every {LOOP_SECS} s, as the observer's loop did: "
-                    f"{waking_cpu * 1000:.2f} ms, {waking_wake} wakeups)",
-                    f"≈ 0: ≤ {IDLE_CPU_LIMIT_SECS * 1000:.0f} ms CPU", value=idle_cpu,
-                    limit=IDLE_CPU_LIMIT_SECS))
+    rows.append(idle)
     rows.append(Row("Observer memory after serving those pages",
                     f"RSS {memory.rss / 1e6:.1f} MB, PSS {memory.pss / 2**20:.2f} MiB, "
                     f"USS {memory.uss / 2**20:.1f} MiB", "—", "—"))
