@@ -260,8 +260,6 @@ class QuietLoop:
     every `Limits.loop_secs` for nothing, 2 a 20 s, each 2-6 ms of CPU on a VM whose idle
     CPUs were slow to wake (`bench/bench_observe.py`: 12-31 ms per 20 s)."""
 
-    dispatcher = wasyncore.dispatcher  # (waitress reads it as it makes a server, before this is set)
-
     def loop(self, timeout: float = 30.0, use_poll: bool = False, map: dict[int, Any] | None = None,
              count: int | None = None) -> None:
         assert map is not None and count is None  # as waitress' servers call it
