@@ -220,8 +220,7 @@ def reading(pid: int) -> tuple[float, int]:
     return cpu_secs_of(pid), wakeups_of(pid)
 
 
-CONTROL = ("import threading, time\n"
-           "threading.Thread(target=lambda: [time.sleep(1.0) for _ in range(3600)], daemon=True).start()")
+CONTROL = benchlib.waking(1.0)
 
 
 def idle_window(root: Path, ns: tuple[int, ...], window_secs: float) -> tuple[dict, tuple, tuple]:

@@ -46,8 +46,7 @@ PAGE_LIMIT_SECS = 0.100
 IDLE_CPU_LIMIT_SECS = 0.010
 LOOP_SECS = Limits().loop_secs
 # a Python thread that wakes as often as the observer's I/O loop did when idle
-WAKING = ("import threading, time\n"
-          f"threading.Thread(target=lambda: [time.sleep({LOOP_SECS}) for _ in range(3600)], daemon=True).start()")
+WAKING = benchlib.waking(LOOP_SECS)
 
 
 def _write_checkpoint(sandbox: Path, records: list[dict]) -> None:

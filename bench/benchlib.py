@@ -180,6 +180,12 @@ def thread_count(pid: int) -> int:
         return 0
 
 
+def waking(every_secs: float) -> str:
+    """A SleepingPython's statement: a thread that wakes every `every_secs` (a control)."""
+    return ("import threading, time\n"
+            f"threading.Thread(target=lambda: [time.sleep({every_secs}) for _ in range(3600)], daemon=True).start()")
+
+
 class SleepingPython:
     """The same interpreter, importing `statement` and then sleeping: a floor for memory
     and idle cost. A context manager; the process is killed and waited for on exit."""
