@@ -25,17 +25,18 @@ jobs = [Service(cluster='c', role='r', environment='test', name='quick',
 """
 
 
-def _stoker_run(tmp_path: Path, config_text: str = SERVICE,
-                **settings: Any) -> tuple[local_run.LocalRun, io.StringIO, Path]:
+def _stoker_run(tmp_path: Path, config_text: str = SERVICE, *, out: Any = None, environ: dict[str, str] | None = None,
+                unit: Any = None, **settings: Any) -> tuple[local_run.LocalRun, io.StringIO, Path]:
     """A `stoker run` of `config_text` (no plan cache) in `tmp_path/sandbox`, registered
-    under `tmp_path/registry`, printing to the StringIO it returns, with its sandbox."""
+    under `tmp_path/registry`, printing to the StringIO it returns (or to `out`), with its
+    sandbox; `environ`: variables of its environment besides this process's; `unit`: systemd's."""
     config = tmp_path / "job.aurora"
     config.write_text(config_text)
     sandbox = tmp_path / "sandbox"
-    out = io.StringIO()
+    out = io.StringIO() if out is None else out
     run = local_run.LocalRun(
         RunSettings(config=str(config), sandbox=str(sandbox), **settings), out=out,
-        environ=dict(os.environ, STOKER_PLAN_CACHE="off"),
+        environ=dict(os.environ, STOKER_PLAN_CACHE="off", **(environ or {})), unit=unit,
         registry=RegistrySettings(registry_root=str(tmp_path / "registry")))
     return run, out, sandbox
 
