@@ -3,10 +3,15 @@ attempt's supervisor from its settings and what it says of it. systemd's unit he
 task state, the restart delay, the stop (a signal's or `stoker kill`'s) and is fed its
 watchdog; a re-run ends what a lost attempt left in its sandbox and says so; the disk limit
 and the announcement reach the supervisor; the task gets the environment the run was given;
-a warning to the journal carries its priority. The command as a process is tests/e2e's."""
+a warning to the journal carries its priority; the console's columns fit the task's names, its task
+id names the instance; a supervisor that fails before its task ends fails the run (70); a
+broken stdout is said once, with the command that shows the task. The command as a
+process is tests/e2e's."""
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import socket
 import subprocess
@@ -18,6 +23,7 @@ import pytest
 
 from executor.host.controlwire import KillControl
 from executor.host.sdnotify import notifier
+from executor.local import run as local_run
 from executor.local.unitstate import UnitState
 from executor.procs.spawn import TASK_MARKER
 from executor.task.serverset import TIMED_OUT_REASON
@@ -26,6 +32,7 @@ from tests.integration.test_local_run_lines import TWICE
 from tests.integration.test_lost_attempt_long_header import lost_sandbox
 from tests.support.control_socket import ask_all
 from tests.support.notify_socket import notify_socket
+from tests.support.stoker_proc import checkpoint_records
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30, method="thread")  # (the run relays SIGALRM, the signal method's timer, as a stray)
@@ -175,3 +182,49 @@ def test_a_warning_to_systemd_s_journal_carries_its_priority(tmp_path, monkeypat
     said = "stoker run: warning: --announce: the job has no `announce = Announcer(...)`; nothing is announced"
     assert f"<4>{said}" in journal.read().splitlines()
     journal.close()
+
+
+def test_a_long_process_name_widens_the_console_s_column_and_the_task_id_names_the_instance(tmp_path):
+    name = "a-process-with-a-long-name"
+    run, out, sandbox = _stoker_run(tmp_path, TWICE.format(cmdline="exit 0").replace("name='p'", f"name='{name}'"),
+                                    instance=3)
+    assert run.run() == 0
+    lines = [line[14:] for line in out.getvalue().splitlines() if line[:2].isdigit()]
+    width = len(name) + len("[100] ")  # room for the run number's three digits, and a space
+    assert lines[:2] == ["twice.3      task" + " " * (width - 4) + "NEW → STARTING  task launched; sandbox ready, "
+                         "starting processes", f"twice.3      {name}[0]" + " " * (width - len(name) - 3) +
+                         "WAITING → RUNNING  starting run 0"], lines
+    (header,) = [r for r in checkpoint_records(sandbox) if r["kind"] == "header"]
+    assert header["task_id"].startswith("twice-3-"), header
+
+
+def test_an_attempt_whose_supervisor_fails_before_its_task_ends_is_failed_with_its_error(tmp_path, monkeypatch):
+    real_owner_for = local_run.owner_for
+
+    def owner_for(*args, **kwargs):
+        owner = real_owner_for(*args, **kwargs)
+        owner.run = lambda: (_ for _ in ()).throw(RuntimeError("a bug before the task's end"))
+        return owner
+
+    monkeypatch.setattr(local_run, "owner_for", owner_for)
+    run, out, _ = _stoker_run(tmp_path, TWICE.format(cmdline="exit 0"))
+    assert run.run() == local_run.EXIT_INTERNAL_ERROR
+    said = ("executor internal error: RuntimeError: a bug before the task's end; no restart: Stoker itself failed "
+            "(the traceback is in its log)")
+    assert out.getvalue().splitlines()[-1][14:] == f"twice.0      stoker           FAILED: {said} (exit 70)"
+
+
+def test_a_stdout_that_breaks_is_said_once_with_the_command_that_shows_the_task(tmp_path, caplog):
+    class Breaks(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    caplog.set_level(logging.WARNING, logger="executor.local.console")
+    run, out, sandbox = _stoker_run(tmp_path, TWICE.format(cmdline="exit 0"), out=Breaks())
+    assert run.run() == 0
+    assert out.getvalue() == f"stoker run: sandbox {sandbox}\n"
+    (gone,) = [r for r in caplog.records if getattr(r, "stoker_event", "") == "stdout_gone"]
+    assert gone.stoker_fields["reason"].endswith(
+        f"(`stoker status {sandbox}` shows it; Ctrl-C or SIGTERM stops it)"), gone.stoker_fields
