@@ -20,20 +20,24 @@ the checkpoint is checked dead in a `finally`.
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import benchlib
-from bench_idle import footprint_note, mapping_note
+from bench_idle import footprint_note, mapping_note, reading
 from benchlib import (
     MB,
     MIB,
     REPO,
     Memory,
     Row,
+    SleepingPython,
     med_max,
     memory_of,
     ms,
@@ -59,6 +63,10 @@ STARTING_TARGET = 0.050
 RUNNING_TARGET = 0.150
 KILL_TARGET = GRACE_SECS + 0.100
 RSS_TARGET = 35 * MB
+IDLE_SECS, QUICK_IDLE_SECS = 20.0, 5.0
+IDLE_CPU_LIMIT_SECS = 0.010
+LAUNCH_TIMEOUT_SECS = 10.0  # `--launch-timeout`'s default: its timer fires once, that long after the start
+DISK_CHECK_SECS = 5.0  # the disk-limit check's interval in the idle row's second executor (60 by default)
 EXITS_ON_SIGTERM = "sleep 1000"
 IGNORES_SIGTERM = "trap '' TERM; exec sleep 1000"  # the exec'd sleep keeps ignoring it
 
@@ -144,6 +152,50 @@ def one(root: Path, tag: str, argv: list[str], data: bytes, tls: bool = False) -
         kill_leftovers(pids)
 
 
+@contextlib.contextmanager
+def running(root: Path, tag: str, data: bytes, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """An agent and `stoker executor` (`env` added to its environment) whose task `data`
+    is RUNNING; on the way out the simulator is closed and every task pid killed."""
+    sandbox = root / tag
+    sandbox.mkdir()
+    sim = AgentSimulator(sandbox=sandbox)
+    try:
+        proc = sim.launch_executor(STOKER, cwd=sandbox, env_overrides={"PYTHONPATH": str(REPO), **env})
+        sim.wait_subscribed(WAIT_SECS)
+        sim.launch(make_task_info("task-1", data))
+        sim.wait_for_state("task-1", "TASK_RUNNING", WAIT_SECS)
+        yield proc
+    finally:
+        pids = task_pids(sandbox)
+        sim.close()
+        kill_leftovers(pids)
+
+
+def idle_row(root: Path, data: bytes, quick: bool) -> Row:
+    """The CPU and wakeups of an executor whose task (one sleeping process, no health
+    check) runs, with the disk limit off, over a window that starts once the launch
+    timeout's one timer has fired; beside it, in the same window, one whose disk check
+    (Thermos', on by default, every 60 s) walks the sandbox every DISK_CHECK_SECS, and a
+    sleeping Python."""
+    secs = QUICK_IDLE_SECS if quick else IDLE_SECS
+    progress(f"idle executors for {LAUNCH_TIMEOUT_SECS + secs:.0f} s")
+    with running(root, "idle-off", data, {"STOKER_DISK_LIMIT": "off"}) as off, \
+            running(root, "idle-on", data, {"STOKER_DISK_CHECK_INTERVAL": f"{DISK_CHECK_SECS:g}"}) as on, \
+            SleepingPython() as control:
+        time.sleep(LAUNCH_TIMEOUT_SECS + 0.5)
+        pids = (off.pid, on.pid, control.pid)
+        before = [reading(pid) for pid in pids]
+        time.sleep(secs)
+        (cpu, wakes), (check_cpu, check_wakes), (control_cpu, control_wakes) = [
+            (c1 - c0, w1 - w0) for (c0, w0), (c1, w1) in zip(before, [reading(pid) for pid in pids])]
+    return Row(f"Mesos: executor idle, its task (one sleeping process) running, disk limit off: CPU and "
+               f"wakeups per {secs:.0f} s", f"{cpu * 1000:.2f} ms CPU, {wakes} wakeups",
+               f"sleeping Python: {control_cpu * 1000:.2f} ms, {control_wakes} wakeups; with the disk limit on "
+               f"and its check walking the sandbox every {DISK_CHECK_SECS:g} s (every 60 s by default): "
+               f"{check_cpu * 1000:.2f} ms, {check_wakes} wakeups",
+               f"≈ 0: ≤ {IDLE_CPU_LIMIT_SECS * 1000:.0f} ms CPU", value=cpu, limit=IDLE_CPU_LIMIT_SECS)
+
+
 def _col(samples: list[Sample], field: str) -> list[float]:
     return [getattr(s, field) for s in samples]
 
@@ -168,6 +220,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
             stubborn.append(one(root, f"stubborn-{i}", STOKER, ignores))
             aurora.append(one(root, f"aurora-{i}", STOKER, thrift))
             tls.append(one(root, f"tls-{i}", STOKER, exits, tls=True))
+        idle = idle_row(root, exits, quick)
         progress("import footprints")
         footprint = footprint_note("what `stoker executor` imports", [
             "import ssl", "import http.client", "import executor.mesos.driver",
@@ -220,6 +273,7 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
                     f"PSS median {summary([s.memory.pss for s in tls]).median / MIB:.1f} MiB",
                     f"over plain HTTP: {med_max(subscribed)}; RSS median {summary(rss).median / MB:.1f} MB",
                     "RSS ≤ 35 MB", summary(tls_rss).median / RSS_TARGET, 1.0, max(tls_rss) / RSS_TARGET))
+    rows.append(idle)
     notes = [both[-1].maps, footprint]
     return rows, notes
 
