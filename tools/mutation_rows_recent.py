@@ -290,7 +290,9 @@ RECENT_ROWS = (
     Module("localrun", "`stoker run`'s attempt loop: its stops, kills, errors and what it says",
            ("executor/local/run.py",),
            ("tests/integration/test_local_run.py", "tests/integration/test_local_run_lines.py",
-            "tests/integration/test_run_ctrl_z.py"), subreaper=True),
+            "tests/integration/test_run_ctrl_z.py", "tests/integration/test_local_run_wiring.py",
+            "tests/integration/test_lost_attempt_long_header.py::"
+            "test_a_lost_attempt_s_header_past_the_line_cap_is_read_by_a_rerun_of_its_job"), subreaper=True),
     Module("localplanning", "`stoker run`'s planning child: its fork, its answer, its bound, the ports it gives",
            ("executor/local/planning.py",),
            ("tests/integration/test_planning.py", "tests/integration/test_planning_interrupted.py",
