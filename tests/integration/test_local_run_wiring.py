@@ -17,7 +17,6 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -32,6 +31,7 @@ from tests.integration.test_local_run_lines import TWICE
 from tests.integration.test_lost_attempt_long_header import lost_sandbox
 from tests.support.control_socket import ask_all
 from tests.support.notify_socket import notify_socket
+from tests.support.pidnames import state
 from tests.support.stoker_proc import checkpoint_records
 from tests.support.waiting import wait_for
 
@@ -129,7 +129,7 @@ def test_a_re_run_ends_what_a_lost_attempt_left_in_its_sandbox_and_says_so(tmp_p
     left = subprocess.Popen(["sleep", "60"], env={"PATH": os.environ["PATH"], TASK_MARKER: marker})
     try:
         assert run.run() == 0  # (its reaper reaps `left` too: this process is its subreaper)
-        assert not Path(f"/proc/{left.pid}").exists()
+        assert state(left.pid) in ("gone", "Z")  # killed (and reaped, or not yet)
     finally:
         left.kill()
         left.wait()
