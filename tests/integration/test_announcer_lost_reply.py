@@ -132,6 +132,27 @@ def test_a_member_made_by_a_create_whose_reply_was_lost_is_adopted_not_made_twic
         relay.close()
 
 
+def test_another_session_s_member_of_the_same_data_is_not_adopted(zk, reader, announcers):  # noqa: F811
+    """A member with this instance's very data, made by another session (an executor of the
+    same instance not gone yet), is listed first: the lost create's look adopts only a member
+    its own session made, and leaves the other's alone."""
+    root = unique_root()
+    path = f"{root}/www-data/prod/hello"
+    reader.ensure_path(path)
+    data = announcement(zk.ensemble, root).data
+    other = reader.create(f"{path}/member_", data, ephemeral=True, sequence=True).rsplit("/", 1)[1]
+    relay = LosingRelay(("127.0.0.1", zk.port))
+    try:
+        announcer, _ = announcers(announcement(f"127.0.0.1:{relay.port}", root))
+        announcer.join()
+        assert relay.cut.wait(15), "no member create went through the relay"
+        view = wait_for(lambda: (v := announcer.view()).state is MemberState.JOINED and v, timeout_secs=20)
+        assert view.member != other and members(reader, path) == sorted([other, view.member])
+        assert reader.get(f"{path}/{view.member}")[1].ephemeralOwner == announcer._zk.client_id[0]
+    finally:
+        relay.close()
+
+
 @contextlib.contextmanager
 def a_lost_create(zk, announcers, root: str):  # noqa: F811
     """An announcer joined through a relay that holds the connection its member's create went
