@@ -188,6 +188,8 @@ def test_a_leave_after_a_lost_create_deletes_the_member_it_made(zk, reader, anno
     with a_lost_create(zk, announcers, root) as (relay, announcer, recorder):
         [made] = wait_for(lambda: members(reader, path), timeout_secs=10)
         wait_for(lambda: "could not create" in announcer.view().reason, timeout_secs=10)
+        assert announcer.view().reason == ("could not create the member: connection to ZooKeeper lost "
+                                           "(ConnectionLoss); retrying")
         assert announcer.leave(timeout_secs=0.5) is False  # the member is still there
         assert announcer.view().state is MemberState.LEAVING and members(reader, path) == [made]
         left_once_reopened(relay, announcer, recorder, reader, path, made)
