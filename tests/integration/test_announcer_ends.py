@@ -1,0 +1,90 @@
+"""How the announcer's leave and close end (`executor/task/announcer.py`), on a real
+ZooKeeper: a close while joined deletes its member itself before it ends the session, each
+step one INFO line; one while ZooKeeper is down leaves the member to the session's end. On
+a ZooKeeper that does not answer, a wait still going on a fifth of a second in is said
+once, with the seconds it has left, and a leave's share is counted to the SIGKILL at the
+end of the processes' grace, not to the later exit time."""
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from executor.procs.exitby import ExitBy
+from executor.task.announcer import LEAVE_SHARE, SAID_AFTER_SECS
+from executor.task.membership import Connection, MemberState
+from tests.integration.test_announcer import (  # noqa: F401 (fixtures too)
+    announcement,
+    announcers,
+    joined,
+    joined_then_stopped,
+    members,
+    reader,
+    unique_root,
+)
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
+
+
+def _joined(private_zk, announcers, **kw):  # noqa: F811
+    """Joined on the test's own server: (announcer, recorder)."""
+    private_zk.start()
+    announcer, recorder = announcers(announcement(private_zk.ensemble, unique_root()), **kw)
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    return announcer, recorder
+
+
+@pytest.mark.parametrize("how", ["leave", "close"])
+def test_a_wait_still_going_a_fifth_of_a_second_in_says_how_long_it_has_left(private_zk, announcers, how):  # noqa: F811
+    announcer, _ = _joined(private_zk, announcers)
+    told: list[float] = []
+    with private_zk.stalled():
+        getattr(announcer, how)(timeout_secs=1.0, waiting=told.append)
+    assert len(told) == 1, told
+    assert 1.0 - SAID_AFTER_SECS - 0.3 <= told[0] <= 1.0 - SAID_AFTER_SECS, told
+
+
+def test_a_wait_over_at_once_says_nothing(zk, announcers):  # noqa: F811
+    announcer, _ = announcers(announcement(zk.ensemble, unique_root()))
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    told: list[float] = []
+    assert announcer.leave(timeout_secs=5.0, waiting=told.append) is True
+    assert told == []
+
+
+def test_a_leave_takes_its_share_of_what_is_left_until_the_sigkill_not_the_exit_time(private_zk, announcers):  # noqa: F811
+    """SHUTDOWN's exit time 20 s away, the processes' SIGKILL 2 s away: a leave on a stalled
+    ZooKeeper gives up after its share of the 2 s (0.5 s), not of the 20 (5 s)."""
+    exit_by = ExitBy()
+    announcer, _ = _joined(private_zk, announcers, exit_by=exit_by)
+    with private_zk.stalled():
+        now = time.monotonic()
+        exit_by.set(now + 20.0, kill_at=now + 2.0)
+        assert announcer.leave(timeout_secs=30) is False
+        took = time.monotonic() - now
+    assert LEAVE_SHARE * 2.0 - 0.1 <= took < 3.0, took  # (the exit time's share: 5 s)
+
+
+def test_a_close_while_joined_deletes_its_member_then_ends_the_session(zk, reader, announcers, caplog):  # noqa: F811
+    caplog.set_level(logging.INFO, logger="executor.task.announcer")
+    announcer, recorder, path, [member] = joined(zk, reader, announcers)
+    announcer.close(timeout_secs=5)
+    assert members(reader, path) == []
+    assert recorder.states()[3:] == ["member:LEAVING", "member:LEFT", "member:CLOSED"]
+    said = [(r.levelno, r.stoker_fields.get("to"), r.stoker_fields.get("reason")) for r in caplog.records
+            if getattr(r, "stoker_event", "") == "announcer_member"][2:]
+    assert said == [(logging.INFO, "LEAVING", "asked to leave"), (logging.INFO, "LEFT", f"deleted {member}"),
+                    (logging.INFO, "CLOSED", "closed: the ZooKeeper session is ended")]
+
+
+def test_a_close_while_zookeeper_is_down_leaves_the_member_to_the_session_s_end(private_zk, announcers):  # noqa: F811
+    announcer, recorder = _joined(private_zk, announcers)
+    private_zk.stop()
+    wait_for(lambda: announcer.view().connection is not Connection.CONNECTED, timeout_secs=10)
+    announcer.close(timeout_secs=5)
+    assert announcer.view().state is MemberState.CLOSED
+    assert "member:LEAVING" not in recorder.states()  # no delete tried with no connection
