@@ -2,8 +2,9 @@
 ZooKeeper: a close while joined deletes its member itself before it ends the session, each
 step one INFO line; one while ZooKeeper is down leaves the member to the session's end. On
 a ZooKeeper that does not answer, a wait still going on a fifth of a second in is said
-once, with the seconds it has left, and a leave's share is counted to the SIGKILL at the
-end of the processes' grace, not to the later exit time."""
+once, with the seconds it has left, a leave's share is counted to the SIGKILL at the end
+of the processes' grace, not to the later exit time, and a delete not answered within the
+operation timeout says so and is tried again."""
 from __future__ import annotations
 
 import logging
@@ -88,3 +89,14 @@ def test_a_close_while_zookeeper_is_down_leaves_the_member_to_the_session_s_end(
     announcer.close(timeout_secs=5)
     assert announcer.view().state is MemberState.CLOSED
     assert "member:LEAVING" not in recorder.states()  # no delete tried with no connection
+
+
+def test_a_delete_zookeeper_does_not_answer_in_time_says_so_and_is_tried_again(private_zk, announcers):  # noqa: F811
+    announcer, _ = _joined(private_zk, announcers, operation_timeout_secs=0.3)
+    member = announcer.view().member
+    with private_zk.stalled():  # shorter than the 2 s session: the connection stays
+        assert announcer.leave(timeout_secs=0.6) is False
+        view = announcer.view()
+    assert (view.state, view.reason) == (MemberState.LEAVING, "could not delete the member: KazooTimeoutError; retrying")
+    wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=10, message="left once it answers")
+    assert announcer.view().reason == f"deleted {member}"
