@@ -1,6 +1,7 @@
 """How the announcer's leave and close end (`executor/task/announcer.py`), on a real
 ZooKeeper: a close while joined deletes its member itself before it ends the session, each
-step one INFO line; one while ZooKeeper is down leaves the member to the session's end. On
+step one INFO line; one while ZooKeeper is down leaves the member to the session's end, and
+the reconnect attempts meanwhile log nothing (kazoo's WARNING each held back). On
 a ZooKeeper that does not answer, a wait still going on a fifth of a second in is said
 once, with the seconds it has left, a leave's share is counted to the SIGKILL at the end
 of the processes' grace, not to the later exit time, and a delete not answered within the
@@ -8,6 +9,7 @@ operation timeout says so and is tried again."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import pytest
@@ -100,3 +102,20 @@ def test_a_delete_zookeeper_does_not_answer_in_time_says_so_and_is_tried_again(p
     assert (view.state, view.reason) == (MemberState.LEAVING, "could not delete the member: KazooTimeoutError; retrying")
     wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=10, message="left once it answers")
     assert announcer.view().reason == f"deleted {member}"
+
+
+def test_reconnecting_to_a_zookeeper_that_is_down_logs_no_line_per_attempt(private_zk, announcers, caplog):  # noqa: F811
+    """kazoo logs a WARNING for each reconnect attempt; the announcer says the connection's
+    changes once each, and only kazoo's errors get through. Its port, once the server is
+    stopped, is a listener that counts four attempts (each closed as it comes)."""
+    announcer, _ = _joined(private_zk, announcers)
+    caplog.set_level(logging.DEBUG)
+    private_zk.stop()
+    attempts = 0
+    with socket.create_server(("127.0.0.1", private_zk.port)) as down:  # takes each attempt, then closes it
+        down.settimeout(10)
+        while attempts < 4:
+            down.accept()[0].close()
+            attempts += 1
+    kazoo = [r for r in caplog.records if r.name.startswith("kazoo") or r.name.endswith(".kazoo")]
+    assert [r for r in kazoo if r.levelno < logging.ERROR] == [], [r.getMessage() for r in kazoo]
