@@ -5,6 +5,8 @@ is tried again after its back-off until the ACL allows it. A plain kazoo client 
 path's ADMIN right plays the operator."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 from kazoo.security import ACL, Permissions, make_acl
 
@@ -23,7 +25,8 @@ def _without(*refused: int) -> list[ACL]:
     return [ACL(Permissions.ALL & ~sum(refused), OPEN[0].id)]
 
 
-def test_a_leave_the_path_s_acl_refuses_says_why_and_leaves_once_it_is_allowed(zk, reader, announcers):  # noqa: F811
+def test_a_leave_the_path_s_acl_refuses_says_why_and_leaves_once_it_is_allowed(zk, reader, announcers, caplog):  # noqa: F811
+    caplog.set_level(logging.INFO, logger="executor.task.announcer")
     announcer, _, path, [member] = joined(zk, reader, announcers)
     reader.set_acls(path, _without(Permissions.DELETE))  # a child's delete is the parent's right
     assert announcer.leave(timeout_secs=0.5) is False
@@ -32,6 +35,10 @@ def test_a_leave_the_path_s_acl_refuses_says_why_and_leaves_once_it_is_allowed(z
     view = wait_for(lambda: announcer.view() if announcer.view().reason == refused else None, timeout_secs=5,
                     message=f"the refusal said: {announcer.view()}")
     assert (view.state, view.member) == (MemberState.LEAVING, member)
+    (warned, *_) = [r for r in caplog.records if getattr(r, "stoker_event", "") == "announcer_member"
+                    and r.stoker_fields["reason"] == refused]
+    assert (warned.levelno, warned.stoker_fields["from"], warned.stoker_fields["to"]) == (
+        logging.WARNING, "LEAVING", "LEAVING")
     assert members(reader, path) == [member]
     reader.set_acls(path, OPEN)
     wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=10, message="left once allowed")

@@ -78,10 +78,16 @@ def test_a_close_while_joined_deletes_its_member_then_ends_the_session(zk, reade
     announcer.close(timeout_secs=5)
     assert members(reader, path) == []
     assert recorder.states()[3:] == ["member:LEAVING", "member:LEFT", "member:CLOSED"]
-    said = [(r.levelno, r.stoker_fields.get("to"), r.stoker_fields.get("reason")) for r in caplog.records
+    said = [(r.levelno, r.stoker_fields) for r in caplog.records
             if getattr(r, "stoker_event", "") == "announcer_member"][2:]
-    assert said == [(logging.INFO, "LEAVING", "asked to leave"), (logging.INFO, "LEFT", f"deleted {member}"),
-                    (logging.INFO, "CLOSED", "closed: the ZooKeeper session is ended")]
+    line = {"task": "hello.3", "path": path}
+    assert said == [
+        (logging.INFO, {**line, "member": member, "from": "JOINED", "to": "LEAVING", "reason": "asked to leave"}),
+        (logging.INFO, {**line, "member": None, "from": "LEAVING", "to": "LEFT", "reason": f"deleted {member}"}),
+        (logging.INFO, {**line, "member": None, "from": "LEFT", "to": "CLOSED",
+                        "reason": "closed: the ZooKeeper session is ended"})]
+    (event,) = [e for e in recorder.events if e.changes[-1].new == "CLOSED"]
+    assert (event.task, event.view.state, event.view.path) == ("hello.3", MemberState.CLOSED, path)
 
 
 def test_a_close_while_zookeeper_is_down_leaves_the_member_to_the_session_s_end(private_zk, announcers):  # noqa: F811
