@@ -305,4 +305,8 @@ RECENT_ROWS = (
             "tests/integration/test_observe_server.py::test_a_name_of_several_addresses_is_served_on_each_on_one_port"),
            functions=("executor.observe.deadline.xǁQuietLoopǁloop__mutmut_*", "executor.observe.deadline.x_timed__mutmut_*",
                       "executor.observe.deadline.x_with_deadline__mutmut_*")),
+    Module("announcer", "the ServerSet announcer: its ZooKeeper session, member, retries and what it says",
+           ("executor/task/announcer.py",),
+           ("tests/integration/test_announcer.py", "tests/integration/test_announcer_lost_reply.py",
+            "tests/integration/test_announcer_acl.py", "tests/integration/test_announcer_ends.py")),
 )
