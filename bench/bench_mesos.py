@@ -200,33 +200,40 @@ def _col(samples: list[Sample], field: str) -> list[float]:
     return [getattr(s, field) for s in samples]
 
 
-def run(quick: bool) -> tuple[list[Row], list[str]]:
-    reps = 2 if quick else 5
-    quiet_connection_resets()
-    with workdir("mesos") as root:
-        exits = document(root, EXITS_ON_SIGTERM)
-        ignores = document(root, IGNORES_SIGTERM)
-        thrift = document(root, EXITS_ON_SIGTERM, aurora=True)
-        echo: list[Sample] = []
-        term: list[Sample] = []
-        stubborn: list[Sample] = []
-        aurora: list[Sample] = []
-        tls: list[Sample] = []
-        for i in range(reps):  # interleaved, so drift on the machine hits all five alike
-            progress(f"executor repetition {i + 1} of {reps}: echo, exits on SIGTERM, ignores it, "
-                     "Aurora's, over TLS")
-            echo.append(one(root, f"echo-{i}", ECHO, exits))
-            term.append(one(root, f"term-{i}", STOKER, exits))
-            stubborn.append(one(root, f"stubborn-{i}", STOKER, ignores))
-            aurora.append(one(root, f"aurora-{i}", STOKER, thrift))
-            tls.append(one(root, f"tls-{i}", STOKER, exits, tls=True))
-        idle = idle_row(root, exits, quick)
-        progress("import footprints")
-        footprint = footprint_note("what `stoker executor` imports", [
-            "import ssl", "import http.client", "import executor.mesos.driver",
-            "import executor.mesos.process"])
-    both = term + stubborn
-    starting, running = _col(both, "starting"), _col(both, "running")
+@attrs.frozen
+class Runs:
+    """Every repetition's sample, by executor and task: the echo executor, Stoker's with a
+    process that exits on SIGTERM, one that ignores it, Aurora's AssignedTask, over TLS."""
+
+    echo: list[Sample]
+    term: list[Sample]
+    stubborn: list[Sample]
+    aurora: list[Sample]
+    tls: list[Sample]
+
+    @property
+    def both(self) -> list[Sample]:
+        return self.term + self.stubborn
+
+
+def _runs(root: Path, reps: int, exits: bytes) -> Runs:
+    ignores = document(root, IGNORES_SIGTERM)
+    thrift = document(root, EXITS_ON_SIGTERM, aurora=True)
+    runs = Runs([], [], [], [], [])
+    for i in range(reps):  # interleaved, so drift on the machine hits all five alike
+        progress(f"executor repetition {i + 1} of {reps}: echo, exits on SIGTERM, ignores it, "
+                 "Aurora's, over TLS")
+        runs.echo.append(one(root, f"echo-{i}", ECHO, exits))
+        runs.term.append(one(root, f"term-{i}", STOKER, exits))
+        runs.stubborn.append(one(root, f"stubborn-{i}", STOKER, ignores))
+        runs.aurora.append(one(root, f"aurora-{i}", STOKER, thrift))
+        runs.tls.append(one(root, f"tls-{i}", STOKER, exits, tls=True))
+    return runs
+
+
+def _latency_rows(runs: Runs) -> list[Row]:
+    echo, term = runs.echo, runs.term
+    starting, running = _col(runs.both, "starting"), _col(runs.both, "running")
     rows = [
         Row("Mesos: LAUNCH → TASK_STARTING", med_max(starting), f"echo executor: "
             f"{med_max(_col(echo, 'starting'))}", "≤ 50 ms", summary(starting).median,
@@ -237,45 +244,61 @@ def run(quick: bool) -> tuple[list[Row], list[str]]:
     ]
     for label, field, target, text in (("STARTING", "starting", STARTING_TARGET, "≤ 50 ms"),
                                        ("RUNNING", "running", RUNNING_TARGET, "≤ 150 ms")):
-        times = _col(aurora, field)
+        times = _col(runs.aurora, field)
         rows.append(Row(f"Mesos: LAUNCH → TASK_{label}, the task as Aurora's scheduler sends it (a Thrift "
                         f"AssignedTask)", med_max(times), f"the same job as Stoker's JSON task document: "
                         f"{med_max(_col(term, field))}", text, summary(times).median, target,
                         summary(times).maximum))
-        times = _col(tls, field)
+        times = _col(runs.tls, field)
         rows.append(Row(f"Mesos: LAUNCH → TASK_{label}, over TLS (libprocess SSL on: certificates "
                         f"verified both ways)", med_max(times), f"the same over plain HTTP: "
                         f"{med_max(_col(term, field))}", text, summary(times).median, target,
                         summary(times).maximum))
     kill_floor = f"grace {ms(GRACE_SECS, 0)}; echo executor KILL → KILLED: {med_max(_col(echo, 'killed'))}"
-    for label, samples in (("ignores SIGTERM", stubborn), ("exits on SIGTERM", term)):
+    for label, samples in (("ignores SIGTERM", runs.stubborn), ("exits on SIGTERM", term)):
         killed = _col(samples, "killed")
         rows.append(Row(f"Mesos: KILL → TASK_KILLED, process {label}, kill grace "
                         f"G={ms(GRACE_SECS, 0)}", med_max(killed), kill_floor,
                         f"≤ G + 100 ms = {ms(KILL_TARGET, 0)}", summary(killed).median,
                         KILL_TARGET, summary(killed).maximum))
-    rss = [s.memory.rss for s in both + aurora]
-    pss = [s.memory.pss for s in both + aurora]
-    echo_rss = [s.memory.rss for s in echo]
-    echo_pss = [s.memory.pss for s in echo]
-    rows.append(Row("Mesos: executor memory while running a task",
-                    f"RSS median {summary(rss).median / MB:.1f} MB, max {max(rss) / MB:.1f} MB; "
-                    f"PSS median {summary(pss).median / MIB:.1f} MiB (n={len(rss)})",
-                    f"echo executor: RSS {summary(echo_rss).median / MB:.1f} MB, PSS "
-                    f"{summary(echo_pss).median / MIB:.1f} MiB", "RSS ≤ 35 MB",
-                    summary(rss).median / RSS_TARGET, 1.0, max(rss) / RSS_TARGET))
-    subscribed = _col(both, "subscribed")
-    rows.append(Row("Mesos: executor exec → SUBSCRIBE received by the agent", med_max(subscribed),
-                    f"echo executor: {med_max(_col(echo, 'subscribed'))}", "—"))
-    tls_rss = [s.memory.rss for s in tls]
-    rows.append(Row("Mesos: executor over TLS, exec → SUBSCRIBE received / memory while running a task",
-                    f"{med_max(_col(tls, 'subscribed'))}; RSS median {summary(tls_rss).median / MB:.1f} MB, "
-                    f"PSS median {summary([s.memory.pss for s in tls]).median / MIB:.1f} MiB",
-                    f"over plain HTTP: {med_max(subscribed)}; RSS median {summary(rss).median / MB:.1f} MB",
-                    "RSS ≤ 35 MB", summary(tls_rss).median / RSS_TARGET, 1.0, max(tls_rss) / RSS_TARGET))
-    rows.append(idle)
-    notes = [both[-1].maps, footprint]
-    return rows, notes
+    return rows
+
+
+def _memory_rows(runs: Runs) -> list[Row]:
+    rss = [s.memory.rss for s in runs.both + runs.aurora]
+    pss = [s.memory.pss for s in runs.both + runs.aurora]
+    echo_rss = [s.memory.rss for s in runs.echo]
+    echo_pss = [s.memory.pss for s in runs.echo]
+    subscribed = _col(runs.both, "subscribed")
+    tls_rss = [s.memory.rss for s in runs.tls]
+    return [
+        Row("Mesos: executor memory while running a task",
+            f"RSS median {summary(rss).median / MB:.1f} MB, max {max(rss) / MB:.1f} MB; "
+            f"PSS median {summary(pss).median / MIB:.1f} MiB (n={len(rss)})",
+            f"echo executor: RSS {summary(echo_rss).median / MB:.1f} MB, PSS "
+            f"{summary(echo_pss).median / MIB:.1f} MiB", "RSS ≤ 35 MB",
+            summary(rss).median / RSS_TARGET, 1.0, max(rss) / RSS_TARGET),
+        Row("Mesos: executor exec → SUBSCRIBE received by the agent", med_max(subscribed),
+            f"echo executor: {med_max(_col(runs.echo, 'subscribed'))}", "—"),
+        Row("Mesos: executor over TLS, exec → SUBSCRIBE received / memory while running a task",
+            f"{med_max(_col(runs.tls, 'subscribed'))}; RSS median {summary(tls_rss).median / MB:.1f} MB, "
+            f"PSS median {summary([s.memory.pss for s in runs.tls]).median / MIB:.1f} MiB",
+            f"over plain HTTP: {med_max(subscribed)}; RSS median {summary(rss).median / MB:.1f} MB",
+            "RSS ≤ 35 MB", summary(tls_rss).median / RSS_TARGET, 1.0, max(tls_rss) / RSS_TARGET),
+    ]
+
+
+def run(quick: bool) -> tuple[list[Row], list[str]]:
+    quiet_connection_resets()
+    with workdir("mesos") as root:
+        exits = document(root, EXITS_ON_SIGTERM)
+        runs = _runs(root, 2 if quick else 5, exits)
+        idle = idle_row(root, exits, quick)
+        progress("import footprints")
+        footprint = footprint_note("what `stoker executor` imports", [
+            "import ssl", "import http.client", "import executor.mesos.driver",
+            "import executor.mesos.process"])
+    return [*_latency_rows(runs), *_memory_rows(runs), idle], [runs.both[-1].maps, footprint]
 
 
 if __name__ == "__main__":
