@@ -26,7 +26,7 @@ from executor.local import run as local_run
 from executor.local.unitstate import UnitState
 from executor.procs.spawn import TASK_MARKER
 from executor.task.serverset import TIMED_OUT_REASON
-from tests.integration.test_local_run import _stoker_run
+from tests.integration.test_local_run import SERVICE, _stoker_run
 from tests.integration.test_local_run_lines import TWICE
 from tests.integration.test_lost_attempt_long_header import lost_sandbox
 from tests.support.control_socket import ask_all
@@ -37,11 +37,10 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(30, method="thread")  # (the run relays SIGALRM, the signal method's timer, as a stray)
 
-SLEEPER = """
-jobs = [Service(cluster='c', role='r', environment='test', name='svc',
-                task=Task(processes=[Process(name='p', cmdline='{cmdline}')],
-                          resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]
-"""
+
+def _service(cmdline: str) -> str:
+    """test_local_run's SERVICE running `cmdline`."""
+    return SERVICE.replace("cmdline='exit 0'", f"cmdline='{cmdline}'")
 
 
 @pytest.fixture
@@ -85,7 +84,7 @@ def test_systemd_hears_each_state_the_restart_delay_and_the_verdict(tmp_path, sy
 @pytest.mark.parametrize("stop", ["a signal", "stoker kill"])
 def test_systemd_hears_the_stop_as_it_begins(tmp_path, systemd, stop):
     variables, heard = systemd
-    run, out, sandbox = _stoker_run(tmp_path, SLEEPER.format(cmdline="exec sleep 60"),
+    run, out, sandbox = _stoker_run(tmp_path, _service("exec sleep 60"),
                                     unit=UnitState(notifier(variables)), kill_grace_secs=1.0)
     code: list[int] = []
     runner = threading.Thread(target=lambda: code.append(run.run()))
@@ -152,7 +151,7 @@ def test_an_announcing_job_says_where_and_fails_when_zookeeper_cannot_be_reached
     ensemble = f"127.0.0.1:{nothing.getsockname()[1]}"
     health = ("HealthCheckConfig(initial_interval_secs=0.5, interval_secs=0.25, max_consecutive_failures=2, "
               "health_checker=HealthCheckerConfig(shell=ShellHealthChecker(shell_command='true')))")
-    config = (SLEEPER.format(cmdline="echo {{thermos.ports[http]}}; exec sleep 60")
+    config = (_service("echo {{thermos.ports[http]}}; exec sleep 60")
               .replace("Service(", f"Job(max_task_failures=1, announce=Announcer(), health_check_config={health}, "))
     try:
         run, out, _ = _stoker_run(tmp_path, config, announce=ensemble, kill_grace_secs=1.0)
@@ -160,7 +159,7 @@ def test_an_announcing_job_says_where_and_fails_when_zookeeper_cannot_be_reached
     finally:
         nothing.close()
     lines = out.getvalue().splitlines()
-    assert f"stoker run: announcing at /aurora/r/test/svc in ZooKeeper {ensemble} once RUNNING" in lines, lines
+    assert f"stoker run: announcing at /aurora/r/test/quick in ZooKeeper {ensemble} once RUNNING" in lines, lines
     assert f"FAILED  {TIMED_OUT_REASON}" in out.getvalue(), lines
 
 
