@@ -29,7 +29,7 @@ from config import warnfilters
 from config.errors import ConfigError, ConfigTimeout
 from executor import codecache
 from executor.cli.start import exit_status
-from executor.local.planahead import collect
+from executor.local.planahead import Slow, collect
 from executor.procs.earlyfork import die_with
 
 _DONE = b"d"
@@ -60,7 +60,8 @@ def run_apart(command: Callable[[], int], source: str) -> int:
         os.close(read_end)
         _child(command, write_end, parent, mask)
     os.close(write_end)
-    answer, status = collect(pid, read_end, mask)  # Ctrl-C: the child is not left behind
+    slow = Slow(f"{source}: the job is still not loaded", "loading", LOAD_TIMEOUT_SECS)
+    answer, status = collect(pid, read_end, mask, slow)  # Ctrl-C: the child is not left behind
     if answer != _DONE:
         raise ConfigError(f"{source}: the process running the config ended ({_ended(status)}) before "
                           "the job was loaded: does its code call os._exit() or kill its own process?")

@@ -239,6 +239,9 @@ def _inputs(config: str, environ: Mapping[str, str]) -> Inputs:
 
 def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
     """The child that plans for `inputs` and answers through a pipe, forked now."""
+    from config.words import quoted  # (loaded with `executor.local.planning`, as `fork_ahead` loads it)
+    from executor.local.planning import slow_line
+
     for stream in (sys.stdout, sys.stderr):  # the child flushes its copies as it ends: they
         stream.flush()  # must not hold what this process wrote before the fork
     parent = os.getpid()
@@ -262,7 +265,7 @@ def _fork_ahead(inputs: Inputs) -> PlanAhead | None:
             os._exit(1)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
     os.close(write_end)
-    return PlanAhead(pid, read_end, inputs)
+    return PlanAhead(pid, read_end, inputs, slow_line(quoted(inputs[0])))
 
 
 def _plan_in_child(inputs: Inputs, write_end: int, parent: int) -> None:

@@ -51,6 +51,10 @@ runs from: `early_plan`), and what it planned for (config as given, no job key,
 its own settings are those (`inputs`), and cancels the child otherwise: it is killed and
 reaped, and the job is planned as ever. Nothing is lost either way; the child only plans.
 
+Whichever waits for a planning child's answer, this one's or `planning.plan_apart`'s own
+child's or `stoker inspect`'s, says once that it still waits, SLOW_SECS after the fork
+(`Slow`): a config whose code never ends is stopped only at the child's bound (60 s).
+
 The child dies with the process that forked it (PR_SET_PDEATHSIG): a `stoker run` that
 ends before it plans (a usage error), or is killed, leaves no planning child. Standard
 library only: it is loaded before anything else.
@@ -59,24 +63,67 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # CPython's: `signal` adds enums for nothing here
 import os
+import sys
+import time  # (built in)
 
-__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "collect", "inputs_of", "read_answer"]
+__all__ = ["EARLY", "INPUT_NAMES", "PlanAhead", "Slow", "collect", "inputs_of", "read_answer"]
 
 Inputs = tuple[str, "str | None", tuple[tuple[str, str], ...], int, tuple[tuple[str, int], ...], str, str]
 INPUT_NAMES = ("config", "jobkey", "bindings", "instance", "ports", "host", "user")  # Inputs' parts
 # What begins the child's plan sent alone before its answer (`planning.plan_ahead`), then its
 # size in 4 bytes: a NUL, which no `marshal` data (the answer) begins with
 EARLY = b"\0"
+SLOW_SECS = 5.0  # a child's answer waited for this long after its fork: a line says so (`Slow`), once
 
 
-def read_answer(read_end: int, pid: int, size: int = -1) -> bytes:
+class Slow:
+    """The line a wait for a planning child's answer says once, SLOW_SECS after the child was
+    forked: a config's code that never ends (`while True`, a FIFO nobody writes to) is
+    stopped only at the child's bound (60 s), and the command was silent until then. `late`
+    says what is late ("'job.aurora': the job is still not planned"), `doing` what is stopped
+    at `bound_secs`; it goes out as `stoker: warning: ...` on stderr (with `--log-format
+    json`, the `stoker_warning` event: `logsetup.say`)."""
+
+    __slots__ = ("_at", "message")
+
+    def __init__(self, late: str, doing: str, bound_secs: float) -> None:
+        self._at: float | None = time.monotonic() + SLOW_SECS  # None once said
+        self.message = f"{late} after {SLOW_SECS:g} s; {doing} is stopped at {bound_secs:g} s (Ctrl-C stops it now)"
+
+    def wait_ms(self) -> int | None:
+        """How long a wait may last before the line is due, for `poll` (None: no bound, it
+        was said)."""
+        if self._at is None:
+            return None
+        return max(0, int((self._at - time.monotonic()) * 1000) + 1)
+
+    def say(self) -> None:
+        """The line, the first time; nothing after. Said by the command line's `logsetup.say`
+        (not imported: executor.local is below executor.cli), which every command loads; in
+        a program that plans without it (`LocalRun` embedded), the `plan_slow` event."""
+        if self._at is None:
+            return
+        self._at = None
+        logsetup = sys.modules.get("executor.cli.logsetup")
+        if logsetup is not None:
+            logsetup.say("warning", self.message)
+            return
+        import logging  # (loaded wherever a program logs)
+
+        from executor.logs import log_event
+
+        log_event(logging.getLogger(__name__), logging.WARNING, "plan_slow", reason=self.message)
+
+
+def read_answer(read_end: int, pid: int, size: int = -1, slow: Slow | None = None) -> bytes:
     """Up to `size` bytes (all, when -1) that the child `pid` writes to the pipe `read_end`:
     read until the pipe ends or the child has ended, whichever comes first. The child writes
     its whole answer before it ends, so by then it is in the pipe; a process the config's
     code forked (a daemon started from a `.aurora` file) holds the pipe's write end too, and
     reading to the pipe's end waited for it (for ever, for a daemon). Where the child's end
     cannot be watched (no pidfd: a kernel before 5.3, or no descriptor left), to the pipe's
-    end, as before. Anything raised meanwhile (Ctrl-C) is raised again; the caller kills."""
+    end, as before. Anything raised meanwhile (Ctrl-C) is raised again; the caller kills.
+    `slow`: its line is said when its time comes before the answer."""
     import select  # the supervisor's control socket loads it too (`selectors`)
 
     try:
@@ -91,7 +138,11 @@ def read_answer(read_end: int, pid: int, size: int = -1) -> bytes:
         chunks: list[bytes] = []
         left = size if size >= 0 else 1 << 62
         while left > 0:
-            if read_end not in {fd for fd, _ in poller.poll()}:  # the child ended, its pipe empty
+            ready = poller.poll(None if slow is None else slow.wait_ms())
+            if not ready:  # (only with `slow`: its time came)
+                slow.say()  # type: ignore[union-attr]
+                continue
+            if read_end not in {fd for fd, _ in ready}:  # the child ended, its pipe empty
                 break
             chunk = os.read(read_end, min(left, 1 << 16))
             if not chunk:
@@ -104,14 +155,14 @@ def read_answer(read_end: int, pid: int, size: int = -1) -> bytes:
             os.close(pidfd)
 
 
-def collect(pid: int, read_end: int, mask: set[int]) -> tuple[bytes, int]:
+def collect(pid: int, read_end: int, mask: set[int], slow: Slow | None = None) -> tuple[bytes, int]:
     """The answer of the child `pid` forked with its stop signals blocked (`mask`: the mask
     to put back) and its wait status; anything raised meanwhile (a Ctrl-C held since the fork
     lands here) kills and reaps the child first. Closes `read_end`. `stoker run`'s planning
-    child's and `stoker inspect`'s (`executor/cli/apart.py`)."""
+    child's and `stoker inspect`'s (`executor/cli/apart.py`); `slow`: `read_answer`'s."""
     try:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)  # a signal held since the fork lands here
-        data = read_answer(read_end, pid)  # not held by a process the config forked
+        data = read_answer(read_end, pid, slow=slow)  # not held by a process the config forked
         _, status = os.waitpid(pid, 0)
     except BaseException:
         os.kill(pid, _signal.SIGKILL)
@@ -129,11 +180,12 @@ def inputs_of(config: str, jobkey: str | None, bindings: tuple[tuple[str, str], 
 
 
 class PlanAhead:
-    __slots__ = ("pid", "inputs", "_read_end", "_answer", "plan", "_head", "_early")
+    __slots__ = ("pid", "inputs", "_read_end", "_answer", "plan", "_head", "_early", "_slow")
 
-    def __init__(self, pid: int, read_end: int, inputs: Inputs) -> None:
+    def __init__(self, pid: int, read_end: int, inputs: Inputs, slow: Slow | None = None) -> None:
         self.pid = pid  # -1 once answered or cancelled: reaped
         self.inputs = inputs
+        self._slow = slow  # the line said once, whichever wait (`early_plan`, `answer`) reaches its time
         self._read_end = read_end
         self._answer: tuple[bytes, int] | None = None
         # the plan its answer holds, once decoded (the early start decodes it first, and the
@@ -185,7 +237,7 @@ class PlanAhead:
         if self._answer is not None:
             return self._answer
         try:
-            data = self._head + read_answer(self._read_end, self.pid)
+            data = self._head + read_answer(self._read_end, self.pid, slow=self._slow)
             _, status = os.waitpid(self.pid, 0)
         except BaseException:
             self.cancel()
@@ -201,7 +253,7 @@ class PlanAhead:
 
     def _read(self, size: int) -> bytes:
         """`size` bytes of the pipe, or fewer at its end or the child's."""
-        return read_answer(self._read_end, self.pid, size)
+        return read_answer(self._read_end, self.pid, size, self._slow)
 
     def cancel(self) -> None:
         """Kill and reap the child (nothing when it was answered or cancelled)."""

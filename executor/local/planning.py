@@ -47,10 +47,10 @@ from config.errors import ConfigError, ConfigTimeout
 from config.plan import JobPlan, load_frozen, open_problem, plan_job
 from executor.host.early import die_with
 from executor.local import planform
-from executor.local.planahead import EARLY, Inputs, PlanAhead, collect
+from executor.local.planahead import EARLY, Inputs, PlanAhead, Slow, collect
 from executor.local.planfiles import _narrowed, _widened, loopback_sockets
 
-__all__ = ["allocate_ports", "job_planner", "plan_ahead", "plan_apart"]
+__all__ = ["allocate_ports", "job_planner", "plan_ahead", "plan_apart", "slow_line"]
 
 # Plans, filling the dict with the text of every file it read (by path); returns the plan
 # and why those files may give another plan another time (`config.plan.open_problem`).
@@ -128,7 +128,13 @@ def plan_apart(plan: Plan, ahead: PlanAhead | None = None, *, source: str = "the
         return _after_ahead(ahead, source)
     if not warnfilters.alone() or (forked := _fork(plan)) is None:
         return _here(plan)
-    return _result(*collect(*forked), source)
+    return _result(*collect(*forked, slow_line(source)), source)
+
+
+def slow_line(source: str) -> Slow:
+    """The line `stoker run` says when its job is still not planned SLOW_SECS after the
+    planning child's fork (`planahead.Slow`): until PLAN_TIMEOUT_SECS it was silent."""
+    return Slow(f"{source}: the job is still not planned", "planning", PLAN_TIMEOUT_SECS)
 
 
 def _fork(plan: Plan) -> tuple[int, int, set[int]] | None:

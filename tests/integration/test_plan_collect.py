@@ -86,7 +86,7 @@ def test_a_signal_held_since_the_fork_lands_in_collect_which_kills_and_reaps_the
 
 
 def test_a_failed_read_kills_and_reaps_the_child_and_is_raised_again(monkeypatch):
-    def fails(read_end: int, pid: int, size: int = -1) -> bytes:
+    def fails(read_end: int, pid: int, size: int = -1, slow: object = None) -> bytes:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(planahead, "read_answer", fails)

@@ -2,8 +2,9 @@
 forked children that write to its pipe what `planning.plan_ahead` writes (the plan first:
 EARLY, its size in 4 bytes, the plan; then the answer), in pieces held on a gate: what
 `answered` says and when, what `early_plan` and `answer` give in either order, a plan cut
-short or 16 MiB long, a child that ends after its plan, the wait for the child's exit, and a
-cancel. The planning itself is `test_planning.py`'s."""
+short or 16 MiB long, a child that ends after its plan, the wait for the child's exit, a
+cancel, and the slow line (`Slow`) said once by whichever wait reaches its time. The
+planning itself is `test_planning.py`'s; the slow line's text, `test_slow_planning.py`'s."""
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from executor.local.planahead import EARLY, PlanAhead
+from executor.cli import logsetup
+from executor.local import planahead
+from executor.local.planahead import EARLY, PlanAhead, Slow
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,7 +40,7 @@ class Child:
     """A forked child that takes `steps` (bytes written to the pipe, GATE, CLOSE) and ends with
     `code`, and the PlanAhead on its pipe."""
 
-    def __init__(self, *steps: bytes | str, code: int = 0) -> None:
+    def __init__(self, *steps: bytes | str, code: int = 0, slow: Slow | None = None) -> None:
         read_end, write_end = os.pipe()
         self._gate, gate = os.pipe()[::-1]
         told, self._told = os.pipe()
@@ -65,7 +68,7 @@ class Child:
         self.told = told
         self.pid = pid
         try:
-            self.ahead = PlanAhead(pid, read_end, INPUTS)
+            self.ahead = PlanAhead(pid, read_end, INPUTS, slow)
         except BaseException:  # (mutmut's forced failure): the child is still the test's to end
             self._reap()
             for fd in (read_end, self._gate, told):
@@ -96,8 +99,8 @@ class Child:
 def child():
     made: list[Child] = []
 
-    def make(*steps: bytes | str, code: int = 0) -> Child:
-        made.append(Child(*steps, code=code))
+    def make(*steps: bytes | str, code: int = 0, slow: Slow | None = None) -> Child:
+        made.append(Child(*steps, code=code, slow=slow))
         return made[-1]
 
     yield make
@@ -246,3 +249,50 @@ def test_a_cancel_after_another_wait_reaped_the_child_is_no_error(child):
     os.waitpid(planning.pid, 0)
     planning.ahead.cancel()
     assert planning.ahead.pid == -1 and planning.ahead.answered()
+
+
+@pytest.fixture
+def slow_lines(monkeypatch):
+    """The slow lines said (`Slow`, its time lowered to 50 ms), each opening `planning`'s gate
+    (the test's child, set on the list): a wait it never ends is opened after 10 s instead."""
+    said: list[tuple[str, str]] = []
+    monkeypatch.setattr(planahead, "SLOW_SECS", 0.05)
+
+    def say(kind: str, message: str) -> None:
+        said.append((kind, message))
+        said_to.open_gate()
+
+    monkeypatch.setattr(logsetup, "say", say)
+    said_to: Any = None
+
+    def made_for(planning: Child) -> list[tuple[str, str]]:
+        nonlocal said_to
+        said_to = planning
+        timer = threading.Timer(10, planning.open_gate)
+        timer.daemon = True
+        timer.start()
+        return said
+
+    return made_for
+
+
+SLOW = ("warning", "late after 0.05 s; planning is stopped at 60 s (Ctrl-C stops it now)")
+
+
+@pytest.mark.parametrize("steps", [(GATE, framed(PLAN), ANSWER), (framed(PLAN), GATE, ANSWER)],
+                         ids=["waiting for the plan", "waiting for the answer after it"])
+def test_a_child_that_does_not_answer_in_time_has_its_line_said_once(child, slow_lines, steps):
+    planning = child(*steps, slow=Slow("late", "planning", 60))
+    said = slow_lines(planning)
+    assert planning.ahead.early_plan() == PLAN
+    data, status = planning.ahead.answer()
+    assert (data, os.waitstatus_to_exitcode(status)) == (ANSWER, 0)
+    assert said == [SLOW]
+
+
+def test_a_child_that_answers_in_time_has_nothing_said(child, slow_lines, monkeypatch):
+    monkeypatch.setattr(planahead, "SLOW_SECS", 30.0)
+    planning = child(framed(PLAN), ANSWER, slow=Slow("late", "planning", 60))
+    said = slow_lines(planning)
+    assert planning.ahead.early_plan() == PLAN and planning.ahead.answer()[0] == ANSWER
+    assert said == []

@@ -35,6 +35,7 @@ def _figures() -> list[tuple[str, str]]:
     from executor.host import control, entry, registry
     from executor.host.controlwire import MAX_GRACE_SECS
     from executor.local import service
+    from executor.local.planahead import SLOW_SECS
     from executor.local.plancache import KEEP
     from executor.local.planning import PICK_TRIES, PLAN_TIMEOUT_SECS
     from executor.local.runstart import CLAIM_TRIES
@@ -58,6 +59,7 @@ def _figures() -> list[tuple[str, str]]:
         ("4", f"its format's `version` ({entry.FORMAT})"),
         ("6", f"{ACK_WAIT_SECS:g} s subscribed"),
         ("7", f"Its code gets {PLAN_TIMEOUT_SECS:g} s"),
+        ("7", f"still not planned {SLOW_SECS:g} s after its child started"),
         ("7", f"longer than {MAX_CONFIG_CHARS >> 20} Mi characters"),
         ("7", f"the next ones after {service.ZERO_BASE_NEXT_SECS:g} s"),
         ("7", f"sooner than {reset:g} s after becoming RUNNING"),
