@@ -309,4 +309,13 @@ RECENT_ROWS = (
            ("executor/task/announcer.py",),
            ("tests/integration/test_announcer.py", "tests/integration/test_announcer_lost_reply.py",
             "tests/integration/test_announcer_acl.py", "tests/integration/test_announcer_ends.py")),
+    # The forty-sixth round: the line a wait for a planning child says once (docs/testing.md §4)
+    Module("planslow", "a planning child's answer waited for: the line said once when it is late",
+           ("executor/local/planahead.py", "executor/local/planning.py"),
+           ("tests/unit/test_plan_slow.py", "tests/integration/test_planahead.py",
+            "tests/integration/test_slow_planning.py", "tests/integration/test_plan_collect.py",
+            "tests/integration/test_planning_interrupted.py"),
+           functions=("executor.local.planahead.xǁSlowǁ*", "executor.local.planahead.x_read_answer__mutmut_*",
+                      "executor.local.planahead.x_collect__mutmut_*", "executor.local.planning.x_slow_line__mutmut_*",
+                      "executor.local.planning.x_plan_apart__mutmut_*"), children=True),
 )

@@ -124,7 +124,8 @@ def test_a_program_that_plans_without_the_command_line_gets_the_line_as_a_log_ev
 
         class Opens(logging.Handler):  # the line said: the config may end
             def emit(self, record):
-                print(record.stoker_event, record.levelname, record.stoker_fields["reason"], flush=True)
+                print(record.name, record.stoker_event, record.levelname, record.stoker_fields["reason"],
+                      flush=True)
                 with open(sys.argv[2], "w") as gate:
                     gate.write("go")
 
@@ -134,5 +135,5 @@ def test_a_program_that_plans_without_the_command_line_gets_the_line_as_a_log_ev
     """), str(config), str(gate)], cwd=REPO, capture_output=True, text=True, timeout=30,
         env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert done.stdout.splitlines() == [
-        "plan_slow WARNING the job: the job is still not planned after 0.1 s; planning is stopped at 60 s "
+        "executor.local.planahead plan_slow WARNING the job: the job is still not planned after 0.1 s; planning is stopped at 60 s "
         "(Ctrl-C stops it now)", "slow False"], done.stderr
