@@ -318,4 +318,10 @@ RECENT_ROWS = (
            functions=("executor.local.planahead.xǁSlowǁ*", "executor.local.planahead.x_read_answer__mutmut_*",
                       "executor.local.planahead.x_collect__mutmut_*", "executor.local.planning.x_slow_line__mutmut_*",
                       "executor.local.planning.x_plan_apart__mutmut_*"), children=True),
+    Module("wiring", "a TaskOwner wired to the real adapters: its supervisor, files, checks, session and announcer",
+           ("executor/task/wiring.py",),
+           ("tests/integration/test_owner.py", "tests/integration/test_host_session_executor.py",
+            "tests/integration/test_pinned_writes.py", "tests/integration/test_missing_dependencies.py",
+            "tests/integration/test_local_run_wiring.py", "tests/integration/test_wiring.py"), children=True,
+           subreaper=True),
 )
