@@ -139,8 +139,8 @@ def read_answer(read_end: int, pid: int, size: int = -1, slow: Slow | None = Non
         left = size if size >= 0 else 1 << 62
         while left > 0:
             ready = poller.poll(None if slow is None else slow.wait_ms())
-            if not ready:  # (only with `slow`: its time came)
-                slow.say()  # type: ignore[union-attr]
+            if not ready and slow is not None:  # its time came (a wait without `slow` has no bound)
+                slow.say()
                 continue
             if read_end not in {fd for fd, _ in ready}:  # the child ended, its pipe empty
                 break
