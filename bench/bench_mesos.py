@@ -65,7 +65,7 @@ KILL_TARGET = GRACE_SECS + 0.100
 RSS_TARGET = 35 * MB
 IDLE_SECS, QUICK_IDLE_SECS = 20.0, 5.0
 IDLE_CPU_LIMIT_SECS = 0.010
-LAUNCH_TIMEOUT_SECS = 10.0  # `--launch-timeout`'s default: its timer fires once, that long after the start
+SETTLE_SECS = 1.0  # from RUNNING to the idle window's start (the window holds `--launch-timeout`'s 10 s mark)
 DISK_CHECK_SECS = 5.0  # the disk-limit check's interval in the idle row's second executor (60 by default)
 EXITS_ON_SIGTERM = "sleep 1000"
 IGNORES_SIGTERM = "trap '' TERM; exec sleep 1000"  # the exec'd sleep keeps ignoring it
@@ -173,16 +173,17 @@ def running(root: Path, tag: str, data: bytes, env: dict[str, str]) -> Iterator[
 
 def idle_row(root: Path, data: bytes, quick: bool) -> Row:
     """The CPU and wakeups of an executor whose task (one sleeping process, no health
-    check) runs, with the disk limit off, over a window that starts once the launch
-    timeout's one timer has fired; beside it, in the same window, one whose disk check
-    (Thermos', on by default, every 60 s) walks the sandbox every DISK_CHECK_SECS, and a
-    sleeping Python."""
+    check) runs, with the disk limit off, over a window that starts SETTLE_SECS after both
+    are RUNNING and, in a full run, holds the moment `--launch-timeout` (10 s after the
+    start) would fire (its timer goes with the LAUNCH); beside it, in the same window, one
+    whose disk check (Thermos', on by default, every 60 s) walks the sandbox every
+    DISK_CHECK_SECS, and a sleeping Python."""
     secs = QUICK_IDLE_SECS if quick else IDLE_SECS
-    progress(f"idle executors for {LAUNCH_TIMEOUT_SECS + secs:.0f} s")
+    progress(f"idle executors for {SETTLE_SECS + secs:.0f} s")
     with running(root, "idle-off", data, {"STOKER_DISK_LIMIT": "off"}) as off, \
             running(root, "idle-on", data, {"STOKER_DISK_CHECK_INTERVAL": f"{DISK_CHECK_SECS:g}"}) as on, \
             SleepingPython() as control:
-        time.sleep(LAUNCH_TIMEOUT_SECS + 0.5)
+        time.sleep(SETTLE_SECS)
         pids = (off.pid, on.pid, control.pid)
         before = [reading(pid) for pid in pids]
         time.sleep(secs)

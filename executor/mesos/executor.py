@@ -75,10 +75,11 @@ class StokerExecutor:
     """The callbacks. Each returns quickly: real work happens on the task thread."""
 
     def __init__(self, settings: ExecutorSettings, task_env: dict[str, str], *,
-                 on_done: Callable[[], None]) -> None:
+                 on_done: Callable[[], None], on_launched: Callable[[], None] = lambda: None) -> None:
         self._settings = settings
         self._env = task_env
         self._on_done = on_done  # called when the task is over (or there will be none)
+        self._on_launched = on_launched  # called once, when a LAUNCH's task is taken
         self._lock = threading.Lock()  # guards the few fields shared with the driver thread
         self._task_id: str | None = None
         self._owner: TaskOwner | None = None
@@ -122,6 +123,7 @@ class StokerExecutor:
             log_event(logger, logging.WARNING, "launch_rejected", task_id=tid, reason=message)
             return
         log_event(logger, logging.INFO, "launch", task_id=tid, name=task_info.get("name"))
+        self._on_launched()
         thread = threading.Thread(target=self._run_task, args=(driver, task_info, tid),
                                   name=f"task-{tid}", daemon=True)
         try:

@@ -83,11 +83,16 @@ class TaskDone:
 
 
 @attrs.frozen(slots=True)
+class Launched:
+    """A LAUNCH's task was taken: `--launch-timeout` no longer applies (its timer goes)."""
+
+
+@attrs.frozen(slots=True)
 class Signalled:
     signum: int
 
 
-Wakeup = TaskDone | Signalled
+Wakeup = TaskDone | Launched | Signalled
 
 
 @attrs.frozen(slots=True)
@@ -120,7 +125,8 @@ def main(settings: ExecutorSettings, environ: MutableMapping[str, str]) -> int:
     task_env = task_environment(environ, preserve_env=settings.preserve_env,
                                 keep_agent_env=settings.pass_agent_env)
     wakeups: queue.SimpleQueue[Wakeup] = queue.SimpleQueue()
-    executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()))
+    executor = StokerExecutor(settings, task_env, on_done=lambda: wakeups.put(TaskDone()),
+                              on_launched=lambda: wakeups.put(Launched()))
     route = _route(settings, environ)
     driver = _driver(executor, settings, route)
     # The relay's thread only posts; main acts (`executor.host.signals`: a signal may land
@@ -212,7 +218,8 @@ def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
                    driver: ExecutorDriver, launch_timeout_secs: float) -> bool:
     """Blocks until the task is over; a signal meanwhile is treated as SHUTDOWN. True when
     a signal came. With no LAUNCH `launch_timeout_secs` after the start, the executor exits,
-    as Thermos' does ("Executor timing out."); 0: it waits for ever."""
+    as Thermos' does ("Executor timing out."); 0: it waits for ever. Once a task is taken
+    (`Launched`) the timer goes: an executor whose task idles never wakes for it."""
     signalled = False
     launch_by = time.monotonic() + launch_timeout_secs if launch_timeout_secs > 0 else None
     while True:
@@ -232,6 +239,8 @@ def _wait_for_task(wakeups: queue.SimpleQueue[Wakeup], executor: StokerExecutor,
         match wakeup:
             case TaskDone():
                 return signalled
+            case Launched():
+                launch_by = None
             case Signalled(signum=signum):
                 signalled = True
                 log_event(logger, logging.WARNING, "signal", signal=signal.Signals(signum).name,

@@ -18,7 +18,7 @@ import pytest
 from config.errors import SettingsError
 from config.executorsettings import ExecutorSettings
 from executor.mesos.executor import SHUTDOWN_MARGIN_SECS, PendingKill, StokerExecutor
-from executor.mesos.process import Signalled, TaskDone, _route, _wait_for_task
+from executor.mesos.process import Launched, Signalled, TaskDone, _route, _wait_for_task
 from executor.mesos.reconnect import Ending
 
 pytestmark = pytest.mark.timeout(10)  # (a wait that never ends: a mutant's, at once)
@@ -105,6 +105,7 @@ class Waiting:
     def __init__(self, launched: bool = False) -> None:
         self.launched = launched
         self.shutdowns: list[tuple[object, str | None]] = []
+        self.closed = 0  # the launch timeout's decisions taken (`close_launches`)
 
     def shutdown(self, driver: object, *, cause: str | None = None) -> None:
         self.shutdowns.append((driver, cause))
@@ -113,15 +114,18 @@ class Waiting:
         return not self.launched
 
     def close_launches(self) -> bool:
+        self.closed += 1
         return True
 
 
 def waited(wakeups: list[tuple[float, object]], launch_timeout_secs: float,
            launched: bool = False) -> tuple[bool, Waiting, float]:
-    """`_wait_for_task` given each wakeup after its delay (s, on a timer): its result, the
-    executor double, and the time it took."""
+    """`_wait_for_task` given each wakeup after its delay (s, on a timer; 0: in the queue
+    before it waits): its result, the executor double, and the time it took."""
     q: queue.SimpleQueue = queue.SimpleQueue()
-    timers = [threading.Timer(delay, q.put, [wakeup]) for delay, wakeup in wakeups]
+    for wakeup in [wakeup for delay, wakeup in wakeups if delay == 0]:
+        q.put(wakeup)
+    timers = [threading.Timer(delay, q.put, [wakeup]) for delay, wakeup in wakeups if delay > 0]
     both = Waiting(launched)
     for timer in timers:
         timer.start()
@@ -159,8 +163,32 @@ def test_no_launch_by_the_launch_timeout_ends_the_wait_then_saying_so(caplog):
 
 
 def test_a_launched_task_is_waited_for_past_the_launch_timeout():
-    result, _, took = waited([(0.3, Signalled(signal.SIGINT)), (0.35, TaskDone())], 0.05, launched=True)
-    assert result is True and took >= 0.3
+    # (no `Launched` said: the timer runs out, and the decision finds the task)
+    result, both, took = waited([(0.3, Signalled(signal.SIGINT)), (0.35, TaskDone())], 0.05, launched=True)
+    assert result is True and took >= 0.3 and both.closed == 1
+
+
+def test_a_launch_taken_ends_the_launch_timeout_s_timer():
+    # an executor whose task idles is never woken by it (it was, once, at the timeout)
+    result, both, took = waited([(0, Launched()), (0.4, TaskDone())], 0.05, launched=True)
+    assert (result, both.closed, both.shutdowns) == (False, 0, []) and took >= 0.4
+
+
+def test_the_executor_says_a_launch_it_takes_once_before_its_task_runs_and_not_one_it_rejects(tmp_path):
+    from executor.mesos.driver import ExecutorDriver
+    from tests.support.agent_sim import make_task_info
+    from tests.support.waiting import wait_for
+
+    settings = ExecutorSettings(agent_endpoint="127.0.0.1:5051", framework_id="f", executor_id="e",
+                                sandbox=str(tmp_path))
+    said: list[str] = []
+    executor = StokerExecutor(settings, {}, on_done=lambda: said.append("done"),
+                              on_launched=lambda: said.append("launched"))
+    driver = ExecutorDriver(executor, settings)
+    executor.launchTask(driver, make_task_info("t", b'{"job": {}}'))  # taken; its document then refused
+    assert wait_for(lambda: "done" in said, 10, message="the refused task's end")
+    executor.launchTask(driver, make_task_info("u", b'{"job": {}}'))  # one task per executor: rejected
+    assert said == ["launched", "done"]
 
 
 def route_settings() -> ExecutorSettings:
