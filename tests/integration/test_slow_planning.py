@@ -52,17 +52,29 @@ def warnings(proc: StokerProcess) -> list[str]:
     return [line for line in proc.stderr().splitlines() if "still not" in line]
 
 
-def test_a_run_still_not_planned_says_so_once_and_runs_the_job_once_the_config_ends(tmp_path):
-    gate, config = gated(tmp_path)
-    proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox")], tmp_path,
-                         env={"STOKER_ROOT": str(tmp_path / "root")}, entry=entry(0.2))
+def stoker_run(tmp_path: Path, *args: str, slow_secs: float, bound_secs: float = 60.0) -> StokerProcess:
+    """`stoker run ARGS --sandbox tmp_path/sandbox`, registered under tmp_path/root."""
+    return StokerProcess(["run", *args, "--sandbox", str(tmp_path / "sandbox")], tmp_path,
+                         env={"STOKER_ROOT": str(tmp_path / "root")}, entry=entry(slow_secs, bound_secs))
+
+
+def ended(proc: StokerProcess, code: int, gate: Path | None = None) -> StokerProcess:
+    """`proc` waited for to its exit with status `code` (the gate opened first, once its
+    slow line is said, when given), and closed either way."""
     try:
-        assert wait_for(lambda: warnings(proc), 20, message="the slow line")
-        assert proc.proc.poll() is None, proc.stderr()
-        open_gate(gate)
-        assert proc.wait() == 0, proc.stderr()
+        if gate is not None:
+            assert wait_for(lambda: warnings(proc), 20, message="the slow line")
+            assert proc.proc.poll() is None, proc.stderr()
+            open_gate(gate)
+        assert proc.wait() == code, proc.stderr()
     finally:
         proc.close()
+    return proc
+
+
+def test_a_run_still_not_planned_says_so_once_and_runs_the_job_once_the_config_ends(tmp_path):
+    gate, config = gated(tmp_path)
+    proc = ended(stoker_run(tmp_path, str(config), slow_secs=0.2), 0, gate)
     assert warnings(proc) == [f"stoker: warning: '{config}': the job is still not planned after 0.2 s; "
                               "planning is stopped at 60 s (Ctrl-C stops it now)"]
     assert "task finished successfully" in proc.stdout()
@@ -71,12 +83,7 @@ def test_a_run_still_not_planned_says_so_once_and_runs_the_job_once_the_config_e
 def test_the_line_is_a_json_event_with_log_format_json_and_the_bound_s_error_follows_it(tmp_path):
     fifo = tmp_path / "job.aurora"
     os.mkfifo(fifo)  # the config itself never ends: its read is stopped at the bound
-    proc = StokerProcess(["run", "--log-format", "json", str(fifo), "--sandbox", str(tmp_path / "sandbox")],
-                         tmp_path, env={"STOKER_ROOT": str(tmp_path / "root")}, entry=entry(0.1, 2.0))
-    try:
-        assert proc.wait() == 2, proc.stderr()
-    finally:
-        proc.close()
+    proc = ended(stoker_run(tmp_path, "--log-format", "json", str(fifo), slow_secs=0.1, bound_secs=2.0), 2)
     said = [(e["event"], e["level"], e["reason"]) for e in proc.events() if e["event"].startswith("stoker_")]
     assert said == [
         ("stoker_warning", "WARNING",
@@ -88,13 +95,7 @@ def test_the_line_is_a_json_event_with_log_format_json_and_the_bound_s_error_fol
 
 def test_inspect_still_not_loaded_says_so_once_and_prints_the_job_once_the_config_ends(tmp_path):
     gate, config = gated(tmp_path)
-    proc = StokerProcess(["inspect", str(config)], tmp_path, entry=entry(0.2))
-    try:
-        assert wait_for(lambda: warnings(proc), 20, message="the slow line")
-        open_gate(gate)
-        assert proc.wait() == 0, proc.stderr()
-    finally:
-        proc.close()
+    proc = ended(StokerProcess(["inspect", str(config)], tmp_path, entry=entry(0.2)), 0, gate)
     assert warnings(proc) == [f"stoker: warning: '{config}': the job is still not loaded after 0.2 s; "
                               "loading is stopped at 60 s (Ctrl-C stops it now)"]
     assert proc.stdout().startswith("job c/r/devel/slow\n"), proc.stdout()
@@ -103,12 +104,7 @@ def test_inspect_still_not_loaded_says_so_once_and_prints_the_job_once_the_confi
 def test_a_job_planned_in_time_says_nothing(tmp_path):
     config = tmp_path / "job.aurora"
     config.write_text(JOB)
-    proc = StokerProcess(["run", str(config), "--sandbox", str(tmp_path / "sandbox")], tmp_path,
-                         env={"STOKER_ROOT": str(tmp_path / "root")}, entry=entry(20.0))
-    try:
-        assert proc.wait() == 0, proc.stderr()
-    finally:
-        proc.close()
+    proc = ended(stoker_run(tmp_path, str(config), slow_secs=20.0), 0)
     assert warnings(proc) == [] and "task finished successfully" in proc.stdout()
 
 
