@@ -324,4 +324,8 @@ RECENT_ROWS = (
             "tests/integration/test_pinned_writes.py", "tests/integration/test_missing_dependencies.py",
             "tests/integration/test_local_run_wiring.py", "tests/integration/test_wiring.py"), children=True,
            subreaper=True),
+    Module("watchdogsh", "the watchdog's shell script as shipped, its early spawn and its retire line",
+           ("executor/procs/watchdogsh.py",),
+           ("tests/unit/test_watchdog_shipped.py", "tests/integration/test_watchdog_spawn.py",
+            "tests/integration/test_watchdog_shells.py"), children=True),
 )
