@@ -328,4 +328,6 @@ RECENT_ROWS = (
            ("executor/procs/watchdogsh.py",),
            ("tests/unit/test_watchdog_shipped.py", "tests/integration/test_watchdog_spawn.py",
             "tests/integration/test_watchdog_shells.py"), children=True),
+    Module("plainhttp", "http.client loaded without ssl", ("healthcheck/plainhttp.py",),
+           ("tests/integration/test_plainhttp.py",), children=True),
 )

@@ -47,3 +47,9 @@ def test_a_single_threaded_process_loads_http_client_without_ssl_and_ssl_stays_i
 def test_otherwise_it_does_nothing_and_http_client_loads_as_usual(before):
     state = loaded(before)
     assert not state["done"] and state["https"] and state["http"] and state["ssl_after"]
+
+
+def test_a_second_load_once_http_client_is_loaded_without_ssl_does_nothing():
+    # `ssl` is still not loaded then: only `http.client` being there says it was done
+    state = loaded("from healthcheck import plainhttp as first; assert first.load()")
+    assert state == {"done": False, "ssl": False, "https": False, "http": True, "ssl_after": True}
