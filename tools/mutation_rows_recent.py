@@ -330,4 +330,7 @@ RECENT_ROWS = (
             "tests/integration/test_watchdog_shells.py"), children=True),
     Module("plainhttp", "http.client loaded without ssl", ("healthcheck/plainhttp.py",),
            ("tests/integration/test_plainhttp.py",), children=True),
+    Module("codecachewrite", "the attrs code cache's file written: a writer's turn, the merge, the replace",
+           ("executor/codecachewrite.py",),
+           ("tests/integration/test_codecache_merge.py", "tests/integration/test_codecache_files.py"), children=True),
 )
