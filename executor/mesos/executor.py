@@ -59,7 +59,6 @@ LATE = "the executor is exiting: no task was launched within its --launch-timeou
 GROUP_REFUSED = "LAUNCH_GROUP is not supported by Stoker: launch each task with LAUNCH and a task document"
 
 
-
 @attrs.frozen(slots=True)
 class PendingKill:
     """A KILL, SHUTDOWN or `stoker kill` that came before the owner existed; applied once it
@@ -76,10 +75,9 @@ class StokerExecutor:
 
     def __init__(self, settings: ExecutorSettings, task_env: dict[str, str], *,
                  on_done: Callable[[], None], on_launched: Callable[[], None] = lambda: None) -> None:
-        self._settings = settings
-        self._env = task_env
-        self._on_done = on_done  # called when the task is over (or there will be none)
-        self._on_launched = on_launched  # called once, when a LAUNCH's task is taken
+        self._settings, self._env = settings, task_env
+        # called when the task is over (or there will be none); once, when a LAUNCH's task is taken
+        self._on_done, self._on_launched = on_done, on_launched
         self._lock = threading.Lock()  # guards the few fields shared with the driver thread
         self._task_id: str | None = None
         self._owner: TaskOwner | None = None
