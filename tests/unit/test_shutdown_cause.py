@@ -163,9 +163,8 @@ def test_no_launch_by_the_launch_timeout_ends_the_wait_then_saying_so(caplog):
 
 
 def test_a_launched_task_is_waited_for_past_the_launch_timeout():
-    # (no `Launched` said: the timer runs out, and the decision finds the task)
-    result, both, took = waited([(0.3, Signalled(signal.SIGINT)), (0.35, TaskDone())], 0.05, launched=True)
-    assert result is True and took >= 0.3 and both.closed == 1
+    result, _, took = waited([(0.3, Signalled(signal.SIGINT)), (0.35, TaskDone())], 0.05, launched=True)
+    assert result is True and took >= 0.3
 
 
 def test_a_launch_taken_ends_the_launch_timeout_s_timer():
