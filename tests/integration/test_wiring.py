@@ -142,7 +142,7 @@ def test_the_lifecycle_endpoints_are_posted_within_the_stop_s_bound_with_each_st
         with socket.socket() as probe:
             return probe.connect_ex(("127.0.0.1", port)) == 0
 
-    final = run(owner_for(spec, tmp_path, ENV, Recorder(), stop_within_secs=0.6), serving)
+    final = run(owner_for(spec, tmp_path, ENV, Recorder(), stop_within_secs=2.0), serving)
     assert final.state is TaskState.KILLED
     said = [reason for stage, reason in kill_stages(caplog) if stage == "lifecycle"]
     assert said[0] == "stop asked"
