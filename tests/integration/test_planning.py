@@ -30,13 +30,13 @@ def real(sources):
 """
 
 
-def held_config(tmp_path: Path) -> tuple[Path, Path]:
-    """A FIFO, and the example's config that reads it first: its load waits until the test
-    writes the FIFO (a plan held for the test)."""
+def held_config(tmp_path: Path, text: str | None = None) -> tuple[Path, Path]:
+    """A FIFO, and a config (`text`, the example's by default) that reads it first: its load
+    waits until the test writes the FIFO (a plan held for the test)."""
     gate = tmp_path / "gate"
     os.mkfifo(gate)
     config = tmp_path / "held.aurora"
-    config.write_text(f"open({str(gate)!r}).read()\n" + EXAMPLE.read_text())
+    config.write_text(f"open({str(gate)!r}).read()\n" + (EXAMPLE.read_text() if text is None else text))
     return gate, config
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_planning import held_config
 from tests.support.stoker_proc import REPO, StokerProcess
 from tests.support.waiting import wait_for
 
@@ -32,15 +33,6 @@ def entry(slow_secs: float, bound_secs: float = 60.0) -> tuple[str, str]:
     return ("-c", "import sys; from executor.local import planahead, planning; "
                   f"planahead.SLOW_SECS = {slow_secs}; planning.PLAN_TIMEOUT_SECS = {bound_secs}; "
                   "from executor.cli.start import run; sys.exit(run())")
-
-
-def gated(tmp_path: Path) -> tuple[Path, Path]:
-    """A FIFO, and a config that reads it before it defines JOB: planned once the test writes it."""
-    gate = tmp_path / "gate"
-    os.mkfifo(gate)
-    config = tmp_path / "job.aurora"
-    config.write_text(f"open({str(gate)!r}).read()\n{JOB}")
-    return gate, config
 
 
 def open_gate(gate: Path) -> None:
@@ -73,7 +65,7 @@ def ended(proc: StokerProcess, code: int, gate: Path | None = None) -> StokerPro
 
 
 def test_a_run_still_not_planned_says_so_once_and_runs_the_job_once_the_config_ends(tmp_path):
-    gate, config = gated(tmp_path)
+    gate, config = held_config(tmp_path, JOB)
     proc = ended(stoker_run(tmp_path, str(config), slow_secs=0.2), 0, gate)
     assert warnings(proc) == [f"stoker: warning: '{config}': the job is still not planned after 0.2 s; "
                               "planning is stopped at 60 s (Ctrl-C stops it now)"]
@@ -94,7 +86,7 @@ def test_the_line_is_a_json_event_with_log_format_json_and_the_bound_s_error_fol
 
 
 def test_inspect_still_not_loaded_says_so_once_and_prints_the_job_once_the_config_ends(tmp_path):
-    gate, config = gated(tmp_path)
+    gate, config = held_config(tmp_path, JOB)
     proc = ended(StokerProcess(["inspect", str(config)], tmp_path, entry=entry(0.2)), 0, gate)
     assert warnings(proc) == [f"stoker: warning: '{config}': the job is still not loaded after 0.2 s; "
                               "loading is stopped at 60 s (Ctrl-C stops it now)"]
@@ -110,7 +102,7 @@ def test_a_job_planned_in_time_says_nothing(tmp_path):
 
 def test_a_program_that_plans_without_the_command_line_gets_the_line_as_a_log_event(tmp_path):
     # `LocalRun` embedded: no `stoker: warning:` writer loaded (executor.local never imports it)
-    gate, config = gated(tmp_path)
+    gate, config = held_config(tmp_path, JOB)
     done = subprocess.run([sys.executable, "-c", textwrap.dedent("""
         import logging, sys
         from executor.local import planahead

@@ -32,6 +32,7 @@ from executor.task.wiring import owner_for, user_named
 from tests.integration.test_fork_exec import Wrapper
 from tests.integration.test_owner import Recorder, job
 from tests.support.control_socket import ask_all
+from tests.support.ports import free_ports
 from tests.support.shellwords import fake_sh
 from tests.support.users import needs_root, open_sandbox
 from tests.support.waiting import wait_for
@@ -113,12 +114,6 @@ def test_a_process_failing_for_ever_ends_the_task_at_the_run_cap(tmp_path, cap, 
     assert rec.process_states("a").count("FAILED") == 1 and rec.process_states("a").count("RUNNING") == runs
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def lifecycle_server(port: int) -> str:
     """A process that answers every POST with 200 and goes on running (the stop's bound ends it)."""
     return f"""exec {sys.executable} - <<'PY'
@@ -134,7 +129,7 @@ PY"""
 
 def test_the_lifecycle_endpoints_are_posted_within_the_stop_s_bound_with_each_step_said(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="executor.task")
-    port = free_port()
+    (port,) = free_ports(1)
     spec = attrs.evolve(job(ProcessSpec(name="a", cmdline=lifecycle_server(port)), finalization_wait_secs=30),
                         lifecycle=LifecycleSpec(port=port, graceful_shutdown_wait_secs=20, shutdown_wait_secs=20))
 
