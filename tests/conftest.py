@@ -24,6 +24,9 @@ from hypothesis import HealthCheck, settings
 if TYPE_CHECKING:
     from tests.support.sessioncgroup import Leftovers
 
+# A forked child that gets back into pytest ends there, named (tests/support/forkguard.py).
+pytest_plugins = ["tests.support.forkguard"]
+
 # Property tests draw the same examples on every run (CI must be deterministic); a failure
 # found by a wider search is turned into a fixed case or an oracle fix, not left to chance.
 # STOKER_HYPOTHESIS_PROFILE=deep is that wider search, by hand: random examples, and the
