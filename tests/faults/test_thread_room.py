@@ -10,8 +10,8 @@ first allocations), as the C library refuses a stack: one line naming the limit,
 
 The window was about 16 KiB wide, and where it lies moves with what the process maps (~100
 KiB with what is imported), so the test finds it: a lowest limit under which the job runs
-(by bisection, to a page), then every page from `SCAN_BELOW_KIB` below it to `SCAN_ABOVE_KIB`
-above it, where runs are sure. Each limit must end within `BOUND_SECS` (a run takes a fraction of a second) with exit 0, or
+(by bisection, to a page), then every other page (`SCAN_STEP_KIB`: the window holds two at
+least) from `SCAN_BELOW_KIB` below it to `SCAN_ABOVE_KIB` above it, where runs are sure. Each limit must end within `BOUND_SECS` (a run takes a fraction of a second) with exit 0, or
 exit 2 and one `stoker: error:` line naming the limit, no traceback.
 """
 from __future__ import annotations
@@ -37,6 +37,7 @@ jobs = [Job(cluster='local', role='me', environment='test', name='job',
 """
 BOUND_SECS = 30  # a run of this job takes ~0.1 s (its processes: `true`); a hang, for good
 PAGE_KIB = 4
+SCAN_STEP_KIB = 2 * PAGE_KIB  # the window was 16 KiB wide: each step lands in it twice at least
 SCAN_BELOW_KIB = 160  # the hang was 76-88 KiB below the lowest limit that ran: twice that
 SCAN_ABOVE_KIB = 96  # near the lowest, a limit may run or not: what is mapped varies by some pages
 
@@ -105,7 +106,7 @@ def test_a_limit_just_too_small_for_a_thread_ends_with_one_line_never_a_hang(tmp
     assert first.ran(), first.output[-2000:]
     lowest = lowest_limit_that_runs(tmp_path, job)
     problems, statuses = [], set()
-    for limit_kib in range(lowest - SCAN_BELOW_KIB, lowest + SCAN_ABOVE_KIB + 1, PAGE_KIB):
+    for limit_kib in range(lowest - SCAN_BELOW_KIB, lowest + SCAN_ABOVE_KIB + 1, SCAN_STEP_KIB):
         run = Run(tmp_path, job, limit_kib)
         statuses.add(run.status)
         if run.problem():
