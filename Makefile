@@ -36,15 +36,16 @@ run: $(STAMP)
 # The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
 # The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (3 on CI's 2 cores:
 # the tests wait on processes, servers and timers about a third of their time, docs/testing.md
-# §13); then the end-to-end and fault tiers on as many, each module on one worker (--dist
-# loadfile: its module fixtures made once); the tests marked `serial`, of any tier (they look at
+# §13); then the end-to-end and fault tiers on LATER_WORKERS (4: they wait more), each module on
+# one worker (--dist loadfile: its module fixtures made once); the tests marked `serial`, of any tier (they look at
 # or change something the whole host shares: its mount table, the venv, its next pid), run
 # last, alone (§13). A failure in one run still lets the next ones run, and any fails the target.
 TEST_WORKERS ?= 3
+LATER_WORKERS ?= 4
 LATER_TIERS  := --ignore=tests/unit --ignore=tests/integration
 test: lint
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m 'not serial' tests/unit tests/integration; status=$$?; \
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || status=1; \
+	$(BIN)/python -m pytest -q -n $(LATER_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || status=1; \
 	$(BIN)/python -m pytest -q -m serial tests || status=1; \
 	exit $$status
 
@@ -189,7 +190,7 @@ coverage: $(STAMP)
 	rm -rf .coverage $(COVERAGE_DATA) && mkdir -m 1777 $(COVERAGE_DATA)
 	if [ -n "$(COVERAGE_TIERS)" ]; then $(COVERAGE_RUN) -n $(TEST_WORKERS) $(COVERAGE_TIERS) || true; else \
 	  $(COVERAGE_RUN) -n $(TEST_WORKERS) -m 'not serial' tests/unit tests/integration || true; \
-	  $(COVERAGE_RUN) -n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || true; \
+	  $(COVERAGE_RUN) -n $(LATER_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || true; \
 	  $(COVERAGE_RUN) -m serial tests || true; fi
 	$(BIN)/coverage combine -q $(COVERAGE_DATA) 2>&1 | grep -v "^  data._warn" || true
 	$(BIN)/coverage report --sort=miss | tail -n 60

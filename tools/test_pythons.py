@@ -36,12 +36,12 @@ OLDEST = (3, 11)
 # The start-up smoke: `stoker run` of a job and `stoker executor` under the agent
 # simulator, with the import budget of each (module sets, the same on every version).
 DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py", "tests/e2e/test_startup_imports_early.py"]
-# --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 3): the unit
-# and integration tiers on three workers, the later ones each module on one worker, both but the
-# tests marked `serial`, then those, of every tier, alone
+# --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 3 and
+# LATER_WORKERS 4): the unit and integration tiers on three workers, the later ones on four, each
+# module on one worker, both but the tests marked `serial`, then those, of every tier, alone
 LATER_TIERS = ["--ignore=tests/unit", "--ignore=tests/integration"]
 TIER_RUNS = [["-n", "3", "-m", "not serial", "tests/unit", "tests/integration"],
-             ["-n", "3", "--dist", "loadfile", "-m", "not serial", *LATER_TIERS],
+             ["-n", "4", "--dist", "loadfile", "-m", "not serial", *LATER_TIERS],
              ["-m", "serial", "tests"]]
 
 

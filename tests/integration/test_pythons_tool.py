@@ -33,12 +33,12 @@ def test_tiers_are_run_as_make_test_runs_them_and_the_default_is_the_unit_tests_
     later = ["--ignore=tests/unit", "--ignore=tests/integration"]
     assert tool.pytest_runs("py", True, ["-x"]) == [
         ["py", "-m", "pytest", "-q", "-n", "3", "-m", "not serial", "tests/unit", "tests/integration", "-x"],
-        ["py", "-m", "pytest", "-q", "-n", "3", "--dist", "loadfile", "-m", "not serial", *later, "-x"],
+        ["py", "-m", "pytest", "-q", "-n", "4", "--dist", "loadfile", "-m", "not serial", *later, "-x"],
         ["py", "-m", "pytest", "-q", "-m", "serial", "tests", "-x"]]
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
-    assert "TEST_WORKERS ?= 3\nLATER_TIERS  := --ignore=tests/unit --ignore=tests/integration\n" in makefile
+    assert "TEST_WORKERS ?= 3\nLATER_WORKERS ?= 4\nLATER_TIERS  := --ignore=tests/unit --ignore=tests/integration\n" in makefile
     for run in ("-n $(TEST_WORKERS) -m 'not serial' tests/unit tests/integration;",
-                "-n $(TEST_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) ||",
+                "-n $(LATER_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) ||",
                 "-m serial tests ||"):
         assert f"$(BIN)/python -m pytest -q {run}" in makefile
     assert tool.pytest_runs("py", False, []) == [
