@@ -1,6 +1,6 @@
 """tests/support/forkguard.py: a forked child of a test that raises or returns instead of
 ending with `os._exit` ends at the first pytest hook it reaches (exit 70), named, and the
-test process goes on alone. Real pytest runs of a small test file, in a child python."""
+test process goes on alone; a child that begins a session of its own is left to it. Real pytest runs of a small test file, in a child python."""
 from __future__ import annotations
 
 import subprocess
@@ -31,6 +31,15 @@ def test_returns_in_the_child():
     if pid != 0:
         assert _child_status(pid) == {ESCAPED_EXIT}
 
+def test_a_child_s_own_session():  # as mutmut's children run each mutant's tests: not escaped
+    pid = os.fork()
+    if pid == 0:
+        import pytest
+        code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "tests.support.forkguard",
+                            __file__ + "::test_after_them"])
+        os._exit(10 + int(code))
+    assert _child_status(pid) == 10
+
 def test_after_them():
     assert True
 """
@@ -47,7 +56,7 @@ def run_pytest(tmp_path: Path, *plugins: str) -> subprocess.CompletedProcess[str
 def test_a_child_that_gets_back_into_pytest_ends_there_named_and_the_run_goes_on(tmp_path):
     done = run_pytest(tmp_path, "tests.support.forkguard")
     assert (done.returncode, done.stdout.count("passed"), "failed" in done.stdout) == (0, 1, False), done
-    assert done.stdout.rstrip().endswith("3 passed in " + done.stdout.rstrip().split(" passed in ")[1]), done.stdout
+    assert done.stdout.rstrip().endswith("4 passed in " + done.stdout.rstrip().split(" passed in ")[1]), done.stdout
     told = done.stderr.split("forkguard: ")[1:]
     assert [line.split(": a forked child")[0] for line in told] == ["test_escapes.py::test_raises_in_the_child (call)",
                                                      "test_escapes.py::test_returns_in_the_child (call)"], done.stderr

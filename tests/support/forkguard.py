@@ -8,7 +8,8 @@ controller. One such copy ended a CI run: the controller heard a worker say it h
 while it still held tests (`INTERNALERROR> assert not crashitem`), and 35 tests never ran.
 
 The first hook such a copy reaches (the report of the phase it escaped from, or of a
-collection) sees a process id that is not the one this module was imported in: it writes
+collection) sees a process id that is not the one whose session it is (the one that
+configured it: a child that begins a session of its own, as mutmut's do, is not escaped): it writes
 the test, the phase and the exception that let it out to stderr and ends with exit status
 70, before it reports, tears down or talks to anyone. The original goes on untouched: the
 exit is the child's, and a test that waits for its child sees status 70.
@@ -24,7 +25,15 @@ import traceback
 import pytest
 
 ESCAPED_EXIT = 70  # EX_SOFTWARE
-_OURS = os.getpid()
+_OURS = os.getpid()  # the process whose session this is: set again as each session begins
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A session begun in a forked child is that child's own: mutmut forks one per mutant,
+    which runs `pytest.main` anew (a new configuration), not the parent's session."""
+    global _OURS
+    _OURS = os.getpid()
 
 
 def _end_if_escaped(where: str, error: BaseException | None) -> None:
