@@ -384,10 +384,14 @@ def test_a_claims_file_that_takes_no_lock_leaves_the_ports_unclaimed_with_one_wa
     with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
         assert mine.take([40051, 40052]) and mine.take([40053]) and mine.contested is None
         mine.take_given([40054])
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and "takes no lock (ENOLCK: No locks available)" in said[0], said
-    assert "ports are taken unclaimed" in said[0]
-    assert asked == [40051]
+    assert [r.getMessage() for r in caplog.records] == [
+        f'ports_unclaimed reason="the port claims file in {settings.registry_root} takes no lock (ENOLCK: No locks '
+        "available): this run's ports are taken unclaimed, and another run of this host may be given the same one\""]
+    assert asked == [40051] and caplog.records[0].levelno == logging.WARNING
+    monkeypatch.setattr(fcntl, "lockf", lambda *args: (_ for _ in ()).throw(OSError(9999, "strange")))
+    with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
+        assert PortClaims(settings).take([40055])
+    assert "takes no lock (9999: strange): " in caplog.records[1].getMessage()  # an errno Python does not name
 
 
 def test_without_a_claims_file_ports_are_taken_unclaimed(tmp_path):
