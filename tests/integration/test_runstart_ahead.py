@@ -106,10 +106,12 @@ def test_an_early_start_of_the_plan_made_ahead_for_other_settings_is_given_up(tm
 
 
 def test_a_config_that_ends_its_own_process_is_named(tmp_path):
+    """(In the child forked ahead: planned without one, in a process with another thread,
+    as a pytest-xdist worker is, the config runs in that process.)"""
     config = tmp_path / "exits.aurora"
     config.write_text("import os\nos._exit(3)\n")
     with pytest.raises(ConfigError) as raised:
-        started(RunSettings(config=str(config)), None)
+        started(RunSettings(config=str(config)), forked_ahead(config))
     assert str(raised.value).startswith(f"'{config}': the process running the config ended (exit status 3)")
 
 
