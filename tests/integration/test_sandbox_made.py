@@ -50,7 +50,8 @@ def test_a_symbolic_link_that_leads_nowhere_says_where_it_leads(tmp_path):
     assert said == {
         "to-nothing": [f"cannot create sandbox '{tmp_path}/to-nothing'",
                        "it is a symbolic link to 'gone', which does not exist"],
-        "round": [f"cannot create sandbox '{tmp_path}/round'", "it is a symbolic link to 'about', which leads round in a loop"],
+        "round": [f"cannot create sandbox '{tmp_path}/round'",
+                  "it is a symbolic link to 'about', which leads round in a loop"],
         "to-a-link": [f"cannot create sandbox '{tmp_path}/to-a-link'",
                       f"it is a symbolic link to 'to-nothing', which leads to '{tmp_path}/gone', which does not exist"]}
 
@@ -77,7 +78,8 @@ def test_a_sandbox_the_user_may_not_write_is_named():
         os.chown(theirs, 65534, 65534)
         os.chmod(theirs, 0o555)
         said = as_nobody(lambda: refusal(str(theirs)))
-        assert refusal(str(theirs)).startswith(f"sandbox {quoted(str(theirs))} belongs to nobody (uid 65534), not root (uid 0): ")
+        as_root = refusal(str(theirs))
+        assert as_root.startswith(f"sandbox {quoted(str(theirs))} belongs to nobody (uid 65534), not root (uid 0): ")
     assert said == f"sandbox {quoted(str(theirs))} is not writable"
 
 
