@@ -31,6 +31,7 @@ from executor.task.status import Update
 from executor.task.wiring import owner_for, user_named
 from tests.integration.test_fork_exec import Wrapper
 from tests.integration.test_owner import Recorder, job
+from tests.support import cgroups as cgroup_support
 from tests.support.control_socket import ask_all
 from tests.support.ports import free_ports
 from tests.support.shellwords import fake_sh
@@ -77,6 +78,17 @@ def test_each_run_starts_through_the_wrapper_given(tmp_path):
     final = run(owner_for(spec, tmp_path, ENV, Recorder(), wrap=wrap))
     assert final.state is TaskState.FINISHED
     assert (tmp_path / ".logs/a/0/stdout").read_text() == "1 inside\n" and wrap.users == [None]
+
+
+def test_by_default_the_task_s_runs_are_in_a_cgroup_of_its_own(tmp_path):
+    """`cgroups` is `auto` unless a front end says otherwise: where a task cgroup can be made
+    here, each run is in the task's `stoker-*` one (another word is read as a directory to
+    make it under, and falls back to a process group where that fails)."""
+    if (why := cgroup_support.unavailable()) is not None:
+        pytest.skip(f"no task cgroup here: {why}")
+    spec = job(ProcessSpec(name="a", cmdline="cat /proc/self/cgroup"))
+    assert run(owner_for(spec, tmp_path, ENV, Recorder())).state is TaskState.FINISHED
+    assert "/stoker-" in (tmp_path / ".logs/a/0/stdout").read_text()
 
 
 @pytest.mark.parametrize(("bounds", "words"), [
