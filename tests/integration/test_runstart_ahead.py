@@ -67,6 +67,15 @@ def started(settings: RunSettings, ahead: PlanAhead | None, early: EarlyStart | 
         start.close()
 
 
+def planned_ahead_early(tmp_path: Path) -> EarlyStart:
+    """An early start of the plan made ahead, in a sandbox of its own, holding a lease on a
+    file of the test's, no runs started (as test_runstart.py's `early_start`, planned ahead)."""
+    (tmp_path / "sb").mkdir()
+    lease = os.open(tmp_path / "lease", os.O_RDWR | os.O_CREAT, 0o600)
+    return EarlyStart(entry="", sandbox=str(tmp_path / "sb"), lease_fd=lease, task_id="t", marker="m",
+                      planned_ahead=True)
+
+
 def test_the_child_that_planned_for_these_settings_is_the_plan_s(tmp_path, caplog):
     config, loads = config_in(tmp_path)
     ahead = forked_ahead(config)
@@ -94,10 +103,7 @@ def test_a_child_that_planned_for_other_settings_is_cancelled_naming_them(tmp_pa
 
 def test_an_early_start_of_the_plan_made_ahead_for_other_settings_is_given_up(tmp_path, caplog):
     config, loads = config_in(tmp_path)
-    (tmp_path / "sb").mkdir()
-    lease = os.open(tmp_path / "lease", os.O_RDWR | os.O_CREAT, 0o600)
-    early = EarlyStart(entry="", sandbox=str(tmp_path / "sb"), lease_fd=lease, task_id="t", marker="m",
-                       planned_ahead=True)
+    early = planned_ahead_early(tmp_path)
     with caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
         started(RunSettings(config=str(config), instance=1), forked_ahead(config), early)
     assert lines(caplog, "early_start_given_up") == [
@@ -152,10 +158,7 @@ def test_a_port_every_plan_chose_another_process_claims_ends_the_start_naming_it
     config, loads = config_in(tmp_path)
     config.write_text(config.read_text().replace("}}')", "}} {{thermos.ports[admin]}}')"))
     other = claimed_by_another("1+")
-    (tmp_path / "sb").mkdir()
-    lease = os.open(tmp_path / "lease", os.O_RDWR | os.O_CREAT, 0o600)
-    early = EarlyStart(entry="", sandbox=str(tmp_path / "sb"), lease_fd=lease, task_id="t", marker="m",
-                       planned_ahead=True)
+    early = planned_ahead_early(tmp_path)
     with pytest.raises(ConfigError) as raised, caplog.at_level(logging.WARNING, logger="executor.local.runstart"):
         started(RunSettings(config=str(config)), forked_ahead(config), early, registry=registry)
     said = str(raised.value)

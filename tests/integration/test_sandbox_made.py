@@ -17,6 +17,7 @@ import pytest
 from config.registry import RegistrySettings
 from config.words import quoted
 from executor.host.registry import Registry
+from executor.host.sandbox import LOCK_FILE
 from executor.local.runstart import SandboxError, hold_sandbox, make_sandbox
 from tests.support.limits import closed
 from tests.support.users import as_nobody, needs_root, open_sandbox
@@ -91,7 +92,7 @@ def registry(tmp_path: Path) -> RegistrySettings:
 def flocked(sandbox: Path) -> int:
     """The sandbox's lock file, made and locked as an early start does."""
     (sandbox / ".stoker").mkdir(mode=0o700)
-    fd = os.open(sandbox / ".stoker" / "supervisor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(sandbox / ".stoker" / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd
 
