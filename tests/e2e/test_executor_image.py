@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_executor_aurora import TID, aurora_data, every_call_was_accepted
+from tests.e2e.test_executor_aurora import TID, aurora_data
 from tests.support import pidnames
 from tests.support.agent_sim import AgentSimulator, make_task_info
 from tests.support.proc_scan import kill_carrying, read_bytes, task_marker_of, task_pids_by_marker
@@ -123,7 +123,7 @@ def test_an_image_task_runs_inside_its_image_as_its_role_is_checked_there_and_ki
         assert "the task is over: detached the 3 mounts made in its filesystem image" in log
         assert not any((sandbox / "taskfs/mnt/mesos/sandbox").iterdir())  # the host's mount table never had it
         assert str(sandbox) not in Path("/proc/self/mountinfo").read_text()
-        assert every_call_was_accepted(sim)
+        assert sim.refused_calls() == []
 
 
 def test_an_image_task_without_a_containerizer_fails_with_thermos_words(agent, tmp_path):

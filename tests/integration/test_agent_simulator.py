@@ -62,6 +62,30 @@ def test_simulator_validates_like_the_agent(sim, method, headers, body, status):
     assert sim.requests[-1].status == status
 
 
+@pytest.mark.timeout(20)
+def test_refused_calls_are_the_subscribe_and_update_calls_answered_neither_200_nor_202(sim):
+    url = f"http://{sim.endpoint}/api/v1/executor"
+    stream = requests.post(url, data=json.dumps(_call("SUBSCRIBE", subscribe={})).encode(),
+                           headers=JSON, stream=True, timeout=(5, 5))
+    try:
+        sim.wait_subscribed()
+        assert sim.refused_calls() == []
+        bad = _call("UPDATE", update={"status": _status(state="TASK_STAGING")})
+        for body in (bad, _call("HEARTBEAT"), _call("MESSAGE", message={"data": "%"})):
+            requests.post(url, data=json.dumps(body), headers=JSON, timeout=5)
+        assert [(r.call_type, r.status) for r in sim.requests] == [
+            ("SUBSCRIBE", 200), ("UPDATE", 400), ("HEARTBEAT", 202), ("MESSAGE", 400)]
+        assert [(r.call_type, r.status) for r in sim.refused_calls()] == [("UPDATE", 400)]
+        sim.unanswered_updates = 1  # taken, never answered: not judged but waited for
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.post(url, data=json.dumps(_call("UPDATE", update={"status": _status()})),
+                          headers=JSON, timeout=(5, 0.2))
+        with pytest.raises(TimeoutError, match="an answer to each SUBSCRIBE and UPDATE call"):
+            sim.refused_calls(timeout_secs=0.1)
+    finally:
+        stream.close()
+
+
 def test_simulator_auth_and_recovery_answers(tmp_path):
     with AgentSimulator(auth_token=TOKEN, sandbox=tmp_path) as sim:
         url = f"http://{sim.endpoint}/api/v1/executor"

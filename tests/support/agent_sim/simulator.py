@@ -385,6 +385,19 @@ class AgentSimulator(_Driver, _Endpoint):
         with self._cond:
             return [r for r in self.requests if r.call_type == call_type]
 
+    def refused_calls(self, timeout_secs: float = 5.0) -> list[RecordedRequest]:
+        """The executor's SUBSCRIBE and UPDATE calls answered neither 200 nor 202 (the agent
+        answers 400 to a call Mesos' executor.proto would not parse), once every one of them
+        has its answer: an UPDATE's state is recorded (what `wait_for_state` sees) just
+        before the call is answered."""
+        def calls() -> list[RecordedRequest]:
+            return [r for r in self.requests if r.call_type in ("SUBSCRIBE", "UPDATE")]
+
+        self.wait_for(lambda: all(r.status is not None for r in calls()), timeout_secs,
+                      "an answer to each SUBSCRIBE and UPDATE call")
+        with self._cond:
+            return [r for r in calls() if r.status not in (200, 202)]
+
     def wait_for(self, predicate: Callable[[], Any], timeout_secs: float, what: str) -> Any:
         with self._cond:
             result = self._cond.wait_for(predicate, timeout_secs)
