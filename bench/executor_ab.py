@@ -1,8 +1,10 @@
 """`stoker executor`'s start, two checkouts interleaved (issue 14, gcstart): under the agent
 simulator on 127.0.0.1, as `bench_mesos.py` runs it, its CPU time when the agent read its
-TASK_RUNNING, the LAUNCH → TASK_RUNNING wall time, and its USS once the task runs.
+TASK_RUNNING, the LAUNCH → TASK_STARTING and → TASK_RUNNING wall times, and its USS once
+the task runs; with `--tls`, against an agent with libprocess SSL on that requires a client
+certificate, as `bench_mesos.py`'s TLS rows.
 
-    .venv/bin/python bench/executor_ab.py [--pairs 8] --against DIR [--repo DIR]
+    .venv/bin/python bench/executor_ab.py [--pairs 8] [--tls] --against DIR [--repo DIR]
 
 Each checkout (`--against`, A; `--repo`, B, this one by default) is compiled and its code
 cache warmed first (`benchlib.ab_repos`). Each pair runs a fresh executor of A and of B (B
@@ -26,25 +28,31 @@ import benchlib
 from bench_mesos import EXITS_ON_SIGTERM, SETTLE_SECS, STOKER, WAIT_SECS, document, quiet_connection_resets
 
 from tests.support.agent_sim import AgentSimulator, make_task_info
+from tests.support.agent_tls import agent_context, cert, client_env
 from tests.support.stoker_proc import kill_leftovers, task_pids
 
 
-def one(root: Path, tag: str, repo: Path, data: bytes) -> dict[str, float]:
+def one(root: Path, tag: str, repo: Path, data: bytes, tls: bool) -> dict[str, float]:
     """One executor of checkout `repo`, its task started: the figures of the docstring."""
     sandbox = root / tag
     sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox)
+    sim = AgentSimulator(sandbox=sandbox, tls=agent_context(require_client_cert=True) if tls else None)
+    env: dict[str, str | None] = {"PYTHONPATH": str(repo)}
+    if tls:  # (bench_mesos.py's)
+        env |= client_env("client", verify_server_cert="true", ca_file=cert("ca"),
+                          hostname_validation_scheme="openssl", verify_ipadd="true")
     try:
-        proc = sim.launch_executor(STOKER, cwd=sandbox, env_overrides={"PYTHONPATH": str(repo)})
+        proc = sim.launch_executor(STOKER, cwd=sandbox, env_overrides=env)
         sim.wait_subscribed(WAIT_SECS)
         launch_at = time.monotonic()
         sim.launch(make_task_info("task-1", data))
+        starting = sim.wait_for_state("task-1", "TASK_STARTING", WAIT_SECS).at - launch_at
         running = sim.wait_for_state("task-1", "TASK_RUNNING", WAIT_SECS).at - launch_at
         cpu = benchlib.cpu_secs_of(proc.pid)
         time.sleep(SETTLE_SECS)
         uss = benchlib.memory_of(proc.pid).uss
-        return {"LAUNCH → TASK_RUNNING ms": running * 1000, "CPU at TASK_RUNNING ms": cpu * 1000,
-                "USS KiB": uss / 1024}
+        return {"LAUNCH → TASK_STARTING ms": starting * 1000, "LAUNCH → TASK_RUNNING ms": running * 1000,
+                "CPU at TASK_RUNNING ms": cpu * 1000, "USS KiB": uss / 1024}
     finally:
         pids = task_pids(sandbox)
         sim.close()
@@ -53,6 +61,7 @@ def one(root: Path, tag: str, repo: Path, data: bytes) -> dict[str, float]:
 
 def main() -> int:
     parser = benchlib.ab_parser("bench/executor_ab.py", pairs=8)
+    parser.add_argument("--tls", action="store_true", help="an agent with libprocess SSL on")
     args = parser.parse_args()
     repos = benchlib.ab_repos(args)
     quiet_connection_resets()
@@ -61,10 +70,10 @@ def main() -> int:
     with benchlib.workdir("executor-ab") as root:
         data = document(root, EXITS_ON_SIGTERM)
         for j in (0, 1):  # each side once unmeasured
-            one(root, f"warm-{j}", repos[j], data)
+            one(root, f"warm-{j}", repos[j], data, args.tls)
         for i in range(args.pairs):
             for j in ((0, 1) if i % 2 == 0 else (1, 0)):
-                for name, value in one(root, f"{i}-{j}", repos[j], data).items():
+                for name, value in one(root, f"{i}-{j}", repos[j], data, args.tls).items():
                     figures.setdefault(name, [[], []])[j].append(value)
     loads.append(os.getloadavg()[0])
     benchlib.print_ab(repos, args.pairs, loads, figures)

@@ -280,8 +280,7 @@ class ExecutorDriver:
                               reason=reason)
                     return decision.ending
                 case GiveUp(ending=ending, reason=reason):
-                    log_event(logger, logging.ERROR, "mesos_giving_up", executor_id=self._who,
-                              reason=reason)
+                    log_event(logger, logging.ERROR, "mesos_giving_up", executor_id=self._who, reason=reason)
                     return ending
                 case Retry(delay_secs=delay, reason=reason):
                     log_event(logger, logging.INFO, "mesos_retry", executor_id=self._who,
@@ -345,8 +344,9 @@ class ExecutorDriver:
                     settled = True
                 for event in events:
                     self._on_event(event, registrations)
-                    if isinstance(event, Subscribed):
+                    if isinstance(event, Subscribed):  # the call connection made beside the LAUNCH's handling
                         subscribed, registrations = True, registrations + 1
+                        self._sender.ready()
                 if fault is not None:
                     raise fault
             reason = "the agent closed the event stream (EOF)"

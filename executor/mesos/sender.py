@@ -39,6 +39,13 @@ class Shared:
         self.unsent = 0  # updates queued for the sender and not yet done with
 
 
+class _Ready:
+    """The outbox's item that opens the call connection ahead of the calls (`ready`)."""
+
+
+_READY = _Ready()
+
+
 class CallSender:
     """The outbox and the thread that empties it."""
 
@@ -50,7 +57,7 @@ class CallSender:
         self._rng = rng
         self._report_rejection = report_rejection
         self._who = who
-        self._outbox: queue.Queue[PendingUpdate | bytes | None] = queue.Queue()
+        self._outbox: queue.Queue[PendingUpdate | bytes | _Ready | None] = queue.Queue()
 
     def queue_update(self, pending: PendingUpdate) -> None:
         """Queues an update the session already recorded (the caller counted it unsent)."""
@@ -58,6 +65,11 @@ class CallSender:
 
     def queue_message(self, data: bytes) -> None:
         self._outbox.put(bytes(data))
+
+    def ready(self) -> None:
+        """Opens the call connection in this thread, ahead of the calls (a SUBSCRIBE was
+        answered: the LAUNCH's TASK_STARTING is near), unless one is open."""
+        self._outbox.put(_READY)
 
     def close(self) -> None:
         self._outbox.put(None)
@@ -71,6 +83,8 @@ class CallSender:
             try:
                 if isinstance(item, PendingUpdate):
                     self._send_update(item)
+                elif isinstance(item, _Ready):
+                    self._transport.ready_calls()
                 else:
                     self._send_message(item)
             except Exception as e:  # a bug; the update stays buffered for the next SUBSCRIBE

@@ -374,14 +374,7 @@ class AgentTransport:
         ACCEPTED. A connection the agent closed meanwhile is replaced before the call."""
         with self._lock:
             try:
-                conn = self._call_conn
-                if conn is None or _dropped(conn):
-                    if conn is not None:
-                        conn.close()
-                    self._call_conn = conn = None
-                    conn = _connect(self._route, self._tls, CONNECT_TIMEOUT_SECS,
-                                    self._call_timeout_secs)
-                    self._call_conn = conn
+                conn = self._open_call_conn()
                 deadline = time.monotonic() + self._call_timeout_secs
                 sock = conn.sock
                 assert sock is not None
@@ -397,6 +390,29 @@ class AgentTransport:
         outcome = _classify(response.status, 202)
         detail = "" if outcome is Outcome.ACCEPTED else _detail(content, self._token)
         return CallResult(outcome, response.status, detail)
+
+    def ready_calls(self) -> None:
+        """Opens the call connection before the first call needs it (its connect and, over
+        TLS, its handshake: about as long as the rest of a LAUNCH's way to TASK_STARTING),
+        unless one is open. One that cannot be had is left to that call, which connects
+        again and says why it could not."""
+        with self._lock:
+            try:
+                self._open_call_conn()
+            except (http.client.HTTPException, OSError):
+                self._drop_call_conn()
+
+    def _open_call_conn(self) -> http.client.HTTPConnection:
+        """The call connection (lock held): the kept-alive one, or a new one in place of
+        none or of one the agent closed."""
+        conn = self._call_conn
+        if conn is None or _dropped(conn):
+            if conn is not None:
+                conn.close()
+            self._call_conn = None
+            conn = self._call_conn = _connect(self._route, self._tls, CONNECT_TIMEOUT_SECS,
+                                              self._call_timeout_secs)
+        return conn
 
     def _drop_call_conn(self) -> None:
         conn, self._call_conn = self._call_conn, None

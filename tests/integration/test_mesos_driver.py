@@ -70,6 +70,25 @@ def test_launch_kill_shutdown_sequence_and_exact_wire_format(tmp_path):
 
 
 @pytest.mark.timeout(20)
+def test_the_call_connection_is_made_at_each_subscription_and_carries_the_first_updates(sim):
+    """Made as SUBSCRIBED comes, not by the LAUNCH's TASK_STARTING (over TLS its handshake
+    took as long as the rest of that update's way); made again after the agent's restart."""
+    start(sim)
+    sim.wait_subscribed()
+    sim.wait_for(lambda: sim.connections_made == 2, 5, "the call connection, made before any call")
+    assert [r.call_type for r in sim.requests] == ["SUBSCRIBE"]
+    run_task(sim, "task-42")
+    assert sim.connections_made == 2 and [r.call_type for r in sim.requests] == ["SUBSCRIBE", "UPDATE", "UPDATE"]
+    sim.crash()
+    sim.restart(recovering_secs=0.0, reregistration_window_secs=WINDOW_SECS)
+    sim.wait_subscribed(count=2, timeout_secs=5)
+    sim.wait_for(lambda: sim.connections_made == 4, 5, "a call connection to the restarted agent")
+    sim.kill("task-42", grace_secs=0.1)
+    sim.wait_for_state("task-42", "TASK_KILLED")
+    assert sim.connections_made == 4
+
+
+@pytest.mark.timeout(20)
 @pytest.mark.parametrize("chunking, ack_mode", [("fuzz", "duplicate"), ("packed", "unknown_uuid"),
                                                 ("fuzz", "delay")])
 def test_odd_chunking_and_odd_acks_lose_nothing(sim, chunking, ack_mode):

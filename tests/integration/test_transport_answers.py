@@ -25,6 +25,7 @@ from executor.mesos.transport import (
 )
 from tests.support.agent_answers import ANSWER_202, CLOSE, HOLD, AgentAnswers, Say, answer
 from tests.support.http_server import shut_down
+from tests.support.waiting import wait_for
 
 CALL_SECS = 0.4  # each call's timeout here
 BOUND_SECS = 3.0  # what "ended within its timeout" allows, on a loaded machine
@@ -78,6 +79,30 @@ def test_calls_go_on_one_kept_connection_as_the_agent_s_path_with_the_bearer_tok
     head = agent.heard[0].head.decode()
     assert "Authorization: Bearer tok3n" in head and "Content-Type: application/json" in head
     assert "Accept: application/json" in head
+
+
+@pytest.mark.timeout(20)
+def test_a_call_connection_readied_ahead_carries_the_calls_and_is_readied_once():
+    with AgentAnswers() as agent:
+        with transport_to(agent) as t:
+            t.ready_calls()
+            wait_for(lambda: agent.connections == 1, BOUND_SECS)
+            t.ready_calls()  # the one open is kept
+            assert t.post(b'{"type":"UPDATE"}') == CallResult(Outcome.ACCEPTED, 202)
+    assert agent.connections == 1 and [h.connection for h in agent.heard] == [1]
+
+
+@pytest.mark.timeout(20)
+def test_a_call_connection_that_cannot_be_readied_is_left_to_the_call_which_says_why():
+    agent = AgentAnswers()
+    agent.close()  # nothing listens
+    t = transport(agent)
+    try:
+        t.ready_calls()  # nothing raised, nothing kept
+        result = t.post(b"{}")
+        assert result.outcome is Outcome.TRANSIENT and result.detail.startswith("ConnectionRefusedError: ")
+    finally:
+        t.close()
 
 
 def test_an_accepted_call_s_body_is_not_its_detail_and_a_refused_one_s_is():

@@ -73,6 +73,7 @@ class AgentSimulator(_Driver, _Endpoint):
         self.sandbox = Path(sandbox) if sandbox else Path(tempfile.mkdtemp(prefix="agent-sim-"))
         self._cond = threading.Condition()
         self.requests: list[RecordedRequest] = []
+        self.connections_made = 0  # connections accepted, on every listener it has had
         self.subscribes: list[dict] = []  # bodies of the accepted SUBSCRIBE calls
         self.messages: list[bytes] = []  # framework messages the executor sent
         self.acks_sent: list[tuple[str, bytes]] = []

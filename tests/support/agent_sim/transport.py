@@ -143,6 +143,9 @@ class _Tracking:
     def process_request(self, request, client_address) -> None:
         with self.connections_lock:
             self.connections.add(request)
+        with self.sim._cond:
+            self.sim.connections_made += 1
+            self.sim._cond.notify_all()
         super().process_request(request, client_address)  # type: ignore[misc]
 
     def shutdown_request(self, request) -> None:
