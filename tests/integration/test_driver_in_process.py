@@ -213,6 +213,16 @@ def test_a_framework_message_reaches_the_agent(sim, driver_factory):
     assert sim.messages == [b"status \x00 of task-1"]
 
 
+def test_the_call_connection_is_made_as_subscribed_comes_and_carries_the_calls(sim, driver_factory):
+    driver = subscribed(sim, driver_factory)
+    sim.wait_for(lambda: sim.connections_made == 2, 5, "the call connection, before any call")
+    assert [r.call_type for r in sim.requests] == ["SUBSCRIBE"]
+    driver.send_framework_message(b"one")
+    driver.send_status_update("task-1", TaskState.RUNNING)
+    sim.wait_for(lambda: len(sim.calls("UPDATE")) == 1, 5, "the UPDATE")
+    assert sim.connections_made == 2
+
+
 def test_the_status_update_line_says_each_of_its_fields(sim, driver_factory, caplog):
     caplog.set_level(logging.INFO, logger=DRIVER)
     driver = subscribed(sim, driver_factory)

@@ -32,10 +32,15 @@ class Agent:
     def __init__(self, *answers: CallResult) -> None:
         self.answers = list(answers)
         self.bodies: list[dict] = []
+        self.heard: list[str] = []  # "ready" (its call connection opened ahead) or the call's type
 
     def post(self, body: bytes) -> CallResult:
         self.bodies.append(json.loads(body))
+        self.heard.append(self.bodies[-1]["type"])
         return self.answers.pop(0)
+
+    def ready_calls(self) -> None:
+        self.heard.append("ready")
 
 
 class NoJitter:
@@ -54,7 +59,9 @@ def _sender(agent: Agent, subscribed: bool = True):
 
 def _run(sender: CallSender, shared: Shared, *updates_and_messages) -> None:
     for item in updates_and_messages:
-        if isinstance(item, bytes):
+        if item == "ready":
+            sender.ready()
+        elif isinstance(item, bytes):
             sender.queue_message(item)
         else:
             shared.unsent += 1
@@ -80,6 +87,27 @@ def test_an_update_is_retried_with_the_same_body_until_accepted_each_retry_a_lin
     assert sent.levelno == logging.DEBUG
     assert all(said in sent.getMessage() for said in ("executor_id=ex-1", "attempt=3", "task_id=t1"))
     assert all(r.levelno == logging.WARNING for r in records(caplog, "status_update_retry"))
+
+
+@pytest.mark.timeout(10)
+def test_the_call_connection_is_readied_in_the_outbox_s_order_and_a_ready_that_raises_is_a_bug_said(caplog):
+    agent = Agent(ACCEPTED, ACCEPTED)
+    sender, shared, _ = _sender(agent)
+    first, second = (shared.protocol.update("t1", state, now_wall=1.0) for state in (TaskState.STARTING,
+                                                                                      TaskState.RUNNING))
+    _run(sender, shared, "ready", first, "ready", second)
+    assert agent.heard == ["ready", "UPDATE", "ready", "UPDATE"] and shared.unsent == 0
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    agent = Agent(ACCEPTED)
+    agent.ready_calls = broken  # type: ignore[method-assign]
+    sender, shared, _ = _sender(agent)
+    _run(sender, shared, "ready", shared.protocol.update("t1", TaskState.RUNNING, now_wall=1.0))
+    assert agent.heard == ["UPDATE"] and shared.unsent == 0
+    [line] = lines(caplog, "mesos_sender_failed")
+    assert "error=\"RuntimeError: a bug\"" in line and "executor_id=ex-1" in line
 
 
 def test_an_update_rejected_for_good_is_reported_and_dropped_from_the_session(caplog):
