@@ -4,8 +4,10 @@ the agent does, so that the driver tests against it mean something."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -30,6 +32,19 @@ def _status(**over) -> dict:
 
 
 JSON = {"Content-Type": "application/json"}
+
+
+@contextlib.contextmanager
+def subscribed_by_hand(sim: AgentSimulator) -> Iterator[str]:
+    """A SUBSCRIBE this test sent, its stream open until the end: the executor API's URL."""
+    url = f"http://{sim.endpoint}/api/v1/executor"
+    stream = requests.post(url, data=json.dumps(_call("SUBSCRIBE", subscribe={})).encode(),
+                           headers=JSON, stream=True, timeout=(5, 5))
+    try:
+        sim.wait_subscribed()
+        yield url
+    finally:
+        stream.close()
 
 
 @pytest.mark.parametrize("method, headers, body, status", [
@@ -64,11 +79,7 @@ def test_simulator_validates_like_the_agent(sim, method, headers, body, status):
 
 @pytest.mark.timeout(20)
 def test_refused_calls_are_the_subscribe_and_update_calls_answered_neither_200_nor_202(sim):
-    url = f"http://{sim.endpoint}/api/v1/executor"
-    stream = requests.post(url, data=json.dumps(_call("SUBSCRIBE", subscribe={})).encode(),
-                           headers=JSON, stream=True, timeout=(5, 5))
-    try:
-        sim.wait_subscribed()
+    with subscribed_by_hand(sim) as url:
         assert sim.refused_calls() == []
         bad = _call("UPDATE", update={"status": _status(state="TASK_STAGING")})
         for body in (bad, _call("HEARTBEAT"), _call("MESSAGE", message={"data": "%"})):
@@ -82,8 +93,6 @@ def test_refused_calls_are_the_subscribe_and_update_calls_answered_neither_200_n
                           headers=JSON, timeout=(5, 0.2))
         with pytest.raises(TimeoutError, match="an answer to each SUBSCRIBE and UPDATE call"):
             sim.refused_calls(timeout_secs=0.1)
-    finally:
-        stream.close()
 
 
 def test_simulator_auth_and_recovery_answers(tmp_path):
@@ -152,11 +161,7 @@ def test_simulator_answers_nothing_while_it_crashes(sim):
 
 
 def test_simulator_applies_the_agent_update_rules(sim):
-    url = f"http://{sim.endpoint}/api/v1/executor"
-    stream = requests.post(url, data=json.dumps(_call("SUBSCRIBE", subscribe={})).encode(),
-                           headers=JSON, stream=True, timeout=(5, 5))
-    try:
-        sim.wait_subscribed()
+    with subscribed_by_hand(sim) as url:
         sim.launch(make_task_info("t", b"{}"))
 
         def post(**over) -> tuple[bytes, int]:
@@ -180,8 +185,6 @@ def test_simulator_applies_the_agent_update_rules(sim):
         assert [r.uuid for r in sim.dropped_updates] == [late]
         assert [r.uuid for r in sim.unknown_updates] == [stranger]
         assert [r.uuid for r in sim.ignored_updates] == [wrong_agent]
-    finally:
-        stream.close()
 
 
 @pytest.mark.timeout(20)
