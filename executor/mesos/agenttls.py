@@ -416,3 +416,22 @@ class TlsConnection(http.client.HTTPConnection):
             plain.close()
             self.close()
             raise TlsFailed(f"TLS handshake with {self.host}:{self.port} failed: {why}")
+
+    def still_open(self) -> bool:
+        """Whether this idle connection, its socket readable, is still the agent's: what came
+        was records that carry no data, read now (TLS 1.3's session tickets, sent after the
+        handshake: a connection made ahead of its first call has them unread); not when the
+        agent closed it or sent bytes no call asked for."""
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            sock.recv(1)
+        except ssl.SSLWantReadError:
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(timeout)
+        return False

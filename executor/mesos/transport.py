@@ -234,7 +234,8 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
-    return bool(readable)
+    still_open = getattr(conn, "still_open", None)  # over TLS: perhaps records without data
+    return bool(readable) and (still_open is None or not still_open())
 
 
 STREAM_TYPES = ("application/json", "application/recordio")  # the agent's SUBSCRIBE answers

@@ -4,6 +4,7 @@ the unix socket's only path."""
 from __future__ import annotations
 
 import logging
+import select
 import threading
 
 import pytest
@@ -55,6 +56,33 @@ def _read_until_aborted(sim: AgentSimulator, transport: AgentTransport) -> str:
     stream.close()
     assert not reader.is_alive()
     return seen[-1]
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("tls13", [False, True], ids=["TLS 1.2", "TLS 1.3"])
+def test_a_call_connection_made_ahead_over_tls_carries_the_calls_until_the_agent_closes_it(tmp_path, tls13):
+    """Over TLS 1.3 the agent sends its session tickets after the handshake: a connection made
+    ahead of its first call has them unread, a readable socket that is still the agent's (read
+    as closed, it was made again: a second handshake)."""
+    with AgentSimulator(sandbox=tmp_path, tls=agent_context(tls13=tls13), auth_token=TOKEN) as sim:
+        transport = _transport(sim, client_env(None, **({"enable_tls_v1_3": "true"} if tls13 else {})))
+        result, stream = _subscribe(sim, transport)
+        assert result.outcome is Outcome.ACCEPTED and stream is not None, result
+        try:
+            transport.ready_calls()
+            sock = transport._call_conn.sock  # type: ignore[union-attr]
+            assert sock.version() == ("TLSv1.3" if tls13 else "TLSv1.2")
+            assert bool(select.select([sock], [], [], 0.5 if tls13 else 0)[0]) is tls13  # the tickets came
+            message = Calls(sim.framework_id, sim.executor_id).message(b"hi")
+            assert transport.post(message).outcome is Outcome.ACCEPTED
+            assert sim.connections_made == 2  # the stream's and the calls'
+            sim._server.drop_connections()  # type: ignore[union-attr]  # the agent closes both
+            wait_for(lambda: select.select([sock], [], [], 0)[0], 5.0, message="the agent's close")
+            assert transport.post(message).outcome is Outcome.ACCEPTED
+            assert sim.connections_made == 3 and sim.messages == [b"hi", b"hi"]
+        finally:
+            stream.close()
+            transport.close()
 
 
 def test_over_tls_with_libprocess_defaults_subscribe_calls_and_abort_work(tls_agent):

@@ -20,11 +20,13 @@ def key(name: str) -> str:
     return str(CERTS / f"{name}.key")
 
 
-def agent_context(name: str = "agent", require_client_cert: bool = False) -> ssl.SSLContext:
+def agent_context(name: str = "agent", require_client_cert: bool = False, tls13: bool = False) -> ssl.SSLContext:
     """The agent's server context: `name`'s certificate; with `require_client_cert`, a
-    client certificate signed by the test CA is required (libprocess' REQUIRE_CLIENT_CERT)."""
+    client certificate signed by the test CA is required (libprocess' REQUIRE_CLIENT_CERT);
+    TLS 1.2 only, as libprocess' defaults, or with `tls13` TLS 1.3 only (its
+    ENABLE_TLS_V1_3), whose server sends its session tickets after the handshake."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_3 if tls13 else ssl.TLSVersion.TLSv1_2
     context.set_ciphers(DEFAULT_CIPHERS)
     context.load_cert_chain(cert(name), key(name))
     if require_client_cert:
