@@ -333,4 +333,9 @@ RECENT_ROWS = (
     Module("codecachewrite", "the attrs code cache's file written: a writer's turn, the merge, the replace",
            ("executor/codecachewrite.py",),
            ("tests/integration/test_codecache_merge.py", "tests/integration/test_codecache_files.py"), children=True),
+    # The forty-eighth round: an idle TLS call connection judged (docs/testing.md §4)
+    Module("tlsidle", "an idle TLS call connection: records without data read, a close told apart",
+           ("executor/mesos/agenttls.py",),
+           ("tests/integration/test_agent_tls_transport.py",),
+           functions=("executor.mesos.agenttls.xǁTlsConnectionǁstill_open__mutmut_*",)),
 )

@@ -4,7 +4,9 @@ the unix socket's only path."""
 from __future__ import annotations
 
 import logging
+import os
 import select
+import socket
 import threading
 
 import pytest
@@ -83,6 +85,44 @@ def test_a_call_connection_made_ahead_over_tls_carries_the_calls_until_the_agent
         finally:
             stream.close()
             transport.close()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("then, open_", [("tickets", True), ("bytes", False), ("close", False), ("garbage", False)])
+def test_an_idle_tls_connection_is_still_open_only_when_what_came_carried_no_data(then, open_):
+    """What a TLS 1.3 agent's side did after the handshake (its session tickets only, bytes no
+    call asked for, a close, a record that does not decrypt) against `TlsConnection.still_open`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with agent_context(tls13=True).wrap_socket(conn, server_side=True) as tls:
+            if then == "bytes":
+                tls.sendall(b"HTTP/1.1 200 OK\r\n")
+            elif then == "garbage":  # an application data record's header, 5 bytes not sealed by the key
+                os.write(tls.fileno(), b"\x17\x03\x03\x00\x05hello")
+            elif then == "tickets":
+                done.wait(10)  # open until the client has judged it
+            # (a close: the socket's, with no close_notify, as a process that ends)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    settings = agenttls.tls_settings(client_env(None, enable_tls_v1_3="true", verify_server_cert="false"))
+    conn = agenttls.TlsConnection("127.0.0.1", listener.getsockname()[1], 5.0, agenttls.AgentTls.load(settings))
+    try:
+        conn.connect()
+        assert conn.sock is not None
+        assert select.select([conn.sock], [], [], 5.0)[0]  # the tickets, or what followed them
+        if then != "tickets":
+            server.join(5.0)
+        assert conn.still_open() is open_
+        assert conn.sock.gettimeout() == 5.0  # as it was
+    finally:
+        done.set()
+        conn.close()
+        listener.close()
+        server.join(5.0)
 
 
 def test_over_tls_with_libprocess_defaults_subscribe_calls_and_abort_work(tls_agent):
