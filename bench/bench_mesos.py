@@ -113,17 +113,25 @@ def document(directory: Path, cmdline: str, aurora: bool = False) -> bytes:
     return encode(load_job(path))
 
 
+def agent_for(sandbox: Path, repo: Path, tls: bool) -> tuple[AgentSimulator, dict[str, str | None]]:
+    """An agent for `sandbox` and the environment of an executor of checkout `repo` under it;
+    with `tls`, libprocess SSL on: the agent requires a client certificate, the executor
+    verifies the agent's against the test CA."""
+    sim = AgentSimulator(sandbox=sandbox, tls=agent_context(require_client_cert=True) if tls else None)
+    env: dict[str, str | None] = {"PYTHONPATH": str(repo)}
+    if tls:
+        env |= client_env("client", verify_server_cert="true", ca_file=cert("ca"),
+                          hostname_validation_scheme="openssl", verify_ipadd="true")
+    return sim, env
+
+
 def one(root: Path, tag: str, argv: list[str], data: bytes, tls: bool = False) -> Sample:
     """One agent and executor; with `tls`, an agent with libprocess SSL on that requires
     a client certificate, and an executor that verifies the agent's against the CA."""
     sandbox = root / tag
     sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox, tls=agent_context(require_client_cert=True) if tls else None)
     # PYTHONPATH: the product of this checkout, whatever the interpreter has installed
-    env: dict[str, str | None] = {"PYTHONPATH": str(REPO)}
-    if tls:
-        env |= client_env("client", verify_server_cert="true", ca_file=cert("ca"),
-                          hostname_validation_scheme="openssl", verify_ipadd="true")
+    sim, env = agent_for(sandbox, REPO, tls)
     try:
         exec_at = time.monotonic()
         proc = sim.launch_executor(argv, cwd=sandbox, env_overrides=env)

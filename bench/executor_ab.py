@@ -25,10 +25,17 @@ import time
 from pathlib import Path
 
 import benchlib
-from bench_mesos import EXITS_ON_SIGTERM, SETTLE_SECS, STOKER, WAIT_SECS, document, quiet_connection_resets
+from bench_mesos import (
+    EXITS_ON_SIGTERM,
+    SETTLE_SECS,
+    STOKER,
+    WAIT_SECS,
+    agent_for,
+    document,
+    quiet_connection_resets,
+)
 
-from tests.support.agent_sim import AgentSimulator, make_task_info
-from tests.support.agent_tls import agent_context, cert, client_env
+from tests.support.agent_sim import make_task_info
 from tests.support.stoker_proc import kill_leftovers, task_pids
 
 
@@ -36,11 +43,7 @@ def one(root: Path, tag: str, repo: Path, data: bytes, tls: bool) -> dict[str, f
     """One executor of checkout `repo`, its task started: the figures of the docstring."""
     sandbox = root / tag
     sandbox.mkdir()
-    sim = AgentSimulator(sandbox=sandbox, tls=agent_context(require_client_cert=True) if tls else None)
-    env: dict[str, str | None] = {"PYTHONPATH": str(repo)}
-    if tls:  # (bench_mesos.py's)
-        env |= client_env("client", verify_server_cert="true", ca_file=cert("ca"),
-                          hostname_validation_scheme="openssl", verify_ipadd="true")
+    sim, env = agent_for(sandbox, repo, tls)
     try:
         proc = sim.launch_executor(STOKER, cwd=sandbox, env_overrides=env)
         sim.wait_subscribed(WAIT_SECS)
