@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from config.words import loggable, printable
-from executor.cli.targets import Target, error, registered, registry_arguments, resolve
+from executor.cli.targets import TARGET_HELP, Target, error, registered, registry_arguments, resolve
 
 if TYPE_CHECKING:
     from executor.host.entry import RegistryEntry
@@ -36,10 +36,11 @@ def register(sub: Any, command: Any) -> None:
                                     "its supervisor is gone",
                      "examples:\n  stoker status sandbox-hello-20261128-101500-3f2a1c\n"
                      "  stoker status hello-0-3f2a1c8e   (a task id, from `stoker ps`)\n"
+                     "  stoker status hello-0            (the beginning of one running task's id)\n"
+                     "  stoker status local/www-data/devel/hello/0   (a job key, and an instance)\n"
                      "  stoker status --json /var/lib/mesos/.../sandbox")
     status.add_argument("target", nargs="?", default=None, metavar="SANDBOX|TASK_ID",
-                        help="sandbox directory or task id (default $MESOS_SANDBOX, else the "
-                             "current directory)")
+                        help=f"{TARGET_HELP} (default $MESOS_SANDBOX, else the current directory)")
     status.add_argument("--json", action="store_true", help="print the replayed state as JSON")
     registry_arguments(status)
     status.set_defaults(handler=run)

@@ -3,7 +3,9 @@
 `resolve(TARGET)`: a directory is a sandbox (one another host's live supervisor holds, a
 directory on NFS both hosts see, is that host's task, as a task id of its is); a name that does not exist is a task id, looked
 up in the host registry (a live supervisor's entry first, else the newest; one that two
-live supervisors' tasks have is refused, naming their sandboxes); anything else,
+live supervisors' tasks have is refused, naming their sandboxes), or, where no task has that
+id, a job key (`CLUSTER/ROLE/ENV/NAME[/INSTANCE]`) or the beginning of one task's id (one
+running task, else one job's newest end: `registrylookup.find_named`); anything else,
 an id no task has, or one whose sandbox was deleted since (naming its supervisor's pid when
 it still runs; `stoker status` takes a gone supervisor's: GONE), is a `UsageError` saying
 which (exit 2). With no TARGET,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # argparse: the inspection commands' parser, built only for t
     from executor.host.registry import Listed
 
 EXIT_USAGE = 2
+TARGET_HELP = "sandbox directory, task id (or its beginning), or job key CLUSTER/ROLE/ENV/NAME[/INSTANCE]"
 
 
 def error(message: str) -> None:
@@ -57,7 +60,7 @@ class Target:
 def task_arguments(parser: argparse.ArgumentParser, *, process: bool = False) -> None:
     """The positional SANDBOX|TASK_ID (`resolve` reads it) and, with `process`, PROCESS: of
     `stoker kill`, `restart` and `tail`."""
-    parser.add_argument("target", metavar="SANDBOX|TASK_ID", help="sandbox directory or task id")
+    parser.add_argument("target", metavar="SANDBOX|TASK_ID", help=TARGET_HELP)
     if process:
         parser.add_argument("process", metavar="PROCESS", help="the process's name, as in the job")
 
@@ -110,21 +113,27 @@ def _look_up(given: str, settings: RegistrySettings, missing: str) -> Listed:
     """The registry's task of id `given`; a UsageError when none has it, or two live
     supervisors' tasks do (`missing`: what the error says of `given` as a sandbox)."""
     from executor.host.registry import Registry, RegistryUnreadable
-    from executor.host.registrylookup import AmbiguousTaskId, find
+    from executor.host.registrylookup import AmbiguousTaskId, find, find_named, parse_job_key
 
     try:
-        found = find(Registry(settings).read(), given)
+        listed = Registry(settings).read()
+        found = find(listed, given)
     except RegistryUnreadable as exc:
         raise UsageError(f"{missing}, and no task id can be looked up: {exc}") from None
     except AmbiguousTaskId as exc:
         raise UsageError(f"{exc}: name the sandbox instead") from None
+    try:
+        found = found or find_named(listed, given)
+    except AmbiguousTaskId as exc:
+        raise UsageError(f"{exc}: name one by its task id or its sandbox") from None
     if found is None:
-        if "/" in given:
+        if "/" in given and parse_job_key(given) is None:
             raise UsageError(missing)
+        what = ("that job key" if "/" in given else "that id, or an id that begins so")
         others = ("; a task of another user's is in that user's registry: name its sandbox"
                   if os.geteuid() == 0 else "")  # root controls it by its path (README, Users)
         raise UsageError(f"{missing}, and no task in the registry "
-                         f"{quoted(settings.registry_root)} has that id (`stoker ps --all` lists them){others}")
+                         f"{quoted(settings.registry_root)} has {what} (`stoker ps --all` lists them){others}")
     return found
 
 

@@ -1,7 +1,8 @@
 """The host registry's lookups: which entry a task id or a sandbox names, and whose host each is.
 
 `find` (a task id: a live supervisor's first, else the newest; one two live supervisors
-have is ambiguous), `find_sandbox`, and, where several hosts share the registry root (an
+have is ambiguous), `find_named` (a job key, or the beginning of a task id, that no task
+has as its id: one running task, else one job's newest end), `find_sandbox`, and, where several hosts share the registry root (an
 ordinary user's default root is under the home: a home on NFS), `host_of` an entry and
 `split_hosts`: this host's entries are the only ones judged, listed or chosen here (another
 host's supervisor's pid means nothing on this one). The reading itself is here too
@@ -117,6 +118,46 @@ def _known_alike(entry: RegistryEntry, task_id: str) -> str:
     text = unicodedata.normalize("NFC", task_id)
     return next((known for known in (entry.task_id, *entry.earlier_task_ids)
                  if known and unicodedata.normalize("NFC", known) == text), "")
+
+
+def find_named(listed: list[Listed], given: str) -> Listed | None:
+    """The task `given` names where no task has it as its id (`find` first): a job key,
+    `CLUSTER/ROLE/ENVIRONMENT/NAME` (as `stoker ps` shows it) or with `/INSTANCE` after it
+    (Aurora's name of one instance), else the beginning of a task id (`hello_world-0`, where
+    the whole is `hello_world-0-7a64b6c1`). This host's tasks only. Of the running ones, one
+    must match: two are AmbiguousTaskId, naming each one's id and sandbox, since `stoker kill`
+    must never pick one; with none running, the newest that ended, so long as every match
+    is the same instance of the same job (one job re-run many times) and ambiguous else."""
+    import unicodedata  # only to look a name up
+
+    text = unicodedata.normalize("NFC", portable_path(given))
+    key = parse_job_key(text)
+    if key is None and (not text or "/" in text):
+        return None
+
+    def named(entry: RegistryEntry) -> bool:
+        if key is not None:
+            return entry.job_key == key[0] and key[1] in ("", entry.label.rpartition(".")[2])
+        return any(known and unicodedata.normalize("NFC", known).startswith(text)
+                   for known in (entry.task_id, *entry.earlier_task_ids))
+
+    matches = [item for item in listed if named(item.entry) and not host_of(item.entry)]
+    live = [item for item in matches if supervisor_alive(item.entry)]
+    apart = live if live else matches
+    if len(live) > 1 or len({(item.entry.job_key, item.entry.label) for item in apart}) > 1:
+        what = ("the beginning of the ids" if key is None else "the job key" if not key[1] else "the instance")
+        tasks = ", ".join(f"{item.entry.task_id} (in {local_path(item.entry.sandbox)})" for item in apart)
+        raise AmbiguousTaskId(f"{given!r} is {what} of {len(apart)} {'running' if live else 'ended'} "
+                              f"tasks: {tasks}")
+    return _chosen(matches)
+
+
+def parse_job_key(text: str) -> tuple[str, str] | None:
+    """(`CLUSTER/ROLE/ENVIRONMENT/NAME`, `INSTANCE` or "") where `text` is shaped so; else None."""
+    parts = text.split("/")
+    if len(parts) not in (4, 5) or not all(parts) or (len(parts) == 5 and not parts[4].isdigit()):
+        return None
+    return "/".join(parts[:4]), str(int(parts[4])) if len(parts) == 5 else ""
 
 
 def find_sandbox(listed: list[Listed], sandbox: str) -> Listed | None:

@@ -142,7 +142,8 @@ def test_stoker_kill_stops_a_service_gracefully_its_final_process_runs_and_it_st
     run = ops.run(job)
     running(run)
     (row,) = ops.ps()
-    done = ops.stoker("kill", row["task_id"], "--grace", "2")
+    assert row["task_id"].startswith("svc-0-")
+    done = ops.stoker("kill", "svc-0", "--grace", "2")  # the beginning of its id names it
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("stoker kill: killing task svc.0: killed by the operator (stoker kill)")
@@ -210,7 +211,8 @@ def test_stoker_restart_gives_the_process_a_new_pid_and_the_task_stays_running(o
     running(run)
     (row,) = ops.ps()
     before = wait_for(lambda: task_pids(run.sandbox))
-    done = ops.stoker("restart", row["task_id"], "p")
+    assert row["job_key"] == "local/me/test/svc"
+    done = ops.stoker("restart", "local/me/test/svc/0", "p")  # its job key and instance name it
     assert done.returncode == 0, done.stderr
     first, last = done.stdout.splitlines()
     assert first == ("stoker restart: restarting process 'p': SIGTERM to run 0 now, SIGKILL 5 s "

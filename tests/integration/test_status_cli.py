@@ -117,7 +117,7 @@ def test_a_task_id_is_found_in_the_registry(tmp_path, capsys, monkeypatch):
     code, _, err = status(capsys, "web-0-2")
     others = "; a task of another user's is in that user's registry: name its sandbox" if os.geteuid() == 0 else ""
     assert (code, err) == (2, f"stoker: error: sandbox 'web-0-2' does not exist, and no task in the "
-                              f"registry '{root}' has that id (`stoker ps --all` lists them){others}\n")
+                              f"registry '{root}' has that id, or an id that begins so (`stoker ps --all` lists them){others}\n")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a registry of another user's needs root to make")

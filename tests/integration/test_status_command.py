@@ -22,11 +22,14 @@ def test_its_help_says_what_it_prints_and_each_argument(capsys, monkeypatch):
     said = capsys.readouterr().out
     assert leaving.value.code == 0
     for words in ("\nPrint the checkpointed state of a task's sandbox; LOST when its supervisor is gone.\n",
-                  "\n  SANDBOX|TASK_ID       sandbox directory or task id (default $MESOS_SANDBOX, else the current\n"
+                  "\n  SANDBOX|TASK_ID       sandbox directory, task id (or its beginning), or job key\n"
+                  "                        CLUSTER/ROLE/ENV/NAME[/INSTANCE] (default $MESOS_SANDBOX, else the current\n"
                   "                        directory)\n",
                   "\n  --json                print the replayed state as JSON\n",
                   "\nexamples:\n  stoker status sandbox-hello-20261128-101500-3f2a1c\n"
                   "  stoker status hello-0-3f2a1c8e   (a task id, from `stoker ps`)\n"
+                  "  stoker status hello-0            (the beginning of one running task's id)\n"
+                  "  stoker status local/www-data/devel/hello/0   (a job key, and an instance)\n"
                   "  stoker status --json /var/lib/mesos/.../sandbox\n"):
         assert words in said, said
 

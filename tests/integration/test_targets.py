@@ -85,7 +85,7 @@ def test_an_id_no_task_has_is_refused_naming_the_registry(registry):
     others = "; a task of another user's is in that user's registry: name its sandbox" if os.geteuid() == 0 else ""
     assert _refused("no-such-0", registry) == (
         f"sandbox 'no-such-0' does not exist, and no task in the registry '{registry.registry_root}' has that "
-        f"id (`stoker ps --all` lists them){others}")
+        f"id, or an id that begins so (`stoker ps --all` lists them){others}")
     assert _refused("no/such", registry) == "sandbox 'no/such' does not exist"  # a path: no id has a slash
 
 
