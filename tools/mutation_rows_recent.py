@@ -25,7 +25,8 @@ RECENT_ROWS = (
            ("tests/integration/test_status_cli.py", "tests/integration/test_shared_root.py",
             "tests/integration/test_sandbox_gone_rows.py",
             "tests/integration/test_another_boot.py", "tests/integration/test_tail.py",
-            "tests/integration/test_tail_follow_cli.py", "tests/integration/test_targets.py"),
+            "tests/integration/test_tail_follow_cli.py", "tests/integration/test_targets.py",
+            "tests/integration/test_targets_named.py"),
            functions=tuple(f"executor.cli.targets.x_{f}__mutmut_*" for f in (
                "error", "resolve", "_look_up", "_held_elsewhere", "elsewhere", "_kind", "_still_runs", "registered"))),
     Module("viewcache", "a long-lived reader's checkpoint views, kept and gone on from", ("executor/task/viewcache.py",),
@@ -338,4 +339,10 @@ RECENT_ROWS = (
            ("executor/mesos/agenttls.py",),
            ("tests/integration/test_agent_tls_transport.py",),
            functions=("executor.mesos.agenttls.xǁTlsConnectionǁstill_open__mutmut_*",)),
+    # The forty-ninth round: a task named by the beginning of its id or its job key (docs/testing.md §4)
+    Module("targetnames", "a task named by the beginning of its id, or its job key and instance",
+           ("executor/host/registrylookup.py",),
+           ("tests/integration/test_targets_named.py",),
+           functions=("executor.host.registrylookup.x_find_named__mutmut_*",
+                      "executor.host.registrylookup.x_parse_job_key__mutmut_*")),
 )

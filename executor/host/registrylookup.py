@@ -132,7 +132,7 @@ def find_named(listed: list[Listed], given: str) -> Listed | None:
 
     text = unicodedata.normalize("NFC", portable_path(given))
     key = parse_job_key(text)
-    if key is None and (not text or "/" in text):
+    if key is None and not text:
         return None
 
     def named(entry: RegistryEntry) -> bool:

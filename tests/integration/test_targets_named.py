@@ -7,6 +7,7 @@ directories, a real registry, a real second process as another live supervisor."
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,13 @@ def test_the_beginning_of_a_running_task_s_id_or_its_job_key_names_it(tmp_path, 
     assert _refused("ello", registry).startswith(none.format("ello", "that id"))  # a beginning, not a part
 
 
+def test_an_instance_of_a_job_whose_name_has_dots_is_named_by_its_key(tmp_path, registry):
+    _task(registry, tmp_path / "sb", "api-0", key="c/r/e/web.api.v2", instance=3)
+    assert resolve("c/r/e/web.api.v2/3", _args(registry)).sandbox == tmp_path / "sb"
+    assert _refused("c/r/e/web.api.v2/2", registry).endswith("has that job key (`stoker ps --all` lists them)" + (
+        "; a task of another user's is in that user's registry: name its sandbox" if os.geteuid() == 0 else ""))
+
+
 def test_a_whole_id_is_that_task_even_where_it_begins_another_s(tmp_path, registry, child):
     him = identity_of(child)
     assert him is not None
@@ -115,6 +123,7 @@ def test_with_none_running_one_job_s_newest_end_is_named_and_two_jobs_are_refuse
     _task(registry, tmp_path / "second", "hello-0-2", ended=True)
     assert resolve("hello-0", _args(registry)).sandbox == tmp_path / "second"  # one job, run twice
     assert resolve(f"{KEY}/0", _args(registry)).sandbox == tmp_path / "second"
+    assert find_named(Registry(registry).entries(), "") is None  # not the beginning of every id
     _task(registry, tmp_path / "third", "hello-1-3", instance=1, ended=True)
     assert resolve(f"{KEY}/1", _args(registry)).sandbox == tmp_path / "third"
     assert _refused(KEY, registry).startswith(f"'{KEY}' is the job key of 3 ended tasks: hello-0-1 (in ")
