@@ -201,7 +201,9 @@ def select_job(jobs: list[Any], jobkey: str | None, path: str | Path) -> Any:
     if len(keys) > LISTED_KEYS:
         listed += f", ... ({len(keys)} jobs in all)"
     if jobkey is None:
-        raise ConfigError(f"{named}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}")
+        twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+        same = f" ({keys.count(twice)} jobs have the key {twice}; keys must be unique)" if twice else ""
+        raise ConfigError(f"{named}: defines {len(jobs)} jobs, so a job key is needed; one of: {listed}{same}")
     # Typed in a shell whose Python reads arguments as ASCII (`LC_ALL=C PYTHONUTF8=0`), `rôle`
     # came as the surrogate escapes of its UTF-8 bytes: the key is read as UTF-8, as the file.
     jobkey = jobkey.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")

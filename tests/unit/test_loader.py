@@ -192,6 +192,14 @@ def test_duplicate_keys_are_reported():
         select_job([job(), job()], "c/r/e/web", "x.aurora")
 
 
+def test_duplicate_keys_are_reported_where_a_key_is_asked_for():
+    """`jobs = [job] * 2` listed `one of: c/r/e/web, c/r/e/web`, and either choice was then refused."""
+    with pytest.raises(ConfigError) as caught:
+        select_job([job(), job(), job()], None, "x.aurora")
+    assert str(caught.value) == ("'x.aurora': defines 3 jobs, so a job key is needed; one of: c/r/e/web, "
+                                 "c/r/e/web, c/r/e/web (3 jobs have the key c/r/e/web; keys must be unique)")
+
+
 # ---- parity with the Aurora client: --bind, include, the whole namespace, unbound refs ----
 
 DOCKER_BOUND = """
