@@ -36,7 +36,7 @@ carried need no separate UPDATE call (`needs_post`).
 from __future__ import annotations
 
 import enum
-import uuid as _uuid
+import random
 from collections.abc import Callable
 from typing import Any, assert_never
 
@@ -97,6 +97,17 @@ def _task_id_or_none(info: dict[str, Any]) -> str | None:
         return None
 
 
+def random_uuid() -> bytes:
+    """A random UUID's 16 bytes, version 4 and the RFC 4122 variant, as `uuid.uuid4().bytes`
+    gives them (RFC 4122 §4.4: the system's random bits), without the `uuid` module (with its
+    `_uuid` and `platform`), which nothing else of the executor loads."""
+    bits = _SYSTEM_RANDOM.getrandbits(128) & ~(0xF << 76 | 0x3 << 62)  # all but the six below
+    return (bits | 0x4 << 76 | 0x2 << 62).to_bytes(16, "big")  # version 4; variant 10 (binary)
+
+
+_SYSTEM_RANDOM = random.SystemRandom()  # os.urandom's bits
+
+
 def _parse(record: Record) -> wire.Event:
     if isinstance(record, OversizedRecord):
         return wire.parse_oversized(record.size, record.prefix, MAX_RECORD_BYTES)
@@ -113,7 +124,7 @@ class ExecutorProtocol:
         uuid_source: Callable[[], bytes] | None = None,
     ) -> None:
         self._calls = wire.Calls(framework_id, executor_id)
-        self._new_uuid = uuid_source or (lambda: _uuid.uuid4().bytes)
+        self._new_uuid = uuid_source or random_uuid
         self._state = SessionState.DISCONNECTED
         self._decoder = RecordIODecoder()  # the next (or open) stream's; each stream gets its own
         self._agent_id: str | None = None

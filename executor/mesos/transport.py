@@ -198,6 +198,19 @@ class _UnixConnection(http.client.HTTPConnection):
                                          "(its socket's backlog is full: is the agent stopped?)")
 
 
+def _by_address(address: tuple[str, int], timeout: float | None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+    """`socket.create_connection`, the host given as ASCII bytes: CPython's getaddrinfo
+    encodes a str host with the `idna` codec, whatever it holds, and that codec loads
+    `encodings.idna`, `stringprep` and `unicodedata`, which nothing else of the executor
+    loads (an agent's address is an IP; a name beyond ASCII is still given as text)."""
+    host, port = address
+    name: str | bytes = host
+    if host.isascii():
+        name = host.encode("ascii")
+    return socket.create_connection((name, port), timeout, source_address)  # type: ignore[arg-type]  # bytes too
+
+
 def _connect(route: AgentRoute, tls: AgentTls | None, connect_timeout_secs: float,
              read_timeout_secs: float | None) -> http.client.HTTPConnection:
     """A connected HTTPConnection on `route`: `connect_timeout_secs` for the connect (and
@@ -211,6 +224,8 @@ def _connect(route: AgentRoute, tls: AgentTls | None, connect_timeout_secs: floa
         conn = TlsConnection(route.host, route.port, connect_timeout_secs, tls)
     else:  # (its connect() sets TCP_NODELAY)
         conn = http.client.HTTPConnection(route.host, route.port, timeout=connect_timeout_secs)
+    if route.socket_path is None:
+        conn._create_connection = _by_address  # type: ignore[attr-defined]  # connect()'s own
     try:
         conn.connect()
         assert conn.sock is not None

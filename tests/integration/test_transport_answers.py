@@ -81,6 +81,18 @@ def test_calls_go_on_one_kept_connection_as_the_agent_s_path_with_the_bearer_tok
     assert "Accept: application/json" in head
 
 
+def test_an_agent_named_by_a_host_name_is_reached_its_name_looked_up_as_bytes(monkeypatch):
+    """The name goes to getaddrinfo as ASCII bytes (`transport._by_address`): a str host went
+    through the idna codec, three modules the executor loaded for that alone."""
+    looked_up: list[object] = []
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *rest: looked_up.append(host) or real(host, *rest))
+    with AgentAnswers() as agent:
+        with contextlib.closing(AgentTransport(f"localhost:{agent.port}", None, call_timeout_secs=CALL_SECS)) as t:
+            assert t.post(b'{"type":"UPDATE"}') == CallResult(Outcome.ACCEPTED, 202)
+    assert looked_up == [b"localhost"]
+
+
 @pytest.mark.timeout(20)
 def test_a_call_connection_readied_ahead_carries_the_calls_and_is_readied_once():
     with AgentAnswers() as agent:
