@@ -81,6 +81,7 @@ def test_calls_go_on_one_kept_connection_as_the_agent_s_path_with_the_bearer_tok
     assert "Accept: application/json" in head
 
 
+@pytest.mark.timeout(10)
 def test_an_agent_named_by_a_host_name_is_reached_its_name_looked_up_as_bytes(monkeypatch):
     """The name goes to getaddrinfo as ASCII bytes (`transport._by_address`): a str host went
     through the idna codec, three modules the executor loaded for that alone."""

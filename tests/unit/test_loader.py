@@ -192,6 +192,7 @@ def test_duplicate_keys_are_reported():
         select_job([job(), job()], "c/r/e/web", "x.aurora")
 
 
+@pytest.mark.timeout(10)
 def test_duplicate_keys_are_reported_where_a_key_is_asked_for():
     """`jobs = [job] * 2` listed `one of: c/r/e/web, c/r/e/web`, and either choice was then refused."""
     with pytest.raises(ConfigError) as caught:

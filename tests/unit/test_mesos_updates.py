@@ -76,6 +76,7 @@ def test_every_uuid_is_fresh_16_bytes_rfc4122_version_4():
         assert len(raw) == 16 and parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
+@pytest.mark.timeout(10)
 def test_a_uuid_keeps_every_random_bit_but_the_six_of_its_version_and_variant():
     """`session.random_uuid` (os.urandom, not the `uuid` module): over 400 of them each of
     the 122 other bits is seen both set and clear (chance of a miss: about 122 in 2**399)."""
