@@ -182,6 +182,8 @@ def _notifier() -> Notifier | None:
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:
+    """The stop, raised where the main thread is (waitress' loop takes it as its end); one
+    Python drops, raised in a finalizer, still ends the loop (`executor/observe/stopwake.py`)."""
     raise KeyboardInterrupt
 
 

@@ -347,24 +347,28 @@ def serve(reader: Reader, host: str, port: int, limits: Limits = Limits(),
           metrics_ended_secs: float | None = metrics.DEFAULT_ENDED_SECS) -> None:
     """Serve until interrupted. `ready(host, port)` is called once listening (the port
     actually bound: 0 picks a free one)."""
-    # The workers never take SIGTERM, SIGINT or SIGHUP: the main thread's handler stops the
-    # loop at once, where a signal given to a worker waited for the loop's next tick.
-    with kept_from_new_threads((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
-        server = make_server(reader, host, port, limits, show_to, metrics_ended_secs)
-    listening = listening_on(server)
-    loopback = is_loopback(listening)
-    bound_host, bound_port = listening[0]
-    log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
-              host=bound_host, port=bound_port, root=reader.root,
-              also=" ".join(_address(h, p) for h, p in listening[1:]) or None, show_tasks_to=show_to,
-              reason="loopback only" if loopback else
-              "reachable from other hosts: every task's state and logs are readable there")
-    try:
-        if ready is not None:
-            ready(str(bound_host), int(bound_port))
-        server.run()
-    finally:
-        server.close()
+    from executor.observe.stopwake import stop_wakes_the_loop
+
+    with stop_wakes_the_loop() as watch:  # a stop the handler's raise lost still ends the loop
+        # The workers never take SIGTERM, SIGINT or SIGHUP: the main thread's handler stops the
+        # loop at once, where a signal given to a worker waited for the loop's next tick.
+        with kept_from_new_threads((signal.SIGTERM, signal.SIGINT, signal.SIGHUP)):
+            server = make_server(reader, host, port, limits, show_to, metrics_ended_secs)
+        watch(server.map if hasattr(server, "effective_listen") else server._map)  # (a MultiSocketServer's)
+        listening = listening_on(server)
+        loopback = is_loopback(listening)
+        bound_host, bound_port = listening[0]
+        log_event(logger, logging.INFO if loopback else logging.WARNING, "observer_listening",
+                  host=bound_host, port=bound_port, root=reader.root,
+                  also=" ".join(_address(h, p) for h, p in listening[1:]) or None, show_tasks_to=show_to,
+                  reason="loopback only" if loopback else
+                  "reachable from other hosts: every task's state and logs are readable there")
+        try:
+            if ready is not None:
+                ready(str(bound_host), int(bound_port))
+            server.run()
+        finally:
+            server.close()
 
 
 def _address(host: str, port: int) -> str:
