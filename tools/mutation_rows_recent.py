@@ -345,4 +345,7 @@ RECENT_ROWS = (
            ("tests/integration/test_targets_named.py",),
            functions=("executor.host.registrylookup.x_find_named__mutmut_*",
                       "executor.host.registrylookup.x_parse_job_key__mutmut_*")),
+    Module("stopwake", "the observer's stop signal read from a wakeup socket pair in its loop",
+           ("executor/observe/stopwake.py",),
+           ("tests/integration/test_observe_stop_wake.py",), children=True),
 )
