@@ -348,4 +348,9 @@ RECENT_ROWS = (
     Module("stopwake", "the observer's stop signal read from a wakeup socket pair in its loop",
            ("executor/observe/stopwake.py",),
            ("tests/integration/test_observe_stop_wake.py",), children=True),
+    Module("codecache", "attrs' generated methods served from a file of compiled code, read and saved",
+           ("executor/codecache.py",),
+           ("tests/integration/test_codecache.py", "tests/integration/test_codecache_files.py",
+            "tests/integration/test_codecache_lock.py", "tests/integration/test_codecache_merge.py"),
+           children=True),
 )
