@@ -54,9 +54,18 @@ def test_a_rerun_kills_what_a_supervisor_killed_with_its_watchdog_left(tmp_path,
     try:
         top = wait_for(lambda: task_pids(sandbox), 10, message="the first run's process")
         first_groups = groups.add_of(first.pid)  # it is in it by its first run's start
-        marker = proc_scan.task_marker_of(next(iter(top))) or ""
+        run = next(iter(top))
+        marker = wait_for(lambda: proc_scan.task_marker_of(run), 10, message="the run's marker")
         entry = f"{proc_scan.TASK_MARKER}={marker}"
-        wait_for(lambda: len(proc_scan.pids_carrying(entry)) == 2, 30, message="its daemon")
+        # The daemon's pid file appears once the daemon is up and its middle process reaped.
+        daemon = wait_for(lambda: proc_scan.read_pid_files([sandbox / "d.pid"]), 10,
+                          message="its daemon's pid file")
+        seen: list[set[int]] = []
+        try:
+            wait_for(lambda: seen.append(proc_scan.pids_carrying(entry)) or seen[-1] == top | daemon,
+                     10, message=f"only the run {set(top)} and its daemon {daemon} carry {entry}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the last carrying it: {seen[-1]}") from None
         # An operator's restart waits for the run, which ignores SIGTERM, when the supervisor
         # dies: it says so, and that the task is LOST.
         codes: list[int] = []
