@@ -352,8 +352,8 @@ def _stop_deferred(exc: object) -> bool:
     from executor.host.signals import signal_name  # only for a stop dropped so
 
     log_event(logger, logging.INFO, "stop_deferred", signal=signal_name(signum),
-              reason="it came as a finalizer ran, which cannot raise it: acted on once the "
-                     "signal relay is up")
+              reason="it came as a finalizer ran, which cannot raise it: acted on once the command "
+                     "has started (its signal relay, the observer's loop)")
     return True
 
 

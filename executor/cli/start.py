@@ -110,7 +110,7 @@ from_systemd: dict[str, str] = {}  # those this process was started with (`take_
 # relay then takes them, and their runs get them at their defaults, as exec resets it).
 # `executor.host.signals.STRAY_SIGNALS` (a test checks), without the `signal` module's enums.
 # A stop raised inside a finalizer or a weakref callback, which Python drops, is sent again
-# once the command's signal relay is up (`note_dropped`).
+# once the command's signal relay (the observer's loop) is up (`note_dropped`).
 STRAYS = (_signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGALRM, _signal.SIGVTALRM, _signal.SIGPROF,
           _signal.SIGIO, _signal.SIGPWR, _signal.SIGTRAP, _signal.SIGSYS, _signal.SIGSTKFLT,
           _signal.SIGXCPU, *range(_signal.SIGRTMIN, _signal.SIGRTMAX + 1))
@@ -203,7 +203,7 @@ def note_dropped(exc: object) -> int:
     """A `Stopped` a finalizer or a weakref callback dropped: raised by the handler inside it
     (importlib's module lock callback, as 40 runs were stopped at once), it was reported and
     nothing stopped the run, which ran on. Noted (`executor.DROPPED_STOPS`), it is sent again
-    once the command's signal relay is up. So is a SIGINT's KeyboardInterrupt dropped so.
+    once the command's signal relay (the observer's loop) is up. So is a SIGINT's KeyboardInterrupt dropped so.
     The stop signal `exc` is (its number), or 0 for any other exception."""
     signum = _dropped_signal(exc)
     if signum and signum not in executor.DROPPED_STOPS:

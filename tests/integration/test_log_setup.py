@@ -274,8 +274,8 @@ def test_a_stop_signal_dropped_in_a_finalizer_is_deferred_not_a_warning(configur
     sys.unraisablehook(_unraisable(start.Stopped(143, signal.SIGTERM)))
     [line] = lines(buffer)
     assert (line["level"], line["event"], line["signal"]) == ("INFO", "stop_deferred", "SIGTERM")
-    assert line["reason"] == ("it came as a finalizer ran, which cannot raise it: acted on once the "
-                              "signal relay is up")
+    assert line["reason"] == ("it came as a finalizer ran, which cannot raise it: acted on once the command "
+                              "has started (its signal relay, the observer's loop)")
     assert executor.DROPPED_STOPS == [signal.SIGTERM]
 
 
