@@ -221,10 +221,11 @@ def _own_bytes(path: Path) -> bytes:
     """The bytes of `path`, a regular file of this user's or root's that not anyone may write,
     of at most MAX_BYTES (never waits: a FIFO; never reads a huge file whole)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    found = os.fstat(fd)  # before `fdopen`, which refuses a directory as "Is a directory: FD"
+    if not stat.S_ISREG(found.st_mode):
+        os.close(fd)
+        raise ValueError("not a regular file")
     with os.fdopen(fd, "rb") as file:
-        found = os.fstat(fd)
-        if not stat.S_ISREG(found.st_mode):
-            raise ValueError("not a regular file")
         if found.st_uid not in (os.geteuid(), 0):
             raise ValueError(f"owned by uid {found.st_uid}")
         if found.st_mode & stat.S_IWOTH:

@@ -351,6 +351,7 @@ RECENT_ROWS = (
     Module("codecache", "attrs' generated methods served from a file of compiled code, read and saved",
            ("executor/codecache.py",),
            ("tests/integration/test_codecache.py", "tests/integration/test_codecache_files.py",
-            "tests/integration/test_codecache_lock.py", "tests/integration/test_codecache_merge.py"),
+            "tests/integration/test_codecache_lock.py", "tests/integration/test_codecache_merge.py",
+            "tests/integration/test_codecache_reading.py"),
            children=True),
 )
