@@ -3,7 +3,9 @@
 Reads the host registry (`executor/host/registry.py`; reading prunes what the retention
 let go), inspects each entry's sandbox (`executor/task/inspection.py`: the checkpoint,
 whether its supervisor still runs, LOST and its leftovers; `row` makes each task's object)
-and prints one row per task: task id, job key, state, supervisor pid, sandbox, started
+and prints one row per task (without `--all`, an entry whose supervisor let go once its task's
+end was recorded, `RegistryEntry.recorded_end`, is not inspected: its task ended, and its
+checkpoint, up to a megabyte of records, is not replayed): task id, job key, state, supervisor pid, sandbox, started
 (date, time and age), processes running / total, health (`was:` the last verdict once the
 check no longer runs: `inspectionjson.health_shown`). Columns are as wide as their longest value. Without `--all`, only
 the tasks that have not ended (a LOST task has not: it is listed, but one a later supervisor
@@ -70,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
             error(str(exc))
             return 1
         listed, others = split_hosts(listed)  # another host's pid means nothing here
+        every = [item.entry for item in listed]
+        if not args.all:  # an end its supervisor recorded: not listed, its checkpoint not replayed
+            listed = [item for item in listed if not item.entry.recorded_end]
         locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
         found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
     shown_root = printable(settings.registry_root)  # a newline or a byte not UTF-8 of it written out
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     _say_not_read(not_read, shown_root)
     entries = [item.entry for item in listed]
     found = with_leftovers(found, [marker_of(i, e) for i, e in zip(found, entries)])
-    found = with_replacements(found, entries)  # a LOST task a later run in its sandbox replaced
+    found = with_replacements(found, entries, every)  # a LOST task a later run in its sandbox replaced
     shown = [(e, i) for e, i in zip(entries, found) if args.all or _listed(i)]
     rows = [row(e, i) for e, i in shown]
     if args.json:

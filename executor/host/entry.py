@@ -143,6 +143,10 @@ class RegistryEntry:
     # Why the supervisor stopped, where it stopped before its task could start and said why
     # (`cannot go on: ...`); "" otherwise.
     ended_reason: str = ""
+    # Its latest task's terminal state (TERMINAL_STATES), where the task's owner wrote its
+    # record in the checkpoint before the supervisor let go; "" otherwise, and in an older
+    # Stoker's entry. `stoker ps` lists no task whose entry says both (`recorded_end`).
+    ended_state: str = ""
     # Which host wrote it (`identity.host_identity`: its machine id and host name), where
     # several hosts share one registry root (a home on NFS); "" in an older Stoker's entry,
     # which is this host's, as it was.
@@ -153,6 +157,12 @@ class RegistryEntry:
         """Whether this entry is the host `host`'s (machine id, host name): written there, or
         by an older Stoker, which recorded no host (its entries were always taken as this one's)."""
         return not (self.host_id or self.host_name) or (self.host_id, self.host_name) == host
+
+    @property
+    def recorded_end(self) -> bool:
+        """Whether its supervisor let go after its latest task's end was recorded in the
+        checkpoint (`ended_state`): that task ended, and nothing of it is left to act on."""
+        return self.ended_wall is not None and self.ended_state in TERMINAL_STATES
 
     def known_as(self, task_id: str) -> bool:
         """`task_id` is this supervisor's task, its latest or an earlier attempt's."""
@@ -194,7 +204,7 @@ class RegistryEntry:
             "task_id": self.task_id, "job_key": self.job_key, "label": self.label,
             "marker": self.marker, "ended": self.ended_wall, "stoker_dir": self.stoker_dir,
             "earlier_task_ids": list(self.earlier_task_ids), "ended_reason": self.ended_reason,
-            "host_id": self.host_id, "host_name": self.host_name,
+            "ended_state": self.ended_state, "host_id": self.host_id, "host_name": self.host_name,
         }
 
     @classmethod
@@ -213,7 +223,7 @@ class RegistryEntry:
                         label=_text(doc, "label"), marker=_text(doc, "marker"),
                         ended_wall=_number(doc, "ended", optional=True), stoker_dir=_path(doc, "stoker_dir"),
                         earlier_task_ids=_texts(doc, "earlier_task_ids"),
-                        ended_reason=_text(doc, "ended_reason"),
+                        ended_reason=_text(doc, "ended_reason"), ended_state=_text(doc, "ended_state"),
                         host_id=_text(doc, "host_id"), host_name=_text(doc, "host_name"))
         except ValueError:
             return None

@@ -206,16 +206,18 @@ class HostSession:
         with self._lock:
             self._post = post
             self._entry = attrs.evolve(self._entry, task_id=task_id, job_key=job_key,
-                                       label=label, marker=marker, host_name=host_identity()[1],
+                                       label=label, marker=marker, host_name=host_identity()[1], ended_state="",
                                        earlier_task_ids=self._entry.next_task(task_id))
             entry = self._entry
         self._registry.write(entry, prune=False)
 
-    def task_ended(self) -> None:
+    def task_ended(self, recorded_end: str = "") -> None:
         """The task's owner is done: requests no longer reach it (none is posted once this
-        returns: the owner empties its queue after)."""
+        returns: the owner empties its queue after). `recorded_end`: its terminal state, its
+        record written in the checkpoint ("": not), which the entry keeps (`ended_state`)."""
         with self._lock:
             self._post = None
+            self._entry = attrs.evolve(self._entry, ended_state=recorded_end)
 
     def on_operator_kill(self, hook: KillHook) -> None:
         """Call `hook(reached, grace_secs)` (from the control thread, under the session's

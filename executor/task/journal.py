@@ -30,6 +30,7 @@ from executor.events import (
     RunOutcome,
     TaskTransition,
 )
+from executor.host.entry import TERMINAL_STATES
 from executor.host.identity import boot_secs, own_identity
 from executor.logs import log_event
 from executor.procs.sandboxfs import describe_os_error
@@ -67,6 +68,10 @@ class Journal:
         self._retry_at = 0.0  # time.monotonic() of the next try, once HELD_RETRY_FROM are held
         self._health_failing = False  # the last attempt judged (not snoozed) failed
         self._held: HeldWriter | None = None  # what the watchdog holds, beside the checkpoint
+        self._end_queued = ""  # the terminal task state of a record queued, not written yet
+        # The task's terminal state once a write put its record in the checkpoint ("": not
+        # recorded, as when the task ended while the checkpoint could not be written).
+        self.recorded_end = ""
 
     def open(self, sink: CheckpointSink, header: HeaderRecord) -> None:
         """Start writing to `sink`, header first: it is written with the records that follow
@@ -118,6 +123,8 @@ class Journal:
             case TaskTransition():
                 self._pending.append(TaskRecord(from_=t.from_, to=t.to, reason=t.reason, wall=wall,
                                                 ends_as=t.ends_as))
+                if t.to.value in TERMINAL_STATES:
+                    self._end_queued = t.to.value
                 log_event(logger, logging.INFO, "task_state", task=self._label, **fields, reason=t.reason)
             case _:
                 assert_never(t)
@@ -173,6 +180,7 @@ class Journal:
                       error=f"{type(exc).__name__}: {exc}", records_lost=len(records))
             return
         self._pending = []
+        self.recorded_end = self._end_queued or self.recorded_end
         if self._failing is not None:
             log_event(logger, logging.WARNING, "checkpoint_write_recovered", task=self._label,
                       records=len(records), records_lost=self._dropped,

@@ -229,7 +229,7 @@ class TaskOwner:
             self._record_failed(self._failed)
         self._journal.close()
         if self._host is not None:
-            self._host.task_ended()
+            self._host.task_ended(self._journal.recorded_end)
         self._operators.task_ended(self.final_update)
         for held in self._held.left():  # a step that failed before it handled them
             self._operators.too_late(held, self.final_update)

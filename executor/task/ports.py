@@ -156,8 +156,9 @@ if TYPE_CHECKING:
             `executor.host.lock.SandboxBusy`: the task must not start."""
             ...
 
-        def task_ended(self) -> None:
-            """The owner is done: operators' requests no longer reach it."""
+        def task_ended(self, recorded_end: str = "") -> None:
+            """The owner is done: operators' requests no longer reach it. `recorded_end`:
+            the task's terminal state, once its record is in the checkpoint ("": not)."""
             ...
 
 

@@ -280,10 +280,10 @@ class _SessionPort:
             raise ValueError(f"{self._sandbox}: the task's files are opened before its host session")
         return self._session.stoker_dir()
 
-    def task_ended(self) -> None:
+    def task_ended(self, recorded_end: str = "") -> None:
         session, self._session = self._session, None
         if session is not None:
-            session.task_ended()
+            session.task_ended(recorded_end)
             session.close()
 
 

@@ -74,15 +74,31 @@ def test_a_task_started_is_in_the_entry_with_the_attempts_before_it(tmp_path, se
         assert (first.task_id, first.job_key, first.label, first.marker, first.earlier_task_ids) == (
             "t-1", "c/r/e/j", "j.0", "m1", ())
         assert first.host_name == host_identity()[1]
-        session.task_ended()
+        session.task_ended("FAILED")  # its end recorded: said once the session lets go
         session.task_started(task_id="t-2", job_key="c/r/e/j", label="j.0", marker="m2", post=lambda e: None)
         second = entry_of(settings, sandbox)
         assert (second.task_id, second.marker, second.earlier_task_ids) == ("t-2", "m2", ("t-1",))
+        assert second.ended_state == ""  # the next task's end is not the last one's
         session.task_started(task_id="t-2", job_key="c/r/e/j", label="j.0", marker="m2", post=lambda e: None)
         assert entry_of(settings, sandbox).earlier_task_ids == ("t-1",)  # the same task again: no earlier one
+        session.task_ended("KILLED")
     finally:
         session.close()
-    assert entry_of(settings, sandbox).ended_reason == ""  # closed with no reason
+    last = entry_of(settings, sandbox)
+    assert (last.ended_reason, last.ended_state, last.recorded_end) == ("", "KILLED", True)  # closed with no reason
+
+
+def test_an_end_not_recorded_is_no_end_the_entry_says(tmp_path, settings):
+    """A task whose owner could not write its end (a full disk), or a supervisor that let go
+    before its task ended: the entry says no end, so readers replay the checkpoint (LOST)."""
+    for told in ((), ("",)):
+        sandbox = sandbox_in(tmp_path, f"told{len(told)}")
+        session = HostSession.open(sandbox, settings, FrontEnd.RUN, register=False)
+        session.task_started(task_id="t-1", job_key="c/r/e/j", label="j.0", marker="m1", post=lambda e: None)
+        session.task_ended(*told)
+        session.close()
+        entry = entry_of(settings, sandbox)
+        assert (entry.ended_wall is not None, entry.ended_state, entry.recorded_end) == (True, "", False)
 
 
 def test_a_host_renamed_while_the_session_holds_the_sandbox_is_named_as_it_is_now(tmp_path, settings, monkeypatch):

@@ -317,3 +317,39 @@ def test_the_header_names_the_task_its_supervisor_and_how_it_is_contained(checke
     uncontained = header_record(spec, Path("/sb"), SimpleNamespace(marker="m", containment="", cgroup=None,
                                                                    run_uid=None), None)
     assert uncontained.cgroup == ""
+
+
+
+def test_the_end_is_said_recorded_only_once_a_write_put_its_record_in_the_checkpoint(tmp_path):
+    """`recorded_end`, which the registry entry keeps (`stoker ps` does not replay a task whose
+    entry says it): the terminal state of a task record written, not of one held or lost."""
+    killing = TaskTransition(TaskStage.RUNNING, TaskStage.KILLING, "stop", ends_as=TaskState.KILLED)
+    killed = TaskTransition(TaskStage.KILLING, TaskStage.KILLED, "killed")
+    with tmpfs(tmp_path / "fs") as fs:
+        journal = Journal("web.0", wall_clock=lambda: WALL)
+        journal.open(CheckpointWriter(fs / "one", label="web.0"), HEADER)
+        filler = fill(fs)  # before any write: the file has no block with room left
+        journal.transition(killing)
+        journal.transition(killed)
+        journal.flush()
+        assert journal.recorded_end == ""  # held: the disk is full
+        filler.unlink()
+        start_run(journal, 0)
+        journal.flush()
+        assert journal.recorded_end == "KILLED"
+        journal.close()
+        second = Journal("web.1", wall_clock=lambda: WALL)
+        second.open(CheckpointWriter(fs / "two", label="web.1"), HEADER)
+        second.transition(killing)
+        second.flush()
+        assert second.recorded_end == ""  # KILLING: no end yet
+        second.close()
+        third = Journal("web.2", wall_clock=lambda: WALL)
+        third.open(CheckpointWriter(fs / "three", label="web.2"), HEADER)
+        filler = fill(fs)
+        third.transition(killed)
+        third.close()  # lost with the disk full
+        filler.unlink()
+        assert third.recorded_end == ""
+        assert read_records(fs / "three") == []
+        assert [r.get("to") for r in read_records(fs / "one")] == [None, "KILLING", "KILLED", "RUNNING"]

@@ -155,7 +155,7 @@ def test_a_ctrl_c_once_the_sandbox_is_held_leaves_no_lost_task_listed(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         run.run()
     (listed,) = Registry(RegistrySettings(registry_root=str(tmp_path / "registry"))).entries()
-    assert listed.entry.ended_wall is not None
+    assert (listed.entry.ended_wall is not None, listed.entry.ended_state) == (True, "")  # no task: no end
 
 
 def test_an_operator_kill_before_the_first_attempt_ends_the_run_with_a_line(tmp_path, monkeypatch, caplog):
@@ -275,6 +275,7 @@ def test_a_memory_error_in_the_owner_stops_the_processes_and_is_the_host_s_not_a
     assert failed and all(r.exc_info is None for r in failed), failed  # one line, no traceback
     (listed,) = Registry(RegistrySettings(registry_root=str(tmp_path / "registry"))).entries()
     assert listed.entry.ended_wall is not None  # an end, not a LOST task, in `stoker ps`
+    assert listed.entry.ended_state == "FAILED"  # recorded: `stoker ps` need not replay it
 
 
 def test_a_ctrl_c_after_the_relay_of_a_run_that_adopted_an_early_start_is_not_swallowed(tmp_path):

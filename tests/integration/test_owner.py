@@ -375,7 +375,7 @@ def test_an_owner_that_opens_its_own_session_writes_its_entry_once_before_its_fi
     written, write = [], Registry.write
 
     def noted(registry, entry, **kw):  # the real write, noted
-        written.append((entry.task_id, entry.ended_wall is not None))
+        written.append((entry.task_id, entry.ended_wall is not None, entry.ended_state))
         return write(registry, entry, **kw)
 
     monkeypatch.setattr(Registry, "write", noted)
@@ -383,7 +383,7 @@ def test_an_owner_that_opens_its_own_session_writes_its_entry_once_before_its_fi
     sandbox.mkdir()
     final, _ = run_owner(sandbox, job(ProcessSpec(name="a", cmdline="true")))
     assert final.state is TaskState.FINISHED
-    assert written == [("t-0", False), ("t-0", True)]
+    assert written == [("t-0", False, ""), ("t-0", True, "FINISHED")]  # its end recorded, then said
 
 
 @pytest.mark.timeout(20)

@@ -89,11 +89,11 @@ def registered_as_web_0_1(tmp_path, monkeypatch, sandbox, me) -> None:
 
 
 def registered_task(settings: RegistrySettings, sandbox: Path, name: str, records: list[dict], *, alive: bool,
-                    ended: bool = False, marked: bool = True, marker: str = "") -> None:
+                    ended: bool = False, marked: bool = True, marker: str = "", ended_state: str = "") -> None:
     """Task `name` in `sandbox`, its checkpoint the header and `records`, registered as its
     supervisor leaves it: `alive`, this process is it; else a gone one of this boot. Its
     marker (`marker-NAME` unless given) is in its registry entry and (`marked`) in its
-    checkpoint's header."""
+    checkpoint's header; `ended_state`, the entry's (the end its owner recorded)."""
     me = own_identity()
     marker = marker or f"marker-{name}"
     os.makedirs(settings.registry_root, mode=0o700, exist_ok=True)
@@ -109,4 +109,4 @@ def registered_task(settings: RegistrySettings, sandbox: Path, name: str, record
     Registry(settings).write(RegistryEntry(
         sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start, supervisor_boot=me.boot_id,
         front_end=FrontEnd.RUN, registered_wall=time.time(), task_id=name, marker=marker,
-        ended_wall=time.time() if ended else None, stoker_dir=pinned), prune=False)
+        ended_wall=time.time() if ended else None, stoker_dir=pinned, ended_state=ended_state), prune=False)

@@ -47,8 +47,8 @@ class FakeHost:
         self._effects.note(f"host: {label} {task_id} {job_key} marker={marker}")
         self.post = post
 
-    def task_ended(self) -> None:
-        self._effects.note("host: ended")
+    def task_ended(self, recorded_end: str = "") -> None:
+        self._effects.note(f"host: ended, recorded {recorded_end or 'no end'}")
 
 
 def with_host(spec: JobSpec) -> tuple[Harness, FakeHost]:
@@ -67,7 +67,7 @@ def test_the_owner_lists_its_task_on_the_host_and_takes_requests_through_it():
     host.post(KillRequested(OPERATOR_KILL, 1.0, h.clock.now, reply=replies))
     h.step()
     Exit(sig=TERM)(h)
-    assert h.effects.lines[-3:] == ["0 update KILLED", "0 procs close", "0 host: ended"]
+    assert h.effects.lines[-3:] == ["0 update KILLED", "0 procs close", "0 host: ended, recorded KILLED"]
     assert replies.got == [
         (True, False, "killing task t.0: killed by the operator (stoker kill); SIGKILL 1 s after "
                       "SIGTERM", None, None, None),
