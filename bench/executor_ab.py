@@ -84,4 +84,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with benchlib.private_registry():  # never the host's registry (/var/run/stoker for root)
+        sys.exit(main())

@@ -65,6 +65,8 @@ def main() -> int:
     n = int(sys.argv[1])
     work = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"stoker-launch-probe-{os.getpid()}")
     os.mkdir(work, 0o700)
+    for name in ("STOKER_ROOT", "STOKER_PLAN_CACHE"):  # bench_launch.py's own, else the probe's (never the host's)
+        os.environ.setdefault(name, os.path.join(work, name.lower()))
     config = os.path.join(work, "job.aurora")
     with open(config, "w") as f:
         f.write(f"jobs = [Job(cluster='local', role='bench', environment='test', name='probe{n}',\n"
