@@ -355,7 +355,8 @@ def _parsed(name: str, data: bytes, mtime: float) -> Listed | None:
         return None
     if entry is None or not entry.named(name):
         return None
-    return Listed(attrs.evolve(entry, sandbox=local_path(entry.sandbox)), mtime, name)
+    local = local_path(entry.sandbox)  # the same string where file names are UTF-8: kept as it is
+    return Listed(entry if local == entry.sandbox else attrs.evolve(entry, sandbox=local), mtime, name)
 
 
 def _free_name(dir_fd: int, entry: RegistryEntry, data: bytes) -> tuple[str, bool]:

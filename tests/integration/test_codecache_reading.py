@@ -1,17 +1,24 @@
 """`executor.codecache` in this process: why a file is ignored (its one DEBUG line), the
 bounds of its size, a compile step's mode and flags, `also`'s other profile, and a save past
 MAX_ENTRIES. No attrs class is made here: the cache under test is one of the test's own
-(`codecache._Cache`), put in place of the process's for the calls that read it."""
+(`codecache._Cache`), put in place of the process's for the calls that read it. `install`
+itself, which serves attrs' steps, runs in a process of its own; a file of root's is read as
+nobody in a forked child."""
 from __future__ import annotations
 
+import json
 import logging
 import os
+import subprocess
 import sys
+import textwrap
 
 import pytest
 
 from executor import codecache
 from tests.integration.test_codecache import entries_of, write_entries
+from tests.support.stoker_proc import REPO
+from tests.support.users import as_nobody, open_sandbox
 
 pytestmark = pytest.mark.timeout(30)
 TAG = sys.implementation.cache_tag
@@ -176,6 +183,9 @@ def test_a_save_past_max_entries_starts_the_file_again_with_what_it_compiled(own
     assert len(entries_of(own_cache.path)) == kept and "<new>" in entries_of(own_cache.path)
     assert (codecache.counts(), own_cache.fresh, own_cache.compiled) == ((0, 1), [], 1)
     assert codecache.save() is False  # nothing new since
+    own_cache.code_for("z = 2", "<newer>")
+    assert codecache.save() is True
+    assert codecache.counts() == (0, 2)  # what each save wrote, counted together
 
 
 def test_a_save_when_python_writes_no_bytecode_writes_nothing(own_cache, monkeypatch):
@@ -184,3 +194,33 @@ def test_a_save_when_python_writes_no_bytecode_writes_nothing(own_cache, monkeyp
     assert codecache.save() is False
     assert not own_cache.path.exists() and len(own_cache.fresh) == 1
 
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a file of root's read by another user needs root")
+def test_a_file_of_roots_is_read_by_another_user(debug):
+    """An installer's file (`python -m executor.codecache` as root) serves its users."""
+    with open_sandbox() as where:
+        where.chmod(0o755)
+        path = where / "root.bin"
+        write_entries(path, {"<a>": (("x = 1", code()),)})
+        path.chmod(0o644)
+        assert as_nobody(lambda: ",".join(codecache._read(path)) or "none") == "<a>"
+
+
+INSTALLS = textwrap.dedent("""
+    import json, sys
+    from executor import attrssteps, codecache
+    if sys.argv[1] == "refused":  # attrs' steps are not the ones the cache knows
+        attrssteps.serve = lambda *args: False
+    first = codecache.install("run")
+    print(json.dumps([first, codecache.install("run"), codecache._cache is not None]))
+""")
+
+
+@pytest.mark.parametrize("mode, said", [("known", [True, True, True]), ("refused", [False, False, False])])
+def test_install_serves_once_and_says_so_again_and_not_for_an_attrs_it_does_not_know(tmp_path, mode, said):
+    env = {**os.environ, "STOKER_CODE_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", INSTALLS, mode], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == said
