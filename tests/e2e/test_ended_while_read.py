@@ -54,6 +54,9 @@ def test_a_task_that_ends_between_its_checkpoint_read_and_its_supervisor_look_is
         seen = inspection.inspect_sandbox(sandbox, entry)
         assert run.proc.poll() == 143  # the run did end in between
         assert (seen.truth.state, seen.truth.alive) == ("KILLED", False), seen.truth
+        # and it let go saying so: `stoker ps` need not replay its checkpoint to know it ended
+        after = find_sandbox(Registry(RegistrySettings(registry_root=os.environ["STOKER_ROOT"])).read(), str(sandbox))
+        assert after is not None and (after.entry.recorded_end, after.entry.ended_state) == (True, "KILLED")
     finally:
         run.close()
         kill_leftovers(pids | task_pids(sandbox))

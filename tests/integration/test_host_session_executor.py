@@ -3,14 +3,18 @@ updates): a kill as the executor launches its task stops it, as an agent's KILL 
 then do; an internal error logs one traceback."""
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
+from config.registry import RegistrySettings
 from executor.events import ControlReply
 from executor.host.controlwire import KillControl
 from executor.host.entry import FrontEnd
+from executor.host.registry import Registry
+from executor.host.registrylookup import find_sandbox
 from executor.host.session import OPERATOR_KILL, HostSession
 from tests.support.control_socket import ask_all
 
@@ -96,6 +100,9 @@ def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, 
     assert [(a.ok, a.message) for a in late] == [(False, "no task is running under this supervisor")]
     assert driver.updates[-1] == ("task-1", TaskState.KILLED, OPERATOR_KILL), driver.updates
     assert "RUNNING" not in (sandbox / ".stoker" / "checkpoint.jsonl").read_text()  # nothing started
+    # its end was recorded before the executor let go, and its entry says so (`stoker ps`)
+    listed = find_sandbox(Registry(RegistrySettings.from_env(os.environ)).read(), str(sandbox))
+    assert listed is not None and (listed.entry.recorded_end, listed.entry.ended_state) == (True, "KILLED")
 
 
 def test_an_internal_error_under_the_executor_logs_one_traceback(tmp_path, monkeypatch, caplog):
