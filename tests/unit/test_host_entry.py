@@ -76,13 +76,14 @@ def test_an_entry_is_this_host_s_by_its_machine_id_and_host_name(host_id, host_n
 
 
 def test_the_entry_file_format():
-    ended = attrs.evolve(ENTRY, ended_wall=2000.5, stoker_dir="2049:1234", host_id="0f1e", host_name="node-a")
+    ended = attrs.evolve(ENTRY, ended_wall=2000.5, stoker_dir="2049:1234", host_id="0f1e", host_name="node-a",
+                         ended_state="FINISHED")
     assert ended.to_json() == {
         "version": 1, "sandbox": "/sb/hello", "supervisor_pid": 4242, "supervisor_start": 123456,
         "supervisor_boot": "b00t", "front_end": "run", "registered": 1000.0,
         "task_id": "hello-0-ab12", "job_key": "c/r/e/hello", "label": "hello.0", "marker": "m4rk3r",
         "ended": 2000.5, "stoker_dir": "2049:1234", "earlier_task_ids": [], "ended_reason": "",
-        "host_id": "0f1e", "host_name": "node-a",
+        "ended_state": "FINISHED", "host_id": "0f1e", "host_name": "node-a",
     }
     assert RegistryEntry.from_json(json.loads(json.dumps(ended.to_json()))) == ended
 
@@ -98,6 +99,8 @@ def test_the_entry_file_format():
     ({"earlier_task_ids": None}, {"earlier_task_ids": ()}),  # written before attempts were kept
     ({"ended_reason": None}, {"ended_reason": ""}),  # written before an end's reason was kept
     ({"ended_reason": "cannot go on: x"}, {"ended_reason": "cannot go on: x"}),
+    ({"ended_state": None}, {"ended_state": ""}),  # written before an end recorded was said
+    ({"ended_state": "KILLED"}, {"ended_state": "KILLED"}),
     ({"host_id": None, "host_name": None}, {"host_id": "", "host_name": ""}),  # an older Stoker's: no host
     ({"sandbox": "/sb/caf\udce9"}, {"sandbox": "/sb/caf\udce9"}),  # a path whose bytes are no UTF-8, escaped
     ({"earlier_task_ids": [f"t-{n}" for n in range(25)]},
@@ -289,3 +292,13 @@ def test_a_lost_task_without_any_sign_says_so():
 ])
 def test_retention(last, now, retention, gone):
     assert expired(last, now, retention) is gone
+
+
+@pytest.mark.parametrize("ended_wall, ended_state, recorded", [
+    (2000.5, "FINISHED", True), (2000.5, "FAILED", True), (2000.5, "KILLED", True),
+    (None, "KILLED", False),  # said, but the supervisor has not let go (or died before it did)
+    (2000.5, "", False),  # let go without its end recorded (a full disk): LOST, read to be said
+    (2000.5, "LOST", False),  # no end a supervisor records
+])
+def test_an_end_is_taken_as_recorded_only_once_let_go_and_terminal(ended_wall, ended_state, recorded):
+    assert attrs.evolve(ENTRY, ended_wall=ended_wall, ended_state=ended_state).recorded_end is recorded
