@@ -35,7 +35,7 @@ from executor.host.entrycache import stamp_of
 from executor.host.sandbox import CHECKPOINT_FILE, checkpoint_mtime
 from executor.host.truth import Truth, judge, taker_name
 from executor.procs import proctree, saferead
-from executor.procs.spawn import TASK_MARKER
+from executor.procs.runenv import TASK_MARKER
 from executor.task.checkpoint import MAX_READ_BYTES, open_checkpoint_in, records_at
 from executor.task.heldfile import held_leftovers
 from executor.task.leftoverprocs import Foreign, Leftover, by_user, carrying, command_of

@@ -29,7 +29,7 @@ import attrs
 
 from executor.host.replacefile import user_name
 from executor.procs import proctree, saferead
-from executor.procs.spawn import RUN_MARKER, TASK_MARKER
+from executor.procs.runenv import RUN_MARKER, TASK_MARKER
 
 CMDLINE_BYTES = 4096
 CMDLINE_SHOWN = 80
