@@ -74,7 +74,11 @@ MODULES = (
     Module("controlwire", "control socket protocol", ("executor/host/controlwire.py",),
            ("tests/unit/test_controlwire.py",)),
     Module("entry", "registry entry and a task's truth", ("executor/host/entry.py", "executor/host/truth.py"),
-           ("tests/unit/test_host_entry.py", "tests/unit/test_restart_view.py")),
+           ("tests/unit/test_host_entry.py", "tests/unit/test_restart_view.py",
+            # what came since in entry.py: the claims file's name, the taker of a sandbox, the
+            # registry's listing order
+            "tests/integration/test_claims_prune.py", "tests/integration/test_replaced_rows.py",
+            "tests/integration/test_registry.py")),
     Module("runfacts", "runs' pids and exits", ("executor/task/runfacts.py",),
            ("tests/unit/test_runfacts.py",)),
     Module("words", "words and printable text", ("config/words.py",),

@@ -86,3 +86,18 @@ def test_an_end_its_supervisor_recorded_is_not_replayed_unless_all_is_asked(tmp_
     out, _ = ps(capsys, settings.registry_root, "--all", "--json")
     assert sorted(replayed) == ["done", "odd", "unsaid", "web"]
     assert ("done-0-1", "FINISHED") in [(r["task_id"], r["state"]) for r in json.loads(out)]
+
+
+def test_a_lost_task_whose_sandbox_a_recorded_end_took_since_stays_unlisted(tmp_path, capsys):
+    """The later supervisor's entry is not inspected (its end recorded), and still counts as
+    the one that took the sandbox of a task LOST before it: that one, which left no process,
+    is listed only with `--all`, as when both were inspected."""
+    settings = RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600)
+    registered_task(settings, tmp_path / "other", "other-0-1", FINISHED, alive=False, ended=True,
+                    ended_state="FINISHED")  # listed first, not inspected: the lists apart
+    registered_task(settings, tmp_path / "sb", "lost-0-1", RUNNING, alive=False)
+    registered_task(settings, tmp_path / "sb", "next-0-2", FINISHED, alive=False, ended=True, ended_state="FINISHED")
+    assert ps(capsys, settings.registry_root) == (
+        f"no live tasks in the registry {settings.registry_root} (--all lists ended ones too)\n", "")
+    out, _ = ps(capsys, settings.registry_root, "--all", "--json")
+    assert sorted(r["task_id"] for r in json.loads(out)) == ["lost-0-1", "next-0-2", "other-0-1"]

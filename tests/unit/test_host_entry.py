@@ -12,8 +12,10 @@ from executor.host.entry import (
     ENTRY_NAME,
     FrontEnd,
     RegistryEntry,
+    claims_name,
     entry_name,
     expired,
+    first_taker,
     later_ids,
     registered_after,
 )
@@ -272,6 +274,9 @@ def test_a_lost_task_says_since_when_and_from_what():
     assert truth.lost
     assert truth.describe_since("2026-11-29T10:15:00+00:00 (5s ago)") == (
         "LOST (supervisor gone since 2026-11-29T10:15:00+00:00 (5s ago), its checkpoint's last record)")
+    replaced = attrs.evolve(truth, replaced_by="web-0-2")  # a later supervisor took its sandbox
+    assert replaced.describe_since("then") == (
+        "LOST (supervisor gone since then, its checkpoint's last record; replaced by web-0-2 in the same sandbox)")
 
 
 def test_a_task_that_was_not_let_go_is_lost():
@@ -302,3 +307,22 @@ def test_retention(last, now, retention, gone):
 ])
 def test_an_end_is_taken_as_recorded_only_once_let_go_and_terminal(ended_wall, ended_state, recorded):
     assert attrs.evolve(ENTRY, ended_wall=ended_wall, ended_state=ended_state).recorded_end is recorded
+
+
+@pytest.mark.parametrize("boot, host, name", [
+    ("48a5db0a-fe09_Z", ("0f1e", "node-a"), "ports.48a5db0a-fe09_Z.claims"),  # by its boot
+    ("", ("0f1e", "node-a"), "ports.0f1e.node-a.claims"),  # else by its host, both parts
+    ("b/o ot.é", ("0f1e", "node-a"), "ports.b_o_ot__.claims"),  # what a file name had better not hold
+    ("", ("", "n.ö/de"), "ports..n___de.claims"),  # a dot of the host name too
+])
+def test_a_claims_file_is_named_by_its_boot_else_its_host_in_file_name_characters(boot, host, name):
+    assert claims_name(boot, host) == name
+
+
+def test_the_first_taker_of_a_sandbox_is_the_earliest_registered_after_it():
+    later = attrs.evolve(ENTRY, supervisor_pid=5000, supervisor_start=ENTRY.supervisor_start + 20)
+    first = attrs.evolve(ENTRY, supervisor_pid=5001, supervisor_start=ENTRY.supervisor_start + 10)
+    earlier = attrs.evolve(ENTRY, supervisor_pid=5002, supervisor_start=ENTRY.supervisor_start - 10)
+    elsewhere = attrs.evolve(first, supervisor_pid=5003, sandbox="/sb/other")
+    assert first_taker([later, ENTRY, elsewhere, first, earlier], ENTRY) == first
+    assert first_taker([earlier, elsewhere], ENTRY) is None
