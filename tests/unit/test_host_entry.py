@@ -21,6 +21,8 @@ from executor.host.entry import (
 )
 from executor.host.truth import GONE, SinceSource, Truth, gone, judge
 
+pytestmark = pytest.mark.timeout(30)
+
 ENTRY = RegistryEntry(sandbox="/sb/hello", supervisor_pid=4242, supervisor_start=123456,
                       supervisor_boot="b00t", front_end=FrontEnd.RUN, registered_wall=1000.0,
                       task_id="hello-0-ab12", job_key="c/r/e/hello", label="hello.0",
