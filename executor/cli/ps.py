@@ -4,7 +4,7 @@ Reads the host registry (`executor/host/registry.py`; reading prunes what the re
 let go), inspects each entry's sandbox (`executor/task/inspection.py`: the checkpoint,
 whether its supervisor still runs, LOST and its leftovers; `row` makes each task's object)
 and prints one row per task (without `--all`, an entry whose supervisor let go once its task's
-end was recorded, `RegistryEntry.recorded_end`, is not inspected: its task ended, and its
+end was recorded, `RegistryEntry.end_recorded`, is not inspected: its task ended, and its
 checkpoint, up to a megabyte of records, is not replayed): task id, job key, state, supervisor pid, sandbox, started
 (date, time and age), processes running / total, health (`was:` the last verdict once the
 check no longer runs: `inspectionjson.health_shown`). Columns are as wide as their longest value. Without `--all`, only
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         listed, others = split_hosts(listed)  # another host's pid means nothing here
         every = [item.entry for item in listed]
         if not args.all:  # an end its supervisor recorded: not listed, its checkpoint not replayed
-            listed = [item for item in listed if not item.entry.recorded_end]
+            listed = [item for item in listed if not item.entry.end_recorded]
         locks = LockTable()  # /proc/locks read once for all of them, when one is asked about
         found = [inspect_sandbox(Path(item.entry.sandbox), item.entry, locks=locks) for item in listed]
     shown_root = printable(settings.registry_root)  # a newline or a byte not UTF-8 of it written out

@@ -145,7 +145,7 @@ class RegistryEntry:
     ended_reason: str = ""
     # Its latest task's terminal state (TERMINAL_STATES), where the task's owner wrote its
     # record in the checkpoint before the supervisor let go; "" otherwise, and in an older
-    # Stoker's entry. `stoker ps` lists no task whose entry says both (`recorded_end`).
+    # Stoker's entry. `stoker ps` lists no task whose entry says both (`end_recorded`).
     ended_state: str = ""
     # Which host wrote it (`identity.host_identity`: its machine id and host name), where
     # several hosts share one registry root (a home on NFS); "" in an older Stoker's entry,
@@ -159,7 +159,7 @@ class RegistryEntry:
         return not (self.host_id or self.host_name) or (self.host_id, self.host_name) == host
 
     @property
-    def recorded_end(self) -> bool:
+    def end_recorded(self) -> bool:
         """Whether its supervisor let go after its latest task's end was recorded in the
         checkpoint (`ended_state`): that task ended, and nothing of it is left to act on."""
         return self.ended_wall is not None and self.ended_state in TERMINAL_STATES

@@ -8,9 +8,10 @@ callback (an object the garbage collector frees as the loop turns: a logging han
 replaced at start, a thread's lock) is reported as unraisable and dropped: the loop then
 waited for its next event, an hour at most while nothing is due (`deadline.QuietLoop`),
 its stop gone (a CI run saw an observer sent SIGTERM as it began to serve still running 30
-s later; a KeyboardInterrupt dropped so is one way to lose the stop, the one this closes). So `stop_wakes_the_loop` gives CPython's C handler a wakeup fd (the write end of a
-socket pair, `signal.set_wakeup_fd`), to which it writes every signal's number as it
-arrives, from any thread, and puts the read end in the loop's map: a stop signal's byte
+s later; a KeyboardInterrupt dropped so is one way to lose the stop, the one this closes).
+So `stop_wakes_the_loop` gives CPython's C handler a wakeup fd (the write end of a socket
+pair, `signal.set_wakeup_fd`), to which it writes every signal's number as it arrives,
+from any thread, and puts the read end in the loop's map: a stop signal's byte
 raises KeyboardInterrupt there, in the loop itself, whatever became of the handler's. The
 handler's own still stops the loop at once where it is raised; the byte is then never read.
 

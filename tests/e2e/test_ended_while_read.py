@@ -56,7 +56,7 @@ def test_a_task_that_ends_between_its_checkpoint_read_and_its_supervisor_look_is
         assert (seen.truth.state, seen.truth.alive) == ("KILLED", False), seen.truth
         # and it let go saying so: `stoker ps` need not replay its checkpoint to know it ended
         after = find_sandbox(Registry(RegistrySettings(registry_root=os.environ["STOKER_ROOT"])).read(), str(sandbox))
-        assert after is not None and (after.entry.recorded_end, after.entry.ended_state) == (True, "KILLED")
+        assert after is not None and (after.entry.end_recorded, after.entry.ended_state) == (True, "KILLED")
     finally:
         run.close()
         kill_leftovers(pids | task_pids(sandbox))

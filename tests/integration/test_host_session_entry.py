@@ -85,7 +85,7 @@ def test_a_task_started_is_in_the_entry_with_the_attempts_before_it(tmp_path, se
     finally:
         session.close()
     last = entry_of(settings, sandbox)
-    assert (last.ended_reason, last.ended_state, last.recorded_end) == ("", "KILLED", True)  # closed with no reason
+    assert (last.ended_reason, last.ended_state, last.end_recorded) == ("", "KILLED", True)  # closed with no reason
 
 
 def test_an_end_not_recorded_is_no_end_the_entry_says(tmp_path, settings):
@@ -98,7 +98,7 @@ def test_an_end_not_recorded_is_no_end_the_entry_says(tmp_path, settings):
         session.task_ended(*told)
         session.close()
         entry = entry_of(settings, sandbox)
-        assert (entry.ended_wall is not None, entry.ended_state, entry.recorded_end) == (True, "", False)
+        assert (entry.ended_wall is not None, entry.ended_state, entry.end_recorded) == (True, "", False)
 
 
 def test_a_host_renamed_while_the_session_holds_the_sandbox_is_named_as_it_is_now(tmp_path, settings, monkeypatch):

@@ -102,7 +102,7 @@ def test_an_operators_kill_as_the_executor_launches_its_task_stops_it(tmp_path, 
     assert "RUNNING" not in (sandbox / ".stoker" / "checkpoint.jsonl").read_text()  # nothing started
     # its end was recorded before the executor let go, and its entry says so (`stoker ps`)
     listed = find_sandbox(Registry(RegistrySettings.from_env(os.environ)).read(), str(sandbox))
-    assert listed is not None and (listed.entry.recorded_end, listed.entry.ended_state) == (True, "KILLED")
+    assert listed is not None and (listed.entry.end_recorded, listed.entry.ended_state) == (True, "KILLED")
 
 
 def test_an_internal_error_under_the_executor_logs_one_traceback(tmp_path, monkeypatch, caplog):

@@ -308,7 +308,7 @@ def test_retention(last, now, retention, gone):
     (2000.5, "LOST", False),  # no end a supervisor records
 ])
 def test_an_end_is_taken_as_recorded_only_once_let_go_and_terminal(ended_wall, ended_state, recorded):
-    assert attrs.evolve(ENTRY, ended_wall=ended_wall, ended_state=ended_state).recorded_end is recorded
+    assert attrs.evolve(ENTRY, ended_wall=ended_wall, ended_state=ended_state).end_recorded is recorded
 
 
 @pytest.mark.parametrize("boot, host, name", [
