@@ -53,7 +53,10 @@ def _config(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sim(tmp_path):
+def sim(tmp_path, monkeypatch):
+    # a registry of its own: the readers look the task up by its id, and another module's
+    # `task-1` on this worker, ended in the session's registry, made the id name two (300)
+    monkeypatch.setenv("STOKER_ROOT", str(tmp_path / "root"))
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
     sim = AgentSimulator(sandbox=sandbox, auth_token=TOKEN)
