@@ -32,7 +32,7 @@ LATER_ROWS = (
            ("tests/integration/test_sandbox_above.py", "tests/integration/test_planning.py",
             "tests/integration/test_odd_names.py", "tests/integration/test_local_run.py",
             "tests/unit/test_runstart.py", "tests/integration/test_sandbox_made.py",
-            "tests/integration/test_runstart_ahead.py"), subreaper=True),
+            "tests/integration/test_runstart_ahead.py", "tests/unit/test_runstart_edges.py"), subreaper=True),
     # The fifteenth round: this session's new rules (docs/testing.md §4)
     Module("registryprune", "the registry's pruning", ("executor/host/registry.py",),
            ("tests/integration/test_registry_letgo.py", "tests/integration/test_registry_pruning.py",
