@@ -33,16 +33,19 @@ run: $(STAMP)
 	@mkdir -p "$(RUNS)" || { echo "make run: no $(RUNS) for the run's sandbox: give a directory you can write, make run RUNS=DIR" >&2; exit 2; }
 	$(BIN)/stoker run "$(EXAMPLE)" --sandbox "$(RUNS)/$$(basename "$(EXAMPLE)" .aurora)-$$(date +%Y%m%d-%H%M%S)"
 
-# The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version)
-# in one run on TEST_WORKERS pytest-xdist workers (4 on CI's 2 cores: the tests wait on
-# processes, servers and timers about a tenth of their time, docs/testing.md §13), each module on one
-# worker (--dist loadfile: its module fixtures, a ZooKeeper server or test_dist's build, made
-# once), the end-to-end and fault modules first (the longest); then the tests marked `serial`,
-# of any tier (they look at or change something the whole host shares: its mount table, the
-# venv, its next pid), alone. A failure in the first still lets the second run; either fails the target.
-TEST_WORKERS ?= 4
+# The whole suite: lint (ruff, mypy), then every test tier (the fault suite's short version).
+# The unit and integration tiers run on TEST_WORKERS pytest-xdist workers (3 on CI's 2 cores:
+# the tests wait on processes, servers and timers about a third of their time, docs/testing.md
+# §13); then the end-to-end and fault tiers on LATER_WORKERS (4: they wait more), each module on
+# one worker (--dist loadfile: its module fixtures made once); the tests marked `serial`, of any tier (they look at
+# or change something the whole host shares: its mount table, the venv, its next pid), run
+# last, alone (§13). A failure in one run still lets the next ones run, and any fails the target.
+TEST_WORKERS ?= 3
+LATER_WORKERS ?= 4
+LATER_TIERS  := --ignore=tests/unit --ignore=tests/integration
 test: lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m 'not serial' tests; status=$$?; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m 'not serial' tests/unit tests/integration; status=$$?; \
+	$(BIN)/python -m pytest -q -n $(LATER_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || status=1; \
 	$(BIN)/python -m pytest -q -m serial tests || status=1; \
 	exit $$status
 
@@ -53,7 +56,7 @@ test-fast: lint
 # The unit tests and the start-up smoke (tests/e2e/test_startup_imports.py) again on every
 # other CPython >= 3.11 this machine has (pyenv's, python3.N on PATH), each in a venv of its
 # own (.venv-3.N, made on first use): by hand, not part of `make test` (docs/testing.md
-# §5, "Other Python versions"). PYTEST_ARGS=--tiers runs every tier there as `test` does (four workers,
+# §5, "Other Python versions"). PYTEST_ARGS=--tiers runs every tier there as `test` does (three workers,
 # the serial tests last); PYTEST_ARGS=tests every tier in one run on one worker.
 PYTEST_ARGS ?=
 test-pythons: $(STAMP)
@@ -186,7 +189,8 @@ coverage: $(STAMP)
 	"$(PY)" tools/make_venv.py --extra coverage "$(VENV)"
 	rm -rf .coverage $(COVERAGE_DATA) && mkdir -m 1777 $(COVERAGE_DATA)
 	if [ -n "$(COVERAGE_TIERS)" ]; then $(COVERAGE_RUN) -n $(TEST_WORKERS) $(COVERAGE_TIERS) || true; else \
-	  $(COVERAGE_RUN) -n $(TEST_WORKERS) --dist loadfile -m 'not serial' tests || true; \
+	  $(COVERAGE_RUN) -n $(TEST_WORKERS) -m 'not serial' tests/unit tests/integration || true; \
+	  $(COVERAGE_RUN) -n $(LATER_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) || true; \
 	  $(COVERAGE_RUN) -m serial tests || true; fi
 	$(BIN)/coverage combine -q $(COVERAGE_DATA) 2>&1 | grep -v "^  data._warn" || true
 	$(BIN)/coverage report --sort=miss | tail -n 60

@@ -12,8 +12,8 @@ when any run failed, 0 when all passed or no other Python was found (it says so)
     .venv/bin/python tools/test_pythons.py [--python PATH]... [--tiers] [PYTEST ARGS...]
 
 --tiers runs every tier there as `make test` does (`make test-pythons PYTEST_ARGS=--tiers`):
-every tier but the tests marked `serial` on four pytest-xdist workers, each module on one
-worker, then those, of every tier, alone;
+the unit and integration tiers on three pytest-xdist workers, then the later tiers each module
+on one worker (both without the tests marked `serial`), then those, of every tier, alone;
 PYTEST ARGS are added to each run.
 
 Not part of `make test` (CI): a venv per version costs about 30 s of pip, and the unit
@@ -36,15 +36,17 @@ OLDEST = (3, 11)
 # The start-up smoke: `stoker run` of a job and `stoker executor` under the agent
 # simulator, with the import budget of each (module sets, the same on every version).
 DEFAULT_PATHS = ["tests/unit", "tests/e2e/test_startup_imports.py", "tests/e2e/test_startup_imports_early.py"]
-# --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 4): every
-# tier but the tests marked `serial` on four workers, each module on one worker, then those,
-# of every tier, alone
-TIER_RUNS = [["-n", "4", "--dist", "loadfile", "-m", "not serial", "tests"],
+# --tiers: every tier as `make test` runs it (the Makefile's `test`, TEST_WORKERS 3 and
+# LATER_WORKERS 4): the unit and integration tiers on three workers, the later ones on four, each
+# module on one worker, both but the tests marked `serial`, then those, of every tier, alone
+LATER_TIERS = ["--ignore=tests/unit", "--ignore=tests/integration"]
+TIER_RUNS = [["-n", "3", "-m", "not serial", "tests/unit", "tests/integration"],
+             ["-n", "4", "--dist", "loadfile", "-m", "not serial", *LATER_TIERS],
              ["-m", "serial", "tests"]]
 
 
 def pytest_runs(python: str, tiers: bool, pytest_args: list[str]) -> list[list[str]]:
-    """The pytest commands to run with the venv's `python`: the tiers' two (`pytest_args`
+    """The pytest commands to run with the venv's `python`: the tiers' three (`pytest_args`
     added to each), or one of `pytest_args` (default: the unit tests and the start-up smoke)."""
     if tiers:
         return [[python, "-m", "pytest", "-q", *run, *pytest_args] for run in TIER_RUNS]
@@ -103,7 +105,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--python", action="append", default=[], metavar="PATH",
                         help="test with this interpreter (instead of looking for them)")
     parser.add_argument("--tiers", action="store_true",
-                        help="every tier, as `make test` runs them (four workers, the serial tests last)")
+                        help="every tier, as `make test` runs them (three workers, the serial tests last)")
     args, pytest_args = parser.parse_known_args(argv)
     pythons = others(args.python or candidates(), (sys.version_info[0], sys.version_info[1]))
     if not pythons:

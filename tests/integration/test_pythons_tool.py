@@ -28,14 +28,18 @@ def test_one_interpreter_per_version_from_3_11_the_newest_patch_but_the_venv_s_o
 
 
 def test_tiers_are_run_as_make_test_runs_them_and_the_default_is_the_unit_tests_and_the_smoke(tool):
-    """--tiers: the two runs of the Makefile's `test` (so a version's results compare with
+    """--tiers: the three runs of the Makefile's `test` (so a version's results compare with
     that run's), the arguments given added to each; without it, one run."""
+    later = ["--ignore=tests/unit", "--ignore=tests/integration"]
     assert tool.pytest_runs("py", True, ["-x"]) == [
-        ["py", "-m", "pytest", "-q", "-n", "4", "--dist", "loadfile", "-m", "not serial", "tests", "-x"],
+        ["py", "-m", "pytest", "-q", "-n", "3", "-m", "not serial", "tests/unit", "tests/integration", "-x"],
+        ["py", "-m", "pytest", "-q", "-n", "4", "--dist", "loadfile", "-m", "not serial", *later, "-x"],
         ["py", "-m", "pytest", "-q", "-m", "serial", "tests", "-x"]]
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
-    assert "TEST_WORKERS ?= 4\n" in makefile
-    for run in ("-n $(TEST_WORKERS) --dist loadfile -m 'not serial' tests;", "-m serial tests ||"):
+    assert "TEST_WORKERS ?= 3\nLATER_WORKERS ?= 4\nLATER_TIERS  := --ignore=tests/unit --ignore=tests/integration\n" in makefile
+    for run in ("-n $(TEST_WORKERS) -m 'not serial' tests/unit tests/integration;",
+                "-n $(LATER_WORKERS) --dist loadfile -m 'not serial' $(LATER_TIERS) ||",
+                "-m serial tests ||"):
         assert f"$(BIN)/python -m pytest -q {run}" in makefile
     assert tool.pytest_runs("py", False, []) == [
         ["py", "-m", "pytest", "-q", "tests/unit", "tests/e2e/test_startup_imports.py",
