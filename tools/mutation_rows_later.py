@@ -287,7 +287,8 @@ LATER_ROWS = (
             *all_but("tests/faults/test_audit_checkpoint.py",
                      "test_stoker_status_skips_a_record_with_an_out_of_range_number_and_warns",
                      "test_every_out_of_range_record_at_once"),
-            *all_but("tests/faults/test_audit_limits.py"), "tests/integration/test_checkpoint_writer.py"),
+            *all_but("tests/faults/test_audit_limits.py"), "tests/integration/test_checkpoint_writer.py",
+            "tests/integration/test_checkpoint_ended.py"),
            functions=(*(f"executor.task.checkpoint.x_{f}__mutmut_*" for f in (
                "_dup", "open_append", "sync_error", "wrote_line", "open_writer", "_with_wall", "json_line")),
                "executor.task.checkpoint.xǁCheckpointWriterǁ*")),

@@ -214,7 +214,7 @@ class Journal:
                       reason="the task ended while its checkpoint could not be written")
             self._pending = []
         if self._sink is not None:
-            self._sink.close()
+            self._sink.close(ended=bool(self.recorded_end))
 
 
 def header_record(job: JobSpec, sandbox: Path, procs: ProcessPort, checker: Checker | None) -> HeaderRecord:

@@ -130,7 +130,10 @@ if TYPE_CHECKING:
             checkpoint was opened in (never by path); raises OSError or ValueError (closed)."""
             ...
 
-        def close(self) -> None: ...
+        def close(self, ended: bool = False) -> None:
+            """Close it; `ended`: the task's terminal record is written (it may be folded
+            once more for its readers first)."""
+            ...
 
 
     class Reporter(Protocol):

@@ -245,9 +245,9 @@ class _TaskFiles:
         if isinstance(sink, CheckpointWriter):  # a disk sample says a .stoker renamed away
             usage.after_sample = sink.say_if_moved
 
-    def close(self) -> None:
+    def close(self, ended: bool = False) -> None:
         self._usage.close()
-        self._sink.close()
+        self._sink.close(ended)
 
 
 def _checker(job: JobSpec, procs: Supervisor) -> Checker | None:

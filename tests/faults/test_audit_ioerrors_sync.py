@@ -142,7 +142,7 @@ class ReadOnlySink:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         self.records.extend(docs)
 
-    def close(self) -> None:
+    def close(self, ended: bool = False) -> None:
         self.failing = True
 
 

@@ -15,6 +15,8 @@ from executor.events import (
     ProcessTransition,
     TaskState,
 )
+from executor.task.checkpoint import read_records
+from executor.task.replay import replay
 from executor.task.wiring import owner_for
 from tests.support import pidnames
 from tests.support.shellwords import fake_sh
@@ -266,10 +268,13 @@ def test_a_daemon_restarted_again_and_again_keeps_two_runs_facts_and_records_eac
     final, rec = run_owner(tmp_path, spec, before=kill_after_runs)
     assert final.state is TaskState.KILLED
     assert len(held) == runs + 1 and max(held) <= 2  # the last ended run, and the one starting
+    # each run's end is recorded with its own pid and exit status: the last 20 runs' records
+    # as the ended task's checkpoint keeps them (compacted at the close), the others counted
     ended = [r for r in checkpoint_records(tmp_path) if r.get("kind") == "process" and r.get("outcome")]
-    assert len(ended) >= runs  # each run's end is recorded with its own pid and exit status
-    assert all(r["pid"] and r["exit_code"] == 7 for r in ended[:-1])
+    assert len(ended) >= 19 and all(r["pid"] and r["exit_code"] == 7 for r in ended[:-1])
     assert len({r["pid"] for r in ended}) == len(ended)
+    [process] = replay(read_records(tmp_path)).current.processes
+    assert process.earlier_runs + len(process.runs) == runs + 1  # every run counted, none lost
     # its log directories: the first run's and the last 20 (run 40's goes at the next idle moment)
     kept = {int(name) for name in os.listdir(tmp_path / ".logs" / "a")}
     assert {0, *range(41, runs + 1)} <= kept <= {0, *range(40, runs + 1)}

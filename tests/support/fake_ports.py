@@ -128,7 +128,7 @@ class FakeCheckpoint:
     def __init__(self) -> None:
         self.records: list[dict] = []
         self.writes = 0
-        self.closed = False
+        self.closed = self.closed_ended = False  # closed, and told the task's end is written
         self.beside: dict[str, bytes] = {}  # the files kept beside it, as last replaced
 
     def append_many(self, records) -> None:
@@ -138,8 +138,8 @@ class FakeCheckpoint:
     def replace_beside(self, name: str, data: bytes) -> None:
         self.beside[name] = data
 
-    def close(self) -> None:
-        self.closed = True
+    def close(self, ended: bool = False) -> None:
+        self.closed, self.closed_ended = True, ended
 
 
 class HeardReporter:
