@@ -10,7 +10,13 @@ import logging
 import pytest
 
 from executor.events import TaskStage, TaskState, TaskTransition
-from executor.task.checkpoint import ENDED_COMPACT_BYTES, CheckpointWriter, checkpoint_path, read_records
+from executor.task.checkpoint import (
+    ENDED_COMPACT_BYTES,
+    CheckpointWriter,
+    checkpoint_path,
+    json_line,
+    read_records,
+)
 from executor.task.journal import Journal
 from executor.task.replay import replay
 from tests.integration.test_checkpoint import STORY
@@ -53,6 +59,28 @@ def test_an_ended_task_past_the_bound_is_folded_to_few_records_that_replay_to_th
 def test_an_ended_task_under_the_bound_is_left_as_written(tmp_path):
     before, after = written(tmp_path, 20, ended=True)
     assert before < ENDED_COMPACT_BYTES and after == before
+
+
+def test_an_ended_task_at_the_bound_exactly_is_folded(tmp_path):
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many(STORY + [health(n) for n in range(1, 60)])
+    last = dict(END[-1], reason="")
+    room = ENDED_COMPACT_BYTES - checkpoint_path(tmp_path).stat().st_size - len(json_line(last).encode())
+    assert room > 0
+    writer.append_many([dict(last, reason="r" * room)])
+    assert checkpoint_path(tmp_path).stat().st_size == ENDED_COMPACT_BYTES
+    writer.close(ended=True)
+    assert checkpoint_path(tmp_path).stat().st_size < ENDED_COMPACT_BYTES  # (the long last record kept)
+
+
+def test_a_close_not_told_of_an_end_leaves_the_file_as_written(tmp_path):
+    """A writer closed plainly (the record `stoker run` writes between two attempts, a task
+    stopped before its end was written) folds nothing."""
+    writer = CheckpointWriter(tmp_path)
+    writer.append_many(STORY + [health(n) for n in range(1, 151)] + END)
+    before = checkpoint_path(tmp_path).read_bytes()
+    writer.close()
+    assert checkpoint_path(tmp_path).read_bytes() == before and len(before) > ENDED_COMPACT_BYTES
 
 
 def test_a_fold_the_full_disk_refuses_leaves_the_file_whole_and_says_so(tmp_path, caplog):
