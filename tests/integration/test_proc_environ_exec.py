@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,17 +21,42 @@ from executor.procs.pidsignal import EXEC_SETTLE_SECS
 
 pytestmark = pytest.mark.timeout(30)
 
-EXECS = 300  # `env` executing the next `env`: about 0.3 s
+EXECS = 300  # the chain's rounds (an `env` and a shell each) before the test stops it
+READS, SCANS = 300, 30  # at least as many reads and scans of it meanwhile
+# A shell that execs `env`, which execs the shell again, counting its rounds in its last
+# argument, until the file $1 exists: then `sleep` (an exiting process has no environment left
+# to read either). The test stops it once it has read it as often as it means to, over as many
+# rounds: a chain of a fixed length was read a number of times that depended on the host's
+# load (a scan of /proc beside 1,000 other processes is slower).
+CHAIN = 'if [ -e "$1" ]; then exec sleep 60; fi; exec env sh -c "$0" "$0" "$1" $(($2 + 1))'
 
 
-def test_a_process_read_while_it_execs_again_and_again_always_carries_its_environment():
-    """(Its last exec is of a `sleep` that lives on: an exiting process has no environment
-    left to read either.)"""
-    chain = subprocess.Popen(["env"] * EXECS + ["sleep", "60"], env={"MARK": "x", "PATH": os.environ["PATH"]})
+def execing(tmp_path) -> tuple[subprocess.Popen, Path]:
+    """The chain, with MARK=x, and the file that stops it."""
+    stop = tmp_path / "stop"
+    return subprocess.Popen(["sh", "-c", CHAIN, CHAIN, str(stop), "0"],
+                            env={"MARK": "x", "PATH": os.environ["PATH"]}), stop
+
+
+def rounds(pid: int) -> int:
+    """The chain's round, from its arguments (0 while an exec leaves them unreadable)."""
+    last = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[-2:][0]
+    return int(last) if last.isdigit() else 0
+
+
+def settled(pid: int) -> bool:
+    """The chain's last exec is over: it is the `sleep`."""
+    return open(f"/proc/{pid}/cmdline", "rb").read() == b"sleep\x0060\x00"
+
+
+def test_a_process_read_while_it_execs_again_and_again_always_carries_its_environment(tmp_path):
+    chain, stop = execing(tmp_path)
     reads, unmarked, last = 0, 0, False
     try:
         while not last:
-            last = open(f"/proc/{chain.pid}/cmdline", "rb").read() == b"sleep\x0060\x00"
+            if reads >= READS and not stop.exists() and rounds(chain.pid) >= EXECS:
+                stop.touch()
+            last = stop.exists() and settled(chain.pid)
             info = proctree.read_proc(chain.pid)
             assert info is not None, "the chain ended"
             reads += 1
@@ -38,24 +64,26 @@ def test_a_process_read_while_it_execs_again_and_again_always_carries_its_enviro
     finally:
         chain.kill()
         chain.wait()
-    assert reads > EXECS and unmarked == 0, f"{unmarked} of {reads} reads without the environment"
+    assert unmarked == 0, f"{unmarked} of {reads} reads without the environment"
 
 
-def test_a_scan_for_a_marker_finds_a_process_that_execs_again_and_again_at_every_pass():
+def test_a_scan_for_a_marker_finds_a_process_that_execs_again_and_again_at_every_pass(tmp_path):
     """`scan_markers` (a lost task's end, the observer, a kill with no live group's leader):
     one read of each environment missed the process read mid-exec (a pass that found nothing
     ended the kill: the process lived on)."""
-    chain = subprocess.Popen(["env"] * EXECS + ["sleep", "60"], env={"MARK": "x", "PATH": os.environ["PATH"]})
+    chain, stop = execing(tmp_path)
     scans, missed, last = 0, 0, False
     try:
         while not last:
-            last = open(f"/proc/{chain.pid}/cmdline", "rb").read() == b"sleep\x0060\x00"
+            if scans >= SCANS and not stop.exists() and rounds(chain.pid) >= EXECS:
+                stop.touch()
+            last = stop.exists() and settled(chain.pid)
             scans += 1
             missed += chain.pid not in proctree.scan_markers((b"MARK=x",))
     finally:
         chain.kill()
         chain.wait()
-    assert scans > 10 and missed == 0, f"{missed} of {scans} scans without the process"
+    assert missed == 0, f"{missed} of {scans} scans without the process"
 
 
 def test_a_scan_for_a_marker_finds_its_processes_alone_with_their_facts():
