@@ -354,4 +354,18 @@ RECENT_ROWS = (
             "tests/integration/test_codecache_lock.py", "tests/integration/test_codecache_merge.py",
             "tests/integration/test_codecache_reading.py"),
            children=True),
+    # The fifty-second round: the entry point's first lines, no row had held them (docs/testing.md §4)
+    Module("entrypoint", "the entry point's first lines: locale, systemd's variables, streams, refusals, stops while loading",
+           ("executor/cli/start.py",),
+           ("tests/unit/test_exec_locale.py", "tests/unit/test_dropped_stops.py", "tests/unit/test_entry_point.py",
+            "tests/e2e/test_as_init.py::test_a_proc_of_another_namespace_is_refused_before_anything_starts",
+            "tests/e2e/test_as_init.py::test_a_host_without_proc_is_refused_before_anything_starts",
+            "tests/e2e/test_unwritable_output.py::test_a_closed_stdout_or_stderr_is_as_good_as_dev_null",
+            "tests/e2e/test_unwritable_output.py::test_a_descriptor_closed_at_exec_is_dev_null_for_the_supervisor_s_whole_run",
+            "tests/e2e/test_unwritable_output.py::test_a_c_locale_without_utf8_mode_writes_out_what_ascii_cannot_show",
+            "tests/e2e/test_stoker_run_text.py::test_a_task_gets_the_locale_the_operator_gave_not_pythons_coerced_one"),
+           functions=tuple(f"executor.cli.start.x_{f}__mutmut_*" for f in (
+               "exit_status", "note_dropped", "_dropped_signal", "_own_proc", "exec_locale",
+               "take_systemd", "_exec_environ", "_standard_streams", "_fails_to_write")),
+           children=True),
 )

@@ -250,9 +250,32 @@ def test_a_proc_of_another_namespace_is_refused_before_anything_starts(tmp_path:
                             stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"stoker {command}: /proc is another PID namespace's (its /proc/self is "), result.stderr
-    assert "this process is 1): Stoker finds its task's processes there; mount this namespace's own " \
-           "(`unshare --pid --fork --mount-proc`" in result.stderr
+    assert result.stderr.endswith("this process is 1): Stoker finds its task's processes there; mount this "
+                                  "namespace's own (`unshare --pid --fork --mount-proc`, as a container runtime "
+                                  "does)\n"), result.stderr
     assert not started.exists() and not (tmp_path / "sandbox").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a mount namespace of its own needs root")
+def test_a_host_without_proc_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """A /proc that is not there (an empty directory mounted over it, in a mount namespace
+    of the test's own): `stoker run` cannot find its task's processes, and says so, exit 2,
+    before anything is made."""
+    config = tmp_path / "job.aurora"
+    config.write_text("jobs = [Job(cluster='local', role='me', environment='test', name='np', task=Task("
+                      "processes=[Process(name='p', cmdline='sleep 1000')], "
+                      "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                             'mount -t tmpfs none /proc && exec "$@"', "sh", sys.executable, "-m", "executor",
+                             "run", str(config), "--sandbox", str(tmp_path / "sandbox")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, check=False)
+    assert (result.returncode, result.stderr) == (2, (
+        "stoker run: /proc cannot be read here (No such file or directory): Stoker finds its task's "
+        "processes there; mount this namespace's own (`unshare --pid --fork --mount-proc`, as a "
+        "container runtime does)\n")), result.stdout + result.stderr
+    assert not (tmp_path / "sandbox").exists()
 
 
 BACKGROUND = """

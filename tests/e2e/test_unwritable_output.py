@@ -1,11 +1,12 @@
-"""What `stoker` writes when its output cannot take it, end to end: a closed stdout or stderr,
-an output that cannot be written (`/dev/full`) for `run`, `tail`, `--help` and `--version`,
+"""What `stoker` writes when its output cannot take it, end to end: a closed stdin, stdout or
+stderr (the supervisor's descriptor /dev/null while it runs), an output that cannot be written (`/dev/full`) for `run`, `tail`, `--help` and `--version`,
 a run into a full disk, and a C locale without UTF-8 mode. The live view at a terminal is
 tests/e2e/test_terminal.py.
 """
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.e2e.test_terminal import batch, in_session, sandbox_with_log
 from tests.support.configs import RESOURCES, write_config
 from tests.support.shellwords import c_locale_starts, python_sh
 from tests.support.stoker_proc import REPO, kill_leftovers, task_pids
+from tests.support.waiting import wait_for
 
 
 def shell(tmp_path: Path, command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -40,6 +42,34 @@ def test_a_closed_stdout_or_stderr_is_as_good_as_dev_null(tmp_path):
     result = shell(tmp_path, f"stoker tail {sandbox} nope 2>&-")
     assert (result.returncode, result.stdout) == (1, b"")  # the error is not printed as output
     assert (tmp_path / "run" / "done").exists()
+
+
+
+@pytest.mark.parametrize("fd", [0, 1, 2])
+def test_a_descriptor_closed_at_exec_is_dev_null_for_the_supervisor_s_whole_run(tmp_path, fd):
+    """`stoker run JOB <&-` (or `>&-`, `2>&-`): descriptor 0, 1 or 2 is /dev/null as soon as
+    Stoker starts, so that no file it opens later (its lock, its checkpoint, a run's log) takes
+    that number, where a process's console output or a stray read would reach it; the task
+    runs, and a stop ends it as ever."""
+    cfg = batch(tmp_path, f"touch {tmp_path / 'started'}; exec sleep 1000")
+    sandbox = tmp_path / "run"
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
+        proc = subprocess.Popen(["/bin/sh", "-c", f'exec "$@" {fd}<&-', "sh", sys.executable, "-m", "executor",
+                                 "run", str(cfg), "--sandbox", str(sandbox)],
+                                cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err, start_new_session=True)
+    try:
+        wait_for(lambda: (tmp_path / "started").exists() or proc.poll() is not None, 20)
+        assert proc.poll() is None, (tmp_path / "err").read_text()
+        assert os.readlink(f"/proc/{proc.pid}/fd/{fd}") == os.devnull
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(20) == 128 + signal.SIGTERM
+        assert "Traceback" not in (tmp_path / "err").read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        kill_leftovers(task_pids(sandbox))
 
 
 @pytest.mark.parametrize("unbuffered", ["", "1"])
