@@ -368,4 +368,12 @@ RECENT_ROWS = (
                "exit_status", "note_dropped", "_dropped_signal", "_own_proc", "exec_locale",
                "take_systemd", "_exec_environ", "_standard_streams", "_fails_to_write")),
            children=True),
+    Module("zkclient", "the announcer's ZooKeeper client parts: its threads' handler, its nodes' ACL",
+           ("executor/task/zkclient.py",),
+           ("tests/integration/test_announcer.py", "tests/integration/test_announcer_acl.py",
+            *(f"tests/integration/test_thread_refusals.py::{name}" for name in (
+                "test_the_announcers_kazoo_threads_are_refused_by_the_check",
+                "test_a_kazoo_handler_whose_second_worker_is_refused_stops_its_first",
+                "test_a_kazoo_spawn_runs_its_function_with_its_arguments_on_a_daemon_thread"))),
+           children=True),
 )

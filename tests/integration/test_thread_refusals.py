@@ -72,6 +72,39 @@ def test_the_announcers_kazoo_threads_are_refused_by_the_check():
     assert (done.returncode, done.stdout, done.stderr) == (0, "refused by the check: can't start new thread\n", "")
 
 
+KAZOO_SECOND_WORKER = """
+import resource, threading
+from executor.logs import NoRoomForThread, address_space, room_for_thread
+from executor.task.zkclient import CheckedStartHandler
+handler = CheckedStartHandler()
+_, mapped = address_space()
+room = room_for_thread()
+resource.setrlimit(resource.RLIMIT_AS, (mapped + room + room // 2, resource.getrlimit(resource.RLIMIT_AS)[1]))
+try:
+    handler.start()
+except NoRoomForThread:
+    print("refused; threads left:", threading.active_count() - 1)
+"""
+
+
+def test_a_kazoo_handler_whose_second_worker_is_refused_stops_its_first():
+    """Room for one thread: kazoo's first worker starts, its second is refused, and the first
+    is stopped before the refusal goes on (it was left waiting on its queue for good)."""
+    done = child(KAZOO_SECOND_WORKER)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "refused; threads left: 0\n", "")
+
+
+def test_a_kazoo_spawn_runs_its_function_with_its_arguments_on_a_daemon_thread():
+    """kazoo's handler interface: `spawn(func, *args, **kwargs)`; the thread is a daemon, so
+    that a connection's loop never holds the supervisor's exit."""
+    from executor.task.zkclient import CheckedStartHandler
+
+    got: list[object] = []
+    thread = CheckedStartHandler().spawn(lambda *args, **kwargs: got.append((args, kwargs)), 1, "two", three=3)
+    thread.join(10)
+    assert (got, thread.daemon) == ([((1, "two"), {"three": 3})], True)
+
+
 TWO_STARTS_ROOM_FOR_ONE = """
 import contextlib, resource, threading
 from executor.logs import address_space, room_for_thread, start_thread
