@@ -4,12 +4,15 @@ step one INFO line; one while ZooKeeper is down leaves the member to the session
 the reconnect attempts meanwhile log nothing (kazoo's WARNING each held back). On
 a ZooKeeper that does not answer, a wait still going on a fifth of a second in is said
 once, with the seconds it has left, a leave's share is counted to the SIGKILL at the end
-of the processes' grace, not to the later exit time, and a delete not answered within the
-operation timeout says so and is tried again."""
+of the processes' grace, not to the later exit time, a leave hurried (a kill at once) ends
+at once and says the member is not gone, and a delete not answered within the operation
+timeout says so and is tried again. A close ends the session: kazoo's connection thread
+with it."""
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 
 import pytest
@@ -88,6 +91,36 @@ def test_a_close_while_joined_deletes_its_member_then_ends_the_session(zk, reade
                         "reason": "closed: the ZooKeeper session is ended"})]
     (event,) = [e for e in recorder.events if e.changes[-1].new == "CLOSED"]
     assert (event.task, event.view.state, event.view.path) == ("hello.3", MemberState.CLOSED, path)
+
+
+def test_a_leave_hurried_on_a_stalled_zookeeper_ends_at_once_and_says_the_member_is_not_gone(
+        private_zk, announcers):  # noqa: F811
+    announcer, _ = _joined(private_zk, announcers)
+    with private_zk.stalled():
+        announcer.hurry()  # a second Ctrl-C: no wait now, nor later
+        assert announcer.leave(timeout_secs=30) is False  # the delete cannot have been answered
+    wait_for(lambda: announcer.view().state is MemberState.LEFT, timeout_secs=10, message="left once it answers")
+
+
+def _connection_threads() -> set[threading.Thread]:
+    """kazoo's connection threads in this process (its handler spawns `zk_loop`)."""
+    return {t for t in threading.enumerate() if t.name.endswith("(zk_loop)")}
+
+
+@pytest.mark.parametrize("member", [True, False])
+def test_a_close_ends_the_session_and_its_connection_thread(zk, reader, announcers, member):  # noqa: F811
+    before = _connection_threads()
+    if member:
+        announcer, _, path, _ = joined(zk, reader, announcers)
+    else:
+        announcer, _ = announcers(announcement(zk.ensemble, unique_root()))
+        announcer.join()
+        wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+        announcer.leave(timeout_secs=5)
+    (ours,) = _connection_threads() - before
+    announcer.close(timeout_secs=5)
+    ours.join(10)
+    assert not ours.is_alive()  # the session ended (was: the client left connected for good)
 
 
 def test_a_close_while_zookeeper_is_down_leaves_the_member_to_the_session_s_end(private_zk, announcers):  # noqa: F811
