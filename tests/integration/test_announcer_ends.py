@@ -6,8 +6,9 @@ a ZooKeeper that does not answer, a wait still going on a fifth of a second in i
 once, with the seconds it has left, a leave's share is counted to the SIGKILL at the end
 of the processes' grace, not to the later exit time, a leave hurried (a kill at once) ends
 at once and says the member is not gone, and a delete not answered within the operation
-timeout says so and is tried again. A close ends the session: kazoo's connection thread
-with it."""
+timeout says so and is tried again. A close ends the session, kazoo's connection thread
+with it, and is final: a join after it starts nothing, and a closed announcer that never
+joined is never overdue."""
 from __future__ import annotations
 
 import logging
@@ -121,6 +122,27 @@ def test_a_close_ends_the_session_and_its_connection_thread(zk, reader, announce
     announcer.close(timeout_secs=5)
     ours.join(10)
     assert not ours.is_alive()  # the session ended (was: the client left connected for good)
+
+
+def test_a_join_after_a_close_starts_nothing(zk, announcers):  # noqa: F811
+    announcer, _ = announcers(announcement(zk.ensemble, unique_root()))
+    announcer.join()
+    wait_for(lambda: announcer.view().state is MemberState.JOINED, timeout_secs=10)
+    announcer.close(timeout_secs=5)
+    before = _connection_threads()
+    announcer.join()  # a late RUNNING's, after the task's end
+    assert _connection_threads() - before == set()  # no session started again
+    assert announcer.view().state is MemberState.CLOSED
+
+
+def test_a_closed_announcer_that_never_joined_is_never_overdue(private_zk, announcers):  # noqa: F811
+    """ZooKeeper down from the start: the first announcement's bound would fail the task, but
+    the task ended first (its close): nothing is overdue after that."""
+    announcer, _ = announcers(announcement(private_zk.ensemble, unique_root()))
+    announcer.join()
+    assert announcer.first_join_deadline_at is not None
+    announcer.close(timeout_secs=1)
+    assert announcer.overdue(announcer.first_join_deadline_at + 3600) is False
 
 
 def test_a_close_while_zookeeper_is_down_leaves_the_member_to_the_session_s_end(private_zk, announcers):  # noqa: F811
