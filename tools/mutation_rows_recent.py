@@ -376,4 +376,10 @@ RECENT_ROWS = (
                 "test_a_kazoo_handler_whose_second_worker_is_refused_stops_its_first",
                 "test_a_kazoo_spawn_runs_its_function_with_its_arguments_on_a_daemon_thread"))),
            children=True),
+    Module("announcerstart", "the announcer's session and worker started, or nothing left of a refused start",
+           ("executor/task/announcer.py",),
+           ("tests/faults/test_announcer_threads.py",
+            "tests/integration/test_announcer_ends.py::test_a_close_ends_the_session_and_its_connection_thread",
+            "tests/integration/test_announcer.py::test_the_member_appears_at_the_jobs_path_with_aurora_json"),
+           functions=("executor.task.announcer.xǁServerSetAnnouncerǁ_start__mutmut_*",), children=True),
 )
