@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 
+from executor.task.zkclient import CheckedStartHandler
 from tests.support.stoker_proc import REPO
 
 NO_ROOM_FOR_A_THREAD = """
@@ -97,8 +98,6 @@ def test_a_kazoo_handler_whose_second_worker_is_refused_stops_its_first():
 def test_a_kazoo_spawn_runs_its_function_with_its_arguments_on_a_daemon_thread():
     """kazoo's handler interface: `spawn(func, *args, **kwargs)`; the thread is a daemon, so
     that a connection's loop never holds the supervisor's exit."""
-    from executor.task.zkclient import CheckedStartHandler
-
     got: list[object] = []
     thread = CheckedStartHandler().spawn(lambda *args, **kwargs: got.append((args, kwargs)), 1, "two", three=3)
     thread.join(10)

@@ -39,7 +39,7 @@ def test_a_keyboard_interrupt_is_a_dropped_sigint_only_under_python_s_own_handle
         assert start._dropped_signal(RuntimeError()) == 0
 
         class Subclass(KeyboardInterrupt):
-            pass
+            """A program's own interrupt, not the one Python's SIGINT handler raises."""
 
         assert start._dropped_signal(Subclass()) == 0  # not Python's handler's
         signal.signal(signal.SIGINT, signal.SIG_IGN)
