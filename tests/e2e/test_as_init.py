@@ -30,6 +30,7 @@ from executor.observe.reader import Reader
 from executor.task.inspection import inspect_sandbox
 from tests.e2e.test_upgrade_in_place import BROKEN_MODULE, tree
 from tests.support import pidnames
+from tests.support.configs import job_text, write_config
 from tests.support.pty_proc import PtyProcess
 from tests.support.stoker_proc import REPO
 from tests.support.waiting import wait_for
@@ -261,10 +262,7 @@ def test_a_host_without_proc_is_refused_before_anything_starts(tmp_path: Path) -
     """A /proc that is not there (an empty directory mounted over it, in a mount namespace
     of the test's own): `stoker run` cannot find its task's processes, and says so, exit 2,
     before anything is made."""
-    config = tmp_path / "job.aurora"
-    config.write_text("jobs = [Job(cluster='local', role='me', environment='test', name='np', task=Task("
-                      "processes=[Process(name='p', cmdline='sleep 1000')], "
-                      "resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB)))]\n")
+    config = write_config(tmp_path, job_text())
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MESOS_")}, "PYTHONPATH": str(REPO)}
     result = subprocess.run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
                              'mount -t tmpfs none /proc || exit 97; exec "$@"', "sh", sys.executable, "-m",

@@ -1,5 +1,6 @@
 """What `stoker` writes when its output cannot take it, end to end: a closed stdin, stdout or
-stderr (the supervisor's descriptor /dev/null while it runs), an output that cannot be written (`/dev/full`) for `run`, `tail`, `--help` and `--version`,
+stderr (the supervisor's descriptor /dev/null while it runs), an output that cannot be
+written (`/dev/full`) for `run`, `tail`, `--help` and `--version`,
 a run into a full disk, and a C locale without UTF-8 mode. The live view at a terminal is
 tests/e2e/test_terminal.py.
 """

@@ -112,7 +112,7 @@ def _connection_threads() -> set[threading.Thread]:
 def test_a_close_ends_the_session_and_its_connection_thread(zk, reader, announcers, member):  # noqa: F811
     before = _connection_threads()
     if member:
-        announcer, _, path, _ = joined(zk, reader, announcers)
+        announcer, _, _, _ = joined(zk, reader, announcers)
     else:
         announcer, _ = announcers(announcement(zk.ensemble, unique_root()))
         announcer.join()
