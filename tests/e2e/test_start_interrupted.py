@@ -122,15 +122,17 @@ def test_a_ctrl_c_in_python_m_of_a_stoker_module_is_pythons_own(tmp_path, module
 
 def test_the_quiet_ctrl_c_hook_passes_any_other_exception_to_the_hook_it_found(tmp_path):
     """A hook set before Stoker's first module (a distribution's sitecustomize, apport's) still
-    gets an exception other than a Ctrl-C as `stoker` loads (was: `sys.__excepthook__`)."""
+    gets an exception other than a Ctrl-C as `stoker` loads (was: `sys.__excepthook__`), whole:
+    the exception and its traceback."""
     script = tmp_path / "stoker"
     script.write_text("import sys\n"
-                      "sys.excepthook = lambda kind, value, tb: print('found hook:', kind.__name__, file=sys.stderr)\n"
+                      "sys.excepthook = lambda kind, value, tb: print('found hook:', kind.__name__, repr(value),\n"
+                      "                                              'line', tb.tb_lineno, file=sys.stderr)\n"
                       "import executor\n"
                       "raise ValueError('as it loads')\n")
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=60)
-    assert "found hook: ValueError" in done.stderr and done.returncode == 1, (done.returncode, done.stderr)
+    assert (done.returncode, done.stderr) == (1, "found hook: ValueError ValueError('as it loads') line 5\n")
 
 
 # A SIGHUP as the sandbox is let go, after the stop signal_at_import raised: systemd stopping

@@ -56,13 +56,26 @@ def test_a_directory_given_absolutely_stays_searched_when_a_relative_entry_names
     assert absolute in path
 
 
-@pytest.mark.parametrize("own", [os.path.dirname(os.__file__), site.getsitepackages()[0]])
+@pytest.mark.parametrize("own", [os.path.dirname(os.__file__), os.path.join(os.path.dirname(os.__file__), "lib-dynload"),
+                                 site.getsitepackages()[0]])
 def test_pythons_own_directories_stay_searched_from_a_working_directory_among_them(own):
     # run from the standard library's directory (or site-packages) with an empty entry:
     # Python searches that directory once, at the entry's place; taken off, `__future__`
     # (or attrs) could not be imported any more (a traceback as Stoker loaded)
     path = _search_path(own, os.pathsep + str(REPO))
     assert own in path
+
+
+def test_a_pythonpath_python_ignored_under_e_takes_nothing_off(tmp_path):
+    # `python -E`: PYTHONPATH put nothing on sys.path, so nothing is taken off for it; read
+    # anyway, its `.` took off the directory of the script being run, which Python put there
+    env = {**os.environ, "PYTHONPATH": os.curdir}
+    code = ("import json, os, sys; sys.path[:0] = [os.getcwd(), sys.argv[1]]; import executor; "
+            "executor.forget_relative_pythonpath(); print(json.dumps(sys.path))")
+    done = subprocess.run([sys.executable, "-E", "-c", code, str(REPO)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert str(tmp_path) in json.loads(done.stdout)
 
 
 @pytest.mark.parametrize("module", [["executor", "--version"], ["executor.codecache", "cli"]])

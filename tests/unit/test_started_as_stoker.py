@@ -26,6 +26,7 @@ def test_stoker_and_python_m_executor_are_stoker(argv, orig_argv):
     (["-m"], ["python3", "-P", "-m", "executor.codecache"]),
     (["-m", "executor"], ["python3", "-m", "mytool", "executor"]),  # a tool's argument named so
     (["-m"], ["python3", "-mexecutor.nodocs"]),
+    (["-m"], ["python3", "-mmexecutor"]),  # a module named `mexecutor`: the word after the first m
     (["-m", "-q"], ["python3", "-m", "pytest", "-q"]),
     (["-c"], ["python3", "-c", "import executor"]),
     (["/usr/bin/stoker-tests"], ["python3", "/usr/bin/stoker-tests"]),
