@@ -382,4 +382,13 @@ RECENT_ROWS = (
             "tests/integration/test_announcer_ends.py::test_a_close_ends_the_session_and_its_connection_thread",
             "tests/integration/test_announcer.py::test_the_member_appears_at_the_jobs_path_with_aurora_json"),
            functions=("executor.task.announcer.xǁServerSetAnnouncerǁ_start__mutmut_*",), children=True),
+    # The fifty-third round: the package's own first lines, which no row had held (docs/testing.md §4)
+    Module("executorpkg", "the package's first lines: who is `stoker`, PYTHONPATH's relative entries, a quiet Ctrl-C, "
+           "leave, an errno in words, a working directory with no name",
+           ("executor/__init__.py",),
+           ("tests/unit/test_started_as_stoker.py", "tests/unit/test_package_helpers.py", "tests/integration/test_leave.py",
+            "tests/integration/test_module_entry.py", "tests/e2e/test_python_environment.py",
+            "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_start_interrupted.py",
+            "tests/integration/test_definition_reads.py", "tests/integration/test_held_lists.py"),
+           children=True),
 )
