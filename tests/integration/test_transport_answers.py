@@ -22,6 +22,7 @@ from executor.mesos.transport import (
     Outcome,
     StreamBroken,
     _answer_body,
+    _by_address,
 )
 from tests.support.agent_answers import ANSWER_202, CLOSE, HOLD, AgentAnswers, Say, answer
 from tests.support.http_server import shut_down
@@ -92,6 +93,15 @@ def test_an_agent_named_by_a_host_name_is_reached_its_name_looked_up_as_bytes(mo
         with contextlib.closing(AgentTransport(f"localhost:{agent.port}", None, call_timeout_secs=CALL_SECS)) as t:
             assert t.post(b'{"type":"UPDATE"}') == CallResult(Outcome.ACCEPTED, 202)
     assert looked_up == [b"localhost"]
+
+
+@pytest.mark.parametrize("host, given", [("127.0.0.1", b"127.0.0.1"), ("agent.example", b"agent.example"),
+                                         ("bücher.example", "bücher.example")])  # beyond ASCII: as text, for idna
+def test_an_address_goes_to_the_connect_with_its_timeout_and_source(monkeypatch, host, given):
+    asked: list[tuple[object, ...]] = []
+    monkeypatch.setattr(socket, "create_connection", lambda *args: asked.append(args))
+    _by_address((host, 5051), 0.25, ("127.0.0.2", 0))
+    assert asked == [((given, 5051), 0.25, ("127.0.0.2", 0))]
 
 
 @pytest.mark.timeout(20)
@@ -417,3 +427,32 @@ def test_a_unix_socket_whose_agent_never_accepts_is_refused_at_once_in_its_own_w
     assert stream is None and result == CallResult(
         Outcome.TRANSIENT, None, f"ConnectionRefusedError: {path}: the agent takes no connection now "
                                  "(its socket's backlog is full: is the agent stopped?)")
+
+
+def test_an_agent_that_never_accepts_over_tcp_is_given_up_at_the_connect_timeout():
+    """An agent whose listen queue is full (stopped, or its accept loop stuck): the kernel
+    drops the SYN and a connect without a timeout would wait for good; the connect timeout
+    ends it (`_connect` gives the connection its timeout, which `_by_address` passes on)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    waiting = []
+    try:
+        while True:  # fill the queue; none is accepted
+            s = socket.socket()
+            s.settimeout(0.2)
+            waiting.append(s)
+            try:
+                s.connect(listener.getsockname())
+            except TimeoutError:
+                break
+        t = AgentTransport(AgentRoute(host="127.0.0.1", port=listener.getsockname()[1]))
+        started = time.monotonic()
+        result, stream = within(BOUND_SECS, lambda: t.subscribe(b"{}", 0.3, 0.3))
+        took = time.monotonic() - started
+    finally:
+        for s in waiting:
+            s.close()
+        listener.close()
+    assert stream is None and result == CallResult(Outcome.TRANSIENT, None, "TimeoutError: timed out")
+    assert took >= 0.3
