@@ -391,4 +391,11 @@ RECENT_ROWS = (
             "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_start_interrupted.py",
             "tests/integration/test_definition_reads.py", "tests/integration/test_held_lists.py"),
            children=True),
+    # The same round: 914dc6d7's two functions, which no round had run (docs/testing.md §4)
+    Module("uuidaddress", "an update's uuid from the system's random bits; the agent's address given as bytes",
+           ("executor/mesos/session.py", "executor/mesos/transport.py"),
+           ("tests/unit/test_mesos_updates.py", "tests/integration/test_transport_answers.py",
+            "tests/integration/test_mesos_transport.py", "tests/integration/test_agent_tls_transport.py"),
+           functions=("executor.mesos.session.x_random_uuid__mutmut_*", "executor.mesos.transport.x__by_address__mutmut_*",
+                      "executor.mesos.transport.x__connect__mutmut_*")),
 )
