@@ -55,3 +55,22 @@ def test_kill_pipe_ends_following_by_its_default_action_as_it_ends_gnu_tail(tmp_
         proc.wait()
         if to == "file":
             out.close()
+
+
+# `_ended_by_kill_pipe` with a stdout that is no file (a program that calls `main` with its
+# own stream in place): `kill -PIPE` still ends the process by the signal, not by the stream's
+# refusal to name a descriptor raised from the handler (a traceback, exit 1)
+NOT_A_FILE = {
+    "no fileno at all": "sys.stdout = object()",
+    "closed": "sys.stdout = open(os.devnull, 'w'); sys.stdout.close()",
+    "in memory": "import io; sys.stdout = io.StringIO()",
+}
+
+
+@pytest.mark.parametrize("stdout", NOT_A_FILE.values(), ids=NOT_A_FILE.keys())
+def test_kill_pipe_ends_the_command_by_the_signal_whatever_stdout_is(stdout):
+    code = ("import os, signal, sys; from executor.cli.main import _ended_by_kill_pipe; " + stdout + "; "
+            "_ended_by_kill_pipe(lambda: os.kill(os.getpid(), signal.SIGPIPE) or signal.pause()); "
+            "print('not ended', file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert (done.returncode, done.stderr) == (-signal.SIGPIPE, "")

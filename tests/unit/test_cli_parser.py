@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
 import os
 import pty
@@ -19,7 +20,7 @@ import pytest
 
 import executor
 from config.argdecl import variables
-from executor.cli.main import supervisor_settings
+from executor.cli.main import _output_written, main, supervisor_settings
 from executor.cli.parser import AGENT_ROUTE_VARIABLES, _Help, build
 
 HINT = "(a name that starts with '-' is read as an option: put -- before it, {how}, or write it as a path, ./{name})"
@@ -196,6 +197,26 @@ def test_version_goes_to_stdout(capsys):
     with pytest.raises(SystemExit) as ended:
         build().parse_args(["--version"])
     assert ended.value.code == 0 and capsys.readouterr() == (f"stoker {executor.version()}\n", "")
+
+
+@pytest.mark.parametrize("argv, given", [(["stoker", "ps", "--no-such-option"], ["--version"]),
+                                         (["stoker", "--version"], None)])  # none given: the process's
+def test_main_parses_the_words_it_is_given_else_its_process_s(monkeypatch, capsys, argv, given):
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as ended:
+        main(given)
+    assert ended.value.code == 0 and capsys.readouterr() == (f"stoker {executor.version()}\n", "")
+
+
+@pytest.mark.parametrize("error", [OSError(errno.EACCES, "Permission denied"),  # not a full output's
+                                   OSError(errno.ENOSPC, "No space left on device", "state.json")])  # a file's
+def test_a_commands_own_os_error_is_not_taken_for_its_outputs(error):
+    def command() -> int:
+        raise error
+
+    with pytest.raises(OSError) as raised:
+        _output_written(command)
+    assert raised.value is error
 
 
 def test_help_to_a_stdout_that_cannot_take_it_is_one_error_line_and_status_1(monkeypatch, capsys):
