@@ -398,4 +398,12 @@ RECENT_ROWS = (
             "tests/integration/test_mesos_transport.py", "tests/integration/test_agent_tls_transport.py"),
            functions=("executor.mesos.session.x_random_uuid__mutmut_*", "executor.mesos.transport.x__by_address__mutmut_*",
                       "executor.mesos.transport.x__connect__mutmut_*")),
+    Module("cliedges", "a command's edges: its output written or said unwritable, kill -PIPE, paths a nameless "
+           "working directory cannot resolve",
+           ("executor/cli/main.py",),
+           ("tests/unit/test_cli_parser.py", "tests/e2e/test_unwritable_output.py", "tests/integration/test_tail_sigpipe.py",
+            "tests/e2e/test_deleted_workdir.py", "tests/e2e/test_closed_stdout.py", "tests/e2e/test_inspect_apart.py"),
+           functions=tuple(f"executor.cli.main.x_{f}__mutmut_*" for f in (
+               "main", "_output_written", "_ended_by_kill_pipe", "stdout_unwritable", "_resolvable", "_paths")),
+           children=True),
 )
