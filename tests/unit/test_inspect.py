@@ -255,3 +255,36 @@ def test_task_info_shows_what_the_executor_s_flags_change(tmp_path, capsys, monk
 def test_the_executor_s_flags_without_task_info_are_an_error(capsys):
     assert main(["inspect", str(REPO / "examples/hello_world.aurora"), "--nosetuid"]) == 2
     assert "--nosetuid: the executor's flags go with --task-info only" in capsys.readouterr().err
+
+
+# ---- the command's refusals, each one line ----
+
+@pytest.mark.parametrize("argv, line", [
+    ([], "inspect needs a CONFIG file (or --task-info FILE)"),
+    ([str(REPO / "examples/hello_world.aurora"), "--nosetuid", "--stop_timeout_in_secs", "30"],
+     "--nosetuid, --stop-timeout-in-secs: the executor's flags go with --task-info only (a config's job runs "
+     "under `stoker run`)"),
+    (["--task-info", "task_info.json", str(REPO / "examples/hello_world.aurora")],  # a CONFIG alone, or --bind
+     "--task-info takes no CONFIG, JOBKEY or --bind: the TaskInfo holds the task"),
+    (["--task-info", "task_info.json", "--bind", "a=b"],
+     "--task-info takes no CONFIG, JOBKEY or --bind: the TaskInfo holds the task"),
+    (["--task-info", "/nonexistent/stoker-test/task_info.json"],
+     "'/nonexistent/stoker-test/task_info.json': No such file or directory"),  # the OSError's words alone
+])
+def test_a_refused_inspect_is_one_error_line(capsys, argv, line):
+    assert main(["inspect", *argv]) == 2
+    assert capsys.readouterr() == ("", f"stoker: error: {line}\n")
+
+
+def test_the_job_a_key_names_is_the_one_shown(tmp_path, capsys):
+    config = write_config(tmp_path, """
+        task = Task(processes=[Process(name='p', cmdline='true')], resources=Resources(cpu=0.1, ram=1*MB, disk=1*MB))
+        jobs = [Job(cluster='c', role='r', environment='e', name=name, task=task) for name in ('a', 'b')]
+    """)
+    assert json.loads(inspect(capsys, config, "c/r/e/b", "--json"))["job"]["name"] == "b"
+
+
+def test_a_task_infos_json_is_indented_by_two(tmp_path, capsys):
+    document = encode(load_job(REPO / "examples/http_service.aurora"))
+    out = inspect(capsys, "--task-info", task_info_file(tmp_path, document, ports=[32001]), "--json")
+    assert out.startswith('{\n  "') and out.endswith("\n}\n")

@@ -4,6 +4,7 @@ the parent (`--task-info`, or no child to be had) no bound at all. In this proce
 SIGALRM; the handler is put back after each test."""
 from __future__ import annotations
 
+import os
 import signal
 import threading
 
@@ -46,3 +47,17 @@ def test_a_load_past_its_bound_is_a_config_error_naming_the_file(monkeypatch):
                                   "never ends, such as a FIFO nobody writes to?), so loading was stopped")
     assert stopped.value.__cause__ is None and stopped.value.__suppress_context__
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_inspect_of_a_fifo_nobody_writes_to_is_stopped_naming_it(monkeypatch, tmp_path, capsys):
+    """`stoker inspect FIFO` as its child runs it (`_in_child`): one error line naming the file."""
+    from executor.cli.main import main
+
+    monkeypatch.setattr(apart, "_in_child", True)
+    monkeypatch.setattr(apart, "LOAD_TIMEOUT_SECS", 0.2)
+    fifo = tmp_path / "fifo.aurora"
+    os.mkfifo(fifo)
+    assert main(["inspect", str(fifo)]) == 2
+    assert capsys.readouterr().err == (f"stoker: error: {str(fifo)!r}: the job was still not loaded after 0.2 s (a "
+                                       "config file that never ends, such as a FIFO nobody writes to?), so loading "
+                                       "was stopped\n")
