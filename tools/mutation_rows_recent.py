@@ -406,4 +406,10 @@ RECENT_ROWS = (
            functions=tuple(f"executor.cli.main.x_{f}__mutmut_*" for f in (
                "main", "_output_written", "_ended_by_kill_pipe", "stdout_unwritable", "_resolvable", "_paths")),
            children=True),
+    Module("inspectcmd", "`stoker inspect`'s command: its refusals, a config's job or a TaskInfo's task read and printed",
+           ("executor/cli/main.py",),
+           ("tests/unit/test_inspect.py", "tests/unit/test_inspect_bound.py", "tests/unit/test_inspect_text.py",
+            "tests/unit/test_aurora_launch.py"),
+           functions=tuple(f"executor.cli.main.x_{f}__mutmut_*" for f in (
+               "_cmd_inspect", "_cmd_inspect_task_info", "_inspect_settings", "_executor_flags_given"))),
 )
