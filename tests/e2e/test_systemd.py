@@ -158,6 +158,16 @@ def test_stoker_run_tells_systemd_ready_status_watchdog_and_stopping(tmp_path, n
     assert not [m for m in after if "READY=1" in m]  # once only
 
 
+def test_a_notify_socket_stoker_cannot_speak_to_is_warned_of_and_the_task_runs(tmp_path, stoker):
+    """`NOTIFY_SOCKET=vsock:...` (systemd in a VM speaks to its host so): one warning, and the
+    task runs without a service manager to tell (was never told to anything: no unit state)."""
+    proc = stoker(write_job(tmp_path, "sleep 1000"), {"NOTIFY_SOCKET": "vsock:2:1234", "WATCHDOG_USEC": "100000"})
+    proc.wait_output("STARTING → RUNNING", 20)
+    proc.signal(15)
+    assert proc.wait() == 143
+    assert "systemd_notify_unsupported socket=vsock:2:1234" in proc.stderr() and "Traceback" not in proc.stderr()
+
+
 def test_the_wait_between_attempts_feeds_the_watchdog_and_stoker_kill_says_stopping(tmp_path, notify, stoker):
     """The restart delay (30 s here, cut by the kill): its STATUS= says so, and the watchdog is fed all along
     (no owner's loop turns then); `stoker kill` during it is STOPPING=1 with its reason. The delay is
