@@ -412,4 +412,10 @@ RECENT_ROWS = (
             "tests/unit/test_aurora_launch.py"),
            functions=tuple(f"executor.cli.main.x_{f}__mutmut_*" for f in (
                "_cmd_inspect", "_cmd_inspect_task_info", "_inspect_settings", "_executor_flags_given"))),
+    Module("runhands", "what `stoker run`'s command hands on: the service manager told, the early runs' cgroup begun",
+           ("executor/cli/main.py",),
+           ("tests/e2e/test_supervisors.py", "tests/e2e/test_systemd.py", "tests/e2e/test_early_cgroup.py",
+            "tests/faults/test_early_cgroup_kill9.py"),
+           functions=("executor.cli.main.x__unit_state__mutmut_*", "executor.cli.main.x__cgroup_early__mutmut_*"),
+           children=True),
 )
