@@ -438,7 +438,7 @@ def test_an_agent_that_never_accepts_over_tcp_is_given_up_at_the_connect_timeout
     listener.listen(0)
     waiting = []
     try:
-        while True:  # fill the queue; none is accepted
+        for _ in range(100):  # fill the queue; none is accepted
             s = socket.socket()
             s.settimeout(0.2)
             waiting.append(s)
@@ -446,6 +446,8 @@ def test_an_agent_that_never_accepts_over_tcp_is_given_up_at_the_connect_timeout
                 s.connect(listener.getsockname())
             except TimeoutError:
                 break
+        else:
+            pytest.skip("this kernel took 100 connections on a listen(0) queue: none is left full to connect to")
         t = AgentTransport(AgentRoute(host="127.0.0.1", port=listener.getsockname()[1]))
         started = time.monotonic()
         result, stream = within(BOUND_SECS, lambda: t.subscribe(b"{}", 0.3, 0.3))
