@@ -261,9 +261,9 @@ FOREGROUND_LATER_JOB = """
 import os, signal, sys, time
 pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "executor", *sys.argv[1:]], os.environ, setpgroup=0)
 print("stoker pid", pid, flush=True)
-while not os.path.exists("sandbox/started"):
+while not os.path.exists("fg"):  # the test's word: the run's RUNNING line is out
     time.sleep(0.01)
-time.sleep(0.3)
+time.sleep(0.3)  # the user's pause before typing fg: a view drawn meanwhile would show
 print("$ fg", flush=True)
 os.tcsetpgrp(0, pid)
 os.killpg(pid, signal.SIGCONT)
@@ -277,7 +277,7 @@ def test_a_background_run_leaves_the_shell_s_line_alone_and_draws_its_view_on_fg
     prompt and what the user was typing on it. Now a background run prints its lines alone,
     as when piped, and the view comes at `fg` (SIGCONT), drawn at once."""
     cfg = write_config(tmp_path, f"""
-        main = Process(name='main', cmdline='touch started; exec sleep 1000')
+        main = Process(name='main', cmdline='exec sleep 1000')
         jobs = [Service(cluster='local', role='me', environment='test', name='bg',
                         task=Task(processes=[main], {RESOURCES}))]
     """)
@@ -286,6 +286,10 @@ def test_a_background_run_leaves_the_shell_s_line_alone_and_draws_its_view_on_fg
                                           "run", str(cfg), "--sandbox", str(sandbox)])
     try:
         pid = int(term.read_until(b"\r\n", 10).split(b"stoker pid ")[1].split(b"\r\n")[0])
+        # `fg` once the background run printed its RUNNING line (was: 0.3 s after the early
+        # start's process ran, before the supervisor had loaded on a busy machine)
+        term.read_until(b"task             STARTING \xe2\x86\x92 RUNNING", 20)
+        (tmp_path / "fg").touch()
         before = term.read_until(b"$ fg\r\n").split(b"$ fg\r\n")[0]
         term.read_until(b"\x1b[7m[bg.0 RUNNING] main:RUNNING[0]\x1b[0m", 5)
         os.kill(pid, signal.SIGTERM)
