@@ -398,6 +398,7 @@ RECENT_ROWS = (
             "tests/integration/test_mesos_transport.py", "tests/integration/test_agent_tls_transport.py"),
            functions=("executor.mesos.session.x_random_uuid__mutmut_*", "executor.mesos.transport.x__by_address__mutmut_*",
                       "executor.mesos.transport.x__connect__mutmut_*")),
+    # The same round: executor/cli/main.py's functions but `_handled` (`memline`), by their tests (docs/testing.md §4)
     Module("cliedges", "a command's edges: its output written or said unwritable, kill -PIPE, paths a nameless "
            "working directory cannot resolve",
            ("executor/cli/main.py",),

@@ -206,40 +206,36 @@ def test_the_deleted_root_of_a_bind_mount_is_not_named_to_cd_to(tmp_path):
                              "exists, or give an absolute path)\n")
 
 
-@pytest.mark.skipif(not _private_mounts(), reason="chroot needs root")
-def test_a_working_directory_above_a_chroot_without_proc_is_not_called_deleted(tmp_path):
-    """A process that entered a chroot (with no /proc in it) without cd: its working directory
-    exists outside its root, has no name, and /proc/self/cwd cannot be read: the link count
-    alone says it was not deleted."""
-    import os
-    import subprocess
-    import sys
-
-    (tmp_path / "root").mkdir()
-    child = ("import contextlib, os, executor; os.chroot(os.sys.argv[1]); "
-             "print(executor.working_directory_gone(), executor.working_directory_unnamed())")
-    done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "root")], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, check=False,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("True the working directory has no name this process can see"), done.stdout
-
-
-@pytest.mark.skipif(not _private_mounts(), reason="chroot needs root")
-def test_a_deleted_working_directory_above_a_chroot_without_proc_is_called_deleted(tmp_path):
-    """The same process, its working directory deleted before it entered the chroot: no
-    /proc/self/cwd to read, the link count alone says it was deleted."""
+def _in_chroot_without_proc(tmp_path: Path, first: str = "") -> str:
+    """What `working_directory_gone()` and `working_directory_unnamed()` say in a Python that
+    ran `first` (in tmp_path/work) and then entered an empty chroot without cd: no /proc there."""
     import os
     import subprocess
     import sys
 
     (tmp_path / "root").mkdir()
     (tmp_path / "work").mkdir()
-    child = ("import contextlib, os, sys, executor; os.rmdir(os.getcwd()); os.chroot(sys.argv[1]); "
-             "print(executor.working_directory_gone(), executor.working_directory_unnamed())")
+    child = "; ".join(filter(None, ["import contextlib, os, sys, executor", first, "os.chroot(sys.argv[1])",
+                                     "print(executor.working_directory_gone(), executor.working_directory_unnamed())"]))
     done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "root")], cwd=tmp_path / "work",
                           capture_output=True, text=True, timeout=60, check=False,
                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == (f"True {GONE} cannot be resolved (cd to a directory that exists, or give an absolute "
-                           "path)\n")
+    return done.stdout
+
+
+@pytest.mark.skipif(not _private_mounts(), reason="chroot needs root")
+def test_a_working_directory_above_a_chroot_without_proc_is_not_called_deleted(tmp_path):
+    """A process that entered a chroot (with no /proc in it) without cd: its working directory
+    exists outside its root, has no name, and /proc/self/cwd cannot be read: the link count
+    alone says it was not deleted."""
+    said = _in_chroot_without_proc(tmp_path)
+    assert said.startswith("True the working directory has no name this process can see"), said
+
+
+@pytest.mark.skipif(not _private_mounts(), reason="chroot needs root")
+def test_a_deleted_working_directory_above_a_chroot_without_proc_is_called_deleted(tmp_path):
+    """The same process, its working directory deleted before it entered the chroot: the link
+    count alone says it was deleted."""
+    said = _in_chroot_without_proc(tmp_path, first="os.rmdir(os.getcwd())")
+    assert said == f"True {GONE} cannot be resolved (cd to a directory that exists, or give an absolute path)\n"

@@ -48,7 +48,6 @@ def test_stderr_is_flushed_though_stdout_could_not_be(monkeypatch, fails):
 
 
 def test_the_version_is_the_one_a_build_stamped_else_the_base_version(monkeypatch):
-    monkeypatch.delitem(sys.modules, "executor._version", raising=False)
     stamped = types.ModuleType("executor._version")
     stamped.VERSION = "0.1.0+g1a2b3c4.dirty"  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "executor._version", stamped)
