@@ -54,8 +54,9 @@ def test_status_of_a_missing_directory_says_so():
     assert one_error(stoker("status", "/nonexistent/sandbox")) == "sandbox '/nonexistent/sandbox' does not exist"
 
 
-def test_status_of_a_file_says_it_is_no_directory():
-    assert one_error(stoker("status", "README.md")) == "sandbox 'README.md' is not a directory"
+def test_status_of_a_file_says_it_is_no_directory(tmp_path):
+    (tmp_path / "notes.txt").write_text("")
+    assert one_error(stoker("status", "notes.txt", cwd=tmp_path)) == "sandbox 'notes.txt' is not a directory"
 
 
 def test_tail_of_a_missing_directory_says_so():
@@ -63,8 +64,9 @@ def test_tail_of_a_missing_directory_says_so():
 
 
 def test_a_sandbox_that_is_a_file_is_named_as_such(tmp_path):
-    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", "README.md"))
-    assert message == "sandbox 'README.md' exists and is not a directory"
+    (tmp_path / "notes.txt").write_text("")
+    message = one_error(stoker("run", str(EXAMPLES / "hello_world.aurora"), "--sandbox", "notes.txt", cwd=tmp_path))
+    assert message == "sandbox 'notes.txt' exists and is not a directory"
 
 
 @pytest.mark.parametrize("grace", ["8days", "1e300"])
