@@ -419,4 +419,22 @@ RECENT_ROWS = (
             "tests/faults/test_early_cgroup_kill9.py"),
            functions=("executor.cli.main.x__unit_state__mutmut_*", "executor.cli.main.x__cgroup_early__mutmut_*"),
            children=True),
+    # The fifty-fourth round: `stoker`'s own start and end, which every test runs and no row held (docs/testing.md §4)
+    Module("clirun", "`stoker`'s dispatch to its command, `stoker run`'s start handed on, the status it ends with",
+           ("executor/cli/main.py",),
+           ("tests/unit/test_cli_run_end.py", "tests/unit/test_cli_dispatch.py", "tests/unit/test_cli_run_start.py",
+            "tests/integration/test_cli_exit.py", "tests/e2e/test_cli_conventions.py", "tests/e2e/test_early_start_first.py",
+            "tests/e2e/test_plan_ahead.py::test_a_first_run_is_planned_by_a_child_forked_before_stoker_loads",
+            "tests/e2e/test_plan_ahead.py::test_a_run_that_ends_before_it_plans_cancels_the_planning_child",
+            "tests/faults/test_token.py::test_the_token_is_in_no_log_line_file_or_task_environment",
+            "tests/faults/test_token.py::test_the_executor_hides_the_token_before_it_loads_anything_else",
+            "tests/e2e/test_executor.py::test_hello_world_starts_runs_and_is_killed_with_nothing_left",
+            "tests/e2e/test_executor.py::test_missing_mesos_variables_is_a_clean_exit",
+            "tests/e2e/test_executor.py::test_json_log_format_gives_one_object_per_line",
+            "tests/e2e/test_start_interrupted.py::test_a_ctrl_c_in_the_entry_point_s_handler_flushes_the_spool_and_runs_atexit",
+            "tests/e2e/test_start_interrupted.py::test_a_ctrl_c_as_stoker_run_ends_writes_what_it_spooled",
+            "tests/e2e/test_early_cgroup.py::test_an_early_start_given_up_leaves_its_cgroup_which_goes_and_the_task_gets_its_own"),
+           functions=tuple(f"executor.cli.main.x_{f}__mutmut_*" for f in (
+               "run", "_dispatch", "_cmd_run", "supervisor_settings", "_parser", "_arguments", "_error")),
+           children=True),
 )
