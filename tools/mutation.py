@@ -111,14 +111,35 @@ def _conftest(module: Module) -> str:
 # Set per test, not in mutmut's environment: a PYTHONPATH there left its stats pass blind
 # (no test found for any function). In the stats pass the children run the code unmutated,
 # without the mutant's name: they would record their calls with mutmut's settings, which
-# they cannot find from their working directory.
+# they cannot find from their working directory. A child whose test gives it an environment
+# of its own (`env=` with this copy on its PYTHONPATH, not os.environ's) gets the mutant's
+# name added: it ran the mutated copy as the original (`test_token.py`'s executor, whose
+# `secrets_hidden` line no mutant could change); in the stats pass it gets an empty name
+# (the code as it is), so a test the added variable would break fails there, not as a kill.
 CHILDREN_CONFTEST = """import json
 import os
+import subprocess
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BEFORE = os.environ.get("PYTHONPATH")
+_POPEN_INIT = subprocess.Popen.__init__
+
+
+def _runs_this_copy(env):
+    entries = str(env.get("PYTHONPATH", "")).split(os.pathsep)
+    return any(entry and os.path.realpath(entry) == os.path.realpath(HERE) for entry in entries)
+
+
+def _popen_init(self, *args, **kwargs):
+    env = kwargs.get("env")
+    if env is not None and "MUTANT_UNDER_TEST" not in env and _runs_this_copy(env):
+        kwargs["env"] = {**env, "MUTANT_UNDER_TEST": os.environ.get("MUTANT_UNDER_TEST", "")}
+    _POPEN_INIT(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _popen_init
 
 
 @pytest.fixture(autouse=True)
