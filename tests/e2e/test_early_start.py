@@ -113,6 +113,31 @@ def test_the_run_is_the_one_it_would_be_without_an_early_start(stoker, tmp_path)
         assert states(sandbox1, process) == states(sandbox2, process) != []
 
 
+def test_a_rerun_with_no_sandbox_argument_runs_in_the_one_sandbox_its_early_start_made(tmp_path):
+    """Without --sandbox each run makes `sandbox-JOB-TIME-HEX` in its working directory: a
+    re-run's early start makes the next one, and the run takes it (its name is read as this
+    job's), not a second one beside it."""
+    config = write(tmp_path, THREADS)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"STOKER_PLAN_CACHE": str(tmp_path / "plans"), "STOKER_LOG_LEVEL": "DEBUG"}
+    runs = []
+    try:
+        for early in ("off", "on"):
+            runs.append(StokerProcess(["run", str(config)], work, env={**env, "STOKER_EARLY_START": early}).exited(0))
+    finally:
+        for sandbox in work.glob("sandbox-*"):
+            kill_leftovers(task_pids(sandbox))
+    named = [Path(re.search(r"^stoker run: sandbox (\S+)$", run.stdout(), re.M)[1]) for run in runs]
+    assert sorted(work.glob("sandbox-*")) == sorted(named) and named[0] != named[1]
+    assert all(re.fullmatch(r"sandbox-early-\d{8}-\d{6}-[0-9a-f]{6}", path.name) for path in named)
+    assert adopted(runs[0]) == [] and adopted(runs[1]) == ["first"]
+    (threads1, task1), (threads2, task2) = (stdout_of(path, "first").split("\n")[:2] for path in named)
+    assert int(threads1.split()[1]) > 1 and threads2.split() == ["Threads:", "1"]
+    assert re.fullmatch(r"early-0-[0-9a-f]{8}", task1) and re.fullmatch(r"early-0-[0-9a-f]{8}", task2)
+    assert task1 != task2
+
+
 def test_a_process_that_exits_before_it_is_adopted_is_reported_with_its_status(stoker, tmp_path):
     config = write(tmp_path, "Process(name='quick', cmdline='exit 7')")
     stoker.finish(config, code=1)

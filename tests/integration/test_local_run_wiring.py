@@ -137,6 +137,17 @@ def test_a_re_run_ends_what_a_lost_attempt_left_in_its_sandbox_and_says_so(tmp_p
     assert said in out.getvalue().splitlines(), out.getvalue()
 
 
+@pytest.mark.parametrize("cgroups", ["off", "auto"])
+def test_the_cgroups_setting_reaches_each_attempt_s_containment(tmp_path, cgroups):
+    """`--cgroups off` keeps the task out of a cgroup, whatever the host offers (dropped on
+    the way to the attempt's supervisor, the owner's default, `auto`, made one here)."""
+    run, _, sandbox = _stoker_run(tmp_path, TWICE.format(cmdline="exit 0"), cgroups=cgroups)
+    assert run.run() == 0
+    header = next(r for r in checkpoint_records(sandbox) if r.get("kind") == "header")
+    off = "no cgroup: cgroups are off (--cgroups off or STOKER_CGROUPS=off)"
+    assert (off in header["containment"], cgroups) in ((True, "off"), (False, "auto")), header["containment"]
+
+
 def test_the_disk_limit_fails_a_task_past_its_disk(tmp_path):
     run, out, _ = _stoker_run(tmp_path, TWICE.format(cmdline="head -c 3000000 /dev/zero > big; exec sleep 60"),
                               disk_limit=True, disk_check_interval_secs=0.05, kill_grace_secs=1.0,
