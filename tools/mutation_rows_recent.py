@@ -437,4 +437,13 @@ RECENT_ROWS = (
            functions=tuple(f"executor.cli.main.x_{f}__mutmut_*" for f in (
                "run", "_dispatch", "_cmd_run", "supervisor_settings", "_parser", "_arguments", "_error")),
            children=True),
+    # The same round: what `localrun` left of the early start's hand-over, by the tests that run it (docs/testing.md §4)
+    Module("localrunearly", "`stoker run`'s attempt loop with an early start's runs: adopted, stopped, or given up",
+           ("executor/local/run.py",),
+           ("tests/e2e/test_early_start.py", "tests/e2e/test_early_start_first.py", "tests/e2e/test_early_start_signals.py",
+            "tests/e2e/test_early_start_inherited.py", "tests/e2e/test_run_late_stop.py",
+            "tests/e2e/test_early_cgroup.py::test_an_http_check_after_an_early_start_loads_http_client_without_ssl_while_the_move_still_runs",
+            "tests/e2e/test_service_discovery.py::test_run_announces_a_healthy_task_and_a_stoker_kill_removes_it_before_sigterm"),
+           functions=tuple(f"executor.local.run.xǁLocalRunǁ{f}__mutmut_*" for f in ("_prepare", "_attempt")),
+           children=True),
 )
