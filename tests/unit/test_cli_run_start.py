@@ -49,7 +49,8 @@ class First:
 @pytest.fixture
 def started(monkeypatch, tmp_path):
     """`_cmd_run` of `stoker run x.aurora --sandbox SB WORDS...` with the given early start,
-    first run and run: (status, the steps recorded, what the run was made with)."""
+    first run and run: its status; `started.record`: the steps recorded, `started.made`: what
+    the run was made with."""
     record: list[tuple] = []
     made: dict[str, object] = {}
 
@@ -61,7 +62,7 @@ def started(monkeypatch, tmp_path):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
 
     def start(*words: str, early: bool = False, first: str | None = None, fails: BaseException | None = None,
-              fails_in_run: BaseException | None = None, env: dict[str, str] | None = None) -> tuple[int, list, dict]:
+              fails_in_run: BaseException | None = None, env: dict[str, str] | None = None) -> int:
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
         ahead = Ahead(record) if first == "ahead" else None
@@ -82,26 +83,25 @@ def started(monkeypatch, tmp_path):
 
         monkeypatch.setattr(local_run, "LocalRun", Run)
         args = cli_main._arguments(["run", "x.aurora", "--sandbox", str(tmp_path / "sb"), *words])
-        return cli_main._cmd_run(args), record, made
+        return cli_main._cmd_run(args)
 
-    start.record = record  # type: ignore[attr-defined]  # for a start that raised
+    start.record, start.made = record, made  # type: ignore[attr-defined]
     return start
 
 
 def test_a_run_is_made_with_the_settings_and_runs_to_its_status(started, tmp_path):
-    status, record, made = started("--log-level", "debug", "--root", str(tmp_path / "registry"))
-    assert status == 5
-    assert record == [("configure", ("text", "DEBUG"), {"drop_events": cli_main.RUN_PRINTED_EVENTS, "spooled": True}),
-                      ("run",)]
-    settings = made.pop("settings")
+    assert started("--log-level", "debug", "--root", str(tmp_path / "registry")) == 5
+    assert started.record == [
+        ("configure", ("text", "DEBUG"), {"drop_events": cli_main.RUN_PRINTED_EVENTS, "spooled": True}), ("run",)]
+    settings = started.made.pop("settings")
     assert (settings.config, settings.sandbox, settings.log_level) == ("x.aurora", str(tmp_path / "sb"), "DEBUG")
-    assert made.pop("registry").registry_root == str(tmp_path / "registry")
-    assert made == {"early": None, "ahead": None, "spooled": True, "exits_after": True, "unit": ("unit", None)}
+    assert started.made.pop("registry").registry_root == str(tmp_path / "registry")
+    assert started.made == {"early": None, "ahead": None, "spooled": True, "exits_after": True, "unit": ("unit", None)}
 
 
 def test_a_ready_descriptor_is_the_service_manager_s_state_handed_to_the_run(started):
-    _, _, made = started("--ready-fd", "7")
-    assert made["unit"] == ("unit", 7)
+    started("--ready-fd", "7")
+    assert started.made["unit"] == ("unit", 7)
 
 
 def test_in_a_deleted_working_directory_a_relative_path_is_refused_and_the_early_runs_given_up(started, tmp_path,
@@ -118,38 +118,38 @@ def test_in_a_deleted_working_directory_a_relative_path_is_refused_and_the_early
 
 
 def test_json_logs_keep_every_event(started):
-    _, record, _ = started("--log-format", "json")
-    assert record[0] == ("configure", ("json", "WARNING"), {"drop_events": (), "spooled": True})
+    started("--log-format", "json")
+    assert started.record[0] == ("configure", ("json", "WARNING"), {"drop_events": (), "spooled": True})
 
 
 def test_each_flag_that_wins_over_a_variable_is_one_warning_after_the_log_is_configured(started, tmp_path):
-    _, record, _ = started("--log-level", "debug", env={"STOKER_LOG_LEVEL": "warning"})
-    assert [step[0] for step in record] == ["configure", "warning", "run"]
-    assert record[1] == ("warning", "--log-level debug wins over STOKER_LOG_LEVEL=warning")
+    started("--log-level", "debug", env={"STOKER_LOG_LEVEL": "warning"})
+    assert [step[0] for step in started.record] == ["configure", "warning", "run"]
+    assert started.record[1] == ("warning", "--log-level debug wins over STOKER_LOG_LEVEL=warning")
 
 
 def test_the_early_start_s_runs_are_handed_to_the_run_after_their_cgroup_is_begun(started):
-    _, record, made = started("--cgroups", "off", early=True, first="none")
-    assert record[1:] == [("cgroup", "early", "off"), ("run",)]
-    assert made["early"].name == "early" and made["ahead"] is None
+    started("--cgroups", "off", early=True, first="none")
+    assert started.record[1:] == [("cgroup", "early", "off"), ("run",)]
+    assert started.made["early"].name == "early" and started.made["ahead"] is None
 
 
 def test_a_first_run_s_plan_made_ahead_starts_its_runs_once_the_settings_are_read(started):
-    _, record, made = started(first="ahead")
-    assert record[1:] == [("start_first", True), ("cgroup", "first", "auto"), ("run",)]
-    assert made["early"].name == "first" and isinstance(made["ahead"], Ahead)
+    started(first="ahead")
+    assert started.record[1:] == [("start_first", True), ("cgroup", "first", "auto"), ("run",)]
+    assert started.made["early"].name == "first" and isinstance(started.made["ahead"], Ahead)
 
 
 def test_an_early_start_wins_over_a_plan_made_ahead_which_the_run_is_handed_still(started):
-    _, record, made = started(early=True, first="ahead")
-    assert ("start_first", True) not in record
-    assert made["early"].name == "early" and isinstance(made["ahead"], Ahead)
+    started(early=True, first="ahead")
+    assert ("start_first", True) not in started.record
+    assert started.made["early"].name == "early" and isinstance(started.made["ahead"], Ahead)
 
 
 def test_a_sandbox_error_is_one_error_line_exit_2_and_gives_up_what_the_run_did_not_take(started):
-    status, record, _ = started(early=True, first="ahead", fails=SandboxError("sandbox 'sb' is in use"))
+    status = started(early=True, first="ahead", fails=SandboxError("sandbox 'sb' is in use"))
     assert status == cli_main.EXIT_USAGE
-    assert record[-3:] == [("error", "sandbox 'sb' is in use"), ("abandon", "early"), ("cancel",)]
+    assert started.record[-3:] == [("error", "sandbox 'sb' is in use"), ("abandon", "early"), ("cancel",)]
 
 
 def test_any_other_failure_is_raised_and_still_gives_them_up(started):
