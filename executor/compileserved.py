@@ -40,17 +40,21 @@ _FUTURES = 0x1FE0000  # the `__future__` features of a code's flags (CPython's P
 
 class ServedCompile:
     """`compile()`, with the code of a source string (mode `exec` or `eval`, no flags) from
-    `code_for(source, filename, mode, flags)`."""
+    `code_for(source, filename, mode, flags)`; any other call is the builtin's, with the
+    `__future__` features its caller's code has, as the builtin called there would inherit."""
 
     def __init__(self, code_for: Any) -> None:
         self.code_for = code_for
 
     def __call__(self, source: Any, filename: Any, mode: str, flags: int = 0, dont_inherit: bool = False,
                  optimize: int = -1, **kwargs: Any) -> Any:
+        futures = sys._getframe(1).f_code.co_flags & _FUTURES  # the caller's, not this module's
         if type(source) is not str or type(filename) is not str or mode not in ("exec", "eval") \
                 or flags or dont_inherit or optimize != -1 or kwargs:
-            return builtins.compile(source, filename, mode, flags, dont_inherit, optimize, **kwargs)
-        return self.code_for(source, filename, mode, sys._getframe(1).f_code.co_flags & _FUTURES)
+            # the builtin called here would inherit this module's features: given the caller's
+            return builtins.compile(source, filename, mode, flags if dont_inherit else flags | futures, True, optimize,
+                                    **kwargs)
+        return self.code_for(source, filename, mode, futures)
 
 
 @contextlib.contextmanager
