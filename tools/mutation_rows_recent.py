@@ -446,4 +446,17 @@ RECENT_ROWS = (
             "tests/e2e/test_service_discovery.py::test_run_announces_a_healthy_task_and_a_stoker_kill_removes_it_before_sigterm"),
            functions=tuple(f"executor.local.run.xǁLocalRunǁ{f}__mutmut_*" for f in ("_prepare", "_attempt")),
            children=True),
+    # The fifty-fifth round: the one module of the start's no row held (docs/testing.md §4)
+    Module("compileserved", "the compiles attrs' import asks for, served from the code cache while attrs loads",
+           ("executor/compileserved.py",), (
+               # not the start that counts the syntax-tree classes (mutmut's trampoline imports
+               # `inspect`, hence `ast`), nor the tests of the served code's flags (the trampoline is
+               # the caller whose flags `ServedCompile.__call__` reads)
+               *all_but("tests/integration/test_compileserved_seeding.py",
+                        "test_each_served_compile_has_the_future_flags_of_its_caller_s_code",
+                        "test_a_call_the_builtin_answers_has_the_future_flags_of_its_caller_s_code"),
+               *all_but("tests/integration/test_compileserved.py",
+                        "test_a_start_with_its_cache_written_makes_no_syntax_tree_classes_and_attrs_works_the_same",
+                        "test_the_served_code_is_the_builtin_s_for_the_caller_but_its_columns")),
+           children=True),
 )
