@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
 # What every run copies: the product packages (imported by the tests), the tests' helpers
 # and the pytest settings. The module's own test files are added per module.
-COPIED = ("config", "healthcheck", "executor", "tests/support", "examples", "pytest.ini")
+COPIED = ("config", "healthcheck", "executor", "tests/support", "tests/aurora", "examples", "pytest.ini")  # tests/aurora: Aurora's own readings
 PACKAGES = ("config", "healthcheck", "executor")  # mutmut's source paths; a module's own top directory too
 
 
