@@ -481,4 +481,48 @@ RECENT_ROWS = (
            ("config/aurora/launch.py",), ("tests/unit/test_aurora_launch.py", "tests/unit/test_aurora_launch_words.py",
                                           "tests/unit/test_aurora_parity.py",
                                           "tests/unit/test_aurora_wire.py", "tests/unit/test_task_launch.py")),
+    # The fifty-seventh round: the sandbox's files opened and read without following a planted
+    # link or blocking on a FIFO, and the observer's routes, whose other functions no row held
+    # (docs/testing.md §4)
+    Module("sandboxfsall", "a sandbox's files and directories opened pinned: no link followed, no FIFO opened",
+           ("executor/procs/sandboxfs.py",),
+           ("tests/integration/test_sandboxfs_edges.py", "tests/integration/test_sandboxfs.py",
+            "tests/integration/test_pinned_writes.py",
+            "tests/integration/test_held_file.py", "tests/integration/test_runlogs.py",
+            "tests/integration/test_readied_runs.py", "tests/integration/test_usage_file.py",
+            "tests/integration/test_control_owner_only.py", "tests/integration/test_host_session_entry.py"),
+           functions=tuple(f"executor.procs.sandboxfs.x_{f}__mutmut_*" for f in (
+               "dir_id", "check_pinned", "kind_of", "_refuse_wrong_kind", "open_dir", "new_dir", "open_regular",
+               "close", "write_all", "unlink_if_there")), subreaper=True),
+    Module("safereadall", "a log or checkpoint read safely: names checked, walked, holes and lines found, ranges copied",
+           ("executor/procs/saferead.py",),
+           ("tests/integration/test_saferead_edges.py", "tests/integration/test_tail_parts.py",
+            "tests/integration/test_rotation_files.py",
+            "tests/integration/test_checkpoint_reading.py", "tests/integration/test_observe_follow_steps.py",
+            "tests/integration/test_observe_log_reads.py", "tests/integration/test_observe_log_chunk.py",
+            "tests/integration/test_lost_attempts.py", "tests/integration/test_control_bind_planted.py"),
+           functions=tuple(f"executor.procs.saferead.x_{f}__mutmut_*" for f in (
+               "open_root", "open_dir", "open_file", "check_name", "run_number", "walk", "data_at", "hole_start",
+               "newlines_back", "line_start", "copy_range"))),
+    Module("routesall", "the observer's routes: the Host and path read, each page's and API's parameters",
+           ("executor/observe/routes.py",), ("tests/unit/test_observe_routes.py",),
+           functions=tuple(f"executor.observe.routes.x_{f}__mutmut_*" for f in (
+               "host_allowed", "origin_form", "_segments", "_params", "_supervisor", "_match"))),
+    # The fifty-eighth round: the health checks' words and the host registry's look-ups, whose
+    # functions no row held (docs/testing.md §4)
+    Module("healthbase", "a health attempt's words: seconds, quotes of an answer, a signal's name, no exception escaping",
+           ("healthcheck/base.py",),
+           ("tests/unit/test_health_words.py", "tests/unit/test_command_deadline.py", "tests/unit/test_check_deadline.py",
+            "tests/unit/test_checker_factories.py", "tests/integration/test_http_check_answers.py",
+            "tests/integration/test_health_checkers.py")),
+    Module("registrylookup", "the host registry read: its entries listed, a task found by id, name or sandbox",
+           ("executor/host/registrylookup.py",),
+           ("tests/integration/test_registry_lookups.py", "tests/integration/test_registry.py",
+            "tests/integration/test_odd_names.py",
+            "tests/integration/test_shared_root.py", "tests/integration/test_registry_letgo.py",
+            "tests/integration/test_targets_named.py", "tests/integration/test_registry_reread.py",
+            "tests/integration/test_control_planted.py"),
+           functions=tuple(f"executor.host.registrylookup.x_{f}__mutmut_*" for f in (
+               "host_of", "split_hosts", "other_hosts_line", "find", "running_alike", "_known_alike", "find_sandbox",
+               "_chosen", "listing", "read_files", "_kept_or_read"))),
 )

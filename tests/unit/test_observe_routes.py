@@ -145,3 +145,24 @@ def test_the_refusal_of_another_name_says_how_to_reach_it():
 ])
 def test_each_refusal_in_its_words(method, path, query, expected):
     assert get(path, query, method=method) == expected
+
+
+@pytest.mark.parametrize("path", [
+    "/tasks/.", "/tasks/..", "/api/tasks/%2E%2E",  # never a directory's own names, even encoded
+    "/tasks/t/processes//logs", "/tasks//processes/web/logs",  # an empty task or process name
+    "/api/tasks/t/processes//logs", "/api/tasks//processes/web/logs",
+    "/tasks/" + "x" * (routes.MAX_SEGMENT + 1),
+])
+def test_a_segment_that_is_no_plain_name_is_no_page(path):
+    assert get(path) == Refused(404, "no such page")
+
+
+def test_a_segment_of_the_longest_length_is_a_name():
+    name = "x" * routes.MAX_SEGMENT
+    assert get("/tasks/" + name) == TaskPage(name)
+
+
+def test_a_supervisor_not_pid_start_is_refused_with_its_first_40_characters():
+    assert get("/tasks/t", "supervisor=" + "x" * 50) == Refused(
+        400, f"supervisor='{'x' * 40}' is not PID-START (a supervisor's pid and start time, as the observer's "
+             "links write it)")

@@ -1,0 +1,201 @@
+"""`executor.procs.saferead` called alone on real files: the sandbox reached through its
+link while nothing below is, each refusal naming its entry, a walk that opens what it is
+asked and leaves no descriptor, run numbers' bound, and the offsets `stoker tail` and the
+observer read by (lines back, line N, a range copied) on plain and sparse files, exactly."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from executor.procs import saferead
+from tests.support.sparsefile import holes_here, write_parts
+
+BLOCK = saferead.BLOCK_BYTES
+FAR = 1 << 20  # a hole's end: 16 blocks of BLOCK bytes
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    (tmp_path / "sandbox" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "sandbox" / "a" / "b" / "f").write_text("x")
+    (tmp_path / "sandbox" / "a" / "g").write_text("y")
+    (tmp_path / "link").symlink_to(tmp_path / "sandbox")
+    (tmp_path / "sandbox" / "in").symlink_to(tmp_path / "sandbox" / "a")
+    os.mkfifo(tmp_path / "sandbox" / "fifo")
+    return tmp_path
+
+
+def test_the_sandbox_itself_is_reached_through_a_link_and_nothing_below_it(tree):
+    root = saferead.open_root(tree / "link")
+    try:
+        assert os.fstat(root).st_ino == (tree / "sandbox").stat().st_ino
+        with pytest.raises(saferead.UnsafeEntry) as linked:
+            saferead.open_dir("in", root)
+        assert str(linked.value) == "in: it is a symlink, not a directory (Stoker follows no symlink inside a sandbox)"
+        with pytest.raises(saferead.UnsafeEntry) as fifo:
+            saferead.open_file("fifo", root)
+        assert str(fifo.value) == "fifo: it is a FIFO, not a regular file"
+    finally:
+        os.close(root)
+
+
+def test_a_walk_opens_what_it_is_asked_and_leaves_no_descriptor_either_way(tree):
+    root = saferead.open_root(tree / "sandbox")
+    try:
+        before = fd_count()
+        fd = saferead.walk(root, ["a", "b", "f"], file=True)
+        assert os.read(fd, 10) == b"x"
+        os.close(fd)
+        fd = saferead.walk(root, ["a", "b"], file=False)
+        assert os.fstat(fd).st_ino == (tree / "sandbox" / "a" / "b").stat().st_ino
+        os.close(fd)
+        for parts, file, said in ((["a", "b"], True, "b: it is a directory, not a regular file"),
+                                  (["a", "g", "f"], True, "g: it is a regular file, not a directory"),
+                                  (["a", "g"], False, "g: it is a regular file, not a directory")):
+            with pytest.raises(saferead.UnsafeEntry) as refused:
+                saferead.walk(root, parts, file=file)
+            assert str(refused.value) == said
+        with pytest.raises(ValueError, match=r"^'\.\.' is not a plain file name$"):
+            saferead.walk(root, ["a", ".."], file=False)
+        assert fd_count() == before
+    finally:
+        os.close(root)
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\0b"])
+def test_a_name_that_is_no_plain_entry_is_refused(name):
+    with pytest.raises(ValueError) as refused:
+        saferead.check_name(name)
+    assert str(refused.value).endswith(" is not a plain file name")
+
+
+def test_a_run_number_has_at_most_nine_digits():
+    assert saferead.run_number("123456789") == 123456789 and saferead.run_number("1234567890") is None
+
+
+def opened(path: Path):
+    return os.open(path, os.O_RDONLY)
+
+
+def test_newlines_back_to_the_first_byte(tmp_path):
+    for data, wanted, found in ((b"\n", 1, (1, 0)), (b"\nabc\n", 2, (1, 0)), (b"a\nb\nc\n", 2, (4, 0)),
+                                (b"a\nb\nc\n", 3, (2, 0)), (b"a\nb\nc\n", 4, (None, 1)), (b"abc", 1, (None, 1))):
+        (tmp_path / "log").write_bytes(data)
+        fd = opened(tmp_path / "log")
+        try:
+            assert saferead.newlines_back(fd, len(data), wanted) == found, (data, wanted)
+            assert saferead.newlines_back(fd, 0, wanted) == (None, wanted)
+        finally:
+            os.close(fd)
+
+
+def test_newlines_back_across_blocks(tmp_path):
+    data = b"first\n" + b"x" * (BLOCK + 10) + b"\nlast\n"
+    (tmp_path / "log").write_bytes(data)
+    fd = opened(tmp_path / "log")
+    try:
+        assert saferead.newlines_back(fd, len(data), 2) == (len(data) - 5, 0)
+        assert saferead.newlines_back(fd, len(data), 3) == (6, 0)  # the block before: "first\n"
+        assert saferead.newlines_back(fd, len(data), 4) == (None, 1)
+    finally:
+        os.close(fd)
+
+
+def test_line_n_begins_where_its_newlines_say(tmp_path):
+    data = b"a\n" + b"y" * (BLOCK + 3) + b"\nb\nc"
+    (tmp_path / "log").write_bytes(data)
+    fd = opened(tmp_path / "log")
+    try:
+        starts = [saferead.line_start(fd, len(data), n) for n in range(1, 6)]
+        assert starts == [0, 2, BLOCK + 6, BLOCK + 8, len(data)]
+        assert saferead.line_start(fd, 3, 3) == 3  # fewer lines before `end`: `end`
+        assert saferead.line_start(fd, 1, 2) == 1
+    finally:
+        os.close(fd)
+
+
+def sparse(tmp_path: Path) -> tuple[int, int, int]:
+    """b"a\\nb\\n", a hole to FAR, b"c\\nd\\n": (its descriptor, its size, where its first
+    block's data ends: the file system keeps whole blocks)."""
+    if not holes_here(tmp_path):
+        pytest.skip("this file system keeps no holes")
+    size = write_parts(tmp_path / "sparse", (b"a\nb\n", FAR, b"c\nd\n"))
+    fd = opened(tmp_path / "sparse")
+    return fd, size, os.fstat(fd).st_blksize
+
+
+def test_a_sparse_file_s_data_and_holes(tmp_path):
+    fd, size, first = sparse(tmp_path)
+    try:
+        assert saferead.data_at(fd, 0, 10) == (0, 10)
+        assert saferead.data_at(fd, 4, size) == (4, first)  # the first block's data, then its hole
+        assert saferead.data_at(fd, 2 * first, size) == (FAR, size)
+        assert saferead.data_at(fd, 2 * first, FAR) == (FAR, FAR)  # no data before `end`
+        assert saferead.data_at(fd, size, size + 10) == (size, size)  # past the last data
+        assert saferead.hole_start(fd, FAR) == first
+        assert saferead.hole_start(fd, FAR - BLOCK) == first
+        assert saferead.hole_start(fd, 4) == 4 and saferead.hole_start(fd, FAR + 2) == FAR + 2  # data before
+    finally:
+        os.close(fd)
+
+
+def test_a_file_that_begins_with_a_hole(tmp_path):
+    if not holes_here(tmp_path):
+        pytest.skip("this file system keeps no holes")
+    size = write_parts(tmp_path / "sparse", (FAR, b"abc"))
+    fd = opened(tmp_path / "sparse")
+    try:
+        assert saferead.hole_start(fd, FAR) == 0
+        assert saferead.newlines_back(fd, size, 1) == (None, 1)  # the hole holds no newline
+        assert saferead.line_start(fd, size, 2) == size
+    finally:
+        os.close(fd)
+
+
+def test_lines_back_and_forth_step_over_a_hole(tmp_path):
+    fd, size, _ = sparse(tmp_path)
+    try:
+        assert saferead.newlines_back(fd, size, 3) == (4, 0)  # "d\n", "c\n", then "b\n" before the hole
+        assert saferead.newlines_back(fd, size, 5) == (None, 1)
+        assert [saferead.line_start(fd, size, n) for n in range(1, 6)] == [0, 2, 4, FAR + 2, size]
+    finally:
+        os.close(fd)
+
+
+def test_a_range_is_copied_its_holes_counted_or_read_as_zeros(tmp_path):
+    fd, size, first = sparse(tmp_path)
+    try:
+        out, holes = io.BytesIO(), []
+        assert saferead.copy_range(fd, 2, size, out, holes.append) == size
+        assert out.getvalue() == b"b\n" + bytes(first - 4) + b"c\nd\n"  # the first block's zeros are data
+        assert holes == [FAR - first]
+        whole = io.BytesIO()
+        assert saferead.copy_range(fd, 2, size, whole) == size
+        assert whole.getvalue() == b"b\n" + bytes(FAR - 4) + b"c\nd\n"
+        short = io.BytesIO()
+        assert saferead.copy_range(fd, FAR, size + 100, short) == size  # the file ends first
+        assert short.getvalue() == b"c\nd\n"
+        empty = io.BytesIO()
+        assert saferead.copy_range(fd, 2 * first, FAR, empty, holes.append) == FAR and empty.getvalue() == b""
+    finally:
+        os.close(fd)
+
+
+def test_a_hole_that_runs_to_the_file_s_end(tmp_path):
+    if not holes_here(tmp_path):
+        pytest.skip("this file system keeps no holes")
+    size = write_parts(tmp_path / "sparse", (b"a\nb\n", FAR))  # truncated longer: no data after the hole
+    fd = opened(tmp_path / "sparse")
+    try:
+        first = os.fstat(fd).st_blksize
+        assert saferead.hole_start(fd, size) == first
+        assert saferead.newlines_back(fd, size, 1) == (4, 0)
+    finally:
+        os.close(fd)
