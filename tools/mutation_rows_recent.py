@@ -525,4 +525,27 @@ RECENT_ROWS = (
            functions=tuple(f"executor.host.registrylookup.x_{f}__mutmut_*" for f in (
                "host_of", "split_hosts", "other_hosts_line", "find", "running_alike", "_known_alike", "find_sandbox",
                "_chosen", "listing", "read_files", "_kept_or_read"))),
+    # The fifty-ninth round: the signal words said before and after logging is set up (docs/testing.md §4)
+    Module("signalwords", "a signal's name, JSON asked before logging, a dropped stop's line, the strays relayed and said",
+           ("executor/host/signals.py",), ("tests/unit/test_signal_words.py", "tests/integration/test_signal_relay.py"),
+           functions=(*(f"executor.host.signals.x_{f}__mutmut_*" for f in (
+               "signal_name", "say_dropped_while_loading", "json_asked", "strays")), "executor.host.signals.xǁStraysǁ*")),
+    Module("statusformat", "`stoker status`'s text: the header, the processes' table, the attempts, leftovers, an unrecorded sandbox",
+           ("executor/cli/views.py",),
+           ("tests/integration/test_status_text.py", "tests/unit/test_restart_view.py",
+            "tests/unit/test_health_shown.py", "tests/unit/test_replay.py",
+            "tests/unit/test_announce_records.py", "tests/unit/test_words.py", "tests/integration/test_checkpoint.py",
+            # `stoker status` run in this process (`tests/support/statuscli.py`), as `statusview`'s
+            "tests/integration/test_another_boot.py", "tests/integration/test_control_planted.py",
+            "tests/integration/test_lost_cgroups.py", "tests/integration/test_sandbox_gone_rows.py",
+            "tests/integration/test_shared_root.py", "tests/integration/test_status_attempts.py",
+            "tests/integration/test_status_cli.py", "tests/integration/test_status_damaged.py",
+            "tests/integration/test_status_command.py", "tests/integration/test_status_states.py",
+            "tests/integration/test_lost_attempts.py", "tests/integration/test_unrecorded_sandboxes.py",
+            "tests/integration/test_status_trust.py"),
+           subreaper=True,
+           functions=tuple(f"executor.cli.views.x_{f}__mutmut_*" for f in (
+               "_exit_text", "_time_text", "_process_rows", "table", "announcement_text", "_state_text", "_leftover_lines",
+               "format_status", "_pending_lines", "_restart_line", "_ids_line", "_earlier_lines", "_header_lines",
+               "format_unrecorded"))),
 )
