@@ -4,8 +4,10 @@ asked and leaves no descriptor, run numbers' bound, and the offsets `stoker tail
 observer read by (lines back, line N, a range copied) on plain and sparse files, exactly."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -84,41 +86,40 @@ def opened(path: Path):
     return os.open(path, os.O_RDONLY)
 
 
+@contextlib.contextmanager
+def log_of(tmp_path: Path, data: bytes) -> Iterator[int]:
+    """A descriptor of a file that holds `data`, closed after."""
+    (tmp_path / "log").write_bytes(data)
+    fd = opened(tmp_path / "log")
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def test_newlines_back_to_the_first_byte(tmp_path):
     for data, wanted, found in ((b"\n", 1, (1, 0)), (b"\nabc\n", 2, (1, 0)), (b"a\nb\nc\n", 2, (4, 0)),
                                 (b"a\nb\nc\n", 3, (2, 0)), (b"a\nb\nc\n", 4, (None, 1)), (b"abc", 1, (None, 1))):
-        (tmp_path / "log").write_bytes(data)
-        fd = opened(tmp_path / "log")
-        try:
+        with log_of(tmp_path, data) as fd:
             assert saferead.newlines_back(fd, len(data), wanted) == found, (data, wanted)
             assert saferead.newlines_back(fd, 0, wanted) == (None, wanted)
-        finally:
-            os.close(fd)
 
 
 def test_newlines_back_across_blocks(tmp_path):
     data = b"first\n" + b"x" * (BLOCK + 10) + b"\nlast\n"
-    (tmp_path / "log").write_bytes(data)
-    fd = opened(tmp_path / "log")
-    try:
+    with log_of(tmp_path, data) as fd:
         assert saferead.newlines_back(fd, len(data), 2) == (len(data) - 5, 0)
         assert saferead.newlines_back(fd, len(data), 3) == (6, 0)  # the block before: "first\n"
         assert saferead.newlines_back(fd, len(data), 4) == (None, 1)
-    finally:
-        os.close(fd)
 
 
 def test_line_n_begins_where_its_newlines_say(tmp_path):
     data = b"a\n" + b"y" * (BLOCK + 3) + b"\nb\nc"
-    (tmp_path / "log").write_bytes(data)
-    fd = opened(tmp_path / "log")
-    try:
+    with log_of(tmp_path, data) as fd:
         starts = [saferead.line_start(fd, len(data), n) for n in range(1, 6)]
         assert starts == [0, 2, BLOCK + 6, BLOCK + 8, len(data)]
         assert saferead.line_start(fd, 3, 3) == 3  # fewer lines before `end`: `end`
         assert saferead.line_start(fd, 1, 2) == 1
-    finally:
-        os.close(fd)
 
 
 def sparse(tmp_path: Path) -> tuple[int, int, int]:

@@ -62,20 +62,34 @@ def view_of(tmp_path: Path, records: list[dict]):
     return replay(read_records(tmp_path))
 
 
-def test_a_running_task(tmp_path):
-    assert format_status(view_of(tmp_path, RECORDS), NOW) == textwrap.dedent("""\
-        task hello.0  key=devcluster/www/prod/hello  state=RUNNING  attempt=1
-          reason: health check passed
-          ports: health=31000 http=31001
-          task_id: hello-0-abc  supervisor_pid: 4000  started: 1970-01-01T00:16:40+00:00 (3m27s ago)
+RUNNING_TOP = textwrap.dedent("""\
+    task hello.0  key=devcluster/www/prod/hello  state=RUNNING  attempt=1
+      reason: health check passed
+      ports: health=31000 http=31001
+      task_id: hello-0-abc  supervisor_pid: 4000  started: 1970-01-01T00:16:40+00:00 (3m27s ago)
 
+    """)
+HEALTH_END = textwrap.dedent("""\
+
+    health: RUNNING (HTTP GET /health); attempts=1 consecutive_failures=0 consecutive_successes=1
+      1970-01-01T00:16:56+00:00  passed       3.2 ms
+    """)
+
+
+@pytest.mark.parametrize(("records", "table"), [
+    (RECORDS, textwrap.dedent("""\
         PROCESS  STATE    RUN  PID   EXIT  TIME      RESTARTS  REASON
         web      RUNNING  1    4250  -     up 3m12s  1         started
         side     WAITING  -    -     -     -         0
-
-        health: RUNNING (HTTP GET /health); attempts=1 consecutive_failures=0 consecutive_successes=1
-          1970-01-01T00:16:56+00:00  passed       3.2 ms
-        """)
+        """)),
+    (RECORDS + SIDE_KILLED, textwrap.dedent("""\
+        PROCESS  STATE    RUN  PID   EXIT      TIME      RESTARTS  REASON
+        web      RUNNING  1    4250  -         up 3m12s  1         started
+        side     FAILED   0    4260  signal 9  ran 2.5s  0         killed by signal 9
+        """)),
+], ids=["running", "a-run-ended-by-a-signal"])
+def test_a_running_task_and_its_runs(tmp_path, records, table):
+    assert format_status(view_of(tmp_path, records), NOW) == RUNNING_TOP + table + HEALTH_END
 
 
 def test_a_running_task_checked_with_its_runs_started_by_the_kernel(tmp_path):
@@ -94,11 +108,7 @@ def test_a_running_task_checked_with_its_runs_started_by_the_kernel(tmp_path):
         """)
 
 
-def test_a_lost_task_with_its_leftovers_and_other_users_processes(tmp_path):
-    leftovers = (Leftover(pid=4250, process="web", run=1, command="serve --port 31001"),
-                 Leftover(pid=4300, process="", run=None, command="daemon"))
-    foreign = (Foreign(pid=5000, user="nobody (uid 65534)", command="sleep 1000"),)
-    assert format_status(view_of(tmp_path, RECORDS), NOW, LOST, leftovers=leftovers, foreign=foreign) == textwrap.dedent("""\
+LOST_TOP = textwrap.dedent("""\
         task hello.0  key=devcluster/www/prod/hello  state=LOST (supervisor gone since 1970-01-01T00:18:20+00:00 (1m47s ago), unknown); recorded RUNNING  attempt=1
           reason: health check passed
           ports: health=31000 http=31001
@@ -111,6 +121,14 @@ def test_a_lost_task_with_its_leftovers_and_other_users_processes(tmp_path):
         health: was:RUNNING (HTTP GET /health); attempts=1 consecutive_failures=0 consecutive_successes=1
           1970-01-01T00:16:56+00:00  passed       3.2 ms
 
+        """)
+LEFTOVERS = (Leftover(pid=4250, process="web", run=1, command="serve --port 31001"),
+             Leftover(pid=4300, process="", run=None, command="daemon"))
+FOREIGN = (Foreign(pid=5000, user="nobody (uid 65534)", command="sleep 1000"),)
+
+
+@pytest.mark.parametrize(("leftovers", "foreign", "end"), [
+    (LEFTOVERS, FOREIGN, textwrap.dedent("""\
         leftover processes (they carry the task's marker, or its watchdog held them; its supervisor is gone):
           PID   PROCESS  RUN  COMMAND
           4250  web      1    serve --port 31001
@@ -118,25 +136,11 @@ def test_a_lost_task_with_its_leftovers_and_other_users_processes(tmp_path):
         other users' processes carrying the task's marker (not counted as its leftovers: the marker is anyone's to copy, and a root task's process may have changed user):
           PID   USER                COMMAND
           5000  nobody (uid 65534)  sleep 1000
-        """)
-
-
-def test_a_lost_task_with_no_leftovers(tmp_path):
-    assert format_status(view_of(tmp_path, RECORDS), NOW, LOST) == textwrap.dedent("""\
-        task hello.0  key=devcluster/www/prod/hello  state=LOST (supervisor gone since 1970-01-01T00:18:20+00:00 (1m47s ago), unknown); recorded RUNNING  attempt=1
-          reason: health check passed
-          ports: health=31000 http=31001
-          task_id: hello-0-abc  supervisor_pid: 4000 (gone)  started: 1970-01-01T00:16:40+00:00 (3m27s ago)
-
-        PROCESS  STATE    RUN  PID   EXIT  TIME  RESTARTS  REASON
-        web      LOST     1    4250  -     -     1         started
-        side     WAITING  -    -     -     -     0
-
-        health: was:RUNNING (HTTP GET /health); attempts=1 consecutive_failures=0 consecutive_successes=1
-          1970-01-01T00:16:56+00:00  passed       3.2 ms
-
-        leftover processes: none (nothing of the task's user carries the task's marker)
-        """)
+        """)),
+    ((), (), "leftover processes: none (nothing of the task's user carries the task's marker)\n"),
+], ids=["leftovers", "none"])
+def test_a_lost_task_with_its_leftovers_and_other_users_processes_or_none(tmp_path, leftovers, foreign, end):
+    assert format_status(view_of(tmp_path, RECORDS), NOW, LOST, leftovers=leftovers, foreign=foreign) == LOST_TOP + end
 
 
 def test_an_attempt_registered_before_its_first_record(tmp_path):
@@ -148,22 +152,6 @@ def test_an_attempt_registered_before_its_first_record(tmp_path):
           earlier attempt 1: LOST (recorded RUNNING) (started 1970-01-01T00:16:40+00:00) health check passed
 
         no processes recorded for this attempt yet (its id is registered; its first record is not in the checkpoint)
-        """)
-
-
-def test_a_run_ended_by_a_signal(tmp_path):
-    assert format_status(view_of(tmp_path, RECORDS + SIDE_KILLED), NOW) == textwrap.dedent("""\
-        task hello.0  key=devcluster/www/prod/hello  state=RUNNING  attempt=1
-          reason: health check passed
-          ports: health=31000 http=31001
-          task_id: hello-0-abc  supervisor_pid: 4000  started: 1970-01-01T00:16:40+00:00 (3m27s ago)
-
-        PROCESS  STATE    RUN  PID   EXIT      TIME      RESTARTS  REASON
-        web      RUNNING  1    4250  -         up 3m12s  1         started
-        side     FAILED   0    4260  signal 9  ran 2.5s  0         killed by signal 9
-
-        health: RUNNING (HTTP GET /health); attempts=1 consecutive_failures=0 consecutive_successes=1
-          1970-01-01T00:16:56+00:00  passed       3.2 ms
         """)
 
 
