@@ -548,4 +548,22 @@ RECENT_ROWS = (
                "_exit_text", "_time_text", "_process_rows", "table", "announcement_text", "_state_text", "_leftover_lines",
                "format_status", "_pending_lines", "_restart_line", "_ids_line", "_earlier_lines", "_header_lines",
                "format_unrecorded"))),
+    # The sixtieth round: how a task's state is judged against its host, whose functions no
+    # row but `unreadgone`'s one held (docs/testing.md §4)
+    Module("inspectionall", "a sandbox inspected: its checkpoint replayed and judged against its host, leftovers, replacements",
+           ("executor/task/inspection.py",),
+           ("tests/integration/test_another_boot.py", "tests/integration/test_control_planted.py",
+            "tests/integration/test_lost_cgroups.py", "tests/integration/test_sandbox_gone_rows.py",
+            "tests/integration/test_shared_root.py", "tests/integration/test_status_attempts.py",
+            "tests/integration/test_status_cli.py", "tests/integration/test_status_damaged.py",
+            "tests/integration/test_status_command.py", "tests/integration/test_status_states.py",
+            "tests/integration/test_lost_attempts.py", "tests/integration/test_unrecorded_sandboxes.py",
+            "tests/integration/test_status_trust.py", "tests/integration/test_registry.py",
+            "tests/integration/test_ps_command.py", "tests/unit/test_restart_view.py"),
+           subreaper=True,
+           functions=tuple(f"executor.task.inspection.x_{f}__mutmut_*" for f in (
+               "_view", "_replayed", "_unreadable", "_own_closed", "_attempt_of", "_not_its", "inspect_sandbox",
+               "_changed_since", "_judged", "held_task_id", "trusted_run_uid", "_said", "_alive",
+               "_counted_on_the_boot_clock", "_seen_here", "_as_of", "marker_of", "with_leftovers",
+               "with_replacements", "task_user", "_owner"))),
 )
