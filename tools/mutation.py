@@ -30,8 +30,9 @@ from mutation_rows import MODULES  # the table of modules
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
 # What every run copies: the product packages (imported by the tests), the tests' helpers
-# and the pytest settings. The module's own test files are added per module.
-COPIED = ("config", "healthcheck", "executor", "tests/support", "tests/aurora", "examples", "pytest.ini")  # tests/aurora: Aurora's own readings
+# and data (`tests/aurora`: Aurora's own readings of its jobs) and the pytest settings. The
+# module's own test files are added per module.
+COPIED = ("config", "healthcheck", "executor", "tests/support", "tests/aurora", "examples", "pytest.ini")
 PACKAGES = ("config", "healthcheck", "executor")  # mutmut's source paths; a module's own top directory too
 
 

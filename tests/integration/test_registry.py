@@ -3,6 +3,7 @@ that trust nothing, pruning by retention, and a registry that cannot be written 
 stopping anything."""
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -15,10 +16,11 @@ import attrs
 import pytest
 
 from config.registry import RegistrySettings
+from executor.host import registrylookup
 from executor.host.entry import FrontEnd, RegistryEntry, entry_name
 from executor.host.identity import identity_of, own_identity
 from executor.host.registry import Registry, RegistryUnreadable
-from executor.host.registrylookup import find, find_sandbox
+from executor.host.registrylookup import find, find_sandbox, listing
 from executor.host.replacefile import trusted_path
 from tests.support.users import STRANGER, as_nobody, needs_root, open_sandbox
 
@@ -439,3 +441,44 @@ def test_entries_of_this_boot_are_listed_in_the_order_their_supervisors_started(
     for e in (second, older_boot, first):
         assert reg.write(e, prune=False)
     assert [item.entry.task_id for item in reg.entries()] == ["old-0-1", "first-0-1", "second-0-1"]
+
+
+def test_a_sandbox_is_found_among_others(tmp_path):
+    reg = registry(tmp_path / "root")
+    a = entry(tmp_path / "a", alive=False, task_id="t-a", ended=time.time())
+    b = entry(tmp_path / "b", task_id="t-b")
+    reg.write(a)
+    reg.write(b)
+    listed = reg.entries()
+    assert find_sandbox(listed, str(tmp_path / "b")).entry == b
+    assert find_sandbox(listed, str(tmp_path / "a")).entry == a
+    assert find_sandbox(listed, str(tmp_path / "c")) is None
+
+
+def test_a_root_that_is_not_there_lists_nothing():
+    assert listing(registry("/nonexistent/stoker-registry")) == ([], 0, [], [])
+
+
+def test_the_files_that_are_no_task_s_are_named_but_those_kept_there_by_design(tmp_path):
+    reg = registry(tmp_path / "root")
+    reg.write(entry(tmp_path / "a", task_id="t-a"))
+    root = tmp_path / "root"
+    for name in ("notes.txt", ".x.abc.tmp", "ports.r.claims", ".nfs0001", "lost+found"):  # (the last four by design)
+        (root / name).write_text("")
+    (root / "zz-dir").mkdir()
+    found, denied, unread, others = listing(reg)
+    assert [item.entry.task_id for item in found] == ["t-a"] and (denied, unread) == (0, [])
+    assert sorted(others) == ["notes.txt", "zz-dir"]
+
+
+def test_a_root_that_fails_while_it_is_read_is_unreadable_in_words(tmp_path, monkeypatch):
+    reg = registry(tmp_path / "root")
+    reg.write(entry(tmp_path / "a", task_id="t-a"))
+
+    def failing(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(registrylookup, "prune", failing)
+    with pytest.raises(RegistryUnreadable) as unreadable:
+        listing(reg)
+    assert str(unreadable.value) == f"cannot read the registry {tmp_path / 'root'}: Input/output error (EIO)"

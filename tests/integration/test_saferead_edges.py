@@ -82,59 +82,50 @@ def test_a_run_number_has_at_most_nine_digits():
     assert saferead.run_number("123456789") == 123456789 and saferead.run_number("1234567890") is None
 
 
-def opened(path: Path):
-    return os.open(path, os.O_RDONLY)
-
-
 @contextlib.contextmanager
-def log_of(tmp_path: Path, data: bytes) -> Iterator[int]:
-    """A descriptor of a file that holds `data`, closed after."""
-    (tmp_path / "log").write_bytes(data)
-    fd = opened(tmp_path / "log")
+def file_of(tmp_path: Path, *parts: bytes | int) -> Iterator[tuple[int, int]]:
+    """A descriptor of a file made of `parts` (`write_parts`': bytes written, an int the file
+    extended to that size: a hole) and its size; closed after. A file with a hole is skipped
+    where the file system keeps none."""
+    if any(isinstance(part, int) for part in parts) and not holes_here(tmp_path):
+        pytest.skip("this file system keeps no holes")
+    size = write_parts(tmp_path / "log", parts)
+    fd = os.open(tmp_path / "log", os.O_RDONLY)
     try:
-        yield fd
+        yield fd, size
     finally:
         os.close(fd)
+
+
+SPARSE = (b"a\nb\n", FAR, b"c\nd\n")  # its first block's data ends at the block size (`first`)
 
 
 def test_newlines_back_to_the_first_byte(tmp_path):
     for data, wanted, found in ((b"\n", 1, (1, 0)), (b"\nabc\n", 2, (1, 0)), (b"a\nb\nc\n", 2, (4, 0)),
                                 (b"a\nb\nc\n", 3, (2, 0)), (b"a\nb\nc\n", 4, (None, 1)), (b"abc", 1, (None, 1))):
-        with log_of(tmp_path, data) as fd:
-            assert saferead.newlines_back(fd, len(data), wanted) == found, (data, wanted)
+        with file_of(tmp_path, data) as (fd, size):
+            assert saferead.newlines_back(fd, size, wanted) == found, (data, wanted)
             assert saferead.newlines_back(fd, 0, wanted) == (None, wanted)
 
 
 def test_newlines_back_across_blocks(tmp_path):
-    data = b"first\n" + b"x" * (BLOCK + 10) + b"\nlast\n"
-    with log_of(tmp_path, data) as fd:
-        assert saferead.newlines_back(fd, len(data), 2) == (len(data) - 5, 0)
-        assert saferead.newlines_back(fd, len(data), 3) == (6, 0)  # the block before: "first\n"
-        assert saferead.newlines_back(fd, len(data), 4) == (None, 1)
+    with file_of(tmp_path, b"first\n" + b"x" * (BLOCK + 10) + b"\nlast\n") as (fd, size):
+        assert saferead.newlines_back(fd, size, 2) == (size - 5, 0)
+        assert saferead.newlines_back(fd, size, 3) == (6, 0)  # the block before: "first\n"
+        assert saferead.newlines_back(fd, size, 4) == (None, 1)
 
 
 def test_line_n_begins_where_its_newlines_say(tmp_path):
-    data = b"a\n" + b"y" * (BLOCK + 3) + b"\nb\nc"
-    with log_of(tmp_path, data) as fd:
-        starts = [saferead.line_start(fd, len(data), n) for n in range(1, 6)]
-        assert starts == [0, 2, BLOCK + 6, BLOCK + 8, len(data)]
+    with file_of(tmp_path, b"a\n" + b"y" * (BLOCK + 3) + b"\nb\nc") as (fd, size):
+        starts = [saferead.line_start(fd, size, n) for n in range(1, 6)]
+        assert starts == [0, 2, BLOCK + 6, BLOCK + 8, size]
         assert saferead.line_start(fd, 3, 3) == 3  # fewer lines before `end`: `end`
         assert saferead.line_start(fd, 1, 2) == 1
 
 
-def sparse(tmp_path: Path) -> tuple[int, int, int]:
-    """b"a\\nb\\n", a hole to FAR, b"c\\nd\\n": (its descriptor, its size, where its first
-    block's data ends: the file system keeps whole blocks)."""
-    if not holes_here(tmp_path):
-        pytest.skip("this file system keeps no holes")
-    size = write_parts(tmp_path / "sparse", (b"a\nb\n", FAR, b"c\nd\n"))
-    fd = opened(tmp_path / "sparse")
-    return fd, size, os.fstat(fd).st_blksize
-
-
 def test_a_sparse_file_s_data_and_holes(tmp_path):
-    fd, size, first = sparse(tmp_path)
-    try:
+    with file_of(tmp_path, *SPARSE) as (fd, size):
+        first = os.fstat(fd).st_blksize  # the file system keeps whole blocks
         assert saferead.data_at(fd, 0, 10) == (0, 10)
         assert saferead.data_at(fd, 4, size) == (4, first)  # the first block's data, then its hole
         assert saferead.data_at(fd, 2 * first, size) == (FAR, size)
@@ -143,36 +134,25 @@ def test_a_sparse_file_s_data_and_holes(tmp_path):
         assert saferead.hole_start(fd, FAR) == first
         assert saferead.hole_start(fd, FAR - BLOCK) == first
         assert saferead.hole_start(fd, 4) == 4 and saferead.hole_start(fd, FAR + 2) == FAR + 2  # data before
-    finally:
-        os.close(fd)
 
 
 def test_a_file_that_begins_with_a_hole(tmp_path):
-    if not holes_here(tmp_path):
-        pytest.skip("this file system keeps no holes")
-    size = write_parts(tmp_path / "sparse", (FAR, b"abc"))
-    fd = opened(tmp_path / "sparse")
-    try:
+    with file_of(tmp_path, FAR, b"abc") as (fd, size):
         assert saferead.hole_start(fd, FAR) == 0
         assert saferead.newlines_back(fd, size, 1) == (None, 1)  # the hole holds no newline
         assert saferead.line_start(fd, size, 2) == size
-    finally:
-        os.close(fd)
 
 
 def test_lines_back_and_forth_step_over_a_hole(tmp_path):
-    fd, size, _ = sparse(tmp_path)
-    try:
+    with file_of(tmp_path, *SPARSE) as (fd, size):
         assert saferead.newlines_back(fd, size, 3) == (4, 0)  # "d\n", "c\n", then "b\n" before the hole
         assert saferead.newlines_back(fd, size, 5) == (None, 1)
         assert [saferead.line_start(fd, size, n) for n in range(1, 6)] == [0, 2, 4, FAR + 2, size]
-    finally:
-        os.close(fd)
 
 
 def test_a_range_is_copied_its_holes_counted_or_read_as_zeros(tmp_path):
-    fd, size, first = sparse(tmp_path)
-    try:
+    with file_of(tmp_path, *SPARSE) as (fd, size):
+        first = os.fstat(fd).st_blksize
         out, holes = io.BytesIO(), []
         assert saferead.copy_range(fd, 2, size, out, holes.append) == size
         assert out.getvalue() == b"b\n" + bytes(first - 4) + b"c\nd\n"  # the first block's zeros are data
@@ -185,18 +165,9 @@ def test_a_range_is_copied_its_holes_counted_or_read_as_zeros(tmp_path):
         assert short.getvalue() == b"c\nd\n"
         empty = io.BytesIO()
         assert saferead.copy_range(fd, 2 * first, FAR, empty, holes.append) == FAR and empty.getvalue() == b""
-    finally:
-        os.close(fd)
 
 
 def test_a_hole_that_runs_to_the_file_s_end(tmp_path):
-    if not holes_here(tmp_path):
-        pytest.skip("this file system keeps no holes")
-    size = write_parts(tmp_path / "sparse", (b"a\nb\n", FAR))  # truncated longer: no data after the hole
-    fd = opened(tmp_path / "sparse")
-    try:
-        first = os.fstat(fd).st_blksize
-        assert saferead.hole_start(fd, size) == first
+    with file_of(tmp_path, b"a\nb\n", FAR) as (fd, size):  # truncated longer: no data after the hole
+        assert saferead.hole_start(fd, size) == os.fstat(fd).st_blksize
         assert saferead.newlines_back(fd, size, 1) == (4, 0)
-    finally:
-        os.close(fd)

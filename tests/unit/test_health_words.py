@@ -4,11 +4,7 @@ and a check that could not start a thread or open a descriptor, as one failed at
 WARNING line (`tests/faults/test_audit_limits_fds.py` runs the descriptor cases too)."""
 from __future__ import annotations
 
-import errno
 import logging
-import os
-
-import pytest
 
 from healthcheck.base import quote, secs, signal_name, tail_quote
 from healthcheck.shell import CommandResult, ShellChecker
@@ -53,19 +49,7 @@ def test_a_check_with_no_thread_to_be_had_fails_with_one_warning(caplog):
                                        'error="RuntimeError: can\'t start new thread"')]
 
 
-@pytest.mark.parametrize(("code", "words"), [
-    (errno.EMFILE, "Too many open files, EMFILE: the supervisor's limit, ulimit -n"),
-    (errno.ENFILE, "Too many open files in system, ENFILE: the host's limit, fs.file-max"),
-])
-def test_a_check_with_no_descriptor_left_fails_naming_the_limit(caplog, code, words):
-    reason, lines = shell_check(OSError(code, os.strerror(code)), caplog)
-    assert reason == f"internal health check error: no file descriptor was left for the check ({words}, is reached)"
-    assert lines == [("WARNING", None, f'health_check_internal_error check="shell: x" error="{words.split(":")[0]}"')]
-
-
-@pytest.mark.parametrize("raised", [RuntimeError("another"), OSError(errno.EACCES, "Permission denied")])
-def test_any_other_error_is_a_bug_s_with_its_traceback(caplog, raised):
-    reason, lines = shell_check(raised, caplog)
-    assert reason == f"internal health check error: {type(raised).__name__}: {raised}"
-    [(level, exc_info, _)] = lines
+def test_another_runtime_error_is_a_bug_s_with_its_traceback(caplog):
+    reason, [(level, exc_info, _)] = shell_check(RuntimeError("another"), caplog)
+    assert reason == "internal health check error: RuntimeError: another"
     assert level == "ERROR" and exc_info is not None
