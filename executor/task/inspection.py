@@ -147,19 +147,22 @@ def _unreadable(sandbox: Path, exc: OSError) -> str:
 
 
 def _own_closed(sandbox: Path) -> str:
-    """Why the reader's own `.stoker` or checkpoint denied it (a `chmod 000`, a restore
-    without modes): its mode, not another user's ownership; "" when it is not the reader's."""
-    me = os.geteuid()
-    for name, needs in ((".stoker", stat.S_IXUSR), (f".stoker/{CHECKPOINT_FILE}", stat.S_IRUSR)):
+    """Why the reader's own sandbox, `.stoker` or checkpoint denied it (a `chmod 000`, a
+    restore without modes): its mode, not another user's ownership; "" when it is not the
+    reader's. A directory is opened to be read (`r`) as well as passed (`x`); the sandbox is
+    reached through a symlink its path ends in, as the checkpoint is read."""
+    me, rx = os.geteuid(), stat.S_IRUSR | stat.S_IXUSR
+    for name, needs in (("", rx), (".stoker", rx), (f".stoker/{CHECKPOINT_FILE}", stat.S_IRUSR)):
         try:
-            st = os.stat(os.path.join(sandbox, name), follow_symlinks=False)
+            st = os.stat(os.path.join(sandbox, name), follow_symlinks=not name)
         except OSError:
             return ""
         if st.st_uid != me:
             return ""
-        if not st.st_mode & needs:
-            return (f"{name.rpartition('/')[2]} is yours, but its mode ({stat.S_IMODE(st.st_mode):03o}) lets not "
-                    f"even its owner read it (chmod u+rwx .stoker, u+rw .stoker/{CHECKPOINT_FILE})")
+        if st.st_mode & needs != needs:
+            what, fix = (f"the sandbox {sandbox}", "chmod u+rx on it") if not name else (
+                name.rpartition("/")[2], f"chmod u+rwx .stoker, u+rw .stoker/{CHECKPOINT_FILE}")
+            return f"{what} is yours, but its mode ({stat.S_IMODE(st.st_mode):03o}) lets not even its owner read it ({fix})"
     return ""
 
 
