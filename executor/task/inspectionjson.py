@@ -172,17 +172,13 @@ def _announcement(attempt: AttemptView | None) -> dict[str, Any] | None:
             "since_iso": iso_time(a.since_wall)}
 
 
-def _jsonable(_inst: Any, _field: Any, value: Any) -> Any:
-    return value.value if hasattr(value, "value") and not isinstance(value, (int, float, str)) else value
-
-
 def status_json(inspection: Inspection) -> dict[str, Any]:
     """The replayed view, plus what is true now: `state` (LOST when the supervisor is
     gone without a terminal record; RESTARTING between two attempts), `supervisor_alive`,
     `lost_since` and its source, the leftover processes, a RESTARTING task's `restart`, the
     attempt shown, with its start (`shown_attempt`), and the task's user the leftovers are
     judged against and whence (`task_user`), a sandbox without a record's too: its owner."""
-    doc: dict[str, Any] = attrs.asdict(inspection.view, value_serializer=_jsonable) if inspection.view else {}
+    doc: dict[str, Any] = attrs.asdict(inspection.view) if inspection.view else {}  # all plain: no enum in a view
     truth = inspection.truth
     user = inspection.judged_as or task_user(inspection)  # (each attempt's `run_uid`: as recorded)
     doc.update(task_uid=user.uid, task_uid_source=user.source)  # no header: the sandbox's owner
