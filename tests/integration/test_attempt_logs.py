@@ -2,9 +2,13 @@
 and the last K, numbered on from the highest, removed without following a symlink."""
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import socket
 from pathlib import Path
 
+from executor.local import attempts
 from executor.local.attempts import archive_logs
 
 
@@ -72,3 +76,46 @@ def test_a_logs_symlink_is_left_alone(tmp_path):
     (sandbox / ".logs").symlink_to(outside)
     archive_logs(sandbox, keep=0)
     assert (sandbox / ".logs").is_symlink() and os.listdir(outside) == ["p"]
+
+
+def _logged(caplog) -> list[tuple[str, str, dict]]:
+    return [(r.levelname, r.stoker_event, r.stoker_fields) for r in caplog.records
+            if r.name == attempts.__name__ and hasattr(r, "stoker_event")]
+
+
+def test_each_attempt_removed_past_the_bound_is_said_and_one_that_cannot_be_is_left(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger=attempts.__name__)
+    for n in range(3):
+        attempt(tmp_path, f"attempt {n}")
+        archive_logs(tmp_path, keep=1)
+    assert _logged(caplog) == [("INFO", "attempt_logs_removed", {
+        "name": ".logs.attempt-1",
+        "reason": "only the first attempt's logs and the last --keep-attempts ones are kept"})]
+    caplog.clear()
+
+    def failing(name, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", name)
+
+    monkeypatch.setattr(shutil, "rmtree", failing)
+    attempt(tmp_path, "attempt 3")
+    archive_logs(tmp_path, keep=1)
+    assert _logged(caplog) == [("ERROR", "attempt_logs_not_removed", {
+        "name": ".logs.attempt-2", "error": "[Errno 13] Permission denied: '.logs.attempt-2'",
+        "reason": "an earlier attempt's logs past --keep-attempts could not be removed"})]
+    assert kept(tmp_path) == {0: "attempt 0", 2: "attempt 2", 3: "attempt 3"}
+
+
+def test_the_next_attempt_s_number_is_one_past_the_highest_name_taken(tmp_path):
+    assert attempts.next_number(tmp_path) == 0 and attempts.kept_numbers(tmp_path) == []
+    (tmp_path / ".logs.attempt-7").write_text("a file, planted")
+    assert attempts.next_number(tmp_path) == 8 and attempts.kept_numbers(tmp_path) == []
+    assert attempts.next_number(tmp_path / "no-such") is None and attempts.kept_numbers(tmp_path / "no-such") is None
+
+
+def test_one_port_another_program_took_is_said_as_one():
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        number = held.getsockname()[1]
+        assert attempts.ports_taken_warning({"http": number}) == (
+            f"port http={number} in use by another program; every attempt of this run keeps its ports "
+            "(a new `stoker run` chooses free ones)")
+    assert attempts.ports_taken_warning({}) is None
