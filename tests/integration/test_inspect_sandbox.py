@@ -406,3 +406,15 @@ def test_the_processes_a_lost_task_s_watchdog_held_are_its_leftovers_marked_or_n
         for p in procs:
             p.kill()
             p.wait(10)
+
+
+def test_a_checkpoint_that_keeps_none_of_the_entry_s_supervisor_s_attempts_says_so(tmp_path):
+    """Another run's checkpoint in the sandbox the entry's live supervisor took: it has
+    recorded nothing yet, and nothing of the other run's is shown as its."""
+    sandbox = tmp_path / "sb"
+    write(sandbox, [dict(header(GONE, 7)), *RUNNING])
+    entry = _entry(sandbox, stoker_dir=_pin(sandbox))
+    seen = inspection.inspect_sandbox(sandbox, entry)
+    assert seen.view is None and seen.truth.alive and seen.pinned == entry.stoker_dir, seen
+    assert seen.problem == (f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor (pid {ME.pid}), "
+                            "only other runs' of the sandbox: it has recorded none yet"), seen.problem
