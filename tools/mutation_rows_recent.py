@@ -560,11 +560,57 @@ RECENT_ROWS = (
             "tests/integration/test_status_command.py", "tests/integration/test_status_states.py",
             "tests/integration/test_lost_attempts.py", "tests/integration/test_unrecorded_sandboxes.py",
             "tests/integration/test_status_trust.py", "tests/integration/test_registry.py",
-            "tests/integration/test_ps_command.py", "tests/unit/test_restart_view.py"),
+            "tests/integration/test_ps_command.py", "tests/unit/test_restart_view.py",
+            "tests/integration/test_view_resume.py", "tests/integration/test_view_resume_property.py",
+            "tests/integration/test_observe_racy_views.py", "tests/integration/test_unread_checkpoint.py",
+            "tests/integration/test_status_own_unreadable.py", "tests/integration/test_leftover_procs.py",
+            "tests/integration/test_observe_metrics_leftovers.py", "tests/integration/test_scrape_isolation.py",
+            "tests/integration/test_inspect_sandbox.py"),
            subreaper=True,
            functions=tuple(f"executor.task.inspection.x_{f}__mutmut_*" for f in (
                "_view", "_replayed", "_unreadable", "_own_closed", "_attempt_of", "_not_its", "inspect_sandbox",
                "_changed_since", "_judged", "held_task_id", "trusted_run_uid", "_said", "_alive",
                "_counted_on_the_boot_clock", "_seen_here", "_as_of", "marker_of", "with_leftovers",
                "with_replacements", "task_user", "_owner"))),
+    # The sixty-first round: an inspected task as `stoker ps --json`, `stoker status --json` and the
+    # observer's API show it (the functions `healthruns` left)
+    Module("inspectionjsonall", "an inspected task as the readers' JSON shows it: its row, its status, its restart",
+           ("executor/task/inspectionjson.py",),
+           ("tests/unit/test_inspect.py", "tests/unit/test_ps_health.py", "tests/unit/test_restart_view.py",
+            "tests/unit/test_health_shown.py", "tests/unit/test_inspect_text.py", "tests/unit/test_observe_pages.py",
+            "tests/integration/test_status_attempts.py", "tests/integration/test_sandbox_gone_rows.py",
+            "tests/integration/test_status_command.py", "tests/integration/test_replaced_rows.py",
+            "tests/integration/test_status_states.py", "tests/integration/test_status_damaged.py",
+            "tests/integration/test_ps_named_late.py", "tests/integration/test_status_trust.py",
+            "tests/integration/test_ps_command.py", "tests/integration/test_held_file.py",
+            "tests/integration/test_status_cli.py", "tests/integration/test_inspection_json.py"),
+           subreaper=True,
+           functions=tuple(f"executor.task.inspectionjson.x_{f}__mutmut_*" for f in (
+               "_procs", "health_summary", "state_shown", "procs_shown", "row", "replaced_json", "named",
+               "shown_attempt", "restart_json", "_announcement", "status_json"))),
+    # The sixty-second round: the sandbox's own files as the supervisor and the readers find them
+    # (executor/host/sandbox.py but `controlowner`'s two)
+    Module("sandboxfiles", "the sandbox's temporaries, its checkpoint's last write, a log's end, a moved .stoker",
+           ("executor/host/sandbox.py",),
+           ("tests/integration/test_sandbox_files.py", "tests/integration/test_tail_wakeups.py"),
+           functions=tuple(f"executor.host.sandbox.x_{f}__mutmut_*" for f in (
+               "remove_stale_temps", "temporaries", "_is_temp", "checkpoint_mtime", "log_end", "_file_end",
+               "sandbox_path", "moved_to", "_still_there"))),
+    Module("attemptsall", "an earlier attempt's logs kept, numbered and bounded; the ports another program took",
+           ("executor/local/attempts.py",),
+           ("tests/integration/test_attempt_logs.py", "tests/integration/test_loopback_ports.py",
+            "tests/integration/test_local_run_lines.py", "tests/integration/test_readied_runs.py",
+            "tests/integration/test_tail.py"),
+           subreaper=True,
+           functions=tuple(f"executor.local.attempts.x_{f}__mutmut_*" for f in (
+               "next_number", "_scan_sandbox", "_not_archived", "_past_bound", "_scan", "_remove", "ports_taken",
+               "ports_taken_warning"))),
+    # The sixty-third round: the health loop but the two functions `memhealth` held
+    Module("healthloopall", "the health loop: its schedule, the snooze file, its stop",
+           ("healthcheck/loop.py",),
+           ("tests/integration/test_health_loop.py", "tests/integration/test_health_loop_lines.py",
+            "tests/faults/test_health_pathologies.py", "tests/faults/test_audit_memory_health.py"),
+           functions=tuple(f"healthcheck.loop.xǁHealthLoopǁ{f}__mutmut_*" for f in (
+               "__init__", "start", "stop_async", "stop", "running", "_attempt", "_cut_short", "_is_snoozed")),
+           children=True, subreaper=True),
 )

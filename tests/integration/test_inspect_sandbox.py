@@ -418,3 +418,33 @@ def test_a_checkpoint_that_keeps_none_of_the_entry_s_supervisor_s_attempts_says_
     assert seen.view is None and seen.truth.alive and seen.pinned == entry.stoker_dir, seen
     assert seen.problem == (f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor (pid {ME.pid}), "
                             "only other runs' of the sandbox: it has recorded none yet"), seen.problem
+
+
+@pytest.mark.parametrize("reached", ["through a link", "under a closed directory"])
+def test_a_sandbox_reached_through_a_link_is_judged_by_its_target_and_an_unreachable_one_as_another_s(reached):
+    """The sandbox's path may end in a symlink (the Mesos agent's `runs/latest`, root's): its
+    target's mode is the one named; one under a directory the reader may not pass is not said
+    to be its own."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user needs root")
+    top = tempfile.mkdtemp(prefix="stoker-inspect-")
+    try:
+        os.chmod(top, 0o755)
+        sandbox = Path(top) / "sb"
+        write(sandbox, [dict(header(GONE, 7)), *RUNNING])
+        for path in (sandbox, sandbox / ".stoker", sandbox / ".stoker/checkpoint.jsonl"):
+            os.chown(path, NOBODY, NOBODY)
+        os.chmod(sandbox, 0o000)
+        asked = Path(top) / "latest"
+        asked.symlink_to(sandbox)  # root's link
+        if reached != "through a link":
+            os.chmod(top, 0o700)
+        with effective_user(NOBODY):
+            seen = inspection.inspect_sandbox(asked)
+        os.chmod(sandbox, 0o700)
+    finally:
+        os.chmod(top, 0o755)
+        shutil.rmtree(top)
+    why = (f"the sandbox {asked} is yours, but its mode (000) lets not even its owner read it (chmod u+rx on it)"
+           if reached == "through a link" else "only the supervisor's user (or root) may read its task's state")
+    assert seen.problem == f"cannot read the checkpoint in {asked}/.stoker: Permission denied (EACCES): {why}", seen
