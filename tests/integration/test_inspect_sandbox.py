@@ -6,6 +6,7 @@ name (`trusted_run_uid`), which LOST tasks a later supervisor replaced, and the 
 a LOST task found by its marker (real `sleep` processes, killed after)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -238,6 +240,25 @@ def test_a_supervisor_in_a_pid_namespace_of_its_own_runs_by_its_lock(tmp_path):
             holder.stdout.close()
 
 
+@contextlib.contextmanager
+def _lost_in_tmp(owner: int) -> Iterator[Path]:
+    """A sandbox holding a LOST task's checkpoint, it and its `.stoker` `owner`'s, in a directory
+    of its own under /tmp that anyone may pass (tmp_path's parents are root's, 0700); removed
+    after (as root, whatever modes the test left)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user needs root")
+    top = Path(tempfile.mkdtemp(prefix="stoker-inspect-"))
+    try:
+        top.chmod(0o755)
+        sandbox = top / "sb"
+        write(sandbox, [dict(header(GONE, 7)), *RUNNING])
+        for path in (sandbox, sandbox / ".stoker", sandbox / ".stoker/checkpoint.jsonl"):
+            os.chown(path, owner, owner)
+        yield sandbox
+    finally:
+        shutil.rmtree(top)
+
+
 @pytest.mark.parametrize("closed,mode,words", [
     (".stoker", 0o000, ".stoker is yours, but its mode (000) lets not even its owner read it"),
     (".stoker", 0o300, ".stoker is yours, but its mode (300) lets not even its owner read it"),  # passed, not read
@@ -251,21 +272,10 @@ def test_a_supervisor_in_a_pid_namespace_of_its_own_runs_by_its_lock(tmp_path):
 def test_a_checkpoint_the_reader_may_not_read_says_why(closed, mode, words):
     """Read in this process as nobody (its effective user: `users.effective_user`): its own
     files' modes are named, and which of them shuts it out; another user's are that user's."""
-    if os.geteuid() != 0:
-        pytest.skip("switching to another user needs root")
-    top = tempfile.mkdtemp(prefix="stoker-inspect-")
-    try:
-        os.chmod(top, 0o755)
-        sandbox = Path(top) / "sb"
-        write(sandbox, [dict(header(GONE, 7)), *RUNNING])
-        for path in (sandbox, sandbox / ".stoker", sandbox / ".stoker/checkpoint.jsonl"):
-            os.chown(path, *((NOBODY, NOBODY) if closed is not None else (0, 0)))
+    with _lost_in_tmp(NOBODY if closed is not None else 0) as sandbox:
         os.chmod(sandbox / (closed if closed is not None else ".stoker" if mode else ""), mode)
         with effective_user(NOBODY):
             seen = inspection.inspect_sandbox(sandbox)
-        os.chmod(sandbox, 0o700)
-    finally:
-        shutil.rmtree(top)
     fix = {"": " (chmod u+rx on it)", None: ""}.get(closed, " (chmod u+rwx .stoker, u+rw .stoker/checkpoint.jsonl)")
     assert seen.view is None and seen.problem == (
         f"cannot read the checkpoint in {sandbox}/.stoker: Permission denied (EACCES): "
@@ -425,26 +435,14 @@ def test_a_sandbox_reached_through_a_link_is_judged_by_its_target_and_an_unreach
     """The sandbox's path may end in a symlink (the Mesos agent's `runs/latest`, root's): its
     target's mode is the one named; one under a directory the reader may not pass is not said
     to be its own."""
-    if os.geteuid() != 0:
-        pytest.skip("switching to another user needs root")
-    top = tempfile.mkdtemp(prefix="stoker-inspect-")
-    try:
-        os.chmod(top, 0o755)
-        sandbox = Path(top) / "sb"
-        write(sandbox, [dict(header(GONE, 7)), *RUNNING])
-        for path in (sandbox, sandbox / ".stoker", sandbox / ".stoker/checkpoint.jsonl"):
-            os.chown(path, NOBODY, NOBODY)
-        os.chmod(sandbox, 0o000)
-        asked = Path(top) / "latest"
+    with _lost_in_tmp(NOBODY) as sandbox:
+        sandbox.chmod(0o000)
+        asked = sandbox.parent / "latest"
         asked.symlink_to(sandbox)  # root's link
         if reached != "through a link":
-            os.chmod(top, 0o700)
+            sandbox.parent.chmod(0o700)
         with effective_user(NOBODY):
             seen = inspection.inspect_sandbox(asked)
-        os.chmod(sandbox, 0o700)
-    finally:
-        os.chmod(top, 0o755)
-        shutil.rmtree(top)
     why = (f"the sandbox {asked} is yours, but its mode (000) lets not even its owner read it (chmod u+rx on it)"
            if reached == "through a link" else "only the supervisor's user (or root) may read its task's state")
     assert seen.problem == f"cannot read the checkpoint in {asked}/.stoker: Permission denied (EACCES): {why}", seen
