@@ -613,4 +613,17 @@ RECENT_ROWS = (
            functions=tuple(f"healthcheck.loop.xǁHealthLoopǁ{f}__mutmut_*" for f in (
                "__init__", "start", "stop_async", "stop", "running", "_attempt", "_cut_short", "_is_snoozed")),
            children=True, subreaper=True),
+    # The sixty-fourth round: the registry's own class (its functions: `registryprune`'s)
+    Module("registryclass", "the registry: an entry written, the claims' directory, its entries listed",
+           ("executor/host/registry.py",),
+           ("tests/integration/test_registry.py", "tests/integration/test_registry_junk.py",
+            "tests/integration/test_registry_letgo.py", "tests/integration/test_registry_memo.py",
+            "tests/integration/test_registry_pruning.py", "tests/integration/test_registry_reread.py",
+            "tests/integration/test_shared_root.py", "tests/integration/test_status_cli.py",
+            "tests/integration/test_claims_prune.py", "tests/unit/test_runstart.py", "tests/unit/test_runstart_edges.py",
+            "tests/integration/test_runstart_ahead.py"),
+           subreaper=True,
+           functions=tuple(f"executor.host.registry.xǁRegistryǁ{f}__mutmut_*" for f in (
+               "__init__", "write", "_put", "open_claims", "_warn_once", "entries", "read", "read_all",
+               "read_noting", "open_root"))),
 )

@@ -3,8 +3,11 @@
 each kept in the registry root for good."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import os
+import stat
 import subprocess
 import sys
 import uuid
@@ -174,3 +177,23 @@ def _recorded(tmp_path: Path, content: bytes) -> tuple[str, str] | None:
         return recorded_host(fd)
     finally:
         os.close(fd)
+
+
+def test_the_claims_file_is_made_owner_only_in_an_owner_only_root_and_never_through_a_link(tmp_path):
+    root = tmp_path / "a" / "root"
+    registry = Registry(RegistrySettings(registry_root=str(root), registry_retention_secs=60.0))
+    fd = registry.open_claims()
+    try:
+        name = claims_name(boot_id(), host_identity())
+        assert os.path.samestat(os.fstat(fd), os.stat(root / name))
+        assert stat.S_IMODE(os.stat(root).st_mode) == 0o700 == stat.S_IMODE(os.stat(root.parent).st_mode)
+        assert stat.S_IMODE(os.stat(root / name).st_mode) == 0o600
+        assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+    finally:
+        os.close(fd)
+    (root / name).unlink()
+    (tmp_path / "elsewhere").write_bytes(b"")
+    (root / name).symlink_to(tmp_path / "elsewhere")  # planted in its place
+    with pytest.raises(OSError) as refused:
+        os.close(registry.open_claims())
+    assert refused.value.errno == errno.ELOOP and (tmp_path / "elsewhere").read_bytes() == b""

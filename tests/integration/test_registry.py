@@ -116,8 +116,19 @@ def test_an_untrusted_root_is_neither_read_nor_written(tmp_path, caplog):
     assert reg.entries() == [] and os.listdir(root) == []
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1  # said once
-    assert "is not trusted" in warnings[0].getMessage()
+    assert "is not trusted" in warnings[0].getMessage() and warnings[0].stoker_event == "registry_problem"
     assert "it runs anyway, but `stoker ps` will not list it" in warnings[0].getMessage()
+
+
+def test_a_root_its_own_group_may_write_is_not_trusted_though_its_levels_above_are(tmp_path):
+    """`untrusted_level` lets the user's own group write a level (a umask of 002); the root
+    itself holds the entries, and no one but its owner may write it."""
+    root = tmp_path / "group-writable"
+    root.mkdir(mode=0o700)
+    root.chmod(0o770)
+    with pytest.raises(OSError) as refused:
+        registry(root).open_root()
+    assert str(refused.value) == f"{root} is not trusted: it belongs to uid {os.geteuid()}, mode 770"
 
 
 @pytest.mark.parametrize("root", ["file/root", "file", "/dev/null"])
