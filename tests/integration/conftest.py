@@ -11,7 +11,7 @@ PYTHONPYCACHEPREFIX (tests/support/seededpyc.py); `sleeper`, a `sleep 600` child
 watchdog's keepers in this process (tests/support/keepers.py), and `refused_spawns`, the next
 spawns refused as a fork the kernel refuses; `configure`, Stoker's own log set up in this
 process (`logsetup.configure`) with what it replaced put back after; `settings`, a host
-registry of the test's own."""
+registry of the test's own; `loops`, the health loops a test made, stopped after."""
 from __future__ import annotations
 
 import errno
@@ -37,6 +37,7 @@ from tests.support.supervision import Harness, Tracker
 if TYPE_CHECKING:
     from executor.cli.logsetup import QuietHandler
     from executor.host.identity import ProcessIdentity
+    from healthcheck.loop import HealthLoop
 
 
 @pytest.fixture
@@ -220,3 +221,12 @@ def configure() -> Iterator[Callable[..., QuietHandler]]:
 def settings(tmp_path: Path) -> RegistrySettings:
     """A host registry of the test's own (an hour's retention), for what registers or reads it."""
     return RegistrySettings(registry_root=str(tmp_path / "root"), registry_retention_secs=3600.0)
+
+
+@pytest.fixture
+def loops() -> Iterator[list[HealthLoop]]:
+    """The health loops a test made (it appends each), stopped at teardown whatever it did."""
+    made: list[HealthLoop] = []
+    yield made
+    for loop in made:
+        loop.stop(timeout_secs=5.0)

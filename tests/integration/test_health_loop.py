@@ -49,14 +49,6 @@ class Recorder:
             return [a.outcome for a, _, _ in self.results]
 
 
-@pytest.fixture
-def loops():
-    started: list[HealthLoop] = []
-    yield started
-    for loop in started:
-        loop.stop(timeout_secs=2.0)
-
-
 def make_loop(loops, recorder, tmp_path, interval_secs=0.05, **kwargs) -> HealthLoop:
     loop = HealthLoop(
         recorder, interval_secs, tmp_path / ".healthchecksnooze", recorder.on_result,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -37,14 +36,6 @@ class Check:
 
     def describe(self) -> str:
         return "the test's check"
-
-
-@pytest.fixture
-def loops() -> Iterator[list[HealthLoop]]:
-    made: list[HealthLoop] = []
-    yield made
-    for loop in made:
-        loop.stop(timeout_secs=5.0)
 
 
 def _loop(loops, tmp_path, check: Check, results: list, **kwargs) -> HealthLoop:

@@ -21,7 +21,7 @@ import attrs
 import pytest
 
 from executor.host import identity
-from executor.host.entry import NO_TASK, FrontEnd, RegistryEntry
+from executor.host.entry import NO_TASK, RegistryEntry
 from executor.host.truth import GONE as GONE_STATE
 from executor.host.truth import LOST, SinceSource, Truth
 from executor.procs import proctree, sandboxfs
@@ -30,7 +30,7 @@ from executor.task import inspection
 from executor.task.heldfile import write_held
 from executor.task.inspection import Inspection, TaskUser
 from executor.task.viewcache import ViewCache
-from tests.support.statuscli import GONE, RUNNING, header, write
+from tests.support.statuscli import GONE, RUNNING, entry_for, header, write
 from tests.support.users import effective_user
 from tests.support.waiting import wait_for
 
@@ -48,16 +48,10 @@ def _pin(sandbox: Path) -> str:
         os.close(fd)
 
 
-def _entry(sandbox: Path, pid: int = ME.pid, start: int = ME.start_ticks, **fields) -> RegistryEntry:
-    return RegistryEntry(sandbox=str(sandbox), supervisor_pid=pid, supervisor_start=start,
-                         supervisor_boot=ME.boot_id, front_end=FrontEnd.RUN,
-                         **{"registered_wall": 1234.5, "task_id": "web-0-1", **fields})
-
-
 def test_a_live_supervisor_s_task_read_through_its_entry_says_its_pin_registration_and_user(tmp_path):
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(ME.pid, ME.start_ticks), run_uid=os.geteuid()), *RUNNING])
-    entry = _entry(sandbox, stoker_dir=_pin(sandbox))
+    entry = entry_for(sandbox, stoker_dir=_pin(sandbox))
     seen = inspection.inspect_sandbox(sandbox, entry)
     assert seen.truth.alive and seen.truth.state == "RUNNING", seen.truth
     assert seen.problem == "" and seen.pinned == entry.stoker_dir and seen.registered_wall == 1234.5, seen
@@ -79,7 +73,7 @@ def test_a_pinned_stoker_dir_that_is_not_the_sandbox_s_is_not_read(tmp_path):
     the new one: GONE, the task id its sandbox holds now said."""
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(GONE, 7)), *RUNNING])
-    entry = _entry(sandbox, GONE, 7, stoker_dir="1:2")  # a `.stoker` that is not this one
+    entry = entry_for(sandbox, GONE, 7, stoker_dir="1:2")  # a `.stoker` that is not this one
     seen = inspection.inspect_sandbox(sandbox, entry)
     assert seen.truth.state == GONE_STATE and seen.view is None and seen.pinned == "1:2", seen
     assert "web-0-1" in seen.problem, seen.problem
@@ -92,7 +86,7 @@ def test_a_gone_supervisor_s_records_without_wall_times_are_lost_since_the_check
     checkpoint.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "wall"}) + "\n"
                                   for line in checkpoint.read_text().splitlines()))
     os.utime(checkpoint, (5000.0, 5000.0))
-    seen = inspection.inspect_sandbox(sandbox, _entry(sandbox, GONE, 7, stoker_dir=_pin(sandbox)))
+    seen = inspection.inspect_sandbox(sandbox, entry_for(sandbox, GONE, 7, stoker_dir=_pin(sandbox)))
     assert seen.truth.lost and seen.truth.since == SinceSource.CHECKPOINT_MTIME, seen.truth
     assert seen.truth.since_wall == 5000.0, seen.truth
 
@@ -100,7 +94,7 @@ def test_a_gone_supervisor_s_records_without_wall_times_are_lost_since_the_check
 def test_a_supervisor_that_let_go_before_any_task_state_ended_with_no_task(tmp_path):
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(GONE, 7))])
-    entry = _entry(sandbox, GONE, 7, stoker_dir=_pin(sandbox), ended_wall=2000.0)
+    entry = entry_for(sandbox, GONE, 7, stoker_dir=_pin(sandbox), ended_wall=2000.0)
     seen = inspection.inspect_sandbox(sandbox, entry)
     assert seen.truth.ended and not seen.truth.lost and seen.truth.state == NO_TASK, seen.truth
     gone = inspection.inspect_sandbox(sandbox, attrs.evolve(entry, ended_wall=None))  # it did not let go
@@ -117,12 +111,12 @@ def test_an_earlier_attempt_named_by_its_entry_is_shown_as_it_left_the_sandbox(t
     second = dict(header(GONE + 1, 9, wall=2000.0), task_id="web-0-2", ports={"http": 8081})
     third = dict(header(GONE + 2, 11, wall=3000.0), task_id="web-0-3")
     write(sandbox, [dict(header(GONE, 7), ports={"http": 8080}), *RUNNING, killing, second, *RUNNING, third])
-    seen = inspection.inspect_sandbox(sandbox, _entry(sandbox, GONE, 7, task_id="web-0-1"))
+    seen = inspection.inspect_sandbox(sandbox, entry_for(sandbox, GONE, 7, task_id="web-0-1"))
     assert seen.attempt is not None and seen.attempt.supervisor_pid == GONE, seen.attempt
     assert len(seen.view.attempts) == 1 and seen.view.attempts[0] is seen.attempt, seen.view
     assert seen.view.task_id == "web-0-1" and seen.view.ports == {"http": 8080}, seen.view
     assert seen.truth.lost and not seen.truth.died_killing and seen.truth.since == SinceSource.REGISTRY, seen.truth
-    later = inspection.inspect_sandbox(sandbox, _entry(sandbox, GONE + 1, 9, task_id="web-0-2"))
+    later = inspection.inspect_sandbox(sandbox, entry_for(sandbox, GONE + 1, 9, task_id="web-0-2"))
     assert later.view.task_id == "web-0-2" and len(later.view.attempts) == 2, later.view
     assert inspection.marker_of(seen) == "m4rk3r" and inspection.marker_of(attrs.evolve(seen, attempt=None)) == ""
 
@@ -157,7 +151,7 @@ def test_a_supervisor_that_records_its_end_as_it_is_read_is_read_again(tmp_path,
     reader's cache keeps that view, no fold to go on from."""
     sandbox, cache = tmp_path / "sb", ViewCache()
     write(sandbox, [dict(header(GONE, 7), run_uid=os.geteuid()), *RUNNING])
-    entry = _entry(sandbox, GONE, 7, stoker_dir=_pin(sandbox))
+    entry = entry_for(sandbox, GONE, 7, stoker_dir=_pin(sandbox))
     end = {"kind": "task", "from": "RUNNING", "to": "KILLED", "reason": "killed", "wall": 1005.0}
     _meanwhile(monkeypatch, lambda: write(sandbox, [end]))  # appended by the supervisor, then it exits
     seen = inspection.inspect_sandbox(sandbox, entry, cache=cache)
@@ -202,7 +196,7 @@ def test_a_header_just_written_under_another_id_than_the_entry_s_is_not_its_atte
     yet takes the attempt."""
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(ME.pid, ME.start_ticks), boot=identity.boot_secs()), *RUNNING])
-    seen = inspection.inspect_sandbox(sandbox, _entry(sandbox, task_id=entry_id))
+    seen = inspection.inspect_sandbox(sandbox, entry_for(sandbox, task_id=entry_id))
     assert (seen.attempt is not None) is its and not seen.after_latest is not its, seen
     assert seen.view.task_id == (entry_id or "web-0-1"), seen.view
 
@@ -328,7 +322,7 @@ def _lost(sandbox: str, **fields) -> Inspection:
 
 
 def _taker(sandbox: str, start: int, **fields) -> RegistryEntry:
-    return _entry(Path(sandbox), GONE + start, start, **{"task_id": "", **fields})
+    return entry_for(Path(sandbox), GONE + start, start, **{"task_id": "", **fields})
 
 
 @pytest.mark.parametrize("lost_pin,taker_path,taker_pin", [
@@ -423,7 +417,7 @@ def test_a_checkpoint_that_keeps_none_of_the_entry_s_supervisor_s_attempts_says_
     recorded nothing yet, and nothing of the other run's is shown as its."""
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(GONE, 7)), *RUNNING])
-    entry = _entry(sandbox, stoker_dir=_pin(sandbox))
+    entry = entry_for(sandbox, stoker_dir=_pin(sandbox))
     seen = inspection.inspect_sandbox(sandbox, entry)
     assert seen.view is None and seen.truth.alive and seen.pinned == entry.stoker_dir, seen
     assert seen.problem == (f"the checkpoint in {sandbox}/.stoker keeps no attempt of its supervisor (pid {ME.pid}), "

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 
 from executor.host.clock import iso_time
-from executor.host.entry import FrontEnd, RegistryEntry
 from executor.host.identity import own_identity
 from executor.host.truth import RESTARTING, UNKNOWN, Truth
 from executor.task import inspection, inspectionjson
 from executor.task.leftoverprocs import Foreign, Leftover
-from tests.support.statuscli import GONE, RUNNING, header, write
+from tests.support.statuscli import GONE, RUNNING, entry_for, header, write
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,18 +36,12 @@ def _plain(value: Any) -> bool:
     return value is None or type(value) in (str, int, float, bool)
 
 
-def _entry(sandbox: Path, **fields) -> RegistryEntry:
-    return RegistryEntry(sandbox=str(sandbox), supervisor_pid=fields.pop("pid", ME.pid),
-                         supervisor_start=fields.pop("start", ME.start_ticks), supervisor_boot=ME.boot_id,
-                         front_end=FrontEnd.RUN, **{"registered_wall": 900.0, "task_id": "web-0-1", **fields})
-
-
 def test_a_live_task_s_row_and_status(tmp_path):
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(ME.pid, ME.start_ticks), processes=["web", "side", "cron"], health="http"),
                     *RUNNING, ANNOUNCED])
-    seen = inspection.inspect_sandbox(sandbox, _entry(sandbox))
-    row = inspectionjson.row(_entry(sandbox), seen)
+    seen = inspection.inspect_sandbox(sandbox, entry_for(sandbox))
+    row = inspectionjson.row(entry_for(sandbox), seen)
     started = seen.attempt.started_wall
     assert {k: row[k] for k in ("state", "recorded_state", "supervisor_alive", "ended", "died_killing",
                                 "processes_running", "processes_total", "health", "started", "started_iso",
@@ -83,8 +75,8 @@ def test_a_check_of_no_kind_before_its_first_verdict_is_none_and_no_attempt_is_a
 def test_a_lost_task_replaced_since_with_its_leftovers_and_another_user_s_process(tmp_path):
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(GONE, 7), processes=["web", "side"]), *RUNNING])
-    entry = _entry(sandbox, pid=GONE, start=7)
-    taker = _entry(sandbox, pid=GONE + 1, start=9, task_id="web-0-2", registered_wall=2000.0)
+    entry = entry_for(sandbox, pid=GONE, start=7)
+    taker = entry_for(sandbox, pid=GONE + 1, start=9, task_id="web-0-2", registered_wall=2000.0)
     seen = attrs.evolve(inspection.inspect_sandbox(sandbox, entry), replaced_by=taker,
                         leftovers=(Leftover(11, "web", 3, "sleep 600"), Leftover(12, "web", 4, "sleep 1"),
                                    Leftover(13, "", None, "sh")),
@@ -109,11 +101,11 @@ def test_a_sandbox_with_no_record_says_its_place_its_supervisor_and_why(tmp_path
     sandbox = tmp_path / "sb"
     (sandbox / ".stoker").mkdir(parents=True)
     (sandbox / ".stoker/supervisor.lock").touch()
-    seen = inspection.inspect_sandbox(sandbox, _entry(sandbox, pid=GONE, start=7))
+    seen = inspection.inspect_sandbox(sandbox, entry_for(sandbox, pid=GONE, start=7))
     status = inspectionjson.status_json(seen)
     assert status["sandbox"] == str(sandbox) and status["supervisor_pid"] == GONE, status
     assert status["problem"] == seen.problem != "" and "attempt" not in status, status
-    row = inspectionjson.row(_entry(sandbox, pid=GONE, start=7), seen)
+    row = inspectionjson.row(entry_for(sandbox, pid=GONE, start=7), seen)
     assert row["processes_running"] == row["processes_total"] == 0 and row["task_uid"] is None, row
 
 
@@ -121,7 +113,7 @@ def test_a_row_read_before_its_header_is_named_from_the_checkpoint_only_for_its_
     sandbox = tmp_path / "sb"
     write(sandbox, [dict(header(ME.pid, ME.start_ticks)), *RUNNING])
     seen = inspection.inspect_sandbox(sandbox)
-    nameless = _entry(sandbox, task_id="")
+    nameless = entry_for(sandbox, task_id="")
     assert inspectionjson.row(nameless, seen)["task_id"] == "web-0-1"
     assert inspectionjson.row(nameless, attrs.evolve(seen, attempt=None))["task_id"] == ""
 
@@ -134,7 +126,7 @@ def test_a_restarting_task_s_next_attempt_and_none_without_its_restart_record(tm
     assert inspectionjson.restart_json(restarting) is None
     failed = {"kind": "task", "from": "RUNNING", "to": "FAILED", "reason": "web failed", "wall": 1010.0}
     write(sandbox, [failed, {"kind": "restart", "delay_secs": 2.5, "reason": "task failed (1 of 3)", "wall": 1011.0}])
-    row = inspectionjson.row(_entry(sandbox), inspection.inspect_sandbox(sandbox))
+    row = inspectionjson.row(entry_for(sandbox), inspection.inspect_sandbox(sandbox))
     assert row["state"] == RESTARTING and row["restart"] == {
         "attempt": 2, "after_state": "FAILED", "delay_secs": 2.5, "due": 1013.5, "due_iso": iso_time(1013.5),
         "reason": "task failed (1 of 3)"}, row["restart"]

@@ -1,8 +1,9 @@
 """What the `stoker status` and observer tests share: running the command in process, a
-checkpoint written through the product's own writer from records given as dicts, a sandbox
-registered as a gone supervisor's task, a task registered as a supervisor leaves it
-(`registered_task`: running, LOST or ended), and a second supervisor running a task in a
-process of its own (`supervisor_elsewhere`: another framework's task that took an id)."""
+checkpoint written through the product's own writer from records given as dicts, a registry
+entry of task web-0-1 (`entry_for`), a sandbox registered as a gone supervisor's task, a task
+registered as a supervisor leaves it (`registered_task`: running, LOST or ended), and a
+second supervisor running a task in a process of its own (`supervisor_elsewhere`: another
+framework's task that took an id)."""
 from __future__ import annotations
 
 import contextlib
@@ -61,6 +62,15 @@ def write(sandbox, records) -> None:
     writer = CheckpointWriter(sandbox)
     writer.append_many(records)
     writer.close()
+
+
+def entry_for(sandbox: Path, pid: int | None = None, start: int | None = None, **fields) -> RegistryEntry:
+    """A `stoker run` registry entry of task web-0-1 in `sandbox` (registered at 1234.5), its
+    supervisor this process unless `pid` and `start` name another; `fields` replace any."""
+    me = own_identity()
+    return RegistryEntry(sandbox=str(sandbox), supervisor_pid=me.pid if pid is None else pid,
+                         supervisor_start=me.start_ticks if start is None else start, supervisor_boot=me.boot_id,
+                         front_end=FrontEnd.RUN, **{"registered_wall": 1234.5, "task_id": "web-0-1", **fields})
 
 
 def header(pid, start, marker="m4rk3r", wall=1000.0):
